@@ -1,0 +1,301 @@
+//===- MoeOps.td - moe dialect operations ------------------*- tablegen -*-===//
+
+#ifndef MOE_DIALECT_MOE_IR_MOEOPS_TD
+#define MOE_DIALECT_MOE_IR_MOEOPS_TD
+
+include "moe/Dialect/Moe/IR/MoeDialect.td"
+include "moe/Dialect/Moe/IR/MoeAttrs.td"
+include "mlir/IR/CommonAttrConstraints.td"
+include "mlir/IR/CommonTypeConstraints.td"
+include "mlir/IR/Properties.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+//===----------------------------------------------------------------------===//
+// Type constraints
+//===----------------------------------------------------------------------===//
+
+def Moe_FloatElement : AnyTypeOf<[BF16, F16, F32]>;
+def Moe_ActivationTensor2D : TensorRankOf<[BF16, F16, F32], [2]>;
+def Moe_ActivationTensor3D : TensorRankOf<[BF16, F16, F32], [3]>;
+def Moe_F32Tensor1D : TensorRankOf<[F32], [1]>;
+def Moe_F32Tensor2D : TensorRankOf<[F32], [2]>;
+def Moe_I32Tensor1D : TensorRankOf<[I32], [1]>;
+def Moe_I32Tensor2D : TensorRankOf<[I32], [2]>;
+
+def Moe_ScoringFuncProp : EnumProp<Moe_ScoringFunc>;
+def Moe_ActivationKindProp : EnumProp<Moe_ActivationKind>;
+
+def Moe_FloatPositive : AttrConstraint<
+    CPred<"::llvm::cast<::mlir::FloatAttr>($_self).getValue().isNegative() == false && !::llvm::cast<::mlir::FloatAttr>($_self).getValue().isZero() && !::llvm::cast<::mlir::FloatAttr>($_self).getValue().isNaN()">,
+    "whose value is positive">;
+def Moe_PositiveF32Attr : ConfinedAttr<F32Attr, [Moe_FloatPositive]>;
+
+//===----------------------------------------------------------------------===//
+// RouterOp
+//===----------------------------------------------------------------------===//
+
+def Moe_RouterOp : Moe_Op<"router", [Pure]> {
+  let summary = "router logits: x · W_gateᵀ (+ bias)";
+  let description = [{
+    Computes `logits[m, e] = sum_h x[m, h] * gate_weight[e, h] (+ bias[e])`
+    in f32. `x` is `[M, H]`, `gate_weight` is `[E, H]` with the same element
+    type, the optional `bias` is `[E]` f32, and the result is `[M, E]` f32.
+
+    Example:
+    ```mlir
+    %logits = moe.router %x, %w_gate
+        : tensor<?x4096xbf16>, tensor<8x4096xbf16> -> tensor<?x8xf32>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$input,
+                       Moe_ActivationTensor2D:$gate_weight,
+                       Optional<Moe_F32Tensor1D>:$bias);
+  let results = (outs Moe_F32Tensor2D:$logits);
+  let assemblyFormat = [{
+    $input `,` $gate_weight (`bias` `(` $bias^ `:` type($bias) `)`)? attr-dict
+    `:` type($input) `,` type($gate_weight) `->` type($logits)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// TopkOp
+//===----------------------------------------------------------------------===//
+
+def Moe_TopkOp : Moe_Op<"topk", [Pure]> {
+  let summary = "select k experts per token and their routing weights";
+  let description = [{
+    Turns `logits[M, E]` into routing `weights[M, k]` (f32) and expert
+    `ids[M, k]` (i32), ordered by decreasing selection score. The `scoring`
+    function is one of:
+
+    - `softmax`: scores = softmax over the E logits; select the k largest.
+    - `sigmoid`: scores = sigmoid(logits); select the k largest.
+    - `topk_softmax`: select the k largest logits; weights = softmax over
+      those k logits.
+
+    Options, in the order they apply:
+
+    - `bias(%b)`: an `[E]` f32 correction added to the scores for *selection
+      only* (DeepSeek-V3's `e_score_correction_bias`); the weights come from
+      the unbiased scores.
+    - `groups = G / T`: grouped selection. The E experts form G equal groups;
+      a group's score is the sum of its two largest biased scores (its one
+      score when a group has a single expert); only experts of the T best
+      groups may be selected.
+    - `renormalize`: divide the k weights by their sum.
+    - `scale = s`: multiply the weights by `s` (DeepSeek-V3's
+      `routed_scaling_factor`).
+
+    Ties are broken toward the lower expert (or group) index. A NaN score
+    ranks below every number, so ids always lie in `[0, E)`; NaN weights
+    propagate.
+
+    Example (DeepSeek-V3):
+    ```mlir
+    %w, %ids = moe.topk sigmoid %logits bias(%b : tensor<256xf32>)
+        {k = 8 : i64, num_groups = 8 : i64, topk_groups = 4 : i64,
+         renormalize, routed_scaling_factor = 2.5 : f32}
+        : tensor<?x256xf32> -> tensor<?x8xf32>, tensor<?x8xi32>
+    ```
+  }];
+  let arguments = (ins Moe_F32Tensor2D:$logits,
+                       Optional<Moe_F32Tensor1D>:$bias,
+                       Moe_ScoringFuncProp:$scoring,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$k,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$num_groups,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$topk_groups,
+                       UnitAttr:$renormalize,
+                       OptionalAttr<Moe_PositiveF32Attr>:$routed_scaling_factor);
+  let results = (outs Moe_F32Tensor2D:$weights, Moe_I32Tensor2D:$ids);
+  let assemblyFormat = [{
+    $scoring $logits (`bias` `(` $bias^ `:` type($bias) `)`)? attr-dict
+    `:` type($logits) `->` type($weights) `,` type($ids)
+  }];
+  let extraClassDeclaration = [{
+    /// Number of experts E, from the logits type.
+    int64_t getNumExperts() {
+      return getLogits().getType().getDimSize(1);
+    }
+    /// Number of expert groups G (1 without grouped selection).
+    int64_t getNumGroupsOrOne() { return getNumGroups().value_or(1); }
+    /// Number of groups T that selection may draw from (G when ungrouped).
+    int64_t getTopkGroupsOrAll() {
+      return getTopkGroups().value_or(getNumGroupsOrOne());
+    }
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// PermuteOp
+//===----------------------------------------------------------------------===//
+
+def Moe_PermuteOp : Moe_Op<"permute", [Pure]> {
+  let summary = "group the (token, slot) assignments by expert";
+  let description = [{
+    Given token rows `input[M, H]` and expert `ids[M, k]`, orders the M·k
+    assignments `a = token * k + slot` by expert id, stably, and returns:
+
+    - `rows[M·k, H]`: `rows[i] = input[source[i] / k]`;
+    - `offsets[E + 1]` (i32): expert e owns rows `[offsets[e], offsets[e+1])`;
+      `offsets[0] = 0` and `offsets[E] = M·k`;
+    - `source[M·k]` (i32): the assignment index each row came from.
+
+    E is the number of experts, taken from the type of `offsets`. An id
+    outside `[0, E)` is a runtime error.
+
+    Example:
+    ```mlir
+    %rows, %offsets, %source = moe.permute %x, %ids
+        : tensor<?x4096xbf16>, tensor<?x2xi32>
+        -> tensor<?x4096xbf16>, tensor<9xi32>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$input, Moe_I32Tensor2D:$ids);
+  let results = (outs Moe_ActivationTensor2D:$rows, Moe_I32Tensor1D:$offsets,
+                      Moe_I32Tensor1D:$source);
+  let assemblyFormat = [{
+    $input `,` $ids attr-dict `:` type($input) `,` type($ids)
+    `->` type($rows) `,` type($offsets) `,` type($source)
+  }];
+  let extraClassDeclaration = [{
+    /// Number of experts E, from the offsets type.
+    int64_t getNumExperts() {
+      return getOffsets().getType().getDimSize(0) - 1;
+    }
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// GroupedMatmulOp
+//===----------------------------------------------------------------------===//
+
+def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul", [Pure]> {
+  let summary = "per-expert matmul over expert-contiguous rows";
+  let description = [{
+    For every expert e and every row i in `[offsets[e], offsets[e+1])`:
+    `result[i, n] = sum_k rows[i, k] * weights[e, n, k]`, accumulated in f32
+    and converted to the result element type. `rows` is `[R, K]`, `weights`
+    is `[E, N, K]` and `offsets` is `[E + 1]` i32 with `offsets[E] = R`.
+
+    The `quantization` attribute names the operand format and so the matmul
+    pattern; it defaults to `#moe.quant<none>`.
+
+    Example:
+    ```mlir
+    %h = moe.grouped_matmul %rows, %w13, %offsets
+        : tensor<?x4096xbf16>, tensor<8x28672x4096xbf16>, tensor<9xi32>
+        -> tensor<?x28672xf32>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$rows,
+                       Moe_ActivationTensor3D:$weights,
+                       Moe_I32Tensor1D:$offsets,
+                       DefaultValuedAttr<Moe_QuantizationAttr,
+                         "::mlir::moe::QuantFormat::None">:$quantization);
+  let results = (outs Moe_ActivationTensor2D:$result);
+  let assemblyFormat = [{
+    $rows `,` $weights `,` $offsets attr-dict `:` type($rows) `,`
+    type($weights) `,` type($offsets) `->` type($result)
+  }];
+  let extraClassDeclaration = [{
+    int64_t getNumExperts() {
+      return getWeights().getType().getDimSize(0);
+    }
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// ActivationOp
+//===----------------------------------------------------------------------===//
+
+def Moe_ActivationOp : Moe_Op<"activation", [Pure]> {
+  let summary = "gated activation over [gate | up] halves";
+  let description = [{
+    Splits the last dimension of `input[R, 2I]` into `gate = input[:, :I]`
+    and `up = input[:, I:]`, and returns `[R, I]`:
+
+    - `silu_and_mul`: `silu(gate) * up`, with `silu(x) = x * sigmoid(x)`;
+    - `gelu_and_mul`: `gelu(gate) * up`, with the exact (erf) gelu;
+    - `swiglu` (GPT-OSS), with attributes `alpha` and `limit`:
+      `g = min(gate, limit)`, `u = clamp(up, -limit, limit)`,
+      `g * sigmoid(alpha * g) * (u + 1)`.
+
+    Example:
+    ```mlir
+    %a = moe.activation swiglu %h {alpha = 1.702 : f32, limit = 7.0 : f32}
+        : tensor<?x5760xf32> -> tensor<?x2880xf32>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$input,
+                       Moe_ActivationKindProp:$kind,
+                       OptionalAttr<F32Attr>:$alpha,
+                       OptionalAttr<Moe_PositiveF32Attr>:$limit);
+  let results = (outs Moe_ActivationTensor2D:$result);
+  let assemblyFormat = [{
+    $kind $input attr-dict `:` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// UnpermuteOp
+//===----------------------------------------------------------------------===//
+
+def Moe_UnpermuteOp : Moe_Op<"unpermute", [Pure]> {
+  let summary = "scatter expert-ordered rows back to assignment order";
+  let description = [{
+    The inverse of `moe.permute`'s grouping: with `rows[M·k, N]` and the
+    `source[M·k]` assignment index of each row, returns `result[M, k, N]`
+    with `result[a / k, a % k] = rows[i]` where `a = source[i]`. k comes from
+    the result type.
+
+    Example:
+    ```mlir
+    %y = moe.unpermute %out, %source
+        : tensor<?x4096xf32>, tensor<?xi32> -> tensor<?x2x4096xf32>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$rows, Moe_I32Tensor1D:$source);
+  let results = (outs Moe_ActivationTensor3D:$result);
+  let assemblyFormat = [{
+    $rows `,` $source attr-dict `:` type($rows) `,` type($source)
+    `->` type($result)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+def Moe_CombineOp : Moe_Op<"combine", [Pure]> {
+  let summary = "weighted sum of each token's k expert outputs";
+  let description = [{
+    `result[m, h] = scale * sum_j weights[m, j] * input[m, j, h]`, computed
+    in f32. `input` is `[M, k, H]`, `weights` is `[M, k]` f32, and `scale` is
+    the optional `routed_scaling_factor` (1 when absent).
+
+    Example:
+    ```mlir
+    %out = moe.combine %y, %w
+        : tensor<?x2x4096xf32>, tensor<?x2xf32> -> tensor<?x4096xbf16>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor3D:$input,
+                       Moe_F32Tensor2D:$weights,
+                       OptionalAttr<Moe_PositiveF32Attr>:$routed_scaling_factor);
+  let results = (outs Moe_ActivationTensor2D:$result);
+  let assemblyFormat = [{
+    $input `,` $weights attr-dict `:` type($input) `,` type($weights)
+    `->` type($result)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+}
+
+#endif // MOE_DIALECT_MOE_IR_MOEOPS_TD
