@@ -12,7 +12,7 @@ include "mlir/IR/EnumAttr.td"
 //===----------------------------------------------------------------------===//
 
 def Moe_ScoringFunc : I32EnumAttr<"ScoringFunc",
-    "how router logits become expert scores and routing weights", [
+    "expert scoring function", [
   I32EnumAttrCase<"Softmax", 0, "softmax">,
   I32EnumAttrCase<"Sigmoid", 1, "sigmoid">,
   I32EnumAttrCase<"TopkSoftmax", 2, "topk_softmax">
@@ -22,7 +22,7 @@ def Moe_ScoringFunc : I32EnumAttr<"ScoringFunc",
 }
 
 def Moe_ActivationKind : I32EnumAttr<"ActivationKind",
-    "gated activation applied to [gate | up] halves", [
+    "gated activation", [
   I32EnumAttrCase<"SiluAndMul", 0, "silu_and_mul">,
   I32EnumAttrCase<"GeluAndMul", 1, "gelu_and_mul">,
   I32EnumAttrCase<"Swiglu", 2, "swiglu">
@@ -32,7 +32,7 @@ def Moe_ActivationKind : I32EnumAttr<"ActivationKind",
 }
 
 def Moe_QuantFormat : I32EnumAttr<"QuantFormat",
-    "storage format of grouped matmul operands", [
+    "quantization format", [
   I32EnumAttrCase<"None", 0, "none">
 ]> {
   let genSpecializedAttr = 0;

@@ -1,0 +1,212 @@
+"""Float64 NumPy reference of a Mixture-of-Experts layer.
+
+This module is the oracle every correctness test compares against. It mirrors
+the `moe` dialect op by op, with the same semantics:
+
+* expert weights are stored [E, N, K] and a grouped matmul computes rows·W[e]ᵀ;
+* assignments are numbered token * k + slot;
+* selection ties go to the lower expert (or group) index;
+* in selection a NaN score compares as -inf, so ids always lie in [0, E);
+  NaN weights propagate.
+
+Everything is computed in float64 regardless of the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+SCORING_FUNCS = ("softmax", "sigmoid", "topk_softmax")
+ACTIVATIONS = ("silu_and_mul", "gelu_and_mul", "swiglu")
+
+
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _descending_order(keys: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Indices that sort each row of `keys` descending, stable (lower index
+    first on ties), NaN as -inf, and indices not `allowed` after all others."""
+    filled = np.where(np.isnan(keys), -np.inf, keys)
+    if allowed is None:
+        allowed = np.ones(keys.shape, dtype=bool)
+    # np.lexsort sorts by the last key first and is stable.
+    return np.lexsort((-filled, ~allowed), axis=-1)
+
+
+def router(x, gate_weight, bias=None) -> np.ndarray:
+    """logits[M, E] = x[M, H] · gate_weight[E, H]ᵀ (+ bias[E])."""
+    x, gate_weight = _f64(x), _f64(gate_weight)
+    if x.ndim != 2 or gate_weight.ndim != 2 or x.shape[1] != gate_weight.shape[1]:
+        raise ValueError(f"router: shapes {x.shape} and {gate_weight.shape} do not match")
+    logits = x @ gate_weight.T
+    if bias is not None:
+        logits = logits + _f64(bias)[None, :]
+    return logits
+
+
+def topk(
+    logits,
+    k: int,
+    scoring: str = "softmax",
+    bias=None,
+    num_groups: int | None = None,
+    topk_groups: int | None = None,
+    renormalize: bool = False,
+    routed_scaling_factor: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (weights[M, k] float64, ids[M, k] int32), by decreasing score."""
+    logits = _f64(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"topk: logits must be [M, E], got {logits.shape}")
+    num_tokens, num_experts = logits.shape
+    if not 1 <= k <= num_experts:
+        raise ValueError(f"topk: k={k} must lie in [1, {num_experts}]")
+    if scoring not in SCORING_FUNCS:
+        raise ValueError(f"topk: unknown scoring {scoring!r}")
+    if (num_groups is None) != (topk_groups is None):
+        raise ValueError("topk: num_groups and topk_groups go together")
+
+    if scoring == "softmax":
+        scores = _softmax(logits)
+    elif scoring == "sigmoid":
+        scores = _sigmoid(logits)
+    else:
+        scores = logits
+    selection = scores if bias is None else scores + _f64(bias)[None, :]
+
+    allowed = np.ones(selection.shape, dtype=bool)
+    if num_groups is not None:
+        if num_experts % num_groups or not 1 <= topk_groups <= num_groups:
+            raise ValueError(f"topk: bad grouping {num_groups}/{topk_groups} for E={num_experts}")
+        group_size = num_experts // num_groups
+        grouped = selection.reshape(num_tokens, num_groups, group_size)
+        grouped = np.where(np.isnan(grouped), -np.inf, grouped)
+        best_two = -np.sort(-grouped, axis=-1)[..., : min(2, group_size)]
+        group_scores = best_two.sum(axis=-1)
+        chosen_groups = _descending_order(group_scores)[:, :topk_groups]
+        group_mask = np.zeros((num_tokens, num_groups), dtype=bool)
+        np.put_along_axis(group_mask, chosen_groups, True, axis=-1)
+        allowed = np.repeat(group_mask, group_size, axis=-1)
+        if k > topk_groups * group_size:
+            raise ValueError("topk: k exceeds the experts of the selected groups")
+
+    ids = _descending_order(selection, allowed)[:, :k]
+    weights = np.take_along_axis(scores, ids, axis=-1)
+    if scoring == "topk_softmax" and k > 0:
+        weights = _softmax(weights)
+    if renormalize:
+        weights = weights / np.sum(weights, axis=-1, keepdims=True)
+    if routed_scaling_factor is not None:
+        weights = weights * routed_scaling_factor
+    return weights, ids.astype(np.int32)
+
+
+def permute(x, ids, num_experts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Groups the M·k assignments by expert, stably.
+
+    Returns (rows[M·k, H], offsets[E + 1] int32, source[M·k] int32)."""
+    x = _f64(x)
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or x.ndim != 2 or ids.shape[0] != x.shape[0]:
+        raise ValueError(f"permute: shapes {x.shape} and {ids.shape} do not match")
+    k = ids.shape[1]
+    flat_ids = ids.reshape(-1).astype(np.int64)
+    if flat_ids.size and (flat_ids.min() < 0 or flat_ids.max() >= num_experts):
+        raise ValueError(f"permute: expert id out of range [0, {num_experts})")
+    source = np.argsort(flat_ids, kind="stable")
+    rows = x[source // k] if k else x[:0]
+    counts = np.bincount(flat_ids, minlength=num_experts)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return rows, offsets.astype(np.int32), source.astype(np.int32)
+
+
+def grouped_matmul(rows, weights, offsets) -> np.ndarray:
+    """result[i] = rows[i] · weights[e]ᵀ for i in [offsets[e], offsets[e+1])."""
+    rows, weights = _f64(rows), _f64(weights)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    num_experts, out_features, in_features = weights.shape
+    if rows.ndim != 2 or rows.shape[1] != in_features:
+        raise ValueError(f"grouped_matmul: rows {rows.shape} vs weights {weights.shape}")
+    if offsets.shape != (num_experts + 1,) or offsets[-1] != rows.shape[0]:
+        raise ValueError(f"grouped_matmul: bad offsets {offsets}")
+    result = np.zeros((rows.shape[0], out_features))
+    for expert in range(num_experts):
+        begin, end = offsets[expert], offsets[expert + 1]
+        result[begin:end] = rows[begin:end] @ weights[expert].T
+    return result
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def activation(x, kind: str, alpha: float | None = None, limit: float | None = None) -> np.ndarray:
+    """Gated activation over the [gate | up] halves of the last dimension."""
+    x = _f64(x)
+    if x.shape[-1] % 2:
+        raise ValueError(f"activation: odd last dimension {x.shape[-1]}")
+    half = x.shape[-1] // 2
+    gate, up = x[..., :half], x[..., half:]
+    if kind == "silu_and_mul":
+        return gate * _sigmoid(gate) * up
+    if kind == "gelu_and_mul":
+        return 0.5 * gate * (1.0 + _erf(gate / math.sqrt(2.0)).astype(np.float64)) * up
+    if kind == "swiglu":
+        if alpha is None or limit is None:
+            raise ValueError("activation: swiglu needs alpha and limit")
+        gate = np.minimum(gate, limit)
+        up = np.clip(up, -limit, limit)
+        return gate * _sigmoid(alpha * gate) * (up + 1.0)
+    raise ValueError(f"activation: unknown kind {kind!r}")
+
+
+def unpermute(rows, source, k: int) -> np.ndarray:
+    """result[a // k, a % k] = rows[i] with a = source[i]; returns [M, k, N]."""
+    rows = _f64(rows)
+    source = np.asarray(source, dtype=np.int64)
+    if rows.shape[0] != source.shape[0] or rows.shape[0] % k:
+        raise ValueError(f"unpermute: {rows.shape[0]} rows, {source.shape[0]} indices, k={k}")
+    result = np.empty_like(rows)
+    result[source] = rows
+    return result.reshape(rows.shape[0] // k, k, rows.shape[1])
+
+
+def combine(expert_out, weights, routed_scaling_factor: float | None = None) -> np.ndarray:
+    """result[m] = scale · Σ_j weights[m, j] · expert_out[m, j]."""
+    expert_out, weights = _f64(expert_out), _f64(weights)
+    result = np.einsum("mk,mkh->mh", weights, expert_out)
+    if routed_scaling_factor is not None:
+        result = result * routed_scaling_factor
+    return result
+
+
+def moe_layer(x, gate_weight, w13, w2, config, gate_bias=None, score_bias=None) -> np.ndarray:
+    """The full forward of one layer described by a `LayerConfig`."""
+    logits = router(x, gate_weight, gate_bias)
+    weights, ids = topk(
+        logits,
+        config.k,
+        config.scoring,
+        bias=score_bias,
+        num_groups=config.num_groups,
+        topk_groups=config.topk_groups,
+        renormalize=config.renormalize,
+        routed_scaling_factor=config.routed_scaling_factor,
+    )
+    rows, offsets, source = permute(x, ids, config.num_experts)
+    hidden = grouped_matmul(rows, w13, offsets)
+    hidden = activation(hidden, config.activation, config.swiglu_alpha, config.swiglu_limit)
+    out_rows = grouped_matmul(hidden, w2, offsets)
+    return combine(unpermute(out_rows, source, config.k), weights)

@@ -1,0 +1,406 @@
+// RUN: moe-opt %s -split-input-file -verify-diagnostics
+
+//===----------------------------------------------------------------------===//
+// moe.router
+//===----------------------------------------------------------------------===//
+
+func.func @router_rank(%x: tensor<?x8x64xbf16>, %w: tensor<8x64xbf16>) {
+  // expected-error @+1 {{operand #0 must be 2D tensor of bfloat16 type or 16-bit float or 32-bit float values}}
+  %0 = moe.router %x, %w : tensor<?x8x64xbf16>, tensor<8x64xbf16> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_logits_type(%x: tensor<?x64xbf16>, %w: tensor<8x64xbf16>) {
+  // expected-error @+1 {{result #0 must be 2D tensor of 32-bit float values}}
+  %0 = moe.router %x, %w : tensor<?x64xbf16>, tensor<8x64xbf16> -> tensor<?x8xbf16>
+  return
+}
+
+// -----
+
+func.func @router_dynamic_gate(%x: tensor<?x64xbf16>, %w: tensor<?x64xbf16>) {
+  // expected-error @+1 {{expects a static gate_weight shape [E, H]}}
+  %0 = moe.router %x, %w : tensor<?x64xbf16>, tensor<?x64xbf16> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_element_types(%x: tensor<?x64xf32>, %w: tensor<8x64xbf16>) {
+  // expected-error @+1 {{expects input and gate_weight to share an element type, got 'f32' and 'bf16'}}
+  %0 = moe.router %x, %w : tensor<?x64xf32>, tensor<8x64xbf16> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_hidden(%x: tensor<?x32xbf16>, %w: tensor<8x64xbf16>) {
+  // expected-error @+1 {{expects input hidden size 32 to match gate_weight hidden size 64}}
+  %0 = moe.router %x, %w : tensor<?x32xbf16>, tensor<8x64xbf16> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_bias(%x: tensor<?x64xbf16>, %w: tensor<8x64xbf16>, %b: tensor<4xf32>) {
+  // expected-error @+1 {{expects bias of size 8 (one per expert)}}
+  %0 = moe.router %x, %w bias(%b : tensor<4xf32>) : tensor<?x64xbf16>, tensor<8x64xbf16> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @router_logits_shape(%x: tensor<?x64xbf16>, %w: tensor<8x64xbf16>) {
+  // expected-error @+1 {{expects logits of shape [?, 8], got 'tensor<?x4xf32>'}}
+  %0 = moe.router %x, %w : tensor<?x64xbf16>, tensor<8x64xbf16> -> tensor<?x4xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.topk
+//===----------------------------------------------------------------------===//
+
+func.func @topk_unknown_scoring(%l: tensor<?x8xf32>) {
+  // expected-error @+2 {{expected one of [softmax, sigmoid, topk_softmax] for expert scoring function, got: relu}}
+  // expected-error @+1 {{invalid value for property scoring}}
+  %w, %i = moe.topk relu %l {k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @topk_zero_k(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{attribute 'k' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %w, %i = moe.topk softmax %l {k = 0 : i64} : tensor<?x8xf32> -> tensor<?x0xf32>, tensor<?x0xi32>
+  return
+}
+
+// -----
+
+func.func @topk_negative_scale(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{attribute 'routed_scaling_factor' failed to satisfy constraint: 32-bit float attribute whose value is positive}}
+  %w, %i = moe.topk softmax %l {k = 2 : i64, routed_scaling_factor = -1.0 : f32} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @topk_dynamic_experts(%l: tensor<?x?xf32>) {
+  // expected-error @+1 {{expects dimension 1 of logits to be static, got 'tensor<?x?xf32>'}}
+  %w, %i = moe.topk softmax %l {k = 2 : i64} : tensor<?x?xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @topk_k_too_large(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{expects k (9) to be at most the number of experts (8)}}
+  %w, %i = moe.topk softmax %l {k = 9 : i64} : tensor<?x8xf32> -> tensor<?x9xf32>, tensor<?x9xi32>
+  return
+}
+
+// -----
+
+func.func @topk_bias(%l: tensor<?x8xf32>, %b: tensor<16xf32>) {
+  // expected-error @+1 {{expects bias of size 8 (one per expert), got 'tensor<16xf32>'}}
+  %w, %i = moe.topk sigmoid %l bias(%b : tensor<16xf32>) {k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @topk_groups_alone(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{expects num_groups and topk_groups to be given together}}
+  %w, %i = moe.topk sigmoid %l {k = 2 : i64, num_groups = 4 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @topk_groups_divide(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{expects num_groups (3) to divide the number of experts (8)}}
+  %w, %i = moe.topk sigmoid %l {k = 2 : i64, num_groups = 3 : i64, topk_groups = 1 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @topk_groups_too_many(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{expects topk_groups (5) to be at most num_groups (4)}}
+  %w, %i = moe.topk sigmoid %l {k = 2 : i64, num_groups = 4 : i64, topk_groups = 5 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @topk_groups_k(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{expects k (3) to be at most the experts in the selected groups (2)}}
+  %w, %i = moe.topk sigmoid %l {k = 3 : i64, num_groups = 4 : i64, topk_groups = 1 : i64} : tensor<?x8xf32> -> tensor<?x3xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+func.func @topk_result_shape(%l: tensor<?x8xf32>) {
+  // expected-error @+1 {{expects results of shape [?, 2], got 'tensor<?x3xi32>'}}
+  %w, %i = moe.topk softmax %l {k = 2 : i64} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.permute
+//===----------------------------------------------------------------------===//
+
+func.func @permute_ids_type(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi64>) {
+  // expected-error @+1 {{operand #1 must be 2D tensor of 32-bit signless integer values}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi64> -> tensor<?x64xbf16>, tensor<9xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @permute_dynamic_hidden(%x: tensor<?x?xbf16>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects dimension 1 of input to be static}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<?x?xbf16>, tensor<?x2xi32> -> tensor<?x?xbf16>, tensor<9xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @permute_dynamic_k(%x: tensor<?x64xbf16>, %ids: tensor<?x?xi32>) {
+  // expected-error @+1 {{expects dimension 1 of ids to be static}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x?xi32> -> tensor<?x64xbf16>, tensor<9xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @permute_dynamic_offsets(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects dimension 0 of offsets to be static}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<?xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @permute_no_expert(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects offsets of size E + 1 with at least one expert, got 'tensor<1xi32>'}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @permute_token_count(%x: tensor<4x64xbf16>, %ids: tensor<3x2xi32>) {
+  // expected-error @+1 {{expects one row of ids per input row}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<4x64xbf16>, tensor<3x2xi32> -> tensor<?x64xbf16>, tensor<9xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @permute_rows_type(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects rows with the element type and hidden size of input}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xf32>, tensor<9xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @permute_row_count(%x: tensor<4x64xbf16>, %ids: tensor<4x2xi32>) {
+  // expected-error @+1 {{expects rows and source to have M * k = 8 rows, got 'tensor<4x64xbf16>' and 'tensor<?xi32>'}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<4x64xbf16>, tensor<4x2xi32> -> tensor<4x64xbf16>, tensor<9xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.grouped_matmul
+//===----------------------------------------------------------------------===//
+
+func.func @gmm_unknown_quant(%r: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+2 {{expected ::mlir::moe::QuantFormat to be one of: none}}
+  // expected-error @+1 {{failed to parse Moe_QuantizationAttr parameter 'format'}}
+  %0 = moe.grouped_matmul %r, %w, %o {quantization = #moe.quant<nvfp4>} : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_dynamic_weights(%r: tensor<?x64xbf16>, %w: tensor<?x128x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects a static weights shape [E, N, K]}}
+  %0 = moe.grouped_matmul %r, %w, %o : tensor<?x64xbf16>, tensor<?x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_offsets(%r: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %o: tensor<8xi32>) {
+  // expected-error @+1 {{expects offsets of size E + 1 = 9, got 'tensor<8xi32>'}}
+  %0 = moe.grouped_matmul %r, %w, %o : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<8xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_inner(%r: tensor<?x32xbf16>, %w: tensor<8x128x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects rows with K = 64 columns to match weights}}
+  %0 = moe.grouped_matmul %r, %w, %o : tensor<?x32xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_element_types(%r: tensor<?x64xf32>, %w: tensor<8x128x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects rows and weights to share an element type without quantization, got 'f32' and 'bf16'}}
+  %0 = moe.grouped_matmul %r, %w, %o : tensor<?x64xf32>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_result(%r: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects result of shape [?, 128], got 'tensor<?x64xf32>'}}
+  %0 = moe.grouped_matmul %r, %w, %o : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.activation
+//===----------------------------------------------------------------------===//
+
+func.func @activation_unknown(%h: tensor<?x64xf32>) {
+  // expected-error @+2 {{expected one of [silu_and_mul, gelu_and_mul, swiglu] for gated activation, got: relu}}
+  // expected-error @+1 {{invalid value for property kind}}
+  %0 = moe.activation relu %h : tensor<?x64xf32> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @activation_dynamic(%h: tensor<?x?xf32>) {
+  // expected-error @+1 {{expects dimension 1 of input to be static}}
+  %0 = moe.activation silu_and_mul %h : tensor<?x?xf32> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @activation_odd(%h: tensor<?x63xf32>) {
+  // expected-error @+1 {{expects an even last dimension holding [gate | up], got 63}}
+  %0 = moe.activation silu_and_mul %h : tensor<?x63xf32> -> tensor<?x31xf32>
+  return
+}
+
+// -----
+
+func.func @activation_result(%h: tensor<?x64xf32>) {
+  // expected-error @+1 {{expects result of shape [?, 32] with element type 'f32', got 'tensor<?x64xf32>'}}
+  %0 = moe.activation silu_and_mul %h : tensor<?x64xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @activation_swiglu_params(%h: tensor<?x64xf32>) {
+  // expected-error @+1 {{expects swiglu to carry both alpha and limit}}
+  %0 = moe.activation swiglu %h {alpha = 1.702 : f32} : tensor<?x64xf32> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @activation_stray_params(%h: tensor<?x64xf32>) {
+  // expected-error @+1 {{expects alpha and limit only with swiglu, not silu_and_mul}}
+  %0 = moe.activation silu_and_mul %h {limit = 7.0 : f32} : tensor<?x64xf32> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+func.func @activation_negative_limit(%h: tensor<?x64xf32>) {
+  // expected-error @+1 {{attribute 'limit' failed to satisfy constraint: 32-bit float attribute whose value is positive}}
+  %0 = moe.activation swiglu %h {alpha = 1.702 : f32, limit = -7.0 : f32} : tensor<?x64xf32> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.unpermute
+//===----------------------------------------------------------------------===//
+
+func.func @unpermute_dynamic_k(%y: tensor<?x64xf32>, %s: tensor<?xi32>) {
+  // expected-error @+1 {{expects dimension 1 of result to be static}}
+  %0 = moe.unpermute %y, %s : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x?x64xf32>
+  return
+}
+
+// -----
+
+func.func @unpermute_width(%y: tensor<?x64xf32>, %s: tensor<?xi32>) {
+  // expected-error @+1 {{expects result [M, k, N] with the static N and element type of rows}}
+  %0 = moe.unpermute %y, %s : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x2x32xf32>
+  return
+}
+
+// -----
+
+func.func @unpermute_source(%y: tensor<8x64xf32>, %s: tensor<6xi32>) {
+  // expected-error @+1 {{expects one source index per row, got 'tensor<6xi32>' for 'tensor<8x64xf32>'}}
+  %0 = moe.unpermute %y, %s : tensor<8x64xf32>, tensor<6xi32> -> tensor<4x2x64xf32>
+  return
+}
+
+// -----
+
+func.func @unpermute_count(%y: tensor<8x64xf32>, %s: tensor<8xi32>) {
+  // expected-error @+1 {{expects M * k = 6 rows, got 'tensor<8x64xf32>'}}
+  %0 = moe.unpermute %y, %s : tensor<8x64xf32>, tensor<8xi32> -> tensor<3x2x64xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// moe.combine
+//===----------------------------------------------------------------------===//
+
+func.func @combine_dynamic_k(%y: tensor<?x?x64xf32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects dimension 1 of input to be static}}
+  %0 = moe.combine %y, %w : tensor<?x?x64xf32>, tensor<?x2xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @combine_dynamic_hidden(%y: tensor<?x2x?xf32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects dimension 2 of input to be static}}
+  %0 = moe.combine %y, %w : tensor<?x2x?xf32>, tensor<?x2xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @combine_weights(%y: tensor<?x2x64xf32>, %w: tensor<?x4xf32>) {
+  // expected-error @+1 {{expects weights of shape [?, 2], got 'tensor<?x4xf32>'}}
+  %0 = moe.combine %y, %w : tensor<?x2x64xf32>, tensor<?x4xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
+
+func.func @combine_result(%y: tensor<?x2x64xf32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects result of shape [?, 64], got 'tensor<?x32xf32>'}}
+  %0 = moe.combine %y, %w : tensor<?x2x64xf32>, tensor<?x2xf32> -> tensor<?x32xf32>
+  return
+}
