@@ -5,7 +5,9 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeDialect.h"
+#include "moe/Pipelines/Pipelines.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -15,6 +17,8 @@
 
 int main(int argc, char **argv) {
   mlir::registerAllPasses();
+  mlir::moe::registerMoeConversionPasses();
+  mlir::moe::registerCpuPipeline();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

@@ -1,0 +1,40 @@
+//===- Passes.td - moe conversion passes -------------------*- tablegen -*-===//
+
+#ifndef MOE_CONVERSION_PASSES
+#define MOE_CONVERSION_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def ConvertMoeToLinalg : Pass<"convert-moe-to-linalg", "ModuleOp"> {
+  let summary = "Lower moe ops to linalg, tensor, scf, arith and math";
+  let description = [{
+    Rewrites every `moe` op into upstream dialects with tensor semantics. The
+    result is the executable specification of the layer: it bufferizes and
+    lowers to LLVM through `moe-cpu-pipeline`.
+
+    - `moe.grouped_matmul` becomes a loop over experts whose bounds are the
+      expert's row range; each expert's rows go through static
+      `[row-block, K] x [N, K]` contractions (`linalg.generic`), so that later
+      tiling and vectorization see static shapes.
+    - `moe.topk` computes scores with linalg ops for all tokens at once, then
+      selects experts per token with scalar `scf` loops (k rounds of an
+      argmax in which ties go to the lower index and NaN ranks as -inf).
+    - `moe.permute` reports an expert id outside `[0, E)` through a call to
+      `moe_report_invalid_expert(id, E)` and continues with the id clamped,
+      so memory stays in bounds; the caller turns the report into an error.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect",
+    "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+  let options = [
+    Option<"rowBlock", "row-block", "int64_t", /*default=*/"8",
+           "Rows per static contraction block of a grouped matmul">
+  ];
+}
+
+#endif // MOE_CONVERSION_PASSES

@@ -1,0 +1,42 @@
+//===- CpuPipeline.cpp - moe-cpu-pipeline ---------------------------------===//
+
+#include "moe/Pipelines/Pipelines.h"
+
+#include "moe/Conversion/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+
+using namespace mlir;
+
+void mlir::moe::buildCpuPipeline(OpPassManager &pm,
+                                 const CpuPipelineOptions &options) {
+  ConvertMoeToLinalgOptions toLinalg;
+  toLinalg.rowBlock = options.rowBlock;
+  pm.addPass(createConvertMoeToLinalg(toLinalg));
+  // The rest is upstream passes; spelled as a textual pipeline so that it
+  // reads like the mlir-opt invocation it is equivalent to.
+  constexpr llvm::StringLiteral kUpstreamPipeline =
+      "canonicalize,cse,"
+      "one-shot-bufferize{bufferize-function-boundaries "
+      "function-boundary-type-conversion=identity-layout-map},"
+      "buffer-deallocation-pipeline,"
+      "func.func(convert-linalg-to-loops),"
+      "convert-vector-to-scf,lower-affine,convert-scf-to-cf,"
+      "expand-strided-metadata,"
+      "convert-math-to-libm,"
+      "convert-vector-to-llvm,"
+      "finalize-memref-to-llvm,"
+      "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
+      "convert-func-to-llvm,convert-cf-to-llvm,"
+      "reconcile-unrealized-casts";
+  if (failed(parsePassPipeline(kUpstreamPipeline, pm)))
+    llvm::report_fatal_error("moe-cpu-pipeline: malformed upstream pipeline");
+}
+
+void mlir::moe::registerCpuPipeline() {
+  PassPipelineRegistration<CpuPipelineOptions>(
+      "moe-cpu-pipeline",
+      "Lower moe ops to the LLVM dialect for execution on the host CPU",
+      buildCpuPipeline);
+}
