@@ -22,8 +22,9 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm,
       "function-boundary-type-conversion=identity-layout-map},"
       "buffer-deallocation-pipeline,"
       "func.func(convert-linalg-to-loops),"
-      "convert-vector-to-scf,lower-affine,convert-scf-to-cf,"
-      "expand-strided-metadata,"
+      // expand-strided-metadata emits affine.apply: lower affine after it.
+      "convert-vector-to-scf,expand-strided-metadata,lower-affine,"
+      "convert-scf-to-cf,"
       "convert-math-to-libm,"
       "convert-vector-to-llvm,"
       "finalize-memref-to-llvm,"

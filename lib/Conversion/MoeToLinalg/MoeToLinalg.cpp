@@ -235,6 +235,54 @@ static Value extractIndex(OpBuilder &b, Location loc, Value tensor,
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), element);
 }
 
+/// Returns the declaration of the runtime error hook, inserting it into the
+/// enclosing module on first use.
+static func::FuncOp getOrInsertReportFunction(OpBuilder &b, Operation *op) {
+  auto module = op->getParentOfType<ModuleOp>();
+  if (auto existing = module.lookupSymbol<func::FuncOp>(kReportRuntimeErrorFn))
+    return existing;
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(module.getBody());
+  Type i64 = b.getI64Type();
+  auto fn = func::FuncOp::create(b, op->getLoc(), kReportRuntimeErrorFn,
+                                 b.getFunctionType({i64, i64, i64}, {}));
+  fn.setPrivate();
+  return fn;
+}
+
+/// Reports `code` with `value` and `bound` (index values) when `invalid`.
+static void emitRuntimeCheck(OpBuilder &b, Location loc, func::FuncOp reportFn,
+                             Value invalid, RuntimeErrorCode code, Value value,
+                             Value bound) {
+  auto ifOp = scf::IfOp::create(b, loc, invalid, /*withElseRegion=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  Type i64 = b.getI64Type();
+  Value codeValue = arith::ConstantOp::create(
+      b, loc, b.getIntegerAttr(i64, static_cast<int64_t>(code)));
+  func::CallOp::create(
+      b, loc, reportFn,
+      ValueRange{codeValue, arith::IndexCastOp::create(b, loc, i64, value),
+                 arith::IndexCastOp::create(b, loc, i64, bound)});
+}
+
+/// Checks `lower <= value < upper` (index values), reporting `code` when not,
+/// and returns `value` clamped into that range.
+static Value emitCheckedIndex(OpBuilder &b, Location loc, func::FuncOp reportFn,
+                              Value value, Value lower, Value upper,
+                              RuntimeErrorCode code) {
+  Value below =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, value, lower);
+  Value above =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, value, upper);
+  emitRuntimeCheck(b, loc, reportFn, arith::OrIOp::create(b, loc, below, above),
+                   code, value, upper);
+  Value last = arith::SubIOp::create(b, loc, upper, indexConstant(b, loc, 1));
+  return arith::MinSIOp::create(b, loc,
+                                arith::MaxSIOp::create(b, loc, value, lower),
+                                last);
+}
+
 //===----------------------------------------------------------------------===//
 // RouterOp
 //===----------------------------------------------------------------------===//
@@ -560,7 +608,6 @@ struct PermuteOpLowering : public OpConversionPattern<PermuteOp> {
     int64_t numExperts = op.getNumExperts();
     int64_t k = op.getIds().getType().getDimSize(1);
     Type i32 = rewriter.getI32Type();
-    Type i64 = rewriter.getI64Type();
     Value c0 = indexConstant(rewriter, loc, 0);
     Value c1 = indexConstant(rewriter, loc, 1);
     Value kValue = indexConstant(rewriter, loc, k);
@@ -574,24 +621,8 @@ struct PermuteOpLowering : public OpConversionPattern<PermuteOp> {
       Value token = arith::DivUIOp::create(b, l, assignment, kValue);
       Value slot = arith::RemUIOp::create(b, l, assignment, kValue);
       Value expert = extractIndex(b, l, ids, {token, slot});
-      Value below = arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt,
-                                          expert, indexConstant(b, l, 0));
-      Value above = arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge,
-                                          expert, numExpertsValue);
-      Value invalid = arith::OrIOp::create(b, l, below, above);
-      auto ifOp = scf::IfOp::create(b, l, invalid, /*withElseRegion=*/false);
-      {
-        OpBuilder::InsertionGuard guard(b);
-        b.setInsertionPointToStart(ifOp.thenBlock());
-        Value id = arith::IndexCastOp::create(b, l, i64, expert);
-        Value bound = arith::ConstantOp::create(
-            b, l, b.getIntegerAttr(i64, numExperts));
-        func::CallOp::create(b, l, reportFn, ValueRange{id, bound});
-      }
-      Value clampedLow = arith::MaxSIOp::create(b, l, expert,
-                                                indexConstant(b, l, 0));
-      return Value(arith::MinSIOp::create(
-          b, l, clampedLow, indexConstant(b, l, numExperts - 1)));
+      return emitCheckedIndex(b, l, reportFn, expert, c0, numExpertsValue,
+                              RuntimeErrorCode::InvalidExpertId);
     };
 
     // Count the assignments of each expert.
@@ -679,20 +710,6 @@ struct PermuteOpLowering : public OpConversionPattern<PermuteOp> {
     return success();
   }
 
-private:
-  static func::FuncOp getOrInsertReportFunction(OpBuilder &b, Operation *op) {
-    auto module = op->getParentOfType<ModuleOp>();
-    if (auto existing =
-            module.lookupSymbol<func::FuncOp>(kReportInvalidExpertFn))
-      return existing;
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(module.getBody());
-    Type i64 = b.getI64Type();
-    auto fn = func::FuncOp::create(b, op->getLoc(), kReportInvalidExpertFn,
-                                   b.getFunctionType({i64, i64}, {}));
-    fn.setPrivate();
-    return fn;
-  }
 };
 
 //===----------------------------------------------------------------------===//
@@ -726,13 +743,35 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
     Value c0 = indexConstant(rewriter, loc, 0);
     Value c1 = indexConstant(rewriter, loc, 1);
     Value blockValue = indexConstant(rewriter, loc, rowBlock);
+    Value numRowsTotal = tensor::DimOp::create(rewriter, loc, rows, 0);
+    func::FuncOp reportFn = getOrInsertReportFunction(rewriter, op);
     auto expertLoop = scf::ForOp::create(
         rewriter, loc, c0, indexConstant(rewriter, loc, numExperts), c1,
         ValueRange{resultInit},
         [&](OpBuilder &b, Location l, Value expert, ValueRange expertArgs) {
+          // A non-decreasing partition of [0, rows) is the contract; clamp
+          // each range into [previous end, rows] after reporting a breach.
           Value begin = extractIndex(b, l, offsets, expert);
           Value end = extractIndex(
               b, l, offsets, ValueRange{arith::AddIOp::create(b, l, expert, c1)});
+          Value beginBad = arith::OrIOp::create(
+              b, l,
+              arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, begin, c0),
+              arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, begin,
+                                    numRowsTotal));
+          Value endBad = arith::OrIOp::create(
+              b, l,
+              arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, end, begin),
+              arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, end,
+                                    numRowsTotal));
+          emitRuntimeCheck(b, l, reportFn,
+                           arith::OrIOp::create(b, l, beginBad, endBad),
+                           RuntimeErrorCode::InvalidOffsets, expert,
+                           numRowsTotal);
+          begin = arith::MinSIOp::create(
+              b, l, arith::MaxSIOp::create(b, l, begin, c0), numRowsTotal);
+          end = arith::MinSIOp::create(
+              b, l, arith::MaxSIOp::create(b, l, end, begin), numRowsTotal);
           // The expert's weight matrix [N, K].
           auto expertWeightsType = RankedTensorType::get(
               {outFeatures, inFeatures}, weightsType.getElementType());
@@ -918,15 +957,28 @@ struct UnpermuteOpLowering : public OpConversionPattern<UnpermuteOp> {
     Value c1 = indexConstant(rewriter, loc, 1);
     Value kValue = indexConstant(rewriter, loc, k);
     Value numRows = tensor::DimOp::create(rewriter, loc, source, 0);
+    func::FuncOp reportFn = getOrInsertReportFunction(rewriter, op);
 
     // rowOf[a] = i such that source[i] = a: the inverse permutation, so that
     // the result is a gather that every output element computes on its own.
+    // Entries start at -1 so that a repeated source index is caught; with
+    // no repeats and every index in range, all entries get written.
     SmallVector<OpFoldResult> inverseSizes = {OpFoldResult(numRows)};
-    Value inverseInit = tensor::EmptyOp::create(rewriter, loc, inverseSizes, i32);
+    Value minusOne = arith::ConstantOp::create(rewriter, loc,
+                                               rewriter.getI32IntegerAttr(-1));
+    Value inverseInit = createFilledWith(rewriter, loc, inverseSizes, minusOne);
     auto inverseLoop = scf::ForOp::create(
         rewriter, loc, c0, numRows, c1, ValueRange{inverseInit},
         [&](OpBuilder &b, Location l, Value row, ValueRange args) {
-          Value assignment = extractIndex(b, l, source, row);
+          Value assignment = emitCheckedIndex(
+              b, l, reportFn, extractIndex(b, l, source, row), c0, numRows,
+              RuntimeErrorCode::InvalidSourceIndex);
+          Value previous = tensor::ExtractOp::create(b, l, args[0], assignment);
+          Value repeated = arith::CmpIOp::create(
+              b, l, arith::CmpIPredicate::ne, previous, minusOne);
+          emitRuntimeCheck(b, l, reportFn, repeated,
+                           RuntimeErrorCode::InvalidSourceIndex, assignment,
+                           numRows);
           Value rowI32 = arith::IndexCastOp::create(b, l, i32, row);
           scf::YieldOp::create(
               b, l,
@@ -948,7 +1000,10 @@ struct UnpermuteOpLowering : public OpConversionPattern<UnpermuteOp> {
           Value column = linalg::IndexOp::create(b, l, 2);
           Value assignment = arith::AddIOp::create(
               b, l, arith::MulIOp::create(b, l, token, kValue), slot);
-          Value row = extractIndex(b, l, rowOf, assignment);
+          // Clamped: only reached with -1 after a reported error.
+          Value row = arith::MaxSIOp::create(
+              b, l, extractIndex(b, l, rowOf, assignment),
+              indexConstant(b, l, 0));
           linalg::YieldOp::create(
               b, l, Value(tensor::ExtractOp::create(b, l, rows, {row, column})));
         });

@@ -1,0 +1,674 @@
+//===- moe-run.cpp - run a moe program ------------------------------------===//
+//
+// Compiles one function of a moe program for the host CPU, runs it on .npy
+// inputs (or random ones), writes its results as .npy files, and optionally
+// checks them against the float64 Python reference and times it.
+//
+//   moe-run FILE.mlir --entry=F --target=cpu --input=a.npy ... --output=o.npy
+//
+//===----------------------------------------------------------------------===//
+
+#include "Npy.h"
+
+#include "moe/Conversion/MoeToLinalg/MoeToLinalg.h"
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Pipelines/Pipelines.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+
+#include "llvm/ADT/APFloat.h"
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <set>
+
+using namespace mlir;
+using namespace mlir::moe;
+namespace cl = llvm::cl;
+
+static cl::OptionCategory runCategory("moe-run options");
+
+static cl::opt<std::string> inputFilename(cl::Positional, cl::Required,
+                                          cl::desc("<input .mlir file>"),
+                                          cl::cat(runCategory));
+static cl::opt<std::string> entryName("entry", cl::Required,
+                                      cl::desc("Function to run"),
+                                      cl::cat(runCategory));
+static cl::opt<std::string>
+    targetName("target", cl::init("cpu"),
+               cl::desc("Where to run: cpu (the only target so far)"),
+               cl::cat(runCategory));
+static cl::list<std::string>
+    inputFiles("input", cl::desc("An argument as a .npy file, in order"),
+               cl::cat(runCategory));
+static cl::list<std::string>
+    outputFiles("output", cl::desc("Where to write a result (.npy), in order"),
+                cl::cat(runCategory));
+static cl::opt<bool>
+    randomInputs("random", cl::desc("Generate random arguments instead"),
+                 cl::cat(runCategory));
+static cl::opt<uint64_t> seed("seed", cl::init(0),
+                              cl::desc("Seed of --random"),
+                              cl::cat(runCategory));
+static cl::opt<int64_t>
+    numTokens("num-tokens", cl::init(8),
+              cl::desc("Size of every dynamic dimension under --random"),
+              cl::cat(runCategory));
+static cl::opt<int64_t>
+    idRange("id-range", cl::init(8),
+            cl::desc("Random integer arguments are drawn from [0, N)"),
+            cl::cat(runCategory));
+static cl::opt<bool>
+    checkResults("check",
+                 cl::desc("Compare the results with the Python reference"),
+                 cl::cat(runCategory));
+static cl::opt<unsigned>
+    repeatCount("repeat", cl::init(1),
+                cl::desc("Run N times and print the median time"),
+                cl::cat(runCategory));
+static cl::opt<std::string>
+    saveInputsDir("save-inputs", cl::desc("Write the arguments as "
+                                          "DIR/arg<i>.npy (with --random)"),
+                  cl::cat(runCategory));
+static cl::opt<int64_t>
+    rowBlock("row-block", cl::init(8),
+             cl::desc("Rows per grouped-matmul contraction block"),
+             cl::cat(runCategory));
+
+/// Prints `error: <message>` and returns the exit code of a failed run.
+static int fail(const llvm::Twine &message) {
+  llvm::errs() << "moe-run: error: " << message << "\n";
+  return 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Runtime error reports from lowered code
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// The first runtime error the program reported, and how many it reported.
+struct RuntimeErrors {
+  int64_t count = 0;
+  int64_t code = 0, value = 0, bound = 0;
+};
+RuntimeErrors runtimeErrors;
+} // namespace
+
+extern "C" void moe_report_runtime_error(int64_t code, int64_t value,
+                                         int64_t bound) {
+  if (runtimeErrors.count++ == 0) {
+    runtimeErrors.code = code;
+    runtimeErrors.value = value;
+    runtimeErrors.bound = bound;
+  }
+}
+
+static std::string describeRuntimeError(const RuntimeErrors &errors) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  switch (static_cast<RuntimeErrorCode>(errors.code)) {
+  case RuntimeErrorCode::InvalidExpertId:
+    os << "moe.permute: expert id " << errors.value << " is outside [0, "
+       << errors.bound << ")";
+    break;
+  case RuntimeErrorCode::InvalidSourceIndex:
+    os << "moe.unpermute: source index " << errors.value
+       << " is outside [0, " << errors.bound << ") or repeated";
+    break;
+  case RuntimeErrorCode::InvalidOffsets:
+    os << "moe.grouped_matmul: the offsets of expert " << errors.value
+       << " do not partition [0, " << errors.bound << ") in order";
+    break;
+  }
+  os << " (" << errors.count << " invalid value"
+     << (errors.count == 1 ? "" : "s") << " in all); the results are invalid";
+  return text;
+}
+
+//===----------------------------------------------------------------------===//
+// Arguments
+//===----------------------------------------------------------------------===//
+
+static std::optional<NpyDType> dtypeOf(Type type) {
+  if (type.isF32())
+    return NpyDType::F32;
+  if (type.isF64())
+    return NpyDType::F64;
+  if (type.isBF16())
+    return NpyDType::BF16;
+  if (type.isF16())
+    return NpyDType::F16;
+  if (type.isSignlessInteger(32))
+    return NpyDType::I32;
+  if (type.isSignlessInteger(64))
+    return NpyDType::I64;
+  return std::nullopt;
+}
+
+/// Checks that `array` can be argument `index` of type `type`; dynamic
+/// dimensions take any size.
+static llvm::Error checkArgument(const NpyArray &array, RankedTensorType type,
+                                 unsigned index, StringRef origin) {
+  auto mismatch = [&](const llvm::Twine &why) {
+    std::string typeText;
+    llvm::raw_string_ostream os(typeText);
+    os << type;
+    return llvm::createStringError(
+        std::errc::invalid_argument, "argument #%u (%s, from %s) does not fit %s: %s",
+        index, array.describe().c_str(), origin.str().c_str(),
+        typeText.c_str(), why.str().c_str());
+  };
+  if (dtypeOf(type.getElementType()) != array.dtype)
+    return mismatch("wrong element type");
+  if (static_cast<int64_t>(array.shape.size()) != type.getRank())
+    return mismatch("wrong rank");
+  for (auto [dim, size] : llvm::enumerate(type.getShape()))
+    if (!ShapedType::isDynamic(size) && array.shape[dim] != size)
+      return mismatch("dimension " + llvm::Twine(dim) + " must be " +
+                      llvm::Twine(size));
+  return llvm::Error::success();
+}
+
+static void storeFloat(NpyArray &array, int64_t index, double value) {
+  uint8_t *slot = array.data.data() + index * dtypeSize(array.dtype);
+  auto storeRounded = [&](const llvm::fltSemantics &semantics) {
+    bool losesInfo;
+    llvm::APFloat rounded(value);
+    rounded.convert(semantics, llvm::APFloat::rmNearestTiesToEven, &losesInfo);
+    uint16_t bits = rounded.bitcastToAPInt().getZExtValue();
+    std::memcpy(slot, &bits, sizeof(bits));
+  };
+  switch (array.dtype) {
+  case NpyDType::F32: {
+    float f = static_cast<float>(value);
+    std::memcpy(slot, &f, sizeof(f));
+    break;
+  }
+  case NpyDType::F64:
+    std::memcpy(slot, &value, sizeof(value));
+    break;
+  case NpyDType::BF16:
+    storeRounded(llvm::APFloat::BFloat());
+    break;
+  case NpyDType::F16:
+    storeRounded(llvm::APFloat::IEEEhalf());
+    break;
+  case NpyDType::I32:
+  case NpyDType::I64:
+    llvm_unreachable("not a float type");
+  }
+}
+
+/// Random argument of `type`: normal values, scaled by 1/sqrt(K) for weight
+/// matrices (rank 3, or rank 2 with a static first dimension) so that
+/// activations keep unit scale through a layer; integers uniform in
+/// [0, --id-range).
+static NpyArray randomArgument(RankedTensorType type, std::mt19937_64 &rng) {
+  NpyArray array;
+  array.dtype = *dtypeOf(type.getElementType());
+  for (int64_t size : type.getShape())
+    array.shape.push_back(ShapedType::isDynamic(size) ? numTokens : size);
+  int64_t count = array.numElements();
+  array.data.resize(count * dtypeSize(array.dtype));
+  if (array.dtype == NpyDType::I32 || array.dtype == NpyDType::I64) {
+    std::uniform_int_distribution<int64_t> ids(0, std::max<int64_t>(idRange, 1) - 1);
+    for (int64_t i = 0; i < count; ++i) {
+      int64_t id = ids(rng);
+      if (array.dtype == NpyDType::I32) {
+        int32_t narrow = static_cast<int32_t>(id);
+        std::memcpy(array.data.data() + 4 * i, &narrow, 4);
+      } else {
+        std::memcpy(array.data.data() + 8 * i, &id, 8);
+      }
+    }
+    return array;
+  }
+  bool isWeight = type.getRank() == 3 ||
+                  (type.getRank() == 2 && !type.isDynamicDim(0));
+  double scale = isWeight ? 1.0 / std::sqrt(double(type.getShape().back()))
+                          : (type.getRank() == 1 ? 0.1 : 1.0);
+  std::normal_distribution<double> normal(0.0, scale);
+  for (int64_t i = 0; i < count; ++i)
+    storeFloat(array, i, normal(rng));
+  return array;
+}
+
+//===----------------------------------------------------------------------===//
+// Memref descriptors of the C interface
+//===----------------------------------------------------------------------===//
+
+/// A ranked memref descriptor as the C interface lays it out: allocated
+/// pointer, aligned pointer, offset, sizes[rank], strides[rank], all 8 bytes.
+static size_t descriptorWords(int64_t rank) { return 3 + 2 * rank; }
+
+static void fillDescriptor(int64_t *words, NpyArray &array) {
+  void *data = array.data.data();
+  std::memcpy(&words[0], &data, sizeof(void *));
+  std::memcpy(&words[1], &data, sizeof(void *));
+  words[2] = 0;
+  int64_t rank = array.shape.size();
+  int64_t stride = 1;
+  for (int64_t dim = rank - 1; dim >= 0; --dim) {
+    words[3 + dim] = array.shape[dim];
+    words[3 + rank + dim] = stride;
+    stride *= array.shape[dim];
+  }
+}
+
+/// Copies the (possibly strided) memref described by `words` into an array.
+static NpyArray readDescriptor(const int64_t *words, int64_t rank,
+                               NpyDType dtype) {
+  NpyArray array;
+  array.dtype = dtype;
+  const uint8_t *aligned;
+  std::memcpy(&aligned, &words[1], sizeof(void *));
+  int64_t offset = words[2];
+  for (int64_t dim = 0; dim < rank; ++dim)
+    array.shape.push_back(words[3 + dim]);
+  size_t elementSize = dtypeSize(dtype);
+  int64_t count = array.numElements();
+  array.data.resize(count * elementSize);
+  llvm::SmallVector<int64_t> index(rank, 0);
+  for (int64_t linear = 0; linear < count; ++linear) {
+    int64_t position = offset;
+    for (int64_t dim = 0; dim < rank; ++dim)
+      position += index[dim] * words[3 + rank + dim];
+    std::memcpy(array.data.data() + linear * elementSize,
+                aligned + position * elementSize, elementSize);
+    for (int64_t dim = rank - 1; dim >= 0; --dim) {
+      if (++index[dim] < array.shape[dim])
+        break;
+      index[dim] = 0;
+    }
+  }
+  return array;
+}
+
+//===----------------------------------------------------------------------===//
+// The op graph handed to the Python reference (--check)
+//===----------------------------------------------------------------------===//
+
+static llvm::json::Object describeValueType(Type type) {
+  auto tensorType = cast<RankedTensorType>(type);
+  llvm::json::Array shape;
+  for (int64_t size : tensorType.getShape())
+    shape.push_back(ShapedType::isDynamic(size) ? llvm::json::Value(nullptr)
+                                                : llvm::json::Value(size));
+  return llvm::json::Object{
+      {"shape", std::move(shape)},
+      {"dtype", dtypeName(*dtypeOf(tensorType.getElementType())).str()}};
+}
+
+static std::optional<double> optionalDouble(std::optional<llvm::APFloat> value) {
+  if (!value)
+    return std::nullopt;
+  return value->convertToDouble();
+}
+
+/// Serializes the entry function as a list of moe ops over named values.
+static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
+  llvm::DenseMap<Value, std::string> names;
+  llvm::json::Array args;
+  for (BlockArgument arg : function.getArguments()) {
+    names[arg] = "arg" + std::to_string(arg.getArgNumber());
+    args.push_back(describeValueType(arg.getType()));
+  }
+  llvm::json::Array ops, returns;
+  unsigned nextValue = 0;
+  for (Operation &op : function.getBody().front()) {
+    if (auto returnOp = dyn_cast<func::ReturnOp>(op)) {
+      for (Value operand : returnOp.getOperands())
+        returns.push_back(names.lookup(operand));
+      continue;
+    }
+    if (!isa<MoeDialect>(op.getDialect())) {
+      op.emitError("--check supports functions made of moe ops only");
+      return failure();
+    }
+    llvm::json::Object attrs;
+    TypeSwitch<Operation *>(&op)
+        .Case([&](TopkOp topk) {
+          attrs["k"] = topk.getK();
+          attrs["scoring"] = stringifyScoringFunc(topk.getScoring()).str();
+          attrs["num_groups"] = topk.getNumGroups();
+          attrs["topk_groups"] = topk.getTopkGroups();
+          attrs["renormalize"] = topk.getRenormalize();
+          attrs["routed_scaling_factor"] =
+              optionalDouble(topk.getRoutedScalingFactor());
+        })
+        .Case([&](PermuteOp permute) {
+          attrs["num_experts"] = permute.getNumExperts();
+        })
+        .Case([&](ActivationOp activation) {
+          attrs["kind"] = stringifyActivationKind(activation.getKind()).str();
+          attrs["alpha"] = optionalDouble(activation.getAlpha());
+          attrs["limit"] = optionalDouble(activation.getLimit());
+        })
+        .Case([&](UnpermuteOp unpermute) {
+          attrs["k"] = unpermute.getResult().getType().getDimSize(1);
+        })
+        .Case([&](CombineOp combine) {
+          attrs["routed_scaling_factor"] =
+              optionalDouble(combine.getRoutedScalingFactor());
+        });
+    llvm::json::Array operands, results;
+    for (Value operand : op.getOperands())
+      operands.push_back(names.lookup(operand));
+    for (Value result : op.getResults()) {
+      names[result] = "v" + std::to_string(nextValue++);
+      llvm::json::Object description = describeValueType(result.getType());
+      description["name"] = names[result];
+      results.push_back(std::move(description));
+    }
+    ops.push_back(llvm::json::Object{{"op", op.getName().getStringRef()},
+                                     {"operands", std::move(operands)},
+                                     {"results", std::move(results)},
+                                     {"attrs", std::move(attrs)}});
+  }
+  return llvm::json::Object{{"args", std::move(args)},
+                            {"ops", std::move(ops)},
+                            {"returns", std::move(returns)}};
+}
+
+/// Runs the Python reference on the arguments and results; returns its exit
+/// status (0 when every result is within tolerance).
+static int runCheck(func::FuncOp function, ArrayRef<NpyArray> arguments,
+                    ArrayRef<NpyArray> results) {
+  FailureOr<llvm::json::Object> graph = describeGraph(function);
+  if (failed(graph))
+    return 1;
+  llvm::SmallString<128> directory;
+  if (std::error_code error =
+          llvm::sys::fs::createUniqueDirectory("moe-run-check", directory))
+    return fail("cannot create a temporary directory: " + error.message());
+  auto pathOf = [&](const llvm::Twine &name) {
+    llvm::SmallString<128> path(directory);
+    llvm::sys::path::append(path, name);
+    return std::string(path);
+  };
+  for (auto [index, array] : llvm::enumerate(arguments))
+    if (llvm::Error error = writeNpy(pathOf("arg" + llvm::Twine(index) + ".npy"), array))
+      return fail(llvm::toString(std::move(error)));
+  for (auto [index, array] : llvm::enumerate(results))
+    if (llvm::Error error =
+            writeNpy(pathOf("result" + llvm::Twine(index) + ".npy"), array))
+      return fail(llvm::toString(std::move(error)));
+  {
+    std::error_code error;
+    llvm::raw_fd_ostream out(pathOf("graph.json"), error);
+    if (error)
+      return fail("cannot write the op graph: " + error.message());
+    out << llvm::json::Value(std::move(*graph));
+  }
+
+  std::string pythonDir = MOE_PYTHON_DIR;
+  if (const char *overrideDir = std::getenv("MOE_PYTHON_DIR"))
+    pythonDir = overrideDir;
+  llvm::SmallString<128> script(pythonDir);
+  llvm::sys::path::append(script, "moe_compiler", "check.py");
+  if (!llvm::sys::fs::exists(script))
+    return fail("the Python reference is missing: " + script +
+                " (set MOE_PYTHON_DIR)");
+  const char *pythonEnv = std::getenv("MOE_PYTHON");
+  llvm::ErrorOr<std::string> python =
+      llvm::sys::findProgramByName(pythonEnv ? pythonEnv : "python3");
+  if (!python)
+    return fail("python3 not found; --check needs it");
+  std::string dirArg = std::string(directory);
+  llvm::SmallVector<StringRef> argv = {*python, script, "--dir", dirArg};
+  std::string message;
+  int status = llvm::sys::ExecuteAndWait(*python, argv, std::nullopt, {}, 0, 0,
+                                         &message);
+  llvm::sys::fs::remove_directories(directory);
+  if (status < 0)
+    return fail("cannot run the Python reference: " + message);
+  return status;
+}
+
+//===----------------------------------------------------------------------===//
+// Driver
+//===----------------------------------------------------------------------===//
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM initLLVM(argc, argv);
+  cl::HideUnrelatedOptions(runCategory);
+  cl::ParseCommandLineOptions(argc, argv, "moe program runner\n");
+  if (targetName != "cpu")
+    return fail("unknown --target '" + targetName +
+                "'; this build runs programs on the cpu only");
+  if (repeatCount < 1)
+    return fail("--repeat must be at least 1");
+  if (randomInputs == !inputFiles.empty())
+    return fail("give either --random or one --input per argument");
+
+  // The CPU pipeline names upstream passes by their registered names.
+  registerAllPasses();
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registerAllToLLVMIRTranslations(registry);
+  registry.insert<MoeDialect>();
+  MLIRContext context(registry);
+
+  llvm::SourceMgr sourceMgr;
+  std::string includeError;
+  if (sourceMgr.AddIncludeFile(inputFilename, llvm::SMLoc(), includeError) ==
+      ~0u)
+    return fail("cannot open '" + inputFilename + "'");
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  if (!module)
+    return fail("'" + inputFilename + "' is not a valid moe program");
+
+  auto entry = module->lookupSymbol<func::FuncOp>(entryName);
+  if (!entry || entry.isExternal()) {
+    std::string available;
+    for (auto function : module->getOps<func::FuncOp>())
+      if (!function.isExternal())
+        available += (available.empty() ? "" : ", ") +
+                     function.getSymName().str();
+    return fail("no function '" + entryName + "' in '" + inputFilename +
+                "'; it defines: " + (available.empty() ? "none" : available));
+  }
+  FunctionType functionType = entry.getFunctionType();
+  for (Type type : llvm::concat<const Type>(functionType.getInputs(),
+                                            functionType.getResults())) {
+    auto tensorType = dyn_cast<RankedTensorType>(type);
+    if (!tensorType || !dtypeOf(tensorType.getElementType()))
+      return entry.emitError("moe-run supports ranked tensors of f32, f64, "
+                             "bf16, f16, i32 and i64 only"),
+             1;
+  }
+
+  // Arguments.
+  unsigned numArgs = functionType.getNumInputs();
+  std::vector<NpyArray> arguments;
+  if (randomInputs) {
+    std::mt19937_64 rng(seed);
+    for (Type type : functionType.getInputs())
+      arguments.push_back(randomArgument(cast<RankedTensorType>(type), rng));
+  } else {
+    if (inputFiles.size() != numArgs)
+      return fail("'" + entryName + "' takes " + llvm::Twine(numArgs) +
+                  " arguments, but " + llvm::Twine(inputFiles.size()) +
+                  " --input files were given");
+    for (const std::string &path : inputFiles) {
+      llvm::Expected<NpyArray> array = readNpy(path);
+      if (!array)
+        return fail(llvm::toString(array.takeError()));
+      arguments.push_back(std::move(*array));
+    }
+  }
+  std::optional<int64_t> tokenDim;
+  for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
+    auto tensorType = cast<RankedTensorType>(type);
+    StringRef origin = randomInputs ? StringRef("--random")
+                                    : StringRef(inputFiles[index]);
+    if (llvm::Error error =
+            checkArgument(arguments[index], tensorType, index, origin))
+      return fail(llvm::toString(std::move(error)));
+    // Every dynamic leading dimension is the token count M (or M * k for
+    // expert-ordered rows, which always travel together); they must agree,
+    // since the lowered code trusts them.
+    if (tensorType.getRank() > 0 && tensorType.isDynamicDim(0)) {
+      int64_t size = arguments[index].shape[0];
+      if (tokenDim && *tokenDim != size)
+        return fail("argument #" + llvm::Twine(index) + " has " +
+                    llvm::Twine(size) +
+                    " rows but an earlier dynamic argument has " +
+                    llvm::Twine(*tokenDim));
+      tokenDim = size;
+    }
+  }
+  if (!saveInputsDir.empty()) {
+    llvm::sys::fs::create_directories(saveInputsDir);
+    for (auto [index, array] : llvm::enumerate(arguments)) {
+      llvm::SmallString<128> path(saveInputsDir);
+      llvm::sys::path::append(path, "arg" + llvm::Twine(index) + ".npy");
+      if (llvm::Error error = writeNpy(path, array))
+        return fail(llvm::toString(std::move(error)));
+    }
+  }
+  if (!outputFiles.empty() && outputFiles.size() != functionType.getNumResults())
+    return fail("'" + entryName + "' has " +
+                llvm::Twine(functionType.getNumResults()) + " results, but " +
+                llvm::Twine(outputFiles.size()) + " --output files were given");
+
+  // Compile.
+  OwningOpRef<ModuleOp> lowered = module->clone();
+  lowered->lookupSymbol<func::FuncOp>(entryName)->setAttr(
+      LLVM::LLVMDialect::getEmitCWrapperAttrName(), UnitAttr::get(&context));
+  PassManager pm(&context);
+  CpuPipelineOptions pipelineOptions;
+  pipelineOptions.rowBlock = rowBlock;
+  buildCpuPipeline(pm, pipelineOptions);
+  if (failed(pm.run(*lowered)))
+    return fail("lowering '" + entryName + "' for the cpu failed");
+
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  ExecutionEngineOptions engineOptions;
+  engineOptions.transformer = makeOptimizingTransformer(
+      /*optLevel=*/3, /*sizeLevel=*/0, /*targetMachine=*/nullptr);
+  auto engineOrError = ExecutionEngine::create(*lowered, engineOptions);
+  if (!engineOrError)
+    return fail("JIT compilation failed: " +
+                llvm::toString(engineOrError.takeError()));
+  std::unique_ptr<ExecutionEngine> engine = std::move(*engineOrError);
+  engine->registerSymbols([](llvm::orc::MangleAndInterner interner) {
+    llvm::orc::SymbolMap symbols;
+    symbols[interner("moe_report_runtime_error")] = {
+        llvm::orc::ExecutorAddr::fromPtr(&moe_report_runtime_error),
+        llvm::JITSymbolFlags::Exported};
+    return symbols;
+  });
+
+  // Descriptors: the results (packed, one struct) first, then each argument.
+  llvm::SmallVector<int64_t> resultRanks;
+  size_t resultWords = 0;
+  for (Type type : functionType.getResults()) {
+    resultRanks.push_back(cast<RankedTensorType>(type).getRank());
+    resultWords += descriptorWords(resultRanks.back());
+  }
+  std::vector<int64_t> resultStorage(std::max<size_t>(resultWords, 1));
+  std::vector<std::vector<int64_t>> argumentStorage;
+  for (NpyArray &array : arguments) {
+    argumentStorage.emplace_back(descriptorWords(array.shape.size()));
+    fillDescriptor(argumentStorage.back().data(), array);
+  }
+  void *resultPointer = resultStorage.data();
+  std::vector<void *> argumentPointers;
+  for (auto &storage : argumentStorage)
+    argumentPointers.push_back(storage.data());
+  llvm::SmallVector<void *> packed;
+  if (functionType.getNumResults() > 0)
+    packed.push_back(&resultPointer);
+  for (void *&pointer : argumentPointers)
+    packed.push_back(&pointer);
+
+  std::set<const void *> argumentBases;
+  for (NpyArray &array : arguments)
+    argumentBases.insert(array.data.data());
+  auto freeResults = [&]() {
+    std::set<void *> freed;
+    size_t word = 0;
+    for (int64_t rank : resultRanks) {
+      void *allocated;
+      std::memcpy(&allocated, &resultStorage[word], sizeof(void *));
+      if (allocated && !argumentBases.count(allocated) &&
+          freed.insert(allocated).second)
+        std::free(allocated);
+      word += descriptorWords(rank);
+    }
+  };
+
+  std::string cifaceName = "_mlir_ciface_" + entryName;
+  std::vector<double> timesUs;
+  std::vector<NpyArray> results;
+  for (unsigned run = 0; run < repeatCount; ++run) {
+    runtimeErrors = RuntimeErrors();
+    auto start = std::chrono::steady_clock::now();
+    if (llvm::Error error = engine->invokePacked(cifaceName, packed))
+      return fail("cannot call '" + entryName +
+                  "': " + llvm::toString(std::move(error)));
+    auto stop = std::chrono::steady_clock::now();
+    timesUs.push_back(
+        std::chrono::duration<double, std::micro>(stop - start).count());
+    if (runtimeErrors.count)
+      return fail(describeRuntimeError(runtimeErrors));
+    if (run + 1 == repeatCount) {
+      size_t word = 0;
+      for (auto [rank, type] :
+           llvm::zip_equal(resultRanks, functionType.getResults())) {
+        results.push_back(readDescriptor(
+            &resultStorage[word], rank,
+            *dtypeOf(cast<RankedTensorType>(type).getElementType())));
+        word += descriptorWords(rank);
+      }
+    }
+    freeResults();
+  }
+
+  for (auto [index, array] : llvm::enumerate(results)) {
+    llvm::outs() << "result #" << index << ": " << array.describe() << "\n";
+    if (!outputFiles.empty())
+      if (llvm::Error error = writeNpy(outputFiles[index], array))
+        return fail(llvm::toString(std::move(error)));
+  }
+  if (repeatCount > 1) {
+    std::sort(timesUs.begin(), timesUs.end());
+    llvm::outs() << llvm::format("median time: %.1f us over %u runs\n",
+                                 timesUs[timesUs.size() / 2],
+                                 unsigned(repeatCount));
+  }
+  llvm::outs().flush();
+  if (checkResults)
+    return runCheck(entry, arguments, results);
+  return 0;
+}
