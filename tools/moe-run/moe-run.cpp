@@ -26,6 +26,7 @@
 #include "mlir/InitAllPasses.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 
 #include "llvm/ADT/APFloat.h"
@@ -476,11 +477,13 @@ int main(int argc, char **argv) {
   registry.insert<MoeDialect>();
   MLIRContext context(registry);
 
+  std::string openError;
+  std::unique_ptr<llvm::MemoryBuffer> file =
+      openInputFile(inputFilename, &openError);
+  if (!file)
+    return fail("cannot open '" + inputFilename + "': " + openError);
   llvm::SourceMgr sourceMgr;
-  std::string includeError;
-  if (sourceMgr.AddIncludeFile(inputFilename, llvm::SMLoc(), includeError) ==
-      ~0u)
-    return fail("cannot open '" + inputFilename + "'");
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
   if (!module)
