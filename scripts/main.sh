@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# The main job: build moe, then parse, verify and print the example layers.
+# The main job: build moe, check that the full-size example layers parse and
+# verify, then run each scaled example layer on the CPU with random inputs and
+# report its error against the float64 reference and its median time.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bash "$repo_root/scripts/build.sh"
+bash "$repo_root/scripts/build.sh" >/dev/null
 build_dir=${MOE_BUILD_DIR:-$repo_root/build}
+num_tokens=${MOE_NUM_TOKENS:-64}
+
 for example in "$repo_root"/examples/*.mlir; do
-  echo "== $(basename "$example")"
-  "$build_dir/bin/moe-opt" "$example"
+  "$build_dir/bin/moe-opt" "$example" >/dev/null
+  echo "parsed and verified: examples/$(basename "$example")"
 done
-echo "main: all $(ls "$repo_root"/examples/*.mlir | wc -l) example layers parse and verify"
+for example in "$repo_root"/examples/scaled/*.mlir; do
+  name=$(basename "$example" .mlir)
+  echo "== examples/scaled/$name.mlir, M=$num_tokens, on the CPU"
+  "$build_dir/bin/moe-run" "$example" --entry="$name" --target=cpu --random \
+    --seed="$RANDOM" --num-tokens="$num_tokens" --repeat=5 --check
+done

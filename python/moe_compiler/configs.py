@@ -55,6 +55,15 @@ GPT_OSS_120B = LayerConfig(
 
 EXAMPLE_LAYERS = (MIXTRAL_8X7B, QWEN3_30B_A3B, DEEPSEEK_V3, GPT_OSS_120B)
 
+# The scaled examples (examples/scaled/) keep E, k, routing and activation,
+# and shrink H and I so that the CPU runs them in a moment.
+SCALED_HIDDEN = 256
+SCALED_INTERMEDIATE = 128
+
+
+def scaled_example(config: LayerConfig) -> LayerConfig:
+    return config.scaled(SCALED_HIDDEN, SCALED_INTERMEDIATE)
+
 
 def _f32(value: float) -> str:
     return f"{float(value)!r} : f32"
@@ -118,8 +127,9 @@ def layer_mlir(config: LayerConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def example_path(root: pathlib.Path, config: LayerConfig) -> pathlib.Path:
-    return root / "examples" / f"{config.name}.mlir"
+def example_path(root: pathlib.Path, config: LayerConfig, scaled: bool = False) -> pathlib.Path:
+    folder = root / "examples" / ("scaled" if scaled else "")
+    return folder / f"{config.name}.mlir"
 
 
 def main() -> None:
@@ -130,6 +140,9 @@ def main() -> None:
     if args.write_examples:
         for config in EXAMPLE_LAYERS:
             example_path(args.write_examples, config).write_text(layer_mlir(config))
+            scaled_path = example_path(args.write_examples, config, scaled=True)
+            scaled_path.parent.mkdir(exist_ok=True)
+            scaled_path.write_text(layer_mlir(scaled_example(config)))
     else:
         for config in EXAMPLE_LAYERS:
             print(layer_mlir(config))
