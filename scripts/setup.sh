@@ -6,7 +6,7 @@ set -euo pipefail
 
 LLVM_PREFIX=/usr/lib/llvm-22
 APT_PACKAGES=(llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools cmake ninja-build g++)
-PY_PACKAGES=(numpy ml_dtypes pytest)
+PY_PACKAGES=(numpy ml_dtypes pytest threadpoolctl)
 
 missing_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do

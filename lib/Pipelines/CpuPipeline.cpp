@@ -3,9 +3,11 @@
 #include "moe/Pipelines/Pipelines.h"
 
 #include "moe/Conversion/Passes.h"
+#include "moe/Transforms/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
 
 using namespace mlir;
 
@@ -14,22 +16,30 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm,
   ConvertMoeToLinalgOptions toLinalg;
   toLinalg.rowBlock = options.rowBlock;
   pm.addPass(createConvertMoeToLinalg(toLinalg));
+  pm.addPass(createCanonicalizerPass());
+  CpuTileAndVectorizeOptions vectorizeOptions;
+  vectorizeOptions.tileM = options.rowBlock;
+  pm.addPass(createCpuTileAndVectorize(vectorizeOptions));
   // The rest is upstream passes; spelled as a textual pipeline so that it
   // reads like the mlir-opt invocation it is equivalent to.
   constexpr llvm::StringLiteral kUpstreamPipeline =
       "canonicalize,cse,"
       "one-shot-bufferize{bufferize-function-boundaries "
       "function-boundary-type-conversion=identity-layout-map},"
+      // Tiles inserted back into the slice they were extracted from leave
+      // copies between identical subviews; CSE makes them self-copies and
+      // canonicalization drops them.
+      "canonicalize,cse,canonicalize,"
       "buffer-deallocation-pipeline,"
       "func.func(convert-linalg-to-loops),"
       // expand-strided-metadata emits affine.apply: lower affine after it.
-      "convert-vector-to-scf,expand-strided-metadata,lower-affine,"
+      "convert-vector-to-scf{full-unroll=true},expand-strided-metadata,lower-affine,"
       "convert-scf-to-cf,"
       "convert-math-to-libm,"
-      "convert-vector-to-llvm,"
+      "convert-vector-to-llvm{vector-contract-lowering=outerproduct},"
       "finalize-memref-to-llvm,"
       "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
-      "convert-func-to-llvm,convert-cf-to-llvm,"
+      "convert-func-to-llvm,convert-cf-to-llvm,convert-ub-to-llvm,"
       "reconcile-unrealized-casts";
   if (failed(parsePassPipeline(kUpstreamPipeline, pm)))
     llvm::report_fatal_error("moe-cpu-pipeline: malformed upstream pipeline");

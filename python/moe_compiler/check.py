@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 else:
     from . import reference as ref
 
-AMBIGUITY = 1e-4
+AMBIGUITY = 1e-5
 
 try:
     import ml_dtypes

@@ -62,7 +62,7 @@ def test_example_layer_scaled(tmp_path, base, dtype):
     config = dataclasses.replace(base.scaled(hidden, intermediate), dtype=dtype)
     m = int(rng.integers(1, 48))
     ours, expected, ambiguous = run_layer(tmp_path, config, m)
-    assert ambiguous.sum() <= max(1, m // 10)
+    assert ambiguous.sum() <= max(2, m // 10)
     assert relative_l2(ours[~ambiguous], expected[~ambiguous]) < TOLERANCE[dtype]
 
 

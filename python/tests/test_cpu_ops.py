@@ -283,3 +283,17 @@ func.func @f(%x: tensor<?x{h}xf32>, %ids: tensor<?x{k}xi32>) -> tensor<?x{k}x{h}
         result = run_program(tmp_path, ir, "f", [x, ids], 1)
         assert result.returncode == 0, result.stderr
         np.testing.assert_array_equal(result.outputs[0], np.repeat(x[:, None, :], k, axis=1))
+
+
+@pytest.mark.parametrize("kdim,n", [(18, 10), (24, 40), (9, 5), (64, 96)])
+def test_grouped_matmul_bf16_lane_counts(tmp_path, kdim, n):
+    """bf16 shapes whose tiles cannot all be whole 8-lane vectors once
+    crashed the x86 backend; they must compile and match."""
+    e, rows_count = 3, 21
+    rows, w = rand((rows_count, kdim), "bf16"), rand((e, n, kdim), "bf16")
+    offsets = random_offsets(rows_count, e)
+    result = run_program(tmp_path, gmm_ir("bf16", "bf16", e, n, kdim), "f", [rows, w, offsets], 1,
+                         output_dtypes=["bf16"])
+    assert result.returncode == 0, result.stderr
+    expected = ref.grouped_matmul(rows.astype(np.float64), w.astype(np.float64), offsets)
+    assert relative_l2(result.outputs[0], expected) < TOLERANCE["bf16"]

@@ -8,6 +8,7 @@
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeDialect.h"
 #include "moe/Pipelines/Pipelines.h"
+#include "moe/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/InitAllDialects.h"
@@ -19,6 +20,7 @@ int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::moe::registerMoeConversionPasses();
   mlir::moe::registerCpuPipeline();
+  mlir::moe::registerMoeTransformsPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

@@ -32,6 +32,8 @@
 #include "llvm/ADT/APFloat.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
+#include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
+#include "llvm/Target/TargetMachine.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
@@ -576,10 +578,20 @@ int main(int argc, char **argv) {
 
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
+  // Compile for this CPU and its vector extensions, not a generic x86-64.
+  auto machineBuilder = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!machineBuilder)
+    return fail("cannot describe the host CPU: " +
+                llvm::toString(machineBuilder.takeError()));
+  auto targetMachine = machineBuilder->createTargetMachine();
+  if (!targetMachine)
+    return fail("cannot create a target machine for the host CPU: " +
+                llvm::toString(targetMachine.takeError()));
   ExecutionEngineOptions engineOptions;
   engineOptions.transformer = makeOptimizingTransformer(
-      /*optLevel=*/3, /*sizeLevel=*/0, /*targetMachine=*/nullptr);
-  auto engineOrError = ExecutionEngine::create(*lowered, engineOptions);
+      /*optLevel=*/3, /*sizeLevel=*/0, targetMachine->get());
+  auto engineOrError = ExecutionEngine::create(*lowered, engineOptions,
+                                               std::move(*targetMachine));
   if (!engineOrError)
     return fail("JIT compilation failed: " +
                 llvm::toString(engineOrError.takeError()));

@@ -772,30 +772,54 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
               b, l, arith::MaxSIOp::create(b, l, begin, c0), numRowsTotal);
           end = arith::MinSIOp::create(
               b, l, arith::MaxSIOp::create(b, l, end, begin), numRowsTotal);
-          // The expert's weight matrix [N, K].
-          auto expertWeightsType = RankedTensorType::get(
-              {outFeatures, inFeatures}, weightsType.getElementType());
-          Value expertWeights = tensor::ExtractSliceOp::create(
-              b, l, expertWeightsType, weights,
-              ArrayRef<OpFoldResult>{expert, b.getIndexAttr(0),
-                                     b.getIndexAttr(0)},
-              ArrayRef<OpFoldResult>{b.getIndexAttr(1),
-                                     b.getIndexAttr(outFeatures),
-                                     b.getIndexAttr(inFeatures)},
-              ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
-                                     b.getIndexAttr(1)});
-          // Full row blocks, then the remaining rows one at a time; every
-          // contraction has a static shape.
+          // Experts without rows cost nothing, not even their weights.
           Value numRows = arith::SubIOp::create(b, l, end, begin);
-          Value fullRows = arith::MulIOp::create(
-              b, l, arith::DivUIOp::create(b, l, numRows, blockValue),
-              blockValue);
-          Value fullEnd = arith::AddIOp::create(b, l, begin, fullRows);
-          Value acc = buildRowBlockLoop(b, l, rows, expertWeights,
-                                        expertArgs[0], begin, fullEnd,
-                                        rowBlock, elementType);
-          acc = buildRowBlockLoop(b, l, rows, expertWeights, acc, fullEnd, end,
-                                  /*blockRows=*/1, elementType);
+          Value hasRows = arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt,
+                                                numRows, c0);
+          auto ifOp = scf::IfOp::create(
+              b, l, hasRows,
+              [&](OpBuilder &tb, Location tl) {
+                // The expert's weights, transposed once to [K, N] so that the
+                // row blocks are plain matmuls whose N dimension is
+                // contiguous in memory and vectorizes.
+                auto expertWeightsType = RankedTensorType::get(
+                    {outFeatures, inFeatures}, weightsType.getElementType());
+                Value expertWeights = tensor::ExtractSliceOp::create(
+                    tb, tl, expertWeightsType, weights,
+                    ArrayRef<OpFoldResult>{expert, tb.getIndexAttr(0),
+                                           tb.getIndexAttr(0)},
+                    ArrayRef<OpFoldResult>{tb.getIndexAttr(1),
+                                           tb.getIndexAttr(outFeatures),
+                                           tb.getIndexAttr(inFeatures)},
+                    ArrayRef<OpFoldResult>{tb.getIndexAttr(1),
+                                           tb.getIndexAttr(1),
+                                           tb.getIndexAttr(1)});
+                SmallVector<OpFoldResult> transposedSizes = {
+                    tb.getIndexAttr(inFeatures), tb.getIndexAttr(outFeatures)};
+                Value transposed =
+                    linalg::TransposeOp::create(
+                        tb, tl, expertWeights,
+                        createEmpty(tb, tl, transposedSizes,
+                                    weightsType.getElementType()),
+                        ArrayRef<int64_t>{1, 0})
+                        ->getResult(0);
+                // Full row blocks, then the remaining rows one at a time;
+                // every matmul has a static shape.
+                Value fullRows = arith::MulIOp::create(
+                    tb, tl, arith::DivUIOp::create(tb, tl, numRows, blockValue),
+                    blockValue);
+                Value fullEnd = arith::AddIOp::create(tb, tl, begin, fullRows);
+                Value acc = buildRowBlockLoop(tb, tl, rows, transposed,
+                                              expertArgs[0], begin, fullEnd,
+                                              rowBlock, elementType);
+                acc = buildRowBlockLoop(tb, tl, rows, transposed, acc, fullEnd,
+                                        end, /*blockRows=*/1, elementType);
+                scf::YieldOp::create(tb, tl, acc);
+              },
+              [&](OpBuilder &eb, Location el) {
+                scf::YieldOp::create(eb, el, expertArgs[0]);
+              });
+          Value acc = ifOp.getResult(0);
           scf::YieldOp::create(b, l, acc);
         });
     rewriter.replaceOp(op, castToType(rewriter, loc, expertLoop.getResult(0),
@@ -805,14 +829,14 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
 
 private:
   /// Emits `for r in [begin, end) step blockRows: result[r:r+blockRows] =
-  /// rows[r:r+blockRows] · expertWeightsᵀ`, accumulating in f32.
+  /// rows[r:r+blockRows] · transposedWeights`, accumulating in f32.
   static Value buildRowBlockLoop(OpBuilder &b, Location loc, Value rows,
-                                 Value expertWeights, Value result, Value begin,
-                                 Value end, int64_t blockRows,
+                                 Value transposedWeights, Value result,
+                                 Value begin, Value end, int64_t blockRows,
                                  Type elementType) {
-    auto weightsType = cast<RankedTensorType>(expertWeights.getType());
-    int64_t outFeatures = weightsType.getDimSize(0);
-    int64_t inFeatures = weightsType.getDimSize(1);
+    auto weightsType = cast<RankedTensorType>(transposedWeights.getType());
+    int64_t inFeatures = weightsType.getDimSize(0);
+    int64_t outFeatures = weightsType.getDimSize(1);
     Type rowElementType =
         cast<RankedTensorType>(rows.getType()).getElementType();
     Type f32 = b.getF32Type();
@@ -823,24 +847,19 @@ private:
           auto blockType =
               RankedTensorType::get({blockRows, inFeatures}, rowElementType);
           Value block = tensor::ExtractSliceOp::create(
-              lb, l, blockType, rows, ArrayRef<OpFoldResult>{row, lb.getIndexAttr(0)},
+              lb, l, blockType, rows,
+              ArrayRef<OpFoldResult>{row, lb.getIndexAttr(0)},
               ArrayRef<OpFoldResult>{lb.getIndexAttr(blockRows),
                                      lb.getIndexAttr(inFeatures)},
               ArrayRef<OpFoldResult>{lb.getIndexAttr(1), lb.getIndexAttr(1)});
           SmallVector<OpFoldResult> outSizes = {lb.getIndexAttr(blockRows),
                                                 lb.getIndexAttr(outFeatures)};
-          // out[i, n] += rows[i, k] * w[n, k]; loops (i, n, k).
-          Value product = buildGeneric(
-              lb, l, {block, expertWeights},
-              createFilled(lb, l, outSizes, f32, 0.0), {{0, 2}, {1, 2}, {0, 1}},
-              {kParallel, kParallel, kReduction},
-              [&](OpBuilder &gb, Location gl, ValueRange gargs) {
-                Value mul = arith::MulFOp::create(
-                    gb, gl, convertFloat(gb, gl, gargs[0], f32),
-                    convertFloat(gb, gl, gargs[1], f32));
-                linalg::YieldOp::create(
-                    gb, gl, Value(arith::AddFOp::create(gb, gl, gargs[2], mul)));
-              });
+          // linalg.matmul extends bf16/f16 operands to the f32 accumulator.
+          Value product =
+              linalg::MatmulOp::create(
+                  lb, l, ValueRange{block, transposedWeights},
+                  ValueRange{createFilled(lb, l, outSizes, f32, 0.0)})
+                  .getResult(0);
           Value converted = buildConvert(
               lb, l, product,
               RankedTensorType::get({blockRows, outFeatures}, elementType));

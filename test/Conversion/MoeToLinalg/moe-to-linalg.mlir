@@ -1,27 +1,34 @@
 // RUN: moe-opt %s -split-input-file -convert-moe-to-linalg | FileCheck %s
 // RUN: moe-opt %s -split-input-file -convert-moe-to-linalg="row-block=4" | FileCheck %s --check-prefix=BLOCK4
 
-// The per-expert row range [offsets[e], offsets[e+1]) bounds the row loops;
-// full blocks of 8 rows and then single rows go through static contractions
-// that accumulate in f32.
+// The per-expert row range [offsets[e], offsets[e+1]) bounds the row loops.
+// An expert with rows transposes its weights once to [K, N]; full blocks of 8
+// rows and then single rows go through static matmuls accumulating in f32.
 // CHECK-LABEL: func @grouped_matmul
 // CHECK-SAME: (%[[ROWS:.*]]: tensor<?x64xbf16>, %[[W:.*]]: tensor<4x32x64xbf16>, %[[OFF:.*]]: tensor<5xi32>)
 // CHECK-DAG: %[[C4:.*]] = arith.constant 4 : index
 // CHECK-DAG: %[[C8:.*]] = arith.constant 8 : index
 // CHECK: scf.for %[[E:.*]] = %{{.*}} to %[[C4]]
-// CHECK: %[[BEGIN_I32:.*]] = tensor.extract %[[OFF]][%[[E]]]
-// CHECK: %[[END_I32:.*]] = tensor.extract %[[OFF]][%{{.*}}]
+// CHECK: tensor.extract %[[OFF]][%[[E]]]
+// CHECK: tensor.extract %[[OFF]][%{{.*}}]
 // CHECK: func.call @moe_report_runtime_error
+// CHECK: %[[BEGIN:.*]] = arith.minsi
+// CHECK: %[[END:.*]] = arith.minsi
+// CHECK: %[[COUNT:.*]] = arith.subi %[[END]], %[[BEGIN]]
+// CHECK: %[[HAS_ROWS:.*]] = arith.cmpi sgt, %[[COUNT]]
+// CHECK: scf.if %[[HAS_ROWS]] -> (tensor<?x32xf32>)
 // CHECK: %[[WE:.*]] = tensor.extract_slice %[[W]][%[[E]], 0, 0] [1, 32, 64] [1, 1, 1] : tensor<4x32x64xbf16> to tensor<32x64xbf16>
-// CHECK: scf.for %[[R:.*]] = %{{.*}} to %{{.*}} step %[[C8]]
+// CHECK: %[[WT:.*]] = linalg.transpose ins(%[[WE]] : tensor<32x64xbf16>) outs(%{{.*}} : tensor<64x32xbf16>) permutation = [1, 0]
+// CHECK: scf.for %[[R:.*]] = %[[BEGIN]] to %{{.*}} step %{{.*}}
 // CHECK: %[[BLOCK:.*]] = tensor.extract_slice %[[ROWS]][%[[R]], 0] [8, 64] [1, 1] : tensor<?x64xbf16> to tensor<8x64xbf16>
-// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[BLOCK]], %[[WE]] : tensor<8x64xbf16>, tensor<32x64xbf16>) outs(%{{.*}} : tensor<8x32xf32>)
-// CHECK: arith.extf
-// CHECK: arith.mulf
-// CHECK: arith.addf
+// CHECK: %[[ZERO:.*]] = linalg.fill {{.*}} -> tensor<8x32xf32>
+// CHECK: linalg.matmul ins(%[[BLOCK]], %[[WT]] : tensor<8x64xbf16>, tensor<64x32xbf16>) outs(%[[ZERO]] : tensor<8x32xf32>)
 // CHECK: tensor.insert_slice %{{.*}} into %{{.*}}[%[[R]], 0] [8, 32] [1, 1]
-// CHECK: scf.for %[[R1:.*]] = %{{.*}} to %{{.*}} step %{{.*}}
+// CHECK: scf.for %[[R1:.*]] = %{{.*}} to %[[END]] step %{{.*}}
 // CHECK: tensor.extract_slice %[[ROWS]][%[[R1]], 0] [1, 64] [1, 1] : tensor<?x64xbf16> to tensor<1x64xbf16>
+// CHECK: linalg.matmul {{.*}} -> tensor<1x32xf32>
+// CHECK: } else {
+// CHECK: scf.yield %{{.*}} : tensor<?x32xf32>
 // CHECK-NOT: moe.
 // BLOCK4-LABEL: func @grouped_matmul
 // BLOCK4: tensor.extract_slice %{{.*}}[%{{.*}}, 0] [4, 64] [1, 1] : tensor<?x64xbf16> to tensor<4x64xbf16>
@@ -34,7 +41,7 @@ func.func @grouped_matmul(%rows: tensor<?x64xbf16>, %w: tensor<4x32x64xbf16>, %o
 
 // A bf16 result is converted from the f32 accumulator after the contraction.
 // CHECK-LABEL: func @grouped_matmul_bf16_result
-// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<8x32xf32>)
+// CHECK: linalg.matmul {{.*}} outs(%{{.*}} : tensor<8x32xf32>)
 // CHECK: linalg.generic {{.*}} ins(%{{.*}} : tensor<8x32xf32>) outs(%{{.*}} : tensor<8x32xbf16>)
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
 func.func @grouped_matmul_bf16_result(%rows: tensor<?x64xbf16>, %w: tensor<4x32x64xbf16>, %o: tensor<5xi32>) -> tensor<?x32xbf16> {
