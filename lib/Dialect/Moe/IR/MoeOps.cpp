@@ -81,51 +81,146 @@ LogicalResult RouterOp::verify() {
 // TopkOp
 //===----------------------------------------------------------------------===//
 
+/// Verifies what moe.topk and moe.route share: k, the selection bias, the
+/// grouping, and the [M, k] results.
+static LogicalResult
+verifyTopkSemantics(Operation *op, int64_t numTokens, int64_t numExperts,
+                    int64_t k, std::optional<int64_t> numGroupsAttr,
+                    std::optional<int64_t> topkGroupsAttr, Value bias,
+                    RankedTensorType weightsType, RankedTensorType idsType) {
+  if (k > numExperts)
+    return op->emitOpError() << "expects k (" << k
+                             << ") to be at most the number of experts ("
+                             << numExperts << ")";
+  if (bias) {
+    auto biasType = cast<RankedTensorType>(bias.getType());
+    if (biasType.getDimSize(0) != numExperts)
+      return op->emitOpError() << "expects bias of size " << numExperts
+                               << " (one per expert), got " << biasType;
+  }
+  if (numGroupsAttr.has_value() != topkGroupsAttr.has_value())
+    return op->emitOpError()
+           << "expects num_groups and topk_groups to be given together";
+  int64_t numGroups = numGroupsAttr.value_or(1);
+  int64_t topkGroups = topkGroupsAttr.value_or(numGroups);
+  if (numExperts % numGroups != 0)
+    return op->emitOpError() << "expects num_groups (" << numGroups
+                             << ") to divide the number of experts ("
+                             << numExperts << ")";
+  if (topkGroups > numGroups)
+    return op->emitOpError() << "expects topk_groups (" << topkGroups
+                             << ") to be at most num_groups (" << numGroups
+                             << ")";
+  int64_t selectable = topkGroups * (numExperts / numGroups);
+  if (k > selectable)
+    return op->emitOpError() << "expects k (" << k
+                             << ") to be at most the experts in the selected "
+                                "groups ("
+                             << selectable << ")";
+  for (RankedTensorType resultType : {weightsType, idsType}) {
+    if (resultType.getDimSize(1) != k ||
+        !areDimsCompatible(resultType.getDimSize(0), numTokens))
+      return op->emitOpError() << "expects results of shape ["
+                               << formatDim(numTokens) << ", " << k
+                               << "], got " << resultType;
+  }
+  return success();
+}
+
 LogicalResult TopkOp::verify() {
   RankedTensorType logitsType = getLogits().getType();
   if (failed(verifyStaticDim(*this, logitsType, 1, "logits")))
     return failure();
-  int64_t numExperts = getNumExperts();
-  int64_t k = getK();
-  if (k > numExperts)
-    return emitOpError() << "expects k (" << k
-                         << ") to be at most the number of experts ("
-                         << numExperts << ")";
-  if (Value bias = getBias()) {
-    auto biasType = cast<RankedTensorType>(bias.getType());
-    if (biasType.getDimSize(0) != numExperts)
-      return emitOpError() << "expects bias of size " << numExperts
+  return verifyTopkSemantics(*this, logitsType.getDimSize(0), getNumExperts(),
+                             getK(), getNumGroups(), getTopkGroups(),
+                             getBias(), getWeights().getType(),
+                             getIds().getType());
+}
+
+//===----------------------------------------------------------------------===//
+// RouteOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RouteOp::verify() {
+  RankedTensorType inputType = getInput().getType();
+  RankedTensorType gateType = getGateWeight().getType();
+  if (!gateType.hasStaticShape())
+    return emitOpError() << "expects a static gate_weight shape [E, H], got "
+                         << gateType;
+  if (inputType.getElementType() != gateType.getElementType())
+    return emitOpError() << "expects input and gate_weight to share an "
+                            "element type, got "
+                         << inputType.getElementType() << " and "
+                         << gateType.getElementType();
+  if (inputType.getDimSize(1) != gateType.getDimSize(1))
+    return emitOpError() << "expects input hidden size "
+                         << formatDim(inputType.getDimSize(1))
+                         << " to match gate_weight hidden size "
+                         << gateType.getDimSize(1);
+  if (Value gateBias = getGateBias()) {
+    auto biasType = cast<RankedTensorType>(gateBias.getType());
+    if (biasType.getDimSize(0) != getNumExperts())
+      return emitOpError() << "expects gate_bias of size " << getNumExperts()
                            << " (one per expert), got " << biasType;
   }
+  return verifyTopkSemantics(*this, inputType.getDimSize(0), getNumExperts(),
+                             getK(), getNumGroups(), getTopkGroups(),
+                             getScoreBias(), getWeights().getType(),
+                             getIds().getType());
+}
 
-  if (getNumGroups().has_value() != getTopkGroups().has_value())
-    return emitOpError()
-           << "expects num_groups and topk_groups to be given together";
-  int64_t numGroups = getNumGroupsOrOne();
-  int64_t topkGroups = getTopkGroupsOrAll();
-  if (numExperts % numGroups != 0)
-    return emitOpError() << "expects num_groups (" << numGroups
-                         << ") to divide the number of experts ("
-                         << numExperts << ")";
-  if (topkGroups > numGroups)
-    return emitOpError() << "expects topk_groups (" << topkGroups
-                         << ") to be at most num_groups (" << numGroups << ")";
-  int64_t selectable = topkGroups * (numExperts / numGroups);
-  if (k > selectable)
-    return emitOpError() << "expects k (" << k
-                         << ") to be at most the experts in the selected "
-                            "groups ("
-                         << selectable << ")";
+//===----------------------------------------------------------------------===//
+// SortOp
+//===----------------------------------------------------------------------===//
 
-  int64_t numTokens = logitsType.getDimSize(0);
-  for (RankedTensorType resultType :
-       {getWeights().getType(), getIds().getType()}) {
-    if (resultType.getDimSize(1) != k ||
-        !areDimsCompatible(resultType.getDimSize(0), numTokens))
-      return emitOpError() << "expects results of shape ["
-                           << formatDim(numTokens) << ", " << k << "], got "
-                           << resultType;
-  }
+LogicalResult SortOp::verify() {
+  RankedTensorType idsType = getIds().getType();
+  RankedTensorType offsetsType = getOffsets().getType();
+  if (failed(verifyStaticDim(*this, idsType, 1, "ids")) ||
+      failed(verifyStaticDim(*this, offsetsType, 0, "offsets")))
+    return failure();
+  if (offsetsType.getDimSize(0) < 2)
+    return emitOpError() << "expects offsets of size E + 1 with at least one "
+                            "expert, got "
+                         << offsetsType;
+  int64_t numAssignments =
+      multiplyDims(idsType.getDimSize(0), idsType.getDimSize(1));
+  if (!areDimsCompatible(getSource().getType().getDimSize(0), numAssignments))
+    return emitOpError() << "expects source of M * k = "
+                         << formatDim(numAssignments) << " entries, got "
+                         << getSource().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// AlignOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AlignOp::verify() {
+  RankedTensorType idsType = getIds().getType();
+  if (failed(verifyStaticDim(*this, idsType, 1, "ids")))
+    return failure();
+  int64_t blockM = getBlockM();
+  int64_t numExperts = getNumExperts();
+  int64_t numAssignments =
+      multiplyDims(idsType.getDimSize(0), idsType.getDimSize(1));
+  int64_t slots = ShapedType::isDynamic(numAssignments)
+                      ? ShapedType::kDynamic
+                      : numAssignments + numExperts * (blockM - 1);
+  if (!areDimsCompatible(getSortedIds().getType().getDimSize(0), slots))
+    return emitOpError() << "expects sorted_ids of M * k + E * (block_m - 1) "
+                            "= "
+                         << formatDim(slots) << " entries, got "
+                         << getSortedIds().getType();
+  int64_t blocks = ShapedType::isDynamic(slots) ? ShapedType::kDynamic
+                                                : (slots + blockM - 1) / blockM;
+  if (!areDimsCompatible(getBlockExperts().getType().getDimSize(0), blocks))
+    return emitOpError() << "expects block_experts of ceil(slots / block_m) = "
+                         << formatDim(blocks) << " entries, got "
+                         << getBlockExperts().getType();
+  if (getNumPadded().getType().getShape() != ArrayRef<int64_t>{1})
+    return emitOpError() << "expects num_padded of type tensor<1xi32>, got "
+                         << getNumPadded().getType();
   return success();
 }
 
@@ -283,6 +378,107 @@ LogicalResult CombineOp::verify() {
     return emitOpError() << "expects result of shape ["
                          << formatDim(inputType.getDimSize(0)) << ", "
                          << inputType.getDimSize(2) << "], got " << resultType;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertMatmulOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ExpertMatmulOp::verify() {
+  RankedTensorType inputType = getInput().getType();
+  RankedTensorType weightsType = getWeights().getType();
+  auto resultType = cast<RankedTensorType>(getResult().getType());
+  if (!weightsType.hasStaticShape())
+    return emitOpError() << "expects a static weights shape [E, N, K], got "
+                         << weightsType;
+  int64_t numExperts = weightsType.getDimSize(0);
+  int64_t outFeatures = weightsType.getDimSize(1);
+  int64_t inFeatures = weightsType.getDimSize(2);
+  int64_t k = getK();
+  if (inputType.getDimSize(1) != inFeatures)
+    return emitOpError() << "expects input with K = " << inFeatures
+                         << " columns to match weights, got " << inputType;
+  if (getQuantization().getFormat() == QuantFormat::None &&
+      inputType.getElementType() != weightsType.getElementType())
+    return emitOpError() << "expects input and weights to share an element "
+                            "type without quantization, got "
+                         << inputType.getElementType() << " and "
+                         << weightsType.getElementType();
+
+  // The schedule: offsets form or aligned form, never both.
+  if (static_cast<bool>(getOffsets()) == isAligned())
+    return emitOpError()
+           << "expects exactly one schedule: offsets(...) or blocks(...)";
+  if (isAligned() != static_cast<bool>(getBlockM()))
+    return emitOpError() << "expects block_m exactly with blocks(...)";
+  if (Value offsets = getOffsets()) {
+    auto offsetsType = cast<RankedTensorType>(offsets.getType());
+    if (offsetsType.getDimSize(0) != numExperts + 1)
+      return emitOpError() << "expects offsets of size E + 1 = "
+                           << numExperts + 1 << ", got " << offsetsType;
+  }
+  if (isAligned() && cast<RankedTensorType>(getNumPadded().getType())
+                             .getShape() != ArrayRef<int64_t>{1})
+    return emitOpError() << "expects num_padded of type tensor<1xi32>";
+  bool needsSlots = getGather() || getUnpermute() || isCombine() || isAligned();
+  if (needsSlots && !getSlots())
+    return emitOpError() << "expects slots(...) with gather, unpermute, "
+                            "combine or an aligned schedule";
+  if (getUnpermute() && isCombine())
+    return emitOpError() << "expects at most one of unpermute and combine";
+
+  // The epilogue.
+  if (std::optional<ActivationKind> kind = getActivation()) {
+    if (outFeatures % 2 != 0)
+      return emitOpError() << "expects an even N holding [gate | up] for the "
+                              "activation, got "
+                           << outFeatures;
+    bool isSwiglu = *kind == ActivationKind::Swiglu;
+    if (isSwiglu && !(getAlpha() && getLimit()))
+      return emitOpError() << "expects swiglu to carry both alpha and limit";
+    if (!isSwiglu && (getAlpha() || getLimit()))
+      return emitOpError() << "expects alpha and limit only with swiglu";
+  } else if (getAlpha() || getLimit()) {
+    return emitOpError() << "expects alpha and limit only with swiglu";
+  }
+  if (getRoutedScalingFactor() && !isCombine())
+    return emitOpError() << "expects routed_scaling_factor only with combine";
+
+  // The result, by output mode.
+  int64_t width = getOutputWidth();
+  int64_t numSlots = getSlots()
+                         ? cast<RankedTensorType>(getSlots().getType())
+                               .getDimSize(0)
+                         : inputType.getDimSize(0);
+  if (!getGather() && !areDimsCompatible(inputType.getDimSize(0), numSlots))
+    return emitOpError() << "expects one input row per slot without gather, "
+                            "got "
+                         << inputType << " for " << formatDim(numSlots)
+                         << " slots";
+  if (getUnpermute()) {
+    if (resultType.getRank() != 3 || resultType.getDimSize(1) != k ||
+        resultType.getDimSize(2) != width)
+      return emitOpError() << "expects an unpermuted result [M, " << k << ", "
+                           << width << "], got " << resultType;
+    return success();
+  }
+  if (resultType.getRank() != 2 || resultType.getDimSize(1) != width)
+    return emitOpError() << "expects a result [" << (isCombine() ? "M" : "S")
+                         << ", " << width << "], got " << resultType;
+  if (isCombine()) {
+    auto weightsOfRoutes =
+        cast<RankedTensorType>(getRoutingWeights().getType());
+    if (weightsOfRoutes.getDimSize(1) != k ||
+        !areDimsCompatible(weightsOfRoutes.getDimSize(0),
+                           resultType.getDimSize(0)))
+      return emitOpError() << "expects routing weights [M, " << k
+                           << "] matching the result, got " << weightsOfRoutes;
+    return success();
+  }
+  if (!areDimsCompatible(resultType.getDimSize(0), numSlots))
+    return emitOpError() << "expects one result row per slot, got "
+                         << resultType;
   return success();
 }
 

@@ -43,6 +43,46 @@ def Moe_QuantFormat : I32EnumAttr<"QuantFormat",
 // Attributes
 //===----------------------------------------------------------------------===//
 
+def Moe_ActivationKindAttr
+    : EnumAttr<Moe_Dialect, Moe_ActivationKind, "activation"> {
+  let summary = "gated activation fused into a matmul epilogue";
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def Moe_TileAttr : AttrDef<Moe_Dialect, "Tile"> {
+  let mnemonic = "tile";
+  let summary = "tiling of a grouped matmul chosen by the cost model";
+  let description = [{
+    How a grouped matmul is cut into thread blocks on the GPU, as chosen by
+    `moe-tile`:
+
+    - `block_m`, `block_n`, `block_k`: the tile of rows (assignments),
+      output features and reduction depth one thread block computes per step;
+      `block_m` is also the padding granule of the aligned schedule;
+    - `stages`: the depth of the shared-memory pipeline;
+    - `split_k`: the number of thread blocks that share one tile's reduction
+      (partial sums are added afterwards);
+    - `swap_ab`: compute `(W · Aᵀ)ᵀ`, so that the weights' output features
+      fill the MMA's M dimension and the few rows of a decode step its N;
+    - `group_m`: the grid swizzle, in tiles along M that share a weight tile
+      in L2 before the grid moves along N.
+
+    Example: `#moe.tile<block_m = 64, block_n = 128, block_k = 64,
+    stages = 4, split_k = 1, swap_ab = false, group_m = 8>`.
+  }];
+  let parameters = (ins "int64_t":$block_m, "int64_t":$block_n,
+                        "int64_t":$block_k, "int64_t":$stages,
+                        "int64_t":$split_k, "bool":$swap_ab,
+                        "int64_t":$group_m);
+  let assemblyFormat = [{
+    `<` `block_m` `=` $block_m `,` `block_n` `=` $block_n `,`
+        `block_k` `=` $block_k `,` `stages` `=` $stages `,`
+        `split_k` `=` $split_k `,` `swap_ab` `=` $swap_ab `,`
+        `group_m` `=` $group_m `>`
+  }];
+  let genVerifyDecl = 1;
+}
+
 def Moe_QuantizationAttr : AttrDef<Moe_Dialect, "Quantization"> {
   let mnemonic = "quant";
   let summary = "quantization format of a grouped matmul";

@@ -194,7 +194,8 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul", [Pure]> {
                        Moe_ActivationTensor3D:$weights,
                        Moe_I32Tensor1D:$offsets,
                        DefaultValuedAttr<Moe_QuantizationAttr,
-                         "::mlir::moe::QuantFormat::None">:$quantization);
+                         "::mlir::moe::QuantFormat::None">:$quantization,
+                       OptionalAttr<Moe_TileAttr>:$tile);
   let results = (outs Moe_ActivationTensor2D:$result);
   let assemblyFormat = [{
     $rows `,` $weights `,` $offsets attr-dict `:` type($rows) `,`
@@ -296,6 +297,211 @@ def Moe_CombineOp : Moe_Op<"combine", [Pure]> {
   }];
   let hasVerifier = 1;
   let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Fused and scheduled forms
+//
+// The passes produce these ops. They stay target-neutral and have CPU
+// lowerings, so that every pass can be checked by running the program before
+// and after it.
+//===----------------------------------------------------------------------===//
+
+def Moe_RouteOp : Moe_Op<"route", [Pure, AttrSizedOperandSegments]> {
+  let summary = "router and top-k fused into one routing step";
+  let description = [{
+    `moe.router` followed by `moe.topk`, as one op: the `[M, E]` logits are
+    not a result, so a GPU lowering can keep each token's logits in registers
+    and select its experts in the same kernel. The semantics are exactly those
+    of the two ops; `gate_bias` is the router's bias and `score_bias` the
+    top-k selection bias.
+
+    Example:
+    ```mlir
+    %w, %ids = moe.route sigmoid %x, %w_gate score_bias(%b : tensor<256xf32>)
+        {k = 8 : i64, num_groups = 8 : i64, topk_groups = 4 : i64,
+         renormalize, routed_scaling_factor = 2.5 : f32}
+        : tensor<?x7168xbf16>, tensor<256x7168xbf16>
+        -> tensor<?x8xf32>, tensor<?x8xi32>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$input,
+                       Moe_ActivationTensor2D:$gate_weight,
+                       Optional<Moe_F32Tensor1D>:$gate_bias,
+                       Optional<Moe_F32Tensor1D>:$score_bias,
+                       Moe_ScoringFuncProp:$scoring,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$k,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$num_groups,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$topk_groups,
+                       UnitAttr:$renormalize,
+                       OptionalAttr<Moe_PositiveF32Attr>:$routed_scaling_factor);
+  let results = (outs Moe_F32Tensor2D:$weights, Moe_I32Tensor2D:$ids);
+  let assemblyFormat = [{
+    $scoring $input `,` $gate_weight
+    (`gate_bias` `(` $gate_bias^ `:` type($gate_bias) `)`)?
+    (`score_bias` `(` $score_bias^ `:` type($score_bias) `)`)?
+    attr-dict `:` type($input) `,` type($gate_weight) `->` type($weights) `,`
+    type($ids)
+  }];
+  let extraClassDeclaration = [{
+    int64_t getNumExperts() {
+      return getGateWeight().getType().getDimSize(0);
+    }
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_SortOp : Moe_Op<"sort", [Pure]> {
+  let summary = "order the (token, slot) assignments by expert";
+  let description = [{
+    The routing half of `moe.permute`, without gathering rows: returns the
+    `offsets[E + 1]` of each expert's assignments and the `source[M·k]`
+    assignment index of each position, grouped by expert and stable within
+    an expert. Fused matmuls gather their rows through `source` instead of
+    reading a permuted copy of the activations.
+
+    Example:
+    ```mlir
+    %offsets, %source = moe.sort %ids
+        : tensor<?x2xi32> -> tensor<9xi32>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins Moe_I32Tensor2D:$ids);
+  let results = (outs Moe_I32Tensor1D:$offsets, Moe_I32Tensor1D:$source);
+  let assemblyFormat = [{
+    $ids attr-dict `:` type($ids) `->` type($offsets) `,` type($source)
+  }];
+  let extraClassDeclaration = [{
+    int64_t getNumExperts() {
+      return getOffsets().getType().getDimSize(0) - 1;
+    }
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_AlignOp : Moe_Op<"align", [Pure]> {
+  let summary = "block-aligned, expert-sorted schedule of the assignments";
+  let description = [{
+    The schedule that vLLM's `moe_align_block_size` computes. With
+    `A = M·k` assignments and `E` experts, every expert's assignments are
+    padded to a multiple of `block_m`; the buffers are sized for the upper
+    bound `S = A + E·(block_m − 1)` so that no host synchronization is ever
+    needed:
+
+    - `sorted_ids[S]`: the assignment index of each padded slot, grouped by
+      expert (stable), each expert's group padded with the sentinel `A`, and
+      the tail past the padded count filled with `A` too;
+    - `block_experts[ceil(S / block_m)]`: the expert of each block of
+      `block_m` slots, `-1` past the padded count;
+    - `num_padded[1]`: the padded count, a multiple of `block_m`.
+
+    An id of `-1` marks an assignment to an expert that lives on another
+    device (expert parallelism): it is skipped, not scheduled. Any other id
+    outside `[0, E)` is a runtime error.
+
+    Example:
+    ```mlir
+    %sorted, %blocks, %padded = moe.align %ids {block_m = 16 : i64, num_experts = 8 : i64}
+        : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
+    ```
+  }];
+  let arguments = (ins Moe_I32Tensor2D:$ids,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$block_m,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts);
+  let results = (outs Moe_I32Tensor1D:$sorted_ids,
+                      Moe_I32Tensor1D:$block_experts,
+                      Moe_I32Tensor1D:$num_padded);
+  let assemblyFormat = [{
+    $ids attr-dict `:` type($ids) `->` type($sorted_ids) `,`
+    type($block_experts) `,` type($num_padded)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
+    [Pure, AttrSizedOperandSegments]> {
+  let summary = "grouped matmul with gather, activation and scatter fused";
+  let description = [{
+    The fused form of `permute → grouped_matmul → activation` and of
+    `grouped_matmul → unpermute → combine`. It works on a *schedule* of `S`
+    slots; slot `s` holds the assignment `a = slots[s]` (`a = token·k +
+    slot-in-k`), and each slot belongs to one expert:
+
+    - offsets form, `offsets(%o)`: slot `s` belongs to the expert `e` with
+      `o[e] <= s < o[e+1]` (`slots` is `moe.sort`'s `source`, `S = M·k`);
+    - aligned form, `blocks(%block_experts, %num_padded)`: slot `s` belongs
+      to `block_experts[s / block_m]`; slots at or past `num_padded[0]`,
+      slots holding the sentinel `M·k`, and blocks of expert `-1` are skipped
+      (`slots` is `moe.align`'s `sorted_ids`).
+
+    For every scheduled slot: the A row is `input[a / k]` with `gather`, else
+    `input[s]`; the product `p = row · weights[e]ᵀ` is accumulated in f32;
+    `activation` (an epilogue over p's `[gate | up]` halves, as
+    `moe.activation`) halves its width. Then, by output mode:
+
+    - default: `result[s] = p` (`[S, N]`; skipped slots are 0);
+    - `unpermute`: `result[a / k, a % k] = p` (`[M, k, N]`);
+    - `combine(%w)`: `result[a / k] += w[a / k, a % k] · p`, times
+      `routed_scaling_factor` (`[M, N]`).
+
+    Without gather and in the default mode, the offsets form needs no
+    `slots`.
+
+    Example (GEMM1 and GEMM2 of a Mixtral layer after `moe-fuse-experts`):
+    ```mlir
+    %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>)
+        offsets(%offsets : tensor<9xi32>)
+        {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>}
+        : tensor<?x4096xbf16>, tensor<8x28672x4096xbf16> -> tensor<?x14336xbf16>
+    %out = moe.expert_matmul %h, %w2 slots(%source : tensor<?xi32>)
+        offsets(%offsets : tensor<9xi32>) combine(%weights : tensor<?x2xf32>)
+        {k = 2 : i64}
+        : tensor<?x14336xbf16>, tensor<8x4096x14336xbf16> -> tensor<?x4096xbf16>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$input,
+                       Moe_ActivationTensor3D:$weights,
+                       Optional<Moe_I32Tensor1D>:$slots,
+                       Optional<Moe_I32Tensor1D>:$offsets,
+                       Optional<Moe_I32Tensor1D>:$block_experts,
+                       Optional<Moe_I32Tensor1D>:$num_padded,
+                       Optional<Moe_F32Tensor2D>:$routing_weights,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$k,
+                       UnitAttr:$gather,
+                       UnitAttr:$unpermute,
+                       OptionalAttr<Moe_ActivationKindAttr>:$activation,
+                       OptionalAttr<F32Attr>:$alpha,
+                       OptionalAttr<Moe_PositiveF32Attr>:$limit,
+                       OptionalAttr<Moe_PositiveF32Attr>:$routed_scaling_factor,
+                       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$block_m,
+                       DefaultValuedAttr<Moe_QuantizationAttr,
+                         "::mlir::moe::QuantFormat::None">:$quantization,
+                       OptionalAttr<Moe_TileAttr>:$tile);
+  let results = (outs AnyTypeOf<[Moe_ActivationTensor2D,
+                                 Moe_ActivationTensor3D]>:$result);
+  let assemblyFormat = [{
+    $input `,` $weights
+    (`slots` `(` $slots^ `:` type($slots) `)`)?
+    (`offsets` `(` $offsets^ `:` type($offsets) `)`)?
+    (`blocks` `(` $block_experts^ `,` $num_padded `:` type($block_experts)
+      `,` type($num_padded) `)`)?
+    (`combine` `(` $routing_weights^ `:` type($routing_weights) `)`)?
+    attr-dict `:` type($input) `,` type($weights) `->` type($result)
+  }];
+  let extraClassDeclaration = [{
+    int64_t getNumExperts() {
+      return getWeights().getType().getDimSize(0);
+    }
+    bool isAligned() { return static_cast<bool>(getBlockExperts()); }
+    bool isCombine() { return static_cast<bool>(getRoutingWeights()); }
+    /// Width of a product row after the epilogue: N, or N / 2 with an
+    /// activation.
+    int64_t getOutputWidth() {
+      int64_t n = getWeights().getType().getDimSize(1);
+      return getActivation() ? n / 2 : n;
+    }
+  }];
+  let hasVerifier = 1;
 }
 
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_TD
