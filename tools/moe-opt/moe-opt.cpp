@@ -7,6 +7,7 @@
 
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeDialect.h"
+#include "moe/Dialect/Moe/Transforms/Passes.h"
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Transforms/Passes.h"
 
@@ -21,6 +22,7 @@ int main(int argc, char **argv) {
   mlir::moe::registerMoeConversionPasses();
   mlir::moe::registerCpuPipeline();
   mlir::moe::registerMoeTransformsPasses();
+  mlir::moe::registerMoeDialectTransformsPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);

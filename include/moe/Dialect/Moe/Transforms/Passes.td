@@ -1,0 +1,107 @@
+//===- Passes.td - moe dialect transformations -------------*- tablegen -*-===//
+
+#ifndef MOE_DIALECT_MOE_TRANSFORMS_PASSES
+#define MOE_DIALECT_MOE_TRANSFORMS_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def MoeFuseRouting : Pass<"moe-fuse-routing"> {
+  let summary = "Fuse moe.router and moe.topk into moe.route";
+  let description = [{
+    A `moe.topk` whose logits come from a `moe.router` and have no other use
+    becomes one `moe.route`, so that no `[M, E]` logits need to round-trip
+    through memory. Logits with another use are left alone.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect"];
+}
+
+def MoeFuseExperts : Pass<"moe-fuse-experts"> {
+  let summary = "Fold gather, activation and scatter/combine into the "
+                "grouped matmuls";
+  let description = [{
+    Rewrites `permute → grouped_matmul → activation → grouped_matmul →
+    unpermute → combine` into `moe.sort` and two `moe.expert_matmul` ops:
+
+    - the gather of token rows folds into GEMM1's A loads (`gather`), so no
+      permuted copy of the activations is materialized; `moe.permute` becomes
+      `moe.sort`;
+    - the activation runs in GEMM1's epilogue, which stores I columns, not 2I;
+    - the scatter back to token order and the weighted sum over k run in
+      GEMM2's epilogue (`unpermute`, then `combine`).
+
+    Each step is a separate pattern, so partial chains fuse as far as is
+    legal. A value with more than one use is never folded into its consumer
+    (it would be computed twice or must stay materialized).
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect"];
+}
+
+def MoeTile : Pass<"moe-tile"> {
+  let summary = "Choose GPU tiles for grouped matmuls with an analytic model";
+  let description = [{
+    Attaches a `#moe.tile` to every `moe.grouped_matmul` and
+    `moe.expert_matmul`, chosen by the cost model in
+    `moe/Dialect/Moe/Transforms/CostModel.h` for the expected token count
+    `num-tokens`. The model counts the FLOPs and bytes a tiling really moves
+    (padded rows, weights re-read by every row block, activations re-read by
+    every column block), the wave quantization over the SMs, and the
+    shared-memory and register limits of the target, and picks the fastest
+    predicted candidate. The target defaults to an H100 SXM (sm_90a); each
+    fact can be overridden.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect"];
+  let options = [
+    Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
+           "Expected token count M the tiles are chosen for">,
+    Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
+           "Streaming multiprocessors of the target">,
+    Option<"sharedMemoryBytes", "smem-bytes", "int64_t", /*default=*/"232448",
+           "Shared memory one thread block may use (sm_90a: 227 KiB)">,
+    Option<"peakTflops", "peak-tflops", "double", /*default=*/"799.0",
+           "Dense bf16 tensor-core throughput, TFLOP/s (measured H100)">,
+    Option<"bandwidthGBps", "bandwidth-gbps", "double", /*default=*/"3000.0",
+           "Device memory bandwidth, GB/s (measured H100)">
+  ];
+}
+
+def MoeTileReport : Pass<"moe-tile-report"> {
+  let summary = "Explain the tile of every grouped matmul";
+  let description = [{
+    Prints, for every op that carries a `#moe.tile`, what the cost model
+    predicts for it: the rows per expert, FLOPs and bytes moved, waves over
+    the SMs, whether compute or memory bounds it, and the time. Uses the
+    same target options as `moe-tile`. Changes nothing.
+  }];
+  let options = [
+    Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
+           "Expected token count M">,
+    Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
+           "Streaming multiprocessors of the target">,
+    Option<"sharedMemoryBytes", "smem-bytes", "int64_t", /*default=*/"232448",
+           "Shared memory one thread block may use">,
+    Option<"peakTflops", "peak-tflops", "double", /*default=*/"799.0",
+           "Dense bf16 tensor-core throughput, TFLOP/s">,
+    Option<"bandwidthGBps", "bandwidth-gbps", "double", /*default=*/"3000.0",
+           "Device memory bandwidth, GB/s">
+  ];
+}
+
+def MoeAlign : Pass<"moe-align"> {
+  let summary = "Materialize the block-aligned expert schedule";
+  let description = [{
+    Replaces a `moe.sort` whose results only feed `moe.expert_matmul` ops by
+    a `moe.align`, and moves those ops to the aligned schedule: every
+    expert's assignments padded to `block_m` rows, buffers sized for the
+    upper bound `M·k + E·(block_m − 1)`, so that no host synchronization is
+    needed. `block_m` is the `block-m` option, or else the `block_m` of the
+    ops' tiles (which must agree), or else 16. Schedules whose rows leave the
+    fused matmuls (an intermediate with another use) are left alone.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect"];
+  let options = [
+    Option<"blockM", "block-m", "int64_t", /*default=*/"0",
+           "Padding granule; 0 takes it from the tiles">
+  ];
+}
+
+#endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES

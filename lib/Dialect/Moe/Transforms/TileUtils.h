@@ -1,0 +1,73 @@
+//===- TileUtils.h - shared by moe-tile and moe-tile-report -----*- C++ -*-===//
+
+#ifndef MOE_LIB_DIALECT_MOE_TRANSFORMS_TILEUTILS_H
+#define MOE_LIB_DIALECT_MOE_TRANSFORMS_TILEUTILS_H
+
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/Moe/Transforms/CostModel.h"
+
+namespace mlir::moe {
+
+static inline int64_t elementBytes(Type type) {
+  return std::max<int64_t>(
+      1, cast<ShapedType>(type).getElementType().getIntOrFloatBitWidth() / 8);
+}
+
+/// The experts per token of a plain grouped matmul: the k of the ids its
+/// offsets were sorted from, or 1 when that is unknown.
+static inline int64_t expertsPerToken(GroupedMatmulOp op) {
+  Value offsets = op.getOffsets();
+  if (auto permute = offsets.getDefiningOp<PermuteOp>())
+    return permute.getIds().getType().getDimSize(1);
+  if (auto sort = offsets.getDefiningOp<SortOp>())
+    return sort.getIds().getType().getDimSize(1);
+  return 1;
+}
+
+/// The problem `op` solves for `numTokens` tokens, if it is a grouped matmul.
+static inline std::optional<GroupedMatmulShape>
+getGroupedMatmulShape(Operation *op, int64_t numTokens) {
+  GroupedMatmulShape shape;
+  if (auto gmm = dyn_cast<GroupedMatmulOp>(op)) {
+    auto weights = gmm.getWeights().getType();
+    shape.numRows = numTokens * expertsPerToken(gmm);
+    shape.numExperts = weights.getDimSize(0);
+    shape.outFeatures = weights.getDimSize(1);
+    shape.inFeatures = weights.getDimSize(2);
+    shape.inputBytes = elementBytes(gmm.getRows().getType());
+    shape.weightBytes = elementBytes(weights);
+    shape.outputBytes = elementBytes(gmm.getResult().getType());
+    return shape;
+  }
+  if (auto fused = dyn_cast<ExpertMatmulOp>(op)) {
+    auto weights = fused.getWeights().getType();
+    shape.numRows = numTokens * fused.getK();
+    shape.numExperts = weights.getDimSize(0);
+    shape.outFeatures = weights.getDimSize(1);
+    shape.inFeatures = weights.getDimSize(2);
+    shape.inputBytes = elementBytes(fused.getInput().getType());
+    shape.weightBytes = elementBytes(weights);
+    shape.outputBytes = elementBytes(fused.getResult().getType());
+    shape.storedColumns = fused.getOutputWidth();
+    if (fused.isCombine())
+      shape.storedRows = numTokens;
+    return shape;
+  }
+  return std::nullopt;
+}
+
+static inline TileChoice toTileChoice(TileAttr tile) {
+  TileChoice choice;
+  choice.blockM = tile.getBlockM();
+  choice.blockN = tile.getBlockN();
+  choice.blockK = tile.getBlockK();
+  choice.stages = tile.getStages();
+  choice.splitK = tile.getSplitK();
+  choice.swapAB = tile.getSwapAb();
+  choice.groupM = tile.getGroupM();
+  return choice;
+}
+
+} // namespace mlir::moe
+
+#endif // MOE_LIB_DIALECT_MOE_TRANSFORMS_TILEUTILS_H
