@@ -33,7 +33,8 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm,
       "buffer-deallocation-pipeline,"
       "func.func(convert-linalg-to-loops),"
       // expand-strided-metadata emits affine.apply: lower affine after it.
-      "convert-vector-to-scf{full-unroll=true},expand-strided-metadata,lower-affine,"
+      "convert-vector-to-scf{full-unroll=true},expand-strided-metadata,lower-"
+      "affine,"
       "convert-scf-to-cf,"
       "convert-math-to-libm,"
       "convert-vector-to-llvm{vector-contract-lowering=outerproduct},"

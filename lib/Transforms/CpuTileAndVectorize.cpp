@@ -52,8 +52,7 @@ namespace {
 
 /// Tiles a static linalg op of type `OpTy` with the tile sizes that
 /// `tileSizesFor` gives for it (one per loop; 0 leaves a loop untiled).
-template <typename OpTy>
-struct TileStaticOp : public OpRewritePattern<OpTy> {
+template <typename OpTy> struct TileStaticOp : public OpRewritePattern<OpTy> {
   TileStaticOp(MLIRContext *context, SmallVector<int64_t> tileSizes)
       : OpRewritePattern<OpTy>(context), tileSizes(std::move(tileSizes)) {}
 
@@ -80,8 +79,8 @@ struct TileStaticOp : public OpRewritePattern<OpTy> {
       bool needsWholeLanes =
           halfPrecision && !(isa<linalg::MatmulOp>(op) && loop == 0);
       int64_t size = std::min(tileSize == 0 ? loopSize : tileSize, loopSize);
-      while (size > 1 && (loopSize % size != 0 ||
-                          (needsWholeLanes && size % 8 != 0)))
+      while (size > 1 &&
+             (loopSize % size != 0 || (needsWholeLanes && size % 8 != 0)))
         --size;
       if (needsWholeLanes && size % 8 != 0)
         return rewriter.notifyMatchFailure(op, "16-bit lanes do not fit");
@@ -114,8 +113,7 @@ struct VectorizeTile : public OpInterfaceRewritePattern<linalg::LinalgOp> {
   LogicalResult matchAndRewrite(linalg::LinalgOp op,
                                 PatternRewriter &rewriter) const override {
     if (!op->hasAttr(kTileMarker) || !hasStaticShapes(op) ||
-        !hasFloatResults(op) ||
-        failed(linalg::vectorizeOpPrecondition(op)))
+        !hasFloatResults(op) || failed(linalg::vectorizeOpPrecondition(op)))
       return rewriter.notifyMatchFailure(op, "not a static tile");
     // Named contractions become one vector.contract with the op's own
     // indexing maps, which lowers to outer products; the generic path would
@@ -124,8 +122,8 @@ struct VectorizeTile : public OpInterfaceRewritePattern<linalg::LinalgOp> {
         rewriter, op, /*inputVectorSizes=*/{}, /*inputScalableVecDims=*/{},
         /*vectorizeNDExtract=*/false, /*flatten1DDepthwiseConv=*/false,
         /*assumeDynamicDimsMatchVecSizes=*/false,
-        /*createNamedContraction=*/isa<linalg::ContractionOpInterface>(
-            op.getOperation()));
+        /*createNamedContraction=*/
+        isa<linalg::ContractionOpInterface>(op.getOperation()));
     if (failed(result))
       return rewriter.notifyMatchFailure(op, "vectorization failed");
     rewriter.replaceOp(op, result->replacements);

@@ -103,8 +103,9 @@ static std::optional<StringRef> headerValue(StringRef header, StringRef key) {
 }
 
 llvm::Expected<NpyArray> mlir::moe::readNpy(StringRef path) {
-  auto bufferOrError = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                                   /*RequiresNullTerminator=*/false);
+  auto bufferOrError =
+      llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                  /*RequiresNullTerminator=*/false);
   if (!bufferOrError)
     return createStringError(bufferOrError.getError(), "cannot read '%s': %s",
                              path.str().c_str(),

@@ -33,7 +33,6 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/ExecutionEngine/Orc/JITTargetMachineBuilder.h"
-#include "llvm/Target/TargetMachine.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
@@ -43,6 +42,7 @@
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
 
 #include <algorithm>
 #include <chrono>
@@ -73,11 +73,10 @@ static cl::list<std::string>
 static cl::list<std::string>
     outputFiles("output", cl::desc("Where to write a result (.npy), in order"),
                 cl::cat(runCategory));
-static cl::opt<bool>
-    randomInputs("random", cl::desc("Generate random arguments instead"),
-                 cl::cat(runCategory));
-static cl::opt<uint64_t> seed("seed", cl::init(0),
-                              cl::desc("Seed of --random"),
+static cl::opt<bool> randomInputs("random",
+                                  cl::desc("Generate random arguments instead"),
+                                  cl::cat(runCategory));
+static cl::opt<uint64_t> seed("seed", cl::init(0), cl::desc("Seed of --random"),
                               cl::cat(runCategory));
 static cl::opt<int64_t>
     numTokens("num-tokens", cl::init(8),
@@ -96,8 +95,9 @@ static cl::opt<unsigned>
                 cl::desc("Run N times and print the median time"),
                 cl::cat(runCategory));
 static cl::opt<std::string>
-    saveInputsDir("save-inputs", cl::desc("Write the arguments as "
-                                          "DIR/arg<i>.npy (with --random)"),
+    saveInputsDir("save-inputs",
+                  cl::desc("Write the arguments as "
+                           "DIR/arg<i>.npy (with --random)"),
                   cl::cat(runCategory));
 static cl::opt<int64_t>
     rowBlock("row-block", cl::init(8),
@@ -141,8 +141,8 @@ static std::string describeRuntimeError(const RuntimeErrors &errors) {
        << errors.bound << ")";
     break;
   case RuntimeErrorCode::InvalidSourceIndex:
-    os << "moe.unpermute: source index " << errors.value
-       << " is outside [0, " << errors.bound << ") or repeated";
+    os << "moe.unpermute: source index " << errors.value << " is outside [0, "
+       << errors.bound << ") or repeated";
     break;
   case RuntimeErrorCode::InvalidOffsets:
     os << "moe.grouped_matmul: the offsets of expert " << errors.value
@@ -183,9 +183,10 @@ static llvm::Error checkArgument(const NpyArray &array, RankedTensorType type,
     llvm::raw_string_ostream os(typeText);
     os << type;
     return llvm::createStringError(
-        std::errc::invalid_argument, "argument #%u (%s, from %s) does not fit %s: %s",
-        index, array.describe().c_str(), origin.str().c_str(),
-        typeText.c_str(), why.str().c_str());
+        std::errc::invalid_argument,
+        "argument #%u (%s, from %s) does not fit %s: %s", index,
+        array.describe().c_str(), origin.str().c_str(), typeText.c_str(),
+        why.str().c_str());
   };
   if (dtypeOf(type.getElementType()) != array.dtype)
     return mismatch("wrong element type");
@@ -240,7 +241,8 @@ static NpyArray randomArgument(RankedTensorType type, std::mt19937_64 &rng) {
   int64_t count = array.numElements();
   array.data.resize(count * dtypeSize(array.dtype));
   if (array.dtype == NpyDType::I32 || array.dtype == NpyDType::I64) {
-    std::uniform_int_distribution<int64_t> ids(0, std::max<int64_t>(idRange, 1) - 1);
+    std::uniform_int_distribution<int64_t> ids(
+        0, std::max<int64_t>(idRange, 1) - 1);
     for (int64_t i = 0; i < count; ++i) {
       int64_t id = ids(rng);
       if (array.dtype == NpyDType::I32) {
@@ -252,8 +254,8 @@ static NpyArray randomArgument(RankedTensorType type, std::mt19937_64 &rng) {
     }
     return array;
   }
-  bool isWeight = type.getRank() == 3 ||
-                  (type.getRank() == 2 && !type.isDynamicDim(0));
+  bool isWeight =
+      type.getRank() == 3 || (type.getRank() == 2 && !type.isDynamicDim(0));
   double scale = isWeight ? 1.0 / std::sqrt(double(type.getShape().back()))
                           : (type.getRank() == 1 ? 0.1 : 1.0);
   std::normal_distribution<double> normal(0.0, scale);
@@ -328,7 +330,8 @@ static llvm::json::Object describeValueType(Type type) {
       {"dtype", dtypeName(*dtypeOf(tensorType.getElementType())).str()}};
 }
 
-static std::optional<double> optionalDouble(std::optional<llvm::APFloat> value) {
+static std::optional<double>
+optionalDouble(std::optional<llvm::APFloat> value) {
   if (!value)
     return std::nullopt;
   return value->convertToDouble();
@@ -416,7 +419,8 @@ static int runCheck(func::FuncOp function, ArrayRef<NpyArray> arguments,
     return std::string(path);
   };
   for (auto [index, array] : llvm::enumerate(arguments))
-    if (llvm::Error error = writeNpy(pathOf("arg" + llvm::Twine(index) + ".npy"), array))
+    if (llvm::Error error =
+            writeNpy(pathOf("arg" + llvm::Twine(index) + ".npy"), array))
       return fail(llvm::toString(std::move(error)));
   for (auto [index, array] : llvm::enumerate(results))
     if (llvm::Error error =
@@ -496,8 +500,8 @@ int main(int argc, char **argv) {
     std::string available;
     for (auto function : module->getOps<func::FuncOp>())
       if (!function.isExternal())
-        available += (available.empty() ? "" : ", ") +
-                     function.getSymName().str();
+        available +=
+            (available.empty() ? "" : ", ") + function.getSymName().str();
     return fail("no function '" + entryName + "' in '" + inputFilename +
                 "'; it defines: " + (available.empty() ? "none" : available));
   }
@@ -533,8 +537,8 @@ int main(int argc, char **argv) {
   std::optional<int64_t> tokenDim;
   for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
     auto tensorType = cast<RankedTensorType>(type);
-    StringRef origin = randomInputs ? StringRef("--random")
-                                    : StringRef(inputFiles[index]);
+    StringRef origin =
+        randomInputs ? StringRef("--random") : StringRef(inputFiles[index]);
     if (llvm::Error error =
             checkArgument(arguments[index], tensorType, index, origin))
       return fail(llvm::toString(std::move(error)));
@@ -560,7 +564,8 @@ int main(int argc, char **argv) {
         return fail(llvm::toString(std::move(error)));
     }
   }
-  if (!outputFiles.empty() && outputFiles.size() != functionType.getNumResults())
+  if (!outputFiles.empty() &&
+      outputFiles.size() != functionType.getNumResults())
     return fail("'" + entryName + "' has " +
                 llvm::Twine(functionType.getNumResults()) + " results, but " +
                 llvm::Twine(outputFiles.size()) + " --output files were given");

@@ -1,4 +1,5 @@
-//===- GpuTarget.h - facts about the GPU a layer is compiled for -*- C++ -*-===//
+//===- GpuTarget.h - facts about the GPU a layer is compiled for -*- C++
+//-*-===//
 //
 // One place for the numbers the cost model and the GPU lowering depend on,
 // so that none is a literal scattered through the code.

@@ -20,16 +20,15 @@ void MoeDialect::registerAttributes() {
       >();
 }
 
-LogicalResult
-TileAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t blockM,
-                 int64_t blockN, int64_t blockK, int64_t stages, int64_t splitK,
-                 bool swapAB, int64_t groupM) {
+LogicalResult TileAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                               int64_t blockM, int64_t blockN, int64_t blockK,
+                               int64_t stages, int64_t splitK, bool swapAB,
+                               int64_t groupM) {
   if (blockM < 1 || blockN < 1 || blockK < 1)
     return emitError() << "tile sizes must be positive, got " << blockM << "x"
                        << blockN << "x" << blockK;
   if (stages < 1 || splitK < 1 || groupM < 1)
-    return emitError()
-           << "stages, split_k and group_m must be positive, got " << stages
-           << ", " << splitK << " and " << groupM;
+    return emitError() << "stages, split_k and group_m must be positive, got "
+                       << stages << ", " << splitK << " and " << groupM;
   return success();
 }

@@ -57,8 +57,8 @@ struct DropUnitScalingFactor : public OpRewritePattern<CombineOp> {
     std::optional<APFloat> scale = combineOp.getRoutedScalingFactor();
     if (!scale || !scale->isExactlyValue(1.0))
       return failure();
-    rewriter.modifyOpInPlace(combineOp,
-                             [&] { combineOp.removeRoutedScalingFactorAttr(); });
+    rewriter.modifyOpInPlace(
+        combineOp, [&] { combineOp.removeRoutedScalingFactorAttr(); });
     return success();
   }
 };

@@ -17,8 +17,7 @@ using namespace mlir::moe;
 /// Returns true when two dimension sizes may describe the same extent: equal,
 /// or at least one of them dynamic.
 static bool areDimsCompatible(int64_t lhs, int64_t rhs) {
-  return ShapedType::isDynamic(lhs) || ShapedType::isDynamic(rhs) ||
-         lhs == rhs;
+  return ShapedType::isDynamic(lhs) || ShapedType::isDynamic(rhs) || lhs == rhs;
 }
 
 /// Returns `lhs * rhs`, or dynamic when either factor is dynamic.
@@ -89,9 +88,9 @@ verifyTopkSemantics(Operation *op, int64_t numTokens, int64_t numExperts,
                     std::optional<int64_t> topkGroupsAttr, Value bias,
                     RankedTensorType weightsType, RankedTensorType idsType) {
   if (k > numExperts)
-    return op->emitOpError() << "expects k (" << k
-                             << ") to be at most the number of experts ("
-                             << numExperts << ")";
+    return op->emitOpError()
+           << "expects k (" << k << ") to be at most the number of experts ("
+           << numExperts << ")";
   if (bias) {
     auto biasType = cast<RankedTensorType>(bias.getType());
     if (biasType.getDimSize(0) != numExperts)
@@ -104,13 +103,13 @@ verifyTopkSemantics(Operation *op, int64_t numTokens, int64_t numExperts,
   int64_t numGroups = numGroupsAttr.value_or(1);
   int64_t topkGroups = topkGroupsAttr.value_or(numGroups);
   if (numExperts % numGroups != 0)
-    return op->emitOpError() << "expects num_groups (" << numGroups
-                             << ") to divide the number of experts ("
-                             << numExperts << ")";
+    return op->emitOpError()
+           << "expects num_groups (" << numGroups
+           << ") to divide the number of experts (" << numExperts << ")";
   if (topkGroups > numGroups)
-    return op->emitOpError() << "expects topk_groups (" << topkGroups
-                             << ") to be at most num_groups (" << numGroups
-                             << ")";
+    return op->emitOpError()
+           << "expects topk_groups (" << topkGroups
+           << ") to be at most num_groups (" << numGroups << ")";
   int64_t selectable = topkGroups * (numExperts / numGroups);
   if (k > selectable)
     return op->emitOpError() << "expects k (" << k
@@ -120,9 +119,9 @@ verifyTopkSemantics(Operation *op, int64_t numTokens, int64_t numExperts,
   for (RankedTensorType resultType : {weightsType, idsType}) {
     if (resultType.getDimSize(1) != k ||
         !areDimsCompatible(resultType.getDimSize(0), numTokens))
-      return op->emitOpError() << "expects results of shape ["
-                               << formatDim(numTokens) << ", " << k
-                               << "], got " << resultType;
+      return op->emitOpError()
+             << "expects results of shape [" << formatDim(numTokens) << ", "
+             << k << "], got " << resultType;
   }
   return success();
 }
@@ -132,9 +131,8 @@ LogicalResult TopkOp::verify() {
   if (failed(verifyStaticDim(*this, logitsType, 1, "logits")))
     return failure();
   return verifyTopkSemantics(*this, logitsType.getDimSize(0), getNumExperts(),
-                             getK(), getNumGroups(), getTopkGroups(),
-                             getBias(), getWeights().getType(),
-                             getIds().getType());
+                             getK(), getNumGroups(), getTopkGroups(), getBias(),
+                             getWeights().getType(), getIds().getType());
 }
 
 //===----------------------------------------------------------------------===//
@@ -278,8 +276,8 @@ LogicalResult GroupedMatmulOp::verify() {
   int64_t outFeatures = weightsType.getDimSize(1);
   int64_t inFeatures = weightsType.getDimSize(2);
   if (offsetsType.getDimSize(0) != numExperts + 1)
-    return emitOpError() << "expects offsets of size E + 1 = "
-                         << numExperts + 1 << ", got " << offsetsType;
+    return emitOpError() << "expects offsets of size E + 1 = " << numExperts + 1
+                         << ", got " << offsetsType;
   if (rowsType.getDimSize(1) != inFeatures)
     return emitOpError() << "expects rows with K = " << inFeatures
                          << " columns to match weights, got " << rowsType;
@@ -371,8 +369,7 @@ LogicalResult CombineOp::verify() {
       !areDimsCompatible(weightsType.getDimSize(0), inputType.getDimSize(0)))
     return emitOpError() << "expects weights of shape ["
                          << formatDim(inputType.getDimSize(0)) << ", "
-                         << inputType.getDimSize(1) << "], got "
-                         << weightsType;
+                         << inputType.getDimSize(1) << "], got " << weightsType;
   if (resultType.getDimSize(1) != inputType.getDimSize(2) ||
       !areDimsCompatible(resultType.getDimSize(0), inputType.getDimSize(0)))
     return emitOpError() << "expects result of shape ["
@@ -418,8 +415,9 @@ LogicalResult ExpertMatmulOp::verify() {
       return emitOpError() << "expects offsets of size E + 1 = "
                            << numExperts + 1 << ", got " << offsetsType;
   }
-  if (isAligned() && cast<RankedTensorType>(getNumPadded().getType())
-                             .getShape() != ArrayRef<int64_t>{1})
+  if (isAligned() &&
+      cast<RankedTensorType>(getNumPadded().getType()).getShape() !=
+          ArrayRef<int64_t>{1})
     return emitOpError() << "expects num_padded of type tensor<1xi32>";
   bool needsSlots = getGather() || getUnpermute() || isCombine() || isAligned();
   if (needsSlots && !getSlots())
@@ -447,10 +445,9 @@ LogicalResult ExpertMatmulOp::verify() {
 
   // The result, by output mode.
   int64_t width = getOutputWidth();
-  int64_t numSlots = getSlots()
-                         ? cast<RankedTensorType>(getSlots().getType())
-                               .getDimSize(0)
-                         : inputType.getDimSize(0);
+  int64_t numSlots =
+      getSlots() ? cast<RankedTensorType>(getSlots().getType()).getDimSize(0)
+                 : inputType.getDimSize(0);
   if (!getGather() && !areDimsCompatible(inputType.getDimSize(0), numSlots))
     return emitOpError() << "expects one input row per slot without gather, "
                             "got "

@@ -47,15 +47,13 @@ struct AlignSchedule : public OpRewritePattern<SortOp> {
     // Rows in schedule order change layout with the schedule: they must only
     // flow between these matmuls.
     for (ExpertMatmulOp matmul : users) {
-      if (!matmul.getGather() && !users.contains(
-                                     matmul.getInput()
-                                         .getDefiningOp<ExpertMatmulOp>()))
+      if (!matmul.getGather() &&
+          !users.contains(matmul.getInput().getDefiningOp<ExpertMatmulOp>()))
         return rewriter.notifyMatchFailure(
             sort, "rows in schedule order come from outside");
       if (matmul.getUnpermute() || matmul.isCombine())
         continue;
-      if (!cast<RankedTensorType>(matmul.getResult().getType())
-               .isDynamicDim(0))
+      if (!cast<RankedTensorType>(matmul.getResult().getType()).isDynamicDim(0))
         return rewriter.notifyMatchFailure(sort, "static row count");
       for (Operation *user : matmul.getResult().getUsers()) {
         auto consumer = dyn_cast<ExpertMatmulOp>(user);
@@ -77,13 +75,13 @@ struct AlignSchedule : public OpRewritePattern<SortOp> {
       granule = kDefaultBlockM;
 
     rewriter.setInsertionPoint(sort);
-    auto dynamicI32 = RankedTensorType::get({ShapedType::kDynamic},
-                                            rewriter.getI32Type());
-    auto align = AlignOp::create(
-        rewriter, sort.getLoc(), dynamicI32, dynamicI32,
-        RankedTensorType::get({1}, rewriter.getI32Type()), sort.getIds(),
-        rewriter.getI64IntegerAttr(granule),
-        rewriter.getI64IntegerAttr(sort.getNumExperts()));
+    auto dynamicI32 =
+        RankedTensorType::get({ShapedType::kDynamic}, rewriter.getI32Type());
+    auto align =
+        AlignOp::create(rewriter, sort.getLoc(), dynamicI32, dynamicI32,
+                        RankedTensorType::get({1}, rewriter.getI32Type()),
+                        sort.getIds(), rewriter.getI64IntegerAttr(granule),
+                        rewriter.getI64IntegerAttr(sort.getNumExperts()));
     SmallVector<ExpertMatmulOp> ordered(users.begin(), users.end());
     llvm::sort(ordered, [](ExpertMatmulOp a, ExpertMatmulOp b) {
       return a->isBeforeInBlock(b);

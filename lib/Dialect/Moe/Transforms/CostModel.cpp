@@ -67,8 +67,8 @@ TilePrediction mlir::moe::predictTile(const GroupedMatmulShape &shape,
   double storedRows = shape.storedRows ? shape.storedRows : rows;
   double storedColumns = shape.storedColumns ? shape.storedColumns : n;
   double outputBytes = storedRows * storedColumns * shape.outputBytes;
-  double partialBytes = tile.splitK > 1 ? 2.0 * rows * n * 4.0 * tile.splitK
-                                        : 0.0;
+  double partialBytes =
+      tile.splitK > 1 ? 2.0 * rows * n * 4.0 * tile.splitK : 0.0;
   p.bytes = weightBytes + inputBytes + outputBytes + partialBytes;
   double realRows = std::min<double>(tile.blockM, p.rowsPerExpert);
   p.reuse = 2.0 / (1.0 / realRows + 1.0 / tile.blockN);
@@ -76,13 +76,11 @@ TilePrediction mlir::moe::predictTile(const GroupedMatmulShape &shape,
   double activeSMs =
       std::min<double>(static_cast<double>(p.threadBlocks), target.numSMs);
   double bandwidthShare = std::min(1.0, 2.0 * activeSMs / target.numSMs);
-  p.computeSeconds =
-      p.executedFlops / (target.peakFlops * p.waveEfficiency);
+  p.computeSeconds = p.executedFlops / (target.peakFlops * p.waveEfficiency);
   p.memorySeconds = p.bytes / (target.bandwidthBytes * bandwidthShare);
   p.memoryBound = p.memorySeconds >= p.computeSeconds;
   p.seconds = std::max(p.computeSeconds, p.memorySeconds) +
-              target.overlapLoss *
-                  std::min(p.computeSeconds, p.memorySeconds) +
+              target.overlapLoss * std::min(p.computeSeconds, p.memorySeconds) +
               p.waves * target.waveOverheadSeconds;
   return p;
 }
@@ -98,12 +96,12 @@ bool mlir::moe::isFeasibleTile(const GroupedMatmulShape &shape,
     return false;
   if (shape.inFeatures % (tile.blockK * tile.splitK) != 0)
     return false;
-  if (tile.splitK > 1 && shape.inFeatures / (tile.blockK * tile.splitK) <
-                             target.minKStepsPerSplit)
+  if (tile.splitK > 1 &&
+      shape.inFeatures / (tile.blockK * tile.splitK) < target.minKStepsPerSplit)
     return false;
-  int64_t stageBytes = (tile.blockM * shape.inputBytes +
-                        tile.blockN * shape.weightBytes) *
-                       tile.blockK;
+  int64_t stageBytes =
+      (tile.blockM * shape.inputBytes + tile.blockN * shape.weightBytes) *
+      tile.blockK;
   int64_t epilogueBytes = tile.blockM * tile.blockN * shape.outputBytes;
   if (tile.stages * stageBytes + epilogueBytes > target.sharedMemoryBytes)
     return false;
@@ -159,8 +157,8 @@ TileChoice mlir::moe::chooseTile(const GroupedMatmulShape &shape,
 
 void mlir::moe::printPrediction(llvm::raw_ostream &os,
                                 const TilePrediction &p) {
-  os << llvm::format("%.1f experts x %.2f rows, reuse %.1f, ",
-                     p.touchedExperts, p.rowsPerExpert, p.reuse)
+  os << llvm::format("%.1f experts x %.2f rows, reuse %.1f, ", p.touchedExperts,
+                     p.rowsPerExpert, p.reuse)
      << llvm::format("%.3g GFLOP (%.3g executed), %.3g MB, ",
                      p.usefulFlops * 1e-9, p.executedFlops * 1e-9,
                      p.bytes * 1e-6)

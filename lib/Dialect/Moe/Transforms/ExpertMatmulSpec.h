@@ -14,8 +14,7 @@
 namespace mlir::moe {
 
 struct ExpertMatmulSpec {
-  Value input, weights, slots, offsets, blockExperts, numPadded,
-      routingWeights;
+  Value input, weights, slots, offsets, blockExperts, numPadded, routingWeights;
   int64_t k = 1;
   bool gather = false;
   bool unpermute = false;

@@ -68,8 +68,8 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
     spec.slots = sort.getSource();
     spec.offsets = sort.getOffsets();
     rewriter.setInsertionPoint(matmul);
-    ExpertMatmulOp fused = spec.create(rewriter, matmul.getLoc(),
-                                       matmul->getResult(0).getType());
+    ExpertMatmulOp fused =
+        spec.create(rewriter, matmul.getLoc(), matmul->getResult(0).getType());
     rewriter.replaceOp(matmul, fused.getResult());
     rewriter.eraseOp(permute);
     return success();
@@ -96,7 +96,8 @@ struct FoldActivationIntoMatmul : public OpRewritePattern<ActivationOp> {
     spec->limit = activation.getLimitAttr();
     Operation *producer = activation.getInput().getDefiningOp();
     ExpertMatmulOp fused = spec->create(
-        rewriter, rewriter.getFusedLoc({producer->getLoc(), activation.getLoc()}),
+        rewriter,
+        rewriter.getFusedLoc({producer->getLoc(), activation.getLoc()}),
         activation.getResult().getType());
     rewriter.replaceOp(activation, fused.getResult());
     rewriter.eraseOp(producer);
@@ -128,7 +129,8 @@ struct FoldUnpermuteIntoMatmul : public OpRewritePattern<UnpermuteOp> {
     spec->k = unpermute.getResult().getType().getDimSize(1);
     Operation *producer = unpermute.getRows().getDefiningOp();
     ExpertMatmulOp fused = spec->create(
-        rewriter, rewriter.getFusedLoc({producer->getLoc(), unpermute.getLoc()}),
+        rewriter,
+        rewriter.getFusedLoc({producer->getLoc(), unpermute.getLoc()}),
         unpermute.getResult().getType());
     rewriter.replaceOp(unpermute, fused.getResult());
     rewriter.eraseOp(producer);

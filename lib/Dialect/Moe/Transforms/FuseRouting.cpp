@@ -28,11 +28,11 @@ struct FuseRouterIntoTopk : public OpRewritePattern<TopkOp> {
       return rewriter.notifyMatchFailure(topk, "logits have another use");
     auto route = RouteOp::create(
         rewriter, rewriter.getFusedLoc({router.getLoc(), topk.getLoc()}),
-        topk.getWeights().getType(), topk.getIds().getType(),
-        router.getInput(), router.getGateWeight(), router.getBias(),
-        topk.getBias(), topk.getScoring(), topk.getKAttr(),
-        topk.getNumGroupsAttr(), topk.getTopkGroupsAttr(),
-        topk.getRenormalizeAttr(), topk.getRoutedScalingFactorAttr());
+        topk.getWeights().getType(), topk.getIds().getType(), router.getInput(),
+        router.getGateWeight(), router.getBias(), topk.getBias(),
+        topk.getScoring(), topk.getKAttr(), topk.getNumGroupsAttr(),
+        topk.getTopkGroupsAttr(), topk.getRenormalizeAttr(),
+        topk.getRoutedScalingFactorAttr());
     rewriter.replaceOp(topk, route.getResults());
     rewriter.eraseOp(router);
     return success();

@@ -37,9 +37,9 @@ struct AttachTile : public OpRewritePattern<MatmulOp> {
     if (prediction.rowsPerExpert <= tile.blockM)
       tile.groupM = 1;
     rewriter.modifyOpInPlace(op, [&] {
-      op.setTileAttr(TileAttr::get(
-          rewriter.getContext(), tile.blockM, tile.blockN, tile.blockK,
-          tile.stages, tile.splitK, tile.swapAB, tile.groupM));
+      op.setTileAttr(TileAttr::get(rewriter.getContext(), tile.blockM,
+                                   tile.blockN, tile.blockK, tile.stages,
+                                   tile.splitK, tile.swapAB, tile.groupM));
     });
     return success();
   }

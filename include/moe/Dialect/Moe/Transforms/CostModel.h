@@ -72,8 +72,7 @@ bool isFeasibleTile(const GroupedMatmulShape &shape, const TileChoice &tile,
                     const GpuTarget &target);
 
 /// Picks the feasible candidate with the smallest predicted time.
-TileChoice chooseTile(const GroupedMatmulShape &shape,
-                      const GpuTarget &target);
+TileChoice chooseTile(const GroupedMatmulShape &shape, const GpuTarget &target);
 
 /// Prints a one-line explanation of `prediction`.
 void printPrediction(llvm::raw_ostream &os, const TilePrediction &prediction);
