@@ -3,6 +3,7 @@
 #include "moe/Pipelines/Pipelines.h"
 
 #include "moe/Conversion/Passes.h"
+#include "moe/Dialect/Moe/Transforms/Passes.h"
 #include "moe/Transforms/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -11,8 +12,24 @@
 
 using namespace mlir;
 
+void mlir::moe::buildOptimizePipeline(OpPassManager &pm,
+                                      const OptimizePipelineOptions &options) {
+  pm.addPass(createMoeFuseRouting());
+  pm.addPass(createMoeFuseExperts());
+  MoeTileOptions tileOptions;
+  tileOptions.numTokens = options.numTokens;
+  pm.addPass(createMoeTile(tileOptions));
+  pm.addPass(createMoeAlign());
+  pm.addPass(createCanonicalizerPass());
+}
+
 void mlir::moe::buildCpuPipeline(OpPassManager &pm,
                                  const CpuPipelineOptions &options) {
+  if (options.fuse) {
+    OptimizePipelineOptions optimizeOptions;
+    optimizeOptions.numTokens = options.numTokens;
+    buildOptimizePipeline(pm, optimizeOptions);
+  }
   ConvertMoeToLinalgOptions toLinalg;
   toLinalg.rowBlock = options.rowBlock;
   pm.addPass(createConvertMoeToLinalg(toLinalg));
@@ -47,6 +64,10 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm,
 }
 
 void mlir::moe::registerCpuPipeline() {
+  PassPipelineRegistration<OptimizePipelineOptions>(
+      "moe-optimize",
+      "Fuse routing and experts, choose tiles and align the schedule",
+      buildOptimizePipeline);
   PassPipelineRegistration<CpuPipelineOptions>(
       "moe-cpu-pipeline",
       "Lower moe ops to the LLVM dialect for execution on the host CPU",

@@ -111,6 +111,29 @@ def evaluate(graph: dict, args: list[np.ndarray]):
                                 routed_scaling_factor=attrs["routed_scaling_factor"]))
             token_mask = ambiguous_tokens(x[0], attrs, bias)
             ambiguous = token_mask if ambiguous is None else (ambiguous | token_mask)
+        elif name == "moe.route":
+            gate_bias = x[2] if attrs["has_gate_bias"] else None
+            bias = x[-1] if attrs["has_score_bias"] else None
+            logits = ref.router(x[0], x[1], gate_bias)
+            out = list(ref.topk(logits, attrs["k"], attrs["scoring"], bias=bias,
+                                num_groups=attrs["num_groups"], topk_groups=attrs["topk_groups"],
+                                renormalize=attrs["renormalize"],
+                                routed_scaling_factor=attrs["routed_scaling_factor"]))
+            token_mask = ambiguous_tokens(logits, attrs, bias)
+            ambiguous = token_mask if ambiguous is None else (ambiguous | token_mask)
+        elif name == "moe.sort":
+            out = list(ref.sort_assignments(x[0], attrs["num_experts"]))
+        elif name == "moe.align":
+            out = list(ref.align(x[0], attrs["num_experts"], attrs["block_m"]))
+        elif name == "moe.expert_matmul":
+            named = dict(zip(attrs["operand_names"], x))
+            out = [ref.expert_matmul(
+                named["input"], named["weights"], k=attrs["k"], slots=named.get("slots"),
+                offsets=named.get("offsets"), block_experts=named.get("block_experts"),
+                num_padded=named.get("num_padded"), routing_weights=named.get("routing_weights"),
+                gather=attrs["gather"], unpermute=attrs["unpermute"],
+                activation_kind=attrs["activation"], alpha=attrs["alpha"], limit=attrs["limit"],
+                routed_scaling_factor=attrs["routed_scaling_factor"], block_m=attrs["block_m"])]
         elif name == "moe.permute":
             out = list(ref.permute(x[0], x[1], attrs["num_experts"]))
         elif name == "moe.grouped_matmul":

@@ -210,3 +210,92 @@ def moe_layer(x, gate_weight, w13, w2, config, gate_bias=None, score_bias=None) 
     hidden = activation(hidden, config.activation, config.swiglu_alpha, config.swiglu_limit)
     out_rows = grouped_matmul(hidden, w2, offsets)
     return combine(unpermute(out_rows, source, config.k), weights)
+
+
+# Fused and scheduled forms (the ops the passes produce).
+
+
+def route(x, gate_weight, k, scoring="softmax", gate_bias=None, score_bias=None, **topk_options):
+    """moe.route: router then topk."""
+    return topk(router(x, gate_weight, gate_bias), k, scoring, bias=score_bias, **topk_options)
+
+
+def sort_assignments(ids, num_experts: int) -> tuple[np.ndarray, np.ndarray]:
+    """moe.sort: permute's offsets and source, without gathering rows."""
+    ids = np.asarray(ids)
+    _, offsets, source = permute(np.zeros((ids.shape[0], 0)), ids, num_experts)
+    return offsets, source
+
+
+def align(ids, num_experts: int, block_m: int):
+    """moe.align: (sorted_ids, block_experts, num_padded), as
+    moe_align_block_size computes them; id -1 is another device's expert."""
+    ids = np.asarray(ids, dtype=np.int64)
+    num_assignments = ids.size
+    flat = ids.reshape(-1)
+    if flat.size and (flat.min() < -1 or flat.max() >= num_experts):
+        raise ValueError(f"align: expert id out of range [-1, {num_experts})")
+    num_slots = num_assignments + num_experts * (block_m - 1)
+    num_blocks = -(-num_slots // block_m)
+    sorted_ids = np.full(num_slots, num_assignments, dtype=np.int32)
+    block_experts = np.full(num_blocks, -1, dtype=np.int32)
+    start = 0
+    for expert in range(num_experts):
+        members = np.nonzero(flat == expert)[0]
+        sorted_ids[start:start + members.size] = members
+        padded = -(-members.size // block_m) * block_m
+        block_experts[start // block_m:(start + padded) // block_m] = expert
+        start += padded
+    return sorted_ids, block_experts, np.array([start], dtype=np.int32)
+
+
+def expert_matmul(input, weights, *, k: int, slots=None, offsets=None, block_experts=None,
+                  num_padded=None, routing_weights=None, gather=False, unpermute=False,
+                  activation_kind=None, alpha=None, limit=None, routed_scaling_factor=None,
+                  block_m=None, num_tokens=None):
+    """moe.expert_matmul: see the op's description in docs/MoeDialect.md."""
+    input, weights = _f64(input), _f64(weights)
+    num_experts, out_features, _ = weights.shape
+    num_slots = len(slots) if slots is not None else input.shape[0]
+    aligned = block_experts is not None
+    num_assignments = num_slots - num_experts * (block_m - 1) if aligned else num_slots
+    if num_tokens is None:
+        if gather:
+            num_tokens = input.shape[0]
+        elif routing_weights is not None:
+            num_tokens = routing_weights.shape[0]
+        else:
+            num_tokens = num_assignments // k
+    expert_of_slot = np.full(num_slots, -1)
+    if aligned:
+        limit_slots = min(int(num_padded[0]), num_slots)
+        for slot in range(limit_slots):
+            expert_of_slot[slot] = block_experts[slot // block_m]
+    else:
+        for expert in range(num_experts):
+            expert_of_slot[offsets[expert]:offsets[expert + 1]] = expert
+    width = out_features // 2 if activation_kind else out_features
+    if unpermute:
+        result = np.zeros((num_tokens, k, width))
+    elif routing_weights is not None:
+        result = np.zeros((num_tokens, width))
+    else:
+        result = np.zeros((num_slots, width))
+    for slot in range(num_slots):
+        expert = expert_of_slot[slot]
+        assignment = int(slots[slot]) if slots is not None else slot
+        if expert < 0 or assignment >= num_assignments:
+            continue
+        row = input[assignment // k] if gather else input[slot]
+        product = row @ weights[expert].T
+        if activation_kind:
+            product = activation(product[None, :], activation_kind, alpha, limit)[0]
+        if unpermute:
+            result[assignment // k, assignment % k] = product
+        elif routing_weights is not None:
+            result[assignment // k] += routing_weights[assignment // k, assignment % k] * product
+        else:
+            result[slot] = product
+    if routing_weights is not None and routed_scaling_factor is not None:
+        result = result * routed_scaling_factor
+    return result

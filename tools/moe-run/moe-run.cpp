@@ -99,6 +99,11 @@ static cl::opt<std::string>
                   cl::desc("Write the arguments as "
                            "DIR/arg<i>.npy (with --random)"),
                   cl::cat(runCategory));
+static cl::opt<bool>
+    fuse("fuse",
+         cl::desc("Fuse, tile and align the program (moe-optimize) before "
+                  "lowering it; tiles are chosen for --num-tokens"),
+         cl::cat(runCategory));
 static cl::opt<int64_t>
     rowBlock("row-block", cl::init(8),
              cl::desc("Rows per grouped-matmul contraction block"),
@@ -147,6 +152,14 @@ static std::string describeRuntimeError(const RuntimeErrors &errors) {
   case RuntimeErrorCode::InvalidOffsets:
     os << "moe.grouped_matmul: the offsets of expert " << errors.value
        << " do not partition [0, " << errors.bound << ") in order";
+    break;
+  case RuntimeErrorCode::InvalidSlot:
+    os << "moe.expert_matmul: schedule slot " << errors.value
+       << " holds an assignment outside [0, " << errors.bound << ")";
+    break;
+  case RuntimeErrorCode::InvalidBlockExpert:
+    os << "moe.expert_matmul: block expert " << errors.value
+       << " is outside [-1, " << errors.bound << ")";
     break;
   }
   os << " (" << errors.count << " invalid value"
@@ -371,6 +384,47 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
         .Case([&](PermuteOp permute) {
           attrs["num_experts"] = permute.getNumExperts();
         })
+        .Case([&](RouteOp route) {
+          attrs["k"] = route.getK();
+          attrs["scoring"] = stringifyScoringFunc(route.getScoring()).str();
+          attrs["num_groups"] = route.getNumGroups();
+          attrs["topk_groups"] = route.getTopkGroups();
+          attrs["renormalize"] = route.getRenormalize();
+          attrs["routed_scaling_factor"] =
+              optionalDouble(route.getRoutedScalingFactor());
+          attrs["has_gate_bias"] = static_cast<bool>(route.getGateBias());
+          attrs["has_score_bias"] = static_cast<bool>(route.getScoreBias());
+        })
+        .Case([&](SortOp sort) { attrs["num_experts"] = sort.getNumExperts(); })
+        .Case([&](AlignOp align) {
+          attrs["num_experts"] = align.getNumExperts();
+          attrs["block_m"] = align.getBlockM();
+        })
+        .Case([&](ExpertMatmulOp matmul) {
+          // Which operand is which: the optional ones may be absent.
+          llvm::json::Array operandNames{"input", "weights"};
+          for (auto [name, value] :
+               {std::pair<StringRef, Value>{"slots", matmul.getSlots()},
+                {"offsets", matmul.getOffsets()},
+                {"block_experts", matmul.getBlockExperts()},
+                {"num_padded", matmul.getNumPadded()},
+                {"routing_weights", matmul.getRoutingWeights()}})
+            if (value)
+              operandNames.push_back(name);
+          attrs["operand_names"] = std::move(operandNames);
+          attrs["k"] = matmul.getK();
+          attrs["gather"] = matmul.getGather();
+          attrs["unpermute"] = matmul.getUnpermute();
+          std::optional<ActivationKind> kind = matmul.getActivation();
+          attrs["activation"] =
+              kind ? llvm::json::Value(stringifyActivationKind(*kind).str())
+                   : llvm::json::Value(nullptr);
+          attrs["alpha"] = optionalDouble(matmul.getAlpha());
+          attrs["limit"] = optionalDouble(matmul.getLimit());
+          attrs["routed_scaling_factor"] =
+              optionalDouble(matmul.getRoutedScalingFactor());
+          attrs["block_m"] = matmul.getBlockM();
+        })
         .Case([&](ActivationOp activation) {
           attrs["kind"] = stringifyActivationKind(activation.getKind()).str();
           attrs["alpha"] = optionalDouble(activation.getAlpha());
@@ -577,6 +631,8 @@ int main(int argc, char **argv) {
   PassManager pm(&context);
   CpuPipelineOptions pipelineOptions;
   pipelineOptions.rowBlock = rowBlock;
+  pipelineOptions.fuse = fuse;
+  pipelineOptions.numTokens = std::max<int64_t>(numTokens, 1);
   buildCpuPipeline(pm, pipelineOptions);
   if (failed(pm.run(*lowered)))
     return fail("lowering '" + entryName + "' for the cpu failed");

@@ -11,13 +11,35 @@ class OpPassManager;
 
 namespace mlir::moe {
 
+/// Options of `moe-optimize`.
+struct OptimizePipelineOptions
+    : public PassPipelineOptions<OptimizePipelineOptions> {
+  PassOptions::Option<int64_t> numTokens{
+      *this, "num-tokens",
+      llvm::cl::desc("Expected token count M the tiles are chosen for"),
+      llvm::cl::init(256)};
+};
+
 /// Options of `moe-cpu-pipeline`.
 struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
   PassOptions::Option<int64_t> rowBlock{
       *this, "row-block",
       llvm::cl::desc("Rows per static contraction block of a grouped matmul"),
       llvm::cl::init(8)};
+  PassOptions::Option<bool> fuse{
+      *this, "fuse",
+      llvm::cl::desc("Run moe-optimize (fusion, tiling, alignment) first"),
+      llvm::cl::init(false)};
+  PassOptions::Option<int64_t> numTokens{
+      *this, "num-tokens",
+      llvm::cl::desc("With fuse: the token count the tiles are chosen for"),
+      llvm::cl::init(256)};
 };
+
+/// The target-neutral optimizations, in order: moe-fuse-routing,
+/// moe-fuse-experts, moe-tile, moe-align, canonicalize.
+void buildOptimizePipeline(OpPassManager &pm,
+                           const OptimizePipelineOptions &options);
 
 /// Lowers a module of moe ops on tensors to the LLVM dialect for the host
 /// CPU: moe -> linalg -> bufferized loops -> LLVM. Public functions keep
@@ -25,7 +47,7 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
 /// `_mlir_ciface_` wrappers.
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options);
 
-/// Registers `moe-cpu-pipeline`.
+/// Registers `moe-optimize` and `moe-cpu-pipeline`.
 void registerCpuPipeline();
 
 } // namespace mlir::moe

@@ -1,4 +1,17 @@
-//===- MatmulToLinalg.cpp - grouped matmul lowering ---===//
+//===- MatmulToLinalg.cpp - grouped and expert matmul lowering ------------===//
+//
+// moe.grouped_matmul is the simplest moe.expert_matmul (offsets schedule,
+// rows in, rows out), so it is rewritten into one and lowered with it.
+//
+// An expert_matmul becomes a loop over the schedule's ranges (an expert's
+// slots in the offsets form, a block of block_m slots in the aligned form).
+// A range with rows transposes its expert's weights once to [K, N]; its
+// slots go through static [rowBlock, K] x [K, N] linalg.matmul ops (full
+// blocks, then single rows), so that later tiling and vectorization see
+// static shapes. A rows are gathered per block, never as a whole permuted
+// copy; the activation and the scatter or weighted combine run per block.
+//
+//===----------------------------------------------------------------------===//
 
 #include "LoweringUtils.h"
 
@@ -8,7 +21,6 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
-#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Transforms/DialectConversion.h"
@@ -18,165 +30,444 @@ using namespace mlir::moe;
 using namespace mlir::moe::lowering;
 
 namespace {
-//===----------------------------------------------------------------------===//
-// GroupedMatmulOp
-//===----------------------------------------------------------------------===//
 
 struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
-  GroupedMatmulOpLowering(MLIRContext *context, int64_t rowBlock)
-      : OpConversionPattern(context), rowBlock(rowBlock) {}
+  using OpConversionPattern::OpConversionPattern;
 
   LogicalResult
   matchAndRewrite(GroupedMatmulOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (op.getQuantization().getFormat() != QuantFormat::None)
-      return rewriter.notifyMatchFailure(op, "quantized formats not lowered");
-    Location loc = op.getLoc();
-    Value rows = adaptor.getRows();
-    Value weights = adaptor.getWeights();
-    Value offsets = adaptor.getOffsets();
-    RankedTensorType weightsType = op.getWeights().getType();
-    RankedTensorType resultType = op.getResult().getType();
-    int64_t numExperts = weightsType.getDimSize(0);
-    int64_t outFeatures = weightsType.getDimSize(1);
-    int64_t inFeatures = weightsType.getDimSize(2);
-    Type elementType = resultType.getElementType();
-
-    SmallVector<OpFoldResult> resultSizes = {
-        tensor::getMixedSize(rewriter, loc, rows, 0),
-        rewriter.getIndexAttr(outFeatures)};
-    Value resultInit = createEmpty(rewriter, loc, resultSizes, elementType);
-    Value c0 = indexConstant(rewriter, loc, 0);
-    Value c1 = indexConstant(rewriter, loc, 1);
-    Value blockValue = indexConstant(rewriter, loc, rowBlock);
-    Value numRowsTotal = tensor::DimOp::create(rewriter, loc, rows, 0);
-    func::FuncOp reportFn = getOrInsertReportFunction(rewriter, op);
-    auto expertLoop = scf::ForOp::create(
-        rewriter, loc, c0, indexConstant(rewriter, loc, numExperts), c1,
-        ValueRange{resultInit},
-        [&](OpBuilder &b, Location l, Value expert, ValueRange expertArgs) {
-          // A non-decreasing partition of [0, rows) is the contract; clamp
-          // each range into [previous end, rows] after reporting a breach.
-          Value begin = extractIndex(b, l, offsets, expert);
-          Value end =
-              extractIndex(b, l, offsets,
-                           ValueRange{arith::AddIOp::create(b, l, expert, c1)});
-          Value beginBad = arith::OrIOp::create(
-              b, l,
-              arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, begin, c0),
-              arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, begin,
-                                    numRowsTotal));
-          Value endBad = arith::OrIOp::create(
-              b, l,
-              arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, end,
-                                    begin),
-              arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, end,
-                                    numRowsTotal));
-          emitRuntimeCheck(
-              b, l, reportFn, arith::OrIOp::create(b, l, beginBad, endBad),
-              RuntimeErrorCode::InvalidOffsets, expert, numRowsTotal);
-          begin = arith::MinSIOp::create(
-              b, l, arith::MaxSIOp::create(b, l, begin, c0), numRowsTotal);
-          end = arith::MinSIOp::create(
-              b, l, arith::MaxSIOp::create(b, l, end, begin), numRowsTotal);
-          // Experts without rows cost nothing, not even their weights.
-          Value numRows = arith::SubIOp::create(b, l, end, begin);
-          Value hasRows = arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt,
-                                                numRows, c0);
-          auto ifOp = scf::IfOp::create(
-              b, l, hasRows,
-              [&](OpBuilder &tb, Location tl) {
-                // The expert's weights, transposed once to [K, N] so that the
-                // row blocks are plain matmuls whose N dimension is
-                // contiguous in memory and vectorizes.
-                auto expertWeightsType = RankedTensorType::get(
-                    {outFeatures, inFeatures}, weightsType.getElementType());
-                Value expertWeights = tensor::ExtractSliceOp::create(
-                    tb, tl, expertWeightsType, weights,
-                    ArrayRef<OpFoldResult>{expert, tb.getIndexAttr(0),
-                                           tb.getIndexAttr(0)},
-                    ArrayRef<OpFoldResult>{tb.getIndexAttr(1),
-                                           tb.getIndexAttr(outFeatures),
-                                           tb.getIndexAttr(inFeatures)},
-                    ArrayRef<OpFoldResult>{tb.getIndexAttr(1),
-                                           tb.getIndexAttr(1),
-                                           tb.getIndexAttr(1)});
-                SmallVector<OpFoldResult> transposedSizes = {
-                    tb.getIndexAttr(inFeatures), tb.getIndexAttr(outFeatures)};
-                Value transposed =
-                    linalg::TransposeOp::create(
-                        tb, tl, expertWeights,
-                        createEmpty(tb, tl, transposedSizes,
-                                    weightsType.getElementType()),
-                        ArrayRef<int64_t>{1, 0})
-                        ->getResult(0);
-                // Full row blocks, then the remaining rows one at a time;
-                // every matmul has a static shape.
-                Value fullRows = arith::MulIOp::create(
-                    tb, tl, arith::DivUIOp::create(tb, tl, numRows, blockValue),
-                    blockValue);
-                Value fullEnd = arith::AddIOp::create(tb, tl, begin, fullRows);
-                Value acc =
-                    buildRowBlockLoop(tb, tl, rows, transposed, expertArgs[0],
-                                      begin, fullEnd, rowBlock, elementType);
-                acc = buildRowBlockLoop(tb, tl, rows, transposed, acc, fullEnd,
-                                        end, /*blockRows=*/1, elementType);
-                scf::YieldOp::create(tb, tl, acc);
-              },
-              [&](OpBuilder &eb, Location el) {
-                scf::YieldOp::create(eb, el, expertArgs[0]);
-              });
-          Value acc = ifOp.getResult(0);
-          scf::YieldOp::create(b, l, acc);
-        });
-    rewriter.replaceOp(
-        op, castToType(rewriter, loc, expertLoop.getResult(0), resultType));
+    rewriter.replaceOpWithNewOp<ExpertMatmulOp>(
+        op, op.getResult().getType(), adaptor.getRows(), adaptor.getWeights(),
+        /*slots=*/Value(), adaptor.getOffsets(), /*block_experts=*/Value(),
+        /*num_padded=*/Value(), /*routing_weights=*/Value(),
+        rewriter.getI64IntegerAttr(1), /*gather=*/UnitAttr(),
+        /*unpermute=*/UnitAttr(), /*activation=*/ActivationKindAttr(),
+        /*alpha=*/FloatAttr(), /*limit=*/FloatAttr(),
+        /*routed_scaling_factor=*/FloatAttr(), /*block_m=*/IntegerAttr(),
+        op.getQuantizationAttr(), op.getTileAttr());
     return success();
+  }
+};
+
+/// Lowers one moe.expert_matmul; holds what its helpers share.
+class ExpertMatmulBuilder {
+public:
+  ExpertMatmulBuilder(OpBuilder &b, Location loc, ExpertMatmulOp op,
+                      ExpertMatmulOp::Adaptor adaptor, int64_t rowBlock)
+      : loc(loc), op(op), rowBlock(rowBlock), input(adaptor.getInput()),
+        weights(adaptor.getWeights()), slots(adaptor.getSlots()),
+        routingWeights(adaptor.getRoutingWeights()),
+        offsets(adaptor.getOffsets()), blockExperts(adaptor.getBlockExperts()),
+        numPadded(adaptor.getNumPadded()), k(op.getK()) {
+    auto weightsType = op.getWeights().getType();
+    numExperts = weightsType.getDimSize(0);
+    outFeatures = weightsType.getDimSize(1);
+    inFeatures = weightsType.getDimSize(2);
+    width = op.getOutputWidth();
+    resultType = cast<RankedTensorType>(op.getResult().getType());
+    f32 = b.getF32Type();
+    reportFn = getOrInsertReportFunction(b, op);
+    c0 = indexConstant(b, loc, 0);
+    c1 = indexConstant(b, loc, 1);
+    kValue = indexConstant(b, loc, k);
+    numSlots = tensor::DimOp::create(b, loc, slots ? slots : input, 0);
+    numAssignments = numSlots;
+    if (op.isAligned()) {
+      // S = A + E·(block_m − 1).
+      Value padding =
+          indexConstant(b, loc, numExperts * (op.getBlockM().value_or(1) - 1));
+      numAssignments = arith::MaxSIOp::create(
+          b, loc, arith::SubIOp::create(b, loc, numSlots, padding), c0);
+    }
+    if (op.getGather())
+      numTokens = tensor::DimOp::create(b, loc, input, 0);
+    else if (routingWeights)
+      numTokens = tensor::DimOp::create(b, loc, routingWeights, 0);
+    else
+      numTokens = arith::DivUIOp::create(b, loc, numAssignments, kValue);
+  }
+
+  Value build(OpBuilder &b) {
+    if (slots)
+      validateSlots(b);
+    Value acc = createResultInit(b);
+    acc =
+        op.isAligned() ? buildAlignedRanges(b, acc) : buildOffsetRanges(b, acc);
+    if (op.isCombine()) {
+      if (std::optional<APFloat> scale = op.getRoutedScalingFactor())
+        acc = buildScale(b, loc, acc, scale->convertToDouble());
+      acc = buildConvert(b, loc, acc, resultType);
+    }
+    return castToType(b, loc, acc, resultType);
   }
 
 private:
-  /// Emits `for r in [begin, end) step blockRows: result[r:r+blockRows] =
-  /// rows[r:r+blockRows] · transposedWeights`, accumulating in f32.
-  static Value buildRowBlockLoop(OpBuilder &b, Location loc, Value rows,
-                                 Value transposedWeights, Value result,
-                                 Value begin, Value end, int64_t blockRows,
-                                 Type elementType) {
-    auto weightsType = cast<RankedTensorType>(transposedWeights.getType());
-    int64_t inFeatures = weightsType.getDimSize(0);
-    int64_t outFeatures = weightsType.getDimSize(1);
-    Type rowElementType =
-        cast<RankedTensorType>(rows.getType()).getElementType();
-    Type f32 = b.getF32Type();
-    Value step = indexConstant(b, loc, blockRows);
+  /// Every slot holds an assignment in [0, A), or, in the aligned form, the
+  /// sentinel A.
+  void validateSlots(OpBuilder &b) {
+    Value upper = op.isAligned()
+                      ? arith::AddIOp::create(b, loc, numAssignments, c1)
+                      : numAssignments;
+    scf::ForOp::create(
+        b, loc, c0, numSlots, c1, ValueRange{},
+        [&](OpBuilder &lb, Location l, Value slot, ValueRange) {
+          Value assignment = extractIndex(lb, l, slots, slot);
+          Value invalid = arith::OrIOp::create(
+              lb, l,
+              arith::CmpIOp::create(lb, l, arith::CmpIPredicate::slt,
+                                    assignment, c0),
+              arith::CmpIOp::create(lb, l, arith::CmpIPredicate::sge,
+                                    assignment, upper));
+          emitRuntimeCheck(lb, l, reportFn, invalid,
+                           RuntimeErrorCode::InvalidSlot, slot, numAssignments);
+          scf::YieldOp::create(lb, l);
+        });
+  }
+
+  Value createResultInit(OpBuilder &b) {
+    Value widthValue = indexConstant(b, loc, width);
+    if (op.getUnpermute())
+      return createFilled(b, loc, {numTokens, b.getIndexAttr(k), widthValue},
+                          resultType.getElementType(), 0.0);
+    if (op.isCombine())
+      return createFilled(b, loc, {numTokens, widthValue}, f32, 0.0);
+    return createFilled(b, loc, {numSlots, widthValue},
+                        resultType.getElementType(), 0.0);
+  }
+
+  /// Offsets form: one range per expert, checked to partition [0, S).
+  Value buildOffsetRanges(OpBuilder &b, Value acc) {
     auto loop = scf::ForOp::create(
-        b, loc, begin, end, step, ValueRange{result},
-        [&](OpBuilder &lb, Location l, Value row, ValueRange args) {
-          auto blockType =
-              RankedTensorType::get({blockRows, inFeatures}, rowElementType);
-          Value block = tensor::ExtractSliceOp::create(
-              lb, l, blockType, rows,
-              ArrayRef<OpFoldResult>{row, lb.getIndexAttr(0)},
-              ArrayRef<OpFoldResult>{lb.getIndexAttr(blockRows),
-                                     lb.getIndexAttr(inFeatures)},
-              ArrayRef<OpFoldResult>{lb.getIndexAttr(1), lb.getIndexAttr(1)});
-          SmallVector<OpFoldResult> outSizes = {lb.getIndexAttr(blockRows),
-                                                lb.getIndexAttr(outFeatures)};
-          // linalg.matmul extends bf16/f16 operands to the f32 accumulator.
-          Value product =
-              linalg::MatmulOp::create(
-                  lb, l, ValueRange{block, transposedWeights},
-                  ValueRange{createFilled(lb, l, outSizes, f32, 0.0)})
-                  .getResult(0);
-          Value converted = buildConvert(
-              lb, l, product,
-              RankedTensorType::get({blockRows, outFeatures}, elementType));
-          Value updated = tensor::InsertSliceOp::create(
-              lb, l, converted, args[0],
-              ArrayRef<OpFoldResult>{row, lb.getIndexAttr(0)}, outSizes,
-              ArrayRef<OpFoldResult>{lb.getIndexAttr(1), lb.getIndexAttr(1)});
-          scf::YieldOp::create(lb, l, updated);
+        b, loc, c0, indexConstant(b, loc, numExperts), c1, ValueRange{acc},
+        [&](OpBuilder &lb, Location l, Value expert, ValueRange args) {
+          Value begin = extractIndex(lb, l, offsets, expert);
+          Value end = extractIndex(
+              lb, l, offsets,
+              ValueRange{arith::AddIOp::create(lb, l, expert, c1)});
+          Value beginBad = arith::OrIOp::create(
+              lb, l,
+              arith::CmpIOp::create(lb, l, arith::CmpIPredicate::slt, begin,
+                                    c0),
+              arith::CmpIOp::create(lb, l, arith::CmpIPredicate::sgt, begin,
+                                    numSlots));
+          Value endBad = arith::OrIOp::create(
+              lb, l,
+              arith::CmpIOp::create(lb, l, arith::CmpIPredicate::slt, end,
+                                    begin),
+              arith::CmpIOp::create(lb, l, arith::CmpIPredicate::sgt, end,
+                                    numSlots));
+          emitRuntimeCheck(lb, l, reportFn,
+                           arith::OrIOp::create(lb, l, beginBad, endBad),
+                           RuntimeErrorCode::InvalidOffsets, expert, numSlots);
+          begin = arith::MinSIOp::create(
+              lb, l, arith::MaxSIOp::create(lb, l, begin, c0), numSlots);
+          end = arith::MinSIOp::create(
+              lb, l, arith::MaxSIOp::create(lb, l, end, begin), numSlots);
+          scf::YieldOp::create(lb, l,
+                               buildRange(lb, l, begin, end, expert, args[0]));
         });
     return loop.getResult(0);
+  }
+
+  /// Aligned form: one range per block of block_m slots below num_padded;
+  /// blocks of expert -1 are skipped.
+  Value buildAlignedRanges(OpBuilder &b, Value acc) {
+    int64_t blockM = *op.getBlockM();
+    Value blockValue = indexConstant(b, loc, blockM);
+    Value padded = extractIndex(b, loc, numPadded, {c0});
+    padded = arith::MinSIOp::create(
+        b, loc, arith::MaxSIOp::create(b, loc, padded, c0), numSlots);
+    Value numBlocks = arith::MinSIOp::create(
+        b, loc,
+        arith::DivUIOp::create(
+            b, loc,
+            arith::AddIOp::create(b, loc, padded,
+                                  indexConstant(b, loc, blockM - 1)),
+            blockValue),
+        tensor::DimOp::create(b, loc, blockExperts, 0));
+    Value numExpertsValue = indexConstant(b, loc, numExperts);
+    Value minusOne = indexConstant(b, loc, -1);
+    auto loop = scf::ForOp::create(
+        b, loc, c0, numBlocks, c1, ValueRange{acc},
+        [&](OpBuilder &lb, Location l, Value block, ValueRange args) {
+          Value expert = emitCheckedIndex(
+              lb, l, reportFn, extractIndex(lb, l, blockExperts, block),
+              minusOne, numExpertsValue, RuntimeErrorCode::InvalidBlockExpert);
+          Value begin = arith::MulIOp::create(lb, l, block, blockValue);
+          Value end = arith::MinSIOp::create(
+              lb, l, arith::AddIOp::create(lb, l, begin, blockValue), padded);
+          // A block of another device's experts has no rows here.
+          Value remote = arith::CmpIOp::create(lb, l, arith::CmpIPredicate::slt,
+                                               expert, c0);
+          end = arith::SelectOp::create(lb, l, remote, begin, end);
+          expert = arith::MaxSIOp::create(lb, l, expert, c0);
+          scf::YieldOp::create(lb, l,
+                               buildRange(lb, l, begin, end, expert, args[0]));
+        });
+    return loop.getResult(0);
+  }
+
+  /// Slots [begin, end) of `expert`: nothing to do when empty.
+  Value buildRange(OpBuilder &b, Location l, Value begin, Value end,
+                   Value expert, Value acc) {
+    Value numRows = arith::SubIOp::create(b, l, end, begin);
+    Value hasRows =
+        arith::CmpIOp::create(b, l, arith::CmpIPredicate::sgt, numRows, c0);
+    auto ifOp = scf::IfOp::create(
+        b, l, hasRows,
+        [&](OpBuilder &tb, Location tl) {
+          Value transposed = buildTransposedWeights(tb, tl, expert);
+          Value blockValue = indexConstant(tb, tl, rowBlock);
+          Value fullRows = arith::MulIOp::create(
+              tb, tl, arith::DivUIOp::create(tb, tl, numRows, blockValue),
+              blockValue);
+          Value fullEnd = arith::AddIOp::create(tb, tl, begin, fullRows);
+          Value result =
+              buildRowBlocks(tb, tl, begin, fullEnd, rowBlock, transposed, acc);
+          result = buildRowBlocks(tb, tl, fullEnd, end, 1, transposed, result);
+          scf::YieldOp::create(tb, tl, result);
+        },
+        [&](OpBuilder &eb, Location el) { scf::YieldOp::create(eb, el, acc); });
+    return ifOp.getResult(0);
+  }
+
+  /// weights[expert] transposed to [K, N], so that the N dimension of the
+  /// row-block matmuls is contiguous and vectorizes.
+  Value buildTransposedWeights(OpBuilder &b, Location l, Value expert) {
+    Type elementType = op.getWeights().getType().getElementType();
+    auto sliceType =
+        RankedTensorType::get({outFeatures, inFeatures}, elementType);
+    Value slice = tensor::ExtractSliceOp::create(
+        b, l, sliceType, weights,
+        ArrayRef<OpFoldResult>{expert, b.getIndexAttr(0), b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(outFeatures),
+                               b.getIndexAttr(inFeatures)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
+                               b.getIndexAttr(1)});
+    Value init = createEmpty(
+        b, l, {b.getIndexAttr(inFeatures), b.getIndexAttr(outFeatures)},
+        elementType);
+    return linalg::TransposeOp::create(b, l, slice, init,
+                                       ArrayRef<int64_t>{1, 0})
+        ->getResult(0);
+  }
+
+  /// for s0 in [begin, end) step rows: acc = store(s0, epilogue(A(s0) · Wt)).
+  Value buildRowBlocks(OpBuilder &b, Location l, Value begin, Value end,
+                       int64_t rows, Value transposed, Value acc) {
+    auto loop = scf::ForOp::create(
+        b, l, begin, end, indexConstant(b, l, rows), ValueRange{acc},
+        [&](OpBuilder &lb, Location ll, Value firstSlot, ValueRange args) {
+          Value block = loadRowBlock(lb, ll, firstSlot, rows);
+          Value product =
+              linalg::MatmulOp::create(
+                  lb, ll, ValueRange{block, transposed},
+                  ValueRange{createFilled(
+                      lb, ll,
+                      {lb.getIndexAttr(rows), lb.getIndexAttr(outFeatures)},
+                      f32, 0.0)})
+                  .getResult(0);
+          if (op.getActivation())
+            product = buildActivationEpilogue(lb, ll, product, rows);
+          scf::YieldOp::create(
+              lb, ll, storeRowBlock(lb, ll, firstSlot, rows, product, args[0]));
+        });
+    return loop.getResult(0);
+  }
+
+  /// The A rows of slots [firstSlot, firstSlot + rows): input rows, or the
+  /// gathered rows of their tokens (zero for a padding slot).
+  Value loadRowBlock(OpBuilder &b, Location l, Value firstSlot, int64_t rows) {
+    Type elementType = op.getInput().getType().getElementType();
+    if (!op.getGather())
+      return tensor::ExtractSliceOp::create(
+          b, l, RankedTensorType::get({rows, inFeatures}, elementType), input,
+          ArrayRef<OpFoldResult>{firstSlot, b.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(rows),
+                                 b.getIndexAttr(inFeatures)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    Value lastToken = arith::MaxSIOp::create(
+        b, l, arith::SubIOp::create(b, l, numTokens, c1), c0);
+    return buildGeneric(
+        b, l, {},
+        createEmpty(b, l, {b.getIndexAttr(rows), b.getIndexAttr(inFeatures)},
+                    elementType),
+        {{0, 1}}, {kParallel, kParallel},
+        [&](OpBuilder &gb, Location gl, ValueRange) {
+          Value slot = arith::AddIOp::create(
+              gb, gl, firstSlot, linalg::IndexOp::create(gb, gl, 0));
+          Value column = linalg::IndexOp::create(gb, gl, 1);
+          Value assignment = extractIndex(gb, gl, slots, slot);
+          Value valid = isRealAssignment(gb, gl, assignment);
+          Value token = arith::DivUIOp::create(
+              gb, gl, arith::MaxSIOp::create(gb, gl, assignment, c0), kValue);
+          token = arith::MinSIOp::create(gb, gl, token, lastToken);
+          Value value =
+              tensor::ExtractOp::create(gb, gl, input, {token, column});
+          Value zero = arith::ConstantOp::create(
+              gb, gl, gb.getFloatAttr(elementType, 0.0));
+          linalg::YieldOp::create(
+              gb, gl,
+              Value(arith::SelectOp::create(gb, gl, valid, value, zero)));
+        });
+  }
+
+  /// [rows, 2W] f32 -> [rows, W] f32 through the gated activation.
+  Value buildActivationEpilogue(OpBuilder &b, Location l, Value product,
+                                int64_t rows) {
+    double alpha = op.getAlpha() ? op.getAlpha()->convertToDouble() : 0.0;
+    double limit = op.getLimit() ? op.getLimit()->convertToDouble() : 0.0;
+    ActivationKind kind = *op.getActivation();
+    return buildGeneric(
+        b, l, {},
+        createEmpty(b, l, {b.getIndexAttr(rows), b.getIndexAttr(width)}, f32),
+        {{0, 1}}, {kParallel, kParallel},
+        [&](OpBuilder &gb, Location gl, ValueRange) {
+          Value row = linalg::IndexOp::create(gb, gl, 0);
+          Value column = linalg::IndexOp::create(gb, gl, 1);
+          Value upColumn = arith::AddIOp::create(gb, gl, column,
+                                                 indexConstant(gb, gl, width));
+          Value gate =
+              tensor::ExtractOp::create(gb, gl, product, {row, column});
+          Value up =
+              tensor::ExtractOp::create(gb, gl, product, {row, upColumn});
+          linalg::YieldOp::create(
+              gb, gl,
+              buildGatedActivation(gb, gl, kind, gate, up, alpha, limit));
+        });
+  }
+
+  /// Writes a block of f32 product rows by the op's output mode.
+  Value storeRowBlock(OpBuilder &b, Location l, Value firstSlot, int64_t rows,
+                      Value product, Value acc) {
+    Type elementType = resultType.getElementType();
+    if (!op.getUnpermute() && !op.isCombine()) {
+      Value converted = buildConvert(
+          b, l, product, RankedTensorType::get({rows, width}, elementType));
+      return tensor::InsertSliceOp::create(
+          b, l, converted, acc,
+          ArrayRef<OpFoldResult>{firstSlot, b.getIndexAttr(0)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(rows), b.getIndexAttr(width)},
+          ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    }
+    // Scatter: each real assignment goes to its (token, slot-in-k) place, or
+    // is added, weighted, into its token's row.
+    auto loop = scf::ForOp::create(
+        b, l, c0, indexConstant(b, l, rows), c1, ValueRange{acc},
+        [&](OpBuilder &lb, Location ll, Value row, ValueRange args) {
+          Value slot = arith::AddIOp::create(lb, ll, firstSlot, row);
+          Value assignment = extractIndex(lb, ll, slots, slot);
+          Value valid = isRealAssignment(lb, ll, assignment);
+          auto ifOp = scf::IfOp::create(
+              lb, ll, valid,
+              [&](OpBuilder &tb, Location tl) {
+                Value token =
+                    arith::DivUIOp::create(tb, tl, assignment, kValue);
+                Value within =
+                    arith::RemUIOp::create(tb, tl, assignment, kValue);
+                auto rowType = RankedTensorType::get({width}, f32);
+                Value productRow = tensor::ExtractSliceOp::create(
+                    tb, tl, rowType, product,
+                    ArrayRef<OpFoldResult>{row, tb.getIndexAttr(0)},
+                    ArrayRef<OpFoldResult>{tb.getIndexAttr(1),
+                                           tb.getIndexAttr(width)},
+                    ArrayRef<OpFoldResult>{tb.getIndexAttr(1),
+                                           tb.getIndexAttr(1)});
+                Value updated = op.getUnpermute()
+                                    ? storeUnpermuted(tb, tl, productRow, token,
+                                                      within, args[0])
+                                    : addCombined(tb, tl, productRow, token,
+                                                  within, args[0]);
+                scf::YieldOp::create(tb, tl, updated);
+              },
+              [&](OpBuilder &eb, Location el) {
+                scf::YieldOp::create(eb, el, args[0]);
+              });
+          scf::YieldOp::create(lb, ll, ifOp.getResult(0));
+        });
+    return loop.getResult(0);
+  }
+
+  Value storeUnpermuted(OpBuilder &b, Location l, Value productRow, Value token,
+                        Value within, Value acc) {
+    Value converted = buildConvert1D(b, l, productRow);
+    return tensor::InsertSliceOp::create(
+        b, l, converted, acc,
+        ArrayRef<OpFoldResult>{token, within, b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
+                               b.getIndexAttr(width)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1),
+                               b.getIndexAttr(1)});
+  }
+
+  Value addCombined(OpBuilder &b, Location l, Value productRow, Value token,
+                    Value within, Value acc) {
+    auto rowType = RankedTensorType::get({width}, f32);
+    Value weight =
+        tensor::ExtractOp::create(b, l, routingWeights, {token, within});
+    Value current = tensor::ExtractSliceOp::create(
+        b, l, rowType, acc, ArrayRef<OpFoldResult>{token, b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(width)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+    Value sum = buildGeneric(
+        b, l, {current, productRow},
+        createEmpty(b, l, {b.getIndexAttr(width)}, f32), {{0}, {0}, {0}},
+        {kParallel}, [&](OpBuilder &gb, Location gl, ValueRange args) {
+          Value weighted = arith::MulFOp::create(gb, gl, weight, args[1]);
+          linalg::YieldOp::create(
+              gb, gl, Value(arith::AddFOp::create(gb, gl, args[0], weighted)));
+        });
+    return tensor::InsertSliceOp::create(
+        b, l, sum, acc, ArrayRef<OpFoldResult>{token, b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(width)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+  }
+
+  Value buildConvert1D(OpBuilder &b, Location l, Value row) {
+    Type elementType = resultType.getElementType();
+    if (elementType == f32)
+      return row;
+    return buildGeneric(
+        b, l, row, createEmpty(b, l, {b.getIndexAttr(width)}, elementType),
+        {{0}, {0}}, {kParallel}, [&](OpBuilder &gb, Location gl, ValueRange a) {
+          linalg::YieldOp::create(gb, gl,
+                                  convertFloat(gb, gl, a[0], elementType));
+        });
+  }
+
+  /// A slot holds a real assignment unless it is padding (>= A) or invalid.
+  Value isRealAssignment(OpBuilder &b, Location l, Value assignment) {
+    return arith::AndIOp::create(
+        b, l,
+        arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge, assignment, c0),
+        arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, assignment,
+                              numAssignments));
+  }
+
+  Location loc;
+  ExpertMatmulOp op;
+  int64_t rowBlock;
+  Value input, weights, slots, routingWeights, offsets, blockExperts, numPadded;
+  int64_t k, numExperts, outFeatures, inFeatures, width;
+  RankedTensorType resultType;
+  Type f32;
+  func::FuncOp reportFn;
+  Value c0, c1, kValue, numSlots, numAssignments, numTokens;
+};
+
+struct ExpertMatmulOpLowering : public OpConversionPattern<ExpertMatmulOp> {
+  ExpertMatmulOpLowering(MLIRContext *context, int64_t rowBlock)
+      : OpConversionPattern(context), rowBlock(rowBlock) {}
+
+  LogicalResult
+  matchAndRewrite(ExpertMatmulOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (op.getQuantization().getFormat() != QuantFormat::None)
+      return rewriter.notifyMatchFailure(op, "quantized formats not lowered");
+    ExpertMatmulBuilder builder(rewriter, op.getLoc(), op, adaptor, rowBlock);
+    rewriter.replaceOp(op, builder.build(rewriter));
+    return success();
   }
 
   int64_t rowBlock;
@@ -186,5 +477,6 @@ private:
 
 void mlir::moe::lowering::populateMatmulLoweringPatterns(
     RewritePatternSet &patterns, int64_t rowBlock) {
-  patterns.add<GroupedMatmulOpLowering>(patterns.getContext(), rowBlock);
+  patterns.add<GroupedMatmulOpLowering>(patterns.getContext());
+  patterns.add<ExpertMatmulOpLowering>(patterns.getContext(), rowBlock);
 }

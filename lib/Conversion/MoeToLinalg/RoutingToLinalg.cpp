@@ -329,9 +329,34 @@ private:
   }
 };
 
+/// moe.route is moe.router then moe.topk; on the CPU the two lowerings
+/// compose (the logits stay a temporary of the function).
+struct RouteOpLowering : public OpConversionPattern<RouteOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RouteOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    RankedTensorType weightsType = op.getWeights().getType();
+    auto logitsType = RankedTensorType::get(
+        {weightsType.getDimSize(0), op.getNumExperts()}, rewriter.getF32Type());
+    Value logits =
+        RouterOp::create(rewriter, op.getLoc(), logitsType, adaptor.getInput(),
+                         adaptor.getGateWeight(), adaptor.getGateBias());
+    auto topk = TopkOp::create(
+        rewriter, op.getLoc(), weightsType, op.getIds().getType(), logits,
+        adaptor.getScoreBias(), op.getScoring(), op.getKAttr(),
+        op.getNumGroupsAttr(), op.getTopkGroupsAttr(), op.getRenormalizeAttr(),
+        op.getRoutedScalingFactorAttr());
+    rewriter.replaceOp(op, topk.getResults());
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::moe::lowering::populateRoutingLoweringPatterns(
     RewritePatternSet &patterns) {
-  patterns.add<RouterOpLowering, TopkOpLowering>(patterns.getContext());
+  patterns.add<RouterOpLowering, TopkOpLowering, RouteOpLowering>(
+      patterns.getContext());
 }

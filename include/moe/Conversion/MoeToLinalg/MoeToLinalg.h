@@ -30,6 +30,11 @@ enum class RuntimeErrorCode : int64_t {
   /// `moe.grouped_matmul`: offsets that are not a non-decreasing partition of
   /// [0, rows).
   InvalidOffsets = 3,
+  /// `moe.expert_matmul`: a schedule slot holding an assignment outside
+  /// [0, M·k) that is not the padding sentinel.
+  InvalidSlot = 4,
+  /// `moe.expert_matmul`: a block expert outside [-1, E).
+  InvalidBlockExpert = 5,
 };
 
 /// Adds the patterns that lower every moe op to upstream dialects.
