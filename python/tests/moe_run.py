@@ -37,6 +37,7 @@ def run_program(tmp_path: pathlib.Path, ir: str, entry: str, inputs, num_outputs
 
     `output_dtypes` names the IR element type of each result ("bf16" results
     come back as ml_dtypes.bfloat16)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     program = tmp_path / "program.mlir"
     program.write_text(ir)
     args = [str(moe_run_path()), str(program), f"--entry={entry}", "--target=cpu"]

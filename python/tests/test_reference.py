@@ -164,3 +164,43 @@ def test_layer_with_one_expert_is_a_dense_mlp():
     h = x @ w13[0].T
     dense = (h[:, :3] / (1 + np.exp(-h[:, :3])) * h[:, 3:]) @ w2[0].T
     np.testing.assert_allclose(out, dense, rtol=1e-12)
+
+
+def test_align_by_hand():
+    # 3 tokens, k = 2, 4 experts, block 4; assignment a = token * 2 + slot.
+    ids = np.array([[2, 0], [0, -1], [2, 2]])
+    sorted_ids, blocks, padded = ref.align(ids, num_experts=4, block_m=4)
+    # Expert 0: a1, a2; expert 2: a0, a4, a5; a3 belongs to another device.
+    # Each group padded to 4 with the sentinel A = 6; S = 6 + 4 * 3 = 18.
+    np.testing.assert_array_equal(
+        sorted_ids, [1, 2, 6, 6, 0, 4, 5, 6] + [6] * 10)
+    np.testing.assert_array_equal(blocks, [0, 2, -1, -1, -1])
+    np.testing.assert_array_equal(padded, [8])
+
+
+def test_align_rejects_bad_ids():
+    with pytest.raises(ValueError, match="out of range"):
+        ref.align(np.array([[0, 4]]), num_experts=4, block_m=2)
+    with pytest.raises(ValueError, match="out of range"):
+        ref.align(np.array([[-2, 0]]), num_experts=4, block_m=2)
+
+
+def test_expert_matmul_modes_by_hand():
+    x = np.array([[1.0, 0.0], [0.0, 2.0]])          # 2 tokens, K = 2
+    w = np.array([[[1.0, 1.0]], [[3.0, -1.0]]])       # E = 2, N = 1
+    ids = np.array([[1, 0], [1, 1]])                  # k = 2
+    offsets, source = ref.sort_assignments(ids, 2)
+    np.testing.assert_array_equal(offsets, [0, 1, 4])
+    np.testing.assert_array_equal(source, [1, 0, 2, 3])
+    rows = ref.expert_matmul(x, w, k=2, slots=source, offsets=offsets, gather=True)
+    # slot 0: a1 = (t0, e0): 1; slot 1: a0 = (t0, e1): 3; slots 2, 3: t1, e1: -2.
+    np.testing.assert_array_equal(rows[:, 0], [1, 3, -2, -2])
+    weights = np.array([[0.25, 0.75], [0.5, 0.5]])
+    out = ref.expert_matmul(x, w, k=2, slots=source, offsets=offsets, gather=True,
+                            routing_weights=weights, routed_scaling_factor=2.0)
+    np.testing.assert_array_equal(out[:, 0], [2 * (0.25 * 3 + 0.75 * 1), 2 * (-2)])
+    sorted_ids, blocks, padded = ref.align(ids, 2, block_m=2)
+    aligned = ref.expert_matmul(x, w, k=2, slots=sorted_ids, block_experts=blocks,
+                                num_padded=padded, gather=True, routing_weights=weights,
+                                routed_scaling_factor=2.0, block_m=2)
+    np.testing.assert_array_equal(aligned, out)

@@ -126,7 +126,7 @@ private:
   }
 
   Value createResultInit(OpBuilder &b) {
-    Value widthValue = indexConstant(b, loc, width);
+    OpFoldResult widthValue = b.getIndexAttr(width);
     if (op.getUnpermute())
       return createFilled(b, loc, {numTokens, b.getIndexAttr(k), widthValue},
                           resultType.getElementType(), 0.0);

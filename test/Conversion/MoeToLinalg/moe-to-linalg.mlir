@@ -6,9 +6,11 @@
 // rows and then single rows go through static matmuls accumulating in f32.
 // CHECK-LABEL: func @grouped_matmul
 // CHECK-SAME: (%[[ROWS:.*]]: tensor<?x64xbf16>, %[[W:.*]]: tensor<4x32x64xbf16>, %[[OFF:.*]]: tensor<5xi32>)
-// CHECK-DAG: %[[C4:.*]] = arith.constant 4 : index
-// CHECK-DAG: %[[C8:.*]] = arith.constant 8 : index
-// CHECK: scf.for %[[E:.*]] = %{{.*}} to %[[C4]]
+// grouped_matmul goes through moe.expert_matmul's lowering: rows of no
+// expert are zero.
+// CHECK: %[[INIT:.*]] = linalg.fill {{.*}} -> tensor<?x32xf32>
+// CHECK: %[[C4:.*]] = arith.constant 4 : index
+// CHECK: scf.for %[[E:.*]] = %{{.*}} to %[[C4]] {{.*}} iter_args(%{{.*}} = %[[INIT]])
 // CHECK: tensor.extract %[[OFF]][%[[E]]]
 // CHECK: tensor.extract %[[OFF]][%{{.*}}]
 // CHECK: func.call @moe_report_runtime_error

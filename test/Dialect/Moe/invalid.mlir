@@ -1,4 +1,4 @@
-// RUN: moe-opt %s -split-input-file -verify-diagnostics
+// RUN: moe-opt %s -split-input-file -verify-diagnostics -allow-unregistered-dialect
 
 //===----------------------------------------------------------------------===//
 // moe.router
@@ -402,5 +402,289 @@ func.func @combine_weights(%y: tensor<?x2x64xf32>, %w: tensor<?x4xf32>) {
 func.func @combine_result(%y: tensor<?x2x64xf32>, %w: tensor<?x2xf32>) {
   // expected-error @+1 {{expects result of shape [?, 64], got 'tensor<?x32xf32>'}}
   %0 = moe.combine %y, %w : tensor<?x2x64xf32>, tensor<?x2xf32> -> tensor<?x32xf32>
+  return
+}
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Fused and scheduled forms
+//===----------------------------------------------------------------------===//
+
+func.func @route_dynamic_gate(%x: tensor<?x64xbf16>, %w: tensor<?x64xbf16>) {
+  // expected-error @+1 {{expects a static gate_weight shape [E, H]}}
+  %a, %b = moe.route softmax %x, %w {k = 2 : i64} : tensor<?x64xbf16>, tensor<?x64xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @route_element_types(%x: tensor<?x64xf32>, %w: tensor<8x64xbf16>) {
+  // expected-error @+1 {{expects input and gate_weight to share an element type}}
+  %a, %b = moe.route softmax %x, %w {k = 2 : i64} : tensor<?x64xf32>, tensor<8x64xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @route_hidden(%x: tensor<?x32xbf16>, %w: tensor<8x64xbf16>) {
+  // expected-error @+1 {{expects input hidden size 32 to match gate_weight hidden size 64}}
+  %a, %b = moe.route softmax %x, %w {k = 2 : i64} : tensor<?x32xbf16>, tensor<8x64xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @route_gate_bias(%x: tensor<?x64xbf16>, %w: tensor<8x64xbf16>, %b: tensor<4xf32>) {
+  // expected-error @+1 {{expects gate_bias of size 8 (one per expert)}}
+  %a, %i = moe.route softmax %x, %w gate_bias(%b : tensor<4xf32>) {k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
+func.func @route_topk_semantics(%x: tensor<?x64xbf16>, %w: tensor<8x64xbf16>) {
+  // expected-error @+1 {{expects k (9) to be at most the number of experts (8)}}
+  %a, %b = moe.route softmax %x, %w {k = 9 : i64} : tensor<?x64xbf16>, tensor<8x64xbf16> -> tensor<?x9xf32>, tensor<?x9xi32>
+  return
+}
+
+// -----
+
+func.func @sort_dynamic_k(%ids: tensor<?x?xi32>) {
+  // expected-error @+1 {{expects dimension 1 of ids to be static}}
+  %o, %s = moe.sort %ids : tensor<?x?xi32> -> tensor<9xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @sort_dynamic_offsets(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects dimension 0 of offsets to be static}}
+  %o, %s = moe.sort %ids : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @sort_no_expert(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects offsets of size E + 1 with at least one expert}}
+  %o, %s = moe.sort %ids : tensor<?x2xi32> -> tensor<1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @sort_source(%ids: tensor<3x2xi32>) {
+  // expected-error @+1 {{expects source of M * k = 6 entries, got 'tensor<5xi32>'}}
+  %o, %s = moe.sort %ids : tensor<3x2xi32> -> tensor<9xi32>, tensor<5xi32>
+  return
+}
+
+// -----
+
+func.func @align_dynamic_k(%ids: tensor<?x?xi32>) {
+  // expected-error @+1 {{expects dimension 1 of ids to be static}}
+  %s, %b, %p = moe.align %ids {block_m = 4 : i64, num_experts = 8 : i64} : tensor<?x?xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
+  return
+}
+
+// -----
+
+func.func @align_sorted(%ids: tensor<3x2xi32>) {
+  // expected-error @+1 {{expects sorted_ids of M * k + E * (block_m - 1) = 30 entries, got 'tensor<6xi32>'}}
+  %s, %b, %p = moe.align %ids {block_m = 4 : i64, num_experts = 8 : i64} : tensor<3x2xi32> -> tensor<6xi32>, tensor<?xi32>, tensor<1xi32>
+  return
+}
+
+// -----
+
+func.func @align_blocks(%ids: tensor<3x2xi32>) {
+  // expected-error @+1 {{expects block_experts of ceil(slots / block_m) = 8 entries, got 'tensor<7xi32>'}}
+  %s, %b, %p = moe.align %ids {block_m = 4 : i64, num_experts = 8 : i64} : tensor<3x2xi32> -> tensor<30xi32>, tensor<7xi32>, tensor<1xi32>
+  return
+}
+
+// -----
+
+func.func @align_padded(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects num_padded of type tensor<1xi32>, got 'tensor<2xi32>'}}
+  %s, %b, %p = moe.align %ids {block_m = 4 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<2xi32>
+  return
+}
+
+// -----
+
+func.func @align_block_m(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{attribute 'block_m' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %s, %b, %p = moe.align %ids {block_m = 0 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
+  return
+}
+
+// -----
+
+func.func @em_dynamic_weights(%x: tensor<?x64xbf16>, %w: tensor<?x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects a static weights shape [E, N, K]}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64} : tensor<?x64xbf16>, tensor<?x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_inner(%x: tensor<?x32xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects input with K = 64 columns to match weights}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64} : tensor<?x32xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_element_types(%x: tensor<?x64xf32>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects input and weights to share an element type without quantization}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64} : tensor<?x64xf32>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_no_schedule(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>) {
+  // expected-error @+1 {{expects exactly one schedule: offsets(...) or blocks(...)}}
+  %0 = moe.expert_matmul %x, %w  {k = 1 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_block_m_without_blocks(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects block_m exactly with blocks(...)}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, block_m = 16 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_offsets_size(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<8xi32>) {
+  // expected-error @+1 {{expects offsets of size E + 1 = 9, got 'tensor<8xi32>'}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<8xi32>) {k = 1 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_num_padded(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %s: tensor<?xi32>, %b: tensor<?xi32>, %p: tensor<2xi32>) {
+  // expected-error @+1 {{expects num_padded of type tensor<1xi32>}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) blocks(%b, %p : tensor<?xi32>, tensor<2xi32>) {gather, k = 2 : i64, block_m = 16 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_needs_slots(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects slots(...) with gather, unpermute, combine or an aligned schedule}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_unpermute_and_combine(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>, %s: tensor<?xi32>, %r: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects at most one of unpermute and combine}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) offsets(%o : tensor<9xi32>) combine(%r : tensor<?x2xf32>) {gather, k = 2 : i64, unpermute} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_odd_activation(%x: tensor<?x64xbf16>, %w: tensor<8x63x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects an even N holding [gate | up] for the activation, got 63}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, activation = #moe.activation<silu_and_mul>} : tensor<?x64xbf16>, tensor<8x63x64xbf16> -> tensor<?x31xbf16>
+  return
+}
+
+// -----
+
+func.func @em_swiglu_params(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects swiglu to carry both alpha and limit}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, activation = #moe.activation<swiglu>, alpha = 1.0 : f32} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
+  return
+}
+
+// -----
+
+func.func @em_stray_params(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects alpha and limit only with swiglu}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, activation = #moe.activation<silu_and_mul>, alpha = 1.0 : f32} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
+  return
+}
+
+// -----
+
+func.func @em_params_without_activation(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects alpha and limit only with swiglu}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, limit = 7.0 : f32} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_scale_without_combine(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects routed_scaling_factor only with combine}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, routed_scaling_factor = 2.0 : f32} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_rows_per_slot(%x: tensor<5x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>, %s: tensor<6xi32>) {
+  // expected-error @+1 {{expects one input row per slot without gather, got 'tensor<5x64xbf16>' for 6 slots}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<6xi32>) offsets(%o : tensor<9xi32>) {k = 2 : i64, unpermute} : tensor<5x64xbf16>, tensor<8x64x64xbf16> -> tensor<3x2x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_unpermute_result(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>, %s: tensor<?xi32>) {
+  // expected-error @+1 {{expects an unpermuted result [M, 2, 64], got 'tensor<?x3x64xbf16>'}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) offsets(%o : tensor<9xi32>) {gather, k = 2 : i64, unpermute} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x3x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_result_width(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects a result [S, 32], got 'tensor<?x64xbf16>'}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, activation = #moe.activation<silu_and_mul>} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_combine_weights(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>, %s: tensor<?xi32>, %r: tensor<?x3xf32>) {
+  // expected-error @+1 {{expects routing weights [M, 2] matching the result, got 'tensor<?x3xf32>'}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) offsets(%o : tensor<9xi32>) combine(%r : tensor<?x3xf32>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_rows_count(%x: tensor<6x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects one result row per slot, got 'tensor<5x64xbf16>'}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64} : tensor<6x64xbf16>, tensor<8x64x64xbf16> -> tensor<5x64xbf16>
+  return
+}
+
+// -----
+
+func.func @tile_sizes() {
+  // expected-error @+1 {{tile sizes must be positive, got 0x64x64}}
+  "test.op"() {tile = #moe.tile<block_m = 0, block_n = 64, block_k = 64, stages = 2, split_k = 1, swap_ab = false, group_m = 1>} : () -> ()
+  return
+}
+
+// -----
+
+func.func @tile_stages() {
+  // expected-error @+1 {{stages, split_k and group_m must be positive, got 0, 1 and 1}}
+  "test.op"() {tile = #moe.tile<block_m = 16, block_n = 64, block_k = 64, stages = 0, split_k = 1, swap_ab = false, group_m = 1>} : () -> ()
   return
 }

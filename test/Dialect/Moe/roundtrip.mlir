@@ -89,3 +89,46 @@ func.func @combine(%y: tensor<?x2x64xf32>, %w: tensor<?x2xf32>) {
 func.func @quant_attr() attributes {format = #moe.quant<none>} {
   return
 }
+
+// -----
+
+// CHECK-LABEL: func @fused_forms
+// CHECK: %[[W:.*]], %[[IDS:.*]] = moe.route sigmoid %{{.*}}, %{{.*}} gate_bias(%{{.*}} : tensor<8xf32>) score_bias(%{{.*}} : tensor<8xf32>) {k = 2 : i64, num_groups = 4 : i64, renormalize, routed_scaling_factor = 2.500000e+00 : f32, topk_groups = 2 : i64} : tensor<?x64xbf16>, tensor<8x64xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+// CHECK: %[[OFF:.*]], %[[SRC:.*]] = moe.sort %[[IDS]] : tensor<?x2xi32> -> tensor<9xi32>, tensor<?xi32>
+// CHECK: %[[SORTED:.*]], %[[BLOCKS:.*]], %[[PADDED:.*]] = moe.align %[[IDS]] {block_m = 16 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
+// CHECK: %[[H:.*]] = moe.expert_matmul %{{.*}}, %{{.*}} slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) {activation = #moe.activation<swiglu>, alpha = 1.702000e+00 : f32, gather, k = 2 : i64, limit = 7.000000e+00 : f32} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
+// CHECK: moe.expert_matmul %[[H]], %{{.*}} slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) combine(%[[W]] : tensor<?x2xf32>) {k = 2 : i64, routed_scaling_factor = 2.000000e+00 : f32} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%[[SORTED]] : tensor<?xi32>) blocks(%[[BLOCKS]], %[[PADDED]] : tensor<?xi32>, tensor<1xi32>) {block_m = 16 : i64, gather, k = 2 : i64, tile = #moe.tile<block_m = 16, block_n = 64, block_k = 64, stages = 4, split_k = 2, swap_ab = true, group_m = 1>} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xf32>
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) {k = 2 : i64, unpermute} : tensor<?x64xf32>, tensor<8x16x64xf32> -> tensor<?x2x16xf32>
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} offsets(%[[OFF]] : tensor<9xi32>) {k = 1 : i64} : tensor<?x64xf32>, tensor<8x16x64xf32> -> tensor<?x16xf32>
+func.func @fused_forms(%x: tensor<?x64xbf16>, %wg: tensor<8x64xbf16>, %gb: tensor<8xf32>, %sb: tensor<8xf32>,
+                       %w13: tensor<8x64x64xbf16>, %w2: tensor<8x64x32xbf16>, %rows: tensor<?x64xf32>,
+                       %wf: tensor<8x16x64xf32>) {
+  %w, %ids = moe.route sigmoid %x, %wg gate_bias(%gb : tensor<8xf32>) score_bias(%sb : tensor<8xf32>)
+      {k = 2 : i64, num_groups = 4 : i64, topk_groups = 2 : i64, renormalize, routed_scaling_factor = 2.5 : f32}
+      : tensor<?x64xbf16>, tensor<8x64xbf16> -> tensor<?x2xf32>, tensor<?x2xi32>
+  %off, %src = moe.sort %ids : tensor<?x2xi32> -> tensor<9xi32>, tensor<?xi32>
+  %sorted, %blocks, %padded = moe.align %ids {block_m = 16 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
+  %h = moe.expert_matmul %x, %w13 slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>)
+      {gather, k = 2 : i64, activation = #moe.activation<swiglu>, alpha = 1.702 : f32, limit = 7.0 : f32}
+      : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
+  %o = moe.expert_matmul %h, %w2 slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>) combine(%w : tensor<?x2xf32>)
+      {k = 2 : i64, routed_scaling_factor = 2.0 : f32} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
+  %a = moe.expert_matmul %x, %w13 slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 16 : i64,
+       tile = #moe.tile<block_m = 16, block_n = 64, block_k = 64, stages = 4, split_k = 2, swap_ab = true, group_m = 1>}
+      : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xf32>
+  %u = moe.expert_matmul %rows, %wf slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>) {k = 2 : i64, unpermute}
+      : tensor<?x64xf32>, tensor<8x16x64xf32> -> tensor<?x2x16xf32>
+  %p = moe.expert_matmul %rows, %wf offsets(%off : tensor<9xi32>) {k = 1 : i64} : tensor<?x64xf32>, tensor<8x16x64xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+// CHECK-LABEL: func @grouped_matmul_tile
+// CHECK: moe.grouped_matmul {{.*}} {tile = #moe.tile<block_m = 128, block_n = 256, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>}
+func.func @grouped_matmul_tile(%rows: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %off: tensor<9xi32>) -> tensor<?x128xf32> {
+  %0 = moe.grouped_matmul %rows, %w, %off {tile = #moe.tile<block_m = 128, block_n = 256, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>} : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return %0 : tensor<?x128xf32>
+}

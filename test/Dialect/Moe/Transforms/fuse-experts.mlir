@@ -1,0 +1,114 @@
+// RUN: moe-opt %s -split-input-file -moe-fuse-experts | FileCheck %s
+
+// The whole chain: permute -> GEMM1 -> activation -> GEMM2 -> unpermute ->
+// combine becomes sort + two expert matmuls. GEMM1 gathers x directly and
+// stores I = 32 columns; GEMM2 scatters and combines in its epilogue.
+// CHECK-LABEL: func @full_chain
+// CHECK-SAME: (%[[X:.*]]: tensor<?x64xbf16>, %[[IDS:.*]]: tensor<?x2xi32>, %[[W:.*]]: tensor<?x2xf32>, %[[W13:.*]]: tensor<8x64x64xbf16>, %[[W2:.*]]: tensor<8x64x32xbf16>)
+// CHECK-NOT: moe.permute
+// CHECK: %[[OFF:.*]], %[[SRC:.*]] = moe.sort %[[IDS]] : tensor<?x2xi32> -> tensor<9xi32>, tensor<?xi32>
+// CHECK: %[[H:.*]] = moe.expert_matmul %[[X]], %[[W13]] slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) {activation = #moe.activation<silu_and_mul>, gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
+// CHECK: %[[OUT:.*]] = moe.expert_matmul %[[H]], %[[W2]] slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) combine(%[[W]] : tensor<?x2xf32>) {k = 2 : i64, routed_scaling_factor = 2.500000e+00 : f32} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
+// CHECK-NOT: moe.grouped_matmul
+// CHECK-NOT: moe.activation
+// CHECK-NOT: moe.unpermute
+// CHECK-NOT: moe.combine
+// CHECK: return %[[OUT]]
+func.func @full_chain(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %w13: tensor<8x64x64xbf16>, %w2: tensor<8x64x32xbf16>) -> tensor<?x64xbf16> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<9xi32>, tensor<?xi32>
+  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : tensor<?x64xbf16>, tensor<8x64x64xbf16>, tensor<9xi32> -> tensor<?x64xbf16>
+  %act = moe.activation silu_and_mul %gate_up : tensor<?x64xbf16> -> tensor<?x32xbf16>
+  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x32xbf16>, tensor<8x64x32xbf16>, tensor<9xi32> -> tensor<?x64xf32>
+  %y = moe.unpermute %down, %source : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x2x64xf32>
+  %out = moe.combine %y, %w {routed_scaling_factor = 2.5 : f32} : tensor<?x2x64xf32>, tensor<?x2xf32> -> tensor<?x64xbf16>
+  return %out : tensor<?x64xbf16>
+}
+
+// -----
+
+// A single grouped matmul between permute and unpermute + combine: gather
+// and scatter + combine all fold into one op.
+// CHECK-LABEL: func @single_matmul
+// CHECK: %[[OFF:.*]], %[[SRC:.*]] = moe.sort
+// CHECK-NEXT: %[[OUT:.*]] = moe.expert_matmul %{{.*}}, %{{.*}} slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) combine(%{{.*}} : tensor<?x2xf32>) {gather, k = 2 : i64}
+// CHECK-NEXT: return %[[OUT]]
+func.func @single_matmul(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %w1: tensor<8x16x64xf32>) -> tensor<?x16xf32> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x64xf32>, tensor<?x2xi32> -> tensor<?x64xf32>, tensor<9xi32>, tensor<?xi32>
+  %h = moe.grouped_matmul %rows, %w1, %offsets : tensor<?x64xf32>, tensor<8x16x64xf32>, tensor<9xi32> -> tensor<?x16xf32>
+  %y = moe.unpermute %h, %source : tensor<?x16xf32>, tensor<?xi32> -> tensor<?x2x16xf32>
+  %out = moe.combine %y, %w : tensor<?x2x16xf32>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return %out : tensor<?x16xf32>
+}
+
+// -----
+
+// No activation, unpermute without combine: gather into GEMM1, scatter into
+// GEMM2, and the [M, k, N] result stays unpermuted.
+// CHECK-LABEL: func @unpermute_without_combine
+// CHECK: %[[H:.*]] = moe.expert_matmul %{{.*}}, %{{.*}} slots(%{{.*}}) offsets(%{{.*}}) {gather, k = 2 : i64} : tensor<?x64xf32>, tensor<8x32x64xf32> -> tensor<?x32xf32>
+// CHECK: moe.expert_matmul %[[H]], %{{.*}} slots(%{{.*}}) offsets(%{{.*}}) {k = 2 : i64, unpermute} : tensor<?x32xf32>, tensor<8x64x32xf32> -> tensor<?x2x64xf32>
+// CHECK-NOT: moe.unpermute
+func.func @unpermute_without_combine(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w13: tensor<8x32x64xf32>, %w2: tensor<8x64x32xf32>) -> tensor<?x2x64xf32> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x64xf32>, tensor<?x2xi32> -> tensor<?x64xf32>, tensor<9xi32>, tensor<?xi32>
+  %h = moe.grouped_matmul %rows, %w13, %offsets : tensor<?x64xf32>, tensor<8x32x64xf32>, tensor<9xi32> -> tensor<?x32xf32>
+  %down = moe.grouped_matmul %h, %w2, %offsets : tensor<?x32xf32>, tensor<8x64x32xf32>, tensor<9xi32> -> tensor<?x64xf32>
+  %y = moe.unpermute %down, %source : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x2x64xf32>
+  return %y : tensor<?x2x64xf32>
+}
+
+// -----
+
+// The permuted rows have a second user: they must stay materialized, so the
+// gather does not fold (the activation still folds into the matmul).
+// CHECK-LABEL: func @permuted_rows_used_twice
+// CHECK: %[[ROWS:.*]], %[[OFF:.*]], %{{.*}} = moe.permute
+// CHECK: moe.expert_matmul %[[ROWS]], %{{.*}} offsets(%[[OFF]] : tensor<9xi32>) {activation = #moe.activation<silu_and_mul>, k = 1 : i64}
+// CHECK-NOT: gather
+// CHECK: return
+func.func @permuted_rows_used_twice(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w13: tensor<8x64x64xf32>) -> (tensor<?x32xf32>, tensor<?x64xf32>) {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x64xf32>, tensor<?x2xi32> -> tensor<?x64xf32>, tensor<9xi32>, tensor<?xi32>
+  %h = moe.grouped_matmul %rows, %w13, %offsets : tensor<?x64xf32>, tensor<8x64x64xf32>, tensor<9xi32> -> tensor<?x64xf32>
+  %a = moe.activation silu_and_mul %h : tensor<?x64xf32> -> tensor<?x32xf32>
+  return %a, %rows : tensor<?x32xf32>, tensor<?x64xf32>
+}
+
+// -----
+
+// GEMM1's 2I result is also returned: the activation must not fold.
+// CHECK-LABEL: func @matmul_result_used_twice
+// CHECK: %[[H:.*]] = moe.expert_matmul {{.*}} {gather, k = 2 : i64} : tensor<?x64xf32>, tensor<8x64x64xf32> -> tensor<?x64xf32>
+// CHECK: moe.activation silu_and_mul %[[H]]
+func.func @matmul_result_used_twice(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %w13: tensor<8x64x64xf32>) -> (tensor<?x32xf32>, tensor<?x64xf32>) {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x64xf32>, tensor<?x2xi32> -> tensor<?x64xf32>, tensor<9xi32>, tensor<?xi32>
+  %h = moe.grouped_matmul %rows, %w13, %offsets : tensor<?x64xf32>, tensor<8x64x64xf32>, tensor<9xi32> -> tensor<?x64xf32>
+  %a = moe.activation silu_and_mul %h : tensor<?x64xf32> -> tensor<?x32xf32>
+  return %a, %h : tensor<?x32xf32>, tensor<?x64xf32>
+}
+
+// -----
+
+// The unpermute uses the source of a different routing: the scatter must
+// not fold into the matmul.
+// CHECK-LABEL: func @other_schedule
+// CHECK: moe.expert_matmul
+// CHECK: moe.unpermute
+func.func @other_schedule(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %ids2: tensor<?x2xi32>, %w1: tensor<8x16x64xf32>) -> tensor<?x2x16xf32> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x64xf32>, tensor<?x2xi32> -> tensor<?x64xf32>, tensor<9xi32>, tensor<?xi32>
+  %o2, %s2 = moe.sort %ids2 : tensor<?x2xi32> -> tensor<9xi32>, tensor<?xi32>
+  %h = moe.grouped_matmul %rows, %w1, %offsets : tensor<?x64xf32>, tensor<8x16x64xf32>, tensor<9xi32> -> tensor<?x16xf32>
+  %y = moe.unpermute %h, %s2 : tensor<?x16xf32>, tensor<?xi32> -> tensor<?x2x16xf32>
+  return %y : tensor<?x2x16xf32>
+}
+
+// -----
+
+// A matmul whose offsets belong to another permute: no gather fusion.
+// CHECK-LABEL: func @offsets_of_another_permute
+// CHECK: moe.permute
+// CHECK: moe.grouped_matmul
+// CHECK-NOT: moe.expert_matmul
+func.func @offsets_of_another_permute(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32>, %offsets: tensor<9xi32>, %w1: tensor<8x16x64xf32>) -> tensor<?x16xf32> {
+  %rows, %o, %s = moe.permute %x, %ids : tensor<?x64xf32>, tensor<?x2xi32> -> tensor<?x64xf32>, tensor<9xi32>, tensor<?xi32>
+  %h = moe.grouped_matmul %rows, %w1, %offsets : tensor<?x64xf32>, tensor<8x16x64xf32>, tensor<9xi32> -> tensor<?x16xf32>
+  return %h : tensor<?x16xf32>
+}

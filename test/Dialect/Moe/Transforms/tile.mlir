@@ -1,0 +1,59 @@
+// Cost-model decisions move the right way.
+//
+// One row per expert (decode) against 4096 (prefill), Mixtral's GEMM1
+// shape: decode takes the smallest row tile and swaps operands so the
+// weights fill the MMA's M; prefill takes large tiles and a swizzle.
+// RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=4 | FileCheck %s --check-prefix=DECODE
+// RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=16384 | FileCheck %s --check-prefix=PREFILL
+//
+// Few output tiles at decode (N = 256, one expert): split-K fills the SMs,
+// more for K = 14336 than for K = 2048 (each split needs 4 K-steps), and
+// less on a 16-SM part than on 132 SMs.
+// RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=1 | FileCheck %s --check-prefix=SPLIT132
+// RUN: moe-opt %s -split-input-file -moe-tile="num-tokens=1 num-sms=16" | FileCheck %s --check-prefix=SPLIT16
+//
+// The report explains the choice.
+// RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=4 -moe-tile-report=num-tokens=4 | FileCheck %s --check-prefix=REPORT-DECODE
+// RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=16384 -moe-tile-report=num-tokens=16384 | FileCheck %s --check-prefix=REPORT-PREFILL
+
+// DECODE-LABEL: func @mixtral_gemm1
+// DECODE: tile = #moe.tile<block_m = 8, block_n = {{[0-9]+}}, block_k = {{[0-9]+}}, stages = {{[0-9]+}}, split_k = {{[0-9]+}}, swap_ab = true, group_m = 1>
+// PREFILL-LABEL: func @mixtral_gemm1
+// PREFILL: tile = #moe.tile<block_m = {{128|256}}, block_n = {{128|256}}, block_k = {{[0-9]+}}, stages = {{[0-9]+}}, split_k = 1, swap_ab = false, group_m = 8>
+// REPORT-DECODE: moe-tile-report: moe.expert_matmul
+// REPORT-DECODE-NEXT: M=4 rows=8 E=8 N=28672 K=4096 on 132 SMs
+// REPORT-DECODE-NEXT: tile #moe.tile<block_m = 8,
+// REPORT-DECODE-NEXT: 5.3 experts x 1.52 rows, reuse 3.0, {{.*}} memory bound,
+// REPORT-PREFILL: M=16384 rows=32768 E=8 N=28672 K=4096 on 132 SMs
+// REPORT-PREFILL-NEXT: tile #moe.tile<block_m = {{128|256}},
+// REPORT-PREFILL-NEXT: 8.0 experts x 4096.00 rows, reuse 170.7, {{.*}} compute bound,
+func.func @mixtral_gemm1(%x: tensor<?x4096xbf16>, %src: tensor<?xi32>, %off: tensor<9xi32>, %w13: tensor<8x28672x4096xbf16>) -> tensor<?x14336xbf16> {
+  %h = moe.expert_matmul %x, %w13 slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>}
+      : tensor<?x4096xbf16>, tensor<8x28672x4096xbf16> -> tensor<?x14336xbf16>
+  return %h : tensor<?x14336xbf16>
+}
+
+// -----
+
+// SPLIT132-LABEL: func @narrow
+// SPLIT132: moe.grouped_matmul {{.*}}tile = #moe.tile<{{.*}}split_k = 8,
+// SPLIT132: moe.grouped_matmul {{.*}}tile = #moe.tile<{{.*}}split_k = 16,
+// SPLIT16-LABEL: func @narrow
+// SPLIT16: moe.grouped_matmul {{.*}}tile = #moe.tile<{{.*}}split_k = 2,
+// SPLIT16: moe.grouped_matmul {{.*}}tile = #moe.tile<{{.*}}split_k = 2,
+func.func @narrow(%r: tensor<?x2048xbf16>, %w: tensor<1x256x2048xbf16>, %o: tensor<2xi32>, %r2: tensor<?x14336xbf16>, %w2: tensor<1x256x14336xbf16>) -> (tensor<?x256xbf16>, tensor<?x256xbf16>) {
+  %0 = moe.grouped_matmul %r, %w, %o : tensor<?x2048xbf16>, tensor<1x256x2048xbf16>, tensor<2xi32> -> tensor<?x256xbf16>
+  %1 = moe.grouped_matmul %r2, %w2, %o : tensor<?x14336xbf16>, tensor<1x256x14336xbf16>, tensor<2xi32> -> tensor<?x256xbf16>
+  return %0, %1 : tensor<?x256xbf16>, tensor<?x256xbf16>
+}
+
+// -----
+
+// A tile already chosen is kept.
+// DECODE-LABEL: func @kept
+// DECODE: tile = #moe.tile<block_m = 32, block_n = 32, block_k = 32, stages = 2, split_k = 1, swap_ab = false, group_m = 1>
+func.func @kept(%r: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) -> tensor<?x64xbf16> {
+  %0 = moe.grouped_matmul %r, %w, %o {tile = #moe.tile<block_m = 32, block_n = 32, block_k = 32, stages = 2, split_k = 1, swap_ab = false, group_m = 1>} : tensor<?x64xbf16>, tensor<8x64x64xbf16>, tensor<9xi32> -> tensor<?x64xbf16>
+  return %0 : tensor<?x64xbf16>
+}
