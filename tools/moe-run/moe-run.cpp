@@ -350,6 +350,17 @@ optionalDouble(std::optional<llvm::APFloat> value) {
   return value->convertToDouble();
 }
 
+/// The attributes that moe.topk and moe.route share.
+template <typename OpTy>
+static void describeTopkAttributes(OpTy op, llvm::json::Object &attrs) {
+  attrs["k"] = op.getK();
+  attrs["scoring"] = stringifyScoringFunc(op.getScoring()).str();
+  attrs["num_groups"] = op.getNumGroups();
+  attrs["topk_groups"] = op.getTopkGroups();
+  attrs["renormalize"] = op.getRenormalize();
+  attrs["routed_scaling_factor"] = optionalDouble(op.getRoutedScalingFactor());
+}
+
 /// Serializes the entry function as a list of moe ops over named values.
 static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
   llvm::DenseMap<Value, std::string> names;
@@ -372,26 +383,12 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
     }
     llvm::json::Object attrs;
     TypeSwitch<Operation *>(&op)
-        .Case([&](TopkOp topk) {
-          attrs["k"] = topk.getK();
-          attrs["scoring"] = stringifyScoringFunc(topk.getScoring()).str();
-          attrs["num_groups"] = topk.getNumGroups();
-          attrs["topk_groups"] = topk.getTopkGroups();
-          attrs["renormalize"] = topk.getRenormalize();
-          attrs["routed_scaling_factor"] =
-              optionalDouble(topk.getRoutedScalingFactor());
-        })
+        .Case([&](TopkOp topk) { describeTopkAttributes(topk, attrs); })
         .Case([&](PermuteOp permute) {
           attrs["num_experts"] = permute.getNumExperts();
         })
         .Case([&](RouteOp route) {
-          attrs["k"] = route.getK();
-          attrs["scoring"] = stringifyScoringFunc(route.getScoring()).str();
-          attrs["num_groups"] = route.getNumGroups();
-          attrs["topk_groups"] = route.getTopkGroups();
-          attrs["renormalize"] = route.getRenormalize();
-          attrs["routed_scaling_factor"] =
-              optionalDouble(route.getRoutedScalingFactor());
+          describeTopkAttributes(route, attrs);
           attrs["has_gate_bias"] = static_cast<bool>(route.getGateBias());
           attrs["has_score_bias"] = static_cast<bool>(route.getScoreBias());
         })

@@ -44,30 +44,42 @@ static LogicalResult verifyStaticDim(Operation *op, RankedTensorType type,
 // RouterOp
 //===----------------------------------------------------------------------===//
 
+/// Verifies what moe.router and moe.route share: a static [E, H] gate of the
+/// input's element type and hidden size, and an optional [E] bias.
+static LogicalResult verifyGateOperands(Operation *op,
+                                        RankedTensorType inputType,
+                                        RankedTensorType gateType, Value bias,
+                                        StringRef biasName) {
+  if (!gateType.hasStaticShape())
+    return op->emitOpError()
+           << "expects a static gate_weight shape [E, H], got " << gateType;
+  if (inputType.getElementType() != gateType.getElementType())
+    return op->emitOpError() << "expects input and gate_weight to share an "
+                                "element type, got "
+                             << inputType.getElementType() << " and "
+                             << gateType.getElementType();
+  int64_t hiddenSize = gateType.getDimSize(1);
+  if (inputType.getDimSize(1) != hiddenSize)
+    return op->emitOpError()
+           << "expects input hidden size " << formatDim(inputType.getDimSize(1))
+           << " to match gate_weight hidden size " << hiddenSize;
+  if (bias) {
+    auto biasType = cast<RankedTensorType>(bias.getType());
+    if (biasType.getDimSize(0) != gateType.getDimSize(0))
+      return op->emitOpError()
+             << "expects " << biasName << " of size " << gateType.getDimSize(0)
+             << " (one per expert), got " << biasType;
+  }
+  return success();
+}
+
 LogicalResult RouterOp::verify() {
   RankedTensorType inputType = getInput().getType();
   RankedTensorType gateType = getGateWeight().getType();
   RankedTensorType logitsType = getLogits().getType();
-  if (!gateType.hasStaticShape())
-    return emitOpError() << "expects a static gate_weight shape [E, H], got "
-                         << gateType;
-  if (inputType.getElementType() != gateType.getElementType())
-    return emitOpError() << "expects input and gate_weight to share an "
-                            "element type, got "
-                         << inputType.getElementType() << " and "
-                         << gateType.getElementType();
+  if (failed(verifyGateOperands(*this, inputType, gateType, getBias(), "bias")))
+    return failure();
   int64_t numExperts = gateType.getDimSize(0);
-  int64_t hiddenSize = gateType.getDimSize(1);
-  if (inputType.getDimSize(1) != hiddenSize)
-    return emitOpError() << "expects input hidden size "
-                         << formatDim(inputType.getDimSize(1))
-                         << " to match gate_weight hidden size " << hiddenSize;
-  if (Value bias = getBias()) {
-    auto biasType = cast<RankedTensorType>(bias.getType());
-    if (biasType.getDimSize(0) != numExperts)
-      return emitOpError() << "expects bias of size " << numExperts
-                           << " (one per expert), got " << biasType;
-  }
   if (logitsType.getDimSize(1) != numExperts ||
       !areDimsCompatible(logitsType.getDimSize(0), inputType.getDimSize(0)))
     return emitOpError() << "expects logits of shape ["
@@ -141,26 +153,9 @@ LogicalResult TopkOp::verify() {
 
 LogicalResult RouteOp::verify() {
   RankedTensorType inputType = getInput().getType();
-  RankedTensorType gateType = getGateWeight().getType();
-  if (!gateType.hasStaticShape())
-    return emitOpError() << "expects a static gate_weight shape [E, H], got "
-                         << gateType;
-  if (inputType.getElementType() != gateType.getElementType())
-    return emitOpError() << "expects input and gate_weight to share an "
-                            "element type, got "
-                         << inputType.getElementType() << " and "
-                         << gateType.getElementType();
-  if (inputType.getDimSize(1) != gateType.getDimSize(1))
-    return emitOpError() << "expects input hidden size "
-                         << formatDim(inputType.getDimSize(1))
-                         << " to match gate_weight hidden size "
-                         << gateType.getDimSize(1);
-  if (Value gateBias = getGateBias()) {
-    auto biasType = cast<RankedTensorType>(gateBias.getType());
-    if (biasType.getDimSize(0) != getNumExperts())
-      return emitOpError() << "expects gate_bias of size " << getNumExperts()
-                           << " (one per expert), got " << biasType;
-  }
+  if (failed(verifyGateOperands(*this, inputType, getGateWeight().getType(),
+                                getGateBias(), "gate_bias")))
+    return failure();
   return verifyTopkSemantics(*this, inputType.getDimSize(0), getNumExperts(),
                              getK(), getNumGroups(), getTopkGroups(),
                              getScoreBias(), getWeights().getType(),
