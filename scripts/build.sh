@@ -9,6 +9,7 @@ if [ ! -f "$build_dir/build.ninja" ]; then
   cmake -S "$repo_root" -B "$build_dir" -G Ninja \
     -DCMAKE_BUILD_TYPE=Release \
     -DMLIR_DIR="$llvm_prefix/lib/cmake/mlir" \
-    -DLLVM_EXTERNAL_LIT="$llvm_prefix/bin/lit" >/dev/null
+    -DLLVM_EXTERNAL_LIT="$llvm_prefix/bin/lit" \
+    -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
 fi
 cmake --build "$build_dir"
