@@ -2,7 +2,8 @@
 # Builds the data the GPU runtime tests need on a GPU machine, with this
 # machine's moe-opt and LLVM tools (the GPU machine has no LLVM):
 #   scale.ptx          buf[i] *= 2, sm_90a PTX
-#   tma_wgmma.ptx      one TMA + wgmma bf16 tile, sm_90a PTX
+#   tma_wgmma.ptx      one TMA + wgmma bf16 tile, B MN-major, sm_90a PTX
+#   tma_wgmma_kmajor.ptx  the same with B stored [N, K] (K-major), nvvm wgmma
 #   libscale_layer.so  host code lowered by MLIR with the cubin embedded,
 #                      calling the runtime's mgpu* entry points
 # Output: ${1:-build/gpu-test-data}.
@@ -14,8 +15,11 @@ llvm_bin=/usr/lib/llvm-22/bin
 mkdir -p "$out"
 target="cubin-chip=sm_90a cubin-features=+ptx80"
 
-for kernel in scale tma_wgmma; do
-  "$build_dir/bin/moe-opt" "$repo_root/runtime/test/$kernel.mlir" \
+python3 "$repo_root/runtime/test/gen_wgmma_kmajor.py" > "$out/tma_wgmma_kmajor.mlir"
+for kernel in scale tma_wgmma "$out/tma_wgmma_kmajor"; do
+  source="$repo_root/runtime/test/$kernel.mlir"
+  [[ "$kernel" == /* ]] && source="$kernel.mlir" && kernel=$(basename "$kernel")
+  "$build_dir/bin/moe-opt" "$source" \
     --gpu-lower-to-nvvm-pipeline="$target cubin-format=isa" \
     -o "$out/$kernel.isa.mlir"
   python3 "$repo_root/scripts/extract-ptx.py" "$out/$kernel.isa.mlir" "$out/$kernel.ptx"

@@ -1,11 +1,13 @@
 //===- WgmmaTest.cpp - one TMA + wgmma tile through the moe runtime -------===//
 //
-//   moe-wgmma-test TMA_WGMMA.ptx
+//   moe-wgmma-test TMA_WGMMA.ptx [mn-major|k-major]
 //
-// Runs kernel `tile_gemm` of runtime/test/tma_wgmma.mlir: C[64, 128] (f32) =
-// A[64, 64] · B[64, 128] (bf16, row-major), with both operands loaded by TMA
-// from descriptors that moe_rt_encode_tma_2d builds, and checks C against a
-// float64 product on the host. Prints "N passed, M failed".
+// Runs kernel `tile_gemm`: C[64, 128] (f32) = A[64, 64] · B (bf16), with both
+// operands loaded by TMA from descriptors that moe_rt_encode_tma_2d builds,
+// and checks C against a float64 product on the host. B is [K=64, N=128]
+// row-major for mn-major (runtime/test/tma_wgmma.mlir), or W[N=128, K=64]
+// row-major, C = A · Wᵀ, for k-major (gen_wgmma_kmajor.py): the layout of
+// expert weights. Prints "N passed, M failed".
 //
 //===----------------------------------------------------------------------===//
 
@@ -44,9 +46,11 @@ bool ok(moe_rt_status status, const char *what) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s TMA_WGMMA.ptx\n", argv[0]);
+    std::fprintf(stderr, "usage: %s TMA_WGMMA.ptx [mn-major|k-major]\n",
+                 argv[0]);
     return 2;
   }
+  bool kMajor = argc > 2 && std::strcmp(argv[2], "k-major") == 0;
   if (!ok(moe_rt_init(0), "init"))
     return 1;
   std::ifstream in(argv[1], std::ios::binary);
@@ -82,8 +86,12 @@ int main(int argc, char **argv) {
   if (!ok(moe_rt_encode_tma_2d(&aDescriptor, reinterpret_cast<void *>(aDev), M,
                                K, 2, 64, 64),
           "encode A") ||
-      !ok(moe_rt_encode_tma_2d(&bDescriptor, reinterpret_cast<void *>(bDev), K,
-                               N, 2, 64, 64),
+      !ok(kMajor ? moe_rt_encode_tma_2d(&bDescriptor,
+                                        reinterpret_cast<void *>(bDev), N, K,
+                                        2, 128, 64)
+                 : moe_rt_encode_tma_2d(&bDescriptor,
+                                        reinterpret_cast<void *>(bDev), K, N,
+                                        2, 64, 64),
           "encode B"))
     return 1;
   cuMemcpyHtoD(aMap, &aDescriptor, sizeof(CUtensorMap));
@@ -115,7 +123,8 @@ int main(int argc, char **argv) {
     for (int j = 0; j < N; ++j) {
       double expected = 0;
       for (int k = 0; k < K; ++k)
-        expected += double(fromBF16(a[i * K + k])) * fromBF16(b[k * N + j]);
+        expected += double(fromBF16(a[i * K + k])) *
+                    fromBF16(kMajor ? b[j * K + k] : b[k * N + j]);
       double got = c[i * N + j];
       if (!std::isfinite(got))
         ++nonFinite;
@@ -124,8 +133,10 @@ int main(int argc, char **argv) {
     }
   double relative = std::sqrt(errorSquared / normSquared);
   bool good = nonFinite == 0 && relative < 1e-5;
-  std::printf("%s: TMA + wgmma tile, relative L2 error %.3e, %d non-finite\n",
-              good ? "ok" : "FAIL", relative, nonFinite);
+  std::printf("%s: TMA + wgmma tile (%s B), relative L2 error %.3e, %d "
+              "non-finite\n",
+              good ? "ok" : "FAIL", kMajor ? "K-major" : "MN-major", relative,
+              nonFinite);
   (good ? passed : failed)++;
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;

@@ -1,0 +1,103 @@
+"""Prints the K-major TMA + wgmma test kernel as MLIR (run by
+scripts/gpu-test-data.sh): C[64, 128] = A[64, 64] · W[128, 64]ᵀ, with W
+stored [N, K] like expert weights (K contiguous, K-major for wgmma). The
+wgmma ops and their descriptors are nvvm-level (nvgpu.warpgroup.mma
+mis-steps a K-major B in LLVM 22, see docs/gpu-runtime.md); the 64 f32
+accumulator registers are stored with the documented m64nNk16 fragment
+layout, unrolled.
+"""
+N = 128
+lines = []
+w = lines.append
+w('!descA = !nvgpu.tensormap.descriptor<tensor = memref<64x64xbf16, #gpu.address_space<workgroup>>, swizzle = swizzle_128b, l2promo = none, oob = zero, interleave = none>')
+w('!descB = !nvgpu.tensormap.descriptor<tensor = memref<128x64xbf16, #gpu.address_space<workgroup>>, swizzle = swizzle_128b, l2promo = none, oob = zero, interleave = none>')
+w('!barriers = !nvgpu.mbarrier.group<memorySpace = #gpu.address_space<workgroup>>')
+w('!tileA = memref<64x64xbf16, #gpu.address_space<workgroup>>')
+w('!tileB = memref<128x64xbf16, #gpu.address_space<workgroup>>')
+acc = '!llvm.struct<(' + ', '.join(['f32'] * 64) + ')>'
+w(f'!acc = {acc}')
+w('module attributes {gpu.container_module} {')
+w('  gpu.module @kernels {')
+w('    memref.global "private" @tiles : memref<24576xi8, #gpu.address_space<workgroup>> {alignment = 1024}')
+w('    gpu.func @tile_gemm(%a_map: !llvm.ptr, %b_map: !llvm.ptr, %c: memref<64x128xf32>) kernel {')
+w('      %c0 = arith.constant 0 : index')
+w('      %c1 = arith.constant 1 : index')
+w('      %a_desc = builtin.unrealized_conversion_cast %a_map : !llvm.ptr to !descA')
+w('      %b_desc = builtin.unrealized_conversion_cast %b_map : !llvm.ptr to !descB')
+w('      %smem = memref.get_global @tiles : memref<24576xi8, #gpu.address_space<workgroup>>')
+w('      %b_offset = arith.constant 8192 : index')
+w('      %tile_a = memref.view %smem[%c0][] : memref<24576xi8, #gpu.address_space<workgroup>> to !tileA')
+w('      %tile_b = memref.view %smem[%b_offset][] : memref<24576xi8, #gpu.address_space<workgroup>> to !tileB')
+w('      %barrier = nvgpu.mbarrier.create -> !barriers')
+w('      %tid = gpu.thread_id x')
+w('      %leader = arith.cmpi eq, %tid, %c0 : index')
+w('      scf.if %leader {')
+w('        nvgpu.mbarrier.init %barrier[%c0], %c1 : !barriers')
+w('      }')
+w('      gpu.barrier')
+w('      scf.if %leader {')
+w('        nvgpu.tma.async.load %a_desc[%c0, %c0], %barrier[%c0] to %tile_a : !descA, !barriers -> !tileA')
+w('        nvgpu.tma.async.load %b_desc[%c0, %c0], %barrier[%c0] to %tile_b : !descB, !barriers -> !tileB')
+w('        %bytes = arith.constant 24576 : index')
+w('        nvgpu.mbarrier.arrive.expect_tx %barrier[%c0], %bytes : !barriers')
+w('      }')
+w('      %phase = arith.constant false')
+w('      %ticks = arith.constant 10000000 : index')
+w('      nvgpu.mbarrier.try_wait.parity %barrier[%c0], %phase, %ticks : !barriers')
+# descriptors: K-major, 128B swizzle: base (addr>>4)&0x3FFF, SBO 1024>>4=64 at bits 32..45, swizzle 1<<62, LBO 1 at bit 16
+w('      %a_ptr = memref.extract_aligned_pointer_as_index %tile_a : !tileA -> index')
+w('      %b_ptr = memref.extract_aligned_pointer_as_index %tile_b : !tileB -> index')
+w('      %a_addr = arith.index_cast %a_ptr : index to i64')
+w('      %b_addr = arith.index_cast %b_ptr : index to i64')
+w('      %mask = arith.constant 262143 : i64')  # 0x3FFFF
+w('      %four = arith.constant 4 : i64')
+w('      %fixed = arith.constant 4611686293305360384 : i64')  # (1<<62) | (64<<32) | (1<<16)
+w('      %a_masked = arith.andi %a_addr, %mask : i64')
+w('      %a_base = arith.shrui %a_masked, %four : i64')
+w('      %a_desc0 = arith.ori %a_base, %fixed : i64')
+w('      %b_masked = arith.andi %b_addr, %mask : i64')
+w('      %b_base = arith.shrui %b_masked, %four : i64')
+w('      %b_desc0 = arith.ori %b_base, %fixed : i64')
+w('      %zero = llvm.mlir.zero : !acc')
+w('      %fz = arith.constant 0.0 : f32')
+prev = '%zero'
+for i in range(64):
+    w(f'      %acc0_{i} = llvm.insertvalue %fz, {prev}[{i}] : !acc')
+    prev = f'%acc0_{i}'
+w('      nvvm.wgmma.fence.aligned')
+for k in range(4):
+    # +32 bytes per k16 step = +2 in the address field, for both K-major operands
+    w(f'      %step{k} = arith.constant {2 * k} : i64')
+    w(f'      %da{k} = arith.addi %a_desc0, %step{k} : i64')
+    w(f'      %db{k} = arith.addi %b_desc0, %step{k} : i64')
+    w(f'      %accum{k} = nvvm.wgmma.mma_async %da{k}, %db{k}, {prev}, #nvvm.shape<m = 64, n = 128, k = 16>, D [<f32>, #nvvm.wgmma_scale_out<one>], A [<bf16>, #nvvm.wgmma_scale_in<one>, #nvvm.mma_layout<row>], B [<bf16>, #nvvm.wgmma_scale_in<one>, #nvvm.mma_layout<col>] : !acc -> !acc')
+    prev = f'%accum{k}'
+w('      nvvm.wgmma.commit.group.sync.aligned')
+w('      nvvm.wgmma.wait.group.sync.aligned 0')
+# fragment store
+w('      %c4 = arith.constant 4 : index')
+w('      %c8 = arith.constant 8 : index')
+w('      %c16 = arith.constant 16 : index')
+w('      %c32 = arith.constant 32 : index')
+w('      %warp = arith.divui %tid, %c32 : index')
+w('      %lane = arith.remui %tid, %c32 : index')
+w('      %w16 = arith.muli %warp, %c16 : index')
+w('      %l4 = arith.divui %lane, %c4 : index')
+w('      %row0 = arith.addi %w16, %l4 : index')
+w('      %row1 = arith.addi %row0, %c8 : index')
+w('      %lm = arith.remui %lane, %c4 : index')
+w('      %c2 = arith.constant 2 : index')
+w('      %col0 = arith.muli %lm, %c2 : index')
+for i in range(N // 8):
+    w(f'      %cb{i} = arith.constant {8 * i} : index')
+    w(f'      %colA{i} = arith.addi %col0, %cb{i} : index')
+    w(f'      %colB{i} = arith.addi %colA{i}, %c1 : index')
+    for j, (row, col) in enumerate([('%row0', f'%colA{i}'), ('%row0', f'%colB{i}'), ('%row1', f'%colA{i}'), ('%row1', f'%colB{i}')]):
+        idx = 4 * i + j
+        w(f'      %v{idx} = llvm.extractvalue {prev}[{idx}] : !acc')
+        w(f'      memref.store %v{idx}, %c[{row}, {col}] : memref<64x128xf32>')
+w('      gpu.return')
+w('    }')
+w('  }')
+w('}')
+print('\n'.join(lines))
