@@ -1,0 +1,21 @@
+// The TMA + wgmma test tiles of the runtime (run on a GPU by
+// scripts/device-runtime-test.sh) lower to the intended PTX, and ptxas
+// assembles it for sm_90a.
+// RUN: moe-opt %moe_src_root/runtime/test/tma_wgmma.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa" | FileCheck %s --check-prefix=MN
+// RUN: %python %moe_src_root/runtime/test/gen_wgmma_kmajor.py > %t.mlir
+// RUN: moe-opt %t.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa" | FileCheck %s --check-prefix=K
+// RUN: %if ptxas %{ moe-opt %t.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=bin" | FileCheck %s --check-prefix=BIN %}
+
+// MN: .target sm_90a
+// MN-SAME: cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// MN-SAME: mbarrier.try_wait.parity
+// B stored MN-major needs imm-trans-b = 1.
+// MN-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, p, 1,  1, 0,  1;
+
+// K: .target sm_90a
+// K-SAME: cp.async.bulk.tensor.2d
+// Both operands K-major: no transposes.
+// K-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, p, 1,  1, 0,  0;
+// K-SAME: wgmma.commit_group.sync.aligned
+
+// BIN: gpu.binary @kernels {{.*}}"\7FELF
