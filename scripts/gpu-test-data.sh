@@ -4,6 +4,7 @@
 #   scale.ptx          buf[i] *= 2, sm_90a PTX
 #   tma_wgmma.ptx      one TMA + wgmma bf16 tile, B MN-major, sm_90a PTX
 #   tma_wgmma_kmajor.ptx  the same with B stored [N, K] (K-major), nvvm wgmma
+#   gather_wgmma.ptx   K-major B, A rows gathered by index with cp.async
 #   libscale_layer.so  host code lowered by MLIR with the cubin embedded,
 #                      calling the runtime's mgpu* entry points
 # Output: ${1:-build/gpu-test-data}.
@@ -16,7 +17,8 @@ mkdir -p "$out"
 target="cubin-chip=sm_90a cubin-features=+ptx80"
 
 python3 "$repo_root/runtime/test/gen_wgmma_kmajor.py" > "$out/tma_wgmma_kmajor.mlir"
-for kernel in scale tma_wgmma "$out/tma_wgmma_kmajor"; do
+python3 "$repo_root/runtime/test/gen_wgmma_kmajor.py" --gather > "$out/gather_wgmma.mlir"
+for kernel in scale tma_wgmma "$out/tma_wgmma_kmajor" "$out/gather_wgmma"; do
   source="$repo_root/runtime/test/$kernel.mlir"
   [[ "$kernel" == /* ]] && source="$kernel.mlir" && kernel=$(basename "$kernel")
   "$build_dir/bin/moe-opt" "$source" \

@@ -39,8 +39,8 @@ extern "C" void mgpuModuleUnload(void *module) {
 
 extern "C" void *mgpuModuleGetFunction(void *module, const char *name) {
   CUfunction function = nullptr;
-  if (module && moe_rt_get_function(static_cast<moe_rt_module_t>(module),
-                                    name, &function) != MOE_RT_SUCCESS)
+  if (module && moe_rt_get_function(static_cast<moe_rt_module_t>(module), name,
+                                    &function) != MOE_RT_SUCCESS)
     report("missing kernel");
   return function;
 }

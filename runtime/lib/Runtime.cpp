@@ -117,12 +117,10 @@ extern "C" moe_rt_status moe_rt_launch(CUfunction function,
   return MOE_RT_SUCCESS;
 }
 
-extern "C" moe_rt_status moe_rt_encode_tma_2d(CUtensorMap *descriptor,
-                                              void *base, uint64_t rows,
-                                              uint64_t cols,
-                                              uint32_t elementBytes,
-                                              uint32_t boxRows,
-                                              uint32_t boxCols) {
+extern "C" moe_rt_status
+moe_rt_encode_tma_2d(CUtensorMap *descriptor, void *base, uint64_t rows,
+                     uint64_t cols, uint32_t elementBytes, uint32_t boxRows,
+                     uint32_t boxCols) {
   CUtensorMapDataType dataType;
   switch (elementBytes) {
   case 1:
@@ -147,9 +145,8 @@ extern "C" moe_rt_status moe_rt_encode_tma_2d(CUtensorMap *descriptor,
   cuuint32_t elementStrides[2] = {1, 1};
   CUresult result = cuTensorMapEncodeTiled(
       descriptor, dataType, 2, base, globalDim, globalStrides, boxDim,
-      elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-      CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-      CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+      elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (result != CUDA_SUCCESS)
     return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
                 "cuTensorMapEncodeTiled rejected the tensor", result);

@@ -64,8 +64,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (moe_rt_init(0) != MOE_RT_SUCCESS) {
-    std::fprintf(stderr, "moe-runtime-test: no GPU: %s\n",
-                 moe_rt_last_error());
+    std::fprintf(stderr, "moe-runtime-test: no GPU: %s\n", moe_rt_last_error());
     return 1;
   }
 
@@ -74,19 +73,17 @@ int main(int argc, char **argv) {
   check(moe_rt_module_load(junk, sizeof(junk), &bogus) ==
             MOE_RT_ERROR_INVALID_IMAGE,
         "a junk image is refused with MOE_RT_ERROR_INVALID_IMAGE");
-  check(moe_rt_module_load(nullptr, 0, &bogus) ==
-            MOE_RT_ERROR_INVALID_ARGUMENT,
+  check(moe_rt_module_load(nullptr, 0, &bogus) == MOE_RT_ERROR_INVALID_ARGUMENT,
         "a null image is refused");
 
   std::vector<char> image = readFile(argv[1]);
   moe_rt_module_t module = nullptr;
-  check(image.size() > 1 &&
-            moe_rt_module_load(image.data(), image.size(), &module) ==
-                MOE_RT_SUCCESS,
+  check(image.size() > 1 && moe_rt_module_load(image.data(), image.size(),
+                                               &module) == MOE_RT_SUCCESS,
         "the PTX module loads");
   CUfunction scale = nullptr, missing = nullptr;
-  check(module && moe_rt_get_function(module, "scale", &scale) ==
-                      MOE_RT_SUCCESS,
+  check(module &&
+            moe_rt_get_function(module, "scale", &scale) == MOE_RT_SUCCESS,
         "kernel 'scale' is found");
   check(module && moe_rt_get_function(module, "nope", &missing) ==
                       MOE_RT_ERROR_NOT_FOUND,
@@ -109,8 +106,8 @@ int main(int argc, char **argv) {
   check(scale && doublesBuffer([&](CUdeviceptr buffer) {
           int64_t offset = 0, size = kCount, stride = 1;
           void *params[] = {&buffer, &buffer, &offset, &size, &stride};
-          return moe_rt_launch(scale, grid, block, 96 * 1024, stream,
-                               params) == MOE_RT_SUCCESS;
+          return moe_rt_launch(scale, grid, block, 96 * 1024, stream, params) ==
+                 MOE_RT_SUCCESS;
         }),
         "96 KiB of dynamic shared memory raises the limit and launches");
   {
@@ -129,12 +126,11 @@ int main(int argc, char **argv) {
   CUdeviceptr tensor;
   cuMemAlloc(&tensor, 256 * 512 * 2);
   CUtensorMap descriptor;
-  check(moe_rt_encode_tma_2d(&descriptor, reinterpret_cast<void *>(tensor),
-                             256, 512, 2, 64, 64) == MOE_RT_SUCCESS,
+  check(moe_rt_encode_tma_2d(&descriptor, reinterpret_cast<void *>(tensor), 256,
+                             512, 2, 64, 64) == MOE_RT_SUCCESS,
         "a bf16 [256, 512] tensor with a 64x64 box encodes (128B swizzle)");
-  check(moe_rt_encode_tma_2d(&descriptor, reinterpret_cast<void *>(tensor),
-                             256, 512, 2, 64, 32) ==
-            MOE_RT_ERROR_INVALID_ARGUMENT,
+  check(moe_rt_encode_tma_2d(&descriptor, reinterpret_cast<void *>(tensor), 256,
+                             512, 2, 64, 32) == MOE_RT_ERROR_INVALID_ARGUMENT,
         "a box 64 bytes wide is refused for the 128B swizzle");
   cuMemFree(tensor);
 

@@ -6,6 +6,13 @@ mis-steps a K-major B in LLVM 22, see docs/gpu-runtime.md); the 64 f32
 accumulator registers are stored with the documented m64nNk16 fragment
 layout, unrolled.
 """
+import sys
+
+# --gather: A rows come from X[100, 64] through an index list (-1: a padding
+# row, zero-filled), copied by cp.async 16 bytes at a time into the
+# 128B-swizzled layout TMA would have produced. That is GEMM1's A path,
+# since TMA cannot gather rows.
+GATHER = "--gather" in sys.argv[1:]
 N = 128
 lines = []
 w = lines.append
@@ -19,10 +26,14 @@ w(f'!acc = {acc}')
 w('module attributes {gpu.container_module} {')
 w('  gpu.module @kernels {')
 w('    memref.global "private" @tiles : memref<24576xi8, #gpu.address_space<workgroup>> {alignment = 1024}')
-w('    gpu.func @tile_gemm(%a_map: !llvm.ptr, %b_map: !llvm.ptr, %c: memref<64x128xf32>) kernel {')
+if GATHER:
+    w('    gpu.func @tile_gemm(%x: memref<100x64xbf16>, %idx: memref<64xi32>, %b_map: !llvm.ptr, %c: memref<64x128xf32>) kernel {')
+else:
+    w('    gpu.func @tile_gemm(%a_map: !llvm.ptr, %b_map: !llvm.ptr, %c: memref<64x128xf32>) kernel {')
 w('      %c0 = arith.constant 0 : index')
 w('      %c1 = arith.constant 1 : index')
-w('      %a_desc = builtin.unrealized_conversion_cast %a_map : !llvm.ptr to !descA')
+if not GATHER:
+    w('      %a_desc = builtin.unrealized_conversion_cast %a_map : !llvm.ptr to !descA')
 w('      %b_desc = builtin.unrealized_conversion_cast %b_map : !llvm.ptr to !descB')
 w('      %smem = memref.get_global @tiles : memref<24576xi8, #gpu.address_space<workgroup>>')
 w('      %b_offset = arith.constant 8192 : index')
@@ -36,11 +47,43 @@ w('        nvgpu.mbarrier.init %barrier[%c0], %c1 : !barriers')
 w('      }')
 w('      gpu.barrier')
 w('      scf.if %leader {')
-w('        nvgpu.tma.async.load %a_desc[%c0, %c0], %barrier[%c0] to %tile_a : !descA, !barriers -> !tileA')
+if not GATHER:
+    w('        nvgpu.tma.async.load %a_desc[%c0, %c0], %barrier[%c0] to %tile_a : !descA, !barriers -> !tileA')
 w('        nvgpu.tma.async.load %b_desc[%c0, %c0], %barrier[%c0] to %tile_b : !descB, !barriers -> !tileB')
-w('        %bytes = arith.constant 24576 : index')
+w(f'        %bytes = arith.constant {16384 if GATHER else 24576} : index')
 w('        nvgpu.mbarrier.arrive.expect_tx %barrier[%c0], %bytes : !barriers')
 w('      }')
+if GATHER:
+    # 64 rows x 8 chunks of 16 bytes, 4 per thread; chunk c of row r lands
+    # at chunk c xor (r mod 8) of that row (the 128B swizzle).
+    w('      %c8i = arith.constant 8 : index')
+    w('      %c128 = arith.constant 128 : index')
+    w('      %zero_i32 = arith.constant 0 : i32')
+    w('      %eight = arith.constant 8 : index')
+    tokens = []
+    for i in range(4):
+        w(f'      %c{128 * i}_q = arith.constant {128 * i} : index')
+    for i in range(4):
+        w(f'      %q{i} = arith.addi %tid, %c{128 * i}_q : index')
+        w(f'      %r{i} = arith.divui %q{i}, %c8i : index')
+        w(f'      %ch{i} = arith.remui %q{i}, %c8i : index')
+        w(f'      %id{i} = memref.load %idx[%r{i}] : memref<64xi32>')
+        w(f'      %valid{i} = arith.cmpi sge, %id{i}, %zero_i32 : i32')
+        w(f'      %safe{i} = arith.select %valid{i}, %id{i}, %zero_i32 : i32')
+        w(f'      %src_row{i} = arith.index_cast %safe{i} : i32 to index')
+        w(f'      %src_elems{i} = arith.select %valid{i}, %eight, %c0 : index')
+        w(f'      %src_col{i} = arith.muli %ch{i}, %c8i : index')
+        w(f'      %phase_row{i} = arith.remui %r{i}, %c8i : index')
+        w(f'      %swz{i} = arith.xori %ch{i}, %phase_row{i} : index')
+        w(f'      %dst_col{i} = arith.muli %swz{i}, %c8i : index')
+        w(f'      %tok{i} = nvgpu.device_async_copy %x[%src_row{i}, %src_col{i}], %tile_a[%r{i}, %dst_col{i}], 8, %src_elems{i} : memref<100x64xbf16> to !tileA')
+        tokens.append(f'%tok{i}')
+    w(f'      %group = nvgpu.device_async_create_group {", ".join(tokens)}')
+    w('      nvgpu.device_async_wait %group')
+    # cp.async wrote through the generic proxy; wgmma reads through the
+    # async proxy.
+    w('      nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}')
+    w('      gpu.barrier')
 w('      %phase = arith.constant false')
 w('      %ticks = arith.constant 10000000 : index')
 w('      nvgpu.mbarrier.try_wait.parity %barrier[%c0], %phase, %ticks : !barriers')

@@ -4,6 +4,9 @@
 // RUN: moe-opt %moe_src_root/runtime/test/tma_wgmma.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa" | FileCheck %s --check-prefix=MN
 // RUN: %python %moe_src_root/runtime/test/gen_wgmma_kmajor.py > %t.mlir
 // RUN: moe-opt %t.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa" | FileCheck %s --check-prefix=K
+// RUN: %python %moe_src_root/runtime/test/gen_wgmma_kmajor.py --gather > %t.gather.mlir
+// RUN: moe-opt %t.gather.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa" | FileCheck %s --check-prefix=GATHER
+// RUN: %if ptxas %{ moe-opt %t.gather.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=bin" | FileCheck %s --check-prefix=BIN %}
 // RUN: %if ptxas %{ moe-opt %t.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=bin" | FileCheck %s --check-prefix=BIN %}
 
 // MN: .target sm_90a
@@ -19,3 +22,13 @@
 // K-SAME: wgmma.commit_group.sync.aligned
 
 // BIN: gpu.binary @kernels {{.*}}"\7FELF
+
+// GEMM1's A path: gathered rows by cp.async (zero-fill size operand), the
+// proxy fence, B by TMA, wgmma without transposes.
+// GATHER: .target sm_90a
+// GATHER-SAME: cp.async.bulk.tensor.2d
+// GATHER-SAME: cp.async.ca.shared.global [{{.*}}], [{{.*}}], 16, {{.*}};
+// GATHER-SAME: cp.async.commit_group
+// GATHER-SAME: cp.async.wait_group {{.*}}0
+// GATHER-SAME: fence.proxy.async.shared::cta
+// GATHER-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, p, 1,  1, 0,  0;

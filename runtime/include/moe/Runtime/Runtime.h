@@ -1,4 +1,5 @@
-/*===- Runtime.h - moe runtime over the CUDA driver API ------------*- C -*-===//
+/*===- Runtime.h - moe runtime over the CUDA driver API ------------*- C
+ *-*-===//
  *
  * The small runtime a compiled moe layer calls: load its embedded cubin,
  * launch kernels (raising the dynamic shared-memory limit above 48 KiB when
