@@ -27,8 +27,8 @@
 // proxy fence, B by TMA, wgmma without transposes.
 // GATHER: .target sm_90a
 // GATHER-SAME: cp.async.bulk.tensor.2d
-// GATHER-SAME: cp.async.ca.shared.global [{{.*}}], [{{.*}}], 16, {{.*}};
+// GATHER-SAME: cp.async.ca.shared.global [{{[^]]*}}], [{{[^]]*}}], 16, {{[^;]*}};
 // GATHER-SAME: cp.async.commit_group
-// GATHER-SAME: cp.async.wait_group {{.*}}0
+// GATHER-SAME: cp.async.wait_group{{[^;]*}}0;
 // GATHER-SAME: fence.proxy.async.shared::cta
 // GATHER-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, p, 1,  1, 0,  0;
