@@ -110,7 +110,6 @@ Value sigmoid(OpBuilder &b, Location loc, Value x) {
 /// Softmax along dimension 1 of a [M, X] f32 tensor. A NaN in a row makes
 /// the whole row NaN, as in the reference.
 Value buildRowSoftmax(OpBuilder &b, Location loc, Value input) {
-  auto type = cast<RankedTensorType>(input.getType());
   Type f32 = b.getF32Type();
   SmallVector<OpFoldResult> rowSizes = {tensor::getMixedSize(b, loc, input, 0)};
   SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, input);
@@ -139,7 +138,6 @@ Value buildRowSoftmax(OpBuilder &b, Location loc, Value input) {
         linalg::YieldOp::create(
             nb, nl, Value(arith::AddFOp::create(nb, nl, args[0], args[1])));
       });
-  (void)type;
   return buildGeneric(
       b, loc, {exps, rowSum}, createEmpty(b, loc, sizes, f32),
       {full, row, full}, {kParallel, kParallel},
