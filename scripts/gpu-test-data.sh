@@ -5,6 +5,7 @@
 #   tma_wgmma.ptx      one TMA + wgmma bf16 tile, B MN-major, sm_90a PTX
 #   tma_wgmma_kmajor.ptx  the same with B stored [N, K] (K-major), nvvm wgmma
 #   gather_wgmma.ptx   K-major B, A rows gathered by index with cp.async
+#   grouped_gemm.ptx   the prototype grouped GEMM (aligned schedule, K = 512)
 #   libscale_layer.so  host code lowered by MLIR with the cubin embedded,
 #                      calling the runtime's mgpu* entry points
 # Output: ${1:-build/gpu-test-data}.
@@ -18,7 +19,9 @@ target="cubin-chip=sm_90a cubin-features=+ptx80"
 
 python3 "$repo_root/runtime/test/gen_wgmma_kmajor.py" > "$out/tma_wgmma_kmajor.mlir"
 python3 "$repo_root/runtime/test/gen_wgmma_kmajor.py" --gather > "$out/gather_wgmma.mlir"
-for kernel in scale tma_wgmma "$out/tma_wgmma_kmajor" "$out/gather_wgmma"; do
+python3 "$repo_root/runtime/test/gen_grouped_gemm.py" 512 256 2 > "$out/grouped_gemm.mlir"
+for kernel in scale tma_wgmma "$out/tma_wgmma_kmajor" "$out/gather_wgmma" \
+              "$out/grouped_gemm"; do
   source="$repo_root/runtime/test/$kernel.mlir"
   [[ "$kernel" == /* ]] && source="$kernel.mlir" && kernel=$(basename "$kernel")
   "$build_dir/bin/moe-opt" "$source" \

@@ -32,3 +32,14 @@
 // GATHER-SAME: cp.async.wait_group{{[^;]*}}0;
 // GATHER-SAME: fence.proxy.async.shared::cta
 // GATHER-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, p, 1,  1, 0,  0;
+
+// The prototype grouped GEMM (gen_grouped_gemm.py): a K loop of TMA weight
+// tiles, gathered rows and four wgmma per step, and ptxas takes it.
+// RUN: %python %moe_src_root/runtime/test/gen_grouped_gemm.py 512 256 2 > %t.gemm.mlir
+// RUN: moe-opt %t.gemm.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=isa" | FileCheck %s --check-prefix=GEMM
+// RUN: %if ptxas %{ moe-opt %t.gemm.mlir --gpu-lower-to-nvvm-pipeline="cubin-chip=sm_90a cubin-features=+ptx80 cubin-format=bin" | FileCheck %s --check-prefix=BIN %}
+// GEMM: .entry grouped_gemm
+// GEMM-SAME: cp.async.bulk.tensor.2d
+// GEMM-SAME: cp.async.ca.shared.global
+// GEMM-SAME: mbarrier.try_wait.parity
+// GEMM-SAME: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
