@@ -14,38 +14,15 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moe/Runtime/Runtime.h"
+#include "TestUtils.h"
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <random>
 #include <vector>
 
-namespace {
-uint16_t toBF16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  bits += 0x7fff + ((bits >> 16) & 1); // round to nearest even
-  return uint16_t(bits >> 16);
-}
-
-float fromBF16(uint16_t value) {
-  uint32_t bits = uint32_t(value) << 16;
-  float result;
-  std::memcpy(&result, &bits, 4);
-  return result;
-}
-
-bool ok(moe_rt_status status, const char *what) {
-  if (status == MOE_RT_SUCCESS)
-    return true;
-  std::printf("FAIL: %s: %s\n", what, moe_rt_last_error());
-  return false;
-}
-} // namespace
+using namespace moe_test;
 
 int main(int argc, char **argv) {
   if (argc < 2) {
@@ -57,10 +34,7 @@ int main(int argc, char **argv) {
   bool kMajor = gather || (argc > 2 && std::strcmp(argv[2], "k-major") == 0);
   if (!ok(moe_rt_init(0), "init"))
     return 1;
-  std::ifstream in(argv[1], std::ios::binary);
-  std::vector<char> image((std::istreambuf_iterator<char>(in)),
-                          std::istreambuf_iterator<char>());
-  image.push_back('\0');
+  std::vector<char> image = readImage(argv[1]);
   moe_rt_module_t module;
   CUfunction kernel;
   if (!ok(moe_rt_module_load(image.data(), image.size(), &module), "load") ||

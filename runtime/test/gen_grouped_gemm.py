@@ -13,19 +13,22 @@ gathered rows (128B-swizzled by hand), four wgmma per 64-deep K step.
     gen_grouped_gemm.py K N k > kernel.mlir
 """
 
+import pathlib
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import wgmma_emit  # noqa: E402
 
 K, N, TOPK = (int(v) for v in sys.argv[1:4])
 BM, BN, BK = 64, 128, 64
 assert K % BK == 0 and N % BN == 0
 lines = []
 w = lines.append
-acc = "!llvm.struct<(" + ", ".join(["f32"] * 64) + ")>"
 w("!descW = !nvgpu.tensormap.descriptor<tensor = memref<128x64xbf16, #gpu.address_space<workgroup>>, swizzle = swizzle_128b, l2promo = none, oob = zero, interleave = none>")
 w("!barriers = !nvgpu.mbarrier.group<memorySpace = #gpu.address_space<workgroup>>")
 w("!tileA = memref<64x64xbf16, #gpu.address_space<workgroup>>")
 w("!tileB = memref<128x64xbf16, #gpu.address_space<workgroup>>")
-w(f"!acc = {acc}")
+w(f"!acc = {wgmma_emit.ACC}")
 w("module attributes {gpu.container_module} {")
 w("  gpu.module @kernels {")
 w('    memref.global "private" @tiles : memref<24576xi8, #gpu.address_space<workgroup>> {alignment = 1024}')
@@ -86,21 +89,8 @@ w("      %a_ptr = memref.extract_aligned_pointer_as_index %tile_a : !tileA -> in
 w("      %b_ptr = memref.extract_aligned_pointer_as_index %tile_b : !tileB -> index")
 w("      %a_addr = arith.index_cast %a_ptr : index to i64")
 w("      %b_addr = arith.index_cast %b_ptr : index to i64")
-w("      %mask = arith.constant 262143 : i64")
-w("      %four = arith.constant 4 : i64")
-w("      %fixed = arith.constant 4611686293305360384 : i64")
-w("      %a_masked = arith.andi %a_addr, %mask : i64")
-w("      %a_base = arith.shrui %a_masked, %four : i64")
-w("      %a_desc0 = arith.ori %a_base, %fixed : i64")
-w("      %b_masked = arith.andi %b_addr, %mask : i64")
-w("      %b_base = arith.shrui %b_masked, %four : i64")
-w("      %b_desc0 = arith.ori %b_base, %fixed : i64")
-w("      %zero = llvm.mlir.zero : !acc")
-w("      %fz = arith.constant 0.0 : f32")
-prev = "%zero"
-for i in range(64):
-    w(f"      %acc0_{i} = llvm.insertvalue %fz, {prev}[{i}] : !acc")
-    prev = f"%acc0_{i}"
+wgmma_emit.descriptors(w, "      ")
+prev = wgmma_emit.zero_accumulator(w, "      ")
 w("      %false = arith.constant false")
 w("      %true = arith.constant true")
 w("      %ticks = arith.constant 10000000 : index")
@@ -122,16 +112,7 @@ w("        nvgpu.device_async_wait %group")
 w("        nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}")
 w("        gpu.barrier")
 w("        nvgpu.mbarrier.try_wait.parity %barrier[%c0], %parity, %ticks : !barriers")
-w("        nvvm.wgmma.fence.aligned")
-p = "%acc_in"
-for s in range(4):
-    w(f"        %step{s} = arith.constant {2 * s} : i64")
-    w(f"        %da{s} = arith.addi %a_desc0, %step{s} : i64")
-    w(f"        %db{s} = arith.addi %b_desc0, %step{s} : i64")
-    w(f"        %mma{s} = nvvm.wgmma.mma_async %da{s}, %db{s}, {p}, #nvvm.shape<m = 64, n = 128, k = 16>, D [<f32>, #nvvm.wgmma_scale_out<one>], A [<bf16>, #nvvm.wgmma_scale_in<one>, #nvvm.mma_layout<row>], B [<bf16>, #nvvm.wgmma_scale_in<one>, #nvvm.mma_layout<col>] : !acc -> !acc")
-    p = f"%mma{s}"
-w("        nvvm.wgmma.commit.group.sync.aligned")
-w("        nvvm.wgmma.wait.group.sync.aligned 0")
+p = wgmma_emit.k64_step(w, "        ", "%acc_in")
 # The next step overwrites both tiles: everyone must be done reading them.
 w("        gpu.barrier")
 w("        %next_parity = arith.xori %parity, %true : i1")

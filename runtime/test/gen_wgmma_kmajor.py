@@ -6,7 +6,11 @@ mis-steps a K-major B in LLVM 22, see docs/gpu-runtime.md); the 64 f32
 accumulator registers are stored with the documented m64nNk16 fragment
 layout, unrolled.
 """
+import pathlib
 import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import wgmma_emit  # noqa: E402
 
 # --gather: A rows come from X[100, 64] through an index list (-1: a padding
 # row, zero-filled), copied by cp.async 16 bytes at a time into the
@@ -21,8 +25,7 @@ w('!descB = !nvgpu.tensormap.descriptor<tensor = memref<128x64xbf16, #gpu.addres
 w('!barriers = !nvgpu.mbarrier.group<memorySpace = #gpu.address_space<workgroup>>')
 w('!tileA = memref<64x64xbf16, #gpu.address_space<workgroup>>')
 w('!tileB = memref<128x64xbf16, #gpu.address_space<workgroup>>')
-acc = '!llvm.struct<(' + ', '.join(['f32'] * 64) + ')>'
-w(f'!acc = {acc}')
+w(f'!acc = {wgmma_emit.ACC}')
 w('module attributes {gpu.container_module} {')
 w('  gpu.module @kernels {')
 w('    memref.global "private" @tiles : memref<24576xi8, #gpu.address_space<workgroup>> {alignment = 1024}')
@@ -92,31 +95,9 @@ w('      %a_ptr = memref.extract_aligned_pointer_as_index %tile_a : !tileA -> in
 w('      %b_ptr = memref.extract_aligned_pointer_as_index %tile_b : !tileB -> index')
 w('      %a_addr = arith.index_cast %a_ptr : index to i64')
 w('      %b_addr = arith.index_cast %b_ptr : index to i64')
-w('      %mask = arith.constant 262143 : i64')  # 0x3FFFF
-w('      %four = arith.constant 4 : i64')
-w('      %fixed = arith.constant 4611686293305360384 : i64')  # (1<<62) | (64<<32) | (1<<16)
-w('      %a_masked = arith.andi %a_addr, %mask : i64')
-w('      %a_base = arith.shrui %a_masked, %four : i64')
-w('      %a_desc0 = arith.ori %a_base, %fixed : i64')
-w('      %b_masked = arith.andi %b_addr, %mask : i64')
-w('      %b_base = arith.shrui %b_masked, %four : i64')
-w('      %b_desc0 = arith.ori %b_base, %fixed : i64')
-w('      %zero = llvm.mlir.zero : !acc')
-w('      %fz = arith.constant 0.0 : f32')
-prev = '%zero'
-for i in range(64):
-    w(f'      %acc0_{i} = llvm.insertvalue %fz, {prev}[{i}] : !acc')
-    prev = f'%acc0_{i}'
-w('      nvvm.wgmma.fence.aligned')
-for k in range(4):
-    # +32 bytes per k16 step = +2 in the address field, for both K-major operands
-    w(f'      %step{k} = arith.constant {2 * k} : i64')
-    w(f'      %da{k} = arith.addi %a_desc0, %step{k} : i64')
-    w(f'      %db{k} = arith.addi %b_desc0, %step{k} : i64')
-    w(f'      %accum{k} = nvvm.wgmma.mma_async %da{k}, %db{k}, {prev}, #nvvm.shape<m = 64, n = 128, k = 16>, D [<f32>, #nvvm.wgmma_scale_out<one>], A [<bf16>, #nvvm.wgmma_scale_in<one>, #nvvm.mma_layout<row>], B [<bf16>, #nvvm.wgmma_scale_in<one>, #nvvm.mma_layout<col>] : !acc -> !acc')
-    prev = f'%accum{k}'
-w('      nvvm.wgmma.commit.group.sync.aligned')
-w('      nvvm.wgmma.wait.group.sync.aligned 0')
+wgmma_emit.descriptors(w, "      ")
+prev = wgmma_emit.zero_accumulator(w, "      ")
+prev = wgmma_emit.k64_step(w, "      ", prev)
 # fragment store
 w('      %c4 = arith.constant 4 : index')
 w('      %c8 = arith.constant 8 : index')
