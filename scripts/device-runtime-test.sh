@@ -14,6 +14,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 "$work/moe-wgmma-test" "$data/tma_wgmma_kmajor.ptx" k-major
 "$work/moe-wgmma-test" "$data/gather_wgmma.ptx" gather
 "$work/moe-grouped-gemm-test" "$data/grouped_gemm.ptx"
+"$work/moe-grouped-gemm-test" "$data/expert_matmul.ptx" expert_matmul
 # The three API errors the test provokes on purpose (junk image, missing
 # kernel, oversized shared memory) are expected in the sanitizer's count.
 compute-sanitizer --tool memcheck "$work/moe-runtime-test" "$data/scale.ptx" \
@@ -34,3 +35,7 @@ compute-sanitizer --tool memcheck "$work/moe-grouped-gemm-test" \
   "$data/grouped_gemm.ptx" 2>&1 | grep -E "Invalid|ERROR SUMMARY"
 compute-sanitizer --tool racecheck "$work/moe-grouped-gemm-test" \
   "$data/grouped_gemm.ptx" 2>&1 | grep -E "hazard|RACECHECK SUMMARY"
+compute-sanitizer --tool memcheck "$work/moe-grouped-gemm-test" \
+  "$data/expert_matmul.ptx" expert_matmul 2>&1 | grep -E "Invalid|ERROR SUMMARY"
+compute-sanitizer --tool racecheck "$work/moe-grouped-gemm-test" \
+  "$data/expert_matmul.ptx" expert_matmul 2>&1 | grep -E "hazard|RACECHECK SUMMARY"

@@ -6,6 +6,7 @@
 #   tma_wgmma_kmajor.ptx  the same with B stored [N, K] (K-major), nvvm wgmma
 #   gather_wgmma.ptx   K-major B, A rows gathered by index with cp.async
 #   grouped_gemm.ptx   the prototype grouped GEMM (aligned schedule, K = 512)
+#   expert_matmul.ptx  the same kernel generated from moe IR (moe-emit-gpu-kernels)
 #   libscale_layer.so  host code lowered by MLIR with the cubin embedded,
 #                      calling the runtime's mgpu* entry points
 # Output: ${1:-build/gpu-test-data}.
@@ -29,6 +30,14 @@ for kernel in scale tma_wgmma "$out/tma_wgmma_kmajor" "$out/gather_wgmma" \
     -o "$out/$kernel.isa.mlir"
   python3 "$repo_root/scripts/extract-ptx.py" "$out/$kernel.isa.mlir" "$out/$kernel.ptx"
 done
+# The grouped GEMM kernel moe-emit-gpu-kernels generates from moe IR.
+"$build_dir/bin/moe-opt" "$repo_root/runtime/test/expert_matmul.mlir" \
+  --moe-emit-gpu-kernels -o "$out/expert_matmul.kernels.mlir"
+"$build_dir/bin/moe-opt" "$out/expert_matmul.kernels.mlir" \
+  --gpu-lower-to-nvvm-pipeline="$target cubin-format=isa" \
+  -o "$out/expert_matmul.isa.mlir"
+python3 "$repo_root/scripts/extract-ptx.py" "$out/expert_matmul.isa.mlir" \
+  "$out/expert_matmul.ptx"
 grep -q ".target sm_90a" "$out/scale.ptx"
 grep -q "wgmma.mma_async" "$out/tma_wgmma.ptx"
 grep -q "cp.async.bulk.tensor" "$out/tma_wgmma.ptx"

@@ -1,13 +1,15 @@
 //===- GroupedGemmTest.cpp - the prototype grouped GEMM on a GPU ----------===//
 //
-//   moe-grouped-gemm-test GROUPED_GEMM.ptx
+//   moe-grouped-gemm-test KERNELS.ptx [KERNEL]
 //
-// Runs `grouped_gemm` from gen_grouped_gemm.py 512 256 2 (K = 512, N = 256,
-// k = 2) on 100 tokens routed over 8 experts (some assignments -1, another
-// device's): builds the aligned schedule on the host as moe.align defines
-// it, poisons the output with NaN, launches a grid sized for the upper bound
-// and checks every scheduled slot against a float64 product; padding slots
-// must stay untouched. Prints "N passed, M failed".
+// Runs kernel KERNEL (default `grouped_gemm`, from gen_grouped_gemm.py 512
+// 256 2; or `expert_matmul`, which moe-emit-gpu-kernels generates from a
+// moe.expert_matmul of the same shape — the same arguments) with K = 512,
+// N = 256, k = 2 on 100 tokens routed over 8 experts (some assignments -1,
+// another device's): builds the aligned schedule on the host as moe.align
+// defines it, poisons the output with NaN, launches a grid sized for the upper
+// bound and checks every scheduled slot against a float64 product; padding
+// slots must stay untouched. Prints "N passed, M failed".
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,7 +25,7 @@ using namespace moe_test;
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s GROUPED_GEMM.ptx\n", argv[0]);
+    std::fprintf(stderr, "usage: %s KERNELS.ptx [KERNEL]\n", argv[0]);
     return 2;
   }
   constexpr int E = 8, N = 256, K = 512, TopK = 2, M = 100, BM = 64;
@@ -33,7 +35,9 @@ int main(int argc, char **argv) {
   moe_rt_module_t module;
   CUfunction kernel;
   if (!ok(moe_rt_module_load(image.data(), image.size(), &module), "load") ||
-      !ok(moe_rt_get_function(module, "grouped_gemm", &kernel), "get"))
+      !ok(moe_rt_get_function(module, argc > 2 ? argv[2] : "grouped_gemm",
+                              &kernel),
+          "get"))
     return 1;
 
   std::mt19937 rng(11);

@@ -5,7 +5,18 @@
 
 #include "moe/Conversion/MoeToLinalg/MoeToLinalg.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
 namespace mlir::moe {
+
+#define GEN_PASS_DECL_MOEEMITGPUKERNELS
+#include "moe/Conversion/Passes.h.inc"
 
 #define GEN_PASS_REGISTRATION
 #include "moe/Conversion/Passes.h.inc"
