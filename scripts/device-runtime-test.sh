@@ -15,6 +15,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 "$work/moe-wgmma-test" "$data/gather_wgmma.ptx" gather
 "$work/moe-grouped-gemm-test" "$data/grouped_gemm.ptx"
 "$work/moe-grouped-gemm-test" "$data/expert_matmul.ptx" expert_matmul
+"$work/moe-grouped-gemm-test" "$data/expert_matmul_silu.ptx" expert_matmul silu
 # The three API errors the test provokes on purpose (junk image, missing
 # kernel, oversized shared memory) are expected in the sanitizer's count.
 compute-sanitizer --tool memcheck "$work/moe-runtime-test" "$data/scale.ptx" \
@@ -39,3 +40,5 @@ compute-sanitizer --tool memcheck "$work/moe-grouped-gemm-test" \
   "$data/expert_matmul.ptx" expert_matmul 2>&1 | grep -E "Invalid|ERROR SUMMARY"
 compute-sanitizer --tool racecheck "$work/moe-grouped-gemm-test" \
   "$data/expert_matmul.ptx" expert_matmul 2>&1 | grep -E "hazard|RACECHECK SUMMARY"
+compute-sanitizer --tool memcheck "$work/moe-grouped-gemm-test" \
+  "$data/expert_matmul_silu.ptx" expert_matmul silu 2>&1 | grep -E "Invalid|ERROR SUMMARY"

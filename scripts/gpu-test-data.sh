@@ -7,6 +7,7 @@
 #   gather_wgmma.ptx   K-major B, A rows gathered by index with cp.async
 #   grouped_gemm.ptx   the prototype grouped GEMM (aligned schedule, K = 512)
 #   expert_matmul.ptx  the same kernel generated from moe IR (moe-emit-gpu-kernels)
+#   expert_matmul_silu.ptx  generated, with the silu_and_mul epilogue
 #   libscale_layer.so  host code lowered by MLIR with the cubin embedded,
 #                      calling the runtime's mgpu* entry points
 # Output: ${1:-build/gpu-test-data}.
@@ -30,14 +31,16 @@ for kernel in scale tma_wgmma "$out/tma_wgmma_kmajor" "$out/gather_wgmma" \
     -o "$out/$kernel.isa.mlir"
   python3 "$repo_root/scripts/extract-ptx.py" "$out/$kernel.isa.mlir" "$out/$kernel.ptx"
 done
-# The grouped GEMM kernel moe-emit-gpu-kernels generates from moe IR.
-"$build_dir/bin/moe-opt" "$repo_root/runtime/test/expert_matmul.mlir" \
-  --moe-emit-gpu-kernels -o "$out/expert_matmul.kernels.mlir"
-"$build_dir/bin/moe-opt" "$out/expert_matmul.kernels.mlir" \
-  --gpu-lower-to-nvvm-pipeline="$target cubin-format=isa" \
-  -o "$out/expert_matmul.isa.mlir"
-python3 "$repo_root/scripts/extract-ptx.py" "$out/expert_matmul.isa.mlir" \
-  "$out/expert_matmul.ptx"
+# The grouped GEMM kernels moe-emit-gpu-kernels generates from moe IR.
+for program in expert_matmul expert_matmul_silu; do
+  "$build_dir/bin/moe-opt" "$repo_root/runtime/test/$program.mlir" \
+    --moe-emit-gpu-kernels -o "$out/$program.kernels.mlir"
+  "$build_dir/bin/moe-opt" "$out/$program.kernels.mlir" \
+    --gpu-lower-to-nvvm-pipeline="$target cubin-format=isa" \
+    -o "$out/$program.isa.mlir"
+  python3 "$repo_root/scripts/extract-ptx.py" "$out/$program.isa.mlir" \
+    "$out/$program.ptx"
+done
 grep -q ".target sm_90a" "$out/scale.ptx"
 grep -q "wgmma.mma_async" "$out/tma_wgmma.ptx"
 grep -q "cp.async.bulk.tensor" "$out/tma_wgmma.ptx"

@@ -1,6 +1,6 @@
 //===- GroupedGemmTest.cpp - the prototype grouped GEMM on a GPU ----------===//
 //
-//   moe-grouped-gemm-test KERNELS.ptx [KERNEL]
+//   moe-grouped-gemm-test KERNELS.ptx [KERNEL [silu]]
 //
 // Runs kernel KERNEL (default `grouped_gemm`, from gen_grouped_gemm.py 512
 // 256 2; or `expert_matmul`, which moe-emit-gpu-kernels generates from a
@@ -29,6 +29,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   constexpr int E = 8, N = 256, K = 512, TopK = 2, M = 100, BM = 64;
+  const bool gated = argc > 3 && std::strcmp(argv[3], "silu") == 0;
+  const int width = gated ? N / 2 : N;
   if (!ok(moe_rt_init(0), "init"))
     return 1;
   std::vector<char> image = readImage(argv[1]);
@@ -80,32 +82,34 @@ int main(int argc, char **argv) {
   cuMemAlloc(&sortedDev, sorted.size() * 4);
   cuMemAlloc(&blocksDev, blocks.size() * 4);
   cuMemAlloc(&paddedDev, 4);
-  cuMemAlloc(&outDev, size_t(slots) * N * 2);
+  cuMemAlloc(&outDev, size_t(slots) * width * 2);
   cuMemAlloc(&mapDev, sizeof(CUtensorMap));
   cuMemcpyHtoD(xDev, x.data(), x.size() * 2);
   cuMemcpyHtoD(wDev, weights.data(), weights.size() * 2);
   cuMemcpyHtoD(sortedDev, sorted.data(), sorted.size() * 4);
   cuMemcpyHtoD(blocksDev, blocks.data(), blocks.size() * 4);
   cuMemcpyHtoD(paddedDev, &numPadded, 4);
-  cuMemsetD16(outDev, 0x7fc0, size_t(slots) * N); // bf16 NaN
+  cuMemsetD16(outDev, 0x7fc0, size_t(slots) * width); // bf16 NaN
 
-  // The weights as one [E·N, K] matrix; a box is one 128-row, 64-column tile.
+  // The weights as one [E·N, K] matrix; a box is one 128-row, 64-column
+  // tile, or with the epilogue a 64-row half (gate rows, then up rows).
   CUtensorMap map;
   if (!ok(moe_rt_encode_tma_2d(&map, reinterpret_cast<void *>(wDev),
-                               uint64_t(E) * N, K, 2, 128, 64),
+                               uint64_t(E) * N, K, 2, gated ? 64 : 128, 64),
           "encode W"))
     return 1;
   cuMemcpyHtoD(mapDev, &map, sizeof(map));
 
-  int64_t zero = 0, one = 1, tokens = M, kDim = K, nDim = N, slotCount = slots,
-          blockCount = maxBlocks, single = 1;
+  int64_t zero = 0, one = 1, tokens = M, kDim = K, nDim = width,
+          slotCount = slots, blockCount = maxBlocks, single = 1;
   void *params[] = {&xDev,       &xDev,      &zero,      &tokens,    &kDim,
                     &kDim,       &one,       &sortedDev, &sortedDev, &zero,
                     &slotCount,  &one,       &blocksDev, &blocksDev, &zero,
                     &blockCount, &one,       &paddedDev, &paddedDev, &zero,
                     &single,     &one,       &mapDev,    &outDev,    &outDev,
                     &zero,       &slotCount, &nDim,      &nDim,      &one};
-  uint32_t grid[3] = {uint32_t(maxBlocks), uint32_t(N / 128), 1};
+  uint32_t grid[3] = {uint32_t(maxBlocks),
+                      uint32_t(gated ? width / 64 : N / 128), 1};
   uint32_t block[3] = {128, 1, 1};
   if (!ok(moe_rt_launch(kernel, grid, block, 0, nullptr, params), "launch"))
     return 1;
@@ -117,7 +121,7 @@ int main(int argc, char **argv) {
                 name ? name : "?");
     return 1;
   }
-  std::vector<uint16_t> out(size_t(slots) * N);
+  std::vector<uint16_t> out(size_t(slots) * width);
   cuMemcpyDtoH(out.data(), outDev, out.size() * 2);
 
   int passed = 0, failed = 0;
@@ -127,16 +131,24 @@ int main(int argc, char **argv) {
     int a = sorted[s];
     bool real = s < numPadded && a < assignments;
     int expert = s < numPadded ? blocks[s / BM] : -1;
-    for (int n = 0; n < N; ++n) {
-      float got = fromBF16(out[size_t(s) * N + n]);
+    for (int n = 0; n < width; ++n) {
+      float got = fromBF16(out[size_t(s) * width + n]);
       if (!real) {
         badPadding += !std::isnan(got);
         continue;
       }
-      double expected = 0;
-      for (int k = 0; k < K; ++k)
-        expected += double(fromBF16(x[(a / TopK) * K + k])) *
-                    fromBF16(weights[(size_t(expert) * N + n) * K + k]);
+      auto dot = [&](int column) {
+        double sum = 0;
+        for (int k = 0; k < K; ++k)
+          sum += double(fromBF16(x[(a / TopK) * K + k])) *
+                 fromBF16(weights[(size_t(expert) * N + column) * K + k]);
+        return sum;
+      };
+      double expected = dot(n);
+      if (gated) {
+        double gate = expected;
+        expected = gate / (1.0 + std::exp(-gate)) * dot(n + N / 2);
+      }
       errorSquared += (got - expected) * (got - expected);
       normSquared += expected * expected;
     }
@@ -144,9 +156,10 @@ int main(int argc, char **argv) {
   }
   double relative = std::sqrt(errorSquared / normSquared);
   bool good = relative < 1e-2; // bf16 output
-  std::printf("%s: grouped GEMM, %d scheduled rows of %d slots, relative L2 "
-              "error %.3e (bf16 output)\n",
-              good ? "ok" : "FAIL", realRows, slots, relative);
+  std::printf("%s: grouped GEMM%s, %d scheduled rows of %d slots, relative "
+              "L2 error %.3e (bf16 output)\n",
+              good ? "ok" : "FAIL", gated ? " with silu_and_mul" : "", realRows,
+              slots, relative);
   (good ? passed : failed)++;
   std::printf("%s: padding slots untouched (%d written)\n",
               badPadding ? "FAIL" : "ok", badPadding);

@@ -41,18 +41,22 @@ def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
   let summary = "Emit the Hopper kernels of the fused grouped matmuls";
   let description = [{
     For every `moe.expert_matmul` the GPU kernel family covers so far (the
-    aligned schedule, gathered rows, bf16 rows out, block_m 64, K a multiple
-    of 64 and N of 128), adds an sm_90a `gpu.func` to `gpu.module
+    aligned schedule, gathered rows, bf16 rows out, optionally the
+    `silu_and_mul` epilogue, block_m 64, K a multiple of 64 and N of 128, or
+    256 with the epilogue), adds an sm_90a `gpu.func` to `gpu.module
     @moe_kernels` and records it on the op as `moe.gpu_kernel`: per slot
     block of 64 and column tile of 128, one warpgroup loops over K with TMA
     for the weights, cp.async gathers of the token rows into 128B-swizzled
-    shared memory, and K-major `wgmma`. Other ops get a remark. The ops stay
+    shared memory, and K-major `wgmma`. With the epilogue a tile holds 64 gate
+    columns and their 64 up columns, and stores 64 activated ones. Other ops
+    get a remark. The ops stay
     in place: lowering their launches is the next step of the GPU backend.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::gpu::GPUDialect",
     "::mlir::LLVM::LLVMDialect",
+    "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
     "::mlir::NVVM::NVVMDialect",
     "::mlir::nvgpu::NVGPUDialect",

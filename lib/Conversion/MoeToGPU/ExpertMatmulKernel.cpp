@@ -15,6 +15,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -37,8 +38,10 @@ constexpr uint64_t kDescriptorBits =
 /// Builds the body; holds the values the steps share.
 class KernelBuilder {
 public:
-  KernelBuilder(OpBuilder &b, Location loc, int64_t k, int64_t n, int64_t kDim)
-      : b(b), loc(loc), topK(k), outFeatures(n), inFeatures(kDim) {}
+  KernelBuilder(OpBuilder &b, Location loc, int64_t k, int64_t n, int64_t kDim,
+                bool gated)
+      : b(b), loc(loc), topK(k), outFeatures(n), inFeatures(kDim),
+        gated(gated) {}
 
   Value index(int64_t value) {
     return arith::ConstantIndexOp::create(b, loc, value);
@@ -59,7 +62,12 @@ private:
   OpBuilder &b;
   Location loc;
   int64_t topK, outFeatures, inFeatures;
+  /// silu_and_mul epilogue: the 128 columns of a tile are 64 gate columns
+  /// and the 64 matching up columns, and the kernel stores 64 activated ones.
+  bool gated;
   MLIRContext *context() { return b.getContext(); }
+  /// Output columns one thread block produces.
+  int64_t outputTile() const { return gated ? kBlockN / 2 : kBlockN; }
 
   // Arguments and per-thread values.
   Value x, slots, blocks, padded, out;
@@ -67,6 +75,7 @@ private:
   Value barriers, weightsMap, leader;
   Value descriptorA, descriptorB;
   SmallVector<Value> chunkRow, dstColumn, chunkColumn, srcRow, srcElements;
+  SmallVector<Value> tileBHalves;
   LLVM::LLVMStructType accumulatorType;
 };
 } // namespace
@@ -154,10 +163,25 @@ void KernelBuilder::storeRows(Value accumulator) {
     auto ifOp = scf::IfOp::create(b, loc, scheduled, /*withElse=*/false);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(ifOp.thenBlock());
-    for (int64_t group = 0; group < kBlockN / 8; ++group)
+    for (int64_t group = 0; group < outputTile() / 8; ++group)
       for (int64_t pair = 0; pair < 2; ++pair) {
         int64_t reg = 4 * group + 2 * half + pair;
         Value value = LLVM::ExtractValueOp::create(b, loc, accumulator, reg);
+        if (gated) {
+          // The up column of this gate column sits 64 columns, 8 groups of
+          // registers, further: in the same thread.
+          Value up = LLVM::ExtractValueOp::create(b, loc, accumulator,
+                                                  reg + 4 * (kBlockN / 16));
+          Value one = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0));
+          Value sigmoid = arith::DivFOp::create(
+              b, loc, one,
+              arith::AddFOp::create(
+                  b, loc, one,
+                  math::ExpOp::create(b, loc,
+                                      arith::NegFOp::create(b, loc, value))));
+          value = arith::MulFOp::create(
+              b, loc, arith::MulFOp::create(b, loc, value, sigmoid), up);
+        }
         Value narrow = arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
         Value column =
             arith::AddIOp::create(b, loc, laneColumn, index(8 * group + pair));
@@ -183,8 +207,11 @@ void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
                                    MemRefLayoutAttrInterface(), workgroup);
   auto tileBType = MemRefType::get({kBlockN, kBlockK}, bf16,
                                    MemRefLayoutAttrInterface(), workgroup);
+  // One TMA box is the whole B tile, or, gated, one of its 64-row halves.
+  auto boxType = MemRefType::get({gated ? kBlockN / 2 : kBlockN, kBlockK}, bf16,
+                                 MemRefLayoutAttrInterface(), workgroup);
   auto mapType = nvgpu::TensorMapDescriptorType::get(
-      context(), tileBType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+      context(), boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
       nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
       nvgpu::TensorMapOOBKind::OOB_ZERO,
       nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
@@ -203,12 +230,17 @@ void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
       memref::ViewOp::create(b, loc, tileAType, smem, index(0), ValueRange{});
   tileB = memref::ViewOp::create(b, loc, tileBType, smem, index(kTileABytes),
                                  ValueRange{});
+  if (gated)
+    for (int64_t half = 0; half < 2; ++half)
+      tileBHalves.push_back(memref::ViewOp::create(
+          b, loc, boxType, smem, index(kTileABytes + half * kTileBBytes / 2),
+          ValueRange{}));
   barriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   firstSlot = arith::MulIOp::create(b, loc, block, index(kBlockM));
-  tileColumn = arith::MulIOp::create(b, loc, columnTile, index(kBlockN));
+  tileColumn = arith::MulIOp::create(b, loc, columnTile, index(outputTile()));
   paddedCount = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
       memref::LoadOp::create(b, loc, padded, ValueRange{index(0)}));
@@ -285,9 +317,20 @@ void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
           auto ifOp = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPointToStart(ifOp.thenBlock());
-          nvgpu::TmaAsyncLoadOp::create(b, loc, tileB, barriers, weightsMap,
-                                        ValueRange{kOffset, weightsRow},
-                                        index(0), Value(), Value());
+          if (!gated) {
+            nvgpu::TmaAsyncLoadOp::create(b, loc, tileB, barriers, weightsMap,
+                                          ValueRange{kOffset, weightsRow},
+                                          index(0), Value(), Value());
+          } else {
+            // Gate rows, then the matching up rows N/2 further down.
+            Value upRow = arith::AddIOp::create(b, loc, weightsRow,
+                                                index(outFeatures / 2));
+            SmallVector<Value, 2> rows = {weightsRow, upRow};
+            for (auto [half, row] : llvm::enumerate(rows))
+              nvgpu::TmaAsyncLoadOp::create(
+                  b, loc, tileBHalves[half], barriers, weightsMap,
+                  ValueRange{kOffset, row}, index(0), Value(), Value());
+          }
           nvgpu::MBarrierArriveExpectTxOp::create(
               b, loc, barriers, index(kTileBBytes), index(0), Value());
         }
@@ -312,16 +355,20 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   int64_t outFeatures = weightsType.getDimSize(1);
   int64_t inFeatures = weightsType.getDimSize(2);
   auto bf16 = b.getBF16Type();
-  if (!op.isAligned() || !op.getGather() || op.getUnpermute() ||
-      op.isCombine() || op.getActivation())
+  if (!op.isAligned() || !op.getGather() || op.getUnpermute() || op.isCombine())
     return op.emitRemark("no GPU kernel yet: only aligned, gathering "
                          "expert_matmul ops that write rows are covered");
+  std::optional<ActivationKind> activation = op.getActivation();
+  if (activation && *activation != ActivationKind::SiluAndMul)
+    return op.emitRemark("no GPU kernel yet for the ")
+           << stringifyActivationKind(*activation) << " epilogue";
+  bool gated = activation.has_value();
   if (op.getInput().getType().getElementType() != bf16 ||
       weightsType.getElementType() != bf16 ||
       cast<RankedTensorType>(op.getResult().getType()).getElementType() !=
           bf16 ||
       op.getBlockM() != kBlockM || inFeatures % kBlockK != 0 ||
-      outFeatures % kBlockN != 0)
+      outFeatures % (gated ? 2 * kBlockN : kBlockN) != 0)
     return op.emitRemark("no GPU kernel yet: needs bf16, block_m 64, K a "
                          "multiple of 64 and N a multiple of 128");
 
@@ -340,15 +387,17 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
 
   auto dynamic = ShapedType::kDynamic;
   auto i32 = b.getI32Type();
-  SmallVector<Type> arguments = {MemRefType::get({dynamic, inFeatures}, bf16),
-                                 MemRefType::get({dynamic}, i32),
-                                 MemRefType::get({dynamic}, i32),
-                                 MemRefType::get({1}, i32),
-                                 LLVM::LLVMPointerType::get(context),
-                                 MemRefType::get({dynamic, outFeatures}, bf16)};
+  SmallVector<Type> arguments = {
+      MemRefType::get({dynamic, inFeatures}, bf16),
+      MemRefType::get({dynamic}, i32),
+      MemRefType::get({dynamic}, i32),
+      MemRefType::get({1}, i32),
+      LLVM::LLVMPointerType::get(context),
+      MemRefType::get({dynamic, op.getOutputWidth()}, bf16)};
   auto func =
       gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  KernelBuilder(b, loc, op.getK(), outFeatures, inFeatures).build(func, tiles);
+  KernelBuilder(b, loc, op.getK(), outFeatures, inFeatures, gated)
+      .build(func, tiles);
   return func;
 }

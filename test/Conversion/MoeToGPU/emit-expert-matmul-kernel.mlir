@@ -31,16 +31,46 @@ func.func @gemm1(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor
 
 // -----
 
-// Not covered yet: a remark, no kernel, no kernel module.
-// CHECK-NOT: gpu.container_module
-// CHECK-LABEL: func.func @with_activation
-// CHECK-NOT: moe.gpu_kernel
-// CHECK-NOT: gpu.module
-func.func @with_activation(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x128xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet: only aligned, gathering expert_matmul ops that write rows are covered}}
+// GEMM1 with its silu_and_mul epilogue: each tile loads 64 gate rows and the
+// 64 up rows N/2 further, and stores 64 activated columns (I = 128 wide).
+// CHECK-LABEL: func.func @with_silu
+// CHECK: moe.gpu_kernel = @moe_kernels::@expert_matmul
+// CHECK: gpu.func @expert_matmul({{.*}}, %{{.*}}: memref<?x128xbf16>) kernel
+// CHECK: %[[TILE:.*]] = arith.muli %{{.*}}, %c64 : index
+// CHECK: scf.for
+// CHECK: nvgpu.tma.async.load %{{.*}}[%{{.*}}, %[[GATE:.*]]], {{.*}} -> memref<64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.tma.async.load %{{.*}}[%{{.*}}, %[[UP:.*]]], {{.*}} -> memref<64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: math.exp
+// CHECK: arith.mulf
+func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
   return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// Not covered yet: a remark, no kernel, no kernel module.
+// CHECK-NOT: gpu.container_module
+// CHECK-LABEL: func.func @with_gelu
+// CHECK-NOT: moe.gpu_kernel
+// CHECK-NOT: gpu.module
+func.func @with_gelu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x128xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for the gelu_and_mul epilogue}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<gelu_and_mul>} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// An unpermuting matmul (GEMM2 without combine) is not covered yet.
+// CHECK-LABEL: func.func @unpermute
+func.func @unpermute(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xbf16>) -> tensor<?x2x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet: only aligned, gathering expert_matmul ops that write rows are covered}}
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {k = 2 : i64, block_m = 64 : i64, unpermute} : tensor<?x128xbf16>, tensor<8x256x128xbf16> -> tensor<?x2x256xbf16>
+  return %o : tensor<?x2x256xbf16>
 }
 
 // -----
