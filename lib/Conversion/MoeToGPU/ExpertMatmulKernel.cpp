@@ -11,6 +11,8 @@
 
 #include "ExpertMatmulKernel.h"
 
+#include "moe/Conversion/Utils/ScalarMath.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -172,15 +174,9 @@ void KernelBuilder::storeRows(Value accumulator) {
           // registers, further: in the same thread.
           Value up = LLVM::ExtractValueOp::create(b, loc, accumulator,
                                                   reg + 4 * (kBlockN / 16));
-          Value one = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0));
-          Value sigmoid = arith::DivFOp::create(
-              b, loc, one,
-              arith::AddFOp::create(
-                  b, loc, one,
-                  math::ExpOp::create(b, loc,
-                                      arith::NegFOp::create(b, loc, value))));
-          value = arith::MulFOp::create(
-              b, loc, arith::MulFOp::create(b, loc, value, sigmoid), up);
+          value = buildGatedActivation(b, loc, ActivationKind::SiluAndMul,
+                                       value, up, /*alpha=*/0.0,
+                                       /*limit=*/0.0);
         }
         Value narrow = arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
         Value column =

@@ -22,10 +22,6 @@ namespace mlir::moe::lowering {
 // Helpers
 //===----------------------------------------------------------------------===//
 
-Value f32Constant(OpBuilder &b, Location loc, double value) {
-  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(value));
-}
-
 Value indexConstant(OpBuilder &b, Location loc, int64_t value) {
   return arith::ConstantIndexOp::create(b, loc, value);
 }
@@ -98,13 +94,6 @@ Value buildGeneric(OpBuilder &b, Location loc, ValueRange inputs, Value output,
         body(nested, nestedLoc, args);
       });
   return generic.getResult(0);
-}
-
-Value sigmoid(OpBuilder &b, Location loc, Value x) {
-  Value one = f32Constant(b, loc, 1.0);
-  Value negExp = math::ExpOp::create(b, loc, arith::NegFOp::create(b, loc, x));
-  return arith::DivFOp::create(b, loc, one,
-                               arith::AddFOp::create(b, loc, one, negExp));
 }
 
 /// Softmax along dimension 1 of a [M, X] f32 tensor. A NaN in a row makes
@@ -262,45 +251,6 @@ Value emitCheckedIndex(OpBuilder &b, Location loc, func::FuncOp reportFn,
   Value last = arith::SubIOp::create(b, loc, upper, indexConstant(b, loc, 1));
   return arith::MinSIOp::create(
       b, loc, arith::MaxSIOp::create(b, loc, value, lower), last);
-}
-
-Value buildGatedActivation(OpBuilder &b, Location loc, ActivationKind kind,
-                           Value gate, Value up, double alpha, double limit) {
-  Value out;
-  switch (kind) {
-  case ActivationKind::SiluAndMul:
-    out = arith::MulFOp::create(
-        b, loc, arith::MulFOp::create(b, loc, gate, sigmoid(b, loc, gate)), up);
-    break;
-  case ActivationKind::GeluAndMul: {
-    Value scaled = arith::MulFOp::create(
-        b, loc, gate, f32Constant(b, loc, 1.0 / std::sqrt(2.0)));
-    Value erf = math::ErfOp::create(b, loc, scaled);
-    Value cdf = arith::MulFOp::create(
-        b, loc, f32Constant(b, loc, 0.5),
-        arith::AddFOp::create(b, loc, f32Constant(b, loc, 1.0), erf));
-    out = arith::MulFOp::create(b, loc,
-                                arith::MulFOp::create(b, loc, gate, cdf), up);
-    break;
-  }
-  case ActivationKind::Swiglu: {
-    Value limitValue = f32Constant(b, loc, limit);
-    Value negLimit = f32Constant(b, loc, -limit);
-    Value clampedGate = arith::MinimumFOp::create(b, loc, gate, limitValue);
-    Value clampedUp = arith::MinimumFOp::create(
-        b, loc, arith::MaximumFOp::create(b, loc, up, negLimit), limitValue);
-    Value glu = arith::MulFOp::create(
-        b, loc, clampedGate,
-        sigmoid(b, loc,
-                arith::MulFOp::create(b, loc, f32Constant(b, loc, alpha),
-                                      clampedGate)));
-    out = arith::MulFOp::create(
-        b, loc, glu,
-        arith::AddFOp::create(b, loc, clampedUp, f32Constant(b, loc, 1.0)));
-    break;
-  }
-  }
-  return out;
 }
 
 std::pair<Value, Value> buildSortAssignments(OpBuilder &b, Location loc,

@@ -9,6 +9,7 @@
 #define MOE_LIB_CONVERSION_MOETOLINALG_LOWERINGUTILS_H
 
 #include "moe/Conversion/MoeToLinalg/MoeToLinalg.h"
+#include "moe/Conversion/Utils/ScalarMath.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -22,7 +23,7 @@ inline constexpr utils::IteratorType kParallel = utils::IteratorType::parallel;
 inline constexpr utils::IteratorType kReduction =
     utils::IteratorType::reduction;
 
-Value f32Constant(OpBuilder &b, Location loc, double value);
+using moe::f32Constant;
 Value indexConstant(OpBuilder &b, Location loc, int64_t value);
 
 /// Converts a scalar float to `type` (extension or truncation).
@@ -49,7 +50,9 @@ Value buildGeneric(OpBuilder &b, Location loc, ValueRange inputs, Value output,
                    ArrayRef<SmallVector<unsigned>> operandDims,
                    ArrayRef<utils::IteratorType> iterators, BodyFn body);
 
-Value sigmoid(OpBuilder &b, Location loc, Value x);
+inline Value sigmoid(OpBuilder &b, Location loc, Value x) {
+  return buildSigmoid(b, loc, x);
+}
 
 /// Softmax along dimension 1 of an [M, X] f32 tensor; a NaN makes its row NaN.
 Value buildRowSoftmax(OpBuilder &b, Location loc, Value input);
@@ -78,9 +81,7 @@ Value emitCheckedIndex(OpBuilder &b, Location loc, func::FuncOp reportFn,
                        Value value, Value lower, Value upper,
                        RuntimeErrorCode code);
 
-/// The scalar gated activation of f32 `gate` and `up`.
-Value buildGatedActivation(OpBuilder &b, Location loc, ActivationKind kind,
-                           Value gate, Value up, double alpha, double limit);
+using moe::buildGatedActivation;
 
 /// Groups the assignments of `ids` ([M, k] i32) by expert, stably: returns
 /// offsets[E + 1] and source[M·k] (i32). Ids outside [0, E) are reported and

@@ -259,29 +259,48 @@ LogicalResult PermuteOp::verify() {
 // GroupedMatmulOp
 //===----------------------------------------------------------------------===//
 
+/// Verifies what moe.grouped_matmul and moe.expert_matmul share: static
+/// [E, N, K] weights, an A operand (`aName`) with K columns of the weights'
+/// element type when unquantized, and [E + 1] offsets when given.
+static LogicalResult verifyMatmulOperands(Operation *op, StringRef aName,
+                                          RankedTensorType aType,
+                                          RankedTensorType weightsType,
+                                          Value offsets,
+                                          QuantizationAttr quantization) {
+  if (!weightsType.hasStaticShape())
+    return op->emitOpError()
+           << "expects a static weights shape [E, N, K], got " << weightsType;
+  int64_t numExperts = weightsType.getDimSize(0);
+  int64_t inFeatures = weightsType.getDimSize(2);
+  if (offsets) {
+    auto offsetsType = cast<RankedTensorType>(offsets.getType());
+    if (offsetsType.getDimSize(0) != numExperts + 1)
+      return op->emitOpError()
+             << "expects offsets of size E + 1 = " << numExperts + 1 << ", got "
+             << offsetsType;
+  }
+  if (aType.getDimSize(1) != inFeatures)
+    return op->emitOpError()
+           << "expects " << aName << " with K = " << inFeatures
+           << " columns to match weights, got " << aType;
+  if (quantization.getFormat() == QuantFormat::None &&
+      aType.getElementType() != weightsType.getElementType())
+    return op->emitOpError()
+           << "expects " << aName
+           << " and weights to share an element type "
+              "without quantization, got "
+           << aType.getElementType() << " and " << weightsType.getElementType();
+  return success();
+}
+
 LogicalResult GroupedMatmulOp::verify() {
   RankedTensorType rowsType = getRows().getType();
   RankedTensorType weightsType = getWeights().getType();
-  RankedTensorType offsetsType = getOffsets().getType();
   RankedTensorType resultType = getResult().getType();
-  if (!weightsType.hasStaticShape())
-    return emitOpError() << "expects a static weights shape [E, N, K], got "
-                         << weightsType;
-  int64_t numExperts = weightsType.getDimSize(0);
+  if (failed(verifyMatmulOperands(*this, "rows", rowsType, weightsType,
+                                  getOffsets(), getQuantization())))
+    return failure();
   int64_t outFeatures = weightsType.getDimSize(1);
-  int64_t inFeatures = weightsType.getDimSize(2);
-  if (offsetsType.getDimSize(0) != numExperts + 1)
-    return emitOpError() << "expects offsets of size E + 1 = " << numExperts + 1
-                         << ", got " << offsetsType;
-  if (rowsType.getDimSize(1) != inFeatures)
-    return emitOpError() << "expects rows with K = " << inFeatures
-                         << " columns to match weights, got " << rowsType;
-  if (getQuantization().getFormat() == QuantFormat::None &&
-      rowsType.getElementType() != weightsType.getElementType())
-    return emitOpError() << "expects rows and weights to share an element "
-                            "type without quantization, got "
-                         << rowsType.getElementType() << " and "
-                         << weightsType.getElementType();
   if (resultType.getDimSize(1) != outFeatures ||
       !areDimsCompatible(resultType.getDimSize(0), rowsType.getDimSize(0)))
     return emitOpError() << "expects result of shape ["
@@ -381,22 +400,11 @@ LogicalResult ExpertMatmulOp::verify() {
   RankedTensorType inputType = getInput().getType();
   RankedTensorType weightsType = getWeights().getType();
   auto resultType = cast<RankedTensorType>(getResult().getType());
-  if (!weightsType.hasStaticShape())
-    return emitOpError() << "expects a static weights shape [E, N, K], got "
-                         << weightsType;
-  int64_t numExperts = weightsType.getDimSize(0);
+  if (failed(verifyMatmulOperands(*this, "input", inputType, weightsType,
+                                  getOffsets(), getQuantization())))
+    return failure();
   int64_t outFeatures = weightsType.getDimSize(1);
-  int64_t inFeatures = weightsType.getDimSize(2);
   int64_t k = getK();
-  if (inputType.getDimSize(1) != inFeatures)
-    return emitOpError() << "expects input with K = " << inFeatures
-                         << " columns to match weights, got " << inputType;
-  if (getQuantization().getFormat() == QuantFormat::None &&
-      inputType.getElementType() != weightsType.getElementType())
-    return emitOpError() << "expects input and weights to share an element "
-                            "type without quantization, got "
-                         << inputType.getElementType() << " and "
-                         << weightsType.getElementType();
 
   // The schedule: offsets form or aligned form, never both.
   if (static_cast<bool>(getOffsets()) == isAligned())
@@ -404,12 +412,6 @@ LogicalResult ExpertMatmulOp::verify() {
            << "expects exactly one schedule: offsets(...) or blocks(...)";
   if (isAligned() != static_cast<bool>(getBlockM()))
     return emitOpError() << "expects block_m exactly with blocks(...)";
-  if (Value offsets = getOffsets()) {
-    auto offsetsType = cast<RankedTensorType>(offsets.getType());
-    if (offsetsType.getDimSize(0) != numExperts + 1)
-      return emitOpError() << "expects offsets of size E + 1 = "
-                           << numExperts + 1 << ", got " << offsetsType;
-  }
   if (isAligned() &&
       cast<RankedTensorType>(getNumPadded().getType()).getShape() !=
           ArrayRef<int64_t>{1})
