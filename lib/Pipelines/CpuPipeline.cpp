@@ -19,7 +19,9 @@ void mlir::moe::buildOptimizePipeline(OpPassManager &pm,
   MoeTileOptions tileOptions;
   tileOptions.numTokens = options.numTokens;
   pm.addPass(createMoeTile(tileOptions));
-  pm.addPass(createMoeAlign());
+  MoeAlignOptions alignOptions;
+  alignOptions.blockM = options.blockM;
+  pm.addPass(createMoeAlign(alignOptions));
   pm.addPass(createCanonicalizerPass());
 }
 

@@ -127,6 +127,40 @@ def layer_mlir(config: LayerConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+def expert_block_mlir(config: LayerConfig) -> str:
+    """The layer after routing: top-k ids and weights are arguments. The span
+    the GPU benchmark times (align, GEMM1, activation, GEMM2, combine)."""
+    e, k, h, i, t = (config.num_experts, config.k, config.hidden,
+                     config.intermediate, config.dtype)
+    x_type = f"tensor<?x{h}x{t}>"
+    w13_type = f"tensor<{e}x{2 * i}x{h}x{t}>"
+    w2_type = f"tensor<{e}x{h}x{i}x{t}>"
+    offsets_type = f"tensor<{e + 1}xi32>"
+    act_attrs = ""
+    if config.activation == "swiglu":
+        act_attrs = (f" {{alpha = {_f32(config.swiglu_alpha)}, "
+                     f"limit = {_f32(config.swiglu_limit)}}}")
+    lines = [
+        f"// {config.name} expert block: E={e}, k={k}, H={h}, I={i}, {config.activation}.",
+        f"func.func @{config.name}_block(%x: {x_type}, %ids: tensor<?x{k}xi32>, "
+        f"%weights: tensor<?x{k}xf32>, %w13: {w13_type}, %w2: {w2_type}) -> {x_type} {{",
+        f"  %rows, %offsets, %source = moe.permute %x, %ids : {x_type}, tensor<?x{k}xi32>"
+        f" -> {x_type}, {offsets_type}, tensor<?xi32>",
+        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : {x_type}, {w13_type}, {offsets_type}"
+        f" -> tensor<?x{2 * i}x{t}>",
+        f"  %act = moe.activation {config.activation} %gate_up{act_attrs}"
+        f" : tensor<?x{2 * i}x{t}> -> tensor<?x{i}x{t}>",
+        f"  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}x{t}>, {w2_type}, {offsets_type}"
+        f" -> tensor<?x{h}xf32>",
+        f"  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32>"
+        f" -> tensor<?x{k}x{h}xf32>",
+        f"  %out = moe.combine %expert_out, %weights : tensor<?x{k}x{h}xf32>, tensor<?x{k}xf32> -> {x_type}",
+        f"  return %out : {x_type}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def example_path(root: pathlib.Path, config: LayerConfig, scaled: bool = False) -> pathlib.Path:
     folder = root / "examples" / ("scaled" if scaled else "")
     return folder / f"{config.name}.mlir"
@@ -136,8 +170,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--write-examples", type=pathlib.Path, metavar="REPO_ROOT",
                         help="rewrite REPO_ROOT/examples/*.mlir from the configurations")
+    parser.add_argument("--write-gpu-blocks", type=pathlib.Path, metavar="DIR",
+                        help="write DIR/<layer>_block.mlir (full size) and "
+                        "DIR/<layer>_small_block.mlir (scaled) and DIR/layers.json")
     args = parser.parse_args()
-    if args.write_examples:
+    if args.write_gpu_blocks:
+        import json
+        args.write_gpu_blocks.mkdir(parents=True, exist_ok=True)
+        manifest = {}
+        for config in EXAMPLE_LAYERS:
+            for variant, layer in (("block", config), ("small_block", scaled_example(config))):
+                name = f"{config.name}_{variant}"
+                text = expert_block_mlir(layer).replace(f"@{config.name}_block(", f"@{name}(")
+                (args.write_gpu_blocks / f"{name}.mlir").write_text(text)
+                manifest[name] = dataclasses.asdict(layer)
+        (args.write_gpu_blocks / "layers.json").write_text(json.dumps(manifest, indent=1))
+    elif args.write_examples:
         for config in EXAMPLE_LAYERS:
             example_path(args.write_examples, config).write_text(layer_mlir(config))
             scaled_path = example_path(args.write_examples, config, scaled=True)

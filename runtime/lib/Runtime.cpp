@@ -40,6 +40,9 @@ extern "C" moe_rt_status moe_rt_init(int device) {
   CUresult result = cuInit(0);
   if (result != CUDA_SUCCESS)
     return fail(MOE_RT_ERROR_NO_DEVICE, "cuInit failed", result);
+  CUcontext current = nullptr;
+  if (cuCtxGetCurrent(&current) == CUDA_SUCCESS && current)
+    return MOE_RT_SUCCESS;
   int count = 0;
   result = cuDeviceGetCount(&count);
   if (result != CUDA_SUCCESS || device < 0 || device >= count)
@@ -114,6 +117,45 @@ extern "C" moe_rt_status moe_rt_launch(CUfunction function,
                           kernelParams, nullptr);
   if (result != CUDA_SUCCESS)
     return fail(MOE_RT_ERROR_LAUNCH, "cuLaunchKernel failed", result);
+  return MOE_RT_SUCCESS;
+}
+
+extern "C" moe_rt_status moe_rt_fail(moe_rt_status status,
+                                     const char *message) {
+  return fail(status, message ? message : "unknown error");
+}
+
+extern "C" moe_rt_status moe_rt_memset_zero_async(void *pointer,
+                                                   size_t bytes,
+                                                   CUstream stream) {
+  if (bytes == 0)
+    return MOE_RT_SUCCESS;
+  if (!pointer || bytes % 4 != 0)
+    return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                "moe_rt_memset_zero_async: null pointer or size not a "
+                "multiple of 4");
+  CUresult result = cuMemsetD32Async(reinterpret_cast<CUdeviceptr>(pointer),
+                                     0, bytes / 4, stream);
+  if (result != CUDA_SUCCESS)
+    return fail(MOE_RT_ERROR_CUDA, "cuMemsetD32Async failed", result);
+  return MOE_RT_SUCCESS;
+}
+
+extern "C" moe_rt_status moe_rt_upload(void *device, const void *host,
+                                       size_t bytes, CUstream stream) {
+  if (!device || !host)
+    return fail(MOE_RT_ERROR_INVALID_ARGUMENT, "moe_rt_upload: null pointer");
+  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+  CUresult result = cuStreamIsCapturing(stream, &capture);
+  if (result != CUDA_SUCCESS)
+    return fail(MOE_RT_ERROR_CUDA, "cuStreamIsCapturing failed", result);
+  if (capture != CU_STREAM_CAPTURE_STATUS_NONE)
+    return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                "moe_rt_upload: the stream is being captured; run the layer "
+                "once with these weights and workspace before capturing");
+  result = cuMemcpyHtoD(reinterpret_cast<CUdeviceptr>(device), host, bytes);
+  if (result != CUDA_SUCCESS)
+    return fail(MOE_RT_ERROR_CUDA, "cuMemcpyHtoD failed", result);
   return MOE_RT_SUCCESS;
 }
 

@@ -22,6 +22,7 @@ int main(int argc, char **argv) {
   mlir::registerAllPasses();
   mlir::moe::registerMoeConversionPasses();
   mlir::moe::registerCpuPipeline();
+  mlir::moe::registerGpuPipeline();
   mlir::moe::registerMoeTransformsPasses();
   mlir::moe::registerMoeDialectTransformsPasses();
 

@@ -38,19 +38,28 @@ def ConvertMoeToLinalg : Pass<"convert-moe-to-linalg", "ModuleOp"> {
 }
 
 def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
-  let summary = "Emit the Hopper kernels of the fused grouped matmuls";
+  let summary = "Emit the Hopper kernels of the aligned schedule and its matmuls";
   let description = [{
-    For every `moe.expert_matmul` the GPU kernel family covers so far (the
-    aligned schedule, gathered rows, bf16 rows out, optionally the
-    `silu_and_mul` epilogue, block_m 64, K a multiple of 64 and N of 128, or
-    256 with the epilogue), adds an sm_90a `gpu.func` to `gpu.module
-    @moe_kernels` and records it on the op as `moe.gpu_kernel`: per slot
-    block of 64 and column tile of 128, one warpgroup loops over K with TMA
-    for the weights, cp.async gathers of the token rows into 128B-swizzled
-    shared memory, and K-major `wgmma`. With the epilogue a tile holds 64 gate
-    columns and their 64 up columns, and stores 64 activated ones. Other ops
-    get a remark. The ops stay
-    in place: lowering their launches is the next step of the GPU backend.
+    Adds sm_90a `gpu.func`s to `gpu.module @moe_kernels` and records them on
+    the ops (`moe.gpu_kernel`, and `moe.gpu_finalize_kernel` for a combine);
+    each kernel carries a `moe.launch` dictionary telling the host how to
+    launch it. Covered so far:
+
+    - `moe.align`: one thread block; counts by shared-memory atomics, padded
+      starts, sentinel and block-expert fill, scatter (the order within an
+      expert's group is not the assignment order).
+    - `moe.expert_matmul` on the aligned schedule, bf16, block_m 64, K a
+      multiple of 64: per slot block of 64 and column tile of 128, one
+      warpgroup runs a ring of up to 4 shared-memory stages, TMA for the
+      weights under one mbarrier per stage and cp.async for the A rows
+      (gathered by token, or in slot order) into the 128B-swizzled layout,
+      and K-major `wgmma` m64n128k16. Epilogues: bf16 rows, optionally
+      through a gated activation (a tile then holds 64 gate columns and
+      their 64 up columns); or the routed-weight combine, added atomically
+      into an f32 buffer, with the K loop split over `split_k` blocks as the
+      tile says, and a second kernel converting the sums.
+
+    Other ops get a remark and keep no kernel.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
@@ -62,6 +71,23 @@ def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
     "::mlir::nvgpu::NVGPUDialect",
     "::mlir::scf::SCFDialect"
   ];
+}
+
+def MoeNvvmGridConstantArgs
+    : Pass<"moe-nvvm-grid-constant-args", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Pass the kernels' TMA descriptors by value";
+  let description = [{
+    Runs after `convert-gpu-to-nvvm`. The kernels moe-emit-gpu-kernels builds
+    take each TMA descriptor as an `!llvm.ptr` and list its position among
+    the lowered LLVM arguments in `moe.grid_constant_args`. This pass makes
+    those arguments 128-byte, 64-aligned `byval` kernel parameters marked
+    `nvvm.grid_constant`, so the host passes the descriptor itself at launch
+    (captured by value in a CUDA graph, no device copy) and the kernel reads
+    it in parameter space. Without this pass the argument stays a pointer
+    to a descriptor in device memory.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect",
+                           "::mlir::NVVM::NVVMDialect"];
 }
 
 #endif // MOE_CONVERSION_PASSES

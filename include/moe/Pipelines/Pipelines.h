@@ -4,6 +4,7 @@
 #define MOE_PIPELINES_PIPELINES_H
 
 #include "mlir/Pass/PassOptions.h"
+#include "mlir/Support/LLVM.h"
 
 namespace mlir {
 class OpPassManager;
@@ -18,6 +19,27 @@ struct OptimizePipelineOptions
       *this, "num-tokens",
       llvm::cl::desc("Expected token count M the tiles are chosen for"),
       llvm::cl::init(256)};
+  PassOptions::Option<int64_t> blockM{
+      *this, "block-m",
+      llvm::cl::desc("moe-align's padding granule; 0 takes the tiles'"),
+      llvm::cl::init(0)};
+};
+
+/// Options of `moe-gpu-pipeline`.
+struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
+  PassOptions::Option<int64_t> numTokens{
+      *this, "num-tokens",
+      llvm::cl::desc("Expected token count M the tiles are chosen for"),
+      llvm::cl::init(256)};
+};
+
+/// Options of `moe-gpu-kernels-to-binary`.
+struct GpuBinaryPipelineOptions
+    : public PassPipelineOptions<GpuBinaryPipelineOptions> {
+  PassOptions::Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("gpu-module-to-binary format: isa (PTX), bin (cubin)"),
+      llvm::cl::init("bin")};
 };
 
 /// Options of `moe-cpu-pipeline`.
@@ -47,8 +69,23 @@ void buildOptimizePipeline(OpPassManager &pm,
 /// `_mlir_ciface_` wrappers.
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options);
 
+/// moe-optimize with the schedule aligned to the Hopper kernels' 64-row
+/// blocks, then moe-emit-gpu-kernels: every op gets its kernels in
+/// `gpu.module @moe_kernels` (or a remark).
+void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options);
+
+/// Lowers the kernels of a module that holds only `gpu.module @moe_kernels`
+/// to NVVM, passes their TMA descriptors by value
+/// (moe-nvvm-grid-constant-args), and serializes them for sm_90a.
+LogicalResult
+buildGpuKernelsToBinaryPipeline(OpPassManager &pm,
+                                const GpuBinaryPipelineOptions &options);
+
 /// Registers `moe-optimize` and `moe-cpu-pipeline`.
 void registerCpuPipeline();
+
+/// Registers `moe-gpu-pipeline`.
+void registerGpuPipeline();
 
 } // namespace mlir::moe
 

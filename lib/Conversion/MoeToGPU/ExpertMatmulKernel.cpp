@@ -1,15 +1,18 @@
 //===- ExpertMatmulKernel.cpp - the Hopper kernel of moe.expert_matmul ----===//
 //
-// Builds the sm_90a kernel of an aligned, gathering moe.expert_matmul that
-// writes rows: for each slot block of 64 and column tile of 128, one
-// warpgroup runs a K loop in which TMA brings a 128x64 tile of the expert's
-// [N, K] weights, cp.async gathers the block's 64 token rows into the
-// 128B-swizzled layout, and four K-major wgmma accumulate in f32. The
+// Builds the sm_90a kernel of an aligned moe.expert_matmul: for each slot
+// block of 64, column tile of 128 and K split, one warpgroup runs a K loop
+// over a ring of shared-memory stages. Per stage, TMA brings a 128x64 tile
+// of the expert's [N, K] weights (under an mbarrier) and cp.async brings the
+// block's 64 A rows (gathered by token, or in slot order) into the
+// 128B-swizzled layout; four K-major wgmma accumulate in f32. Epilogues:
+// bf16 rows in slot order, optionally through a gated activation, or the
+// routed-weight combine, added atomically into an f32 [M, N] buffer. The
 // structure was checked on an H200 first (runtime/test/gen_grouped_gemm.py).
 //
 //===----------------------------------------------------------------------===//
 
-#include "ExpertMatmulKernel.h"
+#include "MoeGpuKernels.h"
 
 #include "moe/Conversion/Utils/ScalarMath.h"
 
@@ -28,22 +31,41 @@ using namespace mlir::moe;
 namespace {
 constexpr int64_t kBlockM = 64, kBlockN = 128, kBlockK = 64;
 constexpr int64_t kThreads = 128;
-/// Shared memory: the A tile [64, 64] then the B tile [128, 64], bf16.
+/// Shared memory per stage: an A tile [64, 64] and a B tile [128, 64], bf16.
 constexpr int64_t kTileABytes = kBlockM * kBlockK * 2;
 constexpr int64_t kTileBBytes = kBlockN * kBlockK * 2;
+/// 128B-swizzled tiles must start on 1024 bytes; the dynamic shared memory
+/// base is rounded up at run time, so this much more is requested.
+constexpr int64_t kSwizzleAlignment = 1024;
+constexpr int64_t kMaxStages = 4;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
 /// 1024 (8 rows of 128 bytes) at bit 32, leading byte offset 1 at bit 16
 /// (unused when swizzled), swizzle mode 1 (128B) at bit 62.
 constexpr uint64_t kDescriptorBits =
     (uint64_t(1) << 62) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 16);
 
+/// What one kernel computes; derived from the op and its #moe.tile.
+struct KernelConfig {
+  int64_t topK, outFeatures, inFeatures, numExperts;
+  bool gather, combine;
+  std::optional<ActivationKind> activation;
+  double alpha = 0, limit = 0, routedScalingFactor = 1;
+  int64_t stages, splitK;
+
+  int64_t outputTile() const { return activation ? kBlockN / 2 : kBlockN; }
+  /// Columns of a product row after the epilogue.
+  int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
+  int64_t kSteps() const { return inFeatures / kBlockK / splitK; }
+  int64_t sharedBytes() const {
+    return stages * (kTileABytes + kTileBBytes) + kSwizzleAlignment;
+  }
+};
+
 /// Builds the body; holds the values the steps share.
 class KernelBuilder {
 public:
-  KernelBuilder(OpBuilder &b, Location loc, int64_t k, int64_t n, int64_t kDim,
-                bool gated)
-      : b(b), loc(loc), topK(k), outFeatures(n), inFeatures(kDim),
-        gated(gated) {}
+  KernelBuilder(OpBuilder &b, Location loc, const KernelConfig &config)
+      : b(b), loc(loc), config(config) {}
 
   Value index(int64_t value) {
     return arith::ConstantIndexOp::create(b, loc, value);
@@ -52,35 +74,73 @@ public:
     return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(value));
   }
 
-  void build(gpu::GPUFuncOp func, memref::GlobalOp tiles);
+  void build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory);
 
 private:
+  Value sharedBase(LLVM::GlobalOp sharedMemory);
   Value sharedAddress(Value view);
   Value descriptor(Value address);
-  void gatherRows(Value kOffset);
-  Value wgmmaStep(Value accumulator);
-  void storeRows(Value accumulator);
+  void issueStage(Value step);
+  Value wgmmaStep(Value accumulator, Value stage);
+  void storeEpilogue(Value accumulator);
+  Value ifThen(Value condition, function_ref<void()> body);
 
   OpBuilder &b;
   Location loc;
-  int64_t topK, outFeatures, inFeatures;
-  /// silu_and_mul epilogue: the 128 columns of a tile are 64 gate columns
-  /// and the 64 matching up columns, and the kernel stores 64 activated ones.
-  bool gated;
+  const KernelConfig &config;
   MLIRContext *context() { return b.getContext(); }
-  /// Output columns one thread block produces.
-  int64_t outputTile() const { return gated ? kBlockN / 2 : kBlockN; }
 
   // Arguments and per-thread values.
-  Value x, slots, blocks, padded, out;
-  Value tid, firstSlot, paddedCount, assignments, tileColumn, tileA, tileB;
-  Value barriers, weightsMap, leader;
-  Value descriptorA, descriptorB;
+  Value x, slots, blocks, padded, routingWeights, out;
+  Value tid, firstSlot, paddedCount, assignments, tileColumn, kBase;
+  Value barriers, weightsMap, leader, weightsRow;
+  SmallVector<Value> tilesA, tilesB, descriptorsA, descriptorsB;
+  SmallVector<SmallVector<Value>> tilesBHalves;
   SmallVector<Value> chunkRow, dstColumn, chunkColumn, srcRow, srcElements;
-  SmallVector<Value> tileBHalves;
   LLVM::LLVMStructType accumulatorType;
 };
 } // namespace
+
+Value KernelBuilder::ifThen(Value condition, function_ref<void()> body) {
+  auto ifOp = scf::IfOp::create(b, loc, condition, /*withElse=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  body();
+  return {};
+}
+
+Value KernelBuilder::sharedBase(LLVM::GlobalOp sharedMemory) {
+  // The dynamic shared memory as a memref: an external, zero-sized shared
+  // global viewed through a hand-built descriptor (gpu.dynamic_shared_memory
+  // gets internal linkage, and the NVPTX backend demotes it).
+  auto pointerType = LLVM::LLVMPointerType::get(
+      context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::Shared));
+  auto i64Type = b.getI64Type();
+  auto arrayType = LLVM::LLVMArrayType::get(i64Type, 1);
+  auto descriptorType = LLVM::LLVMStructType::getLiteral(
+      context(), {pointerType, pointerType, i64Type, arrayType, arrayType});
+  Value address = LLVM::AddressOfOp::create(b, loc, sharedMemory);
+  Value value = LLVM::PoisonOp::create(b, loc, descriptorType);
+  auto llvmConstant = [&](int64_t v) {
+    return LLVM::ConstantOp::create(b, loc, i64Type, v);
+  };
+  value = LLVM::InsertValueOp::create(b, loc, value, address,
+                                      ArrayRef<int64_t>{0});
+  value = LLVM::InsertValueOp::create(b, loc, value, address,
+                                      ArrayRef<int64_t>{1});
+  value = LLVM::InsertValueOp::create(b, loc, value, llvmConstant(0),
+                                      ArrayRef<int64_t>{2});
+  value = LLVM::InsertValueOp::create(
+      b, loc, value, llvmConstant(config.sharedBytes()), ArrayRef<int64_t>{3, 0});
+  value = LLVM::InsertValueOp::create(b, loc, value, llvmConstant(1),
+                                      ArrayRef<int64_t>{4, 0});
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  auto bytesType = MemRefType::get({config.sharedBytes()}, b.getI8Type(),
+                                   MemRefLayoutAttrInterface(), workgroup);
+  return UnrealizedConversionCastOp::create(b, loc, bytesType, value)
+      .getResult(0);
+}
 
 Value KernelBuilder::sharedAddress(Value view) {
   Value pointer = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, view);
@@ -94,29 +154,77 @@ Value KernelBuilder::descriptor(Value address) {
                               i64(static_cast<int64_t>(kDescriptorBits)));
 }
 
-void KernelBuilder::gatherRows(Value kOffset) {
+void KernelBuilder::issueStage(Value step) {
+  // Stage `step mod stages` of the ring: the weights tile by TMA (the leader
+  // thread), the A rows by cp.async (every thread, one commit group).
+  Value stage = arith::RemUIOp::create(b, loc, step, index(config.stages));
+  Value kOffset = arith::AddIOp::create(
+      b, loc, kBase, arith::MulIOp::create(b, loc, step, index(kBlockK)));
+  auto switchOp = [&](function_ref<void(int64_t)> body) {
+    // The stage's views are distinct values: select them with a switch.
+    auto indexSwitch = scf::IndexSwitchOp::create(
+        b, loc, TypeRange{}, stage,
+        llvm::to_vector(llvm::seq<int64_t>(0, config.stages)),
+        config.stages);
+    for (int64_t s = 0; s < config.stages; ++s) {
+      Block &block = indexSwitch.getCaseRegions()[s].emplaceBlock();
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&block);
+      body(s);
+      scf::YieldOp::create(b, loc);
+    }
+    Block &defaultBlock = indexSwitch.getDefaultRegion().emplaceBlock();
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(&defaultBlock);
+    scf::YieldOp::create(b, loc);
+  };
+  ifThen(leader, [&] {
+    switchOp([&](int64_t s) {
+      Value stageIndex = index(s);
+      if (!config.activation) {
+        nvgpu::TmaAsyncLoadOp::create(b, loc, tilesB[s], barriers, weightsMap,
+                                      ValueRange{kOffset, weightsRow},
+                                      stageIndex, Value(), Value());
+      } else {
+        // Gate rows, then the matching up rows N/2 further down.
+        Value upRow = arith::AddIOp::create(b, loc, weightsRow,
+                                            index(config.outFeatures / 2));
+        SmallVector<Value, 2> rows = {weightsRow, upRow};
+        for (auto [half, row] : llvm::enumerate(rows))
+          nvgpu::TmaAsyncLoadOp::create(b, loc, tilesBHalves[s][half],
+                                        barriers, weightsMap,
+                                        ValueRange{kOffset, row}, stageIndex,
+                                        Value(), Value());
+      }
+      nvgpu::MBarrierArriveExpectTxOp::create(
+          b, loc, barriers, index(kTileBBytes), stageIndex, Value());
+    });
+  });
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(context());
-  SmallVector<Value> tokens;
-  for (size_t i = 0; i < chunkRow.size(); ++i) {
-    Value column = arith::AddIOp::create(b, loc, kOffset, chunkColumn[i]);
-    tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-        b, loc, tokenType, tileA, ValueRange{chunkRow[i], dstColumn[i]}, x,
-        ValueRange{srcRow[i], column}, b.getIndexAttr(8), srcElements[i],
-        UnitAttr()));
-  }
-  Value group =
-      nvgpu::DeviceAsyncCreateGroupOp::create(b, loc, tokenType, tokens);
-  nvgpu::DeviceAsyncWaitOp::create(b, loc, group, IntegerAttr());
-  // cp.async wrote through the generic proxy; wgmma reads through the async
-  // one.
-  NVVM::FenceProxyOp::create(
-      b, loc,
-      NVVM::ProxyKindAttr::get(context(), NVVM::ProxyKind::async_shared),
-      NVVM::SharedSpaceAttr::get(context(), NVVM::SharedSpace::shared_cta));
-  gpu::BarrierOp::create(b, loc);
+  switchOp([&](int64_t s) {
+    for (size_t i = 0; i < chunkRow.size(); ++i) {
+      Value column = arith::AddIOp::create(b, loc, kOffset, chunkColumn[i]);
+      nvgpu::DeviceAsyncCopyOp::create(
+          b, loc, tokenType, tilesA[s], ValueRange{chunkRow[i], dstColumn[i]},
+          x, ValueRange{srcRow[i], column}, b.getIndexAttr(8), srcElements[i],
+          UnitAttr());
+    }
+  });
+  // One commit group per step; the wait counts groups, not tokens.
+  NVVM::CpAsyncCommitGroupOp::create(b, loc);
 }
 
-Value KernelBuilder::wgmmaStep(Value accumulator) {
+Value KernelBuilder::wgmmaStep(Value accumulator, Value stage) {
+  // The descriptors of the stage's tiles, by select (they are i64 values).
+  Value descriptorA = descriptorsA[0], descriptorB = descriptorsB[0];
+  for (int64_t s = 1; s < config.stages; ++s) {
+    Value isStage =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, stage, index(s));
+    descriptorA =
+        arith::SelectOp::create(b, loc, isStage, descriptorsA[s], descriptorA);
+    descriptorB =
+        arith::SelectOp::create(b, loc, isStage, descriptorsB[s], descriptorB);
+  }
   NVVM::WgmmaFenceAlignedOp::create(b, loc);
   auto shape = NVVM::MMAShapeAttr::get(context(), 64, kBlockN, 16);
   for (int64_t step = 0; step < kBlockK / 16; ++step) {
@@ -136,7 +244,7 @@ Value KernelBuilder::wgmmaStep(Value accumulator) {
   return accumulator;
 }
 
-void KernelBuilder::storeRows(Value accumulator) {
+void KernelBuilder::storeEpilogue(Value accumulator) {
   // The m64nNk16 f32 fragment: thread t of the warpgroup holds, for every
   // 8-column group g, rows 16·(t/32) + (t%32)/4 (+8) and columns
   // 8g + 2·(t%4) (+1).
@@ -162,39 +270,75 @@ void KernelBuilder::storeRows(Value accumulator) {
                               paddedCount),
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
                               assignments));
-    auto ifOp = scf::IfOp::create(b, loc, scheduled, /*withElse=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    for (int64_t group = 0; group < outputTile() / 8; ++group)
-      for (int64_t pair = 0; pair < 2; ++pair) {
-        int64_t reg = 4 * group + 2 * half + pair;
-        Value value = LLVM::ExtractValueOp::create(b, loc, accumulator, reg);
-        if (gated) {
-          // The up column of this gate column sits 64 columns, 8 groups of
-          // registers, further: in the same thread.
-          Value up = LLVM::ExtractValueOp::create(b, loc, accumulator,
-                                                  reg + 4 * (kBlockN / 16));
-          value = buildGatedActivation(b, loc, ActivationKind::SiluAndMul,
-                                       value, up, /*alpha=*/0.0,
-                                       /*limit=*/0.0);
-        }
-        Value narrow = arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
-        Value column =
-            arith::AddIOp::create(b, loc, laneColumn, index(8 * group + pair));
-        memref::StoreOp::create(b, loc, narrow, out, ValueRange{slot, column});
+    ifThen(scheduled, [&] {
+      Value token, scale;
+      if (config.combine) {
+        token = arith::DivUIOp::create(b, loc, assignment, index(config.topK));
+        Value choice =
+            arith::RemUIOp::create(b, loc, assignment, index(config.topK));
+        scale = memref::LoadOp::create(b, loc, routingWeights,
+                                       ValueRange{token, choice});
+        if (config.routedScalingFactor != 1.0)
+          scale = arith::MulFOp::create(
+              b, loc, scale,
+              arith::ConstantOp::create(
+                  b, loc,
+                  b.getF32FloatAttr(
+                      static_cast<float>(config.routedScalingFactor))));
       }
+      for (int64_t group = 0; group < config.outputTile() / 8; ++group)
+        for (int64_t pair = 0; pair < 2; ++pair) {
+          int64_t reg = 4 * group + 2 * half + pair;
+          Value value = LLVM::ExtractValueOp::create(b, loc, accumulator, reg);
+          if (config.activation) {
+            // The up column of this gate column sits 64 columns, 8 groups of
+            // registers, further: in the same thread.
+            Value up = LLVM::ExtractValueOp::create(b, loc, accumulator,
+                                                    reg + 4 * (kBlockN / 16));
+            value = buildGatedActivation(b, loc, *config.activation, value, up,
+                                         config.alpha, config.limit);
+          }
+          Value column = arith::AddIOp::create(b, loc, laneColumn,
+                                               index(8 * group + pair));
+          // The last column tile may stick out of a width that is not a
+          // multiple of it: its extra columns are products with the next
+          // expert's rows (or TMA's zero fill) and are dropped.
+          std::optional<OpBuilder::InsertionGuard> maskGuard;
+          if (config.width() % config.outputTile() != 0) {
+            Value inside = arith::CmpIOp::create(
+                b, loc, arith::CmpIPredicate::ult, column,
+                index(config.width()));
+            auto maskIf = scf::IfOp::create(b, loc, inside, false);
+            maskGuard.emplace(b);
+            b.setInsertionPointToStart(maskIf.thenBlock());
+          }
+          if (config.combine) {
+            value = arith::MulFOp::create(b, loc, value, scale);
+            memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf,
+                                        value, out, ValueRange{token, column});
+          } else {
+            Value narrow =
+                arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
+            memref::StoreOp::create(b, loc, narrow, out,
+                                    ValueRange{slot, column});
+          }
+        }
+    });
   }
 }
 
-void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
+void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
-  x = entry.getArgument(0);
-  slots = entry.getArgument(1);
-  blocks = entry.getArgument(2);
-  padded = entry.getArgument(3);
-  Value weightsPointer = entry.getArgument(4);
-  out = entry.getArgument(5);
+  unsigned argument = 0;
+  x = entry.getArgument(argument++);
+  slots = entry.getArgument(argument++);
+  blocks = entry.getArgument(argument++);
+  padded = entry.getArgument(argument++);
+  Value weightsPointer = entry.getArgument(argument++);
+  if (config.combine)
+    routingWeights = entry.getArgument(argument++);
+  out = entry.getArgument(argument++);
 
   auto workgroup =
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
@@ -204,14 +348,16 @@ void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
   auto tileBType = MemRefType::get({kBlockN, kBlockK}, bf16,
                                    MemRefLayoutAttrInterface(), workgroup);
   // One TMA box is the whole B tile, or, gated, one of its 64-row halves.
-  auto boxType = MemRefType::get({gated ? kBlockN / 2 : kBlockN, kBlockK}, bf16,
+  int64_t boxRows = config.activation ? kBlockN / 2 : kBlockN;
+  auto boxType = MemRefType::get({boxRows, kBlockK}, bf16,
                                  MemRefLayoutAttrInterface(), workgroup);
   auto mapType = nvgpu::TensorMapDescriptorType::get(
       context(), boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
       nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
       nvgpu::TensorMapOOBKind::OOB_ZERO,
       nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
-  auto barrierType = nvgpu::MBarrierGroupType::get(context(), workgroup);
+  auto barrierType =
+      nvgpu::MBarrierGroupType::get(context(), workgroup, config.stages);
   accumulatorType = LLVM::LLVMStructType::getLiteral(
       context(), SmallVector<Type>(64, b.getF32Type()));
 
@@ -220,28 +366,46 @@ void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
   weightsMap =
       UnrealizedConversionCastOp::create(b, loc, mapType, weightsPointer)
           .getResult(0);
-  Value smem =
-      memref::GetGlobalOp::create(b, loc, tiles.getType(), tiles.getSymName());
-  tileA =
-      memref::ViewOp::create(b, loc, tileAType, smem, index(0), ValueRange{});
-  tileB = memref::ViewOp::create(b, loc, tileBType, smem, index(kTileABytes),
-                                 ValueRange{});
-  if (gated)
-    for (int64_t half = 0; half < 2; ++half)
-      tileBHalves.push_back(memref::ViewOp::create(
-          b, loc, boxType, smem, index(kTileABytes + half * kTileBBytes / 2),
-          ValueRange{}));
+  Value smem = sharedBase(sharedMemory);
+  Value baseAddress = sharedAddress(smem);
+  Value misalignment = arith::AndIOp::create(b, loc, baseAddress,
+                                             i64(kSwizzleAlignment - 1));
+  Value shift = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      arith::AndIOp::create(
+          b, loc,
+          arith::SubIOp::create(b, loc, i64(kSwizzleAlignment), misalignment),
+          i64(kSwizzleAlignment - 1)));
+  auto viewAt = [&](MemRefType type, int64_t offset) -> Value {
+    Value bytes = arith::AddIOp::create(b, loc, shift, index(offset));
+    return memref::ViewOp::create(b, loc, type, smem, bytes, ValueRange{});
+  };
+  for (int64_t s = 0; s < config.stages; ++s) {
+    int64_t offsetA = s * kTileABytes;
+    int64_t offsetB = config.stages * kTileABytes + s * kTileBBytes;
+    tilesA.push_back(viewAt(tileAType, offsetA));
+    tilesB.push_back(viewAt(tileBType, offsetB));
+    if (config.activation)
+      tilesBHalves.push_back({viewAt(boxType, offsetB),
+                              viewAt(boxType, offsetB + kTileBBytes / 2)});
+  }
   barriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value split = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   firstSlot = arith::MulIOp::create(b, loc, block, index(kBlockM));
-  tileColumn = arith::MulIOp::create(b, loc, columnTile, index(outputTile()));
+  tileColumn =
+      arith::MulIOp::create(b, loc, columnTile, index(config.outputTile()));
+  kBase = arith::MulIOp::create(b, loc, split,
+                                index(config.kSteps() * kBlockK));
   paddedCount = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
       memref::LoadOp::create(b, loc, padded, ValueRange{index(0)}));
-  assignments = arith::MulIOp::create(
-      b, loc, memref::DimOp::create(b, loc, x, 0), index(topK));
+  // M·k, from the schedule's length: M·k + E·(block_m − 1) slots.
+  assignments = arith::SubIOp::create(
+      b, loc, memref::DimOp::create(b, loc, slots, 0),
+      index(config.numExperts * (kBlockM - 1)));
 
   // Blocks past the padded count (the grid is sized for the upper bound)
   // and blocks of another device's experts exit at once.
@@ -259,19 +423,17 @@ void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
 
   leader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
-  {
-    auto ifOp = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(0),
-                                  Value());
-  }
+  ifThen(leader, [&] {
+    for (int64_t s = 0; s < config.stages; ++s)
+      nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(s),
+                                    Value());
+  });
   gpu::BarrierOp::create(b, loc);
-  Value weightsRow = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, expert, index(outFeatures)),
+  weightsRow = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, expert, index(config.outFeatures)),
       tileColumn);
 
-  // Each thread gathers 4 of the 64 x 8 chunks of 16 bytes; chunk c of row r
+  // Each thread copies 4 of the 64 x 8 chunks of 16 bytes; chunk c of row r
   // lands at chunk c xor (r mod 8): the 128B swizzle TMA would produce.
   for (int64_t i = 0; i < kBlockM * 8 / kThreads; ++i) {
     Value chunk = arith::AddIOp::create(b, loc, tid, index(kThreads * i));
@@ -283,9 +445,13 @@ void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
         memref::LoadOp::create(b, loc, slots, ValueRange{slot}));
     Value real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
                                        assignment, assignments);
-    Value token = arith::DivUIOp::create(b, loc, assignment, index(topK));
+    Value source =
+        config.gather
+            ? arith::DivUIOp::create(b, loc, assignment, index(config.topK))
+                  .getResult()
+            : slot;
     chunkRow.push_back(row);
-    srcRow.push_back(arith::SelectOp::create(b, loc, real, token, index(0)));
+    srcRow.push_back(arith::SelectOp::create(b, loc, real, source, index(0)));
     // A padding slot copies nothing and zero-fills its chunk.
     srcElements.push_back(
         arith::SelectOp::create(b, loc, real, index(8), index(0)));
@@ -294,106 +460,190 @@ void KernelBuilder::build(gpu::GPUFuncOp func, memref::GlobalOp tiles) {
     dstColumn.push_back(arith::MulIOp::create(b, loc, swizzled, index(8)));
     chunkColumn.push_back(arith::MulIOp::create(b, loc, column, index(8)));
   }
+  for (int64_t s = 0; s < config.stages; ++s) {
+    descriptorsA.push_back(descriptor(sharedAddress(tilesA[s])));
+    descriptorsB.push_back(descriptor(sharedAddress(tilesB[s])));
+  }
 
-  descriptorA = descriptor(sharedAddress(tileA));
-  descriptorB = descriptor(sharedAddress(tileB));
   Value accumulator = LLVM::ZeroOp::create(b, loc, accumulatorType);
   Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
   for (int64_t reg = 0; reg < 64; ++reg)
     accumulator = LLVM::InsertValueOp::create(b, loc, accumulator, zero, reg);
 
-  Value falseValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(false));
-  Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+  // Prologue: the first stages − 1 steps in flight.
+  int64_t kSteps = config.kSteps(), stages = config.stages;
+  for (int64_t step = 0; step < stages - 1; ++step)
+    issueStage(index(step));
   auto loop = scf::ForOp::create(
-      b, loc, index(0), index(inFeatures / kBlockK), index(1),
-      ValueRange{accumulator, falseValue},
+      b, loc, index(0), index(kSteps), index(1), ValueRange{accumulator},
       [&](OpBuilder &, Location, Value step, ValueRange args) {
-        Value kOffset = arith::MulIOp::create(b, loc, step, index(kBlockK));
+        // This thread's cp.async groups of steps up to `step` are done when
+        // at most the younger ones (stages − 2 of them, fewer at the tail)
+        // are pending.
+        Value next = arith::AddIOp::create(b, loc, step, index(stages - 1));
+        Value steady = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                             next, index(kSteps + 1));
+        auto waitIf = scf::IfOp::create(b, loc, steady, /*withElse=*/true);
         {
-          auto ifOp = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
           OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPointToStart(ifOp.thenBlock());
-          if (!gated) {
-            nvgpu::TmaAsyncLoadOp::create(b, loc, tileB, barriers, weightsMap,
-                                          ValueRange{kOffset, weightsRow},
-                                          index(0), Value(), Value());
-          } else {
-            // Gate rows, then the matching up rows N/2 further down.
-            Value upRow = arith::AddIOp::create(b, loc, weightsRow,
-                                                index(outFeatures / 2));
-            SmallVector<Value, 2> rows = {weightsRow, upRow};
-            for (auto [half, row] : llvm::enumerate(rows))
-              nvgpu::TmaAsyncLoadOp::create(
-                  b, loc, tileBHalves[half], barriers, weightsMap,
-                  ValueRange{kOffset, row}, index(0), Value(), Value());
-          }
-          nvgpu::MBarrierArriveExpectTxOp::create(
-              b, loc, barriers, index(kTileBBytes), index(0), Value());
+          b.setInsertionPointToStart(waitIf.thenBlock());
+          NVVM::CpAsyncWaitGroupOp::create(b, loc, stages - 2);
+          b.setInsertionPointToStart(waitIf.elseBlock());
+          NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
         }
-        gatherRows(kOffset);
-        nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, args[1],
-                                               index(10000000), index(0));
-        Value result = wgmmaStep(args[0]);
-        // The next step overwrites both tiles.
+        // cp.async wrote through the generic proxy; wgmma reads through the
+        // async one.
+        NVVM::FenceProxyOp::create(
+            b, loc,
+            NVVM::ProxyKindAttr::get(context(), NVVM::ProxyKind::async_shared),
+            NVVM::SharedSpaceAttr::get(context(),
+                                       NVVM::SharedSpace::shared_cta));
+        // Every thread's rows are in, and every thread's wgmma of the
+        // previous step is done: its stage may be refilled.
         gpu::BarrierOp::create(b, loc);
-        Value nextParity = arith::XOrIOp::create(b, loc, args[1], trueValue);
-        scf::YieldOp::create(b, loc, ValueRange{result, nextParity});
+        Value inRange = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::slt, next, index(kSteps));
+        ifThen(inRange, [&] { issueStage(next); });
+        Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
+        Value round = arith::DivUIOp::create(b, loc, step, index(stages));
+        Value parity = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::ne,
+            arith::RemUIOp::create(b, loc, round, index(2)), index(0));
+        nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
+                                               index(10000000), stage);
+        Value result = wgmmaStep(args[0], stage);
+        scf::YieldOp::create(b, loc, ValueRange{result});
       });
-  storeRows(loop.getResult(0));
+  storeEpilogue(loop.getResult(0));
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
+}
+
+static LLVM::GlobalOp getOrCreateSharedMemory(OpBuilder &b,
+                                              gpu::GPUModuleOp module) {
+  constexpr StringLiteral kName = "moe_dynamic_shared_memory";
+  if (auto global = module.lookupSymbol<LLVM::GlobalOp>(kName))
+    return global;
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(module.getBody());
+  return LLVM::GlobalOp::create(
+      b, module.getLoc(), LLVM::LLVMArrayType::get(b.getI8Type(), 0),
+      /*isConstant=*/false, LLVM::Linkage::External, kName, Attribute(),
+      /*alignment=*/kSwizzleAlignment,
+      static_cast<unsigned>(NVVM::NVVMMemorySpace::Shared));
 }
 
 FailureOr<gpu::GPUFuncOp>
 mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
                                    ExpertMatmulOp op, StringRef name) {
   auto weightsType = op.getWeights().getType();
-  int64_t outFeatures = weightsType.getDimSize(1);
-  int64_t inFeatures = weightsType.getDimSize(2);
   auto bf16 = b.getBF16Type();
-  if (!op.isAligned() || !op.getGather() || op.getUnpermute() || op.isCombine())
-    return op.emitRemark("no GPU kernel yet: only aligned, gathering "
-                         "expert_matmul ops that write rows are covered");
-  std::optional<ActivationKind> activation = op.getActivation();
-  if (activation && *activation != ActivationKind::SiluAndMul)
-    return op.emitRemark("no GPU kernel yet for the ")
-           << stringifyActivationKind(*activation) << " epilogue";
-  bool gated = activation.has_value();
+  KernelConfig config;
+  config.numExperts = weightsType.getDimSize(0);
+  config.outFeatures = weightsType.getDimSize(1);
+  config.inFeatures = weightsType.getDimSize(2);
+  config.topK = op.getK();
+  config.gather = op.getGather();
+  config.combine = op.isCombine();
+  config.activation = op.getActivation();
+  if (!op.isAligned() || op.getUnpermute())
+    return op.emitRemark("no GPU kernel yet: only the aligned schedule with "
+                         "rows or combine out is covered");
+  if (config.combine && config.activation)
+    return op.emitRemark(
+        "no GPU kernel yet for an activation before the combine");
   if (op.getInput().getType().getElementType() != bf16 ||
-      weightsType.getElementType() != bf16 ||
-      cast<RankedTensorType>(op.getResult().getType()).getElementType() !=
-          bf16 ||
-      op.getBlockM() != kBlockM || inFeatures % kBlockK != 0 ||
-      outFeatures % (gated ? 2 * kBlockN : kBlockN) != 0)
+      weightsType.getElementType() != bf16 || op.getBlockM() != kBlockM ||
+      config.inFeatures % kBlockK != 0 || config.width() % 8 != 0 ||
+      (config.activation && config.width() % (kBlockN / 2) != 0))
     return op.emitRemark("no GPU kernel yet: needs bf16, block_m 64, K a "
-                         "multiple of 64 and N a multiple of 128");
+                         "multiple of 64, N a multiple of 8 (of 128 with a "
+                         "gated activation)");
+  auto resultType = cast<RankedTensorType>(op.getResult().getType());
+  if (!config.combine && resultType.getElementType() != bf16)
+    return op.emitRemark("no GPU kernel yet: rows out must be bf16");
+  if (config.activation) {
+    config.alpha = op.getAlpha() ? op.getAlpha()->convertToDouble() : 0.0;
+    config.limit = op.getLimit() ? op.getLimit()->convertToDouble() : 0.0;
+  }
+  if (auto factor = op.getRoutedScalingFactor())
+    config.routedScalingFactor = factor->convertToDouble();
+
+  // The tile chooses the ring depth and, for the combine (whose partial
+  // sums add atomically anyway), the K split; both are clamped to what the
+  // kernel supports.
+  TileAttr tile = op.getTileAttr();
+  int64_t totalSteps = config.inFeatures / kBlockK;
+  config.splitK = 1;
+  if (config.combine && tile)
+    for (int64_t split = std::min(tile.getSplitK(), totalSteps); split > 1;
+         --split)
+      if (totalSteps % split == 0) {
+        config.splitK = split;
+        break;
+      }
+  // The tile asks for swapped operands where few rows meet each expert
+  // (decode). This kernel has no swapped form; for the combine it splits K
+  // instead, so that the weight stream still spreads over the SMs.
+  if (config.combine && tile && tile.getSwapAb() && config.splitK == 1)
+    for (int64_t split = std::min<int64_t>(8, totalSteps / 8); split > 1;
+         --split)
+      if (totalSteps % split == 0) {
+        config.splitK = split;
+        break;
+      }
+  int64_t stages = tile ? tile.getStages() : kMaxStages;
+  config.stages =
+      std::max<int64_t>(2, std::min({stages, kMaxStages, config.kSteps()}));
 
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *context = b.getContext();
   Location loc = op.getLoc();
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
-  b.setInsertionPointToStart(module.getBody());
-  std::string tilesName = (name + "_tiles").str();
-  auto tiles = memref::GlobalOp::create(
-      b, loc, tilesName, b.getStringAttr("private"),
-      MemRefType::get({kTileABytes + kTileBBytes}, b.getI8Type(),
-                      MemRefLayoutAttrInterface(), workgroup),
-      Attribute(), /*constant=*/false, b.getI64IntegerAttr(1024));
+  LLVM::GlobalOp sharedMemory = getOrCreateSharedMemory(b, module);
+  b.setInsertionPointToEnd(module.getBody());
 
   auto dynamic = ShapedType::kDynamic;
   auto i32 = b.getI32Type();
   SmallVector<Type> arguments = {
-      MemRefType::get({dynamic, inFeatures}, bf16),
-      MemRefType::get({dynamic}, i32),
-      MemRefType::get({dynamic}, i32),
-      MemRefType::get({1}, i32),
-      LLVM::LLVMPointerType::get(context),
-      MemRefType::get({dynamic, op.getOutputWidth()}, bf16)};
+      MemRefType::get({dynamic, config.inFeatures}, bf16),
+      MemRefType::get({dynamic}, i32), MemRefType::get({dynamic}, i32),
+      MemRefType::get({1}, i32), LLVM::LLVMPointerType::get(context)};
+  if (config.combine) {
+    arguments.push_back(MemRefType::get({dynamic, config.topK}, b.getF32Type()));
+    arguments.push_back(
+        MemRefType::get({dynamic, config.outFeatures}, b.getF32Type()));
+  } else {
+    arguments.push_back(MemRefType::get({dynamic, op.getOutputWidth()}, bf16));
+  }
   auto func =
       gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  KernelBuilder(b, loc, op.getK(), outFeatures, inFeatures, gated)
-      .build(func, tiles);
+  // How the host launches it: grid (ceil(slots / block_m), width / tile_n,
+  // split_k) of `threads`, with this much dynamic shared memory and a TMA
+  // descriptor of the weights as [E·N, K] with box [box_rows, 64].
+  func->setAttr(
+      "moe.launch",
+      b.getDictionaryAttr({
+          b.getNamedAttr("block_m", b.getI64IntegerAttr(kBlockM)),
+          b.getNamedAttr("tile_n", b.getI64IntegerAttr(config.outputTile())),
+          b.getNamedAttr("split_k", b.getI64IntegerAttr(config.splitK)),
+          b.getNamedAttr("stages", b.getI64IntegerAttr(config.stages)),
+          b.getNamedAttr("threads", b.getI64IntegerAttr(kThreads)),
+          b.getNamedAttr("shared_bytes",
+                         b.getI64IntegerAttr(config.sharedBytes())),
+          b.getNamedAttr("box_rows", b.getI64IntegerAttr(
+                                         config.activation ? kBlockN / 2
+                                                           : kBlockN)),
+          b.getNamedAttr("box_cols", b.getI64IntegerAttr(kBlockK)),
+      }));
+  // The descriptor's position among the lowered arguments (a memref of rank
+  // r lowers to 3 + 2r of them): moe-nvvm-grid-constant-args passes it by
+  // value.
+  int64_t llvmPosition = 0;
+  for (Type type : ArrayRef<Type>(arguments).take_front(4))
+    llvmPosition += 3 + 2 * cast<MemRefType>(type).getRank();
+  func->setAttr("moe.grid_constant_args",
+                b.getI64ArrayAttr({llvmPosition}));
+  KernelBuilder(b, loc, config).build(func, sharedMemory);
   return func;
 }

@@ -1,6 +1,6 @@
 //===- MoeEmitGpuKernels.cpp - moe-emit-gpu-kernels -----------------------===//
 
-#include "ExpertMatmulKernel.h"
+#include "MoeGpuKernels.h"
 
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
@@ -20,13 +20,24 @@ using namespace mlir::moe;
 namespace {
 constexpr llvm::StringLiteral kKernelModuleName = "moe_kernels";
 
+/// A fresh symbol in `symbols` starting with `base`.
+std::string uniqueName(SymbolTable &symbols, StringRef base) {
+  std::string name = base.str();
+  for (unsigned suffix = 0; symbols.lookup(name); ++suffix)
+    name = (base + "_" + Twine(suffix)).str();
+  return name;
+}
+
 struct MoeEmitGpuKernelsPass
     : public moe::impl::MoeEmitGpuKernelsBase<MoeEmitGpuKernelsPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    SmallVector<ExpertMatmulOp> matmuls;
-    module.walk([&](ExpertMatmulOp op) { matmuls.push_back(op); });
-    if (matmuls.empty())
+    SmallVector<Operation *> ops;
+    module.walk([&](Operation *op) {
+      if (isa<AlignOp, ExpertMatmulOp>(op))
+        ops.push_back(op);
+    });
+    if (ops.empty())
       return;
     OpBuilder b(module.getContext());
     auto kernels = module.lookupSymbol<gpu::GPUModuleOp>(kKernelModuleName);
@@ -38,19 +49,34 @@ struct MoeEmitGpuKernelsPass
                       b.getUnitAttr());
     }
     SymbolTable symbols(kernels);
-    for (ExpertMatmulOp op : matmuls) {
-      std::string name = "expert_matmul";
-      for (unsigned suffix = 0; symbols.lookup(name); ++suffix)
-        name = "expert_matmul_" + std::to_string(suffix);
-      FailureOr<gpu::GPUFuncOp> kernel =
-          buildExpertMatmulKernel(b, kernels, op, name);
+    // Records where the launch lowering finds a kernel of `op`.
+    auto record = [&](Operation *op, StringRef attribute,
+                      gpu::GPUFuncOp kernel) {
+      symbols.insert(kernel);
+      op->setAttr(attribute,
+                  SymbolRefAttr::get(b.getStringAttr(kKernelModuleName),
+                                     {FlatSymbolRefAttr::get(kernel)}));
+    };
+    for (Operation *op : ops) {
+      if (auto align = dyn_cast<AlignOp>(op)) {
+        FailureOr<gpu::GPUFuncOp> kernel =
+            buildAlignKernel(b, kernels, align, uniqueName(symbols, "align"));
+        if (succeeded(kernel))
+          record(op, "moe.gpu_kernel", *kernel);
+        continue;
+      }
+      auto matmul = cast<ExpertMatmulOp>(op);
+      FailureOr<gpu::GPUFuncOp> kernel = buildExpertMatmulKernel(
+          b, kernels, matmul, uniqueName(symbols, "expert_matmul"));
       if (failed(kernel))
         continue;
-      symbols.insert(*kernel);
-      // Where the launch lowering will find the kernel.
-      op->setAttr("moe.gpu_kernel",
-                  SymbolRefAttr::get(b.getStringAttr(kKernelModuleName),
-                                     {FlatSymbolRefAttr::get(*kernel)}));
+      record(op, "moe.gpu_kernel", *kernel);
+      if (!matmul.isCombine())
+        continue;
+      FailureOr<gpu::GPUFuncOp> finalize = buildCombineFinalizeKernel(
+          b, kernels, matmul, uniqueName(symbols, "combine_finalize"));
+      if (succeeded(finalize))
+        record(op, "moe.gpu_finalize_kernel", *finalize);
     }
     // No kernel was covered: leave the module as it was.
     if (created && kernels.getBody()->empty()) {

@@ -69,6 +69,20 @@ moe_rt_status moe_rt_encode_tma_2d(CUtensorMap *descriptor, void *base,
                                    uint32_t elementBytes, uint32_t boxRows,
                                    uint32_t boxCols);
 
+/// Zeroes `bytes` (a multiple of 4) at device address `pointer`, ordered on
+/// `stream`.
+moe_rt_status moe_rt_memset_zero_async(void *pointer, size_t bytes,
+                                       CUstream stream);
+
+/// Copies `bytes` from host memory to device memory and waits for the copy.
+/// Refused while `stream` is being captured into a graph.
+moe_rt_status moe_rt_upload(void *device, const void *host, size_t bytes,
+                            CUstream stream);
+
+/// Records `message` as the calling thread's last error and returns
+/// `status`: how generated host code reports a bad argument.
+moe_rt_status moe_rt_fail(moe_rt_status status, const char *message);
+
 /// The last failure of the calling thread, as text.
 const char *moe_rt_last_error(void);
 

@@ -1,0 +1,313 @@
+"""GPU correctness suite and benchmark of the compiled expert blocks.
+
+Runs on the GPU machine (PyTorch there, no LLVM), over the libraries that
+scripts/gpu-layers.sh builds here:
+
+    python3 bench/gpu_moe_suite.py check LAYERS_DIR      # correctness suite
+    python3 bench/gpu_moe_suite.py bench LAYERS_DIR [--out FILE.json]
+
+check: every example layer's expert block at full size, fresh random inputs
+and routing on every run, the output poisoned (NaN) and the workspace filled
+with garbage before every run; sampled rows against a float64 reference (the
+GEMMs in float64 through PyTorch, the activation by the NumPy oracle
+python/moe_compiler/reference.py); every output element must be finite.
+Routings: softmax top-k, a hot expert, empty experts (a quarter of the
+experts used), M = 1, and another device's experts (id -1).
+
+bench: the timed span is the layer after routing (align, GEMM1, activation,
+GEMM2, combine), median of CUDA-graph replays; in the same process a naive
+per-expert loop, torch._grouped_mm over expert-sorted rows, a dense cuBLAS
+GEMM pair with the same FLOPs, and the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import pathlib
+import statistics
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+from moe_compiler import reference  # noqa: E402
+
+SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3", "gpt_oss_120b")
+BENCH_SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3")
+TOKEN_COUNTS = (1, 16, 64, 256, 1024, 4096)
+
+
+class Layer:
+    """A compiled expert block: moe_layer_<name>(x, ids, weights, w13, w2,
+    out, num_tokens, workspace, workspace_bytes, stream)."""
+
+    def __init__(self, path: pathlib.Path, name: str):
+        self.lib = ctypes.CDLL(str(path))
+        self.fn = getattr(self.lib, f"moe_layer_{name}")
+        self.fn.restype = ctypes.c_int
+        self.fn.argtypes = [ctypes.c_void_p] * 6 + [
+            ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        self.bytes = getattr(self.lib, f"moe_layer_{name}_workspace_bytes")
+        self.bytes.restype = ctypes.c_size_t
+        self.bytes.argtypes = [ctypes.c_int64]
+        self.lib.moe_rt_last_error.restype = ctypes.c_char_p
+        self.workspace = None
+
+    def __call__(self, x, ids, weights, w13, w2, out):
+        m = x.shape[0]
+        need = self.bytes(m)
+        if self.workspace is None or self.workspace.numel() < need:
+            self.workspace = torch.empty(max(need, 1), dtype=torch.uint8, device="cuda")
+        status = self.fn(x.data_ptr(), ids.data_ptr(), weights.data_ptr(), w13.data_ptr(),
+                         w2.data_ptr(), out.data_ptr(), m, self.workspace.data_ptr(), need,
+                         torch.cuda.current_stream().cuda_stream)
+        if status != 0:
+            raise RuntimeError(f"layer failed ({status}): "
+                               f"{self.lib.moe_rt_last_error().decode()}")
+
+
+def make_weights(config, generator):
+    """Random bf16 expert weights, std 1/sqrt(fan-in) so that activations stay
+    O(1); filled one expert at a time to keep the float32 temporaries small."""
+    e, h, i = config["num_experts"], config["hidden"], config["intermediate"]
+    w13 = torch.empty(e, 2 * i, h, dtype=torch.bfloat16, device="cuda")
+    w2 = torch.empty(e, h, i, dtype=torch.bfloat16, device="cuda")
+    for expert in range(e):
+        w13[expert] = torch.randn(2 * i, h, device="cuda", generator=generator) / math.sqrt(h)
+        w2[expert] = torch.randn(h, i, device="cuda", generator=generator) / math.sqrt(i)
+    return w13, w2
+
+
+def make_routing(config, m, kind, generator):
+    e, k = config["num_experts"], config["k"]
+    logits = torch.randn(m, e, device="cuda", generator=generator)
+    if kind == "empty":
+        logits[:, e // 4:] = -float("inf")  # only a quarter of the experts
+    if kind == "hot":
+        logits[:, 0] = 100.0  # every token's first choice
+    top, ids = torch.topk(torch.softmax(logits, dim=-1), k, dim=-1)
+    weights = top / top.sum(-1, keepdim=True)
+    ids = ids.to(torch.int32)
+    if kind == "remote":
+        # Another device's experts: id -1, skipped.
+        mask = torch.rand(m, k, device="cuda", generator=generator) < 0.3
+        ids = torch.where(mask, torch.full_like(ids, -1), ids)
+    return ids.contiguous(), weights.float().contiguous()
+
+
+def reference_rows(config, x, ids, weights, w13, w2, rows):
+    """float64 expert block for token rows `rows`."""
+    act_kind = config["activation"]
+    out = []
+    for t in rows:
+        acc = np.zeros(config["hidden"])
+        xt = x[t].double()
+        for j in range(config["k"]):
+            e = int(ids[t, j])
+            if e < 0:
+                continue
+            gate_up = (w13[e].double() @ xt).cpu().numpy()
+            act = reference.activation(gate_up[None, :], act_kind, config.get("swiglu_alpha"),
+                                       config.get("swiglu_limit"))[0]
+            down = (w2[e].double() @ torch.from_numpy(act).cuda()).cpu().numpy()
+            acc += float(weights[t, j]) * down
+        out.append(acc)
+    return np.stack(out)
+
+
+def check(layers_dir: pathlib.Path) -> int:
+    configs = json.loads((layers_dir / "layers.json").read_text())
+    generator = torch.Generator(device="cuda")
+    generator.seed()  # fresh inputs on every run
+    failures = 0
+    cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
+             (256, "empty"), (256, "remote"), (1, "remote")]
+    for shape in SHAPES:
+        config = configs[f"{shape}_block"]
+        w13, w2 = make_weights(config, generator)
+        for m, kind in cases:
+            name = f"{shape}_block_m{m}"
+            layer = Layer(layers_dir / f"{name}.so", name)
+            x = torch.randn(m, config["hidden"], device="cuda", generator=generator).to(torch.bfloat16)
+            ids, weights = make_routing(config, m, kind, generator)
+            out = torch.full((m, config["hidden"]), float("nan"), dtype=torch.bfloat16, device="cuda")
+            layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
+            layer(x, ids, weights, w13, w2, out)
+            torch.cuda.synchronize()
+            rows = sorted(set(torch.randint(0, m, (min(m, 6),), generator=generator,
+                                            device="cuda").tolist()) | {0, m - 1})
+            expected = reference_rows(config, x, ids, weights, w13, w2, rows)
+            got = out[rows].double().cpu().numpy()
+            error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
+            finite = bool(torch.isfinite(out).all())
+            good = finite and error < 1e-2
+            failures += not good
+            print(f"{'ok' if good else 'FAIL'}: {shape} M={m} {kind}: rel L2 {error:.2e} on rows "
+                  f"{rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs written: {finite}",
+                  flush=True)
+        del w13, w2
+        torch.cuda.empty_cache()
+    print(f"{len(SHAPES) * len(cases) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+def time_graph(fn, replays=20):
+    """Median µs of CUDA-graph replays of fn (captured after a warm-up)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1000)
+    return statistics.median(times)
+
+
+def time_eager(fn, repeats=5):
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1000)
+    return statistics.median(times)
+
+
+def silu_and_mul(h):
+    gate, up = h.chunk(2, dim=-1)
+    return torch.nn.functional.silu(gate) * up
+
+
+def measure_ceilings():
+    """bf16 matmul peak (TFLOP/s) and read / copy bandwidth (TB/s)."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    mm = time_graph(lambda: torch.mm(a, b), 10)
+    peak = 2 * 8192 ** 3 / (mm * 1e-6) / 1e12
+    big = torch.randn(1 << 29, device="cuda", dtype=torch.bfloat16)  # 1 GiB
+    dst = torch.empty_like(big)
+    copy = time_graph(lambda: dst.copy_(big), 10)
+    copy_bw = 2 * big.numel() * 2 / (copy * 1e-6) / 1e12
+    read = time_graph(lambda: big.sum(dtype=torch.float32), 10)
+    read_bw = big.numel() * 2 / (read * 1e-6) / 1e12
+    del a, b, big, dst
+    torch.cuda.empty_cache()
+    return peak, max(copy_bw, read_bw), copy_bw, read_bw
+
+
+def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token_counts) -> int:
+    configs = json.loads((layers_dir / "layers.json").read_text())
+    generator = torch.Generator(device="cuda")
+    generator.manual_seed(0)
+    peak, bandwidth, copy_bw, read_bw = measure_ceilings()
+    print(f"card: {torch.cuda.get_device_name()}, bf16 peak {peak:.0f} TFLOP/s, "
+          f"copy {copy_bw:.2f} TB/s, read {read_bw:.2f} TB/s", flush=True)
+    results = []
+    for shape in shapes:
+        config = configs[f"{shape}_block"]
+        e, k, h, i = config["num_experts"], config["k"], config["hidden"], config["intermediate"]
+        w13, w2 = make_weights(config, generator)
+        for m in token_counts:
+            name = f"{shape}_block_m{m}"
+            layer = Layer(layers_dir / f"{name}.so", name)
+            x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
+            ids, weights = make_routing(config, m, "softmax", generator)
+            out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
+            ours = time_graph(lambda: layer(x, ids, weights, w13, w2, out))
+
+            flat_ids = ids.view(-1).long()
+            order = torch.argsort(flat_ids, stable=True)
+            counts = torch.bincount(flat_ids, minlength=e)
+            offsets = torch.cumsum(counts, 0).to(torch.int32)
+            token_of = order // k
+            flat_w = weights.view(-1)[order]
+
+            def grouped():
+                rows = x[token_of]
+                hmid = torch._grouped_mm(rows, w13.transpose(1, 2), offs=offsets)
+                down = torch._grouped_mm(silu_and_mul(hmid), w2.transpose(1, 2), offs=offsets)
+                res = torch.zeros(m, h, dtype=torch.float32, device="cuda")
+                res.index_add_(0, token_of, down.float() * flat_w[:, None])
+                return res.to(torch.bfloat16)
+
+            grouped_us = time_graph(grouped)
+
+            def naive():
+                res = torch.zeros(m, h, dtype=torch.float32, device="cuda")
+                for expert in range(e):
+                    token, slot = torch.where(ids == expert)
+                    if token.numel() == 0:
+                        continue
+                    hmid = silu_and_mul(x[token] @ w13[expert].T)
+                    res.index_add_(0, token, (hmid @ w2[expert].T).float() * weights[token, slot, None])
+                return res.to(torch.bfloat16)
+
+            naive_us = time_eager(naive, 3)
+            dense_x = torch.randn(m * k, h, device="cuda", generator=generator).to(torch.bfloat16)
+            dense_us = time_graph(lambda: silu_and_mul(dense_x @ w13[0].T) @ w2[0].T)
+
+            touched = int((counts > 0).sum())
+            flops = 2 * m * k * (h * 2 * i + i * h)
+            weight_bytes = touched * 3 * h * i * 2
+            floor = max(flops / (peak * 1e12), weight_bytes / (bandwidth * 1e12)) * 1e6
+            row = dict(shape=shape, m=m, ours=ours, floor=floor, grouped_mm=grouped_us,
+                       naive=naive_us, dense=dense_us, experts_touched=touched)
+            results.append(row)
+            print(f"{shape} M={m}: ours {ours:.1f} us, floor {floor:.1f} ({ours / floor:.2f}x), "
+                  f"grouped_mm {grouped_us:.1f} ({grouped_us / ours:.2f}x ours), dense {dense_us:.1f}, "
+                  f"naive {naive_us:.1f}", flush=True)
+            del layer
+        del w13, w2
+        torch.cuda.empty_cache()
+    summary = dict(card=torch.cuda.get_device_name(), peak_tflops=peak, copy_tbps=copy_bw,
+                   read_tbps=read_bw, results=results)
+    if out_path:
+        out_path.write_text(json.dumps(summary, indent=1))
+    print("| shape | M | floor | ours | ours/floor | torch._grouped_mm | dense | naive |")
+    for r in results:
+        print(f"| {r['shape']} | {r['m']} | {r['floor']:.0f} | {r['ours']:.0f} | "
+              f"{r['ours'] / r['floor']:.2f} | {r['grouped_mm']:.0f} | {r['dense']:.0f} | {r['naive']:.0f} |")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=("check", "bench"))
+    parser.add_argument("layers", type=pathlib.Path)
+    parser.add_argument("--out", type=pathlib.Path)
+    parser.add_argument("--shapes", default=",".join(BENCH_SHAPES))
+    parser.add_argument("--tokens", default=",".join(map(str, TOKEN_COUNTS)))
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_moe_suite: error: no CUDA GPU", file=sys.stderr)
+        return 1
+    if args.mode == "check":
+        return check(args.layers)
+    return bench(args.layers, args.out, args.shapes.split(","),
+                 [int(v) for v in args.tokens.split(",")])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

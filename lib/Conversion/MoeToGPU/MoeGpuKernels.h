@@ -1,0 +1,52 @@
+//===- MoeGpuKernels.h - builders of the Hopper kernels ---------*- C++ -*-===//
+//
+// One builder per kernel family. Each adds a `gpu.func` to `module` and
+// records on it a `moe.launch` dictionary saying how the host launches it;
+// an op the family does not cover gets a remark and the builder fails.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_LIB_CONVERSION_MOETOGPU_MOEGPUKERNELS_H
+#define MOE_LIB_CONVERSION_MOETOGPU_MOEGPUKERNELS_H
+
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+
+namespace mlir::moe {
+
+/// The sm_90a grouped GEMM of an aligned `op` (block_m 64, bf16, K % 64 == 0,
+/// output width W % 8 == 0, or W % 64 == 0 with a gated activation) that
+/// writes rows in slot order or combines into tokens.
+///
+/// Kernel arguments: input memref<?xKxbf16> (token rows with `gather`, slot
+/// rows otherwise), sorted slots memref<?xi32>, block experts memref<?xi32>,
+/// padded count memref<1xi32>, a pointer to the TMA descriptor of the
+/// weights viewed as [E·N, K] (box `box_rows` x 64, 128B swizzle); then
+/// either out memref<?xWxbf16> (rows), or routing weights memref<?xkxf32>
+/// and an f32 sum buffer memref<?xNxf32> that must start zeroed (combine).
+/// Launch: grid (ceil(S / 64), ceil(W / tile_n), split_k), 128 threads,
+/// `shared_bytes` of dynamic shared memory.
+FailureOr<gpu::GPUFuncOp> buildExpertMatmulKernel(OpBuilder &b,
+                                                  gpu::GPUModuleOp module,
+                                                  ExpertMatmulOp op,
+                                                  StringRef name);
+
+/// The single-block kernel of `op`. Arguments: ids memref<?xkxi32>, then
+/// the three results as memrefs (sorted ids, block experts, padded count).
+/// Launch: one block of `threads`.
+FailureOr<gpu::GPUFuncOp> buildAlignKernel(OpBuilder &b,
+                                           gpu::GPUModuleOp module, AlignOp op,
+                                           StringRef name);
+
+/// Converts the f32 sums of combining `op` to its result type. Arguments:
+/// sums memref<?xNxf32>, out memref<?xN x result type>. Launch: grid (M,
+/// ceil(N / threads)).
+FailureOr<gpu::GPUFuncOp> buildCombineFinalizeKernel(OpBuilder &b,
+                                                     gpu::GPUModuleOp module,
+                                                     ExpertMatmulOp op,
+                                                     StringRef name);
+
+} // namespace mlir::moe
+
+#endif // MOE_LIB_CONVERSION_MOETOGPU_MOEGPUKERNELS_H

@@ -1,0 +1,56 @@
+//===- GpuPipeline.cpp - moe-gpu-pipeline ---------------------------------===//
+
+#include "moe/Pipelines/Pipelines.h"
+
+#include "moe/Conversion/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Support/LLVM.h"
+
+using namespace mlir;
+
+namespace {
+/// The slot-block height of the Hopper grouped GEMM (one m64 wgmma).
+constexpr int64_t kGpuBlockM = 64;
+} // namespace
+
+void mlir::moe::buildGpuPipeline(OpPassManager &pm,
+                                 const GpuPipelineOptions &options) {
+  OptimizePipelineOptions optimizeOptions;
+  optimizeOptions.numTokens = options.numTokens;
+  optimizeOptions.blockM = kGpuBlockM;
+  buildOptimizePipeline(pm, optimizeOptions);
+  pm.addPass(createMoeEmitGpuKernels());
+}
+
+LogicalResult
+mlir::moe::buildGpuKernelsToBinaryPipeline(OpPassManager &pm,
+                                          const GpuBinaryPipelineOptions &options) {
+  // The steps of upstream's gpu-lower-to-nvvm-pipeline that a module of
+  // moe kernels needs, with moe-nvvm-grid-constant-args after the NVVM
+  // conversion (the upstream pipeline has no place for it).
+  std::string pipeline =
+      "nvvm-attach-target{chip=sm_90a features=+ptx80 O=3},"
+      "gpu.module(convert-nvgpu-to-nvvm,convert-scf-to-cf,"
+      "expand-strided-metadata,lower-affine,convert-gpu-to-nvvm,"
+      "convert-nvvm-to-llvm,moe-nvvm-grid-constant-args,canonicalize,cse,"
+      "reconcile-unrealized-casts),"
+      "gpu-module-to-binary{format=" +
+      options.format.getValue() + "}";
+  return parsePassPipeline(pipeline, pm);
+}
+
+void mlir::moe::registerGpuPipeline() {
+  PassPipelineRegistration<GpuPipelineOptions>(
+      "moe-gpu-pipeline",
+      "Optimize for the GPU and emit the Hopper kernels of every op",
+      buildGpuPipeline);
+  PassPipelineRegistration<GpuBinaryPipelineOptions>(
+      "moe-gpu-kernels-to-binary",
+      "Lower a module holding only gpu.module @moe_kernels to an sm_90a "
+      "binary (TMA descriptors by value)",
+      [](OpPassManager &pm, const GpuBinaryPipelineOptions &options) {
+        (void)buildGpuKernelsToBinaryPipeline(pm, options);
+      });
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Compiles the example layers' expert blocks (routing given: align, GEMM1,
+# activation, GEMM2, combine) for the GPU with this machine's moe-compile,
+# and builds each into a shared library with the runtime, for the GPU
+# machine (which has no LLVM):
+#   <layer>_block_m<M>.so   full size, tiles chosen for M tokens
+#   <layer>_small_block.so  scaled (H=256, I=128), for the sanitizer
+#   layers.json             the configurations
+# Output: ${1:-build/gpu-layers}.
+set -euo pipefail
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${MOE_BUILD_DIR:-$repo_root/build}
+out=${1:-$build_dir/gpu-layers}
+cuda=${CUDA_HOME:-/usr/local/cuda}
+token_counts=${MOE_TOKEN_COUNTS:-"1 16 64 256 1024 4096"}
+mkdir -p "$out/src"
+PYTHONPATH="$repo_root/python" python3 -m moe_compiler.configs \
+  --write-gpu-blocks "$out/src"
+cp "$out/src/layers.json" "$out/"
+
+build_layer() { # program name num_tokens
+  "$build_dir/bin/moe-compile" "$1" -o "$out/src" --name "$2" \
+    --num-tokens "$3" --ptx "$out/src/$2.ptx"
+  c++ -O2 -std=c++17 -shared -fPIC "$out/src/$2.cpp" \
+    "$repo_root/runtime/lib/Runtime.cpp" -I "$out/src" \
+    -I "$repo_root/runtime/include" -I "$cuda/include" \
+    -L "$cuda/lib64/stubs" -lcuda -o "$out/$2.so"
+}
+for program in "$out"/src/*_block.mlir; do
+  layer=$(basename "$program" .mlir)
+  if [[ "$layer" == *_small_block ]]; then
+    build_layer "$program" "$layer" 64
+    continue
+  fi
+  for m in $token_counts; do
+    build_layer "$program" "${layer}_m$m" "$m" &
+  done
+  wait
+done
+echo "gpu-layers: $out"

@@ -1,0 +1,172 @@
+//===- moe-compile.cpp - ahead-of-time compiler of moe layers for GPUs ----===//
+//
+//   moe-compile layer.mlir -o DIR [--name NAME] [--num-tokens M]
+//               [--ptx FILE] [--kernels FILE]
+//
+// Runs moe-gpu-pipeline, serializes the kernels to an sm_90a cubin (ptxas
+// from the CUDA toolkit), and writes DIR/NAME.cpp and DIR/NAME.h: the host
+// code of the layer with the cubin embedded (see moe/Target/GpuHost.h).
+// Build it with the runtime into a shared library (scripts/compile-layer.sh).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Conversion/Passes.h"
+#include "moe/Dialect/Moe/IR/MoeDialect.h"
+#include "moe/Pipelines/Pipelines.h"
+#include "moe/Target/GpuHost.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/IR/Verifier.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Support/FileUtilities.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+using namespace mlir;
+
+namespace {
+llvm::cl::opt<std::string> inputFile(llvm::cl::Positional,
+                                     llvm::cl::desc("<layer.mlir>"),
+                                     llvm::cl::Required);
+llvm::cl::opt<std::string> outputDir("o", llvm::cl::desc("Output directory"),
+                                     llvm::cl::value_desc("dir"),
+                                     llvm::cl::Required);
+llvm::cl::opt<std::string>
+    layerName("name",
+              llvm::cl::desc("Layer name (default: the function's name)"));
+llvm::cl::opt<int64_t>
+    numTokens("num-tokens",
+              llvm::cl::desc("Token count the tiles are chosen for"),
+              llvm::cl::init(256));
+llvm::cl::opt<std::string> ptxFile("ptx",
+                                   llvm::cl::desc("Also write the PTX here"));
+llvm::cl::opt<std::string>
+    kernelsFile("kernels",
+                llvm::cl::desc("Also write the program with its kernels "
+                               "(after moe-gpu-pipeline) here"));
+
+LogicalResult writeFile(StringRef path, StringRef contents) {
+  std::string error;
+  auto file = openOutputFile(path, &error);
+  if (!file) {
+    llvm::errs() << "moe-compile: error: " << error << "\n";
+    return failure();
+  }
+  file->os() << contents;
+  file->keep();
+  return success();
+}
+
+/// Lowers a copy of the kernel module to NVVM and serializes it in `format`
+/// (`bin` or `isa`); returns the object's bytes.
+FailureOr<std::string> serialize(ModuleOp program, StringRef format) {
+  auto kernels = program.lookupSymbol<gpu::GPUModuleOp>("moe_kernels");
+  OpBuilder b(program.getContext());
+  OwningOpRef<ModuleOp> copy = ModuleOp::create(program.getLoc());
+  (*copy)->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                   b.getUnitAttr());
+  b.setInsertionPointToEnd(copy->getBody());
+  b.clone(*kernels);
+  PassManager pm(program.getContext());
+  moe::GpuBinaryPipelineOptions options;
+  options.format = format.str();
+  if (failed(moe::buildGpuKernelsToBinaryPipeline(pm, options)) ||
+      failed(pm.run(*copy)))
+    return failure();
+  auto binary = copy->lookupSymbol<gpu::BinaryOp>("moe_kernels");
+  if (!binary || binary.getObjects().size() != 1)
+    return program.emitError("no serialized kernel module");
+  auto object = cast<gpu::ObjectAttr>(binary.getObjects()[0]);
+  return object.getObject().getValue().str();
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  registerAllPasses();
+  moe::registerMoeConversionPasses();
+  llvm::cl::ParseCommandLineOptions(argc, argv, "moe GPU layer compiler\n");
+
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registerAllToLLVMIRTranslations(registry);
+  registry.insert<moe::MoeDialect>();
+  MLIRContext context(registry);
+  context.loadAllAvailableDialects();
+
+  llvm::SourceMgr sourceMgr;
+  SourceMgrDiagnosticHandler handler(sourceMgr, &context);
+  std::string error;
+  auto input = openInputFile(inputFile, &error);
+  if (!input) {
+    llvm::errs() << "moe-compile: error: " << error << "\n";
+    return 1;
+  }
+  sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+  OwningOpRef<ModuleOp> program =
+      parseSourceFile<ModuleOp>(sourceMgr, &context);
+  if (!program)
+    return 1;
+
+  if (std::error_code code = llvm::sys::fs::create_directories(outputDir)) {
+    llvm::errs() << "moe-compile: error: cannot create " << outputDir << ": "
+                 << code.message() << "\n";
+    return 1;
+  }
+
+  PassManager pm(&context);
+  moe::GpuPipelineOptions options;
+  options.numTokens = numTokens;
+  moe::buildGpuPipeline(pm, options);
+  if (failed(pm.run(*program)))
+    return 1;
+  if (!kernelsFile.empty()) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    program->print(os);
+    if (failed(writeFile(kernelsFile, text)))
+      return 1;
+  }
+  if (!program->lookupSymbol<gpu::GPUModuleOp>("moe_kernels")) {
+    program->emitError("no op of this program has a GPU kernel");
+    return 1;
+  }
+
+  std::string name = layerName;
+  if (name.empty())
+    program->walk([&](func::FuncOp func) { name = func.getName().str(); });
+  if (!ptxFile.empty()) {
+    FailureOr<std::string> ptx = serialize(*program, "isa");
+    if (failed(ptx) || failed(writeFile(ptxFile, *ptx)))
+      return 1;
+  }
+  FailureOr<std::string> cubin = serialize(*program, "bin");
+  if (failed(cubin))
+    return 1;
+
+  std::string source, header;
+  llvm::raw_string_ostream sourceStream(source), headerStream(header);
+  if (failed(moe::emitGpuHostSource(*program, *cubin, name, sourceStream,
+                                    headerStream)))
+    return 1;
+  SmallString<256> sourcePath(outputDir), headerPath(outputDir);
+  llvm::sys::path::append(sourcePath, name + ".cpp");
+  llvm::sys::path::append(headerPath, name + ".h");
+  if (failed(writeFile(sourcePath, source)) ||
+      failed(writeFile(headerPath, header)))
+    return 1;
+  return 0;
+}
