@@ -216,7 +216,8 @@ def measure_ceilings():
     return peak, max(copy_bw, read_bw), copy_bw, read_bw
 
 
-def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token_counts) -> int:
+def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token_counts,
+          ours_only: bool = False) -> int:
     configs = json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
@@ -251,6 +252,13 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
                 res.index_add_(0, token_of, down.float() * flat_w[:, None])
                 return res.to(torch.bfloat16)
 
+            if ours_only:
+                touched = int((counts > 0).sum())
+                flops = 2 * m * k * (h * 2 * i + i * h)
+                floor = max(flops / (peak * 1e12), touched * 3 * h * i * 2 / (bandwidth * 1e12)) * 1e6
+                print(f"{layers_dir.name} {shape} M={m}: ours {ours:.1f} us, floor {floor:.1f} "
+                      f"({ours / floor:.2f}x), {flops / (ours * 1e-6) / 1e12:.0f} TFLOP/s", flush=True)
+                continue
             grouped_us = time_graph(grouped)
 
             def naive():
@@ -284,6 +292,8 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
                    read_tbps=read_bw, results=results)
     if out_path:
         out_path.write_text(json.dumps(summary, indent=1))
+    if ours_only:
+        return 0
     print("| shape | M | floor | ours | ours/floor | torch._grouped_mm | dense | naive |")
     for r in results:
         print(f"| {r['shape']} | {r['m']} | {r['floor']:.0f} | {r['ours']:.0f} | "
@@ -299,6 +309,8 @@ def main() -> int:
     parser.add_argument("--out", type=pathlib.Path)
     parser.add_argument("--shapes", default=",".join(BENCH_SHAPES))
     parser.add_argument("--tokens", default=",".join(map(str, TOKEN_COUNTS)))
+    parser.add_argument("--ours-only", action="store_true",
+                        help="time only the compiled layer (variant sweeps)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_moe_suite: error: no CUDA GPU", file=sys.stderr)
@@ -306,7 +318,7 @@ def main() -> int:
     if args.mode == "check":
         return check(args.layers)
     return bench(args.layers, args.out, args.shapes.split(","),
-                 [int(v) for v in args.tokens.split(",")])
+                 [int(v) for v in args.tokens.split(",")], args.ours_only)
 
 
 if __name__ == "__main__":

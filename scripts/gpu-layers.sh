@@ -13,6 +13,8 @@ build_dir=${MOE_BUILD_DIR:-$repo_root/build}
 out=${1:-$build_dir/gpu-layers}
 cuda=${CUDA_HOME:-/usr/local/cuda}
 token_counts=${MOE_TOKEN_COUNTS:-"1 16 64 256 1024 4096"}
+# Extra moe-compile flags, e.g. "--block-n=128 --stages=4" for a variant.
+compile_flags=${MOE_COMPILE_FLAGS:-}
 mkdir -p "$out/src"
 PYTHONPATH="$repo_root/python" python3 -m moe_compiler.configs \
   --write-gpu-blocks "$out/src"
@@ -20,7 +22,7 @@ cp "$out/src/layers.json" "$out/"
 
 build_layer() { # program name num_tokens
   "$build_dir/bin/moe-compile" "$1" -o "$out/src" --name "$2" \
-    --num-tokens "$3" --ptx "$out/src/$2.ptx"
+    --num-tokens "$3" --ptx "$out/src/$2.ptx" $compile_flags
   c++ -O2 -std=c++17 -shared -fPIC "$out/src/$2.cpp" \
     "$repo_root/runtime/lib/Runtime.cpp" -I "$out/src" \
     -I "$repo_root/runtime/include" -I "$cuda/include" \

@@ -22,7 +22,7 @@ llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
 tool_dirs = [config.moe_tools_dir, config.llvm_tools_dir]
-tools = ["moe-opt", "moe-run"]
+tools = ["moe-opt", "moe-run", "moe-compile"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 
 # ptxas from the CUDA toolkit assembles sm_90a cubins; tests that need it say
@@ -30,4 +30,7 @@ llvm_config.add_tool_substitutions(tools, tool_dirs)
 cuda_root = os.environ.get("CUDA_HOME", "/usr/local/cuda")
 if os.path.exists(os.path.join(cuda_root, "bin", "ptxas")):
     config.available_features.add("ptxas")
+    config.substitutions.append(("%cuda_include", os.path.join(cuda_root, "include")))
+    # libdevice (for math functions in kernels) is found through it.
+    config.environment["CUDA_HOME"] = cuda_root
     config.environment["PATH"] = os.path.join(cuda_root, "bin") + os.pathsep + config.environment["PATH"]

@@ -3,25 +3,31 @@
 #include "moe/Pipelines/Pipelines.h"
 
 #include "moe/Conversion/Passes.h"
+#include "moe/Dialect/Moe/Transforms/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Support/LLVM.h"
+#include "mlir/Transforms/Passes.h"
 
 using namespace mlir;
 
-namespace {
-/// The slot-block height of the Hopper grouped GEMM (one m64 wgmma).
-constexpr int64_t kGpuBlockM = 64;
-} // namespace
-
 void mlir::moe::buildGpuPipeline(OpPassManager &pm,
                                  const GpuPipelineOptions &options) {
-  OptimizePipelineOptions optimizeOptions;
-  optimizeOptions.numTokens = options.numTokens;
-  optimizeOptions.blockM = kGpuBlockM;
-  buildOptimizePipeline(pm, optimizeOptions);
-  pm.addPass(createMoeEmitGpuKernels());
+  // moe-optimize, with the tiles fitted to the Hopper kernels before the
+  // schedule is aligned to their block heights.
+  pm.addPass(createMoeFuseRouting());
+  pm.addPass(createMoeFuseExperts());
+  MoeTileOptions tileOptions;
+  tileOptions.numTokens = options.numTokens;
+  pm.addPass(createMoeTile(tileOptions));
+  pm.addPass(createMoeGpuLegalizeTiles());
+  pm.addPass(createMoeAlign());
+  pm.addPass(createCanonicalizerPass());
+  MoeEmitGpuKernelsOptions kernelOptions;
+  kernelOptions.blockN = options.blockN;
+  kernelOptions.stages = options.stages;
+  pm.addPass(createMoeEmitGpuKernels(kernelOptions));
 }
 
 LogicalResult
@@ -37,7 +43,10 @@ mlir::moe::buildGpuKernelsToBinaryPipeline(OpPassManager &pm,
       "convert-nvvm-to-llvm,moe-nvvm-grid-constant-args,canonicalize,cse,"
       "reconcile-unrealized-casts),"
       "gpu-module-to-binary{format=" +
-      options.format.getValue() + "}";
+      options.format.getValue() +
+      (options.toolkit.empty() ? std::string()
+                               : " toolkit=" + options.toolkit.getValue()) +
+      "}";
   return parsePassPipeline(pipeline, pm);
 }
 

@@ -28,6 +28,8 @@
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "llvm/Support/CommandLine.h"
+
+#include <cstdlib>
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
@@ -50,6 +52,21 @@ llvm::cl::opt<int64_t>
     numTokens("num-tokens",
               llvm::cl::desc("Token count the tiles are chosen for"),
               llvm::cl::init(256));
+llvm::cl::opt<int64_t>
+    blockN("block-n",
+           llvm::cl::desc("Override the grouped GEMMs' wgmma N (64, 128, "
+                          "256; 0: the tile's)"),
+           llvm::cl::init(0));
+llvm::cl::opt<int64_t>
+    stages("stages",
+           llvm::cl::desc("Override the shared-memory ring depth (0: the "
+                          "tile's)"),
+           llvm::cl::init(0));
+llvm::cl::opt<std::string>
+    cudaPath("cuda-path",
+             llvm::cl::desc("CUDA toolkit with ptxas and libdevice (default: "
+                            "CUDA_HOME, CUDA_ROOT or CUDA_PATH, else "
+                            "/usr/local/cuda)"));
 llvm::cl::opt<std::string> ptxFile("ptx",
                                    llvm::cl::desc("Also write the PTX here"));
 llvm::cl::opt<std::string>
@@ -69,6 +86,17 @@ LogicalResult writeFile(StringRef path, StringRef contents) {
   return success();
 }
 
+/// The CUDA toolkit: --cuda-path, the usual environment variables, or the
+/// toolkit's default install location.
+std::string toolkitPath() {
+  if (!cudaPath.empty())
+    return cudaPath;
+  for (const char *variable : {"CUDA_HOME", "CUDA_ROOT", "CUDA_PATH"})
+    if (const char *value = std::getenv(variable); value && *value)
+      return value;
+  return "/usr/local/cuda";
+}
+
 /// Lowers a copy of the kernel module to NVVM and serializes it in `format`
 /// (`bin` or `isa`); returns the object's bytes.
 FailureOr<std::string> serialize(ModuleOp program, StringRef format) {
@@ -82,6 +110,7 @@ FailureOr<std::string> serialize(ModuleOp program, StringRef format) {
   PassManager pm(program.getContext());
   moe::GpuBinaryPipelineOptions options;
   options.format = format.str();
+  options.toolkit = toolkitPath();
   if (failed(moe::buildGpuKernelsToBinaryPipeline(pm, options)) ||
       failed(pm.run(*copy)))
     return failure();
@@ -130,6 +159,8 @@ int main(int argc, char **argv) {
   PassManager pm(&context);
   moe::GpuPipelineOptions options;
   options.numTokens = numTokens;
+  options.blockN = blockN;
+  options.stages = stages;
   moe::buildGpuPipeline(pm, options);
   if (failed(pm.run(*program)))
     return 1;
@@ -140,6 +171,17 @@ int main(int argc, char **argv) {
     if (failed(writeFile(kernelsFile, text)))
       return 1;
   }
+  // Every moe op left must have its kernel.
+  WalkResult uncovered = program->walk([](Operation *op) {
+    if (op->getDialect() && op->getDialect()->getNamespace() == "moe" &&
+        !op->hasAttr("moe.gpu_kernel")) {
+      op->emitError("no GPU lowering for this op yet");
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  if (uncovered.wasInterrupted())
+    return 1;
   if (!program->lookupSymbol<gpu::GPUModuleOp>("moe_kernels")) {
     program->emitError("no op of this program has a GPU kernel");
     return 1;

@@ -18,6 +18,7 @@ namespace mlir::moe {
 
 #define GEN_PASS_DECL_MOEEMITGPUKERNELS
 #define GEN_PASS_DECL_MOENVVMGRIDCONSTANTARGS
+#define GEN_PASS_DECL_MOEGPULEGALIZETILES
 #include "moe/Conversion/Passes.h.inc"
 
 #define GEN_PASS_REGISTRATION

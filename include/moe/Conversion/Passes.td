@@ -71,6 +71,26 @@ def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
     "::mlir::nvgpu::NVGPUDialect",
     "::mlir::scf::SCFDialect"
   ];
+  let options = [
+    Option<"blockN", "block-n", "int64_t", /*default=*/"0",
+           "wgmma N of the grouped GEMMs (64, 128, 256); 0 follows the tile">,
+    Option<"stages", "stages", "int64_t", /*default=*/"0",
+           "Shared-memory ring depth (2-5); 0 follows the tile">
+  ];
+}
+
+def MoeGpuLegalizeTiles : Pass<"moe-gpu-legalize-tiles", "ModuleOp"> {
+  let summary = "Fit the grouped matmuls' tiles to the Hopper kernels";
+  let description = [{
+    Runs between `moe-tile` and `moe-align`. The Hopper grouped GEMM has slot
+    blocks of 64 or 128 rows (one or two m64 warpgroups) and a wgmma N of 64,
+    128 or 256; the cost model may ask for others (8-row blocks with swapped
+    operands for decode). Each `#moe.tile` gets block_m 128 where it asked
+    for at least 128 and 64 otherwise, and block_n rounded down to a power
+    of two in [64, 256]. The matmuls of one schedule (the same `slots`) take
+    the smallest block_m of the group, so that one `moe.align` serves them.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect"];
 }
 
 def MoeNvvmGridConstantArgs

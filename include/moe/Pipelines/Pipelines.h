@@ -31,6 +31,14 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       *this, "num-tokens",
       llvm::cl::desc("Expected token count M the tiles are chosen for"),
       llvm::cl::init(256)};
+  PassOptions::Option<int64_t> blockN{
+      *this, "block-n",
+      llvm::cl::desc("Override the grouped GEMMs' wgmma N (0: the tile's)"),
+      llvm::cl::init(0)};
+  PassOptions::Option<int64_t> stages{
+      *this, "stages",
+      llvm::cl::desc("Override the shared-memory ring depth (0: the tile's)"),
+      llvm::cl::init(0)};
 };
 
 /// Options of `moe-gpu-kernels-to-binary`.
@@ -40,6 +48,11 @@ struct GpuBinaryPipelineOptions
       *this, "format",
       llvm::cl::desc("gpu-module-to-binary format: isa (PTX), bin (cubin)"),
       llvm::cl::init("bin")};
+  PassOptions::Option<std::string> toolkit{
+      *this, "toolkit",
+      llvm::cl::desc("CUDA toolkit (ptxas, libdevice); empty: CUDA_HOME, "
+                     "CUDA_ROOT or CUDA_PATH from the environment"),
+      llvm::cl::init("")};
 };
 
 /// Options of `moe-cpu-pipeline`.
@@ -69,9 +82,10 @@ void buildOptimizePipeline(OpPassManager &pm,
 /// `_mlir_ciface_` wrappers.
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options);
 
-/// moe-optimize with the schedule aligned to the Hopper kernels' 64-row
-/// blocks, then moe-emit-gpu-kernels: every op gets its kernels in
-/// `gpu.module @moe_kernels` (or a remark).
+/// moe-optimize with moe-gpu-legalize-tiles before moe-align (the schedule
+/// aligned to the Hopper kernels' 64- or 128-row blocks), then
+/// moe-emit-gpu-kernels: every op gets its kernels in `gpu.module
+/// @moe_kernels` (or a remark).
 void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options);
 
 /// Lowers the kernels of a module that holds only `gpu.module @moe_kernels`

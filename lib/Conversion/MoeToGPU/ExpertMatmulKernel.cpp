@@ -29,15 +29,15 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-constexpr int64_t kBlockM = 64, kBlockN = 128, kBlockK = 64;
-constexpr int64_t kThreads = 128;
-/// Shared memory per stage: an A tile [64, 64] and a B tile [128, 64], bf16.
-constexpr int64_t kTileABytes = kBlockM * kBlockK * 2;
-constexpr int64_t kTileBBytes = kBlockN * kBlockK * 2;
+constexpr int64_t kBlockK = 64;
+/// One warpgroup per 64 rows of a slot block.
+constexpr int64_t kWarpgroupRows = 64, kWarpgroupThreads = 128;
+/// Shared memory per stage: an A tile [BM, 64] and a B tile [BN, 64], bf16.
 /// 128B-swizzled tiles must start on 1024 bytes; the dynamic shared memory
 /// base is rounded up at run time, so this much more is requested.
 constexpr int64_t kSwizzleAlignment = 1024;
-constexpr int64_t kMaxStages = 4;
+constexpr int64_t kMaxStages = 5;
+constexpr int64_t kMaxSharedBytes = 227 * 1024;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
 /// 1024 (8 rows of 128 bytes) at bit 32, leading byte offset 1 at bit 16
 /// (unused when swizzled), swizzle mode 1 (128B) at bit 62.
@@ -51,13 +51,23 @@ struct KernelConfig {
   std::optional<ActivationKind> activation;
   double alpha = 0, limit = 0, routedScalingFactor = 1;
   int64_t stages, splitK;
+  /// Rows of a slot block: 64 or 128 (one or two consumer warpgroups, each
+  /// an m64 wgmma on its 64 rows against the shared B tile).
+  int64_t blockM = 64;
+  /// Columns of the wgmma (its N): 64, 128 or 256.
+  int64_t blockN = 128;
 
-  int64_t outputTile() const { return activation ? kBlockN / 2 : kBlockN; }
+  int64_t threads() const { return blockM / kWarpgroupRows * kWarpgroupThreads; }
+  int64_t tileABytes() const { return blockM * kBlockK * 2; }
+
+  int64_t tileBBytes() const { return blockN * kBlockK * 2; }
+
+  int64_t outputTile() const { return activation ? blockN / 2 : blockN; }
   /// Columns of a product row after the epilogue.
   int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
   int64_t kSteps() const { return inFeatures / kBlockK / splitK; }
   int64_t sharedBytes() const {
-    return stages * (kTileABytes + kTileBBytes) + kSwizzleAlignment;
+    return stages * (tileABytes() + tileBBytes()) + kSwizzleAlignment;
   }
 };
 
@@ -80,8 +90,19 @@ private:
   Value sharedBase(LLVM::GlobalOp sharedMemory);
   Value sharedAddress(Value view);
   Value descriptor(Value address);
-  void issueStage(Value step);
-  Value wgmmaStep(Value accumulator, Value stage);
+  /// The tile of `stage` at byte `offset` of stage 0, `stride` bytes apart.
+  Value stageView(MemRefType type, Value stage, int64_t offset,
+                  int64_t stride);
+  Value tileA(Value stage) {
+    return stageView(tileAType, stage, 0, config.tileABytes());
+  }
+  Value tileB(Value stage, int64_t extraOffset = 0) {
+    return stageView(tileBType, stage,
+                     config.stages * config.tileABytes() + extraOffset,
+                     config.tileBBytes());
+  }
+  void issueStage(Value step, Value valid);
+  Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups);
   void storeEpilogue(Value accumulator);
   Value ifThen(Value condition, function_ref<void()> body);
 
@@ -94,8 +115,12 @@ private:
   Value x, slots, blocks, padded, routingWeights, out;
   Value tid, firstSlot, paddedCount, assignments, tileColumn, kBase;
   Value barriers, weightsMap, leader, weightsRow;
-  SmallVector<Value> tilesA, tilesB, descriptorsA, descriptorsB;
-  SmallVector<SmallVector<Value>> tilesBHalves;
+  /// This thread's warpgroup, and its A rows' offset in descriptor units.
+  Value warpgroup, warpgroupOffset;
+  /// The dynamic shared memory, the shift that aligns it to 1024 bytes, and
+  /// the tile types.
+  Value smem, shift;
+  MemRefType tileAType, tileBType, boxType;
   SmallVector<Value> chunkRow, dstColumn, chunkColumn, srcRow, srcElements;
   LLVM::LLVMStructType accumulatorType;
 };
@@ -154,79 +179,73 @@ Value KernelBuilder::descriptor(Value address) {
                               i64(static_cast<int64_t>(kDescriptorBits)));
 }
 
-void KernelBuilder::issueStage(Value step) {
+Value KernelBuilder::stageView(MemRefType type, Value stage, int64_t offset,
+                               int64_t stride) {
+  Value bytes = arith::AddIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, shift, index(offset)),
+      arith::MulIOp::create(b, loc, stage, index(stride)));
+  return memref::ViewOp::create(b, loc, type, smem, bytes, ValueRange{});
+}
+
+void KernelBuilder::issueStage(Value step, Value valid) {
   // Stage `step mod stages` of the ring: the weights tile by TMA (the leader
-  // thread), the A rows by cp.async (every thread, one commit group).
+  // thread), the A rows by cp.async (every thread, one commit group). No
+  // branches, only predicates: a wgmma is in flight, and ptxas serializes
+  // wgmma around divergent code. An invalid step (past the end) loads
+  // nothing but still commits its (empty) group, which keeps the count of
+  // pending groups the same at every step.
   Value stage = arith::RemUIOp::create(b, loc, step, index(config.stages));
   Value kOffset = arith::AddIOp::create(
       b, loc, kBase, arith::MulIOp::create(b, loc, step, index(kBlockK)));
-  auto switchOp = [&](function_ref<void(int64_t)> body) {
-    // The stage's views are distinct values: select them with a switch.
-    auto indexSwitch = scf::IndexSwitchOp::create(
-        b, loc, TypeRange{}, stage,
-        llvm::to_vector(llvm::seq<int64_t>(0, config.stages)),
-        config.stages);
-    for (int64_t s = 0; s < config.stages; ++s) {
-      Block &block = indexSwitch.getCaseRegions()[s].emplaceBlock();
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(&block);
-      body(s);
-      scf::YieldOp::create(b, loc);
-    }
-    Block &defaultBlock = indexSwitch.getDefaultRegion().emplaceBlock();
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(&defaultBlock);
-    scf::YieldOp::create(b, loc);
-  };
-  ifThen(leader, [&] {
-    switchOp([&](int64_t s) {
-      Value stageIndex = index(s);
-      if (!config.activation) {
-        nvgpu::TmaAsyncLoadOp::create(b, loc, tilesB[s], barriers, weightsMap,
-                                      ValueRange{kOffset, weightsRow},
-                                      stageIndex, Value(), Value());
-      } else {
-        // Gate rows, then the matching up rows N/2 further down.
-        Value upRow = arith::AddIOp::create(b, loc, weightsRow,
-                                            index(config.outFeatures / 2));
-        SmallVector<Value, 2> rows = {weightsRow, upRow};
-        for (auto [half, row] : llvm::enumerate(rows))
-          nvgpu::TmaAsyncLoadOp::create(b, loc, tilesBHalves[s][half],
-                                        barriers, weightsMap,
-                                        ValueRange{kOffset, row}, stageIndex,
-                                        Value(), Value());
-      }
-      nvgpu::MBarrierArriveExpectTxOp::create(
-          b, loc, barriers, index(kTileBBytes), stageIndex, Value());
-    });
-  });
+  kOffset = arith::SelectOp::create(b, loc, valid, kOffset, index(0));
+  Value issuer = arith::AndIOp::create(b, loc, leader, valid);
+  if (!config.activation) {
+    nvgpu::TmaAsyncLoadOp::create(b, loc, tileB(stage), barriers, weightsMap,
+                                  ValueRange{kOffset, weightsRow}, stage,
+                                  Value(), issuer);
+  } else {
+    // Gate rows, then the matching up rows N/2 further down.
+    Value upRow = arith::AddIOp::create(b, loc, weightsRow,
+                                        index(config.outFeatures / 2));
+    Value gateTile = stageView(boxType, stage,
+                               config.stages * config.tileABytes(),
+                               config.tileBBytes());
+    Value upTile = stageView(boxType, stage,
+                             config.stages * config.tileABytes() +
+                                 config.tileBBytes() / 2,
+                             config.tileBBytes());
+    nvgpu::TmaAsyncLoadOp::create(b, loc, gateTile, barriers, weightsMap,
+                                  ValueRange{kOffset, weightsRow}, stage,
+                                  Value(), issuer);
+    nvgpu::TmaAsyncLoadOp::create(b, loc, upTile, barriers, weightsMap,
+                                  ValueRange{kOffset, upRow}, stage, Value(),
+                                  issuer);
+  }
+  nvgpu::MBarrierArriveExpectTxOp::create(
+      b, loc, barriers, index(config.tileBBytes()), stage, issuer);
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(context());
-  switchOp([&](int64_t s) {
-    for (size_t i = 0; i < chunkRow.size(); ++i) {
-      Value column = arith::AddIOp::create(b, loc, kOffset, chunkColumn[i]);
-      nvgpu::DeviceAsyncCopyOp::create(
-          b, loc, tokenType, tilesA[s], ValueRange{chunkRow[i], dstColumn[i]},
-          x, ValueRange{srcRow[i], column}, b.getIndexAttr(8), srcElements[i],
-          UnitAttr());
-    }
-  });
+  Value stageA = tileA(stage);
+  for (size_t i = 0; i < chunkRow.size(); ++i) {
+    Value column = arith::AddIOp::create(b, loc, kOffset, chunkColumn[i]);
+    Value elements =
+        arith::SelectOp::create(b, loc, valid, srcElements[i], index(0));
+    nvgpu::DeviceAsyncCopyOp::create(
+        b, loc, tokenType, stageA, ValueRange{chunkRow[i], dstColumn[i]}, x,
+        ValueRange{srcRow[i], column}, b.getIndexAttr(8), elements,
+        UnitAttr());
+  }
   // One commit group per step; the wait counts groups, not tokens.
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
 }
 
-Value KernelBuilder::wgmmaStep(Value accumulator, Value stage) {
-  // The descriptors of the stage's tiles, by select (they are i64 values).
-  Value descriptorA = descriptorsA[0], descriptorB = descriptorsB[0];
-  for (int64_t s = 1; s < config.stages; ++s) {
-    Value isStage =
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, stage, index(s));
-    descriptorA =
-        arith::SelectOp::create(b, loc, isStage, descriptorsA[s], descriptorA);
-    descriptorB =
-        arith::SelectOp::create(b, loc, isStage, descriptorsB[s], descriptorB);
-  }
+Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
+                                int64_t pendingGroups) {
+  // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further.
+  Value descriptorA = arith::AddIOp::create(
+      b, loc, descriptor(sharedAddress(tileA(stage))), warpgroupOffset);
+  Value descriptorB = descriptor(sharedAddress(tileB(stage)));
   NVVM::WgmmaFenceAlignedOp::create(b, loc);
-  auto shape = NVVM::MMAShapeAttr::get(context(), 64, kBlockN, 16);
+  auto shape = NVVM::MMAShapeAttr::get(context(), 64, config.blockN, 16);
   for (int64_t step = 0; step < kBlockK / 16; ++step) {
     // +32 bytes per k16 step in both K-major operands.
     Value offset = i64(2 * step);
@@ -240,7 +259,7 @@ Value KernelBuilder::wgmmaStep(Value accumulator, Value stage) {
         NVVM::MMAIntOverflowAttr());
   }
   NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
-  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, pendingGroups);
   return accumulator;
 }
 
@@ -248,11 +267,16 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
   // The m64nNk16 f32 fragment: thread t of the warpgroup holds, for every
   // 8-column group g, rows 16·(t/32) + (t%32)/4 (+8) and columns
   // 8g + 2·(t%4) (+1).
-  Value warp = arith::DivUIOp::create(b, loc, tid, index(32));
+  // Warpgroup w holds rows 64·w onwards.
+  Value warp = arith::RemUIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, tid, index(32)), index(4));
   Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
   Value row0 = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
-      arith::DivUIOp::create(b, loc, lane, index(4)));
+      b, loc,
+      arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
+          arith::DivUIOp::create(b, loc, lane, index(4))),
+      arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows)));
   Value laneColumn = arith::AddIOp::create(
       b, loc,
       arith::MulIOp::create(
@@ -294,7 +318,7 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
             // The up column of this gate column sits 64 columns, 8 groups of
             // registers, further: in the same thread.
             Value up = LLVM::ExtractValueOp::create(b, loc, accumulator,
-                                                    reg + 4 * (kBlockN / 16));
+                                                    reg + config.blockN / 4);
             value = buildGatedActivation(b, loc, *config.activation, value, up,
                                          config.alpha, config.limit);
           }
@@ -343,14 +367,14 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   auto workgroup =
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
   auto bf16 = b.getBF16Type();
-  auto tileAType = MemRefType::get({kBlockM, kBlockK}, bf16,
-                                   MemRefLayoutAttrInterface(), workgroup);
-  auto tileBType = MemRefType::get({kBlockN, kBlockK}, bf16,
-                                   MemRefLayoutAttrInterface(), workgroup);
-  // One TMA box is the whole B tile, or, gated, one of its 64-row halves.
-  int64_t boxRows = config.activation ? kBlockN / 2 : kBlockN;
-  auto boxType = MemRefType::get({boxRows, kBlockK}, bf16,
-                                 MemRefLayoutAttrInterface(), workgroup);
+  tileAType = MemRefType::get({config.blockM, kBlockK}, bf16,
+                              MemRefLayoutAttrInterface(), workgroup);
+  tileBType = MemRefType::get({config.blockN, kBlockK}, bf16,
+                              MemRefLayoutAttrInterface(), workgroup);
+  // One TMA box is the whole B tile, or, gated, one of its halves.
+  int64_t boxRows = config.outputTile();
+  boxType = MemRefType::get({boxRows, kBlockK}, bf16,
+                            MemRefLayoutAttrInterface(), workgroup);
   auto mapType = nvgpu::TensorMapDescriptorType::get(
       context(), boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
       nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
@@ -359,42 +383,34 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   auto barrierType =
       nvgpu::MBarrierGroupType::get(context(), workgroup, config.stages);
   accumulatorType = LLVM::LLVMStructType::getLiteral(
-      context(), SmallVector<Type>(64, b.getF32Type()));
+      context(), SmallVector<Type>(config.blockN / 2, b.getF32Type()));
 
   // The descriptor travels as a pointer: a tensor-map type in a gpu.func
   // signature breaks the NVVM pipeline.
   weightsMap =
       UnrealizedConversionCastOp::create(b, loc, mapType, weightsPointer)
           .getResult(0);
-  Value smem = sharedBase(sharedMemory);
+  smem = sharedBase(sharedMemory);
   Value baseAddress = sharedAddress(smem);
   Value misalignment = arith::AndIOp::create(b, loc, baseAddress,
                                              i64(kSwizzleAlignment - 1));
-  Value shift = arith::IndexCastOp::create(
+  shift = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
       arith::AndIOp::create(
           b, loc,
           arith::SubIOp::create(b, loc, i64(kSwizzleAlignment), misalignment),
           i64(kSwizzleAlignment - 1)));
-  auto viewAt = [&](MemRefType type, int64_t offset) -> Value {
-    Value bytes = arith::AddIOp::create(b, loc, shift, index(offset));
-    return memref::ViewOp::create(b, loc, type, smem, bytes, ValueRange{});
-  };
-  for (int64_t s = 0; s < config.stages; ++s) {
-    int64_t offsetA = s * kTileABytes;
-    int64_t offsetB = config.stages * kTileABytes + s * kTileBBytes;
-    tilesA.push_back(viewAt(tileAType, offsetA));
-    tilesB.push_back(viewAt(tileBType, offsetB));
-    if (config.activation)
-      tilesBHalves.push_back({viewAt(boxType, offsetB),
-                              viewAt(boxType, offsetB + kTileBBytes / 2)});
-  }
   barriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  warpgroup = arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
+  warpgroupOffset = arith::IndexCastOp::create(
+      b, loc, b.getI64Type(),
+      arith::MulIOp::create(b, loc, warpgroup,
+                            index(kWarpgroupRows * 128 / 16)));
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value split = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
-  firstSlot = arith::MulIOp::create(b, loc, block, index(kBlockM));
+  firstSlot = arith::MulIOp::create(b, loc, block, index(config.blockM));
   tileColumn =
       arith::MulIOp::create(b, loc, columnTile, index(config.outputTile()));
   kBase = arith::MulIOp::create(b, loc, split,
@@ -405,7 +421,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   // M·k, from the schedule's length: M·k + E·(block_m − 1) slots.
   assignments = arith::SubIOp::create(
       b, loc, memref::DimOp::create(b, loc, slots, 0),
-      index(config.numExperts * (kBlockM - 1)));
+      index(config.numExperts * (config.blockM - 1)));
 
   // Blocks past the padded count (the grid is sized for the upper bound)
   // and blocks of another device's experts exit at once.
@@ -435,8 +451,9 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
 
   // Each thread copies 4 of the 64 x 8 chunks of 16 bytes; chunk c of row r
   // lands at chunk c xor (r mod 8): the 128B swizzle TMA would produce.
-  for (int64_t i = 0; i < kBlockM * 8 / kThreads; ++i) {
-    Value chunk = arith::AddIOp::create(b, loc, tid, index(kThreads * i));
+  for (int64_t i = 0; i < config.blockM * 8 / config.threads(); ++i) {
+    Value chunk =
+        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
     Value row = arith::DivUIOp::create(b, loc, chunk, index(8));
     Value column = arith::RemUIOp::create(b, loc, chunk, index(8));
     Value slot = arith::AddIOp::create(b, loc, firstSlot, row);
@@ -460,37 +477,32 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
     dstColumn.push_back(arith::MulIOp::create(b, loc, swizzled, index(8)));
     chunkColumn.push_back(arith::MulIOp::create(b, loc, column, index(8)));
   }
-  for (int64_t s = 0; s < config.stages; ++s) {
-    descriptorsA.push_back(descriptor(sharedAddress(tilesA[s])));
-    descriptorsB.push_back(descriptor(sharedAddress(tilesB[s])));
-  }
 
   Value accumulator = LLVM::ZeroOp::create(b, loc, accumulatorType);
   Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
-  for (int64_t reg = 0; reg < 64; ++reg)
+  for (int64_t reg = 0; reg < config.blockN / 2; ++reg)
     accumulator = LLVM::InsertValueOp::create(b, loc, accumulator, zero, reg);
 
-  // Prologue: the first stages − 1 steps in flight.
+  // With three or more stages, one step's wgmma stays in flight while the
+  // next is issued, so a stage is refilled only once the wgmma two steps
+  // back is done: loads run `prefetch` steps ahead.
   int64_t kSteps = config.kSteps(), stages = config.stages;
-  for (int64_t step = 0; step < stages - 1; ++step)
-    issueStage(index(step));
+  int64_t wgmmaInFlight = stages >= 3 ? 1 : 0;
+  int64_t prefetch = stages - 1 - wgmmaInFlight;
+  Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+  for (int64_t step = 0; step < prefetch; ++step)
+    issueStage(index(step), step < kSteps ? trueValue
+                                          : arith::ConstantOp::create(
+                                                b, loc, b.getBoolAttr(false))
+                                                .getResult());
   auto loop = scf::ForOp::create(
       b, loc, index(0), index(kSteps), index(1), ValueRange{accumulator},
       [&](OpBuilder &, Location, Value step, ValueRange args) {
-        // This thread's cp.async groups of steps up to `step` are done when
-        // at most the younger ones (stages − 2 of them, fewer at the tail)
-        // are pending.
-        Value next = arith::AddIOp::create(b, loc, step, index(stages - 1));
-        Value steady = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                             next, index(kSteps + 1));
-        auto waitIf = scf::IfOp::create(b, loc, steady, /*withElse=*/true);
-        {
-          OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPointToStart(waitIf.thenBlock());
-          NVVM::CpAsyncWaitGroupOp::create(b, loc, stages - 2);
-          b.setInsertionPointToStart(waitIf.elseBlock());
-          NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-        }
+        // This thread's cp.async group of `step` is done when at most the
+        // younger ones (prefetch − 1 of them; every step commits one) are
+        // pending.
+        Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
+        NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
         // cp.async wrote through the generic proxy; wgmma reads through the
         // async one.
         NVVM::FenceProxyOp::create(
@@ -498,12 +510,12 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
             NVVM::ProxyKindAttr::get(context(), NVVM::ProxyKind::async_shared),
             NVVM::SharedSpaceAttr::get(context(),
                                        NVVM::SharedSpace::shared_cta));
-        // Every thread's rows are in, and every thread's wgmma of the
-        // previous step is done: its stage may be refilled.
+        // Every thread's rows are in, and every thread's wgmma of step
+        // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
         gpu::BarrierOp::create(b, loc);
         Value inRange = arith::CmpIOp::create(
             b, loc, arith::CmpIPredicate::slt, next, index(kSteps));
-        ifThen(inRange, [&] { issueStage(next); });
+        issueStage(next, inRange);
         Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
         Value round = arith::DivUIOp::create(b, loc, step, index(stages));
         Value parity = arith::CmpIOp::create(
@@ -511,9 +523,10 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
             arith::RemUIOp::create(b, loc, round, index(2)), index(0));
         nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
                                                index(10000000), stage);
-        Value result = wgmmaStep(args[0], stage);
+        Value result = wgmmaStep(args[0], stage, wgmmaInFlight);
         scf::YieldOp::create(b, loc, ValueRange{result});
       });
+  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   storeEpilogue(loop.getResult(0));
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
@@ -535,7 +548,8 @@ static LLVM::GlobalOp getOrCreateSharedMemory(OpBuilder &b,
 
 FailureOr<gpu::GPUFuncOp>
 mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                                   ExpertMatmulOp op, StringRef name) {
+                                   ExpertMatmulOp op, StringRef name,
+                                   int64_t blockN, int64_t stagesOverride) {
   auto weightsType = op.getWeights().getType();
   auto bf16 = b.getBF16Type();
   KernelConfig config;
@@ -546,6 +560,7 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   config.gather = op.getGather();
   config.combine = op.isCombine();
   config.activation = op.getActivation();
+  config.blockM = op.getBlockM().value_or(64);
   if (!op.isAligned() || op.getUnpermute())
     return op.emitRemark("no GPU kernel yet: only the aligned schedule with "
                          "rows or combine out is covered");
@@ -553,12 +568,12 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
     return op.emitRemark(
         "no GPU kernel yet for an activation before the combine");
   if (op.getInput().getType().getElementType() != bf16 ||
-      weightsType.getElementType() != bf16 || op.getBlockM() != kBlockM ||
-      config.inFeatures % kBlockK != 0 || config.width() % 8 != 0 ||
-      (config.activation && config.width() % (kBlockN / 2) != 0))
-    return op.emitRemark("no GPU kernel yet: needs bf16, block_m 64, K a "
-                         "multiple of 64, N a multiple of 8 (of 128 with a "
-                         "gated activation)");
+      weightsType.getElementType() != bf16 ||
+      (op.getBlockM() != 64 && op.getBlockM() != 128) ||
+      config.inFeatures % kBlockK != 0 || config.width() % 8 != 0)
+    return op.emitRemark("no GPU kernel yet: needs bf16, block_m 64 or 128, K a "
+                         "multiple of 64 and an output width that is a "
+                         "multiple of 8");
   auto resultType = cast<RankedTensorType>(op.getResult().getType());
   if (!config.combine && resultType.getElementType() != bf16)
     return op.emitRemark("no GPU kernel yet: rows out must be bf16");
@@ -592,9 +607,24 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
         config.splitK = split;
         break;
       }
-  int64_t stages = tile ? tile.getStages() : kMaxStages;
-  config.stages =
-      std::max<int64_t>(2, std::min({stages, kMaxStages, config.kSteps()}));
+  // The wgmma's N follows the tile's block_n (64, 128 or 256).
+  if (tile)
+    config.blockN = std::clamp<int64_t>(
+        int64_t(1) << llvm::Log2_64(std::max<int64_t>(tile.getBlockN(), 1)),
+        64, 256);
+  if (blockN > 0)
+    config.blockN = std::clamp<int64_t>(
+        int64_t(1) << llvm::Log2_64(blockN), 64, 256);
+  // The deepest ring that fits: measured on an H200, five stages of a
+  // 64x256 tile (one block per SM) beat four of 64x128 (two per SM) by 14%
+  // at M = 4096 (docs/gpu-benchmark.md). The tile's stage count is for
+  // another design and is not used.
+  int64_t stages = stagesOverride > 0 ? stagesOverride : kMaxStages;
+  // Stages beyond the shared memory of one SM (227 KiB) are dropped.
+  int64_t fitting = (kMaxSharedBytes - kSwizzleAlignment) /
+                    (config.tileABytes() + config.tileBBytes());
+  config.stages = std::max<int64_t>(
+      2, std::min({stages, kMaxStages, fitting, config.kSteps()}));
 
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *context = b.getContext();
@@ -624,16 +654,14 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   func->setAttr(
       "moe.launch",
       b.getDictionaryAttr({
-          b.getNamedAttr("block_m", b.getI64IntegerAttr(kBlockM)),
+          b.getNamedAttr("block_m", b.getI64IntegerAttr(config.blockM)),
           b.getNamedAttr("tile_n", b.getI64IntegerAttr(config.outputTile())),
           b.getNamedAttr("split_k", b.getI64IntegerAttr(config.splitK)),
           b.getNamedAttr("stages", b.getI64IntegerAttr(config.stages)),
-          b.getNamedAttr("threads", b.getI64IntegerAttr(kThreads)),
+          b.getNamedAttr("threads", b.getI64IntegerAttr(config.threads())),
           b.getNamedAttr("shared_bytes",
                          b.getI64IntegerAttr(config.sharedBytes())),
-          b.getNamedAttr("box_rows", b.getI64IntegerAttr(
-                                         config.activation ? kBlockN / 2
-                                                           : kBlockN)),
+          b.getNamedAttr("box_rows", b.getI64IntegerAttr(config.outputTile())),
           b.getNamedAttr("box_cols", b.getI64IntegerAttr(kBlockK)),
       }));
   // The descriptor's position among the lowered arguments (a memref of rank

@@ -30,6 +30,7 @@ std::string uniqueName(SymbolTable &symbols, StringRef base) {
 
 struct MoeEmitGpuKernelsPass
     : public moe::impl::MoeEmitGpuKernelsBase<MoeEmitGpuKernelsPass> {
+  using Base::Base;
   void runOnOperation() override {
     ModuleOp module = getOperation();
     SmallVector<Operation *> ops;
@@ -67,7 +68,8 @@ struct MoeEmitGpuKernelsPass
       }
       auto matmul = cast<ExpertMatmulOp>(op);
       FailureOr<gpu::GPUFuncOp> kernel = buildExpertMatmulKernel(
-          b, kernels, matmul, uniqueName(symbols, "expert_matmul"));
+          b, kernels, matmul, uniqueName(symbols, "expert_matmul"), blockN,
+          stages);
       if (failed(kernel))
         continue;
       record(op, "moe.gpu_kernel", *kernel);

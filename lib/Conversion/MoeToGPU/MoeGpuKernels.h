@@ -27,10 +27,13 @@ namespace mlir::moe {
 /// and an f32 sum buffer memref<?xNxf32> that must start zeroed (combine).
 /// Launch: grid (ceil(S / 64), ceil(W / tile_n), split_k), 128 threads,
 /// `shared_bytes` of dynamic shared memory.
+/// `blockN` and `stages`, when positive, override the tile's choice.
 FailureOr<gpu::GPUFuncOp> buildExpertMatmulKernel(OpBuilder &b,
                                                   gpu::GPUModuleOp module,
                                                   ExpertMatmulOp op,
-                                                  StringRef name);
+                                                  StringRef name,
+                                                  int64_t blockN = 0,
+                                                  int64_t stages = 0);
 
 /// The single-block kernel of `op`. Arguments: ids memref<?xkxi32>, then
 /// the three results as memrefs (sorted ids, block experts, padded count).

@@ -222,6 +222,8 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   int64_t numExperts = weightsType.getDimSize(0);
   int64_t outFeatures = weightsType.getDimSize(1);
   int64_t inFeatures = weightsType.getDimSize(2);
+  body << "  // moe.expert_matmul" << (op.isCombine() ? " (combine)" : "")
+       << "\n";
   unsigned map = counter++;
   body << llvm::formatv(
       "  CUtensorMap map{0};\n"
@@ -245,8 +247,6 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   std::string grid1 = std::to_string((width + tileN - 1) / tileN);
   std::string grid2 = std::to_string(launchParameter(*kernel, "split_k"));
 
-  body << "  // moe.expert_matmul" << (op.isCombine() ? " (combine)" : "")
-       << "\n";
   Buffer output, sums;
   Buffer routingWeights;
   if (op.isCombine()) {

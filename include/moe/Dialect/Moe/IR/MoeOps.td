@@ -389,8 +389,11 @@ def Moe_AlignOp : Moe_Op<"align", [Pure]> {
     needed:
 
     - `sorted_ids[S]`: the assignment index of each padded slot, grouped by
-      expert (stable), each expert's group padded with the sentinel `A`, and
-      the tail past the padded count filled with `A` too;
+      expert, each expert's group padded with the sentinel `A`, and the tail
+      past the padded count filled with `A` too. The order of the
+      assignments within a group is left to the implementation (the CPU
+      lowering keeps ascending order; the GPU kernel takes slots by
+      atomics); results of the fused matmuls do not depend on it;
     - `block_experts[ceil(S / block_m)]`: the expert of each block of
       `block_m` slots, `-1` past the padded count;
     - `num_padded[1]`: the padded count, a multiple of `block_m`.
