@@ -42,14 +42,14 @@ TOKEN_COUNTS = (1, 16, 64, 256, 1024, 4096)
 
 
 class Layer:
-    """A compiled expert block: moe_layer_<name>(x, ids, weights, w13, w2,
-    out, num_tokens, workspace, workspace_bytes, stream)."""
+    """A compiled layer: moe_layer_<name>(inputs..., out, num_tokens,
+    workspace, workspace_bytes, stream), device pointers throughout."""
 
-    def __init__(self, path: pathlib.Path, name: str):
+    def __init__(self, path: pathlib.Path, name: str, num_inputs: int = 5):
         self.lib = ctypes.CDLL(str(path))
         self.fn = getattr(self.lib, f"moe_layer_{name}")
         self.fn.restype = ctypes.c_int
-        self.fn.argtypes = [ctypes.c_void_p] * 6 + [
+        self.fn.argtypes = [ctypes.c_void_p] * (num_inputs + 1) + [
             ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
         self.bytes = getattr(self.lib, f"moe_layer_{name}_workspace_bytes")
         self.bytes.restype = ctypes.c_size_t
@@ -57,13 +57,14 @@ class Layer:
         self.lib.moe_rt_last_error.restype = ctypes.c_char_p
         self.workspace = None
 
-    def __call__(self, x, ids, weights, w13, w2, out):
-        m = x.shape[0]
+    def __call__(self, *tensors):
+        *inputs, out = tensors
+        m = inputs[0].shape[0]
         need = self.bytes(m)
         if self.workspace is None or self.workspace.numel() < need:
             self.workspace = torch.empty(max(need, 1), dtype=torch.uint8, device="cuda")
-        status = self.fn(x.data_ptr(), ids.data_ptr(), weights.data_ptr(), w13.data_ptr(),
-                         w2.data_ptr(), out.data_ptr(), m, self.workspace.data_ptr(), need,
+        status = self.fn(*[t.data_ptr() for t in inputs], out.data_ptr(), m,
+                         self.workspace.data_ptr(), need,
                          torch.cuda.current_stream().cuda_stream)
         if status != 0:
             raise RuntimeError(f"layer failed ({status}): "
@@ -151,8 +152,65 @@ def check(layers_dir: pathlib.Path) -> int:
                   flush=True)
         del w13, w2
         torch.cuda.empty_cache()
-    print(f"{len(SHAPES) * len(cases) - failures} passed, {failures} failed")
+    print(f"expert blocks: {len(SHAPES) * len(cases) - failures} passed, {failures} failed")
+    failures += check_layers(layers_dir, generator)
     return 1 if failures else 0
+
+
+def check_layers(layers_dir: pathlib.Path, generator) -> int:
+    """The example layers, routing included, against the float64 reference
+    (router and top-k by the NumPy oracle) on sampled rows. A sampled token
+    whose expert choice changes when its float64 logits are rounded to f32 is
+    a near-tie the GPU may break either way; it is skipped and counted."""
+    configs = json.loads((layers_dir / "layers.json").read_text())
+    failures = total = 0
+    for shape in SHAPES:
+        config = configs[shape]
+        e, h = config["num_experts"], config["hidden"]
+        w13, w2 = make_weights(config, generator)
+        w_gate = (torch.randn(e, h, device="cuda", generator=generator) / math.sqrt(h)).to(torch.bfloat16)
+        bias = (torch.randn(e, device="cuda", generator=generator) * 0.1).float()
+        inputs = [w_gate]
+        if config["has_gate_bias"] or config["has_score_bias"]:
+            inputs.append(bias)
+        for m in (1, 256, 4096):
+            total += 1
+            name = f"{shape}_m{m}"
+            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=len(inputs) + 3)
+            x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
+            out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
+            layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
+            layer(x, *inputs, w13, w2, out)
+            torch.cuda.synchronize()
+            rows = sorted(set(torch.randint(0, m, (min(m, 6),), generator=generator,
+                                            device="cuda").tolist()) | {0, m - 1})
+            xs = x[rows].double().cpu().numpy()
+            logits = reference.router(xs, w_gate.double().cpu().numpy(),
+                                      bias.double().cpu().numpy() if config["has_gate_bias"] else None)
+            options = dict(num_groups=config["num_groups"], topk_groups=config["topk_groups"],
+                           renormalize=config["renormalize"],
+                           routed_scaling_factor=config["routed_scaling_factor"],
+                           bias=bias.double().cpu().numpy() if config["has_score_bias"] else None)
+            weights, ids = reference.topk(logits, config["k"], config["scoring"], **options)
+            _, ids_f32 = reference.topk(logits.astype(np.float32).astype(np.float64), config["k"],
+                                        config["scoring"], **options)
+            keep = [i for i in range(len(rows)) if (ids[i] == ids_f32[i]).all()]
+            expected = (reference_rows(config, x[[rows[i] for i in keep]],
+                                       torch.from_numpy(ids[keep]), torch.from_numpy(weights[keep]),
+                                       w13, w2, range(len(keep)))
+                        if keep else np.zeros((0, h)))
+            got = out[[rows[i] for i in keep]].double().cpu().numpy()
+            error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
+            finite = bool(torch.isfinite(out).all())
+            good = finite and error < 1e-2 and len(keep) > 0
+            failures += not good
+            print(f"{'ok' if good else 'FAIL'}: {shape} layer (routing included) M={m}: rel L2 "
+                  f"{error:.2e} on {len(keep)} rows ({len(rows) - len(keep)} near-ties skipped), "
+                  f"all outputs written: {finite}", flush=True)
+        del w13, w2
+        torch.cuda.empty_cache()
+    print(f"layers: {total - failures} passed, {failures} failed")
+    return failures
 
 
 def time_graph(fn, replays=20):

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compiles the example layers' expert blocks (routing given: align, GEMM1,
 # activation, GEMM2, combine) for the GPU with this machine's moe-compile,
-# and builds each into a shared library with the runtime, for the GPU
-# machine (which has no LLVM):
+# and the whole example layers (routing included), and builds each into a
+# shared library with the runtime, for the GPU machine (which has no LLVM):
+#   <layer>_m<M>.so         the example layer, M in 1 256 4096
 #   <layer>_block_m<M>.so   full size, tiles chosen for M tokens
 #   <layer>_small_block.so  scaled (H=256, I=128), for the sanitizer
 #   layers.json             the configurations
@@ -22,12 +23,21 @@ cp "$out/src/layers.json" "$out/"
 
 build_layer() { # program name num_tokens
   "$build_dir/bin/moe-compile" "$1" -o "$out/src" --name "$2" \
-    --num-tokens "$3" --ptx "$out/src/$2.ptx" $compile_flags
+    --num-tokens "$3" --ptx "$out/src/$2.ptx" \
+    --cubin "$out/$2.cubin" $compile_flags
   c++ -O2 -std=c++17 -shared -fPIC "$out/src/$2.cpp" \
     "$repo_root/runtime/lib/Runtime.cpp" -I "$out/src" \
     -I "$repo_root/runtime/include" -I "$cuda/include" \
     -L "$cuda/lib64/stubs" -lcuda -o "$out/$2.so"
 }
+for program in "$out"/src/*.mlir; do
+  layer=$(basename "$program" .mlir)
+  [[ "$layer" == *_block ]] && continue
+  for m in 1 256 4096; do
+    build_layer "$program" "${layer}_m$m" "$m" &
+  done
+  wait
+done
 for program in "$out"/src/*_block.mlir; do
   layer=$(basename "$program" .mlir)
   if [[ "$layer" == *_small_block ]]; then

@@ -171,7 +171,8 @@ def main() -> None:
     parser.add_argument("--write-examples", type=pathlib.Path, metavar="REPO_ROOT",
                         help="rewrite REPO_ROOT/examples/*.mlir from the configurations")
     parser.add_argument("--write-gpu-blocks", type=pathlib.Path, metavar="DIR",
-                        help="write DIR/<layer>_block.mlir (full size) and "
+                        help="write DIR/<layer>.mlir (the example), "
+                        "DIR/<layer>_block.mlir (after routing, full size), "
                         "DIR/<layer>_small_block.mlir (scaled) and DIR/layers.json")
     args = parser.parse_args()
     if args.write_gpu_blocks:
@@ -184,6 +185,9 @@ def main() -> None:
                 text = expert_block_mlir(layer).replace(f"@{config.name}_block(", f"@{name}(")
                 (args.write_gpu_blocks / f"{name}.mlir").write_text(text)
                 manifest[name] = dataclasses.asdict(layer)
+            # The whole layer, routing included: the example itself.
+            (args.write_gpu_blocks / f"{config.name}.mlir").write_text(layer_mlir(config))
+            manifest[config.name] = dataclasses.asdict(config)
         (args.write_gpu_blocks / "layers.json").write_text(json.dumps(manifest, indent=1))
     elif args.write_examples:
         for config in EXAMPLE_LAYERS:

@@ -70,6 +70,9 @@ llvm::cl::opt<std::string>
 llvm::cl::opt<std::string> ptxFile("ptx",
                                    llvm::cl::desc("Also write the PTX here"));
 llvm::cl::opt<std::string>
+    cubinFile("cubin", llvm::cl::desc("Also write the cubin here (for "
+                                      "cuobjdump and ncu)"));
+llvm::cl::opt<std::string>
     kernelsFile("kernels",
                 llvm::cl::desc("Also write the program with its kernels "
                                "(after moe-gpu-pipeline) here"));
@@ -196,7 +199,7 @@ int main(int argc, char **argv) {
       return 1;
   }
   FailureOr<std::string> cubin = serialize(*program, "bin");
-  if (failed(cubin))
+  if (failed(cubin) || (!cubinFile.empty() && failed(writeFile(cubinFile, *cubin))))
     return 1;
 
   std::string source, header;

@@ -35,7 +35,7 @@ struct MoeEmitGpuKernelsPass
     ModuleOp module = getOperation();
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
-      if (isa<AlignOp, ExpertMatmulOp>(op))
+      if (isa<AlignOp, ExpertMatmulOp, RouteOp>(op))
         ops.push_back(op);
     });
     if (ops.empty())
@@ -59,6 +59,13 @@ struct MoeEmitGpuKernelsPass
                                      {FlatSymbolRefAttr::get(kernel)}));
     };
     for (Operation *op : ops) {
+      if (auto route = dyn_cast<RouteOp>(op)) {
+        FailureOr<gpu::GPUFuncOp> kernel =
+            buildRouteKernel(b, kernels, route, uniqueName(symbols, "route"));
+        if (succeeded(kernel))
+          record(op, "moe.gpu_kernel", *kernel);
+        continue;
+      }
       if (auto align = dyn_cast<AlignOp>(op)) {
         FailureOr<gpu::GPUFuncOp> kernel =
             buildAlignKernel(b, kernels, align, uniqueName(symbols, "align"));

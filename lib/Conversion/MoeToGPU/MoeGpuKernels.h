@@ -35,6 +35,14 @@ FailureOr<gpu::GPUFuncOp> buildExpertMatmulKernel(OpBuilder &b,
                                                   int64_t blockN = 0,
                                                   int64_t stages = 0);
 
+/// The routing kernel of `op`: one block per token. Arguments: input
+/// memref<?xHxT>, gate weights memref<ExH>, the optional gate and score
+/// biases memref<Exf32>, then weights memref<?xkxf32> and ids
+/// memref<?xkxi32> out. Launch: grid (M), `threads`.
+FailureOr<gpu::GPUFuncOp> buildRouteKernel(OpBuilder &b,
+                                           gpu::GPUModuleOp module, RouteOp op,
+                                           StringRef name);
+
 /// The single-block kernel of `op`. Arguments: ids memref<?xkxi32>, then
 /// the three results as memrefs (sorted ids, block experts, padded count).
 /// Launch: one block of `threads`.

@@ -71,6 +71,7 @@ private:
   void addMemref(const Buffer &buffer, StringRef params);
   void launch(gpu::GPUFuncOp kernel, StringRef params,
               ArrayRef<std::string> grid);
+  LogicalResult emitRoute(RouteOp op);
   LogicalResult emitAlign(AlignOp op);
   LogicalResult emitExpertMatmul(ExpertMatmulOp op);
 
@@ -183,6 +184,33 @@ void HostEmitter::launch(gpu::GPUFuncOp kernel, StringRef params,
       "  if (moe_rt_status status = launch({0}, {{{1}}, {2}, {3}, stream, "
       "{4}))\n    return status;\n",
       index, llvm::join(grid, ", "), threads, shared, params);
+}
+
+LogicalResult HostEmitter::emitRoute(RouteOp op) {
+  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
+  if (failed(kernel))
+    return failure();
+  Buffer input = buffers.lookup(op.getInput());
+  std::string numTokens = input.sizes[0];
+  std::string topK = std::to_string(op.getK());
+  body << "  // moe.route\n";
+  Buffer weights = allocate(op.getWeights(), {numTokens, topK},
+                            Float32Type::get(op.getContext()));
+  Buffer ids = allocate(op.getIds(), {numTokens, topK},
+                        IntegerType::get(op.getContext(), 32));
+  std::string params = "params" + std::to_string(counter++);
+  body << "  {\n  Params " << params << ";\n";
+  addMemref(input, params);
+  addMemref(buffers.lookup(op.getGateWeight()), params);
+  if (op.getGateBias())
+    addMemref(buffers.lookup(op.getGateBias()), params);
+  if (op.getScoreBias())
+    addMemref(buffers.lookup(op.getScoreBias()), params);
+  addMemref(weights, params);
+  addMemref(ids, params);
+  launch(*kernel, params, {numTokens, "1", "1"});
+  body << "  }\n";
+  return success();
 }
 
 LogicalResult HostEmitter::emitAlign(AlignOp op) {
@@ -316,6 +344,7 @@ LogicalResult HostEmitter::emit(StringRef image, raw_ostream &source,
   for (Operation &op : entry.without_terminator()) {
     LogicalResult result =
         TypeSwitch<Operation *, LogicalResult>(&op)
+            .Case<RouteOp>([&](RouteOp route) { return emitRoute(route); })
             .Case<AlignOp>([&](AlignOp align) { return emitAlign(align); })
             .Case<ExpertMatmulOp>(
                 [&](ExpertMatmulOp matmul) { return emitExpertMatmul(matmul); })

@@ -1,0 +1,382 @@
+//===- RouteKernel.cpp - the GPU kernel of moe.route ----------------------===//
+//
+// One thread block per token. Its threads compute the token's E logits (one
+// expert per thread at a time, f32 accumulation over H) into shared memory;
+// then one thread scores them and selects the k experts exactly as moe.topk
+// defines it: NaN ranks as -inf, the lower expert wins a tie, groups by the
+// sum of their two best biased scores, weights from the unbiased scores,
+// top-k softmax, renormalization and the scaling factor. Routing is outside
+// the timed span of the layer; this kernel favours being obviously right.
+//
+//===----------------------------------------------------------------------===//
+
+#include "MoeGpuKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+constexpr int64_t kRouteThreads = 128;
+
+/// Builds the body; holds what the steps share.
+class RouteBuilder {
+public:
+  RouteBuilder(OpBuilder &b, Location loc, RouteOp op)
+      : b(b), loc(loc), op(op) {}
+  void build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
+             MemRefType sharedType, MemRefType groupType);
+
+private:
+  Value index(int64_t value) {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  }
+  Value f32(double value) {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(value));
+  }
+  /// NaN as -inf: how a score ranks.
+  Value rank(Value score) {
+    Value isNan = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO,
+                                        score, score);
+    return arith::SelectOp::create(
+        b, loc, isNan, f32(-std::numeric_limits<double>::infinity()), score);
+  }
+  /// for (i = lower; i < upper; ++i) with loop-carried `init`.
+  scf::ForOp loop(Value lower, Value upper, ValueRange init,
+                  function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    return scf::ForOp::create(
+        b, loc, lower, upper, index(1), init,
+        [&](OpBuilder &, Location, Value i, ValueRange args) {
+          scf::YieldOp::create(b, loc, body(i, args));
+        });
+  }
+  /// The best (highest rank, lowest index) of `count` candidates starting at
+  /// `first` with `stride`, among those `eligible` says; returns (index,
+  /// rank) with index -1 when none is eligible.
+  std::pair<Value, Value>
+  argmax(Value first, int64_t count, int64_t stride,
+         function_ref<Value(Value)> key, function_ref<Value(Value)> eligible);
+
+  OpBuilder &b;
+  Location loc;
+  RouteOp op;
+};
+} // namespace
+
+std::pair<Value, Value>
+RouteBuilder::argmax(Value first, int64_t count, int64_t stride,
+                     function_ref<Value(Value)> key,
+                     function_ref<Value(Value)> eligible) {
+  Value none = index(-1);
+  Value lowest = f32(-std::numeric_limits<double>::infinity());
+  auto search = loop(index(0), index(count), ValueRange{none, lowest},
+                     [&](Value i, ValueRange args) -> SmallVector<Value> {
+                       Value candidate = arith::AddIOp::create(
+                           b, loc, first,
+                           arith::MulIOp::create(b, loc, i, index(stride)));
+                       Value value = rank(key(candidate));
+                       // Strictly greater keeps the lower index on ties; the
+                       // first eligible candidate is taken even at -inf.
+                       Value better = arith::OrIOp::create(
+                           b, loc,
+                           arith::CmpIOp::create(b, loc,
+                                                 arith::CmpIPredicate::eq,
+                                                 args[0], none),
+                           arith::CmpFOp::create(b, loc,
+                                                 arith::CmpFPredicate::OGT,
+                                                 value, args[1]));
+                       Value take = arith::AndIOp::create(
+                           b, loc, better, eligible(candidate));
+                       return {arith::SelectOp::create(b, loc, take, candidate,
+                                                       args[0]),
+                               arith::SelectOp::create(b, loc, take, value,
+                                                       args[1])};
+                     });
+  return {search.getResult(0), search.getResult(1)};
+}
+
+void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
+                         MemRefType sharedType, MemRefType groupType) {
+  int64_t numExperts = op.getGateWeight().getType().getDimSize(0);
+  int64_t hidden = op.getGateWeight().getType().getDimSize(1);
+  int64_t topK = op.getK();
+  int64_t numGroups = op.getNumGroups().value_or(1);
+  int64_t topkGroups = op.getTopkGroups().value_or(numGroups);
+  int64_t groupSize = numExperts / numGroups;
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  unsigned argument = 0;
+  Value x = entry.getArgument(argument++);
+  Value gate = entry.getArgument(argument++);
+  Value gateBias = op.getGateBias() ? entry.getArgument(argument++) : Value();
+  Value scoreBias = op.getScoreBias() ? entry.getArgument(argument++) : Value();
+  Value weightsOut = entry.getArgument(argument++);
+  Value idsOut = entry.getArgument(argument++);
+  auto f32Type = b.getF32Type();
+
+  Value logits = memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[0]);
+  Value scores = memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[1]);
+  Value selection =
+      memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[2]);
+  Value allowedGroups =
+      memref::GetGlobalOp::create(b, loc, groupType, sharedNames[3]);
+  Value token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+
+  // Logits: expert e = tid, tid + 128, ...
+  scf::ForOp::create(
+      b, loc, tid, index(numExperts), index(kRouteThreads), ValueRange{},
+      [&](OpBuilder &, Location, Value expert, ValueRange) {
+        auto dot = loop(index(0), index(hidden), ValueRange{f32(0.0)},
+                        [&](Value h, ValueRange args) -> SmallVector<Value> {
+                          Value xv = memref::LoadOp::create(
+                              b, loc, x, ValueRange{token, h});
+                          Value wv = memref::LoadOp::create(
+                              b, loc, gate, ValueRange{expert, h});
+                          Value product = arith::MulFOp::create(
+                              b, loc, arith::ExtFOp::create(b, loc, f32Type, xv),
+                              arith::ExtFOp::create(b, loc, f32Type, wv));
+                          return {arith::AddFOp::create(b, loc, args[0],
+                                                        product)};
+                        });
+        Value logit = dot.getResult(0);
+        if (gateBias)
+          logit = arith::AddFOp::create(
+              b, loc, logit, memref::LoadOp::create(b, loc, gateBias, expert));
+        memref::StoreOp::create(b, loc, logit, logits, expert);
+        scf::YieldOp::create(b, loc);
+      });
+  gpu::BarrierOp::create(b, loc);
+
+  Value leader =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+  auto leaderIf = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
+  b.setInsertionPointToStart(leaderIf.thenBlock());
+  Value expertCount = index(numExperts);
+  // Scores.
+  Value maximum, denominator;
+  if (op.getScoring() == ScoringFunc::Softmax) {
+    maximum = loop(index(0), expertCount,
+                   ValueRange{f32(-std::numeric_limits<double>::infinity())},
+                   [&](Value e, ValueRange args) -> SmallVector<Value> {
+                     return {arith::MaximumFOp::create(
+                         b, loc, args[0],
+                         memref::LoadOp::create(b, loc, logits, e))};
+                   })
+                  .getResult(0);
+    denominator =
+        loop(index(0), expertCount, ValueRange{f32(0.0)},
+             [&](Value e, ValueRange args) -> SmallVector<Value> {
+               Value shifted = arith::SubFOp::create(
+                   b, loc, memref::LoadOp::create(b, loc, logits, e), maximum);
+               return {arith::AddFOp::create(
+                   b, loc, args[0], math::ExpOp::create(b, loc, shifted))};
+             })
+            .getResult(0);
+  }
+  loop(index(0), expertCount, ValueRange{},
+       [&](Value e, ValueRange) -> SmallVector<Value> {
+         Value logit = memref::LoadOp::create(b, loc, logits, e);
+         Value score = logit;
+         if (op.getScoring() == ScoringFunc::Softmax)
+           score = arith::DivFOp::create(
+               b, loc,
+               math::ExpOp::create(
+                   b, loc, arith::SubFOp::create(b, loc, logit, maximum)),
+               denominator);
+         else if (op.getScoring() == ScoringFunc::Sigmoid)
+           score = arith::DivFOp::create(
+               b, loc, f32(1.0),
+               arith::AddFOp::create(
+                   b, loc, f32(1.0),
+                   math::ExpOp::create(b, loc,
+                                       arith::NegFOp::create(b, loc, logit))));
+         memref::StoreOp::create(b, loc, score, scores, e);
+         Value selected = score;
+         if (scoreBias)
+           selected = arith::AddFOp::create(
+               b, loc, score, memref::LoadOp::create(b, loc, scoreBias, e));
+         memref::StoreOp::create(b, loc, selected, selection, e);
+         return {};
+       });
+
+  // Groups: rank each by the sum of its two best selection scores, allow
+  // the best topk_groups of them.
+  auto i32 = b.getI32Type();
+  Value zeroI32 = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
+  Value oneI32 = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1));
+  auto isSet = [&](Value memref, Value position) -> Value {
+    return arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne,
+        memref::LoadOp::create(b, loc, memref, position), zeroI32);
+  };
+  auto groupOf = [&](Value expert) -> Value {
+    return arith::DivUIOp::create(b, loc, expert, index(groupSize));
+  };
+  // allowedGroups[g] != 0 for the chosen groups (all of them without
+  // grouping). The group scores reuse `logits`, no longer needed.
+  loop(index(0), index(numGroups), ValueRange{},
+       [&](Value g, ValueRange) -> SmallVector<Value> {
+         memref::StoreOp::create(b, loc,
+                                 numGroups == topkGroups ? oneI32 : zeroI32,
+                                 allowedGroups, g);
+         return {};
+       });
+  if (numGroups != topkGroups) {
+    Value groupScores = logits;
+    loop(index(0), index(numGroups), ValueRange{},
+         [&](Value g, ValueRange) -> SmallVector<Value> {
+           Value first = arith::MulIOp::create(b, loc, g, index(groupSize));
+           auto key = [&](Value e) -> Value {
+             return memref::LoadOp::create(b, loc, selection, e);
+           };
+           auto [best, bestRank] = argmax(
+               first, groupSize, 1, key,
+               [&](Value) -> Value {
+                 return arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+               });
+           Value sum = bestRank;
+           if (groupSize > 1) {
+             Value bestIndex = best;
+             auto [second, secondRank] = argmax(
+                 first, groupSize, 1, key, [&](Value e) -> Value {
+                   return arith::CmpIOp::create(
+                       b, loc, arith::CmpIPredicate::ne, e, bestIndex);
+                 });
+             (void)second;
+             sum = arith::AddFOp::create(b, loc, bestRank, secondRank);
+           }
+           memref::StoreOp::create(b, loc, sum, groupScores, g);
+           return {};
+         });
+    loop(index(0), index(topkGroups), ValueRange{},
+         [&](Value, ValueRange) -> SmallVector<Value> {
+           auto [best, bestRank] = argmax(
+               index(0), numGroups, 1,
+               [&](Value g) -> Value {
+                 return memref::LoadOp::create(b, loc, groupScores, g);
+               },
+               [&](Value g) -> Value {
+                 return arith::XOrIOp::create(
+                     b, loc, isSet(allowedGroups, g),
+                     arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+               });
+           (void)bestRank;
+           memref::StoreOp::create(b, loc, oneI32, allowedGroups, best);
+           return {};
+         });
+  }
+
+  // Top-k: k rounds of argmax over the allowed experts not yet chosen (the
+  // chosen ids stay in registers).
+  SmallVector<Value> chosen, weights;
+  for (int64_t j = 0; j < topK; ++j) {
+    auto [best, bestRank] = argmax(
+        index(0), numExperts, 1,
+        [&](Value e) -> Value {
+          return memref::LoadOp::create(b, loc, selection, e);
+        },
+        [&](Value e) -> Value {
+          Value eligible = isSet(allowedGroups, groupOf(e));
+          for (Value previous : chosen)
+            eligible = arith::AndIOp::create(
+                b, loc, eligible,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, e,
+                                      previous));
+          return eligible;
+        });
+    (void)bestRank;
+    chosen.push_back(best);
+    weights.push_back(memref::LoadOp::create(b, loc, scores, best));
+  }
+  if (op.getScoring() == ScoringFunc::TopkSoftmax) {
+    Value top = weights[0];
+    for (Value w : ArrayRef<Value>(weights).drop_front())
+      top = arith::MaximumFOp::create(b, loc, top, w);
+    Value sum = f32(0.0);
+    for (Value &w : weights) {
+      w = math::ExpOp::create(b, loc, arith::SubFOp::create(b, loc, w, top));
+      sum = arith::AddFOp::create(b, loc, sum, w);
+    }
+    for (Value &w : weights)
+      w = arith::DivFOp::create(b, loc, w, sum);
+  }
+  if (op.getRenormalize()) {
+    Value sum = f32(0.0);
+    for (Value w : weights)
+      sum = arith::AddFOp::create(b, loc, sum, w);
+    for (Value &w : weights)
+      w = arith::DivFOp::create(b, loc, w, sum);
+  }
+  if (auto factor = op.getRoutedScalingFactor())
+    for (Value &w : weights)
+      w = arith::MulFOp::create(b, loc, w, f32(factor->convertToDouble()));
+  for (int64_t j = 0; j < topK; ++j) {
+    memref::StoreOp::create(b, loc, weights[j], weightsOut,
+                            ValueRange{token, index(j)});
+    memref::StoreOp::create(
+        b, loc, arith::IndexCastOp::create(b, loc, i32, chosen[j]), idsOut,
+        ValueRange{token, index(j)});
+  }
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+}
+
+FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouteKernel(OpBuilder &b,
+                                                      gpu::GPUModuleOp module,
+                                                      RouteOp op,
+                                                      StringRef name) {
+  auto gateType = op.getGateWeight().getType();
+  int64_t numExperts = gateType.getDimSize(0);
+  int64_t hidden = gateType.getDimSize(1);
+  if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(hidden))
+    return op.emitRemark("no GPU kernel: the router weights must be static");
+  if (op.getK() > 32)
+    return op.emitRemark("no GPU kernel: k above 32");
+  OpBuilder::InsertionGuard guard(b);
+  MLIRContext *context = b.getContext();
+  Location loc = op.getLoc();
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
+  auto sharedType = MemRefType::get({numExperts}, b.getF32Type(),
+                                    MemRefLayoutAttrInterface(), workgroup);
+  int64_t numGroups = op.getNumGroups().value_or(1);
+  auto groupType = MemRefType::get({numGroups}, b.getI32Type(),
+                                   MemRefLayoutAttrInterface(), workgroup);
+  b.setInsertionPointToStart(module.getBody());
+  SmallVector<std::string> names;
+  for (StringRef suffix : {"_logits", "_scores", "_selection", "_groups"})
+    names.push_back((name + suffix).str());
+  for (auto [index, global] : llvm::enumerate(names))
+    memref::GlobalOp::create(b, loc, global, b.getStringAttr("private"),
+                             index == 3 ? groupType : sharedType, Attribute(),
+                             /*constant=*/false, IntegerAttr());
+  b.setInsertionPointToEnd(module.getBody());
+
+  auto dynamic = ShapedType::kDynamic;
+  Type activation = op.getInput().getType().getElementType();
+  SmallVector<Type> arguments = {
+      MemRefType::get({dynamic, hidden}, activation),
+      MemRefType::get({numExperts, hidden}, gateType.getElementType())};
+  if (op.getGateBias())
+    arguments.push_back(MemRefType::get({numExperts}, b.getF32Type()));
+  if (op.getScoreBias())
+    arguments.push_back(MemRefType::get({numExperts}, b.getF32Type()));
+  arguments.push_back(MemRefType::get({dynamic, op.getK()}, b.getF32Type()));
+  arguments.push_back(MemRefType::get({dynamic, op.getK()}, b.getI32Type()));
+  auto func =
+      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  // Grid (M), one block of `threads` per token.
+  func->setAttr("moe.launch",
+                b.getDictionaryAttr({b.getNamedAttr(
+                    "threads", b.getI64IntegerAttr(kRouteThreads))}));
+  SmallVector<StringRef> nameRefs(names.begin(), names.end());
+  RouteBuilder(b, loc, op).build(func, nameRefs, sharedType, groupType);
+  return func;
+}
