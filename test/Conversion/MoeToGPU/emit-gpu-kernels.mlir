@@ -113,6 +113,30 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 
 // -----
 
+// moe.route (DeepSeek-style: sigmoid, score bias, groups): one block per
+// token; logits by every thread, then one thread ranks with NaN as -inf and
+// strict greater-than (the lower expert wins a tie), chooses 2 of 4 groups,
+// then k = 4 experts, renormalizes and scales.
+// CHECK-LABEL: func.func @route
+// CHECK: moe.route {{.*}}moe.gpu_kernel = @moe_kernels::@route
+// CHECK: memref.global "private" @route_logits : memref<16xf32, #gpu.address_space<workgroup>>
+// CHECK: memref.global "private" @route_groups : memref<4xi32, #gpu.address_space<workgroup>>
+// CHECK: gpu.func @route(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<16x256xbf16>, %[[BIAS:.*]]: memref<16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 128 : i64}}
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c16 step %c128
+// CHECK: gpu.barrier
+// CHECK: math.exp
+// CHECK: memref.load %[[BIAS]]
+// CHECK: arith.cmpf uno
+// CHECK: arith.cmpf ogt
+// CHECK-COUNT-4: memref.store %{{.*}}, %[[IDS]]
+// PTX: .entry route(
+func.func @route(%x: tensor<?x256xbf16>, %w_gate: tensor<16x256xbf16>, %b: tensor<16xf32>) -> (tensor<?x4xf32>, tensor<?x4xi32>) {
+  %w, %ids = moe.route sigmoid %x, %w_gate score_bias(%b : tensor<16xf32>) {k = 4 : i64, num_groups = 4 : i64, topk_groups = 2 : i64, renormalize, routed_scaling_factor = 2.5 : f32} : tensor<?x256xbf16>, tensor<16x256xbf16> -> tensor<?x4xf32>, tensor<?x4xi32>
+  return %w, %ids : tensor<?x4xf32>, tensor<?x4xi32>
+}
+
+// -----
+
 // Not covered yet: a remark, no kernel, no kernel module.
 // CHECK-NOT: gpu.container_module
 // CHECK-LABEL: func.func @unpermute
