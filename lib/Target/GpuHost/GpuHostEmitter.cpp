@@ -269,8 +269,16 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   auto resultType = cast<RankedTensorType>(op.getResult().getType());
   int64_t width = op.getOutputWidth();
   int64_t blockM = launchParameter(*kernel, "block_m");
-  std::string grid0 = llvm::formatv("(({0}) + {1}) / {2}", slots.sizes[0],
-                                    blockM - 1, blockM);
+  // The schedule has ceil(S / block_m) blocks, but at most A / block_m +
+  // min(E, A) of them hold an assignment (A = M·k: each expert's last block
+  // may be partial): launching only those keeps decode from spending waves on
+  // blocks that exit at once (127 of 135 for Qwen3 at M = 1).
+  std::string assignments = llvm::formatv("(({0}) - {1})", slots.sizes[0],
+                                          numExperts * (blockM - 1));
+  std::string grid0 = llvm::formatv(
+      "std::min<int64_t>((({0}) + {1}) / {2}, {3} / {2} + "
+      "std::min<int64_t>({4}, {3}))",
+      slots.sizes[0], blockM - 1, blockM, assignments, numExperts);
   int64_t tileN = launchParameter(*kernel, "tile_n");
   std::string grid1 = std::to_string((width + tileN - 1) / tileN);
   std::string grid2 = std::to_string(launchParameter(*kernel, "split_k"));
@@ -406,7 +414,7 @@ LogicalResult HostEmitter::emit(StringRef image, raw_ostream &source,
          << "; do not edit.\n"
          << "#include \"" << name << ".h\"\n"
          << "#include \"moe/Runtime/Runtime.h\"\n\n"
-         << "#include <mutex>\n\nnamespace {\n";
+         << "#include <algorithm>\n#include <mutex>\n\nnamespace {\n";
   source << "alignas(64) const unsigned char kImage[] = {";
   for (auto [index, byte] : llvm::enumerate(image)) {
     if (index % 16 == 0)
