@@ -55,7 +55,20 @@ class Layer:
         self.bytes.restype = ctypes.c_size_t
         self.bytes.argtypes = [ctypes.c_int64]
         self.lib.moe_rt_last_error.restype = ctypes.c_char_p
+        self.invalid = getattr(self.lib, f"moe_layer_{name}_invalid_ids")
+        self.invalid.restype = ctypes.c_int
+        self.invalid.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+                                 ctypes.POINTER(ctypes.c_int64)]
         self.workspace = None
+
+    def invalid_ids(self, m: int) -> int:
+        """Expert ids outside [-1, E) the last call met (waits for it)."""
+        count = ctypes.c_int64(-1)
+        status = self.invalid(self.workspace.data_ptr(), m,
+                              torch.cuda.current_stream().cuda_stream, ctypes.byref(count))
+        if status != 0:
+            raise RuntimeError(self.lib.moe_rt_last_error().decode())
+        return count.value
 
     def __call__(self, *tensors):
         *inputs, out = tensors
@@ -97,6 +110,11 @@ def make_routing(config, m, kind, generator):
         # Another device's experts: id -1, skipped.
         mask = torch.rand(m, k, device="cuda", generator=generator) < 0.3
         ids = torch.where(mask, torch.full_like(ids, -1), ids)
+    if kind == "invalid":
+        # Ids outside [-1, E): runtime errors, skipped and counted.
+        mask = torch.rand(m, k, device="cuda", generator=generator) < 0.1
+        mask[0, 0] = True
+        ids = torch.where(mask, torch.full_like(ids, e + 3), ids)
     return ids.contiguous(), weights.float().contiguous()
 
 
@@ -109,7 +127,7 @@ def reference_rows(config, x, ids, weights, w13, w2, rows):
         xt = x[t].double()
         for j in range(config["k"]):
             e = int(ids[t, j])
-            if e < 0:
+            if e < 0 or e >= config["num_experts"]:
                 continue
             gate_up = (w13[e].double() @ xt).cpu().numpy()
             act = reference.activation(gate_up[None, :], act_kind, config.get("swiglu_alpha"),
@@ -126,7 +144,7 @@ def check(layers_dir: pathlib.Path) -> int:
     generator.seed()  # fresh inputs on every run
     failures = 0
     cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
-             (256, "empty"), (256, "remote"), (1, "remote")]
+             (256, "empty"), (256, "remote"), (1, "remote"), (256, "invalid")]
     for shape in SHAPES:
         config = configs[f"{shape}_block"]
         w13, w2 = make_weights(config, generator)
@@ -145,11 +163,13 @@ def check(layers_dir: pathlib.Path) -> int:
             got = out[rows].double().cpu().numpy()
             error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
             finite = bool(torch.isfinite(out).all())
-            good = finite and error < 1e-2
+            reported = layer.invalid_ids(m)
+            injected = int((ids >= config["num_experts"]).sum())
+            good = finite and error < 1e-2 and reported == injected
             failures += not good
             print(f"{'ok' if good else 'FAIL'}: {shape} M={m} {kind}: rel L2 {error:.2e} on rows "
-                  f"{rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs written: {finite}",
-                  flush=True)
+                  f"{rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs written: {finite}, "
+                  f"invalid ids reported {reported} of {injected}", flush=True)
         del w13, w2
         torch.cuda.empty_cache()
     print(f"expert blocks: {len(SHAPES) * len(cases) - failures} passed, {failures} failed")

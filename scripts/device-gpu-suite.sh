@@ -20,14 +20,19 @@ if [[ "$mode" == check || "$mode" == all ]]; then
   smoke mixtral_8x7b_small_block 8 2 100 || status=1
   smoke qwen3_30b_a3b_small_block 128 8 37 || status=1
   smoke gpt_oss_120b_small_block 128 4 1 || status=1
-  for tool in memcheck racecheck; do
+  "$work/moe-layer-smoke" "$layers/mixtral_8x7b_small.so" mixtral_8x7b_small \
+    8 2 256 128 77 routed || status=1
+  for tool in memcheck racecheck; do {
     compute-sanitizer --tool $tool "$work/moe-layer-smoke" \
       "$layers/mixtral_8x7b_small_block.so" mixtral_8x7b_small_block 8 2 256 128 100 \
       2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY"
     compute-sanitizer --tool $tool "$work/moe-layer-smoke" \
       "$layers/deepseek_v3_small_block.so" deepseek_v3_small_block 256 8 256 128 33 \
       2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY"
-  done
+    compute-sanitizer --tool $tool "$work/moe-layer-smoke" \
+      "$layers/mixtral_8x7b_small.so" mixtral_8x7b_small 8 2 256 128 77 routed \
+      2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY"
+  } | tee -a "$out/sanitizer.log"; done
   python3 bench/gpu_moe_suite.py check "$layers" 2>&1 | tee "$out/check.log" || status=1
 fi
 if [[ "$mode" == bench || "$mode" == all ]]; then

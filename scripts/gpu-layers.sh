@@ -6,6 +6,7 @@
 #   <layer>_m<M>.so         the example layer, M in 1 256 4096
 #   <layer>_block_m<M>.so   full size, tiles chosen for M tokens
 #   <layer>_small_block.so  scaled (H=256, I=128), for the sanitizer
+#   mixtral_8x7b_small.so   the scaled Mixtral layer, routing included
 #   layers.json             the configurations
 # Output: ${1:-build/gpu-layers}.
 set -euo pipefail
@@ -38,6 +39,7 @@ for program in "$out"/src/*.mlir; do
   done
   wait
 done
+build_layer "$repo_root/examples/scaled/mixtral_8x7b.mlir" mixtral_8x7b_small 64
 for program in "$out"/src/*_block.mlir; do
   layer=$(basename "$program" .mlir)
   if [[ "$layer" == *_small_block ]]; then

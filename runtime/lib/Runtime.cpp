@@ -120,6 +120,25 @@ extern "C" moe_rt_status moe_rt_launch(CUfunction function,
   return MOE_RT_SUCCESS;
 }
 
+extern "C" moe_rt_status moe_rt_download(void *host, const void *device,
+                                         size_t bytes, CUstream stream) {
+  if (!device || !host)
+    return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                "moe_rt_download: null pointer");
+  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+  CUresult result = cuStreamIsCapturing(stream, &capture);
+  if (result != CUDA_SUCCESS)
+    return fail(MOE_RT_ERROR_CUDA, "cuStreamIsCapturing failed", result);
+  if (capture != CU_STREAM_CAPTURE_STATUS_NONE)
+    return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                "moe_rt_download: the stream is being captured");
+  if ((result = cuMemcpyDtoHAsync(host, reinterpret_cast<CUdeviceptr>(device),
+                                  bytes, stream)) != CUDA_SUCCESS ||
+      (result = cuStreamSynchronize(stream)) != CUDA_SUCCESS)
+    return fail(MOE_RT_ERROR_CUDA, "cannot copy back from the device", result);
+  return MOE_RT_SUCCESS;
+}
+
 extern "C" moe_rt_status moe_rt_fail(moe_rt_status status,
                                      const char *message) {
   return fail(status, message ? message : "unknown error");

@@ -1,12 +1,14 @@
 //===- LayerSmokeTest.cpp - run a compiled expert block once --------------===//
 //
-//   moe-layer-smoke LIB.so NAME E K H I M
+//   moe-layer-smoke LIB.so NAME E K H I M [routed]
 //
 // Loads the layer `moe_layer_NAME` built by scripts/gpu-layers.sh, runs it
-// once on random bf16 inputs with a random routing (some ids -1, one expert
-// empty) and checks that every output element was written (the output is
-// poisoned with NaN first). Meant for compute-sanitizer; the numbers are
-// checked against the float64 reference by bench/gpu_moe_suite.py.
+// once on random bf16 inputs and checks that every output element was
+// written (the output is poisoned with NaN first). An expert block takes
+// (x, ids, weights, w13, w2) with a random routing (some ids -1, one expert
+// empty); with `routed`, a whole layer takes (x, w_gate, w13, w2) and routes
+// on the GPU. Meant for compute-sanitizer; the numbers are checked against
+// the float64 reference by bench/gpu_moe_suite.py.
 //
 //===----------------------------------------------------------------------===//
 
@@ -20,14 +22,18 @@
 
 using namespace moe_test;
 
-using LayerFn = int (*)(const void *, const void *, const void *, const void *,
+using BlockFn = int (*)(const void *, const void *, const void *, const void *,
                         const void *, void *, int64_t, void *, size_t,
                         CUstream);
+using RoutedFn = int (*)(const void *, const void *, const void *,
+                         const void *, void *, int64_t, void *, size_t,
+                         CUstream);
 using BytesFn = size_t (*)(int64_t);
 
 int main(int argc, char **argv) {
-  if (argc != 8) {
-    std::fprintf(stderr, "usage: %s LIB.so NAME E K H I M\n", argv[0]);
+  if (argc != 8 && argc != 9) {
+    std::fprintf(stderr, "usage: %s LIB.so NAME E K H I M [routed]\n",
+                 argv[0]);
     return 2;
   }
   const int E = std::atoi(argv[3]), TopK = std::atoi(argv[4]),
@@ -39,7 +45,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   std::string entry = std::string("moe_layer_") + argv[2];
-  auto layer = reinterpret_cast<LayerFn>(dlsym(library, entry.c_str()));
+  const bool routed = argc == 9 && std::string(argv[8]) == "routed";
+  void *layer = dlsym(library, entry.c_str());
   auto bytes = reinterpret_cast<BytesFn>(
       dlsym(library, (entry + "_workspace_bytes").c_str()));
   if (!layer || !bytes) {
@@ -52,7 +59,9 @@ int main(int argc, char **argv) {
   std::mt19937 rng(5);
   std::normal_distribution<float> normal;
   std::vector<uint16_t> x(size_t(M) * H), w13(size_t(E) * 2 * I * H),
-      w2(size_t(E) * H * I);
+      w2(size_t(E) * H * I), gate(size_t(E) * H);
+  for (auto &v : gate)
+    v = toBF16(normal(rng) * 0.06f);
   for (auto &v : x)
     v = toBF16(normal(rng));
   for (auto &v : w13)
@@ -69,7 +78,8 @@ int main(int argc, char **argv) {
     weights[a] = 1.0f / TopK;
   }
 
-  CUdeviceptr xDev, idsDev, weightsDev, w13Dev, w2Dev, outDev, workspace;
+  CUdeviceptr xDev, idsDev, weightsDev, w13Dev, w2Dev, outDev, workspace,
+      gateDev;
   size_t workspaceBytes = bytes(M);
   cuMemAlloc(&xDev, x.size() * 2);
   cuMemAlloc(&idsDev, ids.size() * 4);
@@ -78,6 +88,8 @@ int main(int argc, char **argv) {
   cuMemAlloc(&w2Dev, w2.size() * 2);
   cuMemAlloc(&outDev, size_t(M) * H * 2);
   cuMemAlloc(&workspace, workspaceBytes);
+  cuMemAlloc(&gateDev, gate.size() * 2);
+  cuMemcpyHtoD(gateDev, gate.data(), gate.size() * 2);
   cuMemcpyHtoD(xDev, x.data(), x.size() * 2);
   cuMemcpyHtoD(idsDev, ids.data(), ids.size() * 4);
   cuMemcpyHtoD(weightsDev, weights.data(), weights.size() * 4);
@@ -86,9 +98,15 @@ int main(int argc, char **argv) {
   cuMemsetD16(outDev, 0x7fc0, size_t(M) * H); // bf16 NaN
   cuMemsetD8(workspace, 0xff, workspaceBytes);
   auto pointer = [](CUdeviceptr p) { return reinterpret_cast<void *>(p); };
-  int status = layer(pointer(xDev), pointer(idsDev), pointer(weightsDev),
-                     pointer(w13Dev), pointer(w2Dev), pointer(outDev), M,
-                     pointer(workspace), workspaceBytes, nullptr);
+  int status =
+      routed ? reinterpret_cast<RoutedFn>(layer)(
+                   pointer(xDev), pointer(gateDev), pointer(w13Dev),
+                   pointer(w2Dev), pointer(outDev), M, pointer(workspace),
+                   workspaceBytes, nullptr)
+             : reinterpret_cast<BlockFn>(layer)(
+                   pointer(xDev), pointer(idsDev), pointer(weightsDev),
+                   pointer(w13Dev), pointer(w2Dev), pointer(outDev), M,
+                   pointer(workspace), workspaceBytes, nullptr);
   if (status != 0) {
     std::printf("FAIL: the layer returned %d: %s\n", status,
                 moe_rt_last_error());

@@ -6,6 +6,8 @@
 // block-expert fill, then the scatter of every assignment to its expert's
 // next slot. The scatter takes slots by atomics, so the order within an
 // expert's group is not the assignment order (moe.align leaves it open).
+// An id outside [-1, E) is a runtime error, as on the CPU: it is skipped
+// and counted in an error word the host can read after the call.
 //
 //===----------------------------------------------------------------------===//
 
@@ -67,6 +69,7 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildAlignKernel(OpBuilder &b,
   SmallVector<Type> arguments = {MemRefType::get({dynamic, topK}, i32),
                                  MemRefType::get({dynamic}, i32),
                                  MemRefType::get({dynamic}, i32),
+                                 MemRefType::get({1}, i32),
                                  MemRefType::get({1}, i32)};
   auto func =
       gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
@@ -77,7 +80,8 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildAlignKernel(OpBuilder &b,
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value ids = entry.getArgument(0), sorted = entry.getArgument(1),
-        blocks = entry.getArgument(2), padded = entry.getArgument(3);
+        blocks = entry.getArgument(2), padded = entry.getArgument(3),
+        errors = entry.getArgument(4);
   auto index = [&](int64_t value) -> Value {
     return arith::ConstantIndexOp::create(b, loc, value);
   };
@@ -116,13 +120,29 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildAlignKernel(OpBuilder &b,
   forEachStrided(b, loc, tid, numExpertsValue, [&](Value expert) {
     memref::StoreOp::create(b, loc, constantI32(0), counts, expert);
   });
+  Value first =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+  ifThen(first, [&] {
+    memref::StoreOp::create(b, loc, constantI32(0), errors, index(0));
+  });
   gpu::BarrierOp::create(b, loc);
   forEachStrided(b, loc, tid, numAssignments, [&](Value assignment) {
     auto [id, valid] = expertOf(assignment);
-    ifThen(valid, [&, id = id] {
-      Value expert = arith::IndexCastOp::create(b, loc, b.getIndexType(), id);
+    auto ifOp = scf::IfOp::create(b, loc, valid, /*withElse=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(ifOp.thenBlock());
+    Value expert = arith::IndexCastOp::create(b, loc, b.getIndexType(), id);
+    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
+                                constantI32(1), counts, expert);
+    b.setInsertionPointToStart(ifOp.elseBlock());
+    Value remote = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                         id, constantI32(-1));
+    Value invalid = arith::XOrIOp::create(
+        b, loc, remote,
+        arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+    ifThen(invalid, [&] {
       memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi,
-                                  constantI32(1), counts, expert);
+                                  constantI32(1), errors, index(0));
     });
   });
   gpu::BarrierOp::create(b, loc);

@@ -43,9 +43,10 @@ FailureOr<gpu::GPUFuncOp> buildRouteKernel(OpBuilder &b,
                                            gpu::GPUModuleOp module, RouteOp op,
                                            StringRef name);
 
-/// The single-block kernel of `op`. Arguments: ids memref<?xkxi32>, then
-/// the three results as memrefs (sorted ids, block experts, padded count).
-/// Launch: one block of `threads`.
+/// The single-block kernel of `op`. Arguments: ids memref<?xkxi32>, the
+/// three results as memrefs (sorted ids, block experts, padded count), and
+/// an error word memref<1xi32> that receives the number of ids outside
+/// [-1, E) (skipped). Launch: one block of `threads`.
 FailureOr<gpu::GPUFuncOp> buildAlignKernel(OpBuilder &b,
                                            gpu::GPUModuleOp module, AlignOp op,
                                            StringRef name);

@@ -96,8 +96,12 @@ func.func @gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor
 // CHECK: moe.align {{.*}}moe.gpu_kernel = @moe_kernels::@align
 // CHECK: memref.global "private" @align_counts : memref<8xi32, #gpu.address_space<workgroup>>
 // CHECK: memref.global "private" @align_cursors : memref<8xi32, #gpu.address_space<workgroup>>
-// CHECK: gpu.func @align(%{{.*}}: memref<?x2xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>) kernel attributes {moe.launch = {threads = 1024 : i64}}
+// CHECK: gpu.func @align(%{{[a-z0-9]+}}: memref<?x2xi32>, %{{[a-z0-9]+}}: memref<?xi32>, %{{[a-z0-9]+}}: memref<?xi32>, %{{[a-z0-9]+}}: memref<1xi32>, %[[ERRORS:[a-z0-9]+]]: memref<1xi32>) kernel attributes {moe.launch = {threads = 1024 : i64}}
 // CHECK: memref.atomic_rmw addi %c1_i32, %[[COUNTS:.*]][%{{.*}}] : (i32, memref<8xi32, #gpu.address_space<workgroup>>)
+// Ids outside [-1, E) are counted as runtime errors.
+// CHECK: } else {
+// CHECK: arith.cmpi eq, %{{.*}}, %c-1_i32
+// CHECK: memref.atomic_rmw addi %c1_i32, %[[ERRORS]][%{{.*}}] : (i32, memref<1xi32>)
 // CHECK: gpu.barrier
 // CHECK: scf.for
 // CHECK: gpu.barrier

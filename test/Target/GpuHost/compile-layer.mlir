@@ -9,6 +9,7 @@
 
 // HEADER: int moe_layer_block(const void *arg0, const void *arg1, const void *arg2, const void *arg3, const void *arg4, void *result0, int64_t numTokens, void *workspace, size_t workspaceBytes, CUstream stream);
 // HEADER: size_t moe_layer_block_workspace_bytes(int64_t numTokens);
+// HEADER: int moe_layer_block_invalid_ids(const void *workspace, int64_t numTokens,
 
 // The kernels in launch order; align, GEMM1, zeroed sums, GEMM2, finalize.
 // SOURCE: const char *const kKernelNames[] = {"align", "expert_matmul", "expert_matmul_0", "combine_finalize", };

@@ -79,6 +79,11 @@ moe_rt_status moe_rt_memset_zero_async(void *pointer, size_t bytes,
 moe_rt_status moe_rt_upload(void *device, const void *host, size_t bytes,
                             CUstream stream);
 
+/// Copies `bytes` from device memory to host memory after the work already
+/// on `stream`, and waits for it. Refused while `stream` is being captured.
+moe_rt_status moe_rt_download(void *host, const void *device, size_t bytes,
+                              CUstream stream);
+
 /// Records `message` as the calling thread's last error and returns
 /// `status`: how generated host code reports a bad argument.
 moe_rt_status moe_rt_fail(moe_rt_status status, const char *message);
