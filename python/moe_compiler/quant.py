@@ -1,0 +1,233 @@
+"""The float64 oracle of the quantized formats (issue 6).
+
+Each format is defined here once, as NumPy/ml_dtypes code that the CPU
+lowering and the GPU kernels must match: how a tensor is quantized (the
+scale rule, rounding and saturation), how the values are stored (element
+type, packing), and what the grouped matmul computes — always the float64
+product of the *dequantized* operands, so scale application order does not
+matter to the oracle.
+
+Formats (K is the reduction dimension, N the output columns of a weight
+[E, N, K], M the rows of an activation [M, K]):
+
+- ``fp8`` w8a8, e4m3 (OCP ``float8_e4m3fn``: max 448, no infinities) for
+  both operands, f32 scales, three layouts:
+  ``per_tensor`` (activation scale [1], weight scale [E]),
+  ``per_token_channel`` (activation [M], weight [E, N]),
+  ``block`` (DeepSeek-V3: activation [M, K/128] per 1×128, weight
+  [E, N/128, K/128] per 128×128).
+- ``int8`` w8a8, symmetric in [-127, 127], per token × per channel.
+- ``int4`` / ``int8`` weight-only with group-wise scales along K (groups of
+  32, 64 or 128), optional zero points (asymmetric, unsigned codes); int4
+  codes packed two per byte along K, element 2j in the low nibble.
+- ``mxfp4``: e2m1 codes (``float4_e2m1fn``: ±{0, .5, 1, 1.5, 2, 3, 4, 6})
+  packed two per byte like int4, with an e8m0 scale (a power of two, stored
+  as the biased exponent byte) per 32 along K, as in GPT-OSS checkpoints.
+
+Scale rules (symmetric formats): scale = amax / qmax over the scaled group,
+with amax = 0 giving scale 1 (the codes are then all 0); values are divided
+by the scale, rounded to nearest even in the target type, and saturated to
+±qmax. The dynamic activation quantization op uses the same rule.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+FP8_MAX = 448.0
+INT8_MAX = 127.0
+E2M1_MAX = 6.0
+# The largest e2m1 exponent (6 = 1.5 · 2²): MX scales put the group's amax
+# in the top binade of the element type.
+E2M1_EMAX = 2
+MX_GROUP = 32
+FP8_BLOCK = 128
+
+
+def _f64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def _scale(amax: np.ndarray, qmax: float) -> np.ndarray:
+    amax = _f64(amax)
+    return np.where(amax > 0, amax / qmax, 1.0)
+
+
+def _to_fp8(values: np.ndarray) -> np.ndarray:
+    """Round to nearest even in e4m3, saturating at ±448 (a NaN stays NaN)."""
+    return np.clip(_f64(values), -FP8_MAX, FP8_MAX).astype(ml_dtypes.float8_e4m3fn)
+
+
+def _group_amax(x: np.ndarray, group: int, axis: int = -1) -> np.ndarray:
+    """amax over consecutive groups of `group` along the last axis."""
+    x = _f64(x)
+    if x.shape[axis] % group:
+        raise ValueError(f"dimension {x.shape[axis]} is not a multiple of the group {group}")
+    grouped = x.reshape(*x.shape[:-1], x.shape[-1] // group, group)
+    return np.max(np.abs(grouped), axis=-1)
+
+
+def _expand(scales: np.ndarray, group: int) -> np.ndarray:
+    """Repeats each scale over its group along the last axis."""
+    return np.repeat(_f64(scales), group, axis=-1)
+
+
+# fp8 -----------------------------------------------------------------------
+
+def quantize_fp8(x, layout: str, role: str):
+    """Quantizes x ([M, K] activation or [E, N, K] weight) to e4m3.
+
+    Returns (codes as float8_e4m3fn, f32 scales) with the scale shapes of the
+    module docstring. `role` is "activation" or "weight"."""
+    x = _f64(x)
+    if role not in ("activation", "weight"):
+        raise ValueError(f"quantize_fp8: unknown role {role!r}")
+    if layout == "per_tensor":
+        axes = (0, 1) if role == "activation" else (1, 2)
+        scales = _scale(np.max(np.abs(x), axis=axes), FP8_MAX)
+        scales = scales.reshape(1) if role == "activation" else scales
+        full = scales.reshape(-1, 1, 1) if role == "weight" else scales.reshape(1, 1)
+    elif layout == "per_token_channel":
+        scales = _scale(np.max(np.abs(x), axis=-1), FP8_MAX)  # [M] or [E, N]
+        full = scales[..., None]
+    elif layout == "block":
+        if role == "activation":
+            scales = _scale(_group_amax(x, FP8_BLOCK), FP8_MAX)  # [M, K/128]
+            full = _expand(scales, FP8_BLOCK)
+        else:
+            e, n, k = x.shape
+            if n % FP8_BLOCK or k % FP8_BLOCK:
+                raise ValueError(f"quantize_fp8: weight [{e}, {n}, {k}] does not tile by 128x128")
+            tiles = x.reshape(e, n // FP8_BLOCK, FP8_BLOCK, k // FP8_BLOCK, FP8_BLOCK)
+            scales = _scale(np.max(np.abs(tiles), axis=(2, 4)), FP8_MAX)  # [E, N/128, K/128]
+            full = np.repeat(np.repeat(scales, FP8_BLOCK, axis=1), FP8_BLOCK, axis=2)
+    else:
+        raise ValueError(f"quantize_fp8: unknown layout {layout!r}")
+    return _to_fp8(x / full), scales.astype(np.float32)
+
+
+def dequantize_fp8(codes, scales, layout: str, role: str) -> np.ndarray:
+    values = np.asarray(codes).astype(np.float64)
+    scales = _f64(scales)
+    if layout == "per_tensor":
+        full = scales.reshape(-1, 1, 1) if role == "weight" else scales.reshape(1, 1)
+    elif layout == "per_token_channel":
+        full = scales[..., None]
+    elif layout == "block":
+        if role == "activation":
+            full = _expand(scales, FP8_BLOCK)
+        else:
+            full = np.repeat(np.repeat(scales, FP8_BLOCK, axis=1), FP8_BLOCK, axis=2)
+    else:
+        raise ValueError(f"dequantize_fp8: unknown layout {layout!r}")
+    return values * full
+
+
+# int8 w8a8 -----------------------------------------------------------------
+
+def quantize_int8(x):
+    """Symmetric int8 per row of the last axis (per token for [M, K], per
+    channel for [E, N, K]): codes in [-127, 127], f32 scales [M] / [E, N]."""
+    x = _f64(x)
+    scales = _scale(np.max(np.abs(x), axis=-1), INT8_MAX)
+    codes = np.clip(np.rint(x / scales[..., None]), -INT8_MAX, INT8_MAX).astype(np.int8)
+    return codes, scales.astype(np.float32)
+
+
+def dequantize_int8(codes, scales) -> np.ndarray:
+    return np.asarray(codes).astype(np.float64) * _f64(scales)[..., None]
+
+
+# weight-only int4 / int8 with groups ----------------------------------------
+
+def quantize_grouped(w, bits: int, group: int, zero_point: bool):
+    """Group-wise weight quantization along K of w [E, N, K].
+
+    Symmetric (no zero point): signed codes in [-(2^(b-1) - 1), 2^(b-1) - 1],
+    scale = amax / that bound. Asymmetric: unsigned codes in [0, 2^b - 1],
+    scale = (max - min) / (2^b - 1), zero = round(-min / scale) clipped to the
+    code range; value = (code - zero) · scale. Returns (codes as int8 or
+    uint8, f32 scales [E, N, K/group], zeros [E, N, K/group] uint8 or None)."""
+    if bits not in (4, 8) or group not in (32, 64, 128):
+        raise ValueError(f"quantize_grouped: unsupported bits={bits} group={group}")
+    w = _f64(w)
+    if w.shape[-1] % group:
+        raise ValueError(f"quantize_grouped: K={w.shape[-1]} is not a multiple of {group}")
+    grouped = w.reshape(*w.shape[:-1], w.shape[-1] // group, group)
+    if not zero_point:
+        bound = 2.0 ** (bits - 1) - 1
+        scales = _scale(np.max(np.abs(grouped), axis=-1), bound)
+        codes = np.clip(np.rint(grouped / scales[..., None]), -bound, bound)
+        return codes.reshape(w.shape).astype(np.int8), scales.astype(np.float32), None
+    top = 2.0 ** bits - 1
+    low, high = np.min(grouped, axis=-1), np.max(grouped, axis=-1)
+    low, high = np.minimum(low, 0.0), np.maximum(high, 0.0)  # zero is representable
+    scales = np.where(high > low, (high - low) / top, 1.0)
+    zeros = np.clip(np.rint(-low / scales), 0, top)
+    codes = np.clip(np.rint(grouped / scales[..., None]) + zeros[..., None], 0, top)
+    return (codes.reshape(w.shape).astype(np.uint8), scales.astype(np.float32),
+            zeros.astype(np.uint8))
+
+
+def dequantize_grouped(codes, scales, zeros, group: int) -> np.ndarray:
+    values = np.asarray(codes).astype(np.float64)
+    if zeros is not None:
+        values = values - _expand(zeros, group)
+    return values * _expand(scales, group)
+
+
+def pack_nibbles(codes) -> np.ndarray:
+    """Two 4-bit codes per byte along the last axis: element 2j in the low
+    nibble of byte j, 2j + 1 in the high nibble (signed codes as two's
+    complement nibbles)."""
+    codes = np.asarray(codes)
+    if codes.shape[-1] % 2:
+        raise ValueError("pack_nibbles: odd last dimension")
+    nibbles = codes.astype(np.int64) & 0xF
+    return (nibbles[..., 0::2] | (nibbles[..., 1::2] << 4)).astype(np.uint8)
+
+
+def unpack_nibbles(packed, signed: bool) -> np.ndarray:
+    packed = np.asarray(packed, dtype=np.uint8).astype(np.int64)
+    low, high = packed & 0xF, packed >> 4
+    out = np.stack([low, high], axis=-1).reshape(*packed.shape[:-1], packed.shape[-1] * 2)
+    if signed:
+        out = np.where(out >= 8, out - 16, out)
+    return out.astype(np.int8 if signed else np.uint8)
+
+
+# mxfp4 ----------------------------------------------------------------------
+
+def quantize_mxfp4(w):
+    """OCP MX fp4 along K of w [E, N, K]: per 32 values a shared scale
+    2^(floor(log2(amax)) - 2) (amax = 0: 2^0), stored as the e8m0 byte
+    (exponent + 127); codes = e2m1(value / scale), nearest even, saturating
+    at ±6. Returns (e2m1 codes as float4_e2m1fn, e8m0 bytes uint8)."""
+    w = _f64(w)
+    amax = _group_amax(w, MX_GROUP)
+    exponent = np.where(amax > 0, np.floor(np.log2(np.where(amax > 0, amax, 1.0))) - E2M1_EMAX, 0)
+    exponent = np.clip(exponent, -127, 127)
+    scales = np.exp2(exponent)
+    codes = np.clip(w / _expand(scales, MX_GROUP), -E2M1_MAX, E2M1_MAX)
+    return codes.astype(ml_dtypes.float4_e2m1fn), (exponent + 127).astype(np.uint8)
+
+
+def dequantize_mxfp4(codes, scale_bytes) -> np.ndarray:
+    scales = np.exp2(np.asarray(scale_bytes).astype(np.float64) - 127)
+    return np.asarray(codes).astype(np.float64) * _expand(scales, MX_GROUP)
+
+
+# the quantized grouped matmul --------------------------------------------------
+
+def grouped_matmul_dequantized(rows, weights, offsets) -> np.ndarray:
+    """The oracle of every quantized `moe.grouped_matmul`: the float64 product
+    of the dequantized rows [S, K] and weights [E, N, K] over each expert's
+    row range [offsets[e], offsets[e+1])."""
+    rows, weights = _f64(rows), _f64(weights)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    out = np.zeros((rows.shape[0], weights.shape[1]))
+    for expert in range(weights.shape[0]):
+        lo, hi = offsets[expert], offsets[expert + 1]
+        out[lo:hi] = rows[lo:hi] @ weights[expert].T
+    return out
