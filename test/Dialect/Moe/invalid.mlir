@@ -226,9 +226,66 @@ func.func @permute_row_count(%x: tensor<4x64xbf16>, %ids: tensor<4x2xi32>) {
 //===----------------------------------------------------------------------===//
 
 func.func @gmm_unknown_quant(%r: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %o: tensor<9xi32>) {
-  // expected-error @+2 {{expected ::mlir::moe::QuantFormat to be one of: none}}
+  // expected-error @+2 {{expected ::mlir::moe::QuantFormat to be one of: none, fp8, int8, int4_weight, int8_weight, mxfp4}}
   // expected-error @+1 {{failed to parse Moe_QuantizationAttr parameter 'format'}}
   %0 = moe.grouped_matmul %r, %w, %o {quantization = #moe.quant<nvfp4>} : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_quantized_not_yet(%r: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{does not support #moe.quant<fp8, scales = block> yet: the quantized formats' scale operands are not part of the op}}
+  %0 = moe.grouped_matmul %r, %w, %o {quantization = #moe.quant<fp8, scales = block>} : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'fp8' needs a scale layout (scales = ...)}}
+func.func @quant_fp8_without_scales() attributes {q = #moe.quant<fp8>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'mxfp4' takes no scale layout}}
+func.func @quant_scales_on_weight_only() attributes {q = #moe.quant<mxfp4, scales = per_tensor>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'int8' supports only scales = per_token_channel, got block}}
+func.func @quant_int8_block() attributes {q = #moe.quant<int8, scales = block>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'int4_weight' needs a group size (group = ...)}}
+func.func @quant_int4_without_group() attributes {q = #moe.quant<int4_weight>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{'fp8' takes no group size}}
+func.func @quant_group_on_fp8() attributes {q = #moe.quant<fp8, scales = per_tensor, group = 128>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{group size must be 32, 64 or 128, got 100}}
+func.func @quant_group_size() attributes {q = #moe.quant<int8_weight, group = 100>} {
+  return
+}
+
+// -----
+
+// expected-error @+1 {{zero points apply to the weight-only integer formats, not 'mxfp4'}}
+func.func @quant_zero_point_on_mxfp4() attributes {q = #moe.quant<mxfp4, zero_point = true>} {
   return
 }
 

@@ -84,9 +84,28 @@ func.func @combine(%y: tensor<?x2x64xf32>, %w: tensor<?x2xf32>) {
 
 // -----
 
+// Every quantization format; defaulted parameters are elided.
 // CHECK-LABEL: func @quant_attr
 // CHECK-SAME: attributes {format = #moe.quant<none>}
 func.func @quant_attr() attributes {format = #moe.quant<none>} {
+  return
+}
+// CHECK-LABEL: func @quant_formats
+// CHECK-SAME: a = #moe.quant<fp8, scales = per_tensor>
+// CHECK-SAME: b = #moe.quant<fp8, scales = per_token_channel>
+// CHECK-SAME: c = #moe.quant<fp8, scales = block>
+// CHECK-SAME: d = #moe.quant<int8, scales = per_token_channel>
+// CHECK-SAME: e = #moe.quant<int4_weight, group = 128, zero_point = true>
+// CHECK-SAME: f = #moe.quant<int8_weight, group = 32>
+// CHECK-SAME: g = #moe.quant<mxfp4>
+func.func @quant_formats() attributes {
+    a = #moe.quant<fp8, scales = per_tensor>,
+    b = #moe.quant<fp8, scales = per_token_channel>,
+    c = #moe.quant<fp8, scales = block>,
+    d = #moe.quant<int8, scales = per_token_channel>,
+    e = #moe.quant<int4_weight, group = 128, zero_point = true>,
+    f = #moe.quant<int8_weight, group = 32, zero_point = false>,
+    g = #moe.quant<mxfp4>} {
   return
 }
 

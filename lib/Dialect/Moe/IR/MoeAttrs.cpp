@@ -32,3 +32,30 @@ LogicalResult TileAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                        << stages << ", " << splitK << " and " << groupM;
   return success();
 }
+
+LogicalResult
+QuantizationAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                         QuantFormat format, std::optional<ScaleLayout> scales,
+                         int64_t group, bool zeroPoint) {
+  bool weightOnly =
+      format == QuantFormat::Int4Weight || format == QuantFormat::Int8Weight;
+  if ((format == QuantFormat::Fp8 || format == QuantFormat::Int8) != scales.has_value())
+    return emitError() << "'" << stringifyQuantFormat(format) << "' "
+                       << (scales ? "takes no scale layout"
+                                  : "needs a scale layout (scales = ...)");
+  if (format == QuantFormat::Int8 && scales != ScaleLayout::PerTokenChannel)
+    return emitError() << "'int8' supports only scales = per_token_channel, "
+                          "got "
+                       << stringifyScaleLayout(*scales);
+  if (weightOnly != (group != 0))
+    return emitError() << "'" << stringifyQuantFormat(format) << "' "
+                       << (weightOnly ? "needs a group size (group = ...)"
+                                      : "takes no group size");
+  if (weightOnly && group != 32 && group != 64 && group != 128)
+    return emitError() << "group size must be 32, 64 or 128, got " << group;
+  if (zeroPoint && !weightOnly)
+    return emitError() << "zero points apply to the weight-only integer "
+                          "formats, not '"
+                       << stringifyQuantFormat(format) << "'";
+  return success();
+}

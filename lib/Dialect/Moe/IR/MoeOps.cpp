@@ -283,8 +283,14 @@ static LogicalResult verifyMatmulOperands(Operation *op, StringRef aName,
     return op->emitOpError()
            << "expects " << aName << " with K = " << inFeatures
            << " columns to match weights, got " << aType;
-  if (quantization.getFormat() == QuantFormat::None &&
-      aType.getElementType() != weightsType.getElementType())
+  // The quantized formats' semantics exist (python/moe_compiler/quant.py)
+  // but the matmuls do not take their scale operands yet.
+  if (quantization.getFormat() != QuantFormat::None)
+    return op->emitOpError()
+           << "does not support " << quantization
+           << " yet: the quantized formats' scale operands are not part of "
+              "the op";
+  if (aType.getElementType() != weightsType.getElementType())
     return op->emitOpError()
            << "expects " << aName
            << " and weights to share an element type "

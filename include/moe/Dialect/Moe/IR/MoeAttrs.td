@@ -33,7 +33,22 @@ def Moe_ActivationKind : I32EnumAttr<"ActivationKind",
 
 def Moe_QuantFormat : I32EnumAttr<"QuantFormat",
     "quantization format", [
-  I32EnumAttrCase<"None", 0, "none">
+  I32EnumAttrCase<"None", 0, "none">,
+  I32EnumAttrCase<"Fp8", 1, "fp8">,
+  I32EnumAttrCase<"Int8", 2, "int8">,
+  I32EnumAttrCase<"Int4Weight", 3, "int4_weight">,
+  I32EnumAttrCase<"Int8Weight", 4, "int8_weight">,
+  I32EnumAttrCase<"Mxfp4", 5, "mxfp4">
+]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::moe";
+}
+
+def Moe_ScaleLayout : I32EnumAttr<"ScaleLayout",
+    "scale layout of a w8a8 format", [
+  I32EnumAttrCase<"PerTensor", 0, "per_tensor">,
+  I32EnumAttrCase<"PerTokenChannel", 1, "per_token_channel">,
+  I32EnumAttrCase<"Block", 2, "block">
 ]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mlir::moe";
@@ -87,17 +102,46 @@ def Moe_QuantizationAttr : AttrDef<Moe_Dialect, "Quantization"> {
   let mnemonic = "quant";
   let summary = "quantization format of a grouped matmul";
   let description = [{
-    Names how the operands of `moe.grouped_matmul` are stored and scaled, and
-    so which matmul pattern the lowering picks. Only `none` (operands in a
-    plain floating-point type, f32 accumulation) exists so far; the
-    quantized formats extend this attribute.
+    Names how the operands of a grouped matmul are stored and scaled, and so
+    which matmul pattern the lowering picks. The float64 semantics of every
+    format (scale rules, rounding, saturation, packing) are
+    `python/moe_compiler/quant.py`.
 
-    Example: `#moe.quant<none>`.
+    - `none`: operands in one plain floating-point type, f32 accumulation.
+    - `fp8`, `scales = per_tensor | per_token_channel | block`: w8a8 with e4m3
+      operands; `block` is DeepSeek-V3's 1×128 activation and 128×128 weight
+      scales.
+    - `int8`, `scales = per_token_channel`: w8a8, symmetric int8.
+    - `int4_weight` / `int8_weight`, `group = 32 | 64 | 128`, optional
+      `zero_point = true`: weight-only, group-wise scales along K, bf16
+      activations.
+    - `mxfp4`: weight-only e2m1 with an e8m0 scale per 32 along K.
+
+    Example: `#moe.quant<fp8, scales = block>`,
+    `#moe.quant<int4_weight, group = 128, zero_point = true>`.
   }];
-  let parameters = (ins EnumParameter<Moe_QuantFormat>:$format);
-  let assemblyFormat = "`<` $format `>`";
+  let parameters = (ins
+    EnumParameter<Moe_QuantFormat>:$format,
+    OptionalParameter<"std::optional<::mlir::moe::ScaleLayout>">:$scales,
+    DefaultValuedParameter<"int64_t", "0">:$group,
+    DefaultValuedParameter<"bool", "false">:$zero_point);
+  let assemblyFormat =
+      "`<` $format (`,` struct($scales, $group, $zero_point)^)? `>`";
+  let builders = [
+    AttrBuilder<(ins "::mlir::moe::QuantFormat":$format), [{
+      return $_get($_ctxt, format, std::nullopt, 0, false);
+    }]>
+  ];
+  let genVerifyDecl = 1;
   let constBuilderCall =
       "::mlir::moe::QuantizationAttr::get($_builder.getContext(), $0)";
+  let extraClassDeclaration = [{
+    /// Whether the activations are quantized too (w8a8).
+    bool isW8A8() {
+      return getFormat() == QuantFormat::Fp8 ||
+             getFormat() == QuantFormat::Int8;
+    }
+  }];
 }
 
 #endif // MOE_DIALECT_MOE_IR_MOEATTRS_TD
