@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: build moe, check that the full-size example layers parse and
-# verify, then run each scaled example layer on the CPU, as written and fused,
-# with random inputs, and report its error against the float64 reference and
-# its median time.
+# verify, compile each for Hopper (moe-compile: sm_90a cubin + host source,
+# with ptxas from the CUDA toolkit when it is there), then run each scaled
+# example layer on the CPU, as written and fused, with random inputs, and
+# report its error against the float64 reference and its median time.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$repo_root/scripts/build.sh" >/dev/null
@@ -13,6 +14,20 @@ for example in "$repo_root"/examples/*.mlir; do
   "$build_dir/bin/moe-opt" "$example" >/dev/null
   echo "parsed and verified: examples/$(basename "$example")"
 done
+cuda=${CUDA_HOME:-/usr/local/cuda}
+if [[ -x "$cuda/bin/ptxas" ]]; then
+  gpu_out="$build_dir/main-gpu"
+  for example in "$repo_root"/examples/*.mlir; do
+    name=$(basename "$example" .mlir)
+    CUDA_HOME="$cuda" "$build_dir/bin/moe-compile" "$example" -o "$gpu_out" \
+      --num-tokens 256 --ptx "$gpu_out/$name.ptx"
+    echo "compiled for sm_90a: examples/$name.mlir -> $(grep -c '^.visible .entry' \
+      "$gpu_out/$name.ptx") kernels, $(grep -c 'wgmma.mma_async' "$gpu_out/$name.ptx") wgmma," \
+      "host code $gpu_out/$name.cpp"
+  done
+else
+  echo "no ptxas under $cuda: skipping the GPU compilation"
+fi
 for example in "$repo_root"/examples/scaled/*.mlir; do
   name=$(basename "$example" .mlir)
   echo "== examples/scaled/$name.mlir, M=$num_tokens, on the CPU"

@@ -57,6 +57,18 @@ extern "C" moe_rt_status moe_rt_init(int device) {
   return MOE_RT_SUCCESS;
 }
 
+extern "C" moe_rt_status moe_rt_current_context(CUcontext *context) {
+  if (!context)
+    return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                "moe_rt_current_context: null");
+  if (moe_rt_status status = moe_rt_init(0))
+    return status;
+  CUresult result = cuCtxGetCurrent(context);
+  if (result != CUDA_SUCCESS || !*context)
+    return fail(MOE_RT_ERROR_CUDA, "no current CUDA context", result);
+  return MOE_RT_SUCCESS;
+}
+
 extern "C" moe_rt_status moe_rt_module_load(const void *image, size_t size,
                                             moe_rt_module_t *module) {
   if (!image || size == 0 || !module)

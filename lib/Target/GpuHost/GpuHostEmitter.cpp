@@ -183,8 +183,8 @@ void HostEmitter::launch(gpu::GPUFuncOp kernel, StringRef params,
   int64_t threads = launchParameter(kernel, "threads");
   int64_t shared = launchParameter(kernel, "shared_bytes");
   body << llvm::formatv(
-      "  if (moe_rt_status status = launch({0}, {{{1}}, {2}, {3}, stream, "
-      "{4}))\n    return status;\n",
+      "  if (moe_rt_status status = launch(kernels, {0}, {{{1}}, {2}, {3}, "
+      "stream, {4}))\n    return status;\n",
       index, llvm::join(grid, ", "), threads, shared, params);
 }
 
@@ -424,7 +424,8 @@ LogicalResult HostEmitter::emit(StringRef image, raw_ostream &source,
          << "; do not edit.\n"
          << "#include \"" << name << ".h\"\n"
          << "#include \"moe/Runtime/Runtime.h\"\n\n"
-         << "#include <algorithm>\n#include <mutex>\n\nnamespace {\n";
+         << "#include <algorithm>\n#include <mutex>\n#include <vector>\n\n"
+            "namespace {\n";
   source << "alignas(64) const unsigned char kImage[] = {";
   for (auto [index, byte] : llvm::enumerate(image)) {
     if (index % 16 == 0)
@@ -461,25 +462,41 @@ struct Params {
   void add(CUtensorMap &map) { items[count++] = &map; }
 };
 
-std::once_flag loadOnce;
-moe_rt_status loadStatus = MOE_RT_SUCCESS;
-CUfunction kernels[kNumKernels > 0 ? kNumKernels : 1];
+/// The kernels, loaded once per CUDA context (a process may run the layer
+/// on several devices, each with its primary context current).
+struct Loaded {
+  CUcontext context;
+  CUfunction kernels[kNumKernels > 0 ? kNumKernels : 1];
+};
+std::mutex loadMutex;
+std::vector<Loaded> loaded;
 
-moe_rt_status load() {
-  std::call_once(loadOnce, [] {
-    moe_rt_module_t module;
-    if ((loadStatus = moe_rt_init(0)) ||
-        (loadStatus = moe_rt_module_load(kImage, sizeof(kImage), &module)))
-      return;
-    for (int i = 0; i < kNumKernels; ++i)
-      if ((loadStatus =
-               moe_rt_get_function(module, kKernelNames[i], &kernels[i])))
-        return;
-  });
-  return loadStatus;
+moe_rt_status load(const CUfunction *&kernels) {
+  CUcontext context;
+  if (moe_rt_status status = moe_rt_current_context(&context))
+    return status;
+  std::lock_guard<std::mutex> lock(loadMutex);
+  for (const Loaded &entry : loaded)
+    if (entry.context == context) {
+      kernels = entry.kernels;
+      return MOE_RT_SUCCESS;
+    }
+  Loaded entry{context, {}};
+  moe_rt_module_t module;
+  if (moe_rt_status status =
+          moe_rt_module_load(kImage, sizeof(kImage), &module))
+    return status;
+  for (int i = 0; i < kNumKernels; ++i)
+    if (moe_rt_status status =
+            moe_rt_get_function(module, kKernelNames[i], &entry.kernels[i]))
+      return status;
+  loaded.push_back(entry);
+  kernels = loaded.back().kernels;
+  return MOE_RT_SUCCESS;
 }
 
-moe_rt_status launch(int kernel, const int64_t (&grid)[3], uint32_t threads,
+moe_rt_status launch(const CUfunction *kernels, int kernel,
+                     const int64_t (&grid)[3], uint32_t threads,
                      uint32_t sharedBytes, CUstream stream, Params &params) {
   uint32_t grid32[3], block[3] = {threads, 1, 1};
   for (int i = 0; i < 3; ++i)
@@ -540,7 +557,8 @@ size_t roundUp(size_t bytes) { return (bytes + 255) / 256 * 256; }
   source << "  if (" << llvm::join(pointerChecks, " || ") << ")\n"
          << "    return moe_rt_fail(MOE_RT_ERROR_INVALID_ARGUMENT, \"" << entryName
          << ": a null tensor pointer\");\n"
-         << "  if (moe_rt_status status = load())\n    return status;\n"
+         << "  const CUfunction *kernels = nullptr;\n"
+         << "  if (moe_rt_status status = load(kernels))\n    return status;\n"
          << "  if (numTokens == 0)\n    return MOE_RT_SUCCESS;\n"
          << "  char *base = static_cast<char *>(workspace);\n"
          << bodyText << "  return MOE_RT_SUCCESS;\n}\n";

@@ -18,19 +18,19 @@
 // SOURCE: // moe.align
 // SOURCE: Memref<2> memref{{[0-9]+}} = {static_cast<char *>(const_cast<void *>(arg1)), {{.*}}, 0, {numTokens, 2}, {(1) * (2), 1}};
 // SOURCE: Memref<1> memref{{[0-9]+}} = {{.*}}{((numTokens) * 2 + 504)}, {1}};
-// SOURCE: launch(0, {1, 1, 1}, 1024, 0, stream,
+// SOURCE: launch(kernels, 0, {1, 1, 1}, 1024, 0, stream,
 // SOURCE: // moe.expert_matmul
 // SOURCE: CUtensorMap map[[GEMM1:[0-9]+]];
 // SOURCE-NEXT: moe_rt_encode_tma_2d(&map[[GEMM1]], const_cast<void *>(arg3), 2048, 128, 2, [[BOX1:[0-9]+]], 64)
 // SOURCE: .add(map[[GEMM1]]);
-// SOURCE: launch(1, {std::min<int64_t>(((((numTokens) * 2 + 504)) + 63) / 64, ((((numTokens) * 2 + 504)) - 504) / 64 + std::min<int64_t>(8, ((((numTokens) * 2 + 504)) - 504))), {{[0-9]+}}, 1}, 128,
+// SOURCE: launch(kernels, 1, {std::min<int64_t>(((((numTokens) * 2 + 504)) + 63) / 64, ((((numTokens) * 2 + 504)) - 504) / 64 + std::min<int64_t>(8, ((((numTokens) * 2 + 504)) - 504))), {{[0-9]+}}, 1}, 128,
 // SOURCE: // moe.expert_matmul (combine)
 // SOURCE: CUtensorMap map[[GEMM2:[0-9]+]];
 // SOURCE-NEXT: moe_rt_encode_tma_2d(&map[[GEMM2]], const_cast<void *>(arg4), 1024, 128, 2, {{64|128|256}}, 64)
 // SOURCE: moe_rt_memset_zero_async((base + plan.offsets[{{[0-9]+}}]), int64_t(1) * (numTokens) * (128) * 4, stream)
-// SOURCE: launch(2, {std::min<int64_t>(((((numTokens) * 2 + 504)) + 63) / 64,
+// SOURCE: launch(kernels, 2, {std::min<int64_t>(((((numTokens) * 2 + 504)) + 63) / 64,
 // SOURCE: Memref<2> memref{{[0-9]+}} = {static_cast<char *>(result0),
-// SOURCE: launch(3, {numTokens, 1, 1}, 256, 0, stream,
+// SOURCE: launch(kernels, 3, {numTokens, 1, 1}, 256, 0, stream,
 
 // PTX: .target sm_90a
 // PTX-DAG: .entry align(

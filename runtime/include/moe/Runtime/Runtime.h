@@ -44,6 +44,10 @@ typedef struct moe_rt_module *moe_rt_module_t;
 /// on the calling thread. Idempotent.
 moe_rt_status moe_rt_init(int device);
 
+/// The CUDA context current on the calling thread; when there is none,
+/// device 0's primary context is made current first (moe_rt_init(0)).
+moe_rt_status moe_rt_current_context(CUcontext *context);
+
 /// Loads a module from a cubin, fatbin or NUL-terminated PTX image.
 moe_rt_status moe_rt_module_load(const void *image, size_t size,
                                  moe_rt_module_t *module);
