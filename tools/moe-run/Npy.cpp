@@ -26,12 +26,19 @@ StringRef mlir::moe::dtypeName(NpyDType dtype) {
     return "i32";
   case NpyDType::I64:
     return "i64";
+  case NpyDType::F8E4M3FN:
+    return "f8E4M3FN";
+  case NpyDType::I8:
+    return "i8";
   }
   llvm_unreachable("unknown dtype");
 }
 
 size_t mlir::moe::dtypeSize(NpyDType dtype) {
   switch (dtype) {
+  case NpyDType::F8E4M3FN:
+  case NpyDType::I8:
+    return 1;
   case NpyDType::BF16:
   case NpyDType::F16:
     return 2;
@@ -68,6 +75,11 @@ static std::optional<NpyDType> parseDescr(StringRef descr) {
     return NpyDType::F16;
   if (descr == "|V2" || descr == "<V2" || descr == "bfloat16")
     return NpyDType::BF16;
+  // ml_dtypes' float8_e4m3fn: a 1-byte void descr, like bf16's 2-byte one.
+  if (descr == "|V1" || descr == "<V1" || descr == "float8_e4m3fn")
+    return NpyDType::F8E4M3FN;
+  if (descr == "|i1")
+    return NpyDType::I8;
   if (descr == "<i4")
     return NpyDType::I32;
   if (descr == "<i8")
@@ -89,6 +101,10 @@ static StringRef descrOf(NpyDType dtype) {
     return "<i4";
   case NpyDType::I64:
     return "<i8";
+  case NpyDType::F8E4M3FN:
+    return "|V1";
+  case NpyDType::I8:
+    return "|i1";
   }
   llvm_unreachable("unknown dtype");
 }
@@ -148,7 +164,7 @@ llvm::Expected<NpyArray> mlir::moe::readNpy(StringRef path) {
   if (!dtype)
     return createStringError(std::errc::invalid_argument,
                              "'%s' has unsupported dtype '%s' (expected f32, "
-                             "f64, f16, bf16, i32 or i64, little endian)",
+                             "f64, f16, bf16, f8E4M3FN, i8, i32 or i64, little endian)",
                              path.str().c_str(), descr.str().c_str());
   array.dtype = *dtype;
   if (fortranText->starts_with("True"))

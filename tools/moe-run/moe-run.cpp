@@ -184,6 +184,10 @@ static std::optional<NpyDType> dtypeOf(Type type) {
     return NpyDType::I32;
   if (type.isSignlessInteger(64))
     return NpyDType::I64;
+  if (isa<Float8E4M3FNType>(type))
+    return NpyDType::F8E4M3FN;
+  if (type.isSignlessInteger(8))
+    return NpyDType::I8;
   return std::nullopt;
 }
 
@@ -219,7 +223,7 @@ static void storeFloat(NpyArray &array, int64_t index, double value) {
     llvm::APFloat rounded(value);
     rounded.convert(semantics, llvm::APFloat::rmNearestTiesToEven, &losesInfo);
     uint16_t bits = rounded.bitcastToAPInt().getZExtValue();
-    std::memcpy(slot, &bits, sizeof(bits));
+    std::memcpy(slot, &bits, dtypeSize(array.dtype));
   };
   switch (array.dtype) {
   case NpyDType::F32: {
@@ -236,8 +240,13 @@ static void storeFloat(NpyArray &array, int64_t index, double value) {
   case NpyDType::F16:
     storeRounded(llvm::APFloat::IEEEhalf());
     break;
+  case NpyDType::F8E4M3FN:
+    // |value| stays far below 448 for the normal draws used here.
+    storeRounded(llvm::APFloat::Float8E4M3FN());
+    break;
   case NpyDType::I32:
   case NpyDType::I64:
+  case NpyDType::I8:
     llvm_unreachable("not a float type");
   }
 }
@@ -253,6 +262,13 @@ static NpyArray randomArgument(RankedTensorType type, std::mt19937_64 &rng) {
     array.shape.push_back(ShapedType::isDynamic(size) ? numTokens : size);
   int64_t count = array.numElements();
   array.data.resize(count * dtypeSize(array.dtype));
+  if (array.dtype == NpyDType::I8) {
+    // Codes of a symmetric int8 format.
+    std::uniform_int_distribution<int> codes(-127, 127);
+    for (int64_t i = 0; i < count; ++i)
+      array.data[i] = static_cast<uint8_t>(static_cast<int8_t>(codes(rng)));
+    return array;
+  }
   if (array.dtype == NpyDType::I32 || array.dtype == NpyDType::I64) {
     std::uniform_int_distribution<int64_t> ids(
         0, std::max<int64_t>(idRange, 1) - 1);

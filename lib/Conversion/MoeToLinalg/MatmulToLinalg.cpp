@@ -1,7 +1,10 @@
 //===- MatmulToLinalg.cpp - grouped and expert matmul lowering ------------===//
 //
 // moe.grouped_matmul is the simplest moe.expert_matmul (offsets schedule,
-// rows in, rows out), so it is rewritten into one and lowered with it.
+// rows in, rows out), so it is rewritten into one and lowered with it. A
+// w8a8 grouped_matmul first dequantizes both operands to f32 (the codes
+// times their scales, as python/moe_compiler/quant.py defines them) and
+// becomes an unquantized one: the CPU path is the formats' specification.
 //
 // An expert_matmul becomes a loop over the schedule's ranges (an expert's
 // slots in the offsets form, a block of block_m slots in the aligned form).
@@ -31,12 +34,110 @@ using namespace mlir::moe::lowering;
 
 namespace {
 
+/// The f32 value of every e4m3 code, indexed by its bits (NaN codes give
+/// NaN).
+Value buildFp8Table(OpBuilder &b, Location loc) {
+  SmallVector<float> values;
+  for (unsigned bits = 0; bits < 256; ++bits) {
+    APFloat value(APFloat::Float8E4M3FN(), APInt(8, bits));
+    bool losesInfo = false;
+    value.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven,
+                  &losesInfo);
+    values.push_back(value.convertToFloat());
+  }
+  auto type = RankedTensorType::get({256}, b.getF32Type());
+  return arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(type, ArrayRef<float>(values)));
+}
+
+/// `codes` (e4m3 or i8) times `scales` in f32; `scaleMap` maps the codes'
+/// loop dimensions to their scale.
+Value buildDequantize(OpBuilder &b, Location loc, Value codes, Value scales,
+                      AffineMap scaleMap) {
+  auto codesType = cast<RankedTensorType>(codes.getType());
+  Type f32 = b.getF32Type();
+  bool fp8 = isa<Float8E4M3FNType>(codesType.getElementType());
+  Value table = fp8 ? buildFp8Table(b, loc) : Value();
+  Value output =
+      createEmpty(b, loc, tensor::getMixedSizes(b, loc, codes), f32);
+  AffineMap identity = b.getMultiDimIdentityMap(codesType.getRank());
+  SmallVector<utils::IteratorType> iterators(codesType.getRank(),
+                                             utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, TypeRange{output.getType()}, ValueRange{codes, scales},
+             ValueRange{output},
+             ArrayRef<AffineMap>{identity, scaleMap, identity}, iterators,
+             [&](OpBuilder &nested, Location nestedLoc, ValueRange args) {
+               Value value;
+               if (fp8) {
+                 Value bits = arith::BitcastOp::create(
+                     nested, nestedLoc, nested.getI8Type(), args[0]);
+                 Value position = arith::IndexCastUIOp::create(
+                     nested, nestedLoc, nested.getIndexType(), bits);
+                 value = tensor::ExtractOp::create(nested, nestedLoc, table,
+                                                   position);
+               } else {
+                 value =
+                     arith::SIToFPOp::create(nested, nestedLoc, f32, args[0]);
+               }
+               linalg::YieldOp::create(
+                   nested, nestedLoc,
+                   arith::MulFOp::create(nested, nestedLoc, value, args[1])
+                       .getResult());
+             })
+      .getResult(0);
+}
+
+/// The scale maps of a w8a8 layout: rows (r, k), weights (e, n, k).
+std::pair<AffineMap, AffineMap> scaleMaps(MLIRContext *context,
+                                          ScaleLayout layout) {
+  AffineExpr r, k, e, n, k3;
+  bindDims(context, r, k);
+  bindDims(context, e, n, k3);
+  AffineExpr zero = getAffineConstantExpr(0, context);
+  switch (layout) {
+  case ScaleLayout::PerTensor:
+    return {AffineMap::get(2, 0, {zero}, context),
+            AffineMap::get(3, 0, {e}, context)};
+  case ScaleLayout::PerTokenChannel:
+    return {AffineMap::get(2, 0, {r}, context),
+            AffineMap::get(3, 0, {e, n}, context)};
+  case ScaleLayout::Block:
+    return {AffineMap::get(2, 0, {r, k.floorDiv(128)}, context),
+            AffineMap::get(3, 0, {e, n.floorDiv(128), k3.floorDiv(128)},
+                           context)};
+  }
+  llvm_unreachable("unknown scale layout");
+}
+
 struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
   using OpConversionPattern::OpConversionPattern;
+
+  /// A w8a8 matmul becomes an unquantized one, which this pattern then
+  /// lowers: the recursion is one level deep.
+  void initialize() { setHasBoundedRewriteRecursion(); }
 
   LogicalResult
   matchAndRewrite(GroupedMatmulOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
+    QuantizationAttr quantization = op.getQuantization();
+    if (quantization.isW8A8()) {
+      auto [rowMap, weightMap] =
+          scaleMaps(op.getContext(), *quantization.getScales());
+      Location loc = op.getLoc();
+      Value rows = buildDequantize(rewriter, loc, adaptor.getRows(),
+                                   adaptor.getInputScales(), rowMap);
+      Value weights = buildDequantize(rewriter, loc, adaptor.getWeights(),
+                                      adaptor.getWeightScales(), weightMap);
+      rewriter.replaceOpWithNewOp<GroupedMatmulOp>(
+          op, op.getResult().getType(), rows, weights, adaptor.getOffsets(),
+          /*input_scales=*/Value(), /*weight_scales=*/Value(),
+          QuantizationAttr::get(op.getContext(), QuantFormat::None),
+          op.getTileAttr());
+      return success();
+    }
+    if (quantization.getFormat() != QuantFormat::None)
+      return rewriter.notifyMatchFailure(op, "weight-only formats not lowered");
     rewriter.replaceOpWithNewOp<ExpertMatmulOp>(
         op, op.getResult().getType(), adaptor.getRows(), adaptor.getWeights(),
         /*slots=*/Value(), adaptor.getOffsets(), /*block_experts=*/Value(),

@@ -234,9 +234,57 @@ func.func @gmm_unknown_quant(%r: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %
 
 // -----
 
-func.func @gmm_quantized_not_yet(%r: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %o: tensor<9xi32>) {
-  // expected-error @+1 {{does not support #moe.quant<fp8, scales = block> yet: the quantized formats' scale operands are not part of the op}}
-  %0 = moe.grouped_matmul %r, %w, %o {quantization = #moe.quant<fp8, scales = block>} : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+func.func @gmm_fp8_of_bf16(%r: tensor<?x128xbf16>, %w: tensor<8x128x128xbf16>, %o: tensor<9xi32>, %rs: tensor<1xf32>, %ws: tensor<8xf32>) {
+  // expected-error @+1 {{expects rows and weights of 'f8E4M3FN' for #moe.quant<fp8, scales = per_tensor>, got 'bf16' and 'bf16'}}
+  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<1xf32>, tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_fp8_without_scales(%r: tensor<?x128xf8E4M3FN>, %w: tensor<8x128x128xf8E4M3FN>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects input and weight scales for #moe.quant<fp8, scales = per_tensor>}}
+  %0 = moe.grouped_matmul %r, %w, %o {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x128xf8E4M3FN>, tensor<8x128x128xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_per_token_scales_shape(%r: tensor<4x128xi8>, %w: tensor<8x256x128xi8>, %o: tensor<9xi32>, %rs: tensor<1xf32>, %ws: tensor<8x256xf32>) {
+  // expected-error @+1 {{expects input scales of shape [4] for #moe.quant<int8, scales = per_token_channel>, got 'tensor<1xf32>'}}
+  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<1xf32>, tensor<8x256xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<4x128xi8>, tensor<8x256x128xi8>, tensor<9xi32> -> tensor<4x256xbf16>
+  return
+}
+
+// -----
+
+func.func @gmm_block_weight_scales_shape(%r: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M3FN>, %o: tensor<9xi32>, %rs: tensor<?x2xf32>, %ws: tensor<8x2x2xf32>) {
+  // expected-error @+1 {{expects weight scales of shape [8, 1, 2] for #moe.quant<fp8, scales = block>, got 'tensor<8x2x2xf32>'}}
+  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<?x2xf32>, tensor<8x2x2xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  return
+}
+
+// -----
+
+func.func @gmm_block_not_dividing(%r: tensor<?x192xf8E4M3FN>, %w: tensor<8x128x192xf8E4M3FN>, %o: tensor<9xi32>, %rs: tensor<?x1xf32>, %ws: tensor<8x1x1xf32>) {
+  // expected-error @+1 {{expects K and N to be multiples of 128 for block scales, got K = 192 and N = 128}}
+  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<?x1xf32>, tensor<8x1x1xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x192xf8E4M3FN>, tensor<8x128x192xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  return
+}
+
+// -----
+
+func.func @gmm_scales_without_quantization(%r: tensor<?x128xbf16>, %w: tensor<8x128x128xbf16>, %o: tensor<9xi32>, %rs: tensor<1xf32>, %ws: tensor<8xf32>) {
+  // expected-error @+1 {{takes scales only with a w8a8 quantization, not #moe.quant<none>}}
+  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<1xf32>, tensor<8xf32>) : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_weight_only_not_yet(%r: tensor<?x128xbf16>, %w: tensor<8x128x128xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{does not support #moe.quant<int4_weight, group = 128> yet: the quantized formats' scale operands are not part of the op}}
+  %0 = moe.grouped_matmul %r, %w, %o {quantization = #moe.quant<int4_weight, group = 128>} : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
   return
 }
 

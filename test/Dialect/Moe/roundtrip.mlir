@@ -84,6 +84,24 @@ func.func @combine(%y: tensor<?x2x64xf32>, %w: tensor<?x2xf32>) {
 
 // -----
 
+// The w8a8 grouped matmuls, with the scale shapes of each layout.
+// CHECK-LABEL: func @w8a8_grouped_matmul
+// CHECK: moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} scales(%{{.*}}, %{{.*}} : tensor<1xf32>, tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>
+// CHECK: scales(%{{.*}}, %{{.*}} : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>}
+// CHECK: scales(%{{.*}}, %{{.*}} : tensor<?x2xf32>, tensor<8x1x2xf32>) {quantization = #moe.quant<fp8, scales = block>}
+// CHECK: scales(%{{.*}}, %{{.*}} : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>
+func.func @w8a8_grouped_matmul(%a: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M3FN>, %o: tensor<9xi32>,
+    %t: tensor<1xf32>, %e: tensor<8xf32>, %tok: tensor<?xf32>, %ch: tensor<8x128xf32>, %ab: tensor<?x2xf32>, %wb: tensor<8x1x2xf32>,
+    %ai: tensor<?x256xi8>, %wi: tensor<8x128x256xi8>) {
+  %0 = moe.grouped_matmul %a, %w, %o scales(%t, %e : tensor<1xf32>, tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  %1 = moe.grouped_matmul %a, %w, %o scales(%tok, %ch : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  %2 = moe.grouped_matmul %a, %w, %o scales(%ab, %wb : tensor<?x2xf32>, tensor<8x1x2xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xf32>
+  %3 = moe.grouped_matmul %ai, %wi, %o scales(%tok, %ch : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>, tensor<9xi32> -> tensor<?x128xbf16>
+  return
+}
+
+// -----
+
 // Every quantization format; defaulted parameters are elided.
 // CHECK-LABEL: func @quant_attr
 // CHECK-SAME: attributes {format = #moe.quant<none>}

@@ -299,13 +299,101 @@ static LogicalResult verifyMatmulOperands(Operation *op, StringRef aName,
   return success();
 }
 
+/// Verifies the operand types and scale shapes of a w8a8 grouped_matmul.
+static LogicalResult verifyW8A8(GroupedMatmulOp op) {
+  QuantizationAttr quantization = op.getQuantization();
+  RankedTensorType rowsType = op.getRows().getType();
+  RankedTensorType weightsType = op.getWeights().getType();
+  Type code = quantization.getFormat() == QuantFormat::Fp8
+                  ? Type(Float8E4M3FNType::get(op.getContext()))
+                  : Type(IntegerType::get(op.getContext(), 8));
+  if (rowsType.getElementType() != code || weightsType.getElementType() != code)
+    return op.emitOpError() << "expects rows and weights of " << code
+                            << " for " << quantization << ", got "
+                            << rowsType.getElementType() << " and "
+                            << weightsType.getElementType();
+  if (!op.getInputScales() || !op.getWeightScales())
+    return op.emitOpError() << "expects input and weight scales for "
+                            << quantization;
+  int64_t numRows = rowsType.getDimSize(0);
+  int64_t numExperts = weightsType.getDimSize(0);
+  int64_t outFeatures = weightsType.getDimSize(1);
+  int64_t inFeatures = weightsType.getDimSize(2);
+  SmallVector<int64_t> inputShape, weightShape;
+  switch (*quantization.getScales()) {
+  case ScaleLayout::PerTensor:
+    inputShape = {1};
+    weightShape = {numExperts};
+    break;
+  case ScaleLayout::PerTokenChannel:
+    inputShape = {numRows};
+    weightShape = {numExperts, outFeatures};
+    break;
+  case ScaleLayout::Block:
+    if (inFeatures % 128 != 0 || outFeatures % 128 != 0)
+      return op.emitOpError()
+             << "expects K and N to be multiples of 128 for block scales, got "
+                "K = "
+             << inFeatures << " and N = " << outFeatures;
+    inputShape = {numRows, inFeatures / 128};
+    weightShape = {numExperts, outFeatures / 128, inFeatures / 128};
+    break;
+  }
+  auto matches = [](RankedTensorType type, ArrayRef<int64_t> shape) {
+    if (type.getRank() != static_cast<int64_t>(shape.size()))
+      return false;
+    for (auto [dim, size] : llvm::zip_equal(type.getShape(), shape))
+      if (!ShapedType::isDynamic(dim) && !ShapedType::isDynamic(size) &&
+          dim != size)
+        return false;
+    return true;
+  };
+  auto describe = [](ArrayRef<int64_t> shape) {
+    std::string text = "[";
+    for (auto [i, size] : llvm::enumerate(shape))
+      text += (i ? ", " : "") + formatDim(size);
+    return text + "]";
+  };
+  auto inputScales = cast<RankedTensorType>(op.getInputScales().getType());
+  auto weightScales = cast<RankedTensorType>(op.getWeightScales().getType());
+  if (!matches(inputScales, inputShape))
+    return op.emitOpError() << "expects input scales of shape "
+                            << describe(inputShape) << " for " << quantization
+                            << ", got " << inputScales;
+  if (!matches(weightScales, weightShape))
+    return op.emitOpError() << "expects weight scales of shape "
+                            << describe(weightShape) << " for " << quantization
+                            << ", got " << weightScales;
+  return success();
+}
+
 LogicalResult GroupedMatmulOp::verify() {
   RankedTensorType rowsType = getRows().getType();
   RankedTensorType weightsType = getWeights().getType();
   RankedTensorType resultType = getResult().getType();
-  if (failed(verifyMatmulOperands(*this, "rows", rowsType, weightsType,
-                                  getOffsets(), getQuantization())))
-    return failure();
+  QuantizationAttr quantization = getQuantization();
+  if (quantization.isW8A8()) {
+    if (!weightsType.hasStaticShape())
+      return emitOpError() << "expects a static weights shape [E, N, K], got "
+                           << weightsType;
+    if (failed(verifyW8A8(*this)))
+      return failure();
+  } else {
+    if (getInputScales() || getWeightScales())
+      return emitOpError() << "takes scales only with a w8a8 quantization, "
+                              "not "
+                           << quantization;
+    if (failed(verifyMatmulOperands(*this, "rows", rowsType, weightsType,
+                                    getOffsets(), quantization)))
+      return failure();
+  }
+  if (rowsType.getDimSize(1) != weightsType.getDimSize(2))
+    return emitOpError() << "expects rows with K = " << weightsType.getDimSize(2)
+                         << " columns to match weights, got " << rowsType;
+  if (getOffsets().getType().getDimSize(0) != weightsType.getDimSize(0) + 1)
+    return emitOpError() << "expects offsets of size E + 1 = "
+                         << weightsType.getDimSize(0) + 1 << ", got "
+                         << getOffsets().getType();
   int64_t outFeatures = weightsType.getDimSize(1);
   if (resultType.getDimSize(1) != outFeatures ||
       !areDimsCompatible(resultType.getDimSize(0), rowsType.getDimSize(0)))

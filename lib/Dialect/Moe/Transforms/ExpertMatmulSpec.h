@@ -61,8 +61,12 @@ struct ExpertMatmulSpec {
   /// Describes the producer of `value` if it is a grouped matmul or an
   /// expert matmul in the offsets form that writes rows (no scatter).
   static std::optional<ExpertMatmulSpec> ofRowsProducer(Value value) {
+    // A quantized matmul keeps its own form: moe.expert_matmul takes no
+    // scale operands yet.
     if (auto gmm = value.getDefiningOp<GroupedMatmulOp>())
-      return of(gmm);
+      return gmm.getQuantization().getFormat() == QuantFormat::None
+                 ? std::optional<ExpertMatmulSpec>(of(gmm))
+                 : std::nullopt;
     auto op = value.getDefiningOp<ExpertMatmulOp>();
     if (!op || op.isAligned() || op.getUnpermute() || op.isCombine())
       return std::nullopt;

@@ -44,6 +44,10 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
   LogicalResult matchAndRewrite(MatmulOp matmul,
                                 PatternRewriter &rewriter) const override {
     ExpertMatmulSpec spec = ExpertMatmulSpec::of(matmul);
+    if (spec.quantization &&
+        spec.quantization.getFormat() != QuantFormat::None)
+      return rewriter.notifyMatchFailure(
+          matmul, "quantized matmuls keep their own form");
     auto permute = spec.input.template getDefiningOp<PermuteOp>();
     if (!permute || spec.input != permute.getRows() || spec.gather ||
         !spec.offsets)

@@ -17,6 +17,10 @@ include "mlir/Interfaces/SideEffectInterfaces.td"
 def Moe_FloatElement : AnyTypeOf<[BF16, F16, F32]>;
 def Moe_ActivationTensor2D : TensorRankOf<[BF16, F16, F32], [2]>;
 def Moe_ActivationTensor3D : TensorRankOf<[BF16, F16, F32], [3]>;
+// Matmul operands: activations, or the codes of a w8a8 format.
+def Moe_MatmulTensor2D : TensorRankOf<[BF16, F16, F32, F8E4M3FN, I8], [2]>;
+def Moe_MatmulTensor3D : TensorRankOf<[BF16, F16, F32, F8E4M3FN, I8], [3]>;
+def Moe_F32Tensor : TensorOf<[F32]>;
 def Moe_F32Tensor1D : TensorRankOf<[F32], [1]>;
 def Moe_F32Tensor2D : TensorRankOf<[F32], [2]>;
 def Moe_I32Tensor1D : TensorRankOf<[I32], [1]>;
@@ -172,7 +176,8 @@ def Moe_PermuteOp : Moe_Op<"permute", [Pure]> {
 // GroupedMatmulOp
 //===----------------------------------------------------------------------===//
 
-def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul", [Pure]> {
+def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul",
+    [Pure, AttrSizedOperandSegments]> {
   let summary = "per-expert matmul over expert-contiguous rows";
   let description = [{
     For every expert e and every row i in `[offsets[e], offsets[e+1])`:
@@ -181,25 +186,45 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul", [Pure]> {
     is `[E, N, K]` and `offsets` is `[E + 1]` i32 with `offsets[E] = R`.
 
     The `quantization` attribute names the operand format and so the matmul
-    pattern; it defaults to `#moe.quant<none>`.
+    pattern; it defaults to `#moe.quant<none>`. With a w8a8 format (`fp8`:
+    `f8E4M3FN` rows and weights; `int8`: `i8`) the product is that of the
+    dequantized operands, `rows · input_scales` and `weights ·
+    weight_scales`, with the scale shapes of the layout:
+
+    - `per_tensor`: input `[1]`, weight `[E]`;
+    - `per_token_channel`: input `[R]`, weight `[E, N]`;
+    - `block`: input `[R, K/128]` (1×128), weight `[E, N/128, K/128]`
+      (128×128); K and N multiples of 128.
+
+    The weight-only formats are not accepted yet.
 
     Example:
     ```mlir
     %h = moe.grouped_matmul %rows, %w13, %offsets
         : tensor<?x4096xbf16>, tensor<8x28672x4096xbf16>, tensor<9xi32>
         -> tensor<?x28672xf32>
+    %q = moe.grouped_matmul %codes, %w, %offsets
+        scales(%a_s, %w_s : tensor<?x56xf32>, tensor<256x32x56xf32>)
+        {quantization = #moe.quant<fp8, scales = block>}
+        : tensor<?x7168xf8E4M3FN>, tensor<256x4096x7168xf8E4M3FN>,
+          tensor<257xi32> -> tensor<?x4096xbf16>
     ```
   }];
-  let arguments = (ins Moe_ActivationTensor2D:$rows,
-                       Moe_ActivationTensor3D:$weights,
+  let arguments = (ins Moe_MatmulTensor2D:$rows,
+                       Moe_MatmulTensor3D:$weights,
                        Moe_I32Tensor1D:$offsets,
+                       Optional<Moe_F32Tensor>:$input_scales,
+                       Optional<Moe_F32Tensor>:$weight_scales,
                        DefaultValuedAttr<Moe_QuantizationAttr,
                          "::mlir::moe::QuantFormat::None">:$quantization,
                        OptionalAttr<Moe_TileAttr>:$tile);
   let results = (outs Moe_ActivationTensor2D:$result);
   let assemblyFormat = [{
-    $rows `,` $weights `,` $offsets attr-dict `:` type($rows) `,`
-    type($weights) `,` type($offsets) `->` type($result)
+    $rows `,` $weights `,` $offsets
+    (`scales` `(` $input_scales^ `,` $weight_scales `:` type($input_scales)
+      `,` type($weight_scales) `)`)?
+    attr-dict `:` type($rows) `,` type($weights) `,` type($offsets) `->`
+    type($result)
   }];
   let extraClassDeclaration = [{
     int64_t getNumExperts() {
