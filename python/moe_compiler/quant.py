@@ -27,7 +27,9 @@ Formats (K is the reduction dimension, N the output columns of a weight
 Scale rules (symmetric formats): scale = amax / qmax over the scaled group,
 with amax = 0 giving scale 1 (the codes are then all 0); values are divided
 by the scale, rounded to nearest even in the target type, and saturated to
-±qmax. The dynamic activation quantization op uses the same rule.
+±qmax. The scale and the quotient are computed in f32, as the compiled code
+and the GPU do, so that the codes are bit-exact. The dynamic activation
+quantization op (`moe.quantize`) uses the same rule.
 """
 
 from __future__ import annotations
@@ -50,8 +52,15 @@ def _f64(a) -> np.ndarray:
 
 
 def _scale(amax: np.ndarray, qmax: float) -> np.ndarray:
-    amax = _f64(amax)
-    return np.where(amax > 0, amax / qmax, 1.0)
+    """scale = amax / qmax in f32 (1 where amax is 0), returned as float64."""
+    amax = np.asarray(amax, dtype=np.float32)
+    quotient = (amax / np.float32(qmax)).astype(np.float32)
+    return np.where(amax > 0, quotient, np.float32(1.0)).astype(np.float64)
+
+
+def _divide_f32(x, scales) -> np.ndarray:
+    """x / scale in f32 (the values and scales are exact in f32)."""
+    return (np.asarray(x, dtype=np.float32) / np.asarray(scales, dtype=np.float32)).astype(np.float64)
 
 
 def _to_fp8(values: np.ndarray) -> np.ndarray:
@@ -104,7 +113,7 @@ def quantize_fp8(x, layout: str, role: str):
             full = np.repeat(np.repeat(scales, FP8_BLOCK, axis=1), FP8_BLOCK, axis=2)
     else:
         raise ValueError(f"quantize_fp8: unknown layout {layout!r}")
-    return _to_fp8(x / full), scales.astype(np.float32)
+    return _to_fp8(_divide_f32(x, full)), scales.astype(np.float32)
 
 
 def dequantize_fp8(codes, scales, layout: str, role: str) -> np.ndarray:
@@ -131,7 +140,7 @@ def quantize_int8(x):
     channel for [E, N, K]): codes in [-127, 127], f32 scales [M] / [E, N]."""
     x = _f64(x)
     scales = _scale(np.max(np.abs(x), axis=-1), INT8_MAX)
-    codes = np.clip(np.rint(x / scales[..., None]), -INT8_MAX, INT8_MAX).astype(np.int8)
+    codes = np.clip(np.rint(_divide_f32(x, scales[..., None])), -INT8_MAX, INT8_MAX).astype(np.int8)
     return codes, scales.astype(np.float32)
 
 

@@ -10,6 +10,7 @@ far less on random data."""
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -88,3 +89,43 @@ def test_scales_of_the_wrong_shape_are_refused(tmp_path):
                                              a_scales, w_scales.T.copy()], 1)
     assert result.returncode != 0
     assert "argument #4" in result.stderr and "does not fit" in result.stderr
+
+
+def quantize_program(fmt, layout, k, code_type, scale_type):
+    return f"""
+func.func @f(%x: tensor<?x{k}xbf16>) -> (tensor<?x{k}x{code_type}>, {scale_type}) {{
+  %c, %s = moe.quantize %x {{quantization = #moe.quant<{fmt}, scales = {layout}>}}
+      : tensor<?x{k}xbf16> -> tensor<?x{k}x{code_type}>, {scale_type}
+  return %c, %s : tensor<?x{k}x{code_type}>, {scale_type}
+}}"""
+
+
+@pytest.mark.parametrize("layout", ["per_tensor", "per_token_channel", "block"])
+def test_fp8_quantize_is_bit_exact(tmp_path, layout):
+    m = int(rng.integers(2, 9))
+    k = 128 * int(rng.integers(1, 3)) if layout == "block" else int(rng.integers(2, 300))
+    x = rng.standard_normal((m, k)) * np.exp2(rng.integers(-12, 12, size=(m, 1)))
+    x[0] = 0.0  # an all-zero group: scale 1, codes 0
+    x[1, : k // 2] *= 1e-4  # values down in e4m3's subnormals
+    x = x.astype(ml_dtypes.bfloat16)
+    scale_type = {"per_tensor": "tensor<1xf32>", "per_token_channel": "tensor<?xf32>",
+                  "block": f"tensor<?x{k // 128}xf32>"}[layout]
+    result = run_program(tmp_path, quantize_program("fp8", layout, k, "f8E4M3FN", scale_type),
+                         "f", [x], 2)
+    assert result.returncode == 0, result.stderr
+    codes, scales = quant.quantize_fp8(x.astype(np.float64), layout, "activation")
+    got_codes = np.asarray(result.outputs[0]).view(np.uint8)
+    np.testing.assert_array_equal(got_codes, codes.view(np.uint8))
+    np.testing.assert_array_equal(np.asarray(result.outputs[1]), scales)
+
+
+def test_int8_quantize_is_bit_exact(tmp_path):
+    m, k = int(rng.integers(2, 9)), int(rng.integers(2, 300))
+    x = (rng.standard_normal((m, k)) * 5).astype(ml_dtypes.bfloat16)
+    x[0] = 0
+    result = run_program(tmp_path, quantize_program("int8", "per_token_channel", k, "i8",
+                                                    "tensor<?xf32>"), "f", [x], 2)
+    assert result.returncode == 0, result.stderr
+    codes, scales = quant.quantize_int8(x.astype(np.float64))
+    np.testing.assert_array_equal(result.outputs[0], codes)
+    np.testing.assert_array_equal(result.outputs[1], scales)

@@ -95,6 +95,7 @@ void populateScheduleLoweringPatterns(RewritePatternSet &patterns);
 void populateMatmulLoweringPatterns(RewritePatternSet &patterns,
                                     int64_t rowBlock);
 void populateElementwiseLoweringPatterns(RewritePatternSet &patterns);
+void populateQuantizeLoweringPatterns(RewritePatternSet &patterns);
 
 } // namespace mlir::moe::lowering
 

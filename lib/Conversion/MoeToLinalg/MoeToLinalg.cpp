@@ -39,6 +39,7 @@ void mlir::moe::populateMoeToLinalgConversionPatterns(
   lowering::populateScheduleLoweringPatterns(patterns);
   lowering::populateMatmulLoweringPatterns(patterns, rowBlock);
   lowering::populateElementwiseLoweringPatterns(patterns);
+  lowering::populateQuantizeLoweringPatterns(patterns);
 }
 
 namespace {

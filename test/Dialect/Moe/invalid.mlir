@@ -339,6 +339,38 @@ func.func @quant_zero_point_on_mxfp4() attributes {q = #moe.quant<mxfp4, zero_po
 
 // -----
 
+func.func @quantize_weight_only(%x: tensor<?x256xbf16>) {
+  // expected-error @+1 {{quantizes activations for a w8a8 format, not #moe.quant<mxfp4>}}
+  %c, %s = moe.quantize %x {quantization = #moe.quant<mxfp4>} : tensor<?x256xbf16> -> tensor<?x256xi8>, tensor<?xf32>
+  return
+}
+
+// -----
+
+func.func @quantize_codes_type(%x: tensor<?x256xbf16>) {
+  // expected-error @+1 {{expects codes of the input's shape in 'f8E4M3FN', got 'tensor<?x256xi8>'}}
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x256xbf16> -> tensor<?x256xi8>, tensor<?xf32>
+  return
+}
+
+// -----
+
+func.func @quantize_block_not_dividing(%x: tensor<?x200xbf16>) {
+  // expected-error @+1 {{expects a static K that is a multiple of 128 for block scales, got 'tensor<?x200xbf16>'}}
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = block>} : tensor<?x200xbf16> -> tensor<?x200xf8E4M3FN>, tensor<?x1xf32>
+  return
+}
+
+// -----
+
+func.func @quantize_scales_shape(%x: tensor<?x256xbf16>) {
+  // expected-error @+1 {{expects scales of shape [?, 2] for #moe.quant<fp8, scales = block>, got 'tensor<?xf32>'}}
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?xf32>
+  return
+}
+
+// -----
+
 func.func @gmm_dynamic_weights(%r: tensor<?x64xbf16>, %w: tensor<?x128x64xbf16>, %o: tensor<9xi32>) {
   // expected-error @+1 {{expects a static weights shape [E, N, K]}}
   %0 = moe.grouped_matmul %r, %w, %o : tensor<?x64xbf16>, tensor<?x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>

@@ -102,6 +102,20 @@ func.func @w8a8_grouped_matmul(%a: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256x
 
 // -----
 
+// Dynamic activation quantization, every w8a8 layout.
+// CHECK-LABEL: func @quantize
+// CHECK: moe.quantize %{{.*}} {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<1xf32>
+// CHECK: moe.quantize %{{.*}} {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+// CHECK: moe.quantize %{{.*}} {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xbf16> -> tensor<?x256xi8>, tensor<?xf32>
+func.func @quantize(%x: tensor<?x256xbf16>) {
+  %c0, %s0 = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<1xf32>
+  %c1, %s1 = moe.quantize %x {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  %c2, %s2 = moe.quantize %x {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xbf16> -> tensor<?x256xi8>, tensor<?xf32>
+  return
+}
+
+// -----
+
 // Every quantization format; defaulted parameters are elided.
 // CHECK-LABEL: func @quant_attr
 // CHECK-SAME: attributes {format = #moe.quant<none>}

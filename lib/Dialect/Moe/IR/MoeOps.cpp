@@ -404,6 +404,54 @@ LogicalResult GroupedMatmulOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// QuantizeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult QuantizeOp::verify() {
+  QuantizationAttr quantization = getQuantization();
+  if (!quantization.isW8A8())
+    return emitOpError() << "quantizes activations for a w8a8 format, not "
+                         << quantization;
+  RankedTensorType inputType = getInput().getType();
+  RankedTensorType codesType = getCodes().getType();
+  Type code = quantization.getFormat() == QuantFormat::Fp8
+                  ? Type(Float8E4M3FNType::get(getContext()))
+                  : Type(IntegerType::get(getContext(), 8));
+  if (codesType.getElementType() != code ||
+      failed(verifyCompatibleShape(codesType.getShape(),
+                                   inputType.getShape())))
+    return emitOpError() << "expects codes of the input's shape in " << code
+                         << ", got " << codesType;
+  int64_t rows = inputType.getDimSize(0);
+  int64_t columns = inputType.getDimSize(1);
+  SmallVector<int64_t> scaleShape;
+  switch (*quantization.getScales()) {
+  case ScaleLayout::PerTensor:
+    scaleShape = {1};
+    break;
+  case ScaleLayout::PerTokenChannel:
+    scaleShape = {rows};
+    break;
+  case ScaleLayout::Block:
+    if (ShapedType::isDynamic(columns) || columns % 128 != 0)
+      return emitOpError() << "expects a static K that is a multiple of 128 "
+                              "for block scales, got "
+                           << inputType;
+    scaleShape = {rows, columns / 128};
+    break;
+  }
+  auto scalesType = cast<RankedTensorType>(getScales().getType());
+  if (failed(verifyCompatibleShape(scalesType.getShape(), scaleShape))) {
+    std::string expected;
+    for (auto [i, size] : llvm::enumerate(scaleShape))
+      expected += (i ? ", " : "") + formatDim(size);
+    return emitOpError() << "expects scales of shape [" << expected
+                         << "] for " << quantization << ", got " << scalesType;
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // ActivationOp
 //===----------------------------------------------------------------------===//
 

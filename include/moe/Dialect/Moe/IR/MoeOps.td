@@ -235,6 +235,37 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul",
 }
 
 //===----------------------------------------------------------------------===//
+// QuantizeOp
+//===----------------------------------------------------------------------===//
+
+def Moe_QuantizeOp : Moe_Op<"quantize", [Pure]> {
+  let summary = "dynamic activation quantization for a w8a8 matmul";
+  let description = [{
+    Quantizes `input` `[M, K]` for the w8a8 format `quantization` names:
+    per group (the whole tensor for `per_tensor`, a row for
+    `per_token_channel`, 128 columns of a row for `block`), `scale =
+    amax / qmax` in f32 (qmax 448 for fp8, 127 for int8; an all-zero group
+    has scale 1), and `codes = input / scale` rounded to nearest even and
+    saturated to ±qmax (a NaN stays NaN in fp8). Results: the codes
+    (`f8E4M3FN` or `i8`, `[M, K]`) and the scales (`[1]`, `[M]` or
+    `[M, K/128]`), exactly what `moe.grouped_matmul` takes.
+
+    Example:
+    ```mlir
+    %codes, %scales = moe.quantize %x {quantization = #moe.quant<fp8, scales = block>}
+        : tensor<?x7168xbf16> -> tensor<?x7168xf8E4M3FN>, tensor<?x56xf32>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$input,
+                       Moe_QuantizationAttr:$quantization);
+  let results = (outs Moe_MatmulTensor2D:$codes, Moe_F32Tensor:$scales);
+  let assemblyFormat = [{
+    $input attr-dict `:` type($input) `->` type($codes) `,` type($scales)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // ActivationOp
 //===----------------------------------------------------------------------===//
 

@@ -1,0 +1,225 @@
+//===- QuantizeToLinalg.cpp - moe.quantize lowering -----------------------===//
+//
+// amax per group (a reduction over the whole tensor, a row, or 128 columns of
+// a row through an expand_shape), the f32 scale, then the codes: x / scale
+// rounded to nearest even and saturated. e4m3 codes are built from the bits
+// of the f32 quotient (the CPU has no f8 conversion instruction), exactly as
+// python/moe_compiler/quant.py rounds them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "LoweringUtils.h"
+
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::lowering;
+
+namespace {
+constexpr int64_t kBlock = 128;
+
+/// The e4m3 bits of f32 `value` (nearest even, saturating at ±448, NaN to
+/// 0x7F), as an i8.
+Value buildFp8Bits(OpBuilder &b, Location loc, Value value) {
+  Type i32 = b.getI32Type();
+  auto f32Constant = [&](double v) -> Value {
+    return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
+  };
+  auto i32Constant = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(v));
+  };
+  Value bits = arith::BitcastOp::create(b, loc, i32, value);
+  Value sign = arith::AndIOp::create(
+      b, loc, arith::ShRUIOp::create(b, loc, bits, i32Constant(24)),
+      i32Constant(0x80));
+  Value magnitude = arith::MinimumFOp::create(
+      b, loc, math::AbsFOp::create(b, loc, value), f32Constant(448.0));
+  // Subnormals (below 2^-6) step by 2^-9; rounding 2^-6 - ε up gives 8,
+  // which is the code of 2^-6.
+  Value subnormal = arith::FPToUIOp::create(
+      b, loc, i32,
+      math::RoundEvenOp::create(
+          b, loc, arith::MulFOp::create(b, loc, magnitude, f32Constant(512.0))));
+  // Normals: exponent e from the f32 bits, 3 mantissa bits rounded from
+  // magnitude / 2^e in [1, 2); a carry moves to the next exponent.
+  Value magnitudeBits = arith::BitcastOp::create(b, loc, i32, magnitude);
+  Value exponent = arith::SubIOp::create(
+      b, loc, arith::ShRUIOp::create(b, loc, magnitudeBits, i32Constant(23)),
+      i32Constant(127));
+  Value inversePower = arith::BitcastOp::create(
+      b, loc, b.getF32Type(),
+      arith::ShLIOp::create(
+          b, loc, arith::SubIOp::create(b, loc, i32Constant(127), exponent),
+          i32Constant(23)));
+  Value fraction = arith::MulFOp::create(b, loc, magnitude, inversePower);
+  Value mantissa = arith::FPToUIOp::create(
+      b, loc, i32,
+      math::RoundEvenOp::create(
+          b, loc,
+          arith::MulFOp::create(
+              b, loc, arith::SubFOp::create(b, loc, fraction, f32Constant(1.0)),
+              f32Constant(8.0))));
+  // (e + 7) << 3 | m, where m = 8 carries into the exponent by itself.
+  Value normal = arith::AddIOp::create(
+      b, loc,
+      arith::ShLIOp::create(
+          b, loc, arith::AddIOp::create(b, loc, exponent, i32Constant(7)),
+          i32Constant(3)),
+      mantissa);
+  Value isSubnormal = arith::CmpFOp::create(
+      b, loc, arith::CmpFPredicate::OLT, magnitude, f32Constant(1.0 / 64.0));
+  Value code = arith::OrIOp::create(
+      b, loc, arith::SelectOp::create(b, loc, isSubnormal, subnormal, normal),
+      sign);
+  Value isNan = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::UNO,
+                                      value, value);
+  code = arith::SelectOp::create(b, loc, isNan, i32Constant(0x7F), code);
+  return arith::TruncIOp::create(b, loc, b.getI8Type(), code);
+}
+
+struct QuantizeOpLowering : public OpConversionPattern<QuantizeOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(QuantizeOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    MLIRContext *context = op.getContext();
+    QuantizationAttr quantization = op.getQuantization();
+    bool fp8 = quantization.getFormat() == QuantFormat::Fp8;
+    double qmax = fp8 ? 448.0 : 127.0;
+    ScaleLayout layout = *quantization.getScales();
+    Value input = adaptor.getInput();
+    Type f32 = rewriter.getF32Type();
+    auto scalesType = cast<RankedTensorType>(op.getScales().getType());
+    OpFoldResult rowSize = tensor::getMixedSize(rewriter, loc, input, 0);
+    int64_t columns = op.getInput().getType().getDimSize(1);
+
+    // amax per group, in the scales' shape.
+    AffineExpr d0, d1, d2;
+    bindDims(context, d0, d1, d2);
+    Value amax;
+    auto maxBody = [&](OpBuilder &b, Location l, ValueRange args) {
+      Value magnitude = math::AbsFOp::create(b, l, convertFloat(b, l, args[0], f32));
+      linalg::YieldOp::create(
+          b, l, arith::MaximumFOp::create(b, l, args[1], magnitude).getResult());
+    };
+    auto reduce = [&](Value source, ArrayRef<OpFoldResult> outSizes,
+                      AffineMap outMap, ArrayRef<utils::IteratorType> iterators) {
+      Value init = createFilled(rewriter, loc, outSizes, f32, 0.0);
+      unsigned rank = cast<RankedTensorType>(source.getType()).getRank();
+      return linalg::GenericOp::create(
+                 rewriter, loc, TypeRange{init.getType()}, ValueRange{source},
+                 ValueRange{init},
+                 ArrayRef<AffineMap>{rewriter.getMultiDimIdentityMap(rank),
+                                     outMap},
+                 iterators, maxBody)
+          .getResult(0);
+    };
+    AffineMap scaleMap;
+    switch (layout) {
+    case ScaleLayout::PerTensor: {
+      Value whole = reduce(input, {}, AffineMap::get(2, 0, {}, context),
+                           {kReduction, kReduction});
+      amax = tensor::ExpandShapeOp::create(
+          rewriter, loc, RankedTensorType::get({1}, f32), whole,
+          ArrayRef<ReassociationIndices>{});
+      scaleMap = AffineMap::get(2, 0, {getAffineConstantExpr(0, context)},
+                                context);
+      break;
+    }
+    case ScaleLayout::PerTokenChannel:
+      amax = reduce(input, {rowSize}, AffineMap::get(2, 0, {d0}, context),
+                    {kParallel, kReduction});
+      scaleMap = AffineMap::get(2, 0, {d0}, context);
+      break;
+    case ScaleLayout::Block: {
+      auto inputType = cast<RankedTensorType>(input.getType());
+      auto groupedType = RankedTensorType::get(
+          {inputType.getDimSize(0), columns / kBlock, kBlock},
+          inputType.getElementType());
+      Value grouped = tensor::ExpandShapeOp::create(
+          rewriter, loc, groupedType, input,
+          ArrayRef<ReassociationIndices>{{0}, {1, 2}},
+          ArrayRef<OpFoldResult>{rowSize, rewriter.getIndexAttr(columns / kBlock),
+                                 rewriter.getIndexAttr(kBlock)});
+      amax = reduce(grouped, {rowSize, rewriter.getIndexAttr(columns / kBlock)},
+                    AffineMap::get(3, 0, {d0, d1}, context),
+                    {kParallel, kParallel, kReduction});
+      scaleMap = AffineMap::get(2, 0, {d0, d1.floorDiv(kBlock)}, context);
+      break;
+    }
+    }
+
+    // scale = amax / qmax, 1 for an all-zero group (or a NaN amax).
+    Value scales = buildGeneric(
+        rewriter, loc, {},
+        amax,
+        {llvm::to_vector(llvm::seq<unsigned>(0, scalesType.getRank()))},
+        SmallVector<utils::IteratorType>(scalesType.getRank(), kParallel),
+        [&](OpBuilder &b, Location l, ValueRange args) {
+          Value quotient = arith::DivFOp::create(
+              b, l, args[0],
+              arith::ConstantOp::create(b, l, b.getF32FloatAttr(qmax)));
+          Value positive = arith::CmpFOp::create(
+              b, l, arith::CmpFPredicate::OGT, args[0],
+              arith::ConstantOp::create(b, l, b.getF32FloatAttr(0.0)));
+          linalg::YieldOp::create(
+              b, l,
+              arith::SelectOp::create(
+                  b, l, positive, quotient,
+                  arith::ConstantOp::create(b, l, b.getF32FloatAttr(1.0)))
+                  .getResult());
+        });
+
+    // The codes.
+    Type codeType = op.getCodes().getType().getElementType();
+    Value codesInit = createEmpty(
+        rewriter, loc, tensor::getMixedSizes(rewriter, loc, input), codeType);
+    AffineMap identity = rewriter.getMultiDimIdentityMap(2);
+    Value codes =
+        linalg::GenericOp::create(
+            rewriter, loc, TypeRange{codesInit.getType()},
+            ValueRange{input, scales}, ValueRange{codesInit},
+            ArrayRef<AffineMap>{identity, scaleMap, identity},
+            {kParallel, kParallel},
+            [&](OpBuilder &b, Location l, ValueRange args) {
+              Value quotient = arith::DivFOp::create(
+                  b, l, convertFloat(b, l, args[0], f32), args[1]);
+              Value code;
+              if (fp8) {
+                code = arith::BitcastOp::create(b, l, codeType,
+                                                buildFp8Bits(b, l, quotient));
+              } else {
+                Value bound = arith::ConstantOp::create(
+                    b, l, b.getF32FloatAttr(127.0));
+                Value rounded = arith::MinimumFOp::create(
+                    b, l,
+                    arith::MaximumFOp::create(
+                        b, l, math::RoundEvenOp::create(b, l, quotient),
+                        arith::NegFOp::create(b, l, bound)),
+                    bound);
+                code = arith::FPToSIOp::create(b, l, codeType, rounded);
+              }
+              linalg::YieldOp::create(b, l, code);
+            })
+            .getResult(0);
+    rewriter.replaceOp(op, {castToType(rewriter, loc, codes,
+                                       op.getCodes().getType()),
+                            castToType(rewriter, loc, scales, scalesType)});
+    return success();
+  }
+};
+} // namespace
+
+void mlir::moe::lowering::populateQuantizeLoweringPatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<QuantizeOpLowering>(patterns.getContext());
+}

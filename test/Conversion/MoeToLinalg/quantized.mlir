@@ -1,0 +1,48 @@
+// RUN: moe-opt %s -split-input-file -convert-moe-to-linalg | FileCheck %s
+
+// A w8a8 grouped_matmul dequantizes both operands (e4m3 codes through a
+// 256-entry f32 table, times their scales: one per tensor for the rows, one
+// per expert for the weights) and becomes an unquantized expert matmul.
+// CHECK-DAG: #[[ROWS:.*]] = affine_map<(d0, d1) -> (0)>
+// CHECK-DAG: #[[EXPERT:.*]] = affine_map<(d0, d1, d2) -> (d0)>
+// CHECK-LABEL: func.func @fp8_per_tensor
+// CHECK: %[[TABLE:.*]] = arith.constant dense<"0x000000000000003B{{.*}}> : tensor<256xf32>
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[ROWS]], #{{.*}}]
+// CHECK: %[[BITS:.*]] = arith.bitcast %{{.*}} : f8E4M3FN to i8
+// CHECK: %[[INDEX:.*]] = arith.index_castui %[[BITS]] : i8 to index
+// CHECK: tensor.extract %[[TABLE]][%[[INDEX]]]
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[EXPERT]], #{{.*}}]
+// CHECK-NOT: moe.grouped_matmul
+func.func @fp8_per_tensor(%a: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M3FN>, %o: tensor<9xi32>, %t: tensor<1xf32>, %e: tensor<8xf32>) -> tensor<?x128xbf16> {
+  %0 = moe.grouped_matmul %a, %w, %o scales(%t, %e : tensor<1xf32>, tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  return %0 : tensor<?x128xbf16>
+}
+
+// -----
+
+// int8 codes convert with sitofp; per-token scales index by row.
+// CHECK-LABEL: func.func @int8_per_token
+// CHECK: arith.sitofp %{{.*}} : i8 to f32
+// CHECK-NOT: moe.grouped_matmul
+func.func @int8_per_token(%a: tensor<?x256xi8>, %w: tensor<8x128x256xi8>, %o: tensor<9xi32>, %t: tensor<?xf32>, %c: tensor<8x128xf32>) -> tensor<?x128xf32> {
+  %0 = moe.grouped_matmul %a, %w, %o scales(%t, %c : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>, tensor<9xi32> -> tensor<?x128xf32>
+  return %0 : tensor<?x128xf32>
+}
+
+// -----
+
+// moe.quantize with 1x128 blocks: amax over [M, K/128, 128], the scale,
+// then codes from the bits of x / scale rounded to nearest even.
+// CHECK-DAG: #[[BLOCK:.*]] = affine_map<(d0, d1) -> (d0, d1 floordiv 128)>
+// CHECK-LABEL: func.func @quantize_block
+// CHECK: %[[GROUPED:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0], [1, 2]] output_shape [%{{.*}}, 2, 128] : tensor<?x256xbf16> into tensor<?x2x128xbf16>
+// CHECK: linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[GROUPED]]
+// CHECK: arith.maximumf
+// CHECK: arith.divf %{{.*}}, %cst
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[BLOCK]], #{{.*}}]
+// CHECK: math.roundeven
+// CHECK: arith.bitcast %{{.*}} : i8 to f8E4M3FN
+func.func @quantize_block(%x: tensor<?x256xbf16>) -> (tensor<?x256xf8E4M3FN>, tensor<?x2xf32>) {
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  return %c, %s : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+}
