@@ -12,13 +12,16 @@
 
 using namespace mlir;
 
-void mlir::moe::buildOptimizePipeline(OpPassManager &pm,
-                                      const OptimizePipelineOptions &options) {
+void mlir::moe::buildOptimizePipeline(
+    OpPassManager &pm, const OptimizePipelineOptions &options,
+    function_ref<void(OpPassManager &)> beforeAlign) {
   pm.addPass(createMoeFuseRouting());
   pm.addPass(createMoeFuseExperts());
   MoeTileOptions tileOptions;
   tileOptions.numTokens = options.numTokens;
   pm.addPass(createMoeTile(tileOptions));
+  if (beforeAlign)
+    beforeAlign(pm);
   MoeAlignOptions alignOptions;
   alignOptions.blockM = options.blockM;
   pm.addPass(createMoeAlign(alignOptions));
@@ -69,7 +72,9 @@ void mlir::moe::registerCpuPipeline() {
   PassPipelineRegistration<OptimizePipelineOptions>(
       "moe-optimize",
       "Fuse routing and experts, choose tiles and align the schedule",
-      buildOptimizePipeline);
+      [](OpPassManager &pm, const OptimizePipelineOptions &options) {
+        buildOptimizePipeline(pm, options);
+      });
   PassPipelineRegistration<CpuPipelineOptions>(
       "moe-cpu-pipeline",
       "Lower moe ops to the LLVM dialect for execution on the host CPU",

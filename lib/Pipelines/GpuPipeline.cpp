@@ -3,12 +3,10 @@
 #include "moe/Pipelines/Pipelines.h"
 
 #include "moe/Conversion/Passes.h"
-#include "moe/Dialect/Moe/Transforms/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Support/LLVM.h"
-#include "mlir/Transforms/Passes.h"
 
 using namespace mlir;
 
@@ -16,14 +14,11 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
                                  const GpuPipelineOptions &options) {
   // moe-optimize, with the tiles fitted to the Hopper kernels before the
   // schedule is aligned to their block heights.
-  pm.addPass(createMoeFuseRouting());
-  pm.addPass(createMoeFuseExperts());
-  MoeTileOptions tileOptions;
-  tileOptions.numTokens = options.numTokens;
-  pm.addPass(createMoeTile(tileOptions));
-  pm.addPass(createMoeGpuLegalizeTiles());
-  pm.addPass(createMoeAlign());
-  pm.addPass(createCanonicalizerPass());
+  OptimizePipelineOptions optimizeOptions;
+  optimizeOptions.numTokens = options.numTokens;
+  buildOptimizePipeline(pm, optimizeOptions, [](OpPassManager &nested) {
+    nested.addPass(createMoeGpuLegalizeTiles());
+  });
   MoeEmitGpuKernelsOptions kernelOptions;
   kernelOptions.blockN = options.blockN;
   kernelOptions.stages = options.stages;

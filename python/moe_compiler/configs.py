@@ -69,6 +69,36 @@ def _f32(value: float) -> str:
     return f"{float(value)!r} : f32"
 
 
+def _expert_block_body(config: LayerConfig) -> list[str]:
+    """permute → GEMM1 → activation → GEMM2 → unpermute → combine and the
+    return, given %x, %ids, %weights, %w13 and %w2."""
+    e, k, h, i, t = (config.num_experts, config.k, config.hidden,
+                     config.intermediate, config.dtype)
+    x_type = f"tensor<?x{h}x{t}>"
+    w13_type = f"tensor<{e}x{2 * i}x{h}x{t}>"
+    w2_type = f"tensor<{e}x{h}x{i}x{t}>"
+    offsets_type = f"tensor<{e + 1}xi32>"
+    act_attrs = ""
+    if config.activation == "swiglu":
+        act_attrs = (f" {{alpha = {_f32(config.swiglu_alpha)}, "
+                     f"limit = {_f32(config.swiglu_limit)}}}")
+    return [
+        f"  %rows, %offsets, %source = moe.permute %x, %ids : {x_type}, tensor<?x{k}xi32>"
+        f" -> {x_type}, {offsets_type}, tensor<?xi32>",
+        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : {x_type}, {w13_type}, {offsets_type}"
+        f" -> tensor<?x{2 * i}x{t}>",
+        f"  %act = moe.activation {config.activation} %gate_up{act_attrs}"
+        f" : tensor<?x{2 * i}x{t}> -> tensor<?x{i}x{t}>",
+        f"  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}x{t}>, {w2_type}, {offsets_type}"
+        f" -> tensor<?x{h}xf32>",
+        f"  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32>"
+        f" -> tensor<?x{k}x{h}xf32>",
+        f"  %out = moe.combine %expert_out, %weights : tensor<?x{k}x{h}xf32>, tensor<?x{k}xf32> -> {x_type}",
+        f"  return %out : {x_type}",
+        "}",
+    ]
+
+
 def layer_mlir(config: LayerConfig) -> str:
     """The layer as a `func.func` of `moe` ops, one function per module."""
     e, k, h, i, t = (config.num_experts, config.k, config.hidden,
@@ -78,7 +108,6 @@ def layer_mlir(config: LayerConfig) -> str:
     bias_type = f"tensor<{e}xf32>"
     w13_type = f"tensor<{e}x{2 * i}x{h}x{t}>"
     w2_type = f"tensor<{e}x{h}x{i}x{t}>"
-    offsets_type = f"tensor<{e + 1}xi32>"
 
     args = [f"%x: {x_type}", f"%w_gate: {gate_type}"]
     if config.has_gate_bias:
@@ -97,10 +126,6 @@ def layer_mlir(config: LayerConfig) -> str:
         topk_attrs.append("renormalize")
     if config.routed_scaling_factor is not None:
         topk_attrs.append(f"routed_scaling_factor = {_f32(config.routed_scaling_factor)}")
-    act_attrs = ""
-    if config.activation == "swiglu":
-        act_attrs = (f" {{alpha = {_f32(config.swiglu_alpha)}, "
-                     f"limit = {_f32(config.swiglu_limit)}}}")
 
     lines = [
         f"// {config.name}: E={e}, k={k}, H={h}, I={i}, {config.scoring} routing, "
@@ -110,19 +135,7 @@ def layer_mlir(config: LayerConfig) -> str:
         f"  %logits = moe.router %x, %w_gate{router_bias} : {x_type}, {gate_type} -> tensor<?x{e}xf32>",
         f"  %weights, %ids = moe.topk {config.scoring} %logits{topk_bias} {{{', '.join(topk_attrs)}}}"
         f" : tensor<?x{e}xf32> -> tensor<?x{k}xf32>, tensor<?x{k}xi32>",
-        f"  %rows, %offsets, %source = moe.permute %x, %ids : {x_type}, tensor<?x{k}xi32>"
-        f" -> {x_type}, {offsets_type}, tensor<?xi32>",
-        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : {x_type}, {w13_type}, {offsets_type}"
-        f" -> tensor<?x{2 * i}x{t}>",
-        f"  %act = moe.activation {config.activation} %gate_up{act_attrs}"
-        f" : tensor<?x{2 * i}x{t}> -> tensor<?x{i}x{t}>",
-        f"  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}x{t}>, {w2_type}, {offsets_type}"
-        f" -> tensor<?x{h}xf32>",
-        f"  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32>"
-        f" -> tensor<?x{k}x{h}xf32>",
-        f"  %out = moe.combine %expert_out, %weights : tensor<?x{k}x{h}xf32>, tensor<?x{k}xf32> -> {x_type}",
-        f"  return %out : {x_type}",
-        "}",
+        *_expert_block_body(config),
     ]
     return "\n".join(lines) + "\n"
 
@@ -135,28 +148,11 @@ def expert_block_mlir(config: LayerConfig) -> str:
     x_type = f"tensor<?x{h}x{t}>"
     w13_type = f"tensor<{e}x{2 * i}x{h}x{t}>"
     w2_type = f"tensor<{e}x{h}x{i}x{t}>"
-    offsets_type = f"tensor<{e + 1}xi32>"
-    act_attrs = ""
-    if config.activation == "swiglu":
-        act_attrs = (f" {{alpha = {_f32(config.swiglu_alpha)}, "
-                     f"limit = {_f32(config.swiglu_limit)}}}")
     lines = [
         f"// {config.name} expert block: E={e}, k={k}, H={h}, I={i}, {config.activation}.",
         f"func.func @{config.name}_block(%x: {x_type}, %ids: tensor<?x{k}xi32>, "
         f"%weights: tensor<?x{k}xf32>, %w13: {w13_type}, %w2: {w2_type}) -> {x_type} {{",
-        f"  %rows, %offsets, %source = moe.permute %x, %ids : {x_type}, tensor<?x{k}xi32>"
-        f" -> {x_type}, {offsets_type}, tensor<?xi32>",
-        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : {x_type}, {w13_type}, {offsets_type}"
-        f" -> tensor<?x{2 * i}x{t}>",
-        f"  %act = moe.activation {config.activation} %gate_up{act_attrs}"
-        f" : tensor<?x{2 * i}x{t}> -> tensor<?x{i}x{t}>",
-        f"  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}x{t}>, {w2_type}, {offsets_type}"
-        f" -> tensor<?x{h}xf32>",
-        f"  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32>"
-        f" -> tensor<?x{k}x{h}xf32>",
-        f"  %out = moe.combine %expert_out, %weights : tensor<?x{k}x{h}xf32>, tensor<?x{k}xf32> -> {x_type}",
-        f"  return %out : {x_type}",
-        "}",
+        *_expert_block_body(config),
     ]
     return "\n".join(lines) + "\n"
 

@@ -28,6 +28,21 @@ moe_rt_status fail(moe_rt_status status, const char *what,
   return status;
 }
 
+/// Refuses a waiting copy on a stream that is being captured into a graph.
+moe_rt_status refuseDuringCapture(CUstream stream, const char *what) {
+  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
+  CUresult result = cuStreamIsCapturing(stream, &capture);
+  if (result != CUDA_SUCCESS)
+    return fail(MOE_RT_ERROR_CUDA, "cuStreamIsCapturing failed", result);
+  if (capture != CU_STREAM_CAPTURE_STATUS_NONE) {
+    lastError = std::string(what) +
+                ": the stream is being captured into a graph, and this call "
+                "waits for the device";
+    return MOE_RT_ERROR_INVALID_ARGUMENT;
+  }
+  return MOE_RT_SUCCESS;
+}
+
 /// The first 48 KiB of dynamic shared memory need no opt-in.
 constexpr uint32_t kDefaultSharedLimit = 48 * 1024;
 } // namespace
@@ -137,13 +152,10 @@ extern "C" moe_rt_status moe_rt_download(void *host, const void *device,
   if (!device || !host)
     return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
                 "moe_rt_download: null pointer");
-  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
-  CUresult result = cuStreamIsCapturing(stream, &capture);
-  if (result != CUDA_SUCCESS)
-    return fail(MOE_RT_ERROR_CUDA, "cuStreamIsCapturing failed", result);
-  if (capture != CU_STREAM_CAPTURE_STATUS_NONE)
-    return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
-                "moe_rt_download: the stream is being captured");
+  if (moe_rt_status status =
+          refuseDuringCapture(stream, "moe_rt_download"))
+    return status;
+  CUresult result;
   if ((result = cuMemcpyDtoHAsync(host, reinterpret_cast<CUdeviceptr>(device),
                                   bytes, stream)) != CUDA_SUCCESS ||
       (result = cuStreamSynchronize(stream)) != CUDA_SUCCESS)
@@ -176,15 +188,9 @@ extern "C" moe_rt_status moe_rt_upload(void *device, const void *host,
                                        size_t bytes, CUstream stream) {
   if (!device || !host)
     return fail(MOE_RT_ERROR_INVALID_ARGUMENT, "moe_rt_upload: null pointer");
-  CUstreamCaptureStatus capture = CU_STREAM_CAPTURE_STATUS_NONE;
-  CUresult result = cuStreamIsCapturing(stream, &capture);
-  if (result != CUDA_SUCCESS)
-    return fail(MOE_RT_ERROR_CUDA, "cuStreamIsCapturing failed", result);
-  if (capture != CU_STREAM_CAPTURE_STATUS_NONE)
-    return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
-                "moe_rt_upload: the stream is being captured; run the layer "
-                "once with these weights and workspace before capturing");
-  result = cuMemcpyHtoD(reinterpret_cast<CUdeviceptr>(device), host, bytes);
+  if (moe_rt_status status = refuseDuringCapture(stream, "moe_rt_upload"))
+    return status;
+  CUresult result = cuMemcpyHtoD(reinterpret_cast<CUdeviceptr>(device), host, bytes);
   if (result != CUDA_SUCCESS)
     return fail(MOE_RT_ERROR_CUDA, "cuMemcpyHtoD failed", result);
   return MOE_RT_SUCCESS;

@@ -72,9 +72,11 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
 };
 
 /// The target-neutral optimizations, in order: moe-fuse-routing,
-/// moe-fuse-experts, moe-tile, moe-align, canonicalize.
-void buildOptimizePipeline(OpPassManager &pm,
-                           const OptimizePipelineOptions &options);
+/// moe-fuse-experts, moe-tile, (`beforeAlign`: a target's tile
+/// legalization), moe-align, canonicalize.
+void buildOptimizePipeline(
+    OpPassManager &pm, const OptimizePipelineOptions &options,
+    function_ref<void(OpPassManager &)> beforeAlign = nullptr);
 
 /// Lowers a module of moe ops on tensors to the LLVM dialect for the host
 /// CPU: moe -> linalg -> bufferized loops -> LLVM. Public functions keep
