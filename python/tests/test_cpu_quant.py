@@ -25,7 +25,7 @@ def program(fmt, layout, rows_type, m_dim, k, n, e, a_scale_type, w_scale_type):
     return f"""
 func.func @f(%a: tensor<?x{k}x{rows_type}>, %w: tensor<{e}x{n}x{k}x{rows_type}>, %o: tensor<{e + 1}xi32>,
              %as: {a_scale_type}, %ws: {w_scale_type}) -> tensor<?x{n}xf32> {{
-  %0 = moe.grouped_matmul %a, %w, %o scales(%as, %ws : {a_scale_type}, {w_scale_type})
+  %0 = moe.grouped_matmul %a, %w, %o input_scales(%as : {a_scale_type}) weight_scales(%ws : {w_scale_type})
       {{quantization = #moe.quant<{fmt}, scales = {layout}>}}
       : tensor<?x{k}x{rows_type}>, tensor<{e}x{n}x{k}x{rows_type}>, tensor<{e + 1}xi32> -> tensor<?x{n}xf32>
   return %0 : tensor<?x{n}xf32>
@@ -129,3 +129,59 @@ def test_int8_quantize_is_bit_exact(tmp_path):
     codes, scales = quant.quantize_int8(x.astype(np.float64))
     np.testing.assert_array_equal(result.outputs[0], codes)
     np.testing.assert_array_equal(result.outputs[1], scales)
+
+
+def weight_only_program(quant_attr, k, n, e, rows_type, stored_type, stored_k, scale_type, zeros_type):
+    zeros_arg = f", %z: {zeros_type}" if zeros_type else ""
+    zeros_use = f" weight_zeros(%z : {zeros_type})" if zeros_type else ""
+    return f"""
+func.func @f(%a: tensor<?x{k}x{rows_type}>, %w: tensor<{e}x{n}x{stored_k}x{stored_type}>, %o: tensor<{e + 1}xi32>,
+             %ws: {scale_type}{zeros_arg}) -> tensor<?x{n}xf32> {{
+  %0 = moe.grouped_matmul %a, %w, %o weight_scales(%ws : {scale_type}){zeros_use}
+      {{quantization = {quant_attr}}}
+      : tensor<?x{k}x{rows_type}>, tensor<{e}x{n}x{stored_k}x{stored_type}>, tensor<{e + 1}xi32> -> tensor<?x{n}xf32>
+  return %0 : tensor<?x{n}xf32>
+}}"""
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+@pytest.mark.parametrize("group", [32, 64, 128])
+@pytest.mark.parametrize("zero_point", [False, True])
+def test_weight_only_int_grouped_matmul(tmp_path, bits, group, zero_point):
+    m, e = int(rng.integers(1, 10)), int(rng.integers(1, 4))
+    k, n = group * int(rng.integers(1, 4)), int(rng.integers(1, 40))
+    rows = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16)
+    weights = rng.standard_normal((e, n, k)) / np.sqrt(k)
+    codes, scales, zeros = quant.quantize_grouped(weights, bits, group, zero_point)
+    stored = quant.pack_nibbles(codes) if bits == 4 else codes
+    stored_type = "ui8" if (bits == 4 or zero_point) else "i8"
+    stored_k = k // 2 if bits == 4 else k
+    offsets = random_offsets(m, e)
+    zp = ", zero_point = true" if zero_point else ""
+    attr = f"#moe.quant<int{bits}_weight, group = {group}{zp}>"
+    scale_type = f"tensor<{e}x{n}x{k // group}xf32>"
+    zeros_type = f"tensor<{e}x{n}x{k // group}xui8>" if zero_point else None
+    ir = weight_only_program(attr, k, n, e, "bf16", stored_type, stored_k, scale_type, zeros_type)
+    inputs = [rows, stored, offsets, scales] + ([zeros] if zero_point else [])
+    result = run_program(tmp_path, ir, "f", inputs, 1)
+    assert result.returncode == 0, result.stderr
+    expected = quant.grouped_matmul_dequantized(
+        rows.astype(np.float64), quant.dequantize_grouped(codes, scales, zeros, group), offsets)
+    assert relative_l2(result.outputs[0], expected) < TOLERANCE
+
+
+def test_mxfp4_grouped_matmul(tmp_path):
+    m, e = int(rng.integers(1, 10)), int(rng.integers(1, 4))
+    k, n = 32 * int(rng.integers(1, 5)), int(rng.integers(1, 40))
+    rows = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16)
+    weights = rng.standard_normal((e, n, k)) / np.sqrt(k)
+    codes, scale_bytes = quant.quantize_mxfp4(weights)
+    packed = quant.pack_nibbles(codes.view(np.uint8) & 0xF)
+    offsets = random_offsets(m, e)
+    ir = weight_only_program("#moe.quant<mxfp4>", k, n, e, "bf16", "ui8", k // 2,
+                             f"tensor<{e}x{n}x{k // 32}xui8>", None)
+    result = run_program(tmp_path, ir, "f", [rows, packed, offsets, scale_bytes], 1)
+    assert result.returncode == 0, result.stderr
+    expected = quant.grouped_matmul_dequantized(
+        rows.astype(np.float64), quant.dequantize_mxfp4(codes, scale_bytes), offsets)
+    assert relative_l2(result.outputs[0], expected) < TOLERANCE

@@ -30,6 +30,8 @@ StringRef mlir::moe::dtypeName(NpyDType dtype) {
     return "f8E4M3FN";
   case NpyDType::I8:
     return "i8";
+  case NpyDType::U8:
+    return "ui8";
   }
   llvm_unreachable("unknown dtype");
 }
@@ -38,6 +40,7 @@ size_t mlir::moe::dtypeSize(NpyDType dtype) {
   switch (dtype) {
   case NpyDType::F8E4M3FN:
   case NpyDType::I8:
+  case NpyDType::U8:
     return 1;
   case NpyDType::BF16:
   case NpyDType::F16:
@@ -80,6 +83,8 @@ static std::optional<NpyDType> parseDescr(StringRef descr) {
     return NpyDType::F8E4M3FN;
   if (descr == "|i1")
     return NpyDType::I8;
+  if (descr == "|u1")
+    return NpyDType::U8;
   if (descr == "<i4")
     return NpyDType::I32;
   if (descr == "<i8")
@@ -105,6 +110,8 @@ static StringRef descrOf(NpyDType dtype) {
     return "|V1";
   case NpyDType::I8:
     return "|i1";
+  case NpyDType::U8:
+    return "|u1";
   }
   llvm_unreachable("unknown dtype");
 }
@@ -164,7 +171,7 @@ llvm::Expected<NpyArray> mlir::moe::readNpy(StringRef path) {
   if (!dtype)
     return createStringError(std::errc::invalid_argument,
                              "'%s' has unsupported dtype '%s' (expected f32, "
-                             "f64, f16, bf16, f8E4M3FN, i8, i32 or i64, little endian)",
+                             "f64, f16, bf16, f8E4M3FN, i8, ui8, i32 or i64, little endian)",
                              path.str().c_str(), descr.str().c_str());
   array.dtype = *dtype;
   if (fortranText->starts_with("True"))

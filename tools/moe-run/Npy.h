@@ -19,7 +19,7 @@
 namespace mlir::moe {
 
 /// Element types of .npy arrays that moe-run understands.
-enum class NpyDType { F32, F64, BF16, F16, I32, I64, F8E4M3FN, I8 };
+enum class NpyDType { F32, F64, BF16, F16, I32, I64, F8E4M3FN, I8, U8 };
 
 /// Returns a short name ("f32", "bf16", ...).
 llvm::StringRef dtypeName(NpyDType dtype);

@@ -188,6 +188,8 @@ static std::optional<NpyDType> dtypeOf(Type type) {
     return NpyDType::F8E4M3FN;
   if (type.isSignlessInteger(8))
     return NpyDType::I8;
+  if (type.isUnsignedInteger(8))
+    return NpyDType::U8;
   return std::nullopt;
 }
 
@@ -247,6 +249,7 @@ static void storeFloat(NpyArray &array, int64_t index, double value) {
   case NpyDType::I32:
   case NpyDType::I64:
   case NpyDType::I8:
+  case NpyDType::U8:
     llvm_unreachable("not a float type");
   }
 }
@@ -262,6 +265,13 @@ static NpyArray randomArgument(RankedTensorType type, std::mt19937_64 &rng) {
     array.shape.push_back(ShapedType::isDynamic(size) ? numTokens : size);
   int64_t count = array.numElements();
   array.data.resize(count * dtypeSize(array.dtype));
+  if (array.dtype == NpyDType::U8) {
+    // Packed codes, zero points or e8m0 exponents near 1 (127).
+    std::uniform_int_distribution<int> bytes(120, 135);
+    for (int64_t i = 0; i < count; ++i)
+      array.data[i] = static_cast<uint8_t>(bytes(rng));
+    return array;
+  }
   if (array.dtype == NpyDType::I8) {
     // Codes of a symmetric int8 format.
     std::uniform_int_distribution<int> codes(-127, 127);

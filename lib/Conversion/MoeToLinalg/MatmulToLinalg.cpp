@@ -110,6 +110,137 @@ std::pair<AffineMap, AffineMap> scaleMaps(MLIRContext *context,
   llvm_unreachable("unknown scale layout");
 }
 
+/// The weights of a weight-only format as f32 [E, N, K]: each code (a nibble
+/// of the packed byte k / 2 for int4 and mxfp4) minus its zero point, times
+/// its group's scale (mxfp4: the e2m1 value times 2^(byte - 127)).
+Value buildDequantizeWeightOnly(OpBuilder &b, Location loc,
+                                QuantizationAttr quantization, Value weights,
+                                Value scales, Value zeros) {
+  QuantFormat format = quantization.getFormat();
+  bool packed = format != QuantFormat::Int8Weight;
+  bool zeroPoint = quantization.getZeroPoint();
+  int64_t group = format == QuantFormat::Mxfp4 ? 32 : quantization.getGroup();
+  auto storedType = cast<RankedTensorType>(weights.getType());
+  int64_t numExperts = storedType.getDimSize(0);
+  int64_t outFeatures = storedType.getDimSize(1);
+  int64_t inFeatures = storedType.getDimSize(2) * (packed ? 2 : 1);
+  Type f32 = b.getF32Type();
+  Type i32 = b.getI32Type();
+  Value e2m1Table;
+  if (format == QuantFormat::Mxfp4) {
+    SmallVector<float> values;
+    for (unsigned bits = 0; bits < 16; ++bits) {
+      APFloat value(APFloat::Float4E2M1FN(), APInt(4, bits));
+      bool losesInfo = false;
+      value.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven,
+                    &losesInfo);
+      values.push_back(value.convertToFloat());
+    }
+    e2m1Table = arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(RankedTensorType::get({16}, f32),
+                               ArrayRef<float>(values)));
+  }
+  Value output = createEmpty(
+      b, loc,
+      {b.getIndexAttr(numExperts), b.getIndexAttr(outFeatures),
+       b.getIndexAttr(inFeatures)},
+      f32);
+  AffineExpr e, n, k;
+  bindDims(b.getContext(), e, n, k);
+  AffineMap groupMap =
+      AffineMap::get(3, 0, {e, n, k.floorDiv(group)}, b.getContext());
+  SmallVector<Value> inputs = {scales};
+  SmallVector<AffineMap> maps = {groupMap};
+  if (zeroPoint) {
+    inputs.push_back(zeros);
+    maps.push_back(groupMap);
+  }
+  maps.push_back(b.getMultiDimIdentityMap(3));
+  SmallVector<utils::IteratorType> iterators(3, utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, TypeRange{output.getType()}, inputs, ValueRange{output},
+             maps, iterators,
+             [&](OpBuilder &nb, Location l, ValueRange args) {
+               auto constant = [&](int64_t v) -> Value {
+                 return arith::ConstantOp::create(nb, l,
+                                                  nb.getI32IntegerAttr(v));
+               };
+               Value expert = linalg::IndexOp::create(nb, l, 0);
+               Value column = linalg::IndexOp::create(nb, l, 1);
+               Value position = linalg::IndexOp::create(nb, l, 2);
+               Value stored = position;
+               if (packed)
+                 stored = arith::DivUIOp::create(
+                     nb, l, position, arith::ConstantIndexOp::create(nb, l, 2));
+               Value byte = tensor::ExtractOp::create(
+                   nb, l, weights, ValueRange{expert, column, stored});
+               // The stored byte's bits as i32 (signless views of ui8/i8).
+               Value bits = arith::ExtUIOp::create(
+                   nb, l, i32,
+                   UnrealizedConversionCastOp::create(nb, l, nb.getI8Type(),
+                                                      byte)
+                       .getResult(0));
+               Value code = bits;
+               if (packed) {
+                 Value odd = arith::IndexCastOp::create(
+                     nb, l, i32,
+                     arith::RemUIOp::create(
+                         nb, l, position,
+                         arith::ConstantIndexOp::create(nb, l, 2)));
+                 code = arith::AndIOp::create(
+                     nb, l,
+                     arith::ShRUIOp::create(
+                         nb, l, bits,
+                         arith::MulIOp::create(nb, l, odd, constant(4))),
+                     constant(0xF));
+               }
+               Value value;
+               if (format == QuantFormat::Mxfp4) {
+                 Value entry = tensor::ExtractOp::create(
+                     nb, l, e2m1Table,
+                     ValueRange{arith::IndexCastOp::create(
+                         nb, l, nb.getIndexType(), code)});
+                 // 2^(s - 127): the byte as an f32 exponent field.
+                 Value scaleBits = arith::ShLIOp::create(
+                     nb, l,
+                     arith::ExtUIOp::create(
+                         nb, l, i32,
+                         UnrealizedConversionCastOp::create(
+                             nb, l, nb.getI8Type(), args[0])
+                             .getResult(0)),
+                     constant(23));
+                 Value scale = arith::BitcastOp::create(nb, l, f32, scaleBits);
+                 value = arith::MulFOp::create(nb, l, entry, scale);
+               } else {
+                 if (zeroPoint) {
+                   Value zero = arith::ExtUIOp::create(
+                       nb, l, i32,
+                       UnrealizedConversionCastOp::create(
+                           nb, l, nb.getI8Type(), args[1])
+                           .getResult(0));
+                   code = arith::SubIOp::create(nb, l, code, zero);
+                 } else if (packed) {
+                   // A signed nibble: 8..15 are -8..-1.
+                   code = arith::SubIOp::create(
+                       nb, l, code,
+                       arith::MulIOp::create(
+                           nb, l,
+                           arith::ShRUIOp::create(nb, l, code, constant(3)),
+                           constant(16)));
+                 } else {
+                   code = arith::ExtSIOp::create(
+                       nb, l, i32,
+                       arith::TruncIOp::create(nb, l, nb.getI8Type(), code));
+                 }
+                 value = arith::MulFOp::create(
+                     nb, l, arith::SIToFPOp::create(nb, l, f32, code), args[0]);
+               }
+               linalg::YieldOp::create(nb, l, value);
+             })
+      .getResult(0);
+}
+
 struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -132,12 +263,27 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
       rewriter.replaceOpWithNewOp<GroupedMatmulOp>(
           op, op.getResult().getType(), rows, weights, adaptor.getOffsets(),
           /*input_scales=*/Value(), /*weight_scales=*/Value(),
+          /*weight_zeros=*/Value(),
           QuantizationAttr::get(op.getContext(), QuantFormat::None),
           op.getTileAttr());
       return success();
     }
-    if (quantization.getFormat() != QuantFormat::None)
-      return rewriter.notifyMatchFailure(op, "weight-only formats not lowered");
+    if (quantization.getFormat() != QuantFormat::None) {
+      Location loc = op.getLoc();
+      auto rowsType = cast<RankedTensorType>(adaptor.getRows().getType());
+      auto f32RowsType =
+          RankedTensorType::get(rowsType.getShape(), rewriter.getF32Type());
+      Value rows = buildConvert(rewriter, loc, adaptor.getRows(), f32RowsType);
+      Value weights = buildDequantizeWeightOnly(
+          rewriter, loc, quantization, adaptor.getWeights(),
+          adaptor.getWeightScales(), adaptor.getWeightZeros());
+      rewriter.replaceOpWithNewOp<GroupedMatmulOp>(
+          op, op.getResult().getType(), rows, weights, adaptor.getOffsets(),
+          Value(), Value(), Value(),
+          QuantizationAttr::get(op.getContext(), QuantFormat::None),
+          op.getTileAttr());
+      return success();
+    }
     rewriter.replaceOpWithNewOp<ExpertMatmulOp>(
         op, op.getResult().getType(), adaptor.getRows(), adaptor.getWeights(),
         /*slots=*/Value(), adaptor.getOffsets(), /*block_experts=*/Value(),

@@ -14,7 +14,7 @@
 // CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[EXPERT]], #{{.*}}]
 // CHECK-NOT: moe.grouped_matmul
 func.func @fp8_per_tensor(%a: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M3FN>, %o: tensor<9xi32>, %t: tensor<1xf32>, %e: tensor<8xf32>) -> tensor<?x128xbf16> {
-  %0 = moe.grouped_matmul %a, %w, %o scales(%t, %e : tensor<1xf32>, tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  %0 = moe.grouped_matmul %a, %w, %o input_scales(%t : tensor<1xf32>) weight_scales(%e : tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
   return %0 : tensor<?x128xbf16>
 }
 
@@ -25,7 +25,7 @@ func.func @fp8_per_tensor(%a: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M
 // CHECK: arith.sitofp %{{.*}} : i8 to f32
 // CHECK-NOT: moe.grouped_matmul
 func.func @int8_per_token(%a: tensor<?x256xi8>, %w: tensor<8x128x256xi8>, %o: tensor<9xi32>, %t: tensor<?xf32>, %c: tensor<8x128xf32>) -> tensor<?x128xf32> {
-  %0 = moe.grouped_matmul %a, %w, %o scales(%t, %c : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>, tensor<9xi32> -> tensor<?x128xf32>
+  %0 = moe.grouped_matmul %a, %w, %o input_scales(%t : tensor<?xf32>) weight_scales(%c : tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>, tensor<9xi32> -> tensor<?x128xf32>
   return %0 : tensor<?x128xf32>
 }
 
@@ -45,4 +45,26 @@ func.func @int8_per_token(%a: tensor<?x256xi8>, %w: tensor<8x128x256xi8>, %o: te
 func.func @quantize_block(%x: tensor<?x256xbf16>) -> (tensor<?x256xf8E4M3FN>, tensor<?x2xf32>) {
   %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
   return %c, %s : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+}
+
+// -----
+
+// Weight-only int4 with zero points: each weight is the nibble k mod 2 of
+// byte k / 2, minus its group's zero, times its group's scale; the rows are
+// converted to f32 and the matmul becomes an unquantized one.
+// CHECK-DAG: #[[GROUP:.*]] = affine_map<(d0, d1, d2) -> (d0, d1, d2 floordiv 128)>
+// CHECK-LABEL: func.func @int4_zero_points
+// CHECK: linalg.generic {indexing_maps = [#[[GROUP]], #[[GROUP]], #{{.*}}]
+// CHECK: %[[K:.*]] = linalg.index 2
+// CHECK: %[[BYTE:.*]] = arith.divui %[[K]], %c2
+// CHECK: tensor.extract %{{.*}}[%{{.*}}, %{{.*}}, %[[BYTE]]] : tensor<8x128x128xui8>
+// CHECK: arith.shrui
+// CHECK: arith.andi %{{.*}}, %c15_i32
+// CHECK: arith.subi
+// CHECK: arith.sitofp
+// CHECK: arith.mulf
+// CHECK-NOT: moe.grouped_matmul
+func.func @int4_zero_points(%a: tensor<?x256xbf16>, %o: tensor<9xi32>, %w: tensor<8x128x128xui8>, %s: tensor<8x128x2xf32>, %z: tensor<8x128x2xui8>) -> tensor<?x128xf32> {
+  %0 = moe.grouped_matmul %a, %w, %o weight_scales(%s : tensor<8x128x2xf32>) weight_zeros(%z : tensor<8x128x2xui8>) {quantization = #moe.quant<int4_weight, group = 128, zero_point = true>} : tensor<?x256xbf16>, tensor<8x128x128xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return %0 : tensor<?x128xf32>
 }

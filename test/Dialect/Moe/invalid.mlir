@@ -236,7 +236,7 @@ func.func @gmm_unknown_quant(%r: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %
 
 func.func @gmm_fp8_of_bf16(%r: tensor<?x128xbf16>, %w: tensor<8x128x128xbf16>, %o: tensor<9xi32>, %rs: tensor<1xf32>, %ws: tensor<8xf32>) {
   // expected-error @+1 {{expects rows and weights of 'f8E4M3FN' for #moe.quant<fp8, scales = per_tensor>, got 'bf16' and 'bf16'}}
-  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<1xf32>, tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  %0 = moe.grouped_matmul %r, %w, %o input_scales(%rs : tensor<1xf32>) weight_scales(%ws : tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
   return
 }
 
@@ -252,7 +252,7 @@ func.func @gmm_fp8_without_scales(%r: tensor<?x128xf8E4M3FN>, %w: tensor<8x128x1
 
 func.func @gmm_per_token_scales_shape(%r: tensor<4x128xi8>, %w: tensor<8x256x128xi8>, %o: tensor<9xi32>, %rs: tensor<1xf32>, %ws: tensor<8x256xf32>) {
   // expected-error @+1 {{expects input scales of shape [4] for #moe.quant<int8, scales = per_token_channel>, got 'tensor<1xf32>'}}
-  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<1xf32>, tensor<8x256xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<4x128xi8>, tensor<8x256x128xi8>, tensor<9xi32> -> tensor<4x256xbf16>
+  %0 = moe.grouped_matmul %r, %w, %o input_scales(%rs : tensor<1xf32>) weight_scales(%ws : tensor<8x256xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<4x128xi8>, tensor<8x256x128xi8>, tensor<9xi32> -> tensor<4x256xbf16>
   return
 }
 
@@ -260,7 +260,7 @@ func.func @gmm_per_token_scales_shape(%r: tensor<4x128xi8>, %w: tensor<8x256x128
 
 func.func @gmm_block_weight_scales_shape(%r: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M3FN>, %o: tensor<9xi32>, %rs: tensor<?x2xf32>, %ws: tensor<8x2x2xf32>) {
   // expected-error @+1 {{expects weight scales of shape [8, 1, 2] for #moe.quant<fp8, scales = block>, got 'tensor<8x2x2xf32>'}}
-  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<?x2xf32>, tensor<8x2x2xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  %0 = moe.grouped_matmul %r, %w, %o input_scales(%rs : tensor<?x2xf32>) weight_scales(%ws : tensor<8x2x2xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
   return
 }
 
@@ -268,23 +268,87 @@ func.func @gmm_block_weight_scales_shape(%r: tensor<?x256xf8E4M3FN>, %w: tensor<
 
 func.func @gmm_block_not_dividing(%r: tensor<?x192xf8E4M3FN>, %w: tensor<8x128x192xf8E4M3FN>, %o: tensor<9xi32>, %rs: tensor<?x1xf32>, %ws: tensor<8x1x1xf32>) {
   // expected-error @+1 {{expects K and N to be multiples of 128 for block scales, got K = 192 and N = 128}}
-  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<?x1xf32>, tensor<8x1x1xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x192xf8E4M3FN>, tensor<8x128x192xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  %0 = moe.grouped_matmul %r, %w, %o input_scales(%rs : tensor<?x1xf32>) weight_scales(%ws : tensor<8x1x1xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x192xf8E4M3FN>, tensor<8x128x192xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
   return
 }
 
 // -----
 
 func.func @gmm_scales_without_quantization(%r: tensor<?x128xbf16>, %w: tensor<8x128x128xbf16>, %o: tensor<9xi32>, %rs: tensor<1xf32>, %ws: tensor<8xf32>) {
-  // expected-error @+1 {{takes scales only with a w8a8 quantization, not #moe.quant<none>}}
-  %0 = moe.grouped_matmul %r, %w, %o scales(%rs, %ws : tensor<1xf32>, tensor<8xf32>) : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  // expected-error @+1 {{takes scales and zeros only with a quantization, not #moe.quant<none>}}
+  %0 = moe.grouped_matmul %r, %w, %o input_scales(%rs : tensor<1xf32>) weight_scales(%ws : tensor<8xf32>) : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
   return
 }
 
 // -----
 
-func.func @gmm_weight_only_not_yet(%r: tensor<?x128xbf16>, %w: tensor<8x128x128xbf16>, %o: tensor<9xi32>) {
-  // expected-error @+1 {{does not support #moe.quant<int4_weight, group = 128> yet: the quantized formats' scale operands are not part of the op}}
-  %0 = moe.grouped_matmul %r, %w, %o {quantization = #moe.quant<int4_weight, group = 128>} : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+func.func @gmm_weight_only_without_scales(%r: tensor<?x128xbf16>, %w: tensor<8x128x64xui8>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects weight scales for #moe.quant<int4_weight, group = 128>}}
+  %0 = moe.grouped_matmul %r, %w, %o {quantization = #moe.quant<int4_weight, group = 128>} : tensor<?x128xbf16>, tensor<8x128x64xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_weight_only_fp8_rows(%r: tensor<?x128xf8E4M3FN>, %w: tensor<8x128x64xui8>, %o: tensor<9xi32>, %s: tensor<8x128x1xf32>) {
+  // expected-error @+1 {{expects floating-point rows for #moe.quant<int4_weight, group = 128>}}
+  %0 = moe.grouped_matmul %r, %w, %o weight_scales(%s : tensor<8x128x1xf32>) {quantization = #moe.quant<int4_weight, group = 128>} : tensor<?x128xf8E4M3FN>, tensor<8x128x64xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_weight_only_input_scales(%r: tensor<?x128xbf16>, %w: tensor<8x128x64xui8>, %o: tensor<9xi32>, %a: tensor<1xf32>, %s: tensor<8x128x1xf32>) {
+  // expected-error @+1 {{takes no input scales for #moe.quant<int4_weight, group = 128>}}
+  %0 = moe.grouped_matmul %r, %w, %o input_scales(%a : tensor<1xf32>) weight_scales(%s : tensor<8x128x1xf32>) {quantization = #moe.quant<int4_weight, group = 128>} : tensor<?x128xbf16>, tensor<8x128x64xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_weight_only_missing_zeros(%r: tensor<?x128xbf16>, %w: tensor<8x128x64xui8>, %o: tensor<9xi32>, %s: tensor<8x128x1xf32>) {
+  // expected-error @+1 {{expects weight zeros for #moe.quant<int4_weight, group = 128, zero_point = true>}}
+  %0 = moe.grouped_matmul %r, %w, %o weight_scales(%s : tensor<8x128x1xf32>) {quantization = #moe.quant<int4_weight, group = 128, zero_point = true>} : tensor<?x128xbf16>, tensor<8x128x64xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_int8_weight_signed_with_zeros(%r: tensor<?x128xbf16>, %w: tensor<8x128x128xi8>, %o: tensor<9xi32>, %s: tensor<8x128x2xf32>, %z: tensor<8x128x2xui8>) {
+  // expected-error @+1 {{expects weights stored as 'ui8' for #moe.quant<int8_weight, group = 64, zero_point = true>, got 'tensor<8x128x128xi8>'}}
+  %0 = moe.grouped_matmul %r, %w, %o weight_scales(%s : tensor<8x128x2xf32>) weight_zeros(%z : tensor<8x128x2xui8>) {quantization = #moe.quant<int8_weight, group = 64, zero_point = true>} : tensor<?x128xbf16>, tensor<8x128x128xi8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_int4_group_not_dividing(%r: tensor<?x96xbf16>, %w: tensor<8x128x48xui8>, %o: tensor<9xi32>, %s: tensor<8x128x1xf32>) {
+  // expected-error @+1 {{expects K = 96 to be a multiple of the group 64}}
+  %0 = moe.grouped_matmul %r, %w, %o weight_scales(%s : tensor<8x128x1xf32>) {quantization = #moe.quant<int4_weight, group = 64>} : tensor<?x96xbf16>, tensor<8x128x48xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_mxfp4_f32_scales(%r: tensor<?x64xbf16>, %w: tensor<8x128x32xui8>, %o: tensor<9xi32>, %s: tensor<8x128x2xf32>) {
+  // expected-error @+1 {{expects weight scales of 'ui8' and shape [8, 128, 2] for #moe.quant<mxfp4>, got 'tensor<8x128x2xf32>'}}
+  %0 = moe.grouped_matmul %r, %w, %o weight_scales(%s : tensor<8x128x2xf32>) {quantization = #moe.quant<mxfp4>} : tensor<?x64xbf16>, tensor<8x128x32xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_zeros_shape(%r: tensor<?x128xbf16>, %w: tensor<8x128x64xui8>, %o: tensor<9xi32>, %s: tensor<8x128x4xf32>, %z: tensor<8x128x2xui8>) {
+  // expected-error @+1 {{expects weight zeros of the scales' shape, got 'tensor<8x128x2xui8>'}}
+  %0 = moe.grouped_matmul %r, %w, %o weight_scales(%s : tensor<8x128x4xf32>) weight_zeros(%z : tensor<8x128x2xui8>) {quantization = #moe.quant<int4_weight, group = 32, zero_point = true>} : tensor<?x128xbf16>, tensor<8x128x64xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_w8a8_with_zeros(%r: tensor<?x128xi8>, %w: tensor<8x128x128xi8>, %o: tensor<9xi32>, %a: tensor<?xf32>, %s: tensor<8x128xf32>, %z: tensor<8x128x1xui8>) {
+  // expected-error @+1 {{takes no weight zeros for #moe.quant<int8, scales = per_token_channel>}}
+  %0 = moe.grouped_matmul %r, %w, %o input_scales(%a : tensor<?xf32>) weight_scales(%s : tensor<8x128xf32>) weight_zeros(%z : tensor<8x128x1xui8>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x128xi8>, tensor<8x128x128xi8>, tensor<9xi32> -> tensor<?x128xf32>
   return
 }
 

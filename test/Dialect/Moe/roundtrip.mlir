@@ -86,17 +86,32 @@ func.func @combine(%y: tensor<?x2x64xf32>, %w: tensor<?x2xf32>) {
 
 // The w8a8 grouped matmuls, with the scale shapes of each layout.
 // CHECK-LABEL: func @w8a8_grouped_matmul
-// CHECK: moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} scales(%{{.*}}, %{{.*}} : tensor<1xf32>, tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>
-// CHECK: scales(%{{.*}}, %{{.*}} : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>}
-// CHECK: scales(%{{.*}}, %{{.*}} : tensor<?x2xf32>, tensor<8x1x2xf32>) {quantization = #moe.quant<fp8, scales = block>}
-// CHECK: scales(%{{.*}}, %{{.*}} : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>
+// CHECK: moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} input_scales(%{{.*}} : tensor<1xf32>) weight_scales(%{{.*}} : tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>
+// CHECK: input_scales(%{{.*}} : tensor<?xf32>) weight_scales(%{{.*}} : tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>}
+// CHECK: input_scales(%{{.*}} : tensor<?x2xf32>) weight_scales(%{{.*}} : tensor<8x1x2xf32>) {quantization = #moe.quant<fp8, scales = block>}
+// CHECK: input_scales(%{{.*}} : tensor<?xf32>) weight_scales(%{{.*}} : tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>
 func.func @w8a8_grouped_matmul(%a: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M3FN>, %o: tensor<9xi32>,
     %t: tensor<1xf32>, %e: tensor<8xf32>, %tok: tensor<?xf32>, %ch: tensor<8x128xf32>, %ab: tensor<?x2xf32>, %wb: tensor<8x1x2xf32>,
     %ai: tensor<?x256xi8>, %wi: tensor<8x128x256xi8>) {
-  %0 = moe.grouped_matmul %a, %w, %o scales(%t, %e : tensor<1xf32>, tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
-  %1 = moe.grouped_matmul %a, %w, %o scales(%tok, %ch : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
-  %2 = moe.grouped_matmul %a, %w, %o scales(%ab, %wb : tensor<?x2xf32>, tensor<8x1x2xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xf32>
-  %3 = moe.grouped_matmul %ai, %wi, %o scales(%tok, %ch : tensor<?xf32>, tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>, tensor<9xi32> -> tensor<?x128xbf16>
+  %0 = moe.grouped_matmul %a, %w, %o input_scales(%t : tensor<1xf32>) weight_scales(%e : tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  %1 = moe.grouped_matmul %a, %w, %o input_scales(%tok : tensor<?xf32>) weight_scales(%ch : tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xbf16>
+  %2 = moe.grouped_matmul %a, %w, %o input_scales(%ab : tensor<?x2xf32>) weight_scales(%wb : tensor<8x1x2xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xf32>
+  %3 = moe.grouped_matmul %ai, %wi, %o input_scales(%tok : tensor<?xf32>) weight_scales(%ch : tensor<8x128xf32>) {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xi8>, tensor<8x128x256xi8>, tensor<9xi32> -> tensor<?x128xbf16>
+  return
+}
+
+// -----
+
+// Weight-only grouped matmuls: packed int4 with zero points, int8, mxfp4.
+// CHECK-LABEL: func @weight_only_grouped_matmul
+// CHECK: weight_scales(%{{.*}} : tensor<8x128x2xf32>) weight_zeros(%{{.*}} : tensor<8x128x2xui8>) {quantization = #moe.quant<int4_weight, group = 128, zero_point = true>} : tensor<?x256xbf16>, tensor<8x128x128xui8>
+// CHECK: weight_scales(%{{.*}} : tensor<8x128x8xf32>) {quantization = #moe.quant<int8_weight, group = 32>} : tensor<?x256xbf16>, tensor<8x128x256xi8>
+// CHECK: weight_scales(%{{.*}} : tensor<8x128x8xui8>) {quantization = #moe.quant<mxfp4>} : tensor<?x256xbf16>, tensor<8x128x128xui8>
+func.func @weight_only_grouped_matmul(%a: tensor<?x256xbf16>, %o: tensor<9xi32>, %w4: tensor<8x128x128xui8>, %s4: tensor<8x128x2xf32>, %z4: tensor<8x128x2xui8>,
+    %w8: tensor<8x128x256xi8>, %s8: tensor<8x128x8xf32>, %sx: tensor<8x128x8xui8>) {
+  %0 = moe.grouped_matmul %a, %w4, %o weight_scales(%s4 : tensor<8x128x2xf32>) weight_zeros(%z4 : tensor<8x128x2xui8>) {quantization = #moe.quant<int4_weight, group = 128, zero_point = true>} : tensor<?x256xbf16>, tensor<8x128x128xui8>, tensor<9xi32> -> tensor<?x128xbf16>
+  %1 = moe.grouped_matmul %a, %w8, %o weight_scales(%s8 : tensor<8x128x8xf32>) {quantization = #moe.quant<int8_weight, group = 32>} : tensor<?x256xbf16>, tensor<8x128x256xi8>, tensor<9xi32> -> tensor<?x128xbf16>
+  %2 = moe.grouped_matmul %a, %w4, %o weight_scales(%sx : tensor<8x128x8xui8>) {quantization = #moe.quant<mxfp4>} : tensor<?x256xbf16>, tensor<8x128x128xui8>, tensor<9xi32> -> tensor<?x128xbf16>
   return
 }
 

@@ -367,28 +367,95 @@ static LogicalResult verifyW8A8(GroupedMatmulOp op) {
   return success();
 }
 
+/// Verifies the stored weights and their scales and zeros of a weight-only
+/// grouped_matmul; returns the K the rows must have.
+static FailureOr<int64_t> verifyWeightOnly(GroupedMatmulOp op) {
+  QuantizationAttr quantization = op.getQuantization();
+  QuantFormat format = quantization.getFormat();
+  RankedTensorType rowsType = op.getRows().getType();
+  RankedTensorType weightsType = op.getWeights().getType();
+  if (!isa<FloatType>(rowsType.getElementType()) ||
+      isa<Float8E4M3FNType>(rowsType.getElementType()))
+    return op.emitOpError() << "expects floating-point rows for "
+                            << quantization << ", got " << rowsType;
+  if (op.getInputScales())
+    return op.emitOpError() << "takes no input scales for " << quantization;
+  if (!op.getWeightScales())
+    return op.emitOpError() << "expects weight scales for " << quantization;
+  bool zeroPoint = quantization.getZeroPoint();
+  if (zeroPoint != static_cast<bool>(op.getWeightZeros()))
+    return op.emitOpError() << (zeroPoint ? "expects" : "takes no")
+                            << " weight zeros for " << quantization;
+  MLIRContext *context = op.getContext();
+  Type u8 = IntegerType::get(context, 8, IntegerType::Unsigned);
+  Type i8 = IntegerType::get(context, 8);
+  bool packed = format != QuantFormat::Int8Weight;
+  Type stored = (format == QuantFormat::Int8Weight && !zeroPoint) ? i8 : u8;
+  int64_t storedK = weightsType.getDimSize(2);
+  int64_t inFeatures = packed ? 2 * storedK : storedK;
+  if (weightsType.getElementType() != stored)
+    return op.emitOpError() << "expects weights stored as " << stored
+                            << " for " << quantization << ", got "
+                            << weightsType;
+  int64_t group = format == QuantFormat::Mxfp4 ? 32 : quantization.getGroup();
+  if (inFeatures % group != 0)
+    return op.emitOpError() << "expects K = " << inFeatures
+                            << " to be a multiple of the group " << group;
+  SmallVector<int64_t> groupShape = {weightsType.getDimSize(0),
+                                     weightsType.getDimSize(1),
+                                     inFeatures / group};
+  auto scalesType = cast<RankedTensorType>(op.getWeightScales().getType());
+  Type scaleElement = format == QuantFormat::Mxfp4
+                          ? u8
+                          : Type(Float32Type::get(context));
+  if (scalesType.getElementType() != scaleElement ||
+      scalesType.getShape() != ArrayRef<int64_t>(groupShape))
+    return op.emitOpError()
+           << "expects weight scales of " << scaleElement << " and shape ["
+           << groupShape[0] << ", " << groupShape[1] << ", " << groupShape[2]
+           << "] for " << quantization << ", got " << scalesType;
+  if (zeroPoint) {
+    auto zerosType = cast<RankedTensorType>(op.getWeightZeros().getType());
+    if (zerosType.getShape() != ArrayRef<int64_t>(groupShape))
+      return op.emitOpError() << "expects weight zeros of the scales' shape, "
+                                 "got "
+                              << zerosType;
+  }
+  return inFeatures;
+}
+
 LogicalResult GroupedMatmulOp::verify() {
   RankedTensorType rowsType = getRows().getType();
   RankedTensorType weightsType = getWeights().getType();
   RankedTensorType resultType = getResult().getType();
   QuantizationAttr quantization = getQuantization();
-  if (quantization.isW8A8()) {
+  int64_t inFeatures = weightsType.getDimSize(2);
+  if (quantization.isW8A8() || quantization.getFormat() != QuantFormat::None) {
     if (!weightsType.hasStaticShape())
       return emitOpError() << "expects a static weights shape [E, N, K], got "
                            << weightsType;
+  }
+  if (quantization.isW8A8()) {
+    if (getWeightZeros())
+      return emitOpError() << "takes no weight zeros for " << quantization;
     if (failed(verifyW8A8(*this)))
       return failure();
+  } else if (quantization.getFormat() != QuantFormat::None) {
+    FailureOr<int64_t> k = verifyWeightOnly(*this);
+    if (failed(k))
+      return failure();
+    inFeatures = *k;
   } else {
-    if (getInputScales() || getWeightScales())
-      return emitOpError() << "takes scales only with a w8a8 quantization, "
-                              "not "
+    if (getInputScales() || getWeightScales() || getWeightZeros())
+      return emitOpError() << "takes scales and zeros only with a "
+                              "quantization, not "
                            << quantization;
     if (failed(verifyMatmulOperands(*this, "rows", rowsType, weightsType,
                                     getOffsets(), quantization)))
       return failure();
   }
-  if (rowsType.getDimSize(1) != weightsType.getDimSize(2))
-    return emitOpError() << "expects rows with K = " << weightsType.getDimSize(2)
+  if (rowsType.getDimSize(1) != inFeatures)
+    return emitOpError() << "expects rows with K = " << inFeatures
                          << " columns to match weights, got " << rowsType;
   if (getOffsets().getType().getDimSize(0) != weightsType.getDimSize(0) + 1)
     return emitOpError() << "expects offsets of size E + 1 = "

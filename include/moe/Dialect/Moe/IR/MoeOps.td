@@ -19,7 +19,9 @@ def Moe_ActivationTensor2D : TensorRankOf<[BF16, F16, F32], [2]>;
 def Moe_ActivationTensor3D : TensorRankOf<[BF16, F16, F32], [3]>;
 // Matmul operands: activations, or the codes of a w8a8 format.
 def Moe_MatmulTensor2D : TensorRankOf<[BF16, F16, F32, F8E4M3FN, I8], [2]>;
-def Moe_MatmulTensor3D : TensorRankOf<[BF16, F16, F32, F8E4M3FN, I8], [3]>;
+// Weights: plain, w8a8 codes, or the stored codes of a weight-only format
+// (ui8: packed int4 / e2m1 pairs, or int8 codes with zero points).
+def Moe_MatmulTensor3D : TensorRankOf<[BF16, F16, F32, F8E4M3FN, I8, UI8], [3]>;
 def Moe_F32Tensor : TensorOf<[F32]>;
 def Moe_F32Tensor1D : TensorRankOf<[F32], [1]>;
 def Moe_F32Tensor2D : TensorRankOf<[F32], [2]>;
@@ -196,7 +198,19 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul",
     - `block`: input `[R, K/128]` (1×128), weight `[E, N/128, K/128]`
       (128×128); K and N multiples of 128.
 
-    The weight-only formats are not accepted yet.
+    With a weight-only format the rows stay in their floating-point type
+    and the weights are stored codes, dequantized group-wise along K with
+    `weight_scales`:
+
+    - `int4_weight`: `ui8` `[E, N, K/2]`, two codes per byte (element 2j
+      in the low nibble), signed (two's complement) without zero points,
+      unsigned with them; f32 scales `[E, N, K/group]`;
+    - `int8_weight`: `i8` `[E, N, K]` without zero points, `ui8` with them;
+      f32 scales `[E, N, K/group]`;
+    - with `zero_point = true`: `weight_zeros` `ui8` `[E, N, K/group]`, and
+      a weight is `(code - zero) · scale`;
+    - `mxfp4`: `ui8` `[E, N, K/2]` of e2m1 pairs, `weight_scales` `ui8`
+      `[E, N, K/32]` of e8m0 exponents (`2^(byte - 127)`).
 
     Example:
     ```mlir
@@ -204,7 +218,7 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul",
         : tensor<?x4096xbf16>, tensor<8x28672x4096xbf16>, tensor<9xi32>
         -> tensor<?x28672xf32>
     %q = moe.grouped_matmul %codes, %w, %offsets
-        scales(%a_s, %w_s : tensor<?x56xf32>, tensor<256x32x56xf32>)
+        input_scales(%a_s : tensor<?x56xf32>) weight_scales(%w_s : tensor<256x32x56xf32>)
         {quantization = #moe.quant<fp8, scales = block>}
         : tensor<?x7168xf8E4M3FN>, tensor<256x4096x7168xf8E4M3FN>,
           tensor<257xi32> -> tensor<?x4096xbf16>
@@ -214,15 +228,17 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul",
                        Moe_MatmulTensor3D:$weights,
                        Moe_I32Tensor1D:$offsets,
                        Optional<Moe_F32Tensor>:$input_scales,
-                       Optional<Moe_F32Tensor>:$weight_scales,
+                       Optional<TensorOf<[F32, UI8]>>:$weight_scales,
+                       Optional<TensorOf<[UI8]>>:$weight_zeros,
                        DefaultValuedAttr<Moe_QuantizationAttr,
                          "::mlir::moe::QuantFormat::None">:$quantization,
                        OptionalAttr<Moe_TileAttr>:$tile);
   let results = (outs Moe_ActivationTensor2D:$result);
   let assemblyFormat = [{
     $rows `,` $weights `,` $offsets
-    (`scales` `(` $input_scales^ `,` $weight_scales `:` type($input_scales)
-      `,` type($weight_scales) `)`)?
+    (`input_scales` `(` $input_scales^ `:` type($input_scales) `)`)?
+    (`weight_scales` `(` $weight_scales^ `:` type($weight_scales) `)`)?
+    (`weight_zeros` `(` $weight_zeros^ `:` type($weight_zeros) `)`)?
     attr-dict `:` type($rows) `,` type($weights) `,` type($offsets) `->`
     type($result)
   }];
