@@ -247,25 +247,22 @@ def time_graph(fn, replays=20):
         fn()
     graph.replay()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(replays):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        graph.replay()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1000)
-    return statistics.median(times)
+    return _median_event_time(graph.replay, replays)
 
 
 def time_eager(fn, repeats=5):
     fn()
     torch.cuda.synchronize()
+    return _median_event_time(fn, repeats)
+
+
+def _median_event_time(run, repeats):
+    """Median µs of `repeats` runs of `run`, each between two device events."""
     times = []
     for _ in range(repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        run()
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) * 1000)

@@ -76,6 +76,9 @@ extern "C" moe_rt_status moe_rt_current_context(CUcontext *context) {
   if (!context)
     return fail(MOE_RT_ERROR_INVALID_ARGUMENT,
                 "moe_rt_current_context: null");
+  // The common case, once per layer call: a context is already current.
+  if (cuCtxGetCurrent(context) == CUDA_SUCCESS && *context)
+    return MOE_RT_SUCCESS;
   if (moe_rt_status status = moe_rt_init(0))
     return status;
   CUresult result = cuCtxGetCurrent(context);

@@ -104,7 +104,7 @@ private:
   void issueStage(Value step, Value valid);
   Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups);
   void storeEpilogue(Value accumulator);
-  Value ifThen(Value condition, function_ref<void()> body);
+  void ifThen(Value condition, function_ref<void()> body);
 
   OpBuilder &b;
   Location loc;
@@ -126,12 +126,11 @@ private:
 };
 } // namespace
 
-Value KernelBuilder::ifThen(Value condition, function_ref<void()> body) {
+void KernelBuilder::ifThen(Value condition, function_ref<void()> body) {
   auto ifOp = scf::IfOp::create(b, loc, condition, /*withElse=*/false);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(ifOp.thenBlock());
   body();
-  return {};
 }
 
 Value KernelBuilder::sharedBase(LLVM::GlobalOp sharedMemory) {

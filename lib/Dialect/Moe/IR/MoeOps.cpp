@@ -31,6 +31,14 @@ static std::string formatDim(int64_t dim) {
   return ShapedType::isDynamic(dim) ? "?" : std::to_string(dim);
 }
 
+/// Formats a shape as "[d0, d1, ...]" with "?" for dynamic sizes.
+static std::string formatShape(ArrayRef<int64_t> shape) {
+  std::string text = "[";
+  for (auto [i, size] : llvm::enumerate(shape))
+    text += (i ? ", " : "") + formatDim(size);
+  return text + "]";
+}
+
 /// Emits an error unless dimension `dim` of `type` (named `name`) is static.
 static LogicalResult verifyStaticDim(Operation *op, RankedTensorType type,
                                      unsigned dim, StringRef name) {
@@ -283,8 +291,8 @@ static LogicalResult verifyMatmulOperands(Operation *op, StringRef aName,
     return op->emitOpError()
            << "expects " << aName << " with K = " << inFeatures
            << " columns to match weights, got " << aType;
-  // The quantized formats' semantics exist (python/moe_compiler/quant.py)
-  // but the matmuls do not take their scale operands yet.
+  // moe.expert_matmul takes no scale operands yet (moe.grouped_matmul
+  // verifies its quantized forms itself).
   if (quantization.getFormat() != QuantFormat::None)
     return op->emitOpError()
            << "does not support " << quantization
@@ -339,31 +347,16 @@ static LogicalResult verifyW8A8(GroupedMatmulOp op) {
     weightShape = {numExperts, outFeatures / 128, inFeatures / 128};
     break;
   }
-  auto matches = [](RankedTensorType type, ArrayRef<int64_t> shape) {
-    if (type.getRank() != static_cast<int64_t>(shape.size()))
-      return false;
-    for (auto [dim, size] : llvm::zip_equal(type.getShape(), shape))
-      if (!ShapedType::isDynamic(dim) && !ShapedType::isDynamic(size) &&
-          dim != size)
-        return false;
-    return true;
-  };
-  auto describe = [](ArrayRef<int64_t> shape) {
-    std::string text = "[";
-    for (auto [i, size] : llvm::enumerate(shape))
-      text += (i ? ", " : "") + formatDim(size);
-    return text + "]";
-  };
   auto inputScales = cast<RankedTensorType>(op.getInputScales().getType());
   auto weightScales = cast<RankedTensorType>(op.getWeightScales().getType());
-  if (!matches(inputScales, inputShape))
+  if (failed(verifyCompatibleShape(inputScales.getShape(), inputShape)))
     return op.emitOpError() << "expects input scales of shape "
-                            << describe(inputShape) << " for " << quantization
-                            << ", got " << inputScales;
-  if (!matches(weightScales, weightShape))
+                            << formatShape(inputShape) << " for "
+                            << quantization << ", got " << inputScales;
+  if (failed(verifyCompatibleShape(weightScales.getShape(), weightShape)))
     return op.emitOpError() << "expects weight scales of shape "
-                            << describe(weightShape) << " for " << quantization
-                            << ", got " << weightScales;
+                            << formatShape(weightShape) << " for "
+                            << quantization << ", got " << weightScales;
   return success();
 }
 
@@ -411,9 +404,9 @@ static FailureOr<int64_t> verifyWeightOnly(GroupedMatmulOp op) {
   if (scalesType.getElementType() != scaleElement ||
       scalesType.getShape() != ArrayRef<int64_t>(groupShape))
     return op.emitOpError()
-           << "expects weight scales of " << scaleElement << " and shape ["
-           << groupShape[0] << ", " << groupShape[1] << ", " << groupShape[2]
-           << "] for " << quantization << ", got " << scalesType;
+           << "expects weight scales of " << scaleElement << " and shape "
+           << formatShape(groupShape) << " for " << quantization << ", got "
+           << scalesType;
   if (zeroPoint) {
     auto zerosType = cast<RankedTensorType>(op.getWeightZeros().getType());
     if (zerosType.getShape() != ArrayRef<int64_t>(groupShape))
@@ -429,23 +422,7 @@ LogicalResult GroupedMatmulOp::verify() {
   RankedTensorType weightsType = getWeights().getType();
   RankedTensorType resultType = getResult().getType();
   QuantizationAttr quantization = getQuantization();
-  int64_t inFeatures = weightsType.getDimSize(2);
-  if (quantization.isW8A8() || quantization.getFormat() != QuantFormat::None) {
-    if (!weightsType.hasStaticShape())
-      return emitOpError() << "expects a static weights shape [E, N, K], got "
-                           << weightsType;
-  }
-  if (quantization.isW8A8()) {
-    if (getWeightZeros())
-      return emitOpError() << "takes no weight zeros for " << quantization;
-    if (failed(verifyW8A8(*this)))
-      return failure();
-  } else if (quantization.getFormat() != QuantFormat::None) {
-    FailureOr<int64_t> k = verifyWeightOnly(*this);
-    if (failed(k))
-      return failure();
-    inFeatures = *k;
-  } else {
+  if (quantization.getFormat() == QuantFormat::None) {
     if (getInputScales() || getWeightScales() || getWeightZeros())
       return emitOpError() << "takes scales and zeros only with a "
                               "quantization, not "
@@ -453,14 +430,32 @@ LogicalResult GroupedMatmulOp::verify() {
     if (failed(verifyMatmulOperands(*this, "rows", rowsType, weightsType,
                                     getOffsets(), quantization)))
       return failure();
+  } else {
+    if (!weightsType.hasStaticShape())
+      return emitOpError() << "expects a static weights shape [E, N, K], got "
+                           << weightsType;
+    // The K the rows must have: the weights' last dimension, or twice it
+    // for two codes per byte.
+    int64_t inFeatures = weightsType.getDimSize(2);
+    if (quantization.isW8A8()) {
+      if (getWeightZeros())
+        return emitOpError() << "takes no weight zeros for " << quantization;
+      if (failed(verifyW8A8(*this)))
+        return failure();
+    } else {
+      FailureOr<int64_t> k = verifyWeightOnly(*this);
+      if (failed(k))
+        return failure();
+      inFeatures = *k;
+    }
+    if (rowsType.getDimSize(1) != inFeatures)
+      return emitOpError() << "expects rows with K = " << inFeatures
+                           << " columns to match weights, got " << rowsType;
+    if (getOffsets().getType().getDimSize(0) != getNumExperts() + 1)
+      return emitOpError() << "expects offsets of size E + 1 = "
+                           << getNumExperts() + 1 << ", got "
+                           << getOffsets().getType();
   }
-  if (rowsType.getDimSize(1) != inFeatures)
-    return emitOpError() << "expects rows with K = " << inFeatures
-                         << " columns to match weights, got " << rowsType;
-  if (getOffsets().getType().getDimSize(0) != weightsType.getDimSize(0) + 1)
-    return emitOpError() << "expects offsets of size E + 1 = "
-                         << weightsType.getDimSize(0) + 1 << ", got "
-                         << getOffsets().getType();
   int64_t outFeatures = weightsType.getDimSize(1);
   if (resultType.getDimSize(1) != outFeatures ||
       !areDimsCompatible(resultType.getDimSize(0), rowsType.getDimSize(0)))
@@ -508,13 +503,10 @@ LogicalResult QuantizeOp::verify() {
     break;
   }
   auto scalesType = cast<RankedTensorType>(getScales().getType());
-  if (failed(verifyCompatibleShape(scalesType.getShape(), scaleShape))) {
-    std::string expected;
-    for (auto [i, size] : llvm::enumerate(scaleShape))
-      expected += (i ? ", " : "") + formatDim(size);
-    return emitOpError() << "expects scales of shape [" << expected
-                         << "] for " << quantization << ", got " << scalesType;
-  }
+  if (failed(verifyCompatibleShape(scalesType.getShape(), scaleShape)))
+    return emitOpError() << "expects scales of shape "
+                         << formatShape(scaleShape) << " for " << quantization
+                         << ", got " << scalesType;
   return success();
 }
 
