@@ -88,7 +88,7 @@ def _expert_block_body(config: LayerConfig) -> list[str]:
         f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : {x_type}, {w13_type}, {offsets_type}"
         f" -> tensor<?x{2 * i}x{t}>",
         f"  %act = moe.activation {config.activation} %gate_up{act_attrs}"
-        f" : tensor<?x{2 * i}x{t}> -> tensor<?x{i}x{t}>",
+        f" : tensor<?x{2 * i}xf32> -> tensor<?x{i}x{t}>",
         f"  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}x{t}>, {w2_type}, {offsets_type}"
         f" -> tensor<?x{h}xf32>",
         f"  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32>"
@@ -157,6 +157,88 @@ def expert_block_mlir(config: LayerConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclasses.dataclass(frozen=True)
+class QuantScheme:
+    """A w8a8 format of an expert block: `format` (fp8 or int8) and the scale
+    layout of `#moe.quant` (per_token_channel or block)."""
+
+    name: str
+    format: str
+    scales: str
+
+    @property
+    def code_type(self) -> str:
+        return "f8E4M3FN" if self.format == "fp8" else "i8"
+
+    def activation_scale_type(self, k: int) -> str:
+        return f"tensor<?x{k // 128}xf32>" if self.scales == "block" else "tensor<?xf32>"
+
+    def weight_scale_type(self, e: int, n: int, k: int) -> str:
+        if self.scales == "block":
+            return f"tensor<{e}x{n // 128}x{k // 128}xf32>"
+        return f"tensor<{e}x{n}xf32>"
+
+
+FP8_BLOCK = QuantScheme("fp8_block", "fp8", "block")
+FP8_CHANNEL = QuantScheme("fp8_channel", "fp8", "per_token_channel")
+INT8_CHANNEL = QuantScheme("int8_channel", "int8", "per_token_channel")
+
+# The quantized expert blocks the GPU suite checks and times: DeepSeek-V3's
+# fp8 checkpoint format (1x128 activation, 128x128 weight blocks), Qwen3 fp8
+# per token x per channel, and int8 w8a8 on the same shape.
+QUANTIZED_BLOCKS = ((DEEPSEEK_V3, FP8_BLOCK), (QWEN3_30B_A3B, FP8_CHANNEL),
+                    (QWEN3_30B_A3B, INT8_CHANNEL))
+
+
+def quantized_expert_block_mlir(config: LayerConfig, scheme: QuantScheme,
+                                name: str | None = None) -> str:
+    """The expert block with w8a8 weights: both GEMMs' activations are
+    quantized dynamically (moe.quantize) and the weights come as codes and
+    scales. Arguments: %x, %ids, %weights, %w13, %w13_scales, %w2,
+    %w2_scales."""
+    e, k, h, i, t = (config.num_experts, config.k, config.hidden,
+                     config.intermediate, config.dtype)
+    q, c = f"#moe.quant<{scheme.format}, scales = {scheme.scales}>", scheme.code_type
+    x_type = f"tensor<?x{h}x{t}>"
+    w13_type = f"tensor<{e}x{2 * i}x{h}x{c}>"
+    w2_type = f"tensor<{e}x{h}x{i}x{c}>"
+    w13_scales = scheme.weight_scale_type(e, 2 * i, h)
+    w2_scales = scheme.weight_scale_type(e, h, i)
+    x_scales, act_scales = scheme.activation_scale_type(h), scheme.activation_scale_type(i)
+    offsets_type = f"tensor<{e + 1}xi32>"
+    act_attrs = ""
+    if config.activation == "swiglu":
+        act_attrs = (f" {{alpha = {_f32(config.swiglu_alpha)}, "
+                     f"limit = {_f32(config.swiglu_limit)}}}")
+    name = name or f"{config.name}_{scheme.name}_block"
+    lines = [
+        f"// {config.name} expert block in {scheme.name}: E={e}, k={k}, H={h}, I={i}.",
+        f"func.func @{name}(%x: {x_type}, %ids: tensor<?x{k}xi32>, %weights: tensor<?x{k}xf32>, "
+        f"%w13: {w13_type}, %w13_scales: {w13_scales}, %w2: {w2_type}, %w2_scales: {w2_scales})"
+        f" -> {x_type} {{",
+        f"  %rows, %offsets, %source = moe.permute %x, %ids : {x_type}, tensor<?x{k}xi32>"
+        f" -> {x_type}, {offsets_type}, tensor<?xi32>",
+        f"  %codes, %scales = moe.quantize %rows {{quantization = {q}}}"
+        f" : {x_type} -> tensor<?x{h}x{c}>, {x_scales}",
+        f"  %gate_up = moe.grouped_matmul %codes, %w13, %offsets input_scales(%scales : {x_scales})"
+        f" weight_scales(%w13_scales : {w13_scales}) {{quantization = {q}}}"
+        f" : tensor<?x{h}x{c}>, {w13_type}, {offsets_type} -> tensor<?x{2 * i}xf32>",
+        f"  %act = moe.activation {config.activation} %gate_up{act_attrs}"
+        f" : tensor<?x{2 * i}xf32> -> tensor<?x{i}x{t}>",
+        f"  %act_codes, %act_scales = moe.quantize %act {{quantization = {q}}}"
+        f" : tensor<?x{i}x{t}> -> tensor<?x{i}x{c}>, {act_scales}",
+        f"  %down = moe.grouped_matmul %act_codes, %w2, %offsets input_scales(%act_scales : {act_scales})"
+        f" weight_scales(%w2_scales : {w2_scales}) {{quantization = {q}}}"
+        f" : tensor<?x{i}x{c}>, {w2_type}, {offsets_type} -> tensor<?x{h}xf32>",
+        f"  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32>"
+        f" -> tensor<?x{k}x{h}xf32>",
+        f"  %out = moe.combine %expert_out, %weights : tensor<?x{k}x{h}xf32>, tensor<?x{k}xf32> -> {x_type}",
+        f"  return %out : {x_type}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def example_path(root: pathlib.Path, config: LayerConfig, scaled: bool = False) -> pathlib.Path:
     folder = root / "examples" / ("scaled" if scaled else "")
     return folder / f"{config.name}.mlir"
@@ -184,6 +266,12 @@ def main() -> None:
             # The whole layer, routing included: the example itself.
             (args.write_gpu_blocks / f"{config.name}.mlir").write_text(layer_mlir(config))
             manifest[config.name] = dataclasses.asdict(config)
+        for config, scheme in QUANTIZED_BLOCKS:
+            for variant, layer in (("block", config), ("small_block", scaled_example(config))):
+                name = f"{config.name}_{scheme.name}_{variant}"
+                (args.write_gpu_blocks / f"{name}.mlir").write_text(
+                    quantized_expert_block_mlir(layer, scheme, name))
+                manifest[name] = dict(dataclasses.asdict(layer), quant=dataclasses.asdict(scheme))
         (args.write_gpu_blocks / "layers.json").write_text(json.dumps(manifest, indent=1))
     elif args.write_examples:
         for config in EXAMPLE_LAYERS:

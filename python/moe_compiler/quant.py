@@ -240,3 +240,48 @@ def grouped_matmul_dequantized(rows, weights, offsets) -> np.ndarray:
         lo, hi = offsets[expert], offsets[expert + 1]
         out[lo:hi] = rows[lo:hi] @ weights[expert].T
     return out
+
+
+# the w8a8 expert block -----------------------------------------------------------
+
+def quantize_activation(x, fmt: str, layout: str):
+    """`moe.quantize` of activations [M, K]: codes and f32 scales."""
+    if fmt == "fp8":
+        return quantize_fp8(x, layout, "activation")
+    if fmt == "int8" and layout == "per_token_channel":
+        return quantize_int8(x)
+    raise ValueError(f"quantize_activation: no {fmt} with {layout} scales")
+
+
+def dequantize(codes, scales, fmt: str, layout: str, role: str) -> np.ndarray:
+    """float64 values of w8a8 codes of an activation or a weight."""
+    if fmt == "fp8":
+        return dequantize_fp8(codes, scales, layout, role)
+    return dequantize_int8(codes, scales)
+
+
+def w8a8_expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, fmt: str,
+                           layout: str, activation_fn) -> np.ndarray:
+    """The float64 oracle of a w8a8 expert block for the token rows `x`
+    [T, H] (their ids and routing weights [T, k]): the activations are
+    quantized per token (GEMM1) and per assignment row of the bf16
+    intermediate (GEMM2), as the IR's two `moe.quantize` state. `w13_of(e)`
+    and `w2_of(e)` return expert e's dequantized float64 weights, or None
+    for an id outside [0, E), which is skipped. `activation_fn` maps
+    [1, 2I] to [1, I]."""
+    x = _f64(x)
+    codes, scales = quantize_activation(x, fmt, layout)
+    a = dequantize(codes, scales, fmt, layout, "activation")
+    out = np.zeros((x.shape[0], hidden))
+    for t in range(x.shape[0]):
+        for j in range(ids.shape[1]):
+            expert = int(ids[t, j])
+            w13 = w13_of(expert)
+            if w13 is None:
+                continue
+            act = activation_fn((w13 @ a[t])[None, :])
+            act = act.astype(ml_dtypes.bfloat16).astype(np.float64)
+            act_codes, act_scales = quantize_activation(act, fmt, layout)
+            act = dequantize(act_codes, act_scales, fmt, layout, "activation")[0]
+            out[t] += float(weights[t, j]) * (w2_of(expert) @ act)
+    return out

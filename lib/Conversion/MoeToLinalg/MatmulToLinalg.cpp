@@ -241,6 +241,27 @@ Value buildDequantizeWeightOnly(OpBuilder &b, Location loc,
       .getResult(0);
 }
 
+/// The A operand and the weights of a quantized matmul as f32: a w8a8
+/// format dequantizes both with their scales, a weight-only one converts A
+/// and dequantizes the stored weights. The A scales have one row per A row.
+std::pair<Value, Value>
+buildDequantizeOperands(OpBuilder &b, Location loc,
+                        QuantizationAttr quantization, Value a, Value weights,
+                        Value inputScales, Value weightScales,
+                        Value weightZeros) {
+  if (quantization.isW8A8()) {
+    auto [rowMap, weightMap] =
+        scaleMaps(b.getContext(), *quantization.getScales());
+    return {buildDequantize(b, loc, a, inputScales, rowMap),
+            buildDequantize(b, loc, weights, weightScales, weightMap)};
+  }
+  auto aType = cast<RankedTensorType>(a.getType());
+  auto f32Type = RankedTensorType::get(aType.getShape(), b.getF32Type());
+  return {buildConvert(b, loc, a, f32Type),
+          buildDequantizeWeightOnly(b, loc, quantization, weights,
+                                    weightScales, weightZeros)};
+}
+
 struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -251,15 +272,11 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
   LogicalResult
   matchAndRewrite(GroupedMatmulOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    QuantizationAttr quantization = op.getQuantization();
-    if (quantization.isW8A8()) {
-      auto [rowMap, weightMap] =
-          scaleMaps(op.getContext(), *quantization.getScales());
-      Location loc = op.getLoc();
-      Value rows = buildDequantize(rewriter, loc, adaptor.getRows(),
-                                   adaptor.getInputScales(), rowMap);
-      Value weights = buildDequantize(rewriter, loc, adaptor.getWeights(),
-                                      adaptor.getWeightScales(), weightMap);
+    if (op.getQuantization().getFormat() != QuantFormat::None) {
+      auto [rows, weights] = buildDequantizeOperands(
+          rewriter, op.getLoc(), op.getQuantization(), adaptor.getRows(),
+          adaptor.getWeights(), adaptor.getInputScales(),
+          adaptor.getWeightScales(), adaptor.getWeightZeros());
       rewriter.replaceOpWithNewOp<GroupedMatmulOp>(
           op, op.getResult().getType(), rows, weights, adaptor.getOffsets(),
           /*input_scales=*/Value(), /*weight_scales=*/Value(),
@@ -268,27 +285,12 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
           op.getTileAttr());
       return success();
     }
-    if (quantization.getFormat() != QuantFormat::None) {
-      Location loc = op.getLoc();
-      auto rowsType = cast<RankedTensorType>(adaptor.getRows().getType());
-      auto f32RowsType =
-          RankedTensorType::get(rowsType.getShape(), rewriter.getF32Type());
-      Value rows = buildConvert(rewriter, loc, adaptor.getRows(), f32RowsType);
-      Value weights = buildDequantizeWeightOnly(
-          rewriter, loc, quantization, adaptor.getWeights(),
-          adaptor.getWeightScales(), adaptor.getWeightZeros());
-      rewriter.replaceOpWithNewOp<GroupedMatmulOp>(
-          op, op.getResult().getType(), rows, weights, adaptor.getOffsets(),
-          Value(), Value(), Value(),
-          QuantizationAttr::get(op.getContext(), QuantFormat::None),
-          op.getTileAttr());
-      return success();
-    }
     rewriter.replaceOpWithNewOp<ExpertMatmulOp>(
         op, op.getResult().getType(), adaptor.getRows(), adaptor.getWeights(),
         /*slots=*/Value(), adaptor.getOffsets(), /*block_experts=*/Value(),
         /*num_padded=*/Value(), /*routing_weights=*/Value(),
-        rewriter.getI64IntegerAttr(1), /*gather=*/UnitAttr(),
+        /*input_scales=*/Value(), /*weight_scales=*/Value(),
+        /*weight_zeros=*/Value(), rewriter.getI64IntegerAttr(1), /*gather=*/UnitAttr(),
         /*unpermute=*/UnitAttr(), /*activation=*/ActivationKindAttr(),
         /*alpha=*/FloatAttr(), /*limit=*/FloatAttr(),
         /*routed_scaling_factor=*/FloatAttr(), /*block_m=*/IntegerAttr(),
@@ -707,11 +709,31 @@ struct ExpertMatmulOpLowering : public OpConversionPattern<ExpertMatmulOp> {
   ExpertMatmulOpLowering(MLIRContext *context, int64_t rowBlock)
       : OpConversionPattern(context), rowBlock(rowBlock) {}
 
+  /// A quantized matmul becomes an f32 one, which this pattern then
+  /// lowers: the recursion is one level deep.
+  void initialize() { setHasBoundedRewriteRecursion(); }
+
   LogicalResult
   matchAndRewrite(ExpertMatmulOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (op.getQuantization().getFormat() != QuantFormat::None)
-      return rewriter.notifyMatchFailure(op, "quantized formats not lowered");
+    if (op.getQuantization().getFormat() != QuantFormat::None) {
+      auto [input, weights] = buildDequantizeOperands(
+          rewriter, op.getLoc(), op.getQuantization(), adaptor.getInput(),
+          adaptor.getWeights(), adaptor.getInputScales(),
+          adaptor.getWeightScales(), adaptor.getWeightZeros());
+      rewriter.replaceOpWithNewOp<ExpertMatmulOp>(
+          op, op.getResult().getType(), input, weights, adaptor.getSlots(),
+          adaptor.getOffsets(), adaptor.getBlockExperts(),
+          adaptor.getNumPadded(), adaptor.getRoutingWeights(),
+          /*input_scales=*/Value(), /*weight_scales=*/Value(),
+          /*weight_zeros=*/Value(), op.getKAttr(), op.getGatherAttr(),
+          op.getUnpermuteAttr(), op.getActivationAttr(), op.getAlphaAttr(),
+          op.getLimitAttr(), op.getRoutedScalingFactorAttr(),
+          op.getBlockMAttr(),
+          QuantizationAttr::get(op.getContext(), QuantFormat::None),
+          op.getTileAttr());
+      return success();
+    }
     ExpertMatmulBuilder builder(rewriter, op.getLoc(), op, adaptor, rowBlock);
     rewriter.replaceOp(op, builder.build(rewriter));
     return success();

@@ -505,7 +505,7 @@ func.func @activation_odd(%h: tensor<?x63xf32>) {
 // -----
 
 func.func @activation_result(%h: tensor<?x64xf32>) {
-  // expected-error @+1 {{expects result of shape [?, 32] with element type 'f32', got 'tensor<?x64xf32>'}}
+  // expected-error @+1 {{expects result of shape [?, 32], got 'tensor<?x64xf32>'}}
   %0 = moe.activation silu_and_mul %h : tensor<?x64xf32> -> tensor<?x64xf32>
   return
 }

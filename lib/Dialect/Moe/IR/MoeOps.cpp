@@ -267,63 +267,32 @@ LogicalResult PermuteOp::verify() {
 // GroupedMatmulOp
 //===----------------------------------------------------------------------===//
 
-/// Verifies what moe.grouped_matmul and moe.expert_matmul share: static
-/// [E, N, K] weights, an A operand (`aName`) with K columns of the weights'
-/// element type when unquantized, and [E + 1] offsets when given.
-static LogicalResult verifyMatmulOperands(Operation *op, StringRef aName,
-                                          RankedTensorType aType,
-                                          RankedTensorType weightsType,
-                                          Value offsets,
-                                          QuantizationAttr quantization) {
-  if (!weightsType.hasStaticShape())
-    return op->emitOpError()
-           << "expects a static weights shape [E, N, K], got " << weightsType;
-  int64_t numExperts = weightsType.getDimSize(0);
-  int64_t inFeatures = weightsType.getDimSize(2);
-  if (offsets) {
-    auto offsetsType = cast<RankedTensorType>(offsets.getType());
-    if (offsetsType.getDimSize(0) != numExperts + 1)
-      return op->emitOpError()
-             << "expects offsets of size E + 1 = " << numExperts + 1 << ", got "
-             << offsetsType;
-  }
-  if (aType.getDimSize(1) != inFeatures)
-    return op->emitOpError()
-           << "expects " << aName << " with K = " << inFeatures
-           << " columns to match weights, got " << aType;
-  // moe.expert_matmul takes no scale operands yet (moe.grouped_matmul
-  // verifies its quantized forms itself).
-  if (quantization.getFormat() != QuantFormat::None)
-    return op->emitOpError()
-           << "does not support " << quantization
-           << " yet: the quantized formats' scale operands are not part of "
-              "the op";
-  if (aType.getElementType() != weightsType.getElementType())
-    return op->emitOpError()
-           << "expects " << aName
-           << " and weights to share an element type "
-              "without quantization, got "
-           << aType.getElementType() << " and " << weightsType.getElementType();
-  return success();
-}
+/// The scale and zero operands of a quantized matmul.
+struct QuantOperands {
+  Value inputScales, weightScales, weightZeros;
+};
 
-/// Verifies the operand types and scale shapes of a w8a8 grouped_matmul.
-static LogicalResult verifyW8A8(GroupedMatmulOp op) {
-  QuantizationAttr quantization = op.getQuantization();
-  RankedTensorType rowsType = op.getRows().getType();
-  RankedTensorType weightsType = op.getWeights().getType();
+/// Verifies the operand types and scale shapes of a w8a8 matmul whose A
+/// operand (`aName`) has `aType`.
+static LogicalResult verifyW8A8(Operation *op, StringRef aName,
+                                RankedTensorType aType,
+                                RankedTensorType weightsType,
+                                const QuantOperands &operands,
+                                QuantizationAttr quantization) {
   Type code = quantization.getFormat() == QuantFormat::Fp8
-                  ? Type(Float8E4M3FNType::get(op.getContext()))
-                  : Type(IntegerType::get(op.getContext(), 8));
-  if (rowsType.getElementType() != code || weightsType.getElementType() != code)
-    return op.emitOpError() << "expects rows and weights of " << code
-                            << " for " << quantization << ", got "
-                            << rowsType.getElementType() << " and "
-                            << weightsType.getElementType();
-  if (!op.getInputScales() || !op.getWeightScales())
-    return op.emitOpError() << "expects input and weight scales for "
-                            << quantization;
-  int64_t numRows = rowsType.getDimSize(0);
+                  ? Type(Float8E4M3FNType::get(op->getContext()))
+                  : Type(IntegerType::get(op->getContext(), 8));
+  if (aType.getElementType() != code || weightsType.getElementType() != code)
+    return op->emitOpError() << "expects " << aName << " and weights of "
+                             << code << " for " << quantization << ", got "
+                             << aType.getElementType() << " and "
+                             << weightsType.getElementType();
+  if (!operands.inputScales || !operands.weightScales)
+    return op->emitOpError()
+           << "expects input and weight scales for " << quantization;
+  if (operands.weightZeros)
+    return op->emitOpError() << "takes no weight zeros for " << quantization;
+  int64_t numRows = aType.getDimSize(0);
   int64_t numExperts = weightsType.getDimSize(0);
   int64_t outFeatures = weightsType.getDimSize(1);
   int64_t inFeatures = weightsType.getDimSize(2);
@@ -339,7 +308,7 @@ static LogicalResult verifyW8A8(GroupedMatmulOp op) {
     break;
   case ScaleLayout::Block:
     if (inFeatures % 128 != 0 || outFeatures % 128 != 0)
-      return op.emitOpError()
+      return op->emitOpError()
              << "expects K and N to be multiples of 128 for block scales, got "
                 "K = "
              << inFeatures << " and N = " << outFeatures;
@@ -347,39 +316,40 @@ static LogicalResult verifyW8A8(GroupedMatmulOp op) {
     weightShape = {numExperts, outFeatures / 128, inFeatures / 128};
     break;
   }
-  auto inputScales = cast<RankedTensorType>(op.getInputScales().getType());
-  auto weightScales = cast<RankedTensorType>(op.getWeightScales().getType());
+  auto inputScales = cast<RankedTensorType>(operands.inputScales.getType());
+  auto weightScales = cast<RankedTensorType>(operands.weightScales.getType());
   if (failed(verifyCompatibleShape(inputScales.getShape(), inputShape)))
-    return op.emitOpError() << "expects input scales of shape "
-                            << formatShape(inputShape) << " for "
-                            << quantization << ", got " << inputScales;
+    return op->emitOpError() << "expects input scales of shape "
+                             << formatShape(inputShape) << " for "
+                             << quantization << ", got " << inputScales;
   if (failed(verifyCompatibleShape(weightScales.getShape(), weightShape)))
-    return op.emitOpError() << "expects weight scales of shape "
-                            << formatShape(weightShape) << " for "
-                            << quantization << ", got " << weightScales;
+    return op->emitOpError() << "expects weight scales of shape "
+                             << formatShape(weightShape) << " for "
+                             << quantization << ", got " << weightScales;
   return success();
 }
 
 /// Verifies the stored weights and their scales and zeros of a weight-only
-/// grouped_matmul; returns the K the rows must have.
-static FailureOr<int64_t> verifyWeightOnly(GroupedMatmulOp op) {
-  QuantizationAttr quantization = op.getQuantization();
+/// matmul; returns the K the A operand must have.
+static FailureOr<int64_t> verifyWeightOnly(Operation *op, StringRef aName,
+                                           RankedTensorType aType,
+                                           RankedTensorType weightsType,
+                                           const QuantOperands &operands,
+                                           QuantizationAttr quantization) {
   QuantFormat format = quantization.getFormat();
-  RankedTensorType rowsType = op.getRows().getType();
-  RankedTensorType weightsType = op.getWeights().getType();
-  if (!isa<FloatType>(rowsType.getElementType()) ||
-      isa<Float8E4M3FNType>(rowsType.getElementType()))
-    return op.emitOpError() << "expects floating-point rows for "
-                            << quantization << ", got " << rowsType;
-  if (op.getInputScales())
-    return op.emitOpError() << "takes no input scales for " << quantization;
-  if (!op.getWeightScales())
-    return op.emitOpError() << "expects weight scales for " << quantization;
+  if (!isa<FloatType>(aType.getElementType()) ||
+      isa<Float8E4M3FNType>(aType.getElementType()))
+    return op->emitOpError() << "expects floating-point " << aName << " for "
+                             << quantization << ", got " << aType;
+  if (operands.inputScales)
+    return op->emitOpError() << "takes no input scales for " << quantization;
+  if (!operands.weightScales)
+    return op->emitOpError() << "expects weight scales for " << quantization;
   bool zeroPoint = quantization.getZeroPoint();
-  if (zeroPoint != static_cast<bool>(op.getWeightZeros()))
-    return op.emitOpError() << (zeroPoint ? "expects" : "takes no")
-                            << " weight zeros for " << quantization;
-  MLIRContext *context = op.getContext();
+  if (zeroPoint != static_cast<bool>(operands.weightZeros))
+    return op->emitOpError() << (zeroPoint ? "expects" : "takes no")
+                             << " weight zeros for " << quantization;
+  MLIRContext *context = op->getContext();
   Type u8 = IntegerType::get(context, 8, IntegerType::Unsigned);
   Type i8 = IntegerType::get(context, 8);
   bool packed = format != QuantFormat::Int8Weight;
@@ -387,75 +357,98 @@ static FailureOr<int64_t> verifyWeightOnly(GroupedMatmulOp op) {
   int64_t storedK = weightsType.getDimSize(2);
   int64_t inFeatures = packed ? 2 * storedK : storedK;
   if (weightsType.getElementType() != stored)
-    return op.emitOpError() << "expects weights stored as " << stored
-                            << " for " << quantization << ", got "
-                            << weightsType;
+    return op->emitOpError() << "expects weights stored as " << stored
+                             << " for " << quantization << ", got "
+                             << weightsType;
   int64_t group = format == QuantFormat::Mxfp4 ? 32 : quantization.getGroup();
   if (inFeatures % group != 0)
-    return op.emitOpError() << "expects K = " << inFeatures
-                            << " to be a multiple of the group " << group;
+    return op->emitOpError() << "expects K = " << inFeatures
+                             << " to be a multiple of the group " << group;
   SmallVector<int64_t> groupShape = {weightsType.getDimSize(0),
                                      weightsType.getDimSize(1),
                                      inFeatures / group};
-  auto scalesType = cast<RankedTensorType>(op.getWeightScales().getType());
+  auto scalesType = cast<RankedTensorType>(operands.weightScales.getType());
   Type scaleElement = format == QuantFormat::Mxfp4
                           ? u8
                           : Type(Float32Type::get(context));
   if (scalesType.getElementType() != scaleElement ||
       scalesType.getShape() != ArrayRef<int64_t>(groupShape))
-    return op.emitOpError()
+    return op->emitOpError()
            << "expects weight scales of " << scaleElement << " and shape "
            << formatShape(groupShape) << " for " << quantization << ", got "
            << scalesType;
   if (zeroPoint) {
-    auto zerosType = cast<RankedTensorType>(op.getWeightZeros().getType());
+    auto zerosType = cast<RankedTensorType>(operands.weightZeros.getType());
     if (zerosType.getShape() != ArrayRef<int64_t>(groupShape))
-      return op.emitOpError() << "expects weight zeros of the scales' shape, "
-                                 "got "
-                              << zerosType;
+      return op->emitOpError() << "expects weight zeros of the scales' shape, "
+                                  "got "
+                               << zerosType;
   }
   return inFeatures;
+}
+
+/// Verifies what moe.grouped_matmul and moe.expert_matmul share: static
+/// [E, N, K] weights, [E + 1] offsets when given, and an A operand
+/// (`aName`) with the weights' K: of their element type without
+/// quantization, else of the format's types, with the format's scales.
+static LogicalResult verifyMatmulOperands(Operation *op, StringRef aName,
+                                          RankedTensorType aType,
+                                          RankedTensorType weightsType,
+                                          Value offsets,
+                                          QuantizationAttr quantization,
+                                          const QuantOperands &operands) {
+  if (!weightsType.hasStaticShape())
+    return op->emitOpError()
+           << "expects a static weights shape [E, N, K], got " << weightsType;
+  int64_t numExperts = weightsType.getDimSize(0);
+  if (offsets) {
+    auto offsetsType = cast<RankedTensorType>(offsets.getType());
+    if (offsetsType.getDimSize(0) != numExperts + 1)
+      return op->emitOpError()
+             << "expects offsets of size E + 1 = " << numExperts + 1 << ", got "
+             << offsetsType;
+  }
+  // The K the A operand must have: the weights' last dimension, or twice it
+  // for two codes per byte.
+  int64_t inFeatures = weightsType.getDimSize(2);
+  if (quantization.getFormat() == QuantFormat::None) {
+    if (operands.inputScales || operands.weightScales || operands.weightZeros)
+      return op->emitOpError() << "takes scales and zeros only with a "
+                                  "quantization, not "
+                               << quantization;
+    if (aType.getElementType() != weightsType.getElementType())
+      return op->emitOpError()
+             << "expects " << aName
+             << " and weights to share an element type "
+                "without quantization, got "
+             << aType.getElementType() << " and "
+             << weightsType.getElementType();
+  } else if (quantization.isW8A8()) {
+    if (failed(verifyW8A8(op, aName, aType, weightsType, operands,
+                          quantization)))
+      return failure();
+  } else {
+    FailureOr<int64_t> k = verifyWeightOnly(op, aName, aType, weightsType,
+                                            operands, quantization);
+    if (failed(k))
+      return failure();
+    inFeatures = *k;
+  }
+  if (aType.getDimSize(1) != inFeatures)
+    return op->emitOpError()
+           << "expects " << aName << " with K = " << inFeatures
+           << " columns to match weights, got " << aType;
+  return success();
 }
 
 LogicalResult GroupedMatmulOp::verify() {
   RankedTensorType rowsType = getRows().getType();
   RankedTensorType weightsType = getWeights().getType();
   RankedTensorType resultType = getResult().getType();
-  QuantizationAttr quantization = getQuantization();
-  if (quantization.getFormat() == QuantFormat::None) {
-    if (getInputScales() || getWeightScales() || getWeightZeros())
-      return emitOpError() << "takes scales and zeros only with a "
-                              "quantization, not "
-                           << quantization;
-    if (failed(verifyMatmulOperands(*this, "rows", rowsType, weightsType,
-                                    getOffsets(), quantization)))
-      return failure();
-  } else {
-    if (!weightsType.hasStaticShape())
-      return emitOpError() << "expects a static weights shape [E, N, K], got "
-                           << weightsType;
-    // The K the rows must have: the weights' last dimension, or twice it
-    // for two codes per byte.
-    int64_t inFeatures = weightsType.getDimSize(2);
-    if (quantization.isW8A8()) {
-      if (getWeightZeros())
-        return emitOpError() << "takes no weight zeros for " << quantization;
-      if (failed(verifyW8A8(*this)))
-        return failure();
-    } else {
-      FailureOr<int64_t> k = verifyWeightOnly(*this);
-      if (failed(k))
-        return failure();
-      inFeatures = *k;
-    }
-    if (rowsType.getDimSize(1) != inFeatures)
-      return emitOpError() << "expects rows with K = " << inFeatures
-                           << " columns to match weights, got " << rowsType;
-    if (getOffsets().getType().getDimSize(0) != getNumExperts() + 1)
-      return emitOpError() << "expects offsets of size E + 1 = "
-                           << getNumExperts() + 1 << ", got "
-                           << getOffsets().getType();
-  }
+  if (failed(verifyMatmulOperands(
+          *this, "rows", rowsType, weightsType, getOffsets(), getQuantization(),
+          {getInputScales(), getWeightScales(), getWeightZeros()})))
+    return failure();
   int64_t outFeatures = weightsType.getDimSize(1);
   if (resultType.getDimSize(1) != outFeatures ||
       !areDimsCompatible(resultType.getDimSize(0), rowsType.getDimSize(0)))
@@ -524,14 +517,11 @@ LogicalResult ActivationOp::verify() {
     return emitOpError() << "expects an even last dimension holding "
                             "[gate | up], got "
                          << gatedWidth;
-  if (resultType.getElementType() != inputType.getElementType() ||
-      resultType.getDimSize(1) != gatedWidth / 2 ||
+  if (resultType.getDimSize(1) != gatedWidth / 2 ||
       !areDimsCompatible(resultType.getDimSize(0), inputType.getDimSize(0)))
     return emitOpError() << "expects result of shape ["
                          << formatDim(inputType.getDimSize(0)) << ", "
-                         << gatedWidth / 2 << "] with element type "
-                         << inputType.getElementType() << ", got "
-                         << resultType;
+                         << gatedWidth / 2 << "], got " << resultType;
   bool isSwiglu = getKind() == ActivationKind::Swiglu;
   bool hasSwigluParams = getAlpha() || getLimit();
   if (isSwiglu && !(getAlpha() && getLimit()))
@@ -601,8 +591,10 @@ LogicalResult ExpertMatmulOp::verify() {
   RankedTensorType inputType = getInput().getType();
   RankedTensorType weightsType = getWeights().getType();
   auto resultType = cast<RankedTensorType>(getResult().getType());
-  if (failed(verifyMatmulOperands(*this, "input", inputType, weightsType,
-                                  getOffsets(), getQuantization())))
+  if (failed(verifyMatmulOperands(
+          *this, "input", inputType, weightsType, getOffsets(),
+          getQuantization(),
+          {getInputScales(), getWeightScales(), getWeightZeros()})))
     return failure();
   int64_t outFeatures = weightsType.getDimSize(1);
   int64_t k = getK();

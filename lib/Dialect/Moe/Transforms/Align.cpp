@@ -45,19 +45,35 @@ struct AlignSchedule : public OpRewritePattern<SortOp> {
       return rewriter.notifyMatchFailure(sort, "no fused matmul");
 
     // Rows in schedule order change layout with the schedule: they must only
-    // flow between these matmuls.
+    // flow between these matmuls, possibly through a moe.quantize (which
+    // works row by row, or on the whole tensor whose padding rows are 0).
+    auto isScheduleReader = [&](Operation *user) {
+      auto consumer = dyn_cast<ExpertMatmulOp>(user);
+      return consumer && users.contains(consumer) && !consumer.getGather();
+    };
     for (ExpertMatmulOp matmul : users) {
-      if (!matmul.getGather() &&
-          !users.contains(matmul.getInput().getDefiningOp<ExpertMatmulOp>()))
-        return rewriter.notifyMatchFailure(
-            sort, "rows in schedule order come from outside");
+      if (!matmul.getGather()) {
+        Value rows = matmul.getInput();
+        auto quantize = rows.getDefiningOp<QuantizeOp>();
+        if (quantize) {
+          if (matmul.getInputScales() != quantize.getScales())
+            return rewriter.notifyMatchFailure(
+                sort, "scales in schedule order come from outside");
+          rows = quantize.getInput();
+        }
+        if (!users.contains(rows.getDefiningOp<ExpertMatmulOp>()))
+          return rewriter.notifyMatchFailure(
+              sort, "rows in schedule order come from outside");
+      }
       if (matmul.getUnpermute() || matmul.isCombine())
         continue;
       if (!cast<RankedTensorType>(matmul.getResult().getType()).isDynamicDim(0))
         return rewriter.notifyMatchFailure(sort, "static row count");
       for (Operation *user : matmul.getResult().getUsers()) {
-        auto consumer = dyn_cast<ExpertMatmulOp>(user);
-        if (!consumer || !users.contains(consumer) || consumer.getGather())
+        if (isScheduleReader(user))
+          continue;
+        auto quantize = dyn_cast<QuantizeOp>(user);
+        if (!quantize || !llvm::all_of(quantize->getUsers(), isScheduleReader))
           return rewriter.notifyMatchFailure(
               sort, "rows in schedule order leave the fused matmuls");
       }

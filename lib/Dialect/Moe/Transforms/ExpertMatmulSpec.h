@@ -15,6 +15,7 @@ namespace mlir::moe {
 
 struct ExpertMatmulSpec {
   Value input, weights, slots, offsets, blockExperts, numPadded, routingWeights;
+  Value inputScales, weightScales, weightZeros;
   int64_t k = 1;
   bool gather = false;
   bool unpermute = false;
@@ -34,6 +35,9 @@ struct ExpertMatmulSpec {
     spec.blockExperts = op.getBlockExperts();
     spec.numPadded = op.getNumPadded();
     spec.routingWeights = op.getRoutingWeights();
+    spec.inputScales = op.getInputScales();
+    spec.weightScales = op.getWeightScales();
+    spec.weightZeros = op.getWeightZeros();
     spec.k = op.getK();
     spec.gather = op.getGather();
     spec.unpermute = op.getUnpermute();
@@ -53,20 +57,23 @@ struct ExpertMatmulSpec {
     spec.input = op.getRows();
     spec.weights = op.getWeights();
     spec.offsets = op.getOffsets();
+    spec.inputScales = op.getInputScales();
+    spec.weightScales = op.getWeightScales();
+    spec.weightZeros = op.getWeightZeros();
     spec.quantization = op.getQuantizationAttr();
     spec.tile = op.getTileAttr();
     return spec;
   }
 
+  bool isQuantized() const {
+    return quantization && quantization.getFormat() != QuantFormat::None;
+  }
+
   /// Describes the producer of `value` if it is a grouped matmul or an
   /// expert matmul in the offsets form that writes rows (no scatter).
   static std::optional<ExpertMatmulSpec> ofRowsProducer(Value value) {
-    // A quantized matmul keeps its own form: moe.expert_matmul takes no
-    // scale operands yet.
     if (auto gmm = value.getDefiningOp<GroupedMatmulOp>())
-      return gmm.getQuantization().getFormat() == QuantFormat::None
-                 ? std::optional<ExpertMatmulSpec>(of(gmm))
-                 : std::nullopt;
+      return of(gmm);
     auto op = value.getDefiningOp<ExpertMatmulOp>();
     if (!op || op.isAligned() || op.getUnpermute() || op.isCombine())
       return std::nullopt;
@@ -80,7 +87,8 @@ struct ExpertMatmulSpec {
     };
     return ExpertMatmulOp::create(
         b, loc, resultType, input, weights, slots, offsets, blockExperts,
-        numPadded, routingWeights, b.getI64IntegerAttr(k), unit(gather),
+        numPadded, routingWeights, inputScales, weightScales, weightZeros,
+        b.getI64IntegerAttr(k), unit(gather),
         unit(unpermute), activation, alpha, limit, routedScalingFactor, blockM,
         quantization ? quantization
                      : QuantizationAttr::get(context, QuantFormat::None),

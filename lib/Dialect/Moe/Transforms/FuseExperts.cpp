@@ -36,7 +36,9 @@ namespace {
 
 /// matmul(permute(x).rows) -> expert_matmul(x) {gather}: the matmul reads
 /// its A rows from x through the permutation, and moe.permute, whose rows
-/// are no longer needed, becomes moe.sort.
+/// are no longer needed, becomes moe.sort. A w8a8 matmul of
+/// quantize(permute(x).rows) gathers from quantize(x) instead, which is the
+/// same for the row-wise scale layouts (per token, 1x128 blocks).
 template <typename MatmulOp>
 struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
   using OpRewritePattern<MatmulOp>::OpRewritePattern;
@@ -44,13 +46,26 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
   LogicalResult matchAndRewrite(MatmulOp matmul,
                                 PatternRewriter &rewriter) const override {
     ExpertMatmulSpec spec = ExpertMatmulSpec::of(matmul);
-    if (spec.quantization &&
-        spec.quantization.getFormat() != QuantFormat::None)
-      return rewriter.notifyMatchFailure(
-          matmul, "quantized matmuls keep their own form");
-    auto permute = spec.input.template getDefiningOp<PermuteOp>();
-    if (!permute || spec.input != permute.getRows() || spec.gather ||
-        !spec.offsets)
+    if (spec.gather || !spec.offsets)
+      return rewriter.notifyMatchFailure(matmul, "already gathers");
+    // A w8a8 matmul reads the codes of quantized permuted rows: the
+    // quantization moves before the gather, onto the token rows.
+    auto quantize = spec.input.template getDefiningOp<QuantizeOp>();
+    if (quantize) {
+      if (quantize.getScales() != spec.inputScales ||
+          !quantize.getCodes().hasOneUse() ||
+          !quantize.getScales().hasOneUse())
+        return rewriter.notifyMatchFailure(
+            matmul, "quantized rows or scales have another use");
+      // A per-tensor scale depends on which rows are gathered.
+      if (quantize.getQuantization().getScales() == ScaleLayout::PerTensor)
+        return rewriter.notifyMatchFailure(
+            matmul, "per-tensor quantization does not commute with the "
+                    "gather");
+    }
+    Value rows = quantize ? quantize.getInput() : spec.input;
+    auto permute = rows.getDefiningOp<PermuteOp>();
+    if (!permute || rows != permute.getRows())
       return rewriter.notifyMatchFailure(matmul, "A is not permuted rows");
     if (!permute.getRows().hasOneUse())
       return rewriter.notifyMatchFailure(matmul, "permuted rows have another "
@@ -67,6 +82,23 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
     rewriter.replaceAllUsesWith(permute.getSource(), sort.getSource());
 
     spec.input = permute.getInput();
+    if (quantize) {
+      // The same quantization of the token rows: one scale row per token.
+      auto tokenRows = cast<RankedTensorType>(spec.input.getType());
+      auto codesType = quantize.getCodes().getType();
+      auto scalesType = cast<RankedTensorType>(quantize.getScales().getType());
+      SmallVector<int64_t> scalesShape(scalesType.getShape());
+      scalesShape[0] = tokenRows.getDimSize(0);
+      rewriter.setInsertionPoint(quantize);
+      auto tokenQuantize = QuantizeOp::create(
+          rewriter, quantize.getLoc(),
+          RankedTensorType::get(tokenRows.getShape(),
+                                codesType.getElementType()),
+          RankedTensorType::get(scalesShape, scalesType.getElementType()),
+          spec.input, quantize.getQuantizationAttr());
+      spec.input = tokenQuantize.getCodes();
+      spec.inputScales = tokenQuantize.getScales();
+    }
     spec.gather = true;
     spec.k = permute.getIds().getType().getDimSize(1);
     spec.slots = sort.getSource();
@@ -75,6 +107,8 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
     ExpertMatmulOp fused =
         spec.create(rewriter, matmul.getLoc(), matmul->getResult(0).getType());
     rewriter.replaceOp(matmul, fused.getResult());
+    if (quantize)
+      rewriter.eraseOp(quantize);
     rewriter.eraseOp(permute);
     return success();
   }

@@ -297,6 +297,10 @@ def Moe_ActivationOp : Moe_Op<"activation", [Pure]> {
       `g = min(gate, limit)`, `u = clamp(up, -limit, limit)`,
       `g * sigmoid(alpha * g) * (u + 1)`.
 
+    The activation is computed in f32 and converted to the result's element
+    type, which may differ from the input's (an f32 GEMM1 result activated
+    into the bf16 rows GEMM2 quantizes, as the fused kernels do).
+
     Example:
     ```mlir
     %a = moe.activation swiglu %h {alpha = 1.702 : f32, limit = 7.0 : f32}
@@ -522,6 +526,11 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
     Without gather and in the default mode, the offsets form needs no
     `slots`.
 
+    `quantization` and the scale operands are those of
+    `moe.grouped_matmul`, with one scale row per `input` row: with `gather`
+    the input scales are per token (`[M]` or `[M, K/128]`), otherwise per
+    slot.
+
     Example (GEMM1 and GEMM2 of a Mixtral layer after `moe-fuse-experts`):
     ```mlir
     %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>)
@@ -534,13 +543,16 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
         : tensor<?x14336xbf16>, tensor<8x4096x14336xbf16> -> tensor<?x4096xbf16>
     ```
   }];
-  let arguments = (ins Moe_ActivationTensor2D:$input,
-                       Moe_ActivationTensor3D:$weights,
+  let arguments = (ins Moe_MatmulTensor2D:$input,
+                       Moe_MatmulTensor3D:$weights,
                        Optional<Moe_I32Tensor1D>:$slots,
                        Optional<Moe_I32Tensor1D>:$offsets,
                        Optional<Moe_I32Tensor1D>:$block_experts,
                        Optional<Moe_I32Tensor1D>:$num_padded,
                        Optional<Moe_F32Tensor2D>:$routing_weights,
+                       Optional<Moe_F32Tensor>:$input_scales,
+                       Optional<TensorOf<[F32, UI8]>>:$weight_scales,
+                       Optional<TensorOf<[UI8]>>:$weight_zeros,
                        ConfinedAttr<I64Attr, [IntPositive]>:$k,
                        UnitAttr:$gather,
                        UnitAttr:$unpermute,
@@ -561,6 +573,9 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
     (`blocks` `(` $block_experts^ `,` $num_padded `:` type($block_experts)
       `,` type($num_padded) `)`)?
     (`combine` `(` $routing_weights^ `:` type($routing_weights) `)`)?
+    (`input_scales` `(` $input_scales^ `:` type($input_scales) `)`)?
+    (`weight_scales` `(` $weight_scales^ `:` type($weight_scales) `)`)?
+    (`weight_zeros` `(` $weight_zeros^ `:` type($weight_zeros) `)`)?
     attr-dict `:` type($input) `,` type($weights) `->` type($result)
   }];
   let extraClassDeclaration = [{

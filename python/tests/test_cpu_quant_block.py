@@ -1,0 +1,75 @@
+"""w8a8 expert blocks (moe.quantize → GEMM1 → activation → moe.quantize →
+GEMM2 → combine, as configs.quantized_expert_block_mlir writes them) on the
+CPU, as written and fused (moe-optimize: the first quantization moves before
+the gather, the quantized grouped matmuls become quantized
+moe.expert_matmul ops, which the CPU lowering dequantizes); both must give
+the same result, since GEMM1's f32 product is activated into bf16 rows
+either way. Fresh random
+inputs and routing on every run, against the float64 oracle
+(quant.w8a8_expert_block_rows).
+
+Tolerance 1e-2 relative L2 (the bf16 layers' bound): the output is bf16
+(2^-9 relative per element), and the oracle quantizes the same bf16
+intermediate, so a difference beyond rounding appears only where the f32
+and float64 GEMM1 round the intermediate to different bf16 neighbours and
+that moves an fp8/int8 code by one step (rare). Measured: 1.7e-3. The
+bound matters: rounding GEMM1's product to bf16 before the activation
+(a different program) is 1.3e-2 away, because code steps amplify it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from moe_compiler import configs, quant, reference
+from moe_run import relative_l2, run_program
+
+rng = np.random.default_rng()
+TOLERANCE = 1e-2
+SMALL = dataclasses.replace(configs.QWEN3_30B_A3B, name="small", num_experts=8, k=2,
+                            hidden=256, intermediate=128)
+
+
+def quantize_weights(w, scheme):
+    """Codes and scales of weights [E, N, K] for `scheme`."""
+    if scheme.format == "fp8":
+        return quant.quantize_fp8(w, scheme.scales, "weight")
+    return quant.quantize_int8(w)
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["as-written", "fused"])
+@pytest.mark.parametrize("scheme", [configs.FP8_BLOCK, configs.FP8_CHANNEL, configs.INT8_CHANNEL],
+                         ids=lambda s: s.name)
+def test_w8a8_expert_block(tmp_path, scheme, fuse):
+    config = SMALL
+    e, k, h, i = config.num_experts, config.k, config.hidden, config.intermediate
+    m = int(rng.integers(5, 40))
+    x = rng.standard_normal((m, h)).astype(ml_dtypes.bfloat16)
+    ids = np.stack([rng.choice(e, size=k, replace=False) for _ in range(m)]).astype(np.int32)
+    weights = rng.random((m, k)).astype(np.float32)
+    w13, w13_s = quantize_weights(rng.standard_normal((e, 2 * i, h)) / np.sqrt(h), scheme)
+    w2, w2_s = quantize_weights(rng.standard_normal((e, h, i)) / np.sqrt(i), scheme)
+    ir = configs.quantized_expert_block_mlir(config, scheme, "block")
+    result = run_program(tmp_path, ir, "block", [x, ids, weights, w13, w13_s, w2, w2_s], 1,
+                         extra_args=["--fuse"] if fuse else [], output_dtypes=["bf16"])
+    assert result.returncode == 0, result.stderr
+
+    w13_f = quant.dequantize(w13, w13_s, scheme.format, scheme.scales, "weight")
+    w2_f = quant.dequantize(w2, w2_s, scheme.format, scheme.scales, "weight")
+    expected = quant.w8a8_expert_block_rows(
+        x.astype(np.float64), ids, weights,
+        lambda ex: w13_f[ex] if 0 <= ex < e else None, lambda ex: w2_f[ex], h,
+        scheme.format, scheme.scales, lambda v: reference.activation(v, config.activation))
+    error = relative_l2(result.outputs[0].astype(np.float64), expected)
+    assert error < TOLERANCE, error
+
+
+def test_unquantized_rows_into_a_w8a8_matmul_are_refused(tmp_path):
+    ir = configs.quantized_expert_block_mlir(SMALL, configs.FP8_BLOCK, "block").replace(
+        "input_scales(%scales : tensor<?x2xf32>) ", "")
+    result = run_program(tmp_path, ir, "block", [], 1, extra_args=["--random"])
+    assert result.returncode != 0
+    assert "expects input and weight scales" in result.stderr
