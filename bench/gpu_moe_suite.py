@@ -34,9 +34,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
-from moe_compiler import reference  # noqa: E402
+from moe_compiler import quant, reference  # noqa: E402
 
 SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3", "gpt_oss_120b")
+# The w8a8 expert blocks: (shape, scheme) as configs.QUANTIZED_BLOCKS.
+QUANTIZED = (("deepseek_v3", "fp8_block"), ("qwen3_30b_a3b", "fp8_channel"),
+             ("qwen3_30b_a3b", "int8_channel"))
 BENCH_SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3")
 TOKEN_COUNTS = (1, 16, 64, 256, 1024, 4096)
 
@@ -118,6 +121,109 @@ def make_routing(config, m, kind, generator):
     return ids.contiguous(), weights.float().contiguous()
 
 
+def quantize_weights(w, quant_config):
+    """Codes and f32 scales of weights [E, N, K] on the GPU: fp8 per 128x128
+    block or per output channel, int8 per output channel (amax / qmax,
+    round to nearest even, saturate). The oracle dequantizes these codes, so
+    only their validity matters, not that this rule is the checkpoints'."""
+    e, n, k = w.shape
+    fmt, layout = quant_config["format"], quant_config["scales"]
+    qmax = 448.0 if fmt == "fp8" else 127.0
+    w = w.float()
+    if layout == "block":
+        tiles = w.view(e, n // 128, 128, k // 128, 128)
+        scales = tiles.abs().amax(dim=(2, 4)) / qmax
+        scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+        full = scales.repeat_interleave(128, 1).repeat_interleave(128, 2)
+    else:
+        scales = w.abs().amax(dim=2) / qmax
+        scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+        full = scales[:, :, None]
+    quotient = (w / full).clamp(-qmax, qmax)
+    codes = (quotient.to(torch.float8_e4m3fn) if fmt == "fp8"
+             else torch.round(quotient).to(torch.int8))
+    return codes.contiguous(), scales.float().contiguous()
+
+
+def make_quantized_weights(config, generator):
+    """Expert weights as codes and scales, one expert at a time."""
+    e, h, i = config["num_experts"], config["hidden"], config["intermediate"]
+    quant_config = config["quant"]
+    code_type = torch.float8_e4m3fn if quant_config["format"] == "fp8" else torch.int8
+    tensors = []
+    for n, k in ((2 * i, h), (h, i)):
+        codes = torch.empty(e, n, k, dtype=code_type, device="cuda")
+        block = quant_config["scales"] == "block"
+        scales = torch.empty((e, n // 128, k // 128) if block else (e, n),
+                             dtype=torch.float32, device="cuda")
+        for expert in range(e):
+            w = torch.randn(1, n, k, device="cuda", generator=generator) / math.sqrt(k)
+            expert_codes, expert_scales = quantize_weights(w, quant_config)
+            codes[expert], scales[expert] = expert_codes[0], expert_scales[0]
+        tensors += [codes, scales]
+    return tensors
+
+
+def dequantized_expert(codes, scales, expert, quant_config):
+    """float64 [N, K] of one expert, dequantized by the NumPy oracle."""
+    fmt, layout = quant_config["format"], quant_config["scales"]
+    if fmt == "fp8":
+        import ml_dtypes
+        values = codes[expert:expert + 1].view(torch.uint8).cpu().numpy().view(ml_dtypes.float8_e4m3fn)
+    else:
+        values = codes[expert:expert + 1].cpu().numpy()
+    return quant.dequantize(values, scales[expert:expert + 1].cpu().numpy(), fmt, layout,
+                            "weight")[0]
+
+
+def check_quantized(layers_dir: pathlib.Path, generator) -> int:
+    """The w8a8 expert blocks against the float64 oracle of the quantized
+    math (quant.w8a8_expert_block_rows) on sampled rows; the same output,
+    workspace and routing treatment as the bf16 blocks."""
+    configs = json.loads((layers_dir / "layers.json").read_text())
+    failures = total = 0
+    cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
+             (256, "remote"), (1, "remote")]
+    for shape, scheme in QUANTIZED:
+        config = configs[f"{shape}_{scheme}_block"]
+        quant_config = config["quant"]
+        e, h = config["num_experts"], config["hidden"]
+        w13, w13_s, w2, w2_s = make_quantized_weights(config, generator)
+        for m, kind in cases:
+            total += 1
+            name = f"{shape}_{scheme}_block_m{m}"
+            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=7)
+            x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
+            ids, weights = make_routing(config, m, kind, generator)
+            out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
+            layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
+            layer(x, ids, weights, w13, w13_s, w2, w2_s, out)
+            torch.cuda.synchronize()
+            rows = sorted(set(torch.randint(0, m, (min(m, 4),), generator=generator,
+                                            device="cuda").tolist()) | {0, m - 1})
+            ids_rows = ids[rows].cpu().numpy()
+            expected = quant.w8a8_expert_block_rows(
+                x[rows].double().cpu().numpy(), ids_rows, weights[rows].cpu().numpy(),
+                lambda ex: (dequantized_expert(w13, w13_s, ex, quant_config)
+                            if 0 <= ex < e else None),
+                lambda ex: dequantized_expert(w2, w2_s, ex, quant_config), h,
+                quant_config["format"], quant_config["scales"],
+                lambda v: reference.activation(v, config["activation"], config.get("swiglu_alpha"),
+                                               config.get("swiglu_limit")))
+            got = out[rows].double().cpu().numpy()
+            error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
+            finite = bool(torch.isfinite(out).all())
+            good = finite and error < 1e-2
+            failures += not good
+            print(f"{'ok' if good else 'FAIL'}: {shape} {scheme} M={m} {kind}: rel L2 {error:.2e} "
+                  f"on rows {rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs written: "
+                  f"{finite}", flush=True)
+        del w13, w2, w13_s, w2_s
+        torch.cuda.empty_cache()
+    print(f"quantized blocks: {total - failures} passed, {failures} failed")
+    return failures
+
+
 def reference_rows(config, x, ids, weights, w13, w2, rows):
     """float64 expert block for token rows `rows`."""
     act_kind = config["activation"]
@@ -173,6 +279,7 @@ def check(layers_dir: pathlib.Path) -> int:
         del w13, w2
         torch.cuda.empty_cache()
     print(f"expert blocks: {len(SHAPES) * len(cases) - failures} passed, {failures} failed")
+    failures += check_quantized(layers_dir, generator)
     failures += check_layers(layers_dir, generator)
     return 1 if failures else 0
 
@@ -376,10 +483,82 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
     return 0
 
 
+def measure_quantized_peaks():
+    """fp8 (torch._scaled_mm) and int8 (torch._int_mm) matmul peaks, TFLOP/s."""
+    n = 8192
+    a = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, device="cuda").to(torch.float8_e4m3fn).t()
+    one = torch.ones((), device="cuda")
+    fp8 = time_graph(lambda: torch._scaled_mm(a, b, one, one, out_dtype=torch.bfloat16), 10)
+    ai = torch.randint(-64, 64, (n, n), device="cuda", dtype=torch.int8)
+    bi = torch.randint(-64, 64, (n, n), device="cuda", dtype=torch.int8).t().contiguous().t()
+    int8 = time_graph(lambda: torch._int_mm(ai, bi), 10)
+    del a, b, ai, bi
+    torch.cuda.empty_cache()
+    return {"fp8": 2 * n ** 3 / (fp8 * 1e-6) / 1e12, "int8": 2 * n ** 3 / (int8 * 1e-6) / 1e12}
+
+
+def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, token_counts) -> int:
+    """Each w8a8 block against the bf16 block of its shape, in this process,
+    and against its own floor: max(FLOPs / the format's measured peak,
+    (code + scale bytes of the touched experts) / measured bandwidth)."""
+    configs = json.loads((layers_dir / "layers.json").read_text())
+    generator = torch.Generator(device="cuda")
+    generator.manual_seed(0)
+    peak, bandwidth, copy_bw, read_bw = measure_ceilings()
+    peaks = measure_quantized_peaks()
+    print(f"card: {torch.cuda.get_device_name()}, bf16 peak {peak:.0f}, fp8 {peaks['fp8']:.0f}, "
+          f"int8 {peaks['int8']:.0f} TFLOP/s (dense 8192^3), read {read_bw:.2f} TB/s, "
+          f"copy {copy_bw:.2f} TB/s", flush=True)
+    results = []
+    for shape, scheme in QUANTIZED:
+        config = configs[f"{shape}_{scheme}_block"]
+        fmt = config["quant"]["format"]
+        e, k, h, i = config["num_experts"], config["k"], config["hidden"], config["intermediate"]
+        quantized = make_quantized_weights(config, generator)
+        w13, w2 = make_weights(config, generator)
+        scale_bytes = sum(t.numel() * 4 for t in quantized[1::2]) / e
+        for m in token_counts:
+            name = f"{shape}_{scheme}_block_m{m}"
+            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=7)
+            bf16_name = f"{shape}_block_m{m}"
+            bf16_layer = Layer(layers_dir / f"{bf16_name}.so", bf16_name)
+            x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
+            ids, weights = make_routing(config, m, "softmax", generator)
+            out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
+            ours = time_graph(lambda: layer(x, ids, weights, *quantized, out))
+            bf16 = time_graph(lambda: bf16_layer(x, ids, weights, w13, w2, out))
+            touched = int((torch.bincount(ids.view(-1).long(), minlength=e) > 0).sum())
+            flops = 2 * m * k * (h * 2 * i + i * h)
+            weight_bytes = touched * (3 * h * i + scale_bytes)
+            floor = max(flops / (peaks[fmt] * 1e12), weight_bytes / (bandwidth * 1e12)) * 1e6
+            bf16_floor = max(flops / (peak * 1e12), touched * 3 * h * i * 2 / (bandwidth * 1e12)) * 1e6
+            row = dict(shape=shape, scheme=scheme, m=m, ours=ours, floor=floor, bf16_layer=bf16,
+                       bf16_floor=bf16_floor, experts_touched=touched,
+                       tflops=flops / (ours * 1e-6) / 1e12)
+            results.append(row)
+            print(f"{shape} {scheme} M={m}: ours {ours:.1f} us, floor {floor:.1f} "
+                  f"({ours / floor:.2f}x), bf16 layer {bf16:.1f} ({bf16 / ours:.2f}x ours), "
+                  f"{row['tflops']:.0f} TFLOP/s", flush=True)
+            del layer, bf16_layer
+        del quantized, w13, w2
+        torch.cuda.empty_cache()
+    summary = dict(card=torch.cuda.get_device_name(), peak_tflops=peak, quantized_peaks=peaks,
+                   copy_tbps=copy_bw, read_tbps=read_bw, results=results)
+    if out_path:
+        out_path.write_text(json.dumps(summary, indent=1))
+    print("| block | format | M | floor | ours | ours/floor | bf16 layer | bf16/ours |")
+    for r in results:
+        print(f"| {r['shape']} | {r['scheme']} | {r['m']} | {r['floor']:.0f} | {r['ours']:.0f} | "
+              f"{r['ours'] / r['floor']:.2f} | {r['bf16_layer']:.0f} | "
+              f"{r['bf16_layer'] / r['ours']:.2f} |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("check", "bench"))
+    parser.add_argument("mode", choices=("check", "check-quantized", "bench", "bench-quantized"))
     parser.add_argument("layers", type=pathlib.Path)
     parser.add_argument("--out", type=pathlib.Path)
     parser.add_argument("--shapes", default=",".join(BENCH_SHAPES))
@@ -392,6 +571,12 @@ def main() -> int:
         return 1
     if args.mode == "check":
         return check(args.layers)
+    if args.mode == "check-quantized":
+        generator = torch.Generator(device="cuda")
+        generator.seed()
+        return 1 if check_quantized(args.layers, generator) else 0
+    if args.mode == "bench-quantized":
+        return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")])
     return bench(args.layers, args.out, args.shapes.split(","),
                  [int(v) for v in args.tokens.split(",")], args.ours_only)
 

@@ -88,7 +88,7 @@ def _expert_block_body(config: LayerConfig) -> list[str]:
         f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : {x_type}, {w13_type}, {offsets_type}"
         f" -> tensor<?x{2 * i}x{t}>",
         f"  %act = moe.activation {config.activation} %gate_up{act_attrs}"
-        f" : tensor<?x{2 * i}xf32> -> tensor<?x{i}x{t}>",
+        f" : tensor<?x{2 * i}x{t}> -> tensor<?x{i}x{t}>",
         f"  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}x{t}>, {w2_type}, {offsets_type}"
         f" -> tensor<?x{h}xf32>",
         f"  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32>"

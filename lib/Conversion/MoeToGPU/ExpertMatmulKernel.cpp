@@ -29,9 +29,17 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-constexpr int64_t kBlockK = 64;
+/// Bytes of one row of a stage's tiles: one 128B swizzle span, so 64 bf16
+/// or 128 one-byte (e4m3, s8) elements of K per stage.
+constexpr int64_t kRowBytes = 128;
+/// Bytes of K one wgmma consumes: k16 of bf16, k32 of e4m3 or s8.
+constexpr int64_t kWgmmaKBytes = 32;
+/// Block scales cover 128 x 128 weights and 1 x 128 activations.
+constexpr int64_t kScaleBlock = 128;
 /// One warpgroup per 64 rows of a slot block.
 constexpr int64_t kWarpgroupRows = 64, kWarpgroupThreads = 128;
+/// cp.async moves 16 bytes per chunk: 8 rows of 8 chunks fill a 128B span.
+constexpr int64_t kChunkBytes = 16;
 /// Shared memory per stage: an A tile [BM, 64] and a B tile [BN, 64], bf16.
 /// 128B-swizzled tiles must start on 1024 bytes; the dynamic shared memory
 /// base is rounded up at run time, so this much more is requested.
@@ -56,16 +64,31 @@ struct KernelConfig {
   int64_t blockM = 64;
   /// Columns of the wgmma (its N): 64, 128 or 256.
   int64_t blockN = 128;
+  /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
+  QuantFormat format = QuantFormat::None;
+  ScaleLayout scales = ScaleLayout::PerTensor;
 
+  bool isW8A8() const { return format != QuantFormat::None; }
+  bool hasBlockScales() const {
+    return isW8A8() && scales == ScaleLayout::Block;
+  }
+  /// fp8 sums are moved into an f32 accumulator after every stage (128 of
+  /// K): the tensor cores add e4m3 products with fewer mantissa bits than
+  /// f32 (measured on an H200: per-channel fp8 over K = 2048 in one
+  /// accumulator was 1.2e-2 off the float64 oracle, 3.5e-3 promoted).
+  bool promotesEachStage() const { return format == QuantFormat::Fp8; }
+  int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
+  /// Elements of K per stage.
+  int64_t blockK() const { return kRowBytes / elementBytes(); }
   int64_t threads() const { return blockM / kWarpgroupRows * kWarpgroupThreads; }
-  int64_t tileABytes() const { return blockM * kBlockK * 2; }
+  int64_t tileABytes() const { return blockM * kRowBytes; }
 
-  int64_t tileBBytes() const { return blockN * kBlockK * 2; }
+  int64_t tileBBytes() const { return blockN * kRowBytes; }
 
   int64_t outputTile() const { return activation ? blockN / 2 : blockN; }
   /// Columns of a product row after the epilogue.
   int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
-  int64_t kSteps() const { return inFeatures / kBlockK / splitK; }
+  int64_t kSteps() const { return inFeatures / blockK() / splitK; }
   int64_t sharedBytes() const {
     return stages * (tileABytes() + tileBBytes()) + kSwizzleAlignment;
   }
@@ -103,6 +126,17 @@ private:
   }
   void issueStage(Value step, Value valid);
   Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups);
+  /// The scales of K block `step` (block scales): per fragment half, per
+  /// 64-column chunk of the B tile, activation x weight scale.
+  SmallVector<Value> blockScales(Value step);
+  /// total + partial, times the block's scale of each register when given.
+  Value promote(Value total, Value partial, ArrayRef<Value> scales);
+  /// Accumulator register `reg` as f32 (an s32 sum of int8 is converted).
+  Value accumulatorValue(Value accumulator, int64_t reg);
+  /// The per-tensor or per-token x per-channel scale of output column
+  /// `column` of the weights (local to the expert) in the row whose input
+  /// scale is `rowScale`.
+  Value epilogueScale(Value rowScale, Value column);
   void storeEpilogue(Value accumulator);
   void ifThen(Value condition, function_ref<void()> body);
 
@@ -112,7 +146,12 @@ private:
   MLIRContext *context() { return b.getContext(); }
 
   // Arguments and per-thread values.
-  Value x, slots, blocks, padded, routingWeights, out;
+  Value x, slots, blocks, padded, routingWeights, out, inputScales,
+      weightScales;
+  /// The expert of this block, the thread's first fragment row in the
+  /// block, and, per fragment half, the input row whose scale applies.
+  Value expert, fragmentRow0;
+  SmallVector<Value> scaleRow;
   Value tid, firstSlot, paddedCount, assignments, tileColumn, kBase;
   Value barriers, weightsMap, leader, weightsRow;
   /// This thread's warpgroup, and its A rows' offset in descriptor units.
@@ -195,7 +234,7 @@ void KernelBuilder::issueStage(Value step, Value valid) {
   // pending groups the same at every step.
   Value stage = arith::RemUIOp::create(b, loc, step, index(config.stages));
   Value kOffset = arith::AddIOp::create(
-      b, loc, kBase, arith::MulIOp::create(b, loc, step, index(kBlockK)));
+      b, loc, kBase, arith::MulIOp::create(b, loc, step, index(config.blockK())));
   kOffset = arith::SelectOp::create(b, loc, valid, kOffset, index(0));
   Value issuer = arith::AndIOp::create(b, loc, leader, valid);
   if (!config.activation) {
@@ -230,7 +269,8 @@ void KernelBuilder::issueStage(Value step, Value valid) {
         arith::SelectOp::create(b, loc, valid, srcElements[i], index(0));
     nvgpu::DeviceAsyncCopyOp::create(
         b, loc, tokenType, stageA, ValueRange{chunkRow[i], dstColumn[i]}, x,
-        ValueRange{srcRow[i], column}, b.getIndexAttr(8), elements,
+        ValueRange{srcRow[i], column},
+        b.getIndexAttr(kChunkBytes / config.elementBytes()), elements,
         UnitAttr());
   }
   // One commit group per step; the wait counts groups, not tokens.
@@ -244,17 +284,27 @@ Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
       b, loc, descriptor(sharedAddress(tileA(stage))), warpgroupOffset);
   Value descriptorB = descriptor(sharedAddress(tileB(stage)));
   NVVM::WgmmaFenceAlignedOp::create(b, loc);
-  auto shape = NVVM::MMAShapeAttr::get(context(), 64, config.blockN, 16);
-  for (int64_t step = 0; step < kBlockK / 16; ++step) {
-    // +32 bytes per k16 step in both K-major operands.
-    Value offset = i64(2 * step);
+  // 32 bytes of K per wgmma: k16 of bf16, k32 of e4m3 or s8.
+  auto shape = NVVM::MMAShapeAttr::get(context(), 64, config.blockN,
+                                       kWgmmaKBytes / config.elementBytes());
+  NVVM::WGMMATypes operandType = NVVM::WGMMATypes::bf16;
+  NVVM::WGMMATypes sumType = NVVM::WGMMATypes::f32;
+  if (config.format == QuantFormat::Fp8)
+    operandType = NVVM::WGMMATypes::e4m3;
+  if (config.format == QuantFormat::Int8) {
+    operandType = NVVM::WGMMATypes::s8;
+    sumType = NVVM::WGMMATypes::s32;
+  }
+  for (int64_t step = 0; step < kRowBytes / kWgmmaKBytes; ++step) {
+    // Both K-major operands advance 32 bytes (2 descriptor units).
+    Value offset = i64(step * kWgmmaKBytes / 16);
     Value stepA = arith::AddIOp::create(b, loc, descriptorA, offset);
     Value stepB = arith::AddIOp::create(b, loc, descriptorB, offset);
     accumulator = NVVM::WgmmaMmaAsyncOp::create(
         b, loc, accumulatorType, accumulator, stepA, stepB, shape,
-        NVVM::WGMMATypes::bf16, NVVM::WGMMATypes::bf16, NVVM::WGMMATypes::f32,
-        NVVM::WGMMAScaleOut::one, NVVM::WGMMAScaleIn::one,
-        NVVM::WGMMAScaleIn::one, NVVM::MMALayout::row, NVVM::MMALayout::col,
+        operandType, operandType, sumType, NVVM::WGMMAScaleOut::one,
+        NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
+        NVVM::MMALayout::row, NVVM::MMALayout::col,
         NVVM::MMAIntOverflowAttr());
   }
   NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
@@ -262,20 +312,78 @@ Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
   return accumulator;
 }
 
+SmallVector<Value> KernelBuilder::blockScales(Value step) {
+  // The K block of this step among all of K (split-K blocks start at kBase).
+  Value kBlock = arith::AddIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, kBase, index(kScaleBlock)), step);
+  Value rowScales[2];
+  for (int64_t half = 0; half < 2; ++half)
+    rowScales[half] = memref::LoadOp::create(
+        b, loc, inputScales, ValueRange{scaleRow[half], kBlock});
+  // 64-column chunks of the B tile: gate rows, then (gated) up rows N/2
+  // further; a chunk never straddles a 128-row scale block.
+  int64_t chunks = config.blockN / 64;
+  int64_t gateChunks = config.activation ? chunks / 2 : chunks;
+  SmallVector<Value> chunkScales;
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    int64_t offset = chunk < gateChunks
+                         ? chunk * 64
+                         : config.outFeatures / 2 + (chunk - gateChunks) * 64;
+    Value nBlock = arith::DivUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, tileColumn, index(offset)),
+        index(kScaleBlock));
+    chunkScales.push_back(memref::LoadOp::create(
+        b, loc, weightScales, ValueRange{expert, nBlock, kBlock}));
+  }
+  SmallVector<Value> scales;
+  for (int64_t half = 0; half < 2; ++half)
+    for (Value chunkScale : chunkScales)
+      scales.push_back(
+          arith::MulFOp::create(b, loc, rowScales[half], chunkScale));
+  return scales;
+}
+
+Value KernelBuilder::promote(Value total, Value partial,
+                             ArrayRef<Value> scales) {
+  int64_t chunks = config.blockN / 64;
+  for (int64_t reg = 0; reg < config.blockN / 2; ++reg) {
+    int64_t half = (reg / 2) % 2, chunk = reg / 4 / 8;
+    Value value = LLVM::ExtractValueOp::create(b, loc, partial, reg);
+    Value sum = LLVM::ExtractValueOp::create(b, loc, total, reg);
+    sum = scales.empty()
+              ? arith::AddFOp::create(b, loc, sum, value).getResult()
+              : math::FmaOp::create(b, loc, value,
+                                    scales[half * chunks + chunk], sum)
+                    .getResult();
+    total = LLVM::InsertValueOp::create(b, loc, total, sum, reg);
+  }
+  return total;
+}
+
+Value KernelBuilder::accumulatorValue(Value accumulator, int64_t reg) {
+  Value value = LLVM::ExtractValueOp::create(b, loc, accumulator, reg);
+  if (config.format == QuantFormat::Int8)
+    value = arith::SIToFPOp::create(b, loc, b.getF32Type(), value);
+  return value;
+}
+
+Value KernelBuilder::epilogueScale(Value rowScale, Value column) {
+  Value weightScale =
+      config.scales == ScaleLayout::PerTensor
+          ? memref::LoadOp::create(b, loc, weightScales, ValueRange{expert})
+                .getResult()
+          : memref::LoadOp::create(b, loc, weightScales,
+                                   ValueRange{expert, column})
+                .getResult();
+  return arith::MulFOp::create(b, loc, rowScale, weightScale);
+}
+
 void KernelBuilder::storeEpilogue(Value accumulator) {
   // The m64nNk16 f32 fragment: thread t of the warpgroup holds, for every
   // 8-column group g, rows 16·(t/32) + (t%32)/4 (+8) and columns
   // 8g + 2·(t%4) (+1).
-  // Warpgroup w holds rows 64·w onwards.
-  Value warp = arith::RemUIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, tid, index(32)), index(4));
   Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
-  Value row0 = arith::AddIOp::create(
-      b, loc,
-      arith::AddIOp::create(
-          b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
-          arith::DivUIOp::create(b, loc, lane, index(4))),
-      arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows)));
+  Value row0 = fragmentRow0;
   Value laneColumn = arith::AddIOp::create(
       b, loc,
       arith::MulIOp::create(
@@ -295,6 +403,16 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
                               assignments));
     ifThen(scheduled, [&] {
       Value token, scale;
+      // The input scale of this row, when the scales apply here.
+      Value rowScale;
+      if (config.isW8A8() && !config.hasBlockScales())
+        rowScale = config.scales == ScaleLayout::PerTensor
+                       ? memref::LoadOp::create(b, loc, inputScales,
+                                                ValueRange{index(0)})
+                             .getResult()
+                       : memref::LoadOp::create(b, loc, inputScales,
+                                                ValueRange{scaleRow[half]})
+                             .getResult();
       if (config.combine) {
         token = arith::DivUIOp::create(b, loc, assignment, index(config.topK));
         Value choice =
@@ -312,20 +430,12 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
       for (int64_t group = 0; group < config.outputTile() / 8; ++group)
         for (int64_t pair = 0; pair < 2; ++pair) {
           int64_t reg = 4 * group + 2 * half + pair;
-          Value value = LLVM::ExtractValueOp::create(b, loc, accumulator, reg);
-          if (config.activation) {
-            // The up column of this gate column sits 64 columns, 8 groups of
-            // registers, further: in the same thread.
-            Value up = LLVM::ExtractValueOp::create(b, loc, accumulator,
-                                                    reg + config.blockN / 4);
-            value = buildGatedActivation(b, loc, *config.activation, value, up,
-                                         config.alpha, config.limit);
-          }
           Value column = arith::AddIOp::create(b, loc, laneColumn,
                                                index(8 * group + pair));
           // The last column tile may stick out of a width that is not a
           // multiple of it: its extra columns are products with the next
-          // expert's rows (or TMA's zero fill) and are dropped.
+          // expert's rows (or TMA's zero fill) and are dropped
+          // (and their scales, past the end, are not read).
           std::optional<OpBuilder::InsertionGuard> maskGuard;
           if (config.width() % config.outputTile() != 0) {
             Value inside = arith::CmpIOp::create(
@@ -334,6 +444,24 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
             auto maskIf = scf::IfOp::create(b, loc, inside, false);
             maskGuard.emplace(b);
             b.setInsertionPointToStart(maskIf.thenBlock());
+          }
+          Value value = accumulatorValue(accumulator, reg);
+          if (rowScale)
+            value = arith::MulFOp::create(b, loc, value,
+                                          epilogueScale(rowScale, column));
+          if (config.activation) {
+            // The up column of this gate column sits 64 columns, 8 groups of
+            // registers, further: in the same thread.
+            Value up = accumulatorValue(accumulator, reg + config.blockN / 4);
+            if (rowScale)
+              up = arith::MulFOp::create(
+                  b, loc, up,
+                  epilogueScale(rowScale,
+                                arith::AddIOp::create(
+                                    b, loc, column,
+                                    index(config.outFeatures / 2))));
+            value = buildGatedActivation(b, loc, *config.activation, value, up,
+                                         config.alpha, config.limit);
           }
           if (config.combine) {
             value = arith::MulFOp::create(b, loc, value, scale);
@@ -359,20 +487,25 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   blocks = entry.getArgument(argument++);
   padded = entry.getArgument(argument++);
   Value weightsPointer = entry.getArgument(argument++);
+  if (config.isW8A8()) {
+    inputScales = entry.getArgument(argument++);
+    weightScales = entry.getArgument(argument++);
+  }
   if (config.combine)
     routingWeights = entry.getArgument(argument++);
   out = entry.getArgument(argument++);
 
   auto workgroup =
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  auto bf16 = b.getBF16Type();
-  tileAType = MemRefType::get({config.blockM, kBlockK}, bf16,
+  // The tiles hold bf16, or the bytes of the w8a8 codes.
+  Type element = config.isW8A8() ? Type(b.getI8Type()) : Type(b.getBF16Type());
+  tileAType = MemRefType::get({config.blockM, config.blockK()}, element,
                               MemRefLayoutAttrInterface(), workgroup);
-  tileBType = MemRefType::get({config.blockN, kBlockK}, bf16,
+  tileBType = MemRefType::get({config.blockN, config.blockK()}, element,
                               MemRefLayoutAttrInterface(), workgroup);
   // One TMA box is the whole B tile, or, gated, one of its halves.
   int64_t boxRows = config.outputTile();
-  boxType = MemRefType::get({boxRows, kBlockK}, bf16,
+  boxType = MemRefType::get({boxRows, config.blockK()}, element,
                             MemRefLayoutAttrInterface(), workgroup);
   auto mapType = nvgpu::TensorMapDescriptorType::get(
       context(), boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
@@ -381,8 +514,10 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
       nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
   auto barrierType =
       nvgpu::MBarrierGroupType::get(context(), workgroup, config.stages);
+  Type sumType = config.format == QuantFormat::Int8 ? Type(b.getI32Type())
+                                                    : Type(b.getF32Type());
   accumulatorType = LLVM::LLVMStructType::getLiteral(
-      context(), SmallVector<Type>(config.blockN / 2, b.getF32Type()));
+      context(), SmallVector<Type>(config.blockN / 2, sumType));
 
   // The descriptor travels as a pointer: a tensor-map type in a gpu.func
   // signature breaks the NVVM pipeline.
@@ -413,7 +548,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   tileColumn =
       arith::MulIOp::create(b, loc, columnTile, index(config.outputTile()));
   kBase = arith::MulIOp::create(b, loc, split,
-                                index(config.kSteps() * kBlockK));
+                                index(config.kSteps() * config.blockK()));
   paddedCount = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
       memref::LoadOp::create(b, loc, padded, ValueRange{index(0)}));
@@ -428,7 +563,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
                                         firstSlot, paddedCount);
   auto rangeIf = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
   b.setInsertionPointToStart(rangeIf.thenBlock());
-  Value expert = arith::IndexCastOp::create(
+  expert = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
       memref::LoadOp::create(b, loc, blocks, ValueRange{block}));
   Value local = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, expert,
@@ -450,6 +585,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
 
   // Each thread copies 4 of the 64 x 8 chunks of 16 bytes; chunk c of row r
   // lands at chunk c xor (r mod 8): the 128B swizzle TMA would produce.
+  int64_t chunkElements = kChunkBytes / config.elementBytes();
   for (int64_t i = 0; i < config.blockM * 8 / config.threads(); ++i) {
     Value chunk =
         arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
@@ -470,23 +606,64 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
     srcRow.push_back(arith::SelectOp::create(b, loc, real, source, index(0)));
     // A padding slot copies nothing and zero-fills its chunk.
     srcElements.push_back(
-        arith::SelectOp::create(b, loc, real, index(8), index(0)));
+        arith::SelectOp::create(b, loc, real, index(chunkElements), index(0)));
     Value swizzled = arith::XOrIOp::create(
         b, loc, column, arith::RemUIOp::create(b, loc, row, index(8)));
-    dstColumn.push_back(arith::MulIOp::create(b, loc, swizzled, index(8)));
-    chunkColumn.push_back(arith::MulIOp::create(b, loc, column, index(8)));
+    dstColumn.push_back(
+        arith::MulIOp::create(b, loc, swizzled, index(chunkElements)));
+    chunkColumn.push_back(
+        arith::MulIOp::create(b, loc, column, index(chunkElements)));
   }
 
-  Value accumulator = LLVM::ZeroOp::create(b, loc, accumulatorType);
-  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0));
-  for (int64_t reg = 0; reg < config.blockN / 2; ++reg)
-    accumulator = LLVM::InsertValueOp::create(b, loc, accumulator, zero, reg);
+  // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
+  // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8).
+  Value warp = arith::RemUIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, tid, index(32)), index(4));
+  Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
+  fragmentRow0 = arith::AddIOp::create(
+      b, loc,
+      arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
+          arith::DivUIOp::create(b, loc, lane, index(4))),
+      arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows)));
+  // The input row of each fragment half whose scales apply: the token with
+  // gather, else the slot (row 0 for a padding slot, whose A row is zero).
+  if (config.isW8A8())
+    for (int64_t half = 0; half < 2; ++half) {
+      Value slot = arith::AddIOp::create(
+          b, loc, firstSlot,
+          arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half)));
+      Value assignment = arith::IndexCastOp::create(
+          b, loc, b.getIndexType(),
+          memref::LoadOp::create(b, loc, slots, ValueRange{slot}));
+      Value real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                         assignment, assignments);
+      Value source =
+          config.gather
+              ? arith::DivUIOp::create(b, loc, assignment, index(config.topK))
+                    .getResult()
+              : slot;
+      scaleRow.push_back(
+          arith::SelectOp::create(b, loc, real, source, index(0)));
+    }
+
+  auto zeroAccumulator = [&](Type type) {
+    Value accumulator = LLVM::ZeroOp::create(b, loc, accumulatorType);
+    Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(type));
+    for (int64_t reg = 0; reg < config.blockN / 2; ++reg)
+      accumulator =
+          LLVM::InsertValueOp::create(b, loc, accumulator, zero, reg);
+    return accumulator;
+  };
+  Value accumulator = zeroAccumulator(sumType);
 
   // With three or more stages, one step's wgmma stays in flight while the
   // next is issued, so a stage is refilled only once the wgmma two steps
   // back is done: loads run `prefetch` steps ahead.
   int64_t kSteps = config.kSteps(), stages = config.stages;
-  int64_t wgmmaInFlight = stages >= 3 ? 1 : 0;
+  // A promoted stage's partial sum is read at once: no wgmma stays in
+  // flight across steps.
+  int64_t wgmmaInFlight = stages >= 3 && !config.promotesEachStage() ? 1 : 0;
   int64_t prefetch = stages - 1 - wgmmaInFlight;
   Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
   for (int64_t step = 0; step < prefetch; ++step)
@@ -500,6 +677,11 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         // This thread's cp.async group of `step` is done when at most the
         // younger ones (prefetch − 1 of them; every step commits one) are
         // pending.
+        // The step's block scales are loaded first: their latency hides
+        // behind the waits and the wgmma.
+        SmallVector<Value> scales;
+        if (config.hasBlockScales())
+          scales = blockScales(step);
         Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
         NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
         // cp.async wrote through the generic proxy; wgmma reads through the
@@ -522,7 +704,15 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
             arith::RemUIOp::create(b, loc, round, index(2)), index(0));
         nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
                                                index(10000000), stage);
-        Value result = wgmmaStep(args[0], stage, wgmmaInFlight);
+        Value result;
+        if (config.promotesEachStage()) {
+          // The K block's partial sum, scaled and added in f32 (as DeepGEMM
+          // promotes its fp8 accumulators).
+          Value partial = wgmmaStep(accumulator, stage, wgmmaInFlight);
+          result = promote(args[0], partial, scales);
+        } else {
+          result = wgmmaStep(args[0], stage, wgmmaInFlight);
+        }
         scf::YieldOp::create(b, loc, ValueRange{result});
       });
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
@@ -566,13 +756,28 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   if (config.combine && config.activation)
     return op.emitRemark(
         "no GPU kernel yet for an activation before the combine");
-  if (op.getInput().getType().getElementType() != bf16 ||
-      weightsType.getElementType() != bf16 ||
-      (op.getBlockM() != 64 && op.getBlockM() != 128) ||
-      config.inFeatures % kBlockK != 0 || config.width() % 8 != 0)
-    return op.emitRemark("no GPU kernel yet: needs bf16, block_m 64 or 128, K a "
-                         "multiple of 64 and an output width that is a "
-                         "multiple of 8");
+  QuantizationAttr quantization = op.getQuantization();
+  if (quantization.getFormat() != QuantFormat::None) {
+    if (!quantization.isW8A8())
+      return op.emitRemark("no GPU kernel yet for ")
+             << quantization << ": only the w8a8 formats";
+    config.format = quantization.getFormat();
+    config.scales = *quantization.getScales();
+  }
+  bool operandsCovered =
+      config.isW8A8() || (op.getInput().getType().getElementType() == bf16 &&
+                          weightsType.getElementType() == bf16);
+  if (!operandsCovered || (op.getBlockM() != 64 && op.getBlockM() != 128) ||
+      config.inFeatures % config.blockK() != 0 || config.width() % 8 != 0)
+    return op.emitRemark("no GPU kernel yet: needs bf16 or w8a8 operands, "
+                         "block_m 64 or 128, K a multiple of 128 bytes and "
+                         "an output width that is a multiple of 8");
+  // Each 64-column chunk of a gated tile must lie in one 128-row block of
+  // weight scales: the up half starts N/2 down.
+  if (config.hasBlockScales() && config.activation &&
+      (config.outFeatures / 2) % 64 != 0)
+    return op.emitRemark("no GPU kernel yet: block scales with a gated "
+                         "activation need N/2 to be a multiple of 64");
   auto resultType = cast<RankedTensorType>(op.getResult().getType());
   if (!config.combine && resultType.getElementType() != bf16)
     return op.emitRemark("no GPU kernel yet: rows out must be bf16");
@@ -587,7 +792,7 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   // sums add atomically anyway), the K split; both are clamped to what the
   // kernel supports.
   TileAttr tile = op.getTileAttr();
-  int64_t totalSteps = config.inFeatures / kBlockK;
+  int64_t totalSteps = config.inFeatures / config.blockK();
   config.splitK = 1;
   if (config.combine && tile)
     for (int64_t split = std::min(tile.getSplitK(), totalSteps); split > 1;
@@ -614,6 +819,11 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   if (blockN > 0)
     config.blockN = std::clamp<int64_t>(
         int64_t(1) << llvm::Log2_64(blockN), 64, 256);
+  // Block scales keep a second accumulator (the K block's partial sum):
+  // two of m64n256 would not fit the registers, and a gated tile needs its
+  // gate and up halves in separate 64-column chunks.
+  if (config.hasBlockScales())
+    config.blockN = 128;
   // The deepest ring that fits: measured on an H200, five stages of a
   // 64x256 tile (one block per SM) beat four of 64x128 (two per SM) by 14%
   // at M = 4096 (docs/gpu-benchmark.md). The tile's stage count is for
@@ -633,10 +843,20 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
 
   auto dynamic = ShapedType::kDynamic;
   auto i32 = b.getI32Type();
+  // w8a8 codes travel as bytes: the wgmma reads them by descriptor.
+  Type inputElement = config.isW8A8() ? Type(b.getI8Type()) : Type(bf16);
   SmallVector<Type> arguments = {
-      MemRefType::get({dynamic, config.inFeatures}, bf16),
+      MemRefType::get({dynamic, config.inFeatures}, inputElement),
       MemRefType::get({dynamic}, i32), MemRefType::get({dynamic}, i32),
       MemRefType::get({1}, i32), LLVM::LLVMPointerType::get(context)};
+  if (config.isW8A8()) {
+    // The scales, of the op's shapes (the input's first dimension dynamic).
+    for (Value scales : {op.getInputScales(), op.getWeightScales()}) {
+      SmallVector<int64_t> shape(
+          cast<RankedTensorType>(scales.getType()).getShape());
+      arguments.push_back(MemRefType::get(shape, b.getF32Type()));
+    }
+  }
   if (config.combine) {
     arguments.push_back(MemRefType::get({dynamic, config.topK}, b.getF32Type()));
     arguments.push_back(
@@ -649,7 +869,8 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   // How the host launches it: grid (ceil(slots / block_m), width / tile_n,
   // split_k) of `threads`, with this much dynamic shared memory and a TMA
-  // descriptor of the weights as [E·N, K] with box [box_rows, 64].
+  // descriptor of the weights as [E·N, K] with box [box_rows, box_cols] of
+  // `element_bytes` elements (one 128-byte row).
   func->setAttr(
       "moe.launch",
       b.getDictionaryAttr({
@@ -661,7 +882,9 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
           b.getNamedAttr("shared_bytes",
                          b.getI64IntegerAttr(config.sharedBytes())),
           b.getNamedAttr("box_rows", b.getI64IntegerAttr(config.outputTile())),
-          b.getNamedAttr("box_cols", b.getI64IntegerAttr(kBlockK)),
+          b.getNamedAttr("box_cols", b.getI64IntegerAttr(config.blockK())),
+          b.getNamedAttr("element_bytes",
+                         b.getI64IntegerAttr(config.elementBytes())),
       }));
   // The descriptor's position among the lowered arguments (a memref of rank
   // r lowers to 3 + 2r of them): moe-nvvm-grid-constant-args passes it by

@@ -35,7 +35,7 @@ struct MoeEmitGpuKernelsPass
     ModuleOp module = getOperation();
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
-      if (isa<AlignOp, ExpertMatmulOp, RouteOp>(op))
+      if (isa<AlignOp, ExpertMatmulOp, QuantizeOp, RouteOp>(op))
         ops.push_back(op);
     });
     if (ops.empty())
@@ -69,6 +69,13 @@ struct MoeEmitGpuKernelsPass
       if (auto align = dyn_cast<AlignOp>(op)) {
         FailureOr<gpu::GPUFuncOp> kernel =
             buildAlignKernel(b, kernels, align, uniqueName(symbols, "align"));
+        if (succeeded(kernel))
+          record(op, "moe.gpu_kernel", *kernel);
+        continue;
+      }
+      if (auto quantize = dyn_cast<QuantizeOp>(op)) {
+        FailureOr<gpu::GPUFuncOp> kernel = buildQuantizeKernel(
+            b, kernels, quantize, uniqueName(symbols, "quantize"));
         if (succeeded(kernel))
           record(op, "moe.gpu_kernel", *kernel);
         continue;

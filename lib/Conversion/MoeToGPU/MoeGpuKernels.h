@@ -15,15 +15,17 @@
 
 namespace mlir::moe {
 
-/// The sm_90a grouped GEMM of an aligned `op` (block_m 64, bf16, K % 64 == 0,
+/// The sm_90a grouped GEMM of an aligned `op` (block_m 64 or 128; bf16, or
+/// w8a8 fp8/int8 codes with their scales; K a multiple of 128 bytes;
 /// output width W % 8 == 0, or W % 64 == 0 with a gated activation) that
 /// writes rows in slot order or combines into tokens.
 ///
 /// Kernel arguments: input memref<?xKxbf16> (token rows with `gather`, slot
 /// rows otherwise), sorted slots memref<?xi32>, block experts memref<?xi32>,
 /// padded count memref<1xi32>, a pointer to the TMA descriptor of the
-/// weights viewed as [E·N, K] (box `box_rows` x 64, 128B swizzle); then
-/// either out memref<?xWxbf16> (rows), or routing weights memref<?xkxf32>
+/// weights viewed as [E·N, K] (box `box_rows` x `box_cols` of
+/// `element_bytes`, 128B swizzle); w8a8: input codes as i8, then the input
+/// and weight scales (f32, the op's shapes); then either out memref<?xWxbf16> (rows), or routing weights memref<?xkxf32>
 /// and an f32 sum buffer memref<?xNxf32> that must start zeroed (combine).
 /// Launch: grid (ceil(S / 64), ceil(W / tile_n), split_k), 128 threads,
 /// `shared_bytes` of dynamic shared memory.
@@ -50,6 +52,16 @@ FailureOr<gpu::GPUFuncOp> buildRouteKernel(OpBuilder &b,
 FailureOr<gpu::GPUFuncOp> buildAlignKernel(OpBuilder &b,
                                            gpu::GPUModuleOp module, AlignOp op,
                                            StringRef name);
+
+/// The dynamic quantization `op` (fp8 or int8; per token or 1x128 blocks;
+/// bf16 or f32 rows, K % 128 == 0). Arguments: input memref<?xKxT>, codes
+/// memref<?xKxi8> and scales memref (the op's shape) out, and, when
+/// `bounded` in `moe.launch` (the input is an aligned matmul's rows), the
+/// padded count memref<1xi32>. Launch: grid ceil(rows / rows_per_block) of
+/// `threads`.
+FailureOr<gpu::GPUFuncOp> buildQuantizeKernel(OpBuilder &b,
+                                              gpu::GPUModuleOp module,
+                                              QuantizeOp op, StringRef name);
 
 /// Converts the f32 sums of combining `op` to its result type. Arguments:
 /// sums memref<?xNxf32>, out memref<?xN x result type>. Launch: grid (M,

@@ -74,6 +74,7 @@ private:
   LogicalResult emitRoute(RouteOp op);
   LogicalResult emitAlign(AlignOp op);
   LogicalResult emitExpertMatmul(ExpertMatmulOp op);
+  LogicalResult emitQuantize(QuantizeOp op);
 
   ModuleOp module;
   func::FuncOp func;
@@ -261,10 +262,11 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   body << llvm::formatv(
       "  CUtensorMap map{0};\n"
       "  if (moe_rt_status status = moe_rt_encode_tma_2d(&map{0}, "
-      "const_cast<void *>(arg{1}), {2}, {3}, 2, {4}, {5}))\n"
+      "const_cast<void *>(arg{1}), {2}, {3}, {4}, {5}, {6}))\n"
       "    return status;\n",
       map, weightsArgument.getArgNumber(), numExperts * outFeatures,
-      inFeatures, launchParameter(*kernel, "box_rows"),
+      inFeatures, launchParameter(*kernel, "element_bytes"),
+      launchParameter(*kernel, "box_rows"),
       launchParameter(*kernel, "box_cols"));
 
   Buffer input = buffers.lookup(op.getInput());
@@ -311,6 +313,10 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   for (const Buffer &buffer : {input, slots, blocks, padded})
     addMemref(buffer, params);
   body << llvm::formatv("  {0}.add(map{1});\n", params, map);
+  if (op.getInputScales()) {
+    addMemref(buffers.lookup(op.getInputScales()), params);
+    addMemref(buffers.lookup(op.getWeightScales()), params);
+  }
   if (op.isCombine()) {
     addMemref(routingWeights, params);
     addMemref(sums, params);
@@ -338,6 +344,52 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   return success();
 }
 
+LogicalResult HostEmitter::emitQuantize(QuantizeOp op) {
+  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
+  if (failed(kernel))
+    return failure();
+  Buffer input = buffers.lookup(op.getInput());
+  std::string rows = input.sizes[0];
+  std::string columns = input.sizes[1];
+  body << "  // moe.quantize\n";
+  Buffer codes = allocate(op.getCodes(), {rows, columns},
+                          op.getCodes().getType().getElementType());
+  auto scalesType = cast<RankedTensorType>(op.getScales().getType());
+  SmallVector<std::string> scaleSizes;
+  for (int64_t size : scalesType.getShape())
+    scaleSizes.push_back(ShapedType::isDynamic(size) ? rows
+                                                     : std::to_string(size));
+  Buffer scales =
+      allocate(op.getScales(), scaleSizes, scalesType.getElementType());
+  std::string params = "params" + std::to_string(counter++);
+  body << "  {\n  Params " << params << ";\n";
+  for (const Buffer &buffer : {input, codes, scales})
+    addMemref(buffer, params);
+  // Rows of an aligned schedule: only the blocks that can hold an
+  // assignment (A / block_m + min(E, A) of them) are launched, and the
+  // kernel stops at the padded count.
+  std::string launchedRows = rows;
+  if (launchParameter(*kernel, "bounded")) {
+    auto producer = op.getInput().getDefiningOp<ExpertMatmulOp>();
+    addMemref(buffers.lookup(producer.getNumPadded()), params);
+    int64_t blockM = *producer.getBlockM();
+    int64_t numExperts = producer.getNumExperts();
+    std::string assignments =
+        llvm::formatv("(({0}) - {1})", rows, numExperts * (blockM - 1));
+    launchedRows = llvm::formatv(
+        "std::min<int64_t>({0}, ({1} / {2} + std::min<int64_t>({3}, {1})) * "
+        "{2})",
+        rows, assignments, blockM, numExperts);
+  }
+  int64_t rowsPerBlock = launchParameter(*kernel, "rows_per_block");
+  launch(*kernel, params,
+         {llvm::formatv("(({0}) + {1}) / {2}", launchedRows, rowsPerBlock - 1,
+                        rowsPerBlock),
+          "1", "1"});
+  body << "  }\n";
+  return success();
+}
+
 LogicalResult HostEmitter::emit(StringRef image, raw_ostream &source,
                                 raw_ostream &header) {
   Block &entry = func.getBody().front();
@@ -361,6 +413,8 @@ LogicalResult HostEmitter::emit(StringRef image, raw_ostream &source,
             .Case<AlignOp>([&](AlignOp align) { return emitAlign(align); })
             .Case<ExpertMatmulOp>(
                 [&](ExpertMatmulOp matmul) { return emitExpertMatmul(matmul); })
+            .Case<QuantizeOp>(
+                [&](QuantizeOp quantize) { return emitQuantize(quantize); })
             .Default([](Operation *other) {
               return other->emitError("no GPU lowering for this op yet");
             });

@@ -1,0 +1,272 @@
+//===- QuantizeKernel.cpp - the GPU kernel of moe.quantize ----------------===//
+//
+// Dynamic activation quantization, one warp per row: each lane holds 4 of
+// every 128 columns, a warp-wide max (shuffles) gives the amax of a 1x128
+// block or, over all blocks, of the row; then scale = amax / qmax in f32
+// and each value divided by it is rounded to nearest even and saturated
+// (cvt.rn.satfinite.e4m3x2 for fp8; round, clamp and convert for int8),
+// which is the rule of moe.quantize bit for bit.
+//
+//===----------------------------------------------------------------------===//
+
+#include "MoeGpuKernels.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+constexpr int64_t kBlockColumns = 128, kWarpSize = 32,
+                  kLaneColumns = kBlockColumns / kWarpSize;
+constexpr int64_t kRowsPerBlock = 4;
+
+/// Builds the body; holds what the steps share.
+class QuantizeBuilder {
+public:
+  QuantizeBuilder(OpBuilder &b, Location loc, bool fp8, ScaleLayout layout,
+                  int64_t columns)
+      : b(b), loc(loc), fp8(fp8), layout(layout), columns(columns) {}
+
+  void build(gpu::GPUFuncOp func, bool bounded);
+
+private:
+  Value index(int64_t value) {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  }
+  Value f32(double value) {
+    return arith::ConstantOp::create(b, loc,
+                                     b.getF32FloatAttr(static_cast<float>(value)));
+  }
+  /// The lane's 4 values of 128-column block `block`, as f32.
+  SmallVector<Value> loadLaneValues(Value block);
+  /// The max of `value` over the warp.
+  Value warpMax(Value value);
+  /// max |v| over `values`, starting from `amax`.
+  Value laneAmax(ArrayRef<Value> values, Value amax);
+  /// amax / qmax in f32, 1 where amax is 0.
+  Value scaleOf(Value amax);
+  /// Stores the codes of the lane's `values` of block `block`.
+  void storeCodes(Value block, ArrayRef<Value> values, Value scale);
+
+  OpBuilder &b;
+  Location loc;
+  bool fp8;
+  ScaleLayout layout;
+  int64_t columns;
+  Value input, codes, scales, row, lane;
+};
+} // namespace
+
+SmallVector<Value> QuantizeBuilder::loadLaneValues(Value block) {
+  Value first = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, block, index(kBlockColumns)),
+      arith::MulIOp::create(b, loc, lane, index(kLaneColumns)));
+  SmallVector<Value> values;
+  for (int64_t i = 0; i < kLaneColumns; ++i) {
+    Value column = arith::AddIOp::create(b, loc, first, index(i));
+    Value value = memref::LoadOp::create(b, loc, input, ValueRange{row, column});
+    if (value.getType() != b.getF32Type())
+      value = arith::ExtFOp::create(b, loc, b.getF32Type(), value);
+    values.push_back(value);
+  }
+  return values;
+}
+
+Value QuantizeBuilder::warpMax(Value value) {
+  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    Value other = gpu::ShuffleOp::create(b, loc, value, offset, kWarpSize,
+                                         gpu::ShuffleMode::XOR)
+                      .getShuffleResult();
+    value = arith::MaxNumFOp::create(b, loc, value, other);
+  }
+  return value;
+}
+
+Value QuantizeBuilder::laneAmax(ArrayRef<Value> values, Value amax) {
+  for (Value value : values)
+    amax = arith::MaxNumFOp::create(b, loc, amax,
+                                    math::AbsFOp::create(b, loc, value));
+  return amax;
+}
+
+Value QuantizeBuilder::scaleOf(Value amax) {
+  Value quotient =
+      arith::DivFOp::create(b, loc, amax, f32(fp8 ? 448.0 : 127.0));
+  Value positive =
+      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, amax, f32(0));
+  return arith::SelectOp::create(b, loc, positive, quotient, f32(1.0));
+}
+
+void QuantizeBuilder::storeCodes(Value block, ArrayRef<Value> values,
+                                 Value scale) {
+  Value first = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, block, index(kBlockColumns)),
+      arith::MulIOp::create(b, loc, lane, index(kLaneColumns)));
+  SmallVector<Value> quotients;
+  for (Value value : values)
+    quotients.push_back(arith::DivFOp::create(b, loc, value, scale));
+  SmallVector<Value> bytes;
+  if (fp8) {
+    // cvt.rn.satfinite.e4m3x2.f32 d, a, b puts a's code in the high byte.
+    for (size_t i = 0; i < quotients.size(); i += 2) {
+      Value pair = NVVM::ConvertF32x2ToF8x2Op::create(
+          b, loc, b.getI16Type(), quotients[i + 1], quotients[i],
+          NVVM::FPRoundingMode::RN, NVVM::SaturationMode::SATFINITE,
+          /*relu=*/false, b.getType<Float8E4M3FNType>());
+      bytes.push_back(arith::TruncIOp::create(b, loc, b.getI8Type(), pair));
+      Value high = arith::ShRUIOp::create(
+          b, loc, pair,
+          arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(8)));
+      bytes.push_back(arith::TruncIOp::create(b, loc, b.getI8Type(), high));
+    }
+  } else {
+    for (Value quotient : quotients) {
+      Value rounded = math::RoundEvenOp::create(b, loc, quotient);
+      Value clamped = arith::MinimumFOp::create(
+          b, loc, arith::MaximumFOp::create(b, loc, rounded, f32(-127.0)),
+          f32(127.0));
+      bytes.push_back(
+          arith::FPToSIOp::create(b, loc, b.getI8Type(), clamped));
+    }
+  }
+  for (auto [i, byte] : llvm::enumerate(bytes))
+    memref::StoreOp::create(
+        b, loc, byte, codes,
+        ValueRange{row, arith::AddIOp::create(b, loc, first,
+                                              index(static_cast<int64_t>(i)))});
+}
+
+void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  input = entry.getArgument(0);
+  codes = entry.getArgument(1);
+  scales = entry.getArgument(2);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
+  Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
+  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  row = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, block, index(kRowsPerBlock)), warp);
+  // Rows past the input, or past the padded count of an aligned schedule
+  // (whose rows beyond it hold nothing), are skipped.
+  Value rows = memref::DimOp::create(b, loc, input, 0);
+  if (bounded) {
+    Value padded = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(),
+        memref::LoadOp::create(b, loc, entry.getArgument(3),
+                               ValueRange{index(0)}));
+    rows = arith::MinUIOp::create(b, loc, rows, padded);
+  }
+  Value inRange =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, rows);
+  auto ifOp = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  Value isLeader =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, index(0));
+  int64_t numBlocks = columns / kBlockColumns;
+
+  if (layout == ScaleLayout::Block) {
+    scf::ForOp::create(
+        b, loc, index(0), index(numBlocks), index(1), ValueRange{},
+        [&](OpBuilder &, Location, Value column, ValueRange) {
+          SmallVector<Value> values = loadLaneValues(column);
+          Value scale = scaleOf(warpMax(laneAmax(values, f32(0))));
+          auto leaderIf = scf::IfOp::create(b, loc, isLeader, false);
+          {
+            OpBuilder::InsertionGuard guard(b);
+            b.setInsertionPointToStart(leaderIf.thenBlock());
+            memref::StoreOp::create(b, loc, scale, scales,
+                                    ValueRange{row, column});
+          }
+          storeCodes(column, values, scale);
+          scf::YieldOp::create(b, loc);
+        });
+  } else {
+    // Per token: the row's amax first, then the codes.
+    auto amaxLoop = scf::ForOp::create(
+        b, loc, index(0), index(numBlocks), index(1), ValueRange{f32(0)},
+        [&](OpBuilder &, Location, Value column, ValueRange args) {
+          scf::YieldOp::create(
+              b, loc, laneAmax(loadLaneValues(column), args[0]));
+        });
+    Value scale = scaleOf(warpMax(amaxLoop.getResult(0)));
+    auto leaderIf = scf::IfOp::create(b, loc, isLeader, false);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(leaderIf.thenBlock());
+      memref::StoreOp::create(b, loc, scale, scales, ValueRange{row});
+    }
+    scf::ForOp::create(
+        b, loc, index(0), index(numBlocks), index(1), ValueRange{},
+        [&](OpBuilder &, Location, Value column, ValueRange) {
+          storeCodes(column, loadLaneValues(column), scale);
+          scf::YieldOp::create(b, loc);
+        });
+  }
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+}
+
+/// Returns true if `value` holds rows in the slot order of an aligned
+/// schedule: rows at or past its padded count hold nothing.
+static bool isAlignedRows(Value value) {
+  auto producer = value.getDefiningOp<ExpertMatmulOp>();
+  return producer && producer.isAligned() && !producer.isCombine() &&
+         !producer.getUnpermute();
+}
+
+FailureOr<gpu::GPUFuncOp>
+mlir::moe::buildQuantizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                               QuantizeOp op, StringRef name) {
+  QuantizationAttr quantization = op.getQuantization();
+  ScaleLayout layout = *quantization.getScales();
+  auto inputType = op.getInput().getType();
+  int64_t columns = inputType.getDimSize(1);
+  Type element = inputType.getElementType();
+  if (layout == ScaleLayout::PerTensor)
+    return op.emitRemark("no GPU kernel yet for per-tensor dynamic "
+                         "quantization (a grid-wide amax)");
+  if (ShapedType::isDynamic(columns) || columns % kBlockColumns != 0 ||
+      !(element.isBF16() || element.isF32()))
+    return op.emitRemark("no GPU kernel yet: needs bf16 or f32 rows with a "
+                         "multiple of 128 columns");
+  bool bounded = isAlignedRows(op.getInput());
+
+  OpBuilder::InsertionGuard guard(b);
+  Location loc = op.getLoc();
+  b.setInsertionPointToEnd(module.getBody());
+  auto dynamic = ShapedType::kDynamic;
+  SmallVector<int64_t> scalesShape(
+      cast<RankedTensorType>(op.getScales().getType()).getShape());
+  SmallVector<Type> arguments = {
+      MemRefType::get({dynamic, columns}, element),
+      MemRefType::get({dynamic, columns}, b.getI8Type()),
+      MemRefType::get(scalesShape, b.getF32Type())};
+  if (bounded)
+    arguments.push_back(MemRefType::get({1}, b.getI32Type()));
+  auto func =
+      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  // Grid ceil(rows / rows_per_block) of `threads`, one warp per row;
+  // `bounded`: a fourth argument, the producer's padded count, bounds the
+  // rows.
+  func->setAttr(
+      "moe.launch",
+      b.getDictionaryAttr(
+          {b.getNamedAttr("threads",
+                          b.getI64IntegerAttr(kRowsPerBlock * kWarpSize)),
+           b.getNamedAttr("rows_per_block",
+                          b.getI64IntegerAttr(kRowsPerBlock)),
+           b.getNamedAttr("bounded", b.getI64IntegerAttr(bounded))}));
+  QuantizeBuilder(b, loc, quantization.getFormat() == QuantFormat::Fp8, layout,
+                  columns)
+      .build(func, bounded);
+  return func;
+}
