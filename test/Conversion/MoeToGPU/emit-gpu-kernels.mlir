@@ -13,7 +13,7 @@
 // CHECK: llvm.mlir.global external @moe_dynamic_shared_memory() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %{{.*}}: !llvm.ptr, %{{.*}}: memref<?x256xbf16>) kernel
 // CHECK-SAME: moe.grid_constant_args = [22]
-// CHECK-SAME: moe.launch = {block_m = 64 : i64, box_cols = 64 : i64, box_rows = 128 : i64, shared_bytes = 123904 : i64, split_k = 1 : i64, stages = 5 : i64, threads = 128 : i64, tile_n = 128 : i64}
+// CHECK-SAME: moe.launch = {block_m = 64 : i64, box_cols = 64 : i64, box_rows = 128 : i64, element_bytes = 2 : i64, shared_bytes = 123904 : i64, split_k = 1 : i64, stages = 5 : i64, threads = 128 : i64, tile_n = 128 : i64}
 // CHECK: nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 5>
 // CHECK: nvgpu.tma.async.load {{.*}}, predicate = %{{.*}} : <tensor = memref<128x64xbf16
 // CHECK: nvgpu.mbarrier.arrive.expect_tx %{{.*}}, %c16384{{.*}}, predicate = %{{.*}}
@@ -28,7 +28,7 @@
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
-// PTX-LABEL: .entry expert_matmul(
+// PTX: .entry expert_matmul(
 // PTX: .param .align 64 .b8 expert_matmul_param_22[128]
 // PTX: cvta.param.u64 {{.*}}%[[MAP:rd[0-9]+]], %
 // PTX-DAG: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{.*}}], [%[[MAP]], {
@@ -157,7 +157,7 @@ func.func @unpermute(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: te
 
 // CHECK-LABEL: func.func @f32_rows
 func.func @f32_rows(%x: tensor<?x512xf32>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xf32>) -> tensor<?x256xf32> {
-  // expected-remark @+1 {{no GPU kernel yet: needs bf16, block_m 64 or 128, K a multiple of 64 and an output width that is a multiple of 8}}
+  // expected-remark @+1 {{no GPU kernel yet: needs bf16 or w8a8 operands, block_m 64 or 128, K a multiple of 128 bytes and an output width that is a multiple of 8}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 64 : i64} : tensor<?x512xf32>, tensor<8x256x512xf32> -> tensor<?x256xf32>
   return %h : tensor<?x256xf32>
@@ -171,4 +171,104 @@ func.func @activation_then_combine(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32
   %o = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
       {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
   return %o : tensor<?x128xbf16>
+}
+
+// -----
+
+// fp8 GEMM1 with DeepSeek block scales: e4m3 codes travel as bytes, 128 of
+// K per stage (one 128-byte row), k32 e4m3 wgmma; every stage's partial sum
+// is waited for (no group in flight) and added into the f32 total times
+// the activation scale of its row and the weight scale of its 64-column
+// chunk, loaded before the stage's waits.
+// CHECK-LABEL: func.func @fp8_block_gemm1
+// CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xi8>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %{{.*}}: !llvm.ptr, %[[AS:.*]]: memref<?x4xf32>, %[[WS:.*]]: memref<8x2x4xf32>, %{{.*}}: memref<?x128xbf16>) kernel
+// CHECK-SAME: moe.launch = {block_m = 64 : i64, box_cols = 128 : i64, box_rows = 64 : i64, element_bytes = 1 : i64
+// CHECK: nvgpu.tma.async.load {{.*}} : <tensor = memref<64x128xi8
+// CHECK: nvgpu.device_async_copy %arg0[%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 16, %{{.*}} : memref<?x512xi8> to memref<64x128xi8, #gpu.address_space<workgroup>>
+// CHECK: scf.for
+// CHECK: memref.load %[[AS]]
+// CHECK: memref.load %[[WS]]
+// CHECK: nvvm.cp.async.wait.group
+// CHECK: nvgpu.mbarrier.try_wait.parity
+// CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 32>, D[<f32>, <one>], A[<e4m3>
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: math.fma
+// CHECK: scf.yield
+// PTX: .entry expert_matmul(
+// PTX: cp.async.bulk.tensor.2d
+// PTX: wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3
+// PTX: fma.rn.f32
+func.func @fp8_block_gemm1(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xf8E4M3FN>, %xs: tensor<?x4xf32>, %ws: tensor<8x2x4xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      input_scales(%xs : tensor<?x4xf32>) weight_scales(%ws : tensor<8x2x4xf32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<fp8, scales = block>}
+      : tensor<?x512xf8E4M3FN>, tensor<8x256x512xf8E4M3FN> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// int8 GEMM2 per token x per channel: s8 wgmma into s32 (integer sums are
+// exact, so no promotion), the s32 sum converted and scaled in the epilogue
+// before the routed weight.
+// CHECK-LABEL: func.func @int8_channel_gemm2
+// CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x256xi8>, {{.*}}, %[[AS:.*]]: memref<?xf32>, %[[WS:.*]]: memref<8x512xf32>, %{{.*}}: memref<?x2xf32>, %{{.*}}: memref<?x512xf32>) kernel
+// CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = {{[0-9]+}}, k = 32>, D[<s32>, <one>], A[<s8>
+// CHECK: arith.sitofp %{{.*}} : i32 to f32
+// CHECK: memref.load %[[WS]]
+// CHECK: memref.atomic_rmw addf
+// PTX: .entry expert_matmul(
+// PTX: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k32.s32.s8.s8
+// PTX: cvt.rn.f32.s32
+// PTX: atom.global.add.f32
+func.func @int8_channel_gemm2(%h: tensor<?x256xi8>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x256xi8>, %hs: tensor<?xf32>, %ws: tensor<8x512xf32>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
+      input_scales(%hs : tensor<?xf32>) weight_scales(%ws : tensor<8x512xf32>)
+      {k = 2 : i64, block_m = 64 : i64, quantization = #moe.quant<int8, scales = per_token_channel>}
+      : tensor<?x256xi8>, tensor<8x512x256xi8> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
+}
+
+// -----
+
+// Dynamic quantization: one warp per row, warp-wide amax by xor shuffles,
+// codes by cvt.rn.satfinite (fp8) or round/clamp/convert (int8). Rows of an
+// aligned matmul are bounded by its padded count.
+// CHECK-LABEL: func.func @quantize
+// CHECK: gpu.func @quantize(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<?x256xi8>, %{{.*}}: memref<?x2xf32>) kernel attributes {moe.launch = {bounded = 0 : i64, rows_per_block = 4 : i64, threads = 128 : i64}}
+// CHECK: gpu.shuffle  xor
+// CHECK: nvvm.convert.f32x2.to.f8x2 {{.*}}rnd = #nvvm.fp_rnd_mode<rn>, sat = #nvvm.sat_mode<satfinite>
+// CHECK: gpu.func @quantize_0(%{{.*}}: memref<?x256xf32>, %{{.*}}: memref<?x256xi8>, %{{.*}}: memref<?xf32>)
+// CHECK: math.roundeven
+// CHECK: arith.fptosi %{{.*}} : f32 to i8
+// PTX: .entry quantize(
+// PTX: shfl.sync.bfly.b32
+// PTX: div.rn.f32
+// PTX: cvt.rn.satfinite.e4m3x2.f32
+// PTX: .entry quantize_0(
+// PTX: cvt.rni.f32.f32
+func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x256xf8E4M3FN>, tensor<?x2xf32>, tensor<?x256xi8>, tensor<?xf32>) {
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = block>}
+      : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  %ci, %si = moe.quantize %y {quantization = #moe.quant<int8, scales = per_token_channel>}
+      : tensor<?x256xf32> -> tensor<?x256xi8>, tensor<?xf32>
+  return %c, %s, %ci, %si : tensor<?x256xf8E4M3FN>, tensor<?x2xf32>, tensor<?x256xi8>, tensor<?xf32>
+}
+
+// -----
+
+// Not covered yet: weight-only formats and per-tensor dynamic quantization.
+// CHECK-LABEL: func.func @not_yet_quantized
+// CHECK-NOT: moe.gpu_kernel
+func.func @not_yet_quantized(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x128x128xui8>, %ws: tensor<8x128x2xf32>) -> (tensor<?x128xbf16>, tensor<?x256xf8E4M3FN>, tensor<1xf32>) {
+  // expected-remark @+1 {{no GPU kernel yet for #moe.quant<int4_weight, group = 128>: only the w8a8 formats}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x128x2xf32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, quantization = #moe.quant<int4_weight, group = 128>}
+      : tensor<?x256xbf16>, tensor<8x128x128xui8> -> tensor<?x128xbf16>
+  // expected-remark @+1 {{no GPU kernel yet for per-tensor dynamic quantization (a grid-wide amax)}}
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_tensor>}
+      : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<1xf32>
+  return %h, %c, %s : tensor<?x128xbf16>, tensor<?x256xf8E4M3FN>, tensor<1xf32>
 }

@@ -889,3 +889,31 @@ func.func @tile_stages() {
   "test.op"() {tile = #moe.tile<block_m = 16, block_n = 64, block_k = 64, stages = 0, split_k = 1, swap_ab = false, group_m = 1>} : () -> ()
   return
 }
+
+// -----
+
+func.func @expert_matmul_w8a8_without_scales(%x: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M3FN>, %o: tensor<9xi32>) -> tensor<?x128xbf16> {
+  // expected-error @+1 {{expects input and weight scales for #moe.quant<fp8, scales = per_token_channel>}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, quantization = #moe.quant<fp8, scales = per_token_channel>}
+      : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN> -> tensor<?x128xbf16>
+  return %0 : tensor<?x128xbf16>
+}
+
+// -----
+
+func.func @expert_matmul_gathered_scales_of_slots(%x: tensor<?x256xi8>, %w: tensor<8x128x256xi8>, %s: tensor<?xi32>, %o: tensor<9xi32>, %xs: tensor<?x2xf32>, %ws: tensor<8x128xf32>) -> tensor<?x128xbf16> {
+  // expected-error @+1 {{expects input scales of shape [?] for #moe.quant<int8, scales = per_token_channel>, got 'tensor<?x2xf32>'}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) offsets(%o : tensor<9xi32>) input_scales(%xs : tensor<?x2xf32>) weight_scales(%ws : tensor<8x128xf32>)
+      {gather, k = 2 : i64, quantization = #moe.quant<int8, scales = per_token_channel>}
+      : tensor<?x256xi8>, tensor<8x128x256xi8> -> tensor<?x128xbf16>
+  return %0 : tensor<?x128xbf16>
+}
+
+// -----
+
+func.func @expert_matmul_scales_without_quantization(%x: tensor<?x256xbf16>, %w: tensor<8x128x256xbf16>, %o: tensor<9xi32>, %ws: tensor<8x128xf32>) -> tensor<?x128xbf16> {
+  // expected-error @+1 {{takes scales and zeros only with a quantization, not #moe.quant<none>}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) weight_scales(%ws : tensor<8x128xf32>) {k = 1 : i64}
+      : tensor<?x256xbf16>, tensor<8x128x256xbf16> -> tensor<?x128xbf16>
+  return %0 : tensor<?x128xbf16>
+}

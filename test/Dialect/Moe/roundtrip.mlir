@@ -198,3 +198,21 @@ func.func @grouped_matmul_tile(%rows: tensor<?x64xbf16>, %w: tensor<8x128x64xbf1
   %0 = moe.grouped_matmul %rows, %w, %off {tile = #moe.tile<block_m = 128, block_n = 256, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>} : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
   return %0 : tensor<?x128xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func @quantized_expert_matmul
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%{{.*}} : tensor<?xi32>) offsets(%{{.*}} : tensor<9xi32>) input_scales(%{{.*}} : tensor<?x2xf32>) weight_scales(%{{.*}} : tensor<8x1x2xf32>) {gather, k = 2 : i64, quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN> -> tensor<?x128xbf16>
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} offsets(%{{.*}} : tensor<9xi32>) weight_scales(%{{.*}} : tensor<8x128x2xf32>) weight_zeros(%{{.*}} : tensor<8x128x2xui8>) {k = 1 : i64, quantization = #moe.quant<int4_weight, group = 128, zero_point = true>} : tensor<?x256xbf16>, tensor<8x128x128xui8> -> tensor<?x128xf32>
+func.func @quantized_expert_matmul(%codes: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256xf8E4M3FN>, %source: tensor<?xi32>, %offsets: tensor<9xi32>,
+                                   %xs: tensor<?x2xf32>, %ws: tensor<8x1x2xf32>, %x: tensor<?x256xbf16>, %w4: tensor<8x128x128xui8>,
+                                   %w4s: tensor<8x128x2xf32>, %w4z: tensor<8x128x2xui8>) -> (tensor<?x128xbf16>, tensor<?x128xf32>) {
+  %0 = moe.expert_matmul %codes, %w slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      input_scales(%xs : tensor<?x2xf32>) weight_scales(%ws : tensor<8x1x2xf32>)
+      {gather, k = 2 : i64, quantization = #moe.quant<fp8, scales = block>}
+      : tensor<?x256xf8E4M3FN>, tensor<8x128x256xf8E4M3FN> -> tensor<?x128xbf16>
+  %1 = moe.expert_matmul %x, %w4 offsets(%offsets : tensor<9xi32>) weight_scales(%w4s : tensor<8x128x2xf32>) weight_zeros(%w4z : tensor<8x128x2xui8>)
+      {k = 1 : i64, quantization = #moe.quant<int4_weight, group = 128, zero_point = true>}
+      : tensor<?x256xbf16>, tensor<8x128x128xui8> -> tensor<?x128xf32>
+  return %0, %1 : tensor<?x128xbf16>, tensor<?x128xf32>
+}

@@ -112,3 +112,46 @@ func.func @offsets_of_another_permute(%x: tensor<?x64xf32>, %ids: tensor<?x2xi32
   %h = moe.grouped_matmul %rows, %w1, %offsets : tensor<?x64xf32>, tensor<8x16x64xf32>, tensor<9xi32> -> tensor<?x16xf32>
   return %h : tensor<?x16xf32>
 }
+
+// -----
+
+// A w8a8 chain: the per-token quantization of the permuted rows moves onto
+// the token rows (quantize(permute(x)) = permute(quantize(x)) row by row),
+// GEMM1 gathers codes and takes per-token scales; the intermediate's
+// quantization stays between the fused matmuls, and GEMM2 keeps its scales
+// through the unpermute and combine.
+// CHECK-LABEL: func.func @fp8_chain
+// CHECK-SAME: (%[[X:.*]]: tensor<?x256xbf16>, %[[IDS:.*]]: tensor<?x2xi32>, %[[RW:.*]]: tensor<?x2xf32>, %[[W13:.*]]: tensor<8x256x256xf8E4M3FN>, %[[W13S:.*]]: tensor<8x2x2xf32>, %[[W2:.*]]: tensor<8x256x128xf8E4M3FN>, %[[W2S:.*]]: tensor<8x2x1xf32>)
+// CHECK: %[[OFFSETS:.*]], %[[SOURCE:.*]] = moe.sort %[[IDS]]
+// CHECK: %[[CODES:.*]], %[[SCALES:.*]] = moe.quantize %[[X]] {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+// CHECK: %[[H:.*]] = moe.expert_matmul %[[CODES]], %[[W13]] slots(%[[SOURCE]] : tensor<?xi32>) offsets(%[[OFFSETS]] : tensor<9xi32>) input_scales(%[[SCALES]] : tensor<?x2xf32>) weight_scales(%[[W13S]] : tensor<8x2x2xf32>) {activation = #moe.activation<silu_and_mul>, gather, k = 2 : i64, quantization = #moe.quant<fp8, scales = block>}
+// CHECK-SAME: -> tensor<?x128xbf16>
+// CHECK: %[[HC:.*]], %[[HS:.*]] = moe.quantize %[[H]]
+// CHECK: moe.expert_matmul %[[HC]], %[[W2]] slots(%[[SOURCE]] : tensor<?xi32>) offsets(%[[OFFSETS]] : tensor<9xi32>) combine(%[[RW]] : tensor<?x2xf32>) input_scales(%[[HS]] : tensor<?x1xf32>) weight_scales(%[[W2S]] : tensor<8x2x1xf32>) {k = 2 : i64, quantization = #moe.quant<fp8, scales = block>}
+// CHECK-NOT: moe.permute
+func.func @fp8_chain(%x: tensor<?x256xbf16>, %ids: tensor<?x2xi32>, %weights: tensor<?x2xf32>, %w13: tensor<8x256x256xf8E4M3FN>, %w13_scales: tensor<8x2x2xf32>, %w2: tensor<8x256x128xf8E4M3FN>, %w2_scales: tensor<8x2x1xf32>) -> tensor<?x256xbf16> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x2xi32> -> tensor<?x256xbf16>, tensor<9xi32>, tensor<?xi32>
+  %codes, %scales = moe.quantize %rows {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?x2xf32>
+  %gate_up = moe.grouped_matmul %codes, %w13, %offsets input_scales(%scales : tensor<?x2xf32>) weight_scales(%w13_scales : tensor<8x2x2xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x256xf8E4M3FN>, tensor<8x256x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x256xf32>
+  %act = moe.activation silu_and_mul %gate_up : tensor<?x256xf32> -> tensor<?x128xbf16>
+  %act_codes, %act_scales = moe.quantize %act {quantization = #moe.quant<fp8, scales = block>} : tensor<?x128xbf16> -> tensor<?x128xf8E4M3FN>, tensor<?x1xf32>
+  %down = moe.grouped_matmul %act_codes, %w2, %offsets input_scales(%act_scales : tensor<?x1xf32>) weight_scales(%w2_scales : tensor<8x2x1xf32>) {quantization = #moe.quant<fp8, scales = block>} : tensor<?x128xf8E4M3FN>, tensor<8x256x128xf8E4M3FN>, tensor<9xi32> -> tensor<?x256xf32>
+  %expert_out = moe.unpermute %down, %source : tensor<?x256xf32>, tensor<?xi32> -> tensor<?x2x256xf32>
+  %out = moe.combine %expert_out, %weights : tensor<?x2x256xf32>, tensor<?x2xf32> -> tensor<?x256xbf16>
+  return %out : tensor<?x256xbf16>
+}
+
+// -----
+
+// A per-tensor scale is the amax of the rows gathered, not of all tokens:
+// the quantization stays after the permute, and GEMM1 is not gathered.
+// CHECK-LABEL: func.func @per_tensor_stays
+// CHECK: moe.permute
+// CHECK: moe.quantize %{{.*}} {quantization = #moe.quant<fp8, scales = per_tensor>}
+// CHECK-NOT: gather
+func.func @per_tensor_stays(%x: tensor<?x256xbf16>, %ids: tensor<?x2xi32>, %w13: tensor<8x64x256xf8E4M3FN>, %ws: tensor<8xf32>) -> tensor<?x64xf32> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x2xi32> -> tensor<?x256xbf16>, tensor<9xi32>, tensor<?xi32>
+  %codes, %scales = moe.quantize %rows {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<1xf32>
+  %h = moe.grouped_matmul %codes, %w13, %offsets input_scales(%scales : tensor<1xf32>) weight_scales(%ws : tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x64x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x64xf32>
+  return %h : tensor<?x64xf32>
+}
