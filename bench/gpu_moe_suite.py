@@ -40,6 +40,10 @@ SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3", "gpt_oss_120b")
 # The w8a8 expert blocks: (shape, scheme) as configs.QUANTIZED_BLOCKS.
 QUANTIZED = (("deepseek_v3", "fp8_block"), ("qwen3_30b_a3b", "fp8_channel"),
              ("qwen3_30b_a3b", "int8_channel"))
+# The weight-only blocks: (shape, scheme) as configs.WEIGHT_ONLY_BLOCKS.
+WEIGHT_ONLY = (("mixtral_8x7b", "int4_g128"), ("gpt_oss_120b", "mxfp4"),
+               ("qwen3_30b_a3b", "int4_g32_zp"), ("qwen3_30b_a3b", "int8w_g64"))
+E2M1_MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 BENCH_SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3")
 TOKEN_COUNTS = (1, 16, 64, 256, 1024, 4096)
 
@@ -176,6 +180,118 @@ def dequantized_expert(codes, scales, expert, quant_config):
                             "weight")[0]
 
 
+def pack_nibbles(codes):
+    """Element 2j in the low nibble of byte j (torch, uint8)."""
+    nibbles = codes.to(torch.int32) & 0xF
+    return (nibbles[..., 0::2] | (nibbles[..., 1::2] << 4)).to(torch.uint8)
+
+
+def quantize_weight_only(w, scheme):
+    """Stored codes, scales and zeros (or None) of w [1, N, K] on the GPU,
+    the layouts moe.grouped_matmul takes; the oracle dequantizes them."""
+    fmt, group, zero_point = scheme["format"], scheme["group"], scheme["zero_point"]
+    _, n, k = w.shape
+    grouped = w.float().view(1, n, k // group, group)
+    if fmt == "mxfp4":
+        amax = grouped.abs().amax(-1)
+        exponent = torch.where(amax > 0, torch.floor(torch.log2(torch.where(amax > 0, amax, 1.0))) - 2,
+                               torch.zeros_like(amax)).clamp(-127, 127)
+        value = (grouped / torch.exp2(exponent)[..., None]).clamp(-6, 6)
+        table = torch.tensor(E2M1_MAGNITUDES, device=w.device)
+        magnitude = (value.abs()[..., None] - table).abs().argmin(-1)
+        codes = magnitude | ((value < 0).to(torch.int64) << 3)
+        return pack_nibbles(codes.view(1, n, k)), (exponent + 127).to(torch.uint8), None
+    bits = 4 if fmt == "int4_weight" else 8
+    zeros = None
+    if zero_point:
+        top = 2.0 ** bits - 1
+        low = grouped.amin(-1).clamp(max=0)
+        high = grouped.amax(-1).clamp(min=0)
+        scales = torch.where(high > low, (high - low) / top, torch.ones_like(high))
+        zeros = torch.round(-low / scales).clamp(0, top)
+        codes = (torch.round(grouped / scales[..., None]) + zeros[..., None]).clamp(0, top)
+        zeros = zeros.to(torch.uint8)
+    else:
+        bound = 2.0 ** (bits - 1) - 1
+        scales = grouped.abs().amax(-1) / bound
+        scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+        codes = torch.round(grouped / scales[..., None]).clamp(-bound, bound)
+    codes = codes.view(1, n, k)
+    if bits == 4:
+        stored = pack_nibbles(codes.to(torch.int32))
+    else:
+        stored = codes.to(torch.uint8 if zero_point else torch.int8)
+    return stored, scales.float(), zeros
+
+
+def make_weight_only_weights(config, generator):
+    """[w13, w13 scales, (zeros), w2, w2 scales, (zeros)], one expert at a time."""
+    e, h, i = config["num_experts"], config["hidden"], config["intermediate"]
+    tensors = []
+    for n, k in ((2 * i, h), (h, i)):
+        parts = []
+        for expert in range(e):
+            w = torch.randn(1, n, k, device="cuda", generator=generator) / math.sqrt(k)
+            parts.append([t for t in quantize_weight_only(w, config["weight_only"]) if t is not None])
+        tensors += [torch.cat(column).contiguous() for column in zip(*parts)]
+    return tensors
+
+
+def dequantized_weight_only(stored, scales, zeros, expert, scheme):
+    """float64 [N, K] of one expert, by the NumPy oracle."""
+    def host(t):
+        return None if t is None else t[expert:expert + 1].cpu().numpy()
+    return quant.dequantize_weight_only(host(stored), host(scales), host(zeros), scheme["format"],
+                                        scheme["group"])[0]
+
+
+def check_weight_only(layers_dir: pathlib.Path, generator) -> int:
+    """The weight-only blocks against the float64 oracle with the
+    dequantized weights (quant.expert_block_rows) on sampled rows."""
+    configs = json.loads((layers_dir / "layers.json").read_text())
+    failures = total = 0
+    cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
+             (256, "remote"), (1, "remote")]
+    for shape, scheme_name in WEIGHT_ONLY:
+        config = configs[f"{shape}_{scheme_name}_block"]
+        scheme = config["weight_only"]
+        e, h = config["num_experts"], config["hidden"]
+        tensors = make_weight_only_weights(config, generator)
+        per_matrix = len(tensors) // 2
+        w13 = tensors[:per_matrix] + [None] * (3 - per_matrix)
+        w2 = tensors[per_matrix:] + [None] * (3 - per_matrix)
+        for m, kind in cases:
+            total += 1
+            name = f"{shape}_{scheme_name}_block_m{m}"
+            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=3 + len(tensors))
+            x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
+            ids, weights = make_routing(config, m, kind, generator)
+            out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
+            layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
+            layer(x, ids, weights, *tensors, out)
+            torch.cuda.synchronize()
+            rows = sorted(set(torch.randint(0, m, (min(m, 4),), generator=generator,
+                                            device="cuda").tolist()) | {0, m - 1})
+            expected = quant.expert_block_rows(
+                x[rows].double().cpu().numpy(), ids[rows].cpu().numpy(), weights[rows].cpu().numpy(),
+                lambda ex: dequantized_weight_only(*w13, ex, scheme) if 0 <= ex < e else None,
+                lambda ex: dequantized_weight_only(*w2, ex, scheme), h,
+                lambda v: reference.activation(v, config["activation"], config.get("swiglu_alpha"),
+                                               config.get("swiglu_limit")))
+            got = out[rows].double().cpu().numpy()
+            error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
+            finite = bool(torch.isfinite(out).all())
+            good = finite and error < 1e-2
+            failures += not good
+            print(f"{'ok' if good else 'FAIL'}: {shape} {scheme_name} M={m} {kind}: rel L2 "
+                  f"{error:.2e} on rows {rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs "
+                  f"written: {finite}", flush=True)
+        del tensors, w13, w2
+        torch.cuda.empty_cache()
+    print(f"weight-only blocks: {total - failures} passed, {failures} failed")
+    return failures
+
+
 def check_quantized(layers_dir: pathlib.Path, generator) -> int:
     """The w8a8 expert blocks against the float64 oracle of the quantized
     math (quant.w8a8_expert_block_rows) on sampled rows; the same output,
@@ -280,6 +396,7 @@ def check(layers_dir: pathlib.Path) -> int:
         torch.cuda.empty_cache()
     print(f"expert blocks: {len(SHAPES) * len(cases) - failures} passed, {failures} failed")
     failures += check_quantized(layers_dir, generator)
+    failures += check_weight_only(layers_dir, generator)
     failures += check_layers(layers_dir, generator)
     return 1 if failures else 0
 
@@ -499,39 +616,49 @@ def measure_quantized_peaks():
 
 
 def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, token_counts) -> int:
-    """Each w8a8 block against the bf16 block of its shape, in this process,
-    and against its own floor: max(FLOPs / the format's measured peak,
-    (code + scale bytes of the touched experts) / measured bandwidth)."""
+    """Each quantized block against the bf16 block of its shape, in this
+    process, and against its own floor: max(FLOPs / the MMA's measured peak
+    (fp8, int8, or bf16 for weight-only), (stored code + scale + zero bytes
+    of the touched experts) / measured bandwidth)."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
     peak, bandwidth, copy_bw, read_bw = measure_ceilings()
     peaks = measure_quantized_peaks()
+    peaks["bf16"] = peak
     print(f"card: {torch.cuda.get_device_name()}, bf16 peak {peak:.0f}, fp8 {peaks['fp8']:.0f}, "
           f"int8 {peaks['int8']:.0f} TFLOP/s (dense 8192^3), read {read_bw:.2f} TB/s, "
           f"copy {copy_bw:.2f} TB/s", flush=True)
     results = []
-    for shape, scheme in QUANTIZED:
-        config = configs[f"{shape}_{scheme}_block"]
-        fmt = config["quant"]["format"]
+    blocks = [(shape, scheme, "w8a8") for shape, scheme in QUANTIZED] + \
+             [(shape, scheme, "weight_only") for shape, scheme in WEIGHT_ONLY]
+    for shape, scheme, kind in blocks:
+        config = configs.get(f"{shape}_{scheme}_block")
+        if config is None:
+            continue
         e, k, h, i = config["num_experts"], config["k"], config["hidden"], config["intermediate"]
-        quantized = make_quantized_weights(config, generator)
+        if kind == "w8a8":
+            tensors = make_quantized_weights(config, generator)
+            mma = config["quant"]["format"]
+        else:
+            tensors = make_weight_only_weights(config, generator)
+            mma = "bf16"
+        # Stored bytes per expert: codes, scales and zeros of both matrices.
+        stored_bytes = sum(t.numel() * t.element_size() for t in tensors) / e
         w13, w2 = make_weights(config, generator)
-        scale_bytes = sum(t.numel() * 4 for t in quantized[1::2]) / e
         for m in token_counts:
             name = f"{shape}_{scheme}_block_m{m}"
-            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=7)
+            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=3 + len(tensors))
             bf16_name = f"{shape}_block_m{m}"
             bf16_layer = Layer(layers_dir / f"{bf16_name}.so", bf16_name)
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, "softmax", generator)
             out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
-            ours = time_graph(lambda: layer(x, ids, weights, *quantized, out))
+            ours = time_graph(lambda: layer(x, ids, weights, *tensors, out))
             bf16 = time_graph(lambda: bf16_layer(x, ids, weights, w13, w2, out))
             touched = int((torch.bincount(ids.view(-1).long(), minlength=e) > 0).sum())
             flops = 2 * m * k * (h * 2 * i + i * h)
-            weight_bytes = touched * (3 * h * i + scale_bytes)
-            floor = max(flops / (peaks[fmt] * 1e12), weight_bytes / (bandwidth * 1e12)) * 1e6
+            floor = max(flops / (peaks[mma] * 1e12), touched * stored_bytes / (bandwidth * 1e12)) * 1e6
             bf16_floor = max(flops / (peak * 1e12), touched * 3 * h * i * 2 / (bandwidth * 1e12)) * 1e6
             row = dict(shape=shape, scheme=scheme, m=m, ours=ours, floor=floor, bf16_layer=bf16,
                        bf16_floor=bf16_floor, experts_touched=touched,
@@ -541,7 +668,7 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
                   f"({ours / floor:.2f}x), bf16 layer {bf16:.1f} ({bf16 / ours:.2f}x ours), "
                   f"{row['tflops']:.0f} TFLOP/s", flush=True)
             del layer, bf16_layer
-        del quantized, w13, w2
+        del tensors, w13, w2
         torch.cuda.empty_cache()
     summary = dict(card=torch.cuda.get_device_name(), peak_tflops=peak, quantized_peaks=peaks,
                    copy_tbps=copy_bw, read_tbps=read_bw, results=results)
@@ -574,7 +701,9 @@ def main() -> int:
     if args.mode == "check-quantized":
         generator = torch.Generator(device="cuda")
         generator.seed()
-        return 1 if check_quantized(args.layers, generator) else 0
+        failures = check_quantized(args.layers, generator)
+        failures += check_weight_only(args.layers, generator)
+        return 1 if failures else 0
     if args.mode == "bench-quantized":
         return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")])
     return bench(args.layers, args.out, args.shapes.split(","),

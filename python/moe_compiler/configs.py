@@ -239,6 +239,96 @@ def quantized_expert_block_mlir(config: LayerConfig, scheme: QuantScheme,
     return "\n".join(lines) + "\n"
 
 
+@dataclasses.dataclass(frozen=True)
+class WeightOnlyScheme:
+    """A weight-only format of an expert block: `format` (int4_weight,
+    int8_weight or mxfp4), the group along K and zero points."""
+
+    name: str
+    format: str
+    group: int = 32
+    zero_point: bool = False
+
+    @property
+    def attribute(self) -> str:
+        if self.format == "mxfp4":
+            return "#moe.quant<mxfp4>"
+        zero = ", zero_point = true" if self.zero_point else ""
+        return f"#moe.quant<{self.format}, group = {self.group}{zero}>"
+
+    def stored_type(self, e: int, n: int, k: int) -> str:
+        if self.format == "int8_weight":
+            return f"tensor<{e}x{n}x{k}x{'ui8' if self.zero_point else 'i8'}>"
+        return f"tensor<{e}x{n}x{k // 2}xui8>"
+
+    def scale_type(self, e: int, n: int, k: int) -> str:
+        element = "ui8" if self.format == "mxfp4" else "f32"
+        return f"tensor<{e}x{n}x{k // self.group}x{element}>"
+
+    def zeros_type(self, e: int, n: int, k: int) -> str | None:
+        return f"tensor<{e}x{n}x{k // self.group}xui8>" if self.zero_point else None
+
+
+INT4_G128 = WeightOnlyScheme("int4_g128", "int4_weight", 128)
+INT4_G32_ZP = WeightOnlyScheme("int4_g32_zp", "int4_weight", 32, True)
+INT8_G64 = WeightOnlyScheme("int8w_g64", "int8_weight", 64)
+MXFP4 = WeightOnlyScheme("mxfp4", "mxfp4", 32)
+
+# The weight-only expert blocks: Mixtral in GPTQ-style int4 (groups of 128),
+# GPT-OSS in its checkpoints' mxfp4, and Qwen3 with AWQ-style zero points
+# and with int8 groups.
+WEIGHT_ONLY_BLOCKS = ((MIXTRAL_8X7B, INT4_G128), (GPT_OSS_120B, MXFP4),
+                      (QWEN3_30B_A3B, INT4_G32_ZP), (QWEN3_30B_A3B, INT8_G64))
+
+
+def weight_only_expert_block_mlir(config: LayerConfig, scheme: WeightOnlyScheme,
+                                  name: str | None = None) -> str:
+    """The expert block with weight-only quantized weights: bf16 activations,
+    stored codes with group scales (and zeros). Arguments: %x, %ids,
+    %weights, %w13, %w13_scales[, %w13_zeros], %w2, %w2_scales[, %w2_zeros]."""
+    e, k, h, i, t = (config.num_experts, config.k, config.hidden,
+                     config.intermediate, config.dtype)
+    q = scheme.attribute
+    x_type = f"tensor<?x{h}x{t}>"
+    offsets_type = f"tensor<{e + 1}xi32>"
+    act_attrs = ""
+    if config.activation == "swiglu":
+        act_attrs = (f" {{alpha = {_f32(config.swiglu_alpha)}, "
+                     f"limit = {_f32(config.swiglu_limit)}}}")
+    weights = {}
+    args = [f"%x: {x_type}", f"%ids: tensor<?x{k}xi32>", f"%weights: tensor<?x{k}xf32>"]
+    for label, n, kk in (("w13", 2 * i, h), ("w2", h, i)):
+        stored, scales = scheme.stored_type(e, n, kk), scheme.scale_type(e, n, kk)
+        zeros = scheme.zeros_type(e, n, kk)
+        args += [f"%{label}: {stored}", f"%{label}_scales: {scales}"]
+        use = f"weight_scales(%{label}_scales : {scales})"
+        if zeros:
+            args.append(f"%{label}_zeros: {zeros}")
+            use += f" weight_zeros(%{label}_zeros : {zeros})"
+        weights[label] = (stored, use)
+    name = name or f"{config.name}_{scheme.name}_block"
+    lines = [
+        f"// {config.name} expert block, {scheme.name} weights: E={e}, k={k}, H={h}, I={i}.",
+        f"func.func @{name}({', '.join(args)}) -> {x_type} {{",
+        f"  %rows, %offsets, %source = moe.permute %x, %ids : {x_type}, tensor<?x{k}xi32>"
+        f" -> {x_type}, {offsets_type}, tensor<?xi32>",
+        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets {weights['w13'][1]}"
+        f" {{quantization = {q}}} : {x_type}, {weights['w13'][0]}, {offsets_type}"
+        f" -> tensor<?x{2 * i}xf32>",
+        f"  %act = moe.activation {config.activation} %gate_up{act_attrs}"
+        f" : tensor<?x{2 * i}xf32> -> tensor<?x{i}x{t}>",
+        f"  %down = moe.grouped_matmul %act, %w2, %offsets {weights['w2'][1]}"
+        f" {{quantization = {q}}} : tensor<?x{i}x{t}>, {weights['w2'][0]}, {offsets_type}"
+        f" -> tensor<?x{h}xf32>",
+        f"  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32>"
+        f" -> tensor<?x{k}x{h}xf32>",
+        f"  %out = moe.combine %expert_out, %weights : tensor<?x{k}x{h}xf32>, tensor<?x{k}xf32> -> {x_type}",
+        f"  return %out : {x_type}",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def example_path(root: pathlib.Path, config: LayerConfig, scaled: bool = False) -> pathlib.Path:
     folder = root / "examples" / ("scaled" if scaled else "")
     return folder / f"{config.name}.mlir"
@@ -272,6 +362,13 @@ def main() -> None:
                 (args.write_gpu_blocks / f"{name}.mlir").write_text(
                     quantized_expert_block_mlir(layer, scheme, name))
                 manifest[name] = dict(dataclasses.asdict(layer), quant=dataclasses.asdict(scheme))
+        for config, scheme in WEIGHT_ONLY_BLOCKS:
+            for variant, layer in (("block", config), ("small_block", scaled_example(config))):
+                name = f"{config.name}_{scheme.name}_{variant}"
+                (args.write_gpu_blocks / f"{name}.mlir").write_text(
+                    weight_only_expert_block_mlir(layer, scheme, name))
+                manifest[name] = dict(dataclasses.asdict(layer),
+                                      weight_only=dataclasses.asdict(scheme))
         (args.write_gpu_blocks / "layers.json").write_text(json.dumps(manifest, indent=1))
     elif args.write_examples:
         for config in EXAMPLE_LAYERS:

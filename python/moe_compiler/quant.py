@@ -285,3 +285,46 @@ def w8a8_expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, fmt: str
             act = dequantize(act_codes, act_scales, fmt, layout, "activation")[0]
             out[t] += float(weights[t, j]) * (w2_of(expert) @ act)
     return out
+
+
+# the weight-only expert block ----------------------------------------------------
+
+def quantize_weight_only(w, fmt: str, group: int, zero_point: bool):
+    """Stored weights of w [E, N, K] as `moe.grouped_matmul` takes them:
+    (codes: packed uint8 for int4 and mxfp4, int8/uint8 for int8_weight;
+    scales: f32, or e8m0 bytes for mxfp4; zeros or None)."""
+    if fmt == "mxfp4":
+        codes, scale_bytes = quantize_mxfp4(w)
+        return pack_nibbles(codes.view(np.uint8)), scale_bytes, None
+    bits = 4 if fmt == "int4_weight" else 8
+    codes, scales, zeros = quantize_grouped(w, bits, group, zero_point)
+    return (pack_nibbles(codes) if bits == 4 else codes), scales, zeros
+
+
+def dequantize_weight_only(stored, scales, zeros, fmt: str, group: int) -> np.ndarray:
+    """float64 [E, N, K] of stored weight-only codes."""
+    if fmt == "mxfp4":
+        codes = unpack_nibbles(stored, signed=False).view(ml_dtypes.float4_e2m1fn)
+        return dequantize_mxfp4(codes, scales)
+    if fmt == "int4_weight":
+        stored = unpack_nibbles(stored, signed=zeros is None)
+    return dequantize_grouped(stored, scales, zeros, group)
+
+
+def expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, activation_fn) -> np.ndarray:
+    """The float64 oracle of an expert block with bf16 activations and
+    (dequantized) weights: per token row of `x`, the routed sum of
+    w2 · bf16(activation(w13 · x)); `w13_of(e)` returns None for an id
+    outside [0, E), which is skipped."""
+    x = _f64(x)
+    out = np.zeros((x.shape[0], hidden))
+    for t in range(x.shape[0]):
+        for j in range(ids.shape[1]):
+            expert = int(ids[t, j])
+            w13 = w13_of(expert)
+            if w13 is None:
+                continue
+            act = activation_fn((w13 @ x[t])[None, :])[0]
+            act = act.astype(ml_dtypes.bfloat16).astype(np.float64)
+            out[t] += float(weights[t, j]) * (w2_of(expert) @ act)
+    return out

@@ -68,7 +68,22 @@ struct KernelConfig {
   QuantFormat format = QuantFormat::None;
   ScaleLayout scales = ScaleLayout::PerTensor;
 
-  bool isW8A8() const { return format != QuantFormat::None; }
+  /// Group size along K and zero points of a weight-only format.
+  int64_t group = 0;
+  bool zeroPoint = false;
+
+  bool isW8A8() const {
+    return format == QuantFormat::Fp8 || format == QuantFormat::Int8;
+  }
+  /// Weight-only: stored codes, dequantized to bf16 in shared memory.
+  bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
+  /// Bytes of stored weights per 64 of K: 32 for int4 and e2m1 pairs.
+  int64_t packedRowBytes() const {
+    return format == QuantFormat::Int8Weight ? 64 : 32;
+  }
+  int64_t packedTileBytes() const {
+    return isWeightOnly() ? blockN * packedRowBytes() : 0;
+  }
   bool hasBlockScales() const {
     return isW8A8() && scales == ScaleLayout::Block;
   }
@@ -90,7 +105,8 @@ struct KernelConfig {
   int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
   int64_t kSteps() const { return inFeatures / blockK() / splitK; }
   int64_t sharedBytes() const {
-    return stages * (tileABytes() + tileBBytes()) + kSwizzleAlignment;
+    return stages * (tileABytes() + tileBBytes() + packedTileBytes()) +
+           kSwizzleAlignment;
   }
 };
 
@@ -125,6 +141,19 @@ private:
                      config.tileBBytes());
   }
   void issueStage(Value step, Value valid);
+  /// Weight-only: the stored codes of `stage` (read by cp.async) as bf16 in
+  /// the swizzled B tile of the stage, each value (code − zero) · scale.
+  void dequantizeStage(Value stage, Value step);
+  /// The f32 value of code `index` (0..7) of a chunk whose stored bytes are
+  /// `bytes`, before its scale; `zero` is the group's zero point or null.
+  Value decodeWeight(ArrayRef<Value> bytes, int64_t index, Value zero);
+  /// The weight row (local to the expert) of row `row` of the B tile.
+  Value weightRowOf(Value row);
+  Value packedTile(Value stage) {
+    return stageView(packedType, stage,
+                     config.stages * (config.tileABytes() + config.tileBBytes()),
+                     config.packedTileBytes());
+  }
   Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups);
   /// The scales of K block `step` (block scales): per fragment half, per
   /// 64-column chunk of the B tile, activation x weight scale.
@@ -147,7 +176,7 @@ private:
 
   // Arguments and per-thread values.
   Value x, slots, blocks, padded, routingWeights, out, inputScales,
-      weightScales;
+      weightScales, weightZeros, packedWeights;
   /// The expert of this block, the thread's first fragment row in the
   /// block, and, per fragment half, the input row whose scale applies.
   Value expert, fragmentRow0;
@@ -159,8 +188,11 @@ private:
   /// The dynamic shared memory, the shift that aligns it to 1024 bytes, and
   /// the tile types.
   Value smem, shift;
-  MemRefType tileAType, tileBType, boxType;
+  MemRefType tileAType, tileBType, boxType, packedType;
   SmallVector<Value> chunkRow, dstColumn, chunkColumn, srcRow, srcElements;
+  /// Weight-only: this thread's chunks of stored codes (tile row, byte
+  /// column, source row of the [E·N, stored K] weights, bytes to copy).
+  SmallVector<Value> packedRow, packedColumn, packedSourceRow, packedBytes;
   LLVM::LLVMStructType accumulatorType;
 };
 } // namespace
@@ -237,7 +269,27 @@ void KernelBuilder::issueStage(Value step, Value valid) {
       b, loc, kBase, arith::MulIOp::create(b, loc, step, index(config.blockK())));
   kOffset = arith::SelectOp::create(b, loc, valid, kOffset, index(0));
   Value issuer = arith::AndIOp::create(b, loc, leader, valid);
-  if (!config.activation) {
+  auto tokenType = nvgpu::DeviceAsyncTokenType::get(context());
+  if (config.isWeightOnly()) {
+    // The stored codes by cp.async, in the A rows' commit group; they are
+    // dequantized into the B tile when the step comes.
+    Value kBytes = arith::DivUIOp::create(
+        b, loc,
+        arith::MulIOp::create(b, loc, kOffset,
+                              index(config.packedRowBytes())),
+        index(config.blockK()));
+    Value stagePacked = packedTile(stage);
+    for (size_t i = 0; i < packedRow.size(); ++i) {
+      Value bytes =
+          arith::SelectOp::create(b, loc, valid, packedBytes[i], index(0));
+      nvgpu::DeviceAsyncCopyOp::create(
+          b, loc, tokenType, stagePacked,
+          ValueRange{packedRow[i], packedColumn[i]}, packedWeights,
+          ValueRange{packedSourceRow[i],
+                     arith::AddIOp::create(b, loc, kBytes, packedColumn[i])},
+          b.getIndexAttr(kChunkBytes), bytes, UnitAttr());
+    }
+  } else if (!config.activation) {
     nvgpu::TmaAsyncLoadOp::create(b, loc, tileB(stage), barriers, weightsMap,
                                   ValueRange{kOffset, weightsRow}, stage,
                                   Value(), issuer);
@@ -259,9 +311,9 @@ void KernelBuilder::issueStage(Value step, Value valid) {
                                   ValueRange{kOffset, upRow}, stage, Value(),
                                   issuer);
   }
-  nvgpu::MBarrierArriveExpectTxOp::create(
-      b, loc, barriers, index(config.tileBBytes()), stage, issuer);
-  auto tokenType = nvgpu::DeviceAsyncTokenType::get(context());
+  if (!config.isWeightOnly())
+    nvgpu::MBarrierArriveExpectTxOp::create(
+        b, loc, barriers, index(config.tileBBytes()), stage, issuer);
   Value stageA = tileA(stage);
   for (size_t i = 0; i < chunkRow.size(); ++i) {
     Value column = arith::AddIOp::create(b, loc, kOffset, chunkColumn[i]);
@@ -310,6 +362,154 @@ Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
   NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, pendingGroups);
   return accumulator;
+}
+
+Value KernelBuilder::weightRowOf(Value row) {
+  if (!config.activation)
+    return arith::AddIOp::create(b, loc, tileColumn, row);
+  // Gate rows, then the matching up rows N/2 further down.
+  Value isGate = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row,
+                                       index(config.outputTile()));
+  Value gateRow = arith::AddIOp::create(b, loc, tileColumn, row);
+  Value upRow = arith::AddIOp::create(
+      b, loc, gateRow,
+      index(config.outFeatures / 2 - config.outputTile()));
+  return arith::SelectOp::create(b, loc, isGate, gateRow, upRow);
+}
+
+Value KernelBuilder::decodeWeight(ArrayRef<Value> bytes, int64_t index,
+                                  Value zero) {
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  auto i32Constant = [&](int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
+        .getResult();
+  };
+  auto f32Constant = [&](double value) {
+    return arith::ConstantOp::create(
+               b, loc, b.getF32FloatAttr(static_cast<float>(value)))
+        .getResult();
+  };
+  if (config.format == QuantFormat::Int8Weight) {
+    Value byte = bytes[index];
+    if (!zero)
+      return arith::SIToFPOp::create(b, loc, f32, byte);
+    return arith::SubFOp::create(b, loc,
+                                 arith::UIToFPOp::create(b, loc, f32, byte),
+                                 zero);
+  }
+  // Two codes per byte, element 2j in the low nibble.
+  Value byte = arith::ExtUIOp::create(b, loc, i32, bytes[index / 2]);
+  Value nibble = arith::AndIOp::create(
+      b, loc,
+      arith::ShRUIOp::create(b, loc, byte, i32Constant(4 * (index % 2))),
+      i32Constant(15));
+  if (config.format == QuantFormat::Int4Weight) {
+    if (zero)
+      return arith::SubFOp::create(
+          b, loc, arith::UIToFPOp::create(b, loc, f32, nibble), zero);
+    // Two's complement nibble.
+    Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                           nibble, i32Constant(8));
+    Value signedCode = arith::SelectOp::create(
+        b, loc, negative,
+        arith::SubIOp::create(b, loc, nibble, i32Constant(16)), nibble);
+    return arith::SIToFPOp::create(b, loc, f32, signedCode);
+  }
+  // e2m1: sign, two exponent bits and one mantissa bit; exponent 0 is
+  // subnormal (0 or 0.5), else (1 + m/2) · 2^(e − 1).
+  Value exponent = arith::AndIOp::create(
+      b, loc, arith::ShRUIOp::create(b, loc, nibble, i32Constant(1)),
+      i32Constant(3));
+  Value half = arith::MulFOp::create(
+      b, loc,
+      arith::UIToFPOp::create(
+          b, loc, f32, arith::AndIOp::create(b, loc, nibble, i32Constant(1))),
+      f32Constant(0.5));
+  Value power = arith::UIToFPOp::create(
+      b, loc, f32,
+      arith::ShLIOp::create(
+          b, loc, i32Constant(1),
+          arith::SubIOp::create(
+              b, loc, arith::MaxUIOp::create(b, loc, exponent, i32Constant(1)),
+              i32Constant(1))));
+  Value normal = arith::MulFOp::create(
+      b, loc, arith::AddFOp::create(b, loc, f32Constant(1.0), half), power);
+  Value isSubnormal = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                            exponent, i32Constant(0));
+  Value magnitude = arith::SelectOp::create(b, loc, isSubnormal, half, normal);
+  Value negative = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::ne,
+      arith::AndIOp::create(b, loc, nibble, i32Constant(8)), i32Constant(0));
+  return arith::SelectOp::create(
+      b, loc, negative, arith::NegFOp::create(b, loc, magnitude), magnitude);
+}
+
+void KernelBuilder::dequantizeStage(Value stage, Value step) {
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  Value kOffset = arith::AddIOp::create(
+      b, loc, kBase, arith::MulIOp::create(b, loc, step, index(config.blockK())));
+  Value stagePacked = packedTile(stage);
+  Value stageB = tileB(stage);
+  // Codes per 16-byte chunk of bf16 output (8) and their stored bytes.
+  constexpr int64_t kValuesPerChunk = 8;
+  int64_t storedBytes =
+      kValuesPerChunk * config.packedRowBytes() / config.blockK();
+  int64_t chunksPerRow = config.blockK() / kValuesPerChunk;
+  for (int64_t i = 0; i < config.blockN * chunksPerRow / config.threads();
+       ++i) {
+    Value chunk =
+        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+    Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
+    Value column = arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow));
+    // A row past N (the last tile's overhang) reads row 0's scales; its
+    // columns are dropped.
+    Value weightRow = weightRowOf(row);
+    weightRow = arith::SelectOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, weightRow,
+                              index(config.outFeatures)),
+        weightRow, index(0));
+    Value groupIndex = arith::DivUIOp::create(
+        b, loc,
+        arith::AddIOp::create(
+            b, loc, kOffset,
+            arith::MulIOp::create(b, loc, column, index(kValuesPerChunk))),
+        index(config.group));
+    Value scale = memref::LoadOp::create(b, loc, weightScales,
+                                         ValueRange{expert, weightRow, groupIndex});
+    if (config.format == QuantFormat::Mxfp4) {
+      // e8m0: the byte is an f32 exponent field, 2^(byte − 127).
+      Value bits = arith::ShLIOp::create(
+          b, loc, arith::ExtUIOp::create(b, loc, i32, scale),
+          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(23)));
+      scale = arith::BitcastOp::create(b, loc, f32, bits);
+    }
+    Value zero;
+    if (config.zeroPoint)
+      zero = arith::UIToFPOp::create(
+          b, loc, f32,
+          memref::LoadOp::create(b, loc, weightZeros,
+                                 ValueRange{expert, weightRow, groupIndex}));
+    SmallVector<Value> bytes;
+    Value firstByte = arith::MulIOp::create(b, loc, column, index(storedBytes));
+    for (int64_t j = 0; j < storedBytes; ++j)
+      bytes.push_back(memref::LoadOp::create(
+          b, loc, stagePacked,
+          ValueRange{row, arith::AddIOp::create(b, loc, firstByte, index(j))}));
+    // Chunk c of row r sits at chunk c xor (r mod 8): the 128B swizzle.
+    Value swizzled = arith::MulIOp::create(
+        b, loc,
+        arith::XOrIOp::create(b, loc, column,
+                              arith::RemUIOp::create(b, loc, row, index(8))),
+        index(kValuesPerChunk));
+    for (int64_t v = 0; v < kValuesPerChunk; ++v) {
+      Value value = arith::MulFOp::create(b, loc, decodeWeight(bytes, v, zero),
+                                          scale);
+      memref::StoreOp::create(
+          b, loc, arith::TruncFOp::create(b, loc, b.getBF16Type(), value),
+          stageB, ValueRange{row, arith::AddIOp::create(b, loc, swizzled, index(v))});
+    }
+  }
 }
 
 SmallVector<Value> KernelBuilder::blockScales(Value step) {
@@ -486,7 +686,15 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   slots = entry.getArgument(argument++);
   blocks = entry.getArgument(argument++);
   padded = entry.getArgument(argument++);
-  Value weightsPointer = entry.getArgument(argument++);
+  Value weightsPointer;
+  if (config.isWeightOnly()) {
+    packedWeights = entry.getArgument(argument++);
+    weightScales = entry.getArgument(argument++);
+    if (config.zeroPoint)
+      weightZeros = entry.getArgument(argument++);
+  } else {
+    weightsPointer = entry.getArgument(argument++);
+  }
   if (config.isW8A8()) {
     inputScales = entry.getArgument(argument++);
     weightScales = entry.getArgument(argument++);
@@ -507,6 +715,9 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   int64_t boxRows = config.outputTile();
   boxType = MemRefType::get({boxRows, config.blockK()}, element,
                             MemRefLayoutAttrInterface(), workgroup);
+  packedType = MemRefType::get({config.blockN, config.packedRowBytes()},
+                               b.getI8Type(), MemRefLayoutAttrInterface(),
+                               workgroup);
   auto mapType = nvgpu::TensorMapDescriptorType::get(
       context(), boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
       nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
@@ -521,9 +732,10 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
 
   // The descriptor travels as a pointer: a tensor-map type in a gpu.func
   // signature breaks the NVVM pipeline.
-  weightsMap =
-      UnrealizedConversionCastOp::create(b, loc, mapType, weightsPointer)
-          .getResult(0);
+  if (weightsPointer)
+    weightsMap =
+        UnrealizedConversionCastOp::create(b, loc, mapType, weightsPointer)
+            .getResult(0);
   smem = sharedBase(sharedMemory);
   Value baseAddress = sharedAddress(smem);
   Value misalignment = arith::AndIOp::create(b, loc, baseAddress,
@@ -615,6 +827,33 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         arith::MulIOp::create(b, loc, column, index(chunkElements)));
   }
 
+  // Weight-only: each thread copies its 16-byte chunks of the stored codes
+  // of the tile's BN weight rows (a row past N copies nothing).
+  if (config.isWeightOnly()) {
+    int64_t chunksPerRow = config.packedRowBytes() / kChunkBytes;
+    for (int64_t i = 0; i < config.blockN * chunksPerRow / config.threads();
+         ++i) {
+      Value chunk =
+          arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+      Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
+      Value column = arith::MulIOp::create(
+          b, loc, arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow)),
+          index(kChunkBytes));
+      Value weightRow = weightRowOf(row);
+      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           weightRow,
+                                           index(config.outFeatures));
+      packedRow.push_back(row);
+      packedColumn.push_back(column);
+      packedSourceRow.push_back(arith::AddIOp::create(
+          b, loc,
+          arith::MulIOp::create(b, loc, expert, index(config.outFeatures)),
+          arith::SelectOp::create(b, loc, inside, weightRow, index(0))));
+      packedBytes.push_back(arith::SelectOp::create(
+          b, loc, inside, index(kChunkBytes), index(0)));
+    }
+  }
+
   // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
   // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8).
   Value warp = arith::RemUIOp::create(
@@ -698,12 +937,26 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
             b, loc, arith::CmpIPredicate::slt, next, index(kSteps));
         issueStage(next, inRange);
         Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
-        Value round = arith::DivUIOp::create(b, loc, step, index(stages));
-        Value parity = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::ne,
-            arith::RemUIOp::create(b, loc, round, index(2)), index(0));
-        nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
-                                               index(10000000), stage);
+        if (config.isWeightOnly()) {
+          // Every thread's codes are in (the barrier above): dequantize
+          // them into the B tile, through the generic proxy, then make the
+          // tile visible to the wgmma's async proxy.
+          dequantizeStage(stage, step);
+          NVVM::FenceProxyOp::create(
+              b, loc,
+              NVVM::ProxyKindAttr::get(context(),
+                                       NVVM::ProxyKind::async_shared),
+              NVVM::SharedSpaceAttr::get(context(),
+                                         NVVM::SharedSpace::shared_cta));
+          gpu::BarrierOp::create(b, loc);
+        } else {
+          Value round = arith::DivUIOp::create(b, loc, step, index(stages));
+          Value parity = arith::CmpIOp::create(
+              b, loc, arith::CmpIPredicate::ne,
+              arith::RemUIOp::create(b, loc, round, index(2)), index(0));
+          nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
+                                                 index(10000000), stage);
+        }
         Value result;
         if (config.promotesEachStage()) {
           // The K block's partial sum, scaled and added in f32 (as DeepGEMM
@@ -758,15 +1011,22 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
         "no GPU kernel yet for an activation before the combine");
   QuantizationAttr quantization = op.getQuantization();
   if (quantization.getFormat() != QuantFormat::None) {
-    if (!quantization.isW8A8())
-      return op.emitRemark("no GPU kernel yet for ")
-             << quantization << ": only the w8a8 formats";
     config.format = quantization.getFormat();
-    config.scales = *quantization.getScales();
+    if (quantization.isW8A8()) {
+      config.scales = *quantization.getScales();
+    } else {
+      config.group = config.format == QuantFormat::Mxfp4
+                         ? 32
+                         : quantization.getGroup();
+      config.zeroPoint = quantization.getZeroPoint();
+      // The stored K is halved for two codes per byte.
+      config.inFeatures = op.getInput().getType().getDimSize(1);
+    }
   }
   bool operandsCovered =
-      config.isW8A8() || (op.getInput().getType().getElementType() == bf16 &&
-                          weightsType.getElementType() == bf16);
+      config.isW8A8() ||
+      (op.getInput().getType().getElementType() == bf16 &&
+       (config.isWeightOnly() || weightsType.getElementType() == bf16));
   if (!operandsCovered || (op.getBlockM() != 64 && op.getBlockM() != 128) ||
       config.inFeatures % config.blockK() != 0 || config.width() % 8 != 0)
     return op.emitRemark("no GPU kernel yet: needs bf16 or w8a8 operands, "
@@ -831,7 +1091,8 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   int64_t stages = stagesOverride > 0 ? stagesOverride : kMaxStages;
   // Stages beyond the shared memory of one SM (227 KiB) are dropped.
   int64_t fitting = (kMaxSharedBytes - kSwizzleAlignment) /
-                    (config.tileABytes() + config.tileBBytes());
+                    (config.tileABytes() + config.tileBBytes() +
+                     config.packedTileBytes());
   config.stages = std::max<int64_t>(
       2, std::min({stages, kMaxStages, fitting, config.kSteps()}));
 
@@ -849,6 +1110,21 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
       MemRefType::get({dynamic, config.inFeatures}, inputElement),
       MemRefType::get({dynamic}, i32), MemRefType::get({dynamic}, i32),
       MemRefType::get({1}, i32), LLVM::LLVMPointerType::get(context)};
+  if (config.isWeightOnly()) {
+    // The stored codes as bytes [E·N, stored K], not a TMA descriptor; the
+    // scales (f32, or e8m0 bytes) and zeros of [E, N, K / group].
+    arguments.back() = MemRefType::get(
+        {config.numExperts * config.outFeatures, weightsType.getDimSize(2)},
+        b.getI8Type());
+    for (Value operand : {op.getWeightScales(), op.getWeightZeros()}) {
+      if (!operand)
+        continue;
+      auto type = cast<RankedTensorType>(operand.getType());
+      Type element = type.getElementType().isF32() ? Type(b.getF32Type())
+                                                   : Type(b.getI8Type());
+      arguments.push_back(MemRefType::get(type.getShape(), element));
+    }
+  }
   if (config.isW8A8()) {
     // The scales, of the op's shapes (the input's first dimension dynamic).
     for (Value scales : {op.getInputScales(), op.getWeightScales()}) {
@@ -892,8 +1168,9 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   int64_t llvmPosition = 0;
   for (Type type : ArrayRef<Type>(arguments).take_front(4))
     llvmPosition += 3 + 2 * cast<MemRefType>(type).getRank();
-  func->setAttr("moe.grid_constant_args",
-                b.getI64ArrayAttr({llvmPosition}));
+  if (!config.isWeightOnly())
+    func->setAttr("moe.grid_constant_args",
+                  b.getI64ArrayAttr({llvmPosition}));
   KernelBuilder(b, loc, config).build(func, sharedMemory);
   return func;
 }

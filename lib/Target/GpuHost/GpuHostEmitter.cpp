@@ -258,8 +258,13 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   int64_t inFeatures = weightsType.getDimSize(2);
   body << "  // moe.expert_matmul" << (op.isCombine() ? " (combine)" : "")
        << "\n";
+  // Weight-only formats read their stored codes by cp.async: no TMA
+  // descriptor, the codes as a [E·N, stored K] byte matrix.
+  bool weightOnly = op.getQuantization().getFormat() != QuantFormat::None &&
+                    !op.getQuantization().isW8A8();
   unsigned map = counter++;
-  body << llvm::formatv(
+  if (!weightOnly)
+    body << llvm::formatv(
       "  CUtensorMap map{0};\n"
       "  if (moe_rt_status status = moe_rt_encode_tma_2d(&map{0}, "
       "const_cast<void *>(arg{1}), {2}, {3}, {4}, {5}, {6}))\n"
@@ -312,7 +317,16 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   body << "  {\n  Params " << params << ";\n";
   for (const Buffer &buffer : {input, slots, blocks, padded})
     addMemref(buffer, params);
-  body << llvm::formatv("  {0}.add(map{1});\n", params, map);
+  if (weightOnly) {
+    Buffer codes = buffers.lookup(op.getWeights());
+    codes.sizes = {std::to_string(numExperts * outFeatures), codes.sizes[2]};
+    addMemref(codes, params);
+    addMemref(buffers.lookup(op.getWeightScales()), params);
+    if (op.getWeightZeros())
+      addMemref(buffers.lookup(op.getWeightZeros()), params);
+  } else {
+    body << llvm::formatv("  {0}.add(map{1});\n", params, map);
+  }
   if (op.getInputScales()) {
     addMemref(buffers.lookup(op.getInputScales()), params);
     addMemref(buffers.lookup(op.getWeightScales()), params);
