@@ -40,6 +40,8 @@ constexpr int64_t kScaleBlock = 128;
 constexpr int64_t kWarpgroupRows = 64, kWarpgroupThreads = 128;
 /// cp.async moves 16 bytes per chunk: 8 rows of 8 chunks fill a 128B span.
 constexpr int64_t kChunkBytes = 16;
+/// bf16 values per 16-byte chunk of the B tile.
+constexpr int64_t kValuesPerChunk = 8;
 /// Shared memory per stage: an A tile [BM, 64] and a B tile [BN, 64], bf16.
 /// 128B-swizzled tiles must start on 1024 bytes; the dynamic shared memory
 /// base is rounded up at run time, so this much more is requested.
@@ -141,12 +143,15 @@ private:
                      config.tileBBytes());
   }
   void issueStage(Value step, Value valid);
+  /// Weight-only: the scale (and zero) of each of this thread's chunks of
+  /// the B tile at K step `step`, loaded ahead of the stage's waits.
+  SmallVector<Value> weightOnlyScales(Value step);
   /// Weight-only: the stored codes of `stage` (read by cp.async) as bf16 in
   /// the swizzled B tile of the stage, each value (code − zero) · scale.
-  void dequantizeStage(Value stage, Value step);
-  /// The f32 value of code `index` (0..7) of a chunk whose stored bytes are
-  /// `bytes`, before its scale; `zero` is the group's zero point or null.
-  Value decodeWeight(ArrayRef<Value> bytes, int64_t index, Value zero);
+  void dequantizeStage(Value stage, ArrayRef<Value> scales);
+  /// The f32 value of one stored `code` (its bits in an i32) before its
+  /// scale; `zero` is the group's zero point or null.
+  Value decodeWeight(Value code, Value zero);
   /// The weight row (local to the expert) of row `row` of the B tile.
   Value weightRowOf(Value row);
   Value packedTile(Value stage) {
@@ -193,6 +198,8 @@ private:
   /// Weight-only: this thread's chunks of stored codes (tile row, byte
   /// column, source row of the [E·N, stored K] weights, bytes to copy).
   SmallVector<Value> packedRow, packedColumn, packedSourceRow, packedBytes;
+  /// Weight-only: the B tile chunks (row, chunk) this thread dequantizes.
+  SmallVector<Value> dequantRow, dequantColumn;
   LLVM::LLVMStructType accumulatorType;
 };
 } // namespace
@@ -377,9 +384,8 @@ Value KernelBuilder::weightRowOf(Value row) {
   return arith::SelectOp::create(b, loc, isGate, gateRow, upRow);
 }
 
-Value KernelBuilder::decodeWeight(ArrayRef<Value> bytes, int64_t index,
-                                  Value zero) {
-  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+Value KernelBuilder::decodeWeight(Value code, Value zero) {
+  Type f32 = b.getF32Type();
   auto i32Constant = [&](int64_t value) {
     return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
         .getResult();
@@ -389,41 +395,28 @@ Value KernelBuilder::decodeWeight(ArrayRef<Value> bytes, int64_t index,
                b, loc, b.getF32FloatAttr(static_cast<float>(value)))
         .getResult();
   };
-  if (config.format == QuantFormat::Int8Weight) {
-    Value byte = bytes[index];
-    if (!zero)
-      return arith::SIToFPOp::create(b, loc, f32, byte);
+  if (zero)
     return arith::SubFOp::create(b, loc,
-                                 arith::UIToFPOp::create(b, loc, f32, byte),
+                                 arith::UIToFPOp::create(b, loc, f32, code),
                                  zero);
-  }
-  // Two codes per byte, element 2j in the low nibble.
-  Value byte = arith::ExtUIOp::create(b, loc, i32, bytes[index / 2]);
-  Value nibble = arith::AndIOp::create(
-      b, loc,
-      arith::ShRUIOp::create(b, loc, byte, i32Constant(4 * (index % 2))),
-      i32Constant(15));
-  if (config.format == QuantFormat::Int4Weight) {
-    if (zero)
-      return arith::SubFOp::create(
-          b, loc, arith::UIToFPOp::create(b, loc, f32, nibble), zero);
-    // Two's complement nibble.
-    Value negative = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
-                                           nibble, i32Constant(8));
-    Value signedCode = arith::SelectOp::create(
-        b, loc, negative,
-        arith::SubIOp::create(b, loc, nibble, i32Constant(16)), nibble);
+  if (config.format != QuantFormat::Mxfp4) {
+    // Two's complement in the code's 4 or 8 bits: shift it to the top of
+    // the word and back, arithmetically.
+    int64_t shift = config.format == QuantFormat::Int4Weight ? 28 : 24;
+    Value signedCode = arith::ShRSIOp::create(
+        b, loc, arith::ShLIOp::create(b, loc, code, i32Constant(shift)),
+        i32Constant(shift));
     return arith::SIToFPOp::create(b, loc, f32, signedCode);
   }
   // e2m1: sign, two exponent bits and one mantissa bit; exponent 0 is
   // subnormal (0 or 0.5), else (1 + m/2) · 2^(e − 1).
   Value exponent = arith::AndIOp::create(
-      b, loc, arith::ShRUIOp::create(b, loc, nibble, i32Constant(1)),
+      b, loc, arith::ShRUIOp::create(b, loc, code, i32Constant(1)),
       i32Constant(3));
   Value half = arith::MulFOp::create(
       b, loc,
       arith::UIToFPOp::create(
-          b, loc, f32, arith::AndIOp::create(b, loc, nibble, i32Constant(1))),
+          b, loc, f32, arith::AndIOp::create(b, loc, code, i32Constant(1))),
       f32Constant(0.5));
   Value power = arith::UIToFPOp::create(
       b, loc, f32,
@@ -439,28 +432,17 @@ Value KernelBuilder::decodeWeight(ArrayRef<Value> bytes, int64_t index,
   Value magnitude = arith::SelectOp::create(b, loc, isSubnormal, half, normal);
   Value negative = arith::CmpIOp::create(
       b, loc, arith::CmpIPredicate::ne,
-      arith::AndIOp::create(b, loc, nibble, i32Constant(8)), i32Constant(0));
+      arith::AndIOp::create(b, loc, code, i32Constant(8)), i32Constant(0));
   return arith::SelectOp::create(
       b, loc, negative, arith::NegFOp::create(b, loc, magnitude), magnitude);
 }
 
-void KernelBuilder::dequantizeStage(Value stage, Value step) {
+SmallVector<Value> KernelBuilder::weightOnlyScales(Value step) {
   Type i32 = b.getI32Type(), f32 = b.getF32Type();
   Value kOffset = arith::AddIOp::create(
       b, loc, kBase, arith::MulIOp::create(b, loc, step, index(config.blockK())));
-  Value stagePacked = packedTile(stage);
-  Value stageB = tileB(stage);
-  // Codes per 16-byte chunk of bf16 output (8) and their stored bytes.
-  constexpr int64_t kValuesPerChunk = 8;
-  int64_t storedBytes =
-      kValuesPerChunk * config.packedRowBytes() / config.blockK();
-  int64_t chunksPerRow = config.blockK() / kValuesPerChunk;
-  for (int64_t i = 0; i < config.blockN * chunksPerRow / config.threads();
-       ++i) {
-    Value chunk =
-        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
-    Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
-    Value column = arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow));
+  SmallVector<Value> values;
+  for (auto [row, column] : llvm::zip(dequantRow, dequantColumn)) {
     // A row past N (the last tile's overhang) reads row 0's scales; its
     // columns are dropped.
     Value weightRow = weightRowOf(row);
@@ -475,8 +457,8 @@ void KernelBuilder::dequantizeStage(Value stage, Value step) {
             b, loc, kOffset,
             arith::MulIOp::create(b, loc, column, index(kValuesPerChunk))),
         index(config.group));
-    Value scale = memref::LoadOp::create(b, loc, weightScales,
-                                         ValueRange{expert, weightRow, groupIndex});
+    Value scale = memref::LoadOp::create(
+        b, loc, weightScales, ValueRange{expert, weightRow, groupIndex});
     if (config.format == QuantFormat::Mxfp4) {
       // e8m0: the byte is an f32 exponent field, 2^(byte − 127).
       Value bits = arith::ShLIOp::create(
@@ -484,30 +466,85 @@ void KernelBuilder::dequantizeStage(Value stage, Value step) {
           arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(23)));
       scale = arith::BitcastOp::create(b, loc, f32, bits);
     }
-    Value zero;
+    values.push_back(scale);
     if (config.zeroPoint)
-      zero = arith::UIToFPOp::create(
+      values.push_back(arith::UIToFPOp::create(
           b, loc, f32,
           memref::LoadOp::create(b, loc, weightZeros,
-                                 ValueRange{expert, weightRow, groupIndex}));
-    SmallVector<Value> bytes;
-    Value firstByte = arith::MulIOp::create(b, loc, column, index(storedBytes));
-    for (int64_t j = 0; j < storedBytes; ++j)
-      bytes.push_back(memref::LoadOp::create(
-          b, loc, stagePacked,
-          ValueRange{row, arith::AddIOp::create(b, loc, firstByte, index(j))}));
+                                 ValueRange{expert, weightRow, groupIndex})));
+  }
+  return values;
+}
+
+void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
+  Type i32 = b.getI32Type();
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  // The stored codes and the B tile as 32-bit words: a chunk's 8 codes are
+  // one (int4, e2m1) or two (int8) words, its 8 bf16 four words.
+  auto wordsOf = [&](int64_t rows, int64_t bytes) {
+    return MemRefType::get({rows, bytes / 4}, i32, MemRefLayoutAttrInterface(),
+                           workgroup);
+  };
+  Value packedWords = stageView(
+      wordsOf(config.blockN, config.packedRowBytes()), stage,
+      config.stages * (config.tileABytes() + config.tileBBytes()),
+      config.packedTileBytes());
+  Value tileWords =
+      stageView(wordsOf(config.blockN, kRowBytes), stage,
+                config.stages * config.tileABytes(), config.tileBBytes());
+  int64_t bitsPerCode = config.format == QuantFormat::Int8Weight ? 8 : 4;
+  int64_t wordsPerChunk = kValuesPerChunk * bitsPerCode / 32;
+  auto i32Constant = [&](int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
+        .getResult();
+  };
+  int64_t perChunk = config.zeroPoint ? 2 : 1;
+  for (auto [i, row, column] :
+       llvm::enumerate(dequantRow, dequantColumn)) {
+    Value scale = scales[perChunk * i];
+    Value zero = config.zeroPoint ? scales[perChunk * i + 1] : Value();
+    SmallVector<Value> words;
+    for (int64_t w = 0; w < wordsPerChunk; ++w)
+      words.push_back(memref::LoadOp::create(
+          b, loc, packedWords,
+          ValueRange{row, arith::AddIOp::create(
+                              b, loc,
+                              arith::MulIOp::create(b, loc, column,
+                                                    index(wordsPerChunk)),
+                              index(w))}));
     // Chunk c of row r sits at chunk c xor (r mod 8): the 128B swizzle.
-    Value swizzled = arith::MulIOp::create(
+    Value swizzledWord = arith::MulIOp::create(
         b, loc,
         arith::XOrIOp::create(b, loc, column,
                               arith::RemUIOp::create(b, loc, row, index(8))),
-        index(kValuesPerChunk));
+        index(kValuesPerChunk / 2));
+    Value pair;
     for (int64_t v = 0; v < kValuesPerChunk; ++v) {
-      Value value = arith::MulFOp::create(b, loc, decodeWeight(bytes, v, zero),
-                                          scale);
+      // Code v: element 2j in the low nibble of byte j, little-endian words.
+      int64_t bit = v * bitsPerCode;
+      Value code = arith::AndIOp::create(
+          b, loc,
+          arith::ShRUIOp::create(b, loc, words[bit / 32],
+                                 i32Constant(bit % 32)),
+          i32Constant((1 << bitsPerCode) - 1));
+      Value value =
+          arith::MulFOp::create(b, loc, decodeWeight(code, zero), scale);
+      Value bits = arith::ExtUIOp::create(
+          b, loc, i32,
+          arith::BitcastOp::create(
+              b, loc, b.getI16Type(),
+              arith::TruncFOp::create(b, loc, b.getBF16Type(), value)));
+      if (v % 2 == 0) {
+        pair = bits;
+        continue;
+      }
+      pair = arith::OrIOp::create(
+          b, loc, pair, arith::ShLIOp::create(b, loc, bits, i32Constant(16)));
       memref::StoreOp::create(
-          b, loc, arith::TruncFOp::create(b, loc, b.getBF16Type(), value),
-          stageB, ValueRange{row, arith::AddIOp::create(b, loc, swizzled, index(v))});
+          b, loc, pair, tileWords,
+          ValueRange{row,
+                     arith::AddIOp::create(b, loc, swizzledWord, index(v / 2))});
     }
   }
 }
@@ -852,6 +889,16 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
       packedBytes.push_back(arith::SelectOp::create(
           b, loc, inside, index(kChunkBytes), index(0)));
     }
+    int64_t chunksPerRowB = config.blockK() / kValuesPerChunk;
+    for (int64_t i = 0; i < config.blockN * chunksPerRowB / config.threads();
+         ++i) {
+      Value chunk =
+          arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+      dequantRow.push_back(
+          arith::DivUIOp::create(b, loc, chunk, index(chunksPerRowB)));
+      dequantColumn.push_back(
+          arith::RemUIOp::create(b, loc, chunk, index(chunksPerRowB)));
+    }
   }
 
   // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
@@ -916,11 +963,13 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         // This thread's cp.async group of `step` is done when at most the
         // younger ones (prefetch − 1 of them; every step commits one) are
         // pending.
-        // The step's block scales are loaded first: their latency hides
-        // behind the waits and the wgmma.
+        // The step's block or group scales are loaded first: their latency
+        // hides behind the waits and the wgmma.
         SmallVector<Value> scales;
         if (config.hasBlockScales())
           scales = blockScales(step);
+        if (config.isWeightOnly())
+          scales = weightOnlyScales(step);
         Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
         NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
         // cp.async wrote through the generic proxy; wgmma reads through the
@@ -941,7 +990,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
           // Every thread's codes are in (the barrier above): dequantize
           // them into the B tile, through the generic proxy, then make the
           // tile visible to the wgmma's async proxy.
-          dequantizeStage(stage, step);
+          dequantizeStage(stage, scales);
           NVVM::FenceProxyOp::create(
               b, loc,
               NVVM::ProxyKindAttr::get(context(),
@@ -1084,6 +1133,10 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   // gate and up halves in separate 64-column chunks.
   if (config.hasBlockScales())
     config.blockN = 128;
+  // Weight-only tiles hold each dequantized chunk's scale (and zero) from
+  // the top of the step: with m64n256's 128 accumulators they spill.
+  if (config.isWeightOnly())
+    config.blockN = std::min<int64_t>(config.blockN, 128);
   // The deepest ring that fits: measured on an H200, five stages of a
   // 64x256 tile (one block per SM) beat four of 64x128 (two per SM) by 14%
   // at M = 4096 (docs/gpu-benchmark.md). The tile's stage count is for
