@@ -254,15 +254,19 @@ def dequantized_weight_only(stored, scales, zeros, expert, scheme):
                                         scheme["group"])[0]
 
 
-def check_weight_only(layers_dir: pathlib.Path, generator) -> int:
+def check_weight_only(layers_dir: pathlib.Path, generator, small: bool = False) -> int:
     """The weight-only blocks against the float64 oracle with the
-    dequantized weights (quant.expert_block_rows) on sampled rows."""
+    dequantized weights (quant.expert_block_rows) on sampled rows; `small`:
+    the scaled blocks, once each (for the sanitizers)."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     failures = total = 0
     cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
              (256, "remote"), (1, "remote")]
+    if small:
+        cases = [(64, "remote")]
+    variant = "small_block" if small else "block"
     for shape, scheme_name in WEIGHT_ONLY:
-        config = configs[f"{shape}_{scheme_name}_block"]
+        config = configs[f"{shape}_{scheme_name}_{variant}"]
         scheme = config["weight_only"]
         e, h = config["num_experts"], config["hidden"]
         tensors = make_weight_only_weights(config, generator)
@@ -271,7 +275,8 @@ def check_weight_only(layers_dir: pathlib.Path, generator) -> int:
         w2 = tensors[per_matrix:] + [None] * (3 - per_matrix)
         for m, kind in cases:
             total += 1
-            name = f"{shape}_{scheme_name}_block_m{m}"
+            name = (f"{shape}_{scheme_name}_small_block" if small
+                    else f"{shape}_{scheme_name}_block_m{m}")
             layer = Layer(layers_dir / f"{name}.so", name, num_inputs=3 + len(tensors))
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, kind, generator)
@@ -301,22 +306,27 @@ def check_weight_only(layers_dir: pathlib.Path, generator) -> int:
     return failures
 
 
-def check_quantized(layers_dir: pathlib.Path, generator) -> int:
+def check_quantized(layers_dir: pathlib.Path, generator, small: bool = False) -> int:
     """The w8a8 expert blocks against the float64 oracle of the quantized
     math (quant.w8a8_expert_block_rows) on sampled rows; the same output,
-    workspace and routing treatment as the bf16 blocks."""
+    workspace and routing treatment as the bf16 blocks; `small`: the scaled
+    blocks, once each (for the sanitizers)."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     failures = total = 0
     cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
              (256, "remote"), (1, "remote")]
+    if small:
+        cases = [(64, "remote")]
+    variant = "small_block" if small else "block"
     for shape, scheme in QUANTIZED:
-        config = configs[f"{shape}_{scheme}_block"]
+        config = configs[f"{shape}_{scheme}_{variant}"]
         quant_config = config["quant"]
         e, h = config["num_experts"], config["hidden"]
         w13, w13_s, w2, w2_s = make_quantized_weights(config, generator)
         for m, kind in cases:
             total += 1
-            name = f"{shape}_{scheme}_block_m{m}"
+            name = (f"{shape}_{scheme}_small_block" if small
+                    else f"{shape}_{scheme}_block_m{m}")
             layer = Layer(layers_dir / f"{name}.so", name, num_inputs=7)
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, kind, generator)
@@ -697,7 +707,8 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=("check", "check-quantized", "bench", "bench-quantized"))
+    parser.add_argument("mode", choices=("check", "check-quantized", "smoke-quantized", "bench",
+                                         "bench-quantized"))
     parser.add_argument("--kinds", default="w8a8,weight_only",
                         help="quantized blocks to check or time: w8a8, weight_only")
     parser.add_argument("layers", type=pathlib.Path)
@@ -719,6 +730,14 @@ def main() -> int:
         failures = check_quantized(args.layers, generator) if "w8a8" in kinds else 0
         if "weight_only" in kinds:
             failures += check_weight_only(args.layers, generator)
+        return 1 if failures else 0
+    if args.mode == "smoke-quantized":
+        # The scaled quantized blocks once each: short enough for the
+        # sanitizers.
+        generator = torch.Generator(device="cuda")
+        generator.seed()
+        failures = check_quantized(args.layers, generator, small=True)
+        failures += check_weight_only(args.layers, generator, small=True)
         return 1 if failures else 0
     if args.mode == "bench-quantized":
         return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")],

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (through the device tool) with build/gpu-layers
 # carried (scripts/gpu-layers.sh): builds the runtime's tests, runs the
-# compiled small layers under compute-sanitizer, the correctness suite on
-# the full-size layers, then (with "bench") the benchmark.
+# compiled small layers (bf16 and quantized) under compute-sanitizer, the
+# correctness suite on the full-size layers (bf16, w8a8, weight-only), then
+# (with "bench") the benchmarks.
 #   bash scripts/device-gpu-suite.sh [check|bench|all] [LAYERS_DIR]
 set -uo pipefail
 mode=${1:-all}
@@ -33,10 +34,18 @@ if [[ "$mode" == check || "$mode" == all ]]; then
       "$layers/mixtral_8x7b_small.so" mixtral_8x7b_small 8 2 256 128 77 routed \
       2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY"
   } | tee -a "$out/sanitizer.log"; done
+  # The scaled quantized blocks (w8a8 and weight-only) under both tools.
+  for tool in memcheck racecheck; do
+    compute-sanitizer --tool $tool python3 bench/gpu_moe_suite.py smoke-quantized "$layers" \
+      2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY" |
+      tee -a "$out/sanitizer.log"
+  done
   python3 bench/gpu_moe_suite.py check "$layers" 2>&1 | tee "$out/check.log" || status=1
 fi
 if [[ "$mode" == bench || "$mode" == all ]]; then
   python3 bench/gpu_moe_suite.py bench "$layers" --out "$out/bench.json" \
     2>&1 | tee "$out/bench.log" || status=1
+  python3 bench/gpu_moe_suite.py bench-quantized "$layers" --out "$out/bench-quantized.json" \
+    2>&1 | tee "$out/bench-quantized.log" || status=1
 fi
 exit $status
