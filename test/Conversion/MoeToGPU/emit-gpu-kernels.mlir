@@ -258,17 +258,68 @@ func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x
 
 // -----
 
-// Not covered yet: weight-only formats and per-tensor dynamic quantization.
+// Weight-only int4 with zero points: no TMA descriptor (no grid constant);
+// the packed codes [E·N, K/2] come by cp.async with the A rows, each
+// thread's group scales and zeros are loaded at the top of the step, and
+// the codes are unpacked from 32-bit words (nibble 2j low), offset by the
+// zero, scaled, and stored as bf16 pairs into the swizzled B tile, which a
+// proxy fence and a barrier hand to the bf16 wgmma.
+// CHECK-LABEL: func.func @int4_zero_point_gemm1
+// CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %[[CODES:.*]]: memref<1024x128xi8>, %[[SCALES:.*]]: memref<8x128x8xf32>, %[[ZEROS:.*]]: memref<8x128x8xi8>, %{{.*}}: memref<?x64xbf16>) kernel attributes {moe.launch
+// CHECK-NOT: moe.grid_constant_args
+// CHECK: nvgpu.device_async_copy %[[CODES]][%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 16, %{{.*}} : memref<1024x128xi8> to memref<128x32xi8, #gpu.address_space<workgroup>>
+// CHECK: scf.for
+// CHECK: memref.load %[[SCALES]]
+// CHECK: memref.load %[[ZEROS]]
+// CHECK: nvvm.cp.async.wait.group
+// CHECK: memref.load %{{.*}} : memref<128x8xi32, #gpu.address_space<workgroup>>
+// CHECK: arith.uitofp
+// CHECK: arith.subf
+// CHECK: memref.store %{{.*}} : memref<128x32xi32, #gpu.address_space<workgroup>>
+// CHECK: nvvm.fence.proxy
+// CHECK: gpu.barrier
+// CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>, D[<f32>, <one>], A[<bf16>
+// PTX: .entry expert_matmul(
+// PTX-NOT: cp.async.bulk.tensor
+// PTX: cp.async.ca.shared.global
+// PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+func.func @int4_zero_point_gemm1(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x128x128xui8>, %ws: tensor<8x128x8xf32>, %wz: tensor<8x128x8xui8>) -> tensor<?x64xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x128x8xf32>) weight_zeros(%wz : tensor<8x128x8xui8>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<int4_weight, group = 32, zero_point = true>}
+      : tensor<?x256xbf16>, tensor<8x128x128xui8> -> tensor<?x64xbf16>
+  return %h : tensor<?x64xbf16>
+}
+
+// -----
+
+// mxfp4: e8m0 scale bytes become f32 exponents (byte << 23), e2m1 codes are
+// decoded arithmetically (no table).
+// CHECK-LABEL: func.func @mxfp4_gemm2
+// CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x128xbf16>, {{.*}}, %{{.*}}: memref<2048x64xi8>, %[[SCALES:.*]]: memref<8x256x4xi8>, %{{.*}}: memref<?x2xf32>, %{{.*}}: memref<?x256xf32>) kernel
+// CHECK: memref.load %[[SCALES]]
+// CHECK: arith.shli %{{.*}}, %c23_i32
+// CHECK: arith.bitcast %{{.*}} : i32 to f32
+// PTX: .entry expert_matmul(
+// PTX: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k16.f32.bf16.bf16
+// PTX: atom.global.add.f32
+func.func @mxfp4_gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x64xui8>, %ws: tensor<8x256x4xui8>, %rw: tensor<?x2xf32>) -> tensor<?x256xbf16> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
+      weight_scales(%ws : tensor<8x256x4xui8>)
+      {k = 2 : i64, block_m = 64 : i64, quantization = #moe.quant<mxfp4>}
+      : tensor<?x128xbf16>, tensor<8x256x64xui8> -> tensor<?x256xbf16>
+  return %o : tensor<?x256xbf16>
+}
+
+// -----
+
+// Not covered yet: per-tensor dynamic quantization.
 // CHECK-LABEL: func.func @not_yet_quantized
 // CHECK-NOT: moe.gpu_kernel
-func.func @not_yet_quantized(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x128x128xui8>, %ws: tensor<8x128x2xf32>) -> (tensor<?x128xbf16>, tensor<?x256xf8E4M3FN>, tensor<1xf32>) {
-  // expected-remark @+1 {{no GPU kernel yet for #moe.quant<int4_weight, group = 128>: only the w8a8 formats}}
-  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
-      weight_scales(%ws : tensor<8x128x2xf32>)
-      {gather, k = 2 : i64, block_m = 64 : i64, quantization = #moe.quant<int4_weight, group = 128>}
-      : tensor<?x256xbf16>, tensor<8x128x128xui8> -> tensor<?x128xbf16>
+func.func @not_yet_quantized(%x: tensor<?x256xbf16>) -> (tensor<?x256xf8E4M3FN>, tensor<1xf32>) {
   // expected-remark @+1 {{no GPU kernel yet for per-tensor dynamic quantization (a grid-wide amax)}}
   %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_tensor>}
       : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<1xf32>
-  return %h, %c, %s : tensor<?x128xbf16>, tensor<?x256xf8E4M3FN>, tensor<1xf32>
+  return %c, %s : tensor<?x256xf8E4M3FN>, tensor<1xf32>
 }
