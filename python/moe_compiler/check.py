@@ -28,8 +28,10 @@ import numpy as np
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+    from moe_compiler import quant  # noqa: E402
     from moe_compiler import reference as ref  # noqa: E402
 else:
+    from . import quant
     from . import reference as ref
 
 AMBIGUITY = 1e-5
@@ -38,14 +40,20 @@ try:
     import ml_dtypes
 
     _BF16 = ml_dtypes.bfloat16
+    _F8 = ml_dtypes.float8_e4m3fn
 except ImportError:  # pragma: no cover - setup.sh installs ml_dtypes
-    _BF16 = None
+    _BF16 = _F8 = None
+
+# Element types whose values are integers (codes, ids, packed bytes).
+_INTEGER_TYPES = ("i8", "ui8", "i32", "i64")
 
 
 def load(path: pathlib.Path, dtype: str) -> np.ndarray:
     array = np.load(path)
     if dtype == "bf16":
         array = array.view(_BF16)
+    if dtype == "f8E4M3FN":
+        array = array.view(_F8)
     return array
 
 
@@ -57,9 +65,26 @@ def round_to(value: np.ndarray, dtype: str) -> np.ndarray:
         return np.asarray(value).astype(np.float16).astype(np.float64)
     if dtype == "f32":
         return np.asarray(value).astype(np.float32).astype(np.float64)
-    if dtype in ("i32", "i64"):
+    if dtype == "f8E4M3FN":
+        return np.asarray(value).astype(_F8).astype(np.float64)
+    if dtype in _INTEGER_TYPES:
         return np.asarray(value).astype(np.int64)
     return np.asarray(value, dtype=np.float64)
+
+
+def dequantized_operands(a, weights, named: dict, quantization: dict):
+    """The A operand and weights of a quantized matmul as float64 (the
+    codes as their values: e4m3 codes are already floats here, integer
+    codes and packed bytes int64)."""
+    fmt = quantization["format"]
+    if fmt in ("fp8", "int8"):
+        layout = quantization["scales"]
+        return (quant.dequantize(a, named["input_scales"], fmt, layout, "activation"),
+                quant.dequantize(weights, named["weight_scales"], fmt, layout, "weight"))
+    group = 32 if fmt == "mxfp4" else quantization["group"]
+    zeros = named.get("weight_zeros")
+    stored = weights.astype(np.uint8) if fmt != "int8_weight" or zeros is not None else weights
+    return a, quant.dequantize_weight_only(stored, named["weight_scales"], zeros, fmt, group)
 
 
 def ambiguous_tokens(logits: np.ndarray, attrs: dict, bias) -> np.ndarray:
@@ -94,8 +119,8 @@ def ambiguous_tokens(logits: np.ndarray, attrs: dict, bias) -> np.ndarray:
 
 def evaluate(graph: dict, args: list[np.ndarray]):
     """Returns the reference results and the mask of ambiguous tokens."""
-    values = {f"arg{i}": round_to(a.astype(np.float64) if a.dtype.kind == "f" or a.dtype == _BF16 else a,
-                                  graph["args"][i]["dtype"])
+    values = {f"arg{i}": round_to(a.astype(np.float64) if a.dtype.kind == "f" or a.dtype in (_BF16, _F8)
+                                  else a, graph["args"][i]["dtype"])
               for i, a in enumerate(args)}
     ambiguous = None
     for op in graph["ops"]:
@@ -127,6 +152,9 @@ def evaluate(graph: dict, args: list[np.ndarray]):
             out = list(ref.align(x[0], attrs["num_experts"], attrs["block_m"]))
         elif name == "moe.expert_matmul":
             named = dict(zip(attrs["operand_names"], x))
+            if attrs["quantization"]["format"] != "none":
+                named["input"], named["weights"] = dequantized_operands(
+                    named["input"], named["weights"], named, attrs["quantization"])
             out = [ref.expert_matmul(
                 named["input"], named["weights"], k=attrs["k"], slots=named.get("slots"),
                 offsets=named.get("offsets"), block_experts=named.get("block_experts"),
@@ -137,7 +165,16 @@ def evaluate(graph: dict, args: list[np.ndarray]):
         elif name == "moe.permute":
             out = list(ref.permute(x[0], x[1], attrs["num_experts"]))
         elif name == "moe.grouped_matmul":
-            out = [ref.grouped_matmul(x[0], x[1], x[2])]
+            named = dict(zip(attrs["operand_names"], x))
+            rows, weights = named["rows"], named["weights"]
+            if attrs["quantization"]["format"] != "none":
+                rows, weights = dequantized_operands(rows, weights, named, attrs["quantization"])
+            out = [ref.grouped_matmul(rows, weights, named["offsets"])]
+        elif name == "moe.quantize":
+            quantization = attrs["quantization"]
+            codes, scales = quant.quantize_activation(x[0], quantization["format"],
+                                                      quantization["scales"])
+            out = [codes.astype(np.float64) if quantization["format"] == "fp8" else codes, scales]
         elif name == "moe.activation":
             out = [ref.activation(x[0], attrs["kind"], attrs["alpha"], attrs["limit"])]
         elif name == "moe.unpermute":
@@ -184,14 +221,14 @@ def main(argv=None) -> int:
         dtype = next(r["dtype"] for r in result_types if r["name"] == graph["returns"][index]) \
             if graph["returns"][index].startswith("v") else graph["args"][int(graph["returns"][index][3:])]["dtype"]
         ours = load(options.dir / f"result{index}.npy", dtype)
-        ours = ours.astype(np.int64) if dtype in ("i32", "i64") else ours.astype(np.float64)
+        ours = ours.astype(np.int64) if dtype in _INTEGER_TYPES else ours.astype(np.float64)
         if ours.shape != reference.shape:
             print(f"check: result #{index}: shape {ours.shape}, expected {reference.shape}: FAIL")
             ok = False
             continue
         if ambiguous is not None and ours.ndim and ours.shape[0] == ambiguous.size:
             ours, reference = ours[~ambiguous], reference[~ambiguous]
-        if dtype in ("i32", "i64"):
+        if dtype in _INTEGER_TYPES:
             mismatches = int(np.sum(ours != reference))
             status = "ok" if mismatches == 0 else "FAIL"
             print(f"check: result #{index} [{dtype}]: {mismatches} mismatching elements: {status}")

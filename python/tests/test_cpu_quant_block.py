@@ -1,5 +1,5 @@
 """w8a8 expert blocks (moe.quantize → GEMM1 → activation → moe.quantize →
-GEMM2 → combine, as configs.quantized_expert_block_mlir writes them) on the
+GEMM2 → combine, as configs.expert_block_mlir writes them) on the
 CPU, as written and fused (moe-optimize: the first quantization moves before
 the gather, the quantized grouped matmuls become quantized
 moe.expert_matmul ops, which the CPU lowering dequantizes); both must give
@@ -52,7 +52,7 @@ def test_w8a8_expert_block(tmp_path, scheme, fuse):
     weights = rng.random((m, k)).astype(np.float32)
     w13, w13_s = quantize_weights(rng.standard_normal((e, 2 * i, h)) / np.sqrt(h), scheme)
     w2, w2_s = quantize_weights(rng.standard_normal((e, h, i)) / np.sqrt(i), scheme)
-    ir = configs.quantized_expert_block_mlir(config, scheme, "block")
+    ir = configs.expert_block_mlir(config, scheme, "block")
     result = run_program(tmp_path, ir, "block", [x, ids, weights, w13, w13_s, w2, w2_s], 1,
                          extra_args=["--fuse"] if fuse else [], output_dtypes=["bf16"])
     assert result.returncode == 0, result.stderr
@@ -68,7 +68,7 @@ def test_w8a8_expert_block(tmp_path, scheme, fuse):
 
 
 def test_unquantized_rows_into_a_w8a8_matmul_are_refused(tmp_path):
-    ir = configs.quantized_expert_block_mlir(SMALL, configs.FP8_BLOCK, "block").replace(
+    ir = configs.expert_block_mlir(SMALL, configs.FP8_BLOCK, "block").replace(
         "input_scales(%scales : tensor<?x2xf32>) ", "")
     result = run_program(tmp_path, ir, "block", [], 1, extra_args=["--random"])
     assert result.returncode != 0
@@ -98,7 +98,7 @@ def test_weight_only_expert_block(tmp_path, scheme, fuse):
         inputs += [stored, scales] + ([zeros] if zeros is not None else [])
         dequantized.append(quant.dequantize_weight_only(stored, scales, zeros, scheme.format,
                                                         scheme.group))
-    ir = configs.weight_only_expert_block_mlir(config, scheme, "block")
+    ir = configs.expert_block_mlir(config, scheme, "block")
     result = run_program(tmp_path, ir, "block", inputs, 1,
                          extra_args=["--fuse"] if fuse else [], output_dtypes=["bf16"])
     assert result.returncode == 0, result.stderr
@@ -109,3 +109,20 @@ def test_weight_only_expert_block(tmp_path, scheme, fuse):
                                        config.swiglu_limit))
     error = relative_l2(result.outputs[0].astype(np.float64), expected)
     assert error < TOLERANCE, error
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["as-written", "fused"])
+@pytest.mark.parametrize("config,scheme", configs.QUANTIZED_EXAMPLES,
+                         ids=lambda v: getattr(v, "name", None))
+def test_quantized_example_layer_checks(tmp_path, config, scheme, fuse):
+    """The scaled quantized example layers, routing included, on random
+    inputs through `moe-run --check`, which evaluates them op by op with the
+    float64 oracles (check.py with quant.py)."""
+    layer = configs.scaled_example(config)
+    ir = configs.layer_mlir(layer, scheme)
+    name = f"{config.name}_{scheme.name}"
+    result = run_program(tmp_path, ir, name, [], 1,
+                         extra_args=["--random", f"--seed={int(rng.integers(1 << 30))}",
+                                     "--num-tokens=48", "--check"] + (["--fuse"] if fuse else []))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "check: PASS" in result.stdout

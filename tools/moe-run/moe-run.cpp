@@ -376,6 +376,31 @@ optionalDouble(std::optional<llvm::APFloat> value) {
   return value->convertToDouble();
 }
 
+/// A #moe.quant attribute as JSON: format, scale layout, group, zero point.
+static llvm::json::Object describeQuantization(QuantizationAttr quantization) {
+  llvm::json::Object description;
+  description["format"] = stringifyQuantFormat(quantization.getFormat()).str();
+  std::optional<ScaleLayout> scales = quantization.getScales();
+  description["scales"] =
+      scales ? llvm::json::Value(stringifyScaleLayout(*scales).str())
+             : llvm::json::Value(nullptr);
+  description["group"] = quantization.getGroup();
+  description["zero_point"] = quantization.getZeroPoint();
+  return description;
+}
+
+/// The names of a quantized matmul's optional scale and zero operands that
+/// are present, in operand order.
+template <typename OpTy>
+static void appendScaleOperandNames(OpTy op, llvm::json::Array &names) {
+  for (auto [name, value] :
+       {std::pair<StringRef, Value>{"input_scales", op.getInputScales()},
+        {"weight_scales", op.getWeightScales()},
+        {"weight_zeros", op.getWeightZeros()}})
+    if (value)
+      names.push_back(name);
+}
+
 /// The attributes that moe.topk and moe.route share.
 template <typename OpTy>
 static void describeTopkAttributes(OpTy op, llvm::json::Object &attrs) {
@@ -434,7 +459,10 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
                 {"routing_weights", matmul.getRoutingWeights()}})
             if (value)
               operandNames.push_back(name);
+          appendScaleOperandNames(matmul, operandNames);
           attrs["operand_names"] = std::move(operandNames);
+          attrs["quantization"] =
+              describeQuantization(matmul.getQuantization());
           attrs["k"] = matmul.getK();
           attrs["gather"] = matmul.getGather();
           attrs["unpermute"] = matmul.getUnpermute();
@@ -447,6 +475,17 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
           attrs["routed_scaling_factor"] =
               optionalDouble(matmul.getRoutedScalingFactor());
           attrs["block_m"] = matmul.getBlockM();
+        })
+        .Case([&](GroupedMatmulOp matmul) {
+          llvm::json::Array operandNames{"rows", "weights", "offsets"};
+          appendScaleOperandNames(matmul, operandNames);
+          attrs["operand_names"] = std::move(operandNames);
+          attrs["quantization"] =
+              describeQuantization(matmul.getQuantization());
+        })
+        .Case([&](QuantizeOp quantize) {
+          attrs["quantization"] =
+              describeQuantization(quantize.getQuantization());
         })
         .Case([&](ActivationOp activation) {
           attrs["kind"] = stringifyActivationKind(activation.getKind()).str();
