@@ -254,109 +254,90 @@ def dequantized_weight_only(stored, scales, zeros, expert, scheme):
                                         scheme["group"])[0]
 
 
-def check_weight_only(layers_dir: pathlib.Path, generator, small: bool = False) -> int:
-    """The weight-only blocks against the float64 oracle with the
-    dequantized weights (quant.expert_block_rows) on sampled rows; `small`:
+QUANTIZED_CASES = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
+                   (256, "remote"), (1, "remote")]
+
+
+def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: str,
+                            small: bool) -> int:
+    """Runs each (shape, scheme) block of `kind` ("w8a8" or "weight_only")
+    on fresh inputs with a NaN-poisoned output and a garbage workspace, and
+    compares sampled rows with the float64 oracle of its format; `small`:
     the scaled blocks, once each (for the sanitizers)."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     failures = total = 0
-    cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
-             (256, "remote"), (1, "remote")]
-    if small:
-        cases = [(64, "remote")]
-    variant = "small_block" if small else "block"
-    for shape, scheme_name in WEIGHT_ONLY:
-        config = configs[f"{shape}_{scheme_name}_{variant}"]
-        scheme = config["weight_only"]
+    cases = [(64, "remote")] if small else QUANTIZED_CASES
+    for shape, scheme_name in blocks:
+        config = configs[f"{shape}_{scheme_name}_{'small_block' if small else 'block'}"]
         e, h = config["num_experts"], config["hidden"]
-        tensors = make_weight_only_weights(config, generator)
-        per_matrix = len(tensors) // 2
-        w13 = tensors[:per_matrix] + [None] * (3 - per_matrix)
-        w2 = tensors[per_matrix:] + [None] * (3 - per_matrix)
-        for m, kind in cases:
+        activation = (lambda v: reference.activation(
+            v, config["activation"], config.get("swiglu_alpha"), config.get("swiglu_limit")))
+        if kind == "w8a8":
+            scheme = config["quant"]
+            tensors = make_quantized_weights(config, generator)
+            w13, w2 = tensors[:2], tensors[2:]
+
+            def dequantized(matrix, expert):
+                return dequantized_expert(*matrix, expert, scheme)
+
+            def oracle(x, ids, weights):
+                return quant.w8a8_expert_block_rows(
+                    x, ids, weights, lambda ex: dequantized(w13, ex) if 0 <= ex < e else None,
+                    lambda ex: dequantized(w2, ex), h, scheme["format"], scheme["scales"],
+                    activation)
+            tolerance = W8A8_TOLERANCE[scheme["format"]]
+        else:
+            scheme = config["weight_only"]
+            tensors = make_weight_only_weights(config, generator)
+            per_matrix = len(tensors) // 2
+            w13 = tensors[:per_matrix] + [None] * (3 - per_matrix)
+            w2 = tensors[per_matrix:] + [None] * (3 - per_matrix)
+
+            def oracle(x, ids, weights):
+                return quant.expert_block_rows(
+                    x, ids, weights,
+                    lambda ex: dequantized_weight_only(*w13, ex, scheme) if 0 <= ex < e else None,
+                    lambda ex: dequantized_weight_only(*w2, ex, scheme), h, activation)
+            tolerance = 1e-2
+        for m, routing in cases:
             total += 1
             name = (f"{shape}_{scheme_name}_small_block" if small
                     else f"{shape}_{scheme_name}_block_m{m}")
             layer = Layer(layers_dir / f"{name}.so", name, num_inputs=3 + len(tensors))
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
-            ids, weights = make_routing(config, m, kind, generator)
+            ids, weights = make_routing(config, m, routing, generator)
             out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
             layer(x, ids, weights, *tensors, out)
             torch.cuda.synchronize()
             rows = sorted(set(torch.randint(0, m, (min(m, 4),), generator=generator,
                                             device="cuda").tolist()) | {0, m - 1})
-            expected = quant.expert_block_rows(
-                x[rows].double().cpu().numpy(), ids[rows].cpu().numpy(), weights[rows].cpu().numpy(),
-                lambda ex: dequantized_weight_only(*w13, ex, scheme) if 0 <= ex < e else None,
-                lambda ex: dequantized_weight_only(*w2, ex, scheme), h,
-                lambda v: reference.activation(v, config["activation"], config.get("swiglu_alpha"),
-                                               config.get("swiglu_limit")))
+            expected = oracle(x[rows].double().cpu().numpy(), ids[rows].cpu().numpy(),
+                              weights[rows].cpu().numpy())
             got = out[rows].double().cpu().numpy()
             error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
             finite = bool(torch.isfinite(out).all())
-            good = finite and error < 1e-2
+            good = finite and error < tolerance
             failures += not good
-            print(f"{'ok' if good else 'FAIL'}: {shape} {scheme_name} M={m} {kind}: rel L2 "
+            print(f"{'ok' if good else 'FAIL'}: {shape} {scheme_name} M={m} {routing}: rel L2 "
                   f"{error:.2e} on rows {rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs "
                   f"written: {finite}", flush=True)
         del tensors, w13, w2
         torch.cuda.empty_cache()
-    print(f"weight-only blocks: {total - failures} passed, {failures} failed")
+    label = "quantized" if kind == "w8a8" else "weight-only"
+    print(f"{label} blocks: {total - failures} passed, {failures} failed")
     return failures
 
 
 def check_quantized(layers_dir: pathlib.Path, generator, small: bool = False) -> int:
-    """The w8a8 expert blocks against the float64 oracle of the quantized
-    math (quant.w8a8_expert_block_rows) on sampled rows; the same output,
-    workspace and routing treatment as the bf16 blocks; `small`: the scaled
-    blocks, once each (for the sanitizers)."""
-    configs = json.loads((layers_dir / "layers.json").read_text())
-    failures = total = 0
-    cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
-             (256, "remote"), (1, "remote")]
-    if small:
-        cases = [(64, "remote")]
-    variant = "small_block" if small else "block"
-    for shape, scheme in QUANTIZED:
-        config = configs[f"{shape}_{scheme}_{variant}"]
-        quant_config = config["quant"]
-        e, h = config["num_experts"], config["hidden"]
-        w13, w13_s, w2, w2_s = make_quantized_weights(config, generator)
-        for m, kind in cases:
-            total += 1
-            name = (f"{shape}_{scheme}_small_block" if small
-                    else f"{shape}_{scheme}_block_m{m}")
-            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=7)
-            x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
-            ids, weights = make_routing(config, m, kind, generator)
-            out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
-            layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
-            layer(x, ids, weights, w13, w13_s, w2, w2_s, out)
-            torch.cuda.synchronize()
-            rows = sorted(set(torch.randint(0, m, (min(m, 4),), generator=generator,
-                                            device="cuda").tolist()) | {0, m - 1})
-            ids_rows = ids[rows].cpu().numpy()
-            expected = quant.w8a8_expert_block_rows(
-                x[rows].double().cpu().numpy(), ids_rows, weights[rows].cpu().numpy(),
-                lambda ex: (dequantized_expert(w13, w13_s, ex, quant_config)
-                            if 0 <= ex < e else None),
-                lambda ex: dequantized_expert(w2, w2_s, ex, quant_config), h,
-                quant_config["format"], quant_config["scales"],
-                lambda v: reference.activation(v, config["activation"], config.get("swiglu_alpha"),
-                                               config.get("swiglu_limit")))
-            got = out[rows].double().cpu().numpy()
-            error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
-            finite = bool(torch.isfinite(out).all())
-            good = finite and error < W8A8_TOLERANCE[quant_config["format"]]
-            failures += not good
-            print(f"{'ok' if good else 'FAIL'}: {shape} {scheme} M={m} {kind}: rel L2 {error:.2e} "
-                  f"on rows {rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs written: "
-                  f"{finite}", flush=True)
-        del w13, w2, w13_s, w2_s
-        torch.cuda.empty_cache()
-    print(f"quantized blocks: {total - failures} passed, {failures} failed")
-    return failures
+    """The w8a8 blocks against quant.w8a8_expert_block_rows."""
+    return _check_quantized_blocks(layers_dir, generator, QUANTIZED, "w8a8", small)
+
+
+def check_weight_only(layers_dir: pathlib.Path, generator, small: bool = False) -> int:
+    """The weight-only blocks against quant.expert_block_rows with the
+    dequantized weights."""
+    return _check_quantized_blocks(layers_dir, generator, WEIGHT_ONLY, "weight_only", small)
 
 
 def reference_rows(config, x, ids, weights, w13, w2, rows):

@@ -269,22 +269,12 @@ def w8a8_expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, fmt: str
     and `w2_of(e)` return expert e's dequantized float64 weights, or None
     for an id outside [0, E), which is skipped. `activation_fn` maps
     [1, 2I] to [1, I]."""
-    x = _f64(x)
-    codes, scales = quantize_activation(x, fmt, layout)
-    a = dequantize(codes, scales, fmt, layout, "activation")
-    out = np.zeros((x.shape[0], hidden))
-    for t in range(x.shape[0]):
-        for j in range(ids.shape[1]):
-            expert = int(ids[t, j])
-            w13 = w13_of(expert)
-            if w13 is None:
-                continue
-            act = activation_fn((w13 @ a[t])[None, :])
-            act = act.astype(ml_dtypes.bfloat16).astype(np.float64)
-            act_codes, act_scales = quantize_activation(act, fmt, layout)
-            act = dequantize(act_codes, act_scales, fmt, layout, "activation")[0]
-            out[t] += float(weights[t, j]) * (w2_of(expert) @ act)
-    return out
+    def requantize(rows):
+        codes, scales = quantize_activation(rows, fmt, layout)
+        return dequantize(codes, scales, fmt, layout, "activation")
+
+    return expert_block_rows(requantize(x), ids, weights, w13_of, w2_of, hidden,
+                             activation_fn, requantize)
 
 
 # the weight-only expert block ----------------------------------------------------
@@ -311,11 +301,13 @@ def dequantize_weight_only(stored, scales, zeros, fmt: str, group: int) -> np.nd
     return dequantize_grouped(stored, scales, zeros, group)
 
 
-def expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, activation_fn) -> np.ndarray:
-    """The float64 oracle of an expert block with bf16 activations and
-    (dequantized) weights: per token row of `x`, the routed sum of
-    w2 · bf16(activation(w13 · x)); `w13_of(e)` returns None for an id
-    outside [0, E), which is skipped."""
+def expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, activation_fn,
+                      requantize=None) -> np.ndarray:
+    """The float64 oracle of an expert block with (dequantized) weights: per
+    token row of `x`, the routed sum of w2 · bf16(activation(w13 · x));
+    `w13_of(e)` returns None for an id outside [0, E), which is skipped;
+    `requantize` (w8a8) maps the bf16 intermediate [1, I] to the values of
+    its codes."""
     x = _f64(x)
     out = np.zeros((x.shape[0], hidden))
     for t in range(x.shape[0]):
@@ -324,7 +316,9 @@ def expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, activation_fn
             w13 = w13_of(expert)
             if w13 is None:
                 continue
-            act = activation_fn((w13 @ x[t])[None, :])[0]
+            act = activation_fn((w13 @ x[t])[None, :])
             act = act.astype(ml_dtypes.bfloat16).astype(np.float64)
-            out[t] += float(weights[t, j]) * (w2_of(expert) @ act)
+            if requantize is not None:
+                act = requantize(act)
+            out[t] += float(weights[t, j]) * (w2_of(expert) @ act[0])
     return out

@@ -142,6 +142,10 @@ private:
                      config.stages * config.tileABytes() + extraOffset,
                      config.tileBBytes());
   }
+  /// The input row that slot `slot` reads (its token with gather, else the
+  /// slot), or row 0 for a padding slot; `real` is set to whether the slot
+  /// holds an assignment.
+  Value inputRowOf(Value slot, Value &real);
   void issueStage(Value step, Value valid);
   /// Weight-only: the scale (and zero) of each of this thread's chunks of
   /// the B tile at K step `step`, loaded ahead of the stage's waits.
@@ -262,6 +266,20 @@ Value KernelBuilder::stageView(MemRefType type, Value stage, int64_t offset,
       b, loc, arith::AddIOp::create(b, loc, shift, index(offset)),
       arith::MulIOp::create(b, loc, stage, index(stride)));
   return memref::ViewOp::create(b, loc, type, smem, bytes, ValueRange{});
+}
+
+Value KernelBuilder::inputRowOf(Value slot, Value &real) {
+  Value assignment = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      memref::LoadOp::create(b, loc, slots, ValueRange{slot}));
+  real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
+                               assignments);
+  Value source =
+      config.gather
+          ? arith::DivUIOp::create(b, loc, assignment, index(config.topK))
+                .getResult()
+          : slot;
+  return arith::SelectOp::create(b, loc, real, source, index(0));
 }
 
 void KernelBuilder::issueStage(Value step, Value valid) {
@@ -840,19 +858,11 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
     Value row = arith::DivUIOp::create(b, loc, chunk, index(8));
     Value column = arith::RemUIOp::create(b, loc, chunk, index(8));
-    Value slot = arith::AddIOp::create(b, loc, firstSlot, row);
-    Value assignment = arith::IndexCastOp::create(
-        b, loc, b.getIndexType(),
-        memref::LoadOp::create(b, loc, slots, ValueRange{slot}));
-    Value real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                       assignment, assignments);
-    Value source =
-        config.gather
-            ? arith::DivUIOp::create(b, loc, assignment, index(config.topK))
-                  .getResult()
-            : slot;
+    Value real;
+    Value source = inputRowOf(arith::AddIOp::create(b, loc, firstSlot, row),
+                              real);
     chunkRow.push_back(row);
-    srcRow.push_back(arith::SelectOp::create(b, loc, real, source, index(0)));
+    srcRow.push_back(source);
     // A padding slot copies nothing and zero-fills its chunk.
     srcElements.push_back(
         arith::SelectOp::create(b, loc, real, index(chunkElements), index(0)));
@@ -916,21 +926,12 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   // gather, else the slot (row 0 for a padding slot, whose A row is zero).
   if (config.isW8A8())
     for (int64_t half = 0; half < 2; ++half) {
-      Value slot = arith::AddIOp::create(
-          b, loc, firstSlot,
-          arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half)));
-      Value assignment = arith::IndexCastOp::create(
-          b, loc, b.getIndexType(),
-          memref::LoadOp::create(b, loc, slots, ValueRange{slot}));
-      Value real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                         assignment, assignments);
-      Value source =
-          config.gather
-              ? arith::DivUIOp::create(b, loc, assignment, index(config.topK))
-                    .getResult()
-              : slot;
-      scaleRow.push_back(
-          arith::SelectOp::create(b, loc, real, source, index(0)));
+      Value real;
+      scaleRow.push_back(inputRowOf(
+          arith::AddIOp::create(
+              b, loc, firstSlot,
+              arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half))),
+          real));
     }
 
   auto zeroAccumulator = [&](Type type) {
