@@ -10,6 +10,13 @@
 // routed-weight combine, added atomically into an f32 [M, N] buffer. The
 // structure was checked on an H200 first (runtime/test/gen_grouped_gemm.py).
 //
+// Quantized formats keep the structure. w8a8 (fp8 e4m3, int8) codes travel
+// as bytes, 128 of K per stage (the same 128-byte swizzled rows), into k32
+// wgmma; scales apply in the epilogue, except that fp8 partial sums are
+// promoted to f32 every stage (times the block scales of DeepSeek's layout).
+// Weight-only codes (int4, int8 groups, mxfp4) come by cp.async instead of
+// TMA and are dequantized into the bf16 B tile before the bf16 wgmma.
+//
 //===----------------------------------------------------------------------===//
 
 #include "MoeGpuKernels.h"
