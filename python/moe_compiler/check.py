@@ -7,9 +7,14 @@ runs this script on it. The graph is evaluated op by op with
 element type the IR declares for them, so that the reference sees the same
 values between ops that the program does.
 
+Quantized ops (`moe.quantize`, quantized grouped and expert matmuls) are
+evaluated with `moe_compiler.quant`: codes and scales by its quantization
+rule, matmuls as the float64 product of the dequantized operands.
+
 Tolerances (relative L2 error): 1e-2 when any tensor of the program is bf16
-or f16, 1e-5 otherwise; integer results must match exactly. NaNs must sit at
-the same places; they are left out of the error.
+or f16, 1e-5 otherwise; integer results (ids, int8 codes) must match
+exactly. NaNs must sit at the same places; they are left out of the error,
+and a result that is all NaN fails.
 
 Routing is discontinuous: where the k-th and (k+1)-th selection keys of a
 token differ by less than `AMBIGUITY` (relative), float32 rounding may pick
@@ -237,6 +242,12 @@ def main(argv=None) -> int:
         nan_ours, nan_ref = np.isnan(ours), np.isnan(reference)
         if not np.array_equal(nan_ours, nan_ref):
             print(f"check: result #{index}: NaNs at different places: FAIL")
+            ok = False
+            continue
+        if reference.size and nan_ref.all():
+            # Nothing left to compare: a program that only yields NaNs
+            # must not pass for agreeing with a reference that does too.
+            print(f"check: result #{index}: only NaNs: FAIL")
             ok = False
             continue
         error = relative_l2(ours[~nan_ref], reference[~nan_ref])
