@@ -32,6 +32,12 @@ def MoeFuseExperts : Pass<"moe-fuse-experts"> {
     Each step is a separate pattern, so partial chains fuse as far as is
     legal. A value with more than one use is never folded into its consumer
     (it would be computed twice or must stay materialized).
+
+    Quantized matmuls fuse the same way, keeping their scale operands. A
+    w8a8 GEMM1 of `moe.quantize(permute(x).rows)` gathers from
+    `moe.quantize(x)` instead, which quantizes the same rows for the
+    per-token and 1x128 block layouts; a per-tensor quantization depends on
+    which rows are gathered and stays after the permute.
   }];
   let dependentDialects = ["::mlir::moe::MoeDialect"];
 }
@@ -95,7 +101,9 @@ def MoeAlign : Pass<"moe-align"> {
     upper bound `M·k + E·(block_m − 1)`, so that no host synchronization is
     needed. `block_m` is the `block-m` option, or else the `block_m` of the
     ops' tiles (which must agree), or else 16. Schedules whose rows leave the
-    fused matmuls (an intermediate with another use) are left alone.
+    fused matmuls (an intermediate with another use) are left alone; rows
+    may pass through a `moe.quantize` between them (it works row by row, or
+    on the whole tensor, whose padding rows are zero).
   }];
   let dependentDialects = ["::mlir::moe::MoeDialect"];
   let options = [
