@@ -49,7 +49,8 @@ constexpr int64_t kWarpgroupRows = 64, kWarpgroupThreads = 128;
 constexpr int64_t kChunkBytes = 16;
 /// bf16 values per 16-byte chunk of the B tile.
 constexpr int64_t kValuesPerChunk = 8;
-/// Shared memory per stage: an A tile [BM, 64] and a B tile [BN, 64], bf16.
+/// Shared memory per stage: an A tile [BM, 128 bytes] and a B tile
+/// [BN, 128 bytes] (plus, weight-only, the stored codes of the B tile).
 /// 128B-swizzled tiles must start on 1024 bytes; the dynamic shared memory
 /// base is rounded up at run time, so this much more is requested.
 constexpr int64_t kSwizzleAlignment = 1024;
