@@ -100,6 +100,17 @@ class Layer:
                                f"{self.lib.moe_rt_last_error().decode()}")
 
 
+def sample_rows(m: int, count: int, generator) -> list[int]:
+    """Up to `count` random token rows of M, always with the first and the
+    last."""
+    drawn = torch.randint(0, m, (min(m, count),), generator=generator, device="cuda")
+    return sorted(set(drawn.tolist()) | {0, m - 1})
+
+
+def relative_l2(got: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30))
+
+
 def make_weights(config, generator):
     """Random bf16 expert weights, std 1/sqrt(fan-in) so that activations stay
     O(1); filled one expert at a time to keep the float32 temporaries small."""
@@ -310,12 +321,11 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
             layer(x, ids, weights, *tensors, out)
             torch.cuda.synchronize()
-            rows = sorted(set(torch.randint(0, m, (min(m, 4),), generator=generator,
-                                            device="cuda").tolist()) | {0, m - 1})
+            rows = sample_rows(m, 4, generator)
             expected = oracle(x[rows].double().cpu().numpy(), ids[rows].cpu().numpy(),
                               weights[rows].cpu().numpy())
             got = out[rows].double().cpu().numpy()
-            error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
+            error = relative_l2(got, expected)
             finite = bool(torch.isfinite(out).all())
             good = finite and error < tolerance
             failures += not good
@@ -379,11 +389,10 @@ def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only")) -> int:
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
             layer(x, ids, weights, w13, w2, out)
             torch.cuda.synchronize()
-            rows = sorted(set(torch.randint(0, m, (min(m, 6),), generator=generator,
-                                            device="cuda").tolist()) | {0, m - 1})
+            rows = sample_rows(m, 6, generator)
             expected = reference_rows(config, x, ids, weights, w13, w2, rows)
             got = out[rows].double().cpu().numpy()
-            error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
+            error = relative_l2(got, expected)
             finite = bool(torch.isfinite(out).all())
             reported = layer.invalid_ids(m)
             injected = int((ids >= config["num_experts"]).sum())
@@ -428,8 +437,7 @@ def check_layers(layers_dir: pathlib.Path, generator) -> int:
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
             layer(x, *inputs, w13, w2, out)
             torch.cuda.synchronize()
-            rows = sorted(set(torch.randint(0, m, (min(m, 6),), generator=generator,
-                                            device="cuda").tolist()) | {0, m - 1})
+            rows = sample_rows(m, 6, generator)
             xs = x[rows].double().cpu().numpy()
             logits = reference.router(xs, w_gate.double().cpu().numpy(),
                                       bias.double().cpu().numpy() if config["has_gate_bias"] else None)
@@ -446,7 +454,7 @@ def check_layers(layers_dir: pathlib.Path, generator) -> int:
                                        w13, w2, range(len(keep)))
                         if keep else np.zeros((0, h)))
             got = out[[rows[i] for i in keep]].double().cpu().numpy()
-            error = np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30)
+            error = relative_l2(got, expected)
             finite = bool(torch.isfinite(out).all())
             good = finite and error < 1e-2 and len(keep) > 0
             failures += not good

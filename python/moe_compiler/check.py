@@ -86,7 +86,7 @@ def dequantized_operands(a, weights, named: dict, quantization: dict):
         layout = quantization["scales"]
         return (quant.dequantize(a, named["input_scales"], fmt, layout, "activation"),
                 quant.dequantize(weights, named["weight_scales"], fmt, layout, "weight"))
-    group = 32 if fmt == "mxfp4" else quantization["group"]
+    group = quant.MX_GROUP if fmt == "mxfp4" else quantization["group"]
     zeros = named.get("weight_zeros")
     stored = weights.astype(np.uint8) if fmt != "int8_weight" or zeros is not None else weights
     return a, quant.dequantize_weight_only(stored, named["weight_scales"], zeros, fmt, group)

@@ -1073,9 +1073,7 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
     if (quantization.isW8A8()) {
       config.scales = *quantization.getScales();
     } else {
-      config.group = config.format == QuantFormat::Mxfp4
-                         ? 32
-                         : quantization.getGroup();
+      config.group = quantization.getGroupSize();
       config.zeroPoint = quantization.getZeroPoint();
       // The stored K is halved for two codes per byte.
       config.inFeatures = op.getInput().getType().getDimSize(1);

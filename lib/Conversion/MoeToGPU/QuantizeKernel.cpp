@@ -43,6 +43,12 @@ private:
     return arith::ConstantOp::create(b, loc,
                                      b.getF32FloatAttr(static_cast<float>(value)));
   }
+  /// The first of the lane's 4 columns of 128-column block `block`.
+  Value laneFirstColumn(Value block) {
+    return arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, block, index(kBlockColumns)),
+        arith::MulIOp::create(b, loc, lane, index(kLaneColumns)));
+  }
   /// The lane's 4 values of 128-column block `block`, as f32.
   SmallVector<Value> loadLaneValues(Value block);
   /// The max of `value` over the warp.
@@ -64,9 +70,7 @@ private:
 } // namespace
 
 SmallVector<Value> QuantizeBuilder::loadLaneValues(Value block) {
-  Value first = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, block, index(kBlockColumns)),
-      arith::MulIOp::create(b, loc, lane, index(kLaneColumns)));
+  Value first = laneFirstColumn(block);
   SmallVector<Value> values;
   for (int64_t i = 0; i < kLaneColumns; ++i) {
     Value column = arith::AddIOp::create(b, loc, first, index(i));
@@ -105,9 +109,7 @@ Value QuantizeBuilder::scaleOf(Value amax) {
 
 void QuantizeBuilder::storeCodes(Value block, ArrayRef<Value> values,
                                  Value scale) {
-  Value first = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, block, index(kBlockColumns)),
-      arith::MulIOp::create(b, loc, lane, index(kLaneColumns)));
+  Value first = laneFirstColumn(block);
   SmallVector<Value> quotients;
   for (Value value : values)
     quotients.push_back(arith::DivFOp::create(b, loc, value, scale));

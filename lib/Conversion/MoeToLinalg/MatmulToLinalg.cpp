@@ -34,18 +34,20 @@ using namespace mlir::moe::lowering;
 
 namespace {
 
-/// The f32 value of every e4m3 code, indexed by its bits (NaN codes give
-/// NaN).
-Value buildFp8Table(OpBuilder &b, Location loc) {
+/// The f32 value of every code of the `bitWidth`-bit float format
+/// `semantics` (e4m3, e2m1), indexed by its bits (NaN codes give NaN).
+Value buildDecodeTable(OpBuilder &b, Location loc,
+                       const llvm::fltSemantics &semantics,
+                       unsigned bitWidth) {
   SmallVector<float> values;
-  for (unsigned bits = 0; bits < 256; ++bits) {
-    APFloat value(APFloat::Float8E4M3FN(), APInt(8, bits));
+  for (unsigned bits = 0; bits < (1u << bitWidth); ++bits) {
+    APFloat value(semantics, APInt(bitWidth, bits));
     bool losesInfo = false;
     value.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven,
                   &losesInfo);
     values.push_back(value.convertToFloat());
   }
-  auto type = RankedTensorType::get({256}, b.getF32Type());
+  auto type = RankedTensorType::get({int64_t(1) << bitWidth}, b.getF32Type());
   return arith::ConstantOp::create(
       b, loc, DenseElementsAttr::get(type, ArrayRef<float>(values)));
 }
@@ -57,7 +59,8 @@ Value buildDequantize(OpBuilder &b, Location loc, Value codes, Value scales,
   auto codesType = cast<RankedTensorType>(codes.getType());
   Type f32 = b.getF32Type();
   bool fp8 = isa<Float8E4M3FNType>(codesType.getElementType());
-  Value table = fp8 ? buildFp8Table(b, loc) : Value();
+  Value table =
+      fp8 ? buildDecodeTable(b, loc, APFloat::Float8E4M3FN(), 8) : Value();
   Value output =
       createEmpty(b, loc, tensor::getMixedSizes(b, loc, codes), f32);
   AffineMap identity = b.getMultiDimIdentityMap(codesType.getRank());
@@ -119,7 +122,7 @@ Value buildDequantizeWeightOnly(OpBuilder &b, Location loc,
   QuantFormat format = quantization.getFormat();
   bool packed = format != QuantFormat::Int8Weight;
   bool zeroPoint = quantization.getZeroPoint();
-  int64_t group = format == QuantFormat::Mxfp4 ? 32 : quantization.getGroup();
+  int64_t group = quantization.getGroupSize();
   auto storedType = cast<RankedTensorType>(weights.getType());
   int64_t numExperts = storedType.getDimSize(0);
   int64_t outFeatures = storedType.getDimSize(1);
@@ -127,20 +130,8 @@ Value buildDequantizeWeightOnly(OpBuilder &b, Location loc,
   Type f32 = b.getF32Type();
   Type i32 = b.getI32Type();
   Value e2m1Table;
-  if (format == QuantFormat::Mxfp4) {
-    SmallVector<float> values;
-    for (unsigned bits = 0; bits < 16; ++bits) {
-      APFloat value(APFloat::Float4E2M1FN(), APInt(4, bits));
-      bool losesInfo = false;
-      value.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven,
-                    &losesInfo);
-      values.push_back(value.convertToFloat());
-    }
-    e2m1Table = arith::ConstantOp::create(
-        b, loc,
-        DenseElementsAttr::get(RankedTensorType::get({16}, f32),
-                               ArrayRef<float>(values)));
-  }
+  if (format == QuantFormat::Mxfp4)
+    e2m1Table = buildDecodeTable(b, loc, APFloat::Float4E2M1FN(), 4);
   Value output = createEmpty(
       b, loc,
       {b.getIndexAttr(numExperts), b.getIndexAttr(outFeatures),

@@ -42,6 +42,21 @@ std::string product(ArrayRef<std::string> factors) {
   return result;
 }
 
+/// The blocks of `blockM` slots of an aligned schedule with `slots` slots
+/// (a C++ expression) that can hold an assignment: of the ceil(S / block_m)
+/// blocks, at most A / block_m + min(E, A) (A = S − E·(block_m − 1), the
+/// assignments: each expert's last block may be partial). Launching only
+/// those keeps decode from spending waves on blocks that exit at once (127
+/// of 135 for Qwen3 at M = 1).
+std::string occupiedBlocks(StringRef slots, int64_t numExperts,
+                           int64_t blockM) {
+  std::string assignments =
+      llvm::formatv("(({0}) - {1})", slots, numExperts * (blockM - 1));
+  return llvm::formatv("std::min<int64_t>((({0}) + {1}) / {2}, {3} / {2} + "
+                       "std::min<int64_t>({4}, {3}))",
+                       slots, blockM - 1, blockM, assignments, numExperts);
+}
+
 /// What the runtime needs to launch a kernel: its `moe.launch` entries.
 int64_t launchParameter(gpu::GPUFuncOp kernel, StringRef key) {
   auto launch = kernel->getAttrOfType<DictionaryAttr>("moe.launch");
@@ -260,8 +275,7 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
        << "\n";
   // Weight-only formats read their stored codes by cp.async: no TMA
   // descriptor, the codes as a [E·N, stored K] byte matrix.
-  bool weightOnly = op.getQuantization().getFormat() != QuantFormat::None &&
-                    !op.getQuantization().isW8A8();
+  bool weightOnly = op.getQuantization().isWeightOnly();
   unsigned map = counter++;
   if (!weightOnly)
     body << llvm::formatv(
@@ -281,16 +295,7 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   auto resultType = cast<RankedTensorType>(op.getResult().getType());
   int64_t width = op.getOutputWidth();
   int64_t blockM = launchParameter(*kernel, "block_m");
-  // The schedule has ceil(S / block_m) blocks, but at most A / block_m +
-  // min(E, A) of them hold an assignment (A = M·k: each expert's last block
-  // may be partial): launching only those keeps decode from spending waves on
-  // blocks that exit at once (127 of 135 for Qwen3 at M = 1).
-  std::string assignments = llvm::formatv("(({0}) - {1})", slots.sizes[0],
-                                          numExperts * (blockM - 1));
-  std::string grid0 = llvm::formatv(
-      "std::min<int64_t>((({0}) + {1}) / {2}, {3} / {2} + "
-      "std::min<int64_t>({4}, {3}))",
-      slots.sizes[0], blockM - 1, blockM, assignments, numExperts);
+  std::string grid0 = occupiedBlocks(slots.sizes[0], numExperts, blockM);
   int64_t tileN = launchParameter(*kernel, "tile_n");
   std::string grid1 = std::to_string((width + tileN - 1) / tileN);
   std::string grid2 = std::to_string(launchParameter(*kernel, "split_k"));
@@ -379,21 +384,16 @@ LogicalResult HostEmitter::emitQuantize(QuantizeOp op) {
   body << "  {\n  Params " << params << ";\n";
   for (const Buffer &buffer : {input, codes, scales})
     addMemref(buffer, params);
-  // Rows of an aligned schedule: only the blocks that can hold an
-  // assignment (A / block_m + min(E, A) of them) are launched, and the
-  // kernel stops at the padded count.
+  // Rows of an aligned schedule: only the rows of the blocks that can hold
+  // an assignment are launched, and the kernel stops at the padded count.
   std::string launchedRows = rows;
   if (launchParameter(*kernel, "bounded")) {
     auto producer = op.getInput().getDefiningOp<ExpertMatmulOp>();
     addMemref(buffers.lookup(producer.getNumPadded()), params);
     int64_t blockM = *producer.getBlockM();
-    int64_t numExperts = producer.getNumExperts();
-    std::string assignments =
-        llvm::formatv("(({0}) - {1})", rows, numExperts * (blockM - 1));
     launchedRows = llvm::formatv(
-        "std::min<int64_t>({0}, ({1} / {2} + std::min<int64_t>({3}, {1})) * "
-        "{2})",
-        rows, assignments, blockM, numExperts);
+        "({0}) * {1}", occupiedBlocks(rows, producer.getNumExperts(), blockM),
+        blockM);
   }
   int64_t rowsPerBlock = launchParameter(*kernel, "rows_per_block");
   launch(*kernel, params,

@@ -20,7 +20,7 @@
 // SOURCE-NEXT: .add(memref
 // SOURCE-NEXT: Memref<3> memref{{[0-9]+}} = {static_cast<char *>(const_cast<void *>(arg4)), {{.*}}, 0, {8, 2, 2}, {((1) * (2)) * (2), (1) * (2), 1}};
 // SOURCE: // moe.quantize
-// SOURCE: launch(kernels, 3, {((std::min<int64_t>(((numTokens) * 2 + 504), (((((numTokens) * 2 + 504)) - 504) / 64 + std::min<int64_t>(8, ((((numTokens) * 2 + 504)) - 504))) * 64)) + 3) / 4, 1, 1}, 128, 0, stream,
+// SOURCE: launch(kernels, 3, {(((std::min<int64_t>(((((numTokens) * 2 + 504)) + 63) / 64, ((((numTokens) * 2 + 504)) - 504) / 64 + std::min<int64_t>(8, ((((numTokens) * 2 + 504)) - 504)))) * 64) + 3) / 4, 1, 1}, 128, 0, stream,
 // SOURCE: // moe.expert_matmul (combine)
 // SOURCE: moe_rt_encode_tma_2d(&map{{[0-9]+}}, const_cast<void *>(arg5), 2048, 128, 1, 128, 128)
 

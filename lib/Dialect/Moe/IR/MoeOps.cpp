@@ -360,7 +360,7 @@ static FailureOr<int64_t> verifyWeightOnly(Operation *op, StringRef aName,
     return op->emitOpError() << "expects weights stored as " << stored
                              << " for " << quantization << ", got "
                              << weightsType;
-  int64_t group = format == QuantFormat::Mxfp4 ? 32 : quantization.getGroup();
+  int64_t group = quantization.getGroupSize();
   if (inFeatures % group != 0)
     return op->emitOpError() << "expects K = " << inFeatures
                              << " to be a multiple of the group " << group;

@@ -65,10 +65,6 @@ struct ExpertMatmulSpec {
     return spec;
   }
 
-  bool isQuantized() const {
-    return quantization && quantization.getFormat() != QuantFormat::None;
-  }
-
   /// Describes the producer of `value` if it is a grouped matmul or an
   /// expert matmul in the offsets form that writes rows (no scatter).
   static std::optional<ExpertMatmulSpec> ofRowsProducer(Value value) {

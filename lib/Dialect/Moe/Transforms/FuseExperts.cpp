@@ -52,9 +52,10 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
     // quantization moves before the gather, onto the token rows.
     auto quantize = spec.input.template getDefiningOp<QuantizeOp>();
     if (quantize) {
-      if (quantize.getScales() != spec.inputScales ||
-          !quantize.getCodes().hasOneUse() ||
-          !quantize.getScales().hasOneUse())
+      if (quantize.getScales() != spec.inputScales)
+        return rewriter.notifyMatchFailure(
+            matmul, "input scales of another quantization");
+      if (!quantize.getCodes().hasOneUse() || !quantize.getScales().hasOneUse())
         return rewriter.notifyMatchFailure(
             matmul, "quantized rows or scales have another use");
       // A per-tensor scale depends on which rows are gathered.

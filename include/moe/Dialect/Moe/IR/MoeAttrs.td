@@ -141,6 +141,16 @@ def Moe_QuantizationAttr : AttrDef<Moe_Dialect, "Quantization"> {
       return getFormat() == QuantFormat::Fp8 ||
              getFormat() == QuantFormat::Int8;
     }
+    /// Whether only the weights are quantized (stored codes, bf16/f16/f32
+    /// activations).
+    bool isWeightOnly() {
+      return getFormat() != QuantFormat::None && !isW8A8();
+    }
+    /// The K extent of one weight scale of a weight-only format: 32 for
+    /// mxfp4 (the MX block), else `group`.
+    int64_t getGroupSize() {
+      return getFormat() == QuantFormat::Mxfp4 ? 32 : getGroup();
+    }
   }];
 }
 
