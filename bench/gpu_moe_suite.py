@@ -39,7 +39,7 @@ from moe_compiler import quant, reference  # noqa: E402
 SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3", "gpt_oss_120b")
 # The w8a8 expert blocks: (shape, scheme) as configs.QUANTIZED_BLOCKS.
 QUANTIZED = (("deepseek_v3", "fp8_block"), ("qwen3_30b_a3b", "fp8_channel"),
-             ("qwen3_30b_a3b", "int8_channel"))
+             ("qwen3_30b_a3b", "int8_channel"), ("qwen3_30b_a3b", "fp8_tensor"))
 # The weight-only blocks: (shape, scheme) as configs.WEIGHT_ONLY_BLOCKS.
 WEIGHT_ONLY = (("mixtral_8x7b", "int4_g128"), ("gpt_oss_120b", "mxfp4"),
                ("qwen3_30b_a3b", "int4_g32_zp"), ("qwen3_30b_a3b", "int8w_g64"))
@@ -147,7 +147,8 @@ def make_routing(config, m, kind, generator):
 
 def quantize_weights(w, quant_config):
     """Codes and f32 scales of weights [E, N, K] on the GPU: fp8 per 128x128
-    block or per output channel, int8 per output channel (amax / qmax,
+    block, per output channel or per expert (per tensor), int8 per output
+    channel (amax / qmax,
     round to nearest even, saturate). The oracle dequantizes these codes, so
     only their validity matters, not that this rule is the checkpoints'."""
     e, n, k = w.shape
@@ -159,6 +160,10 @@ def quantize_weights(w, quant_config):
         scales = tiles.abs().amax(dim=(2, 4)) / qmax
         scales = torch.where(scales > 0, scales, torch.ones_like(scales))
         full = scales.repeat_interleave(128, 1).repeat_interleave(128, 2)
+    elif layout == "per_tensor":
+        scales = w.abs().amax(dim=(1, 2)) / qmax
+        scales = torch.where(scales > 0, scales, torch.ones_like(scales))
+        full = scales[:, None, None]
     else:
         scales = w.abs().amax(dim=2) / qmax
         scales = torch.where(scales > 0, scales, torch.ones_like(scales))
@@ -177,9 +182,9 @@ def make_quantized_weights(config, generator):
     tensors = []
     for n, k in ((2 * i, h), (h, i)):
         codes = torch.empty(e, n, k, dtype=code_type, device="cuda")
-        block = quant_config["scales"] == "block"
-        scales = torch.empty((e, n // 128, k // 128) if block else (e, n),
-                             dtype=torch.float32, device="cuda")
+        scales_shape = {"block": (e, n // 128, k // 128), "per_tensor": (e,)}.get(
+            quant_config["scales"], (e, n))
+        scales = torch.empty(scales_shape, dtype=torch.float32, device="cuda")
         for expert in range(e):
             w = torch.randn(1, n, k, device="cuda", generator=generator) / math.sqrt(k)
             expert_codes, expert_scales = quantize_weights(w, quant_config)
@@ -291,11 +296,12 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
             def dequantized(matrix, expert):
                 return dequantized_expert(*matrix, expert, scheme)
 
-            def oracle(x, ids, weights):
+            def oracle(x, ids, weights, rows):
+                # Per-tensor scales are over all rows: the oracle takes them all.
                 return quant.w8a8_expert_block_rows(
                     x, ids, weights, lambda ex: dequantized(w13, ex) if 0 <= ex < e else None,
                     lambda ex: dequantized(w2, ex), h, scheme["format"], scheme["scales"],
-                    activation)
+                    activation, rows)
             tolerance = W8A8_TOLERANCE[scheme["format"]]
         else:
             scheme = config["weight_only"]
@@ -304,9 +310,9 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
             w13 = tensors[:per_matrix] + [None] * (3 - per_matrix)
             w2 = tensors[per_matrix:] + [None] * (3 - per_matrix)
 
-            def oracle(x, ids, weights):
+            def oracle(x, ids, weights, rows):
                 return quant.expert_block_rows(
-                    x, ids, weights,
+                    x[rows], ids[rows], weights[rows],
                     lambda ex: dequantized_weight_only(*w13, ex, scheme) if 0 <= ex < e else None,
                     lambda ex: dequantized_weight_only(*w2, ex, scheme), h, activation)
             tolerance = 1e-2
@@ -322,8 +328,8 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
             layer(x, ids, weights, *tensors, out)
             torch.cuda.synchronize()
             rows = sample_rows(m, 4, generator)
-            expected = oracle(x[rows].double().cpu().numpy(), ids[rows].cpu().numpy(),
-                              weights[rows].cpu().numpy())
+            expected = oracle(x.double().cpu().numpy(), ids.cpu().numpy(),
+                              weights.cpu().numpy(), rows)
             got = out[rows].double().cpu().numpy()
             error = relative_l2(got, expected)
             finite = bool(torch.isfinite(out).all())

@@ -122,7 +122,7 @@ def _bf16_block(config: LayerConfig) -> tuple[list[str], list[str]]:
 @dataclasses.dataclass(frozen=True)
 class QuantScheme:
     """A w8a8 format of an expert block: `format` (fp8 or int8) and the scale
-    layout of `#moe.quant` (per_token_channel or block)."""
+    layout of `#moe.quant` (per_tensor, per_token_channel or block)."""
 
     name: str
     format: str
@@ -133,9 +133,13 @@ class QuantScheme:
         return "f8E4M3FN" if self.format == "fp8" else "i8"
 
     def activation_scale_type(self, k: int) -> str:
+        if self.scales == "per_tensor":
+            return "tensor<1xf32>"
         return f"tensor<?x{k // 128}xf32>" if self.scales == "block" else "tensor<?xf32>"
 
     def weight_scale_type(self, e: int, n: int, k: int) -> str:
+        if self.scales == "per_tensor":
+            return f"tensor<{e}xf32>"
         if self.scales == "block":
             return f"tensor<{e}x{n // 128}x{k // 128}xf32>"
         return f"tensor<{e}x{n}xf32>"
@@ -144,12 +148,15 @@ class QuantScheme:
 FP8_BLOCK = QuantScheme("fp8_block", "fp8", "block")
 FP8_CHANNEL = QuantScheme("fp8_channel", "fp8", "per_token_channel")
 INT8_CHANNEL = QuantScheme("int8_channel", "int8", "per_token_channel")
+FP8_TENSOR = QuantScheme("fp8_tensor", "fp8", "per_tensor")
 
 # The quantized expert blocks the GPU suite checks and times: DeepSeek-V3's
 # fp8 checkpoint format (1x128 activation, 128x128 weight blocks), Qwen3 fp8
-# per token x per channel, and int8 w8a8 on the same shape.
+# per token x per channel, int8 w8a8 and fp8 with per-tensor scales (the
+# scheme of the first fp8 checkpoints, one scale per weight matrix and a
+# dynamic one for the activations) on the same shape.
 QUANTIZED_BLOCKS = ((DEEPSEEK_V3, FP8_BLOCK), (QWEN3_30B_A3B, FP8_CHANNEL),
-                    (QWEN3_30B_A3B, INT8_CHANNEL))
+                    (QWEN3_30B_A3B, INT8_CHANNEL), (QWEN3_30B_A3B, FP8_TENSOR))
 
 
 @dataclasses.dataclass(frozen=True)

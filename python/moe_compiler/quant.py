@@ -261,20 +261,47 @@ def dequantize(codes, scales, fmt: str, layout: str, role: str) -> np.ndarray:
 
 
 def w8a8_expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, fmt: str,
-                           layout: str, activation_fn) -> np.ndarray:
+                           layout: str, activation_fn, rows=None) -> np.ndarray:
     """The float64 oracle of a w8a8 expert block for the token rows `x`
     [T, H] (their ids and routing weights [T, k]): the activations are
-    quantized per token (GEMM1) and per assignment row of the bf16
-    intermediate (GEMM2), as the IR's two `moe.quantize` state. `w13_of(e)`
-    and `w2_of(e)` return expert e's dequantized float64 weights, or None
-    for an id outside [0, E), which is skipped. `activation_fn` maps
-    [1, 2I] to [1, I]."""
-    def requantize(rows):
-        codes, scales = quantize_activation(rows, fmt, layout)
+    quantized as the IR's two `moe.quantize` state, GEMM1's per token (or
+    1×128 group) or over the whole of `x`, GEMM2's per row (or group) of
+    the bf16 intermediate or over every scheduled assignment's row.
+    `w13_of(e)` and `w2_of(e)` return expert e's dequantized float64
+    weights, or None for an id outside [0, E), which is skipped.
+    `activation_fn` maps [R, 2I] to [R, I]. Returns the rows `rows` of the
+    output (all by default); per-tensor scales still come from all of `x`
+    and `ids`."""
+    x = _f64(x)
+    ids, weights = np.asarray(ids), np.asarray(weights)
+    if rows is None:
+        rows = np.arange(x.shape[0])
+
+    def requantize(values):
+        codes, scales = quantize_activation(values, fmt, layout)
         return dequantize(codes, scales, fmt, layout, "activation")
 
-    return expert_block_rows(requantize(x), ids, weights, w13_of, w2_of, hidden,
-                             activation_fn, requantize)
+    if layout != "per_tensor":
+        return expert_block_rows(requantize(x[rows]), ids[rows], weights[rows], w13_of,
+                                 w2_of, hidden, activation_fn, requantize)
+    x_values = requantize(x)
+    # The intermediate's one scale: the amax over every scheduled
+    # assignment's bf16 row, one expert at a time.
+    amax = 0.0
+    for expert in np.unique(ids):
+        w13 = w13_of(int(expert))
+        if w13 is None:
+            continue
+        tokens = np.nonzero((ids == expert).any(axis=1))[0]
+        act = activation_fn(x_values[tokens] @ w13.T)
+        amax = max(amax, float(np.max(np.abs(act.astype(ml_dtypes.bfloat16).astype(np.float64)))))
+    scale = _scale(amax, FP8_MAX)
+
+    def requantize_intermediate(values):
+        return _to_fp8(_divide_f32(values, scale)).astype(np.float64) * scale
+
+    return expert_block_rows(x_values[rows], ids[rows], weights[rows], w13_of, w2_of,
+                             hidden, activation_fn, requantize_intermediate)
 
 
 # the weight-only expert block ----------------------------------------------------

@@ -41,8 +41,8 @@ def quantize_weights(w, scheme):
 
 
 @pytest.mark.parametrize("fuse", [False, True], ids=["as-written", "fused"])
-@pytest.mark.parametrize("scheme", [configs.FP8_BLOCK, configs.FP8_CHANNEL, configs.INT8_CHANNEL],
-                         ids=lambda s: s.name)
+@pytest.mark.parametrize("scheme", [configs.FP8_BLOCK, configs.FP8_CHANNEL, configs.INT8_CHANNEL,
+                                    configs.FP8_TENSOR], ids=lambda s: s.name)
 def test_w8a8_expert_block(tmp_path, scheme, fuse):
     config = SMALL
     e, k, h, i = config.num_experts, config.k, config.hidden, config.intermediate

@@ -76,8 +76,15 @@ struct MoeEmitGpuKernelsPass
       if (auto quantize = dyn_cast<QuantizeOp>(op)) {
         FailureOr<gpu::GPUFuncOp> kernel = buildQuantizeKernel(
             b, kernels, quantize, uniqueName(symbols, "quantize"));
-        if (succeeded(kernel))
-          record(op, "moe.gpu_kernel", *kernel);
+        if (failed(kernel))
+          continue;
+        record(op, "moe.gpu_kernel", *kernel);
+        if (quantize.getQuantization().getScales() != ScaleLayout::PerTensor)
+          continue;
+        FailureOr<gpu::GPUFuncOp> amax = buildQuantizeAmaxKernel(
+            b, kernels, quantize, uniqueName(symbols, "quantize_amax"));
+        if (succeeded(amax))
+          record(op, "moe.gpu_amax_kernel", *amax);
         continue;
       }
       auto matmul = cast<ExpertMatmulOp>(op);

@@ -53,15 +53,27 @@ FailureOr<gpu::GPUFuncOp> buildAlignKernel(OpBuilder &b,
                                            gpu::GPUModuleOp module, AlignOp op,
                                            StringRef name);
 
-/// The dynamic quantization `op` (fp8 or int8; per token or 1x128 blocks;
-/// bf16 or f32 rows, K % 128 == 0). Arguments: input memref<?xKxT>, codes
-/// memref<?xKxi8> and scales memref (the op's shape) out, and, when
-/// `bounded` in `moe.launch` (the input is an aligned matmul's rows), the
-/// padded count memref<1xi32>. Launch: grid ceil(rows / rows_per_block) of
-/// `threads`.
+/// The dynamic quantization `op` (fp8 or int8; per tensor, per token or
+/// 1x128 blocks; bf16 or f32 rows, K % 128 == 0). Arguments: input
+/// memref<?xKxT>, codes memref<?xKxi8> and scales memref (the op's shape)
+/// out, for per-tensor the amax word memref<1xi32> that
+/// buildQuantizeAmaxKernel's kernel filled, and, when `bounded` in
+/// `moe.launch` (the input is an aligned matmul's rows), the padded count
+/// memref<1xi32>. Launch: grid ceil(rows / rows_per_block) of `threads`.
 FailureOr<gpu::GPUFuncOp> buildQuantizeKernel(OpBuilder &b,
                                               gpu::GPUModuleOp module,
                                               QuantizeOp op, StringRef name);
+
+/// The amax pass of a per-tensor `op`: the f32 bits of max |input| by an
+/// atomic max into a word that must be zero before. Arguments: input
+/// memref<?xKxT>, the word memref<1xi32>, and, when `bounded`, the padded
+/// count memref<1xi32> and the producer's slots memref<?xi32> (slots past
+/// the padded count or holding the sentinel M·k are skipped). Launch: grid
+/// min(ceil(rows / rows_per_block), max_blocks) of `threads`.
+FailureOr<gpu::GPUFuncOp> buildQuantizeAmaxKernel(OpBuilder &b,
+                                                  gpu::GPUModuleOp module,
+                                                  QuantizeOp op,
+                                                  StringRef name);
 
 /// Converts the f32 sums of combining `op` to its result type. Arguments:
 /// sums memref<?xNxf32>, out memref<?xN x result type>. Launch: grid (M,

@@ -7,6 +7,12 @@
 // (cvt.rn.satfinite.e4m3x2 for fp8; round, clamp and convert for int8),
 // which is the rule of moe.quantize bit for bit.
 //
+// A per-tensor scale needs the amax of the whole tensor before any code is
+// written, which one grid cannot wait for: a first kernel reduces each
+// warp's rows and takes an atomic max of the f32 bits (non-negative floats
+// order as their i32 bits) into a zeroed word; the quantization kernel then
+// reads it.
+//
 //===----------------------------------------------------------------------===//
 
 #include "MoeGpuKernels.h"
@@ -34,6 +40,9 @@ public:
       : b(b), loc(loc), fp8(fp8), layout(layout), columns(columns) {}
 
   void build(gpu::GPUFuncOp func, bool bounded);
+  /// The per-tensor amax kernel; `slotPadding` (E·(block_m − 1)) when the
+  /// rows are an aligned schedule's, whose unscheduled slots it skips.
+  void buildAmax(gpu::GPUFuncOp func, std::optional<int64_t> slotPadding);
 
 private:
   Value index(int64_t value) {
@@ -59,13 +68,17 @@ private:
   Value scaleOf(Value amax);
   /// Stores the codes of the lane's `values` of block `block`.
   void storeCodes(Value block, ArrayRef<Value> values, Value scale);
+  /// The lane's max |v| over all blocks of `row`, starting from `amax`.
+  Value rowLaneAmax(Value amax);
+  /// Sets `lane` and returns the warp index of the thread.
+  Value warpOfThread();
 
   OpBuilder &b;
   Location loc;
   bool fp8;
   ScaleLayout layout;
   int64_t columns;
-  Value input, codes, scales, row, lane;
+  Value input, codes, scales, amaxWord, row, lane;
 };
 } // namespace
 
@@ -144,28 +157,130 @@ void QuantizeBuilder::storeCodes(Value block, ArrayRef<Value> values,
                                               index(static_cast<int64_t>(i)))});
 }
 
+Value QuantizeBuilder::rowLaneAmax(Value amax) {
+  return scf::ForOp::create(
+             b, loc, index(0), index(columns / kBlockColumns), index(1),
+             ValueRange{amax},
+             [&](OpBuilder &, Location, Value column, ValueRange args) {
+               scf::YieldOp::create(
+                   b, loc, laneAmax(loadLaneValues(column), args[0]));
+             })
+      .getResult(0);
+}
+
+Value QuantizeBuilder::warpOfThread() {
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
+  return arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
+}
+
+/// The rows of `input` to work on: all, or those before the padded count
+/// `paddedWord` of an aligned schedule (whose rows beyond it hold nothing).
+static Value boundedRows(OpBuilder &b, Location loc, Value input,
+                         Value paddedWord) {
+  Value rows = memref::DimOp::create(b, loc, input, 0);
+  if (!paddedWord)
+    return rows;
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  Value padded = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      memref::LoadOp::create(b, loc, paddedWord, ValueRange{zero}));
+  return arith::MinUIOp::create(b, loc, rows, padded);
+}
+
+void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
+                                std::optional<int64_t> slotPadding) {
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  input = entry.getArgument(0);
+  amaxWord = entry.getArgument(1);
+  Value warp = warpOfThread();
+  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value gridBlocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+  Value firstRow = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, block, index(kRowsPerBlock)), warp);
+  Value rowStep =
+      arith::MulIOp::create(b, loc, gridBlocks, index(kRowsPerBlock));
+  Value slots, assignments;
+  if (slotPadding) {
+    slots = entry.getArgument(3);
+    // M·k, from the schedule's length M·k + E·(block_m − 1); slots holding
+    // it are padding, which the matmul never wrote.
+    assignments = arith::SubIOp::create(
+        b, loc, memref::DimOp::create(b, loc, slots, 0), index(*slotPadding));
+  }
+  Value rows = boundedRows(b, loc, input,
+                           slotPadding ? entry.getArgument(2) : Value());
+  // A warp walks rows firstRow, firstRow + rowStep, ... so that the grid
+  // stays small and there is one atomic per warp.
+  auto rowLoop = scf::ForOp::create(
+      b, loc, firstRow, rows, rowStep, ValueRange{f32(0)},
+      [&](OpBuilder &, Location, Value rowIndex, ValueRange args) {
+        row = rowIndex;
+        if (!slotPadding) {
+          scf::YieldOp::create(b, loc, rowLaneAmax(args[0]));
+          return;
+        }
+        Value assignment = arith::IndexCastOp::create(
+            b, loc, b.getIndexType(),
+            memref::LoadOp::create(b, loc, slots, ValueRange{row}));
+        Value scheduled = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::ult, assignment, assignments);
+        auto ifOp = scf::IfOp::create(
+            b, loc, scheduled,
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc, rowLaneAmax(args[0]));
+            },
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc, args[0]);
+            });
+        scf::YieldOp::create(b, loc, ifOp.getResult(0));
+      });
+  Value amax = warpMax(rowLoop.getResult(0));
+  Value isLeader =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, index(0));
+  auto leaderIf = scf::IfOp::create(b, loc, isLeader, /*withElse=*/false);
+  b.setInsertionPointToStart(leaderIf.thenBlock());
+  Value bits = arith::BitcastOp::create(b, loc, b.getI32Type(), amax);
+  memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::maxs, bits,
+                              amaxWord, ValueRange{index(0)});
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+}
+
 void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   input = entry.getArgument(0);
   codes = entry.getArgument(1);
   scales = entry.getArgument(2);
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
-  Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
+  unsigned nextArgument = 3;
+  if (layout == ScaleLayout::PerTensor)
+    amaxWord = entry.getArgument(nextArgument++);
+  Value paddedWord = bounded ? entry.getArgument(nextArgument) : Value();
+  Value warp = warpOfThread();
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   row = arith::AddIOp::create(
       b, loc, arith::MulIOp::create(b, loc, block, index(kRowsPerBlock)), warp);
-  // Rows past the input, or past the padded count of an aligned schedule
-  // (whose rows beyond it hold nothing), are skipped.
-  Value rows = memref::DimOp::create(b, loc, input, 0);
-  if (bounded) {
-    Value padded = arith::IndexCastOp::create(
-        b, loc, b.getIndexType(),
-        memref::LoadOp::create(b, loc, entry.getArgument(3),
-                               ValueRange{index(0)}));
-    rows = arith::MinUIOp::create(b, loc, rows, padded);
+  Value tensorScale;
+  if (layout == ScaleLayout::PerTensor) {
+    // The amax kernel ran before: its word holds the f32 bits of the amax.
+    Value bits =
+        memref::LoadOp::create(b, loc, amaxWord, ValueRange{index(0)});
+    tensorScale =
+        scaleOf(arith::BitcastOp::create(b, loc, b.getF32Type(), bits));
+    Value isFirstThread = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::eq, row, index(0));
+    isFirstThread = arith::AndIOp::create(
+        b, loc, isFirstThread,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane,
+                              index(0)));
+    auto firstIf = scf::IfOp::create(b, loc, isFirstThread, false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(firstIf.thenBlock());
+    memref::StoreOp::create(b, loc, tensorScale, scales, ValueRange{index(0)});
   }
+  Value rows = boundedRows(b, loc, input, paddedWord);
   Value inRange =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, rows);
   auto ifOp = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
@@ -174,7 +289,14 @@ void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, index(0));
   int64_t numBlocks = columns / kBlockColumns;
 
-  if (layout == ScaleLayout::Block) {
+  if (layout == ScaleLayout::PerTensor) {
+    scf::ForOp::create(
+        b, loc, index(0), index(numBlocks), index(1), ValueRange{},
+        [&](OpBuilder &, Location, Value column, ValueRange) {
+          storeCodes(column, loadLaneValues(column), tensorScale);
+          scf::YieldOp::create(b, loc);
+        });
+  } else if (layout == ScaleLayout::Block) {
     scf::ForOp::create(
         b, loc, index(0), index(numBlocks), index(1), ValueRange{},
         [&](OpBuilder &, Location, Value column, ValueRange) {
@@ -192,13 +314,7 @@ void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
         });
   } else {
     // Per token: the row's amax first, then the codes.
-    auto amaxLoop = scf::ForOp::create(
-        b, loc, index(0), index(numBlocks), index(1), ValueRange{f32(0)},
-        [&](OpBuilder &, Location, Value column, ValueRange args) {
-          scf::YieldOp::create(
-              b, loc, laneAmax(loadLaneValues(column), args[0]));
-        });
-    Value scale = scaleOf(warpMax(amaxLoop.getResult(0)));
+    Value scale = scaleOf(warpMax(rowLaneAmax(f32(0))));
     auto leaderIf = scf::IfOp::create(b, loc, isLeader, false);
     {
       OpBuilder::InsertionGuard guard(b);
@@ -224,51 +340,98 @@ static bool isAlignedRows(Value value) {
          !producer.getUnpermute();
 }
 
-FailureOr<gpu::GPUFuncOp>
-mlir::moe::buildQuantizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                               QuantizeOp op, StringRef name) {
-  QuantizationAttr quantization = op.getQuantization();
-  ScaleLayout layout = *quantization.getScales();
+/// Why `op` has no GPU kernel, or success.
+static LogicalResult checkSupported(QuantizeOp op) {
   auto inputType = op.getInput().getType();
   int64_t columns = inputType.getDimSize(1);
   Type element = inputType.getElementType();
-  if (layout == ScaleLayout::PerTensor)
-    return op.emitRemark("no GPU kernel yet for per-tensor dynamic "
-                         "quantization (a grid-wide amax)");
   if (ShapedType::isDynamic(columns) || columns % kBlockColumns != 0 ||
       !(element.isBF16() || element.isF32()))
     return op.emitRemark("no GPU kernel yet: needs bf16 or f32 rows with a "
                          "multiple of 128 columns");
+  return success();
+}
+
+/// A kernel function `name` of `arguments` at the end of `module`, launched
+/// with `threads`, `rows_per_block`, `bounded` and `extra` in `moe.launch`.
+static gpu::GPUFuncOp createKernel(OpBuilder &b, Location loc,
+                                   gpu::GPUModuleOp module, StringRef name,
+                                   ArrayRef<Type> arguments, bool bounded,
+                                   ArrayRef<NamedAttribute> extra = {}) {
+  b.setInsertionPointToEnd(module.getBody());
+  auto func =
+      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  SmallVector<NamedAttribute> launch = {
+      b.getNamedAttr("threads", b.getI64IntegerAttr(kRowsPerBlock * kWarpSize)),
+      b.getNamedAttr("rows_per_block", b.getI64IntegerAttr(kRowsPerBlock)),
+      b.getNamedAttr("bounded", b.getI64IntegerAttr(bounded))};
+  llvm::append_range(launch, extra);
+  func->setAttr("moe.launch", b.getDictionaryAttr(launch));
+  return func;
+}
+
+FailureOr<gpu::GPUFuncOp>
+mlir::moe::buildQuantizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                               QuantizeOp op, StringRef name) {
+  if (failed(checkSupported(op)))
+    return failure();
+  QuantizationAttr quantization = op.getQuantization();
+  ScaleLayout layout = *quantization.getScales();
+  auto inputType = op.getInput().getType();
+  int64_t columns = inputType.getDimSize(1);
   bool bounded = isAlignedRows(op.getInput());
 
   OpBuilder::InsertionGuard guard(b);
-  Location loc = op.getLoc();
-  b.setInsertionPointToEnd(module.getBody());
   auto dynamic = ShapedType::kDynamic;
   SmallVector<int64_t> scalesShape(
       cast<RankedTensorType>(op.getScales().getType()).getShape());
   SmallVector<Type> arguments = {
-      MemRefType::get({dynamic, columns}, element),
+      MemRefType::get({dynamic, columns}, inputType.getElementType()),
       MemRefType::get({dynamic, columns}, b.getI8Type()),
       MemRefType::get(scalesShape, b.getF32Type())};
+  if (layout == ScaleLayout::PerTensor)
+    arguments.push_back(MemRefType::get({1}, b.getI32Type()));
   if (bounded)
     arguments.push_back(MemRefType::get({1}, b.getI32Type()));
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  // Grid ceil(rows / rows_per_block) of `threads`, one warp per row;
-  // `bounded`: a fourth argument, the producer's padded count, bounds the
-  // rows.
-  func->setAttr(
-      "moe.launch",
-      b.getDictionaryAttr(
-          {b.getNamedAttr("threads",
-                          b.getI64IntegerAttr(kRowsPerBlock * kWarpSize)),
-           b.getNamedAttr("rows_per_block",
-                          b.getI64IntegerAttr(kRowsPerBlock)),
-           b.getNamedAttr("bounded", b.getI64IntegerAttr(bounded))}));
-  QuantizeBuilder(b, loc, quantization.getFormat() == QuantFormat::Fp8, layout,
-                  columns)
+  // Grid ceil(rows / rows_per_block) of `threads`, one warp per row.
+  gpu::GPUFuncOp func =
+      createKernel(b, op.getLoc(), module, name, arguments, bounded);
+  QuantizeBuilder(b, op.getLoc(), quantization.getFormat() == QuantFormat::Fp8,
+                  layout, columns)
       .build(func, bounded);
+  return func;
+}
+
+FailureOr<gpu::GPUFuncOp>
+mlir::moe::buildQuantizeAmaxKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                                   QuantizeOp op, StringRef name) {
+  if (failed(checkSupported(op)))
+    return failure();
+  auto inputType = op.getInput().getType();
+  int64_t columns = inputType.getDimSize(1);
+  auto producer = op.getInput().getDefiningOp<ExpertMatmulOp>();
+  bool bounded = isAlignedRows(op.getInput());
+
+  OpBuilder::InsertionGuard guard(b);
+  auto dynamic = ShapedType::kDynamic;
+  SmallVector<Type> arguments = {
+      MemRefType::get({dynamic, columns}, inputType.getElementType()),
+      MemRefType::get({1}, b.getI32Type())};
+  std::optional<int64_t> slotPadding;
+  if (bounded) {
+    arguments.push_back(MemRefType::get({1}, b.getI32Type()));
+    arguments.push_back(MemRefType::get({dynamic}, b.getI32Type()));
+    slotPadding = producer.getNumExperts() * (*producer.getBlockM() - 1);
+  }
+  // Two blocks of 4 warps per SM of an H100 (132) are enough to keep the
+  // reads in flight; more would only add atomics on the one word.
+  gpu::GPUFuncOp func = createKernel(
+      b, op.getLoc(), module, name, arguments, bounded,
+      {b.getNamedAttr("max_blocks", b.getI64IntegerAttr(264))});
+  QuantizeBuilder(b, op.getLoc(),
+                  op.getQuantization().getFormat() == QuantFormat::Fp8,
+                  ScaleLayout::PerTensor, columns)
+      .buildAmax(func, slotPadding);
   return func;
 }

@@ -380,26 +380,60 @@ LogicalResult HostEmitter::emitQuantize(QuantizeOp op) {
                                                      : std::to_string(size));
   Buffer scales =
       allocate(op.getScales(), scaleSizes, scalesType.getElementType());
-  std::string params = "params" + std::to_string(counter++);
-  body << "  {\n  Params " << params << ";\n";
-  for (const Buffer &buffer : {input, codes, scales})
-    addMemref(buffer, params);
   // Rows of an aligned schedule: only the rows of the blocks that can hold
-  // an assignment are launched, and the kernel stops at the padded count.
+  // an assignment are launched, and the kernels stop at the padded count.
   std::string launchedRows = rows;
-  if (launchParameter(*kernel, "bounded")) {
-    auto producer = op.getInput().getDefiningOp<ExpertMatmulOp>();
-    addMemref(buffers.lookup(producer.getNumPadded()), params);
+  bool bounded = launchParameter(*kernel, "bounded");
+  auto producer = op.getInput().getDefiningOp<ExpertMatmulOp>();
+  if (bounded) {
     int64_t blockM = *producer.getBlockM();
     launchedRows = llvm::formatv(
         "({0}) * {1}", occupiedBlocks(rows, producer.getNumExperts(), blockM),
         blockM);
   }
   int64_t rowsPerBlock = launchParameter(*kernel, "rows_per_block");
-  launch(*kernel, params,
-         {llvm::formatv("(({0}) + {1}) / {2}", launchedRows, rowsPerBlock - 1,
-                        rowsPerBlock),
-          "1", "1"});
+  std::string rowBlocks = llvm::formatv("(({0}) + {1}) / {2}", launchedRows,
+                                        rowsPerBlock - 1, rowsPerBlock);
+
+  // Per tensor: the amax of all rows first, into a zeroed word.
+  Buffer amaxWord;
+  bool perTensor =
+      op.getQuantization().getScales() == ScaleLayout::PerTensor;
+  if (perTensor) {
+    FailureOr<gpu::GPUFuncOp> amaxKernel =
+        kernelOf(op, "moe.gpu_amax_kernel");
+    if (failed(amaxKernel))
+      return failure();
+    amaxWord = allocateScratch("amax word of the per-tensor quantization",
+                               {"1"}, IntegerType::get(op.getContext(), 32));
+    body << llvm::formatv("  if (moe_rt_status status = "
+                          "moe_rt_memset_zero_async({0}, 4, stream))\n"
+                          "    return status;\n",
+                          amaxWord.address);
+    std::string params = "params" + std::to_string(counter++);
+    body << "  {\n  Params " << params << ";\n";
+    addMemref(input, params);
+    addMemref(amaxWord, params);
+    if (bounded) {
+      addMemref(buffers.lookup(producer.getNumPadded()), params);
+      addMemref(buffers.lookup(producer.getSlots()), params);
+    }
+    launch(*amaxKernel, params,
+           {llvm::formatv("std::min<int64_t>({0}, {1})", rowBlocks,
+                          launchParameter(*amaxKernel, "max_blocks")),
+            "1", "1"});
+    body << "  }\n";
+  }
+
+  std::string params = "params" + std::to_string(counter++);
+  body << "  {\n  Params " << params << ";\n";
+  for (const Buffer &buffer : {input, codes, scales})
+    addMemref(buffer, params);
+  if (perTensor)
+    addMemref(amaxWord, params);
+  if (bounded)
+    addMemref(buffers.lookup(producer.getNumPadded()), params);
+  launch(*kernel, params, {rowBlocks, "1", "1"});
   body << "  }\n";
   return success();
 }

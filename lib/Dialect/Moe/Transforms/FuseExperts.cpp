@@ -38,7 +38,8 @@ namespace {
 /// its A rows from x through the permutation, and moe.permute, whose rows
 /// are no longer needed, becomes moe.sort. A w8a8 matmul of
 /// quantize(permute(x).rows) gathers from quantize(x) instead, which is the
-/// same for the row-wise scale layouts (per token, 1x128 blocks).
+/// same for the row-wise scale layouts (per token, 1x128 blocks) and, since
+/// permute takes every token, for per-tensor scales.
 template <typename MatmulOp>
 struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
   using OpRewritePattern<MatmulOp>::OpRewritePattern;
@@ -58,11 +59,6 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
       if (!quantize.getCodes().hasOneUse() || !quantize.getScales().hasOneUse())
         return rewriter.notifyMatchFailure(
             matmul, "quantized rows or scales have another use");
-      // A per-tensor scale depends on which rows are gathered.
-      if (quantize.getQuantization().getScales() == ScaleLayout::PerTensor)
-        return rewriter.notifyMatchFailure(
-            matmul, "per-tensor quantization does not commute with the "
-                    "gather");
     }
     Value rows = quantize ? quantize.getInput() : spec.input;
     auto permute = rows.getDefiningOp<PermuteOp>();
@@ -71,6 +67,14 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
     if (!permute.getRows().hasOneUse())
       return rewriter.notifyMatchFailure(matmul, "permuted rows have another "
                                                  "use");
+    // A per-tensor scale is the amax of the rows gathered. moe.permute
+    // takes every token k times (its ids are all in range), so with k >= 1
+    // that is the amax of all token rows; with k = 0 nothing is gathered.
+    if (quantize &&
+        quantize.getQuantization().getScales() == ScaleLayout::PerTensor &&
+        permute.getIds().getType().getDimSize(1) < 1)
+      return rewriter.notifyMatchFailure(
+          matmul, "per-tensor quantization of no gathered rows");
     if (spec.offsets != permute.getOffsets() ||
         (spec.slots && spec.slots != permute.getSource()))
       return rewriter.notifyMatchFailure(matmul, "another schedule");
@@ -84,12 +88,14 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
 
     spec.input = permute.getInput();
     if (quantize) {
-      // The same quantization of the token rows: one scale row per token.
+      // The same quantization of the token rows: one scale row per token
+      // (one scale for per-tensor).
       auto tokenRows = cast<RankedTensorType>(spec.input.getType());
       auto codesType = quantize.getCodes().getType();
       auto scalesType = cast<RankedTensorType>(quantize.getScales().getType());
       SmallVector<int64_t> scalesShape(scalesType.getShape());
-      scalesShape[0] = tokenRows.getDimSize(0);
+      if (quantize.getQuantization().getScales() != ScaleLayout::PerTensor)
+        scalesShape[0] = tokenRows.getDimSize(0);
       rewriter.setInsertionPoint(quantize);
       auto tokenQuantize = QuantizeOp::create(
           rewriter, quantize.getLoc(),
