@@ -31,6 +31,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/SCF/Utils/Utils.h"
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -171,7 +172,11 @@ private:
                      config.stages * (config.tileABytes() + config.tileBBytes()),
                      config.packedTileBytes());
   }
-  Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups);
+  /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
+  /// nothing: the first one's scale-d is 0), commits them as a group and
+  /// waits until at most `pendingGroups` groups are in flight.
+  Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups,
+                  bool fresh = false);
   /// The scales of K block `step` (block scales): per fragment half, per
   /// 64-column chunk of the B tile, activation x weight scale.
   SmallVector<Value> blockScales(Value step);
@@ -363,7 +368,7 @@ void KernelBuilder::issueStage(Value step, Value valid) {
 }
 
 Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
-                                int64_t pendingGroups) {
+                                int64_t pendingGroups, bool fresh) {
   // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further.
   Value descriptorA = arith::AddIOp::create(
       b, loc, descriptor(sharedAddress(tileA(stage))), warpgroupOffset);
@@ -387,7 +392,9 @@ Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
     Value stepB = arith::AddIOp::create(b, loc, descriptorB, offset);
     accumulator = NVVM::WgmmaMmaAsyncOp::create(
         b, loc, accumulatorType, accumulator, stepA, stepB, shape,
-        operandType, operandType, sumType, NVVM::WGMMAScaleOut::one,
+        operandType, operandType, sumType,
+        fresh && step == 0 ? NVVM::WGMMAScaleOut::zero
+                           : NVVM::WGMMAScaleOut::one,
         NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
         NVVM::MMALayout::row, NVVM::MMALayout::col,
         NVVM::MMAIntOverflowAttr());
@@ -956,9 +963,9 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   // next is issued, so a stage is refilled only once the wgmma two steps
   // back is done: loads run `prefetch` steps ahead.
   int64_t kSteps = config.kSteps(), stages = config.stages;
-  // A promoted stage's partial sum is read at once: no wgmma stays in
-  // flight across steps.
-  int64_t wgmmaInFlight = stages >= 3 && !config.promotesEachStage() ? 1 : 0;
+  // A promoted stage's partial sum is read one step later, while the next
+  // stage's wgmma, into a second accumulator, is in flight.
+  int64_t wgmmaInFlight = stages >= 3 ? 1 : 0;
   int64_t prefetch = stages - 1 - wgmmaInFlight;
   Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
   for (int64_t step = 0; step < prefetch; ++step)
@@ -966,8 +973,18 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
                                           : arith::ConstantOp::create(
                                                 b, loc, b.getBoolAttr(false))
                                                 .getResult());
+  // Promoting: the loop also carries the previous step's partial sum and
+  // its block scales (zeros before the first step, which promote nothing).
+  SmallVector<Value> initial = {accumulator};
+  int64_t numScales = 0;
+  if (config.promotesEachStage()) {
+    initial.push_back(accumulator);
+    numScales = config.hasBlockScales() ? 2 * (config.blockN / 64) : 0;
+    initial.append(numScales, arith::ConstantOp::create(
+                                  b, loc, b.getF32FloatAttr(0.0f)));
+  }
   auto loop = scf::ForOp::create(
-      b, loc, index(0), index(kSteps), index(1), ValueRange{accumulator},
+      b, loc, index(0), index(kSteps), index(1), initial,
       [&](OpBuilder &, Location, Value step, ValueRange args) {
         // This thread's cp.async group of `step` is done when at most the
         // younger ones (prefetch − 1 of them; every step commits one) are
@@ -1015,19 +1032,47 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
           nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
                                                  index(10000000), stage);
         }
-        Value result;
-        if (config.promotesEachStage()) {
-          // The K block's partial sum, scaled and added in f32 (as DeepGEMM
-          // promotes its fp8 accumulators).
-          Value partial = wgmmaStep(accumulator, stage, wgmmaInFlight);
-          result = promote(args[0], partial, scales);
-        } else {
-          result = wgmmaStep(args[0], stage, wgmmaInFlight);
+        if (!config.promotesEachStage()) {
+          scf::YieldOp::create(
+              b, loc, wgmmaStep(args[0], stage, wgmmaInFlight));
+          return;
         }
-        scf::YieldOp::create(b, loc, ValueRange{result});
+        // The K block's partial sum, scaled and added in f32 (as DeepGEMM
+        // promotes its fp8 accumulators). Once this step's wgmma is issued
+        // and the previous one's is done, the previous partial is promoted.
+        // The fresh sum's first wgmma ignores its input (scale-d 0): no
+        // zeros to write into registers a wgmma may still own.
+        Value partial = wgmmaStep(
+            LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
+            wgmmaInFlight, /*fresh=*/true);
+        Value total = args[0];
+        if (wgmmaInFlight) {
+          total = promote(total, args[1],
+                          SmallVector<Value>(args.drop_front(2)));
+        } else {
+          total = promote(total, partial, scales);
+          partial = args[1];
+        }
+        SmallVector<Value> results = {total, partial};
+        if (wgmmaInFlight)
+          llvm::append_range(results, scales);
+        else
+          llvm::append_range(results, args.drop_front(2));
+        scf::YieldOp::create(b, loc, results);
       });
+  if (config.promotesEachStage() && wgmmaInFlight) {
+    // Unrolled by two, the partial sums alternate between two register
+    // sets, so the one in flight at the back edge needs no copy (ptxas
+    // would wait for its wgmma to copy it).
+    if (failed(loopUnrollByFactor(loop, 2)))
+      loop->emitWarning("could not unroll the promoting K loop");
+  }
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-  storeEpilogue(loop.getResult(0));
+  Value total = loop.getResult(0);
+  if (config.promotesEachStage() && wgmmaInFlight)
+    total = promote(total, loop.getResult(1),
+                    SmallVector<Value>(loop.getResults().drop_front(2)));
+  storeEpilogue(total);
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
 }
@@ -1140,6 +1185,10 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   // gate and up halves in separate 64-column chunks.
   if (config.hasBlockScales())
     config.blockN = 128;
+  // Promoting fp8 keeps the total and two partial sums (one in flight):
+  // three m64n128 accumulators fit the registers, m64n256's spill.
+  if (config.promotesEachStage())
+    config.blockN = std::min<int64_t>(config.blockN, 128);
   // Weight-only tiles hold each dequantized chunk's scale (and zero) from
   // the top of the step: with m64n256's 128 accumulators they spill.
   if (config.isWeightOnly())

@@ -176,24 +176,35 @@ func.func @activation_then_combine(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32
 // -----
 
 // fp8 GEMM1 with DeepSeek block scales: e4m3 codes travel as bytes, 128 of
-// K per stage (one 128-byte row), k32 e4m3 wgmma; every stage's partial sum
-// is waited for (no group in flight) and added into the f32 total times
-// the activation scale of its row and the weight scale of its 64-column
-// chunk, loaded before the stage's waits.
+// K per stage (one 128-byte row), k32 e4m3 wgmma. Every stage's partial sum
+// starts fresh (scale-d 0) and is added into the f32 total times the
+// activation scale of its row and the weight scale of its 64-column chunk
+// (loaded before the stage's waits) one step later, while the next stage's
+// wgmma is in flight; the loop is unrolled by two so that the two partial
+// sums alternate, and the last one is promoted after the loop.
 // CHECK-LABEL: func.func @fp8_block_gemm1
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xi8>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %{{.*}}: !llvm.ptr, %[[AS:.*]]: memref<?x4xf32>, %[[WS:.*]]: memref<8x2x4xf32>, %{{.*}}: memref<?x128xbf16>) kernel
 // CHECK-SAME: moe.launch = {block_m = 64 : i64, box_cols = 128 : i64, box_rows = 64 : i64, element_bytes = 1 : i64
 // CHECK: nvgpu.tma.async.load {{.*}} : <tensor = memref<64x128xi8
 // CHECK: nvgpu.device_async_copy %arg0[%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 16, %{{.*}} : memref<?x512xi8> to memref<64x128xi8, #gpu.address_space<workgroup>>
-// CHECK: scf.for
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c2{{.*}} iter_args(%[[TOTAL:arg[0-9]+]] = %{{[^,]*}}, %[[PARTIAL:arg[0-9]+]] = %{{[^,]*}}, %[[SCALE:arg[0-9]+]] = %{{[^,]*}},
 // CHECK: memref.load %[[AS]]
 // CHECK: memref.load %[[WS]]
 // CHECK: nvvm.cp.async.wait.group
 // CHECK: nvgpu.mbarrier.try_wait.parity
-// CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 32>, D[<f32>, <one>], A[<e4m3>
-// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: %[[FIRST:.*]] = nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 32>, D[<f32>, <zero>], A[<e4m3>
+// CHECK-COUNT-3: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 32>, D[<f32>, <one>], A[<e4m3>
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 1
+// CHECK: %[[OLD:.*]] = llvm.extractvalue %[[PARTIAL]][0] :
+// CHECK: %[[SUM:.*]] = llvm.extractvalue %[[TOTAL]][0] :
+// CHECK: math.fma %[[OLD]], %[[SCALE]], %[[SUM]]
+// CHECK: memref.load %[[AS]]
+// CHECK: nvvm.wgmma.mma_async {{.*}} D[<f32>, <zero>], A[<e4m3>
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: math.fma
 // CHECK: scf.yield
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: math.fma
 // PTX: .entry expert_matmul(
 // PTX: cp.async.bulk.tensor.2d
 // PTX: wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3
