@@ -33,6 +33,8 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/SCF/Utils/Utils.h"
 
+#include <cmath>
+
 using namespace mlir;
 using namespace mlir::moe;
 
@@ -163,8 +165,8 @@ private:
   /// the swizzled B tile of the stage, each value (code − zero) · scale.
   void dequantizeStage(Value stage, ArrayRef<Value> scales);
   /// The f32 value of one stored `code` (its bits in an i32) before its
-  /// scale; `zero` is the group's zero point or null.
-  Value decodeWeight(Value code, Value zero);
+  /// scale; `zeroBias` is 2^23 + the group's zero point, or null.
+  Value decodeWeight(Value code, Value zeroBias);
   /// The weight row (local to the expert) of row `row` of the B tile.
   Value weightRowOf(Value row);
   Value packedTile(Value stage) {
@@ -417,7 +419,10 @@ Value KernelBuilder::weightRowOf(Value row) {
   return arith::SelectOp::create(b, loc, isGate, gateRow, upRow);
 }
 
-Value KernelBuilder::decodeWeight(Value code, Value zero) {
+Value KernelBuilder::decodeWeight(Value code, Value zeroBias) {
+  // Integer codes become floats without a conversion instruction (those
+  // issue at an eighth of the f32 rate): the f32 with bits 0x4B000000 | c
+  // is 2^23 + c exactly, and subtracting 2^23 + zero is exact too.
   Type f32 = b.getF32Type();
   auto i32Constant = [&](int64_t value) {
     return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
@@ -428,46 +433,39 @@ Value KernelBuilder::decodeWeight(Value code, Value zero) {
                b, loc, b.getF32FloatAttr(static_cast<float>(value)))
         .getResult();
   };
-  if (zero)
-    return arith::SubFOp::create(b, loc,
-                                 arith::UIToFPOp::create(b, loc, f32, code),
-                                 zero);
+  constexpr int64_t kMagicBits = 0x4B000000;
+  constexpr double kMagic = 8388608.0; // 2^23
+  if (zeroBias)
+    return arith::SubFOp::create(
+        b, loc,
+        arith::BitcastOp::create(
+            b, loc, f32,
+            arith::OrIOp::create(b, loc, code, i32Constant(kMagicBits))),
+        zeroBias);
   if (config.format != QuantFormat::Mxfp4) {
-    // Two's complement in the code's 4 or 8 bits: shift it to the top of
-    // the word and back, arithmetically.
-    int64_t shift = config.format == QuantFormat::Int4Weight ? 28 : 24;
-    Value signedCode = arith::ShRSIOp::create(
-        b, loc, arith::ShLIOp::create(b, loc, code, i32Constant(shift)),
-        i32Constant(shift));
-    return arith::SIToFPOp::create(b, loc, f32, signedCode);
+    // Two's complement in 4 or 8 bits: flipping the sign bit offsets the
+    // code by 2^(bits − 1), which the subtraction takes back.
+    int64_t signBit = config.format == QuantFormat::Int4Weight ? 8 : 128;
+    Value biased = arith::XOrIOp::create(b, loc, code,
+                                         i32Constant(kMagicBits | signBit));
+    return arith::SubFOp::create(b, loc,
+                                 arith::BitcastOp::create(b, loc, f32, biased),
+                                 f32Constant(kMagic + signBit));
   }
-  // e2m1: sign, two exponent bits and one mantissa bit; exponent 0 is
-  // subnormal (0 or 0.5), else (1 + m/2) · 2^(e − 1).
-  Value exponent = arith::AndIOp::create(
-      b, loc, arith::ShRUIOp::create(b, loc, code, i32Constant(1)),
-      i32Constant(3));
-  Value half = arith::MulFOp::create(
-      b, loc,
-      arith::UIToFPOp::create(
-          b, loc, f32, arith::AndIOp::create(b, loc, code, i32Constant(1))),
-      f32Constant(0.5));
-  Value power = arith::UIToFPOp::create(
-      b, loc, f32,
-      arith::ShLIOp::create(
-          b, loc, i32Constant(1),
-          arith::SubIOp::create(
-              b, loc, arith::MaxUIOp::create(b, loc, exponent, i32Constant(1)),
-              i32Constant(1))));
-  Value normal = arith::MulFOp::create(
-      b, loc, arith::AddFOp::create(b, loc, f32Constant(1.0), half), power);
-  Value isSubnormal = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                            exponent, i32Constant(0));
-  Value magnitude = arith::SelectOp::create(b, loc, isSubnormal, half, normal);
-  Value negative = arith::CmpIOp::create(
-      b, loc, arith::CmpIPredicate::ne,
-      arith::AndIOp::create(b, loc, code, i32Constant(8)), i32Constant(0));
-  return arith::SelectOp::create(
-      b, loc, negative, arith::NegFOp::create(b, loc, magnitude), magnitude);
+  // e2m1 (sign, exponent e, mantissa m): with e·m at bits 24..22 of an f32
+  // the value is (1 + m/2)·2^(e − 127), or m/2·2^−126 (a denormal) for
+  // e = 0, that is the e2m1 value times 2^−126 either way; the product by
+  // 2^126 is exact (denormals are kept: no ftz).
+  Value magnitude = arith::ShLIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, code, i32Constant(7)),
+      i32Constant(22));
+  Value sign = arith::ShLIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, code, i32Constant(8)),
+      i32Constant(28));
+  Value bits = arith::OrIOp::create(b, loc, magnitude, sign);
+  return arith::MulFOp::create(b, loc,
+                               arith::BitcastOp::create(b, loc, f32, bits),
+                               f32Constant(std::ldexp(1.0, 126)));
 }
 
 SmallVector<Value> KernelBuilder::weightOnlyScales(Value step) {
@@ -500,11 +498,20 @@ SmallVector<Value> KernelBuilder::weightOnlyScales(Value step) {
       scale = arith::BitcastOp::create(b, loc, f32, bits);
     }
     values.push_back(scale);
+    // A zero point z as the f32 2^23 + z (bits 0x4B000000 | z), which
+    // decodeWeight subtracts.
     if (config.zeroPoint)
-      values.push_back(arith::UIToFPOp::create(
+      values.push_back(arith::BitcastOp::create(
           b, loc, f32,
-          memref::LoadOp::create(b, loc, weightZeros,
-                                 ValueRange{expert, weightRow, groupIndex})));
+          arith::OrIOp::create(
+              b, loc,
+              arith::ExtUIOp::create(
+                  b, loc, i32,
+                  memref::LoadOp::create(
+                      b, loc, weightZeros,
+                      ValueRange{expert, weightRow, groupIndex})),
+              arith::ConstantOp::create(b, loc,
+                                        b.getI32IntegerAttr(0x4B000000)))));
   }
   return values;
 }
@@ -552,6 +559,7 @@ void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
         arith::XOrIOp::create(b, loc, column,
                               arith::RemUIOp::create(b, loc, row, index(8))),
         index(kValuesPerChunk / 2));
+    auto pairType = VectorType::get({2}, b.getF32Type());
     Value pair;
     for (int64_t v = 0; v < kValuesPerChunk; ++v) {
       // Code v: element 2j in the low nibble of byte j, little-endian words.
@@ -563,19 +571,19 @@ void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
           i32Constant((1 << bitsPerCode) - 1));
       Value value =
           arith::MulFOp::create(b, loc, decodeWeight(code, zero), scale);
-      Value bits = arith::ExtUIOp::create(
-          b, loc, i32,
-          arith::BitcastOp::create(
-              b, loc, b.getI16Type(),
-              arith::TruncFOp::create(b, loc, b.getBF16Type(), value)));
-      if (v % 2 == 0) {
-        pair = bits;
+      if (v % 2 == 0)
+        pair = LLVM::PoisonOp::create(b, loc, pairType);
+      pair = LLVM::InsertElementOp::create(b, loc, pair, value,
+                                           i32Constant(v % 2));
+      if (v % 2 == 0)
         continue;
-      }
-      pair = arith::OrIOp::create(
-          b, loc, pair, arith::ShLIOp::create(b, loc, bits, i32Constant(16)));
+      // Both values rounded to bf16 by one cvt.rn.bf16x2.f32, low first.
+      Value packed = LLVM::BitcastOp::create(
+          b, loc, i32,
+          arith::TruncFOp::create(
+              b, loc, VectorType::get({2}, b.getBF16Type()), pair));
       memref::StoreOp::create(
-          b, loc, pair, tileWords,
+          b, loc, packed, tileWords,
           ValueRange{row,
                      arith::AddIOp::create(b, loc, swizzledWord, index(v / 2))});
     }

@@ -272,27 +272,38 @@ func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x
 // Weight-only int4 with zero points: no TMA descriptor (no grid constant);
 // the packed codes [E·N, K/2] come by cp.async with the A rows, each
 // thread's group scales and zeros are loaded at the top of the step, and
-// the codes are unpacked from 32-bit words (nibble 2j low), offset by the
-// zero, scaled, and stored as bf16 pairs into the swizzled B tile, which a
-// proxy fence and a barrier hand to the bf16 wgmma.
+// the codes are unpacked from 32-bit words (nibble 2j low) and made floats
+// without a conversion instruction (bits 0x4B000000 | c are 2^23 + c, less
+// 2^23 + zero, the zero loaded as such), scaled, rounded in pairs by one
+// vector truncf (cvt.rn.bf16x2.f32) and stored into the swizzled B tile,
+// which a proxy fence and a barrier hand to the bf16 wgmma.
 // CHECK-LABEL: func.func @int4_zero_point_gemm1
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %[[CODES:.*]]: memref<1024x128xi8>, %[[SCALES:.*]]: memref<8x128x8xf32>, %[[ZEROS:.*]]: memref<8x128x8xi8>, %{{.*}}: memref<?x64xbf16>) kernel attributes {moe.launch
 // CHECK-NOT: moe.grid_constant_args
 // CHECK: nvgpu.device_async_copy %[[CODES]][%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 16, %{{.*}} : memref<1024x128xi8> to memref<128x32xi8, #gpu.address_space<workgroup>>
 // CHECK: scf.for
 // CHECK: memref.load %[[SCALES]]
-// CHECK: memref.load %[[ZEROS]]
+// CHECK: %[[ZERO:.*]] = memref.load %[[ZEROS]]
+// CHECK: %[[ZERO32:.*]] = arith.extui %[[ZERO]] : i8 to i32
+// CHECK: %[[ZEROBITS:.*]] = arith.ori %[[ZERO32]], %c1258291200_i32
+// CHECK: %[[ZEROBIAS:.*]] = arith.bitcast %[[ZEROBITS]] : i32 to f32
 // CHECK: nvvm.cp.async.wait.group
 // CHECK: memref.load %{{.*}} : memref<128x8xi32, #gpu.address_space<workgroup>>
-// CHECK: arith.uitofp
-// CHECK: arith.subf
-// CHECK: memref.store %{{.*}} : memref<128x32xi32, #gpu.address_space<workgroup>>
+// CHECK-NOT: arith.uitofp
+// CHECK: %[[CODEBITS:.*]] = arith.ori %{{.*}}, %c1258291200_i32
+// CHECK: %[[CODE:.*]] = arith.bitcast %[[CODEBITS]] : i32 to f32
+// CHECK: arith.subf %[[CODE]], %[[ZEROBIAS]]
+// CHECK: %[[PAIR:.*]] = arith.truncf %{{.*}} : vector<2xf32> to vector<2xbf16>
+// CHECK: %[[WORD:.*]] = llvm.bitcast %[[PAIR]] : vector<2xbf16> to i32
+// CHECK: memref.store %[[WORD]], %{{.*}} : memref<128x32xi32, #gpu.address_space<workgroup>>
 // CHECK: nvvm.fence.proxy
 // CHECK: gpu.barrier
 // CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>, D[<f32>, <one>], A[<bf16>
 // PTX: .entry expert_matmul(
 // PTX-NOT: cp.async.bulk.tensor
 // PTX: cp.async.ca.shared.global
+// PTX-NOT: cvt.rn.f32.u32
+// PTX: cvt.rn.bf16x2.f32
 // PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 func.func @int4_zero_point_gemm1(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x128x128xui8>, %ws: tensor<8x128x8xf32>, %wz: tensor<8x128x8xui8>) -> tensor<?x64xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
@@ -305,14 +316,24 @@ func.func @int4_zero_point_gemm1(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>,
 
 // -----
 
-// mxfp4: e8m0 scale bytes become f32 exponents (byte << 23), e2m1 codes are
-// decoded arithmetically (no table).
+// mxfp4: e8m0 scale bytes become f32 exponents (byte << 23); an e2m1 code's
+// exponent and mantissa go to bits 24..22 and its sign to bit 31 of an f32,
+// which is the value times 2^-126 (a denormal for exponent 0), so a product
+// by 2^126 (0f7E800000, without ftz) decodes it: no table, no conversion.
 // CHECK-LABEL: func.func @mxfp4_gemm2
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x128xbf16>, {{.*}}, %{{.*}}: memref<2048x64xi8>, %[[SCALES:.*]]: memref<8x256x4xi8>, %{{.*}}: memref<?x2xf32>, %{{.*}}: memref<?x256xf32>) kernel
 // CHECK: memref.load %[[SCALES]]
 // CHECK: arith.shli %{{.*}}, %c23_i32
 // CHECK: arith.bitcast %{{.*}} : i32 to f32
+// CHECK: %[[MAGNITUDE:.*]] = arith.andi %{{.*}}, %c7_i32
+// CHECK: %[[FIELDS:.*]] = arith.shli %[[MAGNITUDE]], %c22_i32
+// CHECK: %[[SIGNBIT:.*]] = arith.andi %{{.*}}, %c8_i32
+// CHECK: %[[SIGN:.*]] = arith.shli %[[SIGNBIT]], %c28_i32
+// CHECK: %[[BITS:.*]] = arith.ori %[[FIELDS]], %[[SIGN]]
+// CHECK: %[[SMALL:.*]] = arith.bitcast %[[BITS]] : i32 to f32
+// CHECK: arith.mulf %[[SMALL]], %{{.*}} : f32
 // PTX: .entry expert_matmul(
+// PTX: mul.rn.f32 {{.*}}, 0f7E800000;
 // PTX: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k16.f32.bf16.bf16
 // PTX: atom.global.add.f32
 func.func @mxfp4_gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x64xui8>, %ws: tensor<8x256x4xui8>, %rw: tensor<?x2xf32>) -> tensor<?x256xbf16> {
