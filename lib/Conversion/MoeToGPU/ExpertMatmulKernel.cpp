@@ -58,10 +58,6 @@ constexpr int64_t kValuesPerChunk = 8;
 /// base is rounded up at run time, so this much more is requested.
 constexpr int64_t kSwizzleAlignment = 1024;
 constexpr int64_t kMaxStages = 5;
-/// Weight-only rings hold only the A rows and the stored codes per stage
-/// (the bf16 B tile is double-buffered), so they go deeper: the codes in
-/// flight are what keeps a decode's weight stream going.
-constexpr int64_t kMaxWeightOnlyStages = 12;
 constexpr int64_t kMaxSharedBytes = 227 * 1024;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
 /// 1024 (8 rows of 128 bytes) at bit 32, leading byte offset 1 at bit 16
@@ -116,18 +112,14 @@ struct KernelConfig {
   int64_t tileABytes() const { return blockM * kRowBytes; }
 
   int64_t tileBBytes() const { return blockN * kRowBytes; }
-  /// B tiles in shared memory: one per stage, or, weight-only, two that
-  /// alternate by step (the dequantization writes one while the previous
-  /// step's wgmma reads the other).
-  int64_t bTiles() const { return isWeightOnly() ? 2 : stages; }
 
   int64_t outputTile() const { return activation ? blockN / 2 : blockN; }
   /// Columns of a product row after the epilogue.
   int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
   int64_t kSteps() const { return inFeatures / blockK() / splitK; }
   int64_t sharedBytes() const {
-    return stages * (tileABytes() + packedTileBytes()) +
-           bTiles() * tileBBytes() + kSwizzleAlignment;
+    return stages * (tileABytes() + tileBBytes() + packedTileBytes()) +
+           kSwizzleAlignment;
   }
 };
 
@@ -156,9 +148,8 @@ private:
   Value tileA(Value stage) {
     return stageView(tileAType, stage, 0, config.tileABytes());
   }
-  /// B tile `slot`: the stage's, or, weight-only, the step's parity.
-  Value tileB(Value slot, int64_t extraOffset = 0) {
-    return stageView(tileBType, slot,
+  Value tileB(Value stage, int64_t extraOffset = 0) {
+    return stageView(tileBType, stage,
                      config.stages * config.tileABytes() + extraOffset,
                      config.tileBBytes());
   }
@@ -172,26 +163,22 @@ private:
   SmallVector<Value> weightOnlyScales(Value step);
   /// Weight-only: the stored codes of `stage` (read by cp.async) as bf16 in
   /// the swizzled B tile of the stage, each value (code − zero) · scale.
-  void dequantizeStage(Value stage, Value bSlot, ArrayRef<Value> scales);
+  void dequantizeStage(Value stage, ArrayRef<Value> scales);
   /// The f32 value of one stored `code` (its bits in an i32) before its
   /// scale; `zeroBias` is 2^23 + the group's zero point, or null.
   Value decodeWeight(Value code, Value zeroBias);
   /// The weight row (local to the expert) of row `row` of the B tile.
   Value weightRowOf(Value row);
-  /// Byte offset of the stored codes' ring, after the A and B tiles.
-  int64_t packedOffset() const {
-    return config.stages * config.tileABytes() +
-           config.bTiles() * config.tileBBytes();
-  }
   Value packedTile(Value stage) {
-    return stageView(packedType, stage, packedOffset(),
+    return stageView(packedType, stage,
+                     config.stages * (config.tileABytes() + config.tileBBytes()),
                      config.packedTileBytes());
   }
   /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
   /// nothing: the first one's scale-d is 0), commits them as a group and
   /// waits until at most `pendingGroups` groups are in flight.
-  Value wgmmaStep(Value accumulator, Value stage, Value bSlot,
-                  int64_t pendingGroups, bool fresh = false);
+  Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups,
+                  bool fresh = false);
   /// The scales of K block `step` (block scales): per fragment half, per
   /// 64-column chunk of the B tile, activation x weight scale.
   SmallVector<Value> blockScales(Value step);
@@ -382,12 +369,12 @@ void KernelBuilder::issueStage(Value step, Value valid) {
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
 }
 
-Value KernelBuilder::wgmmaStep(Value accumulator, Value stage, Value bSlot,
+Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
                                 int64_t pendingGroups, bool fresh) {
   // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further.
   Value descriptorA = arith::AddIOp::create(
       b, loc, descriptor(sharedAddress(tileA(stage))), warpgroupOffset);
-  Value descriptorB = descriptor(sharedAddress(tileB(bSlot)));
+  Value descriptorB = descriptor(sharedAddress(tileB(stage)));
   NVVM::WgmmaFenceAlignedOp::create(b, loc);
   // 32 bytes of K per wgmma: k16 of bf16, k32 of e4m3 or s8.
   auto shape = NVVM::MMAShapeAttr::get(context(), 64, config.blockN,
@@ -529,8 +516,7 @@ SmallVector<Value> KernelBuilder::weightOnlyScales(Value step) {
   return values;
 }
 
-void KernelBuilder::dequantizeStage(Value stage, Value bSlot,
-                                   ArrayRef<Value> scales) {
+void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
   Type i32 = b.getI32Type();
   auto workgroup =
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
@@ -540,11 +526,12 @@ void KernelBuilder::dequantizeStage(Value stage, Value bSlot,
     return MemRefType::get({rows, bytes / 4}, i32, MemRefLayoutAttrInterface(),
                            workgroup);
   };
-  Value packedWords =
-      stageView(wordsOf(config.blockN, config.packedRowBytes()), stage,
-                packedOffset(), config.packedTileBytes());
+  Value packedWords = stageView(
+      wordsOf(config.blockN, config.packedRowBytes()), stage,
+      config.stages * (config.tileABytes() + config.tileBBytes()),
+      config.packedTileBytes());
   Value tileWords =
-      stageView(wordsOf(config.blockN, kRowBytes), bSlot,
+      stageView(wordsOf(config.blockN, kRowBytes), stage,
                 config.stages * config.tileABytes(), config.tileBBytes());
   int64_t bitsPerCode = config.format == QuantFormat::Int8Weight ? 8 : 4;
   int64_t wordsPerChunk = kValuesPerChunk * bitsPerCode / 32;
@@ -1033,18 +1020,11 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
             b, loc, arith::CmpIPredicate::slt, next, index(kSteps));
         issueStage(next, inRange);
         Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
-        Value bSlot = config.isWeightOnly()
-                          ? arith::RemUIOp::create(b, loc, step,
-                                                   index(config.bTiles()))
-                                .getResult()
-                          : stage;
         if (config.isWeightOnly()) {
           // Every thread's codes are in (the barrier above): dequantize
           // them into the B tile, through the generic proxy, then make the
           // tile visible to the wgmma's async proxy.
-          // The step's B tile was last read by the wgmma two steps back,
-          // which every warpgroup waited for before the barrier above.
-          dequantizeStage(stage, bSlot, scales);
+          dequantizeStage(stage, scales);
           NVVM::FenceProxyOp::create(
               b, loc,
               NVVM::ProxyKindAttr::get(context(),
@@ -1062,7 +1042,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         }
         if (!config.promotesEachStage()) {
           scf::YieldOp::create(
-              b, loc, wgmmaStep(args[0], stage, bSlot, wgmmaInFlight));
+              b, loc, wgmmaStep(args[0], stage, wgmmaInFlight));
           return;
         }
         // The K block's partial sum, scaled and added in f32 (as DeepGEMM
@@ -1071,7 +1051,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         // The fresh sum's first wgmma ignores its input (scale-d 0): no
         // zeros to write into registers a wgmma may still own.
         Value partial = wgmmaStep(
-            LLVM::PoisonOp::create(b, loc, accumulatorType), stage, bSlot,
+            LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
             wgmmaInFlight, /*fresh=*/true);
         Value total = args[0];
         if (wgmmaInFlight) {
@@ -1225,18 +1205,13 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   // 64x256 tile (one block per SM) beat four of 64x128 (two per SM) by 14%
   // at M = 4096 (docs/gpu-benchmark.md). The tile's stage count is for
   // another design and is not used.
-  int64_t maxStages =
-      config.isWeightOnly() ? kMaxWeightOnlyStages : kMaxStages;
-  int64_t stages = stagesOverride > 0 ? stagesOverride : maxStages;
+  int64_t stages = stagesOverride > 0 ? stagesOverride : kMaxStages;
   // Stages beyond the shared memory of one SM (227 KiB) are dropped.
-  int64_t fixedBytes = kSwizzleAlignment +
-                       (config.isWeightOnly() ? 2 * config.tileBBytes() : 0);
-  int64_t stageBytes =
-      config.tileABytes() + config.packedTileBytes() +
-      (config.isWeightOnly() ? 0 : config.tileBBytes());
-  int64_t fitting = (kMaxSharedBytes - fixedBytes) / stageBytes;
+  int64_t fitting = (kMaxSharedBytes - kSwizzleAlignment) /
+                    (config.tileABytes() + config.tileBBytes() +
+                     config.packedTileBytes());
   config.stages = std::max<int64_t>(
-      2, std::min({stages, maxStages, fitting, config.kSteps()}));
+      2, std::min({stages, kMaxStages, fitting, config.kSteps()}));
 
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *context = b.getContext();
