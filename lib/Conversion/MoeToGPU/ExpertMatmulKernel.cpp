@@ -58,6 +58,11 @@ constexpr int64_t kValuesPerChunk = 8;
 /// base is rounded up at run time, so this much more is requested.
 constexpr int64_t kSwizzleAlignment = 1024;
 constexpr int64_t kMaxStages = 5;
+/// Weight-only rings are two stages deep: the dequantization runs on the
+/// block's own warps, so more blocks per SM (three at 64x128 instead of one)
+/// hide its latency better than deeper prefetch (H200, docs/
+/// gpu-benchmark-quantized.md: Mixtral int4 M = 64 1262 -> 849 µs).
+constexpr int64_t kMaxWeightOnlyStages = 2;
 constexpr int64_t kMaxSharedBytes = 227 * 1024;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
 /// 1024 (8 rows of 128 bytes) at bit 32, leading byte offset 1 at bit 16
@@ -1205,7 +1210,9 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   // 64x256 tile (one block per SM) beat four of 64x128 (two per SM) by 14%
   // at M = 4096 (docs/gpu-benchmark.md). The tile's stage count is for
   // another design and is not used.
-  int64_t stages = stagesOverride > 0 ? stagesOverride : kMaxStages;
+  int64_t maxStages =
+      config.isWeightOnly() ? kMaxWeightOnlyStages : kMaxStages;
+  int64_t stages = stagesOverride > 0 ? stagesOverride : maxStages;
   // Stages beyond the shared memory of one SM (227 KiB) are dropped.
   int64_t fitting = (kMaxSharedBytes - kSwizzleAlignment) /
                     (config.tileABytes() + config.tileBBytes() +
