@@ -54,8 +54,6 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildAlignKernel(OpBuilder &b,
       gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
   auto countsType = MemRefType::get({numExperts}, i32,
                                     MemRefLayoutAttrInterface(), workgroup);
-  auto totalType =
-      MemRefType::get({1}, i32, MemRefLayoutAttrInterface(), workgroup);
   b.setInsertionPointToStart(module.getBody());
   std::string countsName = (name + "_counts").str();
   std::string cursorsName = (name + "_cursors").str();

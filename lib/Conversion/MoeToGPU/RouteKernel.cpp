@@ -367,8 +367,9 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouteKernel(OpBuilder &b,
     arguments.push_back(MemRefType::get({numExperts}, b.getF32Type()));
   if (op.getScoreBias())
     arguments.push_back(MemRefType::get({numExperts}, b.getF32Type()));
-  arguments.push_back(MemRefType::get({dynamic, op.getK()}, b.getF32Type()));
-  arguments.push_back(MemRefType::get({dynamic, op.getK()}, b.getI32Type()));
+  auto topK = static_cast<int64_t>(op.getK());
+  arguments.push_back(MemRefType::get({dynamic, topK}, b.getF32Type()));
+  arguments.push_back(MemRefType::get({dynamic, topK}, b.getI32Type()));
   auto func =
       gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
