@@ -340,9 +340,11 @@ def expert_block_mlir(config: LayerConfig, scheme=None, name: str | None = None)
 
 
 # The quantized example layers (examples/quantized/): the formats the
-# benchmark covers, one per checkpoint family.
+# benchmark covers, one per checkpoint family, and Mixtral with fp8
+# per-tensor scales (the scheme of the first fp8 checkpoints).
 QUANTIZED_EXAMPLES = ((DEEPSEEK_V3, FP8_BLOCK), (QWEN3_30B_A3B, FP8_CHANNEL),
-                      (GPT_OSS_120B, MXFP4), (MIXTRAL_8X7B, INT4_G128))
+                      (GPT_OSS_120B, MXFP4), (MIXTRAL_8X7B, INT4_G128),
+                      (MIXTRAL_8X7B, FP8_TENSOR))
 
 
 def example_path(root: pathlib.Path, config: LayerConfig, scaled: bool = False,
