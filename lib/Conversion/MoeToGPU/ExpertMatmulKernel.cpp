@@ -191,10 +191,9 @@ private:
   Value promote(Value total, Value partial, ArrayRef<Value> scales);
   /// Accumulator register `reg` as f32 (an s32 sum of int8 is converted).
   Value accumulatorValue(Value accumulator, int64_t reg);
-  /// The per-tensor or per-token x per-channel scale of output column
-  /// `column` of the weights (local to the expert) in the row whose input
-  /// scale is `rowScale`.
-  Value epilogueScale(Value rowScale, Value column);
+  /// The per-tensor or per-channel weight scale of column `column` of the
+  /// weights (local to the expert).
+  Value weightScaleOf(Value column);
   void storeEpilogue(Value accumulator);
   void ifThen(Value condition, function_ref<void()> body);
 
@@ -650,15 +649,11 @@ Value KernelBuilder::accumulatorValue(Value accumulator, int64_t reg) {
   return value;
 }
 
-Value KernelBuilder::epilogueScale(Value rowScale, Value column) {
-  Value weightScale =
-      config.scales == ScaleLayout::PerTensor
-          ? memref::LoadOp::create(b, loc, weightScales, ValueRange{expert})
-                .getResult()
-          : memref::LoadOp::create(b, loc, weightScales,
-                                   ValueRange{expert, column})
-                .getResult();
-  return arith::MulFOp::create(b, loc, rowScale, weightScale);
+Value KernelBuilder::weightScaleOf(Value column) {
+  if (config.scales == ScaleLayout::PerTensor)
+    return memref::LoadOp::create(b, loc, weightScales, ValueRange{expert});
+  return memref::LoadOp::create(b, loc, weightScales,
+                                ValueRange{expert, column});
 }
 
 void KernelBuilder::storeEpilogue(Value accumulator) {
@@ -672,6 +667,35 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
       arith::MulIOp::create(
           b, loc, arith::RemUIOp::create(b, loc, lane, index(4)), index(2)),
       tileColumn);
+  // Per-tensor and per-channel scales are all loaded here, before the
+  // first store: behind the stores (atomics for the combine) each load's
+  // latency would be paid in turn. Per fragment half the row's input
+  // scale; per column of the thread (2 of every 8; gated: and its up
+  // column) the weight scale, a clamped column for the last tile's
+  // overhang (its products are dropped).
+  bool epilogueScales = config.isW8A8() && !config.hasBlockScales();
+  SmallVector<Value> rowScales, gateScales, upScales;
+  if (epilogueScales) {
+    for (int64_t half = 0; half < 2; ++half)
+      rowScales.push_back(memref::LoadOp::create(
+          b, loc, inputScales,
+          ValueRange{config.scales == ScaleLayout::PerTensor ? index(0)
+                                                             : scaleRow[half]}));
+    for (int64_t group = 0; group < config.outputTile() / 8; ++group)
+      for (int64_t pair = 0; pair < 2; ++pair) {
+        Value column = arith::AddIOp::create(b, loc, laneColumn,
+                                             index(8 * group + pair));
+        column = arith::SelectOp::create(
+            b, loc,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, column,
+                                  index(config.width())),
+            column, index(0));
+        gateScales.push_back(weightScaleOf(column));
+        if (config.activation)
+          upScales.push_back(weightScaleOf(arith::AddIOp::create(
+              b, loc, column, index(config.outFeatures / 2))));
+      }
+  }
   for (int64_t half = 0; half < 2; ++half) {
     Value row = arith::AddIOp::create(b, loc, row0, index(8 * half));
     Value slot = arith::AddIOp::create(b, loc, firstSlot, row);
@@ -686,16 +710,6 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
                               assignments));
     ifThen(scheduled, [&] {
       Value token, scale;
-      // The input scale of this row, when the scales apply here.
-      Value rowScale;
-      if (config.isW8A8() && !config.hasBlockScales())
-        rowScale = config.scales == ScaleLayout::PerTensor
-                       ? memref::LoadOp::create(b, loc, inputScales,
-                                                ValueRange{index(0)})
-                             .getResult()
-                       : memref::LoadOp::create(b, loc, inputScales,
-                                                ValueRange{scaleRow[half]})
-                             .getResult();
       if (config.combine) {
         token = arith::DivUIOp::create(b, loc, assignment, index(config.topK));
         Value choice =
@@ -729,20 +743,21 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
             b.setInsertionPointToStart(maskIf.thenBlock());
           }
           Value value = accumulatorValue(accumulator, reg);
-          if (rowScale)
-            value = arith::MulFOp::create(b, loc, value,
-                                          epilogueScale(rowScale, column));
+          int64_t columnIndex = 2 * group + pair;
+          if (epilogueScales)
+            value = arith::MulFOp::create(
+                b, loc, value,
+                arith::MulFOp::create(b, loc, rowScales[half],
+                                      gateScales[columnIndex]));
           if (config.activation) {
             // The up column of this gate column sits 64 columns, 8 groups of
             // registers, further: in the same thread.
             Value up = accumulatorValue(accumulator, reg + config.blockN / 4);
-            if (rowScale)
+            if (epilogueScales)
               up = arith::MulFOp::create(
                   b, loc, up,
-                  epilogueScale(rowScale,
-                                arith::AddIOp::create(
-                                    b, loc, column,
-                                    index(config.outFeatures / 2))));
+                  arith::MulFOp::create(b, loc, rowScales[half],
+                                        upScales[columnIndex]));
             value = buildGatedActivation(b, loc, *config.activation, value, up,
                                          config.alpha, config.limit);
           }

@@ -222,12 +222,21 @@ func.func @fp8_block_gemm1(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %
 
 // int8 GEMM2 per token x per channel: s8 wgmma into s32 (integer sums are
 // exact, so no promotion), the s32 sum converted and scaled in the epilogue
-// before the routed weight.
+// before the routed weight. Both rows' input scales and every column's
+// weight scale are loaded before the first atomic (behind the atomics each
+// load would wait in turn).
 // CHECK-LABEL: func.func @int8_channel_gemm2
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x256xi8>, {{.*}}, %[[AS:.*]]: memref<?xf32>, %[[WS:.*]]: memref<8x512xf32>, %{{.*}}: memref<?x2xf32>, %{{.*}}: memref<?x512xf32>) kernel
 // CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = {{[0-9]+}}, k = 32>, D[<s32>, <one>], A[<s8>
-// CHECK: arith.sitofp %{{.*}} : i32 to f32
-// CHECK: memref.load %[[WS]]
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: %[[ROWSCALE:.*]] = memref.load %[[AS]]
+// CHECK: memref.load %[[AS]]
+// CHECK: %[[COLUMNSCALE:.*]] = memref.load %[[WS]]
+// CHECK-NOT: memref.atomic_rmw
+// CHECK: %[[SUM:.*]] = arith.sitofp %{{.*}} : i32 to f32
+// CHECK: %[[SCALE:.*]] = arith.mulf %[[ROWSCALE]], %[[COLUMNSCALE]]
+// CHECK: arith.mulf %[[SUM]], %[[SCALE]]
+// CHECK-NOT: memref.load %[[WS]]
 // CHECK: memref.atomic_rmw addf
 // PTX: .entry expert_matmul(
 // PTX: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k32.s32.s8.s8

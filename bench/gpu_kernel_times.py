@@ -1,0 +1,83 @@
+"""Per-kernel GPU times of compiled quantized expert blocks (device only).
+
+Runs each named block (`<shape>_<scheme>_block_m<M>.so` of a
+scripts/gpu-layers.sh folder) on fresh inputs under torch.profiler, which
+sees the driver-API launches of the compiled layer, and prints the median
+time of each of its kernels over the profiled calls. What it is for: telling
+which kernel of a block moves when a benchmark row does.
+
+    python3 bench/gpu_kernel_times.py build/gpu-layers qwen3_30b_a3b fp8_channel 64 ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import pathlib
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import gpu_moe_suite as suite  # noqa: E402
+
+
+def kernel_times(layers: pathlib.Path, shape: str, scheme: str, m: int, calls: int):
+    """{kernel name: median µs} of `calls` runs of one quantized block."""
+    import json
+    configs = json.loads((layers / "layers.json").read_text())
+    config = configs[f"{shape}_{scheme}_block"]
+    generator = torch.Generator(device="cuda")
+    generator.seed()
+    if "quant" in config:
+        tensors = suite.make_quantized_weights(config, generator)
+    else:
+        tensors = suite.make_weight_only_weights(config, generator)
+    name = f"{shape}_{scheme}_block_m{m}"
+    layer = suite.Layer(layers / f"{name}.so", name, num_inputs=3 + len(tensors))
+    x = torch.randn(m, config["hidden"], device="cuda", generator=generator).to(torch.bfloat16)
+    ids, weights = suite.make_routing(config, m, "softmax", generator)
+    out = torch.empty(m, config["hidden"], dtype=torch.bfloat16, device="cuda")
+    for _ in range(3):
+        layer(x, ids, weights, *tensors, out)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        for _ in range(calls):
+            layer(x, ids, weights, *tensors, out)
+        torch.cuda.synchronize()
+    durations = collections.defaultdict(list)
+    for event in profile.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            durations[event.name].append(event.time_range.elapsed_us())
+    return {kernel: statistics.median(times) for kernel, times in durations.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("layers", type=pathlib.Path)
+    parser.add_argument("blocks", nargs="+",
+                        help="shape scheme M triples, e.g. qwen3_30b_a3b fp8_channel 64")
+    parser.add_argument("--calls", type=int, default=20)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_kernel_times: error: no CUDA GPU", file=sys.stderr)
+        return 1
+    if len(args.blocks) % 3:
+        print("gpu_kernel_times: error: blocks come as shape scheme M triples",
+              file=sys.stderr)
+        return 1
+    print(f"card: {torch.cuda.get_device_name()}")
+    for index in range(0, len(args.blocks), 3):
+        shape, scheme, m = args.blocks[index:index + 3]
+        times = kernel_times(args.layers, shape, scheme, int(m), args.calls)
+        total = sum(times.values())
+        print(f"{shape} {scheme} M={m}: {total:.1f} us in kernels")
+        for kernel, time in times.items():
+            print(f"  {kernel:32s} {time:9.1f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
