@@ -60,8 +60,8 @@ constexpr int64_t kSwizzleAlignment = 1024;
 constexpr int64_t kMaxStages = 5;
 /// Weight-only rings are two stages deep: the dequantization runs on the
 /// block's own warps, so more blocks per SM (three at 64x128 instead of one)
-/// hide its latency better than deeper prefetch (H200, docs/
-/// gpu-benchmark-quantized.md: Mixtral int4 M = 64 1262 -> 849 µs).
+/// hide its latency better than deeper prefetch (the H200 sweep in
+/// docs/gpu-benchmark-quantized.md: Mixtral int4 M = 64 1262 -> 849 µs).
 constexpr int64_t kMaxWeightOnlyStages = 2;
 constexpr int64_t kMaxSharedBytes = 227 * 1024;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
