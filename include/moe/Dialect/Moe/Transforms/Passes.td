@@ -36,8 +36,9 @@ def MoeFuseExperts : Pass<"moe-fuse-experts"> {
     Quantized matmuls fuse the same way, keeping their scale operands. A
     w8a8 GEMM1 of `moe.quantize(permute(x).rows)` gathers from
     `moe.quantize(x)` instead, which quantizes the same rows for the
-    per-token and 1x128 block layouts; a per-tensor quantization depends on
-    which rows are gathered and stays after the permute.
+    per-token and 1x128 block layouts, and gives the same scale for a
+    per-tensor one since `moe.permute` gathers every token `k >= 1` times
+    (with `k = 0` nothing is gathered, and the quantization stays).
   }];
   let dependentDialects = ["::mlir::moe::MoeDialect"];
 }
