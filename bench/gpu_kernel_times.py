@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import pathlib
 import statistics
 import sys
@@ -25,7 +26,6 @@ import gpu_moe_suite as suite  # noqa: E402
 
 def kernel_times(layers: pathlib.Path, shape: str, scheme: str, m: int, calls: int):
     """{kernel name: median µs} of `calls` runs of one quantized block."""
-    import json
     configs = json.loads((layers / "layers.json").read_text())
     config = configs[f"{shape}_{scheme}_block"]
     generator = torch.Generator(device="cuda")

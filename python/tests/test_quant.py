@@ -135,3 +135,41 @@ def test_quantized_grouped_matmul_is_the_dequantized_product():
     # relative per element, so well under 10% in L2.
     exact = quant.grouped_matmul_dequantized(rows, weights, offsets)
     assert np.linalg.norm(out - exact) / np.linalg.norm(exact) < 0.1
+
+
+@pytest.mark.parametrize("layout", ["per_tensor", "per_token_channel", "block"])
+def test_w8a8_block_oracle_of_some_rows(layout):
+    """The GPU suite compares sampled rows: the oracle's `rows` must give those
+    rows of the whole block, with per-tensor scales still taken over every
+    token and every scheduled assignment (ids -1 skipped), not over the
+    sample."""
+    rng = np.random.default_rng()
+    m, h, i, e, k = 24, 256, 128, 8, 2
+    x = rng.standard_normal((m, h)).astype(ml_dtypes.bfloat16).astype(np.float64)
+    x[m - 1] *= 8.0  # the largest values sit outside the sample
+    ids = np.stack([rng.choice(e, size=k, replace=False) for _ in range(m)]).astype(np.int32)
+    ids[3, 1] = -1
+    weights = rng.random((m, k))
+    w13 = rng.standard_normal((e, 2 * i, h)) / np.sqrt(h)
+    w2 = rng.standard_normal((e, h, i)) / np.sqrt(i)
+
+    def w13_of(expert):
+        return w13[expert] if 0 <= expert < e else None
+
+    def silu_and_mul(values):
+        gate, up = values[:, :i], values[:, i:]
+        return gate / (1.0 + np.exp(-gate)) * up
+
+    def oracle(x_rows, ids_rows, weights_rows, rows=None):
+        return quant.w8a8_expert_block_rows(x_rows, ids_rows, weights_rows, w13_of,
+                                            lambda expert: w2[expert], h, "fp8", layout,
+                                            silu_and_mul, rows)
+
+    sample = [0, 3, 7]
+    whole = oracle(x, ids, weights)
+    np.testing.assert_array_equal(oracle(x, ids, weights, sample), whole[sample])
+    alone = oracle(x[sample], ids[sample], weights[sample])
+    if layout == "per_tensor":
+        assert not np.array_equal(alone, whole[sample])
+    else:
+        np.testing.assert_array_equal(alone, whole[sample])

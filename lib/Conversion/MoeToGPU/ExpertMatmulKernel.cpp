@@ -191,9 +191,6 @@ private:
   Value promote(Value total, Value partial, ArrayRef<Value> scales);
   /// Accumulator register `reg` as f32 (an s32 sum of int8 is converted).
   Value accumulatorValue(Value accumulator, int64_t reg);
-  /// The per-tensor or per-channel weight scale of column `column` of the
-  /// weights (local to the expert).
-  Value weightScaleOf(Value column);
   void storeEpilogue(Value accumulator);
   void ifThen(Value condition, function_ref<void()> body);
 
@@ -649,13 +646,6 @@ Value KernelBuilder::accumulatorValue(Value accumulator, int64_t reg) {
   return value;
 }
 
-Value KernelBuilder::weightScaleOf(Value column) {
-  if (config.scales == ScaleLayout::PerTensor)
-    return memref::LoadOp::create(b, loc, weightScales, ValueRange{expert});
-  return memref::LoadOp::create(b, loc, weightScales,
-                                ValueRange{expert, column});
-}
-
 void KernelBuilder::storeEpilogue(Value accumulator) {
   // The m64nNk16 f32 fragment: thread t of the warpgroup holds, for every
   // 8-column group g, rows 16·(t/32) + (t%32)/4 (+8) and columns
@@ -672,15 +662,21 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
   // latency would be paid in turn. Per fragment half the row's input
   // scale; per column of the thread (2 of every 8; gated: and its up
   // column) the weight scale, a clamped column for the last tile's
-  // overhang (its products are dropped).
+  // overhang (its products are dropped); per tensor, one of each.
   bool epilogueScales = config.isW8A8() && !config.hasBlockScales();
   SmallVector<Value> rowScales, gateScales, upScales;
-  if (epilogueScales) {
+  int64_t threadColumns = config.outputTile() / 4;
+  if (epilogueScales && config.scales == ScaleLayout::PerTensor) {
+    rowScales.assign(2, memref::LoadOp::create(b, loc, inputScales,
+                                               ValueRange{index(0)}));
+    Value weightScale =
+        memref::LoadOp::create(b, loc, weightScales, ValueRange{expert});
+    gateScales.assign(threadColumns, weightScale);
+    upScales.assign(threadColumns, weightScale);
+  } else if (epilogueScales) {
     for (int64_t half = 0; half < 2; ++half)
-      rowScales.push_back(memref::LoadOp::create(
-          b, loc, inputScales,
-          ValueRange{config.scales == ScaleLayout::PerTensor ? index(0)
-                                                             : scaleRow[half]}));
+      rowScales.push_back(memref::LoadOp::create(b, loc, inputScales,
+                                                 ValueRange{scaleRow[half]}));
     for (int64_t group = 0; group < config.outputTile() / 8; ++group)
       for (int64_t pair = 0; pair < 2; ++pair) {
         Value column = arith::AddIOp::create(b, loc, laneColumn,
@@ -690,10 +686,15 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
             arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, column,
                                   index(config.width())),
             column, index(0));
-        gateScales.push_back(weightScaleOf(column));
+        gateScales.push_back(memref::LoadOp::create(
+            b, loc, weightScales, ValueRange{expert, column}));
         if (config.activation)
-          upScales.push_back(weightScaleOf(arith::AddIOp::create(
-              b, loc, column, index(config.outFeatures / 2))));
+          upScales.push_back(memref::LoadOp::create(
+              b, loc, weightScales,
+              ValueRange{expert,
+                         arith::AddIOp::create(
+                             b, loc, column,
+                             index(config.outFeatures / 2))}));
       }
   }
   for (int64_t half = 0; half < 2; ++half) {
@@ -1001,13 +1002,15 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
                                           : arith::ConstantOp::create(
                                                 b, loc, b.getBoolAttr(false))
                                                 .getResult());
-  // Promoting: the loop also carries the previous step's partial sum and
-  // its block scales (zeros before the first step, which promote nothing).
+  // Promoting with a wgmma in flight, the loop also carries the previous
+  // step's partial sum and its block scales (zeros before the first step,
+  // which promote nothing).
+  bool promotesLate = config.promotesEachStage() && wgmmaInFlight;
   SmallVector<Value> initial = {accumulator};
-  int64_t numScales = 0;
-  if (config.promotesEachStage()) {
+  if (promotesLate) {
     initial.push_back(accumulator);
-    numScales = config.hasBlockScales() ? 2 * (config.blockN / 64) : 0;
+    int64_t numScales =
+        config.hasBlockScales() ? 2 * (config.blockN / 64) : 0;
     initial.append(numScales, arith::ConstantOp::create(
                                   b, loc, b.getF32FloatAttr(0.0f)));
   }
@@ -1073,22 +1076,17 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         Value partial = wgmmaStep(
             LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
             wgmmaInFlight, /*fresh=*/true);
-        Value total = args[0];
-        if (wgmmaInFlight) {
-          total = promote(total, args[1],
-                          SmallVector<Value>(args.drop_front(2)));
-        } else {
-          total = promote(total, partial, scales);
-          partial = args[1];
+        if (!promotesLate) {
+          scf::YieldOp::create(b, loc, promote(args[0], partial, scales));
+          return;
         }
-        SmallVector<Value> results = {total, partial};
-        if (wgmmaInFlight)
-          llvm::append_range(results, scales);
-        else
-          llvm::append_range(results, args.drop_front(2));
+        SmallVector<Value> results = {
+            promote(args[0], args[1], SmallVector<Value>(args.drop_front(2))),
+            partial};
+        llvm::append_range(results, scales);
         scf::YieldOp::create(b, loc, results);
       });
-  if (config.promotesEachStage() && wgmmaInFlight) {
+  if (promotesLate) {
     // Unrolled by two, the partial sums alternate between two register
     // sets, so the one in flight at the back edge needs no copy (ptxas
     // would wait for its wgmma to copy it).
@@ -1097,7 +1095,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   }
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   Value total = loop.getResult(0);
-  if (config.promotesEachStage() && wgmmaInFlight)
+  if (promotesLate)
     total = promote(total, loop.getResult(1),
                     SmallVector<Value>(loop.getResults().drop_front(2)));
   storeEpilogue(total);

@@ -84,8 +84,14 @@ private:
   unsigned kernelIndex(gpu::GPUFuncOp kernel);
   /// Emits a memref descriptor of `buffer` and adds it to `params`.
   void addMemref(const Buffer &buffer, StringRef params);
+  /// Opens the scope of one launch with a fresh `Params` list; returns its
+  /// name. `launch` closes the scope.
+  std::string openParams();
   void launch(gpu::GPUFuncOp kernel, StringRef params,
               ArrayRef<std::string> grid);
+  /// Emits zeroing `bytes` (an expression, a multiple of 4) at `address`
+  /// on the stream.
+  void zeroAsync(StringRef address, StringRef bytes);
   LogicalResult emitRoute(RouteOp op);
   LogicalResult emitAlign(AlignOp op);
   LogicalResult emitExpertMatmul(ExpertMatmulOp op);
@@ -193,6 +199,12 @@ void HostEmitter::addMemref(const Buffer &buffer, StringRef params) {
   body << llvm::formatv("  {0}.add(memref{1});\n", params, id);
 }
 
+std::string HostEmitter::openParams() {
+  std::string params = "params" + std::to_string(counter++);
+  body << "  {\n  Params " << params << ";\n";
+  return params;
+}
+
 void HostEmitter::launch(gpu::GPUFuncOp kernel, StringRef params,
                          ArrayRef<std::string> grid) {
   unsigned index = kernelIndex(kernel);
@@ -200,8 +212,15 @@ void HostEmitter::launch(gpu::GPUFuncOp kernel, StringRef params,
   int64_t shared = launchParameter(kernel, "shared_bytes");
   body << llvm::formatv(
       "  if (moe_rt_status status = launch(kernels, {0}, {{{1}}, {2}, {3}, "
-      "stream, {4}))\n    return status;\n",
+      "stream, {4}))\n    return status;\n  }\n",
       index, llvm::join(grid, ", "), threads, shared, params);
+}
+
+void HostEmitter::zeroAsync(StringRef address, StringRef bytes) {
+  body << llvm::formatv("  if (moe_rt_status status = "
+                        "moe_rt_memset_zero_async({0}, {1}, stream))\n"
+                        "    return status;\n",
+                        address, bytes);
 }
 
 LogicalResult HostEmitter::emitRoute(RouteOp op) {
@@ -216,8 +235,7 @@ LogicalResult HostEmitter::emitRoute(RouteOp op) {
                             Float32Type::get(op.getContext()));
   Buffer ids = allocate(op.getIds(), {numTokens, topK},
                         IntegerType::get(op.getContext(), 32));
-  std::string params = "params" + std::to_string(counter++);
-  body << "  {\n  Params " << params << ";\n";
+  std::string params = openParams();
   addMemref(input, params);
   addMemref(buffers.lookup(op.getGateWeight()), params);
   if (op.getGateBias())
@@ -227,7 +245,6 @@ LogicalResult HostEmitter::emitRoute(RouteOp op) {
   addMemref(weights, params);
   addMemref(ids, params);
   launch(*kernel, params, {numTokens, "1", "1"});
-  body << "  }\n";
   return success();
 }
 
@@ -251,12 +268,10 @@ LogicalResult HostEmitter::emitAlign(AlignOp op) {
   errorWords.push_back(allocations.size());
   Buffer errors = allocateScratch("ids outside [-1, E) (runtime errors)",
                                   {"1"}, i32);
-  std::string params = "params" + std::to_string(counter++);
-  body << "  {\n  Params " << params << ";\n";
+  std::string params = openParams();
   for (const Buffer &buffer : {ids, sorted, experts, padded, errors})
     addMemref(buffer, params);
   launch(*kernel, params, {"1", "1", "1"});
-  body << "  }\n";
   return success();
 }
 
@@ -310,16 +325,12 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
                            Float32Type::get(op.getContext()));
     output = allocate(op.getResult(), {numTokens, std::to_string(width)},
                       resultType.getElementType());
-    body << llvm::formatv("  if (moe_rt_status status = "
-                          "moe_rt_memset_zero_async({0}, {1} * 4, stream))\n"
-                          "    return status;\n",
-                          sums.address, product(sums.sizes));
+    zeroAsync(sums.address, product(sums.sizes) + " * 4");
   } else {
     output = allocate(op.getResult(), {slots.sizes[0], std::to_string(width)},
                       resultType.getElementType());
   }
-  std::string params = "params" + std::to_string(counter++);
-  body << "  {\n  Params " << params << ";\n";
+  std::string params = openParams();
   for (const Buffer &buffer : {input, slots, blocks, padded})
     addMemref(buffer, params);
   if (weightOnly) {
@@ -343,7 +354,6 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
     addMemref(output, params);
   }
   launch(*kernel, params, {grid0, grid1, grid2});
-  body << "  }\n";
   if (!op.isCombine())
     return success();
 
@@ -352,14 +362,12 @@ LogicalResult HostEmitter::emitExpertMatmul(ExpertMatmulOp op) {
   if (failed(finalize))
     return failure();
   int64_t threads = launchParameter(*finalize, "threads");
-  params = "params" + std::to_string(counter++);
-  body << "  {\n  Params " << params << ";\n";
+  params = openParams();
   addMemref(sums, params);
   addMemref(output, params);
   launch(*finalize, params,
          {sums.sizes[0],
           std::to_string((width + threads - 1) / threads), "1"});
-  body << "  }\n";
   return success();
 }
 
@@ -406,12 +414,8 @@ LogicalResult HostEmitter::emitQuantize(QuantizeOp op) {
       return failure();
     amaxWord = allocateScratch("amax word of the per-tensor quantization",
                                {"1"}, IntegerType::get(op.getContext(), 32));
-    body << llvm::formatv("  if (moe_rt_status status = "
-                          "moe_rt_memset_zero_async({0}, 4, stream))\n"
-                          "    return status;\n",
-                          amaxWord.address);
-    std::string params = "params" + std::to_string(counter++);
-    body << "  {\n  Params " << params << ";\n";
+    zeroAsync(amaxWord.address, "4");
+    std::string params = openParams();
     addMemref(input, params);
     addMemref(amaxWord, params);
     if (bounded) {
@@ -422,11 +426,9 @@ LogicalResult HostEmitter::emitQuantize(QuantizeOp op) {
            {llvm::formatv("std::min<int64_t>({0}, {1})", rowBlocks,
                           launchParameter(*amaxKernel, "max_blocks")),
             "1", "1"});
-    body << "  }\n";
   }
 
-  std::string params = "params" + std::to_string(counter++);
-  body << "  {\n  Params " << params << ";\n";
+  std::string params = openParams();
   for (const Buffer &buffer : {input, codes, scales})
     addMemref(buffer, params);
   if (perTensor)
@@ -434,7 +436,6 @@ LogicalResult HostEmitter::emitQuantize(QuantizeOp op) {
   if (bounded)
     addMemref(buffers.lookup(producer.getNumPadded()), params);
   launch(*kernel, params, {rowBlocks, "1", "1"});
-  body << "  }\n";
   return success();
 }
 
