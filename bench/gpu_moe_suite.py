@@ -5,6 +5,7 @@ scripts/gpu-layers.sh builds here:
 
     python3 bench/gpu_moe_suite.py check LAYERS_DIR      # correctness suite
     python3 bench/gpu_moe_suite.py bench LAYERS_DIR [--out FILE.json]
+        [--shapes mixtral_8x7b,...] [--no-triton] [--baselines-only]
 
 check: every example layer's expert block at full size, fresh random inputs
 and routing on every run, the output poisoned (NaN) and the workspace filled
@@ -17,7 +18,14 @@ experts used), M = 1, and another device's experts (id -1).
 bench: the timed span is the layer after routing (align, GEMM1, activation,
 GEMM2, combine), median of CUDA-graph replays; in the same process a naive
 per-expert loop, torch._grouped_mm over expert-sorted rows, a dense cuBLAS
-GEMM pair with the same FLOPs, and the floor.
+GEMM pair with the same FLOPs, a Triton kernel of vLLM's fused_moe design at
+the best of a 48-config sweep (bench/triton_fused_moe.py; --no-triton skips
+it), and the floor: max(FLOPs / measured bf16 peak, touched experts' weight
+bytes / bandwidth), the bandwidth being the max of a Triton streaming read
+of 4 GiB (bench/triton_bandwidth.py), a 1 GiB copy and a 1 GiB `sum`.
+--baselines-only times everything but the compiled layer (no libraries
+needed; the shapes come from python/moe_compiler/configs.py when
+LAYERS_DIR/layers.json is absent).
 """
 
 from __future__ import annotations
@@ -515,7 +523,10 @@ def silu_and_mul(h):
 
 
 def measure_ceilings():
-    """bf16 matmul peak (TFLOP/s) and read / copy bandwidth (TB/s)."""
+    """bf16 matmul peak (TFLOP/s) and bandwidth (TB/s) with its readings:
+    the Triton streaming read (4 GiB, bench/triton_bandwidth.py), the 1 GiB
+    device copy (read + write counted) and the 1 GiB bf16 `sum` (read). The
+    bandwidth is their max."""
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     mm = time_graph(lambda: torch.mm(a, b), 10)
@@ -528,29 +539,64 @@ def measure_ceilings():
     read_bw = big.numel() * 2 / (read * 1e-6) / 1e12
     del a, b, big, dst
     torch.cuda.empty_cache()
-    return peak, max(copy_bw, read_bw), copy_bw, read_bw
+    readings = dict(copy=copy_bw, sum=read_bw, stream=None, stream_config=None)
+    try:
+        import triton_bandwidth
+        readings["stream"], readings["stream_config"], _ = triton_bandwidth.measure_stream(time_graph)
+    except ImportError as error:
+        print(f"no Triton streaming read ({error}); the floor uses the copy and the sum",
+              flush=True)
+    return peak, max(v for v in (copy_bw, read_bw, readings["stream"]) if v), readings
+
+
+def describe_ceilings(peak, bandwidth, readings) -> str:
+    stream = ("n/a" if readings["stream"] is None else
+              f"{readings['stream']:.2f} ({readings['stream_config']})")
+    return (f"card: {torch.cuda.get_device_name()}, bf16 peak {peak:.0f} TFLOP/s, bandwidth "
+            f"{bandwidth:.2f} TB/s = max(stream read {stream}, copy {readings['copy']:.2f}, "
+            f"sum {readings['sum']:.2f})")
+
+
+def block_configs(layers_dir: pathlib.Path) -> dict:
+    """layers.json of the compiled libraries, or (for --baselines-only
+    without them) the example configurations under the same names."""
+    path = layers_dir / "layers.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    import dataclasses
+    from moe_compiler import configs as example_configs
+    return {f"{c.name}_block": dataclasses.asdict(c) for c in example_configs.EXAMPLE_LAYERS}
 
 
 def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token_counts,
-          ours_only: bool = False) -> int:
-    configs = json.loads((layers_dir / "layers.json").read_text())
+          ours_only: bool = False, triton: bool = True, baselines_only: bool = False) -> int:
+    configs = block_configs(layers_dir) if baselines_only else \
+        json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
-    peak, bandwidth, copy_bw, read_bw = measure_ceilings()
-    print(f"card: {torch.cuda.get_device_name()}, bf16 peak {peak:.0f} TFLOP/s, "
-          f"copy {copy_bw:.2f} TB/s, read {read_bw:.2f} TB/s", flush=True)
+    peak, bandwidth, readings = measure_ceilings()
+    print(describe_ceilings(peak, bandwidth, readings), flush=True)
+    fused_moe = None
+    if triton and not ours_only:
+        try:
+            import triton_fused_moe as fused_moe
+        except ImportError as error:
+            print(f"no Triton baseline: {error}", flush=True)
     results = []
     for shape in shapes:
         config = configs[f"{shape}_block"]
         e, k, h, i = config["num_experts"], config["k"], config["hidden"], config["intermediate"]
         w13, w2 = make_weights(config, generator)
         for m in token_counts:
-            name = f"{shape}_block_m{m}"
-            layer = Layer(layers_dir / f"{name}.so", name)
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, "softmax", generator)
             out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
-            ours = time_graph(lambda: layer(x, ids, weights, w13, w2, out))
+            ours = None
+            if not baselines_only:
+                name = f"{shape}_block_m{m}"
+                layer = Layer(layers_dir / f"{name}.so", name)
+                ours = time_graph(lambda: layer(x, ids, weights, w13, w2, out))
+                del layer
 
             flat_ids = ids.view(-1).long()
             order = torch.argsort(flat_ids, stable=True)
@@ -567,10 +613,11 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
                 res.index_add_(0, token_of, down.float() * flat_w[:, None])
                 return res.to(torch.bfloat16)
 
+            touched = int((counts > 0).sum())
+            flops = 2 * m * k * (h * 2 * i + i * h)
+            weight_bytes = touched * 3 * h * i * 2
+            floor = max(flops / (peak * 1e12), weight_bytes / (bandwidth * 1e12)) * 1e6
             if ours_only:
-                touched = int((counts > 0).sum())
-                flops = 2 * m * k * (h * 2 * i + i * h)
-                floor = max(flops / (peak * 1e12), touched * 3 * h * i * 2 / (bandwidth * 1e12)) * 1e6
                 print(f"{layers_dir.name} {shape} M={m}: ours {ours:.1f} us, floor {floor:.1f} "
                       f"({ours / floor:.2f}x), {flops / (ours * 1e-6) / 1e12:.0f} TFLOP/s", flush=True)
                 continue
@@ -590,29 +637,63 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             dense_x = torch.randn(m * k, h, device="cuda", generator=generator).to(torch.bfloat16)
             dense_us = time_graph(lambda: silu_and_mul(dense_x @ w13[0].T) @ w2[0].T)
 
-            touched = int((counts > 0).sum())
-            flops = 2 * m * k * (h * 2 * i + i * h)
-            weight_bytes = touched * 3 * h * i * 2
-            floor = max(flops / (peak * 1e12), weight_bytes / (bandwidth * 1e12)) * 1e6
             row = dict(shape=shape, m=m, ours=ours, floor=floor, grouped_mm=grouped_us,
-                       naive=naive_us, dense=dense_us, experts_touched=touched)
+                       naive=naive_us, dense=dense_us, experts_touched=touched, triton=None)
+            triton_text = ""
+            if fused_moe is not None:
+                # 48 configs x 10 replays, the fastest again with 20, checked
+                # against the float64 reference on sampled rows.
+                block = fused_moe.FusedMoE(x, ids, weights, w13, w2)
+                compile_s = fused_moe.compile_all(block, fused_moe.CONFIGS)
+                swept = fused_moe.sweep(block, time_graph, replays=10, winner_replays=20,
+                                        log=print)
+                del block
+                row.update(triton=swept["us"], triton_config=swept["name"],
+                           triton_configs_ran=swept["ran"], triton_rel_l2=swept["error"],
+                           triton_not_run=swept["failed"], triton_wrong=swept.get("wrong", []),
+                           triton_sweep_s=swept["seconds"], triton_compile_s=compile_s)
+                versus = f" ({swept['us'] / ours:.2f}x ours)" if ours else ""
+                triton_text = (f", Triton {swept['us']:.1f}{versus} [{swept['name']}, "
+                               f"{swept['ran']} configs, rel L2 {swept['error']:.1e}, "
+                               f"sweep {swept['seconds']:.1f} s]")
             results.append(row)
-            print(f"{shape} M={m}: ours {ours:.1f} us, floor {floor:.1f} ({ours / floor:.2f}x), "
-                  f"grouped_mm {grouped_us:.1f} ({grouped_us / ours:.2f}x ours), dense {dense_us:.1f}, "
-                  f"naive {naive_us:.1f}", flush=True)
-            del layer
+            ours_text = f"ours {ours:.1f} us ({ours / floor:.2f}x floor), " if ours else ""
+            versus = f" ({grouped_us / ours:.2f}x ours)" if ours else ""
+            print(f"{shape} M={m}: {ours_text}floor {floor:.1f}, grouped_mm {grouped_us:.1f}"
+                  f"{versus}, dense {dense_us:.1f}, naive {naive_us:.1f}{triton_text}", flush=True)
+            torch.cuda.empty_cache()
         del w13, w2
         torch.cuda.empty_cache()
-    summary = dict(card=torch.cuda.get_device_name(), peak_tflops=peak, copy_tbps=copy_bw,
-                   read_tbps=read_bw, results=results)
+    summary = dict(card=torch.cuda.get_device_name(), peak_tflops=peak, bandwidth_tbps=bandwidth,
+                   stream_tbps=readings["stream"], stream_config=readings["stream_config"],
+                   copy_tbps=readings["copy"], read_tbps=readings["sum"], results=results)
     if out_path:
         out_path.write_text(json.dumps(summary, indent=1))
     if ours_only:
         return 0
-    print("| shape | M | floor | ours | ours/floor | torch._grouped_mm | dense | naive |")
+    print(describe_ceilings(peak, bandwidth, readings))
+
+    def num(value, digits=0):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    def ratio(a, b):
+        return "-" if a is None or b is None else f"{a / b:.2f}"
+
+    print("| shape | M | floor | ours | ours/floor | torch._grouped_mm | grouped_mm/ours | dense "
+          "| naive | Triton | Triton config | Triton/ours |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['shape']} | {r['m']} | {r['floor']:.0f} | {r['ours']:.0f} | "
-              f"{r['ours'] / r['floor']:.2f} | {r['grouped_mm']:.0f} | {r['dense']:.0f} | {r['naive']:.0f} |")
+        print(f"| {r['shape']} | {r['m']} | {r['floor']:.0f} | {num(r['ours'])} | "
+              f"{ratio(r['ours'], r['floor'])} | {r['grouped_mm']:.0f} | "
+              f"{ratio(r['grouped_mm'], r['ours'])} | {r['dense']:.0f} | {r['naive']:.0f} | "
+              f"{num(r['triton'])} | {r.get('triton_config', '-')} | "
+              f"{ratio(r['triton'], r['ours'])} |")
+    pairs = [r["triton"] / r["ours"] for r in results if r["triton"] and r["ours"]
+             and math.isfinite(r["triton"])]
+    if pairs:
+        geomean = math.exp(sum(map(math.log, pairs)) / len(pairs))
+        print(f"Triton/ours geomean over {len(pairs)} rows: {geomean:.2f} "
+              f"({min(pairs):.2f}-{max(pairs):.2f})")
     return 0
 
 
@@ -640,12 +721,11 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
     configs = json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
-    peak, bandwidth, copy_bw, read_bw = measure_ceilings()
+    peak, bandwidth, readings = measure_ceilings()
     peaks = measure_quantized_peaks()
     peaks["bf16"] = peak
-    print(f"card: {torch.cuda.get_device_name()}, bf16 peak {peak:.0f}, fp8 {peaks['fp8']:.0f}, "
-          f"int8 {peaks['int8']:.0f} TFLOP/s (dense 8192^3), read {read_bw:.2f} TB/s, "
-          f"copy {copy_bw:.2f} TB/s", flush=True)
+    print(describe_ceilings(peak, bandwidth, readings), flush=True)
+    print(f"fp8 {peaks['fp8']:.0f}, int8 {peaks['int8']:.0f} TFLOP/s (dense 8192^3)", flush=True)
     results = []
     blocks = [(shape, scheme, "w8a8") for shape, scheme in QUANTIZED] + \
              [(shape, scheme, "weight_only") for shape, scheme in WEIGHT_ONLY]
@@ -688,7 +768,8 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
         del tensors, w13, w2
         torch.cuda.empty_cache()
     summary = dict(card=torch.cuda.get_device_name(), peak_tflops=peak, quantized_peaks=peaks,
-                   copy_tbps=copy_bw, read_tbps=read_bw, results=results)
+                   bandwidth_tbps=bandwidth, stream_tbps=readings["stream"],
+                   copy_tbps=readings["copy"], read_tbps=readings["sum"], results=results)
     if out_path:
         out_path.write_text(json.dumps(summary, indent=1))
     print("| block | format | M | floor | ours | ours/floor | bf16 layer | bf16/ours |")
@@ -705,13 +786,18 @@ def main() -> int:
     parser.add_argument("mode", choices=("check", "check-quantized", "smoke-quantized", "bench",
                                          "bench-quantized"))
     parser.add_argument("--kinds", default="w8a8,weight_only",
-                        help="quantized blocks to check or time: w8a8, weight_only")
+                        help="quantized blocks to check or time: w8a8, weight_only; "
+                        "'none' (check: the bf16 blocks and whole layers only)")
     parser.add_argument("layers", type=pathlib.Path)
     parser.add_argument("--out", type=pathlib.Path)
     parser.add_argument("--shapes", default=",".join(BENCH_SHAPES))
     parser.add_argument("--tokens", default=",".join(map(str, TOKEN_COUNTS)))
     parser.add_argument("--ours-only", action="store_true",
                         help="time only the compiled layer (variant sweeps)")
+    parser.add_argument("--no-triton", action="store_true",
+                        help="bench: skip the Triton fused_moe sweep (quick runs)")
+    parser.add_argument("--baselines-only", action="store_true",
+                        help="bench: everything but the compiled layer (no libraries needed)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_moe_suite: error: no CUDA GPU", file=sys.stderr)
@@ -740,7 +826,8 @@ def main() -> int:
         return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")],
                                args.kinds.split(","))
     return bench(args.layers, args.out, args.shapes.split(","),
-                 [int(v) for v in args.tokens.split(",")], args.ours_only)
+                 [int(v) for v in args.tokens.split(",")], args.ours_only,
+                 triton=not args.no_triton, baselines_only=args.baselines_only)
 
 
 if __name__ == "__main__":
