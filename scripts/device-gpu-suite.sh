@@ -1,51 +1,110 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine (through the device tool) with build/gpu-layers
-# carried (scripts/gpu-layers.sh): builds the runtime's tests, runs the
-# compiled small layers (bf16 and quantized) under compute-sanitizer, the
-# correctness suite on the full-size layers (bf16, w8a8, weight-only), then
-# (with "bench") the benchmarks.
-#   bash scripts/device-gpu-suite.sh [check|bench|all] [LAYERS_DIR]
+# carried (scripts/gpu-layers.sh). One part per device call: each part is
+# meant to end inside one 10-minute call; check, bench and all run the
+# parts in sequence for a machine with more time.
+#   bash scripts/device-gpu-suite.sh PART|check|bench|all [LAYERS_DIR]
+#
+# part                what it runs                                          expected
+# sanitize            builds runtime/'s tests (cmake), smoke runs of the     2-4 min (est.)
+#                     small bf16 blocks and the small Mixtral layer, and
+#                     compute-sanitizer memcheck + racecheck over three
+# sanitize-quantized  compute-sanitizer memcheck + racecheck over the        2-5 min (est.)
+#                     scaled w8a8 and weight-only blocks
+#                     (gpu_moe_suite.py smoke-quantized)
+# check-bf16          the bf16 expert blocks (4 layers x 8 routings) and     2-4 min (est.)
+#                     the whole layers with routing (4 x M = 1/256/4096)
+#                     against the float64 reference
+# check-w8a8          the w8a8 blocks (4 x 6 cases) against the oracle      2-5 min (est.)
+# check-weight-only   the weight-only blocks (4 x 6 cases) against the       2-5 min (est.)
+#                     oracle
+# bench-bf16          gpu_moe_suite.py bench, the three shapes x 6 M in one  1.5-2 min
+#                     process: ours, Triton fused_moe (48-config sweep per
+#                     row), torch._grouped_mm, dense, naive, floor
+# bench-quantized     gpu_moe_suite.py bench-quantized (w8a8 and weight-only 2-4 min (est.)
+#                     blocks against the bf16 layer)
+# check = sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only
+# bench = bench-bf16 bench-quantized;  all = check bench
+# bench-bf16: measured on an H200 (2026-12-01) without our layers
+# (--baselines-only): 51 s, 42 s of it the Triton sweeps, their kernels
+# from Triton's cache; compiling them (in parallel, on a fresh machine)
+# took 7 s more. Ours adds 18 libraries x 20 replays. (est.): estimated from the work the part does, not yet timed on
+# its own; each part prints its wall time at its end.
+# Logs and JSON go to $OUT (or /tmp): <part>.log, sanitizer.log,
+# bench.json, bench-quantized.json.
 set -uo pipefail
 mode=${1:-all}
 layers=${2:-build/gpu-layers}
 out=${OUT:-/tmp}
 status=0
+export PYTHONUNBUFFERED=1
+
+case "$mode" in
+  check) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only" ;;
+  bench) parts="bench-bf16 bench-quantized" ;;
+  all) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only bench-bf16 bench-quantized" ;;
+  sanitize|sanitize-quantized|check-bf16|check-w8a8|check-weight-only|bench-bf16|bench-quantized)
+    parts=$mode ;;
+  *) echo "device-gpu-suite: unknown part '$mode'" >&2; exit 2 ;;
+esac
+
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
-if [[ "$mode" == check || "$mode" == all ]]; then
-  work=$(mktemp -d)
-  cmake -S runtime -B "$work" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
-    cmake --build "$work" -j 8 >/dev/null || exit 1
-  smoke() { # layer E k M
-    "$work/moe-layer-smoke" "$layers/$1.so" "$1" "$2" "$3" 256 128 "$4"
-  }
-  smoke mixtral_8x7b_small_block 8 2 100 || status=1
-  smoke qwen3_30b_a3b_small_block 128 8 37 || status=1
-  smoke gpt_oss_120b_small_block 128 4 1 || status=1
-  "$work/moe-layer-smoke" "$layers/mixtral_8x7b_small.so" mixtral_8x7b_small \
-    8 2 256 128 77 routed || status=1
-  for tool in memcheck racecheck; do {
-    compute-sanitizer --tool $tool "$work/moe-layer-smoke" \
-      "$layers/mixtral_8x7b_small_block.so" mixtral_8x7b_small_block 8 2 256 128 100 \
-      2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY"
-    compute-sanitizer --tool $tool "$work/moe-layer-smoke" \
-      "$layers/deepseek_v3_small_block.so" deepseek_v3_small_block 256 8 256 128 33 \
-      2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY"
-    compute-sanitizer --tool $tool "$work/moe-layer-smoke" \
-      "$layers/mixtral_8x7b_small.so" mixtral_8x7b_small 8 2 256 128 77 routed \
-      2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY"
-  } | tee -a "$out/sanitizer.log"; done
-  # The scaled quantized blocks (w8a8 and weight-only) under both tools.
+
+# Runs a command under both compute-sanitizer tools, keeps the summary lines
+# in sanitizer.log, and fails on an error, a hazard or a FAIL.
+sanitized() {
+  local tool log
   for tool in memcheck racecheck; do
-    compute-sanitizer --tool $tool python3 bench/gpu_moe_suite.py smoke-quantized "$layers" \
-      2>&1 | grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY" |
-      tee -a "$out/sanitizer.log"
+    log=$(compute-sanitizer --tool $tool "$@" 2>&1 |
+      grep -E "FAIL|ok:|Invalid|hazard|ERROR SUMMARY|RACECHECK SUMMARY")
+    echo "$log" | tee -a "$out/sanitizer.log"
+    if echo "$log" | grep -qE "FAIL|(ERROR|RACECHECK) SUMMARY: [1-9]"; then
+      return 1
+    fi
   done
-  python3 bench/gpu_moe_suite.py check "$layers" 2>&1 | tee "$out/check.log" || status=1
-fi
-if [[ "$mode" == bench || "$mode" == all ]]; then
-  python3 bench/gpu_moe_suite.py bench "$layers" --out "$out/bench.json" \
-    2>&1 | tee "$out/bench.log" || status=1
-  python3 bench/gpu_moe_suite.py bench-quantized "$layers" --out "$out/bench-quantized.json" \
-    2>&1 | tee "$out/bench-quantized.log" || status=1
-fi
+}
+
+run_part() {
+  local part=$1 work
+  echo "== $part"
+  case "$part" in
+    sanitize)
+      work=$(mktemp -d)
+      cmake -S runtime -B "$work" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+        cmake --build "$work" -j 8 >/dev/null || return 1
+      local smoke="$work/moe-layer-smoke" failed=0
+      "$smoke" "$layers/mixtral_8x7b_small_block.so" mixtral_8x7b_small_block 8 2 256 128 100 || failed=1
+      "$smoke" "$layers/qwen3_30b_a3b_small_block.so" qwen3_30b_a3b_small_block 128 8 256 128 37 || failed=1
+      "$smoke" "$layers/gpt_oss_120b_small_block.so" gpt_oss_120b_small_block 128 4 256 128 1 || failed=1
+      "$smoke" "$layers/mixtral_8x7b_small.so" mixtral_8x7b_small 8 2 256 128 77 routed || failed=1
+      sanitized "$smoke" "$layers/mixtral_8x7b_small_block.so" mixtral_8x7b_small_block \
+        8 2 256 128 100 || failed=1
+      sanitized "$smoke" "$layers/deepseek_v3_small_block.so" deepseek_v3_small_block \
+        256 8 256 128 33 || failed=1
+      sanitized "$smoke" "$layers/mixtral_8x7b_small.so" mixtral_8x7b_small \
+        8 2 256 128 77 routed || failed=1
+      return $failed ;;
+    sanitize-quantized)
+      sanitized python3 bench/gpu_moe_suite.py smoke-quantized "$layers" ;;
+    check-bf16)
+      python3 bench/gpu_moe_suite.py check "$layers" --kinds none ;;
+    check-w8a8)
+      python3 bench/gpu_moe_suite.py check-quantized "$layers" --kinds w8a8 ;;
+    check-weight-only)
+      python3 bench/gpu_moe_suite.py check-quantized "$layers" --kinds weight_only ;;
+    bench-bf16)
+      python3 bench/gpu_moe_suite.py bench "$layers" --out "$out/bench.json" ;;
+    bench-quantized)
+      python3 bench/gpu_moe_suite.py bench-quantized "$layers" --out "$out/bench-quantized.json" ;;
+  esac
+}
+
+for part in $parts; do
+  start=$SECONDS
+  run_part "$part" 2>&1 | tee "$out/$part.log"
+  result=${PIPESTATUS[0]}
+  echo "== $part: $([[ $result == 0 ]] && echo ok || echo FAILED) in $((SECONDS - start)) s" |
+    tee -a "$out/$part.log"
+  [[ $result == 0 ]] || status=1
+done
 exit $status
