@@ -3,6 +3,7 @@
 #include "moe/Pipelines/Pipelines.h"
 
 #include "moe/Conversion/Passes.h"
+#include "moe/Dialect/MoeGPU/Transforms/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -12,17 +13,17 @@ using namespace mlir;
 
 void mlir::moe::buildGpuPipeline(OpPassManager &pm,
                                  const GpuPipelineOptions &options) {
-  // moe-optimize, with the tiles fitted to the Hopper kernels before the
-  // schedule is aligned to their block heights.
+  // moe-optimize, with each matmul's kernel chosen before the schedule is
+  // aligned to its block height.
   OptimizePipelineOptions optimizeOptions;
   optimizeOptions.numTokens = options.numTokens;
-  buildOptimizePipeline(pm, optimizeOptions, [](OpPassManager &nested) {
-    nested.addPass(createMoeGpuLegalizeTiles());
+  moe_gpu::MoeGpuConfigureOptions configureOptions;
+  configureOptions.blockN = options.blockN;
+  configureOptions.stages = options.stages;
+  buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
+    nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));
   });
-  MoeEmitGpuKernelsOptions kernelOptions;
-  kernelOptions.blockN = options.blockN;
-  kernelOptions.stages = options.stages;
-  pm.addPass(createMoeEmitGpuKernels(kernelOptions));
+  pm.addPass(createMoeEmitGpuKernels());
 }
 
 LogicalResult

@@ -55,12 +55,12 @@ llvm::cl::opt<int64_t>
 llvm::cl::opt<int64_t>
     blockN("block-n",
            llvm::cl::desc("Override the grouped GEMMs' wgmma N (64, 128, "
-                          "256; 0: the tile's)"),
+                          "256; 0: moe-gpu-configure's choice)"),
            llvm::cl::init(0));
 llvm::cl::opt<int64_t>
     stages("stages",
-           llvm::cl::desc("Override the shared-memory ring depth (0: the "
-                          "tile's)"),
+           llvm::cl::desc("Override the shared-memory ring depth (2-5; 0: "
+                          "moe-gpu-configure's choice)"),
            llvm::cl::init(0));
 llvm::cl::opt<std::string>
     cudaPath("cuda-path",
@@ -135,7 +135,7 @@ int main(int argc, char **argv) {
   registerAllDialects(registry);
   registerAllExtensions(registry);
   registerAllToLLVMIRTranslations(registry);
-  registry.insert<moe::MoeDialect>();
+  registry.insert<moe::MoeDialect, moe_gpu::MoeGPUDialect>();
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
 

@@ -8,6 +8,8 @@
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeDialect.h"
 #include "moe/Dialect/Moe/Transforms/Passes.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
+#include "moe/Dialect/MoeGPU/Transforms/Passes.h"
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Transforms/Passes.h"
 
@@ -25,13 +27,14 @@ int main(int argc, char **argv) {
   mlir::moe::registerGpuPipeline();
   mlir::moe::registerMoeTransformsPasses();
   mlir::moe::registerMoeDialectTransformsPasses();
+  mlir::moe_gpu::registerMoeGPUTransformsPasses();
 
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
   mlir::registerAllExtensions(registry);
   // GPU modules serialize through LLVM IR (gpu-module-to-binary).
   mlir::registerAllToLLVMIRTranslations(registry);
-  registry.insert<mlir::moe::MoeDialect>();
+  registry.insert<mlir::moe::MoeDialect, mlir::moe_gpu::MoeGPUDialect>();
 
   return mlir::asMainReturnCode(
       mlir::MlirOptMain(argc, argv, "moe optimizer driver\n", registry));

@@ -13,12 +13,12 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
 
 namespace mlir::moe {
 
 #define GEN_PASS_DECL_MOEEMITGPUKERNELS
 #define GEN_PASS_DECL_MOENVVMGRIDCONSTANTARGS
-#define GEN_PASS_DECL_MOEGPULEGALIZETILES
 #include "moe/Conversion/Passes.h.inc"
 
 #define GEN_PASS_REGISTRATION

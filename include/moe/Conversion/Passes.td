@@ -48,16 +48,21 @@ def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
     - `moe.align`: one thread block; counts by shared-memory atomics, padded
       starts, sentinel and block-expert fill, scatter (the order within an
       expert's group is not the assignment order).
-    - `moe.expert_matmul` on the aligned schedule, bf16, block_m 64, K a
-      multiple of 64: per slot block of 64 and column tile of 128, one
-      warpgroup runs a ring of up to 4 shared-memory stages, TMA for the
-      weights under one mbarrier per stage and cp.async for the A rows
-      (gathered by token, or in slot order) into the 128B-swizzled layout,
-      and K-major `wgmma` m64n128k16. Epilogues: bf16 rows, optionally
-      through a gated activation (a tile then holds 64 gate columns and
-      their 64 up columns); or the routed-weight combine, added atomically
-      into an f32 buffer, with the K loop split over `split_k` blocks as the
-      tile says, and a second kernel converting the sums.
+    - `moe.expert_matmul` on the aligned schedule, as its
+      `#moe_gpu.kernel_config` (`moe-gpu-configure`) says: the multistage
+      schedule, where per slot block (64 or 128 rows: one m64 consumer
+      warpgroup per 64) and column tile (`block_n` 64, 128 or 256) every
+      warp issues its share of a ring of `stages` shared-memory stages, TMA
+      for the weights under one mbarrier per stage and cp.async for the A
+      rows (gathered by token, or in slot order) into the 128B-swizzled
+      layout, and K-major `wgmma` (bf16, e4m3 or s8). Epilogues: bf16 rows,
+      optionally through a gated activation (a tile then holds the gate
+      columns and their up columns); or the routed-weight combine, added
+      atomically into an f32 buffer, with the K loop split over `split_k`
+      blocks, and a second kernel converting the sums. A matmul without a
+      configuration, or with one this emitter does not build
+      (warp-specialized or persistent schedules, clusters), gets a remark.
+    - `moe.quantize` and `moe.route`: see their builders.
 
     Other ops get a remark and keep no kernel.
   }];
@@ -67,30 +72,11 @@ def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
     "::mlir::LLVM::LLVMDialect",
     "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect",
+    "::mlir::moe_gpu::MoeGPUDialect",
     "::mlir::NVVM::NVVMDialect",
     "::mlir::nvgpu::NVGPUDialect",
     "::mlir::scf::SCFDialect"
   ];
-  let options = [
-    Option<"blockN", "block-n", "int64_t", /*default=*/"0",
-           "wgmma N of the grouped GEMMs (64, 128, 256); 0 follows the tile">,
-    Option<"stages", "stages", "int64_t", /*default=*/"0",
-           "Shared-memory ring depth (2-5); 0 follows the tile">
-  ];
-}
-
-def MoeGpuLegalizeTiles : Pass<"moe-gpu-legalize-tiles", "ModuleOp"> {
-  let summary = "Fit the grouped matmuls' tiles to the Hopper kernels";
-  let description = [{
-    Runs between `moe-tile` and `moe-align`. The Hopper grouped GEMM has slot
-    blocks of 64 or 128 rows (one or two m64 warpgroups) and a wgmma N of 64,
-    128 or 256; the cost model may ask for others (8-row blocks with swapped
-    operands for decode). Each `#moe.tile` gets block_m 128 where it asked
-    for at least 128 and 64 otherwise, and block_n rounded down to a power
-    of two in [64, 256]. The matmuls of one schedule (the same `slots`) take
-    the smallest block_m of the group, so that one `moe.align` serves them.
-  }];
-  let dependentDialects = ["::mlir::moe::MoeDialect"];
 }
 
 def MoeNvvmGridConstantArgs

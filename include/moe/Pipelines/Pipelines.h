@@ -33,11 +33,13 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init(256)};
   PassOptions::Option<int64_t> blockN{
       *this, "block-n",
-      llvm::cl::desc("Override the grouped GEMMs' wgmma N (0: the tile's)"),
+      llvm::cl::desc("Override the grouped GEMMs' wgmma N (0: "
+                     "moe-gpu-configure's choice)"),
       llvm::cl::init(0)};
   PassOptions::Option<int64_t> stages{
       *this, "stages",
-      llvm::cl::desc("Override the shared-memory ring depth (0: the tile's)"),
+      llvm::cl::desc("Override the shared-memory ring depth (0: "
+                     "moe-gpu-configure's choice)"),
       llvm::cl::init(0)};
 };
 
@@ -84,8 +86,9 @@ void buildOptimizePipeline(
 /// `_mlir_ciface_` wrappers.
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options);
 
-/// moe-optimize with moe-gpu-legalize-tiles before moe-align (the schedule
-/// aligned to the Hopper kernels' 64- or 128-row blocks), then
+/// moe-optimize with moe-gpu-configure before moe-align (each matmul's
+/// #moe_gpu.kernel_config chosen, the schedule aligned to its block
+/// height), then
 /// moe-emit-gpu-kernels: every op gets its kernels in `gpu.module
 /// @moe_kernels` (or a remark).
 void buildGpuPipeline(OpPassManager &pm, const GpuPipelineOptions &options);

@@ -22,6 +22,8 @@
 #include "MoeGpuKernels.h"
 
 #include "moe/Conversion/Utils/ScalarMath.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -58,11 +60,6 @@ constexpr int64_t kValuesPerChunk = 8;
 /// base is rounded up at run time, so this much more is requested.
 constexpr int64_t kSwizzleAlignment = 1024;
 constexpr int64_t kMaxStages = 5;
-/// Weight-only rings are two stages deep: the dequantization runs on the
-/// block's own warps, so more blocks per SM (three at 64x128 instead of one)
-/// hide its latency better than deeper prefetch (the H200 sweep in
-/// docs/gpu-benchmark-quantized.md: Mixtral int4 M = 64 1262 -> 849 µs).
-constexpr int64_t kMaxWeightOnlyStages = 2;
 constexpr int64_t kMaxSharedBytes = 227 * 1024;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
 /// 1024 (8 rows of 128 bytes) at bit 32, leading byte offset 1 at bit 16
@@ -70,7 +67,8 @@ constexpr int64_t kMaxSharedBytes = 227 * 1024;
 constexpr uint64_t kDescriptorBits =
     (uint64_t(1) << 62) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 16);
 
-/// What one kernel computes; derived from the op and its #moe.tile.
+/// What one kernel computes: the shapes and format of the op, and the
+/// decisions of its #moe_gpu.kernel_config.
 struct KernelConfig {
   int64_t topK, outFeatures, inFeatures, numExperts;
   bool gather, combine;
@@ -1119,8 +1117,7 @@ static LLVM::GlobalOp getOrCreateSharedMemory(OpBuilder &b,
 
 FailureOr<gpu::GPUFuncOp>
 mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                                   ExpertMatmulOp op, StringRef name,
-                                   int64_t blockN, int64_t stagesOverride) {
+                                   ExpertMatmulOp op, StringRef name) {
   auto weightsType = op.getWeights().getType();
   auto bf16 = b.getBF16Type();
   KernelConfig config;
@@ -1131,7 +1128,7 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   config.gather = op.getGather();
   config.combine = op.isCombine();
   config.activation = op.getActivation();
-  config.blockM = op.getBlockM().value_or(64);
+  config.blockM = op.getBlockM().value_or(0);
   if (!op.isAligned() || op.getUnpermute())
     return op.emitRemark("no GPU kernel yet: only the aligned schedule with "
                          "rows or combine out is covered");
@@ -1175,63 +1172,34 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   if (auto factor = op.getRoutedScalingFactor())
     config.routedScalingFactor = factor->convertToDouble();
 
-  // The tile chooses the ring depth and, for the combine (whose partial
-  // sums add atomically anyway), the K split; both are clamped to what the
-  // kernel supports.
-  TileAttr tile = op.getTileAttr();
-  int64_t totalSteps = config.inFeatures / config.blockK();
-  config.splitK = 1;
-  if (config.combine && tile)
-    for (int64_t split = std::min(tile.getSplitK(), totalSteps); split > 1;
-         --split)
-      if (totalSteps % split == 0) {
-        config.splitK = split;
-        break;
-      }
-  // The tile asks for swapped operands where few rows meet each expert
-  // (decode). This kernel has no swapped form; for the combine it splits K
-  // instead, so that the weight stream still spreads over the SMs.
-  if (config.combine && tile && tile.getSwapAb() && config.splitK == 1)
-    for (int64_t split = std::min<int64_t>(8, totalSteps / 8); split > 1;
-         --split)
-      if (totalSteps % split == 0) {
-        config.splitK = split;
-        break;
-      }
-  // The wgmma's N follows the tile's block_n (64, 128 or 256).
-  if (tile)
-    config.blockN = std::clamp<int64_t>(
-        int64_t(1) << llvm::Log2_64(std::max<int64_t>(tile.getBlockN(), 1)),
-        64, 256);
-  if (blockN > 0)
-    config.blockN = std::clamp<int64_t>(
-        int64_t(1) << llvm::Log2_64(blockN), 64, 256);
-  // Block scales keep a second accumulator (the K block's partial sum):
-  // two of m64n256 would not fit the registers, and a gated tile needs its
-  // gate and up halves in separate 64-column chunks.
-  if (config.hasBlockScales())
-    config.blockN = 128;
-  // Promoting fp8 keeps the total and two partial sums (one in flight):
-  // three m64n128 accumulators fit the registers, m64n256's spill.
-  if (config.promotesEachStage())
-    config.blockN = std::min<int64_t>(config.blockN, 128);
-  // Weight-only tiles hold each dequantized chunk's scale (and zero) from
-  // the top of the step: with m64n256's 128 accumulators they spill.
-  if (config.isWeightOnly())
-    config.blockN = std::min<int64_t>(config.blockN, 128);
-  // The deepest ring that fits: measured on an H200, five stages of a
-  // 64x256 tile (one block per SM) beat four of 64x128 (two per SM) by 14%
-  // at M = 4096 (docs/gpu-benchmark.md). The tile's stage count is for
-  // another design and is not used.
-  int64_t maxStages =
-      config.isWeightOnly() ? kMaxWeightOnlyStages : kMaxStages;
-  int64_t stages = stagesOverride > 0 ? stagesOverride : maxStages;
-  // Stages beyond the shared memory of one SM (227 KiB) are dropped.
-  int64_t fitting = (kMaxSharedBytes - kSwizzleAlignment) /
-                    (config.tileABytes() + config.tileBBytes() +
-                     config.packedTileBytes());
-  config.stages = std::max<int64_t>(
-      2, std::min({stages, kMaxStages, fitting, config.kSteps()}));
+  // Every decision comes from the kernel configuration (moe-gpu-configure);
+  // this emitter builds the multistage schedule of 128-byte K stages.
+  auto kernelConfig = op->getAttrOfType<moe_gpu::KernelConfigAttr>(
+      moe_gpu::MoeGPUDialect::getConfigAttrName());
+  if (!kernelConfig)
+    return op.emitRemark("no GPU kernel: the op has no kernel configuration "
+                         "(moe_gpu.config); run moe-gpu-configure first");
+  if (kernelConfig.getSchedule() != moe_gpu::Schedule::Multistage ||
+      kernelConfig.getBlockK() != config.blockK() ||
+      !llvm::is_contained({64, 128, 256}, kernelConfig.getBlockN()) ||
+      kernelConfig.getStages() < 2 || kernelConfig.getStages() > kMaxStages ||
+      kernelConfig.getClusterM() * kernelConfig.getClusterN() != 1)
+    return op.emitRemark()
+           << "no GPU kernel yet for " << kernelConfig
+           << ": the emitter builds the multistage schedule with 128 bytes "
+              "of K per stage, block_n 64, 128 or 256, 2 to "
+           << kMaxStages << " stages and no cluster";
+  config.blockN = kernelConfig.getBlockN();
+  config.stages = kernelConfig.getStages();
+  config.splitK = kernelConfig.getSplitK();
+  if (config.inFeatures % (config.blockK() * config.splitK) != 0)
+    return op.emitRemark() << "no GPU kernel: split_k = " << config.splitK
+                           << " does not divide the K steps";
+  if (config.sharedBytes() > kMaxSharedBytes)
+    return op.emitRemark() << "no GPU kernel: the ring takes "
+                           << config.sharedBytes()
+                           << " bytes of shared memory, more than "
+                           << kMaxSharedBytes;
 
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *context = b.getContext();

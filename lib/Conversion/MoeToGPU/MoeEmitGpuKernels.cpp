@@ -89,8 +89,7 @@ struct MoeEmitGpuKernelsPass
       }
       auto matmul = cast<ExpertMatmulOp>(op);
       FailureOr<gpu::GPUFuncOp> kernel = buildExpertMatmulKernel(
-          b, kernels, matmul, uniqueName(symbols, "expert_matmul"), blockN,
-          stages);
+          b, kernels, matmul, uniqueName(symbols, "expert_matmul"));
       if (failed(kernel))
         continue;
       record(op, "moe.gpu_kernel", *kernel);

@@ -29,13 +29,13 @@ namespace mlir::moe {
 /// and an f32 sum buffer memref<?xNxf32> that must start zeroed (combine).
 /// Launch: grid (ceil(S / 64), ceil(W / tile_n), split_k), 128 threads,
 /// `shared_bytes` of dynamic shared memory.
-/// `blockN` and `stages`, when positive, override the tile's choice.
+/// The block shape, ring depth and K split are those of the op's
+/// `moe_gpu.config` (moe-gpu-configure); an op without one, or with one this
+/// emitter does not build, gets a remark.
 FailureOr<gpu::GPUFuncOp> buildExpertMatmulKernel(OpBuilder &b,
                                                   gpu::GPUModuleOp module,
                                                   ExpertMatmulOp op,
-                                                  StringRef name,
-                                                  int64_t blockN = 0,
-                                                  int64_t stages = 0);
+                                                  StringRef name);
 
 /// The routing kernel of `op`: one block per token. Arguments: input
 /// memref<?xHxT>, gate weights memref<ExH>, the optional gate and score

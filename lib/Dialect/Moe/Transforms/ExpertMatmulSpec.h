@@ -24,6 +24,9 @@ struct ExpertMatmulSpec {
   IntegerAttr blockM;
   QuantizationAttr quantization;
   TileAttr tile;
+  /// Attributes of other dialects the op carries (a target's kernel
+  /// configuration): a rebuilt op keeps them.
+  SmallVector<NamedAttribute> discardable;
 
   /// Describes `op`.
   static ExpertMatmulSpec of(ExpertMatmulOp op) {
@@ -48,6 +51,7 @@ struct ExpertMatmulSpec {
     spec.blockM = op.getBlockMAttr();
     spec.quantization = op.getQuantizationAttr();
     spec.tile = op.getTileAttr();
+    spec.discardable = llvm::to_vector(op->getDiscardableAttrs());
     return spec;
   }
 
@@ -81,7 +85,7 @@ struct ExpertMatmulSpec {
     auto unit = [&](bool flag) {
       return flag ? UnitAttr::get(context) : UnitAttr();
     };
-    return ExpertMatmulOp::create(
+    auto op = ExpertMatmulOp::create(
         b, loc, resultType, input, weights, slots, offsets, blockExperts,
         numPadded, routingWeights, inputScales, weightScales, weightZeros,
         b.getI64IntegerAttr(k), unit(gather),
@@ -89,6 +93,9 @@ struct ExpertMatmulSpec {
         quantization ? quantization
                      : QuantizationAttr::get(context, QuantFormat::None),
         tile);
+    for (NamedAttribute attr : discardable)
+      op->setAttr(attr.getName(), attr.getValue());
+    return op;
   }
 };
 

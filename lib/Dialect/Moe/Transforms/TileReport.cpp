@@ -41,6 +41,9 @@ struct MoeTileReportPass
          << " E=" << shape->numExperts << " N=" << shape->outFeatures
          << " K=" << shape->inFeatures << " on " << target.numSMs
          << " SMs\n  tile " << tile << "\n  ";
+      // A target's kernel configuration, where one was chosen.
+      if (Attribute config = op->getAttr("moe_gpu.config"))
+        os << "kernel " << config << "\n  ";
       printPrediction(os, prediction);
       os << "\n";
     });

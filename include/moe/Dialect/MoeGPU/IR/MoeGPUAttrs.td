@@ -1,0 +1,109 @@
+//===- MoeGPUAttrs.td - moe_gpu attributes -----------------*- tablegen -*-===//
+
+#ifndef MOE_DIALECT_MOEGPU_IR_MOEGPUATTRS_TD
+#define MOE_DIALECT_MOEGPU_IR_MOEGPUATTRS_TD
+
+include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+
+//===----------------------------------------------------------------------===//
+// Enums
+//===----------------------------------------------------------------------===//
+
+def MoeGPU_MmaKind : I32EnumAttr<"MmaKind",
+    "matrix instruction a grouped GEMM accumulates with", [
+  I32EnumAttrCase<"WgmmaBf16", 0, "wgmma_bf16">,
+  I32EnumAttrCase<"WgmmaE4m3", 1, "wgmma_e4m3">,
+  I32EnumAttrCase<"WgmmaS8", 2, "wgmma_s8">
+]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::moe_gpu";
+}
+
+def MoeGPU_Schedule : I32EnumAttr<"Schedule",
+    "how the warps of a block share loading and multiplying", [
+  I32EnumAttrCase<"Multistage", 0, "multistage">,
+  I32EnumAttrCase<"WarpSpecialized", 1, "warp_specialized">,
+  I32EnumAttrCase<"Persistent", 2, "persistent">
+]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::moe_gpu";
+}
+
+//===----------------------------------------------------------------------===//
+// Attributes
+//===----------------------------------------------------------------------===//
+
+def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
+  let mnemonic = "kernel_config";
+  let summary = "the kernel a grouped matmul is emitted as";
+  let description = [{
+    Every decision a kernel emitter needs about the GPU kernel of one
+    `moe.expert_matmul`, chosen by `moe-gpu-configure`:
+
+    - `mma`: the matrix instruction: `wgmma_bf16` (bf16 operands, including
+      weight-only formats dequantized to bf16), `wgmma_e4m3` (fp8 w8a8) or
+      `wgmma_s8` (int8 w8a8).
+    - `schedule`: `multistage` (every warp loads its share of a stage and
+      multiplies; a barrier per K step), `warp_specialized` (producer
+      warpgroups load through a ring of full/empty barriers while consumer
+      warpgroups multiply) or `persistent` (warp-specialized, one block per
+      SM walking a tile schedule).
+    - `block_m`, `block_n`, `block_k`: the rows (assignment slots), output
+      columns and reduction depth of one tile step; `block_m` is also the
+      slot-block height of the aligned schedule. Each consumer warpgroup
+      multiplies 64 rows, so `block_m` = 64 × `consumer_warpgroups`.
+    - `stages`: the depth of the shared-memory ring.
+    - `consumer_warpgroups`, `producer_warpgroups`: the warpgroup roles
+      (128 threads each); a multistage kernel has no producers.
+    - `producer_registers`, `consumer_registers`: the per-thread register
+      counts `setmaxnreg` moves each role to (0: no rebalancing).
+    - `split_k`: blocks that share one tile's reduction.
+    - `cluster_m`, `cluster_n`: the thread-block cluster shape (blocks that
+      could share a weight tile through TMA multicast).
+
+    The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
+    memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
+    counts, portable cluster sizes. Which configurations an emitter
+    implements is narrower; it says so in a remark.
+
+    Example: `#moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage,
+    block_m = 128, block_n = 256, block_k = 64, stages = 5,
+    consumer_warpgroups = 2>`.
+  }];
+  let parameters = (ins
+    EnumParameter<MoeGPU_MmaKind>:$mma,
+    EnumParameter<MoeGPU_Schedule>:$schedule,
+    "int64_t":$block_m,
+    "int64_t":$block_n,
+    "int64_t":$block_k,
+    "int64_t":$stages,
+    "int64_t":$consumer_warpgroups,
+    DefaultValuedParameter<"int64_t", "0">:$producer_warpgroups,
+    DefaultValuedParameter<"int64_t", "0">:$producer_registers,
+    DefaultValuedParameter<"int64_t", "0">:$consumer_registers,
+    DefaultValuedParameter<"int64_t", "1">:$split_k,
+    DefaultValuedParameter<"int64_t", "1">:$cluster_m,
+    DefaultValuedParameter<"int64_t", "1">:$cluster_n);
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Bytes of one operand element the MMA reads: 2 for bf16, 1 for e4m3
+    /// and s8.
+    int64_t getElementBytes() const;
+    /// The K of one wgmma instruction (32 bytes of operands).
+    int64_t getInstructionK() const { return 32 / getElementBytes(); }
+    /// Threads of one block: 128 per warpgroup of either role.
+    int64_t getNumThreads() const {
+      return 128 * (getConsumerWarpgroups() + getProducerWarpgroups());
+    }
+    /// Shared-memory bytes of the ring's A and B tiles.
+    int64_t getRingBytes() const {
+      return getStages() * (getBlockM() + getBlockN()) * getBlockK() *
+             getElementBytes();
+    }
+  }];
+}
+
+#endif // MOE_DIALECT_MOEGPU_IR_MOEGPUATTRS_TD

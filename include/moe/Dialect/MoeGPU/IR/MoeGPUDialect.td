@@ -1,0 +1,47 @@
+//===- MoeGPUDialect.td - GPU layer below the moe dialect --*- tablegen -*-===//
+//
+// The `moe_gpu` dialect holds what is specific to GPU code generation for
+// the `moe` dialect, kept apart from it as TritonNvidiaGPU is kept apart
+// from Triton: the kernel configuration that a target's configure pass
+// chooses and that the kernel emitters and the host lowering read.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_DIALECT_MOEGPU_IR_MOEGPUDIALECT_TD
+#define MOE_DIALECT_MOEGPU_IR_MOEGPUDIALECT_TD
+
+include "mlir/IR/OpBase.td"
+
+def MoeGPU_Dialect : Dialect {
+  let name = "moe_gpu";
+  let cppNamespace = "::mlir::moe_gpu";
+  let summary = "GPU kernel configuration of moe layers";
+  let description = [{
+    The layer between the target-neutral `moe` dialect and the `gpu`,
+    `nvgpu` and `nvvm` ops the kernels are built from. A configure pass
+    (`moe-gpu-configure`) writes one `#moe_gpu.kernel_config` on each
+    `moe.expert_matmul` as its discardable attribute `moe_gpu.config`; the
+    kernel emitters read the decisions from it (block shape, ring depth,
+    warpgroup roles, MMA kind, schedule) instead of deciding for themselves,
+    so every decision is visible in the IR, verified, and testable with
+    FileCheck.
+
+    The dialect verifies the attribute where it is attached: it must sit on a
+    `moe.expert_matmul`, its MMA kind must be the one the operands' format
+    needs, and its `block_m` must be the op's slot-block height once the
+    schedule is aligned.
+  }];
+  let useDefaultAttributePrinterParser = 1;
+  let hasOperationAttrVerify = 1;
+  let extraClassDeclaration = [{
+    void registerAttributes();
+
+    /// The name of the discardable attribute that carries an op's
+    /// `#moe_gpu.kernel_config`.
+    static constexpr ::llvm::StringLiteral getConfigAttrName() {
+      return ::llvm::StringLiteral("moe_gpu.config");
+    }
+  }];
+}
+
+#endif // MOE_DIALECT_MOEGPU_IR_MOEGPUDIALECT_TD

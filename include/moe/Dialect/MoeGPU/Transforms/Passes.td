@@ -1,0 +1,55 @@
+//===- Passes.td - moe_gpu transformations -----------------*- tablegen -*-===//
+
+#ifndef MOE_DIALECT_MOEGPU_TRANSFORMS_PASSES
+#define MOE_DIALECT_MOEGPU_TRANSFORMS_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
+  let summary = "Choose the sm_90a kernel of every expert matmul";
+  let description = [{
+    Writes a `#moe_gpu.kernel_config` on each `moe.expert_matmul` that has a
+    `#moe.tile` or an aligned schedule, as its attribute `moe_gpu.config`.
+    The kernel emitters take every decision from it. Runs between `moe-tile`
+    and `moe-align` (in `moe-gpu-pipeline`), or on an aligned schedule.
+
+    - `block_m`: 128 rows (two consumer warpgroups sharing each weight tile)
+      where the cost model's tile asked for at least 128, else 64; the
+      matmuls of one schedule (the same `slots`) take the smallest of the
+      group, so that one `moe.align` serves them, and the `#moe.tile`'s
+      `block_m` follows, since `moe-align` pads to it. An aligned schedule
+      keeps its `block_m`.
+    - `mma`: `wgmma_e4m3` for fp8, `wgmma_s8` for int8, `wgmma_bf16`
+      otherwise (weight-only formats are dequantized to bf16).
+    - `block_k`: one 128-byte swizzle span of K per stage (64 bf16, 128
+      one-byte codes).
+    - `block_n`: the tile's `block_n` rounded down to a power of two in
+      [64, 256] (128 without a tile); at most 128 for fp8 (the promoted
+      partial sums take a second and third accumulator) and for weight-only
+      formats (the chunks' scales stay in registers across the step);
+      exactly 128 with block scales (gate and up halves in separate
+      64-column chunks, each in one 128-row block of weight scales).
+    - `split_k`: for the combine, the tile's `split_k`, or, where the tile
+      asked for swapped operands (few rows per expert), a split of up to 8,
+      so that the weight stream spreads over the SMs; a divisor of the K
+      steps.
+    - `stages`: the deepest ring up to 5 (2 for weight-only formats, whose
+      dequantization on the block's own warps is hidden better by more
+      blocks per SM) that fits 227 KiB and has no more stages than K steps.
+    - `schedule = multistage` with `block_m / 64` consumer warpgroups.
+
+    A configuration already on a matmul (written by hand, or by a tuning
+    sweep) is kept, and its `block_m` sets the schedule's. A matmul with
+    neither a tile, an aligned schedule nor a configuration is left alone.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect",
+                           "::mlir::moe_gpu::MoeGPUDialect"];
+  let options = [
+    Option<"blockN", "block-n", "int64_t", /*default=*/"0",
+           "wgmma N of the grouped GEMMs (64, 128, 256); 0 follows the tile">,
+    Option<"stages", "stages", "int64_t", /*default=*/"0",
+           "Shared-memory ring depth (2-5); 0 takes the deepest that fits">
+  ];
+}
+
+#endif // MOE_DIALECT_MOEGPU_TRANSFORMS_PASSES

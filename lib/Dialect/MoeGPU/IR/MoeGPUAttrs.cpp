@@ -1,0 +1,131 @@
+//===- MoeGPUAttrs.cpp - moe_gpu attributes -------------------------------===//
+
+#include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+using namespace mlir::moe_gpu;
+
+#include "moe/Dialect/MoeGPU/IR/MoeGPUEnums.cpp.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.cpp.inc"
+
+void MoeGPUDialect::registerAttributes() {
+  addAttributes<
+#define GET_ATTRDEF_LIST
+#include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.cpp.inc"
+      >();
+}
+
+namespace {
+/// What one sm_90a thread block can have.
+constexpr int64_t kWarpgroupRows = 64;
+constexpr int64_t kWarpgroupThreads = 128;
+constexpr int64_t kMaxThreads = 1024;
+constexpr int64_t kMaxSharedBytes = 227 * 1024;
+constexpr int64_t kRegistersPerSM = 64 * 1024;
+constexpr int64_t kMaxStages = 16;
+constexpr int64_t kMaxClusterBlocks = 8;
+} // namespace
+
+static int64_t elementBytesOf(MmaKind mma) {
+  return mma == MmaKind::WgmmaBf16 ? 2 : 1;
+}
+
+int64_t KernelConfigAttr::getElementBytes() const {
+  return elementBytesOf(getMma());
+}
+
+/// Whether `n` is an N of the dense wgmma of `mma`: a multiple of 8 up to
+/// 256; for s8, multiples of 16 past 32.
+static bool isWgmmaN(MmaKind mma, int64_t n) {
+  if (n < 8 || n > 256 || n % 8 != 0)
+    return false;
+  return mma != MmaKind::WgmmaS8 || n <= 32 || n % 16 == 0;
+}
+
+/// Whether `count` is a per-thread register count `setmaxnreg` takes.
+static bool isSetmaxnregCount(int64_t count) {
+  return count >= 24 && count <= 256 && count % 8 == 0;
+}
+
+static LogicalResult
+verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
+            int64_t consumers, int64_t producers, int64_t producerRegisters,
+            int64_t consumerRegisters) {
+  if (consumers < 1 || producers < 0)
+    return emitError() << "needs at least one consumer warpgroup and no "
+                          "negative producer count, got "
+                       << consumers << " consumers and " << producers
+                       << " producers";
+  if ((consumers + producers) * kWarpgroupThreads > kMaxThreads)
+    return emitError() << (consumers + producers)
+                       << " warpgroups exceed the 1024 threads of a block";
+  bool specialized = schedule != Schedule::Multistage;
+  if (specialized != (producers > 0))
+    return emitError() << "schedule " << stringifySchedule(schedule)
+                       << (specialized ? " needs a producer warpgroup"
+                                       : " has no producer warpgroups")
+                       << ", got " << producers;
+  bool rebalanced = producerRegisters != 0 || consumerRegisters != 0;
+  if (rebalanced && !specialized)
+    return emitError() << "register rebalancing (setmaxnreg) needs a "
+                          "warp-specialized schedule";
+  if (rebalanced && (!isSetmaxnregCount(producerRegisters) ||
+                     !isSetmaxnregCount(consumerRegisters)))
+    return emitError() << "setmaxnreg counts must be multiples of 8 in "
+                          "[24, 256], got producer_registers = "
+                       << producerRegisters
+                       << " and consumer_registers = " << consumerRegisters;
+  int64_t registers = kWarpgroupThreads * (producers * producerRegisters +
+                                           consumers * consumerRegisters);
+  if (rebalanced && registers > kRegistersPerSM)
+    return emitError() << "the roles need " << registers
+                       << " registers, more than the 65536 of an SM";
+  return success();
+}
+
+LogicalResult KernelConfigAttr::verify(
+    function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
+    Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
+    int64_t stages, int64_t consumerWarpgroups, int64_t producerWarpgroups,
+    int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
+    int64_t clusterM, int64_t clusterN) {
+  if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
+                         producerWarpgroups, producerRegisters,
+                         consumerRegisters)))
+    return failure();
+  if (blockM != kWarpgroupRows * consumerWarpgroups)
+    return emitError() << "block_m must be 64 rows per consumer warpgroup ("
+                       << kWarpgroupRows * consumerWarpgroups << "), got "
+                       << blockM;
+  if (!isWgmmaN(mma, blockN))
+    return emitError() << "block_n = " << blockN << " is not an N of "
+                       << stringifyMmaKind(mma);
+  int64_t instructionK = 32 / elementBytesOf(mma);
+  if (blockK < instructionK || blockK % instructionK != 0)
+    return emitError() << "block_k must be a positive multiple of "
+                       << stringifyMmaKind(mma) << "'s K of " << instructionK
+                       << ", got " << blockK;
+  if (stages < 1 || stages > kMaxStages)
+    return emitError() << "stages must be in [1, " << kMaxStages << "], got "
+                       << stages;
+  int64_t ringBytes =
+      stages * (blockM + blockN) * blockK * elementBytesOf(mma);
+  if (ringBytes > kMaxSharedBytes)
+    return emitError() << "a ring of " << stages << " stages takes "
+                       << ringBytes << " bytes of shared memory, more than "
+                       << "the " << kMaxSharedBytes << " of a block";
+  if (splitK < 1)
+    return emitError() << "split_k must be positive, got " << splitK;
+  int64_t clusterBlocks = clusterM * clusterN;
+  if (clusterM < 1 || clusterN < 1 || clusterBlocks > kMaxClusterBlocks ||
+      !llvm::isPowerOf2_64(clusterBlocks))
+    return emitError() << "cluster must hold 1, 2, 4 or 8 blocks, got "
+                       << clusterM << "x" << clusterN;
+  return success();
+}

@@ -1,0 +1,56 @@
+//===- MoeGPUDialect.cpp - moe_gpu dialect --------------------------------===//
+
+#include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
+
+using namespace mlir;
+using namespace mlir::moe_gpu;
+
+#include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.cpp.inc"
+
+void MoeGPUDialect::initialize() { registerAttributes(); }
+
+/// The MMA kind the operands of `op` need.
+static MmaKind requiredMmaKind(moe::ExpertMatmulOp op) {
+  switch (op.getQuantization().getFormat()) {
+  case moe::QuantFormat::Fp8:
+    return MmaKind::WgmmaE4m3;
+  case moe::QuantFormat::Int8:
+    return MmaKind::WgmmaS8;
+  default:
+    return MmaKind::WgmmaBf16;
+  }
+}
+
+LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
+                                                      NamedAttribute attr) {
+  if (attr.getName() != getConfigAttrName())
+    return op->emitError() << "unknown moe_gpu attribute '"
+                           << attr.getName().getValue() << "'";
+  auto config = dyn_cast<KernelConfigAttr>(attr.getValue());
+  if (!config)
+    return op->emitError() << "'" << getConfigAttrName()
+                           << "' must be a #moe_gpu.kernel_config, got "
+                           << attr.getValue();
+  auto matmul = dyn_cast<moe::ExpertMatmulOp>(op);
+  if (!matmul)
+    return op->emitError() << "'" << getConfigAttrName()
+                           << "' applies to moe.expert_matmul, not '"
+                           << op->getName() << "'";
+  MmaKind expected = requiredMmaKind(matmul);
+  if (config.getMma() != expected)
+    return op->emitError() << "kernel config has mma = "
+                           << stringifyMmaKind(config.getMma())
+                           << ", but the op's format '"
+                           << stringifyQuantFormat(
+                                  matmul.getQuantization().getFormat())
+                           << "' needs " << stringifyMmaKind(expected);
+  std::optional<int64_t> blockM = matmul.getBlockM();
+  if (blockM && *blockM != config.getBlockM())
+    return op->emitError() << "kernel config has block_m = "
+                           << config.getBlockM()
+                           << ", but the aligned schedule's slot blocks are "
+                           << *blockM << " rows";
+  return success();
+}

@@ -1,0 +1,217 @@
+//===- Configure.cpp - moe-gpu-configure ----------------------------------===//
+//
+// The policy that picks each expert matmul's sm_90a kernel. Its numbers
+// were measured on an H200 (docs/gpu-benchmark.md,
+// docs/gpu-benchmark-quantized.md); the emitters only follow the result.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
+#include "moe/Dialect/MoeGPU/Transforms/Passes.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/MapVector.h"
+
+namespace mlir::moe_gpu {
+#define GEN_PASS_DEF_MOEGPUCONFIGURE
+#include "moe/Dialect/MoeGPU/Transforms/Passes.h.inc"
+} // namespace mlir::moe_gpu
+
+using namespace mlir;
+using namespace mlir::moe_gpu;
+using moe::ExpertMatmulOp;
+using moe::QuantFormat;
+using moe::TileAttr;
+
+namespace {
+/// The slot-block heights of the multistage kernel: one or two consumer
+/// warpgroups of 64 rows.
+constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
+constexpr int64_t kWarpgroupRows = 64;
+/// wgmma widths the kernel is built for.
+constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
+/// Capped widths: see the pass description.
+constexpr int64_t kNarrowBlockN = 128;
+/// One stage holds one 128-byte swizzle span of K per row.
+constexpr int64_t kStageRowBytes = 128;
+/// The deepest ring: measured on an H200, five stages of a 64x256 tile (one
+/// block per SM) beat four of 64x128 (two per SM) by 14% at M = 4096.
+constexpr int64_t kMaxStages = 5;
+/// Weight-only rings are two stages deep: three blocks per SM at 64x128
+/// hide the dequantization better than deeper prefetch (Mixtral int4
+/// M = 64: 1262 -> 849 µs).
+constexpr int64_t kMaxWeightOnlyStages = 2;
+constexpr int64_t kMinStages = 2;
+/// The decode split of the combine when the tile asked for swapped operands.
+constexpr int64_t kMaxDecodeSplitK = 8, kMinStepsPerSplit = 8;
+/// Shared memory of one block, less the 1 KiB by which the emitter rounds
+/// the dynamic base up to the swizzle alignment.
+constexpr int64_t kUsableSharedBytes = 227 * 1024 - 1024;
+
+/// The facts of `op` the policy reads.
+struct MatmulFacts {
+  QuantFormat format = QuantFormat::None;
+  bool blockScales = false;
+  bool combine = false;
+  /// Stored K: the input's columns (a weight-only weight packs two codes in
+  /// a byte of some formats).
+  int64_t inFeatures = 0;
+  TileAttr tile;
+
+  static MatmulFacts of(ExpertMatmulOp op) {
+    MatmulFacts facts;
+    moe::QuantizationAttr quantization = op.getQuantization();
+    facts.format = quantization.getFormat();
+    facts.blockScales = quantization.isW8A8() &&
+                        quantization.getScales() == moe::ScaleLayout::Block;
+    facts.combine = op.isCombine();
+    facts.inFeatures = op.getInput().getType().getDimSize(1);
+    facts.tile = op.getTileAttr();
+    return facts;
+  }
+  bool isW8A8() const {
+    return format == QuantFormat::Fp8 || format == QuantFormat::Int8;
+  }
+  bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
+  MmaKind mma() const {
+    if (format == QuantFormat::Fp8)
+      return MmaKind::WgmmaE4m3;
+    return format == QuantFormat::Int8 ? MmaKind::WgmmaS8 : MmaKind::WgmmaBf16;
+  }
+  int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
+  int64_t blockK() const { return kStageRowBytes / elementBytes(); }
+  int64_t totalSteps() const { return inFeatures / blockK(); }
+  /// Shared bytes per stage of the stored weight codes of a weight-only
+  /// B tile `blockN` rows high (32 bytes per 64 of K, 64 for int8).
+  int64_t packedTileBytes(int64_t blockN) const {
+    if (!isWeightOnly())
+      return 0;
+    return blockN * (format == QuantFormat::Int8Weight ? 64 : 32);
+  }
+};
+
+/// The largest divisor of `steps` in (1, limit], or 1.
+int64_t largestSplit(int64_t steps, int64_t limit) {
+  for (int64_t split = std::min(limit, steps); split > 1; --split)
+    if (steps % split == 0)
+      return split;
+  return 1;
+}
+
+int64_t chooseSplitK(const MatmulFacts &facts) {
+  // Only the combine splits K: its partial sums add atomically anyway.
+  if (!facts.combine || !facts.tile)
+    return 1;
+  int64_t split = largestSplit(facts.totalSteps(), facts.tile.getSplitK());
+  // The kernel has no swapped-operand form; where the tile asked for one
+  // (few rows per expert), a K split spreads the weight stream instead.
+  if (split == 1 && facts.tile.getSwapAb())
+    split = largestSplit(facts.totalSteps(),
+                         std::min(kMaxDecodeSplitK,
+                                  facts.totalSteps() / kMinStepsPerSplit));
+  return split;
+}
+
+int64_t roundBlockN(int64_t blockN) {
+  return std::clamp<int64_t>(
+      int64_t(1) << llvm::Log2_64(std::max<int64_t>(blockN, 1)), kMinBlockN,
+      kMaxBlockN);
+}
+
+int64_t chooseBlockN(const MatmulFacts &facts, int64_t override) {
+  int64_t blockN = kNarrowBlockN;
+  if (override > 0)
+    blockN = roundBlockN(override);
+  else if (facts.tile)
+    blockN = roundBlockN(facts.tile.getBlockN());
+  // Block scales: one 64-column chunk of gate and one of up columns, each
+  // in one 128-row block of weight scales, and a second accumulator.
+  if (facts.blockScales)
+    return kNarrowBlockN;
+  if (facts.format == QuantFormat::Fp8 || facts.isWeightOnly())
+    blockN = std::min(blockN, kNarrowBlockN);
+  return blockN;
+}
+
+int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
+                     int64_t splitK, int64_t override) {
+  int64_t stages = override > 0 ? override
+                   : facts.isWeightOnly() ? kMaxWeightOnlyStages
+                                          : kMaxStages;
+  int64_t stageBytes = (blockM + blockN) * kStageRowBytes +
+                       facts.packedTileBytes(blockN);
+  int64_t fitting = kUsableSharedBytes / stageBytes;
+  int64_t steps = facts.totalSteps() / splitK;
+  return std::max(kMinStages, std::min({stages, kMaxStages, fitting, steps}));
+}
+
+KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
+                                    int64_t blockNOverride,
+                                    int64_t stagesOverride) {
+  MatmulFacts facts = MatmulFacts::of(op);
+  int64_t splitK = chooseSplitK(facts);
+  int64_t blockN = chooseBlockN(facts, blockNOverride);
+  int64_t stages = chooseStages(facts, blockM, blockN, splitK, stagesOverride);
+  return KernelConfigAttr::get(
+      op.getContext(), facts.mma(), Schedule::Multistage, blockM, blockN,
+      facts.blockK(), stages, /*consumer_warpgroups=*/blockM / kWarpgroupRows,
+      /*producer_warpgroups=*/0, /*producer_registers=*/0,
+      /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1);
+}
+
+KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
+  return op->getAttrOfType<KernelConfigAttr>(
+      MoeGPUDialect::getConfigAttrName());
+}
+
+/// The slot-block height of a schedule's matmuls: their aligned block_m,
+/// else that of a configuration written in the input, else 128 unless one
+/// tile asked for fewer rows.
+int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule) {
+  for (ExpertMatmulOp op : schedule)
+    if (std::optional<int64_t> blockM = op.getBlockM())
+      return *blockM;
+  for (ExpertMatmulOp op : schedule)
+    if (KernelConfigAttr config = getKernelConfig(op))
+      return config.getBlockM();
+  for (ExpertMatmulOp op : schedule)
+    if (TileAttr tile = op.getTileAttr(); tile && tile.getBlockM() < kLargeBlockM)
+      return kSmallBlockM;
+  return kLargeBlockM;
+}
+
+struct MoeGpuConfigurePass
+    : public moe_gpu::impl::MoeGpuConfigureBase<MoeGpuConfigurePass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (blockN < 0 || stages < 0) {
+      getOperation()->emitError(
+          "moe-gpu-configure: block-n and stages must not be negative");
+      return signalPassFailure();
+    }
+    llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
+    getOperation().walk([&](ExpertMatmulOp op) {
+      if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))
+        bySchedule[op.getSlots()].push_back(op);
+    });
+    for (auto &[slots, schedule] : bySchedule) {
+      int64_t blockM = chooseBlockM(schedule);
+      for (ExpertMatmulOp op : schedule) {
+        // moe-align pads the schedule to the tile's block_m.
+        if (TileAttr tile = op.getTileAttr(); tile && !op.isAligned())
+          op.setTileAttr(TileAttr::get(
+              op.getContext(), blockM, tile.getBlockN(), tile.getBlockK(),
+              tile.getStages(), tile.getSplitK(), tile.getSwapAb(),
+              tile.getGroupM()));
+        // A configuration written in the input is kept, as a tuning
+        // experiment or a user's choice would want.
+        if (!getKernelConfig(op))
+          op->setAttr(MoeGPUDialect::getConfigAttrName(),
+                      chooseKernelConfig(op, blockM, blockN, stages));
+      }
+    }
+  }
+};
+} // namespace

@@ -1,0 +1,117 @@
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="block-n=64 stages=3" | FileCheck %s --check-prefix=OVERRIDE
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-tile-report=num-tokens=4 | FileCheck %s --check-prefix=REPORT
+// The configurations the example layers get at decode and prefill.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=QWEN-PREFILL
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure | FileCheck %s --check-prefix=MIXTRAL-DECODE
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure | FileCheck %s --check-prefix=FP8-DECODE
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=FP8-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=INT4-PREFILL
+// The full GPU pipeline keeps the configuration through moe-align.
+// RUN: moe-opt %moe_src_root/examples/scaled/mixtral_8x7b.mlir --moe-gpu-pipeline=num-tokens=4096 | FileCheck %s --check-prefix=PIPELINE
+
+// QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64,
+// QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1>
+// QWEN-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>, tile = #moe.tile<block_m = 128,
+// QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>
+// Decode on few experts: the combine splits K by 8 (14336 / 64 steps).
+// MIXTRAL-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1>
+// MIXTRAL-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8>
+// fp8 with block scales: e4m3 wgmma, 128 of K per stage, N exactly 128.
+// FP8-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1>
+// FP8-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, split_k = 2>
+// FP8-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2>
+// Weight-only: bf16 wgmma on dequantized tiles, two stages, N at most 128.
+// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2>
+// PIPELINE: moe.align {{.*}}block_m = 128
+// PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2>
+// PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2>
+
+// Decode tiles (8-row blocks, swapped operands) get 64-row blocks and the
+// #moe.tile follows, since moe-align pads to it; a block_n that is not a
+// power of two rounds down, one above 256 is capped. The combine's tile
+// asks for split_k = 4; K = 128 has two steps, so it splits by 2.
+// CHECK-LABEL: func.func @decode
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 96,
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2>, tile = #moe.tile<block_m = 64, block_n = 512,
+// OVERRIDE-LABEL: func.func @decode
+// OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1>
+// OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2>
+// REPORT: moe-tile-report: moe.expert_matmul
+// REPORT: tile #moe.tile<block_m = 64, block_n = 96
+// REPORT-NEXT: kernel #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1>
+func.func @decode(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
+  %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, tile = #moe.tile<block_m = 8, block_n = 96, block_k = 64, stages = 5, split_k = 1, swap_ab = true, group_m = 1>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  %o = moe.expert_matmul %h, %w2 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, tile = #moe.tile<block_m = 8, block_n = 512, block_k = 64, stages = 5, split_k = 4, swap_ab = true, group_m = 1>}
+      : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
+}
+
+// -----
+
+// Large blocks become 128 rows (two consumer warpgroups), but one schedule
+// takes the smaller block_m of its matmuls, so that one moe.align serves
+// both.
+// CHECK-LABEL: func.func @one_schedule
+// CHECK: moe.expert_matmul {{.*}}block_m = 64, block_n = 128, {{.*}}consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 128,
+// CHECK: moe.expert_matmul {{.*}}block_m = 64, block_n = 256, {{.*}}consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 256,
+// CHECK-LABEL: func.func @prefill
+// CHECK: moe.expert_matmul {{.*}}block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>, tile = #moe.tile<block_m = 128, block_n = 256,
+// CHECK: moe.expert_matmul {{.*}}block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2>, tile = #moe.tile<block_m = 128, block_n = 128,
+func.func @one_schedule(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
+  %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, tile = #moe.tile<block_m = 256, block_n = 128, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  %o = moe.expert_matmul %h, %w2 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, tile = #moe.tile<block_m = 32, block_n = 256, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>}
+      : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
+}
+func.func @prefill(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
+  %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, tile = #moe.tile<block_m = 256, block_n = 256, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  %o = moe.expert_matmul %h, %w2 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, tile = #moe.tile<block_m = 128, block_n = 128, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>}
+      : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
+}
+
+// -----
+
+// An aligned schedule keeps its block_m; a matmul with neither a tile nor
+// an aligned schedule is left alone.
+// CHECK-LABEL: func.func @aligned
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1>}
+// CHECK: moe.expert_matmul
+// CHECK-NOT: moe_gpu.config
+// CHECK: return
+func.func @aligned(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>) -> (tensor<?x256xbf16>, tensor<?x256xbf16>) {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 64 : i64} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  %u = moe.expert_matmul %x, %w slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      {gather, k = 2 : i64} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h, %u : tensor<?x256xbf16>, tensor<?x256xbf16>
+}
+
+// -----
+
+// A configuration written in the input is kept, and its block_m becomes the
+// schedule's (the other matmul and both tiles follow it).
+// CHECK-LABEL: func.func @kept
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 256,
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 128,
+func.func @kept(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
+  %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, tile = #moe.tile<block_m = 256, block_n = 256, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  %o = moe.expert_matmul %h, %w2 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, tile = #moe.tile<block_m = 128, block_n = 128, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>}
+      : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
+}

@@ -1,0 +1,37 @@
+// RUN: moe-opt %s -split-input-file -allow-unregistered-dialect | FileCheck %s
+// RUN: moe-opt %s -split-input-file -allow-unregistered-dialect | moe-opt -split-input-file -allow-unregistered-dialect | FileCheck %s
+// RUN: moe-opt %s -split-input-file -allow-unregistered-dialect --mlir-print-op-generic | moe-opt -split-input-file -allow-unregistered-dialect | FileCheck %s
+
+// Parameters at their defaults (no producers, no rebalancing, split_k 1,
+// no cluster) are elided.
+// CHECK-LABEL: func @multistage
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 64, block_n = 48, block_k = 128, stages = 3, consumer_warpgroups = 1, split_k = 4>
+func.func @multistage() {
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 0, split_k = 1, cluster_m = 1, cluster_n = 1>} : () -> ()
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 64, block_n = 48, block_k = 128, stages = 3, consumer_warpgroups = 1, split_k = 4>} : () -> ()
+  return
+}
+
+// -----
+
+// CHECK-LABEL: func @warp_specialized
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 40, consumer_registers = 232>
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 56, consumer_registers = 224, cluster_m = 2>
+func.func @warp_specialized() {
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 40, consumer_registers = 232>} : () -> ()
+  "test.op"() {config = #moe_gpu.kernel_config<consumer_registers = 224, producer_registers = 56, cluster_m = 2, mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1>} : () -> ()
+  return
+}
+
+// -----
+
+// On its op: a configured aligned matmul.
+// CHECK-LABEL: func @on_expert_matmul
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1>
+func.func @on_expert_matmul(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
