@@ -20,6 +20,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   moe_gpu::MoeGpuConfigureOptions configureOptions;
   configureOptions.blockN = options.blockN;
   configureOptions.stages = options.stages;
+  configureOptions.warpSpecialize = options.warpSpecialize;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));
   });

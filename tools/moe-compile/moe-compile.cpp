@@ -62,6 +62,11 @@ llvm::cl::opt<int64_t>
            llvm::cl::desc("Override the shared-memory ring depth (2-5; 0: "
                           "moe-gpu-configure's choice)"),
            llvm::cl::init(0));
+llvm::cl::opt<bool> warpSpecialize(
+    "warp-specialize",
+    llvm::cl::desc("Warp-specialize the bf16 GEMMs of 128-row blocks (a "
+                   "producer warpgroup and two consumers)"),
+    llvm::cl::init(false));
 llvm::cl::opt<std::string>
     cudaPath("cuda-path",
              llvm::cl::desc("CUDA toolkit with ptxas and libdevice (default: "
@@ -164,6 +169,7 @@ int main(int argc, char **argv) {
   options.numTokens = numTokens;
   options.blockN = blockN;
   options.stages = stages;
+  options.warpSpecialize = warpSpecialize;
   moe::buildGpuPipeline(pm, options);
   if (failed(pm.run(*program)))
     return 1;

@@ -41,6 +41,10 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("Override the shared-memory ring depth (0: "
                      "moe-gpu-configure's choice)"),
       llvm::cl::init(0)};
+  PassOptions::Option<bool> warpSpecialize{
+      *this, "warp-specialize",
+      llvm::cl::desc("Warp-specialize the bf16 GEMMs of 128-row blocks"),
+      llvm::cl::init(false)};
 };
 
 /// Options of `moe-gpu-kernels-to-binary`.

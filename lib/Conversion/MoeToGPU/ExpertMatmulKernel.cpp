@@ -60,6 +60,11 @@ constexpr int64_t kValuesPerChunk = 8;
 /// base is rounded up at run time, so this much more is requested.
 constexpr int64_t kSwizzleAlignment = 1024;
 constexpr int64_t kMaxStages = 5;
+/// Warp-specialized: stages whose gathers stay in flight before the
+/// producer waits for the oldest.
+constexpr int64_t kProducerLag = 2;
+/// Spin budget of one mbarrier try_wait before it is retried.
+constexpr int64_t kWaitTicks = 10000000;
 constexpr int64_t kMaxSharedBytes = 227 * 1024;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
 /// 1024 (8 rows of 128 bytes) at bit 32, leading byte offset 1 at bit 16
@@ -111,7 +116,17 @@ struct KernelConfig {
   int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
   /// Elements of K per stage.
   int64_t blockK() const { return kRowBytes / elementBytes(); }
-  int64_t threads() const { return blockM / kWarpgroupRows * kWarpgroupThreads; }
+  /// Warp-specialized: a producer warpgroup after the consumers fills the
+  /// ring; setmaxnreg moves the roles to these per-thread register counts
+  /// (0: no rebalancing).
+  bool warpSpecialized = false;
+  int64_t producerRegisters = 0, consumerRegisters = 0;
+  int64_t consumerThreads() const {
+    return blockM / kWarpgroupRows * kWarpgroupThreads;
+  }
+  int64_t threads() const {
+    return consumerThreads() + (warpSpecialized ? kWarpgroupThreads : 0);
+  }
   int64_t tileABytes() const { return blockM * kRowBytes; }
 
   int64_t tileBBytes() const { return blockN * kRowBytes; }
@@ -142,6 +157,25 @@ public:
   void build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory);
 
 private:
+  /// The first weight row of this block's tile in the [E·N, K] weights.
+  Value firstWeightRow();
+  /// Plans the 16-byte cp.async chunks of the A tile that `thread`, one of
+  /// `numThreads` loading threads, copies at every stage.
+  void planInputChunks(Value thread, int64_t numThreads);
+  /// The fragment rows of this thread's accumulator (and, w8a8, the input
+  /// rows whose scales apply).
+  void planFragmentRows();
+  Value zeroAccumulator(Type sumType);
+  /// Warp-specialized body: thread 0 initializes the full and empty rings,
+  /// then the producer warpgroup runs `produce` and the consumers `consume`
+  /// and the epilogue, each role in one branch (as setmaxnreg needs).
+  void buildWarpSpecialized(Type sumType);
+  /// The producer's loop: per K step, wait until the consumers released the
+  /// stage, then TMA the weights and cp.async the A rows into it; announce
+  /// each stage's rows on its full barrier once they have landed.
+  void produce();
+  /// The consumers' K loop: wait for a full stage, multiply it, release it.
+  Value consume(Value accumulator);
   Value sharedBase(LLVM::GlobalOp sharedMemory);
   Value sharedAddress(Value view);
   Value descriptor(Value address);
@@ -206,6 +240,9 @@ private:
   SmallVector<Value> scaleRow;
   Value tid, firstSlot, paddedCount, assignments, tileColumn, kBase;
   Value barriers, weightsMap, leader, weightsRow;
+  /// Warp-specialized: the ring's empty barriers (`barriers` are its full
+  /// ones).
+  Value emptyBarriers;
   /// This thread's warpgroup, and its A rows' offset in descriptor units.
   Value warpgroup, warpgroupOffset;
   /// The dynamic shared memory, the shift that aligns it to 1024 bytes, and
@@ -775,6 +812,187 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
   }
 }
 
+Value KernelBuilder::firstWeightRow() {
+  return arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, expert, index(config.outFeatures)),
+      tileColumn);
+}
+
+void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
+  // Each thread copies its share of the block_m x 8 chunks of 16 bytes;
+  // chunk c of row r lands at chunk c xor (r mod 8): the 128B swizzle TMA
+  // would produce.
+  int64_t chunkElements = kChunkBytes / config.elementBytes();
+  for (int64_t i = 0; i < config.blockM * 8 / numThreads; ++i) {
+    Value chunk =
+        arith::AddIOp::create(b, loc, thread, index(numThreads * i));
+    Value row = arith::DivUIOp::create(b, loc, chunk, index(8));
+    Value column = arith::RemUIOp::create(b, loc, chunk, index(8));
+    Value real;
+    Value source = inputRowOf(arith::AddIOp::create(b, loc, firstSlot, row),
+                              real);
+    chunkRow.push_back(row);
+    srcRow.push_back(source);
+    // A padding slot copies nothing and zero-fills its chunk.
+    srcElements.push_back(
+        arith::SelectOp::create(b, loc, real, index(chunkElements), index(0)));
+    Value swizzled = arith::XOrIOp::create(
+        b, loc, column, arith::RemUIOp::create(b, loc, row, index(8)));
+    dstColumn.push_back(
+        arith::MulIOp::create(b, loc, swizzled, index(chunkElements)));
+    chunkColumn.push_back(
+        arith::MulIOp::create(b, loc, column, index(chunkElements)));
+  }
+}
+
+void KernelBuilder::planFragmentRows() {
+  // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
+  // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8).
+  Value warp = arith::RemUIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, tid, index(32)), index(4));
+  Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
+  fragmentRow0 = arith::AddIOp::create(
+      b, loc,
+      arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
+          arith::DivUIOp::create(b, loc, lane, index(4))),
+      arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows)));
+  // The input row of each fragment half whose scales apply: the token with
+  // gather, else the slot (row 0 for a padding slot, whose A row is zero).
+  if (config.isW8A8())
+    for (int64_t half = 0; half < 2; ++half) {
+      Value real;
+      scaleRow.push_back(inputRowOf(
+          arith::AddIOp::create(
+              b, loc, firstSlot,
+              arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half))),
+          real));
+    }
+}
+
+Value KernelBuilder::zeroAccumulator(Type sumType) {
+  Value accumulator = LLVM::ZeroOp::create(b, loc, accumulatorType);
+  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(sumType));
+  for (int64_t reg = 0; reg < config.blockN / 2; ++reg)
+    accumulator = LLVM::InsertValueOp::create(b, loc, accumulator, zero, reg);
+  return accumulator;
+}
+
+void KernelBuilder::buildWarpSpecialized(Type sumType) {
+  int64_t consumerThreads = config.consumerThreads();
+  // The producer's first thread issues the TMA and its expect_tx.
+  leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
+                                 index(consumerThreads));
+  Value first =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+  ifThen(first, [&] {
+    for (int64_t s = 0; s < config.stages; ++s) {
+      // Full: the leader's expect_tx arrive, then one arrive per producer
+      // thread once its A rows have landed (the TMA completes the bytes).
+      nvgpu::MBarrierInitOp::create(b, loc, barriers,
+                                    index(kWarpgroupThreads + 1), index(s),
+                                    Value());
+      // Empty: one arrive per consumer thread once its wgmma read the stage.
+      nvgpu::MBarrierInitOp::create(b, loc, emptyBarriers,
+                                    index(consumerThreads), index(s), Value());
+    }
+  });
+  gpu::BarrierOp::create(b, loc);
+  weightsRow = firstWeightRow();
+  Value isProducer = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                           tid, index(consumerThreads));
+  auto roles = scf::IfOp::create(b, loc, isProducer, /*withElse=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(roles.thenBlock());
+  if (config.producerRegisters)
+    NVVM::SetMaxRegisterOp::create(b, loc, config.producerRegisters,
+                                   NVVM::SetMaxRegisterAction::decrease);
+  produce();
+  b.setInsertionPointToStart(roles.elseBlock());
+  if (config.consumerRegisters)
+    NVVM::SetMaxRegisterOp::create(b, loc, config.consumerRegisters,
+                                   NVVM::SetMaxRegisterAction::increase);
+  planFragmentRows();
+  storeEpilogue(consume(zeroAccumulator(sumType)));
+}
+
+void KernelBuilder::produce() {
+  planInputChunks(
+      arith::SubIOp::create(b, loc, tid, index(config.consumerThreads())),
+      kWarpgroupThreads);
+  int64_t kSteps = config.kSteps(), stages = config.stages;
+  // A stage's rows are announced `lag` steps after their cp.async was
+  // issued, so that the gathers of that many stages stay in flight while
+  // the thread waits for the oldest; at most stages − 1, or the producer
+  // would wait for a stage the consumers wait for it to announce.
+  int64_t lag = std::min({kProducerLag, stages - 1, kSteps});
+  Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+  auto stageOf = [&](Value step) {
+    return arith::RemUIOp::create(b, loc, step, index(stages)).getResult();
+  };
+  auto issue = [&](Value step) {
+    // Round r of a stage waits for the consumers' release of round r − 1:
+    // the empty barrier's phase of parity (r + 1) mod 2, which a fresh
+    // barrier counts as complete.
+    Value round = arith::DivUIOp::create(b, loc, step, index(stages));
+    Value parity = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::eq,
+        arith::RemUIOp::create(b, loc, round, index(2)), index(0));
+    nvgpu::MBarrierTryWaitParityOp::create(b, loc, emptyBarriers, parity,
+                                           index(kWaitTicks), stageOf(step));
+    issueStage(step, trueValue);
+  };
+  auto announce = [&](Value step) {
+    // cp.async wrote through the generic proxy; the wgmma reads through the
+    // async one. The arrive releases the rows to the consumers.
+    NVVM::FenceProxyOp::create(
+        b, loc,
+        NVVM::ProxyKindAttr::get(context(), NVVM::ProxyKind::async_shared),
+        NVVM::SharedSpaceAttr::get(context(), NVVM::SharedSpace::shared_cta));
+    nvgpu::MBarrierArriveOp::create(
+        b, loc, nvgpu::MBarrierTokenType::get(context()), barriers,
+        stageOf(step));
+  };
+  for (int64_t step = 0; step < lag; ++step)
+    issue(index(step));
+  scf::ForOp::create(b, loc, index(lag), index(kSteps), index(1), ValueRange{},
+                     [&](OpBuilder &, Location, Value step, ValueRange) {
+                       issue(step);
+                       // Every step commits one group: the one `lag` steps
+                       // back is done when at most `lag` are pending.
+                       NVVM::CpAsyncWaitGroupOp::create(b, loc, lag);
+                       announce(arith::SubIOp::create(b, loc, step,
+                                                      index(lag)));
+                       scf::YieldOp::create(b, loc);
+                     });
+  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+  for (int64_t step = kSteps - lag; step < kSteps; ++step)
+    announce(index(step));
+}
+
+Value KernelBuilder::consume(Value accumulator) {
+  int64_t stages = config.stages;
+  auto loop = scf::ForOp::create(
+      b, loc, index(0), index(config.kSteps()), index(1),
+      ValueRange{accumulator},
+      [&](OpBuilder &, Location, Value step, ValueRange args) {
+        Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
+        Value round = arith::DivUIOp::create(b, loc, step, index(stages));
+        Value parity = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::ne,
+            arith::RemUIOp::create(b, loc, round, index(2)), index(0));
+        nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
+                                               index(kWaitTicks), stage);
+        // The wgmma is done reading the stage when it returns: release it.
+        Value sum = wgmmaStep(args[0], stage, /*pendingGroups=*/0);
+        nvgpu::MBarrierArriveOp::create(
+            b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
+            stage);
+        scf::YieldOp::create(b, loc, sum);
+      });
+  return loop.getResult(0);
+}
+
 void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
@@ -844,6 +1062,8 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
           arith::SubIOp::create(b, loc, i64(kSwizzleAlignment), misalignment),
           i64(kSwizzleAlignment - 1)));
   barriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
+  if (config.warpSpecialized)
+    emptyBarriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   warpgroup = arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
   warpgroupOffset = arith::IndexCastOp::create(
@@ -879,6 +1099,12 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
                                       index(0));
   auto localIf = scf::IfOp::create(b, loc, local, /*withElse=*/false);
   b.setInsertionPointToStart(localIf.thenBlock());
+  if (config.warpSpecialized) {
+    buildWarpSpecialized(sumType);
+    b.setInsertionPointToEnd(&entry);
+    gpu::ReturnOp::create(b, loc);
+    return;
+  }
 
   leader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
@@ -888,33 +1114,8 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
                                     Value());
   });
   gpu::BarrierOp::create(b, loc);
-  weightsRow = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, expert, index(config.outFeatures)),
-      tileColumn);
-
-  // Each thread copies 4 of the 64 x 8 chunks of 16 bytes; chunk c of row r
-  // lands at chunk c xor (r mod 8): the 128B swizzle TMA would produce.
-  int64_t chunkElements = kChunkBytes / config.elementBytes();
-  for (int64_t i = 0; i < config.blockM * 8 / config.threads(); ++i) {
-    Value chunk =
-        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
-    Value row = arith::DivUIOp::create(b, loc, chunk, index(8));
-    Value column = arith::RemUIOp::create(b, loc, chunk, index(8));
-    Value real;
-    Value source = inputRowOf(arith::AddIOp::create(b, loc, firstSlot, row),
-                              real);
-    chunkRow.push_back(row);
-    srcRow.push_back(source);
-    // A padding slot copies nothing and zero-fills its chunk.
-    srcElements.push_back(
-        arith::SelectOp::create(b, loc, real, index(chunkElements), index(0)));
-    Value swizzled = arith::XOrIOp::create(
-        b, loc, column, arith::RemUIOp::create(b, loc, row, index(8)));
-    dstColumn.push_back(
-        arith::MulIOp::create(b, loc, swizzled, index(chunkElements)));
-    chunkColumn.push_back(
-        arith::MulIOp::create(b, loc, column, index(chunkElements)));
-  }
+  weightsRow = firstWeightRow();
+  planInputChunks(tid, config.threads());
 
   // Weight-only: each thread copies its 16-byte chunks of the stored codes
   // of the tile's BN weight rows (a row past N copies nothing).
@@ -953,37 +1154,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
     }
   }
 
-  // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
-  // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8).
-  Value warp = arith::RemUIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, tid, index(32)), index(4));
-  Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
-  fragmentRow0 = arith::AddIOp::create(
-      b, loc,
-      arith::AddIOp::create(
-          b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
-          arith::DivUIOp::create(b, loc, lane, index(4))),
-      arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows)));
-  // The input row of each fragment half whose scales apply: the token with
-  // gather, else the slot (row 0 for a padding slot, whose A row is zero).
-  if (config.isW8A8())
-    for (int64_t half = 0; half < 2; ++half) {
-      Value real;
-      scaleRow.push_back(inputRowOf(
-          arith::AddIOp::create(
-              b, loc, firstSlot,
-              arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half))),
-          real));
-    }
-
-  auto zeroAccumulator = [&](Type type) {
-    Value accumulator = LLVM::ZeroOp::create(b, loc, accumulatorType);
-    Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(type));
-    for (int64_t reg = 0; reg < config.blockN / 2; ++reg)
-      accumulator =
-          LLVM::InsertValueOp::create(b, loc, accumulator, zero, reg);
-    return accumulator;
-  };
+  planFragmentRows();
   Value accumulator = zeroAccumulator(sumType);
 
   // With three or more stages, one step's wgmma stays in flight while the
@@ -1059,7 +1230,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
               b, loc, arith::CmpIPredicate::ne,
               arith::RemUIOp::create(b, loc, round, index(2)), index(0));
           nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
-                                                 index(10000000), stage);
+                                                 index(kWaitTicks), stage);
         }
         if (!config.promotesEachStage()) {
           scf::YieldOp::create(
@@ -1179,19 +1350,28 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   if (!kernelConfig)
     return op.emitRemark("no GPU kernel: the op has no kernel configuration "
                          "(moe_gpu.config); run moe-gpu-configure first");
-  if (kernelConfig.getSchedule() != moe_gpu::Schedule::Multistage ||
-      kernelConfig.getBlockK() != config.blockK() ||
+  // Warp specialization is built for bf16 operands, one producer warpgroup.
+  config.warpSpecialized =
+      kernelConfig.getSchedule() == moe_gpu::Schedule::WarpSpecialized;
+  bool scheduleBuilt =
+      kernelConfig.getSchedule() == moe_gpu::Schedule::Multistage ||
+      (config.warpSpecialized && config.format == QuantFormat::None &&
+       kernelConfig.getProducerWarpgroups() == 1);
+  if (!scheduleBuilt || kernelConfig.getBlockK() != config.blockK() ||
       !llvm::is_contained({64, 128, 256}, kernelConfig.getBlockN()) ||
       kernelConfig.getStages() < 2 || kernelConfig.getStages() > kMaxStages ||
       kernelConfig.getClusterM() * kernelConfig.getClusterN() != 1)
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
-           << ": the emitter builds the multistage schedule with 128 bytes "
-              "of K per stage, block_n 64, 128 or 256, 2 to "
+           << ": the emitter builds the multistage schedule, and the "
+              "warp-specialized one with one producer warpgroup for bf16, "
+              "with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to "
            << kMaxStages << " stages and no cluster";
   config.blockN = kernelConfig.getBlockN();
   config.stages = kernelConfig.getStages();
   config.splitK = kernelConfig.getSplitK();
+  config.producerRegisters = kernelConfig.getProducerRegisters();
+  config.consumerRegisters = kernelConfig.getConsumerRegisters();
   if (config.inFeatures % (config.blockK() * config.splitK) != 0)
     return op.emitRemark() << "no GPU kernel: split_k = " << config.splitK
                            << " does not divide the K steps";
@@ -1248,6 +1428,15 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   auto func =
       gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  // setmaxnreg needs a register cap at entry: at most `threads` threads and
+  // one block per SM.
+  if (config.warpSpecialized) {
+    func->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
+                  b.getDenseI32ArrayAttr(
+                      {static_cast<int32_t>(config.threads()), 1, 1}));
+    func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                  b.getI32IntegerAttr(1));
+  }
   // How the host launches it: grid (ceil(slots / block_m), width / tile_n,
   // split_k) of `threads`, with this much dynamic shared memory and a TMA
   // descriptor of the weights as [E·N, K] with box [box_rows, box_cols] of

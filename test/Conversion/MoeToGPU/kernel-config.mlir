@@ -1,4 +1,5 @@
 // RUN: moe-opt %s -split-input-file -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
 // The emitter takes every decision from the op's #moe_gpu.kernel_config.
 
 // block_n 64 and a 3-stage ring, as the configuration says (the configure
@@ -41,13 +42,64 @@ func.func @unconfigured(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks:
 
 // -----
 
-// A valid configuration this emitter does not build yet.
+// The warp-specialized schedule: a producer warpgroup after two consumers,
+// the registers rebalanced, full and empty rings. The producer waits for a
+// released stage, issues its TMA and cp.async, and announces the rows two
+// steps later; the consumers wait for a full stage, multiply and release it.
 // CHECK-LABEL: func.func @warp_specialized
-// CHECK-NOT: gpu.module
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: threads = 384 : i64
+// CHECK-SAME: nvvm.maxntid = array<i32: 384, 1, 1>, nvvm.minctasm = 1 : i32
+// CHECK: %[[FULL:.*]] = nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 4>
+// CHECK: %[[EMPTY:.*]] = nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 4>
+// CHECK: nvgpu.mbarrier.init %[[FULL]][%{{.*}}], %c129
+// CHECK: nvgpu.mbarrier.init %[[EMPTY]][%{{.*}}], %c256
+// CHECK: gpu.barrier
+// CHECK: nvvm.setmaxregister  decrease 40
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[EMPTY]]
+// CHECK: nvgpu.tma.async.load {{.*}}, %[[FULL]][
+// CHECK: nvgpu.mbarrier.arrive.expect_tx %[[FULL]]
+// CHECK: nvgpu.device_async_copy
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: scf.for
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[EMPTY]]
+// CHECK: nvvm.cp.async.wait.group 2
+// CHECK: nvvm.fence.proxy
+// CHECK: nvgpu.mbarrier.arrive %[[FULL]]
+// CHECK: nvvm.cp.async.wait.group 0
+// CHECK: } else {
+// CHECK: nvvm.setmaxregister  increase 232
+// CHECK: scf.for
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[FULL]]
+// CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NEXT: nvgpu.mbarrier.arrive %[[EMPTY]]
+// CHECK: arith.truncf
+// PTX-LABEL: .entry expert_matmul(
+// PTX: .maxntid 384, 1, 1
+// PTX: .minnctapersm 1
+// PTX: setmaxnreg.dec.sync.aligned.u32 {{.*}}40;
+// PTX: cp.async.wait_group {{.*}}2;
+// PTX: fence.proxy.async.shared::cta;
+// PTX: mbarrier.arrive.shared.b64
+// PTX: setmaxnreg.inc.sync.aligned.u32 {{.*}}232;
+// PTX: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 func.func @warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 40, consumer_registers = 232>: the emitter builds the multistage schedule with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 40, consumer_registers = 232>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// A valid configuration this emitter does not build yet.
+// CHECK-LABEL: func.func @persistent
+// CHECK-NOT: gpu.module
+func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 80, consumer_registers = 208>: the emitter builds the multistage schedule, and the warp-specialized one with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 80, consumer_registers = 208>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
 }

@@ -45,6 +45,13 @@ constexpr int64_t kMaxWeightOnlyStages = 2;
 constexpr int64_t kMinStages = 2;
 /// The decode split of the combine when the tile asked for swapped operands.
 constexpr int64_t kMaxDecodeSplitK = 8, kMinStepsPerSplit = 8;
+/// setmaxnreg counts of a warp-specialized block of one producer and two
+/// consumer warpgroups, 128 · (80 + 2 · 208) = 63488 of the 65536
+/// registers. A consumer holds a 64x256 f32 accumulator (128 registers; the
+/// multistage kernel's thread takes 168 in all); the producer keeps each
+/// A chunk's source row and size across the K loop (ptxas spilled 12-32
+/// bytes at 40, 56 and 64 registers, none at 80).
+constexpr int64_t kProducerRegisters = 80, kConsumerRegisters = 208;
 /// Shared memory of one block, less the 1 KiB by which the emitter rounds
 /// the dynamic base up to the swizzle alignment.
 constexpr int64_t kUsableSharedBytes = 227 * 1024 - 1024;
@@ -146,18 +153,33 @@ int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
   return std::max(kMinStages, std::min({stages, kMaxStages, fitting, steps}));
 }
 
+/// The pass options the policy reads.
+struct ConfigureOptions {
+  int64_t blockN = 0, stages = 0;
+  bool warpSpecialize = false;
+};
+
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
-                                    int64_t blockNOverride,
-                                    int64_t stagesOverride) {
+                                    const ConfigureOptions &options) {
   MatmulFacts facts = MatmulFacts::of(op);
   int64_t splitK = chooseSplitK(facts);
-  int64_t blockN = chooseBlockN(facts, blockNOverride);
-  int64_t stages = chooseStages(facts, blockM, blockN, splitK, stagesOverride);
+  int64_t blockN = chooseBlockN(facts, options.blockN);
+  int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
+  int64_t consumers = blockM / kWarpgroupRows;
+  // Warp specialization: bf16 operands and two consumer warpgroups, which
+  // with the producer fill the 64K registers once setmaxnreg moves them.
+  if (options.warpSpecialize && facts.format == QuantFormat::None &&
+      consumers == 2)
+    return KernelConfigAttr::get(
+        op.getContext(), facts.mma(), Schedule::WarpSpecialized, blockM,
+        blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
+        kProducerRegisters, kConsumerRegisters, splitK, /*cluster_m=*/1,
+        /*cluster_n=*/1);
   return KernelConfigAttr::get(
       op.getContext(), facts.mma(), Schedule::Multistage, blockM, blockN,
-      facts.blockK(), stages, /*consumer_warpgroups=*/blockM / kWarpgroupRows,
-      /*producer_warpgroups=*/0, /*producer_registers=*/0,
-      /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1);
+      facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
+      /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
+      /*cluster_m=*/1, /*cluster_n=*/1);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -191,6 +213,7 @@ struct MoeGpuConfigurePass
           "moe-gpu-configure: block-n and stages must not be negative");
       return signalPassFailure();
     }
+    ConfigureOptions options{blockN, stages, warpSpecialize};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))
@@ -209,7 +232,7 @@ struct MoeGpuConfigurePass
         // experiment or a user's choice would want.
         if (!getKernelConfig(op))
           op->setAttr(MoeGPUDialect::getConfigAttrName(),
-                      chooseKernelConfig(op, blockM, blockN, stages));
+                      chooseKernelConfig(op, blockM, options));
       }
     }
   }

@@ -36,7 +36,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - `stages`: the deepest ring up to 5 (2 for weight-only formats, whose
       dequantization on the block's own warps is hidden better by more
       blocks per SM) that fits 227 KiB and has no more stages than K steps.
-    - `schedule = multistage` with `block_m / 64` consumer warpgroups.
+    - `schedule = multistage` with `block_m / 64` consumer warpgroups; with
+      `warp-specialize`, bf16 matmuls of 128-row blocks get
+      `warp_specialized`: a producer warpgroup after two consumers, and
+      setmaxnreg moving them to 80 and 208 registers per thread
+      (128 · (80 + 2 · 208) = 63488 of the 65536; a consumer's 64x256 f32
+      accumulator takes 128, and the producer spilled below 80).
 
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
@@ -48,7 +53,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     Option<"blockN", "block-n", "int64_t", /*default=*/"0",
            "wgmma N of the grouped GEMMs (64, 128, 256); 0 follows the tile">,
     Option<"stages", "stages", "int64_t", /*default=*/"0",
-           "Shared-memory ring depth (2-5); 0 takes the deepest that fits">
+           "Shared-memory ring depth (2-5); 0 takes the deepest that fits">,
+    Option<"warpSpecialize", "warp-specialize", "bool", /*default=*/"false",
+           "Give bf16 matmuls of 128-row blocks the warp-specialized "
+           "schedule (one producer warpgroup, setmaxnreg 80/208)">
   ];
 }
 
