@@ -1,12 +1,14 @@
-"""Per-kernel GPU times of compiled quantized expert blocks (device only).
+"""Per-kernel GPU times of compiled expert blocks (device only).
 
-Runs each named block (`<shape>_<scheme>_block_m<M>.so` of a
+Runs each named block (`<shape>_<scheme>_block_m<M>.so`, or for scheme
+`bf16` `<shape>_block_m<M>.so`, of a
 scripts/gpu-layers.sh folder) on fresh inputs under torch.profiler, which
 sees the driver-API launches of the compiled layer, and prints the median
 time of each of its kernels over the profiled calls. What it is for: telling
 which kernel of a block moves when a benchmark row does.
 
     python3 bench/gpu_kernel_times.py build/gpu-layers qwen3_30b_a3b fp8_channel 64 ...
+    python3 bench/gpu_kernel_times.py build/gpu-layers qwen3_30b_a3b bf16 4096
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ import gpu_moe_suite as suite  # noqa: E402
 def kernel_times(layers: pathlib.Path, shape: str, scheme: str, m: int, calls: int):
     """{kernel name: median µs} of `calls` runs of one quantized block."""
     configs = json.loads((layers / "layers.json").read_text())
-    config = configs[f"{shape}_{scheme}_block"]
+    block = f"{shape}_block" if scheme == "bf16" else f"{shape}_{scheme}_block"
+    config = configs[block]
     generator = torch.Generator(device="cuda")
     generator.seed()
-    if "quant" in config:
+    if scheme == "bf16":
+        tensors = suite.make_weights(config, generator)
+    elif "quant" in config:
         tensors = suite.make_quantized_weights(config, generator)
     else:
         tensors = suite.make_weight_only_weights(config, generator)
-    name = f"{shape}_{scheme}_block_m{m}"
+    name = f"{block}_m{m}"
     layer = suite.Layer(layers / f"{name}.so", name, num_inputs=3 + len(tensors))
     x = torch.randn(m, config["hidden"], device="cuda", generator=generator).to(torch.bfloat16)
     ids, weights = suite.make_routing(config, m, "softmax", generator)

@@ -972,24 +972,36 @@ void KernelBuilder::produce() {
 
 Value KernelBuilder::consume(Value accumulator) {
   int64_t stages = config.stages;
+  auto stageOf = [&](Value step) {
+    return arith::RemUIOp::create(b, loc, step, index(stages)).getResult();
+  };
+  auto waitFull = [&](Value step) {
+    Value round = arith::DivUIOp::create(b, loc, step, index(stages));
+    Value parity = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ne,
+        arith::RemUIOp::create(b, loc, round, index(2)), index(0));
+    nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
+                                           index(kWaitTicks), stageOf(step));
+  };
+  // One wgmma group stays in flight: step t's is issued before step t − 1's
+  // is waited for, and only then is t − 1's stage released. The first step
+  // is peeled, so that the loop holds no branch around the wgmma.
+  waitFull(index(0));
+  accumulator = wgmmaStep(accumulator, index(0), /*pendingGroups=*/1);
   auto loop = scf::ForOp::create(
-      b, loc, index(0), index(config.kSteps()), index(1),
+      b, loc, index(1), index(config.kSteps()), index(1),
       ValueRange{accumulator},
       [&](OpBuilder &, Location, Value step, ValueRange args) {
-        Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
-        Value round = arith::DivUIOp::create(b, loc, step, index(stages));
-        Value parity = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::ne,
-            arith::RemUIOp::create(b, loc, round, index(2)), index(0));
-        nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
-                                               index(kWaitTicks), stage);
-        // The wgmma is done reading the stage when it returns: release it.
-        Value sum = wgmmaStep(args[0], stage, /*pendingGroups=*/0);
+        waitFull(step);
+        Value stage = stageOf(step);
+        Value sum = wgmmaStep(args[0], stage, /*pendingGroups=*/1);
+        Value previous = arith::SubIOp::create(b, loc, step, index(1));
         nvgpu::MBarrierArriveOp::create(
             b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
-            stage);
+            stageOf(previous));
         scf::YieldOp::create(b, loc, sum);
       });
+  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   return loop.getResult(0);
 }
 
