@@ -45,7 +45,8 @@ func.func @unconfigured(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks:
 // The warp-specialized schedule: a producer warpgroup after two consumers,
 // the registers rebalanced, full and empty rings. The producer waits for a
 // released stage, issues its TMA and cp.async, and announces the rows two
-// steps later; the consumers wait for a full stage, multiply and release it.
+// steps later; the consumers wait for a full stage, multiply it, and
+// release the previous stage once its wgmma is done (one stays in flight).
 // CHECK-LABEL: func.func @warp_specialized
 // CHECK: gpu.func @expert_matmul
 // CHECK-SAME: threads = 384 : i64
@@ -69,11 +70,17 @@ func.func @unconfigured(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks:
 // CHECK: nvvm.cp.async.wait.group 0
 // CHECK: } else {
 // CHECK: nvvm.setmaxregister  increase 232
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[FULL]]
+// CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: scf.for
 // CHECK: nvgpu.mbarrier.try_wait.parity %[[FULL]]
 // CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 1
+// CHECK: %[[PREVIOUS:.*]] = arith.subi %{{.*}}, %c1
+// CHECK: %[[STAGE:.*]] = arith.remui %[[PREVIOUS]]
+// CHECK: nvgpu.mbarrier.arrive %[[EMPTY]][%[[STAGE]]]
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
-// CHECK-NEXT: nvgpu.mbarrier.arrive %[[EMPTY]]
 // CHECK: arith.truncf
 // PTX-LABEL: .entry expert_matmul(
 // PTX: .maxntid 384, 1, 1
