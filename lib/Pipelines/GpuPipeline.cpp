@@ -34,7 +34,7 @@ mlir::moe::buildGpuKernelsToBinaryPipeline(OpPassManager &pm,
   // moe kernels needs, with moe-nvvm-grid-constant-args after the NVVM
   // conversion (the upstream pipeline has no place for it).
   std::string pipeline =
-      "nvvm-attach-target{chip=sm_90a features=+ptx80 O=3},"
+      "nvvm-attach-target{chip=sm_90a features=+ptx81 O=3},"
       "gpu.module(convert-nvgpu-to-nvvm,convert-scf-to-cf,"
       "expand-strided-metadata,lower-affine,convert-gpu-to-nvvm,"
       "convert-nvvm-to-llvm,moe-nvvm-grid-constant-args,canonicalize,cse,"

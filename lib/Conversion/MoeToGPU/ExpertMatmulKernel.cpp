@@ -121,6 +121,8 @@ struct KernelConfig {
   /// (0: no rebalancing).
   bool warpSpecialized = false;
   int64_t producerRegisters = 0, consumerRegisters = 0;
+  /// Slot blocks a raster group walks before the next column tile; 0: all.
+  int64_t groupM = 0;
   int64_t consumerThreads() const {
     return blockM / kWarpgroupRows * kWarpgroupThreads;
   }
@@ -157,6 +159,10 @@ public:
   void build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory);
 
 private:
+  /// The (slot block, column tile) of grid block (x, y) in a raster of
+  /// `groupM` slot blocks per group: blocks are issued in order of
+  /// x + X·y, and consecutive ones walk the group's slot blocks first.
+  std::pair<Value, Value> rasterize(Value x, Value y);
   /// The first weight row of this block's tile in the [E·N, K] weights.
   Value firstWeightRow();
   /// Plans the 16-byte cp.async chunks of the A tile that `thread`, one of
@@ -177,7 +183,8 @@ private:
   /// The consumers' K loop: wait for a full stage, multiply it, release it.
   Value consume(Value accumulator);
   Value sharedBase(LLVM::GlobalOp sharedMemory);
-  Value sharedAddress(Value view);
+  /// The address of a memref's aligned pointer, as i64.
+  Value addressOf(Value view);
   Value descriptor(Value address);
   /// The tile of `stage` at byte `offset` of stage 0, `stride` bytes apart.
   Value stageView(MemRefType type, Value stage, int64_t offset,
@@ -224,6 +231,15 @@ private:
   /// Accumulator register `reg` as f32 (an s32 sum of int8 is converted).
   Value accumulatorValue(Value accumulator, int64_t reg);
   void storeEpilogue(Value accumulator);
+  /// The combine's epilogue of fragment half `half`: each thread's two
+  /// adjacent columns of a row, times their scales (when given, one per
+  /// column) and the routed weight `scale`, added into the f32 sums of
+  /// `token` by one paired reduction.
+  void combinePairs(Value accumulator, int64_t half, Value laneColumn,
+                    Value token, Value scale, ArrayRef<Value> columnScales);
+  /// `red.global.add.v2.f32`: adds `first` and `second` to the two f32
+  /// values at `address` (8-byte aligned), as one operation (sm_90).
+  void reducePair(Value address, Value first, Value second);
   void ifThen(Value condition, function_ref<void()> body);
 
   OpBuilder &b;
@@ -299,7 +315,7 @@ Value KernelBuilder::sharedBase(LLVM::GlobalOp sharedMemory) {
       .getResult(0);
 }
 
-Value KernelBuilder::sharedAddress(Value view) {
+Value KernelBuilder::addressOf(Value view) {
   Value pointer = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, view);
   return arith::IndexCastOp::create(b, loc, b.getI64Type(), pointer);
 }
@@ -409,8 +425,8 @@ Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
                                 int64_t pendingGroups, bool fresh) {
   // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further.
   Value descriptorA = arith::AddIOp::create(
-      b, loc, descriptor(sharedAddress(tileA(stage))), warpgroupOffset);
-  Value descriptorB = descriptor(sharedAddress(tileB(stage)));
+      b, loc, descriptor(addressOf(tileA(stage))), warpgroupOffset);
+  Value descriptorB = descriptor(addressOf(tileB(stage)));
   NVVM::WgmmaFenceAlignedOp::create(b, loc);
   // 32 bytes of K per wgmma: k16 of bf16, k32 of e4m3 or s8.
   auto shape = NVVM::MMAShapeAttr::get(context(), 64, config.blockN,
@@ -681,6 +697,63 @@ Value KernelBuilder::accumulatorValue(Value accumulator, int64_t reg) {
   return value;
 }
 
+void KernelBuilder::reducePair(Value address, Value first, Value second) {
+  auto globalPointer = LLVM::LLVMPointerType::get(
+      context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::Global));
+  Value pointer = LLVM::IntToPtrOp::create(b, loc, globalPointer, address);
+  // The NVPTX backend lowers a vector atomicrmw to a CAS loop; the vector
+  // reduction needs PTX ISA 8.1.
+  LLVM::InlineAsmOp::create(
+      b, loc, TypeRange{}, ValueRange{pointer, first, second},
+      "red.global.add.v2.f32 [$0], {$1, $2};", "l,f,f",
+      /*has_side_effects=*/true, /*is_align_stack=*/false,
+      LLVM::TailCallKind::None, LLVM::AsmDialectAttr(), ArrayAttr());
+}
+
+void KernelBuilder::combinePairs(Value accumulator, int64_t half,
+                                 Value laneColumn, Value token, Value scale,
+                                 ArrayRef<Value> columnScales) {
+  // Element (token, column) of the sums lies token · N + column elements
+  // past the memref's offset.
+  Value offset =
+      memref::ExtractStridedMetadataOp::create(b, loc, out).getOffset();
+  Value rowOffset = arith::AddIOp::create(
+      b, loc,
+      arith::MulIOp::create(
+          b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), token),
+          i64(config.outFeatures)),
+      arith::IndexCastOp::create(b, loc, b.getI64Type(), offset));
+  Value base = addressOf(out);
+  for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
+    Value column =
+        arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
+    // A last column tile sticking out of the width drops its extra
+    // columns; widths are multiples of 8, so a pair is in or out whole.
+    std::optional<OpBuilder::InsertionGuard> maskGuard;
+    if (config.width() % config.outputTile() != 0) {
+      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           column, index(config.width()));
+      auto maskIf = scf::IfOp::create(b, loc, inside, false);
+      maskGuard.emplace(b);
+      b.setInsertionPointToStart(maskIf.thenBlock());
+    }
+    SmallVector<Value, 2> values;
+    for (int64_t pair = 0; pair < 2; ++pair) {
+      Value value = accumulatorValue(accumulator, 4 * group + 2 * half + pair);
+      if (!columnScales.empty())
+        value = arith::MulFOp::create(b, loc, value,
+                                      columnScales[2 * group + pair]);
+      values.push_back(arith::MulFOp::create(b, loc, value, scale));
+    }
+    Value element = arith::AddIOp::create(
+        b, loc, rowOffset,
+        arith::IndexCastOp::create(b, loc, b.getI64Type(), column));
+    Value address = arith::AddIOp::create(
+        b, loc, base, arith::MulIOp::create(b, loc, element, i64(4)));
+    reducePair(address, values[0], values[1]);
+  }
+}
+
 void KernelBuilder::storeEpilogue(Value accumulator) {
   // The m64nNk16 f32 fragment: thread t of the warpgroup holds, for every
   // 8-column group g, rows 16·(t/32) + (t%32)/4 (+8) and columns
@@ -760,6 +833,16 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
                   b.getF32FloatAttr(
                       static_cast<float>(config.routedScalingFactor))));
       }
+      if (config.combine) {
+        SmallVector<Value> columnScales;
+        if (epilogueScales)
+          for (Value weightScale : gateScales)
+            columnScales.push_back(arith::MulFOp::create(
+                b, loc, rowScales[half], weightScale));
+        combinePairs(accumulator, half, laneColumn, token, scale,
+                     columnScales);
+        return;
+      }
       for (int64_t group = 0; group < config.outputTile() / 8; ++group)
         for (int64_t pair = 0; pair < 2; ++pair) {
           int64_t reg = 4 * group + 2 * half + pair;
@@ -797,19 +880,33 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
             value = buildGatedActivation(b, loc, *config.activation, value, up,
                                          config.alpha, config.limit);
           }
-          if (config.combine) {
-            value = arith::MulFOp::create(b, loc, value, scale);
-            memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addf,
-                                        value, out, ValueRange{token, column});
-          } else {
-            Value narrow =
-                arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
-            memref::StoreOp::create(b, loc, narrow, out,
-                                    ValueRange{slot, column});
-          }
+          Value narrow =
+              arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
+          memref::StoreOp::create(b, loc, narrow, out,
+                                  ValueRange{slot, column});
         }
     });
   }
+}
+
+std::pair<Value, Value> KernelBuilder::rasterize(Value x, Value y) {
+  Value slotBlocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+  Value columnTiles = gpu::GridDimOp::create(b, loc, gpu::Dimension::y);
+  Value linear = arith::AddIOp::create(
+      b, loc, x, arith::MulIOp::create(b, loc, slotBlocks, y));
+  Value groupBlocks =
+      arith::MulIOp::create(b, loc, columnTiles, index(config.groupM));
+  Value group = arith::DivUIOp::create(b, loc, linear, groupBlocks);
+  Value firstBlock = arith::MulIOp::create(b, loc, group, index(config.groupM));
+  // The last group may hold fewer slot blocks.
+  Value groupRows = arith::MinUIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, slotBlocks, firstBlock),
+      index(config.groupM));
+  Value within = arith::RemUIOp::create(b, loc, linear, groupBlocks);
+  Value block = arith::AddIOp::create(
+      b, loc, firstBlock, arith::RemUIOp::create(b, loc, within, groupRows));
+  Value columnTile = arith::DivUIOp::create(b, loc, within, groupRows);
+  return {block, columnTile};
 }
 
 Value KernelBuilder::firstWeightRow() {
@@ -1064,7 +1161,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         UnrealizedConversionCastOp::create(b, loc, mapType, weightsPointer)
             .getResult(0);
   smem = sharedBase(sharedMemory);
-  Value baseAddress = sharedAddress(smem);
+  Value baseAddress = addressOf(smem);
   Value misalignment = arith::AndIOp::create(b, loc, baseAddress,
                                              i64(kSwizzleAlignment - 1));
   shift = arith::IndexCastOp::create(
@@ -1084,6 +1181,8 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
                             index(kWarpgroupRows * 128 / 16)));
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  if (config.groupM > 0)
+    std::tie(block, columnTile) = rasterize(block, columnTile);
   Value split = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   firstSlot = arith::MulIOp::create(b, loc, block, index(config.blockM));
   tileColumn =
@@ -1382,6 +1481,7 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   config.blockN = kernelConfig.getBlockN();
   config.stages = kernelConfig.getStages();
   config.splitK = kernelConfig.getSplitK();
+  config.groupM = kernelConfig.getGroupM();
   config.producerRegisters = kernelConfig.getProducerRegisters();
   config.consumerRegisters = kernelConfig.getConsumerRegisters();
   if (config.inFeatures % (config.blockK() * config.splitK) != 0)

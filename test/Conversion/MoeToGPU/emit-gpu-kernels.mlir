@@ -65,7 +65,8 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 
 // GEMM2 with the combine: rows in slot order, two warpgroups for block_m
 // 128, wgmma N and split-K from the tile, routed weight times the scaling
-// factor added atomically into f32 sums; a second kernel converts them.
+// factor added into f32 sums by paired reductions (a thread's two adjacent
+// columns in one red.global.add.v2.f32); a second kernel converts them.
 // CHECK-LABEL: func.func @gemm2
 // CHECK: moe.gpu_finalize_kernel = @moe_kernels::@combine_finalize, moe.gpu_kernel = @moe_kernels::@expert_matmul
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x128xbf16>, {{.*}}, %{{.*}}: !llvm.ptr, %[[WEIGHTS:.*]]: memref<?x2xf32>, %[[SUMS:.*]]: memref<?x512xf32>) kernel
@@ -76,12 +77,13 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
 // CHECK: %[[W:.*]] = memref.load %[[WEIGHTS]]
 // CHECK: arith.mulf %[[W]], %cst
-// CHECK: memref.atomic_rmw addf %{{.*}}, %[[SUMS]]
+// CHECK: memref.extract_strided_metadata %[[SUMS]]
+// CHECK: llvm.inline_asm has_side_effects "red.global.add.v2.f32 [$0], {$1, $2};", "l,f,f"
 // CHECK: gpu.func @combine_finalize(%{{.*}}: memref<?x512xf32>, %{{.*}}: memref<?x512xbf16>) kernel
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
 // PTX: .entry expert_matmul(
 // PTX: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
-// PTX: atom.global.add.f32
+// PTX: red.global.add.v2.f32
 // PTX: .entry combine_finalize(
 func.func @gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
   %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
@@ -232,16 +234,16 @@ func.func @fp8_block_gemm1(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %
 // CHECK: %[[ROWSCALE:.*]] = memref.load %[[AS]]
 // CHECK: memref.load %[[AS]]
 // CHECK: %[[COLUMNSCALE:.*]] = memref.load %[[WS]]
-// CHECK-NOT: memref.atomic_rmw
-// CHECK: %[[SUM:.*]] = arith.sitofp %{{.*}} : i32 to f32
+// CHECK-NOT: llvm.inline_asm
 // CHECK: %[[SCALE:.*]] = arith.mulf %[[ROWSCALE]], %[[COLUMNSCALE]]
+// CHECK: %[[SUM:.*]] = arith.sitofp %{{.*}} : i32 to f32
 // CHECK: arith.mulf %[[SUM]], %[[SCALE]]
 // CHECK-NOT: memref.load %[[WS]]
-// CHECK: memref.atomic_rmw addf
+// CHECK: llvm.inline_asm has_side_effects "red.global.add.v2.f32
 // PTX: .entry expert_matmul(
 // PTX: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k32.s32.s8.s8
 // PTX: cvt.rn.f32.s32
-// PTX: atom.global.add.f32
+// PTX: red.global.add.v2.f32
 func.func @int8_channel_gemm2(%h: tensor<?x256xi8>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x256xi8>, %hs: tensor<?xf32>, %ws: tensor<8x512xf32>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
   %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
       input_scales(%hs : tensor<?xf32>) weight_scales(%ws : tensor<8x512xf32>)
@@ -344,7 +346,7 @@ func.func @int4_zero_point_gemm1(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>,
 // PTX: .entry expert_matmul(
 // PTX: mul.rn.f32 {{.*}}, 0f7E800000;
 // PTX: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k16.f32.bf16.bf16
-// PTX: atom.global.add.f32
+// PTX: red.global.add.v2.f32
 func.func @mxfp4_gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x64xui8>, %ws: tensor<8x256x4xui8>, %rw: tensor<?x2xf32>) -> tensor<?x256xbf16> {
   %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
       weight_scales(%ws : tensor<8x256x4xui8>)

@@ -18,6 +18,37 @@ func.func @follows_config(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %block
 
 // -----
 
+// group_m = 4: grid block (x, y) of an X x Y grid is issued at x + X·y and
+// takes slot block 4·g + (that mod 4Y) mod R and column tile (that mod 4Y)
+// div R, g = (x + X·y) div 4Y, R = min(X − 4g, 4).
+// CHECK-LABEL: func.func @raster
+// CHECK: gpu.func @expert_matmul
+// CHECK: %[[X:.*]] = gpu.block_id  x
+// CHECK: %[[Y:.*]] = gpu.block_id  y
+// CHECK: %[[NX:.*]] = gpu.grid_dim  x
+// CHECK: %[[NY:.*]] = gpu.grid_dim  y
+// CHECK: %[[XY:.*]] = arith.muli %[[NX]], %[[Y]]
+// CHECK: %[[LINEAR:.*]] = arith.addi %[[X]], %[[XY]]
+// CHECK: %[[GROUP_SIZE:.*]] = arith.muli %[[NY]], %c4
+// CHECK: %[[GROUP:.*]] = arith.divui %[[LINEAR]], %[[GROUP_SIZE]]
+// CHECK: %[[FIRST:.*]] = arith.muli %[[GROUP]], %c4
+// CHECK: %[[LEFT:.*]] = arith.subi %[[NX]], %[[FIRST]]
+// CHECK: %[[ROWS:.*]] = arith.minui %[[LEFT]], %c4
+// CHECK: %[[WITHIN:.*]] = arith.remui %[[LINEAR]], %[[GROUP_SIZE]]
+// CHECK: %[[ROW:.*]] = arith.remui %[[WITHIN]], %[[ROWS]]
+// CHECK: %[[BLOCK:.*]] = arith.addi %[[FIRST]], %[[ROW]]
+// CHECK: %[[TILE:.*]] = arith.divui %[[WITHIN]], %[[ROWS]]
+// CHECK: arith.muli %[[BLOCK]], %c64
+// CHECK: arith.muli %[[TILE]], %c128
+func.func @raster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 3, consumer_warpgroups = 1, group_m = 4>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
 // The combine splits K as the configuration says: grid z of 4.
 // CHECK-LABEL: func.func @split_k
 // CHECK: gpu.func @expert_matmul

@@ -16,38 +16,38 @@
 // The full GPU pipeline keeps the configuration through moe-align.
 // RUN: moe-opt %moe_src_root/examples/scaled/mixtral_8x7b.mlir --moe-gpu-pipeline=num-tokens=4096 | FileCheck %s --check-prefix=PIPELINE
 
-// QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64,
-// QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1>
-// QWEN-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>, tile = #moe.tile<block_m = 128,
-// QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>
-// WS-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 80, consumer_registers = 208>
-// WS-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 80, consumer_registers = 208>
+// QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64,
+// QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
+// QWEN-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = 128,
+// QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
+// WS-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 80, consumer_registers = 208, group_m = 8>
+// WS-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 80, consumer_registers = 208, group_m = 8>
 // Decode on few experts: the combine splits K by 8 (14336 / 64 steps).
-// MIXTRAL-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1>
-// MIXTRAL-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8>
+// MIXTRAL-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
+// MIXTRAL-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1>
 // fp8 with block scales: e4m3 wgmma, 128 of K per stage, N exactly 128.
-// FP8-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1>
-// FP8-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, split_k = 2>
-// FP8-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2>
+// FP8-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1>
+// FP8-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, split_k = 2, group_m = 1>
+// FP8-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1>
 // Weight-only: bf16 wgmma on dequantized tiles, two stages, N at most 128.
-// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2>
+// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8>
 // PIPELINE: moe.align {{.*}}block_m = 128
-// PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2>
-// PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2>
+// PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
+// PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8>
 
 // Decode tiles (8-row blocks, swapped operands) get 64-row blocks and the
 // #moe.tile follows, since moe-align pads to it; a block_n that is not a
 // power of two rounds down, one above 256 is capped. The combine's tile
 // asks for split_k = 4; K = 128 has two steps, so it splits by 2.
 // CHECK-LABEL: func.func @decode
-// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 96,
-// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2>, tile = #moe.tile<block_m = 64, block_n = 512,
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 96,
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 512,
 // OVERRIDE-LABEL: func.func @decode
-// OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1>
-// OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2>
+// OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1, group_m = 1>
+// OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1>
 // REPORT: moe-tile-report: moe.expert_matmul
 // REPORT: tile #moe.tile<block_m = 64, block_n = 96
-// REPORT-NEXT: kernel #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1>
+// REPORT-NEXT: kernel #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
 func.func @decode(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
   %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
       {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, tile = #moe.tile<block_m = 8, block_n = 96, block_k = 64, stages = 5, split_k = 1, swap_ab = true, group_m = 1>}
@@ -64,11 +64,11 @@ func.func @decode(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tens
 // takes the smaller block_m of its matmuls, so that one moe.align serves
 // both.
 // CHECK-LABEL: func.func @one_schedule
-// CHECK: moe.expert_matmul {{.*}}block_m = 64, block_n = 128, {{.*}}consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 128,
-// CHECK: moe.expert_matmul {{.*}}block_m = 64, block_n = 256, {{.*}}consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 256,
+// CHECK: moe.expert_matmul {{.*}}block_m = 64, block_n = 128, {{.*}}consumer_warpgroups = 1, group_m = 8>, tile = #moe.tile<block_m = 64, block_n = 128,
+// CHECK: moe.expert_matmul {{.*}}block_m = 64, block_n = 256, {{.*}}consumer_warpgroups = 1, group_m = 8>, tile = #moe.tile<block_m = 64, block_n = 256,
 // CHECK-LABEL: func.func @prefill
-// CHECK: moe.expert_matmul {{.*}}block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>, tile = #moe.tile<block_m = 128, block_n = 256,
-// CHECK: moe.expert_matmul {{.*}}block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2>, tile = #moe.tile<block_m = 128, block_n = 128,
+// CHECK: moe.expert_matmul {{.*}}block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = 128, block_n = 256,
+// CHECK: moe.expert_matmul {{.*}}block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = 128, block_n = 128,
 func.func @one_schedule(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
   %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
       {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, tile = #moe.tile<block_m = 256, block_n = 128, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>}
@@ -111,7 +111,7 @@ func.func @aligned(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 // schedule's (the other matmul and both tiles follow it).
 // CHECK-LABEL: func.func @kept
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 256,
-// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1>, tile = #moe.tile<block_m = 64, block_n = 128,
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>, tile = #moe.tile<block_m = 64, block_n = 128,
 func.func @kept(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
   %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
       {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, tile = #moe.tile<block_m = 256, block_n = 256, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>,

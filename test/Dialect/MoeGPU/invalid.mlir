@@ -94,6 +94,12 @@
 
 // -----
 
+// group_m
+// expected-error @+1 {{group_m must not be negative, got -1}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, group_m = -1>} : () -> ()
+
+// -----
+
 //===----------------------------------------------------------------------===//
 // moe_gpu.config on an op
 //===----------------------------------------------------------------------===//

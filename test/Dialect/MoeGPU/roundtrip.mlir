@@ -6,10 +6,10 @@
 // no cluster) are elided.
 // CHECK-LABEL: func @multistage
 // CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>
-// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 64, block_n = 48, block_k = 128, stages = 3, consumer_warpgroups = 1, split_k = 4>
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 64, block_n = 48, block_k = 128, stages = 3, consumer_warpgroups = 1, split_k = 4, group_m = 8>
 func.func @multistage() {
   "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 0, split_k = 1, cluster_m = 1, cluster_n = 1>} : () -> ()
-  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 64, block_n = 48, block_k = 128, stages = 3, consumer_warpgroups = 1, split_k = 4>} : () -> ()
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 64, block_n = 48, block_k = 128, stages = 3, consumer_warpgroups = 1, split_k = 4, group_m = 8>} : () -> ()
   return
 }
 

@@ -94,7 +94,7 @@ LogicalResult KernelConfigAttr::verify(
     Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
     int64_t stages, int64_t consumerWarpgroups, int64_t producerWarpgroups,
     int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
-    int64_t clusterM, int64_t clusterN) {
+    int64_t clusterM, int64_t clusterN, int64_t groupM) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
@@ -127,5 +127,7 @@ LogicalResult KernelConfigAttr::verify(
       !llvm::isPowerOf2_64(clusterBlocks))
     return emitError() << "cluster must hold 1, 2, 4 or 8 blocks, got "
                        << clusterM << "x" << clusterN;
+  if (groupM < 0)
+    return emitError() << "group_m must not be negative, got " << groupM;
   return success();
 }

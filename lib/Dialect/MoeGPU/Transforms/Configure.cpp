@@ -166,6 +166,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   int64_t blockN = chooseBlockN(facts, options.blockN);
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t consumers = blockM / kWarpgroupRows;
+  // The cost model's swizzle: slot blocks that run together along N.
+  int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   // Warp specialization: bf16 operands and two consumer warpgroups, which
   // with the producer fill the 64K registers once setmaxnreg moves them.
   if (options.warpSpecialize && facts.format == QuantFormat::None &&
@@ -174,12 +176,12 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         op.getContext(), facts.mma(), Schedule::WarpSpecialized, blockM,
         blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
         kProducerRegisters, kConsumerRegisters, splitK, /*cluster_m=*/1,
-        /*cluster_n=*/1);
+        /*cluster_n=*/1, groupM);
   return KernelConfigAttr::get(
       op.getContext(), facts.mma(), Schedule::Multistage, blockM, blockN,
       facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
-      /*cluster_m=*/1, /*cluster_n=*/1);
+      /*cluster_m=*/1, /*cluster_n=*/1, groupM);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {

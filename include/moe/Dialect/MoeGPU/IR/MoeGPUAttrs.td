@@ -62,6 +62,11 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     - `split_k`: blocks that share one tile's reduction.
     - `cluster_m`, `cluster_n`: the thread-block cluster shape (blocks that
       could share a weight tile through TMA multicast).
+    - `group_m`: the grid's raster. Consecutive blocks walk `group_m` slot
+      blocks, then move to the next column tile, so that the column tiles
+      of a few slot blocks run together and share their A rows in L2; 0
+      walks all slot blocks of a column tile first (blocks of one expert
+      share its weight tile).
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -85,7 +90,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     DefaultValuedParameter<"int64_t", "0">:$consumer_registers,
     DefaultValuedParameter<"int64_t", "1">:$split_k,
     DefaultValuedParameter<"int64_t", "1">:$cluster_m,
-    DefaultValuedParameter<"int64_t", "1">:$cluster_n);
+    DefaultValuedParameter<"int64_t", "1">:$cluster_n,
+    DefaultValuedParameter<"int64_t", "0">:$group_m);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

@@ -36,6 +36,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - `stages`: the deepest ring up to 5 (2 for weight-only formats, whose
       dequantization on the block's own warps is hidden better by more
       blocks per SM) that fits 227 KiB and has no more stages than K steps.
+    - `group_m`: the tile's `group_m` (the cost model's swizzle), or 0
+      without a tile.
     - `schedule = multistage` with `block_m / 64` consumer warpgroups; with
       `warp-specialize`, bf16 matmuls of 128-row blocks get
       `warp_specialized`: a producer warpgroup after two consumers, and
