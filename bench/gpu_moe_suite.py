@@ -569,7 +569,10 @@ def block_configs(layers_dir: pathlib.Path) -> dict:
 
 
 def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token_counts,
-          ours_only: bool = False, triton: bool = True, baselines_only: bool = False) -> int:
+          ours_only: bool = False, triton: bool = True, baselines_only: bool = False,
+          variants=()) -> int:
+    """`variants`: other layer folders (other builds of the same blocks), each
+    timed on the same inputs in this process beside `layers_dir`'s."""
     configs = block_configs(layers_dir) if baselines_only else \
         json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
@@ -597,6 +600,12 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
                 layer = Layer(layers_dir / f"{name}.so", name)
                 ours = time_graph(lambda: layer(x, ids, weights, w13, w2, out))
                 del layer
+            variant_us = {}
+            for variant in variants:
+                other = Layer(variant / f"{shape}_block_m{m}.so", f"{shape}_block_m{m}")
+                variant_us[variant.name] = time_graph(lambda: other(x, ids, weights, w13, w2, out))
+                del other
+            variant_text = "".join(f", {name} {us:.1f} us" for name, us in variant_us.items())
 
             flat_ids = ids.view(-1).long()
             order = torch.argsort(flat_ids, stable=True)
@@ -619,7 +628,8 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             floor = max(flops / (peak * 1e12), weight_bytes / (bandwidth * 1e12)) * 1e6
             if ours_only:
                 print(f"{layers_dir.name} {shape} M={m}: ours {ours:.1f} us, floor {floor:.1f} "
-                      f"({ours / floor:.2f}x), {flops / (ours * 1e-6) / 1e12:.0f} TFLOP/s", flush=True)
+                      f"({ours / floor:.2f}x), {flops / (ours * 1e-6) / 1e12:.0f} TFLOP/s"
+                      f"{variant_text}", flush=True)
                 continue
             grouped_us = time_graph(grouped)
 
@@ -638,7 +648,8 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             dense_us = time_graph(lambda: silu_and_mul(dense_x @ w13[0].T) @ w2[0].T)
 
             row = dict(shape=shape, m=m, ours=ours, floor=floor, grouped_mm=grouped_us,
-                       naive=naive_us, dense=dense_us, experts_touched=touched, triton=None)
+                       naive=naive_us, dense=dense_us, experts_touched=touched, triton=None,
+                       variants=variant_us)
             triton_text = ""
             if fused_moe is not None:
                 # 48 configs x 10 replays, the fastest again with 20, checked
@@ -660,7 +671,8 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             ours_text = f"ours {ours:.1f} us ({ours / floor:.2f}x floor), " if ours else ""
             versus = f" ({grouped_us / ours:.2f}x ours)" if ours else ""
             print(f"{shape} M={m}: {ours_text}floor {floor:.1f}, grouped_mm {grouped_us:.1f}"
-                  f"{versus}, dense {dense_us:.1f}, naive {naive_us:.1f}{triton_text}", flush=True)
+                  f"{versus}, dense {dense_us:.1f}, naive {naive_us:.1f}{triton_text}"
+                  f"{variant_text}", flush=True)
             torch.cuda.empty_cache()
         del w13, w2
         torch.cuda.empty_cache()
@@ -694,6 +706,14 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
         geomean = math.exp(sum(map(math.log, pairs)) / len(pairs))
         print(f"Triton/ours geomean over {len(pairs)} rows: {geomean:.2f} "
               f"({min(pairs):.2f}-{max(pairs):.2f})")
+    names = list(results[0]["variants"]) if results and results[0]["variants"] else []
+    if names and results[0]["ours"]:
+        print(f"| shape | M | {layers_dir.name} | " + " | ".join(names) + " |")
+        print("|---|---|---|" + "---|" * len(names))
+        for r in results:
+            print(f"| {r['shape']} | {r['m']} | {r['ours']:.0f} | " +
+                  " | ".join(f"{r['variants'][n]:.0f} ({r['variants'][n] / r['ours']:.2f}x)"
+                             for n in names) + " |")
     return 0
 
 
@@ -796,6 +816,9 @@ def main() -> int:
                         help="time only the compiled layer (variant sweeps)")
     parser.add_argument("--no-triton", action="store_true",
                         help="bench: skip the Triton fused_moe sweep (quick runs)")
+    parser.add_argument("--also", type=pathlib.Path, action="append", default=[],
+                        help="bench: another build's layer folder, timed in the same process "
+                             "on the same inputs (repeatable)")
     parser.add_argument("--baselines-only", action="store_true",
                         help="bench: everything but the compiled layer (no libraries needed)")
     args = parser.parse_args()
@@ -827,7 +850,8 @@ def main() -> int:
                                args.kinds.split(","))
     return bench(args.layers, args.out, args.shapes.split(","),
                  [int(v) for v in args.tokens.split(",")], args.ours_only,
-                 triton=not args.no_triton, baselines_only=args.baselines_only)
+                 triton=not args.no_triton, baselines_only=args.baselines_only,
+                 variants=args.also)
 
 
 if __name__ == "__main__":
