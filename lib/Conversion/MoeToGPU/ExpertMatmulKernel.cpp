@@ -182,6 +182,15 @@ private:
   void produce();
   /// The consumers' K loop: wait for a full stage, multiply it, release it.
   Value consume(Value accumulator);
+  /// The ring stage of K step `step`.
+  Value stageOf(Value step);
+  /// Waits on `ring`'s barrier of `step`'s stage until the phase of `step`'s
+  /// round is complete or, with `previousRound`, that of the round before
+  /// (which a fresh barrier counts as complete).
+  void waitForRound(Value ring, Value step, bool previousRound);
+  /// Orders this thread's generic-proxy writes to shared memory (cp.async,
+  /// st.shared) before the async proxy's reads (wgmma, TMA).
+  void fenceAsyncProxy();
   Value sharedBase(LLVM::GlobalOp sharedMemory);
   /// The address of a memref's aligned pointer, as i64.
   Value addressOf(Value view);
@@ -1017,35 +1026,21 @@ void KernelBuilder::produce() {
   planInputChunks(
       arith::SubIOp::create(b, loc, tid, index(config.consumerThreads())),
       kWarpgroupThreads);
-  int64_t kSteps = config.kSteps(), stages = config.stages;
+  int64_t kSteps = config.kSteps();
   // A stage's rows are announced `lag` steps after their cp.async was
   // issued, so that the gathers of that many stages stay in flight while
   // the thread waits for the oldest; at most stages − 1, or the producer
   // would wait for a stage the consumers wait for it to announce.
-  int64_t lag = std::min({kProducerLag, stages - 1, kSteps});
+  int64_t lag = std::min({kProducerLag, config.stages - 1, kSteps});
   Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
-  auto stageOf = [&](Value step) {
-    return arith::RemUIOp::create(b, loc, step, index(stages)).getResult();
-  };
   auto issue = [&](Value step) {
-    // Round r of a stage waits for the consumers' release of round r − 1:
-    // the empty barrier's phase of parity (r + 1) mod 2, which a fresh
-    // barrier counts as complete.
-    Value round = arith::DivUIOp::create(b, loc, step, index(stages));
-    Value parity = arith::CmpIOp::create(
-        b, loc, arith::CmpIPredicate::eq,
-        arith::RemUIOp::create(b, loc, round, index(2)), index(0));
-    nvgpu::MBarrierTryWaitParityOp::create(b, loc, emptyBarriers, parity,
-                                           index(kWaitTicks), stageOf(step));
+    // Round r of a stage waits for the consumers' release of round r − 1.
+    waitForRound(emptyBarriers, step, /*previousRound=*/true);
     issueStage(step, trueValue);
   };
   auto announce = [&](Value step) {
-    // cp.async wrote through the generic proxy; the wgmma reads through the
-    // async one. The arrive releases the rows to the consumers.
-    NVVM::FenceProxyOp::create(
-        b, loc,
-        NVVM::ProxyKindAttr::get(context(), NVVM::ProxyKind::async_shared),
-        NVVM::SharedSpaceAttr::get(context(), NVVM::SharedSpace::shared_cta));
+    // The arrive releases the rows to the consumers' wgmma.
+    fenceAsyncProxy();
     nvgpu::MBarrierArriveOp::create(
         b, loc, nvgpu::MBarrierTokenType::get(context()), barriers,
         stageOf(step));
@@ -1067,18 +1062,30 @@ void KernelBuilder::produce() {
     announce(index(step));
 }
 
+Value KernelBuilder::stageOf(Value step) {
+  return arith::RemUIOp::create(b, loc, step, index(config.stages));
+}
+
+void KernelBuilder::waitForRound(Value ring, Value step, bool previousRound) {
+  // Round r of a stage completes the barrier's phase r, of parity r mod 2.
+  Value round = arith::DivUIOp::create(b, loc, step, index(config.stages));
+  Value parity = arith::CmpIOp::create(
+      b, loc,
+      previousRound ? arith::CmpIPredicate::eq : arith::CmpIPredicate::ne,
+      arith::RemUIOp::create(b, loc, round, index(2)), index(0));
+  nvgpu::MBarrierTryWaitParityOp::create(b, loc, ring, parity,
+                                         index(kWaitTicks), stageOf(step));
+}
+
+void KernelBuilder::fenceAsyncProxy() {
+  NVVM::FenceProxyOp::create(
+      b, loc, NVVM::ProxyKindAttr::get(context(), NVVM::ProxyKind::async_shared),
+      NVVM::SharedSpaceAttr::get(context(), NVVM::SharedSpace::shared_cta));
+}
+
 Value KernelBuilder::consume(Value accumulator) {
-  int64_t stages = config.stages;
-  auto stageOf = [&](Value step) {
-    return arith::RemUIOp::create(b, loc, step, index(stages)).getResult();
-  };
   auto waitFull = [&](Value step) {
-    Value round = arith::DivUIOp::create(b, loc, step, index(stages));
-    Value parity = arith::CmpIOp::create(
-        b, loc, arith::CmpIPredicate::ne,
-        arith::RemUIOp::create(b, loc, round, index(2)), index(0));
-    nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
-                                           index(kWaitTicks), stageOf(step));
+    waitForRound(barriers, step, /*previousRound=*/false);
   };
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
@@ -1311,11 +1318,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
         // cp.async wrote through the generic proxy; wgmma reads through the
         // async one.
-        NVVM::FenceProxyOp::create(
-            b, loc,
-            NVVM::ProxyKindAttr::get(context(), NVVM::ProxyKind::async_shared),
-            NVVM::SharedSpaceAttr::get(context(),
-                                       NVVM::SharedSpace::shared_cta));
+        fenceAsyncProxy();
         // Every thread's rows are in, and every thread's wgmma of step
         // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
         gpu::BarrierOp::create(b, loc);
@@ -1328,20 +1331,10 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
           // them into the B tile, through the generic proxy, then make the
           // tile visible to the wgmma's async proxy.
           dequantizeStage(stage, scales);
-          NVVM::FenceProxyOp::create(
-              b, loc,
-              NVVM::ProxyKindAttr::get(context(),
-                                       NVVM::ProxyKind::async_shared),
-              NVVM::SharedSpaceAttr::get(context(),
-                                         NVVM::SharedSpace::shared_cta));
+          fenceAsyncProxy();
           gpu::BarrierOp::create(b, loc);
         } else {
-          Value round = arith::DivUIOp::create(b, loc, step, index(stages));
-          Value parity = arith::CmpIOp::create(
-              b, loc, arith::CmpIPredicate::ne,
-              arith::RemUIOp::create(b, loc, round, index(2)), index(0));
-          nvgpu::MBarrierTryWaitParityOp::create(b, loc, barriers, parity,
-                                                 index(kWaitTicks), stage);
+          waitForRound(barriers, step, /*previousRound=*/false);
         }
         if (!config.promotesEachStage()) {
           scf::YieldOp::create(
