@@ -20,6 +20,9 @@ struct GpuTarget {
   /// Dynamic shared memory one thread block may use on sm_90a: 227 KiB of
   /// the 228 KiB per SM.
   int64_t sharedMemoryBytes = 227 * 1024;
+  /// L2 cache, bytes (H100 SXM and H200: 50 MiB): whether one expert's
+  /// weights stay there between the row blocks that read them.
+  int64_t l2Bytes = 50 * 1024 * 1024;
   /// 32-bit registers per SM (64 Ki on Hopper); the accumulator of one
   /// thread block must fit in a fraction of them.
   int64_t registersPerSM = 64 * 1024;

@@ -18,6 +18,29 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
+/// The tile's `group_m`: see the moe-tile description.
+int64_t chooseRaster(const GroupedMatmulShape &shape, const TileChoice &tile,
+                     const GpuTarget &target) {
+  TilePrediction prediction = predictTile(shape, tile, target);
+  double rowsPerExpert = prediction.rowsPerExpert;
+  if (rowsPerExpert > tile.blockM)
+    return tile.groupM;
+  // About one row block per expert: column tiles first reuse a block's
+  // rows from L2, unless many experts spill into a second block whose sweep
+  // would read weights that L2 cannot hold again, while the rows fit there
+  // anyway.
+  int64_t expertWeightBytes =
+      shape.outFeatures * shape.inFeatures * shape.weightBytes;
+  int64_t inputBytes = shape.numRows * shape.inFeatures * shape.inputBytes;
+  bool spills = 4 * rowsPerExpert > 3 * tile.blockM;
+  if (!spills || expertWeightBytes <= target.l2Bytes ||
+      inputBytes > target.l2Bytes)
+    return 1;
+  // Every row block of the schedule, M·k / block_m + E at most, before the
+  // next column tile.
+  return llvm::divideCeil(shape.numRows, tile.blockM) + shape.numExperts;
+}
+
 /// Attaches the cost model's tile to a grouped matmul that has none.
 template <typename MatmulOp>
 struct AttachTile : public OpRewritePattern<MatmulOp> {
@@ -32,10 +55,7 @@ struct AttachTile : public OpRewritePattern<MatmulOp> {
     std::optional<GroupedMatmulShape> shape =
         getGroupedMatmulShape(op, numTokens);
     TileChoice tile = chooseTile(*shape, target);
-    // One row block per expert has nothing to swizzle.
-    TilePrediction prediction = predictTile(*shape, tile, target);
-    if (prediction.rowsPerExpert <= tile.blockM)
-      tile.groupM = 1;
+    tile.groupM = chooseRaster(*shape, tile, target);
     rewriter.modifyOpInPlace(op, [&] {
       op.setTileAttr(TileAttr::get(rewriter.getContext(), tile.blockM,
                                    tile.blockN, tile.blockK, tile.stages,
@@ -52,7 +72,7 @@ struct MoeTilePass : public moe::impl::MoeTileBase<MoeTilePass> {
   using MoeTileBase::MoeTileBase;
 
   void runOnOperation() override {
-    if (numTokens < 1 || numSMs < 1 || sharedMemoryBytes < 1 ||
+    if (numTokens < 1 || numSMs < 1 || sharedMemoryBytes < 1 || l2Bytes < 1 ||
         peakTflops <= 0 || bandwidthGBps <= 0) {
       getOperation()->emitError("moe-tile: every option must be positive");
       return signalPassFailure();
@@ -62,6 +82,7 @@ struct MoeTilePass : public moe::impl::MoeTileBase<MoeTilePass> {
     target.sharedMemoryBytes = sharedMemoryBytes;
     target.peakFlops = peakTflops * 1e12;
     target.bandwidthBytes = bandwidthGBps * 1e9;
+    target.l2Bytes = l2Bytes;
     RewritePatternSet patterns(&getContext());
     patterns.add<AttachTile<GroupedMatmulOp>, AttachTile<ExpertMatmulOp>>(
         &getContext(), target, numTokens);

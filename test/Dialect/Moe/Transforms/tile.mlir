@@ -12,6 +12,23 @@
 // RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=1 | FileCheck %s --check-prefix=SPLIT132
 // RUN: moe-opt %s -split-input-file -moe-tile="num-tokens=1 num-sms=16" | FileCheck %s --check-prefix=SPLIT16
 //
+// The raster: about one row block per expert walks column tiles first
+// (Qwen3 M = 1024: 6 MB experts; DeepSeek M = 4096: 470 MB of gathered
+// rows), except where experts spill into a second block, their weights
+// overflow L2 and the rows fit (Mixtral M = 256: all 16 row blocks first);
+// several blocks per expert share weights in groups of 8 (Mixtral M = 4096).
+// Each RUN sees both matmuls of the example.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 | FileCheck %s --check-prefix=RASTER-MIXTRAL-256
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile="num-tokens=256 l2-bytes=268435456" | FileCheck %s --check-prefix=RASTER-LARGE-L2
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 | FileCheck %s --check-prefix=RASTER-MIXTRAL-4096
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 | FileCheck %s --check-prefix=RASTER-QWEN-1024
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 | FileCheck %s --check-prefix=RASTER-DEEPSEEK-4096
+// RASTER-MIXTRAL-256-COUNT-2: tile = #moe.tile<block_m = 64, {{.*}}group_m = 16>
+// RASTER-LARGE-L2-COUNT-2: tile = #moe.tile<block_m = 64, {{.*}}group_m = 1>
+// RASTER-MIXTRAL-4096-COUNT-2: tile = #moe.tile<block_m = 128, {{.*}}group_m = 8>
+// RASTER-QWEN-1024-COUNT-2: tile = #moe.tile<block_m = 64, {{.*}}group_m = 1>
+// RASTER-DEEPSEEK-4096-COUNT-2: tile = #moe.tile<block_m = 128, {{.*}}group_m = 1>
+//
 // The report explains the choice.
 // RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=4 -moe-tile-report=num-tokens=4 | FileCheck %s --check-prefix=REPORT-DECODE
 // RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=16384 -moe-tile-report=num-tokens=16384 | FileCheck %s --check-prefix=REPORT-PREFILL
