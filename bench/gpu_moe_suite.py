@@ -586,6 +586,7 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
         except ImportError as error:
             print(f"no Triton baseline: {error}", flush=True)
     results = []
+    rows_timed = 0
     for shape in shapes:
         config = configs[f"{shape}_block"]
         e, k, h, i = config["num_experts"], config["k"], config["hidden"], config["intermediate"]
@@ -595,16 +596,24 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             ids, weights = make_routing(config, m, "softmax", generator)
             out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
             ours = None
-            if not baselines_only:
-                name = f"{shape}_block_m{m}"
-                layer = Layer(layers_dir / f"{name}.so", name)
-                ours = time_graph(lambda: layer(x, ids, weights, w13, w2, out))
-                del layer
             variant_us = {}
-            for variant in variants:
-                other = Layer(variant / f"{shape}_block_m{m}.so", f"{shape}_block_m{m}")
-                variant_us[variant.name] = time_graph(lambda: other(x, ids, weights, w13, w2, out))
-                del other
+            if not baselines_only:
+                # Ours and the variants in an order that rotates from row to
+                # row: at the compute-heavy rows a library timed later in a
+                # row runs hotter (byte-identical builds measured 10% apart).
+                builds = [layers_dir, *variants]
+                shift = rows_timed % len(builds)
+                rows_timed += 1
+                for build in builds[shift:] + builds[:shift]:
+                    name = f"{shape}_block_m{m}"
+                    layer = Layer(build / f"{name}.so", name)
+                    us = time_graph(lambda: layer(x, ids, weights, w13, w2, out))
+                    del layer
+                    if build is layers_dir:
+                        ours = us
+                    else:
+                        variant_us[build.name] = us
+                variant_us = {v.name: variant_us[v.name] for v in variants}
             variant_text = "".join(f", {name} {us:.1f} us" for name, us in variant_us.items())
 
             flat_ids = ids.view(-1).long()

@@ -12,13 +12,13 @@
 # sanitize-quantized  compute-sanitizer memcheck + racecheck over the        2-5 min (est.)
 #                     scaled w8a8 and weight-only blocks
 #                     (gpu_moe_suite.py smoke-quantized)
-# check-bf16          the bf16 expert blocks (4 layers x 8 routings) and     2-4 min (est.)
+# check-bf16          the bf16 expert blocks (4 layers x 8 routings) and     6-8 s
 #                     the whole layers with routing (4 x M = 1/256/4096)
 #                     against the float64 reference
-# check-w8a8          the w8a8 blocks (4 x 6 cases) against the oracle      2-5 min (est.)
-# check-weight-only   the weight-only blocks (4 x 6 cases) against the       2-5 min (est.)
+# check-w8a8          the w8a8 blocks (4 x 6 cases) against the oracle      < 4.5 min
+# check-weight-only   the weight-only blocks (4 x 6 cases) against the       4 min
 #                     oracle
-# bench-bf16          gpu_moe_suite.py bench, the three shapes x 6 M in one  1.5-2 min
+# bench-bf16          gpu_moe_suite.py bench, the three shapes x 6 M in one  65 s
 #                     process: ours, Triton fused_moe (48-config sweep per
 #                     row), torch._grouped_mm, dense, naive, floor
 # bench-quantized     gpu_moe_suite.py bench-quantized (w8a8 and weight-only 2-4 min (est.)
@@ -28,8 +28,14 @@
 # bench-bf16: measured on an H200 (2026-12-01) without our layers
 # (--baselines-only): 51 s, 42 s of it the Triton sweeps, their kernels
 # from Triton's cache; compiling them (in parallel, on a fresh machine)
-# took 7 s more. Ours adds 18 libraries x 20 replays. (est.): estimated from the work the part does, not yet timed on
-# its own; each part prints its wall time at its end.
+# took 7 s more. Measured on an H200 (2026-12-01) with our layers: bench-bf16
+# 61-65 s (one extra build with --also: +6 s); check-bf16 6-8 s;
+# check-weight-only 245 s; the bf16 blocks, the w8a8 blocks and part of the
+# weight-only ones took 300 s together (so check-w8a8 < 4.5 min); memcheck +
+# racecheck of four scaled bf16 blocks and memcheck of the eight scaled
+# quantized ones, runtime build included, 35 s. (est.): estimated from the
+# work the part does, not yet timed on its own; each part prints its wall
+# time at its end.
 # Logs and JSON go to $OUT (or /tmp): <part>.log, sanitizer.log,
 # bench.json, bench-quantized.json.
 set -uo pipefail
