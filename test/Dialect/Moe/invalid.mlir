@@ -190,8 +190,26 @@ func.func @permute_dynamic_offsets(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>)
 // -----
 
 func.func @permute_no_expert(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>) {
-  // expected-error @+1 {{expects offsets of size E + 1 with at least one expert, got 'tensor<1xi32>'}}
+  // expected-error @+1 {{expects offsets of size E + 1 with 1 <= E <= 65536 experts, got 'tensor<1xi32>'}}
   %r, %o, %s = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+// A static size the lowerings would allocate from (2^40 + 1 offsets).
+func.func @permute_too_many_experts(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects offsets of size E + 1 with 1 <= E <= 65536 experts, got 'tensor<1099511627777xi32>'}}
+  %r, %o, %s = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<1099511627777xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+// No experts per token: the schedule has no rows.
+func.func @permute_no_choices(%x: tensor<?x256xbf16>, %ids: tensor<?x0xi32>) {
+  // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of ids), got 'tensor<?x0xi32>'}}
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x0xi32> -> tensor<?x256xbf16>, tensor<9xi32>, tensor<?xi32>
   return
 }
 
@@ -572,9 +590,25 @@ func.func @unpermute_count(%y: tensor<8x64xf32>, %s: tensor<8xi32>) {
 
 // -----
 
+func.func @unpermute_no_choices(%y: tensor<?x64xf32>, %s: tensor<?xi32>) {
+  // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of result), got 'tensor<?x0x64xf32>'}}
+  %0 = moe.unpermute %y, %s : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x0x64xf32>
+  return
+}
+
+// -----
+
 //===----------------------------------------------------------------------===//
 // moe.combine
 //===----------------------------------------------------------------------===//
+
+func.func @combine_no_choices(%y: tensor<?x0x64xf32>, %w: tensor<?x0xf32>) {
+  // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of input), got 'tensor<?x0x64xf32>'}}
+  %0 = moe.combine %y, %w : tensor<?x0x64xf32>, tensor<?x0xf32> -> tensor<?x64xf32>
+  return
+}
+
+// -----
 
 func.func @combine_dynamic_k(%y: tensor<?x?x64xf32>, %w: tensor<?x2xf32>) {
   // expected-error @+1 {{expects dimension 1 of input to be static}}
@@ -669,8 +703,16 @@ func.func @sort_dynamic_offsets(%ids: tensor<?x2xi32>) {
 // -----
 
 func.func @sort_no_expert(%ids: tensor<?x2xi32>) {
-  // expected-error @+1 {{expects offsets of size E + 1 with at least one expert}}
+  // expected-error @+1 {{expects offsets of size E + 1 with 1 <= E <= 65536 experts}}
   %o, %s = moe.sort %ids : tensor<?x2xi32> -> tensor<1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @sort_no_choices(%ids: tensor<?x0xi32>) {
+  // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of ids), got 'tensor<?x0xi32>'}}
+  %o, %s = moe.sort %ids : tensor<?x0xi32> -> tensor<9xi32>, tensor<?xi32>
   return
 }
 
@@ -719,6 +761,24 @@ func.func @align_padded(%ids: tensor<?x2xi32>) {
 func.func @align_block_m(%ids: tensor<?x2xi32>) {
   // expected-error @+1 {{attribute 'block_m' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
   %s, %b, %p = moe.align %ids {block_m = 0 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
+  return
+}
+
+// -----
+
+// Sizes whose padding E · (block_m − 1) would not fit the i32 slots (and
+// whose static result sizes could not be allocated).
+func.func @align_huge_block_m(%ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects num_experts <= 65536 and block_m <= 4096, got 8 and 9223372036854775807}}
+  %s, %b, %p = moe.align %ids {block_m = 9223372036854775807 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
+  return
+}
+
+// -----
+
+func.func @align_no_choices(%ids: tensor<?x0xi32>) {
+  // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of ids), got 'tensor<?x0xi32>'}}
+  %s, %b, %p = moe.align %ids {block_m = 4 : i64, num_experts = 8 : i64} : tensor<?x0xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
   return
 }
 

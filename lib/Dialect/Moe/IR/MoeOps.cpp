@@ -39,6 +39,35 @@ static std::string formatShape(ArrayRef<int64_t> shape) {
   return text + "]";
 }
 
+/// The largest schedule the ops describe: at most 65536 experts and slot
+/// blocks of at most 4096 rows, so that the padding of an aligned schedule,
+/// E · (block_m − 1) < 2^28, leaves the i32 slot indices room for M · k, and
+/// every static size the lowerings allocate from fits comfortably in memory.
+static constexpr int64_t kMaxExperts = int64_t(1) << 16;
+static constexpr int64_t kMaxBlockM = int64_t(1) << 12;
+
+/// Emits an error unless dimension `dim` of `type` (named `name`), the
+/// experts per token k, is at least 1: a schedule of no choices has no
+/// rows, and the lowerings index the first choice.
+static LogicalResult verifyExpertsPerToken(Operation *op, RankedTensorType type,
+                                           unsigned dim, StringRef name) {
+  if (type.getDimSize(dim) >= 1)
+    return success();
+  return op->emitOpError() << "expects k >= 1 experts per token (dimension "
+                           << dim << " of " << name << "), got " << type;
+}
+
+/// Emits an error unless the offsets of a schedule, E + 1 entries, count
+/// between 1 and kMaxExperts experts.
+static LogicalResult verifyOffsetsSize(Operation *op,
+                                       RankedTensorType offsetsType) {
+  int64_t numExperts = offsetsType.getDimSize(0) - 1;
+  if (numExperts >= 1 && numExperts <= kMaxExperts)
+    return success();
+  return op->emitOpError() << "expects offsets of size E + 1 with 1 <= E <= "
+                           << kMaxExperts << " experts, got " << offsetsType;
+}
+
 /// Emits an error unless dimension `dim` of `type` (named `name`) is static.
 static LogicalResult verifyStaticDim(Operation *op, RankedTensorType type,
                                      unsigned dim, StringRef name) {
@@ -178,12 +207,10 @@ LogicalResult SortOp::verify() {
   RankedTensorType idsType = getIds().getType();
   RankedTensorType offsetsType = getOffsets().getType();
   if (failed(verifyStaticDim(*this, idsType, 1, "ids")) ||
-      failed(verifyStaticDim(*this, offsetsType, 0, "offsets")))
+      failed(verifyStaticDim(*this, offsetsType, 0, "offsets")) ||
+      failed(verifyExpertsPerToken(*this, idsType, 1, "ids")) ||
+      failed(verifyOffsetsSize(*this, offsetsType)))
     return failure();
-  if (offsetsType.getDimSize(0) < 2)
-    return emitOpError() << "expects offsets of size E + 1 with at least one "
-                            "expert, got "
-                         << offsetsType;
   int64_t numAssignments =
       multiplyDims(idsType.getDimSize(0), idsType.getDimSize(1));
   if (!areDimsCompatible(getSource().getType().getDimSize(0), numAssignments))
@@ -199,10 +226,15 @@ LogicalResult SortOp::verify() {
 
 LogicalResult AlignOp::verify() {
   RankedTensorType idsType = getIds().getType();
-  if (failed(verifyStaticDim(*this, idsType, 1, "ids")))
+  if (failed(verifyStaticDim(*this, idsType, 1, "ids")) ||
+      failed(verifyExpertsPerToken(*this, idsType, 1, "ids")))
     return failure();
   int64_t blockM = getBlockM();
   int64_t numExperts = getNumExperts();
+  if (numExperts > kMaxExperts || blockM > kMaxBlockM)
+    return emitOpError() << "expects num_experts <= " << kMaxExperts
+                         << " and block_m <= " << kMaxBlockM << ", got "
+                         << numExperts << " and " << blockM;
   int64_t numAssignments =
       multiplyDims(idsType.getDimSize(0), idsType.getDimSize(1));
   int64_t slots = ShapedType::isDynamic(numAssignments)
@@ -237,12 +269,10 @@ LogicalResult PermuteOp::verify() {
   RankedTensorType sourceType = getSource().getType();
   if (failed(verifyStaticDim(*this, inputType, 1, "input")) ||
       failed(verifyStaticDim(*this, idsType, 1, "ids")) ||
-      failed(verifyStaticDim(*this, offsetsType, 0, "offsets")))
+      failed(verifyStaticDim(*this, offsetsType, 0, "offsets")) ||
+      failed(verifyExpertsPerToken(*this, idsType, 1, "ids")) ||
+      failed(verifyOffsetsSize(*this, offsetsType)))
     return failure();
-  if (offsetsType.getDimSize(0) < 2)
-    return emitOpError() << "expects offsets of size E + 1 with at least one "
-                            "expert, got "
-                         << offsetsType;
   if (!areDimsCompatible(idsType.getDimSize(0), inputType.getDimSize(0)))
     return emitOpError() << "expects one row of ids per input row, got "
                          << idsType << " for " << inputType;
@@ -540,7 +570,8 @@ LogicalResult UnpermuteOp::verify() {
   RankedTensorType rowsType = getRows().getType();
   RankedTensorType sourceType = getSource().getType();
   RankedTensorType resultType = getResult().getType();
-  if (failed(verifyStaticDim(*this, resultType, 1, "result")))
+  if (failed(verifyStaticDim(*this, resultType, 1, "result")) ||
+      failed(verifyExpertsPerToken(*this, resultType, 1, "result")))
     return failure();
   if (resultType.getElementType() != rowsType.getElementType() ||
       resultType.getDimSize(2) != rowsType.getDimSize(1) ||
@@ -568,7 +599,8 @@ LogicalResult CombineOp::verify() {
   RankedTensorType weightsType = getWeights().getType();
   RankedTensorType resultType = getResult().getType();
   if (failed(verifyStaticDim(*this, inputType, 1, "input")) ||
-      failed(verifyStaticDim(*this, inputType, 2, "input")))
+      failed(verifyStaticDim(*this, inputType, 2, "input")) ||
+      failed(verifyExpertsPerToken(*this, inputType, 1, "input")))
     return failure();
   if (weightsType.getDimSize(1) != inputType.getDimSize(1) ||
       !areDimsCompatible(weightsType.getDimSize(0), inputType.getDimSize(0)))

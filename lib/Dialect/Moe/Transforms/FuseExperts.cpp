@@ -68,13 +68,8 @@ struct FoldGatherIntoMatmul : public OpRewritePattern<MatmulOp> {
       return rewriter.notifyMatchFailure(matmul, "permuted rows have another "
                                                  "use");
     // A per-tensor scale is the amax of the rows gathered. moe.permute
-    // takes every token k times (its ids are all in range), so with k >= 1
-    // that is the amax of all token rows; with k = 0 nothing is gathered.
-    if (quantize &&
-        quantize.getQuantization().getScales() == ScaleLayout::PerTensor &&
-        permute.getIds().getType().getDimSize(1) < 1)
-      return rewriter.notifyMatchFailure(
-          matmul, "per-tensor quantization of no gathered rows");
+    // takes every token k >= 1 times (its verifier; its ids are all in
+    // range), so that is the amax of all token rows.
     if (spec.offsets != permute.getOffsets() ||
         (spec.slots && spec.slots != permute.getSource()))
       return rewriter.notifyMatchFailure(matmul, "another schedule");

@@ -158,18 +158,3 @@ func.func @per_tensor_moves_before_gather(%x: tensor<?x256xbf16>, %ids: tensor<?
   %h = moe.grouped_matmul %codes, %w13, %offsets input_scales(%scales : tensor<1xf32>) weight_scales(%ws : tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x64x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x64xf32>
   return %h : tensor<?x64xf32>
 }
-
-// -----
-
-// With k = 0 no row is gathered and the per-tensor scale is 1, whatever the
-// tokens hold: the quantization stays after the permute.
-// CHECK-LABEL: func.func @per_tensor_no_choices_stays
-// CHECK: moe.permute
-// CHECK: moe.quantize %{{.*}} {quantization = #moe.quant<fp8, scales = per_tensor>}
-// CHECK-NOT: gather
-func.func @per_tensor_no_choices_stays(%x: tensor<?x256xbf16>, %ids: tensor<?x0xi32>, %w13: tensor<8x64x256xf8E4M3FN>, %ws: tensor<8xf32>) -> tensor<?x64xf32> {
-  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x0xi32> -> tensor<?x256xbf16>, tensor<9xi32>, tensor<?xi32>
-  %codes, %scales = moe.quantize %rows {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<1xf32>
-  %h = moe.grouped_matmul %codes, %w13, %offsets input_scales(%scales : tensor<1xf32>) weight_scales(%ws : tensor<8xf32>) {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xf8E4M3FN>, tensor<8x64x256xf8E4M3FN>, tensor<9xi32> -> tensor<?x64xf32>
-  return %h : tensor<?x64xf32>
-}

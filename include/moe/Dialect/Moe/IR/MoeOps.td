@@ -140,8 +140,9 @@ def Moe_TopkOp : Moe_Op<"topk", [Pure]> {
 def Moe_PermuteOp : Moe_Op<"permute", [Pure]> {
   let summary = "group the (token, slot) assignments by expert";
   let description = [{
-    Given token rows `input[M, H]` and expert `ids[M, k]`, orders the M·k
-    assignments `a = token * k + slot` by expert id, stably, and returns:
+    Given token rows `input[M, H]` and expert `ids[M, k]` (k ≥ 1), orders
+    the M·k assignments `a = token * k + slot` by expert id, stably, and
+    returns (`1 ≤ E ≤ 65536`):
 
     - `rows[M·k, H]`: `rows[i] = input[source[i] / k]`;
     - `offsets[E + 1]` (i32): expert e owns rows `[offsets[e], offsets[e+1])`;
@@ -327,8 +328,8 @@ def Moe_UnpermuteOp : Moe_Op<"unpermute", [Pure]> {
   let description = [{
     The inverse of `moe.permute`'s grouping: with `rows[M·k, N]` and the
     `source[M·k]` assignment index of each row, returns `result[M, k, N]`
-    with `result[a / k, a % k] = rows[i]` where `a = source[i]`. k comes from
-    the result type.
+    with `result[a / k, a % k] = rows[i]` where `a = source[i]`. k ≥ 1 comes
+    from the result type.
 
     Example:
     ```mlir
@@ -354,7 +355,7 @@ def Moe_CombineOp : Moe_Op<"combine", [Pure]> {
   let summary = "weighted sum of each token's k expert outputs";
   let description = [{
     `result[m, h] = scale * sum_j weights[m, j] * input[m, j, h]`, computed
-    in f32. `input` is `[M, k, H]`, `weights` is `[M, k]` f32, and `scale` is
+    in f32. `input` is `[M, k, H]` (k ≥ 1), `weights` is `[M, k]` f32, and `scale` is
     the optional `routed_scaling_factor` (1 when absent).
 
     Example:
@@ -430,8 +431,9 @@ def Moe_RouteOp : Moe_Op<"route", [Pure, AttrSizedOperandSegments]> {
 def Moe_SortOp : Moe_Op<"sort", [Pure]> {
   let summary = "order the (token, slot) assignments by expert";
   let description = [{
-    The routing half of `moe.permute`, without gathering rows: returns the
-    `offsets[E + 1]` of each expert's assignments and the `source[M·k]`
+    The routing half of `moe.permute`, without gathering rows: from
+    `ids[M, k]` (k ≥ 1) returns the `offsets[E + 1]` (`1 ≤ E ≤ 65536`) of
+    each expert's assignments and the `source[M·k]`
     assignment index of each position, grouped by expert and stable within
     an expert. Fused matmuls gather their rows through `source` instead of
     reading a permuted copy of the activations.
@@ -459,10 +461,11 @@ def Moe_AlignOp : Moe_Op<"align", [Pure]> {
   let summary = "block-aligned, expert-sorted schedule of the assignments";
   let description = [{
     The schedule that vLLM's `moe_align_block_size` computes. With
-    `A = M·k` assignments and `E` experts, every expert's assignments are
-    padded to a multiple of `block_m`; the buffers are sized for the upper
-    bound `S = A + E·(block_m − 1)` so that no host synchronization is ever
-    needed:
+    `A = M·k` assignments (k ≥ 1) and `E` experts, every expert's
+    assignments are padded to a multiple of `block_m`; the buffers are sized
+    for the upper bound `S = A + E·(block_m − 1)` so that no host
+    synchronization is ever needed. `E ≤ 65536` and `block_m ≤ 4096`, so that
+    the padding (< 2^28) leaves the i32 slot indices room for `A`:
 
     - `sorted_ids[S]`: the assignment index of each padded slot, grouped by
       expert, each expert's group padded with the sentinel `A`, and the tail

@@ -38,7 +38,7 @@ def MoeFuseExperts : Pass<"moe-fuse-experts"> {
     `moe.quantize(x)` instead, which quantizes the same rows for the
     per-token and 1x128 block layouts, and gives the same scale for a
     per-tensor one since `moe.permute` gathers every token `k >= 1` times
-    (with `k = 0` nothing is gathered, and the quantization stays).
+    (its verifier requires k >= 1).
   }];
   let dependentDialects = ["::mlir::moe::MoeDialect"];
 }
