@@ -453,6 +453,52 @@ func.func @quantize_scales_shape(%x: tensor<?x256xbf16>) {
 
 // -----
 
+// A static 1 never stands for a dynamic row count (issue 13, crash class 4:
+// the per-token scales were written past a one-element buffer).
+func.func @quantize_static_one_for_rows(%x: tensor<?x256xbf16>) {
+  // expected-error @+1 {{expects scales of shape [?] for #moe.quant<fp8, scales = per_token_channel>, got 'tensor<1xf32>'}}
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<1xf32>
+  return
+}
+
+// -----
+
+// Crash class 5: a per-tensor scale typed as a row count.
+func.func @quantize_per_tensor_rows(%x: tensor<?x256xbf16>) {
+  // expected-error @+1 {{expects scales of shape [1] for #moe.quant<fp8, scales = per_tensor>, got 'tensor<?xf32>'}}
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x256xbf16> -> tensor<?x256xf8E4M3FN>, tensor<?xf32>
+  return
+}
+
+// -----
+
+func.func @quantize_codes_static_rows(%x: tensor<?x256xbf16>) {
+  // expected-error @+1 {{expects codes of the input's shape in 'f8E4M3FN', got 'tensor<4x256xf8E4M3FN>'}}
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x256xbf16> -> tensor<4x256xf8E4M3FN>, tensor<?xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_scales_static_one_for_rows(%r: tensor<?x64xf8E4M3FN>, %w: tensor<8x128x64xf8E4M3FN>, %o: tensor<9xi32>, %rs: tensor<1xf32>, %ws: tensor<8x128xf32>) {
+  // expected-error @+1 {{expects input scales of shape [?] for #moe.quant<fp8, scales = per_token_channel>, got 'tensor<1xf32>'}}
+  %0 = moe.grouped_matmul %r, %w, %o input_scales(%rs : tensor<1xf32>) weight_scales(%ws : tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x64xf8E4M3FN>, tensor<8x128x64xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+// The producer's scale layout must be the consumer's, even where the shapes
+// agree (one row: per tensor and per token are both [1]).
+func.func @gmm_scales_of_another_layout(%x: tensor<1x64xbf16>, %w: tensor<8x128x64xf8E4M3FN>, %o: tensor<9xi32>, %ws: tensor<8x128xf32>) {
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<1x64xbf16> -> tensor<1x64xf8E4M3FN>, tensor<1xf32>
+  // expected-error @+1 {{expects input scales quantized as #moe.quant<fp8, scales = per_token_channel>, got scales of #moe.quant<fp8, scales = per_tensor>}}
+  %0 = moe.grouped_matmul %c, %w, %o input_scales(%s : tensor<1xf32>) weight_scales(%ws : tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<1x64xf8E4M3FN>, tensor<8x128x64xf8E4M3FN>, tensor<9xi32> -> tensor<1x128xf32>
+  return
+}
+
+// -----
+
 func.func @gmm_dynamic_weights(%r: tensor<?x64xbf16>, %w: tensor<?x128x64xbf16>, %o: tensor<9xi32>) {
   // expected-error @+1 {{expects a static weights shape [E, N, K]}}
   %0 = moe.grouped_matmul %r, %w, %o : tensor<?x64xbf16>, tensor<?x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>

@@ -40,3 +40,25 @@ func.func @huge_block(%ids: tensor<?x2xi32>) -> tensor<?xi32> {
   %s, %b, %p = moe.align %ids {block_m = 9223372036854775807 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
   return %s : tensor<?xi32>
 }
+
+// -----
+
+// Class 4: per-token scales typed tensor<1xf32> for a dynamic row count
+// (heap corruption in moe-run).
+// CHECK: crash-classes.mlir:[[# @LINE + 2]]:{{[0-9]+}}: error: 'moe.quantize' op expects scales of shape [?] for #moe.quant<int8, scales = per_token_channel>, got 'tensor<1xf32>'
+func.func @static_one_scales(%x: tensor<?x256xbf16>) -> tensor<?x256xi8> {
+  %c, %s = moe.quantize %x {quantization = #moe.quant<int8, scales = per_token_channel>} : tensor<?x256xbf16> -> tensor<?x256xi8>, tensor<1xf32>
+  return %c : tensor<?x256xi8>
+}
+
+// -----
+
+// Class 5: per-tensor scales typed tensor<?xf32> feeding a per-token matmul
+// (heap corruption after an offsets error in moe-run).
+// CHECK: crash-classes.mlir:[[# @LINE + 3]]:{{[0-9]+}}: error: 'moe.quantize' op expects scales of shape [1] for #moe.quant<fp8, scales = per_tensor>, got 'tensor<?xf32>'
+// CHECK-NOT: error
+func.func @per_tensor_scales_per_token_matmul(%x: tensor<?x64xbf16>, %w: tensor<8x128x64xf8E4M3FN>, %o: tensor<9xi32>, %ws: tensor<8x128xf32>) -> tensor<?x128xf32> {
+  %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_tensor>} : tensor<?x64xbf16> -> tensor<?x64xf8E4M3FN>, tensor<?xf32>
+  %0 = moe.grouped_matmul %c, %w, %o input_scales(%s : tensor<?xf32>) weight_scales(%ws : tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x64xf8E4M3FN>, tensor<8x128x64xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xf32>
+  return %0 : tensor<?x128xf32>
+}

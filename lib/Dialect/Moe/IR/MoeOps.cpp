@@ -346,16 +346,25 @@ static LogicalResult verifyW8A8(Operation *op, StringRef aName,
     weightShape = {numExperts, outFeatures / 128, inFeatures / 128};
     break;
   }
+  // Exactly these shapes: a static 1 never stands for a dynamic row count
+  // (the lowerings index the scales by row).
   auto inputScales = cast<RankedTensorType>(operands.inputScales.getType());
   auto weightScales = cast<RankedTensorType>(operands.weightScales.getType());
-  if (failed(verifyCompatibleShape(inputScales.getShape(), inputShape)))
+  if (inputScales.getShape() != ArrayRef<int64_t>(inputShape))
     return op->emitOpError() << "expects input scales of shape "
                              << formatShape(inputShape) << " for "
                              << quantization << ", got " << inputScales;
-  if (failed(verifyCompatibleShape(weightScales.getShape(), weightShape)))
+  if (weightScales.getShape() != ArrayRef<int64_t>(weightShape))
     return op->emitOpError() << "expects weight scales of shape "
                              << formatShape(weightShape) << " for "
                              << quantization << ", got " << weightScales;
+  // Scales a moe.quantize produced follow its layout, which must be this
+  // op's.
+  if (auto producer = operands.inputScales.getDefiningOp<QuantizeOp>();
+      producer && producer.getQuantization() != quantization)
+    return op->emitOpError() << "expects input scales quantized as "
+                             << quantization << ", got scales of "
+                             << producer.getQuantization();
   return success();
 }
 
@@ -503,8 +512,7 @@ LogicalResult QuantizeOp::verify() {
                   ? Type(Float8E4M3FNType::get(getContext()))
                   : Type(IntegerType::get(getContext(), 8));
   if (codesType.getElementType() != code ||
-      failed(verifyCompatibleShape(codesType.getShape(),
-                                   inputType.getShape())))
+      codesType.getShape() != inputType.getShape())
     return emitOpError() << "expects codes of the input's shape in " << code
                          << ", got " << codesType;
   int64_t rows = inputType.getDimSize(0);
@@ -525,8 +533,9 @@ LogicalResult QuantizeOp::verify() {
     scaleShape = {rows, columns / 128};
     break;
   }
+  // Exactly this shape: a static 1 never stands for a dynamic row count.
   auto scalesType = cast<RankedTensorType>(getScales().getType());
-  if (failed(verifyCompatibleShape(scalesType.getShape(), scaleShape)))
+  if (scalesType.getShape() != ArrayRef<int64_t>(scaleShape))
     return emitOpError() << "expects scales of shape "
                          << formatShape(scaleShape) << " for " << quantization
                          << ", got " << scalesType;

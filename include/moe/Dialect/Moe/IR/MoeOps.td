@@ -265,7 +265,10 @@ def Moe_QuantizeOp : Moe_Op<"quantize", [Pure]> {
     has scale 1), and `codes = input / scale` rounded to nearest even and
     saturated to ±qmax (a NaN stays NaN in fp8). Results: the codes
     (`f8E4M3FN` or `i8`, `[M, K]`) and the scales (`[1]`, `[M]` or
-    `[M, K/128]`), exactly what `moe.grouped_matmul` takes.
+    `[M, K/128]`), exactly what `moe.grouped_matmul` takes. The shapes are
+    exact: M is as static or dynamic as the input's, and a static 1 never
+    stands for a dynamic row count. A matmul that takes these scales must
+    have the same quantization.
 
     Example:
     ```mlir
