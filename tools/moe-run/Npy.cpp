@@ -5,6 +5,7 @@
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -188,9 +189,15 @@ llvm::Expected<NpyArray> mlir::moe::readNpy(StringRef path) {
       return malformed("bad shape entry '" + part + "'");
     array.shape.push_back(dim);
   }
-  size_t expectedBytes = array.numElements() * dtypeSize(array.dtype);
+  // The byte count by checked multiplication: a declared shape such as
+  // (2^55 + 5, 256) must not wrap around to a size the file happens to have.
+  int64_t expectedBytes = dtypeSize(array.dtype);
+  for (int64_t dim : array.shape)
+    if (llvm::MulOverflow(expectedBytes, dim, expectedBytes))
+      return malformed("shape " + array.describe() +
+                       " holds 2^63 bytes or more");
   StringRef payload = contents.drop_front(headerStart + headerLength);
-  if (payload.size() != expectedBytes)
+  if (payload.size() != static_cast<uint64_t>(expectedBytes))
     return malformed("expected " + llvm::Twine(expectedBytes) +
                      " data bytes for shape " + array.describe() + ", found " +
                      llvm::Twine(payload.size()));
@@ -223,8 +230,12 @@ llvm::Error mlir::moe::writeNpy(StringRef path, const NpyArray &array) {
   out.write(reinterpret_cast<const char *>(array.data.data()),
             array.data.size());
   out.close();
-  if (out.has_error())
-    return createStringError(out.error(), "cannot write '%s'",
-                             path.str().c_str());
+  if (out.has_error()) {
+    std::error_code writeError = out.error();
+    // A stream destroyed with an unhandled error aborts the process.
+    out.clear_error();
+    return createStringError(writeError, "cannot write '%s': %s",
+                             path.str().c_str(), writeError.message().c_str());
+  }
   return llvm::Error::success();
 }
