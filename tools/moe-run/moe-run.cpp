@@ -37,6 +37,7 @@
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/SourceMgr.h"
@@ -252,6 +253,26 @@ static void storeFloat(NpyArray &array, int64_t index, double value) {
   case NpyDType::U8:
     llvm_unreachable("not a float type");
   }
+}
+
+/// Whether `bytes` of `count` elements of `elementSize` can be allocated:
+/// the product is checked, and a probe allocation tells whether the system
+/// gives that much (a failed std::vector growth would abort moe-run).
+static llvm::Error checkAllocation(int64_t count, size_t elementSize,
+                                   const llvm::Twine &what) {
+  int64_t bytes;
+  if (llvm::MulOverflow(count, static_cast<int64_t>(elementSize), bytes))
+    return llvm::createStringError(std::errc::not_enough_memory,
+                                   "%s needs 2^63 bytes or more",
+                                   what.str().c_str());
+  void *probe = std::malloc(static_cast<size_t>(std::max<int64_t>(bytes, 1)));
+  if (!probe)
+    return llvm::createStringError(std::errc::not_enough_memory,
+                                   "cannot allocate %lld bytes for %s",
+                                   static_cast<long long>(bytes),
+                                   what.str().c_str());
+  std::free(probe);
+  return llvm::Error::success();
 }
 
 /// Random argument of `type`: normal values, scaled by 1/sqrt(K) for weight
@@ -636,8 +657,29 @@ int main(int argc, char **argv) {
   std::vector<NpyArray> arguments;
   if (randomInputs) {
     std::mt19937_64 rng(seed);
-    for (Type type : functionType.getInputs())
-      arguments.push_back(randomArgument(cast<RankedTensorType>(type), rng));
+    for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
+      auto tensorType = cast<RankedTensorType>(type);
+      int64_t count = 1;
+      bool overflow = false;
+      for (int64_t size : tensorType.getShape())
+        overflow |= llvm::MulOverflow(
+            count, ShapedType::isDynamic(size) ? numTokens.getValue() : size,
+            count);
+      llvm::Error error =
+          overflow ? llvm::createStringError(std::errc::not_enough_memory,
+                                             "its element count overflows")
+                   : checkAllocation(count,
+                                     dtypeSize(*dtypeOf(
+                                         tensorType.getElementType())),
+                                     "random argument #" + llvm::Twine(index));
+      if (error) {
+        std::string typeText;
+        llvm::raw_string_ostream(typeText) << tensorType;
+        return fail("argument #" + llvm::Twine(index) + " (" + typeText +
+                    "): " + llvm::toString(std::move(error)));
+      }
+      arguments.push_back(randomArgument(tensorType, rng));
+    }
   } else {
     if (inputFiles.size() != numArgs)
       return fail("'" + entryName + "' takes " + llvm::Twine(numArgs) +
