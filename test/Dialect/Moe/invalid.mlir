@@ -870,6 +870,16 @@ func.func @em_block_m_without_blocks(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xb
 
 // -----
 
+// Found by scripts/fuzz.py (seed 11): a block of 2^63 - 1 rows made
+// moe-run loop for minutes.
+func.func @em_huge_block_m(%h: tensor<?x32xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %rw: tensor<?x2xf32>, %w2: tensor<8x64x32xbf16>) {
+  // expected-error @+1 {{expects block_m <= 4096, the limit of moe.align, got 9223372036854775807}}
+  %out = moe.expert_matmul %h, %w2 slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>) {k = 2 : i64, block_m = 9223372036854775807 : i64} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
 func.func @em_offsets_size(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<8xi32>) {
   // expected-error @+1 {{expects offsets of size E + 1 = 9, got 'tensor<8xi32>'}}
   %0 = moe.expert_matmul %x, %w offsets(%o : tensor<8xi32>) {k = 1 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>

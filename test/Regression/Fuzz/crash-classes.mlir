@@ -62,3 +62,13 @@ func.func @per_tensor_scales_per_token_matmul(%x: tensor<?x64xbf16>, %w: tensor<
   %0 = moe.grouped_matmul %c, %w, %o input_scales(%s : tensor<?xf32>) weight_scales(%ws : tensor<8x128xf32>) {quantization = #moe.quant<fp8, scales = per_token_channel>} : tensor<?x64xf8E4M3FN>, tensor<8x128x64xf8E4M3FN>, tensor<9xi32> -> tensor<?x128xf32>
   return %0 : tensor<?x128xf32>
 }
+
+// -----
+
+// Found by scripts/fuzz.py --seed 11 (mutant 7386): an aligned matmul with
+// block_m = 2^63 - 1 made moe-run run past the fuzzer's 60 s.
+// CHECK: crash-classes.mlir:[[# @LINE + 2]]:{{[0-9]+}}: error: 'moe.expert_matmul' op expects block_m <= 4096, the limit of moe.align, got 9223372036854775807
+func.func @aligned_huge_block(%h: tensor<?x32xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %rw: tensor<?x2xf32>, %w2: tensor<8x64x32xbf16>) -> tensor<?x64xbf16> {
+  %out = moe.expert_matmul %h, %w2 slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>) {k = 2 : i64, block_m = 9223372036854775807 : i64, routed_scaling_factor = 2.5 : f32} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
+  return %out : tensor<?x64xbf16>
+}

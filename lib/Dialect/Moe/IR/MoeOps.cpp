@@ -646,6 +646,9 @@ LogicalResult ExpertMatmulOp::verify() {
            << "expects exactly one schedule: offsets(...) or blocks(...)";
   if (isAligned() != static_cast<bool>(getBlockM()))
     return emitOpError() << "expects block_m exactly with blocks(...)";
+  if (getBlockM() && *getBlockM() > kMaxBlockM)
+    return emitOpError() << "expects block_m <= " << kMaxBlockM
+                         << ", the limit of moe.align, got " << *getBlockM();
   if (isAligned() &&
       cast<RankedTensorType>(getNumPadded().getType()).getShape() !=
           ArrayRef<int64_t>{1})

@@ -517,7 +517,8 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
     - aligned form, `blocks(%block_experts, %num_padded)`: slot `s` belongs
       to `block_experts[s / block_m]`; slots at or past `num_padded[0]`,
       slots holding the sentinel `M·k`, and blocks of expert `-1` are skipped
-      (`slots` is `moe.align`'s `sorted_ids`).
+      (`slots` is `moe.align`'s `sorted_ids`); `block_m ≤ 4096`, as for
+      `moe.align`.
 
     For every scheduled slot: the A row is `input[a / k]` with `gather`, else
     `input[s]`; the product `p = row · weights[e]ᵀ` is accumulated in f32;
