@@ -346,6 +346,37 @@ static void fillDescriptor(int64_t *words, NpyArray &array) {
   }
 }
 
+/// Fills `arguments` with random values of `functionType`'s inputs (dynamic
+/// sizes --num-tokens), after checking that each can be allocated.
+static llvm::Error randomArguments(FunctionType functionType,
+                                   std::vector<NpyArray> &arguments) {
+  std::mt19937_64 rng(seed);
+  for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
+    auto tensorType = cast<RankedTensorType>(type);
+    int64_t count = 1;
+    bool overflow = false;
+    for (int64_t size : tensorType.getShape())
+      overflow |= llvm::MulOverflow(
+          count, ShapedType::isDynamic(size) ? numTokens.getValue() : size,
+          count);
+    llvm::Error error =
+        overflow ? llvm::createStringError(std::errc::not_enough_memory,
+                                           "its element count overflows")
+                 : checkAllocation(
+                       count, dtypeSize(*dtypeOf(tensorType.getElementType())),
+                       "random argument #" + llvm::Twine(index));
+    if (error) {
+      std::string typeText;
+      llvm::raw_string_ostream(typeText) << tensorType;
+      return llvm::createStringError(
+          std::errc::not_enough_memory, "argument #%zu (%s): %s", index,
+          typeText.c_str(), llvm::toString(std::move(error)).c_str());
+    }
+    arguments.push_back(randomArgument(tensorType, rng));
+  }
+  return llvm::Error::success();
+}
+
 /// Copies the (possibly strided) memref described by `words` into an array.
 static NpyArray readDescriptor(const int64_t *words, int64_t rank,
                                NpyDType dtype) {
@@ -656,30 +687,8 @@ int main(int argc, char **argv) {
   unsigned numArgs = functionType.getNumInputs();
   std::vector<NpyArray> arguments;
   if (randomInputs) {
-    std::mt19937_64 rng(seed);
-    for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
-      auto tensorType = cast<RankedTensorType>(type);
-      int64_t count = 1;
-      bool overflow = false;
-      for (int64_t size : tensorType.getShape())
-        overflow |= llvm::MulOverflow(
-            count, ShapedType::isDynamic(size) ? numTokens.getValue() : size,
-            count);
-      llvm::Error error =
-          overflow ? llvm::createStringError(std::errc::not_enough_memory,
-                                             "its element count overflows")
-                   : checkAllocation(count,
-                                     dtypeSize(*dtypeOf(
-                                         tensorType.getElementType())),
-                                     "random argument #" + llvm::Twine(index));
-      if (error) {
-        std::string typeText;
-        llvm::raw_string_ostream(typeText) << tensorType;
-        return fail("argument #" + llvm::Twine(index) + " (" + typeText +
-                    "): " + llvm::toString(std::move(error)));
-      }
-      arguments.push_back(randomArgument(tensorType, rng));
-    }
+    if (llvm::Error error = randomArguments(functionType, arguments))
+      return fail(llvm::toString(std::move(error)));
   } else {
     if (inputFiles.size() != numArgs)
       return fail("'" + entryName + "' takes " + llvm::Twine(numArgs) +

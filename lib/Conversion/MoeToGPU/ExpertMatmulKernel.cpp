@@ -171,7 +171,14 @@ private:
   /// The fragment rows of this thread's accumulator (and, w8a8, the input
   /// rows whose scales apply).
   void planFragmentRows();
+  /// Weight-only: plans this thread's chunks of stored codes to copy and of
+  /// the B tile to dequantize at every stage.
+  void planWeightOnlyChunks();
   Value zeroAccumulator(Type sumType);
+  /// The multistage K loop: every thread issues its share of each stage,
+  /// a barrier per step, one wgmma group in flight from three stages on;
+  /// returns the f32 (s32 for int8) sums, fp8 partials promoted.
+  Value multistageLoop(Value accumulator);
   /// Warp-specialized body: thread 0 initializes the full and empty rings,
   /// then the producer warpgroup runs `produce` and the consumers `consume`
   /// and the epilogue, each role in one branch (as setmaxnreg needs).
@@ -1109,6 +1116,145 @@ Value KernelBuilder::consume(Value accumulator) {
   return loop.getResult(0);
 }
 
+void KernelBuilder::planWeightOnlyChunks() {
+  // Each thread copies its 16-byte chunks of the stored codes of the tile's
+  // BN weight rows (a row past N copies nothing), and dequantizes its
+  // chunks of the B tile.
+  int64_t chunksPerRow = config.packedRowBytes() / kChunkBytes;
+  for (int64_t i = 0; i < config.blockN * chunksPerRow / config.threads();
+       ++i) {
+    Value chunk =
+        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+    Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
+    Value column = arith::MulIOp::create(
+        b, loc, arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow)),
+        index(kChunkBytes));
+    Value weightRow = weightRowOf(row);
+    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                         weightRow,
+                                         index(config.outFeatures));
+    packedRow.push_back(row);
+    packedColumn.push_back(column);
+    packedSourceRow.push_back(arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(b, loc, expert, index(config.outFeatures)),
+        arith::SelectOp::create(b, loc, inside, weightRow, index(0))));
+    packedBytes.push_back(arith::SelectOp::create(
+        b, loc, inside, index(kChunkBytes), index(0)));
+  }
+  int64_t chunksPerRowB = config.blockK() / kValuesPerChunk;
+  for (int64_t i = 0; i < config.blockN * chunksPerRowB / config.threads();
+       ++i) {
+    Value chunk =
+        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+    dequantRow.push_back(
+        arith::DivUIOp::create(b, loc, chunk, index(chunksPerRowB)));
+    dequantColumn.push_back(
+        arith::RemUIOp::create(b, loc, chunk, index(chunksPerRowB)));
+  }
+
+}
+
+Value KernelBuilder::multistageLoop(Value accumulator) {
+  // With three or more stages, one step's wgmma stays in flight while the
+  // next is issued, so a stage is refilled only once the wgmma two steps
+  // back is done: loads run `prefetch` steps ahead.
+  int64_t kSteps = config.kSteps(), stages = config.stages;
+  // A promoted stage's partial sum is read one step later, while the next
+  // stage's wgmma, into a second accumulator, is in flight.
+  int64_t wgmmaInFlight = stages >= 3 ? 1 : 0;
+  int64_t prefetch = stages - 1 - wgmmaInFlight;
+  Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+  for (int64_t step = 0; step < prefetch; ++step)
+    issueStage(index(step), step < kSteps ? trueValue
+                                          : arith::ConstantOp::create(
+                                                b, loc, b.getBoolAttr(false))
+                                                .getResult());
+  // Promoting with a wgmma in flight, the loop also carries the previous
+  // step's partial sum and its block scales (zeros before the first step,
+  // which promote nothing).
+  bool promotesLate = config.promotesEachStage() && wgmmaInFlight;
+  SmallVector<Value> initial = {accumulator};
+  if (promotesLate) {
+    initial.push_back(accumulator);
+    int64_t numScales =
+        config.hasBlockScales() ? 2 * (config.blockN / 64) : 0;
+    initial.append(numScales, arith::ConstantOp::create(
+                                  b, loc, b.getF32FloatAttr(0.0f)));
+  }
+  auto loop = scf::ForOp::create(
+      b, loc, index(0), index(kSteps), index(1), initial,
+      [&](OpBuilder &, Location, Value step, ValueRange args) {
+        // This thread's cp.async group of `step` is done when at most the
+        // younger ones (prefetch − 1 of them; every step commits one) are
+        // pending.
+        // The step's block or group scales are loaded first: their latency
+        // hides behind the waits and the wgmma.
+        SmallVector<Value> scales;
+        if (config.hasBlockScales())
+          scales = blockScales(step);
+        if (config.isWeightOnly())
+          scales = weightOnlyScales(step);
+        Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
+        NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
+        // cp.async wrote through the generic proxy; wgmma reads through the
+        // async one.
+        fenceAsyncProxy();
+        // Every thread's rows are in, and every thread's wgmma of step
+        // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
+        gpu::BarrierOp::create(b, loc);
+        Value inRange = arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::slt, next, index(kSteps));
+        issueStage(next, inRange);
+        Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
+        if (config.isWeightOnly()) {
+          // Every thread's codes are in (the barrier above): dequantize
+          // them into the B tile, through the generic proxy, then make the
+          // tile visible to the wgmma's async proxy.
+          dequantizeStage(stage, scales);
+          fenceAsyncProxy();
+          gpu::BarrierOp::create(b, loc);
+        } else {
+          waitForRound(barriers, step, /*previousRound=*/false);
+        }
+        if (!config.promotesEachStage()) {
+          scf::YieldOp::create(
+              b, loc, wgmmaStep(args[0], stage, wgmmaInFlight));
+          return;
+        }
+        // The K block's partial sum, scaled and added in f32 (as DeepGEMM
+        // promotes its fp8 accumulators). Once this step's wgmma is issued
+        // and the previous one's is done, the previous partial is promoted.
+        // The fresh sum's first wgmma ignores its input (scale-d 0): no
+        // zeros to write into registers a wgmma may still own.
+        Value partial = wgmmaStep(
+            LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
+            wgmmaInFlight, /*fresh=*/true);
+        if (!promotesLate) {
+          scf::YieldOp::create(b, loc, promote(args[0], partial, scales));
+          return;
+        }
+        SmallVector<Value> results = {
+            promote(args[0], args[1], SmallVector<Value>(args.drop_front(2))),
+            partial};
+        llvm::append_range(results, scales);
+        scf::YieldOp::create(b, loc, results);
+      });
+  if (promotesLate) {
+    // Unrolled by two, the partial sums alternate between two register
+    // sets, so the one in flight at the back edge needs no copy (ptxas
+    // would wait for its wgmma to copy it).
+    if (failed(loopUnrollByFactor(loop, 2)))
+      loop->emitWarning("could not unroll the promoting K loop");
+  }
+  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+  Value total = loop.getResult(0);
+  if (promotesLate)
+    total = promote(total, loop.getResult(1),
+                    SmallVector<Value>(loop.getResults().drop_front(2)));
+  return total;
+}
+
 void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
@@ -1235,142 +1381,11 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   weightsRow = firstWeightRow();
   planInputChunks(tid, config.threads());
 
-  // Weight-only: each thread copies its 16-byte chunks of the stored codes
-  // of the tile's BN weight rows (a row past N copies nothing).
-  if (config.isWeightOnly()) {
-    int64_t chunksPerRow = config.packedRowBytes() / kChunkBytes;
-    for (int64_t i = 0; i < config.blockN * chunksPerRow / config.threads();
-         ++i) {
-      Value chunk =
-          arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
-      Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
-      Value column = arith::MulIOp::create(
-          b, loc, arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow)),
-          index(kChunkBytes));
-      Value weightRow = weightRowOf(row);
-      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                           weightRow,
-                                           index(config.outFeatures));
-      packedRow.push_back(row);
-      packedColumn.push_back(column);
-      packedSourceRow.push_back(arith::AddIOp::create(
-          b, loc,
-          arith::MulIOp::create(b, loc, expert, index(config.outFeatures)),
-          arith::SelectOp::create(b, loc, inside, weightRow, index(0))));
-      packedBytes.push_back(arith::SelectOp::create(
-          b, loc, inside, index(kChunkBytes), index(0)));
-    }
-    int64_t chunksPerRowB = config.blockK() / kValuesPerChunk;
-    for (int64_t i = 0; i < config.blockN * chunksPerRowB / config.threads();
-         ++i) {
-      Value chunk =
-          arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
-      dequantRow.push_back(
-          arith::DivUIOp::create(b, loc, chunk, index(chunksPerRowB)));
-      dequantColumn.push_back(
-          arith::RemUIOp::create(b, loc, chunk, index(chunksPerRowB)));
-    }
-  }
+  if (config.isWeightOnly())
+    planWeightOnlyChunks();
 
   planFragmentRows();
-  Value accumulator = zeroAccumulator(sumType);
-
-  // With three or more stages, one step's wgmma stays in flight while the
-  // next is issued, so a stage is refilled only once the wgmma two steps
-  // back is done: loads run `prefetch` steps ahead.
-  int64_t kSteps = config.kSteps(), stages = config.stages;
-  // A promoted stage's partial sum is read one step later, while the next
-  // stage's wgmma, into a second accumulator, is in flight.
-  int64_t wgmmaInFlight = stages >= 3 ? 1 : 0;
-  int64_t prefetch = stages - 1 - wgmmaInFlight;
-  Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
-  for (int64_t step = 0; step < prefetch; ++step)
-    issueStage(index(step), step < kSteps ? trueValue
-                                          : arith::ConstantOp::create(
-                                                b, loc, b.getBoolAttr(false))
-                                                .getResult());
-  // Promoting with a wgmma in flight, the loop also carries the previous
-  // step's partial sum and its block scales (zeros before the first step,
-  // which promote nothing).
-  bool promotesLate = config.promotesEachStage() && wgmmaInFlight;
-  SmallVector<Value> initial = {accumulator};
-  if (promotesLate) {
-    initial.push_back(accumulator);
-    int64_t numScales =
-        config.hasBlockScales() ? 2 * (config.blockN / 64) : 0;
-    initial.append(numScales, arith::ConstantOp::create(
-                                  b, loc, b.getF32FloatAttr(0.0f)));
-  }
-  auto loop = scf::ForOp::create(
-      b, loc, index(0), index(kSteps), index(1), initial,
-      [&](OpBuilder &, Location, Value step, ValueRange args) {
-        // This thread's cp.async group of `step` is done when at most the
-        // younger ones (prefetch − 1 of them; every step commits one) are
-        // pending.
-        // The step's block or group scales are loaded first: their latency
-        // hides behind the waits and the wgmma.
-        SmallVector<Value> scales;
-        if (config.hasBlockScales())
-          scales = blockScales(step);
-        if (config.isWeightOnly())
-          scales = weightOnlyScales(step);
-        Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
-        NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
-        // cp.async wrote through the generic proxy; wgmma reads through the
-        // async one.
-        fenceAsyncProxy();
-        // Every thread's rows are in, and every thread's wgmma of step
-        // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
-        gpu::BarrierOp::create(b, loc);
-        Value inRange = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::slt, next, index(kSteps));
-        issueStage(next, inRange);
-        Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
-        if (config.isWeightOnly()) {
-          // Every thread's codes are in (the barrier above): dequantize
-          // them into the B tile, through the generic proxy, then make the
-          // tile visible to the wgmma's async proxy.
-          dequantizeStage(stage, scales);
-          fenceAsyncProxy();
-          gpu::BarrierOp::create(b, loc);
-        } else {
-          waitForRound(barriers, step, /*previousRound=*/false);
-        }
-        if (!config.promotesEachStage()) {
-          scf::YieldOp::create(
-              b, loc, wgmmaStep(args[0], stage, wgmmaInFlight));
-          return;
-        }
-        // The K block's partial sum, scaled and added in f32 (as DeepGEMM
-        // promotes its fp8 accumulators). Once this step's wgmma is issued
-        // and the previous one's is done, the previous partial is promoted.
-        // The fresh sum's first wgmma ignores its input (scale-d 0): no
-        // zeros to write into registers a wgmma may still own.
-        Value partial = wgmmaStep(
-            LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
-            wgmmaInFlight, /*fresh=*/true);
-        if (!promotesLate) {
-          scf::YieldOp::create(b, loc, promote(args[0], partial, scales));
-          return;
-        }
-        SmallVector<Value> results = {
-            promote(args[0], args[1], SmallVector<Value>(args.drop_front(2))),
-            partial};
-        llvm::append_range(results, scales);
-        scf::YieldOp::create(b, loc, results);
-      });
-  if (promotesLate) {
-    // Unrolled by two, the partial sums alternate between two register
-    // sets, so the one in flight at the back edge needs no copy (ptxas
-    // would wait for its wgmma to copy it).
-    if (failed(loopUnrollByFactor(loop, 2)))
-      loop->emitWarning("could not unroll the promoting K loop");
-  }
-  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
-  Value total = loop.getResult(0);
-  if (promotesLate)
-    total = promote(total, loop.getResult(1),
-                    SmallVector<Value>(loop.getResults().drop_front(2)));
+  Value total = multistageLoop(zeroAccumulator(sumType));
   storeEpilogue(total);
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
