@@ -22,6 +22,7 @@
 #include "MoeGpuKernels.h"
 
 #include "moe/Conversion/Utils/ScalarMath.h"
+#include "moe/Dialect/MoeGPU/IR/HopperLimits.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
 
@@ -40,32 +41,29 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+using moe_gpu::hopper::kMaxSharedBytes;
+using moe_gpu::hopper::kSwizzleAlignment;
+using moe_gpu::hopper::kWarpgroupRows;
+using moe_gpu::hopper::kWarpgroupThreads;
+
 namespace {
 /// Bytes of one row of a stage's tiles: one 128B swizzle span, so 64 bf16
 /// or 128 one-byte (e4m3, s8) elements of K per stage.
-constexpr int64_t kRowBytes = 128;
+constexpr int64_t kRowBytes = moe_gpu::hopper::kStageRowBytes;
 /// Bytes of K one wgmma consumes: k16 of bf16, k32 of e4m3 or s8.
 constexpr int64_t kWgmmaKBytes = 32;
 /// Block scales cover 128 x 128 weights and 1 x 128 activations.
 constexpr int64_t kScaleBlock = 128;
-/// One warpgroup per 64 rows of a slot block.
-constexpr int64_t kWarpgroupRows = 64, kWarpgroupThreads = 128;
 /// cp.async moves 16 bytes per chunk: 8 rows of 8 chunks fill a 128B span.
 constexpr int64_t kChunkBytes = 16;
 /// bf16 values per 16-byte chunk of the B tile.
 constexpr int64_t kValuesPerChunk = 8;
-/// Shared memory per stage: an A tile [BM, 128 bytes] and a B tile
-/// [BN, 128 bytes] (plus, weight-only, the stored codes of the B tile).
-/// 128B-swizzled tiles must start on 1024 bytes; the dynamic shared memory
-/// base is rounded up at run time, so this much more is requested.
-constexpr int64_t kSwizzleAlignment = 1024;
-constexpr int64_t kMaxStages = 5;
+constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxMultistageStages;
 /// Warp-specialized: stages whose gathers stay in flight before the
 /// producer waits for the oldest.
 constexpr int64_t kProducerLag = 2;
 /// Spin budget of one mbarrier try_wait before it is retried.
 constexpr int64_t kWaitTicks = 10000000;
-constexpr int64_t kMaxSharedBytes = 227 * 1024;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
 /// 1024 (8 rows of 128 bytes) at bit 32, leading byte offset 1 at bit 16
 /// (unused when swizzled), swizzle mode 1 (128B) at bit 62.
@@ -100,7 +98,7 @@ struct KernelConfig {
   bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
   /// Bytes of stored weights per 64 of K: 32 for int4 and e2m1 pairs.
   int64_t packedRowBytes() const {
-    return format == QuantFormat::Int8Weight ? 64 : 32;
+    return moe_gpu::hopper::packedRowBytes(format);
   }
   int64_t packedTileBytes() const {
     return isWeightOnly() ? blockN * packedRowBytes() : 0;
@@ -137,6 +135,9 @@ struct KernelConfig {
   /// Columns of a product row after the epilogue.
   int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
   int64_t kSteps() const { return inFeatures / blockK() / splitK; }
+  /// Per stage an A tile [BM, 128 bytes] and a B tile [BN, 128 bytes]
+  /// (weight-only: and the B tile's stored codes), plus the slack for
+  /// aligning the base to the swizzle.
   int64_t sharedBytes() const {
     return stages * (tileABytes() + tileBBytes() + packedTileBytes()) +
            kSwizzleAlignment;

@@ -1,6 +1,7 @@
 //===- MoeGPUAttrs.cpp - moe_gpu attributes -------------------------------===//
 
 #include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
+#include "moe/Dialect/MoeGPU/IR/HopperLimits.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
 
 #include "mlir/IR/Builders.h"
@@ -21,16 +22,28 @@ void MoeGPUDialect::registerAttributes() {
       >();
 }
 
+using hopper::kMaxSharedBytes;
+using hopper::kWarpgroupRows;
+using hopper::kWarpgroupThreads;
+
 namespace {
 /// What one sm_90a thread block can have.
-constexpr int64_t kWarpgroupRows = 64;
-constexpr int64_t kWarpgroupThreads = 128;
 constexpr int64_t kMaxThreads = 1024;
-constexpr int64_t kMaxSharedBytes = 227 * 1024;
 constexpr int64_t kRegistersPerSM = 64 * 1024;
 constexpr int64_t kMaxStages = 16;
 constexpr int64_t kMaxClusterBlocks = 8;
 } // namespace
+
+MmaKind mlir::moe_gpu::getMmaKind(moe::QuantFormat format) {
+  switch (format) {
+  case moe::QuantFormat::Fp8:
+    return MmaKind::WgmmaE4m3;
+  case moe::QuantFormat::Int8:
+    return MmaKind::WgmmaS8;
+  default:
+    return MmaKind::WgmmaBf16;
+  }
+}
 
 static int64_t elementBytesOf(MmaKind mma) {
   return mma == MmaKind::WgmmaBf16 ? 2 : 1;

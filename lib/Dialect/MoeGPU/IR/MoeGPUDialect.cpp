@@ -11,18 +11,6 @@ using namespace mlir::moe_gpu;
 
 void MoeGPUDialect::initialize() { registerAttributes(); }
 
-/// The MMA kind the operands of `op` need.
-static MmaKind requiredMmaKind(moe::ExpertMatmulOp op) {
-  switch (op.getQuantization().getFormat()) {
-  case moe::QuantFormat::Fp8:
-    return MmaKind::WgmmaE4m3;
-  case moe::QuantFormat::Int8:
-    return MmaKind::WgmmaS8;
-  default:
-    return MmaKind::WgmmaBf16;
-  }
-}
-
 LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
                                                       NamedAttribute attr) {
   if (attr.getName() != getConfigAttrName())
@@ -38,7 +26,7 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
     return op->emitError() << "'" << getConfigAttrName()
                            << "' applies to moe.expert_matmul, not '"
                            << op->getName() << "'";
-  MmaKind expected = requiredMmaKind(matmul);
+  MmaKind expected = getMmaKind(matmul.getQuantization().getFormat());
   if (config.getMma() != expected)
     return op->emitError() << "kernel config has mma = "
                            << stringifyMmaKind(config.getMma())

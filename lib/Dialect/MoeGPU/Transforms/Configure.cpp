@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/MoeGPU/IR/HopperLimits.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
 #include "moe/Dialect/MoeGPU/Transforms/Passes.h"
 
@@ -24,20 +25,17 @@ using moe::ExpertMatmulOp;
 using moe::QuantFormat;
 using moe::TileAttr;
 
+using hopper::kStageRowBytes;
+using hopper::kWarpgroupRows;
+
 namespace {
 /// The slot-block heights of the multistage kernel: one or two consumer
 /// warpgroups of 64 rows.
 constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
-constexpr int64_t kWarpgroupRows = 64;
 /// wgmma widths the kernel is built for.
 constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
 /// Capped widths: see the pass description.
 constexpr int64_t kNarrowBlockN = 128;
-/// One stage holds one 128-byte swizzle span of K per row.
-constexpr int64_t kStageRowBytes = 128;
-/// The deepest ring: measured on an H200, five stages of a 64x256 tile (one
-/// block per SM) beat four of 64x128 (two per SM) by 14% at M = 4096.
-constexpr int64_t kMaxStages = 5;
 /// Weight-only rings are two stages deep: three blocks per SM at 64x128
 /// hide the dequantization better than deeper prefetch (Mixtral int4
 /// M = 64: 1262 -> 849 µs).
@@ -52,9 +50,10 @@ constexpr int64_t kMaxDecodeSplitK = 8, kMinStepsPerSplit = 8;
 /// A chunk's source row and size across the K loop (ptxas spilled 12-32
 /// bytes at 40, 56 and 64 registers, none at 80).
 constexpr int64_t kProducerRegisters = 80, kConsumerRegisters = 208;
-/// Shared memory of one block, less the 1 KiB by which the emitter rounds
+/// Shared memory of one block, less what the emitter requests for rounding
 /// the dynamic base up to the swizzle alignment.
-constexpr int64_t kUsableSharedBytes = 227 * 1024 - 1024;
+constexpr int64_t kUsableSharedBytes =
+    hopper::kMaxSharedBytes - hopper::kSwizzleAlignment;
 
 /// The facts of `op` the policy reads.
 struct MatmulFacts {
@@ -81,20 +80,13 @@ struct MatmulFacts {
     return format == QuantFormat::Fp8 || format == QuantFormat::Int8;
   }
   bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
-  MmaKind mma() const {
-    if (format == QuantFormat::Fp8)
-      return MmaKind::WgmmaE4m3;
-    return format == QuantFormat::Int8 ? MmaKind::WgmmaS8 : MmaKind::WgmmaBf16;
-  }
   int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
   int64_t blockK() const { return kStageRowBytes / elementBytes(); }
   int64_t totalSteps() const { return inFeatures / blockK(); }
   /// Shared bytes per stage of the stored weight codes of a weight-only
   /// B tile `blockN` rows high (32 bytes per 64 of K, 64 for int8).
   int64_t packedTileBytes(int64_t blockN) const {
-    if (!isWeightOnly())
-      return 0;
-    return blockN * (format == QuantFormat::Int8Weight ? 64 : 32);
+    return isWeightOnly() ? blockN * hopper::packedRowBytes(format) : 0;
   }
 };
 
@@ -145,12 +137,13 @@ int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
                      int64_t splitK, int64_t override) {
   int64_t stages = override > 0 ? override
                    : facts.isWeightOnly() ? kMaxWeightOnlyStages
-                                          : kMaxStages;
+                                          : hopper::kMaxMultistageStages;
   int64_t stageBytes = (blockM + blockN) * kStageRowBytes +
                        facts.packedTileBytes(blockN);
   int64_t fitting = kUsableSharedBytes / stageBytes;
   int64_t steps = facts.totalSteps() / splitK;
-  return std::max(kMinStages, std::min({stages, kMaxStages, fitting, steps}));
+  return std::max(kMinStages, std::min({stages, hopper::kMaxMultistageStages,
+                                        fitting, steps}));
 }
 
 /// The pass options the policy reads.
@@ -173,12 +166,12 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   if (options.warpSpecialize && facts.format == QuantFormat::None &&
       consumers == 2)
     return KernelConfigAttr::get(
-        op.getContext(), facts.mma(), Schedule::WarpSpecialized, blockM,
+        op.getContext(), getMmaKind(facts.format), Schedule::WarpSpecialized, blockM,
         blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
         kProducerRegisters, kConsumerRegisters, splitK, /*cluster_m=*/1,
         /*cluster_n=*/1, groupM);
   return KernelConfigAttr::get(
-      op.getContext(), facts.mma(), Schedule::Multistage, blockM, blockN,
+      op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM, blockN,
       facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
       /*cluster_m=*/1, /*cluster_n=*/1, groupM);

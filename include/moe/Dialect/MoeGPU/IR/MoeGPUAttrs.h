@@ -12,4 +12,12 @@
 #define GET_ATTRDEF_CLASSES
 #include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h.inc"
 
+#include "moe/Dialect/Moe/IR/MoeAttrs.h"
+
+namespace mlir::moe_gpu {
+/// The wgmma a matmul of `format` accumulates with: e4m3 for fp8, s8 for
+/// int8, bf16 otherwise (weight-only codes are dequantized to bf16).
+MmaKind getMmaKind(moe::QuantFormat format);
+} // namespace mlir::moe_gpu
+
 #endif // MOE_DIALECT_MOEGPU_IR_MOEGPUATTRS_H
