@@ -81,14 +81,14 @@ class Layer:
         self.lib.moe_rt_last_error.restype = ctypes.c_char_p
         self.invalid = getattr(self.lib, f"moe_layer_{name}_invalid_ids")
         self.invalid.restype = ctypes.c_int
-        self.invalid.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
-                                 ctypes.POINTER(ctypes.c_int64)]
+        self.invalid.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64,
+                                 ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)]
         self.workspace = None
 
     def invalid_ids(self, m: int) -> int:
         """Expert ids outside [-1, E) the last call met (waits for it)."""
         count = ctypes.c_int64(-1)
-        status = self.invalid(self.workspace.data_ptr(), m,
+        status = self.invalid(self.workspace.data_ptr(), self.workspace.numel(), m,
                               torch.cuda.current_stream().cuda_stream, ctypes.byref(count))
         if status != 0:
             raise RuntimeError(self.lib.moe_rt_last_error().decode())

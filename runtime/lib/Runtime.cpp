@@ -3,8 +3,12 @@
 #include "moe/Runtime/Runtime.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 namespace {
 thread_local std::string lastError;
@@ -236,3 +240,268 @@ moe_rt_encode_tma_2d(CUtensorMap *descriptor, void *base, uint64_t rows,
 }
 
 extern "C" const char *moe_rt_last_error(void) { return lastError.c_str(); }
+
+//===----------------------------------------------------------------------===//
+// Launching the kernels of a compiled layer
+//===----------------------------------------------------------------------===//
+
+namespace {
+moe_rt_memref makeMemref(const void *data, int64_t elementBytes,
+                         std::initializer_list<int64_t> sizes) {
+  moe_rt_memref memref{};
+  memref.data = const_cast<void *>(data);
+  memref.rank = static_cast<int64_t>(sizes.size());
+  memref.elementBytes = elementBytes;
+  int64_t dim = 0;
+  for (int64_t size : sizes)
+    memref.sizes[dim++] = size;
+  int64_t stride = 1;
+  for (dim = memref.rank - 1; dim >= 0; --dim) {
+    memref.strides[dim] = stride;
+    stride *= memref.sizes[dim];
+  }
+  return memref;
+}
+
+/// The kernels of one program in one CUDA context. Entries are never freed,
+/// so a pointer to their kernels stays valid for the process.
+struct LoadedProgram {
+  const moe_rt_program *program;
+  CUcontext context;
+  std::unique_ptr<CUfunction[]> kernels;
+};
+std::mutex loadedMutex;
+std::vector<std::unique_ptr<LoadedProgram>> loadedPrograms;
+
+moe_rt_status loadProgram(const moe_rt_program *program, CUcontext context,
+                          const CUfunction *&kernels) {
+  std::lock_guard<std::mutex> lock(loadedMutex);
+  for (const std::unique_ptr<LoadedProgram> &entry : loadedPrograms)
+    if (entry->program == program && entry->context == context) {
+      kernels = entry->kernels.get();
+      return MOE_RT_SUCCESS;
+    }
+  // The driver reads the cubin as an ELF image: give it an 8-byte aligned
+  // copy when the embedded array is not.
+  std::vector<uint64_t> aligned;
+  const void *image = program->image;
+  if (reinterpret_cast<uintptr_t>(image) % alignof(uint64_t) != 0) {
+    aligned.resize((program->imageBytes + 7) / 8);
+    std::memcpy(aligned.data(), image, program->imageBytes);
+    image = aligned.data();
+  }
+  moe_rt_module_t module;
+  if (moe_rt_status status =
+          moe_rt_module_load(image, program->imageBytes, &module))
+    return status;
+  auto entry = std::make_unique<LoadedProgram>();
+  entry->program = program;
+  entry->context = context;
+  entry->kernels = std::make_unique<CUfunction[]>(
+      program->numKernels > 0 ? program->numKernels : 1);
+  for (int32_t i = 0; i < program->numKernels; ++i)
+    if (moe_rt_status status = moe_rt_get_function(
+            module, program->kernelNames[i], &entry->kernels[i]))
+      return status;
+  kernels = entry->kernels.get();
+  loadedPrograms.push_back(std::move(entry));
+  return MOE_RT_SUCCESS;
+}
+
+/// Whether the launcher still has work to do; records nothing.
+bool isLive(const moe_rt_launcher *launcher) {
+  return launcher && launcher->status == MOE_RT_SUCCESS && launcher->active;
+}
+} // namespace
+
+extern "C" moe_rt_memref moe_rt_memref_1d(const void *data,
+                                          int64_t elementBytes,
+                                          int64_t size0) {
+  return makeMemref(data, elementBytes, {size0});
+}
+
+extern "C" moe_rt_memref moe_rt_memref_2d(const void *data,
+                                          int64_t elementBytes, int64_t size0,
+                                          int64_t size1) {
+  return makeMemref(data, elementBytes, {size0, size1});
+}
+
+extern "C" moe_rt_memref moe_rt_memref_3d(const void *data,
+                                          int64_t elementBytes, int64_t size0,
+                                          int64_t size1, int64_t size2) {
+  return makeMemref(data, elementBytes, {size0, size1, size2});
+}
+
+extern "C" void *moe_rt_memref_at(moe_rt_memref memref, int64_t byteOffset) {
+  return static_cast<char *>(memref.data) + byteOffset;
+}
+
+extern "C" moe_rt_kernel_arg moe_rt_memref_arg(moe_rt_memref memref) {
+  moe_rt_kernel_arg arg{};
+  arg.memref = memref;
+  return arg;
+}
+
+extern "C" moe_rt_kernel_arg
+moe_rt_tensor_map_arg(const CUtensorMap *tensorMap) {
+  moe_rt_kernel_arg arg{};
+  arg.tensorMap = tensorMap;
+  return arg;
+}
+
+extern "C" moe_rt_launcher moe_rt_launcher_begin(const moe_rt_program *program,
+                                                 CUstream stream) {
+  moe_rt_launcher launcher{};
+  launcher.active = 1;
+  launcher.stream = stream;
+  if (!program || !program->image || program->numKernels < 0) {
+    launcher.status = fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                           "moe_rt_launcher_begin: no program");
+    return launcher;
+  }
+  CUcontext context;
+  if ((launcher.status = moe_rt_current_context(&context)))
+    return launcher;
+  launcher.status = loadProgram(program, context, launcher.kernels);
+  launcher.numKernels = program->numKernels;
+  return launcher;
+}
+
+extern "C" void moe_rt_launcher_require_pointer(moe_rt_launcher *launcher,
+                                                const void *pointer,
+                                                const char *message) {
+  if (isLive(launcher) && !pointer)
+    launcher->status = fail(MOE_RT_ERROR_INVALID_ARGUMENT, message);
+}
+
+extern "C" void moe_rt_launcher_require_workspace(moe_rt_launcher *launcher,
+                                                  const void *workspace,
+                                                  size_t workspaceBytes,
+                                                  int64_t requiredBytes,
+                                                  const char *message) {
+  if (isLive(launcher) &&
+      (!workspace || requiredBytes < 0 ||
+       workspaceBytes < static_cast<size_t>(requiredBytes) ||
+       reinterpret_cast<uintptr_t>(workspace) % 128 != 0))
+    launcher->status = fail(MOE_RT_ERROR_INVALID_ARGUMENT, message);
+}
+
+/// The largest token count a layer takes: its sizes stay far from overflow.
+constexpr int64_t kMaxTokens = int64_t(1) << 24;
+
+extern "C" void moe_rt_launcher_require_tokens(moe_rt_launcher *launcher,
+                                               int64_t numTokens,
+                                               const char *message) {
+  if (isLive(launcher) && (numTokens < 0 || numTokens > kMaxTokens))
+    launcher->status = fail(MOE_RT_ERROR_INVALID_ARGUMENT, message);
+}
+
+extern "C" void moe_rt_launcher_finish_if_empty(moe_rt_launcher *launcher,
+                                                int64_t numTokens) {
+  if (launcher && numTokens == 0)
+    launcher->active = 0;
+}
+
+extern "C" void moe_rt_launcher_encode_tma_2d(
+    moe_rt_launcher *launcher, CUtensorMap *descriptor, const void *base,
+    int64_t rows, int64_t cols, int64_t elementBytes, int64_t boxRows,
+    int64_t boxCols) {
+  if (!isLive(launcher))
+    return;
+  if (rows <= 0 || cols <= 0 || elementBytes <= 0 || boxRows <= 0 ||
+      boxCols <= 0) {
+    launcher->status = fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                            "moe_rt_launcher_encode_tma_2d: bad dimensions");
+    return;
+  }
+  launcher->status = moe_rt_encode_tma_2d(
+      descriptor, const_cast<void *>(base), static_cast<uint64_t>(rows),
+      static_cast<uint64_t>(cols), static_cast<uint32_t>(elementBytes),
+      static_cast<uint32_t>(boxRows), static_cast<uint32_t>(boxCols));
+}
+
+extern "C" void moe_rt_launcher_zero(moe_rt_launcher *launcher,
+                                     moe_rt_memref memref) {
+  if (!isLive(launcher))
+    return;
+  int64_t bytes = memref.elementBytes;
+  for (int64_t dim = 0; dim < memref.rank; ++dim)
+    bytes *= memref.sizes[dim];
+  launcher->status = moe_rt_memset_zero_async(
+      memref.data, static_cast<size_t>(bytes), launcher->stream);
+}
+
+extern "C" void moe_rt_launcher_launch(moe_rt_launcher *launcher,
+                                       int32_t kernel, int64_t gridX,
+                                       int64_t gridY, int64_t gridZ,
+                                       int64_t threads, int64_t sharedBytes,
+                                       const moe_rt_kernel_arg *args,
+                                       int32_t numArgs) {
+  if (!isLive(launcher))
+    return;
+  const int64_t grid64[3] = {gridX, gridY, gridZ};
+  uint32_t grid[3], block[3] = {static_cast<uint32_t>(threads), 1, 1};
+  for (int i = 0; i < 3; ++i) {
+    if (grid64[i] < 0 || grid64[i] > INT32_MAX) {
+      launcher->status = fail(MOE_RT_ERROR_LAUNCH,
+                              "moe_rt_launcher_launch: grid out of range");
+      return;
+    }
+    grid[i] = static_cast<uint32_t>(grid64[i]);
+  }
+  if (kernel < 0 || kernel >= launcher->numKernels || threads <= 0 ||
+      threads > 1024 || sharedBytes < 0 || numArgs < 0 ||
+      (numArgs > 0 && !args)) {
+    launcher->status = fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                            "moe_rt_launcher_launch: bad launch");
+    return;
+  }
+  // The kernel's parameters: the fields of each memref descriptor, or the
+  // TMA descriptor; cuLaunchKernel copies them before it returns.
+  std::vector<void *> params;
+  for (int32_t i = 0; i < numArgs; ++i) {
+    const moe_rt_kernel_arg &arg = args[i];
+    if (arg.tensorMap) {
+      params.push_back(const_cast<CUtensorMap *>(arg.tensorMap));
+      continue;
+    }
+    const moe_rt_memref &memref = arg.memref;
+    params.push_back(const_cast<void **>(&memref.data));
+    params.push_back(const_cast<void **>(&memref.data));
+    params.push_back(const_cast<int64_t *>(&memref.offset));
+    for (int64_t dim = 0; dim < memref.rank; ++dim)
+      params.push_back(const_cast<int64_t *>(&memref.sizes[dim]));
+    for (int64_t dim = 0; dim < memref.rank; ++dim)
+      params.push_back(const_cast<int64_t *>(&memref.strides[dim]));
+  }
+  launcher->status = moe_rt_launch(launcher->kernels[kernel], grid, block,
+                                   static_cast<uint32_t>(sharedBytes),
+                                   launcher->stream, params.data());
+}
+
+extern "C" void moe_rt_launcher_add_counter(moe_rt_launcher *launcher,
+                                            const void *counter,
+                                            int64_t *total) {
+  if (!isLive(launcher))
+    return;
+  if (!total) {
+    launcher->status = fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                            "moe_rt_launcher_add_counter: null total");
+    return;
+  }
+  int32_t count = 0;
+  launcher->status =
+      moe_rt_download(&count, counter, sizeof(count), launcher->stream);
+  if (launcher->status == MOE_RT_SUCCESS)
+    *total += count;
+}
+
+extern "C" void moe_rt_launcher_store_i64(moe_rt_launcher *, int64_t *out,
+                                          int64_t value) {
+  if (out)
+    *out = value;
+}
+
+extern "C" int32_t moe_rt_launcher_end(moe_rt_launcher *launcher) {
+  return launcher ? launcher->status : MOE_RT_ERROR_INVALID_ARGUMENT;
+}

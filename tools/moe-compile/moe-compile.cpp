@@ -3,15 +3,17 @@
 //   moe-compile layer.mlir -o DIR [--name NAME] [--num-tokens M]
 //               [--ptx FILE] [--kernels FILE]
 //
-// Runs moe-gpu-pipeline, serializes the kernels to an sm_90a cubin (ptxas
-// from the CUDA toolkit), and writes DIR/NAME.cpp and DIR/NAME.h: the host
-// code of the layer with the cubin embedded (see moe/Target/GpuHost.h).
+// Runs moe-gpu-pipeline and moe-gpu-outline-host, serializes the kernels to
+// an sm_90a cubin (ptxas from the CUDA toolkit), and writes DIR/NAME.cpp and
+// DIR/NAME.h: the host code of the layer, lowered from its host IR through
+// EmitC, with the cubin embedded (see moe/Target/GpuHost.h).
 // Build it with the runtime into a shared library (scripts/compile-layer.sh).
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeDialect.h"
+#include "moe/Dialect/MoeGPU/Transforms/Passes.h"
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Target/GpuHost.h"
 
@@ -25,6 +27,7 @@
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
 #include "mlir/Support/FileUtilities.h"
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "llvm/Support/CommandLine.h"
@@ -80,7 +83,8 @@ llvm::cl::opt<std::string>
 llvm::cl::opt<std::string>
     kernelsFile("kernels",
                 llvm::cl::desc("Also write the program with its kernels "
-                               "(after moe-gpu-pipeline) here"));
+                               "and its host functions (after "
+                               "moe-gpu-outline-host) here"));
 
 LogicalResult writeFile(StringRef path, StringRef contents) {
   std::string error;
@@ -107,7 +111,7 @@ std::string toolkitPath() {
 
 /// Lowers a copy of the kernel module to NVVM and serializes it in `format`
 /// (`bin` or `isa`); returns the object's bytes.
-FailureOr<std::string> serialize(ModuleOp program, StringRef format) {
+FailureOr<std::string> serializeCopy(ModuleOp program, StringRef format) {
   auto kernels = program.lookupSymbol<gpu::GPUModuleOp>("moe_kernels");
   OpBuilder b(program.getContext());
   OwningOpRef<ModuleOp> copy = ModuleOp::create(program.getLoc());
@@ -123,6 +127,23 @@ FailureOr<std::string> serialize(ModuleOp program, StringRef format) {
       failed(pm.run(*copy)))
     return failure();
   auto binary = copy->lookupSymbol<gpu::BinaryOp>("moe_kernels");
+  if (!binary || binary.getObjects().size() != 1)
+    return program.emitError("no serialized kernel module");
+  auto object = cast<gpu::ObjectAttr>(binary.getObjects()[0]);
+  return object.getObject().getValue().str();
+}
+
+/// Serializes the kernels of `program` in place to `gpu.binary
+/// @moe_kernels` (a cubin); returns the cubin's bytes.
+FailureOr<std::string> serializeInPlace(ModuleOp program) {
+  PassManager pm(program.getContext());
+  moe::GpuBinaryPipelineOptions options;
+  options.format = "bin";
+  options.toolkit = toolkitPath();
+  if (failed(moe::buildGpuKernelsToBinaryPipeline(pm, options)) ||
+      failed(pm.run(program)))
+    return failure();
+  auto binary = program.lookupSymbol<gpu::BinaryOp>("moe_kernels");
   if (!binary || binary.getObjects().size() != 1)
     return program.emitError("no serialized kernel module");
   auto object = cast<gpu::ObjectAttr>(binary.getObjects()[0]);
@@ -173,13 +194,6 @@ int main(int argc, char **argv) {
   moe::buildGpuPipeline(pm, options);
   if (failed(pm.run(*program)))
     return 1;
-  if (!kernelsFile.empty()) {
-    std::string text;
-    llvm::raw_string_ostream os(text);
-    program->print(os);
-    if (failed(writeFile(kernelsFile, text)))
-      return 1;
-  }
   // Every moe op left must have its kernel.
   WalkResult uncovered = program->walk([](Operation *op) {
     if (op->getDialect() && op->getDialect()->getNamespace() == "moe" &&
@@ -199,18 +213,34 @@ int main(int argc, char **argv) {
   std::string name = layerName;
   if (name.empty())
     program->walk([&](func::FuncOp func) { name = func.getName().str(); });
+  PassManager outline(&context);
+  moe_gpu::MoeGpuOutlineHostOptions outlineOptions;
+  outlineOptions.layerName = name;
+  outline.addPass(moe_gpu::createMoeGpuOutlineHost(outlineOptions));
+  // Tidy the host functions only: the kernels are already final.
+  outline.addNestedPass<func::FuncOp>(createCanonicalizerPass());
+  outline.addNestedPass<func::FuncOp>(createCSEPass());
+  if (failed(outline.run(*program)))
+    return 1;
+  if (!kernelsFile.empty()) {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    program->print(os);
+    if (failed(writeFile(kernelsFile, text)))
+      return 1;
+  }
   if (!ptxFile.empty()) {
-    FailureOr<std::string> ptx = serialize(*program, "isa");
+    FailureOr<std::string> ptx = serializeCopy(*program, "isa");
     if (failed(ptx) || failed(writeFile(ptxFile, *ptx)))
       return 1;
   }
-  FailureOr<std::string> cubin = serialize(*program, "bin");
+  FailureOr<std::string> cubin = serializeInPlace(*program);
   if (failed(cubin) || (!cubinFile.empty() && failed(writeFile(cubinFile, *cubin))))
     return 1;
 
   std::string source, header;
   llvm::raw_string_ostream sourceStream(source), headerStream(header);
-  if (failed(moe::emitGpuHostSource(*program, *cubin, name, sourceStream,
+  if (failed(moe::emitGpuHostSource(*program, name, sourceStream,
                                     headerStream)))
     return 1;
   SmallString<256> sourcePath(outputDir), headerPath(outputDir);

@@ -6,6 +6,7 @@
 #include "moe/Conversion/MoeToLinalg/MoeToLinalg.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/EmitC/IR/EmitC.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
@@ -17,6 +18,7 @@
 
 namespace mlir::moe {
 
+#define GEN_PASS_DECL_CONVERTMOEGPUHOSTTOEMITC
 #define GEN_PASS_DECL_MOEEMITGPUKERNELS
 #define GEN_PASS_DECL_MOENVVMGRIDCONSTANTARGS
 #include "moe/Conversion/Passes.h.inc"

@@ -96,4 +96,34 @@ def MoeNvvmGridConstantArgs
                            "::mlir::NVVM::NVVMDialect"];
 }
 
+def ConvertMoeGpuHostToEmitC
+    : Pass<"convert-moe-gpu-host-to-emitc", "ModuleOp"> {
+  let summary = "Lower the host functions of a compiled layer to EmitC";
+  let description = [{
+    Lowers the host IR of `moe-gpu-outline-host`, once its kernels are
+    serialized (`gpu.binary @moe_kernels`), to EmitC over the moe runtime
+    (`runtime/include/moe/Runtime/Runtime.h`); `mlir-translate
+    --mlir-to-cpp` (upstream `translateToCpp`) then prints the C++.
+
+    - The binary becomes a static byte array, the names of the launched
+      kernels (in order of first launch) a string array, and both a
+      `moe_rt_program`.
+    - A host function with a `!moe_gpu.stream` argument becomes an
+      `extern "C"` function returning a `moe_rt_status`: it opens a
+      `moe_rt_launcher` (which loads the program in the current context),
+      checks the token count, the workspace (size from the layout, 128-byte
+      alignment) and every pointer, then runs its steps; the launcher keeps
+      the first error, so the code has no branches. A memref argument
+      becomes a pointer (`const` unless marked `moe_gpu.result`), the
+      workspace a pointer and its size, a result an out-pointer. A host
+      function without a stream returns its one result (`size_t` for an
+      index).
+    - `gpu.launch_func` becomes an array of exactly its kernel arguments
+      (memref descriptors or TMA descriptors) and one launch call; index
+      arithmetic becomes `int64_t` arithmetic; a workspace buffer's offset
+      is the sum of the earlier buffers' sizes, each rounded up to 256.
+  }];
+  let dependentDialects = ["::mlir::emitc::EmitCDialect"];
+}
+
 #endif // MOE_CONVERSION_PASSES

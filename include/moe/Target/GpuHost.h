@@ -1,8 +1,10 @@
 //===- GpuHost.h - host code of a compiled GPU layer ------------*- C++ -*-===//
 //
-// The host side of a layer compiled for the GPU: C++ source that calls the
-// moe runtime (runtime/include/moe/Runtime/Runtime.h) to launch the layer's
-// kernels on the caller's stream, with the kernels' cubin embedded.
+// The host side of a layer compiled for the GPU: C++ that calls the moe
+// runtime (runtime/include/moe/Runtime/Runtime.h) to launch the layer's
+// kernels on the caller's stream, with the kernels' cubin embedded. It is
+// printed by upstream translateToCpp from the EmitC lowering of the host IR
+// (moe-gpu-outline-host, convert-moe-gpu-host-to-emitc).
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,21 +16,23 @@
 
 namespace mlir::moe {
 
-/// Writes the host source and header of layer `func` (the only function of
-/// `module`, after moe-emit-gpu-kernels: every moe op carries its kernels)
-/// whose kernels are in `image` (a cubin of gpu.module @moe_kernels). The C
-/// entry points are
+/// Writes the host source and header (`<name>.h`, included by the source)
+/// of `module`: the host functions of moe-gpu-outline-host and the kernels
+/// serialized as `gpu.binary @moe_kernels`. The C entry points are
 ///
-///   int moe_layer_<name>(const void *arg0, ..., void *result0, ...,
-///                        int64_t num_tokens, void *workspace,
-///                        size_t workspace_bytes, CUstream stream);
-///   size_t moe_layer_<name>_workspace_bytes(int64_t num_tokens);
+///   int32_t moe_layer_<name>(const void *input..., void *result...,
+///                            int64_t numTokens, void *workspace,
+///                            size_t workspaceBytes, CUstream stream);
+///   size_t moe_layer_<name>_workspace_bytes(int64_t numTokens);
+///   int32_t moe_layer_<name>_invalid_ids(void *workspace,
+///                                        size_t workspaceBytes,
+///                                        int64_t numTokens, CUstream stream,
+///                                        int64_t *count);
 ///
-/// Fails with a diagnostic on an op without a GPU kernel or on shapes whose
-/// only dynamic dimension is not the token count.
-LogicalResult emitGpuHostSource(ModuleOp module, StringRef image,
-                                StringRef name, raw_ostream &source,
-                                raw_ostream &header);
+/// `module` itself is not changed. Fails with a diagnostic where the host IR
+/// has no C lowering.
+LogicalResult emitGpuHostSource(ModuleOp module, StringRef name,
+                                raw_ostream &source, raw_ostream &header);
 
 } // namespace mlir::moe
 

@@ -136,3 +136,160 @@ func.func @block_m_of_schedule(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
 }
+
+//===----------------------------------------------------------------------===//
+// Host ops
+//===----------------------------------------------------------------------===//
+
+// -----
+
+// expected-error @+1 {{has 1 buffers but 2 names}}
+moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (4)>], names = ["a", "b"], invalid_id_counters = array<i64>}
+
+// -----
+
+// expected-error @+1 {{buffer 0 must be a map of one symbol (the token count) to one byte count, got affine_map<(d0) -> (d0)>}}
+moe_gpu.workspace_layout @ws {buffers = [affine_map<(d0) -> (d0)>], names = ["a"], invalid_id_counters = array<i64>}
+
+// -----
+
+// expected-error @+1 {{invalid_id_counters: 1 is not a distinct buffer index in [0, 1)}}
+moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (4)>], names = ["a"], invalid_id_counters = array<i64: 1>}
+
+// -----
+
+moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (s0 * 4)>], names = ["a"], invalid_id_counters = array<i64>}
+func.func @buffer_layout(%workspace: memref<?xi8>, %m: index) {
+  // expected-error @+1 {{the buffer must be row-major (identity layout), got 'memref<?xf32, strided<[2]>>'}}
+  %b = moe_gpu.workspace_buffer @ws[0] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?xf32, strided<[2]>>
+  return
+}
+
+// -----
+
+moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (s0 * 4)>], names = ["a"], invalid_id_counters = array<i64>}
+func.func @buffer_elements(%workspace: memref<?xi8>, %m: index) {
+  // expected-error @+1 {{the buffer must have whole-byte int or float elements, got 'i1'}}
+  %b = moe_gpu.workspace_buffer @ws[0] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?xi1>
+  return
+}
+
+// -----
+
+moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (s0 * 4)>], names = ["a"], invalid_id_counters = array<i64>}
+func.func @buffer_rank(%workspace: memref<?xi8>, %m: index) {
+  // expected-error @+1 {{the buffer must have rank 1 to 3, got 4}}
+  %b = moe_gpu.workspace_buffer @ws[0] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?x1x1x1xf32>
+  return
+}
+
+// -----
+
+moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (s0 * 4)>], names = ["a"], invalid_id_counters = array<i64>}
+func.func @buffer_sizes(%workspace: memref<?xi8>, %m: index) {
+  // expected-error @+1 {{needs 1 sizes (the dynamic dimensions of 'memref<?x4xf32>'), got 0}}
+  %b = moe_gpu.workspace_buffer @ws[0] in %workspace for %m : memref<?xi8> -> memref<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @buffer_no_layout(%workspace: memref<?xi8>, %m: index) {
+  // expected-error @+1 {{refers to @missing, which is not a moe_gpu.workspace_layout}}
+  %b = moe_gpu.workspace_buffer @missing[0] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?xf32>
+  return
+}
+
+// -----
+
+moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (s0 * 4)>], names = ["a"], invalid_id_counters = array<i64>}
+func.func @buffer_index(%workspace: memref<?xi8>, %m: index) {
+  // expected-error @+1 {{buffer index 1 is outside @ws, which has 1 buffers}}
+  %b = moe_gpu.workspace_buffer @ws[1] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?xf32>
+  return
+}
+
+// -----
+
+func.func @bytes_no_layout(%m: index) -> index {
+  // expected-error @+1 {{refers to @missing, which is not a moe_gpu.workspace_layout}}
+  %b = moe_gpu.workspace_bytes @missing for %m
+  return %b : index
+}
+
+// -----
+
+func.func @tensor_map_layout(%w: memref<8x64xbf16, strided<[128, 1]>>) {
+  // expected-error @+1 {{the source must be row-major (identity layout)}}
+  %map = moe_gpu.tensor_map %w box [64, 64] : memref<8x64xbf16, strided<[128, 1]>> -> !llvm.ptr
+  return
+}
+
+// -----
+
+func.func @tensor_map_rank(%w: memref<512xbf16>) {
+  // expected-error @+1 {{the source must have rank 2 or more, got 'memref<512xbf16>'}}
+  %map = moe_gpu.tensor_map %w box [64, 64] : memref<512xbf16> -> !llvm.ptr
+  return
+}
+
+// -----
+
+func.func @tensor_map_elements(%w: memref<8x64xf32>) {
+  // expected-error @+1 {{TMA elements must be 1 or 2 bytes, got 'f32'}}
+  %map = moe_gpu.tensor_map %w box [8, 32] : memref<8x64xf32> -> !llvm.ptr
+  return
+}
+
+// -----
+
+func.func @tensor_map_box_rank(%w: memref<8x64xbf16>) {
+  // expected-error @+1 {{box must be [rows, cols], got 3 sizes}}
+  %map = moe_gpu.tensor_map %w box [8, 64, 1] : memref<8x64xbf16> -> !llvm.ptr
+  return
+}
+
+// -----
+
+func.func @tensor_map_box_width(%w: memref<8x128xbf16>) {
+  // expected-error @+1 {{a box row must be one 128-byte swizzle span: 128 elements of 2 bytes}}
+  %map = moe_gpu.tensor_map %w box [8, 128] : memref<8x128xbf16> -> !llvm.ptr
+  return
+}
+
+// -----
+
+func.func @tensor_map_box_rows(%w: memref<8x64xbf16>) {
+  // expected-error @+1 {{box rows must be in [1, 256], got 512}}
+  %map = moe_gpu.tensor_map %w box [512, 64] : memref<8x64xbf16> -> !llvm.ptr
+  return
+}
+
+// -----
+
+func.func @zero_layout(%b: memref<?xf32, strided<[2]>>, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{the buffer must be row-major (identity layout)}}
+  moe_gpu.zero %b on %s : memref<?xf32, strided<[2]>>
+  return
+}
+
+// -----
+
+func.func @zero_words(%b: memref<?xbf16>, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{zeroes 4-byte words: the buffer's elements must be 32 bits, got 'bf16'}}
+  moe_gpu.zero %b on %s : memref<?xbf16>
+  return
+}
+
+// -----
+
+func.func @read_count_shape(%b: memref<2xi32>, %s: !moe_gpu.stream) -> i64 {
+  // expected-error @+1 {{the counter must hold one i32, got 'memref<2xi32>'}}
+  %c = moe_gpu.read_count %b on %s : memref<2xi32>
+  return %c : i64
+}
+
+// -----
+
+// expected-error @+1 {{'moe_gpu.workspace_layout' must be a symbol reference on a func.func}}
+"test.op"() {moe_gpu.workspace_layout = 1 : i64} : () -> ()

@@ -35,3 +35,26 @@ func.func @on_expert_matmul(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blo
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
 }
+
+// -----
+
+// The host ops: a workspace layout, its buffers and size, a TMA descriptor,
+// zeroing and reading a counter on a stream.
+// CHECK: moe_gpu.workspace_layout @ws {buffers = [#{{.*}}, #{{.*}}], invalid_id_counters = array<i64: 1>, names = ["sums", "errors"]}
+// CHECK-LABEL: func @host
+// CHECK: %[[SUMS:.+]] = moe_gpu.workspace_buffer @ws[0] in %{{.+}} for %[[M:.+]] sizes(%[[M]]) : memref<?xi8> -> memref<?x128xf32>
+// CHECK: moe_gpu.zero %[[SUMS]] on %{{.+}} : memref<?x128xf32>
+// CHECK: %[[ERRORS:.+]] = moe_gpu.workspace_buffer @ws[1] in %{{.+}} for %[[M]] : memref<?xi8> -> memref<1xi32>
+// CHECK: moe_gpu.read_count %[[ERRORS]] on %{{.+}} : memref<1xi32>
+// CHECK: moe_gpu.tensor_map %{{.+}} box [128, 64] : memref<8x256x512xbf16> -> !llvm.ptr
+// CHECK: moe_gpu.workspace_bytes @ws for %[[M]]
+moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (s0 * 512)>, affine_map<()[s0] -> (4)>], names = ["sums", "errors"], invalid_id_counters = array<i64: 1>}
+func.func @host(%w: memref<8x256x512xbf16>, %m: index, %workspace: memref<?xi8>, %stream: !moe_gpu.stream) -> (i64, index) {
+  %sums = moe_gpu.workspace_buffer @ws[0] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?x128xf32>
+  moe_gpu.zero %sums on %stream : memref<?x128xf32>
+  %errors = moe_gpu.workspace_buffer @ws[1] in %workspace for %m : memref<?xi8> -> memref<1xi32>
+  %count = moe_gpu.read_count %errors on %stream : memref<1xi32>
+  %map = moe_gpu.tensor_map %w box [128, 64] : memref<8x256x512xbf16> -> !llvm.ptr
+  %bytes = moe_gpu.workspace_bytes @ws for %m
+  return %count, %bytes : i64, index
+}

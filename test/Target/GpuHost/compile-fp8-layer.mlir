@@ -5,24 +5,33 @@
 // the scales follow the descriptor among the kernel parameters; the source
 // compiles and the PTX has the e4m3 wgmma.
 // REQUIRES: ptxas
-// RUN: rm -rf %t && moe-compile %s -o %t --name fp8_block --num-tokens 64 --ptx %t/fp8_block.ptx
+// RUN: rm -rf %t && moe-compile %s -o %t --name fp8_block --num-tokens 64 --ptx %t/fp8_block.ptx --kernels %t/host.mlir
+// RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
 // RUN: FileCheck %s --check-prefix=SOURCE < %t/fp8_block.cpp
 // RUN: FileCheck %s --check-prefix=PTX < %t/fp8_block.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/fp8_block.cpp
 
-// SOURCE: const char *const kKernelNames[] = {"align", "quantize", "expert_matmul", "quantize_0", "expert_matmul_0", "combine_finalize", };
-// SOURCE: // moe.quantize
-// SOURCE: launch(kernels, 1, {((numTokens) + 3) / 4, 1, 1}, 128, 0, stream,
-// SOURCE: // moe.expert_matmul
-// SOURCE: moe_rt_encode_tma_2d(&map[[GEMM1:[0-9]+]], const_cast<void *>(arg3), 2048, 256, 1, 64, 128)
-// SOURCE: .add(map[[GEMM1]]);
-// SOURCE-NEXT: Memref<2> memref{{[0-9]+}} = {(base + plan.offsets[{{[0-9]+}}]), {{.*}}, 0, {numTokens, 2}, {(1) * (2), 1}};
-// SOURCE-NEXT: .add(memref
-// SOURCE-NEXT: Memref<3> memref{{[0-9]+}} = {static_cast<char *>(const_cast<void *>(arg4)), {{.*}}, 0, {8, 2, 2}, {((1) * (2)) * (2), (1) * (2), 1}};
-// SOURCE: // moe.quantize
-// SOURCE: launch(kernels, 3, {(((std::min<int64_t>(((((numTokens) * 2 + 504)) + 63) / 64, ((((numTokens) * 2 + 504)) - 504) / 64 + std::min<int64_t>(8, ((((numTokens) * 2 + 504)) - 504)))) * 64) + 3) / 4, 1, 1}, 128, 0, stream,
-// SOURCE: // moe.expert_matmul (combine)
-// SOURCE: moe_rt_encode_tma_2d(&map{{[0-9]+}}, const_cast<void *>(arg5), 2048, 128, 1, 128, 128)
+// SOURCE: static const char* kKernelNames[6] = {"align", "quantize", "expert_matmul", "quantize_0", "expert_matmul_0", "combine_finalize", };
+
+// Per-token fp8 codes of the input: one warp per row, 4 rows per block.
+// HOST-LABEL: func.func @moe_layer_fp8_block(
+// HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x256xbf16>, %{{.+}}: memref<?x2xi32>, %{{.+}}: memref<?x2xf32>, %[[W13:[a-z0-9]+]]: memref<8x256x256xi8>, %[[S13:[a-z0-9]+]]: memref<8x2x2xf32>, %[[W2:[a-z0-9]+]]: memref<8x256x128xi8>
+// HOST: %[[CODES:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x256xi8>
+// HOST-NEXT: %[[SCALES:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x2xf32>
+// HOST-NEXT: %[[ROWS:.+]] = arith.addi %{{.+}}, %c3 : index
+// HOST-NEXT: %[[ROWBLOCKS:.+]] = arith.divsi %[[ROWS]], %c4 : index
+// HOST-NEXT: gpu.launch_func <%{{.+}} : !moe_gpu.stream> @moe_kernels::@quantize blocks in (%[[ROWBLOCKS]], %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c0_i32 args(%[[X]] : memref<?x256xbf16>, %[[CODES]] : memref<?x256xi8>, %[[SCALES]] : memref<?x2xf32>)
+// The e4m3 weights by TMA in 128-byte (128-code) rows.
+// HOST: %[[MAP1:.+]] = moe_gpu.tensor_map %[[W13]] box [64, 128] : memref<8x256x256xi8> -> !llvm.ptr
+// HOST: arith.addi
+// HOST-NEXT: %[[GRID:.+]] = arith.minsi %{{.+}}, %{{.+}} : index
+// HOST-NEXT: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul blocks in (%[[GRID]], {{.*}} args(%[[CODES]] : memref<?x256xi8>, {{.*}}, %[[MAP1]] : !llvm.ptr, %[[SCALES]] : memref<?x2xf32>, %[[S13]] : memref<8x2x2xf32>, %{{.+}} : memref<?x128xbf16>)
+// The intermediate's codes: only the rows of the launched slot blocks.
+// HOST: %[[LAUNCHED:.+]] = arith.muli %[[GRID]], %c64 : index
+// HOST-NEXT: %[[ROWS2:.+]] = arith.addi %[[LAUNCHED]], %c3 : index
+// HOST-NEXT: %[[ROWBLOCKS2:.+]] = arith.divsi %[[ROWS2]], %c4 : index
+// HOST-NEXT: gpu.launch_func {{.*}} @moe_kernels::@quantize_0 blocks in (%[[ROWBLOCKS2]], %c1, %c1)
+// HOST: moe_gpu.tensor_map %[[W2]] box [128, 128] : memref<8x256x128xi8> -> !llvm.ptr
 
 // PTX: .entry quantize(
 // PTX: cvt.rn.satfinite.e4m3x2.f32

@@ -5,33 +5,31 @@
 // quantization kernel, which reads the word; GEMM1 gathers the codes of the
 // token rows. The source compiles and the PTX has the atomic max.
 // REQUIRES: ptxas
-// RUN: rm -rf %t && moe-compile %s -o %t --name fp8_tensor --num-tokens 64 --ptx %t/fp8_tensor.ptx
+// RUN: rm -rf %t && moe-compile %s -o %t --name fp8_tensor --num-tokens 64 --ptx %t/fp8_tensor.ptx --kernels %t/host.mlir
+// RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
 // RUN: FileCheck %s --check-prefix=SOURCE < %t/fp8_tensor.cpp
 // RUN: FileCheck %s --check-prefix=PTX < %t/fp8_tensor.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/fp8_tensor.cpp
 
-// SOURCE: const char *const kKernelNames[] = {"align", "quantize_amax", "quantize", "expert_matmul", "quantize_amax_0", "quantize_0", "expert_matmul_0", "combine_finalize", };
-// SOURCE: // moe.quantize
-// SOURCE: // amax word of the per-tensor quantization
-// SOURCE-NEXT: moe_rt_memset_zero_async((base + plan.offsets[[[WORD:[0-9]+]]]), 4, stream)
-// SOURCE: Memref<2> memref{{[0-9]+}} = {static_cast<char *>(const_cast<void *>(arg0)), {{.*}}, 0, {numTokens, 256}
-// SOURCE: Memref<1> memref{{[0-9]+}} = {(base + plan.offsets[[[WORD]]]), {{.*}}, 0, {1}, {1}};
-// SOURCE: launch(kernels, 1, {std::min<int64_t>(((numTokens) + 3) / 4, 264), 1, 1}, 128, 0, stream,
-// SOURCE: Memref<1> memref{{[0-9]+}} = {(base + plan.offsets[[[WORD]]]), {{.*}}, 0, {1}, {1}};
-// SOURCE-NEXT: .add(memref
-// SOURCE-NEXT: launch(kernels, 2, {((numTokens) + 3) / 4, 1, 1}, 128, 0, stream,
-// SOURCE: // moe.expert_matmul
-// SOURCE: // moe.quantize
-// SOURCE: moe_rt_memset_zero_async((base + plan.offsets[[[WORD2:[0-9]+]]]), 4, stream)
-// SOURCE: Memref<1> memref{{[0-9]+}} = {(base + plan.offsets[[[WORD2]]]), {{.*}}, 0, {1}, {1}};
-// SOURCE-NEXT: .add(memref
-// SOURCE-NEXT: Memref<1> memref{{[0-9]+}} = {(base + plan.offsets[{{[0-9]+}}]), {{.*}}, 0, {1}, {1}};
-// SOURCE-NEXT: .add(memref
-// SOURCE-NEXT: Memref<1> memref{{[0-9]+}} = {(base + plan.offsets[{{[0-9]+}}]), {{.*}}, 0, {((numTokens) * 2 + 504)}, {1}};
-// SOURCE-NEXT: .add(memref
-// SOURCE-NEXT: launch(kernels, 4, {std::min<int64_t>(
-// SOURCE: launch(kernels, 5, {
-// SOURCE: // moe.expert_matmul (combine)
+// SOURCE: static const char* kKernelNames[8] = {"align", "quantize_amax", "quantize", "expert_matmul", "quantize_amax_0", "quantize_0", "expert_matmul_0", "combine_finalize", };
+
+// Per tensor: the amax of all rows into a zeroed word first, then the codes
+// with that word's scale.
+// HOST-LABEL: func.func @moe_layer_fp8_tensor(
+// HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x256xbf16>
+// HOST: %[[CODES:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x256xi8>
+// HOST-NEXT: %[[SCALE:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<1xf32>
+// HOST: %[[ROWBLOCKS:.+]] = arith.divsi %{{.+}}, %c4 : index
+// HOST-NEXT: %[[WORD:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<1xi32>
+// HOST-NEXT: moe_gpu.zero %[[WORD]] on %{{.+}} : memref<1xi32>
+// HOST-NEXT: %[[AMAXBLOCKS:.+]] = arith.minsi %[[ROWBLOCKS]], %c264 : index
+// HOST-NEXT: gpu.launch_func {{.*}} @moe_kernels::@quantize_amax blocks in (%[[AMAXBLOCKS]], %c1, %c1) {{.*}} args(%[[X]] : memref<?x256xbf16>, %[[WORD]] : memref<1xi32>)
+// HOST-NEXT: gpu.launch_func {{.*}} @moe_kernels::@quantize blocks in (%[[ROWBLOCKS]], %c1, %c1) {{.*}} args(%[[X]] : memref<?x256xbf16>, %[[CODES]] : memref<?x256xi8>, %[[SCALE]] : memref<1xf32>, %[[WORD]] : memref<1xi32>)
+// The intermediate's amax stops at the padded count.
+// HOST: %[[WORD2:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<1xi32>
+// HOST-NEXT: moe_gpu.zero %[[WORD2]]
+// HOST-NEXT: arith.minsi %{{.+}}, %c264 : index
+// HOST-NEXT: gpu.launch_func {{.*}} @moe_kernels::@quantize_amax_0 {{.*}} args(%{{.+}} : memref<?x128xbf16>, %[[WORD2]] : memref<1xi32>, %{{.+}} : memref<1xi32>, %{{.+}} : memref<?xi32>)
 
 // PTX: .entry quantize(
 // PTX: .entry quantize_amax(

@@ -1,36 +1,73 @@
-// moe-compile: the GPU pipeline, an sm_90a cubin, and the host source that
-// launches every kernel through the runtime; the source compiles.
+// moe-compile: the GPU pipeline, the host functions (moe-gpu-outline-host),
+// an sm_90a cubin, and the host source lowered from them through EmitC; the
+// source compiles.
 // REQUIRES: ptxas
-// RUN: rm -rf %t && moe-compile %s -o %t --name block --num-tokens 64 --ptx %t/block.ptx
+// RUN: rm -rf %t && moe-compile %s -o %t --name block --num-tokens 64 --ptx %t/block.ptx --kernels %t/host.mlir
+// RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
 // RUN: FileCheck %s --check-prefix=HEADER < %t/block.h
 // RUN: FileCheck %s --check-prefix=SOURCE < %t/block.cpp
 // RUN: FileCheck %s --check-prefix=PTX < %t/block.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/block.cpp
 
-// HEADER: int moe_layer_block(const void *arg0, const void *arg1, const void *arg2, const void *arg3, const void *arg4, void *result0, int64_t numTokens, void *workspace, size_t workspaceBytes, CUstream stream);
-// HEADER: size_t moe_layer_block_workspace_bytes(int64_t numTokens);
-// HEADER: int moe_layer_block_invalid_ids(const void *workspace, int64_t numTokens,
+// The workspace: the aligned schedule (M·k + E·(block_m − 1) slots, one
+// block expert per 64 slots), the padded count, the invalid-id counter, the
+// GEMM1 output, the combine's f32 sums.
+// HOST-DAG: #[[SLOTS:map[0-9]*]] = affine_map<()[s0] -> ((s0 * 2 + 504) * 4)>
+// HOST-DAG: #[[BLOCKS:map[0-9]*]] = affine_map<()[s0] -> (((s0 * 2 + 567) floordiv 64) * 4)>
+// HOST-DAG: #[[WORD:map[0-9]*]] = affine_map<()[s0] -> (4)>
+// HOST-DAG: #[[GEMM1:map[0-9]*]] = affine_map<()[s0] -> ((s0 * 2 + 504) * 256)>
+// HOST-DAG: #[[SUMBYTES:map[0-9]*]] = affine_map<()[s0] -> (s0 * 512)>
 
-// The kernels in launch order; align, GEMM1, zeroed sums, GEMM2, finalize.
-// SOURCE: const char *const kKernelNames[] = {"align", "expert_matmul", "expert_matmul_0", "combine_finalize", };
-// SOURCE: extern "C" int moe_layer_block(
-// SOURCE: if (numTokens == 0)
-// SOURCE: // moe.align
-// SOURCE: Memref<2> memref{{[0-9]+}} = {static_cast<char *>(const_cast<void *>(arg1)), {{.*}}, 0, {numTokens, 2}, {(1) * (2), 1}};
-// SOURCE: Memref<1> memref{{[0-9]+}} = {{.*}}{((numTokens) * 2 + 504)}, {1}};
-// SOURCE: launch(kernels, 0, {1, 1, 1}, 1024, 0, stream,
-// SOURCE: // moe.expert_matmul
-// SOURCE: CUtensorMap map[[GEMM1:[0-9]+]];
-// SOURCE-NEXT: moe_rt_encode_tma_2d(&map[[GEMM1]], const_cast<void *>(arg3), 2048, 128, 2, [[BOX1:[0-9]+]], 64)
-// SOURCE: .add(map[[GEMM1]]);
-// SOURCE: launch(kernels, 1, {std::min<int64_t>(((((numTokens) * 2 + 504)) + 63) / 64, ((((numTokens) * 2 + 504)) - 504) / 64 + std::min<int64_t>(8, ((((numTokens) * 2 + 504)) - 504))), {{[0-9]+}}, 1}, 128,
-// SOURCE: // moe.expert_matmul (combine)
-// SOURCE: CUtensorMap map[[GEMM2:[0-9]+]];
-// SOURCE-NEXT: moe_rt_encode_tma_2d(&map[[GEMM2]], const_cast<void *>(arg4), 1024, 128, 2, {{64|128|256}}, 64)
-// SOURCE: moe_rt_memset_zero_async((base + plan.offsets[{{[0-9]+}}]), int64_t(1) * (numTokens) * (128) * 4, stream)
-// SOURCE: launch(kernels, 2, {std::min<int64_t>(((((numTokens) * 2 + 504)) + 63) / 64,
-// SOURCE: Memref<2> memref{{[0-9]+}} = {static_cast<char *>(result0),
-// SOURCE: launch(kernels, 3, {numTokens, 1, 1}, 256, 0, stream,
+// HOST-LABEL: func.func @moe_layer_block(
+// HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %[[IDS:[a-z0-9]+]]: memref<?x2xi32>, %[[RW:[a-z0-9]+]]: memref<?x2xf32>,
+// HOST-SAME: %[[W13:[a-z0-9]+]]: memref<8x256x128xbf16>, %[[W2:[a-z0-9]+]]: memref<8x128x128xbf16>,
+// HOST-SAME: %[[OUT:[a-z0-9]+]]: memref<?x128xbf16> {moe_gpu.result}, %[[M:[a-z0-9]+]]: index,
+// HOST-SAME: %[[WS:[a-z0-9]+]]: memref<?xi8> {moe_gpu.workspace}, %[[S:[a-z0-9]+]]: !moe_gpu.stream)
+// HOST-SAME: attributes {moe_gpu.workspace_layout = @moe_layer_block_workspace}
+// HOST: %[[SORTED:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[0] in %[[WS]] for %[[M]] sizes(%{{.+}}) : memref<?xi8> -> memref<?xi32>
+// HOST: %[[EXPERTS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[1] {{.*}} -> memref<?xi32>
+// HOST: %[[PADDED:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[2] {{.*}} -> memref<1xi32>
+// HOST: %[[ERRORS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[3] {{.*}} -> memref<1xi32>
+// HOST: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@align blocks in (%c1, %c1, %c1) threads in (%c1024, %c1, %c1) dynamic_shared_memory_size %c0_i32 args(%[[IDS]] : memref<?x2xi32>, %[[SORTED]] : memref<?xi32>, %[[EXPERTS]] : memref<?xi32>, %[[PADDED]] : memref<1xi32>, %[[ERRORS]] : memref<1xi32>)
+// The weights as [E·N, K] with a box of one 64-column swizzle span.
+// HOST: %[[MAP1:.+]] = moe_gpu.tensor_map %[[W13]] box [{{32|64|128|256}}, 64] : memref<8x256x128xbf16> -> !llvm.ptr
+// HOST: %[[H:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[4] {{.*}} -> memref<?x128xbf16>
+// The grid covers the slot blocks that can hold an assignment.
+// HOST: %[[MIN:.+]] = arith.minsi %{{.+}}, %c8 : index
+// HOST-NEXT: %[[FULL:.+]] = arith.divsi %{{.+}}, %c64 : index
+// HOST-NEXT: %[[OCC:.+]] = arith.addi %[[FULL]], %[[MIN]] : index
+// HOST-NEXT: %[[GRID:.+]] = arith.minsi %{{.+}}, %[[OCC]] : index
+// HOST: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul blocks in (%[[GRID]], %{{.+}}, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %{{.+}} args(%[[X]] : memref<?x128xbf16>, %[[SORTED]] : memref<?xi32>, %[[EXPERTS]] : memref<?xi32>, %[[PADDED]] : memref<1xi32>, %[[MAP1]] : !llvm.ptr, %[[H]] : memref<?x128xbf16>)
+// HOST: %[[MAP2:.+]] = moe_gpu.tensor_map %[[W2]] box [{{64|128|256}}, 64]
+// HOST: %[[SUMS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[5] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x128xf32>
+// HOST-NEXT: moe_gpu.zero %[[SUMS]] on %[[S]] : memref<?x128xf32>
+// HOST-NEXT: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul_0 blocks in (%[[GRID]], {{.*}} args(%[[H]] : memref<?x128xbf16>, %[[SORTED]] : memref<?xi32>, %[[EXPERTS]] : memref<?xi32>, %[[PADDED]] : memref<1xi32>, %[[MAP2]] : !llvm.ptr, %[[RW]] : memref<?x2xf32>, %[[SUMS]] : memref<?x128xf32>)
+// HOST-NEXT: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@combine_finalize blocks in (%[[M]], %c1, %c1) threads in (%c256, %c1, %c1) dynamic_shared_memory_size %c0_i32 args(%[[SUMS]] : memref<?x128xf32>, %[[OUT]] : memref<?x128xbf16>)
+// HOST-NEXT: return
+// HOST: moe_gpu.workspace_layout @moe_layer_block_workspace {buffers = [#[[SLOTS]], #[[BLOCKS]], #[[WORD]], #[[WORD]], #[[GEMM1]], #[[SUMBYTES]]], invalid_id_counters = array<i64: 3>
+// HOST-LABEL: func.func @moe_layer_block_workspace_bytes(
+// HOST: %[[NONNEG:.+]] = arith.maxsi %{{.+}}, %c0 : index
+// HOST-NEXT: moe_gpu.workspace_bytes @moe_layer_block_workspace for %[[NONNEG]]
+// HOST-LABEL: func.func @moe_layer_block_invalid_ids(
+// HOST: %[[COUNTER:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[3]
+// HOST-NEXT: moe_gpu.read_count %[[COUNTER]] on
+
+// HEADER: int32_t moe_layer_block(const void*, const void*, const void*, const void*, const void*, void*, int64_t, void*, size_t, CUstream);
+// HEADER: size_t moe_layer_block_workspace_bytes(int64_t);
+// HEADER: int32_t moe_layer_block_invalid_ids(void*, size_t, int64_t, CUstream, int64_t*);
+
+// The kernels in launch order; each launch passes exactly its arguments.
+// SOURCE: #include "block.h"
+// SOURCE: static const char* kKernelNames[4] = {"align", "expert_matmul", "expert_matmul_0", "combine_finalize", };
+// SOURCE: extern "C" int32_t moe_layer_block(
+// SOURCE: moe_rt_launcher_begin(
+// SOURCE: moe_rt_launcher_require_workspace(
+// SOURCE: moe_rt_launcher_finish_if_empty(
+// SOURCE: moe_rt_kernel_arg [[ARGS:v[0-9]+]][5];
+// SOURCE: moe_rt_launcher_launch({{v[0-9]+}}, {{v[0-9]+}}, {{.*}}, [[ARGS]], {{v[0-9]+}});
+// SOURCE: moe_rt_launcher_encode_tma_2d(
+// SOURCE: moe_rt_launcher_zero(
+// SOURCE: return
 
 // PTX: .target sm_90a
 // PTX-DAG: .entry align(

@@ -3,19 +3,24 @@
 // [E·N, K/2] byte matrix, then their scales and zeros; the source compiles
 // and the PTX has the bf16 wgmma.
 // REQUIRES: ptxas
-// RUN: rm -rf %t && moe-compile %s -o %t --name int4_block --num-tokens 64 --ptx %t/int4_block.ptx
+// RUN: rm -rf %t && moe-compile %s -o %t --name int4_block --num-tokens 64 --ptx %t/int4_block.ptx --kernels %t/host.mlir
+// RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
 // RUN: FileCheck %s --check-prefix=SOURCE < %t/int4_block.cpp
-// RUN: not grep -q moe_rt_encode_tma_2d %t/int4_block.cpp
+// RUN: not grep -q moe_rt_launcher_encode_tma_2d %t/int4_block.cpp
 // RUN: FileCheck %s --check-prefix=PTX < %t/int4_block.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/int4_block.cpp
 
-// SOURCE: const char *const kKernelNames[] = {"align", "expert_matmul", "expert_matmul_0", "combine_finalize", };
-// SOURCE: // moe.expert_matmul
-// SOURCE: Memref<2> memref{{[0-9]+}} = {static_cast<char *>(const_cast<void *>(arg3)), {{.*}}, 0, {2048, 128}, {(1) * (128), 1}};
-// SOURCE-NEXT: .add(memref
-// SOURCE-NEXT: Memref<3> memref{{[0-9]+}} = {static_cast<char *>(const_cast<void *>(arg4)), {{.*}}, 0, {8, 256, 8}
-// SOURCE-NEXT: .add(memref
-// SOURCE-NEXT: Memref<3> memref{{[0-9]+}} = {static_cast<char *>(const_cast<void *>(arg5)), {{.*}}, 0, {8, 256, 8}
+// SOURCE: static const char* kKernelNames[4] = {"align", "expert_matmul", "expert_matmul_0", "combine_finalize", };
+
+// Weight-only codes are read by cp.async as an [E·N, stored K] byte matrix,
+// beside their group scales and zero points; no TMA descriptor.
+// HOST-LABEL: func.func @moe_layer_int4_block(
+// HOST-SAME: %[[W13:[a-z0-9]+]]: memref<8x256x128xi8>, %[[S13:[a-z0-9]+]]: memref<8x256x8xf32>, %[[Z13:[a-z0-9]+]]: memref<8x256x8xi8>
+// HOST-NOT: moe_gpu.tensor_map
+// HOST: %[[CODES:.+]] = memref.collapse_shape %[[W13]] {{\[\[}}0, 1], [2]] : memref<8x256x128xi8> into memref<2048x128xi8>
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul {{.*}} %[[CODES]] : memref<2048x128xi8>, %[[S13]] : memref<8x256x8xf32>, %[[Z13]] : memref<8x256x8xi8>, %{{.+}} : memref<?x128xbf16>)
+// HOST-NOT: moe_gpu.tensor_map
+// HOST: memref.collapse_shape %{{.+}} {{\[\[}}0, 1], [2]] : memref<8x256x64xi8> into memref<2048x64xi8>
 
 // PTX: .entry expert_matmul(
 // PTX-NOT: cp.async.bulk.tensor

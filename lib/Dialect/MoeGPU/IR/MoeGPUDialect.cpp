@@ -3,16 +3,29 @@
 #include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
 using namespace mlir;
 using namespace mlir::moe_gpu;
 
 #include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.cpp.inc"
 
-void MoeGPUDialect::initialize() { registerAttributes(); }
+void MoeGPUDialect::initialize() {
+  registerAttributes();
+  registerTypes();
+}
 
 LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
                                                       NamedAttribute attr) {
+  if (attr.getName() == getWorkspaceLayoutAttrName()) {
+    if (!isa<func::FuncOp>(op) || !isa<FlatSymbolRefAttr>(attr.getValue()))
+      return op->emitError() << "'" << getWorkspaceLayoutAttrName()
+                             << "' must be a symbol reference on a func.func";
+    return success();
+  }
   if (attr.getName() != getConfigAttrName())
     return op->emitError() << "unknown moe_gpu attribute '"
                            << attr.getName().getValue() << "'";

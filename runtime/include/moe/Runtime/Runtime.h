@@ -95,6 +95,132 @@ moe_rt_status moe_rt_fail(moe_rt_status status, const char *message);
 /// The last failure of the calling thread, as text.
 const char *moe_rt_last_error(void);
 
+
+/*===--------------------------------------------------------------------===*
+ * Launching the kernels of a compiled layer
+ *
+ * The host code that moe-compile generates (from the host IR of
+ * moe-gpu-outline-host, through EmitC) calls only the functions below. A
+ * call of a layer opens a moe_rt_launcher, which carries the first error:
+ * once a step has failed, the later steps do nothing, and
+ * moe_rt_launcher_end returns that error. So the generated code is straight
+ * line, without a branch per step.
+ *===--------------------------------------------------------------------===*/
+
+/// The largest rank of a moe_rt_memref.
+#define MOE_RT_MAX_RANK 4
+
+/// A row-major, contiguous memref: its kernel parameters are those of an
+/// MLIR memref descriptor (allocated and aligned pointer, offset 0, sizes,
+/// strides).
+typedef struct moe_rt_memref {
+  void *data;
+  int64_t offset;
+  int64_t rank;
+  int64_t elementBytes;
+  int64_t sizes[MOE_RT_MAX_RANK];
+  int64_t strides[MOE_RT_MAX_RANK];
+} moe_rt_memref;
+
+/// Memrefs of rank 1, 2 and 3 over `data`.
+moe_rt_memref moe_rt_memref_1d(const void *data, int64_t elementBytes,
+                               int64_t size0);
+moe_rt_memref moe_rt_memref_2d(const void *data, int64_t elementBytes,
+                               int64_t size0, int64_t size1);
+moe_rt_memref moe_rt_memref_3d(const void *data, int64_t elementBytes,
+                               int64_t size0, int64_t size1, int64_t size2);
+
+/// The address `byteOffset` bytes into `memref`'s data.
+void *moe_rt_memref_at(moe_rt_memref memref, int64_t byteOffset);
+
+/// One kernel argument: a memref (passed as its descriptor's fields) or a
+/// TMA descriptor (passed by value).
+typedef struct moe_rt_kernel_arg {
+  moe_rt_memref memref;
+  const CUtensorMap *tensorMap;
+} moe_rt_kernel_arg;
+
+moe_rt_kernel_arg moe_rt_memref_arg(moe_rt_memref memref);
+moe_rt_kernel_arg moe_rt_tensor_map_arg(const CUtensorMap *tensorMap);
+
+/// The kernels of a layer: a cubin and the names of the kernels it launches,
+/// loaded once per CUDA context and kept for the life of the process.
+typedef struct moe_rt_program {
+  const void *image;
+  size_t imageBytes;
+  const char *const *kernelNames;
+  int32_t numKernels;
+} moe_rt_program;
+
+typedef struct moe_rt_launcher {
+  moe_rt_status status;
+  /// Zero once the call has nothing (left) to launch.
+  int32_t active;
+  const CUfunction *kernels;
+  int32_t numKernels;
+  CUstream stream;
+} moe_rt_launcher;
+
+/// Opens a call on `stream`: loads `program` in the current context (on the
+/// first call there) and resolves its kernels.
+moe_rt_launcher moe_rt_launcher_begin(const moe_rt_program *program,
+                                      CUstream stream);
+
+/// Fails the call with MOE_RT_ERROR_INVALID_ARGUMENT and `message` if
+/// `pointer` is null.
+void moe_rt_launcher_require_pointer(moe_rt_launcher *launcher,
+                                     const void *pointer, const char *message);
+
+/// Fails the call unless `workspace` is 128-byte aligned and holds at least
+/// `requiredBytes` (`workspaceBytes` of them).
+void moe_rt_launcher_require_workspace(moe_rt_launcher *launcher,
+                                       const void *workspace,
+                                       size_t workspaceBytes,
+                                       int64_t requiredBytes,
+                                       const char *message);
+
+/// Fails the call unless 0 <= numTokens <= 2^24.
+void moe_rt_launcher_require_tokens(moe_rt_launcher *launcher,
+                                    int64_t numTokens, const char *message);
+
+/// Ends the call's launches successfully when numTokens is 0 (nothing to
+/// do).
+void moe_rt_launcher_finish_if_empty(moe_rt_launcher *launcher,
+                                     int64_t numTokens);
+
+/// Encodes the TMA descriptor of a row-major [rows, cols] tensor of
+/// `elementBytes`-byte elements with a box of [boxRows, boxCols] (see
+/// moe_rt_encode_tma_2d).
+void moe_rt_launcher_encode_tma_2d(moe_rt_launcher *launcher,
+                                   CUtensorMap *descriptor, const void *base,
+                                   int64_t rows, int64_t cols,
+                                   int64_t elementBytes, int64_t boxRows,
+                                   int64_t boxCols);
+
+/// Zeroes every byte of `memref` on the call's stream.
+void moe_rt_launcher_zero(moe_rt_launcher *launcher, moe_rt_memref memref);
+
+/// Launches kernel `kernel` (an index into the program's kernel names) on a
+/// grid of `gridX` x `gridY` x `gridZ` blocks of `threads` threads, with
+/// `sharedBytes` of dynamic shared memory and `numArgs` arguments. A grid
+/// with a zero dimension launches nothing.
+void moe_rt_launcher_launch(moe_rt_launcher *launcher, int32_t kernel,
+                            int64_t gridX, int64_t gridY, int64_t gridZ,
+                            int64_t threads, int64_t sharedBytes,
+                            const moe_rt_kernel_arg *args, int32_t numArgs);
+
+/// Adds the int32 count at `counter` (device memory) to `*total`; waits for
+/// the stream.
+void moe_rt_launcher_add_counter(moe_rt_launcher *launcher,
+                                 const void *counter, int64_t *total);
+
+/// Stores `value` at `out` (host memory) unless `out` is null.
+void moe_rt_launcher_store_i64(moe_rt_launcher *launcher, int64_t *out,
+                               int64_t value);
+
+/// Closes the call: its status (MOE_RT_SUCCESS or the first failure).
+int32_t moe_rt_launcher_end(moe_rt_launcher *launcher);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,11 +30,37 @@ def MoeGPU_Dialect : Dialect {
     `moe.expert_matmul`, its MMA kind must be the one the operands' format
     needs, and its `block_m` must be the op's slot-block height once the
     schedule is aligned.
+
+    The dialect also holds the host side of a compiled layer
+    (`moe-gpu-outline-host`): a host function launches the kernels with
+    upstream `gpu.launch_func` on a `!moe_gpu.stream`, keeps its
+    intermediates in the buffers of a `moe_gpu.workspace_layout`, encodes
+    TMA descriptors (`moe_gpu.tensor_map`) and zeroes accumulators
+    (`moe_gpu.zero`). `convert-moe-gpu-host-to-emitc` lowers it to C++ over
+    the moe runtime.
+
+    A host function carries `moe_gpu.workspace_layout = @layout` when it
+    keeps buffers in a workspace; its arguments may carry `moe_gpu.result`
+    (a result the function writes) or `moe_gpu.workspace` (the workspace).
   }];
   let useDefaultAttributePrinterParser = 1;
+  let useDefaultTypePrinterParser = 1;
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect"];
   let hasOperationAttrVerify = 1;
   let extraClassDeclaration = [{
     void registerAttributes();
+    void registerTypes();
+
+    /// The discardable attributes of a host function and its arguments.
+    static constexpr ::llvm::StringLiteral getWorkspaceLayoutAttrName() {
+      return ::llvm::StringLiteral("moe_gpu.workspace_layout");
+    }
+    static constexpr ::llvm::StringLiteral getResultAttrName() {
+      return ::llvm::StringLiteral("moe_gpu.result");
+    }
+    static constexpr ::llvm::StringLiteral getWorkspaceAttrName() {
+      return ::llvm::StringLiteral("moe_gpu.workspace");
+    }
 
     /// The name of the discardable attribute that carries an op's
     /// `#moe_gpu.kernel_config`.

@@ -62,4 +62,47 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
   ];
 }
 
+def MoeGpuOutlineHost : Pass<"moe-gpu-outline-host", "ModuleOp"> {
+  let summary = "Turn a layer whose ops have kernels into a host function";
+  let description = [{
+    Runs after `moe-emit-gpu-kernels`, which left each `moe` op of the layer
+    function with its kernels (`moe.gpu_kernel` and friends) and each kernel
+    with its launch facts (`moe.launch`). Replaces the layer function `@f`
+    with host functions that state, in IR, everything the host does:
+
+    - `@moe_layer_<name>(inputs..., results..., %num_tokens: index,
+      %workspace: memref<?xi8>, %stream: !moe_gpu.stream)`: the tensors
+      become memrefs (a result is an argument marked `moe_gpu.result`, every
+      dynamic dimension is the token count), each kernel a `gpu.launch_func`
+      on the stream, whose operands the upstream verifier checks against the
+      kernel's signature; the grid is arithmetic on the token count; the
+      intermediates are `moe_gpu.workspace_buffer`s; the weights' TMA
+      descriptors are `moe_gpu.tensor_map`s; accumulators are zeroed with
+      `moe_gpu.zero`.
+    - `moe_gpu.workspace_layout @moe_layer_<name>_workspace`: the bytes of
+      each intermediate as an affine map of the token count.
+    - `@moe_layer_<name>_workspace_bytes(%num_tokens) -> index` and
+      `@moe_layer_<name>_invalid_ids(%workspace, %num_tokens, %stream) ->
+      i64` (the expert ids outside [-1, E) that `moe.align` met).
+
+    The grid of an expert matmul covers only the slot blocks that can hold
+    an assignment: of the ceil(S / block_m) blocks of S slots, at most
+    A / block_m + min(E, A), A = S - E (block_m - 1) the assignments (each
+    expert's last block may be partial).
+
+    Fails with a diagnostic on an op without a kernel, on a function
+    argument with a dynamic dimension other than the first, and on results
+    that are not distinct computed values.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::gpu::GPUDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::moe_gpu::MoeGPUDialect"];
+  let options = [
+    Option<"layerName", "name", "std::string", /*default=*/"",
+           "The layer's name in the C entry points (default: the "
+           "function's)">
+  ];
+}
+
 #endif // MOE_DIALECT_MOEGPU_TRANSFORMS_PASSES

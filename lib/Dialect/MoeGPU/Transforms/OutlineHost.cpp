@@ -1,0 +1,607 @@
+//===- OutlineHost.cpp - moe-gpu-outline-host -----------------------------===//
+//
+// Replaces a layer function whose ops have kernels with the host functions
+// that launch them: typed launches, the workspace layout and its buffers,
+// TMA descriptors and zeroing, all in IR (see the pass description).
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUOps.h"
+#include "moe/Dialect/MoeGPU/Transforms/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/AffineExpr.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/SymbolTable.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace mlir::moe_gpu {
+#define GEN_PASS_DEF_MOEGPUOUTLINEHOST
+#include "moe/Dialect/MoeGPU/Transforms/Passes.h.inc"
+} // namespace mlir::moe_gpu
+
+using namespace mlir;
+using namespace mlir::moe_gpu;
+
+namespace {
+/// A device buffer of the host function: its memref and its sizes as affine
+/// expressions of the token count (symbol 0).
+struct Buffer {
+  Value memref;
+  SmallVector<AffineExpr> sizes;
+};
+
+/// Bytes of one element in device memory.
+int64_t elementBytes(Type type) {
+  return (type.getIntOrFloatBitWidth() + 7) / 8;
+}
+
+/// How the kernels see an element in memory: 8-bit floats as their bytes,
+/// and integers signless.
+Type storageType(Type type) {
+  if (auto integer = dyn_cast<IntegerType>(type))
+    return IntegerType::get(type.getContext(), integer.getWidth());
+  if (isa<FloatType>(type) && type.getIntOrFloatBitWidth() == 8)
+    return IntegerType::get(type.getContext(), 8);
+  return type;
+}
+
+/// A launch fact of `kernel` (its `moe.launch` entry `key`), or a
+/// diagnostic when the kernel builder did not record it.
+FailureOr<int64_t> launchFact(gpu::GPUFuncOp kernel, StringRef key) {
+  auto launch = kernel->getAttrOfType<DictionaryAttr>("moe.launch");
+  auto value = launch ? launch.getAs<IntegerAttr>(key) : IntegerAttr();
+  if (!value)
+    return kernel.emitError("kernel has no launch fact '") << key << "'";
+  return value.getInt();
+}
+
+/// A launch fact that a kernel records only when it is not zero.
+int64_t optionalLaunchFact(gpu::GPUFuncOp kernel, StringRef key) {
+  auto launch = kernel->getAttrOfType<DictionaryAttr>("moe.launch");
+  auto value = launch ? launch.getAs<IntegerAttr>(key) : IntegerAttr();
+  return value ? value.getInt() : 0;
+}
+
+/// Builds the host function of one layer function.
+class HostBuilder {
+public:
+  HostBuilder(ModuleOp module, func::FuncOp layer, StringRef name)
+      : module(module), layer(layer), name(name.str()),
+        b(layer.getContext()), loc(layer.getLoc()),
+        tokens(getAffineSymbolExpr(0, layer.getContext())) {}
+
+  LogicalResult build();
+
+private:
+  LogicalResult createEntry();
+  void createCompanions(StringRef layoutName);
+  FailureOr<Buffer> argumentBuffer(BlockArgument argument, Value memref);
+
+  /// The index value of `expr` (of the token count).
+  Value materialize(AffineExpr expr);
+  Value constant(int64_t value) {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  }
+  /// A workspace buffer of `sizes` elements of `type`, named `label`.
+  Buffer allocateScratch(StringRef label, ArrayRef<AffineExpr> sizes,
+                         Type type);
+  /// The buffer of `value`: the caller's result buffer, or a new workspace
+  /// buffer.
+  Buffer allocate(Value value, StringRef label, ArrayRef<AffineExpr> sizes,
+                  Type type);
+  FailureOr<gpu::GPUFuncOp> kernelOf(Operation *op, StringRef attribute);
+  /// Launches `kernel` on a grid of `grid` blocks with `args`.
+  LogicalResult launch(gpu::GPUFuncOp kernel, ArrayRef<Value> args,
+                       ArrayRef<Value> grid);
+  /// The slot blocks of `slots` slots that can hold an assignment.
+  Value occupiedBlocks(AffineExpr slots, int64_t numExperts, int64_t blockM);
+
+  LogicalResult lowerRoute(moe::RouteOp op);
+  LogicalResult lowerAlign(moe::AlignOp op);
+  LogicalResult lowerExpertMatmul(moe::ExpertMatmulOp op);
+  LogicalResult lowerCombineFinalize(moe::ExpertMatmulOp op,
+                                     const Buffer &sums,
+                                     const Buffer &output);
+  LogicalResult lowerQuantize(moe::QuantizeOp op);
+
+  ModuleOp module;
+  func::FuncOp layer;
+  std::string name;
+  OpBuilder b;
+  Location loc;
+  AffineExpr tokens;
+  FlatSymbolRefAttr layoutSymbol;
+  Value numTokens, workspace, stream;
+  DenseMap<Value, Buffer> buffers;
+  DenseMap<Value, unsigned> resultIndex;
+  SmallVector<Value> resultMemrefs;
+  SmallVector<Attribute> layoutMaps, layoutNames;
+  SmallVector<int64_t> invalidIdCounters;
+};
+} // namespace
+
+Value HostBuilder::materialize(AffineExpr expr) {
+  if (auto value = dyn_cast<AffineConstantExpr>(expr))
+    return constant(value.getValue());
+  if (isa<AffineSymbolExpr>(expr))
+    return numTokens;
+  auto binary = cast<AffineBinaryOpExpr>(expr);
+  Value lhs = materialize(binary.getLHS()), rhs = materialize(binary.getRHS());
+  switch (expr.getKind()) {
+  case AffineExprKind::Add:
+    return arith::AddIOp::create(b, loc, lhs, rhs);
+  case AffineExprKind::Mul:
+    return arith::MulIOp::create(b, loc, lhs, rhs);
+  case AffineExprKind::FloorDiv:
+    // Sizes are never negative: floor division is C's.
+    return arith::DivSIOp::create(b, loc, lhs, rhs);
+  default:
+    llvm_unreachable("sizes use +, * and floordiv only");
+  }
+}
+
+Buffer HostBuilder::allocateScratch(StringRef label,
+                                    ArrayRef<AffineExpr> sizes, Type type) {
+  AffineExpr bytes = getAffineConstantExpr(elementBytes(type), b.getContext());
+  SmallVector<int64_t> shape;
+  SmallVector<Value> dynamicSizes;
+  for (AffineExpr size : sizes) {
+    bytes = bytes * size;
+    if (auto value = dyn_cast<AffineConstantExpr>(size)) {
+      shape.push_back(value.getValue());
+      continue;
+    }
+    shape.push_back(ShapedType::kDynamic);
+    dynamicSizes.push_back(materialize(size));
+  }
+  int64_t index = layoutMaps.size();
+  layoutMaps.push_back(AffineMapAttr::get(AffineMap::get(0, 1, bytes)));
+  layoutNames.push_back(b.getStringAttr(label));
+  Value memref = WorkspaceBufferOp::create(
+      b, loc, MemRefType::get(shape, storageType(type)), layoutSymbol,
+      b.getI64IntegerAttr(index), workspace,
+      numTokens, dynamicSizes);
+  return Buffer{memref, SmallVector<AffineExpr>(sizes)};
+}
+
+Buffer HostBuilder::allocate(Value value, StringRef label,
+                             ArrayRef<AffineExpr> sizes, Type type) {
+  auto found = resultIndex.find(value);
+  Buffer buffer =
+      found != resultIndex.end()
+          ? Buffer{resultMemrefs[found->second],
+                   SmallVector<AffineExpr>(sizes)}
+          : allocateScratch(label, sizes, type);
+  buffers[value] = buffer;
+  return buffer;
+}
+
+FailureOr<gpu::GPUFuncOp> HostBuilder::kernelOf(Operation *op,
+                                                StringRef attribute) {
+  auto symbol = op->getAttrOfType<SymbolRefAttr>(attribute);
+  if (!symbol)
+    return op->emitError("no GPU lowering for this op yet (see the remarks "
+                         "of moe-emit-gpu-kernels)");
+  auto kernel = dyn_cast_or_null<gpu::GPUFuncOp>(
+      SymbolTable::lookupSymbolIn(module, symbol));
+  if (!kernel)
+    return op->emitError("kernel ") << symbol << " not found";
+  return kernel;
+}
+
+LogicalResult HostBuilder::launch(gpu::GPUFuncOp kernel, ArrayRef<Value> args,
+                                  ArrayRef<Value> grid) {
+  FailureOr<int64_t> threads = launchFact(kernel, "threads");
+  if (failed(threads))
+    return failure();
+  // A buffer whose shape is more static than the kernel's parameter is
+  // passed through a cast; any other mismatch is the builder's bug.
+  SmallVector<Value> operands;
+  for (auto [arg, type] : llvm::zip_equal(args, kernel.getArgumentTypes())) {
+    if (arg.getType() != type &&
+        !memref::CastOp::areCastCompatible(arg.getType(), type))
+      return kernel.emitError("kernel parameter of type ")
+             << type << " cannot take " << arg.getType();
+    operands.push_back(arg.getType() == type
+                           ? arg
+                           : memref::CastOp::create(b, loc, type, arg));
+  }
+  Value shared = arith::ConstantIntOp::create(
+      b, loc, optionalLaunchFact(kernel, "shared_bytes"), 32);
+  Value one = constant(1);
+  auto symbol = SymbolRefAttr::get(
+      kernel->getParentOfType<gpu::GPUModuleOp>().getNameAttr(),
+      {FlatSymbolRefAttr::get(kernel)});
+  gpu::LaunchFuncOp::create(b, loc, symbol,
+                            gpu::KernelDim3{grid[0], grid[1], grid[2]},
+                            gpu::KernelDim3{constant(*threads), one, one},
+                            shared, operands, stream);
+  return success();
+}
+
+Value HostBuilder::occupiedBlocks(AffineExpr slots, int64_t numExperts,
+                                  int64_t blockM) {
+  AffineExpr assignments = slots - numExperts * (blockM - 1);
+  Value all = materialize((slots + (blockM - 1)).floorDiv(blockM));
+  Value occupied = arith::AddIOp::create(
+      b, loc, materialize(assignments.floorDiv(blockM)),
+      arith::MinSIOp::create(b, loc, constant(numExperts),
+                             materialize(assignments)));
+  return arith::MinSIOp::create(b, loc, all, occupied);
+}
+
+LogicalResult HostBuilder::lowerRoute(moe::RouteOp op) {
+  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
+  if (failed(kernel))
+    return failure();
+  Buffer input = buffers.lookup(op.getInput());
+  AffineExpr rows = input.sizes[0];
+  AffineExpr topK = b.getAffineConstantExpr(op.getK());
+  Buffer weights = allocate(op.getWeights(), "moe.route weights",
+                            {rows, topK}, b.getF32Type());
+  Buffer ids =
+      allocate(op.getIds(), "moe.route ids", {rows, topK}, b.getI32Type());
+  SmallVector<Value> args = {input.memref,
+                             buffers.lookup(op.getGateWeight()).memref};
+  if (op.getGateBias())
+    args.push_back(buffers.lookup(op.getGateBias()).memref);
+  if (op.getScoreBias())
+    args.push_back(buffers.lookup(op.getScoreBias()).memref);
+  args.append({weights.memref, ids.memref});
+  return launch(*kernel, args, {materialize(rows), constant(1), constant(1)});
+}
+
+LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
+  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
+  if (failed(kernel))
+    return failure();
+  Buffer ids = buffers.lookup(op.getIds());
+  int64_t topK = op.getIds().getType().getDimSize(1);
+  int64_t numExperts = op.getNumExperts(), blockM = op.getBlockM();
+  AffineExpr slots = ids.sizes[0] * topK + numExperts * (blockM - 1);
+  AffineExpr blocks = (slots + (blockM - 1)).floorDiv(blockM);
+  Type i32 = b.getI32Type();
+  AffineExpr one = b.getAffineConstantExpr(1);
+  Buffer sorted = allocate(op.getSortedIds(), "moe.align sorted ids",
+                           {slots}, i32);
+  Buffer experts = allocate(op.getBlockExperts(), "moe.align block experts",
+                            {blocks}, i32);
+  Buffer padded =
+      allocate(op.getNumPadded(), "moe.align padded count", {one}, i32);
+  invalidIdCounters.push_back(layoutMaps.size());
+  Buffer errors =
+      allocateScratch("moe.align ids outside [-1, E)", {one}, i32);
+  return launch(*kernel,
+                {ids.memref, sorted.memref, experts.memref, padded.memref,
+                 errors.memref},
+                {constant(1), constant(1), constant(1)});
+}
+
+LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
+  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
+  if (failed(kernel))
+    return failure();
+  auto weightsArgument = dyn_cast<BlockArgument>(op.getWeights());
+  if (!weightsArgument || weightsArgument.getOwner()->getParentOp() != layer)
+    return op.emitError("GPU layer: the weights must be a function argument");
+  auto weightsType = op.getWeights().getType();
+  int64_t numExperts = weightsType.getDimSize(0);
+  Buffer weights = buffers.lookup(op.getWeights());
+  Buffer slots = buffers.lookup(op.getSlots());
+  int64_t width = op.getOutputWidth();
+  FailureOr<int64_t> blockM = launchFact(*kernel, "block_m");
+  FailureOr<int64_t> tileN = launchFact(*kernel, "tile_n");
+  FailureOr<int64_t> splitK = launchFact(*kernel, "split_k");
+  if (failed(blockM) || failed(tileN) || failed(splitK))
+    return failure();
+
+  SmallVector<Value> args = {buffers.lookup(op.getInput()).memref,
+                             slots.memref,
+                             buffers.lookup(op.getBlockExperts()).memref,
+                             buffers.lookup(op.getNumPadded()).memref};
+  if (op.getQuantization().isWeightOnly()) {
+    // Weight-only codes are read by cp.async as an [E·N, stored K] byte
+    // matrix.
+    args.push_back(memref::CollapseShapeOp::create(
+        b, loc, weights.memref, ArrayRef<ReassociationIndices>{{0, 1}, {2}}));
+    args.push_back(buffers.lookup(op.getWeightScales()).memref);
+    if (op.getWeightZeros())
+      args.push_back(buffers.lookup(op.getWeightZeros()).memref);
+  } else {
+    FailureOr<int64_t> boxRows = launchFact(*kernel, "box_rows");
+    FailureOr<int64_t> boxCols = launchFact(*kernel, "box_cols");
+    if (failed(boxRows) || failed(boxCols))
+      return failure();
+    args.push_back(TensorMapOp::create(
+        b, loc, LLVM::LLVMPointerType::get(b.getContext()), weights.memref,
+        b.getDenseI64ArrayAttr({*boxRows, *boxCols})));
+  }
+  if (op.getInputScales())
+    args.append({buffers.lookup(op.getInputScales()).memref,
+                 buffers.lookup(op.getWeightScales()).memref});
+
+  auto resultType = cast<RankedTensorType>(op.getResult().getType());
+  AffineExpr widthExpr = b.getAffineConstantExpr(width);
+  Buffer output, sums;
+  if (op.isCombine()) {
+    Buffer routingWeights = buffers.lookup(op.getRoutingWeights());
+    AffineExpr rows = routingWeights.sizes[0];
+    sums = allocateScratch("f32 sums of the combine", {rows, widthExpr},
+                           b.getF32Type());
+    output = allocate(op.getResult(), "moe.expert_matmul output",
+                      {rows, widthExpr}, resultType.getElementType());
+    ZeroOp::create(b, loc, sums.memref, stream);
+    args.append({routingWeights.memref, sums.memref});
+  } else {
+    output = allocate(op.getResult(), "moe.expert_matmul output",
+                      {slots.sizes[0], widthExpr},
+                      resultType.getElementType());
+    args.push_back(output.memref);
+  }
+  SmallVector<Value> grid = {
+      occupiedBlocks(slots.sizes[0], numExperts, *blockM),
+      constant((width + *tileN - 1) / *tileN), constant(*splitK)};
+  if (failed(launch(*kernel, args, grid)))
+    return failure();
+  return op.isCombine() ? lowerCombineFinalize(op, sums, output) : success();
+}
+
+LogicalResult HostBuilder::lowerCombineFinalize(moe::ExpertMatmulOp op,
+                                                const Buffer &sums,
+                                                const Buffer &output) {
+  FailureOr<gpu::GPUFuncOp> finalize =
+      kernelOf(op, "moe.gpu_finalize_kernel");
+  if (failed(finalize))
+    return failure();
+  FailureOr<int64_t> threads = launchFact(*finalize, "threads");
+  if (failed(threads))
+    return failure();
+  int64_t width = op.getOutputWidth();
+  return launch(*finalize, {sums.memref, output.memref},
+                {materialize(sums.sizes[0]),
+                 constant((width + *threads - 1) / *threads), constant(1)});
+}
+
+LogicalResult HostBuilder::lowerQuantize(moe::QuantizeOp op) {
+  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
+  if (failed(kernel))
+    return failure();
+  Buffer input = buffers.lookup(op.getInput());
+  AffineExpr rows = input.sizes[0], columns = input.sizes[1];
+  Buffer codes = allocate(op.getCodes(), "moe.quantize codes",
+                          {rows, columns},
+                          op.getCodes().getType().getElementType());
+  auto scalesType = cast<RankedTensorType>(op.getScales().getType());
+  SmallVector<AffineExpr> scaleSizes;
+  for (int64_t size : scalesType.getShape())
+    scaleSizes.push_back(ShapedType::isDynamic(size)
+                             ? rows
+                             : b.getAffineConstantExpr(size));
+  Buffer scales = allocate(op.getScales(), "moe.quantize scales", scaleSizes,
+                           scalesType.getElementType());
+  // Rows of an aligned schedule: only the rows of the blocks that can hold
+  // an assignment are launched, and the kernels stop at the padded count.
+  bool bounded = optionalLaunchFact(*kernel, "bounded");
+  auto producer = op.getInput().getDefiningOp<moe::ExpertMatmulOp>();
+  Value launchedRows = materialize(rows);
+  if (bounded)
+    launchedRows = arith::MulIOp::create(
+        b, loc,
+        occupiedBlocks(rows, producer.getNumExperts(), *producer.getBlockM()),
+        constant(*producer.getBlockM()));
+  FailureOr<int64_t> rowsPerBlock = launchFact(*kernel, "rows_per_block");
+  if (failed(rowsPerBlock))
+    return failure();
+  Value rowBlocks = arith::DivSIOp::create(
+      b, loc,
+      arith::AddIOp::create(b, loc, launchedRows,
+                            constant(*rowsPerBlock - 1)),
+      constant(*rowsPerBlock));
+
+  // Per tensor: the amax of all rows first, into a zeroed word.
+  bool perTensor =
+      op.getQuantization().getScales() == moe::ScaleLayout::PerTensor;
+  Buffer amaxWord;
+  if (perTensor) {
+    FailureOr<gpu::GPUFuncOp> amaxKernel =
+        kernelOf(op, "moe.gpu_amax_kernel");
+    if (failed(amaxKernel))
+      return failure();
+    FailureOr<int64_t> maxBlocks = launchFact(*amaxKernel, "max_blocks");
+    if (failed(maxBlocks))
+      return failure();
+    amaxWord = allocateScratch("amax word of the per-tensor quantization",
+                               {b.getAffineConstantExpr(1)}, b.getI32Type());
+    ZeroOp::create(b, loc, amaxWord.memref, stream);
+    SmallVector<Value> args = {input.memref, amaxWord.memref};
+    if (bounded)
+      args.append({buffers.lookup(producer.getNumPadded()).memref,
+                   buffers.lookup(producer.getSlots()).memref});
+    Value blocks =
+        arith::MinSIOp::create(b, loc, rowBlocks, constant(*maxBlocks));
+    if (failed(launch(*amaxKernel, args, {blocks, constant(1), constant(1)})))
+      return failure();
+  }
+  SmallVector<Value> args = {input.memref, codes.memref, scales.memref};
+  if (perTensor)
+    args.push_back(amaxWord.memref);
+  if (bounded)
+    args.push_back(buffers.lookup(producer.getNumPadded()).memref);
+  return launch(*kernel, args, {rowBlocks, constant(1), constant(1)});
+}
+
+FailureOr<Buffer> HostBuilder::argumentBuffer(BlockArgument argument,
+                                              Value memref) {
+  auto type = cast<RankedTensorType>(argument.getType());
+  Buffer buffer{memref, {}};
+  for (auto [dim, size] : llvm::enumerate(type.getShape())) {
+    if (ShapedType::isDynamic(size) && dim != 0)
+      return layer.emitError("GPU layer argument ")
+             << argument.getArgNumber()
+             << ": only the first dimension (the token count) may be dynamic";
+    buffer.sizes.push_back(ShapedType::isDynamic(size)
+                               ? tokens
+                               : b.getAffineConstantExpr(size));
+  }
+  return buffer;
+}
+
+/// A memref of the shape of tensor `type`, of its elements' storage.
+static MemRefType memrefOf(Type type) {
+  auto tensor = cast<RankedTensorType>(type);
+  return MemRefType::get(tensor.getShape(),
+                         storageType(tensor.getElementType()));
+}
+
+LogicalResult HostBuilder::createEntry() {
+  Block &body = layer.getBody().front();
+  for (BlockArgument argument : body.getArguments())
+    if (!isa<RankedTensorType>(argument.getType()))
+      return layer.emitError("GPU layer arguments must be ranked tensors");
+  auto returnOp = cast<func::ReturnOp>(body.getTerminator());
+  for (auto [index, value] : llvm::enumerate(returnOp.getOperands())) {
+    if (isa<BlockArgument>(value) || resultIndex.count(value) ||
+        !isa<RankedTensorType>(value.getType()))
+      return returnOp.emitError(
+          "GPU layer: each result must be a distinct computed tensor");
+    resultIndex[value] = index;
+  }
+
+  SmallVector<Type> types;
+  for (Type type : layer.getArgumentTypes())
+    types.push_back(memrefOf(type));
+  for (Type type : layer.getResultTypes())
+    types.push_back(memrefOf(type));
+  types.append({b.getIndexType(), MemRefType::get({ShapedType::kDynamic},
+                                                   b.getI8Type()),
+                StreamType::get(b.getContext())});
+  b.setInsertionPoint(layer);
+  auto host = func::FuncOp::create(b, loc, "moe_layer_" + name,
+                                   b.getFunctionType(types, {}));
+  host->setAttr(MoeGPUDialect::getWorkspaceLayoutAttrName(), layoutSymbol);
+  unsigned numInputs = layer.getNumArguments();
+  for (unsigned i = 0; i < layer.getNumResults(); ++i)
+    host.setArgAttr(numInputs + i, MoeGPUDialect::getResultAttrName(),
+                    b.getUnitAttr());
+  host.setArgAttr(types.size() - 2, MoeGPUDialect::getWorkspaceAttrName(),
+                  b.getUnitAttr());
+  Block *entry = host.addEntryBlock();
+  numTokens = entry->getArgument(types.size() - 3);
+  workspace = entry->getArgument(types.size() - 2);
+  stream = entry->getArgument(types.size() - 1);
+  for (unsigned i = 0; i < layer.getNumResults(); ++i)
+    resultMemrefs.push_back(entry->getArgument(numInputs + i));
+  b.setInsertionPointToStart(entry);
+  for (BlockArgument argument : body.getArguments()) {
+    FailureOr<Buffer> buffer =
+        argumentBuffer(argument, entry->getArgument(argument.getArgNumber()));
+    if (failed(buffer))
+      return failure();
+    buffers[argument] = *buffer;
+  }
+  for (Operation &op : body.without_terminator()) {
+    LogicalResult result =
+        TypeSwitch<Operation *, LogicalResult>(&op)
+            .Case([&](moe::RouteOp route) { return lowerRoute(route); })
+            .Case([&](moe::AlignOp align) { return lowerAlign(align); })
+            .Case([&](moe::ExpertMatmulOp matmul) {
+              return lowerExpertMatmul(matmul);
+            })
+            .Case([&](moe::QuantizeOp quantize) {
+              return lowerQuantize(quantize);
+            })
+            .Default([](Operation *other) {
+              return other->emitError("no GPU lowering for this op yet");
+            });
+    if (failed(result))
+      return failure();
+  }
+  func::ReturnOp::create(b, loc);
+  return success();
+}
+
+void HostBuilder::createCompanions(StringRef layoutName) {
+  b.setInsertionPoint(layer);
+  WorkspaceLayoutOp::create(b, loc, layoutName, b.getArrayAttr(layoutMaps),
+                            b.getArrayAttr(layoutNames),
+                            b.getDenseI64ArrayAttr(invalidIdCounters));
+  MLIRContext *context = b.getContext();
+  Type index = b.getIndexType();
+  auto bytesFunc = func::FuncOp::create(
+      b, loc, "moe_layer_" + name + "_workspace_bytes",
+      b.getFunctionType({index}, {index}));
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(bytesFunc.addEntryBlock());
+    // A negative token count asks for the bytes of none.
+    Value tokens = arith::MaxSIOp::create(b, loc, bytesFunc.getArgument(0),
+                                          constant(0));
+    Value bytes =
+        WorkspaceBytesOp::create(b, loc, index, layoutSymbol, tokens);
+    func::ReturnOp::create(b, loc, bytes);
+  }
+  Type workspaceType = MemRefType::get({ShapedType::kDynamic}, b.getI8Type());
+  auto countFunc = func::FuncOp::create(
+      b, loc, "moe_layer_" + name + "_invalid_ids",
+      b.getFunctionType({workspaceType, index, StreamType::get(context)},
+                        {b.getI64Type()}));
+  countFunc->setAttr(MoeGPUDialect::getWorkspaceLayoutAttrName(),
+                     layoutSymbol);
+  countFunc.setArgAttr(0, MoeGPUDialect::getWorkspaceAttrName(),
+                       b.getUnitAttr());
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(countFunc.addEntryBlock());
+  Value total = arith::ConstantIntOp::create(b, loc, 0, 64);
+  for (int64_t counter : invalidIdCounters) {
+    Value buffer = WorkspaceBufferOp::create(
+        b, loc, MemRefType::get({1}, b.getI32Type()), layoutSymbol,
+        b.getI64IntegerAttr(counter),
+        countFunc.getArgument(0), countFunc.getArgument(1), ValueRange());
+    Value count =
+        ReadCountOp::create(b, loc, b.getI64Type(), buffer,
+                            countFunc.getArgument(2));
+    total = arith::AddIOp::create(b, loc, total, count);
+  }
+  func::ReturnOp::create(b, loc, total);
+}
+
+LogicalResult HostBuilder::build() {
+  std::string layoutName = "moe_layer_" + name + "_workspace";
+  layoutSymbol = FlatSymbolRefAttr::get(b.getContext(), layoutName);
+  if (failed(createEntry()))
+    return failure();
+  createCompanions(layoutName);
+  layer.erase();
+  return success();
+}
+
+namespace {
+struct MoeGpuOutlineHostPass
+    : public moe_gpu::impl::MoeGpuOutlineHostBase<MoeGpuOutlineHostPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<func::FuncOp> layers;
+    for (auto func : module.getOps<func::FuncOp>())
+      if (!func.isExternal())
+        layers.push_back(func);
+    if (layers.size() != 1) {
+      module.emitError("a GPU layer needs exactly one function, found ")
+          << layers.size();
+      return signalPassFailure();
+    }
+    func::FuncOp layer = layers.front();
+    std::string name =
+        layerName.empty() ? layer.getName().str() : layerName.getValue();
+    if (failed(HostBuilder(module, layer, name).build()))
+      return signalPassFailure();
+    // The launch facts now live in the launches.
+    module.walk([](gpu::GPUFuncOp kernel) { kernel->removeAttr("moe.launch"); });
+  }
+};
+} // namespace

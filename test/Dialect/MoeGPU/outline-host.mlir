@@ -1,0 +1,53 @@
+// RUN: moe-opt %s -split-input-file --moe-gpu-pipeline="num-tokens=16" --moe-gpu-outline-host -verify-diagnostics | FileCheck %s
+
+// A routed layer: the router's kernel writes ids and weights into workspace
+// buffers of M·k elements; the outlined function launches route, align and
+// the GEMMs on the stream, zeroes the combine's sums, and the layout keeps
+// the byte count of each buffer as a map of the token count.
+// CHECK-DAG: #[[ROUTED:map[0-9]*]] = affine_map<()[s0] -> (s0 * 8)>
+// CHECK-LABEL: func.func @moe_layer_layer(
+// CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %[[GATE:[a-z0-9]+]]: memref<8x128xbf16>, %{{.+}}: memref<8x256x128xbf16>, %{{.+}}: memref<8x128x128xbf16>,
+// CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<?x128xbf16> {moe_gpu.result}, %[[M:[a-z0-9]+]]: index, %[[WS:[a-z0-9]+]]: memref<?xi8> {moe_gpu.workspace}, %[[S:[a-z0-9]+]]: !moe_gpu.stream)
+// CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[0] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xf32>
+// CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[1] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xi32>
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route blocks in (%[[M]], %{{.+}}, %{{.+}}) {{.*}} args(%[[X]] : memref<?x128xbf16>, %[[GATE]] : memref<8x128xbf16>, %[[WEIGHTS]] : memref<?x2xf32>, %[[IDS]] : memref<?x2xi32>)
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@align {{.*}} args(%[[IDS]] : memref<?x2xi32>,
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul
+// CHECK: %[[SUMS:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x128xf32>
+// CHECK: moe_gpu.zero %[[SUMS]] on %[[S]] : memref<?x128xf32>
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul_0 {{.*}} %[[WEIGHTS]] : memref<?x2xf32>, %[[SUMS]] : memref<?x128xf32>)
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@combine_finalize {{.*}} args(%[[SUMS]] : memref<?x128xf32>, %[[OUT]] : memref<?x128xbf16>)
+// CHECK: moe_gpu.workspace_layout @moe_layer_layer_workspace {buffers = [#[[ROUTED]], #[[ROUTED]],
+// CHECK-SAME: names = ["moe.route weights", "moe.route ids", "moe.align sorted ids"
+// CHECK-LABEL: func.func @moe_layer_layer_workspace_bytes(
+// CHECK-LABEL: func.func @moe_layer_layer_invalid_ids(
+// The kernels keep no launch facts: the launches state them.
+// CHECK-NOT: moe.launch
+func.func @layer(%x: tensor<?x128xbf16>, %gate: tensor<8x128xbf16>, %w13: tensor<8x256x128xbf16>, %w2: tensor<8x128x128xbf16>) -> tensor<?x128xbf16> {
+  %logits = moe.router %x, %gate : tensor<?x128xbf16>, tensor<8x128xbf16> -> tensor<?x8xf32>
+  %weights, %ids = moe.topk softmax %logits {k = 2 : i64, renormalize} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x128xbf16>, tensor<?x2xi32> -> tensor<?x128xbf16>, tensor<9xi32>, tensor<?xi32>
+  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : tensor<?x128xbf16>, tensor<8x256x128xbf16>, tensor<9xi32> -> tensor<?x256xbf16>
+  %act = moe.activation silu_and_mul %gate_up : tensor<?x256xbf16> -> tensor<?x128xbf16>
+  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  %expert_out = moe.unpermute %down, %source : tensor<?x128xf32>, tensor<?xi32> -> tensor<?x2x128xf32>
+  %out = moe.combine %expert_out, %weights : tensor<?x2x128xf32>, tensor<?x2xf32> -> tensor<?x128xbf16>
+  return %out : tensor<?x128xbf16>
+}
+
+// -----
+
+// A result that is an argument has no buffer of its own to write.
+func.func @passthrough(%ids: tensor<?x2xi32>) -> (tensor<?x2xi32>) {
+  // expected-error @+1 {{GPU layer: each result must be a distinct computed tensor}}
+  return %ids : tensor<?x2xi32>
+}
+
+// -----
+
+// An op without a kernel stops the outlining with its location.
+func.func @no_kernel(%x: tensor<?x100xbf16>) -> tensor<?x100xf32> {
+  // expected-error @+1 {{no GPU lowering for this op yet}}
+  %y = arith.extf %x : tensor<?x100xbf16> to tensor<?x100xf32>
+  return %y : tensor<?x100xf32>
+}
