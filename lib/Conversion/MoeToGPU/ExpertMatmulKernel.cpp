@@ -247,7 +247,19 @@ private:
   Value promote(Value total, Value partial, ArrayRef<Value> scales);
   /// Accumulator register `reg` as f32 (an s32 sum of int8 is converted).
   Value accumulatorValue(Value accumulator, int64_t reg);
+  /// Loads what the epilogue needs of each fragment row (its slot's
+  /// assignment, and for the combine its token and routing weight) before
+  /// the K loop, so that their latency hides behind it.
+  void loadEpilogueRows();
   void storeEpilogue(Value accumulator);
+  /// Stores fragment half `half` of a non-combine matmul (activation and
+  /// epilogue scales applied).
+  void storeRows(Value accumulator, int64_t half, Value slot,
+                 Value laneColumn, bool epilogueScales,
+                 ArrayRef<Value> rowScales, ArrayRef<Value> gateScales,
+                 ArrayRef<Value> upScales);
+  /// Stores a pair of adjacent bf16 columns as one 32-bit word.
+  void storePair(Value slot, Value column, Value first, Value second);
   /// The combine's epilogue of fragment half `half`: each thread's two
   /// adjacent columns of a row, times their scales (when given, one per
   /// column) and the routed weight `scale`, added into the f32 sums of
@@ -289,6 +301,11 @@ private:
   /// Weight-only: the B tile chunks (row, chunk) this thread dequantizes.
   SmallVector<Value> dequantRow, dequantColumn;
   LLVM::LLVMStructType accumulatorType;
+  /// What the epilogue needs of fragment row half h (rows r and r + 8).
+  struct EpilogueRow {
+    Value slot, scheduled, token, scale;
+  };
+  SmallVector<EpilogueRow, 2> epilogueRows;
 };
 } // namespace
 
@@ -432,7 +449,7 @@ void KernelBuilder::issueStage(Value step, Value valid) {
         b, loc, tokenType, stageA, ValueRange{chunkRow[i], dstColumn[i]}, x,
         ValueRange{srcRow[i], column},
         b.getIndexAttr(kChunkBytes / config.elementBytes()), elements,
-        UnitAttr());
+        /*bypassL1=*/b.getUnitAttr());
   }
   // One commit group per step; the wait counts groups, not tokens.
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
@@ -776,7 +793,6 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
   // 8-column group g, rows 16·(t/32) + (t%32)/4 (+8) and columns
   // 8g + 2·(t%4) (+1).
   Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
-  Value row0 = fragmentRow0;
   Value laneColumn = arith::AddIOp::create(
       b, loc,
       arith::MulIOp::create(
@@ -823,86 +839,143 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
       }
   }
   for (int64_t half = 0; half < 2; ++half) {
-    Value row = arith::AddIOp::create(b, loc, row0, index(8 * half));
-    Value slot = arith::AddIOp::create(b, loc, firstSlot, row);
+    const EpilogueRow &rows = epilogueRows[half];
+    Value slot = rows.slot;
+    if (!config.combine) {
+      storeRows(accumulator, half, slot, laneColumn, epilogueScales,
+                rowScales, gateScales, upScales);
+      continue;
+    }
+    ifThen(rows.scheduled, [&] {
+      SmallVector<Value> columnScales;
+      if (epilogueScales)
+        for (Value weightScale : gateScales)
+          columnScales.push_back(
+              arith::MulFOp::create(b, loc, rowScales[half], weightScale));
+      combinePairs(accumulator, half, laneColumn, rows.token, rows.scale,
+                   columnScales);
+    });
+  }
+}
+
+void KernelBuilder::storeRows(Value accumulator, int64_t half, Value slot,
+                              Value laneColumn, bool epilogueScales,
+                              ArrayRef<Value> rowScales,
+                              ArrayRef<Value> gateScales,
+                              ArrayRef<Value> upScales) {
+  // No branch per row: a block never reaches past the padded count, and a
+  // padding slot's A row is zero, so its outputs are written and never read.
+  for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
+    Value column =
+        arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
+    // The last column tile may stick out of a width that is not a multiple
+    // of it: its extra columns are products with the next expert's rows (or
+    // TMA's zero fill) and are dropped (and their scales, past the end, are
+    // not read). Widths are multiples of 8: a pair is in or out whole.
+    std::optional<OpBuilder::InsertionGuard> maskGuard;
+    if (config.width() % config.outputTile() != 0) {
+      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           column, index(config.width()));
+      auto maskIf = scf::IfOp::create(b, loc, inside, false);
+      maskGuard.emplace(b);
+      b.setInsertionPointToStart(maskIf.thenBlock());
+    }
+    SmallVector<Value, 2> pairValues;
+    for (int64_t pair = 0; pair < 2; ++pair) {
+      int64_t reg = 4 * group + 2 * half + pair;
+      Value value = accumulatorValue(accumulator, reg);
+      int64_t columnIndex = 2 * group + pair;
+      if (epilogueScales)
+        value = arith::MulFOp::create(
+            b, loc, value,
+            arith::MulFOp::create(b, loc, rowScales[half],
+                                  gateScales[columnIndex]));
+      if (config.activation) {
+        // The up column of this gate column sits 64 columns, 8 groups of
+        // registers, further: in the same thread.
+        Value up = accumulatorValue(accumulator, reg + config.blockN / 4);
+        if (epilogueScales)
+          up = arith::MulFOp::create(
+              b, loc, up,
+              arith::MulFOp::create(b, loc, rowScales[half],
+                                    upScales[columnIndex]));
+        value = buildGatedActivation(b, loc, *config.activation, value, up,
+                                     config.alpha, config.limit);
+      }
+      pairValues.push_back(value);
+    }
+    storePair(slot, column, pairValues[0], pairValues[1]);
+  }
+}
+
+void KernelBuilder::storePair(Value slot, Value column, Value first,
+                              Value second) {
+  // Element (slot, column) lies slot · width + column elements past the
+  // memref's offset; column is even, so the word is 4-byte aligned.
+  Value offset =
+      memref::ExtractStridedMetadataOp::create(b, loc, out).getOffset();
+  Value element = arith::AddIOp::create(
+      b, loc,
+      arith::AddIOp::create(
+          b, loc,
+          arith::MulIOp::create(b, loc, slot, index(config.width())),
+          column),
+      offset);
+  Value address = arith::AddIOp::create(
+      b, loc, addressOf(out),
+      arith::MulIOp::create(
+          b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), element),
+          i64(2)));
+  auto pairType = VectorType::get({2}, b.getBF16Type());
+  Value pair = LLVM::PoisonOp::create(b, loc, pairType);
+  Value values[] = {first, second};
+  for (auto [position, value] : llvm::enumerate(values)) {
+    Value narrow = arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
+    pair = LLVM::InsertElementOp::create(
+        b, loc, pair, narrow,
+        arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(position)));
+  }
+  // The output is device memory: a global pointer makes it st.global.
+  constexpr unsigned kGlobalAddressSpace = 1;
+  Value pointer = LLVM::IntToPtrOp::create(
+      b, loc, LLVM::LLVMPointerType::get(context(), kGlobalAddressSpace),
+      address);
+  LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
+}
+
+void KernelBuilder::loadEpilogueRows() {
+  for (int64_t half = 0; half < 2; ++half) {
+    Value row = arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half));
+    EpilogueRow rows;
+    rows.slot = arith::AddIOp::create(b, loc, firstSlot, row);
+    if (!config.combine) {
+      epilogueRows.push_back(rows);
+      continue;
+    }
     Value assignment = arith::IndexCastOp::create(
         b, loc, b.getIndexType(),
-        memref::LoadOp::create(b, loc, slots, ValueRange{slot}));
-    Value scheduled = arith::AndIOp::create(
+        memref::LoadOp::create(b, loc, slots, ValueRange{rows.slot}));
+    rows.scheduled = arith::AndIOp::create(
         b, loc,
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, slot,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, rows.slot,
                               paddedCount),
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
                               assignments));
-    ifThen(scheduled, [&] {
-      Value token, scale;
-      if (config.combine) {
-        token = arith::DivUIOp::create(b, loc, assignment, index(config.topK));
-        Value choice =
-            arith::RemUIOp::create(b, loc, assignment, index(config.topK));
-        scale = memref::LoadOp::create(b, loc, routingWeights,
-                                       ValueRange{token, choice});
-        if (config.routedScalingFactor != 1.0)
-          scale = arith::MulFOp::create(
-              b, loc, scale,
-              arith::ConstantOp::create(
-                  b, loc,
-                  b.getF32FloatAttr(
-                      static_cast<float>(config.routedScalingFactor))));
-      }
-      if (config.combine) {
-        SmallVector<Value> columnScales;
-        if (epilogueScales)
-          for (Value weightScale : gateScales)
-            columnScales.push_back(arith::MulFOp::create(
-                b, loc, rowScales[half], weightScale));
-        combinePairs(accumulator, half, laneColumn, token, scale,
-                     columnScales);
-        return;
-      }
-      for (int64_t group = 0; group < config.outputTile() / 8; ++group)
-        for (int64_t pair = 0; pair < 2; ++pair) {
-          int64_t reg = 4 * group + 2 * half + pair;
-          Value column = arith::AddIOp::create(b, loc, laneColumn,
-                                               index(8 * group + pair));
-          // The last column tile may stick out of a width that is not a
-          // multiple of it: its extra columns are products with the next
-          // expert's rows (or TMA's zero fill) and are dropped
-          // (and their scales, past the end, are not read).
-          std::optional<OpBuilder::InsertionGuard> maskGuard;
-          if (config.width() % config.outputTile() != 0) {
-            Value inside = arith::CmpIOp::create(
-                b, loc, arith::CmpIPredicate::ult, column,
-                index(config.width()));
-            auto maskIf = scf::IfOp::create(b, loc, inside, false);
-            maskGuard.emplace(b);
-            b.setInsertionPointToStart(maskIf.thenBlock());
-          }
-          Value value = accumulatorValue(accumulator, reg);
-          int64_t columnIndex = 2 * group + pair;
-          if (epilogueScales)
-            value = arith::MulFOp::create(
-                b, loc, value,
-                arith::MulFOp::create(b, loc, rowScales[half],
-                                      gateScales[columnIndex]));
-          if (config.activation) {
-            // The up column of this gate column sits 64 columns, 8 groups of
-            // registers, further: in the same thread.
-            Value up = accumulatorValue(accumulator, reg + config.blockN / 4);
-            if (epilogueScales)
-              up = arith::MulFOp::create(
-                  b, loc, up,
-                  arith::MulFOp::create(b, loc, rowScales[half],
-                                        upScales[columnIndex]));
-            value = buildGatedActivation(b, loc, *config.activation, value, up,
-                                         config.alpha, config.limit);
-          }
-          Value narrow =
-              arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
-          memref::StoreOp::create(b, loc, narrow, out,
-                                  ValueRange{slot, column});
-        }
-    });
+    // A padding slot reads assignment 0's weight, which is then unused.
+    Value safe =
+        arith::SelectOp::create(b, loc, rows.scheduled, assignment, index(0));
+    rows.token = arith::DivUIOp::create(b, loc, safe, index(config.topK));
+    Value choice = arith::RemUIOp::create(b, loc, safe, index(config.topK));
+    rows.scale = memref::LoadOp::create(b, loc, routingWeights,
+                                        ValueRange{rows.token, choice});
+    if (config.routedScalingFactor != 1.0)
+      rows.scale = arith::MulFOp::create(
+          b, loc, rows.scale,
+          arith::ConstantOp::create(
+              b, loc,
+              b.getF32FloatAttr(
+                  static_cast<float>(config.routedScalingFactor))));
+    epilogueRows.push_back(rows);
   }
 }
 
@@ -1027,6 +1100,7 @@ void KernelBuilder::buildWarpSpecialized(Type sumType) {
     NVVM::SetMaxRegisterOp::create(b, loc, config.consumerRegisters,
                                    NVVM::SetMaxRegisterAction::increase);
   planFragmentRows();
+  loadEpilogueRows();
   storeEpilogue(consume(zeroAccumulator(sumType)));
 }
 
@@ -1386,6 +1460,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
     planWeightOnlyChunks();
 
   planFragmentRows();
+  loadEpilogueRows();
   Value total = multistageLoop(zeroAccumulator(sumType));
   storeEpilogue(total);
   b.setInsertionPointToEnd(&entry);

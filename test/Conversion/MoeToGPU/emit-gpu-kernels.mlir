@@ -5,7 +5,9 @@
 
 // GEMM1 without activation: gathered rows, bf16 rows out. Every stage of
 // the ring is issued without branches (TMA and expect_tx predicated; cp.async
-// of an invalid step copies nothing), one wgmma group stays in flight.
+// of an invalid step copies nothing; the gathered rows bypass L1), one wgmma
+// group stays in flight; the epilogue stores each thread's two adjacent
+// columns as one bf16x2 word, without a branch per row.
 // CHECK: module attributes {gpu.container_module}
 // CHECK-LABEL: func.func @gemm1
 // CHECK: moe.expert_matmul {{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul
@@ -17,7 +19,7 @@
 // CHECK: nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 5>
 // CHECK: nvgpu.tma.async.load {{.*}}, predicate = %{{.*}} : <tensor = memref<128x64xbf16
 // CHECK: nvgpu.mbarrier.arrive.expect_tx %{{.*}}, %c16384{{.*}}, predicate = %{{.*}}
-// CHECK: nvgpu.device_async_copy %arg0[%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 8, %{{.*}} : memref<?x512xbf16> to memref<64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_copy %arg0[%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 8, %{{.*}} {bypassL1} : memref<?x512xbf16> to memref<64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: nvvm.cp.async.commit.group
 // CHECK: scf.for
 // CHECK: nvvm.cp.async.wait.group 2
@@ -27,13 +29,17 @@
 // CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NOT: scf.if
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+// CHECK: llvm.store %{{.*}}, %{{.*}} {alignment = 4 : i64} : vector<2xbf16>, !llvm.ptr<1>
 // PTX: .entry expert_matmul(
 // PTX: .param .align 64 .b8 expert_matmul_param_22[128]
 // PTX: cvta.param.u64 {{.*}}%[[MAP:rd[0-9]+]], %
 // PTX-DAG: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{.*}}], [%[[MAP]], {
-// PTX-DAG: cp.async.ca.shared.global
+// PTX-DAG: cp.async.cg.shared.global
 // PTX-DAG: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// PTX-DAG: st.global.b32 {{.*}}[%rd{{[0-9]+}}{{.*}}], %r
 // PTX-DAG: wgmma.wait_group.sync.aligned {{.*}}1;
 func.func @gemm1(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
@@ -66,7 +72,8 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // GEMM2 with the combine: rows in slot order, two warpgroups for block_m
 // 128, wgmma N and split-K from the tile, routed weight times the scaling
 // factor added into f32 sums by paired reductions (a thread's two adjacent
-// columns in one red.global.add.v2.f32); a second kernel converts them.
+// columns in one red.global.add.v2.f32); a second kernel converts them. The
+// routing weights are loaded before the K loop, whose latency hides theirs.
 // CHECK-LABEL: func.func @gemm2
 // CHECK: moe.gpu_finalize_kernel = @moe_kernels::@combine_finalize, moe.gpu_kernel = @moe_kernels::@expert_matmul
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x128xbf16>, {{.*}}, %{{.*}}: !llvm.ptr, %[[WEIGHTS:.*]]: memref<?x2xf32>, %[[SUMS:.*]]: memref<?x512xf32>) kernel
@@ -74,10 +81,12 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // CHECK-SAME: split_k = 2 : i64
 // CHECK-SAME: threads = 256 : i64, tile_n = 256 : i64
 // CHECK: gpu.block_id z
-// CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
 // CHECK: %[[W:.*]] = memref.load %[[WEIGHTS]]
-// CHECK: arith.mulf %[[W]], %cst
+// CHECK: %[[SCALED:.*]] = arith.mulf %[[W]], %cst
+// CHECK: scf.for
+// CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
 // CHECK: memref.extract_strided_metadata %[[SUMS]]
+// CHECK: arith.mulf %{{.*}}, %[[SCALED]]
 // CHECK: llvm.inline_asm has_side_effects "red.global.add.v2.f32 [$0], {$1, $2};", "l,f,f"
 // CHECK: gpu.func @combine_finalize(%{{.*}}: memref<?x512xf32>, %{{.*}}: memref<?x512xbf16>) kernel
 // CHECK: arith.truncf %{{.*}} : f32 to bf16

@@ -76,7 +76,7 @@
 // PTX-DAG: .entry combine_finalize(
 // PTX-DAG: wgmma.mma_async.sync.aligned
 // PTX-DAG: cp.async.bulk.tensor.2d
-// PTX-DAG: cp.async.ca.shared.global
+// PTX-DAG: cp.async.cg.shared.global
 
 func.func @block(%x: tensor<?x128xbf16>, %ids: tensor<?x2xi32>, %weights: tensor<?x2xf32>, %w13: tensor<8x256x128xbf16>, %w2: tensor<8x128x128xbf16>) -> tensor<?x128xbf16> {
   %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x128xbf16>, tensor<?x2xi32> -> tensor<?x128xbf16>, tensor<9xi32>, tensor<?xi32>
