@@ -70,6 +70,11 @@ llvm::cl::opt<bool> warpSpecialize(
     llvm::cl::desc("Warp-specialize the bf16 GEMMs of 128-row blocks (a "
                    "producer warpgroup and two consumers)"),
     llvm::cl::init(false));
+llvm::cl::opt<int64_t> alignManyBlocksAbove(
+    "align-many-blocks-above",
+    llvm::cl::desc("Assignment count (M·k) above which moe.align runs over "
+                   "many blocks (moe-gpu-outline-host)"),
+    llvm::cl::init(4096));
 llvm::cl::opt<std::string>
     cudaPath("cuda-path",
              llvm::cl::desc("CUDA toolkit with ptxas and libdevice (default: "
@@ -216,6 +221,7 @@ int main(int argc, char **argv) {
   PassManager outline(&context);
   moe_gpu::MoeGpuOutlineHostOptions outlineOptions;
   outlineOptions.layerName = name;
+  outlineOptions.alignManyBlocksAbove = alignManyBlocksAbove;
   outline.addPass(moe_gpu::createMoeGpuOutlineHost(outlineOptions));
   // Tidy the host functions only: the kernels are already final.
   outline.addNestedPass<func::FuncOp>(createCanonicalizerPass());

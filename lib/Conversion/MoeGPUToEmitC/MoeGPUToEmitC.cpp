@@ -12,7 +12,9 @@
 #include "mlir/Dialect/EmitC/IR/EmitC.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Conversion/SCFToEmitC/SCFToEmitC.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/AffineExpr.h"
 #include "mlir/Transforms/DialectConversion.h"
 
@@ -479,6 +481,44 @@ struct MinMaxLowering : public OpConversionPattern<ArithOp> {
   }
 };
 
+/// Integer comparisons of sizes and counts (never negative, so the signed
+/// predicates serve).
+struct CmpILowering : public OpConversionPattern<arith::CmpIOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(arith::CmpIOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    std::optional<emitc::CmpPredicate> predicate;
+    switch (op.getPredicate()) {
+    case arith::CmpIPredicate::eq:
+      predicate = emitc::CmpPredicate::eq;
+      break;
+    case arith::CmpIPredicate::ne:
+      predicate = emitc::CmpPredicate::ne;
+      break;
+    case arith::CmpIPredicate::slt:
+      predicate = emitc::CmpPredicate::lt;
+      break;
+    case arith::CmpIPredicate::sle:
+      predicate = emitc::CmpPredicate::le;
+      break;
+    case arith::CmpIPredicate::sgt:
+      predicate = emitc::CmpPredicate::gt;
+      break;
+    case arith::CmpIPredicate::sge:
+      predicate = emitc::CmpPredicate::ge;
+      break;
+    default:
+      return rewriter.notifyMatchFailure(op, "unsigned comparison");
+    }
+    rewriter.replaceOpWithNewOp<emitc::CmpOp>(op, rewriter.getI1Type(),
+                                              *predicate, adaptor.getLhs(),
+                                              adaptor.getRhs());
+    return success();
+  }
+};
+
 //===----------------------------------------------------------------------===//
 // Launches and the moe_gpu host ops
 //===----------------------------------------------------------------------===//
@@ -780,6 +820,9 @@ struct ConvertMoeGpuHostToEmitCPass
                  MemRefCastLowering, CollapseShapeLowering>(converter,
                                                             context);
     patterns.add<LaunchLowering, GpuBinaryLowering>(converter, context, kernels);
+    patterns.add<CmpILowering>(converter, context);
+    // A host function may branch on the token count (scf.if).
+    populateSCFToEmitCConversionPatterns(patterns, converter);
     if (failed(applyFullConversion(module, target, std::move(patterns))))
       return signalPassFailure();
     // The layouts live on in the offsets computed from them.

@@ -158,6 +158,16 @@ public:
   }
 
   void build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory);
+  /// Names the kernel's arguments (their order: see buildExpertMatmulKernel).
+  void bindArguments(Block &entry);
+  /// The shared-memory tile, TMA box and accumulator types, and the weights'
+  /// TMA descriptor from its pointer argument.
+  void createTypes();
+  /// The accumulator's element: i32 for int8, f32 otherwise.
+  Type sumType() {
+    return config.format == QuantFormat::Int8 ? Type(b.getI32Type())
+                                              : Type(b.getF32Type());
+  }
 
 private:
   /// The (slot block, column tile) of grid block (x, y) in a raster of
@@ -284,7 +294,7 @@ private:
   Value expert, fragmentRow0;
   SmallVector<Value> scaleRow;
   Value tid, firstSlot, paddedCount, assignments, tileColumn, kBase;
-  Value barriers, weightsMap, leader, weightsRow;
+  Value barriers, weightsMap, leader, weightsRow, weightsPointer;
   /// Warp-specialized: the ring's empty barriers (`barriers` are its full
   /// ones).
   Value emptyBarriers;
@@ -294,6 +304,7 @@ private:
   /// the tile types.
   Value smem, shift;
   MemRefType tileAType, tileBType, boxType, packedType;
+  nvgpu::MBarrierGroupType barrierType;
   SmallVector<Value> chunkRow, dstColumn, chunkColumn, srcRow, srcElements;
   /// Weight-only: this thread's chunks of stored codes (tile row, byte
   /// column, source row of the [E·N, stored K] weights, bytes to copy).
@@ -1330,15 +1341,12 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
   return total;
 }
 
-void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
+void KernelBuilder::bindArguments(Block &entry) {
   unsigned argument = 0;
   x = entry.getArgument(argument++);
   slots = entry.getArgument(argument++);
   blocks = entry.getArgument(argument++);
   padded = entry.getArgument(argument++);
-  Value weightsPointer;
   if (config.isWeightOnly()) {
     packedWeights = entry.getArgument(argument++);
     weightScales = entry.getArgument(argument++);
@@ -1354,7 +1362,9 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   if (config.combine)
     routingWeights = entry.getArgument(argument++);
   out = entry.getArgument(argument++);
+}
 
+void KernelBuilder::createTypes() {
   auto workgroup =
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
   // The tiles hold bf16, or the bytes of the w8a8 codes.
@@ -1375,12 +1385,10 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
       nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
       nvgpu::TensorMapOOBKind::OOB_ZERO,
       nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
-  auto barrierType =
+  barrierType =
       nvgpu::MBarrierGroupType::get(context(), workgroup, config.stages);
-  Type sumType = config.format == QuantFormat::Int8 ? Type(b.getI32Type())
-                                                    : Type(b.getF32Type());
   accumulatorType = LLVM::LLVMStructType::getLiteral(
-      context(), SmallVector<Type>(config.blockN / 2, sumType));
+      context(), SmallVector<Type>(config.blockN / 2, sumType()));
 
   // The descriptor travels as a pointer: a tensor-map type in a gpu.func
   // signature breaks the NVVM pipeline.
@@ -1388,6 +1396,14 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
     weightsMap =
         UnrealizedConversionCastOp::create(b, loc, mapType, weightsPointer)
             .getResult(0);
+}
+
+void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  bindArguments(entry);
+  createTypes();
+  Type sumType = this->sumType();
   smem = sharedBase(sharedMemory);
   Value baseAddress = addressOf(smem);
   Value misalignment = arith::AndIOp::create(b, loc, baseAddress,

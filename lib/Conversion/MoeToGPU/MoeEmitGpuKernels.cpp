@@ -69,8 +69,20 @@ struct MoeEmitGpuKernelsPass
       if (auto align = dyn_cast<AlignOp>(op)) {
         FailureOr<gpu::GPUFuncOp> kernel =
             buildAlignKernel(b, kernels, align, uniqueName(symbols, "align"));
-        if (succeeded(kernel))
-          record(op, "moe.gpu_kernel", *kernel);
+        if (failed(kernel))
+          continue;
+        record(op, "moe.gpu_kernel", *kernel);
+        // Many assignments take the two kernels over many blocks.
+        if (align.getNumExperts() > kMaxAlignManyBlocksExperts)
+          continue;
+        FailureOr<gpu::GPUFuncOp> count = buildAlignCountKernel(
+            b, kernels, align, uniqueName(symbols, "align_count"));
+        if (succeeded(count))
+          record(op, "moe.gpu_count_kernel", *count);
+        FailureOr<gpu::GPUFuncOp> scatter = buildAlignScatterKernel(
+            b, kernels, align, uniqueName(symbols, "align_scatter"));
+        if (succeeded(scatter))
+          record(op, "moe.gpu_scatter_kernel", *scatter);
         continue;
       }
       if (auto quantize = dyn_cast<QuantizeOp>(op)) {

@@ -53,6 +53,34 @@ FailureOr<gpu::GPUFuncOp> buildAlignKernel(OpBuilder &b,
                                            gpu::GPUModuleOp module, AlignOp op,
                                            StringRef name);
 
+/// moe.align over many blocks: threads per block, and assignments per block.
+constexpr int64_t kAlignManyBlocksThreads = 256;
+constexpr int64_t kAlignManyBlocksChunk = 1024;
+
+/// The first kernel of `op` over many blocks (E <= kMaxAlignManyBlocksExperts):
+/// per-expert counts of each chunk of kAlignManyBlocksChunk assignments
+/// added into the counts, invalid ids counted, every slot set to the
+/// sentinel. Arguments: ids memref<?xkxi32>, sorted ids memref<?xi32>, the
+/// state memref<2Exi32> (counts, then cursors) and the error word
+/// memref<1xi32>, both zero before. Launch: grid ceil(M·k / chunk) of
+/// `threads`.
+FailureOr<gpu::GPUFuncOp> buildAlignCountKernel(OpBuilder &b,
+                                                gpu::GPUModuleOp module,
+                                                AlignOp op, StringRef name);
+
+/// The second kernel over many blocks: the padded starts, count and block
+/// experts from the counts, and each chunk's assignments placed in its
+/// reserved range of its experts' slots. Arguments: ids, sorted ids, block
+/// experts memref<?xi32>, padded count memref<1xi32>, the state. Launch:
+/// the count kernel's grid.
+FailureOr<gpu::GPUFuncOp> buildAlignScatterKernel(OpBuilder &b,
+                                                  gpu::GPUModuleOp module,
+                                                  AlignOp op, StringRef name);
+
+/// The most experts the many-block kernels take (three shared arrays of E
+/// i32 per block).
+constexpr int64_t kMaxAlignManyBlocksExperts = 1024;
+
 /// The dynamic quantization `op` (fp8 or int8; per tensor, per token or
 /// 1x128 blocks; bf16 or f32 rows, K % 128 == 0). Arguments: input
 /// memref<?xKxT>, codes memref<?xKxi8> and scales memref (the op's shape)

@@ -24,7 +24,11 @@
 // Buffer 1 starts after buffer 0, rounded up to 256 bytes.
 // CPP: void* [[AT:v[0-9]+]] = moe_rt_memref_at({{v[0-9]+}}, {{v[0-9]+}});
 // CPP: moe_rt_memref [[SUMS:v[0-9]+]] = moe_rt_memref_2d([[AT]], {{v[0-9]+}}, v4, {{v[0-9]+}});
-// CPP: moe_rt_launcher_zero({{v[0-9]+}}, [[SUMS]]);
+// A branch on the token count is a C if.
+// CPP: bool [[MANY:v[0-9]+]] = v4 > {{v[0-9]+}};
+// CPP-NEXT: if ([[MANY]]) {
+// CPP-NEXT: moe_rt_launcher_zero({{v[0-9]+}}, [[SUMS]]);
+// CPP-NEXT: }
 // CPP: moe_rt_launcher_encode_tma_2d({{v[0-9]+}}, [[MAP:v[0-9]+]],
 // The launch's arguments: exactly its three, the TMA descriptor by address.
 // CPP: moe_rt_kernel_arg [[ARGS:v[0-9]+]][3];
@@ -49,7 +53,10 @@ module attributes {gpu.container_module} {
     %c128 = arith.constant 128 : index
     %c0 = arith.constant 0 : i32
     %sums = moe_gpu.workspace_buffer @moe_layer_t_workspace[0] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?x128xf32>
-    moe_gpu.zero %sums on %stream : memref<?x128xf32>
+    %many = arith.cmpi sgt, %m, %c128 : index
+    scf.if %many {
+      moe_gpu.zero %sums on %stream : memref<?x128xf32>
+    }
     %map = moe_gpu.tensor_map %w box [128, 64] : memref<8x128x128xbf16> -> !llvm.ptr
     %blocks = arith.minsi %m, %c128 : index
     gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@zero_then_sum blocks in (%blocks, %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c0 args(%x : memref<?x128xbf16>, %map : !llvm.ptr, %sums : memref<?x128xf32>)

@@ -104,7 +104,8 @@ func.func @gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor
 
 // moe.align: one block of 1024 threads; counts and cursors in shared memory.
 // CHECK-LABEL: func.func @align
-// CHECK: moe.align {{.*}}moe.gpu_kernel = @moe_kernels::@align
+// Up to 1024 experts, also the two kernels over many blocks.
+// CHECK: moe.align {{.*}}moe.gpu_count_kernel = @moe_kernels::@align_count, moe.gpu_kernel = @moe_kernels::@align, moe.gpu_scatter_kernel = @moe_kernels::@align_scatter
 // CHECK: memref.global "private" @align_counts : memref<8xi32, #gpu.address_space<workgroup>>
 // CHECK: memref.global "private" @align_cursors : memref<8xi32, #gpu.address_space<workgroup>>
 // CHECK: gpu.func @align(%{{[a-z0-9]+}}: memref<?x2xi32>, %{{[a-z0-9]+}}: memref<?xi32>, %{{[a-z0-9]+}}: memref<?xi32>, %{{[a-z0-9]+}}: memref<1xi32>, %[[ERRORS:[a-z0-9]+]]: memref<1xi32>) kernel attributes {moe.launch = {threads = 1024 : i64}}
@@ -119,7 +120,41 @@ func.func @gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor
 // CHECK: %[[SLOT:.*]] = memref.atomic_rmw addi %c1_i32, %{{.*}}[%{{.*}}] : (i32, memref<8xi32, #gpu.address_space<workgroup>>)
 // CHECK: %[[INDEX:.*]] = arith.index_cast %[[SLOT]]
 // CHECK: memref.store %{{.*}}, %arg1[%[[INDEX]]]
+// The count kernel: every slot to the sentinel M·k (grid-strided), the
+// chunk's experts counted in shared memory, one global atomic per expert
+// present into the counts.
+// CHECK: gpu.func @align_count(%[[CIDS:[a-z0-9]+]]: memref<?x2xi32>, %[[CSORTED:[a-z0-9]+]]: memref<?xi32>, %[[CSTATE:[a-z0-9]+]]: memref<16xi32>, %[[CERRORS:[a-z0-9]+]]: memref<1xi32>) kernel attributes {moe.launch = {chunk = 1024 : i64, threads = 256 : i64}}
+// CHECK: %[[GRID:.*]] = gpu.grid_dim x
+// CHECK: %[[SENTINEL:.*]] = arith.index_cast %{{.*}} : index to i32
+// CHECK: scf.for
+// CHECK: memref.store %[[SENTINEL]], %[[CSORTED]]
+// CHECK: memref.atomic_rmw addi %c1_i32, %[[LOCAL:.*]][%{{.*}}] : (i32, memref<8xi32, #gpu.address_space<workgroup>>)
+// CHECK: memref.atomic_rmw addi %c1_i32, %[[CERRORS]]
+// CHECK: gpu.barrier
+// CHECK: %[[COUNT:.*]] = memref.load %[[LOCAL]]
+// CHECK: arith.cmpi sgt, %[[COUNT]], %c0_i32
+// CHECK: memref.atomic_rmw addi %[[COUNT]], %[[CSTATE]]
+// The scatter kernel: the padded starts by a scan of the rounded counts
+// (8 Hillis-Steele steps over 256 threads' sums), then each chunk reserves
+// its range of every expert's slots (a global cursor) and places its
+// assignments by shared ranks.
+// CHECK: gpu.func @align_scatter(%{{[a-z0-9]+}}: memref<?x2xi32>, %[[SSORTED:[a-z0-9]+]]: memref<?xi32>, %[[SBLOCKS:[a-z0-9]+]]: memref<?xi32>, %[[SPADDED:[a-z0-9]+]]: memref<1xi32>, %[[SSTATE:[a-z0-9]+]]: memref<16xi32>) kernel
+// CHECK-COUNT-16: gpu.barrier
+// CHECK: memref.store %{{.*}}, %[[SPADDED]]
+// CHECK: memref.store %{{.*}}, %[[SBLOCKS]]
+// CHECK: memref.store %c-1_i32, %[[SBLOCKS]]
+// CHECK: %[[CURSOR:.*]] = arith.addi %{{.*}}, %c8{{.*}} : index
+// CHECK: %[[TAKEN:.*]] = memref.atomic_rmw addi %{{.*}}, %[[SSTATE]][%[[CURSOR]]] : (i32, memref<16xi32>)
+// CHECK: %[[RANK:.*]] = memref.atomic_rmw addi %c1_i32, %{{.*}} : (i32, memref<8xi32, #gpu.address_space<workgroup>>)
+// CHECK: %[[SLOTS:.*]] = arith.addi %{{.*}}, %[[RANK]] : i32
+// CHECK: %[[AT:.*]] = arith.index_cast %[[SLOTS]] : i32 to index
+// CHECK: memref.store %{{.*}}, %[[SSORTED]][%[[AT]]]
 // PTX: .entry align(
+// PTX: atom.shared.add.u32
+// PTX: .entry align_count(
+// PTX: atom.global.add.u32
+// PTX: .entry align_scatter(
+// PTX: atom.global.add.u32
 // PTX: atom.shared.add.u32
 func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor<1xi32>) {
   %sorted, %blocks, %padded = moe.align %ids {block_m = 64 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>

@@ -11,7 +11,20 @@
 // CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[0] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xf32>
 // CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[1] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xi32>
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route blocks in (%[[M]], %{{.+}}, %{{.+}}) {{.*}} args(%[[X]] : memref<?x128xbf16>, %[[GATE]] : memref<8x128xbf16>, %[[WEIGHTS]] : memref<?x2xf32>, %[[IDS]] : memref<?x2xi32>)
-// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@align {{.*}} args(%[[IDS]] : memref<?x2xi32>,
+// moe.align: one block up to 4096 assignments, two kernels over many
+// blocks above, after zeroing their counts, cursors and error word.
+// CHECK: %[[STATE:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<16xi32>
+// CHECK: %[[A:.+]] = arith.muli %[[M]], %{{.+}} : index
+// CHECK: %[[MANY:.+]] = arith.cmpi sgt, %[[A]], %c4096 : index
+// CHECK: scf.if %[[MANY]] {
+// CHECK-NEXT: moe_gpu.zero %[[STATE]] on %[[S]] : memref<16xi32>
+// CHECK-NEXT: moe_gpu.zero %[[ERRORS:.+]] on %[[S]] : memref<1xi32>
+// CHECK: %[[CHUNKS:.+]] = arith.divsi %{{.+}}, %c1024 : index
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@align_count blocks in (%[[CHUNKS]], {{.*}} args(%[[IDS]] : memref<?x2xi32>, %[[SORTED:.+]] : memref<?xi32>, %[[STATE]] : memref<16xi32>, %[[ERRORS]] : memref<1xi32>)
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@align_scatter blocks in (%[[CHUNKS]], {{.*}} args(%[[IDS]] : memref<?x2xi32>, %[[SORTED]] : memref<?xi32>, %{{.+}} : memref<?xi32>, %{{.+}} : memref<1xi32>, %[[STATE]] : memref<16xi32>)
+// CHECK-NEXT: } else {
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@align {{.*}} args(%[[IDS]] : memref<?x2xi32>, %[[SORTED]] : memref<?xi32>, {{.*}}, %[[ERRORS]] : memref<1xi32>)
+// CHECK-NEXT: }
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul
 // CHECK: %[[SUMS:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x128xf32>
 // CHECK: moe_gpu.zero %[[SUMS]] on %[[S]] : memref<?x128xf32>

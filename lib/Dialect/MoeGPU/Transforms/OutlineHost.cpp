@@ -14,6 +14,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/AffineExpr.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/SymbolTable.h"
@@ -70,9 +71,11 @@ int64_t optionalLaunchFact(gpu::GPUFuncOp kernel, StringRef key) {
 /// Builds the host function of one layer function.
 class HostBuilder {
 public:
-  HostBuilder(ModuleOp module, func::FuncOp layer, StringRef name)
+  HostBuilder(ModuleOp module, func::FuncOp layer, StringRef name,
+              int64_t manyBlocksAbove)
       : module(module), layer(layer), name(name.str()),
-        b(layer.getContext()), loc(layer.getLoc()),
+        manyBlocksAbove(manyBlocksAbove), b(layer.getContext()),
+        loc(layer.getLoc()),
         tokens(getAffineSymbolExpr(0, layer.getContext())) {}
 
   LogicalResult build();
@@ -112,6 +115,7 @@ private:
   ModuleOp module;
   func::FuncOp layer;
   std::string name;
+  int64_t manyBlocksAbove;
   OpBuilder b;
   Location loc;
   AffineExpr tokens;
@@ -263,7 +267,8 @@ LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
   Buffer ids = buffers.lookup(op.getIds());
   int64_t topK = op.getIds().getType().getDimSize(1);
   int64_t numExperts = op.getNumExperts(), blockM = op.getBlockM();
-  AffineExpr slots = ids.sizes[0] * topK + numExperts * (blockM - 1);
+  AffineExpr assignments = ids.sizes[0] * topK;
+  AffineExpr slots = assignments + numExperts * (blockM - 1);
   AffineExpr blocks = (slots + (blockM - 1)).floorDiv(blockM);
   Type i32 = b.getI32Type();
   AffineExpr one = b.getAffineConstantExpr(1);
@@ -276,10 +281,47 @@ LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
   invalidIdCounters.push_back(layoutMaps.size());
   Buffer errors =
       allocateScratch("moe.align ids outside [-1, E)", {one}, i32);
-  return launch(*kernel,
-                {ids.memref, sorted.memref, experts.memref, padded.memref,
-                 errors.memref},
-                {constant(1), constant(1), constant(1)});
+  auto launchSingle = [&] {
+    return launch(*kernel,
+                  {ids.memref, sorted.memref, experts.memref, padded.memref,
+                   errors.memref},
+                  {constant(1), constant(1), constant(1)});
+  };
+  auto countSymbol = op->getAttrOfType<SymbolRefAttr>("moe.gpu_count_kernel");
+  if (!countSymbol)
+    return launchSingle();
+  FailureOr<gpu::GPUFuncOp> count = kernelOf(op, "moe.gpu_count_kernel");
+  FailureOr<gpu::GPUFuncOp> scatter = kernelOf(op, "moe.gpu_scatter_kernel");
+  if (failed(count) || failed(scatter))
+    return failure();
+  // The counts and cursors of the many-block kernels.
+  Buffer state = allocateScratch("moe.align counts and cursors",
+                                 {b.getAffineConstantExpr(2 * numExperts)},
+                                 i32);
+  // One block up to `manyBlocksAbove` assignments (fewer launches at
+  // decode), many blocks past it.
+  Value many = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::sgt, materialize(assignments),
+      constant(manyBlocksAbove));
+  auto ifOp = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  ZeroOp::create(b, loc, state.memref, stream);
+  ZeroOp::create(b, loc, errors.memref, stream);
+  FailureOr<int64_t> chunk = launchFact(*count, "chunk");
+  if (failed(chunk))
+    return failure();
+  Value grid = materialize((assignments + (*chunk - 1)).floorDiv(*chunk));
+  if (failed(launch(*count,
+                    {ids.memref, sorted.memref, state.memref, errors.memref},
+                    {grid, constant(1), constant(1)})) ||
+      failed(launch(*scatter,
+                    {ids.memref, sorted.memref, experts.memref,
+                     padded.memref, state.memref},
+                    {grid, constant(1), constant(1)})))
+    return failure();
+  b.setInsertionPointToStart(ifOp.elseBlock());
+  return launchSingle();
 }
 
 LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
@@ -598,7 +640,7 @@ struct MoeGpuOutlineHostPass
     func::FuncOp layer = layers.front();
     std::string name =
         layerName.empty() ? layer.getName().str() : layerName.getValue();
-    if (failed(HostBuilder(module, layer, name).build()))
+    if (failed(HostBuilder(module, layer, name, alignManyBlocksAbove).build()))
       return signalPassFailure();
     // The launch facts now live in the launches.
     module.walk([](gpu::GPUFuncOp kernel) { kernel->removeAttr("moe.launch"); });

@@ -85,6 +85,12 @@ def MoeGpuOutlineHost : Pass<"moe-gpu-outline-host", "ModuleOp"> {
       `@moe_layer_<name>_invalid_ids(%workspace, %num_tokens, %stream) ->
       i64` (the expert ids outside [-1, E) that `moe.align` met).
 
+    A `moe.align` with the many-block kernels (`moe.gpu_count_kernel`,
+    `moe.gpu_scatter_kernel`) becomes an `scf.if` on the assignment count:
+    above `align-many-blocks-above`, its counts and cursors and the error
+    word are zeroed and the two kernels run over ceil(M·k / chunk) blocks;
+    otherwise the single-block kernel runs (one launch, for decode).
+
     The grid of an expert matmul covers only the slot blocks that can hold
     an assignment: of the ceil(S / block_m) blocks of S slots, at most
     A / block_m + min(E, A), A = S - E (block_m - 1) the assignments (each
@@ -97,11 +103,16 @@ def MoeGpuOutlineHost : Pass<"moe-gpu-outline-host", "ModuleOp"> {
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::gpu::GPUDialect",
                            "::mlir::memref::MemRefDialect",
+                           "::mlir::scf::SCFDialect",
                            "::mlir::moe_gpu::MoeGPUDialect"];
   let options = [
     Option<"layerName", "name", "std::string", /*default=*/"",
            "The layer's name in the C entry points (default: the "
-           "function's)">
+           "function's)">,
+    Option<"alignManyBlocksAbove", "align-many-blocks-above", "int64_t",
+           /*default=*/"4096",
+           "Assignment count (M·k) above which moe.align runs over many "
+           "blocks">
   ];
 }
 
