@@ -11,7 +11,7 @@
 // RUN: FileCheck %s --check-prefix=PTX < %t/fp8_block.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/fp8_block.cpp
 
-// SOURCE: static const char* kKernelNames[6] = {"align", "quantize", "expert_matmul", "quantize_0", "expert_matmul_0", "combine_finalize", };
+// SOURCE: static const char* kKernelNames[8] = {"align_count", "align_scatter", "align", "quantize", "expert_matmul", "quantize_0", "expert_matmul_0", "combine_finalize", };
 
 // Per-token fp8 codes of the input: one warp per row, 4 rows per block.
 // HOST-LABEL: func.func @moe_layer_fp8_block(

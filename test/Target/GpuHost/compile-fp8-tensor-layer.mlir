@@ -11,7 +11,7 @@
 // RUN: FileCheck %s --check-prefix=PTX < %t/fp8_tensor.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/fp8_tensor.cpp
 
-// SOURCE: static const char* kKernelNames[8] = {"align", "quantize_amax", "quantize", "expert_matmul", "quantize_amax_0", "quantize_0", "expert_matmul_0", "combine_finalize", };
+// SOURCE: static const char* kKernelNames[10] = {"align_count", "align_scatter", "align", "quantize_amax", "quantize", "expert_matmul", "quantize_amax_0", "quantize_0", "expert_matmul_0", "combine_finalize", };
 
 // Per tensor: the amax of all rows into a zeroed word first, then the codes
 // with that word's scale.

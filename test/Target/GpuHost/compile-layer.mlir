@@ -15,6 +15,7 @@
 // HOST-DAG: #[[SLOTS:map[0-9]*]] = affine_map<()[s0] -> ((s0 * 2 + 504) * 4)>
 // HOST-DAG: #[[BLOCKS:map[0-9]*]] = affine_map<()[s0] -> (((s0 * 2 + 567) floordiv 64) * 4)>
 // HOST-DAG: #[[WORD:map[0-9]*]] = affine_map<()[s0] -> (4)>
+// HOST-DAG: #[[STATEBYTES:map[0-9]*]] = affine_map<()[s0] -> (64)>
 // HOST-DAG: #[[GEMM1:map[0-9]*]] = affine_map<()[s0] -> ((s0 * 2 + 504) * 256)>
 // HOST-DAG: #[[SUMBYTES:map[0-9]*]] = affine_map<()[s0] -> (s0 * 512)>
 
@@ -28,10 +29,18 @@
 // HOST: %[[EXPERTS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[1] {{.*}} -> memref<?xi32>
 // HOST: %[[PADDED:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[2] {{.*}} -> memref<1xi32>
 // HOST: %[[ERRORS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[3] {{.*}} -> memref<1xi32>
+// Up to 4096 assignments one block aligns them; above, two kernels over
+// many blocks, with their counts and cursors zeroed first.
+// HOST: %[[STATE:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[4] {{.*}} -> memref<16xi32>
+// HOST: scf.if
+// HOST-NEXT: moe_gpu.zero %[[STATE]]
+// HOST: @moe_kernels::@align_count
+// HOST: @moe_kernels::@align_scatter
+// HOST: } else {
 // HOST: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@align blocks in (%c1, %c1, %c1) threads in (%c1024, %c1, %c1) dynamic_shared_memory_size %c0_i32 args(%[[IDS]] : memref<?x2xi32>, %[[SORTED]] : memref<?xi32>, %[[EXPERTS]] : memref<?xi32>, %[[PADDED]] : memref<1xi32>, %[[ERRORS]] : memref<1xi32>)
 // The weights as [E·N, K] with a box of one 64-column swizzle span.
 // HOST: %[[MAP1:.+]] = moe_gpu.tensor_map %[[W13]] box [{{32|64|128|256}}, 64] : memref<8x256x128xbf16> -> !llvm.ptr
-// HOST: %[[H:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[4] {{.*}} -> memref<?x128xbf16>
+// HOST: %[[H:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[5] {{.*}} -> memref<?x128xbf16>
 // The grid covers the slot blocks that can hold an assignment.
 // HOST: %[[MIN:.+]] = arith.minsi %{{.+}}, %c8 : index
 // HOST-NEXT: %[[FULL:.+]] = arith.divsi %{{.+}}, %c64 : index
@@ -39,12 +48,12 @@
 // HOST-NEXT: %[[GRID:.+]] = arith.minsi %{{.+}}, %[[OCC]] : index
 // HOST: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul blocks in (%[[GRID]], %{{.+}}, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %{{.+}} args(%[[X]] : memref<?x128xbf16>, %[[SORTED]] : memref<?xi32>, %[[EXPERTS]] : memref<?xi32>, %[[PADDED]] : memref<1xi32>, %[[MAP1]] : !llvm.ptr, %[[H]] : memref<?x128xbf16>)
 // HOST: %[[MAP2:.+]] = moe_gpu.tensor_map %[[W2]] box [{{64|128|256}}, 64]
-// HOST: %[[SUMS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[5] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x128xf32>
+// HOST: %[[SUMS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[6] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x128xf32>
 // HOST-NEXT: moe_gpu.zero %[[SUMS]] on %[[S]] : memref<?x128xf32>
 // HOST-NEXT: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul_0 blocks in (%[[GRID]], {{.*}} args(%[[H]] : memref<?x128xbf16>, %[[SORTED]] : memref<?xi32>, %[[EXPERTS]] : memref<?xi32>, %[[PADDED]] : memref<1xi32>, %[[MAP2]] : !llvm.ptr, %[[RW]] : memref<?x2xf32>, %[[SUMS]] : memref<?x128xf32>)
 // HOST-NEXT: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@combine_finalize blocks in (%[[M]], %c1, %c1) threads in (%c256, %c1, %c1) dynamic_shared_memory_size %c0_i32 args(%[[SUMS]] : memref<?x128xf32>, %[[OUT]] : memref<?x128xbf16>)
 // HOST-NEXT: return
-// HOST: moe_gpu.workspace_layout @moe_layer_block_workspace {buffers = [#[[SLOTS]], #[[BLOCKS]], #[[WORD]], #[[WORD]], #[[GEMM1]], #[[SUMBYTES]]], invalid_id_counters = array<i64: 3>
+// HOST: moe_gpu.workspace_layout @moe_layer_block_workspace {buffers = [#[[SLOTS]], #[[BLOCKS]], #[[WORD]], #[[WORD]], #[[STATEBYTES]], #[[GEMM1]], #[[SUMBYTES]]], invalid_id_counters = array<i64: 3>
 // HOST-LABEL: func.func @moe_layer_block_workspace_bytes(
 // HOST: %[[NONNEG:.+]] = arith.maxsi %{{.+}}, %c0 : index
 // HOST-NEXT: moe_gpu.workspace_bytes @moe_layer_block_workspace for %[[NONNEG]]
@@ -58,12 +67,13 @@
 
 // The kernels in launch order; each launch passes exactly its arguments.
 // SOURCE: #include "block.h"
-// SOURCE: static const char* kKernelNames[4] = {"align", "expert_matmul", "expert_matmul_0", "combine_finalize", };
+// SOURCE: static const char* kKernelNames[6] = {"align_count", "align_scatter", "align", "expert_matmul", "expert_matmul_0", "combine_finalize", };
 // SOURCE: extern "C" int32_t moe_layer_block(
 // SOURCE: moe_rt_launcher_begin(
 // SOURCE: moe_rt_launcher_require_workspace(
 // SOURCE: moe_rt_launcher_finish_if_empty(
-// SOURCE: moe_rt_kernel_arg [[ARGS:v[0-9]+]][5];
+// SOURCE: if (
+// SOURCE: moe_rt_kernel_arg [[ARGS:v[0-9]+]][4];
 // SOURCE: moe_rt_launcher_launch({{v[0-9]+}}, {{v[0-9]+}}, {{.*}}, [[ARGS]], {{v[0-9]+}});
 // SOURCE: moe_rt_launcher_encode_tma_2d(
 // SOURCE: moe_rt_launcher_zero(

@@ -10,7 +10,7 @@
 // RUN: FileCheck %s --check-prefix=PTX < %t/int4_block.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/int4_block.cpp
 
-// SOURCE: static const char* kKernelNames[4] = {"align", "expert_matmul", "expert_matmul_0", "combine_finalize", };
+// SOURCE: static const char* kKernelNames[6] = {"align_count", "align_scatter", "align", "expert_matmul", "expert_matmul_0", "combine_finalize", };
 
 // Weight-only codes are read by cp.async as an [E·N, stored K] byte matrix,
 // beside their group scales and zero points; no TMA descriptor.
