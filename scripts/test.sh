@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every test: the lit/FileCheck suite, the Python (pytest) suite, then a
-# short mutation fuzz of the tools (scripts/fuzz.py, 2000 mutants, ~2 min).
+# short mutation fuzz of the tools (scripts/fuzz.py, 2000 mutants, ~2 min),
+# then lit and pytest again against an AddressSanitizer/UBSan build
+# (scripts/test-sanitized.sh, build-sanitized/, ~15 min from scratch).
 set -uo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$repo_root/scripts/build.sh" || exit 1
@@ -12,4 +14,6 @@ PYTHONPATH="$repo_root/python" python3 -m pytest -v "$repo_root/python/tests" ||
 # A short, fixed-seed mutation fuzz of the tools (no crash, abort or hang).
 MOE_BUILD_DIR="$build_dir" python3 "$repo_root/scripts/fuzz.py" --mutants 2000 --seed 1 \
   --crashes "$build_dir/fuzz-crashes" || status=1
+# The lit and pytest suites under ASan and UBSan, in a build of their own.
+bash "$repo_root/scripts/test-sanitized.sh" || status=1
 exit $status

@@ -42,9 +42,9 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm,
   CpuTileAndVectorizeOptions vectorizeOptions;
   vectorizeOptions.tileM = options.rowBlock;
   pm.addPass(createCpuTileAndVectorize(vectorizeOptions));
-  // The rest is upstream passes; spelled as a textual pipeline so that it
-  // reads like the mlir-opt invocation it is equivalent to.
-  constexpr llvm::StringLiteral kUpstreamPipeline =
+  // The rest is upstream passes but one; spelled as textual pipelines so
+  // that they read like the mlir-opt invocation they are equivalent to.
+  constexpr llvm::StringLiteral kUpstreamBufferization =
       "canonicalize,cse,"
       "one-shot-bufferize{bufferize-function-boundaries "
       "function-boundary-type-conversion=identity-layout-map},"
@@ -52,7 +52,8 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm,
       // copies between identical subviews; CSE makes them self-copies and
       // canonicalization drops them.
       "canonicalize,cse,canonicalize,"
-      "buffer-deallocation-pipeline,"
+      "buffer-deallocation-pipeline";
+  constexpr llvm::StringLiteral kUpstreamLowering =
       "func.func(convert-linalg-to-loops),"
       // expand-strided-metadata emits affine.apply: lower affine after it.
       "convert-vector-to-scf{full-unroll=true},expand-strided-metadata,lower-"
@@ -60,11 +61,21 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm,
       "convert-scf-to-cf,"
       "convert-math-to-libm,"
       "convert-vector-to-llvm{vector-contract-lowering=outerproduct},"
-      "finalize-memref-to-llvm,"
+      // Heap buffers come from the host's _mlir_memref_to_llvm_alloc,
+      // _mlir_memref_to_llvm_aligned_alloc and _mlir_memref_to_llvm_free,
+      // not from malloc directly, so that a failed allocation is the host's
+      // to report (moe-run prints an error and exits).
+      "finalize-memref-to-llvm{use-generic-functions=true},"
       "convert-math-to-llvm,convert-arith-to-llvm,convert-index-to-llvm,"
       "convert-func-to-llvm,convert-cf-to-llvm,convert-ub-to-llvm,"
       "reconcile-unrealized-casts";
-  if (failed(parsePassPipeline(kUpstreamPipeline, pm)))
+  if (failed(parsePassPipeline(kUpstreamBufferization, pm)))
+    llvm::report_fatal_error("moe-cpu-pipeline: malformed upstream pipeline");
+  // A buffer whose byte count overflows stops the program before it is
+  // allocated (finalize-memref-to-llvm multiplies sizes in wrapping
+  // arithmetic).
+  pm.addPass(createCheckAllocSizes());
+  if (failed(parsePassPipeline(kUpstreamLowering, pm)))
     llvm::report_fatal_error("moe-cpu-pipeline: malformed upstream pipeline");
 }
 

@@ -93,7 +93,7 @@ def test_fused_out_of_range_id(tmp_path):
         [np.ones((5, 8), np.float32), ids.astype(np.int32), np.ones((5, 2), np.float32),
          np.ones((8, 8, 8), np.float32), np.ones((8, 8, 4), np.float32)], 1,
         extra_args=["--fuse"])
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "expert id 9 is outside" in result.stderr
 
 

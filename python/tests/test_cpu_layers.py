@@ -144,7 +144,7 @@ def test_wrong_shape_input(tmp_path):
     inputs = layer_inputs(SMALL, 4)
     inputs[3] = inputs[3][:, :-1]  # w13 with 2I - 1 rows
     result = run_program(tmp_path, configs.layer_mlir(SMALL), SMALL.name, inputs, 1)
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "argument #3" in result.stderr and "dimension 1 must be 16" in result.stderr
 
 
@@ -152,7 +152,7 @@ def test_wrong_dtype_input(tmp_path):
     inputs = layer_inputs(SMALL, 4)
     inputs[0] = inputs[0].astype(np.float64)
     result = run_program(tmp_path, configs.layer_mlir(SMALL), SMALL.name, inputs, 1)
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "argument #0" in result.stderr and "wrong element type" in result.stderr
 
 
@@ -160,7 +160,7 @@ def test_bf16_file_for_f32_argument(tmp_path):
     inputs = layer_inputs(SMALL, 4)
     inputs[0] = inputs[0].astype(ml_dtypes.bfloat16)
     result = run_program(tmp_path, configs.layer_mlir(SMALL), SMALL.name, inputs, 1)
-    assert result.returncode != 0 and "wrong element type" in result.stderr
+    assert result.returncode == 1 and "wrong element type" in result.stderr
 
 
 def test_mismatched_token_counts(tmp_path):
@@ -170,20 +170,20 @@ def test_mismatched_token_counts(tmp_path):
     result = run_program(tmp_path, ir, "experts",
                          [x, ids, np.zeros((4, 2), np.float32), np.zeros((4, 8, 8), np.float32),
                           np.zeros((4, 8, 4), np.float32)], 1)
-    assert result.returncode != 0 and "rows but an earlier dynamic argument has" in result.stderr
+    assert result.returncode == 1 and "rows but an earlier dynamic argument has" in result.stderr
 
 
 def test_missing_input_file(tmp_path):
     program = write_program(tmp_path, configs.layer_mlir(SMALL))
     result = run_raw([program, f"--entry={SMALL.name}"] +
                      [f"--input={tmp_path / 'nope.npy'}"] * 4)
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "cannot read" in result.stderr and "nope.npy" in result.stderr
 
 
 def test_missing_program_file(tmp_path):
     result = run_raw([tmp_path / "missing.mlir", "--entry=f", "--random"])
-    assert result.returncode != 0 and "cannot open" in result.stderr
+    assert result.returncode == 1 and "cannot open" in result.stderr
 
 
 def test_not_an_npy_file(tmp_path):
@@ -191,20 +191,20 @@ def test_not_an_npy_file(tmp_path):
     junk = tmp_path / "junk.npy"
     junk.write_bytes(b"definitely not numpy")
     result = run_raw([program, f"--entry={SMALL.name}"] + [f"--input={junk}"] * 4)
-    assert result.returncode != 0 and "not a valid .npy file" in result.stderr
+    assert result.returncode == 1 and "not a valid .npy file" in result.stderr
 
 
 def test_unknown_entry_function(tmp_path):
     program = write_program(tmp_path, configs.layer_mlir(SMALL))
     result = run_raw([program, "--entry=no_such_layer", "--random"])
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "no function 'no_such_layer'" in result.stderr and SMALL.name in result.stderr
 
 
 def test_invalid_program(tmp_path):
     program = write_program(tmp_path, configs.layer_mlir(SMALL).replace("tensor<9xi32>", "tensor<7xi32>", 1))
     result = run_raw([program, f"--entry={SMALL.name}", "--random"])
-    assert result.returncode != 0 and "error:" in result.stderr and "program.mlir:" in result.stderr
+    assert result.returncode == 1 and "error:" in result.stderr and "program.mlir:" in result.stderr
 
 
 @pytest.mark.parametrize("bad_id", [8, 1000, -1])
@@ -216,7 +216,7 @@ def test_out_of_range_expert_id(tmp_path, bad_id):
                          [np.ones((6, 8), np.float32), ids.astype(np.int32),
                           np.ones((6, 2), np.float32), np.ones((8, 8, 8), np.float32),
                           np.ones((8, 8, 4), np.float32)], 1)
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert f"moe.permute: expert id {bad_id} is outside [0, 8)" in result.stderr
 
 
@@ -228,7 +228,7 @@ func.func @f(%rows: tensor<?x4xf32>, %s: tensor<?xi32>) -> tensor<?x2x4xf32> {
 }"""
     result = run_program(tmp_path, ir, "f", [np.ones((4, 4), np.float32),
                                              np.array([0, 1, 1, 3], np.int32)], 1)
-    assert result.returncode != 0 and "moe.unpermute: source index 1" in result.stderr
+    assert result.returncode == 1 and "moe.unpermute: source index 1" in result.stderr
 
 
 def test_bad_grouped_matmul_offsets(tmp_path):
@@ -239,7 +239,7 @@ func.func @f(%rows: tensor<?x4xf32>, %w: tensor<2x3x4xf32>, %o: tensor<3xi32>) -
 }"""
     result = run_program(tmp_path, ir, "f", [np.ones((5, 4), np.float32), np.ones((2, 3, 4), np.float32),
                                              np.array([0, 9, 5], np.int32)], 1)
-    assert result.returncode != 0 and "moe.grouped_matmul: the offsets of expert 0" in result.stderr
+    assert result.returncode == 1 and "moe.grouped_matmul: the offsets of expert 0" in result.stderr
 
 
 def test_check_flag_passes_on_a_layer(tmp_path):

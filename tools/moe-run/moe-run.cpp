@@ -13,6 +13,7 @@
 #include "moe/Conversion/MoeToLinalg/MoeToLinalg.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
 #include "moe/Pipelines/Pipelines.h"
+#include "moe/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -49,6 +50,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <random>
 #include <set>
 
@@ -166,6 +168,49 @@ static std::string describeRuntimeError(const RuntimeErrors &errors) {
   os << " (" << errors.count << " invalid value"
      << (errors.count == 1 ? "" : "s") << " in all); the results are invalid";
   return text;
+}
+
+//===----------------------------------------------------------------------===//
+// Heap allocations of lowered code
+//===----------------------------------------------------------------------===//
+
+/// Ends moe-run when the compiled code cannot get a buffer: it has no way to
+/// go on without it, and returning null would make it crash.
+[[noreturn]] static void failAllocation(const llvm::Twine &what) {
+  llvm::outs().flush();
+  llvm::errs() << "moe-run: error: the compiled layer could not allocate "
+               << what << "\n";
+  std::exit(1);
+}
+
+/// `_mlir_memref_to_llvm_alloc`, which moe-cpu-pipeline's code calls for
+/// its heap buffers: malloc, checked. moe-run frees the results it reads
+/// back with std::free.
+static void *checkedAlloc(uint64_t bytes) {
+  void *pointer = std::malloc(std::max<uint64_t>(bytes, 1));
+  if (!pointer)
+    failAllocation(llvm::Twine(bytes) + " bytes");
+  return pointer;
+}
+
+/// `_mlir_memref_to_llvm_aligned_alloc`: posix_memalign, checked.
+static void *checkedAlignedAlloc(uint64_t alignment, uint64_t bytes) {
+  alignment = std::max<uint64_t>(alignment, sizeof(void *));
+  void *pointer = nullptr;
+  if (!llvm::isPowerOf2_64(alignment) ||
+      posix_memalign(&pointer, alignment, std::max<uint64_t>(bytes, 1)) != 0)
+    failAllocation(llvm::Twine(bytes) + " bytes aligned to " +
+                   llvm::Twine(alignment));
+  return pointer;
+}
+
+/// `_mlir_memref_to_llvm_free`.
+static void checkedFree(void *pointer) { std::free(pointer); }
+
+/// moe-check-alloc-sizes' hook: a buffer's byte count does not fit in 63
+/// bits, so the lowered code would have allocated a wrapped-around size.
+static void reportAllocSizeOverflow() {
+  failAllocation("2^63 bytes or more (a buffer's sizes overflow)");
 }
 
 //===----------------------------------------------------------------------===//
@@ -377,9 +422,11 @@ static llvm::Error randomArguments(FunctionType functionType,
   return llvm::Error::success();
 }
 
-/// Copies the (possibly strided) memref described by `words` into an array.
-static NpyArray readDescriptor(const int64_t *words, int64_t rank,
-                               NpyDType dtype) {
+/// Copies the (possibly strided) memref described by `words` into an array
+/// (result #`resultIndex`).
+static llvm::Expected<NpyArray> readDescriptor(const int64_t *words,
+                                               int64_t rank, NpyDType dtype,
+                                               unsigned resultIndex) {
   NpyArray array;
   array.dtype = dtype;
   const uint8_t *aligned;
@@ -389,6 +436,9 @@ static NpyArray readDescriptor(const int64_t *words, int64_t rank,
     array.shape.push_back(words[3 + dim]);
   size_t elementSize = dtypeSize(dtype);
   int64_t count = array.numElements();
+  if (llvm::Error error = checkAllocation(
+          count, elementSize, "result #" + llvm::Twine(resultIndex)))
+    return std::move(error);
   array.data.resize(count * elementSize);
   llvm::SmallVector<int64_t> index(rank, 0);
   for (int64_t linear = 0; linear < count; ++linear) {
@@ -761,9 +811,13 @@ int main(int argc, char **argv) {
   if (!targetMachine)
     return fail("cannot create a target machine for the host CPU: " +
                 llvm::toString(targetMachine.takeError()));
+  // The options hold a function_ref: the transformer must outlive them
+  // (found by AddressSanitizer, stack-use-after-scope).
+  std::function<llvm::Error(llvm::Module *)> optimize =
+      makeOptimizingTransformer(/*optLevel=*/3, /*sizeLevel=*/0,
+                                targetMachine->get());
   ExecutionEngineOptions engineOptions;
-  engineOptions.transformer = makeOptimizingTransformer(
-      /*optLevel=*/3, /*sizeLevel=*/0, targetMachine->get());
+  engineOptions.transformer = optimize;
   auto engineOrError = ExecutionEngine::create(*lowered, engineOptions,
                                                std::move(*targetMachine));
   if (!engineOrError)
@@ -772,9 +826,16 @@ int main(int argc, char **argv) {
   std::unique_ptr<ExecutionEngine> engine = std::move(*engineOrError);
   engine->registerSymbols([](llvm::orc::MangleAndInterner interner) {
     llvm::orc::SymbolMap symbols;
-    symbols[interner("moe_report_runtime_error")] = {
-        llvm::orc::ExecutorAddr::fromPtr(&moe_report_runtime_error),
-        llvm::JITSymbolFlags::Exported};
+    auto define = [&](StringRef name, auto *function) {
+      symbols[interner(name)] = {llvm::orc::ExecutorAddr::fromPtr(function),
+                                 llvm::JITSymbolFlags::Exported};
+    };
+    define(kReportRuntimeErrorFn, &moe_report_runtime_error);
+    define(kReportAllocSizeOverflowFn, &reportAllocSizeOverflow);
+    // finalize-memref-to-llvm's generic allocation functions.
+    define("_mlir_memref_to_llvm_alloc", &checkedAlloc);
+    define("_mlir_memref_to_llvm_aligned_alloc", &checkedAlignedAlloc);
+    define("_mlir_memref_to_llvm_free", &checkedFree);
     return symbols;
   });
 
@@ -804,6 +865,8 @@ int main(int argc, char **argv) {
   std::set<const void *> argumentBases;
   for (NpyArray &array : arguments)
     argumentBases.insert(array.data.data());
+  // Results come from checkedAlloc (malloc); those that alias an argument
+  // are not the program's to free.
   auto freeResults = [&]() {
     std::set<void *> freed;
     size_t word = 0;
@@ -829,15 +892,22 @@ int main(int argc, char **argv) {
     auto stop = std::chrono::steady_clock::now();
     timesUs.push_back(
         std::chrono::duration<double, std::micro>(stop - start).count());
-    if (runtimeErrors.count)
+    if (runtimeErrors.count) {
+      freeResults();
       return fail(describeRuntimeError(runtimeErrors));
+    }
     if (run + 1 == repeatCount) {
       size_t word = 0;
-      for (auto [rank, type] :
-           llvm::zip_equal(resultRanks, functionType.getResults())) {
-        results.push_back(readDescriptor(
+      for (auto [index, rank, type] :
+           llvm::enumerate(resultRanks, functionType.getResults())) {
+        llvm::Expected<NpyArray> result = readDescriptor(
             &resultStorage[word], rank,
-            *dtypeOf(cast<RankedTensorType>(type).getElementType())));
+            *dtypeOf(cast<RankedTensorType>(type).getElementType()), index);
+        if (!result) {
+          freeResults();
+          return fail(llvm::toString(result.takeError()));
+        }
+        results.push_back(std::move(*result));
         word += descriptorWords(rank);
       }
     }

@@ -87,7 +87,11 @@ void buildOptimizePipeline(
 /// Lowers a module of moe ops on tensors to the LLVM dialect for the host
 /// CPU: moe -> linalg -> bufferized loops -> LLVM. Public functions keep
 /// memref arguments and results; mark them `llvm.emit_c_interface` to get
-/// `_mlir_ciface_` wrappers.
+/// `_mlir_ciface_` wrappers. The lowered code takes its heap buffers from
+/// the host's `_mlir_memref_to_llvm_alloc`, `_mlir_memref_to_llvm_aligned_alloc`
+/// and `_mlir_memref_to_llvm_free` (so that the host checks them), and calls
+/// the host's `moe_report_alloc_size_overflow` (which must not return) when a
+/// buffer's byte count would overflow (moe-check-alloc-sizes).
 void buildCpuPipeline(OpPassManager &pm, const CpuPipelineOptions &options);
 
 /// moe-optimize with moe-gpu-configure before moe-align (each matmul's
