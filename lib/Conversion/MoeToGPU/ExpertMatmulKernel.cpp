@@ -1497,9 +1497,10 @@ static LLVM::GlobalOp getOrCreateSharedMemory(OpBuilder &b,
       static_cast<unsigned>(NVVM::NVVMMemorySpace::Shared));
 }
 
-FailureOr<gpu::GPUFuncOp>
-mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                                   ExpertMatmulOp op, StringRef name) {
+/// The shapes and format of `op` as a KernelConfig, or a remark where the
+/// emitter does not cover them.
+static FailureOr<KernelConfig> describeMatmul(OpBuilder &b,
+                                              ExpertMatmulOp op) {
   auto weightsType = op.getWeights().getType();
   auto bf16 = b.getBF16Type();
   KernelConfig config;
@@ -1554,8 +1555,15 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   if (auto factor = op.getRoutedScalingFactor())
     config.routedScalingFactor = factor->convertToDouble();
 
-  // Every decision comes from the kernel configuration (moe-gpu-configure);
-  // this emitter builds the multistage schedule of 128-byte K stages.
+  return config;
+}
+
+/// Takes every decision of `op`'s #moe_gpu.kernel_config (moe-gpu-configure)
+/// into `config`; a remark where this emitter does not build it.
+static LogicalResult applyKernelConfig(ExpertMatmulOp op,
+                                       KernelConfig &config) {
+  // This emitter builds the multistage schedule of 128-byte K stages, and
+  // the warp-specialized one for bf16.
   auto kernelConfig = op->getAttrOfType<moe_gpu::KernelConfigAttr>(
       moe_gpu::MoeGPUDialect::getConfigAttrName());
   if (!kernelConfig)
@@ -1593,12 +1601,15 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
                            << " bytes of shared memory, more than "
                            << kMaxSharedBytes;
 
-  OpBuilder::InsertionGuard guard(b);
-  MLIRContext *context = b.getContext();
-  Location loc = op.getLoc();
-  LLVM::GlobalOp sharedMemory = getOrCreateSharedMemory(b, module);
-  b.setInsertionPointToEnd(module.getBody());
+  return success();
+}
 
+/// The kernel's parameters (see buildExpertMatmulKernel in MoeGpuKernels.h).
+static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
+                                         const KernelConfig &config) {
+  auto weightsType = op.getWeights().getType();
+  auto bf16 = b.getBF16Type();
+  MLIRContext *context = b.getContext();
   auto dynamic = ShapedType::kDynamic;
   auto i32 = b.getI32Type();
   // w8a8 codes travel as bytes: the wgmma reads them by descriptor.
@@ -1637,9 +1648,13 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   } else {
     arguments.push_back(MemRefType::get({dynamic, op.getOutputWidth()}, bf16));
   }
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  return arguments;
+}
+
+/// How the host launches `func` and which parameter is a grid constant.
+static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
+                                const KernelConfig &config,
+                                ArrayRef<Type> arguments) {
   // setmaxnreg needs a register cap at entry: at most `threads` threads and
   // one block per SM.
   if (config.warpSpecialized) {
@@ -1677,6 +1692,23 @@ mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
   if (!config.isWeightOnly())
     func->setAttr("moe.grid_constant_args",
                   b.getI64ArrayAttr({llvmPosition}));
-  KernelBuilder(b, loc, config).build(func, sharedMemory);
+}
+
+FailureOr<gpu::GPUFuncOp>
+mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                                   ExpertMatmulOp op, StringRef name) {
+  FailureOr<KernelConfig> config = describeMatmul(b, op);
+  if (failed(config) || failed(applyKernelConfig(op, *config)))
+    return failure();
+  OpBuilder::InsertionGuard guard(b);
+  Location loc = op.getLoc();
+  LLVM::GlobalOp sharedMemory = getOrCreateSharedMemory(b, module);
+  b.setInsertionPointToEnd(module.getBody());
+  SmallVector<Type> arguments = kernelArguments(b, op, *config);
+  auto func =
+      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  setLaunchAttributes(b, func, *config, arguments);
+  KernelBuilder(b, loc, *config).build(func, sharedMemory);
   return func;
 }
