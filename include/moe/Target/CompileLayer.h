@@ -1,0 +1,70 @@
+//===- CompileLayer.h - compile a moe layer for the GPU ---------*- C++ -*-===//
+//
+// The C++ API behind moe-compile: a module holding one layer function in,
+// the kernels (cubin, PTX) and the host source and header out.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_TARGET_COMPILELAYER_H
+#define MOE_TARGET_COMPILELAYER_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Support/LLVM.h"
+
+#include <functional>
+#include <string>
+
+namespace mlir {
+class PassManager;
+} // namespace mlir
+
+namespace mlir::moe {
+
+/// How to compile a layer; the defaults are moe-compile's.
+struct GpuCompileOptions {
+  /// The layer's name in the C entry points (`moe_layer_<name>`); empty
+  /// takes the function's.
+  std::string name;
+  /// The token count the tiles are chosen for (the library runs any count).
+  int64_t numTokens = 256;
+  /// Overrides of moe-gpu-configure (0 or false: its choice).
+  int64_t blockN = 0;
+  int64_t stages = 0;
+  bool warpSpecialize = false;
+  /// The assignment count (M·k) above which moe.align runs over many blocks.
+  int64_t alignManyBlocksAbove = 4096;
+  /// The CUDA toolkit with ptxas; empty: CUDA_HOME, CUDA_ROOT, CUDA_PATH,
+  /// else /usr/local/cuda.
+  std::string toolkitPath;
+  /// Also produce the kernels' PTX.
+  bool emitPtx = false;
+  /// Called on each pass manager before it runs (timing, IR printing,
+  /// crash reproducers: e.g. upstream's applyPassManagerCLOptions).
+  std::function<LogicalResult(PassManager &)> configurePassManager;
+};
+
+/// What compiling a layer produces.
+struct GpuCompiledLayer {
+  /// The layer's name in the C entry points.
+  std::string name;
+  /// `<name>.cpp` and `<name>.h`: the host code (see moe/Target/GpuHost.h);
+  /// the source includes the header and embeds the cubin.
+  std::string source, header;
+  /// The sm_90a cubin, and its PTX when asked for.
+  std::string cubin, ptx;
+  /// The program after moe-gpu-outline-host: the kernels and the host
+  /// functions, as text.
+  std::string hostIR;
+};
+
+/// Compiles the one layer function of `module` (other functions must be
+/// declarations) for sm_90a: moe-gpu-pipeline,
+/// moe-gpu-outline-host, the kernels to a cubin (ptxas), the host functions
+/// to C++ through EmitC. `module` is left as it was; diagnostics go to its
+/// context's handler, located on the ops that cause them.
+FailureOr<GpuCompiledLayer> compileLayerForGpu(ModuleOp module,
+                                               const GpuCompileOptions &options);
+
+} // namespace mlir::moe
+
+#endif // MOE_TARGET_COMPILELAYER_H

@@ -1,0 +1,162 @@
+//===- CompileLayer.cpp - compile a moe layer for the GPU -----------------===//
+
+#include "moe/Target/CompileLayer.h"
+
+#include "moe/Dialect/MoeGPU/Transforms/Passes.h"
+#include "moe/Pipelines/Pipelines.h"
+#include "moe/Target/GpuHost.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Transforms/Passes.h"
+
+#include <cstdlib>
+
+using namespace mlir;
+
+namespace {
+constexpr llvm::StringLiteral kKernelModule = "moe_kernels";
+
+std::string toolkitPath(const moe::GpuCompileOptions &options) {
+  if (!options.toolkitPath.empty())
+    return options.toolkitPath;
+  for (const char *variable : {"CUDA_HOME", "CUDA_ROOT", "CUDA_PATH"})
+    if (const char *value = std::getenv(variable); value && *value)
+      return value;
+  return "/usr/local/cuda";
+}
+
+/// The bytes of the one object of `gpu.binary @moe_kernels` in `module`.
+FailureOr<std::string> objectOf(ModuleOp module) {
+  auto binary = module.lookupSymbol<gpu::BinaryOp>(kKernelModule);
+  if (!binary || binary.getObjects().size() != 1)
+    return module.emitError("no serialized kernel module");
+  return cast<gpu::ObjectAttr>(binary.getObjects()[0])
+      .getObject()
+      .getValue()
+      .str();
+}
+
+/// A pass manager with the caller's configuration applied.
+FailureOr<std::unique_ptr<PassManager>>
+makePassManager(MLIRContext *context, const moe::GpuCompileOptions &options) {
+  auto pm = std::make_unique<PassManager>(context);
+  if (options.configurePassManager &&
+      failed(options.configurePassManager(*pm)))
+    return failure();
+  return pm;
+}
+
+/// Serializes the kernels of `module` in place in `format` (`bin`, `isa`).
+FailureOr<std::string> serialize(ModuleOp module, StringRef format,
+                                 const moe::GpuCompileOptions &options) {
+  FailureOr<std::unique_ptr<PassManager>> manager =
+      makePassManager(module.getContext(), options);
+  if (failed(manager))
+    return failure();
+  PassManager &pm = **manager;
+  moe::GpuBinaryPipelineOptions binaryOptions;
+  binaryOptions.format = format.str();
+  binaryOptions.toolkit = toolkitPath(options);
+  if (failed(moe::buildGpuKernelsToBinaryPipeline(pm, binaryOptions)) ||
+      failed(pm.run(module)))
+    return failure();
+  return objectOf(module);
+}
+
+/// The kernels' PTX, from a module holding a copy of them only.
+FailureOr<std::string> ptxOf(ModuleOp program,
+                             const moe::GpuCompileOptions &options) {
+  OpBuilder b(program.getContext());
+  OwningOpRef<ModuleOp> copy = ModuleOp::create(program.getLoc());
+  (*copy)->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                   b.getUnitAttr());
+  b.setInsertionPointToEnd(copy->getBody());
+  b.clone(*program.lookupSymbol<gpu::GPUModuleOp>(kKernelModule));
+  return serialize(*copy, "isa", options);
+}
+
+/// Runs moe-gpu-pipeline and checks that every moe op got a kernel.
+LogicalResult emitKernels(ModuleOp program,
+                          const moe::GpuCompileOptions &options) {
+  FailureOr<std::unique_ptr<PassManager>> manager =
+      makePassManager(program.getContext(), options);
+  if (failed(manager))
+    return failure();
+  PassManager &pm = **manager;
+  moe::GpuPipelineOptions pipelineOptions;
+  pipelineOptions.numTokens = options.numTokens;
+  pipelineOptions.blockN = options.blockN;
+  pipelineOptions.stages = options.stages;
+  pipelineOptions.warpSpecialize = options.warpSpecialize;
+  moe::buildGpuPipeline(pm, pipelineOptions);
+  if (failed(pm.run(program)))
+    return failure();
+  WalkResult uncovered = program.walk([](Operation *op) {
+    if (op->getDialect() && op->getDialect()->getNamespace() == "moe" &&
+        !op->hasAttr("moe.gpu_kernel")) {
+      op->emitError("no GPU lowering for this op yet");
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  if (uncovered.wasInterrupted())
+    return failure();
+  if (!program.lookupSymbol<gpu::GPUModuleOp>(kKernelModule))
+    return program.emitError("no op of this program has a GPU kernel");
+  return success();
+}
+
+/// moe-gpu-outline-host, then a tidy-up of the host functions only (the
+/// kernels are final).
+LogicalResult outlineHost(ModuleOp program, StringRef name,
+                          const moe::GpuCompileOptions &options) {
+  FailureOr<std::unique_ptr<PassManager>> manager =
+      makePassManager(program.getContext(), options);
+  if (failed(manager))
+    return failure();
+  PassManager &pm = **manager;
+  moe_gpu::MoeGpuOutlineHostOptions outlineOptions;
+  outlineOptions.layerName = name.str();
+  outlineOptions.alignManyBlocksAbove = options.alignManyBlocksAbove;
+  pm.addPass(moe_gpu::createMoeGpuOutlineHost(outlineOptions));
+  pm.addNestedPass<func::FuncOp>(createCanonicalizerPass());
+  pm.addNestedPass<func::FuncOp>(createCSEPass());
+  return pm.run(program);
+}
+} // namespace
+
+FailureOr<moe::GpuCompiledLayer>
+moe::compileLayerForGpu(ModuleOp module, const GpuCompileOptions &options) {
+  OwningOpRef<ModuleOp> program = cast<ModuleOp>(module->clone());
+  SmallVector<func::FuncOp> layers;
+  for (auto func : program->getOps<func::FuncOp>())
+    if (!func.isExternal())
+      layers.push_back(func);
+  if (layers.size() != 1)
+    return module.emitError("a GPU layer needs exactly one function, found ")
+           << layers.size() << " (moe-compile --entry picks one)";
+  GpuCompiledLayer layer;
+  layer.name =
+      options.name.empty() ? layers.front().getName().str() : options.name;
+  if (failed(emitKernels(*program, options)) ||
+      failed(outlineHost(*program, layer.name, options)))
+    return failure();
+  llvm::raw_string_ostream hostIR(layer.hostIR);
+  program->print(hostIR);
+  if (options.emitPtx) {
+    FailureOr<std::string> ptx = ptxOf(*program, options);
+    if (failed(ptx))
+      return failure();
+    layer.ptx = std::move(*ptx);
+  }
+  FailureOr<std::string> cubin = serialize(*program, "bin", options);
+  if (failed(cubin))
+    return failure();
+  layer.cubin = std::move(*cubin);
+  llvm::raw_string_ostream source(layer.source), header(layer.header);
+  if (failed(emitGpuHostSource(*program, layer.name, source, header)))
+    return failure();
+  return layer;
+}
