@@ -46,7 +46,9 @@ std::string describe(func::FuncOp func) {
     os << "/// Runs the layer on the stream, asynchronously: it never waits "
           "for the device,\n/// so it can be captured in a CUDA graph. The "
           "first call in a CUDA context\n/// loads the kernels (call once "
-          "before capturing).\n";
+          "before capturing). The loaded kernels are\n/// shared under a lock "
+          "and never freed; a call keeps its other state on its own\n/// "
+          "stack. Calls that share a workspace must be ordered.\n";
   os << "/// Parameters, in order:\n";
   for (auto [index, type] : llvm::enumerate(func.getArgumentTypes())) {
     if (isa<moe_gpu::StreamType>(type)) {
