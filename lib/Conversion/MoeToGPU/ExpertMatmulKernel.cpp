@@ -262,6 +262,10 @@ private:
   /// the K loop, so that their latency hides behind it.
   void loadEpilogueRows();
   void storeEpilogue(Value accumulator);
+  /// Puts the builder inside a branch on `column` < width when the last
+  /// column tile can stick out of the width (`guard` restores it).
+  void maskColumnPair(Value column,
+                      std::optional<OpBuilder::InsertionGuard> &guard);
   /// Stores fragment half `half` of a non-combine matmul (activation and
   /// epilogue scales applied).
   void storeRows(Value accumulator, int64_t half, Value slot,
@@ -772,16 +776,8 @@ void KernelBuilder::combinePairs(Value accumulator, int64_t half,
   for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
     Value column =
         arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
-    // A last column tile sticking out of the width drops its extra
-    // columns; widths are multiples of 8, so a pair is in or out whole.
     std::optional<OpBuilder::InsertionGuard> maskGuard;
-    if (config.width() % config.outputTile() != 0) {
-      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                           column, index(config.width()));
-      auto maskIf = scf::IfOp::create(b, loc, inside, false);
-      maskGuard.emplace(b);
-      b.setInsertionPointToStart(maskIf.thenBlock());
-    }
+    maskColumnPair(column, maskGuard);
     SmallVector<Value, 2> values;
     for (int64_t pair = 0; pair < 2; ++pair) {
       Value value = accumulatorValue(accumulator, 4 * group + 2 * half + pair);
@@ -797,6 +793,21 @@ void KernelBuilder::combinePairs(Value accumulator, int64_t half,
         b, loc, base, arith::MulIOp::create(b, loc, element, i64(4)));
     reducePair(address, values[0], values[1]);
   }
+}
+
+void KernelBuilder::maskColumnPair(
+    Value column, std::optional<OpBuilder::InsertionGuard> &guard) {
+  // The last column tile may stick out of a width that is not a multiple of
+  // it: its extra columns are products with the next expert's rows (or
+  // TMA's zero fill) and are dropped (and their scales, past the end, are
+  // not read). Widths are multiples of 8: a pair is in or out whole.
+  if (config.width() % config.outputTile() == 0)
+    return;
+  Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       column, index(config.width()));
+  auto maskIf = scf::IfOp::create(b, loc, inside, false);
+  guard.emplace(b);
+  b.setInsertionPointToStart(maskIf.thenBlock());
 }
 
 void KernelBuilder::storeEpilogue(Value accumulator) {
@@ -879,18 +890,8 @@ void KernelBuilder::storeRows(Value accumulator, int64_t half, Value slot,
   for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
     Value column =
         arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
-    // The last column tile may stick out of a width that is not a multiple
-    // of it: its extra columns are products with the next expert's rows (or
-    // TMA's zero fill) and are dropped (and their scales, past the end, are
-    // not read). Widths are multiples of 8: a pair is in or out whole.
     std::optional<OpBuilder::InsertionGuard> maskGuard;
-    if (config.width() % config.outputTile() != 0) {
-      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                           column, index(config.width()));
-      auto maskIf = scf::IfOp::create(b, loc, inside, false);
-      maskGuard.emplace(b);
-      b.setInsertionPointToStart(maskIf.thenBlock());
-    }
+    maskColumnPair(column, maskGuard);
     SmallVector<Value, 2> pairValues;
     for (int64_t pair = 0; pair < 2; ++pair) {
       int64_t reg = 4 * group + 2 * half + pair;

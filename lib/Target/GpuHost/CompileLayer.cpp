@@ -38,29 +38,27 @@ FailureOr<std::string> objectOf(ModuleOp module) {
       .str();
 }
 
-/// A pass manager with the caller's configuration applied.
-FailureOr<std::unique_ptr<PassManager>>
-makePassManager(MLIRContext *context, const moe::GpuCompileOptions &options) {
-  auto pm = std::make_unique<PassManager>(context);
-  if (options.configurePassManager &&
-      failed(options.configurePassManager(*pm)))
+/// Runs the passes `populate` adds on `module`, in a pass manager with the
+/// caller's configuration applied.
+LogicalResult runPasses(ModuleOp module, const moe::GpuCompileOptions &options,
+                        function_ref<LogicalResult(PassManager &)> populate) {
+  PassManager pm(module.getContext());
+  if ((options.configurePassManager &&
+       failed(options.configurePassManager(pm))) ||
+      failed(populate(pm)))
     return failure();
-  return pm;
+  return pm.run(module);
 }
 
 /// Serializes the kernels of `module` in place in `format` (`bin`, `isa`).
 FailureOr<std::string> serialize(ModuleOp module, StringRef format,
                                  const moe::GpuCompileOptions &options) {
-  FailureOr<std::unique_ptr<PassManager>> manager =
-      makePassManager(module.getContext(), options);
-  if (failed(manager))
-    return failure();
-  PassManager &pm = **manager;
   moe::GpuBinaryPipelineOptions binaryOptions;
   binaryOptions.format = format.str();
   binaryOptions.toolkit = toolkitPath(options);
-  if (failed(moe::buildGpuKernelsToBinaryPipeline(pm, binaryOptions)) ||
-      failed(pm.run(module)))
+  if (failed(runPasses(module, options, [&](PassManager &pm) {
+        return moe::buildGpuKernelsToBinaryPipeline(pm, binaryOptions);
+      })))
     return failure();
   return objectOf(module);
 }
@@ -80,18 +78,15 @@ FailureOr<std::string> ptxOf(ModuleOp program,
 /// Runs moe-gpu-pipeline and checks that every moe op got a kernel.
 LogicalResult emitKernels(ModuleOp program,
                           const moe::GpuCompileOptions &options) {
-  FailureOr<std::unique_ptr<PassManager>> manager =
-      makePassManager(program.getContext(), options);
-  if (failed(manager))
-    return failure();
-  PassManager &pm = **manager;
   moe::GpuPipelineOptions pipelineOptions;
   pipelineOptions.numTokens = options.numTokens;
   pipelineOptions.blockN = options.blockN;
   pipelineOptions.stages = options.stages;
   pipelineOptions.warpSpecialize = options.warpSpecialize;
-  moe::buildGpuPipeline(pm, pipelineOptions);
-  if (failed(pm.run(program)))
+  if (failed(runPasses(program, options, [&](PassManager &pm) {
+        moe::buildGpuPipeline(pm, pipelineOptions);
+        return success();
+      })))
     return failure();
   WalkResult uncovered = program.walk([](Operation *op) {
     if (op->getDialect() && op->getDialect()->getNamespace() == "moe" &&
@@ -112,18 +107,15 @@ LogicalResult emitKernels(ModuleOp program,
 /// kernels are final).
 LogicalResult outlineHost(ModuleOp program, StringRef name,
                           const moe::GpuCompileOptions &options) {
-  FailureOr<std::unique_ptr<PassManager>> manager =
-      makePassManager(program.getContext(), options);
-  if (failed(manager))
-    return failure();
-  PassManager &pm = **manager;
   moe_gpu::MoeGpuOutlineHostOptions outlineOptions;
   outlineOptions.layerName = name.str();
   outlineOptions.alignManyBlocksAbove = options.alignManyBlocksAbove;
-  pm.addPass(moe_gpu::createMoeGpuOutlineHost(outlineOptions));
-  pm.addNestedPass<func::FuncOp>(createCanonicalizerPass());
-  pm.addNestedPass<func::FuncOp>(createCSEPass());
-  return pm.run(program);
+  return runPasses(program, options, [&](PassManager &pm) {
+    pm.addPass(moe_gpu::createMoeGpuOutlineHost(outlineOptions));
+    pm.addNestedPass<func::FuncOp>(createCanonicalizerPass());
+    pm.addNestedPass<func::FuncOp>(createCSEPass());
+    return success();
+  });
 }
 } // namespace
 

@@ -42,6 +42,11 @@
 // CPP-LABEL: extern "C" size_t moe_layer_t_workspace_bytes(int64_t
 // CPP-LABEL: extern "C" int32_t moe_layer_t_invalid_ids(void* v1, size_t v2, int64_t v3, CUstream v4, int64_t* v5) {
 // CPP: moe_rt_launcher_require_pointer({{v[0-9]+}}, v5, "moe_layer_t_invalid_ids: a null result pointer");
+// The counter, buffer 1, starts after buffer 0's 512·M bytes (already a
+// multiple of 256).
+// CPP: int64_t [[ROW:v[0-9]+]] = 512;
+// CPP-NEXT: int64_t [[OFFSET:v[0-9]+]] = v3 * [[ROW]];
+// CPP-NEXT: void* {{v[0-9]+}} = moe_rt_memref_at({{v[0-9]+}}, [[OFFSET]]);
 // CPP: moe_rt_launcher_add_counter({{v[0-9]+}}, {{v[0-9]+}}, [[COUNT:v[0-9]+]]);
 // CPP: moe_rt_launcher_store_i64({{v[0-9]+}}, v5, {{v[0-9]+}});
 // CPP: = moe_rt_launcher_end(
