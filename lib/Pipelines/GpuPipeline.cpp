@@ -21,6 +21,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.blockN = options.blockN;
   configureOptions.stages = options.stages;
   configureOptions.warpSpecialize = options.warpSpecialize;
+  configureOptions.persistent = options.persistent;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));
   });

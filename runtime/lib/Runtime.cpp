@@ -367,6 +367,26 @@ extern "C" moe_rt_launcher moe_rt_launcher_begin(const moe_rt_program *program,
   return launcher;
 }
 
+extern "C" int64_t
+moe_rt_launcher_multiprocessor_count(moe_rt_launcher *launcher) {
+  if (!isLive(launcher))
+    return 1;
+  CUdevice device;
+  int count = 0;
+  CUresult result = cuCtxGetDevice(&device);
+  if (result == CUDA_SUCCESS)
+    result = cuDeviceGetAttribute(
+        &count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, device);
+  if (result != CUDA_SUCCESS || count < 1) {
+    launcher->status = fail(MOE_RT_ERROR_CUDA,
+                            "moe_rt_launcher_multiprocessor_count: cannot "
+                            "query the device's SM count",
+                            result);
+    return 1;
+  }
+  return count;
+}
+
 extern "C" void moe_rt_launcher_require_pointer(moe_rt_launcher *launcher,
                                                 const void *pointer,
                                                 const char *message) {

@@ -68,6 +68,13 @@ llvm::cl::opt<bool> warpSpecialize(
     llvm::cl::desc("Warp-specialize the bf16 GEMMs of 128-row blocks (a "
                    "producer warpgroup and two consumers)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> persistent(
+    "persistent",
+    llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
+                   "persistent (warp-specialized, one block per SM taking "
+                   "tiles from a counter; experimental, see "
+                   "docs/gpu-warp-specialized.md)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> alignManyBlocksAbove(
     "align-many-blocks-above",
     llvm::cl::desc("Assignment count (M·k) above which moe.align runs over "
@@ -182,6 +189,7 @@ int main(int argc, char **argv) {
   options.blockN = blockN;
   options.stages = stages;
   options.warpSpecialize = warpSpecialize;
+  options.persistent = persistent;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.toolkitPath = cudaPath;
   options.emitPtx = !ptxFile.empty();

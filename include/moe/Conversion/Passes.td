@@ -59,9 +59,14 @@ def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
       optionally through a gated activation (a tile then holds the gate
       columns and their up columns); or the routed-weight combine, added
       atomically into an f32 buffer, with the K loop split over `split_k`
-      blocks, and a second kernel converting the sums. A matmul without a
-      configuration, or with one this emitter does not build
-      (warp-specialized or persistent schedules, clusters), gets a remark.
+      blocks, and a second kernel converting the sums. For bf16, also the
+      warp-specialized schedule (a producer warpgroup fills the ring
+      through full and empty mbarriers while two consumer warpgroups
+      multiply) and the persistent one (the same roles in one block per SM,
+      walking tiles taken from a zeroed counter, with the ring's phases
+      running on across tiles). A matmul without a configuration, or with
+      one this emitter does not build (quantized warp-specialized or
+      persistent schedules, clusters), gets a remark.
     - `moe.quantize` and `moe.route`: see their builders.
 
     Other ops get a remark and keep no kernel.

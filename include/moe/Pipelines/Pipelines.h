@@ -45,6 +45,11 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       *this, "warp-specialize",
       llvm::cl::desc("Warp-specialize the bf16 GEMMs of 128-row blocks"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> persistent{
+      *this, "persistent",
+      llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
+                     "persistent (warp-specialized, one block per SM)"),
+      llvm::cl::init(false)};
 };
 
 /// Options of `moe-gpu-kernels-to-binary`.

@@ -31,6 +31,7 @@ struct GpuCompileOptions {
   int64_t blockN = 0;
   int64_t stages = 0;
   bool warpSpecialize = false;
+  bool persistent = false;
   /// The assignment count (M·k) above which moe.align runs over many blocks.
   int64_t alignManyBlocksAbove = 4096;
   /// The CUDA toolkit with ptxas; empty: CUDA_HOME, CUDA_ROOT, CUDA_PATH,

@@ -701,6 +701,26 @@ struct ReadCountLowering : public OpConversionPattern<moe_gpu::ReadCountOp> {
   }
 };
 
+struct MultiprocessorCountLowering
+    : public OpConversionPattern<moe_gpu::MultiprocessorCountOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(moe_gpu::MultiprocessorCountOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Value launcher = launcherOf(op);
+    if (!launcher)
+      return op.emitError("moe_gpu.multiprocessor_count outside a launching "
+                          "host function");
+    Type count = getTypeConverter()->convertType(op.getType());
+    rewriter.replaceOp(op, call(rewriter, op.getLoc(), count,
+                                "moe_rt_launcher_multiprocessor_count",
+                                {launcher})
+                               .getResult(0));
+    return success();
+  }
+};
+
 /// A cast between memref types of one layout changes nothing at run time.
 struct MemRefCastLowering : public OpConversionPattern<memref::CastOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -817,6 +837,7 @@ struct ConvertMoeGpuHostToEmitCPass
                  MinMaxLowering<arith::MaxSIOp, emitc::CmpPredicate::gt>,
                  WorkspaceBufferLowering, WorkspaceBytesLowering,
                  TensorMapLowering, ZeroLowering, ReadCountLowering,
+                 MultiprocessorCountLowering,
                  MemRefCastLowering, CollapseShapeLowering>(converter,
                                                             context);
     patterns.add<LaunchLowering, GpuBinaryLowering>(converter, context, kernels);

@@ -62,6 +62,8 @@ constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxMultistageStages;
 /// Warp-specialized: stages whose gathers stay in flight before the
 /// producer waits for the oldest.
 constexpr int64_t kProducerLag = 2;
+/// Persistent: tiles the producer's leader publishes ahead of the block.
+constexpr int64_t kTileRingDepth = 2;
 /// Spin budget of one mbarrier try_wait before it is retried.
 constexpr int64_t kWaitTicks = 10000000;
 /// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
@@ -118,6 +120,9 @@ struct KernelConfig {
   /// ring; setmaxnreg moves the roles to these per-thread register counts
   /// (0: no rebalancing).
   bool warpSpecialized = false;
+  /// Persistent (warp-specialized): a block per SM walks the tiles, and the
+  /// ring's phases run on across them.
+  bool persistent = false;
   int64_t producerRegisters = 0, consumerRegisters = 0;
   /// Slot blocks a raster group walks before the next column tile; 0: all.
   int64_t groupM = 0;
@@ -126,6 +131,10 @@ struct KernelConfig {
   }
   int64_t threads() const {
     return consumerThreads() + (warpSpecialized ? kWarpgroupThreads : 0);
+  }
+  /// Column tiles across the output width (the last may stick out).
+  int64_t columnTiles() const {
+    return (width() + outputTile() - 1) / outputTile();
   }
   int64_t tileABytes() const { return blockM * kRowBytes; }
 
@@ -138,9 +147,13 @@ struct KernelConfig {
   /// Per stage an A tile [BM, 128 bytes] and a B tile [BN, 128 bytes]
   /// (weight-only: and the B tile's stored codes), plus the slack for
   /// aligning the base to the swizzle.
+  int64_t ringBytes() const {
+    return stages * (tileABytes() + tileBBytes() + packedTileBytes());
+  }
+  /// Persistent: the tile ring's i32 slots, after the stages.
+  int64_t tileSlotBytes() const { return persistent ? 4 * kTileRingDepth : 0; }
   int64_t sharedBytes() const {
-    return stages * (tileABytes() + tileBBytes() + packedTileBytes()) +
-           kSwizzleAlignment;
+    return ringBytes() + tileSlotBytes() + kSwizzleAlignment;
   }
 };
 
@@ -170,10 +183,51 @@ public:
   }
 
 private:
-  /// The (slot block, column tile) of grid block (x, y) in a raster of
-  /// `groupM` slot blocks per group: blocks are issued in order of
-  /// x + X·y, and consecutive ones walk the group's slot blocks first.
+  /// The (slot block, column tile) of grid block (x, y): see
+  /// rasterizeLinear, for blocks issued in order of x + X·y.
   std::pair<Value, Value> rasterize(Value x, Value y);
+  /// The (slot block, column tile) of the `linear`-th tile of
+  /// `slotBlocks` x `columnTiles` in a raster of `groupM` slot blocks per
+  /// group: consecutive tiles walk the group's slot blocks first.
+  std::pair<Value, Value> rasterizeLinear(Value linear, Value slotBlocks,
+                                          Value columnTiles);
+  /// Loads the padded slot count and derives the assignment count M·k.
+  void loadScheduleSize();
+  /// Initializes the full and empty rings (thread 0) and synchronizes the
+  /// block; sets the producer's TMA leader.
+  void initRings();
+  /// Persistent body: the producer and the consumers each walk this
+  /// block's tiles (tile = block id, + grid size, ...) in the same order,
+  /// the producer running up to a ring ahead, so that the next tile's
+  /// loads overlap this tile's epilogue.
+  void buildPersistent();
+  /// Calls `body` for each tile of this block whose expert is local, with
+  /// the tile's values bound and `stepBase` at the ring position of its
+  /// first K step (tiles done so far · K steps). The block's first tile is
+  /// its block id; the next ones come from the tile counter, in the order
+  /// blocks become free (as the hardware would dispatch a grid of one-tile
+  /// blocks, so that the tiles in flight stay close in the raster and share
+  /// their rows and weights in L2). The producer's leader (`publishes`)
+  /// takes each next tile one tile ahead and publishes it through the tile
+  /// ring; every thread receives it.
+  void forEachTile(bool publishes, function_ref<void()> body);
+  /// The producer warpgroup: once every thread has received the tile before
+  /// in the slot, the leader publishes `tileOf()` as the block's
+  /// `index`-th. (The wait stays outside the leader's branch: it spins
+  /// with `bra.uni`, which a diverged warp must not run.)
+  void publishTile(Value index, function_ref<Value()> tileOf);
+  /// The block's `index`-th tile, once published.
+  Value receiveTile(Value index);
+  /// Waits on barrier `position` mod `depth` of `ring` until the phase of
+  /// round position / depth is complete or, with `previousRound`, that of
+  /// the round before (which a fresh barrier counts as complete).
+  void waitForPhase(Value ring, Value position, int64_t depth,
+                    bool previousRound);
+  /// The position in the ring of K step `step` of the current tile.
+  Value ringStep(Value step) {
+    return stepBase ? arith::AddIOp::create(b, loc, stepBase, step).getResult()
+                    : step;
+  }
   /// The first weight row of this block's tile in the [E·N, K] weights.
   Value firstWeightRow();
   /// Plans the 16-byte cp.async chunks of the A tile that `thread`, one of
@@ -199,7 +253,8 @@ private:
   /// each stage's rows on its full barrier once they have landed.
   void produce();
   /// The consumers' K loop: wait for a full stage, multiply it, release it.
-  Value consume(Value accumulator);
+  /// Without `accumulator`, the first wgmma starts the sums (scale-d 0).
+  Value consume(Value accumulator = Value());
   /// The ring stage of K step `step`.
   Value stageOf(Value step);
   /// Waits on `ring`'s barrier of `step`'s stage until the phase of `step`'s
@@ -302,6 +357,12 @@ private:
   /// Warp-specialized: the ring's empty barriers (`barriers` are its full
   /// ones).
   Value emptyBarriers;
+  /// Persistent: the ring position of the current tile's first K step
+  /// (null otherwise: positions are the K steps).
+  Value stepBase;
+  /// Persistent: the global tile counter, and the tile ring (its i32 slots
+  /// in shared memory, and full and empty barriers).
+  Value tileCounter, tileSlots, tileFull, tileEmpty;
   /// This thread's warpgroup, and its A rows' offset in descriptor units.
   Value warpgroup, warpgroupOffset;
   /// The dynamic shared memory, the shift that aligns it to 1024 bytes, and
@@ -405,7 +466,7 @@ void KernelBuilder::issueStage(Value step, Value valid) {
   // wgmma around divergent code. An invalid step (past the end) loads
   // nothing but still commits its (empty) group, which keeps the count of
   // pending groups the same at every step.
-  Value stage = arith::RemUIOp::create(b, loc, step, index(config.stages));
+  Value stage = stageOf(ringStep(step));
   Value kOffset = arith::AddIOp::create(
       b, loc, kBase, arith::MulIOp::create(b, loc, step, index(config.blockK())));
   kOffset = arith::SelectOp::create(b, loc, valid, kOffset, index(0));
@@ -956,6 +1017,7 @@ void KernelBuilder::storePair(Value slot, Value column, Value first,
 }
 
 void KernelBuilder::loadEpilogueRows() {
+  epilogueRows.clear();
   for (int64_t half = 0; half < 2; ++half) {
     Value row = arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half));
     EpilogueRow rows;
@@ -996,6 +1058,12 @@ std::pair<Value, Value> KernelBuilder::rasterize(Value x, Value y) {
   Value columnTiles = gpu::GridDimOp::create(b, loc, gpu::Dimension::y);
   Value linear = arith::AddIOp::create(
       b, loc, x, arith::MulIOp::create(b, loc, slotBlocks, y));
+  return rasterizeLinear(linear, slotBlocks, columnTiles);
+}
+
+std::pair<Value, Value>
+KernelBuilder::rasterizeLinear(Value linear, Value slotBlocks,
+                               Value columnTiles) {
   Value groupBlocks =
       arith::MulIOp::create(b, loc, columnTiles, index(config.groupM));
   Value group = arith::DivUIOp::create(b, loc, linear, groupBlocks);
@@ -1022,6 +1090,9 @@ void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
   // chunk c of row r lands at chunk c xor (r mod 8): the 128B swizzle TMA
   // would produce.
   int64_t chunkElements = kChunkBytes / config.elementBytes();
+  for (SmallVector<Value> *plan :
+       {&chunkRow, &srcRow, &srcElements, &dstColumn, &chunkColumn})
+    plan->clear();
   for (int64_t i = 0; i < config.blockM * 8 / numThreads; ++i) {
     Value chunk =
         arith::AddIOp::create(b, loc, thread, index(numThreads * i));
@@ -1077,7 +1148,7 @@ Value KernelBuilder::zeroAccumulator(Type sumType) {
   return accumulator;
 }
 
-void KernelBuilder::buildWarpSpecialized(Type sumType) {
+void KernelBuilder::initRings() {
   int64_t consumerThreads = config.consumerThreads();
   // The producer's first thread issues the TMA and its expect_tx.
   leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
@@ -1095,11 +1166,24 @@ void KernelBuilder::buildWarpSpecialized(Type sumType) {
       nvgpu::MBarrierInitOp::create(b, loc, emptyBarriers,
                                     index(consumerThreads), index(s), Value());
     }
+    // The tile ring: full once the leader published a tile, empty once
+    // every thread of the block has read it.
+    for (int64_t slot = 0; tileFull && slot < kTileRingDepth; ++slot) {
+      nvgpu::MBarrierInitOp::create(b, loc, tileFull, index(1), index(slot),
+                                    Value());
+      nvgpu::MBarrierInitOp::create(b, loc, tileEmpty, index(config.threads()),
+                                    index(slot), Value());
+    }
   });
   gpu::BarrierOp::create(b, loc);
+}
+
+void KernelBuilder::buildWarpSpecialized(Type sumType) {
+  initRings();
   weightsRow = firstWeightRow();
   Value isProducer = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
-                                           tid, index(consumerThreads));
+                                           tid,
+                                           index(config.consumerThreads()));
   auto roles = scf::IfOp::create(b, loc, isProducer, /*withElse=*/true);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(roles.thenBlock());
@@ -1129,7 +1213,7 @@ void KernelBuilder::produce() {
   Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
   auto issue = [&](Value step) {
     // Round r of a stage waits for the consumers' release of round r − 1.
-    waitForRound(emptyBarriers, step, /*previousRound=*/true);
+    waitForRound(emptyBarriers, ringStep(step), /*previousRound=*/true);
     issueStage(step, trueValue);
   };
   auto announce = [&](Value step) {
@@ -1137,7 +1221,7 @@ void KernelBuilder::produce() {
     fenceAsyncProxy();
     nvgpu::MBarrierArriveOp::create(
         b, loc, nvgpu::MBarrierTokenType::get(context()), barriers,
-        stageOf(step));
+        stageOf(ringStep(step)));
   };
   for (int64_t step = 0; step < lag; ++step)
     issue(index(step));
@@ -1161,14 +1245,20 @@ Value KernelBuilder::stageOf(Value step) {
 }
 
 void KernelBuilder::waitForRound(Value ring, Value step, bool previousRound) {
-  // Round r of a stage completes the barrier's phase r, of parity r mod 2.
-  Value round = arith::DivUIOp::create(b, loc, step, index(config.stages));
+  waitForPhase(ring, step, config.stages, previousRound);
+}
+
+void KernelBuilder::waitForPhase(Value ring, Value position, int64_t depth,
+                                 bool previousRound) {
+  // Round r of a barrier completes its phase r, of parity r mod 2.
+  Value round = arith::DivUIOp::create(b, loc, position, index(depth));
   Value parity = arith::CmpIOp::create(
       b, loc,
       previousRound ? arith::CmpIPredicate::eq : arith::CmpIPredicate::ne,
       arith::RemUIOp::create(b, loc, round, index(2)), index(0));
+  Value barrier = arith::RemUIOp::create(b, loc, position, index(depth));
   nvgpu::MBarrierTryWaitParityOp::create(b, loc, ring, parity,
-                                         index(kWaitTicks), stageOf(step));
+                                         index(kWaitTicks), barrier);
 }
 
 void KernelBuilder::fenceAsyncProxy() {
@@ -1179,27 +1269,38 @@ void KernelBuilder::fenceAsyncProxy() {
 
 Value KernelBuilder::consume(Value accumulator) {
   auto waitFull = [&](Value step) {
-    waitForRound(barriers, step, /*previousRound=*/false);
+    waitForRound(barriers, ringStep(step), /*previousRound=*/false);
   };
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
   // is peeled, so that the loop holds no branch around the wgmma.
   waitFull(index(0));
-  accumulator = wgmmaStep(accumulator, index(0), /*pendingGroups=*/1);
+  Value firstStage = stepBase ? stageOf(stepBase) : index(0);
+  bool fresh = !accumulator;
+  if (fresh)
+    accumulator = LLVM::PoisonOp::create(b, loc, accumulatorType);
+  accumulator =
+      wgmmaStep(accumulator, firstStage, /*pendingGroups=*/1, fresh);
   auto loop = scf::ForOp::create(
       b, loc, index(1), index(config.kSteps()), index(1),
       ValueRange{accumulator},
       [&](OpBuilder &, Location, Value step, ValueRange args) {
         waitFull(step);
-        Value stage = stageOf(step);
+        Value stage = stageOf(ringStep(step));
         Value sum = wgmmaStep(args[0], stage, /*pendingGroups=*/1);
         Value previous = arith::SubIOp::create(b, loc, step, index(1));
         nvgpu::MBarrierArriveOp::create(
             b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
-            stageOf(previous));
+            stageOf(ringStep(previous)));
         scf::YieldOp::create(b, loc, sum);
       });
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+  // A persistent block's producer refills the last stage with the next
+  // tile's first rows: release it too.
+  if (stepBase)
+    nvgpu::MBarrierArriveOp::create(
+        b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
+        stageOf(ringStep(index(config.kSteps() - 1))));
   return loop.getResult(0);
 }
 
@@ -1363,6 +1464,8 @@ void KernelBuilder::bindArguments(Block &entry) {
   if (config.combine)
     routingWeights = entry.getArgument(argument++);
   out = entry.getArgument(argument++);
+  if (config.persistent)
+    tileCounter = entry.getArgument(argument++);
 }
 
 void KernelBuilder::createTypes() {
@@ -1399,6 +1502,139 @@ void KernelBuilder::createTypes() {
             .getResult(0);
 }
 
+void KernelBuilder::loadScheduleSize() {
+  paddedCount = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      memref::LoadOp::create(b, loc, padded, ValueRange{index(0)}));
+  // M·k, from the schedule's length: M·k + E·(block_m − 1) slots.
+  assignments = arith::SubIOp::create(
+      b, loc, memref::DimOp::create(b, loc, slots, 0),
+      index(config.numExperts * (config.blockM - 1)));
+}
+
+void KernelBuilder::publishTile(Value position,
+                                function_ref<Value()> tileOf) {
+  waitForPhase(tileEmpty, position, kTileRingDepth, /*previousRound=*/true);
+  Value slot = arith::RemUIOp::create(b, loc, position, index(kTileRingDepth));
+  ifThen(leader, [&] {
+    memref::StoreOp::create(
+        b, loc, arith::IndexCastOp::create(b, loc, b.getI32Type(), tileOf()),
+        tileSlots, ValueRange{slot});
+    // The arrive releases the store to the threads that wait on the phase.
+    nvgpu::MBarrierArriveOp::create(b, loc,
+                                    nvgpu::MBarrierTokenType::get(context()),
+                                    tileFull, slot);
+  });
+}
+
+Value KernelBuilder::receiveTile(Value position) {
+  waitForPhase(tileFull, position, kTileRingDepth, /*previousRound=*/false);
+  Value slot = arith::RemUIOp::create(b, loc, position, index(kTileRingDepth));
+  Value tile = memref::LoadOp::create(b, loc, tileSlots, ValueRange{slot});
+  nvgpu::MBarrierArriveOp::create(b, loc,
+                                  nvgpu::MBarrierTokenType::get(context()),
+                                  tileEmpty, slot);
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), tile);
+}
+
+void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
+  // The tiles of the padded schedule (a multiple of block_m slots), in the
+  // raster order.
+  Value slotBlocks =
+      arith::DivUIOp::create(b, loc, paddedCount, index(config.blockM));
+  Value columnTiles = index(config.columnTiles());
+  Value tiles = arith::MulIOp::create(b, loc, slotBlocks, columnTiles);
+  if (publishes)
+    publishTile(index(0), [&] {
+      return gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+    });
+  Type indexType = b.getIndexType();
+  // Carried: the count of tiles received, and of those done (local); the
+  // body also gets the tile.
+  scf::WhileOp::create(
+      b, loc, TypeRange{indexType, indexType, indexType},
+      ValueRange{index(0), index(0)},
+      [&](OpBuilder &, Location, ValueRange counts) {
+        Value tile = receiveTile(counts[0]);
+        Value more = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           tile, tiles);
+        scf::ConditionOp::create(b, loc, more,
+                                 ValueRange{counts[0], counts[1], tile});
+      },
+      [&](OpBuilder &, Location, ValueRange args) {
+        Value received = args[0], done = args[1], tile = args[2];
+        Value next = arith::AddIOp::create(b, loc, received, index(1));
+        if (publishes)
+          publishTile(next, [&] {
+            // Tiles past the grid's first ones, in the order asked for.
+            Value taken = memref::AtomicRMWOp::create(
+                b, loc, arith::AtomicRMWKind::addi,
+                arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)),
+                tileCounter, ValueRange{index(0)});
+            return arith::AddIOp::create(
+                b, loc, gpu::GridDimOp::create(b, loc, gpu::Dimension::x),
+                arith::IndexCastOp::create(b, loc, indexType, taken));
+          });
+        Value block, columnTile;
+        if (config.groupM > 0) {
+          std::tie(block, columnTile) =
+              rasterizeLinear(tile, slotBlocks, columnTiles);
+        } else {
+          block = arith::RemUIOp::create(b, loc, tile, slotBlocks);
+          columnTile = arith::DivUIOp::create(b, loc, tile, slotBlocks);
+        }
+        firstSlot = arith::MulIOp::create(b, loc, block, index(config.blockM));
+        tileColumn = arith::MulIOp::create(b, loc, columnTile,
+                                           index(config.outputTile()));
+        kBase = index(0);
+        // Tiles of another device's experts are skipped by both roles
+        // alike, and take no ring steps.
+        expert = arith::IndexCastOp::create(
+            b, loc, indexType,
+            memref::LoadOp::create(b, loc, blocks, ValueRange{block}));
+        Value local = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                                            expert, index(0));
+        auto localIf = scf::IfOp::create(b, loc, TypeRange{indexType}, local,
+                                         /*withElse=*/true);
+        {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPointToStart(localIf.thenBlock());
+          stepBase =
+              arith::MulIOp::create(b, loc, done, index(config.kSteps()));
+          weightsRow = firstWeightRow();
+          body();
+          scf::YieldOp::create(
+              b, loc, ValueRange{arith::AddIOp::create(b, loc, done, index(1))});
+          b.setInsertionPointToStart(localIf.elseBlock());
+          scf::YieldOp::create(b, loc, done);
+        }
+        scf::YieldOp::create(b, loc, ValueRange{next, localIf.getResult(0)});
+      });
+}
+
+void KernelBuilder::buildPersistent() {
+  initRings();
+  Value isProducer = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
+                                           tid,
+                                           index(config.consumerThreads()));
+  auto roles = scf::IfOp::create(b, loc, isProducer, /*withElse=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(roles.thenBlock());
+  if (config.producerRegisters)
+    NVVM::SetMaxRegisterOp::create(b, loc, config.producerRegisters,
+                                   NVVM::SetMaxRegisterAction::decrease);
+  forEachTile(/*publishes=*/true, [&] { produce(); });
+  b.setInsertionPointToStart(roles.elseBlock());
+  if (config.consumerRegisters)
+    NVVM::SetMaxRegisterOp::create(b, loc, config.consumerRegisters,
+                                   NVVM::SetMaxRegisterAction::increase);
+  planFragmentRows();
+  forEachTile(/*publishes=*/false, [&] {
+    loadEpilogueRows();
+    storeEpilogue(consume());
+  });
+}
+
 void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
@@ -1424,6 +1660,25 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
       b, loc, b.getI64Type(),
       arith::MulIOp::create(b, loc, warpgroup,
                             index(kWarpgroupRows * 128 / 16)));
+  if (config.persistent) {
+    auto workgroup =
+        gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+    auto tileRingType =
+        nvgpu::MBarrierGroupType::get(context(), workgroup, kTileRingDepth);
+    tileFull = nvgpu::MBarrierCreateOp::create(b, loc, tileRingType);
+    tileEmpty = nvgpu::MBarrierCreateOp::create(b, loc, tileRingType);
+    tileSlots = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({kTileRingDepth}, b.getI32Type(),
+                        MemRefLayoutAttrInterface(), workgroup),
+        smem, arith::AddIOp::create(b, loc, shift, index(config.ringBytes())),
+        ValueRange{});
+    loadScheduleSize();
+    buildPersistent();
+    b.setInsertionPointToEnd(&entry);
+    gpu::ReturnOp::create(b, loc);
+    return;
+  }
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   if (config.groupM > 0)
@@ -1434,13 +1689,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
       arith::MulIOp::create(b, loc, columnTile, index(config.outputTile()));
   kBase = arith::MulIOp::create(b, loc, split,
                                 index(config.kSteps() * config.blockK()));
-  paddedCount = arith::IndexCastOp::create(
-      b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, padded, ValueRange{index(0)}));
-  // M·k, from the schedule's length: M·k + E·(block_m − 1) slots.
-  assignments = arith::SubIOp::create(
-      b, loc, memref::DimOp::create(b, loc, slots, 0),
-      index(config.numExperts * (config.blockM - 1)));
+  loadScheduleSize();
 
   // Blocks past the padded count (the grid is sized for the upper bound)
   // and blocks of another device's experts exit at once.
@@ -1571,7 +1820,11 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
     return op.emitRemark("no GPU kernel: the op has no kernel configuration "
                          "(moe_gpu.config); run moe-gpu-configure first");
   // Warp specialization is built for bf16 operands, one producer warpgroup.
+  // Persistence is built on it.
+  config.persistent =
+      kernelConfig.getSchedule() == moe_gpu::Schedule::Persistent;
   config.warpSpecialized =
+      config.persistent ||
       kernelConfig.getSchedule() == moe_gpu::Schedule::WarpSpecialized;
   bool scheduleBuilt =
       kernelConfig.getSchedule() == moe_gpu::Schedule::Multistage ||
@@ -1584,8 +1837,8 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": the emitter builds the multistage schedule, and the "
-              "warp-specialized one with one producer warpgroup for bf16, "
-              "with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to "
+              "warp-specialized and persistent ones with one producer "
+              "warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to "
            << kMaxStages << " stages and no cluster";
   config.blockN = kernelConfig.getBlockN();
   config.stages = kernelConfig.getStages();
@@ -1649,6 +1902,10 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
   } else {
     arguments.push_back(MemRefType::get({dynamic, op.getOutputWidth()}, bf16));
   }
+  // Persistent: the counter the blocks take their next tiles from (zeroed
+  // by the host).
+  if (config.persistent)
+    arguments.push_back(MemRefType::get({1}, b.getI32Type()));
   return arguments;
 }
 
@@ -1684,6 +1941,12 @@ static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
           b.getNamedAttr("element_bytes",
                          b.getI64IntegerAttr(config.elementBytes())),
       }));
+  // A persistent kernel is launched on at most one block per SM instead.
+  if (config.persistent) {
+    NamedAttrList facts(func->getAttrOfType<DictionaryAttr>("moe.launch"));
+    facts.set("persistent", b.getI64IntegerAttr(1));
+    func->setAttr("moe.launch", facts.getDictionary(b.getContext()));
+  }
   // The descriptor's position among the lowered arguments (a memref of rank
   // r lowers to 3 + 2r of them): moe-nvvm-grid-constant-args passes it by
   // value.

@@ -83,6 +83,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.blockN = options.blockN;
   pipelineOptions.stages = options.stages;
   pipelineOptions.warpSpecialize = options.warpSpecialize;
+  pipelineOptions.persistent = options.persistent;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);
         return success();

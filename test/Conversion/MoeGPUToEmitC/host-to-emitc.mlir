@@ -30,12 +30,16 @@
 // CPP-NEXT: moe_rt_launcher_zero({{v[0-9]+}}, [[SUMS]]);
 // CPP-NEXT: }
 // CPP: moe_rt_launcher_encode_tma_2d({{v[0-9]+}}, [[MAP:v[0-9]+]],
+// A persistent grid: at most one block per SM of the launcher's device.
+// CPP: int64_t [[SMS:v[0-9]+]] = moe_rt_launcher_multiprocessor_count([[LAUNCHER:v[0-9]+]]);
+// CPP-NEXT: bool [[FEWER:v[0-9]+]] = v4 < [[SMS]];
+// CPP-NEXT: int64_t [[BLOCKS:v[0-9]+]] = [[FEWER]] ? v4 : [[SMS]];
 // The launch's arguments: exactly its three, the TMA descriptor by address.
 // CPP: moe_rt_kernel_arg [[ARGS:v[0-9]+]][3];
 // CPP: = moe_rt_memref_arg(
 // CPP: = moe_rt_tensor_map_arg([[MAP]]);
 // CPP: = moe_rt_memref_arg([[SUMS]]);
-// CPP: moe_rt_launcher_launch({{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, [[ARGS]], {{v[0-9]+}});
+// CPP: moe_rt_launcher_launch([[LAUNCHER]], {{v[0-9]+}}, [[BLOCKS]], {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, [[ARGS]], {{v[0-9]+}});
 // CPP: moe_rt_kernel_arg {{v[0-9]+}}[2];
 // CPP: moe_rt_launcher_launch(
 // CPP: = moe_rt_launcher_end(
@@ -63,7 +67,8 @@ module attributes {gpu.container_module} {
       moe_gpu.zero %sums on %stream : memref<?x128xf32>
     }
     %map = moe_gpu.tensor_map %w box [128, 64] : memref<8x128x128xbf16> -> !llvm.ptr
-    %blocks = arith.minsi %m, %c128 : index
+    %sms = moe_gpu.multiprocessor_count on %stream
+    %blocks = arith.minsi %m, %sms : index
     gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@zero_then_sum blocks in (%blocks, %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c0 args(%x : memref<?x128xbf16>, %map : !llvm.ptr, %sums : memref<?x128xf32>)
     gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@finalize blocks in (%m, %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c0 args(%sums : memref<?x128xf32>, %out : memref<?x128xbf16>)
     return

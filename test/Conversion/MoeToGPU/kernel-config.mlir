@@ -131,13 +131,67 @@ func.func @warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blo
 
 // -----
 
-// A valid configuration this emitter does not build yet.
+// Persistent: the warp-specialized roles, each walking the block's tiles
+// with the counts of tiles received and done (whose K steps continue the
+// ring's phases). The block's first tile is its id; the producer's leader
+// takes each next one from the counter (the last argument), one ahead, and
+// publishes it through a ring of two i32 slots after the stages, with full
+// (1 arrival) and empty (all 384 threads) barriers. The launch facts say
+// so, for a grid of at most one block per SM.
 // CHECK-LABEL: func.func @persistent
-// CHECK-NOT: gpu.module
+// CHECK: gpu.func @expert_matmul({{.*}}, %[[COUNTER:.+]]: memref<1xi32>)
+// CHECK-SAME: moe.launch = {{{.*}}persistent = 1 : i64, shared_bytes = 197640 : i64{{.*}}threads = 384 : i64
+// CHECK: %[[SLOTS:.+]] = memref.view {{.*}} to memref<2xi32, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.mbarrier.init %[[FULL:.+]][%{{.+}}], %c1{{.*}} : <memorySpace = #gpu.address_space<workgroup>, num_barriers = 2>
+// CHECK-NEXT: %{{.+}} = arith.constant 0 : index
+// CHECK-NEXT: %[[THREADS:.+]] = arith.constant 384 : index
+// CHECK-NEXT: nvgpu.mbarrier.init %[[EMPTY:.+]][%{{.+}}], %[[THREADS]] : <memorySpace = #gpu.address_space<workgroup>, num_barriers = 2>
+// The whole producer warpgroup waits (a wait spins with bra.uni: not in a
+// diverged warp); then only the leader stores and arrives.
+// CHECK: nvvm.setmaxregister decrease 88
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[EMPTY]]
+// CHECK: scf.if
+// CHECK-NEXT: %[[FIRST:.+]] = gpu.block_id x
+// CHECK-NEXT: %[[FIRST32:.+]] = arith.index_cast %[[FIRST]] : index to i32
+// CHECK-NEXT: memref.store %[[FIRST32]], %[[SLOTS]]
+// CHECK-NEXT: nvgpu.mbarrier.arrive %[[FULL]]
+// CHECK: scf.while
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[FULL]]
+// CHECK: %{{.+}} = memref.load %[[SLOTS]]
+// CHECK-NEXT: nvgpu.mbarrier.arrive %[[EMPTY]]
+// CHECK: scf.condition
+// CHECK: memref.atomic_rmw addi %c1_i32{{.*}}, %[[COUNTER]][%{{.+}}] : (i32, memref<1xi32>) -> i32
+// CHECK: gpu.grid_dim x
+// CHECK: nvgpu.tma.async.load
+// CHECK: nvvm.setmaxregister increase 208
+// CHECK: scf.while
+// The consumers release the tile's last stage too: the producer refills it
+// with the next tile's rows.
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NEXT: %[[LAST:.+]] = arith.constant 7 : index
+// CHECK-NEXT: arith.addi %{{.+}}, %[[LAST]] : index
+// CHECK: nvgpu.mbarrier.arrive
+// PTX: .entry expert_matmul(
+// PTX: setmaxnreg.dec.sync.aligned.u32 {{.*}}88;
+// PTX: atom.global.add.u32
+// PTX: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
+// PTX: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 80, consumer_registers = 208>: the emitter builds the multistage schedule, and the warp-specialized one with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
-      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 80, consumer_registers = 208>}
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// A valid configuration this emitter does not build yet.
+// CHECK-LABEL: func.func @cluster
+// CHECK-NOT: gpu.module
+func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized and persistent ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
 }

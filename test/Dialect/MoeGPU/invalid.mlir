@@ -41,8 +41,16 @@
 // -----
 
 // register file
-// expected-error @+1 {{the roles need 98304 registers, more than the 65536 of an SM}}
+// expected-error @+1 {{the roles need 98304 registers, more than the 64512 a block of 384 threads starts with (168 each)}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 256, consumer_registers = 256>} : () -> ()
+
+// -----
+
+// The whole register file is more than a block of 384 threads starts with:
+// 65536 / 384 rounds down to 168 per thread, and setmaxnreg.inc would wait
+// forever for the rest.
+// expected-error @+1 {{the roles need 65536 registers, more than the 64512 a block of 384 threads starts with (168 each)}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 96, consumer_registers = 208>} : () -> ()
 
 // -----
 
@@ -85,6 +93,12 @@
 // split_k
 // expected-error @+1 {{split_k must be positive, got 0}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, split_k = 0>} : () -> ()
+
+// -----
+
+// A persistent block walks whole tiles.
+// expected-error @+1 {{a persistent schedule walks whole tiles: split_k must be 1, got 2}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, split_k = 2>} : () -> ()
 
 // -----
 

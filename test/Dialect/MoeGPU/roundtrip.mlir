@@ -39,7 +39,7 @@ func.func @on_expert_matmul(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blo
 // -----
 
 // The host ops: a workspace layout, its buffers and size, a TMA descriptor,
-// zeroing and reading a counter on a stream.
+// zeroing and reading a counter on a stream, the SM count of its device.
 // CHECK: moe_gpu.workspace_layout @ws {buffers = [#{{.*}}, #{{.*}}], invalid_id_counters = array<i64: 1>, names = ["sums", "errors"]}
 // CHECK-LABEL: func @host
 // CHECK: %[[SUMS:.+]] = moe_gpu.workspace_buffer @ws[0] in %{{.+}} for %[[M:.+]] sizes(%[[M]]) : memref<?xi8> -> memref<?x128xf32>
@@ -48,6 +48,7 @@ func.func @on_expert_matmul(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blo
 // CHECK: moe_gpu.read_count %[[ERRORS]] on %{{.+}} : memref<1xi32>
 // CHECK: moe_gpu.tensor_map %{{.+}} box [128, 64] : memref<8x256x512xbf16> -> !llvm.ptr
 // CHECK: moe_gpu.workspace_bytes @ws for %[[M]]
+// CHECK: moe_gpu.multiprocessor_count on %{{.+}}
 moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (s0 * 512)>, affine_map<()[s0] -> (4)>], names = ["sums", "errors"], invalid_id_counters = array<i64: 1>}
 func.func @host(%w: memref<8x256x512xbf16>, %m: index, %workspace: memref<?xi8>, %stream: !moe_gpu.stream) -> (i64, index) {
   %sums = moe_gpu.workspace_buffer @ws[0] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?x128xf32>
@@ -56,5 +57,7 @@ func.func @host(%w: memref<8x256x512xbf16>, %m: index, %workspace: memref<?xi8>,
   %count = moe_gpu.read_count %errors on %stream : memref<1xi32>
   %map = moe_gpu.tensor_map %w box [128, 64] : memref<8x256x512xbf16> -> !llvm.ptr
   %bytes = moe_gpu.workspace_bytes @ws for %m
-  return %count, %bytes : i64, index
+  %sms = moe_gpu.multiprocessor_count on %stream
+  %total = arith.addi %bytes, %sms : index
+  return %count, %total : i64, index
 }

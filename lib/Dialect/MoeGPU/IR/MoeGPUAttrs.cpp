@@ -94,11 +94,19 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
                           "[24, 256], got producer_registers = "
                        << producerRegisters
                        << " and consumer_registers = " << consumerRegisters;
+  // setmaxnreg moves registers between the block's warps: the block keeps
+  // what it was given at launch, the SM's 65536 over its threads, rounded
+  // down to a multiple of 8 per thread. More, and setmaxnreg.inc waits
+  // forever for registers no warp gives back.
+  int64_t threads = (consumers + producers) * kWarpgroupThreads;
+  int64_t perThread = kRegistersPerSM / threads / 8 * 8;
   int64_t registers = kWarpgroupThreads * (producers * producerRegisters +
                                            consumers * consumerRegisters);
-  if (rebalanced && registers > kRegistersPerSM)
+  if (rebalanced && registers > threads * perThread)
     return emitError() << "the roles need " << registers
-                       << " registers, more than the 65536 of an SM";
+                       << " registers, more than the " << threads * perThread
+                       << " a block of " << threads << " threads starts with ("
+                       << perThread << " each)";
   return success();
 }
 
@@ -135,6 +143,10 @@ LogicalResult KernelConfigAttr::verify(
                        << "the " << kMaxSharedBytes << " of a block";
   if (splitK < 1)
     return emitError() << "split_k must be positive, got " << splitK;
+  if (schedule == Schedule::Persistent && splitK != 1)
+    return emitError() << "a persistent schedule walks whole tiles: split_k "
+                          "must be 1, got "
+                       << splitK;
   int64_t clusterBlocks = clusterM * clusterN;
   if (clusterM < 1 || clusterN < 1 || clusterBlocks > kMaxClusterBlocks ||
       !llvm::isPowerOf2_64(clusterBlocks))

@@ -44,12 +44,13 @@ constexpr int64_t kMinStages = 2;
 /// The decode split of the combine when the tile asked for swapped operands.
 constexpr int64_t kMaxDecodeSplitK = 8, kMinStepsPerSplit = 8;
 /// setmaxnreg counts of a warp-specialized block of one producer and two
-/// consumer warpgroups, 128 · (80 + 2 · 208) = 63488 of the 65536
-/// registers. A consumer holds a 64x256 f32 accumulator (128 registers; the
+/// consumer warpgroups, 128 · (88 + 2 · 208) = 64512, all that a block of
+/// 384 threads starts with (168 each). A consumer holds a 64x256 f32 accumulator (128 registers; the
 /// multistage kernel's thread takes 168 in all); the producer keeps each
 /// A chunk's source row and size across the K loop (ptxas spilled 12-32
-/// bytes at 40, 56 and 64 registers, none at 80).
-constexpr int64_t kProducerRegisters = 80, kConsumerRegisters = 208;
+/// bytes at 40, 56 and 64 registers, none at 80; the persistent producer,
+/// which also walks the tiles, spilled 28 bytes at 80, none at 88).
+constexpr int64_t kProducerRegisters = 88, kConsumerRegisters = 208;
 /// Shared memory of one block, less what the emitter requests for rounding
 /// the dynamic base up to the swizzle alignment.
 constexpr int64_t kUsableSharedBytes =
@@ -150,6 +151,7 @@ int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
 struct ConfigureOptions {
   int64_t blockN = 0, stages = 0;
   bool warpSpecialize = false;
+  bool persistent = false;
 };
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -163,10 +165,14 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   // Warp specialization: bf16 operands and two consumer warpgroups, which
   // with the producer fill the 64K registers once setmaxnreg moves them.
-  if (options.warpSpecialize && facts.format == QuantFormat::None &&
-      consumers == 2)
+  // Persistence: the same roles, without split-K (a tile is one block's).
+  bool specialized = options.warpSpecialize || options.persistent;
+  Schedule schedule = options.persistent && splitK == 1
+                          ? Schedule::Persistent
+                          : Schedule::WarpSpecialized;
+  if (specialized && facts.format == QuantFormat::None && consumers == 2)
     return KernelConfigAttr::get(
-        op.getContext(), getMmaKind(facts.format), Schedule::WarpSpecialized, blockM,
+        op.getContext(), getMmaKind(facts.format), schedule, blockM,
         blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
         kProducerRegisters, kConsumerRegisters, splitK, /*cluster_m=*/1,
         /*cluster_n=*/1, groupM);
@@ -208,7 +214,7 @@ struct MoeGpuConfigurePass
           "moe-gpu-configure: block-n and stages must not be negative");
       return signalPassFailure();
     }
-    ConfigureOptions options{blockN, stages, warpSpecialize};
+    ConfigureOptions options{blockN, stages, warpSpecialize, persistent};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))

@@ -388,6 +388,20 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   SmallVector<Value> grid = {
       occupiedBlocks(slots.sizes[0], numExperts, *blockM),
       constant((width + *tileN - 1) / *tileN), constant(*splitK)};
+  if (optionalLaunchFact(*kernel, "persistent")) {
+    // One block per SM at most; after its first tile, each block takes the
+    // next from a zeroed counter.
+    Buffer counter = allocateScratch("persistent tile counter",
+                                     {b.getAffineConstantExpr(1)},
+                                     b.getI32Type());
+    ZeroOp::create(b, loc, counter.memref, stream);
+    args.push_back(counter.memref);
+    Value tiles = arith::MulIOp::create(b, loc, grid[0], grid[1]);
+    Value multiprocessors =
+        MultiprocessorCountOp::create(b, loc, b.getIndexType(), stream);
+    grid = {arith::MinSIOp::create(b, loc, tiles, multiprocessors),
+            constant(1), constant(1)};
+  }
   if (failed(launch(*kernel, args, grid)))
     return failure();
   return op.isCombine() ? lowerCombineFinalize(op, sums, output) : success();

@@ -197,6 +197,11 @@ void moe_rt_launcher_encode_tma_2d(moe_rt_launcher *launcher,
                                    int64_t elementBytes, int64_t boxRows,
                                    int64_t boxCols);
 
+/// The streaming multiprocessors of the current context's device: the
+/// grid of a persistent kernel. 1 once the call has failed or ended (a grid
+/// it sizes is then not launched).
+int64_t moe_rt_launcher_multiprocessor_count(moe_rt_launcher *launcher);
+
 /// Zeroes every byte of `memref` on the call's stream.
 void moe_rt_launcher_zero(moe_rt_launcher *launcher, moe_rt_memref memref);
 

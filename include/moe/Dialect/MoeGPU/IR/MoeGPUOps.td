@@ -153,4 +153,18 @@ def MoeGPU_ReadCountOp : MoeGPU_Op<"read_count"> {
   let hasVerifier = 1;
 }
 
+def MoeGPU_MultiprocessorCountOp : MoeGPU_Op<"multiprocessor_count"> {
+  let summary = "the number of SMs of the stream's device";
+  let description = [{
+    The streaming multiprocessors of the device that runs `stream`'s work
+    (the current context's device): a persistent kernel is launched on at
+    most one block per SM.
+
+    Example: `%sms = moe_gpu.multiprocessor_count on %stream`.
+  }];
+  let arguments = (ins MoeGPU_StreamType:$stream);
+  let results = (outs Index:$count);
+  let assemblyFormat = "`on` $stream attr-dict";
+}
+
 #endif // MOE_DIALECT_MOEGPU_IR_MOEGPUOPS_TD

@@ -41,9 +41,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - `schedule = multistage` with `block_m / 64` consumer warpgroups; with
       `warp-specialize`, bf16 matmuls of 128-row blocks get
       `warp_specialized`: a producer warpgroup after two consumers, and
-      setmaxnreg moving them to 80 and 208 registers per thread
-      (128 · (80 + 2 · 208) = 63488 of the 65536; a consumer's 64x256 f32
-      accumulator takes 128, and the producer spilled below 80).
+      setmaxnreg moving them to 88 and 208 registers per thread
+      (128 · (88 + 2 · 208) = 64512, all that a block of 384 threads starts
+      with; a consumer's 64x256 f32 accumulator takes 128, and the
+      persistent producer spilled at 80). With
+      `persistent`, those of them without split-K get `persistent` instead:
+      the same roles and registers, on a grid of at most one block per SM
+      that walks the tiles in the `group_m` raster.
 
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
@@ -58,7 +62,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "Shared-memory ring depth (2-5); 0 takes the deepest that fits">,
     Option<"warpSpecialize", "warp-specialize", "bool", /*default=*/"false",
            "Give bf16 matmuls of 128-row blocks the warp-specialized "
-           "schedule (one producer warpgroup, setmaxnreg 80/208)">
+           "schedule (one producer warpgroup, setmaxnreg 88/208)">,
+    Option<"persistent", "persistent", "bool", /*default=*/"false",
+           "Give bf16 matmuls of 128-row blocks without split-K the "
+           "persistent schedule (warp-specialized, one block per SM)">
   ];
 }
 
