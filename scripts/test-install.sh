@@ -25,6 +25,12 @@ c++ -O1 -std=c++17 -shared -fPIC "$work/layer/layer.cpp" \
   -I "$work/layer" -I "$work/prefix/include" -I "$cuda/include" \
   -L "$work/prefix/lib" -lmoe_runtime -L "$cuda/lib64/stubs" -lcuda \
   -o "$work/layer/libmoe_layer.so"
+# Parsed without the parser's names, the inputs are numbered.
+if ! grep -q 'int32_t moe_layer_layer(const void\* input0, const void\* input1' \
+    "$work/layer/layer.h"; then
+  echo "test-install: unexpected declaration in layer.h" >&2
+  exit 1
+fi
 for symbol in moe_layer_layer moe_layer_layer_workspace_bytes \
     moe_layer_layer_invalid_ids; do
   if ! nm -D --defined-only "$work/layer/libmoe_layer.so" |

@@ -14,6 +14,8 @@
 #include "moe/InitAllMoe.h"
 #include "moe/Target/CompileLayer.h"
 
+#include "mlir/AsmParser/AsmParser.h"
+#include "mlir/AsmParser/AsmParserState.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/IR/MLIRContext.h"
@@ -125,6 +127,25 @@ LogicalResult selectEntry(ModuleOp module, StringRef name) {
   return success();
 }
 
+/// Gives each function argument its name in the source (`%hidden` ->
+/// NameLoc "hidden"), which the generated header uses for the parameter.
+void nameArgumentsFromSource(const AsmParserState &state) {
+  for (const AsmParserState::BlockDefinition &block : state.getBlockDefs()) {
+    if (!block.block || !isa_and_nonnull<func::FuncOp>(block.block->getParentOp()))
+      continue;
+    for (auto [argument, definition] :
+         llvm::zip(block.block->getArguments(), block.arguments)) {
+      llvm::SMRange range = definition.loc;
+      StringRef name(range.Start.getPointer(),
+                     range.End.getPointer() - range.Start.getPointer());
+      name.consume_front("%");
+      if (!name.empty())
+        argument.setLoc(NameLoc::get(
+            StringAttr::get(argument.getContext(), name), argument.getLoc()));
+    }
+  }
+}
+
 LogicalResult writeOutputs(const moe::GpuCompiledLayer &layer) {
   if (std::error_code code = llvm::sys::fs::create_directories(outputDir)) {
     llvm::errs() << "moe-compile: error: cannot create " << outputDir << ": "
@@ -178,8 +199,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   sourceMgr.AddNewSourceBuffer(std::move(input), llvm::SMLoc());
+  // Parsed with the parser's state, which holds the arguments' names.
+  AsmParserState parserState;
+  ParserConfig config(&context);
+  Block parsed;
+  if (failed(parseAsmSourceFile(sourceMgr, &parsed, config, &parserState)))
+    return 1;
+  nameArgumentsFromSource(parserState);
   OwningOpRef<ModuleOp> program =
-      parseSourceFile<ModuleOp>(sourceMgr, &context);
+      detail::constructContainerOpForParserIfNecessary<ModuleOp>(
+          &parsed, &context, FileLineColLoc::get(&context, inputFile, 0, 0));
   if (!program || (!entry.empty() && failed(selectEntry(*program, entry))))
     return 1;
 

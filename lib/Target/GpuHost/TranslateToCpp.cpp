@@ -28,13 +28,93 @@ std::string printed(Type type) {
   return text;
 }
 
+/// The C name of a tensor parameter: the argument's NameLoc (moe-compile
+/// gives each its name in the source) as an identifier, else `fallback`.
+std::string parameterName(BlockArgument argument, StringRef fallback) {
+  auto nameLoc = dyn_cast<NameLoc>(argument.getLoc());
+  if (!nameLoc || nameLoc.getName().getValue().empty())
+    return fallback.str();
+  std::string name = nameLoc.getName().getValue().str();
+  for (char &c : name)
+    if (!llvm::isAlnum(c) && c != '_')
+      c = '_';
+  if (llvm::isDigit(name.front()))
+    name = fallback.str() + "_" + name;
+  return name;
+}
+
+/// A tensor's elements and shape in C terms: `bf16 [numTokens][4096]`.
+std::string describeTensor(MemRefType type) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  Type element = type.getElementType();
+  if (element.isBF16())
+    os << "bf16 (uint16_t bits)";
+  else if (element.isF32())
+    os << "float";
+  else if (isa<Float8E4M3FNType>(element))
+    os << "fp8 e4m3 (uint8_t bits)";
+  else if (auto integer = dyn_cast<IntegerType>(element))
+    os << "int" << integer.getWidth() << "_t";
+  else
+    os << element;
+  os << " ";
+  for (int64_t size : type.getShape()) {
+    if (ShapedType::isDynamic(size))
+      os << "[numTokens]";
+    else
+      os << "[" << size << "]";
+  }
+  return text;
+}
+
+/// Whether host function `func` launches work (takes a stream).
+bool launches(func::FuncOp func) {
+  return llvm::any_of(func.getArgumentTypes(), [](Type type) {
+    return isa<moe_gpu::StreamType>(type);
+  });
+}
+
+/// The names of the C parameters of host function `func`, in order (the
+/// workspace is a pointer and a size; a launching function's results are
+/// out pointers).
+SmallVector<std::string> parameterNames(func::FuncOp func) {
+  SmallVector<std::string> names;
+  int64_t numResults = llvm::count_if(
+      llvm::seq(func.getNumArguments()), [&](unsigned index) {
+        return func.getArgAttr(index, MoeGPUDialect::getResultAttrName());
+      });
+  int64_t result = 0;
+  for (BlockArgument argument : func.getArguments()) {
+    Type type = argument.getType();
+    unsigned index = argument.getArgNumber();
+    if (isa<moe_gpu::StreamType>(type)) {
+      names.push_back("stream");
+    } else if (isa<IndexType>(type)) {
+      names.push_back("numTokens");
+    } else if (func.getArgAttr(index, MoeGPUDialect::getWorkspaceAttrName())) {
+      names.append({"workspace", "workspaceBytes"});
+    } else if (func.getArgAttr(index, MoeGPUDialect::getResultAttrName())) {
+      names.push_back(numResults == 1 ? "result"
+                                      : "result" + std::to_string(result));
+      ++result;
+    } else {
+      names.push_back(parameterName(argument, "input" + std::to_string(index)));
+    }
+  }
+  // A launching function returns its status; its results are out pointers.
+  if (launches(func))
+    for (unsigned i = 0; i < func.getNumResults(); ++i)
+      names.push_back(func.getNumResults() == 1 ? "count"
+                                                : "count" + std::to_string(i));
+  return names;
+}
+
 /// The doc comment of host function `func`: its C parameters in order.
 std::string describe(func::FuncOp func) {
   std::string doc;
   llvm::raw_string_ostream os(doc);
-  bool launching = llvm::any_of(func.getArgumentTypes(), [](Type type) {
-    return isa<moe_gpu::StreamType>(type);
-  });
+  bool launching = launches(func);
   if (StringRef(func.getName()).ends_with("_workspace_bytes"))
     os << "/// The workspace bytes the layer needs for `numTokens` tokens.\n";
   else if (StringRef(func.getName()).ends_with("_invalid_ids"))
@@ -50,27 +130,40 @@ std::string describe(func::FuncOp func) {
           "and never freed; a call keeps its other state on its own\n/// "
           "stack. Calls that share a workspace must be ordered.\n";
   os << "/// Parameters, in order:\n";
+  SmallVector<std::string> names = parameterNames(func);
+  unsigned position = 0;
   for (auto [index, type] : llvm::enumerate(func.getArgumentTypes())) {
     if (isa<moe_gpu::StreamType>(type)) {
-      os << "///   CUstream stream\n";
+      os << "///   CUstream stream: the stream the work is ordered on\n";
     } else if (isa<IndexType>(type)) {
-      os << "///   int64_t numTokens: the token count (0 to 2^24), the size "
-            "of every '?'\n";
+      os << "///   int64_t numTokens: the token count (0 to 2^24)\n";
     } else if (func.getArgAttr(index, MoeGPUDialect::getWorkspaceAttrName())) {
-      os << "///   void *workspace, size_t workspaceBytes: device memory, "
-            "128-byte aligned,\n///     at least _workspace_bytes(numTokens) "
-            "bytes; needs no initialization\n";
+      if (func.getNumResults() == 0)
+        os << "///   void *workspace, size_t workspaceBytes: device memory, "
+              "128-byte aligned,\n///     at least "
+              "_workspace_bytes(numTokens) bytes; needs no initialization\n";
+      else
+        os << "///   void *workspace, size_t workspaceBytes: the workspace "
+              "of the last call\n";
+      ++position;
     } else {
       bool result = static_cast<bool>(
           func.getArgAttr(index, MoeGPUDialect::getResultAttrName()));
-      os << "///   " << (result ? "void *" : "const void *")
-         << (result ? "result: " : "input: ") << printed(type)
-         << ", row-major device memory\n";
+      os << "///   " << (result ? "void *" : "const void *") << names[position]
+         << ": " << describeTensor(cast<MemRefType>(type))
+         << ", row-major,\n///     16-byte aligned device memory"
+         << (result ? " (written)" : "") << "\n";
     }
+    ++position;
   }
-  for (Type type : func.getResultTypes())
-    os << (launching ? "///   out: " : "/// Returns: ") << printed(type)
-       << "\n";
+  for (Type type : func.getResultTypes()) {
+    if (launching)
+      os << "///   int64_t *" << names[position++]
+         << ": host memory, set on success\n";
+    else
+      os << "/// Returns: " << (isa<IndexType>(type) ? "the bytes" : printed(type))
+         << "\n";
+  }
   if (launching)
     os << "/// Returns 0, or a moe_rt_status with moe_rt_last_error() set.\n";
   return doc;
@@ -80,10 +173,36 @@ void verbatim(OpBuilder &b, Location loc, StringRef text) {
   emitc::VerbatimOp::create(b, loc, b.getStringAttr(text));
 }
 
+/// The C declaration of `func` as translateToCpp prints it (the types come
+/// from the EmitC lowering alone), with `names` given to its parameters.
+FailureOr<std::string> declaration(emitc::FuncOp func,
+                                   ArrayRef<std::string> names) {
+  OwningOpRef<ModuleOp> holder = ModuleOp::create(func.getLoc());
+  OpBuilder b(func.getContext());
+  b.setInsertionPointToEnd(holder->getBody());
+  emitc::FuncOp::create(b, func.getLoc(), func.getName(),
+                        func.getFunctionType());
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  if (failed(emitc::translateToCpp(*holder, os)))
+    return failure();
+  StringRef printed = StringRef(text).trim();
+  size_t open = printed.find('('), close = printed.rfind(')');
+  SmallVector<StringRef> types;
+  if (open < close)
+    printed.slice(open + 1, close).split(types, ", ");
+  if (open >= close || types.size() != names.size())
+    return func.emitError("cannot name the parameters of ") << printed;
+  std::string named = printed.take_front(open + 1).str();
+  for (auto [position, type] : llvm::enumerate(types))
+    named += (position ? ", " : "") + type.str() + " " + names[position];
+  return named + printed.drop_front(close).str();
+}
+
 /// The header: a declaration of each function of `lowered`, documented from
-/// the host functions of `host`.
-OwningOpRef<ModuleOp> buildHeader(ModuleOp host, ModuleOp lowered,
-                                  StringRef name) {
+/// the host functions of `host`, and with their parameters' names.
+FailureOr<OwningOpRef<ModuleOp>> buildHeader(ModuleOp host, ModuleOp lowered,
+                                             StringRef name) {
   Location loc = host.getLoc();
   OwningOpRef<ModuleOp> header = ModuleOp::create(loc);
   OpBuilder b(host.getContext());
@@ -96,9 +215,17 @@ OwningOpRef<ModuleOp> buildHeader(ModuleOp host, ModuleOp lowered,
                              b.getUnitAttr());
   verbatim(b, loc, "#ifdef __cplusplus\nextern \"C\" {\n#endif");
   for (auto func : lowered.getOps<emitc::FuncOp>()) {
-    if (auto original = host.lookupSymbol<func::FuncOp>(func.getName()))
-      verbatim(b, loc, StringRef(describe(original)).rtrim());
-    emitc::FuncOp::create(b, loc, func.getName(), func.getFunctionType());
+    auto original = host.lookupSymbol<func::FuncOp>(func.getName());
+    if (!original) {
+      emitc::FuncOp::create(b, loc, func.getName(), func.getFunctionType());
+      continue;
+    }
+    verbatim(b, loc, StringRef(describe(original)).rtrim());
+    FailureOr<std::string> declared =
+        declaration(func, parameterNames(original));
+    if (failed(declared))
+      return failure();
+    verbatim(b, loc, *declared);
   }
   verbatim(b, loc, "#ifdef __cplusplus\n}\n#endif");
   verbatim(b, loc, "#endif // " + guard);
@@ -114,8 +241,10 @@ LogicalResult mlir::moe::emitGpuHostSource(ModuleOp module, StringRef name,
   pm.addPass(createConvertMoeGpuHostToEmitC());
   if (failed(pm.run(*lowered)))
     return failure();
-  OwningOpRef<ModuleOp> declarations = buildHeader(module, *lowered, name);
-  if (failed(emitc::translateToCpp(*declarations, header)))
+  FailureOr<OwningOpRef<ModuleOp>> declarations =
+      buildHeader(module, *lowered, name);
+  if (failed(declarations) ||
+      failed(emitc::translateToCpp(**declarations, header)))
     return failure();
   OpBuilder b(module.getContext());
   b.setInsertionPointToStart(lowered->getBody());

@@ -61,9 +61,24 @@
 // HOST: %[[COUNTER:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[3]
 // HOST-NEXT: moe_gpu.read_count %[[COUNTER]] on
 
-// HEADER: int32_t moe_layer_block(const void*, const void*, const void*, const void*, const void*, void*, int64_t, void*, size_t, CUstream);
-// HEADER: size_t moe_layer_block_workspace_bytes(int64_t);
-// HEADER: int32_t moe_layer_block_invalid_ids(void*, size_t, int64_t, CUstream, int64_t*);
+// Each parameter is documented in C terms and named as in the source
+// (without a NameLoc, as through the C++ API, the inputs are numbered:
+// scripts/test-install.sh checks that).
+// HEADER: /// Parameters, in order:
+// HEADER-NEXT: ///   const void *x: bf16 (uint16_t bits) [numTokens][128], row-major,
+// HEADER-NEXT: ///     16-byte aligned device memory
+// HEADER-NEXT: ///   const void *ids: int32_t [numTokens][2], row-major,
+// HEADER: ///   const void *weights: float [numTokens][2], row-major,
+// HEADER: ///   const void *w13: bf16 (uint16_t bits) [8][256][128], row-major,
+// HEADER: ///   void *result: bf16 (uint16_t bits) [numTokens][128], row-major,
+// HEADER-NEXT: ///     16-byte aligned device memory (written)
+// HEADER-NEXT: ///   int64_t numTokens: the token count (0 to 2^24)
+// HEADER: int32_t moe_layer_block(const void* x, const void* ids, const void* weights, const void* w13, const void* w2, void* result, int64_t numTokens, void* workspace, size_t workspaceBytes, CUstream stream);
+// HEADER: /// Returns: the bytes
+// HEADER-NEXT: size_t moe_layer_block_workspace_bytes(int64_t numTokens);
+// HEADER: ///   void *workspace, size_t workspaceBytes: the workspace of the last call
+// HEADER: ///   int64_t *count: host memory, set on success
+// HEADER: int32_t moe_layer_block_invalid_ids(void* workspace, size_t workspaceBytes, int64_t numTokens, CUstream stream, int64_t* count);
 
 // The kernels in launch order; each launch passes exactly its arguments.
 // SOURCE: #include "block.h"

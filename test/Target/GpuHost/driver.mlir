@@ -22,7 +22,8 @@
 // TIMING: Execution time report
 // TIMING: MoeGpuOutlineHost
 
-// HEADER: int32_t moe_layer_block(const void*, const void*, const void*, const void*, const void*, void*, int64_t, void*, size_t, CUstream);
+// The C parameters take the arguments' names in the source.
+// HEADER: int32_t moe_layer_block(const void* x, const void* ids, const void* weights, const void* w13, const void* w2, void* result, int64_t numTokens, void* workspace, size_t workspaceBytes, CUstream stream);
 
 func.func @block(%x: tensor<?x128xbf16>, %ids: tensor<?x2xi32>, %weights: tensor<?x2xf32>, %w13: tensor<8x256x128xbf16>, %w2: tensor<8x128x128xbf16>) -> tensor<?x128xbf16> {
   %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x128xbf16>, tensor<?x2xi32> -> tensor<?x128xbf16>, tensor<9xi32>, tensor<?xi32>

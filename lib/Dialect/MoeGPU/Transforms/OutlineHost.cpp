@@ -547,6 +547,9 @@ LogicalResult HostBuilder::createEntry() {
   host.setArgAttr(types.size() - 2, MoeGPUDialect::getWorkspaceAttrName(),
                   b.getUnitAttr());
   Block *entry = host.addEntryBlock();
+  // The inputs keep their locations (a NameLoc names the C parameter).
+  for (BlockArgument argument : body.getArguments())
+    entry->getArgument(argument.getArgNumber()).setLoc(argument.getLoc());
   numTokens = entry->getArgument(types.size() - 3);
   workspace = entry->getArgument(types.size() - 2);
   stream = entry->getArgument(types.size() - 1);
