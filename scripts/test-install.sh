@@ -2,7 +2,9 @@
 # Installs the build into a fresh prefix, builds the out-of-tree embedding
 # example (examples/embedding) against the installed moe package, runs it
 # on an example layer, and builds the host code it wrote into a shared
-# library against the installed runtime, as an engine would.
+# library against the installed runtime, as an engine would. Then
+# pip-installs the Python package (python/) into a fresh virtual
+# environment and compiles a layer through it with the installed tool.
 #   MOE_BUILD_DIR: the build to install (default build/).
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,3 +42,19 @@ for symbol in moe_layer_layer moe_layer_layer_workspace_bytes \
   fi
 done
 echo "test-install: the layer's host code builds against the installed runtime"
+
+# The system's numpy and ml_dtypes satisfy the package's dependencies.
+python3 -m venv --system-site-packages "$work/venv"
+"$work/venv/bin/pip" install -q "$repo_root/python"
+(cd "$work" && "$work/venv/bin/python" - "$work/prefix/bin/moe-compile" \
+    "$repo_root/examples/scaled/mixtral_8x7b.mlir" "$work/cache" <<'EOF'
+import sys
+from moe_compiler import gpu
+tool, source, cache = sys.argv[1:]
+layer = gpu.compile(source, name="mixtral", num_tokens=64, moe_compile=tool, cache_dir=cache)
+again = gpu.compile(source, name="mixtral", num_tokens=64, moe_compile=tool, cache_dir=cache)
+assert not layer.from_cache and again.from_cache and again.library == layer.library
+assert gpu.__file__.startswith(sys.prefix), gpu.__file__
+print(f"test-install: pip-installed moe_compiler compiled {layer}")
+EOF
+)

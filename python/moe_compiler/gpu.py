@@ -1,0 +1,278 @@
+"""Compile a moe layer for the GPU from Python, and call it on torch tensors.
+
+    from moe_compiler import gpu
+    layer = gpu.compile("examples/mixtral_8x7b.mlir", num_tokens=256)
+    out = layer(x, w_gate, w13, w2)       # CUDA tensors, on the current stream
+
+`compile` runs `moe-compile` (the installed tool: `moe_compile=`, the
+`MOE_COMPILE` variable, or `PATH`) and builds the host code it writes into a
+shared library against the installed runtime (`<prefix>/include`,
+`<prefix>/lib/libmoe_runtime.so` beside `<prefix>/bin/moe-compile`). It
+needs no GPU. Libraries are cached on disk (`cache_dir=`, `MOE_CACHE_DIR`,
+else `~/.cache/moe`) under a key of the IR, the options and the tool.
+
+Calling a `Layer` needs PyTorch and a GPU: it checks each tensor's device,
+dtype, shape and contiguity against the layer's signature, runs on
+`torch.cuda.current_stream()`, and keeps one workspace per device that grows
+to the largest token count seen. The first call on a device loads the
+kernels; make it before capturing a CUDA graph. A call allocates the result
+and nothing else, so replaying a captured call is safe as long as the
+workspace is not outgrown.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import tempfile
+from typing import Sequence
+
+__all__ = ["CompileError", "Layer", "TensorSpec", "compile"]
+
+#: Bumped when the cache layout or the build of a library changes.
+_CACHE_VERSION = "1"
+
+_DTYPES = {
+    "bf16": "bfloat16",
+    "f16": "float16",
+    "f32": "float32",
+    "i32": "int32",
+    "i64": "int64",
+    "i8": "int8",
+    "f8E4M3FN": "float8_e4m3fn",
+}
+
+
+class CompileError(RuntimeError):
+    """moe-compile, the runtime or the C++ compiler could not be found or
+    failed; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One tensor parameter: its shape (None for the token count) and the
+    name of its torch dtype."""
+
+    shape: tuple[int | None, ...]
+    dtype: str
+
+
+def _find_moe_compile(explicit: str | os.PathLike | None) -> pathlib.Path:
+    candidate = explicit or os.environ.get("MOE_COMPILE") or shutil.which("moe-compile")
+    if not candidate:
+        raise CompileError(
+            "moe-compile not found: pass moe_compile=, set MOE_COMPILE, or put "
+            "the installed tool (cmake --install) on PATH")
+    path = pathlib.Path(candidate).resolve()
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise CompileError(f"moe-compile not found at {path}")
+    return path
+
+
+def _runtime_dirs(moe_compile: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """The runtime's include and library directories of the installed tree
+    that holds `moe_compile` (or MOE_RUNTIME_INCLUDE / MOE_RUNTIME_LIB)."""
+    prefix = moe_compile.parent.parent
+    include = pathlib.Path(os.environ.get("MOE_RUNTIME_INCLUDE", prefix / "include"))
+    lib = pathlib.Path(os.environ.get("MOE_RUNTIME_LIB", prefix / "lib"))
+    if not (include / "moe" / "Runtime" / "Runtime.h").is_file():
+        raise CompileError(
+            f"no moe/Runtime/Runtime.h under {include}: use the moe-compile of an "
+            "installed tree (cmake --install), or set MOE_RUNTIME_INCLUDE")
+    if not (lib / "libmoe_runtime.so").is_file():
+        raise CompileError(
+            f"no libmoe_runtime.so in {lib}: moe was installed without the CUDA "
+            "toolkit, or set MOE_RUNTIME_LIB")
+    return include, lib
+
+
+def _cuda_home() -> pathlib.Path:
+    for candidate in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"),
+                      "/usr/local/cuda"):
+        if candidate and (pathlib.Path(candidate) / "include" / "cuda.h").is_file():
+            return pathlib.Path(candidate)
+    raise CompileError("the CUDA toolkit (include/cuda.h) was not found: set CUDA_HOME")
+
+
+def parse_signature(host_ir: str, name: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The input and result tensors of `moe_layer_<name>` in the host IR
+    that `moe-compile --kernels` writes."""
+    header = re.search(rf"func\.func @moe_layer_{re.escape(name)}\((.*?)\)\s*attributes",
+                       host_ir)
+    if not header:
+        raise CompileError(f"no host function moe_layer_{name} in the host IR")
+    inputs, results = [], []
+    for match in re.finditer(r"%\w+: memref<([^>]*)>(?: \{moe_gpu\.(result|workspace)\})?",
+                             header.group(1)):
+        if match.group(2) == "workspace":
+            continue
+        *dims, element = match.group(1).split("x")
+        if element not in _DTYPES:
+            raise CompileError(f"unsupported element type {element} in the layer's signature")
+        spec = TensorSpec(tuple(None if d == "?" else int(d) for d in dims), _DTYPES[element])
+        (results if match.group(2) == "result" else inputs).append(spec)
+    return inputs, results
+
+
+def _cache_key(text: str, options: Sequence[str], tool: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    stat = tool.stat()
+    for part in (_CACHE_VERSION, text, *options, str(tool), str(stat.st_size),
+                 str(stat.st_mtime_ns)):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def _run(command: list[str], what: str) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CompileError(f"{what} failed ({result.returncode}):\n{result.stderr.strip()}")
+
+
+def compile(ir: str | os.PathLike, *, name: str = "layer", num_tokens: int = 256,
+            entry: str | None = None, flags: Sequence[str] = (),
+            moe_compile: str | os.PathLike | None = None,
+            cache_dir: str | os.PathLike | None = None) -> "Layer":
+    """Compiles the layer of `ir` (a path to a .mlir file, or IR text) for
+    Hopper, tiled for `num_tokens` tokens (it runs any count), into a
+    library, or takes it from the cache. `entry` picks the function of a
+    file with several; `flags` are more moe-compile options."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"name must be a C identifier, got {name!r}")
+    if num_tokens < 1:
+        raise ValueError(f"num_tokens must be positive, got {num_tokens}")
+    looks_like_ir = isinstance(ir, str) and ("func.func" in ir or "\n" in ir)
+    text = ir if looks_like_ir else pathlib.Path(ir).read_text()
+    tool = _find_moe_compile(moe_compile)
+    include, lib = _runtime_dirs(tool)
+    cuda = _cuda_home()
+    options = ["--name", name, "--num-tokens", str(num_tokens), *flags]
+    if entry:
+        options += ["--entry", entry]
+    root = pathlib.Path(cache_dir or os.environ.get("MOE_CACHE_DIR")
+                        or pathlib.Path.home() / ".cache" / "moe")
+    target = root / _cache_key(text, options, tool)
+    library = target / f"libmoe_layer_{name}.so"
+    if library.is_file():
+        return Layer(library, name, *parse_signature((target / "host.mlir").read_text(), name),
+                     from_cache=True)
+    root.mkdir(parents=True, exist_ok=True)
+    # Built aside, then renamed into place: a cache entry is whole or absent.
+    work = pathlib.Path(tempfile.mkdtemp(dir=root, prefix="build-"))
+    try:
+        (work / "layer.mlir").write_text(text)
+        _run([str(tool), str(work / "layer.mlir"), "-o", str(work),
+              "--kernels", str(work / "host.mlir"), *options], "moe-compile")
+        _run(["c++", "-O2", "-std=c++17", "-shared", "-fPIC", str(work / f"{name}.cpp"),
+              "-I", str(work), "-I", str(include), "-I", str(cuda / "include"),
+              "-L", str(lib), "-lmoe_runtime", f"-Wl,-rpath,{lib}",
+              "-L", str(cuda / "lib64" / "stubs"), "-lcuda",
+              "-o", str(work / library.name)], "building the host code")
+        work.rename(target)
+    except OSError:
+        # Another process may have finished the same entry first.
+        if not library.is_file():
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Layer(library, name, *parse_signature((target / "host.mlir").read_text(), name))
+
+
+class Layer:
+    """A compiled layer: `layer(*inputs)` runs it on torch CUDA tensors and
+    returns its result (or the tuple of its results)."""
+
+    def __init__(self, library: pathlib.Path, name: str, inputs: list[TensorSpec],
+                 results: list[TensorSpec], from_cache: bool = False):
+        self.library = library
+        self.name = name
+        self.inputs = inputs
+        self.results = results
+        self.from_cache = from_cache
+        self._functions = None
+        self._workspaces: dict[int, object] = {}
+
+    def __repr__(self) -> str:
+        return f"Layer({self.name!r}, inputs={self.inputs}, results={self.results})"
+
+    def _load(self):
+        if self._functions is None:
+            try:
+                handle = ctypes.CDLL(str(self.library))
+            except OSError as error:
+                raise RuntimeError(f"cannot load {self.library} (is there a CUDA driver?): "
+                                   f"{error}") from error
+            run = getattr(handle, f"moe_layer_{self.name}")
+            run.restype = ctypes.c_int32
+            run.argtypes = ([ctypes.c_void_p] * (len(self.inputs) + len(self.results))
+                            + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t,
+                               ctypes.c_void_p])
+            workspace_bytes = getattr(handle, f"moe_layer_{self.name}_workspace_bytes")
+            workspace_bytes.restype = ctypes.c_size_t
+            workspace_bytes.argtypes = [ctypes.c_int64]
+            handle.moe_rt_last_error.restype = ctypes.c_char_p
+            self._functions = (run, workspace_bytes, handle.moe_rt_last_error)
+        return self._functions
+
+    def check(self, tensors: Sequence[object]) -> int:
+        """The token count of `tensors`, after checking them against the
+        signature; a ValueError names the first mismatch."""
+        import torch
+
+        if len(tensors) != len(self.inputs):
+            raise ValueError(f"{self.name} takes {len(self.inputs)} tensors, got {len(tensors)}")
+        num_tokens = None
+        for position, (tensor, spec) in enumerate(zip(tensors, self.inputs)):
+            where = f"{self.name}: input {position}"
+            if not isinstance(tensor, torch.Tensor) or tensor.device.type != "cuda":
+                raise ValueError(f"{where} must be a CUDA tensor")
+            if tensor.dtype != getattr(torch, spec.dtype):
+                raise ValueError(f"{where} must be {spec.dtype}, got {tensor.dtype}")
+            if tensor.dim() != len(spec.shape):
+                raise ValueError(f"{where} must have {len(spec.shape)} dimensions, "
+                                 f"got shape {tuple(tensor.shape)}")
+            for size, expected in zip(tensor.shape, spec.shape):
+                if expected is None:
+                    if num_tokens is None:
+                        num_tokens = size
+                    elif size != num_tokens:
+                        raise ValueError(f"{where} has {size} tokens, the inputs before it "
+                                         f"{num_tokens}")
+                elif size != expected:
+                    raise ValueError(f"{where} must have shape {spec.shape} (None: tokens), "
+                                     f"got {tuple(tensor.shape)}")
+            if not tensor.is_contiguous() or tensor.data_ptr() % 16:
+                raise ValueError(f"{where} must be contiguous and 16-byte aligned")
+            if tensor.device != tensors[0].device:
+                raise ValueError(f"{where} is on {tensor.device}, input 0 on "
+                                 f"{tensors[0].device}")
+        return num_tokens or 0
+
+    def __call__(self, *tensors):
+        import torch
+
+        num_tokens = self.check(tensors)
+        run, workspace_bytes, last_error = self._load()
+        device = tensors[0].device
+        outputs = [torch.empty(tuple(num_tokens if d is None else d for d in spec.shape),
+                               dtype=getattr(torch, spec.dtype), device=device)
+                   for spec in self.results]
+        needed = max(int(workspace_bytes(num_tokens)), 1)
+        workspace = self._workspaces.get(device.index)
+        if workspace is None or workspace.numel() < needed:
+            workspace = torch.empty(needed, dtype=torch.uint8, device=device)
+            self._workspaces[device.index] = workspace
+        status = run(*[t.data_ptr() for t in tensors], *[o.data_ptr() for o in outputs],
+                     num_tokens, workspace.data_ptr(), workspace.numel(),
+                     torch.cuda.current_stream(device).cuda_stream)
+        if status != 0:
+            raise RuntimeError(f"moe_layer_{self.name} failed ({status}): "
+                               f"{last_error().decode(errors='replace')}")
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)

@@ -1,0 +1,95 @@
+"""moe_compiler.gpu without a GPU: signatures from host IR, argument checks,
+and compiling a layer through the build's moe-compile into the cache."""
+
+import os
+import pathlib
+import shutil
+
+import pytest
+
+from moe_compiler import gpu
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("MOE_BUILD_DIR", REPO / "build"))
+MOE_COMPILE = BUILD / "bin" / "moe-compile"
+RUNTIME_LIB = BUILD / "runtime"
+
+HOST_IR = """
+module {
+  func.func @moe_layer_block(%arg0: memref<?x128xbf16>, %arg1: memref<?x2xi32>, %arg2: memref<8x256x128xbf16>, %arg3: memref<?x128xbf16> {moe_gpu.result}, %arg4: index, %arg5: memref<?xi8> {moe_gpu.workspace}, %arg6: !moe_gpu.stream) attributes {moe_gpu.workspace_layout = @ws} {
+    return
+  }
+}
+"""
+
+
+def test_signature_from_host_ir():
+    inputs, results = gpu.parse_signature(HOST_IR, "block")
+    assert inputs == [gpu.TensorSpec((None, 128), "bfloat16"),
+                      gpu.TensorSpec((None, 2), "int32"),
+                      gpu.TensorSpec((8, 256, 128), "bfloat16")]
+    assert results == [gpu.TensorSpec((None, 128), "bfloat16")]
+
+
+def test_signature_of_a_missing_layer():
+    with pytest.raises(gpu.CompileError, match="no host function moe_layer_other"):
+        gpu.parse_signature(HOST_IR, "other")
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="C identifier"):
+        gpu.compile("func.func @f() {\n}", name="not a name")
+    with pytest.raises(ValueError, match="num_tokens must be positive"):
+        gpu.compile("func.func @f() {\n}", num_tokens=0)
+    with pytest.raises(gpu.CompileError, match="moe-compile not found"):
+        gpu.compile("func.func @f() {\n}", moe_compile=tmp_path / "moe-compile")
+
+
+def test_runtime_must_be_installed_beside_the_tool(tmp_path, monkeypatch):
+    tool = tmp_path / "bin" / "moe-compile"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    monkeypatch.delenv("MOE_RUNTIME_INCLUDE", raising=False)
+    with pytest.raises(gpu.CompileError, match="no moe/Runtime/Runtime.h under"):
+        gpu.compile("func.func @f() {\n}", moe_compile=tool, cache_dir=tmp_path)
+
+
+needs_toolchain = pytest.mark.skipif(
+    not (MOE_COMPILE.exists() and (RUNTIME_LIB / "libmoe_runtime.so").exists()
+         and (shutil.which("ptxas") or pathlib.Path("/usr/local/cuda/bin/ptxas").exists())),
+    reason="needs the build's moe-compile, its runtime and ptxas")
+
+
+@needs_toolchain
+def test_compile_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_RUNTIME_INCLUDE", str(REPO / "runtime" / "include"))
+    monkeypatch.setenv("MOE_RUNTIME_LIB", str(RUNTIME_LIB))
+    source = REPO / "examples" / "scaled" / "mixtral_8x7b.mlir"
+    layer = gpu.compile(source, name="mixtral", num_tokens=64, moe_compile=MOE_COMPILE,
+                        cache_dir=tmp_path)
+    assert not layer.from_cache
+    assert layer.library.is_file() and layer.library.parent.parent == tmp_path
+    assert layer.inputs[0] == gpu.TensorSpec((None, 256), "bfloat16")
+    assert layer.results == [gpu.TensorSpec((None, 256), "bfloat16")]
+    # The same IR as text, the same options: the same entry, not rebuilt.
+    again = gpu.compile(source.read_text(), name="mixtral", num_tokens=64,
+                        moe_compile=MOE_COMPILE, cache_dir=tmp_path)
+    assert again.from_cache and again.library == layer.library
+    # Other options are another entry.
+    other = gpu.compile(source, name="mixtral", num_tokens=4096, moe_compile=MOE_COMPILE,
+                        cache_dir=tmp_path)
+    assert not other.from_cache and other.library != layer.library
+    # Nothing is left behind by the builds.
+    assert not list(tmp_path.glob("build-*"))
+
+
+@needs_toolchain
+def test_compile_error_names_the_tool(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_RUNTIME_INCLUDE", str(REPO / "runtime" / "include"))
+    monkeypatch.setenv("MOE_RUNTIME_LIB", str(RUNTIME_LIB))
+    with pytest.raises(gpu.CompileError, match="moe-compile failed"):
+        gpu.compile("func.func @f() {\n  return\n}", moe_compile=MOE_COMPILE,
+                    cache_dir=tmp_path)
+    # The failed build left nothing in the cache.
+    assert list(tmp_path.iterdir()) == []
