@@ -22,6 +22,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.stages = options.stages;
   configureOptions.warpSpecialize = options.warpSpecialize;
   configureOptions.persistent = options.persistent;
+  configureOptions.pingpong = options.pingpong;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));
   });

@@ -77,6 +77,13 @@ llvm::cl::opt<bool> persistent(
                    "tiles from a counter; experimental, see "
                    "docs/gpu-warp-specialized.md)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> pingpong(
+    "pingpong",
+    llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
+                   "pingpong: persistent, the two consumer warpgroups on "
+                   "alternate tiles (experimental, see "
+                   "docs/gpu-warp-specialized.md)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> alignManyBlocksAbove(
     "align-many-blocks-above",
     llvm::cl::desc("Assignment count (M·k) above which moe.align runs over "
@@ -219,6 +226,7 @@ int main(int argc, char **argv) {
   options.stages = stages;
   options.warpSpecialize = warpSpecialize;
   options.persistent = persistent;
+  options.pingpong = pingpong;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.toolkitPath = cudaPath;
   options.emitPtx = !ptxFile.empty();

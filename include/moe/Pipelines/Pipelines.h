@@ -50,6 +50,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
                      "persistent (warp-specialized, one block per SM)"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> pingpong{
+      *this, "pingpong",
+      llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
+                     "pingpong (persistent; consumer warpgroups alternate "
+                     "tiles)"),
+      llvm::cl::init(false)};
 };
 
 /// Options of `moe-gpu-kernels-to-binary`.

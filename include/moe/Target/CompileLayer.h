@@ -32,6 +32,7 @@ struct GpuCompileOptions {
   int64_t stages = 0;
   bool warpSpecialize = false;
   bool persistent = false;
+  bool pingpong = false;
   /// The assignment count (M·k) above which moe.align runs over many blocks.
   int64_t alignManyBlocksAbove = 4096;
   /// The CUDA toolkit with ptxas; empty: CUDA_HOME, CUDA_ROOT, CUDA_PATH,

@@ -123,11 +123,23 @@ struct KernelConfig {
   /// Persistent (warp-specialized): a block per SM walks the tiles, and the
   /// ring's phases run on across them.
   bool persistent = false;
+  /// Pingpong (persistent): each consumer warpgroup multiplies all block_m
+  /// rows of its own tiles (every other one), so that one's epilogue runs
+  /// while the other's wgmmas do.
+  bool pingpong = false;
   int64_t producerRegisters = 0, consumerRegisters = 0;
   /// Slot blocks a raster group walks before the next column tile; 0: all.
   int64_t groupM = 0;
   int64_t consumerThreads() const {
     return blockM / kWarpgroupRows * kWarpgroupThreads;
+  }
+  /// The 64-row accumulators of one consumer warpgroup: its own 64 rows, or
+  /// with pingpong all block_m rows.
+  int64_t rowFragments() const { return pingpong ? blockM / kWarpgroupRows : 1; }
+  /// The threads that consume (and release) each stage: one warpgroup with
+  /// pingpong, else all consumers.
+  int64_t stageConsumerThreads() const {
+    return pingpong ? kWarpgroupThreads : consumerThreads();
   }
   int64_t threads() const {
     return consumerThreads() + (warpSpecialized ? kWarpgroupThreads : 0);
@@ -254,7 +266,16 @@ private:
   void produce();
   /// The consumers' K loop: wait for a full stage, multiply it, release it.
   /// Without `accumulator`, the first wgmma starts the sums (scale-d 0).
-  Value consume(Value accumulator = Value());
+  Value consume(Value accumulator = Value()) {
+    return consumeFragments(accumulator ? SmallVector<Value>{accumulator}
+                                        : SmallVector<Value>{Value()})[0];
+  }
+  /// The K loop on one accumulator per 64-row fragment (null: fresh sums).
+  SmallVector<Value> consumeFragments(SmallVector<Value> accumulators);
+  /// Pingpong consumer body of one tile: if the tile is this warpgroup's
+  /// (tiles done so far has its parity), its K loop over every row
+  /// fragment and their epilogues.
+  void consumePingpong();
   /// The ring stage of K step `step`.
   Value stageOf(Value step);
   /// Waits on `ring`'s barrier of `step`'s stage until the phase of `step`'s
@@ -303,6 +324,8 @@ private:
   /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
   /// nothing: the first one's scale-d is 0), commits them as a group and
   /// waits until at most `pendingGroups` groups are in flight.
+  SmallVector<Value> wgmmaStep(ArrayRef<Value> accumulators, Value stage,
+                               int64_t pendingGroups, bool fresh = false);
   Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups,
                   bool fresh = false);
   /// The scales of K block `step` (block scales): per fragment half, per
@@ -358,8 +381,9 @@ private:
   /// ones).
   Value emptyBarriers;
   /// Persistent: the ring position of the current tile's first K step
-  /// (null otherwise: positions are the K steps).
-  Value stepBase;
+  /// (null otherwise: positions are the K steps), and the block's count of
+  /// tiles done before the current one.
+  Value stepBase, tilesDone;
   /// Persistent: the global tile counter, and the tile ring (its i32 slots
   /// in shared memory, and full and empty barriers).
   Value tileCounter, tileSlots, tileFull, tileEmpty;
@@ -533,7 +557,16 @@ void KernelBuilder::issueStage(Value step, Value valid) {
 
 Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
                                 int64_t pendingGroups, bool fresh) {
-  // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further.
+  return wgmmaStep(ArrayRef<Value>{accumulator}, stage, pendingGroups,
+                   fresh)[0];
+}
+
+SmallVector<Value> KernelBuilder::wgmmaStep(ArrayRef<Value> accumulators,
+                                            Value stage,
+                                            int64_t pendingGroups,
+                                            bool fresh) {
+  // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further (or,
+  // with pingpong, every 64 rows of the tile, one accumulator each).
   Value descriptorA = arith::AddIOp::create(
       b, loc, descriptor(addressOf(tileA(stage))), warpgroupOffset);
   Value descriptorB = descriptor(addressOf(tileB(stage)));
@@ -549,23 +582,32 @@ Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
     operandType = NVVM::WGMMATypes::s8;
     sumType = NVVM::WGMMATypes::s32;
   }
+  SmallVector<Value> sums(accumulators);
   for (int64_t step = 0; step < kRowBytes / kWgmmaKBytes; ++step) {
-    // Both K-major operands advance 32 bytes (2 descriptor units).
+    // Both K-major operands advance 32 bytes (2 descriptor units); fragment
+    // f's rows start 64 · 128 bytes (512 units) after fragment f − 1's.
     Value offset = i64(step * kWgmmaKBytes / 16);
-    Value stepA = arith::AddIOp::create(b, loc, descriptorA, offset);
+    SmallVector<Value> stepA;
+    for (int64_t fragment = 0; fragment < int64_t(sums.size()); ++fragment)
+      stepA.push_back(arith::AddIOp::create(
+          b, loc, descriptorA,
+          fragment ? i64(fragment * kWarpgroupRows * kRowBytes / 16 +
+                         step * kWgmmaKBytes / 16)
+                   : offset));
     Value stepB = arith::AddIOp::create(b, loc, descriptorB, offset);
-    accumulator = NVVM::WgmmaMmaAsyncOp::create(
-        b, loc, accumulatorType, accumulator, stepA, stepB, shape,
-        operandType, operandType, sumType,
-        fresh && step == 0 ? NVVM::WGMMAScaleOut::zero
-                           : NVVM::WGMMAScaleOut::one,
-        NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
-        NVVM::MMALayout::row, NVVM::MMALayout::col,
-        NVVM::MMAIntOverflowAttr());
+    for (auto [fragment, sum] : llvm::enumerate(sums))
+      sum = NVVM::WgmmaMmaAsyncOp::create(
+          b, loc, accumulatorType, sum, stepA[fragment], stepB, shape,
+          operandType, operandType, sumType,
+          fresh && step == 0 ? NVVM::WGMMAScaleOut::zero
+                             : NVVM::WGMMAScaleOut::one,
+          NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
+          NVVM::MMALayout::row, NVVM::MMALayout::col,
+          NVVM::MMAIntOverflowAttr());
   }
   NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, pendingGroups);
-  return accumulator;
+  return sums;
 }
 
 Value KernelBuilder::weightRowOf(Value row) {
@@ -1126,7 +1168,10 @@ void KernelBuilder::planFragmentRows() {
       arith::AddIOp::create(
           b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
           arith::DivUIOp::create(b, loc, lane, index(4))),
-      arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows)));
+      config.pingpong
+          ? index(0)
+          : arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows))
+                .getResult());
   // The input row of each fragment half whose scales apply: the token with
   // gather, else the slot (row 0 for a padding slot, whose A row is zero).
   if (config.isW8A8())
@@ -1162,9 +1207,11 @@ void KernelBuilder::initRings() {
       nvgpu::MBarrierInitOp::create(b, loc, barriers,
                                     index(kWarpgroupThreads + 1), index(s),
                                     Value());
-      // Empty: one arrive per consumer thread once its wgmma read the stage.
+      // Empty: one arrive per consuming thread once its wgmma read the
+      // stage.
       nvgpu::MBarrierInitOp::create(b, loc, emptyBarriers,
-                                    index(consumerThreads), index(s), Value());
+                                    index(config.stageConsumerThreads()),
+                                    index(s), Value());
     }
     // The tile ring: full once the leader published a tile, empty once
     // every thread of the block has read it.
@@ -1207,9 +1254,11 @@ void KernelBuilder::produce() {
   int64_t kSteps = config.kSteps();
   // A stage's rows are announced `lag` steps after their cp.async was
   // issued, so that the gathers of that many stages stay in flight while
-  // the thread waits for the oldest; at most stages − 1, or the producer
-  // would wait for a stage the consumers wait for it to announce.
-  int64_t lag = std::min({kProducerLag, config.stages - 1, kSteps});
+  // the thread waits for the oldest. At most stages − 2: the consumers
+  // release step t − 1 only once step t is full (one wgmma group stays in
+  // flight), so issuing step p waits for step p − stages + 1 to be
+  // announced, which a larger lag puts after issuing p.
+  int64_t lag = std::min({kProducerLag, config.stages - 2, kSteps});
   Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
   auto issue = [&](Value step) {
     // Round r of a stage waits for the consumers' release of round r − 1.
@@ -1267,7 +1316,8 @@ void KernelBuilder::fenceAsyncProxy() {
       NVVM::SharedSpaceAttr::get(context(), NVVM::SharedSpace::shared_cta));
 }
 
-Value KernelBuilder::consume(Value accumulator) {
+SmallVector<Value>
+KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   auto waitFull = [&](Value step) {
     waitForRound(barriers, ringStep(step), /*previousRound=*/false);
   };
@@ -1276,23 +1326,24 @@ Value KernelBuilder::consume(Value accumulator) {
   // is peeled, so that the loop holds no branch around the wgmma.
   waitFull(index(0));
   Value firstStage = stepBase ? stageOf(stepBase) : index(0);
-  bool fresh = !accumulator;
+  bool fresh = !accumulators.front();
   if (fresh)
-    accumulator = LLVM::PoisonOp::create(b, loc, accumulatorType);
-  accumulator =
-      wgmmaStep(accumulator, firstStage, /*pendingGroups=*/1, fresh);
+    for (Value &accumulator : accumulators)
+      accumulator = LLVM::PoisonOp::create(b, loc, accumulatorType);
+  accumulators =
+      wgmmaStep(accumulators, firstStage, /*pendingGroups=*/1, fresh);
   auto loop = scf::ForOp::create(
-      b, loc, index(1), index(config.kSteps()), index(1),
-      ValueRange{accumulator},
+      b, loc, index(1), index(config.kSteps()), index(1), accumulators,
       [&](OpBuilder &, Location, Value step, ValueRange args) {
         waitFull(step);
         Value stage = stageOf(ringStep(step));
-        Value sum = wgmmaStep(args[0], stage, /*pendingGroups=*/1);
+        SmallVector<Value> sums = wgmmaStep(
+            SmallVector<Value>(args), stage, /*pendingGroups=*/1);
         Value previous = arith::SubIOp::create(b, loc, step, index(1));
         nvgpu::MBarrierArriveOp::create(
             b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
             stageOf(ringStep(previous)));
-        scf::YieldOp::create(b, loc, sum);
+        scf::YieldOp::create(b, loc, sums);
       });
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   // A persistent block's producer refills the last stage with the next
@@ -1301,7 +1352,36 @@ Value KernelBuilder::consume(Value accumulator) {
     nvgpu::MBarrierArriveOp::create(
         b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
         stageOf(ringStep(index(config.kSteps() - 1))));
-  return loop.getResult(0);
+  return SmallVector<Value>(loop.getResults());
+}
+
+void KernelBuilder::consumePingpong() {
+  // Tiles alternate between the two consumer warpgroups in the order the
+  // producer fills the ring, so one's K loop follows the other's while the
+  // other runs its epilogue.
+  Value mine = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::eq,
+      arith::RemUIOp::create(b, loc, tilesDone,
+                             index(config.consumerThreads() /
+                                   kWarpgroupThreads)),
+      warpgroup);
+  ifThen(mine, [&] {
+    Value firstRow = fragmentRow0;
+    SmallVector<SmallVector<EpilogueRow, 2>> rows;
+    for (int64_t fragment = 0; fragment < config.rowFragments(); ++fragment) {
+      fragmentRow0 = arith::AddIOp::create(b, loc, firstRow,
+                                           index(fragment * kWarpgroupRows));
+      loadEpilogueRows();
+      rows.push_back(epilogueRows);
+    }
+    SmallVector<Value> sums =
+        consumeFragments(SmallVector<Value>(config.rowFragments(), Value()));
+    for (auto [fragment, sum] : llvm::enumerate(sums)) {
+      epilogueRows = rows[fragment];
+      storeEpilogue(sum);
+    }
+    fragmentRow0 = firstRow;
+  });
 }
 
 void KernelBuilder::planWeightOnlyChunks() {
@@ -1555,6 +1635,11 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
       b, loc, TypeRange{indexType, indexType, indexType},
       ValueRange{index(0), index(0)},
       [&](OpBuilder &, Location, ValueRange counts) {
+        // The last tile's epilogue and the leader's branch may leave a warp
+        // diverged; the waits ahead spin with bra.uni and the wgmmas are
+        // .aligned, so each warp reconverges first.
+        NVVM::SyncWarpOp::create(
+            b, loc, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(-1)));
         Value tile = receiveTile(counts[0]);
         Value more = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
                                            tile, tiles);
@@ -1599,6 +1684,7 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
         {
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPointToStart(localIf.thenBlock());
+          tilesDone = done;
           stepBase =
               arith::MulIOp::create(b, loc, done, index(config.kSteps()));
           weightsRow = firstWeightRow();
@@ -1630,6 +1716,10 @@ void KernelBuilder::buildPersistent() {
                                    NVVM::SetMaxRegisterAction::increase);
   planFragmentRows();
   forEachTile(/*publishes=*/false, [&] {
+    if (config.pingpong) {
+      consumePingpong();
+      return;
+    }
     loadEpilogueRows();
     storeEpilogue(consume());
   });
@@ -1656,10 +1746,15 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
     emptyBarriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   warpgroup = arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
-  warpgroupOffset = arith::IndexCastOp::create(
-      b, loc, b.getI64Type(),
-      arith::MulIOp::create(b, loc, warpgroup,
-                            index(kWarpgroupRows * 128 / 16)));
+  // A consumer warpgroup's A rows: its own 64, or with pingpong all of them.
+  warpgroupOffset =
+      config.pingpong
+          ? i64(0)
+          : arith::IndexCastOp::create(
+                b, loc, b.getI64Type(),
+                arith::MulIOp::create(b, loc, warpgroup,
+                                      index(kWarpgroupRows * 128 / 16)))
+                .getResult();
   if (config.persistent) {
     auto workgroup =
         gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
@@ -1821,7 +1916,9 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
                          "(moe_gpu.config); run moe-gpu-configure first");
   // Warp specialization is built for bf16 operands, one producer warpgroup.
   // Persistence is built on it.
+  config.pingpong = kernelConfig.getSchedule() == moe_gpu::Schedule::Pingpong;
   config.persistent =
+      config.pingpong ||
       kernelConfig.getSchedule() == moe_gpu::Schedule::Persistent;
   config.warpSpecialized =
       config.persistent ||
@@ -1830,6 +1927,11 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
       kernelConfig.getSchedule() == moe_gpu::Schedule::Multistage ||
       (config.warpSpecialized && config.format == QuantFormat::None &&
        kernelConfig.getProducerWarpgroups() == 1);
+  // A pingpong thread keeps two 64 x block_n accumulators beside its
+  // addresses: 128 registers of the 208 setmaxnreg gives it.
+  if (config.pingpong && kernelConfig.getBlockN() > 128)
+    return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
+                           << ": pingpong is built for block_n up to 128";
   if (!scheduleBuilt || kernelConfig.getBlockK() != config.blockK() ||
       !llvm::is_contained({64, 128, 256}, kernelConfig.getBlockN()) ||
       kernelConfig.getStages() < 2 || kernelConfig.getStages() > kMaxStages ||
@@ -1837,8 +1939,8 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": the emitter builds the multistage schedule, and the "
-              "warp-specialized and persistent ones with one producer "
-              "warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to "
+              "warp-specialized, persistent and pingpong ones with one "
+              "producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to "
            << kMaxStages << " stages and no cluster";
   config.blockN = kernelConfig.getBlockN();
   config.stages = kernelConfig.getStages();

@@ -84,6 +84,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.stages = options.stages;
   pipelineOptions.warpSpecialize = options.warpSpecialize;
   pipelineOptions.persistent = options.persistent;
+  pipelineOptions.pingpong = options.pingpong;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);
         return success();

@@ -185,11 +185,60 @@ func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: t
 
 // -----
 
+// Pingpong: the persistent roles, and each consumer warpgroup multiplies all
+// 128 rows of every other tile (tiles done mod 2 = its warpgroup), in two
+// m64n128 accumulators (the second's A rows 64 x 128 bytes further, 512
+// descriptor units), so one warpgroup's epilogue runs beside the other's K
+// loop; a stage is released by the 128 threads that consumed it.
+// CHECK-LABEL: func.func @pingpong
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: persistent = 1 : i64
+// CHECK: %[[THREAD:.+]] = gpu.thread_id x
+// CHECK-NEXT: %{{.+}} = arith.constant 128 : index
+// CHECK-NEXT: %[[WARPGROUP:.+]] = arith.divui %[[THREAD]], %{{.+}} : index
+// CHECK: %[[RELEASERS:.+]] = arith.constant 128 : index
+// CHECK-NEXT: nvgpu.mbarrier.init %{{.+}}[%{{.+}}], %[[RELEASERS]] : <memorySpace = #gpu.address_space<workgroup>, num_barriers = 4>
+// CHECK: nvvm.setmaxregister increase 208
+// CHECK: scf.while
+// CHECK: %[[MINE:.+]] = arith.cmpi eq, %{{.+}}, %[[WARPGROUP]] : index
+// CHECK-NEXT: scf.if %[[MINE]] {
+// CHECK: %[[SECOND:.+]] = arith.addi %[[DESCA:.+]], %c512_i64 : i64
+// CHECK: nvvm.wgmma.mma_async %{{.+}}, %{{.+}}, <m = 64, n = 128, k = 16>, D[<f32>, <zero>]
+// CHECK-NEXT: nvvm.wgmma.mma_async %[[SECOND]], %{{.+}}, <m = 64, n = 128, k = 16>, D[<f32>, <zero>]
+// CHECK: scf.for {{.*}} iter_args(%{{.+}} = %{{.+}}, %{{.+}} = %{{.+}}) -> (!llvm.struct<{{.*}}>, !llvm.struct<{{.*}}>)
+// CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// PTX: .entry expert_matmul(
+// PTX: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
+// PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+func.func @pingpong(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Pingpong keeps two 64-row accumulators of block_n / 2 registers each:
+// this emitter builds it up to block_n 128.
+// CHECK-LABEL: func.func @pingpong_wide
+// CHECK-NOT: gpu.module
+func.func @pingpong_wide(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 192, block_k = 64, stages = 3, consumer_warpgroups = 2, producer_warpgroups = 1>: pingpong is built for block_n up to 128}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 192, block_k = 64, stages = 3, consumer_warpgroups = 2, producer_warpgroups = 1>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
 // A valid configuration this emitter does not build yet.
 // CHECK-LABEL: func.func @cluster
 // CHECK-NOT: gpu.module
 func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized and persistent ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster}}
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>

@@ -18,6 +18,10 @@
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=persistent | FileCheck %s --check-prefix=PERSIST-PREFILL
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=persistent | FileCheck %s --check-prefix=QWEN-DECODE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure=persistent | FileCheck %s --check-prefix=PERSIST
+// With pingpong: 128 x 128 tiles per consumer warpgroup, as many stages as
+// fit (5), still not where K is split.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=pingpong | FileCheck %s --check-prefix=PINGPONG-PREFILL
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=pingpong | FileCheck %s --check-prefix=PINGPONG
 // The full GPU pipeline keeps the configuration through moe-align.
 // RUN: moe-opt %moe_src_root/examples/scaled/mixtral_8x7b.mlir --moe-gpu-pipeline=num-tokens=4096 | FileCheck %s --check-prefix=PIPELINE
 
@@ -29,6 +33,8 @@
 // WS-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
 // PERSIST-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
 // PERSIST-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
+// PINGPONG-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
+// PINGPONG-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
 // Decode on few experts: the combine splits K by 8 (14336 / 64 steps).
 // MIXTRAL-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
 // MIXTRAL-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1>
@@ -137,6 +143,9 @@ func.func @kept(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor
 // PERSIST-LABEL: func.func @persistent_split
 // PERSIST: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
 // PERSIST: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, split_k = 2, group_m = 8>
+// PINGPONG-LABEL: func.func @persistent_split
+// PINGPONG: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
+// PINGPONG: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, split_k = 2, group_m = 8>
 func.func @persistent_split(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
   %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
       {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, tile = #moe.tile<block_m = 128, block_n = 128, block_k = 64, stages = 3, split_k = 1, swap_ab = false, group_m = 8>}

@@ -46,6 +46,19 @@
 
 // -----
 
+// A pingpong warpgroup keeps a 64 x block_n accumulator per 64 rows.
+// expected-error @+1 {{a consumer thread would hold 2 accumulators of block_n / 2 = 128 registers, more than the 255 a thread has}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1>} : () -> ()
+
+// -----
+
+// setmaxnreg.dec for the producers, .inc for the consumers, from the 168 a
+// thread of 384 starts with.
+// expected-error @+1 {{setmaxnreg moves producers down and consumers up from the 168 registers a thread starts with, got 176 and 160}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 176, consumer_registers = 160>} : () -> ()
+
+// -----
+
 // The whole register file is more than a block of 384 threads starts with:
 // 65536 / 384 rounds down to 168 per thread, and setmaxnreg.inc would wait
 // forever for the rest.

@@ -30,6 +30,7 @@ namespace {
 /// What one sm_90a thread block can have.
 constexpr int64_t kMaxThreads = 1024;
 constexpr int64_t kRegistersPerSM = 64 * 1024;
+constexpr int64_t kMaxRegistersPerThread = 255;
 constexpr int64_t kMaxStages = 16;
 constexpr int64_t kMaxClusterBlocks = 8;
 } // namespace
@@ -107,6 +108,14 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
                        << " registers, more than the " << threads * perThread
                        << " a block of " << threads << " threads starts with ("
                        << perThread << " each)";
+  // The producers give registers back (setmaxnreg.dec), the consumers take
+  // them (setmaxnreg.inc).
+  if (rebalanced &&
+      (producerRegisters > perThread || consumerRegisters < perThread))
+    return emitError() << "setmaxnreg moves producers down and consumers up "
+                          "from the "
+                       << perThread << " registers a thread starts with, got "
+                       << producerRegisters << " and " << consumerRegisters;
   return success();
 }
 
@@ -143,10 +152,21 @@ LogicalResult KernelConfigAttr::verify(
                        << "the " << kMaxSharedBytes << " of a block";
   if (splitK < 1)
     return emitError() << "split_k must be positive, got " << splitK;
-  if (schedule == Schedule::Persistent && splitK != 1)
+  bool persistent =
+      schedule == Schedule::Persistent || schedule == Schedule::Pingpong;
+  if (persistent && splitK != 1)
     return emitError() << "a persistent schedule walks whole tiles: split_k "
                           "must be 1, got "
                        << splitK;
+  // A thread keeps an m64nN f32 (s32) accumulator in N / 2 registers; a
+  // pingpong warpgroup keeps one per 64 rows of its tiles.
+  int64_t fragments = schedule == Schedule::Pingpong ? blockM / kWarpgroupRows
+                                                     : 1;
+  if (fragments * blockN / 2 >= kMaxRegistersPerThread)
+    return emitError() << "a consumer thread would hold " << fragments
+                       << " accumulators of block_n / 2 = " << blockN / 2
+                       << " registers, more than the "
+                       << kMaxRegistersPerThread << " a thread has";
   int64_t clusterBlocks = clusterM * clusterN;
   if (clusterM < 1 || clusterN < 1 || clusterBlocks > kMaxClusterBlocks ||
       !llvm::isPowerOf2_64(clusterBlocks))

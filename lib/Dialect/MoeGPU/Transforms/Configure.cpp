@@ -51,6 +51,8 @@ constexpr int64_t kMaxDecodeSplitK = 8, kMinStepsPerSplit = 8;
 /// bytes at 40, 56 and 64 registers, none at 80; the persistent producer,
 /// which also walks the tiles, spilled 28 bytes at 80, none at 88).
 constexpr int64_t kProducerRegisters = 88, kConsumerRegisters = 208;
+/// A pingpong consumer's two 64-row accumulators take block_n registers.
+constexpr int64_t kMaxPingpongBlockN = 128;
 /// Shared memory of one block, less what the emitter requests for rounding
 /// the dynamic base up to the swizzle alignment.
 constexpr int64_t kUsableSharedBytes =
@@ -152,6 +154,7 @@ struct ConfigureOptions {
   int64_t blockN = 0, stages = 0;
   bool warpSpecialize = false;
   bool persistent = false;
+  bool pingpong = false;
 };
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -166,10 +169,20 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   // Warp specialization: bf16 operands and two consumer warpgroups, which
   // with the producer fill the 64K registers once setmaxnreg moves them.
   // Persistence: the same roles, without split-K (a tile is one block's).
-  bool specialized = options.warpSpecialize || options.persistent;
-  Schedule schedule = options.persistent && splitK == 1
-                          ? Schedule::Persistent
-                          : Schedule::WarpSpecialized;
+  // Pingpong: persistent, each consumer warpgroup on all 128 rows of its
+  // own tiles, in two accumulators of at most 64 x 128 (a deeper ring of
+  // the narrower tiles).
+  bool specialized =
+      options.warpSpecialize || options.persistent || options.pingpong;
+  Schedule schedule = Schedule::WarpSpecialized;
+  if (splitK == 1 && options.persistent)
+    schedule = Schedule::Persistent;
+  if (splitK == 1 && options.pingpong && facts.format == QuantFormat::None &&
+      consumers == 2) {
+    schedule = Schedule::Pingpong;
+    blockN = std::min<int64_t>(blockN, kMaxPingpongBlockN);
+    stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
+  }
   if (specialized && facts.format == QuantFormat::None && consumers == 2)
     return KernelConfigAttr::get(
         op.getContext(), getMmaKind(facts.format), schedule, blockM,
@@ -214,7 +227,8 @@ struct MoeGpuConfigurePass
           "moe-gpu-configure: block-n and stages must not be negative");
       return signalPassFailure();
     }
-    ConfigureOptions options{blockN, stages, warpSpecialize, persistent};
+    ConfigureOptions options{blockN, stages, warpSpecialize, persistent,
+                             pingpong};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))

@@ -25,7 +25,8 @@ def MoeGPU_Schedule : I32EnumAttr<"Schedule",
     "how the warps of a block share loading and multiplying", [
   I32EnumAttrCase<"Multistage", 0, "multistage">,
   I32EnumAttrCase<"WarpSpecialized", 1, "warp_specialized">,
-  I32EnumAttrCase<"Persistent", 2, "persistent">
+  I32EnumAttrCase<"Persistent", 2, "persistent">,
+  I32EnumAttrCase<"Pingpong", 3, "pingpong">
 ]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mlir::moe_gpu";
@@ -48,12 +49,15 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     - `schedule`: `multistage` (every warp loads its share of a stage and
       multiplies; a barrier per K step), `warp_specialized` (producer
       warpgroups load through a ring of full/empty barriers while consumer
-      warpgroups multiply) or `persistent` (warp-specialized, one block per
-      SM walking a tile schedule).
+      warpgroups multiply), `persistent` (warp-specialized, one block per
+      SM walking a tile schedule) or `pingpong` (persistent, and each
+      consumer warpgroup multiplies all `block_m` rows of every other tile,
+      so that one's epilogue overlaps the other's wgmmas).
     - `block_m`, `block_n`, `block_k`: the rows (assignment slots), output
       columns and reduction depth of one tile step; `block_m` is also the
       slot-block height of the aligned schedule. Each consumer warpgroup
-      multiplies 64 rows, so `block_m` = 64 × `consumer_warpgroups`.
+      multiplies 64 rows of a tile (with `pingpong`, every 64 rows of its
+      own tiles), so `block_m` = 64 × `consumer_warpgroups`.
     - `stages`: the depth of the shared-memory ring.
     - `consumer_warpgroups`, `producer_warpgroups`: the warpgroup roles
       (128 threads each); a multistage kernel has no producers.

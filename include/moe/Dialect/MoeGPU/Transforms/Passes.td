@@ -47,7 +47,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       persistent producer spilled at 80). With
       `persistent`, those of them without split-K get `persistent` instead:
       the same roles and registers, on a grid of at most one block per SM
-      that walks the tiles in the `group_m` raster.
+      that walks the tiles in the `group_m` raster; with `pingpong`,
+      `pingpong` (persistent, each consumer warpgroup on all 128 rows of
+      every other tile, `block_n` at most 128 and the ring as deep as
+      fits).
 
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
@@ -65,7 +68,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "schedule (one producer warpgroup, setmaxnreg 88/208)">,
     Option<"persistent", "persistent", "bool", /*default=*/"false",
            "Give bf16 matmuls of 128-row blocks without split-K the "
-           "persistent schedule (warp-specialized, one block per SM)">
+           "persistent schedule (warp-specialized, one block per SM)">,
+    Option<"pingpong", "pingpong", "bool", /*default=*/"false",
+           "Give bf16 matmuls of 128-row blocks without split-K the "
+           "pingpong schedule (persistent; the consumer warpgroups take "
+           "alternate tiles)">
   ];
 }
 
