@@ -123,6 +123,27 @@ int main(int argc, char **argv) {
           "an empty grid launches nothing and succeeds");
   }
 
+  {
+    // The SM count a persistent kernel's grid is sized by; a launcher that
+    // has failed reports 1 (the launch it sizes is then skipped).
+    const char *names[] = {"scale"};
+    moe_rt_program program{image.data(), image.size(), names, 1};
+    moe_rt_launcher launcher = moe_rt_launcher_begin(&program, stream);
+    CUdevice device;
+    int expected = 0;
+    if (cuCtxGetDevice(&device) == CUDA_SUCCESS)
+      cuDeviceGetAttribute(&expected, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                           device);
+    check(expected > 0 &&
+              moe_rt_launcher_multiprocessor_count(&launcher) == expected,
+          "the launcher reports the device's SM count");
+    moe_rt_launcher_require_pointer(&launcher, nullptr, "a null pointer");
+    check(moe_rt_launcher_multiprocessor_count(&launcher) == 1 &&
+              moe_rt_launcher_end(&launcher) ==
+                  MOE_RT_ERROR_INVALID_ARGUMENT,
+          "a failed launcher reports 1 SM and keeps its first failure");
+  }
+
   CUdeviceptr tensor;
   cuMemAlloc(&tensor, 256 * 512 * 2);
   CUtensorMap descriptor;
