@@ -33,7 +33,7 @@ import subprocess
 import tempfile
 from typing import Sequence
 
-__all__ = ["CompileError", "Layer", "TensorSpec", "compile"]
+__all__ = ["CompileError", "Layer", "TensorSpec", "compile", "fused_moe", "fused_moe_ir"]
 
 #: Bumped when the cache layout or the build of a library changes.
 _CACHE_VERSION = "1"
@@ -276,3 +276,44 @@ class Layer:
             raise RuntimeError(f"moe_layer_{self.name} failed ({status}): "
                                f"{last_error().decode(errors='replace')}")
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def fused_moe_ir(num_experts: int, hidden: int, intermediate: int, topk: int,
+                 renormalize: bool, name: str = "fused_moe") -> str:
+    """The layer vLLM's `fused_moe` computes, as moe IR: softmax top-k of the
+    router logits [M, E] (renormalized if asked), then per expert
+    silu(x w1_gate) * (x w1_up) w2, summed with the routing weights. w1 is
+    [E, 2I, H] (gate rows, then up rows), w2 [E, H, I]."""
+    e, h, i, k = num_experts, hidden, intermediate, topk
+    if min(e, h, i, k) < 1 or k > e:
+        raise ValueError(f"need 1 <= topk <= experts and positive sizes, got E={e} H={h} "
+                         f"I={i} k={k}")
+    attributes = f"{{k = {k} : i64{', renormalize' if renormalize else ''}}}"
+    return f"""func.func @{name}(%hidden_states: tensor<?x{h}xbf16>, %gating_output: tensor<?x{e}xf32>, %w1: tensor<{e}x{2 * i}x{h}xbf16>, %w2: tensor<{e}x{h}x{i}xbf16>) -> tensor<?x{h}xbf16> {{
+  %weights, %ids = moe.topk softmax %gating_output {attributes} : tensor<?x{e}xf32> -> tensor<?x{k}xf32>, tensor<?x{k}xi32>
+  %rows, %offsets, %source = moe.permute %hidden_states, %ids : tensor<?x{h}xbf16>, tensor<?x{k}xi32> -> tensor<?x{h}xbf16>, tensor<{e + 1}xi32>, tensor<?xi32>
+  %gate_up = moe.grouped_matmul %rows, %w1, %offsets : tensor<?x{h}xbf16>, tensor<{e}x{2 * i}x{h}xbf16>, tensor<{e + 1}xi32> -> tensor<?x{2 * i}xbf16>
+  %act = moe.activation silu_and_mul %gate_up : tensor<?x{2 * i}xbf16> -> tensor<?x{i}xbf16>
+  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}xbf16>, tensor<{e}x{h}x{i}xbf16>, tensor<{e + 1}xi32> -> tensor<?x{h}xf32>
+  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32> -> tensor<?x{k}x{h}xf32>
+  %out = moe.combine %expert_out, %weights : tensor<?x{k}x{h}xf32>, tensor<?x{k}xf32> -> tensor<?x{h}xbf16>
+  return %out : tensor<?x{h}xbf16>
+}}
+"""
+
+
+def fused_moe(hidden_states, w1, w2, gating_output, topk: int, renormalize: bool, *,
+              moe_compile: str | os.PathLike | None = None,
+              cache_dir: str | os.PathLike | None = None):
+    """A drop-in for vLLM's `fused_moe(hidden_states, w1, w2, gating_output,
+    topk, renormalize)` on bf16 tensors: compiles the layer for these shapes
+    once (tiles chosen for the token count's power-of-two bucket, at most
+    4096; the library runs any count) and runs it on the current stream."""
+    num_tokens, hidden = hidden_states.shape
+    num_experts, twice_intermediate, _ = w1.shape
+    layer = compile(fused_moe_ir(num_experts, hidden, twice_intermediate // 2, topk,
+                                 renormalize),
+                    name="fused_moe",
+                    num_tokens=min(4096, 1 << max(0, num_tokens - 1).bit_length()),
+                    moe_compile=moe_compile, cache_dir=cache_dir)
+    return layer(hidden_states, gating_output.float().contiguous(), w1, w2)

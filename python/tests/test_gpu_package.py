@@ -5,6 +5,7 @@ import os
 import pathlib
 import shutil
 
+import numpy as np
 import pytest
 
 from moe_compiler import gpu
@@ -93,3 +94,51 @@ def test_compile_error_names_the_tool(tmp_path, monkeypatch):
                     cache_dir=tmp_path)
     # The failed build left nothing in the cache.
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("renormalize", [False, True])
+def test_fused_moe_ir_matches_the_oracle_on_the_cpu(tmp_path, renormalize):
+    """The IR fused_moe compiles computes vLLM's fused_moe: top-k softmax of
+    the given logits, silu_and_mul experts, weighted sum (float64 oracle)."""
+    import ml_dtypes
+    from moe_run import relative_l2, run_program
+
+    from moe_compiler import reference
+
+    rng = np.random.default_rng()
+    m, e, h, i, k = 37, 8, 64, 32, 2
+    bf16 = ml_dtypes.bfloat16
+    x = rng.standard_normal((m, h)).astype(bf16)
+    logits = rng.standard_normal((m, e)).astype(np.float32)
+    w1 = (rng.standard_normal((e, 2 * i, h)) / 8).astype(bf16)
+    w2 = (rng.standard_normal((e, h, i)) / 8).astype(bf16)
+    result = run_program(tmp_path, gpu.fused_moe_ir(e, h, i, k, renormalize), "fused_moe",
+                         [x, logits, w1, w2], 1, output_dtypes=["bf16"])
+    assert result.returncode == 0, result.stderr
+    weights, ids = reference.topk(logits, k, renormalize=renormalize)
+    expected = np.zeros((m, h))
+    for token in range(m):
+        for choice in range(k):
+            expert = ids[token, choice]
+            gate_up = w1[expert].astype(np.float64) @ x[token].astype(np.float64)
+            gate, up = gate_up[:i], gate_up[i:]
+            hidden = gate / (1 + np.exp(-gate)) * up
+            expected[token] += weights[token, choice] * (w2[expert].astype(np.float64) @ hidden)
+    assert relative_l2(result.outputs[0], expected) < 1e-2
+
+
+def test_fused_moe_ir_rejects_bad_sizes():
+    with pytest.raises(ValueError, match="topk <= experts"):
+        gpu.fused_moe_ir(4, 64, 32, 5, False)
+
+
+@needs_toolchain
+def test_fused_moe_ir_compiles_for_the_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_RUNTIME_INCLUDE", str(REPO / "runtime" / "include"))
+    monkeypatch.setenv("MOE_RUNTIME_LIB", str(RUNTIME_LIB))
+    layer = gpu.compile(gpu.fused_moe_ir(8, 256, 128, 2, True), name="fused_moe",
+                        num_tokens=64, moe_compile=MOE_COMPILE, cache_dir=tmp_path)
+    assert layer.inputs == [gpu.TensorSpec((None, 256), "bfloat16"),
+                            gpu.TensorSpec((None, 8), "float32"),
+                            gpu.TensorSpec((8, 256, 256), "bfloat16"),
+                            gpu.TensorSpec((8, 256, 128), "bfloat16")]

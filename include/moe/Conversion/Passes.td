@@ -67,7 +67,9 @@ def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
       running on across tiles). A matmul without a configuration, or with
       one this emitter does not build (quantized warp-specialized or
       persistent schedules, clusters), gets a remark.
-    - `moe.quantize` and `moe.route`: see their builders.
+    - `moe.quantize` and `moe.route`: see their builders; `moe.topk` on
+      given logits (a layer that takes the router's output) with the routing
+      kernel minus the router.
 
     Other ops get a remark and keep no kernel.
   }];

@@ -35,7 +35,7 @@ struct MoeEmitGpuKernelsPass
     ModuleOp module = getOperation();
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
-      if (isa<AlignOp, ExpertMatmulOp, QuantizeOp, RouteOp>(op))
+      if (isa<AlignOp, ExpertMatmulOp, QuantizeOp, RouteOp, TopkOp>(op))
         ops.push_back(op);
     });
     if (ops.empty())
@@ -62,6 +62,13 @@ struct MoeEmitGpuKernelsPass
       if (auto route = dyn_cast<RouteOp>(op)) {
         FailureOr<gpu::GPUFuncOp> kernel =
             buildRouteKernel(b, kernels, route, uniqueName(symbols, "route"));
+        if (succeeded(kernel))
+          record(op, "moe.gpu_kernel", *kernel);
+        continue;
+      }
+      if (auto topk = dyn_cast<TopkOp>(op)) {
+        FailureOr<gpu::GPUFuncOp> kernel =
+            buildTopkKernel(b, kernels, topk, uniqueName(symbols, "topk"));
         if (succeeded(kernel))
           record(op, "moe.gpu_kernel", *kernel);
         continue;

@@ -45,6 +45,14 @@ FailureOr<gpu::GPUFuncOp> buildRouteKernel(OpBuilder &b,
                                            gpu::GPUModuleOp module, RouteOp op,
                                            StringRef name);
 
+/// The selection kernel of `op` on given logits: the routing kernel
+/// without the router. Arguments: logits memref<?xExf32>, the optional
+/// score bias memref<Exf32>, then weights and ids out as for moe.route.
+/// Launch: grid (M), `threads`.
+FailureOr<gpu::GPUFuncOp> buildTopkKernel(OpBuilder &b,
+                                          gpu::GPUModuleOp module, TopkOp op,
+                                          StringRef name);
+
 /// The single-block kernel of `op`. Arguments: ids memref<?xkxi32>, the
 /// three results as memrefs (sorted ids, block experts, padded count), and
 /// an error word memref<1xi32> that receives the number of ids outside

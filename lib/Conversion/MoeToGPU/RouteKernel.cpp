@@ -1,8 +1,8 @@
-//===- RouteKernel.cpp - the GPU kernel of moe.route ----------------------===//
+//===- RouteKernel.cpp - the GPU kernels of moe.route and moe.topk --------===//
 //
 // One thread block per token. Its threads compute the token's E logits (one
-// expert per thread at a time, f32 accumulation over H) into shared memory;
-// then one thread scores them and selects the k experts exactly as moe.topk
+// expert per thread at a time, f32 accumulation over H) into shared memory,
+// or, for moe.topk, copy the given logits there; then one thread scores them and selects the k experts exactly as moe.topk
 // defines it: NaN ranks as -inf, the lower expert wins a tie, groups by the
 // sum of their two best biased scores, weights from the unbiased scores,
 // top-k softmax, renormalization and the scaling factor. Routing is outside
@@ -24,11 +24,51 @@ using namespace mlir::moe;
 namespace {
 constexpr int64_t kRouteThreads = 128;
 
+/// What the kernel computes: moe.topk's selection, after moe.route's router
+/// (x · W_gateᵀ + gate bias) or on given logits.
+struct RoutingFacts {
+  int64_t numExperts = 0, topK = 0, numGroups = 1, topkGroups = 1;
+  ScoringFunc scoring = ScoringFunc::Softmax;
+  bool renormalize = false, scoreBias = false;
+  std::optional<double> routedScalingFactor;
+  /// The router (moe.route): hidden size H and its gate bias; H is 0 for
+  /// moe.topk, whose first argument is the logits.
+  int64_t hidden = 0;
+  bool gateBias = false;
+
+  template <typename OpTy> static RoutingFacts selection(OpTy op) {
+    RoutingFacts facts;
+    facts.topK = op.getK();
+    facts.numGroups = op.getNumGroups().value_or(1);
+    facts.topkGroups = op.getTopkGroups().value_or(facts.numGroups);
+    facts.scoring = op.getScoring();
+    facts.renormalize = op.getRenormalize();
+    if (auto factor = op.getRoutedScalingFactor())
+      facts.routedScalingFactor = factor->convertToDouble();
+    return facts;
+  }
+  static RoutingFacts of(RouteOp op) {
+    RoutingFacts facts = selection(op);
+    facts.numExperts = op.getGateWeight().getType().getDimSize(0);
+    facts.hidden = op.getGateWeight().getType().getDimSize(1);
+    facts.gateBias = static_cast<bool>(op.getGateBias());
+    facts.scoreBias = static_cast<bool>(op.getScoreBias());
+    return facts;
+  }
+  static RoutingFacts of(TopkOp op) {
+    RoutingFacts facts = selection(op);
+    facts.numExperts = op.getLogits().getType().getDimSize(1);
+    facts.scoreBias = static_cast<bool>(op.getBias());
+    return facts;
+  }
+  bool fromLogits() const { return hidden == 0; }
+};
+
 /// Builds the body; holds what the steps share.
 class RouteBuilder {
 public:
-  RouteBuilder(OpBuilder &b, Location loc, RouteOp op)
-      : b(b), loc(loc), op(op) {}
+  RouteBuilder(OpBuilder &b, Location loc, const RoutingFacts &facts)
+      : b(b), loc(loc), facts(facts) {}
   void build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
              MemRefType sharedType, MemRefType groupType);
 
@@ -64,7 +104,7 @@ private:
 
   OpBuilder &b;
   Location loc;
-  RouteOp op;
+  const RoutingFacts &facts;
 };
 } // namespace
 
@@ -102,19 +142,20 @@ RouteBuilder::argmax(Value first, int64_t count, int64_t stride,
 
 void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
                          MemRefType sharedType, MemRefType groupType) {
-  int64_t numExperts = op.getGateWeight().getType().getDimSize(0);
-  int64_t hidden = op.getGateWeight().getType().getDimSize(1);
-  int64_t topK = op.getK();
-  int64_t numGroups = op.getNumGroups().value_or(1);
-  int64_t topkGroups = op.getTopkGroups().value_or(numGroups);
+  int64_t numExperts = facts.numExperts;
+  int64_t hidden = facts.hidden;
+  int64_t topK = facts.topK;
+  int64_t numGroups = facts.numGroups;
+  int64_t topkGroups = facts.topkGroups;
   int64_t groupSize = numExperts / numGroups;
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   unsigned argument = 0;
+  // x and the gate weights, or the logits.
   Value x = entry.getArgument(argument++);
-  Value gate = entry.getArgument(argument++);
-  Value gateBias = op.getGateBias() ? entry.getArgument(argument++) : Value();
-  Value scoreBias = op.getScoreBias() ? entry.getArgument(argument++) : Value();
+  Value gate = facts.fromLogits() ? Value() : entry.getArgument(argument++);
+  Value gateBias = facts.gateBias ? entry.getArgument(argument++) : Value();
+  Value scoreBias = facts.scoreBias ? entry.getArgument(argument++) : Value();
   Value weightsOut = entry.getArgument(argument++);
   Value idsOut = entry.getArgument(argument++);
   auto f32Type = b.getF32Type();
@@ -132,6 +173,14 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
   scf::ForOp::create(
       b, loc, tid, index(numExperts), index(kRouteThreads), ValueRange{},
       [&](OpBuilder &, Location, Value expert, ValueRange) {
+        if (facts.fromLogits()) {
+          memref::StoreOp::create(
+              b, loc,
+              memref::LoadOp::create(b, loc, x, ValueRange{token, expert}),
+              logits, expert);
+          scf::YieldOp::create(b, loc);
+          return;
+        }
         auto dot = loop(index(0), index(hidden), ValueRange{f32(0.0)},
                         [&](Value h, ValueRange args) -> SmallVector<Value> {
                           Value xv = memref::LoadOp::create(
@@ -160,7 +209,7 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
   Value expertCount = index(numExperts);
   // Scores.
   Value maximum, denominator;
-  if (op.getScoring() == ScoringFunc::Softmax) {
+  if (facts.scoring == ScoringFunc::Softmax) {
     maximum = loop(index(0), expertCount,
                    ValueRange{f32(-std::numeric_limits<double>::infinity())},
                    [&](Value e, ValueRange args) -> SmallVector<Value> {
@@ -183,13 +232,13 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
        [&](Value e, ValueRange) -> SmallVector<Value> {
          Value logit = memref::LoadOp::create(b, loc, logits, e);
          Value score = logit;
-         if (op.getScoring() == ScoringFunc::Softmax)
+         if (facts.scoring == ScoringFunc::Softmax)
            score = arith::DivFOp::create(
                b, loc,
                math::ExpOp::create(
                    b, loc, arith::SubFOp::create(b, loc, logit, maximum)),
                denominator);
-         else if (op.getScoring() == ScoringFunc::Sigmoid)
+         else if (facts.scoring == ScoringFunc::Sigmoid)
            score = arith::DivFOp::create(
                b, loc, f32(1.0),
                arith::AddFOp::create(
@@ -294,7 +343,7 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
     chosen.push_back(best);
     weights.push_back(memref::LoadOp::create(b, loc, scores, best));
   }
-  if (op.getScoring() == ScoringFunc::TopkSoftmax) {
+  if (facts.scoring == ScoringFunc::TopkSoftmax) {
     Value top = weights[0];
     for (Value w : ArrayRef<Value>(weights).drop_front())
       top = arith::MaximumFOp::create(b, loc, top, w);
@@ -306,16 +355,16 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
     for (Value &w : weights)
       w = arith::DivFOp::create(b, loc, w, sum);
   }
-  if (op.getRenormalize()) {
+  if (facts.renormalize) {
     Value sum = f32(0.0);
     for (Value w : weights)
       sum = arith::AddFOp::create(b, loc, sum, w);
     for (Value &w : weights)
       w = arith::DivFOp::create(b, loc, w, sum);
   }
-  if (auto factor = op.getRoutedScalingFactor())
+  if (facts.routedScalingFactor)
     for (Value &w : weights)
-      w = arith::MulFOp::create(b, loc, w, f32(factor->convertToDouble()));
+      w = arith::MulFOp::create(b, loc, w, f32(*facts.routedScalingFactor));
   for (int64_t j = 0; j < topK; ++j) {
     memref::StoreOp::create(b, loc, weights[j], weightsOut,
                             ValueRange{token, index(j)});
@@ -327,26 +376,26 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
   gpu::ReturnOp::create(b, loc);
 }
 
-FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouteKernel(OpBuilder &b,
-                                                      gpu::GPUModuleOp module,
-                                                      RouteOp op,
-                                                      StringRef name) {
-  auto gateType = op.getGateWeight().getType();
-  int64_t numExperts = gateType.getDimSize(0);
-  int64_t hidden = gateType.getDimSize(1);
-  if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(hidden))
-    return op.emitRemark("no GPU kernel: the router weights must be static");
-  if (op.getK() > 32)
-    return op.emitRemark("no GPU kernel: k above 32");
+/// The kernel of `op` (moe.route or moe.topk): `inputs` are its arguments
+/// before the optional biases.
+static FailureOr<gpu::GPUFuncOp>
+buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
+                   const RoutingFacts &facts, ArrayRef<Type> inputs,
+                   StringRef name) {
+  if (ShapedType::isDynamic(facts.numExperts) ||
+      ShapedType::isDynamic(facts.hidden))
+    return op->emitRemark(
+        "no GPU kernel: the expert count and hidden size must be static");
+  if (facts.topK > 32)
+    return op->emitRemark("no GPU kernel: k above 32");
   OpBuilder::InsertionGuard guard(b);
   MLIRContext *context = b.getContext();
-  Location loc = op.getLoc();
+  Location loc = op->getLoc();
   auto workgroup =
       gpu::AddressSpaceAttr::get(context, gpu::AddressSpace::Workgroup);
-  auto sharedType = MemRefType::get({numExperts}, b.getF32Type(),
+  auto sharedType = MemRefType::get({facts.numExperts}, b.getF32Type(),
                                     MemRefLayoutAttrInterface(), workgroup);
-  int64_t numGroups = op.getNumGroups().value_or(1);
-  auto groupType = MemRefType::get({numGroups}, b.getI32Type(),
+  auto groupType = MemRefType::get({facts.numGroups}, b.getI32Type(),
                                    MemRefLayoutAttrInterface(), workgroup);
   b.setInsertionPointToStart(module.getBody());
   SmallVector<std::string> names;
@@ -359,17 +408,13 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouteKernel(OpBuilder &b,
   b.setInsertionPointToEnd(module.getBody());
 
   auto dynamic = ShapedType::kDynamic;
-  Type activation = op.getInput().getType().getElementType();
-  SmallVector<Type> arguments = {
-      MemRefType::get({dynamic, hidden}, activation),
-      MemRefType::get({numExperts, hidden}, gateType.getElementType())};
-  if (op.getGateBias())
-    arguments.push_back(MemRefType::get({numExperts}, b.getF32Type()));
-  if (op.getScoreBias())
-    arguments.push_back(MemRefType::get({numExperts}, b.getF32Type()));
-  auto topK = static_cast<int64_t>(op.getK());
-  arguments.push_back(MemRefType::get({dynamic, topK}, b.getF32Type()));
-  arguments.push_back(MemRefType::get({dynamic, topK}, b.getI32Type()));
+  SmallVector<Type> arguments(inputs);
+  if (facts.gateBias)
+    arguments.push_back(MemRefType::get({facts.numExperts}, b.getF32Type()));
+  if (facts.scoreBias)
+    arguments.push_back(MemRefType::get({facts.numExperts}, b.getF32Type()));
+  arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getF32Type()));
+  arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getI32Type()));
   auto func =
       gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
@@ -378,6 +423,29 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouteKernel(OpBuilder &b,
                 b.getDictionaryAttr({b.getNamedAttr(
                     "threads", b.getI64IntegerAttr(kRouteThreads))}));
   SmallVector<StringRef> nameRefs(names.begin(), names.end());
-  RouteBuilder(b, loc, op).build(func, nameRefs, sharedType, groupType);
+  RouteBuilder(b, loc, facts).build(func, nameRefs, sharedType, groupType);
   return func;
+}
+
+FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouteKernel(OpBuilder &b,
+                                                      gpu::GPUModuleOp module,
+                                                      RouteOp op,
+                                                      StringRef name) {
+  auto gateType = op.getGateWeight().getType();
+  RoutingFacts facts = RoutingFacts::of(op);
+  Type input = MemRefType::get({ShapedType::kDynamic, facts.hidden},
+                               op.getInput().getType().getElementType());
+  Type gate = MemRefType::get({facts.numExperts, facts.hidden},
+                              gateType.getElementType());
+  return buildRoutingKernel(b, module, op, facts, {input, gate}, name);
+}
+
+FailureOr<gpu::GPUFuncOp> mlir::moe::buildTopkKernel(OpBuilder &b,
+                                                     gpu::GPUModuleOp module,
+                                                     TopkOp op,
+                                                     StringRef name) {
+  RoutingFacts facts = RoutingFacts::of(op);
+  Type logits = MemRefType::get({ShapedType::kDynamic, facts.numExperts},
+                                b.getF32Type());
+  return buildRoutingKernel(b, module, op, facts, {logits}, name);
 }

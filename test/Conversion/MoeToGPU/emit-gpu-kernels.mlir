@@ -187,6 +187,31 @@ func.func @route(%x: tensor<?x256xbf16>, %w_gate: tensor<16x256xbf16>, %b: tenso
 
 // -----
 
+// moe.topk on given logits (a layer that takes the router's output, as
+// vLLM's fused_moe does): the routing kernel without the router; each
+// thread copies its experts' logits into shared memory, then the same
+// selection (here top-k softmax, renormalized).
+// CHECK-LABEL: func.func @topk
+// CHECK: moe.topk {{.*}}moe.gpu_kernel = @moe_kernels::@topk
+// CHECK: gpu.func @topk(%[[LOGITS:.*]]: memref<?x16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 128 : i64}}
+// CHECK: %[[SHARED:.*]] = memref.get_global @topk_logits
+// CHECK: %[[TOKEN:.*]] = gpu.block_id x
+// CHECK: scf.for %[[EXPERT:.*]] = %{{.*}} to %c16 step %c128 {
+// CHECK-NEXT: %[[LOGIT:.*]] = memref.load %[[LOGITS]][%[[TOKEN]], %[[EXPERT]]] : memref<?x16xf32>
+// CHECK-NEXT: memref.store %[[LOGIT]], %[[SHARED]][%[[EXPERT]]]
+// CHECK-NEXT: }
+// CHECK-NEXT: gpu.barrier
+// CHECK: math.exp
+// CHECK: arith.divf
+// CHECK-COUNT-4: memref.store %{{.*}}, %[[IDS]]
+// PTX: .entry topk(
+func.func @topk(%logits: tensor<?x16xf32>) -> (tensor<?x4xf32>, tensor<?x4xi32>) {
+  %w, %ids = moe.topk softmax %logits {k = 4 : i64, renormalize} : tensor<?x16xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
+  return %w, %ids : tensor<?x4xf32>, tensor<?x4xi32>
+}
+
+// -----
+
 // Not covered yet: a remark, no kernel, no kernel module.
 // CHECK-NOT: gpu.container_module
 // CHECK-LABEL: func.func @unpermute

@@ -64,3 +64,26 @@ func.func @no_kernel(%x: tensor<?x100xbf16>) -> tensor<?x100xf32> {
   %y = arith.extf %x : tensor<?x100xbf16> to tensor<?x100xf32>
   return %y : tensor<?x100xf32>
 }
+
+// -----
+
+// A layer on given router logits (the inputs of vLLM's fused_moe): the
+// moe.topk kernel reads the logits argument into the workspace's weights
+// and ids, one block per token.
+// CHECK-LABEL: func.func @moe_layer_from_logits(
+// CHECK-SAME: %{{[a-z0-9]+}}: memref<?x128xbf16>, %[[LOGITS:[a-z0-9]+]]: memref<?x8xf32>,
+// CHECK-SAME: %[[M:[a-z0-9]+]]: index, %{{[a-z0-9]+}}: memref<?xi8> {moe_gpu.workspace}, %[[S:[a-z0-9]+]]: !moe_gpu.stream)
+// CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer @moe_layer_from_logits_workspace[0] {{.*}} -> memref<?x2xf32>
+// CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer @moe_layer_from_logits_workspace[1] {{.*}} -> memref<?x2xi32>
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@topk blocks in (%[[M]], {{.*}} args(%[[LOGITS]] : memref<?x8xf32>, %[[WEIGHTS]] : memref<?x2xf32>, %[[IDS]] : memref<?x2xi32>)
+// CHECK: moe_gpu.workspace_layout @moe_layer_from_logits_workspace {{.*}}names = ["moe.topk weights", "moe.topk ids",
+func.func @from_logits(%x: tensor<?x128xbf16>, %logits: tensor<?x8xf32>, %w13: tensor<8x256x128xbf16>, %w2: tensor<8x128x128xbf16>) -> tensor<?x128xbf16> {
+  %weights, %ids = moe.topk softmax %logits {k = 2 : i64, renormalize} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x128xbf16>, tensor<?x2xi32> -> tensor<?x128xbf16>, tensor<9xi32>, tensor<?xi32>
+  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : tensor<?x128xbf16>, tensor<8x256x128xbf16>, tensor<9xi32> -> tensor<?x256xbf16>
+  %act = moe.activation silu_and_mul %gate_up : tensor<?x256xbf16> -> tensor<?x128xbf16>
+  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x128xbf16>, tensor<8x128x128xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  %expert_out = moe.unpermute %down, %source : tensor<?x128xf32>, tensor<?xi32> -> tensor<?x2x128xf32>
+  %out = moe.combine %expert_out, %weights : tensor<?x2x128xf32>, tensor<?x2xf32> -> tensor<?x128xbf16>
+  return %out : tensor<?x128xbf16>
+}

@@ -105,6 +105,7 @@ private:
   Value occupiedBlocks(AffineExpr slots, int64_t numExperts, int64_t blockM);
 
   LogicalResult lowerRoute(moe::RouteOp op);
+  LogicalResult lowerTopk(moe::TopkOp op);
   LogicalResult lowerAlign(moe::AlignOp op);
   LogicalResult lowerExpertMatmul(moe::ExpertMatmulOp op);
   LogicalResult lowerCombineFinalize(moe::ExpertMatmulOp op,
@@ -237,6 +238,24 @@ Value HostBuilder::occupiedBlocks(AffineExpr slots, int64_t numExperts,
       arith::MinSIOp::create(b, loc, constant(numExperts),
                              materialize(assignments)));
   return arith::MinSIOp::create(b, loc, all, occupied);
+}
+
+LogicalResult HostBuilder::lowerTopk(moe::TopkOp op) {
+  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
+  if (failed(kernel))
+    return failure();
+  Buffer logits = buffers.lookup(op.getLogits());
+  AffineExpr rows = logits.sizes[0];
+  AffineExpr topK = b.getAffineConstantExpr(op.getK());
+  Buffer weights = allocate(op.getWeights(), "moe.topk weights",
+                            {rows, topK}, b.getF32Type());
+  Buffer ids =
+      allocate(op.getIds(), "moe.topk ids", {rows, topK}, b.getI32Type());
+  SmallVector<Value> args = {logits.memref};
+  if (op.getBias())
+    args.push_back(buffers.lookup(op.getBias()).memref);
+  args.append({weights.memref, ids.memref});
+  return launch(*kernel, args, {materialize(rows), constant(1), constant(1)});
 }
 
 LogicalResult HostBuilder::lowerRoute(moe::RouteOp op) {
@@ -567,6 +586,7 @@ LogicalResult HostBuilder::createEntry() {
     LogicalResult result =
         TypeSwitch<Operation *, LogicalResult>(&op)
             .Case([&](moe::RouteOp route) { return lowerRoute(route); })
+            .Case([&](moe::TopkOp topk) { return lowerTopk(topk); })
             .Case([&](moe::AlignOp align) { return lowerAlign(align); })
             .Case([&](moe::ExpertMatmulOp matmul) {
               return lowerExpertMatmul(matmul);
