@@ -260,6 +260,10 @@ private:
   /// then the producer warpgroup runs `produce` and the consumers `consume`
   /// and the epilogue, each role in one branch (as setmaxnreg needs).
   void buildWarpSpecialized(Type sumType);
+  /// The producer warpgroup runs `producer` and the consumer warpgroups
+  /// `consumers`, each in its branch after setmaxnreg moved its registers.
+  void splitRoles(function_ref<void()> producer,
+                  function_ref<void()> consumers);
   /// The producer's loop: per K step, wait until the consumers released the
   /// stage, then TMA the weights and cp.async the A rows into it; announce
   /// each stage's rows on its full barrier once they have landed.
@@ -1225,9 +1229,8 @@ void KernelBuilder::initRings() {
   gpu::BarrierOp::create(b, loc);
 }
 
-void KernelBuilder::buildWarpSpecialized(Type sumType) {
-  initRings();
-  weightsRow = firstWeightRow();
+void KernelBuilder::splitRoles(function_ref<void()> producer,
+                               function_ref<void()> consumers) {
   Value isProducer = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
                                            tid,
                                            index(config.consumerThreads()));
@@ -1237,14 +1240,23 @@ void KernelBuilder::buildWarpSpecialized(Type sumType) {
   if (config.producerRegisters)
     NVVM::SetMaxRegisterOp::create(b, loc, config.producerRegisters,
                                    NVVM::SetMaxRegisterAction::decrease);
-  produce();
+  producer();
   b.setInsertionPointToStart(roles.elseBlock());
   if (config.consumerRegisters)
     NVVM::SetMaxRegisterOp::create(b, loc, config.consumerRegisters,
                                    NVVM::SetMaxRegisterAction::increase);
-  planFragmentRows();
-  loadEpilogueRows();
-  storeEpilogue(consume(zeroAccumulator(sumType)));
+  consumers();
+}
+
+void KernelBuilder::buildWarpSpecialized(Type sumType) {
+  initRings();
+  weightsRow = firstWeightRow();
+  splitRoles([&] { produce(); },
+             [&] {
+               planFragmentRows();
+               loadEpilogueRows();
+               storeEpilogue(consume(zeroAccumulator(sumType)));
+             });
 }
 
 void KernelBuilder::produce() {
@@ -1700,29 +1712,18 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
 
 void KernelBuilder::buildPersistent() {
   initRings();
-  Value isProducer = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
-                                           tid,
-                                           index(config.consumerThreads()));
-  auto roles = scf::IfOp::create(b, loc, isProducer, /*withElse=*/true);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(roles.thenBlock());
-  if (config.producerRegisters)
-    NVVM::SetMaxRegisterOp::create(b, loc, config.producerRegisters,
-                                   NVVM::SetMaxRegisterAction::decrease);
-  forEachTile(/*publishes=*/true, [&] { produce(); });
-  b.setInsertionPointToStart(roles.elseBlock());
-  if (config.consumerRegisters)
-    NVVM::SetMaxRegisterOp::create(b, loc, config.consumerRegisters,
-                                   NVVM::SetMaxRegisterAction::increase);
-  planFragmentRows();
-  forEachTile(/*publishes=*/false, [&] {
-    if (config.pingpong) {
-      consumePingpong();
-      return;
-    }
-    loadEpilogueRows();
-    storeEpilogue(consume());
-  });
+  splitRoles([&] { forEachTile(/*publishes=*/true, [&] { produce(); }); },
+             [&] {
+               planFragmentRows();
+               forEachTile(/*publishes=*/false, [&] {
+                 if (config.pingpong) {
+                   consumePingpong();
+                   return;
+                 }
+                 loadEpilogueRows();
+                 storeEpilogue(consume());
+               });
+             });
 }
 
 void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {

@@ -102,9 +102,32 @@ private:
   argmax(Value first, int64_t count, int64_t stride,
          function_ref<Value(Value)> key, function_ref<Value(Value)> eligible);
 
+  /// Names the kernel's arguments.
+  void bindArguments(Block &entry);
+  /// Every thread: the token's logits of its experts into shared memory.
+  void computeLogits(Value tid);
+  /// The scores (softmax, sigmoid or the logits) and, biased, the
+  /// selection keys of every expert.
+  void computeScores();
+  /// The groups the experts may come from: all, or the best topk_groups by
+  /// the sum of their two best selection keys.
+  void chooseGroups();
+  /// k rounds of argmax over the allowed experts not chosen yet: the ids
+  /// and their scores.
+  void chooseExperts(SmallVector<Value> &chosen, SmallVector<Value> &weights);
+  /// The routing weights: top-k softmax, renormalization, scaling factor.
+  void weigh(SmallVector<Value> &weights);
+  /// Whether the i32 at `position` of `memref` is not zero.
+  Value isSet(Value memref, Value position);
+
   OpBuilder &b;
   Location loc;
   const RoutingFacts &facts;
+  Value x, gate, gateBias, scoreBias, weightsOut, idsOut;
+  /// Shared memory: logits (then group scores), scores, selection keys, and
+  /// the allowed groups.
+  Value logits, scores, selection, allowedGroups;
+  Value token, zeroI32;
 };
 } // namespace
 
@@ -142,36 +165,54 @@ RouteBuilder::argmax(Value first, int64_t count, int64_t stride,
 
 void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
                          MemRefType sharedType, MemRefType groupType) {
-  int64_t numExperts = facts.numExperts;
-  int64_t hidden = facts.hidden;
-  int64_t topK = facts.topK;
-  int64_t numGroups = facts.numGroups;
-  int64_t topkGroups = facts.topkGroups;
-  int64_t groupSize = numExperts / numGroups;
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
+  bindArguments(entry);
+  logits = memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[0]);
+  scores = memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[1]);
+  selection = memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[2]);
+  allowedGroups =
+      memref::GetGlobalOp::create(b, loc, groupType, sharedNames[3]);
+  token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  computeLogits(tid);
+
+  Value leader =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+  auto leaderIf = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
+  b.setInsertionPointToStart(leaderIf.thenBlock());
+  computeScores();
+  chooseGroups();
+  SmallVector<Value> chosen, weights;
+  chooseExperts(chosen, weights);
+  weigh(weights);
+  for (int64_t j = 0; j < facts.topK; ++j) {
+    memref::StoreOp::create(b, loc, weights[j], weightsOut,
+                            ValueRange{token, index(j)});
+    memref::StoreOp::create(
+        b, loc, arith::IndexCastOp::create(b, loc, b.getI32Type(), chosen[j]),
+        idsOut, ValueRange{token, index(j)});
+  }
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+}
+
+void RouteBuilder::bindArguments(Block &entry) {
   unsigned argument = 0;
   // x and the gate weights, or the logits.
-  Value x = entry.getArgument(argument++);
-  Value gate = facts.fromLogits() ? Value() : entry.getArgument(argument++);
-  Value gateBias = facts.gateBias ? entry.getArgument(argument++) : Value();
-  Value scoreBias = facts.scoreBias ? entry.getArgument(argument++) : Value();
-  Value weightsOut = entry.getArgument(argument++);
-  Value idsOut = entry.getArgument(argument++);
-  auto f32Type = b.getF32Type();
+  x = entry.getArgument(argument++);
+  gate = facts.fromLogits() ? Value() : entry.getArgument(argument++);
+  gateBias = facts.gateBias ? entry.getArgument(argument++) : Value();
+  scoreBias = facts.scoreBias ? entry.getArgument(argument++) : Value();
+  weightsOut = entry.getArgument(argument++);
+  idsOut = entry.getArgument(argument++);
+}
 
-  Value logits = memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[0]);
-  Value scores = memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[1]);
-  Value selection =
-      memref::GetGlobalOp::create(b, loc, sharedType, sharedNames[2]);
-  Value allowedGroups =
-      memref::GetGlobalOp::create(b, loc, groupType, sharedNames[3]);
-  Value token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-
+void RouteBuilder::computeLogits(Value tid) {
   // Logits: expert e = tid, tid + 128, ...
+  auto f32Type = b.getF32Type();
   scf::ForOp::create(
-      b, loc, tid, index(numExperts), index(kRouteThreads), ValueRange{},
+      b, loc, tid, index(facts.numExperts), index(kRouteThreads), ValueRange{},
       [&](OpBuilder &, Location, Value expert, ValueRange) {
         if (facts.fromLogits()) {
           memref::StoreOp::create(
@@ -181,7 +222,7 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
           scf::YieldOp::create(b, loc);
           return;
         }
-        auto dot = loop(index(0), index(hidden), ValueRange{f32(0.0)},
+        auto dot = loop(index(0), index(facts.hidden), ValueRange{f32(0.0)},
                         [&](Value h, ValueRange args) -> SmallVector<Value> {
                           Value xv = memref::LoadOp::create(
                               b, loc, x, ValueRange{token, h});
@@ -201,13 +242,10 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
         scf::YieldOp::create(b, loc);
       });
   gpu::BarrierOp::create(b, loc);
+}
 
-  Value leader =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
-  auto leaderIf = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
-  b.setInsertionPointToStart(leaderIf.thenBlock());
-  Value expertCount = index(numExperts);
-  // Scores.
+void RouteBuilder::computeScores() {
+  Value expertCount = index(facts.numExperts);
   Value maximum, denominator;
   if (facts.scoring == ScoringFunc::Softmax) {
     maximum = loop(index(0), expertCount,
@@ -253,20 +291,21 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
          memref::StoreOp::create(b, loc, selected, selection, e);
          return {};
        });
+}
 
+Value RouteBuilder::isSet(Value memref, Value position) {
+  return arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::ne,
+      memref::LoadOp::create(b, loc, memref, position), zeroI32);
+}
+
+void RouteBuilder::chooseGroups() {
   // Groups: rank each by the sum of its two best selection scores, allow
   // the best topk_groups of them.
-  auto i32 = b.getI32Type();
-  Value zeroI32 = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
+  int64_t numGroups = facts.numGroups, topkGroups = facts.topkGroups;
+  int64_t groupSize = facts.numExperts / numGroups;
+  zeroI32 = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0));
   Value oneI32 = arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1));
-  auto isSet = [&](Value memref, Value position) -> Value {
-    return arith::CmpIOp::create(
-        b, loc, arith::CmpIPredicate::ne,
-        memref::LoadOp::create(b, loc, memref, position), zeroI32);
-  };
-  auto groupOf = [&](Value expert) -> Value {
-    return arith::DivUIOp::create(b, loc, expert, index(groupSize));
-  };
   // allowedGroups[g] != 0 for the chosen groups (all of them without
   // grouping). The group scores reuse `logits`, no longer needed.
   loop(index(0), index(numGroups), ValueRange{},
@@ -276,62 +315,65 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
                                  allowedGroups, g);
          return {};
        });
-  if (numGroups != topkGroups) {
-    Value groupScores = logits;
-    loop(index(0), index(numGroups), ValueRange{},
-         [&](Value g, ValueRange) -> SmallVector<Value> {
-           Value first = arith::MulIOp::create(b, loc, g, index(groupSize));
-           auto key = [&](Value e) -> Value {
-             return memref::LoadOp::create(b, loc, selection, e);
-           };
-           auto [best, bestRank] = argmax(
-               first, groupSize, 1, key,
-               [&](Value) -> Value {
-                 return arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+  if (numGroups == topkGroups)
+    return;
+  Value groupScores = logits;
+  loop(index(0), index(numGroups), ValueRange{},
+       [&](Value g, ValueRange) -> SmallVector<Value> {
+         Value first = arith::MulIOp::create(b, loc, g, index(groupSize));
+         auto key = [&](Value e) -> Value {
+           return memref::LoadOp::create(b, loc, selection, e);
+         };
+         auto [best, bestRank] = argmax(
+             first, groupSize, 1, key, [&](Value) -> Value {
+               return arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
+             });
+         Value sum = bestRank;
+         if (groupSize > 1) {
+           Value bestIndex = best;
+           auto [second, secondRank] = argmax(
+               first, groupSize, 1, key, [&](Value e) -> Value {
+                 return arith::CmpIOp::create(
+                     b, loc, arith::CmpIPredicate::ne, e, bestIndex);
                });
-           Value sum = bestRank;
-           if (groupSize > 1) {
-             Value bestIndex = best;
-             auto [second, secondRank] = argmax(
-                 first, groupSize, 1, key, [&](Value e) -> Value {
-                   return arith::CmpIOp::create(
-                       b, loc, arith::CmpIPredicate::ne, e, bestIndex);
-                 });
-             (void)second;
-             sum = arith::AddFOp::create(b, loc, bestRank, secondRank);
-           }
-           memref::StoreOp::create(b, loc, sum, groupScores, g);
-           return {};
-         });
-    loop(index(0), index(topkGroups), ValueRange{},
-         [&](Value, ValueRange) -> SmallVector<Value> {
-           auto [best, bestRank] = argmax(
-               index(0), numGroups, 1,
-               [&](Value g) -> Value {
-                 return memref::LoadOp::create(b, loc, groupScores, g);
-               },
-               [&](Value g) -> Value {
-                 return arith::XOrIOp::create(
-                     b, loc, isSet(allowedGroups, g),
-                     arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
-               });
-           (void)bestRank;
-           memref::StoreOp::create(b, loc, oneI32, allowedGroups, best);
-           return {};
-         });
-  }
+           (void)second;
+           sum = arith::AddFOp::create(b, loc, bestRank, secondRank);
+         }
+         memref::StoreOp::create(b, loc, sum, groupScores, g);
+         return {};
+       });
+  loop(index(0), index(topkGroups), ValueRange{},
+       [&](Value, ValueRange) -> SmallVector<Value> {
+         auto [best, bestRank] = argmax(
+             index(0), numGroups, 1,
+             [&](Value g) -> Value {
+               return memref::LoadOp::create(b, loc, groupScores, g);
+             },
+             [&](Value g) -> Value {
+               return arith::XOrIOp::create(
+                   b, loc, isSet(allowedGroups, g),
+                   arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+             });
+         (void)bestRank;
+         memref::StoreOp::create(b, loc, oneI32, allowedGroups, best);
+         return {};
+       });
+}
 
+void RouteBuilder::chooseExperts(SmallVector<Value> &chosen,
+                                 SmallVector<Value> &weights) {
   // Top-k: k rounds of argmax over the allowed experts not yet chosen (the
   // chosen ids stay in registers).
-  SmallVector<Value> chosen, weights;
-  for (int64_t j = 0; j < topK; ++j) {
+  int64_t groupSize = facts.numExperts / facts.numGroups;
+  for (int64_t j = 0; j < facts.topK; ++j) {
     auto [best, bestRank] = argmax(
-        index(0), numExperts, 1,
+        index(0), facts.numExperts, 1,
         [&](Value e) -> Value {
           return memref::LoadOp::create(b, loc, selection, e);
         },
         [&](Value e) -> Value {
-          Value eligible = isSet(allowedGroups, groupOf(e));
+          Value group = arith::DivUIOp::create(b, loc, e, index(groupSize));
+          Value eligible = isSet(allowedGroups, group);
           for (Value previous : chosen)
             eligible = arith::AndIOp::create(
                 b, loc, eligible,
@@ -343,6 +385,9 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
     chosen.push_back(best);
     weights.push_back(memref::LoadOp::create(b, loc, scores, best));
   }
+}
+
+void RouteBuilder::weigh(SmallVector<Value> &weights) {
   if (facts.scoring == ScoringFunc::TopkSoftmax) {
     Value top = weights[0];
     for (Value w : ArrayRef<Value>(weights).drop_front())
@@ -365,15 +410,6 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
   if (facts.routedScalingFactor)
     for (Value &w : weights)
       w = arith::MulFOp::create(b, loc, w, f32(*facts.routedScalingFactor));
-  for (int64_t j = 0; j < topK; ++j) {
-    memref::StoreOp::create(b, loc, weights[j], weightsOut,
-                            ValueRange{token, index(j)});
-    memref::StoreOp::create(
-        b, loc, arith::IndexCastOp::create(b, loc, i32, chosen[j]), idsOut,
-        ValueRange{token, index(j)});
-  }
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
 }
 
 /// The kernel of `op` (moe.route or moe.topk): `inputs` are its arguments

@@ -104,6 +104,12 @@ private:
   /// The slot blocks of `slots` slots that can hold an assignment.
   Value occupiedBlocks(AffineExpr slots, int64_t numExperts, int64_t blockM);
 
+  /// Launches the routing kernel of `op` (moe.route or moe.topk) on the
+  /// rows of `rowsOf` with the buffers of `inputs` (null: an absent
+  /// optional operand), allocating its `weights` and `ids` results.
+  LogicalResult launchRouting(Operation *op, Value rowsOf,
+                              ArrayRef<Value> inputs, Value weights, Value ids,
+                              int64_t k);
   LogicalResult lowerRoute(moe::RouteOp op);
   LogicalResult lowerTopk(moe::TopkOp op);
   LogicalResult lowerAlign(moe::AlignOp op);
@@ -240,43 +246,37 @@ Value HostBuilder::occupiedBlocks(AffineExpr slots, int64_t numExperts,
   return arith::MinSIOp::create(b, loc, all, occupied);
 }
 
-LogicalResult HostBuilder::lowerTopk(moe::TopkOp op) {
+LogicalResult HostBuilder::launchRouting(Operation *op, Value rowsOf,
+                                         ArrayRef<Value> inputs, Value weights,
+                                         Value ids, int64_t k) {
   FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
   if (failed(kernel))
     return failure();
-  Buffer logits = buffers.lookup(op.getLogits());
-  AffineExpr rows = logits.sizes[0];
-  AffineExpr topK = b.getAffineConstantExpr(op.getK());
-  Buffer weights = allocate(op.getWeights(), "moe.topk weights",
-                            {rows, topK}, b.getF32Type());
-  Buffer ids =
-      allocate(op.getIds(), "moe.topk ids", {rows, topK}, b.getI32Type());
-  SmallVector<Value> args = {logits.memref};
-  if (op.getBias())
-    args.push_back(buffers.lookup(op.getBias()).memref);
-  args.append({weights.memref, ids.memref});
+  AffineExpr rows = buffers.lookup(rowsOf).sizes[0];
+  AffineExpr topK = b.getAffineConstantExpr(k);
+  std::string name = op->getName().getStringRef().str();
+  Buffer weightsBuffer = allocate(weights, name + " weights", {rows, topK},
+                                  b.getF32Type());
+  Buffer idsBuffer =
+      allocate(ids, name + " ids", {rows, topK}, b.getI32Type());
+  SmallVector<Value> args;
+  for (Value input : inputs)
+    if (input)
+      args.push_back(buffers.lookup(input).memref);
+  args.append({weightsBuffer.memref, idsBuffer.memref});
   return launch(*kernel, args, {materialize(rows), constant(1), constant(1)});
 }
 
+LogicalResult HostBuilder::lowerTopk(moe::TopkOp op) {
+  return launchRouting(op, op.getLogits(), {op.getLogits(), op.getBias()},
+                       op.getWeights(), op.getIds(), op.getK());
+}
+
 LogicalResult HostBuilder::lowerRoute(moe::RouteOp op) {
-  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
-  if (failed(kernel))
-    return failure();
-  Buffer input = buffers.lookup(op.getInput());
-  AffineExpr rows = input.sizes[0];
-  AffineExpr topK = b.getAffineConstantExpr(op.getK());
-  Buffer weights = allocate(op.getWeights(), "moe.route weights",
-                            {rows, topK}, b.getF32Type());
-  Buffer ids =
-      allocate(op.getIds(), "moe.route ids", {rows, topK}, b.getI32Type());
-  SmallVector<Value> args = {input.memref,
-                             buffers.lookup(op.getGateWeight()).memref};
-  if (op.getGateBias())
-    args.push_back(buffers.lookup(op.getGateBias()).memref);
-  if (op.getScoreBias())
-    args.push_back(buffers.lookup(op.getScoreBias()).memref);
-  args.append({weights.memref, ids.memref});
-  return launch(*kernel, args, {materialize(rows), constant(1), constant(1)});
+  return launchRouting(op, op.getInput(),
+                       {op.getInput(), op.getGateWeight(), op.getGateBias(),
+                        op.getScoreBias()},
+                       op.getWeights(), op.getIds(), op.getK());
 }
 
 LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
