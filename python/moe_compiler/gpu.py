@@ -284,22 +284,14 @@ def fused_moe_ir(num_experts: int, hidden: int, intermediate: int, topk: int,
     router logits [M, E] (renormalized if asked), then per expert
     silu(x w1_gate) * (x w1_up) w2, summed with the routing weights. w1 is
     [E, 2I, H] (gate rows, then up rows), w2 [E, H, I]."""
-    e, h, i, k = num_experts, hidden, intermediate, topk
-    if min(e, h, i, k) < 1 or k > e:
-        raise ValueError(f"need 1 <= topk <= experts and positive sizes, got E={e} H={h} "
-                         f"I={i} k={k}")
-    attributes = f"{{k = {k} : i64{', renormalize' if renormalize else ''}}}"
-    return f"""func.func @{name}(%hidden_states: tensor<?x{h}xbf16>, %gating_output: tensor<?x{e}xf32>, %w1: tensor<{e}x{2 * i}x{h}xbf16>, %w2: tensor<{e}x{h}x{i}xbf16>) -> tensor<?x{h}xbf16> {{
-  %weights, %ids = moe.topk softmax %gating_output {attributes} : tensor<?x{e}xf32> -> tensor<?x{k}xf32>, tensor<?x{k}xi32>
-  %rows, %offsets, %source = moe.permute %hidden_states, %ids : tensor<?x{h}xbf16>, tensor<?x{k}xi32> -> tensor<?x{h}xbf16>, tensor<{e + 1}xi32>, tensor<?xi32>
-  %gate_up = moe.grouped_matmul %rows, %w1, %offsets : tensor<?x{h}xbf16>, tensor<{e}x{2 * i}x{h}xbf16>, tensor<{e + 1}xi32> -> tensor<?x{2 * i}xbf16>
-  %act = moe.activation silu_and_mul %gate_up : tensor<?x{2 * i}xbf16> -> tensor<?x{i}xbf16>
-  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}xbf16>, tensor<{e}x{h}x{i}xbf16>, tensor<{e + 1}xi32> -> tensor<?x{h}xf32>
-  %expert_out = moe.unpermute %down, %source : tensor<?x{h}xf32>, tensor<?xi32> -> tensor<?x{k}x{h}xf32>
-  %out = moe.combine %expert_out, %weights : tensor<?x{k}x{h}xf32>, tensor<?x{k}xf32> -> tensor<?x{h}xbf16>
-  return %out : tensor<?x{h}xbf16>
-}}
-"""
+    from . import configs
+
+    if min(num_experts, hidden, intermediate, topk) < 1 or topk > num_experts:
+        raise ValueError(f"need 1 <= topk <= experts and positive sizes, got E={num_experts} "
+                         f"H={hidden} I={intermediate} k={topk}")
+    config = configs.LayerConfig(name, num_experts, topk, hidden, intermediate,
+                                 renormalize=renormalize)
+    return configs.logits_layer_mlir(config)
 
 
 def fused_moe(hidden_states, w1, w2, gating_output, topk: int, renormalize: bool, *,

@@ -200,7 +200,9 @@ func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: t
 // CHECK-NEXT: nvgpu.mbarrier.init %{{.+}}[%{{.+}}], %[[RELEASERS]] : <memorySpace = #gpu.address_space<workgroup>, num_barriers = 4>
 // CHECK: nvvm.setmaxregister increase 208
 // CHECK: scf.while
-// CHECK: %[[MINE:.+]] = arith.cmpi eq, %{{.+}}, %[[WARPGROUP]] : index
+// CHECK: ^bb0(%{{[a-z0-9]+}}: index, %[[DONE:[a-z0-9]+]]: index, %{{[a-z0-9]+}}: index):
+// CHECK: %[[PARITY:.+]] = arith.remui %[[DONE]], %c2{{.*}} : index
+// CHECK-NEXT: %[[MINE:.+]] = arith.cmpi eq, %[[PARITY]], %[[WARPGROUP]] : index
 // CHECK-NEXT: scf.if %[[MINE]] {
 // CHECK: %[[SECOND:.+]] = arith.addi %[[DESCA:.+]], %c512_i64 : i64
 // CHECK: nvvm.wgmma.mma_async %{{.+}}, %{{.+}}, <m = 64, n = 128, k = 16>, D[<f32>, <zero>]
