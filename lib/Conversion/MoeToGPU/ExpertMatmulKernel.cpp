@@ -343,6 +343,11 @@ private:
   /// assignment, and for the combine its token and routing weight) before
   /// the K loop, so that their latency hides behind it.
   void loadEpilogueRows();
+  /// With two consumer warpgroups of 64 rows each: whether this
+  /// warpgroup's rows of the tile hold an assignment (`ownRowsScheduled`).
+  /// An expert's padding follows its assignments, so a 64-row half that
+  /// starts on padding is all padding, and its wgmma is skipped.
+  void checkOwnRows();
   void storeEpilogue(Value accumulator);
   /// Puts the builder inside a branch on `column` < width when the last
   /// column tile can stick out of the width (`guard` restores it).
@@ -391,6 +396,9 @@ private:
   /// Persistent: the global tile counter, and the tile ring (its i32 slots
   /// in shared memory, and full and empty barriers).
   Value tileCounter, tileSlots, tileFull, tileEmpty;
+  /// Pingpong: completes its phase d once tile d's K loop is done, so that
+  /// the next tile's warpgroup waits on the ring at most one round ahead.
+  Value mathOrder;
   /// This thread's warpgroup, and its A rows' offset in descriptor units.
   Value warpgroup, warpgroupOffset;
   /// The dynamic shared memory, the shift that aligns it to 1024 bytes, and
@@ -410,6 +418,8 @@ private:
     Value slot, scheduled, token, scale;
   };
   SmallVector<EpilogueRow, 2> epilogueRows;
+  /// Null, or whether this warpgroup's wgmmas run on the current tile.
+  Value ownRowsScheduled;
 };
 } // namespace
 
@@ -569,6 +579,24 @@ SmallVector<Value> KernelBuilder::wgmmaStep(ArrayRef<Value> accumulators,
                                             Value stage,
                                             int64_t pendingGroups,
                                             bool fresh) {
+  if (ownRowsScheduled && accumulators.size() == 1) {
+    // A warpgroup on padding rows multiplies nothing: its sums stay zero,
+    // as the zero-filled A rows would have made them.
+    auto ifOp = scf::IfOp::create(b, loc, TypeRange{accumulatorType},
+                                  ownRowsScheduled, /*withElse=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(ifOp.elseBlock());
+    scf::YieldOp::create(b, loc,
+                         fresh ? zeroAccumulator(sumType())
+                               : accumulators.front());
+    b.setInsertionPointToStart(ifOp.thenBlock());
+    Value saved = ownRowsScheduled;
+    ownRowsScheduled = Value();
+    Value sum = wgmmaStep(accumulators, stage, pendingGroups, fresh).front();
+    ownRowsScheduled = saved;
+    scf::YieldOp::create(b, loc, sum);
+    return {ifOp.getResult(0)};
+  }
   // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further (or,
   // with pingpong, every 64 rows of the tile, one accumulator each).
   Value descriptorA = arith::AddIOp::create(
@@ -1062,6 +1090,26 @@ void KernelBuilder::storePair(Value slot, Value column, Value first,
   LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
 }
 
+void KernelBuilder::checkOwnRows() {
+  if (config.blockM <= kWarpgroupRows || config.pingpong)
+    return;
+  Value firstRow = arith::AddIOp::create(
+      b, loc, firstSlot,
+      arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows)));
+  Value inSchedule = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           firstRow, paddedCount);
+  Value assignment = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      memref::LoadOp::create(
+          b, loc, slots,
+          ValueRange{arith::SelectOp::create(b, loc, inSchedule, firstRow,
+                                             index(0))}));
+  ownRowsScheduled = arith::AndIOp::create(
+      b, loc, inSchedule,
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
+                            assignments));
+}
+
 void KernelBuilder::loadEpilogueRows() {
   epilogueRows.clear();
   for (int64_t half = 0; half < 2; ++half) {
@@ -1225,6 +1273,10 @@ void KernelBuilder::initRings() {
       nvgpu::MBarrierInitOp::create(b, loc, tileEmpty, index(config.threads()),
                                     index(slot), Value());
     }
+    if (mathOrder)
+      nvgpu::MBarrierInitOp::create(b, loc, mathOrder,
+                                    index(kWarpgroupThreads), index(0),
+                                    Value());
   });
   gpu::BarrierOp::create(b, loc);
 }
@@ -1255,6 +1307,7 @@ void KernelBuilder::buildWarpSpecialized(Type sumType) {
              [&] {
                planFragmentRows();
                loadEpilogueRows();
+               checkOwnRows();
                storeEpilogue(consume(zeroAccumulator(sumType)));
              });
 }
@@ -1378,6 +1431,11 @@ void KernelBuilder::consumePingpong() {
                                    kWarpgroupThreads)),
       warpgroup);
   ifThen(mine, [&] {
+    // A parity wait only tells rounds apart that are at most one apart. The
+    // other warpgroup's tile holds the K steps before this tile's, so this
+    // K loop starts once that one's is done: the ring's full barriers are
+    // then at most one round behind this warpgroup's waits.
+    waitForPhase(mathOrder, tilesDone, /*depth=*/1, /*previousRound=*/true);
     Value firstRow = fragmentRow0;
     SmallVector<SmallVector<EpilogueRow, 2>> rows;
     for (int64_t fragment = 0; fragment < config.rowFragments(); ++fragment) {
@@ -1388,6 +1446,10 @@ void KernelBuilder::consumePingpong() {
     }
     SmallVector<Value> sums =
         consumeFragments(SmallVector<Value>(config.rowFragments(), Value()));
+    // The next tile's K loop runs beside this epilogue.
+    nvgpu::MBarrierArriveOp::create(b, loc,
+                                    nvgpu::MBarrierTokenType::get(context()),
+                                    mathOrder, index(0));
     for (auto [fragment, sum] : llvm::enumerate(sums)) {
       epilogueRows = rows[fragment];
       storeEpilogue(sum);
@@ -1721,6 +1783,7 @@ void KernelBuilder::buildPersistent() {
                    return;
                  }
                  loadEpilogueRows();
+                 checkOwnRows();
                  storeEpilogue(consume());
                });
              });
@@ -1763,6 +1826,9 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
         nvgpu::MBarrierGroupType::get(context(), workgroup, kTileRingDepth);
     tileFull = nvgpu::MBarrierCreateOp::create(b, loc, tileRingType);
     tileEmpty = nvgpu::MBarrierCreateOp::create(b, loc, tileRingType);
+    if (config.pingpong)
+      mathOrder = nvgpu::MBarrierCreateOp::create(
+          b, loc, nvgpu::MBarrierGroupType::get(context(), workgroup, 1));
     tileSlots = memref::ViewOp::create(
         b, loc,
         MemRefType::get({kTileRingDepth}, b.getI32Type(),
@@ -1823,6 +1889,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
 
   planFragmentRows();
   loadEpilogueRows();
+  checkOwnRows();
   Value total = multistageLoop(zeroAccumulator(sumType));
   storeEpilogue(total);
   b.setInsertionPointToEnd(&entry);

@@ -185,11 +185,53 @@ func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: t
 
 // -----
 
+// Two consumer warpgroups of 64 rows: an expert's padding follows its
+// assignments, so a warpgroup whose first slot (block · 128 + 64 · warpgroup)
+// is past the padded count or holds the sentinel (≥ M·k, the schedule's
+// length less E · 127 = 1016) has only padding rows and skips its wgmmas: its
+// sums stay as they were (zero), as its zero-filled A rows would leave them.
+// (The first multiple of 64 rows places the fragment rows.)
+// CHECK-LABEL: func.func @padding_halves
+// CHECK: %[[THREAD:.+]] = gpu.thread_id x
+// CHECK: %[[WARPGROUP:.+]] = arith.divui %[[THREAD]], %c128
+// CHECK: %[[FIRST_SLOT:.+]] = arith.muli %block_id_x, %c128
+// CHECK: %[[PADDED_I32:.+]] = memref.load %arg3[%{{.+}}] : memref<1xi32>
+// CHECK-NEXT: %[[PADDED:.+]] = arith.index_cast %[[PADDED_I32]] : i32 to index
+// CHECK: %[[LENGTH:.+]] = memref.dim %arg1, %{{.+}} : memref<?xi32>
+// CHECK-NEXT: %[[ASSIGNMENTS:.+]] = arith.subi %[[LENGTH]], %c1016 : index
+// CHECK: arith.muli %[[WARPGROUP]], %c64 : index
+// CHECK: %[[OFFSET:.+]] = arith.muli %[[WARPGROUP]], %c64{{.*}} : index
+// CHECK-NEXT: %[[OWN_FIRST:.+]] = arith.addi %[[FIRST_SLOT]], %[[OFFSET]] : index
+// CHECK-NEXT: %[[IN_SCHEDULE:.+]] = arith.cmpi ult, %[[OWN_FIRST]], %[[PADDED]] : index
+// CHECK: %[[SAFE:.+]] = arith.select %[[IN_SCHEDULE]], %[[OWN_FIRST]], %{{.+}} : index
+// CHECK-NEXT: %[[ASSIGNMENT_I32:.+]] = memref.load %arg1[%[[SAFE]]] : memref<?xi32>
+// CHECK-NEXT: %[[ASSIGNMENT:.+]] = arith.index_cast %[[ASSIGNMENT_I32]] : i32 to index
+// CHECK-NEXT: %[[REAL:.+]] = arith.cmpi ult, %[[ASSIGNMENT]], %[[ASSIGNMENTS]] : index
+// CHECK-NEXT: %[[OWNS_ROWS:.+]] = arith.andi %[[IN_SCHEDULE]], %[[REAL]] : i1
+// CHECK: scf.for {{.*}} iter_args(%[[SUM:.+]] = %{{.+}})
+// CHECK: %{{.+}} = scf.if %[[OWNS_ROWS]] -> (!llvm.struct<{{.*}}>) {
+// CHECK-COUNT-4: nvvm.wgmma.mma_async
+// CHECK: } else {
+// CHECK-NEXT: scf.yield %[[SUM]]
+func.func @padding_halves(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 3, consumer_warpgroups = 2>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
 // Pingpong: the persistent roles, and each consumer warpgroup multiplies all
 // 128 rows of every other tile (tiles done mod 2 = its warpgroup), in two
 // m64n128 accumulators (the second's A rows 64 x 128 bytes further, 512
 // descriptor units), so one warpgroup's epilogue runs beside the other's K
-// loop; a stage is released by the 128 threads that consumed it.
+// loop; a stage is released by the 128 threads that consumed it. A parity
+// wait tells apart only rounds at most one apart, so a warpgroup's K loop
+// starts once the other's, on the tile before, is done: the math-order
+// barrier (128 arrivals) completes its phase d when tile d's K loop is done,
+// and tile d waits for phase d − 1 (parity of d div 1 = 0, a fresh barrier's
+// phase −1 counting as complete).
 // CHECK-LABEL: func.func @pingpong
 // CHECK: gpu.func @expert_matmul
 // CHECK-SAME: persistent = 1 : i64
@@ -198,18 +240,32 @@ func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: t
 // CHECK-NEXT: %[[WARPGROUP:.+]] = arith.divui %[[THREAD]], %{{.+}} : index
 // CHECK: %[[RELEASERS:.+]] = arith.constant 128 : index
 // CHECK-NEXT: nvgpu.mbarrier.init %{{.+}}[%{{.+}}], %[[RELEASERS]] : <memorySpace = #gpu.address_space<workgroup>, num_barriers = 4>
+// CHECK: nvgpu.mbarrier.init %{{.+}}[%{{.+}}], %c384{{.*}} : <memorySpace = #gpu.address_space<workgroup>, num_barriers = 2>
+// CHECK: nvgpu.mbarrier.init %{{.+}}[%{{.+}}], %c384{{.*}} : <memorySpace = #gpu.address_space<workgroup>, num_barriers = 2>
+// CHECK: %[[ORDER_THREADS:.+]] = arith.constant 128 : index
+// CHECK-NEXT: nvgpu.mbarrier.init %[[ORDER:.+]][%{{.+}}], %[[ORDER_THREADS]] : <memorySpace = #gpu.address_space<workgroup>>
 // CHECK: nvvm.setmaxregister increase 208
 // CHECK: scf.while
 // CHECK: ^bb0(%{{[a-z0-9]+}}: index, %[[DONE:[a-z0-9]+]]: index, %{{[a-z0-9]+}}: index):
 // CHECK: %[[PARITY:.+]] = arith.remui %[[DONE]], %c2{{.*}} : index
 // CHECK-NEXT: %[[MINE:.+]] = arith.cmpi eq, %[[PARITY]], %[[WARPGROUP]] : index
 // CHECK-NEXT: scf.if %[[MINE]] {
+// CHECK: %[[ROUND:.+]] = arith.divui %[[DONE]], %c1{{.*}} : index
+// CHECK: %[[ROUND_PARITY:.+]] = arith.remui %[[ROUND]], %c2{{.*}} : index
+// CHECK-NEXT: %[[PREVIOUS:.+]] = arith.cmpi eq, %[[ROUND_PARITY]], %c0{{.*}} : index
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[ORDER]][%{{.+}}], %[[PREVIOUS]]
+// CHECK-NOT: nvgpu.mbarrier.try_wait.parity %[[ORDER]]
 // CHECK: %[[SECOND:.+]] = arith.addi %[[DESCA:.+]], %c512_i64 : i64
 // CHECK: nvvm.wgmma.mma_async %{{.+}}, %{{.+}}, <m = 64, n = 128, k = 16>, D[<f32>, <zero>]
 // CHECK-NEXT: nvvm.wgmma.mma_async %[[SECOND]], %{{.+}}, <m = 64, n = 128, k = 16>, D[<f32>, <zero>]
 // CHECK: scf.for {{.*}} iter_args(%{{.+}} = %{{.+}}, %{{.+}} = %{{.+}}) -> (!llvm.struct<{{.*}}>, !llvm.struct<{{.*}}>)
 // CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: nvgpu.mbarrier.arrive %{{.+}}[%{{.+}}] : <memorySpace = #gpu.address_space<workgroup>, num_barriers = 4>
+// CHECK-NEXT: %{{.+}} = arith.constant 0 : index
+// CHECK-NEXT: nvgpu.mbarrier.arrive %[[ORDER]][%{{.+}}] : <memorySpace = #gpu.address_space<workgroup>>
+// CHECK-NOT: nvvm.wgmma.mma_async
+// CHECK: llvm.store
 // PTX: .entry expert_matmul(
 // PTX: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
 // PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16

@@ -471,11 +471,14 @@ def Moe_AlignOp : Moe_Op<"align", [Pure]> {
     the padding (< 2^28) leaves the i32 slot indices room for `A`:
 
     - `sorted_ids[S]`: the assignment index of each padded slot, grouped by
-      expert, each expert's group padded with the sentinel `A`, and the tail
-      past the padded count filled with `A` too. The order of the
-      assignments within a group is left to the implementation (the CPU
-      lowering keeps ascending order; the GPU kernel takes slots by
-      atomics); results of the fused matmuls do not depend on it;
+      expert, each expert's group its assignments and then its padding (the
+      sentinel `A`), and the tail past the padded count filled with `A` too.
+      The GPU's fused matmuls rely on the padding coming last: a run of
+      rows that starts on padding is all padding, and is not multiplied.
+      The order of the assignments within a group is left to the
+      implementation (the CPU lowering keeps ascending order; the GPU
+      kernel takes slots by atomics); results of the fused matmuls do not
+      depend on it;
     - `block_experts[ceil(S / block_m)]`: the expert of each block of
       `block_m` slots, `-1` past the padded count;
     - `num_padded[1]`: the padded count, a multiple of `block_m`.
