@@ -18,12 +18,17 @@
 # check-w8a8          the w8a8 blocks (4 x 6 cases) against the oracle      < 4.5 min
 # check-weight-only   the weight-only blocks (4 x 6 cases) against the       4 min
 #                     oracle
+# check-package       the Python front end (bench/gpu_package_check.py):     8 s
+#                     gpu.fused_moe on Mixtral and Qwen3 at M = 1/7/256/4096
+#                     against float64, CUDA-graph replay, two threads on
+#                     two streams (LAYERS_DIR/package, from gpu-layers.sh)
 # bench-bf16          gpu_moe_suite.py bench, the three shapes x 6 M in one  65 s
 #                     process: ours, Triton fused_moe (48-config sweep per
 #                     row), torch._grouped_mm, dense, naive, floor
 # bench-quantized     gpu_moe_suite.py bench-quantized (w8a8 and weight-only 2-4 min (est.)
 #                     blocks against the bf16 layer)
 # check = sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only
+#         check-package
 # bench = bench-bf16 bench-quantized;  all = check bench
 # bench-bf16: measured on an H200 (2026-12-01) without our layers
 # (--baselines-only): 51 s, 42 s of it the Triton sweeps, their kernels
@@ -46,10 +51,10 @@ status=0
 export PYTHONUNBUFFERED=1
 
 case "$mode" in
-  check) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only" ;;
+  check) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only check-package" ;;
   bench) parts="bench-bf16 bench-quantized" ;;
-  all) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only bench-bf16 bench-quantized" ;;
-  sanitize|sanitize-quantized|check-bf16|check-w8a8|check-weight-only|bench-bf16|bench-quantized)
+  all) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only check-package bench-bf16 bench-quantized" ;;
+  sanitize|sanitize-quantized|check-bf16|check-w8a8|check-weight-only|check-package|bench-bf16|bench-quantized)
     parts=$mode ;;
   *) echo "device-gpu-suite: unknown part '$mode'" >&2; exit 2 ;;
 esac
@@ -98,6 +103,8 @@ run_part() {
       python3 bench/gpu_moe_suite.py check-quantized "$layers" --kinds w8a8 ;;
     check-weight-only)
       python3 bench/gpu_moe_suite.py check-quantized "$layers" --kinds weight_only ;;
+    check-package)
+      python3 bench/gpu_package_check.py check "$layers/package" ;;
     bench-bf16)
       python3 bench/gpu_moe_suite.py bench "$layers" --out "$out/bench.json" ;;
     bench-quantized)

@@ -8,6 +8,8 @@
 #   <layer>_small_block.so  scaled (H=256, I=128), for the sanitizer
 #   mixtral_8x7b_small.so   the scaled Mixtral layer, routing included
 #   layers.json             the configurations
+#   package/                fused_moe's libraries through the Python
+#                           package, for bench/gpu_package_check.py
 # Output: ${1:-build/gpu-layers}.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,4 +53,7 @@ for program in "$out"/src/*_block.mlir; do
   done
   wait
 done
+MOE_RUNTIME_INCLUDE="$repo_root/runtime/include" MOE_RUNTIME_LIB="$build_dir/runtime" \
+  python3 "$repo_root/bench/gpu_package_check.py" prepare "$out/package" \
+  --moe-compile "$build_dir/bin/moe-compile" >/dev/null
 echo "gpu-layers: $out"

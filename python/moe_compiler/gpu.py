@@ -13,11 +13,12 @@ else `~/.cache/moe`) under a key of the IR, the options and the tool.
 
 Calling a `Layer` needs PyTorch and a GPU: it checks each tensor's device,
 dtype, shape and contiguity against the layer's signature, runs on
-`torch.cuda.current_stream()`, and keeps one workspace per device that grows
-to the largest token count seen. The first call on a device loads the
-kernels; make it before capturing a CUDA graph. A call allocates the result
-and nothing else, so replaying a captured call is safe as long as the
-workspace is not outgrown.
+`torch.cuda.current_stream()`, and keeps one workspace per stream that grows
+to the largest token count seen on it, so threads that call one layer on
+their own streams do not share scratch memory. The first call on a device
+loads the kernels; make it before capturing a CUDA graph. A call allocates
+the result and nothing else, so replaying a captured call is safe as long
+as the workspace is not outgrown.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ import subprocess
 import tempfile
 from typing import Sequence
 
-__all__ = ["CompileError", "Layer", "TensorSpec", "compile", "fused_moe", "fused_moe_ir"]
+__all__ = ["CompileError", "Layer", "TensorSpec", "compile", "fused_moe", "fused_moe_bucket",
+           "fused_moe_ir"]
 
 #: Bumped when the cache layout or the build of a library changes.
 _CACHE_VERSION = "1"
@@ -197,7 +199,9 @@ class Layer:
         self.results = results
         self.from_cache = from_cache
         self._functions = None
-        self._workspaces: dict[int, object] = {}
+        # (device index, stream handle) -> uint8 tensor: calls on two streams
+        # may overlap, so each stream has its own scratch memory.
+        self._workspaces: dict[tuple[int, int], object] = {}
 
     def __repr__(self) -> str:
         return f"Layer({self.name!r}, inputs={self.inputs}, results={self.results})"
@@ -265,13 +269,14 @@ class Layer:
                                dtype=getattr(torch, spec.dtype), device=device)
                    for spec in self.results]
         needed = max(int(workspace_bytes(num_tokens)), 1)
-        workspace = self._workspaces.get(device.index)
+        stream = torch.cuda.current_stream(device).cuda_stream
+        key = (device.index, stream)
+        workspace = self._workspaces.get(key)
         if workspace is None or workspace.numel() < needed:
             workspace = torch.empty(needed, dtype=torch.uint8, device=device)
-            self._workspaces[device.index] = workspace
+            self._workspaces[key] = workspace
         status = run(*[t.data_ptr() for t in tensors], *[o.data_ptr() for o in outputs],
-                     num_tokens, workspace.data_ptr(), workspace.numel(),
-                     torch.cuda.current_stream(device).cuda_stream)
+                     num_tokens, workspace.data_ptr(), workspace.numel(), stream)
         if status != 0:
             raise RuntimeError(f"moe_layer_{self.name} failed ({status}): "
                                f"{last_error().decode(errors='replace')}")
@@ -294,18 +299,35 @@ def fused_moe_ir(num_experts: int, hidden: int, intermediate: int, topk: int,
     return configs.logits_layer_mlir(config)
 
 
+#: fused_moe's layers of this process, by shapes, bucket and tool: a call
+#: after the first neither hashes IR nor reads the disk cache, and reuses
+#: the layer's loaded kernels and workspaces.
+_fused_moe_layers: dict[tuple, Layer] = {}
+
+
+def fused_moe_bucket(num_tokens: int) -> int:
+    """The token count fused_moe tiles a library for: the power of two at
+    or above `num_tokens`, at most 4096."""
+    return min(4096, 1 << max(0, num_tokens - 1).bit_length())
+
+
 def fused_moe(hidden_states, w1, w2, gating_output, topk: int, renormalize: bool, *,
               moe_compile: str | os.PathLike | None = None,
               cache_dir: str | os.PathLike | None = None):
     """A drop-in for vLLM's `fused_moe(hidden_states, w1, w2, gating_output,
     topk, renormalize)` on bf16 tensors: compiles the layer for these shapes
-    once (tiles chosen for the token count's power-of-two bucket, at most
-    4096; the library runs any count) and runs it on the current stream."""
+    once per process (tiles chosen for `fused_moe_bucket` of the token count;
+    the library runs any count) and runs it on the current stream."""
     num_tokens, hidden = hidden_states.shape
     num_experts, twice_intermediate, _ = w1.shape
-    layer = compile(fused_moe_ir(num_experts, hidden, twice_intermediate // 2, topk,
-                                 renormalize),
-                    name="fused_moe",
-                    num_tokens=min(4096, 1 << max(0, num_tokens - 1).bit_length()),
-                    moe_compile=moe_compile, cache_dir=cache_dir)
+    bucket = fused_moe_bucket(num_tokens)
+    key = (num_experts, hidden, twice_intermediate, topk, bool(renormalize), bucket,
+           str(moe_compile), str(cache_dir))
+    layer = _fused_moe_layers.get(key)
+    if layer is None:
+        layer = compile(fused_moe_ir(num_experts, hidden, twice_intermediate // 2, topk,
+                                     renormalize),
+                        name="fused_moe", num_tokens=bucket, moe_compile=moe_compile,
+                        cache_dir=cache_dir)
+        _fused_moe_layers[key] = layer
     return layer(hidden_states, gating_output.float().contiguous(), w1, w2)

@@ -142,3 +142,9 @@ def test_fused_moe_ir_compiles_for_the_gpu(tmp_path, monkeypatch):
                             gpu.TensorSpec((None, 8), "float32"),
                             gpu.TensorSpec((8, 256, 256), "bfloat16"),
                             gpu.TensorSpec((8, 256, 128), "bfloat16")]
+
+
+def test_fused_moe_buckets():
+    """fused_moe tiles for the power of two at or above M, capped at 4096."""
+    assert [gpu.fused_moe_bucket(m) for m in (1, 2, 7, 8, 9, 256, 257, 4096, 5000)] == \
+        [1, 2, 8, 8, 16, 256, 512, 4096, 4096]

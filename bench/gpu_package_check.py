@@ -1,0 +1,249 @@
+"""The Python front end (moe_compiler.gpu) on the GPU: `fused_moe` against
+the float64 reference at several token counts, CUDA-graph capture and
+replay, and two threads calling one layer on two streams.
+
+The GPU machine has no LLVM, so the libraries are compiled here first:
+
+    python3 bench/gpu_package_check.py prepare OUT   # no GPU; moe-compile
+    python3 bench/gpu_package_check.py check OUT     # on the GPU machine
+
+`prepare` compiles fused_moe's layer for each shape and token-count bucket
+through `gpu.compile` (the package's own path) and writes OUT/manifest.json
+and the runtime library. `check` registers those layers as fused_moe's
+per-process layers and calls `gpu.fused_moe` itself. Exit status 1 on any
+failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import pathlib
+import shutil
+import sys
+import threading
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+from moe_compiler import gpu, reference  # noqa: E402
+
+# name: (experts, hidden, intermediate, top-k, renormalize), vLLM conventions.
+SHAPES = {
+    "mixtral_8x7b": (8, 4096, 14336, 2, True),
+    "qwen3_30b_a3b": (128, 2048, 768, 8, True),
+}
+TOKEN_COUNTS = (1, 7, 256, 4096)
+
+
+def prepare(out: pathlib.Path, moe_compile: pathlib.Path) -> None:
+    prefix = moe_compile.parent.parent
+    if not (prefix / "include" / "moe" / "Runtime" / "Runtime.h").is_file():
+        # A build tree, not an installed one: its runtime is elsewhere.
+        os.environ.setdefault("MOE_RUNTIME_INCLUDE", str(REPO / "runtime" / "include"))
+        os.environ.setdefault("MOE_RUNTIME_LIB", str(prefix / "runtime"))
+    manifest = []
+    for shape, (e, h, i, k, renormalize) in SHAPES.items():
+        for bucket in sorted({gpu.fused_moe_bucket(m) for m in TOKEN_COUNTS}):
+            layer = gpu.compile(gpu.fused_moe_ir(e, h, i, k, renormalize), name="fused_moe",
+                                num_tokens=bucket, moe_compile=moe_compile,
+                                cache_dir=out / "cache")
+            manifest.append({"shape": shape, "bucket": bucket,
+                             "library": str(layer.library.relative_to(out))})
+            print(f"{shape} bucket {bucket}: {layer.library.relative_to(out)}", flush=True)
+    (out / "lib").mkdir(exist_ok=True)
+    runtime = pathlib.Path(os.environ.get("MOE_RUNTIME_LIB", prefix / "lib")) / "libmoe_runtime.so"
+    shutil.copy2(runtime, out / "lib" / runtime.name)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+def register(out: pathlib.Path) -> None:
+    """Loads the prepared layers as fused_moe's layers of this process."""
+    # The layers' runtime dependency, loaded by soname before them.
+    ctypes.CDLL(str(out / "lib" / "libmoe_runtime.so"), mode=ctypes.RTLD_GLOBAL)
+    for entry in json.loads((out / "manifest.json").read_text()):
+        e, h, i, k, renormalize = SHAPES[entry["shape"]]
+        library = out / entry["library"]
+        inputs, results = gpu.parse_signature(
+            (library.parent / "host.mlir").read_text(), "fused_moe")
+        key = (e, h, 2 * i, k, renormalize, entry["bucket"], "None", "None")
+        gpu._fused_moe_layers[key] = gpu.Layer(library, "fused_moe", inputs, results)
+
+
+def make_inputs(shape: str, m: int, generator):
+    import torch
+
+    e, h, i, _, _ = SHAPES[shape]
+    x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
+    logits = torch.randn(m, e, device="cuda", generator=generator) * 2.0
+    w1 = (torch.randn(e, 2 * i, h, device="cuda", generator=generator) / h ** 0.5).to(torch.bfloat16)
+    w2 = (torch.randn(e, h, i, device="cuda", generator=generator) / i ** 0.5).to(torch.bfloat16)
+    return x, w1, w2, logits
+
+
+def reference_rows(shape, x, w1, w2, logits, rows):
+    """float64 fused_moe on token rows `rows`, and the rows whose float64
+    top-k equals the top-k of their f32-rounded scores (others are
+    near-ties the GPU may break either way)."""
+    import torch
+
+    _, _, i, k, renormalize = SHAPES[shape]
+    scores = logits[rows].double().cpu().numpy()
+    weights, ids = reference.topk(scores, k, "softmax", renormalize=renormalize)
+    _, ids32 = reference.topk(scores.astype(np.float32).astype(np.float64), k, "softmax",
+                              renormalize=renormalize)
+    keep = [r for r in range(len(rows)) if (ids[r] == ids32[r]).all()]
+    expected = []
+    for r in keep:
+        xt = x[rows[r]].double()
+        acc = torch.zeros(x.shape[1], dtype=torch.float64, device="cuda")
+        for j in range(k):
+            gate_up = w1[ids[r, j]].double() @ xt
+            hidden = torch.nn.functional.silu(gate_up[:i]) * gate_up[i:]
+            acc += float(weights[r, j]) * (w2[ids[r, j]].double() @ hidden)
+        expected.append(acc.cpu().numpy())
+    return [rows[r] for r in keep], np.array(expected).reshape(len(keep), x.shape[1])
+
+
+def relative_l2(got, expected) -> float:
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-300))
+
+
+def sample_rows(m: int, count: int, generator) -> list[int]:
+    import torch
+
+    if m <= count:
+        return list(range(m))
+    picks = torch.randperm(m - 2, generator=torch.Generator().manual_seed(
+        int(torch.randint(1 << 30, (1,), generator=generator, device="cuda"))))[:count - 2]
+    return sorted({0, m - 1, *(int(p) + 1 for p in picks)})
+
+
+def check_against_reference(generator) -> int:
+    failures = 0
+    for shape in SHAPES:
+        _, _, _, k, renormalize = SHAPES[shape]
+        for m in TOKEN_COUNTS:
+            x, w1, w2, logits = make_inputs(shape, m, generator)
+            out = gpu.fused_moe(x, w1, w2, logits, k, renormalize)
+            rows, expected = reference_rows(shape, x, w1, w2, logits,
+                                            sample_rows(m, 8, generator))
+            error = relative_l2(out[rows].double().cpu().numpy(), expected)
+            good = bool(out.isfinite().all()) and len(rows) > 0 and error < 1e-2
+            failures += not good
+            print(f"{'ok' if good else 'FAIL'}: fused_moe {shape} M={m} (library tiled for "
+                  f"{gpu.fused_moe_bucket(m)}): rel L2 {error:.2e} on {len(rows)} rows",
+                  flush=True)
+        del w1, w2
+    return failures
+
+
+def check_graph(generator) -> int:
+    """Capture one call, change the inputs in place, replay: the replay
+    matches an eager call on the new inputs (f32 atomics sum in any order,
+    so equal up to bf16 rounding of the last bits)."""
+    import torch
+
+    shape, m = "qwen3_30b_a3b", 256
+    _, _, _, k, renormalize = SHAPES[shape]
+    x, w1, w2, logits = make_inputs(shape, m, generator)
+    gpu.fused_moe(x, w1, w2, logits, k, renormalize)  # loads the kernels
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = gpu.fused_moe(x, w1, w2, logits, k, renormalize)
+    fresh_x, _, _, fresh_logits = make_inputs(shape, m, generator)
+    x.copy_(fresh_x)
+    logits.copy_(fresh_logits)
+    graph.replay()
+    eager = gpu.fused_moe(x, w1, w2, logits, k, renormalize)
+    torch.cuda.synchronize()
+    error = relative_l2(captured.double().cpu().numpy(), eager.double().cpu().numpy())
+    rows, expected = reference_rows(shape, x, w1, w2, logits, sample_rows(m, 8, generator))
+    against_reference = relative_l2(captured[rows].double().cpu().numpy(), expected)
+    good = error < 1e-3 and against_reference < 1e-2
+    print(f"{'ok' if good else 'FAIL'}: CUDA graph replay on new inputs vs eager: rel L2 "
+          f"{error:.2e}; vs float64 {against_reference:.2e}", flush=True)
+    return 0 if good else 1
+
+
+def check_threads(generator, calls: int = 20) -> int:
+    """Two threads, each on its own stream, call one layer `calls` times on
+    their own inputs; each thread's results match a single-threaded call."""
+    import torch
+
+    shape, m = "qwen3_30b_a3b", 256
+    _, _, _, k, renormalize = SHAPES[shape]
+    _, w1, w2, _ = make_inputs(shape, 1, generator)
+    inputs = [make_inputs(shape, m, generator) for _ in range(2)]
+    expected = [gpu.fused_moe(x, w1, w2, logits, k, renormalize)
+                for x, _, _, logits in inputs]
+    torch.cuda.synchronize()
+    results: list[list] = [[], []]
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            x, _, _, logits = inputs[index]
+            stream = torch.cuda.Stream()
+            with torch.cuda.stream(stream):
+                for _ in range(calls):
+                    results[index].append(gpu.fused_moe(x, w1, w2, logits, k, renormalize))
+            stream.synchronize()
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    torch.cuda.synchronize()
+    if errors:
+        print(f"FAIL: two threads: {errors[0]!r}")
+        return 1
+    worst = max(relative_l2(got.double().cpu().numpy(), expected[index].double().cpu().numpy())
+                for index in range(2) for got in results[index])
+    layer = next(iter(layer for key, layer in gpu._fused_moe_layers.items()
+                      if key[1] == SHAPES[shape][1] and key[5] == gpu.fused_moe_bucket(m)))
+    good = worst < 1e-3 and len(layer._workspaces) >= 3
+    print(f"{'ok' if good else 'FAIL'}: two threads on two streams, {calls} calls each: worst "
+          f"rel L2 against one thread {worst:.2e}; workspaces of the layer "
+          f"{len(layer._workspaces)} (one per stream)", flush=True)
+    return 0 if good else 1
+
+
+def check(out: pathlib.Path) -> int:
+    import torch
+
+    register(out)
+    print(f"card: {torch.cuda.get_device_name()}", flush=True)
+    generator = torch.Generator(device="cuda")
+    generator.seed()  # fresh inputs on every run
+    failures = check_against_reference(generator)
+    failures += check_graph(generator)
+    failures += check_threads(generator)
+    print(f"package check: {'all passed' if not failures else f'{failures} failed'}")
+    return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("prepare", "check"))
+    parser.add_argument("out", type=pathlib.Path)
+    parser.add_argument("--moe-compile", type=pathlib.Path,
+                        default=REPO / "build" / "bin" / "moe-compile")
+    args = parser.parse_args()
+    if args.mode == "prepare":
+        args.out.mkdir(parents=True, exist_ok=True)
+        prepare(args.out.resolve(), args.moe_compile.resolve())
+        return 0
+    return check(args.out.resolve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
