@@ -23,6 +23,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.warpSpecialize = options.warpSpecialize;
   configureOptions.persistent = options.persistent;
   configureOptions.pingpong = options.pingpong;
+  configureOptions.clusterM = options.clusterM;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));
   });

@@ -84,6 +84,13 @@ llvm::cl::opt<bool> pingpong(
                    "alternate tiles (experimental, see "
                    "docs/gpu-warp-specialized.md)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<int64_t> clusterM(
+    "cluster-m",
+    llvm::cl::desc("Pair the multistage GEMMs' slot blocks in clusters of "
+                   "this many (1 or 2): a pair of one expert loads each "
+                   "weight tile once, multicast to both (experimental, see "
+                   "docs/gpu-warp-specialized.md)"),
+    llvm::cl::init(1), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> alignManyBlocksAbove(
     "align-many-blocks-above",
     llvm::cl::desc("Assignment count (M·k) above which moe.align runs over "
@@ -227,6 +234,7 @@ int main(int argc, char **argv) {
   options.warpSpecialize = warpSpecialize;
   options.persistent = persistent;
   options.pingpong = pingpong;
+  options.clusterM = clusterM;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.toolkitPath = cudaPath;
   options.emitPtx = !ptxFile.empty();

@@ -56,6 +56,11 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "pingpong (persistent; consumer warpgroups alternate "
                      "tiles)"),
       llvm::cl::init(false)};
+  PassOptions::Option<int64_t> clusterM{
+      *this, "cluster-m",
+      llvm::cl::desc("Pair the multistage GEMMs' slot blocks in clusters of "
+                     "this many (1 or 2), multicasting shared weight tiles"),
+      llvm::cl::init(1)};
 };
 
 /// Options of `moe-gpu-kernels-to-binary`.

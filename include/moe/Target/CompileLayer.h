@@ -33,6 +33,7 @@ struct GpuCompileOptions {
   bool warpSpecialize = false;
   bool persistent = false;
   bool pingpong = false;
+  int64_t clusterM = 1;
   /// The assignment count (M·k) above which moe.align runs over many blocks.
   int64_t alignManyBlocksAbove = 4096;
   /// The CUDA toolkit with ptxas; empty: CUDA_HOME, CUDA_ROOT, CUDA_PATH,

@@ -92,6 +92,10 @@ struct KernelConfig {
   /// Group size along K and zero points of a weight-only format.
   int64_t group = 0;
   bool zeroPoint = false;
+  /// Blocks per cluster along the slot blocks: 1, or 2 (multistage): a pair
+  /// of consecutive slot blocks of one expert loads each weight tile once,
+  /// each block half of it, multicast to both.
+  int64_t clusterM = 1;
 
   bool isW8A8() const {
     return format == QuantFormat::Fp8 || format == QuantFormat::Int8;
@@ -164,8 +168,18 @@ struct KernelConfig {
   }
   /// Persistent: the tile ring's i32 slots, after the stages.
   int64_t tileSlotBytes() const { return persistent ? 4 * kTileRingDepth : 0; }
+  /// Rows of a TMA box of the weights: the B tile, or with a gated
+  /// activation or a cluster, half of it (gate and up rows; or the half
+  /// each block of the pair loads).
+  int64_t boxRows() const {
+    return activation || clusterM > 1 ? blockN / 2 : blockN;
+  }
+  /// Cluster: per stage an 8-byte mbarrier, after the tile ring's slots,
+  /// on which the other block (or, unpaired, this one) frees the stage.
+  int64_t clusterBarrierBytes() const { return clusterM > 1 ? 8 * stages : 0; }
   int64_t sharedBytes() const {
-    return ringBytes() + tileSlotBytes() + kSwizzleAlignment;
+    return ringBytes() + tileSlotBytes() + clusterBarrierBytes() +
+           kSwizzleAlignment;
   }
 };
 
@@ -183,6 +197,24 @@ public:
   }
 
   void build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory);
+  /// Cluster: every block initializes its full and stage-free barriers,
+  /// and the pair synchronizes, before either block may multicast into the
+  /// other or leave early.
+  void initClusterBarriers();
+  /// Cluster: the slot block and column tile of this block (a pair takes
+  /// consecutive slot blocks of one column tile), and whether the pair
+  /// shares the weights.
+  std::pair<Value, Value> pairTile();
+  void decideSharing(Value block);
+  /// Cluster: the stage-free mbarrier of `stage` in this block's shared
+  /// memory.
+  Value clusterBarrier(Value stage);
+  /// Cluster, at K step `step` of the multistage loop (this block is done
+  /// with stage `next`): frees `next`'s stage for the block that fills it
+  /// and waits until that stage is free in the other block too.
+  void freeStageInPair(Value step, Value next);
+  /// Both blocks of a cluster.
+  void syncCluster();
   /// Names the kernel's arguments (their order: see buildExpertMatmulKernel).
   void bindArguments(Block &entry);
   /// The shared-memory tile, TMA box and accumulator types, and the weights'
@@ -309,6 +341,10 @@ private:
   /// holds an assignment.
   Value inputRowOf(Value slot, Value &real);
   void issueStage(Value step, Value valid);
+  /// Cluster: the two boxes of the B tile (gate and up rows, or its two
+  /// halves). Shared, block r loads box r and multicasts it to both blocks;
+  /// else this block loads both, for itself. Predicates only, no branches.
+  void loadPairedWeights(Value stage, Value kOffset, Value issuer);
   /// Weight-only: the scale (and zero) of each of this thread's chunks of
   /// the B tile at K step `step`, loaded ahead of the stage's waits.
   SmallVector<Value> weightOnlyScales(Value step);
@@ -399,6 +435,11 @@ private:
   /// Pingpong: completes its phase d once tile d's K loop is done, so that
   /// the next tile's warpgroup waits on the ring at most one round ahead.
   Value mathOrder;
+  /// Cluster: the dynamic shared memory as a pointer, this block's rank in
+  /// its pair, whether the pair shares its weight tiles (both blocks in the
+  /// schedule, of one local expert), and the rank whose stage-free barriers
+  /// this block arrives on (the other block's if shared, else its own).
+  Value sharedPointer, clusterRank, sharesWeights, freeingRank;
   /// This thread's warpgroup, and its A rows' offset in descriptor units.
   Value warpgroup, warpgroupOffset;
   /// The dynamic shared memory, the shift that aligns it to 1024 bytes, and
@@ -529,6 +570,8 @@ void KernelBuilder::issueStage(Value step, Value valid) {
                      arith::AddIOp::create(b, loc, kBytes, packedColumn[i])},
           b.getIndexAttr(kChunkBytes), bytes, UnitAttr());
     }
+  } else if (config.clusterM > 1) {
+    loadPairedWeights(stage, kOffset, issuer);
   } else if (!config.activation) {
     nvgpu::TmaAsyncLoadOp::create(b, loc, tileB(stage), barriers, weightsMap,
                                   ValueRange{kOffset, weightsRow}, stage,
@@ -567,6 +610,153 @@ void KernelBuilder::issueStage(Value step, Value valid) {
   }
   // One commit group per step; the wait counts groups, not tokens.
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
+}
+
+void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
+                                      Value issuer) {
+  auto i16Constant = [&](int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(value))
+        .getResult();
+  };
+  // Shared, to both blocks' shared memory (the same offsets, the same
+  // barrier); else to this block's alone.
+  Value rank16 = arith::IndexCastOp::create(b, loc, b.getI16Type(), clusterRank);
+  Value ownMask = arith::ShLIOp::create(b, loc, i16Constant(1), rank16);
+  Value mask = arith::SelectOp::create(b, loc, sharesWeights, i16Constant(3),
+                                       ownMask);
+  Value secondRow = arith::AddIOp::create(
+      b, loc, weightsRow,
+      index(config.activation ? config.outFeatures / 2 : config.blockN / 2));
+  Value unshared = arith::XOrIOp::create(
+      b, loc, sharesWeights,
+      arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+  for (int64_t box = 0; box < 2; ++box) {
+    Value ownBox = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                         clusterRank, index(box));
+    Value predicate = arith::AndIOp::create(
+        b, loc, issuer, arith::OrIOp::create(b, loc, unshared, ownBox));
+    Value tile = stageView(boxType, stage,
+                           config.stages * config.tileABytes() +
+                               box * config.tileBBytes() / 2,
+                           config.tileBBytes());
+    nvgpu::TmaAsyncLoadOp::create(b, loc, tile, barriers, weightsMap,
+                                  ValueRange{kOffset, box ? secondRow : weightsRow},
+                                  stage, mask, predicate);
+  }
+}
+
+Value KernelBuilder::clusterBarrier(Value stage) {
+  Value offset = arith::AddIOp::create(
+      b, loc, shift,
+      arith::AddIOp::create(
+          b, loc, index(config.ringBytes() + config.tileSlotBytes()),
+          arith::MulIOp::create(b, loc, stage, index(8))));
+  return LLVM::GEPOp::create(
+      b, loc, sharedPointer.getType(), b.getI8Type(), sharedPointer,
+      ValueRange{arith::IndexCastOp::create(b, loc, b.getI64Type(), offset)});
+}
+
+void KernelBuilder::initClusterBarriers() {
+  Value first =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+  ifThen(first, [&] {
+    for (int64_t s = 0; s < config.stages; ++s) {
+      nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(s),
+                                    Value());
+      // The freeing block's first thread arrives once per use, after the
+      // block's barrier.
+      NVVM::MBarrierInitOp::create(
+          b, loc, clusterBarrier(index(s)),
+          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)), Value());
+    }
+    // The other block's multicasts and arrivals may follow at once.
+    NVVM::FenceMbarrierInitOp::create(b, loc);
+  });
+  syncCluster();
+}
+
+void KernelBuilder::syncCluster() {
+  NVVM::ClusterArriveOp::create(b, loc, UnitAttr());
+  NVVM::ClusterWaitOp::create(b, loc, UnitAttr());
+}
+
+std::pair<Value, Value> KernelBuilder::pairTile() {
+  // Cluster (2, 1, 1): blocks 2p and 2p + 1 of a grid row form pair p; the
+  // raster orders pairs as it orders blocks.
+  Value x = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  clusterRank = arith::RemUIOp::create(b, loc, x, index(2));
+  Value pair = arith::DivUIOp::create(b, loc, x, index(2));
+  if (config.groupM > 0) {
+    Value pairs = arith::DivUIOp::create(
+        b, loc, gpu::GridDimOp::create(b, loc, gpu::Dimension::x), index(2));
+    Value columnTiles = gpu::GridDimOp::create(b, loc, gpu::Dimension::y);
+    Value linear = arith::AddIOp::create(
+        b, loc, pair, arith::MulIOp::create(b, loc, pairs, columnTile));
+    std::tie(pair, columnTile) = rasterizeLinear(linear, pairs, columnTiles);
+  }
+  Value block = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, pair, index(2)), clusterRank);
+  return {block, columnTile};
+}
+
+void KernelBuilder::decideSharing(Value block) {
+  // Both blocks compute the same answer from the same schedule.
+  Value partner = arith::XOrIOp::create(b, loc, block, index(1));
+  auto expertOf = [&](Value slotBlock, Value &scheduled) {
+    scheduled = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::slt,
+        arith::MulIOp::create(b, loc, slotBlock, index(config.blockM)),
+        paddedCount);
+    Value safe =
+        arith::SelectOp::create(b, loc, scheduled, slotBlock, index(0));
+    return memref::LoadOp::create(b, loc, blocks, ValueRange{safe}).getResult();
+  };
+  Value ownScheduled, partnerScheduled;
+  Value ownExpert = expertOf(block, ownScheduled);
+  Value partnerExpert = expertOf(partner, partnerScheduled);
+  Value sameExpert = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                           ownExpert, partnerExpert);
+  Value localExpert = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::sge, ownExpert,
+      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0)));
+  sharesWeights = arith::AndIOp::create(
+      b, loc,
+      arith::AndIOp::create(b, loc, ownScheduled, partnerScheduled),
+      arith::AndIOp::create(b, loc, sameExpert, localExpert));
+  Value rank32 =
+      arith::IndexCastOp::create(b, loc, b.getI32Type(), clusterRank);
+  Value otherRank = arith::XOrIOp::create(
+      b, loc, rank32,
+      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)));
+  freeingRank =
+      arith::SelectOp::create(b, loc, sharesWeights, otherRank, rank32);
+}
+
+void KernelBuilder::freeStageInPair(Value step, Value next) {
+  // Use u of a stage (u = step div stages: the steps whose `next` is the
+  // stage, counted from the loop's first) completes phase u of its
+  // stage-free barrier once the freeing block's threads all arrived: this
+  // block waits for the other's arrival of the same step, so neither block
+  // runs a step ahead and the parities never alias.
+  Value stage = stageOf(next);
+  auto clusterPointer = LLVM::LLVMPointerType::get(
+      context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::SharedCluster));
+  Value target = NVVM::MapaOp::create(b, loc, clusterPointer,
+                                      clusterBarrier(stage), freeingRank);
+  // One release at cluster scope per step: the block's barrier just before
+  // ordered every thread's reads of the stage ahead of it.
+  ifThen(leader, [&] {
+    NVVM::MBarrierArriveOp::create(b, loc, Type(), target, Value(),
+                                   NVVM::MemScopeKind::CLUSTER,
+                                   /*relaxed=*/false);
+  });
+  Value use = arith::DivUIOp::create(b, loc, step, index(config.stages));
+  Value parity = arith::IndexCastOp::create(
+      b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, use, index(2)));
+  NVVM::MBarrierTryWaitParityOp::create(
+      b, loc, clusterBarrier(stage), parity,
+      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));
 }
 
 Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
@@ -1545,6 +1735,8 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
         // Every thread's rows are in, and every thread's wgmma of step
         // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
         gpu::BarrierOp::create(b, loc);
+        if (config.clusterM > 1)
+          freeStageInPair(step, next);
         Value inRange = arith::CmpIOp::create(
             b, loc, arith::CmpIPredicate::slt, next, index(kSteps));
         issueStage(next, inRange);
@@ -1631,9 +1823,7 @@ void KernelBuilder::createTypes() {
                               MemRefLayoutAttrInterface(), workgroup);
   tileBType = MemRefType::get({config.blockN, config.blockK()}, element,
                               MemRefLayoutAttrInterface(), workgroup);
-  // One TMA box is the whole B tile, or, gated, one of its halves.
-  int64_t boxRows = config.outputTile();
-  boxType = MemRefType::get({boxRows, config.blockK()}, element,
+  boxType = MemRefType::get({config.boxRows(), config.blockK()}, element,
                             MemRefLayoutAttrInterface(), workgroup);
   packedType = MemRefType::get({config.blockN, config.packedRowBytes()},
                                b.getI8Type(), MemRefLayoutAttrInterface(),
@@ -1796,6 +1986,8 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   createTypes();
   Type sumType = this->sumType();
   smem = sharedBase(sharedMemory);
+  if (config.clusterM > 1)
+    sharedPointer = LLVM::AddressOfOp::create(b, loc, sharedMemory);
   Value baseAddress = addressOf(smem);
   Value misalignment = arith::AndIOp::create(b, loc, baseAddress,
                                              i64(kSwizzleAlignment - 1));
@@ -1841,10 +2033,16 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
     gpu::ReturnOp::create(b, loc);
     return;
   }
-  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  if (config.groupM > 0)
-    std::tie(block, columnTile) = rasterize(block, columnTile);
+  Value block, columnTile;
+  if (config.clusterM > 1) {
+    initClusterBarriers();
+    std::tie(block, columnTile) = pairTile();
+  } else {
+    block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+    columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+    if (config.groupM > 0)
+      std::tie(block, columnTile) = rasterize(block, columnTile);
+  }
   Value split = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   firstSlot = arith::MulIOp::create(b, loc, block, index(config.blockM));
   tileColumn =
@@ -1852,9 +2050,12 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   kBase = arith::MulIOp::create(b, loc, split,
                                 index(config.kSteps() * config.blockK()));
   loadScheduleSize();
+  if (config.clusterM > 1)
+    decideSharing(block);
 
   // Blocks past the padded count (the grid is sized for the upper bound)
-  // and blocks of another device's experts exit at once.
+  // and blocks of another device's experts exit at once (in a cluster, after
+  // the pair's first synchronization, and then only unshared).
   Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                         firstSlot, paddedCount);
   auto rangeIf = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
@@ -1875,12 +2076,14 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
 
   leader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
-  ifThen(leader, [&] {
-    for (int64_t s = 0; s < config.stages; ++s)
-      nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(s),
-                                    Value());
-  });
-  gpu::BarrierOp::create(b, loc);
+  if (config.clusterM == 1) {
+    ifThen(leader, [&] {
+      for (int64_t s = 0; s < config.stages; ++s)
+        nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(s),
+                                      Value());
+    });
+    gpu::BarrierOp::create(b, loc);
+  }
   weightsRow = firstWeightRow();
   planInputChunks(tid, config.threads());
 
@@ -1891,6 +2094,10 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   loadEpilogueRows();
   checkOwnRows();
   Value total = multistageLoop(zeroAccumulator(sumType));
+  // A shared pair leaves together: no block exits while the other may
+  // still multicast into it or arrive on its barriers.
+  if (config.clusterM > 1)
+    ifThen(sharesWeights, [&] { syncCluster(); });
   storeEpilogue(total);
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
@@ -2003,14 +2210,21 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
   if (!scheduleBuilt || kernelConfig.getBlockK() != config.blockK() ||
       !llvm::is_contained({64, 128, 256}, kernelConfig.getBlockN()) ||
       kernelConfig.getStages() < 2 || kernelConfig.getStages() > kMaxStages ||
-      kernelConfig.getClusterM() * kernelConfig.getClusterN() != 1)
+      kernelConfig.getClusterN() != 1 || kernelConfig.getClusterM() > 2 ||
+      (kernelConfig.getClusterM() == 2 &&
+       (kernelConfig.getSchedule() != moe_gpu::Schedule::Multistage ||
+        config.format != QuantFormat::None || kernelConfig.getSplitK() != 1)))
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": the emitter builds the multistage schedule, and the "
               "warp-specialized, persistent and pingpong ones with one "
-              "producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to "
-           << kMaxStages << " stages and no cluster";
+              "producer warpgroup for bf16, with 128 bytes of K per stage, "
+              "block_n 64, 128 or 256, 2 to "
+           << kMaxStages
+           << " stages and no cluster but pairs along M (cluster_m = 2) of "
+              "the bf16 multistage schedule without split-K";
   config.blockN = kernelConfig.getBlockN();
+  config.clusterM = kernelConfig.getClusterM();
   config.stages = kernelConfig.getStages();
   config.splitK = kernelConfig.getSplitK();
   config.groupM = kernelConfig.getGroupM();
@@ -2106,11 +2320,21 @@ static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
           b.getNamedAttr("threads", b.getI64IntegerAttr(config.threads())),
           b.getNamedAttr("shared_bytes",
                          b.getI64IntegerAttr(config.sharedBytes())),
-          b.getNamedAttr("box_rows", b.getI64IntegerAttr(config.outputTile())),
+          b.getNamedAttr("box_rows", b.getI64IntegerAttr(config.boxRows())),
           b.getNamedAttr("box_cols", b.getI64IntegerAttr(config.blockK())),
           b.getNamedAttr("element_bytes",
                          b.getI64IntegerAttr(config.elementBytes())),
       }));
+  // A cluster of pairs along the slot blocks: the grid's x is rounded up to
+  // whole pairs, and the kernel declares its cluster shape.
+  if (config.clusterM > 1) {
+    NamedAttrList facts(func->getAttrOfType<DictionaryAttr>("moe.launch"));
+    facts.set("cluster_m", b.getI64IntegerAttr(config.clusterM));
+    func->setAttr("moe.launch", facts.getDictionary(b.getContext()));
+    func->setAttr(NVVM::NVVMDialect::getClusterDimAttrName(),
+                  b.getDenseI32ArrayAttr(
+                      {static_cast<int32_t>(config.clusterM), 1, 1}));
+  }
   // A persistent kernel is launched on at most one block per SM instead.
   if (config.persistent) {
     NamedAttrList facts(func->getAttrOfType<DictionaryAttr>("moe.launch"));

@@ -85,6 +85,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.warpSpecialize = options.warpSpecialize;
   pipelineOptions.persistent = options.persistent;
   pipelineOptions.pingpong = options.pingpong;
+  pipelineOptions.clusterM = options.clusterM;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);
         return success();

@@ -292,13 +292,105 @@ func.func @pingpong_wide(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks
 
 // -----
 
-// A valid configuration this emitter does not build yet.
+// cluster_m = 2: pairs of consecutive slot blocks of one column tile (the
+// raster orders pairs). Every block initializes its barriers, fences them
+// for the cluster and synchronizes with its pair before any block leaves or
+// multicasts. A pair shares the weights when both its slot blocks are in the
+// schedule and of one local expert; then block r loads box r of each B tile
+// (here the tile's two 128-row halves) for both blocks (mask 3), else each
+// block loads both boxes for itself (mask 1 << r). After its block barrier
+// at each K step, a block's first thread frees the step's `next` stage on
+// the freeing block's barrier (the other block's, shared; its own, unshared)
+// and every thread waits for its own barrier of that stage; a shared pair
+// synchronizes once more before the epilogue.
 // CHECK-LABEL: func.func @cluster
-// CHECK-NOT: gpu.module
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: box_rows = 128 : i64, cluster_m = 2 : i64
+// CHECK-SAME: nvvm.cluster_dim = array<i32: 2, 1, 1>
+// CHECK: nvvm.mbarrier.init %{{.+}}, %c1_i32{{.*}} : !llvm.ptr<3>, i32
+// CHECK: nvvm.fence.mbarrier.init
+// CHECK: nvvm.cluster.arrive
+// CHECK-NEXT: nvvm.cluster.wait
+// CHECK-NEXT: %[[X:.+]] = gpu.block_id x
+// CHECK: %[[RANK:.+]] = arith.remui %[[X]], %c2
+// CHECK: %[[PAIR:.+]] = arith.divui %[[X]], %c2
+// CHECK: %[[TWICE:.+]] = arith.muli %[[PAIR]], %c2
+// CHECK-NEXT: %[[BLOCK:.+]] = arith.addi %[[TWICE]], %[[RANK]] : index
+// CHECK: %[[PARTNER:.+]] = arith.xori %[[BLOCK]], %c1
+// CHECK: %[[OWN_EXPERT:.+]] = memref.load %arg2[%{{.+}}] : memref<?xi32>
+// CHECK: %[[PARTNER_EXPERT:.+]] = memref.load %arg2[%{{.+}}] : memref<?xi32>
+// CHECK-NEXT: %[[SAME:.+]] = arith.cmpi eq, %[[OWN_EXPERT]], %[[PARTNER_EXPERT]] : i32
+// CHECK: %[[LOCAL:.+]] = arith.cmpi sge, %[[OWN_EXPERT]], %c0_i32 : i32
+// CHECK-NEXT: %[[ONE_EXPERT:.+]] = arith.andi %[[SAME]], %[[LOCAL]] : i1
+// CHECK-NEXT: %[[BOTH:.+]] = arith.andi %{{.+}}, %{{.+}} : i1
+// CHECK-NEXT: %[[SHARES:.+]] = arith.andi %[[BOTH]], %[[ONE_EXPERT]] : i1
+// CHECK-NEXT: %[[RANK32:.+]] = arith.index_cast %[[RANK]] : index to i32
+// CHECK: %[[OTHER:.+]] = arith.xori %[[RANK32]], %c1_i32
+// CHECK-NEXT: %[[FREEING:.+]] = arith.select %[[SHARES]], %[[OTHER]], %[[RANK32]] : i32
+// CHECK: %[[MASK:.+]] = arith.select %[[SHARES]], %c3_i16, %{{.+}} : i16
+// CHECK: %[[UNSHARED:.+]] = arith.xori %[[SHARES]], %true
+// CHECK: %[[FIRST_BOX:.+]] = arith.cmpi eq, %[[RANK]], %c0
+// CHECK-NEXT: %[[LOADS_FIRST:.+]] = arith.ori %[[UNSHARED]], %[[FIRST_BOX]] : i1
+// CHECK: nvgpu.tma.async.load {{.*}} multicast_mask = %[[MASK]], predicate = %{{.+}} : <tensor = memref<128x64xbf16
+// CHECK: %[[SECOND_BOX:.+]] = arith.cmpi eq, %[[RANK]], %c1
+// CHECK: nvgpu.tma.async.load {{.*}} multicast_mask = %[[MASK]], predicate = %{{.+}} : <tensor = memref<128x64xbf16
+// CHECK: nvgpu.mbarrier.arrive.expect_tx %{{.+}}[%{{.+}}], %c32768
+// CHECK: scf.for
+// CHECK: gpu.barrier
+// CHECK: %[[REMOTE:.+]] = nvvm.mapa %{{.+}}, %[[FREEING]] : !llvm.ptr<3> -> !llvm.ptr<7>
+// CHECK-NEXT: scf.if %{{.+}} {
+// CHECK-NEXT: nvvm.mbarrier.arrive %[[REMOTE]] {scope = #nvvm.mem_scope<cluster>} : !llvm.ptr<7>
+// CHECK: nvvm.mbarrier.try_wait.parity %{{.+}}, %{{.+}}, %{{.+}} : !llvm.ptr<3>, i32, i32
+// CHECK: arith.select %[[SHARES]], %c3_i16
+// CHECK: nvgpu.tma.async.load {{.*}} multicast_mask
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: scf.if %[[SHARES]] {
+// CHECK-NEXT: nvvm.cluster.arrive
+// CHECK-NEXT: nvvm.cluster.wait
+// PTX: .reqnctapercluster 2, 1, 1
+// PTX: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster
+// PTX: mapa.shared::cluster.u64
+// PTX: mbarrier.arrive.release.cluster.shared::cluster.b64
 func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Pairs are built for the bf16 multistage schedule only, without split-K.
+// CHECK-LABEL: func.func @cluster_of_warp_specialized
+// CHECK-NOT: gpu.module
+func.func @cluster_of_warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage schedule without split-K}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @cluster_with_split_k
+// CHECK-NOT: gpu.module
+func.func @cluster_with_split_k(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, cluster_m = 2>}}
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, block_m = 64 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, cluster_m = 2>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %o : tensor<?x256xbf16>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @cluster_along_n
+// CHECK-NOT: gpu.module
+func.func @cluster_along_n(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_n = 2>}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_n = 2>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
 }

@@ -155,6 +155,7 @@ struct ConfigureOptions {
   bool warpSpecialize = false;
   bool persistent = false;
   bool pingpong = false;
+  int64_t clusterM = 1;
 };
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -189,11 +190,15 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
         kProducerRegisters, kConsumerRegisters, splitK, /*cluster_m=*/1,
         /*cluster_n=*/1, groupM);
+  // A pair shares bf16 weight tiles loaded by TMA (the one format measured
+  // paired on the device so far), and needs whole K loops.
+  bool paired = options.clusterM > 1 && splitK == 1 &&
+                facts.format == QuantFormat::None;
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM, blockN,
       facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
-      /*cluster_m=*/1, /*cluster_n=*/1, groupM);
+      /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -227,8 +232,14 @@ struct MoeGpuConfigurePass
           "moe-gpu-configure: block-n and stages must not be negative");
       return signalPassFailure();
     }
+    if (clusterM != 1 && clusterM != 2) {
+      getOperation()->emitError("moe-gpu-configure: cluster-m must be 1 or "
+                                "2, got ")
+          << clusterM.getValue();
+      return signalPassFailure();
+    }
     ConfigureOptions options{blockN, stages, warpSpecialize, persistent,
-                             pingpong};
+                             pingpong, clusterM};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))

@@ -407,6 +407,15 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   SmallVector<Value> grid = {
       occupiedBlocks(slots.sizes[0], numExperts, *blockM),
       constant((width + *tileN - 1) / *tileN), constant(*splitK)};
+  if (int64_t clusterM = optionalLaunchFact(*kernel, "cluster_m");
+      clusterM > 1) {
+    // Whole clusters: the extra block finds its slots past the padded count.
+    // (Sizes are never negative: floor division is C's.)
+    Value clusters = arith::DivSIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, grid[0], constant(clusterM - 1)),
+        constant(clusterM));
+    grid[0] = arith::MulIOp::create(b, loc, clusters, constant(clusterM));
+  }
   if (optionalLaunchFact(*kernel, "persistent")) {
     // One block per SM at most; after its first tile, each block takes the
     // next from a zeroed counter.

@@ -50,7 +50,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       that walks the tiles in the `group_m` raster; with `pingpong`,
       `pingpong` (persistent, each consumer warpgroup on all 128 rows of
       every other tile, `block_n` at most 128 and the ring as deep as
-      fits).
+      fits). With `cluster-m` = 2, bf16 multistage matmuls without
+      split-K get `cluster_m = 2`: pairs of consecutive
+      slot blocks of one column tile, which load each weight tile once
+      (half each, multicast to both) when both blocks hold one expert.
 
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
@@ -72,7 +75,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     Option<"pingpong", "pingpong", "bool", /*default=*/"false",
            "Give bf16 matmuls of 128-row blocks without split-K the "
            "pingpong schedule (persistent; the consumer warpgroups take "
-           "alternate tiles)">
+           "alternate tiles)">,
+    Option<"clusterM", "cluster-m", "int64_t", /*default=*/"1",
+           "Blocks per cluster along the slot blocks of the bf16 "
+           "multistage matmuls without split-K (1 or 2; 2 multicasts a "
+           "weight tile to a pair of blocks of one expert)">
   ];
 }
 
