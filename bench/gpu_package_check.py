@@ -1,6 +1,7 @@
-"""The Python front end (moe_compiler.gpu) on the GPU: `fused_moe` against
-the float64 reference at several token counts, CUDA-graph capture and
-replay, and two threads calling one layer on two streams.
+"""The Python front end (moe_compiler.gpu, moe_compiler.hf) on the GPU:
+`fused_moe` against the float64 reference at several token counts,
+CUDA-graph capture and replay, two threads calling one layer on two
+streams, and `hf.MoEBlock` loaded from a Qwen3-MoE-layout checkpoint.
 
 The GPU machine has no LLVM, so the libraries are compiled here first:
 
@@ -29,7 +30,7 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
-from moe_compiler import gpu, reference  # noqa: E402
+from moe_compiler import configs, gpu, hf, reference  # noqa: E402
 
 # name: (experts, hidden, intermediate, top-k, renormalize), vLLM conventions.
 SHAPES = {
@@ -37,6 +38,10 @@ SHAPES = {
     "qwen3_30b_a3b": (128, 2048, 768, 8, True),
 }
 TOKEN_COUNTS = (1, 7, 256, 4096)
+# MoEBlock: Qwen3-30B-A3B's routed block, from a checkpoint in its layout.
+BLOCK_CONFIG = configs.QWEN3_30B_A3B
+BLOCK_TOKENS = (7, 256)
+BLOCK_LAYERS: dict[int, object] = {}
 
 
 def prepare(out: pathlib.Path, moe_compile: pathlib.Path) -> None:
@@ -54,6 +59,11 @@ def prepare(out: pathlib.Path, moe_compile: pathlib.Path) -> None:
             manifest.append({"shape": shape, "bucket": bucket,
                              "library": str(layer.library.relative_to(out))})
             print(f"{shape} bucket {bucket}: {layer.library.relative_to(out)}", flush=True)
+    for bucket in sorted({gpu.fused_moe_bucket(m) for m in BLOCK_TOKENS}):
+        layer = gpu.compile(hf.layer_ir(BLOCK_CONFIG), name="moe_block", num_tokens=bucket,
+                            moe_compile=moe_compile, cache_dir=out / "cache")
+        manifest.append({"block": "qwen3_moe", "bucket": bucket,
+                         "library": str(layer.library.relative_to(out))})
     (out / "lib").mkdir(exist_ok=True)
     runtime = pathlib.Path(os.environ.get("MOE_RUNTIME_LIB", prefix / "lib")) / "libmoe_runtime.so"
     shutil.copy2(runtime, out / "lib" / runtime.name)
@@ -65,12 +75,16 @@ def register(out: pathlib.Path) -> None:
     # The layers' runtime dependency, loaded by soname before them.
     ctypes.CDLL(str(out / "lib" / "libmoe_runtime.so"), mode=ctypes.RTLD_GLOBAL)
     for entry in json.loads((out / "manifest.json").read_text()):
-        e, h, i, k, renormalize = SHAPES[entry["shape"]]
         library = out / entry["library"]
-        inputs, results = gpu.parse_signature(
-            (library.parent / "host.mlir").read_text(), "fused_moe")
+        name = "moe_block" if "block" in entry else "fused_moe"
+        layer = gpu.Layer(library, name, *gpu.parse_signature(
+            (library.parent / "host.mlir").read_text(), name))
+        if "block" in entry:
+            BLOCK_LAYERS[entry["bucket"]] = layer
+            continue
+        e, h, i, k, renormalize = SHAPES[entry["shape"]]
         key = (e, h, 2 * i, k, renormalize, entry["bucket"], "None", "None")
-        gpu._fused_moe_layers[key] = gpu.Layer(library, "fused_moe", inputs, results)
+        gpu._fused_moe_layers[key] = layer
 
 
 def make_inputs(shape: str, m: int, generator):
@@ -217,6 +231,59 @@ def check_threads(generator, calls: int = 20) -> int:
     return 0 if good else 1
 
 
+def check_moe_block(generator) -> int:
+    """hf.MoEBlock from a random checkpoint in the Qwen3-MoE layout (bf16,
+    on the GPU), its forward on [1, M, H] inputs against a float64 forward
+    written from the checkpoint's own per-expert matrices."""
+    import torch
+
+    config = BLOCK_CONFIG
+    e, h, i, k = config.num_experts, config.hidden, config.intermediate, config.k
+    prefix = "model.layers.0.mlp."
+
+    def random(*shape, fan_in):
+        return (torch.randn(*shape, device="cuda", generator=generator)
+                / fan_in ** 0.5).to(torch.bfloat16)
+
+    state = {f"{prefix}gate.weight": random(e, h, fan_in=h)}
+    for expert in range(e):
+        state[f"{prefix}experts.{expert}.gate_proj.weight"] = random(i, h, fan_in=h)
+        state[f"{prefix}experts.{expert}.up_proj.weight"] = random(i, h, fan_in=h)
+        state[f"{prefix}experts.{expert}.down_proj.weight"] = random(h, i, fan_in=i)
+    block = hf.MoEBlock(config).cuda()
+    block.load_experts(state, "qwen3_moe", prefix)
+    block._layers.update(BLOCK_LAYERS)
+    failures = 0
+    for m in BLOCK_TOKENS:
+        x = torch.randn(1, m, h, device="cuda", generator=generator).to(torch.bfloat16)
+        out = block(x)
+        rows = sample_rows(m, 6, generator)
+        xs = x[0, rows].double()
+        logits = (xs @ state[f"{prefix}gate.weight"].double().T).cpu().numpy()
+        weights, ids = reference.topk(logits, k, "softmax", renormalize=config.renormalize)
+        _, ids32 = reference.topk(logits.astype(np.float32).astype(np.float64), k, "softmax",
+                                  renormalize=config.renormalize)
+        keep = [r for r in range(len(rows)) if (ids[r] == ids32[r]).all()]
+        expected = []
+        for r in keep:
+            acc = torch.zeros(h, dtype=torch.float64, device="cuda")
+            for j in range(k):
+                name = f"{prefix}experts.{int(ids[r, j])}."
+                gate = state[name + "gate_proj.weight"].double() @ xs[r]
+                up = state[name + "up_proj.weight"].double() @ xs[r]
+                hidden = torch.nn.functional.silu(gate) * up
+                acc += float(weights[r, j]) * (state[name + "down_proj.weight"].double() @ hidden)
+            expected.append(acc.cpu().numpy())
+        got = out[0, [rows[r] for r in keep]].double().cpu().numpy()
+        error = relative_l2(got, np.array(expected).reshape(len(keep), h))
+        good = (tuple(out.shape) == (1, m, h) and bool(out.isfinite().all())
+                and len(keep) > 0 and error < 1e-2)
+        failures += not good
+        print(f"{'ok' if good else 'FAIL'}: hf.MoEBlock qwen3_moe layout, x [1, {m}, {h}]: "
+              f"rel L2 {error:.2e} on {len(keep)} rows", flush=True)
+    return failures
+
+
 def check(out: pathlib.Path) -> int:
     import torch
 
@@ -227,6 +294,7 @@ def check(out: pathlib.Path) -> int:
     failures = check_against_reference(generator)
     failures += check_graph(generator)
     failures += check_threads(generator)
+    failures += check_moe_block(generator)
     print(f"package check: {'all passed' if not failures else f'{failures} failed'}")
     return 1 if failures else 0
 
