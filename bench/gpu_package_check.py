@@ -83,7 +83,7 @@ def register(out: pathlib.Path) -> None:
             BLOCK_LAYERS[entry["bucket"]] = layer
             continue
         e, h, i, k, renormalize = SHAPES[entry["shape"]]
-        key = (e, h, 2 * i, k, renormalize, entry["bucket"], "None", "None")
+        key = gpu._fused_moe_key(e, h, 2 * i, k, renormalize, entry["bucket"], None, None)
         gpu._fused_moe_layers[key] = layer
 
 

@@ -13,12 +13,14 @@ else `~/.cache/moe`) under a key of the IR, the options and the tool.
 
 Calling a `Layer` needs PyTorch and a GPU: it checks each tensor's device,
 dtype, shape and contiguity against the layer's signature, runs on
-`torch.cuda.current_stream()`, and keeps one workspace per stream that grows
-to the largest token count seen on it, so threads that call one layer on
-their own streams do not share scratch memory. The first call on a device
-loads the kernels; make it before capturing a CUDA graph. A call allocates
-the result and nothing else, so replaying a captured call is safe as long
-as the workspace is not outgrown.
+`torch.cuda.current_stream()`, and keeps one workspace per stream, so
+threads that call one layer on their own streams do not share scratch
+memory. A stream's workspace is allocated at the largest size any stream of
+the device needed so far, and grows at least twofold; one it outgrows is
+kept, not freed, since a captured CUDA graph may still use it. The first
+call on a device loads the kernels, and warms a workspace up to its token
+count: make it, at the largest token count, before capturing a graph.
+Otherwise a call allocates only its result.
 """
 
 from __future__ import annotations
@@ -202,6 +204,10 @@ class Layer:
         # (device index, stream handle) -> uint8 tensor: calls on two streams
         # may overlap, so each stream has its own scratch memory.
         self._workspaces: dict[tuple[int, int], object] = {}
+        # Per device, the largest workspace so far (new streams start there),
+        # and the outgrown ones, which a captured graph may still read.
+        self._largest: dict[int, int] = {}
+        self._outgrown: list[object] = []
 
     def __repr__(self) -> str:
         return f"Layer({self.name!r}, inputs={self.inputs}, results={self.results})"
@@ -273,8 +279,13 @@ class Layer:
         key = (device.index, stream)
         workspace = self._workspaces.get(key)
         if workspace is None or workspace.numel() < needed:
-            workspace = torch.empty(needed, dtype=torch.uint8, device=device)
+            size = max(needed, self._largest.get(device.index, 0))
+            if workspace is not None:
+                size = max(size, 2 * workspace.numel())
+                self._outgrown.append(workspace)
+            workspace = torch.empty(size, dtype=torch.uint8, device=device)
             self._workspaces[key] = workspace
+            self._largest[device.index] = size
         status = run(*[t.data_ptr() for t in tensors], *[o.data_ptr() for o in outputs],
                      num_tokens, workspace.data_ptr(), workspace.numel(), stream)
         if status != 0:
@@ -299,10 +310,19 @@ def fused_moe_ir(num_experts: int, hidden: int, intermediate: int, topk: int,
     return configs.logits_layer_mlir(config)
 
 
-#: fused_moe's layers of this process, by shapes, bucket and tool: a call
-#: after the first neither hashes IR nor reads the disk cache, and reuses
-#: the layer's loaded kernels and workspaces.
+#: fused_moe's layers of this process, by `_fused_moe_key`: a call after the
+#: first neither hashes IR nor reads the disk cache, and reuses the layer's
+#: loaded kernels and workspaces. (A tool rebuilt while the process runs is
+#: not noticed.)
 _fused_moe_layers: dict[tuple, Layer] = {}
+
+
+def _fused_moe_key(num_experts: int, hidden: int, twice_intermediate: int, topk: int,
+                   renormalize: bool, bucket: int, moe_compile, cache_dir) -> tuple:
+    # The tool and cache as compile() would find them from the environment.
+    return (num_experts, hidden, twice_intermediate, topk, bool(renormalize), bucket,
+            str(moe_compile or os.environ.get("MOE_COMPILE")),
+            str(cache_dir or os.environ.get("MOE_CACHE_DIR")))
 
 
 def fused_moe_bucket(num_tokens: int) -> int:
@@ -321,8 +341,8 @@ def fused_moe(hidden_states, w1, w2, gating_output, topk: int, renormalize: bool
     num_tokens, hidden = hidden_states.shape
     num_experts, twice_intermediate, _ = w1.shape
     bucket = fused_moe_bucket(num_tokens)
-    key = (num_experts, hidden, twice_intermediate, topk, bool(renormalize), bucket,
-           str(moe_compile), str(cache_dir))
+    key = _fused_moe_key(num_experts, hidden, twice_intermediate, topk, renormalize, bucket,
+                         moe_compile, cache_dir)
     layer = _fused_moe_layers.get(key)
     if layer is None:
         layer = compile(fused_moe_ir(num_experts, hidden, twice_intermediate // 2, topk,

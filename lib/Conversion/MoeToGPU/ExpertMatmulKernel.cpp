@@ -176,9 +176,9 @@ struct KernelConfig {
   }
   /// Cluster: per stage an 8-byte mbarrier, after the tile ring's slots,
   /// on which the other block (or, unpaired, this one) frees the stage.
-  int64_t clusterBarrierBytes() const { return clusterM > 1 ? 8 * stages : 0; }
+  int64_t stageFreeBarrierBytes() const { return clusterM > 1 ? 8 * stages : 0; }
   int64_t sharedBytes() const {
-    return ringBytes() + tileSlotBytes() + clusterBarrierBytes() +
+    return ringBytes() + tileSlotBytes() + stageFreeBarrierBytes() +
            kSwizzleAlignment;
   }
 };
@@ -206,14 +206,15 @@ public:
   /// shares the weights.
   std::pair<Value, Value> pairTile();
   void decideSharing(Value block);
-  /// Cluster: the stage-free mbarrier of `stage` in this block's shared
-  /// memory.
-  Value clusterBarrier(Value stage);
+  /// Cluster: the mbarrier in this block's shared memory on which the
+  /// block that refills `stage` (the other one if shared, else this one)
+  /// says it is done with the stage.
+  Value stageFreeBarrier(Value stage);
   /// Cluster, at K step `step` of the multistage loop (this block is done
   /// with stage `next`): frees `next`'s stage for the block that fills it
   /// and waits until that stage is free in the other block too.
   void freeStageInPair(Value step, Value next);
-  /// Both blocks of a cluster.
+  /// A barrier over every thread of both blocks of the cluster.
   void syncCluster();
   /// Names the kernel's arguments (their order: see buildExpertMatmulKernel).
   void bindArguments(Block &entry);
@@ -288,6 +289,12 @@ private:
   /// a barrier per step, one wgmma group in flight from three stages on;
   /// returns the f32 (s32 for int8) sums, fp8 partials promoted.
   Value multistageLoop(Value accumulator);
+  /// The multistage body: every thread loads and multiplies, a barrier per
+  /// K step (and, paired, a stage handshake with the other block).
+  void buildMultistage(Type sumType);
+  /// This block's slot block and column tile: the grid's, rasterized, or
+  /// in a cluster its pair's (after the pair's first synchronization).
+  std::pair<Value, Value> blockAndColumnTile();
   /// Warp-specialized body: thread 0 initializes the full and empty rings,
   /// then the producer warpgroup runs `produce` and the consumers `consume`
   /// and the epilogue, each role in one branch (as setmaxnreg needs).
@@ -363,9 +370,13 @@ private:
   }
   /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
   /// nothing: the first one's scale-d is 0), commits them as a group and
-  /// waits until at most `pendingGroups` groups are in flight.
+  /// waits until at most `pendingGroups` groups are in flight; a warpgroup
+  /// without assignments in the tile (ownRowsHoldAssignments) skips them.
   SmallVector<Value> wgmmaStep(ArrayRef<Value> accumulators, Value stage,
                                int64_t pendingGroups, bool fresh = false);
+  /// wgmmaStep without the skip.
+  SmallVector<Value> issueWgmmas(ArrayRef<Value> accumulators, Value stage,
+                                 int64_t pendingGroups, bool fresh);
   Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups,
                   bool fresh = false);
   /// The scales of K block `step` (block scales): per fragment half, per
@@ -379,11 +390,12 @@ private:
   /// assignment, and for the combine its token and routing weight) before
   /// the K loop, so that their latency hides behind it.
   void loadEpilogueRows();
-  /// With two consumer warpgroups of 64 rows each: whether this
-  /// warpgroup's rows of the tile hold an assignment (`ownRowsScheduled`).
-  /// An expert's padding follows its assignments, so a 64-row half that
-  /// starts on padding is all padding, and its wgmma is skipped.
-  void checkOwnRows();
+  /// With two consumer warpgroups of 64 rows each, sets
+  /// `ownRowsHoldAssignments` for the current tile. Within an expert's group
+  /// the padding follows the assignments, and a block never straddles two
+  /// groups, so a 64-row half that starts on padding is all padding: its
+  /// warpgroup skips its wgmmas.
+  void findOwnRows();
   void storeEpilogue(Value accumulator);
   /// Puts the builder inside a branch on `column` < width when the last
   /// column tile can stick out of the width (`guard` restores it).
@@ -439,7 +451,7 @@ private:
   /// its pair, whether the pair shares its weight tiles (both blocks in the
   /// schedule, of one local expert), and the rank whose stage-free barriers
   /// this block arrives on (the other block's if shared, else its own).
-  Value sharedPointer, clusterRank, sharesWeights, freeingRank;
+  Value sharedPointer, clusterRank, sharesWeights, freedRank;
   /// This thread's warpgroup, and its A rows' offset in descriptor units.
   Value warpgroup, warpgroupOffset;
   /// The dynamic shared memory, the shift that aligns it to 1024 bytes, and
@@ -459,8 +471,9 @@ private:
     Value slot, scheduled, token, scale;
   };
   SmallVector<EpilogueRow, 2> epilogueRows;
-  /// Null, or whether this warpgroup's wgmmas run on the current tile.
-  Value ownRowsScheduled;
+  /// Null (every warpgroup multiplies), or whether this warpgroup's rows of
+  /// the current tile hold an assignment (see findOwnRows).
+  Value ownRowsHoldAssignments;
 };
 } // namespace
 
@@ -645,7 +658,7 @@ void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
   }
 }
 
-Value KernelBuilder::clusterBarrier(Value stage) {
+Value KernelBuilder::stageFreeBarrier(Value stage) {
   Value offset = arith::AddIOp::create(
       b, loc, shift,
       arith::AddIOp::create(
@@ -666,7 +679,7 @@ void KernelBuilder::initClusterBarriers() {
       // The freeing block's first thread arrives once per use, after the
       // block's barrier.
       NVVM::MBarrierInitOp::create(
-          b, loc, clusterBarrier(index(s)),
+          b, loc, stageFreeBarrier(index(s)),
           arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)), Value());
     }
     // The other block's multicasts and arrivals may follow at once.
@@ -678,6 +691,18 @@ void KernelBuilder::initClusterBarriers() {
 void KernelBuilder::syncCluster() {
   NVVM::ClusterArriveOp::create(b, loc, UnitAttr());
   NVVM::ClusterWaitOp::create(b, loc, UnitAttr());
+}
+
+std::pair<Value, Value> KernelBuilder::blockAndColumnTile() {
+  if (config.clusterM > 1) {
+    initClusterBarriers();
+    return pairTile();
+  }
+  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  if (config.groupM > 0)
+    return rasterize(block, columnTile);
+  return {block, columnTile};
 }
 
 std::pair<Value, Value> KernelBuilder::pairTile() {
@@ -729,21 +754,22 @@ void KernelBuilder::decideSharing(Value block) {
   Value otherRank = arith::XOrIOp::create(
       b, loc, rank32,
       arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)));
-  freeingRank =
+  freedRank =
       arith::SelectOp::create(b, loc, sharesWeights, otherRank, rank32);
 }
 
 void KernelBuilder::freeStageInPair(Value step, Value next) {
   // Use u of a stage (u = step div stages: the steps whose `next` is the
   // stage, counted from the loop's first) completes phase u of its
-  // stage-free barrier once the freeing block's threads all arrived: this
-  // block waits for the other's arrival of the same step, so neither block
-  // runs a step ahead and the parities never alias.
+  // stage-free barrier with the other block's (or, unshared, this block's)
+  // arrival. Each block waits here for the other's arrival of the same
+  // step, so the other block runs at most one step ahead: the barrier is at
+  // most one phase ahead of the wait, and the parities never alias.
   Value stage = stageOf(next);
   auto clusterPointer = LLVM::LLVMPointerType::get(
       context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::SharedCluster));
   Value target = NVVM::MapaOp::create(b, loc, clusterPointer,
-                                      clusterBarrier(stage), freeingRank);
+                                      stageFreeBarrier(stage), freedRank);
   // One release at cluster scope per step: the block's barrier just before
   // ordered every thread's reads of the stage ahead of it.
   ifThen(leader, [&] {
@@ -754,8 +780,11 @@ void KernelBuilder::freeStageInPair(Value step, Value next) {
   Value use = arith::DivUIOp::create(b, loc, step, index(config.stages));
   Value parity = arith::IndexCastOp::create(
       b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, use, index(2)));
+  // The wait acquires at CTA scope, as CUTLASS's cluster pipelines do: what
+  // it orders is this block's next TMA after the other block's reads, which
+  // the other block's cluster-scope release already made complete.
   NVVM::MBarrierTryWaitParityOp::create(
-      b, loc, clusterBarrier(stage), parity,
+      b, loc, stageFreeBarrier(stage), parity,
       arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));
 }
 
@@ -769,24 +798,32 @@ SmallVector<Value> KernelBuilder::wgmmaStep(ArrayRef<Value> accumulators,
                                             Value stage,
                                             int64_t pendingGroups,
                                             bool fresh) {
-  if (ownRowsScheduled && accumulators.size() == 1) {
-    // A warpgroup on padding rows multiplies nothing: its sums stay zero,
-    // as the zero-filled A rows would have made them.
-    auto ifOp = scf::IfOp::create(b, loc, TypeRange{accumulatorType},
-                                  ownRowsScheduled, /*withElse=*/true);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.elseBlock());
-    scf::YieldOp::create(b, loc,
-                         fresh ? zeroAccumulator(sumType())
-                               : accumulators.front());
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    Value saved = ownRowsScheduled;
-    ownRowsScheduled = Value();
-    Value sum = wgmmaStep(accumulators, stage, pendingGroups, fresh).front();
-    ownRowsScheduled = saved;
-    scf::YieldOp::create(b, loc, sum);
-    return {ifOp.getResult(0)};
-  }
+  if (!ownRowsHoldAssignments)
+    return issueWgmmas(accumulators, stage, pendingGroups, fresh);
+  // A warpgroup on padding rows multiplies nothing: its sums stay zero, as
+  // the zero-filled A rows would have made them. The branch is uniform over
+  // the warpgroup: ptxas 13 serializes no wgmma around it (see
+  // docs/gpu-runtime.md).
+  auto ifOp = scf::IfOp::create(
+      b, loc, SmallVector<Type>(accumulators.size(), accumulatorType),
+      ownRowsHoldAssignments, /*withElse=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(ifOp.elseBlock());
+  SmallVector<Value> unchanged(accumulators);
+  if (fresh)
+    for (Value &sum : unchanged)
+      sum = zeroAccumulator(sumType());
+  scf::YieldOp::create(b, loc, unchanged);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  scf::YieldOp::create(
+      b, loc, issueWgmmas(accumulators, stage, pendingGroups, fresh));
+  return SmallVector<Value>(ifOp.getResults());
+}
+
+SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
+                                              Value stage,
+                                              int64_t pendingGroups,
+                                              bool fresh) {
   // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further (or,
   // with pingpong, every 64 rows of the tile, one accumulator each).
   Value descriptorA = arith::AddIOp::create(
@@ -1280,7 +1317,7 @@ void KernelBuilder::storePair(Value slot, Value column, Value first,
   LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
 }
 
-void KernelBuilder::checkOwnRows() {
+void KernelBuilder::findOwnRows() {
   if (config.blockM <= kWarpgroupRows || config.pingpong)
     return;
   Value firstRow = arith::AddIOp::create(
@@ -1294,7 +1331,7 @@ void KernelBuilder::checkOwnRows() {
           b, loc, slots,
           ValueRange{arith::SelectOp::create(b, loc, inSchedule, firstRow,
                                              index(0))}));
-  ownRowsScheduled = arith::AndIOp::create(
+  ownRowsHoldAssignments = arith::AndIOp::create(
       b, loc, inSchedule,
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
                             assignments));
@@ -1497,7 +1534,7 @@ void KernelBuilder::buildWarpSpecialized(Type sumType) {
              [&] {
                planFragmentRows();
                loadEpilogueRows();
-               checkOwnRows();
+               findOwnRows();
                storeEpilogue(consume(zeroAccumulator(sumType)));
              });
 }
@@ -1973,7 +2010,7 @@ void KernelBuilder::buildPersistent() {
                    return;
                  }
                  loadEpilogueRows();
-                 checkOwnRows();
+                 findOwnRows();
                  storeEpilogue(consume());
                });
              });
@@ -2033,16 +2070,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
     gpu::ReturnOp::create(b, loc);
     return;
   }
-  Value block, columnTile;
-  if (config.clusterM > 1) {
-    initClusterBarriers();
-    std::tie(block, columnTile) = pairTile();
-  } else {
-    block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-    columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-    if (config.groupM > 0)
-      std::tie(block, columnTile) = rasterize(block, columnTile);
-  }
+  auto [block, columnTile] = blockAndColumnTile();
   Value split = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
   firstSlot = arith::MulIOp::create(b, loc, block, index(config.blockM));
   tileColumn =
@@ -2067,13 +2095,15 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
                                       index(0));
   auto localIf = scf::IfOp::create(b, loc, local, /*withElse=*/false);
   b.setInsertionPointToStart(localIf.thenBlock());
-  if (config.warpSpecialized) {
+  if (config.warpSpecialized)
     buildWarpSpecialized(sumType);
-    b.setInsertionPointToEnd(&entry);
-    gpu::ReturnOp::create(b, loc);
-    return;
-  }
+  else
+    buildMultistage(sumType);
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+}
 
+void KernelBuilder::buildMultistage(Type sumType) {
   leader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
   if (config.clusterM == 1) {
@@ -2092,15 +2122,14 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
 
   planFragmentRows();
   loadEpilogueRows();
-  checkOwnRows();
+  findOwnRows();
   Value total = multistageLoop(zeroAccumulator(sumType));
-  // A shared pair leaves together: no block exits while the other may
-  // still multicast into it or arrive on its barriers.
+  // A shared pair leaves together: every multicast into this block was
+  // waited for, but this block's last multicast may still be landing in the
+  // other block.
   if (config.clusterM > 1)
     ifThen(sharesWeights, [&] { syncCluster(); });
   storeEpilogue(total);
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
 }
 
 static LLVM::GlobalOp getOrCreateSharedMemory(OpBuilder &b,

@@ -473,8 +473,10 @@ def Moe_AlignOp : Moe_Op<"align", [Pure]> {
     - `sorted_ids[S]`: the assignment index of each padded slot, grouped by
       expert, each expert's group its assignments and then its padding (the
       sentinel `A`), and the tail past the padded count filled with `A` too.
-      The GPU's fused matmuls rely on the padding coming last: a run of
-      rows that starts on padding is all padding, and is not multiplied.
+      The GPU's fused matmuls rely on the padding coming last: within a
+      block of `block_m` slots (which never spans two groups), every slot
+      after a padding slot is padding, so a run that starts on padding is
+      not multiplied.
       The order of the assignments within a group is left to the
       implementation (the CPU lowering keeps ascending order; the GPU
       kernel takes slots by atomics); results of the fused matmuls do not
