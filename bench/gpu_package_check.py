@@ -98,43 +98,45 @@ def make_inputs(shape: str, m: int, generator):
     return x, w1, w2, logits
 
 
+def routed_reference(logits, k: int, renormalize: bool, expert_output):
+    """float64 softmax top-k routing of `logits` [R, E] and the weighted sum
+    of `expert_output(row, expert)` (a float64 vector) over each row's
+    experts, for the rows whose float64 top-k equals the top-k of their
+    f32-rounded scores (others are near-ties the GPU may break either way).
+    Returns (kept row positions, [kept, H] sums)."""
+    weights, ids = reference.topk(logits, k, "softmax", renormalize=renormalize)
+    _, ids32 = reference.topk(logits.astype(np.float32).astype(np.float64), k, "softmax",
+                              renormalize=renormalize)
+    keep = [r for r in range(len(logits)) if (ids[r] == ids32[r]).all()]
+    sums = [sum(float(weights[r, j]) * expert_output(r, int(ids[r, j])) for j in range(k))
+            for r in keep]
+    return keep, np.array(sums)
+
+
+def _suite():
+    """bench/gpu_moe_suite.py, for its row sampling and error measure (it
+    needs torch, which `prepare` does not)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import gpu_moe_suite
+
+    return gpu_moe_suite
+
+
 def reference_rows(shape, x, w1, w2, logits, rows):
-    """float64 fused_moe on token rows `rows`, and the rows whose float64
-    top-k equals the top-k of their f32-rounded scores (others are
-    near-ties the GPU may break either way)."""
+    """float64 fused_moe on token rows `rows`: the rows kept (see
+    routed_reference) and their expected outputs."""
     import torch
 
     _, _, i, k, renormalize = SHAPES[shape]
-    scores = logits[rows].double().cpu().numpy()
-    weights, ids = reference.topk(scores, k, "softmax", renormalize=renormalize)
-    _, ids32 = reference.topk(scores.astype(np.float32).astype(np.float64), k, "softmax",
-                              renormalize=renormalize)
-    keep = [r for r in range(len(rows)) if (ids[r] == ids32[r]).all()]
-    expected = []
-    for r in keep:
-        xt = x[rows[r]].double()
-        acc = torch.zeros(x.shape[1], dtype=torch.float64, device="cuda")
-        for j in range(k):
-            gate_up = w1[ids[r, j]].double() @ xt
-            hidden = torch.nn.functional.silu(gate_up[:i]) * gate_up[i:]
-            acc += float(weights[r, j]) * (w2[ids[r, j]].double() @ hidden)
-        expected.append(acc.cpu().numpy())
-    return [rows[r] for r in keep], np.array(expected).reshape(len(keep), x.shape[1])
 
+    def expert_output(r, expert):
+        gate_up = w1[expert].double() @ x[rows[r]].double()
+        hidden = torch.nn.functional.silu(gate_up[:i]) * gate_up[i:]
+        return (w2[expert].double() @ hidden).cpu().numpy()
 
-def relative_l2(got, expected) -> float:
-    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
-    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-300))
-
-
-def sample_rows(m: int, count: int, generator) -> list[int]:
-    import torch
-
-    if m <= count:
-        return list(range(m))
-    picks = torch.randperm(m - 2, generator=torch.Generator().manual_seed(
-        int(torch.randint(1 << 30, (1,), generator=generator, device="cuda"))))[:count - 2]
-    return sorted({0, m - 1, *(int(p) + 1 for p in picks)})
+    keep, expected = routed_reference(logits[rows].double().cpu().numpy(), k, renormalize,
+                                      expert_output)
+    return [rows[r] for r in keep], expected.reshape(len(keep), x.shape[1])
 
 
 def check_against_reference(generator) -> int:
@@ -145,8 +147,8 @@ def check_against_reference(generator) -> int:
             x, w1, w2, logits = make_inputs(shape, m, generator)
             out = gpu.fused_moe(x, w1, w2, logits, k, renormalize)
             rows, expected = reference_rows(shape, x, w1, w2, logits,
-                                            sample_rows(m, 8, generator))
-            error = relative_l2(out[rows].double().cpu().numpy(), expected)
+                                            _suite().sample_rows(m, 8, generator))
+            error = _suite().relative_l2(out[rows].double().cpu().numpy(), expected)
             good = bool(out.isfinite().all()) and len(rows) > 0 and error < 1e-2
             failures += not good
             print(f"{'ok' if good else 'FAIL'}: fused_moe {shape} M={m} (library tiled for "
@@ -176,9 +178,10 @@ def check_graph(generator) -> int:
     graph.replay()
     eager = gpu.fused_moe(x, w1, w2, logits, k, renormalize)
     torch.cuda.synchronize()
-    error = relative_l2(captured.double().cpu().numpy(), eager.double().cpu().numpy())
-    rows, expected = reference_rows(shape, x, w1, w2, logits, sample_rows(m, 8, generator))
-    against_reference = relative_l2(captured[rows].double().cpu().numpy(), expected)
+    error = _suite().relative_l2(captured.double().cpu().numpy(), eager.double().cpu().numpy())
+    rows, expected = reference_rows(shape, x, w1, w2, logits,
+                                    _suite().sample_rows(m, 8, generator))
+    against_reference = _suite().relative_l2(captured[rows].double().cpu().numpy(), expected)
     good = error < 1e-3 and against_reference < 1e-2
     print(f"{'ok' if good else 'FAIL'}: CUDA graph replay on new inputs vs eager: rel L2 "
           f"{error:.2e}; vs float64 {against_reference:.2e}", flush=True)
@@ -220,7 +223,8 @@ def check_threads(generator, calls: int = 20) -> int:
     if errors:
         print(f"FAIL: two threads: {errors[0]!r}")
         return 1
-    worst = max(relative_l2(got.double().cpu().numpy(), expected[index].double().cpu().numpy())
+    worst = max(_suite().relative_l2(got.double().cpu().numpy(),
+                                     expected[index].double().cpu().numpy())
                 for index in range(2) for got in results[index])
     layer = next(iter(layer for key, layer in gpu._fused_moe_layers.items()
                       if key[1] == SHAPES[shape][1] and key[5] == gpu.fused_moe_bucket(m)))
@@ -257,25 +261,20 @@ def check_moe_block(generator) -> int:
     for m in BLOCK_TOKENS:
         x = torch.randn(1, m, h, device="cuda", generator=generator).to(torch.bfloat16)
         out = block(x)
-        rows = sample_rows(m, 6, generator)
+        rows = _suite().sample_rows(m, 6, generator)
         xs = x[0, rows].double()
         logits = (xs @ state[f"{prefix}gate.weight"].double().T).cpu().numpy()
-        weights, ids = reference.topk(logits, k, "softmax", renormalize=config.renormalize)
-        _, ids32 = reference.topk(logits.astype(np.float32).astype(np.float64), k, "softmax",
-                                  renormalize=config.renormalize)
-        keep = [r for r in range(len(rows)) if (ids[r] == ids32[r]).all()]
-        expected = []
-        for r in keep:
-            acc = torch.zeros(h, dtype=torch.float64, device="cuda")
-            for j in range(k):
-                name = f"{prefix}experts.{int(ids[r, j])}."
-                gate = state[name + "gate_proj.weight"].double() @ xs[r]
-                up = state[name + "up_proj.weight"].double() @ xs[r]
-                hidden = torch.nn.functional.silu(gate) * up
-                acc += float(weights[r, j]) * (state[name + "down_proj.weight"].double() @ hidden)
-            expected.append(acc.cpu().numpy())
+
+        def expert_output(r, expert):
+            name = f"{prefix}experts.{expert}."
+            gate = state[name + "gate_proj.weight"].double() @ xs[r]
+            up = state[name + "up_proj.weight"].double() @ xs[r]
+            hidden = torch.nn.functional.silu(gate) * up
+            return (state[name + "down_proj.weight"].double() @ hidden).cpu().numpy()
+
+        keep, expected = routed_reference(logits, k, config.renormalize, expert_output)
         got = out[0, [rows[r] for r in keep]].double().cpu().numpy()
-        error = relative_l2(got, np.array(expected).reshape(len(keep), h))
+        error = _suite().relative_l2(got, expected.reshape(len(keep), h))
         good = (tuple(out.shape) == (1, m, h) and bool(out.isfinite().all())
                 and len(keep) > 0 and error < 1e-2)
         failures += not good
