@@ -133,8 +133,9 @@ def permute(x, ids, num_experts: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return rows, offsets.astype(np.int32), source.astype(np.int32)
 
 
-def grouped_matmul(rows, weights, offsets) -> np.ndarray:
-    """result[i] = rows[i] · weights[e]ᵀ for i in [offsets[e], offsets[e+1])."""
+def grouped_matmul(rows, weights, offsets, bias=None) -> np.ndarray:
+    """result[i] = rows[i] · weights[e]ᵀ (+ bias[e]) for i in
+    [offsets[e], offsets[e+1])."""
     rows, weights = _f64(rows), _f64(weights)
     offsets = np.asarray(offsets, dtype=np.int64)
     num_experts, out_features, in_features = weights.shape
@@ -146,10 +147,12 @@ def grouped_matmul(rows, weights, offsets) -> np.ndarray:
     for expert in range(num_experts):
         begin, end = offsets[expert], offsets[expert + 1]
         result[begin:end] = rows[begin:end] @ weights[expert].T
+        if bias is not None:
+            result[begin:end] += _f64(bias)[expert]
     return result
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+_erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
 def activation(x, kind: str, alpha: float | None = None, limit: float | None = None) -> np.ndarray:
@@ -162,7 +165,9 @@ def activation(x, kind: str, alpha: float | None = None, limit: float | None = N
     if kind == "silu_and_mul":
         return gate * _sigmoid(gate) * up
     if kind == "gelu_and_mul":
-        return 0.5 * gate * (1.0 + _erf(gate / math.sqrt(2.0)).astype(np.float64)) * up
+        # The normal CDF as erfc(-x/√2)/2, accurate in the negative tail
+        # where 1 + erf(x/√2) cancels.
+        return 0.5 * gate * _erfc(-gate / math.sqrt(2.0)).astype(np.float64) * up
     if kind == "swiglu":
         if alpha is None or limit is None:
             raise ValueError("activation: swiglu needs alpha and limit")
@@ -192,8 +197,10 @@ def combine(expert_out, weights, routed_scaling_factor: float | None = None) -> 
     return result
 
 
-def moe_layer(x, gate_weight, w13, w2, config, gate_bias=None, score_bias=None) -> np.ndarray:
-    """The full forward of one layer described by a `LayerConfig`."""
+def moe_layer(x, gate_weight, w13, w2, config, gate_bias=None, score_bias=None,
+              b13=None, b2=None) -> np.ndarray:
+    """The full forward of one layer described by a `LayerConfig`; `b13` and
+    `b2` are the experts' biases ([E, 2I] and [E, H]) of both GEMMs."""
     logits = router(x, gate_weight, gate_bias)
     weights, ids = topk(
         logits,
@@ -206,9 +213,9 @@ def moe_layer(x, gate_weight, w13, w2, config, gate_bias=None, score_bias=None) 
         routed_scaling_factor=config.routed_scaling_factor,
     )
     rows, offsets, source = permute(x, ids, config.num_experts)
-    hidden = grouped_matmul(rows, w13, offsets)
+    hidden = grouped_matmul(rows, w13, offsets, b13)
     hidden = activation(hidden, config.activation, config.swiglu_alpha, config.swiglu_limit)
-    out_rows = grouped_matmul(hidden, w2, offsets)
+    out_rows = grouped_matmul(hidden, w2, offsets, b2)
     return combine(unpermute(out_rows, source, config.k), weights)
 
 
@@ -252,7 +259,7 @@ def align(ids, num_experts: int, block_m: int):
 def expert_matmul(input, weights, *, k: int, slots=None, offsets=None, block_experts=None,
                   num_padded=None, routing_weights=None, gather=False, unpermute=False,
                   activation_kind=None, alpha=None, limit=None, routed_scaling_factor=None,
-                  block_m=None, num_tokens=None):
+                  block_m=None, num_tokens=None, bias=None):
     """moe.expert_matmul: see the op's description in docs/MoeDialect.md."""
     input, weights = _f64(input), _f64(weights)
     num_experts, out_features, _ = weights.shape
@@ -288,6 +295,8 @@ def expert_matmul(input, weights, *, k: int, slots=None, offsets=None, block_exp
             continue
         row = input[assignment // k] if gather else input[slot]
         product = row @ weights[expert].T
+        if bias is not None:
+            product = product + _f64(bias)[expert]
         if activation_kind:
             product = activation(product[None, :], activation_kind, alpha, limit)[0]
         if unpermute:

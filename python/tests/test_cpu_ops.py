@@ -233,6 +233,21 @@ func.func @f(%h: tensor<?x{2 * width}x{dtype}>) -> tensor<?x{width}x{dtype}> {{
     assert relative_l2(result.outputs[0], expected) < TOLERANCE[dtype]
 
 
+def test_gelu_keeps_relative_accuracy_for_negative_gates(tmp_path):
+    # 1 + erf(x/√2) cancels in f32 below x ≈ -5; the lowering must not.
+    ir = """
+func.func @f(%h: tensor<?x2xf32>) -> tensor<?x1xf32> {
+  %0 = moe.activation gelu_and_mul %h : tensor<?x2xf32> -> tensor<?x1xf32>
+  return %0 : tensor<?x1xf32>
+}"""
+    gate = -rng.uniform(4.0, 9.0, size=40)
+    h = np.stack([gate, np.ones_like(gate)], axis=1).astype(np.float32)
+    result = run_program(tmp_path, ir, "f", [h], 1, output_dtypes=["f32"])
+    assert result.returncode == 0, result.stderr
+    expected = ref.activation(h.astype(np.float64), "gelu_and_mul")
+    assert np.all(np.abs(result.outputs[0] - expected) <= 1e-5 * np.abs(expected))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_unpermute(tmp_path, dtype):
     m, k, n = rng.integers(0, 20), rng.integers(1, 5), rng.integers(1, 30)

@@ -32,12 +32,12 @@ Value buildGatedActivation(OpBuilder &b, Location loc, ActivationKind kind,
         up);
     break;
   case ActivationKind::GeluAndMul: {
-    Value scaled = arith::MulFOp::create(
-        b, loc, gate, f32Constant(b, loc, 1.0 / std::sqrt(2.0)));
-    Value erf = math::ErfOp::create(b, loc, scaled);
-    Value cdf = arith::MulFOp::create(
-        b, loc, f32Constant(b, loc, 0.5),
-        arith::AddFOp::create(b, loc, f32Constant(b, loc, 1.0), erf));
+    // The normal CDF as erfc(-x/√2)/2: 1 + erf(x/√2) cancels to nothing in
+    // f32 for strongly negative x, where erfc keeps its relative accuracy.
+    Value negScaled = arith::MulFOp::create(
+        b, loc, gate, f32Constant(b, loc, -1.0 / std::sqrt(2.0)));
+    Value cdf = arith::MulFOp::create(b, loc, f32Constant(b, loc, 0.5),
+                                      math::ErfcOp::create(b, loc, negScaled));
     out = arith::MulFOp::create(b, loc,
                                 arith::MulFOp::create(b, loc, gate, cdf), up);
     break;
