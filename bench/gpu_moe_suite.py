@@ -44,7 +44,7 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
 from moe_compiler import quant, reference  # noqa: E402
 
-SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3", "gpt_oss_120b")
+SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3", "gpt_oss_120b", "gpt_oss_20b")
 # The w8a8 expert blocks: (shape, scheme) as configs.QUANTIZED_BLOCKS.
 QUANTIZED = (("deepseek_v3", "fp8_block"), ("qwen3_30b_a3b", "fp8_channel"),
              ("qwen3_30b_a3b", "int8_channel"), ("qwen3_30b_a3b", "fp8_tensor"))
@@ -129,6 +129,16 @@ def make_weights(config, generator):
         w13[expert] = torch.randn(2 * i, h, device="cuda", generator=generator) / math.sqrt(h)
         w2[expert] = torch.randn(h, i, device="cuda", generator=generator) / math.sqrt(i)
     return w13, w2
+
+
+def make_biases(config, generator) -> list:
+    """The experts' f32 biases [b13 [E, 2I], b2 [E, H]] where the layer has
+    them (GPT-OSS), of the products' magnitude; else none."""
+    if not config.get("has_expert_biases"):
+        return []
+    e, h, i = config["num_experts"], config["hidden"], config["intermediate"]
+    return [torch.randn(e, 2 * i, device="cuda", generator=generator),
+            torch.randn(e, h, device="cuda", generator=generator)]
 
 
 def make_routing(config, m, kind, generator):
@@ -364,8 +374,9 @@ def check_weight_only(layers_dir: pathlib.Path, generator, small: bool = False) 
     return _check_quantized_blocks(layers_dir, generator, WEIGHT_ONLY, "weight_only", small)
 
 
-def reference_rows(config, x, ids, weights, w13, w2, rows):
-    """float64 expert block for token rows `rows`."""
+def reference_rows(config, x, ids, weights, w13, w2, rows, biases=()):
+    """float64 expert block for token rows `rows` (`biases`: b13 and b2, or
+    none)."""
     act_kind = config["activation"]
     out = []
     for t in rows:
@@ -375,36 +386,42 @@ def reference_rows(config, x, ids, weights, w13, w2, rows):
             e = int(ids[t, j])
             if e < 0 or e >= config["num_experts"]:
                 continue
-            gate_up = (w13[e].double() @ xt).cpu().numpy()
-            act = reference.activation(gate_up[None, :], act_kind, config.get("swiglu_alpha"),
-                                       config.get("swiglu_limit"))[0]
-            down = (w2[e].double() @ torch.from_numpy(act).cuda()).cpu().numpy()
+            gate_up = w13[e].double() @ xt
+            if biases:
+                gate_up = gate_up + biases[0][e].double()
+            act = reference.activation(gate_up.cpu().numpy()[None, :], act_kind,
+                                       config.get("swiglu_alpha"), config.get("swiglu_limit"))[0]
+            down = w2[e].double() @ torch.from_numpy(act).cuda()
+            if biases:
+                down = down + biases[1][e].double()
+            down = down.cpu().numpy()
             acc += float(weights[t, j]) * down
         out.append(acc)
     return np.stack(out)
 
 
-def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only")) -> int:
+def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only"), shapes=SHAPES) -> int:
     configs = json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.seed()  # fresh inputs on every run
     failures = 0
     cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
              (256, "empty"), (256, "remote"), (1, "remote"), (256, "invalid")]
-    for shape in SHAPES:
+    for shape in shapes:
         config = configs[f"{shape}_block"]
         w13, w2 = make_weights(config, generator)
+        biases = make_biases(config, generator)
         for m, kind in cases:
             name = f"{shape}_block_m{m}"
-            layer = Layer(layers_dir / f"{name}.so", name)
+            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=5 + len(biases))
             x = torch.randn(m, config["hidden"], device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, kind, generator)
             out = torch.full((m, config["hidden"]), float("nan"), dtype=torch.bfloat16, device="cuda")
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
-            layer(x, ids, weights, w13, w2, out)
+            layer(x, ids, weights, w13, w2, *biases, out)
             torch.cuda.synchronize()
             rows = sample_rows(m, 6, generator)
-            expected = reference_rows(config, x, ids, weights, w13, w2, rows)
+            expected = reference_rows(config, x, ids, weights, w13, w2, rows, biases)
             got = out[rows].double().cpu().numpy()
             error = relative_l2(got, expected)
             finite = bool(torch.isfinite(out).all())
@@ -415,28 +432,29 @@ def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only")) -> int:
             print(f"{'ok' if good else 'FAIL'}: {shape} M={m} {kind}: rel L2 {error:.2e} on rows "
                   f"{rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs written: {finite}, "
                   f"invalid ids reported {reported} of {injected}", flush=True)
-        del w13, w2
+        del w13, w2, biases
         torch.cuda.empty_cache()
-    print(f"expert blocks: {len(SHAPES) * len(cases) - failures} passed, {failures} failed")
+    print(f"expert blocks: {len(shapes) * len(cases) - failures} passed, {failures} failed")
     if "w8a8" in kinds:
         failures += check_quantized(layers_dir, generator)
     if "weight_only" in kinds:
         failures += check_weight_only(layers_dir, generator)
-    failures += check_layers(layers_dir, generator)
+    failures += check_layers(layers_dir, generator, shapes)
     return 1 if failures else 0
 
 
-def check_layers(layers_dir: pathlib.Path, generator) -> int:
+def check_layers(layers_dir: pathlib.Path, generator, shapes=SHAPES) -> int:
     """The example layers, routing included, against the float64 reference
     (router and top-k by the NumPy oracle) on sampled rows. A sampled token
     whose expert choice changes when its float64 logits are rounded to f32 is
     a near-tie the GPU may break either way; it is skipped and counted."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     failures = total = 0
-    for shape in SHAPES:
+    for shape in shapes:
         config = configs[shape]
         e, h = config["num_experts"], config["hidden"]
         w13, w2 = make_weights(config, generator)
+        biases = make_biases(config, generator)
         w_gate = (torch.randn(e, h, device="cuda", generator=generator) / math.sqrt(h)).to(torch.bfloat16)
         bias = (torch.randn(e, device="cuda", generator=generator) * 0.1).float()
         inputs = [w_gate]
@@ -445,11 +463,12 @@ def check_layers(layers_dir: pathlib.Path, generator) -> int:
         for m in (1, 256, 4096):
             total += 1
             name = f"{shape}_m{m}"
-            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=len(inputs) + 3)
+            layer = Layer(layers_dir / f"{name}.so", name,
+                          num_inputs=len(inputs) + 3 + len(biases))
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
-            layer(x, *inputs, w13, w2, out)
+            layer(x, *inputs, w13, w2, *biases, out)
             torch.cuda.synchronize()
             rows = sample_rows(m, 6, generator)
             xs = x[rows].double().cpu().numpy()
@@ -465,7 +484,7 @@ def check_layers(layers_dir: pathlib.Path, generator) -> int:
             keep = [i for i in range(len(rows)) if (ids[i] == ids_f32[i]).all()]
             expected = (reference_rows(config, x[[rows[i] for i in keep]],
                                        torch.from_numpy(ids[keep]), torch.from_numpy(weights[keep]),
-                                       w13, w2, range(len(keep)))
+                                       w13, w2, range(len(keep)), biases)
                         if keep else np.zeros((0, h)))
             got = out[[rows[i] for i in keep]].double().cpu().numpy()
             error = relative_l2(got, expected)
@@ -475,7 +494,7 @@ def check_layers(layers_dir: pathlib.Path, generator) -> int:
             print(f"{'ok' if good else 'FAIL'}: {shape} layer (routing included) M={m}: rel L2 "
                   f"{error:.2e} on {len(keep)} rows ({len(rows) - len(keep)} near-ties skipped), "
                   f"all outputs written: {finite}", flush=True)
-        del w13, w2
+        del w13, w2, biases
         torch.cuda.empty_cache()
     print(f"layers: {total - failures} passed, {failures} failed")
     return failures
@@ -819,7 +838,10 @@ def main() -> int:
                         "'none' (check: the bf16 blocks and whole layers only)")
     parser.add_argument("layers", type=pathlib.Path)
     parser.add_argument("--out", type=pathlib.Path)
-    parser.add_argument("--shapes", default=",".join(BENCH_SHAPES))
+    parser.add_argument("--shapes", default=",".join(BENCH_SHAPES),
+                        help="bench: the shapes timed")
+    parser.add_argument("--check-shapes", default=",".join(SHAPES),
+                        help="check: the bf16 blocks and layers checked")
     parser.add_argument("--tokens", default=",".join(map(str, TOKEN_COUNTS)))
     parser.add_argument("--ours-only", action="store_true",
                         help="time only the compiled layer (variant sweeps)")
@@ -835,7 +857,7 @@ def main() -> int:
         print("gpu_moe_suite: error: no CUDA GPU", file=sys.stderr)
         return 1
     if args.mode == "check":
-        return check(args.layers, args.kinds.split(","))
+        return check(args.layers, args.kinds.split(","), args.check_shapes.split(","))
     if args.mode == "check-quantized":
         generator = torch.Generator(device="cuda")
         generator.seed()

@@ -1,7 +1,8 @@
 """The Python front end (moe_compiler.gpu, moe_compiler.hf) on the GPU:
 `fused_moe` against the float64 reference at several token counts,
 CUDA-graph capture and replay, two threads calling one layer on two
-streams, and `hf.MoEBlock` loaded from a Qwen3-MoE-layout checkpoint.
+streams, and `hf.MoEBlock` loaded from Qwen3-MoE- and GPT-OSS-layout
+checkpoints (GPT-OSS-20B with its expert biases).
 
 The GPU machine has no LLVM, so the libraries are compiled here first:
 
@@ -38,10 +39,13 @@ SHAPES = {
     "qwen3_30b_a3b": (128, 2048, 768, 8, True),
 }
 TOKEN_COUNTS = (1, 7, 256, 4096)
-# MoEBlock: Qwen3-30B-A3B's routed block, from a checkpoint in its layout.
-BLOCK_CONFIG = configs.QWEN3_30B_A3B
-BLOCK_TOKENS = (7, 256)
-BLOCK_LAYERS: dict[int, object] = {}
+# MoEBlock: per checkpoint layout, the routed block's config and the token
+# counts checked (each bucket a library).
+BLOCKS = {
+    "qwen3_moe": (configs.QWEN3_30B_A3B, (7, 256)),
+    "gpt_oss": (configs.GPT_OSS_20B, (1, 7, 256, 4096)),
+}
+BLOCK_LAYERS: dict[str, dict[int, object]] = {layout: {} for layout in BLOCKS}
 
 
 def prepare(out: pathlib.Path, moe_compile: pathlib.Path) -> None:
@@ -59,11 +63,13 @@ def prepare(out: pathlib.Path, moe_compile: pathlib.Path) -> None:
             manifest.append({"shape": shape, "bucket": bucket,
                              "library": str(layer.library.relative_to(out))})
             print(f"{shape} bucket {bucket}: {layer.library.relative_to(out)}", flush=True)
-    for bucket in sorted({gpu.fused_moe_bucket(m) for m in BLOCK_TOKENS}):
-        layer = gpu.compile(hf.layer_ir(BLOCK_CONFIG), name="moe_block", num_tokens=bucket,
-                            moe_compile=moe_compile, cache_dir=out / "cache")
-        manifest.append({"block": "qwen3_moe", "bucket": bucket,
-                         "library": str(layer.library.relative_to(out))})
+    for layout, (config, token_counts) in BLOCKS.items():
+        for bucket in sorted({gpu.fused_moe_bucket(m) for m in token_counts}):
+            layer = gpu.compile(hf.layer_ir(config), name="moe_block", num_tokens=bucket,
+                                moe_compile=moe_compile, cache_dir=out / "cache")
+            manifest.append({"block": layout, "bucket": bucket,
+                             "library": str(layer.library.relative_to(out))})
+            print(f"{layout} block bucket {bucket}: {layer.library.relative_to(out)}", flush=True)
     (out / "lib").mkdir(exist_ok=True)
     runtime = pathlib.Path(os.environ.get("MOE_RUNTIME_LIB", prefix / "lib")) / "libmoe_runtime.so"
     shutil.copy2(runtime, out / "lib" / runtime.name)
@@ -80,7 +86,7 @@ def register(out: pathlib.Path) -> None:
         layer = gpu.Layer(library, name, *gpu.parse_signature(
             (library.parent / "host.mlir").read_text(), name))
         if "block" in entry:
-            BLOCK_LAYERS[entry["bucket"]] = layer
+            BLOCK_LAYERS[entry["block"]][entry["bucket"]] = layer
             continue
         e, h, i, k, renormalize = SHAPES[entry["shape"]]
         key = gpu._fused_moe_key(e, h, 2 * i, k, renormalize, entry["bucket"], None, None)
@@ -98,14 +104,16 @@ def make_inputs(shape: str, m: int, generator):
     return x, w1, w2, logits
 
 
-def routed_reference(logits, k: int, renormalize: bool, expert_output):
-    """float64 softmax top-k routing of `logits` [R, E] and the weighted sum
+def routed_reference(logits, k: int, renormalize: bool, expert_output,
+                     scoring: str = "softmax"):
+    """float64 top-k routing of `logits` [R, E] (softmax scores, or
+    GPT-OSS's softmax over the top-k logits) and the weighted sum
     of `expert_output(row, expert)` (a float64 vector) over each row's
     experts, for the rows whose float64 top-k equals the top-k of their
     f32-rounded scores (others are near-ties the GPU may break either way).
     Returns (kept row positions, [kept, H] sums)."""
-    weights, ids = reference.topk(logits, k, "softmax", renormalize=renormalize)
-    _, ids32 = reference.topk(logits.astype(np.float32).astype(np.float64), k, "softmax",
+    weights, ids = reference.topk(logits, k, scoring, renormalize=renormalize)
+    _, ids32 = reference.topk(logits.astype(np.float32).astype(np.float64), k, scoring,
                               renormalize=renormalize)
     keep = [r for r in range(len(logits)) if (ids[r] == ids32[r]).all()]
     sums = [sum(float(weights[r, j]) * expert_output(r, int(ids[r, j])) for j in range(k))
@@ -235,51 +243,90 @@ def check_threads(generator, calls: int = 20) -> int:
     return 0 if good else 1
 
 
-def check_moe_block(generator) -> int:
-    """hf.MoEBlock from a random checkpoint in the Qwen3-MoE layout (bf16,
-    on the GPU), its forward on [1, M, H] inputs against a float64 forward
-    written from the checkpoint's own per-expert matrices."""
+def block_checkpoint(layout: str, config, prefix: str, generator) -> dict[str, object]:
+    """A random bf16 checkpoint of `config` in `layout`, on the GPU."""
     import torch
 
-    config = BLOCK_CONFIG
-    e, h, i, k = config.num_experts, config.hidden, config.intermediate, config.k
-    prefix = "model.layers.0.mlp."
+    e, h, i = config.num_experts, config.hidden, config.intermediate
 
-    def random(*shape, fan_in):
+    def random(*shape, fan_in=1):
         return (torch.randn(*shape, device="cuda", generator=generator)
                 / fan_in ** 0.5).to(torch.bfloat16)
 
+    if layout == "gpt_oss":
+        return {f"{prefix}router.weight": random(e, h, fan_in=h),
+                f"{prefix}router.bias": random(e) * 0.1,
+                f"{prefix}experts.gate_up_proj": random(e, h, 2 * i, fan_in=h),
+                f"{prefix}experts.gate_up_proj_bias": random(e, 2 * i),
+                f"{prefix}experts.down_proj": random(e, i, h, fan_in=i),
+                f"{prefix}experts.down_proj_bias": random(e, h)}
     state = {f"{prefix}gate.weight": random(e, h, fan_in=h)}
     for expert in range(e):
         state[f"{prefix}experts.{expert}.gate_proj.weight"] = random(i, h, fan_in=h)
         state[f"{prefix}experts.{expert}.up_proj.weight"] = random(i, h, fan_in=h)
         state[f"{prefix}experts.{expert}.down_proj.weight"] = random(h, i, fan_in=i)
+    return state
+
+
+def checkpoint_logits(layout: str, state, prefix: str, xs):
+    """float64 router logits of the rows `xs`, from the checkpoint."""
+    if layout == "gpt_oss":
+        return (xs @ state[f"{prefix}router.weight"].double().T
+                + state[f"{prefix}router.bias"].double()).cpu().numpy()
+    return (xs @ state[f"{prefix}gate.weight"].double().T).cpu().numpy()
+
+
+def checkpoint_expert(layout: str, state, prefix: str, config, x_row, expert: int):
+    """One expert's float64 output on one row, from the checkpoint's own
+    tensors (GPT-OSS: interleaved gate/up columns, biases, swiglu)."""
+    import torch
+
+    if layout == "gpt_oss":
+        gate_up = (x_row @ state[f"{prefix}experts.gate_up_proj"][expert].double()
+                   + state[f"{prefix}experts.gate_up_proj_bias"][expert].double())
+        gate_up = torch.cat([gate_up[0::2], gate_up[1::2]]).cpu().numpy()
+        hidden = reference.activation(gate_up[None], config.activation, config.swiglu_alpha,
+                                      config.swiglu_limit)[0]
+        down = state[f"{prefix}experts.down_proj"][expert].double().cpu().numpy()
+        return hidden @ down + state[f"{prefix}experts.down_proj_bias"][expert].double().cpu().numpy()
+    name = f"{prefix}experts.{expert}."
+    gate = state[name + "gate_proj.weight"].double() @ x_row
+    up = state[name + "up_proj.weight"].double() @ x_row
+    hidden = torch.nn.functional.silu(gate) * up
+    return (state[name + "down_proj.weight"].double() @ hidden).cpu().numpy()
+
+
+def check_moe_block(generator, layout: str) -> int:
+    """hf.MoEBlock from a random checkpoint in `layout` (bf16, on the GPU),
+    its forward on [1, M, H] inputs against a float64 forward written from
+    the checkpoint's own tensors."""
+    import torch
+
+    config, token_counts = BLOCKS[layout]
+    h, k = config.hidden, config.k
+    prefix = "model.layers.0.mlp."
+    state = block_checkpoint(layout, config, prefix, generator)
     block = hf.MoEBlock(config).cuda()
-    block.load_experts(state, "qwen3_moe", prefix)
-    block._layers.update(BLOCK_LAYERS)
+    block.load_experts(state, layout, prefix)
+    block._layers.update(BLOCK_LAYERS[layout])
     failures = 0
-    for m in BLOCK_TOKENS:
+    for m in token_counts:
         x = torch.randn(1, m, h, device="cuda", generator=generator).to(torch.bfloat16)
         out = block(x)
         rows = _suite().sample_rows(m, 6, generator)
         xs = x[0, rows].double()
-        logits = (xs @ state[f"{prefix}gate.weight"].double().T).cpu().numpy()
-
-        def expert_output(r, expert):
-            name = f"{prefix}experts.{expert}."
-            gate = state[name + "gate_proj.weight"].double() @ xs[r]
-            up = state[name + "up_proj.weight"].double() @ xs[r]
-            hidden = torch.nn.functional.silu(gate) * up
-            return (state[name + "down_proj.weight"].double() @ hidden).cpu().numpy()
-
-        keep, expected = routed_reference(logits, k, config.renormalize, expert_output)
+        logits = checkpoint_logits(layout, state, prefix, xs)
+        keep, expected = routed_reference(
+            logits, k, config.renormalize,
+            lambda r, expert: checkpoint_expert(layout, state, prefix, config, xs[r], expert),
+            config.scoring)
         got = out[0, [rows[r] for r in keep]].double().cpu().numpy()
         error = _suite().relative_l2(got, expected.reshape(len(keep), h))
         good = (tuple(out.shape) == (1, m, h) and bool(out.isfinite().all())
                 and len(keep) > 0 and error < 1e-2)
         failures += not good
-        print(f"{'ok' if good else 'FAIL'}: hf.MoEBlock qwen3_moe layout, x [1, {m}, {h}]: "
-              f"rel L2 {error:.2e} on {len(keep)} rows", flush=True)
+        print(f"{'ok' if good else 'FAIL'}: hf.MoEBlock {layout} layout ({config.name}), "
+              f"x [1, {m}, {h}]: rel L2 {error:.2e} on {len(keep)} rows", flush=True)
     return failures
 
 
@@ -293,7 +340,8 @@ def check(out: pathlib.Path) -> int:
     failures = check_against_reference(generator)
     failures += check_graph(generator)
     failures += check_threads(generator)
-    failures += check_moe_block(generator)
+    for layout in BLOCKS:
+        failures += check_moe_block(generator, layout)
     print(f"package check: {'all passed' if not failures else f'{failures} failed'}")
     return 1 if failures else 0
 

@@ -166,7 +166,8 @@ def evaluate(graph: dict, args: list[np.ndarray]):
                 num_padded=named.get("num_padded"), routing_weights=named.get("routing_weights"),
                 gather=attrs["gather"], unpermute=attrs["unpermute"],
                 activation_kind=attrs["activation"], alpha=attrs["alpha"], limit=attrs["limit"],
-                routed_scaling_factor=attrs["routed_scaling_factor"], block_m=attrs["block_m"])]
+                routed_scaling_factor=attrs["routed_scaling_factor"], block_m=attrs["block_m"],
+                bias=named.get("bias"))]
         elif name == "moe.permute":
             out = list(ref.permute(x[0], x[1], attrs["num_experts"]))
         elif name == "moe.grouped_matmul":
@@ -174,7 +175,7 @@ def evaluate(graph: dict, args: list[np.ndarray]):
             rows, weights = named["rows"], named["weights"]
             if attrs["quantization"]["format"] != "none":
                 rows, weights = dequantized_operands(rows, weights, named, attrs["quantization"])
-            out = [ref.grouped_matmul(rows, weights, named["offsets"])]
+            out = [ref.grouped_matmul(rows, weights, named["offsets"], named.get("bias"))]
         elif name == "moe.quantize":
             quantization = attrs["quantization"]
             codes, scales = quant.quantize_activation(x[0], quantization["format"],

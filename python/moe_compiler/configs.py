@@ -14,7 +14,9 @@ import pathlib
 
 @dataclasses.dataclass(frozen=True)
 class LayerConfig:
-    """One MoE layer: E experts, k per token, hidden H, intermediate I."""
+    """One MoE layer: E experts, k per token, hidden H, intermediate I.
+    `has_expert_biases`: each expert's GEMMs add f32 biases (`%b13` [E, 2I],
+    `%b2` [E, H], the block's last arguments), as GPT-OSS's do."""
 
     name: str
     num_experts: int
@@ -29,6 +31,7 @@ class LayerConfig:
     routed_scaling_factor: float | None = None
     has_score_bias: bool = False
     has_gate_bias: bool = False
+    has_expert_biases: bool = False
     swiglu_alpha: float | None = None
     swiglu_limit: float | None = None
     dtype: str = "bf16"
@@ -53,7 +56,12 @@ GPT_OSS_120B = LayerConfig(
     scoring="topk_softmax", activation="swiglu", swiglu_alpha=1.702,
     swiglu_limit=7.0, has_gate_bias=True)
 
-EXAMPLE_LAYERS = (MIXTRAL_8X7B, QWEN3_30B_A3B, DEEPSEEK_V3, GPT_OSS_120B)
+GPT_OSS_20B = LayerConfig(
+    "gpt_oss_20b", num_experts=32, k=4, hidden=2880, intermediate=2880,
+    scoring="topk_softmax", activation="swiglu", swiglu_alpha=1.702,
+    swiglu_limit=7.0, has_gate_bias=True, has_expert_biases=True)
+
+EXAMPLE_LAYERS = (MIXTRAL_8X7B, QWEN3_30B_A3B, DEEPSEEK_V3, GPT_OSS_120B, GPT_OSS_20B)
 
 # The scaled examples (examples/scaled/) keep E, k, routing and activation,
 # and shrink H and I so that the CPU runs them in a moment.
@@ -91,6 +99,17 @@ def _block_tail(config: LayerConfig) -> list[str]:
     ]
 
 
+def _expert_biases(config: LayerConfig) -> tuple[list[str], dict[str, str]]:
+    """The expert biases' arguments, and per GEMM (`w13`, `w2`) the operand
+    text that adds them (empty without biases)."""
+    if not config.has_expert_biases:
+        return [], {"w13": "", "w2": ""}
+    e, h, i = config.num_experts, config.hidden, config.intermediate
+    types = {"w13": f"tensor<{e}x{2 * i}xf32>", "w2": f"tensor<{e}x{h}xf32>"}
+    args = [f"%b13: {types['w13']}", f"%b2: {types['w2']}"]
+    return args, {"w13": f" bias(%b13 : {types['w13']})", "w2": f" bias(%b2 : {types['w2']})"}
+
+
 def _permute_line(config: LayerConfig) -> str:
     e, k, h, t = config.num_experts, config.k, config.hidden, config.dtype
     x_type = f"tensor<?x{h}x{t}>"
@@ -106,14 +125,15 @@ def _bf16_block(config: LayerConfig) -> tuple[list[str], list[str]]:
     w13_type = f"tensor<{e}x{2 * i}x{h}x{t}>"
     w2_type = f"tensor<{e}x{h}x{i}x{t}>"
     offsets_type = f"tensor<{e + 1}xi32>"
-    args = [f"%w13: {w13_type}", f"%w2: {w2_type}"]
+    bias_args, bias = _expert_biases(config)
+    args = [f"%w13: {w13_type}", f"%w2: {w2_type}", *bias_args]
     lines = [
         _permute_line(config),
-        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : {x_type}, {w13_type}, {offsets_type}"
-        f" -> tensor<?x{2 * i}x{t}>",
+        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets{bias['w13']}"
+        f" : {x_type}, {w13_type}, {offsets_type} -> tensor<?x{2 * i}x{t}>",
         _activation_line(config, f"tensor<?x{2 * i}x{t}>", f"tensor<?x{i}x{t}>"),
-        f"  %down = moe.grouped_matmul %act, %w2, %offsets : tensor<?x{i}x{t}>, {w2_type}, {offsets_type}"
-        f" -> tensor<?x{h}xf32>",
+        f"  %down = moe.grouped_matmul %act, %w2, %offsets{bias['w2']}"
+        f" : tensor<?x{i}x{t}>, {w2_type}, {offsets_type} -> tensor<?x{h}xf32>",
         *_block_tail(config),
     ]
     return args, lines
@@ -215,20 +235,21 @@ def _w8a8_block(config: LayerConfig, scheme: QuantScheme) -> tuple[list[str], li
     w2_scales = scheme.weight_scale_type(e, h, i)
     x_scales, act_scales = scheme.activation_scale_type(h), scheme.activation_scale_type(i)
     offsets_type = f"tensor<{e + 1}xi32>"
+    bias_args, bias = _expert_biases(config)
     args = [f"%w13: {w13_type}", f"%w13_scales: {w13_scales}", f"%w2: {w2_type}",
-            f"%w2_scales: {w2_scales}"]
+            f"%w2_scales: {w2_scales}", *bias_args]
     lines = [
         _permute_line(config),
         f"  %codes, %scales = moe.quantize %rows {{quantization = {q}}}"
         f" : {x_type} -> tensor<?x{h}x{c}>, {x_scales}",
         f"  %gate_up = moe.grouped_matmul %codes, %w13, %offsets input_scales(%scales : {x_scales})"
-        f" weight_scales(%w13_scales : {w13_scales}) {{quantization = {q}}}"
+        f" weight_scales(%w13_scales : {w13_scales}){bias['w13']} {{quantization = {q}}}"
         f" : tensor<?x{h}x{c}>, {w13_type}, {offsets_type} -> tensor<?x{2 * i}xf32>",
         _activation_line(config, f"tensor<?x{2 * i}xf32>", f"tensor<?x{i}x{t}>"),
         f"  %act_codes, %act_scales = moe.quantize %act {{quantization = {q}}}"
         f" : tensor<?x{i}x{t}> -> tensor<?x{i}x{c}>, {act_scales}",
         f"  %down = moe.grouped_matmul %act_codes, %w2, %offsets input_scales(%act_scales : {act_scales})"
-        f" weight_scales(%w2_scales : {w2_scales}) {{quantization = {q}}}"
+        f" weight_scales(%w2_scales : {w2_scales}){bias['w2']} {{quantization = {q}}}"
         f" : tensor<?x{i}x{c}>, {w2_type}, {offsets_type} -> tensor<?x{h}xf32>",
         *_block_tail(config),
     ]
@@ -254,13 +275,15 @@ def _weight_only_block(config: LayerConfig,
             args.append(f"%{label}_zeros: {zeros}")
             use += f" weight_zeros(%{label}_zeros : {zeros})"
         uses[label] = (stored, use)
+    bias_args, bias = _expert_biases(config)
+    args += bias_args
     lines = [
         _permute_line(config),
-        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets {uses['w13'][1]}"
+        f"  %gate_up = moe.grouped_matmul %rows, %w13, %offsets {uses['w13'][1]}{bias['w13']}"
         f" {{quantization = {q}}} : {x_type}, {uses['w13'][0]}, {offsets_type}"
         f" -> tensor<?x{2 * i}xf32>",
         _activation_line(config, f"tensor<?x{2 * i}xf32>", f"tensor<?x{i}x{t}>"),
-        f"  %down = moe.grouped_matmul %act, %w2, %offsets {uses['w2'][1]}"
+        f"  %down = moe.grouped_matmul %act, %w2, %offsets {uses['w2'][1]}{bias['w2']}"
         f" {{quantization = {q}}} : tensor<?x{i}x{t}>, {uses['w2'][0]}, {offsets_type}"
         f" -> tensor<?x{h}xf32>",
         *_block_tail(config),
@@ -278,8 +301,9 @@ def _block(config: LayerConfig, scheme=None) -> tuple[list[str], list[str]]:
 
 def _describe(config: LayerConfig, scheme) -> str:
     weights = f", {scheme.name} weights" if scheme is not None else ""
+    biases = ", expert biases" if config.has_expert_biases else ""
     return (f"E={config.num_experts}, k={config.k}, H={config.hidden}, I={config.intermediate}, "
-            f"{config.scoring} routing, {config.activation}{weights}")
+            f"{config.scoring} routing, {config.activation}{weights}{biases}")
 
 
 def _topk_line(config: LayerConfig, logits: str) -> str:

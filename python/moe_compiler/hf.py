@@ -8,7 +8,9 @@ the layer's layout, and a `torch.nn.Module` that runs the compiled layer.
 
 The layer's layout: router weight `w_gate` [E, H]; `w13` [E, 2I, H], the gate
 rows then the up rows; `w2` [E, H, I]; the router's bias (`gate_bias`, GPT-OSS)
-and the score correction bias (`score_bias`, DeepSeek-V3) as f32 [E].
+and the score correction bias (`score_bias`, DeepSeek-V3) as f32 [E]; the
+experts' biases (`b13` [E, 2I], gate then up, and `b2` [E, H]; GPT-OSS) as
+f32.
 
 Layouts read (HF parameter names under `prefix`):
 - `mixtral`: `gate.weight`, `experts.{e}.w1.weight` (gate), `w3.weight`
@@ -17,8 +19,9 @@ Layouts read (HF parameter names under `prefix`):
 - `deepseek_v3`: as qwen3_moe, and `gate.e_score_correction_bias`;
 - `gpt_oss`: `router.weight`, `router.bias`, `experts.gate_up_proj`
   [E, H, 2I] with gate and up columns interleaved, `experts.down_proj`
-  [E, I, H], and their biases, which must be zero: the dialect has no
-  expert biases yet.
+  [E, I, H], and their biases `experts.gate_up_proj_bias` (interleaved as
+  well) and `experts.down_proj_bias`, which need a config with
+  `has_expert_biases` (`configs.GPT_OSS_20B`) unless they are zero.
 
 Shared experts (DeepSeek-V3's `shared_experts.*`) are not part of the routed
 block the dialect states today; a key under `prefix` that the layout does not
@@ -88,32 +91,44 @@ def _per_expert(state_dict, prefix: str, names: Sequence[str], config, used):
     return _concatenate([_stack(gate), _stack(up)], axis=1), _stack(down)
 
 
-def _gpt_oss_experts(state_dict, prefix: str, config, used):
+def _deinterleave(gate_up):
+    """Gate and up columns interleaved along the last axis (gate at even
+    columns) → the gate columns, then the up columns."""
+    return _concatenate([gate_up[..., 0::2], gate_up[..., 1::2]], axis=-1)
+
+
+def _gpt_oss_experts(state_dict, prefix: str, config, used) -> dict[str, object]:
     """GPT-OSS keeps all experts in one tensor, gate and up columns
     interleaved (gate at even columns): de-interleaved into gate rows, then
-    up rows."""
+    up rows; its expert biases likewise, when the config has them."""
     e, h, i = config.num_experts, config.hidden, config.intermediate
     gate_up = _take(state_dict, f"{prefix}experts.gate_up_proj", used)
     down = _take(state_dict, f"{prefix}experts.down_proj", used)
     _check_shape(f"{prefix}experts.gate_up_proj", gate_up, (e, h, 2 * i))
     _check_shape(f"{prefix}experts.down_proj", down, (e, i, h))
-    for name, shape in (("gate_up_proj_bias", (e, 2 * i)), ("down_proj_bias", (e, h))):
+    packed = {"w13": _deinterleave(gate_up).swapaxes(1, 2), "w2": down.swapaxes(1, 2)}
+    for name, label, shape in (("gate_up_proj_bias", "b13", (e, 2 * i)),
+                               ("down_proj_bias", "b2", (e, h))):
         key = f"{prefix}experts.{name}"
-        if key in state_dict:
+        if config.has_expert_biases:
+            bias = _take(state_dict, key, used)
+            _check_shape(key, bias, shape)
+            packed[label] = _deinterleave(bias) if label == "b13" else bias
+        elif key in state_dict:
             bias = _take(state_dict, key, used)
             _check_shape(key, bias, shape)
             if bool(abs(bias).max() != 0):
-                raise ValueError(f"{key}: nonzero expert biases are not supported yet "
-                                 "(the dialect has no expert biases)")
-    w13 = _concatenate([gate_up[..., 0::2], gate_up[..., 1::2]], axis=2).swapaxes(1, 2)
-    return w13, down.swapaxes(1, 2)
+                raise ValueError(f"{key}: nonzero expert biases need a config with "
+                                 "has_expert_biases (e.g. configs.GPT_OSS_20B)")
+    return packed
 
 
 def pack_experts(state_dict: Mapping[str, object], layout: str, config: configs.LayerConfig,
                  prefix: str = "", ignore: Sequence[str] = ()) -> dict[str, object]:
-    """The layer's tensors (`w_gate`, `w13`, `w2`, and `gate_bias` or
-    `score_bias` where the config has them) from a checkpoint's tensors
-    (NumPy arrays or torch tensors, kept in their dtype and device)."""
+    """The layer's tensors (`w_gate`, `w13`, `w2`, and `gate_bias`,
+    `score_bias`, `b13` and `b2` where the config has them) from a
+    checkpoint's tensors (NumPy arrays or torch tensors, kept in their dtype
+    and device)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     used: set[str] = set()
@@ -121,8 +136,11 @@ def pack_experts(state_dict: Mapping[str, object], layout: str, config: configs.
     router = "router" if layout == "gpt_oss" else "gate"
     packed = {"w_gate": _take(state_dict, f"{prefix}{router}.weight", used)}
     _check_shape(f"{prefix}{router}.weight", packed["w_gate"], (e, h))
+    if config.has_expert_biases and layout != "gpt_oss":
+        raise ValueError(f"the {layout} layout has no expert biases, but the config "
+                         "asks for them (has_expert_biases)")
     if layout == "gpt_oss":
-        packed["w13"], packed["w2"] = _gpt_oss_experts(state_dict, prefix, config, used)
+        packed.update(_gpt_oss_experts(state_dict, prefix, config, used))
     elif layout == "mixtral":
         packed["w13"], packed["w2"] = _per_expert(state_dict, prefix, ("w1", "w3", "w2"),
                                                   config, used)
@@ -146,7 +164,8 @@ def pack_experts(state_dict: Mapping[str, object], layout: str, config: configs.
 
 def layer_ir(config: configs.LayerConfig) -> str:
     """The IR MoEBlock compiles for `config`: the routed layer, its function
-    named `moe_block` (inputs x, w_gate, the config's biases, w13, w2)."""
+    named `moe_block` (inputs x, w_gate, the config's router biases, w13,
+    w2, and the experts' biases b13 and b2 if it has them)."""
     return configs.layer_mlir(dataclasses.replace(config, name="moe_block"))
 
 
@@ -174,6 +193,9 @@ def _module():
                 self.register_buffer("score_bias", torch.zeros(e))
             self.register_buffer("w13", torch.zeros(e, 2 * i, h, dtype=torch.bfloat16))
             self.register_buffer("w2", torch.zeros(e, h, i, dtype=torch.bfloat16))
+            if config.has_expert_biases:
+                self.register_buffer("b13", torch.zeros(e, 2 * i))
+                self.register_buffer("b2", torch.zeros(e, h))
 
         @classmethod
         def from_state_dict(cls, state_dict, layout: str, config: configs.LayerConfig,
@@ -205,7 +227,9 @@ def _module():
             inputs = [x, self.w_gate]
             inputs += [getattr(self, name) for name in ("gate_bias", "score_bias")
                        if hasattr(self, name)]
-            return layer(*inputs, self.w13, self.w2).reshape(shape)
+            inputs += [self.w13, self.w2]
+            inputs += [getattr(self, name) for name in ("b13", "b2") if hasattr(self, name)]
+            return layer(*inputs).reshape(shape)
 
     return MoEBlock
 

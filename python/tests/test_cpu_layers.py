@@ -27,7 +27,12 @@ def layer_inputs(config, m):
         inputs.append(rng.standard_normal(e) * 0.1)
     inputs += [rng.standard_normal((e, 2 * i, h)) / np.sqrt(h),
                rng.standard_normal((e, h, i)) / np.sqrt(i)]
-    return [a.astype(np.float32) if a.ndim == 1 else a.astype(dtype) for a in inputs]
+    inputs = [a.astype(np.float32) if a.ndim == 1 else a.astype(dtype) for a in inputs]
+    if config.has_expert_biases:
+        # f32 whatever the layer's dtype, of the products' magnitude.
+        inputs += [rng.standard_normal((e, 2 * i)).astype(np.float32),
+                   rng.standard_normal((e, h)).astype(np.float32)]
+    return inputs
 
 
 def reference_layer(config, inputs):
@@ -36,8 +41,10 @@ def reference_layer(config, inputs):
     rest = values[2:]
     gate_bias = rest.pop(0) if config.has_gate_bias else None
     score_bias = rest.pop(0) if config.has_score_bias else None
-    w13, w2 = rest
-    out = ref.moe_layer(x, gate, w13, w2, config, gate_bias=gate_bias, score_bias=score_bias)
+    w13, w2, *biases = rest
+    b13, b2 = biases if config.has_expert_biases else (None, None)
+    out = ref.moe_layer(x, gate, w13, w2, config, gate_bias=gate_bias, score_bias=score_bias,
+                        b13=b13, b2=b2)
     logits = ref.router(x, gate, gate_bias)
     attrs = dict(k=config.k, scoring=config.scoring, num_groups=config.num_groups,
                  topk_groups=config.topk_groups)

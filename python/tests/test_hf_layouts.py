@@ -2,7 +2,7 @@
 (moe_compiler.hf.pack_experts), checked on fresh random float64 weights: the
 float64 oracle on the packed tensors against a per-token forward written
 from each checkpoint's own tensors (its per-expert matrices, or GPT-OSS's
-interleaved gate/up columns)."""
+interleaved gate/up columns and biases)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ CASES = {
     "qwen3_moe": dataclasses.replace(scaled(configs.QWEN3_30B_A3B), num_experts=16, k=4),
     "deepseek_v3": scaled(configs.DEEPSEEK_V3),
     "gpt_oss": dataclasses.replace(scaled(configs.GPT_OSS_120B), num_experts=8, k=2),
+    "gpt_oss_biased": dataclasses.replace(scaled(configs.GPT_OSS_20B), num_experts=8, k=2),
 }
+# Each case's checkpoint layout.
+LAYOUT_OF = {name: "gpt_oss" if name.startswith("gpt_oss") else name for name in CASES}
 PREFIX = "model.layers.3.mlp."
 
 
@@ -36,11 +39,13 @@ def checkpoint(layout: str, config) -> dict[str, np.ndarray]:
     router = "router" if layout == "gpt_oss" else "gate"
     tensors[f"{PREFIX}{router}.weight"] = rng.standard_normal((e, H)) / np.sqrt(H)
     if layout == "gpt_oss":
+        # Zero expert biases where the config has none (GPT-OSS-120B here).
+        bias_scale = 1.0 if config.has_expert_biases else 0.0
         tensors[f"{PREFIX}router.bias"] = rng.standard_normal(e) * 0.1
         tensors[f"{PREFIX}experts.gate_up_proj"] = rng.standard_normal((e, H, 2 * I)) / np.sqrt(H)
-        tensors[f"{PREFIX}experts.gate_up_proj_bias"] = np.zeros((e, 2 * I))
+        tensors[f"{PREFIX}experts.gate_up_proj_bias"] = rng.standard_normal((e, 2 * I)) * bias_scale
         tensors[f"{PREFIX}experts.down_proj"] = rng.standard_normal((e, I, H)) / np.sqrt(I)
-        tensors[f"{PREFIX}experts.down_proj_bias"] = np.zeros((e, H))
+        tensors[f"{PREFIX}experts.down_proj_bias"] = rng.standard_normal((e, H)) * bias_scale
         return tensors
     names = ("w1", "w3", "w2") if layout == "mixtral" else ("gate_proj", "up_proj", "down_proj")
     for expert in range(e):
@@ -55,7 +60,8 @@ def checkpoint(layout: str, config) -> dict[str, np.ndarray]:
 def expert_mlp(layout: str, tensors, expert: int, token, config):
     """One expert on one token, from the checkpoint's own tensors."""
     if layout == "gpt_oss":
-        gate_up = token @ tensors[f"{PREFIX}experts.gate_up_proj"][expert]
+        gate_up = (token @ tensors[f"{PREFIX}experts.gate_up_proj"][expert]
+                   + tensors[f"{PREFIX}experts.gate_up_proj_bias"][expert])
         gate, up = gate_up[0::2], gate_up[1::2]
         down = tensors[f"{PREFIX}experts.down_proj"][expert].T
     else:
@@ -65,6 +71,8 @@ def expert_mlp(layout: str, tensors, expert: int, token, config):
         gate, up, down = weight[0] @ token, weight[1] @ token, weight[2]
     hidden = reference.activation(np.concatenate([gate, up])[None], config.activation,
                                   config.swiglu_alpha, config.swiglu_limit)[0]
+    if layout == "gpt_oss":
+        return down @ hidden + tensors[f"{PREFIX}experts.down_proj_bias"][expert]
     return down @ hidden
 
 
@@ -85,9 +93,9 @@ def checkpoint_forward(layout: str, tensors, x, config):
     return out
 
 
-@pytest.mark.parametrize("layout", hf.LAYOUTS)
-def test_packed_layer_matches_the_checkpoint(layout):
-    config = CASES[layout]
+@pytest.mark.parametrize("case", CASES)
+def test_packed_layer_matches_the_checkpoint(case):
+    config, layout = CASES[case], LAYOUT_OF[case]
     tensors = checkpoint(layout, config)
     packed = hf.pack_experts(tensors, layout, config, prefix=PREFIX)
     assert packed["w13"].shape == (config.num_experts, 2 * I, H)
@@ -95,7 +103,9 @@ def test_packed_layer_matches_the_checkpoint(layout):
     x = rng.standard_normal((int(rng.integers(1, 9)), H))
     got = reference.moe_layer(x, packed["w_gate"], packed["w13"], packed["w2"], config,
                               gate_bias=packed.get("gate_bias"),
-                              score_bias=packed.get("score_bias"))
+                              score_bias=packed.get("score_bias"),
+                              b13=packed.get("b13"), b2=packed.get("b2"))
+    assert ("b13" in packed) == config.has_expert_biases
     expected = checkpoint_forward(layout, tensors, x, config)
     assert np.linalg.norm(got - expected) <= 1e-12 * np.linalg.norm(expected)
 
@@ -126,12 +136,22 @@ def test_bad_checkpoints():
         hf.pack_experts(wrong, "mixtral", config, prefix=PREFIX)
 
 
-def test_gpt_oss_expert_biases_must_be_zero():
+def test_expert_biases_need_a_config_with_them():
     config = CASES["gpt_oss"]
     tensors = checkpoint("gpt_oss", config)
     tensors[f"{PREFIX}experts.down_proj_bias"][3, 7] = 0.5
-    with pytest.raises(ValueError, match="nonzero expert biases are not supported"):
+    with pytest.raises(ValueError, match="nonzero expert biases need a config with "
+                       "has_expert_biases"):
         hf.pack_experts(tensors, "gpt_oss", config, prefix=PREFIX)
+    biased = CASES["gpt_oss_biased"]
+    missing = checkpoint("gpt_oss", biased)
+    del missing[f"{PREFIX}experts.gate_up_proj_bias"]
+    with pytest.raises(KeyError, match="gate_up_proj_bias"):
+        hf.pack_experts(missing, "gpt_oss", biased, prefix=PREFIX)
+    with pytest.raises(ValueError, match="the mixtral layout has no expert biases"):
+        hf.pack_experts(checkpoint("mixtral", CASES["mixtral"]), "mixtral",
+                        dataclasses.replace(CASES["mixtral"], has_expert_biases=True),
+                        prefix=PREFIX)
 
 
 def test_module_buffers_take_the_packed_weights():

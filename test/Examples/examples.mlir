@@ -3,6 +3,7 @@
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir | FileCheck %s --check-prefix=QWEN3
 // RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir | FileCheck %s --check-prefix=DEEPSEEK
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_120b.mlir | FileCheck %s --check-prefix=GPTOSS
+// RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir | FileCheck %s --check-prefix=GPTOSS20
 
 // MIXTRAL-LABEL: func.func @mixtral_8x7b
 // MIXTRAL: moe.topk softmax %{{.*}} {k = 2 : i64, renormalize} : tensor<?x8xf32>
@@ -24,3 +25,7 @@
 // GPTOSS: moe.router %{{.*}}, %{{.*}} bias(%{{.*}} : tensor<128xf32>)
 // GPTOSS: moe.topk topk_softmax %{{.*}} {k = 4 : i64} : tensor<?x128xf32>
 // GPTOSS: moe.activation swiglu %{{.*}} {alpha = 1.702000e+00 : f32, limit = 7.000000e+00 : f32}
+
+// GPTOSS20-LABEL: func.func @gpt_oss_20b
+// GPTOSS20: moe.grouped_matmul {{.*}} bias(%{{.*}} : tensor<32x5760xf32>) : {{.*}} tensor<32x5760x2880xbf16>
+// GPTOSS20: moe.grouped_matmul {{.*}} bias(%{{.*}} : tensor<32x2880xf32>) : {{.*}} tensor<32x2880x2880xbf16>

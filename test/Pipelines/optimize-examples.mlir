@@ -6,6 +6,7 @@
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir --moe-optimize=num-tokens=4096 | FileCheck %s --check-prefix=QWEN3
 // RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir --moe-optimize=num-tokens=1 | FileCheck %s --check-prefix=DEEPSEEK
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_120b.mlir --moe-optimize=num-tokens=256 | FileCheck %s --check-prefix=GPTOSS
+// RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir --moe-optimize=num-tokens=256 | FileCheck %s --check-prefix=GPTOSS20
 
 // MIXTRAL-LABEL: func.func @mixtral_8x7b
 // MIXTRAL-NOT: moe.permute
@@ -32,3 +33,8 @@
 // GPTOSS-LABEL: func.func @gpt_oss_120b
 // GPTOSS: moe.route topk_softmax %arg0, %arg1 gate_bias(%arg2 : tensor<128xf32>)
 // GPTOSS: moe.expert_matmul {{.*}} {activation = #moe.activation<swiglu>, alpha = 1.702000e+00 : f32, {{.*}}limit = 7.000000e+00 : f32{{.*}} -> tensor<?x2880xbf16>
+
+// The expert biases ride on their fused GEMMs.
+// GPTOSS20-LABEL: func.func @gpt_oss_20b
+// GPTOSS20: moe.expert_matmul %arg0, %arg3 {{.*}} bias(%arg5 : tensor<32x5760xf32>) {activation = #moe.activation<swiglu>, {{.*}} -> tensor<?x2880xbf16>
+// GPTOSS20: moe.expert_matmul {{.*}}, %arg4 {{.*}} combine({{.*}}) bias(%arg6 : tensor<32x2880xf32>) {{.*}} -> tensor<?x2880xbf16>

@@ -491,14 +491,15 @@ static llvm::json::Object describeQuantization(QuantizationAttr quantization) {
   return description;
 }
 
-/// The names of a quantized matmul's optional scale and zero operands that
-/// are present, in operand order.
+/// The names of a matmul's optional scale, zero and bias operands that are
+/// present, in operand order.
 template <typename OpTy>
-static void appendScaleOperandNames(OpTy op, llvm::json::Array &names) {
+static void appendScaleAndBiasNames(OpTy op, llvm::json::Array &names) {
   for (auto [name, value] :
        {std::pair<StringRef, Value>{"input_scales", op.getInputScales()},
         {"weight_scales", op.getWeightScales()},
-        {"weight_zeros", op.getWeightZeros()}})
+        {"weight_zeros", op.getWeightZeros()},
+        {"bias", op.getBias()}})
     if (value)
       names.push_back(name);
 }
@@ -561,7 +562,7 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
                 {"routing_weights", matmul.getRoutingWeights()}})
             if (value)
               operandNames.push_back(name);
-          appendScaleOperandNames(matmul, operandNames);
+          appendScaleAndBiasNames(matmul, operandNames);
           attrs["operand_names"] = std::move(operandNames);
           attrs["quantization"] =
               describeQuantization(matmul.getQuantization());
@@ -580,7 +581,7 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
         })
         .Case([&](GroupedMatmulOp matmul) {
           llvm::json::Array operandNames{"rows", "weights", "offsets"};
-          appendScaleOperandNames(matmul, operandNames);
+          appendScaleAndBiasNames(matmul, operandNames);
           attrs["operand_names"] = std::move(operandNames);
           attrs["quantization"] =
               describeQuantization(matmul.getQuantization());

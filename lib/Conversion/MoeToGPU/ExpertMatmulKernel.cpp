@@ -77,6 +77,8 @@ constexpr uint64_t kDescriptorBits =
 struct KernelConfig {
   int64_t topK, outFeatures, inFeatures, numExperts;
   bool gather, combine;
+  /// Per-expert f32 biases [E, N], added to the products in the epilogue.
+  bool bias = false;
   std::optional<ActivationKind> activation;
   double alpha = 0, limit = 0, routedScalingFactor = 1;
   int64_t stages, splitK;
@@ -396,6 +398,26 @@ private:
   /// groups, so a 64-row half that starts on padding is all padding: its
   /// warpgroup skips its wgmmas.
   void findOwnRows();
+  /// What the epilogue applies to the products, loaded before the first
+  /// store: per fragment half the row's input scale, and per column of the
+  /// thread (2 of every 8; gated: also its up column) the weight scale and
+  /// the bias.
+  struct EpilogueOperands {
+    /// Per-tensor or per-channel w8a8 scales multiply the products.
+    bool scaled = false;
+    SmallVector<Value> rowScales, gateScales, upScales;
+    SmallVector<Value> gateBiases, upBiases;
+  };
+  EpilogueOperands loadEpilogueOperands(Value laneColumn);
+  /// table[expert, column + offset] for an [E, N] table of per-column
+  /// values; a column past the width (the last tile's overhang) reads
+  /// column 0 instead.
+  Value loadColumnValue(Value table, Value column, int64_t offset = 0);
+  /// Fragment register `reg`, the thread's column `columnIndex` (its up
+  /// column if `up`) of fragment half `half`, scaled and biased.
+  Value epilogueValue(Value accumulator, int64_t reg, int64_t half,
+                      int64_t columnIndex, bool up,
+                      const EpilogueOperands &operands);
   void storeEpilogue(Value accumulator);
   /// Puts the builder inside a branch on `column` < width when the last
   /// column tile can stick out of the width (`guard` restores it).
@@ -404,17 +426,15 @@ private:
   /// Stores fragment half `half` of a non-combine matmul (activation and
   /// epilogue scales applied).
   void storeRows(Value accumulator, int64_t half, Value slot,
-                 Value laneColumn, bool epilogueScales,
-                 ArrayRef<Value> rowScales, ArrayRef<Value> gateScales,
-                 ArrayRef<Value> upScales);
+                 Value laneColumn, const EpilogueOperands &operands);
   /// Stores a pair of adjacent bf16 columns as one 32-bit word.
   void storePair(Value slot, Value column, Value first, Value second);
   /// The combine's epilogue of fragment half `half`: each thread's two
-  /// adjacent columns of a row, times their scales (when given, one per
-  /// column) and the routed weight `scale`, added into the f32 sums of
-  /// `token` by one paired reduction.
+  /// adjacent columns of a row, scaled and biased, times the routed weight
+  /// `scale`, added into the f32 sums of `token` by one paired reduction.
   void combinePairs(Value accumulator, int64_t half, Value laneColumn,
-                    Value token, Value scale, ArrayRef<Value> columnScales);
+                    Value token, Value scale,
+                    const EpilogueOperands &operands);
   /// `red.global.add.v2.f32`: adds `first` and `second` to the two f32
   /// values at `address` (8-byte aligned), as one operation (sm_90).
   void reducePair(Value address, Value first, Value second);
@@ -427,7 +447,7 @@ private:
 
   // Arguments and per-thread values.
   Value x, slots, blocks, padded, routingWeights, out, inputScales,
-      weightScales, weightZeros, packedWeights;
+      weightScales, weightZeros, packedWeights, biases;
   /// The expert of this block, the thread's first fragment row in the
   /// block, and, per fragment half, the input row whose scale applies.
   Value expert, fragmentRow0;
@@ -1123,7 +1143,7 @@ void KernelBuilder::reducePair(Value address, Value first, Value second) {
 
 void KernelBuilder::combinePairs(Value accumulator, int64_t half,
                                  Value laneColumn, Value token, Value scale,
-                                 ArrayRef<Value> columnScales) {
+                                 const EpilogueOperands &operands) {
   // Element (token, column) of the sums lies token · N + column elements
   // past the memref's offset.
   Value offset =
@@ -1142,10 +1162,9 @@ void KernelBuilder::combinePairs(Value accumulator, int64_t half,
     maskColumnPair(column, maskGuard);
     SmallVector<Value, 2> values;
     for (int64_t pair = 0; pair < 2; ++pair) {
-      Value value = accumulatorValue(accumulator, 4 * group + 2 * half + pair);
-      if (!columnScales.empty())
-        value = arith::MulFOp::create(b, loc, value,
-                                      columnScales[2 * group + pair]);
+      Value value = epilogueValue(accumulator, 4 * group + 2 * half + pair,
+                                  half, 2 * group + pair, /*up=*/false,
+                                  operands);
       values.push_back(arith::MulFOp::create(b, loc, value, scale));
     }
     Value element = arith::AddIOp::create(
@@ -1172,6 +1191,96 @@ void KernelBuilder::maskColumnPair(
   b.setInsertionPointToStart(maskIf.thenBlock());
 }
 
+Value KernelBuilder::epilogueValue(Value accumulator, int64_t reg,
+                                  int64_t half, int64_t columnIndex, bool up,
+                                  const EpilogueOperands &operands) {
+  Value value = accumulatorValue(accumulator, reg);
+  if (operands.scaled) {
+    Value weightScale = (up ? operands.upScales : operands.gateScales)[columnIndex];
+    value = arith::MulFOp::create(
+        b, loc, value,
+        arith::MulFOp::create(b, loc, operands.rowScales[half], weightScale));
+  }
+  if (config.bias)
+    value = arith::AddFOp::create(
+        b, loc, value,
+        (up ? operands.upBiases : operands.gateBiases)[columnIndex]);
+  return value;
+}
+
+Value KernelBuilder::loadColumnValue(Value table, Value column,
+                                     int64_t offset) {
+  // The last tile's overhang (its products are dropped) reads column 0.
+  Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       column, index(config.width()));
+  column = arith::SelectOp::create(b, loc, inside, column, index(0));
+  if (offset)
+    column = arith::AddIOp::create(b, loc, column, index(offset));
+  return memref::LoadOp::create(b, loc, table, ValueRange{expert, column});
+}
+
+KernelBuilder::EpilogueOperands
+KernelBuilder::loadEpilogueOperands(Value laneColumn) {
+  // Per-tensor and per-channel scales and the biases are all loaded here,
+  // before the first store: behind the stores (atomics for the combine)
+  // each load's latency would be paid in turn. Per fragment half the row's
+  // input scale; per column of the thread (2 of every 8; gated: and its up
+  // column) the weight scale and the bias; per tensor, one scale of each.
+  EpilogueOperands operands;
+  operands.scaled = config.isW8A8() && !config.hasBlockScales();
+  int64_t threadColumns = config.outputTile() / 4;
+  if (operands.scaled && config.scales == ScaleLayout::PerTensor) {
+    operands.rowScales.assign(2, memref::LoadOp::create(b, loc, inputScales,
+                                                        ValueRange{index(0)}));
+    Value weightScale =
+        memref::LoadOp::create(b, loc, weightScales, ValueRange{expert});
+    operands.gateScales.assign(threadColumns, weightScale);
+    operands.upScales.assign(threadColumns, weightScale);
+  } else if (operands.scaled) {
+    for (int64_t half = 0; half < 2; ++half)
+      operands.rowScales.push_back(memref::LoadOp::create(
+          b, loc, inputScales, ValueRange{scaleRow[half]}));
+  }
+  bool perChannel =
+      operands.scaled && config.scales != ScaleLayout::PerTensor;
+  if (!perChannel && !config.bias)
+    return operands;
+  // With split-K (a combine, so no activation), only the first split adds
+  // the bias into the sums.
+  Value firstSplit;
+  if (config.bias && config.splitK > 1)
+    firstSplit = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::eq,
+        gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), index(0));
+  auto loadBias = [&](Value column, int64_t offset) -> Value {
+    Value bias = loadColumnValue(biases, column, offset);
+    if (!firstSplit)
+      return bias;
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    return arith::SelectOp::create(b, loc, firstSplit, bias, zero);
+  };
+  // The up column of a gated tile's column is N/2 further in the [E, N]
+  // tables.
+  int64_t upOffset = config.outFeatures / 2;
+  for (int64_t group = 0; group < config.outputTile() / 8; ++group)
+    for (int64_t pair = 0; pair < 2; ++pair) {
+      Value column =
+          arith::AddIOp::create(b, loc, laneColumn, index(8 * group + pair));
+      if (perChannel) {
+        operands.gateScales.push_back(loadColumnValue(weightScales, column));
+        if (config.activation)
+          operands.upScales.push_back(
+              loadColumnValue(weightScales, column, upOffset));
+      }
+      if (config.bias) {
+        operands.gateBiases.push_back(loadBias(column, 0));
+        if (config.activation)
+          operands.upBiases.push_back(loadBias(column, upOffset));
+      }
+    }
+  return operands;
+}
+
 void KernelBuilder::storeEpilogue(Value accumulator) {
   // The m64nNk16 f32 fragment: thread t of the warpgroup holds, for every
   // 8-column group g, rows 16·(t/32) + (t%32)/4 (+8) and columns
@@ -1182,71 +1291,23 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
       arith::MulIOp::create(
           b, loc, arith::RemUIOp::create(b, loc, lane, index(4)), index(2)),
       tileColumn);
-  // Per-tensor and per-channel scales are all loaded here, before the
-  // first store: behind the stores (atomics for the combine) each load's
-  // latency would be paid in turn. Per fragment half the row's input
-  // scale; per column of the thread (2 of every 8; gated: and its up
-  // column) the weight scale, a clamped column for the last tile's
-  // overhang (its products are dropped); per tensor, one of each.
-  bool epilogueScales = config.isW8A8() && !config.hasBlockScales();
-  SmallVector<Value> rowScales, gateScales, upScales;
-  int64_t threadColumns = config.outputTile() / 4;
-  if (epilogueScales && config.scales == ScaleLayout::PerTensor) {
-    rowScales.assign(2, memref::LoadOp::create(b, loc, inputScales,
-                                               ValueRange{index(0)}));
-    Value weightScale =
-        memref::LoadOp::create(b, loc, weightScales, ValueRange{expert});
-    gateScales.assign(threadColumns, weightScale);
-    upScales.assign(threadColumns, weightScale);
-  } else if (epilogueScales) {
-    for (int64_t half = 0; half < 2; ++half)
-      rowScales.push_back(memref::LoadOp::create(b, loc, inputScales,
-                                                 ValueRange{scaleRow[half]}));
-    for (int64_t group = 0; group < config.outputTile() / 8; ++group)
-      for (int64_t pair = 0; pair < 2; ++pair) {
-        Value column = arith::AddIOp::create(b, loc, laneColumn,
-                                             index(8 * group + pair));
-        column = arith::SelectOp::create(
-            b, loc,
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, column,
-                                  index(config.width())),
-            column, index(0));
-        gateScales.push_back(memref::LoadOp::create(
-            b, loc, weightScales, ValueRange{expert, column}));
-        if (config.activation)
-          upScales.push_back(memref::LoadOp::create(
-              b, loc, weightScales,
-              ValueRange{expert,
-                         arith::AddIOp::create(
-                             b, loc, column,
-                             index(config.outFeatures / 2))}));
-      }
-  }
+  EpilogueOperands operands = loadEpilogueOperands(laneColumn);
   for (int64_t half = 0; half < 2; ++half) {
     const EpilogueRow &rows = epilogueRows[half];
-    Value slot = rows.slot;
     if (!config.combine) {
-      storeRows(accumulator, half, slot, laneColumn, epilogueScales,
-                rowScales, gateScales, upScales);
+      storeRows(accumulator, half, rows.slot, laneColumn, operands);
       continue;
     }
     ifThen(rows.scheduled, [&] {
-      SmallVector<Value> columnScales;
-      if (epilogueScales)
-        for (Value weightScale : gateScales)
-          columnScales.push_back(
-              arith::MulFOp::create(b, loc, rowScales[half], weightScale));
       combinePairs(accumulator, half, laneColumn, rows.token, rows.scale,
-                   columnScales);
+                   operands);
     });
   }
 }
 
 void KernelBuilder::storeRows(Value accumulator, int64_t half, Value slot,
-                              Value laneColumn, bool epilogueScales,
-                              ArrayRef<Value> rowScales,
-                              ArrayRef<Value> gateScales,
-                              ArrayRef<Value> upScales) {
+                              Value laneColumn,
+                              const EpilogueOperands &operands) {
   // No branch per row: a block never reaches past the padded count, and a
   // padding slot's A row is zero, so its outputs are written and never read.
   for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
@@ -1257,22 +1318,14 @@ void KernelBuilder::storeRows(Value accumulator, int64_t half, Value slot,
     SmallVector<Value, 2> pairValues;
     for (int64_t pair = 0; pair < 2; ++pair) {
       int64_t reg = 4 * group + 2 * half + pair;
-      Value value = accumulatorValue(accumulator, reg);
       int64_t columnIndex = 2 * group + pair;
-      if (epilogueScales)
-        value = arith::MulFOp::create(
-            b, loc, value,
-            arith::MulFOp::create(b, loc, rowScales[half],
-                                  gateScales[columnIndex]));
+      Value value = epilogueValue(accumulator, reg, half, columnIndex,
+                                  /*up=*/false, operands);
       if (config.activation) {
         // The up column of this gate column sits 64 columns, 8 groups of
         // registers, further: in the same thread.
-        Value up = accumulatorValue(accumulator, reg + config.blockN / 4);
-        if (epilogueScales)
-          up = arith::MulFOp::create(
-              b, loc, up,
-              arith::MulFOp::create(b, loc, rowScales[half],
-                                    upScales[columnIndex]));
+        Value up = epilogueValue(accumulator, reg + config.blockN / 4, half,
+                                 columnIndex, /*up=*/true, operands);
         value = buildGatedActivation(b, loc, *config.activation, value, up,
                                      config.alpha, config.limit);
       }
@@ -1844,6 +1897,8 @@ void KernelBuilder::bindArguments(Block &entry) {
     inputScales = entry.getArgument(argument++);
     weightScales = entry.getArgument(argument++);
   }
+  if (config.bias)
+    biases = entry.getArgument(argument++);
   if (config.combine)
     routingWeights = entry.getArgument(argument++);
   out = entry.getArgument(argument++);
@@ -2160,6 +2215,7 @@ static FailureOr<KernelConfig> describeMatmul(OpBuilder &b,
   config.gather = op.getGather();
   config.combine = op.isCombine();
   config.activation = op.getActivation();
+  config.bias = static_cast<bool>(op.getBias());
   config.blockM = op.getBlockM().value_or(0);
   if (!op.isAligned() || op.getUnpermute())
     return op.emitRemark("no GPU kernel yet: only the aligned schedule with "
@@ -2308,6 +2364,9 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
       arguments.push_back(MemRefType::get(shape, b.getF32Type()));
     }
   }
+  if (config.bias)
+    arguments.push_back(MemRefType::get(
+        {config.numExperts, config.outFeatures}, b.getF32Type()));
   if (config.combine) {
     arguments.push_back(MemRefType::get({dynamic, config.topK}, b.getF32Type()));
     arguments.push_back(

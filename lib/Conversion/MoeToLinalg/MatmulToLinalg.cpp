@@ -271,7 +271,7 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
       rewriter.replaceOpWithNewOp<GroupedMatmulOp>(
           op, op.getResult().getType(), rows, weights, adaptor.getOffsets(),
           /*input_scales=*/Value(), /*weight_scales=*/Value(),
-          /*weight_zeros=*/Value(),
+          /*weight_zeros=*/Value(), adaptor.getBias(),
           QuantizationAttr::get(op.getContext(), QuantFormat::None),
           op.getTileAttr());
       return success();
@@ -281,7 +281,8 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
         /*slots=*/Value(), adaptor.getOffsets(), /*block_experts=*/Value(),
         /*num_padded=*/Value(), /*routing_weights=*/Value(),
         /*input_scales=*/Value(), /*weight_scales=*/Value(),
-        /*weight_zeros=*/Value(), rewriter.getI64IntegerAttr(1), /*gather=*/UnitAttr(),
+        /*weight_zeros=*/Value(), adaptor.getBias(),
+        rewriter.getI64IntegerAttr(1), /*gather=*/UnitAttr(),
         /*unpermute=*/UnitAttr(), /*activation=*/ActivationKindAttr(),
         /*alpha=*/FloatAttr(), /*limit=*/FloatAttr(),
         /*routed_scaling_factor=*/FloatAttr(), /*block_m=*/IntegerAttr(),
@@ -297,7 +298,7 @@ public:
                       ExpertMatmulOp::Adaptor adaptor, int64_t rowBlock)
       : loc(loc), op(op), rowBlock(rowBlock), input(adaptor.getInput()),
         weights(adaptor.getWeights()), slots(adaptor.getSlots()),
-        routingWeights(adaptor.getRoutingWeights()),
+        routingWeights(adaptor.getRoutingWeights()), bias(adaptor.getBias()),
         offsets(adaptor.getOffsets()), blockExperts(adaptor.getBlockExperts()),
         numPadded(adaptor.getNumPadded()), k(op.getK()) {
     auto weightsType = op.getWeights().getType();
@@ -458,14 +459,16 @@ private:
         b, l, hasRows,
         [&](OpBuilder &tb, Location tl) {
           Value transposed = buildTransposedWeights(tb, tl, expert);
+          Value biasRow = bias ? buildBiasRow(tb, tl, expert) : Value();
           Value blockValue = indexConstant(tb, tl, rowBlock);
           Value fullRows = arith::MulIOp::create(
               tb, tl, arith::DivUIOp::create(tb, tl, numRows, blockValue),
               blockValue);
           Value fullEnd = arith::AddIOp::create(tb, tl, begin, fullRows);
-          Value result =
-              buildRowBlocks(tb, tl, begin, fullEnd, rowBlock, transposed, acc);
-          result = buildRowBlocks(tb, tl, fullEnd, end, 1, transposed, result);
+          Value result = buildRowBlocks(tb, tl, begin, fullEnd, rowBlock,
+                                        transposed, biasRow, acc);
+          result = buildRowBlocks(tb, tl, fullEnd, end, 1, transposed, biasRow,
+                                  result);
           scf::YieldOp::create(tb, tl, result);
         },
         [&](OpBuilder &eb, Location el) { scf::YieldOp::create(eb, el, acc); });
@@ -493,9 +496,34 @@ private:
         ->getResult(0);
   }
 
-  /// for s0 in [begin, end) step rows: acc = store(s0, epilogue(A(s0) · Wt)).
+  /// bias[expert] as an [N] f32 row.
+  Value buildBiasRow(OpBuilder &b, Location l, Value expert) {
+    return tensor::ExtractSliceOp::create(
+        b, l, RankedTensorType::get({outFeatures}, f32), bias,
+        ArrayRef<OpFoldResult>{expert, b.getIndexAttr(0)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(outFeatures)},
+        ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+  }
+
+  /// The matmul's initial sums: zero, or the expert's bias row on every row
+  /// (the bias is added before the epilogue).
+  Value createProductInit(OpBuilder &b, Location l, int64_t rows,
+                          Value biasRow) {
+    SmallVector<OpFoldResult> shape = {b.getIndexAttr(rows),
+                                       b.getIndexAttr(outFeatures)};
+    if (!biasRow)
+      return createFilled(b, l, shape, f32, 0.0);
+    return linalg::BroadcastOp::create(b, l, biasRow,
+                                       createEmpty(b, l, shape, f32),
+                                       ArrayRef<int64_t>{0})
+        ->getResult(0);
+  }
+
+  /// for s0 in [begin, end) step rows:
+  ///   acc = store(s0, epilogue(A(s0) · Wt + bias)).
   Value buildRowBlocks(OpBuilder &b, Location l, Value begin, Value end,
-                       int64_t rows, Value transposed, Value acc) {
+                       int64_t rows, Value transposed, Value biasRow,
+                       Value acc) {
     auto loop = scf::ForOp::create(
         b, l, begin, end, indexConstant(b, l, rows), ValueRange{acc},
         [&](OpBuilder &lb, Location ll, Value firstSlot, ValueRange args) {
@@ -503,10 +531,7 @@ private:
           Value product =
               linalg::MatmulOp::create(
                   lb, ll, ValueRange{block, transposed},
-                  ValueRange{createFilled(
-                      lb, ll,
-                      {lb.getIndexAttr(rows), lb.getIndexAttr(outFeatures)},
-                      f32, 0.0)})
+                  ValueRange{createProductInit(lb, ll, rows, biasRow)})
                   .getResult(0);
           if (op.getActivation())
             product = buildActivationEpilogue(lb, ll, product, rows);
@@ -688,7 +713,8 @@ private:
   Location loc;
   ExpertMatmulOp op;
   int64_t rowBlock;
-  Value input, weights, slots, routingWeights, offsets, blockExperts, numPadded;
+  Value input, weights, slots, routingWeights, bias, offsets, blockExperts,
+      numPadded;
   int64_t k, numExperts, outFeatures, inFeatures, width;
   RankedTensorType resultType;
   Type f32;
@@ -717,7 +743,8 @@ struct ExpertMatmulOpLowering : public OpConversionPattern<ExpertMatmulOp> {
           adaptor.getOffsets(), adaptor.getBlockExperts(),
           adaptor.getNumPadded(), adaptor.getRoutingWeights(),
           /*input_scales=*/Value(), /*weight_scales=*/Value(),
-          /*weight_zeros=*/Value(), op.getKAttr(), op.getGatherAttr(),
+          /*weight_zeros=*/Value(), adaptor.getBias(), op.getKAttr(),
+          op.getGatherAttr(),
           op.getUnpermuteAttr(), op.getActivationAttr(), op.getAlphaAttr(),
           op.getLimitAttr(), op.getRoutedScalingFactorAttr(),
           op.getBlockMAttr(),

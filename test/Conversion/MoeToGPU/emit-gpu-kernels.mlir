@@ -69,6 +69,54 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 
 // -----
 
+// Expert biases: the [E, N] f32 table is the argument after the weights;
+// each thread loads its gate columns' and their up columns' (N/2 = 128
+// further) biases before the stores, and adds them to the products before
+// swiglu's clamps.
+// CHECK-LABEL: func.func @swiglu_bias
+// CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xbf16>, {{.*}}, %{{.*}}: !llvm.ptr, %[[BIAS:.*]]: memref<8x256xf32>, %{{.*}}: memref<?x128xbf16>) kernel
+// CHECK: nvvm.wgmma.mma_async
+// CHECK: %[[GATE_COLUMN:.*]] = arith.select %{{.*}}, %[[COLUMN:.*]], %c0{{.*}} : index
+// CHECK: %[[GATE_BIAS:.*]] = memref.load %[[BIAS]][%{{.*}}, %[[GATE_COLUMN]]] : memref<8x256xf32>
+// CHECK: %[[CLAMPED:.*]] = arith.select %{{.*}}, %[[COLUMN]], %c0{{.*}} : index
+// CHECK: %[[UP_COLUMN:.*]] = arith.addi %[[CLAMPED]], %c128
+// CHECK: %[[UP_BIAS:.*]] = memref.load %[[BIAS]][%{{.*}}, %[[UP_COLUMN]]] : memref<8x256xf32>
+// CHECK: %[[G:.*]] = llvm.extractvalue %{{.*}}[0]
+// CHECK: %[[GB:.*]] = arith.addf %[[G]], %[[GATE_BIAS]] : f32
+// CHECK: %[[U:.*]] = llvm.extractvalue %{{.*}}[32]
+// CHECK: %[[UB:.*]] = arith.addf %[[U]], %[[UP_BIAS]] : f32
+// CHECK: arith.minimumf %[[GB]]
+// CHECK: arith.maximumf %[[UB]]
+// CHECK: math.exp
+func.func @swiglu_bias(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>, %b: tensor<8x256xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) bias(%b : tensor<8x256xf32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<swiglu>, alpha = 1.702 : f32, limit = 7.0 : f32} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// A biased combine split along K: only split 0 adds the bias, before the
+// routed weight multiplies the sum.
+// CHECK-LABEL: func.func @combine_bias_split_k
+// CHECK: gpu.func @expert_matmul({{.*}}, %{{.*}}: !llvm.ptr, %[[BIAS:.*]]: memref<8x512xf32>, %{{.*}}: memref<?x2xf32>, %{{.*}}: memref<?x512xf32>) kernel
+// CHECK-SAME: split_k = 2 : i64
+// CHECK: nvvm.wgmma.mma_async
+// CHECK: %[[Z:.*]] = gpu.block_id z
+// CHECK: %[[FIRST:.*]] = arith.cmpi eq, %[[Z]], %c0
+// CHECK: %[[LOADED:.*]] = memref.load %[[BIAS]]
+// CHECK: %[[B0:.*]] = arith.select %[[FIRST]], %[[LOADED]], %cst{{.*}} : f32
+// CHECK: %[[SUM:.*]] = arith.addf %{{.*}}, %[[B0]] : f32
+// CHECK: arith.mulf %[[SUM]], %{{.*}} : f32
+// CHECK: red.global.add.v2.f32
+func.func @combine_bias_split_k(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>, %b: tensor<8x512xf32>) -> tensor<?x512xbf16> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>) bias(%b : tensor<8x512xf32>)
+      {k = 2 : i64, block_m = 128 : i64, tile = #moe.tile<block_m = 128, block_n = 256, block_k = 64, stages = 4, split_k = 2, swap_ab = false, group_m = 1>} : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
+}
+
+// -----
+
 // GEMM2 with the combine: rows in slot order, two warpgroups for block_m
 // 128, wgmma N and split-K from the tile, routed weight times the scaling
 // factor added into f32 sums by paired reductions (a thread's two adjacent
@@ -304,8 +352,8 @@ func.func @fp8_block_gemm1(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %
 // CHECK: memref.load %[[AS]]
 // CHECK: %[[COLUMNSCALE:.*]] = memref.load %[[WS]]
 // CHECK-NOT: llvm.inline_asm
-// CHECK: %[[SCALE:.*]] = arith.mulf %[[ROWSCALE]], %[[COLUMNSCALE]]
 // CHECK: %[[SUM:.*]] = arith.sitofp %{{.*}} : i32 to f32
+// CHECK: %[[SCALE:.*]] = arith.mulf %[[ROWSCALE]], %[[COLUMNSCALE]]
 // CHECK: arith.mulf %[[SUM]], %[[SCALE]]
 // CHECK-NOT: memref.load %[[WS]]
 // CHECK: llvm.inline_asm has_side_effects "red.global.add.v2.f32

@@ -41,6 +41,25 @@ func.func @grouped_matmul(%rows: tensor<?x64xbf16>, %w: tensor<4x32x64xbf16>, %o
 
 // -----
 
+// With a bias, each matmul starts from the expert's bias row broadcast over
+// its rows instead of zeros.
+// CHECK-LABEL: func @grouped_matmul_bias
+// CHECK-SAME: %[[B:[^:]*]]: tensor<4x32xf32>)
+// CHECK: scf.for %[[E:.*]] = %{{.*}} to %{{.*}} {{.*}} iter_args
+// CHECK: %[[BE:.*]] = tensor.extract_slice %[[B]][%[[E]], 0] [1, 32] [1, 1] : tensor<4x32xf32> to tensor<32xf32>
+// CHECK: scf.for
+// CHECK: %[[BIAS8:.*]] = linalg.broadcast ins(%[[BE]] : tensor<32xf32>) outs(%{{.*}} : tensor<8x32xf32>) dimensions = [0]
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<8x64xbf16>, tensor<64x32xbf16>) outs(%[[BIAS8]] : tensor<8x32xf32>)
+// CHECK: scf.for
+// CHECK: %[[BIAS1:.*]] = linalg.broadcast ins(%[[BE]] : tensor<32xf32>) outs(%{{.*}} : tensor<1x32xf32>) dimensions = [0]
+// CHECK: linalg.matmul {{.*}} outs(%[[BIAS1]] : tensor<1x32xf32>)
+func.func @grouped_matmul_bias(%rows: tensor<?x64xbf16>, %w: tensor<4x32x64xbf16>, %o: tensor<5xi32>, %b: tensor<4x32xf32>) -> tensor<?x32xf32> {
+  %0 = moe.grouped_matmul %rows, %w, %o bias(%b : tensor<4x32xf32>) : tensor<?x64xbf16>, tensor<4x32x64xbf16>, tensor<5xi32> -> tensor<?x32xf32>
+  return %0 : tensor<?x32xf32>
+}
+
+// -----
+
 // A bf16 result is converted from the f32 accumulator after the contraction.
 // CHECK-LABEL: func @grouped_matmul_bf16_result
 // CHECK: linalg.matmul {{.*}} outs(%{{.*}} : tensor<8x32xf32>)

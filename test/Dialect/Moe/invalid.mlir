@@ -838,6 +838,30 @@ func.func @em_dynamic_weights(%x: tensor<?x64xbf16>, %w: tensor<?x64x64xbf16>, %
 
 // -----
 
+func.func @gm_bias_shape(%rows: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %off: tensor<9xi32>, %b: tensor<8x64xf32>) {
+  // expected-error @+1 {{expects a bias of shape [8, 128] (experts, product columns), got 'tensor<8x64xf32>'}}
+  %0 = moe.grouped_matmul %rows, %w, %off bias(%b : tensor<8x64xf32>) : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
+func.func @em_bias_shape(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>, %b: tensor<?x64xf32>) {
+  // expected-error @+1 {{expects a bias of shape [8, 64] (experts, product columns), got 'tensor<?x64xf32>'}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) bias(%b : tensor<?x64xf32>) {k = 1 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_bias_element_type(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>, %b: tensor<8x64xbf16>) {
+  // expected-error @+1 {{operand #3 must be 2D tensor of 32-bit float values}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) bias(%b : tensor<8x64xbf16>) {k = 1 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
 func.func @em_inner(%x: tensor<?x32xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
   // expected-error @+1 {{expects input with K = 64 columns to match weights}}
   %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64} : tensor<?x32xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>

@@ -60,6 +60,22 @@ func.func @grouped_matmul(%rows: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %
 
 // -----
 
+// Per-expert biases print after the scales, on both matmul forms.
+// CHECK-LABEL: func @expert_biases
+// CHECK: moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} bias(%{{.*}} : tensor<8x128xf32>) : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+// CHECK: moe.grouped_matmul %{{.*}}, %{{.*}}, %{{.*}} weight_scales(%{{.*}} : tensor<8x128x1xf32>) bias(%{{.*}} : tensor<8x128xf32>) {quantization = #moe.quant<int8_weight, group = 64>} : tensor<?x64xbf16>, tensor<8x128x64xi8>, tensor<9xi32> -> tensor<?x128xf32>
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%{{.*}} : tensor<?xi32>) offsets(%{{.*}} : tensor<9xi32>) combine(%{{.*}} : tensor<?x2xf32>) bias(%{{.*}} : tensor<8x128xf32>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x128x64xbf16> -> tensor<?x128xbf16>
+func.func @expert_biases(%rows: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %off: tensor<9xi32>,
+                         %codes: tensor<8x128x64xi8>, %scales: tensor<8x128x1xf32>, %b: tensor<8x128xf32>,
+                         %src: tensor<?xi32>, %rw: tensor<?x2xf32>) {
+  %0 = moe.grouped_matmul %rows, %w, %off bias(%b : tensor<8x128xf32>) : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>
+  %1 = moe.grouped_matmul %rows, %codes, %off weight_scales(%scales : tensor<8x128x1xf32>) bias(%b : tensor<8x128xf32>) {quantization = #moe.quant<int8_weight, group = 64>} : tensor<?x64xbf16>, tensor<8x128x64xi8>, tensor<9xi32> -> tensor<?x128xf32>
+  %2 = moe.expert_matmul %rows, %w slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>) combine(%rw : tensor<?x2xf32>) bias(%b : tensor<8x128xf32>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x128x64xbf16> -> tensor<?x128xbf16>
+  return
+}
+
+// -----
+
 // CHECK-LABEL: func @activations
 // CHECK: moe.activation silu_and_mul %{{.*}} : tensor<?x64xf32> -> tensor<?x32xf32>
 // CHECK: moe.activation gelu_and_mul %{{.*}} : tensor<?x64xf32> -> tensor<?x32xf32>

@@ -3,6 +3,7 @@
 // RUN: moe-run %moe_src_root/examples/scaled/qwen3_30b_a3b.mlir --entry=qwen3_30b_a3b --random --seed=2 --num-tokens=17 --check | FileCheck %s
 // RUN: moe-run %moe_src_root/examples/scaled/deepseek_v3.mlir --entry=deepseek_v3 --random --seed=3 --num-tokens=17 --check | FileCheck %s
 // RUN: moe-run %moe_src_root/examples/scaled/gpt_oss_120b.mlir --entry=gpt_oss_120b --random --seed=4 --num-tokens=17 --check | FileCheck %s
+// RUN: moe-run %moe_src_root/examples/scaled/gpt_oss_20b.mlir --entry=gpt_oss_20b --random --seed=5 --num-tokens=17 --check | FileCheck %s
 
 // CHECK: result #0: 17x256xbf16
 // CHECK: check: result #0 [bf16]: relative L2 error {{.*}} (tolerance 1e-02): ok

@@ -480,13 +480,30 @@ static LogicalResult verifyMatmulOperands(Operation *op, StringRef aName,
   return success();
 }
 
+/// An optional per-expert bias is f32 [E, N], one value per expert and
+/// product column (before any activation halves the width).
+static LogicalResult verifyExpertBias(Operation *op, Value bias,
+                                      RankedTensorType weightsType) {
+  if (!bias)
+    return success();
+  auto biasType = cast<RankedTensorType>(bias.getType());
+  SmallVector<int64_t, 2> expected = {weightsType.getDimSize(0),
+                                      weightsType.getDimSize(1)};
+  if (biasType.getShape() != ArrayRef<int64_t>(expected))
+    return op->emitOpError()
+           << "expects a bias of shape " << formatShape(expected)
+           << " (experts, product columns), got " << biasType;
+  return success();
+}
+
 LogicalResult GroupedMatmulOp::verify() {
   RankedTensorType rowsType = getRows().getType();
   RankedTensorType weightsType = getWeights().getType();
   RankedTensorType resultType = getResult().getType();
   if (failed(verifyMatmulOperands(
           *this, "rows", rowsType, weightsType, getOffsets(), getQuantization(),
-          {getInputScales(), getWeightScales(), getWeightZeros()})))
+          {getInputScales(), getWeightScales(), getWeightZeros()})) ||
+      failed(verifyExpertBias(*this, getBias(), weightsType)))
     return failure();
   int64_t outFeatures = weightsType.getDimSize(1);
   if (resultType.getDimSize(1) != outFeatures ||
@@ -635,7 +652,8 @@ LogicalResult ExpertMatmulOp::verify() {
   if (failed(verifyMatmulOperands(
           *this, "input", inputType, weightsType, getOffsets(),
           getQuantization(),
-          {getInputScales(), getWeightScales(), getWeightZeros()})))
+          {getInputScales(), getWeightScales(), getWeightZeros()})) ||
+      failed(verifyExpertBias(*this, getBias(), weightsType)))
     return failure();
   int64_t outFeatures = weightsType.getDimSize(1);
   int64_t k = getK();

@@ -15,7 +15,7 @@ namespace mlir::moe {
 
 struct ExpertMatmulSpec {
   Value input, weights, slots, offsets, blockExperts, numPadded, routingWeights;
-  Value inputScales, weightScales, weightZeros;
+  Value inputScales, weightScales, weightZeros, bias;
   int64_t k = 1;
   bool gather = false;
   bool unpermute = false;
@@ -41,6 +41,7 @@ struct ExpertMatmulSpec {
     spec.inputScales = op.getInputScales();
     spec.weightScales = op.getWeightScales();
     spec.weightZeros = op.getWeightZeros();
+    spec.bias = op.getBias();
     spec.k = op.getK();
     spec.gather = op.getGather();
     spec.unpermute = op.getUnpermute();
@@ -64,6 +65,7 @@ struct ExpertMatmulSpec {
     spec.inputScales = op.getInputScales();
     spec.weightScales = op.getWeightScales();
     spec.weightZeros = op.getWeightZeros();
+    spec.bias = op.getBias();
     spec.quantization = op.getQuantizationAttr();
     spec.tile = op.getTileAttr();
     return spec;
@@ -87,7 +89,7 @@ struct ExpertMatmulSpec {
     };
     auto op = ExpertMatmulOp::create(
         b, loc, resultType, input, weights, slots, offsets, blockExperts,
-        numPadded, routingWeights, inputScales, weightScales, weightZeros,
+        numPadded, routingWeights, inputScales, weightScales, weightZeros, bias,
         b.getI64IntegerAttr(k), unit(gather),
         unit(unpermute), activation, alpha, limit, routedScalingFactor, blockM,
         quantization ? quantization

@@ -385,6 +385,8 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   if (op.getInputScales())
     args.append({buffers.lookup(op.getInputScales()).memref,
                  buffers.lookup(op.getWeightScales()).memref});
+  if (op.getBias())
+    args.push_back(buffers.lookup(op.getBias()).memref);
 
   auto resultType = cast<RankedTensorType>(op.getResult().getType());
   AffineExpr widthExpr = b.getAffineConstantExpr(width);

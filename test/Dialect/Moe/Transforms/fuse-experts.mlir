@@ -26,6 +26,25 @@ func.func @full_chain(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>, %w: tensor<?
 
 // -----
 
+// Expert biases stay on their GEMMs through every fold: GEMM1's bias is
+// added before the fused activation, GEMM2's before the routed weight.
+// CHECK-LABEL: func @chain_with_expert_biases
+// CHECK-SAME: %[[B13:[^:]*]]: tensor<8x64xf32>, %[[B2:[^:]*]]: tensor<8x64xf32>)
+// CHECK: %[[H:.*]] = moe.expert_matmul %{{.*}}, %{{.*}} slots(%{{.*}} : tensor<?xi32>) offsets(%{{.*}} : tensor<9xi32>) bias(%[[B13]] : tensor<8x64xf32>) {activation = #moe.activation<swiglu>, alpha = 1.702000e+00 : f32, gather, k = 2 : i64, limit = 7.000000e+00 : f32}
+// CHECK: moe.expert_matmul %[[H]], %{{.*}} slots(%{{.*}} : tensor<?xi32>) offsets(%{{.*}} : tensor<9xi32>) combine(%{{.*}} : tensor<?x2xf32>) bias(%[[B2]] : tensor<8x64xf32>) {k = 2 : i64}
+// CHECK-NOT: moe.grouped_matmul
+func.func @chain_with_expert_biases(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %w13: tensor<8x64x64xbf16>, %w2: tensor<8x64x32xbf16>, %b13: tensor<8x64xf32>, %b2: tensor<8x64xf32>) -> tensor<?x64xbf16> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<9xi32>, tensor<?xi32>
+  %gate_up = moe.grouped_matmul %rows, %w13, %offsets bias(%b13 : tensor<8x64xf32>) : tensor<?x64xbf16>, tensor<8x64x64xbf16>, tensor<9xi32> -> tensor<?x64xbf16>
+  %act = moe.activation swiglu %gate_up {alpha = 1.702 : f32, limit = 7.0 : f32} : tensor<?x64xbf16> -> tensor<?x32xbf16>
+  %down = moe.grouped_matmul %act, %w2, %offsets bias(%b2 : tensor<8x64xf32>) : tensor<?x32xbf16>, tensor<8x64x32xbf16>, tensor<9xi32> -> tensor<?x64xf32>
+  %y = moe.unpermute %down, %source : tensor<?x64xf32>, tensor<?xi32> -> tensor<?x2x64xf32>
+  %out = moe.combine %y, %w : tensor<?x2x64xf32>, tensor<?x2xf32> -> tensor<?x64xbf16>
+  return %out : tensor<?x64xbf16>
+}
+
+// -----
+
 // A single grouped matmul between permute and unpermute + combine: gather
 // and scatter + combine all fold into one op.
 // CHECK-LABEL: func @single_matmul

@@ -213,6 +213,10 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul",
     - `mxfp4`: `ui8` `[E, N, K/2]` of e2m1 pairs, `weight_scales` `ui8`
       `[E, N, K/32]` of e8m0 exponents (`2^(byte - 127)`).
 
+    With `bias(%b)` (f32 `[E, N]`, GPT-OSS's per-expert biases), row i of
+    expert e gets `bias[e, n]` added to its (dequantized) product:
+    `result[i, n] = sum_k rows[i, k] * weights[e, n, k] + bias[e, n]`.
+
     Example:
     ```mlir
     %h = moe.grouped_matmul %rows, %w13, %offsets
@@ -231,6 +235,7 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul",
                        Optional<Moe_F32Tensor>:$input_scales,
                        Optional<TensorOf<[F32, UI8]>>:$weight_scales,
                        Optional<TensorOf<[UI8]>>:$weight_zeros,
+                       Optional<Moe_F32Tensor2D>:$bias,
                        DefaultValuedAttr<Moe_QuantizationAttr,
                          "::mlir::moe::QuantFormat::None">:$quantization,
                        OptionalAttr<Moe_TileAttr>:$tile);
@@ -240,6 +245,7 @@ def Moe_GroupedMatmulOp : Moe_Op<"grouped_matmul",
     (`input_scales` `(` $input_scales^ `:` type($input_scales) `)`)?
     (`weight_scales` `(` $weight_scales^ `:` type($weight_scales) `)`)?
     (`weight_zeros` `(` $weight_zeros^ `:` type($weight_zeros) `)`)?
+    (`bias` `(` $bias^ `:` type($bias) `)`)?
     attr-dict `:` type($rows) `,` type($weights) `,` type($offsets) `->`
     type($result)
   }];
@@ -526,7 +532,8 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
       `moe.align`.
 
     For every scheduled slot: the A row is `input[a / k]` with `gather`, else
-    `input[s]`; the product `p = row · weights[e]ᵀ` is accumulated in f32;
+    `input[s]`; the product `p = row · weights[e]ᵀ` is accumulated in f32,
+    plus `bias[e]` with `bias(%b)` (f32 `[E, N]`, as `moe.grouped_matmul`'s);
     `activation` (an epilogue over p's `[gate | up]` halves, as
     `moe.activation`) halves its width. Then, by output mode:
 
@@ -565,6 +572,7 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
                        Optional<Moe_F32Tensor>:$input_scales,
                        Optional<TensorOf<[F32, UI8]>>:$weight_scales,
                        Optional<TensorOf<[UI8]>>:$weight_zeros,
+                       Optional<Moe_F32Tensor2D>:$bias,
                        ConfinedAttr<I64Attr, [IntPositive]>:$k,
                        UnitAttr:$gather,
                        UnitAttr:$unpermute,
@@ -588,6 +596,7 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
     (`input_scales` `(` $input_scales^ `:` type($input_scales) `)`)?
     (`weight_scales` `(` $weight_scales^ `:` type($weight_scales) `)`)?
     (`weight_zeros` `(` $weight_zeros^ `:` type($weight_zeros) `)`)?
+    (`bias` `(` $bias^ `:` type($bias) `)`)?
     attr-dict `:` type($input) `,` type($weights) `->` type($result)
   }];
   let extraClassDeclaration = [{
