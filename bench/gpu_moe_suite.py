@@ -44,7 +44,8 @@ import torch
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
 from moe_compiler import quant, reference  # noqa: E402
 
-SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3", "gpt_oss_120b", "gpt_oss_20b")
+SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3", "gpt_oss_120b", "gpt_oss_20b",
+          "deepseek_v3_shared", "qwen1_5_moe_a2_7b")
 # The w8a8 expert blocks: (shape, scheme) as configs.QUANTIZED_BLOCKS.
 QUANTIZED = (("deepseek_v3", "fp8_block"), ("qwen3_30b_a3b", "fp8_channel"),
              ("qwen3_30b_a3b", "int8_channel"), ("qwen3_30b_a3b", "fp8_tensor"))
@@ -119,10 +120,16 @@ def relative_l2(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30))
 
 
+def total_experts(config) -> int:
+    """Experts in the expert weights: the routed ones, then the shared ones."""
+    return config["num_experts"] + config.get("num_shared_experts", 0)
+
+
 def make_weights(config, generator):
-    """Random bf16 expert weights, std 1/sqrt(fan-in) so that activations stay
-    O(1); filled one expert at a time to keep the float32 temporaries small."""
-    e, h, i = config["num_experts"], config["hidden"], config["intermediate"]
+    """Random bf16 expert weights (shared experts after the routed ones), std
+    1/sqrt(fan-in) so that activations stay O(1); filled one expert at a time
+    to keep the float32 temporaries small."""
+    e, h, i = total_experts(config), config["hidden"], config["intermediate"]
     w13 = torch.empty(e, 2 * i, h, dtype=torch.bfloat16, device="cuda")
     w2 = torch.empty(e, h, i, dtype=torch.bfloat16, device="cuda")
     for expert in range(e):
@@ -136,7 +143,7 @@ def make_biases(config, generator) -> list:
     them (GPT-OSS), of the products' magnitude; else none."""
     if not config.get("has_expert_biases"):
         return []
-    e, h, i = config["num_experts"], config["hidden"], config["intermediate"]
+    e, h, i = total_experts(config), config["hidden"], config["intermediate"]
     return [torch.randn(e, 2 * i, device="cuda", generator=generator),
             torch.randn(e, h, device="cuda", generator=generator)]
 
@@ -159,8 +166,34 @@ def make_routing(config, m, kind, generator):
         # Ids outside [-1, E): runtime errors, skipped and counted.
         mask = torch.rand(m, k, device="cuda", generator=generator) < 0.1
         mask[0, 0] = True
-        ids = torch.where(mask, torch.full_like(ids, e + 3), ids)
+        ids = torch.where(mask, torch.full_like(ids, total_experts(config) + 3), ids)
     return ids.contiguous(), weights.float().contiguous()
+
+
+def make_shared_gate(config, generator) -> list:
+    """The shared experts' gate weights [1, H] where the layer has them."""
+    if not config.get("shared_expert_gate"):
+        return []
+    h = config["hidden"]
+    return [(torch.randn(1, h, device="cuda", generator=generator) / math.sqrt(h)).to(
+        torch.bfloat16)]
+
+
+def with_shared_experts(config, x, ids, weights, shared_gate):
+    """The routed choices with the shared experts appended (float64 weights
+    of 1, or the sigmoid of x · gateᵀ), as moe.add_shared_experts."""
+    s = config.get("num_shared_experts", 0)
+    if not s:
+        return ids, weights
+    m = ids.shape[0]
+    shared_ids = torch.arange(config["num_experts"], config["num_experts"] + s,
+                              device=ids.device, dtype=ids.dtype).expand(m, s)
+    shared_weights = torch.ones(m, s, dtype=torch.float64, device=ids.device)
+    if shared_gate:
+        shared_weights = shared_weights * torch.sigmoid(
+            x.double() @ shared_gate[0].double().T)
+    return (torch.cat([ids, shared_ids], dim=1),
+            torch.cat([weights.double(), shared_weights], dim=1))
 
 
 def quantize_weights(w, quant_config):
@@ -382,9 +415,9 @@ def reference_rows(config, x, ids, weights, w13, w2, rows, biases=()):
     for t in rows:
         acc = np.zeros(config["hidden"])
         xt = x[t].double()
-        for j in range(config["k"]):
+        for j in range(ids.shape[1]):
             e = int(ids[t, j])
-            if e < 0 or e >= config["num_experts"]:
+            if e < 0 or e >= total_experts(config):
                 continue
             gate_up = w13[e].double() @ xt
             if biases:
@@ -411,28 +444,31 @@ def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only"), shapes=SHAPES
         config = configs[f"{shape}_block"]
         w13, w2 = make_weights(config, generator)
         biases = make_biases(config, generator)
+        shared_gate = make_shared_gate(config, generator)
         for m, kind in cases:
             name = f"{shape}_block_m{m}"
-            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=5 + len(biases))
+            layer = Layer(layers_dir / f"{name}.so", name,
+                          num_inputs=5 + len(shared_gate) + len(biases))
             x = torch.randn(m, config["hidden"], device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, kind, generator)
             out = torch.full((m, config["hidden"]), float("nan"), dtype=torch.bfloat16, device="cuda")
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
-            layer(x, ids, weights, w13, w2, *biases, out)
+            layer(x, ids, weights, *shared_gate, w13, w2, *biases, out)
             torch.cuda.synchronize()
             rows = sample_rows(m, 6, generator)
-            expected = reference_rows(config, x, ids, weights, w13, w2, rows, biases)
+            all_ids, all_weights = with_shared_experts(config, x, ids, weights, shared_gate)
+            expected = reference_rows(config, x, all_ids, all_weights, w13, w2, rows, biases)
             got = out[rows].double().cpu().numpy()
             error = relative_l2(got, expected)
             finite = bool(torch.isfinite(out).all())
             reported = layer.invalid_ids(m)
-            injected = int((ids >= config["num_experts"]).sum())
+            injected = int((ids >= total_experts(config)).sum())
             good = finite and error < 1e-2 and reported == injected
             failures += not good
             print(f"{'ok' if good else 'FAIL'}: {shape} M={m} {kind}: rel L2 {error:.2e} on rows "
                   f"{rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs written: {finite}, "
                   f"invalid ids reported {reported} of {injected}", flush=True)
-        del w13, w2, biases
+        del w13, w2, biases, shared_gate
         torch.cuda.empty_cache()
     print(f"expert blocks: {len(shapes) * len(cases) - failures} passed, {failures} failed")
     if "w8a8" in kinds:
@@ -455,11 +491,13 @@ def check_layers(layers_dir: pathlib.Path, generator, shapes=SHAPES) -> int:
         e, h = config["num_experts"], config["hidden"]
         w13, w2 = make_weights(config, generator)
         biases = make_biases(config, generator)
+        shared_gate = make_shared_gate(config, generator)
         w_gate = (torch.randn(e, h, device="cuda", generator=generator) / math.sqrt(h)).to(torch.bfloat16)
         bias = (torch.randn(e, device="cuda", generator=generator) * 0.1).float()
         inputs = [w_gate]
         if config["has_gate_bias"] or config["has_score_bias"]:
             inputs.append(bias)
+        inputs += shared_gate
         for m in (1, 256, 4096):
             total += 1
             name = f"{shape}_m{m}"
@@ -482,8 +520,11 @@ def check_layers(layers_dir: pathlib.Path, generator, shapes=SHAPES) -> int:
             _, ids_f32 = reference.topk(logits.astype(np.float32).astype(np.float64), config["k"],
                                         config["scoring"], **options)
             keep = [i for i in range(len(rows)) if (ids[i] == ids_f32[i]).all()]
-            expected = (reference_rows(config, x[[rows[i] for i in keep]],
-                                       torch.from_numpy(ids[keep]), torch.from_numpy(weights[keep]),
+            kept_x = x[[rows[i] for i in keep]]
+            all_ids, all_weights = with_shared_experts(
+                config, kept_x, torch.from_numpy(ids[keep]).cuda(),
+                torch.from_numpy(weights[keep]).cuda(), shared_gate)
+            expected = (reference_rows(config, kept_x, all_ids, all_weights,
                                        w13, w2, range(len(keep)), biases)
                         if keep else np.zeros((0, h)))
             got = out[[rows[i] for i in keep]].double().cpu().numpy()
@@ -494,7 +535,7 @@ def check_layers(layers_dir: pathlib.Path, generator, shapes=SHAPES) -> int:
             print(f"{'ok' if good else 'FAIL'}: {shape} layer (routing included) M={m}: rel L2 "
                   f"{error:.2e} on {len(keep)} rows ({len(rows) - len(keep)} near-ties skipped), "
                   f"all outputs written: {finite}", flush=True)
-        del w13, w2, biases
+        del w13, w2, biases, shared_gate
         torch.cuda.empty_cache()
     print(f"layers: {total - failures} passed, {failures} failed")
     return failures

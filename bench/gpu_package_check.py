@@ -2,7 +2,8 @@
 `fused_moe` against the float64 reference at several token counts,
 CUDA-graph capture and replay, two threads calling one layer on two
 streams, and `hf.MoEBlock` loaded from Qwen3-MoE- and GPT-OSS-layout
-checkpoints (GPT-OSS-20B with its expert biases).
+checkpoints (GPT-OSS-20B with its expert biases) and a Qwen2-MoE-layout one
+(Qwen1.5-MoE-A2.7B with its gated shared expert).
 
 The GPU machine has no LLVM, so the libraries are compiled here first:
 
@@ -44,6 +45,7 @@ TOKEN_COUNTS = (1, 7, 256, 4096)
 BLOCKS = {
     "qwen3_moe": (configs.QWEN3_30B_A3B, (7, 256)),
     "gpt_oss": (configs.GPT_OSS_20B, (1, 7, 256, 4096)),
+    "qwen2_moe": (configs.QWEN1_5_MOE_A2_7B, (7, 256)),
 }
 BLOCK_LAYERS: dict[str, dict[int, object]] = {layout: {} for layout in BLOCKS}
 
@@ -265,7 +267,27 @@ def block_checkpoint(layout: str, config, prefix: str, generator) -> dict[str, o
         state[f"{prefix}experts.{expert}.gate_proj.weight"] = random(i, h, fan_in=h)
         state[f"{prefix}experts.{expert}.up_proj.weight"] = random(i, h, fan_in=h)
         state[f"{prefix}experts.{expert}.down_proj.weight"] = random(h, i, fan_in=i)
+    if layout == "qwen2_moe":
+        width = config.num_shared_experts * i
+        state[f"{prefix}shared_expert.gate_proj.weight"] = random(width, h, fan_in=h)
+        state[f"{prefix}shared_expert.up_proj.weight"] = random(width, h, fan_in=h)
+        state[f"{prefix}shared_expert.down_proj.weight"] = random(h, width, fan_in=width)
+        state[f"{prefix}shared_expert_gate.weight"] = random(1, h, fan_in=h)
     return state
+
+
+def checkpoint_shared_expert(layout: str, state, prefix: str, x_row):
+    """The whole shared expert's float64 output on one row, gated (Qwen2-MoE
+    layout), or zero where the layout has none."""
+    import torch
+
+    if layout != "qwen2_moe":
+        return 0.0
+    name = f"{prefix}shared_expert."
+    hidden = (torch.nn.functional.silu(state[name + "gate_proj.weight"].double() @ x_row)
+              * (state[name + "up_proj.weight"].double() @ x_row))
+    gate = torch.sigmoid(state[f"{prefix}shared_expert_gate.weight"].double() @ x_row)
+    return (gate * (state[name + "down_proj.weight"].double() @ hidden)).cpu().numpy()
 
 
 def checkpoint_logits(layout: str, state, prefix: str, xs):
@@ -320,8 +342,12 @@ def check_moe_block(generator, layout: str) -> int:
             logits, k, config.renormalize,
             lambda r, expert: checkpoint_expert(layout, state, prefix, config, xs[r], expert),
             config.scoring)
+        expected = expected.reshape(len(keep), h)
+        if layout == "qwen2_moe":
+            expected = expected + np.stack(
+                [checkpoint_shared_expert(layout, state, prefix, xs[r]) for r in keep])
         got = out[0, [rows[r] for r in keep]].double().cpu().numpy()
-        error = _suite().relative_l2(got, expected.reshape(len(keep), h))
+        error = _suite().relative_l2(got, expected)
         good = (tuple(out.shape) == (1, m, h) and bool(out.isfinite().all())
                 and len(keep) > 0 and error < 1e-2)
         failures += not good

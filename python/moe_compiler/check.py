@@ -151,6 +151,9 @@ def evaluate(graph: dict, args: list[np.ndarray]):
                                 routed_scaling_factor=attrs["routed_scaling_factor"]))
             token_mask = ambiguous_tokens(logits, attrs, bias)
             ambiguous = token_mask if ambiguous is None else (ambiguous | token_mask)
+        elif name == "moe.add_shared_experts":
+            out = list(ref.add_shared_experts(x[0], x[1], attrs["num_experts"],
+                                              attrs["num_shared"], x[2] if len(x) > 2 else None))
         elif name == "moe.sort":
             out = list(ref.sort_assignments(x[0], attrs["num_experts"]))
         elif name == "moe.align":

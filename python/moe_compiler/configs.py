@@ -16,7 +16,11 @@ import pathlib
 class LayerConfig:
     """One MoE layer: E experts, k per token, hidden H, intermediate I.
     `has_expert_biases`: each expert's GEMMs add f32 biases (`%b13` [E, 2I],
-    `%b2` [E, H], the block's last arguments), as GPT-OSS's do."""
+    `%b2` [E, H], the block's last arguments), as GPT-OSS's do.
+    `num_shared_experts`: S more experts of width I that every token picks
+    (a shared expert of width S·I, split), after the E routed ones in the
+    expert weights; `shared_expert_gate`: their weight is the sigmoid of
+    x · `%w_shared_gate`ᵀ ([1, H]), as Qwen2-MoE's, instead of 1."""
 
     name: str
     num_experts: int
@@ -32,6 +36,8 @@ class LayerConfig:
     has_score_bias: bool = False
     has_gate_bias: bool = False
     has_expert_biases: bool = False
+    num_shared_experts: int = 0
+    shared_expert_gate: bool = False
     swiglu_alpha: float | None = None
     swiglu_limit: float | None = None
     dtype: str = "bf16"
@@ -61,7 +67,19 @@ GPT_OSS_20B = LayerConfig(
     scoring="topk_softmax", activation="swiglu", swiglu_alpha=1.702,
     swiglu_limit=7.0, has_gate_bias=True, has_expert_biases=True)
 
-EXAMPLE_LAYERS = (MIXTRAL_8X7B, QWEN3_30B_A3B, DEEPSEEK_V3, GPT_OSS_120B, GPT_OSS_20B)
+# DeepSeek-V3 with its shared expert (one, of the routed width).
+DEEPSEEK_V3_SHARED = LayerConfig(
+    "deepseek_v3_shared", num_experts=256, k=8, hidden=7168, intermediate=2048,
+    scoring="sigmoid", renormalize=True, num_groups=8, topk_groups=4,
+    routed_scaling_factor=2.5, has_score_bias=True, num_shared_experts=1)
+# Qwen1.5-MoE-A2.7B: 60 experts, top-4 without renormalization, and a
+# sigmoid-gated shared expert 4 times the routed width (5632 = 4 · 1408).
+QWEN1_5_MOE_A2_7B = LayerConfig(
+    "qwen1_5_moe_a2_7b", num_experts=60, k=4, hidden=2048, intermediate=1408,
+    scoring="softmax", renormalize=False, num_shared_experts=4, shared_expert_gate=True)
+
+EXAMPLE_LAYERS = (MIXTRAL_8X7B, QWEN3_30B_A3B, DEEPSEEK_V3, GPT_OSS_120B, GPT_OSS_20B,
+                  DEEPSEEK_V3_SHARED, QWEN1_5_MOE_A2_7B)
 
 # The scaled examples (examples/scaled/) keep E, k, routing and activation,
 # and shrink H and I so that the CPU runs them in a moment.
@@ -291,7 +309,36 @@ def _weight_only_block(config: LayerConfig,
     return args, lines
 
 
+def _shared_lines(config: LayerConfig, x: str) -> tuple[list[str], list[str]]:
+    """With shared experts: the shared gate's argument, and the ops that turn
+    the routed %routed_weights, %routed_ids into the block's %weights, %ids
+    (every token also picks the shared experts). Without: nothing."""
+    if not config.num_shared_experts:
+        return [], []
+    e, k, h, t = config.num_experts, config.k, config.hidden, config.dtype
+    s = config.num_shared_experts
+    args, lines, gate = [], [], ""
+    if config.shared_expert_gate:
+        args.append(f"%w_shared_gate: tensor<1x{h}x{t}>")
+        lines.append(f"  %shared_logits = moe.router {x}, %w_shared_gate : tensor<?x{h}x{t}>,"
+                     f" tensor<1x{h}x{t}> -> tensor<?x1xf32>")
+        gate = " gate(%shared_logits : tensor<?x1xf32>)"
+    lines.append(
+        f"  %weights, %ids = moe.add_shared_experts %routed_weights, %routed_ids{gate}"
+        f" {{num_experts = {e} : i64, num_shared = {s} : i64}}"
+        f" : tensor<?x{k}xf32>, tensor<?x{k}xi32> -> tensor<?x{k + s}xf32>, tensor<?x{k + s}xi32>")
+    return args, lines
+
+
+def _expert_view(config: LayerConfig) -> LayerConfig:
+    """The block's view of the layer: the shared experts are experts every
+    token picks, after the routed ones."""
+    s = config.num_shared_experts
+    return dataclasses.replace(config, num_experts=config.num_experts + s, k=config.k + s)
+
+
 def _block(config: LayerConfig, scheme=None) -> tuple[list[str], list[str]]:
+    config = _expert_view(config)
     if scheme is None:
         return _bf16_block(config)
     if isinstance(scheme, QuantScheme):
@@ -302,12 +349,18 @@ def _block(config: LayerConfig, scheme=None) -> tuple[list[str], list[str]]:
 def _describe(config: LayerConfig, scheme) -> str:
     weights = f", {scheme.name} weights" if scheme is not None else ""
     biases = ", expert biases" if config.has_expert_biases else ""
+    shared = ""
+    if config.num_shared_experts:
+        gated = "gated " if config.shared_expert_gate else ""
+        shared = (f", a {gated}shared expert of {config.num_shared_experts} x I"
+                  if config.num_shared_experts > 1 else f", a {gated}shared expert")
     return (f"E={config.num_experts}, k={config.k}, H={config.hidden}, I={config.intermediate}, "
-            f"{config.scoring} routing, {config.activation}{weights}{biases}")
+            f"{config.scoring} routing, {config.activation}{weights}{biases}{shared}")
 
 
 def _topk_line(config: LayerConfig, logits: str) -> str:
-    """moe.topk of `logits` ([M, E] f32) into %weights and %ids."""
+    """moe.topk of `logits` ([M, E] f32) into %weights and %ids (with shared
+    experts: %routed_weights and %routed_ids)."""
     e, k = config.num_experts, config.k
     bias_type = f"tensor<{e}xf32>"
     topk_bias = f" bias(%score_bias : {bias_type})" if config.has_score_bias else ""
@@ -319,7 +372,8 @@ def _topk_line(config: LayerConfig, logits: str) -> str:
         topk_attrs.append("renormalize")
     if config.routed_scaling_factor is not None:
         topk_attrs.append(f"routed_scaling_factor = {_f32(config.routed_scaling_factor)}")
-    return (f"  %weights, %ids = moe.topk {config.scoring} {logits}{topk_bias}"
+    results = "%routed_weights, %routed_ids" if config.num_shared_experts else "%weights, %ids"
+    return (f"  {results} = moe.topk {config.scoring} {logits}{topk_bias}"
             f" {{{', '.join(topk_attrs)}}}"
             f" : tensor<?x{e}xf32> -> tensor<?x{k}xf32>, tensor<?x{k}xi32>")
 
@@ -336,8 +390,9 @@ def layer_mlir(config: LayerConfig, scheme=None, name: str | None = None) -> str
         args.append(f"%gate_bias: {bias_type}")
     if config.has_score_bias:
         args.append(f"%score_bias: {bias_type}")
+    shared_args, shared_lines = _shared_lines(config, "%x")
     block_args, block_lines = _block(config, scheme)
-    args += block_args
+    args += shared_args + block_args
 
     router_bias = f" bias(%gate_bias : {bias_type})" if config.has_gate_bias else ""
 
@@ -348,6 +403,7 @@ def layer_mlir(config: LayerConfig, scheme=None, name: str | None = None) -> str
         f"func.func @{name}({', '.join(args)}) -> {x_type} {{",
         f"  %logits = moe.router %x, %w_gate{router_bias} : {x_type}, {gate_type} -> tensor<?x{e}xf32>",
         _topk_line(config, "%logits"),
+        *shared_lines,
         *block_lines,
     ]
     return "\n".join(lines) + "\n"
@@ -361,11 +417,14 @@ def logits_layer_mlir(config: LayerConfig, name: str | None = None) -> str:
     args = [f"%x: {x_type}", f"%logits: tensor<?x{e}xf32>"]
     if config.has_score_bias:
         args.append(f"%score_bias: tensor<{e}xf32>")
+    shared_args, shared_lines = _shared_lines(config, "%x")
     block_args, block_lines = _block(config)
     lines = [
         f"// {config.name} on given router logits: {_describe(config, None)}.",
-        f"func.func @{name or config.name}({', '.join(args + block_args)}) -> {x_type} {{",
+        f"func.func @{name or config.name}({', '.join(args + shared_args + block_args)})"
+        f" -> {x_type} {{",
         _topk_line(config, "%logits"),
+        *shared_lines,
         *block_lines,
     ]
     return "\n".join(lines) + "\n"
@@ -373,17 +432,22 @@ def logits_layer_mlir(config: LayerConfig, name: str | None = None) -> str:
 
 def expert_block_mlir(config: LayerConfig, scheme=None, name: str | None = None) -> str:
     """The layer after routing: top-k ids and weights are arguments. The span
-    the GPU benchmark times (align, GEMM1, activation, GEMM2, combine)."""
+    the GPU benchmark times (align, GEMM1, activation, GEMM2, combine). With
+    shared experts the arguments are the routed choices (%routed_ids,
+    %routed_weights), to which the block adds the shared experts."""
     k, h, t = config.k, config.hidden, config.dtype
     x_type = f"tensor<?x{h}x{t}>"
+    shared_args, shared_lines = _shared_lines(config, "%x")
     block_args, block_lines = _block(config, scheme)
     name = name or (f"{config.name}_block" if scheme is None
                     else f"{config.name}_{scheme.name}_block")
-    args = [f"%x: {x_type}", f"%ids: tensor<?x{k}xi32>", f"%weights: tensor<?x{k}xf32>",
-            *block_args]
+    prefix = "routed_" if config.num_shared_experts else ""
+    args = [f"%x: {x_type}", f"%{prefix}ids: tensor<?x{k}xi32>",
+            f"%{prefix}weights: tensor<?x{k}xf32>", *shared_args, *block_args]
     lines = [
         f"// {config.name} expert block: {_describe(config, scheme)}.",
         f"func.func @{name}({', '.join(args)}) -> {x_type} {{",
+        *shared_lines,
         *block_lines,
     ]
     return "\n".join(lines) + "\n"

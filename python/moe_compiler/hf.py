@@ -10,23 +10,28 @@ The layer's layout: router weight `w_gate` [E, H]; `w13` [E, 2I, H], the gate
 rows then the up rows; `w2` [E, H, I]; the router's bias (`gate_bias`, GPT-OSS)
 and the score correction bias (`score_bias`, DeepSeek-V3) as f32 [E]; the
 experts' biases (`b13` [E, 2I], gate then up, and `b2` [E, H]; GPT-OSS) as
-f32.
+f32. A shared expert of width S·I (`config.num_shared_experts` = S) is cut
+into S slices of width I, appended to `w13` and `w2` as experts E .. E+S-1
+(every token picks them; see moe.add_shared_experts), with its gate
+`w_shared_gate` [1, H] where the config has one.
 
 Layouts read (HF parameter names under `prefix`):
 - `mixtral`: `gate.weight`, `experts.{e}.w1.weight` (gate), `w3.weight`
   (up), `w2.weight` (down);
 - `qwen3_moe`: `gate.weight`, `experts.{e}.{gate,up,down}_proj.weight`;
-- `deepseek_v3`: as qwen3_moe, and `gate.e_score_correction_bias`;
+- `deepseek_v3`: as qwen3_moe, and `gate.e_score_correction_bias`; with
+  shared experts, `shared_experts.{gate,up,down}_proj.weight`;
+- `qwen2_moe` (Qwen1.5-MoE, Qwen2-MoE): as qwen3_moe, and
+  `shared_expert.{gate,up,down}_proj.weight` and `shared_expert_gate.weight`;
 - `gpt_oss`: `router.weight`, `router.bias`, `experts.gate_up_proj`
   [E, H, 2I] with gate and up columns interleaved, `experts.down_proj`
   [E, I, H], and their biases `experts.gate_up_proj_bias` (interleaved as
   well) and `experts.down_proj_bias`, which need a config with
   `has_expert_biases` (`configs.GPT_OSS_20B`) unless they are zero.
 
-Shared experts (DeepSeek-V3's `shared_experts.*`) are not part of the routed
-block the dialect states today; a key under `prefix` that the layout does not
-read is an error unless `ignore` names its prefix, so that nothing is dropped
-silently.
+A key under `prefix` that the layout does not read (DeepSeek-V3's shared
+experts with a config without them, say) is an error unless `ignore` names
+its prefix, so that nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -38,7 +43,10 @@ from . import configs
 
 __all__ = ["LAYOUTS", "MoEBlock", "layer_ir", "pack_experts"]
 
-LAYOUTS = ("mixtral", "qwen3_moe", "deepseek_v3", "gpt_oss")
+LAYOUTS = ("mixtral", "qwen3_moe", "qwen2_moe", "deepseek_v3", "gpt_oss")
+# Where a layout keeps its shared expert: the expert's prefix, and its gate.
+SHARED_EXPERT_NAMES = {"deepseek_v3": ("shared_experts.", None),
+                       "qwen2_moe": ("shared_expert.", "shared_expert_gate.weight")}
 
 
 def _stack(arrays, axis: int = 0):
@@ -123,10 +131,39 @@ def _gpt_oss_experts(state_dict, prefix: str, config, used) -> dict[str, object]
     return packed
 
 
+def _shared_expert(state_dict, prefix: str, layout: str, config, used):
+    """The shared expert cut into S slices of the routed width: ([S, 2I, H],
+    [S, H, I]) to append to w13 and w2, and its gate ([1, H]) or None."""
+    if layout not in SHARED_EXPERT_NAMES:
+        raise ValueError(f"the {layout} layout has no shared experts, but the config "
+                         "asks for them (num_shared_experts)")
+    name, gate_name = SHARED_EXPERT_NAMES[layout]
+    s, h, i = config.num_shared_experts, config.hidden, config.intermediate
+    matrices = {}
+    for part, shape in (("gate_proj", (s * i, h)), ("up_proj", (s * i, h)),
+                        ("down_proj", (h, s * i))):
+        key = f"{prefix}{name}{part}.weight"
+        matrices[part] = _take(state_dict, key, used)
+        _check_shape(key, matrices[part], shape)
+    slices = [slice(j * i, (j + 1) * i) for j in range(s)]
+    w13 = _stack([_concatenate([matrices["gate_proj"][rows], matrices["up_proj"][rows]], axis=0)
+                  for rows in slices])
+    w2 = _stack([matrices["down_proj"][:, rows] for rows in slices])
+    gate = None
+    if config.shared_expert_gate:
+        if gate_name is None:
+            raise ValueError(f"the {layout} layout's shared expert has no gate, but the "
+                             "config asks for one (shared_expert_gate)")
+        gate = _take(state_dict, f"{prefix}{gate_name}", used)
+        _check_shape(f"{prefix}{gate_name}", gate, (1, h))
+    return w13, w2, gate
+
+
 def pack_experts(state_dict: Mapping[str, object], layout: str, config: configs.LayerConfig,
                  prefix: str = "", ignore: Sequence[str] = ()) -> dict[str, object]:
     """The layer's tensors (`w_gate`, `w13`, `w2`, and `gate_bias`,
-    `score_bias`, `b13` and `b2` where the config has them) from a
+    `score_bias`, `w_shared_gate`, `b13` and `b2` where the config has them)
+    from a
     checkpoint's tensors (NumPy arrays or torch tensors, kept in their dtype
     and device)."""
     if layout not in LAYOUTS:
@@ -154,6 +191,12 @@ def pack_experts(state_dict: Mapping[str, object], layout: str, config: configs.
     for name in ("gate_bias", "score_bias"):
         if name in packed:
             _check_shape(name, packed[name], (e,))
+    if config.num_shared_experts:
+        w13, w2, gate = _shared_expert(state_dict, prefix, layout, config, used)
+        packed["w13"] = _concatenate([packed["w13"], w13], axis=0)
+        packed["w2"] = _concatenate([packed["w2"], w2], axis=0)
+        if gate is not None:
+            packed["w_shared_gate"] = gate
     left = sorted(key for key in state_dict if key.startswith(prefix) and key not in used
                   and not any(key.startswith(prefix + skip) for skip in ignore))
     if left:
@@ -164,8 +207,9 @@ def pack_experts(state_dict: Mapping[str, object], layout: str, config: configs.
 
 def layer_ir(config: configs.LayerConfig) -> str:
     """The IR MoEBlock compiles for `config`: the routed layer, its function
-    named `moe_block` (inputs x, w_gate, the config's router biases, w13,
-    w2, and the experts' biases b13 and b2 if it has them)."""
+    named `moe_block` (inputs x, w_gate, the config's router biases, the
+    shared expert's gate, w13, w2, and the experts' biases b13 and b2, each
+    where it has them)."""
     return configs.layer_mlir(dataclasses.replace(config, name="moe_block"))
 
 
@@ -191,8 +235,12 @@ def _module():
                 self.register_buffer("gate_bias", torch.zeros(e))
             if config.has_score_bias:
                 self.register_buffer("score_bias", torch.zeros(e))
-            self.register_buffer("w13", torch.zeros(e, 2 * i, h, dtype=torch.bfloat16))
-            self.register_buffer("w2", torch.zeros(e, h, i, dtype=torch.bfloat16))
+            if config.shared_expert_gate:
+                self.register_buffer("w_shared_gate", torch.zeros(1, h, dtype=torch.bfloat16))
+            # The shared expert's slices follow the routed experts.
+            experts = e + config.num_shared_experts
+            self.register_buffer("w13", torch.zeros(experts, 2 * i, h, dtype=torch.bfloat16))
+            self.register_buffer("w2", torch.zeros(experts, h, i, dtype=torch.bfloat16))
             if config.has_expert_biases:
                 self.register_buffer("b13", torch.zeros(e, 2 * i))
                 self.register_buffer("b2", torch.zeros(e, h))
@@ -225,7 +273,8 @@ def _module():
                                     **self._compile_options)
                 self._layers[bucket] = layer
             inputs = [x, self.w_gate]
-            inputs += [getattr(self, name) for name in ("gate_bias", "score_bias")
+            inputs += [getattr(self, name) for name in ("gate_bias", "score_bias",
+                                                        "w_shared_gate")
                        if hasattr(self, name)]
             inputs += [self.w13, self.w2]
             inputs += [getattr(self, name) for name in ("b13", "b2") if hasattr(self, name)]

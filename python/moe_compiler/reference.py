@@ -114,6 +114,20 @@ def topk(
     return weights, ids.astype(np.int32)
 
 
+def add_shared_experts(weights, ids, num_experts: int, num_shared: int = 1, gate=None):
+    """moe.add_shared_experts: every token also picks experts num_experts ..
+    num_experts + num_shared - 1, with weight 1, or sigmoid of its gate logit
+    (`gate` [M, 1])."""
+    weights, ids = _f64(weights), np.asarray(ids)
+    m = ids.shape[0]
+    shared_ids = np.broadcast_to(np.arange(num_experts, num_experts + num_shared), (m, num_shared))
+    shared_weights = np.ones((m, num_shared))
+    if gate is not None:
+        shared_weights = shared_weights * _sigmoid(_f64(gate).reshape(m, 1))
+    return (np.concatenate([weights, shared_weights], axis=1),
+            np.concatenate([ids, shared_ids], axis=1).astype(np.int32))
+
+
 def permute(x, ids, num_experts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Groups the M·k assignments by expert, stably.
 
@@ -198,9 +212,11 @@ def combine(expert_out, weights, routed_scaling_factor: float | None = None) -> 
 
 
 def moe_layer(x, gate_weight, w13, w2, config, gate_bias=None, score_bias=None,
-              b13=None, b2=None) -> np.ndarray:
+              b13=None, b2=None, shared_gate_weight=None) -> np.ndarray:
     """The full forward of one layer described by a `LayerConfig`; `b13` and
-    `b2` are the experts' biases ([E, 2I] and [E, H]) of both GEMMs."""
+    `b2` are the experts' biases ([E, 2I] and [E, H]) of both GEMMs. With
+    shared experts, `w13` and `w2` hold them after the routed ones, and
+    `shared_gate_weight` ([1, H]) gates them where the config says so."""
     logits = router(x, gate_weight, gate_bias)
     weights, ids = topk(
         logits,
@@ -212,11 +228,15 @@ def moe_layer(x, gate_weight, w13, w2, config, gate_bias=None, score_bias=None,
         renormalize=config.renormalize,
         routed_scaling_factor=config.routed_scaling_factor,
     )
-    rows, offsets, source = permute(x, ids, config.num_experts)
+    if config.num_shared_experts:
+        gate = router(x, shared_gate_weight) if config.shared_expert_gate else None
+        weights, ids = add_shared_experts(weights, ids, config.num_experts,
+                                          config.num_shared_experts, gate)
+    rows, offsets, source = permute(x, ids, config.num_experts + config.num_shared_experts)
     hidden = grouped_matmul(rows, w13, offsets, b13)
     hidden = activation(hidden, config.activation, config.swiglu_alpha, config.swiglu_limit)
     out_rows = grouped_matmul(hidden, w2, offsets, b2)
-    return combine(unpermute(out_rows, source, config.k), weights)
+    return combine(unpermute(out_rows, source, ids.shape[1]), weights)
 
 
 # Fused and scheduled forms (the ops the passes produce).

@@ -25,8 +25,12 @@ def layer_inputs(config, m):
         inputs.append(rng.standard_normal(e) * 0.1)
     if config.has_score_bias:
         inputs.append(rng.standard_normal(e) * 0.1)
-    inputs += [rng.standard_normal((e, 2 * i, h)) / np.sqrt(h),
-               rng.standard_normal((e, h, i)) / np.sqrt(i)]
+    if config.shared_expert_gate:
+        inputs.append(rng.standard_normal((1, h)) / np.sqrt(h))
+    # The shared experts' weights follow the routed ones.
+    experts = e + config.num_shared_experts
+    inputs += [rng.standard_normal((experts, 2 * i, h)) / np.sqrt(h),
+               rng.standard_normal((experts, h, i)) / np.sqrt(i)]
     inputs = [a.astype(np.float32) if a.ndim == 1 else a.astype(dtype) for a in inputs]
     if config.has_expert_biases:
         # f32 whatever the layer's dtype, of the products' magnitude.
@@ -41,10 +45,11 @@ def reference_layer(config, inputs):
     rest = values[2:]
     gate_bias = rest.pop(0) if config.has_gate_bias else None
     score_bias = rest.pop(0) if config.has_score_bias else None
+    shared_gate = rest.pop(0) if config.shared_expert_gate else None
     w13, w2, *biases = rest
     b13, b2 = biases if config.has_expert_biases else (None, None)
     out = ref.moe_layer(x, gate, w13, w2, config, gate_bias=gate_bias, score_bias=score_bias,
-                        b13=b13, b2=b2)
+                        b13=b13, b2=b2, shared_gate_weight=shared_gate)
     logits = ref.router(x, gate, gate_bias)
     attrs = dict(k=config.k, scoring=config.scoring, num_groups=config.num_groups,
                  topk_groups=config.topk_groups)

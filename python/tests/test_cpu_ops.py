@@ -233,6 +233,31 @@ func.func @f(%h: tensor<?x{2 * width}x{dtype}>) -> tensor<?x{width}x{dtype}> {{
     assert relative_l2(result.outputs[0], expected) < TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_add_shared_experts(tmp_path, gated):
+    m, k = int(rng.integers(0, 30)), int(rng.integers(1, 9))
+    e, s = int(rng.integers(1, 300)), int(rng.integers(1, 5))
+    gate_arg = ", %g: tensor<?x1xf32>" if gated else ""
+    gate_use = " gate(%g : tensor<?x1xf32>)" if gated else ""
+    ir = f"""
+func.func @f(%w: tensor<?x{k}xf32>, %ids: tensor<?x{k}xi32>{gate_arg}) -> (tensor<?x{k + s}xf32>, tensor<?x{k + s}xi32>) {{
+  %0:2 = moe.add_shared_experts %w, %ids{gate_use} {{num_experts = {e} : i64, num_shared = {s} : i64}} : tensor<?x{k}xf32>, tensor<?x{k}xi32> -> tensor<?x{k + s}xf32>, tensor<?x{k + s}xi32>
+  return %0#0, %0#1 : tensor<?x{k + s}xf32>, tensor<?x{k + s}xi32>
+}}"""
+    weights = rand((m, k))
+    # Routed ids are copied whatever they are: another device's (-1) too.
+    ids = rng.integers(-1, e, size=(m, k)).astype(np.int32)
+    inputs = [weights, ids]
+    if gated:
+        inputs.append(rand((m, 1), scale=3.0))
+    result = run_program(tmp_path, ir, "f", inputs, 2, output_dtypes=["f32", "i32"])
+    assert result.returncode == 0, result.stderr
+    expected_weights, expected_ids = ref.add_shared_experts(
+        weights, ids, e, s, inputs[2] if gated else None)
+    np.testing.assert_array_equal(result.outputs[1], expected_ids)
+    assert relative_l2(result.outputs[0], expected_weights) < TOLERANCE["f32"]
+
+
 def test_gelu_keeps_relative_accuracy_for_negative_gates(tmp_path):
     # 1 + erf(x/√2) cancels in f32 below x ≈ -5; the lowering must not.
     ir = """

@@ -27,9 +27,14 @@ CASES = {
     "deepseek_v3": scaled(configs.DEEPSEEK_V3),
     "gpt_oss": dataclasses.replace(scaled(configs.GPT_OSS_120B), num_experts=8, k=2),
     "gpt_oss_biased": dataclasses.replace(scaled(configs.GPT_OSS_20B), num_experts=8, k=2),
+    # A shared expert twice the routed width: two slices.
+    "deepseek_v3_shared": dataclasses.replace(scaled(configs.DEEPSEEK_V3_SHARED),
+                                              num_shared_experts=2),
+    "qwen2_moe": dataclasses.replace(scaled(configs.QWEN1_5_MOE_A2_7B), num_experts=12),
 }
 # Each case's checkpoint layout.
-LAYOUT_OF = {name: "gpt_oss" if name.startswith("gpt_oss") else name for name in CASES}
+LAYOUT_OF = {name: "gpt_oss" if name.startswith("gpt_oss") else
+             "deepseek_v3" if name.startswith("deepseek_v3") else name for name in CASES}
 PREFIX = "model.layers.3.mlp."
 
 
@@ -54,7 +59,29 @@ def checkpoint(layout: str, config) -> dict[str, np.ndarray]:
                 rng.standard_normal(shape) / np.sqrt(fan_in))
     if layout == "deepseek_v3":
         tensors[f"{PREFIX}gate.e_score_correction_bias"] = rng.standard_normal(e) * 0.1
+    if config.num_shared_experts:
+        width = config.num_shared_experts * I
+        name = "shared_experts." if layout == "deepseek_v3" else "shared_expert."
+        for part, shape, fan_in in (("gate_proj", (width, H), H), ("up_proj", (width, H), H),
+                                    ("down_proj", (H, width), width)):
+            tensors[f"{PREFIX}{name}{part}.weight"] = rng.standard_normal(shape) / np.sqrt(fan_in)
+        if config.shared_expert_gate:
+            tensors[f"{PREFIX}shared_expert_gate.weight"] = rng.standard_normal((1, H)) / np.sqrt(H)
     return tensors
+
+
+def shared_expert_mlp(layout: str, tensors, token, config):
+    """The whole shared expert (not sliced) on one token, gated where the
+    layout gates it."""
+    name = f"{PREFIX}shared_experts." if layout == "deepseek_v3" else f"{PREFIX}shared_expert."
+    gate = tensors[name + "gate_proj.weight"] @ token
+    up = tensors[name + "up_proj.weight"] @ token
+    hidden = reference.activation(np.concatenate([gate, up])[None], config.activation)[0]
+    out = tensors[name + "down_proj.weight"] @ hidden
+    if config.shared_expert_gate:
+        logit = tensors[f"{PREFIX}shared_expert_gate.weight"][0] @ token
+        out = out / (1.0 + np.exp(-logit))
+    return out
 
 
 def expert_mlp(layout: str, tensors, expert: int, token, config):
@@ -90,6 +117,8 @@ def checkpoint_forward(layout: str, tensors, x, config):
     for t in range(x.shape[0]):
         for j in range(config.k):
             out[t] += weights[t, j] * expert_mlp(layout, tensors, int(ids[t, j]), x[t], config)
+        if config.num_shared_experts:
+            out[t] += shared_expert_mlp(layout, tensors, x[t], config)
     return out
 
 
@@ -98,13 +127,15 @@ def test_packed_layer_matches_the_checkpoint(case):
     config, layout = CASES[case], LAYOUT_OF[case]
     tensors = checkpoint(layout, config)
     packed = hf.pack_experts(tensors, layout, config, prefix=PREFIX)
-    assert packed["w13"].shape == (config.num_experts, 2 * I, H)
-    assert packed["w2"].shape == (config.num_experts, H, I)
+    experts = config.num_experts + config.num_shared_experts
+    assert packed["w13"].shape == (experts, 2 * I, H)
+    assert packed["w2"].shape == (experts, H, I)
     x = rng.standard_normal((int(rng.integers(1, 9)), H))
     got = reference.moe_layer(x, packed["w_gate"], packed["w13"], packed["w2"], config,
                               gate_bias=packed.get("gate_bias"),
                               score_bias=packed.get("score_bias"),
-                              b13=packed.get("b13"), b2=packed.get("b2"))
+                              b13=packed.get("b13"), b2=packed.get("b2"),
+                              shared_gate_weight=packed.get("w_shared_gate"))
     assert ("b13" in packed) == config.has_expert_biases
     expected = checkpoint_forward(layout, tensors, x, config)
     assert np.linalg.norm(got - expected) <= 1e-12 * np.linalg.norm(expected)
@@ -113,6 +144,10 @@ def test_packed_layer_matches_the_checkpoint(case):
 def test_unread_keys_are_an_error_unless_ignored():
     config = CASES["deepseek_v3"]
     tensors = checkpoint("deepseek_v3", config)
+    with pytest.raises(ValueError, match="the mixtral layout has no shared experts"):
+        hf.pack_experts(checkpoint("mixtral", CASES["mixtral"]), "mixtral",
+                        dataclasses.replace(CASES["mixtral"], num_shared_experts=1),
+                        prefix=PREFIX)
     tensors[f"{PREFIX}shared_experts.gate_proj.weight"] = np.zeros((2 * I, H))
     with pytest.raises(ValueError, match=r"does not read \['model.layers.3.mlp.shared_experts"):
         hf.pack_experts(tensors, "deepseek_v3", config, prefix=PREFIX)

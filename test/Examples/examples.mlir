@@ -4,6 +4,8 @@
 // RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir | FileCheck %s --check-prefix=DEEPSEEK
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_120b.mlir | FileCheck %s --check-prefix=GPTOSS
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir | FileCheck %s --check-prefix=GPTOSS20
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir | FileCheck %s --check-prefix=DSSHARED
+// RUN: moe-opt %moe_src_root/examples/qwen1_5_moe_a2_7b.mlir | FileCheck %s --check-prefix=QWEN15
 
 // MIXTRAL-LABEL: func.func @mixtral_8x7b
 // MIXTRAL: moe.topk softmax %{{.*}} {k = 2 : i64, renormalize} : tensor<?x8xf32>
@@ -29,3 +31,13 @@
 // GPTOSS20-LABEL: func.func @gpt_oss_20b
 // GPTOSS20: moe.grouped_matmul {{.*}} bias(%{{.*}} : tensor<32x5760xf32>) : {{.*}} tensor<32x5760x2880xbf16>
 // GPTOSS20: moe.grouped_matmul {{.*}} bias(%{{.*}} : tensor<32x2880xf32>) : {{.*}} tensor<32x2880x2880xbf16>
+
+// DSSHARED-LABEL: func.func @deepseek_v3_shared
+// DSSHARED: moe.add_shared_experts %{{.*}}, %{{.*}} {num_experts = 256 : i64} : tensor<?x8xf32>, tensor<?x8xi32> -> tensor<?x9xf32>, tensor<?x9xi32>
+// DSSHARED: moe.grouped_matmul {{.*}} tensor<257x4096x7168xbf16>
+
+// QWEN15-LABEL: func.func @qwen1_5_moe_a2_7b
+// QWEN15: moe.topk softmax %{{.*}} {k = 4 : i64} : tensor<?x60xf32>
+// QWEN15: %[[G:.*]] = moe.router %{{.*}}, %{{.*}} : tensor<?x2048xbf16>, tensor<1x2048xbf16> -> tensor<?x1xf32>
+// QWEN15: moe.add_shared_experts %{{.*}}, %{{.*}} gate(%[[G]] : tensor<?x1xf32>) {num_experts = 60 : i64, num_shared = 4 : i64}
+// QWEN15: moe.grouped_matmul {{.*}} tensor<64x2816x2048xbf16>

@@ -7,6 +7,7 @@
 // RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir --moe-optimize=num-tokens=1 | FileCheck %s --check-prefix=DEEPSEEK
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_120b.mlir --moe-optimize=num-tokens=256 | FileCheck %s --check-prefix=GPTOSS
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir --moe-optimize=num-tokens=256 | FileCheck %s --check-prefix=GPTOSS20
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir --moe-optimize=num-tokens=1 | FileCheck %s --check-prefix=DSSHARED
 
 // MIXTRAL-LABEL: func.func @mixtral_8x7b
 // MIXTRAL-NOT: moe.permute
@@ -38,3 +39,12 @@
 // GPTOSS20-LABEL: func.func @gpt_oss_20b
 // GPTOSS20: moe.expert_matmul %arg0, %arg3 {{.*}} bias(%arg5 : tensor<32x5760xf32>) {activation = #moe.activation<swiglu>, {{.*}} -> tensor<?x2880xbf16>
 // GPTOSS20: moe.expert_matmul {{.*}}, %arg4 {{.*}} combine({{.*}}) bias(%arg6 : tensor<32x2880xf32>) {{.*}} -> tensor<?x2880xbf16>
+
+// The shared expert joins the routed ones: the schedule aligns E + 1
+// experts and k + 1 choices, and the combine weighs the shared expert by 1.
+// DSSHARED-LABEL: func.func @deepseek_v3_shared
+// DSSHARED: %[[W:.*]], %[[IDS:.*]] = moe.route sigmoid
+// DSSHARED: %[[WS:.*]], %[[IDSS:.*]] = moe.add_shared_experts %[[W]], %[[IDS]] {num_experts = 256 : i64}
+// DSSHARED: moe.align %[[IDSS]] {block_m = {{[0-9]+}} : i64, num_experts = 257 : i64} : tensor<?x9xi32>
+// DSSHARED: moe.expert_matmul {{.*}} gather, k = 9 : i64
+// DSSHARED: moe.expert_matmul {{.*}} combine(%[[WS]] : tensor<?x9xf32>) {{.*}}k = 9 : i64

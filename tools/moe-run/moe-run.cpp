@@ -547,6 +547,10 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
           attrs["has_score_bias"] = static_cast<bool>(route.getScoreBias());
         })
         .Case([&](SortOp sort) { attrs["num_experts"] = sort.getNumExperts(); })
+        .Case([&](AddSharedExpertsOp shared) {
+          attrs["num_experts"] = shared.getNumExperts();
+          attrs["num_shared"] = shared.getNumShared();
+        })
         .Case([&](AlignOp align) {
           attrs["num_experts"] = align.getNumExperts();
           attrs["block_m"] = align.getBlockM();

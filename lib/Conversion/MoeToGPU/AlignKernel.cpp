@@ -60,7 +60,7 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildAlignKernel(OpBuilder &b,
   for (StringRef global : {StringRef(countsName), StringRef(cursorsName)})
     memref::GlobalOp::create(b, loc, global, b.getStringAttr("private"),
                              countsType, Attribute(), /*constant=*/false,
-                             IntegerAttr());
+                             b.getI64IntegerAttr(kSharedArrayAlignment));
   b.setInsertionPointToEnd(module.getBody());
 
   auto dynamic = ShapedType::kDynamic;

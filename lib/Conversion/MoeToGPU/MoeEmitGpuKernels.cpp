@@ -35,7 +35,8 @@ struct MoeEmitGpuKernelsPass
     ModuleOp module = getOperation();
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
-      if (isa<AlignOp, ExpertMatmulOp, QuantizeOp, RouteOp, TopkOp>(op))
+      if (isa<AddSharedExpertsOp, AlignOp, ExpertMatmulOp, QuantizeOp,
+              RouteOp, RouterOp, TopkOp>(op))
         ops.push_back(op);
     });
     if (ops.empty())
@@ -69,6 +70,20 @@ struct MoeEmitGpuKernelsPass
       if (auto topk = dyn_cast<TopkOp>(op)) {
         FailureOr<gpu::GPUFuncOp> kernel =
             buildTopkKernel(b, kernels, topk, uniqueName(symbols, "topk"));
+        if (succeeded(kernel))
+          record(op, "moe.gpu_kernel", *kernel);
+        continue;
+      }
+      if (auto router = dyn_cast<RouterOp>(op)) {
+        FailureOr<gpu::GPUFuncOp> kernel = buildRouterKernel(
+            b, kernels, router, uniqueName(symbols, "router"));
+        if (succeeded(kernel))
+          record(op, "moe.gpu_kernel", *kernel);
+        continue;
+      }
+      if (auto shared = dyn_cast<AddSharedExpertsOp>(op)) {
+        FailureOr<gpu::GPUFuncOp> kernel = buildSharedExpertsKernel(
+            b, kernels, shared, uniqueName(symbols, "add_shared_experts"));
         if (succeeded(kernel))
           record(op, "moe.gpu_kernel", *kernel);
         continue;

@@ -15,6 +15,12 @@
 
 namespace mlir::moe {
 
+/// Alignment of the kernels' static shared arrays: LLVM vectorizes their
+/// accesses (a scan's stores as st.shared.v4) on the alignment it infers for
+/// them, so they must have it in PTX too (an [E] i32 array after another of
+/// odd E was 4-byte aligned, and its v2 stores faulted).
+constexpr int64_t kSharedArrayAlignment = 16;
+
 /// The sm_90a grouped GEMM of an aligned `op` (block_m 64 or 128; bf16, or
 /// w8a8 fp8/int8 codes with their scales; K a multiple of 128 bytes;
 /// output width W % 8 == 0, or W % 64 == 0 with a gated activation) that
@@ -45,6 +51,15 @@ FailureOr<gpu::GPUFuncOp> buildRouteKernel(OpBuilder &b,
                                            gpu::GPUModuleOp module, RouteOp op,
                                            StringRef name);
 
+/// The router alone (x · W_gateᵀ + bias), for the logits a selection does
+/// not consume (a shared-expert gate): one block per token. Arguments:
+/// input memref<?xHxT>, gate weights memref<ExH>, the optional bias
+/// memref<Exf32>, then logits memref<?xExf32> out. Launch: grid (M),
+/// `threads`.
+FailureOr<gpu::GPUFuncOp> buildRouterKernel(OpBuilder &b,
+                                            gpu::GPUModuleOp module,
+                                            RouterOp op, StringRef name);
+
 /// The selection kernel of `op` on given logits: the routing kernel
 /// without the router. Arguments: logits memref<?xExf32>, the optional
 /// score bias memref<Exf32>, then weights and ids out as for moe.route.
@@ -52,6 +67,16 @@ FailureOr<gpu::GPUFuncOp> buildRouteKernel(OpBuilder &b,
 FailureOr<gpu::GPUFuncOp> buildTopkKernel(OpBuilder &b,
                                           gpu::GPUModuleOp module, TopkOp op,
                                           StringRef name);
+
+/// The kernel of moe.add_shared_experts: one block per token, a thread per
+/// output column. Arguments: routed weights memref<?xkxf32> and ids
+/// memref<?xkxi32>, the optional gate logits memref<?x1xf32>, then weights
+/// memref<?x(k+S)xf32> and ids memref<?x(k+S)xi32> out. Launch: grid (M),
+/// `threads`.
+FailureOr<gpu::GPUFuncOp> buildSharedExpertsKernel(OpBuilder &b,
+                                                   gpu::GPUModuleOp module,
+                                                   AddSharedExpertsOp op,
+                                                   StringRef name);
 
 /// The single-block kernel of `op`. Arguments: ids memref<?xkxi32>, the
 /// three results as memrefs (sorted ids, block experts, padded count), and

@@ -440,7 +440,7 @@ buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
   for (auto [index, global] : llvm::enumerate(names))
     memref::GlobalOp::create(b, loc, global, b.getStringAttr("private"),
                              index == 3 ? groupType : sharedType, Attribute(),
-                             /*constant=*/false, IntegerAttr());
+                             /*constant=*/false, b.getI64IntegerAttr(kSharedArrayAlignment));
   b.setInsertionPointToEnd(module.getBody());
 
   auto dynamic = ShapedType::kDynamic;
@@ -484,4 +484,110 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildTopkKernel(OpBuilder &b,
   Type logits = MemRefType::get({ShapedType::kDynamic, facts.numExperts},
                                 b.getF32Type());
   return buildRoutingKernel(b, module, op, facts, {logits}, name);
+}
+
+FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouterKernel(OpBuilder &b,
+                                                       gpu::GPUModuleOp module,
+                                                       RouterOp op,
+                                                       StringRef name) {
+  auto gateType = op.getGateWeight().getType();
+  int64_t numExperts = gateType.getDimSize(0), hidden = gateType.getDimSize(1);
+  if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(hidden))
+    return op.emitRemark(
+        "no GPU kernel: the expert count and hidden size must be static");
+  OpBuilder::InsertionGuard guard(b);
+  Location loc = op.getLoc();
+  auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
+                                              gpu::AddressSpace::Workgroup);
+  auto partialType = MemRefType::get({kRouteThreads}, b.getF32Type(),
+                                     MemRefLayoutAttrInterface(), workgroup);
+  std::string partialName = (name + "_partials").str();
+  b.setInsertionPointToStart(module.getBody());
+  memref::GlobalOp::create(b, loc, partialName, b.getStringAttr("private"),
+                           partialType, Attribute(), /*constant=*/false,
+                           b.getI64IntegerAttr(kSharedArrayAlignment));
+  b.setInsertionPointToEnd(module.getBody());
+  auto dynamic = ShapedType::kDynamic;
+  Type f32 = b.getF32Type();
+  SmallVector<Type> arguments = {
+      MemRefType::get({dynamic, hidden},
+                      op.getInput().getType().getElementType()),
+      MemRefType::get({numExperts, hidden}, gateType.getElementType())};
+  if (op.getBias())
+    arguments.push_back(MemRefType::get({numExperts}, f32));
+  arguments.push_back(MemRefType::get({dynamic, numExperts}, f32));
+  auto func =
+      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  // Grid (M): a block per token; its threads split each expert's dot
+  // product along H, and the first thread adds up their partial sums.
+  func->setAttr("moe.launch",
+                b.getDictionaryAttr({b.getNamedAttr(
+                    "threads", b.getI64IntegerAttr(kRouteThreads))}));
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  Value x = entry.getArgument(0), gate = entry.getArgument(1);
+  Value bias = op.getBias() ? entry.getArgument(2) : Value();
+  Value logits = entry.getArguments().back();
+  auto index = [&](int64_t value) {
+    return arith::ConstantIndexOp::create(b, loc, value).getResult();
+  };
+  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  Value partials =
+      memref::GetGlobalOp::create(b, loc, partialType, partialName);
+  Value token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value leader =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+  auto expertLoop =
+      scf::ForOp::create(b, loc, index(0), index(numExperts), index(1));
+  b.setInsertionPointToStart(expertLoop.getBody());
+  Value expert = expertLoop.getInductionVar();
+  auto dot = scf::ForOp::create(b, loc, tid, index(hidden),
+                                index(kRouteThreads), ValueRange{zero});
+  {
+    OpBuilder::InsertionGuard dotGuard(b);
+    b.setInsertionPointToStart(dot.getBody());
+    Value h = dot.getInductionVar();
+    auto toF32 = [&](Value value) -> Value {
+      if (value.getType() == f32)
+        return value;
+      return arith::ExtFOp::create(b, loc, f32, value);
+    };
+    Value xv = toF32(memref::LoadOp::create(b, loc, x, ValueRange{token, h}));
+    Value wv =
+        toF32(memref::LoadOp::create(b, loc, gate, ValueRange{expert, h}));
+    scf::YieldOp::create(
+        b, loc,
+        ValueRange{arith::AddFOp::create(
+            b, loc, dot.getRegionIterArg(0),
+            arith::MulFOp::create(b, loc, xv, wv))});
+  }
+  memref::StoreOp::create(b, loc, dot.getResult(0), partials, tid);
+  gpu::BarrierOp::create(b, loc);
+  auto leaderIf = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
+  {
+    OpBuilder::InsertionGuard leaderGuard(b);
+    b.setInsertionPointToStart(leaderIf.thenBlock());
+    auto sum = scf::ForOp::create(b, loc, index(0), index(kRouteThreads),
+                                  index(1), ValueRange{zero});
+    b.setInsertionPointToStart(sum.getBody());
+    scf::YieldOp::create(
+        b, loc,
+        ValueRange{arith::AddFOp::create(
+            b, loc, sum.getRegionIterArg(0),
+            memref::LoadOp::create(b, loc, partials,
+                                   sum.getInductionVar()))});
+    b.setInsertionPointAfter(sum);
+    Value logit = sum.getResult(0);
+    if (bias)
+      logit = arith::AddFOp::create(
+          b, loc, logit, memref::LoadOp::create(b, loc, bias, expert));
+    memref::StoreOp::create(b, loc, logit, logits, ValueRange{token, expert});
+  }
+  // The partial sums are reused by the next expert.
+  gpu::BarrierOp::create(b, loc);
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+  return func;
 }

@@ -353,10 +353,78 @@ struct RouteOpLowering : public OpConversionPattern<RouteOp> {
   }
 };
 
+/// moe.add_shared_experts: the [M, k + S] weights and ids, column by
+/// column: a routed column copies its input, a shared one holds its expert
+/// and a weight of 1 or the sigmoid of the token's gate logit.
+struct AddSharedExpertsOpLowering
+    : public OpConversionPattern<AddSharedExpertsOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(AddSharedExpertsOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value gate = adaptor.getGate();
+    int64_t k = op.getRoutedIds().getType().getDimSize(1);
+    SmallVector<OpFoldResult> sizes = {
+        tensor::getMixedSize(rewriter, loc, adaptor.getRoutedIds(), 0),
+        rewriter.getIndexAttr(k + op.getNumShared())};
+    // [M, k + S] of `elementType`: routed[row, column] in the routed
+    // columns, sharedValue(row, column) in the others (a shared column reads
+    // routed column 0, which every token has, and drops it).
+    auto appendColumns = [&](Value routed, Type elementType,
+                             function_ref<Value(OpBuilder &, Location, Value,
+                                                Value)>
+                                 sharedValue) {
+      return buildGeneric(
+          rewriter, loc, {}, createEmpty(rewriter, loc, sizes, elementType),
+          {{0, 1}}, {kParallel, kParallel},
+          [&](OpBuilder &b, Location l, ValueRange) {
+            Value row = linalg::IndexOp::create(b, l, 0);
+            Value column = linalg::IndexOp::create(b, l, 1);
+            Value isRouted =
+                arith::CmpIOp::create(b, l, arith::CmpIPredicate::ult, column,
+                                      indexConstant(b, l, k));
+            Value source = arith::SelectOp::create(b, l, isRouted, column,
+                                                   indexConstant(b, l, 0));
+            Value routedValue = tensor::ExtractOp::create(
+                b, l, routed, ValueRange{row, source});
+            linalg::YieldOp::create(
+                b, l,
+                Value(arith::SelectOp::create(b, l, isRouted, routedValue,
+                                              sharedValue(b, l, row, column))));
+          });
+    };
+    // Shared column k + s holds expert num_experts + s.
+    Value ids = appendColumns(
+        adaptor.getRoutedIds(), rewriter.getI32Type(),
+        [&](OpBuilder &b, Location l, Value, Value column) -> Value {
+          return arith::IndexCastOp::create(
+              b, l, b.getI32Type(),
+              arith::AddIOp::create(
+                  b, l, column, indexConstant(b, l, op.getNumExperts() - k)));
+        });
+    Value weights = appendColumns(
+        adaptor.getRoutedWeights(), rewriter.getF32Type(),
+        [&](OpBuilder &b, Location l, Value row, Value) -> Value {
+          if (!gate)
+            return f32Constant(b, l, 1.0);
+          return sigmoid(
+              b, l,
+              tensor::ExtractOp::create(
+                  b, l, gate, ValueRange{row, indexConstant(b, l, 0)}));
+        });
+    rewriter.replaceOp(
+        op, {castToType(rewriter, loc, weights, op.getWeights().getType()),
+             castToType(rewriter, loc, ids, op.getIds().getType())});
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::moe::lowering::populateRoutingLoweringPatterns(
     RewritePatternSet &patterns) {
-  patterns.add<RouterOpLowering, TopkOpLowering, RouteOpLowering>(
-      patterns.getContext());
+  patterns.add<RouterOpLowering, TopkOpLowering, RouteOpLowering,
+               AddSharedExpertsOpLowering>(patterns.getContext());
 }

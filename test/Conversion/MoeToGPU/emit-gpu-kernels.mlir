@@ -150,6 +150,48 @@ func.func @gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor
 
 // -----
 
+// A gated shared expert: the gate's router alone (a block per token whose
+// threads split the dot product along H, added up by the first thread)
+// and the kernel appending the shared experts (a thread per column: routed
+// columns copied, column k + s holding expert E + s and the gate's
+// sigmoid). Shared arrays are 16-byte aligned.
+// CHECK-LABEL: func.func @shared_gate
+// CHECK: moe.router {{.*}}moe.gpu_kernel = @moe_kernels::@router
+// CHECK: moe.add_shared_experts {{.*}}moe.gpu_kernel = @moe_kernels::@add_shared_experts
+// CHECK: memref.global "private" @router_partials : memref<128xf32, #gpu.address_space<workgroup>> {alignment = 16 : i64}
+// CHECK: gpu.func @router(%[[X:.*]]: memref<?x256xbf16>, %[[W:.*]]: memref<1x256xbf16>, %[[LOGITS:.*]]: memref<?x1xf32>) kernel
+// CHECK-SAME: threads = 128
+// CHECK: %[[TOKEN:.*]] = gpu.block_id x
+// CHECK: %[[TID:.*]] = gpu.thread_id x
+// CHECK: scf.for %[[E:.*]] = %c0{{.*}} to %c1
+// CHECK: scf.for %{{.*}} = %[[TID]] to %c256 step %c128
+// CHECK: gpu.barrier
+// CHECK: memref.store %{{.*}}, %[[LOGITS]][%[[TOKEN]], %[[E]]]
+// CHECK: gpu.barrier
+// CHECK: gpu.func @add_shared_experts(%[[RW:.*]]: memref<?x4xf32>, %[[RI:.*]]: memref<?x4xi32>, %[[G:.*]]: memref<?x1xf32>, %[[WO:.*]]: memref<?x8xf32>, %[[IO:.*]]: memref<?x8xi32>) kernel
+// CHECK-SAME: threads = 32
+// CHECK: %[[COL:.*]] = gpu.thread_id x
+// CHECK: arith.cmpi ult, %[[COL]], %c8
+// CHECK: %[[ROUTED:.*]] = arith.cmpi ult, %[[COL]], %c4
+// CHECK: scf.if %[[ROUTED]]
+// CHECK: memref.load %[[RW]]
+// CHECK: memref.load %[[RI]]
+// CHECK: } else {
+// CHECK: %[[SHARED:.*]] = arith.addi %[[COL]], %c56
+// CHECK: memref.load %[[G]]
+// CHECK: math.exp
+// CHECK: memref.store %{{.*}}, %[[WO]]
+// CHECK: memref.store %{{.*}}, %[[IO]]
+// PTX: .entry router(
+// PTX: .entry add_shared_experts(
+func.func @shared_gate(%x: tensor<?x256xbf16>, %wsg: tensor<1x256xbf16>, %w: tensor<?x4xf32>, %ids: tensor<?x4xi32>) -> (tensor<?x8xf32>, tensor<?x8xi32>) {
+  %g = moe.router %x, %wsg : tensor<?x256xbf16>, tensor<1x256xbf16> -> tensor<?x1xf32>
+  %0:2 = moe.add_shared_experts %w, %ids gate(%g : tensor<?x1xf32>) {num_experts = 60 : i64, num_shared = 4 : i64} : tensor<?x4xf32>, tensor<?x4xi32> -> tensor<?x8xf32>, tensor<?x8xi32>
+  return %0#0, %0#1 : tensor<?x8xf32>, tensor<?x8xi32>
+}
+
+// -----
+
 // moe.align: one block of 1024 threads; counts and cursors in shared memory.
 // CHECK-LABEL: func.func @align
 // Up to 1024 experts, also the two kernels over many blocks.

@@ -203,3 +203,32 @@ func.func @combine(%y: tensor<?x2x16xf32>, %w: tensor<?x2xf32>) -> tensor<?x16xb
   %0 = moe.combine %y, %w {routed_scaling_factor = 2.5 : f32} : tensor<?x2x16xf32>, tensor<?x2xf32> -> tensor<?x16xbf16>
   return %0 : tensor<?x16xbf16>
 }
+
+// -----
+
+// moe.add_shared_experts: one generic per result over [M, k + S]; a routed
+// column copies its input (a shared column reads column 0 and drops it), a
+// shared column k + s holds expert E + s and weight 1 or sigmoid(gate).
+// CHECK-LABEL: func @add_shared_experts
+// CHECK-SAME: (%[[W:.*]]: tensor<?x4xf32>, %[[IDS:.*]]: tensor<?x4xi32>, %[[G:.*]]: tensor<?x1xf32>)
+// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<?x6xi32>)
+// CHECK: %[[ROW:.*]] = linalg.index 0
+// CHECK: %[[COL:.*]] = linalg.index 1
+// CHECK: %[[ROUTED:.*]] = arith.cmpi ult, %[[COL]], %c4
+// CHECK: %[[SRC:.*]] = arith.select %[[ROUTED]], %[[COL]], %c0
+// CHECK: %[[ID:.*]] = tensor.extract %[[IDS]][%[[ROW]], %[[SRC]]]
+// CHECK: %[[SHARED:.*]] = arith.addi %[[COL]], %c56
+// CHECK: %[[SHARED32:.*]] = arith.index_cast %[[SHARED]] : index to i32
+// CHECK: arith.select %[[ROUTED]], %[[ID]], %[[SHARED32]] : i32
+// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<?x6xf32>)
+// CHECK: %[[ROW2:.*]] = linalg.index 0
+// CHECK: %[[WEIGHT:.*]] = tensor.extract %[[W]]
+// CHECK: %[[LOGIT:.*]] = tensor.extract %[[G]][%[[ROW2]], %c0
+// CHECK: arith.negf %[[LOGIT]]
+// CHECK: math.exp
+// CHECK: %[[SIGMOID:.*]] = arith.divf
+// CHECK: arith.select %{{.*}}, %[[WEIGHT]], %[[SIGMOID]] : f32
+func.func @add_shared_experts(%w: tensor<?x4xf32>, %ids: tensor<?x4xi32>, %g: tensor<?x1xf32>) -> (tensor<?x6xf32>, tensor<?x6xi32>) {
+  %0:2 = moe.add_shared_experts %w, %ids gate(%g : tensor<?x1xf32>) {num_experts = 60 : i64, num_shared = 2 : i64} : tensor<?x4xf32>, tensor<?x4xi32> -> tensor<?x6xf32>, tensor<?x6xi32>
+  return %0#0, %0#1 : tensor<?x6xf32>, tensor<?x6xi32>
+}

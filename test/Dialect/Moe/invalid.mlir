@@ -838,6 +838,54 @@ func.func @em_dynamic_weights(%x: tensor<?x64xbf16>, %w: tensor<?x64x64xbf16>, %
 
 // -----
 
+func.func @shared_no_choices(%w: tensor<?x0xf32>, %ids: tensor<?x0xi32>) {
+  // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of routed_ids), got 'tensor<?x0xi32>'}}
+  %0:2 = moe.add_shared_experts %w, %ids {num_experts = 8 : i64} : tensor<?x0xf32>, tensor<?x0xi32> -> tensor<?x1xf32>, tensor<?x1xi32>
+  return
+}
+
+// -----
+
+func.func @shared_weights_shape(%w: tensor<?x3xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects routed weights of the routed ids' shape [?, 2], got 'tensor<?x3xf32>'}}
+  %0:2 = moe.add_shared_experts %w, %ids {num_experts = 8 : i64} : tensor<?x3xf32>, tensor<?x2xi32> -> tensor<?x3xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+func.func @shared_too_many_experts(%w: tensor<?x2xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects at most 65536 routed and shared experts, got 65537}}
+  %0:2 = moe.add_shared_experts %w, %ids {num_experts = 65536 : i64} : tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x3xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+func.func @shared_gate_shape(%w: tensor<?x2xf32>, %ids: tensor<?x2xi32>, %g: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects gate logits of shape [?, 1], got 'tensor<?x2xf32>'}}
+  %0:2 = moe.add_shared_experts %w, %ids gate(%g : tensor<?x2xf32>) {num_experts = 8 : i64} : tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x3xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+func.func @shared_result_shape(%w: tensor<?x2xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects results of shape [?, 4] (k routed, then the shared experts), got 'tensor<?x3xi32>'}}
+  %0:2 = moe.add_shared_experts %w, %ids {num_experts = 8 : i64, num_shared = 2 : i64} : tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x4xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+func.func @shared_zero_count(%w: tensor<?x2xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{attribute 'num_shared' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %0:2 = moe.add_shared_experts %w, %ids {num_experts = 8 : i64, num_shared = 0 : i64} : tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return
+}
+
+// -----
+
 func.func @gm_bias_shape(%rows: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %off: tensor<9xi32>, %b: tensor<8x64xf32>) {
   // expected-error @+1 {{expects a bias of shape [8, 128] (experts, product columns), got 'tensor<8x64xf32>'}}
   %0 = moe.grouped_matmul %rows, %w, %off bias(%b : tensor<8x64xf32>) : tensor<?x64xbf16>, tensor<8x128x64xbf16>, tensor<9xi32> -> tensor<?x128xf32>

@@ -76,6 +76,18 @@ func.func @expert_biases(%rows: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %o
 
 // -----
 
+// num_shared = 1 is the default and is elided.
+// CHECK-LABEL: func @add_shared_experts
+// CHECK: moe.add_shared_experts %{{.*}}, %{{.*}} {num_experts = 256 : i64} : tensor<?x8xf32>, tensor<?x8xi32> -> tensor<?x9xf32>, tensor<?x9xi32>
+// CHECK: moe.add_shared_experts %{{.*}}, %{{.*}} gate(%{{.*}} : tensor<?x1xf32>) {num_experts = 60 : i64, num_shared = 4 : i64} : tensor<?x4xf32>, tensor<?x4xi32> -> tensor<?x8xf32>, tensor<?x8xi32>
+func.func @add_shared_experts(%w: tensor<?x8xf32>, %ids: tensor<?x8xi32>, %w4: tensor<?x4xf32>, %ids4: tensor<?x4xi32>, %g: tensor<?x1xf32>) {
+  %0:2 = moe.add_shared_experts %w, %ids {num_experts = 256 : i64, num_shared = 1 : i64} : tensor<?x8xf32>, tensor<?x8xi32> -> tensor<?x9xf32>, tensor<?x9xi32>
+  %1:2 = moe.add_shared_experts %w4, %ids4 gate(%g : tensor<?x1xf32>) {num_experts = 60 : i64, num_shared = 4 : i64} : tensor<?x4xf32>, tensor<?x4xi32> -> tensor<?x8xf32>, tensor<?x8xi32>
+  return
+}
+
+// -----
+
 // CHECK-LABEL: func @activations
 // CHECK: moe.activation silu_and_mul %{{.*}} : tensor<?x64xf32> -> tensor<?x32xf32>
 // CHECK: moe.activation gelu_and_mul %{{.*}} : tensor<?x64xf32> -> tensor<?x32xf32>

@@ -4,6 +4,8 @@
 // RUN: moe-run %moe_src_root/examples/scaled/deepseek_v3.mlir --entry=deepseek_v3 --random --seed=3 --num-tokens=17 --check | FileCheck %s
 // RUN: moe-run %moe_src_root/examples/scaled/gpt_oss_120b.mlir --entry=gpt_oss_120b --random --seed=4 --num-tokens=17 --check | FileCheck %s
 // RUN: moe-run %moe_src_root/examples/scaled/gpt_oss_20b.mlir --entry=gpt_oss_20b --random --seed=5 --num-tokens=17 --check | FileCheck %s
+// RUN: moe-run %moe_src_root/examples/scaled/deepseek_v3_shared.mlir --entry=deepseek_v3_shared --random --seed=6 --num-tokens=17 --check | FileCheck %s
+// RUN: moe-run %moe_src_root/examples/scaled/qwen1_5_moe_a2_7b.mlir --entry=qwen1_5_moe_a2_7b --random --seed=7 --num-tokens=17 --check | FileCheck %s
 
 // CHECK: result #0: 17x256xbf16
 // CHECK: check: result #0 [bf16]: relative L2 error {{.*}} (tolerance 1e-02): ok

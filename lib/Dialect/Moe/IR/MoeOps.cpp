@@ -126,6 +126,46 @@ LogicalResult RouterOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// AddSharedExpertsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AddSharedExpertsOp::verify() {
+  RankedTensorType weightsType = getRoutedWeights().getType();
+  RankedTensorType idsType = getRoutedIds().getType();
+  int64_t numTokens = idsType.getDimSize(0);
+  int64_t k = idsType.getDimSize(1);
+  if (failed(verifyExpertsPerToken(*this, idsType, 1, "routed_ids")))
+    return failure();
+  if (weightsType.getDimSize(1) != k ||
+      !areDimsCompatible(weightsType.getDimSize(0), numTokens))
+    return emitOpError() << "expects routed weights of the routed ids' shape "
+                         << formatShape(idsType.getShape()) << ", got "
+                         << weightsType;
+  if (getNumExperts() + getNumShared() > kMaxExperts)
+    return emitOpError() << "expects at most " << kMaxExperts
+                         << " routed and shared experts, got "
+                         << getNumExperts() + getNumShared();
+  if (Value gate = getGate()) {
+    auto gateType = cast<RankedTensorType>(gate.getType());
+    if (gateType.getDimSize(1) != 1 ||
+        !areDimsCompatible(gateType.getDimSize(0), numTokens))
+      return emitOpError() << "expects gate logits of shape ["
+                           << formatDim(numTokens) << ", 1], got " << gateType;
+  }
+  SmallVector<int64_t, 2> expected = {numTokens, k + getNumShared()};
+  for (Type resultType : getResultTypes()) {
+    auto type = cast<RankedTensorType>(resultType);
+    if (type.getDimSize(1) != expected[1] ||
+        !areDimsCompatible(type.getDimSize(0), numTokens))
+      return emitOpError() << "expects results of shape "
+                           << formatShape(expected)
+                           << " (k routed, then the shared experts), got "
+                           << type;
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // TopkOp
 //===----------------------------------------------------------------------===//
 

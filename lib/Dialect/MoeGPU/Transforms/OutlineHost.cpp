@@ -104,7 +104,8 @@ private:
   /// The slot blocks of `slots` slots that can hold an assignment.
   Value occupiedBlocks(AffineExpr slots, int64_t numExperts, int64_t blockM);
 
-  /// Launches the routing kernel of `op` (moe.route or moe.topk) on the
+  /// Launches the routing kernel of `op` (moe.route or moe.topk; also
+  /// moe.add_shared_experts, whose kernel has the same form) on the
   /// rows of `rowsOf` with the buffers of `inputs` (null: an absent
   /// optional operand), allocating its `weights` and `ids` results.
   LogicalResult launchRouting(Operation *op, Value rowsOf,
@@ -112,6 +113,8 @@ private:
                               int64_t k);
   LogicalResult lowerRoute(moe::RouteOp op);
   LogicalResult lowerTopk(moe::TopkOp op);
+  LogicalResult lowerRouter(moe::RouterOp op);
+  LogicalResult lowerAddSharedExperts(moe::AddSharedExpertsOp op);
   LogicalResult lowerAlign(moe::AlignOp op);
   LogicalResult lowerExpertMatmul(moe::ExpertMatmulOp op);
   LogicalResult lowerCombineFinalize(moe::ExpertMatmulOp op,
@@ -277,6 +280,30 @@ LogicalResult HostBuilder::lowerRoute(moe::RouteOp op) {
                        {op.getInput(), op.getGateWeight(), op.getGateBias(),
                         op.getScoreBias()},
                        op.getWeights(), op.getIds(), op.getK());
+}
+
+LogicalResult HostBuilder::lowerRouter(moe::RouterOp op) {
+  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
+  if (failed(kernel))
+    return failure();
+  AffineExpr rows = buffers.lookup(op.getInput()).sizes[0];
+  int64_t numExperts = op.getGateWeight().getType().getDimSize(0);
+  Buffer logits =
+      allocate(op.getLogits(), "moe.router logits",
+               {rows, b.getAffineConstantExpr(numExperts)}, b.getF32Type());
+  SmallVector<Value> args = {buffers.lookup(op.getInput()).memref,
+                             buffers.lookup(op.getGateWeight()).memref};
+  if (op.getBias())
+    args.push_back(buffers.lookup(op.getBias()).memref);
+  args.push_back(logits.memref);
+  return launch(*kernel, args, {materialize(rows), constant(1), constant(1)});
+}
+
+LogicalResult HostBuilder::lowerAddSharedExperts(moe::AddSharedExpertsOp op) {
+  return launchRouting(
+      op, op.getRoutedIds(),
+      {op.getRoutedWeights(), op.getRoutedIds(), op.getGate()},
+      op.getWeights(), op.getIds(), op.getIds().getType().getDimSize(1));
 }
 
 LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
@@ -598,6 +625,10 @@ LogicalResult HostBuilder::createEntry() {
         TypeSwitch<Operation *, LogicalResult>(&op)
             .Case([&](moe::RouteOp route) { return lowerRoute(route); })
             .Case([&](moe::TopkOp topk) { return lowerTopk(topk); })
+            .Case([&](moe::RouterOp router) { return lowerRouter(router); })
+            .Case([&](moe::AddSharedExpertsOp shared) {
+              return lowerAddSharedExperts(shared);
+            })
             .Case([&](moe::AlignOp align) { return lowerAlign(align); })
             .Case([&](moe::ExpertMatmulOp matmul) {
               return lowerExpertMatmul(matmul);

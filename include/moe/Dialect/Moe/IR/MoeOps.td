@@ -134,6 +134,53 @@ def Moe_TopkOp : Moe_Op<"topk", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// AddSharedExpertsOp
+//===----------------------------------------------------------------------===//
+
+def Moe_AddSharedExpertsOp : Moe_Op<"add_shared_experts", [Pure]> {
+  let summary = "every token also picks the shared experts";
+  let description = [{
+    Appends `num_shared` shared experts to each token's `k` routed choices,
+    so that the expert GEMMs run them with the routed experts: the shared
+    experts are experts `num_experts .. num_experts + num_shared - 1` of the
+    expert weights (which then hold `num_experts + num_shared` experts), and
+    every token picks all of them. A shared expert wider than the routed
+    ones is split along its intermediate dimension into `num_shared`
+    experts of the routed width; their outputs add up to its output.
+
+    For token m: `ids[m, j] = routed_ids[m, j]` and `weights[m, j] =
+    routed_weights[m, j]` for `j < k`; `ids[m, k + s] = num_experts + s`,
+    and `weights[m, k + s]` is 1, or `sigmoid(gate[m, 0])` with `gate(%g)`
+    (`[M, 1]` f32 logits of a shared-expert gate, as Qwen2-MoE's, from
+    `moe.router`). Routed ids are copied as they are (also -1 and invalid
+    ones).
+
+    Example (DeepSeek-V3's shared expert; Qwen1.5-MoE's, 4 times the
+    routed width and gated):
+    ```mlir
+    %w9, %ids9 = moe.add_shared_experts %w, %ids {num_experts = 256 : i64}
+        : tensor<?x8xf32>, tensor<?x8xi32> -> tensor<?x9xf32>, tensor<?x9xi32>
+    %w8, %ids8 = moe.add_shared_experts %w, %ids gate(%g : tensor<?x1xf32>)
+        {num_experts = 60 : i64, num_shared = 4 : i64}
+        : tensor<?x4xf32>, tensor<?x4xi32> -> tensor<?x8xf32>, tensor<?x8xi32>
+    ```
+  }];
+  let arguments = (ins Moe_F32Tensor2D:$routed_weights,
+                       Moe_I32Tensor2D:$routed_ids,
+                       Optional<Moe_F32Tensor2D>:$gate,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$num_experts,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntPositive]>,
+                                         "1">:$num_shared);
+  let results = (outs Moe_F32Tensor2D:$weights, Moe_I32Tensor2D:$ids);
+  let assemblyFormat = [{
+    $routed_weights `,` $routed_ids (`gate` `(` $gate^ `:` type($gate) `)`)?
+    attr-dict `:` type($routed_weights) `,` type($routed_ids) `->`
+    type($weights) `,` type($ids)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // PermuteOp
 //===----------------------------------------------------------------------===//
 

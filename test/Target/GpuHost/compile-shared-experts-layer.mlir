@@ -1,0 +1,23 @@
+// moe-compile of a layer with a gated shared expert (the scaled
+// Qwen1.5-MoE example): the host launches the routing, the gate's router,
+// the shared experts' append, then the aligned schedule over E + S experts
+// and k + S choices per token, whose weights the combine reads; the source
+// compiles.
+// REQUIRES: ptxas
+// RUN: rm -rf %t && moe-compile %moe_src_root/examples/scaled/qwen1_5_moe_a2_7b.mlir -o %t --name qwen --num-tokens 64 --ptx %t/qwen.ptx --kernels %t/host.mlir
+// RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
+// RUN: FileCheck %s --check-prefix=HEADER < %t/qwen.h
+// RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/qwen.cpp
+
+// HOST-LABEL: func.func @moe_layer_qwen(
+// HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x256xbf16>, %[[WG:[a-z0-9]+]]: memref<60x256xbf16>, %[[WSG:[a-z0-9]+]]: memref<1x256xbf16>,
+// HOST-SAME: %{{[a-z0-9]+}}: memref<64x256x256xbf16>, %{{[a-z0-9]+}}: memref<64x256x128xbf16>,
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@route {{.*}} args(%[[X]] : memref<?x256xbf16>, %[[WG]] : memref<60x256xbf16>, %[[RW:.+]] : memref<?x4xf32>, %[[RI:.+]] : memref<?x4xi32>)
+// HOST: %[[GATE:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x1xf32>
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@router {{.*}} args(%[[X]] : memref<?x256xbf16>, %[[WSG]] : memref<1x256xbf16>, %[[GATE]] : memref<?x1xf32>)
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@add_shared_experts {{.*}} threads in (%c32, %c1, %c1) {{.*}} args(%[[RW]] : memref<?x4xf32>, %[[RI]] : memref<?x4xi32>, %[[GATE]] : memref<?x1xf32>, %[[W:.+]] : memref<?x8xf32>, %[[IDS:.+]] : memref<?x8xi32>)
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@align_count {{.*}} args(%[[IDS]] : memref<?x8xi32>, {{.*}}, %{{.+}} : memref<128xi32>,
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul_0 {{.*}}, %[[W]] : memref<?x8xf32>, %{{.+}} : memref<?x256xf32>)
+
+// HEADER: ///   const void *w_shared_gate: bf16 (uint16_t bits) [1][256], row-major,
+// HEADER: int32_t moe_layer_qwen(const void* x, const void* w_gate, const void* w_shared_gate, const void* w13, const void* w2, void* result,
