@@ -1587,11 +1587,13 @@ void KernelBuilder::releaseStage(Value position) {
   NVVM::MBarrierArriveOp::create(b, loc, b.getI64Type(), own, Value());
   // The stage's copy in this block is refilled by the other block's
   // multicast too (shared), so its producer waits for this block's
-  // consumers: one release at cluster scope per warpgroup, after that
-  // thread's wgmma of the stage is done (a warpgroup's wgmma completes as
-  // one; CUTLASS's cluster pipelines release likewise). Predicated, not
-  // branched: a wgmma is in flight, and ptxas serializes wgmmas around
-  // divergent code.
+  // consumers: one arrival per warpgroup, after that thread's wgmma of the
+  // stage is done (a warpgroup's wgmma completes as one). What it orders is
+  // reads that are already complete, so the release is at CTA scope: at
+  // cluster scope it cost 25-35% on the H200 (the elected thread's fence
+  // held its warpgroup at every K step; docs/gpu-warp-specialized.md).
+  // Predicated, not branched: a wgmma is in flight, and ptxas serializes
+  // wgmmas around divergent code.
   Value elected = arith::CmpIOp::create(
       b, loc, arith::CmpIPredicate::eq,
       arith::RemUIOp::create(b, loc, tid, index(kWarpgroupThreads)),
@@ -1601,7 +1603,7 @@ void KernelBuilder::releaseStage(Value position) {
   Value target = NVVM::MapaOp::create(b, loc, clusterPointer, own, freedRank);
   NVVM::InlinePtxOp::create(
       b, loc, TypeRange(), ValueRange{target}, ValueRange(),
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [$0];",
+      "mbarrier.arrive.release.cta.shared::cluster.b64 _, [$0];",
       elected);
 }
 

@@ -365,9 +365,9 @@ func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 // producer meets the other block. Thread 0 initializes the full ring (129
 // arrivals) and the empty ring, which lives in dynamic shared memory (the
 // stage-free barriers, reachable through mapa) and takes 256 + 2 arrivals:
-// every consumer thread, and one release at cluster scope per consumer
-// warpgroup of the block whose multicast refills the stage (the other one,
-// shared; this one, unshared). No block barrier: the pair's first cluster
+// every consumer thread, and one release per consumer warpgroup of the
+// block whose multicast refills the stage (the other one, shared; this one,
+// unshared), at CTA scope (a cluster-scope release cost 25-35%). No block barrier: the pair's first cluster
 // synchronization publishes the rings. The producer waits on its own empty
 // barrier and issues both boxes with the pair's mask and the whole tile's
 // bytes on its full barrier; the consumers release a stage on their own
@@ -420,7 +420,7 @@ func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 // CHECK: %[[LANE:.+]] = arith.remui %thread_id_x, %c128
 // CHECK-NEXT: %[[ELECTED:.+]] = arith.cmpi eq, %[[LANE]], %c0
 // CHECK-NEXT: %[[REMOTE:.+]] = nvvm.mapa %[[OWN]], %[[FREEING]] : !llvm.ptr<3> -> !llvm.ptr<7>
-// CHECK-NEXT: nvvm.inline_ptx "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [$0];" ro(%[[REMOTE]] : !llvm.ptr<7>), predicate = %[[ELECTED]]
+// CHECK-NEXT: nvvm.inline_ptx "mbarrier.arrive.release.cta.shared::cluster.b64 _, [$0];" ro(%[[REMOTE]] : !llvm.ptr<7>), predicate = %[[ELECTED]]
 // CHECK-NEXT: scf.yield
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: scf.if %[[SHARES]] {
@@ -444,7 +444,7 @@ func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 // PTX: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
 // PTX: mapa.shared::cluster.u64
 // PTX-NEXT: // begin inline asm
-// PTX-NEXT: @%p{{[0-9]+}} mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%rd{{[0-9]+}}];
+// PTX-NEXT: @%p{{[0-9]+}} mbarrier.arrive.release.cta.shared::cluster.b64 _, [%rd{{[0-9]+}}];
 // PTX: barrier.cluster.arrive
 // PTX-NEXT: barrier.cluster.wait
 func.func @cluster_of_warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
