@@ -804,11 +804,14 @@ void KernelBuilder::freeStageInPair(Value step, Value next) {
       context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::SharedCluster));
   Value target = NVVM::MapaOp::create(b, loc, clusterPointer,
                                       stageFreeBarrier(stage), freedRank);
-  // One release at cluster scope per step: the block's barrier just before
-  // ordered every thread's reads of the stage ahead of it.
+  // One arrival per step: the block's barrier just before ordered every
+  // thread's reads of the stage (complete: their wgmmas were waited for)
+  // ahead of it, so the release is at CTA scope. At cluster scope it was
+  // what made the pairs 25-40% slower on the H200, not the per-step
+  // handshake (docs/gpu-warp-specialized.md).
   ifThen(leader, [&] {
     NVVM::MBarrierArriveOp::create(b, loc, Type(), target, Value(),
-                                   NVVM::MemScopeKind::CLUSTER,
+                                   NVVM::MemScopeKind::CTA,
                                    /*relaxed=*/false);
   });
   Value use = arith::DivUIOp::create(b, loc, step, index(config.stages));
@@ -816,7 +819,7 @@ void KernelBuilder::freeStageInPair(Value step, Value next) {
       b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, use, index(2)));
   // The wait acquires at CTA scope, as CUTLASS's cluster pipelines do: what
   // it orders is this block's next TMA after the other block's reads, which
-  // the other block's cluster-scope release already made complete.
+  // were complete before its arrival.
   NVVM::MBarrierTryWaitParityOp::create(
       b, loc, stageFreeBarrier(stage), parity,
       arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));
@@ -1568,8 +1571,8 @@ void KernelBuilder::waitForRelease(Value position) {
       arith::RemUIOp::create(b, loc,
                              arith::AddIOp::create(b, loc, round, index(1)),
                              index(2)));
-  // Acquire at CTA scope suffices: the other block's arrivals released at
-  // cluster scope.
+  // Acquire at CTA scope suffices: what it orders is the next TMA after
+  // reads (this block's and the other's) complete before their arrivals.
   NVVM::MBarrierTryWaitParityOp::create(
       b, loc, stageFreeBarrier(stageOf(position)), parity,
       arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));

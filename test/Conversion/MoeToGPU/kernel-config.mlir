@@ -339,7 +339,7 @@ func.func @pingpong_wide(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks
 // CHECK: gpu.barrier
 // CHECK: %[[REMOTE:.+]] = nvvm.mapa %{{.+}}, %[[FREEING]] : !llvm.ptr<3> -> !llvm.ptr<7>
 // CHECK-NEXT: scf.if %{{.+}} {
-// CHECK-NEXT: nvvm.mbarrier.arrive %[[REMOTE]] {scope = #nvvm.mem_scope<cluster>} : !llvm.ptr<7>
+// CHECK-NEXT: nvvm.mbarrier.arrive %[[REMOTE]] : !llvm.ptr<7>
 // CHECK: nvvm.mbarrier.try_wait.parity %{{.+}}, %{{.+}}, %{{.+}} : !llvm.ptr<3>, i32, i32
 // CHECK: arith.select %[[SHARES]], %c3_i16
 // CHECK: nvgpu.tma.async.load {{.*}} multicast_mask
@@ -350,7 +350,7 @@ func.func @pingpong_wide(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks
 // PTX: .reqnctapercluster 2, 1, 1
 // PTX: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster
 // PTX: mapa.shared::cluster.u64
-// PTX: mbarrier.arrive.release.cluster.shared::cluster.b64
+// PTX: mbarrier.arrive.shared::cluster.b64 _, [%rd{{[0-9]+}}], %r{{[0-9]+}};
 func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>}
@@ -367,8 +367,8 @@ func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 // stage-free barriers, reachable through mapa) and takes 256 + 2 arrivals:
 // every consumer thread, and one release per consumer warpgroup of the
 // block whose multicast refills the stage (the other one, shared; this one,
-// unshared), at CTA scope (a cluster-scope release cost 25-35%). No block barrier: the pair's first cluster
-// synchronization publishes the rings. The producer waits on its own empty
+// unshared), at CTA scope (a cluster-scope release cost 25-35%). No block
+// barrier: the pair's first cluster synchronization publishes the rings. The producer waits on its own empty
 // barrier and issues both boxes with the pair's mask and the whole tile's
 // bytes on its full barrier; the consumers release a stage on their own
 // empty barrier and, predicated (a wgmma is in flight), on the freeing
