@@ -198,8 +198,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
-  // kernels': the multistage ones left (64-row blocks) stay single, since
-  // their per-step handshake made them slower (docs/gpu-warp-specialized.md).
+  // kernels': the multistage ones left (64-row blocks) stay single, so that
+  // such a build pairs one kind of kernel (docs/gpu-warp-specialized.md).
   bool paired = pairable && !specialized;
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM, blockN,
