@@ -86,7 +86,8 @@ llvm::cl::opt<bool> pingpong(
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> clusterM(
     "cluster-m",
-    llvm::cl::desc("Pair the multistage GEMMs' slot blocks in clusters of "
+    llvm::cl::desc("Pair the multistage GEMMs' (with --warp-specialize: "
+                   "the warp-specialized GEMMs') slot blocks in clusters of "
                    "this many (1 or 2): a pair of one expert loads each "
                    "weight tile once, multicast to both (experimental, see "
                    "docs/gpu-warp-specialized.md)"),

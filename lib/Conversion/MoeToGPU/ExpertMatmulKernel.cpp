@@ -94,9 +94,9 @@ struct KernelConfig {
   /// Group size along K and zero points of a weight-only format.
   int64_t group = 0;
   bool zeroPoint = false;
-  /// Blocks per cluster along the slot blocks: 1, or 2 (multistage): a pair
-  /// of consecutive slot blocks of one expert loads each weight tile once,
-  /// each block half of it, multicast to both.
+  /// Blocks per cluster along the slot blocks: 1, or 2 (multistage or
+  /// warp-specialized): a pair of consecutive slot blocks of one expert
+  /// loads each weight tile once, each block half of it, multicast to both.
   int64_t clusterM = 1;
 
   bool isW8A8() const {
@@ -177,8 +177,19 @@ struct KernelConfig {
     return activation || clusterM > 1 ? blockN / 2 : blockN;
   }
   /// Cluster: per stage an 8-byte mbarrier, after the tile ring's slots,
-  /// on which the other block (or, unpaired, this one) frees the stage.
+  /// on which the other block (or, unpaired, this one) frees the stage;
+  /// warp-specialized, it is the ring's empty barrier.
   int64_t stageFreeBarrierBytes() const { return clusterM > 1 ? 8 * stages : 0; }
+  /// Warp-specialized: the arrivals that release a stage. Every thread that
+  /// consumed it, and in a cluster also one per consumer warpgroup of the
+  /// block whose multicasts refill it (the other block, shared; this one,
+  /// unshared), so that the count is the same either way.
+  int64_t releasesPerStage() const {
+    int64_t releases = stageConsumerThreads();
+    if (clusterM > 1)
+      releases += consumerThreads() / kWarpgroupThreads;
+    return releases;
+  }
   int64_t sharedBytes() const {
     return ringBytes() + tileSlotBytes() + stageFreeBarrierBytes() +
            kSwizzleAlignment;
@@ -203,6 +214,9 @@ public:
   /// and the pair synchronizes, before either block may multicast into the
   /// other or leave early.
   void initClusterBarriers();
+  /// Cluster, multistage: the full barriers (the TMA's expect_tx) and the
+  /// stage-free barriers (one arrival of the freeing block per use).
+  void initMultistageBarriers();
   /// Cluster: the slot block and column tile of this block (a pair takes
   /// consecutive slot blocks of one column tile), and whether the pair
   /// shares the weights.
@@ -210,7 +224,8 @@ public:
   void decideSharing(Value block);
   /// Cluster: the mbarrier in this block's shared memory on which the
   /// block that refills `stage` (the other one if shared, else this one)
-  /// says it is done with the stage.
+  /// says it is done with the stage (warp-specialized: the stage's empty
+  /// barrier, on which this block's consumers arrive too).
   Value stageFreeBarrier(Value stage);
   /// Cluster, at K step `step` of the multistage loop (this block is done
   /// with stage `next`): frees `next`'s stage for the block that fills it
@@ -241,8 +256,20 @@ private:
   /// Loads the padded slot count and derives the assignment count M·k.
   void loadScheduleSize();
   /// Initializes the full and empty rings (thread 0) and synchronizes the
-  /// block; sets the producer's TMA leader.
+  /// block; sets the producer's TMA leader. In a cluster the rings were
+  /// initialized before the pair's first synchronization.
   void initRings();
+  /// The ring's barriers (the calling thread initializes them): full, empty
+  /// (in a cluster, the stage-free barriers), and the persistent tile ring
+  /// and pingpong's math order.
+  void initRingBarriers();
+  /// Producer: waits until the stage of ring position `position` was
+  /// released in the round before (a fresh barrier counts as released).
+  void waitForRelease(Value position);
+  /// Consumers: release the stage of ring position `position` (in a cluster,
+  /// on this block's empty barrier and on that of the block that refills
+  /// this block's copy of the stage).
+  void releaseStage(Value position);
   /// Persistent body: the producer and the consumers each walk this
   /// block's tiles (tile = block id, + grid size, ...) in the same order,
   /// the producer running up to a ring ahead, so that the next tile's
@@ -693,19 +720,26 @@ void KernelBuilder::initClusterBarriers() {
   Value first =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
   ifThen(first, [&] {
-    for (int64_t s = 0; s < config.stages; ++s) {
-      nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(s),
-                                    Value());
-      // The freeing block's first thread arrives once per use, after the
-      // block's barrier.
-      NVVM::MBarrierInitOp::create(
-          b, loc, stageFreeBarrier(index(s)),
-          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)), Value());
-    }
+    if (config.warpSpecialized)
+      initRingBarriers();
+    else
+      initMultistageBarriers();
     // The other block's multicasts and arrivals may follow at once.
     NVVM::FenceMbarrierInitOp::create(b, loc);
   });
   syncCluster();
+}
+
+void KernelBuilder::initMultistageBarriers() {
+  for (int64_t s = 0; s < config.stages; ++s) {
+    nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(s),
+                                  Value());
+    // The freeing block's first thread arrives once per use, after the
+    // block's barrier.
+    NVVM::MBarrierInitOp::create(
+        b, loc, stageFreeBarrier(index(s)),
+        arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)), Value());
+  }
 }
 
 void KernelBuilder::syncCluster() {
@@ -790,11 +824,14 @@ void KernelBuilder::freeStageInPair(Value step, Value next) {
       context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::SharedCluster));
   Value target = NVVM::MapaOp::create(b, loc, clusterPointer,
                                       stageFreeBarrier(stage), freedRank);
-  // One release at cluster scope per step: the block's barrier just before
-  // ordered every thread's reads of the stage ahead of it.
+  // One arrival per step: the block's barrier just before ordered every
+  // thread's reads of the stage (complete: their wgmmas were waited for)
+  // ahead of it, so the release is at CTA scope. At cluster scope it was
+  // what made the pairs 25-40% slower on the H200, not the per-step
+  // handshake (docs/gpu-warp-specialized.md).
   ifThen(leader, [&] {
     NVVM::MBarrierArriveOp::create(b, loc, Type(), target, Value(),
-                                   NVVM::MemScopeKind::CLUSTER,
+                                   NVVM::MemScopeKind::CTA,
                                    /*relaxed=*/false);
   });
   Value use = arith::DivUIOp::create(b, loc, step, index(config.stages));
@@ -802,7 +839,7 @@ void KernelBuilder::freeStageInPair(Value step, Value next) {
       b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, use, index(2)));
   // The wait acquires at CTA scope, as CUTLASS's cluster pipelines do: what
   // it orders is this block's next TMA after the other block's reads, which
-  // the other block's cluster-scope release already made complete.
+  // were complete before its arrival.
   NVVM::MBarrierTryWaitParityOp::create(
       b, loc, stageFreeBarrier(stage), parity,
       arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));
@@ -1530,35 +1567,100 @@ void KernelBuilder::initRings() {
   // The producer's first thread issues the TMA and its expect_tx.
   leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
                                  index(consumerThreads));
+  if (config.clusterM > 1)
+    return;
   Value first =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
-  ifThen(first, [&] {
-    for (int64_t s = 0; s < config.stages; ++s) {
-      // Full: the leader's expect_tx arrive, then one arrive per producer
-      // thread once its A rows have landed (the TMA completes the bytes).
-      nvgpu::MBarrierInitOp::create(b, loc, barriers,
-                                    index(kWarpgroupThreads + 1), index(s),
-                                    Value());
-      // Empty: one arrive per consuming thread once its wgmma read the
-      // stage.
-      nvgpu::MBarrierInitOp::create(b, loc, emptyBarriers,
-                                    index(config.stageConsumerThreads()),
-                                    index(s), Value());
-    }
-    // The tile ring: full once the leader published a tile, empty once
-    // every thread of the block has read it.
-    for (int64_t slot = 0; tileFull && slot < kTileRingDepth; ++slot) {
-      nvgpu::MBarrierInitOp::create(b, loc, tileFull, index(1), index(slot),
-                                    Value());
-      nvgpu::MBarrierInitOp::create(b, loc, tileEmpty, index(config.threads()),
-                                    index(slot), Value());
-    }
-    if (mathOrder)
-      nvgpu::MBarrierInitOp::create(b, loc, mathOrder,
-                                    index(kWarpgroupThreads), index(0),
-                                    Value());
-  });
+  ifThen(first, [&] { initRingBarriers(); });
   gpu::BarrierOp::create(b, loc);
+}
+
+void KernelBuilder::initRingBarriers() {
+  for (int64_t s = 0; s < config.stages; ++s) {
+    // Full: the leader's expect_tx arrive, then one arrive per producer
+    // thread once its A rows have landed (the TMA completes the bytes; in
+    // a shared pair, both blocks' multicasts).
+    nvgpu::MBarrierInitOp::create(b, loc, barriers,
+                                  index(kWarpgroupThreads + 1), index(s),
+                                  Value());
+    // Empty: one arrive per consuming thread once its wgmma read the
+    // stage (in a cluster, and the refilling block's releases).
+    if (config.clusterM > 1) {
+      NVVM::MBarrierInitOp::create(
+          b, loc, stageFreeBarrier(index(s)),
+          arith::ConstantOp::create(
+              b, loc, b.getI32IntegerAttr(config.releasesPerStage())),
+          Value());
+      continue;
+    }
+    nvgpu::MBarrierInitOp::create(b, loc, emptyBarriers,
+                                  index(config.stageConsumerThreads()),
+                                  index(s), Value());
+  }
+  // The tile ring: full once the leader published a tile, empty once
+  // every thread of the block has read it.
+  for (int64_t slot = 0; tileFull && slot < kTileRingDepth; ++slot) {
+    nvgpu::MBarrierInitOp::create(b, loc, tileFull, index(1), index(slot),
+                                  Value());
+    nvgpu::MBarrierInitOp::create(b, loc, tileEmpty, index(config.threads()),
+                                  index(slot), Value());
+  }
+  if (mathOrder)
+    nvgpu::MBarrierInitOp::create(b, loc, mathOrder,
+                                  index(kWarpgroupThreads), index(0),
+                                  Value());
+}
+
+void KernelBuilder::waitForRelease(Value position) {
+  if (config.clusterM == 1) {
+    waitForRound(emptyBarriers, position, /*previousRound=*/true);
+    return;
+  }
+  // Round r waits for phase r − 1: parity (r + 1) mod 2, which a fresh
+  // barrier (its phase 0 pending) passes at once in round 0.
+  Value round = arith::DivUIOp::create(b, loc, position, index(config.stages));
+  Value parity = arith::IndexCastOp::create(
+      b, loc, b.getI32Type(),
+      arith::RemUIOp::create(b, loc,
+                             arith::AddIOp::create(b, loc, round, index(1)),
+                             index(2)));
+  // Acquire at CTA scope suffices: what it orders is the next TMA after
+  // reads (this block's and the other's) complete before their arrivals.
+  NVVM::MBarrierTryWaitParityOp::create(
+      b, loc, stageFreeBarrier(stageOf(position)), parity,
+      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));
+}
+
+void KernelBuilder::releaseStage(Value position) {
+  Value stage = stageOf(position);
+  if (config.clusterM == 1) {
+    nvgpu::MBarrierArriveOp::create(
+        b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
+        stage);
+    return;
+  }
+  Value own = stageFreeBarrier(stage);
+  NVVM::MBarrierArriveOp::create(b, loc, b.getI64Type(), own, Value());
+  // The stage's copy in this block is refilled by the other block's
+  // multicast too (shared), so its producer waits for this block's
+  // consumers: one arrival per warpgroup, after that thread's wgmma of the
+  // stage is done (a warpgroup's wgmma completes as one). What it orders is
+  // reads that are already complete, so the release is at CTA scope: at
+  // cluster scope it cost 25-35% on the H200 (the elected thread's fence
+  // held its warpgroup at every K step; docs/gpu-warp-specialized.md).
+  // Predicated, not branched: a wgmma is in flight, and ptxas serializes
+  // wgmmas around divergent code.
+  Value elected = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::eq,
+      arith::RemUIOp::create(b, loc, tid, index(kWarpgroupThreads)),
+      index(0));
+  auto clusterPointer = LLVM::LLVMPointerType::get(
+      context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::SharedCluster));
+  Value target = NVVM::MapaOp::create(b, loc, clusterPointer, own, freedRank);
+  NVVM::InlinePtxOp::create(
+      b, loc, TypeRange(), ValueRange{target}, ValueRange(),
+      "mbarrier.arrive.release.cta.shared::cluster.b64 _, [$0];",
+      elected);
 }
 
 void KernelBuilder::splitRoles(function_ref<void()> producer,
@@ -1590,6 +1692,14 @@ void KernelBuilder::buildWarpSpecialized(Type sumType) {
                findOwnRows();
                storeEpilogue(consume(zeroAccumulator(sumType)));
              });
+  // A shared pair leaves together: nothing may arrive on the barriers of a
+  // block that has exited, and the other block's consumers release their
+  // last stages on this block's empty barriers. (Its multicasts into this
+  // block have landed: this block's consumers waited for every stage.)
+  // After the epilogue, so that neither block's epilogue waits for the
+  // other's K loop.
+  if (config.clusterM > 1)
+    ifThen(sharesWeights, [&] { syncCluster(); });
 }
 
 void KernelBuilder::produce() {
@@ -1607,7 +1717,7 @@ void KernelBuilder::produce() {
   Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
   auto issue = [&](Value step) {
     // Round r of a stage waits for the consumers' release of round r − 1.
-    waitForRound(emptyBarriers, ringStep(step), /*previousRound=*/true);
+    waitForRelease(ringStep(step));
     issueStage(step, trueValue);
   };
   auto announce = [&](Value step) {
@@ -1685,18 +1795,14 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
         SmallVector<Value> sums = wgmmaStep(
             SmallVector<Value>(args), stage, /*pendingGroups=*/1);
         Value previous = arith::SubIOp::create(b, loc, step, index(1));
-        nvgpu::MBarrierArriveOp::create(
-            b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
-            stageOf(ringStep(previous)));
+        releaseStage(ringStep(previous));
         scf::YieldOp::create(b, loc, sums);
       });
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   // A persistent block's producer refills the last stage with the next
   // tile's first rows: release it too.
   if (stepBase)
-    nvgpu::MBarrierArriveOp::create(
-        b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
-        stageOf(ringStep(index(config.kSteps() - 1))));
+    releaseStage(ringStep(index(config.kSteps() - 1)));
   return SmallVector<Value>(loop.getResults());
 }
 
@@ -2090,7 +2196,9 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
           arith::SubIOp::create(b, loc, i64(kSwizzleAlignment), misalignment),
           i64(kSwizzleAlignment - 1)));
   barriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
-  if (config.warpSpecialized)
+  // A cluster's empty ring is its stage-free barriers, which the other
+  // block reaches through mapa.
+  if (config.warpSpecialized && config.clusterM == 1)
     emptyBarriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   warpgroup = arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
@@ -2297,8 +2405,8 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
       kernelConfig.getStages() < 2 || kernelConfig.getStages() > kMaxStages ||
       kernelConfig.getClusterN() != 1 || kernelConfig.getClusterM() > 2 ||
       (kernelConfig.getClusterM() == 2 &&
-       (kernelConfig.getSchedule() != moe_gpu::Schedule::Multistage ||
-        config.format != QuantFormat::None || kernelConfig.getSplitK() != 1)))
+       (config.persistent || config.format != QuantFormat::None ||
+        kernelConfig.getSplitK() != 1)))
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": the emitter builds the multistage schedule, and the "
@@ -2307,7 +2415,8 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
               "block_n 64, 128 or 256, 2 to "
            << kMaxStages
            << " stages and no cluster but pairs along M (cluster_m = 2) of "
-              "the bf16 multistage schedule without split-K";
+              "the bf16 multistage and warp-specialized schedules without "
+              "split-K";
   config.blockN = kernelConfig.getBlockN();
   config.clusterM = kernelConfig.getClusterM();
   config.stages = kernelConfig.getStages();

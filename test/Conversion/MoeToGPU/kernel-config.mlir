@@ -339,7 +339,7 @@ func.func @pingpong_wide(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks
 // CHECK: gpu.barrier
 // CHECK: %[[REMOTE:.+]] = nvvm.mapa %{{.+}}, %[[FREEING]] : !llvm.ptr<3> -> !llvm.ptr<7>
 // CHECK-NEXT: scf.if %{{.+}} {
-// CHECK-NEXT: nvvm.mbarrier.arrive %[[REMOTE]] {scope = #nvvm.mem_scope<cluster>} : !llvm.ptr<7>
+// CHECK-NEXT: nvvm.mbarrier.arrive %[[REMOTE]] : !llvm.ptr<7>
 // CHECK: nvvm.mbarrier.try_wait.parity %{{.+}}, %{{.+}}, %{{.+}} : !llvm.ptr<3>, i32, i32
 // CHECK: arith.select %[[SHARES]], %c3_i16
 // CHECK: nvgpu.tma.async.load {{.*}} multicast_mask
@@ -350,7 +350,7 @@ func.func @pingpong_wide(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks
 // PTX: .reqnctapercluster 2, 1, 1
 // PTX: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster
 // PTX: mapa.shared::cluster.u64
-// PTX: mbarrier.arrive.release.cluster.shared::cluster.b64
+// PTX: mbarrier.arrive.shared::cluster.b64 _, [%rd{{[0-9]+}}], %r{{[0-9]+}};
 func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2>}
@@ -360,13 +360,109 @@ func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 
 // -----
 
-// Pairs are built for the bf16 multistage schedule only, without split-K.
+// cluster_m = 2 of the warp-specialized schedule: the pairing, sharing
+// decision and multicast boxes of the multistage pairs, but only the
+// producer meets the other block. Thread 0 initializes the full ring (129
+// arrivals) and the empty ring, which lives in dynamic shared memory (the
+// stage-free barriers, reachable through mapa) and takes 256 + 2 arrivals:
+// every consumer thread, and one release per consumer warpgroup of the
+// block whose multicast refills the stage (the other one, shared; this one,
+// unshared), at CTA scope (a cluster-scope release cost 25-35%). No block
+// barrier: the pair's first cluster synchronization publishes the rings. The producer waits on its own empty
+// barrier and issues both boxes with the pair's mask and the whole tile's
+// bytes on its full barrier; the consumers release a stage on their own
+// empty barrier and, predicated (a wgmma is in flight), on the freeing
+// block's. A shared pair synchronizes once more after the epilogue.
 // CHECK-LABEL: func.func @cluster_of_warp_specialized
-// CHECK-NOT: gpu.module
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: box_rows = 128 : i64, cluster_m = 2 : i64
+// CHECK-SAME: threads = 384 : i64
+// CHECK-SAME: nvvm.cluster_dim = array<i32: 2, 1, 1>
+// CHECK-NOT: gpu.barrier
+// CHECK: nvgpu.mbarrier.init %[[FULL:[0-9]+]][%{{.+}}], %c129
+// CHECK: %[[EMPTY0:.+]] = llvm.getelementptr
+// CHECK-NEXT: nvvm.mbarrier.init %[[EMPTY0]], %c258_i32 : !llvm.ptr<3>, i32
+// CHECK-COUNT-3: nvvm.mbarrier.init %{{.+}}, %c258_i32
+// CHECK-NEXT: nvvm.fence.mbarrier.init
+// CHECK-NOT: gpu.barrier
+// CHECK: nvvm.cluster.arrive
+// CHECK-NEXT: nvvm.cluster.wait
+// CHECK-NOT: gpu.barrier
+// CHECK: %[[SAME:.+]] = arith.cmpi eq, %{{.+}}, %{{.+}} : i32
+// CHECK: %[[LOCAL:.+]] = arith.cmpi sge, %{{.+}}, %c0_i32 : i32
+// CHECK-NEXT: %[[ONE_EXPERT:.+]] = arith.andi %[[SAME]], %[[LOCAL]] : i1
+// CHECK-NEXT: %[[BOTH:.+]] = arith.andi %{{.+}}, %{{.+}} : i1
+// CHECK-NEXT: %[[SHARES:.+]] = arith.andi %[[BOTH]], %[[ONE_EXPERT]] : i1
+// CHECK: %[[FREEING:.+]] = arith.select %[[SHARES]], %{{.+}}, %{{.+}} : i32
+// CHECK-NOT: gpu.barrier
+// CHECK: nvvm.setmaxregister  decrease 88
+// Round r of a stage waits for the empty phase r - 1: parity (r + 1) mod 2.
+// CHECK: %[[ROUND:.+]] = arith.divui %{{.+}}, %c4 : index
+// CHECK: %[[NEXT_ROUND:.+]] = arith.addi %[[ROUND]], %c1
+// CHECK-NEXT: %[[PARITY:.+]] = arith.remui %[[NEXT_ROUND]], %c2
+// CHECK-NEXT: %[[PARITY32:.+]] = arith.index_cast %[[PARITY]] : index to i32
+// CHECK: nvvm.mbarrier.try_wait.parity %{{.+}}, %[[PARITY32]], %{{.+}} : !llvm.ptr<3>, i32, i32
+// CHECK: %[[MASK:.+]] = arith.select %[[SHARES]], %c3_i16, %{{.+}} : i16
+// CHECK: nvgpu.tma.async.load {{.*}}, %[[FULL]][%{{.+}}] to %{{.+}} multicast_mask = %[[MASK]], predicate
+// CHECK: nvgpu.tma.async.load {{.*}}, %[[FULL]][%{{.+}}] to %{{.+}} multicast_mask = %[[MASK]], predicate
+// CHECK: nvgpu.mbarrier.arrive.expect_tx %[[FULL]][%{{.+}}], %c32768
+// CHECK: scf.for
+// CHECK: nvvm.mbarrier.try_wait.parity %{{.+}}, %{{.+}}, %{{.+}} : !llvm.ptr<3>, i32, i32
+// CHECK: nvgpu.tma.async.load {{.*}} multicast_mask = %{{.+}}, predicate
+// CHECK: nvgpu.mbarrier.arrive %[[FULL]]
+// CHECK: } else {
+// CHECK-NEXT: nvvm.setmaxregister  increase 208
+// CHECK: scf.for
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[FULL]]
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 1
+// CHECK: %[[OWN:.+]] = llvm.getelementptr
+// CHECK-NEXT: nvvm.mbarrier.arrive %[[OWN]] : !llvm.ptr<3> -> i64
+// CHECK: %[[LANE:.+]] = arith.remui %thread_id_x, %c128
+// CHECK-NEXT: %[[ELECTED:.+]] = arith.cmpi eq, %[[LANE]], %c0
+// CHECK-NEXT: %[[REMOTE:.+]] = nvvm.mapa %[[OWN]], %[[FREEING]] : !llvm.ptr<3> -> !llvm.ptr<7>
+// CHECK-NEXT: nvvm.inline_ptx "mbarrier.arrive.release.cta.shared::cluster.b64 _, [$0];" ro(%[[REMOTE]] : !llvm.ptr<7>), predicate = %[[ELECTED]]
+// CHECK-NEXT: scf.yield
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: scf.if %[[SHARES]] {
+// CHECK-NEXT: nvvm.cluster.arrive
+// CHECK-NEXT: nvvm.cluster.wait
+// CHECK-NEXT: }
+// CHECK-NEXT: }
+// CHECK-NEXT: }
+// CHECK-NEXT: gpu.return
+// PTX: .entry expert_matmul(
+// PTX: .maxntid 384, 1, 1
+// PTX: .reqnctapercluster 2, 1, 1
+// PTX: mov.b32 {{.*}}[[RELEASES:%r[0-9]+]], 258;
+// PTX-NEXT: mbarrier.init.shared.b64 {{.*}}[moe_dynamic_shared_memory+{{[0-9]+}}], [[RELEASES]];
+// PTX: fence.mbarrier_init.release.cluster
+// PTX-NEXT: $L__BB
+// PTX-NEXT: barrier.cluster.arrive
+// PTX-NEXT: barrier.cluster.wait
+// PTX: setmaxnreg.dec.sync.aligned.u32 {{.*}}88;
+// PTX: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster
+// PTX: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
+// PTX: mapa.shared::cluster.u64
+// PTX-NEXT: // begin inline asm
+// PTX-NEXT: @%p{{[0-9]+}} mbarrier.arrive.release.cta.shared::cluster.b64 _, [%rd{{[0-9]+}}];
+// PTX: barrier.cluster.arrive
+// PTX-NEXT: barrier.cluster.wait
 func.func @cluster_of_warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage schedule without split-K}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
-      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>}
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Pairs are built for one tile per block: not for the persistent schedules.
+// CHECK-LABEL: func.func @cluster_of_persistent
+// CHECK-NOT: gpu.module
+func.func @cluster_of_persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
 }

@@ -28,6 +28,13 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=cluster-m=2 | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=cluster-m=2 | FileCheck %s --check-prefix=INT4-PREFILL
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=cluster-m=3 2>&1 | FileCheck %s --check-prefix=CLUSTER-INVALID
+// With warp-specialize and cluster-m=2: the warp-specialized matmuls
+// without split-K are paired; the multistage ones (64-row blocks at decode)
+// and split-K ones stay single, and persistent ones are never paired.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER-PREFILL
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="warp-specialize cluster-m=2" | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="persistent cluster-m=2" | FileCheck %s --check-prefix=PERSIST
 // The full GPU pipeline keeps the configuration through moe-align.
 // RUN: moe-opt %moe_src_root/examples/scaled/mixtral_8x7b.mlir --moe-gpu-pipeline=num-tokens=4096 | FileCheck %s --check-prefix=PIPELINE
 
@@ -42,6 +49,8 @@
 // CLUSTER-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2, group_m = 8>
 // CLUSTER-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2, group_m = 8>
 // CLUSTER-INVALID: error: moe-gpu-configure: cluster-m must be 1 or 2, got 3
+// WS-CLUSTER-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2, group_m = 8>
+// WS-CLUSTER-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2, group_m = 8>
 // PINGPONG-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
 // PINGPONG-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
 // Decode on few experts: the combine splits K by 8 (14336 / 64 steps).
@@ -153,6 +162,9 @@ func.func @kept(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor
 // PERSIST: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
 // PERSIST: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, split_k = 2, group_m = 8>
 // PINGPONG-LABEL: func.func @persistent_split
+// WS-CLUSTER-LABEL: func.func @persistent_split
+// WS-CLUSTER: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 128, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2, group_m = 8>
+// WS-CLUSTER: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, split_k = 2, group_m = 8>
 // PINGPONG: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
 // PINGPONG: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, {{.*}}producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, split_k = 2, group_m = 8>
 func.func @persistent_split(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x512xbf16>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {

@@ -184,16 +184,23 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
     blockN = std::min<int64_t>(blockN, kMaxPingpongBlockN);
     stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   }
-  if (specialized && facts.format == QuantFormat::None && consumers == 2)
+  // A pair shares bf16 weight tiles loaded by TMA (the one format measured
+  // paired on the device so far), and needs whole K loops. Pairs are built
+  // for one tile per block: not for the persistent schedules.
+  bool pairable = options.clusterM > 1 && splitK == 1 &&
+                  facts.format == QuantFormat::None;
+  if (specialized && facts.format == QuantFormat::None && consumers == 2) {
+    bool paired = pairable && schedule == Schedule::WarpSpecialized;
     return KernelConfigAttr::get(
         op.getContext(), getMmaKind(facts.format), schedule, blockM,
         blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
-        kProducerRegisters, kConsumerRegisters, splitK, /*cluster_m=*/1,
-        /*cluster_n=*/1, groupM);
-  // A pair shares bf16 weight tiles loaded by TMA (the one format measured
-  // paired on the device so far), and needs whole K loops.
-  bool paired = options.clusterM > 1 && splitK == 1 &&
-                facts.format == QuantFormat::None;
+        kProducerRegisters, kConsumerRegisters, splitK,
+        /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM);
+  }
+  // With warp specialization asked for, the pairs are the warp-specialized
+  // kernels': the multistage ones left (64-row blocks) stay single, so that
+  // such a build pairs one kind of kernel (docs/gpu-warp-specialized.md).
+  bool paired = pairable && !specialized;
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM, blockN,
       facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,

@@ -54,6 +54,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       split-K get `cluster_m = 2`: pairs of consecutive
       slot blocks of one column tile, which load each weight tile once
       (half each, multicast to both) when both blocks hold one expert.
+      With `warp-specialize` (or `persistent`, `pingpong`) too, the
+      `warp_specialized` matmuls without split-K are paired instead, and
+      the multistage ones stay single; persistent and pingpong matmuls are
+      never paired.
 
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
@@ -78,8 +82,9 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "alternate tiles)">,
     Option<"clusterM", "cluster-m", "int64_t", /*default=*/"1",
            "Blocks per cluster along the slot blocks of the bf16 "
-           "multistage matmuls without split-K (1 or 2; 2 multicasts a "
-           "weight tile to a pair of blocks of one expert)">
+           "multistage (with warp-specialize: warp-specialized) matmuls "
+           "without split-K (1 or 2; 2 multicasts a weight tile to a pair "
+           "of blocks of one expert)">
   ];
 }
 
