@@ -10,7 +10,7 @@ The GPU machine has no LLVM, so the libraries are compiled here first:
     python3 bench/gpu_package_check.py prepare OUT   # no GPU; moe-compile
     python3 bench/gpu_package_check.py check OUT     # on the GPU machine
 
-`prepare` compiles fused_moe's layer for each shape and token-count bucket
+`prepare` compiles fused_moe's layer for each shape, one library for every token count,
 through `gpu.compile` (the package's own path) and writes OUT/manifest.json
 and the runtime library. `check` registers those layers as fused_moe's
 per-process layers and calls `gpu.fused_moe` itself. Exit status 1 on any
@@ -41,13 +41,13 @@ SHAPES = {
 }
 TOKEN_COUNTS = (1, 7, 256, 4096)
 # MoEBlock: per checkpoint layout, the routed block's config and the token
-# counts checked (each bucket a library).
+# counts checked (all from one library).
 BLOCKS = {
     "qwen3_moe": (configs.QWEN3_30B_A3B, (7, 256)),
     "gpt_oss": (configs.GPT_OSS_20B, (1, 7, 256, 4096)),
-    "qwen2_moe": (configs.QWEN1_5_MOE_A2_7B, (7, 256)),
+    "qwen2_moe": (configs.QWEN1_5_MOE_A2_7B, (1, 7, 256, 4096)),
 }
-BLOCK_LAYERS: dict[str, dict[int, object]] = {layout: {} for layout in BLOCKS}
+BLOCK_LAYERS: dict[str, object] = {}
 
 
 def prepare(out: pathlib.Path, moe_compile: pathlib.Path) -> None:
@@ -57,21 +57,20 @@ def prepare(out: pathlib.Path, moe_compile: pathlib.Path) -> None:
         os.environ.setdefault("MOE_RUNTIME_INCLUDE", str(REPO / "runtime" / "include"))
         os.environ.setdefault("MOE_RUNTIME_LIB", str(prefix / "runtime"))
     manifest = []
+    # One library per layer, every token count (gpu.TOKEN_BUCKETS), as
+    # fused_moe and MoEBlock compile them.
     for shape, (e, h, i, k, renormalize) in SHAPES.items():
-        for bucket in sorted({gpu.fused_moe_bucket(m) for m in TOKEN_COUNTS}):
-            layer = gpu.compile(gpu.fused_moe_ir(e, h, i, k, renormalize), name="fused_moe",
-                                num_tokens=bucket, moe_compile=moe_compile,
-                                cache_dir=out / "cache")
-            manifest.append({"shape": shape, "bucket": bucket,
-                             "library": str(layer.library.relative_to(out))})
-            print(f"{shape} bucket {bucket}: {layer.library.relative_to(out)}", flush=True)
-    for layout, (config, token_counts) in BLOCKS.items():
-        for bucket in sorted({gpu.fused_moe_bucket(m) for m in token_counts}):
-            layer = gpu.compile(hf.layer_ir(config), name="moe_block", num_tokens=bucket,
-                                moe_compile=moe_compile, cache_dir=out / "cache")
-            manifest.append({"block": layout, "bucket": bucket,
-                             "library": str(layer.library.relative_to(out))})
-            print(f"{layout} block bucket {bucket}: {layer.library.relative_to(out)}", flush=True)
+        layer = gpu.compile(gpu.fused_moe_ir(e, h, i, k, renormalize), name="fused_moe",
+                            token_buckets=gpu.TOKEN_BUCKETS, moe_compile=moe_compile,
+                            cache_dir=out / "cache")
+        manifest.append({"shape": shape, "library": str(layer.library.relative_to(out))})
+        print(f"{shape}: {layer.library.relative_to(out)}", flush=True)
+    for layout, (config, _) in BLOCKS.items():
+        layer = gpu.compile(hf.layer_ir(config), name="moe_block",
+                            token_buckets=gpu.TOKEN_BUCKETS, moe_compile=moe_compile,
+                            cache_dir=out / "cache")
+        manifest.append({"block": layout, "library": str(layer.library.relative_to(out))})
+        print(f"{layout} block: {layer.library.relative_to(out)}", flush=True)
     (out / "lib").mkdir(exist_ok=True)
     runtime = pathlib.Path(os.environ.get("MOE_RUNTIME_LIB", prefix / "lib")) / "libmoe_runtime.so"
     shutil.copy2(runtime, out / "lib" / runtime.name)
@@ -85,14 +84,14 @@ def register(out: pathlib.Path) -> None:
     for entry in json.loads((out / "manifest.json").read_text()):
         library = out / entry["library"]
         name = "moe_block" if "block" in entry else "fused_moe"
+        # The signature is the largest variant's.
         layer = gpu.Layer(library, name, *gpu.parse_signature(
-            (library.parent / "host.mlir").read_text(), name))
+            (library.parent / "host.mlir").read_text(), f"{name}_m{gpu.TOKEN_BUCKETS[-1]}"))
         if "block" in entry:
-            BLOCK_LAYERS[entry["block"]][entry["bucket"]] = layer
+            BLOCK_LAYERS[entry["block"]] = layer
             continue
         e, h, i, k, renormalize = SHAPES[entry["shape"]]
-        key = gpu._fused_moe_key(e, h, 2 * i, k, renormalize, entry["bucket"], None, None)
-        gpu._fused_moe_layers[key] = layer
+        gpu._fused_moe_layers[gpu._fused_moe_key(e, h, 2 * i, k, renormalize, None, None)] = layer
 
 
 def make_inputs(shape: str, m: int, generator):
@@ -161,8 +160,9 @@ def check_against_reference(generator) -> int:
             error = _suite().relative_l2(out[rows].double().cpu().numpy(), expected)
             good = bool(out.isfinite().all()) and len(rows) > 0 and error < 1e-2
             failures += not good
-            print(f"{'ok' if good else 'FAIL'}: fused_moe {shape} M={m} (library tiled for "
-                  f"{gpu.fused_moe_bucket(m)}): rel L2 {error:.2e} on {len(rows)} rows",
+            print(f"{'ok' if good else 'FAIL'}: fused_moe {shape} M={m} (one library, the "
+                  f"variant tiled for {gpu.fused_moe_bucket(m)}): rel L2 {error:.2e} on "
+                  f"{len(rows)} rows",
                   flush=True)
         del w1, w2
     return failures
@@ -237,7 +237,7 @@ def check_threads(generator, calls: int = 20) -> int:
                                      expected[index].double().cpu().numpy())
                 for index in range(2) for got in results[index])
     layer = next(iter(layer for key, layer in gpu._fused_moe_layers.items()
-                      if key[1] == SHAPES[shape][1] and key[5] == gpu.fused_moe_bucket(m)))
+                      if key[1] == SHAPES[shape][1]))
     good = worst < 1e-3 and len(layer._workspaces) >= 3
     print(f"{'ok' if good else 'FAIL'}: two threads on two streams, {calls} calls each: worst "
           f"rel L2 against one thread {worst:.2e}; workspaces of the layer "
@@ -330,7 +330,7 @@ def check_moe_block(generator, layout: str) -> int:
     state = block_checkpoint(layout, config, prefix, generator)
     block = hf.MoEBlock(config).cuda()
     block.load_experts(state, layout, prefix)
-    block._layers.update(BLOCK_LAYERS[layout])
+    block._layer = BLOCK_LAYERS[layout]
     failures = 0
     for m in token_counts:
         x = torch.randn(1, m, h, device="cuda", generator=generator).to(torch.bfloat16)

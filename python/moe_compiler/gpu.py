@@ -36,7 +36,8 @@ import subprocess
 import tempfile
 from typing import Sequence
 
-__all__ = ["CompileError", "Layer", "TensorSpec", "compile", "fused_moe", "fused_moe_bucket",
+__all__ = ["CompileError", "Layer", "TOKEN_BUCKETS", "TensorSpec", "compile", "fused_moe",
+           "fused_moe_bucket",
            "fused_moe_ir"]
 
 #: Bumped when the cache layout or the build of a library changes.
@@ -141,23 +142,37 @@ def _run(command: list[str], what: str) -> None:
 
 
 def compile(ir: str | os.PathLike, *, name: str = "layer", num_tokens: int = 256,
+            token_buckets: Sequence[int] | None = None,
             entry: str | None = None, flags: Sequence[str] = (),
             moe_compile: str | os.PathLike | None = None,
             cache_dir: str | os.PathLike | None = None) -> "Layer":
     """Compiles the layer of `ir` (a path to a .mlir file, or IR text) for
     Hopper, tiled for `num_tokens` tokens (it runs any count), into a
-    library, or takes it from the cache. `entry` picks the function of a
-    file with several; `flags` are more moe-compile options."""
+    library, or takes it from the cache. With `token_buckets`, the one
+    library holds a variant tiled for each bucket and runs each call on the
+    smallest bucket at least its token count (the largest above them all;
+    `num_tokens` is then unused). `entry` picks the function of a file with
+    several; `flags` are more moe-compile options."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"name must be a C identifier, got {name!r}")
     if num_tokens < 1:
         raise ValueError(f"num_tokens must be positive, got {num_tokens}")
+    # The host function whose signature the layer has: the largest
+    # variant's, with buckets.
+    signature_name = name
+    tiling = ["--num-tokens", str(num_tokens)]
+    if token_buckets is not None:
+        buckets = sorted({int(bucket) for bucket in token_buckets})
+        if not buckets or buckets[0] < 1:
+            raise ValueError(f"token_buckets must be positive counts, got {token_buckets!r}")
+        signature_name = f"{name}_m{buckets[-1]}"
+        tiling = ["--token-buckets", ",".join(map(str, buckets))]
     looks_like_ir = isinstance(ir, str) and ("func.func" in ir or "\n" in ir)
     text = ir if looks_like_ir else pathlib.Path(ir).read_text()
     tool = _find_moe_compile(moe_compile)
     include, lib = _runtime_dirs(tool)
     cuda = _cuda_home()
-    options = ["--name", name, "--num-tokens", str(num_tokens), *flags]
+    options = ["--name", name, *tiling, *flags]
     if entry:
         options += ["--entry", entry]
     root = pathlib.Path(cache_dir or os.environ.get("MOE_CACHE_DIR")
@@ -165,7 +180,8 @@ def compile(ir: str | os.PathLike, *, name: str = "layer", num_tokens: int = 256
     target = root / _cache_key(text, options, tool)
     library = target / f"libmoe_layer_{name}.so"
     if library.is_file():
-        return Layer(library, name, *parse_signature((target / "host.mlir").read_text(), name),
+        return Layer(library, name,
+                     *parse_signature((target / "host.mlir").read_text(), signature_name),
                      from_cache=True)
     root.mkdir(parents=True, exist_ok=True)
     # Built aside, then renamed into place: a cache entry is whole or absent.
@@ -186,7 +202,8 @@ def compile(ir: str | os.PathLike, *, name: str = "layer", num_tokens: int = 256
             raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return Layer(library, name, *parse_signature((target / "host.mlir").read_text(), name))
+    return Layer(library, name,
+                 *parse_signature((target / "host.mlir").read_text(), signature_name))
 
 
 class Layer:
@@ -317,18 +334,25 @@ def fused_moe_ir(num_experts: int, hidden: int, intermediate: int, topk: int,
 _fused_moe_layers: dict[tuple, Layer] = {}
 
 
+#: The token-count buckets of fused_moe's and hf.MoEBlock's libraries: one
+#: library holds a variant tiled for each bucket.
+TOKEN_BUCKETS = (1, 16, 64, 256, 1024, 4096)
+
+
 def _fused_moe_key(num_experts: int, hidden: int, twice_intermediate: int, topk: int,
-                   renormalize: bool, bucket: int, moe_compile, cache_dir) -> tuple:
+                   renormalize: bool, moe_compile, cache_dir) -> tuple:
     # The tool and cache as compile() would find them from the environment.
-    return (num_experts, hidden, twice_intermediate, topk, bool(renormalize), bucket,
+    return (num_experts, hidden, twice_intermediate, topk, bool(renormalize),
             str(moe_compile or os.environ.get("MOE_COMPILE")),
             str(cache_dir or os.environ.get("MOE_CACHE_DIR")))
 
 
 def fused_moe_bucket(num_tokens: int) -> int:
-    """The token count fused_moe tiles a library for: the power of two at
-    or above `num_tokens`, at most 4096."""
-    return min(4096, 1 << max(0, num_tokens - 1).bit_length())
+    """The bucket whose variant a call of `num_tokens` tokens runs in a
+    library compiled with TOKEN_BUCKETS: the smallest at or above it, else
+    the largest."""
+    return next((bucket for bucket in TOKEN_BUCKETS if bucket >= num_tokens),
+                TOKEN_BUCKETS[-1])
 
 
 def fused_moe(hidden_states, w1, w2, gating_output, topk: int, renormalize: bool, *,
@@ -336,18 +360,18 @@ def fused_moe(hidden_states, w1, w2, gating_output, topk: int, renormalize: bool
               cache_dir: str | os.PathLike | None = None):
     """A drop-in for vLLM's `fused_moe(hidden_states, w1, w2, gating_output,
     topk, renormalize)` on bf16 tensors: compiles the layer for these shapes
-    once per process (tiles chosen for `fused_moe_bucket` of the token count;
-    the library runs any count) and runs it on the current stream."""
-    num_tokens, hidden = hidden_states.shape
+    once per process, into one library for every token count (a variant per
+    bucket of TOKEN_BUCKETS, see `fused_moe_bucket`), and runs it on the
+    current stream."""
+    _, hidden = hidden_states.shape
     num_experts, twice_intermediate, _ = w1.shape
-    bucket = fused_moe_bucket(num_tokens)
-    key = _fused_moe_key(num_experts, hidden, twice_intermediate, topk, renormalize, bucket,
+    key = _fused_moe_key(num_experts, hidden, twice_intermediate, topk, renormalize,
                          moe_compile, cache_dir)
     layer = _fused_moe_layers.get(key)
     if layer is None:
         layer = compile(fused_moe_ir(num_experts, hidden, twice_intermediate // 2, topk,
                                      renormalize),
-                        name="fused_moe", num_tokens=bucket, moe_compile=moe_compile,
-                        cache_dir=cache_dir)
+                        name="fused_moe", token_buckets=TOKEN_BUCKETS,
+                        moe_compile=moe_compile, cache_dir=cache_dir)
         _fused_moe_layers[key] = layer
     return layer(hidden_states, gating_output.float().contiguous(), w1, w2)

@@ -220,15 +220,15 @@ def _module():
 
     class MoEBlock(torch.nn.Module):
         """A routed MoE block (router, top-k, experts, weighted sum) run by a
-        compiled moe layer. The weights are packed once, into buffers; each
-        token-count bucket (`gpu.fused_moe_bucket`) compiles once per
-        module and is then reused."""
+        compiled moe layer. The weights are packed once, into buffers; the
+        layer compiles once per module, into one library for every token
+        count (a variant per bucket of `gpu.TOKEN_BUCKETS`)."""
 
         def __init__(self, config: configs.LayerConfig, *, moe_compile=None, cache_dir=None):
             super().__init__()
             self.config = config
             self._compile_options = {"moe_compile": moe_compile, "cache_dir": cache_dir}
-            self._layers: dict[int, gpu.Layer] = {}
+            self._layer: gpu.Layer | None = None
             e, h, i = config.num_experts, config.hidden, config.intermediate
             self.register_buffer("w_gate", torch.zeros(e, h, dtype=torch.bfloat16))
             if config.has_gate_bias:
@@ -266,19 +266,17 @@ def _module():
         def forward(self, hidden_states):
             shape = hidden_states.shape
             x = hidden_states.reshape(-1, shape[-1]).contiguous()
-            bucket = gpu.fused_moe_bucket(x.shape[0])
-            layer = self._layers.get(bucket)
-            if layer is None:
-                layer = gpu.compile(self.layer_ir(), name="moe_block", num_tokens=bucket,
-                                    **self._compile_options)
-                self._layers[bucket] = layer
+            if self._layer is None:
+                self._layer = gpu.compile(self.layer_ir(), name="moe_block",
+                                          token_buckets=gpu.TOKEN_BUCKETS,
+                                          **self._compile_options)
             inputs = [x, self.w_gate]
             inputs += [getattr(self, name) for name in ("gate_bias", "score_bias",
                                                         "w_shared_gate")
                        if hasattr(self, name)]
             inputs += [self.w13, self.w2]
             inputs += [getattr(self, name) for name in ("b13", "b2") if hasattr(self, name)]
-            return layer(*inputs).reshape(shape)
+            return self._layer(*inputs).reshape(shape)
 
     return MoEBlock
 

@@ -4,6 +4,7 @@ and compiling a layer through the build's moe-compile into the cache."""
 import os
 import pathlib
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -86,6 +87,25 @@ def test_compile_into_the_cache(tmp_path, monkeypatch):
 
 
 @needs_toolchain
+def test_compile_token_buckets_into_one_library(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_RUNTIME_INCLUDE", str(REPO / "runtime" / "include"))
+    monkeypatch.setenv("MOE_RUNTIME_LIB", str(RUNTIME_LIB))
+    source = REPO / "examples" / "scaled" / "mixtral_8x7b.mlir"
+    layer = gpu.compile(source, name="mixtral", token_buckets=[64, 1], moe_compile=MOE_COMPILE,
+                        cache_dir=tmp_path)
+    assert layer.library.is_file()
+    assert layer.inputs[0] == gpu.TensorSpec((None, 256), "bfloat16")
+    assert layer.results == [gpu.TensorSpec((None, 256), "bfloat16")]
+    # One dispatching entry point exported; the variants are the library's own.
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(layer.library)],
+                             capture_output=True, text=True, check=True).stdout
+    assert "moe_layer_mixtral\n" in symbols
+    assert "moe_layer_mixtral_m1" not in symbols and "moe_layer_mixtral_m64" not in symbols
+    with pytest.raises(ValueError, match="token_buckets must be positive"):
+        gpu.compile(source, name="mixtral", token_buckets=[0, 64], cache_dir=tmp_path)
+
+
+@needs_toolchain
 def test_compile_error_names_the_tool(tmp_path, monkeypatch):
     monkeypatch.setenv("MOE_RUNTIME_INCLUDE", str(REPO / "runtime" / "include"))
     monkeypatch.setenv("MOE_RUNTIME_LIB", str(RUNTIME_LIB))
@@ -145,6 +165,8 @@ def test_fused_moe_ir_compiles_for_the_gpu(tmp_path, monkeypatch):
 
 
 def test_fused_moe_buckets():
-    """fused_moe tiles for the power of two at or above M, capped at 4096."""
-    assert [gpu.fused_moe_bucket(m) for m in (1, 2, 7, 8, 9, 256, 257, 4096, 5000)] == \
-        [1, 2, 8, 8, 16, 256, 512, 4096, 4096]
+    """A call runs the variant of the smallest bucket at or above M, else
+    the largest."""
+    assert gpu.TOKEN_BUCKETS == (1, 16, 64, 256, 1024, 4096)
+    assert [gpu.fused_moe_bucket(m) for m in (0, 1, 2, 16, 17, 256, 257, 4096, 5000)] == \
+        [1, 1, 16, 16, 64, 256, 1024, 4096, 4096]

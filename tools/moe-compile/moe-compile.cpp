@@ -1,7 +1,8 @@
 //===- moe-compile.cpp - ahead-of-time compiler of moe layers for GPUs ----===//
 //
 //   moe-compile layer.mlir -o DIR [--name NAME] [--entry FUNC]
-//               [--num-tokens M] [--ptx FILE] [--cubin FILE] [--kernels FILE]
+//               [--num-tokens M | --token-buckets M1,M2,...] [--ptx FILE]
+//               [--cubin FILE] [--kernels FILE]
 //               [--mlir-timing] [--mlir-print-ir-after-all] ...
 //
 // A thin driver over moe::compileLayerForGpu (moe/Target/CompileLayer.h):
@@ -55,6 +56,13 @@ llvm::cl::opt<int64_t>
     numTokens("num-tokens",
               llvm::cl::desc("Token count the tiles are chosen for"),
               llvm::cl::init(256), llvm::cl::cat(moeCategory));
+llvm::cl::list<int64_t> tokenBuckets(
+    "token-buckets",
+    llvm::cl::desc("One library for every token count: a variant per "
+                   "bucket (tiles chosen for it), each call running the "
+                   "smallest bucket at least its token count (the largest "
+                   "above them all); replaces --num-tokens"),
+    llvm::cl::CommaSeparated, llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t>
     blockN("block-n",
            llvm::cl::desc("Override the grouped GEMMs' wgmma N (64, 128, "
@@ -230,6 +238,12 @@ int main(int argc, char **argv) {
   moe::GpuCompileOptions options;
   options.name = layerName;
   options.numTokens = numTokens;
+  options.tokenBuckets.assign(tokenBuckets.begin(), tokenBuckets.end());
+  if (!options.tokenBuckets.empty() && !cubinFile.empty()) {
+    llvm::errs() << "moe-compile: error: --cubin takes one variant; with "
+                    "--token-buckets the cubins are only in the source\n";
+    return 1;
+  }
   options.blockN = blockN;
   options.stages = stages;
   options.warpSpecialize = warpSpecialize;

@@ -129,7 +129,16 @@ def ConvertMoeGpuHostToEmitC
       (memref descriptors or TMA descriptors) and one launch call; index
       arithmetic becomes `int64_t` arithmetic; a workspace buffer's offset
       is the sum of the earlier buffers' sizes, each rounded up to 256.
+
+    `symbol-suffix` is appended to the names of the program's globals, so
+    that several lowered layers (the token-count variants of one library)
+    can share one translation unit.
   }];
+  let options = [
+    Option<"symbolSuffix", "symbol-suffix", "std::string", /*default=*/"",
+           "appended to the names of the program's globals (kImage, "
+           "kKernelNames, kProgram)">
+  ];
   let dependentDialects = ["::mlir::emitc::EmitCDialect"];
 }
 

@@ -27,6 +27,13 @@ struct GpuCompileOptions {
   std::string name;
   /// The token count the tiles are chosen for (the library runs any count).
   int64_t numTokens = 256;
+  /// Token-count buckets: when given, one variant of the layer is compiled
+  /// per bucket (tiles chosen for it, numTokens unused), and the entry
+  /// points run the variant of the smallest bucket at least the call's
+  /// token count (the largest above them all). The cubin is then not
+  /// returned (each variant's is embedded in the source), and the PTX and
+  /// host IR are the variants' in turn.
+  SmallVector<int64_t> tokenBuckets;
   /// Overrides of moe-gpu-configure (0 or false: its choice).
   int64_t blockN = 0;
   int64_t stages = 0;

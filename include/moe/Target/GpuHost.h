@@ -34,6 +34,19 @@ namespace mlir::moe {
 LogicalResult emitGpuHostSource(ModuleOp module, StringRef name,
                                 raw_ostream &source, raw_ostream &header);
 
+/// Writes one host source and header for a layer compiled once per
+/// token-count bucket: `variants` are (bucket, host module) in ascending
+/// bucket order, each module's entry points named `moe_layer_<name>_m<bucket>`
+/// (…`_workspace_bytes`, …`_invalid_ids`). The variants become static
+/// functions of the source (their programs' globals suffixed `_m<bucket>`),
+/// and the three entry points of `emitGpuHostSource`, named after `name`,
+/// call the variant of the smallest bucket at least the token count, or of
+/// the largest. The workspace a call needs is that of the variant it takes.
+LogicalResult
+emitBucketedGpuHostSource(ArrayRef<std::pair<int64_t, ModuleOp>> variants,
+                          StringRef name, raw_ostream &source,
+                          raw_ostream &header);
+
 } // namespace mlir::moe
 
 #endif // MOE_TARGET_GPUHOST_H

@@ -27,7 +27,6 @@ using namespace mlir;
 using moe_gpu::MoeGPUDialect;
 
 namespace {
-constexpr llvm::StringLiteral kProgramName = "kProgram";
 // Marks the launcher pointer a host function opens (a name without a
 // dialect: it is gone once the C++ is printed).
 constexpr llvm::StringLiteral kLauncherAttr = "launcher";
@@ -65,9 +64,15 @@ public:
 };
 
 /// The kernels the host functions launch, in order of first launch: the
-/// index a launch passes to the runtime.
+/// index a launch passes to the runtime; and the names of the globals that
+/// hold the program (its image, its kernels' names, the program itself).
 struct KernelTable {
+  explicit KernelTable(StringRef symbolSuffix)
+      : imageName(("kImage" + symbolSuffix).str()),
+        kernelNamesName(("kKernelNames" + symbolSuffix).str()),
+        programName(("kProgram" + symbolSuffix).str()) {}
   SmallVector<std::string> names;
+  std::string imageName, kernelNamesName, programName;
   unsigned indexOf(StringRef name) {
     auto found = llvm::find(names, name);
     if (found != names.end())
@@ -198,7 +203,9 @@ SmallVector<Value> sizesOf(OpBuilder &b, Location loc, MemRefType type,
 
 /// A host function: launching (it has a stream) or pure.
 struct HostFuncLowering : public OpConversionPattern<func::FuncOp> {
-  using OpConversionPattern::OpConversionPattern;
+  HostFuncLowering(const TypeConverter &converter, MLIRContext *context,
+                   const KernelTable &kernels)
+      : OpConversionPattern(converter, context), kernels(kernels) {}
 
   LogicalResult
   matchAndRewrite(func::FuncOp func, OpAdaptor,
@@ -223,6 +230,8 @@ private:
   openCall(func::FuncOp func, emitc::FuncOp cFunc,
            ArrayRef<int64_t> cArgumentOf,
            ConversionPatternRewriter &rewriter) const;
+
+  const KernelTable &kernels;
 };
 
 LogicalResult
@@ -269,7 +278,7 @@ HostFuncLowering::openCall(func::FuncOp func, emitc::FuncOp cFunc,
       emitc::OpaqueAttr::get(context, ""));
   Type programType = opaque(context, "moe_rt_program");
   Value program = emitc::GetGlobalOp::create(
-      rewriter, loc, emitc::LValueType::get(programType), kProgramName);
+      rewriter, loc, emitc::LValueType::get(programType), kernels.programName);
   Value programPointer = emitc::AddressOfOp::create(
       rewriter, loc, pointerTo(programType), program);
   Value stream;
@@ -780,7 +789,7 @@ struct GpuBinaryLowering : public OpConversionPattern<gpu::BinaryOp> {
     auto bytes = DenseElementsAttr::get(
         RankedTensorType::get({static_cast<int64_t>(image.size())}, byteType),
         ArrayRef<char>(image.data(), image.size()));
-    emitc::GlobalOp::create(rewriter, loc, "kImage", imageType, bytes,
+    emitc::GlobalOp::create(rewriter, loc, kernels.imageName, imageType, bytes,
                             /*extern_specifier=*/false,
                             /*static_specifier=*/true,
                             /*const_specifier=*/true);
@@ -791,14 +800,15 @@ struct GpuBinaryLowering : public OpConversionPattern<gpu::BinaryOp> {
     auto namesType = emitc::ArrayType::get(
         {static_cast<int64_t>(std::max<size_t>(kernels.names.size(), 1))},
         pointerTo(opaque(context, "const char")));
-    emitc::GlobalOp::create(rewriter, loc, "kKernelNames", namesType,
+    emitc::GlobalOp::create(rewriter, loc, kernels.kernelNamesName, namesType,
                             emitc::OpaqueAttr::get(context, names),
                             false, true, false);
     emitc::GlobalOp::create(
-        rewriter, loc, kProgramName, opaque(context, "moe_rt_program"),
+        rewriter, loc, kernels.programName, opaque(context, "moe_rt_program"),
         emitc::OpaqueAttr::get(
-            context, "{kImage, sizeof(kImage), kKernelNames, " +
-                         std::to_string(kernels.names.size()) + "}"),
+            context, "{" + kernels.imageName + ", sizeof(" +
+                         kernels.imageName + "), " + kernels.kernelNamesName +
+                         ", " + std::to_string(kernels.names.size()) + "}"),
         false, true, false);
     rewriter.eraseOp(op);
     return success();
@@ -810,6 +820,7 @@ struct GpuBinaryLowering : public OpConversionPattern<gpu::BinaryOp> {
 struct ConvertMoeGpuHostToEmitCPass
     : public moe::impl::ConvertMoeGpuHostToEmitCBase<
           ConvertMoeGpuHostToEmitCPass> {
+  using Base::Base;
   void runOnOperation() override {
     ModuleOp module = getOperation();
     MLIRContext *context = &getContext();
@@ -818,7 +829,7 @@ struct ConvertMoeGpuHostToEmitCPass
       return signalPassFailure();
     }
     // The launched kernels' names, in order of first launch.
-    KernelTable kernels;
+    KernelTable kernels(symbolSuffix);
     module.walk([&](gpu::LaunchFuncOp launch) {
       kernels.indexOf(launch.getKernelName().getValue());
     });
@@ -828,7 +839,7 @@ struct ConvertMoeGpuHostToEmitCPass
     target.addLegalDialect<emitc::EmitCDialect>();
     target.addLegalOp<ModuleOp, moe_gpu::WorkspaceLayoutOp>();
     RewritePatternSet patterns(context);
-    patterns.add<HostFuncLowering, ReturnLowering, ConstantLowering,
+    patterns.add<ReturnLowering, ConstantLowering,
                  BinaryLowering<arith::AddIOp, emitc::AddOp>,
                  BinaryLowering<arith::SubIOp, emitc::SubOp>,
                  BinaryLowering<arith::MulIOp, emitc::MulOp>,
@@ -840,7 +851,8 @@ struct ConvertMoeGpuHostToEmitCPass
                  MultiprocessorCountLowering,
                  MemRefCastLowering, CollapseShapeLowering>(converter,
                                                             context);
-    patterns.add<LaunchLowering, GpuBinaryLowering>(converter, context, kernels);
+    patterns.add<HostFuncLowering, LaunchLowering, GpuBinaryLowering>(
+        converter, context, kernels);
     patterns.add<CmpILowering>(converter, context);
     // A host function may branch on the token count (scf.if).
     populateSCFToEmitCConversionPatterns(patterns, converter);

@@ -120,13 +120,69 @@ LogicalResult outlineHost(ModuleOp program, StringRef name,
     return success();
   });
 }
+
+/// Compiles `program` (a clone of the caller's module) for
+/// `options.numTokens` in place, down to its host IR and serialized
+/// kernels, and appends its host IR, PTX and cubin to `layer`'s.
+LogicalResult compileProgram(ModuleOp program, StringRef name,
+                             const moe::GpuCompileOptions &options,
+                             moe::GpuCompiledLayer &layer) {
+  if (failed(emitKernels(program, options)) ||
+      failed(outlineHost(program, name, options)))
+    return failure();
+  llvm::raw_string_ostream hostIR(layer.hostIR);
+  program->print(hostIR);
+  if (options.emitPtx) {
+    FailureOr<std::string> ptx = ptxOf(program, options);
+    if (failed(ptx))
+      return failure();
+    layer.ptx += *ptx;
+  }
+  FailureOr<std::string> cubin = serialize(program, "bin", options);
+  if (failed(cubin))
+    return failure();
+  layer.cubin += *cubin;
+  return success();
+}
+
+/// One variant per token-count bucket, each compiled as its own layer
+/// `<name>_m<bucket>`, and one source that dispatches between them.
+LogicalResult compileBuckets(ModuleOp module,
+                             const moe::GpuCompileOptions &options,
+                             moe::GpuCompiledLayer &layer) {
+  SmallVector<int64_t> buckets(options.tokenBuckets);
+  llvm::sort(buckets);
+  buckets.erase(llvm::unique(buckets), buckets.end());
+  if (buckets.front() < 1)
+    return module.emitError("token-count buckets must be positive, got ")
+           << buckets.front();
+  SmallVector<OwningOpRef<ModuleOp>> programs;
+  SmallVector<std::pair<int64_t, ModuleOp>> variants;
+  for (int64_t bucket : buckets) {
+    moe::GpuCompileOptions variant = options;
+    variant.numTokens = bucket;
+    programs.push_back(cast<ModuleOp>(module->clone()));
+    // The PTX and host IR of the variants follow each other; the cubins
+    // are embedded in the source, not returned.
+    layer.hostIR += "// token-count bucket " + std::to_string(bucket) + "\n";
+    if (variant.emitPtx)
+      layer.ptx += "// token-count bucket " + std::to_string(bucket) + "\n";
+    if (failed(compileProgram(*programs.back(),
+                              layer.name + "_m" + std::to_string(bucket),
+                              variant, layer)))
+      return failure();
+    variants.emplace_back(bucket, *programs.back());
+  }
+  layer.cubin.clear();
+  llvm::raw_string_ostream source(layer.source), header(layer.header);
+  return moe::emitBucketedGpuHostSource(variants, layer.name, source, header);
+}
 } // namespace
 
 FailureOr<moe::GpuCompiledLayer>
 moe::compileLayerForGpu(ModuleOp module, const GpuCompileOptions &options) {
-  OwningOpRef<ModuleOp> program = cast<ModuleOp>(module->clone());
   SmallVector<func::FuncOp> layers;
-  for (auto func : program->getOps<func::FuncOp>())
+  for (auto func : module.getOps<func::FuncOp>())
     if (!func.isExternal())
       layers.push_back(func);
   if (layers.size() != 1)
@@ -135,21 +191,14 @@ moe::compileLayerForGpu(ModuleOp module, const GpuCompileOptions &options) {
   GpuCompiledLayer layer;
   layer.name =
       options.name.empty() ? layers.front().getName().str() : options.name;
-  if (failed(emitKernels(*program, options)) ||
-      failed(outlineHost(*program, layer.name, options)))
-    return failure();
-  llvm::raw_string_ostream hostIR(layer.hostIR);
-  program->print(hostIR);
-  if (options.emitPtx) {
-    FailureOr<std::string> ptx = ptxOf(*program, options);
-    if (failed(ptx))
+  if (!options.tokenBuckets.empty()) {
+    if (failed(compileBuckets(module, options, layer)))
       return failure();
-    layer.ptx = std::move(*ptx);
+    return layer;
   }
-  FailureOr<std::string> cubin = serialize(*program, "bin", options);
-  if (failed(cubin))
+  OwningOpRef<ModuleOp> program = cast<ModuleOp>(module->clone());
+  if (failed(compileProgram(*program, layer.name, options, layer)))
     return failure();
-  layer.cubin = std::move(*cubin);
   llvm::raw_string_ostream source(layer.source), header(layer.header);
   if (failed(emitGpuHostSource(*program, layer.name, source, header)))
     return failure();

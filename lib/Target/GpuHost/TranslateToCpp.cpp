@@ -233,6 +233,167 @@ FailureOr<OwningOpRef<ModuleOp>> buildHeader(ModuleOp host, ModuleOp lowered,
 }
 } // namespace
 
+namespace {
+/// The C entry points of a layer, after `moe_layer_<name>`.
+constexpr StringLiteral kEntrySuffixes[] = {"", "_workspace_bytes",
+                                            "_invalid_ids"};
+
+std::string variantName(StringRef name, int64_t bucket) {
+  return (name + "_m" + Twine(bucket)).str();
+}
+
+/// The EmitC lowering of `module`, its program's globals suffixed with
+/// `suffix`.
+FailureOr<OwningOpRef<ModuleOp>> lowerHost(ModuleOp module,
+                                           StringRef suffix) {
+  OwningOpRef<ModuleOp> lowered = cast<ModuleOp>(module->clone());
+  PassManager pm(module.getContext());
+  moe::ConvertMoeGpuHostToEmitCOptions options;
+  options.symbolSuffix = suffix.str();
+  pm.addPass(moe::createConvertMoeGpuHostToEmitC(options));
+  if (failed(pm.run(*lowered)))
+    return failure();
+  return lowered;
+}
+
+/// The position of the token count among the C parameters of `func`: its
+/// one int64_t.
+FailureOr<unsigned> tokenCountPosition(emitc::FuncOp func) {
+  std::optional<unsigned> position;
+  for (auto [index, type] : llvm::enumerate(func.getArgumentTypes())) {
+    if (!type.isSignlessInteger(64))
+      continue;
+    if (position)
+      return func.emitError("two int64_t parameters: which is the token "
+                            "count?");
+    position = index;
+  }
+  if (!position)
+    return func.emitError("no token count parameter");
+  return *position;
+}
+
+/// Adds to `module` the entry point `entry` of the type of `variants`'s
+/// functions (one per bucket, ascending): it calls the variant of the
+/// smallest bucket that holds the token count, or of the largest.
+LogicalResult buildDispatcher(OpBuilder &b, StringRef entry,
+                              ArrayRef<int64_t> buckets,
+                              ArrayRef<emitc::FuncOp> variants) {
+  emitc::FuncOp last = variants.back();
+  FailureOr<unsigned> tokens = tokenCountPosition(last);
+  if (failed(tokens))
+    return failure();
+  Location loc = last.getLoc();
+  FunctionType type = last.getFunctionType();
+  auto func = emitc::FuncOp::create(b, loc, entry, type);
+  Block *body = func.addEntryBlock();
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(body);
+  Type resultType = type.getResult(0);
+  Value result = emitc::VariableOp::create(
+      b, loc, emitc::LValueType::get(resultType),
+      emitc::OpaqueAttr::get(b.getContext(), ""));
+  Value numTokens = body->getArgument(*tokens);
+  // if (numTokens <= bucket_0) result = variant_0(...); else if ... else
+  // result = variant_last(...);
+  for (auto [bucket, variant] : llvm::zip_equal(buckets, variants)) {
+    auto call = [&, variant = variant] {
+      Value value = emitc::CallOp::create(b, loc, variant, body->getArguments())
+                        .getResult(0);
+      emitc::AssignOp::create(b, loc, result, value);
+    };
+    if (variant == last) {
+      call();
+      break;
+    }
+    Value bound = emitc::ConstantOp::create(
+        b, loc, numTokens.getType(),
+        b.getIntegerAttr(numTokens.getType(), bucket));
+    Value fits = emitc::CmpOp::create(b, loc, b.getI1Type(),
+                                      emitc::CmpPredicate::le, numTokens,
+                                      bound);
+    auto ifOp = emitc::IfOp::create(b, loc, fits, /*addThenBlock=*/true,
+                                    /*addElseBlock=*/true);
+    for (Region *region : {&ifOp.getThenRegion(), &ifOp.getElseRegion()}) {
+      b.setInsertionPointToEnd(&region->front());
+      emitc::YieldOp::create(b, loc);
+    }
+    b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+    call();
+    b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+  }
+  b.setInsertionPointToEnd(body);
+  emitc::ReturnOp::create(b, loc,
+                          emitc::LoadOp::create(b, loc, resultType, result));
+  return success();
+}
+} // namespace
+
+LogicalResult mlir::moe::emitBucketedGpuHostSource(
+    ArrayRef<std::pair<int64_t, ModuleOp>> variants, StringRef name,
+    raw_ostream &source, raw_ostream &header) {
+  if (variants.empty())
+    return failure();
+  ModuleOp largest = variants.back().second;
+  MLIRContext *context = largest.getContext();
+  Location loc = largest.getLoc();
+  OpBuilder b(context);
+  OwningOpRef<ModuleOp> combined = ModuleOp::create(loc);
+  SmallVector<int64_t> buckets;
+  for (auto [bucket, module] : variants) {
+    FailureOr<OwningOpRef<ModuleOp>> lowered =
+        lowerHost(module, "_m" + std::to_string(bucket));
+    if (failed(lowered))
+      return failure();
+    // The variants are the dispatcher's helpers, private to the source.
+    for (auto func : (**lowered).getOps<emitc::FuncOp>())
+      func.setSpecifiersAttr(b.getStrArrayAttr({"static"}));
+    combined->getBody()->getOperations().splice(
+        combined->getBody()->end(), (**lowered).getBody()->getOperations());
+    buckets.push_back(bucket);
+  }
+  // The entry points, and the host functions that document them: the
+  // largest variant's, under the layer's name.
+  OwningOpRef<ModuleOp> entries = ModuleOp::create(loc);
+  OwningOpRef<ModuleOp> documented = ModuleOp::create(loc);
+  b.setInsertionPointToEnd(entries->getBody());
+  for (StringRef suffix : kEntrySuffixes) {
+    std::string entry = ("moe_layer_" + name + suffix).str();
+    SmallVector<emitc::FuncOp> calls;
+    for (int64_t bucket : buckets)
+      calls.push_back(combined->lookupSymbol<emitc::FuncOp>(
+          "moe_layer_" + variantName(name, bucket) + suffix.str()));
+    auto host = largest.lookupSymbol<func::FuncOp>(
+        "moe_layer_" + variantName(name, buckets.back()) + suffix.str());
+    if (!host || llvm::is_contained(calls, emitc::FuncOp()))
+      return largest.emitError("no variant entry point for ") << entry;
+    if (failed(buildDispatcher(b, entry, buckets, calls)))
+      return failure();
+    auto doc = cast<func::FuncOp>(host->clone());
+    doc.setName(entry);
+    documented->push_back(doc);
+  }
+  // The dispatchers follow the variants they call.
+  combined->getBody()->getOperations().splice(
+      combined->getBody()->end(), entries->getBody()->getOperations());
+  OwningOpRef<ModuleOp> dispatchers = ModuleOp::create(loc);
+  b.setInsertionPointToEnd(dispatchers->getBody());
+  for (StringRef suffix : kEntrySuffixes) {
+    auto func = combined->lookupSymbol<emitc::FuncOp>(
+        ("moe_layer_" + name + suffix).str());
+    emitc::FuncOp::create(b, loc, func.getName(), func.getFunctionType());
+  }
+  FailureOr<OwningOpRef<ModuleOp>> declarations =
+      buildHeader(*documented, *dispatchers, name);
+  if (failed(declarations) ||
+      failed(emitc::translateToCpp(**declarations, header)))
+    return failure();
+  b.setInsertionPointToStart(combined->getBody());
+  verbatim(b, loc, "// Generated by moe-compile; do not edit.");
+  emitc::IncludeOp::create(b, loc, b.getStringAttr((name + ".h").str()));
+  return emitc::translateToCpp(*combined, source);
+}
+
 LogicalResult mlir::moe::emitGpuHostSource(ModuleOp module, StringRef name,
                                            raw_ostream &source,
                                            raw_ostream &header) {
