@@ -16,11 +16,18 @@ import pathlib
 class LayerConfig:
     """One MoE layer: E experts, k per token, hidden H, intermediate I.
     `has_expert_biases`: each expert's GEMMs add f32 biases (`%b13` [E, 2I],
-    `%b2` [E, H], the block's last arguments), as GPT-OSS's do.
+    `%b2` [E, H], the block's last arguments; E + S rows with shared
+    experts), as GPT-OSS's do.
     `num_shared_experts`: S more experts of width I that every token picks
     (a shared expert of width S·I, split), after the E routed ones in the
     expert weights; `shared_expert_gate`: their weight is the sigmoid of
     x · `%w_shared_gate`ᵀ ([1, H]), as Qwen2-MoE's, instead of 1."""
+
+    def __post_init__(self):
+        if self.num_shared_experts < 0:
+            raise ValueError(f"num_shared_experts must be >= 0, got {self.num_shared_experts}")
+        if self.shared_expert_gate and not self.num_shared_experts:
+            raise ValueError("shared_expert_gate needs shared experts (num_shared_experts > 0)")
 
     name: str
     num_experts: int
@@ -57,6 +64,9 @@ DEEPSEEK_V3 = LayerConfig(
     "deepseek_v3", num_experts=256, k=8, hidden=7168, intermediate=2048,
     scoring="sigmoid", renormalize=True, num_groups=8, topk_groups=4,
     routed_scaling_factor=2.5, has_score_bias=True)
+# The routed block of GPT-OSS-120B as the benchmarks time it, without the
+# expert biases its checkpoint has (GPT_OSS_20B states them; a 120B config
+# with them is dataclasses.replace(GPT_OSS_120B, has_expert_biases=True)).
 GPT_OSS_120B = LayerConfig(
     "gpt_oss_120b", num_experts=128, k=4, hidden=2880, intermediate=2880,
     scoring="topk_softmax", activation="swiglu", swiglu_alpha=1.702,

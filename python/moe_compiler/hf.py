@@ -163,8 +163,7 @@ def pack_experts(state_dict: Mapping[str, object], layout: str, config: configs.
                  prefix: str = "", ignore: Sequence[str] = ()) -> dict[str, object]:
     """The layer's tensors (`w_gate`, `w13`, `w2`, and `gate_bias`,
     `score_bias`, `w_shared_gate`, `b13` and `b2` where the config has them)
-    from a
-    checkpoint's tensors (NumPy arrays or torch tensors, kept in their dtype
+    from a checkpoint's tensors (NumPy arrays or torch tensors, kept in their dtype
     and device)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
@@ -242,8 +241,8 @@ def _module():
             self.register_buffer("w13", torch.zeros(experts, 2 * i, h, dtype=torch.bfloat16))
             self.register_buffer("w2", torch.zeros(experts, h, i, dtype=torch.bfloat16))
             if config.has_expert_biases:
-                self.register_buffer("b13", torch.zeros(e, 2 * i))
-                self.register_buffer("b2", torch.zeros(e, h))
+                self.register_buffer("b13", torch.zeros(experts, 2 * i))
+                self.register_buffer("b2", torch.zeros(experts, h))
 
         @classmethod
         def from_state_dict(cls, state_dict, layout: str, config: configs.LayerConfig,

@@ -127,3 +127,30 @@ func.func @f(%x: tensor<?x{h}xf32>, %ids: tensor<?x{k}xi32>, %rw: tensor<?x{k}xf
                           routing_weights=rw, gather=True, block_m=4), expected, rtol=1e-12,
         atol=1e-12 * np.abs(expected).max())
     assert relative_l2(result.outputs[0], expected) < TOLERANCE["f32"]
+
+
+def test_aligned_rows_with_bias_keep_padding_zero(tmp_path):
+    """A biased aligned matmul writing rows: every slot's row is its
+    assignment's biased (and activated) product, and a padding slot's row
+    stays 0 as the op states (its A row is zero, but the bias is not)."""
+    e, k, m, h, n = 4, 2, 7, 8, 12
+    ids = rng.integers(-1, e, size=(m, k)).astype(np.int32)
+    ir = f"""
+func.func @f(%x: tensor<?x{h}xf32>, %ids: tensor<?x{k}xi32>, %w: tensor<{e}x{n}x{h}xf32>, %b: tensor<{e}x{n}xf32>) -> tensor<?x{n // 2}xf32> {{
+  %s, %blocks, %p = moe.align %ids {{block_m = 4 : i64, num_experts = {e} : i64}} : tensor<?x{k}xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) blocks(%blocks, %p : tensor<?xi32>, tensor<1xi32>) bias(%b : tensor<{e}x{n}xf32>) {{gather, k = {k} : i64, block_m = 4 : i64, activation = #moe.activation<silu_and_mul>}} : tensor<?x{h}xf32>, tensor<{e}x{n}x{h}xf32> -> tensor<?x{n // 2}xf32>
+  return %0 : tensor<?x{n // 2}xf32>
+}}"""
+    x = rng.standard_normal((m, h)).astype(np.float32)
+    w = rng.standard_normal((e, n, h)).astype(np.float32)
+    bias = rng.standard_normal((e, n)).astype(np.float32)
+    result = run_program(tmp_path, ir, "f", [x, ids, w, bias], 1)
+    assert result.returncode == 0, result.stderr
+    sorted_ids, blocks, padded = ref.align(ids, e, 4)
+    expected = ref.expert_matmul(x, w, k=k, slots=sorted_ids, block_experts=blocks,
+                                 num_padded=padded, gather=True, block_m=4,
+                                 activation_kind="silu_and_mul", bias=bias)
+    padding = sorted_ids >= m * k
+    assert padding.any() and np.all(expected[padding] == 0)
+    assert np.all(result.outputs[0][padding] == 0)
+    assert relative_l2(result.outputs[0], expected) < TOLERANCE["f32"]

@@ -34,8 +34,8 @@ def layer_inputs(config, m):
     inputs = [a.astype(np.float32) if a.ndim == 1 else a.astype(dtype) for a in inputs]
     if config.has_expert_biases:
         # f32 whatever the layer's dtype, of the products' magnitude.
-        inputs += [rng.standard_normal((e, 2 * i)).astype(np.float32),
-                   rng.standard_normal((e, h)).astype(np.float32)]
+        inputs += [rng.standard_normal((experts, 2 * i)).astype(np.float32),
+                   rng.standard_normal((experts, h)).astype(np.float32)]
     return inputs
 
 

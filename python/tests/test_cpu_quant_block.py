@@ -126,3 +126,22 @@ def test_quantized_example_layer_checks(tmp_path, config, scheme, fuse):
                                      "--num-tokens=48", "--check"] + (["--fuse"] if fuse else []))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "check: PASS" in result.stdout
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["as-written", "fused"])
+@pytest.mark.parametrize("scheme", [configs.FP8_CHANNEL, configs.FP8_TENSOR, configs.MXFP4],
+                         ids=lambda v: v.name)
+def test_quantized_layer_with_expert_biases_checks(tmp_path, scheme, fuse):
+    """Expert biases on quantized GEMMs (GPT-OSS-20B, scaled): the bias is
+    added to the dequantized product, before the activation and the routed
+    weight; `moe-run --check` evaluates the layer op by op with the float64
+    oracles, as written and fused."""
+    layer = configs.scaled_example(configs.GPT_OSS_20B)
+    ir = configs.layer_mlir(layer, scheme)
+    assert "bias(%b13" in ir and "bias(%b2" in ir
+    name = f"{layer.name}_{scheme.name}"
+    result = run_program(tmp_path, ir, name, [], 1,
+                         extra_args=["--random", f"--seed={int(rng.integers(1 << 30))}",
+                                     "--num-tokens=48", "--check"] + (["--fuse"] if fuse else []))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "check: PASS" in result.stdout

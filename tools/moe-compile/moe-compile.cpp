@@ -239,6 +239,11 @@ int main(int argc, char **argv) {
   options.name = layerName;
   options.numTokens = numTokens;
   options.tokenBuckets.assign(tokenBuckets.begin(), tokenBuckets.end());
+  if (!options.tokenBuckets.empty() && numTokens.getNumOccurrences()) {
+    llvm::errs() << "moe-compile: error: --num-tokens and --token-buckets "
+                    "both choose the tiles; give one\n";
+    return 1;
+  }
   if (!options.tokenBuckets.empty() && !cubinFile.empty()) {
     llvm::errs() << "moe-compile: error: --cubin takes one variant; with "
                     "--token-buckets the cubins are only in the source\n";

@@ -60,10 +60,12 @@ struct GpuCompiledLayer {
   /// `<name>.cpp` and `<name>.h`: the host code (see moe/Target/GpuHost.h);
   /// the source includes the header and embeds the cubin.
   std::string source, header;
-  /// The sm_90a cubin, and its PTX when asked for.
+  /// The sm_90a cubin, and its PTX when asked for. With token buckets the
+  /// cubin is empty (each variant's is embedded in the source) and the PTX
+  /// is the variants' in turn, each after a `// token-count bucket B` line.
   std::string cubin, ptx;
   /// The program after moe-gpu-outline-host: the kernels and the host
-  /// functions, as text.
+  /// functions, as text (with token buckets, each variant's in turn).
   std::string hostIR;
 };
 

@@ -42,6 +42,8 @@ LogicalResult emitGpuHostSource(ModuleOp module, StringRef name,
 /// and the three entry points of `emitGpuHostSource`, named after `name`,
 /// call the variant of the smallest bucket at least the token count, or of
 /// the largest. The workspace a call needs is that of the variant it takes.
+/// Fails on an empty list, or with a diagnostic on buckets that do not
+/// ascend strictly.
 LogicalResult
 emitBucketedGpuHostSource(ArrayRef<std::pair<int64_t, ModuleOp>> variants,
                           StringRef name, raw_ostream &source,

@@ -102,7 +102,8 @@ gpu::GPUFuncOp AlignBuilder::createKernel(gpu::GPUModuleOp module,
                                 MemRefLayoutAttrInterface(), workgroup);
     std::string global = (name + "_" + array).str();
     memref::GlobalOp::create(b, loc, global, b.getStringAttr("private"), type,
-                             Attribute(), /*constant=*/false, b.getI64IntegerAttr(kSharedArrayAlignment));
+                             Attribute(), /*constant=*/false,
+                             b.getI64IntegerAttr(kSharedArrayAlignment));
     globals.push_back({global, type});
   }
   b.setInsertionPointToEnd(module.getBody());

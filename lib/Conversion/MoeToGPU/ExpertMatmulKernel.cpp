@@ -425,6 +425,10 @@ private:
   /// groups, so a 64-row half that starts on padding is all padding: its
   /// warpgroup skips its wgmmas.
   void findOwnRows();
+  /// What the epilogue needs of fragment row half h (rows r and r + 8).
+  struct EpilogueRow {
+    Value slot, scheduled, token, scale;
+  };
   /// What the epilogue applies to the products, loaded before the first
   /// store: per fragment half the row's input scale, and per column of the
   /// thread (2 of every 8; gated: also its up column) the weight scale and
@@ -452,7 +456,7 @@ private:
                       std::optional<OpBuilder::InsertionGuard> &guard);
   /// Stores fragment half `half` of a non-combine matmul (activation and
   /// epilogue scales applied).
-  void storeRows(Value accumulator, int64_t half, Value slot,
+  void storeRows(Value accumulator, int64_t half, const EpilogueRow &rows,
                  Value laneColumn, const EpilogueOperands &operands);
   /// Stores a pair of adjacent bf16 columns as one 32-bit word.
   void storePair(Value slot, Value column, Value first, Value second);
@@ -513,10 +517,6 @@ private:
   /// Weight-only: the B tile chunks (row, chunk) this thread dequantizes.
   SmallVector<Value> dequantRow, dequantColumn;
   LLVM::LLVMStructType accumulatorType;
-  /// What the epilogue needs of fragment row half h (rows r and r + 8).
-  struct EpilogueRow {
-    Value slot, scheduled, token, scale;
-  };
   SmallVector<EpilogueRow, 2> epilogueRows;
   /// Null (every warpgroup multiplies), or whether this warpgroup's rows of
   /// the current tile hold an assignment (see findOwnRows).
@@ -1233,7 +1233,8 @@ Value KernelBuilder::epilogueValue(Value accumulator, int64_t reg,
                                   const EpilogueOperands &operands) {
   Value value = accumulatorValue(accumulator, reg);
   if (operands.scaled) {
-    Value weightScale = (up ? operands.upScales : operands.gateScales)[columnIndex];
+    Value weightScale =
+        (up ? operands.upScales : operands.gateScales)[columnIndex];
     value = arith::MulFOp::create(
         b, loc, value,
         arith::MulFOp::create(b, loc, operands.rowScales[half], weightScale));
@@ -1332,7 +1333,7 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
   for (int64_t half = 0; half < 2; ++half) {
     const EpilogueRow &rows = epilogueRows[half];
     if (!config.combine) {
-      storeRows(accumulator, half, rows.slot, laneColumn, operands);
+      storeRows(accumulator, half, rows, laneColumn, operands);
       continue;
     }
     ifThen(rows.scheduled, [&] {
@@ -1342,11 +1343,16 @@ void KernelBuilder::storeEpilogue(Value accumulator) {
   }
 }
 
-void KernelBuilder::storeRows(Value accumulator, int64_t half, Value slot,
-                              Value laneColumn,
+void KernelBuilder::storeRows(Value accumulator, int64_t half,
+                              const EpilogueRow &rows, Value laneColumn,
                               const EpilogueOperands &operands) {
   // No branch per row: a block never reaches past the padded count, and a
-  // padding slot's A row is zero, so its outputs are written and never read.
+  // padding slot's A row is zero, so its outputs are zero as the op states
+  // (with a bias, once selected away).
+  Value zero = config.bias ? arith::ConstantOp::create(
+                                 b, loc, b.getF32FloatAttr(0.0f))
+                                 .getResult()
+                           : Value();
   for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
     Value column =
         arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
@@ -1366,9 +1372,11 @@ void KernelBuilder::storeRows(Value accumulator, int64_t half, Value slot,
         value = buildGatedActivation(b, loc, *config.activation, value, up,
                                      config.alpha, config.limit);
       }
+      if (config.bias)
+        value = arith::SelectOp::create(b, loc, rows.scheduled, value, zero);
       pairValues.push_back(value);
     }
-    storePair(slot, column, pairValues[0], pairValues[1]);
+    storePair(rows.slot, column, pairValues[0], pairValues[1]);
   }
 }
 
@@ -1433,7 +1441,8 @@ void KernelBuilder::loadEpilogueRows() {
     Value row = arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half));
     EpilogueRow rows;
     rows.slot = arith::AddIOp::create(b, loc, firstSlot, row);
-    if (!config.combine) {
+    // Rows out need to know their padding only to keep a bias out of it.
+    if (!config.combine && !config.bias) {
       epilogueRows.push_back(rows);
       continue;
     }
@@ -1446,6 +1455,10 @@ void KernelBuilder::loadEpilogueRows() {
                               paddedCount),
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
                               assignments));
+    if (!config.combine) {
+      epilogueRows.push_back(rows);
+      continue;
+    }
     // A padding slot reads assignment 0's weight, which is then unused.
     Value safe =
         arith::SelectOp::create(b, loc, rows.scheduled, assignment, index(0));

@@ -440,7 +440,8 @@ buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
   for (auto [index, global] : llvm::enumerate(names))
     memref::GlobalOp::create(b, loc, global, b.getStringAttr("private"),
                              index == 3 ? groupType : sharedType, Attribute(),
-                             /*constant=*/false, b.getI64IntegerAttr(kSharedArrayAlignment));
+                             /*constant=*/false,
+                             b.getI64IntegerAttr(kSharedArrayAlignment));
   b.setInsertionPointToEnd(module.getBody());
 
   auto dynamic = ShapedType::kDynamic;
@@ -484,6 +485,50 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildTopkKernel(OpBuilder &b,
   Type logits = MemRefType::get({ShapedType::kDynamic, facts.numExperts},
                                 b.getF32Type());
   return buildRoutingKernel(b, module, op, facts, {logits}, name);
+}
+
+/// Thread `tid`'s share of x[token] · gate[expert]: the products at h =
+/// tid, tid + kRouteThreads, ..., in f32.
+static Value buildStridedDot(OpBuilder &b, Location loc, Value x, Value gate,
+                             Value token, Value expert, Value tid,
+                             int64_t hidden) {
+  Type f32 = b.getF32Type();
+  auto toF32 = [&](Value value) -> Value {
+    if (value.getType() == f32)
+      return value;
+    return arith::ExtFOp::create(b, loc, f32, value);
+  };
+  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  auto dot = scf::ForOp::create(
+      b, loc, tid, arith::ConstantIndexOp::create(b, loc, hidden),
+      arith::ConstantIndexOp::create(b, loc, kRouteThreads), ValueRange{zero});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(dot.getBody());
+  Value h = dot.getInductionVar();
+  Value xv = toF32(memref::LoadOp::create(b, loc, x, ValueRange{token, h}));
+  Value wv = toF32(memref::LoadOp::create(b, loc, gate, ValueRange{expert, h}));
+  scf::YieldOp::create(b, loc,
+                       ValueRange{arith::AddFOp::create(
+                           b, loc, dot.getRegionIterArg(0),
+                           arith::MulFOp::create(b, loc, xv, wv))});
+  return dot.getResult(0);
+}
+
+/// The f32 sum of the first `count` values of `values`, in order.
+static Value buildSum(OpBuilder &b, Location loc, Value values, int64_t count) {
+  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+  auto sum = scf::ForOp::create(
+      b, loc, arith::ConstantIndexOp::create(b, loc, 0),
+      arith::ConstantIndexOp::create(b, loc, count),
+      arith::ConstantIndexOp::create(b, loc, 1), ValueRange{zero});
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(sum.getBody());
+  scf::YieldOp::create(
+      b, loc,
+      ValueRange{arith::AddFOp::create(
+          b, loc, sum.getRegionIterArg(0),
+          memref::LoadOp::create(b, loc, values, sum.getInductionVar()))});
+  return sum.getResult(0);
 }
 
 FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouterKernel(OpBuilder &b,
@@ -532,7 +577,6 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouterKernel(OpBuilder &b,
   auto index = [&](int64_t value) {
     return arith::ConstantIndexOp::create(b, loc, value).getResult();
   };
-  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
   Value partials =
       memref::GetGlobalOp::create(b, loc, partialType, partialName);
   Value token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
@@ -543,43 +587,14 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouterKernel(OpBuilder &b,
       scf::ForOp::create(b, loc, index(0), index(numExperts), index(1));
   b.setInsertionPointToStart(expertLoop.getBody());
   Value expert = expertLoop.getInductionVar();
-  auto dot = scf::ForOp::create(b, loc, tid, index(hidden),
-                                index(kRouteThreads), ValueRange{zero});
-  {
-    OpBuilder::InsertionGuard dotGuard(b);
-    b.setInsertionPointToStart(dot.getBody());
-    Value h = dot.getInductionVar();
-    auto toF32 = [&](Value value) -> Value {
-      if (value.getType() == f32)
-        return value;
-      return arith::ExtFOp::create(b, loc, f32, value);
-    };
-    Value xv = toF32(memref::LoadOp::create(b, loc, x, ValueRange{token, h}));
-    Value wv =
-        toF32(memref::LoadOp::create(b, loc, gate, ValueRange{expert, h}));
-    scf::YieldOp::create(
-        b, loc,
-        ValueRange{arith::AddFOp::create(
-            b, loc, dot.getRegionIterArg(0),
-            arith::MulFOp::create(b, loc, xv, wv))});
-  }
-  memref::StoreOp::create(b, loc, dot.getResult(0), partials, tid);
+  Value partial = buildStridedDot(b, loc, x, gate, token, expert, tid, hidden);
+  memref::StoreOp::create(b, loc, partial, partials, tid);
   gpu::BarrierOp::create(b, loc);
   auto leaderIf = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
   {
     OpBuilder::InsertionGuard leaderGuard(b);
     b.setInsertionPointToStart(leaderIf.thenBlock());
-    auto sum = scf::ForOp::create(b, loc, index(0), index(kRouteThreads),
-                                  index(1), ValueRange{zero});
-    b.setInsertionPointToStart(sum.getBody());
-    scf::YieldOp::create(
-        b, loc,
-        ValueRange{arith::AddFOp::create(
-            b, loc, sum.getRegionIterArg(0),
-            memref::LoadOp::create(b, loc, partials,
-                                   sum.getInductionVar()))});
-    b.setInsertionPointAfter(sum);
-    Value logit = sum.getResult(0);
+    Value logit = buildSum(b, loc, partials, kRouteThreads);
     if (bias)
       logit = arith::AddFOp::create(
           b, loc, logit, memref::LoadOp::create(b, loc, bias, expert));

@@ -535,6 +535,8 @@ private:
                   .getResult(0);
           if (op.getActivation())
             product = buildActivationEpilogue(lb, ll, product, rows);
+          if (biasRow && slots && !op.getUnpermute() && !op.isCombine())
+            product = zeroPaddingRows(lb, ll, product, firstSlot, rows);
           scf::YieldOp::create(
               lb, ll, storeRowBlock(lb, ll, firstSlot, rows, product, args[0]));
         });
@@ -575,6 +577,26 @@ private:
           linalg::YieldOp::create(
               gb, gl,
               Value(arith::SelectOp::create(gb, gl, valid, value, zero)));
+        });
+  }
+
+  /// The rows of padding slots set to zero: a skipped slot's result is 0,
+  /// which a zero A row gives without a bias but not with one.
+  Value zeroPaddingRows(OpBuilder &b, Location l, Value product,
+                        Value firstSlot, int64_t rows) {
+    return buildGeneric(
+        b, l, {product},
+        createEmpty(b, l, {b.getIndexAttr(rows), b.getIndexAttr(width)}, f32),
+        {{0, 1}, {0, 1}}, {kParallel, kParallel},
+        [&](OpBuilder &gb, Location gl, ValueRange args) {
+          Value slot = arith::AddIOp::create(
+              gb, gl, firstSlot, linalg::IndexOp::create(gb, gl, 0));
+          Value real =
+              isRealAssignment(gb, gl, extractIndex(gb, gl, slots, slot));
+          Value zero = arith::ConstantOp::create(gb, gl, gb.getF32FloatAttr(0));
+          linalg::YieldOp::create(
+              gb, gl,
+              Value(arith::SelectOp::create(gb, gl, real, args[0], zero)));
         });
   }
 

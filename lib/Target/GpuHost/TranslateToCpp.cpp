@@ -200,9 +200,11 @@ FailureOr<std::string> declaration(emitc::FuncOp func,
 }
 
 /// The header: a declaration of each function of `lowered`, documented from
-/// the host functions of `host`, and with their parameters' names.
+/// the host functions of `host`, and with their parameters' names; `preamble`
+/// (a comment) comes before them.
 FailureOr<OwningOpRef<ModuleOp>> buildHeader(ModuleOp host, ModuleOp lowered,
-                                             StringRef name) {
+                                             StringRef name,
+                                             StringRef preamble = "") {
   Location loc = host.getLoc();
   OwningOpRef<ModuleOp> header = ModuleOp::create(loc);
   OpBuilder b(host.getContext());
@@ -214,6 +216,8 @@ FailureOr<OwningOpRef<ModuleOp>> buildHeader(ModuleOp host, ModuleOp lowered,
     emitc::IncludeOp::create(b, loc, b.getStringAttr(include),
                              b.getUnitAttr());
   verbatim(b, loc, "#ifdef __cplusplus\nextern \"C\" {\n#endif");
+  if (!preamble.empty())
+    verbatim(b, loc, preamble);
   for (auto func : lowered.getOps<emitc::FuncOp>()) {
     auto original = host.lookupSymbol<func::FuncOp>(func.getName());
     if (!original) {
@@ -332,9 +336,16 @@ LogicalResult buildDispatcher(OpBuilder &b, StringRef entry,
 LogicalResult mlir::moe::emitBucketedGpuHostSource(
     ArrayRef<std::pair<int64_t, ModuleOp>> variants, StringRef name,
     raw_ostream &source, raw_ostream &header) {
+  // An empty list has no module to report on; compileLayerForGpu never
+  // passes one.
   if (variants.empty())
     return failure();
   ModuleOp largest = variants.back().second;
+  for (auto [previous, next] : llvm::zip(variants, variants.drop_front()))
+    if (previous.first >= next.first)
+      return largest.emitError("token-count buckets must ascend without "
+                               "repeats, got ")
+             << previous.first << " before " << next.first;
   MLIRContext *context = largest.getContext();
   Location loc = largest.getLoc();
   OpBuilder b(context);
@@ -383,8 +394,20 @@ LogicalResult mlir::moe::emitBucketedGpuHostSource(
         ("moe_layer_" + name + suffix).str());
     emitc::FuncOp::create(b, loc, func.getName(), func.getFunctionType());
   }
+  std::string bucketList;
+  for (int64_t bucket : buckets)
+    bucketList += (bucketList.empty() ? "" : ", ") + std::to_string(bucket);
+  std::string preamble =
+      "/// One library for every token count: a variant per token-count "
+      "bucket\n/// (" +
+      bucketList +
+      "), tiled for it; a call runs the smallest bucket at\n"
+      "/// least its token count, or the largest. Each variant loads its "
+      "kernels\n/// on its own first call in a CUDA context: before "
+      "capturing a graph,\n/// call once with a token count of each bucket "
+      "the graph will use.";
   FailureOr<OwningOpRef<ModuleOp>> declarations =
-      buildHeader(*documented, *dispatchers, name);
+      buildHeader(*documented, *dispatchers, name, preamble);
   if (failed(declarations) ||
       failed(emitc::translateToCpp(**declarations, header)))
     return failure();

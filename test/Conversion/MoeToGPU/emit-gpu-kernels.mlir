@@ -72,7 +72,8 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // Expert biases: the [E, N] f32 table is the argument after the weights;
 // each thread loads its gate columns' and their up columns' (N/2 = 128
 // further) biases before the stores, and adds them to the products before
-// swiglu's clamps.
+// swiglu's clamps; a padding slot's row is stored as 0 (the bias would
+// make it nonzero).
 // CHECK-LABEL: func.func @swiglu_bias
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xbf16>, {{.*}}, %{{.*}}: !llvm.ptr, %[[BIAS:.*]]: memref<8x256xf32>, %{{.*}}: memref<?x128xbf16>) kernel
 // CHECK: nvvm.wgmma.mma_async
@@ -88,6 +89,11 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // CHECK: arith.minimumf %[[GB]]
 // CHECK: arith.maximumf %[[UB]]
 // CHECK: math.exp
+// CHECK: %[[UP1:.*]] = arith.addf %{{.*}}, %cst{{.*}} : f32
+// CHECK: %[[ACT:.*]] = arith.mulf %{{.*}}, %[[UP1]] : f32
+// CHECK: arith.select %[[REAL:.*]], %[[ACT]], %[[ZERO:.*]] : f32
+// CHECK: arith.select %[[REAL]], %{{.*}}, %[[ZERO]] : f32
+// CHECK: llvm.store
 func.func @swiglu_bias(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>, %b: tensor<8x256xf32>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) bias(%b : tensor<8x256xf32>)
       {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<swiglu>, alpha = 1.702 : f32, limit = 7.0 : f32} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>

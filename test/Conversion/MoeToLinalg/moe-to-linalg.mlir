@@ -170,8 +170,15 @@ func.func @activation_swiglu(%h: tensor<?x64xbf16>) -> tensor<?x32xbf16> {
 
 // -----
 
+// gelu's normal CDF as erfc(-x/√2)/2 (1 + erf(x/√2) cancels in f32 for
+// strongly negative x).
 // CHECK-LABEL: func @activation_gelu
-// CHECK: math.erf
+// CHECK: %[[GATE:.*]] = tensor.extract
+// CHECK: %[[SCALE:.*]] = arith.constant -0.707106{{[0-9]*}} : f32
+// CHECK: %[[NEG:.*]] = arith.mulf %[[GATE]], %[[SCALE]] : f32
+// CHECK: %[[TAIL:.*]] = math.erfc %[[NEG]] : f32
+// CHECK: %[[CDF:.*]] = arith.mulf %{{.*}}, %[[TAIL]] : f32
+// CHECK: arith.mulf %[[GATE]], %[[CDF]] : f32
 func.func @activation_gelu(%h: tensor<?x64xf32>) -> tensor<?x32xf32> {
   %0 = moe.activation gelu_and_mul %h : tensor<?x64xf32> -> tensor<?x32xf32>
   return %0 : tensor<?x32xf32>

@@ -855,8 +855,24 @@ func.func @shared_weights_shape(%w: tensor<?x3xf32>, %ids: tensor<?x2xi32>) {
 // -----
 
 func.func @shared_too_many_experts(%w: tensor<?x2xf32>, %ids: tensor<?x2xi32>) {
-  // expected-error @+1 {{expects at most 65536 routed and shared experts, got 65537}}
+  // expected-error @+1 {{expects at most 65536 routed and shared experts, got 65536 + 1}}
   %0:2 = moe.add_shared_experts %w, %ids {num_experts = 65536 : i64} : tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x3xf32>, tensor<?x3xi32>
+  return
+}
+
+// -----
+
+func.func @shared_huge_count(%w: tensor<?x2xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects at most 65536 routed and shared experts, got 1 + 9223372036854775807}}
+  %0:2 = moe.add_shared_experts %w, %ids {num_experts = 1 : i64, num_shared = 9223372036854775807 : i64} : tensor<?x2xf32>, tensor<?x2xi32> -> tensor<?x?xf32>, tensor<?x?xi32>
+  return
+}
+
+// -----
+
+func.func @shared_width_overflow(%w: tensor<?x9223372036854775807xf32>, %ids: tensor<?x9223372036854775807xi32>) {
+  // expected-error @+1 {{expects k + num_shared to fit in int64_t, got 9223372036854775807 + 1}}
+  %0:2 = moe.add_shared_experts %w, %ids {num_experts = 8 : i64} : tensor<?x9223372036854775807xf32>, tensor<?x9223372036854775807xi32> -> tensor<?x2xf32>, tensor<?x2xi32>
   return
 }
 

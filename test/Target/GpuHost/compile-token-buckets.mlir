@@ -11,6 +11,7 @@
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/mix.cpp
 // RUN: not moe-compile %moe_src_root/examples/scaled/mixtral_8x7b.mlir -o %t/bad --token-buckets 0,64 2>&1 | FileCheck %s --check-prefix=ZERO
 // RUN: not moe-compile %moe_src_root/examples/scaled/mixtral_8x7b.mlir -o %t/bad --token-buckets 1,64 --cubin %t/bad.cubin 2>&1 | FileCheck %s --check-prefix=CUBIN
+// RUN: not moe-compile %moe_src_root/examples/scaled/mixtral_8x7b.mlir -o %t/bad --token-buckets 1,64 --num-tokens 8 2>&1 | FileCheck %s --check-prefix=BOTH
 
 // SOURCE: #include "mix.h"
 // SOURCE: static moe_rt_program kProgram_m1 = {kImage_m1, sizeof(kImage_m1), kKernelNames_m1,
@@ -44,6 +45,8 @@
 
 // HEADER-NOT: _m1
 // HEADER-NOT: _m64
+// HEADER: /// (1, 64, 256), tiled for it; a call runs the smallest bucket at
+// HEADER: /// call once with a token count of each bucket the graph will use.
 // HEADER: int32_t moe_layer_mix(const void* x, const void* w_gate, const void* w13, const void* w2, void* result, int64_t numTokens, void* workspace, size_t workspaceBytes, CUstream stream);
 // HEADER: size_t moe_layer_mix_workspace_bytes(int64_t numTokens);
 // HEADER: int32_t moe_layer_mix_invalid_ids(void* workspace, size_t workspaceBytes, int64_t numTokens, CUstream stream, int64_t* count);
@@ -56,3 +59,4 @@
 
 // ZERO: error: token-count buckets must be positive, got 0
 // CUBIN: moe-compile: error: --cubin takes one variant; with --token-buckets the cubins are only in the source
+// BOTH: moe-compile: error: --num-tokens and --token-buckets both choose the tiles; give one

@@ -141,10 +141,16 @@ LogicalResult AddSharedExpertsOp::verify() {
     return emitOpError() << "expects routed weights of the routed ids' shape "
                          << formatShape(idsType.getShape()) << ", got "
                          << weightsType;
-  if (getNumExperts() + getNumShared() > kMaxExperts)
+  // Bounded before adding: the attributes may be as large as int64_t.
+  int64_t numExperts = getNumExperts(), numShared = getNumShared();
+  if (numShared > kMaxExperts || numExperts > kMaxExperts - numShared)
     return emitOpError() << "expects at most " << kMaxExperts
-                         << " routed and shared experts, got "
-                         << getNumExperts() + getNumShared();
+                         << " routed and shared experts, got " << numExperts
+                         << " + " << numShared;
+  int64_t width;
+  if (llvm::AddOverflow(k, numShared, width))
+    return emitOpError() << "expects k + num_shared to fit in int64_t, got "
+                         << k << " + " << numShared;
   if (Value gate = getGate()) {
     auto gateType = cast<RankedTensorType>(gate.getType());
     if (gateType.getDimSize(1) != 1 ||
@@ -152,7 +158,7 @@ LogicalResult AddSharedExpertsOp::verify() {
       return emitOpError() << "expects gate logits of shape ["
                            << formatDim(numTokens) << ", 1], got " << gateType;
   }
-  SmallVector<int64_t, 2> expected = {numTokens, k + getNumShared()};
+  SmallVector<int64_t, 2> expected = {numTokens, width};
   for (Type resultType : getResultTypes()) {
     auto type = cast<RankedTensorType>(resultType);
     if (type.getDimSize(1) != expected[1] ||
