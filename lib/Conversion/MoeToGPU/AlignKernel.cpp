@@ -69,12 +69,9 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildAlignKernel(OpBuilder &b,
                                  MemRefType::get({dynamic}, i32),
                                  MemRefType::get({1}, i32),
                                  MemRefType::get({1}, i32)};
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  func->setAttr("moe.launch",
-                b.getDictionaryAttr({b.getNamedAttr(
-                    "threads", b.getI64IntegerAttr(kAlignThreads))}));
+  auto func = createKernelFunc(
+      b, loc, name, arguments,
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(kAlignThreads))});
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value ids = entry.getArgument(0), sorted = entry.getArgument(1),

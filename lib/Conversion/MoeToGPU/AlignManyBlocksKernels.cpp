@@ -107,14 +107,10 @@ gpu::GPUFuncOp AlignBuilder::createKernel(gpu::GPUModuleOp module,
     globals.push_back({global, type});
   }
   b.setInsertionPointToEnd(module.getBody());
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  func->setAttr(
-      "moe.launch",
-      b.getDictionaryAttr(
-          {b.getNamedAttr("threads", b.getI64IntegerAttr(kThreads)),
-           b.getNamedAttr("chunk", b.getI64IntegerAttr(kChunk))}));
+  auto func = createKernelFunc(
+      b, loc, name, arguments,
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(kThreads)),
+       b.getNamedAttr("chunk", b.getI64IntegerAttr(kChunk))});
   b.setInsertionPointToStart(&func.getBody().front());
   for (auto &[global, type] : globals)
     shared.push_back(memref::GetGlobalOp::create(b, loc, type, global));

@@ -28,14 +28,11 @@ mlir::moe::buildCombineFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   SmallVector<Type> arguments = {
       MemRefType::get({dynamic, width}, b.getF32Type()),
       MemRefType::get({dynamic, width}, elementType)};
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   // One thread per element of a row; grid (M, ceil(width / 256)).
   constexpr int64_t kThreads = 256;
-  func->setAttr("moe.launch",
-                b.getDictionaryAttr({b.getNamedAttr(
-                    "threads", b.getI64IntegerAttr(kThreads))}));
+  auto func = createKernelFunc(
+      b, loc, name, arguments,
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(kThreads))});
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value sums = entry.getArgument(0), out = entry.getArgument(1);

@@ -15,6 +15,20 @@
 
 namespace mlir::moe {
 
+/// A kernel `name` taking `arguments`, created at `b`'s insertion point:
+/// a `gpu.func` marked as a kernel, with the launch facts the host reads
+/// (`moe.launch`, at least `threads`).
+inline gpu::GPUFuncOp createKernelFunc(OpBuilder &b, Location loc,
+                                       StringRef name,
+                                       ArrayRef<Type> arguments,
+                                       ArrayRef<NamedAttribute> launchFacts) {
+  auto func =
+      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
+  func->setAttr("moe.launch", b.getDictionaryAttr(launchFacts));
+  return func;
+}
+
 /// Alignment of the kernels' static shared arrays: LLVM vectorizes their
 /// accesses (a scan's stores as st.shared.v4) on the alignment it infers for
 /// them, so they must have it in PTX too (an [E] i32 array after another of

@@ -359,15 +359,12 @@ static gpu::GPUFuncOp createKernel(OpBuilder &b, Location loc,
                                    ArrayRef<Type> arguments, bool bounded,
                                    ArrayRef<NamedAttribute> extra = {}) {
   b.setInsertionPointToEnd(module.getBody());
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   SmallVector<NamedAttribute> launch = {
       b.getNamedAttr("threads", b.getI64IntegerAttr(kRowsPerBlock * kWarpSize)),
       b.getNamedAttr("rows_per_block", b.getI64IntegerAttr(kRowsPerBlock)),
       b.getNamedAttr("bounded", b.getI64IntegerAttr(bounded))};
   llvm::append_range(launch, extra);
-  func->setAttr("moe.launch", b.getDictionaryAttr(launch));
+  auto func = createKernelFunc(b, loc, name, arguments, launch);
   return func;
 }
 

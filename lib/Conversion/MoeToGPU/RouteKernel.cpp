@@ -452,13 +452,10 @@ buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
     arguments.push_back(MemRefType::get({facts.numExperts}, b.getF32Type()));
   arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getF32Type()));
   arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getI32Type()));
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   // Grid (M), one block of `threads` per token.
-  func->setAttr("moe.launch",
-                b.getDictionaryAttr({b.getNamedAttr(
-                    "threads", b.getI64IntegerAttr(kRouteThreads))}));
+  auto func = createKernelFunc(
+      b, loc, name, arguments,
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(kRouteThreads))});
   SmallVector<StringRef> nameRefs(names.begin(), names.end());
   RouteBuilder(b, loc, facts).build(func, nameRefs, sharedType, groupType);
   return func;
@@ -561,14 +558,11 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouterKernel(OpBuilder &b,
   if (op.getBias())
     arguments.push_back(MemRefType::get({numExperts}, f32));
   arguments.push_back(MemRefType::get({dynamic, numExperts}, f32));
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
   // Grid (M): a block per token; its threads split each expert's dot
   // product along H, and the first thread adds up their partial sums.
-  func->setAttr("moe.launch",
-                b.getDictionaryAttr({b.getNamedAttr(
-                    "threads", b.getI64IntegerAttr(kRouteThreads))}));
+  auto func = createKernelFunc(
+      b, loc, name, arguments,
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(kRouteThreads))});
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value x = entry.getArgument(0), gate = entry.getArgument(1);

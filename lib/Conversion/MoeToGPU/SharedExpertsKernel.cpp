@@ -38,12 +38,9 @@ mlir::moe::buildSharedExpertsKernel(OpBuilder &b, gpu::GPUModuleOp module,
     arguments.push_back(MemRefType::get({dynamic, 1}, f32));
   arguments.append({MemRefType::get({dynamic, width}, f32),
                     MemRefType::get({dynamic, width}, i32)});
-  auto func =
-      gpu::GPUFuncOp::create(b, loc, name, b.getFunctionType(arguments, {}));
-  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), b.getUnitAttr());
-  func->setAttr("moe.launch",
-                b.getDictionaryAttr({b.getNamedAttr(
-                    "threads", b.getI64IntegerAttr(threads))}));
+  auto func = createKernelFunc(
+      b, loc, name, arguments,
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(threads))});
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   Value routedWeights = entry.getArgument(0);
