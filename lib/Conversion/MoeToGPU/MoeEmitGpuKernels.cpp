@@ -51,88 +51,77 @@ struct MoeEmitGpuKernelsPass
                       b.getUnitAttr());
     }
     SymbolTable symbols(kernels);
-    // Records where the launch lowering finds a kernel of `op`.
+    // Records where the launch lowering finds a kernel of `op`, if it was
+    // built (a builder that declines has left a remark).
     auto record = [&](Operation *op, StringRef attribute,
-                      gpu::GPUFuncOp kernel) {
-      symbols.insert(kernel);
+                      FailureOr<gpu::GPUFuncOp> kernel) {
+      if (failed(kernel))
+        return false;
+      symbols.insert(*kernel);
       op->setAttr(attribute,
                   SymbolRefAttr::get(b.getStringAttr(kKernelModuleName),
-                                     {FlatSymbolRefAttr::get(kernel)}));
+                                     {FlatSymbolRefAttr::get(*kernel)}));
+      return true;
     };
     for (Operation *op : ops) {
       if (auto route = dyn_cast<RouteOp>(op)) {
-        FailureOr<gpu::GPUFuncOp> kernel =
-            buildRouteKernel(b, kernels, route, uniqueName(symbols, "route"));
-        if (succeeded(kernel))
-          record(op, "moe.gpu_kernel", *kernel);
+        record(op, "moe.gpu_kernel",
+               buildRouteKernel(b, kernels, route, uniqueName(symbols, "route")));
         continue;
       }
       if (auto topk = dyn_cast<TopkOp>(op)) {
-        FailureOr<gpu::GPUFuncOp> kernel =
-            buildTopkKernel(b, kernels, topk, uniqueName(symbols, "topk"));
-        if (succeeded(kernel))
-          record(op, "moe.gpu_kernel", *kernel);
+        record(op, "moe.gpu_kernel",
+               buildTopkKernel(b, kernels, topk, uniqueName(symbols, "topk")));
         continue;
       }
       if (auto router = dyn_cast<RouterOp>(op)) {
-        FailureOr<gpu::GPUFuncOp> kernel = buildRouterKernel(
-            b, kernels, router, uniqueName(symbols, "router"));
-        if (succeeded(kernel))
-          record(op, "moe.gpu_kernel", *kernel);
+        record(op, "moe.gpu_kernel",
+               buildRouterKernel(b, kernels, router,
+                                 uniqueName(symbols, "router")));
         continue;
       }
       if (auto shared = dyn_cast<AddSharedExpertsOp>(op)) {
-        FailureOr<gpu::GPUFuncOp> kernel = buildSharedExpertsKernel(
-            b, kernels, shared, uniqueName(symbols, "add_shared_experts"));
-        if (succeeded(kernel))
-          record(op, "moe.gpu_kernel", *kernel);
+        record(op, "moe.gpu_kernel",
+               buildSharedExpertsKernel(
+                   b, kernels, shared, uniqueName(symbols, "add_shared_experts")));
         continue;
       }
       if (auto align = dyn_cast<AlignOp>(op)) {
-        FailureOr<gpu::GPUFuncOp> kernel =
-            buildAlignKernel(b, kernels, align, uniqueName(symbols, "align"));
-        if (failed(kernel))
+        if (!record(op, "moe.gpu_kernel",
+                    buildAlignKernel(b, kernels, align,
+                                     uniqueName(symbols, "align"))))
           continue;
-        record(op, "moe.gpu_kernel", *kernel);
         // Many assignments take the two kernels over many blocks.
         if (align.getNumExperts() > kMaxAlignManyBlocksExperts)
           continue;
-        FailureOr<gpu::GPUFuncOp> count = buildAlignCountKernel(
-            b, kernels, align, uniqueName(symbols, "align_count"));
-        if (succeeded(count))
-          record(op, "moe.gpu_count_kernel", *count);
-        FailureOr<gpu::GPUFuncOp> scatter = buildAlignScatterKernel(
-            b, kernels, align, uniqueName(symbols, "align_scatter"));
-        if (succeeded(scatter))
-          record(op, "moe.gpu_scatter_kernel", *scatter);
+        record(op, "moe.gpu_count_kernel",
+               buildAlignCountKernel(b, kernels, align,
+                                     uniqueName(symbols, "align_count")));
+        record(op, "moe.gpu_scatter_kernel",
+               buildAlignScatterKernel(b, kernels, align,
+                                       uniqueName(symbols, "align_scatter")));
         continue;
       }
       if (auto quantize = dyn_cast<QuantizeOp>(op)) {
-        FailureOr<gpu::GPUFuncOp> kernel = buildQuantizeKernel(
-            b, kernels, quantize, uniqueName(symbols, "quantize"));
-        if (failed(kernel))
+        if (!record(op, "moe.gpu_kernel",
+                    buildQuantizeKernel(b, kernels, quantize,
+                                        uniqueName(symbols, "quantize"))) ||
+            quantize.getQuantization().getScales() != ScaleLayout::PerTensor)
           continue;
-        record(op, "moe.gpu_kernel", *kernel);
-        if (quantize.getQuantization().getScales() != ScaleLayout::PerTensor)
-          continue;
-        FailureOr<gpu::GPUFuncOp> amax = buildQuantizeAmaxKernel(
-            b, kernels, quantize, uniqueName(symbols, "quantize_amax"));
-        if (succeeded(amax))
-          record(op, "moe.gpu_amax_kernel", *amax);
+        record(op, "moe.gpu_amax_kernel",
+               buildQuantizeAmaxKernel(b, kernels, quantize,
+                                       uniqueName(symbols, "quantize_amax")));
         continue;
       }
       auto matmul = cast<ExpertMatmulOp>(op);
-      FailureOr<gpu::GPUFuncOp> kernel = buildExpertMatmulKernel(
-          b, kernels, matmul, uniqueName(symbols, "expert_matmul"));
-      if (failed(kernel))
+      if (!record(op, "moe.gpu_kernel",
+                  buildExpertMatmulKernel(b, kernels, matmul,
+                                          uniqueName(symbols, "expert_matmul"))) ||
+          !matmul.isCombine())
         continue;
-      record(op, "moe.gpu_kernel", *kernel);
-      if (!matmul.isCombine())
-        continue;
-      FailureOr<gpu::GPUFuncOp> finalize = buildCombineFinalizeKernel(
-          b, kernels, matmul, uniqueName(symbols, "combine_finalize"));
-      if (succeeded(finalize))
-        record(op, "moe.gpu_finalize_kernel", *finalize);
+      record(op, "moe.gpu_finalize_kernel",
+             buildCombineFinalizeKernel(
+                 b, kernels, matmul, uniqueName(symbols, "combine_finalize")));
     }
     // No kernel was covered: leave the module as it was.
     if (created && kernels.getBody()->empty()) {
