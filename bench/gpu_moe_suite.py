@@ -51,7 +51,8 @@ QUANTIZED = (("deepseek_v3", "fp8_block"), ("qwen3_30b_a3b", "fp8_channel"),
              ("qwen3_30b_a3b", "int8_channel"), ("qwen3_30b_a3b", "fp8_tensor"))
 # The weight-only blocks: (shape, scheme) as configs.WEIGHT_ONLY_BLOCKS.
 WEIGHT_ONLY = (("mixtral_8x7b", "int4_g128"), ("gpt_oss_120b", "mxfp4"),
-               ("qwen3_30b_a3b", "int4_g32_zp"), ("qwen3_30b_a3b", "int8w_g64"))
+               ("qwen3_30b_a3b", "int4_g32_zp"), ("qwen3_30b_a3b", "int8w_g64"),
+               ("gpt_oss_20b", "mxfp4"))
 E2M1_MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 # Relative L2 bounds of the w8a8 blocks against the float64 oracle. GEMM2's
 # activations are quantized from GEMM1's bf16 output, whose rounding the GPU
@@ -338,7 +339,9 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
         config = configs[f"{shape}_{scheme_name}_{'small_block' if small else 'block'}"]
         e, h = config["num_experts"], config["hidden"]
         activation = (lambda v: reference.activation(
-            v, config["activation"], config.get("swiglu_alpha"), config.get("swiglu_limit")))
+            v, config["activation"], config.get("swiglu_alpha"), config.get("swiglu_limit"),
+            config.get("gate_up_interleaved", False)))
+        biases = []
         if kind == "w8a8":
             scheme = config["quant"]
             tensors = make_quantized_weights(config, generator)
@@ -361,22 +364,27 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
             w13 = tensors[:per_matrix] + [None] * (3 - per_matrix)
             w2 = tensors[per_matrix:] + [None] * (3 - per_matrix)
 
+            biases = make_biases(config, generator)
+            host_biases = [b.double().cpu().numpy() for b in biases] or None
+
             def oracle(x, ids, weights, rows):
                 return quant.expert_block_rows(
                     x[rows], ids[rows], weights[rows],
                     lambda ex: dequantized_weight_only(*w13, ex, scheme) if 0 <= ex < e else None,
-                    lambda ex: dequantized_weight_only(*w2, ex, scheme), h, activation)
+                    lambda ex: dequantized_weight_only(*w2, ex, scheme), h, activation,
+                    biases=host_biases)
             tolerance = 1e-2
         for m, routing in cases:
             total += 1
             name = (f"{shape}_{scheme_name}_small_block" if small
                     else f"{shape}_{scheme_name}_block_m{m}")
-            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=3 + len(tensors))
+            layer = Layer(layers_dir / f"{name}.so", name,
+                          num_inputs=3 + len(tensors) + len(biases))
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, routing, generator)
             out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
-            layer(x, ids, weights, *tensors, out)
+            layer(x, ids, weights, *tensors, *biases, out)
             torch.cuda.synchronize()
             rows = sample_rows(m, 4, generator)
             expected = oracle(x.double().cpu().numpy(), ids.cpu().numpy(),
@@ -423,7 +431,8 @@ def reference_rows(config, x, ids, weights, w13, w2, rows, biases=()):
             if biases:
                 gate_up = gate_up + biases[0][e].double()
             act = reference.activation(gate_up.cpu().numpy()[None, :], act_kind,
-                                       config.get("swiglu_alpha"), config.get("swiglu_limit"))[0]
+                                       config.get("swiglu_alpha"), config.get("swiglu_limit"),
+                                       config.get("gate_up_interleaved", False))[0]
             down = w2[e].double() @ torch.from_numpy(act).cuda()
             if biases:
                 down = down + biases[1][e].double()
@@ -832,16 +841,19 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
         # Stored bytes per expert: codes, scales and zeros of both matrices.
         stored_bytes = sum(t.numel() * t.element_size() for t in tensors) / e
         w13, w2 = make_weights(config, generator)
+        biases = make_biases(config, generator)
         for m in token_counts:
             name = f"{shape}_{scheme}_block_m{m}"
-            layer = Layer(layers_dir / f"{name}.so", name, num_inputs=3 + len(tensors))
+            layer = Layer(layers_dir / f"{name}.so", name,
+                          num_inputs=3 + len(tensors) + len(biases))
             bf16_name = f"{shape}_block_m{m}"
-            bf16_layer = Layer(layers_dir / f"{bf16_name}.so", bf16_name)
+            bf16_layer = Layer(layers_dir / f"{bf16_name}.so", bf16_name,
+                               num_inputs=5 + len(biases))
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, "softmax", generator)
             out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
-            ours = time_graph(lambda: layer(x, ids, weights, *tensors, out))
-            bf16 = time_graph(lambda: bf16_layer(x, ids, weights, w13, w2, out))
+            ours = time_graph(lambda: layer(x, ids, weights, *tensors, *biases, out))
+            bf16 = time_graph(lambda: bf16_layer(x, ids, weights, w13, w2, *biases, out))
             touched = int((torch.bincount(ids.view(-1).long(), minlength=e) > 0).sum())
             flops = 2 * m * k * (h * 2 * i + i * h)
             floor = max(flops / (peaks[mma] * 1e12), touched * stored_bytes / (bandwidth * 1e12)) * 1e6

@@ -5,7 +5,7 @@ func.func @gpt_oss_20b(%x: tensor<?x256xbf16>, %w_gate: tensor<32x256xbf16>, %ga
   %weights, %ids = moe.topk topk_softmax %logits {k = 4 : i64} : tensor<?x32xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
   %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x4xi32> -> tensor<?x256xbf16>, tensor<33xi32>, tensor<?xi32>
   %gate_up = moe.grouped_matmul %rows, %w13, %offsets bias(%b13 : tensor<32x256xf32>) : tensor<?x256xbf16>, tensor<32x256x256xbf16>, tensor<33xi32> -> tensor<?x256xbf16>
-  %act = moe.activation swiglu %gate_up {alpha = 1.702 : f32, limit = 7.0 : f32} : tensor<?x256xbf16> -> tensor<?x128xbf16>
+  %act = moe.activation swiglu interleaved %gate_up {alpha = 1.702 : f32, limit = 7.0 : f32} : tensor<?x256xbf16> -> tensor<?x128xbf16>
   %down = moe.grouped_matmul %act, %w2, %offsets bias(%b2 : tensor<32x256xf32>) : tensor<?x128xbf16>, tensor<32x256x128xbf16>, tensor<33xi32> -> tensor<?x256xf32>
   %expert_out = moe.unpermute %down, %source : tensor<?x256xf32>, tensor<?xi32> -> tensor<?x4x256xf32>
   %out = moe.combine %expert_out, %weights : tensor<?x4x256xf32>, tensor<?x4xf32> -> tensor<?x256xbf16>

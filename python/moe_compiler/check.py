@@ -169,6 +169,7 @@ def evaluate(graph: dict, args: list[np.ndarray]):
                 num_padded=named.get("num_padded"), routing_weights=named.get("routing_weights"),
                 gather=attrs["gather"], unpermute=attrs["unpermute"],
                 activation_kind=attrs["activation"], alpha=attrs["alpha"], limit=attrs["limit"],
+                gate_up_interleaved=attrs["gate_up_interleaved"],
                 routed_scaling_factor=attrs["routed_scaling_factor"], block_m=attrs["block_m"],
                 bias=named.get("bias"))]
         elif name == "moe.permute":
@@ -185,7 +186,8 @@ def evaluate(graph: dict, args: list[np.ndarray]):
                                                       quantization["scales"])
             out = [codes.astype(np.float64) if quantization["format"] == "fp8" else codes, scales]
         elif name == "moe.activation":
-            out = [ref.activation(x[0], attrs["kind"], attrs["alpha"], attrs["limit"])]
+            out = [ref.activation(x[0], attrs["kind"], attrs["alpha"], attrs["limit"],
+                                  attrs["gate_up_interleaved"])]
         elif name == "moe.unpermute":
             out = [ref.unpermute(x[0], x[1], attrs["k"])]
         elif name == "moe.combine":

@@ -37,6 +37,9 @@ class LayerConfig:
     scoring: str = "softmax"
     renormalize: bool = False
     activation: str = "silu_and_mul"
+    # GEMM1's gate and up weight rows alternate (GPT-OSS's checkpoint layout)
+    # instead of forming [gate | up] halves.
+    gate_up_interleaved: bool = False
     num_groups: int | None = None
     topk_groups: int | None = None
     routed_scaling_factor: float | None = None
@@ -72,10 +75,13 @@ GPT_OSS_120B = LayerConfig(
     scoring="topk_softmax", activation="swiglu", swiglu_alpha=1.702,
     swiglu_limit=7.0, has_gate_bias=True)
 
+# GPT-OSS-20B as its checkpoint stores it: expert biases, and gate and up
+# rows interleaved.
 GPT_OSS_20B = LayerConfig(
     "gpt_oss_20b", num_experts=32, k=4, hidden=2880, intermediate=2880,
     scoring="topk_softmax", activation="swiglu", swiglu_alpha=1.702,
-    swiglu_limit=7.0, has_gate_bias=True, has_expert_biases=True)
+    swiglu_limit=7.0, has_gate_bias=True, has_expert_biases=True,
+    gate_up_interleaved=True)
 
 # DeepSeek-V3 with its shared expert (one, of the routed width).
 DEEPSEEK_V3_SHARED = LayerConfig(
@@ -110,7 +116,8 @@ def _activation_line(config: LayerConfig, gate_up_type: str, act_type: str) -> s
     if config.activation == "swiglu":
         attrs = (f" {{alpha = {_f32(config.swiglu_alpha)}, "
                  f"limit = {_f32(config.swiglu_limit)}}}")
-    return (f"  %act = moe.activation {config.activation} %gate_up{attrs}"
+    layout = " interleaved" if config.gate_up_interleaved else ""
+    return (f"  %act = moe.activation {config.activation}{layout} %gate_up{attrs}"
             f" : {gate_up_type} -> {act_type}")
 
 
@@ -246,7 +253,8 @@ MXFP4 = WeightOnlyScheme("mxfp4", "mxfp4", 32)
 # GPT-OSS in its checkpoints' mxfp4, and Qwen3 with AWQ-style zero points
 # and with int8 groups.
 WEIGHT_ONLY_BLOCKS = ((MIXTRAL_8X7B, INT4_G128), (GPT_OSS_120B, MXFP4),
-                      (QWEN3_30B_A3B, INT4_G32_ZP), (QWEN3_30B_A3B, INT8_G64))
+                      (QWEN3_30B_A3B, INT4_G32_ZP), (QWEN3_30B_A3B, INT8_G64),
+                      (GPT_OSS_20B, MXFP4))
 
 
 def _w8a8_block(config: LayerConfig, scheme: QuantScheme) -> tuple[list[str], list[str]]:
@@ -468,7 +476,7 @@ def expert_block_mlir(config: LayerConfig, scheme=None, name: str | None = None)
 # per-tensor scales (the scheme of the first fp8 checkpoints).
 QUANTIZED_EXAMPLES = ((DEEPSEEK_V3, FP8_BLOCK), (QWEN3_30B_A3B, FP8_CHANNEL),
                       (GPT_OSS_120B, MXFP4), (MIXTRAL_8X7B, INT4_G128),
-                      (MIXTRAL_8X7B, FP8_TENSOR))
+                      (MIXTRAL_8X7B, FP8_TENSOR), (GPT_OSS_20B, MXFP4))
 
 
 def example_path(root: pathlib.Path, config: LayerConfig, scaled: bool = False,

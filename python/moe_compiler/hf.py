@@ -107,21 +107,24 @@ def _deinterleave(gate_up):
 
 def _gpt_oss_experts(state_dict, prefix: str, config, used) -> dict[str, object]:
     """GPT-OSS keeps all experts in one tensor, gate and up columns
-    interleaved (gate at even columns): de-interleaved into gate rows, then
-    up rows; its expert biases likewise, when the config has them."""
+    interleaved (gate at even columns): kept so for a config with
+    `gate_up_interleaved` (its activation pairs them), else de-interleaved
+    into gate rows, then up rows; its expert biases likewise, when the
+    config has them."""
+    reorder = (lambda t: t) if config.gate_up_interleaved else _deinterleave
     e, h, i = config.num_experts, config.hidden, config.intermediate
     gate_up = _take(state_dict, f"{prefix}experts.gate_up_proj", used)
     down = _take(state_dict, f"{prefix}experts.down_proj", used)
     _check_shape(f"{prefix}experts.gate_up_proj", gate_up, (e, h, 2 * i))
     _check_shape(f"{prefix}experts.down_proj", down, (e, i, h))
-    packed = {"w13": _deinterleave(gate_up).swapaxes(1, 2), "w2": down.swapaxes(1, 2)}
+    packed = {"w13": reorder(gate_up).swapaxes(1, 2), "w2": down.swapaxes(1, 2)}
     for name, label, shape in (("gate_up_proj_bias", "b13", (e, 2 * i)),
                                ("down_proj_bias", "b2", (e, h))):
         key = f"{prefix}experts.{name}"
         if config.has_expert_biases:
             bias = _take(state_dict, key, used)
             _check_shape(key, bias, shape)
-            packed[label] = _deinterleave(bias) if label == "b13" else bias
+            packed[label] = reorder(bias) if label == "b13" else bias
         elif key in state_dict:
             bias = _take(state_dict, key, used)
             _check_shape(key, bias, shape)

@@ -329,12 +329,12 @@ def dequantize_weight_only(stored, scales, zeros, fmt: str, group: int) -> np.nd
 
 
 def expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, activation_fn,
-                      requantize=None) -> np.ndarray:
+                      requantize=None, biases=None) -> np.ndarray:
     """The float64 oracle of an expert block with (dequantized) weights: per
     token row of `x`, the routed sum of w2 · bf16(activation(w13 · x));
     `w13_of(e)` returns None for an id outside [0, E), which is skipped;
     `requantize` (w8a8) maps the bf16 intermediate [1, I] to the values of
-    its codes."""
+    its codes; `biases` (b13 [E, 2I], b2 [E, H]) are added to the products."""
     x = _f64(x)
     out = np.zeros((x.shape[0], hidden))
     for t in range(x.shape[0]):
@@ -343,9 +343,15 @@ def expert_block_rows(x, ids, weights, w13_of, w2_of, hidden: int, activation_fn
             w13 = w13_of(expert)
             if w13 is None:
                 continue
-            act = activation_fn((w13 @ x[t])[None, :])
+            product = w13 @ x[t]
+            if biases is not None:
+                product = product + _f64(biases[0][expert])
+            act = activation_fn(product[None, :])
             act = act.astype(ml_dtypes.bfloat16).astype(np.float64)
             if requantize is not None:
                 act = requantize(act)
-            out[t] += float(weights[t, j]) * (w2_of(expert) @ act[0])
+            down = w2_of(expert) @ act[0]
+            if biases is not None:
+                down = down + _f64(biases[1][expert])
+            out[t] += float(weights[t, j]) * down
     return out

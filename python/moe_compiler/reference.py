@@ -169,13 +169,19 @@ def grouped_matmul(rows, weights, offsets, bias=None) -> np.ndarray:
 _erfc = np.frompyfunc(math.erfc, 1, 1)
 
 
-def activation(x, kind: str, alpha: float | None = None, limit: float | None = None) -> np.ndarray:
-    """Gated activation over the [gate | up] halves of the last dimension."""
+def activation(x, kind: str, alpha: float | None = None, limit: float | None = None,
+               gate_up_interleaved: bool = False) -> np.ndarray:
+    """Gated activation over the gate and up columns of the last dimension:
+    its [gate | up] halves, or alternating gate and up columns (gate first)
+    with `gate_up_interleaved`."""
     x = _f64(x)
     if x.shape[-1] % 2:
         raise ValueError(f"activation: odd last dimension {x.shape[-1]}")
-    half = x.shape[-1] // 2
-    gate, up = x[..., :half], x[..., half:]
+    if gate_up_interleaved:
+        gate, up = x[..., 0::2], x[..., 1::2]
+    else:
+        half = x.shape[-1] // 2
+        gate, up = x[..., :half], x[..., half:]
     if kind == "silu_and_mul":
         return gate * _sigmoid(gate) * up
     if kind == "gelu_and_mul":
@@ -234,7 +240,8 @@ def moe_layer(x, gate_weight, w13, w2, config, gate_bias=None, score_bias=None,
                                           config.num_shared_experts, gate)
     rows, offsets, source = permute(x, ids, config.num_experts + config.num_shared_experts)
     hidden = grouped_matmul(rows, w13, offsets, b13)
-    hidden = activation(hidden, config.activation, config.swiglu_alpha, config.swiglu_limit)
+    hidden = activation(hidden, config.activation, config.swiglu_alpha, config.swiglu_limit,
+                        config.gate_up_interleaved)
     out_rows = grouped_matmul(hidden, w2, offsets, b2)
     return combine(unpermute(out_rows, source, ids.shape[1]), weights)
 
@@ -279,7 +286,7 @@ def align(ids, num_experts: int, block_m: int):
 def expert_matmul(input, weights, *, k: int, slots=None, offsets=None, block_experts=None,
                   num_padded=None, routing_weights=None, gather=False, unpermute=False,
                   activation_kind=None, alpha=None, limit=None, routed_scaling_factor=None,
-                  block_m=None, num_tokens=None, bias=None):
+                  block_m=None, num_tokens=None, bias=None, gate_up_interleaved=False):
     """moe.expert_matmul: see the op's description in docs/MoeDialect.md."""
     input, weights = _f64(input), _f64(weights)
     num_experts, out_features, _ = weights.shape
@@ -318,7 +325,8 @@ def expert_matmul(input, weights, *, k: int, slots=None, offsets=None, block_exp
         if bias is not None:
             product = product + _f64(bias)[expert]
         if activation_kind:
-            product = activation(product[None, :], activation_kind, alpha, limit)[0]
+            product = activation(product[None, :], activation_kind, alpha, limit,
+                                 gate_up_interleaved)[0]
         if unpermute:
             result[assignment // k, assignment % k] = product
         elif routing_weights is not None:

@@ -154,3 +154,30 @@ func.func @f(%x: tensor<?x{h}xf32>, %ids: tensor<?x{k}xi32>, %w: tensor<{e}x{n}x
     assert padding.any() and np.all(expected[padding] == 0)
     assert np.all(result.outputs[0][padding] == 0)
     assert relative_l2(result.outputs[0], expected) < TOLERANCE["f32"]
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["as-written", "fused"])
+def test_interleaved_gate_up_equals_halves(tmp_path, fuse):
+    """GPT-OSS-20B with its gate and up rows interleaved (as the checkpoint
+    stores them) gives the layer with the same weights and biases
+    de-interleaved into [gate | up] halves: the layout is a pairing of
+    columns, not a different function."""
+    interleaved = dataclasses.replace(configs.GPT_OSS_20B.scaled(64, int(rng.integers(4, 30))),
+                                      dtype="f32")
+    assert interleaved.gate_up_interleaved
+    halves = dataclasses.replace(interleaved, gate_up_interleaved=False)
+    m = int(rng.integers(1, 40))
+    inputs = layer_inputs(interleaved, m)
+    # x, gate, gate bias, w13, w2, b13, b2: reorder w13's rows and b13.
+    deinterleaved = list(inputs)
+    deinterleaved[3] = np.concatenate([inputs[3][:, 0::2], inputs[3][:, 1::2]], axis=1)
+    deinterleaved[5] = np.concatenate([inputs[5][:, 0::2], inputs[5][:, 1::2]], axis=1)
+    extra = ["--fuse"] if fuse else []
+    got = run_program(tmp_path / "interleaved", configs.layer_mlir(interleaved),
+                      interleaved.name, inputs, 1, extra_args=extra)
+    want = run_program(tmp_path / "halves", configs.layer_mlir(halves), halves.name,
+                       deinterleaved, 1, extra_args=extra)
+    assert got.returncode == 0, got.stderr
+    assert want.returncode == 0, want.stderr
+    assert "moe.activation swiglu interleaved" in configs.layer_mlir(interleaved)
+    assert relative_l2(got.outputs[0], want.outputs[0]) < TOLERANCE["f32"]

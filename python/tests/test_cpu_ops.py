@@ -215,20 +215,26 @@ def test_grouped_matmul_empty_and_hot_experts(tmp_path):
         assert relative_l2(result.outputs[0], expected) < TOLERANCE["f32"]
 
 
+@pytest.mark.parametrize("interleaved", [False, True], ids=["halves", "interleaved"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["silu_and_mul", "gelu_and_mul", "swiglu"])
-def test_activation(tmp_path, dtype, kind):
+def test_activation(tmp_path, dtype, kind, interleaved):
     r, width = rng.integers(0, 30), rng.integers(1, 40)
     attrs = " {alpha = 1.702 : f32, limit = 7.0 : f32}" if kind == "swiglu" else ""
+    layout = " interleaved" if interleaved else ""
     ir = f"""
 func.func @f(%h: tensor<?x{2 * width}x{dtype}>) -> tensor<?x{width}x{dtype}> {{
-  %0 = moe.activation {kind} %h{attrs} : tensor<?x{2 * width}x{dtype}> -> tensor<?x{width}x{dtype}>
+  %0 = moe.activation {kind}{layout} %h{attrs} : tensor<?x{2 * width}x{dtype}> -> tensor<?x{width}x{dtype}>
   return %0 : tensor<?x{width}x{dtype}>
 }}"""
     h = rand((r, 2 * width), dtype, scale=4.0)  # reaches swiglu's clamps
     result = run_program(tmp_path, ir, "f", [h], 1, output_dtypes=[dtype])
     assert result.returncode == 0, result.stderr
-    expected = ref.activation(h.astype(np.float64), kind, 1.702 if kind == "swiglu" else None,
+    # The oracle of the interleaved form: the same activation over the
+    # de-interleaved [gate | up] halves.
+    halves = (np.concatenate([h[:, 0::2], h[:, 1::2]], axis=1) if interleaved else h)
+    expected = ref.activation(halves.astype(np.float64), kind,
+                              1.702 if kind == "swiglu" else None,
                               7.0 if kind == "swiglu" else None)
     assert relative_l2(result.outputs[0], expected) < TOLERANCE[dtype]
 

@@ -62,7 +62,8 @@ def test_w8a8_expert_block(tmp_path, scheme, fuse):
     expected = quant.w8a8_expert_block_rows(
         x.astype(np.float64), ids, weights,
         lambda ex: w13_f[ex] if 0 <= ex < e else None, lambda ex: w2_f[ex], h,
-        scheme.format, scheme.scales, lambda v: reference.activation(v, config.activation))
+        scheme.format, scheme.scales, lambda v: reference.activation(v, config.activation,
+                                                        gate_up_interleaved=config.gate_up_interleaved))
     error = relative_l2(result.outputs[0].astype(np.float64), expected)
     assert error < TOLERANCE, error
 
@@ -106,7 +107,7 @@ def test_weight_only_expert_block(tmp_path, scheme, fuse):
     expected = quant.expert_block_rows(
         x.astype(np.float64), ids, weights, lambda ex: w13_f[ex], lambda ex: w2_f[ex], h,
         lambda v: reference.activation(v, config.activation, config.swiglu_alpha,
-                                       config.swiglu_limit))
+                                       config.swiglu_limit, config.gate_up_interleaved))
     error = relative_l2(result.outputs[0].astype(np.float64), expected)
     assert error < TOLERANCE, error
 

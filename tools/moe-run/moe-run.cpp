@@ -577,6 +577,7 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
           attrs["activation"] =
               kind ? llvm::json::Value(stringifyActivationKind(*kind).str())
                    : llvm::json::Value(nullptr);
+          attrs["gate_up_interleaved"] = matmul.getGateUpInterleaved();
           attrs["alpha"] = optionalDouble(matmul.getAlpha());
           attrs["limit"] = optionalDouble(matmul.getLimit());
           attrs["routed_scaling_factor"] =
@@ -596,6 +597,7 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
         })
         .Case([&](ActivationOp activation) {
           attrs["kind"] = stringifyActivationKind(activation.getKind()).str();
+          attrs["gate_up_interleaved"] = activation.getGateUpInterleaved();
           attrs["alpha"] = optionalDouble(activation.getAlpha());
           attrs["limit"] = optionalDouble(activation.getLimit());
         })

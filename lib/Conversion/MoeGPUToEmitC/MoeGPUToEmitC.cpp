@@ -742,17 +742,18 @@ struct MemRefCastLowering : public OpConversionPattern<memref::CastOp> {
   }
 };
 
-/// A static collapse is a new descriptor over the same data.
-struct CollapseShapeLowering
-    : public OpConversionPattern<memref::CollapseShapeOp> {
-  using OpConversionPattern::OpConversionPattern;
+/// A static collapse or expand is a new descriptor over the same data.
+template <typename ReshapeOp>
+struct ReshapeLowering : public OpConversionPattern<ReshapeOp> {
+  using OpConversionPattern<ReshapeOp>::OpConversionPattern;
+  using OpAdaptor = typename ReshapeOp::Adaptor;
 
   LogicalResult
-  matchAndRewrite(memref::CollapseShapeOp op, OpAdaptor adaptor,
+  matchAndRewrite(ReshapeOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     MemRefType type = op.getResultType();
     if (!type.hasStaticShape())
-      return rewriter.notifyMatchFailure(op, "dynamic collapse");
+      return rewriter.notifyMatchFailure(op, "dynamic reshape");
     Location loc = op.getLoc();
     Value data = call(rewriter, loc, pointerTo(opaque(op.getContext(), "void")),
                       "moe_rt_memref_at",
@@ -849,7 +850,8 @@ struct ConvertMoeGpuHostToEmitCPass
                  WorkspaceBufferLowering, WorkspaceBytesLowering,
                  TensorMapLowering, ZeroLowering, ReadCountLowering,
                  MultiprocessorCountLowering,
-                 MemRefCastLowering, CollapseShapeLowering>(converter,
+                 MemRefCastLowering, ReshapeLowering<memref::CollapseShapeOp>,
+                 ReshapeLowering<memref::ExpandShapeOp>>(converter,
                                                             context);
     patterns.add<HostFuncLowering, LaunchLowering, GpuBinaryLowering>(
         converter, context, kernels);

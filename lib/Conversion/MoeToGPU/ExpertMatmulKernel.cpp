@@ -80,6 +80,9 @@ struct KernelConfig {
   /// Per-expert f32 biases [E, N], added to the products in the epilogue.
   bool bias = false;
   std::optional<ActivationKind> activation;
+  /// The activation's gate and up weight rows alternate (gate row j is row
+  /// 2j, its up row 2j + 1) instead of forming halves.
+  bool gateUpInterleaved = false;
   double alpha = 0, limit = 0, routedScalingFactor = 1;
   int64_t stages, splitK;
   /// Rows of a slot block: 64 or 128 (one or two consumer warpgroups, each
@@ -392,6 +395,9 @@ private:
   Value decodeWeight(Value code, Value zeroBias);
   /// The weight row (local to the expert) of row `row` of the B tile.
   Value weightRowOf(Value row);
+  /// The TMA coordinates (column, row) of a gated tile's up rows at K
+  /// offset `kOffset`, beside the gate rows at (kOffset, weightsRow).
+  std::pair<Value, Value> upTileCoordinates(Value kOffset);
   Value packedTile(Value stage) {
     return stageView(packedType, stage,
                      config.stages * (config.tileABytes() + config.tileBBytes()),
@@ -440,10 +446,14 @@ private:
     SmallVector<Value> gateBiases, upBiases;
   };
   EpilogueOperands loadEpilogueOperands(Value laneColumn);
-  /// table[expert, column + offset] for an [E, N] table of per-column
-  /// values; a column past the width (the last tile's overhang) reads
-  /// column 0 instead.
-  Value loadColumnValue(Value table, Value column, int64_t offset = 0);
+  /// table[expert, c] for an [E, N] table of per-column values, c the
+  /// product column of output column `column` (its up column if `up`); a
+  /// column past the width (the last tile's overhang) reads column 0's.
+  Value loadColumnValue(Value table, Value column, bool up = false);
+  /// The product column (a weight row) of output column `column` of a
+  /// gated tile, or of its up column if `up`: `column` or `column + N/2`
+  /// as halves, `2 column` or `2 column + 1` interleaved.
+  Value gateUpRow(Value column, bool up);
   /// Fragment register `reg`, the thread's column `columnIndex` (its up
   /// column if `up`) of fragment half `half`, scaled and biased.
   Value epilogueValue(Value accumulator, int64_t reg, int64_t half,
@@ -637,9 +647,9 @@ void KernelBuilder::issueStage(Value step, Value valid) {
                                   ValueRange{kOffset, weightsRow}, stage,
                                   Value(), issuer);
   } else {
-    // Gate rows, then the matching up rows N/2 further down.
-    Value upRow = arith::AddIOp::create(b, loc, weightsRow,
-                                        index(config.outFeatures / 2));
+    // Gate rows, then the matching up rows: N/2 further down, or
+    // (interleaved) in the second half of the same [2K]-wide row pair.
+    auto [upColumn, upRow] = upTileCoordinates(kOffset);
     Value gateTile = stageView(boxType, stage,
                                config.stages * config.tileABytes(),
                                config.tileBBytes());
@@ -651,7 +661,7 @@ void KernelBuilder::issueStage(Value step, Value valid) {
                                   ValueRange{kOffset, weightsRow}, stage,
                                   Value(), issuer);
     nvgpu::TmaAsyncLoadOp::create(b, loc, upTile, barriers, weightsMap,
-                                  ValueRange{kOffset, upRow}, stage, Value(),
+                                  ValueRange{upColumn, upRow}, stage, Value(),
                                   issuer);
   }
   if (!config.isWeightOnly())
@@ -684,9 +694,14 @@ void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
   Value ownMask = arith::ShLIOp::create(b, loc, i16Constant(1), rank16);
   Value mask = arith::SelectOp::create(b, loc, sharesWeights, i16Constant(3),
                                        ownMask);
-  Value secondRow = arith::AddIOp::create(
-      b, loc, weightsRow,
-      index(config.activation ? config.outFeatures / 2 : config.blockN / 2));
+  // The second box: the up rows of a gated tile, else the tile's second
+  // half of rows.
+  auto [secondColumn, secondRow] =
+      config.activation
+          ? upTileCoordinates(kOffset)
+          : std::pair<Value, Value>{
+                kOffset, arith::AddIOp::create(b, loc, weightsRow,
+                                               index(config.blockN / 2))};
   Value unshared = arith::XOrIOp::create(
       b, loc, sharesWeights,
       arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
@@ -700,7 +715,8 @@ void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
                                box * config.tileBBytes() / 2,
                            config.tileBBytes());
     nvgpu::TmaAsyncLoadOp::create(b, loc, tile, barriers, weightsMap,
-                                  ValueRange{kOffset, box ? secondRow : weightsRow},
+                                  box ? ValueRange{secondColumn, secondRow}
+                                      : ValueRange{kOffset, weightsRow},
                                   stage, mask, predicate);
   }
 }
@@ -929,14 +945,34 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
 Value KernelBuilder::weightRowOf(Value row) {
   if (!config.activation)
     return arith::AddIOp::create(b, loc, tileColumn, row);
-  // Gate rows, then the matching up rows N/2 further down.
+  // The tile's gate rows, then their up rows: row r is output column
+  // tileColumn + r (mod the output tile), gate below outputTile, else up.
   Value isGate = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row,
                                        index(config.outputTile()));
-  Value gateRow = arith::AddIOp::create(b, loc, tileColumn, row);
-  Value upRow = arith::AddIOp::create(
-      b, loc, gateRow,
-      index(config.outFeatures / 2 - config.outputTile()));
-  return arith::SelectOp::create(b, loc, isGate, gateRow, upRow);
+  Value column = arith::AddIOp::create(b, loc, tileColumn, row);
+  Value upColumn =
+      arith::SubIOp::create(b, loc, column, index(config.outputTile()));
+  return arith::SelectOp::create(b, loc, isGate, gateUpRow(column, false),
+                                 gateUpRow(upColumn, true));
+}
+
+Value KernelBuilder::gateUpRow(Value column, bool up) {
+  if (!config.activation)
+    return column;
+  if (!config.gateUpInterleaved)
+    return up ? arith::AddIOp::create(b, loc, column,
+                                      index(config.outFeatures / 2))
+              : column;
+  Value gate = arith::MulIOp::create(b, loc, column, index(2));
+  return up ? arith::AddIOp::create(b, loc, gate, index(1)) : gate;
+}
+
+std::pair<Value, Value> KernelBuilder::upTileCoordinates(Value kOffset) {
+  if (config.gateUpInterleaved)
+    return {arith::AddIOp::create(b, loc, kOffset, index(config.inFeatures)),
+            weightsRow};
+  return {kOffset, arith::AddIOp::create(b, loc, weightsRow,
+                                         index(config.outFeatures / 2))};
 }
 
 Value KernelBuilder::decodeWeight(Value code, Value zeroBias) {
@@ -1118,18 +1154,19 @@ SmallVector<Value> KernelBuilder::blockScales(Value step) {
   for (int64_t half = 0; half < 2; ++half)
     rowScales[half] = memref::LoadOp::create(
         b, loc, inputScales, ValueRange{scaleRow[half], kBlock});
-  // 64-column chunks of the B tile: gate rows, then (gated) up rows N/2
-  // further; a chunk never straddles a 128-row scale block.
+  // 64-column chunks of the B tile: gate rows, then (gated) their up rows;
+  // a chunk's rows never straddle a 128-row scale block (as halves, N/2 is
+  // a multiple of 64; interleaved, 64 output columns from a multiple of 64
+  // are the 128 rows of one block).
   int64_t chunks = config.blockN / 64;
   int64_t gateChunks = config.activation ? chunks / 2 : chunks;
   SmallVector<Value> chunkScales;
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    int64_t offset = chunk < gateChunks
-                         ? chunk * 64
-                         : config.outFeatures / 2 + (chunk - gateChunks) * 64;
-    Value nBlock = arith::DivUIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, tileColumn, index(offset)),
-        index(kScaleBlock));
+    bool up = chunk >= gateChunks;
+    Value column = arith::AddIOp::create(
+        b, loc, tileColumn, index((up ? chunk - gateChunks : chunk) * 64));
+    Value nBlock = arith::DivUIOp::create(b, loc, gateUpRow(column, up),
+                                          index(kScaleBlock));
     chunkScales.push_back(memref::LoadOp::create(
         b, loc, weightScales, ValueRange{expert, nBlock, kBlock}));
   }
@@ -1246,15 +1283,13 @@ Value KernelBuilder::epilogueValue(Value accumulator, int64_t reg,
   return value;
 }
 
-Value KernelBuilder::loadColumnValue(Value table, Value column,
-                                     int64_t offset) {
+Value KernelBuilder::loadColumnValue(Value table, Value column, bool up) {
   // The last tile's overhang (its products are dropped) reads column 0.
   Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
                                        column, index(config.width()));
   column = arith::SelectOp::create(b, loc, inside, column, index(0));
-  if (offset)
-    column = arith::AddIOp::create(b, loc, column, index(offset));
-  return memref::LoadOp::create(b, loc, table, ValueRange{expert, column});
+  return memref::LoadOp::create(b, loc, table,
+                                ValueRange{expert, gateUpRow(column, up)});
 }
 
 KernelBuilder::EpilogueOperands
@@ -1290,16 +1325,13 @@ KernelBuilder::loadEpilogueOperands(Value laneColumn) {
     firstSplit = arith::CmpIOp::create(
         b, loc, arith::CmpIPredicate::eq,
         gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), index(0));
-  auto loadBias = [&](Value column, int64_t offset) -> Value {
-    Value bias = loadColumnValue(biases, column, offset);
+  auto loadBias = [&](Value column, bool up) -> Value {
+    Value bias = loadColumnValue(biases, column, up);
     if (!firstSplit)
       return bias;
     Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
     return arith::SelectOp::create(b, loc, firstSplit, bias, zero);
   };
-  // The up column of a gated tile's column is N/2 further in the [E, N]
-  // tables.
-  int64_t upOffset = config.outFeatures / 2;
   for (int64_t group = 0; group < config.outputTile() / 8; ++group)
     for (int64_t pair = 0; pair < 2; ++pair) {
       Value column =
@@ -1308,12 +1340,12 @@ KernelBuilder::loadEpilogueOperands(Value laneColumn) {
         operands.gateScales.push_back(loadColumnValue(weightScales, column));
         if (config.activation)
           operands.upScales.push_back(
-              loadColumnValue(weightScales, column, upOffset));
+              loadColumnValue(weightScales, column, /*up=*/true));
       }
       if (config.bias) {
-        operands.gateBiases.push_back(loadBias(column, 0));
+        operands.gateBiases.push_back(loadBias(column, /*up=*/false));
         if (config.activation)
-          operands.upBiases.push_back(loadBias(column, upOffset));
+          operands.upBiases.push_back(loadBias(column, /*up=*/true));
       }
     }
   return operands;
@@ -1504,8 +1536,11 @@ KernelBuilder::rasterizeLinear(Value linear, Value slotBlocks,
 }
 
 Value KernelBuilder::firstWeightRow() {
+  // Interleaved gate/up weights are read as [E·N/2, 2K] row pairs.
+  int64_t rowsPerExpert = config.gateUpInterleaved ? config.outFeatures / 2
+                                                   : config.outFeatures;
   return arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, expert, index(config.outFeatures)),
+      b, loc, arith::MulIOp::create(b, loc, expert, index(rowsPerExpert)),
       tileColumn);
 }
 
@@ -2336,6 +2371,7 @@ static FailureOr<KernelConfig> describeMatmul(OpBuilder &b,
   config.gather = op.getGather();
   config.combine = op.isCombine();
   config.activation = op.getActivation();
+  config.gateUpInterleaved = op.getGateUpInterleaved();
   config.bias = static_cast<bool>(op.getBias());
   config.blockM = op.getBlockM().value_or(0);
   if (!op.isAligned() || op.getUnpermute())

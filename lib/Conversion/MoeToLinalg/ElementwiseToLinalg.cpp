@@ -41,18 +41,20 @@ struct ActivationOpLowering : public OpConversionPattern<ActivationOp> {
     double alpha = op.getAlpha() ? op.getAlpha()->convertToDouble() : 0.0;
     double limit = op.getLimit() ? op.getLimit()->convertToDouble() : 0.0;
 
-    // out[r, c] = act(input[r, c]) * input[r, c + width], read through two
-    // views of the input.
+    // out[r, c] = act(input[r, gate(c)]) * input[r, up(c)], read through
+    // two views of the input.
+    bool interleaved = op.getGateUpInterleaved();
     Value result = buildGeneric(
         rewriter, loc, {}, createEmpty(rewriter, loc, sizes, elementType),
         {{0, 1}}, {kParallel, kParallel},
         [&](OpBuilder &b, Location l, ValueRange) {
           Value row = linalg::IndexOp::create(b, l, 0);
           Value column = linalg::IndexOp::create(b, l, 1);
-          Value upColumn =
-              arith::AddIOp::create(b, l, column, indexConstant(b, l, width));
+          auto [gateColumn, upColumn] =
+              gateUpColumns(b, l, column, width, interleaved);
           Value gate = convertFloat(
-              b, l, tensor::ExtractOp::create(b, l, input, {row, column}), f32);
+              b, l, tensor::ExtractOp::create(b, l, input, {row, gateColumn}),
+              f32);
           Value up = convertFloat(
               b, l, tensor::ExtractOp::create(b, l, input, {row, upColumn}),
               f32);

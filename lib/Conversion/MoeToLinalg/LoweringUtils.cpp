@@ -26,6 +26,15 @@ Value indexConstant(OpBuilder &b, Location loc, int64_t value) {
   return arith::ConstantIndexOp::create(b, loc, value);
 }
 
+std::pair<Value, Value> gateUpColumns(OpBuilder &b, Location loc, Value column,
+                                      int64_t width, bool interleaved) {
+  if (!interleaved)
+    return {column, arith::AddIOp::create(b, loc, column,
+                                          indexConstant(b, loc, width))};
+  Value gate = arith::MulIOp::create(b, loc, column, indexConstant(b, loc, 2));
+  return {gate, arith::AddIOp::create(b, loc, gate, indexConstant(b, loc, 1))};
+}
+
 /// Converts a scalar float to `type` (extension or truncation).
 Value convertFloat(OpBuilder &b, Location loc, Value value, Type type) {
   unsigned from = value.getType().getIntOrFloatBitWidth();

@@ -83,6 +83,12 @@ Value emitCheckedIndex(OpBuilder &b, Location loc, func::FuncOp reportFn,
 
 using moe::buildGatedActivation;
 
+/// The (gate, up) columns paired into output column `column` of a gated
+/// activation `width` wide: `column` and `column + width` (contiguous
+/// halves), or `2 * column` and `2 * column + 1` (interleaved).
+std::pair<Value, Value> gateUpColumns(OpBuilder &b, Location loc, Value column,
+                                      int64_t width, bool interleaved);
+
 /// Groups the assignments of `ids` ([M, k] i32) by expert, stably: returns
 /// offsets[E + 1] and source[M·k] (i32). Ids outside [0, E) are reported and
 /// clamped.

@@ -284,7 +284,7 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
         /*weight_zeros=*/Value(), adaptor.getBias(),
         rewriter.getI64IntegerAttr(1), /*gather=*/UnitAttr(),
         /*unpermute=*/UnitAttr(), /*activation=*/ActivationKindAttr(),
-        /*alpha=*/FloatAttr(), /*limit=*/FloatAttr(),
+        /*gate_up_interleaved=*/UnitAttr(), /*alpha=*/FloatAttr(), /*limit=*/FloatAttr(),
         /*routed_scaling_factor=*/FloatAttr(), /*block_m=*/IntegerAttr(),
         op.getQuantizationAttr(), op.getTileAttr());
     return success();
@@ -613,10 +613,10 @@ private:
         [&](OpBuilder &gb, Location gl, ValueRange) {
           Value row = linalg::IndexOp::create(gb, gl, 0);
           Value column = linalg::IndexOp::create(gb, gl, 1);
-          Value upColumn = arith::AddIOp::create(gb, gl, column,
-                                                 indexConstant(gb, gl, width));
+          auto [gateColumn, upColumn] =
+              gateUpColumns(gb, gl, column, width, op.getGateUpInterleaved());
           Value gate =
-              tensor::ExtractOp::create(gb, gl, product, {row, column});
+              tensor::ExtractOp::create(gb, gl, product, {row, gateColumn});
           Value up =
               tensor::ExtractOp::create(gb, gl, product, {row, upColumn});
           linalg::YieldOp::create(
@@ -767,7 +767,8 @@ struct ExpertMatmulOpLowering : public OpConversionPattern<ExpertMatmulOp> {
           /*input_scales=*/Value(), /*weight_scales=*/Value(),
           /*weight_zeros=*/Value(), adaptor.getBias(), op.getKAttr(),
           op.getGatherAttr(),
-          op.getUnpermuteAttr(), op.getActivationAttr(), op.getAlphaAttr(),
+          op.getUnpermuteAttr(), op.getActivationAttr(),
+          op.getGateUpInterleavedAttr(), op.getAlphaAttr(),
           op.getLimitAttr(), op.getRoutedScalingFactorAttr(),
           op.getBlockMAttr(),
           QuantizationAttr::get(op.getContext(), QuantFormat::None),

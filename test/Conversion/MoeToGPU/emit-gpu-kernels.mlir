@@ -102,6 +102,35 @@ func.func @swiglu_bias(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: 
 
 // -----
 
+// Interleaved gate/up rows (gate j at row 2j, up j at 2j + 1): the weights'
+// descriptor is over [E·N/2, 2K] row pairs, so the tile's first row is
+// expert·(N/2) + its column, the gate box loads at K offset k and the up box
+// at k + K (512) of the same rows; the biases of output column c are read at
+// 2c and 2c + 1.
+// CHECK-LABEL: func.func @swiglu_bias_interleaved
+// CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xbf16>, {{.*}}, %{{.*}}: !llvm.ptr, %[[BIAS:.*]]: memref<8x256xf32>, %{{.*}}: memref<?x128xbf16>) kernel
+// CHECK: %[[EXPERT_ROWS:.*]] = arith.muli %[[EXPERT:.*]], %c128{{.*}} : index
+// CHECK: %[[ROW:.*]] = arith.addi %[[EXPERT_ROWS]], %{{.*}} : index
+// CHECK: %[[UP_K:.*]] = arith.addi %[[K:.*]], %c512{{.*}} : index
+// CHECK: nvgpu.tma.async.load %{{.*}}[%[[K]], %[[ROW]]], {{.*}} -> memref<64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.tma.async.load %{{.*}}[%[[UP_K]], %[[ROW]]], {{.*}} -> memref<64x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvvm.wgmma.mma_async
+// CHECK: %[[CLAMPED:.*]] = arith.select %{{.*}}, %{{.*}}, %c0{{.*}} : index
+// CHECK-NEXT: %[[TWO:.*]] = arith.constant 2 : index
+// CHECK-NEXT: %[[GATE_COLUMN:.*]] = arith.muli %[[CLAMPED]], %[[TWO]] : index
+// CHECK-NEXT: memref.load %[[BIAS]][%[[EXPERT]], %[[GATE_COLUMN]]] : memref<8x256xf32>
+// CHECK: %[[PAIR:.*]] = arith.muli %{{.*}}, %{{.*}} : index
+// CHECK-NEXT: %[[ONE:.*]] = arith.constant 1 : index
+// CHECK-NEXT: %[[UP_COLUMN:.*]] = arith.addi %[[PAIR]], %[[ONE]] : index
+// CHECK-NEXT: memref.load %[[BIAS]][%[[EXPERT]], %[[UP_COLUMN]]] : memref<8x256xf32>
+func.func @swiglu_bias_interleaved(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>, %b: tensor<8x256xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) bias(%b : tensor<8x256xf32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<swiglu>, gate_up_interleaved, alpha = 1.702 : f32, limit = 7.0 : f32} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
 // A biased combine split along K: only split 0 adds the bias, before the
 // routed weight multiplies the sum.
 // CHECK-LABEL: func.func @combine_bias_split_k

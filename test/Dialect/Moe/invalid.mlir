@@ -1032,6 +1032,14 @@ func.func @em_params_without_activation(%x: tensor<?x64xbf16>, %w: tensor<8x64x6
 
 // -----
 
+func.func @em_interleaved_without_activation(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
+  // expected-error @+1 {{expects gate_up_interleaved only with an activation, which pairs the columns}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, gate_up_interleaved} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
 func.func @em_scale_without_combine(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
   // expected-error @+1 {{expects routed_scaling_factor only with combine}}
   %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, routed_scaling_factor = 2.0 : f32} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>

@@ -92,10 +92,14 @@ func.func @add_shared_experts(%w: tensor<?x8xf32>, %ids: tensor<?x8xi32>, %w4: t
 // CHECK: moe.activation silu_and_mul %{{.*}} : tensor<?x64xf32> -> tensor<?x32xf32>
 // CHECK: moe.activation gelu_and_mul %{{.*}} : tensor<?x64xf32> -> tensor<?x32xf32>
 // CHECK: moe.activation swiglu %{{.*}} {alpha = 1.702000e+00 : f32, limit = 7.000000e+00 : f32} : tensor<?x64xbf16> -> tensor<?x32xbf16>
+// CHECK: moe.activation swiglu interleaved %{{.*}} {alpha = 1.702000e+00 : f32, limit = 7.000000e+00 : f32} : tensor<?x64xbf16> -> tensor<?x32xbf16>
+// CHECK: moe.activation silu_and_mul interleaved %{{.*}} : tensor<?x64xf32> -> tensor<?x32xf32>
 func.func @activations(%h: tensor<?x64xf32>, %hb: tensor<?x64xbf16>) {
   %0 = moe.activation silu_and_mul %h : tensor<?x64xf32> -> tensor<?x32xf32>
   %1 = moe.activation gelu_and_mul %h : tensor<?x64xf32> -> tensor<?x32xf32>
   %2 = moe.activation swiglu %hb {alpha = 1.702 : f32, limit = 7.0 : f32} : tensor<?x64xbf16> -> tensor<?x32xbf16>
+  %3 = moe.activation swiglu interleaved %hb {alpha = 1.702 : f32, limit = 7.0 : f32} : tensor<?x64xbf16> -> tensor<?x32xbf16>
+  %4 = moe.activation silu_and_mul interleaved %h : tensor<?x64xf32> -> tensor<?x32xf32>
   return
 }
 
@@ -191,6 +195,7 @@ func.func @quant_formats() attributes {
 // CHECK: %[[OFF:.*]], %[[SRC:.*]] = moe.sort %[[IDS]] : tensor<?x2xi32> -> tensor<9xi32>, tensor<?xi32>
 // CHECK: %[[SORTED:.*]], %[[BLOCKS:.*]], %[[PADDED:.*]] = moe.align %[[IDS]] {block_m = 16 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
 // CHECK: %[[H:.*]] = moe.expert_matmul %{{.*}}, %{{.*}} slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) {activation = #moe.activation<swiglu>, alpha = 1.702000e+00 : f32, gather, k = 2 : i64, limit = 7.000000e+00 : f32} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) {activation = #moe.activation<silu_and_mul>, gate_up_interleaved, gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
 // CHECK: moe.expert_matmul %[[H]], %{{.*}} slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) combine(%[[W]] : tensor<?x2xf32>) {k = 2 : i64, routed_scaling_factor = 2.000000e+00 : f32} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
 // CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%[[SORTED]] : tensor<?xi32>) blocks(%[[BLOCKS]], %[[PADDED]] : tensor<?xi32>, tensor<1xi32>) {block_m = 16 : i64, gather, k = 2 : i64, tile = #moe.tile<block_m = 16, block_n = 64, block_k = 64, stages = 4, split_k = 2, swap_ab = true, group_m = 1>} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xf32>
 // CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<9xi32>) {k = 2 : i64, unpermute} : tensor<?x64xf32>, tensor<8x16x64xf32> -> tensor<?x2x16xf32>
@@ -205,6 +210,9 @@ func.func @fused_forms(%x: tensor<?x64xbf16>, %wg: tensor<8x64xbf16>, %gb: tenso
   %sorted, %blocks, %padded = moe.align %ids {block_m = 16 : i64, num_experts = 8 : i64} : tensor<?x2xi32> -> tensor<?xi32>, tensor<?xi32>, tensor<1xi32>
   %h = moe.expert_matmul %x, %w13 slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>)
       {gather, k = 2 : i64, activation = #moe.activation<swiglu>, alpha = 1.702 : f32, limit = 7.0 : f32}
+      : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
+  %hi = moe.expert_matmul %x, %w13 slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, gate_up_interleaved}
       : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
   %o = moe.expert_matmul %h, %w2 slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>) combine(%w : tensor<?x2xf32>)
       {k = 2 : i64, routed_scaling_factor = 2.0 : f32} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>

@@ -737,6 +737,9 @@ LogicalResult ExpertMatmulOp::verify() {
       return emitOpError() << "expects alpha and limit only with swiglu";
   } else if (getAlpha() || getLimit()) {
     return emitOpError() << "expects alpha and limit only with swiglu";
+  } else if (getGateUpInterleaved()) {
+    return emitOpError() << "expects gate_up_interleaved only with an "
+                            "activation, which pairs the columns";
   }
   if (getRoutedScalingFactor() && !isCombine())
     return emitOpError() << "expects routed_scaling_factor only with combine";

@@ -20,6 +20,7 @@ struct ExpertMatmulSpec {
   bool gather = false;
   bool unpermute = false;
   ActivationKindAttr activation;
+  bool gateUpInterleaved = false;
   FloatAttr alpha, limit, routedScalingFactor;
   IntegerAttr blockM;
   QuantizationAttr quantization;
@@ -46,6 +47,7 @@ struct ExpertMatmulSpec {
     spec.gather = op.getGather();
     spec.unpermute = op.getUnpermute();
     spec.activation = op.getActivationAttr();
+    spec.gateUpInterleaved = op.getGateUpInterleaved();
     spec.alpha = op.getAlphaAttr();
     spec.limit = op.getLimitAttr();
     spec.routedScalingFactor = op.getRoutedScalingFactorAttr();
@@ -91,7 +93,7 @@ struct ExpertMatmulSpec {
         b, loc, resultType, input, weights, slots, offsets, blockExperts,
         numPadded, routingWeights, inputScales, weightScales, weightZeros, bias,
         b.getI64IntegerAttr(k), unit(gather),
-        unit(unpermute), activation, alpha, limit, routedScalingFactor, blockM,
+        unit(unpermute), activation, unit(gateUpInterleaved), alpha, limit, routedScalingFactor, blockM,
         quantization ? quantization
                      : QuantizationAttr::get(context, QuantFormat::None),
         tile);

@@ -132,6 +132,7 @@ struct FoldActivationIntoMatmul : public OpRewritePattern<ActivationOp> {
                                          "matmul result has another use");
     spec->activation =
         ActivationKindAttr::get(rewriter.getContext(), activation.getKind());
+    spec->gateUpInterleaved = activation.getGateUpInterleaved();
     spec->alpha = activation.getAlphaAttr();
     spec->limit = activation.getLimitAttr();
     Operation *producer = activation.getInput().getDefiningOp();

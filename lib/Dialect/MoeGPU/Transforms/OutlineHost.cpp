@@ -62,6 +62,20 @@ FailureOr<int64_t> launchFact(gpu::GPUFuncOp kernel, StringRef key) {
 }
 
 /// A launch fact that a kernel records only when it is not zero.
+/// [E, N, K] weights viewed as [E, N/2, 2K]: row pair j holds rows 2j and
+/// 2j + 1 side by side (a static collapse to the flat data, then an expand;
+/// the host's memref descriptors go up to rank 3).
+Value viewAsRowPairs(OpBuilder &b, Location loc, Value weights) {
+  auto type = cast<MemRefType>(weights.getType());
+  int64_t experts = type.getDimSize(0), rows = type.getDimSize(1),
+          cols = type.getDimSize(2);
+  auto flat = memref::CollapseShapeOp::create(
+      b, loc, weights, ArrayRef<ReassociationIndices>{{0, 1, 2}});
+  return memref::ExpandShapeOp::create(
+      b, loc, ArrayRef<int64_t>{experts, rows / 2, 2 * cols}, flat,
+      ArrayRef<ReassociationIndices>{{0, 1, 2}});
+}
+
 int64_t optionalLaunchFact(gpu::GPUFuncOp kernel, StringRef key) {
   auto launch = kernel->getAttrOfType<DictionaryAttr>("moe.launch");
   auto value = launch ? launch.getAs<IntegerAttr>(key) : IntegerAttr();
@@ -405,8 +419,14 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
     FailureOr<int64_t> boxCols = launchFact(*kernel, "box_cols");
     if (failed(boxRows) || failed(boxCols))
       return failure();
+    // Interleaved gate/up weights [E, N, K] are read as [E, N/2, 2K]: a
+    // gate row and its up row side by side, so that one box row index
+    // reaches both.
+    Value mapped = weights.memref;
+    if (op.getGateUpInterleaved())
+      mapped = viewAsRowPairs(b, loc, mapped);
     args.push_back(TensorMapOp::create(
-        b, loc, LLVM::LLVMPointerType::get(b.getContext()), weights.memref,
+        b, loc, LLVM::LLVMPointerType::get(b.getContext()), mapped,
         b.getDenseI64ArrayAttr({*boxRows, *boxCols})));
   }
   if (op.getInputScales())

@@ -45,6 +45,20 @@ func.func @chain_with_expert_biases(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>
 
 // -----
 
+// An interleaved gate/up activation folds with its layout: the fused
+// epilogue pairs alternating columns, as the activation did.
+// CHECK-LABEL: func @interleaved_activation
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%{{.*}} : tensor<?xi32>) offsets(%{{.*}} : tensor<9xi32>) {activation = #moe.activation<silu_and_mul>, gate_up_interleaved, gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x32xbf16>
+// CHECK-NOT: moe.activation
+func.func @interleaved_activation(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>, %w13: tensor<8x64x64xbf16>) -> tensor<?x32xbf16> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<9xi32>, tensor<?xi32>
+  %gate_up = moe.grouped_matmul %rows, %w13, %offsets : tensor<?x64xbf16>, tensor<8x64x64xbf16>, tensor<9xi32> -> tensor<?x64xbf16>
+  %act = moe.activation silu_and_mul interleaved %gate_up : tensor<?x64xbf16> -> tensor<?x32xbf16>
+  return %act : tensor<?x32xbf16>
+}
+
+// -----
+
 // A single grouped matmul between permute and unpermute + combine: gather
 // and scatter + combine all fold into one op.
 // CHECK-LABEL: func @single_matmul

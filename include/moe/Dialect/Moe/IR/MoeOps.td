@@ -343,10 +343,16 @@ def Moe_QuantizeOp : Moe_Op<"quantize", [Pure]> {
 //===----------------------------------------------------------------------===//
 
 def Moe_ActivationOp : Moe_Op<"activation", [Pure]> {
-  let summary = "gated activation over [gate | up] halves";
+  let summary = "gated activation over paired gate and up columns";
   let description = [{
-    Splits the last dimension of `input[R, 2I]` into `gate = input[:, :I]`
-    and `up = input[:, I:]`, and returns `[R, I]`:
+    Pairs the columns of `input[R, 2I]` into gate and up halves and returns
+    `[R, I]`. By default the halves are contiguous, `gate = input[:, :I]` and
+    `up = input[:, I:]`; with `interleaved` (attribute
+    `gate_up_interleaved`), they alternate, `gate = input[:, 0::2]` and
+    `up = input[:, 1::2]`, which is how GPT-OSS stores its gate/up
+    projection: a GEMM over weights in that layout produces such columns,
+    and the activation states it instead of a copy that reorders them.
+    Output column `j` is:
 
     - `silu_and_mul`: `silu(gate) * up`, with `silu(x) = x * sigmoid(x)`;
     - `gelu_and_mul`: `gelu(gate) * up`, with the exact (erf) gelu;
@@ -360,17 +366,20 @@ def Moe_ActivationOp : Moe_Op<"activation", [Pure]> {
 
     Example:
     ```mlir
-    %a = moe.activation swiglu %h {alpha = 1.702 : f32, limit = 7.0 : f32}
+    %a = moe.activation swiglu interleaved %h
+        {alpha = 1.702 : f32, limit = 7.0 : f32}
         : tensor<?x5760xf32> -> tensor<?x2880xf32>
     ```
   }];
   let arguments = (ins Moe_ActivationTensor2D:$input,
                        Moe_ActivationKindProp:$kind,
+                       UnitAttr:$gate_up_interleaved,
                        OptionalAttr<F32Attr>:$alpha,
                        OptionalAttr<Moe_PositiveF32Attr>:$limit);
   let results = (outs Moe_ActivationTensor2D:$result);
   let assemblyFormat = [{
-    $kind $input attr-dict `:` type($input) `->` type($result)
+    $kind (`interleaved` $gate_up_interleaved^)? $input attr-dict `:`
+    type($input) `->` type($result)
   }];
   let hasVerifier = 1;
 }
@@ -581,8 +590,9 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
     For every scheduled slot: the A row is `input[a / k]` with `gather`, else
     `input[s]`; the product `p = row · weights[e]ᵀ` is accumulated in f32,
     plus `bias[e]` with `bias(%b)` (f32 `[E, N]`, as `moe.grouped_matmul`'s);
-    `activation` (an epilogue over p's `[gate | up]` halves, as
-    `moe.activation`) halves its width. Then, by output mode:
+    `activation` (an epilogue over p's gate and up columns, as
+    `moe.activation`: contiguous halves, or alternating columns with
+    `gate_up_interleaved`) halves its width. Then, by output mode:
 
     - default: `result[s] = p` (`[S, N]`; skipped slots are 0);
     - `unpermute`: `result[a / k, a % k] = p` (`[M, k, N]`);
@@ -624,6 +634,7 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
                        UnitAttr:$gather,
                        UnitAttr:$unpermute,
                        OptionalAttr<Moe_ActivationKindAttr>:$activation,
+                       UnitAttr:$gate_up_interleaved,
                        OptionalAttr<F32Attr>:$alpha,
                        OptionalAttr<Moe_PositiveF32Attr>:$limit,
                        OptionalAttr<Moe_PositiveF32Attr>:$routed_scaling_factor,
