@@ -1,9 +1,10 @@
 """The Python front end (moe_compiler.gpu, moe_compiler.hf) on the GPU:
 `fused_moe` against the float64 reference at several token counts,
 CUDA-graph capture and replay, two threads calling one layer on two
-streams, and `hf.MoEBlock` loaded from Qwen3-MoE- and GPT-OSS-layout
-checkpoints (GPT-OSS-20B with its expert biases) and a Qwen2-MoE-layout one
-(Qwen1.5-MoE-A2.7B with its gated shared expert).
+streams, and `hf.MoEBlock` loaded from checkpoints in every layout:
+Mixtral, Qwen3-MoE, DeepSeek-V3 (with its shared expert), GPT-OSS
+(GPT-OSS-20B with its expert biases and interleaved gate/up rows) and
+Qwen2-MoE (Qwen1.5-MoE-A2.7B with its gated shared expert).
 
 The GPU machine has no LLVM, so the libraries are compiled here first:
 
@@ -43,11 +44,17 @@ TOKEN_COUNTS = (1, 7, 256, 4096)
 # MoEBlock: per checkpoint layout, the routed block's config and the token
 # counts checked (all from one library).
 BLOCKS = {
-    "qwen3_moe": (configs.QWEN3_30B_A3B, (7, 256)),
+    "mixtral": (configs.MIXTRAL_8X7B, (1, 7, 256, 4096)),
+    "qwen3_moe": (configs.QWEN3_30B_A3B, (1, 7, 256, 4096)),
+    "deepseek_v3": (configs.DEEPSEEK_V3_SHARED, (1, 7, 256, 4096)),
     "gpt_oss": (configs.GPT_OSS_20B, (1, 7, 256, 4096)),
     "qwen2_moe": (configs.QWEN1_5_MOE_A2_7B, (1, 7, 256, 4096)),
 }
 BLOCK_LAYERS: dict[str, object] = {}
+# Per layout, the names of an expert's gate, up and down projections.
+EXPERT_NAMES = {"mixtral": ("w1", "w3", "w2"), "qwen3_moe": ("gate_proj", "up_proj", "down_proj"),
+                "deepseek_v3": ("gate_proj", "up_proj", "down_proj"),
+                "qwen2_moe": ("gate_proj", "up_proj", "down_proj")}
 
 
 def prepare(out: pathlib.Path, moe_compile: pathlib.Path) -> None:
@@ -106,16 +113,22 @@ def make_inputs(shape: str, m: int, generator):
 
 
 def routed_reference(logits, k: int, renormalize: bool, expert_output,
-                     scoring: str = "softmax"):
+                     scoring: str = "softmax", config=None, score_bias=None):
     """float64 top-k routing of `logits` [R, E] (softmax scores, or
-    GPT-OSS's softmax over the top-k logits) and the weighted sum
-    of `expert_output(row, expert)` (a float64 vector) over each row's
-    experts, for the rows whose float64 top-k equals the top-k of their
-    f32-rounded scores (others are near-ties the GPU may break either way).
-    Returns (kept row positions, [kept, H] sums)."""
-    weights, ids = reference.topk(logits, k, scoring, renormalize=renormalize)
+    GPT-OSS's softmax over the top-k logits; with `config`, its routing:
+    DeepSeek-V3's grouped sigmoid with `score_bias` and scaling) and the
+    weighted sum of `expert_output(row, expert)` (a float64 vector) over
+    each row's experts, for the rows whose float64 top-k equals the top-k
+    of their f32-rounded scores (others are near-ties the GPU may break
+    either way). Returns (kept row positions, [kept, H] sums)."""
+    options = dict(renormalize=renormalize)
+    if config is not None:
+        options.update(bias=score_bias, num_groups=config.num_groups,
+                       topk_groups=config.topk_groups,
+                       routed_scaling_factor=config.routed_scaling_factor)
+    weights, ids = reference.topk(logits, k, scoring, **options)
     _, ids32 = reference.topk(logits.astype(np.float32).astype(np.float64), k, scoring,
-                              renormalize=renormalize)
+                              **options)
     keep = [r for r in range(len(logits)) if (ids[r] == ids32[r]).all()]
     sums = [sum(float(weights[r, j]) * expert_output(r, int(ids[r, j])) for j in range(k))
             for r in keep]
@@ -264,9 +277,15 @@ def block_checkpoint(layout: str, config, prefix: str, generator) -> dict[str, o
                 f"{prefix}experts.down_proj_bias": random(e, h)}
     state = {f"{prefix}gate.weight": random(e, h, fan_in=h)}
     for expert in range(e):
-        state[f"{prefix}experts.{expert}.gate_proj.weight"] = random(i, h, fan_in=h)
-        state[f"{prefix}experts.{expert}.up_proj.weight"] = random(i, h, fan_in=h)
-        state[f"{prefix}experts.{expert}.down_proj.weight"] = random(h, i, fan_in=i)
+        for name, shape, fan_in in zip(EXPERT_NAMES[layout], ((i, h), (i, h), (h, i)),
+                                       (h, h, i)):
+            state[f"{prefix}experts.{expert}.{name}.weight"] = random(*shape, fan_in=fan_in)
+    if layout == "deepseek_v3":
+        state[f"{prefix}gate.e_score_correction_bias"] = random(e) * 0.1
+        width = config.num_shared_experts * i
+        state[f"{prefix}shared_experts.gate_proj.weight"] = random(width, h, fan_in=h)
+        state[f"{prefix}shared_experts.up_proj.weight"] = random(width, h, fan_in=h)
+        state[f"{prefix}shared_experts.down_proj.weight"] = random(h, width, fan_in=width)
     if layout == "qwen2_moe":
         width = config.num_shared_experts * i
         state[f"{prefix}shared_expert.gate_proj.weight"] = random(width, h, fan_in=h)
@@ -277,17 +296,19 @@ def block_checkpoint(layout: str, config, prefix: str, generator) -> dict[str, o
 
 
 def checkpoint_shared_expert(layout: str, state, prefix: str, x_row):
-    """The whole shared expert's float64 output on one row, gated (Qwen2-MoE
-    layout), or zero where the layout has none."""
+    """The whole shared expert's float64 output on one row: gated (Qwen2-MoE
+    layout), ungated (DeepSeek-V3), or zero where the layout has none."""
     import torch
 
-    if layout != "qwen2_moe":
+    if layout not in ("qwen2_moe", "deepseek_v3"):
         return 0.0
-    name = f"{prefix}shared_expert."
+    name = f"{prefix}shared_expert." if layout == "qwen2_moe" else f"{prefix}shared_experts."
     hidden = (torch.nn.functional.silu(state[name + "gate_proj.weight"].double() @ x_row)
               * (state[name + "up_proj.weight"].double() @ x_row))
-    gate = torch.sigmoid(state[f"{prefix}shared_expert_gate.weight"].double() @ x_row)
-    return (gate * (state[name + "down_proj.weight"].double() @ hidden)).cpu().numpy()
+    out = state[name + "down_proj.weight"].double() @ hidden
+    if layout == "qwen2_moe":
+        out = torch.sigmoid(state[f"{prefix}shared_expert_gate.weight"].double() @ x_row) * out
+    return out.cpu().numpy()
 
 
 def checkpoint_logits(layout: str, state, prefix: str, xs):
@@ -311,11 +332,12 @@ def checkpoint_expert(layout: str, state, prefix: str, config, x_row, expert: in
                                       config.swiglu_limit)[0]
         down = state[f"{prefix}experts.down_proj"][expert].double().cpu().numpy()
         return hidden @ down + state[f"{prefix}experts.down_proj_bias"][expert].double().cpu().numpy()
-    name = f"{prefix}experts.{expert}."
-    gate = state[name + "gate_proj.weight"].double() @ x_row
-    up = state[name + "up_proj.weight"].double() @ x_row
+    gate_name, up_name, down_name = (f"{prefix}experts.{expert}.{part}.weight"
+                                     for part in EXPERT_NAMES[layout])
+    gate = state[gate_name].double() @ x_row
+    up = state[up_name].double() @ x_row
     hidden = torch.nn.functional.silu(gate) * up
-    return (state[name + "down_proj.weight"].double() @ hidden).cpu().numpy()
+    return (state[down_name].double() @ hidden).cpu().numpy()
 
 
 def check_moe_block(generator, layout: str) -> int:
@@ -338,12 +360,14 @@ def check_moe_block(generator, layout: str) -> int:
         rows = _suite().sample_rows(m, 6, generator)
         xs = x[0, rows].double()
         logits = checkpoint_logits(layout, state, prefix, xs)
+        score_bias = state.get(f"{prefix}gate.e_score_correction_bias")
         keep, expected = routed_reference(
             logits, k, config.renormalize,
             lambda r, expert: checkpoint_expert(layout, state, prefix, config, xs[r], expert),
-            config.scoring)
+            config.scoring, config,
+            None if score_bias is None else score_bias.double().cpu().numpy())
         expected = expected.reshape(len(keep), h)
-        if layout == "qwen2_moe":
+        if config.num_shared_experts:
             expected = expected + np.stack(
                 [checkpoint_shared_expert(layout, state, prefix, xs[r]) for r in keep])
         got = out[0, [rows[r] for r in keep]].double().cpu().numpy()

@@ -5,13 +5,18 @@
 //
 //   touched experts  T = E · (1 − (1 − 1/E)^R), rows per expert r = R / T
 //   row blocks       b = ceil(r / BM) per expert, column blocks c = ceil(N/BN)
-//   thread blocks    T · b · c · S, in waves of #SMs
-//   FLOPs executed   2 · T · b · BM · N · K   (padded rows included)
+//   thread blocks    B · c · S with B = T · b row blocks, in waves of #SMs
+//   FLOPs executed   2 · B · BM · N · K   (padded rows included)
 //   bytes            weights T · N · K · ceil(b / G)  (a swizzle group of G
 //                    row blocks shares a weight tile through L2)
+//   With H shared experts (every token picks them), each of them has M rows,
+//   ceil(M / BM) row blocks, in B and in the weight bytes, and R, E above
+//   count the routed rows and experts only.
 //                    + A R · K + C (rows · columns stored) (+ f32 partials
 //                    when S > 1)
-//   compute          FLOPs / (peak · wave efficiency)
+//   compute          FLOPs / (peak · wave efficiency · MMA fraction), the
+//                    fraction below 1 where a single warpgroup per SM
+//                    issues MMAs (one 64-row block fits per SM)
 //   memory           bytes / (bandwidth · min(1, 2 · active SMs / #SMs)):
 //                    an SM pulls about twice its share of the bandwidth, so a
 //                    grid of few blocks cannot saturate memory
@@ -36,33 +41,64 @@ using namespace mlir::moe;
 
 static int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+/// The share of the MMA peak the SM reaches: full with two or more
+/// warpgroups issuing MMAs (one per 64 rows of a slot block, over the thread
+/// blocks that fit in shared memory), else the target's single-warpgroup
+/// fraction. Rows, not the swapped MMA M: the Hopper kernels have no
+/// swapped form (moe-gpu-configure runs a swapped tile unswapped).
+static double mmaFraction(const GroupedMatmulShape &shape,
+                          const TileChoice &tile, const GpuTarget &target) {
+  int64_t mmaRows = tile.blockM;
+  int64_t stageBytes =
+      (tile.blockM * shape.inputBytes + tile.blockN * shape.weightBytes) *
+      tile.blockK;
+  int64_t blockBytes = std::max<int64_t>(1, tile.stages * stageBytes);
+  int64_t blocksPerSM = std::max<int64_t>(1, target.sharedMemoryBytes / blockBytes);
+  int64_t warpgroups = std::max<int64_t>(1, mmaRows / target.mmaM) * blocksPerSM;
+  return warpgroups >= 2 ? 1.0 : target.singleWarpgroupMmaFraction;
+}
+
 TilePrediction mlir::moe::predictTile(const GroupedMatmulShape &shape,
                                       const TileChoice &tile,
                                       const GpuTarget &target) {
   TilePrediction p;
   double rows = static_cast<double>(shape.numRows);
-  double experts = static_cast<double>(shape.numExperts);
   double n = static_cast<double>(shape.outFeatures);
   double k = static_cast<double>(shape.inFeatures);
-  p.touchedExperts =
-      rows <= 0 ? 0.0 : experts * (1.0 - std::pow(1.0 - 1.0 / experts, rows));
-  if (p.touchedExperts <= 0)
+  // The shared experts' rows are known; the rest spread over the routed.
+  p.sharedExperts = std::clamp<int64_t>(shape.numSharedExperts, 0,
+                                        shape.numExperts - 1);
+  p.rowsPerSharedExpert = p.sharedExperts ? std::max<int64_t>(shape.numTokens, 0) : 0;
+  double routedRows = std::max(
+      0.0, rows - static_cast<double>(p.sharedExperts * p.rowsPerSharedExpert));
+  double routedExperts = static_cast<double>(shape.numExperts - p.sharedExperts);
+  p.touchedExperts = routedRows <= 0 ? 0.0
+                                     : routedExperts *
+                                           (1.0 - std::pow(1.0 - 1.0 / routedExperts,
+                                                           routedRows));
+  if (p.touchedExperts <= 0 && p.rowsPerSharedExpert == 0)
     return p;
-  p.rowsPerExpert = rows / p.touchedExperts;
+  p.rowsPerExpert = p.touchedExperts > 0 ? routedRows / p.touchedExperts : 0.0;
   int64_t rowBlocks = std::max<int64_t>(
       1, static_cast<int64_t>(std::ceil(p.rowsPerExpert / tile.blockM)));
+  int64_t sharedRowBlocks = ceilDiv(p.rowsPerSharedExpert, tile.blockM);
   int64_t colBlocks = ceilDiv(shape.outFeatures, tile.blockN);
   double touched = std::ceil(p.touchedExperts);
+  double allRowBlocks = touched * rowBlocks +
+                        static_cast<double>(p.sharedExperts * sharedRowBlocks);
   p.threadBlocks =
-      static_cast<int64_t>(touched) * rowBlocks * colBlocks * tile.splitK;
+      static_cast<int64_t>(allRowBlocks) * colBlocks * tile.splitK;
   p.waves = ceilDiv(p.threadBlocks, target.numSMs);
   p.waveEfficiency = static_cast<double>(p.threadBlocks) /
                      static_cast<double>(p.waves * target.numSMs);
 
   p.usefulFlops = 2.0 * rows * n * k;
-  p.executedFlops = 2.0 * touched * rowBlocks * tile.blockM * n * k;
-  double weightBytes = touched * n * k * shape.weightBytes *
-                       static_cast<double>(ceilDiv(rowBlocks, tile.groupM));
+  p.executedFlops = 2.0 * allRowBlocks * tile.blockM * n * k;
+  double weightReads =
+      touched * static_cast<double>(ceilDiv(rowBlocks, tile.groupM)) +
+      static_cast<double>(p.sharedExperts *
+                          ceilDiv(sharedRowBlocks, tile.groupM));
+  double weightBytes = weightReads * n * k * shape.weightBytes;
   double inputBytes = rows * k * shape.inputBytes;
   double storedRows = shape.storedRows ? shape.storedRows : rows;
   double storedColumns = shape.storedColumns ? shape.storedColumns : n;
@@ -76,7 +112,8 @@ TilePrediction mlir::moe::predictTile(const GroupedMatmulShape &shape,
   double activeSMs =
       std::min<double>(static_cast<double>(p.threadBlocks), target.numSMs);
   double bandwidthShare = std::min(1.0, 2.0 * activeSMs / target.numSMs);
-  p.computeSeconds = p.executedFlops / (target.peakFlops * p.waveEfficiency);
+  p.computeSeconds = p.executedFlops / (target.peakFlops * p.waveEfficiency *
+                                        mmaFraction(shape, tile, target));
   p.memorySeconds = p.bytes / (target.bandwidthBytes * bandwidthShare);
   p.memoryBound = p.memorySeconds >= p.computeSeconds;
   p.seconds = std::max(p.computeSeconds, p.memorySeconds) +
@@ -157,8 +194,12 @@ TileChoice mlir::moe::chooseTile(const GroupedMatmulShape &shape,
 
 void mlir::moe::printPrediction(llvm::raw_ostream &os,
                                 const TilePrediction &p) {
-  os << llvm::format("%.1f experts x %.2f rows, reuse %.1f, ", p.touchedExperts,
-                     p.rowsPerExpert, p.reuse)
+  os << llvm::format("%.1f experts x %.2f rows, ", p.touchedExperts,
+                     p.rowsPerExpert);
+  if (p.sharedExperts)
+    os << p.sharedExperts << " shared x " << p.rowsPerSharedExpert
+       << " rows, ";
+  os << llvm::format("reuse %.1f, ", p.reuse)
      << llvm::format("%.3g GFLOP (%.3g executed), %.3g MB, ",
                      p.usefulFlops * 1e-9, p.executedFlops * 1e-9,
                      p.bytes * 1e-6)

@@ -29,6 +29,22 @@
 // RASTER-QWEN-1024-COUNT-2: tile = #moe.tile<block_m = 64, {{.*}}group_m = 1>
 // RASTER-DEEPSEEK-4096-COUNT-2: tile = #moe.tile<block_m = 128, {{.*}}group_m = 1>
 //
+// A shared expert receives all M rows; the routed experts keep their
+// M·k / E: DeepSeek-V3 with its shared expert tiles as DeepSeek-V3 does
+// (spreading the 4096 shared rows over all 257 experts, 143 rows each,
+// chose block_m = 64), and the report names the shared expert.
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-tile-report=num-tokens=4096 | FileCheck %s --check-prefix=SHARED-4096
+// SHARED-4096: moe-tile-report: moe.expert_matmul
+// SHARED-4096-NEXT: M=4096 rows=36864 E=257
+// SHARED-4096-NEXT: tile #moe.tile<block_m = 128, block_n = 256, block_k = 64, stages = 3
+// SHARED-4096-NEXT: 256.0 experts x 128.00 rows, 1 shared x 4096 rows, {{.*}} 4608 blocks
+//
+// Compute-bound, a 64-row tile leaves one warpgroup per SM issuing MMAs
+// (GpuTarget::singleWarpgroupMmaFraction): Qwen1.5-MoE at M = 4096 keeps
+// 128-row tiles on both GEMMs although 64 rows would pad 10% less.
+// RUN: moe-opt %moe_src_root/examples/qwen1_5_moe_a2_7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 | FileCheck %s --check-prefix=QWEN15-4096
+// QWEN15-4096-COUNT-2: tile = #moe.tile<block_m = 128, block_n = 256,
+//
 // The report explains the choice.
 // RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=4 -moe-tile-report=num-tokens=4 | FileCheck %s --check-prefix=REPORT-DECODE
 // RUN: moe-opt %s -split-input-file -moe-tile=num-tokens=16384 -moe-tile-report=num-tokens=16384 | FileCheck %s --check-prefix=REPORT-PREFILL

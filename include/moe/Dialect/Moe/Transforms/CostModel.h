@@ -22,6 +22,11 @@ struct GroupedMatmulShape {
   /// Assignments (rows) in all: M · k.
   int64_t numRows = 0;
   int64_t numExperts = 1;
+  /// Of the experts, the shared ones (moe.add_shared_experts), which every
+  /// token picks: each receives `numTokens` rows, and only the other rows
+  /// spread over the routed experts.
+  int64_t numSharedExperts = 0;
+  int64_t numTokens = 0;
   /// Output features N (weights [E, N, K]) and reduction depth K.
   int64_t outFeatures = 0;
   int64_t inFeatures = 0;
@@ -46,8 +51,10 @@ struct TileChoice {
 
 /// What the model predicts for a shape under a tiling.
 struct TilePrediction {
-  /// Experts expected to receive at least one row, and rows per such expert.
+  /// Routed experts expected to receive at least one row, and rows per
+  /// such expert; shared experts, and rows of each.
   double touchedExperts = 0, rowsPerExpert = 0;
+  int64_t sharedExperts = 0, rowsPerSharedExpert = 0;
   /// Useful FLOPs, and FLOPs executed including the padded rows.
   double usefulFlops = 0, executedFlops = 0;
   /// Bytes read and written by all thread blocks.
