@@ -83,6 +83,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("layers", type=pathlib.Path)
     parser.add_argument("--tokens", default="1,256,4096")
+    parser.add_argument("--layers-only", default=",".join(LAYERS),
+                        help="the layers to time, of " + ", ".join(LAYERS))
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_shared_expert_bench: error: no CUDA GPU", file=sys.stderr)
@@ -92,7 +94,7 @@ def main() -> int:
     generator = torch.Generator(device="cuda")
     generator.seed()
     slower = 0
-    for name in LAYERS:
+    for name in args.layers_only.split(","):
         for _, fused_us, separate_us, difference in bench_layer(
                 args.layers, name, configs[f"{name}_block"],
                 [int(v) for v in args.tokens.split(",")], generator):
