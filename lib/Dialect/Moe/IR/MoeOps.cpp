@@ -852,7 +852,8 @@ LogicalResult EpCombineOp::verify() {
   // The return must retrace the dispatch that produced the origins.
   if (auto dispatch = getOrigin().getDefiningOp<EpDispatchOp>()) {
     if (dispatch.getRealization() != getRealization() ||
-        dispatch.getPlacement().getRanks() != getRanks())
+        dispatch.getPlacement().getRanks() !=
+            static_cast<int64_t>(getRanks()))
       return emitOpError()
              << "expects the realization and ranks of its dispatch, '"
              << stringifyEpRealization(dispatch.getRealization()) << "' on "
