@@ -161,7 +161,11 @@ struct DistributeExpertBlock : public OpRewritePattern<SortOp> {
         spec.weightZeros = localOf.lookup(spec.weightZeros);
       if (spec.bias)
         spec.bias = localOf.lookup(spec.bias);
-      Type resultType = matmul.getResult().getType();
+      // Rows in the local schedule: as many as it has, whatever the
+      // global count was.
+      auto globalType = cast<RankedTensorType>(matmul.getResult().getType());
+      Type resultType = received(globalType.getShape().drop_front(),
+                                 globalType.getElementType());
       if (matmul == tail) {
         // Each received row's result in its received place, kept in f32
         // until the weighted sum on its source rank.

@@ -62,3 +62,23 @@ func.func @biased_scaled(%x: tensor<?x16xbf16>, %ids: tensor<?x2xi32>, %w: tenso
       : tensor<?x16xbf16>, tensor<4x16x16xbf16> -> tensor<?x16xbf16>
   return %out : tensor<?x16xbf16>
 }
+
+// -----
+
+// A static token count: the received rows and the local schedule are still
+// counted at run time (R·M·k is the bound, not the count), and the combine
+// returns the static tokens.
+// CHECK-LABEL: func @static_tokens
+// CHECK: moe.ep_dispatch allgather %{{.*}}, %{{.*}} {{.*}} : tensor<3x16xf32>, tensor<3x2xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+// CHECK: moe.expert_matmul {{.*}} -> tensor<?x8xf32>
+// CHECK: moe.expert_matmul {{.*}} -> tensor<?x1x16xf32>
+// CHECK: moe.ep_combine allgather {{.*}} : tensor<?x16xf32>, tensor<?xi32>, tensor<3x2xf32> -> tensor<3x16xf32>
+func.func @static_tokens(%x: tensor<3x16xf32>, %ids: tensor<3x2xi32>, %w: tensor<3x2xf32>, %w13: tensor<4x16x16xf32>, %w2: tensor<4x16x8xf32>) -> tensor<3x16xf32> {
+  %off, %src = moe.sort %ids : tensor<3x2xi32> -> tensor<5xi32>, tensor<6xi32>
+  %h = moe.expert_matmul %x, %w13 slots(%src : tensor<6xi32>) offsets(%off : tensor<5xi32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>}
+      : tensor<3x16xf32>, tensor<4x16x16xf32> -> tensor<6x8xf32>
+  %out = moe.expert_matmul %h, %w2 slots(%src : tensor<6xi32>) offsets(%off : tensor<5xi32>) combine(%w : tensor<3x2xf32>) {k = 2 : i64}
+      : tensor<6x8xf32>, tensor<4x16x8xf32> -> tensor<3x16xf32>
+  return %out : tensor<3x16xf32>
+}
