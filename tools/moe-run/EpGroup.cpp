@@ -97,15 +97,16 @@ static T &at(StridedMemRefType<T, 1> &m, int64_t i) {
   return m.data[m.offset + i * m.strides[0]];
 }
 
-/// Whether every rank published the same token count; reports the first
-/// that differs from rank 0's (once, from that rank).
+/// Whether every rank published the same valid token count (a rank that
+/// found its operands inconsistent publishes -1); reports a count that
+/// differs from rank 0's (from that rank).
 static bool tokenCountsAgree(Group &group) {
   int64_t expected = group.published[0].numTokens;
   int64_t mine = group.published[thisRank].numTokens;
-  if (mine != expected)
+  if (mine != expected && mine >= 0 && expected >= 0)
     report(group, RuntimeErrorCode::UnequalTokenCounts, mine, expected);
   return llvm::all_of(group.published, [&](const Published &p) {
-    return p.numTokens == expected;
+    return p.numTokens == expected && p.numTokens >= 0;
   });
 }
 
