@@ -1085,6 +1085,61 @@ runExpertParallel(ModuleOp module, func::FuncOp entry,
 // Driver
 //===----------------------------------------------------------------------===//
 
+/// The entry's arguments: random (--random) or read from the --input
+/// files, checked against `functionType` (every dynamic leading dimension,
+/// the token count, the same), and saved under --save-inputs.
+static llvm::Expected<std::vector<NpyArray>>
+loadArguments(FunctionType functionType) {
+  unsigned numArgs = functionType.getNumInputs();
+  std::vector<NpyArray> arguments;
+  if (randomInputs) {
+    if (llvm::Error error = randomArguments(functionType, arguments))
+      return std::move(error);
+  } else {
+    if (inputFiles.size() != numArgs)
+      return errorOf("'" + entryName + "' takes " + llvm::Twine(numArgs) +
+                     " arguments, but " + llvm::Twine(inputFiles.size()) +
+                     " --input files were given");
+    for (const std::string &path : inputFiles) {
+      llvm::Expected<NpyArray> array = readNpy(path);
+      if (!array)
+        return array.takeError();
+      arguments.push_back(std::move(*array));
+    }
+  }
+  std::optional<int64_t> tokenDim;
+  for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
+    auto tensorType = cast<RankedTensorType>(type);
+    StringRef origin =
+        randomInputs ? StringRef("--random") : StringRef(inputFiles[index]);
+    if (llvm::Error error =
+            checkArgument(arguments[index], tensorType, index, origin))
+      return std::move(error);
+    // Every dynamic leading dimension is the token count M (or M * k for
+    // expert-ordered rows, which always travel together); they must agree,
+    // since the lowered code trusts them.
+    if (tensorType.getRank() > 0 && tensorType.isDynamicDim(0)) {
+      int64_t size = arguments[index].shape[0];
+      if (tokenDim && *tokenDim != size)
+        return errorOf("argument #" + llvm::Twine(index) + " has " +
+                       llvm::Twine(size) +
+                       " rows but an earlier dynamic argument has " +
+                       llvm::Twine(*tokenDim));
+      tokenDim = size;
+    }
+  }
+  if (!saveInputsDir.empty()) {
+    llvm::sys::fs::create_directories(saveInputsDir);
+    for (auto [index, array] : llvm::enumerate(arguments)) {
+      llvm::SmallString<128> path(saveInputsDir);
+      llvm::sys::path::append(path, "arg" + llvm::Twine(index) + ".npy");
+      if (llvm::Error error = writeNpy(path, array))
+        return std::move(error);
+    }
+  }
+  return arguments;
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM initLLVM(argc, argv);
   cl::HideUnrelatedOptions(runCategory);
@@ -1142,54 +1197,10 @@ int main(int argc, char **argv) {
              1;
   }
 
-  // Arguments.
-  unsigned numArgs = functionType.getNumInputs();
-  std::vector<NpyArray> arguments;
-  if (randomInputs) {
-    if (llvm::Error error = randomArguments(functionType, arguments))
-      return fail(llvm::toString(std::move(error)));
-  } else {
-    if (inputFiles.size() != numArgs)
-      return fail("'" + entryName + "' takes " + llvm::Twine(numArgs) +
-                  " arguments, but " + llvm::Twine(inputFiles.size()) +
-                  " --input files were given");
-    for (const std::string &path : inputFiles) {
-      llvm::Expected<NpyArray> array = readNpy(path);
-      if (!array)
-        return fail(llvm::toString(array.takeError()));
-      arguments.push_back(std::move(*array));
-    }
-  }
-  std::optional<int64_t> tokenDim;
-  for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
-    auto tensorType = cast<RankedTensorType>(type);
-    StringRef origin =
-        randomInputs ? StringRef("--random") : StringRef(inputFiles[index]);
-    if (llvm::Error error =
-            checkArgument(arguments[index], tensorType, index, origin))
-      return fail(llvm::toString(std::move(error)));
-    // Every dynamic leading dimension is the token count M (or M * k for
-    // expert-ordered rows, which always travel together); they must agree,
-    // since the lowered code trusts them.
-    if (tensorType.getRank() > 0 && tensorType.isDynamicDim(0)) {
-      int64_t size = arguments[index].shape[0];
-      if (tokenDim && *tokenDim != size)
-        return fail("argument #" + llvm::Twine(index) + " has " +
-                    llvm::Twine(size) +
-                    " rows but an earlier dynamic argument has " +
-                    llvm::Twine(*tokenDim));
-      tokenDim = size;
-    }
-  }
-  if (!saveInputsDir.empty()) {
-    llvm::sys::fs::create_directories(saveInputsDir);
-    for (auto [index, array] : llvm::enumerate(arguments)) {
-      llvm::SmallString<128> path(saveInputsDir);
-      llvm::sys::path::append(path, "arg" + llvm::Twine(index) + ".npy");
-      if (llvm::Error error = writeNpy(path, array))
-        return fail(llvm::toString(std::move(error)));
-    }
-  }
+  llvm::Expected<std::vector<NpyArray>> loaded = loadArguments(functionType);
+  if (!loaded)
+    return fail(llvm::toString(loaded.takeError()));
+  std::vector<NpyArray> arguments = std::move(*loaded);
   if (!outputFiles.empty() &&
       outputFiles.size() != functionType.getNumResults())
     return fail("'" + entryName + "' has " +
