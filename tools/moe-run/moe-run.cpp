@@ -8,10 +8,12 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "EpGroup.h"
 #include "Npy.h"
 
 #include "moe/Conversion/MoeToLinalg/MoeToLinalg.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/Moe/Transforms/Passes.h"
 #include "moe/Pipelines/Pipelines.h"
 #include "moe/Transforms/Passes.h"
 
@@ -51,6 +53,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <mutex>
+#include <numeric>
 #include <random>
 #include <set>
 
@@ -112,6 +116,21 @@ static cl::opt<int64_t>
              cl::desc("Rows per grouped-matmul contraction block"),
              cl::cat(runCategory));
 
+static cl::opt<int64_t> expertParallelRanks(
+    "ep-ranks", cl::init(0),
+    cl::desc("Run the layer as the programs of R expert-parallel ranks "
+             "(moe-expert-parallel), as threads with emulated collectives; "
+             "the results are the single-device layer's"),
+    cl::cat(runCategory));
+static cl::opt<std::string> expertParallelPlacement(
+    "ep-placement", cl::init("contiguous"),
+    cl::desc("With --ep-ranks: contiguous, or a placement plan (JSON)"),
+    cl::cat(runCategory));
+static cl::opt<std::string> expertParallelRealization(
+    "ep-realization", cl::init("allgather"),
+    cl::desc("With --ep-ranks: allgather or all_to_all"),
+    cl::cat(runCategory));
+
 /// Prints `error: <message>` and returns the exit code of a failed run.
 static int fail(const llvm::Twine &message) {
   llvm::errs() << "moe-run: error: " << message << "\n";
@@ -133,6 +152,9 @@ RuntimeErrors runtimeErrors;
 
 extern "C" void moe_report_runtime_error(int64_t code, int64_t value,
                                          int64_t bound) {
+  // The ranks of an emulated expert-parallel group report from threads.
+  static std::mutex mutex;
+  std::lock_guard<std::mutex> lock(mutex);
   if (runtimeErrors.count++ == 0) {
     runtimeErrors.code = code;
     runtimeErrors.value = value;
@@ -163,6 +185,27 @@ static std::string describeRuntimeError(const RuntimeErrors &errors) {
   case RuntimeErrorCode::InvalidBlockExpert:
     os << "moe.expert_matmul: block expert " << errors.value
        << " is outside [-1, " << errors.bound << ")";
+    break;
+  case RuntimeErrorCode::InvalidDispatchId:
+    os << "moe.ep_dispatch: expert id " << errors.value << " is outside [-1, "
+       << errors.bound << ")";
+    break;
+  case RuntimeErrorCode::InvalidOrigin:
+    os << "moe.ep_combine: origin " << errors.value << " is outside [-1, "
+       << errors.bound << ")";
+    break;
+  case RuntimeErrorCode::UnequalTokenCounts:
+    os << "expert parallelism: a rank holds " << errors.value
+       << " tokens, rank 0 holds " << errors.bound;
+    break;
+  case RuntimeErrorCode::GroupSizeMismatch:
+    os << "expert parallelism: the program's collectives span "
+       << errors.value << " ranks, the group running it has "
+       << errors.bound;
+    break;
+  case RuntimeErrorCode::MismatchedRows:
+    os << "expert parallelism: operands that travel together have "
+       << errors.value << " and " << errors.bound << " rows";
     break;
   }
   os << " (" << errors.count << " invalid value"
@@ -684,8 +727,420 @@ static int runCheck(func::FuncOp function, ArrayRef<NpyArray> arguments,
 }
 
 //===----------------------------------------------------------------------===//
+// Compiling and calling the program
+//===----------------------------------------------------------------------===//
+
+static llvm::Error errorOf(const llvm::Twine &message) {
+  return llvm::createStringError(std::errc::invalid_argument,
+                                 message.str().c_str());
+}
+
+/// Lowers `module` for the host CPU (entry `entry` with a C interface) and
+/// JIT-compiles it, with moe-run's runtime hooks defined.
+static llvm::Expected<std::unique_ptr<ExecutionEngine>>
+compileForCpu(ModuleOp module, StringRef entry) {
+  MLIRContext *context = module.getContext();
+  OwningOpRef<ModuleOp> lowered = module.clone();
+  lowered->lookupSymbol<func::FuncOp>(entry)->setAttr(
+      LLVM::LLVMDialect::getEmitCWrapperAttrName(), UnitAttr::get(context));
+  PassManager pm(context);
+  CpuPipelineOptions pipelineOptions;
+  pipelineOptions.rowBlock = rowBlock;
+  pipelineOptions.fuse = fuse;
+  pipelineOptions.numTokens = std::max<int64_t>(numTokens, 1);
+  buildCpuPipeline(pm, pipelineOptions);
+  if (failed(pm.run(*lowered)))
+    return errorOf("lowering '" + entry + "' for the cpu failed");
+
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  // Compile for this CPU and its vector extensions, not a generic x86-64.
+  auto machineBuilder = llvm::orc::JITTargetMachineBuilder::detectHost();
+  if (!machineBuilder)
+    return errorOf("cannot describe the host CPU: " +
+                   llvm::toString(machineBuilder.takeError()));
+  auto targetMachine = machineBuilder->createTargetMachine();
+  if (!targetMachine)
+    return errorOf("cannot create a target machine for the host CPU: " +
+                   llvm::toString(targetMachine.takeError()));
+  // The options hold a function_ref: the transformer must outlive them
+  // (found by AddressSanitizer, stack-use-after-scope).
+  std::function<llvm::Error(llvm::Module *)> optimize =
+      makeOptimizingTransformer(/*optLevel=*/3, /*sizeLevel=*/0,
+                                targetMachine->get());
+  ExecutionEngineOptions engineOptions;
+  engineOptions.transformer = optimize;
+  auto engineOrError = ExecutionEngine::create(*lowered, engineOptions,
+                                               std::move(*targetMachine));
+  if (!engineOrError)
+    return errorOf("JIT compilation failed: " +
+                   llvm::toString(engineOrError.takeError()));
+  std::unique_ptr<ExecutionEngine> engine = std::move(*engineOrError);
+  engine->registerSymbols([](llvm::orc::MangleAndInterner interner) {
+    llvm::orc::SymbolMap symbols;
+    auto define = [&](StringRef name, auto *function) {
+      symbols[interner(name)] = {llvm::orc::ExecutorAddr::fromPtr(function),
+                                 llvm::JITSymbolFlags::Exported};
+    };
+    define(kReportRuntimeErrorFn, &moe_report_runtime_error);
+    define(kReportAllocSizeOverflowFn, &reportAllocSizeOverflow);
+    // finalize-memref-to-llvm's generic allocation functions.
+    define("_mlir_memref_to_llvm_alloc", &checkedAlloc);
+    define("_mlir_memref_to_llvm_aligned_alloc", &checkedAlignedAlloc);
+    define("_mlir_memref_to_llvm_free", &checkedFree);
+    // The collectives of expert-parallel programs (an emulated group).
+    for (const EpHook &hook : getEpHooks())
+      define(hook.name, hook.address);
+    return symbols;
+  });
+  return std::move(engine);
+}
+
+namespace {
+/// One call of a compiled entry through its C interface: the descriptors of
+/// the results (packed, one struct) and of each argument.
+class PackedCall {
+public:
+  PackedCall(ExecutionEngine &engine, StringRef entry,
+             FunctionType functionType, std::vector<NpyArray> &arguments)
+      : engine(engine), entry(entry.str()), functionType(functionType) {
+    for (Type type : functionType.getResults()) {
+      resultRanks.push_back(cast<RankedTensorType>(type).getRank());
+      resultWords += descriptorWords(resultRanks.back());
+    }
+    resultStorage.resize(std::max<size_t>(resultWords, 1));
+    for (NpyArray &array : arguments) {
+      argumentStorage.emplace_back(descriptorWords(array.shape.size()));
+      fillDescriptor(argumentStorage.back().data(), array);
+      argumentBases.insert(array.data.data());
+    }
+    resultPointer = resultStorage.data();
+    for (auto &storage : argumentStorage)
+      argumentPointers.push_back(storage.data());
+    if (functionType.getNumResults() > 0)
+      packed.push_back(&resultPointer);
+    for (void *&pointer : argumentPointers)
+      packed.push_back(&pointer);
+  }
+
+  /// Calls the entry once.
+  llvm::Error invoke() {
+    if (llvm::Error error =
+            engine.invokePacked("_mlir_ciface_" + entry, packed))
+      return errorOf("cannot call '" + entry +
+                     "': " + llvm::toString(std::move(error)));
+    return llvm::Error::success();
+  }
+
+  /// Copies the results of the last call.
+  llvm::Expected<std::vector<NpyArray>> readResults() {
+    std::vector<NpyArray> results;
+    size_t word = 0;
+    for (auto [index, rank, type] :
+         llvm::enumerate(resultRanks, functionType.getResults())) {
+      llvm::Expected<NpyArray> result = readDescriptor(
+          &resultStorage[word], rank,
+          *dtypeOf(cast<RankedTensorType>(type).getElementType()), index);
+      if (!result)
+        return result.takeError();
+      results.push_back(std::move(*result));
+      word += descriptorWords(rank);
+    }
+    return results;
+  }
+
+  /// Frees the result buffers of the last call. They come from
+  /// checkedAlloc (malloc); those that alias an argument are not the
+  /// program's to free.
+  void freeResults() {
+    std::set<void *> freed;
+    size_t word = 0;
+    for (int64_t rank : resultRanks) {
+      void *allocated;
+      std::memcpy(&allocated, &resultStorage[word], sizeof(void *));
+      if (allocated && !argumentBases.count(allocated) &&
+          freed.insert(allocated).second)
+        std::free(allocated);
+      word += descriptorWords(rank);
+    }
+  }
+
+private:
+  ExecutionEngine &engine;
+  std::string entry;
+  FunctionType functionType;
+  llvm::SmallVector<int64_t> resultRanks;
+  size_t resultWords = 0;
+  std::vector<int64_t> resultStorage;
+  std::vector<std::vector<int64_t>> argumentStorage;
+  std::set<const void *> argumentBases;
+  void *resultPointer = nullptr;
+  std::vector<void *> argumentPointers;
+  llvm::SmallVector<void *> packed;
+};
+} // namespace
+
+/// Compiles `module` and runs its entry --repeat times on `arguments`;
+/// returns the results of the last run and appends each run's time.
+static llvm::Expected<std::vector<NpyArray>>
+runOnCpu(ModuleOp module, FunctionType functionType,
+         std::vector<NpyArray> &arguments, std::vector<double> &timesUs) {
+  llvm::Expected<std::unique_ptr<ExecutionEngine>> engine =
+      compileForCpu(module, entryName);
+  if (!engine)
+    return engine.takeError();
+  PackedCall call(**engine, entryName, functionType, arguments);
+  std::vector<NpyArray> results;
+  for (unsigned run = 0; run < repeatCount; ++run) {
+    runtimeErrors = RuntimeErrors();
+    auto start = std::chrono::steady_clock::now();
+    if (llvm::Error error = call.invoke())
+      return std::move(error);
+    auto stop = std::chrono::steady_clock::now();
+    timesUs.push_back(
+        std::chrono::duration<double, std::micro>(stop - start).count());
+    if (runtimeErrors.count) {
+      call.freeResults();
+      return errorOf(describeRuntimeError(runtimeErrors));
+    }
+    if (run + 1 == repeatCount) {
+      llvm::Expected<std::vector<NpyArray>> read = call.readResults();
+      call.freeResults();
+      if (!read)
+        return read.takeError();
+      results = std::move(*read);
+    } else {
+      call.freeResults();
+    }
+  }
+  return results;
+}
+
+//===----------------------------------------------------------------------===//
+// Expert parallelism: R per-rank programs in one process (--ep-ranks)
+//===----------------------------------------------------------------------===//
+
+/// Bytes of one row (dimension 0) of `array`.
+static size_t rowBytes(const NpyArray &array) {
+  size_t bytes = dtypeSize(array.dtype);
+  for (int64_t size : ArrayRef(array.shape).drop_front())
+    bytes *= size;
+  return bytes;
+}
+
+/// The rows `rows` of `array`, in that order.
+static NpyArray gatherRows(const NpyArray &array, ArrayRef<int64_t> rows) {
+  NpyArray part;
+  part.dtype = array.dtype;
+  part.shape = array.shape;
+  part.shape[0] = rows.size();
+  size_t bytes = rowBytes(array);
+  part.data.resize(rows.size() * bytes);
+  for (auto [index, row] : llvm::enumerate(rows))
+    std::memcpy(part.data.data() + index * bytes,
+                array.data.data() + row * bytes, bytes);
+  return part;
+}
+
+/// The arrays of `parts` one after the other along dimension 0.
+static NpyArray concatRows(ArrayRef<NpyArray> parts) {
+  NpyArray whole;
+  whole.dtype = parts.front().dtype;
+  whole.shape = parts.front().shape;
+  whole.shape[0] = 0;
+  for (const NpyArray &part : parts) {
+    whole.shape[0] += part.shape[0];
+    whole.data.insert(whole.data.end(), part.data.begin(), part.data.end());
+  }
+  return whole;
+}
+
+/// Rewrites `module`'s entry into its per-rank program with the --ep-*
+/// options; returns the placement it chose.
+static llvm::Expected<PlacementAttr> buildPerRankProgram(ModuleOp module) {
+  PassManager pm(module.getContext());
+  MoeExpertParallelOptions options;
+  options.ranks = expertParallelRanks;
+  options.realization = expertParallelRealization;
+  options.placement = expertParallelPlacement;
+  pm.addNestedPass<func::FuncOp>(createMoeExpertParallel(options));
+  if (failed(pm.run(module)))
+    return errorOf("moe-expert-parallel failed on '" + entryName + "'");
+  PlacementAttr placement;
+  module.lookupSymbol<func::FuncOp>(entryName).walk(
+      [&](EpDispatchOp dispatch) { placement = dispatch.getPlacement(); });
+  if (!placement)
+    return errorOf("'" + entryName +
+                   "' has no expert block to distribute over --ep-ranks");
+  return placement;
+}
+
+/// Each rank's arguments: token rows (a dynamic leading dimension) split in
+/// R equal blocks, the arguments the pass marked as local experts cut to
+/// the rank's slots, everything else the same on every rank.
+static llvm::Expected<std::vector<std::vector<NpyArray>>>
+perRankArguments(FunctionType global, func::FuncOp local,
+                 PlacementAttr placement, ArrayRef<NpyArray> arguments) {
+  int64_t ranks = placement.getRanks();
+  if (llvm::none_of(global.getInputs(), [](Type type) {
+        auto tensorType = cast<RankedTensorType>(type);
+        return tensorType.getRank() > 0 && tensorType.isDynamicDim(0);
+      }))
+    return errorOf("--ep-ranks splits the tokens over the ranks, but '" +
+                   entryName + "' has no argument of a dynamic token count");
+  std::vector<std::vector<NpyArray>> perRank(ranks);
+  for (auto [index, array] : llvm::enumerate(arguments)) {
+    auto globalType = cast<RankedTensorType>(global.getInput(index));
+    bool isExpertArgument =
+        static_cast<bool>(local.getArgAttr(index, kLocalExpertsAttrName));
+    bool isTokenArgument =
+        globalType.getRank() > 0 && globalType.isDynamicDim(0);
+    if (isTokenArgument && array.shape[0] % ranks != 0)
+      return errorOf("--ep-ranks=" + llvm::Twine(ranks) +
+                     " splits the tokens evenly, but argument #" +
+                     llvm::Twine(index) + " has " +
+                     llvm::Twine(array.shape[0]) + " rows");
+    int64_t block = isTokenArgument ? array.shape[0] / ranks : 0;
+    for (int64_t rank = 0; rank < ranks; ++rank) {
+      if (isExpertArgument) {
+        perRank[rank].push_back(
+            gatherRows(array, placement.getSlots()[rank].asArrayRef()));
+      } else if (isTokenArgument) {
+        SmallVector<int64_t> rows(block);
+        std::iota(rows.begin(), rows.end(), rank * block);
+        perRank[rank].push_back(gatherRows(array, rows));
+      } else {
+        perRank[rank].push_back(array);
+      }
+    }
+  }
+  return perRank;
+}
+
+/// Runs `entry` as the R per-rank programs of an expert-parallel group,
+/// the ranks as threads of this process, and returns what the single-device
+/// entry returns: each result is the ranks' token blocks in rank order.
+static llvm::Expected<std::vector<NpyArray>>
+runExpertParallel(ModuleOp module, func::FuncOp entry,
+                  std::vector<NpyArray> &arguments) {
+  OwningOpRef<ModuleOp> perRankModule = module.clone();
+  llvm::Expected<PlacementAttr> placement =
+      buildPerRankProgram(*perRankModule);
+  if (!placement)
+    return placement.takeError();
+  FunctionType global = entry.getFunctionType();
+  auto perRankEntry = perRankModule->lookupSymbol<func::FuncOp>(entryName);
+  FunctionType local = perRankEntry.getFunctionType();
+  for (Type type : global.getResults())
+    if (!cast<RankedTensorType>(type).isDynamicDim(0))
+      return errorOf("--ep-ranks needs results whose leading dimension is "
+                     "the token count (dynamic)");
+  auto split = perRankArguments(global, perRankEntry, *placement, arguments);
+  if (!split)
+    return split.takeError();
+  // The LLVM lowering has no use for the marks, and warns about them.
+  for (unsigned index = 0; index < perRankEntry.getNumArguments(); ++index)
+    perRankEntry.removeArgAttr(index, kLocalExpertsAttrName);
+  auto engine = compileForCpu(*perRankModule, entryName);
+  if (!engine)
+    return engine.takeError();
+
+  int64_t ranks = placement->getRanks();
+  std::vector<std::unique_ptr<PackedCall>> calls;
+  for (int64_t rank = 0; rank < ranks; ++rank)
+    calls.push_back(std::make_unique<PackedCall>(**engine, entryName, local,
+                                                 (*split)[rank]));
+  std::vector<llvm::Error> errors;
+  std::vector<std::vector<NpyArray>> results(ranks);
+  std::mutex errorsMutex;
+  runtimeErrors = RuntimeErrors();
+  runEmulatedGroup(
+      ranks, moe_report_runtime_error, [&](int64_t rank) {
+        llvm::Error error = calls[rank]->invoke();
+        if (!error) {
+          auto read = calls[rank]->readResults();
+          if (read)
+            results[rank] = std::move(*read);
+          else
+            error = read.takeError();
+        }
+        calls[rank]->freeResults();
+        std::lock_guard<std::mutex> lock(errorsMutex);
+        if (error)
+          errors.push_back(std::move(error));
+      });
+  for (llvm::Error &error : errors)
+    return std::move(error);
+  if (runtimeErrors.count)
+    return errorOf(describeRuntimeError(runtimeErrors));
+  std::vector<NpyArray> whole;
+  for (size_t index = 0; index < global.getNumResults(); ++index) {
+    SmallVector<NpyArray> parts;
+    for (int64_t rank = 0; rank < ranks; ++rank)
+      parts.push_back(std::move(results[rank][index]));
+    whole.push_back(concatRows(parts));
+  }
+  return whole;
+}
+
+//===----------------------------------------------------------------------===//
 // Driver
 //===----------------------------------------------------------------------===//
+
+/// The entry's arguments: random (--random) or read from the --input
+/// files, checked against `functionType` (every dynamic leading dimension,
+/// the token count, the same), and saved under --save-inputs.
+static llvm::Expected<std::vector<NpyArray>>
+loadArguments(FunctionType functionType) {
+  unsigned numArgs = functionType.getNumInputs();
+  std::vector<NpyArray> arguments;
+  if (randomInputs) {
+    if (llvm::Error error = randomArguments(functionType, arguments))
+      return std::move(error);
+  } else {
+    if (inputFiles.size() != numArgs)
+      return errorOf("'" + entryName + "' takes " + llvm::Twine(numArgs) +
+                     " arguments, but " + llvm::Twine(inputFiles.size()) +
+                     " --input files were given");
+    for (const std::string &path : inputFiles) {
+      llvm::Expected<NpyArray> array = readNpy(path);
+      if (!array)
+        return array.takeError();
+      arguments.push_back(std::move(*array));
+    }
+  }
+  std::optional<int64_t> tokenDim;
+  for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
+    auto tensorType = cast<RankedTensorType>(type);
+    StringRef origin =
+        randomInputs ? StringRef("--random") : StringRef(inputFiles[index]);
+    if (llvm::Error error =
+            checkArgument(arguments[index], tensorType, index, origin))
+      return std::move(error);
+    // Every dynamic leading dimension is the token count M (or M * k for
+    // expert-ordered rows, which always travel together); they must agree,
+    // since the lowered code trusts them.
+    if (tensorType.getRank() > 0 && tensorType.isDynamicDim(0)) {
+      int64_t size = arguments[index].shape[0];
+      if (tokenDim && *tokenDim != size)
+        return errorOf("argument #" + llvm::Twine(index) + " has " +
+                       llvm::Twine(size) +
+                       " rows but an earlier dynamic argument has " +
+                       llvm::Twine(*tokenDim));
+      tokenDim = size;
+    }
+  }
+  if (!saveInputsDir.empty()) {
+    llvm::sys::fs::create_directories(saveInputsDir);
+    for (auto [index, array] : llvm::enumerate(arguments)) {
+      llvm::SmallString<128> path(saveInputsDir);
+      llvm::sys::path::append(path, "arg" + llvm::Twine(index) + ".npy");
+      if (llvm::Error error = writeNpy(path, array))
+        return std::move(error);
+    }
+  }
+  return arguments;
+}
 
 int main(int argc, char **argv) {
   llvm::InitLLVM initLLVM(argc, argv);
@@ -696,6 +1151,10 @@ int main(int argc, char **argv) {
                 "'; this build runs programs on the cpu only");
   if (repeatCount < 1)
     return fail("--repeat must be at least 1");
+  if (expertParallelRanks < 0 ||
+      (expertParallelRanks > 0 && (repeatCount > 1 || fuse)))
+    return fail("--ep-ranks must be positive, and runs without --repeat and "
+                "--fuse (the per-rank program is already fused)");
   if (randomInputs == !inputFiles.empty())
     return fail("give either --random or one --input per argument");
 
@@ -740,186 +1199,24 @@ int main(int argc, char **argv) {
              1;
   }
 
-  // Arguments.
-  unsigned numArgs = functionType.getNumInputs();
-  std::vector<NpyArray> arguments;
-  if (randomInputs) {
-    if (llvm::Error error = randomArguments(functionType, arguments))
-      return fail(llvm::toString(std::move(error)));
-  } else {
-    if (inputFiles.size() != numArgs)
-      return fail("'" + entryName + "' takes " + llvm::Twine(numArgs) +
-                  " arguments, but " + llvm::Twine(inputFiles.size()) +
-                  " --input files were given");
-    for (const std::string &path : inputFiles) {
-      llvm::Expected<NpyArray> array = readNpy(path);
-      if (!array)
-        return fail(llvm::toString(array.takeError()));
-      arguments.push_back(std::move(*array));
-    }
-  }
-  std::optional<int64_t> tokenDim;
-  for (auto [index, type] : llvm::enumerate(functionType.getInputs())) {
-    auto tensorType = cast<RankedTensorType>(type);
-    StringRef origin =
-        randomInputs ? StringRef("--random") : StringRef(inputFiles[index]);
-    if (llvm::Error error =
-            checkArgument(arguments[index], tensorType, index, origin))
-      return fail(llvm::toString(std::move(error)));
-    // Every dynamic leading dimension is the token count M (or M * k for
-    // expert-ordered rows, which always travel together); they must agree,
-    // since the lowered code trusts them.
-    if (tensorType.getRank() > 0 && tensorType.isDynamicDim(0)) {
-      int64_t size = arguments[index].shape[0];
-      if (tokenDim && *tokenDim != size)
-        return fail("argument #" + llvm::Twine(index) + " has " +
-                    llvm::Twine(size) +
-                    " rows but an earlier dynamic argument has " +
-                    llvm::Twine(*tokenDim));
-      tokenDim = size;
-    }
-  }
-  if (!saveInputsDir.empty()) {
-    llvm::sys::fs::create_directories(saveInputsDir);
-    for (auto [index, array] : llvm::enumerate(arguments)) {
-      llvm::SmallString<128> path(saveInputsDir);
-      llvm::sys::path::append(path, "arg" + llvm::Twine(index) + ".npy");
-      if (llvm::Error error = writeNpy(path, array))
-        return fail(llvm::toString(std::move(error)));
-    }
-  }
+  llvm::Expected<std::vector<NpyArray>> loaded = loadArguments(functionType);
+  if (!loaded)
+    return fail(llvm::toString(loaded.takeError()));
+  std::vector<NpyArray> arguments = std::move(*loaded);
   if (!outputFiles.empty() &&
       outputFiles.size() != functionType.getNumResults())
     return fail("'" + entryName + "' has " +
                 llvm::Twine(functionType.getNumResults()) + " results, but " +
                 llvm::Twine(outputFiles.size()) + " --output files were given");
 
-  // Compile.
-  OwningOpRef<ModuleOp> lowered = module->clone();
-  lowered->lookupSymbol<func::FuncOp>(entryName)->setAttr(
-      LLVM::LLVMDialect::getEmitCWrapperAttrName(), UnitAttr::get(&context));
-  PassManager pm(&context);
-  CpuPipelineOptions pipelineOptions;
-  pipelineOptions.rowBlock = rowBlock;
-  pipelineOptions.fuse = fuse;
-  pipelineOptions.numTokens = std::max<int64_t>(numTokens, 1);
-  buildCpuPipeline(pm, pipelineOptions);
-  if (failed(pm.run(*lowered)))
-    return fail("lowering '" + entryName + "' for the cpu failed");
-
-  llvm::InitializeNativeTarget();
-  llvm::InitializeNativeTargetAsmPrinter();
-  // Compile for this CPU and its vector extensions, not a generic x86-64.
-  auto machineBuilder = llvm::orc::JITTargetMachineBuilder::detectHost();
-  if (!machineBuilder)
-    return fail("cannot describe the host CPU: " +
-                llvm::toString(machineBuilder.takeError()));
-  auto targetMachine = machineBuilder->createTargetMachine();
-  if (!targetMachine)
-    return fail("cannot create a target machine for the host CPU: " +
-                llvm::toString(targetMachine.takeError()));
-  // The options hold a function_ref: the transformer must outlive them
-  // (found by AddressSanitizer, stack-use-after-scope).
-  std::function<llvm::Error(llvm::Module *)> optimize =
-      makeOptimizingTransformer(/*optLevel=*/3, /*sizeLevel=*/0,
-                                targetMachine->get());
-  ExecutionEngineOptions engineOptions;
-  engineOptions.transformer = optimize;
-  auto engineOrError = ExecutionEngine::create(*lowered, engineOptions,
-                                               std::move(*targetMachine));
-  if (!engineOrError)
-    return fail("JIT compilation failed: " +
-                llvm::toString(engineOrError.takeError()));
-  std::unique_ptr<ExecutionEngine> engine = std::move(*engineOrError);
-  engine->registerSymbols([](llvm::orc::MangleAndInterner interner) {
-    llvm::orc::SymbolMap symbols;
-    auto define = [&](StringRef name, auto *function) {
-      symbols[interner(name)] = {llvm::orc::ExecutorAddr::fromPtr(function),
-                                 llvm::JITSymbolFlags::Exported};
-    };
-    define(kReportRuntimeErrorFn, &moe_report_runtime_error);
-    define(kReportAllocSizeOverflowFn, &reportAllocSizeOverflow);
-    // finalize-memref-to-llvm's generic allocation functions.
-    define("_mlir_memref_to_llvm_alloc", &checkedAlloc);
-    define("_mlir_memref_to_llvm_aligned_alloc", &checkedAlignedAlloc);
-    define("_mlir_memref_to_llvm_free", &checkedFree);
-    return symbols;
-  });
-
-  // Descriptors: the results (packed, one struct) first, then each argument.
-  llvm::SmallVector<int64_t> resultRanks;
-  size_t resultWords = 0;
-  for (Type type : functionType.getResults()) {
-    resultRanks.push_back(cast<RankedTensorType>(type).getRank());
-    resultWords += descriptorWords(resultRanks.back());
-  }
-  std::vector<int64_t> resultStorage(std::max<size_t>(resultWords, 1));
-  std::vector<std::vector<int64_t>> argumentStorage;
-  for (NpyArray &array : arguments) {
-    argumentStorage.emplace_back(descriptorWords(array.shape.size()));
-    fillDescriptor(argumentStorage.back().data(), array);
-  }
-  void *resultPointer = resultStorage.data();
-  std::vector<void *> argumentPointers;
-  for (auto &storage : argumentStorage)
-    argumentPointers.push_back(storage.data());
-  llvm::SmallVector<void *> packed;
-  if (functionType.getNumResults() > 0)
-    packed.push_back(&resultPointer);
-  for (void *&pointer : argumentPointers)
-    packed.push_back(&pointer);
-
-  std::set<const void *> argumentBases;
-  for (NpyArray &array : arguments)
-    argumentBases.insert(array.data.data());
-  // Results come from checkedAlloc (malloc); those that alias an argument
-  // are not the program's to free.
-  auto freeResults = [&]() {
-    std::set<void *> freed;
-    size_t word = 0;
-    for (int64_t rank : resultRanks) {
-      void *allocated;
-      std::memcpy(&allocated, &resultStorage[word], sizeof(void *));
-      if (allocated && !argumentBases.count(allocated) &&
-          freed.insert(allocated).second)
-        std::free(allocated);
-      word += descriptorWords(rank);
-    }
-  };
-
-  std::string cifaceName = "_mlir_ciface_" + entryName;
   std::vector<double> timesUs;
-  std::vector<NpyArray> results;
-  for (unsigned run = 0; run < repeatCount; ++run) {
-    runtimeErrors = RuntimeErrors();
-    auto start = std::chrono::steady_clock::now();
-    if (llvm::Error error = engine->invokePacked(cifaceName, packed))
-      return fail("cannot call '" + entryName +
-                  "': " + llvm::toString(std::move(error)));
-    auto stop = std::chrono::steady_clock::now();
-    timesUs.push_back(
-        std::chrono::duration<double, std::micro>(stop - start).count());
-    if (runtimeErrors.count) {
-      freeResults();
-      return fail(describeRuntimeError(runtimeErrors));
-    }
-    if (run + 1 == repeatCount) {
-      size_t word = 0;
-      for (auto [index, rank, type] :
-           llvm::enumerate(resultRanks, functionType.getResults())) {
-        llvm::Expected<NpyArray> result = readDescriptor(
-            &resultStorage[word], rank,
-            *dtypeOf(cast<RankedTensorType>(type).getElementType()), index);
-        if (!result) {
-          freeResults();
-          return fail(llvm::toString(result.takeError()));
-        }
-        results.push_back(std::move(*result));
-        word += descriptorWords(rank);
-      }
-    }
-    freeResults();
-  }
+  llvm::Expected<std::vector<NpyArray>> run =
+      expertParallelRanks > 0
+          ? runExpertParallel(*module, entry, arguments)
+          : runOnCpu(*module, functionType, arguments, timesUs);
+  if (!run)
+    return fail(llvm::toString(run.takeError()));
+  std::vector<NpyArray> results = std::move(*run);
 
   for (auto [index, array] : llvm::enumerate(results)) {
     llvm::outs() << "result #" << index << ": " << array.describe() << "\n";

@@ -22,10 +22,15 @@ def ConvertMoeToLinalg : Pass<"convert-moe-to-linalg", "ModuleOp"> {
     - `moe.permute` reports an expert id outside `[0, E)` through a call to
       `moe_report_invalid_expert(id, E)` and continues with the id clamped,
       so memory stays in bounds; the caller turns the report into an error.
+    - `moe.ep_dispatch` and `moe.ep_combine`, collectives, become calls to
+      the group's runtime hooks `moe_ep_dispatch_<type>` and
+      `moe_ep_combine` on buffers of their operands and results.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
+    "::mlir::bufferization::BufferizationDialect",
     "::mlir::func::FuncDialect",
+    "::mlir::memref::MemRefDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect",
     "::mlir::scf::SCFDialect",

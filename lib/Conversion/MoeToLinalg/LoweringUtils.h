@@ -102,6 +102,7 @@ void populateMatmulLoweringPatterns(RewritePatternSet &patterns,
                                     int64_t rowBlock);
 void populateElementwiseLoweringPatterns(RewritePatternSet &patterns);
 void populateQuantizeLoweringPatterns(RewritePatternSet &patterns);
+void populateExpertParallelLoweringPatterns(RewritePatternSet &patterns);
 
 } // namespace mlir::moe::lowering
 

@@ -12,6 +12,8 @@
 #include "moe/Dialect/Moe/IR/MoeOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
@@ -40,6 +42,7 @@ void mlir::moe::populateMoeToLinalgConversionPatterns(
   lowering::populateMatmulLoweringPatterns(patterns, rowBlock);
   lowering::populateElementwiseLoweringPatterns(patterns);
   lowering::populateQuantizeLoweringPatterns(patterns);
+  lowering::populateExpertParallelLoweringPatterns(patterns);
 }
 
 namespace {
@@ -56,7 +59,8 @@ struct ConvertMoeToLinalgPass
     MLIRContext *context = &getContext();
     ConversionTarget target(*context);
     target.addIllegalDialect<MoeDialect>();
-    target.addLegalDialect<arith::ArithDialect, func::FuncDialect,
+    target.addLegalDialect<arith::ArithDialect, bufferization::BufferizationDialect,
+                           func::FuncDialect, memref::MemRefDialect,
                            linalg::LinalgDialect, math::MathDialect,
                            scf::SCFDialect, tensor::TensorDialect>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });

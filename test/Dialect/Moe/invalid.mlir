@@ -1129,3 +1129,207 @@ func.func @expert_matmul_scales_without_quantization(%x: tensor<?x256xbf16>, %w:
       : tensor<?x256xbf16>, tensor<8x128x256xbf16> -> tensor<?x128xbf16>
   return %0 : tensor<?x128xbf16>
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// #moe.placement, moe.ep_dispatch, moe.ep_combine
+//===----------------------------------------------------------------------===//
+
+func.func @placement_no_ranks(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>) {
+  // expected-error @+2 {{expects at least one rank and one expert, got 0 ranks and 2 experts}}
+  %r, %l, %o = moe.ep_dispatch allgather %x, %ids
+      {placement = #moe.placement<ranks = 0, experts = 2, slots = []>}
+      : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @placement_rank_count(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>) {
+  // expected-error @+2 {{expects the slots of 2 ranks, got 1}}
+  %r, %l, %o = moe.ep_dispatch allgather %x, %ids
+      {placement = #moe.placement<ranks = 2, experts = 2, slots = [[0, 1]]>}
+      : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @placement_empty_rank(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>) {
+  // expected-error @+2 {{expects at least one slot per rank, rank 0 has none}}
+  %r, %l, %o = moe.ep_dispatch allgather %x, %ids
+      {placement = #moe.placement<ranks = 2, experts = 2, slots = [[], [0, 1]]>}
+      : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @placement_uneven(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>) {
+  // expected-error @+2 {{expects 2 slots on every rank (as on rank 0), rank 1 has 1}}
+  %r, %l, %o = moe.ep_dispatch allgather %x, %ids
+      {placement = #moe.placement<ranks = 2, experts = 3, slots = [[0, 1], [2]]>}
+      : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @placement_expert_range(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>) {
+  // expected-error @+2 {{expects experts in [0, 2), rank 1 holds 2}}
+  %r, %l, %o = moe.ep_dispatch allgather %x, %ids
+      {placement = #moe.placement<ranks = 2, experts = 2, slots = [[0], [2]]>}
+      : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @placement_twice_on_rank(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>) {
+  // expected-error @+2 {{expects an expert at most once per rank, rank 0 holds expert 0 twice}}
+  %r, %l, %o = moe.ep_dispatch allgather %x, %ids
+      {placement = #moe.placement<ranks = 2, experts = 3, slots = [[0, 0], [1, 2]]>}
+      : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @placement_unplaced(%x: tensor<?x16xf32>, %ids: tensor<?x1xi32>) {
+  // expected-error @+2 {{expects every expert on some rank, expert 2 is on none}}
+  %r, %l, %o = moe.ep_dispatch allgather %x, %ids
+      {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [1, 3]]>}
+      : tensor<?x16xf32>, tensor<?x1xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_dynamic_hidden(%x: tensor<?x?xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects dimension 1 of input to be static, got 'tensor<?x?xf32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x?xf32>, tensor<?x2xi32> -> tensor<?x?xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_dynamic_k(%x: tensor<?x16xf32>, %ids: tensor<?x?xi32>) {
+  // expected-error @+1 {{expects dimension 1 of ids to be static, got 'tensor<?x?xi32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x16xf32>, tensor<?x?xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_zero_k(%x: tensor<?x16xf32>, %ids: tensor<?x0xi32>) {
+  // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of ids), got 'tensor<?x0xi32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x16xf32>, tensor<?x0xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_ids_rows(%x: tensor<3x16xf32>, %ids: tensor<4x2xi32>) {
+  // expected-error @+1 {{expects one row of ids per input row, got 'tensor<4x2xi32>' for 'tensor<3x16xf32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<3x16xf32>, tensor<4x2xi32> -> tensor<12x16xf32>, tensor<12x1xi32>, tensor<12xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_rows_type(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects rows with the element type and hidden size of input, got 'tensor<?x16xbf16>' for 'tensor<?x16xf32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xbf16>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_local_ids(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects local_ids of shape [?, 1] (one local slot per row), got 'tensor<?x2xi32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?x2xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_bound(%x: tensor<3x16xf32>, %ids: tensor<3x2xi32>) {
+  // expected-error @+1 {{expects rows and origin sized for the worst case, R * M * k = 2 * 3 * 2 = 12 rows, got 'tensor<6x16xf32>' and 'tensor<6xi32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<3x16xf32>, tensor<3x2xi32> -> tensor<6x16xf32>, tensor<6x1xi32>, tensor<6xi32>
+  return
+}
+
+// -----
+
+func.func @combine_dynamic_width(%y: tensor<?x?xf32>, %o: tensor<?xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects dimension 1 of rows to be static, got 'tensor<?x?xf32>'}}
+  %0 = moe.ep_combine allgather %y, %o, %w {ranks = 2 : i64}
+      : tensor<?x?xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_dynamic_k(%y: tensor<?x16xf32>, %o: tensor<?xi32>, %w: tensor<?x?xf32>) {
+  // expected-error @+1 {{expects dimension 1 of weights to be static, got 'tensor<?x?xf32>'}}
+  %0 = moe.ep_combine allgather %y, %o, %w {ranks = 2 : i64}
+      : tensor<?x16xf32>, tensor<?xi32>, tensor<?x?xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_zero_k(%y: tensor<?x16xf32>, %o: tensor<?xi32>, %w: tensor<?x0xf32>) {
+  // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of weights), got 'tensor<?x0xf32>'}}
+  %0 = moe.ep_combine allgather %y, %o, %w {ranks = 2 : i64}
+      : tensor<?x16xf32>, tensor<?xi32>, tensor<?x0xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_result(%y: tensor<?x16xf32>, %o: tensor<?xi32>, %w: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects result of shape [?, 16] (the weights' tokens, the rows' width), got 'tensor<?x8xf32>'}}
+  %0 = moe.ep_combine allgather %y, %o, %w {ranks = 2 : i64}
+      : tensor<?x16xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @combine_bound(%y: tensor<8x16xf32>, %o: tensor<8xi32>, %w: tensor<3x2xf32>) {
+  // expected-error @+1 {{expects rows and origin sized for the worst case, R * M * k = 2 * 3 * 2 = 12 rows, got 'tensor<8x16xf32>' and 'tensor<8xi32>'}}
+  %0 = moe.ep_combine allgather %y, %o, %w {ranks = 2 : i64}
+      : tensor<8x16xf32>, tensor<8xi32>, tensor<3x2xf32> -> tensor<3x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_realization(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>) {
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  // expected-error @+1 {{expects the realization and ranks of its dispatch, 'all_to_all' on 2 ranks, got 'allgather' on 2}}
+  %0 = moe.ep_combine allgather %r, %o, %w {ranks = 2 : i64}
+      : tensor<?x16xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x16xf32>
+  return
+}
+
+// -----
+
+func.func @combine_dispatch_k(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>, %w: tensor<?x1xf32>) {
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  // expected-error @+1 {{expects weights with the dispatch's k = 2 experts per token, got 'tensor<?x1xf32>'}}
+  %0 = moe.ep_combine all_to_all %r, %o, %w {ranks = 2 : i64}
+      : tensor<?x16xf32>, tensor<?xi32>, tensor<?x1xf32> -> tensor<?x16xf32>
+  return
+}

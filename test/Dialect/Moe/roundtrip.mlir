@@ -252,3 +252,25 @@ func.func @quantized_expert_matmul(%codes: tensor<?x256xf8E4M3FN>, %w: tensor<8x
       : tensor<?x256xbf16>, tensor<8x128x128xui8> -> tensor<?x128xf32>
   return %0, %1 : tensor<?x128xbf16>, tensor<?x128xf32>
 }
+
+// -----
+
+// CHECK-LABEL: func @ep_exchange
+// CHECK: %[[ROWS:.*]], %[[LOCAL:.*]], %[[ORIGIN:.*]] = moe.ep_dispatch all_to_all %{{.*}}, %{{.*}} {placement = #moe.placement<ranks = 2, experts = 8, slots = {{\[\[}}0, 1, 2, 3, 4], [5, 6, 7, 0, 3]]>} : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?xi32>
+// CHECK: moe.ep_combine all_to_all %{{.*}}, %[[ORIGIN]], %{{.*}} {ranks = 2 : i64, routed_scaling_factor = 2.500000e+00 : f32} : tensor<?x64xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
+// CHECK: moe.ep_dispatch allgather %{{.*}}, %{{.*}} {placement = #moe.placement<ranks = 4, experts = 4, slots = {{\[\[}}0], [1], [2], [3]]>} : tensor<3x16xf32>, tensor<3x1xi32> -> tensor<12x16xf32>, tensor<12x1xi32>, tensor<12xi32>
+// CHECK: moe.ep_combine allgather %{{.*}}, %{{.*}}, %{{.*}} {ranks = 4 : i64} : tensor<12x16xf32>, tensor<12xi32>, tensor<3x1xf32> -> tensor<3x16xf32>
+func.func @ep_exchange(%x: tensor<?x64xbf16>, %ids: tensor<?x2xi32>, %w: tensor<?x2xf32>, %y: tensor<?x64xf32>,
+                       %xs: tensor<3x16xf32>, %idss: tensor<3x1xi32>, %ws: tensor<3x1xf32>) -> (tensor<?x64xbf16>, tensor<3x16xf32>) {
+  %rows, %local, %origin = moe.ep_dispatch all_to_all %x, %ids
+      {placement = #moe.placement<ranks = 2, experts = 8, slots = [[0, 1, 2, 3, 4], [5, 6, 7, 0, 3]]>}
+      : tensor<?x64xbf16>, tensor<?x2xi32> -> tensor<?x64xbf16>, tensor<?x1xi32>, tensor<?xi32>
+  %out = moe.ep_combine all_to_all %y, %origin, %w {ranks = 2 : i64, routed_scaling_factor = 2.5 : f32}
+      : tensor<?x64xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x64xbf16>
+  %rs, %ls, %os = moe.ep_dispatch allgather %xs, %idss
+      {placement = #moe.placement<ranks = 4, experts = 4, slots = [[0], [1], [2], [3]]>}
+      : tensor<3x16xf32>, tensor<3x1xi32> -> tensor<12x16xf32>, tensor<12x1xi32>, tensor<12xi32>
+  %outs = moe.ep_combine allgather %rs, %os, %ws {ranks = 4 : i64}
+      : tensor<12x16xf32>, tensor<12xi32>, tensor<3x1xf32> -> tensor<3x16xf32>
+  return %out, %outs : tensor<?x64xbf16>, tensor<3x16xf32>
+}

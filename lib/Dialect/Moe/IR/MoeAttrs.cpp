@@ -3,6 +3,7 @@
 #include "moe/Dialect/Moe/IR/MoeAttrs.h"
 #include "moe/Dialect/Moe/IR/MoeDialect.h"
 
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
@@ -58,4 +59,108 @@ QuantizationAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                           "formats, not '"
                        << stringifyQuantFormat(format) << "'";
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// PlacementAttr
+//===----------------------------------------------------------------------===//
+
+/// `<ranks = R, experts = E, slots = [[e, ...], ...]>`.
+Attribute PlacementAttr::parse(AsmParser &parser, Type) {
+  int64_t ranks = 0, experts = 0;
+  SmallVector<DenseI64ArrayAttr> slots;
+  auto parseRank = [&]() -> ParseResult {
+    SmallVector<int64_t> rankSlots;
+    if (parser.parseCommaSeparatedList(
+            AsmParser::Delimiter::Square,
+            [&]() { return parser.parseInteger(rankSlots.emplace_back()); }))
+      return failure();
+    slots.push_back(DenseI64ArrayAttr::get(parser.getContext(), rankSlots));
+    return success();
+  };
+  if (parser.parseLess() || parser.parseKeyword("ranks") ||
+      parser.parseEqual() || parser.parseInteger(ranks) ||
+      parser.parseComma() || parser.parseKeyword("experts") ||
+      parser.parseEqual() || parser.parseInteger(experts) ||
+      parser.parseComma() || parser.parseKeyword("slots") ||
+      parser.parseEqual() ||
+      parser.parseCommaSeparatedList(AsmParser::Delimiter::Square,
+                                     parseRank) ||
+      parser.parseGreater())
+    return {};
+  return getChecked([&] { return parser.emitError(parser.getNameLoc()); },
+                    parser.getContext(), ranks, experts,
+                    ArrayRef<DenseI64ArrayAttr>(slots));
+}
+
+void PlacementAttr::print(AsmPrinter &printer) const {
+  printer << "<ranks = " << getRanks() << ", experts = " << getExperts()
+          << ", slots = [";
+  llvm::interleaveComma(getSlots(), printer, [&](DenseI64ArrayAttr rank) {
+    printer << "[";
+    llvm::interleaveComma(rank.asArrayRef(), printer);
+    printer << "]";
+  });
+  printer << "]>";
+}
+
+LogicalResult
+PlacementAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                      int64_t ranks, int64_t experts,
+                      ArrayRef<DenseI64ArrayAttr> slots) {
+  if (ranks < 1 || experts < 1)
+    return emitError() << "expects at least one rank and one expert, got "
+                       << ranks << " ranks and " << experts << " experts";
+  if (static_cast<int64_t>(slots.size()) != ranks)
+    return emitError() << "expects the slots of " << ranks
+                       << " ranks, got " << slots.size();
+  int64_t perRank = slots.front().size();
+  if (perRank < 1)
+    return emitError() << "expects at least one slot per rank, rank 0 has none";
+  SmallVector<bool> placed(experts, false);
+  for (auto [rank, rankSlots] : llvm::enumerate(slots)) {
+    if (static_cast<int64_t>(rankSlots.size()) != perRank)
+      return emitError() << "expects " << perRank
+                         << " slots on every rank (as on rank 0), rank "
+                         << rank << " has " << rankSlots.size();
+    llvm::SmallDenseSet<int64_t> seen;
+    for (int64_t expert : rankSlots.asArrayRef()) {
+      if (expert < 0 || expert >= experts)
+        return emitError() << "expects experts in [0, " << experts
+                           << "), rank " << rank << " holds " << expert;
+      if (!seen.insert(expert).second)
+        return emitError() << "expects an expert at most once per rank, rank "
+                           << rank << " holds expert " << expert << " twice";
+      placed[expert] = true;
+    }
+  }
+  for (auto [expert, isPlaced] : llvm::enumerate(placed))
+    if (!isPlaced)
+      return emitError() << "expects every expert on some rank, expert "
+                         << expert << " is on none";
+  return success();
+}
+
+std::pair<int64_t, int64_t>
+PlacementAttr::getServingSlot(int64_t expert, int64_t source) const {
+  SmallVector<std::pair<int64_t, int64_t>> replicas;
+  for (auto [rank, rankSlots] : llvm::enumerate(getSlots()))
+    for (auto [slot, held] : llvm::enumerate(rankSlots.asArrayRef()))
+      if (held == expert)
+        replicas.emplace_back(rank, slot);
+  assert(!replicas.empty() && "the verifier places every expert");
+  return replicas[source % replicas.size()];
+}
+
+PlacementAttr PlacementAttr::getContiguous(MLIRContext *context, int64_t ranks,
+                                           int64_t experts) {
+  int64_t perRank = llvm::divideCeil(experts, ranks);
+  SmallVector<DenseI64ArrayAttr> slots;
+  for (int64_t rank = 0; rank < ranks; ++rank) {
+    SmallVector<int64_t> rankSlots;
+    for (int64_t slot = 0; slot < perRank; ++slot)
+      rankSlots.push_back((rank * perRank + slot) % experts);
+    slots.push_back(DenseI64ArrayAttr::get(context, rankSlots));
+  }
+  return get(context, ranks, experts, ArrayRef<DenseI64ArrayAttr>(slots));
 }

@@ -782,3 +782,91 @@ LogicalResult ExpertMatmulOp::verify() {
 
 #define GET_OP_CLASSES
 #include "moe/Dialect/Moe/IR/MoeOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// EpDispatchOp / EpCombineOp
+//===----------------------------------------------------------------------===//
+
+/// Emits an error unless `rows`' leading size (S received rows) is
+/// compatible with R · M · k, and `origin` ([S]) agrees with it.
+static LogicalResult verifyReceivedRows(Operation *op, RankedTensorType rows,
+                                        RankedTensorType origin, int64_t ranks,
+                                        int64_t numTokens, int64_t k) {
+  int64_t bound = multiplyDims(ranks, multiplyDims(numTokens, k));
+  if (!areDimsCompatible(rows.getDimSize(0), bound) ||
+      !areDimsCompatible(origin.getDimSize(0), bound) ||
+      !areDimsCompatible(rows.getDimSize(0), origin.getDimSize(0)))
+    return op->emitOpError()
+           << "expects rows and origin sized for the worst case, R * M * k = "
+           << ranks << " * " << formatDim(numTokens) << " * " << k << " = "
+           << formatDim(bound) << " rows, got " << rows << " and " << origin;
+  return success();
+}
+
+LogicalResult EpDispatchOp::verify() {
+  RankedTensorType inputType = getInput().getType();
+  RankedTensorType idsType = getIds().getType();
+  RankedTensorType rowsType = getRows().getType();
+  RankedTensorType localIdsType = getLocalIds().getType();
+  PlacementAttr placement = getPlacement();
+  if (failed(verifyStaticDim(*this, inputType, 1, "input")) ||
+      failed(verifyStaticDim(*this, idsType, 1, "ids")) ||
+      failed(verifyExpertsPerToken(*this, idsType, 1, "ids")))
+    return failure();
+  if (!areDimsCompatible(idsType.getDimSize(0), inputType.getDimSize(0)))
+    return emitOpError() << "expects one row of ids per input row, got "
+                         << idsType << " for " << inputType;
+  if (rowsType.getElementType() != inputType.getElementType() ||
+      rowsType.getDimSize(1) != inputType.getDimSize(1))
+    return emitOpError() << "expects rows with the element type and hidden "
+                            "size of input, got "
+                         << rowsType << " for " << inputType;
+  if (localIdsType.getDimSize(1) != 1 ||
+      !areDimsCompatible(localIdsType.getDimSize(0), rowsType.getDimSize(0)))
+    return emitOpError() << "expects local_ids of shape ["
+                         << formatDim(rowsType.getDimSize(0))
+                         << ", 1] (one local slot per row), got "
+                         << localIdsType;
+  int64_t numTokens = inputType.isDynamicDim(0) ? idsType.getDimSize(0)
+                                                : inputType.getDimSize(0);
+  return verifyReceivedRows(*this, rowsType, getOrigin().getType(),
+                            placement.getRanks(), numTokens,
+                            idsType.getDimSize(1));
+}
+
+LogicalResult EpCombineOp::verify() {
+  RankedTensorType rowsType = getRows().getType();
+  RankedTensorType weightsType = getWeights().getType();
+  RankedTensorType resultType = getResult().getType();
+  if (failed(verifyStaticDim(*this, rowsType, 1, "rows")) ||
+      failed(verifyStaticDim(*this, weightsType, 1, "weights")) ||
+      failed(verifyExpertsPerToken(*this, weightsType, 1, "weights")))
+    return failure();
+  if (resultType.getDimSize(1) != rowsType.getDimSize(1) ||
+      !areDimsCompatible(resultType.getDimSize(0), weightsType.getDimSize(0)))
+    return emitOpError() << "expects result of shape ["
+                         << formatDim(weightsType.getDimSize(0)) << ", "
+                         << rowsType.getDimSize(1) << "] (the weights' tokens, "
+                         << "the rows' width), got " << resultType;
+  int64_t k = weightsType.getDimSize(1);
+  if (failed(verifyReceivedRows(*this, rowsType, getOrigin().getType(),
+                                getRanks(), weightsType.getDimSize(0), k)))
+    return failure();
+  // The return must retrace the dispatch that produced the origins.
+  if (auto dispatch = getOrigin().getDefiningOp<EpDispatchOp>()) {
+    if (dispatch.getRealization() != getRealization() ||
+        dispatch.getPlacement().getRanks() !=
+            static_cast<int64_t>(getRanks()))
+      return emitOpError()
+             << "expects the realization and ranks of its dispatch, '"
+             << stringifyEpRealization(dispatch.getRealization()) << "' on "
+             << dispatch.getPlacement().getRanks() << " ranks, got '"
+             << stringifyEpRealization(getRealization()) << "' on "
+             << getRanks();
+    if (dispatch.getIds().getType().getDimSize(1) != k)
+      return emitOpError() << "expects weights with the dispatch's k = "
+                           << dispatch.getIds().getType().getDimSize(1)
+                           << " experts per token, got " << weightsType;
+  }
+  return success();
+}

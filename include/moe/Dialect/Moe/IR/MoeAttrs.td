@@ -54,6 +54,15 @@ def Moe_ScaleLayout : I32EnumAttr<"ScaleLayout",
   let cppNamespace = "::mlir::moe";
 }
 
+def Moe_EpRealization : I32EnumAttr<"EpRealization",
+    "collectives that realize an expert-parallel exchange", [
+  I32EnumAttrCase<"AllgatherReduceScatter", 0, "allgather">,
+  I32EnumAttrCase<"AllToAll", 1, "all_to_all">
+]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::moe";
+}
+
 //===----------------------------------------------------------------------===//
 // Attributes
 //===----------------------------------------------------------------------===//
@@ -151,6 +160,47 @@ def Moe_QuantizationAttr : AttrDef<Moe_Dialect, "Quantization"> {
     int64_t getGroupSize() {
       return getFormat() == QuantFormat::Mxfp4 ? 32 : getGroup();
     }
+  }];
+}
+
+def Moe_PlacementAttr : AttrDef<Moe_Dialect, "Placement"> {
+  let mnemonic = "placement";
+  let summary = "where the experts of an expert-parallel layer live";
+  let description = [{
+    Places the `experts` experts of a layer on `ranks` ranks: rank `r` holds
+    the experts `slots[r]`, in its local slot order, so that its expert
+    weights are `[L, ...]` with `L` the slots per rank, the same on every
+    rank (a rank's program is one program). An expert may be replicated on
+    several ranks (a hot expert's load is then shared), never twice on one
+    rank, and every expert lives on at least one rank. The plan
+    `python/moe_compiler/load_balance.py` writes has this form.
+
+    When expert `e` has replicas on ranks `p_0 < p_1 < ... < p_{n-1}`, the
+    assignments of source rank `s` go to rank `p_{s mod n}`: a fixed choice
+    every rank can make without communication, which spreads the sources
+    over the replicas.
+
+    Example (8 experts on 2 ranks, expert 0 replicated):
+    `#moe.placement<ranks = 2, experts = 8, slots = [[0, 1, 2, 3, 4],
+    [5, 6, 7, 0, 3]]>`.
+  }];
+  let parameters = (ins "int64_t":$ranks, "int64_t":$experts,
+                        ArrayRefParameter<"::mlir::DenseI64ArrayAttr",
+                                          "experts of each rank">:$slots);
+  let hasCustomAssemblyFormat = 1;
+  let genVerifyDecl = 1;
+  let extraClassDeclaration = [{
+    /// Local expert slots per rank, L.
+    int64_t getSlotsPerRank() const { return getSlots().front().size(); }
+    /// The (rank, local slot) that serves the assignments of rank `source`
+    /// to expert `expert` (see the description).
+    std::pair<int64_t, int64_t> getServingSlot(int64_t expert,
+                                               int64_t source) const;
+    /// The placement of `experts` experts on `ranks` ranks in contiguous
+    /// runs: slot j of rank r holds expert (r·L + j) mod E with
+    /// L = ceil(E / R), so spare slots replicate the first experts.
+    static PlacementAttr getContiguous(::mlir::MLIRContext *context,
+                                       int64_t ranks, int64_t experts);
   }];
 }
 

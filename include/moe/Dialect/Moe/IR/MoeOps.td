@@ -30,6 +30,7 @@ def Moe_I32Tensor2D : TensorRankOf<[I32], [2]>;
 
 def Moe_ScoringFuncProp : EnumProp<Moe_ScoringFunc>;
 def Moe_ActivationKindProp : EnumProp<Moe_ActivationKind>;
+def Moe_EpRealizationProp : EnumProp<Moe_EpRealization>;
 
 def Moe_FloatPositive : AttrConstraint<
     CPred<"::llvm::cast<::mlir::FloatAttr>($_self).getValue().isNegative() == false && !::llvm::cast<::mlir::FloatAttr>($_self).getValue().isZero() && !::llvm::cast<::mlir::FloatAttr>($_self).getValue().isNaN()">,
@@ -669,6 +670,110 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
       int64_t n = getWeights().getType().getDimSize(1);
       return getActivation() ? n / 2 : n;
     }
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Expert parallelism
+//
+// Each rank of a group of R ranks runs the same program; these ops are
+// collectives over the group (every rank executes them, in the same order,
+// with the same attributes and the same token count M). Their results on
+// the calling rank `r` are stated in terms of the operands of every rank
+// `s` (written `input_s`, `ids_s`, ...).
+//===----------------------------------------------------------------------===//
+
+def Moe_EpDispatchOp : Moe_Op<"ep_dispatch"> {
+  let summary = "send each assignment's token row to the rank of its expert";
+  let description = [{
+    Every rank `s` holds token rows `input_s[M, H]` and global expert
+    `ids_s[M, k]` (k ≥ 1). Assignment `a = token·k + j` of rank `s` is
+    served by the (rank, local slot) that `placement` gives for expert
+    `ids_s[a / k, a % k]` and source `s`; an id of `-1` is dropped (never
+    sent), any other id outside `[0, E)` is a runtime error.
+
+    On rank `r`, with `S = R·M·k` rows (the worst case: every assignment of
+    every rank lands here), the results list the assignments that rank `r`
+    serves, ordered by source rank and then by assignment index, packed at
+    the front; the rows after them are padding:
+
+    - `rows[S, H]`: `rows[q] = input_s[a / k]` (padding rows are 0);
+    - `local_ids[S, 1]` (i32): the local slot in `[0, L)` serving the row,
+      `-1` for padding, so the expert block over the `L` local experts
+      (`moe.align`, `moe.expert_matmul`) skips the padding;
+    - `origin[S]` (i32): `s·M·k + a`, which `moe.ep_combine` uses to return
+      the row's result; `-1` for padding.
+
+    The result does not depend on `realization`, which names the
+    collectives of an implementation:
+
+    - `allgather`: every rank gathers all ranks' ids and rows and keeps
+      its own; the return is a reduce-scatter of weighted partial sums;
+    - `all_to_all`: every rank counts and packs its rows per destination,
+      the counts are exchanged, then the rows (an all-to-all); the return
+      is the reverse all-to-all.
+
+    Example (rank r of 2, 8 experts):
+    ```mlir
+    %rows, %local_ids, %origin = moe.ep_dispatch all_to_all %x, %ids
+        {placement = #moe.placement<ranks = 2, experts = 8,
+                                    slots = [[0, 1, 2, 3], [4, 5, 6, 7]]>}
+        : tensor<?x4096xbf16>, tensor<?x2xi32>
+        -> tensor<?x4096xbf16>, tensor<?x1xi32>, tensor<?xi32>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$input,
+                       Moe_I32Tensor2D:$ids,
+                       Moe_EpRealizationProp:$realization,
+                       Moe_PlacementAttr:$placement);
+  let results = (outs Moe_ActivationTensor2D:$rows,
+                      Moe_I32Tensor2D:$local_ids,
+                      Moe_I32Tensor1D:$origin);
+  let assemblyFormat = [{
+    $realization $input `,` $ids attr-dict `:` type($input) `,` type($ids)
+    `->` type($rows) `,` type($local_ids) `,` type($origin)
+  }];
+  let hasVerifier = 1;
+}
+
+def Moe_EpCombineOp : Moe_Op<"ep_combine"> {
+  let summary = "return the expert outputs and sum them on the source rank";
+  let description = [{
+    The return of `moe.ep_dispatch`. Every rank `r` holds the expert outputs
+    `rows_r[S, H]` of the rows it received (`S = R·M·k`, in the order of
+    dispatch) and their `origin_r[S]`; rank `s` holds the routing
+    `weights_s[M, k]` (f32) of its tokens. On rank `s`:
+
+    `result[m, h] = scale · sum_j weights_s[m, j] · y[m·k + j, h]`,
+
+    computed in f32 and converted to the result type, where `y[a]` is the
+    row `rows_r[q]` of the one rank `r` with `origin_r[q] = s·M·k + a`, and
+    0 for an assignment no rank served (a dropped id `-1`); `scale` is the
+    optional `routed_scaling_factor`. Rows with origin `-1` are padding and
+    ignored. An origin outside `[-1, R·M·k)` is a runtime error.
+
+    `realization` and `ranks` must be those of the dispatch. The order of
+    the sum over j may differ between realizations (`allgather` sums
+    weighted partials across ranks), within f32 rounding.
+
+    Example:
+    ```mlir
+    %out = moe.ep_combine all_to_all %y, %origin, %weights {ranks = 2 : i64}
+        : tensor<?x4096xf32>, tensor<?xi32>, tensor<?x2xf32>
+        -> tensor<?x4096xbf16>
+    ```
+  }];
+  let arguments = (ins Moe_ActivationTensor2D:$rows,
+                       Moe_I32Tensor1D:$origin,
+                       Moe_F32Tensor2D:$weights,
+                       Moe_EpRealizationProp:$realization,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$ranks,
+                       OptionalAttr<Moe_PositiveF32Attr>:$routed_scaling_factor);
+  let results = (outs Moe_ActivationTensor2D:$result);
+  let assemblyFormat = [{
+    $realization $rows `,` $origin `,` $weights attr-dict `:` type($rows) `,`
+    type($origin) `,` type($weights) `->` type($result)
   }];
   let hasVerifier = 1;
 }

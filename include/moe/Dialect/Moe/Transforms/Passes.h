@@ -12,6 +12,12 @@ namespace mlir::moe {
 #define GEN_PASS_DECL
 #include "moe/Dialect/Moe/Transforms/Passes.h.inc"
 
+/// The unit attribute moe-expert-parallel puts on each argument that holds
+/// the rank's local experts (`[L, ...]`, in the placement's slot order), so
+/// that a caller knows which arguments to slice.
+inline constexpr llvm::StringLiteral kLocalExpertsAttrName =
+    "moe.local_experts";
+
 /// Adds the patterns of moe-fuse-routing.
 void populateFuseRoutingPatterns(RewritePatternSet &patterns);
 

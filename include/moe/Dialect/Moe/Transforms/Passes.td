@@ -131,4 +131,57 @@ def MoeAlign : Pass<"moe-align"> {
   ];
 }
 
+def MoeExpertParallel : Pass<"moe-expert-parallel", "::mlir::func::FuncOp"> {
+  let summary = "Turn a layer into the program one rank of an "
+                "expert-parallel group runs";
+  let description = [{
+    Rewrites a layer function into the program every rank of a group of
+    `ranks` ranks runs, with the experts spread over the ranks by a
+    placement (`#moe.placement`):
+
+    ```
+    route -> ep_dispatch -> align (local ids) -> expert_matmul (local
+    experts) ... -> ep_combine
+    ```
+
+    The expert block is first fused (the `moe-fuse-experts` patterns), so
+    that it is a `moe.sort` and a chain of `moe.expert_matmul` ops that
+    gathers the token rows in its first op and combines in its last. The
+    pattern then sends each assignment to the rank serving its expert
+    (`moe.ep_dispatch`), schedules the received rows over the rank's local
+    experts (`moe.align`, which skips the padding rows), runs the chain on
+    them with one expert per row, writes each row's result in its received
+    position (`unpermute`, f32), and returns the rows for the weighted sum on
+    their source rank (`moe.ep_combine`, which takes over the
+    `routed_scaling_factor`).
+
+    The per-rank program takes its local expert weights as arguments: every
+    function argument indexed by expert (weights, their scales and zeros,
+    expert biases), `[E, ...]`, becomes `[L, ...]`, the L experts of the
+    rank's slots in slot order, marked `{moe.local_experts}`; the engine (or `moe-run --ep-ranks`) passes
+    each rank its slice. Everything else (the router, the shared routing)
+    runs on every rank unchanged.
+
+    `placement` is `contiguous` (slot j of rank r holds expert
+    `(r·L + j) mod E`, `L = ceil(E / R)`) or the path of a plan
+    `{"ranks": R, "slots": [[expert, ...] per rank]}` as written by
+    `python/moe_compiler/load_balance.py`. Layers with w8a8 activations
+    (scales that would travel with the rows) are rejected, as are expert
+    arguments with other uses.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect",
+                           "::mlir::tensor::TensorDialect"];
+  let options = [
+    Option<"ranks", "ranks", "int64_t", /*default=*/"1",
+           "Number of ranks of the expert-parallel group">,
+    Option<"realization", "realization", "std::string",
+           /*default=*/"\"allgather\"",
+           "Collectives of the exchange: allgather (allgather + "
+           "reduce-scatter) or all_to_all (all-to-all with exchanged counts)">,
+    Option<"placement", "placement", "std::string",
+           /*default=*/"\"contiguous\"",
+           "contiguous, or the path of a placement plan (JSON)">
+  ];
+}
+
 #endif // MOE_DIALECT_MOE_TRANSFORMS_PASSES
