@@ -52,6 +52,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <mutex>
 #include <numeric>
@@ -224,6 +225,22 @@ static std::string describeRuntimeError(const RuntimeErrors &errors) {
   llvm::errs() << "moe-run: error: the compiled layer could not allocate "
                << what << "\n";
   std::exit(1);
+}
+
+/// compiler-rt's float -> bf16 conversion (round to nearest even, NaNs
+/// kept quiet), which LLVM calls on CPUs without a bf16 conversion
+/// instruction (no AVX512-BF16) and which GCC 12's libgcc lacks. The x86-64
+/// ABI returns a __bf16 in the low 16 bits of xmm0, as here of a float.
+static float truncateFloatToBf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof(bits));
+  uint32_t rounded = (bits & 0x7fffffffu) > 0x7f800000u
+                         ? (bits >> 16) | 0x40u
+                         : (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16;
+  uint32_t low = rounded & 0xffffu;
+  float result;
+  std::memcpy(&result, &low, sizeof(result));
+  return result;
 }
 
 /// `_mlir_memref_to_llvm_alloc`, which moe-cpu-pipeline's code calls for
@@ -788,6 +805,7 @@ compileForCpu(ModuleOp module, StringRef entry) {
     define("_mlir_memref_to_llvm_alloc", &checkedAlloc);
     define("_mlir_memref_to_llvm_aligned_alloc", &checkedAlignedAlloc);
     define("_mlir_memref_to_llvm_free", &checkedFree);
+    define("__truncsfbf2", &truncateFloatToBf16);
     // The collectives of expert-parallel programs (an emulated group).
     for (const EpHook &hook : getEpHooks())
       define(hook.name, hook.address);
