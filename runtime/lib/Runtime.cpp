@@ -127,11 +127,14 @@ extern "C" moe_rt_status moe_rt_get_function(moe_rt_module_t module,
   return MOE_RT_SUCCESS;
 }
 
-extern "C" moe_rt_status moe_rt_launch(CUfunction function,
-                                       const uint32_t grid[3],
-                                       const uint32_t block[3],
-                                       uint32_t dynamicSharedBytes,
-                                       CUstream stream, void **kernelParams) {
+/// cuLaunchKernel, or with `dependent` cuLaunchKernelEx with programmatic
+/// stream serialization (the kernel may start once the previous kernel on
+/// the stream has triggered its dependents; it must wait for it with
+/// griddepcontrol.wait before touching its memory).
+static moe_rt_status launch(CUfunction function, const uint32_t grid[3],
+                            const uint32_t block[3],
+                            uint32_t dynamicSharedBytes, CUstream stream,
+                            void **kernelParams, bool dependent) {
   if (!function || !grid || !block)
     return fail(MOE_RT_ERROR_INVALID_ARGUMENT, "moe_rt_launch: null");
   // A grid sized for the upper bound may have nothing to do for a given M.
@@ -146,12 +149,50 @@ extern "C" moe_rt_status moe_rt_launch(CUfunction function,
       return fail(MOE_RT_ERROR_LAUNCH,
                   "cannot raise the dynamic shared-memory limit", result);
   }
-  result = cuLaunchKernel(function, grid[0], grid[1], grid[2], block[0],
-                          block[1], block[2], dynamicSharedBytes, stream,
-                          kernelParams, nullptr);
+  if (!dependent) {
+    result = cuLaunchKernel(function, grid[0], grid[1], grid[2], block[0],
+                            block[1], block[2], dynamicSharedBytes, stream,
+                            kernelParams, nullptr);
+    if (result != CUDA_SUCCESS)
+      return fail(MOE_RT_ERROR_LAUNCH, "cuLaunchKernel failed", result);
+    return MOE_RT_SUCCESS;
+  }
+  CUlaunchAttribute attribute = {};
+  attribute.id = CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+  attribute.value.programmaticStreamSerializationAllowed = 1;
+  CUlaunchConfig config = {};
+  config.gridDimX = grid[0];
+  config.gridDimY = grid[1];
+  config.gridDimZ = grid[2];
+  config.blockDimX = block[0];
+  config.blockDimY = block[1];
+  config.blockDimZ = block[2];
+  config.sharedMemBytes = dynamicSharedBytes;
+  config.hStream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  result = cuLaunchKernelEx(&config, function, kernelParams, nullptr);
   if (result != CUDA_SUCCESS)
-    return fail(MOE_RT_ERROR_LAUNCH, "cuLaunchKernel failed", result);
+    return fail(MOE_RT_ERROR_LAUNCH, "cuLaunchKernelEx (dependent) failed",
+                result);
   return MOE_RT_SUCCESS;
+}
+
+extern "C" moe_rt_status moe_rt_launch(CUfunction function,
+                                       const uint32_t grid[3],
+                                       const uint32_t block[3],
+                                       uint32_t dynamicSharedBytes,
+                                       CUstream stream, void **kernelParams) {
+  return launch(function, grid, block, dynamicSharedBytes, stream,
+                kernelParams, /*dependent=*/false);
+}
+
+extern "C" moe_rt_status
+moe_rt_launch_dependent(CUfunction function, const uint32_t grid[3],
+                        const uint32_t block[3], uint32_t dynamicSharedBytes,
+                        CUstream stream, void **kernelParams) {
+  return launch(function, grid, block, dynamicSharedBytes, stream,
+                kernelParams, /*dependent=*/true);
 }
 
 extern "C" moe_rt_status moe_rt_download(void *host, const void *device,
@@ -451,12 +492,12 @@ extern "C" void moe_rt_launcher_zero(moe_rt_launcher *launcher,
       memref.data, static_cast<size_t>(bytes), launcher->stream);
 }
 
-extern "C" void moe_rt_launcher_launch(moe_rt_launcher *launcher,
-                                       int32_t kernel, int64_t gridX,
-                                       int64_t gridY, int64_t gridZ,
-                                       int64_t threads, int64_t sharedBytes,
-                                       const moe_rt_kernel_arg *args,
-                                       int32_t numArgs) {
+/// moe_rt_launcher_launch and moe_rt_launcher_launch_dependent.
+static void launchKernel(moe_rt_launcher *launcher, int32_t kernel,
+                         int64_t gridX, int64_t gridY, int64_t gridZ,
+                         int64_t threads, int64_t sharedBytes,
+                         const moe_rt_kernel_arg *args, int32_t numArgs,
+                         bool dependent) {
   if (!isLive(launcher))
     return;
   const int64_t grid64[3] = {gridX, gridY, gridZ};
@@ -494,9 +535,27 @@ extern "C" void moe_rt_launcher_launch(moe_rt_launcher *launcher,
     for (int64_t dim = 0; dim < memref.rank; ++dim)
       params.push_back(const_cast<int64_t *>(&memref.strides[dim]));
   }
-  launcher->status = moe_rt_launch(launcher->kernels[kernel], grid, block,
-                                   static_cast<uint32_t>(sharedBytes),
-                                   launcher->stream, params.data());
+  launcher->status = launch(launcher->kernels[kernel], grid, block,
+                            static_cast<uint32_t>(sharedBytes),
+                            launcher->stream, params.data(), dependent);
+}
+
+extern "C" void moe_rt_launcher_launch(moe_rt_launcher *launcher,
+                                       int32_t kernel, int64_t gridX,
+                                       int64_t gridY, int64_t gridZ,
+                                       int64_t threads, int64_t sharedBytes,
+                                       const moe_rt_kernel_arg *args,
+                                       int32_t numArgs) {
+  launchKernel(launcher, kernel, gridX, gridY, gridZ, threads, sharedBytes,
+               args, numArgs, /*dependent=*/false);
+}
+
+extern "C" void moe_rt_launcher_launch_dependent(
+    moe_rt_launcher *launcher, int32_t kernel, int64_t gridX, int64_t gridY,
+    int64_t gridZ, int64_t threads, int64_t sharedBytes,
+    const moe_rt_kernel_arg *args, int32_t numArgs) {
+  launchKernel(launcher, kernel, gridX, gridY, gridZ, threads, sharedBytes,
+               args, numArgs, /*dependent=*/true);
 }
 
 extern "C" void moe_rt_launcher_add_counter(moe_rt_launcher *launcher,

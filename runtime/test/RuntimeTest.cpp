@@ -110,6 +110,16 @@ int main(int argc, char **argv) {
                  MOE_RT_SUCCESS;
         }),
         "96 KiB of dynamic shared memory raises the limit and launches");
+  check(scale && doublesBuffer([&](CUdeviceptr buffer) {
+          int64_t offset = 0, size = kCount, stride = 1;
+          void *params[] = {&buffer, &buffer, &offset, &size, &stride};
+          // After a kernel on the same stream: a programmatic dependent of
+          // it ('scale' does not wait, but it is the only kernel here).
+          return moe_rt_launch_dependent(scale, grid, block, 0, stream,
+                                         params) == MOE_RT_SUCCESS;
+        }),
+        "a dependent launch (programmatic stream serialization) doubles the "
+        "buffer");
   {
     CUdeviceptr buffer = 0;
     int64_t offset = 0, size = kCount, stride = 1;

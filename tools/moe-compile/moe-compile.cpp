@@ -100,6 +100,12 @@ llvm::cl::opt<int64_t> clusterM(
                    "weight tile once, multicast to both (experimental, see "
                    "docs/gpu-warp-specialized.md)"),
     llvm::cl::init(1), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> dependentLaunch(
+    "dependent-launch",
+    llvm::cl::desc("Launch each kernel as a programmatic dependent of the "
+                   "one before it on the stream, so that its launch overlaps "
+                   "that kernel's end (moe-gpu-dependent-launch)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> alignManyBlocksAbove(
     "align-many-blocks-above",
     llvm::cl::desc("Assignment count (M·k) above which moe.align runs over "
@@ -256,6 +262,7 @@ int main(int argc, char **argv) {
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
+  options.dependentLaunch = dependentLaunch;
   options.toolkitPath = cudaPath;
   options.emitPtx = !ptxFile.empty();
   DefaultTimingManager timing;

@@ -572,7 +572,13 @@ struct LaunchLowering : public OpConversionPattern<gpu::LaunchFuncOp> {
     Value count = emitc::ConstantOp::create(
         rewriter, loc, rewriter.getI32Type(),
         rewriter.getI32IntegerAttr(operands.size()));
-    call(rewriter, loc, {}, "moe_rt_launcher_launch",
+    // A kernel that waits for the kernels before it may be launched as
+    // their programmatic dependent (moe-gpu-dependent-launch).
+    StringRef launchFunction =
+        op->hasAttr(moe_gpu::MoeGPUDialect::getDependentLaunchAttrName())
+            ? "moe_rt_launcher_launch_dependent"
+            : "moe_rt_launcher_launch";
+    call(rewriter, loc, {}, launchFunction,
          {launcher, kernel, adaptor.getGridSizeX(), adaptor.getGridSizeY(),
           adaptor.getGridSizeZ(), adaptor.getBlockSizeX(), shared, args,
           count});

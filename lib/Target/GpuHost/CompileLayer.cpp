@@ -117,6 +117,8 @@ LogicalResult outlineHost(ModuleOp program, StringRef name,
     pm.addPass(moe_gpu::createMoeGpuOutlineHost(outlineOptions));
     pm.addNestedPass<func::FuncOp>(createCanonicalizerPass());
     pm.addNestedPass<func::FuncOp>(createCSEPass());
+    if (options.dependentLaunch)
+      pm.addPass(moe_gpu::createMoeGpuDependentLaunch());
     return success();
   });
 }

@@ -40,8 +40,9 @@
 // CPP: = moe_rt_tensor_map_arg([[MAP]]);
 // CPP: = moe_rt_memref_arg([[SUMS]]);
 // CPP: moe_rt_launcher_launch([[LAUNCHER]], {{v[0-9]+}}, [[BLOCKS]], {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, [[ARGS]], {{v[0-9]+}});
+// A launch marked by moe-gpu-dependent-launch is a programmatic dependent.
 // CPP: moe_rt_kernel_arg {{v[0-9]+}}[2];
-// CPP: moe_rt_launcher_launch(
+// CPP: moe_rt_launcher_launch_dependent(
 // CPP: = moe_rt_launcher_end(
 // CPP-LABEL: extern "C" size_t moe_layer_t_workspace_bytes(int64_t
 // CPP-LABEL: extern "C" int32_t moe_layer_t_invalid_ids(void* v1, size_t v2, int64_t v3, CUstream v4, int64_t* v5) {
@@ -70,7 +71,7 @@ module attributes {gpu.container_module} {
     %sms = moe_gpu.multiprocessor_count on %stream
     %blocks = arith.minsi %m, %sms : index
     gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@zero_then_sum blocks in (%blocks, %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c0 args(%x : memref<?x128xbf16>, %map : !llvm.ptr, %sums : memref<?x128xf32>)
-    gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@finalize blocks in (%m, %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c0 args(%sums : memref<?x128xf32>, %out : memref<?x128xbf16>)
+    gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@finalize blocks in (%m, %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c0 args(%sums : memref<?x128xf32>, %out : memref<?x128xbf16>) {moe_gpu.dependent_launch}
     return
   }
   func.func @moe_layer_t_workspace_bytes(%m: index) -> index {

@@ -320,3 +320,29 @@ func.func @read_count_shape(%b: memref<2xi32>, %s: !moe_gpu.stream) -> i64 {
 
 // expected-error @+1 {{'moe_gpu.workspace_layout' must be a symbol reference on a func.func}}
 "test.op"() {moe_gpu.workspace_layout = 1 : i64} : () -> ()
+
+// -----
+
+// expected-error @+1 {{'moe_gpu.dependent_launch' must be a unit attribute}}
+"test.op"() {moe_gpu.dependent_launch = 1 : i64} : () -> ()
+
+// -----
+
+// expected-error @+1 {{'moe_gpu.dependent_launch' applies to a gpu.func kernel or a gpu.launch_func, not 'test.op'}}
+"test.op"() {moe_gpu.dependent_launch} : () -> ()
+
+// -----
+
+module attributes {gpu.container_module} {
+  gpu.module @kernels {
+    gpu.func @no_wait() kernel {
+      gpu.return
+    }
+  }
+  func.func @launch(%stream: !moe_gpu.stream) {
+    %c1 = arith.constant 1 : index
+    // expected-error @+1 {{dependent launch of @no_wait, which does not wait for the kernels before it (no 'moe_gpu.dependent_launch')}}
+    gpu.launch_func <%stream : !moe_gpu.stream> @kernels::@no_wait blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) {moe_gpu.dependent_launch}
+    return
+  }
+}

@@ -9,6 +9,29 @@
 // RUN: FileCheck %s --check-prefix=PTX < %t/block.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/block.cpp
 
+// With --dependent-launch every kernel waits for its prerequisites first
+// thing, the f32 sums are zeroed before the first kernel, and each launch is
+// a programmatic dependent of the one before it.
+// RUN: rm -rf %t.pdl && moe-compile %s -o %t.pdl --name block --num-tokens 64 --ptx %t.pdl/block.ptx --kernels %t.pdl/host.mlir --dependent-launch
+// RUN: FileCheck %s --check-prefix=PDL-HOST < %t.pdl/host.mlir
+// RUN: FileCheck %s --check-prefix=PDL-PTX < %t.pdl/block.ptx
+// RUN: FileCheck %s --check-prefix=PDL-SOURCE < %t.pdl/block.cpp
+// RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t.pdl -I %moe_src_root/runtime/include -I %cuda_include %t.pdl/block.cpp
+// PDL-HOST-LABEL: func.func @moe_layer_block(
+// PDL-HOST: %[[SUMS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[{{[0-9]+}}] {{.*}} -> memref<?x128xf32>
+// PDL-HOST-NEXT: moe_gpu.zero %[[SUMS]]
+// PDL-HOST-NOT: moe_gpu.zero %[[SUMS]]
+// PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@align {{.*}} {moe_gpu.dependent_launch}
+// PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul {{.*}} {moe_gpu.dependent_launch}
+// PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 {{.*}}%[[SUMS]] {{.*}} {moe_gpu.dependent_launch}
+// PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@combine_finalize {{.*}} {moe_gpu.dependent_launch}
+// PDL-PTX-LABEL: .entry expert_matmul(
+// PDL-PTX-NOT: ld.global
+// PDL-PTX: griddepcontrol.wait;
+// PDL-PTX-NEXT: griddepcontrol.launch_dependents;
+// PDL-SOURCE: moe_rt_launcher_launch_dependent(
+// PDL-SOURCE-NOT: moe_rt_launcher_launch(
+
 // The workspace: the aligned schedule (M·k + E·(block_m − 1) slots, one
 // block expert per 64 slots), the padded count, the invalid-id counter, the
 // GEMM1 output, the combine's f32 sums.

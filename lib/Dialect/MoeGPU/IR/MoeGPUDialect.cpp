@@ -6,6 +6,7 @@
 #include "moe/Dialect/MoeGPU/IR/MoeGPUOps.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
 using namespace mlir;
@@ -24,6 +25,31 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
     if (!isa<func::FuncOp>(op) || !isa<FlatSymbolRefAttr>(attr.getValue()))
       return op->emitError() << "'" << getWorkspaceLayoutAttrName()
                              << "' must be a symbol reference on a func.func";
+    return success();
+  }
+  if (attr.getName() == getDependentLaunchAttrName()) {
+    if (!isa<UnitAttr>(attr.getValue()))
+      return op->emitError() << "'" << getDependentLaunchAttrName()
+                             << "' must be a unit attribute";
+    // A kernel keeps the attribute once lowered to an llvm.func.
+    if (auto kernel = dyn_cast<gpu::GPUFuncOp>(op);
+        (kernel && kernel.isKernel()) || isa<LLVM::LLVMFuncOp>(op))
+      return success();
+    auto launch = dyn_cast<gpu::LaunchFuncOp>(op);
+    if (!launch)
+      return op->emitError()
+             << "'" << getDependentLaunchAttrName()
+             << "' applies to a gpu.func kernel or a gpu.launch_func, not '"
+             << op->getName() << "'";
+    // A dependent launch of a kernel that does not wait would race with
+    // the kernel before it.
+    auto callee = SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(
+        launch, launch.getKernel());
+    if (callee && !callee->hasAttr(getDependentLaunchAttrName()))
+      return op->emitError()
+             << "dependent launch of @" << callee.getName()
+             << ", which does not wait for the kernels before it (no '"
+             << getDependentLaunchAttrName() << "')";
     return success();
   }
   if (attr.getName() != getConfigAttrName())

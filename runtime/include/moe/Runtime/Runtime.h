@@ -64,6 +64,18 @@ moe_rt_status moe_rt_launch(CUfunction function, const uint32_t grid[3],
                             uint32_t dynamicSharedBytes, CUstream stream,
                             void **kernelParams);
 
+/// moe_rt_launch with programmatic stream serialization (PDL): the kernel
+/// may be scheduled once every block of the previous kernel on `stream` has
+/// executed griddepcontrol.launch_dependents (or exited), before that kernel
+/// has finished. The kernel must execute griddepcontrol.wait before it
+/// reads or writes memory the previous kernels use; the kernels moe-compile
+/// builds do so first thing (moe-gpu-dependent-launch).
+moe_rt_status moe_rt_launch_dependent(CUfunction function,
+                                      const uint32_t grid[3],
+                                      const uint32_t block[3],
+                                      uint32_t dynamicSharedBytes,
+                                      CUstream stream, void **kernelParams);
+
 /// Encodes a TMA descriptor for a row-major 2D tensor [rows, cols] of
 /// `elementBytes`-byte elements (2: bf16, 1: fp8/int8) with a box of
 /// [boxRows, boxCols] and 128-byte swizzle; boxCols * elementBytes must be
@@ -213,6 +225,14 @@ void moe_rt_launcher_launch(moe_rt_launcher *launcher, int32_t kernel,
                             int64_t gridX, int64_t gridY, int64_t gridZ,
                             int64_t threads, int64_t sharedBytes,
                             const moe_rt_kernel_arg *args, int32_t numArgs);
+
+/// moe_rt_launcher_launch through moe_rt_launch_dependent.
+void moe_rt_launcher_launch_dependent(moe_rt_launcher *launcher,
+                                      int32_t kernel, int64_t gridX,
+                                      int64_t gridY, int64_t gridZ,
+                                      int64_t threads, int64_t sharedBytes,
+                                      const moe_rt_kernel_arg *args,
+                                      int32_t numArgs);
 
 /// Adds the int32 count at `counter` (device memory) to `*total`; waits for
 /// the stream.

@@ -62,6 +62,15 @@ def MoeGPU_Dialect : Dialect {
       return ::llvm::StringLiteral("moe_gpu.workspace");
     }
 
+    /// The unit attribute of a kernel (`gpu.func`) that waits for the
+    /// kernels before it on the stream (griddepcontrol.wait) before it
+    /// touches memory, and of a `gpu.launch_func` of such a kernel, which
+    /// the host launches as a programmatic dependent of the previous kernel
+    /// (moe-gpu-dependent-launch).
+    static constexpr ::llvm::StringLiteral getDependentLaunchAttrName() {
+      return ::llvm::StringLiteral("moe_gpu.dependent_launch");
+    }
+
     /// The name of the discardable attribute that carries an op's
     /// `#moe_gpu.kernel_config`.
     static constexpr ::llvm::StringLiteral getConfigAttrName() {

@@ -142,4 +142,45 @@ def MoeGpuOutlineHost : Pass<"moe-gpu-outline-host", "ModuleOp"> {
   ];
 }
 
+def MoeGpuDependentLaunch : Pass<"moe-gpu-dependent-launch", "ModuleOp"> {
+  let summary = "Launch each kernel as a programmatic dependent of the one "
+                "before it";
+  let description = [{
+    Runs after `moe-gpu-outline-host`. Hopper can schedule a kernel's blocks
+    while the kernel before it on the stream is still running
+    (programmatic dependent launch): its launch latency and block dispatch
+    then overlap the previous kernel's last wave, which is a visible share
+    of a decode layer (five kernels of a few to a few hundred µs).
+
+    - Every kernel (`gpu.func` with `gpu.kernel`) starts with
+      `nvvm.griddepcontrol wait` (it waits until the kernels before it have
+      completed and their memory is visible; nothing precedes it, so no
+      access can race with them), then `nvvm.griddepcontrol
+      launch_dependents` (the next kernel may be scheduled once every block
+      has started; it waits in turn). It is marked
+      `moe_gpu.dependent_launch`. Launched normally, both are no-ops.
+    - Every `gpu.launch_func` of such a kernel is marked
+      `moe_gpu.dependent_launch`; the host lowering launches it with
+      programmatic stream serialization
+      (`moe_rt_launcher_launch_dependent`).
+    - A `moe_gpu.zero` of a workspace buffer moves above the launches and
+      pure ops before it in its block that do not use that buffer, so that
+      the zeroing runs before the first kernel and the kernels follow one
+      another directly (a dependent launch after a memset waits for it as
+      after any stream operation).
+
+    ```mlir
+    gpu.func @expert_matmul(...) kernel attributes {moe_gpu.dependent_launch} {
+      nvvm.griddepcontrol wait
+      nvvm.griddepcontrol launch_dependents
+      ...
+    }
+    gpu.launch_func @moe_kernels::@expert_matmul ... {moe_gpu.dependent_launch}
+    ```
+  }];
+  let dependentDialects = ["::mlir::NVVM::NVVMDialect",
+                           "::mlir::gpu::GPUDialect",
+                           "::mlir::moe_gpu::MoeGPUDialect"];
+}
+
 #endif // MOE_DIALECT_MOEGPU_TRANSFORMS_PASSES
