@@ -104,8 +104,9 @@ llvm::cl::opt<bool> dependentLaunch(
     "dependent-launch",
     llvm::cl::desc("Launch each kernel as a programmatic dependent of the "
                    "one before it on the stream, so that its launch overlaps "
-                   "that kernel's end (moe-gpu-dependent-launch)"),
-    llvm::cl::init(false), llvm::cl::cat(moeCategory));
+                   "that kernel's end (moe-gpu-dependent-launch; on by "
+                   "default, --dependent-launch=false turns it off)"),
+    llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> alignManyBlocksAbove(
     "align-many-blocks-above",
     llvm::cl::desc("Assignment count (M·k) above which moe.align runs over "

@@ -43,7 +43,7 @@ struct GpuCompileOptions {
   int64_t clusterM = 1;
   /// Launch each kernel as a programmatic dependent of the one before it
   /// (moe-gpu-dependent-launch).
-  bool dependentLaunch = false;
+  bool dependentLaunch = true;
   /// The assignment count (M·k) above which moe.align runs over many blocks.
   int64_t alignManyBlocksAbove = 4096;
   /// The CUDA toolkit with ptxas; empty: CUDA_HOME, CUDA_ROOT, CUDA_PATH,

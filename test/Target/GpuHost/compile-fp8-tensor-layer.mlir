@@ -5,7 +5,7 @@
 // quantization kernel, which reads the word; GEMM1 gathers the codes of the
 // token rows. The source compiles and the PTX has the atomic max.
 // REQUIRES: ptxas
-// RUN: rm -rf %t && moe-compile %s -o %t --name fp8_tensor --num-tokens 64 --ptx %t/fp8_tensor.ptx --kernels %t/host.mlir
+// RUN: rm -rf %t && moe-compile %s -o %t --name fp8_tensor --num-tokens 64 --ptx %t/fp8_tensor.ptx --kernels %t/host.mlir --dependent-launch=false
 // RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
 // RUN: FileCheck %s --check-prefix=SOURCE < %t/fp8_tensor.cpp
 // RUN: FileCheck %s --check-prefix=PTX < %t/fp8_tensor.ptx

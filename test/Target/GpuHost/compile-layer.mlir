@@ -1,18 +1,20 @@
 // moe-compile: the GPU pipeline, the host functions (moe-gpu-outline-host),
 // an sm_90a cubin, and the host source lowered from them through EmitC; the
-// source compiles.
+// source compiles. The first build shows outline-host's order of the host
+// ops (--dependent-launch=false); the second, the default, what
+// moe-gpu-dependent-launch changes.
 // REQUIRES: ptxas
-// RUN: rm -rf %t && moe-compile %s -o %t --name block --num-tokens 64 --ptx %t/block.ptx --kernels %t/host.mlir
+// RUN: rm -rf %t && moe-compile %s -o %t --name block --num-tokens 64 --ptx %t/block.ptx --kernels %t/host.mlir --dependent-launch=false
 // RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
 // RUN: FileCheck %s --check-prefix=HEADER < %t/block.h
 // RUN: FileCheck %s --check-prefix=SOURCE < %t/block.cpp
 // RUN: FileCheck %s --check-prefix=PTX < %t/block.ptx
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/block.cpp
 
-// With --dependent-launch every kernel waits for its prerequisites first
+// By default (--dependent-launch) every kernel waits for its prerequisites first
 // thing, the f32 sums are zeroed before the first kernel, and each launch is
 // a programmatic dependent of the one before it.
-// RUN: rm -rf %t.pdl && moe-compile %s -o %t.pdl --name block --num-tokens 64 --ptx %t.pdl/block.ptx --kernels %t.pdl/host.mlir --dependent-launch
+// RUN: rm -rf %t.pdl && moe-compile %s -o %t.pdl --name block --num-tokens 64 --ptx %t.pdl/block.ptx --kernels %t.pdl/host.mlir
 // RUN: FileCheck %s --check-prefix=PDL-HOST < %t.pdl/host.mlir
 // RUN: FileCheck %s --check-prefix=PDL-PTX < %t.pdl/block.ptx
 // RUN: FileCheck %s --check-prefix=PDL-SOURCE < %t.pdl/block.cpp
