@@ -34,7 +34,7 @@ done
 # The grouped GEMM kernels moe-emit-gpu-kernels generates from moe IR.
 for program in expert_matmul expert_matmul_silu; do
   "$build_dir/bin/moe-opt" "$repo_root/runtime/test/$program.mlir" \
-    --moe-emit-gpu-kernels -o "$out/$program.kernels.mlir"
+    --moe-gpu-configure --moe-emit-gpu-kernels -o "$out/$program.kernels.mlir"
   "$build_dir/bin/moe-opt" "$out/$program.kernels.mlir" \
     --gpu-lower-to-nvvm-pipeline="$target cubin-format=isa" \
     -o "$out/$program.isa.mlir"
