@@ -17,6 +17,8 @@ build_dir=${MOE_BUILD_DIR:-$repo_root/build}
 out=${1:-$build_dir/gpu-test-data}
 llvm_bin=/usr/lib/llvm-22/bin
 mkdir -p "$out"
+# Absolute: some steps run from runtime/test.
+out=$(cd "$out" && pwd)
 target="cubin-chip=sm_90a cubin-features=+ptx80"
 
 python3 "$repo_root/runtime/test/gen_wgmma_kmajor.py" > "$out/tma_wgmma_kmajor.mlir"
