@@ -139,7 +139,11 @@ int main(int argc, char **argv) {
     for (int n = 0; n < width; ++n) {
       float got = fromBF16(out[size_t(s) * width + n]);
       if (!real) {
-        badPadding += !std::isnan(got);
+        // The generated kernel writes a padding slot of a scheduled block,
+        // with zeros (its A row is zero-filled); the prototype leaves it.
+        // Nothing is written past the padded count.
+        bool writesZero = generated && s < numPadded;
+        badPadding += writesZero ? got != 0.0f : !std::isnan(got);
         continue;
       }
       auto dot = [&](int column) {
@@ -166,8 +170,10 @@ int main(int argc, char **argv) {
               good ? "ok" : "FAIL", gated ? " with silu_and_mul" : "", realRows,
               slots, relative);
   (good ? passed : failed)++;
-  std::printf("%s: padding slots untouched (%d written)\n",
-              badPadding ? "FAIL" : "ok", badPadding);
+  std::printf("%s: padding slots %s, slots past the padded count "
+              "untouched (%d wrong)\n",
+              badPadding ? "FAIL" : "ok", generated ? "zero" : "untouched",
+              badPadding);
   (badPadding ? failed : passed)++;
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
