@@ -132,7 +132,7 @@ bool mayTouch(Operation *op, WorkspaceBufferOp buffer) {
 /// definition, when that comes right before it) above the op before it,
 /// unless that op may use the buffer, defines what the zeroing needs, is
 /// another zeroing (which keeps the order of zeroings as written) or a
-/// constant (which the rewrite driver keeps at the top of the block).
+/// constant (constants stay first, where the canonicalizer put them).
 struct HoistZeroing : public OpRewritePattern<ZeroOp> {
   using OpRewritePattern::OpRewritePattern;
 
