@@ -27,6 +27,18 @@
 // CHECK-NEXT: gpu.launch_func <{{.*}}> @moe_kernels::@consume {{.*}} args(%[[B0]] : memref<?xf32>, %[[B1]] : memref<?xf32>) {moe_gpu.dependent_launch}
 // CHECK-NEXT: moe_gpu.zero %[[B0]]
 // CHECK-NEXT: return
+// A zeroing passes a branch whose launches do not use its buffer, and
+// stops below one whose launch does.
+// CHECK-LABEL: func.func @branches
+// CHECK: %[[B:.*]] = moe_gpu.workspace_buffer @moe_layer_t_workspace[1]
+// CHECK-NEXT: scf.if
+// CHECK-NEXT: @moe_kernels::@produce {{.*}} args(%[[B]] : memref<?xf32>) {moe_gpu.dependent_launch}
+// CHECK-NEXT: }
+// CHECK-NEXT: moe_gpu.zero %[[B]]
+// CHECK-NEXT: scf.if
+// CHECK-NEXT: @moe_kernels::@produce {{.*}} {moe_gpu.dependent_launch}
+// CHECK-NEXT: }
+// CHECK-NEXT: return
 // A zeroing never passes a launch that takes the whole workspace.
 // CHECK-LABEL: func.func @whole_workspace
 // CHECK: gpu.launch_func
@@ -59,6 +71,19 @@ module attributes {gpu.container_module} {
     moe_gpu.zero %b on %stream : memref<?xf32>
     gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@consume blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%a : memref<?xf32>, %b : memref<?xf32>)
     moe_gpu.zero %a on %stream : memref<?xf32>
+    return
+  }
+  func.func @branches(%m: index, %flag: i1, %workspace: memref<?xi8> {moe_gpu.workspace}, %stream: !moe_gpu.stream) attributes {moe_gpu.workspace_layout = @moe_layer_t_workspace} {
+    %c1 = arith.constant 1 : index
+    %a = moe_gpu.workspace_buffer @moe_layer_t_workspace[0] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?xf32>
+    %b = moe_gpu.workspace_buffer @moe_layer_t_workspace[1] in %workspace for %m sizes(%m) : memref<?xi8> -> memref<?xf32>
+    scf.if %flag {
+      gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@produce blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%b : memref<?xf32>)
+    }
+    scf.if %flag {
+      gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@produce blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%a : memref<?xf32>)
+    }
+    moe_gpu.zero %b on %stream : memref<?xf32>
     return
   }
   func.func @whole_workspace(%m: index, %workspace: memref<?xi8> {moe_gpu.workspace}, %stream: !moe_gpu.stream) attributes {moe_gpu.workspace_layout = @moe_layer_t_workspace} {
