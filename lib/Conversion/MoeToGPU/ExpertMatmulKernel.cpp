@@ -17,8 +17,16 @@
 // Weight-only codes (int4, int8 groups, mxfp4) come by cp.async instead of
 // TMA and are dequantized into the bf16 B tile before the bf16 wgmma.
 //
+// This file holds the schedules (who loads, who multiplies, the rings that
+// order them). The MoE side of a tile (gathers, weight rows, scales,
+// epilogues) is ExpertTileEmitter (ExpertMatmulTile.h), target-neutral; the
+// sm_90a mechanisms (wgmma, mbarrier waits, fences, setmaxnreg, clusters)
+// are HopperEmitter (HopperEmitter.h).
+//
 //===----------------------------------------------------------------------===//
 
+#include "ExpertMatmulTile.h"
+#include "HopperEmitter.h"
 #include "MoeGpuKernels.h"
 
 #include "moe/Conversion/Utils/ScalarMath.h"
@@ -40,6 +48,7 @@
 
 using namespace mlir;
 using namespace mlir::moe;
+using namespace mlir::moe::expert_matmul;
 
 using moe_gpu::hopper::kMaxSharedBytes;
 using moe_gpu::hopper::kSwizzleAlignment;
@@ -47,237 +56,175 @@ using moe_gpu::hopper::kWarpgroupRows;
 using moe_gpu::hopper::kWarpgroupThreads;
 
 namespace {
-/// Bytes of one row of a stage's tiles: one 128B swizzle span, so 64 bf16
-/// or 128 one-byte (e4m3, s8) elements of K per stage.
-constexpr int64_t kRowBytes = moe_gpu::hopper::kStageRowBytes;
-/// Bytes of K one wgmma consumes: k16 of bf16, k32 of e4m3 or s8.
-constexpr int64_t kWgmmaKBytes = 32;
-/// Block scales cover 128 x 128 weights and 1 x 128 activations.
-constexpr int64_t kScaleBlock = 128;
-/// cp.async moves 16 bytes per chunk: 8 rows of 8 chunks fill a 128B span.
-constexpr int64_t kChunkBytes = 16;
-/// bf16 values per 16-byte chunk of the B tile.
-constexpr int64_t kValuesPerChunk = 8;
-constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxMultistageStages;
-/// Warp-specialized: stages whose gathers stay in flight before the
-/// producer waits for the oldest.
-constexpr int64_t kProducerLag = 2;
-/// Persistent: tiles the producer's leader publishes ahead of the block.
-constexpr int64_t kTileRingDepth = 2;
-/// Spin budget of one mbarrier try_wait before it is retried.
-constexpr int64_t kWaitTicks = 10000000;
-/// Descriptor bits of a K-major, 128B-swizzled tile: stride byte offset
-/// 1024 (8 rows of 128 bytes) at bit 32, leading byte offset 1 at bit 16
-/// (unused when swizzled), swizzle mode 1 (128B) at bit 62.
-constexpr uint64_t kDescriptorBits =
-    (uint64_t(1) << 62) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 16);
+/// The wgmma accumulator fragment, as the MoE epilogue asks for it.
+class WgmmaAccumulator : public AccumulatorTarget {
+public:
+  explicit WgmmaAccumulator(int64_t columns) : layout{columns} {}
+  int64_t registerOf(int64_t group, int64_t half, int64_t pair) const final {
+    return layout.registerOf(group, half, pair);
+  }
+  Value laneColumnOffset(OpBuilder &b, Location loc, Value tid) const final {
+    // Thread t's columns are 8g + 2·(t%4) (+1).
+    Value lane = arith::RemUIOp::create(
+        b, loc, tid, arith::ConstantIndexOp::create(b, loc, 32));
+    return arith::MulIOp::create(
+        b, loc,
+        arith::RemUIOp::create(b, loc, lane,
+                               arith::ConstantIndexOp::create(b, loc, 4)),
+        arith::ConstantIndexOp::create(b, loc, 2));
+  }
+  void reduceAddPair(OpBuilder &b, Location loc, Value address, Value first,
+                     Value second) const final {
+    hopper::HopperEmitter(b, loc).reduceAddPair(address, first, second);
+  }
 
-/// What one kernel computes: the shapes and format of the op, and the
-/// decisions of its #moe_gpu.kernel_config.
-struct KernelConfig {
-  int64_t topK, outFeatures, inFeatures, numExperts;
-  bool gather, combine;
-  /// Per-expert f32 biases [E, N], added to the products in the epilogue.
-  bool bias = false;
-  std::optional<ActivationKind> activation;
-  /// The activation's gate and up weight rows alternate (gate row j is row
-  /// 2j, its up row 2j + 1) instead of forming halves.
-  bool gateUpInterleaved = false;
-  double alpha = 0, limit = 0, routedScalingFactor = 1;
-  int64_t stages, splitK;
-  /// Rows of a slot block: 64 or 128 (one or two consumer warpgroups, each
-  /// an m64 wgmma on its 64 rows against the shared B tile).
-  int64_t blockM = 64;
-  /// Columns of the wgmma (its N): 64, 128 or 256.
-  int64_t blockN = 128;
-  /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
-  QuantFormat format = QuantFormat::None;
-  ScaleLayout scales = ScaleLayout::PerTensor;
-
-  /// Group size along K and zero points of a weight-only format.
-  int64_t group = 0;
-  bool zeroPoint = false;
-  /// Blocks per cluster along the slot blocks: 1, or 2 (multistage or
-  /// warp-specialized): a pair of consecutive slot blocks of one expert
-  /// loads each weight tile once, each block half of it, multicast to both.
-  int64_t clusterM = 1;
-
-  bool isW8A8() const {
-    return format == QuantFormat::Fp8 || format == QuantFormat::Int8;
-  }
-  /// Weight-only: stored codes, dequantized to bf16 in shared memory.
-  bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
-  /// Bytes of stored weights per 64 of K: 32 for int4 and e2m1 pairs.
-  int64_t packedRowBytes() const {
-    return moe_gpu::hopper::packedRowBytes(format);
-  }
-  int64_t packedTileBytes() const {
-    return isWeightOnly() ? blockN * packedRowBytes() : 0;
-  }
-  bool hasBlockScales() const {
-    return isW8A8() && scales == ScaleLayout::Block;
-  }
-  /// fp8 sums are moved into an f32 accumulator after every stage (128 of
-  /// K): the tensor cores add e4m3 products with fewer mantissa bits than
-  /// f32 (measured on an H200: per-channel fp8 over K = 2048 in one
-  /// accumulator was 1.2e-2 off the float64 oracle, 3.5e-3 promoted).
-  bool promotesEachStage() const { return format == QuantFormat::Fp8; }
-  int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
-  /// Elements of K per stage.
-  int64_t blockK() const { return kRowBytes / elementBytes(); }
-  /// Warp-specialized: a producer warpgroup after the consumers fills the
-  /// ring; setmaxnreg moves the roles to these per-thread register counts
-  /// (0: no rebalancing).
-  bool warpSpecialized = false;
-  /// Persistent (warp-specialized): a block per SM walks the tiles, and the
-  /// ring's phases run on across them.
-  bool persistent = false;
-  /// Pingpong (persistent): each consumer warpgroup multiplies all block_m
-  /// rows of its own tiles (every other one), so that one's epilogue runs
-  /// while the other's wgmmas do.
-  bool pingpong = false;
-  int64_t producerRegisters = 0, consumerRegisters = 0;
-  /// Slot blocks a raster group walks before the next column tile; 0: all.
-  int64_t groupM = 0;
-  int64_t consumerThreads() const {
-    return blockM / kWarpgroupRows * kWarpgroupThreads;
-  }
-  /// The 64-row accumulators of one consumer warpgroup: its own 64 rows, or
-  /// with pingpong all block_m rows.
-  int64_t rowFragments() const { return pingpong ? blockM / kWarpgroupRows : 1; }
-  /// The threads that consume (and release) each stage: one warpgroup with
-  /// pingpong, else all consumers.
-  int64_t stageConsumerThreads() const {
-    return pingpong ? kWarpgroupThreads : consumerThreads();
-  }
-  int64_t threads() const {
-    return consumerThreads() + (warpSpecialized ? kWarpgroupThreads : 0);
-  }
-  /// Column tiles across the output width (the last may stick out).
-  int64_t columnTiles() const {
-    return (width() + outputTile() - 1) / outputTile();
-  }
-  int64_t tileABytes() const { return blockM * kRowBytes; }
-
-  int64_t tileBBytes() const { return blockN * kRowBytes; }
-
-  int64_t outputTile() const { return activation ? blockN / 2 : blockN; }
-  /// Columns of a product row after the epilogue.
-  int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
-  int64_t kSteps() const { return inFeatures / blockK() / splitK; }
-  /// Per stage an A tile [BM, 128 bytes] and a B tile [BN, 128 bytes]
-  /// (weight-only: and the B tile's stored codes), plus the slack for
-  /// aligning the base to the swizzle.
-  int64_t ringBytes() const {
-    return stages * (tileABytes() + tileBBytes() + packedTileBytes());
-  }
-  /// Persistent: the tile ring's i32 slots, after the stages.
-  int64_t tileSlotBytes() const { return persistent ? 4 * kTileRingDepth : 0; }
-  /// Rows of a TMA box of the weights: the B tile, or with a gated
-  /// activation or a cluster, half of it (gate and up rows; or the half
-  /// each block of the pair loads).
-  int64_t boxRows() const {
-    return activation || clusterM > 1 ? blockN / 2 : blockN;
-  }
-  /// Cluster: per stage an 8-byte mbarrier, after the tile ring's slots,
-  /// on which the other block (or, unpaired, this one) frees the stage;
-  /// warp-specialized, it is the ring's empty barrier.
-  int64_t stageFreeBarrierBytes() const { return clusterM > 1 ? 8 * stages : 0; }
-  /// Warp-specialized: the arrivals that release a stage. Every thread that
-  /// consumed it, and in a cluster also one per consumer warpgroup of the
-  /// block whose multicasts refill it (the other block, shared; this one,
-  /// unshared), so that the count is the same either way.
-  int64_t releasesPerStage() const {
-    int64_t releases = stageConsumerThreads();
-    if (clusterM > 1)
-      releases += consumerThreads() / kWarpgroupThreads;
-    return releases;
-  }
-  int64_t sharedBytes() const {
-    return ringBytes() + tileSlotBytes() + stageFreeBarrierBytes() +
-           kSwizzleAlignment;
-  }
+private:
+  hopper::WgmmaFragmentLayout layout;
 };
 
-/// Builds the body; holds the values the steps share.
+/// The dynamic shared memory and the views of its stages.
+struct SharedTiles {
+  /// The dynamic shared memory (bytes), the shift that aligns it to 1024
+  /// bytes, and, in a cluster, the same memory as a pointer.
+  Value bytes, shift, pointer;
+  MemRefType tileAType, tileBType, boxType, packedType;
+};
+
+/// The mbarrier rings of a kernel and where the current tile sits on them.
+struct Rings {
+  nvgpu::MBarrierGroupType barrierType;
+  /// Full barriers of the stages (multistage: the TMA's), and, warp-
+  /// specialized, the empty ones (in a cluster: the stage-free barriers).
+  Value full, empty;
+  /// Persistent: the tile ring (its i32 slots in shared memory, and full
+  /// and empty barriers).
+  Value tileSlots, tileFull, tileEmpty;
+  /// Pingpong: completes its phase d once tile d's K loop is done, so that
+  /// the next tile's warpgroup waits on the ring at most one round ahead.
+  Value mathOrder;
+  /// Persistent: the ring position of the current tile's first K step
+  /// (null otherwise: positions are the K steps), and the block's count of
+  /// tiles done before the current one.
+  Value stepBase, tilesDone;
+};
+
+/// This thread's place in the block.
+struct ThreadValues {
+  Value tid, warpgroup;
+  /// The offset of this warpgroup's A rows, in descriptor units.
+  Value warpgroupOffset;
+  /// The thread that issues the TMA and its expect_tx.
+  Value leader;
+  /// The thread's first fragment row in the tile, and, w8a8, per fragment
+  /// half the input row whose scale applies.
+  Value fragmentRow;
+  SmallVector<Value> scaleRows;
+  /// Null (every warpgroup multiplies), or whether this warpgroup's rows of
+  /// the current tile hold an assignment (see findOwnRows).
+  Value ownRowsHoldAssignments;
+};
+
+/// Cluster: this block's rank in its pair, whether the pair shares its
+/// weight tiles (both blocks in the schedule, of one local expert), and the
+/// rank whose stage-free barriers this block arrives on (the other block's
+/// if shared, else its own).
+struct PairValues {
+  Value rank, sharesWeights, freedRank;
+};
+
+/// What each thread copies at every stage.
+struct CopyPlan {
+  /// The A tile's 16-byte chunks: tile row, swizzled destination column,
+  /// source column, source row, elements to copy (0 zero-fills).
+  SmallVector<Value> chunkRow, dstColumn, chunkColumn, srcRow, srcElements;
+  /// Weight-only: chunks of stored codes (tile row, byte column, source row
+  /// of the [E·N, stored K] weights, bytes to copy).
+  SmallVector<Value> packedRow, packedColumn, packedSourceRow, packedBytes;
+  /// Weight-only: the B tile chunks (row, chunk) this thread dequantizes.
+  SmallVector<Value> dequantRow, dequantColumn;
+};
+
+/// Builds a kernel's schedule on Hopper: the ring of stages, who loads and
+/// who multiplies (multistage, warp-specialized, persistent, pingpong,
+/// pairs), around the MoE part (ExpertTileEmitter) and the sm_90a
+/// mechanisms (HopperEmitter).
 class KernelBuilder {
 public:
-  KernelBuilder(OpBuilder &b, Location loc, const KernelConfig &config)
-      : b(b), loc(loc), config(config) {}
+  KernelBuilder(OpBuilder &b, Location loc, const ExpertMatmulPlan &config)
+      : b(b), loc(loc), config(config), hopper(b, loc),
+        fragmentTarget(config.blockN),
+        moe(b, loc, config, args, tile, fragmentTarget) {}
 
+  void build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory);
+
+private:
   Value index(int64_t value) {
     return arith::ConstantIndexOp::create(b, loc, value);
   }
   Value i64(int64_t value) {
     return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(value));
   }
-
-  void build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory);
-  /// Cluster: every block initializes its full and stage-free barriers,
-  /// and the pair synchronizes, before either block may multicast into the
-  /// other or leave early.
-  void initClusterBarriers();
-  /// Cluster, multistage: the full barriers (the TMA's expect_tx) and the
-  /// stage-free barriers (one arrival of the freeing block per use).
-  void initMultistageBarriers();
-  /// Cluster: the slot block and column tile of this block (a pair takes
-  /// consecutive slot blocks of one column tile), and whether the pair
-  /// shares the weights.
-  std::pair<Value, Value> pairTile();
-  void decideSharing(Value block);
-  /// Cluster: the mbarrier in this block's shared memory on which the
-  /// block that refills `stage` (the other one if shared, else this one)
-  /// says it is done with the stage (warp-specialized: the stage's empty
-  /// barrier, on which this block's consumers arrive too).
-  Value stageFreeBarrier(Value stage);
-  /// Cluster, at K step `step` of the multistage loop (this block is done
-  /// with stage `next`): frees `next`'s stage for the block that fills it
-  /// and waits until that stage is free in the other block too.
-  void freeStageInPair(Value step, Value next);
-  /// A barrier over every thread of both blocks of the cluster.
-  void syncCluster();
-  /// Names the kernel's arguments (their order: see buildExpertMatmulKernel).
-  void bindArguments(Block &entry);
-  /// The shared-memory tile, TMA box and accumulator types, and the weights'
-  /// TMA descriptor from its pointer argument.
-  void createTypes();
+  MLIRContext *context() { return b.getContext(); }
+  void ifThen(Value condition, function_ref<void()> body) {
+    buildIfThen(b, loc, condition, body);
+  }
   /// The accumulator's element: i32 for int8, f32 otherwise.
   Type sumType() {
     return config.format == QuantFormat::Int8 ? Type(b.getI32Type())
                                               : Type(b.getF32Type());
   }
+  Value zeroAccumulator() {
+    return hopper.zeroAccumulator(accumulatorType, sumType());
+  }
 
-private:
+  /// Names the kernel's arguments (their order: see buildExpertMatmulKernel).
+  void bindArguments(Block &entry);
+  /// The shared-memory tile, TMA box and accumulator types, and the weights'
+  /// TMA descriptor from its pointer argument.
+  void createTypes();
+  /// The dynamic shared memory, aligned, and the stage rings' barriers.
+  void createSharedState(LLVM::GlobalOp sharedMemory);
+  /// The thread's id, warpgroup and A-row offset.
+  void placeThread();
+  /// Persistent: the tile ring's barriers and slots (and pingpong's math
+  /// order).
+  void createTileRing();
+
+  // Cluster pairs.
+  /// Every block initializes its full and stage-free barriers, and the
+  /// pair synchronizes, before either block may multicast into the other
+  /// or leave early.
+  void initClusterBarriers();
+  /// Multistage: the full barriers (the TMA's expect_tx) and the
+  /// stage-free barriers (one arrival of the freeing block per use).
+  void initMultistageBarriers();
+  /// The slot block and column tile of this block (a pair takes
+  /// consecutive slot blocks of one column tile).
+  std::pair<Value, Value> pairTile();
+  /// Whether the pair shares the weights, and whose barriers it frees.
+  void decideSharing(Value block);
+  /// The mbarrier in this block's shared memory on which the block that
+  /// refills `stage` (the other one if shared, else this one) says it is
+  /// done with the stage (warp-specialized: the stage's empty barrier, on
+  /// which this block's consumers arrive too).
+  Value stageFreeBarrier(Value stage);
+  /// At K step `step` of the multistage loop (this block is done with
+  /// stage `next`): frees `next`'s stage for the block that fills it and
+  /// waits until that stage is free in the other block too.
+  void freeStageInPair(Value step, Value next);
+  /// Shared, to both blocks' shared memory; else this block's alone: the
+  /// two boxes of the B tile (gate and up rows, or its two halves). Block r
+  /// loads box r. Predicates only, no branches.
+  void loadPairedWeights(Value stage, Value kOffset, Value issuer);
+
+  // Tiles.
   /// The (slot block, column tile) of grid block (x, y): see
-  /// rasterizeLinear, for blocks issued in order of x + X·y.
+  /// ExpertTileEmitter::rasterizeLinear, for blocks issued in order of
+  /// x + X·y.
   std::pair<Value, Value> rasterize(Value x, Value y);
-  /// The (slot block, column tile) of the `linear`-th tile of
-  /// `slotBlocks` x `columnTiles` in a raster of `groupM` slot blocks per
-  /// group: consecutive tiles walk the group's slot blocks first.
-  std::pair<Value, Value> rasterizeLinear(Value linear, Value slotBlocks,
-                                          Value columnTiles);
-  /// Loads the padded slot count and derives the assignment count M·k.
-  void loadScheduleSize();
-  /// Initializes the full and empty rings (thread 0) and synchronizes the
-  /// block; sets the producer's TMA leader. In a cluster the rings were
-  /// initialized before the pair's first synchronization.
-  void initRings();
-  /// The ring's barriers (the calling thread initializes them): full, empty
-  /// (in a cluster, the stage-free barriers), and the persistent tile ring
-  /// and pingpong's math order.
-  void initRingBarriers();
-  /// Producer: waits until the stage of ring position `position` was
-  /// released in the round before (a fresh barrier counts as released).
-  void waitForRelease(Value position);
-  /// Consumers: release the stage of ring position `position` (in a cluster,
-  /// on this block's empty barrier and on that of the block that refills
-  /// this block's copy of the stage).
-  void releaseStage(Value position);
-  /// Persistent body: the producer and the consumers each walk this
-  /// block's tiles (tile = block id, + grid size, ...) in the same order,
-  /// the producer running up to a ring ahead, so that the next tile's
-  /// loads overlap this tile's epilogue.
-  void buildPersistent();
+  /// This block's slot block and column tile: the grid's, rasterized, or
+  /// in a cluster its pair's (after the pair's first synchronization).
+  std::pair<Value, Value> blockAndColumnTile();
   /// Calls `body` for each tile of this block whose expert is local, with
   /// the tile's values bound and `stepBase` at the ring position of its
   /// first K step (tiles done so far · K steps). The block's first tile is
@@ -295,42 +242,116 @@ private:
   void publishTile(Value index, function_ref<Value()> tileOf);
   /// The block's `index`-th tile, once published.
   Value receiveTile(Value index);
-  /// Waits on barrier `position` mod `depth` of `ring` until the phase of
-  /// round position / depth is complete or, with `previousRound`, that of
-  /// the round before (which a fresh barrier counts as complete).
-  void waitForPhase(Value ring, Value position, int64_t depth,
-                    bool previousRound);
+
+  // The ring.
+  /// Initializes the full and empty rings (thread 0) and synchronizes the
+  /// block; sets the producer's TMA leader. In a cluster the rings were
+  /// initialized before the pair's first synchronization.
+  void initRings();
+  /// The ring's barriers (the calling thread initializes them): full, empty
+  /// (in a cluster, the stage-free barriers), and the persistent tile ring
+  /// and pingpong's math order.
+  void initRingBarriers();
   /// The position in the ring of K step `step` of the current tile.
   Value ringStep(Value step) {
-    return stepBase ? arith::AddIOp::create(b, loc, stepBase, step).getResult()
-                    : step;
+    return rings.stepBase
+               ? arith::AddIOp::create(b, loc, rings.stepBase, step).getResult()
+               : step;
   }
-  /// The first weight row of this block's tile in the [E·N, K] weights.
-  Value firstWeightRow();
+  /// The ring stage of K step `step`.
+  Value stageOf(Value step);
+  /// Waits on `ring`'s barrier of `step`'s stage until the phase of `step`'s
+  /// round is complete or, with `previousRound`, that of the round before
+  /// (which a fresh barrier counts as complete).
+  void waitForRound(Value ring, Value step, bool previousRound);
+  /// Producer: waits until the stage of ring position `position` was
+  /// released in the round before (a fresh barrier counts as released).
+  void waitForRelease(Value position);
+  /// Consumers: release the stage of ring position `position` (in a cluster,
+  /// on this block's empty barrier and on that of the block that refills
+  /// this block's copy of the stage).
+  void releaseStage(Value position);
+  /// The tile of `stage` at byte `offset` of stage 0, `stride` bytes apart.
+  Value stageView(MemRefType type, Value stage, int64_t offset, int64_t stride);
+  Value tileA(Value stage) {
+    return stageView(shared.tileAType, stage, 0, config.tileABytes());
+  }
+  Value tileB(Value stage, int64_t extraOffset = 0) {
+    return stageView(shared.tileBType, stage,
+                     config.stages * config.tileABytes() + extraOffset,
+                     config.tileBBytes());
+  }
+  Value packedTile(Value stage) {
+    return stageView(shared.packedType, stage,
+                     config.stages *
+                         (config.tileABytes() + config.tileBBytes()),
+                     config.packedTileBytes());
+  }
+
+  // Loads.
   /// Plans the 16-byte cp.async chunks of the A tile that `thread`, one of
   /// `numThreads` loading threads, copies at every stage.
   void planInputChunks(Value thread, int64_t numThreads);
-  /// The fragment rows of this thread's accumulator (and, w8a8, the input
-  /// rows whose scales apply).
-  void planFragmentRows();
   /// Weight-only: plans this thread's chunks of stored codes to copy and of
   /// the B tile to dequantize at every stage.
   void planWeightOnlyChunks();
-  Value zeroAccumulator(Type sumType);
+  /// Issues stage `step mod stages`: the weights by TMA (the leader), the A
+  /// rows by cp.async (every loading thread, one commit group).
+  void issueStage(Value step, Value valid);
+  /// Weight-only: the stored codes of `stage` (read by cp.async) as bf16 in
+  /// the swizzled B tile of the stage, each value (code − zero) · scale.
+  void dequantizeStage(Value stage, ArrayRef<Value> scales);
+
+  // Multiplies.
+  /// The fragment rows of this thread's accumulator (and, w8a8, the input
+  /// rows whose scales apply).
+  void planFragmentRows();
+  /// With two consumer warpgroups of 64 rows each, sets
+  /// `ownRowsHoldAssignments` for the current tile. Within an expert's group
+  /// the padding follows the assignments, and a block never straddles two
+  /// groups, so a 64-row half that starts on padding is all padding: its
+  /// warpgroup skips its wgmmas.
+  void findOwnRows();
+  /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
+  /// nothing: the first one's scale-d is 0), commits them as a group and
+  /// waits until at most `pendingGroups` groups are in flight; a warpgroup
+  /// without assignments in the tile (ownRowsHoldAssignments) skips them.
+  SmallVector<Value> wgmmaStep(ArrayRef<Value> accumulators, Value stage,
+                               int64_t pendingGroups, bool fresh = false);
+  Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups,
+                  bool fresh = false);
+  /// wgmmaStep without the skip.
+  SmallVector<Value> issueWgmmas(ArrayRef<Value> accumulators, Value stage,
+                                 int64_t pendingGroups, bool fresh);
+  /// total + partial, times the block's scale of each register when given.
+  Value promote(Value total, Value partial, ArrayRef<Value> scales);
+  /// Loads the epilogue's rows of the current tile, before its K loop.
+  SmallVector<EpilogueRow, 2> loadEpilogueRows() {
+    return moe.loadEpilogueRows(thisThread.fragmentRow);
+  }
+  void storeEpilogue(Value sums, ArrayRef<EpilogueRow> rows) {
+    moe.storeEpilogue(sums, rows, thisThread.tid, thisThread.scaleRows);
+  }
+
+  // Schedules.
   /// The multistage K loop: every thread issues its share of each stage,
   /// a barrier per step, one wgmma group in flight from three stages on;
   /// returns the f32 (s32 for int8) sums, fp8 partials promoted.
   Value multistageLoop(Value accumulator);
   /// The multistage body: every thread loads and multiplies, a barrier per
   /// K step (and, paired, a stage handshake with the other block).
-  void buildMultistage(Type sumType);
-  /// This block's slot block and column tile: the grid's, rasterized, or
-  /// in a cluster its pair's (after the pair's first synchronization).
-  std::pair<Value, Value> blockAndColumnTile();
+  void buildMultistage();
   /// Warp-specialized body: thread 0 initializes the full and empty rings,
   /// then the producer warpgroup runs `produce` and the consumers `consume`
   /// and the epilogue, each role in one branch (as setmaxnreg needs).
-  void buildWarpSpecialized(Type sumType);
+  void buildWarpSpecialized();
+  /// One tile per block: the grid's tile, if it is scheduled and its
+  /// expert is local, by the multistage or warp-specialized schedule.
+  void buildOneTile();
+  /// Persistent body: the producer and the consumers each walk this
+  /// block's tiles in the same order, the producer running up to a ring
+  /// ahead, so that the next tile's loads overlap this tile's epilogue.
+  void buildPersistent();
   /// The producer warpgroup runs `producer` and the consumer warpgroups
   /// `consumers`, each in its branch after setmaxnreg moved its registers.
   void splitRoles(function_ref<void()> producer,
@@ -351,261 +372,33 @@ private:
   /// (tiles done so far has its parity), its K loop over every row
   /// fragment and their epilogues.
   void consumePingpong();
-  /// The ring stage of K step `step`.
-  Value stageOf(Value step);
-  /// Waits on `ring`'s barrier of `step`'s stage until the phase of `step`'s
-  /// round is complete or, with `previousRound`, that of the round before
-  /// (which a fresh barrier counts as complete).
-  void waitForRound(Value ring, Value step, bool previousRound);
-  /// Orders this thread's generic-proxy writes to shared memory (cp.async,
-  /// st.shared) before the async proxy's reads (wgmma, TMA).
-  void fenceAsyncProxy();
-  Value sharedBase(LLVM::GlobalOp sharedMemory);
-  /// The address of a memref's aligned pointer, as i64.
-  Value addressOf(Value view);
-  Value descriptor(Value address);
-  /// The tile of `stage` at byte `offset` of stage 0, `stride` bytes apart.
-  Value stageView(MemRefType type, Value stage, int64_t offset,
-                  int64_t stride);
-  Value tileA(Value stage) {
-    return stageView(tileAType, stage, 0, config.tileABytes());
-  }
-  Value tileB(Value stage, int64_t extraOffset = 0) {
-    return stageView(tileBType, stage,
-                     config.stages * config.tileABytes() + extraOffset,
-                     config.tileBBytes());
-  }
-  /// The input row that slot `slot` reads (its token with gather, else the
-  /// slot), or row 0 for a padding slot; `real` is set to whether the slot
-  /// holds an assignment.
-  Value inputRowOf(Value slot, Value &real);
-  void issueStage(Value step, Value valid);
-  /// Cluster: the two boxes of the B tile (gate and up rows, or its two
-  /// halves). Shared, block r loads box r and multicasts it to both blocks;
-  /// else this block loads both, for itself. Predicates only, no branches.
-  void loadPairedWeights(Value stage, Value kOffset, Value issuer);
-  /// Weight-only: the scale (and zero) of each of this thread's chunks of
-  /// the B tile at K step `step`, loaded ahead of the stage's waits.
-  SmallVector<Value> weightOnlyScales(Value step);
-  /// Weight-only: the stored codes of `stage` (read by cp.async) as bf16 in
-  /// the swizzled B tile of the stage, each value (code − zero) · scale.
-  void dequantizeStage(Value stage, ArrayRef<Value> scales);
-  /// The f32 value of one stored `code` (its bits in an i32) before its
-  /// scale; `zeroBias` is 2^23 + the group's zero point, or null.
-  Value decodeWeight(Value code, Value zeroBias);
-  /// The weight row (local to the expert) of row `row` of the B tile.
-  Value weightRowOf(Value row);
-  /// The TMA coordinates (column, row) of a gated tile's up rows at K
-  /// offset `kOffset`, beside the gate rows at (kOffset, weightsRow).
-  std::pair<Value, Value> upTileCoordinates(Value kOffset);
-  Value packedTile(Value stage) {
-    return stageView(packedType, stage,
-                     config.stages * (config.tileABytes() + config.tileBBytes()),
-                     config.packedTileBytes());
-  }
-  /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
-  /// nothing: the first one's scale-d is 0), commits them as a group and
-  /// waits until at most `pendingGroups` groups are in flight; a warpgroup
-  /// without assignments in the tile (ownRowsHoldAssignments) skips them.
-  SmallVector<Value> wgmmaStep(ArrayRef<Value> accumulators, Value stage,
-                               int64_t pendingGroups, bool fresh = false);
-  /// wgmmaStep without the skip.
-  SmallVector<Value> issueWgmmas(ArrayRef<Value> accumulators, Value stage,
-                                 int64_t pendingGroups, bool fresh);
-  Value wgmmaStep(Value accumulator, Value stage, int64_t pendingGroups,
-                  bool fresh = false);
-  /// The scales of K block `step` (block scales): per fragment half, per
-  /// 64-column chunk of the B tile, activation x weight scale.
-  SmallVector<Value> blockScales(Value step);
-  /// total + partial, times the block's scale of each register when given.
-  Value promote(Value total, Value partial, ArrayRef<Value> scales);
-  /// Accumulator register `reg` as f32 (an s32 sum of int8 is converted).
-  Value accumulatorValue(Value accumulator, int64_t reg);
-  /// Loads what the epilogue needs of each fragment row (its slot's
-  /// assignment, and for the combine its token and routing weight) before
-  /// the K loop, so that their latency hides behind it.
-  void loadEpilogueRows();
-  /// With two consumer warpgroups of 64 rows each, sets
-  /// `ownRowsHoldAssignments` for the current tile. Within an expert's group
-  /// the padding follows the assignments, and a block never straddles two
-  /// groups, so a 64-row half that starts on padding is all padding: its
-  /// warpgroup skips its wgmmas.
-  void findOwnRows();
-  /// What the epilogue needs of fragment row half h (rows r and r + 8).
-  struct EpilogueRow {
-    Value slot, scheduled, token, scale;
-  };
-  /// What the epilogue applies to the products, loaded before the first
-  /// store: per fragment half the row's input scale, and per column of the
-  /// thread (2 of every 8; gated: also its up column) the weight scale and
-  /// the bias.
-  struct EpilogueOperands {
-    /// Per-tensor or per-channel w8a8 scales multiply the products.
-    bool scaled = false;
-    SmallVector<Value> rowScales, gateScales, upScales;
-    SmallVector<Value> gateBiases, upBiases;
-  };
-  EpilogueOperands loadEpilogueOperands(Value laneColumn);
-  /// table[expert, c] for an [E, N] table of per-column values, c the
-  /// product column of output column `column` (its up column if `up`); a
-  /// column past the width (the last tile's overhang) reads column 0's.
-  Value loadColumnValue(Value table, Value column, bool up = false);
-  /// The product column (a weight row) of output column `column` of a
-  /// gated tile, or of its up column if `up`: `column` or `column + N/2`
-  /// as halves, `2 column` or `2 column + 1` interleaved.
-  Value gateUpRow(Value column, bool up);
-  /// Fragment register `reg`, the thread's column `columnIndex` (its up
-  /// column if `up`) of fragment half `half`, scaled and biased.
-  Value epilogueValue(Value accumulator, int64_t reg, int64_t half,
-                      int64_t columnIndex, bool up,
-                      const EpilogueOperands &operands);
-  void storeEpilogue(Value accumulator);
-  /// Puts the builder inside a branch on `column` < width when the last
-  /// column tile can stick out of the width (`guard` restores it).
-  void maskColumnPair(Value column,
-                      std::optional<OpBuilder::InsertionGuard> &guard);
-  /// Stores fragment half `half` of a non-combine matmul (activation and
-  /// epilogue scales applied).
-  void storeRows(Value accumulator, int64_t half, const EpilogueRow &rows,
-                 Value laneColumn, const EpilogueOperands &operands);
-  /// Stores a pair of adjacent bf16 columns as one 32-bit word.
-  void storePair(Value slot, Value column, Value first, Value second);
-  /// The combine's epilogue of fragment half `half`: each thread's two
-  /// adjacent columns of a row, scaled and biased, times the routed weight
-  /// `scale`, added into the f32 sums of `token` by one paired reduction.
-  void combinePairs(Value accumulator, int64_t half, Value laneColumn,
-                    Value token, Value scale,
-                    const EpilogueOperands &operands);
-  /// `red.global.add.v2.f32`: adds `first` and `second` to the two f32
-  /// values at `address` (8-byte aligned), as one operation (sm_90).
-  void reducePair(Value address, Value first, Value second);
-  void ifThen(Value condition, function_ref<void()> body);
 
   OpBuilder &b;
   Location loc;
-  const KernelConfig &config;
-  MLIRContext *context() { return b.getContext(); }
-
-  // Arguments and per-thread values.
-  Value x, slots, blocks, padded, routingWeights, out, inputScales,
-      weightScales, weightZeros, packedWeights, biases;
-  /// The expert of this block, the thread's first fragment row in the
-  /// block, and, per fragment half, the input row whose scale applies.
-  Value expert, fragmentRow0;
-  SmallVector<Value> scaleRow;
-  Value tid, firstSlot, paddedCount, assignments, tileColumn, kBase;
-  Value barriers, weightsMap, leader, weightsRow, weightsPointer;
-  /// Warp-specialized: the ring's empty barriers (`barriers` are its full
-  /// ones).
-  Value emptyBarriers;
-  /// Persistent: the ring position of the current tile's first K step
-  /// (null otherwise: positions are the K steps), and the block's count of
-  /// tiles done before the current one.
-  Value stepBase, tilesDone;
-  /// Persistent: the global tile counter, and the tile ring (its i32 slots
-  /// in shared memory, and full and empty barriers).
-  Value tileCounter, tileSlots, tileFull, tileEmpty;
-  /// Pingpong: completes its phase d once tile d's K loop is done, so that
-  /// the next tile's warpgroup waits on the ring at most one round ahead.
-  Value mathOrder;
-  /// Cluster: the dynamic shared memory as a pointer, this block's rank in
-  /// its pair, whether the pair shares its weight tiles (both blocks in the
-  /// schedule, of one local expert), and the rank whose stage-free barriers
-  /// this block arrives on (the other block's if shared, else its own).
-  Value sharedPointer, clusterRank, sharesWeights, freedRank;
-  /// This thread's warpgroup, and its A rows' offset in descriptor units.
-  Value warpgroup, warpgroupOffset;
-  /// The dynamic shared memory, the shift that aligns it to 1024 bytes, and
-  /// the tile types.
-  Value smem, shift;
-  MemRefType tileAType, tileBType, boxType, packedType;
-  nvgpu::MBarrierGroupType barrierType;
-  SmallVector<Value> chunkRow, dstColumn, chunkColumn, srcRow, srcElements;
-  /// Weight-only: this thread's chunks of stored codes (tile row, byte
-  /// column, source row of the [E·N, stored K] weights, bytes to copy).
-  SmallVector<Value> packedRow, packedColumn, packedSourceRow, packedBytes;
-  /// Weight-only: the B tile chunks (row, chunk) this thread dequantizes.
-  SmallVector<Value> dequantRow, dequantColumn;
+  const ExpertMatmulPlan &config;
+  hopper::HopperEmitter hopper;
+  WgmmaAccumulator fragmentTarget;
+  KernelArguments args;
+  TileValues tile;
+  ExpertTileEmitter moe;
+  SharedTiles shared;
+  Rings rings;
+  ThreadValues thisThread;
+  PairValues cluster;
+  CopyPlan copies;
+  /// The weights' TMA descriptor.
+  Value weightsMap;
   LLVM::LLVMStructType accumulatorType;
-  SmallVector<EpilogueRow, 2> epilogueRows;
-  /// Null (every warpgroup multiplies), or whether this warpgroup's rows of
-  /// the current tile hold an assignment (see findOwnRows).
-  Value ownRowsHoldAssignments;
 };
 } // namespace
-
-void KernelBuilder::ifThen(Value condition, function_ref<void()> body) {
-  auto ifOp = scf::IfOp::create(b, loc, condition, /*withElse=*/false);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(ifOp.thenBlock());
-  body();
-}
-
-Value KernelBuilder::sharedBase(LLVM::GlobalOp sharedMemory) {
-  // The dynamic shared memory as a memref: an external, zero-sized shared
-  // global viewed through a hand-built descriptor (gpu.dynamic_shared_memory
-  // gets internal linkage, and the NVPTX backend demotes it).
-  auto pointerType = LLVM::LLVMPointerType::get(
-      context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::Shared));
-  auto i64Type = b.getI64Type();
-  auto arrayType = LLVM::LLVMArrayType::get(i64Type, 1);
-  auto descriptorType = LLVM::LLVMStructType::getLiteral(
-      context(), {pointerType, pointerType, i64Type, arrayType, arrayType});
-  Value address = LLVM::AddressOfOp::create(b, loc, sharedMemory);
-  Value value = LLVM::PoisonOp::create(b, loc, descriptorType);
-  auto llvmConstant = [&](int64_t v) {
-    return LLVM::ConstantOp::create(b, loc, i64Type, v);
-  };
-  value = LLVM::InsertValueOp::create(b, loc, value, address,
-                                      ArrayRef<int64_t>{0});
-  value = LLVM::InsertValueOp::create(b, loc, value, address,
-                                      ArrayRef<int64_t>{1});
-  value = LLVM::InsertValueOp::create(b, loc, value, llvmConstant(0),
-                                      ArrayRef<int64_t>{2});
-  value = LLVM::InsertValueOp::create(
-      b, loc, value, llvmConstant(config.sharedBytes()), ArrayRef<int64_t>{3, 0});
-  value = LLVM::InsertValueOp::create(b, loc, value, llvmConstant(1),
-                                      ArrayRef<int64_t>{4, 0});
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  auto bytesType = MemRefType::get({config.sharedBytes()}, b.getI8Type(),
-                                   MemRefLayoutAttrInterface(), workgroup);
-  return UnrealizedConversionCastOp::create(b, loc, bytesType, value)
-      .getResult(0);
-}
-
-Value KernelBuilder::addressOf(Value view) {
-  Value pointer = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, view);
-  return arith::IndexCastOp::create(b, loc, b.getI64Type(), pointer);
-}
-
-Value KernelBuilder::descriptor(Value address) {
-  Value masked = arith::AndIOp::create(b, loc, address, i64(0x3FFFF));
-  Value base = arith::ShRUIOp::create(b, loc, masked, i64(4));
-  return arith::OrIOp::create(b, loc, base,
-                              i64(static_cast<int64_t>(kDescriptorBits)));
-}
 
 Value KernelBuilder::stageView(MemRefType type, Value stage, int64_t offset,
                                int64_t stride) {
   Value bytes = arith::AddIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, shift, index(offset)),
+      b, loc, arith::AddIOp::create(b, loc, shared.shift, index(offset)),
       arith::MulIOp::create(b, loc, stage, index(stride)));
-  return memref::ViewOp::create(b, loc, type, smem, bytes, ValueRange{});
-}
-
-Value KernelBuilder::inputRowOf(Value slot, Value &real) {
-  Value assignment = arith::IndexCastOp::create(
-      b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, slots, ValueRange{slot}));
-  real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
-                               assignments);
-  Value source =
-      config.gather
-          ? arith::DivUIOp::create(b, loc, assignment, index(config.topK))
-                .getResult()
-          : slot;
-  return arith::SelectOp::create(b, loc, real, source, index(0));
+  return memref::ViewOp::create(b, loc, type, shared.bytes, bytes,
+                                ValueRange{});
 }
 
 void KernelBuilder::issueStage(Value step, Value valid) {
@@ -617,9 +410,10 @@ void KernelBuilder::issueStage(Value step, Value valid) {
   // pending groups the same at every step.
   Value stage = stageOf(ringStep(step));
   Value kOffset = arith::AddIOp::create(
-      b, loc, kBase, arith::MulIOp::create(b, loc, step, index(config.blockK())));
+      b, loc, tile.kBase,
+      arith::MulIOp::create(b, loc, step, index(config.blockK())));
   kOffset = arith::SelectOp::create(b, loc, valid, kOffset, index(0));
-  Value issuer = arith::AndIOp::create(b, loc, leader, valid);
+  Value issuer = arith::AndIOp::create(b, loc, thisThread.leader, valid);
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(context());
   if (config.isWeightOnly()) {
     // The stored codes by cp.async, in the A rows' commit group; they are
@@ -630,51 +424,55 @@ void KernelBuilder::issueStage(Value step, Value valid) {
                               index(config.packedRowBytes())),
         index(config.blockK()));
     Value stagePacked = packedTile(stage);
-    for (size_t i = 0; i < packedRow.size(); ++i) {
-      Value bytes =
-          arith::SelectOp::create(b, loc, valid, packedBytes[i], index(0));
+    for (size_t i = 0; i < copies.packedRow.size(); ++i) {
+      Value bytes = arith::SelectOp::create(b, loc, valid,
+                                            copies.packedBytes[i], index(0));
       nvgpu::DeviceAsyncCopyOp::create(
           b, loc, tokenType, stagePacked,
-          ValueRange{packedRow[i], packedColumn[i]}, packedWeights,
-          ValueRange{packedSourceRow[i],
-                     arith::AddIOp::create(b, loc, kBytes, packedColumn[i])},
+          ValueRange{copies.packedRow[i], copies.packedColumn[i]},
+          args.packedWeights,
+          ValueRange{
+              copies.packedSourceRow[i],
+              arith::AddIOp::create(b, loc, kBytes, copies.packedColumn[i])},
           b.getIndexAttr(kChunkBytes), bytes, UnitAttr());
     }
   } else if (config.clusterM > 1) {
     loadPairedWeights(stage, kOffset, issuer);
   } else if (!config.activation) {
-    nvgpu::TmaAsyncLoadOp::create(b, loc, tileB(stage), barriers, weightsMap,
-                                  ValueRange{kOffset, weightsRow}, stage,
+    nvgpu::TmaAsyncLoadOp::create(b, loc, tileB(stage), rings.full, weightsMap,
+                                  ValueRange{kOffset, tile.weightsRow}, stage,
                                   Value(), issuer);
   } else {
     // Gate rows, then the matching up rows: N/2 further down, or
     // (interleaved) in the second half of the same [2K]-wide row pair.
-    auto [upColumn, upRow] = upTileCoordinates(kOffset);
-    Value gateTile = stageView(boxType, stage,
-                               config.stages * config.tileABytes(),
-                               config.tileBBytes());
-    Value upTile = stageView(boxType, stage,
-                             config.stages * config.tileABytes() +
-                                 config.tileBBytes() / 2,
-                             config.tileBBytes());
-    nvgpu::TmaAsyncLoadOp::create(b, loc, gateTile, barriers, weightsMap,
-                                  ValueRange{kOffset, weightsRow}, stage,
+    auto [upColumn, upRow] = moe.upTileCoordinates(kOffset);
+    Value gateTile =
+        stageView(shared.boxType, stage, config.stages * config.tileABytes(),
+                  config.tileBBytes());
+    Value upTile =
+        stageView(shared.boxType, stage,
+                  config.stages * config.tileABytes() + config.tileBBytes() / 2,
+                  config.tileBBytes());
+    nvgpu::TmaAsyncLoadOp::create(b, loc, gateTile, rings.full, weightsMap,
+                                  ValueRange{kOffset, tile.weightsRow}, stage,
                                   Value(), issuer);
-    nvgpu::TmaAsyncLoadOp::create(b, loc, upTile, barriers, weightsMap,
+    nvgpu::TmaAsyncLoadOp::create(b, loc, upTile, rings.full, weightsMap,
                                   ValueRange{upColumn, upRow}, stage, Value(),
                                   issuer);
   }
   if (!config.isWeightOnly())
     nvgpu::MBarrierArriveExpectTxOp::create(
-        b, loc, barriers, index(config.tileBBytes()), stage, issuer);
+        b, loc, rings.full, index(config.tileBBytes()), stage, issuer);
   Value stageA = tileA(stage);
-  for (size_t i = 0; i < chunkRow.size(); ++i) {
-    Value column = arith::AddIOp::create(b, loc, kOffset, chunkColumn[i]);
+  for (size_t i = 0; i < copies.chunkRow.size(); ++i) {
+    Value column =
+        arith::AddIOp::create(b, loc, kOffset, copies.chunkColumn[i]);
     Value elements =
-        arith::SelectOp::create(b, loc, valid, srcElements[i], index(0));
+        arith::SelectOp::create(b, loc, valid, copies.srcElements[i], index(0));
     nvgpu::DeviceAsyncCopyOp::create(
-        b, loc, tokenType, stageA, ValueRange{chunkRow[i], dstColumn[i]}, x,
-        ValueRange{srcRow[i], column},
+        b, loc, tokenType, stageA,
+        ValueRange{copies.chunkRow[i], copies.dstColumn[i]}, args.x,
+        ValueRange{copies.srcRow[i], column},
         b.getIndexAttr(kChunkBytes / config.elementBytes()), elements,
         /*bypassL1=*/b.getUnitAttr());
   }
@@ -690,51 +488,52 @@ void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
   };
   // Shared, to both blocks' shared memory (the same offsets, the same
   // barrier); else to this block's alone.
-  Value rank16 = arith::IndexCastOp::create(b, loc, b.getI16Type(), clusterRank);
+  Value rank16 =
+      arith::IndexCastOp::create(b, loc, b.getI16Type(), cluster.rank);
   Value ownMask = arith::ShLIOp::create(b, loc, i16Constant(1), rank16);
-  Value mask = arith::SelectOp::create(b, loc, sharesWeights, i16Constant(3),
-                                       ownMask);
+  Value mask = arith::SelectOp::create(b, loc, cluster.sharesWeights,
+                                       i16Constant(3), ownMask);
   // The second box: the up rows of a gated tile, else the tile's second
   // half of rows.
   auto [secondColumn, secondRow] =
       config.activation
-          ? upTileCoordinates(kOffset)
+          ? moe.upTileCoordinates(kOffset)
           : std::pair<Value, Value>{
-                kOffset, arith::AddIOp::create(b, loc, weightsRow,
+                kOffset, arith::AddIOp::create(b, loc, tile.weightsRow,
                                                index(config.blockN / 2))};
   Value unshared = arith::XOrIOp::create(
-      b, loc, sharesWeights,
+      b, loc, cluster.sharesWeights,
       arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
   for (int64_t box = 0; box < 2; ++box) {
     Value ownBox = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                         clusterRank, index(box));
+                                         cluster.rank, index(box));
     Value predicate = arith::AndIOp::create(
         b, loc, issuer, arith::OrIOp::create(b, loc, unshared, ownBox));
-    Value tile = stageView(boxType, stage,
-                           config.stages * config.tileABytes() +
-                               box * config.tileBBytes() / 2,
-                           config.tileBBytes());
-    nvgpu::TmaAsyncLoadOp::create(b, loc, tile, barriers, weightsMap,
+    Value boxTile = stageView(shared.boxType, stage,
+                              config.stages * config.tileABytes() +
+                                  box * config.tileBBytes() / 2,
+                              config.tileBBytes());
+    nvgpu::TmaAsyncLoadOp::create(b, loc, boxTile, rings.full, weightsMap,
                                   box ? ValueRange{secondColumn, secondRow}
-                                      : ValueRange{kOffset, weightsRow},
+                                      : ValueRange{kOffset, tile.weightsRow},
                                   stage, mask, predicate);
   }
 }
 
 Value KernelBuilder::stageFreeBarrier(Value stage) {
   Value offset = arith::AddIOp::create(
-      b, loc, shift,
-      arith::AddIOp::create(
-          b, loc, index(config.ringBytes() + config.tileSlotBytes()),
-          arith::MulIOp::create(b, loc, stage, index(8))));
+      b, loc, shared.shift,
+      arith::AddIOp::create(b, loc,
+                            index(config.ringBytes() + config.tileSlotBytes()),
+                            arith::MulIOp::create(b, loc, stage, index(8))));
   return LLVM::GEPOp::create(
-      b, loc, sharedPointer.getType(), b.getI8Type(), sharedPointer,
+      b, loc, shared.pointer.getType(), b.getI8Type(), shared.pointer,
       ValueRange{arith::IndexCastOp::create(b, loc, b.getI64Type(), offset)});
 }
 
 void KernelBuilder::initClusterBarriers() {
-  Value first =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+  Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                      thisThread.tid, index(0));
   ifThen(first, [&] {
     if (config.warpSpecialized)
       initRingBarriers();
@@ -743,12 +542,12 @@ void KernelBuilder::initClusterBarriers() {
     // The other block's multicasts and arrivals may follow at once.
     NVVM::FenceMbarrierInitOp::create(b, loc);
   });
-  syncCluster();
+  hopper.syncCluster();
 }
 
 void KernelBuilder::initMultistageBarriers() {
   for (int64_t s = 0; s < config.stages; ++s) {
-    nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(s),
+    nvgpu::MBarrierInitOp::create(b, loc, rings.full, index(1), index(s),
                                   Value());
     // The freeing block's first thread arrives once per use, after the
     // block's barrier.
@@ -756,11 +555,6 @@ void KernelBuilder::initMultistageBarriers() {
         b, loc, stageFreeBarrier(index(s)),
         arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)), Value());
   }
-}
-
-void KernelBuilder::syncCluster() {
-  NVVM::ClusterArriveOp::create(b, loc, UnitAttr());
-  NVVM::ClusterWaitOp::create(b, loc, UnitAttr());
 }
 
 std::pair<Value, Value> KernelBuilder::blockAndColumnTile() {
@@ -780,7 +574,7 @@ std::pair<Value, Value> KernelBuilder::pairTile() {
   // raster orders pairs as it orders blocks.
   Value x = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value columnTile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  clusterRank = arith::RemUIOp::create(b, loc, x, index(2));
+  cluster.rank = arith::RemUIOp::create(b, loc, x, index(2));
   Value pair = arith::DivUIOp::create(b, loc, x, index(2));
   if (config.groupM > 0) {
     Value pairs = arith::DivUIOp::create(
@@ -788,10 +582,11 @@ std::pair<Value, Value> KernelBuilder::pairTile() {
     Value columnTiles = gpu::GridDimOp::create(b, loc, gpu::Dimension::y);
     Value linear = arith::AddIOp::create(
         b, loc, pair, arith::MulIOp::create(b, loc, pairs, columnTile));
-    std::tie(pair, columnTile) = rasterizeLinear(linear, pairs, columnTiles);
+    std::tie(pair, columnTile) =
+        moe.rasterizeLinear(linear, pairs, columnTiles);
   }
   Value block = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, pair, index(2)), clusterRank);
+      b, loc, arith::MulIOp::create(b, loc, pair, index(2)), cluster.rank);
   return {block, columnTile};
 }
 
@@ -802,10 +597,11 @@ void KernelBuilder::decideSharing(Value block) {
     scheduled = arith::CmpIOp::create(
         b, loc, arith::CmpIPredicate::slt,
         arith::MulIOp::create(b, loc, slotBlock, index(config.blockM)),
-        paddedCount);
+        tile.paddedCount);
     Value safe =
         arith::SelectOp::create(b, loc, scheduled, slotBlock, index(0));
-    return memref::LoadOp::create(b, loc, blocks, ValueRange{safe}).getResult();
+    return memref::LoadOp::create(b, loc, args.blocks, ValueRange{safe})
+        .getResult();
   };
   Value ownScheduled, partnerScheduled;
   Value ownExpert = expertOf(block, ownScheduled);
@@ -815,17 +611,16 @@ void KernelBuilder::decideSharing(Value block) {
   Value localExpert = arith::CmpIOp::create(
       b, loc, arith::CmpIPredicate::sge, ownExpert,
       arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0)));
-  sharesWeights = arith::AndIOp::create(
-      b, loc,
-      arith::AndIOp::create(b, loc, ownScheduled, partnerScheduled),
+  cluster.sharesWeights = arith::AndIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, ownScheduled, partnerScheduled),
       arith::AndIOp::create(b, loc, sameExpert, localExpert));
   Value rank32 =
-      arith::IndexCastOp::create(b, loc, b.getI32Type(), clusterRank);
+      arith::IndexCastOp::create(b, loc, b.getI32Type(), cluster.rank);
   Value otherRank = arith::XOrIOp::create(
       b, loc, rank32,
       arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)));
-  freedRank =
-      arith::SelectOp::create(b, loc, sharesWeights, otherRank, rank32);
+  cluster.freedRank =
+      arith::SelectOp::create(b, loc, cluster.sharesWeights, otherRank, rank32);
 }
 
 void KernelBuilder::freeStageInPair(Value step, Value next) {
@@ -836,16 +631,14 @@ void KernelBuilder::freeStageInPair(Value step, Value next) {
   // step, so the other block runs at most one step ahead: the barrier is at
   // most one phase ahead of the wait, and the parities never alias.
   Value stage = stageOf(next);
-  auto clusterPointer = LLVM::LLVMPointerType::get(
-      context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::SharedCluster));
-  Value target = NVVM::MapaOp::create(b, loc, clusterPointer,
-                                      stageFreeBarrier(stage), freedRank);
+  Value target =
+      hopper.clusterAddress(stageFreeBarrier(stage), cluster.freedRank);
   // One arrival per step: the block's barrier just before ordered every
   // thread's reads of the stage (complete: their wgmmas were waited for)
   // ahead of it, so the release is at CTA scope. At cluster scope it was
   // what made the pairs 25-40% slower on the H200, not the per-step
   // handshake (docs/gpu-warp-specialized.md).
-  ifThen(leader, [&] {
+  ifThen(thisThread.leader, [&] {
     NVVM::MBarrierArriveOp::create(b, loc, Type(), target, Value(),
                                    NVVM::MemScopeKind::CTA,
                                    /*relaxed=*/false);
@@ -856,9 +649,7 @@ void KernelBuilder::freeStageInPair(Value step, Value next) {
   // The wait acquires at CTA scope, as CUTLASS's cluster pipelines do: what
   // it orders is this block's next TMA after the other block's reads, which
   // were complete before its arrival.
-  NVVM::MBarrierTryWaitParityOp::create(
-      b, loc, stageFreeBarrier(stage), parity,
-      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));
+  hopper.waitForParity(stageFreeBarrier(stage), parity);
 }
 
 Value KernelBuilder::wgmmaStep(Value accumulator, Value stage,
@@ -871,7 +662,7 @@ SmallVector<Value> KernelBuilder::wgmmaStep(ArrayRef<Value> accumulators,
                                             Value stage,
                                             int64_t pendingGroups,
                                             bool fresh) {
-  if (!ownRowsHoldAssignments)
+  if (!thisThread.ownRowsHoldAssignments)
     return issueWgmmas(accumulators, stage, pendingGroups, fresh);
   // A warpgroup on padding rows multiplies nothing: its sums stay zero, as
   // the zero-filled A rows would have made them. The branch is uniform over
@@ -879,13 +670,13 @@ SmallVector<Value> KernelBuilder::wgmmaStep(ArrayRef<Value> accumulators,
   // docs/gpu-runtime.md).
   auto ifOp = scf::IfOp::create(
       b, loc, SmallVector<Type>(accumulators.size(), accumulatorType),
-      ownRowsHoldAssignments, /*withElse=*/true);
+      thisThread.ownRowsHoldAssignments, /*withElse=*/true);
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(ifOp.elseBlock());
   SmallVector<Value> unchanged(accumulators);
   if (fresh)
     for (Value &sum : unchanged)
-      sum = zeroAccumulator(sumType());
+      sum = zeroAccumulator();
   scf::YieldOp::create(b, loc, unchanged);
   b.setInsertionPointToStart(ifOp.thenBlock());
   scf::YieldOp::create(
@@ -900,176 +691,22 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
   // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further (or,
   // with pingpong, every 64 rows of the tile, one accumulator each).
   Value descriptorA = arith::AddIOp::create(
-      b, loc, descriptor(addressOf(tileA(stage))), warpgroupOffset);
-  Value descriptorB = descriptor(addressOf(tileB(stage)));
-  NVVM::WgmmaFenceAlignedOp::create(b, loc);
-  // 32 bytes of K per wgmma: k16 of bf16, k32 of e4m3 or s8.
-  auto shape = NVVM::MMAShapeAttr::get(context(), 64, config.blockN,
-                                       kWgmmaKBytes / config.elementBytes());
-  NVVM::WGMMATypes operandType = NVVM::WGMMATypes::bf16;
-  NVVM::WGMMATypes sumType = NVVM::WGMMATypes::f32;
+      b, loc, hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
+      thisThread.warpgroupOffset);
+  Value descriptorB = hopper.wgmmaDescriptor(hopper.addressOf(tileB(stage)));
+  hopper::WgmmaKind kind;
+  kind.elementBytes = config.elementBytes();
   if (config.format == QuantFormat::Fp8)
-    operandType = NVVM::WGMMATypes::e4m3;
+    kind.operands = NVVM::WGMMATypes::e4m3;
   if (config.format == QuantFormat::Int8) {
-    operandType = NVVM::WGMMATypes::s8;
-    sumType = NVVM::WGMMATypes::s32;
+    kind.operands = NVVM::WGMMATypes::s8;
+    kind.sums = NVVM::WGMMATypes::s32;
   }
-  SmallVector<Value> sums(accumulators);
-  for (int64_t step = 0; step < kRowBytes / kWgmmaKBytes; ++step) {
-    // Both K-major operands advance 32 bytes (2 descriptor units); fragment
-    // f's rows start 64 · 128 bytes (512 units) after fragment f − 1's.
-    Value offset = i64(step * kWgmmaKBytes / 16);
-    SmallVector<Value> stepA;
-    for (int64_t fragment = 0; fragment < int64_t(sums.size()); ++fragment)
-      stepA.push_back(arith::AddIOp::create(
-          b, loc, descriptorA,
-          fragment ? i64(fragment * kWarpgroupRows * kRowBytes / 16 +
-                         step * kWgmmaKBytes / 16)
-                   : offset));
-    Value stepB = arith::AddIOp::create(b, loc, descriptorB, offset);
-    for (auto [fragment, sum] : llvm::enumerate(sums))
-      sum = NVVM::WgmmaMmaAsyncOp::create(
-          b, loc, accumulatorType, sum, stepA[fragment], stepB, shape,
-          operandType, operandType, sumType,
-          fresh && step == 0 ? NVVM::WGMMAScaleOut::zero
-                             : NVVM::WGMMAScaleOut::one,
-          NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
-          NVVM::MMALayout::row, NVVM::MMALayout::col,
-          NVVM::MMAIntOverflowAttr());
-  }
-  NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
-  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, pendingGroups);
-  return sums;
-}
-
-Value KernelBuilder::weightRowOf(Value row) {
-  if (!config.activation)
-    return arith::AddIOp::create(b, loc, tileColumn, row);
-  // The tile's gate rows, then their up rows: row r is output column
-  // tileColumn + r (mod the output tile), gate below outputTile, else up.
-  Value isGate = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row,
-                                       index(config.outputTile()));
-  Value column = arith::AddIOp::create(b, loc, tileColumn, row);
-  Value upColumn =
-      arith::SubIOp::create(b, loc, column, index(config.outputTile()));
-  return arith::SelectOp::create(b, loc, isGate, gateUpRow(column, false),
-                                 gateUpRow(upColumn, true));
-}
-
-Value KernelBuilder::gateUpRow(Value column, bool up) {
-  if (!config.activation)
-    return column;
-  if (!config.gateUpInterleaved)
-    return up ? arith::AddIOp::create(b, loc, column,
-                                      index(config.outFeatures / 2))
-              : column;
-  Value gate = arith::MulIOp::create(b, loc, column, index(2));
-  return up ? arith::AddIOp::create(b, loc, gate, index(1)) : gate;
-}
-
-std::pair<Value, Value> KernelBuilder::upTileCoordinates(Value kOffset) {
-  if (config.gateUpInterleaved)
-    return {arith::AddIOp::create(b, loc, kOffset, index(config.inFeatures)),
-            weightsRow};
-  return {kOffset, arith::AddIOp::create(b, loc, weightsRow,
-                                         index(config.outFeatures / 2))};
-}
-
-Value KernelBuilder::decodeWeight(Value code, Value zeroBias) {
-  // Integer codes become floats without a conversion instruction (those
-  // issue at an eighth of the f32 rate): the f32 with bits 0x4B000000 | c
-  // is 2^23 + c exactly, and subtracting 2^23 + zero is exact too.
-  Type f32 = b.getF32Type();
-  auto i32Constant = [&](int64_t value) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
-        .getResult();
-  };
-  auto f32Constant = [&](double value) {
-    return arith::ConstantOp::create(
-               b, loc, b.getF32FloatAttr(static_cast<float>(value)))
-        .getResult();
-  };
-  constexpr int64_t kMagicBits = 0x4B000000;
-  constexpr double kMagic = 8388608.0; // 2^23
-  if (zeroBias)
-    return arith::SubFOp::create(
-        b, loc,
-        arith::BitcastOp::create(
-            b, loc, f32,
-            arith::OrIOp::create(b, loc, code, i32Constant(kMagicBits))),
-        zeroBias);
-  if (config.format != QuantFormat::Mxfp4) {
-    // Two's complement in 4 or 8 bits: flipping the sign bit offsets the
-    // code by 2^(bits − 1), which the subtraction takes back.
-    int64_t signBit = config.format == QuantFormat::Int4Weight ? 8 : 128;
-    Value biased = arith::XOrIOp::create(b, loc, code,
-                                         i32Constant(kMagicBits | signBit));
-    return arith::SubFOp::create(b, loc,
-                                 arith::BitcastOp::create(b, loc, f32, biased),
-                                 f32Constant(kMagic + signBit));
-  }
-  // e2m1 (sign, exponent e, mantissa m): with e·m at bits 24..22 of an f32
-  // the value is (1 + m/2)·2^(e − 127), or m/2·2^−126 (a denormal) for
-  // e = 0, that is the e2m1 value times 2^−126 either way; the product by
-  // 2^126 is exact (denormals are kept: no ftz).
-  Value magnitude = arith::ShLIOp::create(
-      b, loc, arith::AndIOp::create(b, loc, code, i32Constant(7)),
-      i32Constant(22));
-  Value sign = arith::ShLIOp::create(
-      b, loc, arith::AndIOp::create(b, loc, code, i32Constant(8)),
-      i32Constant(28));
-  Value bits = arith::OrIOp::create(b, loc, magnitude, sign);
-  return arith::MulFOp::create(b, loc,
-                               arith::BitcastOp::create(b, loc, f32, bits),
-                               f32Constant(std::ldexp(1.0, 126)));
-}
-
-SmallVector<Value> KernelBuilder::weightOnlyScales(Value step) {
-  Type i32 = b.getI32Type(), f32 = b.getF32Type();
-  Value kOffset = arith::AddIOp::create(
-      b, loc, kBase, arith::MulIOp::create(b, loc, step, index(config.blockK())));
-  SmallVector<Value> values;
-  for (auto [row, column] : llvm::zip(dequantRow, dequantColumn)) {
-    // A row past N (the last tile's overhang) reads row 0's scales; its
-    // columns are dropped.
-    Value weightRow = weightRowOf(row);
-    weightRow = arith::SelectOp::create(
-        b, loc,
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, weightRow,
-                              index(config.outFeatures)),
-        weightRow, index(0));
-    Value groupIndex = arith::DivUIOp::create(
-        b, loc,
-        arith::AddIOp::create(
-            b, loc, kOffset,
-            arith::MulIOp::create(b, loc, column, index(kValuesPerChunk))),
-        index(config.group));
-    Value scale = memref::LoadOp::create(
-        b, loc, weightScales, ValueRange{expert, weightRow, groupIndex});
-    if (config.format == QuantFormat::Mxfp4) {
-      // e8m0: the byte is an f32 exponent field, 2^(byte − 127).
-      Value bits = arith::ShLIOp::create(
-          b, loc, arith::ExtUIOp::create(b, loc, i32, scale),
-          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(23)));
-      scale = arith::BitcastOp::create(b, loc, f32, bits);
-    }
-    values.push_back(scale);
-    // A zero point z as the f32 2^23 + z (bits 0x4B000000 | z), which
-    // decodeWeight subtracts.
-    if (config.zeroPoint)
-      values.push_back(arith::BitcastOp::create(
-          b, loc, f32,
-          arith::OrIOp::create(
-              b, loc,
-              arith::ExtUIOp::create(
-                  b, loc, i32,
-                  memref::LoadOp::create(
-                      b, loc, weightZeros,
-                      ValueRange{expert, weightRow, groupIndex})),
-              arith::ConstantOp::create(b, loc,
-                                        b.getI32IntegerAttr(0x4B000000)))));
-  }
-  return values;
+  // With pingpong, fragment f's rows start 64 · 128 bytes after f − 1's.
+  return hopper.wgmmaStage(accumulators, descriptorA, descriptorB,
+                           /*fragmentStride=*/kWarpgroupRows * kRowBytes / 16,
+                           hopper::WgmmaFragmentLayout{config.blockN}, kind,
+                           accumulatorType, pendingGroups, fresh);
 }
 
 void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
@@ -1097,7 +734,7 @@ void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
   };
   int64_t perChunk = config.zeroPoint ? 2 : 1;
   for (auto [i, row, column] :
-       llvm::enumerate(dequantRow, dequantColumn)) {
+       llvm::enumerate(copies.dequantRow, copies.dequantColumn)) {
     Value scale = scales[perChunk * i];
     Value zero = config.zeroPoint ? scales[perChunk * i + 1] : Value();
     SmallVector<Value> words;
@@ -1126,7 +763,7 @@ void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
                                  i32Constant(bit % 32)),
           i32Constant((1 << bitsPerCode) - 1));
       Value value =
-          arith::MulFOp::create(b, loc, decodeWeight(code, zero), scale);
+          arith::MulFOp::create(b, loc, moe.decodeWeight(code, zero), scale);
       if (v % 2 == 0)
         pair = LLVM::PoisonOp::create(b, loc, pairType);
       pair = LLVM::InsertElementOp::create(b, loc, pair, value,
@@ -1140,42 +777,10 @@ void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
               b, loc, VectorType::get({2}, b.getBF16Type()), pair));
       memref::StoreOp::create(
           b, loc, packed, tileWords,
-          ValueRange{row,
-                     arith::AddIOp::create(b, loc, swizzledWord, index(v / 2))});
+          ValueRange{row, arith::AddIOp::create(b, loc, swizzledWord,
+                                                index(v / 2))});
     }
   }
-}
-
-SmallVector<Value> KernelBuilder::blockScales(Value step) {
-  // The K block of this step among all of K (split-K blocks start at kBase).
-  Value kBlock = arith::AddIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, kBase, index(kScaleBlock)), step);
-  Value rowScales[2];
-  for (int64_t half = 0; half < 2; ++half)
-    rowScales[half] = memref::LoadOp::create(
-        b, loc, inputScales, ValueRange{scaleRow[half], kBlock});
-  // 64-column chunks of the B tile: gate rows, then (gated) their up rows;
-  // a chunk's rows never straddle a 128-row scale block (as halves, N/2 is
-  // a multiple of 64; interleaved, 64 output columns from a multiple of 64
-  // are the 128 rows of one block).
-  int64_t chunks = config.blockN / 64;
-  int64_t gateChunks = config.activation ? chunks / 2 : chunks;
-  SmallVector<Value> chunkScales;
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    bool up = chunk >= gateChunks;
-    Value column = arith::AddIOp::create(
-        b, loc, tileColumn, index((up ? chunk - gateChunks : chunk) * 64));
-    Value nBlock = arith::DivUIOp::create(b, loc, gateUpRow(column, up),
-                                          index(kScaleBlock));
-    chunkScales.push_back(memref::LoadOp::create(
-        b, loc, weightScales, ValueRange{expert, nBlock, kBlock}));
-  }
-  SmallVector<Value> scales;
-  for (int64_t half = 0; half < 2; ++half)
-    for (Value chunkScale : chunkScales)
-      scales.push_back(
-          arith::MulFOp::create(b, loc, rowScales[half], chunkScale));
-  return scales;
 }
 
 Value KernelBuilder::promote(Value total, Value partial,
@@ -1195,318 +800,24 @@ Value KernelBuilder::promote(Value total, Value partial,
   return total;
 }
 
-Value KernelBuilder::accumulatorValue(Value accumulator, int64_t reg) {
-  Value value = LLVM::ExtractValueOp::create(b, loc, accumulator, reg);
-  if (config.format == QuantFormat::Int8)
-    value = arith::SIToFPOp::create(b, loc, b.getF32Type(), value);
-  return value;
-}
-
-void KernelBuilder::reducePair(Value address, Value first, Value second) {
-  auto globalPointer = LLVM::LLVMPointerType::get(
-      context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::Global));
-  Value pointer = LLVM::IntToPtrOp::create(b, loc, globalPointer, address);
-  // The NVPTX backend lowers a vector atomicrmw to a CAS loop; the vector
-  // reduction needs PTX ISA 8.1.
-  LLVM::InlineAsmOp::create(
-      b, loc, TypeRange{}, ValueRange{pointer, first, second},
-      "red.global.add.v2.f32 [$0], {$1, $2};", "l,f,f",
-      /*has_side_effects=*/true, /*is_align_stack=*/false,
-      LLVM::TailCallKind::None, LLVM::AsmDialectAttr(), ArrayAttr());
-}
-
-void KernelBuilder::combinePairs(Value accumulator, int64_t half,
-                                 Value laneColumn, Value token, Value scale,
-                                 const EpilogueOperands &operands) {
-  // Element (token, column) of the sums lies token · N + column elements
-  // past the memref's offset.
-  Value offset =
-      memref::ExtractStridedMetadataOp::create(b, loc, out).getOffset();
-  Value rowOffset = arith::AddIOp::create(
-      b, loc,
-      arith::MulIOp::create(
-          b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), token),
-          i64(config.outFeatures)),
-      arith::IndexCastOp::create(b, loc, b.getI64Type(), offset));
-  Value base = addressOf(out);
-  for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
-    Value column =
-        arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
-    std::optional<OpBuilder::InsertionGuard> maskGuard;
-    maskColumnPair(column, maskGuard);
-    SmallVector<Value, 2> values;
-    for (int64_t pair = 0; pair < 2; ++pair) {
-      Value value = epilogueValue(accumulator, 4 * group + 2 * half + pair,
-                                  half, 2 * group + pair, /*up=*/false,
-                                  operands);
-      values.push_back(arith::MulFOp::create(b, loc, value, scale));
-    }
-    Value element = arith::AddIOp::create(
-        b, loc, rowOffset,
-        arith::IndexCastOp::create(b, loc, b.getI64Type(), column));
-    Value address = arith::AddIOp::create(
-        b, loc, base, arith::MulIOp::create(b, loc, element, i64(4)));
-    reducePair(address, values[0], values[1]);
-  }
-}
-
-void KernelBuilder::maskColumnPair(
-    Value column, std::optional<OpBuilder::InsertionGuard> &guard) {
-  // The last column tile may stick out of a width that is not a multiple of
-  // it: its extra columns are products with the next expert's rows (or
-  // TMA's zero fill) and are dropped (and their scales, past the end, are
-  // not read). Widths are multiples of 8: a pair is in or out whole.
-  if (config.width() % config.outputTile() == 0)
-    return;
-  Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                       column, index(config.width()));
-  auto maskIf = scf::IfOp::create(b, loc, inside, false);
-  guard.emplace(b);
-  b.setInsertionPointToStart(maskIf.thenBlock());
-}
-
-Value KernelBuilder::epilogueValue(Value accumulator, int64_t reg,
-                                  int64_t half, int64_t columnIndex, bool up,
-                                  const EpilogueOperands &operands) {
-  Value value = accumulatorValue(accumulator, reg);
-  if (operands.scaled) {
-    Value weightScale =
-        (up ? operands.upScales : operands.gateScales)[columnIndex];
-    value = arith::MulFOp::create(
-        b, loc, value,
-        arith::MulFOp::create(b, loc, operands.rowScales[half], weightScale));
-  }
-  if (config.bias)
-    value = arith::AddFOp::create(
-        b, loc, value,
-        (up ? operands.upBiases : operands.gateBiases)[columnIndex]);
-  return value;
-}
-
-Value KernelBuilder::loadColumnValue(Value table, Value column, bool up) {
-  // The last tile's overhang (its products are dropped) reads column 0.
-  Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                       column, index(config.width()));
-  column = arith::SelectOp::create(b, loc, inside, column, index(0));
-  return memref::LoadOp::create(b, loc, table,
-                                ValueRange{expert, gateUpRow(column, up)});
-}
-
-KernelBuilder::EpilogueOperands
-KernelBuilder::loadEpilogueOperands(Value laneColumn) {
-  // Per-tensor and per-channel scales and the biases are all loaded here,
-  // before the first store: behind the stores (atomics for the combine)
-  // each load's latency would be paid in turn. Per fragment half the row's
-  // input scale; per column of the thread (2 of every 8; gated: and its up
-  // column) the weight scale and the bias; per tensor, one scale of each.
-  EpilogueOperands operands;
-  operands.scaled = config.isW8A8() && !config.hasBlockScales();
-  int64_t threadColumns = config.outputTile() / 4;
-  if (operands.scaled && config.scales == ScaleLayout::PerTensor) {
-    operands.rowScales.assign(2, memref::LoadOp::create(b, loc, inputScales,
-                                                        ValueRange{index(0)}));
-    Value weightScale =
-        memref::LoadOp::create(b, loc, weightScales, ValueRange{expert});
-    operands.gateScales.assign(threadColumns, weightScale);
-    operands.upScales.assign(threadColumns, weightScale);
-  } else if (operands.scaled) {
-    for (int64_t half = 0; half < 2; ++half)
-      operands.rowScales.push_back(memref::LoadOp::create(
-          b, loc, inputScales, ValueRange{scaleRow[half]}));
-  }
-  bool perChannel =
-      operands.scaled && config.scales != ScaleLayout::PerTensor;
-  if (!perChannel && !config.bias)
-    return operands;
-  // With split-K (a combine, so no activation), only the first split adds
-  // the bias into the sums.
-  Value firstSplit;
-  if (config.bias && config.splitK > 1)
-    firstSplit = arith::CmpIOp::create(
-        b, loc, arith::CmpIPredicate::eq,
-        gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), index(0));
-  auto loadBias = [&](Value column, bool up) -> Value {
-    Value bias = loadColumnValue(biases, column, up);
-    if (!firstSplit)
-      return bias;
-    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-    return arith::SelectOp::create(b, loc, firstSplit, bias, zero);
-  };
-  for (int64_t group = 0; group < config.outputTile() / 8; ++group)
-    for (int64_t pair = 0; pair < 2; ++pair) {
-      Value column =
-          arith::AddIOp::create(b, loc, laneColumn, index(8 * group + pair));
-      if (perChannel) {
-        operands.gateScales.push_back(loadColumnValue(weightScales, column));
-        if (config.activation)
-          operands.upScales.push_back(
-              loadColumnValue(weightScales, column, /*up=*/true));
-      }
-      if (config.bias) {
-        operands.gateBiases.push_back(loadBias(column, /*up=*/false));
-        if (config.activation)
-          operands.upBiases.push_back(loadBias(column, /*up=*/true));
-      }
-    }
-  return operands;
-}
-
-void KernelBuilder::storeEpilogue(Value accumulator) {
-  // The m64nNk16 f32 fragment: thread t of the warpgroup holds, for every
-  // 8-column group g, rows 16·(t/32) + (t%32)/4 (+8) and columns
-  // 8g + 2·(t%4) (+1).
-  Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
-  Value laneColumn = arith::AddIOp::create(
-      b, loc,
-      arith::MulIOp::create(
-          b, loc, arith::RemUIOp::create(b, loc, lane, index(4)), index(2)),
-      tileColumn);
-  EpilogueOperands operands = loadEpilogueOperands(laneColumn);
-  for (int64_t half = 0; half < 2; ++half) {
-    const EpilogueRow &rows = epilogueRows[half];
-    if (!config.combine) {
-      storeRows(accumulator, half, rows, laneColumn, operands);
-      continue;
-    }
-    ifThen(rows.scheduled, [&] {
-      combinePairs(accumulator, half, laneColumn, rows.token, rows.scale,
-                   operands);
-    });
-  }
-}
-
-void KernelBuilder::storeRows(Value accumulator, int64_t half,
-                              const EpilogueRow &rows, Value laneColumn,
-                              const EpilogueOperands &operands) {
-  // No branch per row: a block never reaches past the padded count, and a
-  // padding slot's A row is zero, so its outputs are zero as the op states
-  // (with a bias, once selected away).
-  Value zero = config.bias ? arith::ConstantOp::create(
-                                 b, loc, b.getF32FloatAttr(0.0f))
-                                 .getResult()
-                           : Value();
-  for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
-    Value column =
-        arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
-    std::optional<OpBuilder::InsertionGuard> maskGuard;
-    maskColumnPair(column, maskGuard);
-    SmallVector<Value, 2> pairValues;
-    for (int64_t pair = 0; pair < 2; ++pair) {
-      int64_t reg = 4 * group + 2 * half + pair;
-      int64_t columnIndex = 2 * group + pair;
-      Value value = epilogueValue(accumulator, reg, half, columnIndex,
-                                  /*up=*/false, operands);
-      if (config.activation) {
-        // The up column of this gate column sits 64 columns, 8 groups of
-        // registers, further: in the same thread.
-        Value up = epilogueValue(accumulator, reg + config.blockN / 4, half,
-                                 columnIndex, /*up=*/true, operands);
-        value = buildGatedActivation(b, loc, *config.activation, value, up,
-                                     config.alpha, config.limit);
-      }
-      if (config.bias)
-        value = arith::SelectOp::create(b, loc, rows.scheduled, value, zero);
-      pairValues.push_back(value);
-    }
-    storePair(rows.slot, column, pairValues[0], pairValues[1]);
-  }
-}
-
-void KernelBuilder::storePair(Value slot, Value column, Value first,
-                              Value second) {
-  // Element (slot, column) lies slot · width + column elements past the
-  // memref's offset; column is even, so the word is 4-byte aligned.
-  Value offset =
-      memref::ExtractStridedMetadataOp::create(b, loc, out).getOffset();
-  Value element = arith::AddIOp::create(
-      b, loc,
-      arith::AddIOp::create(
-          b, loc,
-          arith::MulIOp::create(b, loc, slot, index(config.width())),
-          column),
-      offset);
-  Value address = arith::AddIOp::create(
-      b, loc, addressOf(out),
-      arith::MulIOp::create(
-          b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), element),
-          i64(2)));
-  auto pairType = VectorType::get({2}, b.getBF16Type());
-  Value pair = LLVM::PoisonOp::create(b, loc, pairType);
-  Value values[] = {first, second};
-  for (auto [position, value] : llvm::enumerate(values)) {
-    Value narrow = arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
-    pair = LLVM::InsertElementOp::create(
-        b, loc, pair, narrow,
-        arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(position)));
-  }
-  // The output is device memory: a global pointer makes it st.global.
-  constexpr unsigned kGlobalAddressSpace = 1;
-  Value pointer = LLVM::IntToPtrOp::create(
-      b, loc, LLVM::LLVMPointerType::get(context(), kGlobalAddressSpace),
-      address);
-  LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
-}
-
 void KernelBuilder::findOwnRows() {
   if (config.blockM <= kWarpgroupRows || config.pingpong)
     return;
-  Value firstRow = arith::AddIOp::create(
-      b, loc, firstSlot,
-      arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows)));
+  Value firstRow =
+      arith::AddIOp::create(b, loc, tile.firstSlot,
+                            arith::MulIOp::create(b, loc, thisThread.warpgroup,
+                                                  index(kWarpgroupRows)));
   Value inSchedule = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                           firstRow, paddedCount);
+                                           firstRow, tile.paddedCount);
   Value assignment = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
-      memref::LoadOp::create(
-          b, loc, slots,
-          ValueRange{arith::SelectOp::create(b, loc, inSchedule, firstRow,
-                                             index(0))}));
-  ownRowsHoldAssignments = arith::AndIOp::create(
+      memref::LoadOp::create(b, loc, args.slots,
+                             ValueRange{arith::SelectOp::create(
+                                 b, loc, inSchedule, firstRow, index(0))}));
+  thisThread.ownRowsHoldAssignments = arith::AndIOp::create(
       b, loc, inSchedule,
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
-                            assignments));
-}
-
-void KernelBuilder::loadEpilogueRows() {
-  epilogueRows.clear();
-  for (int64_t half = 0; half < 2; ++half) {
-    Value row = arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half));
-    EpilogueRow rows;
-    rows.slot = arith::AddIOp::create(b, loc, firstSlot, row);
-    // Rows out need to know their padding only to keep a bias out of it.
-    if (!config.combine && !config.bias) {
-      epilogueRows.push_back(rows);
-      continue;
-    }
-    Value assignment = arith::IndexCastOp::create(
-        b, loc, b.getIndexType(),
-        memref::LoadOp::create(b, loc, slots, ValueRange{rows.slot}));
-    rows.scheduled = arith::AndIOp::create(
-        b, loc,
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, rows.slot,
-                              paddedCount),
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
-                              assignments));
-    if (!config.combine) {
-      epilogueRows.push_back(rows);
-      continue;
-    }
-    // A padding slot reads assignment 0's weight, which is then unused.
-    Value safe =
-        arith::SelectOp::create(b, loc, rows.scheduled, assignment, index(0));
-    rows.token = arith::DivUIOp::create(b, loc, safe, index(config.topK));
-    Value choice = arith::RemUIOp::create(b, loc, safe, index(config.topK));
-    rows.scale = memref::LoadOp::create(b, loc, routingWeights,
-                                        ValueRange{rows.token, choice});
-    if (config.routedScalingFactor != 1.0)
-      rows.scale = arith::MulFOp::create(
-          b, loc, rows.scale,
-          arith::ConstantOp::create(
-              b, loc,
-              b.getF32FloatAttr(
-                  static_cast<float>(config.routedScalingFactor))));
-    epilogueRows.push_back(rows);
-  }
+                            tile.assignments));
 }
 
 std::pair<Value, Value> KernelBuilder::rasterize(Value x, Value y) {
@@ -1514,34 +825,7 @@ std::pair<Value, Value> KernelBuilder::rasterize(Value x, Value y) {
   Value columnTiles = gpu::GridDimOp::create(b, loc, gpu::Dimension::y);
   Value linear = arith::AddIOp::create(
       b, loc, x, arith::MulIOp::create(b, loc, slotBlocks, y));
-  return rasterizeLinear(linear, slotBlocks, columnTiles);
-}
-
-std::pair<Value, Value>
-KernelBuilder::rasterizeLinear(Value linear, Value slotBlocks,
-                               Value columnTiles) {
-  Value groupBlocks =
-      arith::MulIOp::create(b, loc, columnTiles, index(config.groupM));
-  Value group = arith::DivUIOp::create(b, loc, linear, groupBlocks);
-  Value firstBlock = arith::MulIOp::create(b, loc, group, index(config.groupM));
-  // The last group may hold fewer slot blocks.
-  Value groupRows = arith::MinUIOp::create(
-      b, loc, arith::SubIOp::create(b, loc, slotBlocks, firstBlock),
-      index(config.groupM));
-  Value within = arith::RemUIOp::create(b, loc, linear, groupBlocks);
-  Value block = arith::AddIOp::create(
-      b, loc, firstBlock, arith::RemUIOp::create(b, loc, within, groupRows));
-  Value columnTile = arith::DivUIOp::create(b, loc, within, groupRows);
-  return {block, columnTile};
-}
-
-Value KernelBuilder::firstWeightRow() {
-  // Interleaved gate/up weights are read as [E·N/2, 2K] row pairs.
-  int64_t rowsPerExpert = config.gateUpInterleaved ? config.outFeatures / 2
-                                                   : config.outFeatures;
-  return arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, expert, index(rowsPerExpert)),
-      tileColumn);
+  return moe.rasterizeLinear(linear, slotBlocks, columnTiles);
 }
 
 void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
@@ -1550,7 +834,8 @@ void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
   // would produce.
   int64_t chunkElements = kChunkBytes / config.elementBytes();
   for (SmallVector<Value> *plan :
-       {&chunkRow, &srcRow, &srcElements, &dstColumn, &chunkColumn})
+       {&copies.chunkRow, &copies.srcRow, &copies.srcElements,
+        &copies.dstColumn, &copies.chunkColumn})
     plan->clear();
   for (int64_t i = 0; i < config.blockM * 8 / numThreads; ++i) {
     Value chunk =
@@ -1558,18 +843,18 @@ void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
     Value row = arith::DivUIOp::create(b, loc, chunk, index(8));
     Value column = arith::RemUIOp::create(b, loc, chunk, index(8));
     Value real;
-    Value source = inputRowOf(arith::AddIOp::create(b, loc, firstSlot, row),
-                              real);
-    chunkRow.push_back(row);
-    srcRow.push_back(source);
+    Value source = moe.inputRowOf(
+        arith::AddIOp::create(b, loc, tile.firstSlot, row), real);
+    copies.chunkRow.push_back(row);
+    copies.srcRow.push_back(source);
     // A padding slot copies nothing and zero-fills its chunk.
-    srcElements.push_back(
+    copies.srcElements.push_back(
         arith::SelectOp::create(b, loc, real, index(chunkElements), index(0)));
     Value swizzled = arith::XOrIOp::create(
         b, loc, column, arith::RemUIOp::create(b, loc, row, index(8)));
-    dstColumn.push_back(
+    copies.dstColumn.push_back(
         arith::MulIOp::create(b, loc, swizzled, index(chunkElements)));
-    chunkColumn.push_back(
+    copies.chunkColumn.push_back(
         arith::MulIOp::create(b, loc, column, index(chunkElements)));
   }
 }
@@ -1578,47 +863,41 @@ void KernelBuilder::planFragmentRows() {
   // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
   // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8).
   Value warp = arith::RemUIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, tid, index(32)), index(4));
-  Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
-  fragmentRow0 = arith::AddIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
+      index(4));
+  Value lane = arith::RemUIOp::create(b, loc, thisThread.tid, index(32));
+  thisThread.fragmentRow = arith::AddIOp::create(
       b, loc,
-      arith::AddIOp::create(
-          b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
-          arith::DivUIOp::create(b, loc, lane, index(4))),
-      config.pingpong
-          ? index(0)
-          : arith::MulIOp::create(b, loc, warpgroup, index(kWarpgroupRows))
-                .getResult());
+      arith::AddIOp::create(b, loc,
+                            arith::MulIOp::create(b, loc, warp, index(16)),
+                            arith::DivUIOp::create(b, loc, lane, index(4))),
+      config.pingpong ? index(0)
+                      : arith::MulIOp::create(b, loc, thisThread.warpgroup,
+                                              index(kWarpgroupRows))
+                            .getResult());
   // The input row of each fragment half whose scales apply: the token with
   // gather, else the slot (row 0 for a padding slot, whose A row is zero).
   if (config.isW8A8())
     for (int64_t half = 0; half < 2; ++half) {
       Value real;
-      scaleRow.push_back(inputRowOf(
-          arith::AddIOp::create(
-              b, loc, firstSlot,
-              arith::AddIOp::create(b, loc, fragmentRow0, index(8 * half))),
+      thisThread.scaleRows.push_back(moe.inputRowOf(
+          arith::AddIOp::create(b, loc, tile.firstSlot,
+                                arith::AddIOp::create(b, loc,
+                                                      thisThread.fragmentRow,
+                                                      index(8 * half))),
           real));
     }
-}
-
-Value KernelBuilder::zeroAccumulator(Type sumType) {
-  Value accumulator = LLVM::ZeroOp::create(b, loc, accumulatorType);
-  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(sumType));
-  for (int64_t reg = 0; reg < config.blockN / 2; ++reg)
-    accumulator = LLVM::InsertValueOp::create(b, loc, accumulator, zero, reg);
-  return accumulator;
 }
 
 void KernelBuilder::initRings() {
   int64_t consumerThreads = config.consumerThreads();
   // The producer's first thread issues the TMA and its expect_tx.
-  leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid,
-                                 index(consumerThreads));
+  thisThread.leader = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::eq, thisThread.tid, index(consumerThreads));
   if (config.clusterM > 1)
     return;
-  Value first =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+  Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                      thisThread.tid, index(0));
   ifThen(first, [&] { initRingBarriers(); });
   gpu::BarrierOp::create(b, loc);
 }
@@ -1628,9 +907,8 @@ void KernelBuilder::initRingBarriers() {
     // Full: the leader's expect_tx arrive, then one arrive per producer
     // thread once its A rows have landed (the TMA completes the bytes; in
     // a shared pair, both blocks' multicasts).
-    nvgpu::MBarrierInitOp::create(b, loc, barriers,
-                                  index(kWarpgroupThreads + 1), index(s),
-                                  Value());
+    nvgpu::MBarrierInitOp::create(
+        b, loc, rings.full, index(kWarpgroupThreads + 1), index(s), Value());
     // Empty: one arrive per consuming thread once its wgmma read the
     // stage (in a cluster, and the refilling block's releases).
     if (config.clusterM > 1) {
@@ -1641,27 +919,26 @@ void KernelBuilder::initRingBarriers() {
           Value());
       continue;
     }
-    nvgpu::MBarrierInitOp::create(b, loc, emptyBarriers,
+    nvgpu::MBarrierInitOp::create(b, loc, rings.empty,
                                   index(config.stageConsumerThreads()),
                                   index(s), Value());
   }
   // The tile ring: full once the leader published a tile, empty once
   // every thread of the block has read it.
-  for (int64_t slot = 0; tileFull && slot < kTileRingDepth; ++slot) {
-    nvgpu::MBarrierInitOp::create(b, loc, tileFull, index(1), index(slot),
+  for (int64_t slot = 0; rings.tileFull && slot < kTileRingDepth; ++slot) {
+    nvgpu::MBarrierInitOp::create(b, loc, rings.tileFull, index(1), index(slot),
                                   Value());
-    nvgpu::MBarrierInitOp::create(b, loc, tileEmpty, index(config.threads()),
-                                  index(slot), Value());
+    nvgpu::MBarrierInitOp::create(
+        b, loc, rings.tileEmpty, index(config.threads()), index(slot), Value());
   }
-  if (mathOrder)
-    nvgpu::MBarrierInitOp::create(b, loc, mathOrder,
-                                  index(kWarpgroupThreads), index(0),
-                                  Value());
+  if (rings.mathOrder)
+    nvgpu::MBarrierInitOp::create(b, loc, rings.mathOrder,
+                                  index(kWarpgroupThreads), index(0), Value());
 }
 
 void KernelBuilder::waitForRelease(Value position) {
   if (config.clusterM == 1) {
-    waitForRound(emptyBarriers, position, /*previousRound=*/true);
+    waitForRound(rings.empty, position, /*previousRound=*/true);
     return;
   }
   // Round r waits for phase r − 1: parity (r + 1) mod 2, which a fresh
@@ -1674,17 +951,14 @@ void KernelBuilder::waitForRelease(Value position) {
                              index(2)));
   // Acquire at CTA scope suffices: what it orders is the next TMA after
   // reads (this block's and the other's) complete before their arrivals.
-  NVVM::MBarrierTryWaitParityOp::create(
-      b, loc, stageFreeBarrier(stageOf(position)), parity,
-      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));
+  hopper.waitForParity(stageFreeBarrier(stageOf(position)), parity);
 }
 
 void KernelBuilder::releaseStage(Value position) {
   Value stage = stageOf(position);
   if (config.clusterM == 1) {
     nvgpu::MBarrierArriveOp::create(
-        b, loc, nvgpu::MBarrierTokenType::get(context()), emptyBarriers,
-        stage);
+        b, loc, nvgpu::MBarrierTokenType::get(context()), rings.empty, stage);
     return;
   }
   Value own = stageFreeBarrier(stage);
@@ -1700,45 +974,30 @@ void KernelBuilder::releaseStage(Value position) {
   // wgmmas around divergent code.
   Value elected = arith::CmpIOp::create(
       b, loc, arith::CmpIPredicate::eq,
-      arith::RemUIOp::create(b, loc, tid, index(kWarpgroupThreads)),
+      arith::RemUIOp::create(b, loc, thisThread.tid, index(kWarpgroupThreads)),
       index(0));
-  auto clusterPointer = LLVM::LLVMPointerType::get(
-      context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::SharedCluster));
-  Value target = NVVM::MapaOp::create(b, loc, clusterPointer, own, freedRank);
-  NVVM::InlinePtxOp::create(
-      b, loc, TypeRange(), ValueRange{target}, ValueRange(),
-      "mbarrier.arrive.release.cta.shared::cluster.b64 _, [$0];",
-      elected);
+  hopper.arriveOnClusterBarrier(hopper.clusterAddress(own, cluster.freedRank),
+                                elected);
 }
 
 void KernelBuilder::splitRoles(function_ref<void()> producer,
                                function_ref<void()> consumers) {
-  Value isProducer = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge,
-                                           tid,
-                                           index(config.consumerThreads()));
-  auto roles = scf::IfOp::create(b, loc, isProducer, /*withElse=*/true);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(roles.thenBlock());
-  if (config.producerRegisters)
-    NVVM::SetMaxRegisterOp::create(b, loc, config.producerRegisters,
-                                   NVVM::SetMaxRegisterAction::decrease);
-  producer();
-  b.setInsertionPointToStart(roles.elseBlock());
-  if (config.consumerRegisters)
-    NVVM::SetMaxRegisterOp::create(b, loc, config.consumerRegisters,
-                                   NVVM::SetMaxRegisterAction::increase);
-  consumers();
+  Value isProducer =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, thisThread.tid,
+                            index(config.consumerThreads()));
+  hopper.splitRoles(isProducer, config.producerRegisters,
+                    config.consumerRegisters, producer, consumers);
 }
 
-void KernelBuilder::buildWarpSpecialized(Type sumType) {
+void KernelBuilder::buildWarpSpecialized() {
   initRings();
-  weightsRow = firstWeightRow();
+  tile.weightsRow = moe.firstWeightRow();
   splitRoles([&] { produce(); },
              [&] {
                planFragmentRows();
-               loadEpilogueRows();
+               SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
                findOwnRows();
-               storeEpilogue(consume(zeroAccumulator(sumType)));
+               storeEpilogue(consume(zeroAccumulator()), rows);
              });
   // A shared pair leaves together: nothing may arrive on the barriers of a
   // block that has exited, and the other block's consumers release their
@@ -1747,13 +1006,13 @@ void KernelBuilder::buildWarpSpecialized(Type sumType) {
   // After the epilogue, so that neither block's epilogue waits for the
   // other's K loop.
   if (config.clusterM > 1)
-    ifThen(sharesWeights, [&] { syncCluster(); });
+    ifThen(cluster.sharesWeights, [&] { hopper.syncCluster(); });
 }
 
 void KernelBuilder::produce() {
-  planInputChunks(
-      arith::SubIOp::create(b, loc, tid, index(config.consumerThreads())),
-      kWarpgroupThreads);
+  planInputChunks(arith::SubIOp::create(b, loc, thisThread.tid,
+                                        index(config.consumerThreads())),
+                  kWarpgroupThreads);
   int64_t kSteps = config.kSteps();
   // A stage's rows are announced `lag` steps after their cp.async was
   // issued, so that the gathers of that many stages stay in flight while
@@ -1770,10 +1029,10 @@ void KernelBuilder::produce() {
   };
   auto announce = [&](Value step) {
     // The arrive releases the rows to the consumers' wgmma.
-    fenceAsyncProxy();
-    nvgpu::MBarrierArriveOp::create(
-        b, loc, nvgpu::MBarrierTokenType::get(context()), barriers,
-        stageOf(ringStep(step)));
+    hopper.fenceAsyncProxy();
+    nvgpu::MBarrierArriveOp::create(b, loc,
+                                    nvgpu::MBarrierTokenType::get(context()),
+                                    rings.full, stageOf(ringStep(step)));
   };
   for (int64_t step = 0; step < lag; ++step)
     issue(index(step));
@@ -1797,38 +1056,19 @@ Value KernelBuilder::stageOf(Value step) {
 }
 
 void KernelBuilder::waitForRound(Value ring, Value step, bool previousRound) {
-  waitForPhase(ring, step, config.stages, previousRound);
-}
-
-void KernelBuilder::waitForPhase(Value ring, Value position, int64_t depth,
-                                 bool previousRound) {
-  // Round r of a barrier completes its phase r, of parity r mod 2.
-  Value round = arith::DivUIOp::create(b, loc, position, index(depth));
-  Value parity = arith::CmpIOp::create(
-      b, loc,
-      previousRound ? arith::CmpIPredicate::eq : arith::CmpIPredicate::ne,
-      arith::RemUIOp::create(b, loc, round, index(2)), index(0));
-  Value barrier = arith::RemUIOp::create(b, loc, position, index(depth));
-  nvgpu::MBarrierTryWaitParityOp::create(b, loc, ring, parity,
-                                         index(kWaitTicks), barrier);
-}
-
-void KernelBuilder::fenceAsyncProxy() {
-  NVVM::FenceProxyOp::create(
-      b, loc, NVVM::ProxyKindAttr::get(context(), NVVM::ProxyKind::async_shared),
-      NVVM::SharedSpaceAttr::get(context(), NVVM::SharedSpace::shared_cta));
+  hopper.waitForPhase(ring, step, config.stages, previousRound);
 }
 
 SmallVector<Value>
 KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   auto waitFull = [&](Value step) {
-    waitForRound(barriers, ringStep(step), /*previousRound=*/false);
+    waitForRound(rings.full, ringStep(step), /*previousRound=*/false);
   };
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
   // is peeled, so that the loop holds no branch around the wgmma.
   waitFull(index(0));
-  Value firstStage = stepBase ? stageOf(stepBase) : index(0);
+  Value firstStage = rings.stepBase ? stageOf(rings.stepBase) : index(0);
   bool fresh = !accumulators.front();
   if (fresh)
     for (Value &accumulator : accumulators)
@@ -1837,11 +1077,11 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
       wgmmaStep(accumulators, firstStage, /*pendingGroups=*/1, fresh);
   auto loop = scf::ForOp::create(
       b, loc, index(1), index(config.kSteps()), index(1), accumulators,
-      [&](OpBuilder &, Location, Value step, ValueRange args) {
+      [&](OpBuilder &, Location, Value step, ValueRange carried) {
         waitFull(step);
         Value stage = stageOf(ringStep(step));
-        SmallVector<Value> sums = wgmmaStep(
-            SmallVector<Value>(args), stage, /*pendingGroups=*/1);
+        SmallVector<Value> sums =
+            wgmmaStep(SmallVector<Value>(carried), stage, /*pendingGroups=*/1);
         Value previous = arith::SubIOp::create(b, loc, step, index(1));
         releaseStage(ringStep(previous));
         scf::YieldOp::create(b, loc, sums);
@@ -1849,7 +1089,7 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   // A persistent block's producer refills the last stage with the next
   // tile's first rows: release it too.
-  if (stepBase)
+  if (rings.stepBase)
     releaseStage(ringStep(index(config.kSteps() - 1)));
   return SmallVector<Value>(loop.getResults());
 }
@@ -1860,35 +1100,33 @@ void KernelBuilder::consumePingpong() {
   // other runs its epilogue.
   Value mine = arith::CmpIOp::create(
       b, loc, arith::CmpIPredicate::eq,
-      arith::RemUIOp::create(b, loc, tilesDone,
-                             index(config.consumerThreads() /
-                                   kWarpgroupThreads)),
-      warpgroup);
+      arith::RemUIOp::create(
+          b, loc, rings.tilesDone,
+          index(config.consumerThreads() / kWarpgroupThreads)),
+      thisThread.warpgroup);
   ifThen(mine, [&] {
     // A parity wait only tells rounds apart that are at most one apart. The
     // other warpgroup's tile holds the K steps before this tile's, so this
     // K loop starts once that one's is done: the ring's full barriers are
     // then at most one round behind this warpgroup's waits.
-    waitForPhase(mathOrder, tilesDone, /*depth=*/1, /*previousRound=*/true);
-    Value firstRow = fragmentRow0;
+    hopper.waitForPhase(rings.mathOrder, rings.tilesDone, /*depth=*/1,
+                        /*previousRound=*/true);
+    Value firstRow = thisThread.fragmentRow;
     SmallVector<SmallVector<EpilogueRow, 2>> rows;
     for (int64_t fragment = 0; fragment < config.rowFragments(); ++fragment) {
-      fragmentRow0 = arith::AddIOp::create(b, loc, firstRow,
-                                           index(fragment * kWarpgroupRows));
-      loadEpilogueRows();
-      rows.push_back(epilogueRows);
+      thisThread.fragmentRow = arith::AddIOp::create(
+          b, loc, firstRow, index(fragment * kWarpgroupRows));
+      rows.push_back(loadEpilogueRows());
     }
     SmallVector<Value> sums =
         consumeFragments(SmallVector<Value>(config.rowFragments(), Value()));
     // The next tile's K loop runs beside this epilogue.
     nvgpu::MBarrierArriveOp::create(b, loc,
                                     nvgpu::MBarrierTokenType::get(context()),
-                                    mathOrder, index(0));
-    for (auto [fragment, sum] : llvm::enumerate(sums)) {
-      epilogueRows = rows[fragment];
-      storeEpilogue(sum);
-    }
-    fragmentRow0 = firstRow;
+                                    rings.mathOrder, index(0));
+    for (auto [fragment, sum] : llvm::enumerate(sums))
+      storeEpilogue(sum, rows[fragment]);
+    thisThread.fragmentRow = firstRow;
   });
 }
 
@@ -1899,33 +1137,33 @@ void KernelBuilder::planWeightOnlyChunks() {
   int64_t chunksPerRow = config.packedRowBytes() / kChunkBytes;
   for (int64_t i = 0; i < config.blockN * chunksPerRow / config.threads();
        ++i) {
-    Value chunk =
-        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+    Value chunk = arith::AddIOp::create(b, loc, thisThread.tid,
+                                        index(config.threads() * i));
     Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
     Value column = arith::MulIOp::create(
         b, loc, arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow)),
         index(kChunkBytes));
-    Value weightRow = weightRowOf(row);
+    Value weightRow = moe.weightRowOf(row);
     Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
                                          weightRow,
                                          index(config.outFeatures));
-    packedRow.push_back(row);
-    packedColumn.push_back(column);
-    packedSourceRow.push_back(arith::AddIOp::create(
+    copies.packedRow.push_back(row);
+    copies.packedColumn.push_back(column);
+    copies.packedSourceRow.push_back(arith::AddIOp::create(
         b, loc,
-        arith::MulIOp::create(b, loc, expert, index(config.outFeatures)),
+        arith::MulIOp::create(b, loc, tile.expert, index(config.outFeatures)),
         arith::SelectOp::create(b, loc, inside, weightRow, index(0))));
-    packedBytes.push_back(arith::SelectOp::create(
-        b, loc, inside, index(kChunkBytes), index(0)));
+    copies.packedBytes.push_back(
+        arith::SelectOp::create(b, loc, inside, index(kChunkBytes), index(0)));
   }
   int64_t chunksPerRowB = config.blockK() / kValuesPerChunk;
   for (int64_t i = 0; i < config.blockN * chunksPerRowB / config.threads();
        ++i) {
-    Value chunk =
-        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
-    dequantRow.push_back(
+    Value chunk = arith::AddIOp::create(b, loc, thisThread.tid,
+                                        index(config.threads() * i));
+    copies.dequantRow.push_back(
         arith::DivUIOp::create(b, loc, chunk, index(chunksPerRowB)));
-    dequantColumn.push_back(
+    copies.dequantColumn.push_back(
         arith::RemUIOp::create(b, loc, chunk, index(chunksPerRowB)));
   }
 
@@ -1960,7 +1198,7 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
   }
   auto loop = scf::ForOp::create(
       b, loc, index(0), index(kSteps), index(1), initial,
-      [&](OpBuilder &, Location, Value step, ValueRange args) {
+      [&](OpBuilder &, Location, Value step, ValueRange carried) {
         // This thread's cp.async group of `step` is done when at most the
         // younger ones (prefetch − 1 of them; every step commits one) are
         // pending.
@@ -1968,16 +1206,18 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
         // hides behind the waits and the wgmma.
         SmallVector<Value> scales;
         if (config.hasBlockScales())
-          scales = blockScales(step);
+          scales = moe.blockScales(step, thisThread.scaleRows);
         if (config.isWeightOnly())
-          scales = weightOnlyScales(step);
+          scales = moe.weightOnlyScales(step, copies.dequantRow,
+                                        copies.dequantColumn);
         Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
         NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
         // cp.async wrote through the generic proxy; wgmma reads through the
         // async one.
-        fenceAsyncProxy();
+        hopper.fenceAsyncProxy();
         // Every thread's rows are in, and every thread's wgmma of step
-        // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
+        // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be
+        // refilled.
         gpu::BarrierOp::create(b, loc);
         if (config.clusterM > 1)
           freeStageInPair(step, next);
@@ -1990,14 +1230,14 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
           // them into the B tile, through the generic proxy, then make the
           // tile visible to the wgmma's async proxy.
           dequantizeStage(stage, scales);
-          fenceAsyncProxy();
+          hopper.fenceAsyncProxy();
           gpu::BarrierOp::create(b, loc);
         } else {
-          waitForRound(barriers, step, /*previousRound=*/false);
+          waitForRound(rings.full, step, /*previousRound=*/false);
         }
         if (!config.promotesEachStage()) {
-          scf::YieldOp::create(
-              b, loc, wgmmaStep(args[0], stage, wgmmaInFlight));
+          scf::YieldOp::create(b, loc,
+                               wgmmaStep(carried[0], stage, wgmmaInFlight));
           return;
         }
         // The K block's partial sum, scaled and added in f32 (as DeepGEMM
@@ -2009,11 +1249,12 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
             LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
             wgmmaInFlight, /*fresh=*/true);
         if (!promotesLate) {
-          scf::YieldOp::create(b, loc, promote(args[0], partial, scales));
+          scf::YieldOp::create(b, loc, promote(carried[0], partial, scales));
           return;
         }
         SmallVector<Value> results = {
-            promote(args[0], args[1], SmallVector<Value>(args.drop_front(2))),
+            promote(carried[0], carried[1],
+                    SmallVector<Value>(carried.drop_front(2))),
             partial};
         llvm::append_range(results, scales);
         scf::YieldOp::create(b, loc, results);
@@ -2035,29 +1276,29 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
 
 void KernelBuilder::bindArguments(Block &entry) {
   unsigned argument = 0;
-  x = entry.getArgument(argument++);
-  slots = entry.getArgument(argument++);
-  blocks = entry.getArgument(argument++);
-  padded = entry.getArgument(argument++);
+  args.x = entry.getArgument(argument++);
+  args.slots = entry.getArgument(argument++);
+  args.blocks = entry.getArgument(argument++);
+  args.padded = entry.getArgument(argument++);
   if (config.isWeightOnly()) {
-    packedWeights = entry.getArgument(argument++);
-    weightScales = entry.getArgument(argument++);
+    args.packedWeights = entry.getArgument(argument++);
+    args.weightScales = entry.getArgument(argument++);
     if (config.zeroPoint)
-      weightZeros = entry.getArgument(argument++);
+      args.weightZeros = entry.getArgument(argument++);
   } else {
-    weightsPointer = entry.getArgument(argument++);
+    args.weightsPointer = entry.getArgument(argument++);
   }
   if (config.isW8A8()) {
-    inputScales = entry.getArgument(argument++);
-    weightScales = entry.getArgument(argument++);
+    args.inputScales = entry.getArgument(argument++);
+    args.weightScales = entry.getArgument(argument++);
   }
   if (config.bias)
-    biases = entry.getArgument(argument++);
+    args.biases = entry.getArgument(argument++);
   if (config.combine)
-    routingWeights = entry.getArgument(argument++);
-  out = entry.getArgument(argument++);
+    args.routingWeights = entry.getArgument(argument++);
+  args.out = entry.getArgument(argument++);
   if (config.persistent)
-    tileCounter = entry.getArgument(argument++);
+    args.tileCounter = entry.getArgument(argument++);
 }
 
 void KernelBuilder::createTypes() {
@@ -2065,65 +1306,56 @@ void KernelBuilder::createTypes() {
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
   // The tiles hold bf16, or the bytes of the w8a8 codes.
   Type element = config.isW8A8() ? Type(b.getI8Type()) : Type(b.getBF16Type());
-  tileAType = MemRefType::get({config.blockM, config.blockK()}, element,
-                              MemRefLayoutAttrInterface(), workgroup);
-  tileBType = MemRefType::get({config.blockN, config.blockK()}, element,
-                              MemRefLayoutAttrInterface(), workgroup);
-  boxType = MemRefType::get({config.boxRows(), config.blockK()}, element,
-                            MemRefLayoutAttrInterface(), workgroup);
-  packedType = MemRefType::get({config.blockN, config.packedRowBytes()},
-                               b.getI8Type(), MemRefLayoutAttrInterface(),
-                               workgroup);
+  shared.tileAType = MemRefType::get({config.blockM, config.blockK()}, element,
+                                     MemRefLayoutAttrInterface(), workgroup);
+  shared.tileBType = MemRefType::get({config.blockN, config.blockK()}, element,
+                                     MemRefLayoutAttrInterface(), workgroup);
+  shared.boxType = MemRefType::get({config.boxRows(), config.blockK()}, element,
+                                   MemRefLayoutAttrInterface(), workgroup);
+  shared.packedType =
+      MemRefType::get({config.blockN, config.packedRowBytes()}, b.getI8Type(),
+                      MemRefLayoutAttrInterface(), workgroup);
   auto mapType = nvgpu::TensorMapDescriptorType::get(
-      context(), boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+      context(), shared.boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
       nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
       nvgpu::TensorMapOOBKind::OOB_ZERO,
       nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
-  barrierType =
+  rings.barrierType =
       nvgpu::MBarrierGroupType::get(context(), workgroup, config.stages);
   accumulatorType = LLVM::LLVMStructType::getLiteral(
       context(), SmallVector<Type>(config.blockN / 2, sumType()));
 
   // The descriptor travels as a pointer: a tensor-map type in a gpu.func
   // signature breaks the NVVM pipeline.
-  if (weightsPointer)
+  if (args.weightsPointer)
     weightsMap =
-        UnrealizedConversionCastOp::create(b, loc, mapType, weightsPointer)
+        UnrealizedConversionCastOp::create(b, loc, mapType, args.weightsPointer)
             .getResult(0);
-}
-
-void KernelBuilder::loadScheduleSize() {
-  paddedCount = arith::IndexCastOp::create(
-      b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, padded, ValueRange{index(0)}));
-  // M·k, from the schedule's length: M·k + E·(block_m − 1) slots.
-  assignments = arith::SubIOp::create(
-      b, loc, memref::DimOp::create(b, loc, slots, 0),
-      index(config.numExperts * (config.blockM - 1)));
 }
 
 void KernelBuilder::publishTile(Value position,
                                 function_ref<Value()> tileOf) {
-  waitForPhase(tileEmpty, position, kTileRingDepth, /*previousRound=*/true);
+  hopper.waitForPhase(rings.tileEmpty, position, kTileRingDepth,
+                      /*previousRound=*/true);
   Value slot = arith::RemUIOp::create(b, loc, position, index(kTileRingDepth));
-  ifThen(leader, [&] {
+  ifThen(thisThread.leader, [&] {
     memref::StoreOp::create(
         b, loc, arith::IndexCastOp::create(b, loc, b.getI32Type(), tileOf()),
-        tileSlots, ValueRange{slot});
+        rings.tileSlots, ValueRange{slot});
     // The arrive releases the store to the threads that wait on the phase.
-    nvgpu::MBarrierArriveOp::create(b, loc,
-                                    nvgpu::MBarrierTokenType::get(context()),
-                                    tileFull, slot);
+    nvgpu::MBarrierArriveOp::create(
+        b, loc, nvgpu::MBarrierTokenType::get(context()), rings.tileFull, slot);
   });
 }
 
 Value KernelBuilder::receiveTile(Value position) {
-  waitForPhase(tileFull, position, kTileRingDepth, /*previousRound=*/false);
+  hopper.waitForPhase(rings.tileFull, position, kTileRingDepth,
+                      /*previousRound=*/false);
   Value slot = arith::RemUIOp::create(b, loc, position, index(kTileRingDepth));
-  Value tile = memref::LoadOp::create(b, loc, tileSlots, ValueRange{slot});
-  nvgpu::MBarrierArriveOp::create(b, loc,
-                                  nvgpu::MBarrierTokenType::get(context()),
-                                  tileEmpty, slot);
+  Value tile =
+      memref::LoadOp::create(b, loc, rings.tileSlots, ValueRange{slot});
+  nvgpu::MBarrierArriveOp::create(
+      b, loc, nvgpu::MBarrierTokenType::get(context()), rings.tileEmpty, slot);
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), tile);
 }
 
@@ -2131,7 +1363,7 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
   // The tiles of the padded schedule (a multiple of block_m slots), in the
   // raster order.
   Value slotBlocks =
-      arith::DivUIOp::create(b, loc, paddedCount, index(config.blockM));
+      arith::DivUIOp::create(b, loc, tile.paddedCount, index(config.blockM));
   Value columnTiles = index(config.columnTiles());
   Value tiles = arith::MulIOp::create(b, loc, slotBlocks, columnTiles);
   if (publishes)
@@ -2156,8 +1388,8 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
         scf::ConditionOp::create(b, loc, more,
                                  ValueRange{counts[0], counts[1], tile});
       },
-      [&](OpBuilder &, Location, ValueRange args) {
-        Value received = args[0], done = args[1], tile = args[2];
+      [&](OpBuilder &, Location, ValueRange carried) {
+        Value received = carried[0], done = carried[1], tileIndex = carried[2];
         Value next = arith::AddIOp::create(b, loc, received, index(1));
         if (publishes)
           publishTile(next, [&] {
@@ -2165,7 +1397,7 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
             Value taken = memref::AtomicRMWOp::create(
                 b, loc, arith::AtomicRMWKind::addi,
                 arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(1)),
-                tileCounter, ValueRange{index(0)});
+                args.tileCounter, ValueRange{index(0)});
             return arith::AddIOp::create(
                 b, loc, gpu::GridDimOp::create(b, loc, gpu::Dimension::x),
                 arith::IndexCastOp::create(b, loc, indexType, taken));
@@ -2173,34 +1405,36 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
         Value block, columnTile;
         if (config.groupM > 0) {
           std::tie(block, columnTile) =
-              rasterizeLinear(tile, slotBlocks, columnTiles);
+              moe.rasterizeLinear(tileIndex, slotBlocks, columnTiles);
         } else {
-          block = arith::RemUIOp::create(b, loc, tile, slotBlocks);
-          columnTile = arith::DivUIOp::create(b, loc, tile, slotBlocks);
+          block = arith::RemUIOp::create(b, loc, tileIndex, slotBlocks);
+          columnTile = arith::DivUIOp::create(b, loc, tileIndex, slotBlocks);
         }
-        firstSlot = arith::MulIOp::create(b, loc, block, index(config.blockM));
-        tileColumn = arith::MulIOp::create(b, loc, columnTile,
-                                           index(config.outputTile()));
-        kBase = index(0);
+        tile.firstSlot =
+            arith::MulIOp::create(b, loc, block, index(config.blockM));
+        tile.tileColumn = arith::MulIOp::create(b, loc, columnTile,
+                                                index(config.outputTile()));
+        tile.kBase = index(0);
         // Tiles of another device's experts are skipped by both roles
         // alike, and take no ring steps.
-        expert = arith::IndexCastOp::create(
+        tile.expert = arith::IndexCastOp::create(
             b, loc, indexType,
-            memref::LoadOp::create(b, loc, blocks, ValueRange{block}));
+            memref::LoadOp::create(b, loc, args.blocks, ValueRange{block}));
         Value local = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
-                                            expert, index(0));
+                                            tile.expert, index(0));
         auto localIf = scf::IfOp::create(b, loc, TypeRange{indexType}, local,
                                          /*withElse=*/true);
         {
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPointToStart(localIf.thenBlock());
-          tilesDone = done;
-          stepBase =
+          rings.tilesDone = done;
+          rings.stepBase =
               arith::MulIOp::create(b, loc, done, index(config.kSteps()));
-          weightsRow = firstWeightRow();
+          tile.weightsRow = moe.firstWeightRow();
           body();
           scf::YieldOp::create(
-              b, loc, ValueRange{arith::AddIOp::create(b, loc, done, index(1))});
+              b, loc,
+              ValueRange{arith::AddIOp::create(b, loc, done, index(1))});
           b.setInsertionPointToStart(localIf.elseBlock());
           scf::YieldOp::create(b, loc, done);
         }
@@ -2218,9 +1452,9 @@ void KernelBuilder::buildPersistent() {
                    consumePingpong();
                    return;
                  }
-                 loadEpilogueRows();
+                 SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
                  findOwnRows();
-                 storeEpilogue(consume());
+                 storeEpilogue(consume(), rows);
                });
              });
 }
@@ -2230,65 +1464,82 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   b.setInsertionPointToStart(&entry);
   bindArguments(entry);
   createTypes();
-  Type sumType = this->sumType();
-  smem = sharedBase(sharedMemory);
+  createSharedState(sharedMemory);
+  placeThread();
+  if (config.persistent) {
+    createTileRing();
+    std::tie(tile.paddedCount, tile.assignments) = moe.loadScheduleSize();
+    buildPersistent();
+  } else {
+    buildOneTile();
+  }
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+}
+
+void KernelBuilder::createSharedState(LLVM::GlobalOp sharedMemory) {
+  shared.bytes = hopper.dynamicSharedMemory(sharedMemory, config.sharedBytes());
   if (config.clusterM > 1)
-    sharedPointer = LLVM::AddressOfOp::create(b, loc, sharedMemory);
-  Value baseAddress = addressOf(smem);
+    shared.pointer = LLVM::AddressOfOp::create(b, loc, sharedMemory);
+  Value baseAddress = hopper.addressOf(shared.bytes);
   Value misalignment = arith::AndIOp::create(b, loc, baseAddress,
                                              i64(kSwizzleAlignment - 1));
-  shift = arith::IndexCastOp::create(
+  shared.shift = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
       arith::AndIOp::create(
           b, loc,
           arith::SubIOp::create(b, loc, i64(kSwizzleAlignment), misalignment),
           i64(kSwizzleAlignment - 1)));
-  barriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
+  rings.full = nvgpu::MBarrierCreateOp::create(b, loc, rings.barrierType);
   // A cluster's empty ring is its stage-free barriers, which the other
   // block reaches through mapa.
   if (config.warpSpecialized && config.clusterM == 1)
-    emptyBarriers = nvgpu::MBarrierCreateOp::create(b, loc, barrierType);
-  tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  warpgroup = arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
+    rings.empty = nvgpu::MBarrierCreateOp::create(b, loc, rings.barrierType);
+}
+
+void KernelBuilder::placeThread() {
+  thisThread.tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  thisThread.warpgroup =
+      arith::DivUIOp::create(b, loc, thisThread.tid, index(kWarpgroupThreads));
   // A consumer warpgroup's A rows: its own 64, or with pingpong all of them.
-  warpgroupOffset =
+  thisThread.warpgroupOffset =
       config.pingpong
           ? i64(0)
           : arith::IndexCastOp::create(
                 b, loc, b.getI64Type(),
-                arith::MulIOp::create(b, loc, warpgroup,
+                arith::MulIOp::create(b, loc, thisThread.warpgroup,
                                       index(kWarpgroupRows * 128 / 16)))
                 .getResult();
-  if (config.persistent) {
-    auto workgroup =
-        gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-    auto tileRingType =
-        nvgpu::MBarrierGroupType::get(context(), workgroup, kTileRingDepth);
-    tileFull = nvgpu::MBarrierCreateOp::create(b, loc, tileRingType);
-    tileEmpty = nvgpu::MBarrierCreateOp::create(b, loc, tileRingType);
-    if (config.pingpong)
-      mathOrder = nvgpu::MBarrierCreateOp::create(
-          b, loc, nvgpu::MBarrierGroupType::get(context(), workgroup, 1));
-    tileSlots = memref::ViewOp::create(
-        b, loc,
-        MemRefType::get({kTileRingDepth}, b.getI32Type(),
-                        MemRefLayoutAttrInterface(), workgroup),
-        smem, arith::AddIOp::create(b, loc, shift, index(config.ringBytes())),
-        ValueRange{});
-    loadScheduleSize();
-    buildPersistent();
-    b.setInsertionPointToEnd(&entry);
-    gpu::ReturnOp::create(b, loc);
-    return;
-  }
+}
+
+void KernelBuilder::createTileRing() {
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  auto tileRingType =
+      nvgpu::MBarrierGroupType::get(context(), workgroup, kTileRingDepth);
+  rings.tileFull = nvgpu::MBarrierCreateOp::create(b, loc, tileRingType);
+  rings.tileEmpty = nvgpu::MBarrierCreateOp::create(b, loc, tileRingType);
+  if (config.pingpong)
+    rings.mathOrder = nvgpu::MBarrierCreateOp::create(
+        b, loc, nvgpu::MBarrierGroupType::get(context(), workgroup, 1));
+  rings.tileSlots = memref::ViewOp::create(
+      b, loc,
+      MemRefType::get({kTileRingDepth}, b.getI32Type(),
+                      MemRefLayoutAttrInterface(), workgroup),
+      shared.bytes,
+      arith::AddIOp::create(b, loc, shared.shift, index(config.ringBytes())),
+      ValueRange{});
+}
+
+void KernelBuilder::buildOneTile() {
   auto [block, columnTile] = blockAndColumnTile();
   Value split = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
-  firstSlot = arith::MulIOp::create(b, loc, block, index(config.blockM));
-  tileColumn =
+  tile.firstSlot = arith::MulIOp::create(b, loc, block, index(config.blockM));
+  tile.tileColumn =
       arith::MulIOp::create(b, loc, columnTile, index(config.outputTile()));
-  kBase = arith::MulIOp::create(b, loc, split,
-                                index(config.kSteps() * config.blockK()));
-  loadScheduleSize();
+  tile.kBase = arith::MulIOp::create(b, loc, split,
+                                     index(config.kSteps() * config.blockK()));
+  std::tie(tile.paddedCount, tile.assignments) = moe.loadScheduleSize();
   if (config.clusterM > 1)
     decideSharing(block);
 
@@ -2296,51 +1547,49 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
   // and blocks of another device's experts exit at once (in a cluster, after
   // the pair's first synchronization, and then only unshared).
   Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                        firstSlot, paddedCount);
+                                        tile.firstSlot, tile.paddedCount);
   auto rangeIf = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
   b.setInsertionPointToStart(rangeIf.thenBlock());
-  expert = arith::IndexCastOp::create(
+  tile.expert = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, blocks, ValueRange{block}));
-  Value local = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, expert,
-                                      index(0));
+      memref::LoadOp::create(b, loc, args.blocks, ValueRange{block}));
+  Value local = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                                      tile.expert, index(0));
   auto localIf = scf::IfOp::create(b, loc, local, /*withElse=*/false);
   b.setInsertionPointToStart(localIf.thenBlock());
   if (config.warpSpecialized)
-    buildWarpSpecialized(sumType);
+    buildWarpSpecialized();
   else
-    buildMultistage(sumType);
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
+    buildMultistage();
 }
 
-void KernelBuilder::buildMultistage(Type sumType) {
-  leader =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
+void KernelBuilder::buildMultistage() {
+  thisThread.leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                            thisThread.tid, index(0));
   if (config.clusterM == 1) {
-    ifThen(leader, [&] {
+    ifThen(thisThread.leader, [&] {
       for (int64_t s = 0; s < config.stages; ++s)
-        nvgpu::MBarrierInitOp::create(b, loc, barriers, index(1), index(s),
+        nvgpu::MBarrierInitOp::create(b, loc, rings.full, index(1), index(s),
                                       Value());
     });
     gpu::BarrierOp::create(b, loc);
   }
-  weightsRow = firstWeightRow();
-  planInputChunks(tid, config.threads());
+  tile.weightsRow = moe.firstWeightRow();
+  planInputChunks(thisThread.tid, config.threads());
 
   if (config.isWeightOnly())
     planWeightOnlyChunks();
 
   planFragmentRows();
-  loadEpilogueRows();
+  SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
   findOwnRows();
-  Value total = multistageLoop(zeroAccumulator(sumType));
+  Value total = multistageLoop(zeroAccumulator());
   // A shared pair leaves together: every multicast into this block was
   // waited for, but this block's last multicast may still be landing in the
   // other block.
   if (config.clusterM > 1)
-    ifThen(sharesWeights, [&] { syncCluster(); });
-  storeEpilogue(total);
+    ifThen(cluster.sharesWeights, [&] { hopper.syncCluster(); });
+  storeEpilogue(total, rows);
 }
 
 static LLVM::GlobalOp getOrCreateSharedMemory(OpBuilder &b,
@@ -2357,13 +1606,13 @@ static LLVM::GlobalOp getOrCreateSharedMemory(OpBuilder &b,
       static_cast<unsigned>(NVVM::NVVMMemorySpace::Shared));
 }
 
-/// The shapes and format of `op` as a KernelConfig, or a remark where the
+/// The shapes and format of `op` as a ExpertMatmulPlan, or a remark where the
 /// emitter does not cover them.
-static FailureOr<KernelConfig> describeMatmul(OpBuilder &b,
-                                              ExpertMatmulOp op) {
+static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
+                                                  ExpertMatmulOp op) {
   auto weightsType = op.getWeights().getType();
   auto bf16 = b.getBF16Type();
-  KernelConfig config;
+  ExpertMatmulPlan config;
   config.numExperts = weightsType.getDimSize(0);
   config.outFeatures = weightsType.getDimSize(1);
   config.inFeatures = weightsType.getDimSize(2);
@@ -2422,8 +1671,8 @@ static FailureOr<KernelConfig> describeMatmul(OpBuilder &b,
 
 /// Takes every decision of `op`'s #moe_gpu.kernel_config (moe-gpu-configure)
 /// into `config`; a remark where this emitter does not build it.
-static LogicalResult applyKernelConfig(ExpertMatmulOp op,
-                                       KernelConfig &config) {
+static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
+                                           ExpertMatmulPlan &config) {
   // This emitter builds the multistage schedule of 128-byte K stages, and
   // the warp-specialized one for bf16.
   auto kernelConfig = op->getAttrOfType<moe_gpu::KernelConfigAttr>(
@@ -2487,7 +1736,7 @@ static LogicalResult applyKernelConfig(ExpertMatmulOp op,
 
 /// The kernel's parameters (see buildExpertMatmulKernel in MoeGpuKernels.h).
 static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
-                                         const KernelConfig &config) {
+                                         const ExpertMatmulPlan &config) {
   auto weightsType = op.getWeights().getType();
   auto bf16 = b.getBF16Type();
   MLIRContext *context = b.getContext();
@@ -2526,7 +1775,8 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
     arguments.push_back(MemRefType::get(
         {config.numExperts, config.outFeatures}, b.getF32Type()));
   if (config.combine) {
-    arguments.push_back(MemRefType::get({dynamic, config.topK}, b.getF32Type()));
+    arguments.push_back(
+        MemRefType::get({dynamic, config.topK}, b.getF32Type()));
     arguments.push_back(
         MemRefType::get({dynamic, config.outFeatures}, b.getF32Type()));
   } else {
@@ -2541,7 +1791,7 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
 
 /// How the host launches `func` and which parameter is a grid constant.
 static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
-                                const KernelConfig &config,
+                                const ExpertMatmulPlan &config,
                                 ArrayRef<Type> arguments) {
   // setmaxnreg needs a register cap at entry: at most `threads` threads and
   // one block per SM.
@@ -2601,8 +1851,8 @@ static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
 FailureOr<gpu::GPUFuncOp>
 mlir::moe::buildExpertMatmulKernel(OpBuilder &b, gpu::GPUModuleOp module,
                                    ExpertMatmulOp op, StringRef name) {
-  FailureOr<KernelConfig> config = describeMatmul(b, op);
-  if (failed(config) || failed(applyKernelConfig(op, *config)))
+  FailureOr<ExpertMatmulPlan> config = describeMatmul(b, op);
+  if (failed(config) || failed(applyExpertMatmulPlan(op, *config)))
     return failure();
   OpBuilder::InsertionGuard guard(b);
   Location loc = op.getLoc();

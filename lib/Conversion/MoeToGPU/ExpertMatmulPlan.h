@@ -1,0 +1,202 @@
+//===- ExpertMatmulPlan.h - what one expert GEMM computes -----*- C++ -*-===//
+//
+// The facts the parts of the expert GEMM emitter share: the op's shapes and
+// format with the decisions of its #moe_gpu.kernel_config
+// (ExpertMatmulPlan), the kernel's arguments, and the values that place the
+// current tile. The target-neutral MoE part (ExpertMatmulTile.h) and the
+// schedules built on Hopper (ExpertMatmulKernel.cpp, HopperEmitter.h) read
+// them; none of them holds kernel state of its own beyond these.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_LIB_CONVERSION_MOETOGPU_EXPERTMATMULPLAN_H
+#define MOE_LIB_CONVERSION_MOETOGPU_EXPERTMATMULPLAN_H
+
+#include "moe/Dialect/Moe/IR/MoeAttrs.h"
+#include "moe/Dialect/MoeGPU/IR/HopperLimits.h"
+
+#include "mlir/IR/Builders.h"
+
+#include <optional>
+
+namespace mlir::moe::expert_matmul {
+
+using moe_gpu::hopper::kSwizzleAlignment;
+using moe_gpu::hopper::kWarpgroupRows;
+using moe_gpu::hopper::kWarpgroupThreads;
+
+/// Bytes of one row of a stage's tiles: one 128B swizzle span, so 64 bf16
+/// or 128 one-byte (e4m3, s8) elements of K per stage.
+inline constexpr int64_t kRowBytes = moe_gpu::hopper::kStageRowBytes;
+/// Block scales cover 128 x 128 weights and 1 x 128 activations.
+inline constexpr int64_t kScaleBlock = 128;
+/// cp.async moves 16 bytes per chunk: 8 rows of 8 chunks fill a 128B span.
+inline constexpr int64_t kChunkBytes = 16;
+/// bf16 values per 16-byte chunk of the B tile.
+inline constexpr int64_t kValuesPerChunk = 8;
+inline constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxMultistageStages;
+/// Warp-specialized: stages whose gathers stay in flight before the
+/// producer waits for the oldest.
+inline constexpr int64_t kProducerLag = 2;
+/// Persistent: tiles the producer's leader publishes ahead of the block.
+inline constexpr int64_t kTileRingDepth = 2;
+/// What one kernel computes: the shapes and format of the op, and the
+/// decisions of its #moe_gpu.kernel_config.
+struct ExpertMatmulPlan {
+  int64_t topK, outFeatures, inFeatures, numExperts;
+  bool gather, combine;
+  /// Per-expert f32 biases [E, N], added to the products in the epilogue.
+  bool bias = false;
+  std::optional<ActivationKind> activation;
+  /// The activation's gate and up weight rows alternate (gate row j is row
+  /// 2j, its up row 2j + 1) instead of forming halves.
+  bool gateUpInterleaved = false;
+  double alpha = 0, limit = 0, routedScalingFactor = 1;
+  int64_t stages, splitK;
+  /// Rows of a slot block: 64 or 128 (one or two consumer warpgroups, each
+  /// an m64 wgmma on its 64 rows against the shared B tile).
+  int64_t blockM = 64;
+  /// Columns of the wgmma (its N): 64, 128 or 256.
+  int64_t blockN = 128;
+  /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
+  QuantFormat format = QuantFormat::None;
+  ScaleLayout scales = ScaleLayout::PerTensor;
+
+  /// Group size along K and zero points of a weight-only format.
+  int64_t group = 0;
+  bool zeroPoint = false;
+  /// Blocks per cluster along the slot blocks: 1, or 2 (multistage or
+  /// warp-specialized): a pair of consecutive slot blocks of one expert
+  /// loads each weight tile once, each block half of it, multicast to both.
+  int64_t clusterM = 1;
+
+  bool isW8A8() const {
+    return format == QuantFormat::Fp8 || format == QuantFormat::Int8;
+  }
+  /// Weight-only: stored codes, dequantized to bf16 in shared memory.
+  bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
+  /// Bytes of stored weights per 64 of K: 32 for int4 and e2m1 pairs.
+  int64_t packedRowBytes() const {
+    return moe_gpu::hopper::packedRowBytes(format);
+  }
+  int64_t packedTileBytes() const {
+    return isWeightOnly() ? blockN * packedRowBytes() : 0;
+  }
+  bool hasBlockScales() const {
+    return isW8A8() && scales == ScaleLayout::Block;
+  }
+  /// fp8 sums are moved into an f32 accumulator after every stage (128 of
+  /// K): the tensor cores add e4m3 products with fewer mantissa bits than
+  /// f32 (measured on an H200: per-channel fp8 over K = 2048 in one
+  /// accumulator was 1.2e-2 off the float64 oracle, 3.5e-3 promoted).
+  bool promotesEachStage() const { return format == QuantFormat::Fp8; }
+  int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
+  /// Elements of K per stage.
+  int64_t blockK() const { return kRowBytes / elementBytes(); }
+  /// Warp-specialized: a producer warpgroup after the consumers fills the
+  /// ring; setmaxnreg moves the roles to these per-thread register counts
+  /// (0: no rebalancing).
+  bool warpSpecialized = false;
+  /// Persistent (warp-specialized): a block per SM walks the tiles, and the
+  /// ring's phases run on across them.
+  bool persistent = false;
+  /// Pingpong (persistent): each consumer warpgroup multiplies all block_m
+  /// rows of its own tiles (every other one), so that one's epilogue runs
+  /// while the other's wgmmas do.
+  bool pingpong = false;
+  int64_t producerRegisters = 0, consumerRegisters = 0;
+  /// Slot blocks a raster group walks before the next column tile; 0: all.
+  int64_t groupM = 0;
+  int64_t consumerThreads() const {
+    return blockM / kWarpgroupRows * kWarpgroupThreads;
+  }
+  /// The 64-row accumulators of one consumer warpgroup: its own 64 rows, or
+  /// with pingpong all block_m rows.
+  int64_t rowFragments() const {
+    return pingpong ? blockM / kWarpgroupRows : 1;
+  }
+  /// The threads that consume (and release) each stage: one warpgroup with
+  /// pingpong, else all consumers.
+  int64_t stageConsumerThreads() const {
+    return pingpong ? kWarpgroupThreads : consumerThreads();
+  }
+  int64_t threads() const {
+    return consumerThreads() + (warpSpecialized ? kWarpgroupThreads : 0);
+  }
+  /// Column tiles across the output width (the last may stick out).
+  int64_t columnTiles() const {
+    return (width() + outputTile() - 1) / outputTile();
+  }
+  int64_t tileABytes() const { return blockM * kRowBytes; }
+
+  int64_t tileBBytes() const { return blockN * kRowBytes; }
+
+  int64_t outputTile() const { return activation ? blockN / 2 : blockN; }
+  /// Columns of a product row after the epilogue.
+  int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
+  int64_t kSteps() const { return inFeatures / blockK() / splitK; }
+  /// Per stage an A tile [BM, 128 bytes] and a B tile [BN, 128 bytes]
+  /// (weight-only: and the B tile's stored codes), plus the slack for
+  /// aligning the base to the swizzle.
+  int64_t ringBytes() const {
+    return stages * (tileABytes() + tileBBytes() + packedTileBytes());
+  }
+  /// Persistent: the tile ring's i32 slots, after the stages.
+  int64_t tileSlotBytes() const { return persistent ? 4 * kTileRingDepth : 0; }
+  /// Rows of a TMA box of the weights: the B tile, or with a gated
+  /// activation or a cluster, half of it (gate and up rows; or the half
+  /// each block of the pair loads).
+  int64_t boxRows() const {
+    return activation || clusterM > 1 ? blockN / 2 : blockN;
+  }
+  /// Cluster: per stage an 8-byte mbarrier, after the tile ring's slots,
+  /// on which the other block (or, unpaired, this one) frees the stage;
+  /// warp-specialized, it is the ring's empty barrier.
+  int64_t stageFreeBarrierBytes() const {
+    return clusterM > 1 ? 8 * stages : 0;
+  }
+  /// Warp-specialized: the arrivals that release a stage. Every thread that
+  /// consumed it, and in a cluster also one per consumer warpgroup of the
+  /// block whose multicasts refill it (the other block, shared; this one,
+  /// unshared), so that the count is the same either way.
+  int64_t releasesPerStage() const {
+    int64_t releases = stageConsumerThreads();
+    if (clusterM > 1)
+      releases += consumerThreads() / kWarpgroupThreads;
+    return releases;
+  }
+  int64_t sharedBytes() const {
+    return ringBytes() + tileSlotBytes() + stageFreeBarrierBytes() +
+           kSwizzleAlignment;
+  }
+};
+
+/// The kernel's arguments, in their order (see buildExpertMatmulKernel);
+/// those the plan does not use stay null.
+struct KernelArguments {
+  Value x, slots, blocks, padded;
+  /// The weights' TMA descriptor (a pointer), or weight-only stored codes.
+  Value weightsPointer, packedWeights;
+  Value inputScales, weightScales, weightZeros, biases;
+  Value routingWeights, out;
+  /// Persistent: the counter of tiles taken.
+  Value tileCounter;
+};
+
+/// The schedule's size and the values that place the current tile.
+struct TileValues {
+  /// The padded slot count (from moe.align) and the assignments M·k.
+  Value paddedCount, assignments;
+  /// The tile's expert, first slot, first output column and first K.
+  Value expert, firstSlot, tileColumn, kBase;
+  /// The first weight row of the tile in the [E·N, K] weights.
+  Value weightsRow;
+};
+
+/// Creates an scf.if without else on `condition` and builds `body` in it.
+void buildIfThen(OpBuilder &b, Location loc, Value condition,
+                 function_ref<void()> body);
+
+} // namespace mlir::moe::expert_matmul
+
+#endif // MOE_LIB_CONVERSION_MOETOGPU_EXPERTMATMULPLAN_H

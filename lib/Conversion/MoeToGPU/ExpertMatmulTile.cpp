@@ -1,0 +1,537 @@
+//===- ExpertMatmulTile.cpp - the MoE part of the expert GEMM -------------===//
+
+#include "ExpertMatmulTile.h"
+
+#include "moe/Conversion/Utils/ScalarMath.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::expert_matmul;
+
+void mlir::moe::expert_matmul::buildIfThen(OpBuilder &b, Location loc,
+                                           Value condition,
+                                           function_ref<void()> body) {
+  auto ifOp = scf::IfOp::create(b, loc, condition, /*withElse=*/false);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  body();
+}
+
+Value ExpertTileEmitter::index(int64_t value) {
+  return arith::ConstantIndexOp::create(b, loc, value);
+}
+
+Value ExpertTileEmitter::i64(int64_t value) {
+  return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(value));
+}
+
+Value ExpertTileEmitter::addressOf(Value view) {
+  Value pointer = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, view);
+  return arith::IndexCastOp::create(b, loc, b.getI64Type(), pointer);
+}
+
+Value ExpertTileEmitter::inputRowOf(Value slot, Value &real) {
+  Value assignment = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      memref::LoadOp::create(b, loc, args.slots, ValueRange{slot}));
+  real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
+                               tile.assignments);
+  Value source = config.gather ? arith::DivUIOp::create(b, loc, assignment,
+                                                        index(config.topK))
+                                     .getResult()
+                               : slot;
+  return arith::SelectOp::create(b, loc, real, source, index(0));
+}
+
+Value ExpertTileEmitter::weightRowOf(Value row) {
+  if (!config.activation)
+    return arith::AddIOp::create(b, loc, tile.tileColumn, row);
+  // The tile's gate rows, then their up rows: row r is output column
+  // tileColumn + r (mod the output tile), gate below outputTile, else up.
+  Value isGate = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row,
+                                       index(config.outputTile()));
+  Value column = arith::AddIOp::create(b, loc, tile.tileColumn, row);
+  Value upColumn =
+      arith::SubIOp::create(b, loc, column, index(config.outputTile()));
+  return arith::SelectOp::create(b, loc, isGate, gateUpRow(column, false),
+                                 gateUpRow(upColumn, true));
+}
+
+Value ExpertTileEmitter::gateUpRow(Value column, bool up) {
+  if (!config.activation)
+    return column;
+  if (!config.gateUpInterleaved)
+    return up ? arith::AddIOp::create(b, loc, column,
+                                      index(config.outFeatures / 2))
+              : column;
+  Value gate = arith::MulIOp::create(b, loc, column, index(2));
+  return up ? arith::AddIOp::create(b, loc, gate, index(1)) : gate;
+}
+
+std::pair<Value, Value> ExpertTileEmitter::upTileCoordinates(Value kOffset) {
+  if (config.gateUpInterleaved)
+    return {arith::AddIOp::create(b, loc, kOffset, index(config.inFeatures)),
+            tile.weightsRow};
+  return {kOffset, arith::AddIOp::create(b, loc, tile.weightsRow,
+                                         index(config.outFeatures / 2))};
+}
+
+Value ExpertTileEmitter::decodeWeight(Value code, Value zeroBias) {
+  // Integer codes become floats without a conversion instruction (those
+  // issue at an eighth of the f32 rate): the f32 with bits 0x4B000000 | c
+  // is 2^23 + c exactly, and subtracting 2^23 + zero is exact too.
+  Type f32 = b.getF32Type();
+  auto i32Constant = [&](int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
+        .getResult();
+  };
+  auto f32Constant = [&](double value) {
+    return arith::ConstantOp::create(
+               b, loc, b.getF32FloatAttr(static_cast<float>(value)))
+        .getResult();
+  };
+  constexpr int64_t kMagicBits = 0x4B000000;
+  constexpr double kMagic = 8388608.0; // 2^23
+  if (zeroBias)
+    return arith::SubFOp::create(
+        b, loc,
+        arith::BitcastOp::create(
+            b, loc, f32,
+            arith::OrIOp::create(b, loc, code, i32Constant(kMagicBits))),
+        zeroBias);
+  if (config.format != QuantFormat::Mxfp4) {
+    // Two's complement in 4 or 8 bits: flipping the sign bit offsets the
+    // code by 2^(bits − 1), which the subtraction takes back.
+    int64_t signBit = config.format == QuantFormat::Int4Weight ? 8 : 128;
+    Value biased =
+        arith::XOrIOp::create(b, loc, code, i32Constant(kMagicBits | signBit));
+    return arith::SubFOp::create(b, loc,
+                                 arith::BitcastOp::create(b, loc, f32, biased),
+                                 f32Constant(kMagic + signBit));
+  }
+  // e2m1 (sign, exponent e, mantissa m): with e·m at bits 24..22 of an f32
+  // the value is (1 + m/2)·2^(e − 127), or m/2·2^−126 (a denormal) for
+  // e = 0, that is the e2m1 value times 2^−126 either way; the product by
+  // 2^126 is exact (denormals are kept: no ftz).
+  Value magnitude = arith::ShLIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, code, i32Constant(7)),
+      i32Constant(22));
+  Value sign = arith::ShLIOp::create(
+      b, loc, arith::AndIOp::create(b, loc, code, i32Constant(8)),
+      i32Constant(28));
+  Value bits = arith::OrIOp::create(b, loc, magnitude, sign);
+  return arith::MulFOp::create(b, loc,
+                               arith::BitcastOp::create(b, loc, f32, bits),
+                               f32Constant(std::ldexp(1.0, 126)));
+}
+
+SmallVector<Value>
+ExpertTileEmitter::weightOnlyScales(Value step, ArrayRef<Value> rows,
+                                    ArrayRef<Value> columns) {
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  Value kOffset = arith::AddIOp::create(
+      b, loc, tile.kBase,
+      arith::MulIOp::create(b, loc, step, index(config.blockK())));
+  SmallVector<Value> values;
+  for (auto [row, column] : llvm::zip(rows, columns)) {
+    // A row past N (the last tile's overhang) reads row 0's scales; its
+    // columns are dropped.
+    Value weightRow = weightRowOf(row);
+    weightRow = arith::SelectOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, weightRow,
+                              index(config.outFeatures)),
+        weightRow, index(0));
+    Value groupIndex = arith::DivUIOp::create(
+        b, loc,
+        arith::AddIOp::create(
+            b, loc, kOffset,
+            arith::MulIOp::create(b, loc, column, index(kValuesPerChunk))),
+        index(config.group));
+    Value scale =
+        memref::LoadOp::create(b, loc, args.weightScales,
+                               ValueRange{tile.expert, weightRow, groupIndex});
+    if (config.format == QuantFormat::Mxfp4) {
+      // e8m0: the byte is an f32 exponent field, 2^(byte − 127).
+      Value bits = arith::ShLIOp::create(
+          b, loc, arith::ExtUIOp::create(b, loc, i32, scale),
+          arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(23)));
+      scale = arith::BitcastOp::create(b, loc, f32, bits);
+    }
+    values.push_back(scale);
+    // A zero point z as the f32 2^23 + z (bits 0x4B000000 | z), which
+    // decodeWeight subtracts.
+    if (config.zeroPoint)
+      values.push_back(arith::BitcastOp::create(
+          b, loc, f32,
+          arith::OrIOp::create(
+              b, loc,
+              arith::ExtUIOp::create(
+                  b, loc, i32,
+                  memref::LoadOp::create(
+                      b, loc, args.weightZeros,
+                      ValueRange{tile.expert, weightRow, groupIndex})),
+              arith::ConstantOp::create(b, loc,
+                                        b.getI32IntegerAttr(0x4B000000)))));
+  }
+  return values;
+}
+
+SmallVector<Value> ExpertTileEmitter::blockScales(Value step,
+                                                  ArrayRef<Value> scaleRows) {
+  // The K block of this step among all of K (split-K blocks start at kBase).
+  Value kBlock = arith::AddIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, tile.kBase, index(kScaleBlock)),
+      step);
+  Value rowScales[2];
+  for (int64_t half = 0; half < 2; ++half)
+    rowScales[half] = memref::LoadOp::create(
+        b, loc, args.inputScales, ValueRange{scaleRows[half], kBlock});
+  // 64-column chunks of the B tile: gate rows, then (gated) their up rows;
+  // a chunk's rows never straddle a 128-row scale block (as halves, N/2 is
+  // a multiple of 64; interleaved, 64 output columns from a multiple of 64
+  // are the 128 rows of one block).
+  int64_t chunks = config.blockN / 64;
+  int64_t gateChunks = config.activation ? chunks / 2 : chunks;
+  SmallVector<Value> chunkScales;
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    bool up = chunk >= gateChunks;
+    Value column = arith::AddIOp::create(
+        b, loc, tile.tileColumn, index((up ? chunk - gateChunks : chunk) * 64));
+    Value nBlock = arith::DivUIOp::create(b, loc, gateUpRow(column, up),
+                                          index(kScaleBlock));
+    chunkScales.push_back(memref::LoadOp::create(
+        b, loc, args.weightScales, ValueRange{tile.expert, nBlock, kBlock}));
+  }
+  SmallVector<Value> scales;
+  for (int64_t half = 0; half < 2; ++half)
+    for (Value chunkScale : chunkScales)
+      scales.push_back(
+          arith::MulFOp::create(b, loc, rowScales[half], chunkScale));
+  return scales;
+}
+
+Value ExpertTileEmitter::accumulatorValue(Value accumulator, int64_t reg) {
+  Value value = LLVM::ExtractValueOp::create(b, loc, accumulator, reg);
+  if (config.format == QuantFormat::Int8)
+    value = arith::SIToFPOp::create(b, loc, b.getF32Type(), value);
+  return value;
+}
+
+void ExpertTileEmitter::combinePairs(Value accumulator, int64_t half,
+                                     Value laneColumn, Value token, Value scale,
+                                     const EpilogueOperands &operands) {
+  // Element (token, column) of the sums lies token · N + column elements
+  // past the memref's offset.
+  Value offset =
+      memref::ExtractStridedMetadataOp::create(b, loc, args.out).getOffset();
+  Value rowOffset = arith::AddIOp::create(
+      b, loc,
+      arith::MulIOp::create(
+          b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), token),
+          i64(config.outFeatures)),
+      arith::IndexCastOp::create(b, loc, b.getI64Type(), offset));
+  Value base = addressOf(args.out);
+  for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
+    Value column = arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
+    std::optional<OpBuilder::InsertionGuard> maskGuard;
+    maskColumnPair(column, maskGuard);
+    SmallVector<Value, 2> values;
+    for (int64_t pair = 0; pair < 2; ++pair) {
+      Value value =
+          epilogueValue(accumulator, target.registerOf(group, half, pair), half,
+                        2 * group + pair, /*up=*/false, operands);
+      values.push_back(arith::MulFOp::create(b, loc, value, scale));
+    }
+    Value element = arith::AddIOp::create(
+        b, loc, rowOffset,
+        arith::IndexCastOp::create(b, loc, b.getI64Type(), column));
+    Value address = arith::AddIOp::create(
+        b, loc, base, arith::MulIOp::create(b, loc, element, i64(4)));
+    target.reduceAddPair(b, loc, address, values[0], values[1]);
+  }
+}
+
+void ExpertTileEmitter::maskColumnPair(
+    Value column, std::optional<OpBuilder::InsertionGuard> &guard) {
+  // The last column tile may stick out of a width that is not a multiple of
+  // it: its extra columns are products with the next expert's rows (or
+  // TMA's zero fill) and are dropped (and their scales, past the end, are
+  // not read). Widths are multiples of 8: a pair is in or out whole.
+  if (config.width() % config.outputTile() == 0)
+    return;
+  Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       column, index(config.width()));
+  auto maskIf = scf::IfOp::create(b, loc, inside, false);
+  guard.emplace(b);
+  b.setInsertionPointToStart(maskIf.thenBlock());
+}
+
+Value ExpertTileEmitter::epilogueValue(Value accumulator, int64_t reg,
+                                       int64_t half, int64_t columnIndex,
+                                       bool up,
+                                       const EpilogueOperands &operands) {
+  Value value = accumulatorValue(accumulator, reg);
+  if (operands.scaled) {
+    Value weightScale =
+        (up ? operands.upScales : operands.gateScales)[columnIndex];
+    value = arith::MulFOp::create(
+        b, loc, value,
+        arith::MulFOp::create(b, loc, operands.rowScales[half], weightScale));
+  }
+  if (config.bias)
+    value = arith::AddFOp::create(
+        b, loc, value,
+        (up ? operands.upBiases : operands.gateBiases)[columnIndex]);
+  return value;
+}
+
+Value ExpertTileEmitter::loadColumnValue(Value table, Value column, bool up) {
+  // The last tile's overhang (its products are dropped) reads column 0.
+  Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                       column, index(config.width()));
+  column = arith::SelectOp::create(b, loc, inside, column, index(0));
+  return memref::LoadOp::create(b, loc, table,
+                                ValueRange{tile.expert, gateUpRow(column, up)});
+}
+
+ExpertTileEmitter::EpilogueOperands
+ExpertTileEmitter::loadEpilogueOperands(Value laneColumn,
+                                        ArrayRef<Value> scaleRows) {
+  // Per-tensor and per-channel scales and the biases are all loaded here,
+  // before the first store: behind the stores (atomics for the combine)
+  // each load's latency would be paid in turn. Per fragment half the row's
+  // input scale; per column of the thread (2 of every 8; gated: and its up
+  // column) the weight scale and the bias; per tensor, one scale of each.
+  EpilogueOperands operands;
+  operands.scaled = config.isW8A8() && !config.hasBlockScales();
+  int64_t threadColumns = config.outputTile() / 4;
+  if (operands.scaled && config.scales == ScaleLayout::PerTensor) {
+    operands.rowScales.assign(
+        2,
+        memref::LoadOp::create(b, loc, args.inputScales, ValueRange{index(0)}));
+    Value weightScale = memref::LoadOp::create(b, loc, args.weightScales,
+                                               ValueRange{tile.expert});
+    operands.gateScales.assign(threadColumns, weightScale);
+    operands.upScales.assign(threadColumns, weightScale);
+  } else if (operands.scaled) {
+    for (int64_t half = 0; half < 2; ++half)
+      operands.rowScales.push_back(memref::LoadOp::create(
+          b, loc, args.inputScales, ValueRange{scaleRows[half]}));
+  }
+  bool perChannel = operands.scaled && config.scales != ScaleLayout::PerTensor;
+  if (!perChannel && !config.bias)
+    return operands;
+  // With split-K (a combine, so no activation), only the first split adds
+  // the bias into the sums.
+  Value firstSplit;
+  if (config.bias && config.splitK > 1)
+    firstSplit = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::eq,
+        gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), index(0));
+  auto loadBias = [&](Value column, bool up) -> Value {
+    Value bias = loadColumnValue(args.biases, column, up);
+    if (!firstSplit)
+      return bias;
+    Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
+    return arith::SelectOp::create(b, loc, firstSplit, bias, zero);
+  };
+  for (int64_t group = 0; group < config.outputTile() / 8; ++group)
+    for (int64_t pair = 0; pair < 2; ++pair) {
+      Value column =
+          arith::AddIOp::create(b, loc, laneColumn, index(8 * group + pair));
+      if (perChannel) {
+        operands.gateScales.push_back(
+            loadColumnValue(args.weightScales, column));
+        if (config.activation)
+          operands.upScales.push_back(
+              loadColumnValue(args.weightScales, column, /*up=*/true));
+      }
+      if (config.bias) {
+        operands.gateBiases.push_back(loadBias(column, /*up=*/false));
+        if (config.activation)
+          operands.upBiases.push_back(loadBias(column, /*up=*/true));
+      }
+    }
+  return operands;
+}
+
+void ExpertTileEmitter::storeEpilogue(Value accumulator,
+                                      ArrayRef<EpilogueRow> rows, Value tid,
+                                      ArrayRef<Value> scaleRows) {
+  Value laneColumn = arith::AddIOp::create(
+      b, loc, target.laneColumnOffset(b, loc, tid), tile.tileColumn);
+  EpilogueOperands operands = loadEpilogueOperands(laneColumn, scaleRows);
+  for (int64_t half = 0; half < 2; ++half) {
+    const EpilogueRow &row = rows[half];
+    if (!config.combine) {
+      storeRows(accumulator, half, row, laneColumn, operands);
+      continue;
+    }
+    buildIfThen(b, loc, row.scheduled, [&] {
+      combinePairs(accumulator, half, laneColumn, row.token, row.scale,
+                   operands);
+    });
+  }
+}
+
+void ExpertTileEmitter::storeRows(Value accumulator, int64_t half,
+                                  const EpilogueRow &rows, Value laneColumn,
+                                  const EpilogueOperands &operands) {
+  // No branch per row: a block never reaches past the padded count, and a
+  // padding slot's A row is zero, so its outputs are zero as the op states
+  // (with a bias, once selected away).
+  Value zero = config.bias
+                   ? arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f))
+                         .getResult()
+                   : Value();
+  for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
+    Value column = arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
+    std::optional<OpBuilder::InsertionGuard> maskGuard;
+    maskColumnPair(column, maskGuard);
+    SmallVector<Value, 2> pairValues;
+    for (int64_t pair = 0; pair < 2; ++pair) {
+      int64_t reg = target.registerOf(group, half, pair);
+      int64_t columnIndex = 2 * group + pair;
+      Value value = epilogueValue(accumulator, reg, half, columnIndex,
+                                  /*up=*/false, operands);
+      if (config.activation) {
+        // The up column of this gate column sits one output tile further:
+        // in the same thread.
+        int64_t upRegister =
+            target.registerOf(group + config.outputTile() / 8, half, pair);
+        Value up = epilogueValue(accumulator, upRegister, half, columnIndex,
+                                 /*up=*/true, operands);
+        value = buildGatedActivation(b, loc, *config.activation, value, up,
+                                     config.alpha, config.limit);
+      }
+      if (config.bias)
+        value = arith::SelectOp::create(b, loc, rows.scheduled, value, zero);
+      pairValues.push_back(value);
+    }
+    storePair(rows.slot, column, pairValues[0], pairValues[1]);
+  }
+}
+
+void ExpertTileEmitter::storePair(Value slot, Value column, Value first,
+                                  Value second) {
+  // Element (slot, column) lies slot · width + column elements past the
+  // memref's offset; column is even, so the word is 4-byte aligned.
+  Value offset =
+      memref::ExtractStridedMetadataOp::create(b, loc, args.out).getOffset();
+  Value element = arith::AddIOp::create(
+      b, loc,
+      arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, slot, index(config.width())),
+          column),
+      offset);
+  Value address = arith::AddIOp::create(
+      b, loc, addressOf(args.out),
+      arith::MulIOp::create(
+          b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), element),
+          i64(2)));
+  auto pairType = VectorType::get({2}, b.getBF16Type());
+  Value pair = LLVM::PoisonOp::create(b, loc, pairType);
+  Value values[] = {first, second};
+  for (auto [position, value] : llvm::enumerate(values)) {
+    Value narrow = arith::TruncFOp::create(b, loc, b.getBF16Type(), value);
+    pair = LLVM::InsertElementOp::create(
+        b, loc, pair, narrow,
+        arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(position)));
+  }
+  // The output is device memory: a global pointer makes it st.global.
+  constexpr unsigned kGlobalAddressSpace = 1;
+  Value pointer = LLVM::IntToPtrOp::create(
+      b, loc, LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
+      address);
+  LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
+}
+
+SmallVector<EpilogueRow, 2>
+ExpertTileEmitter::loadEpilogueRows(Value fragmentRow) {
+  SmallVector<EpilogueRow, 2> epilogueRows;
+  for (int64_t half = 0; half < 2; ++half) {
+    Value row = arith::AddIOp::create(b, loc, fragmentRow, index(8 * half));
+    EpilogueRow rows;
+    rows.slot = arith::AddIOp::create(b, loc, tile.firstSlot, row);
+    // Rows out need to know their padding only to keep a bias out of it.
+    if (!config.combine && !config.bias) {
+      epilogueRows.push_back(rows);
+      continue;
+    }
+    Value assignment = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(),
+        memref::LoadOp::create(b, loc, args.slots, ValueRange{rows.slot}));
+    rows.scheduled = arith::AndIOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, rows.slot,
+                              tile.paddedCount),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
+                              tile.assignments));
+    if (!config.combine) {
+      epilogueRows.push_back(rows);
+      continue;
+    }
+    // A padding slot reads assignment 0's weight, which is then unused.
+    Value safe =
+        arith::SelectOp::create(b, loc, rows.scheduled, assignment, index(0));
+    rows.token = arith::DivUIOp::create(b, loc, safe, index(config.topK));
+    Value choice = arith::RemUIOp::create(b, loc, safe, index(config.topK));
+    rows.scale = memref::LoadOp::create(b, loc, args.routingWeights,
+                                        ValueRange{rows.token, choice});
+    if (config.routedScalingFactor != 1.0)
+      rows.scale = arith::MulFOp::create(
+          b, loc, rows.scale,
+          arith::ConstantOp::create(b, loc,
+                                    b.getF32FloatAttr(static_cast<float>(
+                                        config.routedScalingFactor))));
+    epilogueRows.push_back(rows);
+  }
+  return epilogueRows;
+}
+
+std::pair<Value, Value> ExpertTileEmitter::rasterizeLinear(Value linear,
+                                                           Value slotBlocks,
+                                                           Value columnTiles) {
+  Value groupBlocks =
+      arith::MulIOp::create(b, loc, columnTiles, index(config.groupM));
+  Value group = arith::DivUIOp::create(b, loc, linear, groupBlocks);
+  Value firstBlock = arith::MulIOp::create(b, loc, group, index(config.groupM));
+  // The last group may hold fewer slot blocks.
+  Value groupRows = arith::MinUIOp::create(
+      b, loc, arith::SubIOp::create(b, loc, slotBlocks, firstBlock),
+      index(config.groupM));
+  Value within = arith::RemUIOp::create(b, loc, linear, groupBlocks);
+  Value block = arith::AddIOp::create(
+      b, loc, firstBlock, arith::RemUIOp::create(b, loc, within, groupRows));
+  Value columnTile = arith::DivUIOp::create(b, loc, within, groupRows);
+  return {block, columnTile};
+}
+
+Value ExpertTileEmitter::firstWeightRow() {
+  // Interleaved gate/up weights are read as [E·N/2, 2K] row pairs.
+  int64_t rowsPerExpert =
+      config.gateUpInterleaved ? config.outFeatures / 2 : config.outFeatures;
+  return arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, tile.expert, index(rowsPerExpert)),
+      tile.tileColumn);
+}
+
+std::pair<Value, Value> ExpertTileEmitter::loadScheduleSize() {
+  Value paddedCount = arith::IndexCastOp::create(
+      b, loc, b.getIndexType(),
+      memref::LoadOp::create(b, loc, args.padded, ValueRange{index(0)}));
+  // M·k, from the schedule's length: M·k + E·(block_m − 1) slots.
+  Value assignments = arith::SubIOp::create(
+      b, loc, memref::DimOp::create(b, loc, args.slots, 0),
+      index(config.numExperts * (config.blockM - 1)));
+  return {paddedCount, assignments};
+}
