@@ -234,9 +234,22 @@ struct MoeGpuConfigurePass
   using Base::Base;
 
   void runOnOperation() override {
-    if (blockN < 0 || stages < 0) {
-      getOperation()->emitError(
-          "moe-gpu-configure: block-n and stages must not be negative");
+    // An override the policy would round or clamp silently is an error:
+    // the caller asked for a kernel it would not get.
+    if (!llvm::is_contained({int64_t(0), int64_t(64), int64_t(128),
+                             kMaxBlockN},
+                            blockN.getValue())) {
+      getOperation()->emitError("moe-gpu-configure: block-n must be 0, 64, "
+                                "128 or 256, got ")
+          << blockN.getValue();
+      return signalPassFailure();
+    }
+    if (stages != 0 &&
+        (stages < kMinStages || stages > hopper::kMaxMultistageStages)) {
+      getOperation()->emitError("moe-gpu-configure: stages must be 0 or "
+                                "between ")
+          << kMinStages << " and " << hopper::kMaxMultistageStages << ", got "
+          << stages.getValue();
       return signalPassFailure();
     }
     if (clusterM != 1 && clusterM != 2) {

@@ -69,7 +69,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     Option<"blockN", "block-n", "int64_t", /*default=*/"0",
            "wgmma N of the grouped GEMMs (64, 128, 256); 0 follows the tile">,
     Option<"stages", "stages", "int64_t", /*default=*/"0",
-           "Shared-memory ring depth (2-5); 0 takes the deepest that fits">,
+           "Shared-memory ring depth (2-5; fewer where K has fewer steps "
+           "or the ring would not fit); 0 takes the deepest that fits">,
     Option<"warpSpecialize", "warp-specialize", "bool", /*default=*/"false",
            "Give bf16 matmuls of 128-row blocks the warp-specialized "
            "schedule (one producer warpgroup, setmaxnreg 88/208)">,
