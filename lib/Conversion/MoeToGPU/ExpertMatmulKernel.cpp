@@ -348,9 +348,6 @@ private:
   /// One tile per block: the grid's tile, if it is scheduled and its
   /// expert is local, by the multistage or warp-specialized schedule.
   void buildOneTile();
-  /// Before waiting for the kernels before it: the first stages of slot
-  /// block `block`'s weight tile prefetched into L2 (thread 0).
-  void prefetchWeightsThenWait(Value block);
   /// Persistent body: the producer and the consumers each walk this
   /// block's tiles in the same order, the producer running up to a ring
   /// ahead, so that the next tile's loads overlap this tile's epilogue.
@@ -1542,8 +1539,6 @@ void KernelBuilder::buildOneTile() {
       arith::MulIOp::create(b, loc, columnTile, index(config.outputTile()));
   tile.kBase = arith::MulIOp::create(b, loc, split,
                                      index(config.kSteps() * config.blockK()));
-  if (config.prefetchesBeforeWait())
-    prefetchWeightsThenWait(block);
   std::tie(tile.paddedCount, tile.assignments) = moe.loadScheduleSize();
   if (config.clusterM > 1)
     decideSharing(block);
@@ -1566,44 +1561,6 @@ void KernelBuilder::buildOneTile() {
     buildWarpSpecialized();
   else
     buildMultistage();
-}
-
-void KernelBuilder::prefetchWeightsThenWait(Value block) {
-  // Under programmatic dependent launch this block may start while the
-  // matmul before it still runs. Its slot block's expert comes from
-  // moe.align, which completed before that matmul's blocks passed their
-  // own wait (and so before this kernel was launched); with the expert the
-  // block knows its weights, which nothing before it writes, and puts its
-  // first stages in L2 so that its ring fills from there. The value only
-  // steers a prefetch: a stale one costs bandwidth, never a result.
-  Value inBuffer = arith::CmpIOp::create(
-      b, loc, arith::CmpIPredicate::ult, block,
-      memref::DimOp::create(b, loc, args.blocks, index(0)));
-  Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                       thisThread.tid, index(0));
-  ifThen(arith::AndIOp::create(b, loc, leader, inBuffer), [&] {
-    Value expert = arith::IndexCastOp::create(
-        b, loc, b.getIndexType(),
-        memref::LoadOp::create(b, loc, args.blocks, ValueRange{block}));
-    // Another device's experts (-1) have no weights here.
-    Value known = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                        expert, index(config.numExperts));
-    ifThen(known, [&] {
-      Value scheduledExpert = tile.expert;
-      tile.expert = expert;
-      Value weightsRow = moe.firstWeightRow();
-      tile.expert = scheduledExpert;
-      for (int64_t step = 0; step < std::min(config.stages, config.kSteps());
-           ++step)
-        hopper.prefetchBoxToL2(
-            args.weightsPointer,
-            ValueRange{arith::AddIOp::create(
-                           b, loc, tile.kBase,
-                           index(step * config.blockK())),
-                       weightsRow});
-    });
-  });
-  hopper.waitForPrerequisiteGrids();
 }
 
 void KernelBuilder::buildMultistage() {

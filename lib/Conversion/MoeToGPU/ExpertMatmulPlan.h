@@ -135,14 +135,6 @@ struct ExpertMatmulPlan {
   /// Columns of a product row after the epilogue.
   int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
   int64_t kSteps() const { return inFeatures / blockK() / splitK; }
-  /// Whether the kernel warms L2 with its first weight stages before it
-  /// waits for the kernels before it (under programmatic dependent launch).
-  /// Only where the expert of a slot block comes from moe.align two or more
-  /// kernels back (rows in slot order: an earlier matmul's output), the
-  /// weights are a TMA tensor, and one block is the tile's only reader.
-  bool prefetchesBeforeWait() const {
-    return !gather && !isWeightOnly() && clusterM == 1 && !persistent;
-  }
   /// Per stage an A tile [BM, 128 bytes] and a B tile [BN, 128 bytes]
   /// (weight-only: and the B tile's stored codes), plus the slack for
   /// aligning the base to the swizzle.

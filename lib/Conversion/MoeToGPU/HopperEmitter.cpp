@@ -181,20 +181,6 @@ void HopperEmitter::reduceAddPair(Value address, Value first, Value second) {
       LLVM::TailCallKind::None, LLVM::AsmDialectAttr(), ArrayAttr());
 }
 
-void HopperEmitter::prefetchBoxToL2(Value map, ValueRange coordinates) {
-  SmallVector<Value> i32Coordinates;
-  for (Value coordinate : coordinates)
-    i32Coordinates.push_back(
-        arith::IndexCastOp::create(b, loc, b.getI32Type(), coordinate));
-  NVVM::CpAsyncBulkTensorPrefetchOp::create(b, loc, map, i32Coordinates,
-                                            ValueRange{},
-                                            NVVM::TMALoadMode::TILE, Value());
-}
-
-void HopperEmitter::waitForPrerequisiteGrids() {
-  NVVM::GriddepcontrolOp::create(b, loc, NVVM::GridDepActionKind::wait);
-}
-
 void HopperEmitter::splitRoles(Value isProducer, int64_t producerRegisters,
                                int64_t consumerRegisters,
                                function_ref<void()> producer,

@@ -83,13 +83,6 @@ public:
   /// Orders this thread's generic-proxy writes to shared memory (cp.async,
   /// st.shared) before the async proxy's reads (wgmma, TMA).
   void fenceAsyncProxy();
-  /// Prefetches the box of the TMA tensor `map` (a pointer to the
-  /// descriptor) at `coordinates` (index values, innermost first) into L2.
-  void prefetchBoxToL2(Value map, ValueRange coordinates);
-  /// Waits until the kernels this one depends on (programmatic dependent
-  /// launch) have completed and their writes are visible; returns at once
-  /// in a kernel launched without such dependencies.
-  void waitForPrerequisiteGrids();
   /// A barrier over every thread of the cluster.
   void syncCluster();
   /// `barrier` (a shared pointer of this block) as the address of the same

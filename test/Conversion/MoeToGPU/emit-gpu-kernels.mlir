@@ -17,8 +17,6 @@
 // CHECK-SAME: moe.grid_constant_args = [22]
 // CHECK-SAME: moe.launch = {block_m = 64 : i64, box_cols = 64 : i64, box_rows = 128 : i64, element_bytes = 2 : i64, shared_bytes = 123904 : i64, split_k = 1 : i64, stages = 5 : i64, threads = 128 : i64, tile_n = 128 : i64}
 // CHECK: nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 5>
-// CHECK-NOT: nvvm.cp.async.bulk.tensor.prefetch
-// CHECK-NOT: nvvm.griddepcontrol
 // CHECK: nvgpu.tma.async.load {{.*}}, predicate = %{{.*}} : <tensor = memref<128x64xbf16
 // CHECK: nvgpu.mbarrier.arrive.expect_tx %{{.*}}, %c16384{{.*}}, predicate = %{{.*}}
 // CHECK: nvgpu.device_async_copy %arg0[%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 8, %{{.*}} {bypassL1} : memref<?x512xbf16> to memref<64x64xbf16, #gpu.address_space<workgroup>>
@@ -165,25 +163,7 @@ func.func @combine_bias_split_k(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, 
 // CHECK-SAME: block_m = 128 : i64
 // CHECK-SAME: split_k = 2 : i64
 // CHECK-SAME: threads = 256 : i64, tile_n = 256 : i64
-// Its slot blocks' experts come from moe.align, two kernels back: before
-// waiting for the kernel before it, thread 0 prefetches its tile's first
-// stages (here the one step of its K split) into L2 when its slot block is
-// in the buffer and its expert is one of the 8; then the wait, then the
-// schedule's loads.
 // CHECK: gpu.block_id z
-// CHECK: %[[NBLOCKS:.*]] = memref.dim %[[BLOCKS:.*]], %c0
-// CHECK: %[[INBUF:.*]] = arith.cmpi ult, %[[BLOCK:.*]], %[[NBLOCKS]]
-// CHECK: %[[LEAD:.*]] = arith.cmpi eq, %thread_id_x, %c0
-// CHECK: %[[BOTH:.*]] = arith.andi %[[LEAD]], %[[INBUF]]
-// CHECK: scf.if %[[BOTH]]
-// CHECK: %[[E32:.*]] = memref.load %[[BLOCKS]][%[[BLOCK]]]
-// CHECK: %[[E:.*]] = arith.index_cast %[[E32]]
-// CHECK: %[[KNOWN:.*]] = arith.cmpi ult, %[[E]], %c8
-// CHECK: scf.if %[[KNOWN]]
-// CHECK: nvvm.cp.async.bulk.tensor.prefetch %{{.*}}, box[%{{.*}}, %{{.*}}] : !llvm.ptr
-// CHECK-NOT: nvvm.cp.async.bulk.tensor.prefetch
-// CHECK: nvvm.griddepcontrol  wait
-// CHECK: memref.load %{{.*}} : memref<1xi32>
 // CHECK: %[[W:.*]] = memref.load %[[WEIGHTS]]
 // CHECK: %[[SCALED:.*]] = arith.mulf %[[W]], %cst
 // CHECK: scf.for
@@ -194,8 +174,6 @@ func.func @combine_bias_split_k(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, 
 // CHECK: gpu.func @combine_finalize(%{{.*}}: memref<?x512xf32>, %{{.*}}: memref<?x512xbf16>) kernel
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
 // PTX: .entry expert_matmul(
-// PTX: cp.async.bulk.prefetch.tensor.2d.L2.global.tile
-// PTX: griddepcontrol.wait;
 // PTX: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 // PTX: red.global.add.v2.f32
 // PTX: .entry combine_finalize(

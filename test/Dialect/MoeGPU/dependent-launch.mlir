@@ -13,16 +13,6 @@
 // A device function is not launched: left alone.
 // CHECK: gpu.func @helper() {
 // CHECK-NEXT: gpu.return
-// A kernel whose emitter placed its own wait (after work that reads
-// nothing the kernels before it write) keeps it, with no second one;
-// launch_dependents follows it.
-// CHECK: gpu.func @waits_itself({{.*}}) kernel attributes {moe_gpu.dependent_launch}
-// CHECK-NEXT: arith.addi
-// CHECK-NEXT: nvvm.griddepcontrol wait
-// CHECK-NEXT: nvvm.griddepcontrol launch_dependents
-// CHECK-NEXT: memref.load
-// CHECK-NOT: nvvm.griddepcontrol
-// CHECK: gpu.return
 
 // The zeroing of buffer 1 moves, with its buffer, above the launch that
 // does not use it (the constants stay first), so that the kernels follow
@@ -70,13 +60,6 @@ module attributes {gpu.container_module} {
       gpu.return
     }
     gpu.func @touch(%w: memref<?xi8>) kernel {
-      gpu.return
-    }
-    gpu.func @waits_itself(%a: memref<?xf32>, %n: index) kernel {
-      %i = arith.addi %n, %n : index
-      nvvm.griddepcontrol wait
-      %v = memref.load %a[%i] : memref<?xf32>
-      memref.store %v, %a[%n] : memref<?xf32>
       gpu.return
     }
   }

@@ -29,18 +29,8 @@ StringRef dependentLaunchAttrName() {
   return MoeGPUDialect::getDependentLaunchAttrName();
 }
 
-/// The wait a kernel's emitter placed in its entry block, after work that
-/// reads nothing the kernels before it write (null if it has none).
-NVVM::GriddepcontrolOp ownWait(gpu::GPUFuncOp kernel) {
-  for (auto control :
-       kernel.getBody().front().getOps<NVVM::GriddepcontrolOp>())
-    if (control.getKind() == NVVM::GridDepActionKind::wait)
-      return control;
-  return nullptr;
-}
-
-/// A kernel starts by waiting for the kernels before it on its stream (or
-/// keeps the wait its emitter placed), then lets the next one be scheduled.
+/// A kernel starts by waiting for the kernels before it on its stream, then
+/// lets the next one be scheduled.
 struct WaitForPrerequisites : public OpRewritePattern<gpu::GPUFuncOp> {
   using OpRewritePattern::OpRewritePattern;
 
@@ -48,13 +38,9 @@ struct WaitForPrerequisites : public OpRewritePattern<gpu::GPUFuncOp> {
                                 PatternRewriter &rewriter) const override {
     if (!kernel.isKernel() || kernel->hasAttr(dependentLaunchAttrName()))
       return failure();
-    if (NVVM::GriddepcontrolOp wait = ownWait(kernel)) {
-      rewriter.setInsertionPointAfter(wait);
-    } else {
-      rewriter.setInsertionPointToStart(&kernel.getBody().front());
-      NVVM::GriddepcontrolOp::create(rewriter, kernel.getLoc(),
-                                     NVVM::GridDepActionKind::wait);
-    }
+    rewriter.setInsertionPointToStart(&kernel.getBody().front());
+    NVVM::GriddepcontrolOp::create(rewriter, kernel.getLoc(),
+                                   NVVM::GridDepActionKind::wait);
     NVVM::GriddepcontrolOp::create(rewriter, kernel.getLoc(),
                                    NVVM::GridDepActionKind::launch_dependents);
     rewriter.modifyOpInPlace(kernel, [&] {

@@ -160,12 +160,6 @@ def MoeGpuDependentLaunch : Pass<"moe-gpu-dependent-launch", "ModuleOp"> {
       launch_dependents` (the next kernel may be scheduled once every block
       has started; it waits in turn). It is marked
       `moe_gpu.dependent_launch`. Launched normally, both are no-ops.
-    - A kernel whose entry block already holds a `nvvm.griddepcontrol wait`
-      keeps it there: its emitter placed it after work that reads nothing
-      the kernels before it write (a matmul on rows in slot order prefetches
-      its first weight stages into L2; its experts come from `moe.align`,
-      which completed before the kernel before it passed its own wait).
-      `launch_dependents` follows that wait.
     - Every `gpu.launch_func` of such a kernel is marked
       `moe_gpu.dependent_launch`; the host lowering launches it with
       programmatic stream serialization
