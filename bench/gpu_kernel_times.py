@@ -26,7 +26,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import gpu_moe_suite as suite  # noqa: E402
 
 
-def kernel_times(layers: pathlib.Path, shape: str, scheme: str, m: int, calls: int):
+def kernel_times(layers: pathlib.Path, shape: str, scheme: str, m: int, calls: int,
+                 routing: str = "softmax"):
     """{kernel name: median µs} of `calls` runs of one quantized block."""
     configs = json.loads((layers / "layers.json").read_text())
     block = f"{shape}_block" if scheme == "bf16" else f"{shape}_{scheme}_block"
@@ -42,7 +43,7 @@ def kernel_times(layers: pathlib.Path, shape: str, scheme: str, m: int, calls: i
     name = f"{block}_m{m}"
     layer = suite.Layer(layers / f"{name}.so", name, num_inputs=3 + len(tensors))
     x = torch.randn(m, config["hidden"], device="cuda", generator=generator).to(torch.bfloat16)
-    ids, weights = suite.make_routing(config, m, "softmax", generator)
+    ids, weights = suite.make_routing(config, m, routing, generator)
     out = torch.empty(m, config["hidden"], dtype=torch.bfloat16, device="cuda")
     for _ in range(3):
         layer(x, ids, weights, *tensors, out)
@@ -65,6 +66,10 @@ def main() -> int:
     parser.add_argument("blocks", nargs="+",
                         help="shape scheme M triples, e.g. qwen3_30b_a3b fp8_channel 64")
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--routing", default="softmax",
+                        choices=("softmax", "balanced", "hot", "empty"),
+                        help="routing of the profiled calls (balanced: every "
+                             "expert holds M·k/E rows)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_kernel_times: error: no CUDA GPU", file=sys.stderr)
@@ -76,9 +81,9 @@ def main() -> int:
     print(f"card: {torch.cuda.get_device_name()}")
     for index in range(0, len(args.blocks), 3):
         shape, scheme, m = args.blocks[index:index + 3]
-        times = kernel_times(args.layers, shape, scheme, int(m), args.calls)
+        times = kernel_times(args.layers, shape, scheme, int(m), args.calls, args.routing)
         total = sum(times.values())
-        print(f"{shape} {scheme} M={m}: {total:.1f} us in kernels")
+        print(f"{shape} {scheme} M={m} ({args.routing}): {total:.1f} us in kernels")
         for kernel, time in times.items():
             print(f"  {kernel:32s} {time:9.1f} us")
     return 0

@@ -159,6 +159,11 @@ def make_routing(config, m, kind, generator):
     top, ids = torch.topk(torch.softmax(logits, dim=-1), k, dim=-1)
     weights = top / top.sum(-1, keepdim=True)
     ids = ids.to(torch.int32)
+    if kind == "balanced":
+        # Assignment a goes to expert a mod E: every expert holds M·k / E
+        # rows (± 1), no expert spills into a block of a few rows.
+        assignment = torch.arange(m * k, device="cuda", dtype=torch.int32)
+        ids = (assignment % e).reshape(m, k)
     if kind == "remote":
         # Another device's experts: id -1, skipped.
         mask = torch.rand(m, k, device="cuda", generator=generator) < 0.3
