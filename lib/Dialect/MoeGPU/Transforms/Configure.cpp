@@ -236,7 +236,7 @@ struct MoeGpuConfigurePass
   void runOnOperation() override {
     // An override the policy would round or clamp silently is an error:
     // the caller asked for a kernel it would not get.
-    if (!llvm::is_contained({int64_t(0), int64_t(64), int64_t(128),
+    if (!llvm::is_contained({int64_t(0), kMinBlockN, kNarrowBlockN,
                              kMaxBlockN},
                             blockN.getValue())) {
       getOperation()->emitError("moe-gpu-configure: block-n must be 0, 64, "
