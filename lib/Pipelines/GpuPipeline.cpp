@@ -24,6 +24,8 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.persistent = options.persistent;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
+  configureOptions.swapAb = options.swapAb;
+  configureOptions.numTokens = options.numTokens;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));
   });

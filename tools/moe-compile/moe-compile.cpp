@@ -101,6 +101,13 @@ llvm::cl::opt<int64_t> clusterM(
                    "weight tile once, multicast to both (experimental, see "
                    "docs/gpu-warp-specialized.md)"),
     llvm::cl::init(1), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> swapAB(
+    "swap-ab",
+    llvm::cl::desc("Give the bf16 GEMMs whose experts hold few rows (decode: "
+                   "at most 16 or 32, mean + 2 sd) slot blocks of that "
+                   "height, multiplied with the weights as the wgmma's A "
+                   "operand (see docs/gpu-decode-kernel.md)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> dependentLaunch(
     "dependent-launch",
     llvm::cl::desc("Launch each kernel as a programmatic dependent of the "
@@ -263,6 +270,7 @@ int main(int argc, char **argv) {
   options.persistent = persistent;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
+  options.swapAB = swapAB;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.dependentLaunch = dependentLaunch;
   options.toolkitPath = cudaPath;

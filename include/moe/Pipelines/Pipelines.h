@@ -61,6 +61,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("Pair the multistage GEMMs' slot blocks in clusters of "
                      "this many (1 or 2), multicasting shared weight tiles"),
       llvm::cl::init(1)};
+  PassOptions::Option<bool> swapAb{
+      *this, "swap-ab",
+      llvm::cl::desc("Give bf16 GEMMs of few rows per expert (decode) "
+                     "16- or 32-row slot blocks with the weights as the "
+                     "wgmma's A operand"),
+      llvm::cl::init(false)};
 };
 
 /// Options of `moe-gpu-kernels-to-binary`.

@@ -41,6 +41,9 @@ struct GpuCompileOptions {
   bool persistent = false;
   bool pingpong = false;
   int64_t clusterM = 1;
+  /// Swapped-operand kernels (16- or 32-row slot blocks) where experts
+  /// hold few rows.
+  bool swapAB = false;
   /// Launch each kernel as a programmatic dependent of the one before it
   /// (moe-gpu-dependent-launch).
   bool dependentLaunch = true;

@@ -336,8 +336,14 @@ private:
   // Schedules.
   /// The multistage K loop: every thread issues its share of each stage,
   /// a barrier per step, one wgmma group in flight from three stages on;
-  /// returns the f32 (s32 for int8) sums, fp8 partials promoted.
-  Value multistageLoop(Value accumulator);
+  /// returns the f32 (s32 for int8) sums of each accumulator, fp8 partials
+  /// promoted (one accumulator).
+  SmallVector<Value> multistageLoop(ArrayRef<Value> accumulators);
+  /// Swapped operands: writes the sums of the weight rows (accumulator f
+  /// holds tile rows 64·f + its fragment rows, the slot rows as columns) to
+  /// shared memory and reads back this thread's slot rows as the
+  /// unswapped fragment of block_n columns, which the epilogue takes.
+  Value transposeSwappedSums(ArrayRef<Value> sums);
   /// The multistage body: every thread loads and multiplies, a barrier per
   /// K step (and, paired, a stage handshake with the other block).
   void buildMultistage();
@@ -388,7 +394,9 @@ private:
   CopyPlan copies;
   /// The weights' TMA descriptor.
   Value weightsMap;
-  LLVM::LLVMStructType accumulatorType;
+  /// What one wgmma accumulates into, and (differing with swapped
+  /// operands) the fragment of block_n columns the epilogue reads.
+  LLVM::LLVMStructType accumulatorType, tileAccumulatorType;
 };
 } // namespace
 
@@ -689,11 +697,15 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
                                               int64_t pendingGroups,
                                               bool fresh) {
   // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further (or,
-  // with pingpong, every 64 rows of the tile, one accumulator each).
+  // with pingpong, every 64 rows of the tile, one accumulator each). Both
+  // tiles are K-major and 128B-swizzled, so swapping the operands swaps
+  // the descriptors: each 64 weight rows against all the slot rows.
   Value descriptorA = arith::AddIOp::create(
       b, loc, hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
       thisThread.warpgroupOffset);
   Value descriptorB = hopper.wgmmaDescriptor(hopper.addressOf(tileB(stage)));
+  if (config.swapAB)
+    std::swap(descriptorA, descriptorB);
   hopper::WgmmaKind kind;
   kind.elementBytes = config.elementBytes();
   if (config.format == QuantFormat::Fp8)
@@ -705,7 +717,8 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
   // With pingpong, fragment f's rows start 64 · 128 bytes after f − 1's.
   return hopper.wgmmaStage(accumulators, descriptorA, descriptorB,
                            /*fragmentStride=*/kWarpgroupRows * kRowBytes / 16,
-                           hopper::WgmmaFragmentLayout{config.blockN}, kind,
+                           hopper::WgmmaFragmentLayout{config.mmaColumns()},
+                           kind,
                            accumulatorType, pendingGroups, fresh);
 }
 
@@ -861,10 +874,12 @@ void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
 
 void KernelBuilder::planFragmentRows() {
   // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
-  // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8).
+  // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8). With swapped operands the
+  // epilogue's fragment covers the block_m slot rows only: warps past them
+  // take the rows of warp t/32 mod (block_m / 16) (and store nothing).
   Value warp = arith::RemUIOp::create(
       b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
-      index(4));
+      index(config.swapAB ? config.blockM / 16 : 4));
   Value lane = arith::RemUIOp::create(b, loc, thisThread.tid, index(32));
   thisThread.fragmentRow = arith::AddIOp::create(
       b, loc,
@@ -1169,7 +1184,8 @@ void KernelBuilder::planWeightOnlyChunks() {
 
 }
 
-Value KernelBuilder::multistageLoop(Value accumulator) {
+SmallVector<Value>
+KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   // With three or more stages, one step's wgmma stays in flight while the
   // next is issued, so a stage is refilled only once the wgmma two steps
   // back is done: loads run `prefetch` steps ahead.
@@ -1188,9 +1204,13 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
   // step's partial sum and its block scales (zeros before the first step,
   // which promote nothing).
   bool promotesLate = config.promotesEachStage() && wgmmaInFlight;
-  SmallVector<Value> initial = {accumulator};
+  // Promoting formats keep one accumulator (no swapped operands).
+  assert((!config.promotesEachStage() || accumulators.size() == 1) &&
+         "promoted sums are built for one accumulator");
+  int64_t numSums = accumulators.size();
+  SmallVector<Value> initial(accumulators);
   if (promotesLate) {
-    initial.push_back(accumulator);
+    initial.push_back(accumulators.front());
     int64_t numScales =
         config.hasBlockScales() ? 2 * (config.blockN / 64) : 0;
     initial.append(numScales, arith::ConstantOp::create(
@@ -1237,7 +1257,8 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
         }
         if (!config.promotesEachStage()) {
           scf::YieldOp::create(b, loc,
-                               wgmmaStep(carried[0], stage, wgmmaInFlight));
+                               wgmmaStep(SmallVector<Value>(carried.take_front(numSums)), stage,
+                                         wgmmaInFlight));
           return;
         }
         // The K block's partial sum, scaled and added in f32 (as DeepGEMM
@@ -1267,11 +1288,13 @@ Value KernelBuilder::multistageLoop(Value accumulator) {
       loop->emitWarning("could not unroll the promoting K loop");
   }
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
+  if (!config.promotesEachStage())
+    return SmallVector<Value>(loop.getResults().take_front(numSums));
   Value total = loop.getResult(0);
   if (promotesLate)
     total = promote(total, loop.getResult(1),
                     SmallVector<Value>(loop.getResults().drop_front(2)));
-  return total;
+  return {total};
 }
 
 void KernelBuilder::bindArguments(Block &entry) {
@@ -1323,6 +1346,8 @@ void KernelBuilder::createTypes() {
   rings.barrierType =
       nvgpu::MBarrierGroupType::get(context(), workgroup, config.stages);
   accumulatorType = LLVM::LLVMStructType::getLiteral(
+      context(), SmallVector<Type>(config.mmaColumns() / 2, sumType()));
+  tileAccumulatorType = LLVM::LLVMStructType::getLiteral(
       context(), SmallVector<Type>(config.blockN / 2, sumType()));
 
   // The descriptor travels as a pointer: a tensor-map type in a gpu.func
@@ -1583,13 +1608,81 @@ void KernelBuilder::buildMultistage() {
   planFragmentRows();
   SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
   findOwnRows();
-  Value total = multistageLoop(zeroAccumulator());
+  SmallVector<Value> sums = multistageLoop(
+      SmallVector<Value>(config.mmaFragments(), zeroAccumulator()));
   // A shared pair leaves together: every multicast into this block was
   // waited for, but this block's last multicast may still be landing in the
   // other block.
   if (config.clusterM > 1)
     ifThen(cluster.sharesWeights, [&] { hopper.syncCluster(); });
-  storeEpilogue(total, rows);
+  if (!config.swapAB) {
+    storeEpilogue(sums.front(), rows);
+    return;
+  }
+  // The warps whose 16 fragment rows lie in the block store them; the
+  // others read duplicates and store nothing.
+  Value total = transposeSwappedSums(sums);
+  Value warp = arith::DivUIOp::create(b, loc, thisThread.tid, index(32));
+  ifThen(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, warp,
+                               index(config.blockM / 16)),
+         [&] { storeEpilogue(total, rows); });
+}
+
+Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
+  // The stages' memory is reused: every wgmma is done (the loop's last
+  // wait) and every cp.async group too (those past the last K step still
+  // zero-fill their chunks).
+  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+  gpu::BarrierOp::create(b, loc);
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  // Four floats of padding per row: the slot rows 2·(t%4) (+1) that a
+  // store's lanes hold then fall in distinct banks.
+  int64_t pitch = config.blockN + 4;
+  auto tableType = MemRefType::get({config.blockM, pitch}, sumType(),
+                                   MemRefLayoutAttrInterface(), workgroup);
+  Value table = memref::ViewOp::create(b, loc, tableType, shared.bytes,
+                                       shared.shift, ValueRange{});
+  // Thread t's place in an m64nN fragment: rows 16·(t/32) + (t%32)/4 (+8),
+  // columns 8g + 2·(t%4) (+1).
+  Value lane = arith::RemUIOp::create(b, loc, thisThread.tid, index(32));
+  Value fragmentRow = arith::AddIOp::create(
+      b, loc,
+      arith::MulIOp::create(
+          b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
+          index(16)),
+      arith::DivUIOp::create(b, loc, lane, index(4)));
+  Value laneColumn = arith::MulIOp::create(
+      b, loc, arith::RemUIOp::create(b, loc, lane, index(4)), index(2));
+  auto at = [&](Value base, int64_t offset) {
+    return arith::AddIOp::create(b, loc, base, index(offset)).getResult();
+  };
+  hopper::WgmmaFragmentLayout swapped{config.blockM}, unswapped{config.blockN};
+  for (auto [fragment, sum] : llvm::enumerate(sums))
+    for (int64_t group = 0; group < config.blockM / 8; ++group)
+      for (int64_t half = 0; half < 2; ++half)
+        for (int64_t pair = 0; pair < 2; ++pair) {
+          Value value = LLVM::ExtractValueOp::create(
+              b, loc, sum, swapped.registerOf(group, half, pair));
+          memref::StoreOp::create(
+              b, loc, value, table,
+              ValueRange{at(laneColumn, 8 * group + pair),
+                         at(fragmentRow, kWarpgroupRows * fragment +
+                                             8 * half)});
+        }
+  gpu::BarrierOp::create(b, loc);
+  Value total = LLVM::PoisonOp::create(b, loc, tileAccumulatorType);
+  for (int64_t group = 0; group < config.blockN / 8; ++group)
+    for (int64_t half = 0; half < 2; ++half)
+      for (int64_t pair = 0; pair < 2; ++pair) {
+        Value value = memref::LoadOp::create(
+            b, loc, table,
+            ValueRange{at(thisThread.fragmentRow, 8 * half),
+                       at(laneColumn, 8 * group + pair)});
+        total = LLVM::InsertValueOp::create(
+            b, loc, total, value, unswapped.registerOf(group, half, pair));
+      }
+  return total;
 }
 
 static LLVM::GlobalOp getOrCreateSharedMemory(OpBuilder &b,
@@ -1645,11 +1738,11 @@ static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
       config.isW8A8() ||
       (op.getInput().getType().getElementType() == bf16 &&
        (config.isWeightOnly() || weightsType.getElementType() == bf16));
-  if (!operandsCovered || (op.getBlockM() != 64 && op.getBlockM() != 128) ||
-      config.inFeatures % config.blockK() != 0 || config.width() % 8 != 0)
+  if (!operandsCovered || config.inFeatures % config.blockK() != 0 ||
+      config.width() % 8 != 0)
     return op.emitRemark("no GPU kernel yet: needs bf16 or w8a8 operands, "
-                         "block_m 64 or 128, K a multiple of 128 bytes and "
-                         "an output width that is a multiple of 8");
+                         "K a multiple of 128 bytes and an output width that "
+                         "is a multiple of 8");
   // Each 64-column chunk of a gated tile must lie in one 128-row block of
   // weight scales: the up half starts N/2 down.
   if (config.hasBlockScales() && config.activation &&
@@ -1667,6 +1760,26 @@ static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
     config.routedScalingFactor = factor->convertToDouble();
 
   return config;
+}
+
+/// The slot block of `kernelConfig` (the aligned schedule's, as the
+/// dialect verifies) into `config`: 64 or 128 rows, or with swapped
+/// operands (bf16 only, so far) 16 or 32; a remark otherwise.
+static LogicalResult applySlotBlock(ExpertMatmulOp op,
+                                    moe_gpu::KernelConfigAttr kernelConfig,
+                                    ExpertMatmulPlan &config) {
+  config.swapAB = kernelConfig.getSwapAb();
+  // A swapped block's rows are copied by 128 threads, one 16-byte chunk of
+  // 8 per row each.
+  bool built = config.swapAB ? (config.blockM == 16 || config.blockM == 32) &&
+                                   config.format == QuantFormat::None
+                             : config.blockM == 64 || config.blockM == 128;
+  if (!built)
+    return op.emitRemark()
+           << "no GPU kernel yet for " << kernelConfig
+           << ": slot blocks of 64 or 128 rows, or with swapped operands of "
+              "16 or 32 rows of bf16";
+  return success();
 }
 
 /// Takes every decision of `op`'s #moe_gpu.kernel_config (moe-gpu-configure)
@@ -1715,6 +1828,8 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
            << " stages and no cluster but pairs along M (cluster_m = 2) of "
               "the bf16 multistage and warp-specialized schedules without "
               "split-K";
+  if (failed(applySlotBlock(op, kernelConfig, config)))
+    return failure();
   config.blockN = kernelConfig.getBlockN();
   config.clusterM = kernelConfig.getClusterM();
   config.stages = kernelConfig.getStages();

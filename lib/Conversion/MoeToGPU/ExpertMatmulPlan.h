@@ -54,8 +54,14 @@ struct ExpertMatmulPlan {
   double alpha = 0, limit = 0, routedScalingFactor = 1;
   int64_t stages, splitK;
   /// Rows of a slot block: 64 or 128 (one or two consumer warpgroups, each
-  /// an m64 wgmma on its 64 rows against the shared B tile).
+  /// an m64 wgmma on its 64 rows against the shared B tile), or with
+  /// swapped operands 16 or 32 (the wgmma's N).
   int64_t blockM = 64;
+  /// Swapped operands (decode): the weight tile is the wgmma's A operand, 64
+  /// weight rows per accumulator, and the slot block's rows its B operand;
+  /// one warpgroup loads and multiplies, and its sums are transposed
+  /// through shared memory into the unswapped fragment for the epilogue.
+  bool swapAB = false;
   /// Columns of the wgmma (its N): 64, 128 or 256.
   int64_t blockN = 128;
   /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
@@ -108,8 +114,17 @@ struct ExpertMatmulPlan {
   /// Slot blocks a raster group walks before the next column tile; 0: all.
   int64_t groupM = 0;
   int64_t consumerThreads() const {
-    return blockM / kWarpgroupRows * kWarpgroupThreads;
+    return swapAB ? kWarpgroupThreads
+                  : blockM / kWarpgroupRows * kWarpgroupThreads;
   }
+  /// The accumulators one consumer thread carries through the K loop: one
+  /// per 64 weight rows with swapped operands, else rowFragments().
+  int64_t mmaFragments() const {
+    return swapAB ? blockN / kWarpgroupRows : rowFragments();
+  }
+  /// The N of each wgmma: the slot rows with swapped operands, else the
+  /// tile's columns.
+  int64_t mmaColumns() const { return swapAB ? blockM : blockN; }
   /// The 64-row accumulators of one consumer warpgroup: its own 64 rows, or
   /// with pingpong all block_m rows.
   int64_t rowFragments() const {

@@ -86,6 +86,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.persistent = options.persistent;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
+  pipelineOptions.swapAb = options.swapAB;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);
         return success();

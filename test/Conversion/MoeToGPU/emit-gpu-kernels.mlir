@@ -69,6 +69,70 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 
 // -----
 
+// Swapped operands (a 16-row slot block, decode): one warpgroup copies the
+// block's 16 gathered rows (one 16-byte chunk per thread) and multiplies each
+// 64 weight rows of the 128-row tile (gate, then up) by them, m64n16k16 into
+// two accumulators of 8 registers; after the K loop the sums go through
+// shared memory (16 slot rows of 128 + 4 floats, once every cp.async group
+// has landed) into the unswapped fragment, and the first warp, whose 16
+// fragment rows are the block's, applies silu_and_mul and stores.
+// CHECK-LABEL: func.func @swapped_silu
+// CHECK: gpu.func @expert_matmul({{.*}}, %{{.*}}: memref<?x128xbf16>) kernel
+// CHECK-SAME: moe.launch = {block_m = 16 : i64, box_cols = 64 : i64, box_rows = 64 : i64, element_bytes = 2 : i64, shared_bytes = 93184 : i64, split_k = 1 : i64, stages = 5 : i64, threads = 128 : i64, tile_n = 64 : i64}
+// CHECK: nvgpu.device_async_copy {{.*}} : memref<?x512xbf16> to memref<16x64xbf16, #gpu.address_space<workgroup>>
+// CHECK-NEXT: nvvm.cp.async.commit.group
+// CHECK: scf.for
+// CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 16, k = 16>
+// CHECK-NOT: nvvm.wgmma.mma_async
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NEXT: nvvm.cp.async.wait.group 0
+// CHECK-NEXT: gpu.barrier
+// CHECK: memref.view {{.*}} to memref<16x132xf32, #gpu.address_space<workgroup>>
+// CHECK-COUNT-16: memref.store
+// CHECK: gpu.barrier
+// CHECK-COUNT-64: memref.load
+// CHECK: %[[WARP:.*]] = arith.divui %{{.*}}, %c32
+// CHECK: %[[FIRST:.*]] = arith.cmpi ult, %[[WARP]], %c1
+// CHECK: scf.if %[[FIRST]]
+// CHECK: math.exp
+// CHECK: llvm.store %{{.*}}, %{{.*}} {alignment = 4 : i64} : vector<2xbf16>, !llvm.ptr<1>
+// PTX: .entry expert_matmul(
+// PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
+func.func @swapped_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// Swapped operands in GEMM2 with the combine and split-K: 32 slot rows (two
+// chunks per thread), four accumulators of 16 registers for the 256 weight
+// rows; the first two warps hold the block's 32 rows and add them, times
+// their routed weights, into the sums by paired reductions.
+// CHECK-LABEL: func.func @swapped_combine
+// CHECK: gpu.func @expert_matmul(
+// CHECK-SAME: block_m = 32 : i64
+// CHECK-SAME: split_k = 2 : i64
+// CHECK-SAME: threads = 128 : i64, tile_n = 256 : i64
+// CHECK-COUNT-2: nvgpu.device_async_copy {{.*}} to memref<32x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: scf.for
+// CHECK-COUNT-16: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 32, k = 16>
+// CHECK: memref.view {{.*}} to memref<32x260xf32, #gpu.address_space<workgroup>>
+// CHECK: arith.cmpi ult, %{{.*}}, %c2
+// CHECK: scf.if
+// CHECK: red.global.add.v2.f32
+// PTX: .entry expert_matmul(
+// PTX: wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16
+// PTX: red.global.add.v2.f32
+func.func @swapped_combine(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, block_m = 32 : i64, tile = #moe.tile<block_m = 32, block_n = 256, block_k = 64, stages = 4, split_k = 2, swap_ab = true, group_m = 1>} : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
+}
+
+// -----
+
 // Expert biases: the [E, N] f32 table is the argument after the weights;
 // each thread loads its gate columns' and their up columns' (N/2 = 128
 // further) biases before the stores, and adds them to the products before
@@ -353,7 +417,7 @@ func.func @unpermute(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: te
 
 // CHECK-LABEL: func.func @f32_rows
 func.func @f32_rows(%x: tensor<?x512xf32>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xf32>) -> tensor<?x256xf32> {
-  // expected-remark @+1 {{no GPU kernel yet: needs bf16 or w8a8 operands, block_m 64 or 128, K a multiple of 128 bytes and an output width that is a multiple of 8}}
+  // expected-remark @+1 {{no GPU kernel yet: needs bf16 or w8a8 operands, K a multiple of 128 bytes and an output width that is a multiple of 8}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 64 : i64} : tensor<?x512xf32>, tensor<8x256x512xf32> -> tensor<?x256xf32>
   return %h : tensor<?x256xf32>

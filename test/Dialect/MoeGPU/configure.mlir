@@ -39,9 +39,29 @@
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="persistent cluster-m=2" | FileCheck %s --check-prefix=PERSIST
 // The full GPU pipeline keeps the configuration through moe-align.
 // RUN: moe-opt %moe_src_root/examples/scaled/mixtral_8x7b.mlir --moe-gpu-pipeline=num-tokens=4096 | FileCheck %s --check-prefix=PIPELINE
+// With swap-ab: bf16 schedules whose tiles asked for swapped operands and
+// whose experts hold at most 16 (32) rows at mean + 2 sd get 16- (32-) row
+// slot blocks with swap_ab; prefill and fp8 keep their kernels.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=SWAP-QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure="swap-ab num-tokens=256" | FileCheck %s --check-prefix=SWAP-QWEN-256
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="swap-ab num-tokens=4096" | FileCheck %s --check-prefix=QWEN-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=FP8-DECODE
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab num-tokens=4" | FileCheck %s --check-prefix=SWAP
+// Without num-tokens the rows per expert follow its default of 256 tokens
+// (64 per expert here): no swap.
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=swap-ab | FileCheck %s
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=1 swap-ab" | FileCheck %s --check-prefix=SWAP-PIPELINE
 
 // QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64,
 // QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
+// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// 16 rows per expert on average: 16 + 2·4 = 24 rows fit 32.
+// SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
+// SWAP-QWEN-256: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
+// SWAP-PIPELINE: moe.align {{.*}}block_m = 16
+// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
+// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
 // QWEN-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = 128,
 // QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
 // WS-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
@@ -77,6 +97,10 @@
 // CHECK-LABEL: func.func @decode
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 96,
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 512,
+// Two rows per expert (4 tokens, k = 2, E = 8) fit a 16-row block.
+// SWAP-LABEL: func.func @decode
+// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16, block_n = 96,
+// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16, block_n = 512,
 // OVERRIDE-LABEL: func.func @decode
 // OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1, group_m = 1>
 // OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1>

@@ -127,6 +127,36 @@
 
 // -----
 
+// swapped operands: one multistage consumer warpgroup
+// expected-error @+1 {{swapped operands need the multistage schedule with one consumer warpgroup, got warp_specialized with 1}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 16, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, producer_warpgroups = 1, swap_ab = true>} : () -> ()
+
+// -----
+
+// swapped operands: block_m is the wgmma's N
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: a multiple of 8 up to 64 that wgmma_bf16 takes, got 12}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 12, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()
+
+// -----
+
+// swapped operands: at most 64 rows
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: a multiple of 8 up to 64 that wgmma_bf16 takes, got 128}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()
+
+// -----
+
+// swapped operands: the weight rows come in 64s
+// expected-error @+1 {{with swapped operands block_n must be a multiple of the wgmma's 64 rows, got 96}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 96, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()
+
+// -----
+
+// swapped operands: no cluster
+// expected-error @+1 {{swapped operands take no cluster, got 2x1}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 1, cluster_m = 2, swap_ab = true>} : () -> ()
+
+// -----
+
 //===----------------------------------------------------------------------===//
 // moe_gpu.config on an op
 //===----------------------------------------------------------------------===//

@@ -119,20 +119,54 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
   return success();
 }
 
+/// Swapped operands: the weights are the wgmma's M side (64 weight rows per
+/// accumulator) and the slot block's rows its N, so `block_m` must be an N
+/// of the wgmma and a thread holds `block_n / 64` accumulators of
+/// `block_m / 2` registers (at most 4 of 32, as block_n <= 256 and
+/// block_m <= 64). One warpgroup multiplies, every thread loads: the
+/// multistage schedule, without a cluster.
+static LogicalResult
+verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError,
+                      MmaKind mma, Schedule schedule, int64_t blockM,
+                      int64_t blockN, int64_t consumers, int64_t clusterM,
+                      int64_t clusterN) {
+  if (schedule != Schedule::Multistage || consumers != 1)
+    return emitError() << "swapped operands need the multistage schedule "
+                          "with one consumer warpgroup, got "
+                       << stringifySchedule(schedule) << " with " << consumers;
+  if (blockM > kWarpgroupRows || !isWgmmaN(mma, blockM))
+    return emitError() << "with swapped operands block_m is the wgmma's N: "
+                          "a multiple of 8 up to 64 that "
+                       << stringifyMmaKind(mma) << " takes, got " << blockM;
+  if (blockN % kWarpgroupRows != 0)
+    return emitError() << "with swapped operands block_n must be a multiple "
+                          "of the wgmma's 64 rows, got "
+                       << blockN;
+  if (clusterM != 1 || clusterN != 1)
+    return emitError() << "swapped operands take no cluster, got " << clusterM
+                       << "x" << clusterN;
+  return success();
+}
+
 LogicalResult KernelConfigAttr::verify(
     function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
     Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
     int64_t stages, int64_t consumerWarpgroups, int64_t producerWarpgroups,
     int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
-    int64_t clusterM, int64_t clusterN, int64_t groupM) {
+    int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
     return failure();
-  if (blockM != kWarpgroupRows * consumerWarpgroups)
+  if (swapAB) {
+    if (failed(verifySwappedOperands(emitError, mma, schedule, blockM, blockN,
+                                     consumerWarpgroups, clusterM, clusterN)))
+      return failure();
+  } else if (blockM != kWarpgroupRows * consumerWarpgroups) {
     return emitError() << "block_m must be 64 rows per consumer warpgroup ("
                        << kWarpgroupRows * consumerWarpgroups << "), got "
                        << blockM;
+  }
   if (!isWgmmaN(mma, blockN))
     return emitError() << "block_n = " << blockN << " is not an N of "
                        << stringifyMmaKind(mma);

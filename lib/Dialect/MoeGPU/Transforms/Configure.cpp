@@ -14,6 +14,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/MapVector.h"
 
+#include <cmath>
+
 namespace mlir::moe_gpu {
 #define GEN_PASS_DEF_MOEGPUCONFIGURE
 #include "moe/Dialect/MoeGPU/Transforms/Passes.h.inc"
@@ -57,6 +59,11 @@ constexpr int64_t kMaxPingpongBlockN = 128;
 /// the dynamic base up to the swizzle alignment.
 constexpr int64_t kUsableSharedBytes =
     hopper::kMaxSharedBytes - hopper::kSwizzleAlignment;
+
+/// Swapped operands: slot blocks of 16 or 32 rows (the wgmma's N), chosen
+/// where an expert's rows, at two standard deviations above their mean,
+/// fit in one.
+constexpr int64_t kSwappedBlockMs[] = {16, 32};
 
 /// The facts of `op` the policy reads.
 struct MatmulFacts {
@@ -156,10 +163,33 @@ struct ConfigureOptions {
   bool persistent = false;
   bool pingpong = false;
   int64_t clusterM = 1;
+  bool swapAB = false;
+  /// M where the gathered input's rows are dynamic.
+  int64_t numTokens = 0;
 };
+
+/// The swapped-operand kernel of a slot block of `blockM` (< 64) rows: one
+/// consumer warpgroup multiplies 64 weight rows at a time by the block's
+/// rows; no warp specialization or cluster.
+KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
+                                     const ConfigureOptions &options) {
+  MatmulFacts facts = MatmulFacts::of(op);
+  int64_t splitK = chooseSplitK(facts);
+  int64_t blockN = chooseBlockN(facts, options.blockN);
+  int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
+  int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
+  return KernelConfigAttr::get(
+      op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM,
+      blockN, facts.blockK(), stages, /*consumer_warpgroups=*/1,
+      /*producer_warpgroups=*/0, /*producer_registers=*/0,
+      /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
+      groupM, /*swap_ab=*/true);
+}
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                     const ConfigureOptions &options) {
+  if (blockM < kSmallBlockM)
+    return chooseSwappedConfig(op, blockM, options);
   MatmulFacts facts = MatmulFacts::of(op);
   int64_t splitK = chooseSplitK(facts);
   int64_t blockN = chooseBlockN(facts, options.blockN);
@@ -195,7 +225,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         op.getContext(), getMmaKind(facts.format), schedule, blockM,
         blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
         kProducerRegisters, kConsumerRegisters, splitK,
-        /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM);
+        /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
+        /*swap_ab=*/false);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
   // kernels': the multistage ones left (64-row blocks) stay single, so that
@@ -205,7 +236,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
       op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM, blockN,
       facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
-      /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM);
+      /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
+      /*swap_ab=*/false);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -213,16 +245,48 @@ KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
       MoeGPUDialect::getConfigAttrName());
 }
 
+/// The swapped slot-block height for the schedule's tiles, or 0 where they
+/// stay unswapped: every matmul bf16 with a tile that asked for swapped
+/// operands, and an expert's rows (M·k/E on average, binomial) at their mean
+/// plus two standard deviations within 16 or 32.
+int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
+                            int64_t numTokens) {
+  int64_t assignments = 0, experts = 0;
+  for (ExpertMatmulOp op : schedule) {
+    MatmulFacts facts = MatmulFacts::of(op);
+    if (facts.format != QuantFormat::None || !facts.tile ||
+        !facts.tile.getSwapAb())
+      return 0;
+    int64_t rows = op.getInput().getType().getDimSize(0);
+    if (op.getGather())
+      assignments = (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
+    experts = op.getWeights().getType().getDimSize(0);
+  }
+  if (assignments == 0 || experts == 0)
+    return 0;
+  double mean = double(assignments) / double(experts);
+  double likelyMost = mean + 2.0 * std::sqrt(mean);
+  for (int64_t blockM : kSwappedBlockMs)
+    if (likelyMost <= double(blockM))
+      return blockM;
+  return 0;
+}
+
 /// The slot-block height of a schedule's matmuls: their aligned block_m,
-/// else that of a configuration written in the input, else 128 unless one
+/// else that of a configuration written in the input, else (with
+/// `swap-ab`) a swapped height for few rows per expert, else 128 unless one
 /// tile asked for fewer rows.
-int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule) {
+int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
+                     const ConfigureOptions &options) {
   for (ExpertMatmulOp op : schedule)
     if (std::optional<int64_t> blockM = op.getBlockM())
       return *blockM;
   for (ExpertMatmulOp op : schedule)
     if (KernelConfigAttr config = getKernelConfig(op))
       return config.getBlockM();
+  if (options.swapAB)
+    if (int64_t swapped = chooseSwappedBlockM(schedule, options.numTokens))
+      return swapped;
   for (ExpertMatmulOp op : schedule)
     if (TileAttr tile = op.getTileAttr(); tile && tile.getBlockM() < kLargeBlockM)
       return kSmallBlockM;
@@ -258,15 +322,15 @@ struct MoeGpuConfigurePass
           << clusterM.getValue();
       return signalPassFailure();
     }
-    ConfigureOptions options{blockN, stages, warpSpecialize, persistent,
-                             pingpong, clusterM};
+    ConfigureOptions options{blockN,   stages,   warpSpecialize, persistent,
+                             pingpong, clusterM, swapAb,         numTokens};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))
         bySchedule[op.getSlots()].push_back(op);
     });
     for (auto &[slots, schedule] : bySchedule) {
-      int64_t blockM = chooseBlockM(schedule);
+      int64_t blockM = chooseBlockM(schedule, options);
       for (ExpertMatmulOp op : schedule) {
         // moe-align pads the schedule to the tile's block_m.
         if (TileAttr tile = op.getTileAttr(); tile && !op.isAligned())

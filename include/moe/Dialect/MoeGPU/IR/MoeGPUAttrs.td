@@ -71,6 +71,13 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       of a few slot blocks run together and share their A rows in L2; 0
       walks all slot blocks of a column tile first (blocks of one expert
       share its weight tile).
+    - `swap_ab`: the weights are the wgmma's A operand and the slot block's
+      rows its B operand: each wgmma multiplies 64 weight rows (output
+      columns) by `block_m` rows, m64nNk16 with N = `block_m`, so that a
+      slot block of few rows (decode) multiplies no 64-row padding. Then
+      `block_m` is an N of the wgmma (at most 64), the single consumer
+      warpgroup keeps `block_n / 64` accumulators of `block_m / 2`
+      registers, and the schedule is `multistage`.
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -95,7 +102,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     DefaultValuedParameter<"int64_t", "1">:$split_k,
     DefaultValuedParameter<"int64_t", "1">:$cluster_m,
     DefaultValuedParameter<"int64_t", "1">:$cluster_n,
-    DefaultValuedParameter<"int64_t", "0">:$group_m);
+    DefaultValuedParameter<"int64_t", "0">:$group_m,
+    DefaultValuedParameter<"bool", "false">:$swap_ab);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

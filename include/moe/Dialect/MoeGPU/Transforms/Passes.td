@@ -59,6 +59,17 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       the multistage ones stay single; persistent and pingpong matmuls are
       never paired.
 
+    With `swap-ab`, a schedule whose matmuls are all bf16 with tiles that
+    asked for swapped operands (`swap_ab = true`, the cost model's choice at
+    decode) gets `block_m` 16 or 32 where an expert's rows, at their mean
+    M·k/E plus two binomial standard deviations, fit (M: the gathered
+    input's rows, or `num-tokens` where they are dynamic): its matmuls get
+    `swap_ab = true`, `schedule = multistage` with one consumer warpgroup
+    (the weights are the wgmma's A operand, 64 weight rows per
+    accumulator, the slot block's rows its N), `block_n`, `split_k` and
+    `stages` as above, and no cluster. Any `block_m` under 64 (an aligned
+    schedule's, or a configuration's) is configured this way.
+
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
     neither a tile, an aligned schedule nor a configuration is left alone.
@@ -85,7 +96,15 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "Blocks per cluster along the slot blocks of the bf16 "
            "multistage (with warp-specialize: warp-specialized) matmuls "
            "without split-K (1 or 2; 2 multicasts a weight tile to a pair "
-           "of blocks of one expert)">
+           "of blocks of one expert)">,
+    Option<"swapAb", "swap-ab", "bool", /*default=*/"false",
+           "Give bf16 schedules whose tiles asked for swapped operands, and "
+           "whose experts hold at most 16 or 32 rows (mean + 2 sd), slot "
+           "blocks of that height and the swapped-operand kernel">,
+    Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
+           "Token count M of an input with a dynamic token dimension, for "
+           "the rows per expert (M·k/E) that swap-ab reads (moe-tile's "
+           "num-tokens)">
   ];
 }
 
