@@ -39,13 +39,12 @@ for name in qwen3_30b_a3b_block mixtral_8x7b_block deepseek_v3_block \
 done
 echo "$out/programs/qwen3_30b_a3b_block.mlir|qwen3_m256_bn64|--num-tokens 256 --block-n 64 --stages 4" >>"$jobs"
 echo "$out/programs/deepseek_v3_block.mlir|deepseek_m16_stages2|--num-tokens 16 --stages 2" >>"$jobs"
-# Swapped operands at decode (16- and 32-row blocks, deep and capped rings).
+# Swapped operands at decode (16- and 32-row blocks).
 for name in qwen3_30b_a3b_block mixtral_8x7b_block deepseek_v3_block \
   gpt_oss_20b_block; do
   for m in 1 64 256; do
     echo "$out/programs/$name.mlir|${name}_m${m}_swapab|--num-tokens $m --swap-ab" >>"$jobs"
   done
-  echo "$out/programs/$name.mlir|${name}_m1_swapabstages5|--num-tokens 1 --swap-ab --stages 5" >>"$jobs"
 done
 
 generate() { # program|tag|flags

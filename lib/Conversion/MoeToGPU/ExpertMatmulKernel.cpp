@@ -1811,12 +1811,9 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   if (config.pingpong && kernelConfig.getBlockN() > 128)
     return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
                            << ": pingpong is built for block_n up to 128";
-  int64_t maxStages = kernelConfig.getSwapAb()
-                          ? moe_gpu::hopper::kMaxSwappedStages
-                          : kMaxStages;
   if (!scheduleBuilt || kernelConfig.getBlockK() != config.blockK() ||
       !llvm::is_contained({64, 128, 256}, kernelConfig.getBlockN()) ||
-      kernelConfig.getStages() < 2 || kernelConfig.getStages() > maxStages ||
+      kernelConfig.getStages() < 2 || kernelConfig.getStages() > kMaxStages ||
       kernelConfig.getClusterN() != 1 || kernelConfig.getClusterM() > 2 ||
       (kernelConfig.getClusterM() == 2 &&
        (config.persistent || config.format != QuantFormat::None ||
@@ -1827,8 +1824,8 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
               "warp-specialized, persistent and pingpong ones with one "
               "producer warpgroup for bf16, with 128 bytes of K per stage, "
               "block_n 64, 128 or 256, 2 to "
-           << kMaxStages << " stages (" << moe_gpu::hopper::kMaxSwappedStages
-           << " with swapped operands) and no cluster but pairs along M (cluster_m = 2) of "
+           << kMaxStages
+           << " stages and no cluster but pairs along M (cluster_m = 2) of "
               "the bf16 multistage and warp-specialized schedules without "
               "split-K";
   if (failed(applySlotBlock(op, kernelConfig, config)))

@@ -78,7 +78,7 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // fragment rows are the block's, applies silu_and_mul and stores.
 // CHECK-LABEL: func.func @swapped_silu
 // CHECK: gpu.func @expert_matmul({{.*}}, %{{.*}}: memref<?x128xbf16>) kernel
-// CHECK-SAME: moe.launch = {block_m = 16 : i64, box_cols = 64 : i64, box_rows = 64 : i64, element_bytes = 2 : i64, shared_bytes = 148480 : i64, split_k = 1 : i64, stages = 8 : i64, threads = 128 : i64, tile_n = 64 : i64}
+// CHECK-SAME: moe.launch = {block_m = 16 : i64, box_cols = 64 : i64, box_rows = 64 : i64, element_bytes = 2 : i64, shared_bytes = 93184 : i64, split_k = 1 : i64, stages = 5 : i64, threads = 128 : i64, tile_n = 64 : i64}
 // CHECK: nvgpu.device_async_copy {{.*}} : memref<?x512xbf16> to memref<16x64xbf16, #gpu.address_space<workgroup>>
 // CHECK-NEXT: nvvm.cp.async.commit.group
 // CHECK: scf.for

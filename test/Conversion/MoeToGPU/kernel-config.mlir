@@ -460,7 +460,7 @@ func.func @cluster_of_warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?
 // CHECK-LABEL: func.func @cluster_of_persistent
 // CHECK-NOT: gpu.module
 func.func @cluster_of_persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages (12 with swapped operands) and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
@@ -501,39 +501,6 @@ func.func @split_k_of_steps(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blo
       {k = 2 : i64, block_m = 64 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 3>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %o : tensor<?x256xbf16>
-}
-
-// -----
-
-// Swapped operands with the deep ring a 16-row A tile allows: 12 stages of
-// a 128-row weight tile (more than the 8 K steps: the prologue's extra
-// stages load nothing).
-// CHECK-LABEL: func.func @swapped_deep_ring
-// CHECK: gpu.func @expert_matmul
-// CHECK-SAME: moe.launch = {block_m = 16 : i64, box_cols = 64 : i64, box_rows = 128 : i64, element_bytes = 2 : i64, shared_bytes = 222208 : i64, split_k = 1 : i64, stages = 12 : i64, threads = 128 : i64, tile_n = 128 : i64}
-// CHECK: nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 12>
-// CHECK: scf.for
-// CHECK: nvvm.cp.async.wait.group 9
-// CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 16, k = 16>
-// PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
-func.func @swapped_deep_ring(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
-      {gather, k = 2 : i64, block_m = 16 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 12, consumer_warpgroups = 1, swap_ab = true>}
-      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
-  return %h : tensor<?x256xbf16>
-}
-
-// -----
-
-// A ring deeper than the swapped kernel's 12 stages.
-// CHECK-LABEL: func.func @swapped_too_deep
-// CHECK-NOT: gpu.module
-func.func @swapped_too_deep(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 13, consumer_warpgroups = 1, swap_ab = true>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages (12 with swapped operands) and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
-  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
-      {gather, k = 2 : i64, block_m = 16 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 13, consumer_warpgroups = 1, swap_ab = true>}
-      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
-  return %h : tensor<?x256xbf16>
 }
 
 // -----

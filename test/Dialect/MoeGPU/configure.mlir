@@ -54,14 +54,14 @@
 
 // QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64,
 // QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
-// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 12, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
-// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 12, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
 // 16 rows per expert on average: 16 + 2·4 = 24 rows fit 32.
-// SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 6, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
-// SWAP-QWEN-256: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 6, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
+// SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
+// SWAP-QWEN-256: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
 // SWAP-PIPELINE: moe.align {{.*}}block_m = 16
-// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 6, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
-// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 12, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
+// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
+// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
 // QWEN-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = 128,
 // QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
 // WS-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
@@ -97,10 +97,9 @@
 // CHECK-LABEL: func.func @decode
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 96,
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 512,
-// Two rows per expert (4 tokens, k = 2, E = 8) fit a 16-row block; the ring
-// is as deep as K has steps (8; the combine splits K = 128 into 2 x 1).
+// Two rows per expert (4 tokens, k = 2, E = 8) fit a 16-row block.
 // SWAP-LABEL: func.func @decode
-// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 8, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16, block_n = 96,
+// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16, block_n = 96,
 // SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16, block_n = 512,
 // OVERRIDE-LABEL: func.func @decode
 // OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1, group_m = 1>

@@ -144,17 +144,16 @@ int64_t chooseBlockN(const MatmulFacts &facts, int64_t override) {
 }
 
 int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
-                     int64_t splitK, int64_t override,
-                     int64_t maxStages = hopper::kMaxMultistageStages) {
+                     int64_t splitK, int64_t override) {
   int64_t stages = override > 0 ? override
                    : facts.isWeightOnly() ? kMaxWeightOnlyStages
-                                          : maxStages;
+                                          : hopper::kMaxMultistageStages;
   int64_t stageBytes = (blockM + blockN) * kStageRowBytes +
                        facts.packedTileBytes(blockN);
   int64_t fitting = kUsableSharedBytes / stageBytes;
   int64_t steps = facts.totalSteps() / splitK;
-  return std::max(kMinStages,
-                  std::min({stages, maxStages, fitting, steps}));
+  return std::max(kMinStages, std::min({stages, hopper::kMaxMultistageStages,
+                                        fitting, steps}));
 }
 
 /// The pass options the policy reads.
@@ -177,10 +176,7 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   MatmulFacts facts = MatmulFacts::of(op);
   int64_t splitK = chooseSplitK(facts);
   int64_t blockN = chooseBlockN(facts, options.blockN);
-  // The small A tile leaves room for a deeper ring, which a decode block,
-  // waiting on its loads' latency, turns into bytes in flight.
-  int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages,
-                                hopper::kMaxSwappedStages);
+  int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM,

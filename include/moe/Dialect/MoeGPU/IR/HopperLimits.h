@@ -28,11 +28,6 @@ inline constexpr int64_t kStageRowBytes = 128;
 /// five stages of a 64x256 tile (one block per SM) beat four of 64x128 (two
 /// per SM) by 14% at M = 4096.
 inline constexpr int64_t kMaxMultistageStages = 5;
-/// The deepest ring of the swapped-operand (decode) kernel: its A tile is
-/// 16 or 32 rows, so a stage of a 128-row weight tile takes 18 KB and twelve
-/// fit; at decode a block's K loop waits on its loads' latency, and the
-/// bytes in flight are the ring's lookahead (docs/gpu-decode-kernel.md).
-inline constexpr int64_t kMaxSwappedStages = 12;
 
 /// Bytes of stored weight codes per 64 of K of a weight-only format: 32 for
 /// int4 and e2m1 pairs, 64 for int8.
