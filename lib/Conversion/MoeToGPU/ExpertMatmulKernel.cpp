@@ -43,6 +43,7 @@
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/SCF/Utils/Utils.h"
+#include "mlir/IR/Matchers.h"
 
 #include <cmath>
 
@@ -295,9 +296,10 @@ private:
   /// Weight-only: plans this thread's chunks of stored codes to copy and of
   /// the B tile to dequantize at every stage.
   void planWeightOnlyChunks();
-  /// Issues stage `step mod stages`: the weights by TMA (the leader), the A
-  /// rows by cp.async (every loading thread, one commit group).
-  void issueStage(Value step, Value valid);
+  /// Issues stage `step mod stages` (or `stage`, where the caller knows
+  /// it): the weights by TMA (the leader), the A rows by cp.async (every
+  /// loading thread, one commit group).
+  void issueStage(Value step, Value valid, Value stage = Value());
   /// Weight-only: the stored codes of `stage` (read by cp.async) as bf16 in
   /// the swizzled B tile of the stage, each value (code − zero) · scale.
   void dequantizeStage(Value stage, ArrayRef<Value> scales);
@@ -409,14 +411,20 @@ Value KernelBuilder::stageView(MemRefType type, Value stage, int64_t offset,
                                 ValueRange{});
 }
 
-void KernelBuilder::issueStage(Value step, Value valid) {
+void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
   // Stage `step mod stages` of the ring: the weights tile by TMA (the leader
   // thread), the A rows by cp.async (every thread, one commit group). No
   // branches, only predicates: a wgmma is in flight, and ptxas serializes
   // wgmma around divergent code. An invalid step (past the end) loads
   // nothing but still commits its (empty) group, which keeps the count of
-  // pending groups the same at every step.
-  Value stage = stageOf(ringStep(step));
+  // pending groups the same at every step. A step known to be past the end
+  // when the kernel is built (the last round's) issues nothing but its
+  // commit: a predicate folded to false is not valid PTX.
+  if (matchPattern(valid, m_Zero())) {
+    NVVM::CpAsyncCommitGroupOp::create(b, loc);
+    return;
+  }
+  Value stage = knownStage ? knownStage : stageOf(ringStep(step));
   Value kOffset = arith::AddIOp::create(
       b, loc, tile.kBase,
       arith::MulIOp::create(b, loc, step, index(config.blockK())));
@@ -1216,84 +1224,106 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
     initial.append(numScales, arith::ConstantOp::create(
                                   b, loc, b.getF32FloatAttr(0.0f)));
   }
+  // Step `s` of round `round` (K step round · stages + s, in stage s): its
+  // stage, the refilled one's and their addresses are constants of the
+  // kernel, and its barrier's phase is the round's parity.
+  auto stepOfRound = [&](Value round, int64_t s,
+                         ValueRange carried) -> SmallVector<Value> {
+    Value step = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, round, index(stages)), index(s));
+    // The step's block or group scales are loaded first: their latency
+    // hides behind the waits and the wgmma.
+    SmallVector<Value> scales;
+    if (config.hasBlockScales())
+      scales = moe.blockScales(step, thisThread.scaleRows);
+    if (config.isWeightOnly())
+      scales = moe.weightOnlyScales(step, copies.dequantRow,
+                                    copies.dequantColumn);
+    Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
+    // This thread's cp.async group of `step` is done when at most the
+    // younger ones (prefetch − 1 of them; every step commits one) are
+    // pending.
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
+    // cp.async wrote through the generic proxy; wgmma reads through the
+    // async one.
+    hopper.fenceAsyncProxy();
+    // Every thread's rows are in, and every thread's wgmma of step
+    // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
+    gpu::BarrierOp::create(b, loc);
+    if (config.clusterM > 1)
+      freeStageInPair(step, next);
+    // After the loop the round is a constant, and so is whether `next`
+    // exists.
+    std::optional<int64_t> knownRound = getConstantIntValue(round);
+    Value inRange =
+        knownRound
+            ? arith::ConstantOp::create(
+                  b, loc,
+                  b.getBoolAttr(*knownRound * stages + s + prefetch < kSteps))
+                  .getResult()
+            : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, next,
+                                    index(kSteps))
+                  .getResult();
+    issueStage(next, inRange, index((s + prefetch) % stages));
+    Value stage = index(s);
+    if (config.isWeightOnly()) {
+      // Every thread's codes are in (the barrier above): dequantize them
+      // into the B tile, through the generic proxy, then make the tile
+      // visible to the wgmma's async proxy.
+      dequantizeStage(stage, scales);
+      hopper.fenceAsyncProxy();
+      gpu::BarrierOp::create(b, loc);
+    } else {
+      hopper.waitForRoundPhase(rings.full, stage, round,
+                               /*previousRound=*/false);
+    }
+    if (!config.promotesEachStage())
+      return wgmmaStep(SmallVector<Value>(carried.take_front(numSums)), stage,
+                       wgmmaInFlight);
+    // The K block's partial sum, scaled and added in f32 (as DeepGEMM
+    // promotes its fp8 accumulators). Once this step's wgmma is issued and
+    // the previous one's is done, the previous partial is promoted. The
+    // fresh sum's first wgmma ignores its input (scale-d 0): no zeros to
+    // write into registers a wgmma may still own.
+    Value partial =
+        wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
+                  wgmmaInFlight, /*fresh=*/true);
+    if (!promotesLate)
+      return {promote(carried[0], partial, scales)};
+    SmallVector<Value> results = {
+        promote(carried[0], carried[1],
+                SmallVector<Value>(carried.drop_front(2))),
+        partial};
+    llvm::append_range(results, scales);
+    return results;
+  };
+  // Whole rounds in a loop, the last kSteps mod stages steps after it.
+  int64_t rounds = kSteps / stages;
   auto loop = scf::ForOp::create(
-      b, loc, index(0), index(kSteps), index(1), initial,
-      [&](OpBuilder &, Location, Value step, ValueRange carried) {
-        // This thread's cp.async group of `step` is done when at most the
-        // younger ones (prefetch − 1 of them; every step commits one) are
-        // pending.
-        // The step's block or group scales are loaded first: their latency
-        // hides behind the waits and the wgmma.
-        SmallVector<Value> scales;
-        if (config.hasBlockScales())
-          scales = moe.blockScales(step, thisThread.scaleRows);
-        if (config.isWeightOnly())
-          scales = moe.weightOnlyScales(step, copies.dequantRow,
-                                        copies.dequantColumn);
-        Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
-        NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
-        // cp.async wrote through the generic proxy; wgmma reads through the
-        // async one.
-        hopper.fenceAsyncProxy();
-        // Every thread's rows are in, and every thread's wgmma of step
-        // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be
-        // refilled.
-        gpu::BarrierOp::create(b, loc);
-        if (config.clusterM > 1)
-          freeStageInPair(step, next);
-        Value inRange = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::slt, next, index(kSteps));
-        issueStage(next, inRange);
-        Value stage = arith::RemUIOp::create(b, loc, step, index(stages));
-        if (config.isWeightOnly()) {
-          // Every thread's codes are in (the barrier above): dequantize
-          // them into the B tile, through the generic proxy, then make the
-          // tile visible to the wgmma's async proxy.
-          dequantizeStage(stage, scales);
-          hopper.fenceAsyncProxy();
-          gpu::BarrierOp::create(b, loc);
-        } else {
-          waitForRound(rings.full, step, /*previousRound=*/false);
-        }
-        if (!config.promotesEachStage()) {
-          scf::YieldOp::create(b, loc,
-                               wgmmaStep(SmallVector<Value>(carried.take_front(numSums)), stage,
-                                         wgmmaInFlight));
-          return;
-        }
-        // The K block's partial sum, scaled and added in f32 (as DeepGEMM
-        // promotes its fp8 accumulators). Once this step's wgmma is issued
-        // and the previous one's is done, the previous partial is promoted.
-        // The fresh sum's first wgmma ignores its input (scale-d 0): no
-        // zeros to write into registers a wgmma may still own.
-        Value partial = wgmmaStep(
-            LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
-            wgmmaInFlight, /*fresh=*/true);
-        if (!promotesLate) {
-          scf::YieldOp::create(b, loc, promote(carried[0], partial, scales));
-          return;
-        }
-        SmallVector<Value> results = {
-            promote(carried[0], carried[1],
-                    SmallVector<Value>(carried.drop_front(2))),
-            partial};
-        llvm::append_range(results, scales);
-        scf::YieldOp::create(b, loc, results);
+      b, loc, index(0), index(rounds), index(1), initial,
+      [&](OpBuilder &, Location, Value round, ValueRange carried) {
+        SmallVector<Value> values(carried);
+        for (int64_t s = 0; s < stages; ++s)
+          values = stepOfRound(round, s, values);
+        scf::YieldOp::create(b, loc, values);
       });
-  if (promotesLate) {
-    // Unrolled by two, the partial sums alternate between two register
-    // sets, so the one in flight at the back edge needs no copy (ptxas
-    // would wait for its wgmma to copy it).
+  if (promotesLate && stages % 2 != 0) {
+    // Unrolled to an even number of steps, the partial sums alternate
+    // between two register sets, so the one in flight at the back edge
+    // needs no copy (ptxas would wait for its wgmma to copy it).
     if (failed(loopUnrollByFactor(loop, 2)))
       loop->emitWarning("could not unroll the promoting K loop");
   }
+  SmallVector<Value> values(loop.getResults());
+  for (int64_t s = 0; s < kSteps % stages; ++s)
+    values = stepOfRound(index(rounds), s, values);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   if (!config.promotesEachStage())
-    return SmallVector<Value>(loop.getResults().take_front(numSums));
-  Value total = loop.getResult(0);
+    return SmallVector<Value>(ArrayRef<Value>(values).take_front(numSums));
+  Value total = values[0];
   if (promotesLate)
-    total = promote(total, loop.getResult(1),
-                    SmallVector<Value>(loop.getResults().drop_front(2)));
+    total = promote(total, values[1],
+                    SmallVector<Value>(ArrayRef<Value>(values).drop_front(2)));
   return {total};
 }
 

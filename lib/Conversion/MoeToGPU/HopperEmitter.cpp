@@ -125,13 +125,18 @@ Value HopperEmitter::zeroAccumulator(LLVM::LLVMStructType accumulatorType,
 
 void HopperEmitter::waitForPhase(Value ring, Value position, int64_t depth,
                                  bool previousRound) {
+  waitForRoundPhase(ring, arith::RemUIOp::create(b, loc, position, index(depth)),
+                    arith::DivUIOp::create(b, loc, position, index(depth)),
+                    previousRound);
+}
+
+void HopperEmitter::waitForRoundPhase(Value ring, Value barrier, Value round,
+                                      bool previousRound) {
   // Round r of a barrier completes its phase r, of parity r mod 2.
-  Value round = arith::DivUIOp::create(b, loc, position, index(depth));
   Value parity = arith::CmpIOp::create(
       b, loc,
       previousRound ? arith::CmpIPredicate::eq : arith::CmpIPredicate::ne,
       arith::RemUIOp::create(b, loc, round, index(2)), index(0));
-  Value barrier = arith::RemUIOp::create(b, loc, position, index(depth));
   nvgpu::MBarrierTryWaitParityOp::create(b, loc, ring, parity,
                                          index(kWaitTicks), barrier);
 }

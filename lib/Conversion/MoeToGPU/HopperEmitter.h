@@ -77,6 +77,10 @@ public:
   /// counts as complete).
   void waitForPhase(Value ring, Value position, int64_t depth,
                     bool previousRound);
+  /// waitForPhase on barrier `barrier` of `ring` for round `round`, both
+  /// known to the caller (a constant barrier folds its address).
+  void waitForRoundPhase(Value ring, Value barrier, Value round,
+                         bool previousRound);
   /// Waits on the mbarrier at `barrier` (a shared pointer) until its phase
   /// of parity `parity` (i32) completes, acquiring at CTA scope.
   void waitForParity(Value barrier, Value parity);

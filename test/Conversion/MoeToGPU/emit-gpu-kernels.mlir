@@ -81,8 +81,11 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // CHECK-SAME: moe.launch = {block_m = 16 : i64, box_cols = 64 : i64, box_rows = 64 : i64, element_bytes = 2 : i64, shared_bytes = 93184 : i64, split_k = 1 : i64, stages = 5 : i64, threads = 128 : i64, tile_n = 64 : i64}
 // CHECK: nvgpu.device_async_copy {{.*}} : memref<?x512xbf16> to memref<16x64xbf16, #gpu.address_space<workgroup>>
 // CHECK-NEXT: nvvm.cp.async.commit.group
+// 8 K steps of a 5-stage ring: one round of 5 steps in the loop, 3 after it.
 // CHECK: scf.for
-// CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 16, k = 16>
+// CHECK-COUNT-40: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 16, k = 16>
+// CHECK: scf.yield
+// CHECK-COUNT-24: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 16, k = 16>
 // CHECK-NOT: nvvm.wgmma.mma_async
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK-NEXT: nvvm.cp.async.wait.group 0
@@ -141,6 +144,7 @@ func.func @swapped_combine(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %bloc
 // CHECK-LABEL: func.func @swiglu_bias
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xbf16>, {{.*}}, %{{.*}}: !llvm.ptr, %[[BIAS:.*]]: memref<8x256xf32>, %{{.*}}: memref<?x128xbf16>) kernel
 // CHECK: nvvm.wgmma.mma_async
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: %[[GATE_COLUMN:.*]] = arith.select %{{.*}}, %[[COLUMN:.*]], %c0{{.*}} : index
 // CHECK: %[[GATE_BIAS:.*]] = memref.load %[[BIAS]][%{{.*}}, %[[GATE_COLUMN]]] : memref<8x256xf32>
 // CHECK: %[[CLAMPED:.*]] = arith.select %{{.*}}, %[[COLUMN]], %c0{{.*}} : index
@@ -179,6 +183,7 @@ func.func @swiglu_bias(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: 
 // CHECK: nvgpu.tma.async.load %{{.*}}[%[[K]], %[[ROW]]], {{.*}} -> memref<64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: nvgpu.tma.async.load %{{.*}}[%[[UP_K]], %[[ROW]]], {{.*}} -> memref<64x64xbf16, #gpu.address_space<workgroup>>
 // CHECK: nvvm.wgmma.mma_async
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: %[[CLAMPED:.*]] = arith.select %{{.*}}, %{{.*}}, %c0{{.*}} : index
 // CHECK-NEXT: %[[TWO:.*]] = arith.constant 2 : index
 // CHECK-NEXT: %[[GATE_COLUMN:.*]] = arith.muli %[[CLAMPED]], %[[TWO]] : index
@@ -440,14 +445,16 @@ func.func @activation_then_combine(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32
 // starts fresh (scale-d 0) and is added into the f32 total times the
 // activation scale of its row and the weight scale of its 64-column chunk
 // (loaded before the stage's waits) one step later, while the next stage's
-// wgmma is in flight; the loop is unrolled by two so that the two partial
-// sums alternate, and the last one is promoted after the loop.
+// wgmma is in flight; the loop runs over rounds of the 4-stage ring (an
+// even number of steps, so that the two partial sums alternate without a
+// copy at the back edge), and the last one is promoted after the loop.
 // CHECK-LABEL: func.func @fp8_block_gemm1
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xi8>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %{{.*}}: !llvm.ptr, %[[AS:.*]]: memref<?x4xf32>, %[[WS:.*]]: memref<8x2x4xf32>, %{{.*}}: memref<?x128xbf16>) kernel
 // CHECK-SAME: moe.launch = {block_m = 64 : i64, box_cols = 128 : i64, box_rows = 64 : i64, element_bytes = 1 : i64
+// CHECK: nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 4>
 // CHECK: nvgpu.tma.async.load {{.*}} : <tensor = memref<64x128xi8
 // CHECK: nvgpu.device_async_copy %arg0[%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 16, %{{.*}} : memref<?x512xi8> to memref<64x128xi8, #gpu.address_space<workgroup>>
-// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c2{{.*}} iter_args(%[[TOTAL:arg[0-9]+]] = %{{[^,]*}}, %[[PARTIAL:arg[0-9]+]] = %{{[^,]*}}, %[[SCALE:arg[0-9]+]] = %{{[^,]*}},
+// CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c1{{.*}} iter_args(%[[TOTAL:arg[0-9]+]] = %{{[^,]*}}, %[[PARTIAL:arg[0-9]+]] = %{{[^,]*}}, %[[SCALE:arg[0-9]+]] = %{{[^,]*}},
 // CHECK: memref.load %[[AS]]
 // CHECK: memref.load %[[WS]]
 // CHECK: nvvm.cp.async.wait.group
