@@ -42,7 +42,6 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
-#include "mlir/Dialect/SCF/Utils/Utils.h"
 #include "mlir/IR/Matchers.h"
 
 #include <cmath>
@@ -1297,24 +1296,34 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
     llvm::append_range(results, scales);
     return results;
   };
-  // Whole rounds in a loop, the last kSteps mod stages steps after it.
+  // Whole rounds in a loop, the rounds left over and the last kSteps mod
+  // stages steps after it. Promoting, an iteration takes an even number of
+  // steps, so that the partial sums alternate between two register sets and
+  // the one in flight at the back edge needs no copy (ptxas would wait for
+  // its wgmma to copy it).
   int64_t rounds = kSteps / stages;
+  int64_t roundsPerIteration = promotesLate && stages % 2 != 0 ? 2 : 1;
+  int64_t iterations = rounds / roundsPerIteration;
   auto loop = scf::ForOp::create(
-      b, loc, index(0), index(rounds), index(1), initial,
-      [&](OpBuilder &, Location, Value round, ValueRange carried) {
+      b, loc, index(0), index(iterations), index(1), initial,
+      [&](OpBuilder &, Location, Value iteration, ValueRange carried) {
         SmallVector<Value> values(carried);
-        for (int64_t s = 0; s < stages; ++s)
-          values = stepOfRound(round, s, values);
+        for (int64_t r = 0; r < roundsPerIteration; ++r) {
+          Value round = arith::AddIOp::create(
+              b, loc,
+              arith::MulIOp::create(b, loc, iteration,
+                                    index(roundsPerIteration)),
+              index(r));
+          for (int64_t s = 0; s < stages; ++s)
+            values = stepOfRound(round, s, values);
+        }
         scf::YieldOp::create(b, loc, values);
       });
-  if (promotesLate && stages % 2 != 0) {
-    // Unrolled to an even number of steps, the partial sums alternate
-    // between two register sets, so the one in flight at the back edge
-    // needs no copy (ptxas would wait for its wgmma to copy it).
-    if (failed(loopUnrollByFactor(loop, 2)))
-      loop->emitWarning("could not unroll the promoting K loop");
-  }
   SmallVector<Value> values(loop.getResults());
+  for (int64_t round = iterations * roundsPerIteration; round < rounds;
+       ++round)
+    for (int64_t s = 0; s < stages; ++s)
+      values = stepOfRound(index(round), s, values);
   for (int64_t s = 0; s < kSteps % stages; ++s)
     values = stepOfRound(index(rounds), s, values);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);

@@ -516,3 +516,26 @@ func.func @swapped_24_rows(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %bloc
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
 }
+
+// -----
+
+// The K loop runs over rounds of the ring, each step's stage a constant.
+// Promoting fp8 partial sums with an odd ring (3 stages), an iteration
+// takes two rounds (6 steps: 12 K steps of 128, two iterations), so that
+// the partial sum in flight at the back edge alternates without a copy.
+// CHECK-LABEL: func.func @promoting_odd_ring
+// CHECK: nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 3>
+// CHECK: scf.for %{{.*}} = %c0{{.*}} to %c2{{.*}} step %c1
+// CHECK-COUNT-6: nvvm.wgmma.mma_async {{.*}} D[<f32>, <zero>], A[<e4m3>
+// CHECK: scf.yield
+// CHECK-NOT: nvvm.wgmma.mma_async
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+func.func @promoting_odd_ring(%x: tensor<?x1536xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x1536xf8E4M3FN>, %xs: tensor<?x12xf32>, %ws: tensor<8x2x12xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      input_scales(%xs : tensor<?x12xf32>) weight_scales(%ws : tensor<8x2x12xf32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<fp8, scales = block>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 3, consumer_warpgroups = 1>}
+      : tensor<?x1536xf8E4M3FN>, tensor<8x256x1536xf8E4M3FN> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
