@@ -1223,13 +1223,13 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
     initial.append(numScales, arith::ConstantOp::create(
                                   b, loc, b.getF32FloatAttr(0.0f)));
   }
-  // Step `s` of round `round` (K step round · stages + s, in stage s): its
-  // stage, the refilled one's and their addresses are constants of the
-  // kernel, and its barrier's phase is the round's parity.
-  auto stepOfRound = [&](Value round, int64_t s,
-                         ValueRange carried) -> SmallVector<Value> {
-    Value step = arith::AddIOp::create(
-        b, loc, arith::MulIOp::create(b, loc, round, index(stages)), index(s));
+  // One K step: `step`, its ring stage `stage` and round `round`, and the
+  // stage `nextStage` it refills (`prefetch` steps on). `knownStep` is the
+  // step when the kernel is built knows it (after the loop), so that a
+  // refill past the end is known too.
+  auto buildStep = [&](Value step, Value stage, Value round, Value nextStage,
+                       std::optional<int64_t> knownStep,
+                       ValueRange carried) -> SmallVector<Value> {
     // The step's block or group scales are loaded first: their latency
     // hides behind the waits and the wgmma.
     SmallVector<Value> scales;
@@ -1251,20 +1251,15 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
     gpu::BarrierOp::create(b, loc);
     if (config.clusterM > 1)
       freeStageInPair(step, next);
-    // After the loop the round is a constant, and so is whether `next`
-    // exists.
-    std::optional<int64_t> knownRound = getConstantIntValue(round);
     Value inRange =
-        knownRound
+        knownStep
             ? arith::ConstantOp::create(
-                  b, loc,
-                  b.getBoolAttr(*knownRound * stages + s + prefetch < kSteps))
+                  b, loc, b.getBoolAttr(*knownStep + prefetch < kSteps))
                   .getResult()
             : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, next,
                                     index(kSteps))
                   .getResult();
-    issueStage(next, inRange, index((s + prefetch) % stages));
-    Value stage = index(s);
+    issueStage(next, inRange, nextStage);
     if (config.isWeightOnly()) {
       // Every thread's codes are in (the barrier above): dequantize them
       // into the B tile, through the generic proxy, then make the tile
@@ -1296,36 +1291,45 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
     llvm::append_range(results, scales);
     return results;
   };
-  // Whole rounds in a loop, the rounds left over and the last kSteps mod
-  // stages steps after it. Promoting, an iteration takes an even number of
-  // steps, so that the partial sums alternate between two register sets and
-  // the one in flight at the back edge needs no copy (ptxas would wait for
-  // its wgmma to copy it).
-  int64_t rounds = kSteps / stages;
-  int64_t roundsPerIteration = promotesLate && stages % 2 != 0 ? 2 : 1;
-  int64_t iterations = rounds / roundsPerIteration;
+  // Without promotion or dequantization, an iteration is a round of the
+  // ring: its steps' stages are constants of the kernel (their addresses
+  // and descriptors fold) and their barriers' phase is the round's parity.
+  // Promoting fp8 partial sums, an iteration is two steps, so that the
+  // partial sums alternate between two register sets and the one in flight
+  // at the back edge needs no copy (ptxas would wait for its wgmma to copy
+  // it); a round's worth of unrolled steps with their scales spilled there.
+  // Weight-only rings are two stages deep: one step per iteration.
+  bool constantStages = !config.promotesEachStage() && !config.isWeightOnly();
+  int64_t stepsPerIteration = constantStages ? stages : promotesLate ? 2 : 1;
+  int64_t iterations = kSteps / stepsPerIteration;
   auto loop = scf::ForOp::create(
       b, loc, index(0), index(iterations), index(1), initial,
       [&](OpBuilder &, Location, Value iteration, ValueRange carried) {
         SmallVector<Value> values(carried);
-        for (int64_t r = 0; r < roundsPerIteration; ++r) {
-          Value round = arith::AddIOp::create(
-              b, loc,
-              arith::MulIOp::create(b, loc, iteration,
-                                    index(roundsPerIteration)),
-              index(r));
-          for (int64_t s = 0; s < stages; ++s)
-            values = stepOfRound(round, s, values);
+        Value first =
+            arith::MulIOp::create(b, loc, iteration, index(stepsPerIteration));
+        for (int64_t j = 0; j < stepsPerIteration; ++j) {
+          Value step = arith::AddIOp::create(b, loc, first, index(j));
+          if (constantStages) {
+            values = buildStep(step, index(j), iteration,
+                               index((j + prefetch) % stages), std::nullopt,
+                               values);
+            continue;
+          }
+          values = buildStep(
+              step, stageOf(step),
+              arith::DivUIOp::create(b, loc, step, index(stages)),
+              stageOf(arith::AddIOp::create(b, loc, step, index(prefetch))),
+              std::nullopt, values);
         }
         scf::YieldOp::create(b, loc, values);
       });
+  // The steps left over, each known when the kernel is built.
   SmallVector<Value> values(loop.getResults());
-  for (int64_t round = iterations * roundsPerIteration; round < rounds;
-       ++round)
-    for (int64_t s = 0; s < stages; ++s)
-      values = stepOfRound(index(round), s, values);
-  for (int64_t s = 0; s < kSteps % stages; ++s)
-    values = stepOfRound(index(rounds), s, values);
+  for (int64_t step = iterations * stepsPerIteration; step < kSteps; ++step)
+    values = buildStep(index(step), index(step % stages),
+                       index(step / stages),
+                       index((step + prefetch) % stages), step, values);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   if (!config.promotesEachStage())
     return SmallVector<Value>(ArrayRef<Value>(values).take_front(numSums));

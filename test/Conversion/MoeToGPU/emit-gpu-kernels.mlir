@@ -445,9 +445,8 @@ func.func @activation_then_combine(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32
 // starts fresh (scale-d 0) and is added into the f32 total times the
 // activation scale of its row and the weight scale of its 64-column chunk
 // (loaded before the stage's waits) one step later, while the next stage's
-// wgmma is in flight; the loop runs over rounds of the 4-stage ring (an
-// even number of steps, so that the two partial sums alternate without a
-// copy at the back edge), and the last one is promoted after the loop.
+// wgmma is in flight; an iteration of the loop takes two steps, so that the
+// two partial sums alternate, and the last one is promoted after the loop.
 // CHECK-LABEL: func.func @fp8_block_gemm1
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xi8>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %{{.*}}: !llvm.ptr, %[[AS:.*]]: memref<?x4xf32>, %[[WS:.*]]: memref<8x2x4xf32>, %{{.*}}: memref<?x128xbf16>) kernel
 // CHECK-SAME: moe.launch = {block_m = 64 : i64, box_cols = 128 : i64, box_rows = 64 : i64, element_bytes = 1 : i64

@@ -8,7 +8,13 @@
 // CHECK: gpu.func @expert_matmul
 // CHECK-SAME: moe.launch = {block_m = 64 : i64, box_cols = 64 : i64, box_rows = 64 : i64, element_bytes = 2 : i64, shared_bytes = 50176 : i64, split_k = 1 : i64, stages = 3 : i64, threads = 128 : i64, tile_n = 64 : i64}
 // CHECK: nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 3>
-// CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 64, k = 16>
+// The K loop runs over rounds of the 3-stage ring (8 steps: two rounds in
+// the loop, two steps after it), each step's stage a constant.
+// CHECK: scf.for %{{.*}} = %c0{{.*}} to %c2{{.*}} step %c1
+// CHECK-COUNT-12: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 64, k = 16>
+// CHECK: scf.yield
+// CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 64, k = 16>
+// CHECK-NOT: nvvm.wgmma.mma_async
 func.func @follows_config(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 64 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1>}
@@ -519,23 +525,51 @@ func.func @swapped_24_rows(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %bloc
 
 // -----
 
-// The K loop runs over rounds of the ring, each step's stage a constant.
-// Promoting fp8 partial sums with an odd ring (3 stages), an iteration
-// takes two rounds (6 steps: 12 K steps of 128, two iterations), so that
-// the partial sum in flight at the back edge alternates without a copy.
-// CHECK-LABEL: func.func @promoting_odd_ring
+// Promoting fp8 partial sums (an odd, 3-stage ring), the K loop takes two
+// steps per iteration, the stage computed per step (a round's unrolled
+// steps with their scales spilled), so that the partial sum in flight at the
+// back edge alternates without a copy; 12 K steps of 128: six iterations.
+// (Unpromoted formats loop over rounds of the ring: see follows_config.)
+// CHECK-LABEL: func.func @promoting_two_steps
 // CHECK: nvgpu.mbarrier.create -> <memorySpace = #gpu.address_space<workgroup>, num_barriers = 3>
-// CHECK: scf.for %{{.*}} = %c0{{.*}} to %c2{{.*}} step %c1
-// CHECK-COUNT-6: nvvm.wgmma.mma_async {{.*}} D[<f32>, <zero>], A[<e4m3>
+// CHECK: scf.for %{{.*}} = %c0{{.*}} to %c6{{.*}} step %c1
+// CHECK-COUNT-2: nvvm.wgmma.mma_async {{.*}} D[<f32>, <zero>], A[<e4m3>
 // CHECK: scf.yield
 // CHECK-NOT: nvvm.wgmma.mma_async
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
-func.func @promoting_odd_ring(%x: tensor<?x1536xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x1536xf8E4M3FN>, %xs: tensor<?x12xf32>, %ws: tensor<8x2x12xf32>) -> tensor<?x128xbf16> {
+func.func @promoting_two_steps(%x: tensor<?x1536xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x1536xf8E4M3FN>, %xs: tensor<?x12xf32>, %ws: tensor<8x2x12xf32>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       input_scales(%xs : tensor<?x12xf32>) weight_scales(%ws : tensor<8x2x12xf32>)
       {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>,
        quantization = #moe.quant<fp8, scales = block>,
        moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 3, consumer_warpgroups = 1>}
       : tensor<?x1536xf8E4M3FN>, tensor<8x256x1536xf8E4M3FN> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// 11 K steps: five two-step iterations, then the last step after the loop
+// (its refill known to lie past the end: only the commit is issued).
+// CHECK-LABEL: func.func @promoting_odd_steps
+// CHECK: scf.for %{{.*}} = %c0{{.*}} to %c5{{.*}} step %c1
+// CHECK-COUNT-2: nvvm.wgmma.mma_async {{.*}} D[<f32>, <zero>], A[<e4m3>
+// CHECK: scf.yield
+// CHECK: nvvm.cp.async.wait.group 0
+// CHECK: gpu.barrier
+// CHECK-NOT: nvgpu.tma.async.load
+// CHECK-NOT: nvgpu.device_async_copy
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: nvvm.wgmma.mma_async {{.*}} D[<f32>, <zero>], A[<e4m3>
+// CHECK-COUNT-3: nvvm.wgmma.mma_async {{.*}} D[<f32>, <one>], A[<e4m3>
+// CHECK-NOT: nvvm.wgmma.mma_async
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+func.func @promoting_odd_steps(%x: tensor<?x1408xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x1408xf8E4M3FN>, %xs: tensor<?x11xf32>, %ws: tensor<8x2x11xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      input_scales(%xs : tensor<?x11xf32>) weight_scales(%ws : tensor<8x2x11xf32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<fp8, scales = block>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 3, consumer_warpgroups = 1>}
+      : tensor<?x1408xf8E4M3FN>, tensor<8x256x1408xf8E4M3FN> -> tensor<?x128xbf16>
   return %h : tensor<?x128xbf16>
 }
