@@ -144,6 +144,15 @@ struct CopyPlan {
   SmallVector<Value> dequantRow, dequantColumn;
 };
 
+/// The shape of a multistage K loop: its steps, how far its loads run
+/// ahead, whether a wgmma group stays in flight and fp8 partials are
+/// promoted a step late, and the accumulators it carries.
+struct MultistageRing {
+  int64_t kSteps, prefetch, wgmmaInFlight;
+  bool promotesLate;
+  int64_t numSums;
+};
+
 /// Builds a kernel's schedule on Hopper: the ring of stages, who loads and
 /// who multiplies (multistage, warp-specialized, persistent, pingpong,
 /// pairs), around the MoE part (ExpertTileEmitter) and the sm_90a
@@ -340,6 +349,15 @@ private:
   /// returns the f32 (s32 for int8) sums of each accumulator, fp8 partials
   /// promoted (one accumulator).
   SmallVector<Value> multistageLoop(ArrayRef<Value> accumulators);
+  /// One K step of the multistage loop: `step`, its ring stage `stage` and
+  /// round `round`, and the stage `nextStage` it refills (`prefetch` steps
+  /// on); `knownStep` is the step where the kernel's builder knows it (after
+  /// the loop), so that a refill past the end is known too. Returns the
+  /// carried values after the step.
+  SmallVector<Value> multistageStep(const MultistageRing &ring, Value step,
+                                    Value stage, Value round, Value nextStage,
+                                    std::optional<int64_t> knownStep,
+                                    ValueRange carried);
   /// Swapped operands: writes the sums of the weight rows (accumulator f
   /// holds tile rows 64·f + its fragment rows, the slot rows as columns) to
   /// shared memory and reads back this thread's slot rows as the
@@ -1192,6 +1210,74 @@ void KernelBuilder::planWeightOnlyChunks() {
 }
 
 SmallVector<Value>
+KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
+                              Value stage, Value round, Value nextStage,
+                              std::optional<int64_t> knownStep,
+                              ValueRange carried) {
+  // The step's block or group scales are loaded first: their latency
+  // hides behind the waits and the wgmma.
+  SmallVector<Value> scales;
+  if (config.hasBlockScales())
+    scales = moe.blockScales(step, thisThread.scaleRows);
+  if (config.isWeightOnly())
+    scales = moe.weightOnlyScales(step, copies.dequantRow,
+                                  copies.dequantColumn);
+  Value next = arith::AddIOp::create(b, loc, step, index(ring.prefetch));
+  // This thread's cp.async group of `step` is done when at most the
+  // younger ones (prefetch − 1 of them; every step commits one) are
+  // pending.
+  NVVM::CpAsyncWaitGroupOp::create(b, loc, ring.prefetch - 1);
+  // cp.async wrote through the generic proxy; wgmma reads through the
+  // async one.
+  hopper.fenceAsyncProxy();
+  // Every thread's rows are in, and every thread's wgmma of step
+  // − 1 − ring.wgmmaInFlight is done: that stage, `next`'s, may be refilled.
+  gpu::BarrierOp::create(b, loc);
+  if (config.clusterM > 1)
+    freeStageInPair(step, next);
+  Value inRange =
+      knownStep
+          ? arith::ConstantOp::create(
+                b, loc,
+                b.getBoolAttr(*knownStep + ring.prefetch < ring.kSteps))
+                .getResult()
+          : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, next,
+                                  index(ring.kSteps))
+                .getResult();
+  issueStage(next, inRange, nextStage);
+  if (config.isWeightOnly()) {
+    // Every thread's codes are in (the barrier above): dequantize them
+    // into the B tile, through the generic proxy, then make the tile
+    // visible to the wgmma's async proxy.
+    dequantizeStage(stage, scales);
+    hopper.fenceAsyncProxy();
+    gpu::BarrierOp::create(b, loc);
+  } else {
+    hopper.waitForRoundPhase(rings.full, stage, round,
+                             /*previousRound=*/false);
+  }
+  if (!config.promotesEachStage())
+    return wgmmaStep(SmallVector<Value>(carried.take_front(ring.numSums)),
+                     stage, ring.wgmmaInFlight);
+  // The K block's partial sum, scaled and added in f32 (as DeepGEMM
+  // promotes its fp8 accumulators). Once this step's wgmma is issued and
+  // the previous one's is done, the previous partial is promoted. The
+  // fresh sum's first wgmma ignores its input (scale-d 0): no zeros to
+  // write into registers a wgmma may still own.
+  Value partial =
+      wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
+                ring.wgmmaInFlight, /*fresh=*/true);
+  if (!ring.promotesLate)
+    return {promote(carried[0], partial, scales)};
+  SmallVector<Value> results = {
+      promote(carried[0], carried[1],
+              SmallVector<Value>(carried.drop_front(2))),
+      partial};
+  llvm::append_range(results, scales);
+  return results;
+}
+
+SmallVector<Value>
 KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   // With three or more stages, one step's wgmma stays in flight while the
   // next is issued, so a stage is refilled only once the wgmma two steps
@@ -1214,7 +1300,8 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   // Promoting formats keep one accumulator (no swapped operands).
   assert((!config.promotesEachStage() || accumulators.size() == 1) &&
          "promoted sums are built for one accumulator");
-  int64_t numSums = accumulators.size();
+  MultistageRing ring{kSteps, prefetch, wgmmaInFlight, promotesLate,
+                      static_cast<int64_t>(accumulators.size())};
   SmallVector<Value> initial(accumulators);
   if (promotesLate) {
     initial.push_back(accumulators.front());
@@ -1223,74 +1310,6 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
     initial.append(numScales, arith::ConstantOp::create(
                                   b, loc, b.getF32FloatAttr(0.0f)));
   }
-  // One K step: `step`, its ring stage `stage` and round `round`, and the
-  // stage `nextStage` it refills (`prefetch` steps on). `knownStep` is the
-  // step when the kernel is built knows it (after the loop), so that a
-  // refill past the end is known too.
-  auto buildStep = [&](Value step, Value stage, Value round, Value nextStage,
-                       std::optional<int64_t> knownStep,
-                       ValueRange carried) -> SmallVector<Value> {
-    // The step's block or group scales are loaded first: their latency
-    // hides behind the waits and the wgmma.
-    SmallVector<Value> scales;
-    if (config.hasBlockScales())
-      scales = moe.blockScales(step, thisThread.scaleRows);
-    if (config.isWeightOnly())
-      scales = moe.weightOnlyScales(step, copies.dequantRow,
-                                    copies.dequantColumn);
-    Value next = arith::AddIOp::create(b, loc, step, index(prefetch));
-    // This thread's cp.async group of `step` is done when at most the
-    // younger ones (prefetch − 1 of them; every step commits one) are
-    // pending.
-    NVVM::CpAsyncWaitGroupOp::create(b, loc, prefetch - 1);
-    // cp.async wrote through the generic proxy; wgmma reads through the
-    // async one.
-    hopper.fenceAsyncProxy();
-    // Every thread's rows are in, and every thread's wgmma of step
-    // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
-    gpu::BarrierOp::create(b, loc);
-    if (config.clusterM > 1)
-      freeStageInPair(step, next);
-    Value inRange =
-        knownStep
-            ? arith::ConstantOp::create(
-                  b, loc, b.getBoolAttr(*knownStep + prefetch < kSteps))
-                  .getResult()
-            : arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, next,
-                                    index(kSteps))
-                  .getResult();
-    issueStage(next, inRange, nextStage);
-    if (config.isWeightOnly()) {
-      // Every thread's codes are in (the barrier above): dequantize them
-      // into the B tile, through the generic proxy, then make the tile
-      // visible to the wgmma's async proxy.
-      dequantizeStage(stage, scales);
-      hopper.fenceAsyncProxy();
-      gpu::BarrierOp::create(b, loc);
-    } else {
-      hopper.waitForRoundPhase(rings.full, stage, round,
-                               /*previousRound=*/false);
-    }
-    if (!config.promotesEachStage())
-      return wgmmaStep(SmallVector<Value>(carried.take_front(numSums)), stage,
-                       wgmmaInFlight);
-    // The K block's partial sum, scaled and added in f32 (as DeepGEMM
-    // promotes its fp8 accumulators). Once this step's wgmma is issued and
-    // the previous one's is done, the previous partial is promoted. The
-    // fresh sum's first wgmma ignores its input (scale-d 0): no zeros to
-    // write into registers a wgmma may still own.
-    Value partial =
-        wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
-                  wgmmaInFlight, /*fresh=*/true);
-    if (!promotesLate)
-      return {promote(carried[0], partial, scales)};
-    SmallVector<Value> results = {
-        promote(carried[0], carried[1],
-                SmallVector<Value>(carried.drop_front(2))),
-        partial};
-    llvm::append_range(results, scales);
-    return results;
-  };
   // Without promotion or dequantization, an iteration is a round of the
   // ring: its steps' stages are constants of the kernel (their addresses
   // and descriptors fold) and their barriers' phase is the round's parity.
@@ -1311,12 +1330,12 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
         for (int64_t j = 0; j < stepsPerIteration; ++j) {
           Value step = arith::AddIOp::create(b, loc, first, index(j));
           if (constantStages) {
-            values = buildStep(step, index(j), iteration,
+            values = multistageStep(ring, step, index(j), iteration,
                                index((j + prefetch) % stages), std::nullopt,
                                values);
             continue;
           }
-          values = buildStep(
+          values = multistageStep(ring, 
               step, stageOf(step),
               arith::DivUIOp::create(b, loc, step, index(stages)),
               stageOf(arith::AddIOp::create(b, loc, step, index(prefetch))),
@@ -1327,12 +1346,12 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   // The steps left over, each known when the kernel is built.
   SmallVector<Value> values(loop.getResults());
   for (int64_t step = iterations * stepsPerIteration; step < kSteps; ++step)
-    values = buildStep(index(step), index(step % stages),
+    values = multistageStep(ring, index(step), index(step % stages),
                        index(step / stages),
                        index((step + prefetch) % stages), step, values);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   if (!config.promotesEachStage())
-    return SmallVector<Value>(ArrayRef<Value>(values).take_front(numSums));
+    return SmallVector<Value>(ArrayRef<Value>(values).take_front(ring.numSums));
   Value total = values[0];
   if (promotesLate)
     total = promote(total, values[1],

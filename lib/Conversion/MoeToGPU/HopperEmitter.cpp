@@ -125,9 +125,9 @@ Value HopperEmitter::zeroAccumulator(LLVM::LLVMStructType accumulatorType,
 
 void HopperEmitter::waitForPhase(Value ring, Value position, int64_t depth,
                                  bool previousRound) {
-  waitForRoundPhase(ring, arith::RemUIOp::create(b, loc, position, index(depth)),
-                    arith::DivUIOp::create(b, loc, position, index(depth)),
-                    previousRound);
+  waitForRoundPhase(
+      ring, arith::RemUIOp::create(b, loc, position, index(depth)),
+      arith::DivUIOp::create(b, loc, position, index(depth)), previousRound);
 }
 
 void HopperEmitter::waitForRoundPhase(Value ring, Value barrier, Value round,

@@ -259,7 +259,8 @@ int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
       return 0;
     int64_t rows = op.getInput().getType().getDimSize(0);
     if (op.getGather())
-      assignments = (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
+      assignments =
+          (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
     experts = op.getWeights().getType().getDimSize(0);
   }
   if (assignments == 0 || experts == 0)
