@@ -1231,7 +1231,7 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
   // async one.
   hopper.fenceAsyncProxy();
   // Every thread's rows are in, and every thread's wgmma of step
-  // − 1 − ring.wgmmaInFlight is done: that stage, `next`'s, may be refilled.
+  // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
   gpu::BarrierOp::create(b, loc);
   if (config.clusterM > 1)
     freeStageInPair(step, next);
@@ -1331,12 +1331,12 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
           Value step = arith::AddIOp::create(b, loc, first, index(j));
           if (constantStages) {
             values = multistageStep(ring, step, index(j), iteration,
-                               index((j + prefetch) % stages), std::nullopt,
-                               values);
+                                    index((j + prefetch) % stages),
+                                    std::nullopt, values);
             continue;
           }
-          values = multistageStep(ring, 
-              step, stageOf(step),
+          values = multistageStep(
+              ring, step, stageOf(step),
               arith::DivUIOp::create(b, loc, step, index(stages)),
               stageOf(arith::AddIOp::create(b, loc, step, index(prefetch))),
               std::nullopt, values);
@@ -1347,11 +1347,12 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   SmallVector<Value> values(loop.getResults());
   for (int64_t step = iterations * stepsPerIteration; step < kSteps; ++step)
     values = multistageStep(ring, index(step), index(step % stages),
-                       index(step / stages),
-                       index((step + prefetch) % stages), step, values);
+                            index(step / stages),
+                            index((step + prefetch) % stages), step, values);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   if (!config.promotesEachStage())
-    return SmallVector<Value>(ArrayRef<Value>(values).take_front(ring.numSums));
+    return SmallVector<Value>(
+        ArrayRef<Value>(values).take_front(ring.numSums));
   Value total = values[0];
   if (promotesLate)
     total = promote(total, values[1],
@@ -1705,8 +1706,10 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
                                    MemRefLayoutAttrInterface(), workgroup);
   Value table = memref::ViewOp::create(b, loc, tableType, shared.bytes,
                                        shared.shift, ValueRange{});
-  // Thread t's place in an m64nN fragment: rows 16·(t/32) + (t%32)/4 (+8),
-  // columns 8g + 2·(t%4) (+1).
+  // Thread t's place in the swapped m64nN fragments: weight rows
+  // 16·(t/32) + (t%32)/4 (+8) of each 64, columns (slot rows) 8g + 2·(t%4)
+  // (+1). Unlike thisThread.fragmentRow, every warp's own rows: all four
+  // warps hold weight rows.
   Value lane = arith::RemUIOp::create(b, loc, thisThread.tid, index(32));
   Value fragmentRow = arith::AddIOp::create(
       b, loc,
@@ -1714,8 +1717,8 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
           b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
           index(16)),
       arith::DivUIOp::create(b, loc, lane, index(4)));
-  Value laneColumn = arith::MulIOp::create(
-      b, loc, arith::RemUIOp::create(b, loc, lane, index(4)), index(2));
+  Value laneColumn =
+      fragmentTarget.laneColumnOffset(b, loc, thisThread.tid);
   auto at = [&](Value base, int64_t offset) {
     return arith::AddIOp::create(b, loc, base, index(offset)).getResult();
   };
