@@ -29,7 +29,8 @@ build_layer() { # program name num_tokens
     --num-tokens "$3" --ptx "$out/src/$2.ptx" \
     --cubin "$out/$2.cubin" $compile_flags
   c++ -O2 -std=c++17 -shared -fPIC "$out/src/$2.cpp" \
-    "$repo_root/runtime/lib/Runtime.cpp" -I "$out/src" \
+    "$repo_root/runtime/lib/Runtime.cpp" \
+    "$repo_root/runtime/lib/Collectives.cpp" -I "$out/src" \
     -I "$repo_root/runtime/include" -I "$cuda/include" \
     -L "$cuda/lib64/stubs" -lcuda -o "$out/$2.so"
 }

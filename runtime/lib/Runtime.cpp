@@ -377,6 +377,10 @@ extern "C" void *moe_rt_memref_at(moe_rt_memref memref, int64_t byteOffset) {
   return static_cast<char *>(memref.data) + byteOffset;
 }
 
+extern "C" int64_t moe_rt_memref_size(moe_rt_memref memref, int64_t dim) {
+  return dim >= 0 && dim < memref.rank ? memref.sizes[dim] : 0;
+}
+
 extern "C" moe_rt_kernel_arg moe_rt_memref_arg(moe_rt_memref memref) {
   moe_rt_kernel_arg arg{};
   arg.memref = memref;

@@ -60,6 +60,9 @@ public:
     addConversion([context](LLVM::LLVMPointerType) -> Type {
       return pointerTo(opaque(context, "CUtensorMap"));
     });
+    addConversion([context](moe_gpu::GroupType) -> Type {
+      return pointerTo(opaque(context, "const moe_rt_group"));
+    });
   }
 };
 
@@ -716,6 +719,50 @@ struct ReadCountLowering : public OpConversionPattern<moe_gpu::ReadCountOp> {
   }
 };
 
+/// The group collectives: a runtime call each, on the call's launcher.
+struct StoreGroupRankLowering
+    : public OpConversionPattern<moe_gpu::StoreGroupRankOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(moe_gpu::StoreGroupRankOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Value launcher = launcherOf(op);
+    if (!launcher)
+      return op.emitError("moe_gpu.store_group_rank outside a launching host "
+                          "function");
+    call(rewriter, op.getLoc(), {}, "moe_rt_launcher_store_group_rank",
+         {launcher, adaptor.getGroup(),
+          i64Constant(rewriter, op.getLoc(), op.getRanks()),
+          adaptor.getRank()});
+    rewriter.eraseOp(op);
+    return success();
+  }
+};
+
+template <typename CollectiveOp>
+struct CollectiveLowering : public OpConversionPattern<CollectiveOp> {
+  CollectiveLowering(const TypeConverter &converter, MLIRContext *context,
+                     StringRef function)
+      : OpConversionPattern<CollectiveOp>(converter, context),
+        function(function.str()) {}
+
+  LogicalResult
+  matchAndRewrite(CollectiveOp op, typename CollectiveOp::Adaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Value launcher = launcherOf(op);
+    if (!launcher)
+      return op.emitError() << op->getName()
+                            << " outside a launching host function";
+    call(rewriter, op.getLoc(), {}, function,
+         {launcher, adaptor.getGroup(), adaptor.getSend(), adaptor.getRecv()});
+    rewriter.eraseOp(op);
+    return success();
+  }
+
+  std::string function;
+};
+
 struct MultiprocessorCountLowering
     : public OpConversionPattern<moe_gpu::MultiprocessorCountOp> {
   using OpConversionPattern::OpConversionPattern;
@@ -748,7 +795,8 @@ struct MemRefCastLowering : public OpConversionPattern<memref::CastOp> {
   }
 };
 
-/// A static collapse or expand is a new descriptor over the same data.
+/// A collapse (static or dynamic) or a static expand is a new descriptor over
+/// the same data.
 template <typename ReshapeOp>
 struct ReshapeLowering : public OpConversionPattern<ReshapeOp> {
   using OpConversionPattern<ReshapeOp>::OpConversionPattern;
@@ -758,16 +806,37 @@ struct ReshapeLowering : public OpConversionPattern<ReshapeOp> {
   matchAndRewrite(ReshapeOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     MemRefType type = op.getResultType();
-    if (!type.hasStaticShape())
-      return rewriter.notifyMatchFailure(op, "dynamic reshape");
     Location loc = op.getLoc();
+    SmallVector<Value> dynamicSizes;
+    if (!type.hasStaticShape()) {
+      // A dynamic collapse: each dynamic size is the product of its group's
+      // source sizes.
+      if constexpr (!std::is_same_v<ReshapeOp, memref::CollapseShapeOp>)
+        return rewriter.notifyMatchFailure(op, "dynamic expand");
+      for (auto [dim, group] : llvm::enumerate(op.getReassociationIndices())) {
+        if (!type.isDynamicDim(dim))
+          continue;
+        Value size = i64Constant(rewriter, loc, 1);
+        for (int64_t sourceDim : group)
+          size = emitc::MulOp::create(
+              rewriter, loc, rewriter.getI64Type(), size,
+              call(rewriter, loc, rewriter.getI64Type(), "moe_rt_memref_size",
+                   {adaptor.getSrc(), i64Constant(rewriter, loc, sourceDim)})
+                  .getResult(0));
+        dynamicSizes.push_back(size);
+      }
+    }
     Value data = call(rewriter, loc, pointerTo(opaque(op.getContext(), "void")),
                       "moe_rt_memref_at",
                       {adaptor.getSrc(), i64Constant(rewriter, loc, 0)})
                      .getResult(0);
-    rewriter.replaceOp(
-        op, makeMemref(rewriter, loc, data, type,
-                       sizesOf(rewriter, loc, type, ValueRange())));
+    SmallVector<Value> sizes;
+    unsigned next = 0;
+    for (int64_t size : type.getShape())
+      sizes.push_back(ShapedType::isDynamic(size)
+                          ? dynamicSizes[next++]
+                          : i64Constant(rewriter, loc, size));
+    rewriter.replaceOp(op, makeMemref(rewriter, loc, data, type, sizes));
     return success();
   }
 };
@@ -855,13 +924,17 @@ struct ConvertMoeGpuHostToEmitCPass
                  MinMaxLowering<arith::MaxSIOp, emitc::CmpPredicate::gt>,
                  WorkspaceBufferLowering, WorkspaceBytesLowering,
                  TensorMapLowering, ZeroLowering, ReadCountLowering,
-                 MultiprocessorCountLowering,
+                 MultiprocessorCountLowering, StoreGroupRankLowering,
                  MemRefCastLowering, ReshapeLowering<memref::CollapseShapeOp>,
                  ReshapeLowering<memref::ExpandShapeOp>>(converter,
                                                             context);
     patterns.add<HostFuncLowering, LaunchLowering, GpuBinaryLowering>(
         converter, context, kernels);
     patterns.add<CmpILowering>(converter, context);
+    patterns.add<CollectiveLowering<moe_gpu::AllGatherOp>>(
+        converter, context, "moe_rt_launcher_all_gather");
+    patterns.add<CollectiveLowering<moe_gpu::ReduceScatterOp>>(
+        converter, context, "moe_rt_launcher_reduce_scatter_sum_f32");
     // A host function may branch on the token count (scf.if).
     populateSCFToEmitCConversionPatterns(patterns, converter);
     if (failed(applyFullConversion(module, target, std::move(patterns))))

@@ -90,6 +90,8 @@ SmallVector<std::string> parameterNames(func::FuncOp func) {
     unsigned index = argument.getArgNumber();
     if (isa<moe_gpu::StreamType>(type)) {
       names.push_back("stream");
+    } else if (isa<moe_gpu::GroupType>(type)) {
+      names.push_back("group");
     } else if (isa<IndexType>(type)) {
       names.push_back("numTokens");
     } else if (func.getArgAttr(index, MoeGPUDialect::getWorkspaceAttrName())) {
@@ -135,6 +137,10 @@ std::string describe(func::FuncOp func) {
   for (auto [index, type] : llvm::enumerate(func.getArgumentTypes())) {
     if (isa<moe_gpu::StreamType>(type)) {
       os << "///   CUstream stream: the stream the work is ordered on\n";
+    } else if (isa<moe_gpu::GroupType>(type)) {
+      os << "///   const moe_rt_group *group: the expert-parallel group "
+            "(e.g. moe_rt_group_from_nccl);\n///     every rank calls the "
+            "layer with the same token count\n";
     } else if (isa<IndexType>(type)) {
       os << "///   int64_t numTokens: the token count (0 to 2^24)\n";
     } else if (func.getArgAttr(index, MoeGPUDialect::getWorkspaceAttrName())) {
@@ -216,6 +222,16 @@ FailureOr<OwningOpRef<ModuleOp>> buildHeader(ModuleOp host, ModuleOp lowered,
     emitc::IncludeOp::create(b, loc, b.getStringAttr(include),
                              b.getUnitAttr());
   verbatim(b, loc, "#ifdef __cplusplus\nextern \"C\" {\n#endif");
+  // A rank's program of an expert-parallel layer takes the runtime's group
+  // (moe/Runtime/Runtime.h), which the header need not include.
+  bool takesGroup = false;
+  host.walk([&](func::FuncOp func) {
+    takesGroup |= llvm::any_of(func.getArgumentTypes(), [](Type type) {
+      return isa<moe_gpu::GroupType>(type);
+    });
+  });
+  if (takesGroup)
+    verbatim(b, loc, "typedef struct moe_rt_group moe_rt_group;");
   if (!preamble.empty())
     verbatim(b, loc, preamble);
   for (auto func : lowered.getOps<emitc::FuncOp>()) {

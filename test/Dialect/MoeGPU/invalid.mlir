@@ -376,3 +376,71 @@ module attributes {gpu.container_module} {
     return
   }
 }
+
+// -----
+
+//===----------------------------------------------------------------------===//
+// Collectives of an expert-parallel group
+//===----------------------------------------------------------------------===//
+
+func.func @group_rank_word(%g: !moe_gpu.group, %r: memref<2xi32>, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{the rank must be one i32, got 'memref<2xi32>'}}
+  moe_gpu.store_group_rank %g into %r on %s {ranks = 2 : i64} : memref<2xi32>
+  return
+}
+
+// -----
+
+func.func @group_rank_ranks(%g: !moe_gpu.group, %r: memref<1xi32>, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{attribute 'ranks' failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  moe_gpu.store_group_rank %g into %r on %s {ranks = 0 : i64} : memref<1xi32>
+  return
+}
+
+// -----
+
+func.func @all_gather_layout(%a: memref<?x8xi32, strided<[16, 1]>>, %b: memref<?x8xi32>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{the send buffer must be row-major (identity layout)}}
+  moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<?x8xi32, strided<[16, 1]>>, memref<?x8xi32>
+  return
+}
+
+// -----
+
+func.func @all_gather_element(%a: memref<?x8xi32>, %b: memref<?x8xf32>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{expects the send buffer and the receive buffer of one element type, got 'i32' and 'f32'}}
+  moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<?x8xi32>, memref<?x8xf32>
+  return
+}
+
+// -----
+
+func.func @all_gather_trailing(%a: memref<?x8xi32>, %b: memref<?x4xi32>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{expects the receive buffer to have the trailing dimensions of the send buffer, got 'memref<?x4xi32>' and 'memref<?x8xi32>'}}
+  moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<?x8xi32>, memref<?x4xi32>
+  return
+}
+
+// -----
+
+func.func @all_gather_rows(%a: memref<3x8xi32>, %b: memref<8x8xi32>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{expects the receive buffer to have 2 x 3 rows, got 8}}
+  moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<3x8xi32>, memref<8x8xi32>
+  return
+}
+
+// -----
+
+func.func @reduce_scatter_rows(%a: memref<4x64xf32>, %b: memref<3x64xf32>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{expects the send buffer to have 2 x 3 rows, got 4}}
+  moe_gpu.reduce_scatter %a into %b over %g on %s {ranks = 2 : i64} : memref<4x64xf32>, memref<3x64xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_scatter_f32(%a: memref<?x64xbf16>, %b: memref<?x64xbf16>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{operand #0 must be memref of 32-bit float values}}
+  moe_gpu.reduce_scatter %a into %b over %g on %s {ranks = 2 : i64} : memref<?x64xbf16>, memref<?x64xbf16>
+  return
+}

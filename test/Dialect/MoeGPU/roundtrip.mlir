@@ -73,3 +73,25 @@ func.func @host(%w: memref<8x256x512xbf16>, %m: index, %workspace: memref<?xi8>,
   %total = arith.addi %bytes, %sms : index
   return %count, %total : i64, index
 }
+
+// -----
+
+// The collectives of an expert-parallel group: the rank, an all-gather and a
+// reduce-scatter on a stream.
+// CHECK-LABEL: func @collectives
+// CHECK-SAME: (%[[GROUP:.+]]: !moe_gpu.group, %[[STREAM:.+]]: !moe_gpu.stream
+// CHECK: moe_gpu.store_group_rank %[[GROUP]] into %{{.+}} on %[[STREAM]] {ranks = 4 : i64} : memref<1xi32>
+// CHECK: moe_gpu.all_gather %{{.+}} into %{{.+}} over %[[GROUP]] on %[[STREAM]] {ranks = 4 : i64} : memref<?x8xi32>, memref<?x8xi32>
+// CHECK: moe_gpu.all_gather %{{.+}} into %{{.+}} over %[[GROUP]] on %[[STREAM]] {ranks = 4 : i64} : memref<2x8xi32>, memref<8x8xi32>
+// CHECK: moe_gpu.reduce_scatter %{{.+}} into %{{.+}} over %[[GROUP]] on %[[STREAM]] {ranks = 4 : i64} : memref<?x64xf32>, memref<?x64xf32>
+func.func @collectives(%group: !moe_gpu.group, %stream: !moe_gpu.stream,
+                       %rank: memref<1xi32>, %ids: memref<?x8xi32>,
+                       %all_ids: memref<?x8xi32>, %two: memref<2x8xi32>,
+                       %eight: memref<8x8xi32>, %partial: memref<?x64xf32>,
+                       %sums: memref<?x64xf32>) {
+  moe_gpu.store_group_rank %group into %rank on %stream {ranks = 4 : i64} : memref<1xi32>
+  moe_gpu.all_gather %ids into %all_ids over %group on %stream {ranks = 4 : i64} : memref<?x8xi32>, memref<?x8xi32>
+  moe_gpu.all_gather %two into %eight over %group on %stream {ranks = 4 : i64} : memref<2x8xi32>, memref<8x8xi32>
+  moe_gpu.reduce_scatter %partial into %sums over %group on %stream {ranks = 4 : i64} : memref<?x64xf32>, memref<?x64xf32>
+  return
+}

@@ -171,3 +171,53 @@ LogicalResult ReadCountOp::verify() {
     return emitOpError() << "the counter must hold one i32, got " << type;
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// StoreGroupRankOp, AllGatherOp, ReduceScatterOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult StoreGroupRankOp::verify() {
+  auto type = cast<MemRefType>(getRank().getType());
+  if (!type.hasStaticShape() || type.getNumElements() != 1)
+    return emitOpError() << "the rank must be one i32, got " << type;
+  return success();
+}
+
+/// Checks that `small` and `large` are row-major buffers of one element
+/// type and trailing dimensions, where `large` has `ranks` times the rows of
+/// `small` (when both are static).
+static LogicalResult verifyRowBlocks(Operation *op, MemRefType small,
+                                     StringRef smallName, MemRefType large,
+                                     StringRef largeName, int64_t ranks) {
+  if (failed(verifyRowMajor(op, small, smallName)) ||
+      failed(verifyRowMajor(op, large, largeName)))
+    return failure();
+  if (small.getElementType() != large.getElementType())
+    return op->emitOpError()
+           << "expects " << smallName << " and " << largeName
+           << " of one element type, got " << small.getElementType()
+           << " and " << large.getElementType();
+  if (small.getRank() < 1 || small.getRank() != large.getRank() ||
+      small.getShape().drop_front() != large.getShape().drop_front())
+    return op->emitOpError()
+           << "expects " << largeName << " to have the trailing dimensions of "
+           << smallName << ", got " << large << " and " << small;
+  int64_t rows = small.getDimSize(0), largeRows = large.getDimSize(0);
+  if (!ShapedType::isDynamic(rows) && !ShapedType::isDynamic(largeRows) &&
+      largeRows != ranks * rows)
+    return op->emitOpError()
+           << "expects " << largeName << " to have " << ranks << " x " << rows
+           << " rows, got " << largeRows;
+  return success();
+}
+
+LogicalResult AllGatherOp::verify() {
+  return verifyRowBlocks(*this, getSend().getType(), "the send buffer",
+                         getRecv().getType(), "the receive buffer",
+                         getRanks());
+}
+
+LogicalResult ReduceScatterOp::verify() {
+  return verifyRowBlocks(*this, getRecv().getType(), "the receive buffer",
+                         getSend().getType(), "the send buffer", getRanks());
+}

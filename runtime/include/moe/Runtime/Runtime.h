@@ -36,6 +36,9 @@ typedef enum moe_rt_status {
   MOE_RT_ERROR_LAUNCH = 5,
   /// Any other CUDA driver error.
   MOE_RT_ERROR_CUDA = 6,
+  /// A collective of an expert-parallel group failed, or the group does not
+  /// have the ranks the layer was compiled for, or NCCL cannot be loaded.
+  MOE_RT_ERROR_COLLECTIVE = 7,
 } moe_rt_status;
 
 typedef struct moe_rt_module *moe_rt_module_t;
@@ -145,6 +148,9 @@ moe_rt_memref moe_rt_memref_3d(const void *data, int64_t elementBytes,
 /// The address `byteOffset` bytes into `memref`'s data.
 void *moe_rt_memref_at(moe_rt_memref memref, int64_t byteOffset);
 
+/// Dimension `dim` of `memref` (0 outside its rank).
+int64_t moe_rt_memref_size(moe_rt_memref memref, int64_t dim);
+
 /// One kernel argument: a memref (passed as its descriptor's fields) or a
 /// TMA descriptor (passed by value).
 typedef struct moe_rt_kernel_arg {
@@ -245,6 +251,69 @@ void moe_rt_launcher_store_i64(moe_rt_launcher *launcher, int64_t *out,
 
 /// Closes the call: its status (MOE_RT_SUCCESS or the first failure).
 int32_t moe_rt_launcher_end(moe_rt_launcher *launcher);
+
+/*===--------------------------------------------------------------------===*
+ * Expert-parallel groups
+ *
+ * A layer compiled for R ranks (moe-expert-parallel) takes a moe_rt_group:
+ * the collectives of the caller's communicator, enqueued on the layer's
+ * stream. Each rank calls the layer with the same token count; the generated
+ * code never waits for the stream, so a call stays graph-capturable as far as
+ * the collectives are. moe_rt_group_from_nccl makes a group over an NCCL
+ * communicator; a caller (a test, or an engine with its own transport) may
+ * fill in moe_rt_collectives itself.
+ *===--------------------------------------------------------------------===*/
+
+/// The collectives a group provides. Each returns 0 on success, else a
+/// nonzero code and, where it can, a description in `*error` (static or
+/// thread-local storage; may stay null).
+typedef struct moe_rt_collectives {
+  /// This process's rank in `comm` and the number of ranks.
+  int32_t (*rank_and_size)(void *comm, int32_t *rank, int32_t *size,
+                           const char **error);
+  /// For every rank r: `recv + r * bytes` receives rank r's `bytes` bytes at
+  /// `send`, ordered on `stream`.
+  int32_t (*all_gather)(const void *send, void *recv, size_t bytes,
+                        void *comm, CUstream stream, const char **error);
+  /// `recv[i]` = the sum over ranks r of rank r's `send[rank * count + i]`,
+  /// f32, for i < count, where `rank` is the calling rank; ordered on
+  /// `stream`.
+  int32_t (*reduce_scatter_sum_f32)(const float *send, float *recv,
+                                    size_t count, void *comm,
+                                    CUstream stream, const char **error);
+} moe_rt_collectives;
+
+/// A communicator and its collectives.
+typedef struct moe_rt_group {
+  const moe_rt_collectives *collectives;
+  void *comm;
+} moe_rt_group;
+
+/// A group over NCCL communicator `ncclComm` (an ncclComm_t). NCCL is
+/// loaded on first use with dlopen: MOE_NCCL_LIBRARY if set, else
+/// libnccl.so.2 (found when the process already has it loaded, as after
+/// `import torch`, or on the library path). Fails with
+/// MOE_RT_ERROR_COLLECTIVE when it cannot be loaded.
+moe_rt_status moe_rt_group_from_nccl(void *ncclComm, moe_rt_group *group);
+
+/// Fails the call unless `group` is a group of `ranks` ranks; stores the
+/// calling rank as one int32 into `rankWord` (device memory) on the stream.
+void moe_rt_launcher_store_group_rank(moe_rt_launcher *launcher,
+                                      const moe_rt_group *group,
+                                      int64_t ranks, moe_rt_memref rankWord);
+
+/// All-gathers `send` (every rank's, in rank order) into `recv`, which holds
+/// the group's rank count times `send`'s bytes.
+void moe_rt_launcher_all_gather(moe_rt_launcher *launcher,
+                                const moe_rt_group *group,
+                                moe_rt_memref send, moe_rt_memref recv);
+
+/// Sums the f32 `send` over the group and keeps this rank's block of it in
+/// `recv` (`send` holds the rank count times `recv`'s elements).
+void moe_rt_launcher_reduce_scatter_sum_f32(moe_rt_launcher *launcher,
+                                            const moe_rt_group *group,
+                                            moe_rt_memref send,
+                                            moe_rt_memref recv);
 
 #ifdef __cplusplus
 }

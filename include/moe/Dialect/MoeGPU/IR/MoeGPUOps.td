@@ -32,6 +32,17 @@ def MoeGPU_StreamType : TypeDef<MoeGPU_Dialect, "Stream"> {
   }];
 }
 
+def MoeGPU_GroupType : TypeDef<MoeGPU_Dialect, "Group"> {
+  let mnemonic = "group";
+  let summary = "the expert-parallel group a host function exchanges over";
+  let description = [{
+    The caller's communicator and its collectives (the runtime's
+    `moe_rt_group`, e.g. over an NCCL communicator). A layer compiled for R
+    ranks takes one; every rank calls it with the same token count, and the
+    collectives are enqueued on the call's stream.
+  }];
+}
+
 //===----------------------------------------------------------------------===//
 // Ops
 //===----------------------------------------------------------------------===//
@@ -165,6 +176,85 @@ def MoeGPU_MultiprocessorCountOp : MoeGPU_Op<"multiprocessor_count"> {
   let arguments = (ins MoeGPU_StreamType:$stream);
   let results = (outs Index:$count);
   let assemblyFormat = "`on` $stream attr-dict";
+}
+
+//===----------------------------------------------------------------------===//
+// Collectives of an expert-parallel group
+//===----------------------------------------------------------------------===//
+
+def MoeGPU_StoreGroupRankOp : MoeGPU_Op<"store_group_rank"> {
+  let summary = "stores the calling rank of a group into device memory";
+  let description = [{
+    Checks that `group` has `ranks` ranks (the call fails otherwise), and
+    writes the calling rank, as one i32, into `rank`, ordered on `stream`:
+    the kernels of a rank's program read it from there, so that one program
+    serves every rank.
+
+    ```mlir
+    moe_gpu.store_group_rank %group into %rank on %stream {ranks = 4 : i64}
+        : memref<1xi32>
+    ```
+  }];
+  let arguments = (ins MoeGPU_GroupType:$group,
+                       Arg<MemRefOf<[I32]>, "", [MemWrite]>:$rank,
+                       MoeGPU_StreamType:$stream,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$ranks);
+  let assemblyFormat = [{
+    $group `into` $rank `on` $stream attr-dict `:` type($rank)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoeGPU_AllGatherOp : MoeGPU_Op<"all_gather"> {
+  let summary = "gathers a buffer of every rank of a group";
+  let description = [{
+    Row block `r` of `recv` (rows `r·n … (r+1)·n − 1`, `n` the rows of
+    `send`) receives rank r's `send`, for every rank r of `group`'s
+    `ranks`; ordered on `stream`. Both buffers are row-major and contiguous,
+    of one element type, with the same trailing dimensions; `recv` has
+    `ranks` times the rows of `send`.
+
+    ```mlir
+    moe_gpu.all_gather %ids into %all_ids over %group on %stream
+        {ranks = 2 : i64} : memref<?x8xi32>, memref<?x8xi32>
+    ```
+  }];
+  let arguments = (ins Arg<AnyMemRef, "", [MemRead]>:$send,
+                       Arg<AnyMemRef, "", [MemWrite]>:$recv,
+                       MoeGPU_GroupType:$group,
+                       MoeGPU_StreamType:$stream,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$ranks);
+  let assemblyFormat = [{
+    $send `into` $recv `over` $group `on` $stream attr-dict `:` type($send)
+    `,` type($recv)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoeGPU_ReduceScatterOp : MoeGPU_Op<"reduce_scatter"> {
+  let summary = "sums f32 buffers over a group and scatters the row blocks";
+  let description = [{
+    `recv` receives row block `rank` of the sum over every rank of `group`
+    of its `send`, where `rank` is the calling rank and a row block is
+    `recv`'s row count; ordered on `stream`. f32, row-major and contiguous,
+    with the same trailing dimensions; `send` has `ranks` times the rows of
+    `recv`.
+
+    ```mlir
+    moe_gpu.reduce_scatter %partial into %sums over %group on %stream
+        {ranks = 2 : i64} : memref<?x4096xf32>, memref<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins Arg<MemRefOf<[F32]>, "", [MemRead]>:$send,
+                       Arg<MemRefOf<[F32]>, "", [MemWrite]>:$recv,
+                       MoeGPU_GroupType:$group,
+                       MoeGPU_StreamType:$stream,
+                       ConfinedAttr<I64Attr, [IntPositive]>:$ranks);
+  let assemblyFormat = [{
+    $send `into` $recv `over` $group `on` $stream attr-dict `:` type($send)
+    `,` type($recv)
+  }];
+  let hasVerifier = 1;
 }
 
 #endif // MOE_DIALECT_MOEGPU_IR_MOEGPUOPS_TD
