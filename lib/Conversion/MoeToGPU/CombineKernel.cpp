@@ -1,7 +1,9 @@
 //===- CombineKernel.cpp - the GPU kernel finishing a combine -------------===//
 //
-// The combining grouped matmul adds weighted products atomically into an f32
-// [M, N] buffer; this kernel converts the sums to the result's element type.
+// The combining grouped matmul (and the return of an expert-parallel
+// exchange) adds weighted products atomically into an f32 [M, N] buffer;
+// this kernel scales the sums and converts them to the result's element
+// type.
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,13 +18,10 @@ using namespace mlir;
 using namespace mlir::moe;
 
 FailureOr<gpu::GPUFuncOp>
-mlir::moe::buildCombineFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                                      ExpertMatmulOp op, StringRef name) {
-  auto resultType = cast<RankedTensorType>(op.getResult().getType());
-  int64_t width = resultType.getDimSize(1);
-  Type elementType = resultType.getElementType();
+mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                               Location loc, int64_t width, Type elementType,
+                               double scale, StringRef name) {
   OpBuilder::InsertionGuard guard(b);
-  Location loc = op.getLoc();
   b.setInsertionPointToEnd(module.getBody());
   auto dynamic = ShapedType::kDynamic;
   SmallVector<Type> arguments = {
@@ -50,6 +49,11 @@ mlir::moe::buildCombineFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   auto ifOp = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
   b.setInsertionPointToStart(ifOp.thenBlock());
   Value sum = memref::LoadOp::create(b, loc, sums, ValueRange{row, column});
+  if (scale != 1.0)
+    sum = arith::MulFOp::create(
+        b, loc, sum,
+        arith::ConstantOp::create(
+            b, loc, b.getF32FloatAttr(static_cast<float>(scale))));
   Value narrow = sum;
   if (elementType != b.getF32Type())
     narrow = arith::TruncFOp::create(b, loc, elementType, sum);
@@ -57,4 +61,14 @@ mlir::moe::buildCombineFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
   return func;
+}
+
+FailureOr<gpu::GPUFuncOp>
+mlir::moe::buildCombineFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                                      ExpertMatmulOp op, StringRef name) {
+  // The matmul's epilogue already applied the routed scaling factor.
+  auto resultType = cast<RankedTensorType>(op.getResult().getType());
+  return buildFinalizeKernel(b, module, op.getLoc(), resultType.getDimSize(1),
+                             resultType.getElementType(), /*scale=*/1.0,
+                             name);
 }

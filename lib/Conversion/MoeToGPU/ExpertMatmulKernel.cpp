@@ -1380,7 +1380,7 @@ void KernelBuilder::bindArguments(Block &entry) {
   }
   if (config.bias)
     args.biases = entry.getArgument(argument++);
-  if (config.combine)
+  if (config.combine && !config.unpermute)
     args.routingWeights = entry.getArgument(argument++);
   args.out = entry.getArgument(argument++);
   if (config.persistent)
@@ -1776,17 +1776,24 @@ static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
   config.inFeatures = weightsType.getDimSize(2);
   config.topK = op.getK();
   config.gather = op.getGather();
-  config.combine = op.isCombine();
+  // Unpermuted rows are a combine into f32 rows of assignments, unweighted.
+  config.unpermute = op.getUnpermute();
+  config.combine = op.isCombine() || config.unpermute;
   config.activation = op.getActivation();
   config.gateUpInterleaved = op.getGateUpInterleaved();
   config.bias = static_cast<bool>(op.getBias());
   config.blockM = op.getBlockM().value_or(0);
-  if (!op.isAligned() || op.getUnpermute())
-    return op.emitRemark("no GPU kernel yet: only the aligned schedule with "
-                         "rows or combine out is covered");
+  if (!op.isAligned())
+    return op.emitRemark("no GPU kernel yet: only the aligned schedule is "
+                         "covered");
   if (config.combine && config.activation)
-    return op.emitRemark(
-        "no GPU kernel yet for an activation before the combine");
+    return op.emitRemark("no GPU kernel yet for an activation before the "
+                         "combine or the unpermute");
+  if (config.unpermute &&
+      !cast<RankedTensorType>(op.getResult().getType())
+           .getElementType()
+           .isF32())
+    return op.emitRemark("no GPU kernel yet: unpermuted rows must be f32");
   QuantizationAttr quantization = op.getQuantization();
   if (quantization.getFormat() != QuantFormat::None) {
     config.format = quantization.getFormat();
@@ -1955,8 +1962,9 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
     arguments.push_back(MemRefType::get(
         {config.numExperts, config.outFeatures}, b.getF32Type()));
   if (config.combine) {
-    arguments.push_back(
-        MemRefType::get({dynamic, config.topK}, b.getF32Type()));
+    if (!config.unpermute)
+      arguments.push_back(
+          MemRefType::get({dynamic, config.topK}, b.getF32Type()));
     arguments.push_back(
         MemRefType::get({dynamic, config.outFeatures}, b.getF32Type()));
   } else {

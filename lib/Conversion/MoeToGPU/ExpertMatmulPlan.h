@@ -45,6 +45,10 @@ inline constexpr int64_t kTileRingDepth = 2;
 struct ExpertMatmulPlan {
   int64_t topK, outFeatures, inFeatures, numExperts;
   bool gather, combine;
+  /// With `combine`: each product row is added, unweighted, into the f32 row
+  /// of its assignment (moe.expert_matmul's unpermute mode) rather than
+  /// weighted into its token's.
+  bool unpermute = false;
   /// Per-expert f32 biases [E, N], added to the products in the epilogue.
   bool bias = false;
   std::optional<ActivationKind> activation;

@@ -483,6 +483,12 @@ ExpertTileEmitter::loadEpilogueRows(Value fragmentRow) {
     // A padding slot reads assignment 0's weight, which is then unused.
     Value safe =
         arith::SelectOp::create(b, loc, rows.scheduled, assignment, index(0));
+    if (config.unpermute) {
+      rows.token = safe;
+      rows.scale = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f));
+      epilogueRows.push_back(rows);
+      continue;
+    }
     rows.token = arith::DivUIOp::create(b, loc, safe, index(config.topK));
     Value choice = arith::RemUIOp::create(b, loc, safe, index(config.topK));
     rows.scale = memref::LoadOp::create(b, loc, args.routingWeights,

@@ -35,8 +35,8 @@ struct MoeEmitGpuKernelsPass
     ModuleOp module = getOperation();
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
-      if (isa<AddSharedExpertsOp, AlignOp, ExpertMatmulOp, QuantizeOp,
-              RouteOp, RouterOp, TopkOp>(op))
+      if (isa<AddSharedExpertsOp, AlignOp, EpCombineOp, EpDispatchOp,
+              ExpertMatmulOp, QuantizeOp, RouteOp, RouterOp, TopkOp>(op))
         ops.push_back(op);
     });
     if (ops.empty())
@@ -100,6 +100,26 @@ struct MoeEmitGpuKernelsPass
         record(op, "moe.gpu_scatter_kernel",
                buildAlignScatterKernel(b, kernels, align,
                                        uniqueName(symbols, "align_scatter")));
+        continue;
+      }
+      if (auto dispatch = dyn_cast<EpDispatchOp>(op)) {
+        if (record(op, "moe.gpu_kernel",
+                   buildEpDispatchIdsKernel(b, kernels, dispatch,
+                                            uniqueName(symbols,
+                                                       "ep_dispatch_ids"))))
+          record(op, "moe.gpu_rows_kernel",
+                 buildEpDispatchRowsKernel(
+                     b, kernels, dispatch,
+                     uniqueName(symbols, "ep_dispatch_rows")));
+        continue;
+      }
+      if (auto combine = dyn_cast<EpCombineOp>(op)) {
+        if (record(op, "moe.gpu_kernel",
+                   buildEpReturnKernel(b, kernels, combine,
+                                       uniqueName(symbols, "ep_return"))))
+          record(op, "moe.gpu_finalize_kernel",
+                 buildEpFinalizeKernel(b, kernels, combine,
+                                       uniqueName(symbols, "ep_finalize")));
         continue;
       }
       if (auto quantize = dyn_cast<QuantizeOp>(op)) {

@@ -150,6 +150,15 @@ FailureOr<gpu::GPUFuncOp> buildQuantizeAmaxKernel(OpBuilder &b,
                                                   QuantizeOp op,
                                                   StringRef name);
 
+/// `scale` times f32 sums [M, width], converted to `elementType`.
+/// Arguments: sums memref<?xwidthxf32>, out memref<?xwidthxelementType>.
+/// Launch: grid (M, ceil(width / threads)).
+FailureOr<gpu::GPUFuncOp> buildFinalizeKernel(OpBuilder &b,
+                                              gpu::GPUModuleOp module,
+                                              Location loc, int64_t width,
+                                              Type elementType, double scale,
+                                              StringRef name);
+
 /// Converts the f32 sums of combining `op` to its result type. Arguments:
 /// sums memref<?xNxf32>, out memref<?xN x result type>. Launch: grid (M,
 /// ceil(N / threads)).
@@ -157,6 +166,48 @@ FailureOr<gpu::GPUFuncOp> buildCombineFinalizeKernel(OpBuilder &b,
                                                      gpu::GPUModuleOp module,
                                                      ExpertMatmulOp op,
                                                      StringRef name);
+
+/// The allgather realization of moe.ep_dispatch, first kernel: one block
+/// packs the assignments this rank serves from the gathered ids of every
+/// rank. Arguments: gathered ids memref<?xkxi32> ([R·M, k]), this rank
+/// memref<1xi32>, then local ids memref<?x1xi32> and origins memref<?xi32>
+/// ([R·M·k]), the received count memref<1xi32> and an error word
+/// memref<1xi32> that receives the number of ids outside [-1, E). Launch:
+/// one block of `threads`. Other realizations get a remark.
+FailureOr<gpu::GPUFuncOp> buildEpDispatchIdsKernel(OpBuilder &b,
+                                                   gpu::GPUModuleOp module,
+                                                   EpDispatchOp op,
+                                                   StringRef name);
+
+/// The second dispatch kernel: received position q gets the token row of
+/// its origin from the gathered rows (zeros past the received count).
+/// Arguments: gathered rows memref<?xHxT> ([R·M, H]), origins, the received
+/// count, rows memref<?xHxT> ([R·M·k, H]) out. Launch: grid (R·M·k),
+/// `threads`.
+FailureOr<gpu::GPUFuncOp> buildEpDispatchRowsKernel(OpBuilder &b,
+                                                    gpu::GPUModuleOp module,
+                                                    EpDispatchOp op,
+                                                    StringRef name);
+
+/// The allgather realization of moe.ep_combine, before the reduce-scatter:
+/// each received row's result, times its origin's routing weight, added
+/// into the f32 partial sums of its origin's token. Arguments: results
+/// memref<?xHxT> ([R·M·k, H]), origins memref<?xi32>, the gathered routing
+/// weights memref<?xkxf32> ([R·M, k]), partial sums memref<?xHxf32>
+/// ([R·M, H], zeroed), an error word memref<1xi32> (zeroed) that receives
+/// the number of origins outside [-1, R·M·k). Launch: grid (R·M·k),
+/// `threads`. Other realizations get a remark.
+FailureOr<gpu::GPUFuncOp> buildEpReturnKernel(OpBuilder &b,
+                                              gpu::GPUModuleOp module,
+                                              EpCombineOp op, StringRef name);
+
+/// The combine's last kernel: the reduce-scattered sums of this rank's
+/// tokens times the routed scaling factor, in the result type (see
+/// buildFinalizeKernel).
+FailureOr<gpu::GPUFuncOp> buildEpFinalizeKernel(OpBuilder &b,
+                                                gpu::GPUModuleOp module,
+                                                EpCombineOp op,
+                                                StringRef name);
 
 } // namespace mlir::moe
 

@@ -406,13 +406,35 @@ func.func @topk(%logits: tensor<?x16xf32>) -> (tensor<?x4xf32>, tensor<?x4xi32>)
 
 // -----
 
+// Unpermuted f32 rows: the combine's epilogue into the row of each slot's
+// assignment, unweighted (no routing weights among the arguments, no load of
+// a weight), into an [M·k, N] f32 buffer.
+// CHECK-LABEL: func.func @unpermute_f32
+// CHECK: moe.gpu_kernel = @moe_kernels::@expert_matmul
+// CHECK-NOT: moe.gpu_finalize_kernel
+// CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x128xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %{{.*}}: !llvm.ptr, %[[ROWS:.*]]: memref<?x256xf32>) kernel
+// CHECK-NOT: arith.divui %{{.*}}, %c2 : index
+// CHECK: nvvm.wgmma.mma_async
+// CHECK: memref.extract_strided_metadata %[[ROWS]]
+// CHECK: red.global.add.v2.f32
+// CHECK-NOT: gpu.func @combine_finalize
+// PTX: .entry expert_matmul(
+// PTX: red.global.add.v2.f32
+func.func @unpermute_f32(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xbf16>) -> tensor<?x2x256xf32> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {k = 2 : i64, block_m = 64 : i64, unpermute} : tensor<?x128xbf16>, tensor<8x256x128xbf16> -> tensor<?x2x256xf32>
+  return %o : tensor<?x2x256xf32>
+}
+
+// -----
+
 // Not covered yet: a remark, no kernel, no kernel module.
 // CHECK-NOT: gpu.container_module
 // CHECK-LABEL: func.func @unpermute
 // CHECK-NOT: moe.gpu_kernel
 // CHECK-NOT: gpu.module
 func.func @unpermute(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xbf16>) -> tensor<?x2x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet: only the aligned schedule with rows or combine out is covered}}
+  // expected-remark @+1 {{no GPU kernel yet: unpermuted rows must be f32}}
   %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {k = 2 : i64, block_m = 64 : i64, unpermute} : tensor<?x128xbf16>, tensor<8x256x128xbf16> -> tensor<?x2x256xbf16>
   return %o : tensor<?x2x256xbf16>
@@ -432,7 +454,7 @@ func.func @f32_rows(%x: tensor<?x512xf32>, %sorted: tensor<?xi32>, %blocks: tens
 
 // CHECK-LABEL: func.func @activation_then_combine
 func.func @activation_then_combine(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x128xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for an activation before the combine}}
+  // expected-remark @+1 {{no GPU kernel yet for an activation before the combine or the unpermute}}
   %o = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
       {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
   return %o : tensor<?x128xbf16>
@@ -691,4 +713,59 @@ func.func @not_yet_quantized(%x: tensor<?x192xbf16>) -> (tensor<?x192xf8E4M3FN>,
   %c, %s = moe.quantize %x {quantization = #moe.quant<fp8, scales = per_token_channel>}
       : tensor<?x192xbf16> -> tensor<?x192xf8E4M3FN>, tensor<?xf32>
   return %c, %s : tensor<?x192xf8E4M3FN>, tensor<?xf32>
+}
+
+// -----
+
+// The allgather realization of the expert-parallel exchange. Dispatch: the
+// placement as a constant table of rank·L + slot per (source, expert) (here
+// experts 0 and 3 on both ranks: source 0's assignments to them go to rank
+// 0, source 1's to rank 1's slots 3 and 4, 8 and 9), one block of 1024 threads scanning the
+// served counts of its runs, and a block per received row copying its token
+// row. Return: each received row's weighted result added atomically into
+// its origin's token; finalize: the sums times the routed scaling factor, in
+// bf16.
+// CHECK-LABEL: func.func @expert_parallel
+// CHECK: moe.gpu_kernel = @moe_kernels::@ep_dispatch_ids, moe.gpu_rows_kernel = @moe_kernels::@ep_dispatch_rows
+// CHECK: moe.gpu_finalize_kernel = @moe_kernels::@ep_finalize, moe.gpu_kernel = @moe_kernels::@ep_return
+// CHECK: memref.global "private" @ep_dispatch_ids_scan : memref<1024xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.global "private" constant @ep_dispatch_ids_destinations : memref<16xi32, #gpu.address_space<global>> = dense<[0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 9, 4, 5, 6, 7]>
+// CHECK: gpu.func @ep_dispatch_ids(%[[IDS:.*]]: memref<?x2xi32>, %[[RANK:.*]]: memref<1xi32>, %[[LOCAL:.*]]: memref<?x1xi32>, %[[ORIGIN:.*]]: memref<?xi32>, %[[COUNT:.*]]: memref<1xi32>, %[[ERRORS:.*]]: memref<1xi32>) kernel
+// CHECK-SAME: threads = 1024
+// CHECK: memref.load %[[RANK]]
+// CHECK: scf.for
+// CHECK: memref.atomic_rmw addi %{{.*}}, %[[ERRORS]]
+// CHECK: gpu.barrier
+// CHECK: memref.store %{{.*}}, %[[LOCAL]]
+// CHECK: memref.store %{{.*}}, %[[ORIGIN]]
+// CHECK: memref.store %{{.*}}, %[[COUNT]]
+// CHECK: gpu.func @ep_dispatch_rows(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %{{.*}}: memref<?x256xbf16>) kernel
+// CHECK: gpu.func @ep_return(%{{.*}}: memref<?x256xf32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?x2xf32>, %[[PARTIAL:.*]]: memref<?x256xf32>, %{{.*}}: memref<1xi32>) kernel
+// CHECK: memref.atomic_rmw addf %{{.*}}, %[[PARTIAL]]
+// CHECK: gpu.func @ep_finalize(%{{.*}}: memref<?x256xf32>, %{{.*}}: memref<?x256xbf16>) kernel
+// CHECK: arith.mulf %{{.*}}, %cst
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+// PTX: .entry ep_dispatch_ids(
+// PTX: bar.sync
+// PTX: .entry ep_dispatch_rows(
+// PTX: .entry ep_return(
+// PTX: atom.global.add.f32
+// PTX: .entry ep_finalize(
+func.func @expert_parallel(%x: tensor<?x256xbf16>, %ids: tensor<?x2xi32>, %y: tensor<?x256xf32>, %origin: tensor<?xi32>, %w: tensor<?x2xf32>) -> (tensor<?x256xbf16>, tensor<?x1xi32>, tensor<?xi32>, tensor<?x256xbf16>) {
+  %rows, %local, %o = moe.ep_dispatch allgather %x, %ids {placement = #moe.placement<ranks = 2, experts = 8, slots = [[0, 1, 2, 3, 4], [5, 6, 7, 0, 3]]>} : tensor<?x256xbf16>, tensor<?x2xi32> -> tensor<?x256xbf16>, tensor<?x1xi32>, tensor<?xi32>
+  %out = moe.ep_combine allgather %y, %origin, %w {ranks = 2 : i64, routed_scaling_factor = 2.5 : f32} : tensor<?x256xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x256xbf16>
+  return %rows, %local, %o, %out : tensor<?x256xbf16>, tensor<?x1xi32>, tensor<?xi32>, tensor<?x256xbf16>
+}
+
+// -----
+
+// The all-to-all realization has no GPU kernels yet.
+// CHECK-LABEL: func.func @all_to_all
+// CHECK-NOT: moe.gpu_kernel
+func.func @all_to_all(%x: tensor<?x256xbf16>, %ids: tensor<?x2xi32>, %y: tensor<?x256xf32>, %origin: tensor<?xi32>, %w: tensor<?x2xf32>) -> (tensor<?x256xbf16>, tensor<?x256xbf16>) {
+  // expected-remark @+1 {{no GPU kernel yet: only the allgather realization of the exchange is lowered}}
+  %rows, %local, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 8, slots = [[0, 1, 2, 3], [4, 5, 6, 7]]>} : tensor<?x256xbf16>, tensor<?x2xi32> -> tensor<?x256xbf16>, tensor<?x1xi32>, tensor<?xi32>
+  // expected-remark @+1 {{no GPU kernel yet: only the allgather realization of the exchange is lowered}}
+  %out = moe.ep_combine all_to_all %y, %origin, %w {ranks = 2 : i64} : tensor<?x256xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x256xbf16>
+  return %rows, %out : tensor<?x256xbf16>, tensor<?x256xbf16>
 }

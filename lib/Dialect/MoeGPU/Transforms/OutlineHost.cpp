@@ -15,6 +15,7 @@
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/AffineExpr.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/SymbolTable.h"
@@ -135,6 +136,12 @@ private:
                                      const Buffer &sums,
                                      const Buffer &output);
   LogicalResult lowerQuantize(moe::QuantizeOp op);
+  LogicalResult lowerEpDispatch(moe::EpDispatchOp op);
+  LogicalResult lowerEpCombine(moe::EpCombineOp op);
+  LogicalResult lowerCollapseShape(tensor::CollapseShapeOp op);
+  /// A zeroed workspace word that counts a kernel's invalid inputs, read
+  /// back by the layer's `_invalid_ids`.
+  Buffer allocateErrorCounter(StringRef label, bool zeroed);
 
   ModuleOp module;
   func::FuncOp layer;
@@ -145,6 +152,8 @@ private:
   AffineExpr tokens;
   FlatSymbolRefAttr layoutSymbol;
   Value numTokens, workspace, stream;
+  /// The expert-parallel group, for a rank's program (null otherwise).
+  Value group;
   DenseMap<Value, Buffer> buffers;
   DenseMap<Value, unsigned> resultIndex;
   SmallVector<Value> resultMemrefs;
@@ -447,6 +456,21 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
                       {rows, widthExpr}, resultType.getElementType());
     ZeroOp::create(b, loc, sums.memref, stream);
     args.append({routingWeights.memref, sums.memref});
+  } else if (op.getUnpermute()) {
+    // f32 rows of assignments [M, k, N], added into from zero; the kernel
+    // takes them as [M·k, N].
+    auto align = op.getSlots().getDefiningOp<moe::AlignOp>();
+    if (!align)
+      return op.emitError("GPU layer: an unpermuting matmul needs the slots "
+                          "of a moe.align");
+    AffineExpr rows = buffers.lookup(align.getIds()).sizes[0];
+    output = allocate(op.getResult(), "moe.expert_matmul unpermuted rows",
+                      {rows, b.getAffineConstantExpr(op.getK()), widthExpr},
+                      resultType.getElementType());
+    ZeroOp::create(b, loc, output.memref, stream);
+    args.push_back(memref::CollapseShapeOp::create(
+        b, loc, output.memref,
+        ArrayRef<ReassociationIndices>{{0, 1}, {2}}));
   } else {
     output = allocate(op.getResult(), "moe.expert_matmul output",
                       {slots.sizes[0], widthExpr},
@@ -568,6 +592,119 @@ LogicalResult HostBuilder::lowerQuantize(moe::QuantizeOp op) {
   return launch(*kernel, args, {rowBlocks, constant(1), constant(1)});
 }
 
+Buffer HostBuilder::allocateErrorCounter(StringRef label, bool zeroed) {
+  invalidIdCounters.push_back(layoutMaps.size());
+  Buffer counter =
+      allocateScratch(label, {b.getAffineConstantExpr(1)}, b.getI32Type());
+  if (zeroed)
+    ZeroOp::create(b, loc, counter.memref, stream);
+  return counter;
+}
+
+LogicalResult HostBuilder::lowerEpDispatch(moe::EpDispatchOp op) {
+  FailureOr<gpu::GPUFuncOp> idsKernel = kernelOf(op, "moe.gpu_kernel");
+  FailureOr<gpu::GPUFuncOp> rowsKernel = kernelOf(op, "moe.gpu_rows_kernel");
+  if (failed(idsKernel) || failed(rowsKernel))
+    return failure();
+  int64_t ranks = op.getPlacement().getRanks();
+  Buffer input = buffers.lookup(op.getInput());
+  Buffer ids = buffers.lookup(op.getIds());
+  AffineExpr tokens = input.sizes[0], width = input.sizes[1];
+  AffineExpr topK = ids.sizes[1];
+  AffineExpr allTokens = tokens * ranks, received = allTokens * topK;
+  Type i32 = b.getI32Type();
+  Type element = op.getInput().getType().getElementType();
+  AffineExpr one = b.getAffineConstantExpr(1);
+  // The kernels find this rank's experts from its rank in the group.
+  Buffer rank = allocateScratch("expert-parallel rank", {one}, i32);
+  StoreGroupRankOp::create(b, loc, group, rank.memref, stream, ranks);
+  Buffer allRows = allocateScratch("moe.ep_dispatch gathered token rows",
+                                   {allTokens, width}, element);
+  Buffer allIds =
+      allocateScratch("moe.ep_dispatch gathered ids", {allTokens, topK}, i32);
+  AllGatherOp::create(b, loc, input.memref, allRows.memref, group, stream,
+                      ranks);
+  AllGatherOp::create(b, loc, ids.memref, allIds.memref, group, stream,
+                      ranks);
+  Buffer rows = allocate(op.getRows(), "moe.ep_dispatch rows",
+                         {received, width}, element);
+  Buffer localIds = allocate(op.getLocalIds(), "moe.ep_dispatch local ids",
+                             {received, one}, i32);
+  Buffer origin =
+      allocate(op.getOrigin(), "moe.ep_dispatch origins", {received}, i32);
+  Buffer count = allocateScratch("moe.ep_dispatch received count", {one}, i32);
+  // The kernel zeroes its error word itself.
+  Buffer errors = allocateErrorCounter("moe.ep_dispatch ids outside [-1, E)",
+                                       /*zeroed=*/false);
+  if (failed(launch(*idsKernel,
+                    {allIds.memref, rank.memref, localIds.memref,
+                     origin.memref, count.memref, errors.memref},
+                    {constant(1), constant(1), constant(1)})))
+    return failure();
+  return launch(*rowsKernel,
+                {allRows.memref, origin.memref, count.memref, rows.memref},
+                {materialize(received), constant(1), constant(1)});
+}
+
+LogicalResult HostBuilder::lowerEpCombine(moe::EpCombineOp op) {
+  FailureOr<gpu::GPUFuncOp> returnKernel = kernelOf(op, "moe.gpu_kernel");
+  FailureOr<gpu::GPUFuncOp> finalize = kernelOf(op, "moe.gpu_finalize_kernel");
+  if (failed(returnKernel) || failed(finalize))
+    return failure();
+  FailureOr<int64_t> threads = launchFact(*finalize, "threads");
+  if (failed(threads))
+    return failure();
+  int64_t ranks = op.getRanks();
+  Buffer results = buffers.lookup(op.getRows());
+  Buffer weights = buffers.lookup(op.getWeights());
+  AffineExpr tokens = weights.sizes[0], topK = weights.sizes[1];
+  AffineExpr width = results.sizes[1], allTokens = tokens * ranks;
+  Type f32 = b.getF32Type();
+  Buffer allWeights = allocateScratch("moe.ep_combine gathered weights",
+                                      {allTokens, topK}, f32);
+  AllGatherOp::create(b, loc, weights.memref, allWeights.memref, group,
+                      stream, ranks);
+  Buffer partial = allocateScratch("moe.ep_combine partial sums",
+                                   {allTokens, width}, f32);
+  ZeroOp::create(b, loc, partial.memref, stream);
+  Buffer errors = allocateErrorCounter(
+      "moe.ep_combine origins outside [-1, R*M*k)", /*zeroed=*/true);
+  if (failed(launch(*returnKernel,
+                    {results.memref, buffers.lookup(op.getOrigin()).memref,
+                     allWeights.memref, partial.memref, errors.memref},
+                    {materialize(results.sizes[0]), constant(1),
+                     constant(1)})))
+    return failure();
+  Buffer sums =
+      allocateScratch("moe.ep_combine sums", {tokens, width}, f32);
+  ReduceScatterOp::create(b, loc, partial.memref, sums.memref, group, stream,
+                          ranks);
+  auto resultType = cast<RankedTensorType>(op.getResult().getType());
+  Buffer output = allocate(op.getResult(), "moe.ep_combine output",
+                           {tokens, width}, resultType.getElementType());
+  int64_t columns = resultType.getDimSize(1);
+  return launch(*finalize, {sums.memref, output.memref},
+                {materialize(tokens),
+                 constant((columns + *threads - 1) / *threads), constant(1)});
+}
+
+LogicalResult HostBuilder::lowerCollapseShape(tensor::CollapseShapeOp op) {
+  Buffer source = buffers.lookup(op.getSrc());
+  SmallVector<ReassociationIndices> groups = op.getReassociationIndices();
+  SmallVector<AffineExpr> sizes;
+  for (const ReassociationIndices &group : groups) {
+    AffineExpr size = b.getAffineConstantExpr(1);
+    for (int64_t dim : group)
+      size = size * source.sizes[dim];
+    sizes.push_back(size);
+  }
+  Value view = memref::CollapseShapeOp::create(b, loc, source.memref, groups);
+  if (resultIndex.count(op.getResult()))
+    return op.emitError("GPU layer: a reshaped buffer cannot be a result");
+  buffers[op.getResult()] = Buffer{view, sizes};
+  return success();
+}
+
 FailureOr<Buffer> HostBuilder::argumentBuffer(BlockArgument argument,
                                               Value memref) {
   auto type = cast<RankedTensorType>(argument.getType());
@@ -611,8 +748,15 @@ LogicalResult HostBuilder::createEntry() {
   for (Type type : layer.getResultTypes())
     types.push_back(memrefOf(type));
   types.append({b.getIndexType(), MemRefType::get({ShapedType::kDynamic},
-                                                   b.getI8Type()),
-                StreamType::get(b.getContext())});
+                                                   b.getI8Type())});
+  // A rank's program of an expert-parallel layer exchanges over a group.
+  bool expertParallel = false;
+  layer.walk([&](Operation *op) {
+    expertParallel |= isa<moe::EpDispatchOp, moe::EpCombineOp>(op);
+  });
+  if (expertParallel)
+    types.push_back(GroupType::get(b.getContext()));
+  types.push_back(StreamType::get(b.getContext()));
   b.setInsertionPoint(layer);
   auto host = func::FuncOp::create(b, loc, "moe_layer_" + name,
                                    b.getFunctionType(types, {}));
@@ -621,14 +765,17 @@ LogicalResult HostBuilder::createEntry() {
   for (unsigned i = 0; i < layer.getNumResults(); ++i)
     host.setArgAttr(numInputs + i, MoeGPUDialect::getResultAttrName(),
                     b.getUnitAttr());
-  host.setArgAttr(types.size() - 2, MoeGPUDialect::getWorkspaceAttrName(),
+  unsigned workspaceIndex = numInputs + layer.getNumResults() + 1;
+  host.setArgAttr(workspaceIndex, MoeGPUDialect::getWorkspaceAttrName(),
                   b.getUnitAttr());
   Block *entry = host.addEntryBlock();
   // The inputs keep their locations (a NameLoc names the C parameter).
   for (BlockArgument argument : body.getArguments())
     entry->getArgument(argument.getArgNumber()).setLoc(argument.getLoc());
-  numTokens = entry->getArgument(types.size() - 3);
-  workspace = entry->getArgument(types.size() - 2);
+  numTokens = entry->getArgument(workspaceIndex - 1);
+  workspace = entry->getArgument(workspaceIndex);
+  if (expertParallel)
+    group = entry->getArgument(workspaceIndex + 1);
   stream = entry->getArgument(types.size() - 1);
   for (unsigned i = 0; i < layer.getNumResults(); ++i)
     resultMemrefs.push_back(entry->getArgument(numInputs + i));
@@ -655,6 +802,15 @@ LogicalResult HostBuilder::createEntry() {
             })
             .Case([&](moe::QuantizeOp quantize) {
               return lowerQuantize(quantize);
+            })
+            .Case([&](moe::EpDispatchOp dispatch) {
+              return lowerEpDispatch(dispatch);
+            })
+            .Case([&](moe::EpCombineOp combine) {
+              return lowerEpCombine(combine);
+            })
+            .Case([&](tensor::CollapseShapeOp collapse) {
+              return lowerCollapseShape(collapse);
             })
             .Default([](Operation *other) {
               return other->emitError("no GPU lowering for this op yet");

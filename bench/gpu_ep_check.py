@@ -1,0 +1,327 @@
+"""Expert-parallel layers on one GPU: the rank programs of
+`moe-expert-parallel` against the single-device layer.
+
+Runs on the GPU machine over the libraries scripts/gpu-ep-layers.sh builds
+here (DIR/ep.json lists them):
+
+    python3 bench/gpu_ep_check.py DIR
+
+- R = 1 through NCCL: a communicator of one rank (ncclCommInitRank), the
+  layer's group from moe_rt_group_from_nccl.
+- R > 1 on one GPU: R threads run the R rank programs at once, each on its
+  own stream, over an emulated group (moe_rt_collectives filled in here):
+  an all-gather copies every rank's buffer into every receiver, a
+  reduce-scatter sums the ranks' blocks on the host. So the dispatch and
+  return kernels see the data a real R-rank exchange gives them.
+
+Each case: fresh random weights and tokens; rank r takes tokens
+[r·M, (r+1)·M) and the experts its placement gives it; the joined output
+must match the single-device layer on all R·M tokens (relative L2 < 1e-2:
+bf16 outputs, sums in another order) and a float64 reference on sampled
+rows (router, top-k and experts in float64, python/moe_compiler/reference.py).
+The invalid-id count of every rank must be 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import json
+import math
+import os
+import pathlib
+import sys
+import threading
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+from moe_compiler import reference  # noqa: E402
+
+STATUS = ctypes.c_int32
+ERROR = ctypes.POINTER(ctypes.c_char_p)
+RankAndSize = ctypes.CFUNCTYPE(STATUS, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32),
+                               ctypes.POINTER(ctypes.c_int32), ERROR)
+AllGather = ctypes.CFUNCTYPE(STATUS, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                             ctypes.c_void_p, ctypes.c_void_p, ERROR)
+ReduceScatter = ctypes.CFUNCTYPE(STATUS, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t,
+                                 ctypes.c_void_p, ctypes.c_void_p, ERROR)
+
+
+class Collectives(ctypes.Structure):
+    _fields_ = [("rank_and_size", RankAndSize), ("all_gather", AllGather),
+                ("reduce_scatter_sum_f32", ReduceScatter)]
+
+
+class Group(ctypes.Structure):
+    _fields_ = [("collectives", ctypes.POINTER(Collectives)), ("comm", ctypes.c_void_p)]
+
+
+class NcclUniqueId(ctypes.Structure):
+    _fields_ = [("internal", ctypes.c_char * 128)]
+
+
+def load_nccl() -> ctypes.CDLL:
+    """NCCL as PyTorch ships it (already loaded by `import torch` where it
+    links it), also named to the runtime through MOE_NCCL_LIBRARY."""
+    candidates = [os.environ.get("MOE_NCCL_LIBRARY", "")]
+    for root in sys.path:
+        candidates += glob.glob(os.path.join(root, "nvidia", "nccl", "lib", "libnccl.so*"))
+    candidates.append("libnccl.so.2")
+    for path in filter(None, candidates):
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        os.environ["MOE_NCCL_LIBRARY"] = path
+        return library
+    raise RuntimeError("no libnccl.so.2 found")
+
+
+class EpLayer:
+    """A rank program: moe_layer_<name>(inputs..., out, num_tokens,
+    workspace, workspace_bytes, group, stream)."""
+
+    def __init__(self, path: pathlib.Path, name: str, num_inputs: int):
+        self.lib = ctypes.CDLL(str(path))
+        self.fn = getattr(self.lib, f"moe_layer_{name}")
+        self.fn.restype = ctypes.c_int
+        self.fn.argtypes = [ctypes.c_void_p] * (num_inputs + 1) + [
+            ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(Group),
+            ctypes.c_void_p]
+        self.bytes = getattr(self.lib, f"moe_layer_{name}_workspace_bytes")
+        self.bytes.restype = ctypes.c_size_t
+        self.bytes.argtypes = [ctypes.c_int64]
+        self.invalid = getattr(self.lib, f"moe_layer_{name}_invalid_ids")
+        self.invalid.restype = ctypes.c_int
+        self.invalid.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64,
+                                 ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)]
+        self.lib.moe_rt_last_error.restype = ctypes.c_char_p
+        self.lib.moe_rt_group_from_nccl.restype = ctypes.c_int
+        self.lib.moe_rt_group_from_nccl.argtypes = [ctypes.c_void_p, ctypes.POINTER(Group)]
+
+    def run(self, inputs, out, group: Group, stream: torch.cuda.Stream):
+        """Runs the layer; returns the invalid-id count (waits for it)."""
+        m = inputs[0].shape[0]
+        need = self.bytes(m)
+        workspace = torch.full((max(need, 1),), 0xAB, dtype=torch.uint8, device="cuda")
+        status = self.fn(*[t.data_ptr() for t in inputs], out.data_ptr(), m,
+                         workspace.data_ptr(), need, ctypes.byref(group), stream.cuda_stream)
+        if status != 0:
+            raise RuntimeError(f"layer failed ({status}): {self.lib.moe_rt_last_error().decode()}")
+        count = ctypes.c_int64(-1)
+        if self.invalid(workspace.data_ptr(), need, m, stream.cuda_stream, ctypes.byref(count)):
+            raise RuntimeError(self.lib.moe_rt_last_error().decode())
+        return count.value
+
+
+class EmulatedGroup:
+    """R ranks of one process and one GPU (threads), exchanging through
+    device copies and host sums; every rank blocks in each collective until
+    all have entered it (60 s, then the collective fails)."""
+
+    def __init__(self, ranks: int):
+        self.ranks = ranks
+        self.barrier = threading.Barrier(ranks, timeout=60)
+        self.sends = [0] * ranks
+        self.cuda = ctypes.CDLL("libcuda.so.1")
+        stream = ctypes.c_void_p
+        self.cuda.cuMemcpyDtoDAsync_v2.argtypes = [ctypes.c_uint64, ctypes.c_uint64,
+                                                   ctypes.c_size_t, stream]
+        self.cuda.cuMemcpyDtoHAsync_v2.argtypes = [ctypes.c_void_p, ctypes.c_uint64,
+                                                   ctypes.c_size_t, stream]
+        self.cuda.cuMemcpyHtoDAsync_v2.argtypes = [ctypes.c_uint64, ctypes.c_void_p,
+                                                   ctypes.c_size_t, stream]
+        self.cuda.cuStreamSynchronize.argtypes = [stream]
+        self._callbacks = Collectives(RankAndSize(self._rank_and_size),
+                                      AllGather(self._all_gather),
+                                      ReduceScatter(self._reduce_scatter))
+        self.groups = [Group(ctypes.pointer(self._callbacks), ctypes.c_void_p(rank + 1))
+                       for rank in range(ranks)]
+
+    def _rank_and_size(self, comm, rank, size, error):
+        rank[0], size[0] = comm - 1, self.ranks
+        return 0
+
+    def _sync(self, stream):
+        if self.cuda.cuStreamSynchronize(stream):
+            raise RuntimeError("cuStreamSynchronize failed")
+
+    def _exchange(self, comm, send, stream, body) -> int:
+        """Every rank's `send` once it is ready on its stream; `body` copies
+        on this rank's stream, complete before any rank leaves."""
+        try:
+            self._sync(stream)
+            self.sends[comm - 1] = send
+            self.barrier.wait()
+            body(comm - 1)
+            self._sync(stream)
+            self.barrier.wait()
+            return 0
+        except Exception as failure:  # noqa: BLE001 (a callback must not raise)
+            print(f"emulated collective failed: {failure!r}", flush=True)
+            self.barrier.abort()
+            return 1
+
+    def _all_gather(self, send, recv, nbytes, comm, stream, error):
+        def body(rank):
+            for source in range(self.ranks):
+                if self.cuda.cuMemcpyDtoDAsync_v2(recv + source * nbytes, self.sends[source],
+                                                  nbytes, stream):
+                    raise RuntimeError("cuMemcpyDtoDAsync failed")
+        return self._exchange(comm, send, stream, body)
+
+    def _reduce_scatter(self, send, recv, count, comm, stream, error):
+        def body(rank):
+            total = np.zeros(count, dtype=np.float32)
+            block = np.empty(count, dtype=np.float32)
+            for source in range(self.ranks):
+                if self.cuda.cuMemcpyDtoHAsync_v2(block.ctypes.data,
+                                                  self.sends[source] + rank * count * 4,
+                                                  count * 4, stream):
+                    raise RuntimeError("cuMemcpyDtoHAsync failed")
+                self._sync(stream)
+                total += block
+            if self.cuda.cuMemcpyHtoDAsync_v2(recv, total.ctypes.data, count * 4, stream):
+                raise RuntimeError("cuMemcpyHtoDAsync failed")
+        return self._exchange(comm, send, stream, body)
+
+
+_NCCL_COMM = []
+
+
+def nccl_group(layer: EpLayer) -> tuple[Group, ctypes.c_void_p]:
+    """A group over the process's NCCL communicator of one rank (made once)."""
+    if _NCCL_COMM:
+        group = Group()
+        if layer.lib.moe_rt_group_from_nccl(_NCCL_COMM[0], ctypes.byref(group)):
+            raise RuntimeError(layer.lib.moe_rt_last_error().decode())
+        return group, _NCCL_COMM[0]
+    nccl = load_nccl()
+    nccl.ncclGetUniqueId.argtypes = [ctypes.POINTER(NcclUniqueId)]
+    nccl.ncclCommInitRank.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int,
+                                      NcclUniqueId, ctypes.c_int]
+    uid = NcclUniqueId()
+    comm = ctypes.c_void_p()
+    if nccl.ncclGetUniqueId(ctypes.byref(uid)) or \
+            nccl.ncclCommInitRank(ctypes.byref(comm), 1, uid, 0):
+        raise RuntimeError("cannot make a one-rank NCCL communicator")
+    _NCCL_COMM.append(comm)
+    group = Group()
+    if layer.lib.moe_rt_group_from_nccl(comm, ctypes.byref(group)):
+        raise RuntimeError(layer.lib.moe_rt_last_error().decode())
+    return group, comm
+
+
+def reference_rows(config, x, w_gate, w13, w2, rows):
+    """float64 layer (router, top-k, experts) for token rows `rows`."""
+    xs = x[rows].double().cpu().numpy()
+    logits = reference.router(xs, w_gate.double().cpu().numpy(), None)
+    weights, ids = reference.topk(logits, config["k"], config["scoring"],
+                                  renormalize=config["renormalize"])
+    out = np.zeros((len(rows), config["hidden"]))
+    for i in range(len(rows)):
+        for j in range(config["k"]):
+            e = int(ids[i, j])
+            gate_up = (w13[e].double() @ x[rows[i]].double()).cpu().numpy()
+            act = reference.activation(gate_up[None, :], config["activation"])[0]
+            down = (w2[e].double() @ torch.from_numpy(act).cuda()).cpu().numpy()
+            out[i] += weights[i, j] * down
+    return out
+
+
+def relative_l2(got, expected) -> float:
+    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30))
+
+
+def check_case(layers: pathlib.Path, case: dict, generator) -> bool:
+    config, ranks, m = case["config"], case["ranks"], case["tokens_per_rank"]
+    e, h, i = config["num_experts"], config["hidden"], config["intermediate"]
+    w_gate = (torch.randn(e, h, device="cuda", generator=generator) / math.sqrt(h)).to(torch.bfloat16)
+    w13 = (torch.randn(e, 2 * i, h, device="cuda", generator=generator) / math.sqrt(h)).to(torch.bfloat16)
+    w2 = (torch.randn(e, h, i, device="cuda", generator=generator) / math.sqrt(i)).to(torch.bfloat16)
+    x = torch.randn(ranks * m, h, device="cuda", generator=generator).to(torch.bfloat16)
+
+    single = EpLayer(layers / f"{case['reference']}.so", case["reference"], 4)
+    # The single-device layer takes no group: call it through the plain entry.
+    single.fn.argtypes = single.fn.argtypes[:-2] + [ctypes.c_void_p]
+    expected = torch.full_like(x, float("nan"))
+    need = single.bytes(ranks * m)
+    workspace = torch.empty(max(need, 1), dtype=torch.uint8, device="cuda")
+    if single.fn(x.data_ptr(), w_gate.data_ptr(), w13.data_ptr(), w2.data_ptr(),
+                 expected.data_ptr(), ranks * m, workspace.data_ptr(), need,
+                 torch.cuda.current_stream().cuda_stream):
+        raise RuntimeError(single.lib.moe_rt_last_error().decode())
+    torch.cuda.synchronize()
+
+    layer = EpLayer(layers / f"{case['name']}.so", case["name"], 4)
+    got = torch.full_like(x, float("nan"))
+    invalid = [None] * ranks
+    failures = []
+
+    def run_rank(rank, group):
+        try:
+            torch.cuda.set_device(0)
+            stream = torch.cuda.Stream()
+            slots = case["slots"][rank]
+            inputs = [x[rank * m:(rank + 1) * m].contiguous(), w_gate,
+                      w13[slots].contiguous(), w2[slots].contiguous()]
+            out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
+            invalid[rank] = layer.run(inputs, out, group, stream)
+            stream.synchronize()
+            got[rank * m:(rank + 1) * m] = out
+        except Exception as failure:  # noqa: BLE001
+            failures.append(f"rank {rank}: {failure}")
+
+    if ranks == 1:
+        group, _comm = nccl_group(layer)
+        run_rank(0, group)
+        transport = "NCCL, one rank"
+    else:
+        emulated = EmulatedGroup(ranks)
+        threads = [threading.Thread(target=run_rank, args=(rank, emulated.groups[rank]))
+                   for rank in range(ranks)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        transport = f"emulated group of {ranks} on one GPU"
+    torch.cuda.synchronize()
+    if failures:
+        print(f"FAIL: {case['name']} ({transport}): {'; '.join(failures)}", flush=True)
+        return False
+    against_single = relative_l2(got.double().cpu().numpy(), expected.double().cpu().numpy())
+    rows = sorted(set(torch.randint(0, ranks * m, (6,), generator=generator,
+                                    device="cuda").tolist()) | {0, ranks * m - 1})
+    against_f64 = relative_l2(got[rows].double().cpu().numpy(),
+                              reference_rows(config, x, w_gate, w13, w2, rows))
+    finite = bool(torch.isfinite(got).all())
+    good = finite and against_single < 1e-2 and against_f64 < 1e-2 and invalid == [0] * ranks
+    print(f"{'ok' if good else 'FAIL'}: {case['name']} ({transport}, {m} tokens per rank, "
+          f"slots {case['slots']}): rel L2 {against_single:.2e} against the single-device "
+          f"layer, {against_f64:.2e} against float64 on {len(rows)} rows; invalid ids "
+          f"{invalid}; all outputs written: {finite}", flush=True)
+    return good
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("layers", type=pathlib.Path)
+    parser.add_argument("--ranks", default="",
+                        help="only the cases of these rank counts (comma-separated)")
+    args = parser.parse_args()
+    generator = torch.Generator(device="cuda")
+    generator.seed()
+    cases = json.loads((args.layers / "ep.json").read_text())
+    if args.ranks:
+        wanted = {int(r) for r in args.ranks.split(",")}
+        cases = [case for case in cases if case["ranks"] in wanted]
+    failures = sum(not check_case(args.layers, case, generator) for case in cases)
+    print(f"expert-parallel layers: {len(cases) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
