@@ -14,12 +14,14 @@ here (DIR/ep.json lists them):
   reduce-scatter sums the ranks' blocks on the host. So the dispatch and
   return kernels see the data a real R-rank exchange gives them.
 
-Each case: fresh random weights and tokens; rank r takes tokens
-[r·M, (r+1)·M) and the experts its placement gives it; the joined output
-must match the single-device layer on all R·M tokens (relative L2 < 1e-2:
-bf16 outputs, sums in another order) and a float64 reference on sampled
-rows (router, top-k and experts in float64, python/moe_compiler/reference.py).
-The invalid-id count of every rank must be 0.
+Each case: the fresh random weights and tokens scripts/ep_cases.py wrote;
+rank r takes tokens [r·M, (r+1)·M) and the experts its placement gives it;
+the joined output must match (relative L2 < 1e-2: bf16 outputs, sums in
+another order) moe-run's CPU lowering of the same rank programs on the same
+inputs, the single-device layer on all R·M tokens, and a float64 reference
+on sampled rows (router, top-k and experts in float64,
+python/moe_compiler/reference.py). The invalid-id count of every rank must
+be 0.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import argparse
 import ctypes
 import glob
 import json
-import math
 import os
 import pathlib
 import sys
@@ -232,17 +233,21 @@ def reference_rows(config, x, w_gate, w13, w2, rows):
     return out
 
 
+def load_bf16(path: pathlib.Path) -> torch.Tensor:
+    """A bf16 .npy (ml_dtypes, stored as 2-byte voids) on the GPU."""
+    array = np.load(path)
+    return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16).cuda()
+
+
 def relative_l2(got, expected) -> float:
     return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30))
 
 
 def check_case(layers: pathlib.Path, case: dict, generator) -> bool:
     config, ranks, m = case["config"], case["ranks"], case["tokens_per_rank"]
-    e, h, i = config["num_experts"], config["hidden"], config["intermediate"]
-    w_gate = (torch.randn(e, h, device="cuda", generator=generator) / math.sqrt(h)).to(torch.bfloat16)
-    w13 = (torch.randn(e, 2 * i, h, device="cuda", generator=generator) / math.sqrt(h)).to(torch.bfloat16)
-    w2 = (torch.randn(e, h, i, device="cuda", generator=generator) / math.sqrt(i)).to(torch.bfloat16)
-    x = torch.randn(ranks * m, h, device="cuda", generator=generator).to(torch.bfloat16)
+    h = config["hidden"]
+    x, w_gate, w13, w2 = (load_bf16(layers / path) for path in case["inputs"])
+    cpu = load_bf16(layers / case["cpu_output"])
 
     single = EpLayer(layers / f"{case['reference']}.so", case["reference"], 4)
     # The single-device layer takes no group: call it through the plain entry.
@@ -293,16 +298,20 @@ def check_case(layers: pathlib.Path, case: dict, generator) -> bool:
         print(f"FAIL: {case['name']} ({transport}): {'; '.join(failures)}", flush=True)
         return False
     against_single = relative_l2(got.double().cpu().numpy(), expected.double().cpu().numpy())
+    against_cpu = relative_l2(got.double().cpu().numpy(), cpu.double().cpu().numpy())
     rows = sorted(set(torch.randint(0, ranks * m, (6,), generator=generator,
                                     device="cuda").tolist()) | {0, ranks * m - 1})
     against_f64 = relative_l2(got[rows].double().cpu().numpy(),
                               reference_rows(config, x, w_gate, w13, w2, rows))
     finite = bool(torch.isfinite(got).all())
-    good = finite and against_single < 1e-2 and against_f64 < 1e-2 and invalid == [0] * ranks
+    good = (finite and against_single < 1e-2 and against_cpu < 1e-2 and against_f64 < 1e-2
+            and invalid == [0] * ranks)
+    slots = case["slots"] if len(case["slots"][0]) <= 8 else f"{len(case['slots'][0])} per rank"
     print(f"{'ok' if good else 'FAIL'}: {case['name']} ({transport}, {m} tokens per rank, "
-          f"slots {case['slots']}): rel L2 {against_single:.2e} against the single-device "
-          f"layer, {against_f64:.2e} against float64 on {len(rows)} rows; invalid ids "
-          f"{invalid}; all outputs written: {finite}", flush=True)
+          f"slots {slots}): rel L2 {against_cpu:.2e} against moe-run's CPU rank programs, "
+          f"{against_single:.2e} against the single-device layer, {against_f64:.2e} against "
+          f"float64 on {len(rows)} rows; invalid ids {invalid}; all outputs written: {finite}",
+          flush=True)
     return good
 
 

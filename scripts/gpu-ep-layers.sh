@@ -3,8 +3,9 @@
 # bench/gpu_ep_check.py runs on the GPU machine: for the scaled Mixtral and
 # Qwen3 layers, the single-device layer and the program of one rank of R
 # (moe-opt --moe-expert-parallel, then moe-compile), with the contiguous
-# placement and with a plan that replicates experts. Writes OUT/*.so and
-# OUT/ep.json (the cases); carry OUT to the device.
+# placement and with a plan that replicates experts; then the cases' inputs
+# and moe-run's CPU output on them (scripts/ep_cases.py). Writes OUT/*.so,
+# OUT/data and OUT/ep.json; carry OUT to the device.
 #
 #   scripts/gpu-ep-layers.sh OUT
 set -euo pipefail
@@ -49,31 +50,6 @@ done
 rank_program mixtral_8x7b 2 "$out/src/mixtral_replicated.json" mixtral_8x7b_ep2_replicated
 cases+=("mixtral_8x7b mixtral_8x7b_ep2_replicated 2 $out/src/mixtral_replicated.json")
 
-PYTHONPATH="$repo_root/python" python3 - "$out" "${cases[@]}" <<'EOF'
-import json, math, pathlib, sys
-from moe_compiler import configs
-
-out = pathlib.Path(sys.argv[1])
-entries = []
-for case in sys.argv[2:]:
-    shape, name, ranks, placement = case.split(" ", 3)
-    config = configs.scaled_example(getattr(configs, shape.upper()))
-    ranks = int(ranks)
-    if placement == "contiguous":
-        per_rank = math.ceil(config.num_experts / ranks)
-        slots = [[(r * per_rank + j) % config.num_experts for j in range(per_rank)]
-                 for r in range(ranks)]
-    else:
-        slots = json.loads(pathlib.Path(placement).read_text())["slots"]
-    for tokens in (64, 5):
-        entries.append({
-            "name": name, "reference": f"{shape}_single", "ranks": ranks,
-            "slots": slots, "tokens_per_rank": tokens,
-            "config": {"num_experts": config.num_experts, "hidden": config.hidden,
-                       "intermediate": config.intermediate, "k": config.k,
-                       "scoring": config.scoring, "renormalize": config.renormalize,
-                       "activation": config.activation}})
-(out / "ep.json").write_text(json.dumps(entries, indent=1))
-EOF
+python3 "$repo_root/scripts/ep_cases.py" "$out" "$build_dir/bin/moe-run" "${cases[@]}"
 rm -rf "$out/src"
 echo "gpu-ep-layers: $out"
