@@ -193,6 +193,37 @@ class EmulatedGroup:
 _NCCL_COMM = []
 
 
+def graph_replay_error(layer: EpLayer, single, inputs, group: Group) -> float:
+    """Captures the layer (one rank through NCCL) in a CUDA graph, replays
+    it on new tokens copied into the captured input, and returns the
+    relative L2 of the replay's output against the single-device layer."""
+    x, *weights = inputs
+    m, h = x.shape
+    need = layer.bytes(m)
+    workspace = torch.empty(max(need, 1), dtype=torch.uint8, device="cuda")
+    out = torch.empty_like(x)
+    stream = torch.cuda.Stream()
+
+    def call():
+        status = layer.fn(*[t.data_ptr() for t in inputs], out.data_ptr(), m,
+                          workspace.data_ptr(), need, ctypes.byref(group),
+                          torch.cuda.current_stream().cuda_stream)
+        if status != 0:
+            raise RuntimeError(layer.lib.moe_rt_last_error().decode())
+
+    with torch.cuda.stream(stream):
+        call()  # loads the kernels before the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        call()
+    x.copy_(torch.randn_like(x, dtype=torch.float32).to(torch.bfloat16))
+    out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    return relative_l2(out.double().cpu().numpy(), single(x).double().cpu().numpy())
+
+
 def nccl_group(layer: EpLayer) -> tuple[Group, ctypes.c_void_p]:
     """A group over the process's NCCL communicator of one rank (made once)."""
     if _NCCL_COMM:
@@ -249,17 +280,22 @@ def check_case(layers: pathlib.Path, case: dict, generator) -> bool:
     x, w_gate, w13, w2 = (load_bf16(layers / path) for path in case["inputs"])
     cpu = load_bf16(layers / case["cpu_output"])
 
-    single = EpLayer(layers / f"{case['reference']}.so", case["reference"], 4)
+    single_layer = EpLayer(layers / f"{case['reference']}.so", case["reference"], 4)
     # The single-device layer takes no group: call it through the plain entry.
-    single.fn.argtypes = single.fn.argtypes[:-2] + [ctypes.c_void_p]
-    expected = torch.full_like(x, float("nan"))
-    need = single.bytes(ranks * m)
-    workspace = torch.empty(max(need, 1), dtype=torch.uint8, device="cuda")
-    if single.fn(x.data_ptr(), w_gate.data_ptr(), w13.data_ptr(), w2.data_ptr(),
-                 expected.data_ptr(), ranks * m, workspace.data_ptr(), need,
-                 torch.cuda.current_stream().cuda_stream):
-        raise RuntimeError(single.lib.moe_rt_last_error().decode())
-    torch.cuda.synchronize()
+    single_layer.fn.argtypes = single_layer.fn.argtypes[:-2] + [ctypes.c_void_p]
+
+    def single(tokens):
+        result = torch.full_like(tokens, float("nan"))
+        need = single_layer.bytes(tokens.shape[0])
+        workspace = torch.empty(max(need, 1), dtype=torch.uint8, device="cuda")
+        if single_layer.fn(tokens.data_ptr(), w_gate.data_ptr(), w13.data_ptr(), w2.data_ptr(),
+                           result.data_ptr(), tokens.shape[0], workspace.data_ptr(), need,
+                           torch.cuda.current_stream().cuda_stream):
+            raise RuntimeError(single_layer.lib.moe_rt_last_error().decode())
+        torch.cuda.synchronize()
+        return result
+
+    expected = single(x)
 
     layer = EpLayer(layers / f"{case['name']}.so", case["name"], 4)
     got = torch.full_like(x, float("nan"))
@@ -283,7 +319,10 @@ def check_case(layers: pathlib.Path, case: dict, generator) -> bool:
     if ranks == 1:
         group, _comm = nccl_group(layer)
         run_rank(0, group)
-        transport = "NCCL, one rank"
+        replay = graph_replay_error(layer, single, [x.clone(), w_gate, w13, w2], group)
+        transport = f"NCCL, one rank; CUDA-graph replay on new tokens: rel L2 {replay:.2e}"
+        if not replay < 1e-2:
+            failures.append(f"graph replay: rel L2 {replay:.2e} against the single-device layer")
     else:
         emulated = EmulatedGroup(ranks)
         threads = [threading.Thread(target=run_rank, args=(rank, emulated.groups[rank]))

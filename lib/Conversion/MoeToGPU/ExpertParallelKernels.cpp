@@ -98,128 +98,98 @@ std::string createTable(OpBuilder &b, gpu::GPUModuleOp module, Location loc,
 }
 } // namespace
 
-FailureOr<gpu::GPUFuncOp>
-mlir::moe::buildEpDispatchIdsKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                                    EpDispatchOp op, StringRef name) {
-  if (op.getRealization() != EpRealization::AllgatherReduceScatter)
-    return op.emitRemark("no GPU kernel yet: only the allgather realization "
-                         "of the exchange is lowered");
-  PlacementAttr placement = op.getPlacement();
-  int64_t ranks = placement.getRanks(), experts = placement.getExperts();
+namespace {
+/// The body of the dispatch ids kernel (see buildEpDispatchIdsKernel): each
+/// thread's contiguous run of assignments is counted, the counts are
+/// scanned over the block, and each run writes its served assignments from
+/// its first position.
+class DispatchPackEmitter {
+public:
+  /// `table` holds rank·L + slot per (source, expert); `scan` is a block
+  /// array of kPackThreads i32.
+  DispatchPackEmitter(OpBuilder &b, Location loc, PlacementAttr placement,
+                      int64_t topK, Block &entry, Value table, Value scan)
+      : b(b), loc(loc), e{b, loc}, placement(placement), topK(topK),
+        ids(entry.getArgument(0)), rankWord(entry.getArgument(1)),
+        localIds(entry.getArgument(2)), origins(entry.getArgument(3)),
+        received(entry.getArgument(4)), errors(entry.getArgument(5)),
+        table(table), scan(scan) {}
+
+  void build();
+
+private:
+  /// (served here, local slot) of assignment `a`; with `countInvalid`, an
+  /// id outside [-1, E) is counted in the error word.
+  std::pair<Value, Value> serve(Value a, bool countInvalid);
+  /// How many assignments of [begin, end) this rank serves.
+  Value countRun(Value begin, Value end);
+  /// The block's inclusive scan of `count`, one per thread.
+  Value scanBlock(Value count);
+  /// Writes the served assignments of [begin, end) from `start` on.
+  void writeRun(Value begin, Value end, Value start);
+
+  OpBuilder &b;
+  Location loc;
+  KernelEmitter e;
+  PlacementAttr placement;
+  int64_t topK;
+  Value ids, rankWord, localIds, origins, received, errors, table, scan;
+  Value tid, rank, perSource;
+};
+} // namespace
+
+std::pair<Value, Value> DispatchPackEmitter::serve(Value a,
+                                                   bool countInvalid) {
+  int64_t experts = placement.getExperts();
   int64_t slotsPerRank = placement.getSlotsPerRank();
-  int64_t topK = op.getIds().getType().getDimSize(1);
-  // destination[source·E + expert] = rank·L + slot.
-  SmallVector<int32_t> destinations;
-  for (int64_t source = 0; source < ranks; ++source)
-    for (int64_t expert = 0; expert < experts; ++expert) {
-      auto [rank, slot] = placement.getServingSlot(expert, source);
-      destinations.push_back(static_cast<int32_t>(rank * slotsPerRank + slot));
-    }
-  OpBuilder::InsertionGuard guard(b);
-  Location loc = op.getLoc();
-  std::string tableName =
-      createTable(b, module, loc, (name + "_destinations").str(), destinations);
-  auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
-                                              gpu::AddressSpace::Workgroup);
-  auto scanType = MemRefType::get({kPackThreads}, b.getI32Type(),
-                                  MemRefLayoutAttrInterface(), workgroup);
-  std::string scanName = (name + "_scan").str();
-  {
-    OpBuilder::InsertionGuard inner(b);
-    b.setInsertionPointToStart(module.getBody());
-    memref::GlobalOp::create(b, loc, scanName, b.getStringAttr("private"),
-                             scanType, Attribute(), /*constant=*/false,
-                             b.getI64IntegerAttr(kSharedArrayAlignment));
+  Value id = memref::LoadOp::create(
+      b, loc, ids,
+      ValueRange{arith::DivUIOp::create(b, loc, a, e.index(topK)),
+                 arith::RemUIOp::create(b, loc, a, e.index(topK))});
+  Value valid = arith::AndIOp::create(
+      b, loc, e.cmp(arith::CmpIPredicate::sge, id, e.i32(0)),
+      e.cmp(arith::CmpIPredicate::slt, id, e.i32(experts)));
+  if (countInvalid) {
+    Value dropped = e.cmp(arith::CmpIPredicate::eq, id, e.i32(-1));
+    Value invalid = e.negate(arith::OrIOp::create(b, loc, valid, dropped));
+    e.ifThen(invalid, [&] { e.count(errors); });
   }
-  b.setInsertionPointToEnd(module.getBody());
-  auto dynamic = ShapedType::kDynamic;
-  Type i32 = b.getI32Type();
-  SmallVector<Type> arguments = {
-      MemRefType::get({dynamic, topK}, i32), MemRefType::get({1}, i32),
-      MemRefType::get({dynamic, 1}, i32),    MemRefType::get({dynamic}, i32),
-      MemRefType::get({1}, i32),             MemRefType::get({1}, i32)};
-  auto func = createKernelFunc(
-      b, loc, name, arguments,
-      {b.getNamedAttr("threads", b.getI64IntegerAttr(kPackThreads))});
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
-  KernelEmitter e{b, loc};
-  Value ids = entry.getArgument(0), rankWord = entry.getArgument(1),
-        localIds = entry.getArgument(2), origins = entry.getArgument(3),
-        received = entry.getArgument(4), errors = entry.getArgument(5);
-  Value table = memref::GetGlobalOp::create(
-      b, loc, cast<MemRefType>(
-                  module.lookupSymbol<memref::GlobalOp>(tableName).getType()),
-      tableName);
-  Value scan = memref::GetGlobalOp::create(b, loc, scanType, scanName);
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value rank = memref::LoadOp::create(b, loc, rankWord, e.index(0));
-  Value assignments = arith::MulIOp::create(
-      b, loc, memref::DimOp::create(b, loc, ids, 0), e.index(topK));
-  Value perSource = arith::DivUIOp::create(b, loc, assignments,
-                                           e.index(ranks));
-  // This thread's contiguous run of assignments.
-  Value run = arith::DivUIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, assignments,
-                                    e.index(kPackThreads - 1)),
-      e.index(kPackThreads));
-  Value begin = arith::MinUIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, tid, run), assignments);
-  Value end = arith::MinUIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, begin, run), assignments);
-  Value first = e.cmp(arith::CmpIPredicate::eq, tid, e.index(0));
-  e.ifThen(first, [&] {
-    memref::StoreOp::create(b, loc, e.i32(0), errors, e.index(0));
-  });
-  gpu::BarrierOp::create(b, loc);
+  Value source = arith::DivUIOp::create(b, loc, a, perSource);
+  Value expert =
+      arith::SelectOp::create(b, loc, valid, e.toIndex(id), e.index(0));
+  Value destination = memref::LoadOp::create(
+      b, loc, table,
+      arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, source, e.index(experts)),
+          expert)
+          .getResult());
+  Value destinationRank =
+      arith::DivUIOp::create(b, loc, destination, e.i32(slotsPerRank));
+  Value served = arith::AndIOp::create(
+      b, loc, valid, e.cmp(arith::CmpIPredicate::eq, destinationRank, rank));
+  Value slot =
+      arith::RemUIOp::create(b, loc, destination, e.i32(slotsPerRank));
+  return {served, slot};
+}
 
-  // (served, local slot) of assignment `a`; counts an invalid id once, in
-  // the counting pass.
-  auto serve = [&](Value a, bool countInvalid) -> std::pair<Value, Value> {
-    Value id = memref::LoadOp::create(
-        b, loc, ids,
-        ValueRange{arith::DivUIOp::create(b, loc, a, e.index(topK)),
-                   arith::RemUIOp::create(b, loc, a, e.index(topK))});
-    Value valid = arith::AndIOp::create(
-        b, loc, e.cmp(arith::CmpIPredicate::sge, id, e.i32(0)),
-        e.cmp(arith::CmpIPredicate::slt, id, e.i32(experts)));
-    if (countInvalid) {
-      Value dropped = e.cmp(arith::CmpIPredicate::eq, id, e.i32(-1));
-      Value invalid = e.negate(arith::OrIOp::create(b, loc, valid, dropped));
-      e.ifThen(invalid, [&] { e.count(errors); });
-    }
-    Value source = arith::DivUIOp::create(b, loc, a, perSource);
-    Value expert = arith::SelectOp::create(b, loc, valid, e.toIndex(id),
-                                           e.index(0));
-    Value destination = memref::LoadOp::create(
-        b, loc, table,
-        arith::AddIOp::create(
-            b, loc, arith::MulIOp::create(b, loc, source, e.index(experts)),
-            expert)
-            .getResult());
-    Value destinationRank = arith::DivUIOp::create(b, loc, destination,
-                                                   e.i32(slotsPerRank));
-    Value served = arith::AndIOp::create(
-        b, loc, valid, e.cmp(arith::CmpIPredicate::eq, destinationRank, rank));
-    Value slot = arith::RemUIOp::create(b, loc, destination,
-                                        e.i32(slotsPerRank));
-    return {served, slot};
-  };
-
-  // Pass 1: how many of its run this thread serves.
+Value DispatchPackEmitter::countRun(Value begin, Value end) {
   auto counting = scf::ForOp::create(
       b, loc, begin, end, e.index(1), ValueRange{e.i32(0)},
       [&](OpBuilder &, Location, Value a, ValueRange carried) {
         Value served = serve(a, /*countInvalid=*/true).first;
         Value next = arith::AddIOp::create(
             b, loc, carried[0],
-            arith::ExtUIOp::create(b, loc, i32, served).getResult());
+            arith::ExtUIOp::create(b, loc, b.getI32Type(), served)
+                .getResult());
         scf::YieldOp::create(b, loc, next);
       });
-  Value mine = counting.getResult(0);
-  memref::StoreOp::create(b, loc, mine, scan, tid);
+  return counting.getResult(0);
+}
+
+Value DispatchPackEmitter::scanBlock(Value count) {
+  memref::StoreOp::create(b, loc, count, scan, tid);
   gpu::BarrierOp::create(b, loc);
-  // Inclusive scan of the runs' counts (Hillis-Steele over the block).
+  // Hillis-Steele: every step reads before the barrier, writes after it.
   for (int64_t offset = 1; offset < kPackThreads; offset *= 2) {
     Value hasLeft = e.cmp(arith::CmpIPredicate::sge, tid, e.index(offset));
     Value leftIndex = arith::SelectOp::create(
@@ -234,10 +204,10 @@ mlir::moe::buildEpDispatchIdsKernel(OpBuilder &b, gpu::GPUModuleOp module,
     memref::StoreOp::create(b, loc, sum, scan, tid);
     gpu::BarrierOp::create(b, loc);
   }
-  Value inclusive = memref::LoadOp::create(b, loc, scan, tid);
-  Value start = arith::SubIOp::create(b, loc, inclusive, mine);
-  Value total = memref::LoadOp::create(b, loc, scan, e.index(kPackThreads - 1));
-  // Pass 2: the served assignments of the run, in order, from its start.
+  return memref::LoadOp::create(b, loc, scan, tid);
+}
+
+void DispatchPackEmitter::writeRun(Value begin, Value end, Value start) {
   scf::ForOp::create(
       b, loc, begin, end, e.index(1), ValueRange{start},
       [&](OpBuilder &, Location, Value a, ValueRange carried) {
@@ -251,9 +221,38 @@ mlir::moe::buildEpDispatchIdsKernel(OpBuilder &b, gpu::GPUModuleOp module,
         });
         Value next = arith::AddIOp::create(
             b, loc, position,
-            arith::ExtUIOp::create(b, loc, i32, served).getResult());
+            arith::ExtUIOp::create(b, loc, b.getI32Type(), served)
+                .getResult());
         scf::YieldOp::create(b, loc, next);
       });
+}
+
+void DispatchPackEmitter::build() {
+  tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  rank = memref::LoadOp::create(b, loc, rankWord, e.index(0));
+  Value assignments = arith::MulIOp::create(
+      b, loc, memref::DimOp::create(b, loc, ids, 0), e.index(topK));
+  perSource = arith::DivUIOp::create(b, loc, assignments,
+                                     e.index(placement.getRanks()));
+  // This thread's contiguous run of assignments.
+  Value run = arith::DivUIOp::create(
+      b, loc,
+      arith::AddIOp::create(b, loc, assignments, e.index(kPackThreads - 1)),
+      e.index(kPackThreads));
+  Value begin = arith::MinUIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, tid, run), assignments);
+  Value end = arith::MinUIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, begin, run), assignments);
+  Value first = e.cmp(arith::CmpIPredicate::eq, tid, e.index(0));
+  e.ifThen(first, [&] {
+    memref::StoreOp::create(b, loc, e.i32(0), errors, e.index(0));
+  });
+  gpu::BarrierOp::create(b, loc);
+  Value mine = countRun(begin, end);
+  Value inclusive = scanBlock(mine);
+  Value total =
+      memref::LoadOp::create(b, loc, scan, e.index(kPackThreads - 1));
+  writeRun(begin, end, arith::SubIOp::create(b, loc, inclusive, mine));
   e.ifThen(first, [&] {
     memref::StoreOp::create(b, loc, total, received, e.index(0));
   });
@@ -265,6 +264,56 @@ mlir::moe::buildEpDispatchIdsKernel(OpBuilder &b, gpu::GPUModuleOp module,
               memref::StoreOp::create(b, loc, e.i32(-1), origins, position);
             });
   gpu::ReturnOp::create(b, loc);
+}
+
+FailureOr<gpu::GPUFuncOp>
+mlir::moe::buildEpDispatchIdsKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                                    EpDispatchOp op, StringRef name) {
+  if (op.getRealization() != EpRealization::AllgatherReduceScatter)
+    return op.emitRemark("no GPU kernel yet: only the allgather realization "
+                         "of the exchange is lowered");
+  PlacementAttr placement = op.getPlacement();
+  int64_t slotsPerRank = placement.getSlotsPerRank();
+  int64_t topK = op.getIds().getType().getDimSize(1);
+  // destination[source·E + expert] = rank·L + slot.
+  SmallVector<int32_t> destinations;
+  for (int64_t source = 0; source < placement.getRanks(); ++source)
+    for (int64_t expert = 0; expert < placement.getExperts(); ++expert) {
+      auto [rank, slot] = placement.getServingSlot(expert, source);
+      destinations.push_back(static_cast<int32_t>(rank * slotsPerRank + slot));
+    }
+  OpBuilder::InsertionGuard guard(b);
+  Location loc = op.getLoc();
+  std::string tableName =
+      createTable(b, module, loc, (name + "_destinations").str(), destinations);
+  auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
+                                              gpu::AddressSpace::Workgroup);
+  auto scanType = MemRefType::get({kPackThreads}, b.getI32Type(),
+                                  MemRefLayoutAttrInterface(), workgroup);
+  std::string scanName = (name + "_scan").str();
+  b.setInsertionPointToStart(module.getBody());
+  memref::GlobalOp::create(b, loc, scanName, b.getStringAttr("private"),
+                           scanType, Attribute(), /*constant=*/false,
+                           b.getI64IntegerAttr(kSharedArrayAlignment));
+  b.setInsertionPointToEnd(module.getBody());
+  auto dynamic = ShapedType::kDynamic;
+  Type i32 = b.getI32Type();
+  SmallVector<Type> arguments = {
+      MemRefType::get({dynamic, topK}, i32), MemRefType::get({1}, i32),
+      MemRefType::get({dynamic, 1}, i32),    MemRefType::get({dynamic}, i32),
+      MemRefType::get({1}, i32),             MemRefType::get({1}, i32)};
+  auto func = createKernelFunc(
+      b, loc, name, arguments,
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(kPackThreads))});
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  Value table = memref::GetGlobalOp::create(
+      b, loc,
+      cast<MemRefType>(
+          module.lookupSymbol<memref::GlobalOp>(tableName).getType()),
+      tableName);
+  Value scan = memref::GetGlobalOp::create(b, loc, scanType, scanName);
+  DispatchPackEmitter(b, loc, placement, topK, entry, table, scan).build();
   return func;
 }
 
