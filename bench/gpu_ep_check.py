@@ -203,6 +203,7 @@ def graph_replay_error(layer: EpLayer, single, inputs, group: Group) -> float:
     workspace = torch.empty(max(need, 1), dtype=torch.uint8, device="cuda")
     out = torch.empty_like(x)
     stream = torch.cuda.Stream()
+    torch.cuda.synchronize()  # the inputs, made on the default stream
 
     def call():
         status = layer.fn(*[t.data_ptr() for t in inputs], out.data_ptr(), m,
@@ -306,11 +307,14 @@ def check_case(layers: pathlib.Path, case: dict, generator) -> bool:
         try:
             torch.cuda.set_device(0)
             stream = torch.cuda.Stream()
-            slots = case["slots"][rank]
-            inputs = [x[rank * m:(rank + 1) * m].contiguous(), w_gate,
-                      w13[slots].contiguous(), w2[slots].contiguous()]
-            out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
-            invalid[rank] = layer.run(inputs, out, group, stream)
+            # The inputs, the output and the workspace fill are made on the
+            # layer's stream, so that the layer's work is ordered after them.
+            with torch.cuda.stream(stream):
+                slots = case["slots"][rank]
+                inputs = [x[rank * m:(rank + 1) * m].contiguous(), w_gate,
+                          w13[slots].contiguous(), w2[slots].contiguous()]
+                out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
+                invalid[rank] = layer.run(inputs, out, group, stream)
             stream.synchronize()
             got[rank * m:(rank + 1) * m] = out
         except Exception as failure:  # noqa: BLE001
