@@ -22,13 +22,19 @@
 #                     gpu.fused_moe on Mixtral and Qwen3 at M = 1/7/256/4096
 #                     against float64, CUDA-graph replay, two threads on
 #                     two streams (LAYERS_DIR/package, from gpu-layers.sh)
+# check-ep            expert-parallel rank programs (bench/gpu_ep_check.py   ~1 min
+#                     over EP_LAYERS, default build/gpu-ep-layers, from
+#                     scripts/gpu-ep-layers.sh): R = 1 through NCCL with a
+#                     graph replay, R = 2/4/8 over an emulated group, against
+#                     moe-run's CPU output, the single-device layer and
+#                     float64; memcheck over all, racecheck over R = 1, 2
 # bench-bf16          gpu_moe_suite.py bench, the three shapes x 6 M in one  65 s
 #                     process: ours, Triton fused_moe (48-config sweep per
 #                     row), torch._grouped_mm, dense, naive, floor
 # bench-quantized     gpu_moe_suite.py bench-quantized (w8a8 and weight-only 2-4 min (est.)
 #                     blocks against the bf16 layer)
 # check = sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only
-#         check-package
+#         check-package check-ep
 # bench = bench-bf16 bench-quantized;  all = check bench
 # bench-bf16: measured on an H200 (2026-12-01) without our layers
 # (--baselines-only): 51 s, 42 s of it the Triton sweeps, their kernels
@@ -51,10 +57,10 @@ status=0
 export PYTHONUNBUFFERED=1
 
 case "$mode" in
-  check) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only check-package" ;;
+  check) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only check-package check-ep" ;;
   bench) parts="bench-bf16 bench-quantized" ;;
-  all) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only check-package bench-bf16 bench-quantized" ;;
-  sanitize|sanitize-quantized|check-bf16|check-w8a8|check-weight-only|check-package|bench-bf16|bench-quantized)
+  all) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only check-package check-ep bench-bf16 bench-quantized" ;;
+  sanitize|sanitize-quantized|check-bf16|check-w8a8|check-weight-only|check-package|check-ep|bench-bf16|bench-quantized)
     parts=$mode ;;
   *) echo "device-gpu-suite: unknown part '$mode'" >&2; exit 2 ;;
 esac
@@ -73,6 +79,18 @@ sanitized() {
       return 1
     fi
   done
+}
+
+# compute-sanitizer TOOL over bench/gpu_ep_check.py DIR [ARGS]; NCCL's own
+# initialization probes report API errors, so only memory errors count.
+sanitized_ep() {
+  local tool=$1 log
+  shift
+  log=$(compute-sanitizer --tool "$tool" --report-api-errors no \
+    python3 bench/gpu_ep_check.py "$@" 2>&1 |
+    grep -E "FAIL|passed|ERROR SUMMARY|RACECHECK SUMMARY")
+  echo "$log" | tee -a "$out/sanitizer.log"
+  ! echo "$log" | grep -qE "FAIL|(ERROR|RACECHECK) SUMMARY: [1-9]"
 }
 
 run_part() {
@@ -105,6 +123,10 @@ run_part() {
       python3 bench/gpu_moe_suite.py check-quantized "$layers" --kinds weight_only ;;
     check-package)
       python3 bench/gpu_package_check.py check "$layers/package" ;;
+    check-ep)
+      local ep=${EP_LAYERS:-build/gpu-ep-layers}
+      python3 bench/gpu_ep_check.py "$ep" &&
+        sanitized_ep memcheck "$ep" && sanitized_ep racecheck "$ep" --ranks 1,2 ;;
     bench-bf16)
       python3 bench/gpu_moe_suite.py bench "$layers" --out "$out/bench.json" ;;
     bench-quantized)

@@ -112,6 +112,11 @@ def parse_signature(host_ir: str, name: str) -> tuple[list[TensorSpec], list[Ten
                        host_ir)
     if not header:
         raise CompileError(f"no host function moe_layer_{name} in the host IR")
+    if "!moe_gpu.group" in header.group(1):
+        raise CompileError(
+            f"moe_layer_{name} is the program of one expert-parallel rank and takes a "
+            "moe_rt_group, which this front end does not pass yet: call its C entry point "
+            "(docs/expert-parallel.md, GPU execution)")
     inputs, results = [], []
     for match in re.finditer(r"%\w+: memref<([^>]*)>(?: \{moe_gpu\.(result|workspace)\})?",
                              header.group(1)):

@@ -38,6 +38,14 @@ def test_signature_of_a_missing_layer():
         gpu.parse_signature(HOST_IR, "other")
 
 
+def test_signature_of_an_expert_parallel_rank():
+    rank_ir = HOST_IR.replace("%arg6: !moe_gpu.stream",
+                              "%arg6: !moe_gpu.group, %arg7: !moe_gpu.stream")
+    with pytest.raises(gpu.CompileError, match="program of one expert-parallel rank and "
+                                               "takes a moe_rt_group"):
+        gpu.parse_signature(rank_ir, "block")
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="C identifier"):
         gpu.compile("func.func @f() {\n}", name="not a name")
