@@ -192,4 +192,19 @@ def test_nccl_group_without_nccl():
     lines = out.split("\n")
     assert lines[0] == "7"
     assert lines[1].startswith("cannot load NCCL (/nonexistent/libnccl.so.2)")
-    assert "set MOE_NCCL_LIBRARY" in lines[1]
+    assert "MOE_NCCL_LIBRARY names a library that cannot be loaded" in lines[1]
+
+
+def test_a_group_without_a_collective():
+    out = run("""
+        partial = Collectives(RankAndSize(rank_and_size), Exchange(all_gather))
+        broken = Group(ctypes.pointer(partial), ctypes.c_void_p(1))
+        l = launcher()
+        rt.moe_rt_launcher_all_gather(ctypes.byref(l), ctypes.byref(broken),
+                                      memref(np.zeros(1, np.int32)), memref(np.zeros(3, np.int32)))
+        print(l.status)
+        print(rt.moe_rt_last_error().decode())
+    """)
+    lines = out.split("\n")
+    assert lines[0] == "2"
+    assert lines[1] == "all-gather: the group lacks a collective (null function)"

@@ -10,6 +10,8 @@
 
 #include "moe/Runtime/Runtime.h"
 
+#include "LauncherState.h"
+
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -55,9 +57,14 @@ const NcclApi &ncclApi() {
     void *library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!library) {
       const char *reason = dlerror();
+      bool named = std::getenv("MOE_NCCL_LIBRARY") &&
+                   *std::getenv("MOE_NCCL_LIBRARY");
       api.loadError = std::string("cannot load NCCL (") + path + "): " +
                       (reason ? reason : "unknown error") +
-                      "; set MOE_NCCL_LIBRARY to libnccl.so.2";
+                      (named ? "; MOE_NCCL_LIBRARY names a library that "
+                               "cannot be loaded"
+                             : "; set MOE_NCCL_LIBRARY to the path of "
+                               "libnccl.so.2");
       return;
     }
     std::string error;
@@ -108,10 +115,6 @@ int32_t ncclReduceScatterSum(const float *send, float *recv, size_t count,
 constexpr moe_rt_collectives kNcclCollectives = {
     ncclRankAndSize, ncclAllGatherBytes, ncclReduceScatterSum};
 
-bool isLive(const moe_rt_launcher *launcher) {
-  return launcher && launcher->status == MOE_RT_SUCCESS && launcher->active;
-}
-
 int64_t bytesOf(const moe_rt_memref &memref) {
   int64_t bytes = memref.elementBytes;
   for (int64_t dim = 0; dim < memref.rank; ++dim)
@@ -131,10 +134,19 @@ void failCollective(moe_rt_launcher *launcher, const std::string &what,
 /// The group's rank count, or 0 after failing the call.
 int32_t groupSize(moe_rt_launcher *launcher, const moe_rt_group *group,
                   int32_t *rank, const char *what) {
-  if (!group || !group->collectives || !group->collectives->rank_and_size) {
+  if (!group || !group->collectives) {
     launcher->status = moe_rt_fail(
         MOE_RT_ERROR_INVALID_ARGUMENT,
         (std::string(what) + ": no expert-parallel group").c_str());
+    return 0;
+  }
+  const moe_rt_collectives &collectives = *group->collectives;
+  if (!collectives.rank_and_size || !collectives.all_gather ||
+      !collectives.reduce_scatter_sum_f32) {
+    launcher->status = moe_rt_fail(
+        MOE_RT_ERROR_INVALID_ARGUMENT,
+        (std::string(what) + ": the group lacks a collective (null function)")
+            .c_str());
     return 0;
   }
   int32_t size = 0;
@@ -148,6 +160,8 @@ int32_t groupSize(moe_rt_launcher *launcher, const moe_rt_group *group,
   return size;
 }
 } // namespace
+
+using moe_rt::isLive;
 
 extern "C" moe_rt_status moe_rt_group_from_nccl(void *ncclComm,
                                                 moe_rt_group *group) {

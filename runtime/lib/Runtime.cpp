@@ -2,6 +2,8 @@
 
 #include "moe/Runtime/Runtime.h"
 
+#include "LauncherState.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -348,12 +350,9 @@ moe_rt_status loadProgram(const moe_rt_program *program, CUcontext context,
   loadedPrograms.push_back(std::move(entry));
   return MOE_RT_SUCCESS;
 }
-
-/// Whether the launcher still has work to do; records nothing.
-bool isLive(const moe_rt_launcher *launcher) {
-  return launcher && launcher->status == MOE_RT_SUCCESS && launcher->active;
-}
 } // namespace
+
+using moe_rt::isLive;
 
 extern "C" moe_rt_memref moe_rt_memref_1d(const void *data,
                                           int64_t elementBytes,

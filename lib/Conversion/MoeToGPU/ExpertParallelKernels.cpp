@@ -119,7 +119,8 @@ public:
 
 private:
   /// (served here, local slot) of assignment `a`; with `countInvalid`, an
-  /// id outside [-1, E) is counted in the error word.
+  /// id outside [-1, E) of this rank's own tokens is counted in the error
+  /// word.
   std::pair<Value, Value> serve(Value a, bool countInvalid);
   /// How many assignments of [begin, end) this rank serves.
   Value countRun(Value begin, Value end);
@@ -149,12 +150,16 @@ std::pair<Value, Value> DispatchPackEmitter::serve(Value a,
   Value valid = arith::AndIOp::create(
       b, loc, e.cmp(arith::CmpIPredicate::sge, id, e.i32(0)),
       e.cmp(arith::CmpIPredicate::slt, id, e.i32(experts)));
+  Value source = arith::DivUIOp::create(b, loc, a, perSource);
   if (countInvalid) {
+    // Each rank counts the invalid ids of its own tokens only, so that the
+    // ranks' counts add up to the group's.
     Value dropped = e.cmp(arith::CmpIPredicate::eq, id, e.i32(-1));
-    Value invalid = e.negate(arith::OrIOp::create(b, loc, valid, dropped));
+    Value invalid = arith::AndIOp::create(
+        b, loc, e.negate(arith::OrIOp::create(b, loc, valid, dropped)),
+        e.cmp(arith::CmpIPredicate::eq, e.toI32(source), rank));
     e.ifThen(invalid, [&] { e.count(errors); });
   }
-  Value source = arith::DivUIOp::create(b, loc, a, perSource);
   Value expert =
       arith::SelectOp::create(b, loc, valid, e.toIndex(id), e.index(0));
   Value destination = memref::LoadOp::create(

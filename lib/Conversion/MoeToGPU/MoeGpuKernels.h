@@ -172,8 +172,9 @@ FailureOr<gpu::GPUFuncOp> buildCombineFinalizeKernel(OpBuilder &b,
 /// rank. Arguments: gathered ids memref<?xkxi32> ([R·M, k]), this rank
 /// memref<1xi32>, then local ids memref<?x1xi32> and origins memref<?xi32>
 /// ([R·M·k]), the received count memref<1xi32> and an error word
-/// memref<1xi32> that receives the number of ids outside [-1, E). Launch:
-/// one block of `threads`. Other realizations get a remark.
+/// memref<1xi32> that receives the number of this rank's own ids outside
+/// [-1, E). Launch: one block of `threads`. Other realizations get a
+/// remark.
 FailureOr<gpu::GPUFuncOp> buildEpDispatchIdsKernel(OpBuilder &b,
                                                    gpu::GPUModuleOp module,
                                                    EpDispatchOp op,

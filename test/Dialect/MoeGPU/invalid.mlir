@@ -444,3 +444,27 @@ func.func @reduce_scatter_f32(%a: memref<?x64xbf16>, %b: memref<?x64xbf16>, %g: 
   moe_gpu.reduce_scatter %a into %b over %g on %s {ranks = 2 : i64} : memref<?x64xbf16>, memref<?x64xbf16>
   return
 }
+
+// -----
+
+func.func @all_gather_receive_layout(%a: memref<?x8xi32>, %b: memref<?x8xi32, strided<[16, 1]>>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{the receive buffer must be row-major (identity layout)}}
+  moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<?x8xi32>, memref<?x8xi32, strided<[16, 1]>>
+  return
+}
+
+// -----
+
+func.func @all_gather_bits(%a: memref<?x8xi1>, %b: memref<?x8xi1>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{the send buffer must have whole-byte int or float elements, got 'i1'}}
+  moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<?x8xi1>, memref<?x8xi1>
+  return
+}
+
+// -----
+
+func.func @all_gather_scalar(%a: memref<i32>, %b: memref<i32>, %g: !moe_gpu.group, %s: !moe_gpu.stream) {
+  // expected-error @+1 {{expects the receive buffer to have the trailing dimensions of the send buffer, got 'memref<i32>' and 'memref<i32>'}}
+  moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<i32>, memref<i32>
+  return
+}

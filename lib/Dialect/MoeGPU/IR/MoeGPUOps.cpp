@@ -197,6 +197,7 @@ static LogicalResult verifyRowBlocks(Operation *op, MemRefType small,
            << "expects " << smallName << " and " << largeName
            << " of one element type, got " << small.getElementType()
            << " and " << large.getElementType();
+  // Row blocks need rows: a 0-D buffer has none.
   if (small.getRank() < 1 || small.getRank() != large.getRank() ||
       small.getShape().drop_front() != large.getShape().drop_front())
     return op->emitOpError()

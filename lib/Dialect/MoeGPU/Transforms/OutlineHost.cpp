@@ -139,9 +139,14 @@ private:
   LogicalResult lowerEpDispatch(moe::EpDispatchOp op);
   LogicalResult lowerEpCombine(moe::EpCombineOp op);
   LogicalResult lowerCollapseShape(tensor::CollapseShapeOp op);
-  /// A zeroed workspace word that counts a kernel's invalid inputs, read
-  /// back by the layer's `_invalid_ids`.
+  /// A workspace word that counts a kernel's invalid inputs, read back by
+  /// the layer's `_invalid_ids`; zeroed on the stream first when `zeroed`
+  /// (otherwise the kernel zeroes it).
   Buffer allocateErrorCounter(StringRef label, bool zeroed);
+  /// The output of `op` and, for a combine, its f32 sums (zeroed); appends
+  /// the kernel arguments they are passed as to `args`.
+  FailureOr<std::pair<Buffer, Buffer>>
+  allocateMatmulOutput(moe::ExpertMatmulOp op, SmallVectorImpl<Value> &args);
 
   ModuleOp module;
   func::FuncOp layer;
@@ -347,9 +352,9 @@ LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
                             {blocks}, i32);
   Buffer padded =
       allocate(op.getNumPadded(), "moe.align padded count", {one}, i32);
-  invalidIdCounters.push_back(layoutMaps.size());
-  Buffer errors =
-      allocateScratch("moe.align ids outside [-1, E)", {one}, i32);
+  // The single-block kernel zeroes it; the many-block path zeroes it below.
+  Buffer errors = allocateErrorCounter("moe.align ids outside [-1, E)",
+                                       /*zeroed=*/false);
   auto launchSingle = [&] {
     return launch(*kernel,
                   {ids.memref, sorted.memref, experts.memref, padded.memref,
@@ -444,6 +449,47 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   if (op.getBias())
     args.push_back(buffers.lookup(op.getBias()).memref);
 
+  FailureOr<std::pair<Buffer, Buffer>> outputs =
+      allocateMatmulOutput(op, args);
+  if (failed(outputs))
+    return failure();
+  auto [output, sums] = *outputs;
+  SmallVector<Value> grid = {
+      occupiedBlocks(slots.sizes[0], numExperts, *blockM),
+      constant((width + *tileN - 1) / *tileN), constant(*splitK)};
+  if (int64_t clusterM = optionalLaunchFact(*kernel, "cluster_m");
+      clusterM > 1) {
+    // Whole clusters: the extra block finds its slots past the padded count.
+    // (Sizes are never negative: floor division is C's.)
+    Value clusters = arith::DivSIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, grid[0], constant(clusterM - 1)),
+        constant(clusterM));
+    grid[0] = arith::MulIOp::create(b, loc, clusters, constant(clusterM));
+  }
+  if (optionalLaunchFact(*kernel, "persistent")) {
+    // One block per SM at most; after its first tile, each block takes the
+    // next from a zeroed counter.
+    Buffer counter = allocateScratch("persistent tile counter",
+                                     {b.getAffineConstantExpr(1)},
+                                     b.getI32Type());
+    ZeroOp::create(b, loc, counter.memref, stream);
+    args.push_back(counter.memref);
+    Value tiles = arith::MulIOp::create(b, loc, grid[0], grid[1]);
+    Value multiprocessors =
+        MultiprocessorCountOp::create(b, loc, b.getIndexType(), stream);
+    grid = {arith::MinSIOp::create(b, loc, tiles, multiprocessors),
+            constant(1), constant(1)};
+  }
+  if (failed(launch(*kernel, args, grid)))
+    return failure();
+  return op.isCombine() ? lowerCombineFinalize(op, sums, output) : success();
+}
+
+FailureOr<std::pair<Buffer, Buffer>>
+HostBuilder::allocateMatmulOutput(moe::ExpertMatmulOp op,
+                                  SmallVectorImpl<Value> &args) {
+  Buffer slots = buffers.lookup(op.getSlots());
+  int64_t width = op.getOutputWidth();
   auto resultType = cast<RankedTensorType>(op.getResult().getType());
   AffineExpr widthExpr = b.getAffineConstantExpr(width);
   Buffer output, sums;
@@ -477,35 +523,7 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
                       resultType.getElementType());
     args.push_back(output.memref);
   }
-  SmallVector<Value> grid = {
-      occupiedBlocks(slots.sizes[0], numExperts, *blockM),
-      constant((width + *tileN - 1) / *tileN), constant(*splitK)};
-  if (int64_t clusterM = optionalLaunchFact(*kernel, "cluster_m");
-      clusterM > 1) {
-    // Whole clusters: the extra block finds its slots past the padded count.
-    // (Sizes are never negative: floor division is C's.)
-    Value clusters = arith::DivSIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, grid[0], constant(clusterM - 1)),
-        constant(clusterM));
-    grid[0] = arith::MulIOp::create(b, loc, clusters, constant(clusterM));
-  }
-  if (optionalLaunchFact(*kernel, "persistent")) {
-    // One block per SM at most; after its first tile, each block takes the
-    // next from a zeroed counter.
-    Buffer counter = allocateScratch("persistent tile counter",
-                                     {b.getAffineConstantExpr(1)},
-                                     b.getI32Type());
-    ZeroOp::create(b, loc, counter.memref, stream);
-    args.push_back(counter.memref);
-    Value tiles = arith::MulIOp::create(b, loc, grid[0], grid[1]);
-    Value multiprocessors =
-        MultiprocessorCountOp::create(b, loc, b.getIndexType(), stream);
-    grid = {arith::MinSIOp::create(b, loc, tiles, multiprocessors),
-            constant(1), constant(1)};
-  }
-  if (failed(launch(*kernel, args, grid)))
-    return failure();
-  return op.isCombine() ? lowerCombineFinalize(op, sums, output) : success();
+  return std::make_pair(output, sums);
 }
 
 LogicalResult HostBuilder::lowerCombineFinalize(moe::ExpertMatmulOp op,
@@ -698,9 +716,9 @@ LogicalResult HostBuilder::lowerCollapseShape(tensor::CollapseShapeOp op) {
       size = size * source.sizes[dim];
     sizes.push_back(size);
   }
-  Value view = memref::CollapseShapeOp::create(b, loc, source.memref, groups);
   if (resultIndex.count(op.getResult()))
     return op.emitError("GPU layer: a reshaped buffer cannot be a result");
+  Value view = memref::CollapseShapeOp::create(b, loc, source.memref, groups);
   buffers[op.getResult()] = Buffer{view, sizes};
   return success();
 }

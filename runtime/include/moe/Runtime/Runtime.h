@@ -262,6 +262,14 @@ int32_t moe_rt_launcher_end(moe_rt_launcher *launcher);
  * the collectives are. moe_rt_group_from_nccl makes a group over an NCCL
  * communicator; a caller (a test, or an engine with its own transport) may
  * fill in moe_rt_collectives itself.
+ *
+ * A call that fails before or between its collectives (a bad argument, a
+ * refused launch) returns its status on that rank only; the other ranks
+ * then wait in a collective the failed rank never enters. As with any NCCL
+ * program, the caller recovers by aborting the communicator on every rank
+ * (ncclCommAbort), or gives its own collectives a timeout. NCCL
+ * communicators must be blocking (not created with config.blocking = 0): an
+ * ncclInProgress result counts as a failure.
  *===--------------------------------------------------------------------===*/
 
 /// The collectives a group provides. Each returns 0 on success, else a
@@ -285,7 +293,9 @@ typedef struct moe_rt_collectives {
 
 /// A communicator and its collectives.
 typedef struct moe_rt_group {
+  /// The collectives; every function must be set.
   const moe_rt_collectives *collectives;
+  /// Passed to every collective as `comm` (an ncclComm_t for NCCL groups).
   void *comm;
 } moe_rt_group;
 
