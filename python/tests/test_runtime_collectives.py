@@ -89,6 +89,18 @@ PRELUDE = textwrap.dedent("""
 """)
 
 
+def sanitizer_preload() -> dict:
+    """The environment a Python child needs to load a runtime built with
+    AddressSanitizer (scripts/test-sanitized.sh): the ASan runtime preloaded,
+    and no leak report of the interpreter's own allocations at exit."""
+    if b"libasan.so" not in RUNTIME.read_bytes():
+        return {}
+    libasan = subprocess.run(["c++", "-print-file-name=libasan.so"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    return {"LD_PRELOAD": libasan,
+            "ASAN_OPTIONS": f"detect_leaks=0:{os.environ.get('ASAN_OPTIONS', '')}"}
+
+
 def run(body: str, env=None) -> str:
     """Runs PRELUDE + body in a child process; returns its stdout."""
     stub_dir = BUILD / "runtime" / "cuda-stub"
@@ -97,6 +109,7 @@ def run(body: str, env=None) -> str:
     if not link.exists():
         link.symlink_to(CUDA_STUB)
     environment = dict(os.environ, LD_LIBRARY_PATH=f"{stub_dir}:{os.environ.get('LD_LIBRARY_PATH', '')}")
+    environment.update(sanitizer_preload())
     environment.update(env or {})
     proc = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(body), str(RUNTIME)],
                           capture_output=True, text=True, env=environment, timeout=60)
