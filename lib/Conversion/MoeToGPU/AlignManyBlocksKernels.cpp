@@ -19,6 +19,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "KernelEmitter.h"
 #include "MoeGpuKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -34,10 +35,10 @@ constexpr int64_t kThreads = kAlignManyBlocksThreads;
 constexpr int64_t kChunk = kAlignManyBlocksChunk;
 
 /// What the two kernels share: the op's sizes and small builders.
-class AlignBuilder {
+class AlignBuilder : public KernelEmitter {
 public:
   AlignBuilder(OpBuilder &b, Location loc, AlignOp op)
-      : b(b), loc(loc), numExperts(op.getNumExperts()),
+      : KernelEmitter{b, loc}, numExperts(op.getNumExperts()),
         blockM(op.getBlockM()),
         topK(op.getIds().getType().getDimSize(1)) {}
 
@@ -47,30 +48,6 @@ public:
                               ArrayRef<Type> arguments,
                               ArrayRef<StringRef> arrays,
                               SmallVectorImpl<Value> &shared);
-  Value index(int64_t value) {
-    return arith::ConstantIndexOp::create(b, loc, value);
-  }
-  Value i32(int64_t value) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value));
-  }
-  Value toIndex(Value value) {
-    return arith::IndexCastOp::create(b, loc, b.getIndexType(), value);
-  }
-  void ifThen(Value condition, function_ref<void()> body) {
-    auto ifOp = scf::IfOp::create(b, loc, condition, /*withElse=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    body();
-  }
-  /// for (i = start; i < bound; i += stride) body(i).
-  void forEach(Value start, Value bound, Value stride,
-               function_ref<void(Value)> body) {
-    scf::ForOp::create(b, loc, start, bound, stride, ValueRange{},
-                       [&](OpBuilder &, Location, Value i, ValueRange) {
-                         body(i);
-                         scf::YieldOp::create(b, loc);
-                       });
-  }
   /// The expert id of assignment `a` and whether it is in [0, E).
   std::pair<Value, Value> expertOf(Value ids, Value assignment);
   /// Calls body(assignment) for the block's chunk of assignments.
@@ -80,8 +57,6 @@ public:
   void countChunk(Value ids, Value numAssignments, Value local,
                   Value errors);
 
-  OpBuilder &b;
-  Location loc;
   int64_t numExperts, blockM, topK;
   Value tid, block, gridSize;
 };

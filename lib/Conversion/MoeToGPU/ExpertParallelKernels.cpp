@@ -19,6 +19,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "KernelEmitter.h"
 #include "MoeGpuKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -32,53 +33,6 @@ using namespace mlir::moe;
 namespace {
 constexpr int64_t kPackThreads = 1024;
 constexpr int64_t kRowThreads = 256;
-
-/// Small builders shared by the kernels below.
-struct KernelEmitter {
-  OpBuilder &b;
-  Location loc;
-
-  Value index(int64_t value) {
-    return arith::ConstantIndexOp::create(b, loc, value);
-  }
-  Value i32(int64_t value) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value));
-  }
-  Value toIndex(Value value) {
-    return arith::IndexCastOp::create(b, loc, b.getIndexType(), value);
-  }
-  Value toI32(Value value) {
-    return arith::IndexCastOp::create(b, loc, b.getI32Type(), value);
-  }
-  Value cmp(arith::CmpIPredicate predicate, Value lhs, Value rhs) {
-    return arith::CmpIOp::create(b, loc, predicate, lhs, rhs);
-  }
-  Value negate(Value condition) {
-    return arith::XOrIOp::create(
-        b, loc, condition,
-        arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
-  }
-  void ifThen(Value condition, function_ref<void()> body) {
-    auto ifOp = scf::IfOp::create(b, loc, condition, /*withElse=*/false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    body();
-  }
-  /// `for (i = first; i < bound; i += step) body(i)`.
-  void forEach(Value first, Value bound, Value step,
-               function_ref<void(Value)> body) {
-    scf::ForOp::create(b, loc, first, bound, step, ValueRange{},
-                       [&](OpBuilder &, Location, Value i, ValueRange) {
-                         body(i);
-                         scf::YieldOp::create(b, loc);
-                       });
-  }
-  /// Adds one to the i32 word `counter[0]`.
-  void count(Value counter) {
-    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
-                                counter, ValueRange{index(0)});
-  }
-};
 
 /// A private constant i32 table in global memory of `module`.
 std::string createTable(OpBuilder &b, gpu::GPUModuleOp module, Location loc,

@@ -1,0 +1,67 @@
+//===- KernelEmitter.h - small builders of the MoE GPU kernels --*- C++ -*-===//
+//
+// Constants, casts, conditionals and loops as the kernel builders of this
+// directory spell them (align over many blocks, the expert-parallel
+// exchange).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_LIB_CONVERSION_MOETOGPU_KERNELEMITTER_H
+#define MOE_LIB_CONVERSION_MOETOGPU_KERNELEMITTER_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+
+namespace mlir::moe {
+
+/// Small builders at `b`'s insertion point, at `loc`.
+struct KernelEmitter {
+  OpBuilder &b;
+  Location loc;
+
+  Value index(int64_t value) {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  }
+  Value i32(int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value));
+  }
+  Value toIndex(Value value) {
+    return arith::IndexCastOp::create(b, loc, b.getIndexType(), value);
+  }
+  Value toI32(Value value) {
+    return arith::IndexCastOp::create(b, loc, b.getI32Type(), value);
+  }
+  Value cmp(arith::CmpIPredicate predicate, Value lhs, Value rhs) {
+    return arith::CmpIOp::create(b, loc, predicate, lhs, rhs);
+  }
+  Value negate(Value condition) {
+    return arith::XOrIOp::create(
+        b, loc, condition,
+        arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
+  }
+  void ifThen(Value condition, function_ref<void()> body) {
+    auto ifOp = scf::IfOp::create(b, loc, condition, /*withElse=*/false);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(ifOp.thenBlock());
+    body();
+  }
+  /// `for (i = first; i < bound; i += step) body(i)`.
+  void forEach(Value first, Value bound, Value step,
+               function_ref<void(Value)> body) {
+    scf::ForOp::create(b, loc, first, bound, step, ValueRange{},
+                       [&](OpBuilder &, Location, Value i, ValueRange) {
+                         body(i);
+                         scf::YieldOp::create(b, loc);
+                       });
+  }
+  /// Adds one to the i32 word `counter[0]`.
+  void count(Value counter) {
+    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
+                                counter, ValueRange{index(0)});
+  }
+};
+
+} // namespace mlir::moe
+
+#endif // MOE_LIB_CONVERSION_MOETOGPU_KERNELEMITTER_H
