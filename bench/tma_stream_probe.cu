@@ -1,0 +1,294 @@
+// Streams a weight matrix through shared memory the way the decode expert
+// GEMMs do, without the MMAs, to tell the access pattern's bandwidth apart
+// from the kernel's own costs (docs/gpu-decode-kernel.md, "the weight
+// stream alone").
+//
+// Each block owns `rows` consecutive weight rows (one output tile) and walks
+// their K in steps of `spans` × 128 bytes per row: one TMA box of
+// [rows, 64 bf16] (128B swizzle, as the kernels' weight tiles) per span,
+// completed on the stage's mbarrier, `stages` stages in a ring. Thread 0
+// issues; with `barrier` every thread waits for the stage, reads a word of
+// it and passes a block barrier before the stage is refilled (the
+// multistage kernel's per-step handshake); without it thread 0 alone waits
+// and refills. `split` blocks share a tile's K (split-K's grid).
+//
+// Beside it, a plain read of the same bytes with 16-byte loads from every
+// SM, the card's reference for this size. The matrix is rotated over
+// enough copies that each pass reads from DRAM, not L2.
+//
+// Build (nvcc, sm_90a):
+//   nvcc -O3 -arch=sm_90a -std=c++17 bench/tma_stream_probe.cu -lcuda \
+//     -o tma_stream_probe
+// Run: ./tma_stream_probe   (prints one line per variant)
+
+#include <cuda.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace {
+
+constexpr int kThreads = 128;
+constexpr int kSpanElements = 64; // 128 bytes of bf16: one swizzle span.
+constexpr int kMaxSharedBytes = 200 * 1024;
+
+#define CHECK_CUDA(call)                                                       \
+  do {                                                                         \
+    cudaError_t status = (call);                                               \
+    if (status != cudaSuccess) {                                               \
+      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,                  \
+                   cudaGetErrorString(status));                                \
+      std::exit(1);                                                            \
+    }                                                                          \
+  } while (0)
+
+__device__ uint32_t sharedAddress(const void *pointer) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+__device__ void initBarrier(uint64_t *barrier) {
+  asm volatile(
+      "mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(sharedAddress(barrier)));
+}
+
+__device__ void expectBytes(uint64_t *barrier, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(
+                   sharedAddress(barrier)),
+               "r"(bytes));
+}
+
+__device__ void waitPhase(uint64_t *barrier, uint32_t phase) {
+  asm volatile("{\n"
+               ".reg .pred done;\n"
+               "retry:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+               "@!done bra retry;\n"
+               "}\n" ::"r"(sharedAddress(barrier)),
+               "r"(phase));
+}
+
+__device__ void loadBox(const CUtensorMap *map, void *destination,
+                        uint64_t *barrier, int column, int row) {
+  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::"
+               "complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(
+                   sharedAddress(destination)),
+               "l"(map), "r"(column), "r"(row), "r"(sharedAddress(barrier))
+               : "memory");
+}
+
+struct StreamShape {
+  int rows;      // weight rows per block
+  int spans;     // 128-byte spans per row per stage
+  int stages;    // ring depth
+  int split;     // blocks per tile along K
+  bool barrier;  // per-step block handshake
+  int kElements; // K of the matrix
+};
+
+__global__ void streamTiles(const __grid_constant__ CUtensorMap map,
+                            StreamShape shape, float *sink) {
+  extern __shared__ __align__(1024) unsigned char ring[];
+  __shared__ uint64_t full[16];
+  int tile = blockIdx.x / shape.split;
+  int part = blockIdx.x % shape.split;
+  int stageBytes = shape.rows * shape.spans * kSpanElements * 2;
+  int stepElements = shape.spans * kSpanElements;
+  int steps = shape.kElements / stepElements / shape.split;
+  int kBase = part * steps * stepElements;
+  int row = tile * shape.rows;
+  unsigned char *base = reinterpret_cast<unsigned char *>(
+      (reinterpret_cast<uintptr_t>(ring) + 1023) & ~uintptr_t(1023));
+  auto issue = [&](int step) {
+    int stage = step % shape.stages;
+    expectBytes(&full[stage], stageBytes);
+    for (int span = 0; span < shape.spans; ++span)
+      loadBox(&map, base + stage * stageBytes + span * shape.rows * 128,
+              &full[stage], kBase + step * stepElements + span * kSpanElements,
+              row);
+  };
+  if (threadIdx.x == 0) {
+    for (int stage = 0; stage < shape.stages; ++stage)
+      initBarrier(&full[stage]);
+    asm volatile("fence.mbarrier_init.release.cluster;");
+  }
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int step = 0; step < shape.stages && step < steps; ++step)
+      issue(step);
+  float sum = 0.f;
+  for (int step = 0; step < steps; ++step) {
+    int stage = step % shape.stages;
+    uint32_t phase = (step / shape.stages) & 1;
+    if (shape.barrier || threadIdx.x == 0) {
+      waitPhase(&full[stage], phase);
+      sum += reinterpret_cast<const float *>(base +
+                                             stage * stageBytes)[threadIdx.x];
+    }
+    if (shape.barrier)
+      __syncthreads();
+    if (threadIdx.x == 0 && step + shape.stages < steps)
+      issue(step + shape.stages);
+  }
+  if (sum == 12345.f) // keeps the reads; never true for the random data
+    sink[blockIdx.x * kThreads + threadIdx.x] = sum;
+}
+
+/// Every SM reads `words` 16-byte words with a grid stride.
+__global__ void plainRead(const uint4 *source, size_t words, float *sink) {
+  uint32_t acc = 0;
+  for (size_t i = blockIdx.x * blockDim.x + threadIdx.x; i < words;
+       i += size_t(gridDim.x) * blockDim.x) {
+    uint4 value = __ldcs(source + i);
+    acc ^= value.x ^ value.y ^ value.z ^ value.w;
+  }
+  if (acc == 0x12345u)
+    sink[blockIdx.x] = float(acc);
+}
+
+CUtensorMap makeMap(void *matrix, int rows, int kElements, int boxRows) {
+  CUtensorMap map;
+  cuuint64_t dims[2] = {cuuint64_t(kElements), cuuint64_t(rows)};
+  cuuint64_t strides[1] = {cuuint64_t(kElements) * 2};
+  cuuint32_t box[2] = {kSpanElements, cuuint32_t(boxRows)};
+  cuuint32_t elementStrides[2] = {1, 1};
+  CUresult result = cuTensorMapEncodeTiled(
+      &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, matrix, dims, strides, box,
+      elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (result != CUDA_SUCCESS) {
+    std::fprintf(stderr, "cuTensorMapEncodeTiled failed (%d)\n", int(result));
+    std::exit(1);
+  }
+  return map;
+}
+
+/// A weight matrix (rows × K bf16) in enough copies to exceed the L2.
+struct Matrix {
+  const char *name;
+  int rows;
+  int kElements;
+  std::vector<void *> copies;
+  size_t bytes() const { return size_t(rows) * kElements * 2; }
+};
+
+/// Median µs of one launch, over graphs of `launches` launches that rotate
+/// the matrix's copies.
+template <typename Launch> float medianMicroseconds(Launch launch, int copies) {
+  constexpr int kLaunches = 24, kReplays = 15;
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreate(&stream));
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  for (int i = 0; i < kLaunches; ++i)
+    launch(i % copies, stream);
+  CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
+  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
+  CHECK_CUDA(cudaGraphLaunch(exec, stream));
+  CHECK_CUDA(cudaStreamSynchronize(stream));
+  cudaEvent_t start, stop;
+  CHECK_CUDA(cudaEventCreate(&start));
+  CHECK_CUDA(cudaEventCreate(&stop));
+  std::vector<float> times;
+  for (int replay = 0; replay < kReplays; ++replay) {
+    CHECK_CUDA(cudaEventRecord(start, stream));
+    CHECK_CUDA(cudaGraphLaunch(exec, stream));
+    CHECK_CUDA(cudaEventRecord(stop, stream));
+    CHECK_CUDA(cudaEventSynchronize(stop));
+    float ms;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
+    times.push_back(ms * 1000.f / kLaunches);
+  }
+  CHECK_CUDA(cudaGraphExecDestroy(exec));
+  CHECK_CUDA(cudaGraphDestroy(graph));
+  CHECK_CUDA(cudaStreamDestroy(stream));
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+void report(const Matrix &matrix, const char *variant, int blocks, float us) {
+  std::printf("%-10s %-44s %5d blocks %8.1f us %5.2f TB/s\n", matrix.name,
+              variant, blocks, us, matrix.bytes() / (us * 1e-6) / 1e12);
+}
+
+void probe(Matrix &matrix, float *sink, int sms) {
+  size_t words = matrix.bytes() / 16;
+  for (int perSM : {2, 4}) {
+    int blocks = sms * perSM;
+    float us = medianMicroseconds(
+        [&](int copy, cudaStream_t stream) {
+          plainRead<<<blocks, 512, 0, stream>>>(
+              static_cast<const uint4 *>(matrix.copies[copy]), words, sink);
+        },
+        matrix.copies.size());
+    char variant[64];
+    std::snprintf(variant, sizeof variant, "plain 16B loads, %d x 512/SM",
+                  perSM);
+    report(matrix, variant, blocks, us);
+  }
+  for (int rows : {128, 256})
+    for (int spans : {1, 2})
+      for (int split : {1, 2})
+        for (int ringDepth : {4, 8})
+          for (bool barrier : {true, false}) {
+            int stageBytes = rows * spans * 128;
+            int stages =
+                std::min(ringDepth, (kMaxSharedBytes - 1024) / stageBytes);
+            StreamShape shape{rows,  spans,   stages,
+                              split, barrier, matrix.kElements};
+            std::vector<CUtensorMap> maps;
+            for (void *copy : matrix.copies)
+              maps.push_back(
+                  makeMap(copy, matrix.rows, matrix.kElements, rows));
+            int blocks = matrix.rows / rows * split;
+            int shared = stages * stageBytes + 1024;
+            CHECK_CUDA(cudaFuncSetAttribute(
+                streamTiles, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                shared));
+            float us = medianMicroseconds(
+                [&](int copy, cudaStream_t stream) {
+                  streamTiles<<<blocks, kThreads, shared, stream>>>(
+                      maps[copy], shape, sink);
+                },
+                matrix.copies.size());
+            char variant[64];
+            std::snprintf(variant, sizeof variant,
+                          "tma %3d rows x %3d B, %d stages, split %d%s", rows,
+                          spans * 128, stages, split,
+                          barrier ? ", barrier" : "");
+            report(matrix, variant, blocks, us);
+          }
+}
+
+} // namespace
+
+int main() {
+  CHECK_CUDA(cudaFree(nullptr));
+  cudaDeviceProp properties;
+  CHECK_CUDA(cudaGetDeviceProperties(&properties, 0));
+  std::printf("device: %s, %d SMs\n", properties.name,
+              properties.multiProcessorCount);
+  // GEMM1's weights at M = 1: Qwen3-30B-A3B (8 experts × 1536 rows × 2048)
+  // and Mixtral-8x7B (2 experts × 28672 rows × 4096).
+  std::vector<Matrix> matrices = {{"qwen3-g1", 8 * 1536, 2048, {}},
+                                  {"mixtral-g1", 2 * 28672, 4096, {}}};
+  float *sink;
+  CHECK_CUDA(cudaMalloc(&sink, 1 << 24));
+  for (Matrix &matrix : matrices) {
+    int copies = std::max<size_t>(2, (size_t(400) << 20) / matrix.bytes());
+    for (int i = 0; i < copies; ++i) {
+      void *copy;
+      CHECK_CUDA(cudaMalloc(&copy, matrix.bytes()));
+      CHECK_CUDA(cudaMemset(copy, 0x3c + i, matrix.bytes()));
+      matrix.copies.push_back(copy);
+    }
+    probe(matrix, sink, properties.multiProcessorCount);
+    for (void *copy : matrix.copies)
+      CHECK_CUDA(cudaFree(copy));
+  }
+  return 0;
+}
