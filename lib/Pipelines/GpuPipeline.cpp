@@ -20,6 +20,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   moe_gpu::MoeGpuConfigureOptions configureOptions;
   configureOptions.blockN = options.blockN;
   configureOptions.stages = options.stages;
+  configureOptions.blockK = options.blockK;
   configureOptions.warpSpecialize = options.warpSpecialize;
   configureOptions.persistent = options.persistent;
   configureOptions.pingpong = options.pingpong;

@@ -69,6 +69,13 @@ llvm::cl::opt<int64_t>
                           "256; 0: moe-gpu-configure's choice)"),
            llvm::cl::init(0), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t>
+    blockK("block-k",
+           llvm::cl::desc("Override the K elements per stage of the bf16 "
+                          "GEMMs (64, or 128: 256 bytes of every weight row "
+                          "per step; multistage schedule without a cluster; "
+                          "0: moe-gpu-configure's choice)"),
+           llvm::cl::init(0), llvm::cl::cat(moeCategory));
+llvm::cl::opt<int64_t>
     stages("stages",
            llvm::cl::desc("Override the shared-memory ring depth (2-5, "
                           "fewer where K has fewer steps or the ring would "
@@ -266,6 +273,7 @@ int main(int argc, char **argv) {
   }
   options.blockN = blockN;
   options.stages = stages;
+  options.blockK = blockK;
   options.warpSpecialize = warpSpecialize;
   options.persistent = persistent;
   options.pingpong = pingpong;

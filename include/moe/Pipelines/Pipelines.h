@@ -36,6 +36,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("Override the grouped GEMMs' wgmma N (0: "
                      "moe-gpu-configure's choice)"),
       llvm::cl::init(0)};
+  PassOptions::Option<int64_t> blockK{
+      *this, "block-k",
+      llvm::cl::desc("K elements per stage of the bf16 GEMMs: 64 or 128 (two "
+                     "128-byte swizzle spans; multistage, no cluster); 0: "
+                     "moe-gpu-configure's choice"),
+      llvm::cl::init(0)};
   PassOptions::Option<int64_t> stages{
       *this, "stages",
       llvm::cl::desc("Override the shared-memory ring depth (0: "

@@ -37,6 +37,9 @@ struct GpuCompileOptions {
   /// Overrides of moe-gpu-configure (0 or false: its choice).
   int64_t blockN = 0;
   int64_t stages = 0;
+  /// K elements per stage of the bf16 GEMMs (64, or 128: two swizzle
+  /// spans); 0: moe-gpu-configure's choice.
+  int64_t blockK = 0;
   bool warpSpecialize = false;
   bool persistent = false;
   bool pingpong = false;

@@ -221,6 +221,10 @@ private:
   /// stage `next`): frees `next`'s stage for the block that fills it and
   /// waits until that stage is free in the other block too.
   void freeStageInPair(Value step, Value next);
+  /// Leader: the TMA boxes of span `span` of `stage`'s weight tile (gated:
+  /// its gate rows, then their up rows), from K column `kOffset` + the
+  /// span's.
+  void loadWeightSpan(Value stage, int64_t span, Value kOffset, Value issuer);
   /// Shared, to both blocks' shared memory; else this block's alone: the
   /// two boxes of the B tile (gate and up rows, or its two halves). Block r
   /// loads box r. Predicates only, no branches.
@@ -471,27 +475,9 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
     }
   } else if (config.clusterM > 1) {
     loadPairedWeights(stage, kOffset, issuer);
-  } else if (!config.activation) {
-    nvgpu::TmaAsyncLoadOp::create(b, loc, tileB(stage), rings.full, weightsMap,
-                                  ValueRange{kOffset, tile.weightsRow}, stage,
-                                  Value(), issuer);
   } else {
-    // Gate rows, then the matching up rows: N/2 further down, or
-    // (interleaved) in the second half of the same [2K]-wide row pair.
-    auto [upColumn, upRow] = moe.upTileCoordinates(kOffset);
-    Value gateTile =
-        stageView(shared.boxType, stage, config.stages * config.tileABytes(),
-                  config.tileBBytes());
-    Value upTile =
-        stageView(shared.boxType, stage,
-                  config.stages * config.tileABytes() + config.tileBBytes() / 2,
-                  config.tileBBytes());
-    nvgpu::TmaAsyncLoadOp::create(b, loc, gateTile, rings.full, weightsMap,
-                                  ValueRange{kOffset, tile.weightsRow}, stage,
-                                  Value(), issuer);
-    nvgpu::TmaAsyncLoadOp::create(b, loc, upTile, rings.full, weightsMap,
-                                  ValueRange{upColumn, upRow}, stage, Value(),
-                                  issuer);
+    for (int64_t span = 0; span < config.spans; ++span)
+      loadWeightSpan(stage, span, kOffset, issuer);
   }
   if (!config.isWeightOnly())
     nvgpu::MBarrierArriveExpectTxOp::create(
@@ -511,6 +497,36 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
   }
   // One commit group per step; the wait counts groups, not tokens.
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
+}
+
+void KernelBuilder::loadWeightSpan(Value stage, int64_t span, Value kOffset,
+                                   Value issuer) {
+  Value column = kOffset;
+  if (span > 0)
+    column = arith::AddIOp::create(b, loc, kOffset,
+                                   index(span * config.spanElements()));
+  int64_t spanOffset =
+      config.stages * config.tileABytes() + span * config.spanBBytes();
+  auto boxAt = [&](int64_t offset) {
+    return stageView(shared.boxType, stage, spanOffset + offset,
+                     config.tileBBytes());
+  };
+  auto load = [&](Value box, Value boxColumn, Value boxRow) {
+    nvgpu::TmaAsyncLoadOp::create(b, loc, box, rings.full, weightsMap,
+                                  ValueRange{boxColumn, boxRow}, stage,
+                                  Value(), issuer);
+  };
+  if (!config.activation) {
+    load(boxAt(0), column, tile.weightsRow);
+    return;
+  }
+  // Gate rows, then the matching up rows: N/2 further down, or
+  // (interleaved) in the second half of the same [2K]-wide row pair.
+  auto [upColumn, upRow] = moe.upTileCoordinates(column);
+  Value gateBox = boxAt(0);
+  Value upBox = boxAt(config.spanBBytes() / 2);
+  load(gateBox, column, tile.weightsRow);
+  load(upBox, upColumn, upRow);
 }
 
 void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
@@ -729,8 +745,15 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
       b, loc, hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
       thisThread.warpgroupOffset);
   Value descriptorB = hopper.wgmmaDescriptor(hopper.addressOf(tileB(stage)));
-  if (config.swapAB)
+  // Each span of K is its own swizzled block of the tile: the slot rows'
+  // spans are block_m rows apart, the weight rows' block_n.
+  hopper::WgmmaStageSpans spans{config.spans,
+                                config.tileABytes() / config.spans / 16,
+                                config.spanBBytes() / 16};
+  if (config.swapAB) {
     std::swap(descriptorA, descriptorB);
+    std::swap(spans.strideA, spans.strideB);
+  }
   hopper::WgmmaKind kind;
   kind.elementBytes = config.elementBytes();
   if (config.format == QuantFormat::Fp8)
@@ -742,7 +765,7 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
   // With pingpong, fragment f's rows start 64 · 128 bytes after f − 1's.
   return hopper.wgmmaStage(accumulators, descriptorA, descriptorB,
                            /*fragmentStride=*/kWarpgroupRows * kRowBytes / 16,
-                           hopper::WgmmaFragmentLayout{config.mmaColumns()},
+                           spans, hopper::WgmmaFragmentLayout{config.mmaColumns()},
                            kind,
                            accumulatorType, pendingGroups, fresh);
 }
@@ -867,29 +890,41 @@ std::pair<Value, Value> KernelBuilder::rasterize(Value x, Value y) {
 }
 
 void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
-  // Each thread copies its share of the block_m x 8 chunks of 16 bytes;
-  // chunk c of row r lands at chunk c xor (r mod 8): the 128B swizzle TMA
+  // Each thread copies its share of the block_m x (8 x spans) chunks of 16
+  // bytes, consecutive threads along a row. Chunk c of row r lands in span
+  // c / 8's block, at chunk (c mod 8) xor (r mod 8): the 128B swizzle TMA
   // would produce.
   int64_t chunkElements = kChunkBytes / config.elementBytes();
+  int64_t rowChunks = 8 * config.spans;
   for (SmallVector<Value> *plan :
        {&copies.chunkRow, &copies.srcRow, &copies.srcElements,
         &copies.dstColumn, &copies.chunkColumn})
     plan->clear();
-  for (int64_t i = 0; i < config.blockM * 8 / numThreads; ++i) {
+  for (int64_t i = 0; i < config.blockM * rowChunks / numThreads; ++i) {
     Value chunk =
         arith::AddIOp::create(b, loc, thread, index(numThreads * i));
-    Value row = arith::DivUIOp::create(b, loc, chunk, index(8));
-    Value column = arith::RemUIOp::create(b, loc, chunk, index(8));
+    Value row = arith::DivUIOp::create(b, loc, chunk, index(rowChunks));
+    Value column = arith::RemUIOp::create(b, loc, chunk, index(rowChunks));
     Value real;
     Value source = moe.inputRowOf(
         arith::AddIOp::create(b, loc, tile.firstSlot, row), real);
-    copies.chunkRow.push_back(row);
+    Value spanRow = row;
+    if (config.spans > 1)
+      spanRow = arith::AddIOp::create(
+          b, loc, row,
+          arith::MulIOp::create(
+              b, loc, arith::DivUIOp::create(b, loc, column, index(8)),
+              index(config.blockM)));
+    copies.chunkRow.push_back(spanRow);
     copies.srcRow.push_back(source);
     // A padding slot copies nothing and zero-fills its chunk.
     copies.srcElements.push_back(
         arith::SelectOp::create(b, loc, real, index(chunkElements), index(0)));
     Value swizzled = arith::XOrIOp::create(
-        b, loc, column, arith::RemUIOp::create(b, loc, row, index(8)));
+        b, loc,
+        config.spans > 1 ? arith::RemUIOp::create(b, loc, column, index(8))
+                         : column,
+        arith::RemUIOp::create(b, loc, row, index(8)));
     copies.dstColumn.push_back(
         arith::MulIOp::create(b, loc, swizzled, index(chunkElements)));
     copies.chunkColumn.push_back(
@@ -1392,11 +1427,16 @@ void KernelBuilder::createTypes() {
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
   // The tiles hold bf16, or the bytes of the w8a8 codes.
   Type element = config.isW8A8() ? Type(b.getI8Type()) : Type(b.getBF16Type());
-  shared.tileAType = MemRefType::get({config.blockM, config.blockK()}, element,
-                                     MemRefLayoutAttrInterface(), workgroup);
-  shared.tileBType = MemRefType::get({config.blockN, config.blockK()}, element,
-                                     MemRefLayoutAttrInterface(), workgroup);
-  shared.boxType = MemRefType::get({config.boxRows(), config.blockK()}, element,
+  // A stage's tile is `spans` swizzled [rows, 128 bytes] blocks in a
+  // column; a TMA box is one span wide.
+  int64_t span = config.spanElements();
+  shared.tileAType =
+      MemRefType::get({config.spans * config.blockM, span}, element,
+                      MemRefLayoutAttrInterface(), workgroup);
+  shared.tileBType =
+      MemRefType::get({config.spans * config.blockN, span}, element,
+                      MemRefLayoutAttrInterface(), workgroup);
+  shared.boxType = MemRefType::get({config.boxRows(), span}, element,
                                    MemRefLayoutAttrInterface(), workgroup);
   shared.packedType =
       MemRefType::get({config.blockN, config.packedRowBytes()}, b.getI8Type(),
@@ -1883,7 +1923,17 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   if (config.pingpong && kernelConfig.getBlockN() > 128)
     return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
                            << ": pingpong is built for block_n up to 128";
-  if (!scheduleBuilt || kernelConfig.getBlockK() != config.blockK() ||
+  // block_k of one or two 128-byte spans; two only for the bf16 multistage
+  // schedule without a cluster.
+  int64_t blockK = kernelConfig.getBlockK();
+  config.spans = blockK / config.spanElements();
+  bool spansBuilt =
+      blockK % config.spanElements() == 0 &&
+      (config.spans == 1 ||
+       (config.spans == 2 && config.format == QuantFormat::None &&
+        kernelConfig.getSchedule() == moe_gpu::Schedule::Multistage &&
+        kernelConfig.getClusterM() == 1));
+  if (!scheduleBuilt || !spansBuilt ||
       !llvm::is_contained({64, 128, 256}, kernelConfig.getBlockN()) ||
       kernelConfig.getStages() < 2 || kernelConfig.getStages() > kMaxStages ||
       kernelConfig.getClusterN() != 1 || kernelConfig.getClusterM() > 2 ||
@@ -1894,7 +1944,8 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
            << "no GPU kernel yet for " << kernelConfig
            << ": the emitter builds the multistage schedule, and the "
               "warp-specialized, persistent and pingpong ones with one "
-              "producer warpgroup for bf16, with 128 bytes of K per stage, "
+              "producer warpgroup for bf16, with 128 bytes of K per stage "
+              "(256 for the bf16 multistage schedule without a cluster), "
               "block_n 64, 128 or 256, 2 to "
            << kMaxStages
            << " stages and no cluster but pairs along M (cluster_m = 2) of "
@@ -2005,7 +2056,8 @@ static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
           b.getNamedAttr("shared_bytes",
                          b.getI64IntegerAttr(config.sharedBytes())),
           b.getNamedAttr("box_rows", b.getI64IntegerAttr(config.boxRows())),
-          b.getNamedAttr("box_cols", b.getI64IntegerAttr(config.blockK())),
+          b.getNamedAttr("box_cols",
+                         b.getI64IntegerAttr(config.spanElements())),
           b.getNamedAttr("element_bytes",
                          b.getI64IntegerAttr(config.elementBytes())),
       }));

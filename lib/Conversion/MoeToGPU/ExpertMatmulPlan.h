@@ -57,6 +57,11 @@ struct ExpertMatmulPlan {
   bool gateUpInterleaved = false;
   double alpha = 0, limit = 0, routedScalingFactor = 1;
   int64_t stages, splitK;
+  /// 128-byte swizzle spans of K in each row of a stage: 1, or 2 for the
+  /// bf16 multistage schedule (256 bytes of every weight row per TMA step,
+  /// half the steps). A stage's tile is `spans` swizzled [rows, span]
+  /// blocks, one after the other.
+  int64_t spans = 1;
   /// Rows of a slot block: 64 or 128 (one or two consumer warpgroups, each
   /// an m64 wgmma on its 64 rows against the shared B tile), or with
   /// swapped operands 16 or 32 (the wgmma's N).
@@ -101,8 +106,10 @@ struct ExpertMatmulPlan {
   /// accumulator was 1.2e-2 off the float64 oracle, 3.5e-3 promoted).
   bool promotesEachStage() const { return format == QuantFormat::Fp8; }
   int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
+  /// Elements of K in one 128-byte swizzle span (a TMA box's width).
+  int64_t spanElements() const { return kRowBytes / elementBytes(); }
   /// Elements of K per stage.
-  int64_t blockK() const { return kRowBytes / elementBytes(); }
+  int64_t blockK() const { return spans * spanElements(); }
   /// Warp-specialized: a producer warpgroup after the consumers fills the
   /// ring; setmaxnreg moves the roles to these per-thread register counts
   /// (0: no rebalancing).
@@ -146,15 +153,18 @@ struct ExpertMatmulPlan {
   int64_t columnTiles() const {
     return (width() + outputTile() - 1) / outputTile();
   }
-  int64_t tileABytes() const { return blockM * kRowBytes; }
+  int64_t tileABytes() const { return spans * blockM * kRowBytes; }
 
-  int64_t tileBBytes() const { return blockN * kRowBytes; }
+  int64_t tileBBytes() const { return spans * blockN * kRowBytes; }
+  /// Bytes from one span's block of the B tile to the next.
+  int64_t spanBBytes() const { return blockN * kRowBytes; }
 
   int64_t outputTile() const { return activation ? blockN / 2 : blockN; }
   /// Columns of a product row after the epilogue.
   int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
   int64_t kSteps() const { return inFeatures / blockK() / splitK; }
-  /// Per stage an A tile [BM, 128 bytes] and a B tile [BN, 128 bytes]
+  /// Per stage an A tile [BM, spans × 128 bytes] and a B tile [BN, spans ×
+  /// 128 bytes]
   /// (weight-only: and the B tile's stored codes), plus the slack for
   /// aligning the base to the swizzle.
   int64_t ringBytes() const {

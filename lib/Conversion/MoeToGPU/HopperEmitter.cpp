@@ -80,6 +80,7 @@ Value HopperEmitter::wgmmaDescriptor(Value address) {
 SmallVector<Value>
 HopperEmitter::wgmmaStage(ArrayRef<Value> accumulators, Value descriptorA,
                           Value descriptorB, int64_t fragmentStride,
+                          const WgmmaStageSpans &spans,
                           const WgmmaFragmentLayout &layout,
                           const WgmmaKind &kind, Type accumulatorType,
                           int64_t pendingGroups, bool fresh) {
@@ -87,18 +88,20 @@ HopperEmitter::wgmmaStage(ArrayRef<Value> accumulators, Value descriptorA,
   auto shape = NVVM::MMAShapeAttr::get(b.getContext(), 64, layout.columns,
                                        kWgmmaKBytes / kind.elementBytes);
   SmallVector<Value> sums(accumulators);
-  for (int64_t step = 0; step < kTileRowBytes / kWgmmaKBytes; ++step) {
+  constexpr int64_t stepsPerSpan = kTileRowBytes / kWgmmaKBytes;
+  for (int64_t step = 0; step < spans.count * stepsPerSpan; ++step) {
     // Both K-major operands advance 32 bytes (2 descriptor units) per
-    // wgmma; fragment f's rows start `fragmentStride` units after f − 1's.
-    Value offset = i64(step * kWgmmaKBytes / kDescriptorUnit);
+    // wgmma within a span, and to the next span's block after four;
+    // fragment f's rows start `fragmentStride` units after f − 1's.
+    int64_t span = step / stepsPerSpan;
+    int64_t inSpan = (step % stepsPerSpan) * kWgmmaKBytes / kDescriptorUnit;
+    int64_t offsetA = span * spans.strideA + inSpan;
     SmallVector<Value> stepA;
     for (int64_t fragment = 0; fragment < int64_t(sums.size()); ++fragment)
       stepA.push_back(arith::AddIOp::create(
-          b, loc, descriptorA,
-          fragment ? i64(fragment * fragmentStride +
-                         step * kWgmmaKBytes / kDescriptorUnit)
-                   : offset));
-    Value stepB = arith::AddIOp::create(b, loc, descriptorB, offset);
+          b, loc, descriptorA, i64(fragment * fragmentStride + offsetA)));
+    Value stepB = arith::AddIOp::create(
+        b, loc, descriptorB, i64(span * spans.strideB + inSpan));
     for (auto [fragment, sum] : llvm::enumerate(sums))
       sum = NVVM::WgmmaMmaAsyncOp::create(
           b, loc, accumulatorType, sum, stepA[fragment], stepB, shape,

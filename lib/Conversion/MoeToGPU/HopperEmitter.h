@@ -46,6 +46,14 @@ struct WgmmaKind {
   int64_t elementBytes = 2;
 };
 
+/// The 128-byte swizzle spans of K in one stage of two K-major operand
+/// tiles: each span is its own swizzled block of the tile, the next
+/// `strideA` (`strideB`) descriptor units (16 bytes) further.
+struct WgmmaStageSpans {
+  int64_t count = 1;
+  int64_t strideA = 0, strideB = 0;
+};
+
 /// Builds sm_90a operations at `b`'s insertion point; holds no state but
 /// the builder and the location.
 class HopperEmitter {
@@ -59,13 +67,15 @@ public:
   Value addressOf(Value view);
   /// The wgmma descriptor of a K-major, 128B-swizzled tile at `address`.
   Value wgmmaDescriptor(Value address);
-  /// Issues the wgmmas of one 128-byte K stage on `accumulators` (one per
-  /// 64-row fragment of A, `fragmentStride` descriptor units apart, all
-  /// against the B tile of `descriptorB`), commits them as a group and
-  /// waits until at most `pendingGroups` groups are in flight. `fresh`:
-  /// the first wgmma ignores the accumulators (scale-d 0).
+  /// Issues the wgmmas of one K stage (`spans` 128-byte spans) on
+  /// `accumulators` (one per 64-row fragment of A, `fragmentStride`
+  /// descriptor units apart, all against the B tile of `descriptorB`),
+  /// commits them as a group and waits until at most `pendingGroups` groups
+  /// are in flight. `fresh`: the first wgmma ignores the accumulators
+  /// (scale-d 0).
   SmallVector<Value> wgmmaStage(ArrayRef<Value> accumulators, Value descriptorA,
                                 Value descriptorB, int64_t fragmentStride,
+                                const WgmmaStageSpans &spans,
                                 const WgmmaFragmentLayout &layout,
                                 const WgmmaKind &kind, Type accumulatorType,
                                 int64_t pendingGroups, bool fresh);

@@ -82,6 +82,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.numTokens = options.numTokens;
   pipelineOptions.blockN = options.blockN;
   pipelineOptions.stages = options.stages;
+  pipelineOptions.blockK = options.blockK;
   pipelineOptions.warpSpecialize = options.warpSpecialize;
   pipelineOptions.persistent = options.persistent;
   pipelineOptions.pingpong = options.pingpong;

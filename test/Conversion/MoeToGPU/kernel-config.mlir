@@ -24,6 +24,56 @@ func.func @follows_config(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %block
 
 // -----
 
+// block_k = 128: a stage holds two 128-byte spans of K, each its own
+// swizzled block (the A tile's 64 rows, 8 KB apart; the B tile's 128 rows,
+// 16 KB apart). The leader loads the second span's box 64 columns further
+// on the same barrier, which expects both (2 x 128 rows x 128 bytes); a
+// step multiplies 8 k16 slices, the second span's descriptors 512 (A) and
+// 1024 (B) units on. K = 512 is 4 steps: one round of the 3-stage ring in
+// the loop, one step after it.
+// CHECK-LABEL: func.func @two_spans
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: box_cols = 64 : i64, box_rows = 128 : i64, {{.*}}shared_bytes = 148480 : i64
+// CHECK: nvgpu.tma.async.load %{{.*}}[%[[K:[0-9]+]], %[[ROW:[0-9]+]]]
+// CHECK: %[[K2:.*]] = arith.addi %[[K]], %c64
+// CHECK: nvgpu.tma.async.load %{{.*}}[%[[K2]], %[[ROW]]]
+// CHECK: nvgpu.mbarrier.arrive.expect_tx %{{.*}}, %c32768
+// CHECK: scf.for %{{.*}} = %c0{{.*}} to %c1{{.*}} step %c1
+// CHECK: nvvm.wgmma.fence.aligned
+// CHECK: arith.addi %[[DA:[0-9]+]], %c0_i64
+// CHECK: arith.addi %[[DB:[0-9]+]], %c0_i64
+// CHECK: arith.addi %[[DA]], %c6_i64
+// CHECK: arith.addi %[[DB]], %c6_i64
+// CHECK: arith.addi %[[DA]], %c512_i64
+// CHECK: arith.addi %[[DB]], %c1024_i64
+// CHECK: arith.addi %[[DA]], %c518_i64
+// CHECK: arith.addi %[[DB]], %c1030_i64
+// CHECK-NOT: arith.addi %[[DA]], %c520_i64
+// CHECK: scf.yield
+// CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>
+// CHECK-NOT: nvvm.wgmma.mma_async
+func.func @two_spans(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 3, consumer_warpgroups = 1>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Two spans are built for the multistage schedule only.
+// CHECK-LABEL: func.func @two_spans_warp_specialized
+// CHECK-NOT: gpu.module
+func.func @two_spans_warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 2, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage (256 for the bf16 multistage schedule without a cluster), block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 2, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
 // group_m = 4: grid block (x, y) of an X x Y grid is issued at x + X·y and
 // takes slot block 4·g + (that mod 4Y) mod R and column tile (that mod 4Y)
 // div R, g = (x + X·y) div 4Y, R = min(X − 4g, 4).
@@ -466,7 +516,7 @@ func.func @cluster_of_warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?
 // CHECK-LABEL: func.func @cluster_of_persistent
 // CHECK-NOT: gpu.module
 func.func @cluster_of_persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage, block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage (256 for the bf16 multistage schedule without a cluster), block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>

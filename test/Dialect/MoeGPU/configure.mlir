@@ -29,6 +29,15 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=cluster-m=2 | FileCheck %s --check-prefix=INT4-PREFILL
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=cluster-m=3 2>&1 | FileCheck %s --check-prefix=CLUSTER-INVALID
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-n=96 2>&1 | FileCheck %s --check-prefix=BLOCKN-INVALID
+// block-k=128: bf16 matmuls take two 128-byte spans of K per stage (the
+// ring as deep as fits: 4 stages of (64 + 128) rows x 256 bytes); weight-only
+// and fp8 ones keep theirs (one span: 64 codes dequantized to bf16, 128
+// e4m3 codes).
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="block-k=128 block-n=128" | FileCheck %s --check-prefix=BLOCKK-DECODE
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=FP8-PREFILL
+// RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-k=96 2>&1 | FileCheck %s --check-prefix=BLOCKK-INVALID
+// RUN: not moe-opt %s -split-input-file -moe-gpu-configure="block-k=128 warp-specialize" 2>&1 | FileCheck %s --check-prefix=BLOCKK-SCHEDULE
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=stages=1 2>&1 | FileCheck %s --check-prefix=STAGES-INVALID
 // With warp-specialize and cluster-m=2: the warp-specialized matmuls
 // without split-K are paired; the multistage ones (64-row blocks at decode)
@@ -72,6 +81,10 @@
 // CLUSTER-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2, group_m = 8>
 // CLUSTER-INVALID: error: moe-gpu-configure: cluster-m must be 1 or 2, got 3
 // BLOCKN-INVALID: error: moe-gpu-configure: block-n must be 0, 64, 128 or 256, got 96
+// BLOCKK-INVALID: error: moe-gpu-configure: block-k must be 0, 64 or 128, got 96
+// BLOCKK-SCHEDULE: error: moe-gpu-configure: block-k = 128 is built for the multistage schedule without a cluster, not with warp-specialize, persistent, pingpong or cluster-m = 2
+// BLOCKK-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1, group_m = 1>
+// BLOCKK-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1, group_m = 1>
 // STAGES-INVALID: error: moe-gpu-configure: stages must be 0 or between 2 and 5, got 1
 // WS-CLUSTER-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2, group_m = 8>
 // WS-CLUSTER-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2, group_m = 8>

@@ -74,8 +74,10 @@ struct MatmulFacts {
   /// a byte of some formats).
   int64_t inFeatures = 0;
   TileAttr tile;
+  /// 128-byte swizzle spans of K per stage (1, or 2 with `block-k` for bf16).
+  int64_t spans = 1;
 
-  static MatmulFacts of(ExpertMatmulOp op) {
+  static MatmulFacts of(ExpertMatmulOp op, int64_t blockKOverride = 0) {
     MatmulFacts facts;
     moe::QuantizationAttr quantization = op.getQuantization();
     facts.format = quantization.getFormat();
@@ -84,6 +86,11 @@ struct MatmulFacts {
     facts.combine = op.isCombine();
     facts.inFeatures = op.getInput().getType().getDimSize(1);
     facts.tile = op.getTileAttr();
+    // Two spans are built for bf16 operands (not weight-only, whose codes
+    // are dequantized per 64 of K).
+    if (facts.format == QuantFormat::None &&
+        blockKOverride == 2 * facts.spanElements())
+      facts.spans = 2;
     return facts;
   }
   bool isW8A8() const {
@@ -91,7 +98,8 @@ struct MatmulFacts {
   }
   bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
   int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
-  int64_t blockK() const { return kStageRowBytes / elementBytes(); }
+  int64_t spanElements() const { return kStageRowBytes / elementBytes(); }
+  int64_t blockK() const { return spans * spanElements(); }
   int64_t totalSteps() const { return inFeatures / blockK(); }
   /// Shared bytes per stage of the stored weight codes of a weight-only
   /// B tile `blockN` rows high (32 bytes per 64 of K, 64 for int8).
@@ -148,7 +156,7 @@ int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
   int64_t stages = override > 0 ? override
                    : facts.isWeightOnly() ? kMaxWeightOnlyStages
                                           : hopper::kMaxMultistageStages;
-  int64_t stageBytes = (blockM + blockN) * kStageRowBytes +
+  int64_t stageBytes = (blockM + blockN) * kStageRowBytes * facts.spans +
                        facts.packedTileBytes(blockN);
   int64_t fitting = kUsableSharedBytes / stageBytes;
   int64_t steps = facts.totalSteps() / splitK;
@@ -159,6 +167,8 @@ int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
 /// The pass options the policy reads.
 struct ConfigureOptions {
   int64_t blockN = 0, stages = 0;
+  /// K elements per stage; 0: one 128-byte span.
+  int64_t blockK = 0;
   bool warpSpecialize = false;
   bool persistent = false;
   bool pingpong = false;
@@ -173,7 +183,7 @@ struct ConfigureOptions {
 /// rows; no warp specialization or cluster.
 KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
                                      const ConfigureOptions &options) {
-  MatmulFacts facts = MatmulFacts::of(op);
+  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
   int64_t splitK = chooseSplitK(facts);
   int64_t blockN = chooseBlockN(facts, options.blockN);
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
@@ -190,7 +200,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                     const ConfigureOptions &options) {
   if (blockM < kSmallBlockM)
     return chooseSwappedConfig(op, blockM, options);
-  MatmulFacts facts = MatmulFacts::of(op);
+  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
   int64_t splitK = chooseSplitK(facts);
   int64_t blockN = chooseBlockN(facts, options.blockN);
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
@@ -298,6 +308,23 @@ struct MoeGpuConfigurePass
     : public moe_gpu::impl::MoeGpuConfigureBase<MoeGpuConfigurePass> {
   using Base::Base;
 
+  /// `block-k` is one or two 128-byte spans of bf16; two are built for the
+  /// multistage schedule without a cluster only.
+  LogicalResult verifyBlockK() {
+    int64_t span = kStageRowBytes / 2;
+    if (!llvm::is_contained({int64_t(0), span, 2 * span}, blockK.getValue()))
+      return getOperation()->emitError("moe-gpu-configure: block-k must be "
+                                       "0, ")
+             << span << " or " << 2 * span << ", got " << blockK.getValue();
+    if (blockK == 2 * span &&
+        (warpSpecialize || persistent || pingpong || clusterM != 1))
+      return getOperation()->emitError(
+          "moe-gpu-configure: block-k = 128 is built for the multistage "
+          "schedule without a cluster, not with warp-specialize, "
+          "persistent, pingpong or cluster-m = 2");
+    return success();
+  }
+
   void runOnOperation() override {
     // An override the policy would round or clamp silently is an error:
     // the caller asked for a kernel it would not get.
@@ -323,8 +350,11 @@ struct MoeGpuConfigurePass
           << clusterM.getValue();
       return signalPassFailure();
     }
-    ConfigureOptions options{blockN,   stages,   warpSpecialize, persistent,
-                             pingpong, clusterM, swapAb,         numTokens};
+    if (failed(verifyBlockK()))
+      return signalPassFailure();
+    ConfigureOptions options{blockN,   stages,   blockK, warpSpecialize,
+                             persistent, pingpong, clusterM, swapAb,
+                             numTokens};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))

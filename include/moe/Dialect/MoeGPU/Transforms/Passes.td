@@ -22,7 +22,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - `mma`: `wgmma_e4m3` for fp8, `wgmma_s8` for int8, `wgmma_bf16`
       otherwise (weight-only formats are dequantized to bf16).
     - `block_k`: one 128-byte swizzle span of K per stage (64 bf16, 128
-      one-byte codes).
+      one-byte codes); with `block-k` = 128, two spans (256 bytes of every
+      weight row per TMA step) for bf16 matmuls, the rest keeping one.
     - `block_n`: the tile's `block_n` rounded down to a power of two in
       [64, 256] (128 without a tile); at most 128 for fp8 (the promoted
       partial sums take a second and third accumulator) and for weight-only
@@ -79,6 +80,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
   let options = [
     Option<"blockN", "block-n", "int64_t", /*default=*/"0",
            "wgmma N of the grouped GEMMs (64, 128, 256); 0 follows the tile">,
+    Option<"blockK", "block-k", "int64_t", /*default=*/"0",
+           "K elements per stage of bf16 matmuls: 64 (one 128-byte swizzle "
+           "span) or 128 (two); 0 takes 64. Not with warp-specialize, "
+           "persistent, pingpong or cluster-m = 2">,
     Option<"stages", "stages", "int64_t", /*default=*/"0",
            "Shared-memory ring depth (2-5; fewer where K has fewer steps "
            "or the ring would not fit); 0 takes the deepest that fits">,
