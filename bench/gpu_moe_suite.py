@@ -65,6 +65,9 @@ E2M1_MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 W8A8_TOLERANCE = {"fp8": 3e-2, "int8": 1e-2}
 BENCH_SHAPES = ("mixtral_8x7b", "qwen3_30b_a3b", "deepseek_v3")
 TOKEN_COUNTS = (1, 16, 64, 256, 1024, 4096)
+# Two builds of one block on the same inputs differ by bf16 rounding of
+# differently ordered f32 sums (~1e-3 relative L2); a wrong kernel by O(1).
+VARIANT_TOLERANCE = 1e-2
 
 
 class Layer:
@@ -661,6 +664,7 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             print(f"no Triton baseline: {error}", flush=True)
     results = []
     rows_timed = 0
+    variant_mismatches = 0
     for shape in shapes:
         config = configs[f"{shape}_block"]
         e, k, h, i = config["num_experts"], config["k"], config["hidden"], config["intermediate"]
@@ -671,6 +675,7 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
             ours = None
             variant_us = {}
+            outputs = {}
             if not baselines_only:
                 # Ours and the variants in an order that rotates from row to
                 # row: at the compute-heavy rows a library timed later in a
@@ -682,13 +687,23 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
                     name = f"{shape}_block_m{m}"
                     layer = Layer(build / f"{name}.so", name)
                     us = time_graph(lambda: layer(x, ids, weights, w13, w2, out))
+                    # The replays wrote the layer's result into `out`.
+                    outputs[build.name] = out.float().clone()
                     del layer
                     if build is layers_dir:
                         ours = us
                     else:
                         variant_us[build.name] = us
                 variant_us = {v.name: variant_us[v.name] for v in variants}
-            variant_text = "".join(f", {name} {us:.1f} us" for name, us in variant_us.items())
+            # Each variant's output against ours (same inputs): a variant
+            # whose result differs by more than bf16 rounding is flagged.
+            variant_text = ""
+            for name, us in variant_us.items():
+                reference = outputs[layers_dir.name]
+                rel = float((outputs[name] - reference).norm() / reference.norm().clamp_min(1e-30))
+                flag = " MISMATCH" if rel > VARIANT_TOLERANCE else ""
+                variant_mismatches += bool(flag)
+                variant_text += f", {name} {us:.1f} us (rel L2 to ours {rel:.1e}{flag})"
 
             flat_ids = ids.view(-1).long()
             order = torch.argsort(flat_ids, stable=True)
@@ -764,8 +779,11 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
                    copy_tbps=readings["copy"], read_tbps=readings["sum"], results=results)
     if out_path:
         out_path.write_text(json.dumps(summary, indent=1))
+    if variant_mismatches:
+        print(f"gpu_moe_suite: error: {variant_mismatches} variant rows differ from ours by "
+              f"more than {VARIANT_TOLERANCE:g} (rel L2)", file=sys.stderr)
     if ours_only:
-        return 0
+        return 1 if variant_mismatches else 0
     print(describe_ceilings(peak, bandwidth, readings))
 
     def num(value, digits=0):
@@ -797,7 +815,7 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             print(f"| {r['shape']} | {r['m']} | {r['ours']:.0f} | " +
                   " | ".join(f"{r['variants'][n]:.0f} ({r['variants'][n] / r['ours']:.2f}x)"
                              for n in names) + " |")
-    return 0
+    return 1 if variant_mismatches else 0
 
 
 def measure_quantized_peaks():
@@ -907,7 +925,7 @@ def main() -> int:
                         help="bench: skip the Triton fused_moe sweep (quick runs)")
     parser.add_argument("--also", type=pathlib.Path, action="append", default=[],
                         help="bench: another build's layer folder, timed in the same process "
-                             "on the same inputs (repeatable)")
+                             "on the same inputs, its output checked against ours (repeatable)")
     parser.add_argument("--baselines-only", action="store_true",
                         help="bench: everything but the compiled layer (no libraries needed)")
     args = parser.parse_args()

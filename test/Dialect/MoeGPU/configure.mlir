@@ -36,6 +36,7 @@
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="block-k=128 block-n=128" | FileCheck %s --check-prefix=BLOCKK-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=INT4-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=FP8-PREFILL
+// RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=BLOCKK-ODD-K
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-k=96 2>&1 | FileCheck %s --check-prefix=BLOCKK-INVALID
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="block-k=128 warp-specialize" 2>&1 | FileCheck %s --check-prefix=BLOCKK-SCHEDULE
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=stages=1 2>&1 | FileCheck %s --check-prefix=STAGES-INVALID
@@ -83,6 +84,9 @@
 // BLOCKN-INVALID: error: moe-gpu-configure: block-n must be 0, 64, 128 or 256, got 96
 // BLOCKK-INVALID: error: moe-gpu-configure: block-k must be 0, 64 or 128, got 96
 // BLOCKK-SCHEDULE: error: moe-gpu-configure: block-k = 128 is built for the multistage schedule without a cluster, not with warp-specialize, persistent, pingpong or cluster-m = 2
+// GPT-OSS's K of 2880 is not a multiple of 128: one span.
+// BLOCKK-ODD-K: moe.expert_matmul {{.*}}gather{{.*}}block_k = 64,
+// BLOCKK-ODD-K: moe.expert_matmul {{.*}}combine{{.*}}block_k = 64,
 // BLOCKK-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1, group_m = 1>
 // BLOCKK-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1, group_m = 1>
 // STAGES-INVALID: error: moe-gpu-configure: stages must be 0 or between 2 and 5, got 1

@@ -87,9 +87,11 @@ struct MatmulFacts {
     facts.inFeatures = op.getInput().getType().getDimSize(1);
     facts.tile = op.getTileAttr();
     // Two spans are built for bf16 operands (not weight-only, whose codes
-    // are dequantized per 64 of K).
+    // are dequantized per 64 of K), where K holds whole pairs of spans
+    // (GPT-OSS's 2880 does not).
     if (facts.format == QuantFormat::None &&
-        blockKOverride == 2 * facts.spanElements())
+        blockKOverride == 2 * facts.spanElements() &&
+        facts.inFeatures % blockKOverride == 0)
       facts.spans = 2;
     return facts;
   }

@@ -23,7 +23,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       otherwise (weight-only formats are dequantized to bf16).
     - `block_k`: one 128-byte swizzle span of K per stage (64 bf16, 128
       one-byte codes); with `block-k` = 128, two spans (256 bytes of every
-      weight row per TMA step) for bf16 matmuls, the rest keeping one.
+      weight row per TMA step) for bf16 matmuls whose K is a multiple of
+      128, the rest keeping one.
     - `block_n`: the tile's `block_n` rounded down to a power of two in
       [64, 256] (128 without a tile); at most 128 for fp8 (the promoted
       partial sums take a second and third accumulator) and for weight-only
