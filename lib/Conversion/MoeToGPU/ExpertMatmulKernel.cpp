@@ -747,8 +747,7 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
   Value descriptorB = hopper.wgmmaDescriptor(hopper.addressOf(tileB(stage)));
   // Each span of K is its own swizzled block of the tile: the slot rows'
   // spans are block_m rows apart, the weight rows' block_n.
-  hopper::WgmmaStageSpans spans{config.spans,
-                                config.tileABytes() / config.spans / 16,
+  hopper::WgmmaStageSpans spans{config.spans, config.spanABytes() / 16,
                                 config.spanBBytes() / 16};
   if (config.swapAB) {
     std::swap(descriptorA, descriptorB);

@@ -156,7 +156,8 @@ struct ExpertMatmulPlan {
   int64_t tileABytes() const { return spans * blockM * kRowBytes; }
 
   int64_t tileBBytes() const { return spans * blockN * kRowBytes; }
-  /// Bytes from one span's block of the B tile to the next.
+  /// Bytes from one span's block of the A (B) tile to the next.
+  int64_t spanABytes() const { return blockM * kRowBytes; }
   int64_t spanBBytes() const { return blockN * kRowBytes; }
 
   int64_t outputTile() const { return activation ? blockN / 2 : blockN; }
