@@ -12,6 +12,9 @@
 // multistage kernel's per-step handshake); without it thread 0 alone waits
 // and refills. `split` blocks share a tile's K (split-K's grid).
 //
+// The same ring filled by cp.async from every thread instead (128 or 256
+// threads, 16 bytes each), as Triton's decode kernels load their weights.
+//
 // Beside it, a plain read of the same bytes with 16-byte loads from every
 // SM, the card's reference for this size. The matrix is rotated over
 // enough copies that each pass reads from DRAM, not L2.
@@ -137,6 +140,52 @@ __global__ void streamTiles(const __grid_constant__ CUtensorMap map,
     sink[blockIdx.x * kThreads + threadIdx.x] = sum;
 }
 
+/// The same ring filled by cp.async from every thread of the block (16
+/// bytes each, consecutive threads along a row) instead of one thread's TMA
+/// boxes: `kStages` − 1 stages ahead, one block barrier per step (the
+/// multistage kernel's gather side).
+template <int kStages>
+__global__ void streamTilesByThreads(const uint4 *matrix, StreamShape shape,
+                                     float *sink) {
+  extern __shared__ __align__(1024) unsigned char ring[];
+  int tile = blockIdx.x / shape.split;
+  int part = blockIdx.x % shape.split;
+  int rowChunks = shape.spans * kSpanElements / 8;
+  int stageChunks = shape.rows * rowChunks;
+  size_t matrixRowChunks = shape.kElements / 8;
+  int steps = shape.kElements / (shape.spans * kSpanElements) / shape.split;
+  const uint4 *tileBase = matrix + size_t(tile) * shape.rows * matrixRowChunks +
+                          size_t(part) * steps * rowChunks;
+  uint4 *stages = reinterpret_cast<uint4 *>(ring);
+  auto issue = [&](int step) {
+    if (step < steps) {
+      uint4 *stage = stages + (step % kStages) * stageChunks;
+      for (int chunk = threadIdx.x; chunk < stageChunks; chunk += blockDim.x) {
+        const uint4 *source = tileBase +
+                              size_t(chunk / rowChunks) * matrixRowChunks +
+                              step * rowChunks + chunk % rowChunks;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+                         sharedAddress(stage + chunk)),
+                     "l"(source)
+                     : "memory");
+      }
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+  };
+  for (int step = 0; step < kStages - 1; ++step)
+    issue(step);
+  float sum = 0.f;
+  for (int step = 0; step < steps; ++step) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(kStages - 2) : "memory");
+    __syncthreads();
+    issue(step + kStages - 1);
+    sum += reinterpret_cast<const float *>(
+        stages + (step % kStages) * stageChunks)[threadIdx.x];
+  }
+  if (sum == 12345.f)
+    sink[blockIdx.x * blockDim.x + threadIdx.x] = sum;
+}
+
 /// Every SM reads `words` 16-byte words with a grid stride.
 __global__ void plainRead(const uint4 *source, size_t words, float *sink) {
   uint32_t acc = 0;
@@ -215,6 +264,38 @@ void report(const Matrix &matrix, const char *variant, int blocks, float us) {
               variant, blocks, us, matrix.bytes() / (us * 1e-6) / 1e12);
 }
 
+/// The cp.async ring: 4 stages (3 ahead, as the multistage kernel with a
+/// wgmma in flight keeps) or 8, 128 or 256 threads.
+void probeThreadLoads(Matrix &matrix, float *sink) {
+  for (int rows : {128, 256})
+    for (int spans : {1, 2})
+      for (int threads : {128, 256})
+        for (int ringDepth : {4, 8}) {
+          int stageBytes = rows * spans * 128;
+          if (ringDepth * stageBytes > kMaxSharedBytes)
+            continue;
+          StreamShape shape{rows, spans, ringDepth, 1, true, matrix.kElements};
+          auto kernel = ringDepth == 4 ? streamTilesByThreads<4>
+                                       : streamTilesByThreads<8>;
+          int shared = ringDepth * stageBytes;
+          CHECK_CUDA(cudaFuncSetAttribute(
+              kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
+          int blocks = matrix.rows / rows;
+          float us = medianMicroseconds(
+              [&](int copy, cudaStream_t stream) {
+                kernel<<<blocks, threads, shared, stream>>>(
+                    static_cast<const uint4 *>(matrix.copies[copy]), shape,
+                    sink);
+              },
+              matrix.copies.size());
+          char variant[64];
+          std::snprintf(variant, sizeof variant,
+                        "cp.async %3d rows x %3d B, %d stages, %d threads",
+                        rows, spans * 128, ringDepth, threads);
+          report(matrix, variant, blocks, us);
+        }
+}
+
 void probe(Matrix &matrix, float *sink, int sms) {
   size_t words = matrix.bytes() / 16;
   for (int perSM : {2, 4}) {
@@ -230,6 +311,7 @@ void probe(Matrix &matrix, float *sink, int sms) {
                   perSM);
     report(matrix, variant, blocks, us);
   }
+  probeThreadLoads(matrix, sink);
   for (int rows : {128, 256})
     for (int spans : {1, 2})
       for (int split : {1, 2})
