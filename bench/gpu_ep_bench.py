@@ -7,7 +7,7 @@ builds here (DIR/ep_bench.json lists them):
     python3 bench/gpu_ep_bench.py DIR [--ranks R] [--shapes ...] [--tokens ...]
 
 Spawns R processes, rank r on GPU r, and joins them in one NCCL communicator
-(rank 0's ncclGetUniqueId handed to the others through a pipe; the layer's
+(rank 0's ncclGetUniqueId handed to the others through a queue; the layer's
 group from moe_rt_group_from_nccl). For every case of R ranks (a shape and
 M tokens per rank), with fresh random weights and tokens:
 - the EP layer: the rank program replayed from a CUDA graph (its NCCL
@@ -64,11 +64,12 @@ class Nccl:
         uid = NcclUniqueId()
         if self.lib.ncclGetUniqueId(ctypes.byref(uid)):
             raise RuntimeError("ncclGetUniqueId failed")
-        return bytes(uid.internal)
+        # The id's raw bytes (a char array's value would stop at a zero).
+        return ctypes.string_at(ctypes.addressof(uid), ctypes.sizeof(uid))
 
     def communicator(self, uid: bytes, ranks: int, rank: int) -> ctypes.c_void_p:
         handle = NcclUniqueId()
-        ctypes.memmove(handle.internal, uid, len(uid))
+        ctypes.memmove(ctypes.addressof(handle), uid, len(uid))
         comm = ctypes.c_void_p()
         if self.lib.ncclCommInitRank(ctypes.byref(comm), ranks, handle, rank):
             raise RuntimeError(f"ncclCommInitRank failed on rank {rank}")
@@ -126,8 +127,9 @@ KINDS = (("dispatch", ("ep_dispatch",)), ("return", ("ep_return", "ep_finalize")
          ("NCCL", ("nccl",)))
 
 
-def kernel_breakdown(call) -> dict[str, float]:
-    """µs of device time per kind of kernel in one eager call."""
+def kernel_breakdown(call, by_name: dict | None = None) -> dict[str, float]:
+    """µs of device time per kind of kernel in one eager call (and per
+    kernel name into `by_name`, where given)."""
     from torch.profiler import ProfilerActivity, profile
     call()
     torch.cuda.synchronize()
@@ -144,11 +146,13 @@ def kernel_breakdown(call) -> dict[str, float]:
         if kind is None:
             kind = "NCCL" if "nccl" in name else "matmuls and routing"
         totals[kind] += event.time_range.elapsed_us()
+        if by_name is not None:
+            by_name[event.name] = by_name.get(event.name, 0.0) + event.time_range.elapsed_us()
     return totals
 
 
 def run_case(case: dict, config: dict, layers: pathlib.Path, nccl: Nccl, comm, rank: int,
-             ranks: int, barrier) -> dict | None:
+             ranks: int, barrier, verbose: bool = False) -> dict | None:
     m, h, e = case["tokens_per_rank"], config["hidden"], config["num_experts"]
     i = config["intermediate"]
     local = e // ranks
@@ -164,7 +168,11 @@ def run_case(case: dict, config: dict, layers: pathlib.Path, nccl: Nccl, comm, r
     ep_call = layer_call(program, inputs, out, group)
     ep_us = time_graph(ep_call)
     # Every rank profiles (its collectives need the others); rank 0 reports.
-    breakdown = kernel_breakdown(ep_call)
+    by_name = {}
+    breakdown = kernel_breakdown(ep_call, by_name)
+    if rank == 0 and verbose:
+        for name, us in sorted(by_name.items(), key=lambda item: -item[1]):
+            print(f"  {case['rank_program']}: {name[:60]} {us:.1f} us", flush=True)
 
     # NCCL alone on the layer's exchanges.
     gathered = torch.empty(ranks * m, h, dtype=torch.bfloat16, device="cuda")
@@ -212,10 +220,18 @@ def describe(row: dict) -> str:
             f"one eager call (us): {kinds}")
 
 
-def rank_main(rank: int, ranks: int, uid: bytes, args, barrier, failures):
+def rank_main(rank: int, ranks: int, uids, args, barrier, failures):
     try:
         torch.cuda.set_device(rank)
         nccl = Nccl()
+        # Rank 0 makes the communicator's id (its process hosts NCCL's
+        # bootstrap root) and hands it to the others.
+        if rank == 0:
+            uid = nccl.unique_id()
+            for _ in range(ranks - 1):
+                uids.put(uid)
+        else:
+            uid = uids.get(timeout=600)
         comm = nccl.communicator(uid, ranks, rank)
         manifest = json.loads((args.layers / "ep_bench.json").read_text())
         rows = []
@@ -224,7 +240,7 @@ def rank_main(rank: int, ranks: int, uid: bytes, args, barrier, failures):
                     case["tokens_per_rank"] not in args.tokens:
                 continue
             row = run_case(case, manifest["layers"][case["shape"]], args.layers, nccl, comm,
-                           rank, ranks, barrier)
+                           rank, ranks, barrier, args.kernels)
             if row:
                 rows.append(row)
                 print(describe(row), flush=True)
@@ -261,6 +277,8 @@ def main() -> int:
     parser.add_argument("--shapes", default="mixtral_8x7b,qwen3_30b_a3b,deepseek_v3")
     parser.add_argument("--tokens", default="1,256,4096", help="tokens per rank")
     parser.add_argument("--out", type=pathlib.Path, help="rank 0's rows as JSON")
+    parser.add_argument("--kernels", action="store_true",
+                        help="also print rank 0's kernels of one EP call by name")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("gpu_ep_bench: error: no CUDA GPU", file=sys.stderr)
@@ -273,12 +291,12 @@ def main() -> int:
         return 1
     args.shapes = args.shapes.split(",")
     args.tokens = [int(t) for t in args.tokens.split(",")]
-    uid = Nccl().unique_id()
     context = mp.get_context("spawn")
+    uids = context.Queue()
     barrier = context.Barrier(ranks, timeout=600)
     failures = context.Value("i", 0)
     processes = [context.Process(target=rank_main,
-                                 args=(rank, ranks, uid, args, barrier, failures))
+                                 args=(rank, ranks, uids, args, barrier, failures))
                  for rank in range(ranks)]
     for process in processes:
         process.start()
