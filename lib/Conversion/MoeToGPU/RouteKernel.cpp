@@ -1,12 +1,14 @@
 //===- RouteKernel.cpp - the GPU kernels of moe.route and moe.topk --------===//
 //
-// One thread block per token. Its threads compute the token's E logits (one
-// expert per thread at a time, f32 accumulation over H) into shared memory,
-// or, for moe.topk, copy the given logits there; then one thread scores them and selects the k experts exactly as moe.topk
-// defines it: NaN ranks as -inf, the lower expert wins a tie, groups by the
-// sum of their two best biased scores, weights from the unbiased scores,
-// top-k softmax, renormalization and the scaling factor. Routing is outside
-// the timed span of the layer; this kernel favours being obviously right.
+// One thread block per token. Its warps compute the token's E logits (a warp
+// per expert at a time, lanes along H, f32 sums) into shared memory, or, for
+// moe.topk, its threads copy the given logits there; then one thread scores
+// them and selects the k experts exactly as moe.topk defines it: NaN ranks
+// as -inf, the lower expert wins a tie, groups by the sum of their two best
+// biased scores, weights from the unbiased scores, top-k softmax,
+// renormalization and the scaling factor. The selection favours being
+// obviously right; the logits, which read the whole gate per token, are
+// where the time goes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -23,6 +25,10 @@ using namespace mlir::moe;
 
 namespace {
 constexpr int64_t kRouteThreads = 128;
+/// moe.route: more warps, each computing whole logits, keep more of the gate
+/// weights in flight.
+constexpr int64_t kRouterLogitThreads = 256;
+constexpr int64_t kWarpSize = 32;
 
 /// What the kernel computes: moe.topk's selection, after moe.route's router
 /// (x · W_gateᵀ + gate bias) or on given logits.
@@ -106,6 +112,12 @@ private:
   void bindArguments(Block &entry);
   /// Every thread: the token's logits of its experts into shared memory.
   void computeLogits(Value tid);
+  /// Warp `warp`'s logits (experts warp, warp + warps, ...) from x · W_gateᵀ.
+  void multiplyGate(Value warp, Value lane);
+  /// The threads of a block.
+  int64_t threads() const {
+    return facts.fromLogits() ? kRouteThreads : kRouterLogitThreads;
+  }
   /// The scores (softmax, sigmoid or the logits) and, biased, the
   /// selection keys of every expert.
   void computeScores();
@@ -209,39 +221,79 @@ void RouteBuilder::bindArguments(Block &entry) {
 }
 
 void RouteBuilder::computeLogits(Value tid) {
-  // Logits: expert e = tid, tid + 128, ...
-  auto f32Type = b.getF32Type();
+  if (!facts.fromLogits()) {
+    Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
+    Value lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
+    multiplyGate(warp, lane);
+    gpu::BarrierOp::create(b, loc);
+    return;
+  }
+  // Given logits: expert e = tid, tid + threads, ...
   scf::ForOp::create(
-      b, loc, tid, index(facts.numExperts), index(kRouteThreads), ValueRange{},
+      b, loc, tid, index(facts.numExperts), index(threads()), ValueRange{},
       [&](OpBuilder &, Location, Value expert, ValueRange) {
-        if (facts.fromLogits()) {
-          memref::StoreOp::create(
-              b, loc,
-              memref::LoadOp::create(b, loc, x, ValueRange{token, expert}),
-              logits, expert);
-          scf::YieldOp::create(b, loc);
-          return;
-        }
-        auto dot = loop(index(0), index(facts.hidden), ValueRange{f32(0.0)},
-                        [&](Value h, ValueRange args) -> SmallVector<Value> {
-                          Value xv = memref::LoadOp::create(
-                              b, loc, x, ValueRange{token, h});
-                          Value wv = memref::LoadOp::create(
-                              b, loc, gate, ValueRange{expert, h});
-                          Value product = arith::MulFOp::create(
-                              b, loc, arith::ExtFOp::create(b, loc, f32Type, xv),
-                              arith::ExtFOp::create(b, loc, f32Type, wv));
-                          return {arith::AddFOp::create(b, loc, args[0],
-                                                        product)};
-                        });
-        Value logit = dot.getResult(0);
-        if (gateBias)
-          logit = arith::AddFOp::create(
-              b, loc, logit, memref::LoadOp::create(b, loc, gateBias, expert));
-        memref::StoreOp::create(b, loc, logit, logits, expert);
+        memref::StoreOp::create(
+            b, loc, memref::LoadOp::create(b, loc, x, ValueRange{token, expert}),
+            logits, expert);
         scf::YieldOp::create(b, loc);
       });
   gpu::BarrierOp::create(b, loc);
+}
+
+void RouteBuilder::multiplyGate(Value warp, Value lane) {
+  // A warp per expert: its lanes read x and the gate row at h = lane,
+  // lane + 32, ... (64-byte coalesced reads, where a thread per expert
+  // walking a whole row alone was bound by one load's latency at a time),
+  // into `unroll` independent f32 sums, added across the warp by butterfly
+  // shuffles.
+  auto f32Type = b.getF32Type();
+  int64_t unroll = facts.hidden % (4 * kWarpSize) == 0   ? 4
+                   : facts.hidden % (2 * kWarpSize) == 0 ? 2
+                                                         : 1;
+  auto product = [&](Value expert, Value h) -> Value {
+    Value xv = memref::LoadOp::create(b, loc, x, ValueRange{token, h});
+    Value wv = memref::LoadOp::create(b, loc, gate, ValueRange{expert, h});
+    return arith::MulFOp::create(b, loc,
+                                 arith::ExtFOp::create(b, loc, f32Type, xv),
+                                 arith::ExtFOp::create(b, loc, f32Type, wv));
+  };
+  scf::ForOp::create(
+      b, loc, warp, index(facts.numExperts), index(threads() / kWarpSize),
+      ValueRange{}, [&](OpBuilder &, Location, Value expert, ValueRange) {
+        auto dot = scf::ForOp::create(
+            b, loc, lane, index(facts.hidden), index(unroll * kWarpSize),
+            SmallVector<Value>(unroll, f32(0.0)),
+            [&](OpBuilder &, Location, Value h, ValueRange sums) {
+              SmallVector<Value> next;
+              for (int64_t u = 0; u < unroll; ++u)
+                next.push_back(arith::AddFOp::create(
+                    b, loc, sums[u],
+                    product(expert, arith::AddIOp::create(
+                                        b, loc, h, index(u * kWarpSize)))));
+              scf::YieldOp::create(b, loc, next);
+            });
+        Value sum = dot.getResult(0);
+        for (int64_t u = 1; u < unroll; ++u)
+          sum = arith::AddFOp::create(b, loc, sum, dot.getResult(u));
+        for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2)
+          sum = arith::AddFOp::create(
+              b, loc, sum,
+              gpu::ShuffleOp::create(b, loc, sum, offset, kWarpSize,
+                                     gpu::ShuffleMode::XOR)
+                  .getShuffleResult());
+        if (gateBias)
+          sum = arith::AddFOp::create(
+              b, loc, sum, memref::LoadOp::create(b, loc, gateBias, expert));
+        Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                            lane, index(0));
+        auto store = scf::IfOp::create(b, loc, first, /*withElse=*/false);
+        {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPointToStart(store.thenBlock());
+          memref::StoreOp::create(b, loc, sum, logits, expert);
+        }
+        scf::YieldOp::create(b, loc);
+      });
 }
 
 void RouteBuilder::computeScores() {
@@ -453,9 +505,10 @@ buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
   arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getF32Type()));
   arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getI32Type()));
   // Grid (M), one block of `threads` per token.
+  int64_t threads = facts.fromLogits() ? kRouteThreads : kRouterLogitThreads;
   auto func = createKernelFunc(
       b, loc, name, arguments,
-      {b.getNamedAttr("threads", b.getI64IntegerAttr(kRouteThreads))});
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(threads))});
   SmallVector<StringRef> nameRefs(names.begin(), names.end());
   RouteBuilder(b, loc, facts).build(func, nameRefs, sharedType, groupType);
   return func;

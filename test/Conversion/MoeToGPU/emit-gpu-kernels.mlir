@@ -357,16 +357,36 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 
 // -----
 
-// moe.route (DeepSeek-style: sigmoid, score bias, groups): one block per
-// token; logits by every thread, then one thread ranks with NaN as -inf and
-// strict greater-than (the lower expert wins a tie), chooses 2 of 4 groups,
-// then k = 4 experts, renormalizes and scales.
+// moe.route (DeepSeek-style: sigmoid, score bias, groups): one block of 8
+// warps per token; a warp per expert (16 experts, 8 at a time), its lanes
+// along H (h = lane + 128·i + 32·u: four independent sums), added across
+// the warp by butterfly shuffles and stored by lane 0; then one thread ranks
+// with NaN as -inf and strict greater-than (the lower expert wins a tie),
+// chooses 2 of 4 groups, then k = 4 experts, renormalizes and scales.
 // CHECK-LABEL: func.func @route
 // CHECK: moe.route {{.*}}moe.gpu_kernel = @moe_kernels::@route
 // CHECK: memref.global "private" @route_logits : memref<16xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.global "private" @route_groups : memref<4xi32, #gpu.address_space<workgroup>>
-// CHECK: gpu.func @route(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<16x256xbf16>, %[[BIAS:.*]]: memref<16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 128 : i64}}
-// CHECK: scf.for %{{.*}} = %{{.*}} to %c16 step %c128
+// CHECK: gpu.func @route(%[[X:.*]]: memref<?x256xbf16>, %[[GATE:.*]]: memref<16x256xbf16>, %[[BIAS:.*]]: memref<16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 256 : i64}}
+// CHECK: %[[LOGITS:.*]] = memref.get_global @route_logits
+// CHECK: %[[TOKEN:.*]] = gpu.block_id x
+// CHECK: %[[TID:.*]] = gpu.thread_id x
+// CHECK: %[[WARP:.*]] = arith.divui %[[TID]], %c32
+// CHECK: %[[LANE:.*]] = arith.remui %[[TID]], %c32
+// CHECK: scf.for %[[EXPERT:.*]] = %[[WARP]] to %c16 step %c8 {
+// CHECK: scf.for %[[H:.*]] = %[[LANE]] to %c256 step %c128 iter_args(
+// CHECK: memref.load %[[X]][%[[TOKEN]], %[[H0:.*]]]
+// CHECK: memref.load %[[GATE]][%[[EXPERT]], %[[H0]]]
+// CHECK: %[[H96:.*]] = arith.addi %[[H]], %c96
+// CHECK: memref.load %[[GATE]][%[[EXPERT]], %[[H96]]]
+// CHECK: scf.yield
+// CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32, %c32_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32, %c32_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32, %c32_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c2_i32, %c32_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32
+// CHECK: arith.cmpi eq, %[[LANE]], %c0
+// CHECK: memref.store %{{.*}}, %[[LOGITS]][%[[EXPERT]]]
 // CHECK: gpu.barrier
 // CHECK: math.exp
 // CHECK: memref.load %[[BIAS]]
