@@ -68,6 +68,10 @@ struct RoutingFacts {
     return facts;
   }
   bool fromLogits() const { return hidden == 0; }
+  /// The threads of a block.
+  int64_t threads() const {
+    return fromLogits() ? kRouteThreads : kRouterLogitThreads;
+  }
 };
 
 /// Builds the body; holds what the steps share.
@@ -114,10 +118,7 @@ private:
   void computeLogits(Value tid);
   /// Warp `warp`'s logits (experts warp, warp + warps, ...) from x · W_gateᵀ.
   void multiplyGate(Value warp, Value lane);
-  /// The threads of a block.
-  int64_t threads() const {
-    return facts.fromLogits() ? kRouteThreads : kRouterLogitThreads;
-  }
+  int64_t threads() const { return facts.threads(); }
   /// The scores (softmax, sigmoid or the logits) and, biased, the
   /// selection keys of every expert.
   void computeScores();
@@ -505,10 +506,9 @@ buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
   arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getF32Type()));
   arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getI32Type()));
   // Grid (M), one block of `threads` per token.
-  int64_t threads = facts.fromLogits() ? kRouteThreads : kRouterLogitThreads;
   auto func = createKernelFunc(
       b, loc, name, arguments,
-      {b.getNamedAttr("threads", b.getI64IntegerAttr(threads))});
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(facts.threads()))});
   SmallVector<StringRef> nameRefs(names.begin(), names.end());
   RouteBuilder(b, loc, facts).build(func, nameRefs, sharedType, groupType);
   return func;
