@@ -65,8 +65,15 @@ struct MoeEmitGpuKernelsPass
     };
     for (Operation *op : ops) {
       if (auto route = dyn_cast<RouteOp>(op)) {
-        record(op, "moe.gpu_kernel",
-               buildRouteKernel(b, kernels, route, uniqueName(symbols, "route")));
+        // The router's logits, then the selection on them.
+        if (record(op, "moe.gpu_logits_kernel",
+                   buildGateLogitsKernel(b, kernels, op, route.getInput(),
+                                         route.getGateWeight(),
+                                         static_cast<bool>(route.getGateBias()),
+                                         uniqueName(symbols, "route_gate_logits"))))
+          record(op, "moe.gpu_kernel",
+                 buildRouteKernel(b, kernels, route,
+                                  uniqueName(symbols, "route")));
         continue;
       }
       if (auto topk = dyn_cast<TopkOp>(op)) {
@@ -76,8 +83,10 @@ struct MoeEmitGpuKernelsPass
       }
       if (auto router = dyn_cast<RouterOp>(op)) {
         record(op, "moe.gpu_kernel",
-               buildRouterKernel(b, kernels, router,
-                                 uniqueName(symbols, "router")));
+               buildGateLogitsKernel(b, kernels, op, router.getInput(),
+                                     router.getGateWeight(),
+                                     static_cast<bool>(router.getBias()),
+                                     uniqueName(symbols, "router")));
         continue;
       }
       if (auto shared = dyn_cast<AddSharedExpertsOp>(op)) {

@@ -57,25 +57,29 @@ FailureOr<gpu::GPUFuncOp> buildExpertMatmulKernel(OpBuilder &b,
                                                   ExpertMatmulOp op,
                                                   StringRef name);
 
-/// The routing kernel of `op`: one block per token. Arguments: input
-/// memref<?xHxT>, gate weights memref<ExH>, the optional gate and score
-/// biases memref<Exf32>, then weights memref<?xkxf32> and ids
-/// memref<?xkxi32> out. Launch: grid (M), `threads`.
+/// The selection kernel of moe.route `op`, on the logits of its router
+/// (buildGateLogitsKernel, gate bias added): one block per token.
+/// Arguments: logits memref<?xExf32>, the optional score bias
+/// memref<Exf32>, then weights memref<?xkxf32> and ids memref<?xkxi32> out.
+/// Launch: grid (M), `threads`.
 FailureOr<gpu::GPUFuncOp> buildRouteKernel(OpBuilder &b,
                                            gpu::GPUModuleOp module, RouteOp op,
                                            StringRef name);
 
-/// The router alone (x · W_gateᵀ + bias), for the logits a selection does
-/// not consume (a shared-expert gate): one block per token. Arguments:
-/// input memref<?xHxT>, gate weights memref<ExH>, the optional bias
-/// memref<Exf32>, then logits memref<?xExf32> out. Launch: grid (M),
-/// `threads`.
-FailureOr<gpu::GPUFuncOp> buildRouterKernel(OpBuilder &b,
-                                            gpu::GPUModuleOp module,
-                                            RouterOp op, StringRef name);
+/// The router logits x · W_gateᵀ (+ bias) in f32, of moe.router or of
+/// moe.route (`op`, for its remarks): a warp per expert over a tile of
+/// tokens. Arguments: input memref<?xHxT>, gate weights memref<ExHxT'>,
+/// the bias memref<Exf32> when `bias`, then logits memref<?xExf32> out.
+/// Launch: grid (ceil(E / `experts_per_block`), ceil(M /
+/// `tokens_per_block`)), `threads`; M ≤ 65535 · `tokens_per_block`.
+FailureOr<gpu::GPUFuncOp> buildGateLogitsKernel(OpBuilder &b,
+                                                gpu::GPUModuleOp module,
+                                                Operation *op, Value input,
+                                                Value gateWeight, bool bias,
+                                                StringRef name);
 
-/// The selection kernel of `op` on given logits: the routing kernel
-/// without the router. Arguments: logits memref<?xExf32>, the optional
+/// The selection kernel of `op` on given logits, as for moe.route.
+/// Arguments: logits memref<?xExf32>, the optional
 /// score bias memref<Exf32>, then weights and ids out as for moe.route.
 /// Launch: grid (M), `threads`.
 FailureOr<gpu::GPUFuncOp> buildTopkKernel(OpBuilder &b,

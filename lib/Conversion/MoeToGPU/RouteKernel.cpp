@@ -1,14 +1,12 @@
 //===- RouteKernel.cpp - the GPU kernels of moe.route and moe.topk --------===//
 //
-// One thread block per token. Its warps compute the token's E logits (a warp
-// per expert at a time, lanes along H, f32 sums) into shared memory, or, for
-// moe.topk, its threads copy the given logits there; then one thread scores
-// them and selects the k experts exactly as moe.topk defines it: NaN ranks
-// as -inf, the lower expert wins a tie, groups by the sum of their two best
-// biased scores, weights from the unbiased scores, top-k softmax,
-// renormalization and the scaling factor. The selection favours being
-// obviously right; the logits, which read the whole gate per token, are
-// where the time goes.
+// One thread block per token. Its threads copy the token's logits (given to
+// moe.topk, or moe.route's from its router kernel, GateLogitsKernel.cpp)
+// into shared memory; then one thread scores them and selects the k experts
+// exactly as moe.topk defines it: NaN ranks as -inf, the lower expert wins a
+// tie, groups by the sum of their two best biased scores, weights from the
+// unbiased scores, top-k softmax, renormalization and the scaling factor.
+// The selection favours being obviously right.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,22 +23,13 @@ using namespace mlir::moe;
 
 namespace {
 constexpr int64_t kRouteThreads = 128;
-/// moe.route: more warps, each computing whole logits, keep more of the gate
-/// weights in flight.
-constexpr int64_t kRouterLogitThreads = 256;
-constexpr int64_t kWarpSize = 32;
 
-/// What the kernel computes: moe.topk's selection, after moe.route's router
-/// (x · W_gateᵀ + gate bias) or on given logits.
+/// What the kernel computes: moe.topk's selection.
 struct RoutingFacts {
   int64_t numExperts = 0, topK = 0, numGroups = 1, topkGroups = 1;
   ScoringFunc scoring = ScoringFunc::Softmax;
   bool renormalize = false, scoreBias = false;
   std::optional<double> routedScalingFactor;
-  /// The router (moe.route): hidden size H and its gate bias; H is 0 for
-  /// moe.topk, whose first argument is the logits.
-  int64_t hidden = 0;
-  bool gateBias = false;
 
   template <typename OpTy> static RoutingFacts selection(OpTy op) {
     RoutingFacts facts;
@@ -56,8 +45,6 @@ struct RoutingFacts {
   static RoutingFacts of(RouteOp op) {
     RoutingFacts facts = selection(op);
     facts.numExperts = op.getGateWeight().getType().getDimSize(0);
-    facts.hidden = op.getGateWeight().getType().getDimSize(1);
-    facts.gateBias = static_cast<bool>(op.getGateBias());
     facts.scoreBias = static_cast<bool>(op.getScoreBias());
     return facts;
   }
@@ -66,11 +53,6 @@ struct RoutingFacts {
     facts.numExperts = op.getLogits().getType().getDimSize(1);
     facts.scoreBias = static_cast<bool>(op.getBias());
     return facts;
-  }
-  bool fromLogits() const { return hidden == 0; }
-  /// The threads of a block.
-  int64_t threads() const {
-    return fromLogits() ? kRouteThreads : kRouterLogitThreads;
   }
 };
 
@@ -115,10 +97,7 @@ private:
   /// Names the kernel's arguments.
   void bindArguments(Block &entry);
   /// Every thread: the token's logits of its experts into shared memory.
-  void computeLogits(Value tid);
-  /// Warp `warp`'s logits (experts warp, warp + warps, ...) from x · W_gateᵀ.
-  void multiplyGate(Value warp, Value lane);
-  int64_t threads() const { return facts.threads(); }
+  void copyLogits(Value tid);
   /// The scores (softmax, sigmoid or the logits) and, biased, the
   /// selection keys of every expert.
   void computeScores();
@@ -136,7 +115,7 @@ private:
   OpBuilder &b;
   Location loc;
   const RoutingFacts &facts;
-  Value x, gate, gateBias, scoreBias, weightsOut, idsOut;
+  Value tokenLogits, scoreBias, weightsOut, idsOut;
   /// Shared memory: logits (then group scores), scores, selection keys, and
   /// the allowed groups.
   Value logits, scores, selection, allowedGroups;
@@ -188,7 +167,7 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
       memref::GetGlobalOp::create(b, loc, groupType, sharedNames[3]);
   token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  computeLogits(tid);
+  copyLogits(tid);
 
   Value leader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
@@ -212,89 +191,25 @@ void RouteBuilder::build(gpu::GPUFuncOp func, ArrayRef<StringRef> sharedNames,
 
 void RouteBuilder::bindArguments(Block &entry) {
   unsigned argument = 0;
-  // x and the gate weights, or the logits.
-  x = entry.getArgument(argument++);
-  gate = facts.fromLogits() ? Value() : entry.getArgument(argument++);
-  gateBias = facts.gateBias ? entry.getArgument(argument++) : Value();
+  tokenLogits = entry.getArgument(argument++);
   scoreBias = facts.scoreBias ? entry.getArgument(argument++) : Value();
   weightsOut = entry.getArgument(argument++);
   idsOut = entry.getArgument(argument++);
 }
 
-void RouteBuilder::computeLogits(Value tid) {
-  if (!facts.fromLogits()) {
-    Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
-    Value lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
-    multiplyGate(warp, lane);
-    gpu::BarrierOp::create(b, loc);
-    return;
-  }
-  // Given logits: expert e = tid, tid + threads, ...
+void RouteBuilder::copyLogits(Value tid) {
+  // Expert e = tid, tid + threads, ...
   scf::ForOp::create(
-      b, loc, tid, index(facts.numExperts), index(threads()), ValueRange{},
+      b, loc, tid, index(facts.numExperts), index(kRouteThreads), ValueRange{},
       [&](OpBuilder &, Location, Value expert, ValueRange) {
         memref::StoreOp::create(
-            b, loc, memref::LoadOp::create(b, loc, x, ValueRange{token, expert}),
+            b, loc,
+            memref::LoadOp::create(b, loc, tokenLogits,
+                                   ValueRange{token, expert}),
             logits, expert);
         scf::YieldOp::create(b, loc);
       });
   gpu::BarrierOp::create(b, loc);
-}
-
-void RouteBuilder::multiplyGate(Value warp, Value lane) {
-  // A warp per expert: its lanes read x and the gate row at h = lane,
-  // lane + 32, ... (64-byte coalesced reads, where a thread per expert
-  // walking a whole row alone was bound by one load's latency at a time),
-  // into `unroll` independent f32 sums, added across the warp by butterfly
-  // shuffles.
-  auto f32Type = b.getF32Type();
-  int64_t unroll = facts.hidden % (4 * kWarpSize) == 0   ? 4
-                   : facts.hidden % (2 * kWarpSize) == 0 ? 2
-                                                         : 1;
-  auto product = [&](Value expert, Value h) -> Value {
-    Value xv = memref::LoadOp::create(b, loc, x, ValueRange{token, h});
-    Value wv = memref::LoadOp::create(b, loc, gate, ValueRange{expert, h});
-    return arith::MulFOp::create(b, loc,
-                                 arith::ExtFOp::create(b, loc, f32Type, xv),
-                                 arith::ExtFOp::create(b, loc, f32Type, wv));
-  };
-  scf::ForOp::create(
-      b, loc, warp, index(facts.numExperts), index(threads() / kWarpSize),
-      ValueRange{}, [&](OpBuilder &, Location, Value expert, ValueRange) {
-        auto dot = scf::ForOp::create(
-            b, loc, lane, index(facts.hidden), index(unroll * kWarpSize),
-            SmallVector<Value>(unroll, f32(0.0)),
-            [&](OpBuilder &, Location, Value h, ValueRange sums) {
-              SmallVector<Value> next;
-              for (int64_t u = 0; u < unroll; ++u)
-                next.push_back(arith::AddFOp::create(
-                    b, loc, sums[u],
-                    product(expert, arith::AddIOp::create(
-                                        b, loc, h, index(u * kWarpSize)))));
-              scf::YieldOp::create(b, loc, next);
-            });
-        Value sum = dot.getResult(0);
-        for (int64_t u = 1; u < unroll; ++u)
-          sum = arith::AddFOp::create(b, loc, sum, dot.getResult(u));
-        for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2)
-          sum = arith::AddFOp::create(
-              b, loc, sum,
-              gpu::ShuffleOp::create(b, loc, sum, offset, kWarpSize,
-                                     gpu::ShuffleMode::XOR)
-                  .getShuffleResult());
-        if (gateBias)
-          sum = arith::AddFOp::create(
-              b, loc, sum, memref::LoadOp::create(b, loc, gateBias, expert));
-        Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                            lane, index(0));
-        auto store = scf::IfOp::create(b, loc, first, /*withElse=*/false);
-        {
-          OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPointToStart(store.thenBlock());
-          memref::StoreOp::create(b, loc, sum, logits, expert);
-        }
-        scf::YieldOp::create(b, loc);
-      });
 }
 
 void RouteBuilder::computeScores() {
@@ -471,10 +386,8 @@ static FailureOr<gpu::GPUFuncOp>
 buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
                    const RoutingFacts &facts, ArrayRef<Type> inputs,
                    StringRef name) {
-  if (ShapedType::isDynamic(facts.numExperts) ||
-      ShapedType::isDynamic(facts.hidden))
-    return op->emitRemark(
-        "no GPU kernel: the expert count and hidden size must be static");
+  if (ShapedType::isDynamic(facts.numExperts))
+    return op->emitRemark("no GPU kernel: the expert count must be static");
   if (facts.topK > 32)
     return op->emitRemark("no GPU kernel: k above 32");
   OpBuilder::InsertionGuard guard(b);
@@ -499,8 +412,6 @@ buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
 
   auto dynamic = ShapedType::kDynamic;
   SmallVector<Type> arguments(inputs);
-  if (facts.gateBias)
-    arguments.push_back(MemRefType::get({facts.numExperts}, b.getF32Type()));
   if (facts.scoreBias)
     arguments.push_back(MemRefType::get({facts.numExperts}, b.getF32Type()));
   arguments.push_back(MemRefType::get({dynamic, facts.topK}, b.getF32Type()));
@@ -508,7 +419,7 @@ buildRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
   // Grid (M), one block of `threads` per token.
   auto func = createKernelFunc(
       b, loc, name, arguments,
-      {b.getNamedAttr("threads", b.getI64IntegerAttr(facts.threads()))});
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(kRouteThreads))});
   SmallVector<StringRef> nameRefs(names.begin(), names.end());
   RouteBuilder(b, loc, facts).build(func, nameRefs, sharedType, groupType);
   return func;
@@ -518,13 +429,10 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouteKernel(OpBuilder &b,
                                                       gpu::GPUModuleOp module,
                                                       RouteOp op,
                                                       StringRef name) {
-  auto gateType = op.getGateWeight().getType();
   RoutingFacts facts = RoutingFacts::of(op);
-  Type input = MemRefType::get({ShapedType::kDynamic, facts.hidden},
-                               op.getInput().getType().getElementType());
-  Type gate = MemRefType::get({facts.numExperts, facts.hidden},
-                              gateType.getElementType());
-  return buildRoutingKernel(b, module, op, facts, {input, gate}, name);
+  Type logits = MemRefType::get({ShapedType::kDynamic, facts.numExperts},
+                                b.getF32Type());
+  return buildRoutingKernel(b, module, op, facts, {logits}, name);
 }
 
 FailureOr<gpu::GPUFuncOp> mlir::moe::buildTopkKernel(OpBuilder &b,
@@ -535,121 +443,4 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildTopkKernel(OpBuilder &b,
   Type logits = MemRefType::get({ShapedType::kDynamic, facts.numExperts},
                                 b.getF32Type());
   return buildRoutingKernel(b, module, op, facts, {logits}, name);
-}
-
-/// Thread `tid`'s share of x[token] · gate[expert]: the products at h =
-/// tid, tid + kRouteThreads, ..., in f32.
-static Value buildStridedDot(OpBuilder &b, Location loc, Value x, Value gate,
-                             Value token, Value expert, Value tid,
-                             int64_t hidden) {
-  Type f32 = b.getF32Type();
-  auto toF32 = [&](Value value) -> Value {
-    if (value.getType() == f32)
-      return value;
-    return arith::ExtFOp::create(b, loc, f32, value);
-  };
-  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-  auto dot = scf::ForOp::create(
-      b, loc, tid, arith::ConstantIndexOp::create(b, loc, hidden),
-      arith::ConstantIndexOp::create(b, loc, kRouteThreads), ValueRange{zero});
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(dot.getBody());
-  Value h = dot.getInductionVar();
-  Value xv = toF32(memref::LoadOp::create(b, loc, x, ValueRange{token, h}));
-  Value wv = toF32(memref::LoadOp::create(b, loc, gate, ValueRange{expert, h}));
-  scf::YieldOp::create(b, loc,
-                       ValueRange{arith::AddFOp::create(
-                           b, loc, dot.getRegionIterArg(0),
-                           arith::MulFOp::create(b, loc, xv, wv))});
-  return dot.getResult(0);
-}
-
-/// The f32 sum of the first `count` values of `values`, in order.
-static Value buildSum(OpBuilder &b, Location loc, Value values, int64_t count) {
-  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f));
-  auto sum = scf::ForOp::create(
-      b, loc, arith::ConstantIndexOp::create(b, loc, 0),
-      arith::ConstantIndexOp::create(b, loc, count),
-      arith::ConstantIndexOp::create(b, loc, 1), ValueRange{zero});
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(sum.getBody());
-  scf::YieldOp::create(
-      b, loc,
-      ValueRange{arith::AddFOp::create(
-          b, loc, sum.getRegionIterArg(0),
-          memref::LoadOp::create(b, loc, values, sum.getInductionVar()))});
-  return sum.getResult(0);
-}
-
-FailureOr<gpu::GPUFuncOp> mlir::moe::buildRouterKernel(OpBuilder &b,
-                                                       gpu::GPUModuleOp module,
-                                                       RouterOp op,
-                                                       StringRef name) {
-  auto gateType = op.getGateWeight().getType();
-  int64_t numExperts = gateType.getDimSize(0), hidden = gateType.getDimSize(1);
-  if (ShapedType::isDynamic(numExperts) || ShapedType::isDynamic(hidden))
-    return op.emitRemark(
-        "no GPU kernel: the expert count and hidden size must be static");
-  OpBuilder::InsertionGuard guard(b);
-  Location loc = op.getLoc();
-  auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
-                                              gpu::AddressSpace::Workgroup);
-  auto partialType = MemRefType::get({kRouteThreads}, b.getF32Type(),
-                                     MemRefLayoutAttrInterface(), workgroup);
-  std::string partialName = (name + "_partials").str();
-  b.setInsertionPointToStart(module.getBody());
-  memref::GlobalOp::create(b, loc, partialName, b.getStringAttr("private"),
-                           partialType, Attribute(), /*constant=*/false,
-                           b.getI64IntegerAttr(kSharedArrayAlignment));
-  b.setInsertionPointToEnd(module.getBody());
-  auto dynamic = ShapedType::kDynamic;
-  Type f32 = b.getF32Type();
-  SmallVector<Type> arguments = {
-      MemRefType::get({dynamic, hidden},
-                      op.getInput().getType().getElementType()),
-      MemRefType::get({numExperts, hidden}, gateType.getElementType())};
-  if (op.getBias())
-    arguments.push_back(MemRefType::get({numExperts}, f32));
-  arguments.push_back(MemRefType::get({dynamic, numExperts}, f32));
-  // Grid (M): a block per token; its threads split each expert's dot
-  // product along H, and the first thread adds up their partial sums.
-  auto func = createKernelFunc(
-      b, loc, name, arguments,
-      {b.getNamedAttr("threads", b.getI64IntegerAttr(kRouteThreads))});
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
-  Value x = entry.getArgument(0), gate = entry.getArgument(1);
-  Value bias = op.getBias() ? entry.getArgument(2) : Value();
-  Value logits = entry.getArguments().back();
-  auto index = [&](int64_t value) {
-    return arith::ConstantIndexOp::create(b, loc, value).getResult();
-  };
-  Value partials =
-      memref::GetGlobalOp::create(b, loc, partialType, partialName);
-  Value token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value leader =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, tid, index(0));
-  auto expertLoop =
-      scf::ForOp::create(b, loc, index(0), index(numExperts), index(1));
-  b.setInsertionPointToStart(expertLoop.getBody());
-  Value expert = expertLoop.getInductionVar();
-  Value partial = buildStridedDot(b, loc, x, gate, token, expert, tid, hidden);
-  memref::StoreOp::create(b, loc, partial, partials, tid);
-  gpu::BarrierOp::create(b, loc);
-  auto leaderIf = scf::IfOp::create(b, loc, leader, /*withElse=*/false);
-  {
-    OpBuilder::InsertionGuard leaderGuard(b);
-    b.setInsertionPointToStart(leaderIf.thenBlock());
-    Value logit = buildSum(b, loc, partials, kRouteThreads);
-    if (bias)
-      logit = arith::AddFOp::create(
-          b, loc, logit, memref::LoadOp::create(b, loc, bias, expert));
-    memref::StoreOp::create(b, loc, logit, logits, ValueRange{token, expert});
-  }
-  // The partial sums are reused by the next expert.
-  gpu::BarrierOp::create(b, loc);
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
-  return func;
 }

@@ -254,24 +254,21 @@ func.func @gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor
 
 // -----
 
-// A gated shared expert: the gate's router alone (a block per token whose
-// threads split the dot product along H, added up by the first thread)
-// and the kernel appending the shared experts (a thread per column: routed
-// columns copied, column k + s holding expert E + s and the gate's
-// sigmoid). Shared arrays are 16-byte aligned.
+// A gated shared expert: the gate's router alone (the logits kernel of
+// moe.route, one warp for the one expert; H = 256 leaves only the one-column
+// loop) and the kernel appending the shared experts (a thread per column:
+// routed columns copied, column k + s holding expert E + s and the gate's
+// sigmoid).
 // CHECK-LABEL: func.func @shared_gate
 // CHECK: moe.router {{.*}}moe.gpu_kernel = @moe_kernels::@router
 // CHECK: moe.add_shared_experts {{.*}}moe.gpu_kernel = @moe_kernels::@add_shared_experts
-// CHECK: memref.global "private" @router_partials : memref<128xf32, #gpu.address_space<workgroup>> {alignment = 16 : i64}
 // CHECK: gpu.func @router(%[[X:.*]]: memref<?x256xbf16>, %[[W:.*]]: memref<1x256xbf16>, %[[LOGITS:.*]]: memref<?x1xf32>) kernel
-// CHECK-SAME: threads = 128
-// CHECK: %[[TOKEN:.*]] = gpu.block_id x
-// CHECK: %[[TID:.*]] = gpu.thread_id x
-// CHECK: scf.for %[[E:.*]] = %c0{{.*}} to %c1
-// CHECK: scf.for %{{.*}} = %[[TID]] to %c256 step %c128
-// CHECK: gpu.barrier
-// CHECK: memref.store %{{.*}}, %[[LOGITS]][%[[TOKEN]], %[[E]]]
-// CHECK: gpu.barrier
+// CHECK-SAME: experts_per_block = 1 : i64, threads = 32 : i64, tokens_per_block = 8 : i64
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c0{{.*}} step %c1024
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c256{{.*}} step %c256
+// CHECK-COUNT-8: llvm.intr.fma
+// CHECK: scf.yield
+// CHECK: memref.store %{{.*}}, %[[LOGITS]]
 // CHECK: gpu.func @add_shared_experts(%[[RW:.*]]: memref<?x4xf32>, %[[RI:.*]]: memref<?x4xi32>, %[[G:.*]]: memref<?x1xf32>, %[[WO:.*]]: memref<?x8xf32>, %[[IO:.*]]: memref<?x8xi32>) kernel
 // CHECK-SAME: threads = 32
 // CHECK: %[[COL:.*]] = gpu.thread_id x
@@ -357,45 +354,80 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 
 // -----
 
-// moe.route (DeepSeek-style: sigmoid, score bias, groups): one block of 8
-// warps per token; a warp per expert (16 experts, 8 at a time), its lanes
-// along H (h = lane + 128·i + 32·u: four independent sums), added across
-// the warp by butterfly shuffles and stored by lane 0; then one thread ranks
-// with NaN as -inf and strict greater-than (the lower expert wins a tie),
-// chooses 2 of 4 groups, then k = 4 experts, renormalizes and scales.
+// moe.route (DeepSeek-style: sigmoid, gate and score biases, groups): two
+// kernels. The logits: a block of 4 warps per 4 experts and 8 tokens (grid
+// x over experts, y over token tiles); a warp per expert, its lanes along H
+// with 16-byte global loads at h = 8·lane + 256·u (4 gate columns per step
+// of 1024, then the last 256 columns one a step), one f32x8 FMA sum per
+// token, reduced and added across the warp by butterfly shuffles; tokens
+// past the last read the last token's row (clamped) and are not stored.
+// Then the selection on them: one block per token copies its logits to
+// shared memory, and one thread ranks with NaN as -inf and strict
+// greater-than (the lower expert wins a tie), chooses 2 of 4 groups, then
+// k = 4 experts, renormalizes and scales.
 // CHECK-LABEL: func.func @route
-// CHECK: moe.route {{.*}}moe.gpu_kernel = @moe_kernels::@route
+// CHECK: moe.route {{.*}}moe.gpu_kernel = @moe_kernels::@route, moe.gpu_logits_kernel = @moe_kernels::@route_gate_logits
 // CHECK: memref.global "private" @route_logits : memref<16xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.global "private" @route_groups : memref<4xi32, #gpu.address_space<workgroup>>
-// CHECK: gpu.func @route(%[[X:.*]]: memref<?x256xbf16>, %[[GATE:.*]]: memref<16x256xbf16>, %[[BIAS:.*]]: memref<16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 256 : i64}}
-// CHECK: %[[LOGITS:.*]] = memref.get_global @route_logits
-// CHECK: %[[TOKEN:.*]] = gpu.block_id x
+// CHECK: gpu.func @route_gate_logits(%[[X:.*]]: memref<?x1280xbf16>, %[[GATE:.*]]: memref<16x1280xbf16>, %[[GBIAS:.*]]: memref<16xf32>, %[[OUT:.*]]: memref<?x16xf32>) kernel attributes {moe.launch = {experts_per_block = 4 : i64, threads = 128 : i64, tokens_per_block = 8 : i64}}
 // CHECK: %[[TID:.*]] = gpu.thread_id x
 // CHECK: %[[WARP:.*]] = arith.divui %[[TID]], %c32
 // CHECK: %[[LANE:.*]] = arith.remui %[[TID]], %c32
-// CHECK: scf.for %[[EXPERT:.*]] = %[[WARP]] to %c16 step %c8 {
-// CHECK: scf.for %[[H:.*]] = %[[LANE]] to %c256 step %c128 iter_args(
-// CHECK: memref.load %[[X]][%[[TOKEN]], %[[H0:.*]]]
-// CHECK: memref.load %[[GATE]][%[[EXPERT]], %[[H0]]]
-// CHECK: %[[H96:.*]] = arith.addi %[[H]], %c96
-// CHECK: memref.load %[[GATE]][%[[EXPERT]], %[[H96]]]
+// CHECK: %[[CHUNK:.*]] = gpu.block_id x
+// CHECK: %[[FIRST_EXPERT:.*]] = arith.muli %[[CHUNK]], %c4
+// CHECK: %[[EXPERT:.*]] = arith.addi %[[FIRST_EXPERT]], %[[WARP]]
+// CHECK: arith.cmpi ult, %[[EXPERT]], %c16
+// CHECK: %[[M:.*]] = memref.dim %[[X]], %c0
+// CHECK: %[[LAST:.*]] = arith.subi %[[M]], %c1
+// CHECK: %[[TILE:.*]] = gpu.block_id y
+// CHECK: %[[FIRST:.*]] = arith.muli %[[TILE]], %c8
+// CHECK-COUNT-8: arith.minui %{{.*}}, %[[LAST]]
+// CHECK: %[[COLUMN:.*]] = arith.muli %[[LANE]], %c8
+// CHECK: scf.for %[[H:.*]] = %[[COLUMN]] to %c1024{{.*}} step %c1024{{.*}} iter_args(
+// CHECK-SAME: -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
+// CHECK: arith.muli %[[EXPERT]], %c1280
+// CHECK: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
+// CHECK: arith.addi %[[H]], %c256
+// CHECK-COUNT-3: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
+// CHECK-COUNT-32: llvm.intr.fma
 // CHECK: scf.yield
-// CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32, %c32_i32
-// CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32, %c32_i32
-// CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32, %c32_i32
-// CHECK: gpu.shuffle  xor %{{.*}}, %c2_i32, %c32_i32
-// CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32
-// CHECK: arith.cmpi eq, %[[LANE]], %c0
-// CHECK: memref.store %{{.*}}, %[[LOGITS]][%[[EXPERT]]]
+// CHECK: %[[TAIL:.*]] = arith.addi %[[COLUMN]], %c1024
+// CHECK: scf.for %{{.*}} = %[[TAIL]] to %c1280 step %c256
+// CHECK-COUNT-8: llvm.intr.fma
+// CHECK-NOT: llvm.intr.fma
+// CHECK: scf.yield
+// CHECK: %[[BIAS_E:.*]] = memref.load %[[GBIAS]][%[[EXPERT]]]
+// CHECK: %[[LANE0:.*]] = arith.cmpi eq, %[[LANE]], %c0
+// CHECK-COUNT-8: llvm.extractelement
+// CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32{{.*}}, %c32_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32{{.*}}, %c32_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c4_i32{{.*}}, %c32_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c2_i32{{.*}}, %c32_i32
+// CHECK: gpu.shuffle  xor %{{.*}}, %c1_i32{{.*}}, %c32_i32
+// CHECK: %[[LOGIT:.*]] = arith.addf %{{.*}}, %[[BIAS_E]]
+// CHECK: %[[TOKEN:.*]] = arith.addi %[[FIRST]], %c0
+// CHECK: %[[IN:.*]] = arith.cmpi ult, %[[TOKEN]], %[[M]]
+// CHECK: arith.andi %[[LANE0]], %[[IN]]
+// CHECK: memref.store %[[LOGIT]], %[[OUT]][%[[TOKEN]], %[[EXPERT]]]
+// CHECK-COUNT-7: memref.store %{{.*}}, %[[OUT]]
+// CHECK: gpu.func @route(%[[LOGITS_IN:.*]]: memref<?x16xf32>, %[[BIAS:.*]]: memref<16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 128 : i64}}
+// CHECK: %[[LOGITS:.*]] = memref.get_global @route_logits
+// CHECK: %[[BLOCK_TOKEN:.*]] = gpu.block_id x
+// CHECK: scf.for %[[E:.*]] = %{{.*}} to %c16 step %c128 {
+// CHECK-NEXT: %[[L:.*]] = memref.load %[[LOGITS_IN]][%[[BLOCK_TOKEN]], %[[E]]] : memref<?x16xf32>
+// CHECK-NEXT: memref.store %[[L]], %[[LOGITS]][%[[E]]]
 // CHECK: gpu.barrier
 // CHECK: math.exp
 // CHECK: memref.load %[[BIAS]]
 // CHECK: arith.cmpf uno
 // CHECK: arith.cmpf ogt
 // CHECK-COUNT-4: memref.store %{{.*}}, %[[IDS]]
+// PTX: .entry route_gate_logits(
+// PTX-COUNT-4: ld.global.v4.b32
+// PTX: fma.rn.f32
 // PTX: .entry route(
-func.func @route(%x: tensor<?x256xbf16>, %w_gate: tensor<16x256xbf16>, %b: tensor<16xf32>) -> (tensor<?x4xf32>, tensor<?x4xi32>) {
-  %w, %ids = moe.route sigmoid %x, %w_gate score_bias(%b : tensor<16xf32>) {k = 4 : i64, num_groups = 4 : i64, topk_groups = 2 : i64, renormalize, routed_scaling_factor = 2.5 : f32} : tensor<?x256xbf16>, tensor<16x256xbf16> -> tensor<?x4xf32>, tensor<?x4xi32>
+func.func @route(%x: tensor<?x1280xbf16>, %w_gate: tensor<16x1280xbf16>, %gate_bias: tensor<16xf32>, %b: tensor<16xf32>) -> (tensor<?x4xf32>, tensor<?x4xi32>) {
+  %w, %ids = moe.route sigmoid %x, %w_gate gate_bias(%gate_bias : tensor<16xf32>) score_bias(%b : tensor<16xf32>) {k = 4 : i64, num_groups = 4 : i64, topk_groups = 2 : i64, renormalize, routed_scaling_factor = 2.5 : f32} : tensor<?x1280xbf16>, tensor<16x1280xbf16> -> tensor<?x4xf32>, tensor<?x4xi32>
   return %w, %ids : tensor<?x4xf32>, tensor<?x4xi32>
 }
 

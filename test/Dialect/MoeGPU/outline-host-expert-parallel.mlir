@@ -12,8 +12,10 @@
 // CHECK-LABEL: func.func @moe_layer_layer(
 // CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %{{.+}}: memref<8x128xbf16>, %{{.+}}: memref<4x256x128xbf16>, %{{.+}}: memref<4x128x128xbf16>,
 // CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<?x128xbf16> {moe_gpu.result}, %[[M:[a-z0-9]+]]: index, %[[WS:[a-z0-9]+]]: memref<?xi8> {moe_gpu.workspace}, %[[G:[a-z0-9]+]]: !moe_gpu.group, %[[S:[a-z0-9]+]]: !moe_gpu.stream)
-// CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer {{.*}}[0] {{.*}} -> memref<?x2xf32>
-// CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer {{.*}}[1] {{.*}} -> memref<?x2xi32>
+// CHECK: %[[LOGITS:.+]] = moe_gpu.workspace_buffer {{.*}}[0] {{.*}} -> memref<?x8xf32>
+// CHECK: @moe_kernels::@route_gate_logits
+// CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer {{.*}}[1] {{.*}} -> memref<?x2xf32>
+// CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer {{.*}}[2] {{.*}} -> memref<?x2xi32>
 // CHECK: @moe_kernels::@route
 // CHECK: %[[RANK:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<1xi32>
 // CHECK: moe_gpu.store_group_rank %[[G]] into %[[RANK]] on %[[S]] {ranks = 2 : i64} : memref<1xi32>
@@ -26,7 +28,7 @@
 // CHECK: %[[LOCAL:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x1xi32>
 // CHECK: %[[ORIGIN:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?xi32>
 // CHECK: %[[COUNT:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<1xi32>
-// CHECK: %[[DISPATCH_ERRORS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[9] {{.*}} -> memref<1xi32>
+// CHECK: %[[DISPATCH_ERRORS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[10] {{.*}} -> memref<1xi32>
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@ep_dispatch_ids blocks in (%c1{{.*}}, %c1{{.*}}, %c1{{.*}}) threads in (%c1024, {{.*}} args(%[[ALL_IDS]] : memref<?x2xi32>, %[[RANK]] : memref<1xi32>, %[[LOCAL]] : memref<?x1xi32>, %[[ORIGIN]] : memref<?xi32>, %[[COUNT]] : memref<1xi32>, %[[DISPATCH_ERRORS]] : memref<1xi32>)
 // CHECK: %[[RECEIVED:.+]] = arith.muli %[[M]], %c4
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@ep_dispatch_rows blocks in (%[[RECEIVED]], {{.*}} args(%[[ALL_X]] : memref<?x128xbf16>, %[[ORIGIN]] : memref<?xi32>, %[[COUNT]] : memref<1xi32>, %[[ROWS]] : memref<?x128xbf16>)
@@ -41,13 +43,13 @@
 // CHECK: moe_gpu.all_gather %[[WEIGHTS]] into %[[ALL_WEIGHTS]] over %[[G]] on %[[S]] {ranks = 2 : i64} : memref<?x2xf32>, memref<?x2xf32>
 // CHECK: %[[PARTIAL:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x128xf32>
 // CHECK: moe_gpu.zero %[[PARTIAL]] on %[[S]]
-// CHECK: %[[RETURN_ERRORS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[19] {{.*}} -> memref<1xi32>
+// CHECK: %[[RETURN_ERRORS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[20] {{.*}} -> memref<1xi32>
 // CHECK: moe_gpu.zero %[[RETURN_ERRORS]] on %[[S]]
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@ep_return {{.*}} args(%[[RESULTS]] : memref<?x128xf32>, %[[ORIGIN]] : memref<?xi32>, %[[ALL_WEIGHTS]] : memref<?x2xf32>, %[[PARTIAL]] : memref<?x128xf32>, %[[RETURN_ERRORS]] : memref<1xi32>)
 // CHECK: %[[SUMS:.+]] = moe_gpu.workspace_buffer {{.*}} sizes(%[[M]]) : memref<?xi8> -> memref<?x128xf32>
 // CHECK: moe_gpu.reduce_scatter %[[PARTIAL]] into %[[SUMS]] over %[[G]] on %[[S]] {ranks = 2 : i64} : memref<?x128xf32>, memref<?x128xf32>
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@ep_finalize blocks in (%[[M]], {{.*}} args(%[[SUMS]] : memref<?x128xf32>, %[[OUT]] : memref<?x128xbf16>)
-// CHECK: moe_gpu.workspace_layout @moe_layer_layer_workspace {{{.*}}invalid_id_counters = array<i64: 9, 13, 19>
+// CHECK: moe_gpu.workspace_layout @moe_layer_layer_workspace {{{.*}}invalid_id_counters = array<i64: 10, 14, 20>
 func.func @layer(%x: tensor<?x128xbf16>, %w_gate: tensor<8x128xbf16>, %w13: tensor<8x256x128xbf16>, %w2: tensor<8x128x128xbf16>) -> tensor<?x128xbf16> {
   %logits = moe.router %x, %w_gate : tensor<?x128xbf16>, tensor<8x128xbf16> -> tensor<?x8xf32>
   %weights, %ids = moe.topk softmax %logits {k = 2 : i64, renormalize} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>

@@ -6,20 +6,20 @@
 // zeroed workspace counter its blocks take their next tiles from.
 // CHECK-LABEL: func.func @moe_layer_layer(
 // CHECK-SAME: %[[S:[a-z0-9]+]]: !moe_gpu.stream)
-// CHECK: %[[COUNTER1:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[8] {{.*}} -> memref<1xi32>
+// CHECK: %[[COUNTER1:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[9] {{.*}} -> memref<1xi32>
 // CHECK-NEXT: moe_gpu.zero %[[COUNTER1]] on %[[S]] : memref<1xi32>
 // CHECK-NEXT: %[[TILES1:.+]] = arith.muli %{{[0-9]+}}, %c2_{{[0-9]+}} : index
 // CHECK-NEXT: %[[SMS1:.+]] = moe_gpu.multiprocessor_count on %[[S]]
 // CHECK-NEXT: %[[GRID1:.+]] = arith.minsi %[[TILES1]], %[[SMS1]] : index
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul blocks in (%[[GRID1]], %c1{{.*}}, %c1{{.*}}) threads in (%c384{{[_0-9]*}}, {{.*}}, %[[COUNTER1]] : memref<1xi32>)
-// CHECK: %[[COUNTER2:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[10] {{.*}} -> memref<1xi32>
+// CHECK: %[[COUNTER2:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[11] {{.*}} -> memref<1xi32>
 // CHECK-NEXT: moe_gpu.zero %[[COUNTER2]] on %[[S]] : memref<1xi32>
 // CHECK-NEXT: %[[TILES2:.+]] = arith.muli %{{[0-9]+}}, %c2_{{[0-9]+}} : index
 // CHECK-NEXT: %[[SMS2:.+]] = moe_gpu.multiprocessor_count on %[[S]]
 // CHECK-NEXT: %[[GRID2:.+]] = arith.minsi %[[TILES2]], %[[SMS2]] : index
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul_0 blocks in (%[[GRID2]], %c1{{.*}}, %c1{{.*}}) threads in (%c384{{[_0-9]*}}, {{.*}}, %[[COUNTER2]] : memref<1xi32>)
 // Buffers 8 and 10 of the layout:
-// CHECK: moe_gpu.workspace_layout @moe_layer_layer_workspace {{.*}}names = ["moe.route weights", "moe.route ids", "moe.align sorted ids", "moe.align block experts", "moe.align padded count", "moe.align ids outside [-1, E)", "moe.align counts and cursors", "moe.expert_matmul output", "persistent tile counter", "f32 sums of the combine", "persistent tile counter"]
+// CHECK: moe_gpu.workspace_layout @moe_layer_layer_workspace {{.*}}names = ["moe.route logits", "moe.route weights", "moe.route ids", "moe.align sorted ids", "moe.align block experts", "moe.align padded count", "moe.align ids outside [-1, E)", "moe.align counts and cursors", "moe.expert_matmul output", "persistent tile counter", "f32 sums of the combine", "persistent tile counter"]
 // The kernels: each role walks its block's tiles in a loop that receives
 // them from the producer's leader, which takes them from the counter.
 // CHECK: gpu.func @expert_matmul(

@@ -1,16 +1,23 @@
 // RUN: moe-opt %s -split-input-file --moe-gpu-pipeline="num-tokens=16" --moe-gpu-outline-host -verify-diagnostics | FileCheck %s
 
-// A routed layer: the router's kernel writes ids and weights into workspace
-// buffers of M·k elements; the outlined function launches route, align and
-// the GEMMs on the stream, zeroes the combine's sums, and the layout keeps
-// the byte count of each buffer as a map of the token count.
+// A routed layer: the router's logits kernel writes an [M, E] f32 workspace
+// buffer over a grid of (expert chunks, token tiles of 8), the selection
+// kernel writes ids and weights into workspace buffers of M·k elements; the
+// outlined function launches them, align and the GEMMs on the stream,
+// zeroes the combine's sums, and the layout keeps the byte count of each
+// buffer as a map of the token count.
+// CHECK-DAG: #[[LOGITS:map[0-9]*]] = affine_map<()[s0] -> (s0 * 32)>
 // CHECK-DAG: #[[ROUTED:map[0-9]*]] = affine_map<()[s0] -> (s0 * 8)>
 // CHECK-LABEL: func.func @moe_layer_layer(
 // CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %[[GATE:[a-z0-9]+]]: memref<8x128xbf16>, %{{.+}}: memref<8x256x128xbf16>, %{{.+}}: memref<8x128x128xbf16>,
 // CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<?x128xbf16> {moe_gpu.result}, %[[M:[a-z0-9]+]]: index, %[[WS:[a-z0-9]+]]: memref<?xi8> {moe_gpu.workspace}, %[[S:[a-z0-9]+]]: !moe_gpu.stream)
-// CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[0] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xf32>
-// CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[1] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xi32>
-// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route blocks in (%[[M]], %{{.+}}, %{{.+}}) {{.*}} args(%[[X]] : memref<?x128xbf16>, %[[GATE]] : memref<8x128xbf16>, %[[WEIGHTS]] : memref<?x2xf32>, %[[IDS]] : memref<?x2xi32>)
+// CHECK: %[[ALL:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[0] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x8xf32>
+// CHECK: %[[PLUS7:.+]] = arith.addi %[[M]], %c7 : index
+// CHECK: %[[TILES:.+]] = arith.divsi %[[PLUS7]], %c8 : index
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route_gate_logits blocks in (%c2, %[[TILES]], %{{.+}}) threads in (%c128, {{.*}} args(%[[X]] : memref<?x128xbf16>, %[[GATE]] : memref<8x128xbf16>, %[[ALL]] : memref<?x8xf32>)
+// CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[1] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xf32>
+// CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[2] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xi32>
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route blocks in (%[[M]], %{{.+}}, %{{.+}}) {{.*}} args(%[[ALL]] : memref<?x8xf32>, %[[WEIGHTS]] : memref<?x2xf32>, %[[IDS]] : memref<?x2xi32>)
 // moe.align: one block up to 4096 assignments, two kernels over many
 // blocks above, after zeroing their counts, cursors and error word.
 // CHECK: %[[STATE:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<16xi32>
@@ -30,8 +37,8 @@
 // CHECK: moe_gpu.zero %[[SUMS]] on %[[S]] : memref<?x128xf32>
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul_0 {{.*}} %[[WEIGHTS]] : memref<?x2xf32>, %[[SUMS]] : memref<?x128xf32>)
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@combine_finalize {{.*}} args(%[[SUMS]] : memref<?x128xf32>, %[[OUT]] : memref<?x128xbf16>)
-// CHECK: moe_gpu.workspace_layout @moe_layer_layer_workspace {buffers = [#[[ROUTED]], #[[ROUTED]],
-// CHECK-SAME: names = ["moe.route weights", "moe.route ids", "moe.align sorted ids"
+// CHECK: moe_gpu.workspace_layout @moe_layer_layer_workspace {buffers = [#[[LOGITS]], #[[ROUTED]], #[[ROUTED]],
+// CHECK-SAME: names = ["moe.route logits", "moe.route weights", "moe.route ids", "moe.align sorted ids"
 // CHECK-LABEL: func.func @moe_layer_layer_workspace_bytes(
 // CHECK-LABEL: func.func @moe_layer_layer_invalid_ids(
 // The kernels keep no launch facts: the launches state them.

@@ -12,9 +12,10 @@
 // HOST-LABEL: func.func @moe_layer_qwen(
 // HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x256xbf16>, %[[WG:[a-z0-9]+]]: memref<60x256xbf16>, %[[WSG:[a-z0-9]+]]: memref<1x256xbf16>,
 // HOST-SAME: %{{[a-z0-9]+}}: memref<64x256x256xbf16>, %{{[a-z0-9]+}}: memref<64x256x128xbf16>,
-// HOST: gpu.launch_func {{.*}} @moe_kernels::@route {{.*}} args(%[[X]] : memref<?x256xbf16>, %[[WG]] : memref<60x256xbf16>, %[[RW:.+]] : memref<?x4xf32>, %[[RI:.+]] : memref<?x4xi32>)
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@route_gate_logits blocks in (%c15, {{.*}} args(%[[X]] : memref<?x256xbf16>, %[[WG]] : memref<60x256xbf16>, %[[LOGITS:.+]] : memref<?x60xf32>)
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@route {{.*}} args(%[[LOGITS]] : memref<?x60xf32>, %[[RW:.+]] : memref<?x4xf32>, %[[RI:.+]] : memref<?x4xi32>)
 // HOST: %[[GATE:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x1xf32>
-// HOST: gpu.launch_func {{.*}} @moe_kernels::@router {{.*}} args(%[[X]] : memref<?x256xbf16>, %[[WSG]] : memref<1x256xbf16>, %[[GATE]] : memref<?x1xf32>)
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@router blocks in (%c1, {{.*}} threads in (%c32, {{.*}} args(%[[X]] : memref<?x256xbf16>, %[[WSG]] : memref<1x256xbf16>, %[[GATE]] : memref<?x1xf32>)
 // HOST: gpu.launch_func {{.*}} @moe_kernels::@add_shared_experts {{.*}} threads in (%c32, %c1, %c1) {{.*}} args(%[[RW]] : memref<?x4xf32>, %[[RI]] : memref<?x4xi32>, %[[GATE]] : memref<?x1xf32>, %[[W:.+]] : memref<?x8xf32>, %[[IDS:.+]] : memref<?x8xi32>)
 // HOST: gpu.launch_func {{.*}} @moe_kernels::@align_count {{.*}} args(%[[IDS]] : memref<?x8xi32>, {{.*}}, %{{.+}} : memref<128xi32>,
 // HOST: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul_0 {{.*}}, %[[W]] : memref<?x8xf32>, %{{.+}} : memref<?x256xf32>)

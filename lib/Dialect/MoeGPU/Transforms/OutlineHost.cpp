@@ -119,13 +119,18 @@ private:
   /// The slot blocks of `slots` slots that can hold an assignment.
   Value occupiedBlocks(AffineExpr slots, int64_t numExperts, int64_t blockM);
 
-  /// Launches the routing kernel of `op` (moe.route or moe.topk; also
-  /// moe.add_shared_experts, whose kernel has the same form) on the
-  /// rows of `rowsOf` with the buffers of `inputs` (null: an absent
-  /// optional operand), allocating its `weights` and `ids` results.
-  LogicalResult launchRouting(Operation *op, Value rowsOf,
-                              ArrayRef<Value> inputs, Value weights, Value ids,
+  /// Launches the routing kernel of `op` (moe.route, moe.topk or
+  /// moe.add_shared_experts, whose kernel has the same form) on `rows` rows
+  /// with the memrefs `args` (null: an absent optional operand),
+  /// allocating its `weights` and `ids` results.
+  LogicalResult launchRouting(Operation *op, AffineExpr rows,
+                              ArrayRef<Value> args, Value weights, Value ids,
                               int64_t k);
+  /// Launches the gate-logits kernel `kernel` of x · W_gateᵀ (+ `bias`)
+  /// on `rows` rows into `logits`.
+  LogicalResult launchGateLogits(gpu::GPUFuncOp kernel, AffineExpr rows,
+                                 Value input, Value gateWeight, Value bias,
+                                 Value logits);
   LogicalResult lowerRoute(moe::RouteOp op);
   LogicalResult lowerTopk(moe::TopkOp op);
   LogicalResult lowerRouter(moe::RouterOp op);
@@ -277,36 +282,76 @@ Value HostBuilder::occupiedBlocks(AffineExpr slots, int64_t numExperts,
   return arith::MinSIOp::create(b, loc, all, occupied);
 }
 
-LogicalResult HostBuilder::launchRouting(Operation *op, Value rowsOf,
-                                         ArrayRef<Value> inputs, Value weights,
+LogicalResult HostBuilder::launchRouting(Operation *op, AffineExpr rows,
+                                         ArrayRef<Value> args, Value weights,
                                          Value ids, int64_t k) {
   FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
   if (failed(kernel))
     return failure();
-  AffineExpr rows = buffers.lookup(rowsOf).sizes[0];
   AffineExpr topK = b.getAffineConstantExpr(k);
   std::string name = op->getName().getStringRef().str();
   Buffer weightsBuffer = allocate(weights, name + " weights", {rows, topK},
                                   b.getF32Type());
   Buffer idsBuffer =
       allocate(ids, name + " ids", {rows, topK}, b.getI32Type());
-  SmallVector<Value> args;
-  for (Value input : inputs)
-    if (input)
-      args.push_back(buffers.lookup(input).memref);
-  args.append({weightsBuffer.memref, idsBuffer.memref});
-  return launch(*kernel, args, {materialize(rows), constant(1), constant(1)});
+  SmallVector<Value> operands;
+  for (Value arg : args)
+    if (arg)
+      operands.push_back(arg);
+  operands.append({weightsBuffer.memref, idsBuffer.memref});
+  return launch(*kernel, operands,
+                {materialize(rows), constant(1), constant(1)});
+}
+
+LogicalResult HostBuilder::launchGateLogits(gpu::GPUFuncOp kernel,
+                                            AffineExpr rows, Value input,
+                                            Value gateWeight, Value bias,
+                                            Value logits) {
+  FailureOr<int64_t> expertsPerBlock =
+      launchFact(kernel, "experts_per_block");
+  FailureOr<int64_t> tokensPerBlock = launchFact(kernel, "tokens_per_block");
+  if (failed(expertsPerBlock) || failed(tokensPerBlock))
+    return failure();
+  int64_t numExperts = cast<MemRefType>(logits.getType()).getDimSize(1);
+  SmallVector<Value> args = {input, gateWeight};
+  if (bias)
+    args.push_back(bias);
+  args.push_back(logits);
+  // Expert chunks along x: the blocks that run together share their
+  // tokens' rows, and the whole gate stays in L2.
+  return launch(
+      kernel, args,
+      {constant(llvm::divideCeil(numExperts, *expertsPerBlock)),
+       materialize((rows + (*tokensPerBlock - 1)).floorDiv(*tokensPerBlock)),
+       constant(1)});
 }
 
 LogicalResult HostBuilder::lowerTopk(moe::TopkOp op) {
-  return launchRouting(op, op.getLogits(), {op.getLogits(), op.getBias()},
+  Value bias = op.getBias() ? buffers.lookup(op.getBias()).memref : Value();
+  Buffer logits = buffers.lookup(op.getLogits());
+  return launchRouting(op, logits.sizes[0], {logits.memref, bias},
                        op.getWeights(), op.getIds(), op.getK());
 }
 
 LogicalResult HostBuilder::lowerRoute(moe::RouteOp op) {
-  return launchRouting(op, op.getInput(),
-                       {op.getInput(), op.getGateWeight(), op.getGateBias(),
-                        op.getScoreBias()},
+  FailureOr<gpu::GPUFuncOp> logitsKernel =
+      kernelOf(op, "moe.gpu_logits_kernel");
+  if (failed(logitsKernel))
+    return failure();
+  AffineExpr rows = buffers.lookup(op.getInput()).sizes[0];
+  int64_t numExperts = op.getGateWeight().getType().getDimSize(0);
+  Buffer logits =
+      allocateScratch("moe.route logits",
+                      {rows, b.getAffineConstantExpr(numExperts)},
+                      b.getF32Type());
+  auto memrefOf = [&](Value value) {
+    return value ? buffers.lookup(value).memref : Value();
+  };
+  if (failed(launchGateLogits(*logitsKernel, rows, memrefOf(op.getInput()),
+                              memrefOf(op.getGateWeight()),
+                              memrefOf(op.getGateBias()), logits.memref)))
+    return failure();
+  return launchRouting(op, rows, {logits.memref, memrefOf(op.getScoreBias())},
                        op.getWeights(), op.getIds(), op.getK());
 }
 
@@ -319,18 +364,18 @@ LogicalResult HostBuilder::lowerRouter(moe::RouterOp op) {
   Buffer logits =
       allocate(op.getLogits(), "moe.router logits",
                {rows, b.getAffineConstantExpr(numExperts)}, b.getF32Type());
-  SmallVector<Value> args = {buffers.lookup(op.getInput()).memref,
-                             buffers.lookup(op.getGateWeight()).memref};
-  if (op.getBias())
-    args.push_back(buffers.lookup(op.getBias()).memref);
-  args.push_back(logits.memref);
-  return launch(*kernel, args, {materialize(rows), constant(1), constant(1)});
+  Value bias = op.getBias() ? buffers.lookup(op.getBias()).memref : Value();
+  return launchGateLogits(*kernel, rows, buffers.lookup(op.getInput()).memref,
+                          buffers.lookup(op.getGateWeight()).memref, bias,
+                          logits.memref);
 }
 
 LogicalResult HostBuilder::lowerAddSharedExperts(moe::AddSharedExpertsOp op) {
+  Buffer routedIds = buffers.lookup(op.getRoutedIds());
+  Value gate = op.getGate() ? buffers.lookup(op.getGate()).memref : Value();
   return launchRouting(
-      op, op.getRoutedIds(),
-      {op.getRoutedWeights(), op.getRoutedIds(), op.getGate()},
+      op, routedIds.sizes[0],
+      {buffers.lookup(op.getRoutedWeights()).memref, routedIds.memref, gate},
       op.getWeights(), op.getIds(), op.getIds().getType().getDimSize(1));
 }
 
