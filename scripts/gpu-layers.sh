@@ -6,7 +6,8 @@
 #   <layer>_m<M>.so         the example layer, M in 1 256 4096
 #   <layer>_block_m<M>.so   full size, tiles chosen for M tokens
 #   <layer>_small_block.so  scaled (H=256, I=128), for the sanitizer
-#   mixtral_8x7b_small.so   the scaled Mixtral layer, routing included
+#   mixtral_8x7b_small.so   the scaled Mixtral and Qwen3 layers, routing
+#   qwen3_30b_a3b_small.so  included, for the sanitizer
 #   layers.json             the configurations
 #   package/                fused_moe's libraries through the Python
 #                           package, for bench/gpu_package_check.py
@@ -43,6 +44,7 @@ for program in "$out"/src/*.mlir; do
   wait
 done
 build_layer "$repo_root/examples/scaled/mixtral_8x7b.mlir" mixtral_8x7b_small 64
+build_layer "$repo_root/examples/scaled/qwen3_30b_a3b.mlir" qwen3_30b_a3b_small 64
 for program in "$out"/src/*_block.mlir; do
   layer=$(basename "$program" .mlir)
   if [[ "$layer" == *_small_block ]]; then

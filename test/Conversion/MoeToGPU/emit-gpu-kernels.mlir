@@ -361,14 +361,17 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 // of 1024, then the last 256 columns one a step), one f32x8 FMA sum per
 // token, reduced and added across the warp by butterfly shuffles; tokens
 // past the last read the last token's row (clamped) and are not stored.
-// Then the selection on them: one block per token copies its logits to
-// shared memory, and one thread ranks with NaN as -inf and strict
-// greater-than (the lower expert wins a tie), chooses 2 of 4 groups, then
-// k = 4 experts, renormalizes and scales.
+// Then the selection on them: one warp per token; lane l scores experts l,
+// l + 32, ... (sigmoid) into shared memory with their biased selection
+// keys; after a barrier, lanes rank the groups (a lane per group: the sum
+// of its two best keys), and each of the 2 group rounds and k = 4 expert
+// rounds is a lane's own argmax (NaN ranks as -inf, strict greater-than,
+// equal ranks to the lower index) then a butterfly of (index, rank) over
+// the warp; lane 0 stores the renormalized, scaled weights and the ids.
 // CHECK-LABEL: func.func @route
 // CHECK: moe.route {{.*}}moe.gpu_kernel = @moe_kernels::@route, moe.gpu_logits_kernel = @moe_kernels::@route_gate_logits
-// CHECK: memref.global "private" @route_logits : memref<16xf32, #gpu.address_space<workgroup>>
-// CHECK: memref.global "private" @route_groups : memref<4xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.global "private" @route_scores : memref<16xf32, #gpu.address_space<workgroup>>
+// CHECK: memref.global "private" @route_group_scores : memref<4xf32, #gpu.address_space<workgroup>>
 // CHECK: gpu.func @route_gate_logits(%[[X:.*]]: memref<?x1280xbf16>, %[[GATE:.*]]: memref<16x1280xbf16>, %[[GBIAS:.*]]: memref<16xf32>, %[[OUT:.*]]: memref<?x16xf32>) kernel attributes {moe.launch = {experts_per_block = 4 : i64, threads = 128 : i64, tokens_per_block = 8 : i64}}
 // CHECK: %[[TID:.*]] = gpu.thread_id x
 // CHECK: %[[WARP:.*]] = arith.divui %[[TID]], %c32
@@ -410,17 +413,37 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 // CHECK: arith.andi %[[LANE0]], %[[IN]]
 // CHECK: memref.store %[[LOGIT]], %[[OUT]][%[[TOKEN]], %[[EXPERT]]]
 // CHECK-COUNT-7: memref.store %{{.*}}, %[[OUT]]
-// CHECK: gpu.func @route(%[[LOGITS_IN:.*]]: memref<?x16xf32>, %[[BIAS:.*]]: memref<16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 128 : i64}}
-// CHECK: %[[LOGITS:.*]] = memref.get_global @route_logits
-// CHECK: %[[BLOCK_TOKEN:.*]] = gpu.block_id x
-// CHECK: scf.for %[[E:.*]] = %{{.*}} to %c16 step %c128 {
-// CHECK-NEXT: %[[L:.*]] = memref.load %[[LOGITS_IN]][%[[BLOCK_TOKEN]], %[[E]]] : memref<?x16xf32>
-// CHECK-NEXT: memref.store %[[L]], %[[LOGITS]][%[[E]]]
-// CHECK: gpu.barrier
+// CHECK: gpu.func @route(%[[LOGITS_IN:.*]]: memref<?x16xf32>, %[[BIAS:.*]]: memref<16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 32 : i64}}
+// CHECK: %[[SCORES:.*]] = memref.get_global @route_scores
+// CHECK: %[[KEYS:.*]] = memref.get_global @route_selection
+// CHECK: %[[GROUPS:.*]] = memref.get_global @route_group_scores
+// CHECK: %[[TOKEN_ID:.*]] = gpu.block_id x
+// CHECK: %[[LANE_ID:.*]] = gpu.thread_id x
+// CHECK: scf.for %[[E:.*]] = %[[LANE_ID]] to %c16 step %c32 {
+// CHECK-NEXT: memref.load %[[LOGITS_IN]][%[[TOKEN_ID]], %[[E]]] : memref<?x16xf32>
 // CHECK: math.exp
-// CHECK: memref.load %[[BIAS]]
+// CHECK: memref.store %{{.*}}, %[[SCORES]][%[[E]]]
+// CHECK: memref.load %[[BIAS]][%[[E]]]
+// CHECK: memref.store %{{.*}}, %[[KEYS]][%[[E]]]
+// CHECK: gpu.barrier
+// CHECK: scf.for %[[G:.*]] = %[[LANE_ID]] to %c4 step %c32
+// CHECK: memref.store %{{.*}}, %[[GROUPS]][%[[G]]]
+// CHECK: gpu.barrier
+// Two group rounds, then four expert rounds, each a butterfly.
+// CHECK-COUNT-2: scf.for %{{.*}} = %[[LANE_ID]] to %c4{{.*}} step %c32
+// CHECK: scf.for %{{.*}} = %[[LANE_ID]] to %c16{{.*}} step %c32
+// CHECK: memref.load %[[KEYS]]
 // CHECK: arith.cmpf uno
 // CHECK: arith.cmpf ogt
+// CHECK: arith.cmpf oeq
+// CHECK: arith.cmpi slt
+// CHECK: gpu.shuffle  xor %{{.*}} : i32
+// CHECK: gpu.shuffle  xor %{{.*}} : f32
+// CHECK: memref.load %[[SCORES]]
+// CHECK-COUNT-3: scf.for %{{.*}} = %[[LANE_ID]] to %c16{{.*}} step %c32
+// CHECK: arith.divf
+// CHECK: %[[LEADER:.*]] = arith.cmpi eq, %[[LANE_ID]], %c0
+// CHECK: scf.if %[[LEADER]]
 // CHECK-COUNT-4: memref.store %{{.*}}, %[[IDS]]
 // PTX: .entry route_gate_logits(
 // PTX-COUNT-4: ld.global.v4.b32
@@ -434,20 +457,24 @@ func.func @route(%x: tensor<?x1280xbf16>, %w_gate: tensor<16x1280xbf16>, %gate_b
 // -----
 
 // moe.topk on given logits (a layer that takes the router's output, as
-// vLLM's fused_moe does): the routing kernel without the router; each
-// thread copies its experts' logits into shared memory, then the same
-// selection (here top-k softmax, renormalized).
+// vLLM's fused_moe does): the selection kernel of moe.route on them (here
+// top-k softmax, renormalized): the maximum and the denominator are each a
+// lane's own over its experts, then a butterfly over the warp.
 // CHECK-LABEL: func.func @topk
 // CHECK: moe.topk {{.*}}moe.gpu_kernel = @moe_kernels::@topk
-// CHECK: gpu.func @topk(%[[LOGITS:.*]]: memref<?x16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 128 : i64}}
-// CHECK: %[[SHARED:.*]] = memref.get_global @topk_logits
+// CHECK: gpu.func @topk(%[[LOGITS:.*]]: memref<?x16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 32 : i64}}
 // CHECK: %[[TOKEN:.*]] = gpu.block_id x
-// CHECK: scf.for %[[EXPERT:.*]] = %{{.*}} to %c16 step %c128 {
-// CHECK-NEXT: %[[LOGIT:.*]] = memref.load %[[LOGITS]][%[[TOKEN]], %[[EXPERT]]] : memref<?x16xf32>
-// CHECK-NEXT: memref.store %[[LOGIT]], %[[SHARED]][%[[EXPERT]]]
-// CHECK-NEXT: }
-// CHECK-NEXT: gpu.barrier
+// CHECK: %[[LANE:.*]] = gpu.thread_id x
+// CHECK: scf.for %[[EXPERT:.*]] = %[[LANE]] to %c16 step %c32 iter_args(
+// CHECK-NEXT: memref.load %[[LOGITS]][%[[TOKEN]], %[[EXPERT]]] : memref<?x16xf32>
+// CHECK-NEXT: arith.maximumf
+// CHECK: gpu.shuffle  xor
+// CHECK: arith.maximumf
 // CHECK: math.exp
+// CHECK: gpu.shuffle  xor
+// CHECK: arith.addf
+// CHECK: gpu.barrier
+// CHECK-NOT: gpu.barrier
 // CHECK: arith.divf
 // CHECK-COUNT-4: memref.store %{{.*}}, %[[IDS]]
 // PTX: .entry topk(
