@@ -8,7 +8,7 @@
 # part                what it runs                                          expected
 # sanitize            builds runtime/'s tests (cmake), smoke runs of the     2-4 min (est.)
 #                     small bf16 blocks and the small Mixtral layer, and
-#                     compute-sanitizer memcheck + racecheck over four
+#                     compute-sanitizer memcheck + racecheck over five
 # sanitize-quantized  compute-sanitizer memcheck + racecheck over the        2-5 min (est.)
 #                     scaled w8a8 and weight-only blocks
 #                     (gpu_moe_suite.py smoke-quantized)
@@ -114,6 +114,9 @@ run_part() {
         8 2 256 128 77 routed || failed=1
       sanitized "$smoke" "$layers/qwen3_30b_a3b_small.so" qwen3_30b_a3b_small \
         128 8 256 128 77 routed || failed=1
+      # 300 tokens take the router's many-token tiling (from 136 on).
+      sanitized "$smoke" "$layers/qwen3_30b_a3b_small.so" qwen3_30b_a3b_small \
+        128 8 256 128 300 routed || failed=1
       return $failed ;;
     sanitize-quantized)
       sanitized python3 bench/gpu_moe_suite.py smoke-quantized "$layers" ;;

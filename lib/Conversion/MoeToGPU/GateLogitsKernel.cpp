@@ -1,17 +1,21 @@
 //===- GateLogitsKernel.cpp - the router logits x · W_gateᵀ on the GPU ----===//
 //
 // The logits of moe.router, and the first of moe.route's two kernels, as a
-// grid of (expert chunk, token tile) blocks. A warp owns one expert and a
-// tile of tokens: its lanes walk H with 16-byte loads of the gate row and of
-// each token's row, keep one f32 vector sum per token, and add the sums
-// across the warp by butterfly shuffles. The gate row is read once per
-// token tile, and at decode the gate streams from many SMs at once, where a
-// block per token read the whole gate from one SM.
+// grid of (expert chunk, token tile) blocks. A warp owns a few experts and
+// a tile of tokens: its lanes walk H with 16-byte loads of the gate rows
+// and of each token's row, keep f32 sums per (token, expert), and add
+// the sums across the warp by butterfly shuffles. Two tilings: at decode a
+// warp per expert with 4 gate loads in flight per lane, so the gate streams
+// from many SMs; with many tokens 4 experts per warp, so each token row
+// loaded serves 4 dot products (one expert per warp loaded its 8 rows of x
+// per 8 dot products, bound by L2 traffic at 4-5 T FMA/s).
 //
 //===----------------------------------------------------------------------===//
 
 #include "KernelEmitter.h"
 #include "MoeGpuKernels.h"
+
+#include "moe/Target/GpuTarget.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -24,29 +28,63 @@ using namespace mlir::moe;
 
 namespace {
 constexpr int64_t kWarpSize = 32;
-/// Tokens of a block: a gate row read from memory serves this many rows of
-/// x, and a lane holds this many vector sums.
-constexpr int64_t kTokensPerBlock = 8;
-/// Warps (experts) of a block, fewer with fewer experts. Four rather than
-/// eight spreads a decode step's few blocks over more SMs.
-constexpr int64_t kMaxExpertsPerBlock = 4;
-/// Independent 16-byte gate loads a lane has in flight per step: at decode
-/// the stream's speed is the bytes in flight.
-constexpr int64_t kGateLoadsInFlight = 4;
 constexpr int64_t kLoadBytes = 16;
 
 int64_t bytesOf(Type type) { return type.getIntOrFloatBitWidth() / 8; }
+
+/// How a kernel splits the work.
+struct GateLogitsTiling {
+  /// Experts of a warp: each token row loaded serves this many.
+  int64_t expertsPerWarp;
+  /// Tokens of a block: each gate row loaded serves this many.
+  int64_t tokensPerBlock;
+  /// At most this many warps per block (fewer with fewer experts).
+  int64_t maxWarps;
+  /// Columns of 16-byte loads a lane issues per step: the gate's bytes in
+  /// flight at decode.
+  int64_t loadsInFlight;
+  /// Whether a lane keeps a vector of sums per (token, expert), adding the
+  /// products of a load element by element, or one f32 sum that chains
+  /// them. Vectors keep the FMA chains short where a warp has few steps
+  /// (decode: scalar chains cost DeepSeek-V3 M = 1 4 µs of 9); with 4
+  /// experts per warp they would not fit in registers.
+  bool vectorSums;
+};
+/// A warp per expert, 4 warps a block: a decode step's blocks spread over
+/// many SMs, each lane with 4 gate loads in flight.
+constexpr GateLogitsTiling kDecodeTiling{1, 8, 4, 4, true};
+/// 4 experts per warp, 16 per block.
+constexpr GateLogitsTiling kManyTokensTiling{4, 8, 4, 1, false};
+/// The many-token tiling is taken from 64 tokens on, and only once its grid
+/// has this many warps per SM: with fewer (Mixtral's 8 experts are 2 warps
+/// per token tile) the decode tiling's 4× more warps stream faster.
+constexpr int64_t kMinTokens = 64;
+constexpr int64_t kManyTokensWarpsPerSM = 4;
 
 /// What the kernel computes and how a lane steps along H.
 struct GateLogitsShape {
   int64_t numExperts, hidden;
   Type inputElement, gateElement;
   bool bias;
+  GateLogitsTiling tiling;
 
-  int64_t expertsPerBlock() const {
-    return std::min(kMaxExpertsPerBlock, numExperts);
+  int64_t warps() const {
+    return std::min(tiling.maxWarps,
+                    static_cast<int64_t>(llvm::divideCeil(
+                        numExperts, tiling.expertsPerWarp)));
   }
-  int64_t threads() const { return expertsPerBlock() * kWarpSize; }
+  int64_t expertsPerBlock() const { return warps() * tiling.expertsPerWarp; }
+  int64_t threads() const { return warps() * kWarpSize; }
+  /// The tokens from which the host takes this tiling.
+  int64_t minTokens() const {
+    if (tiling.vectorSums)
+      return 0;
+    int64_t warpsPerTile =
+        llvm::divideCeil(numExperts, expertsPerBlock()) * warps();
+    int64_t tiles = llvm::divideCeil(
+        kManyTokensWarpsPerSM * GpuTarget().numSMs, warpsPerTile);
+    return std::max(kMinTokens, tiles * tiling.tokensPerBlock);
+  }
   /// Elements a lane loads at once from each row: 16 bytes of the wider
   /// type, or one element where H leaves rows unaligned to that.
   int64_t vectorWidth() const {
@@ -60,9 +98,8 @@ struct GateLogitsShape {
 class GateLogitsBuilder : public KernelEmitter {
 public:
   GateLogitsBuilder(OpBuilder &b, Location loc, const GateLogitsShape &shape)
-      : KernelEmitter{b, loc}, shape(shape),
-        width(shape.vectorWidth()),
-        sumType(VectorType::get({width}, b.getF32Type())) {}
+      : KernelEmitter{b, loc}, shape(shape), width(shape.vectorWidth()),
+        vectorType(VectorType::get({width}, b.getF32Type())) {}
   void build(gpu::GPUFuncOp func);
 
 private:
@@ -71,19 +108,25 @@ private:
   /// `width` elements of the row-major [rows, H] array at `base`, row
   /// `row`, from column `column`, as f32.
   Value loadRow(Value base, Type element, Value row, Value column);
-  /// Adds x[rows[t], h...] · gate[expert, h...] into `sums[t]` over h =
-  /// first, first + step, ... < bound, `unroll` columns of `width` elements
-  /// `kWarpSize · width` apart per step.
+  /// `sum` + the dot product of the f32 vectors `x` and `w`.
+  Value addDot(Value sum, Value x, Value w);
+  /// Adds x[tokenRows[t], h...] · gate[expertRows[e], h...] into
+  /// `sums[t · E_w + e]` over h = first, first + step, ... < bound,
+  /// `unroll` columns of `width` elements `kWarpSize · width` apart per
+  /// step.
   SmallVector<Value> accumulate(Value first, int64_t bound, int64_t unroll,
                                 ArrayRef<Value> sums);
-  /// The warp's sum of `sum`'s elements over its lanes, in every lane.
+  /// The warp's sum of `sum` over its lanes, in every lane.
   Value reduceAcrossWarp(Value sum);
+  /// Row `first + i` for i < count, clamped to `last`: a row past the end
+  /// is read again from the last one (no branch in the loop), not stored.
+  SmallVector<Value> clampedRows(Value first, int64_t count, Value last);
 
   const GateLogitsShape &shape;
   int64_t width;
-  VectorType sumType;
-  Value xBase, gateBase, expert;
-  SmallVector<Value> rows;
+  VectorType vectorType;
+  Value xBase, gateBase;
+  SmallVector<Value> tokenRows, expertRows;
 };
 } // namespace
 
@@ -122,48 +165,76 @@ Value GateLogitsBuilder::loadRow(Value base, Type element, Value row,
                                       /*alignment=*/width * bytesOf(element));
   if (element.isF32())
     return loaded;
-  return arith::ExtFOp::create(b, loc, sumType, loaded);
+  return arith::ExtFOp::create(b, loc, vectorType, loaded);
+}
+
+Value GateLogitsBuilder::addDot(Value sum, Value x, Value w) {
+  for (int64_t e = 0; e < width; ++e)
+    sum = LLVM::FMAOp::create(
+        b, loc, LLVM::ExtractElementOp::create(b, loc, x, i32(e)),
+        LLVM::ExtractElementOp::create(b, loc, w, i32(e)), sum);
+  return sum;
 }
 
 SmallVector<Value> GateLogitsBuilder::accumulate(Value first, int64_t bound,
                                                  int64_t unroll,
                                                  ArrayRef<Value> sums) {
   int64_t columnStride = kWarpSize * width;
+  int64_t numExperts = expertRows.size();
   auto loop = scf::ForOp::create(
       b, loc, first, index(bound), index(unroll * columnStride), sums,
       [&](OpBuilder &, Location, Value h, ValueRange carried) {
         // The gate columns first: their loads go out together.
         SmallVector<Value> columns, weights;
-        for (int64_t u = 0; u < unroll; ++u) {
+        for (int64_t u = 0; u < unroll; ++u)
           columns.push_back(
               arith::AddIOp::create(b, loc, h, index(u * columnStride)));
-          weights.push_back(
-              loadRow(gateBase, shape.gateElement, expert, columns.back()));
-        }
+        for (Value expertRow : expertRows)
+          for (Value column : columns)
+            weights.push_back(
+                loadRow(gateBase, shape.gateElement, expertRow, column));
         SmallVector<Value> next(carried);
-        for (auto [t, row] : llvm::enumerate(rows))
-          for (int64_t u = 0; u < unroll; ++u)
-            next[t] = LLVM::FMAOp::create(
-                b, loc,
-                loadRow(xBase, shape.inputElement, row, columns[u]),
-                weights[u], next[t]);
+        for (auto [t, tokenRow] : llvm::enumerate(tokenRows))
+          for (auto [u, column] : llvm::enumerate(columns)) {
+            Value x = loadRow(xBase, shape.inputElement, tokenRow, column);
+            for (int64_t e = 0; e < numExperts; ++e) {
+              Value &sum = next[t * numExperts + e];
+              Value w = weights[e * unroll + u];
+              sum = shape.tiling.vectorSums
+                        ? LLVM::FMAOp::create(b, loc, x, w, sum).getResult()
+                        : addDot(sum, x, w);
+            }
+          }
         scf::YieldOp::create(b, loc, next);
       });
   return SmallVector<Value>(loop.getResults());
 }
 
 Value GateLogitsBuilder::reduceAcrossWarp(Value sum) {
-  Value total = LLVM::ExtractElementOp::create(b, loc, sum, i32(0));
-  for (int64_t e = 1; e < width; ++e)
-    total = arith::AddFOp::create(
-        b, loc, total, LLVM::ExtractElementOp::create(b, loc, sum, i32(e)));
+  if (shape.tiling.vectorSums) {
+    Value total = LLVM::ExtractElementOp::create(b, loc, sum, i32(0));
+    for (int64_t e = 1; e < width; ++e) {
+      Value element = LLVM::ExtractElementOp::create(b, loc, sum, i32(e));
+      total = arith::AddFOp::create(b, loc, total, element);
+    }
+    sum = total;
+  }
   for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2)
-    total = arith::AddFOp::create(
-        b, loc, total,
-        gpu::ShuffleOp::create(b, loc, total, offset, kWarpSize,
+    sum = arith::AddFOp::create(
+        b, loc, sum,
+        gpu::ShuffleOp::create(b, loc, sum, offset, kWarpSize,
                                gpu::ShuffleMode::XOR)
             .getShuffleResult());
-  return total;
+  return sum;
+}
+
+SmallVector<Value> GateLogitsBuilder::clampedRows(Value first, int64_t count,
+                                                  Value last) {
+  SmallVector<Value> rows;
+  for (int64_t i = 0; i < count; ++i)
+    rows.push_back(arith::MinUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, first, index(i)), last));
+  return rows;
 }
 
 void GateLogitsBuilder::build(gpu::GPUFuncOp func) {
@@ -172,70 +243,79 @@ void GateLogitsBuilder::build(gpu::GPUFuncOp func) {
   Value x = entry.getArgument(0), gate = entry.getArgument(1);
   Value bias = shape.bias ? entry.getArgument(2) : Value();
   Value logits = entry.getArguments().back();
+  const GateLogitsTiling &tiling = shape.tiling;
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
   Value lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
-  expert = arith::AddIOp::create(
-      b, loc,
-      arith::MulIOp::create(b, loc,
-                            gpu::BlockIdOp::create(b, loc, gpu::Dimension::x),
-                            index(shape.expertsPerBlock())),
-      warp);
-  ifThen(cmp(arith::CmpIPredicate::ult, expert, index(shape.numExperts)),
-         [&] {
-    Value numTokens = memref::DimOp::create(b, loc, x, 0);
-    Value lastToken = arith::SubIOp::create(b, loc, numTokens, index(1));
-    Value firstToken = arith::MulIOp::create(
-        b, loc, gpu::BlockIdOp::create(b, loc, gpu::Dimension::y),
-        index(kTokensPerBlock));
-    // A tile past the last token reads the last token's row again (no
-    // branch in the loop) and does not store.
-    for (int64_t t = 0; t < kTokensPerBlock; ++t)
-      rows.push_back(arith::MinUIOp::create(
-          b, loc, arith::AddIOp::create(b, loc, firstToken, index(t)),
-          lastToken));
-    xBase = baseAddress(x);
-    gateBase = baseAddress(gate);
-    Value zero = arith::ConstantOp::create(
-        b, loc, DenseElementsAttr::get(sumType, b.getF32FloatAttr(0.0f)));
-    SmallVector<Value> sums(kTokensPerBlock, zero);
-    // Whole steps of `kGateLoadsInFlight` columns, then one column a step.
-    int64_t columnStride = kWarpSize * width;
-    int64_t wholeSteps =
-        shape.hidden - shape.hidden % (kGateLoadsInFlight * columnStride);
-    Value laneColumn = arith::MulIOp::create(b, loc, lane, index(width));
-    sums = accumulate(laneColumn, wholeSteps, kGateLoadsInFlight, sums);
-    sums = accumulate(
-        arith::AddIOp::create(b, loc, laneColumn, index(wholeSteps)),
-        shape.hidden, 1, sums);
+  // One op per statement: C++ leaves the order of arguments open, and the
+  // IR should not depend on the compiler.
+  Value chunk = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value blockExperts =
+      arith::MulIOp::create(b, loc, chunk, index(shape.expertsPerBlock()));
+  Value warpExperts =
+      arith::MulIOp::create(b, loc, warp, index(tiling.expertsPerWarp));
+  Value firstExpert = arith::AddIOp::create(b, loc, blockExperts, warpExperts);
+  Value numTokens = memref::DimOp::create(b, loc, x, 0);
+  Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value firstToken =
+      arith::MulIOp::create(b, loc, tile, index(tiling.tokensPerBlock));
+  tokenRows = clampedRows(firstToken, tiling.tokensPerBlock,
+                          arith::SubIOp::create(b, loc, numTokens, index(1)));
+  expertRows = clampedRows(firstExpert, tiling.expertsPerWarp,
+                           index(shape.numExperts - 1));
+  xBase = baseAddress(x);
+  gateBase = baseAddress(gate);
+  TypedAttr zero =
+      tiling.vectorSums
+          ? TypedAttr(DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0)))
+          : TypedAttr(b.getF32FloatAttr(0));
+  SmallVector<Value> sums(tiling.tokensPerBlock * tiling.expertsPerWarp,
+                          arith::ConstantOp::create(b, loc, zero));
+  // Whole steps of `loadsInFlight` columns, then one column a step.
+  int64_t columnStride = kWarpSize * width;
+  int64_t wholeSteps =
+      shape.hidden - shape.hidden % (tiling.loadsInFlight * columnStride);
+  Value laneColumn = arith::MulIOp::create(b, loc, lane, index(width));
+  sums = accumulate(laneColumn, wholeSteps, tiling.loadsInFlight, sums);
+  sums = accumulate(
+      arith::AddIOp::create(b, loc, laneColumn, index(wholeSteps)),
+      shape.hidden, 1, sums);
+  Value firstLane = cmp(arith::CmpIPredicate::eq, lane, index(0));
+  for (int64_t e = 0; e < tiling.expertsPerWarp; ++e) {
+    Value expert = arith::AddIOp::create(b, loc, firstExpert, index(e));
     Value expertBias =
-        bias ? memref::LoadOp::create(b, loc, bias, expert).getResult()
+        bias ? memref::LoadOp::create(b, loc, bias, expertRows[e]).getResult()
              : Value();
-    Value firstLane = cmp(arith::CmpIPredicate::eq, lane, index(0));
-    for (int64_t t = 0; t < kTokensPerBlock; ++t) {
-      Value logit = reduceAcrossWarp(sums[t]);
+    Value storing = arith::AndIOp::create(
+        b, loc, firstLane,
+        cmp(arith::CmpIPredicate::ult, expert, index(shape.numExperts)));
+    for (int64_t t = 0; t < tiling.tokensPerBlock; ++t) {
+      Value logit =
+          reduceAcrossWarp(sums[t * tiling.expertsPerWarp + e]);
       if (expertBias)
         logit = arith::AddFOp::create(b, loc, logit, expertBias);
       Value token = arith::AddIOp::create(b, loc, firstToken, index(t));
       Value inRange = cmp(arith::CmpIPredicate::ult, token, numTokens);
-      ifThen(arith::AndIOp::create(b, loc, firstLane, inRange), [&] {
+      ifThen(arith::AndIOp::create(b, loc, storing, inRange), [&] {
         memref::StoreOp::create(b, loc, logit, logits,
                                 ValueRange{token, expert});
       });
     }
-  });
-  b.setInsertionPointToEnd(&entry);
+  }
   gpu::ReturnOp::create(b, loc);
 }
 
 FailureOr<gpu::GPUFuncOp>
 mlir::moe::buildGateLogitsKernel(OpBuilder &b, gpu::GPUModuleOp module,
                                  Operation *op, Value input, Value gateWeight,
-                                 bool bias, StringRef name) {
+                                 bool bias, bool manyTokens, StringRef name) {
   auto gateType = cast<ShapedType>(gateWeight.getType());
-  GateLogitsShape shape{gateType.getDimSize(0), gateType.getDimSize(1),
+  GateLogitsShape shape{gateType.getDimSize(0),
+                        gateType.getDimSize(1),
                         cast<ShapedType>(input.getType()).getElementType(),
-                        gateType.getElementType(), bias};
+                        gateType.getElementType(),
+                        bias,
+                        manyTokens ? kManyTokensTiling : kDecodeTiling};
   if (ShapedType::isDynamic(shape.numExperts) ||
       ShapedType::isDynamic(shape.hidden))
     return op->emitRemark(
@@ -257,7 +337,9 @@ mlir::moe::buildGateLogitsKernel(OpBuilder &b, gpu::GPUModuleOp module,
        b.getNamedAttr("experts_per_block",
                       b.getI64IntegerAttr(shape.expertsPerBlock())),
        b.getNamedAttr("tokens_per_block",
-                      b.getI64IntegerAttr(kTokensPerBlock))});
+                      b.getI64IntegerAttr(shape.tiling.tokensPerBlock)),
+       b.getNamedAttr("min_tokens",
+                      b.getI64IntegerAttr(shape.minTokens()))});
   GateLogitsBuilder(b, loc, shape).build(func);
   return func;
 }

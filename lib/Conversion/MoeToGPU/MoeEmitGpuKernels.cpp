@@ -63,14 +63,33 @@ struct MoeEmitGpuKernelsPass
                                      {FlatSymbolRefAttr::get(*kernel)}));
       return true;
     };
+    // The two tilings of a router's logits kernel: `attribute` names the
+    // decode one, `attribute` with "_many_tokens" before "_kernel" the
+    // other.
+    auto recordGateLogits = [&](Operation *op, Value input, Value gateWeight,
+                                bool bias, StringRef attribute,
+                                StringRef base) {
+      if (!record(op, attribute,
+                  buildGateLogitsKernel(b, kernels, op, input, gateWeight,
+                                        bias, /*manyTokens=*/false,
+                                        uniqueName(symbols, base))))
+        return false;
+      std::string manyTokens =
+          (attribute.drop_back(strlen("_kernel")) + "_many_tokens_kernel")
+              .str();
+      return record(op, manyTokens,
+                    buildGateLogitsKernel(
+                        b, kernels, op, input, gateWeight, bias,
+                        /*manyTokens=*/true,
+                        uniqueName(symbols, (base + "_many_tokens").str())));
+    };
     for (Operation *op : ops) {
       if (auto route = dyn_cast<RouteOp>(op)) {
-        // The router's logits, then the selection on them.
-        if (record(op, "moe.gpu_logits_kernel",
-                   buildGateLogitsKernel(b, kernels, op, route.getInput(),
-                                         route.getGateWeight(),
-                                         static_cast<bool>(route.getGateBias()),
-                                         uniqueName(symbols, "route_gate_logits"))))
+        // The router's logits (a decode and a many-token tiling, chosen by
+        // the host at run time), then the selection on them.
+        if (recordGateLogits(op, route.getInput(), route.getGateWeight(),
+                             static_cast<bool>(route.getGateBias()),
+                             "moe.gpu_logits_kernel", "route_gate_logits"))
           record(op, "moe.gpu_kernel",
                  buildRouteKernel(b, kernels, route,
                                   uniqueName(symbols, "route")));
@@ -82,11 +101,9 @@ struct MoeEmitGpuKernelsPass
         continue;
       }
       if (auto router = dyn_cast<RouterOp>(op)) {
-        record(op, "moe.gpu_kernel",
-               buildGateLogitsKernel(b, kernels, op, router.getInput(),
-                                     router.getGateWeight(),
-                                     static_cast<bool>(router.getBias()),
-                                     uniqueName(symbols, "router")));
+        recordGateLogits(op, router.getInput(), router.getGateWeight(),
+                         static_cast<bool>(router.getBias()), "moe.gpu_kernel",
+                         "router");
         continue;
       }
       if (auto shared = dyn_cast<AddSharedExpertsOp>(op)) {

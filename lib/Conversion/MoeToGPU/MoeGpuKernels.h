@@ -67,16 +67,16 @@ FailureOr<gpu::GPUFuncOp> buildRouteKernel(OpBuilder &b,
                                            StringRef name);
 
 /// The router logits x · W_gateᵀ (+ bias) in f32, of moe.router or of
-/// moe.route (`op`, for its remarks): a warp per expert over a tile of
-/// tokens. Arguments: input memref<?xHxT>, gate weights memref<ExHxT'>,
-/// the bias memref<Exf32> when `bias`, then logits memref<?xExf32> out.
-/// Launch: grid (ceil(E / `experts_per_block`), ceil(M /
-/// `tokens_per_block`)), `threads`; M ≤ 65535 · `tokens_per_block`.
-FailureOr<gpu::GPUFuncOp> buildGateLogitsKernel(OpBuilder &b,
-                                                gpu::GPUModuleOp module,
-                                                Operation *op, Value input,
-                                                Value gateWeight, bool bias,
-                                                StringRef name);
+/// moe.route (`op`, for its remarks), tiled for decode (a warp per expert)
+/// or, with `manyTokens`, for many tokens (4 experts per warp). Arguments:
+/// input memref<?xHxT>, gate weights memref<ExHxT'>, the bias
+/// memref<Exf32> when `bias`, then logits memref<?xExf32> out. Launch: grid
+/// (ceil(E / `experts_per_block`), ceil(M / `tokens_per_block`)),
+/// `threads`; M ≤ 65535 · `tokens_per_block`.
+FailureOr<gpu::GPUFuncOp>
+buildGateLogitsKernel(OpBuilder &b, gpu::GPUModuleOp module, Operation *op,
+                      Value input, Value gateWeight, bool bias,
+                      bool manyTokens, StringRef name);
 
 /// The selection kernel of `op` on given logits, as for moe.route.
 /// Arguments: logits memref<?xExf32>, the optional

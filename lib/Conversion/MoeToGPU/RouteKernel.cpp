@@ -157,23 +157,23 @@ Value RouteBuilder::acrossWarp(Value value,
 
 Value RouteBuilder::beats(Value candidate, Value candidateRank, Value best,
                           Value bestRank) {
-  auto cmpI = [&](arith::CmpIPredicate predicate, Value lhs, Value rhs) {
-    return arith::CmpIOp::create(b, loc, predicate, lhs, rhs).getResult();
-  };
+  // One op per statement, so the IR does not depend on the order in which
+  // the compiler evaluates arguments.
   Value none = index(-1);
   Value higher = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
                                        candidateRank, bestRank);
-  Value tieLower = arith::AndIOp::create(
-      b, loc,
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ, candidateRank,
-                            bestRank),
-      cmpI(arith::CmpIPredicate::slt, candidate, best));
+  Value tie = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OEQ,
+                                    candidateRank, bestRank);
+  Value lower = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                      candidate, best);
+  Value tieLower = arith::AndIOp::create(b, loc, tie, lower);
+  Value noBest =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, best, none);
   Value better = arith::OrIOp::create(
-      b, loc, cmpI(arith::CmpIPredicate::eq, best, none),
-      arith::OrIOp::create(b, loc, higher, tieLower));
-  return arith::AndIOp::create(b, loc,
-                               cmpI(arith::CmpIPredicate::ne, candidate, none),
-                               better);
+      b, loc, noBest, arith::OrIOp::create(b, loc, higher, tieLower));
+  Value real =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, candidate, none);
+  return arith::AndIOp::create(b, loc, real, better);
 }
 
 std::pair<Value, Value>
@@ -190,16 +190,15 @@ RouteBuilder::argmax(Value first, int64_t count, int64_t stride,
                        // Candidates come in increasing order: strictly
                        // greater keeps the lower index on ties, and the
                        // first eligible one is taken even at -inf.
-                       Value better = arith::OrIOp::create(
-                           b, loc,
-                           arith::CmpIOp::create(b, loc,
-                                                 arith::CmpIPredicate::eq,
-                                                 args[0], none),
-                           arith::CmpFOp::create(b, loc,
-                                                 arith::CmpFPredicate::OGT,
-                                                 value, args[1]));
-                       Value take = arith::AndIOp::create(
-                           b, loc, better, eligible(candidate));
+                       Value noneYet = arith::CmpIOp::create(
+                           b, loc, arith::CmpIPredicate::eq, args[0], none);
+                       Value greater = arith::CmpFOp::create(
+                           b, loc, arith::CmpFPredicate::OGT, value, args[1]);
+                       Value better =
+                           arith::OrIOp::create(b, loc, noneYet, greater);
+                       Value allowed = eligible(candidate);
+                       Value take =
+                           arith::AndIOp::create(b, loc, better, allowed);
                        return {arith::SelectOp::create(b, loc, take, candidate,
                                                        args[0]),
                                arith::SelectOp::create(b, loc, take, value,
@@ -216,9 +215,11 @@ RouteBuilder::warpArgmax(int64_t count, function_ref<Value(Value)> key,
                       [&](Value candidate, ValueRange args)
                           -> SmallVector<Value> {
                         Value value = rank(key(candidate));
-                        Value take = arith::AndIOp::create(
-                            b, loc, eligible(candidate),
-                            beats(candidate, value, args[0], args[1]));
+                        Value allowed = eligible(candidate);
+                        Value better =
+                            beats(candidate, value, args[0], args[1]);
+                        Value take =
+                            arith::AndIOp::create(b, loc, allowed, better);
                         return {arith::SelectOp::create(b, loc, take,
                                                         candidate, args[0]),
                                 arith::SelectOp::create(b, loc, take, value,
@@ -237,7 +238,9 @@ RouteBuilder::warpArgmax(int64_t count, function_ref<Value(Value)> key,
     auto asIndex = [&](Value value) -> Value {
       return arith::IndexCastOp::create(b, loc, b.getIndexType(), value);
     };
-    Value take = beats(asIndex(other), otherRank, asIndex(best), bestRank);
+    Value otherIndex = asIndex(other);
+    Value bestIndex = asIndex(best);
+    Value take = beats(otherIndex, otherRank, bestIndex, bestRank);
     best = arith::SelectOp::create(b, loc, take, other, best);
     bestRank = arith::SelectOp::create(b, loc, take, otherRank, bestRank);
   }

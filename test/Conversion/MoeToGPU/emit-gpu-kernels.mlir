@@ -260,15 +260,19 @@ func.func @gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor
 // routed columns copied, column k + s holding expert E + s and the gate's
 // sigmoid).
 // CHECK-LABEL: func.func @shared_gate
-// CHECK: moe.router {{.*}}moe.gpu_kernel = @moe_kernels::@router
+// CHECK: moe.router {{.*}}moe.gpu_kernel = @moe_kernels::@router, moe.gpu_many_tokens_kernel = @moe_kernels::@router_many_tokens
 // CHECK: moe.add_shared_experts {{.*}}moe.gpu_kernel = @moe_kernels::@add_shared_experts
 // CHECK: gpu.func @router(%[[X:.*]]: memref<?x256xbf16>, %[[W:.*]]: memref<1x256xbf16>, %[[LOGITS:.*]]: memref<?x1xf32>) kernel
-// CHECK-SAME: experts_per_block = 1 : i64, threads = 32 : i64, tokens_per_block = 8 : i64
+// CHECK-SAME: experts_per_block = 1 : i64, min_tokens = 0 : i64, threads = 32 : i64, tokens_per_block = 8 : i64
 // CHECK: scf.for %{{.*}} = %{{.*}} to %c0{{.*}} step %c1024
 // CHECK: scf.for %{{.*}} = %{{.*}} to %c256{{.*}} step %c256
 // CHECK-COUNT-8: llvm.intr.fma
 // CHECK: scf.yield
 // CHECK: memref.store %{{.*}}, %[[LOGITS]]
+// The many-token tiling of one expert: one warp a block, from 528 tiles of
+// 8 tokens on.
+// CHECK: gpu.func @router_many_tokens(
+// CHECK-SAME: experts_per_block = 4 : i64, min_tokens = 4224 : i64, threads = 32 : i64, tokens_per_block = 8 : i64
 // CHECK: gpu.func @add_shared_experts(%[[RW:.*]]: memref<?x4xf32>, %[[RI:.*]]: memref<?x4xi32>, %[[G:.*]]: memref<?x1xf32>, %[[WO:.*]]: memref<?x8xf32>, %[[IO:.*]]: memref<?x8xi32>) kernel
 // CHECK-SAME: threads = 32
 // CHECK: %[[COL:.*]] = gpu.thread_id x
@@ -354,13 +358,18 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 
 // -----
 
-// moe.route (DeepSeek-style: sigmoid, gate and score biases, groups): two
-// kernels. The logits: a block of 4 warps per 4 experts and 8 tokens (grid
-// x over experts, y over token tiles); a warp per expert, its lanes along H
-// with 16-byte global loads at h = 8·lane + 256·u (4 gate columns per step
-// of 1024, then the last 256 columns one a step), one f32x8 FMA sum per
-// token, reduced and added across the warp by butterfly shuffles; tokens
-// past the last read the last token's row (clamped) and are not stored.
+// moe.route (DeepSeek-style: sigmoid, gate and score biases, groups): the
+// router's logits, in two tilings the host chooses between by the token
+// count, then the selection. The decode tiling: a block of 4 warps per 4
+// experts and 8 tokens (grid x over experts, y over token tiles), a warp
+// per expert, its lanes along H with 16-byte global loads at h = 8·lane +
+// 256·u (4 gate columns per step of 1024, then the last 256 columns one a
+// step), one f32x8 FMA sum per token, reduced and added across the warp by
+// butterfly shuffles; tokens and experts past the last are read clamped and
+// not stored. The many-token tiling: 4 experts per warp, 16 per block, one
+// column a step, one f32 sum per (token, expert) chaining each load's 8
+// products, from the token count whose grid has 4 warps per SM (here 132
+// tiles of 8 tokens).
 // Then the selection on them: one warp per token; lane l scores experts l,
 // l + 32, ... (sigmoid) into shared memory with their biased selection
 // keys; after a barrier, lanes rank the groups (a lane per group: the sum
@@ -372,35 +381,41 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 // CHECK: moe.route {{.*}}moe.gpu_kernel = @moe_kernels::@route, moe.gpu_logits_kernel = @moe_kernels::@route_gate_logits
 // CHECK: memref.global "private" @route_scores : memref<16xf32, #gpu.address_space<workgroup>>
 // CHECK: memref.global "private" @route_group_scores : memref<4xf32, #gpu.address_space<workgroup>>
-// CHECK: gpu.func @route_gate_logits(%[[X:.*]]: memref<?x1280xbf16>, %[[GATE:.*]]: memref<16x1280xbf16>, %[[GBIAS:.*]]: memref<16xf32>, %[[OUT:.*]]: memref<?x16xf32>) kernel attributes {moe.launch = {experts_per_block = 4 : i64, threads = 128 : i64, tokens_per_block = 8 : i64}}
+// CHECK: gpu.func @route_gate_logits(%[[X:.*]]: memref<?x1280xbf16>, %[[GATE:.*]]: memref<16x1280xbf16>, %[[GBIAS:.*]]: memref<16xf32>, %[[OUT:.*]]: memref<?x16xf32>) kernel attributes {moe.launch = {experts_per_block = 4 : i64, min_tokens = 0 : i64, threads = 128 : i64, tokens_per_block = 8 : i64}}
 // CHECK: %[[TID:.*]] = gpu.thread_id x
 // CHECK: %[[WARP:.*]] = arith.divui %[[TID]], %c32
 // CHECK: %[[LANE:.*]] = arith.remui %[[TID]], %c32
 // CHECK: %[[CHUNK:.*]] = gpu.block_id x
 // CHECK: %[[FIRST_EXPERT:.*]] = arith.muli %[[CHUNK]], %c4
-// CHECK: %[[EXPERT:.*]] = arith.addi %[[FIRST_EXPERT]], %[[WARP]]
-// CHECK: arith.cmpi ult, %[[EXPERT]], %c16
+// CHECK: %[[WARP_EXPERT:.*]] = arith.muli %[[WARP]], %c1
+// CHECK: %[[EXPERT:.*]] = arith.addi %[[FIRST_EXPERT]], %[[WARP_EXPERT]]
 // CHECK: %[[M:.*]] = memref.dim %[[X]], %c0
-// CHECK: %[[LAST:.*]] = arith.subi %[[M]], %c1
 // CHECK: %[[TILE:.*]] = gpu.block_id y
 // CHECK: %[[FIRST:.*]] = arith.muli %[[TILE]], %c8
+// CHECK: %[[LAST:.*]] = arith.subi %[[M]], %c1
 // CHECK-COUNT-8: arith.minui %{{.*}}, %[[LAST]]
+// CHECK: %[[EXPERT_ROW:.*]] = arith.minui %{{.*}}, %c15
 // CHECK: %[[COLUMN:.*]] = arith.muli %[[LANE]], %c8
 // CHECK: scf.for %[[H:.*]] = %[[COLUMN]] to %c1024{{.*}} step %c1024{{.*}} iter_args(
 // CHECK-SAME: -> (vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>, vector<8xf32>)
-// CHECK: arith.muli %[[EXPERT]], %c1280
-// CHECK: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
 // CHECK: arith.addi %[[H]], %c256
-// CHECK-COUNT-3: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
-// CHECK-COUNT-32: llvm.intr.fma
+// CHECK: arith.addi %[[H]], %c512
+// CHECK: arith.addi %[[H]], %c768
+// CHECK: arith.muli %[[EXPERT_ROW]], %c1280
+// CHECK-COUNT-4: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
+// CHECK-COUNT-32: llvm.intr.fma({{.*}}) : (vector<8xf32>, vector<8xf32>, vector<8xf32>) -> vector<8xf32>
+// CHECK-NOT: llvm.intr.fma
 // CHECK: scf.yield
 // CHECK: %[[TAIL:.*]] = arith.addi %[[COLUMN]], %c1024
 // CHECK: scf.for %{{.*}} = %[[TAIL]] to %c1280 step %c256
 // CHECK-COUNT-8: llvm.intr.fma
 // CHECK-NOT: llvm.intr.fma
 // CHECK: scf.yield
-// CHECK: %[[BIAS_E:.*]] = memref.load %[[GBIAS]][%[[EXPERT]]]
 // CHECK: %[[LANE0:.*]] = arith.cmpi eq, %[[LANE]], %c0
+// CHECK: %[[EXPERT0:.*]] = arith.addi %[[EXPERT]], %c0
+// CHECK: %[[BIAS_E:.*]] = memref.load %[[GBIAS]][%[[EXPERT_ROW]]]
+// CHECK: %[[REAL_EXPERT:.*]] = arith.cmpi ult, %[[EXPERT0]], %c16
+// CHECK: %[[STORING:.*]] = arith.andi %[[LANE0]], %[[REAL_EXPERT]]
 // CHECK-COUNT-8: llvm.extractelement
 // CHECK: gpu.shuffle  xor %{{.*}}, %c16_i32{{.*}}, %c32_i32
 // CHECK: gpu.shuffle  xor %{{.*}}, %c8_i32{{.*}}, %c32_i32
@@ -410,9 +425,19 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 // CHECK: %[[LOGIT:.*]] = arith.addf %{{.*}}, %[[BIAS_E]]
 // CHECK: %[[TOKEN:.*]] = arith.addi %[[FIRST]], %c0
 // CHECK: %[[IN:.*]] = arith.cmpi ult, %[[TOKEN]], %[[M]]
-// CHECK: arith.andi %[[LANE0]], %[[IN]]
-// CHECK: memref.store %[[LOGIT]], %[[OUT]][%[[TOKEN]], %[[EXPERT]]]
+// CHECK: arith.andi %[[STORING]], %[[IN]]
+// CHECK: memref.store %[[LOGIT]], %[[OUT]][%[[TOKEN]], %[[EXPERT0]]]
 // CHECK-COUNT-7: memref.store %{{.*}}, %[[OUT]]
+// CHECK: gpu.func @route_gate_logits_many_tokens({{.*}}) kernel attributes {moe.launch = {experts_per_block = 16 : i64, min_tokens = 1056 : i64, threads = 128 : i64, tokens_per_block = 8 : i64}}
+// CHECK: arith.muli %{{.*}}, %c4
+// CHECK-COUNT-12: arith.minui
+// CHECK: scf.for %{{.*}} = %{{.*}} to %c1280{{.*}} step %c256
+// CHECK-SAME: -> (f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32)
+// CHECK-COUNT-4: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
+// CHECK-COUNT-256: llvm.intr.fma({{.*}}) : (f32, f32, f32) -> f32
+// CHECK-NOT: llvm.intr.fma
+// CHECK: scf.yield
+// CHECK-COUNT-32: memref.store
 // CHECK: gpu.func @route(%[[LOGITS_IN:.*]]: memref<?x16xf32>, %[[BIAS:.*]]: memref<16xf32>, %[[WEIGHTS:.*]]: memref<?x4xf32>, %[[IDS:.*]]: memref<?x4xi32>) kernel attributes {moe.launch = {threads = 32 : i64}}
 // CHECK: %[[SCORES:.*]] = memref.get_global @route_scores
 // CHECK: %[[KEYS:.*]] = memref.get_global @route_selection
@@ -446,6 +471,9 @@ func.func @align(%ids: tensor<?x2xi32>) -> (tensor<?xi32>, tensor<?xi32>, tensor
 // CHECK: scf.if %[[LEADER]]
 // CHECK-COUNT-4: memref.store %{{.*}}, %[[IDS]]
 // PTX: .entry route_gate_logits(
+// PTX-COUNT-4: ld.global.v4.b32
+// PTX: fma.rn.f32
+// PTX: .entry route_gate_logits_many_tokens(
 // PTX-COUNT-4: ld.global.v4.b32
 // PTX: fma.rn.f32
 // PTX: .entry route(

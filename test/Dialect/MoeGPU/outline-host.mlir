@@ -1,7 +1,8 @@
 // RUN: moe-opt %s -split-input-file --moe-gpu-pipeline="num-tokens=16" --moe-gpu-outline-host -verify-diagnostics | FileCheck %s
 
 // A routed layer: the router's logits kernel writes an [M, E] f32 workspace
-// buffer over a grid of (expert chunks, token tiles of 8), the selection
+// buffer over a grid of (expert chunks, token tiles of 8) — its many-token
+// tiling from 2112 tokens on, as its launch facts say — the selection
 // kernel writes ids and weights into workspace buffers of M·k elements; the
 // outlined function launches them, align and the GEMMs on the stream,
 // zeroes the combine's sums, and the layout keeps the byte count of each
@@ -12,9 +13,16 @@
 // CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %[[GATE:[a-z0-9]+]]: memref<8x128xbf16>, %{{.+}}: memref<8x256x128xbf16>, %{{.+}}: memref<8x128x128xbf16>,
 // CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<?x128xbf16> {moe_gpu.result}, %[[M:[a-z0-9]+]]: index, %[[WS:[a-z0-9]+]]: memref<?xi8> {moe_gpu.workspace}, %[[S:[a-z0-9]+]]: !moe_gpu.stream)
 // CHECK: %[[ALL:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[0] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x8xf32>
+// CHECK: %[[MANY_TOKENS:.+]] = arith.cmpi sge, %[[M]], %c2112 : index
+// CHECK: scf.if %[[MANY_TOKENS]] {
 // CHECK: %[[PLUS7:.+]] = arith.addi %[[M]], %c7 : index
-// CHECK: %[[TILES:.+]] = arith.divsi %[[PLUS7]], %c8 : index
-// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route_gate_logits blocks in (%c2, %[[TILES]], %{{.+}}) threads in (%c128, {{.*}} args(%[[X]] : memref<?x128xbf16>, %[[GATE]] : memref<8x128xbf16>, %[[ALL]] : memref<?x8xf32>)
+// CHECK: %[[TILES:.+]] = arith.divsi %[[PLUS7]], %c8{{.*}} : index
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route_gate_logits_many_tokens blocks in (%c1{{.*}}, %[[TILES]], %{{.+}}) threads in (%c64{{.*}}, {{.*}} args(%[[X]] : memref<?x128xbf16>, %[[GATE]] : memref<8x128xbf16>, %[[ALL]] : memref<?x8xf32>)
+// CHECK: } else {
+// CHECK: %[[PLUS7_D:.+]] = arith.addi %[[M]], %c7 : index
+// CHECK: %[[TILES_D:.+]] = arith.divsi %[[PLUS7_D]], %c8{{.*}} : index
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route_gate_logits blocks in (%c2{{.*}}, %[[TILES_D]], %{{.+}}) threads in (%c128{{.*}}, {{.*}} args(%[[X]] : memref<?x128xbf16>, %[[GATE]] : memref<8x128xbf16>, %[[ALL]] : memref<?x8xf32>)
+// CHECK-NEXT: }
 // CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[1] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xf32>
 // CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer @moe_layer_layer_workspace[2] in %[[WS]] for %[[M]] sizes(%[[M]]) : memref<?xi8> -> memref<?x2xi32>
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@route blocks in (%[[M]], %{{.+}}, %{{.+}}) {{.*}} args(%[[ALL]] : memref<?x8xf32>, %[[WEIGHTS]] : memref<?x2xf32>, %[[IDS]] : memref<?x2xi32>)

@@ -126,11 +126,13 @@ private:
   LogicalResult launchRouting(Operation *op, AffineExpr rows,
                               ArrayRef<Value> args, Value weights, Value ids,
                               int64_t k);
-  /// Launches the gate-logits kernel `kernel` of x · W_gateᵀ (+ `bias`)
-  /// on `rows` rows into `logits`.
-  LogicalResult launchGateLogits(gpu::GPUFuncOp kernel, AffineExpr rows,
-                                 Value input, Value gateWeight, Value bias,
-                                 Value logits);
+  /// Launches the logits kernel of x · W_gateᵀ (+ `bias`) that `op` names
+  /// by `attribute` on `rows` rows into `logits`, or its many-token tiling
+  /// (`attribute` with "_many_tokens" before "_kernel") from the number of
+  /// tokens that kernel states on.
+  LogicalResult launchGateLogits(Operation *op, StringRef attribute,
+                                 AffineExpr rows, Value input,
+                                 Value gateWeight, Value bias, Value logits);
   LogicalResult lowerRoute(moe::RouteOp op);
   LogicalResult lowerTopk(moe::TopkOp op);
   LogicalResult lowerRouter(moe::RouterOp op);
@@ -303,27 +305,53 @@ LogicalResult HostBuilder::launchRouting(Operation *op, AffineExpr rows,
                 {materialize(rows), constant(1), constant(1)});
 }
 
-LogicalResult HostBuilder::launchGateLogits(gpu::GPUFuncOp kernel,
+LogicalResult HostBuilder::launchGateLogits(Operation *op,
+                                            StringRef attribute,
                                             AffineExpr rows, Value input,
                                             Value gateWeight, Value bias,
                                             Value logits) {
-  FailureOr<int64_t> expertsPerBlock =
-      launchFact(kernel, "experts_per_block");
-  FailureOr<int64_t> tokensPerBlock = launchFact(kernel, "tokens_per_block");
-  if (failed(expertsPerBlock) || failed(tokensPerBlock))
-    return failure();
   int64_t numExperts = cast<MemRefType>(logits.getType()).getDimSize(1);
   SmallVector<Value> args = {input, gateWeight};
   if (bias)
     args.push_back(bias);
   args.push_back(logits);
-  // Expert chunks along x: the blocks that run together share their
-  // tokens' rows, and the whole gate stays in L2.
-  return launch(
-      kernel, args,
-      {constant(llvm::divideCeil(numExperts, *expertsPerBlock)),
-       materialize((rows + (*tokensPerBlock - 1)).floorDiv(*tokensPerBlock)),
-       constant(1)});
+  auto launchTiling = [&](StringRef name) -> LogicalResult {
+    FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, name);
+    if (failed(kernel))
+      return failure();
+    FailureOr<int64_t> expertsPerBlock =
+        launchFact(*kernel, "experts_per_block");
+    FailureOr<int64_t> tokensPerBlock =
+        launchFact(*kernel, "tokens_per_block");
+    if (failed(expertsPerBlock) || failed(tokensPerBlock))
+      return failure();
+    // Expert chunks along x: the blocks that run together share their
+    // tokens' rows, and the whole gate stays in L2.
+    return launch(
+        *kernel, args,
+        {constant(llvm::divideCeil(numExperts, *expertsPerBlock)),
+         materialize((rows + (*tokensPerBlock - 1)).floorDiv(*tokensPerBlock)),
+         constant(1)});
+  };
+  std::string manyTokens =
+      (attribute.drop_back(strlen("_kernel")) + "_many_tokens_kernel").str();
+  if (!op->hasAttr(manyTokens))
+    return launchTiling(attribute);
+  FailureOr<gpu::GPUFuncOp> manyTokensKernel = kernelOf(op, manyTokens);
+  if (failed(manyTokensKernel))
+    return failure();
+  FailureOr<int64_t> minTokens = launchFact(*manyTokensKernel, "min_tokens");
+  if (failed(minTokens))
+    return failure();
+  Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                                     materialize(rows), constant(*minTokens));
+  auto ifOp = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  if (failed(launchTiling(manyTokens)))
+    return failure();
+  b.setInsertionPointToStart(ifOp.elseBlock());
+  return launchTiling(attribute);
 }
 
 LogicalResult HostBuilder::lowerTopk(moe::TopkOp op) {
@@ -334,10 +362,6 @@ LogicalResult HostBuilder::lowerTopk(moe::TopkOp op) {
 }
 
 LogicalResult HostBuilder::lowerRoute(moe::RouteOp op) {
-  FailureOr<gpu::GPUFuncOp> logitsKernel =
-      kernelOf(op, "moe.gpu_logits_kernel");
-  if (failed(logitsKernel))
-    return failure();
   AffineExpr rows = buffers.lookup(op.getInput()).sizes[0];
   int64_t numExperts = op.getGateWeight().getType().getDimSize(0);
   Buffer logits =
@@ -347,7 +371,8 @@ LogicalResult HostBuilder::lowerRoute(moe::RouteOp op) {
   auto memrefOf = [&](Value value) {
     return value ? buffers.lookup(value).memref : Value();
   };
-  if (failed(launchGateLogits(*logitsKernel, rows, memrefOf(op.getInput()),
+  if (failed(launchGateLogits(op, "moe.gpu_logits_kernel", rows,
+                              memrefOf(op.getInput()),
                               memrefOf(op.getGateWeight()),
                               memrefOf(op.getGateBias()), logits.memref)))
     return failure();
@@ -356,16 +381,14 @@ LogicalResult HostBuilder::lowerRoute(moe::RouteOp op) {
 }
 
 LogicalResult HostBuilder::lowerRouter(moe::RouterOp op) {
-  FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
-  if (failed(kernel))
-    return failure();
   AffineExpr rows = buffers.lookup(op.getInput()).sizes[0];
   int64_t numExperts = op.getGateWeight().getType().getDimSize(0);
   Buffer logits =
       allocate(op.getLogits(), "moe.router logits",
                {rows, b.getAffineConstantExpr(numExperts)}, b.getF32Type());
   Value bias = op.getBias() ? buffers.lookup(op.getBias()).memref : Value();
-  return launchGateLogits(*kernel, rows, buffers.lookup(op.getInput()).memref,
+  return launchGateLogits(op, "moe.gpu_kernel", rows,
+                          buffers.lookup(op.getInput()).memref,
                           buffers.lookup(op.getGateWeight()).memref, bias,
                           logits.memref);
 }
