@@ -121,6 +121,9 @@ private:
   /// Row `first + i` for i < count, clamped to `last`: a row past the end
   /// is read again from the last one (no branch in the loop), not stored.
   SmallVector<Value> clampedRows(Value first, int64_t count, Value last);
+  /// The logits of the warp's experts (`expertRows`, from `firstExpert`)
+  /// for the block's tokens, from the kernel's `arguments`.
+  void computeLogits(ValueRange arguments, Value lane, Value firstExpert);
 
   const GateLogitsShape &shape;
   int64_t width;
@@ -180,7 +183,7 @@ SmallVector<Value> GateLogitsBuilder::accumulate(Value first, int64_t bound,
                                                  int64_t unroll,
                                                  ArrayRef<Value> sums) {
   int64_t columnStride = kWarpSize * width;
-  int64_t numExperts = expertRows.size();
+  int64_t expertsPerWarp = expertRows.size();
   auto loop = scf::ForOp::create(
       b, loc, first, index(bound), index(unroll * columnStride), sums,
       [&](OpBuilder &, Location, Value h, ValueRange carried) {
@@ -197,8 +200,8 @@ SmallVector<Value> GateLogitsBuilder::accumulate(Value first, int64_t bound,
         for (auto [t, tokenRow] : llvm::enumerate(tokenRows))
           for (auto [u, column] : llvm::enumerate(columns)) {
             Value x = loadRow(xBase, shape.inputElement, tokenRow, column);
-            for (int64_t e = 0; e < numExperts; ++e) {
-              Value &sum = next[t * numExperts + e];
+            for (int64_t e = 0; e < expertsPerWarp; ++e) {
+              Value &sum = next[t * expertsPerWarp + e];
               Value w = weights[e * unroll + u];
               sum = shape.tiling.vectorSums
                         ? LLVM::FMAOp::create(b, loc, x, w, sum).getResult()
@@ -240,10 +243,6 @@ SmallVector<Value> GateLogitsBuilder::clampedRows(Value first, int64_t count,
 void GateLogitsBuilder::build(gpu::GPUFuncOp func) {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
-  Value x = entry.getArgument(0), gate = entry.getArgument(1);
-  Value bias = shape.bias ? entry.getArgument(2) : Value();
-  Value logits = entry.getArguments().back();
-  const GateLogitsTiling &tiling = shape.tiling;
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
   Value lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
@@ -253,16 +252,40 @@ void GateLogitsBuilder::build(gpu::GPUFuncOp func) {
   Value blockExperts =
       arith::MulIOp::create(b, loc, chunk, index(shape.expertsPerBlock()));
   Value warpExperts =
-      arith::MulIOp::create(b, loc, warp, index(tiling.expertsPerWarp));
+      arith::MulIOp::create(b, loc, warp, index(shape.tiling.expertsPerWarp));
   Value firstExpert = arith::AddIOp::create(b, loc, blockExperts, warpExperts);
+  Value realExpert =
+      cmp(arith::CmpIPredicate::ult, firstExpert, index(shape.numExperts));
+  if (shape.tiling.expertsPerWarp == 1) {
+    // A warp past the last expert has nothing to do. (Clamping its row
+    // instead, as below, made ptxas keep 4 loads in flight at the top of
+    // the loop where it kept 12, and the decode kernel twice as slow.)
+    ifThen(realExpert, [&] {
+      expertRows = {firstExpert};
+      computeLogits(entry.getArguments(), lane, firstExpert);
+    });
+  } else {
+    // A warp's experts past the last read the last one again and are not
+    // stored.
+    expertRows = clampedRows(firstExpert, shape.tiling.expertsPerWarp,
+                             index(shape.numExperts - 1));
+    computeLogits(entry.getArguments(), lane, firstExpert);
+  }
+  gpu::ReturnOp::create(b, loc);
+}
+
+void GateLogitsBuilder::computeLogits(ValueRange arguments, Value lane,
+                                      Value firstExpert) {
+  const GateLogitsTiling &tiling = shape.tiling;
+  Value x = arguments[0], gate = arguments[1];
+  Value bias = shape.bias ? arguments[2] : Value();
+  Value logits = arguments.back();
   Value numTokens = memref::DimOp::create(b, loc, x, 0);
   Value tile = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
   Value firstToken =
       arith::MulIOp::create(b, loc, tile, index(tiling.tokensPerBlock));
   tokenRows = clampedRows(firstToken, tiling.tokensPerBlock,
                           arith::SubIOp::create(b, loc, numTokens, index(1)));
-  expertRows = clampedRows(firstExpert, tiling.expertsPerWarp,
-                           index(shape.numExperts - 1));
   xBase = baseAddress(x);
   gateBase = baseAddress(gate);
   TypedAttr zero =
@@ -286,12 +309,16 @@ void GateLogitsBuilder::build(gpu::GPUFuncOp func) {
     Value expertBias =
         bias ? memref::LoadOp::create(b, loc, bias, expertRows[e]).getResult()
              : Value();
-    Value storing = arith::AndIOp::create(
-        b, loc, firstLane,
-        cmp(arith::CmpIPredicate::ult, expert, index(shape.numExperts)));
+    Value storing =
+        tiling.expertsPerWarp == 1
+            ? firstLane
+            : arith::AndIOp::create(
+                  b, loc, firstLane,
+                  cmp(arith::CmpIPredicate::ult, expert,
+                      index(shape.numExperts)))
+                  .getResult();
     for (int64_t t = 0; t < tiling.tokensPerBlock; ++t) {
-      Value logit =
-          reduceAcrossWarp(sums[t * tiling.expertsPerWarp + e]);
+      Value logit = reduceAcrossWarp(sums[t * tiling.expertsPerWarp + e]);
       if (expertBias)
         logit = arith::AddFOp::create(b, loc, logit, expertBias);
       Value token = arith::AddIOp::create(b, loc, firstToken, index(t));
@@ -302,7 +329,6 @@ void GateLogitsBuilder::build(gpu::GPUFuncOp func) {
       });
     }
   }
-  gpu::ReturnOp::create(b, loc);
 }
 
 FailureOr<gpu::GPUFuncOp>
