@@ -45,9 +45,8 @@ struct GateLogitsTiling {
   int64_t loadsInFlight;
   /// Whether a lane keeps a vector of sums per (token, expert), adding the
   /// products of a load element by element, or one f32 sum that chains
-  /// them. Vectors keep the FMA chains short where a warp has few steps
-  /// (decode: scalar chains cost DeepSeek-V3 M = 1 4 µs of 9); with 4
-  /// experts per warp they would not fit in registers.
+  /// them. The decode tiling keeps the vectors it was measured with; with
+  /// 4 experts per warp they would not fit in registers.
   bool vectorSums;
 };
 /// A warp per expert, 4 warps a block: a decode step's blocks spread over
