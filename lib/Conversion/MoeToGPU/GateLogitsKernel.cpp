@@ -27,7 +27,6 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-constexpr int64_t kWarpSize = 32;
 constexpr int64_t kLoadBytes = 16;
 
 int64_t bytesOf(Type type) { return type.getIntOrFloatBitWidth() / 8; }
@@ -221,13 +220,9 @@ Value GateLogitsBuilder::reduceAcrossWarp(Value sum) {
     }
     sum = total;
   }
-  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2)
-    sum = arith::AddFOp::create(
-        b, loc, sum,
-        gpu::ShuffleOp::create(b, loc, sum, offset, kWarpSize,
-                               gpu::ShuffleMode::XOR)
-            .getShuffleResult());
-  return sum;
+  return warpButterfly(b, loc, sum, [&](Value lhs, Value rhs) -> Value {
+    return arith::AddFOp::create(b, loc, lhs, rhs);
+  });
 }
 
 SmallVector<Value> GateLogitsBuilder::clampedRows(Value first, int64_t count,

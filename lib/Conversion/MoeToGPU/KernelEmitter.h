@@ -10,10 +10,26 @@
 #define MOE_LIB_CONVERSION_MOETOGPU_KERNELEMITTER_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
 namespace mlir::moe {
+
+constexpr int64_t kWarpSize = 32;
+
+/// `value` combined over the warp by `combine` in a butterfly of XOR
+/// shuffles (offsets 16, 8, ..., 1): the same result in every lane.
+inline Value warpButterfly(OpBuilder &b, Location loc, Value value,
+                           function_ref<Value(Value, Value)> combine) {
+  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2) {
+    Value other = gpu::ShuffleOp::create(b, loc, value, offset, kWarpSize,
+                                         gpu::ShuffleMode::XOR)
+                      .getShuffleResult();
+    value = combine(value, other);
+  }
+  return value;
+}
 
 /// Small builders at `b`'s insertion point, at `loc`.
 struct KernelEmitter {

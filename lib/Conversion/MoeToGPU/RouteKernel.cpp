@@ -14,6 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "KernelEmitter.h"
 #include "MoeGpuKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -26,7 +27,6 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-constexpr int64_t kWarpSize = 32;
 /// A block is one warp.
 constexpr int64_t kRouteThreads = kWarpSize;
 
@@ -147,12 +147,7 @@ private:
 
 Value RouteBuilder::acrossWarp(Value value,
                                function_ref<Value(Value, Value)> combine) {
-  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2)
-    value = combine(value, gpu::ShuffleOp::create(b, loc, value, offset,
-                                                  kWarpSize,
-                                                  gpu::ShuffleMode::XOR)
-                               .getShuffleResult());
-  return value;
+  return warpButterfly(b, loc, value, combine);
 }
 
 Value RouteBuilder::beats(Value candidate, Value candidateRank, Value best,
