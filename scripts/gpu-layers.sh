@@ -20,6 +20,10 @@ cuda=${CUDA_HOME:-/usr/local/cuda}
 token_counts=${MOE_TOKEN_COUNTS:-"1 16 64 256 1024 4096"}
 # Extra moe-compile flags, e.g. "--block-n=128 --stages=4" for a variant.
 compile_flags=${MOE_COMPILE_FLAGS:-}
+# MOE_BLOCK_SHAPES="mixtral_8x7b qwen3_30b_a3b": only these full-size expert
+# blocks (a variant for gpu_moe_suite.py bench --also), no whole layers,
+# scaled layers or package.
+block_shapes=${MOE_BLOCK_SHAPES:-}
 mkdir -p "$out/src"
 PYTHONPATH="$repo_root/python" python3 -m moe_compiler.configs \
   --write-gpu-blocks "$out/src"
@@ -35,6 +39,16 @@ build_layer() { # program name num_tokens
     -I "$repo_root/runtime/include" -I "$cuda/include" \
     -L "$cuda/lib64/stubs" -lcuda -o "$out/$2.so"
 }
+if [[ -n "$block_shapes" ]]; then
+  for shape in $block_shapes; do
+    for m in $token_counts; do
+      build_layer "$out/src/${shape}_block.mlir" "${shape}_block_m$m" "$m" &
+    done
+    wait
+  done
+  echo "gpu-layers: $out (blocks of $block_shapes)"
+  exit 0
+fi
 for program in "$out"/src/*.mlir; do
   layer=$(basename "$program" .mlir)
   [[ "$layer" == *_block ]] && continue

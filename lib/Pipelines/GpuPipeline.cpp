@@ -26,6 +26,8 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;
+  configureOptions.swappedWarpgroups = options.swappedWarpgroups;
+  configureOptions.swappedWeightLoad = options.swappedWeightLoad;
   configureOptions.numTokens = options.numTokens;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));

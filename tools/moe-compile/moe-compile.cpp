@@ -115,6 +115,17 @@ llvm::cl::opt<bool> swapAB(
                    "height, multiplied with the weights as the wgmma's A "
                    "operand (see docs/gpu-decode-kernel.md)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<int64_t> swappedWarpgroups(
+    "swapped-warpgroups",
+    llvm::cl::desc("Consumer warpgroups of the swapped-operand GEMMs (1 or "
+                   "2: two split each tile's weight rows)"),
+    llvm::cl::init(2), llvm::cl::cat(moeCategory));
+llvm::cl::opt<std::string> swappedWeightLoad(
+    "swapped-weight-load",
+    llvm::cl::desc("How the swapped-operand GEMMs load their weight tile: "
+                   "tma (one thread's boxes) or cp_async (16-byte chunks "
+                   "from every thread)"),
+    llvm::cl::init("cp_async"), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> dependentLaunch(
     "dependent-launch",
     llvm::cl::desc("Launch each kernel as a programmatic dependent of the "
@@ -279,6 +290,8 @@ int main(int argc, char **argv) {
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;
+  options.swappedWarpgroups = swappedWarpgroups;
+  options.swappedWeightLoad = swappedWeightLoad;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.dependentLaunch = dependentLaunch;
   options.toolkitPath = cudaPath;

@@ -73,6 +73,16 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "16- or 32-row slot blocks with the weights as the "
                      "wgmma's A operand"),
       llvm::cl::init(false)};
+  PassOptions::Option<int64_t> swappedWarpgroups{
+      *this, "swapped-warpgroups",
+      llvm::cl::desc("Consumer warpgroups of the swapped-operand GEMMs (1 "
+                     "or 2)"),
+      llvm::cl::init(2)};
+  PassOptions::Option<std::string> swappedWeightLoad{
+      *this, "swapped-weight-load",
+      llvm::cl::desc("How the swapped-operand GEMMs load their weight tile: "
+                     "tma or cp_async"),
+      llvm::cl::init("cp_async")};
 };
 
 /// Options of `moe-gpu-kernels-to-binary`.

@@ -142,6 +142,12 @@ struct CopyPlan {
   SmallVector<Value> packedRow, packedColumn, packedSourceRow, packedBytes;
   /// Weight-only: the B tile chunks (row, chunk) this thread dequantizes.
   SmallVector<Value> dequantRow, dequantColumn;
+  /// Weights copied by cp.async: the B tile's chunks (tile row, swizzled
+  /// destination column, source row of the weights as the descriptor
+  /// views them, source column before the step's K offset, elements to
+  /// copy: 0 past the weights' last row, which zero-fills as TMA would).
+  SmallVector<Value> weightRow, weightDstColumn, weightSrcRow,
+      weightSrcColumn, weightElements;
 };
 
 /// The shape of a multistage K loop: its steps, how far its loads run
@@ -308,6 +314,17 @@ private:
   /// Weight-only: plans this thread's chunks of stored codes to copy and of
   /// the B tile to dequantize at every stage.
   void planWeightOnlyChunks();
+  /// Weights copied by cp.async: plans the 16-byte chunks of the B tile
+  /// that `thread`, one of `numThreads`, copies at every stage.
+  void planWeightChunks(Value thread, int64_t numThreads);
+  /// Issues this thread's chunks of the B tile of `stage` from K column
+  /// `kOffset` (each zero-filled where `valid` is false).
+  void copyWeightChunks(Value stage, Value kOffset, Value valid);
+  /// A chunk's destination in a swizzled tile of `rows` rows per span:
+  /// chunk `column` (of 8 · spans) of tile row `row` lies in span
+  /// column / 8's block, at chunk (column mod 8) xor (row mod 8), the 128B
+  /// swizzle TMA would produce. Returns (tile row, column in elements).
+  std::pair<Value, Value> swizzledChunk(Value row, Value column, int64_t rows);
   /// Issues stage `step mod stages` (or `stage`, where the caller knows
   /// it): the weights by TMA (the leader), the A rows by cp.async (every
   /// loading thread, one commit group).
@@ -473,13 +490,16 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
               arith::AddIOp::create(b, loc, kBytes, copies.packedColumn[i])},
           b.getIndexAttr(kChunkBytes), bytes, UnitAttr());
     }
+  } else if (config.copiesWeights) {
+    // Every thread's chunks of the weight tile, in the A rows' group.
+    copyWeightChunks(stage, kOffset, valid);
   } else if (config.clusterM > 1) {
     loadPairedWeights(stage, kOffset, issuer);
   } else {
     for (int64_t span = 0; span < config.spans; ++span)
       loadWeightSpan(stage, span, kOffset, issuer);
   }
-  if (!config.isWeightOnly())
+  if (!config.isWeightOnly() && !config.copiesWeights)
     nvgpu::MBarrierArriveExpectTxOp::create(
         b, loc, rings.full, index(config.tileBBytes()), stage, issuer);
   Value stageA = tileA(stage);
@@ -737,13 +757,9 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
                                               Value stage,
                                               int64_t pendingGroups,
                                               bool fresh) {
-  // Each warpgroup multiplies its own 64 rows: 64 x 128 bytes further (or,
-  // with pingpong, every 64 rows of the tile, one accumulator each). Both
-  // tiles are K-major and 128B-swizzled, so swapping the operands swaps
-  // the descriptors: each 64 weight rows against all the slot rows.
-  Value descriptorA = arith::AddIOp::create(
-      b, loc, hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
-      thisThread.warpgroupOffset);
+  // Both tiles are K-major and 128B-swizzled, so swapping the operands
+  // swaps the descriptors: each 64 weight rows against all the slot rows.
+  Value descriptorA = hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage)));
   Value descriptorB = hopper.wgmmaDescriptor(hopper.addressOf(tileB(stage)));
   // Each span of K is its own swizzled block of the tile: the slot rows'
   // spans are block_m rows apart, the weight rows' block_n.
@@ -753,6 +769,11 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
     std::swap(descriptorA, descriptorB);
     std::swap(spans.strideA, spans.strideB);
   }
+  // Each warpgroup multiplies its own rows of the A operand: its 64 slot
+  // rows (or, with pingpong, every 64 rows of the tile, one accumulator
+  // each), or with swapped operands its share of the weight rows.
+  descriptorA =
+      arith::AddIOp::create(b, loc, descriptorA, thisThread.warpgroupOffset);
   hopper::WgmmaKind kind;
   kind.elementBytes = config.elementBytes();
   if (config.format == QuantFormat::Fp8)
@@ -888,11 +909,91 @@ std::pair<Value, Value> KernelBuilder::rasterize(Value x, Value y) {
   return moe.rasterizeLinear(linear, slotBlocks, columnTiles);
 }
 
+std::pair<Value, Value> KernelBuilder::swizzledChunk(Value row, Value column,
+                                                     int64_t rows) {
+  int64_t chunkElements = kChunkBytes / config.elementBytes();
+  Value spanRow = row;
+  if (config.spans > 1)
+    spanRow = arith::AddIOp::create(
+        b, loc, row,
+        arith::MulIOp::create(
+            b, loc, arith::DivUIOp::create(b, loc, column, index(8)),
+            index(rows)));
+  Value swizzled = arith::XOrIOp::create(
+      b, loc,
+      config.spans > 1 ? arith::RemUIOp::create(b, loc, column, index(8))
+                       : column,
+      arith::RemUIOp::create(b, loc, row, index(8)));
+  return {spanRow,
+          arith::MulIOp::create(b, loc, swizzled, index(chunkElements))};
+}
+
+void KernelBuilder::planWeightChunks(Value thread, int64_t numThreads) {
+  // Consecutive threads along a weight row, as the A rows are copied. A
+  // gated tile's first block_n / 2 rows are gate rows, the others the
+  // matching up rows (as the TMA boxes of loadWeightSpan place them).
+  int64_t chunkElements = kChunkBytes / config.elementBytes();
+  int64_t rowChunks = 8 * config.spans;
+  auto weightsType = cast<MemRefType>(args.weights.getType());
+  int64_t weightRows = weightsType.getDimSize(0);
+  auto [upColumn, upRow] = moe.upTileCoordinates(index(0));
+  for (int64_t i = 0; i < config.blockN * rowChunks / numThreads; ++i) {
+    Value chunk =
+        arith::AddIOp::create(b, loc, thread, index(numThreads * i));
+    Value row = arith::DivUIOp::create(b, loc, chunk, index(rowChunks));
+    Value column = arith::RemUIOp::create(b, loc, chunk, index(rowChunks));
+    auto [tileRow, dstColumn] = swizzledChunk(row, column, config.blockN);
+    Value sourceRow = arith::AddIOp::create(b, loc, tile.weightsRow, row);
+    Value sourceColumn =
+        arith::MulIOp::create(b, loc, column, index(chunkElements));
+    if (config.activation) {
+      Value half = index(config.blockN / 2);
+      Value isUp =
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, row, half);
+      Value upSourceRow = arith::AddIOp::create(
+          b, loc, upRow, arith::SubIOp::create(b, loc, row, half));
+      sourceRow =
+          arith::SelectOp::create(b, loc, isUp, upSourceRow, sourceRow);
+      sourceColumn = arith::SelectOp::create(
+          b, loc, isUp,
+          arith::AddIOp::create(b, loc, upColumn, sourceColumn), sourceColumn);
+    }
+    // Rows past the weights (the last expert's last column tile sticking
+    // out) copy nothing from row 0 and zero-fill their chunk.
+    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                         sourceRow, index(weightRows));
+    copies.weightRow.push_back(tileRow);
+    copies.weightDstColumn.push_back(dstColumn);
+    copies.weightSrcRow.push_back(
+        arith::SelectOp::create(b, loc, inside, sourceRow, index(0)));
+    copies.weightSrcColumn.push_back(sourceColumn);
+    copies.weightElements.push_back(arith::SelectOp::create(
+        b, loc, inside, index(chunkElements), index(0)));
+  }
+}
+
+void KernelBuilder::copyWeightChunks(Value stage, Value kOffset, Value valid) {
+  auto tokenType = nvgpu::DeviceAsyncTokenType::get(context());
+  Value stageB = tileB(stage);
+  for (size_t i = 0; i < copies.weightRow.size(); ++i) {
+    Value elements = arith::SelectOp::create(b, loc, valid,
+                                             copies.weightElements[i], index(0));
+    nvgpu::DeviceAsyncCopyOp::create(
+        b, loc, tokenType, stageB,
+        ValueRange{copies.weightRow[i], copies.weightDstColumn[i]},
+        args.weights,
+        ValueRange{copies.weightSrcRow[i],
+                   arith::AddIOp::create(b, loc, kOffset,
+                                         copies.weightSrcColumn[i])},
+        b.getIndexAttr(kChunkBytes / config.elementBytes()), elements,
+        /*bypassL1=*/b.getUnitAttr());
+  }
+}
+
 void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
   // Each thread copies its share of the block_m x (8 x spans) chunks of 16
-  // bytes, consecutive threads along a row. Chunk c of row r lands in span
-  // c / 8's block, at chunk (c mod 8) xor (r mod 8): the 128B swizzle TMA
-  // would produce.
+  // bytes, consecutive threads along a row, to where TMA's 128B swizzle
+  // would put them (swizzledChunk).
   int64_t chunkElements = kChunkBytes / config.elementBytes();
   int64_t rowChunks = 8 * config.spans;
   for (SmallVector<Value> *plan :
@@ -907,25 +1008,13 @@ void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
     Value real;
     Value source = moe.inputRowOf(
         arith::AddIOp::create(b, loc, tile.firstSlot, row), real);
-    Value spanRow = row;
-    if (config.spans > 1)
-      spanRow = arith::AddIOp::create(
-          b, loc, row,
-          arith::MulIOp::create(
-              b, loc, arith::DivUIOp::create(b, loc, column, index(8)),
-              index(config.blockM)));
-    copies.chunkRow.push_back(spanRow);
+    auto [tileRow, dstColumn] = swizzledChunk(row, column, config.blockM);
+    copies.chunkRow.push_back(tileRow);
     copies.srcRow.push_back(source);
     // A padding slot copies nothing and zero-fills its chunk.
     copies.srcElements.push_back(
         arith::SelectOp::create(b, loc, real, index(chunkElements), index(0)));
-    Value swizzled = arith::XOrIOp::create(
-        b, loc,
-        config.spans > 1 ? arith::RemUIOp::create(b, loc, column, index(8))
-                         : column,
-        arith::RemUIOp::create(b, loc, row, index(8)));
-    copies.dstColumn.push_back(
-        arith::MulIOp::create(b, loc, swizzled, index(chunkElements)));
+    copies.dstColumn.push_back(dstColumn);
     copies.chunkColumn.push_back(
         arith::MulIOp::create(b, loc, column, index(chunkElements)));
   }
@@ -935,7 +1024,8 @@ void KernelBuilder::planFragmentRows() {
   // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
   // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8). With swapped operands the
   // epilogue's fragment covers the block_m slot rows only: warps past them
-  // take the rows of warp t/32 mod (block_m / 16) (and store nothing).
+  // (of either warpgroup) take the rows of warp t/32 mod (block_m / 16)
+  // (and store nothing).
   Value warp = arith::RemUIOp::create(
       b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
       index(config.swapAB ? config.blockM / 16 : 4));
@@ -945,10 +1035,11 @@ void KernelBuilder::planFragmentRows() {
       arith::AddIOp::create(b, loc,
                             arith::MulIOp::create(b, loc, warp, index(16)),
                             arith::DivUIOp::create(b, loc, lane, index(4))),
-      config.pingpong ? index(0)
-                      : arith::MulIOp::create(b, loc, thisThread.warpgroup,
-                                              index(kWarpgroupRows))
-                            .getResult());
+      config.pingpong || config.swapAB
+          ? index(0)
+          : arith::MulIOp::create(b, loc, thisThread.warpgroup,
+                                  index(kWarpgroupRows))
+                .getResult());
   // The input row of each fragment half whose scales apply: the token with
   // gather, else the slot (row 0 for a padding slot, whose A row is zero).
   if (config.isW8A8())
@@ -1286,7 +1377,8 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
     dequantizeStage(stage, scales);
     hopper.fenceAsyncProxy();
     gpu::BarrierOp::create(b, loc);
-  } else {
+  } else if (!config.copiesWeights) {
+    // Copied weights landed with the A rows (the wait and barrier above).
     hopper.waitForRoundPhase(rings.full, stage, round,
                              /*previousRound=*/false);
   }
@@ -1405,6 +1497,8 @@ void KernelBuilder::bindArguments(Block &entry) {
     args.weightScales = entry.getArgument(argument++);
     if (config.zeroPoint)
       args.weightZeros = entry.getArgument(argument++);
+  } else if (config.copiesWeights) {
+    args.weights = entry.getArgument(argument++);
   } else {
     args.weightsPointer = entry.getArgument(argument++);
   }
@@ -1617,7 +1711,9 @@ void KernelBuilder::createSharedState(LLVM::GlobalOp sharedMemory) {
           b, loc,
           arith::SubIOp::create(b, loc, i64(kSwizzleAlignment), misalignment),
           i64(kSwizzleAlignment - 1)));
-  rings.full = nvgpu::MBarrierCreateOp::create(b, loc, rings.barrierType);
+  // Weights copied by cp.async land with the A rows: no TMA barriers.
+  if (!config.copiesWeights)
+    rings.full = nvgpu::MBarrierCreateOp::create(b, loc, rings.barrierType);
   // A cluster's empty ring is its stage-free barriers, which the other
   // block reaches through mapa.
   if (config.warpSpecialized && config.clusterM == 1)
@@ -1628,14 +1724,18 @@ void KernelBuilder::placeThread() {
   thisThread.tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   thisThread.warpgroup =
       arith::DivUIOp::create(b, loc, thisThread.tid, index(kWarpgroupThreads));
-  // A consumer warpgroup's A rows: its own 64, or with pingpong all of them.
+  // A consumer warpgroup's rows of the wgmma's A operand: its own 64 slot
+  // rows, with swapped operands its own weight rows, or with pingpong all
+  // of them (in descriptor units of 16 bytes).
+  int64_t ownRows =
+      config.swapAB ? config.swappedRowsPerWarpgroup() : kWarpgroupRows;
   thisThread.warpgroupOffset =
       config.pingpong
           ? i64(0)
           : arith::IndexCastOp::create(
                 b, loc, b.getI64Type(),
                 arith::MulIOp::create(b, loc, thisThread.warpgroup,
-                                      index(kWarpgroupRows * 128 / 16)))
+                                      index(ownRows * kRowBytes / 16)))
                 .getResult();
 }
 
@@ -1693,7 +1793,8 @@ void KernelBuilder::buildOneTile() {
 void KernelBuilder::buildMultistage() {
   thisThread.leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
                                             thisThread.tid, index(0));
-  if (config.clusterM == 1) {
+  // Weights copied by cp.async need no TMA barriers.
+  if (config.clusterM == 1 && !config.copiesWeights) {
     ifThen(thisThread.leader, [&] {
       for (int64_t s = 0; s < config.stages; ++s)
         nvgpu::MBarrierInitOp::create(b, loc, rings.full, index(1), index(s),
@@ -1703,6 +1804,8 @@ void KernelBuilder::buildMultistage() {
   }
   tile.weightsRow = moe.firstWeightRow();
   planInputChunks(thisThread.tid, config.threads());
+  if (config.copiesWeights)
+    planWeightChunks(thisThread.tid, config.threads());
 
   if (config.isWeightOnly())
     planWeightOnlyChunks();
@@ -1745,17 +1848,22 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
                                    MemRefLayoutAttrInterface(), workgroup);
   Value table = memref::ViewOp::create(b, loc, tableType, shared.bytes,
                                        shared.shift, ValueRange{});
-  // Thread t's place in the swapped m64nN fragments: weight rows
-  // 16·(t/32) + (t%32)/4 (+8) of each 64, columns (slot rows) 8g + 2·(t%4)
-  // (+1). Unlike thisThread.fragmentRow, every warp's own rows: all four
-  // warps hold weight rows.
+  // Thread t of warpgroup w's place in the swapped m64nN fragments: weight
+  // rows w · (block_n / warpgroups) + 16·(t/32 mod 4) + (t%32)/4 (+8) of
+  // each 64, columns (slot rows) 8g + 2·(t%4) (+1). Unlike
+  // thisThread.fragmentRow, every warp's own rows: all warps hold weight
+  // rows.
   Value lane = arith::RemUIOp::create(b, loc, thisThread.tid, index(32));
+  Value warpInGroup = arith::RemUIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
+      index(4));
+  Value groupRows = arith::MulIOp::create(
+      b, loc, thisThread.warpgroup, index(config.swappedRowsPerWarpgroup()));
+  Value warpRows = arith::AddIOp::create(
+      b, loc, groupRows,
+      arith::MulIOp::create(b, loc, warpInGroup, index(16)));
   Value fragmentRow = arith::AddIOp::create(
-      b, loc,
-      arith::MulIOp::create(
-          b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
-          index(16)),
-      arith::DivUIOp::create(b, loc, lane, index(4)));
+      b, loc, warpRows, arith::DivUIOp::create(b, loc, lane, index(4)));
   Value laneColumn =
       fragmentTarget.laneColumnOffset(b, loc, thisThread.tid);
   auto at = [&](Value base, int64_t offset) {
@@ -1875,21 +1983,44 @@ static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
 
 /// The slot block of `kernelConfig` (the aligned schedule's, as the
 /// dialect verifies) into `config`: 64 or 128 rows, or with swapped
-/// operands (bf16 only, so far) 16 or 32; a remark otherwise.
+/// operands (bf16 only, so far) 16 or 32 over one or two warpgroups; and
+/// the weight load. A remark otherwise.
 static LogicalResult applySlotBlock(ExpertMatmulOp op,
                                     moe_gpu::KernelConfigAttr kernelConfig,
                                     ExpertMatmulPlan &config) {
   config.swapAB = kernelConfig.getSwapAb();
-  // A swapped block's rows are copied by 128 threads, one 16-byte chunk of
-  // 8 per row each.
+  if (config.swapAB)
+    config.swappedWarpgroups = kernelConfig.getConsumerWarpgroups();
+  config.copiesWeights =
+      kernelConfig.getWeightLoad() == moe_gpu::WeightLoad::CpAsync;
   bool built = config.swapAB ? (config.blockM == 16 || config.blockM == 32) &&
-                                   config.format == QuantFormat::None
+                                   config.format == QuantFormat::None &&
+                                   config.swappedWarpgroups <= 2
                              : config.blockM == 64 || config.blockM == 128;
   if (!built)
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": slot blocks of 64 or 128 rows, or with swapped operands of "
-              "16 or 32 rows of bf16";
+              "16 or 32 rows of bf16 over one or two warpgroups";
+  if (config.copiesWeights &&
+      (config.format != QuantFormat::None || config.warpSpecialized))
+    return op.emitRemark()
+           << "no GPU kernel yet for " << kernelConfig
+           << ": weights are copied by cp.async for bf16 in the multistage "
+              "schedule only";
+  // Multistage: every thread copies the same number of 16-byte chunks of
+  // each tile it copies (the slot rows', and the weights' where cp.async
+  // loads them).
+  int64_t threads = config.threads();
+  int64_t rowChunks = 8 * config.spans;
+  bool evenCopies = config.blockM * rowChunks % threads == 0 &&
+                    (!config.copiesWeights ||
+                     config.blockN * rowChunks % threads == 0);
+  if (!config.warpSpecialized && !evenCopies)
+    return op.emitRemark()
+           << "no GPU kernel yet for " << kernelConfig << ": its " << threads
+           << " threads cannot share the 16-byte chunks of a stage's tiles "
+              "evenly";
   return success();
 }
 
@@ -1950,9 +2081,9 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
            << " stages and no cluster but pairs along M (cluster_m = 2) of "
               "the bf16 multistage and warp-specialized schedules without "
               "split-K";
+  config.blockN = kernelConfig.getBlockN();
   if (failed(applySlotBlock(op, kernelConfig, config)))
     return failure();
-  config.blockN = kernelConfig.getBlockN();
   config.clusterM = kernelConfig.getClusterM();
   config.stages = kernelConfig.getStages();
   config.splitK = kernelConfig.getSplitK();
@@ -1999,6 +2130,14 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
                                                    : Type(b.getI8Type());
       arguments.push_back(MemRefType::get(type.getShape(), element));
     }
+  } else if (config.copiesWeights) {
+    // The bf16 weights as the TMA descriptor would view them: [E·N, K], or
+    // interleaved gate/up rows as [E·N/2, 2K] row pairs.
+    int64_t pairs = config.gateUpInterleaved ? 2 : 1;
+    arguments.back() = MemRefType::get(
+        {config.numExperts * config.outFeatures / pairs,
+         config.inFeatures * pairs},
+        bf16);
   }
   if (config.isW8A8()) {
     // The scales, of the op's shapes (the input's first dimension dynamic).
@@ -2082,9 +2221,16 @@ static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
   int64_t llvmPosition = 0;
   for (Type type : ArrayRef<Type>(arguments).take_front(4))
     llvmPosition += 3 + 2 * cast<MemRefType>(type).getRank();
-  if (!config.isWeightOnly())
+  if (!config.isWeightOnly() && !config.copiesWeights)
     func->setAttr("moe.grid_constant_args",
                   b.getI64ArrayAttr({llvmPosition}));
+  // The weights copied by cp.async: the host passes them as memory, not as
+  // a TMA descriptor.
+  if (config.copiesWeights) {
+    NamedAttrList facts(func->getAttrOfType<DictionaryAttr>("moe.launch"));
+    facts.set("copies_weights", b.getI64IntegerAttr(1));
+    func->setAttr("moe.launch", facts.getDictionary(b.getContext()));
+  }
 }
 
 FailureOr<gpu::GPUFuncOp>

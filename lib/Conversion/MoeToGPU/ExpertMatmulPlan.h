@@ -71,6 +71,12 @@ struct ExpertMatmulPlan {
   /// one warpgroup loads and multiplies, and its sums are transposed
   /// through shared memory into the unswapped fragment for the epilogue.
   bool swapAB = false;
+  /// Swapped operands: the consumer warpgroups (1 or 2), which split the
+  /// tile's weight rows, block_n / swappedWarpgroups each.
+  int64_t swappedWarpgroups = 1;
+  /// The weight tile is copied by every thread in 16-byte cp.async chunks
+  /// (placed as the 128B swizzle would place them) rather than by TMA.
+  bool copiesWeights = false;
   /// Columns of the wgmma (its N): 64, 128 or 256.
   int64_t blockN = 128;
   /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
@@ -125,13 +131,20 @@ struct ExpertMatmulPlan {
   /// Slot blocks a raster group walks before the next column tile; 0: all.
   int64_t groupM = 0;
   int64_t consumerThreads() const {
-    return swapAB ? kWarpgroupThreads
+    return swapAB ? swappedWarpgroups * kWarpgroupThreads
                   : blockM / kWarpgroupRows * kWarpgroupThreads;
   }
+  /// Swapped operands: the weight rows of the tile each consumer warpgroup
+  /// multiplies.
+  int64_t swappedRowsPerWarpgroup() const {
+    return blockN / swappedWarpgroups;
+  }
   /// The accumulators one consumer thread carries through the K loop: one
-  /// per 64 weight rows with swapped operands, else rowFragments().
+  /// per 64 of its warpgroup's weight rows with swapped operands, else
+  /// rowFragments().
   int64_t mmaFragments() const {
-    return swapAB ? blockN / kWarpgroupRows : rowFragments();
+    return swapAB ? swappedRowsPerWarpgroup() / kWarpgroupRows
+                  : rowFragments();
   }
   /// The N of each wgmma: the slot rows with swapped operands, else the
   /// tile's columns.
@@ -205,8 +218,10 @@ struct ExpertMatmulPlan {
 /// those the plan does not use stay null.
 struct KernelArguments {
   Value x, slots, blocks, padded;
-  /// The weights' TMA descriptor (a pointer), or weight-only stored codes.
-  Value weightsPointer, packedWeights;
+  /// The weights' TMA descriptor (a pointer), the bf16 weights themselves
+  /// (copied by cp.async; as the descriptor would view them), or
+  /// weight-only stored codes.
+  Value weightsPointer, weights, packedWeights;
   Value inputScales, weightScales, weightZeros, biases;
   Value routingWeights, out;
   /// Persistent: the counter of tiles taken.

@@ -88,6 +88,8 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;
+  pipelineOptions.swappedWarpgroups = options.swappedWarpgroups;
+  pipelineOptions.swappedWeightLoad = options.swappedWeightLoad;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);
         return success();

@@ -69,7 +69,8 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 
 // -----
 
-// Swapped operands (a 16-row slot block, decode): one warpgroup copies the
+// Swapped operands (a 16-row slot block, decode), the one-warpgroup kernel
+// written on the op (weights by TMA): one warpgroup copies the
 // block's 16 gathered rows (one 16-byte chunk per thread) and multiplies each
 // 64 weight rows of the 128-row tile (gate, then up) by them, m64n16k16 into
 // two accumulators of 8 registers; after the K loop the sums go through
@@ -103,13 +104,15 @@ func.func @with_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
 func.func @swapped_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
-      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true>} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
   return %h : tensor<?x128xbf16>
 }
 
 // -----
 
-// Swapped operands in GEMM2 with the combine and split-K: 32 slot rows (two
+// Swapped operands in GEMM2 with the combine and split-K, the
+// one-warpgroup kernel written on the op: 32 slot rows (two
 // chunks per thread), four accumulators of 16 registers for the 256 weight
 // rows; the first two warps hold the block's 32 rows and add them, times
 // their routed weights, into the sums by paired reductions.
@@ -130,7 +133,90 @@ func.func @swapped_silu(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks:
 // PTX: red.global.add.v2.f32
 func.func @swapped_combine(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
   %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
-      {k = 2 : i64, block_m = 32 : i64, tile = #moe.tile<block_m = 32, block_n = 256, block_k = 64, stages = 4, split_k = 2, swap_ab = true, group_m = 1>} : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+      {k = 2 : i64, block_m = 32 : i64, tile = #moe.tile<block_m = 32, block_n = 256, block_k = 64, stages = 4, split_k = 2, swap_ab = true, group_m = 1>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1, swap_ab = true>} : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
+}
+
+// -----
+
+// The swapped kernel moe-gpu-configure gives a 16-row block: two
+// warpgroups, 256 bytes of K per stage, and the weights copied by cp.async.
+// The weights come as memory ([E·N, K] bf16, no descriptor and so no
+// grid-constant parameter, launch fact copies_weights) and no mbarrier is
+// made. Each of the 256 threads copies 8 chunks of the 128-row weight tile
+// (gate rows, then from row 64 the matching up rows N/2 further; rows past
+// the weights zero-filled) and one of the 16 slot rows' 2 spans, in one
+// commit group; the step waits for its group and the block barrier only.
+// Warpgroup w's wgmmas read weight rows 64·w on (512 descriptor units of 16
+// bytes), 8 per step (2 spans x 4 of k16); both write their sums into the
+// transposed table, and the first warp stores.
+// CHECK-LABEL: func.func @swapped_copied
+// CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, swap_ab = true, weight_load = cp_async>
+// CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %[[W:.*]]: memref<2048x512xbf16>, %{{.*}}: memref<?x128xbf16>) kernel
+// CHECK-SAME: attributes {moe.launch = {block_m = 16 : i64, box_cols = 64 : i64, box_rows = 64 : i64, copies_weights = 1 : i64, element_bytes = 2 : i64, shared_bytes = 148480 : i64, split_k = 1 : i64, stages = 4 : i64, threads = 256 : i64, tile_n = 64 : i64}}
+// CHECK-NOT: nvgpu.mbarrier
+// CHECK: %[[WARPGROUP:.*]] = arith.divui %thread_id_x, %c128
+// CHECK: %[[OFFSET:.*]] = arith.muli %[[WARPGROUP]], %c512
+// CHECK-NEXT: %[[OFFSET64:.*]] = arith.index_cast %[[OFFSET]] : index to i64
+// CHECK: %[[IS_UP:.*]] = arith.cmpi uge, %{{.*}}, %c64
+// CHECK: %[[SOURCE:.*]] = arith.select %[[IS_UP]], %{{.*}}, %{{.*}} : index
+// CHECK: %[[INSIDE:.*]] = arith.cmpi ult, %[[SOURCE]], %c2048
+// CHECK: arith.select %[[INSIDE]], %c8{{.*}}, %c0{{.*}} : index
+// CHECK: scf.for
+// CHECK-NOT: nvgpu.mbarrier
+// CHECK-NOT: nvgpu.tma
+// CHECK: nvvm.cp.async.wait.group 1
+// CHECK: gpu.barrier
+// CHECK-COUNT-8: nvgpu.device_async_copy %[[W]][{{.*}} {bypassL1} : memref<2048x512xbf16> to memref<256x64xbf16, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_copy {{.*}} {bypassL1} : memref<?x512xbf16> to memref<32x64xbf16, #gpu.address_space<workgroup>>
+// CHECK-NEXT: nvvm.cp.async.commit.group
+// CHECK-NOT: nvgpu.mbarrier
+// CHECK: arith.ori %{{.*}}, %c4611686293305360384_i64
+// CHECK: %[[WEIGHTS:.*]] = arith.ori %{{.*}}, %c4611686293305360384_i64
+// CHECK-NEXT: arith.addi %[[WEIGHTS]], %[[OFFSET64]] : i64
+// CHECK-NEXT: nvvm.wgmma.fence.aligned
+// CHECK-COUNT-8: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 16, k = 16>
+// CHECK: scf.yield
+// CHECK: memref.view {{.*}} to memref<16x132xf32, #gpu.address_space<workgroup>>
+// CHECK-COUNT-8: memref.store
+// CHECK: gpu.barrier
+// CHECK: %[[WARP:.*]] = arith.divui %{{.*}}, %c32
+// CHECK: %[[FIRST:.*]] = arith.cmpi ult, %[[WARP]], %c1
+// CHECK: scf.if %[[FIRST]]
+// CHECK: math.exp
+// PTX: .entry expert_matmul(
+// PTX-NOT: cp.async.bulk.tensor
+// PTX: cp.async.cg.shared.global [%rd{{[0-9]+}}{{(\+[0-9]+)?}}], [%rd{{[0-9]+}}], 16, %r{{[0-9]+}};
+// PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
+func.func @swapped_copied(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>} : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// Two warpgroups over a 256-row weight tile (GEMM2, the combine): each
+// multiplies its 128 rows in two accumulators (64 rows apart in the tile),
+// and writes them into the table at rows 128·w + 16·(warp mod 4) + lane/4
+// (+ 64 for the second): 32 stores a thread.
+// CHECK-LABEL: func.func @swapped_copied_combine
+// CHECK: gpu.func @expert_matmul(
+// CHECK-SAME: copies_weights = 1 : i64
+// CHECK-SAME: threads = 256 : i64, tile_n = 256 : i64
+// CHECK: %[[WARPGROUP:.*]] = arith.divui %thread_id_x, %c128
+// CHECK: memref.view {{.*}} to memref<32x260xf32, #gpu.address_space<workgroup>>
+// CHECK: %[[GROUP_ROWS:.*]] = arith.muli %[[WARPGROUP]], %c128
+// CHECK: %[[WARP_ROWS:.*]] = arith.muli %{{.*}}, %c16
+// CHECK: arith.addi %[[GROUP_ROWS]], %[[WARP_ROWS]]
+// CHECK-COUNT-32: memref.store {{.*}} : memref<32x260xf32, #gpu.address_space<workgroup>>
+// CHECK-NOT: memref.store {{.*}} : memref<32x260xf32
+// CHECK: red.global.add.v2.f32
+func.func @swapped_copied_combine(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, block_m = 32 : i64,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 128, stages = 2, consumer_warpgroups = 2, swap_ab = true, weight_load = cp_async>} : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
   return %o : tensor<?x512xbf16>
 }
 

@@ -53,6 +53,14 @@
 // whose experts hold at most 16 (32) rows at mean + 2 sd get 16- (32-) row
 // slot blocks with swap_ab; prefill and fp8 keep their kernels.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=SWAP-QWEN-DECODE
+// The older swapped kernels: one warpgroup (one span, TMA), or two with TMA.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1 swapped-warpgroups=1 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP1-QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP-TMA-QWEN-DECODE
+// GPT-OSS's K = 2880 allows one span: 16 rows x 8 chunks are too few for two
+// warpgroups, so one, with TMA.
+// RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=SWAP-GPT-OSS
+// RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-warpgroups=3" 2>&1 | FileCheck %s --check-prefix=SWAPPED-WARPGROUPS-INVALID
+// RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-weight-load=ldg" 2>&1 | FileCheck %s --check-prefix=SWAPPED-LOAD-INVALID
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure="swap-ab num-tokens=256" | FileCheck %s --check-prefix=SWAP-QWEN-256
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="swap-ab num-tokens=4096" | FileCheck %s --check-prefix=QWEN-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=FP8-DECODE
@@ -64,14 +72,24 @@
 
 // QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64,
 // QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
-// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
-// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// Two warpgroups, 256 bytes of K per stage, the weights by cp.async over
+// 128 weight rows.
+// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16,
+// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16,
+// SWAP1-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// SWAP1-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// SWAP-TMA-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// SWAP-TMA-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
+// SWAP-GPT-OSS: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
+// SWAP-GPT-OSS: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 5, group_m = 1, swap_ab = true>
+// SWAPPED-WARPGROUPS-INVALID: error: moe-gpu-configure: swapped-warpgroups must be 1 or 2, got 3
+// SWAPPED-LOAD-INVALID: error: moe-gpu-configure: swapped-weight-load must be tma or cp_async, got 'ldg'
 // 16 rows per expert on average: 16 + 2·4 = 24 rows fit 32.
-// SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
-// SWAP-QWEN-256: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
+// SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 32,
+// SWAP-QWEN-256: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 32,
 // SWAP-PIPELINE: moe.align {{.*}}block_m = 16
-// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
-// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
+// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>
+// SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, split_k = 8, group_m = 1, swap_ab = true, weight_load = cp_async>
 // QWEN-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = 128,
 // QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
 // WS-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
@@ -114,10 +132,12 @@
 // CHECK-LABEL: func.func @decode
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 96,
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 512,
-// Two rows per expert (4 tokens, k = 2, E = 8) fit a 16-row block.
+// Two rows per expert (4 tokens, k = 2, E = 8) fit a 16-row block. Two
+// warpgroups copy the weights, 128 rows x 256 bytes per stage: K = 128 is
+// one step, so the combine does not split and the ring is two stages.
 // SWAP-LABEL: func.func @decode
-// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16, block_n = 96,
-// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16, block_n = 512,
+// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16, block_n = 96,
+// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 2, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16, block_n = 512,
 // OVERRIDE-LABEL: func.func @decode
 // OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1, group_m = 1>
 // OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1>

@@ -127,8 +127,8 @@
 
 // -----
 
-// swapped operands: one multistage consumer warpgroup
-// expected-error @+1 {{swapped operands need the multistage schedule with one consumer warpgroup, got warp_specialized with 1}}
+// swapped operands: the multistage schedule
+// expected-error @+1 {{swapped operands need the multistage schedule, got warp_specialized}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 16, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, producer_warpgroups = 1, swap_ab = true>} : () -> ()
 
 // -----
@@ -146,14 +146,33 @@
 // -----
 
 // swapped operands: the weight rows come in 64s
-// expected-error @+1 {{with swapped operands block_n must be a multiple of the wgmma's 64 rows, got 96}}
+// expected-error @+1 {{with swapped operands block_n must be a multiple of the wgmma's 64 rows per consumer warpgroup (64), got 96}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 96, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()
+
+// -----
+
+// swapped operands: each consumer warpgroup takes whole 64s of weight rows
+// expected-error @+1 {{with swapped operands block_n must be a multiple of the wgmma's 64 rows per consumer warpgroup (128), got 64}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 4, consumer_warpgroups = 2, swap_ab = true>} : () -> ()
 
 // -----
 
 // swapped operands: no cluster
 // expected-error @+1 {{swapped operands take no cluster, got 2x1}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 1, cluster_m = 2, swap_ab = true>} : () -> ()
+
+// -----
+
+// weights by cp.async: no cluster
+// expected-error @+1 {{weight_load = cp_async takes no cluster (a cluster's blocks share weight tiles by TMA multicast), got 2x1}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 1, cluster_m = 2, weight_load = cp_async>} : () -> ()
+
+// -----
+
+// weight_load is tma or cp_async
+// expected-error @+2 {{expected ::mlir::moe_gpu::WeightLoad to be one of: tma, cp_async}}
+// expected-error @+1 {{failed to parse MoeGPU_KernelConfigAttr parameter 'weight_load'}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 1, weight_load = ldg>} : () -> ()
 
 // -----
 

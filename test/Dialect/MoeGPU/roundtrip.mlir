@@ -27,6 +27,19 @@ func.func @swapped() {
 
 // -----
 
+// Swapped operands over two consumer warpgroups, the weights copied by every
+// thread; weight_load = tma elided.
+// CHECK-LABEL: func @swapped_copied
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, split_k = 2, swap_ab = true, weight_load = cp_async>
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1>
+func.func @swapped_copied() {
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, split_k = 2, swap_ab = true, weight_load = cp_async>} : () -> ()
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, weight_load = tma>} : () -> ()
+  return
+}
+
+// -----
+
 // CHECK-LABEL: func @warp_specialized
 // CHECK: config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 40, consumer_registers = 232>
 // CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 56, consumer_registers = 224, cluster_m = 2>

@@ -121,27 +121,28 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
 
 /// Swapped operands: the weights are the wgmma's M side (64 weight rows per
 /// accumulator) and the slot block's rows its N, so `block_m` must be an N
-/// of the wgmma and a thread holds `block_n / 64` accumulators of
+/// of the wgmma, and each consumer warpgroup multiplies whole groups of 64
+/// weight rows: a thread holds `block_n / 64 / consumers` accumulators of
 /// `block_m / 2` registers (at most 4 of 32, as block_n <= 256 and
-/// block_m <= 64). One warpgroup multiplies, every thread loads: the
-/// multistage schedule, without a cluster.
+/// block_m <= 64). Every thread loads and multiplies: the multistage
+/// schedule, without a cluster.
 static LogicalResult
 verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError,
                       MmaKind mma, Schedule schedule, int64_t blockM,
                       int64_t blockN, int64_t consumers, int64_t clusterM,
                       int64_t clusterN) {
-  if (schedule != Schedule::Multistage || consumers != 1)
-    return emitError() << "swapped operands need the multistage schedule "
-                          "with one consumer warpgroup, got "
-                       << stringifySchedule(schedule) << " with " << consumers;
+  if (schedule != Schedule::Multistage)
+    return emitError() << "swapped operands need the multistage schedule, "
+                          "got "
+                       << stringifySchedule(schedule);
   if (blockM > kWarpgroupRows || !isWgmmaN(mma, blockM))
     return emitError() << "with swapped operands block_m is the wgmma's N: "
                           "a multiple of 8 up to 64 that "
                        << stringifyMmaKind(mma) << " takes, got " << blockM;
-  if (blockN % kWarpgroupRows != 0)
+  if (blockN % (kWarpgroupRows * consumers) != 0)
     return emitError() << "with swapped operands block_n must be a multiple "
-                          "of the wgmma's 64 rows, got "
-                       << blockN;
+                          "of the wgmma's 64 rows per consumer warpgroup ("
+                       << kWarpgroupRows * consumers << "), got " << blockN;
   if (clusterM != 1 || clusterN != 1)
     return emitError() << "swapped operands take no cluster, got " << clusterM
                        << "x" << clusterN;
@@ -153,7 +154,8 @@ LogicalResult KernelConfigAttr::verify(
     Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
     int64_t stages, int64_t consumerWarpgroups, int64_t producerWarpgroups,
     int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
-    int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB) {
+    int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB,
+    WeightLoad weightLoad) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
@@ -208,5 +210,11 @@ LogicalResult KernelConfigAttr::verify(
                        << clusterM << "x" << clusterN;
   if (groupM < 0)
     return emitError() << "group_m must not be negative, got " << groupM;
+  // A cluster shares its weight tiles by TMA multicast.
+  if (weightLoad == WeightLoad::CpAsync && clusterBlocks != 1)
+    return emitError() << "weight_load = cp_async takes no cluster (a "
+                          "cluster's blocks share weight tiles by TMA "
+                          "multicast), got "
+                       << clusterM << "x" << clusterN;
   return success();
 }

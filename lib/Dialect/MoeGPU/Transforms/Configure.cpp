@@ -176,26 +176,52 @@ struct ConfigureOptions {
   bool pingpong = false;
   int64_t clusterM = 1;
   bool swapAB = false;
+  /// The swapped kernel's consumer warpgroups (1 or 2) and how it loads its
+  /// weight tile.
+  int64_t swappedWarpgroups = 2;
+  WeightLoad swappedWeightLoad = WeightLoad::CpAsync;
   /// M where the gathered input's rows are dynamic.
   int64_t numTokens = 0;
 };
 
 /// The swapped-operand kernel of a slot block of `blockM` (< 64) rows: one
-/// consumer warpgroup multiplies 64 weight rows at a time by the block's
-/// rows; no warp specialization or cluster.
+/// or two consumer warpgroups multiply 64 weight rows at a time by the
+/// block's rows; no warp specialization or cluster. Two warpgroups (two
+/// warps per scheduler, and with cp.async 256 threads keeping 16-byte
+/// requests in flight) split the weight rows, so block_n is at least 128,
+/// and read 256 bytes of every row per stage where K allows (the probe of
+/// docs/gpu-decode-kernel.md: a short weight stream goes fastest that way);
+/// they need at least one 16-byte chunk of the slot rows per thread.
 KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
                                      const ConfigureOptions &options) {
-  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
+  int64_t warpgroups = options.swappedWarpgroups;
+  // Two 128-byte spans of bf16.
+  constexpr int64_t kTwoSpansOfBf16 = 2 * (kStageRowBytes / 2);
+  MatmulFacts facts = MatmulFacts::of(
+      op, options.blockK == 0 && warpgroups > 1 ? kTwoSpansOfBf16
+                                                : options.blockK);
+  constexpr int64_t kChunksPerSpanRow = kStageRowBytes / 16;
+  if (blockM * kChunksPerSpanRow * facts.spans <
+      warpgroups * hopper::kWarpgroupThreads)
+    warpgroups = 1;
+  // cp.async from one warpgroup's 128 threads streams slower than TMA
+  // (2.5-2.7 against 3.3 TB/s in the probe); from 256, faster over tiles
+  // of 128 weight rows (3.8), which also leave 5 stages room (3 in flight).
+  WeightLoad weightLoad =
+      warpgroups > 1 ? options.swappedWeightLoad : WeightLoad::Tma;
   int64_t splitK = chooseSplitK(facts);
-  int64_t blockN = chooseBlockN(facts, options.blockN);
+  int64_t blockN = std::max(chooseBlockN(facts, options.blockN),
+                            kWarpgroupRows * warpgroups);
+  if (weightLoad == WeightLoad::CpAsync && options.blockN == 0)
+    blockN = kNarrowBlockN;
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM,
-      blockN, facts.blockK(), stages, /*consumer_warpgroups=*/1,
+      blockN, facts.blockK(), stages, warpgroups,
       /*producer_warpgroups=*/0, /*producer_registers=*/0,
       /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
-      groupM, /*swap_ab=*/true);
+      groupM, /*swap_ab=*/true, weightLoad);
 }
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -238,7 +264,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
         kProducerRegisters, kConsumerRegisters, splitK,
         /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
-        /*swap_ab=*/false);
+        /*swap_ab=*/false, WeightLoad::Tma);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
   // kernels': the multistage ones left (64-row blocks) stay single, so that
@@ -249,7 +275,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
       facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
       /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
-      /*swap_ab=*/false);
+      /*swap_ab=*/false, WeightLoad::Tma);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -354,9 +380,23 @@ struct MoeGpuConfigurePass
     }
     if (failed(verifyBlockK()))
       return signalPassFailure();
+    if (swappedWarpgroups != 1 && swappedWarpgroups != 2) {
+      getOperation()->emitError("moe-gpu-configure: swapped-warpgroups must "
+                                "be 1 or 2, got ")
+          << swappedWarpgroups.getValue();
+      return signalPassFailure();
+    }
+    std::optional<WeightLoad> weightLoad =
+        symbolizeWeightLoad(swappedWeightLoad.getValue());
+    if (!weightLoad) {
+      getOperation()->emitError("moe-gpu-configure: swapped-weight-load must "
+                                "be tma or cp_async, got '")
+          << swappedWeightLoad.getValue() << "'";
+      return signalPassFailure();
+    }
     ConfigureOptions options{blockN,   stages,   blockK, warpSpecialize,
                              persistent, pingpong, clusterM, swapAb,
-                             numTokens};
+                             swappedWarpgroups, *weightLoad, numTokens};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))

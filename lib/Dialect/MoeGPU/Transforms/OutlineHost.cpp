@@ -496,6 +496,14 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
     args.push_back(buffers.lookup(op.getWeightScales()).memref);
     if (op.getWeightZeros())
       args.push_back(buffers.lookup(op.getWeightZeros()).memref);
+  } else if (optionalLaunchFact(*kernel, "copies_weights")) {
+    // Weights copied by cp.async are read as the descriptor would view
+    // them: [E·N, K], or interleaved gate/up rows as [E·N/2, 2K].
+    Value viewed = weights.memref;
+    if (op.getGateUpInterleaved())
+      viewed = viewAsRowPairs(b, loc, viewed);
+    args.push_back(memref::CollapseShapeOp::create(
+        b, loc, viewed, ArrayRef<ReassociationIndices>{{0, 1}, {2}}));
   } else {
     FailureOr<int64_t> boxRows = launchFact(*kernel, "box_rows");
     FailureOr<int64_t> boxCols = launchFact(*kernel, "box_cols");

@@ -32,6 +32,20 @@ def MoeGPU_Schedule : I32EnumAttr<"Schedule",
   let cppNamespace = "::mlir::moe_gpu";
 }
 
+def MoeGPU_WeightLoad : I32EnumAttr<"WeightLoad",
+    "how a block copies its weight tile into shared memory", [
+  I32EnumAttrCase<"Tma", 0, "tma">,
+  I32EnumAttrCase<"CpAsync", 1, "cp_async">
+]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::moe_gpu";
+}
+
+/// `weight_load`, TMA unless written.
+def MoeGPU_WeightLoadParameter : EnumParameter<MoeGPU_WeightLoad> {
+  let defaultValue = "::mlir::moe_gpu::WeightLoad::Tma";
+}
+
 //===----------------------------------------------------------------------===//
 // Attributes
 //===----------------------------------------------------------------------===//
@@ -75,9 +89,15 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       rows its B operand: each wgmma multiplies 64 weight rows (output
       columns) by `block_m` rows, m64nNk16 with N = `block_m`, so that a
       slot block of few rows (decode) multiplies no 64-row padding. Then
-      `block_m` is an N of the wgmma (at most 64), the single consumer
-      warpgroup keeps `block_n / 64` accumulators of `block_m / 2`
-      registers, and the schedule is `multistage`.
+      `block_m` is an N of the wgmma (at most 64), each of the one or two
+      consumer warpgroups multiplies its `block_n / consumer_warpgroups`
+      weight rows and keeps one accumulator of `block_m / 2` registers per
+      64 of them, and the schedule is `multistage`.
+    - `weight_load`: how the weight tile reaches shared memory: `tma`
+      (one thread issues a TMA box per 128-byte span of K; the default) or
+      `cp_async` (every thread of the block copies 16-byte chunks, placed
+      as the 128B swizzle would place them: more requests in flight per SM,
+      which a short weight stream at decode needs; bf16 multistage only).
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -103,7 +123,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     DefaultValuedParameter<"int64_t", "1">:$cluster_m,
     DefaultValuedParameter<"int64_t", "1">:$cluster_n,
     DefaultValuedParameter<"int64_t", "0">:$group_m,
-    DefaultValuedParameter<"bool", "false">:$swap_ab);
+    DefaultValuedParameter<"bool", "false">:$swap_ab,
+    MoeGPU_WeightLoadParameter:$weight_load);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

@@ -66,10 +66,17 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     decode) gets `block_m` 16 or 32 where an expert's rows, at their mean
     M·k/E plus two binomial standard deviations, fit (M: the gathered
     input's rows, or `num-tokens` where they are dynamic): its matmuls get
-    `swap_ab = true`, `schedule = multistage` with one consumer warpgroup
+    `swap_ab = true`, `schedule = multistage` with one or two consumer warpgroups
     (the weights are the wgmma's A operand, 64 weight rows per
     accumulator, the slot block's rows its N), `block_n`, `split_k` and
-    `stages` as above, and no cluster. Any `block_m` under 64 (an aligned
+    `stages` as above, and no cluster. With `swapped-warpgroups` = 2 (the
+    default) two consumer warpgroups split each tile's weight rows
+    (`block_n` at least 128) and a stage holds 256 bytes of K (`block_k`
+    128 for bf16, where K is a multiple of it and `block-k` is not given),
+    unless the slot rows of a stage hold fewer 16-byte chunks than the
+    block's 256 threads (then one warpgroup); `swapped-weight-load` sets
+    `weight_load` (default `cp_async`: every thread copies its chunks of
+    the weight tile). Any `block_m` under 64 (an aligned
     schedule's, or a configuration's) is configured this way.
 
     A configuration already on a matmul (written by hand, or by a tuning
@@ -107,6 +114,16 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "Give bf16 schedules whose tiles asked for swapped operands, and "
            "whose experts hold at most 16 or 32 rows (mean + 2 sd), slot "
            "blocks of that height and the swapped-operand kernel">,
+    Option<"swappedWarpgroups", "swapped-warpgroups", "int64_t",
+           /*default=*/"2",
+           "Consumer warpgroups of the swapped-operand kernel (1 or 2; 2 "
+           "takes block_n >= 128 and, unless block-k says otherwise, 256 "
+           "bytes of K per stage, and falls back to 1 where the slot rows "
+           "hold fewer 16-byte chunks per stage than the block has threads)">,
+    Option<"swappedWeightLoad", "swapped-weight-load", "std::string",
+           /*default=*/"\"cp_async\"",
+           "How the swapped-operand kernel loads its weight tile: tma or "
+           "cp_async (16-byte chunks from every thread)">,
     Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
            "Token count M of an input with a dynamic token dimension, for "
            "the rows per expert (M·k/E) that swap-ab reads (moe-tile's "
