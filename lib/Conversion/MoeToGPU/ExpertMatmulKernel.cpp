@@ -314,6 +314,12 @@ private:
   /// Weight-only: plans this thread's chunks of stored codes to copy and of
   /// the B tile to dequantize at every stage.
   void planWeightOnlyChunks();
+  /// Copies one 16-byte chunk by cp.async from `source` at `sourceIndices`
+  /// to `tile` at `tileIndices`: `chunkElements` elements, of which
+  /// `elements` are read (the rest zero-filled).
+  void copyChunk(Value tile, ValueRange tileIndices, Value source,
+                 ValueRange sourceIndices, int64_t chunkElements,
+                 Value elements, bool bypassL1);
   /// Weights copied by cp.async: plans the 16-byte chunks of the B tile
   /// that `thread`, one of `numThreads`, copies at every stage.
   void planWeightChunks(Value thread, int64_t numThreads);
@@ -468,7 +474,6 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
       arith::MulIOp::create(b, loc, step, index(config.blockK())));
   kOffset = arith::SelectOp::create(b, loc, valid, kOffset, index(0));
   Value issuer = arith::AndIOp::create(b, loc, thisThread.leader, valid);
-  auto tokenType = nvgpu::DeviceAsyncTokenType::get(context());
   if (config.isWeightOnly()) {
     // The stored codes by cp.async, in the A rows' commit group; they are
     // dequantized into the B tile when the step comes.
@@ -481,14 +486,11 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
     for (size_t i = 0; i < copies.packedRow.size(); ++i) {
       Value bytes = arith::SelectOp::create(b, loc, valid,
                                             copies.packedBytes[i], index(0));
-      nvgpu::DeviceAsyncCopyOp::create(
-          b, loc, tokenType, stagePacked,
-          ValueRange{copies.packedRow[i], copies.packedColumn[i]},
-          args.packedWeights,
-          ValueRange{
-              copies.packedSourceRow[i],
-              arith::AddIOp::create(b, loc, kBytes, copies.packedColumn[i])},
-          b.getIndexAttr(kChunkBytes), bytes, UnitAttr());
+      Value column =
+          arith::AddIOp::create(b, loc, kBytes, copies.packedColumn[i]);
+      copyChunk(stagePacked, {copies.packedRow[i], copies.packedColumn[i]},
+                args.packedWeights, {copies.packedSourceRow[i], column},
+                kChunkBytes, bytes, /*bypassL1=*/false);
     }
   } else if (config.copiesWeights) {
     // Every thread's chunks of the weight tile, in the A rows' group.
@@ -508,12 +510,9 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
         arith::AddIOp::create(b, loc, kOffset, copies.chunkColumn[i]);
     Value elements =
         arith::SelectOp::create(b, loc, valid, copies.srcElements[i], index(0));
-    nvgpu::DeviceAsyncCopyOp::create(
-        b, loc, tokenType, stageA,
-        ValueRange{copies.chunkRow[i], copies.dstColumn[i]}, args.x,
-        ValueRange{copies.srcRow[i], column},
-        b.getIndexAttr(kChunkBytes / config.elementBytes()), elements,
-        /*bypassL1=*/b.getUnitAttr());
+    copyChunk(stageA, {copies.chunkRow[i], copies.dstColumn[i]}, args.x,
+              {copies.srcRow[i], column}, kChunkBytes / config.elementBytes(),
+              elements, /*bypassL1=*/true);
   }
   // One commit group per step; the wait counts groups, not tokens.
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
@@ -972,21 +971,27 @@ void KernelBuilder::planWeightChunks(Value thread, int64_t numThreads) {
   }
 }
 
+void KernelBuilder::copyChunk(Value tile, ValueRange tileIndices,
+                              Value source, ValueRange sourceIndices,
+                              int64_t chunkElements, Value elements,
+                              bool bypassL1) {
+  nvgpu::DeviceAsyncCopyOp::create(
+      b, loc, nvgpu::DeviceAsyncTokenType::get(context()), tile, tileIndices,
+      source, sourceIndices, b.getIndexAttr(chunkElements), elements,
+      bypassL1 ? b.getUnitAttr() : UnitAttr());
+}
+
 void KernelBuilder::copyWeightChunks(Value stage, Value kOffset, Value valid) {
-  auto tokenType = nvgpu::DeviceAsyncTokenType::get(context());
   Value stageB = tileB(stage);
   for (size_t i = 0; i < copies.weightRow.size(); ++i) {
     Value elements = arith::SelectOp::create(b, loc, valid,
                                              copies.weightElements[i], index(0));
-    nvgpu::DeviceAsyncCopyOp::create(
-        b, loc, tokenType, stageB,
-        ValueRange{copies.weightRow[i], copies.weightDstColumn[i]},
-        args.weights,
-        ValueRange{copies.weightSrcRow[i],
-                   arith::AddIOp::create(b, loc, kOffset,
-                                         copies.weightSrcColumn[i])},
-        b.getIndexAttr(kChunkBytes / config.elementBytes()), elements,
-        /*bypassL1=*/b.getUnitAttr());
+    Value column =
+        arith::AddIOp::create(b, loc, kOffset, copies.weightSrcColumn[i]);
+    copyChunk(stageB, {copies.weightRow[i], copies.weightDstColumn[i]},
+              args.weights, {copies.weightSrcRow[i], column},
+              kChunkBytes / config.elementBytes(), elements,
+              /*bypassL1=*/true);
   }
 }
 
