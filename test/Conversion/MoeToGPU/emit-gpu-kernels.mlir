@@ -156,6 +156,7 @@ func.func @swapped_combine(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %bloc
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x512xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %[[W:.*]]: memref<2048x512xbf16>, %{{.*}}: memref<?x128xbf16>) kernel
 // CHECK-SAME: attributes {moe.launch = {block_m = 16 : i64, box_cols = 64 : i64, box_rows = 64 : i64, copies_weights = 1 : i64, element_bytes = 2 : i64, shared_bytes = 148480 : i64, split_k = 1 : i64, stages = 4 : i64, threads = 256 : i64, tile_n = 64 : i64}}
 // CHECK-NOT: nvgpu.mbarrier
+// CHECK-NOT: nvgpu.tma
 // CHECK: %[[WARPGROUP:.*]] = arith.divui %thread_id_x, %c128
 // CHECK: %[[OFFSET:.*]] = arith.muli %[[WARPGROUP]], %c512
 // CHECK-NEXT: %[[OFFSET64:.*]] = arith.index_cast %[[OFFSET]] : index to i64
