@@ -113,8 +113,9 @@ llvm::cl::opt<bool> swapAB(
     llvm::cl::desc("Give the bf16 GEMMs whose experts hold few rows (decode: "
                    "at most 16 or 32, mean + 2 sd) slot blocks of that "
                    "height, multiplied with the weights as the wgmma's A "
-                   "operand (see docs/gpu-decode-kernel.md)"),
-    llvm::cl::init(false), llvm::cl::cat(moeCategory));
+                   "operand (on by default, --swap-ab=false turns it off; see "
+                   "docs/gpu-decode-kernel.md)"),
+    llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> swappedWarpgroups(
     "swapped-warpgroups",
     llvm::cl::desc("Consumer warpgroups of the swapped-operand GEMMs (1 or "

@@ -71,8 +71,8 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       *this, "swap-ab",
       llvm::cl::desc("Give bf16 GEMMs of few rows per expert (decode) "
                      "16- or 32-row slot blocks with the weights as the "
-                     "wgmma's A operand"),
-      llvm::cl::init(false)};
+                     "wgmma's A operand; on by default"),
+      llvm::cl::init(true)};
   PassOptions::Option<int64_t> swappedWarpgroups{
       *this, "swapped-warpgroups",
       llvm::cl::desc("Consumer warpgroups of the swapped-operand GEMMs (1 "

@@ -45,8 +45,8 @@ struct GpuCompileOptions {
   bool pingpong = false;
   int64_t clusterM = 1;
   /// Swapped-operand kernels (16- or 32-row slot blocks) where experts
-  /// hold few rows.
-  bool swapAB = false;
+  /// hold few rows (decode).
+  bool swapAB = true;
   /// The swapped-operand kernels' consumer warpgroups (1 or 2) and weight
   /// load ("tma" or "cp_async").
   int64_t swappedWarpgroups = 2;

@@ -1,22 +1,23 @@
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="block-n=64 stages=3" | FileCheck %s --check-prefix=OVERRIDE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-tile-report=num-tokens=4 | FileCheck %s --check-prefix=REPORT
-// The configurations the example layers get at decode and prefill.
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure | FileCheck %s --check-prefix=QWEN-DECODE
+// The configurations the example layers get at prefill, and at decode
+// without swapped operands (swap-ab=false; the default is below).
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=swap-ab=false | FileCheck %s --check-prefix=QWEN-DECODE
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=QWEN-PREFILL
-// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure | FileCheck %s --check-prefix=MIXTRAL-DECODE
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=swap-ab=false | FileCheck %s --check-prefix=MIXTRAL-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=INT4-PREFILL
 // With warp-specialize: bf16 matmuls of 128-row blocks get a producer
 // warpgroup; 64-row blocks and fp8 keep the multistage schedule.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=warp-specialize | FileCheck %s --check-prefix=WS-PREFILL
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=warp-specialize | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false warp-specialize" | FileCheck %s --check-prefix=QWEN-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=warp-specialize | FileCheck %s --check-prefix=FP8-PREFILL
 // With persistent: the same roles on a persistent grid, except where K is
 // split (a split tile is not one block's).
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=persistent | FileCheck %s --check-prefix=PERSIST-PREFILL
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=persistent | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false persistent" | FileCheck %s --check-prefix=QWEN-DECODE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure=persistent | FileCheck %s --check-prefix=PERSIST
 // With pingpong: 128 x 128 tiles per consumer warpgroup, as many stages as
 // fit (5), still not where K is split.
@@ -33,10 +34,10 @@
 // ring as deep as fits: 4 stages of (64 + 128) rows x 256 bytes); weight-only
 // and fp8 ones keep theirs (one span: 64 codes dequantized to bf16, 128
 // e4m3 codes).
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="block-k=128 block-n=128" | FileCheck %s --check-prefix=BLOCKK-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false block-k=128 block-n=128" | FileCheck %s --check-prefix=BLOCKK-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=INT4-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=FP8-PREFILL
-// RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=BLOCKK-ODD-K
+// RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false block-k=128" | FileCheck %s --check-prefix=BLOCKK-ODD-K
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-k=96 2>&1 | FileCheck %s --check-prefix=BLOCKK-INVALID
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="block-k=128 warp-specialize" 2>&1 | FileCheck %s --check-prefix=BLOCKK-SCHEDULE
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=stages=1 2>&1 | FileCheck %s --check-prefix=STAGES-INVALID
@@ -44,18 +45,18 @@
 // without split-K are paired; the multistage ones (64-row blocks at decode)
 // and split-K ones stay single, and persistent ones are never paired.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER-PREFILL
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="warp-specialize cluster-m=2" | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false warp-specialize cluster-m=2" | FileCheck %s --check-prefix=QWEN-DECODE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="persistent cluster-m=2" | FileCheck %s --check-prefix=PERSIST
 // The full GPU pipeline keeps the configuration through moe-align.
 // RUN: moe-opt %moe_src_root/examples/scaled/mixtral_8x7b.mlir --moe-gpu-pipeline=num-tokens=4096 | FileCheck %s --check-prefix=PIPELINE
-// With swap-ab: bf16 schedules whose tiles asked for swapped operands and
+// With swap-ab (the default): bf16 schedules whose tiles asked for swapped operands and
 // whose experts hold at most 16 (32) rows at mean + 2 sd get 16- (32-) row
 // slot blocks with swap_ab; prefill and fp8 keep their kernels.
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=SWAP-QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=SWAP-QWEN-DECODE
 // The older swapped kernels: one warpgroup (one span, TMA), or two with TMA.
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1 swapped-warpgroups=1 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP1-QWEN-DECODE
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP-TMA-QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swapped-warpgroups=1 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP1-QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP-TMA-QWEN-DECODE
 // GPT-OSS's K = 2880 allows one span: 16 rows x 8 chunks are too few for two
 // warpgroups, so one, with TMA.
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=SWAP-GPT-OSS

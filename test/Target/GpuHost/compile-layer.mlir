@@ -1,10 +1,12 @@
 // moe-compile: the GPU pipeline, the host functions (moe-gpu-outline-host),
 // an sm_90a cubin, and the host source lowered from them through EmitC; the
 // source compiles. The first build shows outline-host's order of the host
-// ops (--dependent-launch=false); the second, the default, what
-// moe-gpu-dependent-launch changes.
+// ops for kernels that load their weights by TMA (--swap-ab=false
+// --dependent-launch=false); the second, the default, what
+// moe-gpu-dependent-launch changes; the third, the default kernels' host
+// function (swapped operands at decode, weights copied by cp.async).
 // REQUIRES: ptxas
-// RUN: rm -rf %t && moe-compile %s -o %t --name block --num-tokens 64 --ptx %t/block.ptx --kernels %t/host.mlir --dependent-launch=false
+// RUN: rm -rf %t && moe-compile %s -o %t --name block --num-tokens 64 --ptx %t/block.ptx --kernels %t/host.mlir --dependent-launch=false --swap-ab=false
 // RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
 // RUN: FileCheck %s --check-prefix=HEADER < %t/block.h
 // RUN: FileCheck %s --check-prefix=SOURCE < %t/block.cpp
@@ -33,6 +35,29 @@
 // PDL-PTX-NEXT: griddepcontrol.launch_dependents;
 // PDL-SOURCE: moe_rt_launcher_launch_dependent(
 // PDL-SOURCE-NOT: moe_rt_launcher_launch(
+
+// With swapped operands (the default at M = 64: 16 rows per expert, 24 at
+// mean + 2 sd, so 32-row slot blocks) each GEMM copies its weights with
+// cp.async: the host passes them as [E·N, K] memory, and makes no tensor map.
+// RUN: rm -rf %t.swap && moe-compile %s -o %t.swap --name block --num-tokens 64 --kernels %t.swap/host.mlir --dependent-launch=false
+// RUN: FileCheck %s --check-prefix=SWAP-HOST < %t.swap/host.mlir
+// RUN: FileCheck %s --check-prefix=SWAP-SOURCE < %t.swap/block.cpp
+// RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t.swap -I %moe_src_root/runtime/include -I %cuda_include %t.swap/block.cpp
+// SWAP-HOST-DAG: #[[SWAP_SLOTS:map[0-9]*]] = affine_map<()[s0] -> ((s0 * 2 + 248) * 4)>
+// SWAP-HOST-DAG: #[[SWAP_BLOCKS:map[0-9]*]] = affine_map<()[s0] -> (((s0 * 2 + 279) floordiv 32) * 4)>
+// SWAP-HOST-LABEL: func.func @moe_layer_block(
+// SWAP-HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %{{[a-z0-9]+}}: memref<?x2xi32>, %[[RW:[a-z0-9]+]]: memref<?x2xf32>,
+// SWAP-HOST-SAME: %[[W13:[a-z0-9]+]]: memref<8x256x128xbf16>, %[[W2:[a-z0-9]+]]: memref<8x128x128xbf16>,
+// SWAP-HOST-NOT: moe_gpu.tensor_map
+// SWAP-HOST: %[[ROWS13:.+]] = memref.collapse_shape %[[W13]] {{\[\[}}0, 1], [2]] : memref<8x256x128xbf16> into memref<2048x128xbf16>
+// SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c2, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[ROWS13]] : memref<2048x128xbf16>, %[[H:.+]] : memref<?x128xbf16>)
+// SWAP-HOST: %[[ROWS2:.+]] = memref.collapse_shape %[[W2]] {{\[\[}}0, 1], [2]] : memref<8x128x128xbf16> into memref<1024x128xbf16>
+// SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %{{.+}} : memref<?x128xf32>)
+// SWAP-HOST-NOT: moe_gpu.tensor_map
+// SWAP-HOST: moe_gpu.workspace_layout @moe_layer_block_workspace {buffers = [#[[SWAP_SLOTS]], #[[SWAP_BLOCKS]],
+// SWAP-SOURCE: extern "C" int32_t moe_layer_block(
+// SWAP-SOURCE-NOT: moe_rt_launcher_encode_tma_2d(
+// SWAP-SOURCE: return
 
 // The workspace: the aligned schedule (M·k + E·(block_m − 1) slots, one
 // block expert per 64 slots), the padded count, the invalid-id counter, the

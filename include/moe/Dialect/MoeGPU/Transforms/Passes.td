@@ -61,7 +61,7 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       the multistage ones stay single; persistent and pingpong matmuls are
       never paired.
 
-    With `swap-ab`, a schedule whose matmuls are all bf16 with tiles that
+    With `swap-ab` (the default), a schedule whose matmuls are all bf16 with tiles that
     asked for swapped operands (`swap_ab = true`, the cost model's choice at
     decode) gets `block_m` 16 or 32 where an expert's rows, at their mean
     M·k/E plus two binomial standard deviations, fit (M: the gathered
@@ -110,10 +110,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "multistage (with warp-specialize: warp-specialized) matmuls "
            "without split-K (1 or 2; 2 multicasts a weight tile to a pair "
            "of blocks of one expert)">,
-    Option<"swapAb", "swap-ab", "bool", /*default=*/"false",
+    Option<"swapAb", "swap-ab", "bool", /*default=*/"true",
            "Give bf16 schedules whose tiles asked for swapped operands, and "
            "whose experts hold at most 16 or 32 rows (mean + 2 sd), slot "
-           "blocks of that height and the swapped-operand kernel">,
+           "blocks of that height and the swapped-operand kernel (on by "
+           "default)">,
     Option<"swappedWarpgroups", "swapped-warpgroups", "int64_t",
            /*default=*/"2",
            "Consumer warpgroups of the swapped-operand kernel (1 or 2; 2 "
