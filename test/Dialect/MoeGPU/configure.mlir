@@ -1,53 +1,55 @@
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure | FileCheck %s
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure="block-n=64 stages=3" | FileCheck %s --check-prefix=OVERRIDE
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-tile-report=num-tokens=4 | FileCheck %s --check-prefix=REPORT
+// The cases below have dynamic rows; 128 tokens give their 8 experts 32
+// rows each (43 at mean + 2 sd): neither swapped nor spilling a 64-row block.
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=num-tokens=128 | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 block-n=64 stages=3" | FileCheck %s --check-prefix=OVERRIDE
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=num-tokens=128 -moe-tile-report=num-tokens=4 | FileCheck %s --check-prefix=REPORT
 // The configurations the example layers get at prefill, and at decode
 // without swapped operands (swap-ab=false; the default is below).
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=swap-ab=false | FileCheck %s --check-prefix=QWEN-DECODE
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=QWEN-PREFILL
-// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=swap-ab=false | FileCheck %s --check-prefix=MIXTRAL-DECODE
-// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure | FileCheck %s --check-prefix=FP8-DECODE
-// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=FP8-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false" | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=QWEN-PREFILL
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false" | FileCheck %s --check-prefix=MIXTRAL-DECODE
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=FP8-DECODE
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL
 // With warp-specialize: bf16 matmuls of 128-row blocks get a producer
 // warpgroup; 64-row blocks and fp8 keep the multistage schedule.
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=warp-specialize | FileCheck %s --check-prefix=WS-PREFILL
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false warp-specialize" | FileCheck %s --check-prefix=QWEN-DECODE
-// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=warp-specialize | FileCheck %s --check-prefix=FP8-PREFILL
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 warp-specialize" | FileCheck %s --check-prefix=WS-PREFILL
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false warp-specialize" | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 warp-specialize" | FileCheck %s --check-prefix=FP8-PREFILL
 // With persistent: the same roles on a persistent grid, except where K is
 // split (a split tile is not one block's).
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=persistent | FileCheck %s --check-prefix=PERSIST-PREFILL
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false persistent" | FileCheck %s --check-prefix=QWEN-DECODE
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure=persistent | FileCheck %s --check-prefix=PERSIST
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 persistent" | FileCheck %s --check-prefix=PERSIST-PREFILL
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false persistent" | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 persistent" | FileCheck %s --check-prefix=PERSIST
 // With pingpong: 128 x 128 tiles per consumer warpgroup, as many stages as
 // fit (5), still not where K is split.
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=pingpong | FileCheck %s --check-prefix=PINGPONG-PREFILL
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure=pingpong | FileCheck %s --check-prefix=PINGPONG
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 pingpong" | FileCheck %s --check-prefix=PINGPONG-PREFILL
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 pingpong" | FileCheck %s --check-prefix=PINGPONG
 // With cluster-m=2: bf16 multistage matmuls without split-K get pairs along
 // M (cluster_m = 2); weight-only and fp8 ones keep single blocks.
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=cluster-m=2 | FileCheck %s --check-prefix=CLUSTER-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=cluster-m=2 | FileCheck %s --check-prefix=FP8-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=cluster-m=2 | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 cluster-m=2" | FileCheck %s --check-prefix=CLUSTER-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 cluster-m=2" | FileCheck %s --check-prefix=FP8-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 cluster-m=2" | FileCheck %s --check-prefix=INT4-PREFILL
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=cluster-m=3 2>&1 | FileCheck %s --check-prefix=CLUSTER-INVALID
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-n=96 2>&1 | FileCheck %s --check-prefix=BLOCKN-INVALID
 // block-k=128: bf16 matmuls take two 128-byte spans of K per stage (the
 // ring as deep as fits: 4 stages of (64 + 128) rows x 256 bytes); weight-only
 // and fp8 ones keep theirs (one span: 64 codes dequantized to bf16, 128
 // e4m3 codes).
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false block-k=128 block-n=128" | FileCheck %s --check-prefix=BLOCKK-DECODE
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=INT4-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=block-k=128 | FileCheck %s --check-prefix=FP8-PREFILL
-// RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false block-k=128" | FileCheck %s --check-prefix=BLOCKK-ODD-K
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false block-k=128 block-n=128" | FileCheck %s --check-prefix=BLOCKK-DECODE
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-k=128" | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-k=128" | FileCheck %s --check-prefix=FP8-PREFILL
+// RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false block-k=128" | FileCheck %s --check-prefix=BLOCKK-ODD-K
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-k=96 2>&1 | FileCheck %s --check-prefix=BLOCKK-INVALID
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="block-k=128 warp-specialize" 2>&1 | FileCheck %s --check-prefix=BLOCKK-SCHEDULE
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=stages=1 2>&1 | FileCheck %s --check-prefix=STAGES-INVALID
 // With warp-specialize and cluster-m=2: the warp-specialized matmuls
 // without split-K are paired; the multistage ones (64-row blocks at decode)
 // and split-K ones stay single, and persistent ones are never paired.
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER-PREFILL
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab=false warp-specialize cluster-m=2" | FileCheck %s --check-prefix=QWEN-DECODE
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure="warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure="persistent cluster-m=2" | FileCheck %s --check-prefix=PERSIST
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER-PREFILL
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false warp-specialize cluster-m=2" | FileCheck %s --check-prefix=QWEN-DECODE
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 persistent cluster-m=2" | FileCheck %s --check-prefix=PERSIST
 // The full GPU pipeline keeps the configuration through moe-align.
 // RUN: moe-opt %moe_src_root/examples/scaled/mixtral_8x7b.mlir --moe-gpu-pipeline=num-tokens=4096 | FileCheck %s --check-prefix=PIPELINE
 // With swap-ab (the default): bf16 schedules whose tiles asked for swapped operands and
@@ -66,9 +68,27 @@
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="swap-ab num-tokens=4096" | FileCheck %s --check-prefix=QWEN-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab num-tokens=4" | FileCheck %s --check-prefix=SWAP
-// Without num-tokens the rows per expert follow its default of 256 tokens
-// (64 per expert here): no swap.
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure=swap-ab | FileCheck %s
+// Without num-tokens the rows per expert follow its default of 256 tokens:
+// 64 per expert here, 80 at mean + 2 sd, so no swap, and the tiles that
+// asked for 64-row blocks get 128 rows: one block per expert, not a second
+// one that streams the expert's weights again for a few rows.
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure | FileCheck %s --check-prefix=SPILL
+// SPILL-LABEL: func.func @decode
+// SPILL: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 1>
+// SPILL-LABEL: func.func @one_schedule
+// SPILL: moe.expert_matmul {{.*}}block_m = 128, block_n = 128, {{.*}}consumer_warpgroups = 2, group_m = 8>
+// SPILL: moe.expert_matmul {{.*}}block_m = 128, block_n = 256, {{.*}}consumer_warpgroups = 2, group_m = 8>
+// The example layers where that happens: Qwen3 at M = 1024 (64 rows per
+// expert) but not at 512 (32); Mixtral at M = 256. Only bf16: the fp8 Qwen3
+// block keeps its 64-row tiles at M = 1024.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=SPILL-QWEN-1024
+// SPILL-QWEN-1024-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2,
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure=num-tokens=512 | FileCheck %s --check-prefix=SPILL-QWEN-512
+// SPILL-QWEN-512-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64,
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=SPILL-MIXTRAL-256
+// SPILL-MIXTRAL-256-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256,
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=SPILL-FP8-1024
+// SPILL-FP8-1024-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64,
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=1 swap-ab" | FileCheck %s --check-prefix=SWAP-PIPELINE
 
 // QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64,

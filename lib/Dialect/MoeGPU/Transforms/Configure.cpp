@@ -13,8 +13,10 @@
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/MapVector.h"
+#include "llvm/ADT/STLExtras.h"
 
 #include <cmath>
+#include <optional>
 
 namespace mlir::moe_gpu {
 #define GEN_PASS_DEF_MOEGPUCONFIGURE
@@ -283,18 +285,26 @@ KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
       MoeGPUDialect::getConfigAttrName());
 }
 
-/// The swapped slot-block height for the schedule's tiles, or 0 where they
-/// stay unswapped: every matmul bf16 with a tile that asked for swapped
-/// operands, and an expert's rows (M·k/E on average, binomial) at their mean
-/// plus two standard deviations within 16 or 32.
-int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
-                            int64_t numTokens) {
+/// What the block-height policy reads of a bf16 schedule: an expert's rows
+/// at their mean plus two binomial standard deviations (mean M·k/E; M: the
+/// gathered input's rows, or `numTokens` where they are dynamic), and
+/// whether every tile asked for swapped operands.
+struct ExpertRows {
+  double likelyMost = 0.0;
+  bool swapAsked = true;
+};
+
+/// The expert rows of `schedule`, or nothing unless every matmul is bf16
+/// with a tile and the schedule has assignments.
+std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
+                                        int64_t numTokens) {
+  ExpertRows result;
   int64_t assignments = 0, experts = 0;
   for (ExpertMatmulOp op : schedule) {
     MatmulFacts facts = MatmulFacts::of(op);
-    if (facts.format != QuantFormat::None || !facts.tile ||
-        !facts.tile.getSwapAb())
-      return 0;
+    if (facts.format != QuantFormat::None || !facts.tile)
+      return std::nullopt;
+    result.swapAsked &= facts.tile.getSwapAb();
     int64_t rows = op.getInput().getType().getDimSize(0);
     if (op.getGather())
       assignments =
@@ -302,11 +312,20 @@ int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
     experts = op.getWeights().getType().getDimSize(0);
   }
   if (assignments == 0 || experts == 0)
-    return 0;
+    return std::nullopt;
   double mean = double(assignments) / double(experts);
-  double likelyMost = mean + 2.0 * std::sqrt(mean);
+  result.likelyMost = mean + 2.0 * std::sqrt(mean);
+  return result;
+}
+
+/// The swapped slot-block height, or 0 where the tiles stay unswapped: every
+/// tile asked for swapped operands and an expert's likely most rows fit 16
+/// or 32.
+int64_t chooseSwappedBlockM(std::optional<ExpertRows> rows) {
+  if (!rows || !rows->swapAsked)
+    return 0;
   for (int64_t blockM : kSwappedBlockMs)
-    if (likelyMost <= double(blockM))
+    if (rows->likelyMost <= double(blockM))
       return blockM;
   return 0;
 }
@@ -314,7 +333,7 @@ int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
 /// The slot-block height of a schedule's matmuls: their aligned block_m,
 /// else that of a configuration written in the input, else (with
 /// `swap-ab`) a swapped height for few rows per expert, else 128 unless one
-/// tile asked for fewer rows.
+/// tile asked for fewer rows and (bf16) an expert's likely most rows fit 64.
 int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
                      const ConfigureOptions &options) {
   for (ExpertMatmulOp op : schedule)
@@ -323,13 +342,25 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   for (ExpertMatmulOp op : schedule)
     if (KernelConfigAttr config = getKernelConfig(op))
       return config.getBlockM();
+  std::optional<ExpertRows> rows = getExpertRows(schedule, options.numTokens);
   if (options.swapAB)
-    if (int64_t swapped = chooseSwappedBlockM(schedule, options.numTokens))
+    if (int64_t swapped = chooseSwappedBlockM(rows))
       return swapped;
-  for (ExpertMatmulOp op : schedule)
-    if (TileAttr tile = op.getTileAttr(); tile && tile.getBlockM() < kLargeBlockM)
-      return kSmallBlockM;
-  return kLargeBlockM;
+  bool asksSmall = llvm::any_of(schedule, [](ExpertMatmulOp op) {
+    TileAttr tile = op.getTileAttr();
+    return tile && tile.getBlockM() < kLargeBlockM;
+  });
+  if (!asksSmall)
+    return kLargeBlockM;
+  // Where an expert's rows likely spill out of one 64-row block but fit one
+  // of 128, the spilled block would stream the expert's weights again for a
+  // few rows: one 128-row block per expert instead (bf16 Mixtral M = 256
+  // and Qwen3 M = 1024: -9% and -7% on an H200, level on an H100; the
+  // quantized kernels lost up to 9%, docs/gpu-benchmark.md).
+  if (rows && rows->likelyMost > double(kSmallBlockM) &&
+      rows->likelyMost <= double(kLargeBlockM))
+    return kLargeBlockM;
+  return kSmallBlockM;
 }
 
 struct MoeGpuConfigurePass
