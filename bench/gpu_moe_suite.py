@@ -560,6 +560,11 @@ def check_layers(layers_dir: pathlib.Path, generator, shapes=SHAPES) -> int:
 
 def time_graph(fn, replays=20):
     """Median µs of CUDA-graph replays of fn (captured after a warm-up)."""
+    return _median_event_time(capture_graph(fn).replay, replays)
+
+
+def capture_graph(fn):
+    """fn captured as a CUDA graph after a warm-up on a side stream."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -572,7 +577,20 @@ def time_graph(fn, replays=20):
         fn()
     graph.replay()
     torch.cuda.synchronize()
-    return _median_event_time(graph.replay, replays)
+    return graph
+
+
+def time_graphs_interleaved(fns, replays=20):
+    """Median µs of each of fns' CUDA graphs, replayed in turn (A B C A B C
+    ...), so that clock and temperature drift over the measurement reaches
+    every one of them alike: timed one after the other, byte-identical
+    libraries measured up to 16% apart at the compute-heavy rows."""
+    graphs = [capture_graph(fn) for fn in fns]
+    times = [[] for _ in graphs]
+    for _ in range(replays):
+        for graph, samples in zip(graphs, times):
+            samples.append(_median_event_time(graph.replay, 1))
+    return [statistics.median(samples) for samples in times]
 
 
 def time_eager(fn, repeats=5):
@@ -663,7 +681,6 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
         except ImportError as error:
             print(f"no Triton baseline: {error}", flush=True)
     results = []
-    rows_timed = 0
     variant_mismatches = 0
     for shape in shapes:
         config = configs[f"{shape}_block"]
@@ -677,24 +694,24 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             variant_us = {}
             outputs = {}
             if not baselines_only:
-                # Ours and the variants in an order that rotates from row to
-                # row: at the compute-heavy rows a library timed later in a
-                # row runs hotter (byte-identical builds measured 10% apart).
+                # Ours and the variants replayed in turn, each into its own
+                # output: at the compute-heavy rows a library timed after
+                # another runs hotter (byte-identical builds measured up to
+                # 16% apart when timed one after the other).
                 builds = [layers_dir, *variants]
-                shift = rows_timed % len(builds)
-                rows_timed += 1
-                for build in builds[shift:] + builds[:shift]:
-                    name = f"{shape}_block_m{m}"
-                    layer = Layer(build / f"{name}.so", name)
-                    us = time_graph(lambda: layer(x, ids, weights, w13, w2, out))
-                    # The replays wrote the layer's result into `out`.
-                    outputs[build.name] = out.float().clone()
-                    del layer
+                name = f"{shape}_block_m{m}"
+                layers = [Layer(build / f"{name}.so", name) for build in builds]
+                results_out = [torch.empty_like(out) for _ in builds]
+                runs = [lambda layer=layer, result=result: layer(x, ids, weights, w13, w2, result)
+                        for layer, result in zip(layers, results_out)]
+                times = time_graphs_interleaved(runs)
+                for build, us, result in zip(builds, times, results_out):
+                    outputs[build.name] = result.float().clone()
                     if build is layers_dir:
                         ours = us
                     else:
                         variant_us[build.name] = us
-                variant_us = {v.name: variant_us[v.name] for v in variants}
+                del layers
             # Each variant's output against ours (same inputs): a variant
             # whose result differs by more than bf16 rounding is flagged.
             variant_text = ""

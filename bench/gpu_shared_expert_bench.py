@@ -7,7 +7,8 @@ through torch), in one process on the GPU.
 
 LAYERS holds `<layer>_block_m<M>.so` (the fused block), and
 `<layer>_routed_block_m<M>.so` (its routed experts alone) with layers.json,
-as scripts/gpu-layers.sh writes them. Both sides run the same weights and
+as scripts/gpu-layers.sh writes them (`configs --write-gpu-blocks` writes the
+routed blocks' IR). Both sides run the same weights and
 routing; the outputs are compared too (they differ only by rounding).
 """
 
@@ -65,8 +66,7 @@ def bench_layer(layers_dir: pathlib.Path, name: str, config, token_counts, gener
                 mlp = mlp * torch.sigmoid((x @ shared_gate[0].T).float()).to(mlp.dtype)
             torch.add(out_routed, mlp, out=result)
 
-        fused_us = suite.time_graph(run_fused)
-        separate_us = suite.time_graph(run_separate)
+        fused_us, separate_us = suite.time_graphs_interleaved([run_fused, run_separate])
         run_fused()
         run_separate()
         torch.cuda.synchronize()
