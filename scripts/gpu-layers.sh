@@ -5,6 +5,8 @@
 # shared library with the runtime, for the GPU machine (which has no LLVM):
 #   <layer>_m<M>.so         the example layer, M in 1 256 4096
 #   <layer>_block_m<M>.so   full size, tiles chosen for M tokens
+#   <layer>_routed_block_m<M>.so  the routed experts alone of a layer with
+#                           shared experts (bench/gpu_shared_expert_bench.py)
 #   <layer>_small_block.so  scaled (H=256, I=128), for the sanitizer
 #   mixtral_8x7b_small.so   the scaled Mixtral and Qwen3 layers, routing
 #   qwen3_30b_a3b_small.so  included, for the sanitizer

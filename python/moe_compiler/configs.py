@@ -518,6 +518,14 @@ def main() -> None:
                 elif scheme is not None:
                     manifest[name]["weight_only"] = dataclasses.asdict(scheme)
         for config in EXAMPLE_LAYERS:
+            if config.num_shared_experts:
+                # Its routed experts alone, for bench/gpu_shared_expert_bench.py
+                # (against the fused block plus a dense MLP).
+                routed = dataclasses.replace(config, num_shared_experts=0,
+                                             shared_expert_gate=False)
+                name = f"{config.name}_routed_block"
+                (args.write_gpu_blocks / f"{name}.mlir").write_text(
+                    expert_block_mlir(routed, None, name))
             # The whole layer, routing included: the example itself.
             (args.write_gpu_blocks / f"{config.name}.mlir").write_text(layer_mlir(config))
             manifest[config.name] = dataclasses.asdict(config)
