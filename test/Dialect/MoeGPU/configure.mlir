@@ -89,13 +89,6 @@
 // SPILL-MIXTRAL-256-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256,
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=SPILL-FP8-1024
 // SPILL-FP8-1024-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64,
-// A shared expert holds every token's row: DeepSeek-V3 with its shared
-// expert swaps at M = 16 (16 rows), not at M = 256, where the shared
-// expert's 256 rows keep the tiles' 64-row blocks.
-// RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=16 -moe-gpu-configure=num-tokens=16 | FileCheck %s --check-prefix=SHARED-16
-// SHARED-16-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, {{.*}}swap_ab = true
-// RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=SHARED-256
-// SHARED-256-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = {{[0-9]+}}, block_k = 64, stages = {{[0-9]}}, consumer_warpgroups = 1, {{.*}}group_m = {{[0-9]+}}>
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=1 swap-ab" | FileCheck %s --check-prefix=SWAP-PIPELINE
 
 // QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64,

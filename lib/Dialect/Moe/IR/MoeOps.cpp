@@ -870,17 +870,3 @@ LogicalResult EpCombineOp::verify() {
   }
   return success();
 }
-
-int64_t mlir::moe::getNumSharedExperts(Value schedule) {
-  if (!schedule)
-    return 0;
-  Value ids;
-  if (auto permute = schedule.getDefiningOp<PermuteOp>())
-    ids = permute.getIds();
-  else if (auto sort = schedule.getDefiningOp<SortOp>())
-    ids = sort.getIds();
-  else if (auto align = schedule.getDefiningOp<AlignOp>())
-    ids = align.getIds();
-  auto shared = ids ? ids.getDefiningOp<AddSharedExpertsOp>() : nullptr;
-  return shared ? shared.getNumShared() : 0;
-}

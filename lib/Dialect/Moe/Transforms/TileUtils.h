@@ -24,6 +24,23 @@ static inline int64_t expertsPerToken(GroupedMatmulOp op) {
   return 1;
 }
 
+/// The shared experts among the experts of a matmul whose schedule
+/// (offsets, slots or block experts) comes from ids that
+/// moe.add_shared_experts made; 0 otherwise.
+static inline int64_t sharedExpertsOf(Value schedule) {
+  if (!schedule)
+    return 0;
+  Value ids;
+  if (auto permute = schedule.getDefiningOp<PermuteOp>())
+    ids = permute.getIds();
+  else if (auto sort = schedule.getDefiningOp<SortOp>())
+    ids = sort.getIds();
+  else if (auto align = schedule.getDefiningOp<AlignOp>())
+    ids = align.getIds();
+  auto shared = ids ? ids.getDefiningOp<AddSharedExpertsOp>() : nullptr;
+  return shared ? shared.getNumShared() : 0;
+}
+
 /// The problem `op` solves for `numTokens` tokens, if it is a grouped matmul.
 static inline std::optional<GroupedMatmulShape>
 getGroupedMatmulShape(Operation *op, int64_t numTokens) {
@@ -37,7 +54,7 @@ getGroupedMatmulShape(Operation *op, int64_t numTokens) {
     shape.inputBytes = elementBytes(gmm.getRows().getType());
     shape.weightBytes = elementBytes(weights);
     shape.outputBytes = elementBytes(gmm.getResult().getType());
-    shape.numSharedExperts = getNumSharedExperts(gmm.getOffsets());
+    shape.numSharedExperts = sharedExpertsOf(gmm.getOffsets());
     shape.numTokens = numTokens;
     return shape;
   }
@@ -56,7 +73,7 @@ getGroupedMatmulShape(Operation *op, int64_t numTokens) {
     for (Value schedule :
          {fused.getOffsets(), fused.getBlockExperts(), fused.getSlots()})
       shape.numSharedExperts =
-          std::max(shape.numSharedExperts, getNumSharedExperts(schedule));
+          std::max(shape.numSharedExperts, sharedExpertsOf(schedule));
     shape.numTokens = numTokens;
     return shape;
   }

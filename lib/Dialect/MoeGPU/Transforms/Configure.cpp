@@ -286,9 +286,8 @@ KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
 }
 
 /// What the block-height policy reads of a bf16 schedule: an expert's rows
-/// at their mean plus two binomial standard deviations (mean M·k/E over the
-/// routed experts; M: the gathered input's rows, or `numTokens` where they
-/// are dynamic), or M where a shared expert (every token's) holds more, and
+/// at their mean plus two binomial standard deviations (mean M·k/E; M: the
+/// gathered input's rows, or `numTokens` where they are dynamic), and
 /// whether every tile asked for swapped operands.
 struct ExpertRows {
   double likelyMost = 0.0;
@@ -300,28 +299,22 @@ struct ExpertRows {
 std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
                                         int64_t numTokens) {
   ExpertRows result;
-  int64_t tokens = 0, k = 0, experts = 0, shared = 0;
+  int64_t assignments = 0, experts = 0;
   for (ExpertMatmulOp op : schedule) {
     MatmulFacts facts = MatmulFacts::of(op);
     if (facts.format != QuantFormat::None || !facts.tile)
       return std::nullopt;
     result.swapAsked &= facts.tile.getSwapAb();
     int64_t rows = op.getInput().getType().getDimSize(0);
-    if (op.getGather()) {
-      tokens = ShapedType::isDynamic(rows) ? numTokens : rows;
-      k = op.getK();
-    }
+    if (op.getGather())
+      assignments =
+          (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
     experts = op.getWeights().getType().getDimSize(0);
-    shared = std::max(shared, moe::getNumSharedExperts(op.getSlots()));
   }
-  // k and the experts count the shared experts too.
-  int64_t routedK = k - shared, routedExperts = experts - shared;
-  if (tokens <= 0 || routedK <= 0 || routedExperts <= 0)
+  if (assignments == 0 || experts == 0)
     return std::nullopt;
-  double mean = double(tokens * routedK) / double(routedExperts);
+  double mean = double(assignments) / double(experts);
   result.likelyMost = mean + 2.0 * std::sqrt(mean);
-  if (shared > 0)
-    result.likelyMost = std::max(result.likelyMost, double(tokens));
   return result;
 }
 

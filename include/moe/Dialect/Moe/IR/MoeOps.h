@@ -15,11 +15,4 @@
 #define GET_OP_CLASSES
 #include "moe/Dialect/Moe/IR/MoeOps.h.inc"
 
-namespace mlir::moe {
-/// The shared experts among the experts of a matmul whose schedule (offsets,
-/// slots or block experts) comes, through moe.permute, moe.sort or moe.align,
-/// from ids that moe.add_shared_experts made; 0 otherwise.
-int64_t getNumSharedExperts(Value schedule);
-} // namespace mlir::moe
-
 #endif // MOE_DIALECT_MOE_IR_MOEOPS_H
