@@ -17,8 +17,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       where the cost model's tile asked for at least 128, else 64; the
       matmuls of one schedule (the same `slots`) take the smallest of the
       group, so that one `moe.align` serves them, and the `#moe.tile`'s
-      `block_m` follows, since `moe-align` pads to it. An aligned schedule
-      keeps its `block_m`.
+      `block_m` follows, since `moe-align` pads to it. A bf16 schedule
+      whose tiles asked for 64 takes 128 where an expert's rows (mean
+      M·k/E plus two binomial standard deviations, M as for `swap-ab`
+      below) exceed 64 but fit 128: one block per expert instead of a
+      second, mostly padded one that streams the expert's weights again.
+      An aligned schedule keeps its `block_m`.
     - `mma`: `wgmma_e4m3` for fp8, `wgmma_s8` for int8, `wgmma_bf16`
       otherwise (weight-only formats are dequantized to bf16).
     - `block_k`: one 128-byte swizzle span of K per stage (64 bf16, 128
