@@ -118,9 +118,10 @@ llvm::cl::opt<bool> swapAB(
     llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> swappedWarpgroups(
     "swapped-warpgroups",
-    llvm::cl::desc("Consumer warpgroups of the swapped-operand GEMMs (1 or "
+    llvm::cl::desc("Consumer warpgroups of the swapped-operand GEMMs (0, "
+                   "the default: chosen per GEMM by moe-gpu-configure; 1; or "
                    "2: two split each tile's weight rows)"),
-    llvm::cl::init(2), llvm::cl::cat(moeCategory));
+    llvm::cl::init(0), llvm::cl::cat(moeCategory));
 llvm::cl::opt<std::string> swappedWeightLoad(
     "swapped-weight-load",
     llvm::cl::desc("How the swapped-operand GEMMs load their weight tile: "

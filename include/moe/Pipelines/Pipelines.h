@@ -75,9 +75,9 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init(true)};
   PassOptions::Option<int64_t> swappedWarpgroups{
       *this, "swapped-warpgroups",
-      llvm::cl::desc("Consumer warpgroups of the swapped-operand GEMMs (1 "
-                     "or 2)"),
-      llvm::cl::init(2)};
+      llvm::cl::desc("Consumer warpgroups of the swapped-operand GEMMs (0: "
+                     "moe-gpu-configure's choice per GEMM; 1 or 2)"),
+      llvm::cl::init(0)};
   PassOptions::Option<std::string> swappedWeightLoad{
       *this, "swapped-weight-load",
       llvm::cl::desc("How the swapped-operand GEMMs load their weight tile: "

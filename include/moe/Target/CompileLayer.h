@@ -47,9 +47,10 @@ struct GpuCompileOptions {
   /// Swapped-operand kernels (16- or 32-row slot blocks) where experts
   /// hold few rows (decode).
   bool swapAB = true;
-  /// The swapped-operand kernels' consumer warpgroups (1 or 2) and weight
-  /// load ("tma" or "cp_async").
-  int64_t swappedWarpgroups = 2;
+  /// The swapped-operand kernels' consumer warpgroups (1 or 2; 0:
+  /// moe-gpu-configure's choice per GEMM) and weight load ("tma" or
+  /// "cp_async").
+  int64_t swappedWarpgroups = 0;
   std::string swappedWeightLoad = "cp_async";
   /// Launch each kernel as a programmatic dependent of the one before it
   /// (moe-gpu-dependent-launch).

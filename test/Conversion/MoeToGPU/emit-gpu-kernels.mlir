@@ -1,7 +1,9 @@
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
+// Two warpgroups for every swapped kernel (the policy gives a gated one with
+// short weight rows one; its kernel is the one-warpgroup TMA form below).
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=swapped-warpgroups=2 -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
 // The kernels lower to sm_90a PTX with the intended instructions, the TMA
 // descriptors as 128-byte grid-constant parameters.
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=swapped-warpgroups=2 -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
 
 // GEMM1 without activation: gathered rows, bf16 rows out. Every stage of
 // the ring is issued without branches (TMA and expect_tx predicated; cp.async
@@ -140,8 +142,8 @@ func.func @swapped_combine(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %bloc
 
 // -----
 
-// The swapped kernel moe-gpu-configure gives a 16-row block: two
-// warpgroups, 256 bytes of K per stage, and the weights copied by cp.async.
+// The swapped kernel moe-gpu-configure gives a 16-row block with two
+// warpgroups: 256 bytes of K per stage, and the weights copied by cp.async.
 // The weights come as memory ([E·N, K] bf16, no descriptor and so no
 // grid-constant parameter, launch fact copies_weights) and no mbarrier is
 // made. Each of the 256 threads copies 8 chunks of the 128-row weight tile

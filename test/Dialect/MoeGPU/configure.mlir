@@ -56,9 +56,11 @@
 // whose experts hold at most 16 (32) rows at mean + 2 sd get 16- (32-) row
 // slot blocks with swap_ab; prefill and fp8 keep their kernels.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=SWAP-QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swapped-warpgroups=2" | FileCheck %s --check-prefix=SWAP2-QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=16 -moe-gpu-configure=num-tokens=16 | FileCheck %s --check-prefix=SWAP-DEEPSEEK-DECODE
 // The older swapped kernels: one warpgroup (one span, TMA), or two with TMA.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swapped-warpgroups=1 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP1-QWEN-DECODE
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP-TMA-QWEN-DECODE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swapped-warpgroups=2 swapped-weight-load=tma" | FileCheck %s --check-prefix=SWAP-TMA-QWEN-DECODE
 // GPT-OSS's K = 2880 allows one span: 16 rows x 8 chunks are too few for two
 // warpgroups, so one, with TMA.
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=SWAP-GPT-OSS
@@ -90,23 +92,45 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=SPILL-FP8-1024
 // SPILL-FP8-1024-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64,
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=1 swap-ab" | FileCheck %s --check-prefix=SWAP-PIPELINE
+// The wave split: Mixtral M = 1024's GEMM2 expects ~2.5 128-row blocks per
+// expert (256 +- 15 rows) x 16 column tiles = ~319 blocks, 2.4 waves of
+// 132 run as 3; split in two, 4.8 run as 5 half-length waves (2.5): split.
+// At M = 4096 (8.2 waves: 9 against 8.5) and for DeepSeek-V3 M = 4096
+// (80 waves) the saving is under a tenth: no split. GEMM1 (no combine) and
+// the warp-specialized schedule never take it.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=WAVES-MIXTRAL-1024
+// WAVES-MIXTRAL-1024: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
+// WAVES-MIXTRAL-1024: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, split_k = 2, group_m = 8>
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=WAVES-NONE
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=WAVES-NONE
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 warp-specialize" | FileCheck %s --check-prefix=WAVES-NONE
+// With fewer SMs the same grid fills 3.6 waves of 88 (4 against 3.75): no split.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 num-sms=88" | FileCheck %s --check-prefix=WAVES-NONE
+// WAVES-NONE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<{{[^>]*}}consumer_warpgroups = 2, {{(producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, )?}}group_m = {{[0-9]+}}>
 
 // QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64,
 // QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
 // Two warpgroups, 256 bytes of K per stage, the weights by cp.async over
 // 128 weight rows.
-// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16,
+// Except the gated GEMM1 whose weight rows hold at most 4 KB of K (Qwen3:
+// 2048 bf16): one warpgroup, 64 weight rows per block, TMA, one span.
+// SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
 // SWAP-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16,
+// SWAP2-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16,
+// SWAP2-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16,
+// DeepSeek-V3's GEMM1 streams 14 KB per weight row: two warpgroups on both.
+// SWAP-DEEPSEEK-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16,
+// SWAP-DEEPSEEK-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, split_k = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16,
 // SWAP1-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
 // SWAP1-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
 // SWAP-TMA-QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
 // SWAP-TMA-QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16,
 // SWAP-GPT-OSS: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
 // SWAP-GPT-OSS: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 5, group_m = 1, swap_ab = true>
-// SWAPPED-WARPGROUPS-INVALID: error: moe-gpu-configure: swapped-warpgroups must be 1 or 2, got 3
+// SWAPPED-WARPGROUPS-INVALID: error: moe-gpu-configure: swapped-warpgroups must be 0 (the policy's choice), 1 or 2, got 3
 // SWAPPED-LOAD-INVALID: error: moe-gpu-configure: swapped-weight-load must be tma or cp_async, got 'ldg'
 // 16 rows per expert on average: 16 + 2·4 = 24 rows fit 32.
-// SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 32,
+// SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
 // SWAP-QWEN-256: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 32,
 // SWAP-PIPELINE: moe.align {{.*}}block_m = 16
 // SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>
@@ -153,11 +177,13 @@
 // CHECK-LABEL: func.func @decode
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 96,
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 2, group_m = 1>, tile = #moe.tile<block_m = 64, block_n = 512,
-// Two rows per expert (4 tokens, k = 2, E = 8) fit a 16-row block. Two
-// warpgroups copy the weights, 128 rows x 256 bytes per stage: K = 128 is
-// one step, so the combine does not split and the ring is two stages.
+// Two rows per expert (4 tokens, k = 2, E = 8) fit a 16-row block. The
+// gated matmul's weight rows hold 1 KB of K: one warpgroup, 64 weight rows
+// by TMA. The combine's two warpgroups copy the weights, 128 rows x 256
+// bytes per stage: K = 128 is one step, so it does not split and the ring
+// is two stages.
 // SWAP-LABEL: func.func @decode
-// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16, block_n = 96,
+// SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 16, block_n = 96,
 // SWAP: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 2, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 16, block_n = 512,
 // OVERRIDE-LABEL: func.func @decode
 // OVERRIDE: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 3, consumer_warpgroups = 1, group_m = 1>

@@ -37,9 +37,10 @@
 // PDL-SOURCE-NOT: moe_rt_launcher_launch(
 
 // With swapped operands (the default at M = 64: 16 rows per expert, 24 at
-// mean + 2 sd, so 32-row slot blocks) each GEMM copies its weights with
-// cp.async: the host passes them as [E·N, K] memory, and makes no tensor map.
-// RUN: rm -rf %t.swap && moe-compile %s -o %t.swap --name block --num-tokens 64 --kernels %t.swap/host.mlir --dependent-launch=false
+// mean + 2 sd, so 32-row slot blocks) and two warpgroups each GEMM copies
+// its weights with cp.async: the host passes them as [E·N, K] memory, and
+// makes no tensor map.
+// RUN: rm -rf %t.swap && moe-compile %s -o %t.swap --name block --num-tokens 64 --kernels %t.swap/host.mlir --dependent-launch=false --swapped-warpgroups=2
 // RUN: FileCheck %s --check-prefix=SWAP-HOST < %t.swap/host.mlir
 // RUN: FileCheck %s --check-prefix=SWAP-SOURCE < %t.swap/block.cpp
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t.swap -I %moe_src_root/runtime/include -I %cuda_include %t.swap/block.cpp
@@ -55,6 +56,19 @@
 // SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %{{.+}} : memref<?x128xf32>)
 // SWAP-HOST-NOT: moe_gpu.tensor_map
 // SWAP-HOST: moe_gpu.workspace_layout @moe_layer_block_workspace {buffers = [#[[SWAP_SLOTS]], #[[SWAP_BLOCKS]],
+// By default the gated GEMM1, whose weight rows hold 256 bytes of K, takes
+// one warpgroup: its weights by TMA through a tensor map of 32 gate and 32
+// up rows, 128 threads, 4 column tiles of 32; GEMM2 keeps two warpgroups
+// and cp.async.
+// RUN: rm -rf %t.mixed && moe-compile %s -o %t.mixed --name block --num-tokens 64 --kernels %t.mixed/host.mlir --dependent-launch=false
+// RUN: FileCheck %s --check-prefix=MIXED-HOST < %t.mixed/host.mlir
+// MIXED-HOST-LABEL: func.func @moe_layer_block(
+// MIXED-HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %{{[a-z0-9]+}}: memref<?x2xi32>, %[[RW:[a-z0-9]+]]: memref<?x2xf32>,
+// MIXED-HOST-SAME: %[[W13:[a-z0-9]+]]: memref<8x256x128xbf16>, %[[W2:[a-z0-9]+]]: memref<8x128x128xbf16>,
+// MIXED-HOST: %[[MAP13:.+]] = moe_gpu.tensor_map %[[W13]] box [32, 64] : memref<8x256x128xbf16> -> !llvm.ptr
+// MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c4, %c1) threads in (%c128, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[MAP13]] : !llvm.ptr, %[[H:.+]] : memref<?x128xbf16>)
+// MIXED-HOST: %[[ROWS2:.+]] = memref.collapse_shape %[[W2]] {{\[\[}}0, 1], [2]] : memref<8x128x128xbf16> into memref<1024x128xbf16>
+// MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %{{.+}} : memref<?x128xf32>)
 // SWAP-SOURCE: extern "C" int32_t moe_layer_block(
 // SWAP-SOURCE-NOT: moe_rt_launcher_encode_tma_2d(
 // SWAP-SOURCE: return

@@ -66,6 +66,10 @@ constexpr int64_t kUsableSharedBytes =
 /// where an expert's rows, at two standard deviations above their mean,
 /// fit in one.
 constexpr int64_t kSwappedBlockMs[] = {16, 32};
+/// Bytes of K in a weight row up to which a gated swapped matmul streams
+/// short enough that one warpgroup per block wins (see
+/// chooseSwappedWarpgroups).
+constexpr int64_t kShortStreamRowBytes = 4096;
 
 /// The facts of `op` the policy reads.
 struct MatmulFacts {
@@ -178,13 +182,32 @@ struct ConfigureOptions {
   bool pingpong = false;
   int64_t clusterM = 1;
   bool swapAB = false;
-  /// The swapped kernel's consumer warpgroups (1 or 2) and how it loads its
-  /// weight tile.
-  int64_t swappedWarpgroups = 2;
+  /// The swapped kernel's consumer warpgroups (1 or 2; 0: chosen per
+  /// matmul) and how it loads its weight tile.
+  int64_t swappedWarpgroups = 0;
   WeightLoad swappedWeightLoad = WeightLoad::CpAsync;
   /// M where the gathered input's rows are dynamic.
   int64_t numTokens = 0;
+  /// Streaming multiprocessors of the target, for the waves of a grid.
+  int64_t numSMs = 132;
 };
+
+/// The consumer warpgroups of a swapped matmul where `swapped-warpgroups`
+/// leaves them to the policy: one warpgroup with 64 weight rows per block
+/// (TMA) for a gated matmul whose weight rows are short streams (at most
+/// 4 KB of K), else two. Measured per GEMM on an H200 at decode
+/// (docs/gpu-decode-kernel.md): Qwen3's GEMM1 (K = 2048, 12 column tiles
+/// per expert) 3-4% faster with one; DeepSeek-V3's (K = 7168) 2% slower,
+/// Mixtral's (K = 4096) level; the ungated combines (Qwen3 K = 768,
+/// DeepSeek-V3 K = 2048) level or slower with one. Several resident 50 KB
+/// blocks overlap one block's fill with another's stream, which counts
+/// where a block's stream is short and the grid narrow.
+int64_t chooseSwappedWarpgroups(ExpertMatmulOp op) {
+  MatmulFacts facts = MatmulFacts::of(op);
+  bool gated = static_cast<bool>(op.getActivation());
+  int64_t rowBytes = facts.inFeatures * facts.elementBytes();
+  return gated && rowBytes <= kShortStreamRowBytes ? 1 : 2;
+}
 
 /// The swapped-operand kernel of a slot block of `blockM` (< 64) rows: one
 /// or two consumer warpgroups multiply 64 weight rows at a time by the
@@ -196,7 +219,13 @@ struct ConfigureOptions {
 /// they need at least one 16-byte chunk of the slot rows per thread.
 KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
                                      const ConfigureOptions &options) {
-  int64_t warpgroups = options.swappedWarpgroups;
+  int64_t warpgroups = options.swappedWarpgroups == 0
+                           ? chooseSwappedWarpgroups(op)
+                           : options.swappedWarpgroups;
+  // The policy's single warpgroup for a short stream takes 64 weight rows
+  // per block: as many blocks as the grid can hold (several 50 KB rings per
+  // SM).
+  bool shortStream = options.swappedWarpgroups == 0 && warpgroups == 1;
   // Two 128-byte spans of bf16.
   constexpr int64_t kTwoSpansOfBf16 = 2 * (kStageRowBytes / 2);
   MatmulFacts facts = MatmulFacts::of(
@@ -216,6 +245,8 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
                             kWarpgroupRows * warpgroups);
   if (weightLoad == WeightLoad::CpAsync && options.blockN == 0)
     blockN = kNarrowBlockN;
+  if (shortStream && options.blockN == 0)
+    blockN = kMinBlockN;
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   return KernelConfigAttr::get(
@@ -226,7 +257,94 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       groupM, /*swap_ab=*/true, weightLoad);
 }
 
+/// What the block-height policy reads of a bf16 schedule: an expert's rows
+/// at their mean plus two binomial standard deviations (mean M·k/E; M: the
+/// gathered input's rows, or `numTokens` where they are dynamic), and
+/// whether every tile asked for swapped operands.
+struct ExpertRows {
+  double likelyMost = 0.0;
+  bool swapAsked = true;
+  int64_t assignments = 0, experts = 0;
+};
+
+/// The expert rows of `schedule`, or nothing unless every matmul is bf16
+/// with a tile and the schedule has assignments.
+std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
+                                        int64_t numTokens) {
+  ExpertRows result;
+  int64_t assignments = 0, experts = 0;
+  for (ExpertMatmulOp op : schedule) {
+    MatmulFacts facts = MatmulFacts::of(op);
+    if (facts.format != QuantFormat::None || !facts.tile)
+      return std::nullopt;
+    result.swapAsked &= facts.tile.getSwapAb();
+    int64_t rows = op.getInput().getType().getDimSize(0);
+    if (op.getGather())
+      assignments =
+          (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
+    experts = op.getWeights().getType().getDimSize(0);
+  }
+  if (assignments == 0 || experts == 0)
+    return std::nullopt;
+  double mean = double(assignments) / double(experts);
+  result.likelyMost = mean + 2.0 * std::sqrt(mean);
+  result.assignments = assignments;
+  result.experts = experts;
+  return result;
+}
+
+/// The row blocks of `blockM` rows that an expert's assignments are
+/// expected to fill: E[ceil(X / blockM)] for X ~ Binomial(assignments,
+/// 1 / experts), summed where the probability mass is (12 standard
+/// deviations around the mean).
+double expectedRowBlocks(const ExpertRows &rows, int64_t blockM) {
+  double n = double(rows.assignments), p = 1.0 / double(rows.experts);
+  double mean = n * p, sd = std::sqrt(n * p * (1.0 - p));
+  int64_t first = std::max<int64_t>(0, int64_t(mean - 12.0 * sd));
+  int64_t last = std::min<int64_t>(rows.assignments,
+                                   int64_t(std::ceil(mean + 12.0 * sd)) + 1);
+  double logChoose = std::lgamma(n + 1.0), blocks = 0.0;
+  for (int64_t x = first; x <= last; ++x) {
+    double logProbability = logChoose - std::lgamma(double(x) + 1.0) -
+                            std::lgamma(n - double(x) + 1.0) +
+                            double(x) * std::log(p) +
+                            (n - double(x)) * std::log1p(-p);
+    blocks += std::exp(logProbability) * double((x + blockM - 1) / blockM);
+  }
+  return blocks;
+}
+
+/// Split-K 2 for a bf16 combine that has none, where its expected grid
+/// (row blocks of the binomial routing × column tiles, over the blocks the
+/// SMs hold at once) ends in a wave so partial that half-length tiles save
+/// a tenth of the time the waves take. Its partial sums add atomically
+/// anyway. Measured on an H200 (docs/gpu-benchmark.md): Mixtral M = 1024's
+/// GEMM2, ~320 tiles in 2.4 waves, 3.4-4% faster on the block; M = 4096
+/// (8.2 waves) level, which the tenth leaves unsplit.
+int64_t chooseWaveSplit(const MatmulFacts &facts, const ExpertRows &rows,
+                        int64_t blockM, int64_t blockN, int64_t stages,
+                        int64_t width, const ConfigureOptions &options) {
+  constexpr int64_t kWaveSplit = 2;
+  constexpr double kMinWaveSaving = 0.9;
+  if (!facts.combine || facts.format != QuantFormat::None ||
+      facts.totalSteps() % kWaveSplit != 0 ||
+      facts.totalSteps() / kWaveSplit < kMinStepsPerSplit)
+    return 1;
+  int64_t stageBytes = (blockM + blockN) * kStageRowBytes * facts.spans;
+  int64_t blocksPerSM =
+      std::max<int64_t>(1, kUsableSharedBytes / (stages * stageBytes));
+  double slots = double(options.numSMs * blocksPerSM);
+  double tiles = double(rows.experts) * expectedRowBlocks(rows, blockM) *
+                 double((width + blockN - 1) / blockN);
+  auto wavesTime = [&](int64_t split) {
+    return std::ceil(tiles * double(split) / slots) / double(split);
+  };
+  return wavesTime(kWaveSplit) <= kMinWaveSaving * wavesTime(1) ? kWaveSplit
+                                                                : 1;
+}
+
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
+                                    std::optional<ExpertRows> rows,
                                     const ConfigureOptions &options) {
   if (blockM < kSmallBlockM)
     return chooseSwappedConfig(op, blockM, options);
@@ -235,6 +353,15 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   int64_t blockN = chooseBlockN(facts, options.blockN);
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t consumers = blockM / kWarpgroupRows;
+  bool specialized =
+      options.warpSpecialize || options.persistent || options.pingpong;
+  // The wave split is measured on the default kernel alone (the others
+  // without split-K lose their persistence or pairs).
+  if (splitK == 1 && rows && !specialized && options.clusterM == 1) {
+    splitK = chooseWaveSplit(facts, *rows, blockM, blockN, stages,
+                             op.getOutputWidth(), options);
+    stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
+  }
   // The cost model's swizzle: slot blocks that run together along N.
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   // Warp specialization: bf16 operands and two consumer warpgroups, which
@@ -243,8 +370,6 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   // Pingpong: persistent, each consumer warpgroup on all 128 rows of its
   // own tiles, in two accumulators of at most 64 x 128 (a deeper ring of
   // the narrower tiles).
-  bool specialized =
-      options.warpSpecialize || options.persistent || options.pingpong;
   Schedule schedule = Schedule::WarpSpecialized;
   if (splitK == 1 && options.persistent)
     schedule = Schedule::Persistent;
@@ -283,39 +408,6 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
   return op->getAttrOfType<KernelConfigAttr>(
       MoeGPUDialect::getConfigAttrName());
-}
-
-/// What the block-height policy reads of a bf16 schedule: an expert's rows
-/// at their mean plus two binomial standard deviations (mean M·k/E; M: the
-/// gathered input's rows, or `numTokens` where they are dynamic), and
-/// whether every tile asked for swapped operands.
-struct ExpertRows {
-  double likelyMost = 0.0;
-  bool swapAsked = true;
-};
-
-/// The expert rows of `schedule`, or nothing unless every matmul is bf16
-/// with a tile and the schedule has assignments.
-std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
-                                        int64_t numTokens) {
-  ExpertRows result;
-  int64_t assignments = 0, experts = 0;
-  for (ExpertMatmulOp op : schedule) {
-    MatmulFacts facts = MatmulFacts::of(op);
-    if (facts.format != QuantFormat::None || !facts.tile)
-      return std::nullopt;
-    result.swapAsked &= facts.tile.getSwapAb();
-    int64_t rows = op.getInput().getType().getDimSize(0);
-    if (op.getGather())
-      assignments =
-          (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
-    experts = op.getWeights().getType().getDimSize(0);
-  }
-  if (assignments == 0 || experts == 0)
-    return std::nullopt;
-  double mean = double(assignments) / double(experts);
-  result.likelyMost = mean + 2.0 * std::sqrt(mean);
-  return result;
 }
 
 /// The swapped slot-block height, or 0 where the tiles stay unswapped: every
@@ -411,9 +503,9 @@ struct MoeGpuConfigurePass
     }
     if (failed(verifyBlockK()))
       return signalPassFailure();
-    if (swappedWarpgroups != 1 && swappedWarpgroups != 2) {
+    if (swappedWarpgroups < 0 || swappedWarpgroups > 2) {
       getOperation()->emitError("moe-gpu-configure: swapped-warpgroups must "
-                                "be 1 or 2, got ")
+                                "be 0 (the policy's choice), 1 or 2, got ")
           << swappedWarpgroups.getValue();
       return signalPassFailure();
     }
@@ -427,7 +519,8 @@ struct MoeGpuConfigurePass
     }
     ConfigureOptions options{blockN,   stages,   blockK, warpSpecialize,
                              persistent, pingpong, clusterM, swapAb,
-                             swappedWarpgroups, *weightLoad, numTokens};
+                             swappedWarpgroups, *weightLoad, numTokens,
+                             numSMs};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))
@@ -435,6 +528,7 @@ struct MoeGpuConfigurePass
     });
     for (auto &[slots, schedule] : bySchedule) {
       int64_t blockM = chooseBlockM(schedule, options);
+      std::optional<ExpertRows> rows = getExpertRows(schedule, numTokens);
       for (ExpertMatmulOp op : schedule) {
         // moe-align pads the schedule to the tile's block_m.
         if (TileAttr tile = op.getTileAttr(); tile && !op.isAligned())
@@ -446,7 +540,7 @@ struct MoeGpuConfigurePass
         // experiment or a user's choice would want.
         if (!getKernelConfig(op))
           op->setAttr(MoeGPUDialect::getConfigAttrName(),
-                      chooseKernelConfig(op, blockM, options));
+                      chooseKernelConfig(op, blockM, rows, options));
       }
     }
   }

@@ -38,7 +38,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - `split_k`: for the combine, the tile's `split_k`, or, where the tile
       asked for swapped operands (few rows per expert), a split of up to 8,
       so that the weight stream spreads over the SMs; a divisor of the K
-      steps.
+      steps. A bf16 combine of the multistage schedule (no
+      `warp-specialize`, `persistent`, `pingpong` or `cluster-m`) left
+      unsplit takes 2 where its expected grid ends in a partial wave: row
+      blocks counted from the binomial routing (an expert's assignments
+      X ~ Binomial(M·k, 1/E) fill E[ceil(X / block_m)] blocks) times
+      column tiles, over `num-sms` times the blocks an SM holds, and
+      half-length tiles take at most 0.9 of the waves' time.
     - `stages`: the deepest ring up to 5 (2 for weight-only formats, whose
       dequantization on the block's own warps is hidden better by more
       blocks per SM) that fits 227 KiB and has no more stages than K steps.
@@ -73,8 +79,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     `swap_ab = true`, `schedule = multistage` with one or two consumer warpgroups
     (the weights are the wgmma's A operand, 64 weight rows per
     accumulator, the slot block's rows its N), `block_n`, `split_k` and
-    `stages` as above, and no cluster. With `swapped-warpgroups` = 2 (the
-    default) two consumer warpgroups split each tile's weight rows
+    `stages` as above, and no cluster. With `swapped-warpgroups` = 0 (the
+    default) the policy chooses per matmul: one warpgroup with `block_n`
+    64 and TMA for a gated matmul whose weight rows hold at most 4 KB of K
+    (a short stream per block, where several resident blocks hide each
+    other's fill: Qwen3's GEMM1), two otherwise. With two (or
+    `swapped-warpgroups` = 2), two consumer warpgroups split each tile's weight rows
     (`block_n` at least 128) and a stage holds 256 bytes of K (`block_k`
     128 for bf16, where K is a multiple of it and `block-k` is not given),
     unless the slot rows of a stage hold fewer 16-byte chunks than the
@@ -120,8 +130,9 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "blocks of that height and the swapped-operand kernel (on by "
            "default)">,
     Option<"swappedWarpgroups", "swapped-warpgroups", "int64_t",
-           /*default=*/"2",
-           "Consumer warpgroups of the swapped-operand kernel (1 or 2; 2 "
+           /*default=*/"0",
+           "Consumer warpgroups of the swapped-operand kernel (0: chosen per "
+           "matmul, see above; 1 or 2; 2 "
            "takes block_n >= 128 and, unless block-k says otherwise, 256 "
            "bytes of K per stage, and falls back to 1 where the slot rows "
            "hold fewer 16-byte chunks per stage than the block has threads)">,
@@ -132,7 +143,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
            "Token count M of an input with a dynamic token dimension, for "
            "the rows per expert (M·k/E) that swap-ab reads (moe-tile's "
-           "num-tokens)">
+           "num-tokens)">,
+    Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
+           "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
+           "for the waves of a grid">
   ];
 }
 
