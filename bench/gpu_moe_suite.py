@@ -457,6 +457,10 @@ def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only"), shapes=SHAPES
     failures = 0
     cases = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "hot"),
              (256, "empty"), (256, "remote"), (1, "remote"), (256, "invalid")]
+    # Every other block the bench times, at its own M: their configurations
+    # differ (swapped 16-row blocks at M = 16 and 64, 128-row blocks and
+    # wave splits at M = 1024).
+    cases += [(m, "softmax") for m in TOKEN_COUNTS if m not in (1, 256, 4096)]
     for shape in shapes:
         config = configs[f"{shape}_block"]
         w13, w2 = make_weights(config, generator)

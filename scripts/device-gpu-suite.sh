@@ -12,8 +12,9 @@
 # sanitize-quantized  compute-sanitizer memcheck + racecheck over the        2-5 min (est.)
 #                     scaled w8a8 and weight-only blocks
 #                     (gpu_moe_suite.py smoke-quantized)
-# check-bf16          the bf16 expert blocks (4 layers x 8 routings) and     6-8 s
-#                     the whole layers with routing (4 x M = 1/256/4096)
+# check-bf16          the bf16 expert blocks (7 layers x 8 routings, and     10-20 s
+#                     the blocks built for M = 16/64/1024 at their M) and
+#                     the whole layers with routing (7 x M = 1/256/4096)
 #                     against the float64 reference
 # check-w8a8          the w8a8 blocks (4 x 6 cases) against the oracle      < 4.5 min
 # check-weight-only   the weight-only blocks (4 x 6 cases) against the       4 min
