@@ -65,6 +65,10 @@
 // warpgroups, so one, with TMA.
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=SWAP-GPT-OSS
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-warpgroups=3" 2>&1 | FileCheck %s --check-prefix=SWAPPED-WARPGROUPS-INVALID
+// RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-warpgroups=2 block-n=64" 2>&1 | FileCheck %s --check-prefix=SWAPPED-BLOCKN-INVALID
+// block-n = 64 asks for one warpgroup's rows: the policy gives both of
+// Mixtral's decode GEMMs one warpgroup (by TMA), not two raised to 128.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 block-n=64" | FileCheck %s --check-prefix=SWAP-BLOCKN64
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-weight-load=ldg" 2>&1 | FileCheck %s --check-prefix=SWAPPED-LOAD-INVALID
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure="swap-ab num-tokens=256" | FileCheck %s --check-prefix=SWAP-QWEN-256
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="swap-ab num-tokens=4096" | FileCheck %s --check-prefix=QWEN-PREFILL
@@ -128,6 +132,9 @@
 // SWAP-GPT-OSS: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
 // SWAP-GPT-OSS: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 5, group_m = 1, swap_ab = true>
 // SWAPPED-WARPGROUPS-INVALID: error: moe-gpu-configure: swapped-warpgroups must be 0 (the policy's choice), 1 or 2, got 3
+// SWAPPED-BLOCKN-INVALID: error: moe-gpu-configure: block-n = 64 is one warpgroup's weight rows, but swapped-warpgroups = 2 splits each tile's rows over two (block-n 128 or 256)
+// SWAP-BLOCKN64: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
+// SWAP-BLOCKN64: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
 // SWAPPED-LOAD-INVALID: error: moe-gpu-configure: swapped-weight-load must be tma or cp_async, got 'ldg'
 // 16 rows per expert on average: 16 + 2·4 = 24 rows fit 32.
 // SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,

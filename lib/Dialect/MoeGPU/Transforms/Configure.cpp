@@ -219,9 +219,10 @@ int64_t chooseSwappedWarpgroups(ExpertMatmulOp op) {
 /// they need at least one 16-byte chunk of the slot rows per thread.
 KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
                                      const ConfigureOptions &options) {
-  int64_t warpgroups = options.swappedWarpgroups == 0
-                           ? chooseSwappedWarpgroups(op)
-                           : options.swappedWarpgroups;
+  // A `block-n` of 64 is one warpgroup's weight rows.
+  int64_t warpgroups = options.swappedWarpgroups;
+  if (warpgroups == 0)
+    warpgroups = options.blockN == kMinBlockN ? 1 : chooseSwappedWarpgroups(op);
   // The policy's single warpgroup for a short stream takes 64 weight rows
   // per block: as many blocks as the grid can hold (several 50 KB rings per
   // SM).
@@ -507,6 +508,13 @@ struct MoeGpuConfigurePass
       getOperation()->emitError("moe-gpu-configure: swapped-warpgroups must "
                                 "be 0 (the policy's choice), 1 or 2, got ")
           << swappedWarpgroups.getValue();
+      return signalPassFailure();
+    }
+    if (swappedWarpgroups == 2 && blockN == kMinBlockN) {
+      getOperation()->emitError("moe-gpu-configure: block-n = 64 is one "
+                                "warpgroup's weight rows, but "
+                                "swapped-warpgroups = 2 splits each tile's "
+                                "rows over two (block-n 128 or 256)");
       return signalPassFailure();
     }
     std::optional<WeightLoad> weightLoad =

@@ -83,7 +83,9 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     default) the policy chooses per matmul: one warpgroup with `block_n`
     64 and TMA for a gated matmul whose weight rows hold at most 4 KB of K
     (a short stream per block, where several resident blocks hide each
-    other's fill: Qwen3's GEMM1), two otherwise. With two (or
+    other's fill: Qwen3's GEMM1), or wherever `block-n` = 64 asks for one
+    warpgroup's rows, two otherwise (`swapped-warpgroups` = 2 with
+    `block-n` = 64 is an error). With two (or
     `swapped-warpgroups` = 2), two consumer warpgroups split each tile's weight rows
     (`block_n` at least 128) and a stage holds 256 bytes of K (`block_k`
     128 for bf16, where K is a multiple of it and `block-k` is not given),
