@@ -23,6 +23,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.blockK = options.blockK;
   configureOptions.warpSpecialize = options.warpSpecialize;
   configureOptions.persistent = options.persistent;
+  configureOptions.persistentMaxRows = options.persistentMaxRows;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;

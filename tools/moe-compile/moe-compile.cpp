@@ -93,6 +93,13 @@ llvm::cl::opt<bool> persistent(
                    "tiles from a counter; experimental, see "
                    "docs/gpu-warp-specialized.md)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<int64_t> persistentMaxRows(
+    "persistent-max-rows",
+    llvm::cl::desc("Give the bf16 GEMMs of 128-row blocks without split-K "
+                   "the persistent schedule where experts hold at most this "
+                   "many rows on average, M*k/E (default 128; 0: never by "
+                   "policy; see docs/gpu-benchmark.md)"),
+    llvm::cl::init(128), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> pingpong(
     "pingpong",
     llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
@@ -289,6 +296,7 @@ int main(int argc, char **argv) {
   options.blockK = blockK;
   options.warpSpecialize = warpSpecialize;
   options.persistent = persistent;
+  options.persistentMaxRows = persistentMaxRows;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;

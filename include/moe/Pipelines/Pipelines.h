@@ -62,6 +62,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "pingpong (persistent; consumer warpgroups alternate "
                      "tiles)"),
       llvm::cl::init(false)};
+  PassOptions::Option<int64_t> persistentMaxRows{
+      *this, "persistent-max-rows",
+      llvm::cl::desc("Give the bf16 GEMMs of 128-row blocks without split-K "
+                     "the persistent schedule where experts hold at most "
+                     "this many rows on average (0: never by policy)"),
+      llvm::cl::init(128)};
   PassOptions::Option<int64_t> clusterM{
       *this, "cluster-m",
       llvm::cl::desc("Pair the multistage GEMMs' slot blocks in clusters of "

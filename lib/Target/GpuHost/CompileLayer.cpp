@@ -85,6 +85,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.blockK = options.blockK;
   pipelineOptions.warpSpecialize = options.warpSpecialize;
   pipelineOptions.persistent = options.persistent;
+  pipelineOptions.persistentMaxRows = options.persistentMaxRows;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;

@@ -1,6 +1,8 @@
 // The cases below have dynamic rows; 128 tokens give their 8 experts 32
 // rows each (43 at mean + 2 sd): neither swapped nor spilling a 64-row block.
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure=num-tokens=128 | FileCheck %s
+// The block-height and schedule cases below keep the multistage schedule
+// (persistent-max-rows=0); the persistent policy is tested further down.
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 persistent-max-rows=0" | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 block-n=64 stages=3" | FileCheck %s --check-prefix=OVERRIDE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure=num-tokens=128 -moe-tile-report=num-tokens=4 | FileCheck %s --check-prefix=REPORT
 // The configurations the example layers get at prefill, and at decode
@@ -78,7 +80,8 @@
 // 64 per expert here, 80 at mean + 2 sd, so no swap, and the tiles that
 // asked for 64-row blocks get 128 rows: one block per expert, not a second
 // one that streams the expert's weights again for a few rows.
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure | FileCheck %s --check-prefix=SPILL
+// (persistent-max-rows=0: the heights alone; the schedule policy is below.)
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=persistent-max-rows=0 | FileCheck %s --check-prefix=SPILL
 // SPILL-LABEL: func.func @decode
 // SPILL: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 1>
 // SPILL-LABEL: func.func @one_schedule
@@ -87,15 +90,36 @@
 // The example layers where that happens: Qwen3 at M = 1024 (64 rows per
 // expert) but not at 512 (32); Mixtral at M = 256. Only bf16: the fp8 Qwen3
 // block keeps its 64-row tiles at M = 1024.
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=SPILL-QWEN-1024
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 persistent-max-rows=0" | FileCheck %s --check-prefix=SPILL-QWEN-1024
 // SPILL-QWEN-1024-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2,
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure=num-tokens=512 | FileCheck %s --check-prefix=SPILL-QWEN-512
 // SPILL-QWEN-512-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64,
-// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=SPILL-MIXTRAL-256
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure="num-tokens=256 persistent-max-rows=0" | FileCheck %s --check-prefix=SPILL-MIXTRAL-256
 // SPILL-MIXTRAL-256-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256,
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=SPILL-FP8-1024
 // SPILL-FP8-1024-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64,
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=1 swap-ab" | FileCheck %s --check-prefix=SWAP-PIPELINE
+// The persistent schedule by policy: bf16 128 x 256 tiles where experts
+// hold at most persistent-max-rows (128) rows on average. Qwen3 at M = 1024
+// (64 per expert), DeepSeek-V3 at M = 4096 (128) and Mixtral at M = 256
+// (64) take it on both GEMMs; Qwen3 at M = 4096 (256) and Mixtral at
+// M = 1024 (256, the wave split) keep the multistage schedule, as do the
+// fp8 block (not bf16), two spans of K per stage (block-k=128), and a lower
+// bound (64 against Qwen3 M = 2048's 128).
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=PERSIST-POLICY
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-POLICY
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=PERSIST-POLICY
+// PERSIST-POLICY: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}>
+// PERSIST-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}>
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-NONE
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=PERSIST-NONE
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-NONE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 block-k=128" | FileCheck %s --check-prefix=PERSIST-NONE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure="num-tokens=2048 persistent-max-rows=64" | FileCheck %s --check-prefix=PERSIST-NONE
+// PERSIST-NONE-COUNT-2: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_{{bf16|e4m3}}, schedule = multistage,
+// PERSIST-NONE-NOT: schedule = persistent
+// RUN: not moe-opt %s -split-input-file -moe-gpu-configure=persistent-max-rows=-1 2>&1 | FileCheck %s --check-prefix=PERSIST-ROWS-INVALID
+// PERSIST-ROWS-INVALID: error: moe-gpu-configure: persistent-max-rows must be 0 (off) or positive, got -1
 // The wave split: Mixtral M = 1024's GEMM2 expects ~2.5 128-row blocks per
 // expert (256 +- 15 rows) x 16 column tiles = ~319 blocks, 2.4 waves of
 // 132 run as 3; split in two, 4.8 run as 5 half-length waves (2.5): split.

@@ -190,6 +190,9 @@ struct ConfigureOptions {
   int64_t numTokens = 0;
   /// Streaming multiprocessors of the target, for the waves of a grid.
   int64_t numSMs = 132;
+  /// The largest mean of rows per expert for which bf16 128-row matmuls
+  /// take the persistent schedule by policy; 0 turns that off.
+  int64_t persistentMaxRows = 128;
 };
 
 /// The consumer warpgroups of a swapped matmul where `swapped-warpgroups`
@@ -263,6 +266,7 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
 /// gathered input's rows, or `numTokens` where they are dynamic), and
 /// whether every tile asked for swapped operands.
 struct ExpertRows {
+  double mean = 0.0;
   double likelyMost = 0.0;
   bool swapAsked = true;
   int64_t assignments = 0, experts = 0;
@@ -288,6 +292,7 @@ std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
   if (assignments == 0 || experts == 0)
     return std::nullopt;
   double mean = double(assignments) / double(experts);
+  result.mean = mean;
   result.likelyMost = mean + 2.0 * std::sqrt(mean);
   result.assignments = assignments;
   result.experts = experts;
@@ -344,6 +349,27 @@ int64_t chooseWaveSplit(const MatmulFacts &facts, const ExpertRows &rows,
                                                                 : 1;
 }
 
+/// Whether a matmul takes the persistent schedule by policy: bf16, 128 x 256
+/// tiles of two consumer warpgroups, no split-K or cluster, and experts
+/// that hold at most `persistent-max-rows` rows on average, so that a
+/// tile's K loop is short work beside its fill and epilogue, which the
+/// persistent schedule overlaps with the next tile's. Measured on an H200
+/// in one process (docs/gpu-benchmark.md, eighth session): Qwen3 M = 1024
+/// and DeepSeek-V3 M = 2048 (64 rows per expert) -4 to -5%, Qwen3 M = 2048
+/// (128) -3%, DeepSeek-V3 M = 4096 (128) -1%; Qwen3 M = 4096 (256) -1.4%
+/// and Mixtral M = 1024 (256) +6%, which the bound leaves out.
+bool isPersistentByPolicy(const MatmulFacts &facts,
+                          const std::optional<ExpertRows> &rows,
+                          int64_t consumers, int64_t blockN, int64_t splitK,
+                          const ConfigureOptions &options) {
+  // Two spans of K per stage are built for the multistage schedule only;
+  // the 128 x 256 tile is the one measured.
+  return rows && facts.format == QuantFormat::None && facts.spans == 1 &&
+         consumers == 2 && blockN == kMaxBlockN && splitK == 1 &&
+         options.clusterM == 1 &&
+         rows->mean <= double(options.persistentMaxRows);
+}
+
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                     std::optional<ExpertRows> rows,
                                     const ConfigureOptions &options) {
@@ -356,9 +382,14 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   int64_t consumers = blockM / kWarpgroupRows;
   bool specialized =
       options.warpSpecialize || options.persistent || options.pingpong;
+  bool persistent =
+      options.persistent ||
+      (!specialized && isPersistentByPolicy(facts, rows, consumers, blockN,
+                                            splitK, options));
   // The wave split is measured on the default kernel alone (the others
   // without split-K lose their persistence or pairs).
-  if (splitK == 1 && rows && !specialized && options.clusterM == 1) {
+  if (splitK == 1 && rows && !specialized && !persistent &&
+      options.clusterM == 1) {
     splitK = chooseWaveSplit(facts, *rows, blockM, blockN, stages,
                              op.getOutputWidth(), options);
     stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
@@ -372,7 +403,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   // own tiles, in two accumulators of at most 64 x 128 (a deeper ring of
   // the narrower tiles).
   Schedule schedule = Schedule::WarpSpecialized;
-  if (splitK == 1 && options.persistent)
+  if (splitK == 1 && persistent)
     schedule = Schedule::Persistent;
   if (splitK == 1 && options.pingpong && facts.format == QuantFormat::None &&
       consumers == 2) {
@@ -385,7 +416,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   // for one tile per block: not for the persistent schedules.
   bool pairable = options.clusterM > 1 && splitK == 1 &&
                   facts.format == QuantFormat::None;
-  if (specialized && facts.format == QuantFormat::None && consumers == 2) {
+  if ((specialized || persistent) && facts.format == QuantFormat::None &&
+      consumers == 2) {
     bool paired = pairable && schedule == Schedule::WarpSpecialized;
     return KernelConfigAttr::get(
         op.getContext(), getMmaKind(facts.format), schedule, blockM,
@@ -496,6 +528,12 @@ struct MoeGpuConfigurePass
           << stages.getValue();
       return signalPassFailure();
     }
+    if (persistentMaxRows < 0) {
+      getOperation()->emitError("moe-gpu-configure: persistent-max-rows must "
+                                "be 0 (off) or positive, got ")
+          << persistentMaxRows.getValue();
+      return signalPassFailure();
+    }
     if (clusterM != 1 && clusterM != 2) {
       getOperation()->emitError("moe-gpu-configure: cluster-m must be 1 or "
                                 "2, got ")
@@ -528,7 +566,7 @@ struct MoeGpuConfigurePass
     ConfigureOptions options{blockN,   stages,   blockK, warpSpecialize,
                              persistent, pingpong, clusterM, swapAb,
                              swappedWarpgroups, *weightLoad, numTokens,
-                             numSMs};
+                             numSMs,     persistentMaxRows};
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))
