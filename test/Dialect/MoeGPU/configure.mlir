@@ -111,6 +111,11 @@
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=PERSIST-POLICY
 // PERSIST-POLICY: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}>
 // PERSIST-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}>
+// Where the wave split splits a combine it comes first: Mixtral at M = 512
+// (128 rows per expert) takes the persistent GEMM1 and a split GEMM2.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure=num-tokens=512 | FileCheck %s --check-prefix=PERSIST-SPLIT
+// PERSIST-SPLIT: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256,
+// PERSIST-SPLIT: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, split_k = 2,
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-NONE
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=PERSIST-NONE
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-NONE

@@ -77,7 +77,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       loop is then short work beside its fill and epilogue, which the
       persistent schedule overlaps with the next tile's (measured on an
       H200: −4 to −5% where experts hold ~64 rows, −1 to −3% at ~128; more
-      rows gained less or lost). Such a matmul takes no wave split.
+      rows gained less or lost). A combine that the wave split (below)
+      splits stays multistage.
 
     With `swap-ab` (the default), a schedule whose matmuls are all bf16 with tiles that
     asked for swapped operands (`swap_ab = true`, the cost model's choice at
