@@ -351,9 +351,11 @@ int64_t chooseWaveSplit(const MatmulFacts &facts, const ExpertRows &rows,
 
 /// Whether a matmul takes the persistent schedule by policy: bf16, 128 x 256
 /// tiles of two consumer warpgroups, no split-K or cluster, and experts
-/// that hold at most `persistent-max-rows` rows on average, so that a
-/// tile's K loop is short work beside its fill and epilogue, which the
-/// persistent schedule overlaps with the next tile's. Measured on an H200
+/// that hold at most `persistent-max-rows` rows on average. There a
+/// 128-row block is about half padding and many of the grid's slot blocks
+/// are empty; the persistent grid walks only the tiles that exist and
+/// starts each next tile's loads under the current one's epilogue (ncu in
+/// docs/gpu-benchmark.md: DRAM 70 -> 74% busy at Qwen3 M = 1024). Measured on an H200
 /// in one process (docs/gpu-benchmark.md, eighth session): Qwen3 M = 1024
 /// and DeepSeek-V3 M = 2048 (64 rows per expert) -4 to -5%, Qwen3 M = 2048
 /// (128) -3%, DeepSeek-V3 M = 4096 (128) -1%; Qwen3 M = 4096 (256) -1.4%

@@ -73,11 +73,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - By policy, without those options: bf16 matmuls of 128 x 256 tiles
       with one span of K per stage, no split-K and no cluster get
       `persistent` where the experts hold at most `persistent-max-rows`
-      (128) rows on average (M·k/E, M as for `swap-ab` below): a tile's K
-      loop is then short work beside its fill and epilogue, which the
-      persistent schedule overlaps with the next tile's (measured on an
-      H200: −4 to −5% where experts hold ~64 rows, −1 to −3% at ~128; more
-      rows gained less or lost). A combine that the wave split (below)
+      (128) rows on average (M·k/E, M as for `swap-ab` below): there the
+      128-row blocks are about half padding and many slot blocks of the
+      grid empty, and the persistent grid walks only the tiles that exist,
+      each next tile's loads under the current one's epilogue (measured on
+      an H200: −4 to −6% where experts hold ~64 rows, −1 to −3% at ~128;
+      more rows gained less or lost). A combine that the wave split (below)
       splits stays multistage.
 
     With `swap-ab` (the default), a schedule whose matmuls are all bf16 with tiles that
