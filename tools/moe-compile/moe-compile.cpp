@@ -95,7 +95,7 @@ llvm::cl::opt<bool> persistent(
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> persistentMaxRows(
     "persistent-max-rows",
-    llvm::cl::desc("Give the bf16 GEMMs of 128-row blocks without split-K "
+    llvm::cl::desc("Give the bf16 GEMMs of 128 x 256 tiles without split-K "
                    "the persistent schedule where experts hold at most this "
                    "many rows on average, M*k/E (default 128; 0: never by "
                    "policy; see docs/gpu-benchmark.md)"),

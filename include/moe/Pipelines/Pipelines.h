@@ -64,7 +64,7 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init(false)};
   PassOptions::Option<int64_t> persistentMaxRows{
       *this, "persistent-max-rows",
-      llvm::cl::desc("Give the bf16 GEMMs of 128-row blocks without split-K "
+      llvm::cl::desc("Give the bf16 GEMMs of 128 x 256 tiles without split-K "
                      "the persistent schedule where experts hold at most "
                      "this many rows on average (0: never by policy)"),
       llvm::cl::init(128)};

@@ -42,8 +42,8 @@ struct GpuCompileOptions {
   int64_t blockK = 0;
   bool warpSpecialize = false;
   bool persistent = false;
-  /// The mean rows per expert up to which the bf16 GEMMs of 128-row blocks
-  /// take the persistent schedule by policy; 0: never.
+  /// The mean rows per expert up to which the bf16 GEMMs of 128 x 256
+  /// tiles take the persistent schedule by policy; 0: never.
   int64_t persistentMaxRows = 128;
   bool pingpong = false;
   int64_t clusterM = 1;

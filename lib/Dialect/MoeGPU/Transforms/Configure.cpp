@@ -190,7 +190,7 @@ struct ConfigureOptions {
   int64_t numTokens = 0;
   /// Streaming multiprocessors of the target, for the waves of a grid.
   int64_t numSMs = 132;
-  /// The largest mean of rows per expert for which bf16 128-row matmuls
+  /// The largest mean of rows per expert for which bf16 128 x 256 matmuls
   /// take the persistent schedule by policy; 0 turns that off.
   int64_t persistentMaxRows = 128;
 };
