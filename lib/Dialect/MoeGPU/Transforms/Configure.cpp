@@ -266,10 +266,11 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
 /// gathered input's rows, or `numTokens` where they are dynamic), and
 /// whether every tile asked for swapped operands.
 struct ExpertRows {
-  double mean = 0.0;
-  double likelyMost = 0.0;
   bool swapAsked = true;
   int64_t assignments = 0, experts = 0;
+
+  double mean() const { return double(assignments) / double(experts); }
+  double likelyMost() const { return mean() + 2.0 * std::sqrt(mean()); }
 };
 
 /// The expert rows of `schedule`, or nothing unless every matmul is bf16
@@ -291,9 +292,6 @@ std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
   }
   if (assignments == 0 || experts == 0)
     return std::nullopt;
-  double mean = double(assignments) / double(experts);
-  result.mean = mean;
-  result.likelyMost = mean + 2.0 * std::sqrt(mean);
   result.assignments = assignments;
   result.experts = experts;
   return result;
@@ -369,7 +367,7 @@ bool isPersistentByPolicy(const MatmulFacts &facts,
   return rows && facts.format == QuantFormat::None && facts.spans == 1 &&
          consumers == 2 && blockN == kMaxBlockN && splitK == 1 &&
          options.clusterM == 1 &&
-         rows->mean <= double(options.persistentMaxRows);
+         rows->mean() <= double(options.persistentMaxRows);
 }
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -453,7 +451,7 @@ int64_t chooseSwappedBlockM(std::optional<ExpertRows> rows) {
   if (!rows || !rows->swapAsked)
     return 0;
   for (int64_t blockM : kSwappedBlockMs)
-    if (rows->likelyMost <= double(blockM))
+    if (rows->likelyMost() <= double(blockM))
       return blockM;
   return 0;
 }
@@ -463,6 +461,7 @@ int64_t chooseSwappedBlockM(std::optional<ExpertRows> rows) {
 /// `swap-ab`) a swapped height for few rows per expert, else 128 unless one
 /// tile asked for fewer rows and (bf16) an expert's likely most rows fit 64.
 int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
+                     const std::optional<ExpertRows> &rows,
                      const ConfigureOptions &options) {
   for (ExpertMatmulOp op : schedule)
     if (std::optional<int64_t> blockM = op.getBlockM())
@@ -470,7 +469,6 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   for (ExpertMatmulOp op : schedule)
     if (KernelConfigAttr config = getKernelConfig(op))
       return config.getBlockM();
-  std::optional<ExpertRows> rows = getExpertRows(schedule, options.numTokens);
   if (options.swapAB)
     if (int64_t swapped = chooseSwappedBlockM(rows))
       return swapped;
@@ -485,8 +483,8 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   // few rows: one 128-row block per expert instead (bf16 Mixtral M = 256
   // and Qwen3 M = 1024: -9% and -7% on an H200, level on an H100; the
   // quantized kernels lost up to 9%, docs/gpu-benchmark.md).
-  if (rows && rows->likelyMost > double(kSmallBlockM) &&
-      rows->likelyMost <= double(kLargeBlockM))
+  if (rows && rows->likelyMost() > double(kSmallBlockM) &&
+      rows->likelyMost() <= double(kLargeBlockM))
     return kLargeBlockM;
   return kSmallBlockM;
 }
@@ -576,8 +574,8 @@ struct MoeGpuConfigurePass
         bySchedule[op.getSlots()].push_back(op);
     });
     for (auto &[slots, schedule] : bySchedule) {
-      int64_t blockM = chooseBlockM(schedule, options);
       std::optional<ExpertRows> rows = getExpertRows(schedule, numTokens);
+      int64_t blockM = chooseBlockM(schedule, rows, options);
       for (ExpertMatmulOp op : schedule) {
         // moe-align pads the schedule to the tile's block_m.
         if (TileAttr tile = op.getTileAttr(); tile && !op.isAligned())
