@@ -17,6 +17,10 @@ void mlir::moe::buildOptimizePipeline(
     function_ref<void(OpPassManager &)> beforeAlign) {
   pm.addPass(createMoeFuseRouting());
   pm.addPass(createMoeFuseExperts());
+  MoeSplitSharedExpertsOptions splitOptions;
+  splitOptions.policy = options.sharedExperts;
+  splitOptions.numTokens = options.numTokens;
+  pm.addPass(createMoeSplitSharedExperts(splitOptions));
   MoeTileOptions tileOptions;
   tileOptions.numTokens = options.numTokens;
   pm.addPass(createMoeTile(tileOptions));
@@ -33,6 +37,7 @@ void mlir::moe::buildCpuPipeline(OpPassManager &pm,
   if (options.fuse) {
     OptimizePipelineOptions optimizeOptions;
     optimizeOptions.numTokens = options.numTokens;
+    optimizeOptions.sharedExperts = options.sharedExperts;
     buildOptimizePipeline(pm, optimizeOptions);
   }
   ConvertMoeToLinalgOptions toLinalg;

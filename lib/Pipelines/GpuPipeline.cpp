@@ -17,6 +17,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   // aligned to its block height.
   OptimizePipelineOptions optimizeOptions;
   optimizeOptions.numTokens = options.numTokens;
+  optimizeOptions.sharedExperts = options.sharedExperts;
   moe_gpu::MoeGpuConfigureOptions configureOptions;
   configureOptions.blockN = options.blockN;
   configureOptions.stages = options.stages;

@@ -154,6 +154,9 @@ def evaluate(graph: dict, args: list[np.ndarray]):
         elif name == "moe.add_shared_experts":
             out = list(ref.add_shared_experts(x[0], x[1], attrs["num_experts"],
                                               attrs["num_shared"], x[2] if len(x) > 2 else None))
+        elif name == "moe.shared_expert_routing":
+            out = list(ref.shared_expert_routing(x[0], attrs["num_shared"],
+                                                 x[1] if len(x) > 1 else None))
         elif name == "moe.sort":
             out = list(ref.sort_assignments(x[0], attrs["num_experts"]))
         elif name == "moe.align":
@@ -171,7 +174,7 @@ def evaluate(graph: dict, args: list[np.ndarray]):
                 activation_kind=attrs["activation"], alpha=attrs["alpha"], limit=attrs["limit"],
                 gate_up_interleaved=attrs["gate_up_interleaved"],
                 routed_scaling_factor=attrs["routed_scaling_factor"], block_m=attrs["block_m"],
-                bias=named.get("bias"))]
+                bias=named.get("bias"), accumulate=named.get("accumulate"))]
         elif name == "moe.permute":
             out = list(ref.permute(x[0], x[1], attrs["num_experts"]))
         elif name == "moe.grouped_matmul":

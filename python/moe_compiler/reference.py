@@ -128,6 +128,18 @@ def add_shared_experts(weights, ids, num_experts: int, num_shared: int = 1, gate
             np.concatenate([ids, shared_ids], axis=1).astype(np.int32))
 
 
+def shared_expert_routing(routed_weights, num_shared: int = 1, gate=None):
+    """moe.shared_expert_routing: every token picks shared experts 0 ..
+    num_shared - 1 of a schedule of their own, with weight 1, or sigmoid of
+    its gate logit (`gate` [M, 1])."""
+    m = np.asarray(routed_weights).shape[0]
+    ids = np.broadcast_to(np.arange(num_shared), (m, num_shared)).astype(np.int32)
+    weights = np.ones((m, num_shared))
+    if gate is not None:
+        weights = weights * _sigmoid(_f64(gate).reshape(m, 1))
+    return weights, ids
+
+
 def permute(x, ids, num_experts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Groups the M·k assignments by expert, stably.
 
@@ -286,7 +298,8 @@ def align(ids, num_experts: int, block_m: int):
 def expert_matmul(input, weights, *, k: int, slots=None, offsets=None, block_experts=None,
                   num_padded=None, routing_weights=None, gather=False, unpermute=False,
                   activation_kind=None, alpha=None, limit=None, routed_scaling_factor=None,
-                  block_m=None, num_tokens=None, bias=None, gate_up_interleaved=False):
+                  block_m=None, num_tokens=None, bias=None, gate_up_interleaved=False,
+                  accumulate=None):
     """moe.expert_matmul: see the op's description in docs/MoeDialect.md."""
     input, weights = _f64(input), _f64(weights)
     num_experts, out_features, _ = weights.shape
@@ -335,4 +348,6 @@ def expert_matmul(input, weights, *, k: int, slots=None, offsets=None, block_exp
             result[slot] = product
     if routing_weights is not None and routed_scaling_factor is not None:
         result = result * routed_scaling_factor
+    if accumulate is not None:
+        result = result + _f64(accumulate)
     return result

@@ -181,3 +181,46 @@ def test_interleaved_gate_up_equals_halves(tmp_path, fuse):
     assert want.returncode == 0, want.stderr
     assert "moe.activation swiglu interleaved" in configs.layer_mlir(interleaved)
     assert relative_l2(got.outputs[0], want.outputs[0]) < TOLERANCE["f32"]
+
+
+@pytest.mark.parametrize("policy", ["split", "fused"])
+@pytest.mark.parametrize("base", [configs.DEEPSEEK_V3_SHARED, configs.QWEN1_5_MOE_A2_7B],
+                         ids=lambda c: c.name)
+def test_shared_experts_schedule(tmp_path, base, policy):
+    """moe-split-shared-experts: the shared experts in a schedule of their
+    own (their GEMM2 accumulating into the routed experts' f32 sums) or
+    among the routed ones give the layer's float64 result."""
+    config = dataclasses.replace(base.scaled(int(rng.integers(8, 40)) * 2,
+                                             int(rng.integers(4, 30))), dtype="f32")
+    m = int(rng.integers(1, 40))
+    inputs = layer_inputs(config, m)
+    result = run_program(tmp_path, configs.layer_mlir(config), config.name, inputs, 1,
+                         extra_args=["--fuse", f"--shared-experts={policy}"])
+    assert result.returncode == 0, result.stderr
+    expected, ambiguous = reference_layer(config, inputs)
+    keep = ~ambiguous
+    assert relative_l2(result.outputs[0][keep], expected[keep]) < TOLERANCE["f32"]
+
+
+def test_combine_accumulates_after_scaling(tmp_path):
+    """accumulate(%partial) adds the partial sums after routed_scaling_factor
+    scales this op's own sum."""
+    e, k, m, h, n = 3, 2, 5, 8, 6
+    ids = rng.integers(0, e, size=(m, k)).astype(np.int32)
+    ir = f"""
+func.func @f(%x: tensor<?x{h}xf32>, %ids: tensor<?x{k}xi32>, %rw: tensor<?x{k}xf32>, %w: tensor<{e}x{n}x{h}xf32>, %partial: tensor<?x{n}xf32>) -> tensor<?x{n}xf32> {{
+  %offsets, %source = moe.sort %ids : tensor<?x{k}xi32> -> tensor<{e + 1}xi32>, tensor<?xi32>
+  %0 = moe.expert_matmul %x, %w slots(%source : tensor<?xi32>) offsets(%offsets : tensor<{e + 1}xi32>) combine(%rw : tensor<?x{k}xf32>) accumulate(%partial : tensor<?x{n}xf32>) {{gather, k = {k} : i64, routed_scaling_factor = 2.5 : f32}} : tensor<?x{h}xf32>, tensor<{e}x{n}x{h}xf32> -> tensor<?x{n}xf32>
+  return %0 : tensor<?x{n}xf32>
+}}"""
+    x = rng.standard_normal((m, h)).astype(np.float32)
+    rw = rng.random((m, k)).astype(np.float32)
+    w = rng.standard_normal((e, n, h)).astype(np.float32)
+    partial = rng.standard_normal((m, n)).astype(np.float32)
+    result = run_program(tmp_path, ir, "f", [x, ids, rw, w, partial], 1)
+    assert result.returncode == 0, result.stderr
+    expected = partial.astype(np.float64).copy()
+    for t in range(m):
+        for j in range(k):
+            expected[t] += 2.5 * rw[t, j] * (x[t].astype(np.float64) @ w[ids[t, j]].T)
+    assert relative_l2(result.outputs[0], expected) < TOLERANCE["f32"]

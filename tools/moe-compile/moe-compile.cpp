@@ -135,6 +135,12 @@ llvm::cl::opt<std::string> swappedWeightLoad(
                    "tma (one thread's boxes) or cp_async (16-byte chunks "
                    "from every thread)"),
     llvm::cl::init("cp_async"), llvm::cl::cat(moeCategory));
+llvm::cl::opt<std::string> sharedExperts(
+    "shared-experts",
+    llvm::cl::desc("Where a block's shared experts run: cost (the cost "
+                   "model decides per token count), split (a schedule of "
+                   "their own) or fused (among the routed experts)"),
+    llvm::cl::init("cost"), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> dependentLaunch(
     "dependent-launch",
     llvm::cl::desc("Launch each kernel as a programmatic dependent of the "
@@ -302,6 +308,7 @@ int main(int argc, char **argv) {
   options.swapAB = swapAB;
   options.swappedWarpgroups = swappedWarpgroups;
   options.swappedWeightLoad = swappedWeightLoad;
+  options.sharedExperts = sharedExperts;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.dependentLaunch = dependentLaunch;
   options.toolkitPath = cudaPath;

@@ -112,6 +112,11 @@ static cl::opt<bool>
          cl::desc("Fuse, tile and align the program (moe-optimize) before "
                   "lowering it; tiles are chosen for --num-tokens"),
          cl::cat(runCategory));
+static cl::opt<std::string> sharedExperts(
+    "shared-experts", cl::init("cost"),
+    cl::desc("With --fuse: where a block's shared experts run "
+             "(moe-split-shared-experts' policy): cost, split or fused"),
+    cl::cat(runCategory));
 static cl::opt<int64_t>
     rowBlock("row-block", cl::init(8),
              cl::desc("Rows per grouped-matmul contraction block"),
@@ -207,6 +212,10 @@ static std::string describeRuntimeError(const RuntimeErrors &errors) {
   case RuntimeErrorCode::MismatchedRows:
     os << "expert parallelism: operands that travel together have "
        << errors.value << " and " << errors.bound << " rows";
+    break;
+  case RuntimeErrorCode::MismatchedPartialSums:
+    os << "moe.expert_matmul: the partial sums have " << errors.value
+       << " rows, the routing weights " << errors.bound;
     break;
   }
   os << " (" << errors.count << " invalid value"
@@ -611,6 +620,9 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
           attrs["num_experts"] = shared.getNumExperts();
           attrs["num_shared"] = shared.getNumShared();
         })
+        .Case([&](SharedExpertRoutingOp shared) {
+          attrs["num_shared"] = shared.getNumShared();
+        })
         .Case([&](AlignOp align) {
           attrs["num_experts"] = align.getNumExperts();
           attrs["block_m"] = align.getBlockM();
@@ -623,7 +635,8 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
                 {"offsets", matmul.getOffsets()},
                 {"block_experts", matmul.getBlockExperts()},
                 {"num_padded", matmul.getNumPadded()},
-                {"routing_weights", matmul.getRoutingWeights()}})
+                {"routing_weights", matmul.getRoutingWeights()},
+                {"accumulate", matmul.getAccumulate()}})
             if (value)
               operandNames.push_back(name);
           appendScaleAndBiasNames(matmul, operandNames);
@@ -764,6 +777,7 @@ compileForCpu(ModuleOp module, StringRef entry) {
   CpuPipelineOptions pipelineOptions;
   pipelineOptions.rowBlock = rowBlock;
   pipelineOptions.fuse = fuse;
+  pipelineOptions.sharedExperts = sharedExperts;
   pipelineOptions.numTokens = std::max<int64_t>(numTokens, 1);
   buildCpuPipeline(pm, pipelineOptions);
   if (failed(pm.run(*lowered)))

@@ -23,6 +23,12 @@ struct OptimizePipelineOptions
       *this, "block-m",
       llvm::cl::desc("moe-align's padding granule; 0 takes the tiles'"),
       llvm::cl::init(0)};
+  PassOptions::Option<std::string> sharedExperts{
+      *this, "shared-experts",
+      llvm::cl::desc("Where a block's shared experts run "
+                     "(moe-split-shared-experts' policy): cost, split or "
+                     "fused"),
+      llvm::cl::init("cost")};
 };
 
 /// Options of `moe-gpu-pipeline`.
@@ -89,6 +95,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("How the swapped-operand GEMMs load their weight tile: "
                      "tma or cp_async"),
       llvm::cl::init("cp_async")};
+  PassOptions::Option<std::string> sharedExperts{
+      *this, "shared-experts",
+      llvm::cl::desc("Where a block's shared experts run "
+                     "(moe-split-shared-experts' policy): cost, split or "
+                     "fused"),
+      llvm::cl::init("cost")};
 };
 
 /// Options of `moe-gpu-kernels-to-binary`.
@@ -119,10 +131,16 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
       *this, "num-tokens",
       llvm::cl::desc("With fuse: the token count the tiles are chosen for"),
       llvm::cl::init(256)};
+  PassOptions::Option<std::string> sharedExperts{
+      *this, "shared-experts",
+      llvm::cl::desc("With fuse: where a block's shared experts run "
+                     "(moe-split-shared-experts' policy): cost, split or "
+                     "fused"),
+      llvm::cl::init("cost")};
 };
 
 /// The target-neutral optimizations, in order: moe-fuse-routing,
-/// moe-fuse-experts, moe-tile, (`beforeAlign`: a target's tile
+/// moe-fuse-experts, moe-split-shared-experts, moe-tile, (`beforeAlign`: a target's tile
 /// legalization), moe-align, canonicalize.
 void buildOptimizePipeline(
     OpPassManager &pm, const OptimizePipelineOptions &options,

@@ -55,6 +55,10 @@ struct GpuCompileOptions {
   /// "cp_async").
   int64_t swappedWarpgroups = 0;
   std::string swappedWeightLoad = "cp_async";
+  /// Where a block's shared experts run: "cost" (the cost model of
+  /// moe-split-shared-experts decides), "split" (a schedule of their own)
+  /// or "fused" (among the routed experts).
+  std::string sharedExperts = "cost";
   /// Launch each kernel as a programmatic dependent of the one before it
   /// (moe-gpu-dependent-launch).
   bool dependentLaunch = true;

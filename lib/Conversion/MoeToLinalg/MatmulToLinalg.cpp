@@ -280,7 +280,7 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
         op, op.getResult().getType(), adaptor.getRows(), adaptor.getWeights(),
         /*slots=*/Value(), adaptor.getOffsets(), /*block_experts=*/Value(),
         /*num_padded=*/Value(), /*routing_weights=*/Value(),
-        /*input_scales=*/Value(), /*weight_scales=*/Value(),
+        /*accumulate=*/Value(), /*input_scales=*/Value(), /*weight_scales=*/Value(),
         /*weight_zeros=*/Value(), adaptor.getBias(),
         rewriter.getI64IntegerAttr(1), /*gather=*/UnitAttr(),
         /*unpermute=*/UnitAttr(), /*activation=*/ActivationKindAttr(),
@@ -298,7 +298,8 @@ public:
                       ExpertMatmulOp::Adaptor adaptor, int64_t rowBlock)
       : loc(loc), op(op), rowBlock(rowBlock), input(adaptor.getInput()),
         weights(adaptor.getWeights()), slots(adaptor.getSlots()),
-        routingWeights(adaptor.getRoutingWeights()), bias(adaptor.getBias()),
+        routingWeights(adaptor.getRoutingWeights()),
+        accumulate(adaptor.getAccumulate()), bias(adaptor.getBias()),
         offsets(adaptor.getOffsets()), blockExperts(adaptor.getBlockExperts()),
         numPadded(adaptor.getNumPadded()), k(op.getK()) {
     auto weightsType = op.getWeights().getType();
@@ -332,12 +333,25 @@ public:
   Value build(OpBuilder &b) {
     if (slots)
       validateSlots(b);
+    if (accumulate) {
+      Value partialRows = tensor::DimOp::create(b, loc, accumulate, 0);
+      emitRuntimeCheck(b, loc, reportFn,
+                       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne,
+                                             partialRows, numTokens),
+                       RuntimeErrorCode::MismatchedPartialSums, partialRows,
+                       numTokens);
+    }
     Value acc = createResultInit(b);
     acc =
         op.isAligned() ? buildAlignedRanges(b, acc) : buildOffsetRanges(b, acc);
     if (op.isCombine()) {
-      if (std::optional<APFloat> scale = op.getRoutedScalingFactor())
+      if (std::optional<APFloat> scale = op.getRoutedScalingFactor()) {
         acc = buildScale(b, loc, acc, scale->convertToDouble());
+        // The factor scales this op's sum alone, so the partial sums are
+        // added after it.
+        if (accumulate)
+          acc = buildAdd(b, acc, accumulate);
+      }
       acc = buildConvert(b, loc, acc, resultType);
     }
     return castToType(b, loc, acc, resultType);
@@ -366,13 +380,29 @@ private:
         });
   }
 
+  /// `sums + partial`, elementwise over f32 [M, N].
+  Value buildAdd(OpBuilder &b, Value sums, Value partial) {
+    return buildGeneric(
+        b, loc, partial, sums, {{0, 1}, {0, 1}}, {kParallel, kParallel},
+        [&](OpBuilder &nb, Location nl, ValueRange args) {
+          linalg::YieldOp::create(
+              nb, nl, Value(arith::AddFOp::create(nb, nl, args[0], args[1])));
+        });
+  }
+
   Value createResultInit(OpBuilder &b) {
     OpFoldResult widthValue = b.getIndexAttr(width);
     if (op.getUnpermute())
       return createFilled(b, loc, {numTokens, b.getIndexAttr(k), widthValue},
                           resultType.getElementType(), 0.0);
-    if (op.isCombine())
+    if (op.isCombine()) {
+      // Without a scaling factor the sums start from the partial ones.
+      if (accumulate && !op.getRoutedScalingFactor())
+        return castToType(b, loc, accumulate,
+                          RankedTensorType::get(
+                              {ShapedType::kDynamic, width}, f32));
       return createFilled(b, loc, {numTokens, widthValue}, f32, 0.0);
+    }
     return createFilled(b, loc, {numSlots, widthValue},
                         resultType.getElementType(), 0.0);
   }
@@ -735,7 +765,8 @@ private:
   Location loc;
   ExpertMatmulOp op;
   int64_t rowBlock;
-  Value input, weights, slots, routingWeights, bias, offsets, blockExperts,
+  Value input, weights, slots, routingWeights, accumulate, bias, offsets,
+      blockExperts,
       numPadded;
   int64_t k, numExperts, outFeatures, inFeatures, width;
   RankedTensorType resultType;
@@ -764,7 +795,7 @@ struct ExpertMatmulOpLowering : public OpConversionPattern<ExpertMatmulOp> {
           op, op.getResult().getType(), input, weights, adaptor.getSlots(),
           adaptor.getOffsets(), adaptor.getBlockExperts(),
           adaptor.getNumPadded(), adaptor.getRoutingWeights(),
-          /*input_scales=*/Value(), /*weight_scales=*/Value(),
+          adaptor.getAccumulate(), /*input_scales=*/Value(), /*weight_scales=*/Value(),
           /*weight_zeros=*/Value(), adaptor.getBias(), op.getKAttr(),
           op.getGatherAttr(),
           op.getUnpermuteAttr(), op.getActivationAttr(),

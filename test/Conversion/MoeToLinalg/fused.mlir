@@ -86,3 +86,36 @@ func.func @aligned_combine(%h: tensor<?x32xbf16>, %sorted: tensor<?xi32>, %block
   %out = moe.expert_matmul %h, %w2 slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>) {k = 2 : i64, block_m = 16 : i64, routed_scaling_factor = 2.5 : f32} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
   return %out : tensor<?x64xbf16>
 }
+
+// -----
+
+// accumulate(%partial) without a scaling factor: the sums start from the
+// partial ones instead of a zero fill, after the row count is checked.
+// CHECK-LABEL: func @combine_accumulate
+// CHECK-SAME: %[[RW:[^:]*]]: tensor<?x2xf32>, %[[W2:[^:]*]]: tensor<8x64x32xbf16>, %[[P:[^:]*]]: tensor<?x64xf32>)
+// CHECK: %[[PROWS:.*]] = tensor.dim %[[P]], %c0
+// CHECK: %[[BAD:.*]] = arith.cmpi ne, %[[PROWS]]
+// CHECK: scf.if %[[BAD]]
+// CHECK: func.call @moe_report_runtime_error
+// CHECK-NOT: linalg.fill
+// CHECK: scf.for {{.*}} iter_args(%{{.*}} = %[[P]])
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+func.func @combine_accumulate(%h: tensor<?x32xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %rw: tensor<?x2xf32>, %w2: tensor<8x64x32xbf16>, %p: tensor<?x64xf32>) -> tensor<?x64xbf16> {
+  %out = moe.expert_matmul %h, %w2 slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>) accumulate(%p : tensor<?x64xf32>) {k = 2 : i64, block_m = 16 : i64} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
+  return %out : tensor<?x64xbf16>
+}
+
+// -----
+
+// With a scaling factor the partial sums are added after the scaling.
+// CHECK-LABEL: func @combine_accumulate_scaled
+// CHECK-SAME: %[[P:[^:]*]]: tensor<?x64xf32>)
+// CHECK: linalg.fill
+// CHECK: arith.constant 2.500000e+00 : f32
+// CHECK: linalg.generic {{.*}} ins(%[[P]] : tensor<?x64xf32>)
+// CHECK: arith.addf
+// CHECK: arith.truncf %{{.*}} : f32 to bf16
+func.func @combine_accumulate_scaled(%h: tensor<?x32xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %rw: tensor<?x2xf32>, %w2: tensor<8x64x32xbf16>, %p: tensor<?x64xf32>) -> tensor<?x64xbf16> {
+  %out = moe.expert_matmul %h, %w2 slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>) accumulate(%p : tensor<?x64xf32>) {k = 2 : i64, block_m = 16 : i64, routed_scaling_factor = 2.5 : f32} : tensor<?x32xbf16>, tensor<8x64x32xbf16> -> tensor<?x64xbf16>
+  return %out : tensor<?x64xbf16>
+}

@@ -239,3 +239,27 @@ func.func @add_shared_experts(%w: tensor<?x4xf32>, %ids: tensor<?x4xi32>, %g: te
   %0:2 = moe.add_shared_experts %w, %ids gate(%g : tensor<?x1xf32>) {num_experts = 60 : i64, num_shared = 2 : i64} : tensor<?x4xf32>, tensor<?x4xi32> -> tensor<?x6xf32>, tensor<?x6xi32>
   return %0#0, %0#1 : tensor<?x6xf32>, tensor<?x6xi32>
 }
+
+// -----
+
+// moe.shared_expert_routing: one generic per result over [M, S]; column s
+// holds shared expert s, with weight sigmoid(gate) of its row.
+// CHECK-LABEL: func @shared_expert_routing
+// CHECK-SAME: (%[[W:.*]]: tensor<?x4xf32>, %[[G:.*]]: tensor<?x1xf32>)
+// CHECK: %[[M:.*]] = tensor.dim %[[W]], %c0
+// CHECK: tensor.empty(%[[M]]) : tensor<?x2xi32>
+// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<?x2xi32>)
+// CHECK-DAG: %[[COL:.*]] = linalg.index 1
+// CHECK: %[[ID:.*]] = arith.index_cast %[[COL]] : index to i32
+// CHECK: linalg.yield %[[ID]] : i32
+// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<?x2xf32>)
+// CHECK-DAG: %[[ROW:.*]] = linalg.index 0
+// CHECK: %[[LOGIT:.*]] = tensor.extract %[[G]][%[[ROW]], %c0
+// CHECK: arith.negf %[[LOGIT]]
+// CHECK: math.exp
+// CHECK: %[[SIGMOID:.*]] = arith.divf
+// CHECK: linalg.yield %[[SIGMOID]] : f32
+func.func @shared_expert_routing(%w: tensor<?x4xf32>, %g: tensor<?x1xf32>) -> (tensor<?x2xf32>, tensor<?x2xi32>) {
+  %0:2 = moe.shared_expert_routing %w gate(%g : tensor<?x1xf32>) {num_shared = 2 : i64} : tensor<?x4xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
+  return %0#0, %0#1 : tensor<?x2xf32>, tensor<?x2xi32>
+}

@@ -838,6 +838,38 @@ func.func @em_dynamic_weights(%x: tensor<?x64xbf16>, %w: tensor<?x64x64xbf16>, %
 
 // -----
 
+func.func @shared_routing_too_many(%w: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects at most 65536 shared experts, got 65537}}
+  %0:2 = moe.shared_expert_routing %w {num_shared = 65537 : i64} : tensor<?x2xf32> -> tensor<?x65537xf32>, tensor<?x65537xi32>
+  return
+}
+
+// -----
+
+func.func @shared_routing_gate(%w: tensor<4x2xf32>, %g: tensor<5x1xf32>) {
+  // expected-error @+1 {{expects gate logits of shape [4, 1], got 'tensor<5x1xf32>'}}
+  %0:2 = moe.shared_expert_routing %w gate(%g : tensor<5x1xf32>) : tensor<4x2xf32> -> tensor<4x1xf32>, tensor<4x1xi32>
+  return
+}
+
+// -----
+
+func.func @shared_routing_results(%w: tensor<?x2xf32>) {
+  // expected-error @+1 {{expects results of shape [?, 2] (one column per shared expert), got 'tensor<?x1xi32>'}}
+  %0:2 = moe.shared_expert_routing %w {num_shared = 2 : i64} : tensor<?x2xf32> -> tensor<?x2xf32>, tensor<?x1xi32>
+  return
+}
+
+// -----
+
+func.func @shared_routing_zero(%w: tensor<?x2xf32>) {
+  // expected-error @+1 {{attribute 'num_shared' failed to satisfy constraint}}
+  %0:2 = moe.shared_expert_routing %w {num_shared = 0 : i64} : tensor<?x2xf32> -> tensor<?x0xf32>, tensor<?x0xi32>
+  return
+}
+
+// -----
+
 func.func @shared_no_choices(%w: tensor<?x0xf32>, %ids: tensor<?x0xi32>) {
   // expected-error @+1 {{expects k >= 1 experts per token (dimension 1 of routed_ids), got 'tensor<?x0xi32>'}}
   %0:2 = moe.add_shared_experts %w, %ids {num_experts = 8 : i64} : tensor<?x0xf32>, tensor<?x0xi32> -> tensor<?x1xf32>, tensor<?x1xi32>
@@ -1035,6 +1067,38 @@ func.func @em_params_without_activation(%x: tensor<?x64xbf16>, %w: tensor<8x64x6
 func.func @em_interleaved_without_activation(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>) {
   // expected-error @+1 {{expects gate_up_interleaved only with an activation, which pairs the columns}}
   %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) {k = 1 : i64, gate_up_interleaved} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_accumulate_without_combine(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %o: tensor<9xi32>, %p: tensor<?x64xf32>) {
+  // expected-error @+1 {{expects accumulate(...) only with combine}}
+  %0 = moe.expert_matmul %x, %w offsets(%o : tensor<9xi32>) accumulate(%p : tensor<?x64xf32>) {k = 1 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_accumulate_shape(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %s: tensor<?xi32>, %o: tensor<9xi32>, %rw: tensor<?x2xf32>, %p: tensor<?x32xf32>) {
+  // expected-error @+1 {{expects partial sums [M, 64] matching the result, got 'tensor<?x32xf32>'}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) offsets(%o : tensor<9xi32>) combine(%rw : tensor<?x2xf32>) accumulate(%p : tensor<?x32xf32>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_accumulate_rows(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %s: tensor<?xi32>, %o: tensor<9xi32>, %rw: tensor<4x2xf32>, %p: tensor<5x64xf32>) {
+  // expected-error @+1 {{expects partial sums [M, 64] matching the result, got 'tensor<5x64xf32>'}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) offsets(%o : tensor<9xi32>) combine(%rw : tensor<4x2xf32>) accumulate(%p : tensor<5x64xf32>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<4x64xbf16>
+  return
+}
+
+// -----
+
+func.func @em_accumulate_type(%x: tensor<?x64xbf16>, %w: tensor<8x64x64xbf16>, %s: tensor<?xi32>, %o: tensor<9xi32>, %rw: tensor<?x2xf32>, %p: tensor<?x64xbf16>) {
+  // expected-error @+1 {{operand #5 must be 2D tensor of 32-bit float values, but got 'tensor<?x64xbf16>'}}
+  %0 = moe.expert_matmul %x, %w slots(%s : tensor<?xi32>) offsets(%o : tensor<9xi32>) combine(%rw : tensor<?x2xf32>) accumulate(%p : tensor<?x64xbf16>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x64x64xbf16> -> tensor<?x64xbf16>
   return
 }
 

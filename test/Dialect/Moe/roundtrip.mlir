@@ -77,6 +77,24 @@ func.func @expert_biases(%rows: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %o
 // -----
 
 // num_shared = 1 is the default and is elided.
+// CHECK-LABEL: func @shared_expert_routing
+// CHECK: moe.shared_expert_routing %{{.*}} : tensor<?x8xf32> -> tensor<?x1xf32>, tensor<?x1xi32>
+// CHECK: moe.shared_expert_routing %{{.*}} gate(%{{.*}} : tensor<?x1xf32>) {num_shared = 4 : i64} : tensor<?x4xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
+func.func @shared_expert_routing(%w: tensor<?x8xf32>, %w4: tensor<?x4xf32>, %g: tensor<?x1xf32>) {
+  %0:2 = moe.shared_expert_routing %w : tensor<?x8xf32> -> tensor<?x1xf32>, tensor<?x1xi32>
+  %1:2 = moe.shared_expert_routing %w4 gate(%g : tensor<?x1xf32>) {num_shared = 4 : i64} : tensor<?x4xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
+  return
+}
+
+// CHECK-LABEL: func @expert_matmul_accumulate
+// CHECK: %[[SUMS:.*]] = moe.expert_matmul %{{.*}}, %{{.*}} slots(%{{.*}} : tensor<?xi32>) offsets(%{{.*}} : tensor<9xi32>) combine(%{{.*}} : tensor<?x2xf32>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x128x64xbf16> -> tensor<?x128xf32>
+// CHECK: moe.expert_matmul %{{.*}}, %{{.*}} slots(%{{.*}} : tensor<?xi32>) offsets(%{{.*}} : tensor<2xi32>) combine(%{{.*}} : tensor<?x1xf32>) accumulate(%[[SUMS]] : tensor<?x128xf32>) {gather, k = 1 : i64} : tensor<?x64xbf16>, tensor<1x128x64xbf16> -> tensor<?x128xbf16>
+func.func @expert_matmul_accumulate(%x: tensor<?x64xbf16>, %w: tensor<8x128x64xbf16>, %ws: tensor<1x128x64xbf16>, %src: tensor<?xi32>, %off: tensor<9xi32>, %rw: tensor<?x2xf32>, %ssrc: tensor<?xi32>, %soff: tensor<2xi32>, %sw: tensor<?x1xf32>) -> tensor<?x128xbf16> {
+  %0 = moe.expert_matmul %x, %w slots(%src : tensor<?xi32>) offsets(%off : tensor<9xi32>) combine(%rw : tensor<?x2xf32>) {gather, k = 2 : i64} : tensor<?x64xbf16>, tensor<8x128x64xbf16> -> tensor<?x128xf32>
+  %1 = moe.expert_matmul %x, %ws slots(%ssrc : tensor<?xi32>) offsets(%soff : tensor<2xi32>) combine(%sw : tensor<?x1xf32>) accumulate(%0 : tensor<?x128xf32>) {gather, k = 1 : i64} : tensor<?x64xbf16>, tensor<1x128x64xbf16> -> tensor<?x128xbf16>
+  return %1 : tensor<?x128xbf16>
+}
+
 // CHECK-LABEL: func @add_shared_experts
 // CHECK: moe.add_shared_experts %{{.*}}, %{{.*}} {num_experts = 256 : i64} : tensor<?x8xf32>, tensor<?x8xi32> -> tensor<?x9xf32>, tensor<?x9xi32>
 // CHECK: moe.add_shared_experts %{{.*}}, %{{.*}} gate(%{{.*}} : tensor<?x1xf32>) {num_experts = 60 : i64, num_shared = 4 : i64} : tensor<?x4xf32>, tensor<?x4xi32> -> tensor<?x8xf32>, tensor<?x8xi32>

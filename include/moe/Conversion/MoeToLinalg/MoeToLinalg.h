@@ -65,6 +65,9 @@ enum class RuntimeErrorCode : int64_t {
   /// An expert-parallel collective: operands that travel together (ids and
   /// token rows, rows and origins) have different row counts.
   MismatchedRows = 10,
+  /// `moe.expert_matmul`: partial sums (`accumulate`) of another row count
+  /// than the routing weights.
+  MismatchedPartialSums = 11,
 };
 
 /// Adds the patterns that lower every moe op to upstream dialects.

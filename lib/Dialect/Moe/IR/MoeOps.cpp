@@ -172,6 +172,34 @@ LogicalResult AddSharedExpertsOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// SharedExpertRoutingOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SharedExpertRoutingOp::verify() {
+  int64_t numTokens = getRoutedWeights().getType().getDimSize(0);
+  int64_t numShared = getNumShared();
+  if (numShared > kMaxExperts)
+    return emitOpError() << "expects at most " << kMaxExperts
+                         << " shared experts, got " << numShared;
+  if (Value gate = getGate()) {
+    auto gateType = cast<RankedTensorType>(gate.getType());
+    if (gateType.getDimSize(1) != 1 ||
+        !areDimsCompatible(gateType.getDimSize(0), numTokens))
+      return emitOpError() << "expects gate logits of shape ["
+                           << formatDim(numTokens) << ", 1], got " << gateType;
+  }
+  for (Type resultType : getResultTypes()) {
+    auto type = cast<RankedTensorType>(resultType);
+    if (type.getDimSize(1) != numShared ||
+        !areDimsCompatible(type.getDimSize(0), numTokens))
+      return emitOpError() << "expects results of shape ["
+                           << formatDim(numTokens) << ", " << numShared
+                           << "] (one column per shared expert), got " << type;
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // TopkOp
 //===----------------------------------------------------------------------===//
 
@@ -743,6 +771,8 @@ LogicalResult ExpertMatmulOp::verify() {
   }
   if (getRoutedScalingFactor() && !isCombine())
     return emitOpError() << "expects routed_scaling_factor only with combine";
+  if (getAccumulate() && !isCombine())
+    return emitOpError() << "expects accumulate(...) only with combine";
 
   // The result, by output mode.
   int64_t width = getOutputWidth();
@@ -772,6 +802,14 @@ LogicalResult ExpertMatmulOp::verify() {
                            resultType.getDimSize(0)))
       return emitOpError() << "expects routing weights [M, " << k
                            << "] matching the result, got " << weightsOfRoutes;
+    if (Value partial = getAccumulate()) {
+      auto partialType = cast<RankedTensorType>(partial.getType());
+      if (partialType.getDimSize(1) != width ||
+          !areDimsCompatible(partialType.getDimSize(0),
+                             resultType.getDimSize(0)))
+        return emitOpError() << "expects partial sums [M, " << width
+                             << "] matching the result, got " << partialType;
+    }
     return success();
   }
   if (!areDimsCompatible(resultType.getDimSize(0), numSlots))

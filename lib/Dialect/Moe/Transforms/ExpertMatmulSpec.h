@@ -15,6 +15,7 @@ namespace mlir::moe {
 
 struct ExpertMatmulSpec {
   Value input, weights, slots, offsets, blockExperts, numPadded, routingWeights;
+  Value accumulate;
   Value inputScales, weightScales, weightZeros, bias;
   int64_t k = 1;
   bool gather = false;
@@ -39,6 +40,7 @@ struct ExpertMatmulSpec {
     spec.blockExperts = op.getBlockExperts();
     spec.numPadded = op.getNumPadded();
     spec.routingWeights = op.getRoutingWeights();
+    spec.accumulate = op.getAccumulate();
     spec.inputScales = op.getInputScales();
     spec.weightScales = op.getWeightScales();
     spec.weightZeros = op.getWeightZeros();
@@ -91,7 +93,7 @@ struct ExpertMatmulSpec {
     };
     auto op = ExpertMatmulOp::create(
         b, loc, resultType, input, weights, slots, offsets, blockExperts,
-        numPadded, routingWeights, inputScales, weightScales, weightZeros, bias,
+        numPadded, routingWeights, accumulate, inputScales, weightScales, weightZeros, bias,
         b.getI64IntegerAttr(k), unit(gather),
         unit(unpermute), activation, unit(gateUpInterleaved), alpha, limit, routedScalingFactor, blockM,
         quantization ? quantization

@@ -26,7 +26,7 @@ static inline int64_t expertsPerToken(GroupedMatmulOp op) {
 
 /// The shared experts among the experts of a matmul whose schedule
 /// (offsets, slots or block experts) comes from ids that
-/// moe.add_shared_experts made; 0 otherwise.
+/// moe.add_shared_experts or moe.shared_expert_routing made; 0 otherwise.
 static inline int64_t sharedExpertsOf(Value schedule) {
   if (!schedule)
     return 0;
@@ -37,8 +37,14 @@ static inline int64_t sharedExpertsOf(Value schedule) {
     ids = sort.getIds();
   else if (auto align = schedule.getDefiningOp<AlignOp>())
     ids = align.getIds();
-  auto shared = ids ? ids.getDefiningOp<AddSharedExpertsOp>() : nullptr;
-  return shared ? shared.getNumShared() : 0;
+  if (!ids)
+    return 0;
+  if (auto shared = ids.getDefiningOp<AddSharedExpertsOp>())
+    return shared.getNumShared();
+  // A schedule of the shared experts alone.
+  if (auto shared = ids.getDefiningOp<SharedExpertRoutingOp>())
+    return shared.getNumShared();
+  return 0;
 }
 
 /// The problem `op` solves for `numTokens` tokens, if it is a grouped matmul.

@@ -182,6 +182,44 @@ def Moe_AddSharedExpertsOp : Moe_Op<"add_shared_experts", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// SharedExpertRoutingOp
+//===----------------------------------------------------------------------===//
+
+def Moe_SharedExpertRoutingOp : Moe_Op<"shared_expert_routing", [Pure]> {
+  let summary = "the shared experts alone, as a schedule of their own";
+  let description = [{
+    The shared columns of `moe.add_shared_experts`, numbered from 0: every
+    token picks each of the `num_shared` shared experts, which are then the
+    experts of a separate schedule (their weights are the last `num_shared`
+    experts of the layer's, sliced off). `moe-split-shared-experts` makes it
+    where the shared experts cost less apart from the routed ones than
+    among them.
+
+    For token m: `ids[m, s] = s`, and `weights[m, s]` is 1, or
+    `sigmoid(gate[m, 0])` with `gate(%g)` (`[M, 1]` f32 logits of a
+    shared-expert gate). Of `routed_weights` (`[M, k]`, the routed experts'
+    weights) only the token count M is read.
+
+    Example (Qwen1.5-MoE's gated shared expert, 4 times the routed width):
+    ```mlir
+    %w, %ids = moe.shared_expert_routing %routed_weights gate(%g : tensor<?x1xf32>)
+        {num_shared = 4 : i64}
+        : tensor<?x4xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
+    ```
+  }];
+  let arguments = (ins Moe_F32Tensor2D:$routed_weights,
+                       Optional<Moe_F32Tensor2D>:$gate,
+                       DefaultValuedAttr<ConfinedAttr<I64Attr, [IntPositive]>,
+                                         "1">:$num_shared);
+  let results = (outs Moe_F32Tensor2D:$weights, Moe_I32Tensor2D:$ids);
+  let assemblyFormat = [{
+    $routed_weights (`gate` `(` $gate^ `:` type($gate) `)`)?
+    attr-dict `:` type($routed_weights) `->` type($weights) `,` type($ids)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // PermuteOp
 //===----------------------------------------------------------------------===//
 
@@ -598,7 +636,12 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
     - default: `result[s] = p` (`[S, N]`; skipped slots are 0);
     - `unpermute`: `result[a / k, a % k] = p` (`[M, k, N]`);
     - `combine(%w)`: `result[a / k] += w[a / k, a % k] · p`, times
-      `routed_scaling_factor` (`[M, N]`).
+      `routed_scaling_factor` (`[M, N]`); with `accumulate(%partial)` (f32
+      `[M, N]`, combine only) the sums start from `partial` instead of 0
+      (the scaling factor applies to this op's sum alone). A result of f32
+      holds the sums unrounded, for a later combine to accumulate into:
+      that is how the routed experts and a separately scheduled shared
+      expert (`moe-split-shared-experts`) add up to one output.
 
     Without gather and in the default mode, the offsets form needs no
     `slots`.
@@ -627,6 +670,7 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
                        Optional<Moe_I32Tensor1D>:$block_experts,
                        Optional<Moe_I32Tensor1D>:$num_padded,
                        Optional<Moe_F32Tensor2D>:$routing_weights,
+                       Optional<Moe_F32Tensor2D>:$accumulate,
                        Optional<Moe_F32Tensor>:$input_scales,
                        Optional<TensorOf<[F32, UI8]>>:$weight_scales,
                        Optional<TensorOf<[UI8]>>:$weight_zeros,
@@ -652,6 +696,7 @@ def Moe_ExpertMatmulOp : Moe_Op<"expert_matmul",
     (`blocks` `(` $block_experts^ `,` $num_padded `:` type($block_experts)
       `,` type($num_padded) `)`)?
     (`combine` `(` $routing_weights^ `:` type($routing_weights) `)`)?
+    (`accumulate` `(` $accumulate^ `:` type($accumulate) `)`)?
     (`input_scales` `(` $input_scales^ `:` type($input_scales) `)`)?
     (`weight_scales` `(` $weight_scales^ `:` type($weight_scales) `)`)?
     (`weight_zeros` `(` $weight_zeros^ `:` type($weight_zeros) `)`)?

@@ -43,6 +43,51 @@ def MoeFuseExperts : Pass<"moe-fuse-experts"> {
   let dependentDialects = ["::mlir::moe::MoeDialect"];
 }
 
+def MoeSplitSharedExperts : Pass<"moe-split-shared-experts"> {
+  let summary = "Give the shared experts a schedule of their own where that "
+                "is cheaper";
+  let description = [{
+    A fused expert block whose routing comes from `moe.add_shared_experts`
+    runs its shared experts among the routed ones, in row blocks as tall as
+    the routed experts' rows allow. Each shared expert holds every token, so
+    where the routed experts hold few rows (decode, M ≥ 64 on DeepSeek-V3)
+    its weights are streamed once per short row block. This pass rewrites
+    the pair of `moe.expert_matmul` ops (after `moe-fuse-experts`, before
+    `moe-tile`) into two schedules of the same layer:
+
+    - the routed experts alone: `moe.sort` of the routed ids, GEMM1, and a
+      GEMM2 whose combine keeps its f32 sums (result f32);
+    - the shared experts alone: `moe.shared_expert_routing` and its
+      `moe.sort`, over the shared slices of the weights
+      (`tensor.extract_slice` of the last `num_shared` experts), and a GEMM2
+      that `accumulate`s into the routed sums and rounds once.
+
+    It does so where the cost model of `moe-tile` (its best tile for each
+    matmul, at `num-tokens` tokens) predicts the two schedules, plus
+    `launch-overhead-us` for each of the three kernels they add (an
+    alignment and two matmuls), to be faster than the fused block;
+    `policy` = `split` or `fused` overrides the model. Blocks with
+    quantized weights or expert biases are left fused.
+  }];
+  let dependentDialects = ["::mlir::moe::MoeDialect",
+                           "::mlir::tensor::TensorDialect"];
+  let options = [
+    Option<"policy", "policy", "std::string", /*default=*/"\"cost\"",
+           "cost (the cost model decides), split (always) or fused (never)">,
+    Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
+           "Expected token count M">,
+    Option<"launchOverheadUs", "launch-overhead-us", "double",
+           /*default=*/"3.0",
+           "Time one more dependent kernel launch adds, in microseconds">,
+    Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
+           "Streaming multiprocessors of the target">,
+    Option<"peakTflops", "peak-tflops", "double", /*default=*/"799.0",
+           "Dense bf16 tensor-core throughput, TFLOP/s">,
+    Option<"bandwidthGBps", "bandwidth-gbps", "double", /*default=*/"3000.0",
+           "Device memory bandwidth, GB/s">
+  ];
+}
+
 def MoeTile : Pass<"moe-tile"> {
   let summary = "Choose GPU tiles for grouped matmuls with an analytic model";
   let description = [{
