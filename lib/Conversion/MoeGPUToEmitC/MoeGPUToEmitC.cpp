@@ -674,6 +674,31 @@ struct TensorMapLowering : public OpConversionPattern<moe_gpu::TensorMapOp> {
   }
 };
 
+/// A leading slice is a new descriptor at a byte offset into the source.
+struct LeadingSliceLowering
+    : public OpConversionPattern<moe_gpu::LeadingSliceOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(moe_gpu::LeadingSliceOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    MemRefType type = op.getResult().getType();
+    int64_t entryBytes = type.getElementTypeBitWidth() / 8;
+    for (int64_t size : type.getShape().drop_front())
+      entryBytes *= size;
+    Value data =
+        call(rewriter, loc, pointerTo(opaque(op.getContext(), "void")),
+             "moe_rt_memref_at",
+             {adaptor.getSource(),
+              i64Constant(rewriter, loc, op.getOffset() * entryBytes)})
+            .getResult(0);
+    rewriter.replaceOp(op, makeMemref(rewriter, loc, data, type,
+                                      sizesOf(rewriter, loc, type, {})));
+    return success();
+  }
+};
+
 struct ZeroLowering : public OpConversionPattern<moe_gpu::ZeroOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -923,7 +948,7 @@ struct ConvertMoeGpuHostToEmitCPass
                  MinMaxLowering<arith::MinSIOp, emitc::CmpPredicate::lt>,
                  MinMaxLowering<arith::MaxSIOp, emitc::CmpPredicate::gt>,
                  WorkspaceBufferLowering, WorkspaceBytesLowering,
-                 TensorMapLowering, ZeroLowering, ReadCountLowering,
+                 TensorMapLowering, LeadingSliceLowering, ZeroLowering, ReadCountLowering,
                  MultiprocessorCountLowering, StoreGroupRankLowering,
                  MemRefCastLowering, ReshapeLowering<memref::CollapseShapeOp>,
                  ReshapeLowering<memref::ExpandShapeOp>>(converter,

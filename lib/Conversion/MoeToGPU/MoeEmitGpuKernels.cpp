@@ -103,6 +103,13 @@ void KernelRecorder::emit(Operation *op) {
                b, kernels, shared, uniqueName(symbols, "add_shared_experts")));
     return;
   }
+  if (auto shared = dyn_cast<SharedExpertRoutingOp>(op)) {
+    record(op, "moe.gpu_kernel",
+           buildSharedExpertRoutingKernel(
+               b, kernels, shared,
+               uniqueName(symbols, "shared_expert_routing")));
+    return;
+  }
   if (auto align = dyn_cast<AlignOp>(op)) {
     if (!record(op, "moe.gpu_kernel",
                 buildAlignKernel(b, kernels, align,
@@ -151,10 +158,13 @@ void KernelRecorder::emit(Operation *op) {
     return;
   }
   auto matmul = cast<ExpertMatmulOp>(op);
+  // A combine with an f32 result keeps its sums (for another combine to
+  // accumulate into): it needs no finalize.
+  bool keepsSums = getElementTypeOrSelf(matmul.getType()).isF32();
   if (!record(op, "moe.gpu_kernel",
               buildExpertMatmulKernel(b, kernels, matmul,
                                       uniqueName(symbols, "expert_matmul"))) ||
-      !matmul.isCombine())
+      !matmul.isCombine() || keepsSums)
     return;
   record(op, "moe.gpu_finalize_kernel",
          buildCombineFinalizeKernel(
@@ -169,7 +179,8 @@ struct MoeEmitGpuKernelsPass
     SmallVector<Operation *> ops;
     module.walk([&](Operation *op) {
       if (isa<AddSharedExpertsOp, AlignOp, EpCombineOp, EpDispatchOp,
-              ExpertMatmulOp, QuantizeOp, RouteOp, RouterOp, TopkOp>(op))
+              ExpertMatmulOp, QuantizeOp, RouteOp, RouterOp,
+              SharedExpertRoutingOp, TopkOp>(op))
         ops.push_back(op);
     });
     if (ops.empty())

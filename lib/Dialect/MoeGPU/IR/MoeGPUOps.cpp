@@ -151,6 +151,31 @@ LogicalResult TensorMapOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// LeadingSliceOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LeadingSliceOp::verify() {
+  MemRefType source = getSource().getType(), result = getResult().getType();
+  if (failed(verifyRowMajor(*this, source, "the source")) ||
+      failed(verifyRowMajor(*this, result, "the result")))
+    return failure();
+  if (source.getRank() == 0)
+    return emitOpError() << "expects a source of rank 1 or more, got "
+                         << source;
+  if (source.getElementType() != result.getElementType() ||
+      source.getRank() != result.getRank() ||
+      source.getShape().drop_front() != result.getShape().drop_front())
+    return emitOpError() << "expects a result of the source's element type "
+                            "and inner sizes, got "
+                         << result << " from " << source;
+  if (getOffset() > source.getDimSize(0) - result.getDimSize(0))
+    return emitOpError() << "expects the slice inside the source: offset "
+                         << getOffset() << " + " << result.getDimSize(0)
+                         << " entries > " << source.getDimSize(0);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // ZeroOp, ReadCountOp
 //===----------------------------------------------------------------------===//
 

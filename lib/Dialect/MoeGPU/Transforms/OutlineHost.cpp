@@ -146,6 +146,10 @@ private:
   LogicalResult lowerEpDispatch(moe::EpDispatchOp op);
   LogicalResult lowerEpCombine(moe::EpCombineOp op);
   LogicalResult lowerCollapseShape(tensor::CollapseShapeOp op);
+  /// A slice of whole entries of a weight argument's first dimension (the
+  /// shared experts of a separate schedule).
+  LogicalResult lowerExtractSlice(tensor::ExtractSliceOp op);
+  LogicalResult lowerSharedExpertRouting(moe::SharedExpertRoutingOp op);
   /// A workspace word that counts a kernel's invalid inputs, read back by
   /// the layer's `_invalid_ids`; zeroed on the stream first when `zeroed`
   /// (otherwise the kernel zeroes it).
@@ -470,9 +474,13 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
   if (failed(kernel))
     return failure();
-  auto weightsArgument = dyn_cast<BlockArgument>(op.getWeights());
+  Value weightsSource = op.getWeights();
+  if (auto slice = weightsSource.getDefiningOp<tensor::ExtractSliceOp>())
+    weightsSource = slice.getSource();
+  auto weightsArgument = dyn_cast<BlockArgument>(weightsSource);
   if (!weightsArgument || weightsArgument.getOwner()->getParentOp() != layer)
-    return op.emitError("GPU layer: the weights must be a function argument");
+    return op.emitError("GPU layer: the weights must be a function argument "
+                        "or a slice of one");
   auto weightsType = op.getWeights().getType();
   int64_t numExperts = weightsType.getDimSize(0);
   Buffer weights = buffers.lookup(op.getWeights());
@@ -558,7 +566,10 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   }
   if (failed(launch(*kernel, args, grid)))
     return failure();
-  return op.isCombine() ? lowerCombineFinalize(op, sums, output) : success();
+  // A combine that keeps its f32 sums has them as its result.
+  if (!op.isCombine() || output.memref == sums.memref)
+    return success();
+  return lowerCombineFinalize(op, sums, output);
 }
 
 FailureOr<std::pair<Buffer, Buffer>>
@@ -572,11 +583,34 @@ HostBuilder::allocateMatmulOutput(moe::ExpertMatmulOp op,
   if (op.isCombine()) {
     Buffer routingWeights = buffers.lookup(op.getRoutingWeights());
     AffineExpr rows = routingWeights.sizes[0];
-    sums = allocateScratch("f32 sums of the combine", {rows, widthExpr},
-                           b.getF32Type());
-    output = allocate(op.getResult(), "moe.expert_matmul output",
-                      {rows, widthExpr}, resultType.getElementType());
-    ZeroOp::create(b, loc, sums.memref, stream);
+    if (Value partial = op.getAccumulate()) {
+      // The kernel adds into the partial sums in place: nothing else may
+      // read them.
+      if (!partial.hasOneUse() || resultIndex.count(partial))
+        return op.emitError("GPU layer: the partial sums of accumulate(...) "
+                            "must have no other use");
+      sums = buffers.lookup(partial);
+      if (resultType.getElementType().isF32()) {
+        // Still f32 sums, for a later combine: the same buffer.
+        if (resultIndex.count(op.getResult()))
+          return op.emitError("GPU layer: an accumulating combine with an "
+                              "f32 result cannot be a result");
+        buffers[op.getResult()] = sums;
+      }
+    } else if (resultType.getElementType().isF32()) {
+      // The sums are the result, kept for a later combine.
+      sums = allocate(op.getResult(), "f32 sums of the combine",
+                      {rows, widthExpr}, b.getF32Type());
+      ZeroOp::create(b, loc, sums.memref, stream);
+    } else {
+      sums = allocateScratch("f32 sums of the combine", {rows, widthExpr},
+                             b.getF32Type());
+      ZeroOp::create(b, loc, sums.memref, stream);
+    }
+    output = resultType.getElementType().isF32()
+                 ? sums
+                 : allocate(op.getResult(), "moe.expert_matmul output",
+                            {rows, widthExpr}, resultType.getElementType());
     args.append({routingWeights.memref, sums.memref});
   } else if (op.getUnpermute()) {
     // f32 rows of assignments [M, k, N], added into from zero; the kernel
@@ -782,6 +816,44 @@ LogicalResult HostBuilder::lowerEpCombine(moe::EpCombineOp op) {
                  constant((columns + *threads - 1) / *threads), constant(1)});
 }
 
+LogicalResult HostBuilder::lowerExtractSlice(tensor::ExtractSliceOp op) {
+  auto argument = dyn_cast<BlockArgument>(op.getSource());
+  RankedTensorType sourceType = op.getSourceType();
+  RankedTensorType resultType = op.getResultType();
+  bool wholeInnerEntries =
+      op.hasUnitStride() && sourceType.hasStaticShape() &&
+      resultType.getRank() == sourceType.getRank() &&
+      resultType.getShape().drop_front() ==
+          sourceType.getShape().drop_front() &&
+      llvm::all_of(op.getStaticOffsets().drop_front(),
+                   [](int64_t offset) { return offset == 0; }) &&
+      !ShapedType::isDynamic(op.getStaticOffsets().front());
+  if (!argument || argument.getOwner()->getParentOp() != layer ||
+      !wholeInnerEntries)
+    return op.emitError("GPU layer: a slice must take whole static entries "
+                        "of a function argument's first dimension");
+  if (resultIndex.count(op.getResult()))
+    return op.emitError("GPU layer: a slice cannot be a result");
+  Buffer source = buffers.lookup(argument);
+  auto type = MemRefType::get(resultType.getShape(),
+                              resultType.getElementType());
+  Value view = LeadingSliceOp::create(b, loc, type, source.memref,
+                                      op.getStaticOffsets().front());
+  SmallVector<AffineExpr> sizes;
+  for (int64_t size : resultType.getShape())
+    sizes.push_back(b.getAffineConstantExpr(size));
+  buffers[op.getResult()] = Buffer{view, sizes};
+  return success();
+}
+
+LogicalResult
+HostBuilder::lowerSharedExpertRouting(moe::SharedExpertRoutingOp op) {
+  Buffer routedWeights = buffers.lookup(op.getRoutedWeights());
+  Value gate = op.getGate() ? buffers.lookup(op.getGate()).memref : Value();
+  return launchRouting(op, routedWeights.sizes[0], {gate}, op.getWeights(),
+                       op.getIds(), op.getNumShared());
+}
+
 LogicalResult HostBuilder::lowerCollapseShape(tensor::CollapseShapeOp op) {
   Buffer source = buffers.lookup(op.getSrc());
   SmallVector<ReassociationIndices> groups = op.getReassociationIndices();
@@ -905,6 +977,12 @@ LogicalResult HostBuilder::createEntry() {
             })
             .Case([&](tensor::CollapseShapeOp collapse) {
               return lowerCollapseShape(collapse);
+            })
+            .Case([&](tensor::ExtractSliceOp slice) {
+              return lowerExtractSlice(slice);
+            })
+            .Case([&](moe::SharedExpertRoutingOp shared) {
+              return lowerSharedExpertRouting(shared);
             })
             .Default([](Operation *other) {
               return other->emitError("no GPU lowering for this op yet");

@@ -139,6 +139,30 @@ def MoeGPU_TensorMapOp : MoeGPU_Op<"tensor_map", [Pure]> {
   let hasVerifier = 1;
 }
 
+def MoeGPU_LeadingSliceOp : MoeGPU_Op<"leading_slice", [Pure]> {
+  let summary = "a run of a buffer's outermost index, as a buffer of its own";
+  let description = [{
+    The entries `offset .. offset + n - 1` of `source`'s first dimension
+    (`n` the result's first size), every other dimension whole: a contiguous
+    row-major buffer that starts `offset` entries into `source`. It is how a
+    layer hands a kernel some experts of its weights (the shared experts of
+    a separate schedule, `tensor.extract_slice` before outlining).
+
+    Example:
+    ```mlir
+    %shared = moe_gpu.leading_slice %w13[256]
+        : memref<257x4096x7168xbf16> to memref<1x4096x7168xbf16>
+    ```
+  }];
+  let arguments = (ins AnyStaticShapeMemRef:$source,
+                       ConfinedAttr<I64Attr, [IntNonNegative]>:$offset);
+  let results = (outs AnyStaticShapeMemRef:$result);
+  let assemblyFormat = [{
+    $source `[` $offset `]` attr-dict `:` type($source) `to` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def MoeGPU_ZeroOp : MoeGPU_Op<"zero"> {
   let summary = "zeroes a buffer on a stream";
   let description = [{
