@@ -450,7 +450,8 @@ def reference_rows(config, x, ids, weights, w13, w2, rows, biases=()):
     return np.stack(out)
 
 
-def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only"), shapes=SHAPES) -> int:
+def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only"), shapes=SHAPES,
+          blocks_only=False) -> int:
     configs = json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.seed()  # fresh inputs on every run
@@ -496,7 +497,8 @@ def check(layers_dir: pathlib.Path, kinds=("w8a8", "weight_only"), shapes=SHAPES
         failures += check_quantized(layers_dir, generator)
     if "weight_only" in kinds:
         failures += check_weight_only(layers_dir, generator)
-    failures += check_layers(layers_dir, generator, shapes)
+    if not blocks_only:
+        failures += check_layers(layers_dir, generator, shapes)
     return 1 if failures else 0
 
 
@@ -934,6 +936,9 @@ def main() -> int:
                         help="quantized blocks to check or time: w8a8, weight_only; "
                         "'none' (check: the bf16 blocks and whole layers only)")
     parser.add_argument("layers", type=pathlib.Path)
+    parser.add_argument("--blocks-only", action="store_true",
+                        help="check: the expert blocks only (a variant's build, "
+                        "gpu-layers.sh with MOE_BLOCK_SHAPES)")
     parser.add_argument("--out", type=pathlib.Path)
     parser.add_argument("--shapes", default=",".join(BENCH_SHAPES),
                         help="bench: the shapes timed")
@@ -954,7 +959,8 @@ def main() -> int:
         print("gpu_moe_suite: error: no CUDA GPU", file=sys.stderr)
         return 1
     if args.mode == "check":
-        return check(args.layers, args.kinds.split(","), args.check_shapes.split(","))
+        return check(args.layers, args.kinds.split(","), args.check_shapes.split(","),
+                     args.blocks_only)
     if args.mode == "check-quantized":
         generator = torch.Generator(device="cuda")
         generator.seed()

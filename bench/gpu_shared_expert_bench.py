@@ -4,12 +4,16 @@ experts alone plus a separate dense MLP for the shared expert (cuBLAS
 through torch), in one process on the GPU.
 
     python3 bench/gpu_shared_expert_bench.py LAYERS [--tokens 1,256,4096]
+        [--split SPLIT]
 
 LAYERS holds `<layer>_block_m<M>.so` (the fused block), and
 `<layer>_routed_block_m<M>.so` (its routed experts alone) with layers.json,
 as scripts/gpu-layers.sh writes them (`configs --write-gpu-blocks` writes the
 routed blocks' IR). Both sides run the same weights and
 routing; the outputs are compared too (they differ only by rounding).
+With --split, SPLIT holds the same blocks built with
+`moe-compile --shared-experts=split` (the shared experts as a schedule of
+their own, moe-split-shared-experts), replayed in turn with the other two.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def dense_shared_expert(config, w13, w2):
     return gate, up, down
 
 
-def bench_layer(layers_dir: pathlib.Path, name: str, config, token_counts, generator):
+def bench_layer(layers_dir: pathlib.Path, name: str, config, token_counts, generator,
+                split_dir: pathlib.Path | None = None):
     e, h = config["num_experts"], config["hidden"]
     w13, w2 = suite.make_weights(config, generator)
     shared_gate = suite.make_shared_gate(config, generator)
@@ -50,10 +55,13 @@ def bench_layer(layers_dir: pathlib.Path, name: str, config, token_counts, gener
                             num_inputs=5 + len(shared_gate))
         routed = suite.Layer(layers_dir / f"{name}_routed_block_m{m}.so",
                              f"{name}_routed_block_m{m}")
+        split = (suite.Layer(split_dir / f"{name}_block_m{m}.so", f"{name}_block_m{m}",
+                             num_inputs=5 + len(shared_gate)) if split_dir else None)
         x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
         ids, weights = suite.make_routing(config, m, "softmax", generator)
         out_fused = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
         out_routed = torch.empty_like(out_fused)
+        out_split = torch.empty_like(out_fused)
         result = torch.empty_like(out_fused)
 
         def run_fused():
@@ -66,16 +74,27 @@ def bench_layer(layers_dir: pathlib.Path, name: str, config, token_counts, gener
                 mlp = mlp * torch.sigmoid((x @ shared_gate[0].T).float()).to(mlp.dtype)
             torch.add(out_routed, mlp, out=result)
 
-        fused_us, separate_us = suite.time_graphs_interleaved([run_fused, run_separate])
-        run_fused()
-        run_separate()
+        def run_split():
+            split(x, ids, weights, *shared_gate, w13, w2, out_split)
+
+        runs = [run_fused, run_separate] + ([run_split] if split else [])
+        times = suite.time_graphs_interleaved(runs)
+        fused_us, separate_us = times[0], times[1]
+        for run in runs:
+            run()
         torch.cuda.synchronize()
-        difference = suite.relative_l2(out_fused.double().cpu().numpy(),
-                                       result.double().cpu().numpy())
+        expected = result.double().cpu().numpy()
+        difference = suite.relative_l2(out_fused.double().cpu().numpy(), expected)
         rows.append((m, fused_us, separate_us, difference))
         print(f"{name} M={m}: fused {fused_us:.1f} µs, routed + dense MLP {separate_us:.1f} µs "
               f"(separate / fused {separate_us / fused_us:.2f}); outputs differ by rel L2 "
               f"{difference:.1e}", flush=True)
+        if split:
+            split_difference = suite.relative_l2(out_split.double().cpu().numpy(), expected)
+            rows.append((m, times[2], separate_us, split_difference))
+            print(f"{name} M={m}: split schedule {times[2]:.1f} µs (separate / split "
+                  f"{separate_us / times[2]:.2f}, fused / split {fused_us / times[2]:.2f}); "
+                  f"outputs differ by rel L2 {split_difference:.1e}", flush=True)
     return rows
 
 
@@ -83,6 +102,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("layers", type=pathlib.Path)
     parser.add_argument("--tokens", default="1,256,4096")
+    parser.add_argument("--split", type=pathlib.Path,
+                        help="the same blocks built with --shared-experts=split")
     parser.add_argument("--layers-only", default=",".join(LAYERS),
                         help="the layers to time, of " + ", ".join(LAYERS))
     args = parser.parse_args()
@@ -97,9 +118,9 @@ def main() -> int:
     for name in args.layers_only.split(","):
         for _, fused_us, separate_us, difference in bench_layer(
                 args.layers, name, configs[f"{name}_block"],
-                [int(v) for v in args.tokens.split(",")], generator):
+                [int(v) for v in args.tokens.split(",")], generator, args.split):
             slower += fused_us > separate_us or difference > 1e-2
-    print(f"fused slower than separate (or outputs apart) in {slower} rows")
+    print(f"slower than separate (or outputs apart) in {slower} rows")
     return 0
 
 

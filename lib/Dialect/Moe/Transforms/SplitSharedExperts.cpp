@@ -138,6 +138,18 @@ private:
         getAsIndexOpFoldResult(context, strides));
   }
 
+  /// The tile moe-tile would give `op`'s routed (`routed` true) or shared
+  /// part: the one the split was priced with. Attached here because the
+  /// routed schedule keeps the whole weights, whose shared experts moe-tile
+  /// would count among the routed ones.
+  TileAttr tileOfPart(ExpertMatmulOp op, SharedExpertBlock block,
+                      bool routed) const {
+    GroupedMatmulShape shape = restrictShape(
+        *getGroupedMatmulShape(op, numTokens), numTokens, block.routedK,
+        block.shared.getNumShared(), routed);
+    return chooseTileAttr(op.getContext(), shape, target);
+  }
+
   Value buildSplit(SharedExpertBlock block,
                    PatternRewriter &rewriter) const {
     Location loc = block.gemm2.getLoc();
@@ -159,6 +171,7 @@ private:
     gemm1.slots = routedSort.getSource();
     gemm1.offsets = routedSort.getOffsets();
     gemm1.k = block.routedK;
+    gemm1.tile = tileOfPart(block.gemm1, block, /*routed=*/true);
     Value routedRows = gemm1.create(rewriter, loc, block.gemm1.getType());
     ExpertMatmulSpec gemm2 = ExpertMatmulSpec::of(block.gemm2);
     gemm2.input = routedRows;
@@ -166,6 +179,7 @@ private:
     gemm2.offsets = routedSort.getOffsets();
     gemm2.routingWeights = shared.getRoutedWeights();
     gemm2.k = block.routedK;
+    gemm2.tile = tileOfPart(block.gemm2, block, /*routed=*/true);
     Value routedSums = gemm2.create(
         rewriter, loc,
         RankedTensorType::get(resultType.getShape(), rewriter.getF32Type()));
@@ -184,6 +198,7 @@ private:
     gemm1.slots = sharedSort.getSource();
     gemm1.offsets = sharedSort.getOffsets();
     gemm1.k = numShared;
+    gemm1.tile = tileOfPart(block.gemm1, block, /*routed=*/false);
     gemm2.input = gemm1.create(rewriter, loc, block.gemm1.getType());
     gemm2.weights =
         sliceSharedExperts(rewriter, loc, block.gemm2.getWeights(), numShared);
@@ -192,6 +207,7 @@ private:
     gemm2.routingWeights = routing.getWeights();
     gemm2.accumulate = routedSums;
     gemm2.k = numShared;
+    gemm2.tile = tileOfPart(block.gemm2, block, /*routed=*/false);
     return gemm2.create(rewriter, loc, resultType);
   }
 
@@ -208,10 +224,11 @@ struct MoeSplitSharedExpertsPass
 
   void runOnOperation() override {
     if (numTokens < 1 || numSMs < 1 || peakTflops <= 0 ||
-        bandwidthGBps <= 0 || launchOverheadUs < 0) {
+        bandwidthGBps <= 0 || l2Bytes < 1 || sharedMemoryBytes < 1 ||
+        launchOverheadUs < 0) {
       getOperation()->emitError(
-          "moe-split-shared-experts: num-tokens, num-sms, peak-tflops and "
-          "bandwidth-gbps must be positive, launch-overhead-us not negative");
+          "moe-split-shared-experts: the target options must be positive, "
+          "launch-overhead-us not negative");
       return signalPassFailure();
     }
     if (policy != "cost" && policy != "split" && policy != "fused") {
@@ -224,6 +241,8 @@ struct MoeSplitSharedExpertsPass
     target.numSMs = numSMs;
     target.peakFlops = peakTflops * 1e12;
     target.bandwidthBytes = bandwidthGBps * 1e9;
+    target.l2Bytes = l2Bytes;
+    target.sharedMemoryBytes = sharedMemoryBytes;
     RewritePatternSet patterns(&getContext());
     patterns.add<SplitSharedExperts>(&getContext(), target, numTokens,
                                      launchOverheadUs * 1e-6, policy);

@@ -18,29 +18,6 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-/// The tile's `group_m`: see the moe-tile description.
-int64_t chooseRaster(const GroupedMatmulShape &shape, const TileChoice &tile,
-                     const GpuTarget &target) {
-  TilePrediction prediction = predictTile(shape, tile, target);
-  double rowsPerExpert = prediction.rowsPerExpert;
-  if (rowsPerExpert > tile.blockM)
-    return tile.groupM;
-  // About one row block per expert: column tiles first reuse a block's
-  // rows from L2, unless many experts spill into a second block whose sweep
-  // would read weights that L2 cannot hold again, while the rows fit there
-  // anyway.
-  int64_t expertWeightBytes =
-      shape.outFeatures * shape.inFeatures * shape.weightBytes;
-  int64_t inputBytes = shape.numRows * shape.inFeatures * shape.inputBytes;
-  bool spills = 4 * rowsPerExpert > 3 * tile.blockM;
-  if (!spills || expertWeightBytes <= target.l2Bytes ||
-      inputBytes > target.l2Bytes)
-    return 1;
-  // Every row block of the schedule, M·k / block_m + E at most, before the
-  // next column tile.
-  return llvm::divideCeil(shape.numRows, tile.blockM) + shape.numExperts;
-}
-
 /// Attaches the cost model's tile to a grouped matmul that has none.
 template <typename MatmulOp>
 struct AttachTile : public OpRewritePattern<MatmulOp> {
@@ -54,12 +31,8 @@ struct AttachTile : public OpRewritePattern<MatmulOp> {
       return rewriter.notifyMatchFailure(op, "already tiled");
     std::optional<GroupedMatmulShape> shape =
         getGroupedMatmulShape(op, numTokens);
-    TileChoice tile = chooseTile(*shape, target);
-    tile.groupM = chooseRaster(*shape, tile, target);
     rewriter.modifyOpInPlace(op, [&] {
-      op.setTileAttr(TileAttr::get(rewriter.getContext(), tile.blockM,
-                                   tile.blockN, tile.blockK, tile.stages,
-                                   tile.splitK, tile.swapAB, tile.groupM));
+      op.setTileAttr(chooseTileAttr(rewriter.getContext(), *shape, target));
     });
     return success();
   }

@@ -86,6 +86,39 @@ getGroupedMatmulShape(Operation *op, int64_t numTokens) {
   return std::nullopt;
 }
 
+/// The tile's `group_m`: see the moe-tile description.
+static inline int64_t chooseRaster(const GroupedMatmulShape &shape, const TileChoice &tile,
+                     const GpuTarget &target) {
+  TilePrediction prediction = predictTile(shape, tile, target);
+  double rowsPerExpert = prediction.rowsPerExpert;
+  if (rowsPerExpert > tile.blockM)
+    return tile.groupM;
+  // About one row block per expert: column tiles first reuse a block's
+  // rows from L2, unless many experts spill into a second block whose sweep
+  // would read weights that L2 cannot hold again, while the rows fit there
+  // anyway.
+  int64_t expertWeightBytes =
+      shape.outFeatures * shape.inFeatures * shape.weightBytes;
+  int64_t inputBytes = shape.numRows * shape.inFeatures * shape.inputBytes;
+  bool spills = 4 * rowsPerExpert > 3 * tile.blockM;
+  if (!spills || expertWeightBytes <= target.l2Bytes ||
+      inputBytes > target.l2Bytes)
+    return 1;
+  // Every row block of the schedule, M·k / block_m + E at most, before the
+  // next column tile.
+  return llvm::divideCeil(shape.numRows, tile.blockM) + shape.numExperts;
+}
+
+/// The cost model's tile for `shape`, with its raster.
+static inline TileAttr chooseTileAttr(MLIRContext *context,
+                                      const GroupedMatmulShape &shape,
+                                      const GpuTarget &target) {
+  TileChoice tile = chooseTile(shape, target);
+  tile.groupM = chooseRaster(shape, tile, target);
+  return TileAttr::get(context, tile.blockM, tile.blockN, tile.blockK,
+                       tile.stages, tile.splitK, tile.swapAB, tile.groupM);
+}
+
 static inline TileChoice toTileChoice(TileAttr tile) {
   TileChoice choice;
   choice.blockM = tile.getBlockM();

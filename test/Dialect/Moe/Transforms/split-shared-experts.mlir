@@ -8,20 +8,23 @@
 // moe-fuse-experts. Split: the routed experts keep the weights whole (their
 // shared expert gets no rows) and an f32 combine; the shared expert runs
 // over its slices with ids of its own and accumulates into those sums.
-// The cost model splits at M = 256 (16-row routed blocks would stream the
-// shared expert's weights 16 times) and keeps M = 1 fused.
+// Each part carries the tile it was priced with: the routed part the routed
+// block's 16-row swapped tile (moe-tile would count the whole weights' 257
+// experts, and choose 8 rows), the shared part 128-row tiles. The cost
+// model splits at M = 256 (16-row routed blocks would stream the shared
+// expert's weights 16 times) and keeps M = 1 fused.
 // SPLIT-LABEL: func @deepseek_v3_shared_block
 // SPLIT-SAME: (%[[X:.*]]: tensor<?x7168xbf16>, %[[IDS:.*]]: tensor<?x8xi32>, %[[RW:.*]]: tensor<?x8xf32>, %[[W13:.*]]: tensor<257x4096x7168xbf16>, %[[W2:.*]]: tensor<257x7168x2048xbf16>)
 // SPLIT-NOT: moe.add_shared_experts
 // SPLIT: %[[OFF:.*]], %[[SRC:.*]] = moe.sort %[[IDS]] : tensor<?x8xi32> -> tensor<258xi32>, tensor<?xi32>
-// SPLIT: %[[H:.*]] = moe.expert_matmul %[[X]], %[[W13]] slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<258xi32>) {activation = #moe.activation<silu_and_mul>, gather, k = 8 : i64} : tensor<?x7168xbf16>, tensor<257x4096x7168xbf16> -> tensor<?x2048xbf16>
-// SPLIT: %[[SUMS:.*]] = moe.expert_matmul %[[H]], %[[W2]] slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<258xi32>) combine(%[[RW]] : tensor<?x8xf32>) {k = 8 : i64, routed_scaling_factor = 2.500000e+00 : f32} : tensor<?x2048xbf16>, tensor<257x7168x2048xbf16> -> tensor<?x7168xf32>
+// SPLIT: %[[H:.*]] = moe.expert_matmul %[[X]], %[[W13]] slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<258xi32>) {activation = #moe.activation<silu_and_mul>, gather, k = 8 : i64, tile = #moe.tile<block_m = 16, block_n = 256, block_k = 64, stages = 5, split_k = 1, swap_ab = true, group_m = 1>} : tensor<?x7168xbf16>, tensor<257x4096x7168xbf16> -> tensor<?x2048xbf16>
+// SPLIT: %[[SUMS:.*]] = moe.expert_matmul %[[H]], %[[W2]] slots(%[[SRC]] : tensor<?xi32>) offsets(%[[OFF]] : tensor<258xi32>) combine(%[[RW]] : tensor<?x8xf32>) {k = 8 : i64, routed_scaling_factor = 2.500000e+00 : f32, tile = #moe.tile<block_m = 16, {{.*}}>} : tensor<?x2048xbf16>, tensor<257x7168x2048xbf16> -> tensor<?x7168xf32>
 // SPLIT: %[[SW:.*]], %[[SIDS:.*]] = moe.shared_expert_routing %[[RW]] : tensor<?x8xf32> -> tensor<?x1xf32>, tensor<?x1xi32>
 // SPLIT: %[[SOFF:.*]], %[[SSRC:.*]] = moe.sort %[[SIDS]] : tensor<?x1xi32> -> tensor<2xi32>, tensor<?xi32>
 // SPLIT: %[[S13:.*]] = tensor.extract_slice %[[W13]][256, 0, 0] [1, 4096, 7168] [1, 1, 1] : tensor<257x4096x7168xbf16> to tensor<1x4096x7168xbf16>
-// SPLIT: %[[SH:.*]] = moe.expert_matmul %[[X]], %[[S13]] slots(%[[SSRC]] : tensor<?xi32>) offsets(%[[SOFF]] : tensor<2xi32>) {activation = #moe.activation<silu_and_mul>, gather, k = 1 : i64} : tensor<?x7168xbf16>, tensor<1x4096x7168xbf16> -> tensor<?x2048xbf16>
+// SPLIT: %[[SH:.*]] = moe.expert_matmul %[[X]], %[[S13]] slots(%[[SSRC]] : tensor<?xi32>) offsets(%[[SOFF]] : tensor<2xi32>) {activation = #moe.activation<silu_and_mul>, gather, k = 1 : i64, tile = #moe.tile<block_m = 128, {{.*}}>} : tensor<?x7168xbf16>, tensor<1x4096x7168xbf16> -> tensor<?x2048xbf16>
 // SPLIT: %[[S2:.*]] = tensor.extract_slice %[[W2]][256, 0, 0] [1, 7168, 2048] [1, 1, 1] : tensor<257x7168x2048xbf16> to tensor<1x7168x2048xbf16>
-// SPLIT: %[[OUT:.*]] = moe.expert_matmul %[[SH]], %[[S2]] slots(%[[SSRC]] : tensor<?xi32>) offsets(%[[SOFF]] : tensor<2xi32>) combine(%[[SW]] : tensor<?x1xf32>) accumulate(%[[SUMS]] : tensor<?x7168xf32>) {k = 1 : i64, routed_scaling_factor = 2.500000e+00 : f32} : tensor<?x2048xbf16>, tensor<1x7168x2048xbf16> -> tensor<?x7168xbf16>
+// SPLIT: %[[OUT:.*]] = moe.expert_matmul %[[SH]], %[[S2]] slots(%[[SSRC]] : tensor<?xi32>) offsets(%[[SOFF]] : tensor<2xi32>) combine(%[[SW]] : tensor<?x1xf32>) accumulate(%[[SUMS]] : tensor<?x7168xf32>) {k = 1 : i64, routed_scaling_factor = 2.500000e+00 : f32, tile = #moe.tile<block_m = 128, {{.*}}>} : tensor<?x2048xbf16>, tensor<1x7168x2048xbf16> -> tensor<?x7168xbf16>
 // SPLIT: return %[[OUT]]
 // COST256-LABEL: func @deepseek_v3_shared_block
 // COST256: moe.shared_expert_routing
@@ -50,9 +53,9 @@ func.func @deepseek_v3_shared_block(%x: tensor<?x7168xbf16>, %ids: tensor<?x8xi3
 // SPLIT: moe.shared_expert_routing %[[RW]] gate(%[[G]] : tensor<?x1xf32>) {num_shared = 4 : i64} : tensor<?x4xf32> -> tensor<?x4xf32>, tensor<?x4xi32>
 // SPLIT: moe.sort %{{.*}} : tensor<?x4xi32> -> tensor<5xi32>, tensor<?xi32>
 // SPLIT: tensor.extract_slice %{{.*}}[60, 0, 0] [4, 64, 32] [1, 1, 1] : tensor<64x64x32xbf16> to tensor<4x64x32xbf16>
-// SPLIT: {activation = #moe.activation<silu_and_mul>, gather, k = 4 : i64}
+// SPLIT: {activation = #moe.activation<silu_and_mul>, gather, k = 4 : i64, tile = #moe.tile<{{.*}}>}
 // SPLIT: tensor.extract_slice %{{.*}}[60, 0, 0] [4, 32, 32] [1, 1, 1] : tensor<64x32x32xbf16> to tensor<4x32x32xbf16>
-// SPLIT: accumulate(%{{.*}} : tensor<?x32xf32>) {k = 4 : i64}
+// SPLIT: accumulate(%{{.*}} : tensor<?x32xf32>) {k = 4 : i64, tile = #moe.tile<{{.*}}>}
 // FUSED-LABEL: func @gated_shared_slices
 // FUSED-NOT: moe.shared_expert_routing
 func.func @gated_shared_slices(%x: tensor<?x32xbf16>, %ids: tensor<?x4xi32>, %rw: tensor<?x4xf32>, %g: tensor<?x1xf32>, %w13: tensor<64x64x32xbf16>, %w2: tensor<64x32x32xbf16>) -> tensor<?x32xbf16> {

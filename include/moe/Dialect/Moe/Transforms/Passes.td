@@ -66,7 +66,10 @@ def MoeSplitSharedExperts : Pass<"moe-split-shared-experts"> {
     matmul, at `num-tokens` tokens) predicts the two schedules, plus
     `launch-overhead-us` for each of the three kernels they add (an
     alignment and two matmuls), to be faster than the fused block;
-    `policy` = `split` or `fused` overrides the model. Blocks with
+    `policy` = `split` or `fused` overrides the model. The four matmuls it
+    makes carry the tiles it priced (moe-tile's choice for each part's own
+    problem; the routed part keeps the whole weights, whose shared experts
+    moe-tile would otherwise count among the routed ones). Blocks with
     quantized weights or expert biases are left fused.
   }];
   let dependentDialects = ["::mlir::moe::MoeDialect",
@@ -79,8 +82,12 @@ def MoeSplitSharedExperts : Pass<"moe-split-shared-experts"> {
     Option<"launchOverheadUs", "launch-overhead-us", "double",
            /*default=*/"3.0",
            "Time one more dependent kernel launch adds, in microseconds">,
+    Option<"l2Bytes", "l2-bytes", "int64_t", /*default=*/"52428800",
+           "L2 cache of the target (H100, H200: 50 MiB)">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target">,
+    Option<"sharedMemoryBytes", "smem-bytes", "int64_t", /*default=*/"232448",
+           "Shared memory one thread block may use (sm_90a: 227 KiB)">,
     Option<"peakTflops", "peak-tflops", "double", /*default=*/"799.0",
            "Dense bf16 tensor-core throughput, TFLOP/s">,
     Option<"bandwidthGBps", "bandwidth-gbps", "double", /*default=*/"3000.0",
