@@ -15,7 +15,7 @@
 // CPP: moe_rt_launcher_require_pointer({{v[0-9]+}}, v1, "moe_layer_t: a null tensor pointer");
 // CPP: = moe_rt_memref_2d(v1, {{v[0-9]+}}, v4, {{v[0-9]+}});
 // CPP: moe_rt_launcher_require_pointer({{v[0-9]+}}, v2,
-// CPP: = moe_rt_memref_3d(v2,
+// CPP: [[W:v[0-9]+]] = moe_rt_memref_3d(v2,
 // CPP: moe_rt_launcher_require_pointer({{v[0-9]+}}, v3,
 // The workspace must hold the whole layout: 512·M rounded up to 256, then 4
 // bytes rounded up to 256.
@@ -29,7 +29,14 @@
 // CPP-NEXT: if ([[MANY]]) {
 // CPP-NEXT: moe_rt_launcher_zero({{v[0-9]+}}, [[SUMS]]);
 // CPP-NEXT: }
-// CPP: moe_rt_launcher_encode_tma_2d({{v[0-9]+}}, [[MAP:v[0-9]+]],
+// A leading slice (experts 2..5) is a descriptor 2·128·128 bf16 = 65536
+// bytes into the weights; the TMA descriptor views its 512 rows.
+// CPP: int64_t [[SKIP:v[0-9]+]] = 65536;
+// CPP-NEXT: void* [[FIRST:v[0-9]+]] = moe_rt_memref_at([[W]], [[SKIP]]);
+// CPP: moe_rt_memref [[EXPERTS:v[0-9]+]] = moe_rt_memref_3d([[FIRST]], {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}});
+// CPP: = moe_rt_memref_at([[EXPERTS]],
+// CPP: int64_t [[ROWS:v[0-9]+]] = 512;
+// CPP: moe_rt_launcher_encode_tma_2d({{v[0-9]+}}, [[MAP:v[0-9]+]], {{v[0-9]+}}, [[ROWS]],
 // A persistent grid: at most one block per SM of the launcher's device.
 // CPP: int64_t [[SMS:v[0-9]+]] = moe_rt_launcher_multiprocessor_count([[LAUNCHER:v[0-9]+]]);
 // CPP-NEXT: bool [[FEWER:v[0-9]+]] = v4 < [[SMS]];
@@ -67,7 +74,8 @@ module attributes {gpu.container_module} {
     scf.if %many {
       moe_gpu.zero %sums on %stream : memref<?x128xf32>
     }
-    %map = moe_gpu.tensor_map %w box [128, 64] : memref<8x128x128xbf16> -> !llvm.ptr
+    %experts = moe_gpu.leading_slice %w[2] : memref<8x128x128xbf16> to memref<4x128x128xbf16>
+    %map = moe_gpu.tensor_map %experts box [128, 64] : memref<4x128x128xbf16> -> !llvm.ptr
     %sms = moe_gpu.multiprocessor_count on %stream
     %blocks = arith.minsi %m, %sms : index
     gpu.launch_func <%stream : !moe_gpu.stream> @moe_kernels::@zero_then_sum blocks in (%blocks, %c1, %c1) threads in (%c128, %c1, %c1) dynamic_shared_memory_size %c0 args(%x : memref<?x128xbf16>, %map : !llvm.ptr, %sums : memref<?x128xf32>)

@@ -295,6 +295,54 @@ func.func @bytes_no_layout(%m: index) -> index {
 
 // -----
 
+func.func @leading_slice_outside(%w: memref<8x64xbf16>) {
+  // expected-error @+1 {{expects the slice inside the source: offset 6 + 3 entries > 8}}
+  %s = moe_gpu.leading_slice %w[6] : memref<8x64xbf16> to memref<3x64xbf16>
+  return
+}
+
+// -----
+
+func.func @leading_slice_inner(%w: memref<8x64xbf16>) {
+  // expected-error @+1 {{expects a result of the source's element type and inner sizes, got 'memref<2x32xbf16>' from 'memref<8x64xbf16>'}}
+  %s = moe_gpu.leading_slice %w[0] : memref<8x64xbf16> to memref<2x32xbf16>
+  return
+}
+
+// -----
+
+func.func @leading_slice_element(%w: memref<8x64xbf16>) {
+  // expected-error @+1 {{expects a result of the source's element type and inner sizes}}
+  %s = moe_gpu.leading_slice %w[0] : memref<8x64xbf16> to memref<2x64xf16>
+  return
+}
+
+// -----
+
+func.func @leading_slice_rank(%w: memref<bf16>) {
+  // expected-error @+1 {{expects a source of rank 1 or more, got 'memref<bf16>'}}
+  %s = moe_gpu.leading_slice %w[0] : memref<bf16> to memref<bf16>
+  return
+}
+
+// -----
+
+func.func @leading_slice_layout(%w: memref<8x64xbf16, strided<[128, 1]>>) {
+  // expected-error @+1 {{the source must be row-major (identity layout)}}
+  %s = moe_gpu.leading_slice %w[0] : memref<8x64xbf16, strided<[128, 1]>> to memref<2x64xbf16>
+  return
+}
+
+// -----
+
+func.func @leading_slice_negative(%w: memref<8x64xbf16>) {
+  // expected-error @+1 {{attribute 'offset' failed to satisfy constraint}}
+  %s = moe_gpu.leading_slice %w[-1] : memref<8x64xbf16> to memref<2x64xbf16>
+  return
+}
+
+// -----
+
 func.func @tensor_map_layout(%w: memref<8x64xbf16, strided<[128, 1]>>) {
   // expected-error @+1 {{the source must be row-major (identity layout)}}
   %map = moe_gpu.tensor_map %w box [64, 64] : memref<8x64xbf16, strided<[128, 1]>> -> !llvm.ptr

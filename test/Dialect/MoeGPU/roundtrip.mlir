@@ -71,7 +71,8 @@ func.func @on_expert_matmul(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blo
 // CHECK: moe_gpu.zero %[[SUMS]] on %{{.+}} : memref<?x128xf32>
 // CHECK: %[[ERRORS:.+]] = moe_gpu.workspace_buffer @ws[1] in %{{.+}} for %[[M]] : memref<?xi8> -> memref<1xi32>
 // CHECK: moe_gpu.read_count %[[ERRORS]] on %{{.+}} : memref<1xi32>
-// CHECK: moe_gpu.tensor_map %{{.+}} box [128, 64] : memref<8x256x512xbf16> -> !llvm.ptr
+// CHECK: %[[SLICE:.+]] = moe_gpu.leading_slice %{{.+}}[6] : memref<8x256x512xbf16> to memref<2x256x512xbf16>
+// CHECK: moe_gpu.tensor_map %[[SLICE]] box [128, 64] : memref<2x256x512xbf16> -> !llvm.ptr
 // CHECK: moe_gpu.workspace_bytes @ws for %[[M]]
 // CHECK: moe_gpu.multiprocessor_count on %{{.+}}
 moe_gpu.workspace_layout @ws {buffers = [affine_map<()[s0] -> (s0 * 512)>, affine_map<()[s0] -> (4)>], names = ["sums", "errors"], invalid_id_counters = array<i64: 1>}
@@ -80,7 +81,8 @@ func.func @host(%w: memref<8x256x512xbf16>, %m: index, %workspace: memref<?xi8>,
   moe_gpu.zero %sums on %stream : memref<?x128xf32>
   %errors = moe_gpu.workspace_buffer @ws[1] in %workspace for %m : memref<?xi8> -> memref<1xi32>
   %count = moe_gpu.read_count %errors on %stream : memref<1xi32>
-  %map = moe_gpu.tensor_map %w box [128, 64] : memref<8x256x512xbf16> -> !llvm.ptr
+  %shared = moe_gpu.leading_slice %w[6] : memref<8x256x512xbf16> to memref<2x256x512xbf16>
+  %map = moe_gpu.tensor_map %shared box [128, 64] : memref<2x256x512xbf16> -> !llvm.ptr
   %bytes = moe_gpu.workspace_bytes @ws for %m
   %sms = moe_gpu.multiprocessor_count on %stream
   %total = arith.addi %bytes, %sms : index

@@ -2,17 +2,20 @@
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts=policy=fused | FileCheck %s --check-prefix=FUSED
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts=num-tokens=256 | FileCheck %s --check-prefix=COST256
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts=num-tokens=1 | FileCheck %s --check-prefix=FUSED
+// RUN: moe-opt %s -split-input-file -moe-split-shared-experts=num-tokens=4096 | FileCheck %s --check-prefix=TALL
+// RUN: moe-opt %s -split-input-file -moe-split-shared-experts="num-tokens=256 min-row-blocks=32" | FileCheck %s --check-prefix=FUSED
 // RUN: not moe-opt %s -split-input-file -moe-split-shared-experts=policy=sometimes 2>&1 | FileCheck %s --check-prefix=BAD-POLICY
 
 // DeepSeek-V3's block (256 routed experts, k = 8, one shared expert) after
 // moe-fuse-experts. Split: the routed experts keep the weights whole (their
 // shared expert gets no rows) and an f32 combine; the shared expert runs
 // over its slices with ids of its own and accumulates into those sums.
-// Each part carries the tile it was priced with: the routed part the routed
-// block's 16-row swapped tile (moe-tile would count the whole weights' 257
-// experts, and choose 8 rows), the shared part 128-row tiles. The cost
-// model splits at M = 256 (16-row routed blocks would stream the shared
-// expert's weights 16 times) and keeps M = 1 fused.
+// Each part carries moe-tile's tile for its own problem: the routed part
+// the routed block's 16-row swapped tile (moe-tile would count the whole
+// weights' 257 experts, and choose 8 rows), the shared part 128-row tiles.
+// The policy splits at M = 256 (its 256 rows would fill 16 routed row
+// blocks, each streaming the shared expert's weights again) and keeps M = 1
+// fused, and so does M = 256 with min-row-blocks = 32.
 // SPLIT-LABEL: func @deepseek_v3_shared_block
 // SPLIT-SAME: (%[[X:.*]]: tensor<?x7168xbf16>, %[[IDS:.*]]: tensor<?x8xi32>, %[[RW:.*]]: tensor<?x8xf32>, %[[W13:.*]]: tensor<257x4096x7168xbf16>, %[[W2:.*]]: tensor<257x7168x2048xbf16>)
 // SPLIT-NOT: moe.add_shared_experts
@@ -29,6 +32,10 @@
 // COST256-LABEL: func @deepseek_v3_shared_block
 // COST256: moe.shared_expert_routing
 // COST256: accumulate
+// At M = 4096 the routed blocks are 128 rows tall: fused.
+// TALL-LABEL: func @deepseek_v3_shared_block
+// TALL-NOT: moe.shared_expert_routing
+// TALL: return
 // FUSED-LABEL: func @deepseek_v3_shared_block
 // FUSED: moe.add_shared_experts
 // FUSED-NOT: moe.shared_expert_routing

@@ -62,11 +62,18 @@ def MoeSplitSharedExperts : Pass<"moe-split-shared-experts"> {
       (`tensor.extract_slice` of the last `num_shared` experts), and a GEMM2
       that `accumulate`s into the routed sums and rounds once.
 
-    It does so where the cost model of `moe-tile` (its best tile for each
-    matmul, at `num-tokens` tokens) predicts the two schedules, plus
-    `launch-overhead-us` for each of the three kernels they add (an
-    alignment and two matmuls), to be faster than the fused block;
-    `policy` = `split` or `fused` overrides the model. The four matmuls it
+    It does so where the shared experts' M rows would fill at least
+    `min-row-blocks` of the routed schedule's row blocks (the height of
+    `moe-tile`'s tile for the routed part, at `num-tokens`), each of which
+    streams their weights again, unless those blocks are `tall-rows` high
+    already. Measured on an H200 (docs/checkpoint-features.md, both forms
+    replayed in turn): the split is 3% faster for DeepSeek-V3 at M = 256,
+    2% at M = 1024 and 4–5% for Qwen1.5-MoE at M = 64; with tall routed
+    blocks (M = 4096, Qwen1.5-MoE M = 1024: 128 rows) or few tokens (M ≤
+    16, where the three kernels it adds cost more than one short block) it
+    is 1–12% slower. (The analytic model of `moe-tile`, summing its best
+    tiles' times, ranked the two forms wrongly in 5 of those 12 cases.)
+    `policy` = `split` or `fused` overrides the rule. The four matmuls it
     makes carry the tiles it priced (moe-tile's choice for each part's own
     problem; the routed part keeps the whole weights, whose shared experts
     moe-tile would otherwise count among the routed ones). Blocks with
@@ -79,9 +86,13 @@ def MoeSplitSharedExperts : Pass<"moe-split-shared-experts"> {
            "cost (the cost model decides), split (always) or fused (never)">,
     Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
            "Expected token count M">,
-    Option<"launchOverheadUs", "launch-overhead-us", "double",
-           /*default=*/"3.0",
-           "Time one more dependent kernel launch adds, in microseconds">,
+    Option<"minRowBlocks", "min-row-blocks", "int64_t", /*default=*/"4",
+           "Split where the shared experts' rows fill at least this many "
+           "of the routed schedule's row blocks">,
+    Option<"tallRows", "tall-rows", "int64_t", /*default=*/"128",
+           "Routed row blocks this tall already stream the shared experts' "
+           "weights as well as their own schedule would (the tallest GPU "
+           "tile)">,
     Option<"l2Bytes", "l2-bytes", "int64_t", /*default=*/"52428800",
            "L2 cache of the target (H100, H200: 50 MiB)">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
