@@ -49,6 +49,16 @@
 // without split-K are paired; the multistage ones (64-row blocks at decode)
 // and split-K ones stay single, and persistent ones are never paired.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER-PREFILL
+// A schedule of shared experts alone (moe-split-shared-experts) holds every
+// token: DeepSeek-V3's at M = 64 is one 128-row block, whose 256-column
+// tiles (8, persistent by policy) would stream its weights on a few SMs;
+// its tiles narrow to 64 columns. The routed schedule keeps its tiles.
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir -moe-fuse-routing -moe-fuse-experts -moe-split-shared-experts=num-tokens=64 -moe-tile=num-tokens=64 -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=SHARED-DECODE
+// SHARED-DECODE: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, {{.*}}swap_ab = true
+// SHARED-DECODE: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, {{.*}}swap_ab = true
+// SHARED-DECODE: moe.shared_expert_routing
+// SHARED-DECODE: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = {{[0-9]+}}, block_n = 256,
+// SHARED-DECODE: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 64,
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false warp-specialize cluster-m=2" | FileCheck %s --check-prefix=QWEN-DECODE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 persistent cluster-m=2" | FileCheck %s --check-prefix=PERSIST

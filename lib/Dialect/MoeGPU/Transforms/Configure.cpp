@@ -268,10 +268,27 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
 struct ExpertRows {
   bool swapAsked = true;
   int64_t assignments = 0, experts = 0;
+  /// Every expert holds every token (a schedule of shared experts alone,
+  /// moe.shared_expert_routing): assignments / experts rows each, exactly.
+  bool everyToken = false;
 
   double mean() const { return double(assignments) / double(experts); }
   double likelyMost() const { return mean() + 2.0 * std::sqrt(mean()); }
 };
+
+/// Whether `op`'s schedule sorts the ids of moe.shared_expert_routing.
+bool isScheduleOfSharedExperts(ExpertMatmulOp op) {
+  Value ids;
+  for (Value schedule : {op.getOffsets(), op.getBlockExperts()}) {
+    if (!schedule)
+      continue;
+    if (auto sort = schedule.getDefiningOp<moe::SortOp>())
+      ids = sort.getIds();
+    else if (auto align = schedule.getDefiningOp<moe::AlignOp>())
+      ids = align.getIds();
+  }
+  return ids && ids.getDefiningOp<moe::SharedExpertRoutingOp>();
+}
 
 /// The expert rows of `schedule`, or nothing unless every matmul is bf16
 /// with a tile and the schedule has assignments.
@@ -292,6 +309,7 @@ std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
   }
   if (assignments == 0 || experts == 0)
     return std::nullopt;
+  result.everyToken = isScheduleOfSharedExperts(schedule.front());
   result.assignments = assignments;
   result.experts = experts;
   return result;
@@ -302,6 +320,10 @@ std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
 /// 1 / experts), summed where the probability mass is (12 standard
 /// deviations around the mean).
 double expectedRowBlocks(const ExpertRows &rows, int64_t blockM) {
+  if (rows.everyToken) {
+    int64_t each = rows.assignments / rows.experts;
+    return double((each + blockM - 1) / blockM);
+  }
   double n = double(rows.assignments), p = 1.0 / double(rows.experts);
   double mean = n * p, sd = std::sqrt(n * p * (1.0 - p));
   int64_t first = std::max<int64_t>(0, int64_t(mean - 12.0 * sd));
@@ -370,6 +392,23 @@ bool isPersistentByPolicy(const MatmulFacts &facts,
          rows->mean() <= double(options.persistentMaxRows);
 }
 
+/// Narrower tiles where the expected grid (row blocks × column tiles) would
+/// leave most SMs idle: halves block_n, down to 64, while the tiles number
+/// fewer than half the SMs. Applied to schedules of shared experts alone,
+/// which at decode have one row block per expert (DeepSeek-V3 M = 64: 8
+/// tiles of 256 columns stream its 58 MB on 16 SMs); the routed schedules'
+/// tiles are the measured ones.
+int64_t fillMultiprocessors(const ExpertRows &rows, int64_t blockM,
+                            int64_t blockN, int64_t width,
+                            const ConfigureOptions &options) {
+  double rowBlocks = double(rows.experts) * expectedRowBlocks(rows, blockM);
+  while (blockN > kMinBlockN &&
+         2.0 * rowBlocks * double((width + blockN - 1) / blockN) <
+             double(options.numSMs))
+    blockN /= 2;
+  return blockN;
+}
+
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                     std::optional<ExpertRows> rows,
                                     const ConfigureOptions &options) {
@@ -378,6 +417,9 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   MatmulFacts facts = MatmulFacts::of(op, options.blockK);
   int64_t splitK = chooseSplitK(facts);
   int64_t blockN = chooseBlockN(facts, options.blockN);
+  if (rows && rows->everyToken && options.blockN == 0)
+    blockN = fillMultiprocessors(*rows, blockM, blockN, op.getOutputWidth(),
+                                 options);
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t consumers = blockM / kWarpgroupRows;
   bool specialized =
