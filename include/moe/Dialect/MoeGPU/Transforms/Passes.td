@@ -36,9 +36,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       exactly 128 with block scales (gate and up halves in separate
       64-column chunks, each in one 128-row block of weight scales). In a
       schedule of shared experts alone (`moe.shared_expert_routing`, whose
-      experts hold every token) it halves, down to 64, while the grid
-      would have fewer tiles than half the SMs (DeepSeek-V3's shared
-      expert at M = 64: one row block of 8 tiles becomes 32).
+      experts hold every token) it starts from at least 128 and halves,
+      down to 64, while the grid would have fewer tiles than half the SMs
+      (DeepSeek-V3's shared expert at M = 64: one row block of 8 tiles
+      becomes 32).
     - `split_k`: for the combine, the tile's `split_k`, or, where the tile
       asked for swapped operands (few rows per expert), a split of up to 8,
       so that the weight stream spreads over the SMs; a divisor of the K
