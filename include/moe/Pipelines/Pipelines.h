@@ -140,8 +140,8 @@ struct CpuPipelineOptions : public PassPipelineOptions<CpuPipelineOptions> {
 };
 
 /// The target-neutral optimizations, in order: moe-fuse-routing,
-/// moe-fuse-experts, moe-split-shared-experts, moe-tile, (`beforeAlign`: a target's tile
-/// legalization), moe-align, canonicalize.
+/// moe-fuse-experts, moe-split-shared-experts, moe-tile, (`beforeAlign`: a
+/// target's tile legalization), moe-align, canonicalize.
 void buildOptimizePipeline(
     OpPassManager &pm, const OptimizePipelineOptions &options,
     function_ref<void(OpPassManager &)> beforeAlign = nullptr);

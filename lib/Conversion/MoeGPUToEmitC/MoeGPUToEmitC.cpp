@@ -687,12 +687,11 @@ struct LeadingSliceLowering
     int64_t entryBytes = type.getElementTypeBitWidth() / 8;
     for (int64_t size : type.getShape().drop_front())
       entryBytes *= size;
-    Value data =
-        call(rewriter, loc, pointerTo(opaque(op.getContext(), "void")),
-             "moe_rt_memref_at",
-             {adaptor.getSource(),
-              i64Constant(rewriter, loc, op.getOffset() * entryBytes)})
-            .getResult(0);
+    Value data = call(rewriter, loc, pointerTo(opaque(op.getContext(), "void")),
+                      "moe_rt_memref_at",
+                      {adaptor.getSource(),
+                       i64Constant(rewriter, loc, op.getOffset() * entryBytes)})
+                     .getResult(0);
     rewriter.replaceOp(op, makeMemref(rewriter, loc, data, type,
                                       sizesOf(rewriter, loc, type, {})));
     return success();
@@ -940,19 +939,19 @@ struct ConvertMoeGpuHostToEmitCPass
     target.addLegalDialect<emitc::EmitCDialect>();
     target.addLegalOp<ModuleOp, moe_gpu::WorkspaceLayoutOp>();
     RewritePatternSet patterns(context);
-    patterns.add<ReturnLowering, ConstantLowering,
-                 BinaryLowering<arith::AddIOp, emitc::AddOp>,
-                 BinaryLowering<arith::SubIOp, emitc::SubOp>,
-                 BinaryLowering<arith::MulIOp, emitc::MulOp>,
-                 BinaryLowering<arith::DivSIOp, emitc::DivOp>,
-                 MinMaxLowering<arith::MinSIOp, emitc::CmpPredicate::lt>,
-                 MinMaxLowering<arith::MaxSIOp, emitc::CmpPredicate::gt>,
-                 WorkspaceBufferLowering, WorkspaceBytesLowering,
-                 TensorMapLowering, LeadingSliceLowering, ZeroLowering, ReadCountLowering,
-                 MultiprocessorCountLowering, StoreGroupRankLowering,
-                 MemRefCastLowering, ReshapeLowering<memref::CollapseShapeOp>,
-                 ReshapeLowering<memref::ExpandShapeOp>>(converter,
-                                                            context);
+    patterns
+        .add<ReturnLowering, ConstantLowering,
+             BinaryLowering<arith::AddIOp, emitc::AddOp>,
+             BinaryLowering<arith::SubIOp, emitc::SubOp>,
+             BinaryLowering<arith::MulIOp, emitc::MulOp>,
+             BinaryLowering<arith::DivSIOp, emitc::DivOp>,
+             MinMaxLowering<arith::MinSIOp, emitc::CmpPredicate::lt>,
+             MinMaxLowering<arith::MaxSIOp, emitc::CmpPredicate::gt>,
+             WorkspaceBufferLowering, WorkspaceBytesLowering, TensorMapLowering,
+             LeadingSliceLowering, ZeroLowering, ReadCountLowering,
+             MultiprocessorCountLowering, StoreGroupRankLowering,
+             MemRefCastLowering, ReshapeLowering<memref::CollapseShapeOp>,
+             ReshapeLowering<memref::ExpandShapeOp>>(converter, context);
     patterns.add<HostFuncLowering, LaunchLowering, GpuBinaryLowering>(
         converter, context, kernels);
     patterns.add<CmpILowering>(converter, context);

@@ -104,10 +104,10 @@ void KernelRecorder::emit(Operation *op) {
     return;
   }
   if (auto shared = dyn_cast<SharedExpertRoutingOp>(op)) {
-    record(op, "moe.gpu_kernel",
-           buildSharedExpertRoutingKernel(
-               b, kernels, shared,
-               uniqueName(symbols, "shared_expert_routing")));
+    record(
+        op, "moe.gpu_kernel",
+        buildSharedExpertRoutingKernel(
+            b, kernels, shared, uniqueName(symbols, "shared_expert_routing")));
     return;
   }
   if (auto align = dyn_cast<AlignOp>(op)) {

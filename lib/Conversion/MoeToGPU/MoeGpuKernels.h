@@ -100,9 +100,9 @@ FailureOr<gpu::GPUFuncOp> buildSharedExpertsKernel(OpBuilder &b,
 /// moe.add_shared_experts' without routed columns. Arguments: the optional
 /// gate logits memref<?x1xf32>, then weights memref<?xSxf32> and ids
 /// memref<?xSxi32> out. Launch: grid (M), `threads`.
-FailureOr<gpu::GPUFuncOp> buildSharedExpertRoutingKernel(
-    OpBuilder &b, gpu::GPUModuleOp module, SharedExpertRoutingOp op,
-    StringRef name);
+FailureOr<gpu::GPUFuncOp>
+buildSharedExpertRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                               SharedExpertRoutingOp op, StringRef name);
 
 /// The single-block kernel of `op`. Arguments: ids memref<?xkxi32>, the
 /// three results as memrefs (sorted ids, block experts, padded count), and

@@ -113,8 +113,7 @@ mlir::moe::buildSharedExpertsKernel(OpBuilder &b, gpu::GPUModuleOp module,
 }
 
 FailureOr<gpu::GPUFuncOp>
-mlir::moe::buildSharedExpertRoutingKernel(OpBuilder &b,
-                                          gpu::GPUModuleOp module,
+mlir::moe::buildSharedExpertRoutingKernel(OpBuilder &b, gpu::GPUModuleOp module,
                                           SharedExpertRoutingOp op,
                                           StringRef name) {
   SharedColumns columns;

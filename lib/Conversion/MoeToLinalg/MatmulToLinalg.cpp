@@ -280,11 +280,13 @@ struct GroupedMatmulOpLowering : public OpConversionPattern<GroupedMatmulOp> {
         op, op.getResult().getType(), adaptor.getRows(), adaptor.getWeights(),
         /*slots=*/Value(), adaptor.getOffsets(), /*block_experts=*/Value(),
         /*num_padded=*/Value(), /*routing_weights=*/Value(),
-        /*accumulate=*/Value(), /*input_scales=*/Value(), /*weight_scales=*/Value(),
+        /*accumulate=*/Value(), /*input_scales=*/Value(),
+        /*weight_scales=*/Value(),
         /*weight_zeros=*/Value(), adaptor.getBias(),
         rewriter.getI64IntegerAttr(1), /*gather=*/UnitAttr(),
         /*unpermute=*/UnitAttr(), /*activation=*/ActivationKindAttr(),
-        /*gate_up_interleaved=*/UnitAttr(), /*alpha=*/FloatAttr(), /*limit=*/FloatAttr(),
+        /*gate_up_interleaved=*/UnitAttr(), /*alpha=*/FloatAttr(),
+        /*limit=*/FloatAttr(),
         /*routed_scaling_factor=*/FloatAttr(), /*block_m=*/IntegerAttr(),
         op.getQuantizationAttr(), op.getTileAttr());
     return success();
@@ -398,9 +400,9 @@ private:
     if (op.isCombine()) {
       // Without a scaling factor the sums start from the partial ones.
       if (accumulate && !op.getRoutedScalingFactor())
-        return castToType(b, loc, accumulate,
-                          RankedTensorType::get(
-                              {ShapedType::kDynamic, width}, f32));
+        return castToType(
+            b, loc, accumulate,
+            RankedTensorType::get({ShapedType::kDynamic, width}, f32));
       return createFilled(b, loc, {numTokens, widthValue}, f32, 0.0);
     }
     return createFilled(b, loc, {numSlots, widthValue},
@@ -766,8 +768,7 @@ private:
   ExpertMatmulOp op;
   int64_t rowBlock;
   Value input, weights, slots, routingWeights, accumulate, bias, offsets,
-      blockExperts,
-      numPadded;
+      blockExperts, numPadded;
   int64_t k, numExperts, outFeatures, inFeatures, width;
   RankedTensorType resultType;
   Type f32;
@@ -795,13 +796,12 @@ struct ExpertMatmulOpLowering : public OpConversionPattern<ExpertMatmulOp> {
           op, op.getResult().getType(), input, weights, adaptor.getSlots(),
           adaptor.getOffsets(), adaptor.getBlockExperts(),
           adaptor.getNumPadded(), adaptor.getRoutingWeights(),
-          adaptor.getAccumulate(), /*input_scales=*/Value(), /*weight_scales=*/Value(),
+          adaptor.getAccumulate(), /*input_scales=*/Value(),
+          /*weight_scales=*/Value(),
           /*weight_zeros=*/Value(), adaptor.getBias(), op.getKAttr(),
-          op.getGatherAttr(),
-          op.getUnpermuteAttr(), op.getActivationAttr(),
-          op.getGateUpInterleavedAttr(), op.getAlphaAttr(),
-          op.getLimitAttr(), op.getRoutedScalingFactorAttr(),
-          op.getBlockMAttr(),
+          op.getGatherAttr(), op.getUnpermuteAttr(), op.getActivationAttr(),
+          op.getGateUpInterleavedAttr(), op.getAlphaAttr(), op.getLimitAttr(),
+          op.getRoutedScalingFactorAttr(), op.getBlockMAttr(),
           QuantizationAttr::get(op.getContext(), QuantFormat::None),
           op.getTileAttr());
       return success();

@@ -435,33 +435,33 @@ struct SharedExpertRoutingOpLowering
     SmallVector<OpFoldResult> sizes = {
         tensor::getMixedSize(rewriter, loc, adaptor.getRoutedWeights(), 0),
         rewriter.getIndexAttr(op.getNumShared())};
-    auto fill = [&](Type elementType,
-                    function_ref<Value(OpBuilder &, Location, Value, Value)>
-                        value) {
-      return buildGeneric(
-          rewriter, loc, {}, createEmpty(rewriter, loc, sizes, elementType),
-          {{0, 1}}, {kParallel, kParallel},
-          [&](OpBuilder &b, Location l, ValueRange) {
-            linalg::YieldOp::create(
-                b, l,
-                value(b, l, linalg::IndexOp::create(b, l, 0),
-                      linalg::IndexOp::create(b, l, 1)));
-          });
-    };
-    Value ids = fill(rewriter.getI32Type(),
-                     [&](OpBuilder &b, Location l, Value, Value column) {
-                       return Value(arith::IndexCastOp::create(
-                           b, l, b.getI32Type(), column));
-                     });
-    Value weights = fill(
-        rewriter.getF32Type(),
-        [&](OpBuilder &b, Location l, Value row, Value) -> Value {
-          if (!gate)
-            return f32Constant(b, l, 1.0);
-          return sigmoid(b, l,
-                         tensor::ExtractOp::create(
-                             b, l, gate, ValueRange{row, indexConstant(b, l, 0)}));
-        });
+    auto fill =
+        [&](Type elementType,
+            function_ref<Value(OpBuilder &, Location, Value, Value)> value) {
+          return buildGeneric(
+              rewriter, loc, {}, createEmpty(rewriter, loc, sizes, elementType),
+              {{0, 1}}, {kParallel, kParallel},
+              [&](OpBuilder &b, Location l, ValueRange) {
+                linalg::YieldOp::create(
+                    b, l,
+                    value(b, l, linalg::IndexOp::create(b, l, 0),
+                          linalg::IndexOp::create(b, l, 1)));
+              });
+        };
+    Value ids = fill(rewriter.getI32Type(), [&](OpBuilder &b, Location l, Value,
+                                                Value column) {
+      return Value(arith::IndexCastOp::create(b, l, b.getI32Type(), column));
+    });
+    Value weights =
+        fill(rewriter.getF32Type(),
+             [&](OpBuilder &b, Location l, Value row, Value) -> Value {
+               if (!gate)
+                 return f32Constant(b, l, 1.0);
+               return sigmoid(
+                   b, l,
+                   tensor::ExtractOp::create(
+                       b, l, gate, ValueRange{row, indexConstant(b, l, 0)}));
+             });
     rewriter.replaceOp(
         op, {castToType(rewriter, loc, weights, op.getWeights().getType()),
              castToType(rewriter, loc, ids, op.getIds().getType())});

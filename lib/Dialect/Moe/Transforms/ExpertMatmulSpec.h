@@ -93,9 +93,10 @@ struct ExpertMatmulSpec {
     };
     auto op = ExpertMatmulOp::create(
         b, loc, resultType, input, weights, slots, offsets, blockExperts,
-        numPadded, routingWeights, accumulate, inputScales, weightScales, weightZeros, bias,
-        b.getI64IntegerAttr(k), unit(gather),
-        unit(unpermute), activation, unit(gateUpInterleaved), alpha, limit, routedScalingFactor, blockM,
+        numPadded, routingWeights, accumulate, inputScales, weightScales,
+        weightZeros, bias, b.getI64IntegerAttr(k), unit(gather),
+        unit(unpermute), activation, unit(gateUpInterleaved), alpha, limit,
+        routedScalingFactor, blockM,
         quantization ? quantization
                      : QuantizationAttr::get(context, QuantFormat::None),
         tile);

@@ -50,20 +50,19 @@ FailureOr<SharedExpertBlock> matchSharedExpertBlock(ExpertMatmulOp gemm2) {
   if (!gemm2.isCombine())
     return failure();
   block.shared = gemm2.getRoutingWeights().getDefiningOp<AddSharedExpertsOp>();
-  block.sort = gemm2.getOffsets()
-                   ? gemm2.getOffsets().getDefiningOp<SortOp>()
-                   : SortOp();
+  block.sort = gemm2.getOffsets() ? gemm2.getOffsets().getDefiningOp<SortOp>()
+                                  : SortOp();
   if (!block.shared || !block.sort ||
       block.sort.getIds() != block.shared.getIds() ||
       !isPlainMatmulOver(gemm2, block.sort))
     return failure();
   block.gemm1 = gemm2.getInput().getDefiningOp<ExpertMatmulOp>();
-  if (!isPlainMatmulOver(block.gemm1, block.sort) ||
-      !block.gemm1.getGather() || block.gemm1.isCombine() ||
-      block.gemm1.getUnpermute() || !block.gemm1->hasOneUse())
+  if (!isPlainMatmulOver(block.gemm1, block.sort) || !block.gemm1.getGather() ||
+      block.gemm1.isCombine() || block.gemm1.getUnpermute() ||
+      !block.gemm1->hasOneUse())
     return failure();
-  int64_t numExperts = block.shared.getNumExperts() +
-                       block.shared.getNumShared();
+  int64_t numExperts =
+      block.shared.getNumExperts() + block.shared.getNumShared();
   if (block.gemm1.getNumExperts() != numExperts ||
       gemm2.getNumExperts() != numExperts)
     return failure();
@@ -85,8 +84,8 @@ GroupedMatmulShape restrictShape(GroupedMatmulShape shape, int64_t numTokens,
 
 struct SplitSharedExperts : public OpRewritePattern<ExpertMatmulOp> {
   SplitSharedExperts(MLIRContext *context, const GpuTarget &target,
-                     int64_t numTokens, int64_t minRowBlocks,
-                     int64_t tallRows, StringRef policy)
+                     int64_t numTokens, int64_t minRowBlocks, int64_t tallRows,
+                     StringRef policy)
       : OpRewritePattern<ExpertMatmulOp>(context), target(target),
         numTokens(numTokens), minRowBlocks(minRowBlocks), tallRows(tallRows),
         policy(policy.str()) {}
@@ -97,7 +96,8 @@ struct SplitSharedExperts : public OpRewritePattern<ExpertMatmulOp> {
     if (failed(block))
       return rewriter.notifyMatchFailure(gemm2, "not a fused shared block");
     if (policy == "fused" || (policy == "cost" && !isSplitFaster(*block)))
-      return rewriter.notifyMatchFailure(gemm2, "fused measured faster for such blocks");
+      return rewriter.notifyMatchFailure(
+          gemm2, "fused measured faster for such blocks");
     rewriter.replaceOp(gemm2, buildSplit(*block, rewriter));
     return success();
   }
@@ -110,8 +110,7 @@ private:
   bool isSplitFaster(SharedExpertBlock block) const {
     int64_t routedHeight =
         tileOfPart(block.gemm1, block, /*routed=*/true).getBlockM();
-    return routedHeight < tallRows &&
-           numTokens >= minRowBlocks * routedHeight;
+    return routedHeight < tallRows && numTokens >= minRowBlocks * routedHeight;
   }
 
   /// The last `numShared` experts of `weights`.
@@ -135,29 +134,28 @@ private:
   /// would count among the routed ones.
   TileAttr tileOfPart(ExpertMatmulOp op, SharedExpertBlock block,
                       bool routed) const {
-    GroupedMatmulShape shape = restrictShape(
-        *getGroupedMatmulShape(op, numTokens), numTokens, block.routedK,
-        block.shared.getNumShared(), routed);
+    GroupedMatmulShape shape =
+        restrictShape(*getGroupedMatmulShape(op, numTokens), numTokens,
+                      block.routedK, block.shared.getNumShared(), routed);
     return chooseTileAttr(op.getContext(), shape, target);
   }
 
-  Value buildSplit(SharedExpertBlock block,
-                   PatternRewriter &rewriter) const {
+  Value buildSplit(SharedExpertBlock block, PatternRewriter &rewriter) const {
     Location loc = block.gemm2.getLoc();
     AddSharedExpertsOp shared = block.shared;
     int64_t numShared = shared.getNumShared();
     Type i32 = rewriter.getI32Type();
     auto sortOf = [&](Value ids, int64_t numExperts) {
-      return SortOp::create(
-          rewriter, loc, RankedTensorType::get({numExperts + 1}, i32),
-          block.sort.getSource().getType(), ids);
+      return SortOp::create(rewriter, loc,
+                            RankedTensorType::get({numExperts + 1}, i32),
+                            block.sort.getSource().getType(), ids);
     };
     auto resultType = cast<RankedTensorType>(block.gemm2.getType());
 
     // The routed experts: the same weights, whose shared experts get no
     // rows; the combine keeps its f32 sums.
-    SortOp routedSort = sortOf(shared.getRoutedIds(),
-                               block.gemm1.getNumExperts());
+    SortOp routedSort =
+        sortOf(shared.getRoutedIds(), block.gemm1.getNumExperts());
     ExpertMatmulSpec gemm1 = ExpertMatmulSpec::of(block.gemm1);
     gemm1.slots = routedSort.getSource();
     gemm1.offsets = routedSort.getOffsets();
@@ -178,8 +176,9 @@ private:
     // The shared experts: their own schedule over their weight slices,
     // accumulating into the routed sums.
     auto routing = SharedExpertRoutingOp::create(
-        rewriter, loc, shared.getRoutedWeights().getType().clone(
-                           {ShapedType::kDynamic, numShared}),
+        rewriter, loc,
+        shared.getRoutedWeights().getType().clone(
+            {ShapedType::kDynamic, numShared}),
         RankedTensorType::get({ShapedType::kDynamic, numShared}, i32),
         shared.getRoutedWeights(), shared.getGate(),
         rewriter.getI64IntegerAttr(numShared));
@@ -214,9 +213,9 @@ struct MoeSplitSharedExpertsPass
   using MoeSplitSharedExpertsBase::MoeSplitSharedExpertsBase;
 
   void runOnOperation() override {
-    if (numTokens < 1 || numSMs < 1 || peakTflops <= 0 ||
-        bandwidthGBps <= 0 || l2Bytes < 1 || sharedMemoryBytes < 1 ||
-        minRowBlocks < 1 || tallRows < 1) {
+    if (numTokens < 1 || numSMs < 1 || peakTflops <= 0 || bandwidthGBps <= 0 ||
+        l2Bytes < 1 || sharedMemoryBytes < 1 || minRowBlocks < 1 ||
+        tallRows < 1) {
       getOperation()->emitError(
           "moe-split-shared-experts: the target options, min-row-blocks "
           "and tall-rows must be positive");

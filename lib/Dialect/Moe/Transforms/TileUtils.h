@@ -87,8 +87,9 @@ getGroupedMatmulShape(Operation *op, int64_t numTokens) {
 }
 
 /// The tile's `group_m`: see the moe-tile description.
-static inline int64_t chooseRaster(const GroupedMatmulShape &shape, const TileChoice &tile,
-                     const GpuTarget &target) {
+static inline int64_t chooseRaster(const GroupedMatmulShape &shape,
+                                   const TileChoice &tile,
+                                   const GpuTarget &target) {
   TilePrediction prediction = predictTile(shape, tile, target);
   double rowsPerExpert = prediction.rowsPerExpert;
   if (rowsPerExpert > tile.blockM)

@@ -422,8 +422,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   // (4 experts x 2 row blocks x 22 tiles of 128 columns).
   if (rows && rows->everyToken && options.blockN == 0 &&
       facts.format == QuantFormat::None)
-    blockN = fillMultiprocessors(*rows, blockM,
-                                 std::max(blockN, kNarrowBlockN),
+    blockN = fillMultiprocessors(*rows, blockM, std::max(blockN, kNarrowBlockN),
                                  op.getOutputWidth(), options);
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t consumers = blockM / kWarpgroupRows;

@@ -835,8 +835,8 @@ LogicalResult HostBuilder::lowerExtractSlice(tensor::ExtractSliceOp op) {
   if (resultIndex.count(op.getResult()))
     return op.emitError("GPU layer: a slice cannot be a result");
   Buffer source = buffers.lookup(argument);
-  auto type = MemRefType::get(resultType.getShape(),
-                              resultType.getElementType());
+  auto type =
+      MemRefType::get(resultType.getShape(), resultType.getElementType());
   Value view = LeadingSliceOp::create(b, loc, type, source.memref,
                                       op.getStaticOffsets().front());
   SmallVector<AffineExpr> sizes;
