@@ -353,6 +353,16 @@ struct RouteOpLowering : public OpConversionPattern<RouteOp> {
   }
 };
 
+/// A shared expert's weight for token `row`: 1, or the sigmoid of the
+/// token's logit in `gate` ([M, 1]) where there is one.
+Value sharedExpertWeight(OpBuilder &b, Location loc, Value gate, Value row) {
+  if (!gate)
+    return f32Constant(b, loc, 1.0);
+  return sigmoid(b, loc,
+                 tensor::ExtractOp::create(
+                     b, loc, gate, ValueRange{row, indexConstant(b, loc, 0)}));
+}
+
 /// moe.add_shared_experts: the [M, k + S] weights and ids, column by
 /// column: a routed column copies its input, a shared one holds its expert
 /// and a weight of 1 or the sigmoid of the token's gate logit.
@@ -404,16 +414,11 @@ struct AddSharedExpertsOpLowering
               arith::AddIOp::create(
                   b, l, column, indexConstant(b, l, op.getNumExperts() - k)));
         });
-    Value weights = appendColumns(
-        adaptor.getRoutedWeights(), rewriter.getF32Type(),
-        [&](OpBuilder &b, Location l, Value row, Value) -> Value {
-          if (!gate)
-            return f32Constant(b, l, 1.0);
-          return sigmoid(
-              b, l,
-              tensor::ExtractOp::create(
-                  b, l, gate, ValueRange{row, indexConstant(b, l, 0)}));
-        });
+    Value weights =
+        appendColumns(adaptor.getRoutedWeights(), rewriter.getF32Type(),
+                      [&](OpBuilder &b, Location l, Value row, Value) {
+                        return sharedExpertWeight(b, l, gate, row);
+                      });
     rewriter.replaceOp(
         op, {castToType(rewriter, loc, weights, op.getWeights().getType()),
              castToType(rewriter, loc, ids, op.getIds().getType())});
@@ -452,16 +457,10 @@ struct SharedExpertRoutingOpLowering
                                                 Value column) {
       return Value(arith::IndexCastOp::create(b, l, b.getI32Type(), column));
     });
-    Value weights =
-        fill(rewriter.getF32Type(),
-             [&](OpBuilder &b, Location l, Value row, Value) -> Value {
-               if (!gate)
-                 return f32Constant(b, l, 1.0);
-               return sigmoid(
-                   b, l,
-                   tensor::ExtractOp::create(
-                       b, l, gate, ValueRange{row, indexConstant(b, l, 0)}));
-             });
+    Value weights = fill(rewriter.getF32Type(),
+                         [&](OpBuilder &b, Location l, Value row, Value) {
+                           return sharedExpertWeight(b, l, gate, row);
+                         });
     rewriter.replaceOp(
         op, {castToType(rewriter, loc, weights, op.getWeights().getType()),
              castToType(rewriter, loc, ids, op.getIds().getType())});

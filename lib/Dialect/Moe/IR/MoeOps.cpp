@@ -129,6 +129,21 @@ LogicalResult RouterOp::verify() {
 // AddSharedExpertsOp
 //===----------------------------------------------------------------------===//
 
+/// Emits an error unless `gate`, if present, holds one f32 logit per token:
+/// [M, 1].
+static LogicalResult verifySharedGate(Operation *op, Value gate,
+                                      int64_t numTokens) {
+  if (!gate)
+    return success();
+  auto gateType = cast<RankedTensorType>(gate.getType());
+  if (gateType.getDimSize(1) != 1 ||
+      !areDimsCompatible(gateType.getDimSize(0), numTokens))
+    return op->emitOpError()
+           << "expects gate logits of shape [" << formatDim(numTokens)
+           << ", 1], got " << gateType;
+  return success();
+}
+
 LogicalResult AddSharedExpertsOp::verify() {
   RankedTensorType weightsType = getRoutedWeights().getType();
   RankedTensorType idsType = getRoutedIds().getType();
@@ -151,13 +166,8 @@ LogicalResult AddSharedExpertsOp::verify() {
   if (llvm::AddOverflow(k, numShared, width))
     return emitOpError() << "expects k + num_shared to fit in int64_t, got "
                          << k << " + " << numShared;
-  if (Value gate = getGate()) {
-    auto gateType = cast<RankedTensorType>(gate.getType());
-    if (gateType.getDimSize(1) != 1 ||
-        !areDimsCompatible(gateType.getDimSize(0), numTokens))
-      return emitOpError() << "expects gate logits of shape ["
-                           << formatDim(numTokens) << ", 1], got " << gateType;
-  }
+  if (failed(verifySharedGate(*this, getGate(), numTokens)))
+    return failure();
   SmallVector<int64_t, 2> expected = {numTokens, width};
   for (Type resultType : getResultTypes()) {
     auto type = cast<RankedTensorType>(resultType);
@@ -181,13 +191,8 @@ LogicalResult SharedExpertRoutingOp::verify() {
   if (numShared > kMaxExperts)
     return emitOpError() << "expects at most " << kMaxExperts
                          << " shared experts, got " << numShared;
-  if (Value gate = getGate()) {
-    auto gateType = cast<RankedTensorType>(gate.getType());
-    if (gateType.getDimSize(1) != 1 ||
-        !areDimsCompatible(gateType.getDimSize(0), numTokens))
-      return emitOpError() << "expects gate logits of shape ["
-                           << formatDim(numTokens) << ", 1], got " << gateType;
-  }
+  if (failed(verifySharedGate(*this, getGate(), numTokens)))
+    return failure();
   for (Type resultType : getResultTypes()) {
     auto type = cast<RankedTensorType>(resultType);
     if (type.getDimSize(1) != numShared ||
