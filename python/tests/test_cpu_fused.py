@@ -5,13 +5,14 @@ for edge routings."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 
 import numpy as np
 import pytest
 
 from moe_compiler import configs
 from moe_compiler import reference as ref
-from moe_run import TOLERANCE, relative_l2, run_program
+from moe_run import TOLERANCE, moe_run_path, relative_l2, run_program
 from test_cpu_layers import layer_inputs, reference_layer, routed_experts_ir
 
 rng = np.random.default_rng()
@@ -194,6 +195,13 @@ def test_shared_experts_schedule(tmp_path, base, policy):
                                              int(rng.integers(4, 30))), dtype="f32")
     m = int(rng.integers(1, 40))
     inputs = layer_inputs(config, m)
+    # The policy took effect: the shared experts have their own routing
+    # exactly when split.
+    rewritten = subprocess.run(
+        [str(moe_run_path().parent / "moe-opt"), "-moe-fuse-routing", "-moe-fuse-experts",
+         f"-moe-split-shared-experts=policy={policy}"],
+        input=configs.layer_mlir(config), capture_output=True, text=True, check=True).stdout
+    assert ("moe.shared_expert_routing" in rewritten) == (policy == "split")
     result = run_program(tmp_path, configs.layer_mlir(config), config.name, inputs, 1,
                          extra_args=["--fuse", f"--shared-experts={policy}"])
     assert result.returncode == 0, result.stderr
