@@ -50,15 +50,33 @@
 // and split-K ones stay single, and persistent ones are never paired.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER-PREFILL
 // A schedule of shared experts alone (moe-split-shared-experts) holds every
-// token: DeepSeek-V3's at M = 64 is one 128-row block, whose 256-column
-// tiles (8, persistent by policy) would stream its weights on a few SMs;
-// its tiles narrow to 64 columns. The routed schedule keeps its tiles.
+// token: DeepSeek-V3's at M = 64 is one row block, whose 256-row tiles (16)
+// would stream its weights on a few SMs; its tiles narrow to 64 weight
+// rows. The routed schedule keeps its tiles.
 // RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir -moe-fuse-routing -moe-fuse-experts -moe-split-shared-experts=num-tokens=64 -moe-tile=num-tokens=64 -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=SHARED-DECODE
 // SHARED-DECODE: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, {{.*}}swap_ab = true
 // SHARED-DECODE: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, {{.*}}swap_ab = true
 // SHARED-DECODE: moe.shared_expert_routing
-// SHARED-DECODE: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = {{[0-9]+}}, block_n = 256,
-// SHARED-DECODE: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 64,
+// The shared schedule's experts hold 64 rows each: 64-row blocks with two
+// spans of K per stage, and 64 weight rows per tile (32 output columns of
+// GEMM1: 64 tiles; GEMM2: 112).
+// SHARED-DECODE: moe.expert_matmul {{.*}}gather, k = 1 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 8>, tile = #moe.tile<block_m = 64, block_n = 256,
+// SHARED-DECODE: moe.expert_matmul {{.*}}accumulate({{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1>
+
+// At 256 rows, two 128-row blocks: GEMM1 narrows to 64 weight rows (2 x 64
+// = 128 tiles), GEMM2 keeps 128 (2 x 56 = 112), neither widened.
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir -moe-fuse-routing -moe-fuse-experts -moe-split-shared-experts=num-tokens=256 -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=SHARED-256
+// SHARED-256: moe.shared_expert_routing
+// SHARED-256: moe.expert_matmul {{.*}}gather, k = 1 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 2,
+// SHARED-256: moe.expert_matmul {{.*}}accumulate({{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2,
+
+// At 1024 rows, 8 row blocks: GEMM1's 128 x 256 tiles fill most of one
+// wave (8 x 16 = 128) and stay multistage; GEMM2's (8 x 28 = 224) spill
+// into a second and take the persistent schedule.
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir -moe-fuse-routing -moe-fuse-experts -moe-split-shared-experts=num-tokens=1024 -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=SHARED-1024
+// SHARED-1024: moe.shared_expert_routing
+// SHARED-1024: moe.expert_matmul {{.*}}gather, k = 1 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2,
+// SHARED-1024: moe.expert_matmul {{.*}}accumulate({{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64,
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false warp-specialize cluster-m=2" | FileCheck %s --check-prefix=QWEN-DECODE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 warp-specialize cluster-m=2" | FileCheck %s --check-prefix=WS-CLUSTER
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=128 persistent cluster-m=2" | FileCheck %s --check-prefix=PERSIST

@@ -40,6 +40,21 @@ constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
 constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
 /// Capped widths: see the pass description.
 constexpr int64_t kNarrowBlockN = 128;
+/// K elements of bf16 in two 128-byte spans.
+constexpr int64_t kTwoSpansOfBf16 = kStageRowBytes;
+/// A schedule of shared experts alone whose experts hold at most this many
+/// rows (every token: M) takes one 64-row block per expert, with two spans
+/// of K per stage: such GEMMs stream their weights over few tiles, and the
+/// shorter block keeps twice the weight bytes in flight (measured on an
+/// H200: DeepSeek-V3's shared GEMM1 at M = 64, 48.7 -> 32.3 µs, its block
+/// 0.3% faster; Qwen1.5-MoE's block at M = 64 4% faster). At M = 256 four
+/// 64-row blocks per expert measured level (DeepSeek-V3) or 2% slower
+/// (Qwen1.5-MoE) than two of 128.
+constexpr int64_t kMaxShortSharedRows = 64;
+/// The share of a wave a grid of shared-expert tiles must fill to take the
+/// widest tiles (DeepSeek-V3's shared GEMM1 at M = 1024: 128 tiles of 256
+/// weight rows on 132 SMs, 113.4 -> 103.8 µs against 256 of 128).
+constexpr double kWideTileWave = 0.9;
 /// Weight-only rings are two stages deep: three blocks per SM at 64x128
 /// hide the dequantization better than deeper prefetch (Mixtral int4
 /// M = 64: 1262 -> 849 µs).
@@ -230,8 +245,6 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   // per block: as many blocks as the grid can hold (several 50 KB rings per
   // SM).
   bool shortStream = options.swappedWarpgroups == 0 && warpgroups == 1;
-  // Two 128-byte spans of bf16.
-  constexpr int64_t kTwoSpansOfBf16 = 2 * (kStageRowBytes / 2);
   MatmulFacts facts = MatmulFacts::of(
       op, options.blockK == 0 && warpgroups > 1 ? kTwoSpansOfBf16
                                                 : options.blockK);
@@ -273,6 +286,8 @@ struct ExpertRows {
   bool everyToken = false;
 
   double mean() const { return double(assignments) / double(experts); }
+  /// An expert's rows where every expert holds every token.
+  int64_t each() const { return assignments / experts; }
   double likelyMost() const { return mean() + 2.0 * std::sqrt(mean()); }
 };
 
@@ -320,10 +335,8 @@ std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
 /// 1 / experts), summed where the probability mass is (12 standard
 /// deviations around the mean).
 double expectedRowBlocks(const ExpertRows &rows, int64_t blockM) {
-  if (rows.everyToken) {
-    int64_t each = rows.assignments / rows.experts;
-    return double((each + blockM - 1) / blockM);
-  }
+  if (rows.everyToken)
+    return double((rows.each() + blockM - 1) / blockM);
   double n = double(rows.assignments), p = 1.0 / double(rows.experts);
   double mean = n * p, sd = std::sqrt(n * p * (1.0 - p));
   int64_t first = std::max<int64_t>(0, int64_t(mean - 12.0 * sd));
@@ -369,6 +382,31 @@ int64_t chooseWaveSplit(const MatmulFacts &facts, const ExpertRows &rows,
                                                                 : 1;
 }
 
+/// The column tiles of `op` at `blockN` weight rows per tile: a gated
+/// matmul's tile holds `blockN / 2` output columns' gate and up rows.
+int64_t columnTiles(ExpertMatmulOp op, int64_t blockN) {
+  int64_t columns = op.getActivation() ? blockN / 2 : blockN;
+  return (op.getOutputWidth() + columns - 1) / columns;
+}
+
+/// Whether a matmul of a schedule of shared experts alone takes the
+/// persistent schedule: bf16 128 x 256 tiles of two consumer warpgroups
+/// without split-K, more of them than SMs, whose tail wave the persistent
+/// grid avoids (DeepSeek-V3's shared GEMM2 at M = 1024, 224 tiles: 74.3 ->
+/// 71.9 µs on an H200; its GEMM1 at 128 x 128, 256 tiles: 113 -> 165 µs,
+/// which the width leaves out).
+bool isPersistentSharedGrid(ExpertMatmulOp op, const MatmulFacts &facts,
+                            const std::optional<ExpertRows> &rows,
+                            int64_t blockM, int64_t blockN, int64_t splitK,
+                            const ConfigureOptions &options) {
+  return rows && rows->everyToken && facts.format == QuantFormat::None &&
+         facts.spans == 1 && blockM == kLargeBlockM && blockN == kMaxBlockN &&
+         splitK == 1 && options.clusterM == 1 &&
+         double(rows->experts) * expectedRowBlocks(*rows, blockM) *
+                 double(columnTiles(op, blockN)) >
+             double(options.numSMs);
+}
+
 /// Whether a matmul takes the persistent schedule by policy: bf16, 128 x 256
 /// tiles of two consumer warpgroups, no split-K or cluster, and experts
 /// that hold at most `persistent-max-rows` rows on average. There a
@@ -392,21 +430,36 @@ bool isPersistentByPolicy(const MatmulFacts &facts,
          rows->mean() <= double(options.persistentMaxRows);
 }
 
-/// Narrower tiles where the expected grid (row blocks × column tiles) would
-/// leave most SMs idle: halves block_n, down to 64, while the tiles number
-/// fewer than half the SMs. Applied to schedules of shared experts alone,
-/// which at decode have one row block per expert (DeepSeek-V3 M = 64: 8
-/// tiles of 256 columns stream its 58 MB on 16 SMs); the routed schedules'
-/// tiles are the measured ones.
-int64_t fillMultiprocessors(const ExpertRows &rows, int64_t blockM,
-                            int64_t blockN, int64_t width,
-                            const ConfigureOptions &options) {
+/// The tile width of a schedule of shared experts alone, whose experts
+/// hold every token and at decode one row block each (DeepSeek-V3 M = 64:
+/// 16 tiles of 256 weight rows would stream its 58 MB on 16 SMs). Blocks of 128
+/// rows take the widest tiles where those still fill most of a wave;
+/// otherwise the width starts from 128 and halves, down to 64, while the
+/// grid has fewer tiles than half the SMs.
+int64_t chooseSharedBlockN(ExpertMatmulOp op, const ExpertRows &rows,
+                           int64_t blockM, int64_t blockN,
+                           const ConfigureOptions &options) {
   double rowBlocks = double(rows.experts) * expectedRowBlocks(rows, blockM);
-  while (blockN > kMinBlockN &&
-         2.0 * rowBlocks * double((width + blockN - 1) / blockN) <
-             double(options.numSMs))
+  auto tiles = [&](int64_t width) {
+    return rowBlocks * double(columnTiles(op, width));
+  };
+  if (blockM == kLargeBlockM &&
+      tiles(kMaxBlockN) >= kWideTileWave * double(options.numSMs))
+    return kMaxBlockN;
+  blockN = std::max(blockN, kNarrowBlockN);
+  while (blockN > kMinBlockN && 2.0 * tiles(blockN) < double(options.numSMs))
     blockN /= 2;
   return blockN;
+}
+
+/// Whether `rows` are those of a schedule of shared experts alone short
+/// enough for 64-row blocks with two spans of K per stage (see
+/// kMaxShortSharedRows), where no option asks for other blocks.
+bool isShortSharedSchedule(const std::optional<ExpertRows> &rows,
+                           const ConfigureOptions &options) {
+  return rows && rows->everyToken && rows->each() <= kMaxShortSharedRows &&
+         options.blockK == 0 && options.clusterM == 1 &&
+         !options.warpSpecialize && !options.persistent && !options.pingpong;
 }
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -414,7 +467,10 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                     const ConfigureOptions &options) {
   if (blockM < kSmallBlockM)
     return chooseSwappedConfig(op, blockM, options);
-  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
+  MatmulFacts facts = MatmulFacts::of(
+      op, blockM == kSmallBlockM && isShortSharedSchedule(rows, options)
+              ? kTwoSpansOfBf16
+              : options.blockK);
   int64_t splitK = chooseSplitK(facts);
   int64_t blockN = chooseBlockN(facts, options.blockN);
   // A schedule of shared experts alone starts from 128 columns: moe-tile's
@@ -422,8 +478,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   // (4 experts x 2 row blocks x 22 tiles of 128 columns).
   if (rows && rows->everyToken && options.blockN == 0 &&
       facts.format == QuantFormat::None)
-    blockN = fillMultiprocessors(*rows, blockM, std::max(blockN, kNarrowBlockN),
-                                 op.getOutputWidth(), options);
+    blockN = chooseSharedBlockN(op, *rows, blockM, blockN, options);
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t consumers = blockM / kWarpgroupRows;
   bool specialized =
@@ -439,8 +494,11 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   }
   bool persistent =
       options.persistent ||
-      (!specialized && isPersistentByPolicy(facts, rows, consumers, blockN,
-                                            splitK, options));
+      (!specialized &&
+       (isPersistentByPolicy(facts, rows, consumers, blockN, splitK,
+                             options) ||
+        isPersistentSharedGrid(op, facts, rows, blockM, blockN, splitK,
+                               options)));
   // The cost model's swizzle: slot blocks that run together along N.
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   // Warp specialization: bf16 operands and two consumer warpgroups, which
@@ -518,6 +576,8 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   if (options.swapAB)
     if (int64_t swapped = chooseSwappedBlockM(rows))
       return swapped;
+  if (isShortSharedSchedule(rows, options))
+    return kSmallBlockM;
   bool asksSmall = llvm::any_of(schedule, [](ExpertMatmulOp op) {
     TileAttr tile = op.getTileAttr();
     return tile && tile.getBlockM() < kLargeBlockM;
