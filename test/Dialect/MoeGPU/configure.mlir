@@ -63,12 +63,20 @@
 // SHARED-DECODE: moe.expert_matmul {{.*}}gather, k = 1 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 8>, tile = #moe.tile<block_m = 64, block_n = 256,
 // SHARED-DECODE: moe.expert_matmul {{.*}}accumulate({{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1>
 
-// At 256 rows, two 128-row blocks: GEMM1 narrows to 64 weight rows (2 x 64
-// = 128 tiles), GEMM2 keeps 128 (2 x 56 = 112), neither widened.
+// At 256 rows, four 64-row blocks of GEMM1's 128-weight-row tiles still
+// fit one wave (4 x 32): 64-row blocks, two spans of K. GEMM2's widest
+// tiles fill 0.85 of a wave (4 x 28): 256 weight rows, whose ring holds 5
+// stages of one span, not 2 of two.
 // RUN: moe-opt %moe_src_root/examples/deepseek_v3_shared.mlir -moe-fuse-routing -moe-fuse-experts -moe-split-shared-experts=num-tokens=256 -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=SHARED-256
 // SHARED-256: moe.shared_expert_routing
-// SHARED-256: moe.expert_matmul {{.*}}gather, k = 1 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 2,
-// SHARED-256: moe.expert_matmul {{.*}}accumulate({{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2,
+// SHARED-256: moe.expert_matmul {{.*}}gather, k = 1 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1,
+// SHARED-256: moe.expert_matmul {{.*}}accumulate({{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1,
+
+// Qwen1.5-MoE's four shared experts at M = 256 would make 16 x 22 tiles of
+// 64-row blocks, 2.7 waves: 128-row blocks.
+// RUN: moe-opt %moe_src_root/examples/qwen1_5_moe_a2_7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-split-shared-experts=num-tokens=256 -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=SHARED-QWEN-256
+// SHARED-QWEN-256: moe.shared_expert_routing
+// SHARED-QWEN-256: moe.expert_matmul {{.*}}gather, k = 4 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2,
 
 // At 1024 rows, 8 row blocks: GEMM1's 128 x 256 tiles fill most of one
 // wave (8 x 16 = 128) and stay multistage; GEMM2's (8 x 28 = 224) spill

@@ -85,10 +85,10 @@ GroupedMatmulShape restrictShape(GroupedMatmulShape shape, int64_t numTokens,
 struct SplitSharedExperts : public OpRewritePattern<ExpertMatmulOp> {
   SplitSharedExperts(MLIRContext *context, const GpuTarget &target,
                      int64_t numTokens, int64_t minRowBlocks, int64_t tallRows,
-                     StringRef policy)
+                     double minorShare, StringRef policy)
       : OpRewritePattern<ExpertMatmulOp>(context), target(target),
         numTokens(numTokens), minRowBlocks(minRowBlocks), tallRows(tallRows),
-        policy(policy.str()) {}
+        minorShare(minorShare), policy(policy.str()) {}
 
   LogicalResult matchAndRewrite(ExpertMatmulOp gemm2,
                                 PatternRewriter &rewriter) const override {
@@ -106,11 +106,17 @@ private:
   /// The policy measured on an H200 (docs/checkpoint-features.md): the
   /// split pays where the shared experts' rows would fill at least
   /// `minRowBlocks` of the routed schedule's row blocks, each of which
-  /// streams their weights again, unless those blocks are already tall.
+  /// streams their weights again, unless those blocks are already tall and
+  /// the shared experts a large share of the rows (there the one fused
+  /// grid balances them better than two).
   bool isSplitFaster(SharedExpertBlock block) const {
     int64_t routedHeight =
         tileOfPart(block.gemm1, block, /*routed=*/true).getBlockM();
-    return routedHeight < tallRows && numTokens >= minRowBlocks * routedHeight;
+    int64_t numShared = block.shared.getNumShared();
+    double sharedShare =
+        double(numShared) / double(block.routedK + numShared);
+    return numTokens >= minRowBlocks * routedHeight &&
+           (routedHeight < tallRows || sharedShare <= minorShare);
   }
 
   /// The last `numShared` experts of `weights`.
@@ -204,6 +210,7 @@ private:
   GpuTarget target;
   int64_t numTokens;
   int64_t minRowBlocks, tallRows;
+  double minorShare;
   /// "cost", "split" or "fused" (the pass option).
   std::string policy;
 };
@@ -221,6 +228,12 @@ struct MoeSplitSharedExpertsPass
           "and tall-rows must be positive");
       return signalPassFailure();
     }
+    if (!(minorShare >= 0.0 && minorShare <= 1.0)) {
+      getOperation()->emitError(
+          "moe-split-shared-experts: minor-share must be in [0, 1], got ")
+          << minorShare.getValue();
+      return signalPassFailure();
+    }
     if (policy != "cost" && policy != "split" && policy != "fused") {
       getOperation()->emitError("moe-split-shared-experts: policy must be "
                                 "cost, split or fused, got '")
@@ -235,7 +248,8 @@ struct MoeSplitSharedExpertsPass
     target.sharedMemoryBytes = sharedMemoryBytes;
     RewritePatternSet patterns(&getContext());
     patterns.add<SplitSharedExperts>(&getContext(), target, numTokens,
-                                     minRowBlocks, tallRows, policy);
+                                     minRowBlocks, tallRows, minorShare,
+                                     policy);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -42,19 +42,13 @@ constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
 constexpr int64_t kNarrowBlockN = 128;
 /// K elements of bf16 in two 128-byte spans.
 constexpr int64_t kTwoSpansOfBf16 = kStageRowBytes;
-/// A schedule of shared experts alone whose experts hold at most this many
-/// rows (every token: M) takes one 64-row block per expert, with two spans
-/// of K per stage: such GEMMs stream their weights over few tiles, and the
-/// shorter block keeps twice the weight bytes in flight (measured on an
-/// H200: DeepSeek-V3's shared GEMM1 at M = 64, 48.7 -> 32.3 µs, its block
-/// 0.3% faster; Qwen1.5-MoE's block at M = 64 4% faster). At M = 256 four
-/// 64-row blocks per expert measured level (DeepSeek-V3) or 2% slower
-/// (Qwen1.5-MoE) than two of 128.
-constexpr int64_t kMaxShortSharedRows = 64;
 /// The share of a wave a grid of shared-expert tiles must fill to take the
 /// widest tiles (DeepSeek-V3's shared GEMM1 at M = 1024: 128 tiles of 256
-/// weight rows on 132 SMs, 113.4 -> 103.8 µs against 256 of 128).
-constexpr double kWideTileWave = 0.9;
+/// weight rows on 132 SMs, 113.4 -> 103.8 µs against 256 of 128; its GEMM2
+/// at M = 256 in 64-row blocks: 112 tiles, 26.2 -> 22.8 µs against 224).
+constexpr double kWideTileWave = 0.8;
+/// Two spans of K per stage where the ring still holds this many stages.
+constexpr int64_t kMinTwoSpanStages = 4;
 /// Weight-only rings are two stages deep: three blocks per SM at 64x128
 /// hide the dequantization better than deeper prefetch (Mixtral int4
 /// M = 64: 1262 -> 849 µs).
@@ -443,8 +437,7 @@ int64_t chooseSharedBlockN(ExpertMatmulOp op, const ExpertRows &rows,
   auto tiles = [&](int64_t width) {
     return rowBlocks * double(columnTiles(op, width));
   };
-  if (blockM == kLargeBlockM &&
-      tiles(kMaxBlockN) >= kWideTileWave * double(options.numSMs))
+  if (tiles(kMaxBlockN) >= kWideTileWave * double(options.numSMs))
     return kMaxBlockN;
   blockN = std::max(blockN, kNarrowBlockN);
   while (blockN > kMinBlockN && 2.0 * tiles(blockN) < double(options.numSMs))
@@ -452,14 +445,29 @@ int64_t chooseSharedBlockN(ExpertMatmulOp op, const ExpertRows &rows,
   return blockN;
 }
 
-/// Whether `rows` are those of a schedule of shared experts alone short
-/// enough for 64-row blocks with two spans of K per stage (see
-/// kMaxShortSharedRows), where no option asks for other blocks.
-bool isShortSharedSchedule(const std::optional<ExpertRows> &rows,
+/// Whether `schedule` holds shared experts alone (every expert every
+/// token) whose GEMM1 grid of 64-row blocks and 128-weight-row tiles fits
+/// one wave, where no option asks for other kernels. Such a schedule takes
+/// 64-row blocks with two spans of K per stage: its GEMMs stream their
+/// weights over few tiles, and the shorter block keeps more weight bytes
+/// in flight. Measured on an H200 (docs/checkpoint-features.md):
+/// DeepSeek-V3's shared GEMM1 at M = 64 48.7 -> 32.3 µs, at M = 256 51.9
+/// -> 38.3 µs; Qwen1.5-MoE's block at M = 64 4% faster, but at M = 256
+/// (16 row blocks of 22 tiles, 2.7 waves) 2-3% slower.
+bool isShortSharedSchedule(ArrayRef<ExpertMatmulOp> schedule,
+                           const std::optional<ExpertRows> &rows,
                            const ConfigureOptions &options) {
-  return rows && rows->everyToken && rows->each() <= kMaxShortSharedRows &&
-         options.blockK == 0 && options.clusterM == 1 &&
-         !options.warpSpecialize && !options.persistent && !options.pingpong;
+  if (!rows || !rows->everyToken || options.blockK != 0 ||
+      options.clusterM != 1 || options.warpSpecialize || options.persistent ||
+      options.pingpong)
+    return false;
+  double rowBlocks =
+      double(rows->experts) * expectedRowBlocks(*rows, kSmallBlockM);
+  return llvm::all_of(schedule, [&](ExpertMatmulOp op) {
+    return !op.getGather() ||
+           rowBlocks * double(columnTiles(op, kNarrowBlockN)) <=
+               double(options.numSMs);
+  });
 }
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -467,18 +475,26 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                     const ConfigureOptions &options) {
   if (blockM < kSmallBlockM)
     return chooseSwappedConfig(op, blockM, options);
-  MatmulFacts facts = MatmulFacts::of(
-      op, blockM == kSmallBlockM && isShortSharedSchedule(rows, options)
-              ? kTwoSpansOfBf16
-              : options.blockK);
-  int64_t splitK = chooseSplitK(facts);
+  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
   int64_t blockN = chooseBlockN(facts, options.blockN);
   // A schedule of shared experts alone starts from 128 columns: moe-tile's
   // decode tiles (64) measured 1.5% slower on Qwen1.5-MoE M = 256's block
   // (4 experts x 2 row blocks x 22 tiles of 128 columns).
-  if (rows && rows->everyToken && options.blockN == 0 &&
-      facts.format == QuantFormat::None)
+  bool sharedAlone = rows && rows->everyToken &&
+                     facts.format == QuantFormat::None;
+  if (sharedAlone && options.blockN == 0)
     blockN = chooseSharedBlockN(op, *rows, blockM, blockN, options);
+  // Its 64-row blocks (isShortSharedSchedule) read two spans of K per
+  // stage where the ring keeps enough stages.
+  if (sharedAlone && blockM == kSmallBlockM && options.blockK == 0 &&
+      options.clusterM == 1) {
+    MatmulFacts twoSpans = MatmulFacts::of(op, kTwoSpansOfBf16);
+    if (twoSpans.spans == 2 &&
+        chooseStages(twoSpans, blockM, blockN, chooseSplitK(twoSpans),
+                     options.stages) >= kMinTwoSpanStages)
+      facts = twoSpans;
+  }
+  int64_t splitK = chooseSplitK(facts);
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
   int64_t consumers = blockM / kWarpgroupRows;
   bool specialized =
@@ -576,7 +592,7 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   if (options.swapAB)
     if (int64_t swapped = chooseSwappedBlockM(rows))
       return swapped;
-  if (isShortSharedSchedule(rows, options))
+  if (isShortSharedSchedule(schedule, rows, options))
     return kSmallBlockM;
   bool asksSmall = llvm::any_of(schedule, [](ExpertMatmulOp op) {
     TileAttr tile = op.getTileAttr();

@@ -3,8 +3,10 @@
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts=num-tokens=256 | FileCheck %s --check-prefix=COST256
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts=num-tokens=1 | FileCheck %s --check-prefix=FUSED
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts=num-tokens=4096 | FileCheck %s --check-prefix=TALL
+// RUN: moe-opt %s -split-input-file -moe-split-shared-experts="num-tokens=4096 minor-share=0.1" | FileCheck %s --check-prefix=TALL-FUSED
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts="num-tokens=256 min-row-blocks=32" | FileCheck %s --check-prefix=FUSED
 // RUN: not moe-opt %s -split-input-file -moe-split-shared-experts=policy=sometimes 2>&1 | FileCheck %s --check-prefix=BAD-POLICY
+// RUN: not moe-opt %s -split-input-file -moe-split-shared-experts=minor-share=1.5 2>&1 | FileCheck %s --check-prefix=BAD-SHARE
 
 // DeepSeek-V3's block (256 routed experts, k = 8, one shared expert) after
 // moe-fuse-experts. Split: the routed experts keep the weights whole (their
@@ -32,15 +34,21 @@
 // COST256-LABEL: func @deepseek_v3_shared_block
 // COST256: moe.shared_expert_routing
 // COST256: accumulate
-// At M = 4096 the routed blocks are 128 rows tall: fused.
+// At M = 4096 the routed blocks are 128 rows tall, but the shared expert
+// holds one ninth of the rows (at most minor-share): split. With a smaller
+// minor-share: fused.
 // TALL-LABEL: func @deepseek_v3_shared_block
-// TALL-NOT: moe.shared_expert_routing
-// TALL: return
+// TALL: moe.shared_expert_routing
+// TALL: accumulate
+// TALL-FUSED-LABEL: func @deepseek_v3_shared_block
+// TALL-FUSED-NOT: moe.shared_expert_routing
+// TALL-FUSED: return
 // FUSED-LABEL: func @deepseek_v3_shared_block
 // FUSED: moe.add_shared_experts
 // FUSED-NOT: moe.shared_expert_routing
 // FUSED-NOT: accumulate
 // BAD-POLICY: moe-split-shared-experts: policy must be cost, split or fused, got 'sometimes'
+// BAD-SHARE: moe-split-shared-experts: minor-share must be in [0, 1], got 1.5
 func.func @deepseek_v3_shared_block(%x: tensor<?x7168xbf16>, %ids: tensor<?x8xi32>, %rw: tensor<?x8xf32>, %w13: tensor<257x4096x7168xbf16>, %w2: tensor<257x7168x2048xbf16>) -> tensor<?x7168xbf16> {
   %weights, %all_ids = moe.add_shared_experts %rw, %ids {num_experts = 256 : i64} : tensor<?x8xf32>, tensor<?x8xi32> -> tensor<?x9xf32>, tensor<?x9xi32>
   %offsets, %source = moe.sort %all_ids : tensor<?x9xi32> -> tensor<258xi32>, tensor<?xi32>

@@ -66,13 +66,17 @@ def MoeSplitSharedExperts : Pass<"moe-split-shared-experts"> {
     `min-row-blocks` of the routed schedule's row blocks (the height of
     `moe-tile`'s tile for the routed part, at `num-tokens`), each of which
     streams their weights again, unless those blocks are `tall-rows` high
-    already. Measured on an H200 (docs/checkpoint-features.md, both forms
-    replayed in turn): the split is 3% faster for DeepSeek-V3 at M = 256,
-    2% at M = 1024 and 4–5% for Qwen1.5-MoE at M = 64; with tall routed
-    blocks (M = 4096, Qwen1.5-MoE M = 1024: 128 rows) or few tokens (M ≤
-    16, where the three kernels it adds cost more than one short block) it
-    is 1–12% slower. (The analytic model of `moe-tile`, summing its best
-    tiles' times, ranked the two forms wrongly in 5 of those 12 cases.)
+    already and the shared experts hold more than `minor-share` of the rows
+    (S / (k + S)). Measured on an H200 (docs/checkpoint-features.md, both
+    forms replayed in turn): the split is 3% faster for DeepSeek-V3 at M =
+    256, 2% at M = 1024 and 4–5% for Qwen1.5-MoE at M = 64; with tall
+    routed blocks it is 2–8% slower for Qwen1.5-MoE at M = 1024 and 4096
+    (its shared experts hold half the rows), but level to 1.6% faster for
+    DeepSeek-V3 at M = 4096 (one ninth) once the shared schedule takes
+    dense tiles of its own; with few tokens (M ≤ 16, where the three
+    kernels it adds cost more than one short block) it is 4–13% slower.
+    (The analytic model of `moe-tile`, summing its best tiles' times,
+    ranked the two forms wrongly in 5 of the first 12 cases measured.)
     `policy` = `split` or `fused` overrides the rule. The four matmuls it
     makes carry the tiles it priced (moe-tile's choice for each part's own
     problem; the routed part keeps the whole weights, whose shared experts
@@ -93,6 +97,10 @@ def MoeSplitSharedExperts : Pass<"moe-split-shared-experts"> {
            "Routed row blocks this tall already stream the shared experts' "
            "weights as well as their own schedule would (the tallest GPU "
            "tile)">,
+    Option<"minorShare", "minor-share", "double", /*default=*/"0.25",
+           "With tall routed row blocks, still split where the shared "
+           "experts hold at most this share of the rows (S / (k + S), in "
+           "[0, 1])">,
     Option<"l2Bytes", "l2-bytes", "int64_t", /*default=*/"52428800",
            "L2 cache of the target (H100, H200: 50 MiB)">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
