@@ -113,8 +113,7 @@ private:
     int64_t routedHeight =
         tileOfPart(block.gemm1, block, /*routed=*/true).getBlockM();
     int64_t numShared = block.shared.getNumShared();
-    double sharedShare =
-        double(numShared) / double(block.routedK + numShared);
+    double sharedShare = double(numShared) / double(block.routedK + numShared);
     return numTokens >= minRowBlocks * routedHeight &&
            (routedHeight < tallRows || sharedShare <= minorShare);
   }

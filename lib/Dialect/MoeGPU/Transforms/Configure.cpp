@@ -480,8 +480,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   // A schedule of shared experts alone starts from 128 columns: moe-tile's
   // decode tiles (64) measured 1.5% slower on Qwen1.5-MoE M = 256's block
   // (4 experts x 2 row blocks x 22 tiles of 128 columns).
-  bool sharedAlone = rows && rows->everyToken &&
-                     facts.format == QuantFormat::None;
+  bool sharedAlone =
+      rows && rows->everyToken && facts.format == QuantFormat::None;
   if (sharedAlone && options.blockN == 0)
     blockN = chooseSharedBlockN(op, *rows, blockM, blockN, options);
   // Its 64-row blocks (isShortSharedSchedule) read two spans of K per
@@ -511,8 +511,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   bool persistent =
       options.persistent ||
       (!specialized &&
-       (isPersistentByPolicy(facts, rows, consumers, blockN, splitK,
-                             options) ||
+       (isPersistentByPolicy(facts, rows, consumers, blockN, splitK, options) ||
         isPersistentSharedGrid(op, facts, rows, blockM, blockN, splitK,
                                options)));
   // The cost model's swizzle: slot blocks that run together along N.
