@@ -162,9 +162,10 @@ FailureOr<gpu::GPUFuncOp> buildQuantizeAmaxKernel(OpBuilder &b,
                                                   QuantizeOp op,
                                                   StringRef name);
 
-/// `scale` times f32 sums [M, width], converted to `elementType`.
+/// `scale` times f32 sums [M, width], converted to `elementType`, eight
+/// columns per thread where width % 8 == 0 (both buffers 16-byte aligned).
 /// Arguments: sums memref<?xwidthxf32>, out memref<?xwidthxelementType>.
-/// Launch: grid (M, ceil(width / threads)).
+/// Launch: grid (M, ceil(width / columns_per_block)), `threads`.
 FailureOr<gpu::GPUFuncOp> buildFinalizeKernel(OpBuilder &b,
                                               gpu::GPUModuleOp module,
                                               Location loc, int64_t width,
@@ -172,8 +173,8 @@ FailureOr<gpu::GPUFuncOp> buildFinalizeKernel(OpBuilder &b,
                                               StringRef name);
 
 /// Converts the f32 sums of combining `op` to its result type. Arguments:
-/// sums memref<?xNxf32>, out memref<?xN x result type>. Launch: grid (M,
-/// ceil(N / threads)).
+/// sums memref<?xNxf32>, out memref<?xN x result type>. Launch: as
+/// buildFinalizeKernel's.
 FailureOr<gpu::GPUFuncOp> buildCombineFinalizeKernel(OpBuilder &b,
                                                      gpu::GPUModuleOp module,
                                                      ExpertMatmulOp op,

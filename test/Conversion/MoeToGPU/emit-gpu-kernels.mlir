@@ -329,11 +329,20 @@ func.func @combine_bias_split_k(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, 
 // CHECK: memref.extract_strided_metadata %[[SUMS]]
 // CHECK: arith.mulf %{{.*}}, %[[SCALED]]
 // CHECK: llvm.inline_asm has_side_effects "red.global.add.v2.f32 [$0], {$1, $2};", "l,f,f"
-// CHECK: gpu.func @combine_finalize(%{{.*}}: memref<?x512xf32>, %{{.*}}: memref<?x512xbf16>) kernel
-// CHECK: arith.truncf %{{.*}} : f32 to bf16
+// The finalize converts eight columns per thread: 32 bytes of sums in, 16
+// of bf16 out, 2048 columns per block of 256 threads.
+// CHECK: gpu.func @combine_finalize(%{{.*}}: memref<?x512xf32>, %{{.*}}: memref<?x512xbf16>) kernel attributes {moe.launch = {columns_per_block = 2048 : i64, threads = 256 : i64}}
+// CHECK: %[[SUM:.*]] = llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xf32>
+// CHECK: %[[NARROW:.*]] = arith.truncf %[[SUM]] : vector<8xf32> to vector<8xbf16>
+// CHECK: llvm.store %[[NARROW]], %{{.*}} {alignment = 16 : i64} : vector<8xbf16>, !llvm.ptr<1>
 // PTX: .entry expert_matmul(
 // PTX: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 // PTX: red.global.add.v2.f32
+// PTX: .entry combine_finalize(
+// PTX: ld.global.v4.b32
+// PTX: ld.global.v4.b32
+// PTX: cvt.rn.bf16x2.f32
+// PTX: st.global.v4.b32
 // PTX: .entry combine_finalize(
 func.func @gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
   %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
@@ -940,8 +949,9 @@ func.func @not_yet_quantized(%x: tensor<?x192xbf16>) -> (tensor<?x192xf8E4M3FN>,
 // CHECK: gpu.func @ep_return(%{{.*}}: memref<?x256xf32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?x2xf32>, %[[PARTIAL:.*]]: memref<?x256xf32>, %{{.*}}: memref<1xi32>) kernel
 // CHECK: memref.atomic_rmw addf %{{.*}}, %[[PARTIAL]]
 // CHECK: gpu.func @ep_finalize(%{{.*}}: memref<?x256xf32>, %{{.*}}: memref<?x256xbf16>) kernel
-// CHECK: arith.mulf %{{.*}}, %cst
-// CHECK: arith.truncf %{{.*}} : f32 to bf16
+// CHECK: %[[SUMS:.*]] = llvm.load %{{.*}} -> vector<8xf32>
+// CHECK: %[[SCALED:.*]] = arith.mulf %[[SUMS]], %cst : vector<8xf32>
+// CHECK: arith.truncf %[[SCALED]] : vector<8xf32> to vector<8xbf16>
 // PTX: .entry ep_dispatch_ids(
 // PTX: bar.sync
 // PTX: .entry ep_dispatch_rows(

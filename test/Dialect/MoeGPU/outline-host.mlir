@@ -1,4 +1,8 @@
 // RUN: moe-opt %s -split-input-file --moe-gpu-pipeline="num-tokens=16" --moe-gpu-outline-host -verify-diagnostics | FileCheck %s
+// The finalize of a wide combine covers 2048 columns per block (eight per
+// thread): Mixtral's 4096 take two column blocks, not sixteen.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=4096" --moe-gpu-outline-host | FileCheck %s --check-prefix=WIDE
+// WIDE: gpu.launch_func <%{{.*}} : !moe_gpu.stream> @moe_kernels::@combine_finalize blocks in (%{{[^,]*}}, %c2{{(_[0-9]+)?}}, %c1{{(_[0-9]+)?}}) threads in (%c256
 
 // A routed layer: the router's logits kernel writes an [M, E] f32 workspace
 // buffer over a grid of (expert chunks, token tiles of 8) — its many-token

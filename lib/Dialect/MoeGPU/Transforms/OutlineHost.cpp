@@ -643,13 +643,13 @@ LogicalResult HostBuilder::lowerCombineFinalize(moe::ExpertMatmulOp op,
       kernelOf(op, "moe.gpu_finalize_kernel");
   if (failed(finalize))
     return failure();
-  FailureOr<int64_t> threads = launchFact(*finalize, "threads");
-  if (failed(threads))
+  FailureOr<int64_t> columns = launchFact(*finalize, "columns_per_block");
+  if (failed(columns))
     return failure();
   int64_t width = op.getOutputWidth();
   return launch(*finalize, {sums.memref, output.memref},
                 {materialize(sums.sizes[0]),
-                 constant((width + *threads - 1) / *threads), constant(1)});
+                 constant((width + *columns - 1) / *columns), constant(1)});
 }
 
 LogicalResult HostBuilder::lowerQuantize(moe::QuantizeOp op) {
@@ -779,8 +779,9 @@ LogicalResult HostBuilder::lowerEpCombine(moe::EpCombineOp op) {
   FailureOr<gpu::GPUFuncOp> finalize = kernelOf(op, "moe.gpu_finalize_kernel");
   if (failed(returnKernel) || failed(finalize))
     return failure();
-  FailureOr<int64_t> threads = launchFact(*finalize, "threads");
-  if (failed(threads))
+  FailureOr<int64_t> columnsPerBlock =
+      launchFact(*finalize, "columns_per_block");
+  if (failed(columnsPerBlock))
     return failure();
   int64_t ranks = op.getRanks();
   Buffer results = buffers.lookup(op.getRows());
@@ -813,7 +814,8 @@ LogicalResult HostBuilder::lowerEpCombine(moe::EpCombineOp op) {
   int64_t columns = resultType.getDimSize(1);
   return launch(*finalize, {sums.memref, output.memref},
                 {materialize(tokens),
-                 constant((columns + *threads - 1) / *threads), constant(1)});
+                 constant((columns + *columnsPerBlock - 1) / *columnsPerBlock),
+                 constant(1)});
 }
 
 LogicalResult HostBuilder::lowerExtractSlice(tensor::ExtractSliceOp op) {
