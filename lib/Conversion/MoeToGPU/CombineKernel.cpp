@@ -10,8 +10,8 @@
 #include "MoeGpuKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
@@ -27,8 +27,8 @@ constexpr int64_t kFinalizeVectorColumns = 8;
 
 /// The global address of `memref`'s element (`row`, `column`) of a
 /// row-major [?, width] buffer, as an LLVM global pointer.
-Value globalElementPointer(OpBuilder &b, Location loc, Value memref,
-                           Value row, Value column, int64_t width) {
+Value globalElementPointer(OpBuilder &b, Location loc, Value memref, Value row,
+                           Value column, int64_t width) {
   auto type = cast<MemRefType>(memref.getType());
   int64_t elementBytes = type.getElementTypeBitWidth() / 8;
   auto metadata = memref::ExtractStridedMetadataOp::create(b, loc, memref);
@@ -42,8 +42,8 @@ Value globalElementPointer(OpBuilder &b, Location loc, Value memref,
   Value bytes = arith::MulIOp::create(
       b, loc, element, arith::ConstantIndexOp::create(b, loc, elementBytes));
   Value address = arith::AddIOp::create(
-      b, loc,
-      memref::ExtractAlignedPointerAsIndexOp::create(b, loc, memref), bytes);
+      b, loc, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, memref),
+      bytes);
   constexpr unsigned kGlobalAddressSpace = 1;
   return LLVM::IntToPtrOp::create(
       b, loc, LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
@@ -64,9 +64,8 @@ mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   // Whole vectors where every row holds them: the sums and the output are
   // 16-byte aligned (the workspace's offsets, the C header's contract), so
   // W % 8 == 0 keeps every row's vectors aligned.
-  int64_t columns = width % kFinalizeVectorColumns == 0
-                        ? kFinalizeVectorColumns
-                        : 1;
+  int64_t columns =
+      width % kFinalizeVectorColumns == 0 ? kFinalizeVectorColumns : 1;
   // Grid (M, ceil(width / columns_per_block)).
   auto func = createKernelFunc(
       b, loc, name, arguments,
@@ -85,8 +84,8 @@ mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   Value column = arith::MulIOp::create(
       b, loc,
       arith::AddIOp::create(
-          b, loc, arith::MulIOp::create(b, loc, columnBlock,
-                                        index(kFinalizeThreads)),
+          b, loc,
+          arith::MulIOp::create(b, loc, columnBlock, index(kFinalizeThreads)),
           tid),
       index(columns));
   Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
@@ -97,16 +96,15 @@ mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   auto outType = VectorType::get({columns}, elementType);
   constexpr unsigned kVectorAlignment = 16;
   Value sum = LLVM::LoadOp::create(
-      b, loc, sumType,
-      globalElementPointer(b, loc, sums, row, column, width),
+      b, loc, sumType, globalElementPointer(b, loc, sums, row, column, width),
       /*alignment=*/columns == 1 ? 4 : kVectorAlignment);
   if (scale != 1.0)
     sum = arith::MulFOp::create(
         b, loc, sum,
         arith::ConstantOp::create(
             b, loc,
-            DenseElementsAttr::get(sumType, b.getF32FloatAttr(
-                                                static_cast<float>(scale)))));
+            DenseElementsAttr::get(
+                sumType, b.getF32FloatAttr(static_cast<float>(scale)))));
   Value narrow = sum;
   if (elementType != b.getF32Type())
     narrow = arith::TruncFOp::create(b, loc, outType, sum);

@@ -966,6 +966,20 @@ func.func @expert_parallel(%x: tensor<?x256xbf16>, %ids: tensor<?x2xi32>, %y: te
 
 // -----
 
+// A width that is not a multiple of 8 (100) keeps one column per thread:
+// 4-byte loads, 2-byte stores, 256 columns per block.
+// CHECK-LABEL: gpu.func @ep_finalize(%{{.*}}: memref<?x100xf32>, %{{.*}}: memref<?x100xbf16>) kernel attributes {moe.launch = {columns_per_block = 256 : i64, threads = 256 : i64}}
+// CHECK: %[[SUM:.*]] = llvm.load %{{.*}} {alignment = 4 : i64} : !llvm.ptr<1> -> vector<1xf32>
+// CHECK: %[[SCALED:.*]] = arith.mulf %[[SUM]], %cst : vector<1xf32>
+// CHECK: %[[NARROW:.*]] = arith.truncf %[[SCALED]] : vector<1xf32> to vector<1xbf16>
+// CHECK: llvm.store %[[NARROW]], %{{.*}} {alignment = 2 : i64} : vector<1xbf16>, !llvm.ptr<1>
+func.func @narrow_combine(%y: tensor<?x100xf32>, %origin: tensor<?xi32>, %w: tensor<?x2xf32>) -> tensor<?x100xbf16> {
+  %out = moe.ep_combine allgather %y, %origin, %w {ranks = 2 : i64, routed_scaling_factor = 2.5 : f32} : tensor<?x100xf32>, tensor<?xi32>, tensor<?x2xf32> -> tensor<?x100xbf16>
+  return %out : tensor<?x100xbf16>
+}
+
+// -----
+
 // The all-to-all realization has no GPU kernels yet.
 // CHECK-LABEL: func.func @all_to_all
 // CHECK-NOT: moe.gpu_kernel

@@ -41,7 +41,7 @@ constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
 /// Capped widths: see the pass description.
 constexpr int64_t kNarrowBlockN = 128;
 /// K elements of bf16 in two 128-byte spans.
-constexpr int64_t kTwoSpansOfBf16 = kStageRowBytes;
+constexpr int64_t kTwoSpansOfBf16 = 2 * (kStageRowBytes / 2);
 /// The share of a wave a grid of shared-expert tiles must fill to take the
 /// widest tiles (DeepSeek-V3's shared GEMM1 at M = 1024: 128 tiles of 256
 /// weight rows on 132 SMs, 113.4 -> 103.8 µs against 256 of 128; its GEMM2
@@ -388,7 +388,8 @@ int64_t columnTiles(ExpertMatmulOp op, int64_t blockN) {
 /// without split-K, more of them than SMs, whose tail wave the persistent
 /// grid avoids (DeepSeek-V3's shared GEMM2 at M = 1024, 224 tiles: 74.3 ->
 /// 71.9 µs on an H200; its GEMM1 at 128 x 128, 256 tiles: 113 -> 165 µs,
-/// which the width leaves out).
+/// which the width leaves out). `persistent-max-rows` = 0 turns it off with
+/// the routed policy.
 bool isPersistentSharedGrid(ExpertMatmulOp op, const MatmulFacts &facts,
                             const std::optional<ExpertRows> &rows,
                             int64_t blockM, int64_t blockN, int64_t splitK,
@@ -396,6 +397,7 @@ bool isPersistentSharedGrid(ExpertMatmulOp op, const MatmulFacts &facts,
   return rows && rows->everyToken && facts.format == QuantFormat::None &&
          facts.spans == 1 && blockM == kLargeBlockM && blockN == kMaxBlockN &&
          splitK == 1 && options.clusterM == 1 &&
+         options.persistentMaxRows > 0 &&
          double(rows->experts) * expectedRowBlocks(*rows, blockM) *
                  double(columnTiles(op, blockN)) >
              double(options.numSMs);
@@ -426,10 +428,10 @@ bool isPersistentByPolicy(const MatmulFacts &facts,
 
 /// The tile width of a schedule of shared experts alone, whose experts
 /// hold every token and at decode one row block each (DeepSeek-V3 M = 64:
-/// 16 tiles of 256 weight rows would stream its 58 MB on 16 SMs). Blocks of 128
-/// rows take the widest tiles where those still fill most of a wave;
-/// otherwise the width starts from 128 and halves, down to 64, while the
-/// grid has fewer tiles than half the SMs.
+/// 16 tiles of 256 weight rows would stream its 58 MB on 16 SMs). The
+/// widest tiles where those still fill most of a wave; otherwise the width
+/// starts from at least 128 and halves, down to 64, while the grid has
+/// fewer tiles than half the SMs.
 int64_t chooseSharedBlockN(ExpertMatmulOp op, const ExpertRows &rows,
                            int64_t blockM, int64_t blockN,
                            const ConfigureOptions &options) {
@@ -445,6 +447,13 @@ int64_t chooseSharedBlockN(ExpertMatmulOp op, const ExpertRows &rows,
   return blockN;
 }
 
+/// Whether no option asks for kernels other than the shared-expert
+/// policy's 64-row multistage ones (two spans of K, one block per tile).
+bool leavesSharedKernelsToPolicy(const ConfigureOptions &options) {
+  return options.blockK == 0 && options.clusterM == 1 &&
+         !options.warpSpecialize && !options.persistent && !options.pingpong;
+}
+
 /// Whether `schedule` holds shared experts alone (every expert every
 /// token) whose GEMM1 grid of 64-row blocks and 128-weight-row tiles fits
 /// one wave, where no option asks for other kernels. Such a schedule takes
@@ -457,9 +466,7 @@ int64_t chooseSharedBlockN(ExpertMatmulOp op, const ExpertRows &rows,
 bool isShortSharedSchedule(ArrayRef<ExpertMatmulOp> schedule,
                            const std::optional<ExpertRows> &rows,
                            const ConfigureOptions &options) {
-  if (!rows || !rows->everyToken || options.blockK != 0 ||
-      options.clusterM != 1 || options.warpSpecialize || options.persistent ||
-      options.pingpong)
+  if (!rows || !rows->everyToken || !leavesSharedKernelsToPolicy(options))
     return false;
   double rowBlocks =
       double(rows->experts) * expectedRowBlocks(*rows, kSmallBlockM);
@@ -477,17 +484,18 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
     return chooseSwappedConfig(op, blockM, options);
   MatmulFacts facts = MatmulFacts::of(op, options.blockK);
   int64_t blockN = chooseBlockN(facts, options.blockN);
-  // A schedule of shared experts alone starts from 128 columns: moe-tile's
-  // decode tiles (64) measured 1.5% slower on Qwen1.5-MoE M = 256's block
-  // (4 experts x 2 row blocks x 22 tiles of 128 columns).
+  // A schedule of shared experts alone takes its own widths
+  // (chooseSharedBlockN): moe-tile's decode tiles (64) measured 1.5% slower
+  // on Qwen1.5-MoE M = 256's block (4 experts x 2 row blocks x 22 tiles of
+  // 128 columns).
   bool sharedAlone =
       rows && rows->everyToken && facts.format == QuantFormat::None;
   if (sharedAlone && options.blockN == 0)
     blockN = chooseSharedBlockN(op, *rows, blockM, blockN, options);
   // Its 64-row blocks (isShortSharedSchedule) read two spans of K per
   // stage where the ring keeps enough stages.
-  if (sharedAlone && blockM == kSmallBlockM && options.blockK == 0 &&
-      options.clusterM == 1) {
+  if (sharedAlone && blockM == kSmallBlockM &&
+      leavesSharedKernelsToPolicy(options)) {
     MatmulFacts twoSpans = MatmulFacts::of(op, kTwoSpansOfBf16);
     if (twoSpans.spans == 2 &&
         chooseStages(twoSpans, blockM, blockN, chooseSplitK(twoSpans),

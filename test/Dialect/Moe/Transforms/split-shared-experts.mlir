@@ -4,6 +4,13 @@
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts=num-tokens=1 | FileCheck %s --check-prefix=FUSED
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts=num-tokens=4096 | FileCheck %s --check-prefix=TALL
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts="num-tokens=4096 minor-share=0.1" | FileCheck %s --check-prefix=TALL-FUSED
+// Qwen1.5-MoE's four shared experts hold half the rows (top-4 + 4): with
+// tall routed blocks (M = 4096) its block stays fused; at M = 256 it splits.
+// RUN: moe-opt %moe_src_root/examples/qwen1_5_moe_a2_7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-split-shared-experts=num-tokens=4096 | FileCheck %s --check-prefix=QWEN-TALL
+// RUN: moe-opt %moe_src_root/examples/qwen1_5_moe_a2_7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-split-shared-experts=num-tokens=256 | FileCheck %s --check-prefix=QWEN-SHORT
+// QWEN-TALL: moe.add_shared_experts
+// QWEN-TALL-NOT: moe.shared_expert_routing
+// QWEN-SHORT: moe.shared_expert_routing {{.*}}gate(
 // RUN: moe-opt %s -split-input-file -moe-split-shared-experts="num-tokens=256 min-row-blocks=32" | FileCheck %s --check-prefix=FUSED
 // RUN: not moe-opt %s -split-input-file -moe-split-shared-experts=policy=sometimes 2>&1 | FileCheck %s --check-prefix=BAD-POLICY
 // RUN: not moe-opt %s -split-input-file -moe-split-shared-experts=minor-share=1.5 2>&1 | FileCheck %s --check-prefix=BAD-SHARE

@@ -22,9 +22,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       M·k/E plus two binomial standard deviations, M as for `swap-ab`
       below) exceed 64 but fit 128: one block per expert instead of a
       second, mostly padded one that streams the expert's weights again.
-      A schedule of shared experts alone whose experts hold at most 64
-      rows (M ≤ 64) takes one block of 64 rows per expert, with two spans
-      of K per stage (`block_k` 128 for bf16) where no option asks for
+      A schedule of shared experts alone takes 64-row blocks where its
+      GEMM1's grid of 64-row blocks and 128-weight-row tiles fits in
+      `num-sms` (DeepSeek-V3's shared expert up to M = 256, Qwen1.5-MoE's
+      four up to M = 64), with two spans of K per stage (`block_k` 128 for
+      bf16) where the ring keeps 4 stages, unless an option asks for
       another kernel. An aligned schedule keeps its `block_m`.
     - `mma`: `wgmma_e4m3` for fp8, `wgmma_s8` for int8, `wgmma_bf16`
       otherwise (weight-only formats are dequantized to bf16).
@@ -39,12 +41,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       exactly 128 with block scales (gate and up halves in separate
       64-column chunks, each in one 128-row block of weight scales). In a
       schedule of shared experts alone (`moe.shared_expert_routing`, whose
-      experts hold every token) it is 256 where 128-row blocks of 256-row
-      tiles fill 0.9 of a wave; otherwise it starts from at least 128 and
-      halves, down to 64, while the grid would have fewer tiles than half
-      the SMs (a gated matmul's tile holds `block_n / 2` output columns;
-      DeepSeek-V3's shared expert at M = 64: one row block of 16 tiles
-      becomes 64).
+      experts hold every token) it is 256 where tiles of 256 weight rows
+      fill 0.8 of a wave; otherwise it starts from at least 128 (the tile's
+      width, if wider) and halves, down to 64, while the grid would have
+      fewer tiles than half the SMs (a gated matmul's tile holds `block_n /
+      2` output columns; DeepSeek-V3's shared expert at M = 64: one row
+      block of 16 tiles becomes 64).
     - `split_k`: for the combine, the tile's `split_k`, or, where the tile
       asked for swapped operands (few rows per expert), a split of up to 8,
       so that the weight stream spreads over the SMs; a divisor of the K
@@ -91,7 +93,7 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       more rows gained less or lost). A combine that the wave split (below)
       splits stays multistage. In a schedule of shared experts alone, such
       matmuls get `persistent` where their tiles outnumber the SMs (no
-      tail wave).
+      tail wave), unless `persistent-max-rows` is 0.
 
     With `swap-ab` (the default), a schedule whose matmuls are all bf16 with tiles that
     asked for swapped operands (`swap_ab = true`, the cost model's choice at
