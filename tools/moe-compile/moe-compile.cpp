@@ -117,11 +117,11 @@ llvm::cl::opt<int64_t> clusterM(
     llvm::cl::init(1), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> swapAB(
     "swap-ab",
-    llvm::cl::desc("Give the bf16 GEMMs whose experts hold few rows (decode: "
-                   "at most 16 or 32, mean + 2 sd) slot blocks of that "
-                   "height, multiplied with the weights as the wgmma's A "
-                   "operand (on by default, --swap-ab=false turns it off; see "
-                   "docs/gpu-decode-kernel.md)"),
+    llvm::cl::desc("Give the bf16 and weight-only GEMMs whose experts hold "
+                   "few rows (decode: at most 16 or 32, mean + 2 sd) slot "
+                   "blocks of that height, multiplied with the weights as "
+                   "the wgmma's A operand (on by default, --swap-ab=false "
+                   "turns it off; see docs/gpu-decode-kernel.md)"),
     llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> swappedWarpgroups(
     "swapped-warpgroups",

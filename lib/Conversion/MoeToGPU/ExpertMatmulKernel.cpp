@@ -832,6 +832,15 @@ void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
         arith::XOrIOp::create(b, loc, column,
                               arith::RemUIOp::create(b, loc, row, index(8))),
         index(kValuesPerChunk / 2));
+    if (config.format == QuantFormat::Int4Weight) {
+      for (auto [j, packed] :
+           llvm::enumerate(moe.decodeInt4Pairs(words[0], scale, zero)))
+        memref::StoreOp::create(
+            b, loc, packed, tileWords,
+            ValueRange{row,
+                       arith::AddIOp::create(b, loc, swizzledWord, index(j))});
+      continue;
+    }
     auto pairType = VectorType::get({2}, b.getF32Type());
     Value pair;
     for (int64_t v = 0; v < kValuesPerChunk; ++v) {
@@ -1988,7 +1997,7 @@ static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
 
 /// The slot block of `kernelConfig` (the aligned schedule's, as the
 /// dialect verifies) into `config`: 64 or 128 rows, or with swapped
-/// operands (bf16 only, so far) 16 or 32 over one or two warpgroups; and
+/// operands (bf16 or weight-only) 16 or 32 over one or two warpgroups; and
 /// the weight load. A remark otherwise.
 static LogicalResult applySlotBlock(ExpertMatmulOp op,
                                     moe_gpu::KernelConfigAttr kernelConfig,
@@ -1998,15 +2007,16 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
     config.swappedWarpgroups = kernelConfig.getConsumerWarpgroups();
   config.copiesWeights =
       kernelConfig.getWeightLoad() == moe_gpu::WeightLoad::CpAsync;
-  bool built = config.swapAB ? (config.blockM == 16 || config.blockM == 32) &&
-                                   config.format == QuantFormat::None &&
-                                   config.swappedWarpgroups <= 2
-                             : config.blockM == 64 || config.blockM == 128;
+  bool built = config.swapAB
+                   ? (config.blockM == 16 || config.blockM == 32) &&
+                         !config.isW8A8() && config.swappedWarpgroups <= 2
+                   : config.blockM == 64 || config.blockM == 128;
   if (!built)
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": slot blocks of 64 or 128 rows, or with swapped operands of "
-              "16 or 32 rows of bf16 over one or two warpgroups";
+              "16 or 32 rows of bf16 or weight-only weights over one or two "
+              "warpgroups";
   if (config.copiesWeights &&
       (config.format != QuantFormat::None || config.warpSpecialized))
     return op.emitRemark()

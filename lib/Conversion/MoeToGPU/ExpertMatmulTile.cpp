@@ -7,6 +7,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
@@ -131,6 +132,87 @@ Value ExpertTileEmitter::decodeWeight(Value code, Value zeroBias) {
   return arith::MulFOp::create(b, loc,
                                arith::BitcastOp::create(b, loc, f32, bits),
                                f32Constant(std::ldexp(1.0, 126)));
+}
+
+SmallVector<Value, 4>
+ExpertTileEmitter::decodeInt4Pairs(Value word, Value scale, Value zeroBias) {
+  // Byte j (codes 2j and 2j + 1) is moved to bits 15..22, inside an f32's
+  // mantissa. Then one logical op per code makes an f32 of it: with the
+  // exponent of 256 (0x43800000) mantissa bit 15 counts one, so the low
+  // code becomes 256 + u and the high one 256 + 16u (u: the unsigned
+  // nibble; two's complement codes have their sign bit flipped in the same
+  // op, u = c + 8). One fma per code then subtracts the offset and zero
+  // point and scales: its constant, (256 + z)s or (16 + z)s, is rounded
+  // once, 2^-24 of a value below 272s, far under the bf16 rounding that
+  // follows. About 3 operations per code instead of 6
+  // (docs/gpu-benchmark-quantized.md).
+  Type i32 = b.getI32Type(), f32 = b.getF32Type();
+  auto i32Constant = [&](int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
+        .getResult();
+  };
+  auto f32Constant = [&](double value) {
+    return arith::ConstantOp::create(
+               b, loc, b.getF32FloatAttr(static_cast<float>(value)))
+        .getResult();
+  };
+  constexpr int64_t kExponentOf256 = 0x43800000;
+  constexpr int64_t kLowCode = 0x00078000, kHighCode = 0x00780000;
+  constexpr int64_t kLowSign = 0x00040000, kHighSign = 0x00400000;
+  bool twosComplement = !zeroBias;
+  Value lowFlip = i32Constant(kExponentOf256 | (twosComplement ? kLowSign : 0));
+  Value highFlip =
+      i32Constant(kExponentOf256 | (twosComplement ? kHighSign : 0));
+  // What the codes hold beyond their values, times s: 256 + z and 16 + z
+  // (the high code is scaled by s/16), or with flipped sign bits 264 and
+  // 24.
+  Value lowOffset, highOffset;
+  if (zeroBias) {
+    Value zero = arith::SubFOp::create(b, loc, zeroBias,
+                                       f32Constant(8388608.0)); // 2^23
+    lowOffset = arith::MulFOp::create(
+        b, loc, arith::AddFOp::create(b, loc, zero, f32Constant(256.0)), scale);
+    highOffset = arith::MulFOp::create(
+        b, loc, arith::AddFOp::create(b, loc, zero, f32Constant(16.0)), scale);
+  } else {
+    lowOffset = arith::MulFOp::create(b, loc, f32Constant(264.0), scale);
+    highOffset = arith::MulFOp::create(b, loc, f32Constant(24.0), scale);
+  }
+  lowOffset = arith::NegFOp::create(b, loc, lowOffset);
+  highOffset = arith::NegFOp::create(b, loc, highOffset);
+  Value highScale = arith::MulFOp::create(b, loc, scale, f32Constant(0.0625));
+  auto pairType = VectorType::get({2}, f32);
+  SmallVector<Value, 4> pairs;
+  for (int64_t j = 0; j < 4; ++j) {
+    int64_t shift = 15 - 8 * j;
+    Value placed =
+        shift > 0 ? arith::ShLIOp::create(b, loc, word, i32Constant(shift))
+                        .getResult()
+                  : arith::ShRUIOp::create(b, loc, word, i32Constant(-shift))
+                        .getResult();
+    auto decode = [&](int64_t mask, Value flip, Value codeScale,
+                      Value offset) -> Value {
+      Value bits = arith::XOrIOp::create(
+          b, loc, arith::AndIOp::create(b, loc, placed, i32Constant(mask)),
+          flip);
+      return math::FmaOp::create(b, loc,
+                                 arith::BitcastOp::create(b, loc, f32, bits),
+                                 codeScale, offset);
+    };
+    Value pair = LLVM::PoisonOp::create(b, loc, pairType);
+    pair = LLVM::InsertElementOp::create(
+        b, loc, pair, decode(kLowCode, lowFlip, scale, lowOffset),
+        i32Constant(0));
+    pair = LLVM::InsertElementOp::create(
+        b, loc, pair, decode(kHighCode, highFlip, highScale, highOffset),
+        i32Constant(1));
+    // Both rounded to bf16 by one cvt.rn.bf16x2.f32, low first.
+    pairs.push_back(LLVM::BitcastOp::create(
+        b, loc, i32,
+        arith::TruncFOp::create(b, loc, VectorType::get({2}, b.getBF16Type()),
+                                pair)));
+  }
+  return pairs;
 }
 
 SmallVector<Value>

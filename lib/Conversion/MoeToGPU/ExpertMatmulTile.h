@@ -81,6 +81,12 @@ public:
   /// The f32 value of one stored weight-only `code` (its bits in an i32)
   /// before its scale; `zeroBias` is 2^23 + the group's zero point, or null.
   Value decodeWeight(Value code, Value zeroBias);
+  /// The 8 int4 codes of `word` (code v at bits 4v..4v+3) scaled by `scale`
+  /// less the zero point (`zeroBias` as for decodeWeight, or null for
+  /// two's complement codes), as 4 i32s of two bf16 each (codes 2j and
+  /// 2j + 1, low first), each rounded once from f32.
+  SmallVector<Value, 4> decodeInt4Pairs(Value word, Value scale,
+                                        Value zeroBias);
   /// Weight-only: the scale (and zero) of each chunk (tile row `rows[i]`,
   /// 8-value chunk `columns[i]`) of the weight tile at K step `step`.
   SmallVector<Value> weightOnlyScales(Value step, ArrayRef<Value> rows,

@@ -774,30 +774,48 @@ func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x
 
 // Weight-only int4 with zero points: no TMA descriptor (no grid constant);
 // the packed codes [E·N, K/2] come by cp.async with the A rows, each
-// thread's group scales and zeros are loaded at the top of the step, and
-// the codes are unpacked from 32-bit words (nibble 2j low) and made floats
-// without a conversion instruction (bits 0x4B000000 | c are 2^23 + c, less
-// 2^23 + zero, the zero loaded as such), scaled, rounded in pairs by one
-// vector truncf (cvt.rn.bf16x2.f32) and stored into the swizzled B tile,
-// which a proxy fence and a barrier hand to the bf16 wgmma.
+// thread's group scales and zeros are loaded at the top of the step (the
+// zero as the f32 2^23 + z, bits 0x4B000000 | z). The codes are decoded
+// from 32-bit words by pairs: byte j shifted to bits 15..22 (byte 0 by 15),
+// each code masked (0x78000 low, 0x780000 high) and given the exponent of
+// 256 (0x43800000) by one xor, so the f32 is 256 + u or 256 + 16u, then one
+// fma per code by the scale (s/16 for the high one) less (256 + z)s or
+// (16 + z)s; no conversion instruction. Pairs are rounded by one vector
+// truncf (cvt.rn.bf16x2.f32) and stored into the swizzled B tile, which a
+// proxy fence and a barrier hand to the bf16 wgmma.
 // CHECK-LABEL: func.func @int4_zero_point_gemm1
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %[[CODES:.*]]: memref<1024x128xi8>, %[[SCALES:.*]]: memref<8x128x8xf32>, %[[ZEROS:.*]]: memref<8x128x8xi8>, %{{.*}}: memref<?x64xbf16>) kernel attributes {moe.launch
 // CHECK-NOT: moe.grid_constant_args
 // CHECK: nvgpu.device_async_copy %[[CODES]][%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 16, %{{.*}} : memref<1024x128xi8> to memref<128x32xi8, #gpu.address_space<workgroup>>
 // CHECK: scf.for
-// CHECK: memref.load %[[SCALES]]
+// CHECK: %[[SCALE:.*]] = memref.load %[[SCALES]]
 // CHECK: %[[ZERO:.*]] = memref.load %[[ZEROS]]
 // CHECK: %[[ZERO32:.*]] = arith.extui %[[ZERO]] : i8 to i32
 // CHECK: %[[ZEROBITS:.*]] = arith.ori %[[ZERO32]], %c1258291200_i32
 // CHECK: %[[ZEROBIAS:.*]] = arith.bitcast %[[ZEROBITS]] : i32 to f32
 // CHECK: nvvm.cp.async.wait.group
-// CHECK: memref.load %{{.*}} : memref<128x8xi32, #gpu.address_space<workgroup>>
+// CHECK: %[[CODEWORD:.*]] = memref.load %{{.*}} : memref<128x8xi32, #gpu.address_space<workgroup>>
 // CHECK-NOT: arith.uitofp
-// CHECK: %[[CODEBITS:.*]] = arith.ori %{{.*}}, %c1258291200_i32
-// CHECK: %[[CODE:.*]] = arith.bitcast %[[CODEBITS]] : i32 to f32
-// CHECK: arith.subf %[[CODE]], %[[ZEROBIAS]]
+// CHECK: %[[ZEROF:.*]] = arith.subf %[[ZEROBIAS]], %cst
+// CHECK: %[[LOWZERO:.*]] = arith.addf %[[ZEROF]], %cst
+// CHECK: %[[LOWOFFSET:.*]] = arith.mulf %[[LOWZERO]], %[[SCALE]]
+// CHECK: %[[NEGLOW:.*]] = arith.negf %[[LOWOFFSET]]
+// CHECK: %[[NEGHIGH:.*]] = arith.negf
+// CHECK: %[[HIGHSCALE:.*]] = arith.mulf %[[SCALE]], %cst
+// CHECK: %[[PLACED:.*]] = arith.shli %[[CODEWORD]], %c15_i32
+// CHECK: %[[LOWCODE:.*]] = arith.andi %[[PLACED]], %c491520_i32
+// CHECK: %[[LOWBITS:.*]] = arith.xori %[[LOWCODE]], %c1132462080_i32
+// CHECK: %[[LOWF:.*]] = arith.bitcast %[[LOWBITS]] : i32 to f32
+// CHECK: math.fma %[[LOWF]], %[[SCALE]], %[[NEGLOW]] : f32
+// CHECK: %[[HIGHCODE:.*]] = arith.andi %[[PLACED]], %c7864320_i32
+// CHECK: %[[HIGHBITS:.*]] = arith.xori %[[HIGHCODE]], %c1132462080_i32
+// CHECK: %[[HIGHF:.*]] = arith.bitcast %[[HIGHBITS]] : i32 to f32
+// CHECK: math.fma %[[HIGHF]], %[[HIGHSCALE]], %[[NEGHIGH]] : f32
 // CHECK: %[[PAIR:.*]] = arith.truncf %{{.*}} : vector<2xf32> to vector<2xbf16>
 // CHECK: %[[WORD:.*]] = llvm.bitcast %[[PAIR]] : vector<2xbf16> to i32
+// CHECK: arith.shli %[[CODEWORD]], %c7_i32
+// CHECK: arith.shrui %[[CODEWORD]], %c1_i32
+// CHECK: arith.shrui %[[CODEWORD]], %c9_i32
 // CHECK: memref.store %[[WORD]], %{{.*}} : memref<128x32xi32, #gpu.address_space<workgroup>>
 // CHECK: nvvm.fence.proxy
 // CHECK: gpu.barrier
@@ -806,6 +824,9 @@ func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x
 // PTX-NOT: cp.async.bulk.tensor
 // PTX: cp.async.ca.shared.global
 // PTX-NOT: cvt.rn.f32.u32
+// PTX: and.b32 {{.*}}, 491520;
+// PTX-NEXT: {{x?or}}.b32 {{.*}}, 1132462080;
+// PTX-NEXT: fma.rn.f32
 // PTX: cvt.rn.bf16x2.f32
 // PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 func.func @int4_zero_point_gemm1(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x128x128xui8>, %ws: tensor<8x128x8xf32>, %wz: tensor<8x128x8xui8>) -> tensor<?x64xbf16> {
@@ -815,6 +836,37 @@ func.func @int4_zero_point_gemm1(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>,
        quantization = #moe.quant<int4_weight, group = 32, zero_point = true>}
       : tensor<?x256xbf16>, tensor<8x128x128xui8> -> tensor<?x64xbf16>
   return %h : tensor<?x64xbf16>
+}
+
+// -----
+
+// Weight-only at decode: an aligned schedule of 16-row slot blocks takes
+// swapped operands (the dequantized weight tile, K-major and swizzled as
+// before, is the wgmma's A operand: m64, and the slot rows its N = 16) with
+// one warpgroup. Two's complement int4 codes have their sign bit flipped by
+// the same xor that sets the exponent: 0x43840000 low, 0x43C00000 high.
+// CHECK-LABEL: func.func @int4_swapped_decode
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, {{.*}}swap_ab = true>
+// CHECK: gpu.func @expert_matmul({{.*}}) kernel attributes {moe.launch = {{{.*}}threads = 128
+// CHECK: arith.andi %{{.*}}, %c491520_i32
+// CHECK: arith.xori %{{.*}}, %c1132724224_i32
+// CHECK: math.fma
+// CHECK: arith.andi %{{.*}}, %c7864320_i32
+// CHECK: arith.xori %{{.*}}, %c1136656384_i32
+// CHECK: math.fma
+// CHECK: nvvm.fence.proxy
+// CHECK: gpu.barrier
+// CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 16, k = 16>, D[<f32>, <one>], A[<bf16>
+// PTX: .entry expert_matmul(
+// PTX: cvt.rn.bf16x2.f32
+// PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
+func.func @int4_swapped_decode(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x2xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x256x2xf32>)
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<int4_weight, group = 128>}
+      : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
 }
 
 // -----

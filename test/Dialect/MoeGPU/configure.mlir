@@ -112,6 +112,17 @@
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="swap-ab num-tokens=4096" | FileCheck %s --check-prefix=QWEN-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab num-tokens=4" | FileCheck %s --check-prefix=SWAP
+// Weight-only schedules take swapped 16-row blocks at decode, with one
+// warpgroup; 32-row ones only where their gated weight rows are short
+// streams (Mixtral's K = 4096 is not: 64 unswapped rows at M = 64).
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=INT4-DECODE
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=64 -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=INT4-64
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=WEIGHT-ONLY-64
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab=false num-tokens=4" | FileCheck %s --check-prefix=WEIGHT-ONLY-UNSWAPPED
+// INT4-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
+// INT4-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
+// INT4-64: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1>
+// INT4-64: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 8, group_m = 1>
 // Without num-tokens the rows per expert follow its default of 256 tokens:
 // 64 per expert here, 80 at mean + 2 sd, so no swap, and the tiles that
 // asked for 64-row blocks get 128 rows: one block per expert, not a second
@@ -359,4 +370,33 @@ func.func @persistent_split(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %off
       {k = 2 : i64, tile = #moe.tile<block_m = 128, block_n = 256, block_k = 64, stages = 3, split_k = 2, swap_ab = false, group_m = 8>}
       : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
   return %o : tensor<?x512xbf16>
+}
+
+// -----
+
+// Weight-only schedules whose tiles asked for swapped operands. At 64
+// tokens (16 rows per expert on average, 24 at mean + 2 sd) the short
+// weight rows (1 KB of bf16 K) take 32 swapped rows over one warpgroup
+// (and the policy's 64 weight rows per block for a short gated stream), the
+// long ones (8 KB) 64 unswapped rows; at 4 tokens with swap-ab=false both
+// stay unswapped.
+// WEIGHT-ONLY-64-LABEL: func.func @weight_only_short
+// WEIGHT-ONLY-64: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, {{.*}}tile = #moe.tile<block_m = 32,
+// WEIGHT-ONLY-64-LABEL: func.func @weight_only_long
+// WEIGHT-ONLY-64: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1>, {{.*}}tile = #moe.tile<block_m = 64,
+// WEIGHT-ONLY-UNSWAPPED-LABEL: func.func @weight_only_short
+// WEIGHT-ONLY-UNSWAPPED: moe.expert_matmul {{.*}}kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, {{.*}}consumer_warpgroups = 1, group_m = 1>, {{.*}}tile = #moe.tile<block_m = 64,
+func.func @weight_only_short(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x256xui8>, %s13: tensor<8x256x4xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      weight_scales(%s13 : tensor<8x256x4xf32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, quantization = #moe.quant<int4_weight, group = 128>, tile = #moe.tile<block_m = 8, block_n = 128, block_k = 64, stages = 2, split_k = 1, swap_ab = true, group_m = 1>}
+      : tensor<?x512xbf16>, tensor<8x256x256xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+func.func @weight_only_long(%x: tensor<?x4096xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x2048xui8>, %s13: tensor<8x256x32xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      weight_scales(%s13 : tensor<8x256x32xf32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, quantization = #moe.quant<int4_weight, group = 128>, tile = #moe.tile<block_m = 8, block_n = 128, block_k = 64, stages = 2, split_k = 1, swap_ab = true, group_m = 1>}
+      : tensor<?x4096xbf16>, tensor<8x256x2048xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
 }

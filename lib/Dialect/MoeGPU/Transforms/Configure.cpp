@@ -246,11 +246,20 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   if (blockM * kChunksPerSpanRow * facts.spans <
       warpgroups * hopper::kWarpgroupThreads)
     warpgroups = 1;
+  // Weight-only: one warpgroup dequantizes and multiplies. Two over 32
+  // slot rows measured 8% slower than the unswapped kernel on Mixtral int4
+  // at M = 64 (H200, docs/gpu-benchmark-quantized.md); one over 16 rows
+  // 17-19% faster at M = 1-16.
+  if (facts.isWeightOnly() && options.swappedWarpgroups == 0)
+    warpgroups = 1;
   // cp.async from one warpgroup's 128 threads streams slower than TMA
   // (2.5-2.7 against 3.3 TB/s in the probe); from 256, faster over tiles
   // of 128 weight rows (3.8), which also leave 5 stages room (3 in flight).
-  WeightLoad weightLoad =
-      warpgroups > 1 ? options.swappedWeightLoad : WeightLoad::Tma;
+  // Weight-only codes are copied by cp.async whatever the load of bf16
+  // weights (`tma` in the attribute).
+  WeightLoad weightLoad = warpgroups > 1 && !facts.isWeightOnly()
+                              ? options.swappedWeightLoad
+                              : WeightLoad::Tma;
   int64_t splitK = chooseSplitK(facts);
   int64_t blockN = std::max(chooseBlockN(facts, options.blockN),
                             kWarpgroupRows * warpgroups);
@@ -268,12 +277,16 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       groupM, /*swap_ab=*/true, weightLoad);
 }
 
-/// What the block-height policy reads of a bf16 schedule: an expert's rows
-/// at their mean plus two binomial standard deviations (mean M·k/E; M: the
-/// gathered input's rows, or `numTokens` where they are dynamic), and
-/// whether every tile asked for swapped operands.
+/// What the block-height policy reads of a bf16 or weight-only schedule: an
+/// expert's rows at their mean plus two binomial standard deviations (mean
+/// M·k/E; M: the gathered input's rows, or `numTokens` where they are
+/// dynamic), and whether every tile asked for swapped operands.
 struct ExpertRows {
   bool swapAsked = true;
+  /// Every matmul is bf16; else weight-only, which takes swapped slot
+  /// blocks from these rows and no other policy built on them (those were
+  /// measured on bf16 only).
+  bool bf16 = true;
   int64_t assignments = 0, experts = 0;
   /// Every expert holds every token (a schedule of shared experts alone,
   /// moe.shared_expert_routing): assignments / experts rows each, exactly.
@@ -300,15 +313,16 @@ bool isScheduleOfSharedExperts(ExpertMatmulOp op) {
 }
 
 /// The expert rows of `schedule`, or nothing unless every matmul is bf16
-/// with a tile and the schedule has assignments.
+/// or weight-only with a tile and the schedule has assignments.
 std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
                                         int64_t numTokens) {
   ExpertRows result;
   int64_t assignments = 0, experts = 0;
   for (ExpertMatmulOp op : schedule) {
     MatmulFacts facts = MatmulFacts::of(op);
-    if (facts.format != QuantFormat::None || !facts.tile)
+    if (facts.isW8A8() || !facts.tile)
       return std::nullopt;
+    result.bf16 &= facts.format == QuantFormat::None;
     result.swapAsked &= facts.tile.getSwapAb();
     int64_t rows = op.getInput().getType().getDimSize(0);
     if (op.getGather())
@@ -571,15 +585,34 @@ KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
       MoeGPUDialect::getConfigAttrName());
 }
 
+/// Whether every gated matmul of `schedule` streams weight rows of at most
+/// kShortStreamRowBytes of bf16 K.
+bool hasShortGatedStreams(ArrayRef<ExpertMatmulOp> schedule) {
+  return llvm::all_of(schedule, [](ExpertMatmulOp op) {
+    return !op.getActivation() ||
+           MatmulFacts::of(op).inFeatures * 2 <= kShortStreamRowBytes;
+  });
+}
+
 /// The swapped slot-block height, or 0 where the tiles stay unswapped: every
 /// tile asked for swapped operands and an expert's likely most rows fit 16
-/// or 32.
-int64_t chooseSwappedBlockM(std::optional<ExpertRows> rows) {
+/// or 32. A weight-only schedule takes 32 rows only where its gated weight
+/// rows are short streams: measured on an H200 (docs/
+/// gpu-benchmark-quantized.md), 32 swapped rows took Qwen3's int4 and int8
+/// blocks at M = 256 (K = 2048) 7-20% below the unswapped kernel, but
+/// Mixtral int4 at M = 64 (K = 4096) 3-11% above it, with 64 or 128 weight
+/// rows per block and one or two warpgroups; 16 rows won on both.
+int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
+                            std::optional<ExpertRows> rows) {
   if (!rows || !rows->swapAsked)
     return 0;
-  for (int64_t blockM : kSwappedBlockMs)
+  for (int64_t blockM : kSwappedBlockMs) {
+    if (blockM > kSwappedBlockMs[0] && !rows->bf16 &&
+        !hasShortGatedStreams(schedule))
+      return 0;
     if (rows->likelyMost() <= double(blockM))
       return blockM;
+  }
   return 0;
 }
 
@@ -597,9 +630,11 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
     if (KernelConfigAttr config = getKernelConfig(op))
       return config.getBlockM();
   if (options.swapAB)
-    if (int64_t swapped = chooseSwappedBlockM(rows))
+    if (int64_t swapped = chooseSwappedBlockM(schedule, rows))
       return swapped;
-  if (isShortSharedSchedule(schedule, rows, options))
+  // The other heights were measured on bf16 only.
+  std::optional<ExpertRows> bf16Rows = rows && rows->bf16 ? rows : std::nullopt;
+  if (isShortSharedSchedule(schedule, bf16Rows, options))
     return kSmallBlockM;
   bool asksSmall = llvm::any_of(schedule, [](ExpertMatmulOp op) {
     TileAttr tile = op.getTileAttr();
@@ -612,8 +647,8 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   // few rows: one 128-row block per expert instead (bf16 Mixtral M = 256
   // and Qwen3 M = 1024: -9% and -7% on an H200, level on an H100; the
   // quantized kernels lost up to 9%, docs/gpu-benchmark.md).
-  if (rows && rows->likelyMost() > double(kSmallBlockM) &&
-      rows->likelyMost() <= double(kLargeBlockM))
+  if (bf16Rows && bf16Rows->likelyMost() > double(kSmallBlockM) &&
+      bf16Rows->likelyMost() <= double(kLargeBlockM))
     return kLargeBlockM;
   return kSmallBlockM;
 }
@@ -705,6 +740,9 @@ struct MoeGpuConfigurePass
     for (auto &[slots, schedule] : bySchedule) {
       std::optional<ExpertRows> rows = getExpertRows(schedule, numTokens);
       int64_t blockM = chooseBlockM(schedule, rows, options);
+      // The other policies that read the rows were measured on bf16.
+      if (rows && !rows->bf16)
+        rows = std::nullopt;
       for (ExpertMatmulOp op : schedule) {
         // moe-align pads the schedule to the tile's block_m.
         if (TileAttr tile = op.getTileAttr(); tile && !op.isAligned())

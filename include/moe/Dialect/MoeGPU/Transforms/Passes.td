@@ -95,7 +95,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       matmuls get `persistent` where their tiles outnumber the SMs (no
       tail wave), unless `persistent-max-rows` is 0.
 
-    With `swap-ab` (the default), a schedule whose matmuls are all bf16 with tiles that
+    With `swap-ab` (the default), a schedule whose matmuls are all bf16 (or
+    all weight-only, below) with tiles that
     asked for swapped operands (`swap_ab = true`, the cost model's choice at
     decode) gets `block_m` 16 or 32 where an expert's rows, at their mean
     M·k/E plus two binomial standard deviations, fit (M: the gathered
@@ -118,6 +119,16 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     `weight_load` (default `cp_async`: every thread copies its chunks of
     the weight tile). Any `block_m` under 64 (an aligned
     schedule's, or a configuration's) is configured this way.
+
+    A weight-only schedule (int4, int8 groups, mxfp4) takes the same swapped
+    16-row blocks, and 32-row ones only where every gated matmul's weight
+    rows hold at most 4 KB of bf16 K (Mixtral's 8 KB measured slower with
+    32 swapped rows than with 64 unswapped ones, Qwen3's 4 KB faster); its
+    swapped matmuls take one warpgroup unless `swapped-warpgroups` asks for
+    two, and their codes come by cp.async into a 2-stage ring whatever
+    `swapped-weight-load` says (`weight_load = tma` in the attribute). The
+    other bf16 rules above (128-row blocks, the wave split, the persistent
+    schedule) do not apply to weight-only or w8a8 matmuls.
 
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
@@ -151,7 +162,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "without split-K (1 or 2; 2 multicasts a weight tile to a pair "
            "of blocks of one expert)">,
     Option<"swapAb", "swap-ab", "bool", /*default=*/"true",
-           "Give bf16 schedules whose tiles asked for swapped operands, and "
+           "Give bf16 and weight-only schedules whose tiles asked for "
+           "swapped operands, and "
            "whose experts hold at most 16 or 32 rows (mean + 2 sd), slot "
            "blocks of that height and the swapped-operand kernel (on by "
            "default)">,
