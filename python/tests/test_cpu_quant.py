@@ -191,3 +191,33 @@ def test_mxfp4_grouped_matmul(tmp_path):
     expected = quant.grouped_matmul_dequantized(
         rows.astype(np.float64), quant.dequantize_mxfp4(codes, scale_bytes), offsets)
     assert relative_l2(result.outputs[0], expected) < TOLERANCE
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_prepack_wgmma_a_4bit(tmp_path, trial):
+    """moe.prepack, lowered and run on the CPU, moves every byte where the
+    wgmma A-fragment reference puts it (exact), on fresh random codes."""
+    e = int(rng.integers(1, 4))
+    n, k = 64 * int(rng.integers(1, 5)), 64 * int(rng.integers(1, 5))
+    codes = rng.integers(0, 256, size=(e, n, k // 2)).astype(np.uint8)
+    packed_type = f"tensor<{e}x{n // 64}x{k // 64}x2048xui8>"
+    ir = f"""
+func.func @f(%w: tensor<{e}x{n}x{k // 2}xui8>) -> {packed_type} {{
+  %0 = moe.prepack wgmma_a_4bit %w : tensor<{e}x{n}x{k // 2}xui8> -> {packed_type}
+  return %0 : {packed_type}
+}}"""
+    result = run_program(tmp_path, ir, "f", [codes], 1)
+    assert result.returncode == 0, result.stderr
+    (packed,) = result.outputs
+    assert packed.dtype == np.uint8 and packed.shape == (e, n // 64, k // 64, 2048)
+    np.testing.assert_array_equal(packed, quant.prepack_wgmma_a_4bit(codes))
+
+
+def test_prepack_reference_is_a_permutation():
+    """Every code byte lands in exactly one packed byte, and thread 0's first
+    register is row 0's first pair, thread 5 (warp 0, lane 5: r = 1, q = 1)
+    byte 7 (s = 1, a3: row + 8, column + 8) is row 9, columns 26..27."""
+    sources = quant.wgmma_a_4bit_sources(128, 64)
+    assert np.array_equal(np.sort(sources.ravel()), np.arange(128 * 64))
+    assert sources[0, 0, 0] == 0
+    assert sources[0, 0, 16 * 5 + 7] == 9 * 64 + 13

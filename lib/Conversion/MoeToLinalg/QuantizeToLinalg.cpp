@@ -1,10 +1,11 @@
-//===- QuantizeToLinalg.cpp - moe.quantize lowering -----------------------===//
+//===- QuantizeToLinalg.cpp - moe.quantize and moe.prepack lowering -------===//
 //
 // amax per group (a reduction over the whole tensor, a row, or 128 columns of
 // a row through an expand_shape), the f32 scale, then the codes: x / scale
 // rounded to nearest even and saturated. e4m3 codes are built from the bits
 // of the f32 quotient (the CPU has no f8 conversion instruction), exactly as
-// python/moe_compiler/quant.py rounds them.
+// python/moe_compiler/quant.py rounds them. moe.prepack is a transpose of a
+// reshaped view (see PrepackOpLowering).
 //
 //===----------------------------------------------------------------------===//
 
@@ -217,9 +218,52 @@ struct QuantizeOpLowering : public OpConversionPattern<QuantizeOp> {
     return success();
   }
 };
+/// moe.prepack wgmma_a_4bit as a transpose: codes [E, N, K/2] viewed as
+/// [E, nt, w, h, r, kt, s, g, q] (n = 64 nt + 16 w + 8 h + r, p = 32 kt +
+/// 8 s + 4 g + q) are permuted to [E, nt, kt, w, r, q, s, g, h] and viewed
+/// as [E, N/64, K/64, 2048]: a permutation of bytes, nothing computed.
+struct PrepackOpLowering : public OpConversionPattern<PrepackOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(PrepackOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    RankedTensorType codesType = op.getCodes().getType();
+    int64_t experts = codesType.getDimSize(0);
+    int64_t rowTiles = codesType.getDimSize(1) / 64;
+    int64_t kTiles = codesType.getDimSize(2) / 32;
+    Type byte = codesType.getElementType();
+    // [E, nt, w, h, r, kt, s, g, q]
+    SmallVector<int64_t> fragmentShape = {experts, rowTiles, 4, 2, 8,
+                                          kTiles,  4,        2, 4};
+    SmallVector<ReassociationIndices> byRowsAndPairs = {
+        {0}, {1, 2, 3, 4}, {5, 6, 7, 8}};
+    Value fragments = tensor::ExpandShapeOp::create(
+        rewriter, loc, RankedTensorType::get(fragmentShape, byte),
+        adaptor.getCodes(), byRowsAndPairs);
+    SmallVector<int64_t> permutation = {0, 1, 5, 2, 4, 8, 6, 7, 3};
+    SmallVector<int64_t> threadShape;
+    SmallVector<OpFoldResult> threadSizes;
+    for (int64_t dim : permutation) {
+      threadShape.push_back(fragmentShape[dim]);
+      threadSizes.push_back(rewriter.getIndexAttr(fragmentShape[dim]));
+    }
+    Value init = tensor::EmptyOp::create(rewriter, loc, threadSizes, byte);
+    Value byThread =
+        linalg::TransposeOp::create(rewriter, loc, fragments, init, permutation)
+            .getResult()
+            .front();
+    SmallVector<ReassociationIndices> byTile = {
+        {0}, {1}, {2}, {3, 4, 5, 6, 7, 8}};
+    rewriter.replaceOpWithNewOp<tensor::CollapseShapeOp>(
+        op, op.getPacked().getType(), byThread, byTile);
+    return success();
+  }
+};
 } // namespace
 
 void mlir::moe::lowering::populateQuantizeLoweringPatterns(
     RewritePatternSet &patterns) {
-  patterns.add<QuantizeOpLowering>(patterns.getContext());
+  patterns.add<PrepackOpLowering, QuantizeOpLowering>(patterns.getContext());
 }

@@ -68,3 +68,20 @@ func.func @int4_zero_points(%a: tensor<?x256xbf16>, %o: tensor<9xi32>, %w: tenso
   %0 = moe.grouped_matmul %a, %w, %o weight_scales(%s : tensor<8x128x2xf32>) weight_zeros(%z : tensor<8x128x2xui8>) {quantization = #moe.quant<int4_weight, group = 128, zero_point = true>} : tensor<?x256xbf16>, tensor<8x128x128xui8>, tensor<9xi32> -> tensor<?x128xf32>
   return %0 : tensor<?x128xf32>
 }
+
+// -----
+
+// moe.prepack only moves bytes: a view of the codes as [E, nt, w, h, r, kt,
+// s, g, q], transposed to [E, nt, kt, w, r, q, s, g, h], viewed as 2048-byte
+// tiles.
+// CHECK-LABEL: func.func @prepack
+// CHECK: %[[VIEW:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0], [1, 2, 3, 4], [5, 6, 7, 8]] output_shape [2, 2, 4, 2, 8, 2, 4, 2, 4] : tensor<2x128x64xui8> into tensor<2x2x4x2x8x2x4x2x4xui8>
+// CHECK: %[[INIT:.*]] = tensor.empty() : tensor<2x2x2x4x8x4x4x2x2xui8>
+// CHECK: %[[T:.*]] = linalg.transpose ins(%[[VIEW]] : {{.*}}) outs(%[[INIT]] : {{.*}}) permutation = [0, 1, 5, 2, 4, 8, 6, 7, 3]
+// CHECK: %[[TILES:.*]] = tensor.collapse_shape %[[T]] {{\[\[}}0], [1], [2], [3, 4, 5, 6, 7, 8]] : tensor<2x2x2x4x8x4x4x2x2xui8> into tensor<2x2x2x2048xui8>
+// CHECK: return %[[TILES]]
+// CHECK-NOT: arith.
+func.func @prepack(%w: tensor<2x128x64xui8>) -> tensor<2x2x2x2048xui8> {
+  %p = moe.prepack wgmma_a_4bit %w : tensor<2x128x64xui8> -> tensor<2x2x2x2048xui8>
+  return %p : tensor<2x2x2x2048xui8>
+}

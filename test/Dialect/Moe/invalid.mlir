@@ -421,6 +421,38 @@ func.func @quant_zero_point_on_mxfp4() attributes {q = #moe.quant<mxfp4, zero_po
 
 // -----
 
+func.func @prepack_signed_codes(%w: tensor<8x256x64xi8>) {
+  // expected-error @+1 {{operand #0 must be 3D tensor of 8-bit unsigned integer values}}
+  %p = moe.prepack wgmma_a_4bit %w : tensor<8x256x64xi8> -> tensor<8x4x2x2048xui8>
+  return
+}
+
+// -----
+
+func.func @prepack_rows(%w: tensor<8x96x64xui8>) {
+  // expected-error @+1 {{expects static codes [E, N, K/2] with N a multiple of 64 and K of 64 for wgmma_a_4bit, got 'tensor<8x96x64xui8>'}}
+  %p = moe.prepack wgmma_a_4bit %w : tensor<8x96x64xui8> -> tensor<8x1x2x2048xui8>
+  return
+}
+
+// -----
+
+func.func @prepack_dynamic_k(%w: tensor<8x128x?xui8>) {
+  // expected-error @+1 {{expects static codes [E, N, K/2] with N a multiple of 64 and K of 64 for wgmma_a_4bit, got 'tensor<8x128x?xui8>'}}
+  %p = moe.prepack wgmma_a_4bit %w : tensor<8x128x?xui8> -> tensor<8x2x?x2048xui8>
+  return
+}
+
+// -----
+
+func.func @prepack_result_shape(%w: tensor<8x128x64xui8>) {
+  // expected-error @+1 {{expects packed codes of shape [8, 2, 2, 2048], got 'tensor<8x2x2x1024xui8>'}}
+  %p = moe.prepack wgmma_a_4bit %w : tensor<8x128x64xui8> -> tensor<8x2x2x1024xui8>
+  return
+}
+
+// -----
+
 func.func @quantize_weight_only(%x: tensor<?x256xbf16>) {
   // expected-error @+1 {{quantizes activations for a w8a8 format, not #moe.quant<mxfp4>}}
   %c, %s = moe.quantize %x {quantization = #moe.quant<mxfp4>} : tensor<?x256xbf16> -> tensor<?x256xi8>, tensor<?xf32>

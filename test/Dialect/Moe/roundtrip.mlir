@@ -181,6 +181,16 @@ func.func @quantize(%x: tensor<?x256xbf16>) {
 
 // -----
 
+// 4-bit weight-only codes reordered into the wgmma A fragment order.
+// CHECK-LABEL: func @prepack
+// CHECK: moe.prepack wgmma_a_4bit %{{.*}} : tensor<8x256x64xui8> -> tensor<8x4x2x2048xui8>
+func.func @prepack(%w: tensor<8x256x64xui8>) -> tensor<8x4x2x2048xui8> {
+  %p = moe.prepack wgmma_a_4bit %w : tensor<8x256x64xui8> -> tensor<8x4x2x2048xui8>
+  return %p : tensor<8x4x2x2048xui8>
+}
+
+// -----
+
 // Every quantization format; defaulted parameters are elided.
 // CHECK-LABEL: func @quant_attr
 // CHECK-SAME: attributes {format = #moe.quant<none>}

@@ -594,6 +594,31 @@ LogicalResult GroupedMatmulOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// PrepackOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult PrepackOp::verify() {
+  // wgmma_a_4bit: tiles of 64 weight rows by 64 columns of K (32 bytes of
+  // code pairs per row), 16 bytes for each of a warpgroup's 128 threads.
+  constexpr int64_t kTileRows = 64, kTilePairs = 32, kTileBytes = 2048;
+  RankedTensorType codesType = getCodes().getType();
+  int64_t rows = codesType.getDimSize(1), pairs = codesType.getDimSize(2);
+  if (ShapedType::isDynamic(rows) || ShapedType::isDynamic(pairs) ||
+      rows % kTileRows != 0 || pairs % kTilePairs != 0)
+    return emitOpError() << "expects static codes [E, N, K/2] with N a "
+                            "multiple of 64 and K of 64 for "
+                         << stringifyPackedWeightLayout(getLayout()) << ", got "
+                         << codesType;
+  SmallVector<int64_t> packedShape = {codesType.getDimSize(0), rows / kTileRows,
+                                      pairs / kTilePairs, kTileBytes};
+  RankedTensorType packedType = getPacked().getType();
+  if (packedType.getShape() != ArrayRef<int64_t>(packedShape))
+    return emitOpError() << "expects packed codes of shape "
+                         << formatShape(packedShape) << ", got " << packedType;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // QuantizeOp
 //===----------------------------------------------------------------------===//
 

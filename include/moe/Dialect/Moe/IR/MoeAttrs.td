@@ -63,6 +63,14 @@ def Moe_EpRealization : I32EnumAttr<"EpRealization",
   let cppNamespace = "::mlir::moe";
 }
 
+def Moe_PackedWeightLayout : I32EnumAttr<"PackedWeightLayout",
+    "fragment order of prepacked weight-only codes", [
+  I32EnumAttrCase<"WgmmaA4Bit", 0, "wgmma_a_4bit">
+]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mlir::moe";
+}
+
 //===----------------------------------------------------------------------===//
 // Attributes
 //===----------------------------------------------------------------------===//

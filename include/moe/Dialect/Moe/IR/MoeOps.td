@@ -31,6 +31,7 @@ def Moe_I32Tensor2D : TensorRankOf<[I32], [2]>;
 def Moe_ScoringFuncProp : EnumProp<Moe_ScoringFunc>;
 def Moe_ActivationKindProp : EnumProp<Moe_ActivationKind>;
 def Moe_EpRealizationProp : EnumProp<Moe_EpRealization>;
+def Moe_PackedWeightLayoutProp : EnumProp<Moe_PackedWeightLayout>;
 
 def Moe_FloatPositive : AttrConstraint<
     CPred<"::llvm::cast<::mlir::FloatAttr>($_self).getValue().isNegative() == false && !::llvm::cast<::mlir::FloatAttr>($_self).getValue().isZero() && !::llvm::cast<::mlir::FloatAttr>($_self).getValue().isNaN()">,
@@ -373,6 +374,49 @@ def Moe_QuantizeOp : Moe_Op<"quantize", [Pure]> {
   let results = (outs Moe_MatmulTensor2D:$codes, Moe_F32Tensor:$scales);
   let assemblyFormat = [{
     $input attr-dict `:` type($input) `->` type($codes) `,` type($scales)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// PrepackOp
+//===----------------------------------------------------------------------===//
+
+def Moe_PrepackOp : Moe_Op<"prepack", [Pure]> {
+  let summary = "weight-only codes reordered into an MMA fragment order";
+  let description = [{
+    Reorders the stored codes of a 4-bit weight-only format (int4 or e2m1
+    pairs: `codes[e, n, p]` holds the codes of K columns `2p` in its low and
+    `2p + 1` in its high nibble, as `moe.grouped_matmul` takes them) so
+    that a kernel which multiplies the weights as an MMA's register operand
+    reads each thread's codes for a step with one 16-byte load. Only bytes
+    move: no code is changed, and the scales and zero points keep their
+    layout.
+
+    `wgmma_a_4bit`: the A operand of Hopper's `wgmma` (m64, k16, bf16) taken
+    from registers, one warpgroup of 128 threads. `codes` `[E, N, K/2]`
+    (N a multiple of 64, K of 64) becomes `packed` `[E, N/64, K/64, 2048]`:
+    one 2048-byte tile per 64 weight rows and 64 columns of K, in which
+    thread `t = 32w + 4r + q` (warp w, lane `4r + q`) holds bytes
+    `16t .. 16t + 15`. Its byte `4s + 2g + h` is the code pair of tile row
+    `16w + 8h + r` and tile columns `16s + 8g + 2q` and `+ 1`: for each of
+    the tile's four k16 steps s, the four 32-bit A registers of the wgmma
+    fragment (row `+ 8` for h = 1, column `+ 8` for g = 1), one bf16 pair
+    each once decoded. Equivalently: with `n = 64 nt + 16w + 8h + r` and `p
+    = 32 kt + 8s + 4g + q`, `packed[e, nt, kt, 512w + 64r + 16q + 4s + 2g +
+    h] = codes[e, n, p]`.
+
+    Example:
+    ```mlir
+    %packed = moe.prepack wgmma_a_4bit %w13
+        : tensor<8x28672x2048xui8> -> tensor<8x448x64x2048xui8>
+    ```
+  }];
+  let arguments = (ins TensorRankOf<[UI8], [3]>:$codes,
+                       Moe_PackedWeightLayoutProp:$layout);
+  let results = (outs TensorRankOf<[UI8], [4]>:$packed);
+  let assemblyFormat = [{
+    $layout $codes attr-dict `:` type($codes) `->` type($packed)
   }];
   let hasVerifier = 1;
 }
