@@ -30,6 +30,15 @@ Value ExpertTileEmitter::index(int64_t value) {
   return arith::ConstantIndexOp::create(b, loc, value);
 }
 
+Value ExpertTileEmitter::i32(int64_t value) {
+  return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value));
+}
+
+Value ExpertTileEmitter::f32(double value) {
+  return arith::ConstantOp::create(
+      b, loc, b.getF32FloatAttr(static_cast<float>(value)));
+}
+
 Value ExpertTileEmitter::i64(int64_t value) {
   return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(value));
 }
@@ -89,49 +98,40 @@ Value ExpertTileEmitter::decodeWeight(Value code, Value zeroBias) {
   // Integer codes become floats without a conversion instruction (those
   // issue at an eighth of the f32 rate): the f32 with bits 0x4B000000 | c
   // is 2^23 + c exactly, and subtracting 2^23 + zero is exact too.
-  Type f32 = b.getF32Type();
-  auto i32Constant = [&](int64_t value) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
-        .getResult();
-  };
-  auto f32Constant = [&](double value) {
-    return arith::ConstantOp::create(
-               b, loc, b.getF32FloatAttr(static_cast<float>(value)))
-        .getResult();
-  };
+  Type f32Type = b.getF32Type();
   constexpr int64_t kMagicBits = 0x4B000000;
   constexpr double kMagic = 8388608.0; // 2^23
   if (zeroBias)
     return arith::SubFOp::create(
         b, loc,
         arith::BitcastOp::create(
-            b, loc, f32,
-            arith::OrIOp::create(b, loc, code, i32Constant(kMagicBits))),
+            b, loc, f32Type,
+            arith::OrIOp::create(b, loc, code, i32(kMagicBits))),
         zeroBias);
   if (config.format != QuantFormat::Mxfp4) {
     // Two's complement in 4 or 8 bits: flipping the sign bit offsets the
     // code by 2^(bits − 1), which the subtraction takes back.
     int64_t signBit = config.format == QuantFormat::Int4Weight ? 8 : 128;
     Value biased =
-        arith::XOrIOp::create(b, loc, code, i32Constant(kMagicBits | signBit));
+        arith::XOrIOp::create(b, loc, code, i32(kMagicBits | signBit));
     return arith::SubFOp::create(b, loc,
-                                 arith::BitcastOp::create(b, loc, f32, biased),
-                                 f32Constant(kMagic + signBit));
+                                 arith::BitcastOp::create(b, loc, f32Type, biased),
+                                 f32(kMagic + signBit));
   }
   // e2m1 (sign, exponent e, mantissa m): with e·m at bits 24..22 of an f32
   // the value is (1 + m/2)·2^(e − 127), or m/2·2^−126 (a denormal) for
   // e = 0, that is the e2m1 value times 2^−126 either way; the product by
   // 2^126 is exact (denormals are kept: no ftz).
   Value magnitude = arith::ShLIOp::create(
-      b, loc, arith::AndIOp::create(b, loc, code, i32Constant(7)),
-      i32Constant(22));
+      b, loc, arith::AndIOp::create(b, loc, code, i32(7)),
+      i32(22));
   Value sign = arith::ShLIOp::create(
-      b, loc, arith::AndIOp::create(b, loc, code, i32Constant(8)),
-      i32Constant(28));
+      b, loc, arith::AndIOp::create(b, loc, code, i32(8)),
+      i32(28));
   Value bits = arith::OrIOp::create(b, loc, magnitude, sign);
   return arith::MulFOp::create(b, loc,
-                               arith::BitcastOp::create(b, loc, f32, bits),
-                               f32Constant(std::ldexp(1.0, 126)));
+                               arith::BitcastOp::create(b, loc, f32Type, bits),
+                               f32(std::ldexp(1.0, 126)));
 }
 
 SmallVector<Value, 4>
@@ -146,69 +146,60 @@ ExpertTileEmitter::decodeInt4Pairs(Value word, Value scale, Value zeroBias) {
   // once, 2^-24 of a value below 272s, far under the bf16 rounding that
   // follows. About 3 operations per code instead of 6
   // (docs/gpu-benchmark-quantized.md).
-  Type i32 = b.getI32Type(), f32 = b.getF32Type();
-  auto i32Constant = [&](int64_t value) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
-        .getResult();
-  };
-  auto f32Constant = [&](double value) {
-    return arith::ConstantOp::create(
-               b, loc, b.getF32FloatAttr(static_cast<float>(value)))
-        .getResult();
-  };
+  Type i32Type = b.getI32Type(), f32Type = b.getF32Type();
   constexpr int64_t kExponentOf256 = 0x43800000;
   constexpr int64_t kLowCode = 0x00078000, kHighCode = 0x00780000;
   constexpr int64_t kLowSign = 0x00040000, kHighSign = 0x00400000;
   bool twosComplement = !zeroBias;
-  Value lowFlip = i32Constant(kExponentOf256 | (twosComplement ? kLowSign : 0));
+  Value lowFlip = i32(kExponentOf256 | (twosComplement ? kLowSign : 0));
   Value highFlip =
-      i32Constant(kExponentOf256 | (twosComplement ? kHighSign : 0));
+      i32(kExponentOf256 | (twosComplement ? kHighSign : 0));
   // What the codes hold beyond their values, times s: 256 + z and 16 + z
   // (the high code is scaled by s/16), or with flipped sign bits 264 and
   // 24.
   Value lowOffset, highOffset;
   if (zeroBias) {
     Value zero = arith::SubFOp::create(b, loc, zeroBias,
-                                       f32Constant(8388608.0)); // 2^23
+                                       f32(8388608.0)); // 2^23
     lowOffset = arith::MulFOp::create(
-        b, loc, arith::AddFOp::create(b, loc, zero, f32Constant(256.0)), scale);
+        b, loc, arith::AddFOp::create(b, loc, zero, f32(256.0)), scale);
     highOffset = arith::MulFOp::create(
-        b, loc, arith::AddFOp::create(b, loc, zero, f32Constant(16.0)), scale);
+        b, loc, arith::AddFOp::create(b, loc, zero, f32(16.0)), scale);
   } else {
-    lowOffset = arith::MulFOp::create(b, loc, f32Constant(264.0), scale);
-    highOffset = arith::MulFOp::create(b, loc, f32Constant(24.0), scale);
+    lowOffset = arith::MulFOp::create(b, loc, f32(264.0), scale);
+    highOffset = arith::MulFOp::create(b, loc, f32(24.0), scale);
   }
   lowOffset = arith::NegFOp::create(b, loc, lowOffset);
   highOffset = arith::NegFOp::create(b, loc, highOffset);
-  Value highScale = arith::MulFOp::create(b, loc, scale, f32Constant(0.0625));
-  auto pairType = VectorType::get({2}, f32);
+  Value highScale = arith::MulFOp::create(b, loc, scale, f32(0.0625));
+  auto pairType = VectorType::get({2}, f32Type);
   SmallVector<Value, 4> pairs;
   for (int64_t j = 0; j < 4; ++j) {
     int64_t shift = 15 - 8 * j;
     Value placed =
-        shift > 0 ? arith::ShLIOp::create(b, loc, word, i32Constant(shift))
+        shift > 0 ? arith::ShLIOp::create(b, loc, word, i32(shift))
                         .getResult()
-                  : arith::ShRUIOp::create(b, loc, word, i32Constant(-shift))
+                  : arith::ShRUIOp::create(b, loc, word, i32(-shift))
                         .getResult();
     auto decode = [&](int64_t mask, Value flip, Value codeScale,
                       Value offset) -> Value {
       Value bits = arith::XOrIOp::create(
-          b, loc, arith::AndIOp::create(b, loc, placed, i32Constant(mask)),
+          b, loc, arith::AndIOp::create(b, loc, placed, i32(mask)),
           flip);
       return math::FmaOp::create(b, loc,
-                                 arith::BitcastOp::create(b, loc, f32, bits),
+                                 arith::BitcastOp::create(b, loc, f32Type, bits),
                                  codeScale, offset);
     };
     Value pair = LLVM::PoisonOp::create(b, loc, pairType);
     pair = LLVM::InsertElementOp::create(
         b, loc, pair, decode(kLowCode, lowFlip, scale, lowOffset),
-        i32Constant(0));
+        i32(0));
     pair = LLVM::InsertElementOp::create(
         b, loc, pair, decode(kHighCode, highFlip, highScale, highOffset),
-        i32Constant(1));
+        i32(1));
     // Both rounded to bf16 by one cvt.rn.bf16x2.f32, low first.
     pairs.push_back(LLVM::BitcastOp::create(
-        b, loc, i32,
+        b, loc, i32Type,
         arith::TruncFOp::create(b, loc, VectorType::get({2}, b.getBF16Type()),
                                 pair)));
   }

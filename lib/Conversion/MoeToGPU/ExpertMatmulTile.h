@@ -148,6 +148,8 @@ private:
   /// The address of a memref's aligned pointer, as i64.
   Value addressOf(Value view);
   Value index(int64_t value);
+  Value i32(int64_t value);
+  Value f32(double value);
   Value i64(int64_t value);
 
   OpBuilder &b;
