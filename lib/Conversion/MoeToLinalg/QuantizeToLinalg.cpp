@@ -218,6 +218,7 @@ struct QuantizeOpLowering : public OpConversionPattern<QuantizeOp> {
     return success();
   }
 };
+
 /// moe.prepack wgmma_a_4bit as a transpose: codes [E, N, K/2] viewed as
 /// [E, nt, w, h, r, kt, s, g, q] (n = 64 nt + 16 w + 8 h + r, p = 32 kt +
 /// 8 s + 4 g + q) are permuted to [E, nt, kt, w, r, q, s, g, h] and viewed
