@@ -51,10 +51,13 @@ def test_prepack_rejects_bad_arguments():
             print(prepack(codes, packed, shape), rt.moe_rt_last_error().decode())
         print(prepack(None, packed, (1, 64, 32)), rt.moe_rt_last_error().decode())
         print(prepack(codes, codes, (1, 64, 32)), rt.moe_rt_last_error().decode())
+        print(prepack(codes, packed, (2 ** 40, 2 ** 20, 2 ** 10)), rt.moe_rt_last_error().decode())
     """))
     lines = out.strip().split("\n")
-    assert len(lines) == 6
+    assert len(lines) == 7
     for line in lines[:5]:
         assert line.startswith("2 moe_rt_prepack_wgmma_a_4bit: expects non-null buffers"), line
     assert "got [1, 96, 32]" in lines[0] and "got [1, 64, 48]" in lines[1]
     assert lines[5] == "2 moe_rt_prepack_wgmma_a_4bit: codes and packed overlap"
+    assert lines[6] == ("2 moe_rt_prepack_wgmma_a_4bit: experts x rows x pairs overflows a "
+                        "64-bit size")

@@ -44,9 +44,16 @@ moe_rt_prepack_wgmma_a_4bit(const uint8_t *codes, uint8_t *packed,
         std::to_string(pairs) + "]";
     return moe_rt_fail(MOE_RT_ERROR_INVALID_ARGUMENT, message.c_str());
   }
-  int64_t expertBytes = rows * pairs;
-  if (codes < packed + experts * expertBytes &&
-      packed < codes + experts * expertBytes)
+  int64_t expertBytes, totalBytes;
+  if (__builtin_mul_overflow(rows, pairs, &expertBytes) ||
+      __builtin_mul_overflow(experts, expertBytes, &totalBytes))
+    return moe_rt_fail(MOE_RT_ERROR_INVALID_ARGUMENT,
+                       "moe_rt_prepack_wgmma_a_4bit: experts x rows x pairs "
+                       "overflows a 64-bit size");
+  auto codesBegin = reinterpret_cast<uintptr_t>(codes);
+  auto packedBegin = reinterpret_cast<uintptr_t>(packed);
+  auto size = static_cast<uintptr_t>(totalBytes);
+  if (codesBegin < packedBegin + size && packedBegin < codesBegin + size)
     return moe_rt_fail(MOE_RT_ERROR_INVALID_ARGUMENT,
                        "moe_rt_prepack_wgmma_a_4bit: codes and packed "
                        "overlap");

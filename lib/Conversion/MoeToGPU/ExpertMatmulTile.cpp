@@ -142,10 +142,11 @@ ExpertTileEmitter::decodeInt4Pairs(Value word, Value scale, Value zeroBias) {
   // code becomes 256 + u and the high one 256 + 16u (u: the unsigned
   // nibble; two's complement codes have their sign bit flipped in the same
   // op, u = c + 8). One fma per code then subtracts the offset and zero
-  // point and scales: its constant, (256 + z)s or (16 + z)s, is rounded
-  // once, 2^-24 of a value below 272s, far under the bf16 rounding that
-  // follows. About 3 operations per code instead of 6
-  // (docs/gpu-benchmark-quantized.md).
+  // point and scales: its constant, (256 + z)s or (16 + z)s, is rounded to
+  // f32 once, so a value is off by at most 2^-24 of 272|s| (2^-16 |s|): a
+  // code at its zero point decodes to that instead of 0, and other values
+  // move by far less than the bf16 rounding that follows. About 3
+  // operations per code instead of 6 (docs/gpu-benchmark-quantized.md).
   Type i32Type = b.getI32Type(), f32Type = b.getF32Type();
   constexpr int64_t kExponentOf256 = 0x43800000;
   constexpr int64_t kLowCode = 0x00078000, kHighCode = 0x00780000;

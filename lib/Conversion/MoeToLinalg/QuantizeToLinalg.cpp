@@ -244,12 +244,9 @@ struct PrepackOpLowering : public OpConversionPattern<PrepackOp> {
         rewriter, loc, RankedTensorType::get(fragmentShape, byte),
         adaptor.getCodes(), byRowsAndPairs);
     SmallVector<int64_t> permutation = {0, 1, 5, 2, 4, 8, 6, 7, 3};
-    SmallVector<int64_t> threadShape;
     SmallVector<OpFoldResult> threadSizes;
-    for (int64_t dim : permutation) {
-      threadShape.push_back(fragmentShape[dim]);
+    for (int64_t dim : permutation)
       threadSizes.push_back(rewriter.getIndexAttr(fragmentShape[dim]));
-    }
     Value init = tensor::EmptyOp::create(rewriter, loc, threadSizes, byte);
     Value byThread =
         linalg::TransposeOp::create(rewriter, loc, fragments, init, permutation)

@@ -445,6 +445,14 @@ func.func @prepack_dynamic_k(%w: tensor<8x128x?xui8>) {
 
 // -----
 
+func.func @prepack_dynamic_experts(%w: tensor<?x128x64xui8>) {
+  // expected-error @+1 {{expects static codes [E, N, K/2] with N a multiple of 64 and K of 64 for wgmma_a_4bit, got 'tensor<?x128x64xui8>'}}
+  %p = moe.prepack wgmma_a_4bit %w : tensor<?x128x64xui8> -> tensor<?x2x2x2048xui8>
+  return
+}
+
+// -----
+
 func.func @prepack_result_shape(%w: tensor<8x128x64xui8>) {
   // expected-error @+1 {{expects packed codes of shape [8, 2, 2, 2048], got 'tensor<8x2x2x1024xui8>'}}
   %p = moe.prepack wgmma_a_4bit %w : tensor<8x128x64xui8> -> tensor<8x2x2x1024xui8>

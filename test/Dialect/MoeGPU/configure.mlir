@@ -384,6 +384,11 @@ func.func @persistent_split(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %off
 // WEIGHT-ONLY-64: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, {{.*}}tile = #moe.tile<block_m = 32,
 // WEIGHT-ONLY-64-LABEL: func.func @weight_only_long
 // WEIGHT-ONLY-64: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1>, {{.*}}tile = #moe.tile<block_m = 64,
+// A schedule that mixes a weight-only GEMM1 and a bf16 combine keeps its
+// unswapped 64-row blocks (no policy was measured on such a mix).
+// WEIGHT-ONLY-64-LABEL: func.func @mixed_formats
+// WEIGHT-ONLY-64: moe.expert_matmul {{.*}}kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, {{.*}}group_m = 1>, {{.*}}tile = #moe.tile<block_m = 64,
+// WEIGHT-ONLY-64: moe.expert_matmul {{.*}}kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, {{.*}}group_m = 1>, {{.*}}tile = #moe.tile<block_m = 64,
 // WEIGHT-ONLY-UNSWAPPED-LABEL: func.func @weight_only_short
 // WEIGHT-ONLY-UNSWAPPED: moe.expert_matmul {{.*}}kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, {{.*}}consumer_warpgroups = 1, group_m = 1>, {{.*}}tile = #moe.tile<block_m = 64,
 func.func @weight_only_short(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x256xui8>, %s13: tensor<8x256x4xf32>) -> tensor<?x128xbf16> {
@@ -399,4 +404,14 @@ func.func @weight_only_long(%x: tensor<?x4096xbf16>, %source: tensor<?xi32>, %of
       {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, quantization = #moe.quant<int4_weight, group = 128>, tile = #moe.tile<block_m = 8, block_n = 128, block_k = 64, stages = 2, split_k = 1, swap_ab = true, group_m = 1>}
       : tensor<?x4096xbf16>, tensor<8x256x2048xui8> -> tensor<?x128xbf16>
   return %h : tensor<?x128xbf16>
+}
+func.func @mixed_formats(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w13: tensor<8x256x256xui8>, %s13: tensor<8x256x4xf32>, %w2: tensor<8x512x128xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x512xbf16> {
+  %h = moe.expert_matmul %x, %w13 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      weight_scales(%s13 : tensor<8x256x4xf32>)
+      {gather, k = 2 : i64, activation = #moe.activation<silu_and_mul>, quantization = #moe.quant<int4_weight, group = 128>, tile = #moe.tile<block_m = 8, block_n = 128, block_k = 64, stages = 2, split_k = 1, swap_ab = true, group_m = 1>}
+      : tensor<?x512xbf16>, tensor<8x256x256xui8> -> tensor<?x128xbf16>
+  %o = moe.expert_matmul %h, %w2 slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, tile = #moe.tile<block_m = 8, block_n = 512, block_k = 64, stages = 5, split_k = 1, swap_ab = true, group_m = 1>}
+      : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
+  return %o : tensor<?x512xbf16>
 }

@@ -603,8 +603,8 @@ LogicalResult PrepackOp::verify() {
   constexpr int64_t kTileRows = 64, kTilePairs = 32, kTileBytes = 2048;
   RankedTensorType codesType = getCodes().getType();
   int64_t rows = codesType.getDimSize(1), pairs = codesType.getDimSize(2);
-  if (ShapedType::isDynamic(rows) || ShapedType::isDynamic(pairs) ||
-      rows % kTileRows != 0 || pairs % kTilePairs != 0)
+  if (!codesType.hasStaticShape() || rows % kTileRows != 0 ||
+      pairs % kTilePairs != 0)
     return emitOpError() << "expects static codes [E, N, K/2] with N a "
                             "multiple of 64 and K of 64 for "
                          << stringifyPackedWeightLayout(getLayout()) << ", got "

@@ -77,7 +77,8 @@ constexpr int64_t kUsableSharedBytes =
 constexpr int64_t kSwappedBlockMs[] = {16, 32};
 /// Bytes of K in a weight row up to which a gated swapped matmul streams
 /// short enough that one warpgroup per block wins (see
-/// chooseSwappedWarpgroups).
+/// chooseSwappedWarpgroups), and a weight-only schedule takes 32 swapped
+/// rows (see chooseSwappedBlockM).
 constexpr int64_t kShortStreamRowBytes = 4096;
 
 /// The facts of `op` the policy reads.
@@ -312,16 +313,18 @@ bool isScheduleOfSharedExperts(ExpertMatmulOp op) {
   return ids && ids.getDefiningOp<moe::SharedExpertRoutingOp>();
 }
 
-/// The expert rows of `schedule`, or nothing unless every matmul is bf16
-/// or weight-only with a tile and the schedule has assignments.
+/// The expert rows of `schedule`, or nothing unless every matmul is bf16,
+/// or every one weight-only, with a tile, and the schedule has assignments.
 std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
                                         int64_t numTokens) {
   ExpertRows result;
   int64_t assignments = 0, experts = 0;
+  bool anyBf16 = false;
   for (ExpertMatmulOp op : schedule) {
     MatmulFacts facts = MatmulFacts::of(op);
     if (facts.isW8A8() || !facts.tile)
       return std::nullopt;
+    anyBf16 |= facts.format == QuantFormat::None;
     result.bf16 &= facts.format == QuantFormat::None;
     result.swapAsked &= facts.tile.getSwapAb();
     int64_t rows = op.getInput().getType().getDimSize(0);
@@ -330,7 +333,9 @@ std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
           (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
     experts = op.getWeights().getType().getDimSize(0);
   }
-  if (assignments == 0 || experts == 0)
+  // A schedule that mixes bf16 and weight-only matmuls keeps the kernels
+  // it had before either policy was measured on it.
+  if (assignments == 0 || experts == 0 || (anyBf16 && !result.bf16))
     return std::nullopt;
   result.everyToken = isScheduleOfSharedExperts(schedule.front());
   result.assignments = assignments;

@@ -115,8 +115,8 @@ const char *moe_rt_last_error(void);
 /// [experts, rows, pairs] into `packed` [experts, rows / 64, pairs / 32,
 /// 2048], the layout of `moe.prepack wgmma_a_4bit` (docs/MoeDialect.md):
 /// bytes move, none changes. Host memory, run once when weights are loaded.
-/// rows must be a multiple of 64 and pairs of 32; the buffers must not
-/// overlap.
+/// experts, rows and pairs must be positive, rows a multiple of 64 and
+/// pairs of 32, and the buffers must not overlap.
 moe_rt_status moe_rt_prepack_wgmma_a_4bit(const uint8_t *codes,
                                           uint8_t *packed, int64_t experts,
                                           int64_t rows, int64_t pairs);

@@ -125,8 +125,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     rows hold at most 4 KB of bf16 K (Mixtral's 8 KB measured slower with
     32 swapped rows than with 64 unswapped ones, Qwen3's 4 KB faster); its
     swapped matmuls take one warpgroup unless `swapped-warpgroups` asks for
-    two, and their codes come by cp.async into a 2-stage ring whatever
-    `swapped-weight-load` says (`weight_load = tma` in the attribute). The
+    two, and their codes come by cp.async into a 2-stage ring (unless
+    `stages` asks for another) whatever `swapped-weight-load` says
+    (`weight_load = tma` in the attribute). A schedule that mixes bf16 and
+    weight-only matmuls is not swapped. The
     other bf16 rules above (128-row blocks, the wave split, the persistent
     schedule) do not apply to weight-only or w8a8 matmuls.
 
