@@ -206,37 +206,57 @@ def unpack_nibbles(packed, signed: bool) -> np.ndarray:
     return out.astype(np.int8 if signed else np.uint8)
 
 
-def wgmma_a_4bit_sources(rows: int, pairs: int) -> np.ndarray:
-    """For moe.prepack wgmma_a_4bit of codes [E, rows, pairs]: the flat index
-    (row * pairs + pair) of the code byte that each byte of an expert's
-    packed [rows/64, pairs/32, 2048] tiles holds. Derived from the register
-    fragment of wgmma's A operand (m64 x k16, bf16, from registers): thread
-    t = 32 w + 4 r + q of a warpgroup holds, per k16 step s of a 64-column
-    tile, registers a0..a3 of rows 16 w + r (+ 8 for a1 and a3) and columns
+def _wgmma_a_4bit_tile() -> tuple[np.ndarray, np.ndarray]:
+    """The tile row and code pair [128 threads, 16 bytes] that each byte of a
+    moe.prepack wgmma_a_4bit tile holds, from the register fragment of
+    wgmma's A operand (m64 x k16, bf16, from registers): thread t = 32 w +
+    4 r + q of a warpgroup holds, per k16 step s of a 64-column tile,
+    registers a0..a3 of rows 16 w + r (+ 8 for a1 and a3) and columns
     16 s + 2 q and + 1 (+ 8 for a2 and a3), each one byte of code pairs."""
-    if rows % 64 or pairs % 32:
-        raise ValueError(f"wgmma_a_4bit: rows ({rows}) must be a multiple of 64 and "
-                         f"pairs ({pairs}) of 32")
     thread = np.arange(128)[:, None]
     byte = np.arange(16)[None, :]
     warp, lane = thread // 32, thread % 32
     step, register = byte // 4, byte % 4
     tile_row = 16 * warp + lane // 4 + 8 * (register % 2)
     tile_pair = (16 * step + 2 * (lane % 4) + 8 * (register // 2)) // 2
-    row_tile = np.arange(rows // 64)[:, None, None, None]
-    pair_tile = np.arange(pairs // 32)[None, :, None, None]
-    row = 64 * row_tile + tile_row[None, None]
-    pair = 32 * pair_tile + tile_pair[None, None]
+    return tile_row, tile_pair
+
+
+def _check_wgmma_a_4bit(rows: int, pairs: int) -> None:
+    if rows % 64 or pairs % 32:
+        raise ValueError(f"wgmma_a_4bit: rows ({rows}) must be a multiple of 64 and "
+                         f"pairs ({pairs}) of 32")
+
+
+def wgmma_a_4bit_sources(rows: int, pairs: int) -> np.ndarray:
+    """For moe.prepack wgmma_a_4bit of codes [E, rows, pairs]: the flat index
+    (row * pairs + pair) of the code byte that each byte of an expert's
+    packed [rows/64, pairs/32, 2048] tiles holds (int64, 8 bytes per code
+    byte: for tests of the permutation, not for full-size weights)."""
+    _check_wgmma_a_4bit(rows, pairs)
+    tile_row, tile_pair = _wgmma_a_4bit_tile()
+    row = 64 * np.arange(rows // 64)[:, None, None, None] + tile_row
+    pair = 32 * np.arange(pairs // 32)[None, :, None, None] + tile_pair
     return (row * pairs + pair).reshape(rows // 64, pairs // 32, 2048)
 
 
 def prepack_wgmma_a_4bit(codes) -> np.ndarray:
     """moe.prepack wgmma_a_4bit: codes [E, N, K/2] (uint8 pairs of 4-bit
-    codes) -> [E, N/64, K/64, 2048], each byte moved, none changed."""
-    codes = np.asarray(codes, dtype=np.uint8)
+    codes) -> [E, N/64, K/64, 2048], each byte moved, none changed; only
+    the result is allocated. The runtime's moe_rt_prepack_wgmma_a_4bit
+    does the same without Python."""
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8 or codes.ndim != 3:
+        raise ValueError(f"wgmma_a_4bit: expects uint8 codes [E, N, K/2], got "
+                         f"{codes.dtype} {codes.shape}")
     experts, rows, pairs = codes.shape
-    sources = wgmma_a_4bit_sources(rows, pairs)
-    return codes.reshape(experts, rows * pairs)[:, sources]
+    _check_wgmma_a_4bit(rows, pairs)
+    tile_row, tile_pair = _wgmma_a_4bit_tile()
+    tiles = codes.reshape(experts, rows // 64, 64, pairs // 32, 32)
+    # Advanced indices on axes 2 and 4 come first: [128, 16, E, N/64, K/64].
+    picked = tiles[:, :, tile_row, :, tile_pair]
+    return np.ascontiguousarray(np.moveaxis(picked, (0, 1), (3, 4))).reshape(
+        experts, rows // 64, pairs // 32, 2048)
 
 
 # mxfp4 ----------------------------------------------------------------------
