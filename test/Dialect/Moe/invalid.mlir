@@ -1364,6 +1364,26 @@ func.func @dispatch_local_ids(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>) {
 
 // -----
 
+// A static 1 never stands for the dynamic rows' count (found by the fuzzer:
+// the CPU lowering wrote every row's slot into one).
+func.func @dispatch_local_ids_static_one(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects local_ids of shape [?, 1] (one local slot per row), got 'tensor<1x1xi32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<?x16xf32>, tensor<1x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
+func.func @dispatch_static_rows_dynamic_tokens(%x: tensor<?x16xf32>, %ids: tensor<?x2xi32>) {
+  // expected-error @+1 {{expects rows and origin sized for the worst case, R * M * k = 2 * ? * 2 = ? rows, got 'tensor<12x16xf32>' and 'tensor<?xi32>'}}
+  %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}
+      : tensor<?x16xf32>, tensor<?x2xi32> -> tensor<12x16xf32>, tensor<?x1xi32>, tensor<?xi32>
+  return
+}
+
+// -----
+
 func.func @dispatch_bound(%x: tensor<3x16xf32>, %ids: tensor<3x2xi32>) {
   // expected-error @+1 {{expects rows and origin sized for the worst case, R * M * k = 2 * 3 * 2 = 12 rows, got 'tensor<6x16xf32>' and 'tensor<6xi32>'}}
   %r, %l, %o = moe.ep_dispatch all_to_all %x, %ids {placement = #moe.placement<ranks = 2, experts = 4, slots = [[0, 1], [2, 3]]>}

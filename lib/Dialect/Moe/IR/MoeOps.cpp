@@ -857,13 +857,22 @@ LogicalResult ExpertMatmulOp::verify() {
 
 /// Emits an error unless `rows`' leading size (S received rows) is
 /// compatible with R · M · k, and `origin` ([S]) agrees with it.
+/// Whether `dim` is dynamic, or static and equal to `expected` (itself
+/// static): a static size that may be smaller than the op's real count is
+/// refused, a dynamic one is sized when the op runs.
+static bool isDynamicOrEqual(int64_t dim, int64_t expected) {
+  return ShapedType::isDynamic(dim) || dim == expected;
+}
+
 static LogicalResult verifyReceivedRows(Operation *op, RankedTensorType rows,
                                         RankedTensorType origin, int64_t ranks,
                                         int64_t numTokens, int64_t k) {
+  // A static size must be the bound itself, never stand for a dynamic one
+  // (the lowerings write or read R * M * k rows); a dynamic one is sized
+  // when the op runs.
   int64_t bound = multiplyDims(ranks, multiplyDims(numTokens, k));
-  if (!areDimsCompatible(rows.getDimSize(0), bound) ||
-      !areDimsCompatible(origin.getDimSize(0), bound) ||
-      !areDimsCompatible(rows.getDimSize(0), origin.getDimSize(0)))
+  if (!isDynamicOrEqual(rows.getDimSize(0), bound) ||
+      !isDynamicOrEqual(origin.getDimSize(0), bound))
     return op->emitOpError()
            << "expects rows and origin sized for the worst case, R * M * k = "
            << ranks << " * " << formatDim(numTokens) << " * " << k << " = "
@@ -889,8 +898,10 @@ LogicalResult EpDispatchOp::verify() {
     return emitOpError() << "expects rows with the element type and hidden "
                             "size of input, got "
                          << rowsType << " for " << inputType;
+  // One slot per row: a static count must be the rows' (the lowering
+  // writes one per row).
   if (localIdsType.getDimSize(1) != 1 ||
-      !areDimsCompatible(localIdsType.getDimSize(0), rowsType.getDimSize(0)))
+      !isDynamicOrEqual(localIdsType.getDimSize(0), rowsType.getDimSize(0)))
     return emitOpError() << "expects local_ids of shape ["
                          << formatDim(rowsType.getDimSize(0))
                          << ", 1] (one local slot per row), got "
