@@ -30,6 +30,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.swapAb = options.swapAb;
   configureOptions.swappedWarpgroups = options.swappedWarpgroups;
   configureOptions.swappedWeightLoad = options.swappedWeightLoad;
+  configureOptions.weightOnlyRegisters = options.weightOnlyRegisters;
   configureOptions.numTokens = options.numTokens;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));

@@ -135,6 +135,12 @@ llvm::cl::opt<std::string> swappedWeightLoad(
                    "tma (one thread's boxes) or cp_async (16-byte chunks "
                    "from every thread)"),
     llvm::cl::init("cp_async"), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> weightOnlyRegisters(
+    "weight-only-registers",
+    llvm::cl::desc("Swapped int4 weight-only GEMMs decode their codes into "
+                   "the wgmma's register operand instead of a bf16 tile in "
+                   "shared memory (weight_load = registers)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<std::string> sharedExperts(
     "shared-experts",
     llvm::cl::desc("Where a block's shared experts run: cost (the cost "
@@ -308,6 +314,7 @@ int main(int argc, char **argv) {
   options.swapAB = swapAB;
   options.swappedWarpgroups = swappedWarpgroups;
   options.swappedWeightLoad = swappedWeightLoad;
+  options.weightOnlyRegisters = weightOnlyRegisters;
   options.sharedExperts = sharedExperts;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.dependentLaunch = dependentLaunch;

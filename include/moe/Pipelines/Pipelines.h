@@ -95,6 +95,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("How the swapped-operand GEMMs load their weight tile: "
                      "tma or cp_async"),
       llvm::cl::init("cp_async")};
+  PassOptions::Option<bool> weightOnlyRegisters{
+      *this, "weight-only-registers",
+      llvm::cl::desc("Swapped int4 weight-only GEMMs decode their codes "
+                     "into the wgmma's register operand (weight_load = "
+                     "registers) instead of a bf16 tile in shared memory"),
+      llvm::cl::init(false)};
   PassOptions::Option<std::string> sharedExperts{
       *this, "shared-experts",
       llvm::cl::desc("Where a block's shared experts run "

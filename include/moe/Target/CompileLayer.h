@@ -55,6 +55,9 @@ struct GpuCompileOptions {
   /// "cp_async").
   int64_t swappedWarpgroups = 0;
   std::string swappedWeightLoad = "cp_async";
+  /// Swapped int4 weight-only GEMMs decode their codes into the wgmma's
+  /// register operand (`weight_load = registers`) instead of a bf16 tile.
+  bool weightOnlyRegisters = false;
   /// Where a block's shared experts run: "cost" (the cost model of
   /// moe-split-shared-experts decides), "split" (a schedule of their own)
   /// or "fused" (among the routed experts).

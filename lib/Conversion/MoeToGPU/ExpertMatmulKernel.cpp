@@ -142,6 +142,14 @@ struct CopyPlan {
   SmallVector<Value> packedRow, packedColumn, packedSourceRow, packedBytes;
   /// Weight-only: the B tile chunks (row, chunk) this thread dequantizes.
   SmallVector<Value> dequantRow, dequantColumn;
+  /// Register operand: per 64-row fragment the thread's two weight rows of
+  /// the tile (+0 and +8), and the i32 left rotation that moves byte t%4 of
+  /// a code word to bits 15..22; the (row, chunk) of each group scale the
+  /// thread reads per stage (per fragment and row: chunk 0, and chunk 4
+  /// where a group is 32 of K).
+  SmallVector<Value> operandRows;
+  Value operandRotation;
+  SmallVector<Value> operandScaleRows, operandScaleColumns;
   /// Weights copied by cp.async: the B tile's chunks (tile row, swizzled
   /// destination column, source row of the weights as the descriptor
   /// views them, source column before the step's K offset, elements to
@@ -314,6 +322,14 @@ private:
   /// Weight-only: plans this thread's chunks of stored codes to copy and of
   /// the B tile to dequantize at every stage.
   void planWeightOnlyChunks();
+  /// Register operand: this thread's rows of the A fragment, the rotation
+  /// that places its byte of a code word, and its group scales' places.
+  void planOperandRows();
+  /// Register operand: this thread's A registers of `stage`, decoded from
+  /// the stored codes with the step's group `scales`: per 64-row fragment,
+  /// the four registers of each k16 step.
+  SmallVector<SmallVector<Value, 16>> decodeOperandA(Value stage,
+                                                     ArrayRef<Value> scales);
   /// Copies one 16-byte chunk by cp.async from `source` at `sourceIndices`
   /// to `tile` at `tileIndices`: `chunkElements` elements, of which
   /// `elements` are read (the rest zero-filled).
@@ -1335,6 +1351,10 @@ void KernelBuilder::planWeightOnlyChunks() {
     copies.packedBytes.push_back(
         arith::SelectOp::create(b, loc, inside, index(kChunkBytes), index(0)));
   }
+  if (config.registerOperand) {
+    planOperandRows();
+    return;
+  }
   int64_t chunksPerRowB = config.blockK() / kValuesPerChunk;
   for (int64_t i = 0; i < config.blockN * chunksPerRowB / config.threads();
        ++i) {
@@ -1348,6 +1368,93 @@ void KernelBuilder::planWeightOnlyChunks() {
 
 }
 
+void KernelBuilder::planOperandRows() {
+  // Thread t of the warpgroup holds rows 16·(t/32) + (t%32)/4 (+8) of each
+  // 64-row fragment of the A operand, and columns 2·(t%4) (+1, +8, +9) of
+  // each k16 step: the pair of codes in byte t%4 of every 4-byte word of
+  // its rows' stored codes.
+  Value lane = arith::RemUIOp::create(b, loc, thisThread.tid, index(32));
+  Value warp = arith::DivUIOp::create(b, loc, thisThread.tid, index(32));
+  Value firstRow = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
+      arith::DivUIOp::create(b, loc, lane, index(4)));
+  // Byte q moves from bits 8q.. to 15..: rotate left by (15 − 8q) mod 32.
+  Value byte = arith::IndexCastOp::create(
+      b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, lane, index(4)));
+  auto constant = [&](int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
+        .getResult();
+  };
+  copies.operandRotation = arith::AndIOp::create(
+      b, loc,
+      arith::SubIOp::create(b, loc, constant(15 + 32),
+                            arith::MulIOp::create(b, loc, byte, constant(8))),
+      constant(31));
+  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
+  for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment)
+    for (int64_t half = 0; half < 2; ++half) {
+      Value row = arith::AddIOp::create(
+          b, loc, firstRow, index(kWarpgroupRows * fragment + 8 * half));
+      copies.operandRows.push_back(row);
+      for (int64_t group = 0; group < groupsPerStage; ++group) {
+        copies.operandScaleRows.push_back(row);
+        copies.operandScaleColumns.push_back(index(4 * group));
+      }
+    }
+}
+
+SmallVector<SmallVector<Value, 16>>
+KernelBuilder::decodeOperandA(Value stage, ArrayRef<Value> scales) {
+  // The stage's codes as 16-byte chunks: a row's 64 of K are two.
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  auto chunkType = VectorType::get({4}, b.getI32Type());
+  Value chunks = stageView(
+      MemRefType::get({config.blockN, config.packedRowBytes() / kChunkBytes},
+                      chunkType, MemRefLayoutAttrInterface(), workgroup),
+      stage, config.stages * (config.tileABytes() + config.tileBBytes()),
+      config.packedTileBytes());
+  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
+  int64_t perScale = config.zeroPoint ? 2 : 1;
+  SmallVector<SmallVector<Value, 16>> operandA;
+  for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment) {
+    // Per row half: the row's 8 code words, and its groups' decoders.
+    SmallVector<SmallVector<Value, 8>, 2> words(2);
+    SmallVector<SmallVector<Int4PairDecoder, 2>, 2> decoders(2);
+    for (int64_t half = 0; half < 2; ++half) {
+      Value row = copies.operandRows[2 * fragment + half];
+      for (int64_t chunk = 0; chunk < 2; ++chunk) {
+        Value loaded = memref::LoadOp::create(b, loc, chunks,
+                                              ValueRange{row, index(chunk)});
+        for (int64_t w = 0; w < 4; ++w)
+          words[half].push_back(LLVM::ExtractElementOp::create(
+              b, loc, loaded,
+              arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(w))));
+      }
+      for (int64_t group = 0; group < groupsPerStage; ++group) {
+        int64_t at =
+            perScale * ((2 * fragment + half) * groupsPerStage + group);
+        decoders[half].push_back(moe.int4PairDecoder(
+            scales[at], config.zeroPoint ? scales[at + 1] : Value()));
+      }
+    }
+    // k16 step s, register 2g + h: row half h, columns 16s + 8g + 2·(t%4),
+    // the byte t%4 of word 2s + g.
+    SmallVector<Value, 16> registers;
+    for (int64_t step = 0; step < 4; ++step)
+      for (int64_t g = 0; g < 2; ++g)
+        for (int64_t half = 0; half < 2; ++half) {
+          Value word = words[half][2 * step + g];
+          Value placed = LLVM::FshlOp::create(b, loc, b.getI32Type(), word,
+                                              word, copies.operandRotation);
+          registers.push_back(moe.decodeInt4Pair(
+              decoders[half][step * groupsPerStage / 4], placed));
+        }
+    operandA.push_back(std::move(registers));
+  }
+  return operandA;
+}
+
 SmallVector<Value>
 KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
                               Value stage, Value round, Value nextStage,
@@ -1359,8 +1466,11 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
   if (config.hasBlockScales())
     scales = moe.blockScales(step, thisThread.scaleRows);
   if (config.isWeightOnly())
-    scales = moe.weightOnlyScales(step, copies.dequantRow,
-                                  copies.dequantColumn);
+    scales = config.registerOperand
+                 ? moe.weightOnlyScales(step, copies.operandScaleRows,
+                                        copies.operandScaleColumns)
+                 : moe.weightOnlyScales(step, copies.dequantRow,
+                                        copies.dequantColumn);
   Value next = arith::AddIOp::create(b, loc, step, index(ring.prefetch));
   // This thread's cp.async group of `step` is done when at most the
   // younger ones (prefetch − 1 of them; every step commits one) are
@@ -1384,6 +1494,18 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
                                   index(ring.kSteps))
                 .getResult();
   issueStage(next, inRange, nextStage);
+  if (config.registerOperand) {
+    // Every thread's codes and slot rows are in (the barrier above): each
+    // decodes its elements of the A fragment, and the wgmmas read the slot
+    // rows through the async proxy (fenced above).
+    SmallVector<SmallVector<Value, 16>> operandA =
+        decodeOperandA(stage, scales);
+    return hopper.wgmmaRegisterStage(
+        SmallVector<Value>(carried.take_front(ring.numSums)), operandA,
+        hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
+        hopper::WgmmaFragmentLayout{config.mmaColumns()}, accumulatorType,
+        ring.wgmmaInFlight);
+  }
   if (config.isWeightOnly()) {
     // Every thread's codes are in (the barrier above): dequantize them
     // into the B tile, through the generic proxy, then make the tile
@@ -1458,7 +1580,8 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   // at the back edge needs no copy (ptxas would wait for its wgmma to copy
   // it); a round's worth of unrolled steps with their scales spilled there.
   // Weight-only rings are two stages deep: one step per iteration.
-  bool constantStages = !config.promotesEachStage() && !config.isWeightOnly();
+  bool constantStages = !config.promotesEachStage() &&
+                        (!config.isWeightOnly() || config.registerOperand);
   int64_t stepsPerIteration = constantStages ? stages : promotesLate ? 2 : 1;
   int64_t iterations = kSteps / stepsPerIteration;
   auto loop = scf::ForOp::create(
@@ -2007,6 +2130,16 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
     config.swappedWarpgroups = kernelConfig.getConsumerWarpgroups();
   config.copiesWeights =
       kernelConfig.getWeightLoad() == moe_gpu::WeightLoad::CpAsync;
+  // The register operand is built for int4 codes in groups of whole
+  // 32-column halves of a stage (the attribute's verifier has the rest).
+  config.registerOperand =
+      kernelConfig.getWeightLoad() == moe_gpu::WeightLoad::Registers;
+  if (config.registerOperand &&
+      (config.format != QuantFormat::Int4Weight || config.group % 32 != 0))
+    return op.emitRemark()
+           << "no GPU kernel yet for " << kernelConfig
+           << ": weight_load = registers is built for int4_weight codes in "
+              "groups of a multiple of 32";
   bool built = config.swapAB
                    ? (config.blockM == 16 || config.blockM == 32) &&
                          !config.isW8A8() && config.swappedWarpgroups <= 2

@@ -77,6 +77,10 @@ struct ExpertMatmulPlan {
   /// The weight tile is copied by every thread in 16-byte cp.async chunks
   /// (placed as the 128B swizzle would place them) rather than by TMA.
   bool copiesWeights = false;
+  /// Weight-only with swapped operands (`weight_load = registers`): each
+  /// thread decodes its elements of the wgmma's A fragment from the stored
+  /// codes into registers; a stage holds no bf16 weight tile.
+  bool registerOperand = false;
   /// Columns of the wgmma (its N): 64, 128 or 256.
   int64_t blockN = 128;
   /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
@@ -168,7 +172,9 @@ struct ExpertMatmulPlan {
   }
   int64_t tileABytes() const { return spans * blockM * kRowBytes; }
 
-  int64_t tileBBytes() const { return spans * blockN * kRowBytes; }
+  int64_t tileBBytes() const {
+    return registerOperand ? 0 : spans * blockN * kRowBytes;
+  }
   /// Bytes from one span's block of the A (B) tile to the next.
   int64_t spanABytes() const { return blockM * kRowBytes; }
   int64_t spanBBytes() const { return blockN * kRowBytes; }
@@ -208,9 +214,15 @@ struct ExpertMatmulPlan {
       releases += consumerThreads() / kWarpgroupThreads;
     return releases;
   }
+  /// Swapped operands: the f32 table through which the sums are
+  /// transposed after the K loop, over the ring's memory (four floats of
+  /// padding per row).
+  int64_t swappedTableBytes() const {
+    return swapAB ? blockM * (blockN + 4) * 4 : 0;
+  }
   int64_t sharedBytes() const {
-    return ringBytes() + tileSlotBytes() + stageFreeBarrierBytes() +
-           kSwizzleAlignment;
+    return std::max(ringBytes(), swappedTableBytes()) + tileSlotBytes() +
+           stageFreeBarrierBytes() + kSwizzleAlignment;
   }
 };
 

@@ -134,27 +134,25 @@ Value ExpertTileEmitter::decodeWeight(Value code, Value zeroBias) {
                                f32(std::ldexp(1.0, 126)));
 }
 
-SmallVector<Value, 4>
-ExpertTileEmitter::decodeInt4Pairs(Value word, Value scale, Value zeroBias) {
-  // Byte j (codes 2j and 2j + 1) is moved to bits 15..22, inside an f32's
-  // mantissa. Then one logical op per code makes an f32 of it: with the
-  // exponent of 256 (0x43800000) mantissa bit 15 counts one, so the low
-  // code becomes 256 + u and the high one 256 + 16u (u: the unsigned
-  // nibble; two's complement codes have their sign bit flipped in the same
-  // op, u = c + 8). One fma per code then subtracts the offset and zero
-  // point and scales: its constant, (256 + z)s or (16 + z)s, is rounded to
-  // f32 once, so a value is off by at most 2^-24 of 272|s| (2^-16 |s|): a
-  // code at its zero point decodes to that instead of 0, and other values
-  // move by far less than the bf16 rounding that follows. About 3
-  // operations per code instead of 6 (docs/gpu-benchmark-quantized.md).
-  Type i32Type = b.getI32Type(), f32Type = b.getF32Type();
+Int4PairDecoder ExpertTileEmitter::int4PairDecoder(Value scale,
+                                                   Value zeroBias) {
+  // A byte of two codes placed at bits 15..22, inside an f32's mantissa,
+  // becomes an f32 with one logical op per code: with the exponent of 256
+  // (0x43800000) mantissa bit 15 counts one, so the low code becomes 256 +
+  // u and the high one 256 + 16u (u: the unsigned nibble; two's complement
+  // codes have their sign bit flipped in the same op, u = c + 8). One fma
+  // per code then subtracts the offset and zero point and scales: its
+  // constant, (256 + z)s or (16 + z)s, is rounded to f32 once, so a value
+  // is off by at most 2^-24 of 272|s| (2^-16 |s|): a code at its zero point
+  // decodes to that instead of 0, and other values move by far less than
+  // the bf16 rounding that follows. About 3 operations per code instead of
+  // 6 (docs/gpu-benchmark-quantized.md).
   constexpr int64_t kExponentOf256 = 0x43800000;
-  constexpr int64_t kLowCode = 0x00078000, kHighCode = 0x00780000;
   constexpr int64_t kLowSign = 0x00040000, kHighSign = 0x00400000;
   bool twosComplement = !zeroBias;
-  Value lowFlip = i32(kExponentOf256 | (twosComplement ? kLowSign : 0));
-  Value highFlip =
-      i32(kExponentOf256 | (twosComplement ? kHighSign : 0));
+  Int4PairDecoder decoder;
+  decoder.lowFlip = i32(kExponentOf256 | (twosComplement ? kLowSign : 0));
+  decoder.highFlip = i32(kExponentOf256 | (twosComplement ? kHighSign : 0));
   // What the codes hold beyond their values, times s: 256 + z and 16 + z
   // (the high code is scaled by s/16), or with flipped sign bits 264 and
   // 24.
@@ -170,10 +168,47 @@ ExpertTileEmitter::decodeInt4Pairs(Value word, Value scale, Value zeroBias) {
     lowOffset = arith::MulFOp::create(b, loc, f32(264.0), scale);
     highOffset = arith::MulFOp::create(b, loc, f32(24.0), scale);
   }
-  lowOffset = arith::NegFOp::create(b, loc, lowOffset);
-  highOffset = arith::NegFOp::create(b, loc, highOffset);
-  Value highScale = arith::MulFOp::create(b, loc, scale, f32(0.0625));
+  decoder.lowOffset = arith::NegFOp::create(b, loc, lowOffset);
+  decoder.highOffset = arith::NegFOp::create(b, loc, highOffset);
+  decoder.lowScale = scale;
+  decoder.highScale = arith::MulFOp::create(b, loc, scale, f32(0.0625));
+  return decoder;
+}
+
+Value ExpertTileEmitter::decodeInt4Pair(const Int4PairDecoder &decoder,
+                                        Value placed) {
+  constexpr int64_t kLowCode = 0x00078000, kHighCode = 0x00780000;
+  Type f32Type = b.getF32Type();
+  auto decode = [&](int64_t mask, Value flip, Value codeScale,
+                    Value offset) -> Value {
+    Value bits = arith::XOrIOp::create(
+        b, loc, arith::AndIOp::create(b, loc, placed, i32(mask)), flip);
+    return math::FmaOp::create(b, loc,
+                               arith::BitcastOp::create(b, loc, f32Type, bits),
+                               codeScale, offset);
+  };
   auto pairType = VectorType::get({2}, f32Type);
+  Value pair = LLVM::PoisonOp::create(b, loc, pairType);
+  pair = LLVM::InsertElementOp::create(
+      b, loc, pair,
+      decode(kLowCode, decoder.lowFlip, decoder.lowScale, decoder.lowOffset),
+      i32(0));
+  pair = LLVM::InsertElementOp::create(b, loc, pair,
+                                       decode(kHighCode, decoder.highFlip,
+                                              decoder.highScale,
+                                              decoder.highOffset),
+                                       i32(1));
+  // Both rounded to bf16 by one cvt.rn.bf16x2.f32, low first.
+  return LLVM::BitcastOp::create(
+      b, loc, b.getI32Type(),
+      arith::TruncFOp::create(b, loc, VectorType::get({2}, b.getBF16Type()),
+                              pair));
+}
+
+SmallVector<Value, 4>
+ExpertTileEmitter::decodeInt4Pairs(Value word, Value scale, Value zeroBias) {
+  // Byte j (codes 2j and 2j + 1) is moved to bits 15..22 by one shift.
+  Int4PairDecoder decoder = int4PairDecoder(scale, zeroBias);
   SmallVector<Value, 4> pairs;
   for (int64_t j = 0; j < 4; ++j) {
     int64_t shift = 15 - 8 * j;
@@ -182,27 +217,7 @@ ExpertTileEmitter::decodeInt4Pairs(Value word, Value scale, Value zeroBias) {
                         .getResult()
                   : arith::ShRUIOp::create(b, loc, word, i32(-shift))
                         .getResult();
-    auto decode = [&](int64_t mask, Value flip, Value codeScale,
-                      Value offset) -> Value {
-      Value bits = arith::XOrIOp::create(
-          b, loc, arith::AndIOp::create(b, loc, placed, i32(mask)),
-          flip);
-      return math::FmaOp::create(b, loc,
-                                 arith::BitcastOp::create(b, loc, f32Type, bits),
-                                 codeScale, offset);
-    };
-    Value pair = LLVM::PoisonOp::create(b, loc, pairType);
-    pair = LLVM::InsertElementOp::create(
-        b, loc, pair, decode(kLowCode, lowFlip, scale, lowOffset),
-        i32(0));
-    pair = LLVM::InsertElementOp::create(
-        b, loc, pair, decode(kHighCode, highFlip, highScale, highOffset),
-        i32(1));
-    // Both rounded to bf16 by one cvt.rn.bf16x2.f32, low first.
-    pairs.push_back(LLVM::BitcastOp::create(
-        b, loc, i32Type,
-        arith::TruncFOp::create(b, loc, VectorType::get({2}, b.getBF16Type()),
-                                pair)));
+    pairs.push_back(decodeInt4Pair(decoder, placed));
   }
   return pairs;
 }

@@ -44,6 +44,13 @@ struct EpilogueRow {
   Value slot, scheduled, token, scale;
 };
 
+/// What decodes the int4 code pairs of one group (see
+/// ExpertTileEmitter::int4PairDecoder): the exponent-and-sign bits ORed into
+/// each code, and the scale and offset of each code's fma.
+struct Int4PairDecoder {
+  Value lowFlip, highFlip, lowScale, highScale, lowOffset, highOffset;
+};
+
 /// Builds the MoE side of one expert GEMM kernel at `b`'s insertion point,
 /// for the tile `tile` currently places.
 class ExpertTileEmitter {
@@ -87,6 +94,12 @@ public:
   /// 2j + 1, low first), each rounded once from f32.
   SmallVector<Value, 4> decodeInt4Pairs(Value word, Value scale,
                                         Value zeroBias);
+  /// The constants that decode int4 code pairs of one group: `scale` and
+  /// `zeroBias` as for decodeInt4Pairs.
+  Int4PairDecoder int4PairDecoder(Value scale, Value zeroBias);
+  /// The two codes of the byte at bits 15..22 of `placed` (low code first),
+  /// decoded by `decoder` as one i32 of two bf16.
+  Value decodeInt4Pair(const Int4PairDecoder &decoder, Value placed);
   /// Weight-only: the scale (and zero) of each chunk (tile row `rows[i]`,
   /// 8-value chunk `columns[i]`) of the weight tile at K step `step`.
   SmallVector<Value> weightOnlyScales(Value step, ArrayRef<Value> rows,

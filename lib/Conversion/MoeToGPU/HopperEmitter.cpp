@@ -117,6 +117,62 @@ HopperEmitter::wgmmaStage(ArrayRef<Value> accumulators, Value descriptorA,
   return sums;
 }
 
+SmallVector<Value> HopperEmitter::wgmmaRegisterStage(
+    ArrayRef<Value> accumulators, ArrayRef<SmallVector<Value, 16>> operandA,
+    Value descriptorB, const WgmmaFragmentLayout &layout, Type accumulatorType,
+    int64_t pendingGroups) {
+  // The A registers were written by ordinary instructions since the last
+  // wgmma read them.
+  NVVM::WgmmaFenceAlignedOp::create(b, loc);
+  SmallVector<Value> sums(accumulators);
+  constexpr int64_t stepsPerSpan = kTileRowBytes / kWgmmaKBytes;
+  for (int64_t step = 0; step < stepsPerSpan; ++step) {
+    // B advances 32 bytes (2 descriptor units) per k16 step.
+    Value stepB = arith::AddIOp::create(
+        b, loc, descriptorB, i64(step * kWgmmaKBytes / kDescriptorUnit));
+    for (auto [fragment, sum] : llvm::enumerate(sums))
+      sum = wgmmaRegisterA(
+          sum, ArrayRef<Value>(operandA[fragment]).slice(4 * step, 4), stepB,
+          layout, accumulatorType);
+  }
+  NVVM::WgmmaGroupSyncAlignedOp::create(b, loc);
+  NVVM::WgmmaWaitGroupSyncOp::create(b, loc, pendingGroups);
+  return sums;
+}
+
+Value HopperEmitter::wgmmaRegisterA(Value accumulator, ArrayRef<Value> a,
+                                    Value descriptorB,
+                                    const WgmmaFragmentLayout &layout,
+                                    Type accumulatorType) {
+  int64_t registers = layout.registers();
+  // Operands: the accumulators out ($0..), the same tied in, the four A
+  // registers, B's descriptor. scale-d 1 (add), A and B unscaled, B
+  // K-major (not transposed).
+  std::string sums, tied, constraints;
+  SmallVector<Value> operands;
+  for (int64_t reg = 0; reg < registers; ++reg) {
+    sums += (reg ? ", $" : "$") + std::to_string(reg);
+    constraints += "=f,";
+    tied += std::to_string(reg) + ",";
+    operands.push_back(LLVM::ExtractValueOp::create(b, loc, accumulator, reg));
+  }
+  constraints += tied + "r,r,r,r,l";
+  llvm::append_range(operands, a);
+  operands.push_back(descriptorB);
+  int64_t first = 2 * registers;
+  std::string ptx =
+      "wgmma.mma_async.sync.aligned.m64n" + std::to_string(layout.columns) +
+      "k16.f32.bf16.bf16 {" + sums + "}, {$" + std::to_string(first) + ", $" +
+      std::to_string(first + 1) + ", $" + std::to_string(first + 2) + ", $" +
+      std::to_string(first + 3) + "}, $" + std::to_string(first + 4) +
+      ", 1, 1, 1, 0;";
+  return LLVM::InlineAsmOp::create(
+             b, loc, accumulatorType, operands, ptx, constraints,
+             /*has_side_effects=*/true, /*is_align_stack=*/false,
+             LLVM::TailCallKind::None, LLVM::AsmDialectAttr(), ArrayAttr())
+      .getResult(0);
+}
+
 Value HopperEmitter::zeroAccumulator(LLVM::LLVMStructType accumulatorType,
                                      Type element) {
   Value accumulator = LLVM::ZeroOp::create(b, loc, accumulatorType);

@@ -79,6 +79,18 @@ public:
                                 const WgmmaFragmentLayout &layout,
                                 const WgmmaKind &kind, Type accumulatorType,
                                 int64_t pendingGroups, bool fresh);
+  /// Issues the four bf16 m64nNk16 wgmmas of one 64-wide K stage with the
+  /// A operand from registers: `operandA[f][s]` holds the four A registers
+  /// (two bf16 each, in the fragment order of the wgmma's register operand)
+  /// of 64-row fragment f at k16 step s, against the K-major, 128B-swizzled
+  /// B tile of `descriptorB`. The accumulators of `layout` are added to
+  /// (never cleared); commits the wgmmas as a group and waits until at most
+  /// `pendingGroups` groups are in flight.
+  SmallVector<Value>
+  wgmmaRegisterStage(ArrayRef<Value> accumulators,
+                     ArrayRef<SmallVector<Value, 16>> operandA,
+                     Value descriptorB, const WgmmaFragmentLayout &layout,
+                     Type accumulatorType, int64_t pendingGroups);
   /// An accumulator of `accumulatorType` with every register `element`'s 0.
   Value zeroAccumulator(LLVM::LLVMStructType accumulatorType, Type element);
   /// Waits on barrier `position` mod `depth` of the mbarrier group `ring`
@@ -117,6 +129,11 @@ public:
                   function_ref<void()> consumers);
 
 private:
+  /// One wgmma m64nNk16 (N: `layout.columns`) of bf16 with A from the four
+  /// registers `a`, B by `descriptorB`, added to `accumulator`. There is no
+  /// NVVM op for a register A operand: inline PTX, the accumulators tied.
+  Value wgmmaRegisterA(Value accumulator, ArrayRef<Value> a, Value descriptorB,
+                       const WgmmaFragmentLayout &layout, Type accumulatorType);
   Value index(int64_t value);
   Value i64(int64_t value);
 

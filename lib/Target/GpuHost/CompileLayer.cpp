@@ -91,6 +91,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.swapAb = options.swapAB;
   pipelineOptions.swappedWarpgroups = options.swappedWarpgroups;
   pipelineOptions.swappedWeightLoad = options.swappedWeightLoad;
+  pipelineOptions.weightOnlyRegisters = options.weightOnlyRegisters;
   pipelineOptions.sharedExperts = options.sharedExperts;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);

@@ -119,6 +119,13 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=64 -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=INT4-64
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=WEIGHT-ONLY-64
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab=false num-tokens=4" | FileCheck %s --check-prefix=WEIGHT-ONLY-UNSWAPPED
+// With weight-only-registers, swapped int4 matmuls decode into the wgmma's
+// register operand: no bf16 tile in a stage, so the ring is five deep.
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 weight-only-registers" | FileCheck %s --check-prefix=INT4-REGISTERS
+// RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-weight-load=registers" 2>&1 | FileCheck %s --check-prefix=SWAPPED-LOAD-REGISTERS
+// INT4-REGISTERS: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, weight_load = registers>
+// INT4-REGISTERS: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true, weight_load = registers>
+// SWAPPED-LOAD-REGISTERS: error: moe-gpu-configure: swapped-weight-load must be tma or cp_async (weight-only-registers asks for register operands), got 'registers'
 // INT4-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
 // INT4-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
 // INT4-64: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1>
@@ -211,7 +218,7 @@
 // SWAPPED-BLOCKN-INVALID: error: moe-gpu-configure: block-n = 64 is one warpgroup's weight rows, but swapped-warpgroups = 2 splits each tile's rows over two (block-n 128 or 256)
 // SWAP-BLOCKN64: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
 // SWAP-BLOCKN64: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
-// SWAPPED-LOAD-INVALID: error: moe-gpu-configure: swapped-weight-load must be tma or cp_async, got 'ldg'
+// SWAPPED-LOAD-INVALID: error: moe-gpu-configure: swapped-weight-load must be tma or cp_async (weight-only-registers asks for register operands), got 'ldg'
 // 16 rows per expert on average: 16 + 2·4 = 24 rows fit 32.
 // SWAP-QWEN-256: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, tile = #moe.tile<block_m = 32,
 // SWAP-QWEN-256: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>, tile = #moe.tile<block_m = 32,

@@ -163,6 +163,30 @@
 
 // -----
 
+// A register operand needs swapped operands
+// expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = false, consumer_warpgroups = 1, mma = wgmma_bf16, block_k = 64}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, weight_load = registers>} : () -> ()
+
+// -----
+
+// ... decoded by one warpgroup
+// expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = true, consumer_warpgroups = 2, mma = wgmma_bf16, block_k = 64}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, swap_ab = true, weight_load = registers>} : () -> ()
+
+// -----
+
+// ... of bf16 wgmmas
+// expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = true, consumer_warpgroups = 1, mma = wgmma_e4m3, block_k = 128}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 4, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
+
+// -----
+
+// ... one 64-wide K step per stage
+// expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = true, consumer_warpgroups = 1, mma = wgmma_bf16, block_k = 128}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 4, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
+
+// -----
+
 // weights by cp.async: no cluster
 // expected-error @+1 {{weight_load = cp_async takes no cluster (a cluster's blocks share weight tiles by TMA multicast), got 2x1}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 1, cluster_m = 2, weight_load = cp_async>} : () -> ()

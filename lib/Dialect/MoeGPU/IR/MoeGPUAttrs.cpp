@@ -216,5 +216,18 @@ LogicalResult KernelConfigAttr::verify(
                           "cluster's blocks share weight tiles by TMA "
                           "multicast), got "
                        << clusterM << "x" << clusterN;
+  // The register operand is the weights' (A) fragment of a bf16 wgmma,
+  // decoded by the single warpgroup that multiplies it, one 64-wide K step
+  // of codes per stage.
+  if (weightLoad == WeightLoad::Registers &&
+      (!swapAB || consumerWarpgroups != 1 || mma != MmaKind::WgmmaBf16 ||
+       blockK != 64))
+    return emitError() << "weight_load = registers needs swap_ab, one "
+                          "consumer warpgroup, wgmma_bf16 and block_k = 64, "
+                          "got swap_ab = "
+                       << (swapAB ? "true" : "false")
+                       << ", consumer_warpgroups = " << consumerWarpgroups
+                       << ", mma = " << stringifyMmaKind(mma)
+                       << ", block_k = " << blockK;
   return success();
 }

@@ -170,12 +170,17 @@ int64_t chooseBlockN(const MatmulFacts &facts, int64_t override) {
 }
 
 int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
-                     int64_t splitK, int64_t override) {
+                     int64_t splitK, int64_t override,
+                     bool registerOperand = false) {
+  // Codes decoded into registers leave no bf16 tile in the ring, nor a
+  // dequantization between its stages: the ring is as deep as bf16's.
   int64_t stages = override > 0 ? override
-                   : facts.isWeightOnly() ? kMaxWeightOnlyStages
-                                          : hopper::kMaxMultistageStages;
-  int64_t stageBytes = (blockM + blockN) * kStageRowBytes * facts.spans +
-                       facts.packedTileBytes(blockN);
+                   : facts.isWeightOnly() && !registerOperand
+                       ? kMaxWeightOnlyStages
+                       : hopper::kMaxMultistageStages;
+  int64_t tileRows = registerOperand ? blockM : blockM + blockN;
+  int64_t stageBytes =
+      tileRows * kStageRowBytes * facts.spans + facts.packedTileBytes(blockN);
   int64_t fitting = kUsableSharedBytes / stageBytes;
   int64_t steps = facts.totalSteps() / splitK;
   return std::max(kMinStages, std::min({stages, hopper::kMaxMultistageStages,
@@ -196,6 +201,8 @@ struct ConfigureOptions {
   /// matmul) and how it loads its weight tile.
   int64_t swappedWarpgroups = 0;
   WeightLoad swappedWeightLoad = WeightLoad::CpAsync;
+  /// Swapped int4 weight-only matmuls take `weight_load = registers`.
+  bool weightOnlyRegisters = false;
   /// M where the gathered input's rows are dynamic.
   int64_t numTokens = 0;
   /// Streaming multiprocessors of the target, for the waves of a grid.
@@ -268,7 +275,16 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
     blockN = kNarrowBlockN;
   if (shortStream && options.blockN == 0)
     blockN = kMinBlockN;
-  int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
+  // int4 codes (two's complement or with zero points) decoded into the
+  // wgmma's register operand, where asked: one warpgroup, 64 of K per
+  // stage, and groups of whole 32-column halves of a stage.
+  if (options.weightOnlyRegisters && warpgroups == 1 &&
+      facts.format == QuantFormat::Int4Weight && facts.blockK() == 64 &&
+      op.getQuantization().getGroupSize() % 32 == 0)
+    weightLoad = WeightLoad::Registers;
+  int64_t stages =
+      chooseStages(facts, blockM, blockN, splitK, options.stages,
+                   /*registerOperand=*/weightLoad == WeightLoad::Registers);
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM,
@@ -679,6 +695,27 @@ struct MoeGpuConfigurePass
     return success();
   }
 
+  /// The pass options as the policy reads them, with the parsed
+  /// `swapped-weight-load`.
+  ConfigureOptions collectOptions(WeightLoad swappedLoad) {
+    ConfigureOptions options;
+    options.blockN = blockN;
+    options.stages = stages;
+    options.blockK = blockK;
+    options.warpSpecialize = warpSpecialize;
+    options.persistent = persistent;
+    options.pingpong = pingpong;
+    options.clusterM = clusterM;
+    options.swapAB = swapAb;
+    options.swappedWarpgroups = swappedWarpgroups;
+    options.swappedWeightLoad = swappedLoad;
+    options.weightOnlyRegisters = weightOnlyRegisters;
+    options.numTokens = numTokens;
+    options.numSMs = numSMs;
+    options.persistentMaxRows = persistentMaxRows;
+    return options;
+  }
+
   void runOnOperation() override {
     // An override the policy would round or clamp silently is an error:
     // the caller asked for a kernel it would not get.
@@ -727,16 +764,14 @@ struct MoeGpuConfigurePass
     }
     std::optional<WeightLoad> weightLoad =
         symbolizeWeightLoad(swappedWeightLoad.getValue());
-    if (!weightLoad) {
+    if (!weightLoad || *weightLoad == WeightLoad::Registers) {
       getOperation()->emitError("moe-gpu-configure: swapped-weight-load must "
-                                "be tma or cp_async, got '")
+                                "be tma or cp_async (weight-only-registers "
+                                "asks for register operands), got '")
           << swappedWeightLoad.getValue() << "'";
       return signalPassFailure();
     }
-    ConfigureOptions options{blockN,   stages,   blockK, warpSpecialize,
-                             persistent, pingpong, clusterM, swapAb,
-                             swappedWarpgroups, *weightLoad, numTokens,
-                             numSMs,     persistentMaxRows};
+    ConfigureOptions options = collectOptions(*weightLoad);
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))

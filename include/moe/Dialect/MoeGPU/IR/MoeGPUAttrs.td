@@ -35,7 +35,8 @@ def MoeGPU_Schedule : I32EnumAttr<"Schedule",
 def MoeGPU_WeightLoad : I32EnumAttr<"WeightLoad",
     "how a block copies its weight tile into shared memory", [
   I32EnumAttrCase<"Tma", 0, "tma">,
-  I32EnumAttrCase<"CpAsync", 1, "cp_async">
+  I32EnumAttrCase<"CpAsync", 1, "cp_async">,
+  I32EnumAttrCase<"Registers", 2, "registers">
 ]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mlir::moe_gpu";
@@ -97,7 +98,13 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       (one thread issues a TMA box per 128-byte span of K; the default) or
       `cp_async` (every thread of the block copies 16-byte chunks, placed
       as the 128B swizzle would place them: more requests in flight per SM,
-      which a short weight stream at decode needs; bf16 multistage only).
+      which a short weight stream at decode needs; bf16 multistage only),
+      or `registers` (weight-only codes with swapped operands: every thread
+      copies 16-byte chunks of the stored codes, then decodes its own
+      elements of the wgmma's A fragment into registers; no bf16 tile is
+      written to shared memory). `registers` needs `swap_ab`, one consumer
+      warpgroup, `wgmma_bf16` and a `block_k` of 64 (one K step of codes
+      per stage).
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`

@@ -127,7 +127,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     swapped matmuls take one warpgroup unless `swapped-warpgroups` asks for
     two, and their codes come by cp.async into a 2-stage ring (unless
     `stages` asks for another) whatever `swapped-weight-load` says
-    (`weight_load = tma` in the attribute). A schedule that mixes bf16 and
+    (`weight_load = tma` in the attribute). With `weight-only-registers`,
+    swapped int4 matmuls (`int4_weight`, with or without zero points) take
+    `weight_load = registers` instead: no bf16 tile is written to shared
+    memory, so a stage holds only the codes and the slot rows, and the ring
+    is as deep as the multistage schedule allows. A schedule that mixes bf16 and
     weight-only matmuls is not swapped. The
     other bf16 rules above (128-row blocks, the wave split, the persistent
     schedule) do not apply to weight-only or w8a8 matmuls.
@@ -180,6 +184,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            /*default=*/"\"cp_async\"",
            "How the swapped-operand kernel loads its weight tile: tma or "
            "cp_async (16-byte chunks from every thread)">,
+    Option<"weightOnlyRegisters", "weight-only-registers", "bool",
+           /*default=*/"false",
+           "Give swapped int4 weight-only matmuls weight_load = registers: "
+           "each thread decodes its elements of the wgmma's A fragment from "
+           "the stored codes into registers, and no bf16 tile is written "
+           "to shared memory">,
     Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
            "Token count M of an input with a dynamic token dimension, for "
            "the rows per expert (M·k/E) that swap-ab reads (moe-tile's "
