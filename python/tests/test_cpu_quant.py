@@ -213,6 +213,43 @@ func.func @f(%w: tensor<{e}x{n}x{k // 2}xui8>) -> {packed_type} {{
     np.testing.assert_array_equal(packed, quant.prepack_wgmma_a_4bit(codes))
 
 
+@pytest.mark.parametrize("fmt", ["int4", "int4_zero_point", "mxfp4"])
+def test_packed_weight_only_grouped_matmul(tmp_path, fmt):
+    """A grouped matmul whose codes are stored in moe.prepack's wgmma_a_4bit
+    order (`packed = wgmma_a_4bit`), prepacked here by the NumPy reference,
+    against the float64 oracle of the same codes in rows."""
+    m, e = int(rng.integers(1, 10)), int(rng.integers(1, 4))
+    n, k = 64 * int(rng.integers(1, 4)), 64 * int(rng.integers(1, 4))
+    rows = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16)
+    weights = rng.standard_normal((e, n, k)) / np.sqrt(k)
+    offsets = random_offsets(m, e)
+    zeros = None
+    if fmt == "mxfp4":
+        codes, scales = quant.quantize_mxfp4(weights)
+        stored = quant.pack_nibbles(codes.view(np.uint8) & 0xF)
+        dequantized = quant.dequantize_mxfp4(codes, scales)
+        attr = "#moe.quant<mxfp4, packed = wgmma_a_4bit>"
+        scale_type = f"tensor<{e}x{n}x{k // 32}xui8>"
+    else:
+        zero_point = fmt == "int4_zero_point"
+        group = 32 if zero_point else 64
+        codes, scales, zeros = quant.quantize_grouped(weights, 4, group, zero_point)
+        stored = quant.pack_nibbles(codes)
+        dequantized = quant.dequantize_grouped(codes, scales, zeros, group)
+        zp = ", zero_point = true" if zero_point else ""
+        attr = f"#moe.quant<int4_weight, group = {group}{zp}, packed = wgmma_a_4bit>"
+        scale_type = f"tensor<{e}x{n}x{k // group}xf32>"
+    # The prepacked tiles' bytes, row-major, in the [E, N, K/2] operand.
+    packed = quant.prepack_wgmma_a_4bit(stored).reshape(e, n, k // 2)
+    zeros_type = f"tensor<{e}x{n}x{zeros.shape[2]}xui8>" if zeros is not None else None
+    ir = weight_only_program(attr, k, n, e, "bf16", "ui8", k // 2, scale_type, zeros_type)
+    inputs = [rows, packed, offsets, scales] + ([zeros] if zeros is not None else [])
+    result = run_program(tmp_path, ir, "f", inputs, 1)
+    assert result.returncode == 0, result.stderr
+    expected = quant.grouped_matmul_dequantized(rows.astype(np.float64), dequantized, offsets)
+    assert relative_l2(result.outputs[0], expected) < TOLERANCE
+
+
 def test_prepack_reference_is_a_permutation():
     """Every code byte lands in exactly one packed byte, and thread 0's first
     register is row 0's first pair, thread 5 (warp 0, lane 5: r = 1, q = 1)

@@ -149,6 +149,9 @@ struct CopyPlan {
   /// where a group is 32 of K).
   SmallVector<Value> operandRows;
   Value operandRotation;
+  /// Codes packed as wgmma_a_4bit: per copied chunk, its 64-row group of
+  /// the tile and its place j in the group's 2048-byte tile.
+  SmallVector<Value> packedGroup, packedChunk;
   SmallVector<Value> operandScaleRows, operandScaleColumns;
   /// Weights copied by cp.async: the B tile's chunks (tile row, swizzled
   /// destination column, source row of the weights as the descriptor
@@ -330,6 +333,31 @@ private:
   /// the four registers of each k16 step.
   SmallVector<SmallVector<Value, 16>> decodeOperandA(Value stage,
                                                      ArrayRef<Value> scales);
+  /// Codes packed as wgmma_a_4bit: this thread's chunks of each stage (the
+  /// A fragment's 16 bytes it decodes) and, for the tile kernel, their
+  /// rows' scale places.
+  void planPackedCodeChunks();
+  /// Row `half` (0: +0, 1: +8) of chunk `inTile` of the tile's 64-row
+  /// group `group`.
+  Value packedChunkRow(Value group, Value inTile, int64_t half);
+  /// The (row, byte column) in the [E·N, K/2] code matrix of a packed
+  /// chunk whose flat byte at K step 0 is `flat`, at K offset `kOffset`.
+  std::pair<Value, Value> packedCodeSource(Value flat, Value kOffset);
+  /// The stage's codes as [block_n, 2] 16-byte chunks.
+  Value codeChunks(Value stage);
+  /// The four i32 words of chunk (`row`, `chunk`) of `chunks`.
+  SmallVector<Value, 4> loadCodeWords(Value chunks, Value row, Value chunk);
+  /// The int4 decoders of one row's groups in the stage, its scales (and
+  /// zero points) from `scales[first]` on.
+  SmallVector<Int4PairDecoder, 2> rowDecoders(ArrayRef<Value> scales,
+                                              int64_t first);
+  /// `word` with its byte `byte` at bits 15..22.
+  Value placeCodeByte(Value word, int64_t byte);
+  /// Packed codes: dequantizes this thread's chunks into the B tile.
+  void dequantizePackedStage(Value stage, ArrayRef<Value> scales);
+  /// The two e2m1 codes of byte `byte` of `word` times `scale`, as one i32
+  /// of two bf16.
+  Value decodeMxfp4Pair(Value word, int64_t byte, Value scale);
   /// Copies one 16-byte chunk by cp.async from `source` at `sourceIndices`
   /// to `tile` at `tileIndices`: `chunkElements` elements, of which
   /// `elements` are read (the rest zero-filled).
@@ -502,11 +530,15 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
     for (size_t i = 0; i < copies.packedRow.size(); ++i) {
       Value bytes = arith::SelectOp::create(b, loc, valid,
                                             copies.packedBytes[i], index(0));
+      Value sourceRow = copies.packedSourceRow[i];
       Value column =
           arith::AddIOp::create(b, loc, kBytes, copies.packedColumn[i]);
+      if (config.packedCodes)
+        std::tie(sourceRow, column) =
+            packedCodeSource(copies.packedSourceRow[i], kOffset);
       copyChunk(stagePacked, {copies.packedRow[i], copies.packedColumn[i]},
-                args.packedWeights, {copies.packedSourceRow[i], column},
-                kChunkBytes, bytes, /*bypassL1=*/false);
+                args.packedWeights, {sourceRow, column}, kChunkBytes, bytes,
+                /*bypassL1=*/false);
     }
   } else if (config.copiesWeights) {
     // Every thread's chunks of the weight tile, in the A rows' group.
@@ -1326,6 +1358,10 @@ void KernelBuilder::consumePingpong() {
 }
 
 void KernelBuilder::planWeightOnlyChunks() {
+  if (config.packedCodes) {
+    planPackedCodeChunks();
+    return;
+  }
   // Each thread copies its 16-byte chunks of the stored codes of the tile's
   // BN weight rows (a row past N copies nothing), and dequantizes its
   // chunks of the B tile.
@@ -1368,6 +1404,101 @@ void KernelBuilder::planWeightOnlyChunks() {
 
 }
 
+void KernelBuilder::planPackedCodeChunks() {
+  // Codes in moe.prepack's wgmma_a_4bit order: per K step, a 2048-byte
+  // tile per 64 weight rows, in which chunk 32 w + 4 r + q holds the codes
+  // of rows 16 w + r and + 8 that thread q of the wgmma's fragment
+  // multiplies. The stage's group f of 64 tile rows gets, at byte 2048 f +
+  // 16 j, chunk j of its fragment: each 16-row slab of tile rows is 16
+  // consecutive weight rows (gate or up rows, in halves), found in the
+  // tile of their 64-row group. Thread t copies chunks t, t + threads, ...
+  // and reads back the same chunks: no other thread's.
+  constexpr int64_t kTileBytes = 2048, kChunksPerTile = 128;
+  int64_t groups = config.blockN / kWarpgroupRows;
+  int64_t kTiles = config.inFeatures / config.blockK();
+  for (int64_t i = 0; i < groups * kChunksPerTile / config.threads(); ++i) {
+    Value chunk = arith::AddIOp::create(b, loc, thisThread.tid,
+                                        index(config.threads() * i));
+    Value group = arith::DivUIOp::create(b, loc, chunk, index(kChunksPerTile));
+    Value inTile = arith::RemUIOp::create(b, loc, chunk, index(kChunksPerTile));
+    Value slab = arith::DivUIOp::create(b, loc, inTile, index(32));
+    Value weightRow = moe.weightRowOf(arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, group, index(kWarpgroupRows)),
+        arith::MulIOp::create(b, loc, slab, index(16))));
+    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                         weightRow, index(config.outFeatures));
+    weightRow = arith::SelectOp::create(b, loc, inside, weightRow, index(0));
+    // The flat byte of the chunk's source in K step 0: the expert's and
+    // the 64-row group's K/64 tiles, then the slab's chunk in the tile.
+    Value rowTile = arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(b, loc, tile.expert,
+                              index(config.outFeatures / kWarpgroupRows)),
+        arith::DivUIOp::create(b, loc, weightRow, index(kWarpgroupRows)));
+    Value sourceSlab = arith::DivUIOp::create(
+        b, loc,
+        arith::RemUIOp::create(b, loc, weightRow, index(kWarpgroupRows)),
+        index(16));
+    Value sourceChunk = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, sourceSlab, index(32)),
+        arith::RemUIOp::create(b, loc, inTile, index(32)));
+    Value flat = arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(b, loc, rowTile, index(kTiles * kTileBytes)),
+        arith::MulIOp::create(b, loc, sourceChunk, index(kChunkBytes)));
+    Value destination = arith::AddIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, group, index(kTileBytes)),
+        arith::MulIOp::create(b, loc, inTile, index(kChunkBytes)));
+    copies.packedRow.push_back(arith::DivUIOp::create(
+        b, loc, destination, index(config.packedRowBytes())));
+    copies.packedColumn.push_back(arith::RemUIOp::create(
+        b, loc, destination, index(config.packedRowBytes())));
+    copies.packedSourceRow.push_back(flat);
+    copies.packedBytes.push_back(
+        arith::SelectOp::create(b, loc, inside, index(kChunkBytes), index(0)));
+    copies.packedGroup.push_back(group);
+    copies.packedChunk.push_back(inTile);
+  }
+  if (config.registerOperand) {
+    planOperandRows();
+    return;
+  }
+  // The tile kernel dequantizes the chunks it copied: per chunk and row
+  // half, the scale places of its rows (chunk 0, and 4 for groups of 32).
+  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
+  for (auto [group, inTile] : llvm::zip(copies.packedGroup, copies.packedChunk))
+    for (int64_t half = 0; half < 2; ++half)
+      for (int64_t scaleGroup = 0; scaleGroup < groupsPerStage; ++scaleGroup) {
+        copies.dequantRow.push_back(packedChunkRow(group, inTile, half));
+        copies.dequantColumn.push_back(index(4 * scaleGroup));
+      }
+}
+
+Value KernelBuilder::packedChunkRow(Value group, Value inTile, int64_t half) {
+  // Chunk j = 32 w + 4 r + q of a 64-row group holds rows 16 w + r and + 8.
+  Value warp = arith::DivUIOp::create(b, loc, inTile, index(32));
+  Value row = arith::DivUIOp::create(
+      b, loc, arith::RemUIOp::create(b, loc, inTile, index(32)), index(4));
+  Value first = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, group, index(kWarpgroupRows)),
+      arith::AddIOp::create(
+          b, loc, arith::MulIOp::create(b, loc, warp, index(16)), row));
+  return arith::AddIOp::create(b, loc, first, index(8 * half));
+}
+
+std::pair<Value, Value> KernelBuilder::packedCodeSource(Value flat,
+                                                        Value kOffset) {
+  // K step kOffset / 64 is the group's next 2048-byte tile; the flat byte
+  // as a place in the [E·N, K/2] byte matrix the kernel takes.
+  Value tileOffset = arith::MulIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, kOffset, index(config.blockK())),
+      index(2048));
+  Value source = arith::AddIOp::create(b, loc, flat, tileOffset);
+  int64_t rowBytes = config.inFeatures / 2;
+  return {arith::DivUIOp::create(b, loc, source, index(rowBytes)),
+          arith::RemUIOp::create(b, loc, source, index(rowBytes))};
+}
+
 void KernelBuilder::planOperandRows() {
   // Thread t of the warpgroup holds rows 16·(t/32) + (t%32)/4 (+8) of each
   // 64-row fragment of the A operand, and columns 2·(t%4) (+1, +8, +9) of
@@ -1403,56 +1534,167 @@ void KernelBuilder::planOperandRows() {
     }
 }
 
-SmallVector<SmallVector<Value, 16>>
-KernelBuilder::decodeOperandA(Value stage, ArrayRef<Value> scales) {
-  // The stage's codes as 16-byte chunks: a row's 64 of K are two.
+Value KernelBuilder::codeChunks(Value stage) {
   auto workgroup =
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
   auto chunkType = VectorType::get({4}, b.getI32Type());
-  Value chunks = stageView(
+  return stageView(
       MemRefType::get({config.blockN, config.packedRowBytes() / kChunkBytes},
                       chunkType, MemRefLayoutAttrInterface(), workgroup),
       stage, config.stages * (config.tileABytes() + config.tileBBytes()),
       config.packedTileBytes());
+}
+
+SmallVector<Value, 4> KernelBuilder::loadCodeWords(Value chunks, Value row,
+                                                   Value chunk) {
+  Value loaded = memref::LoadOp::create(b, loc, chunks, ValueRange{row, chunk});
+  SmallVector<Value, 4> words;
+  for (int64_t w = 0; w < 4; ++w)
+    words.push_back(LLVM::ExtractElementOp::create(
+        b, loc, loaded,
+        arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(w))));
+  return words;
+}
+
+SmallVector<Int4PairDecoder, 2>
+KernelBuilder::rowDecoders(ArrayRef<Value> scales, int64_t first) {
+  // A row's scales (and zero points) of the stage's one or two groups.
   int64_t groupsPerStage = config.group == 32 ? 2 : 1;
   int64_t perScale = config.zeroPoint ? 2 : 1;
+  SmallVector<Int4PairDecoder, 2> decoders;
+  for (int64_t group = 0; group < groupsPerStage; ++group) {
+    int64_t at = first + perScale * group;
+    decoders.push_back(moe.int4PairDecoder(
+        scales[at], config.zeroPoint ? scales[at + 1] : Value()));
+  }
+  return decoders;
+}
+
+Value KernelBuilder::placeCodeByte(Value word, int64_t byte) {
+  // Byte `byte` (codes 2j and 2j + 1) to bits 15..22.
+  int64_t shift = 15 - 8 * byte;
+  Value amount =
+      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(std::abs(shift)));
+  return shift > 0 ? arith::ShLIOp::create(b, loc, word, amount).getResult()
+                   : arith::ShRUIOp::create(b, loc, word, amount).getResult();
+}
+
+SmallVector<SmallVector<Value, 16>>
+KernelBuilder::decodeOperandA(Value stage, ArrayRef<Value> scales) {
+  Value chunks = codeChunks(stage);
+  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
+  int64_t perRow = (config.zeroPoint ? 2 : 1) * groupsPerStage;
   SmallVector<SmallVector<Value, 16>> operandA;
   for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment) {
-    // Per row half: the row's 8 code words, and its groups' decoders.
+    SmallVector<SmallVector<Int4PairDecoder, 2>, 2> decoders;
+    for (int64_t half = 0; half < 2; ++half)
+      decoders.push_back(rowDecoders(scales, perRow * (2 * fragment + half)));
+    // Packed: the thread's own chunk, byte 2g + h of word s. Else per row
+    // half its row's 8 code words (two chunks), byte t%4 of word 2s + g.
     SmallVector<SmallVector<Value, 8>, 2> words(2);
-    SmallVector<SmallVector<Int4PairDecoder, 2>, 2> decoders(2);
-    for (int64_t half = 0; half < 2; ++half) {
-      Value row = copies.operandRows[2 * fragment + half];
-      for (int64_t chunk = 0; chunk < 2; ++chunk) {
-        Value loaded = memref::LoadOp::create(b, loc, chunks,
-                                              ValueRange{row, index(chunk)});
-        for (int64_t w = 0; w < 4; ++w)
-          words[half].push_back(LLVM::ExtractElementOp::create(
-              b, loc, loaded,
-              arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(w))));
-      }
-      for (int64_t group = 0; group < groupsPerStage; ++group) {
-        int64_t at =
-            perScale * ((2 * fragment + half) * groupsPerStage + group);
-        decoders[half].push_back(moe.int4PairDecoder(
-            scales[at], config.zeroPoint ? scales[at + 1] : Value()));
-      }
+    if (config.packedCodes) {
+      words[0] = llvm::to_vector<8>(loadCodeWords(
+          chunks, copies.packedRow[fragment],
+          arith::DivUIOp::create(b, loc, copies.packedColumn[fragment],
+                                 index(kChunkBytes))));
+    } else {
+      for (int64_t half = 0; half < 2; ++half)
+        for (int64_t chunk = 0; chunk < 2; ++chunk)
+          llvm::append_range(
+              words[half],
+              loadCodeWords(chunks, copies.operandRows[2 * fragment + half],
+                            index(chunk)));
     }
-    // k16 step s, register 2g + h: row half h, columns 16s + 8g + 2·(t%4),
-    // the byte t%4 of word 2s + g.
+    // k16 step s, register 2g + h: row half h, columns 16s + 8g + 2·(t%4).
     SmallVector<Value, 16> registers;
     for (int64_t step = 0; step < 4; ++step)
       for (int64_t g = 0; g < 2; ++g)
         for (int64_t half = 0; half < 2; ++half) {
-          Value word = words[half][2 * step + g];
-          Value placed = LLVM::FshlOp::create(b, loc, b.getI32Type(), word,
-                                              word, copies.operandRotation);
+          Value placed = config.packedCodes
+                             ? placeCodeByte(words[0][step], 2 * g + half)
+                             : LLVM::FshlOp::create(b, loc, b.getI32Type(),
+                                                    words[half][2 * step + g],
+                                                    words[half][2 * step + g],
+                                                    copies.operandRotation)
+                                   .getResult();
           registers.push_back(moe.decodeInt4Pair(
               decoders[half][step * groupsPerStage / 4], placed));
         }
     operandA.push_back(std::move(registers));
   }
   return operandA;
+}
+
+void KernelBuilder::dequantizePackedStage(Value stage, ArrayRef<Value> scales) {
+  // Each chunk the thread copied: its two rows' 16 code pairs, decoded and
+  // stored where the B tile's 128B swizzle puts columns 16s + 8g + 2q (+1).
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  Value tileWords = stageView(
+      MemRefType::get({config.blockN, kRowBytes / 4}, b.getI32Type(),
+                      MemRefLayoutAttrInterface(), workgroup),
+      stage, config.stages * config.tileABytes(), config.tileBBytes());
+  Value chunks = codeChunks(stage);
+  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
+  int64_t perScale = config.zeroPoint ? 2 : 1;
+  for (size_t i = 0; i < copies.packedGroup.size(); ++i) {
+    SmallVector<Value, 4> words =
+        loadCodeWords(chunks, copies.packedRow[i],
+                      arith::DivUIOp::create(b, loc, copies.packedColumn[i],
+                                             index(kChunkBytes)));
+    Value pair =
+        arith::RemUIOp::create(b, loc, copies.packedChunk[i], index(4));
+    for (int64_t half = 0; half < 2; ++half) {
+      int64_t first = perScale * groupsPerStage * (2 * i + half);
+      Value row = copies.dequantRow[groupsPerStage * (2 * i + half)];
+      Value swizzle = arith::RemUIOp::create(b, loc, row, index(8));
+      SmallVector<Int4PairDecoder, 2> decoders;
+      if (config.format == QuantFormat::Int4Weight)
+        decoders = rowDecoders(scales, first);
+      for (int64_t step = 0; step < 4; ++step)
+        for (int64_t g = 0; g < 2; ++g) {
+          int64_t scaleGroup = step * groupsPerStage / 4;
+          Value decoded =
+              config.format == QuantFormat::Int4Weight
+                  ? moe.decodeInt4Pair(decoders[scaleGroup],
+                                       placeCodeByte(words[step], 2 * g + half))
+                  : decodeMxfp4Pair(words[step], 2 * g + half,
+                                    scales[first + scaleGroup]);
+          Value chunk =
+              arith::XOrIOp::create(b, loc, index(2 * step + g), swizzle);
+          Value word = arith::AddIOp::create(
+              b, loc, arith::MulIOp::create(b, loc, chunk, index(4)), pair);
+          memref::StoreOp::create(b, loc, decoded, tileWords,
+                                  ValueRange{row, word});
+        }
+    }
+  }
+}
+
+Value KernelBuilder::decodeMxfp4Pair(Value word, int64_t byte, Value scale) {
+  // The byte's two e2m1 codes (low nibble first), each scaled in f32, then
+  // both rounded to bf16 by one cvt.
+  auto i32Constant = [&](int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
+        .getResult();
+  };
+  Type f32 = b.getF32Type();
+  Value pair = LLVM::PoisonOp::create(b, loc, VectorType::get({2}, f32));
+  for (int64_t nibble = 0; nibble < 2; ++nibble) {
+    Value code = arith::AndIOp::create(
+        b, loc,
+        arith::ShRUIOp::create(b, loc, word,
+                               i32Constant(8 * byte + 4 * nibble)),
+        i32Constant(15));
+    Value value =
+        arith::MulFOp::create(b, loc, moe.decodeWeight(code, Value()), scale);
+    pair =
+        LLVM::InsertElementOp::create(b, loc, pair, value, i32Constant(nibble));
+  }
+  return LLVM::BitcastOp::create(
+      b, loc, b.getI32Type(),
+      arith::TruncFOp::create(b, loc, VectorType::get({2}, b.getBF16Type()),
+                              pair));
 }
 
 SmallVector<Value>
@@ -1510,7 +1752,10 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
     // Every thread's codes are in (the barrier above): dequantize them
     // into the B tile, through the generic proxy, then make the tile
     // visible to the wgmma's async proxy.
-    dequantizeStage(stage, scales);
+    if (config.packedCodes)
+      dequantizePackedStage(stage, scales);
+    else
+      dequantizeStage(stage, scales);
     hopper.fenceAsyncProxy();
     gpu::BarrierOp::create(b, loc);
   } else if (!config.copiesWeights) {
@@ -2086,6 +2331,7 @@ static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
     } else {
       config.group = quantization.getGroupSize();
       config.zeroPoint = quantization.getZeroPoint();
+      config.packedCodes = quantization.getPacked().has_value();
       // The stored K is halved for two codes per byte.
       config.inFeatures = op.getInput().getType().getDimSize(1);
     }
@@ -2140,6 +2386,19 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
            << "no GPU kernel yet for " << kernelConfig
            << ": weight_load = registers is built for int4_weight codes in "
               "groups of a multiple of 32";
+  // Packed codes: every thread copies whole chunks of 64-row groups, each
+  // 16-row slab of the tile from one 64-row group of the weights (gate and
+  // up rows in halves, not interleaved).
+  int64_t packedChunks = config.blockN / kWarpgroupRows * 128;
+  if (config.packedCodes &&
+      (config.gateUpInterleaved || packedChunks % config.threads() != 0 ||
+       (config.registerOperand &&
+        packedChunks / config.threads() != config.mmaFragments())))
+    return op.emitRemark()
+           << "no GPU kernel yet for " << kernelConfig
+           << ": codes packed as wgmma_a_4bit are read with gate and up "
+              "rows in halves, by threads that share each 64-row group's "
+              "128 chunks evenly";
   bool built = config.swapAB
                    ? (config.blockM == 16 || config.blockM == 32) &&
                          !config.isW8A8() && config.swappedWarpgroups <= 2

@@ -81,6 +81,8 @@ struct ExpertMatmulPlan {
   /// thread decodes its elements of the wgmma's A fragment from the stored
   /// codes into registers; a stage holds no bf16 weight tile.
   bool registerOperand = false;
+  /// Weight-only codes stored in moe.prepack's wgmma_a_4bit order.
+  bool packedCodes = false;
   /// Columns of the wgmma (its N): 64, 128 or 256.
   int64_t blockN = 128;
   /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.

@@ -113,6 +113,37 @@ std::pair<AffineMap, AffineMap> scaleMaps(MLIRContext *context,
   llvm_unreachable("unknown scale layout");
 }
 
+/// Codes [E, N, K/2] stored in moe.prepack's wgmma_a_4bit order back in
+/// rows: each expert's bytes viewed as [nt, kt, w, r, q, s, g, h] tiles are
+/// permuted to [nt, w, h, r, kt, s, g, q] (n = 64 nt + 16 w + 8 h + r, p =
+/// 32 kt + 8 s + 4 g + q), the inverse of PrepackOpLowering's transpose.
+Value buildUnpackWgmmaA4Bit(OpBuilder &b, Location loc, Value codes) {
+  auto codesType = cast<RankedTensorType>(codes.getType());
+  int64_t experts = codesType.getDimSize(0);
+  int64_t rowTiles = codesType.getDimSize(1) / 64;
+  int64_t kTiles = codesType.getDimSize(2) / 32;
+  Type byte = codesType.getElementType();
+  Value flat = tensor::CollapseShapeOp::create(
+      b, loc, codes, SmallVector<ReassociationIndices>{{0}, {1, 2}});
+  // [E, nt, kt, w, r, q, s, g, h]
+  SmallVector<int64_t> threadShape = {experts, rowTiles, kTiles, 4, 8,
+                                      4,       4,        2,      2};
+  Value byThread = tensor::ExpandShapeOp::create(
+      b, loc, RankedTensorType::get(threadShape, byte), flat,
+      SmallVector<ReassociationIndices>{{0}, {1, 2, 3, 4, 5, 6, 7, 8}});
+  SmallVector<int64_t> permutation = {0, 1, 3, 8, 4, 2, 6, 7, 5};
+  SmallVector<OpFoldResult> rowSizes;
+  for (int64_t dim : permutation)
+    rowSizes.push_back(b.getIndexAttr(threadShape[dim]));
+  Value init = tensor::EmptyOp::create(b, loc, rowSizes, byte);
+  Value byRow = linalg::TransposeOp::create(b, loc, byThread, init, permutation)
+                    .getResult()
+                    .front();
+  return tensor::CollapseShapeOp::create(
+      b, loc, codesType, byRow,
+      SmallVector<ReassociationIndices>{{0}, {1, 2, 3, 4}, {5, 6, 7, 8}});
+}
+
 /// The weights of a weight-only format as f32 [E, N, K]: each code (a nibble
 /// of the packed byte k / 2 for int4 and mxfp4) minus its zero point, times
 /// its group's scale (mxfp4: the e2m1 value times 2^(byte - 127)).
@@ -122,6 +153,8 @@ Value buildDequantizeWeightOnly(OpBuilder &b, Location loc,
   QuantFormat format = quantization.getFormat();
   bool packed = format != QuantFormat::Int8Weight;
   bool zeroPoint = quantization.getZeroPoint();
+  if (quantization.getPacked())
+    weights = buildUnpackWgmmaA4Bit(b, loc, weights);
   int64_t group = quantization.getGroupSize();
   auto storedType = cast<RankedTensorType>(weights.getType());
   int64_t numExperts = storedType.getDimSize(0);

@@ -85,3 +85,23 @@ func.func @prepack(%w: tensor<2x128x64xui8>) -> tensor<2x2x2x2048xui8> {
   %p = moe.prepack wgmma_a_4bit %w : tensor<2x128x64xui8> -> tensor<2x2x2x2048xui8>
   return %p : tensor<2x2x2x2048xui8>
 }
+
+// -----
+
+// Codes stored packed (wgmma_a_4bit) are put back in rows before they are
+// decoded: each expert's bytes viewed as [nt, kt, w, r, q, s, g, h] tiles,
+// transposed to [nt, w, h, r, kt, s, g, q] (the inverse of moe.prepack's
+// permutation) and viewed as [E, N, K/2] again; only then the nibbles.
+// CHECK-LABEL: func.func @packed_int4
+// CHECK: %[[FLAT:.*]] = tensor.collapse_shape %{{.*}} {{\[\[}}0], [1, 2]] : tensor<2x128x64xui8> into tensor<2x8192xui8>
+// CHECK: %[[TILES:.*]] = tensor.expand_shape %[[FLAT]] {{\[\[}}0], [1, 2, 3, 4, 5, 6, 7, 8]] output_shape [2, 2, 2, 4, 8, 4, 4, 2, 2] : tensor<2x8192xui8> into tensor<2x2x2x4x8x4x4x2x2xui8>
+// CHECK: %[[INIT:.*]] = tensor.empty() : tensor<2x2x4x2x8x2x4x2x4xui8>
+// CHECK: %[[T:.*]] = linalg.transpose ins(%[[TILES]] : {{.*}}) outs(%[[INIT]] : {{.*}}) permutation = [0, 1, 3, 8, 4, 2, 6, 7, 5]
+// CHECK: %[[ROWS:.*]] = tensor.collapse_shape %[[T]] {{\[\[}}0], [1, 2, 3, 4], [5, 6, 7, 8]] : tensor<2x2x4x2x8x2x4x2x4xui8> into tensor<2x128x64xui8>
+// CHECK: tensor.extract %[[ROWS]]{{\[}}%{{.*}}, %{{.*}}, %{{.*}}] : tensor<2x128x64xui8>
+func.func @packed_int4(%a: tensor<?x128xbf16>, %w: tensor<2x128x64xui8>, %o: tensor<3xi32>, %s: tensor<2x128x1xf32>) -> tensor<?x128xf32> {
+  %0 = moe.grouped_matmul %a, %w, %o weight_scales(%s : tensor<2x128x1xf32>)
+      {quantization = #moe.quant<int4_weight, group = 128, packed = wgmma_a_4bit>}
+      : tensor<?x128xbf16>, tensor<2x128x64xui8>, tensor<3xi32> -> tensor<?x128xf32>
+  return %0 : tensor<?x128xf32>
+}

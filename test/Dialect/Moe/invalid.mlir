@@ -414,6 +414,29 @@ func.func @quant_group_size() attributes {q = #moe.quant<int8_weight, group = 10
 
 // -----
 
+// expected-error @+1 {{packed = wgmma_a_4bit orders 4-bit codes (int4_weight, mxfp4), not 'int8_weight'}}
+func.func @quant_packed_int8() attributes {q = #moe.quant<int8_weight, group = 64, packed = wgmma_a_4bit>} {
+  return
+}
+
+// -----
+
+func.func @gmm_packed_rows_not_tiled(%r: tensor<?x128xbf16>, %w: tensor<8x96x64xui8>, %o: tensor<9xi32>, %s: tensor<8x96x1xf32>) {
+  // expected-error @+1 {{expects N and K to be multiples of 64 for codes packed as wgmma_a_4bit, got N = 96 and K = 128}}
+  %0 = moe.grouped_matmul %r, %w, %o weight_scales(%s : tensor<8x96x1xf32>) {quantization = #moe.quant<int4_weight, group = 128, packed = wgmma_a_4bit>} : tensor<?x128xbf16>, tensor<8x96x64xui8>, tensor<9xi32> -> tensor<?x96xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_packed_k_not_tiled(%r: tensor<?x96xbf16>, %w: tensor<8x128x48xui8>, %o: tensor<9xi32>, %s: tensor<8x128x3xf32>) {
+  // expected-error @+1 {{expects N and K to be multiples of 64 for codes packed as wgmma_a_4bit, got N = 128 and K = 96}}
+  %0 = moe.grouped_matmul %r, %w, %o weight_scales(%s : tensor<8x128x3xf32>) {quantization = #moe.quant<int4_weight, group = 32, packed = wgmma_a_4bit>} : tensor<?x96xbf16>, tensor<8x128x48xui8>, tensor<9xi32> -> tensor<?x128xf32>
+  return
+}
+
+// -----
+
 // expected-error @+1 {{zero points apply to the weight-only integer formats, not 'mxfp4'}}
 func.func @quant_zero_point_on_mxfp4() attributes {q = #moe.quant<mxfp4, zero_point = true>} {
   return

@@ -152,16 +152,21 @@ func.func @w8a8_grouped_matmul(%a: tensor<?x256xf8E4M3FN>, %w: tensor<8x128x256x
 
 // -----
 
-// Weight-only grouped matmuls: packed int4 with zero points, int8, mxfp4.
+// Weight-only grouped matmuls: packed int4 with zero points, int8, mxfp4;
+// int4 and mxfp4 codes in moe.prepack's wgmma_a_4bit order.
 // CHECK-LABEL: func @weight_only_grouped_matmul
 // CHECK: weight_scales(%{{.*}} : tensor<8x128x2xf32>) weight_zeros(%{{.*}} : tensor<8x128x2xui8>) {quantization = #moe.quant<int4_weight, group = 128, zero_point = true>} : tensor<?x256xbf16>, tensor<8x128x128xui8>
 // CHECK: weight_scales(%{{.*}} : tensor<8x128x8xf32>) {quantization = #moe.quant<int8_weight, group = 32>} : tensor<?x256xbf16>, tensor<8x128x256xi8>
 // CHECK: weight_scales(%{{.*}} : tensor<8x128x8xui8>) {quantization = #moe.quant<mxfp4>} : tensor<?x256xbf16>, tensor<8x128x128xui8>
+// CHECK: weight_scales(%{{.*}} : tensor<8x128x2xf32>) {quantization = #moe.quant<int4_weight, group = 128, packed = wgmma_a_4bit>} : tensor<?x256xbf16>, tensor<8x128x128xui8>
+// CHECK: weight_scales(%{{.*}} : tensor<8x128x8xui8>) {quantization = #moe.quant<mxfp4, packed = wgmma_a_4bit>} : tensor<?x256xbf16>, tensor<8x128x128xui8>
 func.func @weight_only_grouped_matmul(%a: tensor<?x256xbf16>, %o: tensor<9xi32>, %w4: tensor<8x128x128xui8>, %s4: tensor<8x128x2xf32>, %z4: tensor<8x128x2xui8>,
     %w8: tensor<8x128x256xi8>, %s8: tensor<8x128x8xf32>, %sx: tensor<8x128x8xui8>) {
   %0 = moe.grouped_matmul %a, %w4, %o weight_scales(%s4 : tensor<8x128x2xf32>) weight_zeros(%z4 : tensor<8x128x2xui8>) {quantization = #moe.quant<int4_weight, group = 128, zero_point = true>} : tensor<?x256xbf16>, tensor<8x128x128xui8>, tensor<9xi32> -> tensor<?x128xbf16>
   %1 = moe.grouped_matmul %a, %w8, %o weight_scales(%s8 : tensor<8x128x8xf32>) {quantization = #moe.quant<int8_weight, group = 32>} : tensor<?x256xbf16>, tensor<8x128x256xi8>, tensor<9xi32> -> tensor<?x128xbf16>
   %2 = moe.grouped_matmul %a, %w4, %o weight_scales(%sx : tensor<8x128x8xui8>) {quantization = #moe.quant<mxfp4>} : tensor<?x256xbf16>, tensor<8x128x128xui8>, tensor<9xi32> -> tensor<?x128xbf16>
+  %3 = moe.grouped_matmul %a, %w4, %o weight_scales(%s4 : tensor<8x128x2xf32>) {quantization = #moe.quant<int4_weight, group = 128, packed = wgmma_a_4bit>} : tensor<?x256xbf16>, tensor<8x128x128xui8>, tensor<9xi32> -> tensor<?x128xbf16>
+  %4 = moe.grouped_matmul %a, %w4, %o weight_scales(%sx : tensor<8x128x8xui8>) {quantization = #moe.quant<mxfp4, packed = wgmma_a_4bit>} : tensor<?x256xbf16>, tensor<8x128x128xui8>, tensor<9xi32> -> tensor<?x128xbf16>
   return
 }
 

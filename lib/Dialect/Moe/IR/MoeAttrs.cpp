@@ -37,7 +37,8 @@ LogicalResult TileAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 LogicalResult
 QuantizationAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          QuantFormat format, std::optional<ScaleLayout> scales,
-                         int64_t group, bool zeroPoint) {
+                         int64_t group, bool zeroPoint,
+                         std::optional<PackedWeightLayout> packed) {
   bool weightOnly =
       format == QuantFormat::Int4Weight || format == QuantFormat::Int8Weight;
   if ((format == QuantFormat::Fp8 || format == QuantFormat::Int8) != scales.has_value())
@@ -57,6 +58,12 @@ QuantizationAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (zeroPoint && !weightOnly)
     return emitError() << "zero points apply to the weight-only integer "
                           "formats, not '"
+                       << stringifyQuantFormat(format) << "'";
+  // wgmma_a_4bit reorders pairs of 4-bit codes.
+  if (packed && format != QuantFormat::Int4Weight &&
+      format != QuantFormat::Mxfp4)
+    return emitError() << "packed = " << stringifyPackedWeightLayout(*packed)
+                       << " orders 4-bit codes (int4_weight, mxfp4), not '"
                        << stringifyQuantFormat(format) << "'";
   return success();
 }

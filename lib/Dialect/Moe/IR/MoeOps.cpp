@@ -482,6 +482,17 @@ static FailureOr<int64_t> verifyWeightOnly(Operation *op, StringRef aName,
   if (inFeatures % group != 0)
     return op->emitOpError() << "expects K = " << inFeatures
                              << " to be a multiple of the group " << group;
+  // Prepacked codes come in tiles of 64 weight rows and 64 of K.
+  constexpr int64_t kPackedTile = 64;
+  if (quantization.getPacked() &&
+      (weightsType.getDimSize(1) % kPackedTile != 0 ||
+       inFeatures % kPackedTile != 0))
+    return op->emitOpError()
+           << "expects N and K to be multiples of " << kPackedTile
+           << " for codes packed as "
+           << stringifyPackedWeightLayout(*quantization.getPacked())
+           << ", got N = " << weightsType.getDimSize(1)
+           << " and K = " << inFeatures;
   SmallVector<int64_t> groupShape = {weightsType.getDimSize(0),
                                      weightsType.getDimSize(1),
                                      inFeatures / group};

@@ -278,7 +278,9 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   // int4 codes (two's complement or with zero points) decoded into the
   // wgmma's register operand, where asked: one warpgroup, 64 of K per
   // stage, and groups of whole 32-column halves of a stage.
-  if (options.weightOnlyRegisters && warpgroups == 1 &&
+  // Codes packed for the register operand always take it.
+  bool packed = op.getQuantization().getPacked().has_value();
+  if ((options.weightOnlyRegisters || packed) && warpgroups == 1 &&
       facts.format == QuantFormat::Int4Weight && facts.blockK() == 64 &&
       op.getQuantization().getGroupSize() % 32 == 0)
     weightLoad = WeightLoad::Registers;

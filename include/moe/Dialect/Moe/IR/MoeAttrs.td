@@ -133,20 +133,29 @@ def Moe_QuantizationAttr : AttrDef<Moe_Dialect, "Quantization"> {
       `zero_point = true`: weight-only, group-wise scales along K, bf16
       activations.
     - `mxfp4`: weight-only e2m1 with an e8m0 scale per 32 along K.
+    - `packed = wgmma_a_4bit` (`int4_weight` and `mxfp4`): the stored codes
+      are in `moe.prepack`'s `wgmma_a_4bit` order, not in rows: the
+      `[E, N, K/2]` weights hold, per expert, the bytes of the prepacked
+      `[N/64, K/64, 2048]` tiles in row-major order (N and K multiples of
+      64); the scales and zero points keep their layout. A kernel that
+      multiplies the weights as the wgmma's register operand then reads
+      each thread's codes of a K step with one 16-byte load.
 
     Example: `#moe.quant<fp8, scales = block>`,
-    `#moe.quant<int4_weight, group = 128, zero_point = true>`.
+    `#moe.quant<int4_weight, group = 128, zero_point = true>`,
+    `#moe.quant<int4_weight, group = 128, packed = wgmma_a_4bit>`.
   }];
   let parameters = (ins
     EnumParameter<Moe_QuantFormat>:$format,
     OptionalParameter<"std::optional<::mlir::moe::ScaleLayout>">:$scales,
     DefaultValuedParameter<"int64_t", "0">:$group,
-    DefaultValuedParameter<"bool", "false">:$zero_point);
+    DefaultValuedParameter<"bool", "false">:$zero_point,
+    OptionalParameter<"std::optional<::mlir::moe::PackedWeightLayout>">:$packed);
   let assemblyFormat =
-      "`<` $format (`,` struct($scales, $group, $zero_point)^)? `>`";
+      "`<` $format (`,` struct($scales, $group, $zero_point, $packed)^)? `>`";
   let builders = [
     AttrBuilder<(ins "::mlir::moe::QuantFormat":$format), [{
-      return $_get($_ctxt, format, std::nullopt, 0, false);
+      return $_get($_ctxt, format, std::nullopt, 0, false, std::nullopt);
     }]>
   ];
   let genVerifyDecl = 1;

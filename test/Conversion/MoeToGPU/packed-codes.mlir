@@ -1,0 +1,106 @@
+// int4 and mxfp4 codes stored in moe.prepack's wgmma_a_4bit order
+// (#moe.quant<..., packed = wgmma_a_4bit>): each thread copies, and reads
+// back, the 16-byte chunk of a 64-row group's 2048-byte tile that holds its
+// own elements of the wgmma's A fragment.
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
+
+// Swapped int4 codes packed for the register operand take it without
+// weight-only-registers. A chunk's source is the flat byte of its 64-row
+// group's tile at the step's K/64, as a row and column of the [E·N, K/2]
+// code matrix (K/2 = 4096 bytes a row). Per 64 weight rows (two fragments
+// here) and stage one 16-byte load, whose word s, byte 2g + h is the A
+// register of k16 step s, column half g and row half h: shifted to bits
+// 15..22 by a constant (15, 7, then right by 1 and 9), no rotation.
+// CHECK-LABEL: func.func @int4_packed_registers
+// CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>
+// CHECK: gpu.func @expert_matmul
+// CHECK-NOT: llvm.intr.fshl
+// CHECK: %[[ROW:.*]] = arith.divui %{{.*}}, %c4096{{.*}} : index
+// CHECK: %[[COLUMN:.*]] = arith.remui %{{.*}}, %c4096{{.*}} : index
+// CHECK: nvgpu.device_async_copy %{{.*}}{{\[}}%[[ROW]], %[[COLUMN]]], %{{.*}}, 16, %{{.*}} : memref<2048x4096xi8> to memref<128x32xi8, #gpu.address_space<workgroup>>
+// CHECK: scf.for
+// CHECK: %[[CHUNK:.*]] = memref.load %{{.*}} : memref<128x2xvector<4xi32>, #gpu.address_space<workgroup>>
+// CHECK: %[[WORD:.*]] = llvm.extractelement %[[CHUNK]]
+// CHECK: arith.shli %[[WORD]], %c15_i32
+// CHECK: arith.shli %[[WORD]], %c7_i32
+// CHECK: arith.shrui %[[WORD]], %c1_i32
+// CHECK: arith.shrui %[[WORD]], %c9_i32
+// CHECK: memref.load %{{.*}} : memref<128x2xvector<4xi32>, #gpu.address_space<workgroup>>
+// CHECK-NOT: memref.load %{{.*}} : memref<128x2xvector<4xi32>
+// CHECK: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
+// PTX: .entry expert_matmul(
+// PTX-NOT: st.shared
+// PTX-NOT: shf.l.wrap
+// PTX: ld.shared.v4.b32
+// PTX: ld.shared.v4.b32
+// PTX-NOT: ld.shared.v4.b32
+// PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+func.func @int4_packed_registers(%x: tensor<?x8192xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x4096xui8>, %ws: tensor<8x256x64xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x256x64xf32>)
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<int4_weight, group = 128, packed = wgmma_a_4bit>}
+      : tensor<?x8192xbf16>, tensor<8x256x4096xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// Unswapped (64-row slot blocks, prefill): the same chunks are copied and
+// dequantized into the bf16 B tile, each pair stored at its row (+0, +8)
+// and its swizzled column, chunk (2s + g) xor (row mod 8), word t%4.
+// CHECK-LABEL: func.func @int4_packed_tile
+// CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1>
+// CHECK: gpu.func @expert_matmul
+// CHECK: scf.for
+// CHECK: memref.load %{{.*}} : memref<128x2xvector<4xi32>, #gpu.address_space<workgroup>>
+// CHECK: %[[SWIZZLE:.*]] = arith.remui %{{.*}}, %c8{{.*}} : index
+// CHECK: arith.xori %c0{{.*}}, %[[SWIZZLE]] : index
+// CHECK: memref.store %{{.*}} : memref<128x32xi32, #gpu.address_space<workgroup>>
+// CHECK: nvvm.wgmma.mma_async
+// PTX: .entry expert_matmul(
+// PTX: ld.shared.v4.b32
+// PTX: st.shared.b32
+// PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+func.func @int4_packed_tile(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xf32>, %wz: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x256x8xf32>) weight_zeros(%wz : tensor<8x256x8xui8>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>}
+      : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// Packed mxfp4 keeps the bf16 tile (the register operand is built for int4):
+// the e2m1 codes of each byte are decoded and scaled by their e8m0 scale.
+// CHECK-LABEL: func.func @mxfp4_packed
+// CHECK: gpu.func @expert_matmul
+// CHECK: memref.load %{{.*}} : memref<{{[0-9]+}}x2xvector<4xi32>, #gpu.address_space<workgroup>>
+// CHECK: arith.mulf %{{.*}}, %cst{{.*}} : f32
+// CHECK: memref.store %{{.*}} : memref<{{[0-9]+}}x32xi32, #gpu.address_space<workgroup>>
+// PTX: .entry expert_matmul(
+// PTX: mul.rn.f32 {{.*}}, 0f7E800000;
+func.func @mxfp4_packed(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x256x8xui8>)
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<mxfp4, packed = wgmma_a_4bit>}
+      : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// Interleaved gate and up rows do not form 16-row slabs of one 64-row group.
+func.func @int4_packed_interleaved(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x2xf32>) -> tensor<?x128xbf16> {
+  // expected-remark @+1 {{codes packed as wgmma_a_4bit are read with gate and up rows in halves, by threads that share each 64-row group's 128 chunks evenly}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x256x2xf32>)
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<swiglu>, alpha = 1.702 : f32, limit = 7.0 : f32, gate_up_interleaved,
+       quantization = #moe.quant<int4_weight, group = 128, packed = wgmma_a_4bit>}
+      : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
