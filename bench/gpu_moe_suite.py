@@ -52,7 +52,8 @@ QUANTIZED = (("deepseek_v3", "fp8_block"), ("qwen3_30b_a3b", "fp8_channel"),
 # The weight-only blocks: (shape, scheme) as configs.WEIGHT_ONLY_BLOCKS.
 WEIGHT_ONLY = (("mixtral_8x7b", "int4_g128"), ("gpt_oss_120b", "mxfp4"),
                ("qwen3_30b_a3b", "int4_g32_zp"), ("qwen3_30b_a3b", "int8w_g64"),
-               ("gpt_oss_20b", "mxfp4"))
+               ("gpt_oss_20b", "mxfp4"), ("mixtral_8x7b", "int4_g128_packed"),
+               ("qwen3_30b_a3b", "int4_g32_zp_packed"))
 E2M1_MAGNITUDES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 # Relative L2 bounds of the w8a8 blocks against the float64 oracle. GEMM2's
 # activations are quantized from GEMM1's bf16 output, whose rounding the GPU
@@ -322,6 +323,34 @@ def make_weight_only_weights(config, generator):
     return tensors
 
 
+def prepack_wgmma_a_4bit(codes):
+    """moe.prepack wgmma_a_4bit on the GPU, as [E, N, K/2]: each expert's
+    [N/64, K/64, 2048] tiles in row-major order (a view and a permutation,
+    the one moe.prepack's CPU lowering states)."""
+    e, n, pairs = codes.shape
+    tiles = codes.view(e, n // 64, 4, 2, 8, pairs // 32, 4, 2, 4)
+    return tiles.permute(0, 1, 5, 2, 4, 8, 6, 7, 3).contiguous().view(e, n, pairs)
+
+
+def weight_only_inputs(tensors, scheme):
+    """The layer's weight arguments: `tensors` (make_weight_only_weights,
+    what the oracle reads) with the stored codes prepacked where the scheme
+    says so. The GPU permutation is checked against the NumPy reference on
+    the first expert's first tiles."""
+    if not scheme.get("packed"):
+        return tensors
+    per_matrix = len(tensors) // 2
+    inputs = list(tensors)
+    for at in (0, per_matrix):
+        inputs[at] = prepack_wgmma_a_4bit(tensors[at])
+        probe = tensors[at][:1, :64, :64].cpu().numpy()
+        expected = quant.prepack_wgmma_a_4bit(probe).reshape(1, 64, 64)
+        got = prepack_wgmma_a_4bit(tensors[at][:1, :64, :64].contiguous()).cpu().numpy()
+        if not np.array_equal(got, expected):
+            raise AssertionError("prepack_wgmma_a_4bit on the GPU differs from the reference")
+    return inputs
+
+
 def dequantized_weight_only(stored, scales, zeros, expert, scheme):
     """float64 [N, K] of one expert, by the NumPy oracle."""
     def host(t):
@@ -382,6 +411,8 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
                     lambda ex: dequantized_weight_only(*w2, ex, scheme), h, activation,
                     biases=host_biases)
             tolerance = 1e-2
+        layer_tensors = (weight_only_inputs(tensors, scheme) if kind == "weight_only"
+                         else tensors)
         for m, routing in cases:
             total += 1
             name = (f"{shape}_{scheme_name}_small_block" if small
@@ -392,7 +423,7 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
             ids, weights = make_routing(config, m, routing, generator)
             out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
             layer.workspace = torch.full((layer.bytes(m),), 0xAB, dtype=torch.uint8, device="cuda")
-            layer(x, ids, weights, *tensors, *biases, out)
+            layer(x, ids, weights, *layer_tensors, *biases, out)
             torch.cuda.synchronize()
             rows = sample_rows(m, 4, generator)
             expected = oracle(x.double().cpu().numpy(), ids.cpu().numpy(),
@@ -405,7 +436,7 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
             print(f"{'ok' if good else 'FAIL'}: {shape} {scheme_name} M={m} {routing}: rel L2 "
                   f"{error:.2e} on rows {rows[:4]}{'...' if len(rows) > 4 else ''}, all outputs "
                   f"written: {finite}", flush=True)
-        del tensors, w13, w2
+        del tensors, layer_tensors, w13, w2
         torch.cuda.empty_cache()
     label = "quantized" if kind == "w8a8" else "weight-only"
     print(f"{label} blocks: {total - failures} passed, {failures} failed")
@@ -882,7 +913,8 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
             tensors = make_quantized_weights(config, generator)
             mma = config["quant"]["format"]
         else:
-            tensors = make_weight_only_weights(config, generator)
+            tensors = weight_only_inputs(make_weight_only_weights(config, generator),
+                                         config["weight_only"])
             mma = "bf16"
         # Stored bytes per expert: codes, scales and zeros of both matrices.
         stored_bytes = sum(t.numel() * t.element_size() for t in tensors) / e

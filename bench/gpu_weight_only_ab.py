@@ -50,14 +50,15 @@ def time_block(config, builds, bf16_layer, m, tensors, bf16_weights, biases, gen
         lambda ex: suite.dequantized_weight_only(*w2, ex, scheme), h, activation,
         biases=host_biases)
     errors, runs = {}, []
+    inputs = suite.weight_only_inputs(tensors, scheme)
     for label, layer in builds:
         out = torch.full((m, h), float("nan"), dtype=torch.bfloat16, device="cuda")
-        layer(x, ids, weights, *tensors, *biases, out)
+        layer(x, ids, weights, *inputs, *biases, out)
         torch.cuda.synchronize()
         finite = bool(torch.isfinite(out).all())
         error = suite.relative_l2(out[rows].double().cpu().numpy(), expected)
         errors[label] = error if finite else float("inf")
-        runs.append(lambda layer=layer, out=out: layer(x, ids, weights, *tensors, *biases, out))
+        runs.append(lambda layer=layer, out=out: layer(x, ids, weights, *inputs, *biases, out))
     bf16_out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
     runs.append(lambda: bf16_layer(x, ids, weights, *bf16_weights, *biases, bf16_out))
     times = suite.time_graphs_interleaved(runs)

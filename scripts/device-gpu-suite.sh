@@ -17,8 +17,8 @@
 #                     the whole layers with routing (7 x M = 1/256/4096)
 #                     against the float64 reference
 # check-w8a8          the w8a8 blocks (4 x 6 cases) against the oracle      < 4.5 min
-# check-weight-only   the weight-only blocks (4 x 6 cases) against the       4 min
-#                     oracle
+# check-weight-only   the weight-only blocks (7 x 6 cases, two of them with  6 min (est.)
+#                     prepacked int4 codes) against the oracle
 # check-package       the Python front end (bench/gpu_package_check.py):     8 s
 #                     gpu.fused_moe on Mixtral and Qwen3 at M = 1/7/256/4096
 #                     against float64, CUDA-graph replay, two threads on
@@ -42,7 +42,7 @@
 # from Triton's cache; compiling them (in parallel, on a fresh machine)
 # took 7 s more. Measured on an H200 (2026-12-01) with our layers: bench-bf16
 # 61-65 s (one extra build with --also: +6 s); check-bf16 6-8 s;
-# check-weight-only 245 s; the bf16 blocks, the w8a8 blocks and part of the
+# check-weight-only 245 s (five blocks then); the bf16 blocks, the w8a8 blocks and part of the
 # weight-only ones took 300 s together (so check-w8a8 < 4.5 min); memcheck +
 # racecheck of four scaled bf16 blocks and memcheck of the eight scaled
 # quantized ones, runtime build included, 35 s. (est.): estimated from the

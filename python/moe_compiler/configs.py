@@ -217,19 +217,22 @@ QUANTIZED_BLOCKS = ((DEEPSEEK_V3, FP8_BLOCK), (QWEN3_30B_A3B, FP8_CHANNEL),
 @dataclasses.dataclass(frozen=True)
 class WeightOnlyScheme:
     """A weight-only format of an expert block: `format` (int4_weight,
-    int8_weight or mxfp4), the group along K and zero points."""
+    int8_weight or mxfp4), the group along K, zero points, and whether the
+    4-bit codes are stored prepacked (moe.prepack's wgmma_a_4bit order)."""
 
     name: str
     format: str
     group: int = 32
     zero_point: bool = False
+    packed: bool = False
 
     @property
     def attribute(self) -> str:
+        packed = ", packed = wgmma_a_4bit" if self.packed else ""
         if self.format == "mxfp4":
-            return "#moe.quant<mxfp4>"
+            return f"#moe.quant<mxfp4{packed}>"
         zero = ", zero_point = true" if self.zero_point else ""
-        return f"#moe.quant<{self.format}, group = {self.group}{zero}>"
+        return f"#moe.quant<{self.format}, group = {self.group}{zero}{packed}>"
 
     def stored_type(self, e: int, n: int, k: int) -> str:
         if self.format == "int8_weight":
@@ -248,13 +251,18 @@ INT4_G128 = WeightOnlyScheme("int4_g128", "int4_weight", 128)
 INT4_G32_ZP = WeightOnlyScheme("int4_g32_zp", "int4_weight", 32, True)
 INT8_G64 = WeightOnlyScheme("int8w_g64", "int8_weight", 64)
 MXFP4 = WeightOnlyScheme("mxfp4", "mxfp4", 32)
+# The int4 formats with their codes prepacked at load time for the GPU's
+# register-operand kernels.
+INT4_G128_PACKED = WeightOnlyScheme("int4_g128_packed", "int4_weight", 128, packed=True)
+INT4_G32_ZP_PACKED = WeightOnlyScheme("int4_g32_zp_packed", "int4_weight", 32, True, packed=True)
 
 # The weight-only expert blocks: Mixtral in GPTQ-style int4 (groups of 128),
 # GPT-OSS in its checkpoints' mxfp4, and Qwen3 with AWQ-style zero points
 # and with int8 groups.
 WEIGHT_ONLY_BLOCKS = ((MIXTRAL_8X7B, INT4_G128), (GPT_OSS_120B, MXFP4),
                       (QWEN3_30B_A3B, INT4_G32_ZP), (QWEN3_30B_A3B, INT8_G64),
-                      (GPT_OSS_20B, MXFP4))
+                      (GPT_OSS_20B, MXFP4), (MIXTRAL_8X7B, INT4_G128_PACKED),
+                      (QWEN3_30B_A3B, INT4_G32_ZP_PACKED))
 
 
 def _w8a8_block(config: LayerConfig, scheme: QuantScheme) -> tuple[list[str], list[str]]:
