@@ -1,0 +1,37 @@
+// A block whose int4 codes (groups of 32 with zero points) are stored
+// prepacked: at decode (M = 64: 4 rows per expert) both GEMMs take the register operand, one
+// 16-byte shared load per 64 weight rows and stage; at prefill (M = 4096)
+// the tile kernels read the same packed chunks. ptxas assembles all of them
+// without a wgmma serialization notice and without spills.
+// REQUIRES: ptxas
+// RUN: rm -rf %t && mkdir -p %t
+// RUN: moe-compile %s -o %t --name decode --num-tokens 64 --ptx %t/decode.ptx
+// RUN: moe-compile %s -o %t --name prefill --num-tokens 4096 --ptx %t/prefill.ptx
+// RUN: FileCheck %s --check-prefix=DECODE < %t/decode.ptx
+// RUN: FileCheck %s --check-prefix=PREFILL < %t/prefill.ptx
+// RUN: ptxas -arch=sm_90a -v %t/decode.ptx -o /dev/null > %t/decode.log 2>&1
+// RUN: ptxas -arch=sm_90a -v %t/prefill.ptx -o /dev/null > %t/prefill.log 2>&1
+// RUN: not grep -q serialized %t/decode.log %t/prefill.log
+// RUN: not grep -q "[1-9][0-9]* bytes spill" %t/decode.log %t/prefill.log
+
+// DECODE: .entry expert_matmul(
+// DECODE-NOT: shf.l.wrap
+// DECODE: ld.shared.v4.b32
+// DECODE: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+// DECODE: .entry expert_matmul_0(
+// DECODE: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+
+// PREFILL: .entry expert_matmul(
+// PREFILL: ld.shared.v4.b32
+// PREFILL: st.shared.b32
+// PREFILL: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k16.f32.bf16.bf16 {{.*}}, %rd{{[0-9]+}}, %rd{{[0-9]+}},
+
+func.func @packed_block(%x: tensor<?x256xbf16>, %ids: tensor<?x8xi32>, %weights: tensor<?x8xf32>, %w13: tensor<128x256x128xui8>, %w13_scales: tensor<128x256x8xf32>, %w13_zeros: tensor<128x256x8xui8>, %w2: tensor<128x256x64xui8>, %w2_scales: tensor<128x256x4xf32>, %w2_zeros: tensor<128x256x4xui8>) -> tensor<?x256xbf16> {
+  %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x8xi32> -> tensor<?x256xbf16>, tensor<129xi32>, tensor<?xi32>
+  %gate_up = moe.grouped_matmul %rows, %w13, %offsets weight_scales(%w13_scales : tensor<128x256x8xf32>) weight_zeros(%w13_zeros : tensor<128x256x8xui8>) {quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>} : tensor<?x256xbf16>, tensor<128x256x128xui8>, tensor<129xi32> -> tensor<?x256xf32>
+  %act = moe.activation silu_and_mul %gate_up : tensor<?x256xf32> -> tensor<?x128xbf16>
+  %down = moe.grouped_matmul %act, %w2, %offsets weight_scales(%w2_scales : tensor<128x256x4xf32>) weight_zeros(%w2_zeros : tensor<128x256x4xui8>) {quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>} : tensor<?x128xbf16>, tensor<128x256x64xui8>, tensor<129xi32> -> tensor<?x256xf32>
+  %expert_out = moe.unpermute %down, %source : tensor<?x256xf32>, tensor<?xi32> -> tensor<?x8x256xf32>
+  %out = moe.combine %expert_out, %weights : tensor<?x8x256xf32>, tensor<?x8xf32> -> tensor<?x256xbf16>
+  return %out : tensor<?x256xbf16>
+}
