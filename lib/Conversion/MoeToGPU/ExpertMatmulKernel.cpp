@@ -2390,10 +2390,13 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
   // 16-row slab of the tile from one 64-row group of the weights (gate and
   // up rows in halves, not interleaved).
   int64_t packedChunks = config.blockN / kWarpgroupRows * 128;
+  // (The register operand's one warpgroup copies one chunk per 64-row
+  // fragment: decodeOperandA reads chunk i as fragment i.)
+  assert((!config.registerOperand ||
+          packedChunks / config.threads() == config.mmaFragments()) &&
+         "one packed chunk per fragment and thread");
   if (config.packedCodes &&
-      (config.gateUpInterleaved || packedChunks % config.threads() != 0 ||
-       (config.registerOperand &&
-        packedChunks / config.threads() != config.mmaFragments())))
+      (config.gateUpInterleaved || packedChunks % config.threads() != 0))
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": codes packed as wgmma_a_4bit are read with gate and up "

@@ -15,9 +15,32 @@
 // CHECK-LABEL: func.func @int4_packed_registers
 // CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>
 // CHECK: gpu.func @expert_matmul
+// Thread t's chunk c = t (+ 128 per 64-row group): its slab (c % 128) / 32
+// of 16 tile rows is 16 weight rows r; their 64-row group's tiles start at
+// (expert · N/64 + r / 64) · (K/64 · 2048 = 262144), the slab's chunk at
+// 32 · ((r % 64) / 16) + c % 32, 16 bytes each; the stage lands at 2048 ·
+// group + 16 · (c % 128), as [128, 32] bytes.
 // CHECK-NOT: llvm.intr.fshl
-// CHECK: %[[ROW:.*]] = arith.divui %{{.*}}, %c4096{{.*}} : index
-// CHECK: %[[COLUMN:.*]] = arith.remui %{{.*}}, %c4096{{.*}} : index
+// CHECK: %[[GROUP:.*]] = arith.divui %[[C:[0-9]+]], %c128{{.*}} : index
+// CHECK: %[[INTILE:.*]] = arith.remui %[[C]], %c128{{.*}} : index
+// CHECK: arith.divui %[[INTILE]], %c32 : index
+// CHECK: %[[WROW:.*]] = arith.select %{{.*}}, %{{.*}}, %c0{{.*}} : index
+// CHECK: %[[WGROUP:.*]] = arith.divui %[[WROW]], %c64{{.*}} : index
+// CHECK: %[[TILE:.*]] = arith.addi %{{.*}}, %[[WGROUP]] : index
+// CHECK: %[[INGROUP:.*]] = arith.remui %[[WROW]], %c64{{.*}} : index
+// CHECK: %[[SLAB:.*]] = arith.divui %[[INGROUP]], %c16{{.*}} : index
+// CHECK: %[[LANE:.*]] = arith.remui %[[INTILE]], %c32{{.*}} : index
+// CHECK: %[[SLABCHUNK:.*]] = arith.muli %[[SLAB]], %c32{{.*}} : index
+// CHECK: %[[CHUNK:.*]] = arith.addi %[[SLABCHUNK]], %[[LANE]] : index
+// CHECK: %[[CHUNKBYTE:.*]] = arith.muli %[[CHUNK]], %c16{{.*}} : index
+// CHECK: %[[TILEBYTE:.*]] = arith.muli %[[TILE]], %c262144 : index
+// CHECK: %[[FLAT:.*]] = arith.addi %[[TILEBYTE]], %[[CHUNKBYTE]] : index
+// CHECK: arith.muli %[[INTILE]], %c16{{.*}} : index
+// CHECK: arith.muli %[[GROUP]], %c2048 : index
+// At a step, the group's (K offset / 64)-th tile: 2048 bytes on per step.
+// CHECK: %[[SOURCE:.*]] = arith.addi %[[FLAT]], %{{[0-9]+}} : index
+// CHECK: %[[ROW:.*]] = arith.divui %[[SOURCE]], %c4096{{.*}} : index
+// CHECK: %[[COLUMN:.*]] = arith.remui %[[SOURCE]], %c4096{{.*}} : index
 // CHECK: nvgpu.device_async_copy %{{.*}}{{\[}}%[[ROW]], %[[COLUMN]]], %{{.*}}, 16, %{{.*}} : memref<2048x4096xi8> to memref<128x32xi8, #gpu.address_space<workgroup>>
 // CHECK: scf.for
 // CHECK: %[[CHUNK:.*]] = memref.load %{{.*}} : memref<128x2xvector<4xi32>, #gpu.address_space<workgroup>>

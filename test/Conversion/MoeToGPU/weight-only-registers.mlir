@@ -17,7 +17,27 @@
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, {{.*}}swap_ab = true, weight_load = registers>
 // CHECK: gpu.func @expert_matmul({{.*}}) kernel attributes {{{.*}}moe.launch = {{{.*}}shared_bytes = 31744 : i64, {{.*}}stages = 5 : i64, threads = 128
 // CHECK-NOT: memref.store %{{.*}} : memref<{{[0-9]+}}x32xi32, #gpu.address_space<workgroup>>
-// CHECK: %[[ROTATION:.*]] = arith.andi %{{.*}}, %c31_i32 : i32
+// Thread t's rows: 16·(t/32) + (t%32)/4 (+8, +64, +72 for the second
+// row half and fragment); its byte q = t%4 of every word, rotated left by
+// (15 - 8q) mod 32 = (47 - 8q) & 31.
+// CHECK: %[[LANE:.*]] = arith.remui %thread_id_x, %c32{{.*}} : index
+// CHECK-NEXT: %c32{{.*}} = arith.constant 32 : index
+// CHECK-NEXT: %[[WARP:.*]] = arith.divui %thread_id_x, %c32{{.*}} : index
+// CHECK-NEXT: %c4 = arith.constant 4 : index
+// CHECK-NEXT: %[[R:.*]] = arith.divui %[[LANE]], %c4 : index
+// CHECK-NEXT: %c16{{.*}} = arith.constant 16 : index
+// CHECK-NEXT: %[[WARPROW:.*]] = arith.muli %[[WARP]], %c16{{.*}} : index
+// CHECK-NEXT: %[[FIRSTROW:.*]] = arith.addi %[[WARPROW]], %[[R]] : index
+// CHECK-NEXT: %c4{{.*}} = arith.constant 4 : index
+// CHECK-NEXT: %[[Q:.*]] = arith.remui %[[LANE]], %c4{{.*}} : index
+// CHECK-NEXT: %[[QI32:.*]] = arith.index_cast %[[Q]] : index to i32
+// CHECK: %[[QBITS:.*]] = arith.muli %[[QI32]], %c8_i32 : i32
+// CHECK: %[[SHIFT:.*]] = arith.subi %c47_i32, %[[QBITS]] : i32
+// CHECK: %[[ROTATION:.*]] = arith.andi %[[SHIFT]], %c31_i32 : i32
+// CHECK: arith.addi %[[FIRSTROW]], %c0{{.*}} : index
+// CHECK: arith.addi %[[FIRSTROW]], %c8{{.*}} : index
+// CHECK: arith.addi %[[FIRSTROW]], %c64{{.*}} : index
+// CHECK: arith.addi %[[FIRSTROW]], %c72{{.*}} : index
 // CHECK: scf.for
 // CHECK: nvvm.cp.async.wait.group
 // CHECK: nvvm.fence.proxy
