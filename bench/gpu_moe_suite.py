@@ -887,8 +887,39 @@ def measure_quantized_peaks():
     return {"fp8": 2 * n ** 3 / (fp8 * 1e-6) / 1e12, "int8": 2 * n ** 3 / (int8 * 1e-6) / 1e12}
 
 
+def triton_fp8_row(config, x, ids, weights, tensors):
+    """The fp8 Triton baseline (bench/triton_fused_moe_fp8.py) on this
+    block's codes and inputs: the best of its 48-config sweep, checked with
+    the project's float64 oracle of the block. Returns the sweep's dict."""
+    import triton_fused_moe_fp8 as fused_moe_fp8
+    import triton_fused_moe as fused_moe
+
+    scheme = config["quant"]
+    w13_codes, w13_scales, w2_codes, w2_scales = tensors
+    block = fused_moe_fp8.FusedMoEFp8(x, ids, weights, w13_codes, w13_scales, w2_codes,
+                                      w2_scales, scheme["scales"])
+    e, h = config["num_experts"], config["hidden"]
+
+    def activation(v):
+        return reference.activation(v, config["activation"], config.get("swiglu_alpha"),
+                                    config.get("swiglu_limit"),
+                                    config.get("gate_up_interleaved", False))
+
+    def oracle(rows):
+        expected = quant.w8a8_expert_block_rows(
+            x.double().cpu().numpy(), ids.cpu().numpy(), weights.cpu().numpy(),
+            lambda ex: (dequantized_expert(w13_codes, w13_scales, ex, scheme)
+                        if 0 <= ex < e else None),
+            lambda ex: dequantized_expert(w2_codes, w2_scales, ex, scheme), h, "fp8",
+            scheme["scales"], activation, rows)
+        return torch.from_numpy(np.asarray(expected)).to(x.device)
+
+    return fused_moe.sweep(block, time_graph, configs=fused_moe_fp8.CONFIGS, reference=oracle,
+                           tolerance=W8A8_TOLERANCE["fp8"], log=print)
+
+
 def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, token_counts,
-                    kinds=("w8a8", "weight_only")) -> int:
+                    kinds=("w8a8", "weight_only"), triton_fp8=False) -> int:
     """Each quantized block against the bf16 block of its shape, in this
     process, and against its own floor: max(FLOPs / the MMA's measured peak
     (fp8, int8, or bf16 for weight-only), (stored code + scale + zero bytes
@@ -939,6 +970,13 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
             row = dict(shape=shape, scheme=scheme, m=m, ours=ours, floor=floor, bf16_layer=bf16,
                        bf16_floor=bf16_floor, experts_touched=touched,
                        tflops=flops / (ours * 1e-6) / 1e12)
+            if (triton_fp8 and kind == "w8a8" and config["quant"]["format"] == "fp8"
+                    and config["quant"]["scales"] in ("block", "per_token_channel")):
+                sweep = triton_fp8_row(config, x, ids, weights, tensors)
+                row.update(triton_fp8=sweep["us"], triton_fp8_config=sweep["name"],
+                           triton_fp8_error=sweep["error"])
+                print(f"  Triton fp8 fused_moe: {sweep['us']:.1f} us ({sweep['name']}, rel L2 "
+                      f"{sweep['error']:.2e}), Triton / ours {sweep['us'] / ours:.2f}", flush=True)
             results.append(row)
             print(f"{shape} {scheme} M={m}: ours {ours:.1f} us, floor {floor:.1f} "
                   f"({ours / floor:.2f}x), bf16 layer {bf16:.1f} ({bf16 / ours:.2f}x ours), "
@@ -951,11 +989,15 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
                    copy_tbps=readings["copy"], read_tbps=readings["sum"], results=results)
     if out_path:
         out_path.write_text(json.dumps(summary, indent=1))
-    print("| block | format | M | floor | ours | ours/floor | bf16 layer | bf16/ours |")
+    print("| block | format | M | floor | ours | ours/floor | bf16 layer | bf16/ours "
+          "| Triton fp8 | Triton/ours |")
     for r in results:
+        triton_us = r.get("triton_fp8")
+        triton_cells = (f"{triton_us:.0f} | {triton_us / r['ours']:.2f}" if triton_us
+                        else "- | -")
         print(f"| {r['shape']} | {r['scheme']} | {r['m']} | {r['floor']:.0f} | {r['ours']:.0f} | "
               f"{r['ours'] / r['floor']:.2f} | {r['bf16_layer']:.0f} | "
-              f"{r['bf16_layer'] / r['ours']:.2f} |")
+              f"{r['bf16_layer'] / r['ours']:.2f} | {triton_cells} |")
     return 0
 
 
@@ -981,6 +1023,10 @@ def main() -> int:
                         help="time only the compiled layer (variant sweeps)")
     parser.add_argument("--no-triton", action="store_true",
                         help="bench: skip the Triton fused_moe sweep (quick runs)")
+    parser.add_argument("--triton-fp8", action="store_true",
+                        help="bench-quantized: time the fp8 Triton fused_moe baseline "
+                        "(bench/triton_fused_moe_fp8.py, 48-config sweep) beside each fp8 "
+                        "block with block or per-token x per-channel scales")
     parser.add_argument("--also", type=pathlib.Path, action="append", default=[],
                         help="bench: another build's layer folder, timed in the same process "
                              "on the same inputs, its output checked against ours (repeatable)")
@@ -1013,7 +1059,7 @@ def main() -> int:
         return 1 if failures else 0
     if args.mode == "bench-quantized":
         return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")],
-                               args.kinds.split(","))
+                               args.kinds.split(","), triton_fp8=args.triton_fp8)
     return bench(args.layers, args.out, args.shapes.split(","),
                  [int(v) for v in args.tokens.split(",")], args.ours_only,
                  triton=not args.no_triton, baselines_only=args.baselines_only,

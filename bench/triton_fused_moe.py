@@ -321,12 +321,14 @@ def compile_all(block: FusedMoE, configs, workers: int | None = None) -> float:
 
 
 def sweep(block: FusedMoE, time_graph, replays=10, winner_replays=20, configs=None,
-          generator=None, log=None):
+          generator=None, log=None, reference=None, tolerance=1e-2):
     """Times every config (median of `replays` CUDA-graph replays, by the
     caller's time_graph), re-times the fastest with `winner_replays`, and
-    checks it against the float64 reference on sampled rows (rel L2 < 1e-2;
-    a failing config is dropped and the next fastest checked). Returns a
-    dict: us, config, ran, failed, error, rows, seconds."""
+    checks it against the float64 reference on sampled rows (rel L2 below
+    `tolerance`; a failing config is dropped and the next fastest checked).
+    `reference(rows)`: the expected rows (default: reference_rows of the
+    block's bf16 weights). Returns a dict: us, config, ran, failed, error,
+    rows, seconds."""
     configs = configs or CONFIGS
     start = time.perf_counter()
     times = []
@@ -340,12 +342,15 @@ def sweep(block: FusedMoE, time_graph, replays=10, winner_replays=20, configs=No
     times.sort(key=lambda t: t[0])
     generator = generator or torch.Generator().manual_seed(1)
     rows = sample_rows(block.m, 6, generator)
-    expected = reference_rows(block.x, block.ids, block.weights.view(block.m, block.k),
-                              block.w13, block.w2, rows)
+    if reference is None:
+        expected = reference_rows(block.x, block.ids, block.weights.view(block.m, block.k),
+                                  block.w13, block.w2, rows)
+    else:
+        expected = reference(rows)
     result = dict(ran=len(times), failed=failed, rows=rows)
     for _, c in times:
         error = check(block, c, rows, expected)
-        if error < 1e-2:
+        if error < tolerance:
             us = time_graph(block.runner(c), winner_replays)
             result.update(us=us, config=c, name=config_name(c), error=error)
             break

@@ -36,6 +36,11 @@
 #                     blocks against the bf16 layer)
 # check = sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only
 #         check-package check-ep
+# bench-fp8-triton    the w8a8 blocks (bench-quantized --kinds w8a8) with     ? (not yet run)
+#                     the fp8 Triton fused_moe baseline
+#                     (bench/triton_fused_moe_fp8.py, 48-config sweep) beside
+#                     the fp8 blocks with block and per-token x per-channel
+#                     scales; its ~190 kernels compile on first use
 # bench = bench-bf16 bench-quantized;  all = check bench
 # bench-bf16: measured on an H200 (2026-12-01) without our layers
 # (--baselines-only): 51 s, 42 s of it the Triton sweeps, their kernels
@@ -61,7 +66,7 @@ case "$mode" in
   check) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only check-package check-ep" ;;
   bench) parts="bench-bf16 bench-quantized" ;;
   all) parts="sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only check-package check-ep bench-bf16 bench-quantized" ;;
-  sanitize|sanitize-quantized|check-bf16|check-w8a8|check-weight-only|check-package|check-ep|bench-bf16|bench-quantized)
+  sanitize|sanitize-quantized|check-bf16|check-w8a8|check-weight-only|check-package|check-ep|bench-bf16|bench-quantized|bench-fp8-triton)
     parts=$mode ;;
   *) echo "device-gpu-suite: unknown part '$mode'" >&2; exit 2 ;;
 esac
@@ -137,6 +142,9 @@ run_part() {
       python3 bench/gpu_moe_suite.py bench "$layers" --out "$out/bench.json" ;;
     bench-quantized)
       python3 bench/gpu_moe_suite.py bench-quantized "$layers" --out "$out/bench-quantized.json" ;;
+    bench-fp8-triton)
+      python3 bench/gpu_moe_suite.py bench-quantized "$layers" --kinds w8a8 --triton-fp8 \
+        --out "$out/bench-fp8-triton.json" ;;
   esac
 }
 
