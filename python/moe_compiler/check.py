@@ -89,6 +89,8 @@ def dequantized_operands(a, weights, named: dict, quantization: dict):
     group = quant.MX_GROUP if fmt == "mxfp4" else quantization["group"]
     zeros = named.get("weight_zeros")
     stored = weights.astype(np.uint8) if fmt != "int8_weight" or zeros is not None else weights
+    if quantization.get("packed") == "wgmma_a_4bit":
+        stored = quant.unpack_wgmma_a_4bit(stored)
     return a, quant.dequantize_weight_only(stored, named["weight_scales"], zeros, fmt, group)
 
 

@@ -259,6 +259,23 @@ def prepack_wgmma_a_4bit(codes) -> np.ndarray:
         experts, rows // 64, pairs // 32, 2048)
 
 
+def unpack_wgmma_a_4bit(stored) -> np.ndarray:
+    """Codes a matmul with `packed = wgmma_a_4bit` takes ([E, N, K/2]
+    holding each expert's prepacked [N/64, K/64, 2048] tiles in row-major
+    order) back in rows: the inverse of prepack_wgmma_a_4bit."""
+    stored = np.asarray(stored)
+    if stored.dtype != np.uint8 or stored.ndim != 3:
+        raise ValueError(f"wgmma_a_4bit: expects uint8 codes [E, N, K/2], got "
+                         f"{stored.dtype} {stored.shape}")
+    experts, rows, pairs = stored.shape
+    _check_wgmma_a_4bit(rows, pairs)
+    tile_row, tile_pair = _wgmma_a_4bit_tile()
+    tiles = stored.reshape(experts, rows // 64, pairs // 32, 128, 16)
+    codes = np.empty((experts, rows // 64, 64, pairs // 32, 32), dtype=np.uint8)
+    codes[:, :, tile_row, :, tile_pair] = np.moveaxis(tiles, (3, 4), (0, 1))
+    return codes.reshape(experts, rows, pairs)
+
+
 # mxfp4 ----------------------------------------------------------------------
 
 def quantize_mxfp4(w):

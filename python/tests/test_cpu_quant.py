@@ -250,6 +250,16 @@ def test_packed_weight_only_grouped_matmul(tmp_path, fmt):
     assert relative_l2(result.outputs[0], expected) < TOLERANCE
 
 
+def test_unpack_inverts_prepack():
+    """quant.unpack_wgmma_a_4bit (what moe-run --check uses for packed
+    matmuls) puts prepacked codes back in rows, on fresh random codes."""
+    e = int(rng.integers(1, 4))
+    n, k = 64 * int(rng.integers(1, 5)), 64 * int(rng.integers(1, 5))
+    codes = rng.integers(0, 256, size=(e, n, k // 2)).astype(np.uint8)
+    packed = quant.prepack_wgmma_a_4bit(codes).reshape(e, n, k // 2)
+    np.testing.assert_array_equal(quant.unpack_wgmma_a_4bit(packed), codes)
+
+
 def test_prepack_reference_is_a_permutation():
     """Every code byte lands in exactly one packed byte, and thread 0's first
     register is row 0's first pair, thread 5 (warp 0, lane 5: r = 1, q = 1)

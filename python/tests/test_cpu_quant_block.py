@@ -78,7 +78,8 @@ def test_unquantized_rows_into_a_w8a8_matmul_are_refused(tmp_path):
 
 @pytest.mark.parametrize("fuse", [False, True], ids=["as-written", "fused"])
 @pytest.mark.parametrize("scheme", [configs.INT4_G128, configs.INT4_G32_ZP, configs.INT8_G64,
-                                    configs.MXFP4], ids=lambda s: s.name)
+                                    configs.MXFP4, configs.INT4_G128_PACKED,
+                                    configs.INT4_G32_ZP_PACKED], ids=lambda s: s.name)
 def test_weight_only_expert_block(tmp_path, scheme, fuse):
     """Weight-only blocks: bf16 rows, stored codes dequantized on the fly.
     Same oracle as the bf16 layers with the dequantized weights and the bf16
@@ -96,7 +97,11 @@ def test_weight_only_expert_block(tmp_path, scheme, fuse):
         stored, scales, zeros = quant.quantize_weight_only(
             rng.standard_normal((e, n, kk)) / np.sqrt(kk), scheme.format, scheme.group,
             scheme.zero_point)
-        inputs += [stored, scales] + ([zeros] if zeros is not None else [])
+        # Packed schemes take the codes prepacked (moe.prepack's order), the
+        # oracle the codes in rows.
+        passed = (quant.prepack_wgmma_a_4bit(stored).reshape(stored.shape) if scheme.packed
+                  else stored)
+        inputs += [passed, scales] + ([zeros] if zeros is not None else [])
         dequantized.append(quant.dequantize_weight_only(stored, scales, zeros, scheme.format,
                                                         scheme.group))
     ir = configs.expert_block_mlir(config, scheme, "block")
@@ -131,6 +136,18 @@ def check_layer(tmp_path, ir: str, name: str, fuse: bool) -> None:
                                      "--num-tokens=48", "--check"] + (["--fuse"] if fuse else []))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "check: PASS" in result.stdout
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["as-written", "fused"])
+@pytest.mark.parametrize("scheme", [configs.INT4_G128_PACKED, configs.INT4_G32_ZP_PACKED],
+                         ids=lambda v: v.name)
+def test_packed_weight_only_layer_checks(tmp_path, scheme, fuse):
+    """A layer whose int4 codes are stored prepacked (packed =
+    wgmma_a_4bit), on random codes through `moe-run --check`: check.py puts
+    them back in rows with quant.unpack_wgmma_a_4bit (NumPy indexing),
+    independently of the CPU lowering's transpose."""
+    layer = configs.scaled_example(configs.MIXTRAL_8X7B)
+    check_layer(tmp_path, configs.layer_mlir(layer, scheme), f"{layer.name}_{scheme.name}", fuse)
 
 
 @pytest.mark.parametrize("fuse", [False, True], ids=["as-written", "fused"])

@@ -557,6 +557,10 @@ static llvm::json::Object describeQuantization(QuantizationAttr quantization) {
              : llvm::json::Value(nullptr);
   description["group"] = quantization.getGroup();
   description["zero_point"] = quantization.getZeroPoint();
+  std::optional<PackedWeightLayout> packed = quantization.getPacked();
+  description["packed"] =
+      packed ? llvm::json::Value(stringifyPackedWeightLayout(*packed).str())
+             : llvm::json::Value(nullptr);
   return description;
 }
 
