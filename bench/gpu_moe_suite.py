@@ -887,17 +887,11 @@ def measure_quantized_peaks():
     return {"fp8": 2 * n ** 3 / (fp8 * 1e-6) / 1e12, "int8": 2 * n ** 3 / (int8 * 1e-6) / 1e12}
 
 
-def triton_fp8_row(config, x, ids, weights, tensors):
-    """The fp8 Triton baseline (bench/triton_fused_moe_fp8.py) on this
-    block's codes and inputs: the best of its 48-config sweep, checked with
-    the project's float64 oracle of the block. Returns the sweep's dict."""
-    import triton_fused_moe_fp8 as fused_moe_fp8
-    import triton_fused_moe as fused_moe
-
+def fp8_block_oracle(config, x, ids, weights, tensors):
+    """rows -> the float64 oracle of the fp8 block's token rows `rows` (a
+    torch tensor on x's device), for the baselines' checks."""
     scheme = config["quant"]
     w13_codes, w13_scales, w2_codes, w2_scales = tensors
-    block = fused_moe_fp8.FusedMoEFp8(x, ids, weights, w13_codes, w13_scales, w2_codes,
-                                      w2_scales, scheme["scales"])
     e, h = config["num_experts"], config["hidden"]
 
     def activation(v):
@@ -913,9 +907,66 @@ def triton_fp8_row(config, x, ids, weights, tensors):
             lambda ex: dequantized_expert(w2_codes, w2_scales, ex, scheme), h, "fp8",
             scheme["scales"], activation, rows)
         return torch.from_numpy(np.asarray(expected)).to(x.device)
+    return oracle
 
-    return fused_moe.sweep(block, time_graph, configs=fused_moe_fp8.CONFIGS, reference=oracle,
+
+def triton_fp8_row(config, x, ids, weights, tensors):
+    """The fp8 Triton baseline (bench/triton_fused_moe_fp8.py) on this
+    block's codes and inputs: the best of its 48-config sweep, checked with
+    the project's float64 oracle of the block. Returns the sweep's dict."""
+    import triton_fused_moe_fp8 as fused_moe_fp8
+    import triton_fused_moe as fused_moe
+
+    w13_codes, w13_scales, w2_codes, w2_scales = tensors
+    block = fused_moe_fp8.FusedMoEFp8(x, ids, weights, w13_codes, w13_scales, w2_codes,
+                                      w2_scales, config["quant"]["scales"])
+    return fused_moe.sweep(block, time_graph, configs=fused_moe_fp8.CONFIGS,
+                           reference=fp8_block_oracle(config, x, ids, weights, tensors),
                            tolerance=W8A8_TOLERANCE["fp8"], log=print)
+
+
+def scaled_grouped_mm_row(config, x, ids, weights, tensors):
+    """torch._scaled_grouped_mm over expert-sorted rows for a per-token x
+    per-channel fp8 block with silu_and_mul (rows quantized by torch ops,
+    amax / 448 per row, as ours): (µs, rel L2 to the oracle on sampled
+    rows), or (None, why) where this torch lacks it or refuses the call."""
+    if not hasattr(torch, "_scaled_grouped_mm"):
+        return None, "this torch has no _scaled_grouped_mm"
+    w13_codes, w13_scales, w2_codes, w2_scales = tensors
+    m, k = ids.shape
+    e, h = config["num_experts"], config["hidden"]
+    flat_ids = ids.view(-1).long()
+    order = torch.argsort(flat_ids, stable=True)
+    offsets = torch.cumsum(torch.bincount(flat_ids, minlength=e), 0).to(torch.int32)
+    token_of = order // k
+    flat_w = weights.view(-1)[order]
+
+    def quantize(v):
+        amax = v.float().abs().amax(-1, keepdim=True)
+        scale = torch.where(amax > 0, amax / 448.0, torch.ones_like(amax))
+        return (v.float() / scale).to(torch.float8_e4m3fn), scale.view(-1)
+
+    def grouped():
+        codes, scales = quantize(x)
+        hmid = torch._scaled_grouped_mm(codes[token_of], w13_codes.transpose(1, 2),
+                                        scales[token_of], w13_scales, offs=offsets,
+                                        out_dtype=torch.bfloat16)
+        act_codes, act_scales = quantize(silu_and_mul(hmid))
+        down = torch._scaled_grouped_mm(act_codes, w2_codes.transpose(1, 2), act_scales,
+                                        w2_scales, offs=offsets, out_dtype=torch.bfloat16)
+        out = torch.zeros(m, h, dtype=torch.float32, device=x.device)
+        out.index_add_(0, token_of, down.float() * flat_w[:, None])
+        return out.to(torch.bfloat16)
+
+    try:
+        got = grouped()
+        torch.cuda.synchronize()
+    except (RuntimeError, TypeError) as error:
+        return None, f"torch._scaled_grouped_mm refused: {str(error)[:160]}"
+    rows = sample_rows(m, 4, torch.Generator(device="cuda").manual_seed(3))
+    expected = fp8_block_oracle(config, x, ids, weights, tensors)(rows)
+    return time_graph(grouped), relative_l2(got[rows].double().cpu().numpy(),
+                                            expected.cpu().numpy())
 
 
 def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, token_counts,
@@ -977,6 +1028,14 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
                            triton_fp8_error=sweep["error"])
                 print(f"  Triton fp8 fused_moe: {sweep['us']:.1f} us ({sweep['name']}, rel L2 "
                       f"{sweep['error']:.2e}), Triton / ours {sweep['us'] / ours:.2f}", flush=True)
+                if config["quant"]["scales"] == "per_token_channel":
+                    us, error = scaled_grouped_mm_row(config, x, ids, weights, tensors)
+                    if us is None:
+                        print(f"  torch._scaled_grouped_mm: {error}", flush=True)
+                    else:
+                        row.update(scaled_grouped_mm=us, scaled_grouped_mm_error=error)
+                        print(f"  torch._scaled_grouped_mm: {us:.1f} us (rel L2 {error:.2e}), "
+                              f"/ ours {us / ours:.2f}", flush=True)
             results.append(row)
             print(f"{shape} {scheme} M={m}: ours {ours:.1f} us, floor {floor:.1f} "
                   f"({ours / floor:.2f}x), bf16 layer {bf16:.1f} ({bf16 / ours:.2f}x ours), "
