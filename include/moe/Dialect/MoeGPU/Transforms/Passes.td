@@ -131,7 +131,9 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     swapped int4 matmuls (`int4_weight`, with or without zero points) take
     `weight_load = registers` instead: no bf16 tile is written to shared
     memory, so a stage holds only the codes and the slot rows, and the ring
-    is as deep as the multistage schedule allows. A schedule that mixes bf16 and
+    is as deep as the multistage schedule allows. Swapped int4 matmuls whose
+    codes are stored prepacked (`#moe.quant<..., packed = wgmma_a_4bit>`)
+    take it without the option. A schedule that mixes bf16 and
     weight-only matmuls is not swapped. The
     other bf16 rules above (128-row blocks, the wave split, the persistent
     schedule) do not apply to weight-only or w8a8 matmuls.
