@@ -149,10 +149,10 @@ struct CopyPlan {
   /// where a group is 32 of K).
   SmallVector<Value> operandRows;
   Value operandRotation;
+  SmallVector<Value> operandScaleRows, operandScaleColumns;
   /// Codes packed as wgmma_a_4bit: per copied chunk, its 64-row group of
   /// the tile and its place j in the group's 2048-byte tile.
   SmallVector<Value> packedGroup, packedChunk;
-  SmallVector<Value> operandScaleRows, operandScaleColumns;
   /// Weights copied by cp.async: the B tile's chunks (tile row, swizzled
   /// destination column, source row of the weights as the descriptor
   /// views them, source column before the step's K offset, elements to
@@ -1407,8 +1407,8 @@ void KernelBuilder::planWeightOnlyChunks() {
 void KernelBuilder::planPackedCodeChunks() {
   // Codes in moe.prepack's wgmma_a_4bit order: per K step, a 2048-byte
   // tile per 64 weight rows, in which chunk 32 w + 4 r + q holds the codes
-  // of rows 16 w + r and + 8 that thread q of the wgmma's fragment
-  // multiplies. The stage's group f of 64 tile rows gets, at byte 2048 f +
+  // of rows 16 w + r and + 8 that thread 32 w + 4 r + q of the wgmma's
+  // fragment multiplies. The stage's group f of 64 tile rows gets, at byte 2048 f +
   // 16 j, chunk j of its fragment: each 16-row slab of tile rows is 16
   // consecutive weight rows (gate or up rows, in halves), found in the
   // tile of their 64-row group. Thread t copies chunks t, t + threads, ...
