@@ -228,6 +228,16 @@ def _check_wgmma_a_4bit(rows: int, pairs: int) -> None:
                          f"pairs ({pairs}) of 32")
 
 
+def _wgmma_a_4bit_codes(codes) -> np.ndarray:
+    """`codes` as a uint8 [E, N, K/2] array with N, K/2 in whole tiles."""
+    codes = np.asarray(codes)
+    if codes.dtype != np.uint8 or codes.ndim != 3:
+        raise ValueError(f"wgmma_a_4bit: expects uint8 codes [E, N, K/2], got "
+                         f"{codes.dtype} {codes.shape}")
+    _check_wgmma_a_4bit(codes.shape[1], codes.shape[2])
+    return codes
+
+
 def wgmma_a_4bit_sources(rows: int, pairs: int) -> np.ndarray:
     """For moe.prepack wgmma_a_4bit of codes [E, rows, pairs]: the flat index
     (row * pairs + pair) of the code byte that each byte of an expert's
@@ -245,12 +255,8 @@ def prepack_wgmma_a_4bit(codes) -> np.ndarray:
     codes) -> [E, N/64, K/64, 2048], each byte moved, none changed; only
     the result is allocated. The runtime's moe_rt_prepack_wgmma_a_4bit
     does the same without Python."""
-    codes = np.asarray(codes)
-    if codes.dtype != np.uint8 or codes.ndim != 3:
-        raise ValueError(f"wgmma_a_4bit: expects uint8 codes [E, N, K/2], got "
-                         f"{codes.dtype} {codes.shape}")
+    codes = _wgmma_a_4bit_codes(codes)
     experts, rows, pairs = codes.shape
-    _check_wgmma_a_4bit(rows, pairs)
     tile_row, tile_pair = _wgmma_a_4bit_tile()
     tiles = codes.reshape(experts, rows // 64, 64, pairs // 32, 32)
     # Advanced indices on axes 2 and 4 come first: [128, 16, E, N/64, K/64].
@@ -263,12 +269,8 @@ def unpack_wgmma_a_4bit(stored) -> np.ndarray:
     """Codes a matmul with `packed = wgmma_a_4bit` takes ([E, N, K/2]
     holding each expert's prepacked [N/64, K/64, 2048] tiles in row-major
     order) back in rows: the inverse of prepack_wgmma_a_4bit."""
-    stored = np.asarray(stored)
-    if stored.dtype != np.uint8 or stored.ndim != 3:
-        raise ValueError(f"wgmma_a_4bit: expects uint8 codes [E, N, K/2], got "
-                         f"{stored.dtype} {stored.shape}")
+    stored = _wgmma_a_4bit_codes(stored)
     experts, rows, pairs = stored.shape
-    _check_wgmma_a_4bit(rows, pairs)
     tile_row, tile_pair = _wgmma_a_4bit_tile()
     tiles = stored.reshape(experts, rows // 64, pairs // 32, 128, 16)
     codes = np.empty((experts, rows // 64, 64, pairs // 32, 32), dtype=np.uint8)
