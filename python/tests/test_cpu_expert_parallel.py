@@ -61,9 +61,15 @@ def make_hot(config, inputs, slots) -> None:
     ranks): a large constant feature that only those experts' gate rows see."""
     hot = min(config.num_experts, max(config.k, len(slots[0])))
     x, gate = inputs[0], inputs[1]
+    # Sigmoid scores saturate at a logit of 16: the choice among the hot
+    # experts would then fall to the score bias alone, the same for every
+    # token, and one near-tie of two biases would make every token
+    # ambiguous for --check. A logit of 2 keeps them apart by the tokens'
+    # own features and still far above the cold experts' -2.
+    weight = 0.25 if config.scoring == "sigmoid" else 2.0
     x[:, 0] = 8.0
-    gate[:, 0] = -2.0
-    gate[:hot, 0] = 2.0
+    gate[:, 0] = -weight
+    gate[:hot, 0] = weight
 
 
 def plan_slots(config, ids, ranks) -> list[list[int]]:
