@@ -21,13 +21,15 @@
 // order them). The MoE side of a tile (gathers, weight rows, scales,
 // epilogues) is ExpertTileEmitter (ExpertMatmulTile.h), target-neutral; the
 // sm_90a mechanisms (wgmma, mbarrier waits, fences, setmaxnreg, clusters)
-// are HopperEmitter (HopperEmitter.h).
+// are HopperEmitter (HopperEmitter.h); the weight-only formats' copies and
+// decoding of a stage's codes are WeightOnlyStageEmitter (WeightOnlyStage.h).
 //
 //===----------------------------------------------------------------------===//
 
 #include "ExpertMatmulTile.h"
 #include "HopperEmitter.h"
 #include "MoeGpuKernels.h"
+#include "WeightOnlyStage.h"
 
 #include "moe/Conversion/Utils/ScalarMath.h"
 #include "moe/Dialect/MoeGPU/IR/HopperLimits.h"
@@ -84,10 +86,11 @@ private:
 
 /// The dynamic shared memory and the views of its stages.
 struct SharedTiles {
-  /// The dynamic shared memory (bytes), the shift that aligns it to 1024
-  /// bytes, and, in a cluster, the same memory as a pointer.
-  Value bytes, shift, pointer;
-  MemRefType tileAType, tileBType, boxType, packedType;
+  /// The dynamic shared memory and the shift that aligns it to 1024 bytes,
+  /// and, in a cluster, the same memory as a pointer.
+  StageMemory memory;
+  Value pointer;
+  MemRefType tileAType, tileBType, boxType;
 };
 
 /// The mbarrier rings of a kernel and where the current tile sits on them.
@@ -137,22 +140,6 @@ struct CopyPlan {
   /// The A tile's 16-byte chunks: tile row, swizzled destination column,
   /// source column, source row, elements to copy (0 zero-fills).
   SmallVector<Value> chunkRow, dstColumn, chunkColumn, srcRow, srcElements;
-  /// Weight-only: chunks of stored codes (tile row, byte column, source row
-  /// of the [E·N, stored K] weights, bytes to copy).
-  SmallVector<Value> packedRow, packedColumn, packedSourceRow, packedBytes;
-  /// Weight-only: the B tile chunks (row, chunk) this thread dequantizes.
-  SmallVector<Value> dequantRow, dequantColumn;
-  /// Register operand: per 64-row fragment the thread's two weight rows of
-  /// the tile (+0 and +8), and the i32 left rotation that moves byte t%4 of
-  /// a code word to bits 15..22; the (row, chunk) of each group scale the
-  /// thread reads per stage (per fragment and row: chunk 0, and chunk 4
-  /// where a group is 32 of K).
-  SmallVector<Value> operandRows;
-  Value operandRotation;
-  SmallVector<Value> operandScaleRows, operandScaleColumns;
-  /// Codes packed as wgmma_a_4bit: per copied chunk, its 64-row group of
-  /// the tile and its place j in the group's 2048-byte tile.
-  SmallVector<Value> packedGroup, packedChunk;
   /// Weights copied by cp.async: the B tile's chunks (tile row, swizzled
   /// destination column, source row of the weights as the descriptor
   /// views them, source column before the step's K offset, elements to
@@ -311,59 +298,11 @@ private:
                      config.stages * config.tileABytes() + extraOffset,
                      config.tileBBytes());
   }
-  Value packedTile(Value stage) {
-    return stageView(shared.packedType, stage,
-                     config.stages *
-                         (config.tileABytes() + config.tileBBytes()),
-                     config.packedTileBytes());
-  }
 
   // Loads.
   /// Plans the 16-byte cp.async chunks of the A tile that `thread`, one of
   /// `numThreads` loading threads, copies at every stage.
   void planInputChunks(Value thread, int64_t numThreads);
-  /// Weight-only: plans this thread's chunks of stored codes to copy and of
-  /// the B tile to dequantize at every stage.
-  void planWeightOnlyChunks();
-  /// Register operand: this thread's rows of the A fragment, the rotation
-  /// that places its byte of a code word, and its group scales' places.
-  void planOperandRows();
-  /// Register operand: this thread's A registers of `stage`, decoded from
-  /// the stored codes with the step's group `scales`: per 64-row fragment,
-  /// the four registers of each k16 step.
-  SmallVector<SmallVector<Value, 16>> decodeOperandA(Value stage,
-                                                     ArrayRef<Value> scales);
-  /// Codes packed as wgmma_a_4bit: this thread's chunks of each stage (the
-  /// A fragment's 16 bytes it decodes) and, for the tile kernel, their
-  /// rows' scale places.
-  void planPackedCodeChunks();
-  /// Row `half` (0: +0, 1: +8) of chunk `inTile` of the tile's 64-row
-  /// group `group`.
-  Value packedChunkRow(Value group, Value inTile, int64_t half);
-  /// The (row, byte column) in the [E·N, K/2] code matrix of a packed
-  /// chunk whose flat byte at K step 0 is `flat`, at K offset `kOffset`.
-  std::pair<Value, Value> packedCodeSource(Value flat, Value kOffset);
-  /// The stage's codes as [block_n, 2] 16-byte chunks.
-  Value codeChunks(Value stage);
-  /// The four i32 words of chunk (`row`, `chunk`) of `chunks`.
-  SmallVector<Value, 4> loadCodeWords(Value chunks, Value row, Value chunk);
-  /// The int4 decoders of one row's groups in the stage, its scales (and
-  /// zero points) from `scales[first]` on.
-  SmallVector<Int4PairDecoder, 2> rowDecoders(ArrayRef<Value> scales,
-                                              int64_t first);
-  /// `word` with its byte `byte` at bits 15..22.
-  Value placeCodeByte(Value word, int64_t byte);
-  /// Packed codes: dequantizes this thread's chunks into the B tile.
-  void dequantizePackedStage(Value stage, ArrayRef<Value> scales);
-  /// The two e2m1 codes of byte `byte` of `word` times `scale`, as one i32
-  /// of two bf16.
-  Value decodeMxfp4Pair(Value word, int64_t byte, Value scale);
-  /// Copies one 16-byte chunk by cp.async from `source` at `sourceIndices`
-  /// to `tile` at `tileIndices`: `chunkElements` elements, of which
-  /// `elements` are read (the rest zero-filled).
-  void copyChunk(Value tile, ValueRange tileIndices, Value source,
-                 ValueRange sourceIndices, int64_t chunkElements,
-                 Value elements, bool bypassL1);
   /// Weights copied by cp.async: plans the 16-byte chunks of the B tile
   /// that `thread`, one of `numThreads`, copies at every stage.
   void planWeightChunks(Value thread, int64_t numThreads);
@@ -379,9 +318,6 @@ private:
   /// it): the weights by TMA (the leader), the A rows by cp.async (every
   /// loading thread, one commit group).
   void issueStage(Value step, Value valid, Value stage = Value());
-  /// Weight-only: the stored codes of `stage` (read by cp.async) as bf16 in
-  /// the swizzled B tile of the stage, each value (code − zero) · scale.
-  void dequantizeStage(Value stage, ArrayRef<Value> scales);
 
   // Multiplies.
   /// The fragment rows of this thread's accumulator (and, w8a8, the input
@@ -482,6 +418,8 @@ private:
   ThreadValues thisThread;
   PairValues cluster;
   CopyPlan copies;
+  /// Weight-only: the stage's codes, copied and decoded.
+  std::optional<WeightOnlyStageEmitter> weightOnly;
   /// The weights' TMA descriptor.
   Value weightsMap;
   /// What one wgmma accumulates into, and (differing with swapped
@@ -492,11 +430,7 @@ private:
 
 Value KernelBuilder::stageView(MemRefType type, Value stage, int64_t offset,
                                int64_t stride) {
-  Value bytes = arith::AddIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, shared.shift, index(offset)),
-      arith::MulIOp::create(b, loc, stage, index(stride)));
-  return memref::ViewOp::create(b, loc, type, shared.bytes, bytes,
-                                ValueRange{});
+  return shared.memory.view(b, loc, type, stage, offset, stride);
 }
 
 void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
@@ -520,26 +454,8 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
   Value issuer = arith::AndIOp::create(b, loc, thisThread.leader, valid);
   if (config.isWeightOnly()) {
     // The stored codes by cp.async, in the A rows' commit group; they are
-    // dequantized into the B tile when the step comes.
-    Value kBytes = arith::DivUIOp::create(
-        b, loc,
-        arith::MulIOp::create(b, loc, kOffset,
-                              index(config.packedRowBytes())),
-        index(config.blockK()));
-    Value stagePacked = packedTile(stage);
-    for (size_t i = 0; i < copies.packedRow.size(); ++i) {
-      Value bytes = arith::SelectOp::create(b, loc, valid,
-                                            copies.packedBytes[i], index(0));
-      Value sourceRow = copies.packedSourceRow[i];
-      Value column =
-          arith::AddIOp::create(b, loc, kBytes, copies.packedColumn[i]);
-      if (config.packedCodes)
-        std::tie(sourceRow, column) =
-            packedCodeSource(copies.packedSourceRow[i], kOffset);
-      copyChunk(stagePacked, {copies.packedRow[i], copies.packedColumn[i]},
-                args.packedWeights, {sourceRow, column}, kChunkBytes, bytes,
-                /*bypassL1=*/false);
-    }
+    // dequantized when the step comes.
+    weightOnly->copyCodes(stage, kOffset, valid, args.packedWeights);
   } else if (config.copiesWeights) {
     // Every thread's chunks of the weight tile, in the A rows' group.
     copyWeightChunks(stage, kOffset, valid);
@@ -558,9 +474,10 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
         arith::AddIOp::create(b, loc, kOffset, copies.chunkColumn[i]);
     Value elements =
         arith::SelectOp::create(b, loc, valid, copies.srcElements[i], index(0));
-    copyChunk(stageA, {copies.chunkRow[i], copies.dstColumn[i]}, args.x,
-              {copies.srcRow[i], column}, kChunkBytes / config.elementBytes(),
-              elements, /*bypassL1=*/true);
+    hopper.copyAsync(stageA, {copies.chunkRow[i], copies.dstColumn[i]}, args.x,
+                     {copies.srcRow[i], column},
+                     kChunkBytes / config.elementBytes(), elements,
+                     /*bypassL1=*/true);
   }
   // One commit group per step; the wait counts groups, not tokens.
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
@@ -638,7 +555,7 @@ void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
 
 Value KernelBuilder::stageFreeBarrier(Value stage) {
   Value offset = arith::AddIOp::create(
-      b, loc, shared.shift,
+      b, loc, shared.memory.shift,
       arith::AddIOp::create(b, loc,
                             index(config.ringBytes() + config.tileSlotBytes()),
                             arith::MulIOp::create(b, loc, stage, index(8))));
@@ -837,89 +754,6 @@ SmallVector<Value> KernelBuilder::issueWgmmas(ArrayRef<Value> accumulators,
                            accumulatorType, pendingGroups, fresh);
 }
 
-void KernelBuilder::dequantizeStage(Value stage, ArrayRef<Value> scales) {
-  Type i32 = b.getI32Type();
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  // The stored codes and the B tile as 32-bit words: a chunk's 8 codes are
-  // one (int4, e2m1) or two (int8) words, its 8 bf16 four words.
-  auto wordsOf = [&](int64_t rows, int64_t bytes) {
-    return MemRefType::get({rows, bytes / 4}, i32, MemRefLayoutAttrInterface(),
-                           workgroup);
-  };
-  Value packedWords = stageView(
-      wordsOf(config.blockN, config.packedRowBytes()), stage,
-      config.stages * (config.tileABytes() + config.tileBBytes()),
-      config.packedTileBytes());
-  Value tileWords =
-      stageView(wordsOf(config.blockN, kRowBytes), stage,
-                config.stages * config.tileABytes(), config.tileBBytes());
-  int64_t bitsPerCode = config.format == QuantFormat::Int8Weight ? 8 : 4;
-  int64_t wordsPerChunk = kValuesPerChunk * bitsPerCode / 32;
-  auto i32Constant = [&](int64_t value) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
-        .getResult();
-  };
-  int64_t perChunk = config.zeroPoint ? 2 : 1;
-  for (auto [i, row, column] :
-       llvm::enumerate(copies.dequantRow, copies.dequantColumn)) {
-    Value scale = scales[perChunk * i];
-    Value zero = config.zeroPoint ? scales[perChunk * i + 1] : Value();
-    SmallVector<Value> words;
-    for (int64_t w = 0; w < wordsPerChunk; ++w)
-      words.push_back(memref::LoadOp::create(
-          b, loc, packedWords,
-          ValueRange{row, arith::AddIOp::create(
-                              b, loc,
-                              arith::MulIOp::create(b, loc, column,
-                                                    index(wordsPerChunk)),
-                              index(w))}));
-    // Chunk c of row r sits at chunk c xor (r mod 8): the 128B swizzle.
-    Value swizzledWord = arith::MulIOp::create(
-        b, loc,
-        arith::XOrIOp::create(b, loc, column,
-                              arith::RemUIOp::create(b, loc, row, index(8))),
-        index(kValuesPerChunk / 2));
-    if (config.format == QuantFormat::Int4Weight) {
-      for (auto [j, packed] :
-           llvm::enumerate(moe.decodeInt4Pairs(words[0], scale, zero)))
-        memref::StoreOp::create(
-            b, loc, packed, tileWords,
-            ValueRange{row,
-                       arith::AddIOp::create(b, loc, swizzledWord, index(j))});
-      continue;
-    }
-    auto pairType = VectorType::get({2}, b.getF32Type());
-    Value pair;
-    for (int64_t v = 0; v < kValuesPerChunk; ++v) {
-      // Code v: element 2j in the low nibble of byte j, little-endian words.
-      int64_t bit = v * bitsPerCode;
-      Value code = arith::AndIOp::create(
-          b, loc,
-          arith::ShRUIOp::create(b, loc, words[bit / 32],
-                                 i32Constant(bit % 32)),
-          i32Constant((1 << bitsPerCode) - 1));
-      Value value =
-          arith::MulFOp::create(b, loc, moe.decodeWeight(code, zero), scale);
-      if (v % 2 == 0)
-        pair = LLVM::PoisonOp::create(b, loc, pairType);
-      pair = LLVM::InsertElementOp::create(b, loc, pair, value,
-                                           i32Constant(v % 2));
-      if (v % 2 == 0)
-        continue;
-      // Both values rounded to bf16 by one cvt.rn.bf16x2.f32, low first.
-      Value packed = LLVM::BitcastOp::create(
-          b, loc, i32,
-          arith::TruncFOp::create(
-              b, loc, VectorType::get({2}, b.getBF16Type()), pair));
-      memref::StoreOp::create(
-          b, loc, packed, tileWords,
-          ValueRange{row, arith::AddIOp::create(b, loc, swizzledWord,
-                                                index(v / 2))});
-    }
-  }
-}
-
 Value KernelBuilder::promote(Value total, Value partial,
                              ArrayRef<Value> scales) {
   int64_t chunks = config.blockN / 64;
@@ -1028,16 +862,6 @@ void KernelBuilder::planWeightChunks(Value thread, int64_t numThreads) {
   }
 }
 
-void KernelBuilder::copyChunk(Value tile, ValueRange tileIndices,
-                              Value source, ValueRange sourceIndices,
-                              int64_t chunkElements, Value elements,
-                              bool bypassL1) {
-  nvgpu::DeviceAsyncCopyOp::create(
-      b, loc, nvgpu::DeviceAsyncTokenType::get(context()), tile, tileIndices,
-      source, sourceIndices, b.getIndexAttr(chunkElements), elements,
-      bypassL1 ? b.getUnitAttr() : UnitAttr());
-}
-
 void KernelBuilder::copyWeightChunks(Value stage, Value kOffset, Value valid) {
   Value stageB = tileB(stage);
   for (size_t i = 0; i < copies.weightRow.size(); ++i) {
@@ -1045,10 +869,10 @@ void KernelBuilder::copyWeightChunks(Value stage, Value kOffset, Value valid) {
                                              copies.weightElements[i], index(0));
     Value column =
         arith::AddIOp::create(b, loc, kOffset, copies.weightSrcColumn[i]);
-    copyChunk(stageB, {copies.weightRow[i], copies.weightDstColumn[i]},
-              args.weights, {copies.weightSrcRow[i], column},
-              kChunkBytes / config.elementBytes(), elements,
-              /*bypassL1=*/true);
+    hopper.copyAsync(stageB, {copies.weightRow[i], copies.weightDstColumn[i]},
+                     args.weights, {copies.weightSrcRow[i], column},
+                     kChunkBytes / config.elementBytes(), elements,
+                     /*bypassL1=*/true);
   }
 }
 
@@ -1357,346 +1181,6 @@ void KernelBuilder::consumePingpong() {
   });
 }
 
-void KernelBuilder::planWeightOnlyChunks() {
-  if (config.packedCodes) {
-    planPackedCodeChunks();
-    return;
-  }
-  // Each thread copies its 16-byte chunks of the stored codes of the tile's
-  // BN weight rows (a row past N copies nothing), and dequantizes its
-  // chunks of the B tile.
-  int64_t chunksPerRow = config.packedRowBytes() / kChunkBytes;
-  for (int64_t i = 0; i < config.blockN * chunksPerRow / config.threads();
-       ++i) {
-    Value chunk = arith::AddIOp::create(b, loc, thisThread.tid,
-                                        index(config.threads() * i));
-    Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
-    Value column = arith::MulIOp::create(
-        b, loc, arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow)),
-        index(kChunkBytes));
-    Value weightRow = moe.weightRowOf(row);
-    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                         weightRow,
-                                         index(config.outFeatures));
-    copies.packedRow.push_back(row);
-    copies.packedColumn.push_back(column);
-    copies.packedSourceRow.push_back(arith::AddIOp::create(
-        b, loc,
-        arith::MulIOp::create(b, loc, tile.expert, index(config.outFeatures)),
-        arith::SelectOp::create(b, loc, inside, weightRow, index(0))));
-    copies.packedBytes.push_back(
-        arith::SelectOp::create(b, loc, inside, index(kChunkBytes), index(0)));
-  }
-  if (config.registerOperand) {
-    planOperandRows();
-    return;
-  }
-  int64_t chunksPerRowB = config.blockK() / kValuesPerChunk;
-  for (int64_t i = 0; i < config.blockN * chunksPerRowB / config.threads();
-       ++i) {
-    Value chunk = arith::AddIOp::create(b, loc, thisThread.tid,
-                                        index(config.threads() * i));
-    copies.dequantRow.push_back(
-        arith::DivUIOp::create(b, loc, chunk, index(chunksPerRowB)));
-    copies.dequantColumn.push_back(
-        arith::RemUIOp::create(b, loc, chunk, index(chunksPerRowB)));
-  }
-
-}
-
-void KernelBuilder::planPackedCodeChunks() {
-  // Codes in moe.prepack's wgmma_a_4bit order: per K step, a 2048-byte
-  // tile per 64 weight rows, in which chunk 32 w + 4 r + q holds the codes
-  // of rows 16 w + r and + 8 that thread 32 w + 4 r + q of the wgmma's
-  // fragment multiplies. The stage's group f of 64 tile rows gets, at byte 2048 f +
-  // 16 j, chunk j of its fragment: each 16-row slab of tile rows is 16
-  // consecutive weight rows (gate or up rows, in halves), found in the
-  // tile of their 64-row group. Thread t copies chunks t, t + threads, ...
-  // and reads back the same chunks: no other thread's.
-  constexpr int64_t kTileBytes = 2048, kChunksPerTile = 128;
-  int64_t groups = config.blockN / kWarpgroupRows;
-  int64_t kTiles = config.inFeatures / config.blockK();
-  for (int64_t i = 0; i < groups * kChunksPerTile / config.threads(); ++i) {
-    Value chunk = arith::AddIOp::create(b, loc, thisThread.tid,
-                                        index(config.threads() * i));
-    Value group = arith::DivUIOp::create(b, loc, chunk, index(kChunksPerTile));
-    Value inTile = arith::RemUIOp::create(b, loc, chunk, index(kChunksPerTile));
-    Value slab = arith::DivUIOp::create(b, loc, inTile, index(32));
-    Value weightRow = moe.weightRowOf(arith::AddIOp::create(
-        b, loc, arith::MulIOp::create(b, loc, group, index(kWarpgroupRows)),
-        arith::MulIOp::create(b, loc, slab, index(16))));
-    Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                         weightRow, index(config.outFeatures));
-    weightRow = arith::SelectOp::create(b, loc, inside, weightRow, index(0));
-    // The flat byte of the chunk's source in K step 0: the expert's and
-    // the 64-row group's K/64 tiles, then the slab's chunk in the tile.
-    Value rowTile = arith::AddIOp::create(
-        b, loc,
-        arith::MulIOp::create(b, loc, tile.expert,
-                              index(config.outFeatures / kWarpgroupRows)),
-        arith::DivUIOp::create(b, loc, weightRow, index(kWarpgroupRows)));
-    Value sourceSlab = arith::DivUIOp::create(
-        b, loc,
-        arith::RemUIOp::create(b, loc, weightRow, index(kWarpgroupRows)),
-        index(16));
-    Value sourceChunk = arith::AddIOp::create(
-        b, loc, arith::MulIOp::create(b, loc, sourceSlab, index(32)),
-        arith::RemUIOp::create(b, loc, inTile, index(32)));
-    Value flat = arith::AddIOp::create(
-        b, loc,
-        arith::MulIOp::create(b, loc, rowTile, index(kTiles * kTileBytes)),
-        arith::MulIOp::create(b, loc, sourceChunk, index(kChunkBytes)));
-    Value destination = arith::AddIOp::create(
-        b, loc, arith::MulIOp::create(b, loc, group, index(kTileBytes)),
-        arith::MulIOp::create(b, loc, inTile, index(kChunkBytes)));
-    copies.packedRow.push_back(arith::DivUIOp::create(
-        b, loc, destination, index(config.packedRowBytes())));
-    copies.packedColumn.push_back(arith::RemUIOp::create(
-        b, loc, destination, index(config.packedRowBytes())));
-    copies.packedSourceRow.push_back(flat);
-    copies.packedBytes.push_back(
-        arith::SelectOp::create(b, loc, inside, index(kChunkBytes), index(0)));
-    copies.packedGroup.push_back(group);
-    copies.packedChunk.push_back(inTile);
-  }
-  if (config.registerOperand) {
-    planOperandRows();
-    return;
-  }
-  // The tile kernel dequantizes the chunks it copied: per chunk and row
-  // half, the scale places of its rows (chunk 0, and 4 for groups of 32).
-  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
-  for (auto [group, inTile] : llvm::zip(copies.packedGroup, copies.packedChunk))
-    for (int64_t half = 0; half < 2; ++half)
-      for (int64_t scaleGroup = 0; scaleGroup < groupsPerStage; ++scaleGroup) {
-        copies.dequantRow.push_back(packedChunkRow(group, inTile, half));
-        copies.dequantColumn.push_back(index(4 * scaleGroup));
-      }
-}
-
-Value KernelBuilder::packedChunkRow(Value group, Value inTile, int64_t half) {
-  // Chunk j = 32 w + 4 r + q of a 64-row group holds rows 16 w + r and + 8.
-  Value warp = arith::DivUIOp::create(b, loc, inTile, index(32));
-  Value row = arith::DivUIOp::create(
-      b, loc, arith::RemUIOp::create(b, loc, inTile, index(32)), index(4));
-  Value first = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, group, index(kWarpgroupRows)),
-      arith::AddIOp::create(
-          b, loc, arith::MulIOp::create(b, loc, warp, index(16)), row));
-  return arith::AddIOp::create(b, loc, first, index(8 * half));
-}
-
-std::pair<Value, Value> KernelBuilder::packedCodeSource(Value flat,
-                                                        Value kOffset) {
-  // K step kOffset / 64 is the group's next 2048-byte tile; the flat byte
-  // as a place in the [E·N, K/2] byte matrix the kernel takes.
-  Value tileOffset = arith::MulIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, kOffset, index(config.blockK())),
-      index(2048));
-  Value source = arith::AddIOp::create(b, loc, flat, tileOffset);
-  int64_t rowBytes = config.inFeatures / 2;
-  return {arith::DivUIOp::create(b, loc, source, index(rowBytes)),
-          arith::RemUIOp::create(b, loc, source, index(rowBytes))};
-}
-
-void KernelBuilder::planOperandRows() {
-  // Thread t of the warpgroup holds rows 16·(t/32) + (t%32)/4 (+8) of each
-  // 64-row fragment of the A operand, and columns 2·(t%4) (+1, +8, +9) of
-  // each k16 step: the pair of codes in byte t%4 of every 4-byte word of
-  // its rows' stored codes.
-  Value lane = arith::RemUIOp::create(b, loc, thisThread.tid, index(32));
-  Value warp = arith::DivUIOp::create(b, loc, thisThread.tid, index(32));
-  Value firstRow = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
-      arith::DivUIOp::create(b, loc, lane, index(4)));
-  // Byte q moves from bits 8q.. to 15..: rotate left by (15 − 8q) mod 32.
-  Value byte = arith::IndexCastOp::create(
-      b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, lane, index(4)));
-  auto constant = [&](int64_t value) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
-        .getResult();
-  };
-  copies.operandRotation = arith::AndIOp::create(
-      b, loc,
-      arith::SubIOp::create(b, loc, constant(15 + 32),
-                            arith::MulIOp::create(b, loc, byte, constant(8))),
-      constant(31));
-  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
-  for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment)
-    for (int64_t half = 0; half < 2; ++half) {
-      Value row = arith::AddIOp::create(
-          b, loc, firstRow, index(kWarpgroupRows * fragment + 8 * half));
-      copies.operandRows.push_back(row);
-      for (int64_t group = 0; group < groupsPerStage; ++group) {
-        copies.operandScaleRows.push_back(row);
-        copies.operandScaleColumns.push_back(index(4 * group));
-      }
-    }
-}
-
-Value KernelBuilder::codeChunks(Value stage) {
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  auto chunkType = VectorType::get({4}, b.getI32Type());
-  return stageView(
-      MemRefType::get({config.blockN, config.packedRowBytes() / kChunkBytes},
-                      chunkType, MemRefLayoutAttrInterface(), workgroup),
-      stage, config.stages * (config.tileABytes() + config.tileBBytes()),
-      config.packedTileBytes());
-}
-
-SmallVector<Value, 4> KernelBuilder::loadCodeWords(Value chunks, Value row,
-                                                   Value chunk) {
-  Value loaded = memref::LoadOp::create(b, loc, chunks, ValueRange{row, chunk});
-  SmallVector<Value, 4> words;
-  for (int64_t w = 0; w < 4; ++w)
-    words.push_back(LLVM::ExtractElementOp::create(
-        b, loc, loaded,
-        arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(w))));
-  return words;
-}
-
-SmallVector<Int4PairDecoder, 2>
-KernelBuilder::rowDecoders(ArrayRef<Value> scales, int64_t first) {
-  // A row's scales (and zero points) of the stage's one or two groups.
-  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
-  int64_t perScale = config.zeroPoint ? 2 : 1;
-  SmallVector<Int4PairDecoder, 2> decoders;
-  for (int64_t group = 0; group < groupsPerStage; ++group) {
-    int64_t at = first + perScale * group;
-    decoders.push_back(moe.int4PairDecoder(
-        scales[at], config.zeroPoint ? scales[at + 1] : Value()));
-  }
-  return decoders;
-}
-
-Value KernelBuilder::placeCodeByte(Value word, int64_t byte) {
-  // Byte `byte` (codes 2j and 2j + 1) to bits 15..22.
-  int64_t shift = 15 - 8 * byte;
-  Value amount =
-      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(std::abs(shift)));
-  return shift > 0 ? arith::ShLIOp::create(b, loc, word, amount).getResult()
-                   : arith::ShRUIOp::create(b, loc, word, amount).getResult();
-}
-
-SmallVector<SmallVector<Value, 16>>
-KernelBuilder::decodeOperandA(Value stage, ArrayRef<Value> scales) {
-  Value chunks = codeChunks(stage);
-  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
-  int64_t perRow = (config.zeroPoint ? 2 : 1) * groupsPerStage;
-  SmallVector<SmallVector<Value, 16>> operandA;
-  for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment) {
-    SmallVector<SmallVector<Int4PairDecoder, 2>, 2> decoders;
-    for (int64_t half = 0; half < 2; ++half)
-      decoders.push_back(rowDecoders(scales, perRow * (2 * fragment + half)));
-    // Packed: the thread's own chunk, byte 2g + h of word s. Else per row
-    // half its row's 8 code words (two chunks), byte t%4 of word 2s + g.
-    SmallVector<SmallVector<Value, 8>, 2> words(2);
-    if (config.packedCodes) {
-      words[0] = llvm::to_vector<8>(loadCodeWords(
-          chunks, copies.packedRow[fragment],
-          arith::DivUIOp::create(b, loc, copies.packedColumn[fragment],
-                                 index(kChunkBytes))));
-    } else {
-      for (int64_t half = 0; half < 2; ++half)
-        for (int64_t chunk = 0; chunk < 2; ++chunk)
-          llvm::append_range(
-              words[half],
-              loadCodeWords(chunks, copies.operandRows[2 * fragment + half],
-                            index(chunk)));
-    }
-    // k16 step s, register 2g + h: row half h, columns 16s + 8g + 2·(t%4).
-    SmallVector<Value, 16> registers;
-    for (int64_t step = 0; step < 4; ++step)
-      for (int64_t g = 0; g < 2; ++g)
-        for (int64_t half = 0; half < 2; ++half) {
-          Value placed = config.packedCodes
-                             ? placeCodeByte(words[0][step], 2 * g + half)
-                             : LLVM::FshlOp::create(b, loc, b.getI32Type(),
-                                                    words[half][2 * step + g],
-                                                    words[half][2 * step + g],
-                                                    copies.operandRotation)
-                                   .getResult();
-          registers.push_back(moe.decodeInt4Pair(
-              decoders[half][step * groupsPerStage / 4], placed));
-        }
-    operandA.push_back(std::move(registers));
-  }
-  return operandA;
-}
-
-void KernelBuilder::dequantizePackedStage(Value stage, ArrayRef<Value> scales) {
-  // Each chunk the thread copied: its two rows' 16 code pairs, decoded and
-  // stored where the B tile's 128B swizzle puts columns 16s + 8g + 2q (+1).
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  Value tileWords = stageView(
-      MemRefType::get({config.blockN, kRowBytes / 4}, b.getI32Type(),
-                      MemRefLayoutAttrInterface(), workgroup),
-      stage, config.stages * config.tileABytes(), config.tileBBytes());
-  Value chunks = codeChunks(stage);
-  int64_t groupsPerStage = config.group == 32 ? 2 : 1;
-  int64_t perScale = config.zeroPoint ? 2 : 1;
-  for (size_t i = 0; i < copies.packedGroup.size(); ++i) {
-    SmallVector<Value, 4> words =
-        loadCodeWords(chunks, copies.packedRow[i],
-                      arith::DivUIOp::create(b, loc, copies.packedColumn[i],
-                                             index(kChunkBytes)));
-    Value pair =
-        arith::RemUIOp::create(b, loc, copies.packedChunk[i], index(4));
-    for (int64_t half = 0; half < 2; ++half) {
-      int64_t first = perScale * groupsPerStage * (2 * i + half);
-      Value row = copies.dequantRow[groupsPerStage * (2 * i + half)];
-      Value swizzle = arith::RemUIOp::create(b, loc, row, index(8));
-      SmallVector<Int4PairDecoder, 2> decoders;
-      if (config.format == QuantFormat::Int4Weight)
-        decoders = rowDecoders(scales, first);
-      for (int64_t step = 0; step < 4; ++step)
-        for (int64_t g = 0; g < 2; ++g) {
-          int64_t scaleGroup = step * groupsPerStage / 4;
-          Value decoded =
-              config.format == QuantFormat::Int4Weight
-                  ? moe.decodeInt4Pair(decoders[scaleGroup],
-                                       placeCodeByte(words[step], 2 * g + half))
-                  : decodeMxfp4Pair(words[step], 2 * g + half,
-                                    scales[first + scaleGroup]);
-          Value chunk =
-              arith::XOrIOp::create(b, loc, index(2 * step + g), swizzle);
-          Value word = arith::AddIOp::create(
-              b, loc, arith::MulIOp::create(b, loc, chunk, index(4)), pair);
-          memref::StoreOp::create(b, loc, decoded, tileWords,
-                                  ValueRange{row, word});
-        }
-    }
-  }
-}
-
-Value KernelBuilder::decodeMxfp4Pair(Value word, int64_t byte, Value scale) {
-  // The byte's two e2m1 codes (low nibble first), each scaled in f32, then
-  // both rounded to bf16 by one cvt.
-  auto i32Constant = [&](int64_t value) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
-        .getResult();
-  };
-  Type f32 = b.getF32Type();
-  Value pair = LLVM::PoisonOp::create(b, loc, VectorType::get({2}, f32));
-  for (int64_t nibble = 0; nibble < 2; ++nibble) {
-    Value code = arith::AndIOp::create(
-        b, loc,
-        arith::ShRUIOp::create(b, loc, word,
-                               i32Constant(8 * byte + 4 * nibble)),
-        i32Constant(15));
-    Value value =
-        arith::MulFOp::create(b, loc, moe.decodeWeight(code, Value()), scale);
-    pair =
-        LLVM::InsertElementOp::create(b, loc, pair, value, i32Constant(nibble));
-  }
-  return LLVM::BitcastOp::create(
-      b, loc, b.getI32Type(),
-      arith::TruncFOp::create(b, loc, VectorType::get({2}, b.getBF16Type()),
-                              pair));
-}
-
 SmallVector<Value>
 KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
                               Value stage, Value round, Value nextStage,
@@ -1708,11 +1192,7 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
   if (config.hasBlockScales())
     scales = moe.blockScales(step, thisThread.scaleRows);
   if (config.isWeightOnly())
-    scales = config.registerOperand
-                 ? moe.weightOnlyScales(step, copies.operandScaleRows,
-                                        copies.operandScaleColumns)
-                 : moe.weightOnlyScales(step, copies.dequantRow,
-                                        copies.dequantColumn);
+    scales = weightOnly->loadScales(step);
   Value next = arith::AddIOp::create(b, loc, step, index(ring.prefetch));
   // This thread's cp.async group of `step` is done when at most the
   // younger ones (prefetch − 1 of them; every step commits one) are
@@ -1741,7 +1221,7 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
     // decodes its elements of the A fragment, and the wgmmas read the slot
     // rows through the async proxy (fenced above).
     SmallVector<SmallVector<Value, 16>> operandA =
-        decodeOperandA(stage, scales);
+        weightOnly->decodeOperandA(stage, scales);
     return hopper.wgmmaRegisterStage(
         SmallVector<Value>(carried.take_front(ring.numSums)), operandA,
         hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
@@ -1752,10 +1232,7 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
     // Every thread's codes are in (the barrier above): dequantize them
     // into the B tile, through the generic proxy, then make the tile
     // visible to the wgmma's async proxy.
-    if (config.packedCodes)
-      dequantizePackedStage(stage, scales);
-    else
-      dequantizeStage(stage, scales);
+    weightOnly->dequantize(stage, scales);
     hopper.fenceAsyncProxy();
     gpu::BarrierOp::create(b, loc);
   } else if (!config.copiesWeights) {
@@ -1913,9 +1390,6 @@ void KernelBuilder::createTypes() {
                       MemRefLayoutAttrInterface(), workgroup);
   shared.boxType = MemRefType::get({config.boxRows(), span}, element,
                                    MemRefLayoutAttrInterface(), workgroup);
-  shared.packedType =
-      MemRefType::get({config.blockN, config.packedRowBytes()}, b.getI8Type(),
-                      MemRefLayoutAttrInterface(), workgroup);
   auto mapType = nvgpu::TensorMapDescriptorType::get(
       context(), shared.boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
       nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
@@ -2081,13 +1555,14 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
 }
 
 void KernelBuilder::createSharedState(LLVM::GlobalOp sharedMemory) {
-  shared.bytes = hopper.dynamicSharedMemory(sharedMemory, config.sharedBytes());
+  shared.memory.bytes =
+      hopper.dynamicSharedMemory(sharedMemory, config.sharedBytes());
   if (config.clusterM > 1)
     shared.pointer = LLVM::AddressOfOp::create(b, loc, sharedMemory);
-  Value baseAddress = hopper.addressOf(shared.bytes);
+  Value baseAddress = hopper.addressOf(shared.memory.bytes);
   Value misalignment = arith::AndIOp::create(b, loc, baseAddress,
                                              i64(kSwizzleAlignment - 1));
-  shared.shift = arith::IndexCastOp::create(
+  shared.memory.shift = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
       arith::AndIOp::create(
           b, loc,
@@ -2135,8 +1610,9 @@ void KernelBuilder::createTileRing() {
       b, loc,
       MemRefType::get({kTileRingDepth}, b.getI32Type(),
                       MemRefLayoutAttrInterface(), workgroup),
-      shared.bytes,
-      arith::AddIOp::create(b, loc, shared.shift, index(config.ringBytes())),
+      shared.memory.bytes,
+      arith::AddIOp::create(b, loc, shared.memory.shift,
+                            index(config.ringBytes())),
       ValueRange{});
 }
 
@@ -2189,8 +1665,10 @@ void KernelBuilder::buildMultistage() {
   if (config.copiesWeights)
     planWeightChunks(thisThread.tid, config.threads());
 
-  if (config.isWeightOnly())
-    planWeightOnlyChunks();
+  if (config.isWeightOnly()) {
+    weightOnly.emplace(b, loc, config, tile, moe, shared.memory);
+    weightOnly->plan(thisThread.tid);
+  }
 
   planFragmentRows();
   SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
@@ -2228,8 +1706,8 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
   int64_t pitch = config.blockN + 4;
   auto tableType = MemRefType::get({config.blockM, pitch}, sumType(),
                                    MemRefLayoutAttrInterface(), workgroup);
-  Value table = memref::ViewOp::create(b, loc, tableType, shared.bytes,
-                                       shared.shift, ValueRange{});
+  Value table = memref::ViewOp::create(b, loc, tableType, shared.memory.bytes,
+                                       shared.memory.shift, ValueRange{});
   // Thread t of warpgroup w's place in the swapped m64nN fragments: weight
   // rows w · (block_n / warpgroups) + 16·(t/32 mod 4) + (t%32)/4 (+8) of
   // each 64, columns (slot rows) 8g + 2·(t%4) (+1). Unlike

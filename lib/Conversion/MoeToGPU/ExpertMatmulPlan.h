@@ -177,6 +177,11 @@ struct ExpertMatmulPlan {
   int64_t tileBBytes() const {
     return registerOperand ? 0 : spans * blockN * kRowBytes;
   }
+  /// Where stage 0's B tile and, weight-only, its stored codes begin: the
+  /// ring holds every stage's A tile, then every B tile, then every stage's
+  /// codes.
+  int64_t tileBOffset() const { return stages * tileABytes(); }
+  int64_t codesOffset() const { return stages * (tileABytes() + tileBBytes()); }
   /// Bytes from one span's block of the A (B) tile to the next.
   int64_t spanABytes() const { return blockM * kRowBytes; }
   int64_t spanBBytes() const { return blockN * kRowBytes; }
@@ -250,6 +255,16 @@ struct TileValues {
   Value expert, firstSlot, tileColumn, kBase;
   /// The first weight row of the tile in the [E·N, K] weights.
   Value weightsRow;
+};
+
+/// The kernel's dynamic shared memory (bytes) and the shift that aligns it
+/// to the swizzle.
+struct StageMemory {
+  Value bytes, shift;
+  /// The tile of type `type` in stage `stage`: at byte `offset` of stage 0,
+  /// `stride` bytes from one stage to the next.
+  Value view(OpBuilder &b, Location loc, MemRefType type, Value stage,
+             int64_t offset, int64_t stride) const;
 };
 
 /// Creates an scf.if without else on `condition` and builds `body` in it.

@@ -206,6 +206,15 @@ void HopperEmitter::waitForParity(Value barrier, Value parity) {
       arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(kWaitTicks)));
 }
 
+void HopperEmitter::copyAsync(Value tile, ValueRange tileIndices, Value source,
+                              ValueRange sourceIndices, int64_t chunkElements,
+                              Value elements, bool bypassL1) {
+  nvgpu::DeviceAsyncCopyOp::create(
+      b, loc, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile,
+      tileIndices, source, sourceIndices, b.getIndexAttr(chunkElements),
+      elements, bypassL1 ? b.getUnitAttr() : UnitAttr());
+}
+
 void HopperEmitter::fenceAsyncProxy() {
   NVVM::FenceProxyOp::create(
       b, loc,

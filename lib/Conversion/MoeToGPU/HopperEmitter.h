@@ -106,6 +106,13 @@ public:
   /// Waits on the mbarrier at `barrier` (a shared pointer) until its phase
   /// of parity `parity` (i32) completes, acquiring at CTA scope.
   void waitForParity(Value barrier, Value parity);
+  /// Copies one 16-byte chunk by cp.async from `source` at `sourceIndices`
+  /// to `tile` at `tileIndices`: `chunkElements` elements, of which
+  /// `elements` are read (the rest zero-filled); `bypassL1` caches it in L2
+  /// only.
+  void copyAsync(Value tile, ValueRange tileIndices, Value source,
+                 ValueRange sourceIndices, int64_t chunkElements,
+                 Value elements, bool bypassL1);
   /// Orders this thread's generic-proxy writes to shared memory (cp.async,
   /// st.shared) before the async proxy's reads (wgmma, TMA).
   void fenceAsyncProxy();
