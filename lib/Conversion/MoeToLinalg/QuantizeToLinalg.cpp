@@ -85,6 +85,111 @@ Value buildFp8Bits(OpBuilder &b, Location loc, Value value) {
   return arith::TruncIOp::create(b, loc, b.getI8Type(), code);
 }
 
+/// The amax of each group of `input` ([M, K]) in the scales' shape, and the
+/// map from an element (d0, d1) to its group's scale.
+struct GroupAmax {
+  Value amax;
+  AffineMap scaleMap;
+};
+
+GroupAmax buildGroupAmax(OpBuilder &b, Location loc, Value input,
+                         ScaleLayout layout) {
+  MLIRContext *context = b.getContext();
+  Type f32 = b.getF32Type();
+  OpFoldResult rowSize = tensor::getMixedSize(b, loc, input, 0);
+  AffineExpr d0, d1, d2;
+  bindDims(context, d0, d1, d2);
+  auto maxBody = [&](OpBuilder &nested, Location l, ValueRange args) {
+    Value magnitude =
+        math::AbsFOp::create(nested, l, convertFloat(nested, l, args[0], f32));
+    linalg::YieldOp::create(
+        nested, l,
+        arith::MaximumFOp::create(nested, l, args[1], magnitude).getResult());
+  };
+  auto reduce = [&](Value source, ArrayRef<OpFoldResult> outSizes,
+                    AffineMap outMap, ArrayRef<utils::IteratorType> iterators) {
+    Value init = createFilled(b, loc, outSizes, f32, 0.0);
+    unsigned rank = cast<RankedTensorType>(source.getType()).getRank();
+    return linalg::GenericOp::create(
+               b, loc, TypeRange{init.getType()}, ValueRange{source},
+               ValueRange{init},
+               ArrayRef<AffineMap>{b.getMultiDimIdentityMap(rank), outMap},
+               iterators, maxBody)
+        .getResult(0);
+  };
+  switch (layout) {
+  case ScaleLayout::PerTensor: {
+    Value whole = reduce(input, {}, AffineMap::get(2, 0, {}, context),
+                         {kReduction, kReduction});
+    Value amax =
+        tensor::ExpandShapeOp::create(b, loc, RankedTensorType::get({1}, f32),
+                                      whole, ArrayRef<ReassociationIndices>{});
+    return {amax,
+            AffineMap::get(2, 0, {getAffineConstantExpr(0, context)}, context)};
+  }
+  case ScaleLayout::PerTokenChannel:
+    return {reduce(input, {rowSize}, AffineMap::get(2, 0, {d0}, context),
+                   {kParallel, kReduction}),
+            AffineMap::get(2, 0, {d0}, context)};
+  case ScaleLayout::Block: {
+    // Rows viewed as [M, K/128, 128], reduced over the last dimension.
+    auto inputType = cast<RankedTensorType>(input.getType());
+    int64_t columns = inputType.getDimSize(1);
+    auto groupedType = RankedTensorType::get(
+        {inputType.getDimSize(0), columns / kBlock, kBlock},
+        inputType.getElementType());
+    Value grouped = tensor::ExpandShapeOp::create(
+        b, loc, groupedType, input, ArrayRef<ReassociationIndices>{{0}, {1, 2}},
+        ArrayRef<OpFoldResult>{rowSize, b.getIndexAttr(columns / kBlock),
+                               b.getIndexAttr(kBlock)});
+    return {reduce(grouped, {rowSize, b.getIndexAttr(columns / kBlock)},
+                   AffineMap::get(3, 0, {d0, d1}, context),
+                   {kParallel, kParallel, kReduction}),
+            AffineMap::get(2, 0, {d0, d1.floorDiv(kBlock)}, context)};
+  }
+  }
+  llvm_unreachable("unknown scale layout");
+}
+
+/// scale = amax / `qmax`, or 1 for an all-zero group (or a NaN amax).
+Value buildScales(OpBuilder &b, Location loc, Value amax, double qmax) {
+  int64_t rank = cast<RankedTensorType>(amax.getType()).getRank();
+  return buildGeneric(
+      b, loc, {}, amax, {llvm::to_vector(llvm::seq<unsigned>(0, rank))},
+      SmallVector<utils::IteratorType>(rank, kParallel),
+      [&](OpBuilder &nested, Location l, ValueRange args) {
+        auto constant = [&](double value) {
+          return arith::ConstantOp::create(nested, l,
+                                           nested.getF32FloatAttr(value));
+        };
+        Value quotient =
+            arith::DivFOp::create(nested, l, args[0], constant(qmax));
+        Value positive = arith::CmpFOp::create(
+            nested, l, arith::CmpFPredicate::OGT, args[0], constant(0.0));
+        linalg::YieldOp::create(nested, l,
+                                arith::SelectOp::create(nested, l, positive,
+                                                        quotient, constant(1.0))
+                                    .getResult());
+      });
+}
+
+/// The code of f32 `quotient` (x / scale): e4m3 bits for fp8, else the
+/// int8 value rounded to nearest even and saturated at ±127.
+Value buildCode(OpBuilder &b, Location loc, Value quotient, Type codeType,
+                bool fp8) {
+  if (fp8)
+    return arith::BitcastOp::create(b, loc, codeType,
+                                    buildFp8Bits(b, loc, quotient));
+  Value bound = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(127.0));
+  Value rounded = arith::MinimumFOp::create(
+      b, loc,
+      arith::MaximumFOp::create(b, loc,
+                                math::RoundEvenOp::create(b, loc, quotient),
+                                arith::NegFOp::create(b, loc, bound)),
+      bound);
+  return arith::FPToSIOp::create(b, loc, codeType, rounded);
+}
+
 struct QuantizeOpLowering : public OpConversionPattern<QuantizeOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -92,95 +197,14 @@ struct QuantizeOpLowering : public OpConversionPattern<QuantizeOp> {
   matchAndRewrite(QuantizeOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    MLIRContext *context = op.getContext();
     QuantizationAttr quantization = op.getQuantization();
     bool fp8 = quantization.getFormat() == QuantFormat::Fp8;
-    double qmax = fp8 ? 448.0 : 127.0;
-    ScaleLayout layout = *quantization.getScales();
     Value input = adaptor.getInput();
+    GroupAmax group =
+        buildGroupAmax(rewriter, loc, input, *quantization.getScales());
+    Value scales = buildScales(rewriter, loc, group.amax, fp8 ? 448.0 : 127.0);
+
     Type f32 = rewriter.getF32Type();
-    auto scalesType = cast<RankedTensorType>(op.getScales().getType());
-    OpFoldResult rowSize = tensor::getMixedSize(rewriter, loc, input, 0);
-    int64_t columns = op.getInput().getType().getDimSize(1);
-
-    // amax per group, in the scales' shape.
-    AffineExpr d0, d1, d2;
-    bindDims(context, d0, d1, d2);
-    Value amax;
-    auto maxBody = [&](OpBuilder &b, Location l, ValueRange args) {
-      Value magnitude = math::AbsFOp::create(b, l, convertFloat(b, l, args[0], f32));
-      linalg::YieldOp::create(
-          b, l, arith::MaximumFOp::create(b, l, args[1], magnitude).getResult());
-    };
-    auto reduce = [&](Value source, ArrayRef<OpFoldResult> outSizes,
-                      AffineMap outMap, ArrayRef<utils::IteratorType> iterators) {
-      Value init = createFilled(rewriter, loc, outSizes, f32, 0.0);
-      unsigned rank = cast<RankedTensorType>(source.getType()).getRank();
-      return linalg::GenericOp::create(
-                 rewriter, loc, TypeRange{init.getType()}, ValueRange{source},
-                 ValueRange{init},
-                 ArrayRef<AffineMap>{rewriter.getMultiDimIdentityMap(rank),
-                                     outMap},
-                 iterators, maxBody)
-          .getResult(0);
-    };
-    AffineMap scaleMap;
-    switch (layout) {
-    case ScaleLayout::PerTensor: {
-      Value whole = reduce(input, {}, AffineMap::get(2, 0, {}, context),
-                           {kReduction, kReduction});
-      amax = tensor::ExpandShapeOp::create(
-          rewriter, loc, RankedTensorType::get({1}, f32), whole,
-          ArrayRef<ReassociationIndices>{});
-      scaleMap = AffineMap::get(2, 0, {getAffineConstantExpr(0, context)},
-                                context);
-      break;
-    }
-    case ScaleLayout::PerTokenChannel:
-      amax = reduce(input, {rowSize}, AffineMap::get(2, 0, {d0}, context),
-                    {kParallel, kReduction});
-      scaleMap = AffineMap::get(2, 0, {d0}, context);
-      break;
-    case ScaleLayout::Block: {
-      auto inputType = cast<RankedTensorType>(input.getType());
-      auto groupedType = RankedTensorType::get(
-          {inputType.getDimSize(0), columns / kBlock, kBlock},
-          inputType.getElementType());
-      Value grouped = tensor::ExpandShapeOp::create(
-          rewriter, loc, groupedType, input,
-          ArrayRef<ReassociationIndices>{{0}, {1, 2}},
-          ArrayRef<OpFoldResult>{rowSize, rewriter.getIndexAttr(columns / kBlock),
-                                 rewriter.getIndexAttr(kBlock)});
-      amax = reduce(grouped, {rowSize, rewriter.getIndexAttr(columns / kBlock)},
-                    AffineMap::get(3, 0, {d0, d1}, context),
-                    {kParallel, kParallel, kReduction});
-      scaleMap = AffineMap::get(2, 0, {d0, d1.floorDiv(kBlock)}, context);
-      break;
-    }
-    }
-
-    // scale = amax / qmax, 1 for an all-zero group (or a NaN amax).
-    Value scales = buildGeneric(
-        rewriter, loc, {},
-        amax,
-        {llvm::to_vector(llvm::seq<unsigned>(0, scalesType.getRank()))},
-        SmallVector<utils::IteratorType>(scalesType.getRank(), kParallel),
-        [&](OpBuilder &b, Location l, ValueRange args) {
-          Value quotient = arith::DivFOp::create(
-              b, l, args[0],
-              arith::ConstantOp::create(b, l, b.getF32FloatAttr(qmax)));
-          Value positive = arith::CmpFOp::create(
-              b, l, arith::CmpFPredicate::OGT, args[0],
-              arith::ConstantOp::create(b, l, b.getF32FloatAttr(0.0)));
-          linalg::YieldOp::create(
-              b, l,
-              arith::SelectOp::create(
-                  b, l, positive, quotient,
-                  arith::ConstantOp::create(b, l, b.getF32FloatAttr(1.0)))
-                  .getResult());
-        });
-
-    // The codes.
     Type codeType = op.getCodes().getType().getElementType();
     Value codesInit = createEmpty(
         rewriter, loc, tensor::getMixedSizes(rewriter, loc, input), codeType);
@@ -189,29 +213,16 @@ struct QuantizeOpLowering : public OpConversionPattern<QuantizeOp> {
         linalg::GenericOp::create(
             rewriter, loc, TypeRange{codesInit.getType()},
             ValueRange{input, scales}, ValueRange{codesInit},
-            ArrayRef<AffineMap>{identity, scaleMap, identity},
+            ArrayRef<AffineMap>{identity, group.scaleMap, identity},
             {kParallel, kParallel},
             [&](OpBuilder &b, Location l, ValueRange args) {
               Value quotient = arith::DivFOp::create(
                   b, l, convertFloat(b, l, args[0], f32), args[1]);
-              Value code;
-              if (fp8) {
-                code = arith::BitcastOp::create(b, l, codeType,
-                                                buildFp8Bits(b, l, quotient));
-              } else {
-                Value bound = arith::ConstantOp::create(
-                    b, l, b.getF32FloatAttr(127.0));
-                Value rounded = arith::MinimumFOp::create(
-                    b, l,
-                    arith::MaximumFOp::create(
-                        b, l, math::RoundEvenOp::create(b, l, quotient),
-                        arith::NegFOp::create(b, l, bound)),
-                    bound);
-                code = arith::FPToSIOp::create(b, l, codeType, rounded);
-              }
-              linalg::YieldOp::create(b, l, code);
+              linalg::YieldOp::create(b, l,
+                                      buildCode(b, l, quotient, codeType, fp8));
             })
             .getResult(0);
+    auto scalesType = cast<RankedTensorType>(op.getScales().getType());
     rewriter.replaceOp(op, {castToType(rewriter, loc, codes,
                                        op.getCodes().getType()),
                             castToType(rewriter, loc, scales, scalesType)});
