@@ -327,7 +327,9 @@ private:
   /// `ownRowsHoldAssignments` for the current tile. Within an expert's group
   /// the padding follows the assignments, and a block never straddles two
   /// groups, so a 64-row half that starts on padding is all padding: its
-  /// warpgroup skips its wgmmas.
+  /// warpgroup skips its wgmmas. Not where fp8 partial sums are promoted:
+  /// the skipped branch's zeros merged with a partial in flight made ptxas
+  /// 13 serialize every wgmma (C7514) and spill 160-380 bytes.
   void findOwnRows();
   /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
   /// nothing: the first one's scale-d is 0), commits them as a group and
@@ -359,12 +361,14 @@ private:
   /// One K step of the multistage loop: `step`, its ring stage `stage` and
   /// round `round`, and the stage `nextStage` it refills (`prefetch` steps
   /// on); `knownStep` is the step where the kernel's builder knows it (after
-  /// the loop), so that a refill past the end is known too. Returns the
-  /// carried values after the step.
+  /// the loop), so that a refill past the end is known too. A step that
+  /// `drainsWgmmas` waits for all its wgmmas, none left in flight. Returns
+  /// the carried values after the step.
   SmallVector<Value> multistageStep(const MultistageRing &ring, Value step,
                                     Value stage, Value round, Value nextStage,
                                     std::optional<int64_t> knownStep,
-                                    ValueRange carried);
+                                    ValueRange carried,
+                                    bool drainsWgmmas = false);
   /// Swapped operands: writes the sums of the weight rows (accumulator f
   /// holds tile rows 64·f + its fragment rows, the slot rows as columns) to
   /// shared memory and reads back this thread's slot rows as the
@@ -772,7 +776,8 @@ Value KernelBuilder::promote(Value total, Value partial,
 }
 
 void KernelBuilder::findOwnRows() {
-  if (config.blockM <= kWarpgroupRows || config.pingpong)
+  if (config.blockM <= kWarpgroupRows || config.pingpong ||
+      config.promotesEachStage())
     return;
   Value firstRow =
       arith::AddIOp::create(b, loc, tile.firstSlot,
@@ -1185,7 +1190,7 @@ SmallVector<Value>
 KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
                               Value stage, Value round, Value nextStage,
                               std::optional<int64_t> knownStep,
-                              ValueRange carried) {
+                              ValueRange carried, bool drainsWgmmas) {
   // The step's block or group scales are loaded first: their latency
   // hides behind the waits and the wgmma.
   SmallVector<Value> scales;
@@ -1250,7 +1255,7 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
   // write into registers a wgmma may still own.
   Value partial =
       wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
-                ring.wgmmaInFlight, /*fresh=*/true);
+                drainsWgmmas ? 0 : ring.wgmmaInFlight, /*fresh=*/true);
   if (!ring.promotesLate)
     return {promote(carried[0], partial, scales)};
   SmallVector<Value> results = {
@@ -1298,9 +1303,13 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   // ring: its steps' stages are constants of the kernel (their addresses
   // and descriptors fold) and their barriers' phase is the round's parity.
   // Promoting fp8 partial sums, an iteration is two steps, so that the
-  // partial sums alternate between two register sets and the one in flight
-  // at the back edge needs no copy (ptxas would wait for its wgmma to copy
-  // it); a round's worth of unrolled steps with their scales spilled there.
+  // partial sums alternate between two register sets (a round's worth of
+  // unrolled steps with their scales spilled there). The first step's
+  // partial is promoted while the second's wgmmas run; the second waits for
+  // its own before the back edge, so that no group is in flight across it:
+  // ptxas 13 cannot tell which group a wait(1) after the next step's wgmmas
+  // leaves pending, and serialized every wgmma of the kernel (C7514) while
+  // the second partial stayed in flight into the next iteration.
   // Weight-only rings are two stages deep: one step per iteration.
   bool constantStages = !config.promotesEachStage() &&
                         (!config.isWeightOnly() || config.registerOperand);
@@ -1324,7 +1333,8 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
               ring, step, stageOf(step),
               arith::DivUIOp::create(b, loc, step, index(stages)),
               stageOf(arith::AddIOp::create(b, loc, step, index(prefetch))),
-              std::nullopt, values);
+              std::nullopt, values,
+              /*drainsWgmmas=*/promotesLate && j + 1 == stepsPerIteration);
         }
         scf::YieldOp::create(b, loc, values);
       });
