@@ -969,15 +969,31 @@ def scaled_grouped_mm_row(config, x, ids, weights, tensors):
                                             expected.cpu().numpy())
 
 
+def time_quantized_builds(builds, name, num_inputs, out, call):
+    """{build folder name: (µs, output)} of one block in each build, replayed
+    in turn (time_graphs_interleaved), `call(layer, result)` writing each
+    into its own result shaped like `out`."""
+    layers = [Layer(build / f"{name}.so", name, num_inputs=num_inputs) for build in builds]
+    results = [torch.empty_like(out) for _ in builds]
+    runs = [lambda layer=layer, result=result: call(layer, result)
+            for layer, result in zip(layers, results)]
+    times = time_graphs_interleaved(runs)
+    return {build.name: (us, result.float().clone())
+            for build, us, result in zip(builds, times, results)}
+
+
 def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, token_counts,
-                    kinds=("w8a8", "weight_only"), triton_fp8=False) -> int:
+                    kinds=("w8a8", "weight_only"), triton_fp8=False, variants=()) -> int:
     """Each quantized block against the bf16 block of its shape, in this
     process, and against its own floor: max(FLOPs / the MMA's measured peak
     (fp8, int8, or bf16 for weight-only), (stored code + scale + zero bytes
-    of the touched experts) / measured bandwidth)."""
+    of the touched experts) / measured bandwidth). `variants`: other builds'
+    layer folders, whose blocks are replayed in turn with ours on the same
+    inputs, their outputs checked against ours."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
+    variant_mismatches = 0
     peak, bandwidth, readings = measure_ceilings()
     peaks = measure_quantized_peaks()
     peaks["bf16"] = peak
@@ -1012,7 +1028,23 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, "softmax", generator)
             out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
-            ours = time_graph(lambda: layer(x, ids, weights, *tensors, *biases, out))
+            variant_us, variant_text = {}, ""
+            if variants:
+                timed = time_quantized_builds(
+                    [layers_dir, *variants], name, 3 + len(tensors) + len(biases), out,
+                    lambda build_layer, result: build_layer(x, ids, weights, *tensors,
+                                                            *biases, result))
+                ours, reference_out = timed.pop(layers_dir.name)
+                for build_name, (us, result) in timed.items():
+                    rel = float((result - reference_out).norm()
+                                / reference_out.norm().clamp_min(1e-30))
+                    flag = " MISMATCH" if rel > VARIANT_TOLERANCE else ""
+                    variant_mismatches += bool(flag)
+                    variant_us[build_name] = us
+                    variant_text += (f", {build_name} {us:.1f} us ({us / ours:.2f}x ours, "
+                                     f"rel L2 to ours {rel:.1e}{flag})")
+            else:
+                ours = time_graph(lambda: layer(x, ids, weights, *tensors, *biases, out))
             bf16 = time_graph(lambda: bf16_layer(x, ids, weights, w13, w2, *biases, out))
             touched = int((torch.bincount(ids.view(-1).long(), minlength=e) > 0).sum())
             flops = 2 * m * k * (h * 2 * i + i * h)
@@ -1020,7 +1052,7 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
             bf16_floor = max(flops / (peak * 1e12), touched * 3 * h * i * 2 / (bandwidth * 1e12)) * 1e6
             row = dict(shape=shape, scheme=scheme, m=m, ours=ours, floor=floor, bf16_layer=bf16,
                        bf16_floor=bf16_floor, experts_touched=touched,
-                       tflops=flops / (ours * 1e-6) / 1e12)
+                       tflops=flops / (ours * 1e-6) / 1e12, variants=variant_us)
             if (triton_fp8 and kind == "w8a8" and config["quant"]["format"] == "fp8"
                     and config["quant"]["scales"] in ("block", "per_token_channel")):
                 sweep = triton_fp8_row(config, x, ids, weights, tensors)
@@ -1039,7 +1071,7 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
             results.append(row)
             print(f"{shape} {scheme} M={m}: ours {ours:.1f} us, floor {floor:.1f} "
                   f"({ours / floor:.2f}x), bf16 layer {bf16:.1f} ({bf16 / ours:.2f}x ours), "
-                  f"{row['tflops']:.0f} TFLOP/s", flush=True)
+                  f"{row['tflops']:.0f} TFLOP/s{variant_text}", flush=True)
             del layer, bf16_layer
         del tensors, w13, w2
         torch.cuda.empty_cache()
@@ -1057,7 +1089,10 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
         print(f"| {r['shape']} | {r['scheme']} | {r['m']} | {r['floor']:.0f} | {r['ours']:.0f} | "
               f"{r['ours'] / r['floor']:.2f} | {r['bf16_layer']:.0f} | "
               f"{r['bf16_layer'] / r['ours']:.2f} | {triton_cells} |")
-    return 0
+    if variant_mismatches:
+        print(f"gpu_moe_suite: error: {variant_mismatches} variant rows differ from ours by "
+              f"more than {VARIANT_TOLERANCE:.0e}", file=sys.stderr)
+    return 1 if variant_mismatches else 0
 
 
 def main() -> int:
@@ -1087,8 +1122,9 @@ def main() -> int:
                         "(bench/triton_fused_moe_fp8.py, 48-config sweep) beside each fp8 "
                         "block with block or per-token x per-channel scales")
     parser.add_argument("--also", type=pathlib.Path, action="append", default=[],
-                        help="bench: another build's layer folder, timed in the same process "
-                             "on the same inputs, its output checked against ours (repeatable)")
+                        help="bench, bench-quantized: another build's layer folder, timed in "
+                             "the same process on the same inputs (replayed in turn with ours), "
+                             "its output checked against ours (repeatable)")
     parser.add_argument("--baselines-only", action="store_true",
                         help="bench: everything but the compiled layer (no libraries needed)")
     args = parser.parse_args()
@@ -1118,7 +1154,8 @@ def main() -> int:
         return 1 if failures else 0
     if args.mode == "bench-quantized":
         return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")],
-                               args.kinds.split(","), triton_fp8=args.triton_fp8)
+                               args.kinds.split(","), triton_fp8=args.triton_fp8,
+                               variants=args.also)
     return bench(args.layers, args.out, args.shapes.split(","),
                  [int(v) for v in args.tokens.split(",")], args.ours_only,
                  triton=not args.no_triton, baselines_only=args.baselines_only,

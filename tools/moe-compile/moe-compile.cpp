@@ -83,8 +83,8 @@ llvm::cl::opt<int64_t>
            llvm::cl::init(0), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> warpSpecialize(
     "warp-specialize",
-    llvm::cl::desc("Warp-specialize the bf16 GEMMs of 128-row blocks (a "
-                   "producer warpgroup and two consumers)"),
+    llvm::cl::desc("Warp-specialize the bf16 and w8a8 (fp8, int8) GEMMs of "
+                   "128-row blocks (a producer warpgroup and two consumers)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> persistent(
     "persistent",

@@ -404,6 +404,10 @@ private:
   }
   /// The K loop on one accumulator per 64-row fragment (null: fresh sums).
   SmallVector<Value> consumeFragments(SmallVector<Value> accumulators);
+  /// The consumers' K loop for fp8: each stage's wgmmas start a fresh
+  /// partial sum, which is promoted into the f32 total (times the block
+  /// scales) once they are done and the stage is released.
+  Value consumePromoted();
   /// Pingpong consumer body of one tile: if the tile is this warpgroup's
   /// (tiles done so far has its parity), its K loop over every row
   /// fragment and their epilogues.
@@ -1053,7 +1057,10 @@ void KernelBuilder::buildWarpSpecialized() {
                planFragmentRows();
                SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
                findOwnRows();
-               storeEpilogue(consume(zeroAccumulator()), rows);
+               storeEpilogue(config.promotesEachStage()
+                                 ? consumePromoted()
+                                 : consume(zeroAccumulator()),
+                             rows);
              });
   // A shared pair leaves together: nothing may arrive on the barriers of a
   // block that has exited, and the other block's consumers release their
@@ -1148,6 +1155,30 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   if (rings.stepBase)
     releaseStage(ringStep(index(config.kSteps() - 1)));
   return SmallVector<Value>(loop.getResults());
+}
+
+Value KernelBuilder::consumePromoted() {
+  // The warpgroup waits for its own wgmmas at every step, so that it can
+  // add their partial sums and release the stage at once (the other
+  // consumer warpgroup's wgmmas keep the tensor cores busy meanwhile); the
+  // producer refills the stage while the sums are promoted. The step's
+  // block scales are loaded before the wait for its stage.
+  assert(!rings.stepBase && "promoted sums are built for one tile per block");
+  auto loop = scf::ForOp::create(
+      b, loc, index(0), index(config.kSteps()), index(1),
+      ValueRange{zeroAccumulator()},
+      [&](OpBuilder &, Location, Value step, ValueRange carried) {
+        SmallVector<Value> scales;
+        if (config.hasBlockScales())
+          scales = moe.blockScales(step, thisThread.scaleRows);
+        waitForRound(rings.full, step, /*previousRound=*/false);
+        Value partial =
+            wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType),
+                      stageOf(step), /*pendingGroups=*/0, /*fresh=*/true);
+        releaseStage(step);
+        scf::YieldOp::create(b, loc, promote(carried[0], partial, scales));
+      });
+  return loop.getResult(0);
 }
 
 void KernelBuilder::consumePingpong() {
@@ -1933,8 +1964,8 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   if (!kernelConfig)
     return op.emitRemark("no GPU kernel: the op has no kernel configuration "
                          "(moe_gpu.config); run moe-gpu-configure first");
-  // Warp specialization is built for bf16 operands, one producer warpgroup.
-  // Persistence is built on it.
+  // Warp specialization is built for one producer warpgroup, bf16 or w8a8
+  // operands. Persistence is built on it, for bf16.
   config.pingpong = kernelConfig.getSchedule() == moe_gpu::Schedule::Pingpong;
   config.persistent =
       config.pingpong ||
@@ -1944,8 +1975,17 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
       kernelConfig.getSchedule() == moe_gpu::Schedule::WarpSpecialized;
   bool scheduleBuilt =
       kernelConfig.getSchedule() == moe_gpu::Schedule::Multistage ||
-      (config.warpSpecialized && config.format == QuantFormat::None &&
+      (config.warpSpecialized &&
+       (config.format == QuantFormat::None ||
+        (config.isW8A8() && !config.persistent)) &&
        kernelConfig.getProducerWarpgroups() == 1);
+  // A warp-specialized fp8 consumer keeps its promoted sums and a partial,
+  // two 64 x block_n accumulators, in the 208 registers setmaxnreg gives it.
+  if (config.warpSpecialized && config.promotesEachStage() &&
+      kernelConfig.getBlockN() > 128)
+    return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
+                           << ": warp-specialized fp8 is built for block_n "
+                              "up to 128";
   // A pingpong thread keeps two 64 x block_n accumulators beside its
   // addresses: 128 registers of the 208 setmaxnreg gives it.
   if (config.pingpong && kernelConfig.getBlockN() > 128)
@@ -1970,9 +2010,10 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
         kernelConfig.getSplitK() != 1)))
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
-           << ": the emitter builds the multistage schedule, and the "
-              "warp-specialized, persistent and pingpong ones with one "
-              "producer warpgroup for bf16, with 128 bytes of K per stage "
+           << ": the emitter builds the multistage schedule, the "
+              "warp-specialized one for bf16 and w8a8 and the persistent "
+              "and pingpong ones for bf16, each with one producer "
+              "warpgroup, with 128 bytes of K per stage "
               "(256 for the bf16 multistage schedule without a cluster), "
               "block_n 64, 128 or 256, 2 to "
            << kMaxStages

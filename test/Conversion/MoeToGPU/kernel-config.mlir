@@ -65,7 +65,7 @@ func.func @two_spans(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: te
 // CHECK-LABEL: func.func @two_spans_warp_specialized
 // CHECK-NOT: gpu.module
 func.func @two_spans_warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 2, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage (256 for the bf16 multistage schedule without a cluster), block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 2, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>: the emitter builds the multistage schedule, the warp-specialized one for bf16 and w8a8 and the persistent and pingpong ones for bf16, each with one producer warpgroup, with 128 bytes of K per stage (256 for the bf16 multistage schedule without a cluster), block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 2, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
@@ -512,11 +512,37 @@ func.func @cluster_of_warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?
 
 // -----
 
+// The persistent schedules are built for bf16 operands only.
+// CHECK-LABEL: func.func @persistent_fp8
+// CHECK-NOT: gpu.module
+func.func @persistent_fp8(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xf8E4M3FN>, %xs: tensor<?xf32>, %ws: tensor<8x256xf32>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = persistent, block_m = 128, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1>: the emitter builds the multistage schedule, the warp-specialized one for bf16 and w8a8}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) input_scales(%xs : tensor<?xf32>) weight_scales(%ws : tensor<8x256xf32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, quantization = #moe.quant<fp8, scales = per_token_channel>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = persistent, block_m = 128, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1>}
+      : tensor<?x512xf8E4M3FN>, tensor<8x256x512xf8E4M3FN> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// A warp-specialized fp8 consumer holds two accumulators: N up to 128.
+// CHECK-LABEL: func.func @warp_specialized_fp8_too_wide
+// CHECK-NOT: gpu.module
+func.func @warp_specialized_fp8_too_wide(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xf8E4M3FN>, %xs: tensor<?xf32>, %ws: tensor<8x256xf32>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 3, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>: warp-specialized fp8 is built for block_n up to 128}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) input_scales(%xs : tensor<?xf32>) weight_scales(%ws : tensor<8x256xf32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, quantization = #moe.quant<fp8, scales = per_token_channel>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 3, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>}
+      : tensor<?x512xf8E4M3FN>, tensor<8x256x512xf8E4M3FN> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
 // Pairs are built for one tile per block: not for the persistent schedules.
 // CHECK-LABEL: func.func @cluster_of_persistent
 // CHECK-NOT: gpu.module
 func.func @cluster_of_persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, and the warp-specialized, persistent and pingpong ones with one producer warpgroup for bf16, with 128 bytes of K per stage (256 for the bf16 multistage schedule without a cluster), block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>: the emitter builds the multistage schedule, the warp-specialized one for bf16 and w8a8 and the persistent and pingpong ones for bf16, each with one producer warpgroup, with 128 bytes of K per stage (256 for the bf16 multistage schedule without a cluster), block_n 64, 128 or 256, 2 to 5 stages and no cluster but pairs along M (cluster_m = 2) of the bf16 multistage and warp-specialized schedules without split-K}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, cluster_m = 2>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>

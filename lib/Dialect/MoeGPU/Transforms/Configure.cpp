@@ -66,6 +66,10 @@ constexpr int64_t kMaxDecodeSplitK = 8, kMinStepsPerSplit = 8;
 constexpr int64_t kProducerRegisters = 88, kConsumerRegisters = 208;
 /// A pingpong consumer's two 64-row accumulators take block_n registers.
 constexpr int64_t kMaxPingpongBlockN = 128;
+/// Warp-specialized w8a8 tiles: at most this wide. The consumers' 208
+/// registers hold an m64n256 s32 accumulator, but int8's epilogue then spilled
+/// 236 bytes (ptxas 13); fp8's promoted sums need a second accumulator.
+constexpr int64_t kMaxSpecializedW8A8BlockN = 128;
 /// Shared memory of one block, less what the emitter requests for rounding
 /// the dynamic base up to the swizzle alignment.
 constexpr int64_t kUsableSharedBytes =
@@ -561,7 +565,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                options)));
   // The cost model's swizzle: slot blocks that run together along N.
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
-  // Warp specialization: bf16 operands and two consumer warpgroups, which
+  // Warp specialization: two consumer warpgroups, which
   // with the producer fill the 64K registers once setmaxnreg moves them.
   // Persistence: the same roles, without split-K (a tile is one block's).
   // Pingpong: persistent, each consumer warpgroup on all 128 rows of its
@@ -581,8 +585,17 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   // for one tile per block: not for the persistent schedules.
   bool pairable = options.clusterM > 1 && splitK == 1 &&
                   facts.format == QuantFormat::None;
-  if ((specialized || persistent) && facts.format == QuantFormat::None &&
-      consumers == 2) {
+  // w8a8 operands (e4m3, s8) take the warp-specialized schedule where it is
+  // asked for, not yet the persistent ones.
+  bool specializedFormat = facts.format == QuantFormat::None ||
+                           (facts.isW8A8() && options.warpSpecialize &&
+                            schedule == Schedule::WarpSpecialized);
+  if ((specialized || persistent) && specializedFormat && consumers == 2) {
+    if (facts.isW8A8() && options.blockN == 0 &&
+        blockN > kMaxSpecializedW8A8BlockN) {
+      blockN = kMaxSpecializedW8A8BlockN;
+      stages = chooseStages(facts, blockM, blockN, splitK, options.stages);
+    }
     bool paired = pairable && schedule == Schedule::WarpSpecialized;
     return KernelConfigAttr::get(
         op.getContext(), getMmaKind(facts.format), schedule, blockM,

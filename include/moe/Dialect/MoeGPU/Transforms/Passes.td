@@ -63,13 +63,14 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - `group_m`: the tile's `group_m` (the cost model's swizzle), or 0
       without a tile.
     - `schedule = multistage` with `block_m / 64` consumer warpgroups; with
-      `warp-specialize`, bf16 matmuls of 128-row blocks get
-      `warp_specialized`: a producer warpgroup after two consumers, and
+      `warp-specialize`, bf16 and w8a8 (fp8, int8) matmuls of 128-row
+      blocks get `warp_specialized`: a producer warpgroup after two
+      consumers, and
       setmaxnreg moving them to 88 and 208 registers per thread
       (128 · (88 + 2 · 208) = 64512, all that a block of 384 threads starts
       with; a consumer's 64x256 f32 accumulator takes 128, and the
       persistent producer spilled at 80). With
-      `persistent`, those of them without split-K get `persistent` instead:
+      `persistent`, the bf16 ones without split-K get `persistent` instead:
       the same roles and registers, on a grid of at most one block per SM
       that walks the tiles in the `group_m` raster; with `pingpong`,
       `pingpong` (persistent, each consumer warpgroup on all 128 rows of
@@ -155,8 +156,9 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "Shared-memory ring depth (2-5; fewer where K has fewer steps "
            "or the ring would not fit); 0 takes the deepest that fits">,
     Option<"warpSpecialize", "warp-specialize", "bool", /*default=*/"false",
-           "Give bf16 matmuls of 128-row blocks the warp-specialized "
-           "schedule (one producer warpgroup, setmaxnreg 88/208)">,
+           "Give bf16 and w8a8 matmuls of 128-row blocks the "
+           "warp-specialized schedule (one producer warpgroup, setmaxnreg "
+           "88/208)">,
     Option<"persistent", "persistent", "bool", /*default=*/"false",
            "Give bf16 matmuls of 128-row blocks without split-K the "
            "persistent schedule (warp-specialized, one block per SM)">,
