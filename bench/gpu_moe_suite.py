@@ -1128,6 +1128,13 @@ def main() -> int:
     parser.add_argument("--baselines-only", action="store_true",
                         help="bench: everything but the compiled layer (no libraries needed)")
     args = parser.parse_args()
+    # Builds are told apart by their folders' names (in the output and the
+    # JSON): two folders of one name would be compared with themselves.
+    names = [folder.name for folder in [args.layers, *args.also]]
+    if len(set(names)) != len(names):
+        print(f"gpu_moe_suite: error: --also folders need names distinct from each other and "
+              f"from the layers folder, got {names}", file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("gpu_moe_suite: error: no CUDA GPU", file=sys.stderr)
         return 1

@@ -327,9 +327,11 @@ private:
   /// `ownRowsHoldAssignments` for the current tile. Within an expert's group
   /// the padding follows the assignments, and a block never straddles two
   /// groups, so a 64-row half that starts on padding is all padding: its
-  /// warpgroup skips its wgmmas. Not where fp8 partial sums are promoted:
-  /// the skipped branch's zeros merged with a partial in flight made ptxas
-  /// 13 serialize every wgmma (C7514) and spill 160-380 bytes.
+  /// warpgroup skips its wgmmas. Not in the multistage loop where fp8
+  /// partial sums are promoted: the skipped branch's zeros merged with a
+  /// partial in flight made ptxas 13 serialize every wgmma (C7514) and spill
+  /// 160-380 bytes. (The warp-specialized fp8 consumers keep no partial in
+  /// flight.)
   void findOwnRows();
   /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
   /// nothing: the first one's scale-d is 0), commits them as a group and
@@ -362,8 +364,9 @@ private:
   /// round `round`, and the stage `nextStage` it refills (`prefetch` steps
   /// on); `knownStep` is the step where the kernel's builder knows it (after
   /// the loop), so that a refill past the end is known too. A step that
-  /// `drainsWgmmas` waits for all its wgmmas, none left in flight. Returns
-  /// the carried values after the step.
+  /// `drainsWgmmas` waits for its wgmmas at its end (after the previous
+  /// partial's promotion), none left in flight. Returns the carried values
+  /// after the step.
   SmallVector<Value> multistageStep(const MultistageRing &ring, Value step,
                                     Value stage, Value round, Value nextStage,
                                     std::optional<int64_t> knownStep,
@@ -781,7 +784,7 @@ Value KernelBuilder::promote(Value total, Value partial,
 
 void KernelBuilder::findOwnRows() {
   if (config.blockM <= kWarpgroupRows || config.pingpong ||
-      config.promotesEachStage())
+      (config.promotesEachStage() && !config.warpSpecialized))
     return;
   Value firstRow =
       arith::AddIOp::create(b, loc, tile.firstSlot,
@@ -1082,8 +1085,11 @@ void KernelBuilder::produce() {
   // the thread waits for the oldest. At most stages − 2: the consumers
   // release step t − 1 only once step t is full (one wgmma group stays in
   // flight), so issuing step p waits for step p − stages + 1 to be
-  // announced, which a larger lag puts after issuing p.
-  int64_t lag = std::min({kProducerLag, config.stages - 2, kSteps});
+  // announced, which a larger lag puts after issuing p. fp8 consumers
+  // release step t itself (consumePromoted): at most stages − 1.
+  int64_t lag =
+      std::min({kProducerLag,
+                config.stages - (config.promotesEachStage() ? 1 : 2), kSteps});
   Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
   auto issue = [&](Value step) {
     // Round r of a stage waits for the consumers' release of round r − 1.
@@ -1284,9 +1290,8 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
   // the previous one's is done, the previous partial is promoted. The
   // fresh sum's first wgmma ignores its input (scale-d 0): no zeros to
   // write into registers a wgmma may still own.
-  Value partial =
-      wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType), stage,
-                drainsWgmmas ? 0 : ring.wgmmaInFlight, /*fresh=*/true);
+  Value partial = wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType),
+                            stage, ring.wgmmaInFlight, /*fresh=*/true);
   if (!ring.promotesLate)
     return {promote(carried[0], partial, scales)};
   SmallVector<Value> results = {
@@ -1294,6 +1299,10 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
               SmallVector<Value>(carried.drop_front(2))),
       partial};
   llvm::append_range(results, scales);
+  // The previous partial was promoted under this step's wgmmas; they are
+  // done before the back edge.
+  if (drainsWgmmas)
+    NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   return results;
 }
 
@@ -1335,8 +1344,8 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   // and descriptors fold) and their barriers' phase is the round's parity.
   // Promoting fp8 partial sums, an iteration is two steps, so that the
   // partial sums alternate between two register sets (a round's worth of
-  // unrolled steps with their scales spilled there). The first step's
-  // partial is promoted while the second's wgmmas run; the second waits for
+  // unrolled steps with their scales spilled there). Each partial is
+  // promoted while the next step's wgmmas run; the second step waits for
   // its own before the back edge, so that no group is in flight across it:
   // ptxas 13 cannot tell which group a wait(1) after the next step's wgmmas
   // leaves pending, and serialized every wgmma of the kernel (C7514) while

@@ -672,10 +672,10 @@ func.func @activation_then_combine(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32
 // K per stage (one 128-byte row), k32 e4m3 wgmma. Every stage's partial sum
 // starts fresh (scale-d 0) and is added into the f32 total times the
 // activation scale of its row and the weight scale of its 64-column chunk
-// (loaded before the stage's waits) one step later; an iteration of the
-// loop takes two steps, so that the two partial sums alternate: the first
-// step's partial is promoted while the second step's wgmma is in flight,
-// and the second step waits for its own (none in flight across the back
+// (loaded before the stage's waits) one step later, while the next
+// step's wgmma is in flight; an iteration of the loop takes two steps, so
+// that the two partial sums alternate, and the second step waits for its
+// own wgmma once it promoted the first's (none in flight across the back
 // edge, which ptxas would serialize); the last one is promoted after the
 // loop.
 // CHECK-LABEL: func.func @fp8_block_gemm1
@@ -697,9 +697,10 @@ func.func @activation_then_combine(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32
 // CHECK: math.fma %[[OLD]], %[[SCALE]], %[[SUM]]
 // CHECK: memref.load %[[AS]]
 // CHECK: nvvm.wgmma.mma_async {{.*}} D[<f32>, <zero>], A[<e4m3>
-// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: math.fma
-// CHECK: scf.yield
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NEXT: scf.yield
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: math.fma
 // PTX: .entry expert_matmul(

@@ -1,7 +1,6 @@
 // fp8 partial sums are promoted into f32 every stage of 128 of K. The
-// multistage loop keeps the first of each pair of steps' wgmmas in flight
-// while the previous partial is added, and waits for the second's before
-// the back edge: ptxas 13 serialized every wgmma of these kernels (notice
+// multistage loop promotes each partial while the next step's wgmmas run,
+// and waits for the second of each pair of steps before the back edge: ptxas 13 serialized every wgmma of these kernels (notice
 // C7514) while a partial stayed in flight across it, or while the 128-row
 // blocks' skip of padding halves merged zeros with one. ptxas assembles
 // Qwen3's per-channel layer at decode (64-row blocks) and prefill (128-row
@@ -17,6 +16,7 @@
 // RUN: moe-compile %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -o %t --name blocks --num-tokens 4096 --ptx %t/blocks.ptx
 // RUN: moe-compile %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -o %t --name specialized --num-tokens 4096 --warp-specialize --ptx %t/specialized.ptx
 // RUN: FileCheck %s --check-prefix=WS < %t/specialized.ptx
+// RUN: FileCheck %s --check-prefix=WS-MMA < %t/specialized.ptx
 // RUN: FileCheck %s < %t/decode.ptx
 // RUN: FileCheck %s < %t/prefill.ptx
 // RUN: FileCheck %s < %t/blocks.ptx
@@ -27,8 +27,9 @@
 // RUN: not grep -q serialized %t/decode.log %t/prefill.log %t/blocks.log %t/specialized.log
 // RUN: not grep -q "[1-9][0-9]* bytes spill" %t/decode.log %t/prefill.log %t/blocks.log %t/specialized.log
 
-// The K loop of a GEMM: the first step's wgmmas stay in flight while the
-// partial before them is added; the second step drains its own.
+// The K loop of a GEMM: each step's wgmmas stay in flight while the
+// partial before them is added; the second step then drains its own before
+// the back edge.
 // CHECK: .entry expert_matmul
 // CHECK: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k32.f32.e4m3.e4m3
 // CHECK: wgmma.commit_group.sync.aligned;
@@ -36,17 +37,20 @@
 // CHECK: {{add|fma}}.rn.f32
 // CHECK: wgmma.mma_async.sync.aligned.m64n{{[0-9]+}}k32.f32.e4m3.e4m3
 // CHECK: wgmma.commit_group.sync.aligned;
-// CHECK-NEXT: wgmma.wait_group.sync.aligned {{[[:space:]]*}}0;
+// CHECK-NEXT: wgmma.wait_group.sync.aligned {{[[:space:]]*}}1;
 // CHECK: {{add|fma}}.rn.f32
+// CHECK: wgmma.wait_group.sync.aligned {{[[:space:]]*}}0;
+// CHECK-NOT: wgmma.mma_async
 // CHECK: bra {{.*}}$L__BB
 
 // WS: .entry expert_matmul
 // WS: setmaxnreg.dec.sync.aligned.u32 {{[[:space:]]*}}88;
 // WS: cp.async.bulk.tensor.2d
 // WS: setmaxnreg.inc.sync.aligned.u32 {{[[:space:]]*}}208;
-// WS: mbarrier.try_wait.parity
-// WS: wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3
-// WS: wgmma.commit_group.sync.aligned;
-// WS-NEXT: wgmma.wait_group.sync.aligned {{[[:space:]]*}}0;
 // WS: mbarrier.arrive.shared.b64
 // WS-NEXT: fma.rn.f32
+// WS-MMA: setmaxnreg.inc.sync.aligned.u32 {{[[:space:]]*}}208;
+// WS-MMA: mbarrier.try_wait.parity
+// WS-MMA: wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3
+// WS-MMA: wgmma.commit_group.sync.aligned;
+// WS-MMA-NEXT: wgmma.wait_group.sync.aligned {{[[:space:]]*}}0;
