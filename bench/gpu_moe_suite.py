@@ -700,6 +700,38 @@ def block_configs(layers_dir: pathlib.Path) -> dict:
     return {f"{c.name}_block": dataclasses.asdict(c) for c in example_configs.EXAMPLE_LAYERS}
 
 
+def time_builds(builds, name, num_inputs, out, call):
+    """{build folder name: (µs, output)} of block `name` in each build,
+    replayed in turn (time_graphs_interleaved: at the compute-heavy rows a
+    library timed after another runs hotter; byte-identical builds measured
+    up to 16% apart when timed one after the other), `call(layer, result)`
+    writing each into its own result shaped like `out`."""
+    layers = [Layer(build / f"{name}.so", name, num_inputs=num_inputs) for build in builds]
+    results = [torch.empty_like(out) for _ in builds]
+    runs = [lambda layer=layer, result=result: call(layer, result)
+            for layer, result in zip(layers, results)]
+    times = time_graphs_interleaved(runs)
+    return {build.name: (us, result.float().clone())
+            for build, us, result in zip(builds, times, results)}
+
+
+def compare_variants(timed, ours_name):
+    """Each variant of `timed` (time_builds) against ours, on the same
+    inputs: its µs by name, a text for the row, and how many variants differ
+    from ours by more than bf16 rounding (VARIANT_TOLERANCE)."""
+    ours_us, reference = timed[ours_name]
+    variant_us, text, mismatches = {}, "", 0
+    for name, (us, result) in timed.items():
+        if name == ours_name:
+            continue
+        rel = float((result - reference).norm() / reference.norm().clamp_min(1e-30))
+        flag = " MISMATCH" if rel > VARIANT_TOLERANCE else ""
+        mismatches += bool(flag)
+        variant_us[name] = us
+        text += f", {name} {us:.1f} us ({us / ours_us:.2f}x ours, rel L2 to ours {rel:.1e}{flag})"
+    return variant_us, text, mismatches
+
+
 def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token_counts,
           ours_only: bool = False, triton: bool = True, baselines_only: bool = False,
           variants=()) -> int:
@@ -727,37 +759,15 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
             x = torch.randn(m, h, device="cuda", generator=generator).to(torch.bfloat16)
             ids, weights = make_routing(config, m, "softmax", generator)
             out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
-            ours = None
-            variant_us = {}
-            outputs = {}
+            ours, variant_us, variant_text = None, {}, ""
             if not baselines_only:
                 # Ours and the variants replayed in turn, each into its own
-                # output: at the compute-heavy rows a library timed after
-                # another runs hotter (byte-identical builds measured up to
-                # 16% apart when timed one after the other).
-                builds = [layers_dir, *variants]
-                name = f"{shape}_block_m{m}"
-                layers = [Layer(build / f"{name}.so", name) for build in builds]
-                results_out = [torch.empty_like(out) for _ in builds]
-                runs = [lambda layer=layer, result=result: layer(x, ids, weights, w13, w2, result)
-                        for layer, result in zip(layers, results_out)]
-                times = time_graphs_interleaved(runs)
-                for build, us, result in zip(builds, times, results_out):
-                    outputs[build.name] = result.float().clone()
-                    if build is layers_dir:
-                        ours = us
-                    else:
-                        variant_us[build.name] = us
-                del layers
-            # Each variant's output against ours (same inputs): a variant
-            # whose result differs by more than bf16 rounding is flagged.
-            variant_text = ""
-            for name, us in variant_us.items():
-                reference = outputs[layers_dir.name]
-                rel = float((outputs[name] - reference).norm() / reference.norm().clamp_min(1e-30))
-                flag = " MISMATCH" if rel > VARIANT_TOLERANCE else ""
-                variant_mismatches += bool(flag)
-                variant_text += f", {name} {us:.1f} us (rel L2 to ours {rel:.1e}{flag})"
+                # output, the variants' outputs checked against ours.
+                timed = time_builds([layers_dir, *variants], f"{shape}_block_m{m}", 5, out,
+                                    lambda layer, result: layer(x, ids, weights, w13, w2, result))
+                ours = timed[layers_dir.name][0]
+                variant_us, variant_text, mismatches = compare_variants(timed, layers_dir.name)
+                variant_mismatches += mismatches
 
             flat_ids = ids.view(-1).long()
             order = torch.argsort(flat_ids, stable=True)
@@ -969,19 +979,6 @@ def scaled_grouped_mm_row(config, x, ids, weights, tensors):
                                             expected.cpu().numpy())
 
 
-def time_quantized_builds(builds, name, num_inputs, out, call):
-    """{build folder name: (µs, output)} of one block in each build, replayed
-    in turn (time_graphs_interleaved), `call(layer, result)` writing each
-    into its own result shaped like `out`."""
-    layers = [Layer(build / f"{name}.so", name, num_inputs=num_inputs) for build in builds]
-    results = [torch.empty_like(out) for _ in builds]
-    runs = [lambda layer=layer, result=result: call(layer, result)
-            for layer, result in zip(layers, results)]
-    times = time_graphs_interleaved(runs)
-    return {build.name: (us, result.float().clone())
-            for build, us, result in zip(builds, times, results)}
-
-
 def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, token_counts,
                     kinds=("w8a8", "weight_only"), triton_fp8=False, variants=()) -> int:
     """Each quantized block against the bf16 block of its shape, in this
@@ -1030,19 +1027,13 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
             out = torch.empty(m, h, dtype=torch.bfloat16, device="cuda")
             variant_us, variant_text = {}, ""
             if variants:
-                timed = time_quantized_builds(
+                timed = time_builds(
                     [layers_dir, *variants], name, 3 + len(tensors) + len(biases), out,
                     lambda build_layer, result: build_layer(x, ids, weights, *tensors,
                                                             *biases, result))
-                ours, reference_out = timed.pop(layers_dir.name)
-                for build_name, (us, result) in timed.items():
-                    rel = float((result - reference_out).norm()
-                                / reference_out.norm().clamp_min(1e-30))
-                    flag = " MISMATCH" if rel > VARIANT_TOLERANCE else ""
-                    variant_mismatches += bool(flag)
-                    variant_us[build_name] = us
-                    variant_text += (f", {build_name} {us:.1f} us ({us / ours:.2f}x ours, "
-                                     f"rel L2 to ours {rel:.1e}{flag})")
+                ours = timed[layers_dir.name][0]
+                variant_us, variant_text, mismatches = compare_variants(timed, layers_dir.name)
+                variant_mismatches += mismatches
             else:
                 ours = time_graph(lambda: layer(x, ids, weights, *tensors, *biases, out))
             bf16 = time_graph(lambda: bf16_layer(x, ids, weights, w13, w2, *biases, out))
