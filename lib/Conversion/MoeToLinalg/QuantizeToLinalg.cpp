@@ -97,8 +97,8 @@ GroupAmax buildGroupAmax(OpBuilder &b, Location loc, Value input,
   MLIRContext *context = b.getContext();
   Type f32 = b.getF32Type();
   OpFoldResult rowSize = tensor::getMixedSize(b, loc, input, 0);
-  AffineExpr d0, d1, d2;
-  bindDims(context, d0, d1, d2);
+  AffineExpr d0, d1;
+  bindDims(context, d0, d1);
   auto maxBody = [&](OpBuilder &nested, Location l, ValueRange args) {
     Value magnitude =
         math::AbsFOp::create(nested, l, convertFloat(nested, l, args[0], f32));
