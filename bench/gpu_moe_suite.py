@@ -364,12 +364,14 @@ QUANTIZED_CASES = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "h
 
 
 def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: str,
-                            small: bool) -> int:
+                            small: bool, schemes=None) -> int:
     """Runs each (shape, scheme) block of `kind` ("w8a8" or "weight_only")
     on fresh inputs with a NaN-poisoned output and a garbage workspace, and
     compares sampled rows with the float64 oracle of its format; `small`:
-    the scaled blocks, once each (for the sanitizers)."""
+    the scaled blocks, once each (for the sanitizers); `schemes`: only the
+    blocks of these scheme names (None: all)."""
     configs = json.loads((layers_dir / "layers.json").read_text())
+    blocks = [(shape, scheme) for shape, scheme in blocks if schemes is None or scheme in schemes]
     failures = total = 0
     cases = [(64, "remote")] if small else QUANTIZED_CASES
     for shape, scheme_name in blocks:
@@ -443,15 +445,18 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
     return failures
 
 
-def check_quantized(layers_dir: pathlib.Path, generator, small: bool = False) -> int:
+def check_quantized(layers_dir: pathlib.Path, generator, small: bool = False,
+                    schemes=None) -> int:
     """The w8a8 blocks against quant.w8a8_expert_block_rows."""
-    return _check_quantized_blocks(layers_dir, generator, QUANTIZED, "w8a8", small)
+    return _check_quantized_blocks(layers_dir, generator, QUANTIZED, "w8a8", small, schemes)
 
 
-def check_weight_only(layers_dir: pathlib.Path, generator, small: bool = False) -> int:
+def check_weight_only(layers_dir: pathlib.Path, generator, small: bool = False,
+                      schemes=None) -> int:
     """The weight-only blocks against quant.expert_block_rows with the
     dequantized weights."""
-    return _check_quantized_blocks(layers_dir, generator, WEIGHT_ONLY, "weight_only", small)
+    return _check_quantized_blocks(layers_dir, generator, WEIGHT_ONLY, "weight_only", small,
+                                   schemes)
 
 
 def reference_rows(config, x, ids, weights, w13, w2, rows, biases=()):
@@ -705,7 +710,10 @@ def time_builds(builds, name, num_inputs, out, call):
     replayed in turn (time_graphs_interleaved: at the compute-heavy rows a
     library timed after another runs hotter; byte-identical builds measured
     up to 16% apart when timed one after the other), `call(layer, result)`
-    writing each into its own result shaped like `out`."""
+    writing each into its own result shaped like `out`. A variant folder
+    (after the first) without the block is left out: it may hold only the
+    blocks a change touches."""
+    builds = builds[:1] + [build for build in builds[1:] if (build / f"{name}.so").exists()]
     layers = [Layer(build / f"{name}.so", name, num_inputs=num_inputs) for build in builds]
     results = [torch.empty_like(out) for _ in builds]
     runs = [lambda layer=layer, result=result: call(layer, result)
@@ -715,17 +723,17 @@ def time_builds(builds, name, num_inputs, out, call):
             for build, us, result in zip(builds, times, results)}
 
 
-def compare_variants(timed, ours_name):
+def compare_variants(timed, ours_name, tolerance=VARIANT_TOLERANCE):
     """Each variant of `timed` (time_builds) against ours, on the same
     inputs: its µs by name, a text for the row, and how many variants differ
-    from ours by more than bf16 rounding (VARIANT_TOLERANCE)."""
+    from ours by more than `tolerance` (default: bf16 rounding)."""
     ours_us, reference = timed[ours_name]
     variant_us, text, mismatches = {}, "", 0
     for name, (us, result) in timed.items():
         if name == ours_name:
             continue
         rel = float((result - reference).norm() / reference.norm().clamp_min(1e-30))
-        flag = " MISMATCH" if rel > VARIANT_TOLERANCE else ""
+        flag = " MISMATCH" if rel > tolerance else ""
         mismatches += bool(flag)
         variant_us[name] = us
         text += f", {name} {us:.1f} us ({us / ours_us:.2f}x ours, rel L2 to ours {rel:.1e}{flag})"
@@ -980,13 +988,16 @@ def scaled_grouped_mm_row(config, x, ids, weights, tensors):
 
 
 def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, token_counts,
-                    kinds=("w8a8", "weight_only"), triton_fp8=False, variants=()) -> int:
+                    kinds=("w8a8", "weight_only"), triton_fp8=False, variants=(),
+                    variant_tolerance=VARIANT_TOLERANCE) -> int:
     """Each quantized block against the bf16 block of its shape, in this
     process, and against its own floor: max(FLOPs / the MMA's measured peak
     (fp8, int8, or bf16 for weight-only), (stored code + scale + zero bytes
     of the touched experts) / measured bandwidth). `variants`: other builds'
     layer folders, whose blocks are replayed in turn with ours on the same
-    inputs, their outputs checked against ours."""
+    inputs, their outputs checked against ours (within `variant_tolerance`,
+    rel L2: a build that accumulates differently, such as fp8
+    fast_accumulation, differs from ours by its own rounding)."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
@@ -1032,7 +1043,8 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
                     lambda build_layer, result: build_layer(x, ids, weights, *tensors,
                                                             *biases, result))
                 ours = timed[layers_dir.name][0]
-                variant_us, variant_text, mismatches = compare_variants(timed, layers_dir.name)
+                variant_us, variant_text, mismatches = compare_variants(
+                    timed, layers_dir.name, variant_tolerance)
                 variant_mismatches += mismatches
             else:
                 ours = time_graph(lambda: layer(x, ids, weights, *tensors, *biases, out))
@@ -1082,7 +1094,7 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
               f"{r['bf16_layer'] / r['ours']:.2f} | {triton_cells} |")
     if variant_mismatches:
         print(f"gpu_moe_suite: error: {variant_mismatches} variant rows differ from ours by "
-              f"more than {VARIANT_TOLERANCE:.0e}", file=sys.stderr)
+              f"more than {variant_tolerance:.0e}", file=sys.stderr)
     return 1 if variant_mismatches else 0
 
 
@@ -1094,6 +1106,9 @@ def main() -> int:
     parser.add_argument("--kinds", default="w8a8,weight_only",
                         help="quantized blocks to check or time: w8a8, weight_only; "
                         "'none' (check: the bf16 blocks and whole layers only)")
+    parser.add_argument("--schemes",
+                        help="check-quantized, smoke-quantized: only the blocks of these "
+                        "scheme names, e.g. int4_g128,int4_g32_zp (default: all)")
     parser.add_argument("layers", type=pathlib.Path)
     parser.add_argument("--blocks-only", action="store_true",
                         help="check: the expert blocks only (a variant's build, "
@@ -1116,6 +1131,10 @@ def main() -> int:
                         help="bench, bench-quantized: another build's layer folder, timed in "
                              "the same process on the same inputs (replayed in turn with ours), "
                              "its output checked against ours (repeatable)")
+    parser.add_argument("--variant-tolerance", type=float, default=VARIANT_TOLERANCE,
+                        help="bench-quantized: the rel L2 by which an --also build's output may "
+                        "differ from ours (default: bf16 rounding; fp8 fast_accumulation "
+                        "differs by ~1e-2)")
     parser.add_argument("--baselines-only", action="store_true",
                         help="bench: everything but the compiled layer (no libraries needed)")
     args = parser.parse_args()
@@ -1125,6 +1144,12 @@ def main() -> int:
     if len(set(names)) != len(names):
         print(f"gpu_moe_suite: error: --also folders need names distinct from each other and "
               f"from the layers folder, got {names}", file=sys.stderr)
+        return 2
+    schemes = set(args.schemes.split(",")) if args.schemes else None
+    known = {scheme for _, scheme in QUANTIZED + WEIGHT_ONLY}
+    if schemes and not schemes <= known:
+        print(f"gpu_moe_suite: error: unknown --schemes {sorted(schemes - known)}; known: "
+              f"{sorted(known)}", file=sys.stderr)
         return 2
     if not torch.cuda.is_available():
         print("gpu_moe_suite: error: no CUDA GPU", file=sys.stderr)
@@ -1136,9 +1161,10 @@ def main() -> int:
         generator = torch.Generator(device="cuda")
         generator.seed()
         kinds = args.kinds.split(",")
-        failures = check_quantized(args.layers, generator) if "w8a8" in kinds else 0
+        failures = (check_quantized(args.layers, generator, schemes=schemes)
+                    if "w8a8" in kinds else 0)
         if "weight_only" in kinds:
-            failures += check_weight_only(args.layers, generator)
+            failures += check_weight_only(args.layers, generator, schemes=schemes)
         return 1 if failures else 0
     if args.mode == "smoke-quantized":
         # The scaled quantized blocks once each: short enough for the
@@ -1146,14 +1172,15 @@ def main() -> int:
         generator = torch.Generator(device="cuda")
         generator.seed()
         kinds = args.kinds.split(",")
-        failures = check_quantized(args.layers, generator, small=True) if "w8a8" in kinds else 0
+        failures = (check_quantized(args.layers, generator, small=True, schemes=schemes)
+                    if "w8a8" in kinds else 0)
         if "weight_only" in kinds:
-            failures += check_weight_only(args.layers, generator, small=True)
+            failures += check_weight_only(args.layers, generator, small=True, schemes=schemes)
         return 1 if failures else 0
     if args.mode == "bench-quantized":
         return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")],
                                args.kinds.split(","), triton_fp8=args.triton_fp8,
-                               variants=args.also)
+                               variants=args.also, variant_tolerance=args.variant_tolerance)
     return bench(args.layers, args.out, args.shapes.split(","),
                  [int(v) for v in args.tokens.split(",")], args.ours_only,
                  triton=not args.no_triton, baselines_only=args.baselines_only,
