@@ -31,6 +31,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.swappedWarpgroups = options.swappedWarpgroups;
   configureOptions.swappedWeightLoad = options.swappedWeightLoad;
   configureOptions.weightOnlyRegisters = options.weightOnlyRegisters;
+  configureOptions.fp8FastAccumulation = options.fp8FastAccumulation;
   configureOptions.numTokens = options.numTokens;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));

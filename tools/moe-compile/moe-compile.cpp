@@ -139,7 +139,15 @@ llvm::cl::opt<bool> weightOnlyRegisters(
     "weight-only-registers",
     llvm::cl::desc("Swapped int4 weight-only GEMMs decode their codes into "
                    "the wgmma's register operand instead of a bf16 tile in "
-                   "shared memory (weight_load = registers)"),
+                   "shared memory (weight_load = registers); "
+                   "=false keeps the bf16 tile"),
+    llvm::cl::init(true), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> fp8FastAccumulation(
+    "fp8-fast-accumulation",
+    llvm::cl::desc("fp8 GEMMs with per-channel or per-tensor scales keep "
+                   "their sums in the wgmma's accumulator over all of K "
+                   "(fewer mantissa bits than f32; tiles up to 256 wide) "
+                   "instead of promoting them every stage"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<std::string> sharedExperts(
     "shared-experts",
@@ -315,6 +323,7 @@ int main(int argc, char **argv) {
   options.swappedWarpgroups = swappedWarpgroups;
   options.swappedWeightLoad = swappedWeightLoad;
   options.weightOnlyRegisters = weightOnlyRegisters;
+  options.fp8FastAccumulation = fp8FastAccumulation;
   options.sharedExperts = sharedExperts;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.dependentLaunch = dependentLaunch;

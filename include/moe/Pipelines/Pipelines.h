@@ -99,7 +99,15 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       *this, "weight-only-registers",
       llvm::cl::desc("Swapped int4 weight-only GEMMs decode their codes "
                      "into the wgmma's register operand (weight_load = "
-                     "registers) instead of a bf16 tile in shared memory"),
+                     "registers) instead of a bf16 tile in shared memory; false "
+                     "keeps the tile"),
+      llvm::cl::init(true)};
+  PassOptions::Option<bool> fp8FastAccumulation{
+      *this, "fp8-fast-accumulation",
+      llvm::cl::desc("fp8 GEMMs with per-channel or per-tensor scales keep "
+                     "their sums in the wgmma's accumulator over all of K "
+                     "(fast_accumulation) instead of promoting them to f32 "
+                     "every stage"),
       llvm::cl::init(false)};
   PassOptions::Option<std::string> sharedExperts{
       *this, "shared-experts",

@@ -57,7 +57,10 @@ struct GpuCompileOptions {
   std::string swappedWeightLoad = "cp_async";
   /// Swapped int4 weight-only GEMMs decode their codes into the wgmma's
   /// register operand (`weight_load = registers`) instead of a bf16 tile.
-  bool weightOnlyRegisters = false;
+  bool weightOnlyRegisters = true;
+  /// fp8 GEMMs with per-channel or per-tensor scales keep their sums in the
+  /// wgmma's accumulator (`fast_accumulation`) instead of promoting them.
+  bool fp8FastAccumulation = false;
   /// Where a block's shared experts run: "cost" (the cost model of
   /// moe-split-shared-experts decides), "split" (a schedule of their own)
   /// or "fused" (among the routed experts).

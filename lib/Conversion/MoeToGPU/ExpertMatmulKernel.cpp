@@ -1988,6 +1988,12 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
        (config.format == QuantFormat::None ||
         (config.isW8A8() && !config.persistent)) &&
        kernelConfig.getProducerWarpgroups() == 1);
+  // Read before anything asks promotesEachStage. (The dialect verifies
+  // that block scales, applied as each K block's sums are promoted, keep
+  // the promotion.)
+  config.fastAccumulation = kernelConfig.getFastAccumulation();
+  assert(!(config.fastAccumulation && config.hasBlockScales()) &&
+         "verified: block-scaled fp8 promotes");
   // A warp-specialized fp8 consumer keeps its promoted sums and a partial,
   // two 64 x block_n accumulators, in the 208 registers setmaxnreg gives it.
   if (config.warpSpecialized && config.promotesEachStage() &&

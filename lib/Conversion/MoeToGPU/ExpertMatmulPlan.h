@@ -83,6 +83,9 @@ struct ExpertMatmulPlan {
   bool registerOperand = false;
   /// Weight-only codes stored in moe.prepack's wgmma_a_4bit order.
   bool packedCodes = false;
+  /// fp8 sums stay in the wgmma's accumulator over all of K
+  /// (`fast_accumulation`): nothing is promoted.
+  bool fastAccumulation = false;
   /// Columns of the wgmma (its N): 64, 128 or 256.
   int64_t blockN = 128;
   /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
@@ -115,8 +118,11 @@ struct ExpertMatmulPlan {
   /// fp8 sums are moved into an f32 accumulator after every stage (128 of
   /// K): the tensor cores add e4m3 products with fewer mantissa bits than
   /// f32 (measured on an H200: per-channel fp8 over K = 2048 in one
-  /// accumulator was 1.2e-2 off the float64 oracle, 3.5e-3 promoted).
-  bool promotesEachStage() const { return format == QuantFormat::Fp8; }
+  /// accumulator was 1.2e-2 off the float64 oracle, 3.5e-3 promoted),
+  /// unless the configuration asks for `fast_accumulation`.
+  bool promotesEachStage() const {
+    return format == QuantFormat::Fp8 && !fastAccumulation;
+  }
   int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
   /// Elements of K in one 128-byte swizzle span (a TMA box's width).
   int64_t spanElements() const { return kRowBytes / elementBytes(); }

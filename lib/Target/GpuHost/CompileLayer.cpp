@@ -92,6 +92,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.swappedWarpgroups = options.swappedWarpgroups;
   pipelineOptions.swappedWeightLoad = options.swappedWeightLoad;
   pipelineOptions.weightOnlyRegisters = options.weightOnlyRegisters;
+  pipelineOptions.fp8FastAccumulation = options.fp8FastAccumulation;
   pipelineOptions.sharedExperts = options.sharedExperts;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);

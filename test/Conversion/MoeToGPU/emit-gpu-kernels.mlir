@@ -1,9 +1,9 @@
 // Two warpgroups for every swapped kernel (the policy gives a gated one with
 // short weight rows one; its kernel is the one-warpgroup TMA form below).
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure=swapped-warpgroups=2 -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="swapped-warpgroups=2 weight-only-registers=false" -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
 // The kernels lower to sm_90a PTX with the intended instructions, the TMA
 // descriptors as 128-byte grid-constant parameters.
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure=swapped-warpgroups=2 -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="swapped-warpgroups=2 weight-only-registers=false" -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
 
 // GEMM1 without activation: gathered rows, bf16 rows out. Every stage of
 // the ring is issued without branches (TMA and expect_tx predicated; cp.async

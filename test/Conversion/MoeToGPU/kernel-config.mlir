@@ -649,3 +649,44 @@ func.func @promoting_odd_steps(%x: tensor<?x1408xf8E4M3FN>, %sorted: tensor<?xi3
       : tensor<?x1408xf8E4M3FN>, tensor<8x256x1408xf8E4M3FN> -> tensor<?x128xbf16>
   return %h : tensor<?x128xbf16>
 }
+
+// -----
+
+// fast_accumulation: per-channel fp8 sums stay in the wgmma's accumulator
+// over all of K, in one accumulator as wide as int8's (block_n = 256):
+// every wgmma adds into it, none starts a partial to promote, and the
+// scales wait for the epilogue.
+// CHECK-LABEL: func.func @fast_accumulation
+// CHECK: scf.for
+// CHECK-NOT: D[<f32>, <zero>]
+// CHECK: nvvm.wgmma.mma_async {{.*}}<m = 64, n = 256, k = 32>, D[<f32>, <one>], A[<e4m3>
+// CHECK-NOT: D[<f32>, <zero>]
+// CHECK-NOT: arith.addf
+// CHECK: scf.yield
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 0
+// PTX: .entry expert_matmul(
+// PTX: wgmma.mma_async.sync.aligned.m64n256k32.f32.e4m3.e4m3
+func.func @fast_accumulation(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xf8E4M3FN>, %xs: tensor<?xf32>, %ws: tensor<8x256xf32>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) input_scales(%xs : tensor<?xf32>) weight_scales(%ws : tensor<8x256xf32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, quantization = #moe.quant<fp8, scales = per_token_channel>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, fast_accumulation = true>}
+      : tensor<?x512xf8E4M3FN>, tensor<8x256x512xf8E4M3FN> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Warp-specialized and fast: the consumers run the bf16 loop, and with no
+// partial beside the sums a 256-wide tile is built (as for int8).
+// CHECK-LABEL: func.func @fast_accumulation_warp_specialized
+// CHECK: gpu.module
+// CHECK: nvvm.setmaxregister  increase 208
+// CHECK-NOT: D[<f32>, <zero>]
+// CHECK: nvvm.wgmma.mma_async {{.*}}<m = 64, n = 256, k = 32>, D[<f32>, <one>], A[<e4m3>
+// CHECK-NOT: arith.addf
+// CHECK: nvvm.wgmma.wait.group.sync.aligned 1
+func.func @fast_accumulation_warp_specialized(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xf8E4M3FN>, %xs: tensor<?xf32>, %ws: tensor<8x256xf32>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) input_scales(%xs : tensor<?xf32>) weight_scales(%ws : tensor<8x256xf32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, quantization = #moe.quant<fp8, scales = per_token_channel>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 3, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, fast_accumulation = true>}
+      : tensor<?x512xf8E4M3FN>, tensor<8x256x512xf8E4M3FN> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}

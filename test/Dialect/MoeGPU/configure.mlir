@@ -13,6 +13,13 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL
+// With fp8-fast-accumulation, per-channel fp8 keeps its sums in the
+// wgmma's accumulator and takes int8's 256-wide tiles; block scales keep
+// the promotion and their configuration.
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fp8-fast-accumulation" | FileCheck %s --check-prefix=FP8-FAST
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fp8-fast-accumulation" | FileCheck %s --check-prefix=FP8-PREFILL
+// FP8-FAST: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true>
+// FP8-FAST: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true>
 // With warp-specialize: bf16 and w8a8 matmuls of 128-row blocks get a
 // producer warpgroup (w8a8 tiles at most 128 wide); 64-row blocks keep the
 // multistage schedule. With persistent, fp8 keeps it (not built).
@@ -118,13 +125,15 @@
 // Weight-only schedules take swapped 16-row blocks at decode, with one
 // warpgroup; 32-row ones only where their gated weight rows are short
 // streams (Mixtral's K = 4096 is not: 64 unswapped rows at M = 64).
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=INT4-DECODE
+// weight-only-registers=false keeps the bf16 tile and its 2-stage ring.
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 weight-only-registers=false" | FileCheck %s --check-prefix=INT4-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=64 -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=INT4-64
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=WEIGHT-ONLY-64
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=64 weight-only-registers=false" | FileCheck %s --check-prefix=WEIGHT-ONLY-64
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab=false num-tokens=4" | FileCheck %s --check-prefix=WEIGHT-ONLY-UNSWAPPED
-// With weight-only-registers, swapped int4 matmuls decode into the wgmma's
-// register operand: no bf16 tile in a stage, so the ring is five deep.
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 weight-only-registers" | FileCheck %s --check-prefix=INT4-REGISTERS
+// By default (weight-only-registers), swapped int4 matmuls decode into the
+// wgmma's register operand: no bf16 tile in a stage, so the ring is five
+// deep.
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=INT4-REGISTERS
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-weight-load=registers" 2>&1 | FileCheck %s --check-prefix=SWAPPED-LOAD-REGISTERS
 // INT4-REGISTERS: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, weight_load = registers>
 // INT4-REGISTERS: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true, weight_load = registers>
@@ -391,7 +400,8 @@ func.func @persistent_split(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %off
 // weight rows (1 KB of bf16 K) take 32 swapped rows over one warpgroup
 // (and the policy's 64 weight rows per block for a short gated stream), the
 // long ones (8 KB) 64 unswapped rows; at 4 tokens with swap-ab=false both
-// stay unswapped.
+// stay unswapped. (These run with weight-only-registers=false: the bf16
+// tile's configurations.)
 // WEIGHT-ONLY-64-LABEL: func.func @weight_only_short
 // WEIGHT-ONLY-64: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 32, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1, swap_ab = true>, {{.*}}tile = #moe.tile<block_m = 32,
 // WEIGHT-ONLY-64-LABEL: func.func @weight_only_long

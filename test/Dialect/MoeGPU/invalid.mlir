@@ -181,6 +181,12 @@
 
 // -----
 
+// Only e4m3 sums are promoted: fast_accumulation is theirs alone
+// expected-error @+1 {{fast_accumulation is an e4m3 choice, got mma = wgmma_s8}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, fast_accumulation = true>} : () -> ()
+
+// -----
+
 // ... one 64-wide K step per stage
 // expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = true, consumer_warpgroups = 1, mma = wgmma_bf16, block_k = 128}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 4, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
@@ -225,6 +231,20 @@ func.func @mma_of_format(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks
       {gather, k = 2 : i64, block_m = 64 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Block scales are applied as each K block's sums are promoted.
+func.func @fast_accumulation_block_scales(%x: tensor<?x1536xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x1536xf8E4M3FN>, %xs: tensor<?x12xf32>, %ws: tensor<8x2x12xf32>) -> tensor<?x128xbf16> {
+  // expected-error @+1 {{kernel config has fast_accumulation, but the op's block scales are applied as each K block's sums are promoted}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      input_scales(%xs : tensor<?x12xf32>) weight_scales(%ws : tensor<8x2x12xf32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<fp8, scales = block>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 3, consumer_warpgroups = 1, fast_accumulation = true>}
+      : tensor<?x1536xf8E4M3FN>, tensor<8x256x1536xf8E4M3FN> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
 }
 
 // -----

@@ -50,6 +50,16 @@ func.func @swapped_registers() {
 
 // -----
 
+// fp8 sums kept in the wgmma's accumulator over all of K.
+// CHECK-LABEL: func @fast_accumulation
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, fast_accumulation = true>
+func.func @fast_accumulation() {
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, fast_accumulation = true>} : () -> ()
+  return
+}
+
+// -----
+
 // CHECK-LABEL: func @warp_specialized
 // CHECK: config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 40, consumer_registers = 232>
 // CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 56, consumer_registers = 224, cluster_m = 2>

@@ -155,7 +155,7 @@ LogicalResult KernelConfigAttr::verify(
     int64_t stages, int64_t consumerWarpgroups, int64_t producerWarpgroups,
     int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
     int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB,
-    WeightLoad weightLoad) {
+    WeightLoad weightLoad, bool fastAccumulation) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
@@ -229,5 +229,10 @@ LogicalResult KernelConfigAttr::verify(
                        << ", consumer_warpgroups = " << consumerWarpgroups
                        << ", mma = " << stringifyMmaKind(mma)
                        << ", block_k = " << blockK;
+  // Only e4m3 sums lose precision in the wgmma's accumulator; bf16 and s8
+  // have nothing to promote.
+  if (fastAccumulation && mma != MmaKind::WgmmaE4m3)
+    return emitError() << "fast_accumulation is an e4m3 choice, got mma = "
+                       << stringifyMmaKind(mma);
   return success();
 }

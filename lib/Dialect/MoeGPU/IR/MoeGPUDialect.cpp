@@ -79,5 +79,13 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
                            << config.getBlockM()
                            << ", but the aligned schedule's slot blocks are "
                            << *blockM << " rows";
+  // Each K block of block scales has its own scale, applied as the block's
+  // sums are promoted.
+  moe::QuantizationAttr quantization = matmul.getQuantization();
+  if (config.getFastAccumulation() && quantization.isW8A8() &&
+      quantization.getScales() == moe::ScaleLayout::Block)
+    return op->emitError() << "kernel config has fast_accumulation, but the "
+                              "op's block scales are applied as each K "
+                              "block's sums are promoted";
   return success();
 }

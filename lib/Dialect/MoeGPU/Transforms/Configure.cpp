@@ -96,6 +96,9 @@ struct MatmulFacts {
   TileAttr tile;
   /// 128-byte swizzle spans of K per stage (1, or 2 with `block-k` for bf16).
   int64_t spans = 1;
+  /// fp8 sums stay in the wgmma's accumulator over all of K (see
+  /// `fp8-fast-accumulation`): no second accumulator to promote from.
+  bool fastAccumulation = false;
 
   static MatmulFacts of(ExpertMatmulOp op, int64_t blockKOverride = 0) {
     MatmulFacts facts;
@@ -168,7 +171,9 @@ int64_t chooseBlockN(const MatmulFacts &facts, int64_t override) {
   // in one 128-row block of weight scales, and a second accumulator.
   if (facts.blockScales)
     return kNarrowBlockN;
-  if (facts.format == QuantFormat::Fp8 || facts.isWeightOnly())
+  // Promoted fp8 keeps a partial beside its f32 sums, as wide as them.
+  if ((facts.format == QuantFormat::Fp8 && !facts.fastAccumulation) ||
+      facts.isWeightOnly())
     blockN = std::min(blockN, kNarrowBlockN);
   return blockN;
 }
@@ -206,7 +211,10 @@ struct ConfigureOptions {
   int64_t swappedWarpgroups = 0;
   WeightLoad swappedWeightLoad = WeightLoad::CpAsync;
   /// Swapped int4 weight-only matmuls take `weight_load = registers`.
-  bool weightOnlyRegisters = false;
+  bool weightOnlyRegisters = true;
+  /// fp8 matmuls with per-channel or per-tensor scales keep their sums in
+  /// the wgmma's accumulator (`fast_accumulation`).
+  bool fp8FastAccumulation = false;
   /// M where the gathered input's rows are dynamic.
   int64_t numTokens = 0;
   /// Streaming multiprocessors of the target, for the waves of a grid.
@@ -297,7 +305,7 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       blockN, facts.blockK(), stages, warpgroups,
       /*producer_warpgroups=*/0, /*producer_registers=*/0,
       /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
-      groupM, /*swap_ab=*/true, weightLoad);
+      groupM, /*swap_ab=*/true, weightLoad, /*fast_accumulation=*/false);
 }
 
 /// What the block-height policy reads of a bf16 or weight-only schedule: an
@@ -524,6 +532,9 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
   if (blockM < kSmallBlockM)
     return chooseSwappedConfig(op, blockM, options);
   MatmulFacts facts = MatmulFacts::of(op, options.blockK);
+  facts.fastAccumulation = options.fp8FastAccumulation &&
+                           facts.format == QuantFormat::Fp8 &&
+                           !facts.blockScales;
   int64_t blockN = chooseBlockN(facts, options.blockN);
   // A schedule of shared experts alone takes its own widths
   // (chooseSharedBlockN): moe-tile's decode tiles (64) measured 1.5% slower
@@ -598,22 +609,22 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
     }
     bool paired = pairable && schedule == Schedule::WarpSpecialized;
     return KernelConfigAttr::get(
-        op.getContext(), getMmaKind(facts.format), schedule, blockM,
-        blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
+        op.getContext(), getMmaKind(facts.format), schedule, blockM, blockN,
+        facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
         kProducerRegisters, kConsumerRegisters, splitK,
         /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
-        /*swap_ab=*/false, WeightLoad::Tma);
+        /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
   // kernels': the multistage ones left (64-row blocks) stay single, so that
   // such a build pairs one kind of kernel (docs/gpu-warp-specialized.md).
   bool paired = pairable && !specialized;
   return KernelConfigAttr::get(
-      op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM, blockN,
-      facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
+      op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM,
+      blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
       /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
-      /*swap_ab=*/false, WeightLoad::Tma);
+      /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -725,6 +736,7 @@ struct MoeGpuConfigurePass
     options.swappedWarpgroups = swappedWarpgroups;
     options.swappedWeightLoad = swappedLoad;
     options.weightOnlyRegisters = weightOnlyRegisters;
+    options.fp8FastAccumulation = fp8FastAccumulation;
     options.numTokens = numTokens;
     options.numSMs = numSMs;
     options.persistentMaxRows = persistentMaxRows;

@@ -105,6 +105,14 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       written to shared memory). `registers` needs `swap_ab`, one consumer
       warpgroup, `wgmma_bf16` and a `block_k` of 64 (one K step of codes
       per stage).
+    - `fast_accumulation`: e4m3 products stay in the wgmma's own
+      accumulator over all of K (the tensor cores add them with fewer
+      mantissa bits than f32), instead of being promoted into an f32 sum
+      after every stage. It frees the second accumulator, so tiles can be
+      as wide as int8's; the scales of per-channel and per-tensor fp8 are
+      applied in the epilogue either way. Block scales need the promotion
+      (each K block has its own scale). `wgmma_e4m3` only; false unless
+      written.
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -131,7 +139,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     DefaultValuedParameter<"int64_t", "1">:$cluster_n,
     DefaultValuedParameter<"int64_t", "0">:$group_m,
     DefaultValuedParameter<"bool", "false">:$swap_ab,
-    MoeGPU_WeightLoadParameter:$weight_load);
+    MoeGPU_WeightLoadParameter:$weight_load,
+    DefaultValuedParameter<"bool", "false">:$fast_accumulation);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
