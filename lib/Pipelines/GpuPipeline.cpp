@@ -36,7 +36,9 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));
   });
-  pm.addPass(createMoeEmitGpuKernels());
+  MoeEmitGpuKernelsOptions emitOptions;
+  emitOptions.vectorizedQuantize = options.vectorizedQuantize;
+  pm.addPass(createMoeEmitGpuKernels(emitOptions));
 }
 
 LogicalResult

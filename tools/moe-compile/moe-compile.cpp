@@ -149,6 +149,12 @@ llvm::cl::opt<bool> fp8FastAccumulation(
                    "(fewer mantissa bits than f32; tiles up to 256 wide) "
                    "instead of promoting them every stage"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> vectorizedQuantize(
+    "vectorized-quantize",
+    llvm::cl::desc("moe.quantize kernels read 8 columns per lane in 16-byte "
+                   "loads, with up to 2048 columns of a row in flight, and "
+                   "store 8 codes at once (opt-in until measured)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<std::string> sharedExperts(
     "shared-experts",
     llvm::cl::desc("Where a block's shared experts run: cost (the cost "
@@ -324,6 +330,7 @@ int main(int argc, char **argv) {
   options.swappedWeightLoad = swappedWeightLoad;
   options.weightOnlyRegisters = weightOnlyRegisters;
   options.fp8FastAccumulation = fp8FastAccumulation;
+  options.vectorizedQuantize = vectorizedQuantize;
   options.sharedExperts = sharedExperts;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.dependentLaunch = dependentLaunch;

@@ -109,6 +109,11 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "(fast_accumulation) instead of promoting them to f32 "
                      "every stage"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> vectorizedQuantize{
+      *this, "vectorized-quantize",
+      llvm::cl::desc("moe.quantize kernels read 8 columns per lane in "
+                     "16-byte loads, up to 2048 columns of a row in flight"),
+      llvm::cl::init(false)};
   PassOptions::Option<std::string> sharedExperts{
       *this, "shared-experts",
       llvm::cl::desc("Where a block's shared experts run "

@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "KernelEmitter.h"
 #include "MoeGpuKernels.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -24,31 +25,6 @@ constexpr int64_t kFinalizeThreads = 256;
 /// of bf16 out. One f32 per thread streamed 44 MB in 37 µs (1.2 TB/s,
 /// DeepSeek-V3 M = 1024 on an H200), a quarter of the bandwidth.
 constexpr int64_t kFinalizeVectorColumns = 8;
-
-/// The global address of `memref`'s element (`row`, `column`) of a
-/// row-major [?, width] buffer, as an LLVM global pointer.
-Value globalElementPointer(OpBuilder &b, Location loc, Value memref, Value row,
-                           Value column, int64_t width) {
-  auto type = cast<MemRefType>(memref.getType());
-  int64_t elementBytes = type.getElementTypeBitWidth() / 8;
-  auto metadata = memref::ExtractStridedMetadataOp::create(b, loc, memref);
-  Value element = arith::AddIOp::create(
-      b, loc, metadata.getOffset(),
-      arith::AddIOp::create(
-          b, loc,
-          arith::MulIOp::create(b, loc, row,
-                                arith::ConstantIndexOp::create(b, loc, width)),
-          column));
-  Value bytes = arith::MulIOp::create(
-      b, loc, element, arith::ConstantIndexOp::create(b, loc, elementBytes));
-  Value address = arith::AddIOp::create(
-      b, loc, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, memref),
-      bytes);
-  constexpr unsigned kGlobalAddressSpace = 1;
-  return LLVM::IntToPtrOp::create(
-      b, loc, LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
-      arith::IndexCastOp::create(b, loc, b.getI64Type(), address).getResult());
-}
 } // namespace
 
 FailureOr<gpu::GPUFuncOp>

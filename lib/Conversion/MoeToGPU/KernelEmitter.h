@@ -11,6 +11,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 
@@ -29,6 +30,31 @@ inline Value warpButterfly(OpBuilder &b, Location loc, Value value,
     value = combine(value, other);
   }
   return value;
+}
+
+/// The global address of `memref`'s element (`row`, `column`) of a
+/// row-major [?, width] buffer, as an LLVM global pointer.
+inline Value globalElementPointer(OpBuilder &b, Location loc, Value memref,
+                                  Value row, Value column, int64_t width) {
+  auto type = cast<MemRefType>(memref.getType());
+  int64_t elementBytes = type.getElementTypeBitWidth() / 8;
+  auto metadata = memref::ExtractStridedMetadataOp::create(b, loc, memref);
+  Value element = arith::AddIOp::create(
+      b, loc, metadata.getOffset(),
+      arith::AddIOp::create(
+          b, loc,
+          arith::MulIOp::create(b, loc, row,
+                                arith::ConstantIndexOp::create(b, loc, width)),
+          column));
+  Value bytes = arith::MulIOp::create(
+      b, loc, element, arith::ConstantIndexOp::create(b, loc, elementBytes));
+  Value address = arith::AddIOp::create(
+      b, loc, memref::ExtractAlignedPointerAsIndexOp::create(b, loc, memref),
+      bytes);
+  constexpr unsigned kGlobalAddressSpace = 1;
+  return LLVM::IntToPtrOp::create(
+      b, loc, LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
+      arith::IndexCastOp::create(b, loc, b.getI64Type(), address).getResult());
 }
 
 /// Small builders at `b`'s insertion point, at `loc`.

@@ -32,8 +32,10 @@ std::string uniqueName(SymbolTable &symbols, StringRef base) {
 /// module and records on each op where the launch lowering finds them.
 class KernelRecorder {
 public:
-  KernelRecorder(OpBuilder &b, gpu::GPUModuleOp kernels)
-      : b(b), kernels(kernels), symbols(kernels) {}
+  KernelRecorder(OpBuilder &b, gpu::GPUModuleOp kernels,
+                 bool vectorizedQuantize)
+      : b(b), kernels(kernels), symbols(kernels),
+        vectorizedQuantize(vectorizedQuantize) {}
   /// The kernels of `op`.
   void emit(Operation *op);
 
@@ -72,6 +74,8 @@ private:
   OpBuilder &b;
   gpu::GPUModuleOp kernels;
   SymbolTable symbols;
+  /// moe.quantize gets the vectorized kernels (`vectorized-quantize`).
+  bool vectorizedQuantize;
 };
 
 void KernelRecorder::emit(Operation *op) {
@@ -149,12 +153,14 @@ void KernelRecorder::emit(Operation *op) {
   if (auto quantize = dyn_cast<QuantizeOp>(op)) {
     if (!record(op, "moe.gpu_kernel",
                 buildQuantizeKernel(b, kernels, quantize,
-                                    uniqueName(symbols, "quantize"))) ||
+                                    uniqueName(symbols, "quantize"),
+                                    vectorizedQuantize)) ||
         quantize.getQuantization().getScales() != ScaleLayout::PerTensor)
       return;
     record(op, "moe.gpu_amax_kernel",
            buildQuantizeAmaxKernel(b, kernels, quantize,
-                                   uniqueName(symbols, "quantize_amax")));
+                                   uniqueName(symbols, "quantize_amax"),
+                                   vectorizedQuantize));
     return;
   }
   auto matmul = cast<ExpertMatmulOp>(op);
@@ -194,7 +200,7 @@ struct MoeEmitGpuKernelsPass
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                       b.getUnitAttr());
     }
-    KernelRecorder recorder(b, kernels);
+    KernelRecorder recorder(b, kernels, vectorizedQuantize);
     for (Operation *op : ops)
       recorder.emit(op);
     // No kernel was covered: leave the module as it was.

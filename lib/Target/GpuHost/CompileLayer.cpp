@@ -93,6 +93,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.swappedWeightLoad = options.swappedWeightLoad;
   pipelineOptions.weightOnlyRegisters = options.weightOnlyRegisters;
   pipelineOptions.fp8FastAccumulation = options.fp8FastAccumulation;
+  pipelineOptions.vectorizedQuantize = options.vectorizedQuantize;
   pipelineOptions.sharedExperts = options.sharedExperts;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);
