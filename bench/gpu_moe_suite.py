@@ -989,7 +989,7 @@ def scaled_grouped_mm_row(config, x, ids, weights, tensors):
 
 def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, token_counts,
                     kinds=("w8a8", "weight_only"), triton_fp8=False, variants=(),
-                    variant_tolerance=VARIANT_TOLERANCE) -> int:
+                    variant_tolerance=VARIANT_TOLERANCE, schemes=None) -> int:
     """Each quantized block against the bf16 block of its shape, in this
     process, and against its own floor: max(FLOPs / the MMA's measured peak
     (fp8, int8, or bf16 for weight-only), (stored code + scale + zero bytes
@@ -997,7 +997,8 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
     layer folders, whose blocks are replayed in turn with ours on the same
     inputs, their outputs checked against ours (within `variant_tolerance`,
     rel L2: a build that accumulates differently, such as fp8
-    fast_accumulation, differs from ours by its own rounding)."""
+    fast_accumulation, differs from ours by its own rounding). `schemes`:
+    only the blocks of these scheme names (None: all)."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
@@ -1012,7 +1013,7 @@ def bench_quantized(layers_dir: pathlib.Path, out_path: pathlib.Path | None, tok
              [(shape, scheme, "weight_only") for shape, scheme in WEIGHT_ONLY]
     for shape, scheme, kind in blocks:
         config = configs.get(f"{shape}_{scheme}_block")
-        if config is None or kind not in kinds:
+        if config is None or kind not in kinds or (schemes and scheme not in schemes):
             continue
         e, k, h, i = config["num_experts"], config["k"], config["hidden"], config["intermediate"]
         if kind == "w8a8":
@@ -1107,8 +1108,8 @@ def main() -> int:
                         help="quantized blocks to check or time: w8a8, weight_only; "
                         "'none' (check: the bf16 blocks and whole layers only)")
     parser.add_argument("--schemes",
-                        help="check-quantized, smoke-quantized: only the blocks of these "
-                        "scheme names, e.g. int4_g128,int4_g32_zp (default: all)")
+                        help="check-quantized, smoke-quantized, bench-quantized: only the "
+                        "blocks of these scheme names, e.g. int4_g128,int4_g32_zp (default: all)")
     parser.add_argument("layers", type=pathlib.Path)
     parser.add_argument("--blocks-only", action="store_true",
                         help="check: the expert blocks only (a variant's build, "
@@ -1180,7 +1181,8 @@ def main() -> int:
     if args.mode == "bench-quantized":
         return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")],
                                args.kinds.split(","), triton_fp8=args.triton_fp8,
-                               variants=args.also, variant_tolerance=args.variant_tolerance)
+                               variants=args.also, variant_tolerance=args.variant_tolerance,
+                               schemes=schemes)
     return bench(args.layers, args.out, args.shapes.split(","),
                  [int(v) for v in args.tokens.split(",")], args.ours_only,
                  triton=not args.no_triton, baselines_only=args.baselines_only,
