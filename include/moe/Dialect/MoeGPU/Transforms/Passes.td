@@ -104,8 +104,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     decode) gets `block_m` 16 or 32 where an expert's rows, at their mean
     M·k/E plus two binomial standard deviations, fit (M: the gathered
     input's rows, or `num-tokens` where they are dynamic): its matmuls get
-    `swap_ab = true`, `schedule = multistage` with one or two consumer warpgroups
-    (the weights are the wgmma's A operand, 64 weight rows per
+    `swap_ab = true`, `schedule = multistage` with one or two consumer
+    warpgroups (the weights are the wgmma's A operand, 64 weight rows per
     accumulator, the slot block's rows its N), `block_n`, `split_k` and
     `stages` as above, and no cluster. With `swapped-warpgroups` = 0 (the
     default) the policy chooses per matmul: one warpgroup with `block_n`
@@ -113,11 +113,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     (a short stream per block, where several resident blocks hide each
     other's fill: Qwen3's GEMM1), or wherever `block-n` = 64 asks for one
     warpgroup's rows, two otherwise (`swapped-warpgroups` = 2 with
-    `block-n` = 64 is an error). With two (or
-    `swapped-warpgroups` = 2), two consumer warpgroups split each tile's weight rows
-    (`block_n` at least 128) and a stage holds 256 bytes of K (`block_k`
-    128 for bf16, where K is a multiple of it and `block-k` is not given),
-    unless the slot rows of a stage hold fewer 16-byte chunks than the
+    `block-n` = 64 is an error). With two (or `swapped-warpgroups` = 2),
+    two consumer warpgroups split each tile's weight rows (`block_n` at
+    least 128) and a stage holds 256 bytes of K (`block_k` 128 for bf16,
+    where K is a multiple of it and `block-k` is not given), unless the
+    slot rows of a stage hold fewer 16-byte chunks than the
     block's 256 threads (then one warpgroup); `swapped-weight-load` sets
     `weight_load` (default `cp_async`: every thread copies its chunks of
     the weight tile). Any `block_m` under 64 (an aligned
@@ -139,10 +139,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     is as deep as the multistage schedule allows.
     `weight-only-registers=false` keeps the bf16 tile. Swapped int4
     matmuls whose codes are stored prepacked (`#moe.quant<..., packed =
-    wgmma_a_4bit>`) take it whatever the option says. A schedule that mixes bf16 and
-    weight-only matmuls is not swapped. The
-    other bf16 rules above (128-row blocks, the wave split, the persistent
-    schedule) do not apply to weight-only or w8a8 matmuls.
+    wgmma_a_4bit>`) take it whatever the option says. A schedule that
+    mixes bf16 and weight-only matmuls is not swapped. The other bf16 rules
+    above (128-row blocks, the wave split, the persistent schedule) do not
+    apply to weight-only or w8a8 matmuls.
 
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
