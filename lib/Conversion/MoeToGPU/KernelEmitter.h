@@ -19,11 +19,13 @@ namespace mlir::moe {
 
 constexpr int64_t kWarpSize = 32;
 
-/// `value` combined over the warp by `combine` in a butterfly of XOR
-/// shuffles (offsets 16, 8, ..., 1): the same result in every lane.
+/// `value` combined by `combine` over each aligned group of `lanes` lanes
+/// (a power of two, at most the warp) in a butterfly of XOR shuffles
+/// (offsets lanes/2, ..., 1): the same result in every lane of a group.
 inline Value warpButterfly(OpBuilder &b, Location loc, Value value,
-                           function_ref<Value(Value, Value)> combine) {
-  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2) {
+                           function_ref<Value(Value, Value)> combine,
+                           int32_t lanes = kWarpSize) {
+  for (int32_t offset = lanes / 2; offset > 0; offset /= 2) {
     Value other = gpu::ShuffleOp::create(b, loc, value, offset, kWarpSize,
                                          gpu::ShuffleMode::XOR)
                       .getShuffleResult();

@@ -39,6 +39,73 @@ namespace {
 constexpr int64_t kBlockColumns = 128, kLaneColumns = kBlockColumns / kWarpSize;
 constexpr int64_t kRowsPerBlock = 4;
 
+// The arithmetic of moe.quantize, shared by both forms of the kernel so that
+// their codes and scales are the same bits.
+
+Value f32Constant(OpBuilder &b, Location loc, double value) {
+  return arith::ConstantOp::create(
+      b, loc, b.getF32FloatAttr(static_cast<float>(value)));
+}
+
+/// max |v| over `values`, starting from `amax`.
+Value maxMagnitude(OpBuilder &b, Location loc, ArrayRef<Value> values,
+                   Value amax) {
+  for (Value value : values)
+    amax = arith::MaxNumFOp::create(b, loc, amax,
+                                    math::AbsFOp::create(b, loc, value));
+  return amax;
+}
+
+/// The max of `value` over each group of `lanes` lanes.
+Value butterflyMax(OpBuilder &b, Location loc, Value value,
+                   int32_t lanes = kWarpSize) {
+  return warpButterfly(
+      b, loc, value,
+      [&](Value lhs, Value rhs) -> Value {
+        return arith::MaxNumFOp::create(b, loc, lhs, rhs);
+      },
+      lanes);
+}
+
+/// amax / qmax in f32, 1 where amax is 0.
+Value scaleOfAmax(OpBuilder &b, Location loc, Value amax, bool fp8) {
+  Value quotient = arith::DivFOp::create(
+      b, loc, amax, f32Constant(b, loc, fp8 ? 448.0 : 127.0));
+  Value positive = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT,
+                                         amax, f32Constant(b, loc, 0));
+  return arith::SelectOp::create(b, loc, positive, quotient,
+                                 f32Constant(b, loc, 1.0));
+}
+
+/// The codes of `values` (an even count) divided by `scale`, rounded to
+/// nearest even and saturated: for fp8 one i16 per pair, the first value's
+/// code in its low byte (cvt.rn.satfinite.e4m3x2 puts its first operand's
+/// code in the high byte); for int8 one i8 per value.
+SmallVector<Value> codesOf(OpBuilder &b, Location loc, ArrayRef<Value> values,
+                           Value scale, bool fp8) {
+  SmallVector<Value> quotients;
+  for (Value value : values)
+    quotients.push_back(arith::DivFOp::create(b, loc, value, scale));
+  SmallVector<Value> codes;
+  if (fp8) {
+    for (size_t i = 0; i < quotients.size(); i += 2)
+      codes.push_back(NVVM::ConvertF32x2ToF8x2Op::create(
+          b, loc, b.getI16Type(), quotients[i + 1], quotients[i],
+          NVVM::FPRoundingMode::RN, NVVM::SaturationMode::SATFINITE,
+          /*relu=*/false, b.getType<Float8E4M3FNType>()));
+    return codes;
+  }
+  for (Value quotient : quotients) {
+    Value rounded = math::RoundEvenOp::create(b, loc, quotient);
+    Value clamped = arith::MinimumFOp::create(
+        b, loc,
+        arith::MaximumFOp::create(b, loc, rounded, f32Constant(b, loc, -127.0)),
+        f32Constant(b, loc, 127.0));
+    codes.push_back(arith::FPToSIOp::create(b, loc, b.getI8Type(), clamped));
+  }
+  return codes;
+}
+
 /// Builds the body; holds what the steps share.
 class QuantizeBuilder {
 public:
@@ -55,10 +122,8 @@ private:
   Value index(int64_t value) {
     return arith::ConstantIndexOp::create(b, loc, value);
   }
-  Value f32(double value) {
-    return arith::ConstantOp::create(b, loc,
-                                     b.getF32FloatAttr(static_cast<float>(value)));
-  }
+  Value f32(double value) { return f32Constant(b, loc, value); }
+  Value scaleOf(Value amax) { return scaleOfAmax(b, loc, amax, fp8); }
   /// The first of the lane's 4 columns of 128-column block `block`.
   Value laneFirstColumn(Value block) {
     return arith::AddIOp::create(
@@ -67,12 +132,6 @@ private:
   }
   /// The lane's 4 values of 128-column block `block`, as f32.
   SmallVector<Value> loadLaneValues(Value block);
-  /// The max of `value` over the warp.
-  Value warpMax(Value value);
-  /// max |v| over `values`, starting from `amax`.
-  Value laneAmax(ArrayRef<Value> values, Value amax);
-  /// amax / qmax in f32, 1 where amax is 0.
-  Value scaleOf(Value amax);
   /// Stores the codes of the lane's `values` of block `block`.
   void storeCodes(Value block, ArrayRef<Value> values, Value scale);
   /// The lane's max |v| over all blocks of `row`, starting from `amax`.
@@ -102,60 +161,21 @@ SmallVector<Value> QuantizeBuilder::loadLaneValues(Value block) {
   return values;
 }
 
-Value QuantizeBuilder::warpMax(Value value) {
-  for (int32_t offset = kWarpSize / 2; offset > 0; offset /= 2) {
-    Value other = gpu::ShuffleOp::create(b, loc, value, offset, kWarpSize,
-                                         gpu::ShuffleMode::XOR)
-                      .getShuffleResult();
-    value = arith::MaxNumFOp::create(b, loc, value, other);
-  }
-  return value;
-}
-
-Value QuantizeBuilder::laneAmax(ArrayRef<Value> values, Value amax) {
-  for (Value value : values)
-    amax = arith::MaxNumFOp::create(b, loc, amax,
-                                    math::AbsFOp::create(b, loc, value));
-  return amax;
-}
-
-Value QuantizeBuilder::scaleOf(Value amax) {
-  Value quotient =
-      arith::DivFOp::create(b, loc, amax, f32(fp8 ? 448.0 : 127.0));
-  Value positive =
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, amax, f32(0));
-  return arith::SelectOp::create(b, loc, positive, quotient, f32(1.0));
-}
-
 void QuantizeBuilder::storeCodes(Value block, ArrayRef<Value> values,
                                  Value scale) {
   Value first = laneFirstColumn(block);
-  SmallVector<Value> quotients;
-  for (Value value : values)
-    quotients.push_back(arith::DivFOp::create(b, loc, value, scale));
   SmallVector<Value> bytes;
-  if (fp8) {
-    // cvt.rn.satfinite.e4m3x2.f32 d, a, b puts a's code in the high byte.
-    for (size_t i = 0; i < quotients.size(); i += 2) {
-      Value pair = NVVM::ConvertF32x2ToF8x2Op::create(
-          b, loc, b.getI16Type(), quotients[i + 1], quotients[i],
-          NVVM::FPRoundingMode::RN, NVVM::SaturationMode::SATFINITE,
-          /*relu=*/false, b.getType<Float8E4M3FNType>());
-      bytes.push_back(arith::TruncIOp::create(b, loc, b.getI8Type(), pair));
-      Value high = arith::ShRUIOp::create(
-          b, loc, pair,
-          arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(8)));
-      bytes.push_back(arith::TruncIOp::create(b, loc, b.getI8Type(), high));
+  for (Value code : codesOf(b, loc, values, scale, fp8)) {
+    if (!fp8) {
+      bytes.push_back(code);
+      continue;
     }
-  } else {
-    for (Value quotient : quotients) {
-      Value rounded = math::RoundEvenOp::create(b, loc, quotient);
-      Value clamped = arith::MinimumFOp::create(
-          b, loc, arith::MaximumFOp::create(b, loc, rounded, f32(-127.0)),
-          f32(127.0));
-      bytes.push_back(
-          arith::FPToSIOp::create(b, loc, b.getI8Type(), clamped));
-    }
+    // A pair's first code is its low byte.
+    bytes.push_back(arith::TruncIOp::create(b, loc, b.getI8Type(), code));
+    Value high = arith::ShRUIOp::create(
+        b, loc, code,
+        arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(8)));
+    bytes.push_back(arith::TruncIOp::create(b, loc, b.getI8Type(), high));
   }
   for (auto [i, byte] : llvm::enumerate(bytes))
     memref::StoreOp::create(
@@ -170,7 +190,8 @@ Value QuantizeBuilder::rowLaneAmax(Value amax) {
              ValueRange{amax},
              [&](OpBuilder &, Location, Value column, ValueRange args) {
                scf::YieldOp::create(
-                   b, loc, laneAmax(loadLaneValues(column), args[0]));
+                   b, loc,
+                   maxMagnitude(b, loc, loadLaneValues(column), args[0]));
              })
       .getResult(0);
 }
@@ -243,7 +264,7 @@ void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
             });
         scf::YieldOp::create(b, loc, ifOp.getResult(0));
       });
-  Value amax = warpMax(rowLoop.getResult(0));
+  Value amax = butterflyMax(b, loc, rowLoop.getResult(0));
   Value isLeader =
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, index(0));
   auto leaderIf = scf::IfOp::create(b, loc, isLeader, /*withElse=*/false);
@@ -308,7 +329,8 @@ void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
         b, loc, index(0), index(numBlocks), index(1), ValueRange{},
         [&](OpBuilder &, Location, Value column, ValueRange) {
           SmallVector<Value> values = loadLaneValues(column);
-          Value scale = scaleOf(warpMax(laneAmax(values, f32(0))));
+          Value scale = scaleOf(
+              butterflyMax(b, loc, maxMagnitude(b, loc, values, f32(0))));
           auto leaderIf = scf::IfOp::create(b, loc, isLeader, false);
           {
             OpBuilder::InsertionGuard guard(b);
@@ -321,7 +343,7 @@ void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
         });
   } else {
     // Per token: the row's amax first, then the codes.
-    Value scale = scaleOf(warpMax(rowLaneAmax(f32(0))));
+    Value scale = scaleOf(butterflyMax(b, loc, rowLaneAmax(f32(0))));
     auto leaderIf = scf::IfOp::create(b, loc, isLeader, false);
     {
       OpBuilder::InsertionGuard guard(b);
@@ -388,10 +410,8 @@ private:
   using ChunkBody =
       function_ref<void(Value firstSpan, int64_t spans, bool endsHalf)>;
 
-  Value f32(double value) {
-    return arith::ConstantOp::create(
-        b, loc, b.getF32FloatAttr(static_cast<float>(value)));
-  }
+  Value f32(double value) { return f32Constant(b, loc, value); }
+  Value scaleOf(Value amax) { return scaleOfAmax(b, loc, amax, fp8); }
   /// The lane's first column of span `span`.
   Value laneColumn(Value span) {
     return arith::AddIOp::create(
@@ -411,13 +431,6 @@ private:
   void forEachChunk(ChunkBody body);
   /// The lane's max |v| over the whole row.
   Value rowLaneAmax();
-  /// max |v| over `values`, starting from `amax`.
-  Value laneAmax(ArrayRef<Value> values, Value amax);
-  /// The max of `value` over the lanes `width` apart or closer (32: the
-  /// warp, 16: each half).
-  Value butterflyMax(Value value, int64_t width);
-  /// amax / qmax in f32, 1 where amax is 0.
-  Value scaleOf(Value amax);
   /// Stores the codes of the lane's `values` of span `span`, 8 bytes.
   void storeCodes(Value span, ArrayRef<Value> values, Value scale, bool half);
   /// Sets `lane` and returns the warp index of the thread.
@@ -494,7 +507,7 @@ Value VectorQuantizeBuilder::rowLaneAmax() {
   auto chunkAmax = [&](Value firstSpan, int64_t spans, bool endsHalf,
                        Value amax) {
     for (const SpanValues &values : loadChunk(firstSpan, spans, endsHalf))
-      amax = laneAmax(values, amax);
+      amax = maxMagnitude(b, loc, values, amax);
     return amax;
   };
   Value amax = f32(0);
@@ -516,64 +529,21 @@ Value VectorQuantizeBuilder::rowLaneAmax() {
   return amax;
 }
 
-Value VectorQuantizeBuilder::laneAmax(ArrayRef<Value> values, Value amax) {
-  for (Value value : values)
-    amax = arith::MaxNumFOp::create(b, loc, amax,
-                                    math::AbsFOp::create(b, loc, value));
-  return amax;
-}
-
-Value VectorQuantizeBuilder::butterflyMax(Value value, int64_t width) {
-  for (int32_t offset = width / 2; offset > 0; offset /= 2) {
-    Value other = gpu::ShuffleOp::create(b, loc, value, offset, kWarpSize,
-                                         gpu::ShuffleMode::XOR)
-                      .getShuffleResult();
-    value = arith::MaxNumFOp::create(b, loc, value, other);
-  }
-  return value;
-}
-
-Value VectorQuantizeBuilder::scaleOf(Value amax) {
-  Value quotient =
-      arith::DivFOp::create(b, loc, amax, f32(fp8 ? 448.0 : 127.0));
-  Value positive =
-      arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, amax, f32(0));
-  return arith::SelectOp::create(b, loc, positive, quotient, f32(1.0));
-}
-
 void VectorQuantizeBuilder::storeCodes(Value span, ArrayRef<Value> values,
                                        Value scale, bool half) {
   auto store = [&]() {
-    Type i64 = b.getI64Type();
-    SmallVector<Value> quotients;
-    for (Value value : values)
-      quotients.push_back(arith::DivFOp::create(b, loc, value, scale));
     // Little-endian: column c's code is byte c of the 8-byte word.
+    Type i64 = b.getI64Type();
     Value word = arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0));
-    auto place = [&](Value part, int64_t bitOffset) {
-      Value wide = arith::ExtUIOp::create(b, loc, i64, part);
+    int64_t bitOffset = 0;
+    for (Value code : codesOf(b, loc, values, scale, fp8)) {
+      Value wide = arith::ExtUIOp::create(b, loc, i64, code);
       word = arith::OrIOp::create(
           b, loc, word,
           arith::ShLIOp::create(b, loc, wide,
                                 arith::ConstantOp::create(
                                     b, loc, b.getI64IntegerAttr(bitOffset))));
-    };
-    if (fp8) {
-      // cvt.rn.satfinite.e4m3x2.f32 d, a, b puts a's code in the high byte.
-      for (int64_t i = 0; i < kVectorColumns; i += 2)
-        place(NVVM::ConvertF32x2ToF8x2Op::create(
-                  b, loc, b.getI16Type(), quotients[i + 1], quotients[i],
-                  NVVM::FPRoundingMode::RN, NVVM::SaturationMode::SATFINITE,
-                  /*relu=*/false, b.getType<Float8E4M3FNType>()),
-              8 * i);
-    } else {
-      for (int64_t i = 0; i < kVectorColumns; ++i) {
-        Value rounded = math::RoundEvenOp::create(b, loc, quotients[i]);
-        Value clamped = arith::MinimumFOp::create(
-            b, loc, arith::MaximumFOp::create(b, loc, rounded, f32(-127.0)),
-            f32(127.0));
-        place(arith::FPToSIOp::create(b, loc, b.getI8Type(), clamped), 8 * i);
-      }
+      bitOffset += code.getType().getIntOrFloatBitWidth();
     }
     LLVM::StoreOp::create(
         b, loc, word,
@@ -600,7 +570,8 @@ void VectorQuantizeBuilder::quantizeBlocks(Value firstSpan, int64_t spans,
   for (auto [s, values] : llvm::enumerate(chunk)) {
     bool half = endsHalf && static_cast<int64_t>(s) == spans - 1;
     Value span = arith::AddIOp::create(b, loc, firstSpan, index(s));
-    Value scale = scaleOf(butterflyMax(laneAmax(values, f32(0)), kBlockLanes));
+    Value scale = scaleOf(butterflyMax(
+        b, loc, maxMagnitude(b, loc, values, f32(0)), kBlockLanes));
     // Block 2·span + lane / 16; a half span has only its first block.
     Value block = arith::AddIOp::create(
         b, loc, arith::MulIOp::create(b, loc, span, index(2)),
@@ -660,7 +631,7 @@ void VectorQuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
             });
         scf::YieldOp::create(b, loc, ifOp.getResult(0));
       });
-  Value amax = butterflyMax(rowLoop.getResult(0), kWarpSize);
+  Value amax = butterflyMax(b, loc, rowLoop.getResult(0));
   ifThen(cmp(arith::CmpIPredicate::eq, lane, index(0)), [&] {
     Value bits = arith::BitcastOp::create(b, loc, b.getI32Type(), amax);
     memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::maxs, bits,
@@ -729,11 +700,11 @@ void VectorQuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
           plan.fullChunks * kChunkSpans + plan.tailSpans + plan.halfSpan;
       rowValues = loadChunk(index(0), spans, plan.halfSpan);
       for (const SpanValues &values : rowValues)
-        amax = laneAmax(values, amax);
+        amax = maxMagnitude(b, loc, values, amax);
     } else {
       amax = rowLaneAmax();
     }
-    Value scale = scaleOf(butterflyMax(amax, kWarpSize));
+    Value scale = scaleOf(butterflyMax(b, loc, amax));
     ifThen(isLeader, [&] {
       memref::StoreOp::create(b, loc, scale, scales, ValueRange{row});
     });

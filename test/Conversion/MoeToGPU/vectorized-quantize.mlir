@@ -14,7 +14,12 @@
 // CHECK: gpu.func @quantize(%[[IN:.*]]: memref<?x384xbf16>, %[[CODES:.*]]: memref<?x384xi8>, %[[SCALES:.*]]: memref<?x3xf32>)
 // CHECK-DAG: %[[TID:.*]] = gpu.thread_id x
 // CHECK-DAG: %[[LANE:.*]] = arith.remui %[[TID]], %c32
-// CHECK: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
+// CHECK: %[[RAW:.*]] = llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
+// CHECK-NEXT: %[[VEC:.*]] = arith.extf %[[RAW]] : vector<8xbf16> to vector<8xf32>
+// CHECK-NEXT: %[[V0:.*]] = llvm.extractelement %[[VEC]][%c0_i32 : i32]
+// CHECK-NEXT: %[[V1:.*]] = llvm.extractelement %[[VEC]][%c1_i32 : i32]
+// CHECK-NEXT: %[[V2:.*]] = llvm.extractelement %[[VEC]][%c2_i32 : i32]
+// CHECK-NEXT: %[[V3:.*]] = llvm.extractelement %[[VEC]][%c3_i32 : i32]
 // CHECK: %[[HALF:.*]] = arith.cmpi ult, %[[LANE]], %c16
 // CHECK: scf.if %[[HALF]] -> (vector<8xf32>) {
 // CHECK:   llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
@@ -26,15 +31,35 @@
 // CHECK-NEXT: gpu.shuffle xor %{{.*}}, %c4_i32, %c32_i32
 // CHECK: gpu.shuffle xor %{{.*}}, %c1_i32, %c32_i32
 // CHECK: %[[BLOCK:.*]] = arith.divui %[[LANE]], %c16
-// CHECK: memref.store %{{.*}}, %[[SCALES]][%{{.*}}, %[[BLOCK]]]
-// CHECK-COUNT-4: nvvm.convert.f32x2.to.f8x2
-// CHECK: llvm.store %{{.*}}, %{{.*}} {alignment = 8 : i64} : i64, !llvm.ptr<1>
+// CHECK: memref.store %[[SCALE:.*]], %[[SCALES]][%{{.*}}, %[[BLOCK]]]
+// Column c's code is byte c of the stored word: each pair's first value is
+// the converter's second operand (its low byte), pair p shifted by 16·p.
+// CHECK: %[[Q0:.*]] = arith.divf %[[V0]], %[[SCALE]]
+// CHECK-NEXT: %[[Q1:.*]] = arith.divf %[[V1]], %[[SCALE]]
+// CHECK-NEXT: %[[Q2:.*]] = arith.divf %[[V2]], %[[SCALE]]
+// CHECK-NEXT: %[[Q3:.*]] = arith.divf %[[V3]], %[[SCALE]]
+// CHECK: %[[P0:.*]] = nvvm.convert.f32x2.to.f8x2 %[[Q1]], %[[Q0]]
+// CHECK-NEXT: %[[P1:.*]] = nvvm.convert.f32x2.to.f8x2 %[[Q3]], %[[Q2]]
+// CHECK-NEXT: %[[P2:.*]] = nvvm.convert.f32x2.to.f8x2
+// CHECK-NEXT: %[[P3:.*]] = nvvm.convert.f32x2.to.f8x2
+// CHECK-NEXT: %[[W0:.*]] = arith.extui %[[P0]] : i16 to i64
+// CHECK-NEXT: %[[W1:.*]] = arith.extui %[[P1]] : i16 to i64
+// CHECK-NEXT: %[[S1:.*]] = arith.shli %[[W1]], %c16_i64
+// CHECK-NEXT: %[[O1:.*]] = arith.ori %[[W0]], %[[S1]]
+// CHECK-NEXT: %[[W2:.*]] = arith.extui %[[P2]] : i16 to i64
+// CHECK-NEXT: %[[S2:.*]] = arith.shli %[[W2]], %c32_i64
+// CHECK-NEXT: %[[O2:.*]] = arith.ori %[[O1]], %[[S2]]
+// CHECK-NEXT: %[[W3:.*]] = arith.extui %[[P3]] : i16 to i64
+// CHECK-NEXT: %[[S3:.*]] = arith.shli %[[W3]], %c48_i64
+// CHECK-NEXT: %[[WORD:.*]] = arith.ori %[[O2]], %[[S3]]
+// CHECK: llvm.store %[[WORD]], %{{.*}} {alignment = 8 : i64} : i64, !llvm.ptr<1>
 // The half span: its one block's scale and its codes, lanes 0-15 only.
 // CHECK-NOT: gpu.shuffle xor %{{.*}}, %c16_i32
 // CHECK: gpu.shuffle xor %{{.*}}, %c1_i32, %c32_i32
+// CHECK: %[[HALF_BLOCK:.*]] = arith.addi %[[BLOCK]], %c2
 // CHECK: %[[STORES:.*]] = arith.andi %{{.*}}, %[[HALF]]
 // CHECK: scf.if %[[STORES]] {
-// CHECK-NEXT: memref.store %{{.*}}, %[[SCALES]]
+// CHECK-NEXT: memref.store %{{.*}}, %[[SCALES]][%{{.*}}, %[[HALF_BLOCK]]]
 // CHECK: scf.if %[[HALF]] {
 // CHECK: llvm.store %{{.*}} {alignment = 8 : i64} : i64, !llvm.ptr<1>
 // CHECK: gpu.return
@@ -121,8 +146,11 @@ func.func @per_token_two_chunks(%x: tensor<?x4096xbf16>) -> (tensor<?x4096xf8E4M
 // CHECK-LABEL: func.func @per_tensor
 // CHECK: gpu.func @quantize(%{{.*}}: memref<?x2304xbf16>, %{{.*}}: memref<?x2304xi8>, %{{.*}}: memref<1xf32>, %[[WORD:.*]]: memref<1xi32>)
 // CHECK: memref.load %[[WORD]]
+// CHECK: %[[LANE_COLUMN:.*]] = arith.muli %{{.*}}, %c8 : index
 // CHECK-COUNT-8: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
 // CHECK-COUNT-8: llvm.store %{{.*}} {alignment = 8 : i64} : i64, !llvm.ptr<1>
+// The tail's span starts at column 2048.
+// CHECK: arith.addi %[[LANE_COLUMN]], %c2048 : index
 // CHECK: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
 // CHECK: llvm.store %{{.*}} {alignment = 8 : i64} : i64, !llvm.ptr<1>
 // CHECK-NOT: llvm.store
