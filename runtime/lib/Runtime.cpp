@@ -438,6 +438,16 @@ extern "C" void moe_rt_launcher_require_pointer(moe_rt_launcher *launcher,
     launcher->status = fail(MOE_RT_ERROR_INVALID_ARGUMENT, message);
 }
 
+extern "C" void moe_rt_launcher_require_tensor(moe_rt_launcher *launcher,
+                                               const void *pointer,
+                                               const char *message) {
+  constexpr uintptr_t kTensorAlignment = 16;
+  if (isLive(launcher) &&
+      (!pointer ||
+       reinterpret_cast<uintptr_t>(pointer) % kTensorAlignment != 0))
+    launcher->status = fail(MOE_RT_ERROR_INVALID_ARGUMENT, message);
+}
+
 extern "C" void moe_rt_launcher_require_workspace(moe_rt_launcher *launcher,
                                                   const void *workspace,
                                                   size_t workspaceBytes,

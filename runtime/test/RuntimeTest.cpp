@@ -147,6 +147,18 @@ int main(int argc, char **argv) {
     check(expected > 0 &&
               moe_rt_launcher_multiprocessor_count(&launcher) == expected,
           "the launcher reports the device's SM count");
+    // Tensors must be 16-byte aligned: a pointer 8 bytes past an
+    // allocation's start fails the call before anything is launched.
+    CUdeviceptr rows;
+    check(cuMemAlloc(&rows, 64) == CUDA_SUCCESS, "a tensor allocates");
+    moe_rt_launcher_require_tensor(&launcher, reinterpret_cast<void *>(rows),
+                                   "an aligned tensor");
+    check(launcher.status == MOE_RT_SUCCESS, "an aligned tensor passes");
+    moe_rt_launcher_require_tensor(
+        &launcher, reinterpret_cast<void *>(rows + 8), "a misaligned tensor");
+    check(launcher.status == MOE_RT_ERROR_INVALID_ARGUMENT,
+          "a tensor 8 bytes off 16-byte alignment fails the call");
+    cuMemFree(rows);
     moe_rt_launcher_require_pointer(&launcher, nullptr, "a null pointer");
     check(moe_rt_launcher_multiprocessor_count(&launcher) == 1 &&
               moe_rt_launcher_end(&launcher) ==

@@ -341,8 +341,9 @@ HostFuncLowering::openCall(func::FuncOp func, emitc::FuncOp cFunc,
           makeMemref(rewriter, loc, cArgument, memref, {bytes64}));
       continue;
     }
-    call(rewriter, loc, {}, "moe_rt_launcher_require_pointer", {l, cArgument},
-         {stringLiteral(context, name + ": a null tensor pointer")});
+    call(rewriter, loc, {}, "moe_rt_launcher_require_tensor", {l, cArgument},
+         {stringLiteral(context, name + ": a null tensor pointer, or one "
+                                        "not 16-byte aligned")});
     replacements.push_back(makeMemref(rewriter, loc, cArgument, memref,
                                       sizesOf(rewriter, loc, memref,
                                               numTokens)));

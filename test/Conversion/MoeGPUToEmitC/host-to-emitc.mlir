@@ -9,14 +9,15 @@
 // CHECK: emitc.global static @kProgram : !emitc.opaque<"moe_rt_program"> = #emitc.opaque<"{kImage, sizeof(kImage), kKernelNames, 2}">
 
 // CPP-LABEL: extern "C" int32_t moe_layer_t(const void* v1, const void* v2, void* v3, int64_t v4, void* v5, size_t v6, CUstream v7) {
-// The call opens a launcher over the program and checks its arguments.
+// The call opens a launcher over the program and checks its arguments:
+// tensors non-null and 16-byte aligned (the kernels' row loads and TMA).
 // CPP: moe_rt_launcher_begin(
 // CPP: moe_rt_launcher_require_tokens({{v[0-9]+}}, v4, "moe_layer_t: the token count is out of range");
-// CPP: moe_rt_launcher_require_pointer({{v[0-9]+}}, v1, "moe_layer_t: a null tensor pointer");
+// CPP: moe_rt_launcher_require_tensor({{v[0-9]+}}, v1, "moe_layer_t: a null tensor pointer, or one not 16-byte aligned");
 // CPP: = moe_rt_memref_2d(v1, {{v[0-9]+}}, v4, {{v[0-9]+}});
-// CPP: moe_rt_launcher_require_pointer({{v[0-9]+}}, v2,
+// CPP: moe_rt_launcher_require_tensor({{v[0-9]+}}, v2,
 // CPP: [[W:v[0-9]+]] = moe_rt_memref_3d(v2,
-// CPP: moe_rt_launcher_require_pointer({{v[0-9]+}}, v3,
+// CPP: moe_rt_launcher_require_tensor({{v[0-9]+}}, v3,
 // The workspace must hold the whole layout: 512·M rounded up to 256, then 4
 // bytes rounded up to 256.
 // CPP: moe_rt_launcher_require_workspace({{v[0-9]+}}, v5, v6, [[BYTES:v[0-9]+]], "moe_layer_t: the workspace is missing, too small or not 128-byte aligned");

@@ -200,6 +200,12 @@ moe_rt_launcher moe_rt_launcher_begin(const moe_rt_program *program,
 void moe_rt_launcher_require_pointer(moe_rt_launcher *launcher,
                                      const void *pointer, const char *message);
 
+/// Fails the call with MOE_RT_ERROR_INVALID_ARGUMENT and `message` unless
+/// `pointer` is non-null and 16-byte aligned: the kernels read a tensor's
+/// rows with 16-byte loads and TMA, which fault on a misaligned address.
+void moe_rt_launcher_require_tensor(moe_rt_launcher *launcher,
+                                    const void *pointer, const char *message);
+
 /// Fails the call unless `workspace` is 128-byte aligned and holds at least
 /// `requiredBytes` (`workspaceBytes` of them).
 void moe_rt_launcher_require_workspace(moe_rt_launcher *launcher,
