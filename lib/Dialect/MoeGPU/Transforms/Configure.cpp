@@ -743,16 +743,17 @@ struct MoeGpuConfigurePass
     return options;
   }
 
-  void runOnOperation() override {
-    // An override the policy would round or clamp silently is an error:
-    // the caller asked for a kernel it would not get.
+  /// The options as the policy reads them, or an error for an override the
+  /// policy would round or clamp silently: the caller asked for a kernel it
+  /// would not get.
+  FailureOr<ConfigureOptions> verifyOptions() {
     if (!llvm::is_contained({int64_t(0), kMinBlockN, kNarrowBlockN,
                              kMaxBlockN},
                             blockN.getValue())) {
       getOperation()->emitError("moe-gpu-configure: block-n must be 0, 64, "
                                 "128 or 256, got ")
           << blockN.getValue();
-      return signalPassFailure();
+      return failure();
     }
     if (stages != 0 &&
         (stages < kMinStages || stages > hopper::kMaxMultistageStages)) {
@@ -760,34 +761,34 @@ struct MoeGpuConfigurePass
                                 "between ")
           << kMinStages << " and " << hopper::kMaxMultistageStages << ", got "
           << stages.getValue();
-      return signalPassFailure();
+      return failure();
     }
     if (persistentMaxRows < 0) {
       getOperation()->emitError("moe-gpu-configure: persistent-max-rows must "
                                 "be 0 (off) or positive, got ")
           << persistentMaxRows.getValue();
-      return signalPassFailure();
+      return failure();
     }
     if (clusterM != 1 && clusterM != 2) {
       getOperation()->emitError("moe-gpu-configure: cluster-m must be 1 or "
                                 "2, got ")
           << clusterM.getValue();
-      return signalPassFailure();
+      return failure();
     }
     if (failed(verifyBlockK()))
-      return signalPassFailure();
+      return failure();
     if (swappedWarpgroups < 0 || swappedWarpgroups > 2) {
       getOperation()->emitError("moe-gpu-configure: swapped-warpgroups must "
                                 "be 0 (the policy's choice), 1 or 2, got ")
           << swappedWarpgroups.getValue();
-      return signalPassFailure();
+      return failure();
     }
     if (swappedWarpgroups == 2 && blockN == kMinBlockN) {
       getOperation()->emitError("moe-gpu-configure: block-n = 64 is one "
                                 "warpgroup's weight rows, but "
                                 "swapped-warpgroups = 2 splits each tile's "
                                 "rows over two (block-n 128 or 256)");
-      return signalPassFailure();
+      return failure();
     }
     std::optional<WeightLoad> weightLoad =
         symbolizeWeightLoad(swappedWeightLoad.getValue());
@@ -796,9 +797,14 @@ struct MoeGpuConfigurePass
                                 "be tma or cp_async (weight-only-registers "
                                 "asks for register operands), got '")
           << swappedWeightLoad.getValue() << "'";
-      return signalPassFailure();
+      return failure();
     }
-    ConfigureOptions options = collectOptions(*weightLoad);
+    return collectOptions(*weightLoad);
+  }
+
+  /// Chooses the block height of each schedule (the matmuls on one slot
+  /// order) and the kernel configuration of each of its matmuls.
+  void configureSchedules(const ConfigureOptions &options) {
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))
@@ -824,6 +830,13 @@ struct MoeGpuConfigurePass
                       chooseKernelConfig(op, blockM, rows, options));
       }
     }
+  }
+
+  void runOnOperation() override {
+    FailureOr<ConfigureOptions> options = verifyOptions();
+    if (failed(options))
+      return signalPassFailure();
+    configureSchedules(*options);
   }
 };
 } // namespace
