@@ -144,6 +144,89 @@ Value buildUnpackWgmmaA4Bit(OpBuilder &b, Location loc, Value codes) {
       SmallVector<ReassociationIndices>{{0}, {1, 2, 3, 4}, {5, 6, 7, 8}});
 }
 
+/// The code of weight element (expert, column, position) of the stored
+/// `weights` as i32: a byte, or for `packed` formats the nibble of byte
+/// position / 2 (low nibble first).
+static Value buildStoredCode(OpBuilder &b, Location l, Value weights,
+                             bool packed) {
+  auto constant = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(b, l, b.getI32IntegerAttr(v));
+  };
+  Value expert = linalg::IndexOp::create(b, l, 0);
+  Value column = linalg::IndexOp::create(b, l, 1);
+  Value position = linalg::IndexOp::create(b, l, 2);
+  Value stored = position;
+  if (packed)
+    stored = arith::DivUIOp::create(b, l, position,
+                                    arith::ConstantIndexOp::create(b, l, 2));
+  Value byte = tensor::ExtractOp::create(b, l, weights,
+                                         ValueRange{expert, column, stored});
+  // The stored byte's bits as i32 (signless views of ui8/i8).
+  Value bits = arith::ExtUIOp::create(
+      b, l, b.getI32Type(),
+      UnrealizedConversionCastOp::create(b, l, b.getI8Type(), byte)
+          .getResult(0));
+  if (!packed)
+    return bits;
+  Value odd = arith::IndexCastOp::create(
+      b, l, b.getI32Type(),
+      arith::RemUIOp::create(b, l, position,
+                             arith::ConstantIndexOp::create(b, l, 2)));
+  return arith::AndIOp::create(
+      b, l,
+      arith::ShRUIOp::create(b, l, bits,
+                             arith::MulIOp::create(b, l, odd, constant(4))),
+      constant(0xF));
+}
+
+/// The f32 value of weight `code` (buildStoredCode) with its group's
+/// `scale` and, with a zero point, `zero`: an mxfp4 code's e2m1 value (from
+/// `e2m1Table`) times 2^(scale byte - 127); otherwise the signed code
+/// (minus the zero point) times the scale.
+static Value buildDecodedWeight(OpBuilder &b, Location l, QuantFormat format,
+                                bool packed, Value code, Value scale,
+                                Value zero, Value e2m1Table) {
+  Type f32 = b.getF32Type();
+  Type i32 = b.getI32Type();
+  auto constant = [&](int64_t v) -> Value {
+    return arith::ConstantOp::create(b, l, b.getI32IntegerAttr(v));
+  };
+  if (format == QuantFormat::Mxfp4) {
+    Value entry = tensor::ExtractOp::create(
+        b, l, e2m1Table,
+        ValueRange{arith::IndexCastOp::create(b, l, b.getIndexType(), code)});
+    // 2^(s - 127): the byte as an f32 exponent field.
+    Value scaleBits = arith::ShLIOp::create(
+        b, l,
+        arith::ExtUIOp::create(
+            b, l, i32,
+            UnrealizedConversionCastOp::create(b, l, b.getI8Type(), scale)
+                .getResult(0)),
+        constant(23));
+    return arith::MulFOp::create(b, l, entry,
+                                 arith::BitcastOp::create(b, l, f32, scaleBits));
+  }
+  if (zero) {
+    Value zeroCode = arith::ExtUIOp::create(
+        b, l, i32,
+        UnrealizedConversionCastOp::create(b, l, b.getI8Type(), zero)
+            .getResult(0));
+    code = arith::SubIOp::create(b, l, code, zeroCode);
+  } else if (packed) {
+    // A signed nibble: 8..15 are -8..-1.
+    code = arith::SubIOp::create(
+        b, l, code,
+        arith::MulIOp::create(
+            b, l, arith::ShRUIOp::create(b, l, code, constant(3)),
+            constant(16)));
+  } else {
+    code = arith::ExtSIOp::create(
+        b, l, i32, arith::TruncIOp::create(b, l, b.getI8Type(), code));
+  }
+  return arith::MulFOp::create(b, l, arith::SIToFPOp::create(b, l, f32, code),
+                               scale);
+}
+
 /// The weights of a weight-only format as f32 [E, N, K]: each code (a nibble
 /// of the packed byte k / 2 for int4 and mxfp4) minus its zero point, times
 /// its group's scale (mxfp4: the e2m1 value times 2^(byte - 127)).
@@ -160,8 +243,6 @@ Value buildDequantizeWeightOnly(OpBuilder &b, Location loc,
   int64_t numExperts = storedType.getDimSize(0);
   int64_t outFeatures = storedType.getDimSize(1);
   int64_t inFeatures = storedType.getDimSize(2) * (packed ? 2 : 1);
-  Type f32 = b.getF32Type();
-  Type i32 = b.getI32Type();
   Value e2m1Table;
   if (format == QuantFormat::Mxfp4)
     e2m1Table = buildDecodeTable(b, loc, APFloat::Float4E2M1FN(), 4);
@@ -169,7 +250,7 @@ Value buildDequantizeWeightOnly(OpBuilder &b, Location loc,
       b, loc,
       {b.getIndexAttr(numExperts), b.getIndexAttr(outFeatures),
        b.getIndexAttr(inFeatures)},
-      f32);
+      b.getF32Type());
   AffineExpr e, n, k;
   bindDims(b.getContext(), e, n, k);
   AffineMap groupMap =
@@ -186,81 +267,12 @@ Value buildDequantizeWeightOnly(OpBuilder &b, Location loc,
              b, loc, TypeRange{output.getType()}, inputs, ValueRange{output},
              maps, iterators,
              [&](OpBuilder &nb, Location l, ValueRange args) {
-               auto constant = [&](int64_t v) -> Value {
-                 return arith::ConstantOp::create(nb, l,
-                                                  nb.getI32IntegerAttr(v));
-               };
-               Value expert = linalg::IndexOp::create(nb, l, 0);
-               Value column = linalg::IndexOp::create(nb, l, 1);
-               Value position = linalg::IndexOp::create(nb, l, 2);
-               Value stored = position;
-               if (packed)
-                 stored = arith::DivUIOp::create(
-                     nb, l, position, arith::ConstantIndexOp::create(nb, l, 2));
-               Value byte = tensor::ExtractOp::create(
-                   nb, l, weights, ValueRange{expert, column, stored});
-               // The stored byte's bits as i32 (signless views of ui8/i8).
-               Value bits = arith::ExtUIOp::create(
-                   nb, l, i32,
-                   UnrealizedConversionCastOp::create(nb, l, nb.getI8Type(),
-                                                      byte)
-                       .getResult(0));
-               Value code = bits;
-               if (packed) {
-                 Value odd = arith::IndexCastOp::create(
-                     nb, l, i32,
-                     arith::RemUIOp::create(
-                         nb, l, position,
-                         arith::ConstantIndexOp::create(nb, l, 2)));
-                 code = arith::AndIOp::create(
-                     nb, l,
-                     arith::ShRUIOp::create(
-                         nb, l, bits,
-                         arith::MulIOp::create(nb, l, odd, constant(4))),
-                     constant(0xF));
-               }
-               Value value;
-               if (format == QuantFormat::Mxfp4) {
-                 Value entry = tensor::ExtractOp::create(
-                     nb, l, e2m1Table,
-                     ValueRange{arith::IndexCastOp::create(
-                         nb, l, nb.getIndexType(), code)});
-                 // 2^(s - 127): the byte as an f32 exponent field.
-                 Value scaleBits = arith::ShLIOp::create(
-                     nb, l,
-                     arith::ExtUIOp::create(
-                         nb, l, i32,
-                         UnrealizedConversionCastOp::create(
-                             nb, l, nb.getI8Type(), args[0])
-                             .getResult(0)),
-                     constant(23));
-                 Value scale = arith::BitcastOp::create(nb, l, f32, scaleBits);
-                 value = arith::MulFOp::create(nb, l, entry, scale);
-               } else {
-                 if (zeroPoint) {
-                   Value zero = arith::ExtUIOp::create(
-                       nb, l, i32,
-                       UnrealizedConversionCastOp::create(
-                           nb, l, nb.getI8Type(), args[1])
-                           .getResult(0));
-                   code = arith::SubIOp::create(nb, l, code, zero);
-                 } else if (packed) {
-                   // A signed nibble: 8..15 are -8..-1.
-                   code = arith::SubIOp::create(
-                       nb, l, code,
-                       arith::MulIOp::create(
-                           nb, l,
-                           arith::ShRUIOp::create(nb, l, code, constant(3)),
-                           constant(16)));
-                 } else {
-                   code = arith::ExtSIOp::create(
-                       nb, l, i32,
-                       arith::TruncIOp::create(nb, l, nb.getI8Type(), code));
-                 }
-                 value = arith::MulFOp::create(
-                     nb, l, arith::SIToFPOp::create(nb, l, f32, code), args[0]);
-               }
-               linalg::YieldOp::create(nb, l, value);
+               Value code = buildStoredCode(nb, l, weights, packed);
+               linalg::YieldOp::create(
+                   nb, l,
+                   buildDecodedWeight(nb, l, format, packed, code, args[0],
+                                      zeroPoint ? args[1] : Value(),
+                                      e2m1Table));
              })
       .getResult(0);
 }
