@@ -588,6 +588,93 @@ static void describeTopkAttributes(OpTy op, llvm::json::Object &attrs) {
   attrs["routed_scaling_factor"] = optionalDouble(op.getRoutedScalingFactor());
 }
 
+/// The attributes of a moe.expert_matmul the reference reads, and which of
+/// its optional operands are present.
+static void describeExpertMatmulAttributes(ExpertMatmulOp matmul,
+                                           llvm::json::Object &attrs) {
+  // Which operand is which: the optional ones may be absent.
+  llvm::json::Array operandNames{"input", "weights"};
+  for (auto [name, value] :
+       {std::pair<StringRef, Value>{"slots", matmul.getSlots()},
+        {"offsets", matmul.getOffsets()},
+        {"block_experts", matmul.getBlockExperts()},
+        {"num_padded", matmul.getNumPadded()},
+        {"routing_weights", matmul.getRoutingWeights()},
+        {"accumulate", matmul.getAccumulate()}})
+    if (value)
+      operandNames.push_back(name);
+  appendScaleAndBiasNames(matmul, operandNames);
+  attrs["operand_names"] = std::move(operandNames);
+  attrs["quantization"] = describeQuantization(matmul.getQuantization());
+  attrs["k"] = matmul.getK();
+  attrs["gather"] = matmul.getGather();
+  attrs["unpermute"] = matmul.getUnpermute();
+  std::optional<ActivationKind> kind = matmul.getActivation();
+  attrs["activation"] =
+      kind ? llvm::json::Value(stringifyActivationKind(*kind).str())
+           : llvm::json::Value(nullptr);
+  attrs["gate_up_interleaved"] = matmul.getGateUpInterleaved();
+  attrs["alpha"] = optionalDouble(matmul.getAlpha());
+  attrs["limit"] = optionalDouble(matmul.getLimit());
+  attrs["routed_scaling_factor"] =
+      optionalDouble(matmul.getRoutedScalingFactor());
+  attrs["block_m"] = matmul.getBlockM();
+}
+
+/// The attributes of moe op `op` that the Python reference reads.
+static llvm::json::Object describeAttributes(Operation *op) {
+  llvm::json::Object attrs;
+  TypeSwitch<Operation *>(op)
+      .Case([&](TopkOp topk) { describeTopkAttributes(topk, attrs); })
+      .Case([&](PermuteOp permute) {
+        attrs["num_experts"] = permute.getNumExperts();
+      })
+      .Case([&](RouteOp route) {
+        describeTopkAttributes(route, attrs);
+        attrs["has_gate_bias"] = static_cast<bool>(route.getGateBias());
+        attrs["has_score_bias"] = static_cast<bool>(route.getScoreBias());
+      })
+      .Case([&](SortOp sort) { attrs["num_experts"] = sort.getNumExperts(); })
+      .Case([&](AddSharedExpertsOp shared) {
+        attrs["num_experts"] = shared.getNumExperts();
+        attrs["num_shared"] = shared.getNumShared();
+      })
+      .Case([&](SharedExpertRoutingOp shared) {
+        attrs["num_shared"] = shared.getNumShared();
+      })
+      .Case([&](AlignOp align) {
+        attrs["num_experts"] = align.getNumExperts();
+        attrs["block_m"] = align.getBlockM();
+      })
+      .Case([&](ExpertMatmulOp matmul) {
+        describeExpertMatmulAttributes(matmul, attrs);
+      })
+      .Case([&](GroupedMatmulOp matmul) {
+        llvm::json::Array operandNames{"rows", "weights", "offsets"};
+        appendScaleAndBiasNames(matmul, operandNames);
+        attrs["operand_names"] = std::move(operandNames);
+        attrs["quantization"] = describeQuantization(matmul.getQuantization());
+      })
+      .Case([&](QuantizeOp quantize) {
+        attrs["quantization"] =
+            describeQuantization(quantize.getQuantization());
+      })
+      .Case([&](ActivationOp activation) {
+        attrs["kind"] = stringifyActivationKind(activation.getKind()).str();
+        attrs["gate_up_interleaved"] = activation.getGateUpInterleaved();
+        attrs["alpha"] = optionalDouble(activation.getAlpha());
+        attrs["limit"] = optionalDouble(activation.getLimit());
+      })
+      .Case([&](UnpermuteOp unpermute) {
+        attrs["k"] = unpermute.getResult().getType().getDimSize(1);
+      })
+      .Case([&](CombineOp combine) {
+        attrs["routed_scaling_factor"] =
+            optionalDouble(combine.getRoutedScalingFactor());
+      });
+  return attrs;
+}
+
 /// Serializes the entry function as a list of moe ops over named values.
 static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
   llvm::DenseMap<Value, std::string> names;
@@ -608,83 +695,7 @@ static FailureOr<llvm::json::Object> describeGraph(func::FuncOp function) {
       op.emitError("--check supports functions made of moe ops only");
       return failure();
     }
-    llvm::json::Object attrs;
-    TypeSwitch<Operation *>(&op)
-        .Case([&](TopkOp topk) { describeTopkAttributes(topk, attrs); })
-        .Case([&](PermuteOp permute) {
-          attrs["num_experts"] = permute.getNumExperts();
-        })
-        .Case([&](RouteOp route) {
-          describeTopkAttributes(route, attrs);
-          attrs["has_gate_bias"] = static_cast<bool>(route.getGateBias());
-          attrs["has_score_bias"] = static_cast<bool>(route.getScoreBias());
-        })
-        .Case([&](SortOp sort) { attrs["num_experts"] = sort.getNumExperts(); })
-        .Case([&](AddSharedExpertsOp shared) {
-          attrs["num_experts"] = shared.getNumExperts();
-          attrs["num_shared"] = shared.getNumShared();
-        })
-        .Case([&](SharedExpertRoutingOp shared) {
-          attrs["num_shared"] = shared.getNumShared();
-        })
-        .Case([&](AlignOp align) {
-          attrs["num_experts"] = align.getNumExperts();
-          attrs["block_m"] = align.getBlockM();
-        })
-        .Case([&](ExpertMatmulOp matmul) {
-          // Which operand is which: the optional ones may be absent.
-          llvm::json::Array operandNames{"input", "weights"};
-          for (auto [name, value] :
-               {std::pair<StringRef, Value>{"slots", matmul.getSlots()},
-                {"offsets", matmul.getOffsets()},
-                {"block_experts", matmul.getBlockExperts()},
-                {"num_padded", matmul.getNumPadded()},
-                {"routing_weights", matmul.getRoutingWeights()},
-                {"accumulate", matmul.getAccumulate()}})
-            if (value)
-              operandNames.push_back(name);
-          appendScaleAndBiasNames(matmul, operandNames);
-          attrs["operand_names"] = std::move(operandNames);
-          attrs["quantization"] =
-              describeQuantization(matmul.getQuantization());
-          attrs["k"] = matmul.getK();
-          attrs["gather"] = matmul.getGather();
-          attrs["unpermute"] = matmul.getUnpermute();
-          std::optional<ActivationKind> kind = matmul.getActivation();
-          attrs["activation"] =
-              kind ? llvm::json::Value(stringifyActivationKind(*kind).str())
-                   : llvm::json::Value(nullptr);
-          attrs["gate_up_interleaved"] = matmul.getGateUpInterleaved();
-          attrs["alpha"] = optionalDouble(matmul.getAlpha());
-          attrs["limit"] = optionalDouble(matmul.getLimit());
-          attrs["routed_scaling_factor"] =
-              optionalDouble(matmul.getRoutedScalingFactor());
-          attrs["block_m"] = matmul.getBlockM();
-        })
-        .Case([&](GroupedMatmulOp matmul) {
-          llvm::json::Array operandNames{"rows", "weights", "offsets"};
-          appendScaleAndBiasNames(matmul, operandNames);
-          attrs["operand_names"] = std::move(operandNames);
-          attrs["quantization"] =
-              describeQuantization(matmul.getQuantization());
-        })
-        .Case([&](QuantizeOp quantize) {
-          attrs["quantization"] =
-              describeQuantization(quantize.getQuantization());
-        })
-        .Case([&](ActivationOp activation) {
-          attrs["kind"] = stringifyActivationKind(activation.getKind()).str();
-          attrs["gate_up_interleaved"] = activation.getGateUpInterleaved();
-          attrs["alpha"] = optionalDouble(activation.getAlpha());
-          attrs["limit"] = optionalDouble(activation.getLimit());
-        })
-        .Case([&](UnpermuteOp unpermute) {
-          attrs["k"] = unpermute.getResult().getType().getDimSize(1);
-        })
-        .Case([&](CombineOp combine) {
-          attrs["routed_scaling_factor"] =
-              optionalDouble(combine.getRoutedScalingFactor());
-        });
+    llvm::json::Object attrs = describeAttributes(&op);
     llvm::json::Array operands, results;
     for (Value operand : op.getOperands())
       operands.push_back(names.lookup(operand));
