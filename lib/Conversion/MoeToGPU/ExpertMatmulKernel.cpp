@@ -88,7 +88,7 @@ private:
 struct SharedTiles {
   /// The dynamic shared memory and the shift that aligns it to 1024 bytes,
   /// and, in a cluster, the same memory as a pointer.
-  StageMemory memory;
+  hopper::StageMemory memory;
   Value pointer;
   MemRefType tileAType, tileBType, boxType;
 };

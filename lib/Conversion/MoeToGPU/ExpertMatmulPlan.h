@@ -263,16 +263,6 @@ struct TileValues {
   Value weightsRow;
 };
 
-/// The kernel's dynamic shared memory (bytes) and the shift that aligns it
-/// to the swizzle.
-struct StageMemory {
-  Value bytes, shift;
-  /// The tile of type `type` in stage `stage`: at byte `offset` of stage 0,
-  /// `stride` bytes from one stage to the next.
-  Value view(OpBuilder &b, Location loc, MemRefType type, Value stage,
-             int64_t offset, int64_t stride) const;
-};
-
 /// Creates an scf.if without else on `condition` and builds `body` in it.
 void buildIfThen(OpBuilder &b, Location loc, Value condition,
                  function_ref<void()> body);

@@ -17,17 +17,6 @@ using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::expert_matmul;
 
-Value StageMemory::view(OpBuilder &b, Location loc, MemRefType type,
-                        Value stage, int64_t offset, int64_t stride) const {
-  auto index = [&](int64_t value) {
-    return arith::ConstantIndexOp::create(b, loc, value);
-  };
-  Value at = arith::AddIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, shift, index(offset)),
-      arith::MulIOp::create(b, loc, stage, index(stride)));
-  return memref::ViewOp::create(b, loc, type, bytes, at, ValueRange{});
-}
-
 void mlir::moe::expert_matmul::buildIfThen(OpBuilder &b, Location loc,
                                            Value condition,
                                            function_ref<void()> body) {

@@ -23,6 +23,17 @@ constexpr uint64_t kDescriptorBits =
 constexpr int64_t kTileRowBytes = 128, kDescriptorUnit = 16;
 } // namespace
 
+Value StageMemory::view(OpBuilder &b, Location loc, MemRefType type,
+                        Value stage, int64_t offset, int64_t stride) const {
+  auto index = [&](int64_t value) {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  };
+  Value at = arith::AddIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, shift, index(offset)),
+      arith::MulIOp::create(b, loc, stage, index(stride)));
+  return memref::ViewOp::create(b, loc, type, bytes, at, ValueRange{});
+}
+
 Value HopperEmitter::index(int64_t value) {
   return arith::ConstantIndexOp::create(b, loc, value);
 }

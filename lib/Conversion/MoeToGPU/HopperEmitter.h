@@ -23,6 +23,16 @@ namespace mlir::moe::hopper {
 /// Bytes of K one wgmma consumes: k16 of bf16, k32 of e4m3 or s8.
 inline constexpr int64_t kWgmmaKBytes = 32;
 
+/// The kernel's dynamic shared memory (bytes) and the shift that aligns it
+/// to the swizzle.
+struct StageMemory {
+  Value bytes, shift;
+  /// The tile of type `type` in stage `stage`: at byte `offset` of stage 0,
+  /// `stride` bytes from one stage to the next.
+  Value view(OpBuilder &b, Location loc, MemRefType type, Value stage,
+             int64_t offset, int64_t stride) const;
+};
+
 /// The m64nNk16 accumulator fragment of a warpgroup: thread t holds, for
 /// every 8-column group g, rows 16·(t/32 mod 4) + (t%32)/4 (+8: the second
 /// row half) and columns 8g + 2·(t%4) (+1: the second of the pair).

@@ -17,15 +17,6 @@ using namespace mlir::moe::expert_matmul;
 /// wgmma_a_4bit order, and its 16-byte chunks.
 static constexpr int64_t kPackedTileBytes = 2048, kChunksPerPackedTile = 128;
 
-Value WeightOnlyStageEmitter::index(int64_t value) {
-  return arith::ConstantIndexOp::create(b, loc, value);
-}
-
-Value WeightOnlyStageEmitter::i32(int64_t value) {
-  return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value))
-      .getResult();
-}
-
 static MemRefType sharedMemRef(OpBuilder &b, ArrayRef<int64_t> shape,
                                Type element) {
   auto workgroup =

@@ -17,18 +17,20 @@
 
 #include "ExpertMatmulTile.h"
 #include "HopperEmitter.h"
+#include "KernelEmitter.h"
 
 namespace mlir::moe::expert_matmul {
 
 /// Builds a weight-only kernel's stage work at `b`'s insertion point. `plan`
 /// must be called once, before the K loop, by every thread that loads.
-class WeightOnlyStageEmitter {
+class WeightOnlyStageEmitter : KernelEmitter {
 public:
   WeightOnlyStageEmitter(OpBuilder &b, Location loc,
                          const ExpertMatmulPlan &config, const TileValues &tile,
-                         ExpertTileEmitter &moe, const StageMemory &memory)
-      : b(b), loc(loc), config(config), tile(tile), moe(moe), memory(memory),
-        hopper(b, loc) {}
+                         ExpertTileEmitter &moe,
+                         const hopper::StageMemory &memory)
+      : KernelEmitter{b, loc}, config(config), tile(tile), moe(moe),
+        memory(memory), hopper(b, loc) {}
 
   /// Plans the chunks of stored codes thread `tid` copies at every stage,
   /// and the values it decodes from them.
@@ -49,8 +51,6 @@ public:
   void dequantize(Value stage, ArrayRef<Value> scales);
 
 private:
-  Value index(int64_t value);
-  Value i32(int64_t value);
   /// Codes in rows: the chunks of the tile's weight rows, thread `tid`'s
   /// of every `threads`.
   void planRowChunks(Value tid);
@@ -87,12 +87,10 @@ private:
   /// The scale groups of 64 of K in one stage: two for groups of 32.
   int64_t groupsPerStage() const { return config.group == 32 ? 2 : 1; }
 
-  OpBuilder &b;
-  Location loc;
   const ExpertMatmulPlan &config;
   const TileValues &tile;
   ExpertTileEmitter &moe;
-  const StageMemory &memory;
+  const hopper::StageMemory &memory;
   hopper::HopperEmitter hopper;
 
   /// Chunks of stored codes: tile row, byte column, source row of the
