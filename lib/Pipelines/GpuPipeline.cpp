@@ -32,6 +32,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.swappedWeightLoad = options.swappedWeightLoad;
   configureOptions.weightOnlyRegisters = options.weightOnlyRegisters;
   configureOptions.fp8FastAccumulation = options.fp8FastAccumulation;
+  configureOptions.w8a8SwapAb = options.w8a8SwapAb;
   configureOptions.numTokens = options.numTokens;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));

@@ -149,6 +149,13 @@ llvm::cl::opt<bool> fp8FastAccumulation(
                    "(fewer mantissa bits than f32; tiles up to 256 wide) "
                    "instead of promoting them every stage"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> w8a8SwapAB(
+    "w8a8-swap-ab",
+    llvm::cl::desc("w8a8 GEMMs that promote nothing (int8, fp8 with "
+                   "--fp8-fast-accumulation) take swapped slot blocks of 16 "
+                   "or 32 rows at decode, as bf16 ones do (opt-in until "
+                   "measured)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> vectorizedQuantize(
     "vectorized-quantize",
     llvm::cl::desc("moe.quantize kernels read 8 columns per lane in 16-byte "
@@ -331,6 +338,7 @@ int main(int argc, char **argv) {
   options.weightOnlyRegisters = weightOnlyRegisters;
   options.fp8FastAccumulation = fp8FastAccumulation;
   options.vectorizedQuantize = vectorizedQuantize;
+  options.w8a8SwapAB = w8a8SwapAB;
   options.sharedExperts = sharedExperts;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.dependentLaunch = dependentLaunch;

@@ -1930,16 +1930,19 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
            << ": codes packed as wgmma_a_4bit are read with gate and up "
               "rows in halves, by threads that share each 64-row group's "
               "128 chunks evenly";
-  bool built = config.swapAB
-                   ? (config.blockM == 16 || config.blockM == 32) &&
-                         !config.isW8A8() && config.swappedWarpgroups <= 2
-                   : config.blockM == 64 || config.blockM == 128;
+  // Swapped w8a8 is built where nothing is promoted (int8, fp8 with
+  // fast_accumulation): the sums are transposed once, after the K loop.
+  bool built = config.swapAB ? (config.blockM == 16 || config.blockM == 32) &&
+                                   !config.promotesEachStage() &&
+                                   config.swappedWarpgroups <= 2
+                             : config.blockM == 64 || config.blockM == 128;
   if (!built)
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": slot blocks of 64 or 128 rows, or with swapped operands of "
-              "16 or 32 rows of bf16 or weight-only weights over one or two "
-              "warpgroups";
+              "16 or 32 rows over one or two warpgroups (bf16, weight-only, "
+              "or w8a8 sums without promotion: int8, or fp8 with "
+              "fast_accumulation)";
   if (config.copiesWeights &&
       (config.format != QuantFormat::None || config.warpSpecialized))
     return op.emitRemark()

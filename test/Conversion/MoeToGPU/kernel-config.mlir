@@ -592,7 +592,7 @@ func.func @split_k_of_steps(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blo
 // CHECK-LABEL: func.func @swapped_24_rows
 // CHECK-NOT: gpu.module
 func.func @swapped_24_rows(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 24, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>: slot blocks of 64 or 128 rows, or with swapped operands of 16 or 32 rows of bf16}}
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 24, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>: slot blocks of 64 or 128 rows, or with swapped operands of 16 or 32 rows over one or two warpgroups}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 24 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 24, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
@@ -689,4 +689,36 @@ func.func @fast_accumulation_warp_specialized(%x: tensor<?x512xf8E4M3FN>, %sorte
       {gather, k = 2 : i64, block_m = 128 : i64, quantization = #moe.quant<fp8, scales = per_token_channel>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 128, stages = 3, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, fast_accumulation = true>}
       : tensor<?x512xf8E4M3FN>, tensor<8x256x512xf8E4M3FN> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Swapped int8 at decode: the tile's 128 weight rows are the wgmma's A
+// operand, two m64n16 fragments of s32 sums against the 16 slot rows; after
+// the K loop the sums are transposed once through shared memory (i32) into
+// the fragment the per-token x per-channel epilogue reads.
+// CHECK-LABEL: func.func @swapped_int8
+// CHECK: gpu.func @expert_matmul
+// CHECK: nvvm.wgmma.mma_async {{.*}}<m = 64, n = 16, k = 32>, D[<s32>, <one>], A[<s8>, <one>, <row>], B[<s8>, <one>, <col>]
+// CHECK: memref.view {{.*}} to memref<16x132xi32, #gpu.address_space<workgroup>>
+// CHECK: arith.sitofp
+// PTX: .entry expert_matmul(
+// PTX: wgmma.mma_async.sync.aligned.m64n16k32.s32.s8.s8
+func.func @swapped_int8(%x: tensor<?x512xi8>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xi8>, %xs: tensor<?xf32>, %ws: tensor<8x256xf32>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) input_scales(%xs : tensor<?xf32>) weight_scales(%ws : tensor<8x256xf32>)
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>, quantization = #moe.quant<int8, scales = per_token_channel>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1, swap_ab = true>}
+      : tensor<?x512xi8>, tensor<8x256x512xi8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// fp8 sums promoted every stage keep their unswapped kernels: a swapped
+// one would promote the transposed fragments.
+func.func @swapped_promoting(%x: tensor<?x512xf8E4M3FN>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xf8E4M3FN>, %xs: tensor<?xf32>, %ws: tensor<8x256xf32>) -> tensor<?x128xbf16> {
+  // expected-remark @+1 {{or w8a8 sums without promotion: int8, or fp8 with fast_accumulation)}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) input_scales(%xs : tensor<?xf32>) weight_scales(%ws : tensor<8x256xf32>)
+      {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>, quantization = #moe.quant<fp8, scales = per_token_channel>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1, swap_ab = true>}
+      : tensor<?x512xf8E4M3FN>, tensor<8x256x512xf8E4M3FN> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
 }

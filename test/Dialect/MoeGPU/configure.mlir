@@ -18,6 +18,15 @@
 // the promotion and their configuration.
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fp8-fast-accumulation" | FileCheck %s --check-prefix=FP8-FAST
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fp8-fast-accumulation" | FileCheck %s --check-prefix=FP8-PREFILL
+// With w8a8-swap-ab, fp8 that promotes nothing (fp8-fast-accumulation)
+// takes swapped 16-row blocks at decode, its weights by TMA; promoted fp8
+// keeps 64-row blocks.
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 w8a8-swap-ab fp8-fast-accumulation" | FileCheck %s --check-prefix=W8A8-SWAP
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 w8a8-swap-ab" | FileCheck %s --check-prefix=W8A8-PROMOTED
+// W8A8-SWAP: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, fast_accumulation = true>
+// W8A8-SWAP: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, fast_accumulation = true>
+// W8A8-PROMOTED: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1>
+// W8A8-PROMOTED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1>
 // FP8-FAST: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true>
 // FP8-FAST: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true>
 // With warp-specialize: bf16 and w8a8 matmuls of 128-row blocks get a

@@ -215,6 +215,8 @@ struct ConfigureOptions {
   /// fp8 matmuls with per-channel or per-tensor scales keep their sums in
   /// the wgmma's accumulator (`fast_accumulation`).
   bool fp8FastAccumulation = false;
+  /// w8a8 schedules that promote nothing take swapped slot blocks.
+  bool w8a8SwapAB = false;
   /// M where the gathered input's rows are dynamic.
   int64_t numTokens = 0;
   /// Streaming multiprocessors of the target, for the waves of a grid.
@@ -277,9 +279,15 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   // of 128 weight rows (3.8), which also leave 5 stages room (3 in flight).
   // Weight-only codes are copied by cp.async whatever the load of bf16
   // weights (`tma` in the attribute).
-  WeightLoad weightLoad = warpgroups > 1 && !facts.isWeightOnly()
+  // w8a8 weights come by TMA: cp.async copies are built for bf16.
+  WeightLoad weightLoad = warpgroups > 1 && facts.format == QuantFormat::None
                               ? options.swappedWeightLoad
                               : WeightLoad::Tma;
+  // As in chooseKernelConfig: a swapped fp8 kernel is built only with it
+  // (nothing to promote), and it leaves no partial beside the sums.
+  facts.fastAccumulation = options.fp8FastAccumulation &&
+                           facts.format == QuantFormat::Fp8 &&
+                           !facts.blockScales;
   int64_t splitK = chooseSplitK(facts);
   int64_t blockN = std::max(chooseBlockN(facts, options.blockN),
                             kWarpgroupRows * warpgroups);
@@ -305,7 +313,7 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       blockN, facts.blockK(), stages, warpgroups,
       /*producer_warpgroups=*/0, /*producer_registers=*/0,
       /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
-      groupM, /*swap_ab=*/true, weightLoad, /*fast_accumulation=*/false);
+      groupM, /*swap_ab=*/true, weightLoad, facts.fastAccumulation);
 }
 
 /// What the block-height policy reads of a bf16 or weight-only schedule: an
@@ -345,14 +353,26 @@ bool isScheduleOfSharedExperts(ExpertMatmulOp op) {
 
 /// The expert rows of `schedule`, or nothing unless every matmul is bf16,
 /// or every one weight-only, with a tile, and the schedule has assignments.
+/// Whether w8a8 matmul `facts` sums without promotion (int8, or fp8 with
+/// `fp8-fast-accumulation` and no block scales), so that its sums can be
+/// transposed once after the K loop of a swapped kernel.
+bool promotesNothing(const MatmulFacts &facts,
+                     const ConfigureOptions &options) {
+  return facts.format == QuantFormat::Int8 ||
+         (facts.format == QuantFormat::Fp8 && options.fp8FastAccumulation &&
+          !facts.blockScales);
+}
+
 std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
-                                        int64_t numTokens) {
+                                        const ConfigureOptions &options) {
+  int64_t numTokens = options.numTokens;
   ExpertRows result;
   int64_t assignments = 0, experts = 0;
   bool anyBf16 = false;
   for (ExpertMatmulOp op : schedule) {
     MatmulFacts facts = MatmulFacts::of(op);
-    if (facts.isW8A8() || !facts.tile)
+    if (!facts.tile || (facts.isW8A8() && !(options.w8a8SwapAB &&
+                                            promotesNothing(facts, options))))
       return std::nullopt;
     anyBf16 |= facts.format == QuantFormat::None;
     result.bf16 &= facts.format == QuantFormat::None;
@@ -737,6 +757,7 @@ struct MoeGpuConfigurePass
     options.swappedWeightLoad = swappedLoad;
     options.weightOnlyRegisters = weightOnlyRegisters;
     options.fp8FastAccumulation = fp8FastAccumulation;
+    options.w8a8SwapAB = w8a8SwapAb;
     options.numTokens = numTokens;
     options.numSMs = numSMs;
     options.persistentMaxRows = persistentMaxRows;
@@ -811,7 +832,7 @@ struct MoeGpuConfigurePass
         bySchedule[op.getSlots()].push_back(op);
     });
     for (auto &[slots, schedule] : bySchedule) {
-      std::optional<ExpertRows> rows = getExpertRows(schedule, numTokens);
+      std::optional<ExpertRows> rows = getExpertRows(schedule, options);
       int64_t blockM = chooseBlockM(schedule, rows, options);
       // The other policies that read the rows were measured on bf16.
       if (rows && !rows->bf16)

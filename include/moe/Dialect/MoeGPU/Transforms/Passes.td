@@ -144,6 +144,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     above (128-row blocks, the wave split, the persistent schedule) do not
     apply to weight-only or w8a8 matmuls.
 
+    With `w8a8-swap-ab` (opt-in, not yet measured), a w8a8 schedule whose
+    matmuls promote nothing (int8, and fp8 with `fp8-fast-accumulation`)
+    takes swapped slot blocks by the weight-only rule: 16 rows, 32 only
+    for short gated streams. Its weights come by TMA (`weight_load = tma`),
+    and the swapped fp8 matmuls get `fast_accumulation`. Promoted fp8 keeps
+    its 64-row blocks.
+
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
     neither a tile, an aligned schedule nor a configuration is left alone.
@@ -207,6 +214,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "over all of K (fewer mantissa bits than f32) instead of being "
            "promoted every stage, and their tiles may be 256 columns wide. "
            "Block-scaled fp8 keeps the promotion">,
+    Option<"w8a8SwapAb", "w8a8-swap-ab", "bool", /*default=*/"false",
+           "Give w8a8 schedules whose matmuls promote nothing (int8, and "
+           "fp8 with fp8-fast-accumulation) swapped slot blocks of 16 or 32 "
+           "rows at decode, as bf16 ones get (weights by TMA)">,
     Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
            "Token count M of an input with a dynamic token dimension, for "
            "the rows per expert (M·k/E) that swap-ab reads (moe-tile's "
