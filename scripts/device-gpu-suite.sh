@@ -36,12 +36,14 @@
 #                     blocks against the bf16 layer)
 # check = sanitize sanitize-quantized check-bf16 check-w8a8 check-weight-only
 #         check-package check-ep
-# bench-fp8-triton    the w8a8 blocks (bench-quantized --kinds w8a8) with     ? (not yet run)
+# bench-fp8-triton    the w8a8 blocks (bench-quantized --kinds w8a8) with     ~7 min
 #                     the fp8 Triton fused_moe baseline
 #                     (bench/triton_fused_moe_fp8.py, 48-config sweep) beside
 #                     the fp8 blocks with block and per-token x per-channel
 #                     scales; its ~190 kernels compile on first use
 # bench = bench-bf16 bench-quantized;  all = check bench
+# bench-fp8-triton: ~7 min on an H200 (2026-12-05, one device call, the
+# Triton kernels compiled on first use in it).
 # bench-bf16: measured on an H200 (2026-12-01) without our layers
 # (--baselines-only): 51 s, 42 s of it the Triton sweeps, their kernels
 # from Triton's cache; compiling them (in parallel, on a fresh machine)
