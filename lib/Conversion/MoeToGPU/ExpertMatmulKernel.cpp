@@ -1894,7 +1894,8 @@ static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
 
 /// The slot block of `kernelConfig` (the aligned schedule's, as the
 /// dialect verifies) into `config`: 64 or 128 rows, or with swapped
-/// operands (bf16 or weight-only) 16 or 32 over one or two warpgroups; and
+/// operands (bf16, weight-only, or w8a8 without promotion) 16 or 32 over
+/// one or two warpgroups; and
 /// the weight load. A remark otherwise.
 static LogicalResult applySlotBlock(ExpertMatmulOp op,
                                     moe_gpu::KernelConfigAttr kernelConfig,

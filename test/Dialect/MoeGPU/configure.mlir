@@ -446,3 +446,24 @@ func.func @mixed_formats(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offset
       : tensor<?x128xbf16>, tensor<8x512x128xbf16> -> tensor<?x512xbf16>
   return %o : tensor<?x512xbf16>
 }
+
+// -----
+
+// With w8a8-swap-ab, int8 promotes nothing: at 64 tokens (16 rows per expert
+// on average, 24 at mean + 2 sd) an ungated int8 matmul takes 32 swapped
+// rows over two warpgroups, its weights by TMA (the default
+// swapped-weight-load, cp_async, is built for bf16 only); without the
+// option it keeps 64 unswapped rows.
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=64 w8a8-swap-ab" | FileCheck %s --check-prefix=INT8-SWAP
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=64" | FileCheck %s --check-prefix=INT8-UNSWAPPED
+// INT8-SWAP-LABEL: func.func @int8_ungated
+// INT8-SWAP: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 32, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 1, swap_ab = true>
+// INT8-UNSWAPPED-LABEL: func.func @int8_ungated
+// INT8-UNSWAPPED: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1, group_m = 1>
+func.func @int8_ungated(%x: tensor<?x512xi8>, %xs: tensor<?xf32>, %source: tensor<?xi32>, %offsets: tensor<9xi32>, %w: tensor<8x256x512xi8>, %ws: tensor<8x256xf32>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%source : tensor<?xi32>) offsets(%offsets : tensor<9xi32>)
+      input_scales(%xs : tensor<?xf32>) weight_scales(%ws : tensor<8x256xf32>)
+      {gather, k = 2 : i64, quantization = #moe.quant<int8, scales = per_token_channel>, tile = #moe.tile<block_m = 8, block_n = 128, block_k = 128, stages = 2, split_k = 1, swap_ab = true, group_m = 1>}
+      : tensor<?x512xi8>, tensor<8x256x512xi8> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}

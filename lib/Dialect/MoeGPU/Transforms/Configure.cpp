@@ -146,8 +146,8 @@ int64_t chooseSplitK(const MatmulFacts &facts) {
   if (!facts.combine || !facts.tile)
     return 1;
   int64_t split = largestSplit(facts.totalSteps(), facts.tile.getSplitK());
-  // The kernel has no swapped-operand form; where the tile asked for one
-  // (few rows per expert), a K split spreads the weight stream instead.
+  // Where the tile asked for swapped operands (few rows per expert), a K
+  // split spreads the weight stream over more blocks.
   if (split == 1 && facts.tile.getSwapAb())
     split = largestSplit(facts.totalSteps(),
                          std::min(kMaxDecodeSplitK,
@@ -316,15 +316,16 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       groupM, /*swap_ab=*/true, weightLoad, facts.fastAccumulation);
 }
 
-/// What the block-height policy reads of a bf16 or weight-only schedule: an
+/// What the block-height policy reads of a bf16, weight-only or (with
+/// `w8a8-swap-ab`) unpromoted w8a8 schedule: an
 /// expert's rows at their mean plus two binomial standard deviations (mean
 /// M·k/E; M: the gathered input's rows, or `numTokens` where they are
 /// dynamic), and whether every tile asked for swapped operands.
 struct ExpertRows {
   bool swapAsked = true;
-  /// Every matmul is bf16; else weight-only, which takes swapped slot
-  /// blocks from these rows and no other policy built on them (those were
-  /// measured on bf16 only).
+  /// Every matmul is bf16; else weight-only or w8a8, which take swapped
+  /// slot blocks from these rows and no other policy built on them (those
+  /// were measured on bf16 only).
   bool bf16 = true;
   int64_t assignments = 0, experts = 0;
   /// Every expert holds every token (a schedule of shared experts alone,
@@ -351,8 +352,6 @@ bool isScheduleOfSharedExperts(ExpertMatmulOp op) {
   return ids && ids.getDefiningOp<moe::SharedExpertRoutingOp>();
 }
 
-/// The expert rows of `schedule`, or nothing unless every matmul is bf16,
-/// or every one weight-only, with a tile, and the schedule has assignments.
 /// Whether w8a8 matmul `facts` sums without promotion (int8, or fp8 with
 /// `fp8-fast-accumulation` and no block scales), so that its sums can be
 /// transposed once after the K loop of a swapped kernel.
@@ -363,6 +362,9 @@ bool promotesNothing(const MatmulFacts &facts,
           !facts.blockScales);
 }
 
+/// The expert rows of `schedule`, or nothing unless every matmul is bf16,
+/// or every one weight-only or (with `w8a8-swap-ab`) unpromoted w8a8, with
+/// a tile, and the schedule has assignments.
 std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
                                         const ConfigureOptions &options) {
   int64_t numTokens = options.numTokens;
@@ -653,11 +655,14 @@ KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
 }
 
 /// Whether every gated matmul of `schedule` streams weight rows of at most
-/// kShortStreamRowBytes of bf16 K.
+/// kShortStreamRowBytes of K (bf16 for weight-only, as dequantized).
 bool hasShortGatedStreams(ArrayRef<ExpertMatmulOp> schedule) {
   return llvm::all_of(schedule, [](ExpertMatmulOp op) {
+    // Weight-only rows count as the bf16 they become, w8a8 as stored.
+    MatmulFacts facts = MatmulFacts::of(op);
+    int64_t elementBytes = facts.isW8A8() ? 1 : 2;
     return !op.getActivation() ||
-           MatmulFacts::of(op).inFeatures * 2 <= kShortStreamRowBytes;
+           facts.inFeatures * elementBytes <= kShortStreamRowBytes;
   });
 }
 
