@@ -216,13 +216,24 @@ static Value boundedRows(OpBuilder &b, Location loc, Value input,
   return arith::MinUIOp::create(b, loc, rows, padded);
 }
 
-void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
-                                std::optional<int64_t> slotPadding) {
+/// The per-tensor amax kernel's body, shared by both forms: a warp walks
+/// its rows (skipping an aligned schedule's padding slots when
+/// `slotPadding`), `laneAmax(row, amax)` folds a row into the lane's running
+/// amax, and the warp's max goes into the word by one atomic. `warpAndLane`
+/// sets the form up on `input` and returns the thread's warp and lane.
+static void
+buildAmaxBody(OpBuilder &b, Location loc, gpu::GPUFuncOp func,
+              std::optional<int64_t> slotPadding,
+              function_ref<std::pair<Value, Value>(Value input)> warpAndLane,
+              function_ref<Value(Value row, Value amax)> laneAmax) {
+  auto index = [&](int64_t value) -> Value {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  };
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
-  input = entry.getArgument(0);
-  amaxWord = entry.getArgument(1);
-  Value warp = warpOfThread();
+  Value input = entry.getArgument(0);
+  Value amaxWord = entry.getArgument(1);
+  auto [warp, lane] = warpAndLane(input);
   Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
   Value gridBlocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
   Value firstRow = arith::AddIOp::create(
@@ -242,11 +253,10 @@ void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
   // A warp walks rows firstRow, firstRow + rowStep, ... so that the grid
   // stays small and there is one atomic per warp.
   auto rowLoop = scf::ForOp::create(
-      b, loc, firstRow, rows, rowStep, ValueRange{f32(0)},
-      [&](OpBuilder &, Location, Value rowIndex, ValueRange args) {
-        row = rowIndex;
+      b, loc, firstRow, rows, rowStep, ValueRange{f32Constant(b, loc, 0)},
+      [&](OpBuilder &, Location, Value row, ValueRange args) {
         if (!slotPadding) {
-          scf::YieldOp::create(b, loc, rowLaneAmax(args[0]));
+          scf::YieldOp::create(b, loc, laneAmax(row, args[0]));
           return;
         }
         Value assignment = arith::IndexCastOp::create(
@@ -257,7 +267,7 @@ void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
         auto ifOp = scf::IfOp::create(
             b, loc, scheduled,
             [&](OpBuilder &, Location) {
-              scf::YieldOp::create(b, loc, rowLaneAmax(args[0]));
+              scf::YieldOp::create(b, loc, laneAmax(row, args[0]));
             },
             [&](OpBuilder &, Location) {
               scf::YieldOp::create(b, loc, args[0]);
@@ -274,6 +284,21 @@ void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
                               amaxWord, ValueRange{index(0)});
   b.setInsertionPointToEnd(&entry);
   gpu::ReturnOp::create(b, loc);
+}
+
+void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
+                                std::optional<int64_t> slotPadding) {
+  buildAmaxBody(
+      b, loc, func, slotPadding,
+      [&](Value in) -> std::pair<Value, Value> {
+        input = in;
+        Value warp = warpOfThread();
+        return {warp, lane};
+      },
+      [&](Value rowIndex, Value amax) {
+        row = rowIndex;
+        return rowLaneAmax(amax);
+      });
 }
 
 void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
@@ -588,57 +613,17 @@ void VectorQuantizeBuilder::quantizeBlocks(Value firstSpan, int64_t spans,
 
 void VectorQuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
                                       std::optional<int64_t> slotPadding) {
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
-  input = entry.getArgument(0);
-  Value amaxWord = entry.getArgument(1);
-  Value warp = warpOfThread();
-  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value gridBlocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-  Value firstRow = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, block, index(kRowsPerBlock)), warp);
-  Value rowStep =
-      arith::MulIOp::create(b, loc, gridBlocks, index(kRowsPerBlock));
-  Value slots, assignments;
-  if (slotPadding) {
-    slots = entry.getArgument(3);
-    assignments = arith::SubIOp::create(
-        b, loc, memref::DimOp::create(b, loc, slots, 0), index(*slotPadding));
-  }
-  Value rows =
-      boundedRows(b, loc, input, slotPadding ? entry.getArgument(2) : Value());
-  auto rowLoop = scf::ForOp::create(
-      b, loc, firstRow, rows, rowStep, ValueRange{f32(0)},
-      [&](OpBuilder &, Location, Value rowIndex, ValueRange args) {
+  buildAmaxBody(
+      b, loc, func, slotPadding,
+      [&](Value in) -> std::pair<Value, Value> {
+        input = in;
+        Value warp = warpOfThread();
+        return {warp, lane};
+      },
+      [&](Value rowIndex, Value amax) -> Value {
         row = rowIndex;
-        auto rowMax = [&] {
-          return arith::MaxNumFOp::create(b, loc, args[0], rowLaneAmax());
-        };
-        if (!slotPadding) {
-          scf::YieldOp::create(b, loc, rowMax().getResult());
-          return;
-        }
-        // Slots holding the sentinel M·k are padding, never written.
-        Value assignment =
-            toIndex(memref::LoadOp::create(b, loc, slots, ValueRange{row}));
-        auto ifOp = scf::IfOp::create(
-            b, loc, cmp(arith::CmpIPredicate::ult, assignment, assignments),
-            [&](OpBuilder &, Location) {
-              scf::YieldOp::create(b, loc, rowMax().getResult());
-            },
-            [&](OpBuilder &, Location) {
-              scf::YieldOp::create(b, loc, args[0]);
-            });
-        scf::YieldOp::create(b, loc, ifOp.getResult(0));
+        return arith::MaxNumFOp::create(b, loc, amax, rowLaneAmax());
       });
-  Value amax = butterflyMax(b, loc, rowLoop.getResult(0));
-  ifThen(cmp(arith::CmpIPredicate::eq, lane, index(0)), [&] {
-    Value bits = arith::BitcastOp::create(b, loc, b.getI32Type(), amax);
-    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::maxs, bits,
-                                amaxWord, ValueRange{index(0)});
-  });
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
 }
 
 void VectorQuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
