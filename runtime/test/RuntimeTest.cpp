@@ -56,6 +56,42 @@ template <typename Launch> bool doublesBuffer(Launch launch) {
   cuMemFree(buffer);
   return ok;
 }
+/// A launcher over `image` reports the device's SM count, refuses a null
+/// pointer and keeps its first failure; another refuses a misaligned
+/// tensor.
+void checkLauncher(const std::vector<char> &image, CUstream stream) {
+  // The SM count a persistent kernel's grid is sized by; a launcher that
+  // has failed reports 1 (the launch it sizes is then skipped).
+  const char *names[] = {"scale"};
+  moe_rt_program program{image.data(), image.size(), names, 1};
+  moe_rt_launcher launcher = moe_rt_launcher_begin(&program, stream);
+  CUdevice device;
+  int expected = 0;
+  if (cuCtxGetDevice(&device) == CUDA_SUCCESS)
+    cuDeviceGetAttribute(&expected, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                         device);
+  check(expected > 0 &&
+            moe_rt_launcher_multiprocessor_count(&launcher) == expected,
+        "the launcher reports the device's SM count");
+  moe_rt_launcher_require_pointer(&launcher, nullptr, "a null pointer");
+  check(moe_rt_launcher_multiprocessor_count(&launcher) == 1 &&
+            moe_rt_launcher_end(&launcher) == MOE_RT_ERROR_INVALID_ARGUMENT,
+        "a failed launcher reports 1 SM and keeps its first failure");
+
+  // Tensors must be 16-byte aligned: a pointer 8 bytes past an
+  // allocation's start fails the call before anything is launched.
+  moe_rt_launcher tensors = moe_rt_launcher_begin(&program, stream);
+  CUdeviceptr rows;
+  check(cuMemAlloc(&rows, 64) == CUDA_SUCCESS, "a tensor allocates");
+  moe_rt_launcher_require_tensor(&tensors, reinterpret_cast<void *>(rows),
+                                 "an aligned tensor");
+  check(tensors.status == MOE_RT_SUCCESS, "an aligned tensor passes");
+  moe_rt_launcher_require_tensor(&tensors, reinterpret_cast<void *>(rows + 8),
+                                 "a misaligned tensor");
+  check(moe_rt_launcher_end(&tensors) == MOE_RT_ERROR_INVALID_ARGUMENT,
+        "a tensor 8 bytes off 16-byte alignment fails the call");
+  cuMemFree(rows);
+}
 } // namespace
 
 int main(int argc, char **argv) {
@@ -133,38 +169,7 @@ int main(int argc, char **argv) {
           "an empty grid launches nothing and succeeds");
   }
 
-  {
-    // The SM count a persistent kernel's grid is sized by; a launcher that
-    // has failed reports 1 (the launch it sizes is then skipped).
-    const char *names[] = {"scale"};
-    moe_rt_program program{image.data(), image.size(), names, 1};
-    moe_rt_launcher launcher = moe_rt_launcher_begin(&program, stream);
-    CUdevice device;
-    int expected = 0;
-    if (cuCtxGetDevice(&device) == CUDA_SUCCESS)
-      cuDeviceGetAttribute(&expected, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
-                           device);
-    check(expected > 0 &&
-              moe_rt_launcher_multiprocessor_count(&launcher) == expected,
-          "the launcher reports the device's SM count");
-    // Tensors must be 16-byte aligned: a pointer 8 bytes past an
-    // allocation's start fails the call before anything is launched.
-    CUdeviceptr rows;
-    check(cuMemAlloc(&rows, 64) == CUDA_SUCCESS, "a tensor allocates");
-    moe_rt_launcher_require_tensor(&launcher, reinterpret_cast<void *>(rows),
-                                   "an aligned tensor");
-    check(launcher.status == MOE_RT_SUCCESS, "an aligned tensor passes");
-    moe_rt_launcher_require_tensor(
-        &launcher, reinterpret_cast<void *>(rows + 8), "a misaligned tensor");
-    check(launcher.status == MOE_RT_ERROR_INVALID_ARGUMENT,
-          "a tensor 8 bytes off 16-byte alignment fails the call");
-    cuMemFree(rows);
-    moe_rt_launcher_require_pointer(&launcher, nullptr, "a null pointer");
-    check(moe_rt_launcher_multiprocessor_count(&launcher) == 1 &&
-              moe_rt_launcher_end(&launcher) ==
-                  MOE_RT_ERROR_INVALID_ARGUMENT,
-          "a failed launcher reports 1 SM and keeps its first failure");
-  }
+  checkLauncher(image, stream);
 
   CUdeviceptr tensor;
   cuMemAlloc(&tensor, 256 * 512 * 2);
