@@ -364,16 +364,23 @@ QUANTIZED_CASES = [(1, "softmax"), (256, "softmax"), (4096, "softmax"), (256, "h
 
 
 def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: str,
-                            small: bool, schemes=None) -> int:
+                            small: bool, schemes=None, token_counts=None) -> int:
     """Runs each (shape, scheme) block of `kind` ("w8a8" or "weight_only")
     on fresh inputs with a NaN-poisoned output and a garbage workspace, and
     compares sampled rows with the float64 oracle of its format; `small`:
     the scaled blocks, once each (for the sanitizers); `schemes`: only the
-    blocks of these scheme names (None: all)."""
+    blocks of these scheme names (None: all); `token_counts`: softmax and
+    remote routing at each of these M instead of QUANTIZED_CASES (a
+    variant's build of some M only)."""
     configs = json.loads((layers_dir / "layers.json").read_text())
     blocks = [(shape, scheme) for shape, scheme in blocks if schemes is None or scheme in schemes]
     failures = total = 0
-    cases = [(64, "remote")] if small else QUANTIZED_CASES
+    if small:
+        cases = [(64, "remote")]
+    elif token_counts:
+        cases = [(m, routing) for m in token_counts for routing in ("softmax", "remote")]
+    else:
+        cases = QUANTIZED_CASES
     for shape, scheme_name in blocks:
         config = configs[f"{shape}_{scheme_name}_{'small_block' if small else 'block'}"]
         e, h = config["num_experts"], config["hidden"]
@@ -446,17 +453,18 @@ def _check_quantized_blocks(layers_dir: pathlib.Path, generator, blocks, kind: s
 
 
 def check_quantized(layers_dir: pathlib.Path, generator, small: bool = False,
-                    schemes=None) -> int:
+                    schemes=None, token_counts=None) -> int:
     """The w8a8 blocks against quant.w8a8_expert_block_rows."""
-    return _check_quantized_blocks(layers_dir, generator, QUANTIZED, "w8a8", small, schemes)
+    return _check_quantized_blocks(layers_dir, generator, QUANTIZED, "w8a8", small, schemes,
+                                   token_counts)
 
 
 def check_weight_only(layers_dir: pathlib.Path, generator, small: bool = False,
-                      schemes=None) -> int:
+                      schemes=None, token_counts=None) -> int:
     """The weight-only blocks against quant.expert_block_rows with the
     dequantized weights."""
     return _check_quantized_blocks(layers_dir, generator, WEIGHT_ONLY, "weight_only", small,
-                                   schemes)
+                                   schemes, token_counts)
 
 
 def reference_rows(config, x, ids, weights, w13, w2, rows, biases=()):
@@ -1119,7 +1127,10 @@ def main() -> int:
                         help="bench: the shapes timed")
     parser.add_argument("--check-shapes", default=",".join(SHAPES),
                         help="check: the bf16 blocks and layers checked")
-    parser.add_argument("--tokens", default=",".join(map(str, TOKEN_COUNTS)))
+    parser.add_argument("--tokens",
+                        help="bench, bench-quantized: the M timed (default: "
+                        f"{','.join(map(str, TOKEN_COUNTS))}); check-quantized: softmax and "
+                        "remote routing at each M given (default: its fixed cases)")
     parser.add_argument("--ours-only", action="store_true",
                         help="time only the compiled layer (variant sweeps)")
     parser.add_argument("--no-triton", action="store_true",
@@ -1162,10 +1173,12 @@ def main() -> int:
         generator = torch.Generator(device="cuda")
         generator.seed()
         kinds = args.kinds.split(",")
-        failures = (check_quantized(args.layers, generator, schemes=schemes)
-                    if "w8a8" in kinds else 0)
+        token_counts = [int(v) for v in args.tokens.split(",")] if args.tokens else None
+        failures = (check_quantized(args.layers, generator, schemes=schemes,
+                                    token_counts=token_counts) if "w8a8" in kinds else 0)
         if "weight_only" in kinds:
-            failures += check_weight_only(args.layers, generator, schemes=schemes)
+            failures += check_weight_only(args.layers, generator, schemes=schemes,
+                                          token_counts=token_counts)
         return 1 if failures else 0
     if args.mode == "smoke-quantized":
         # The scaled quantized blocks once each: short enough for the
@@ -1178,13 +1191,14 @@ def main() -> int:
         if "weight_only" in kinds:
             failures += check_weight_only(args.layers, generator, small=True, schemes=schemes)
         return 1 if failures else 0
+    bench_tokens = [int(v) for v in args.tokens.split(",")] if args.tokens else list(TOKEN_COUNTS)
     if args.mode == "bench-quantized":
-        return bench_quantized(args.layers, args.out, [int(v) for v in args.tokens.split(",")],
+        return bench_quantized(args.layers, args.out, bench_tokens,
                                args.kinds.split(","), triton_fp8=args.triton_fp8,
                                variants=args.also, variant_tolerance=args.variant_tolerance,
                                schemes=schemes)
     return bench(args.layers, args.out, args.shapes.split(","),
-                 [int(v) for v in args.tokens.split(",")], args.ours_only,
+                 bench_tokens, args.ours_only,
                  triton=not args.no_triton, baselines_only=args.baselines_only,
                  variants=args.also)
 
