@@ -37,9 +37,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));
   });
-  MoeEmitGpuKernelsOptions emitOptions;
-  emitOptions.vectorizedQuantize = options.vectorizedQuantize;
-  pm.addPass(createMoeEmitGpuKernels(emitOptions));
+  pm.addPass(createMoeEmitGpuKernels());
 }
 
 LogicalResult

@@ -147,21 +147,15 @@ llvm::cl::opt<bool> fp8FastAccumulation(
     llvm::cl::desc("fp8 GEMMs with per-channel or per-tensor scales keep "
                    "their sums in the wgmma's accumulator over all of K "
                    "(fewer mantissa bits than f32; tiles up to 256 wide) "
-                   "instead of promoting them every stage"),
-    llvm::cl::init(false), llvm::cl::cat(moeCategory));
+                   "instead of promoting them every stage; =false "
+                   "promotes (closer to f32 sums)"),
+    llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> w8a8SwapAB(
     "w8a8-swap-ab",
     llvm::cl::desc("w8a8 GEMMs that promote nothing (int8, fp8 with "
                    "--fp8-fast-accumulation) take swapped slot blocks of 16 "
-                   "or 32 rows at decode, as bf16 ones do (opt-in until "
-                   "measured)"),
-    llvm::cl::init(false), llvm::cl::cat(moeCategory));
-llvm::cl::opt<bool> vectorizedQuantize(
-    "vectorized-quantize",
-    llvm::cl::desc("moe.quantize kernels read 8 columns per lane in 16-byte "
-                   "loads, with up to 2048 columns of a row in flight, and "
-                   "store 8 codes at once (opt-in until measured)"),
-    llvm::cl::init(false), llvm::cl::cat(moeCategory));
+                   "or 32 rows at decode, as bf16 ones do"),
+    llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<std::string> sharedExperts(
     "shared-experts",
     llvm::cl::desc("Where a block's shared experts run: cost (the cost "
@@ -337,7 +331,6 @@ int main(int argc, char **argv) {
   options.swappedWeightLoad = swappedWeightLoad;
   options.weightOnlyRegisters = weightOnlyRegisters;
   options.fp8FastAccumulation = fp8FastAccumulation;
-  options.vectorizedQuantize = vectorizedQuantize;
   options.w8a8SwapAB = w8a8SwapAB;
   options.sharedExperts = sharedExperts;
   options.alignManyBlocksAbove = alignManyBlocksAbove;

@@ -74,18 +74,12 @@ def MoeEmitGpuKernels : Pass<"moe-emit-gpu-kernels", "ModuleOp"> {
       persistent schedules, clusters), gets a remark.
     - `moe.quantize` and `moe.route`: see their builders; `moe.topk` on
       given logits (a layer that takes the router's output) with the routing
-      kernel minus the router. With `vectorized-quantize`, the quantization
-      kernels read 8 columns per lane in 16-byte loads, up to 2048 columns
-      of a row in flight, and store 8 codes at once (opt-in until measured).
+      kernel minus the router. The quantization kernels read 8 columns per
+      lane in 16-byte loads, up to 2048 columns of a row in flight, and
+      store 8 codes at once.
 
     Other ops get a remark and keep no kernel.
   }];
-  let options = [
-    Option<"vectorizedQuantize", "vectorized-quantize", "bool",
-           /*default=*/"false",
-           "moe.quantize kernels with 16-byte loads of 8 columns per lane and "
-           "the loads of up to 2048 columns of a row in flight">
-  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect",
     "::mlir::gpu::GPUDialect",

@@ -108,18 +108,13 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "their sums in the wgmma's accumulator over all of K "
                      "(fast_accumulation) instead of promoting them to f32 "
                      "every stage"),
-      llvm::cl::init(false)};
+      llvm::cl::init(true)};
   PassOptions::Option<bool> w8a8SwapAb{
       *this, "w8a8-swap-ab",
       llvm::cl::desc("w8a8 GEMMs that promote nothing (int8, fp8 with "
                      "fp8-fast-accumulation) take swapped slot blocks at "
                      "decode"),
-      llvm::cl::init(false)};
-  PassOptions::Option<bool> vectorizedQuantize{
-      *this, "vectorized-quantize",
-      llvm::cl::desc("moe.quantize kernels read 8 columns per lane in "
-                     "16-byte loads, up to 2048 columns of a row in flight"),
-      llvm::cl::init(false)};
+      llvm::cl::init(true)};
   PassOptions::Option<std::string> sharedExperts{
       *this, "shared-experts",
       llvm::cl::desc("Where a block's shared experts run "

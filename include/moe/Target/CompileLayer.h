@@ -60,11 +60,9 @@ struct GpuCompileOptions {
   bool weightOnlyRegisters = true;
   /// fp8 GEMMs with per-channel or per-tensor scales keep their sums in the
   /// wgmma's accumulator (`fast_accumulation`) instead of promoting them.
-  bool fp8FastAccumulation = false;
+  bool fp8FastAccumulation = true;
   /// w8a8 GEMMs that promote nothing take swapped slot blocks at decode.
-  bool w8a8SwapAB = false;
-  /// moe.quantize kernels with 16-byte loads and a row's loads in flight.
-  bool vectorizedQuantize = false;
+  bool w8a8SwapAB = true;
   /// Where a block's shared experts run: "cost" (the cost model of
   /// moe-split-shared-experts decides), "split" (a schedule of their own)
   /// or "fused" (among the routed experts).

@@ -32,10 +32,8 @@ std::string uniqueName(SymbolTable &symbols, StringRef base) {
 /// module and records on each op where the launch lowering finds them.
 class KernelRecorder {
 public:
-  KernelRecorder(OpBuilder &b, gpu::GPUModuleOp kernels,
-                 bool vectorizedQuantize)
-      : b(b), kernels(kernels), symbols(kernels),
-        vectorizedQuantize(vectorizedQuantize) {}
+  KernelRecorder(OpBuilder &b, gpu::GPUModuleOp kernels)
+      : b(b), kernels(kernels), symbols(kernels) {}
   /// The kernels of `op`.
   void emit(Operation *op);
 
@@ -74,8 +72,6 @@ private:
   OpBuilder &b;
   gpu::GPUModuleOp kernels;
   SymbolTable symbols;
-  /// moe.quantize gets the vectorized kernels (`vectorized-quantize`).
-  bool vectorizedQuantize;
 };
 
 void KernelRecorder::emit(Operation *op) {
@@ -153,14 +149,12 @@ void KernelRecorder::emit(Operation *op) {
   if (auto quantize = dyn_cast<QuantizeOp>(op)) {
     if (!record(op, "moe.gpu_kernel",
                 buildQuantizeKernel(b, kernels, quantize,
-                                    uniqueName(symbols, "quantize"),
-                                    vectorizedQuantize)) ||
+                                    uniqueName(symbols, "quantize"))) ||
         quantize.getQuantization().getScales() != ScaleLayout::PerTensor)
       return;
     record(op, "moe.gpu_amax_kernel",
            buildQuantizeAmaxKernel(b, kernels, quantize,
-                                   uniqueName(symbols, "quantize_amax"),
-                                   vectorizedQuantize));
+                                   uniqueName(symbols, "quantize_amax")));
     return;
   }
   auto matmul = cast<ExpertMatmulOp>(op);
@@ -200,7 +194,7 @@ struct MoeEmitGpuKernelsPass
       module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                       b.getUnitAttr());
     }
-    KernelRecorder recorder(b, kernels, vectorizedQuantize);
+    KernelRecorder recorder(b, kernels);
     for (Operation *op : ops)
       recorder.emit(op);
     // No kernel was covered: leave the module as it was.

@@ -147,24 +147,23 @@ constexpr int64_t kMaxAlignManyBlocksExperts = 1024;
 /// buildQuantizeAmaxKernel's kernel filled, and, when `bounded` in
 /// `moe.launch` (the input is an aligned matmul's rows), the padded count
 /// memref<1xi32>. Launch: grid ceil(rows / rows_per_block) of `threads`.
-/// `vectorized`: 16-byte loads of 8 columns per lane, up to 2048 columns of
-/// a row in flight, 8-byte code stores (rows 16-byte aligned).
+/// 16-byte loads of 8 columns per lane, up to 2048 columns of a row in
+/// flight, 8-byte code stores (rows 16-byte aligned).
 FailureOr<gpu::GPUFuncOp> buildQuantizeKernel(OpBuilder &b,
                                               gpu::GPUModuleOp module,
-                                              QuantizeOp op, StringRef name,
-                                              bool vectorized);
+                                              QuantizeOp op, StringRef name);
 
 /// The amax pass of a per-tensor `op`: the f32 bits of max |input| by an
 /// atomic max into a word that must be zero before. Arguments: input
 /// memref<?xKxT>, the word memref<1xi32>, and, when `bounded`, the padded
 /// count memref<1xi32> and the producer's slots memref<?xi32> (slots past
 /// the padded count or holding the sentinel M·k are skipped). Launch: grid
-/// min(ceil(rows / rows_per_block), max_blocks) of `threads`.
-/// `vectorized` as for buildQuantizeKernel.
+/// min(ceil(rows / rows_per_block), max_blocks) of `threads`; loads as
+/// buildQuantizeKernel's.
 FailureOr<gpu::GPUFuncOp> buildQuantizeAmaxKernel(OpBuilder &b,
                                                   gpu::GPUModuleOp module,
-                                                  QuantizeOp op, StringRef name,
-                                                  bool vectorized);
+                                                  QuantizeOp op,
+                                                  StringRef name);
 
 /// `scale` times f32 sums [M, width], converted to `elementType`, eight
 /// columns per thread where width % 8 == 0 (both buffers 16-byte aligned).

@@ -1,23 +1,19 @@
 //===- QuantizeKernel.cpp - the GPU kernel of moe.quantize ----------------===//
 //
-// Dynamic activation quantization, one warp per row: each lane holds 4 of
-// every 128 columns, a warp-wide max (shuffles) gives the amax of a 1x128
-// block or, over all blocks, of the row; then scale = amax / qmax in f32
-// and each value divided by it is rounded to nearest even and saturated
+// Dynamic activation quantization, one warp per row. A lane converts 8
+// adjacent columns per 16-byte load, so a warp covers 256 columns per
+// access, and the loads of up to 2048 columns of a row are issued before
+// their values are used. Lane maxima (shuffles) give the amax of a 1x128
+// block (16 lanes) or of the row; then scale = amax / qmax in f32, and each
+// value divided by it is rounded to nearest even and saturated
 // (cvt.rn.satfinite.e4m3x2 for fp8; round, clamp and convert for int8),
-// which is the rule of moe.quantize bit for bit.
+// which is the rule of moe.quantize bit for bit. 8 codes go out per store.
 //
 // A per-tensor scale needs the amax of the whole tensor before any code is
 // written, which one grid cannot wait for: a first kernel reduces each
 // warp's rows and takes an atomic max of the f32 bits (non-negative floats
 // order as their i32 bits) into a zeroed word; the quantization kernel then
 // reads it.
-//
-// Two forms: the scalar one (each lane 4 of every 128 columns, one block's
-// loads at a time) and, with `vectorized-quantize`, the vectorized one (each
-// lane 8 adjacent columns of every 256 by 16-byte loads, the loads of up to
-// 2048 columns issued before their values are used, 8 codes per store).
-// The arithmetic, and so every code and scale, is the same.
 //
 //===----------------------------------------------------------------------===//
 
@@ -36,11 +32,10 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
-constexpr int64_t kBlockColumns = 128, kLaneColumns = kBlockColumns / kWarpSize;
+constexpr int64_t kBlockColumns = 128;
 constexpr int64_t kRowsPerBlock = 4;
 
-// The arithmetic of moe.quantize, shared by both forms of the kernel so that
-// their codes and scales are the same bits.
+// The arithmetic of moe.quantize.
 
 Value f32Constant(OpBuilder &b, Location loc, double value) {
   return arith::ConstantOp::create(
@@ -106,101 +101,7 @@ SmallVector<Value> codesOf(OpBuilder &b, Location loc, ArrayRef<Value> values,
   return codes;
 }
 
-/// Builds the body; holds what the steps share.
-class QuantizeBuilder {
-public:
-  QuantizeBuilder(OpBuilder &b, Location loc, bool fp8, ScaleLayout layout,
-                  int64_t columns)
-      : b(b), loc(loc), fp8(fp8), layout(layout), columns(columns) {}
-
-  void build(gpu::GPUFuncOp func, bool bounded);
-  /// The per-tensor amax kernel; `slotPadding` (E·(block_m − 1)) when the
-  /// rows are an aligned schedule's, whose unscheduled slots it skips.
-  void buildAmax(gpu::GPUFuncOp func, std::optional<int64_t> slotPadding);
-
-private:
-  Value index(int64_t value) {
-    return arith::ConstantIndexOp::create(b, loc, value);
-  }
-  Value f32(double value) { return f32Constant(b, loc, value); }
-  Value scaleOf(Value amax) { return scaleOfAmax(b, loc, amax, fp8); }
-  /// The first of the lane's 4 columns of 128-column block `block`.
-  Value laneFirstColumn(Value block) {
-    return arith::AddIOp::create(
-        b, loc, arith::MulIOp::create(b, loc, block, index(kBlockColumns)),
-        arith::MulIOp::create(b, loc, lane, index(kLaneColumns)));
-  }
-  /// The lane's 4 values of 128-column block `block`, as f32.
-  SmallVector<Value> loadLaneValues(Value block);
-  /// Stores the codes of the lane's `values` of block `block`.
-  void storeCodes(Value block, ArrayRef<Value> values, Value scale);
-  /// The lane's max |v| over all blocks of `row`, starting from `amax`.
-  Value rowLaneAmax(Value amax);
-  /// Sets `lane` and returns the warp index of the thread.
-  Value warpOfThread();
-
-  OpBuilder &b;
-  Location loc;
-  bool fp8;
-  ScaleLayout layout;
-  int64_t columns;
-  Value input, codes, scales, amaxWord, row, lane;
-};
 } // namespace
-
-SmallVector<Value> QuantizeBuilder::loadLaneValues(Value block) {
-  Value first = laneFirstColumn(block);
-  SmallVector<Value> values;
-  for (int64_t i = 0; i < kLaneColumns; ++i) {
-    Value column = arith::AddIOp::create(b, loc, first, index(i));
-    Value value = memref::LoadOp::create(b, loc, input, ValueRange{row, column});
-    if (value.getType() != b.getF32Type())
-      value = arith::ExtFOp::create(b, loc, b.getF32Type(), value);
-    values.push_back(value);
-  }
-  return values;
-}
-
-void QuantizeBuilder::storeCodes(Value block, ArrayRef<Value> values,
-                                 Value scale) {
-  Value first = laneFirstColumn(block);
-  SmallVector<Value> bytes;
-  for (Value code : codesOf(b, loc, values, scale, fp8)) {
-    if (!fp8) {
-      bytes.push_back(code);
-      continue;
-    }
-    // A pair's first code is its low byte.
-    bytes.push_back(arith::TruncIOp::create(b, loc, b.getI8Type(), code));
-    Value high = arith::ShRUIOp::create(
-        b, loc, code,
-        arith::ConstantOp::create(b, loc, b.getI16IntegerAttr(8)));
-    bytes.push_back(arith::TruncIOp::create(b, loc, b.getI8Type(), high));
-  }
-  for (auto [i, byte] : llvm::enumerate(bytes))
-    memref::StoreOp::create(
-        b, loc, byte, codes,
-        ValueRange{row, arith::AddIOp::create(b, loc, first,
-                                              index(static_cast<int64_t>(i)))});
-}
-
-Value QuantizeBuilder::rowLaneAmax(Value amax) {
-  return scf::ForOp::create(
-             b, loc, index(0), index(columns / kBlockColumns), index(1),
-             ValueRange{amax},
-             [&](OpBuilder &, Location, Value column, ValueRange args) {
-               scf::YieldOp::create(
-                   b, loc,
-                   maxMagnitude(b, loc, loadLaneValues(column), args[0]));
-             })
-      .getResult(0);
-}
-
-Value QuantizeBuilder::warpOfThread() {
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
-  return arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
-}
 
 /// The rows of `input` to work on: all, or those before the padded count
 /// `paddedWord` of an aligned schedule (whose rows beyond it hold nothing).
@@ -216,7 +117,7 @@ static Value boundedRows(OpBuilder &b, Location loc, Value input,
   return arith::MinUIOp::create(b, loc, rows, padded);
 }
 
-/// The per-tensor amax kernel's body, shared by both forms: a warp walks
+/// The per-tensor amax kernel's body: a warp walks
 /// its rows (skipping an aligned schedule's padding slots when
 /// `slotPadding`), `laneAmax(row, amax)` folds a row into the lane's running
 /// amax, and the warp's max goes into the word by one atomic. `warpAndLane`
@@ -286,114 +187,14 @@ buildAmaxBody(OpBuilder &b, Location loc, gpu::GPUFuncOp func,
   gpu::ReturnOp::create(b, loc);
 }
 
-void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
-                                std::optional<int64_t> slotPadding) {
-  buildAmaxBody(
-      b, loc, func, slotPadding,
-      [&](Value in) -> std::pair<Value, Value> {
-        input = in;
-        Value warp = warpOfThread();
-        return {warp, lane};
-      },
-      [&](Value rowIndex, Value amax) {
-        row = rowIndex;
-        return rowLaneAmax(amax);
-      });
-}
-
-void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
-  input = entry.getArgument(0);
-  codes = entry.getArgument(1);
-  scales = entry.getArgument(2);
-  unsigned nextArgument = 3;
-  if (layout == ScaleLayout::PerTensor)
-    amaxWord = entry.getArgument(nextArgument++);
-  Value paddedWord = bounded ? entry.getArgument(nextArgument) : Value();
-  Value warp = warpOfThread();
-  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  row = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, block, index(kRowsPerBlock)), warp);
-  Value tensorScale;
-  if (layout == ScaleLayout::PerTensor) {
-    // The amax kernel ran before: its word holds the f32 bits of the amax.
-    Value bits =
-        memref::LoadOp::create(b, loc, amaxWord, ValueRange{index(0)});
-    tensorScale =
-        scaleOf(arith::BitcastOp::create(b, loc, b.getF32Type(), bits));
-    Value isFirstThread = arith::CmpIOp::create(
-        b, loc, arith::CmpIPredicate::eq, row, index(0));
-    isFirstThread = arith::AndIOp::create(
-        b, loc, isFirstThread,
-        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane,
-                              index(0)));
-    auto firstIf = scf::IfOp::create(b, loc, isFirstThread, false);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(firstIf.thenBlock());
-    memref::StoreOp::create(b, loc, tensorScale, scales, ValueRange{index(0)});
-  }
-  Value rows = boundedRows(b, loc, input, paddedWord);
-  Value inRange =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, row, rows);
-  auto ifOp = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
-  b.setInsertionPointToStart(ifOp.thenBlock());
-  Value isLeader =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, index(0));
-  int64_t numBlocks = columns / kBlockColumns;
-
-  if (layout == ScaleLayout::PerTensor) {
-    scf::ForOp::create(
-        b, loc, index(0), index(numBlocks), index(1), ValueRange{},
-        [&](OpBuilder &, Location, Value column, ValueRange) {
-          storeCodes(column, loadLaneValues(column), tensorScale);
-          scf::YieldOp::create(b, loc);
-        });
-  } else if (layout == ScaleLayout::Block) {
-    scf::ForOp::create(
-        b, loc, index(0), index(numBlocks), index(1), ValueRange{},
-        [&](OpBuilder &, Location, Value column, ValueRange) {
-          SmallVector<Value> values = loadLaneValues(column);
-          Value scale = scaleOf(
-              butterflyMax(b, loc, maxMagnitude(b, loc, values, f32(0))));
-          auto leaderIf = scf::IfOp::create(b, loc, isLeader, false);
-          {
-            OpBuilder::InsertionGuard guard(b);
-            b.setInsertionPointToStart(leaderIf.thenBlock());
-            memref::StoreOp::create(b, loc, scale, scales,
-                                    ValueRange{row, column});
-          }
-          storeCodes(column, values, scale);
-          scf::YieldOp::create(b, loc);
-        });
-  } else {
-    // Per token: the row's amax first, then the codes.
-    Value scale = scaleOf(butterflyMax(b, loc, rowLaneAmax(f32(0))));
-    auto leaderIf = scf::IfOp::create(b, loc, isLeader, false);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(leaderIf.thenBlock());
-      memref::StoreOp::create(b, loc, scale, scales, ValueRange{row});
-    }
-    scf::ForOp::create(
-        b, loc, index(0), index(numBlocks), index(1), ValueRange{},
-        [&](OpBuilder &, Location, Value column, ValueRange) {
-          storeCodes(column, loadLaneValues(column), scale);
-          scf::YieldOp::create(b, loc);
-        });
-  }
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
-}
-
 namespace {
-/// The vectorized form (`vectorized-quantize`): a lane converts 8 adjacent
-/// columns of a row per 16-byte load, so a warp covers 256 columns (a
-/// "span") per access and a 128-column block is 16 lanes. The loads of up
-/// to 8 spans (2048 columns) are issued before any of their values is
-/// used: the scalar form's loop waited for each block's four 2-byte loads
-/// in turn, which kept about 256 bytes in flight per warp (DeepSeek-V3's
-/// intermediate at M = 4096 took 189 µs for ~280 MB, ~1.5 TB/s, H200).
+/// A lane converts 8 adjacent columns of a row per 16-byte load, so a warp
+/// covers 256 columns (a "span") per access and a 128-column block is 16
+/// lanes. The loads of up to 8 spans (2048 columns) are issued before any
+/// of their values is used: a loop that waits for each block's loads in
+/// turn keeps about 256 bytes in flight per warp, and the earlier kernels
+/// built that way were up to 21% slower per block at decode (H200,
+/// docs/gpu-benchmark-quantized.md).
 constexpr int64_t kVectorColumns = 8;
 constexpr int64_t kSpanColumns = kWarpSize * kVectorColumns;
 constexpr int64_t kBlockLanes = kBlockColumns / kVectorColumns;
@@ -416,11 +217,11 @@ struct ChunkPlan {
   }
 };
 
-/// Builds the vectorized kernels' bodies.
-class VectorQuantizeBuilder : KernelEmitter {
+/// Builds the kernels' bodies; holds what the steps share.
+class QuantizeBuilder : KernelEmitter {
 public:
-  VectorQuantizeBuilder(OpBuilder &b, Location loc, bool fp8,
-                        ScaleLayout layout, int64_t columns)
+  QuantizeBuilder(OpBuilder &b, Location loc, bool fp8, ScaleLayout layout,
+                  int64_t columns)
       : KernelEmitter{b, loc}, fp8(fp8), layout(layout), columns(columns),
         plan(columns) {}
 
@@ -471,8 +272,7 @@ private:
 };
 } // namespace
 
-VectorQuantizeBuilder::SpanValues VectorQuantizeBuilder::loadSpan(Value span,
-                                                                  bool half) {
+QuantizeBuilder::SpanValues QuantizeBuilder::loadSpan(Value span, bool half) {
   Type element = cast<MemRefType>(input.getType()).getElementType();
   auto vectorType = VectorType::get({kVectorColumns}, element);
   auto f32Vector = VectorType::get({kVectorColumns}, b.getF32Type());
@@ -507,9 +307,8 @@ VectorQuantizeBuilder::SpanValues VectorQuantizeBuilder::loadSpan(Value span,
   return values;
 }
 
-SmallVector<VectorQuantizeBuilder::SpanValues>
-VectorQuantizeBuilder::loadChunk(Value firstSpan, int64_t spans,
-                                 bool endsHalf) {
+SmallVector<QuantizeBuilder::SpanValues>
+QuantizeBuilder::loadChunk(Value firstSpan, int64_t spans, bool endsHalf) {
   SmallVector<SpanValues> chunk;
   for (int64_t s = 0; s < spans; ++s)
     chunk.push_back(loadSpan(arith::AddIOp::create(b, loc, firstSpan, index(s)),
@@ -517,7 +316,7 @@ VectorQuantizeBuilder::loadChunk(Value firstSpan, int64_t spans,
   return chunk;
 }
 
-void VectorQuantizeBuilder::forEachChunk(ChunkBody body) {
+void QuantizeBuilder::forEachChunk(ChunkBody body) {
   if (plan.fullChunks == 1)
     body(index(0), kChunkSpans, /*endsHalf=*/false);
   else if (plan.fullChunks > 1)
@@ -528,7 +327,7 @@ void VectorQuantizeBuilder::forEachChunk(ChunkBody body) {
          plan.halfSpan);
 }
 
-Value VectorQuantizeBuilder::rowLaneAmax() {
+Value QuantizeBuilder::rowLaneAmax() {
   auto chunkAmax = [&](Value firstSpan, int64_t spans, bool endsHalf,
                        Value amax) {
     for (const SpanValues &values : loadChunk(firstSpan, spans, endsHalf))
@@ -554,8 +353,8 @@ Value VectorQuantizeBuilder::rowLaneAmax() {
   return amax;
 }
 
-void VectorQuantizeBuilder::storeCodes(Value span, ArrayRef<Value> values,
-                                       Value scale, bool half) {
+void QuantizeBuilder::storeCodes(Value span, ArrayRef<Value> values,
+                                 Value scale, bool half) {
   auto store = [&]() {
     // Little-endian: column c's code is byte c of the 8-byte word.
     Type i64 = b.getI64Type();
@@ -581,14 +380,14 @@ void VectorQuantizeBuilder::storeCodes(Value span, ArrayRef<Value> values,
     store();
 }
 
-Value VectorQuantizeBuilder::warpOfThread() {
+Value QuantizeBuilder::warpOfThread() {
   Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
   return arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
 }
 
-void VectorQuantizeBuilder::quantizeBlocks(Value firstSpan, int64_t spans,
-                                           bool endsHalf) {
+void QuantizeBuilder::quantizeBlocks(Value firstSpan, int64_t spans,
+                                     bool endsHalf) {
   SmallVector<SpanValues> chunk = loadChunk(firstSpan, spans, endsHalf);
   Value blockLane = arith::RemUIOp::create(b, loc, lane, index(kBlockLanes));
   Value firstOfBlock = cmp(arith::CmpIPredicate::eq, blockLane, index(0));
@@ -611,8 +410,8 @@ void VectorQuantizeBuilder::quantizeBlocks(Value firstSpan, int64_t spans,
   }
 }
 
-void VectorQuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
-                                      std::optional<int64_t> slotPadding) {
+void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
+                                std::optional<int64_t> slotPadding) {
   buildAmaxBody(
       b, loc, func, slotPadding,
       [&](Value in) -> std::pair<Value, Value> {
@@ -626,7 +425,7 @@ void VectorQuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
       });
 }
 
-void VectorQuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
+void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   input = entry.getArgument(0);
@@ -744,7 +543,7 @@ static gpu::GPUFuncOp createKernel(OpBuilder &b, Location loc,
 
 FailureOr<gpu::GPUFuncOp>
 mlir::moe::buildQuantizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                               QuantizeOp op, StringRef name, bool vectorized) {
+                               QuantizeOp op, StringRef name) {
   if (failed(checkSupported(op)))
     return failure();
   QuantizationAttr quantization = op.getQuantization();
@@ -769,18 +568,13 @@ mlir::moe::buildQuantizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   gpu::GPUFuncOp func =
       createKernel(b, op.getLoc(), module, name, arguments, bounded);
   bool fp8 = quantization.getFormat() == QuantFormat::Fp8;
-  if (vectorized)
-    VectorQuantizeBuilder(b, op.getLoc(), fp8, layout, columns)
-        .build(func, bounded);
-  else
-    QuantizeBuilder(b, op.getLoc(), fp8, layout, columns).build(func, bounded);
+  QuantizeBuilder(b, op.getLoc(), fp8, layout, columns).build(func, bounded);
   return func;
 }
 
 FailureOr<gpu::GPUFuncOp>
 mlir::moe::buildQuantizeAmaxKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                                   QuantizeOp op, StringRef name,
-                                   bool vectorized) {
+                                   QuantizeOp op, StringRef name) {
   if (failed(checkSupported(op)))
     return failure();
   auto inputType = op.getInput().getType();
@@ -807,11 +601,7 @@ mlir::moe::buildQuantizeAmaxKernel(OpBuilder &b, gpu::GPUModuleOp module,
       b, op.getLoc(), module, name, arguments, bounded,
       {b.getNamedAttr("max_blocks", b.getI64IntegerAttr(264))});
   bool fp8 = op.getQuantization().getFormat() == QuantFormat::Fp8;
-  if (vectorized)
-    VectorQuantizeBuilder(b, op.getLoc(), fp8, ScaleLayout::PerTensor, columns)
-        .buildAmax(func, slotPadding);
-  else
-    QuantizeBuilder(b, op.getLoc(), fp8, ScaleLayout::PerTensor, columns)
-        .buildAmax(func, slotPadding);
+  QuantizeBuilder(b, op.getLoc(), fp8, ScaleLayout::PerTensor, columns)
+      .buildAmax(func, slotPadding);
   return func;
 }

@@ -93,7 +93,6 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.swappedWeightLoad = options.swappedWeightLoad;
   pipelineOptions.weightOnlyRegisters = options.weightOnlyRegisters;
   pipelineOptions.fp8FastAccumulation = options.fp8FastAccumulation;
-  pipelineOptions.vectorizedQuantize = options.vectorizedQuantize;
   pipelineOptions.w8a8SwapAb = options.w8a8SwapAB;
   pipelineOptions.sharedExperts = options.sharedExperts;
   if (failed(runPasses(program, options, [&](PassManager &pm) {

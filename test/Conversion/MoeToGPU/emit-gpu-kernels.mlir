@@ -750,8 +750,9 @@ func.func @int8_channel_gemm2(%h: tensor<?x256xi8>, %sorted: tensor<?xi32>, %blo
 
 // -----
 
-// Dynamic quantization: one warp per row, warp-wide amax by xor shuffles,
-// codes by cvt.rn.satfinite (fp8) or round/clamp/convert (int8). Rows of an
+// Dynamic quantization: one warp per row, amax by xor shuffles, codes by
+// cvt.rn.satfinite (fp8) or round/clamp/convert (int8); the loads and
+// stores are checked in quantize-kernels.mlir. Rows of an
 // aligned matmul are bounded by its padded count.
 // CHECK-LABEL: func.func @quantize
 // CHECK: gpu.func @quantize(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<?x256xi8>, %{{.*}}: memref<?x2xf32>) kernel attributes {moe.launch = {bounded = 0 : i64, rows_per_block = 4 : i64, threads = 128 : i64}}
@@ -921,7 +922,9 @@ func.func @mxfp4_gemm2(%h: tensor<?x128xbf16>, %sorted: tensor<?xi32>, %blocks: 
 // CHECK: %[[GRID:.*]] = gpu.grid_dim x
 // CHECK: %[[STEP:.*]] = arith.muli %[[GRID]], %c4
 // CHECK: scf.for %[[ROW:.*]] = %{{.*}} to %{{.*}} step %[[STEP]]
-// CHECK: memref.load %[[IN]][%[[ROW]]
+// CHECK: memref.extract_strided_metadata %[[IN]]
+// CHECK: arith.muli %[[ROW]], %c256
+// CHECK: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
 // CHECK: math.absf
 // CHECK: gpu.shuffle xor
 // CHECK: %[[ABITS:.*]] = arith.bitcast %{{.*}} : f32 to i32
@@ -953,7 +956,9 @@ func.func @per_tensor_quantize(%x: tensor<?x256xbf16>) -> (tensor<?x256xf8E4M3FN
 // CHECK: %[[ASSIGNMENT:.*]] = arith.index_cast %[[SLOT]]
 // CHECK: %[[SCHEDULED:.*]] = arith.cmpi ult, %[[ASSIGNMENT]], %[[ASSIGNMENTS]]
 // CHECK: scf.if %[[SCHEDULED]] -> (f32)
-// CHECK: memref.load %[[IN]][%[[ROW]]
+// CHECK: memref.extract_strided_metadata %[[IN]]
+// CHECK: arith.muli %[[ROW]], %c128
+// CHECK: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xbf16>
 func.func @per_tensor_intermediate(%codes: tensor<?x256xf8E4M3FN>, %scales: tensor<1xf32>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x256xf8E4M3FN>, %ws: tensor<8xf32>) -> (tensor<?x128xf8E4M3FN>, tensor<1xf32>) {
   %h = moe.expert_matmul %codes, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       input_scales(%scales : tensor<1xf32>) weight_scales(%ws : tensor<8xf32>)

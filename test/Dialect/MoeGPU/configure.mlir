@@ -13,21 +13,27 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL
-// With fp8-fast-accumulation, per-channel fp8 keeps its sums in the
-// wgmma's accumulator and takes int8's 256-wide tiles; block scales keep
-// the promotion and their configuration.
-// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fp8-fast-accumulation" | FileCheck %s --check-prefix=FP8-FAST
+// fp8-fast-accumulation (the default) has per-channel fp8 keep its sums in
+// the wgmma's accumulator and take int8's 256-wide tiles; block scales keep
+// the promotion and their configuration; =false promotes, 128 wide.
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-FAST
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fp8-fast-accumulation=false" | FileCheck %s --check-prefix=FP8-PROMOTED
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fp8-fast-accumulation" | FileCheck %s --check-prefix=FP8-PREFILL
-// With w8a8-swap-ab, fp8 that promotes nothing (fp8-fast-accumulation)
-// takes swapped 16-row blocks at decode, its weights by TMA; promoted fp8
-// keeps 64-row blocks.
-// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 w8a8-swap-ab fp8-fast-accumulation" | FileCheck %s --check-prefix=W8A8-SWAP
-// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 w8a8-swap-ab" | FileCheck %s --check-prefix=W8A8-PROMOTED
+// w8a8-swap-ab (the default) gives fp8 that promotes nothing swapped 16-row
+// blocks at decode, its weights by TMA; promoted fp8 keeps 64-row blocks,
+// and so does fast fp8 with w8a8-swap-ab=false.
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=W8A8-SWAP
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 fp8-fast-accumulation=false" | FileCheck %s --check-prefix=W8A8-PROMOTED
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 w8a8-swap-ab=false" | FileCheck %s --check-prefix=W8A8-UNSWAPPED
 // W8A8-SWAP: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, fast_accumulation = true>
 // W8A8-SWAP: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, fast_accumulation = true>
 // W8A8-PROMOTED: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1>
 // W8A8-PROMOTED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1>
+// W8A8-UNSWAPPED: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, fast_accumulation = true>
+// W8A8-UNSWAPPED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, fast_accumulation = true>
 // FP8-FAST: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true>
+// FP8-PROMOTED: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 8>
+// FP8-PROMOTED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 8>
 // FP8-FAST: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true>
 // With warp-specialize: bf16 and w8a8 matmuls of 128-row blocks get a
 // producer warpgroup (w8a8 tiles at most 128 wide); 64-row blocks keep the
@@ -449,13 +455,13 @@ func.func @mixed_formats(%x: tensor<?x512xbf16>, %source: tensor<?xi32>, %offset
 
 // -----
 
-// With w8a8-swap-ab, int8 promotes nothing: at 64 tokens (16 rows per expert
-// on average, 24 at mean + 2 sd) an ungated int8 matmul takes 32 swapped
-// rows over two warpgroups, its weights by TMA (the default
-// swapped-weight-load, cp_async, is built for bf16 only); without the
-// option it keeps 64 unswapped rows.
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=64 w8a8-swap-ab" | FileCheck %s --check-prefix=INT8-SWAP
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=64" | FileCheck %s --check-prefix=INT8-UNSWAPPED
+// int8 promotes nothing, so w8a8-swap-ab (the default) applies: at 64
+// tokens (16 rows per expert on average, 24 at mean + 2 sd) an ungated int8
+// matmul takes 32 swapped rows over two warpgroups, its weights by TMA (the
+// default swapped-weight-load, cp_async, is built for bf16 only); with
+// w8a8-swap-ab=false it keeps 64 unswapped rows.
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=64" | FileCheck %s --check-prefix=INT8-SWAP
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="num-tokens=64 w8a8-swap-ab=false" | FileCheck %s --check-prefix=INT8-UNSWAPPED
 // INT8-SWAP-LABEL: func.func @int8_ungated
 // INT8-SWAP: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 32, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 1, swap_ab = true>
 // INT8-UNSWAPPED-LABEL: func.func @int8_ungated

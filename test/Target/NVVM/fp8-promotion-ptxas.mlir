@@ -3,7 +3,7 @@
 // and waits for the second of each pair of steps before the back edge: ptxas 13 serialized every wgmma of these kernels (notice
 // C7514) while a partial stayed in flight across it, or while the 128-row
 // blocks' skip of padding halves merged zeros with one. ptxas assembles
-// Qwen3's per-channel layer at decode (64-row blocks) and prefill (128-row
+// Qwen3's per-channel layer with --fp8-fast-accumulation=false at decode (64-row blocks) and prefill (128-row
 // blocks, two consumer warpgroups) and DeepSeek's block-scaled layer at
 // prefill without the notice and without spills; also the latter
 // warp-specialized (--warp-specialize), whose consumers wait for each
@@ -11,8 +11,8 @@
 // warpgroup's wgmmas run meanwhile).
 // REQUIRES: ptxas
 // RUN: rm -rf %t && mkdir -p %t
-// RUN: moe-compile %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -o %t --name decode --num-tokens 16 --ptx %t/decode.ptx
-// RUN: moe-compile %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -o %t --name prefill --num-tokens 4096 --ptx %t/prefill.ptx
+// RUN: moe-compile %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -o %t --name decode --num-tokens 16 --fp8-fast-accumulation=false --ptx %t/decode.ptx
+// RUN: moe-compile %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -o %t --name prefill --num-tokens 4096 --fp8-fast-accumulation=false --ptx %t/prefill.ptx
 // RUN: moe-compile %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -o %t --name blocks --num-tokens 4096 --ptx %t/blocks.ptx
 // RUN: moe-compile %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -o %t --name specialized --num-tokens 4096 --warp-specialize --ptx %t/specialized.ptx
 // RUN: FileCheck %s --check-prefix=WS < %t/specialized.ptx

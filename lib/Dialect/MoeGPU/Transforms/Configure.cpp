@@ -214,9 +214,9 @@ struct ConfigureOptions {
   bool weightOnlyRegisters = true;
   /// fp8 matmuls with per-channel or per-tensor scales keep their sums in
   /// the wgmma's accumulator (`fast_accumulation`).
-  bool fp8FastAccumulation = false;
+  bool fp8FastAccumulation = true;
   /// w8a8 schedules that promote nothing take swapped slot blocks.
-  bool w8a8SwapAB = false;
+  bool w8a8SwapAB = true;
   /// M where the gathered input's rows are dynamic.
   int64_t numTokens = 0;
   /// Streaming multiprocessors of the target, for the waves of a grid.

@@ -144,10 +144,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     above (128-row blocks, the wave split, the persistent schedule) do not
     apply to weight-only or w8a8 matmuls.
 
-    With `w8a8-swap-ab` (opt-in, not yet measured), a w8a8 schedule whose
-    matmuls promote nothing (int8, and fp8 with `fp8-fast-accumulation`)
-    takes swapped slot blocks by the weight-only rule: 16 rows, 32 only
-    for short gated streams. Its weights come by TMA (`weight_load = tma`),
+    With `w8a8-swap-ab` (on by default), a w8a8 schedule whose matmuls
+    promote nothing (int8, and fp8 with `fp8-fast-accumulation`, also on
+    by default) takes swapped slot blocks by the weight-only rule: 16 rows,
+    32 only for short gated streams (H200, Qwen3-30B-A3B at M = 16: 12-15%
+    faster than 64-row blocks). Its weights come by TMA (`weight_load = tma`),
     and the swapped fp8 matmuls get `fast_accumulation`. Promoted fp8 keeps
     its 64-row blocks.
 
@@ -208,13 +209,14 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "the stored codes into registers, and no bf16 tile is written "
            "to shared memory">,
     Option<"fp8FastAccumulation", "fp8-fast-accumulation", "bool",
-           /*default=*/"false",
+           /*default=*/"true",
            "Give fp8 matmuls with per-channel or per-tensor scales "
-           "fast_accumulation: their sums stay in the wgmma's accumulator "
-           "over all of K (fewer mantissa bits than f32) instead of being "
-           "promoted every stage, and their tiles may be 256 columns wide. "
-           "Block-scaled fp8 keeps the promotion">,
-    Option<"w8a8SwapAb", "w8a8-swap-ab", "bool", /*default=*/"false",
+           "fast_accumulation (on by default; false promotes): their sums "
+           "stay in the wgmma's accumulator over all of K (fewer mantissa "
+           "bits than f32) instead of being promoted every stage, and their "
+           "tiles may be 256 columns wide. Block-scaled fp8 keeps the "
+           "promotion">,
+    Option<"w8a8SwapAb", "w8a8-swap-ab", "bool", /*default=*/"true",
            "Give w8a8 schedules whose matmuls promote nothing (int8, and "
            "fp8 with fp8-fast-accumulation) swapped slot blocks of 16 or 32 "
            "rows at decode, as bf16 ones get (weights by TMA)">,

@@ -1,4 +1,4 @@
-// With --vectorized-quantize, every quantization kernel of the fp8 example
+// Every quantization kernel of the fp8 example
 // layers reads its rows by 16-byte loads (no 2-byte ones) and writes 8
 // codes per store; ptxas assembles them without spills. Covered: DeepSeek's
 // block scales at prefill (7168 input columns: 3 chunks and a tail of 4
@@ -8,9 +8,9 @@
 // 7 chunks).
 // REQUIRES: ptxas
 // RUN: rm -rf %t && mkdir -p %t
-// RUN: moe-compile %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -o %t --name blocks --num-tokens 4096 --vectorized-quantize --ptx %t/blocks.ptx
-// RUN: moe-compile %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -o %t --name tokens --num-tokens 1 --vectorized-quantize --ptx %t/tokens.ptx
-// RUN: moe-compile %moe_src_root/examples/quantized/mixtral_8x7b_fp8_tensor.mlir -o %t --name tensor --num-tokens 256 --vectorized-quantize --ptx %t/tensor.ptx
+// RUN: moe-compile %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -o %t --name blocks --num-tokens 4096 --ptx %t/blocks.ptx
+// RUN: moe-compile %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -o %t --name tokens --num-tokens 1 --ptx %t/tokens.ptx
+// RUN: moe-compile %moe_src_root/examples/quantized/mixtral_8x7b_fp8_tensor.mlir -o %t --name tensor --num-tokens 256 --ptx %t/tensor.ptx
 // RUN: FileCheck %s < %t/blocks.ptx
 // RUN: FileCheck %s < %t/tokens.ptx
 // RUN: FileCheck %s < %t/tensor.ptx

@@ -1,10 +1,9 @@
-// The vectorized moe.quantize kernels (`vectorized-quantize`): a lane
-// converts 8 adjacent columns per 16-byte load, the loads of up to 2048
-// columns of a row are issued before their values are used, and 8 codes
-// go out in one 8-byte store. The scalar kernels are checked in
-// emit-gpu-kernels.mlir.
-// RUN: moe-opt %s -split-input-file -moe-emit-gpu-kernels=vectorized-quantize -canonicalize -cse | FileCheck %s
-// RUN: moe-opt %s -split-input-file -moe-emit-gpu-kernels=vectorized-quantize 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
+// The moe.quantize kernels: a lane converts 8 adjacent columns per 16-byte
+// load, the loads of up to 2048 columns of a row are issued before their
+// values are used, and 8 codes go out in one 8-byte store. How they are
+// launched is checked in emit-gpu-kernels.mlir.
+// RUN: moe-opt %s -split-input-file -moe-emit-gpu-kernels -canonicalize -cse | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
 
 // Block scales over 384 columns: a whole span (256 columns, two blocks of
 // 16 lanes each) and a half span that only lanes 0-15 load and store. A
