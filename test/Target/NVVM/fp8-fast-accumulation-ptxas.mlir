@@ -1,11 +1,11 @@
-// With --fp8-fast-accumulation (the default), per-channel fp8 keeps its sums
-// in the wgmma's accumulator over all of K: one m64n256 accumulator per
-// consumer warpgroup, as int8 has, and no f32 promotion between the K
-// loop's wgmmas. ptxas assembles the layer at decode (64-row blocks, with
-// --w8a8-swap-ab=false; the swapped form is w8a8-swapped-ptxas.mlir) and prefill
-// (128-row blocks, two consumer warpgroups) without serializing a wgmma
-// and without spills; also the warp-specialized form, whose consumers run
-// the bf16 loop.
+// With --fp8-fast-accumulation (the default), per-channel fp8 keeps its sums in
+// the wgmma's accumulator over all of K: one m64n256 accumulator per consumer
+// warpgroup, as int8 has, and no f32 promotion between the K loop's wgmmas.
+// ptxas assembles the layer at decode (64-row blocks, with
+// --w8a8-swap-ab=false; the swapped form is w8a8-swapped-ptxas.mlir) and
+// prefill (128-row blocks, two consumer warpgroups) without serializing a wgmma
+// and without spills; also the warp-specialized form, whose consumers run the
+// bf16 loop.
 // REQUIRES: ptxas
 // RUN: rm -rf %t && mkdir -p %t
 // RUN: moe-compile %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -o %t --name decode --num-tokens 16 --w8a8-swap-ab=false --ptx %t/decode.ptx

@@ -1,14 +1,15 @@
 // fp8 partial sums are promoted into f32 every stage of 128 of K. The
-// multistage loop promotes each partial while the next step's wgmmas run,
-// and waits for the second of each pair of steps before the back edge: ptxas 13 serialized every wgmma of these kernels (notice
-// C7514) while a partial stayed in flight across it, or while the 128-row
-// blocks' skip of padding halves merged zeros with one. ptxas assembles
-// Qwen3's per-channel layer with --fp8-fast-accumulation=false at decode (64-row blocks) and prefill (128-row
-// blocks, two consumer warpgroups) and DeepSeek's block-scaled layer at
-// prefill without the notice and without spills; also the latter
-// warp-specialized (--warp-specialize), whose consumers wait for each
-// stage's wgmmas, release the stage, then promote (the other consumer
-// warpgroup's wgmmas run meanwhile).
+// multistage loop promotes each partial while the next step's wgmmas run, and
+// waits for the second of each pair of steps before the back edge: ptxas 13
+// serialized every wgmma of these kernels (notice C7514) while a partial stayed
+// in flight across it, or while the 128-row blocks' skip of padding halves
+// merged zeros with one. ptxas assembles Qwen3's per-channel layer with
+// --fp8-fast-accumulation=false at decode (64-row blocks) and prefill (128-row
+// blocks, two consumer warpgroups) and DeepSeek's block-scaled layer at prefill
+// without the notice and without spills; also the latter warp-specialized
+// (--warp-specialize), whose consumers wait for each stage's wgmmas, release
+// the stage, then promote (the other consumer warpgroup's wgmmas run
+// meanwhile).
 // REQUIRES: ptxas
 // RUN: rm -rf %t && mkdir -p %t
 // RUN: moe-compile %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -o %t --name decode --num-tokens 16 --fp8-fast-accumulation=false --ptx %t/decode.ptx

@@ -1,11 +1,11 @@
 // By default (--w8a8-swap-ab, --fp8-fast-accumulation), Qwen3's per-channel fp8
-// GEMMs at decode take swapped 16-row slot blocks: the weights are the
-// wgmma's A operand (m64) against 16 slot rows (n16), e4m3 sums in one
-// accumulator, transposed once after the K loop. ptxas assembles both
-// token counts without serializing a wgmma and without spills. So does
-// Qwen3's int8 block at 256 tokens, whose 32-row slot blocks give its
-// combine two warpgroups (each 128 weight rows of a 256-row tile, the
-// weights by TMA; configure.mlir checks the configuration).
+// GEMMs at decode take swapped 16-row slot blocks: the weights are the wgmma's
+// A operand (m64) against 16 slot rows (n16), e4m3 sums in one accumulator,
+// transposed once after the K loop. ptxas assembles both token counts without
+// serializing a wgmma and without spills. So does Qwen3's int8 block at 256
+// tokens, whose 32-row slot blocks give its combine two warpgroups (each 128
+// weight rows of a 256-row tile, the weights by TMA; configure.mlir checks the
+// configuration).
 // REQUIRES: ptxas
 // RUN: rm -rf %t && mkdir -p %t
 // RUN: env PYTHONPATH=%moe_src_root/python %python -m moe_compiler.configs --write-gpu-blocks %t/blocks > /dev/null
