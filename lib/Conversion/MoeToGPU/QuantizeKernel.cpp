@@ -117,76 +117,6 @@ static Value boundedRows(OpBuilder &b, Location loc, Value input,
   return arith::MinUIOp::create(b, loc, rows, padded);
 }
 
-/// The per-tensor amax kernel's body: a warp walks
-/// its rows (skipping an aligned schedule's padding slots when
-/// `slotPadding`), `laneAmax(row, amax)` folds a row into the lane's running
-/// amax, and the warp's max goes into the word by one atomic. `warpAndLane`
-/// sets the form up on `input` and returns the thread's warp and lane.
-static void
-buildAmaxBody(OpBuilder &b, Location loc, gpu::GPUFuncOp func,
-              std::optional<int64_t> slotPadding,
-              function_ref<std::pair<Value, Value>(Value input)> warpAndLane,
-              function_ref<Value(Value row, Value amax)> laneAmax) {
-  auto index = [&](int64_t value) -> Value {
-    return arith::ConstantIndexOp::create(b, loc, value);
-  };
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
-  Value input = entry.getArgument(0);
-  Value amaxWord = entry.getArgument(1);
-  auto [warp, lane] = warpAndLane(input);
-  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value gridBlocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
-  Value firstRow = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, block, index(kRowsPerBlock)), warp);
-  Value rowStep =
-      arith::MulIOp::create(b, loc, gridBlocks, index(kRowsPerBlock));
-  Value slots, assignments;
-  if (slotPadding) {
-    slots = entry.getArgument(3);
-    // M·k, from the schedule's length M·k + E·(block_m − 1); slots holding
-    // it are padding, which the matmul never wrote.
-    assignments = arith::SubIOp::create(
-        b, loc, memref::DimOp::create(b, loc, slots, 0), index(*slotPadding));
-  }
-  Value rows = boundedRows(b, loc, input,
-                           slotPadding ? entry.getArgument(2) : Value());
-  // A warp walks rows firstRow, firstRow + rowStep, ... so that the grid
-  // stays small and there is one atomic per warp.
-  auto rowLoop = scf::ForOp::create(
-      b, loc, firstRow, rows, rowStep, ValueRange{f32Constant(b, loc, 0)},
-      [&](OpBuilder &, Location, Value row, ValueRange args) {
-        if (!slotPadding) {
-          scf::YieldOp::create(b, loc, laneAmax(row, args[0]));
-          return;
-        }
-        Value assignment = arith::IndexCastOp::create(
-            b, loc, b.getIndexType(),
-            memref::LoadOp::create(b, loc, slots, ValueRange{row}));
-        Value scheduled = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::ult, assignment, assignments);
-        auto ifOp = scf::IfOp::create(
-            b, loc, scheduled,
-            [&](OpBuilder &, Location) {
-              scf::YieldOp::create(b, loc, laneAmax(row, args[0]));
-            },
-            [&](OpBuilder &, Location) {
-              scf::YieldOp::create(b, loc, args[0]);
-            });
-        scf::YieldOp::create(b, loc, ifOp.getResult(0));
-      });
-  Value amax = butterflyMax(b, loc, rowLoop.getResult(0));
-  Value isLeader =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, lane, index(0));
-  auto leaderIf = scf::IfOp::create(b, loc, isLeader, /*withElse=*/false);
-  b.setInsertionPointToStart(leaderIf.thenBlock());
-  Value bits = arith::BitcastOp::create(b, loc, b.getI32Type(), amax);
-  memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::maxs, bits,
-                              amaxWord, ValueRange{index(0)});
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
-}
-
 namespace {
 /// A lane converts 8 adjacent columns of a row per 16-byte load, so a warp
 /// covers 256 columns (a "span") per access and a 128-column block is 16
@@ -226,6 +156,9 @@ public:
         plan(columns) {}
 
   void build(gpu::GPUFuncOp func, bool bounded);
+  /// The per-tensor amax kernel: a warp walks its rows (skipping an aligned
+  /// schedule's padding slots when `slotPadding`, E·(block_m − 1)) and puts
+  /// its max into the word by one atomic.
   void buildAmax(gpu::GPUFuncOp func, std::optional<int64_t> slotPadding);
 
 private:
@@ -412,17 +345,66 @@ void QuantizeBuilder::quantizeBlocks(Value firstSpan, int64_t spans,
 
 void QuantizeBuilder::buildAmax(gpu::GPUFuncOp func,
                                 std::optional<int64_t> slotPadding) {
-  buildAmaxBody(
-      b, loc, func, slotPadding,
-      [&](Value in) -> std::pair<Value, Value> {
-        input = in;
-        Value warp = warpOfThread();
-        return {warp, lane};
-      },
-      [&](Value rowIndex, Value amax) -> Value {
-        row = rowIndex;
-        return arith::MaxNumFOp::create(b, loc, amax, rowLaneAmax());
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  input = entry.getArgument(0);
+  Value amaxWord = entry.getArgument(1);
+  Value warp = warpOfThread();
+  Value block = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value gridBlocks = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+  Value firstRow = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, block, index(kRowsPerBlock)), warp);
+  Value rowStep =
+      arith::MulIOp::create(b, loc, gridBlocks, index(kRowsPerBlock));
+  Value slots, assignments;
+  if (slotPadding) {
+    slots = entry.getArgument(3);
+    // M·k, from the schedule's length M·k + E·(block_m − 1); slots holding
+    // it are padding, which the matmul never wrote.
+    assignments = arith::SubIOp::create(
+        b, loc, memref::DimOp::create(b, loc, slots, 0), index(*slotPadding));
+  }
+  Value rows =
+      boundedRows(b, loc, input, slotPadding ? entry.getArgument(2) : Value());
+  // The lane's running amax with row `rowIndex` folded in.
+  auto foldRow = [&](Value rowIndex, Value amax) -> Value {
+    row = rowIndex;
+    return arith::MaxNumFOp::create(b, loc, amax, rowLaneAmax());
+  };
+  // A warp walks rows firstRow, firstRow + rowStep, ... so that the grid
+  // stays small and there is one atomic per warp.
+  auto rowLoop = scf::ForOp::create(
+      b, loc, firstRow, rows, rowStep, ValueRange{f32(0)},
+      [&](OpBuilder &, Location, Value rowIndex, ValueRange args) {
+        if (!slotPadding) {
+          scf::YieldOp::create(b, loc, foldRow(rowIndex, args[0]));
+          return;
+        }
+        Value assignment = arith::IndexCastOp::create(
+            b, loc, b.getIndexType(),
+            memref::LoadOp::create(b, loc, slots, ValueRange{rowIndex}));
+        Value scheduled =
+            cmp(arith::CmpIPredicate::ult, assignment, assignments);
+        auto ifOp = scf::IfOp::create(
+            b, loc, scheduled,
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc, foldRow(rowIndex, args[0]));
+            },
+            [&](OpBuilder &, Location) {
+              scf::YieldOp::create(b, loc, args[0]);
+            });
+        scf::YieldOp::create(b, loc, ifOp.getResult(0));
       });
+  Value amax = butterflyMax(b, loc, rowLoop.getResult(0));
+  auto leaderIf =
+      scf::IfOp::create(b, loc, cmp(arith::CmpIPredicate::eq, lane, index(0)),
+                        /*withElse=*/false);
+  b.setInsertionPointToStart(leaderIf.thenBlock());
+  Value bits = arith::BitcastOp::create(b, loc, b.getI32Type(), amax);
+  memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::maxs, bits,
+                              amaxWord, ValueRange{index(0)});
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
 }
 
 void QuantizeBuilder::build(gpu::GPUFuncOp func, bool bounded) {
