@@ -33,6 +33,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.weightOnlyRegisters = options.weightOnlyRegisters;
   configureOptions.fp8FastAccumulation = options.fp8FastAccumulation;
   configureOptions.w8a8SwapAb = options.w8a8SwapAb;
+  configureOptions.fusedAlignAssignments = options.fusedAlignAssignments;
   configureOptions.numTokens = options.numTokens;
   buildOptimizePipeline(pm, optimizeOptions, [&](OpPassManager &nested) {
     nested.addPass(moe_gpu::createMoeGpuConfigure(configureOptions));

@@ -156,6 +156,14 @@ llvm::cl::opt<bool> w8a8SwapAB(
                    "--fp8-fast-accumulation) take swapped slot blocks of 16 "
                    "or 32 rows at decode, as bf16 ones do"),
     llvm::cl::init(true), llvm::cl::cat(moeCategory));
+llvm::cl::opt<int64_t> fusedAlignAssignments(
+    "fused-align-assignments",
+    llvm::cl::desc("Calls of at most this many assignments (M·k) run no "
+                   "align kernel: the first GEMM of each schedule aligns its "
+                   "own slot blocks and writes the schedule for the GEMMs "
+                   "after it (0, the default: never; at most 1024; "
+                   "moe-gpu-configure's fused-align-assignments)"),
+    llvm::cl::init(0), llvm::cl::cat(moeCategory));
 llvm::cl::opt<std::string> sharedExperts(
     "shared-experts",
     llvm::cl::desc("Where a block's shared experts run: cost (the cost "
@@ -332,6 +340,7 @@ int main(int argc, char **argv) {
   options.weightOnlyRegisters = weightOnlyRegisters;
   options.fp8FastAccumulation = fp8FastAccumulation;
   options.w8a8SwapAB = w8a8SwapAB;
+  options.fusedAlignAssignments = fusedAlignAssignments;
   options.sharedExperts = sharedExperts;
   options.alignManyBlocksAbove = alignManyBlocksAbove;
   options.dependentLaunch = dependentLaunch;

@@ -115,6 +115,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "fp8-fast-accumulation) take swapped slot blocks at "
                      "decode"),
       llvm::cl::init(true)};
+  PassOptions::Option<int64_t> fusedAlignAssignments{
+      *this, "fused-align-assignments",
+      llvm::cl::desc("Calls of at most this many assignments (M·k) run no "
+                     "align kernel: the first GEMM of each schedule aligns "
+                     "its own slot blocks (0: never)"),
+      llvm::cl::init(0)};
   PassOptions::Option<std::string> sharedExperts{
       *this, "shared-experts",
       llvm::cl::desc("Where a block's shared experts run "

@@ -63,6 +63,9 @@ struct GpuCompileOptions {
   bool fp8FastAccumulation = true;
   /// w8a8 GEMMs that promote nothing take swapped slot blocks at decode.
   bool w8a8SwapAB = true;
+  /// Calls of at most this many assignments (M·k) run no align kernel: the
+  /// first GEMM of each schedule aligns its own slot blocks (0: never).
+  int64_t fusedAlignAssignments = 0;
   /// Where a block's shared experts run: "cost" (the cost model of
   /// moe-split-shared-experts decides), "split" (a schedule of their own)
   /// or "fused" (among the routed experts).

@@ -27,6 +27,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "ExpertMatmulTile.h"
+#include "FusedAlign.h"
 #include "HopperEmitter.h"
 #include "MoeGpuKernels.h"
 #include "WeightOnlyStage.h"
@@ -387,6 +388,17 @@ private:
   /// One tile per block: the grid's tile, if it is scheduled and its
   /// expert is local, by the multistage or warp-specialized schedule.
   void buildOneTile();
+  /// `fused_align_assignments`: the block's slots into shared memory
+  /// (tile.ownSlots), aligned by the block itself where the call has few
+  /// enough assignments, else copied from the schedule; sets the padded
+  /// count and M·k, and returns the block's expert (i32, -1 past the
+  /// schedule).
+  Value alignOwnSlotBlock(Value block, Value columnTile, Value split);
+  /// The blocks of the first column tile and K split write what they
+  /// aligned into the schedule's arrays for the kernels after this one;
+  /// block 0 also the padded count and the invalid ids.
+  void publishSchedule(const OwnSlotBlock &own, Value block, Value columnTile,
+                       Value split);
   /// Persistent body: the producer and the consumers each walk this
   /// block's tiles in the same order, the producer running up to a ring
   /// ahead, so that the next tile's loads overlap this tile's epilogue.
@@ -792,11 +804,10 @@ void KernelBuilder::findOwnRows() {
                                                   index(kWarpgroupRows)));
   Value inSchedule = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
                                            firstRow, tile.paddedCount);
-  Value assignment = arith::IndexCastOp::create(
-      b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, args.slots,
-                             ValueRange{arith::SelectOp::create(
-                                 b, loc, inSchedule, firstRow, index(0))}));
+  // Outside the schedule, any slot of the tile will do: the value is unused.
+  Value anySlot = tile.ownSlots ? tile.firstSlot : index(0);
+  Value assignment = moe.assignmentOf(
+      arith::SelectOp::create(b, loc, inSchedule, firstRow, anySlot));
   thisThread.ownRowsHoldAssignments = arith::AndIOp::create(
       b, loc, inSchedule,
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
@@ -1422,6 +1433,10 @@ void KernelBuilder::bindArguments(Block &entry) {
   args.out = entry.getArgument(argument++);
   if (config.persistent)
     args.tileCounter = entry.getArgument(argument++);
+  if (config.fusedAlignAssignments > 0) {
+    args.ids = entry.getArgument(argument++);
+    args.alignErrors = entry.getArgument(argument++);
+  }
 }
 
 void KernelBuilder::createTypes() {
@@ -1674,7 +1689,12 @@ void KernelBuilder::buildOneTile() {
       arith::MulIOp::create(b, loc, columnTile, index(config.outputTile()));
   tile.kBase = arith::MulIOp::create(b, loc, split,
                                      index(config.kSteps() * config.blockK()));
-  std::tie(tile.paddedCount, tile.assignments) = moe.loadScheduleSize();
+  Value ownExpert;
+  if (config.fusedAlignAssignments > 0) {
+    ownExpert = alignOwnSlotBlock(block, columnTile, split);
+  } else {
+    std::tie(tile.paddedCount, tile.assignments) = moe.loadScheduleSize();
+  }
   if (config.clusterM > 1)
     decideSharing(block);
 
@@ -1687,7 +1707,9 @@ void KernelBuilder::buildOneTile() {
   b.setInsertionPointToStart(rangeIf.thenBlock());
   tile.expert = arith::IndexCastOp::create(
       b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, args.blocks, ValueRange{block}));
+      ownExpert ? ownExpert
+                : memref::LoadOp::create(b, loc, args.blocks, ValueRange{block})
+                      .getResult());
   Value local = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
                                       tile.expert, index(0));
   auto localIf = scf::IfOp::create(b, loc, local, /*withElse=*/false);
@@ -1696,6 +1718,117 @@ void KernelBuilder::buildOneTile() {
     buildWarpSpecialized();
   else
     buildMultistage();
+}
+
+Value KernelBuilder::alignOwnSlotBlock(Value block, Value columnTile,
+                                       Value split) {
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  int64_t offset = config.fusedAlignOffset();
+  auto sharedArray = [&](int64_t words) {
+    Value view = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({words}, b.getI32Type(), MemRefLayoutAttrInterface(),
+                        workgroup),
+        shared.memory.bytes,
+        arith::AddIOp::create(b, loc, shared.memory.shift, index(offset)),
+        ValueRange{});
+    offset += 4 * words;
+    return view;
+  };
+  FusedAlignArrays arrays;
+  arrays.counts = sharedArray(config.numExperts);
+  arrays.slots = sharedArray(config.blockM);
+  arrays.warpSums = sharedArray(moe_gpu::hopper::kFusedAlignWarpSums);
+  arrays.facts = sharedArray(moe_gpu::hopper::kFusedAlignFacts);
+  tile.ownSlots = arrays.slots;
+  tile.assignments = arith::MulIOp::create(
+      b, loc, memref::DimOp::create(b, loc, args.ids, 0), index(config.topK));
+  Value fits =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ule, tile.assignments,
+                            index(config.fusedAlignAssignments));
+  Type i32 = b.getI32Type();
+  auto fitsIf = scf::IfOp::create(b, loc, TypeRange{i32, b.getIndexType()},
+                                  fits, /*withElse=*/true);
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(fitsIf.thenBlock());
+    OwnSlotBlock own = FusedAlignEmitter(b, loc, config.numExperts, config.topK,
+                                         config.blockM, config.threads())
+                           .build(args.ids, block, thisThread.tid, arrays);
+    publishSchedule(own, block, columnTile, split);
+    scf::YieldOp::create(b, loc, ValueRange{own.expert, own.paddedCount});
+
+    // More assignments: the align kernel ran; the block copies its slots.
+    b.setInsertionPointToStart(fitsIf.elseBlock());
+    Value padded = arith::IndexCastOp::create(
+        b, loc, b.getIndexType(),
+        memref::LoadOp::create(b, loc, args.padded, ValueRange{index(0)}));
+    Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                          tile.firstSlot, padded);
+    Value scheduledBlock =
+        arith::SelectOp::create(b, loc, inRange, block, index(0));
+    Value expert = arith::SelectOp::create(
+        b, loc, inRange,
+        memref::LoadOp::create(b, loc, args.blocks, ValueRange{scheduledBlock}),
+        arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(-1)));
+    ifThen(inRange, [&] {
+      scf::ForOp::create(
+          b, loc, thisThread.tid, index(config.blockM), index(config.threads()),
+          ValueRange{}, [&](OpBuilder &, Location, Value row, ValueRange) {
+            Value slot = arith::AddIOp::create(b, loc, tile.firstSlot, row);
+            memref::StoreOp::create(
+                b, loc, memref::LoadOp::create(b, loc, args.slots, slot),
+                arrays.slots, row);
+            scf::YieldOp::create(b, loc);
+          });
+    });
+    scf::YieldOp::create(b, loc, ValueRange{expert, padded});
+  }
+  // The copied slots, before any thread reads them.
+  gpu::BarrierOp::create(b, loc);
+  tile.paddedCount = fitsIf.getResult(1);
+  return fitsIf.getResult(0);
+}
+
+void KernelBuilder::publishSchedule(const OwnSlotBlock &own, Value block,
+                                    Value columnTile, Value split) {
+  Value zero = index(0);
+  Value publishes = arith::AndIOp::create(
+      b, loc,
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, columnTile, zero),
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, split, zero));
+  Value scheduled = arith::CmpIOp::create(
+      b, loc, arith::CmpIPredicate::sge, own.expert,
+      arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0)));
+  Value leader = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                       thisThread.tid, zero);
+  ifThen(arith::AndIOp::create(b, loc, publishes, scheduled), [&] {
+    scf::ForOp::create(
+        b, loc, thisThread.tid, index(config.blockM), index(config.threads()),
+        ValueRange{}, [&](OpBuilder &, Location, Value row, ValueRange) {
+          memref::StoreOp::create(
+              b, loc, memref::LoadOp::create(b, loc, tile.ownSlots, row),
+              args.slots,
+              ValueRange{arith::AddIOp::create(b, loc, tile.firstSlot, row)});
+          scf::YieldOp::create(b, loc);
+        });
+    ifThen(leader, [&] {
+      memref::StoreOp::create(b, loc, own.expert, args.blocks, block);
+    });
+  });
+  Value firstBlock =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, block, zero);
+  ifThen(
+      arith::AndIOp::create(
+          b, loc, arith::AndIOp::create(b, loc, publishes, firstBlock), leader),
+      [&] {
+        memref::StoreOp::create(
+            b, loc,
+            arith::IndexCastOp::create(b, loc, b.getI32Type(), own.paddedCount),
+            args.padded, zero);
+        memref::StoreOp::create(b, loc, own.invalidIds, args.alignErrors, zero);
+      });
 }
 
 void KernelBuilder::buildMultistage() {
@@ -2048,6 +2181,15 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   config.groupM = kernelConfig.getGroupM();
   config.producerRegisters = kernelConfig.getProducerRegisters();
   config.consumerRegisters = kernelConfig.getConsumerRegisters();
+  // Aligning its own slot block, a kernel reads the ids the schedule was
+  // aligned from: its slots must be a moe.align's (the verifier allows the
+  // attribute before moe-align, where they are not yet).
+  config.fusedAlignAssignments = kernelConfig.getFusedAlignAssignments();
+  if (config.fusedAlignAssignments > 0 &&
+      !op.getSlots().getDefiningOp<AlignOp>())
+    return op.emitRemark() << "no GPU kernel for " << kernelConfig
+                           << ": fused_align_assignments needs the op's "
+                              "slots to come from a moe.align";
   if (config.inFeatures % (config.blockK() * config.splitK) != 0)
     return op.emitRemark() << "no GPU kernel: split_k = " << config.splitK
                            << " does not divide the K steps";
@@ -2121,6 +2263,12 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
   // by the host).
   if (config.persistent)
     arguments.push_back(MemRefType::get({1}, b.getI32Type()));
+  // A block that aligns its own slot block: the ids, and the word counting
+  // the invalid ones (written by block 0).
+  if (config.fusedAlignAssignments > 0) {
+    arguments.push_back(MemRefType::get({dynamic, config.topK}, i32));
+    arguments.push_back(MemRefType::get({1}, i32));
+  }
   return arguments;
 }
 

@@ -86,6 +86,9 @@ struct ExpertMatmulPlan {
   /// fp8 sums stay in the wgmma's accumulator over all of K
   /// (`fast_accumulation`): nothing is promoted.
   bool fastAccumulation = false;
+  /// Calls of at most this many assignments (M·k) align the block's own
+  /// slot block from the ids (`fused_align_assignments`); 0: never.
+  int64_t fusedAlignAssignments = 0;
   /// Columns of the wgmma (its N): 64, 128 or 256.
   int64_t blockN = 128;
   /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
@@ -233,9 +236,19 @@ struct ExpertMatmulPlan {
   int64_t swappedTableBytes() const {
     return swapAB ? blockM * (blockN + 4) * 4 : 0;
   }
-  int64_t sharedBytes() const {
+  /// The block aligns its own slot block (`fused_align_assignments`):
+  /// the alignment's arrays, after the stage-free barriers.
+  int64_t fusedAlignOffset() const {
     return std::max(ringBytes(), swappedTableBytes()) + tileSlotBytes() +
-           stageFreeBarrierBytes() + kSwizzleAlignment;
+           stageFreeBarrierBytes();
+  }
+  int64_t fusedAlignBytes() const {
+    return fusedAlignAssignments > 0
+               ? moe_gpu::hopper::fusedAlignSharedBytes(numExperts, blockM)
+               : 0;
+  }
+  int64_t sharedBytes() const {
+    return fusedAlignOffset() + fusedAlignBytes() + kSwizzleAlignment;
   }
 };
 
@@ -251,6 +264,9 @@ struct KernelArguments {
   Value routingWeights, out;
   /// Persistent: the counter of tiles taken.
   Value tileCounter;
+  /// `fused_align_assignments`: the ids [M, k], and the word that counts
+  /// the ids outside [-1, E).
+  Value ids, alignErrors;
 };
 
 /// The schedule's size and the values that place the current tile.
@@ -261,6 +277,10 @@ struct TileValues {
   Value expert, firstSlot, tileColumn, kBase;
   /// The first weight row of the tile in the [E·N, K] weights.
   Value weightsRow;
+  /// `fused_align_assignments`: the tile's slots in shared memory
+  /// (memref<block_m x i32>; slot s is row s - firstSlot); null: the
+  /// schedule's slots in global memory.
+  Value ownSlots;
 };
 
 /// Creates an scf.if without else on `condition` and builds `body` in it.

@@ -48,10 +48,18 @@ Value ExpertTileEmitter::addressOf(Value view) {
   return arith::IndexCastOp::create(b, loc, b.getI64Type(), pointer);
 }
 
+Value ExpertTileEmitter::assignmentOf(Value slot) {
+  Value word =
+      tile.ownSlots
+          ? memref::LoadOp::create(
+                b, loc, tile.ownSlots,
+                ValueRange{arith::SubIOp::create(b, loc, slot, tile.firstSlot)})
+          : memref::LoadOp::create(b, loc, args.slots, ValueRange{slot});
+  return arith::IndexCastOp::create(b, loc, b.getIndexType(), word);
+}
+
 Value ExpertTileEmitter::inputRowOf(Value slot, Value &real) {
-  Value assignment = arith::IndexCastOp::create(
-      b, loc, b.getIndexType(),
-      memref::LoadOp::create(b, loc, args.slots, ValueRange{slot}));
+  Value assignment = assignmentOf(slot);
   real = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, assignment,
                                tile.assignments);
   Value source = config.gather ? arith::DivUIOp::create(b, loc, assignment,
@@ -556,9 +564,7 @@ ExpertTileEmitter::loadEpilogueRows(Value fragmentRow) {
       epilogueRows.push_back(rows);
       continue;
     }
-    Value assignment = arith::IndexCastOp::create(
-        b, loc, b.getIndexType(),
-        memref::LoadOp::create(b, loc, args.slots, ValueRange{rows.slot}));
+    Value assignment = assignmentOf(rows.slot);
     rows.scheduled = arith::AndIOp::create(
         b, loc,
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, rows.slot,

@@ -69,6 +69,9 @@ public:
   /// group: consecutive tiles walk the group's slot blocks first.
   std::pair<Value, Value> rasterizeLinear(Value linear, Value slotBlocks,
                                           Value columnTiles);
+  /// The assignment slot `slot` of this tile holds (index; M·k or more for
+  /// a padding slot), from the block's own slots where it aligned them.
+  Value assignmentOf(Value slot);
   /// The input row that slot `slot` reads (its token with gather, else the
   /// slot), or row 0 for a padding slot; `real` is set to whether the slot
   /// holds an assignment.

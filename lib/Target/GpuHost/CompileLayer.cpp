@@ -94,6 +94,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.weightOnlyRegisters = options.weightOnlyRegisters;
   pipelineOptions.fp8FastAccumulation = options.fp8FastAccumulation;
   pipelineOptions.w8a8SwapAb = options.w8a8SwapAB;
+  pipelineOptions.fusedAlignAssignments = options.fusedAlignAssignments;
   pipelineOptions.sharedExperts = options.sharedExperts;
   if (failed(runPasses(program, options, [&](PassManager &pm) {
         moe::buildGpuPipeline(pm, pipelineOptions);

@@ -129,6 +129,16 @@
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=SWAP-GPT-OSS
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-warpgroups=3" 2>&1 | FileCheck %s --check-prefix=SWAPPED-WARPGROUPS-INVALID
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-warpgroups=2 block-n=64" 2>&1 | FileCheck %s --check-prefix=SWAPPED-BLOCKN-INVALID
+// fused-align-assignments gives the first matmul of each schedule (GEMM1,
+// which runs first) fused_align_assignments, the others nothing; a persistent
+// GEMM walks many tiles and takes none.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 fused-align-assignments=256" | FileCheck %s --check-prefix=FUSED-ALIGN
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fused-align-assignments=256 persistent-max-rows=256" | FileCheck %s --check-prefix=FUSED-ALIGN-PERSISTENT
+// RUN: not moe-opt %s -split-input-file -moe-gpu-configure=fused-align-assignments=2048 2>&1 | FileCheck %s --check-prefix=FUSED-ALIGN-INVALID
+// FUSED-ALIGN: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, fused_align_assignments = 256>
+// FUSED-ALIGN: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async>,
+// FUSED-ALIGN-PERSISTENT: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, {{[^>]*}}group_m = 8>
+// FUSED-ALIGN-INVALID: error: moe-gpu-configure: fused-align-assignments must be in [0, 1024], got 2048
 // block-n = 64 asks for one warpgroup's rows: the policy gives both of
 // Mixtral's decode GEMMs one warpgroup (by TMA), not two raised to 128.
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 block-n=64" | FileCheck %s --check-prefix=SWAP-BLOCKN64

@@ -181,6 +181,24 @@
 
 // -----
 
+// A kernel aligns its own slot block for a few rounds of ids at most
+// expected-error @+1 {{fused_align_assignments must be in [0, 1024], got 2048}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true, fused_align_assignments = 2048>} : () -> ()
+
+// -----
+
+// ... once, before its one tile: not with a persistent schedule
+// expected-error @+1 {{fused_align_assignments needs a schedule of one tile per block (multistage or warp_specialized), got persistent}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 56, consumer_registers = 224, fused_align_assignments = 256>} : () -> ()
+
+// -----
+
+// ... and not in a cluster, whose blocks share one schedule's pairs
+// expected-error @+1 {{fused_align_assignments takes no cluster, got 2x1}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 1, cluster_m = 2, fused_align_assignments = 256>} : () -> ()
+
+// -----
+
 // Only e4m3 sums are promoted: fast_accumulation is theirs alone
 // expected-error @+1 {{fast_accumulation is an e4m3 choice, got mma = wgmma_s8}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, fast_accumulation = true>} : () -> ()

@@ -27,6 +27,19 @@ func.func @swapped() {
 
 // -----
 
+// A swapped decode kernel that aligns its own slot block for calls of up to
+// 256 assignments; fused_align_assignments = 0 elided.
+// CHECK-LABEL: func @fused_align
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, fused_align_assignments = 256>
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true>
+func.func @fused_align() {
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, fused_align_assignments = 256>} : () -> ()
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, fused_align_assignments = 0>} : () -> ()
+  return
+}
+
+// -----
+
 // Swapped operands over two consumer warpgroups, the weights copied by every
 // thread; weight_load = tma elided.
 // CHECK-LABEL: func @swapped_copied

@@ -22,6 +22,7 @@ void MoeGPUDialect::registerAttributes() {
       >();
 }
 
+using hopper::kMaxFusedAlignAssignments;
 using hopper::kMaxSharedBytes;
 using hopper::kWarpgroupRows;
 using hopper::kWarpgroupThreads;
@@ -149,13 +150,38 @@ verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
-LogicalResult KernelConfigAttr::verify(
-    function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
-    Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
-    int64_t stages, int64_t consumerWarpgroups, int64_t producerWarpgroups,
-    int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
-    int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB,
-    WeightLoad weightLoad, bool fastAccumulation) {
+/// A kernel that aligns its own slot block does it once, before its one
+/// tile, for at most kMaxFusedAlignAssignments ids (a few rounds of one
+/// id per thread).
+static LogicalResult
+verifyFusedAlign(function_ref<InFlightDiagnostic()> emitError,
+                 Schedule schedule, int64_t clusterM, int64_t clusterN,
+                 int64_t assignments) {
+  if (assignments == 0)
+    return success();
+  if (assignments < 0 || assignments > kMaxFusedAlignAssignments)
+    return emitError() << "fused_align_assignments must be in [0, "
+                       << kMaxFusedAlignAssignments << "], got " << assignments;
+  if (schedule != Schedule::Multistage && schedule != Schedule::WarpSpecialized)
+    return emitError() << "fused_align_assignments needs a schedule of one "
+                          "tile per block (multistage or warp_specialized), "
+                          "got "
+                       << stringifySchedule(schedule);
+  if (clusterM != 1 || clusterN != 1)
+    return emitError() << "fused_align_assignments takes no cluster, got "
+                       << clusterM << "x" << clusterN;
+  return success();
+}
+
+LogicalResult
+KernelConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                         MmaKind mma, Schedule schedule, int64_t blockM,
+                         int64_t blockN, int64_t blockK, int64_t stages,
+                         int64_t consumerWarpgroups, int64_t producerWarpgroups,
+                         int64_t producerRegisters, int64_t consumerRegisters,
+                         int64_t splitK, int64_t clusterM, int64_t clusterN,
+                         int64_t groupM, bool swapAB, WeightLoad weightLoad,
+                         bool fastAccumulation, int64_t fusedAlignAssignments) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
@@ -234,5 +260,8 @@ LogicalResult KernelConfigAttr::verify(
   if (fastAccumulation && mma != MmaKind::WgmmaE4m3)
     return emitError() << "fast_accumulation is an e4m3 choice, got mma = "
                        << stringifyMmaKind(mma);
+  if (failed(verifyFusedAlign(emitError, schedule, clusterM, clusterN,
+                              fusedAlignAssignments)))
+    return failure();
   return success();
 }

@@ -215,6 +215,9 @@ struct ConfigureOptions {
   /// fp8 matmuls with per-channel or per-tensor scales keep their sums in
   /// the wgmma's accumulator (`fast_accumulation`).
   bool fp8FastAccumulation = true;
+  /// The first matmul of each schedule aligns its own slot block for calls
+  /// of at most this many assignments (`fused_align_assignments`).
+  int64_t fusedAlignAssignments = 0;
   /// w8a8 schedules that promote nothing take swapped slot blocks.
   bool w8a8SwapAB = true;
   /// M where the gathered input's rows are dynamic.
@@ -313,7 +316,8 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       blockN, facts.blockK(), stages, warpgroups,
       /*producer_warpgroups=*/0, /*producer_registers=*/0,
       /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
-      groupM, /*swap_ab=*/true, weightLoad, facts.fastAccumulation);
+      groupM, /*swap_ab=*/true, weightLoad, facts.fastAccumulation,
+      /*fused_align_assignments=*/0);
 }
 
 /// What the block-height policy reads of a bf16, weight-only or (with
@@ -635,7 +639,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         facts.blockK(), stages, consumers, /*producer_warpgroups=*/1,
         kProducerRegisters, kConsumerRegisters, splitK,
         /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
-        /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation);
+        /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
+        /*fused_align_assignments=*/0);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
   // kernels': the multistage ones left (64-row blocks) stay single, so that
@@ -646,7 +651,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
       blockN, facts.blockK(), stages, consumers, /*producer_warpgroups=*/0,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
       /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
-      /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation);
+      /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
+      /*fused_align_assignments=*/0);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -725,6 +731,35 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   return kSmallBlockM;
 }
 
+/// `config` with `fused_align_assignments` = `assignments` where its kernel
+/// can take it: one tile per block, no cluster, and room beside the ring
+/// for the counts, slots and scan of the alignment in shared memory.
+KernelConfigAttr withFusedAlign(ExpertMatmulOp op, KernelConfigAttr config,
+                                int64_t assignments) {
+  if (assignments == 0 ||
+      (config.getSchedule() != Schedule::Multistage &&
+       config.getSchedule() != Schedule::WarpSpecialized) ||
+      config.getClusterM() != 1 || config.getClusterN() != 1)
+    return config;
+  int64_t elementBytes = config.getMma() == MmaKind::WgmmaBf16 ? 2 : 1;
+  int64_t ringBytes = config.getStages() *
+                      (config.getBlockM() + config.getBlockN()) *
+                      config.getBlockK() * elementBytes;
+  if (ringBytes + hopper::kSwizzleAlignment +
+          hopper::fusedAlignSharedBytes(op.getNumExperts(),
+                                        config.getBlockM()) >
+      hopper::kMaxSharedBytes)
+    return config;
+  return KernelConfigAttr::get(
+      op.getContext(), config.getMma(), config.getSchedule(),
+      config.getBlockM(), config.getBlockN(), config.getBlockK(),
+      config.getStages(), config.getConsumerWarpgroups(),
+      config.getProducerWarpgroups(), config.getProducerRegisters(),
+      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
+      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
+      config.getWeightLoad(), config.getFastAccumulation(), assignments);
+}
+
 struct MoeGpuConfigurePass
     : public moe_gpu::impl::MoeGpuConfigureBase<MoeGpuConfigurePass> {
   using Base::Base;
@@ -763,6 +798,7 @@ struct MoeGpuConfigurePass
     options.weightOnlyRegisters = weightOnlyRegisters;
     options.fp8FastAccumulation = fp8FastAccumulation;
     options.w8a8SwapAB = w8a8SwapAb;
+    options.fusedAlignAssignments = fusedAlignAssignments;
     options.numTokens = numTokens;
     options.numSMs = numSMs;
     options.persistentMaxRows = persistentMaxRows;
@@ -803,6 +839,14 @@ struct MoeGpuConfigurePass
     }
     if (failed(verifyBlockK()))
       return failure();
+    if (fusedAlignAssignments < 0 ||
+        fusedAlignAssignments > hopper::kMaxFusedAlignAssignments) {
+      getOperation()->emitError("moe-gpu-configure: "
+                                "fused-align-assignments must be in [0, ")
+          << hopper::kMaxFusedAlignAssignments << "], got "
+          << fusedAlignAssignments.getValue();
+      return failure();
+    }
     if (swappedWarpgroups < 0 || swappedWarpgroups > 2) {
       getOperation()->emitError("moe-gpu-configure: swapped-warpgroups must "
                                 "be 0 (the policy's choice), 1 or 2, got ")
@@ -842,6 +886,11 @@ struct MoeGpuConfigurePass
       // The other policies that read the rows were measured on bf16.
       if (rows && !rows->bf16)
         rows = std::nullopt;
+      // The first matmul of the schedule runs first: it can align the
+      // schedule for the ones after it (unless its configuration was
+      // written in the input).
+      ExpertMatmulOp first = schedule.front();
+      bool firstChosen = !getKernelConfig(first);
       for (ExpertMatmulOp op : schedule) {
         // moe-align pads the schedule to the tile's block_m.
         if (TileAttr tile = op.getTileAttr(); tile && !op.isAligned())
@@ -855,6 +904,10 @@ struct MoeGpuConfigurePass
           op->setAttr(MoeGPUDialect::getConfigAttrName(),
                       chooseKernelConfig(op, blockM, rows, options));
       }
+      if (firstChosen)
+        first->setAttr(MoeGPUDialect::getConfigAttrName(),
+                       withFusedAlign(first, getKernelConfig(first),
+                                      options.fusedAlignAssignments));
     }
   }
 

@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUOps.h"
 #include "moe/Dialect/MoeGPU/Transforms/Passes.h"
 
@@ -138,6 +140,10 @@ private:
   LogicalResult lowerRouter(moe::RouterOp op);
   LogicalResult lowerAddSharedExperts(moe::AddSharedExpertsOp op);
   LogicalResult lowerAlign(moe::AlignOp op);
+  /// The matmul that aligns its own slot blocks of `op`'s schedule
+  /// (`fused_align_assignments`), or null; an error unless it is the
+  /// schedule's first user, which runs before the others read it.
+  FailureOr<moe::ExpertMatmulOp> findFusedAlign(moe::AlignOp op);
   LogicalResult lowerExpertMatmul(moe::ExpertMatmulOp op);
   LogicalResult lowerCombineFinalize(moe::ExpertMatmulOp op,
                                      const Buffer &sums,
@@ -175,7 +181,17 @@ private:
   SmallVector<Value> resultMemrefs;
   SmallVector<Attribute> layoutMaps, layoutNames;
   SmallVector<int64_t> invalidIdCounters;
+  /// Per moe.align, its word of invalid ids (a fused matmul writes it).
+  DenseMap<Operation *, Buffer> alignErrors;
 };
+
+/// The `fused_align_assignments` of `op`'s kernel configuration (0 without
+/// one).
+int64_t fusedAlignAssignments(moe::ExpertMatmulOp op) {
+  auto config =
+      op->getAttrOfType<KernelConfigAttr>(MoeGPUDialect::getConfigAttrName());
+  return config ? config.getFusedAlignAssignments() : 0;
+}
 } // namespace
 
 Value HostBuilder::materialize(AffineExpr expr) {
@@ -424,9 +440,23 @@ LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
                             {blocks}, i32);
   Buffer padded =
       allocate(op.getNumPadded(), "moe.align padded count", {one}, i32);
-  // The single-block kernel zeroes it; the many-block path zeroes it below.
+  // The single-block kernel zeroes it; the many-block path zeroes it below;
+  // a matmul that aligns its own slot blocks writes it.
   Buffer errors = allocateErrorCounter("moe.align ids outside [-1, E)",
                                        /*zeroed=*/false);
+  alignErrors[op] = errors;
+  FailureOr<moe::ExpertMatmulOp> fused = findFusedAlign(op);
+  if (failed(fused))
+    return failure();
+  OpBuilder::InsertionGuard guard(b);
+  if (*fused) {
+    // Up to the matmul's bound no align kernel runs.
+    Value many = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sgt,
+                                       materialize(assignments),
+                                       constant(fusedAlignAssignments(*fused)));
+    auto ifOp = scf::IfOp::create(b, loc, many, /*withElseRegion=*/false);
+    b.setInsertionPointToStart(ifOp.thenBlock());
+  }
   auto launchSingle = [&] {
     return launch(*kernel,
                   {ids.memref, sorted.memref, experts.memref, padded.memref,
@@ -450,7 +480,6 @@ LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
       b, loc, arith::CmpIPredicate::sgt, materialize(assignments),
       constant(manyBlocksAbove));
   auto ifOp = scf::IfOp::create(b, loc, many, /*withElseRegion=*/true);
-  OpBuilder::InsertionGuard guard(b);
   b.setInsertionPointToStart(ifOp.thenBlock());
   ZeroOp::create(b, loc, state.memref, stream);
   ZeroOp::create(b, loc, errors.memref, stream);
@@ -468,6 +497,35 @@ LogicalResult HostBuilder::lowerAlign(moe::AlignOp op) {
     return failure();
   b.setInsertionPointToStart(ifOp.elseBlock());
   return launchSingle();
+}
+
+FailureOr<moe::ExpertMatmulOp> HostBuilder::findFusedAlign(moe::AlignOp op) {
+  // The users as ops of the layer's block, where their order is the order
+  // they run in.
+  SmallVector<Operation *> users;
+  for (Value result : op->getResults())
+    for (Operation *user : result.getUsers())
+      if (Operation *ancestor = op->getBlock()->findAncestorOpInBlock(*user))
+        users.push_back(ancestor);
+  llvm::sort(users, [](Operation *lhs, Operation *rhs) {
+    return lhs->isBeforeInBlock(rhs);
+  });
+  moe::ExpertMatmulOp fused;
+  for (Operation *user : users) {
+    auto matmul = dyn_cast<moe::ExpertMatmulOp>(user);
+    if (!matmul || fusedAlignAssignments(matmul) == 0 || matmul == fused)
+      continue;
+    if (fused)
+      return matmul.emitError("GPU layer: two matmuls align the slot blocks "
+                              "of one moe.align (fused_align_assignments)");
+    fused = matmul;
+  }
+  if (fused && fused != users.front())
+    return fused.emitError("GPU layer: fused_align_assignments needs the "
+                           "matmul to be the first user of its moe.align's "
+                           "schedule, which the ops before it would read "
+                           "unaligned");
+  return fused;
 }
 
 LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
@@ -563,6 +621,15 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
         MultiprocessorCountOp::create(b, loc, b.getIndexType(), stream);
     grid = {arith::MinSIOp::create(b, loc, tiles, multiprocessors),
             constant(1), constant(1)};
+  }
+  if (fusedAlignAssignments(op) > 0) {
+    // The ids it aligns from, and the word it counts the invalid ones in.
+    auto align = op.getSlots().getDefiningOp<moe::AlignOp>();
+    if (!align)
+      return op.emitError("GPU layer: fused_align_assignments needs the "
+                          "slots of a moe.align");
+    args.append({buffers.lookup(align.getIds()).memref,
+                 alignErrors.lookup(align).memref});
   }
   if (failed(launch(*kernel, args, grid)))
     return failure();

@@ -29,6 +29,19 @@ inline constexpr int64_t kStageRowBytes = 128;
 /// per SM) by 14% at M = 4096.
 inline constexpr int64_t kMaxMultistageStages = 5;
 
+/// The most assignments (M·k) a GEMM kernel aligns its own slot block for
+/// (`fused_align_assignments`): the ids are taken one per thread per round,
+/// each round two block barriers, so a few rounds at most.
+inline constexpr int64_t kMaxFusedAlignAssignments = 1024;
+/// What such a kernel keeps in static shared memory beside its ring, as i32
+/// words: the experts' counts, its slot block, a sum per warp (at most 32)
+/// and four facts of the block (its expert, first rank, padded count and
+/// count of invalid ids).
+inline constexpr int64_t kFusedAlignWarpSums = 32, kFusedAlignFacts = 4;
+inline int64_t fusedAlignSharedBytes(int64_t numExperts, int64_t blockM) {
+  return 4 * (numExperts + blockM + kFusedAlignWarpSums + kFusedAlignFacts);
+}
+
 /// Bytes of stored weight codes per 64 of K of a weight-only format: 32 for
 /// int4 and e2m1 pairs, 64 for int8.
 inline int64_t packedRowBytes(moe::QuantFormat format) {

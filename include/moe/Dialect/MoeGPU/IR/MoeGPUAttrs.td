@@ -113,6 +113,16 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       applied in the epilogue either way. Block scales need the promotion
       (each K block has its own scale). `wgmma_e4m3` only; false unless
       written.
+    - `fused_align_assignments`: where the matmul's slots come from a
+      `moe.align` and the call has at most this many assignments (M·k),
+      the kernel builds its own slot block of the aligned schedule from the
+      ids (counts, padded starts and ranks in shared memory), and the
+      blocks of its first column tile write the schedule for the kernels
+      after it; the host then launches no align kernel. It is for the
+      first matmul of a schedule, at decode, where the align kernel is a
+      node of the chain of its own. 0 (the default): the kernel reads the
+      schedule the align kernel wrote. It needs a schedule of one tile per
+      block (`multistage` or `warp_specialized`) without a cluster.
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -140,7 +150,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     DefaultValuedParameter<"int64_t", "0">:$group_m,
     DefaultValuedParameter<"bool", "false">:$swap_ab,
     MoeGPU_WeightLoadParameter:$weight_load,
-    DefaultValuedParameter<"bool", "false">:$fast_accumulation);
+    DefaultValuedParameter<"bool", "false">:$fast_accumulation,
+    DefaultValuedParameter<"int64_t", "0">:$fused_align_assignments);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

@@ -220,6 +220,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "Give w8a8 schedules whose matmuls promote nothing (int8, and "
            "fp8 with fp8-fast-accumulation) swapped slot blocks of 16 or 32 "
            "rows at decode, as bf16 ones get (weights by TMA)">,
+    Option<"fusedAlignAssignments", "fused-align-assignments", "int64_t",
+           /*default=*/"0",
+           "Give the first matmul of each schedule fused_align_assignments "
+           "= this (0, the default, never; at most 1024): calls of at most "
+           "this many assignments (M·k) run no align kernel, the matmul's "
+           "blocks align their own slot blocks and write the schedule for "
+           "the kernels after it">,
     Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
            "Token count M of an input with a dynamic token dimension, for "
            "the rows per expert (M·k/E) that swap-ab reads (moe-tile's "
