@@ -109,15 +109,7 @@ void FusedAlignEmitter::findBlockExpert() {
       });
   Value own = sumLoop.getResult(0);
   // Inclusive scan over the warp's lanes, then the warps before.
-  Value inclusive = own;
-  for (int32_t offset = 1; offset < kWarpSize; offset *= 2) {
-    auto shuffle = gpu::ShuffleOp::create(b, loc, inclusive, offset, kWarpSize,
-                                          gpu::ShuffleMode::UP);
-    Value below = arith::SelectOp::create(
-        b, loc, cmp(arith::CmpIPredicate::uge, lane, index(offset)),
-        shuffle.getShuffleResult(), i32(0));
-    inclusive = arith::AddIOp::create(b, loc, inclusive, below);
-  }
+  Value inclusive = warpInclusiveScan(b, loc, own, lane);
   ifThen(cmp(arith::CmpIPredicate::eq, lane, index(kWarpSize - 1)), [&] {
     memref::StoreOp::create(b, loc, inclusive, arrays.warpSums, warp);
   });

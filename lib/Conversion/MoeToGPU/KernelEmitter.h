@@ -36,6 +36,26 @@ inline Value warpButterfly(OpBuilder &b, Location loc, Value value,
 
 /// The global address of `memref`'s element (`row`, `column`) of a
 /// row-major [?, width] buffer, as an LLVM global pointer.
+/// The inclusive prefix sum of the i32 `value` over the lanes of a warp up
+/// to `lane` (index), by shuffles up.
+inline Value warpInclusiveScan(OpBuilder &b, Location loc, Value value,
+                               Value lane) {
+  for (int32_t offset = 1; offset < kWarpSize; offset *= 2) {
+    Value shifted = gpu::ShuffleOp::create(b, loc, value, offset, kWarpSize,
+                                           gpu::ShuffleMode::UP)
+                        .getShuffleResult();
+    Value has =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, lane,
+                              arith::ConstantIndexOp::create(b, loc, offset));
+    value = arith::AddIOp::create(
+        b, loc, value,
+        arith::SelectOp::create(
+            b, loc, has, shifted,
+            arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(0))));
+  }
+  return value;
+}
+
 inline Value globalElementPointer(OpBuilder &b, Location loc, Value memref,
                                   Value row, Value column, int64_t width) {
   auto type = cast<MemRefType>(memref.getType());
