@@ -58,6 +58,9 @@ using moe_gpu::hopper::kSwizzleAlignment;
 using moe_gpu::hopper::kWarpgroupRows;
 using moe_gpu::hopper::kWarpgroupThreads;
 
+/// f32 values each thread zeroes per store of the combine's sums (16 bytes).
+static constexpr int64_t kZeroVectorWidth = 4;
+
 namespace {
 /// The wgmma accumulator fragment, as the MoE epilogue asks for it.
 class WgmmaAccumulator : public AccumulatorTarget {
@@ -399,6 +402,9 @@ private:
   /// block 0 also the padded count and the invalid ids.
   void publishSchedule(const OwnSlotBlock &own, Value block, Value columnTile,
                        Value split);
+  /// Every block zeroes its share of the combine's f32 sums, 16 bytes per
+  /// thread and step, grid-strided.
+  void zeroSums();
   /// Persistent body: the producer and the consumers each walk this
   /// block's tiles in the same order, the producer running up to a ring
   /// ahead, so that the next tile's loads overlap this tile's epilogue.
@@ -1437,6 +1443,8 @@ void KernelBuilder::bindArguments(Block &entry) {
     args.ids = entry.getArgument(argument++);
     args.alignErrors = entry.getArgument(argument++);
   }
+  if (config.zeroedSumsWidth > 0)
+    args.zeroedSums = entry.getArgument(argument++);
 }
 
 void KernelBuilder::createTypes() {
@@ -1689,6 +1697,8 @@ void KernelBuilder::buildOneTile() {
       arith::MulIOp::create(b, loc, columnTile, index(config.outputTile()));
   tile.kBase = arith::MulIOp::create(b, loc, split,
                                      index(config.kSteps() * config.blockK()));
+  if (config.zeroedSumsWidth > 0)
+    zeroSums();
   Value ownExpert;
   if (config.fusedAlignAssignments > 0) {
     ownExpert = alignOwnSlotBlock(block, columnTile, split);
@@ -1789,6 +1799,52 @@ Value KernelBuilder::alignOwnSlotBlock(Value block, Value columnTile,
   gpu::BarrierOp::create(b, loc);
   tile.paddedCount = fitsIf.getResult(1);
   return fitsIf.getResult(0);
+}
+
+void KernelBuilder::zeroSums() {
+  Value bx = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value by = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value bz = gpu::BlockIdOp::create(b, loc, gpu::Dimension::z);
+  Value gx = gpu::GridDimOp::create(b, loc, gpu::Dimension::x);
+  Value gy = gpu::GridDimOp::create(b, loc, gpu::Dimension::y);
+  Value gz = gpu::GridDimOp::create(b, loc, gpu::Dimension::z);
+  Value linear = arith::AddIOp::create(
+      b, loc, bx,
+      arith::MulIOp::create(
+          b, loc, gx,
+          arith::AddIOp::create(b, loc, by,
+                                arith::MulIOp::create(b, loc, gy, bz))));
+  Value blocks =
+      arith::MulIOp::create(b, loc, gx, arith::MulIOp::create(b, loc, gy, gz));
+  int64_t threads = config.threads();
+  int64_t width = config.zeroedSumsWidth;
+  int64_t vectorsPerRow = width / kZeroVectorWidth;
+  Value vectors = arith::MulIOp::create(
+      b, loc, memref::DimOp::create(b, loc, args.zeroedSums, 0),
+      index(vectorsPerRow));
+  auto vectorType = VectorType::get({kZeroVectorWidth}, b.getF32Type());
+  Value zeros = LLVM::ConstantOp::create(
+      b, loc, vectorType,
+      DenseElementsAttr::get(vectorType, b.getF32FloatAttr(0.0f)));
+  Value first = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, linear, index(threads)),
+      thisThread.tid);
+  Value step = arith::MulIOp::create(b, loc, blocks, index(threads));
+  scf::ForOp::create(
+      b, loc, first, vectors, step, ValueRange{},
+      [&](OpBuilder &, Location, Value vector, ValueRange) {
+        Value row =
+            arith::DivUIOp::create(b, loc, vector, index(vectorsPerRow));
+        Value column = arith::MulIOp::create(
+            b, loc,
+            arith::RemUIOp::create(b, loc, vector, index(vectorsPerRow)),
+            index(kZeroVectorWidth));
+        LLVM::StoreOp::create(
+            b, loc, zeros,
+            globalElementPointer(b, loc, args.zeroedSums, row, column, width),
+            /*alignment=*/16);
+        scf::YieldOp::create(b, loc);
+      });
 }
 
 void KernelBuilder::publishSchedule(const OwnSlotBlock &own, Value block,
@@ -2190,6 +2246,15 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
     return op.emitRemark() << "no GPU kernel for " << kernelConfig
                            << ": fused_align_assignments needs the op's "
                               "slots to come from a moe.align";
+  if (ExpertMatmulOp combine = moe_gpu::getSumsZeroedBy(op)) {
+    config.zeroedSumsWidth = combine.getOutputWidth();
+    if (config.zeroedSumsWidth % kZeroVectorWidth != 0)
+      return op.emitRemark()
+             << "no GPU kernel for " << kernelConfig
+             << ": the combine's sums it zeroes must be a "
+                "multiple of "
+             << kZeroVectorWidth << " wide, got " << config.zeroedSumsWidth;
+  }
   if (config.inFeatures % (config.blockK() * config.splitK) != 0)
     return op.emitRemark() << "no GPU kernel: split_k = " << config.splitK
                            << " does not divide the K steps";
@@ -2269,6 +2334,9 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
     arguments.push_back(MemRefType::get({dynamic, config.topK}, i32));
     arguments.push_back(MemRefType::get({1}, i32));
   }
+  if (config.zeroedSumsWidth > 0)
+    arguments.push_back(
+        MemRefType::get({dynamic, config.zeroedSumsWidth}, b.getF32Type()));
   return arguments;
 }
 

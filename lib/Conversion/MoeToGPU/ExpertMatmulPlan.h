@@ -89,6 +89,9 @@ struct ExpertMatmulPlan {
   /// Calls of at most this many assignments (M·k) align the block's own
   /// slot block from the ids (`fused_align_assignments`); 0: never.
   int64_t fusedAlignAssignments = 0;
+  /// The width of the combine's f32 sums this kernel zeroes (see
+  /// moe_gpu::getSumsZeroedBy); 0: none.
+  int64_t zeroedSumsWidth = 0;
   /// Columns of the wgmma (its N): 64, 128 or 256.
   int64_t blockN = 128;
   /// The w8a8 format (fp8 e4m3 or int8; none for bf16) and its scales.
@@ -267,6 +270,8 @@ struct KernelArguments {
   /// `fused_align_assignments`: the ids [M, k], and the word that counts
   /// the ids outside [-1, E).
   Value ids, alignErrors;
+  /// The combine's f32 sums [M, width] this kernel zeroes.
+  Value zeroedSums;
 };
 
 /// The schedule's size and the values that place the current tile.

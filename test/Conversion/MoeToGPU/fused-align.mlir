@@ -9,9 +9,15 @@
 // slots and the expert into the schedule; block 0 the padded count and the
 // invalid ids. With more assignments the block reads the padded count and
 // copies its slots from the schedule. The gather then reads the slots from
-// shared memory. GEMM2 keeps its parameters and reads the schedule.
+// shared memory. First, every block zeroes its grid-strided share of the
+// combine's f32 sums, 16 bytes a store (the call has no memset node). GEMM2
+// keeps its parameters and reads the schedule.
 // CHECK-LABEL: gpu.func @expert_matmul(
-// CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %[[SLOTS:[a-z0-9]+]]: memref<?xi32>, %[[BLOCKS:[a-z0-9]+]]: memref<?xi32>, %[[PADDED:[a-z0-9]+]]: memref<1xi32>, %{{[a-z0-9]+}}: !llvm.ptr, %{{[a-z0-9]+}}: memref<?x128xbf16>, %[[IDS:[a-z0-9]+]]: memref<?x2xi32>, %[[ERRORS:[a-z0-9]+]]: memref<1xi32>)
+// CHECK-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %[[SLOTS:[a-z0-9]+]]: memref<?xi32>, %[[BLOCKS:[a-z0-9]+]]: memref<?xi32>, %[[PADDED:[a-z0-9]+]]: memref<1xi32>, %{{[a-z0-9]+}}: !llvm.ptr, %{{[a-z0-9]+}}: memref<?x128xbf16>, %[[IDS:[a-z0-9]+]]: memref<?x2xi32>, %[[ERRORS:[a-z0-9]+]]: memref<1xi32>, %[[SUMS:[a-z0-9]+]]: memref<?x128xf32>)
+// CHECK: %[[ZEROS:.+]] = llvm.mlir.constant(dense<0.000000e+00> : vector<4xf32>)
+// CHECK: scf.for
+// CHECK: memref.extract_aligned_pointer_as_index %[[SUMS]]
+// CHECK: llvm.store %[[ZEROS]], %{{.*}} {alignment = 16 : i64} : vector<4xf32>, !llvm.ptr<1>
 // CHECK: %[[COUNTS:.+]] = memref.view {{.*}} to memref<8xi32, #gpu.address_space<workgroup>>
 // CHECK: %[[OWN:.+]] = memref.view {{.*}} to memref<16xi32, #gpu.address_space<workgroup>>
 // CHECK: %[[WARPS:.+]] = memref.view {{.*}} to memref<32xi32, #gpu.address_space<workgroup>>

@@ -3,7 +3,8 @@
 // With fused-align-assignments, GEMM1 aligns its own slot blocks for calls
 // of at most 64 assignments: the host launches the align kernels (one block,
 // or many) only above that, and passes GEMM1 the ids and the word of
-// invalid ids it writes; GEMM2 reads the schedule GEMM1 wrote.
+// invalid ids it writes; GEMM2 reads the schedule GEMM1 wrote. GEMM1 also
+// zeroes the combine's f32 sums (every call): no memset node.
 // CHECK-LABEL: func.func @moe_layer_from_logits(
 // CHECK-SAME: %[[M:[a-z0-9]+]]: index, %{{[a-z0-9]+}}: memref<?xi8> {moe_gpu.workspace}, %[[S:[a-z0-9]+]]: !moe_gpu.stream)
 // CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer @moe_layer_from_logits_workspace[1] {{.*}} -> memref<?x2xi32>
@@ -19,9 +20,14 @@
 // CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@align blocks
 // CHECK: }
 // CHECK-NEXT: }
-// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul blocks {{.*}} args(%{{.*}}, %[[SORTED]] : memref<?xi32>, {{.*}}, %[[IDS]] : memref<?x2xi32>, %[[ERRORS]] : memref<1xi32>)
-// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul_0 blocks {{.*}} args(%{{.*}}, %[[SORTED]] : memref<?xi32>, {{[^)]*}} : memref<?x128xf32>)
-// CHECK: invalid_id_counters = array<i64: 5>, names = ["moe.topk weights", "moe.topk ids", "moe.align sorted ids", "moe.align block experts", "moe.align padded count", "moe.align ids outside [-1, E)"
+// CHECK-NOT: moe_gpu.zero
+// CHECK: %[[SUMS:.+]] = moe_gpu.workspace_buffer @moe_layer_from_logits_workspace[8] {{.*}} -> memref<?x128xf32>
+// CHECK-NOT: moe_gpu.zero
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul blocks {{.*}} args(%{{.*}}, %[[SORTED]] : memref<?xi32>, {{.*}}, %[[IDS]] : memref<?x2xi32>, %[[ERRORS]] : memref<1xi32>, %[[SUMS]] : memref<?x128xf32>)
+// CHECK-NOT: moe_gpu.zero
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@expert_matmul_0 blocks {{.*}} args(%{{.*}}, %[[SORTED]] : memref<?xi32>, {{[^)]*}}, %[[SUMS]] : memref<?x128xf32>)
+// CHECK: gpu.launch_func <%[[S]] : !moe_gpu.stream> @moe_kernels::@combine_finalize blocks {{.*}} args(%[[SUMS]] : memref<?x128xf32>
+// CHECK: invalid_id_counters = array<i64: 5>, names = ["moe.topk weights", "moe.topk ids", "moe.align sorted ids", "moe.align block experts", "moe.align padded count", "moe.align ids outside [-1, E)", "moe.align counts and cursors", "moe.expert_matmul output", "f32 sums of the combine"]
 func.func @from_logits(%x: tensor<?x128xbf16>, %logits: tensor<?x8xf32>, %w13: tensor<8x256x128xbf16>, %w2: tensor<8x128x128xbf16>) -> tensor<?x128xbf16> {
   %weights, %ids = moe.topk softmax %logits {k = 2 : i64, renormalize} : tensor<?x8xf32> -> tensor<?x2xf32>, tensor<?x2xi32>
   %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x128xbf16>, tensor<?x2xi32> -> tensor<?x128xbf16>, tensor<9xi32>, tensor<?xi32>

@@ -89,3 +89,21 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
                               "block's sums are promoted";
   return success();
 }
+
+moe::ExpertMatmulOp mlir::moe_gpu::getSumsZeroedBy(moe::ExpertMatmulOp op) {
+  auto config =
+      op->getAttrOfType<KernelConfigAttr>(MoeGPUDialect::getConfigAttrName());
+  auto align = op.getSlots().getDefiningOp<moe::AlignOp>();
+  if (!config || config.getFusedAlignAssignments() == 0 || !align)
+    return {};
+  for (Operation *user : align.getSortedIds().getUsers()) {
+    auto combine = dyn_cast<moe::ExpertMatmulOp>(user);
+    if (!combine || combine == op || !combine.isCombine() ||
+        combine.getAccumulate() || combine.getUnpermute() ||
+        getElementTypeOrSelf(combine.getType()).isF32() ||
+        combine->getBlock() != op->getBlock() || !op->isBeforeInBlock(combine))
+      continue;
+    return combine;
+  }
+  return {};
+}

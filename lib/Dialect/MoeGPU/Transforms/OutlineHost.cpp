@@ -183,6 +183,9 @@ private:
   SmallVector<int64_t> invalidIdCounters;
   /// Per moe.align, its word of invalid ids (a fused matmul writes it).
   DenseMap<Operation *, Buffer> alignErrors;
+  /// Per combine, the f32 sums that the first matmul of its schedule zeroes
+  /// (getSumsZeroedBy), allocated when that matmul is launched.
+  DenseMap<Operation *, Buffer> zeroedSums;
 };
 
 /// The `fused_align_assignments` of `op`'s kernel configuration (0 without
@@ -631,6 +634,16 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
     args.append({buffers.lookup(align.getIds()).memref,
                  alignErrors.lookup(align).memref});
   }
+  if (moe::ExpertMatmulOp combine = getSumsZeroedBy(op)) {
+    // The combine's sums, zeroed by this kernel rather than a memset.
+    Buffer sums =
+        allocateScratch("f32 sums of the combine",
+                        {buffers.lookup(combine.getRoutingWeights()).sizes[0],
+                         b.getAffineConstantExpr(combine.getOutputWidth())},
+                        b.getF32Type());
+    zeroedSums[combine.getOperation()] = sums;
+    args.push_back(sums.memref);
+  }
   if (failed(launch(*kernel, args, grid)))
     return failure();
   // A combine that keeps its f32 sums has them as its result.
@@ -669,6 +682,10 @@ HostBuilder::allocateMatmulOutput(moe::ExpertMatmulOp op,
       sums = allocate(op.getResult(), "f32 sums of the combine",
                       {rows, widthExpr}, b.getF32Type());
       ZeroOp::create(b, loc, sums.memref, stream);
+    } else if (auto zeroed = zeroedSums.find(op.getOperation());
+               zeroed != zeroedSums.end()) {
+      // The schedule's first matmul zeroed them.
+      sums = zeroed->second;
     } else {
       sums = allocateScratch("f32 sums of the combine", {rows, widthExpr},
                              b.getF32Type());
