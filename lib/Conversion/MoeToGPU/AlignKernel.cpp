@@ -12,8 +12,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "KernelEmitter.h"
 #include "MoeGpuKernels.h"
+#include "ScheduleEmitter.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -28,12 +28,9 @@ constexpr int64_t kAlignThreads = 1024;
 
 /// Builds the align kernel's body, one method per phase; the phases are
 /// separated by block barriers.
-class AlignKernelBuilder : KernelEmitter {
+class AlignKernelBuilder : ScheduleEmitter {
 public:
-  AlignKernelBuilder(OpBuilder &b, Location loc, int64_t numExperts,
-                     int64_t blockM, int64_t topK)
-      : KernelEmitter{b, loc}, numExperts(numExperts), blockM(blockM),
-        topK(topK) {}
+  using ScheduleEmitter::ScheduleEmitter;
 
   /// Fills `func` (arguments: ids, sorted, blocks, padded, errors) over the
   /// shared arrays `countsName` and `cursorsName` of type `countsType` and
@@ -47,38 +44,22 @@ private:
   void forEachStrided(Value bound, function_ref<void(Value)> body) {
     forEach(tid, bound, index(kAlignThreads), body);
   }
-  /// The expert of assignment `a` and whether it is scheduled here: ids of
-  /// another device (-1) and out-of-range ids are not.
-  std::pair<Value, Value> expertOf(Value assignment);
   /// Zeroes the counts and the error word, then counts each expert's
   /// assignments; an id outside [-1, E) is counted as an error.
   void countAssignments();
   /// Padded starts: an exclusive scan of the counts rounded up to block_m,
   /// into the cursors and the padded count.
   void scanPaddedStarts();
-  /// `count` (i32) rounded up to block_m.
-  Value rounded(Value count);
   /// Every slot holds the sentinel M·k, every block past the padded count
   /// expert -1, and each expert's blocks its id.
   void fillSlotsAndBlocks();
   /// Each assignment into its expert's next slot.
   void scatterAssignments();
 
-  int64_t numExperts, blockM, topK;
   Value ids, sorted, blocks, padded, errors, counts, cursors, warpSums, tid,
       numAssignments;
 };
 } // namespace
-
-std::pair<Value, Value> AlignKernelBuilder::expertOf(Value assignment) {
-  Value token = arith::DivUIOp::create(b, loc, assignment, index(topK));
-  Value choice = arith::RemUIOp::create(b, loc, assignment, index(topK));
-  Value id = memref::LoadOp::create(b, loc, ids, ValueRange{token, choice});
-  Value valid = arith::AndIOp::create(
-      b, loc, cmp(arith::CmpIPredicate::sge, id, i32(0)),
-      cmp(arith::CmpIPredicate::slt, id, i32(numExperts)));
-  return {id, valid};
-}
 
 void AlignKernelBuilder::countAssignments() {
   forEachStrided(index(numExperts), [&](Value expert) {
@@ -88,7 +69,7 @@ void AlignKernelBuilder::countAssignments() {
          [&] { memref::StoreOp::create(b, loc, i32(0), errors, index(0)); });
   gpu::BarrierOp::create(b, loc);
   forEachStrided(numAssignments, [&](Value assignment) {
-    auto [id, valid] = expertOf(assignment);
+    auto [id, valid] = expertOf(ids, assignment);
     auto ifOp = scf::IfOp::create(b, loc, valid, /*withElse=*/true);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(ifOp.thenBlock());
@@ -104,15 +85,6 @@ void AlignKernelBuilder::countAssignments() {
   gpu::BarrierOp::create(b, loc);
 }
 
-Value AlignKernelBuilder::rounded(Value count) {
-  return arith::MulIOp::create(
-      b, loc,
-      arith::DivUIOp::create(
-          b, loc, arith::AddIOp::create(b, loc, count, i32(blockM - 1)),
-          i32(blockM)),
-      i32(blockM));
-}
-
 void AlignKernelBuilder::scanPaddedStarts() {
   // Each thread sums a contiguous range of experts' rounded counts.
   int64_t perThread = (numExperts + kAlignThreads - 1) / kAlignThreads;
@@ -122,15 +94,7 @@ void AlignKernelBuilder::scanPaddedStarts() {
   Value end = arith::MinUIOp::create(
       b, loc, arith::AddIOp::create(b, loc, first, index(perThread)),
       index(numExperts));
-  auto sumLoop = scf::ForOp::create(
-      b, loc, first, end, index(1), ValueRange{i32(0)},
-      [&](OpBuilder &, Location, Value expert, ValueRange sum) {
-        Value count = memref::LoadOp::create(b, loc, counts, expert);
-        scf::YieldOp::create(
-            b, loc,
-            ValueRange{arith::AddIOp::create(b, loc, sum[0], rounded(count))});
-      });
-  Value own = sumLoop.getResult(0);
+  Value own = sumRoundedCounts(counts, first, end);
   Value lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
   Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
   Value inclusive = warpInclusiveScan(b, loc, own, lane);
@@ -157,7 +121,7 @@ void AlignKernelBuilder::scanPaddedStarts() {
         Value count = memref::LoadOp::create(b, loc, counts, expert);
         scf::YieldOp::create(b, loc,
                              ValueRange{arith::AddIOp::create(
-                                 b, loc, carried[0], rounded(count))});
+                                 b, loc, carried[0], roundedToBlock(count))});
       });
   // The last thread's range ends at the total.
   ifThen(cmp(arith::CmpIPredicate::eq, tid, index(kAlignThreads - 1)), [&] {
@@ -196,7 +160,7 @@ void AlignKernelBuilder::fillSlotsAndBlocks() {
 
 void AlignKernelBuilder::scatterAssignments() {
   forEachStrided(numAssignments, [&](Value assignment) {
-    auto [id, valid] = expertOf(assignment);
+    auto [id, valid] = expertOf(ids, assignment);
     ifThen(valid, [&, id = id] {
       Value slot = memref::AtomicRMWOp::create(
           b, loc, arith::AtomicRMWKind::addi, i32(1), cursors, toIndex(id));

@@ -19,8 +19,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "KernelEmitter.h"
 #include "MoeGpuKernels.h"
+#include "ScheduleEmitter.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -35,12 +35,11 @@ constexpr int64_t kThreads = kAlignManyBlocksThreads;
 constexpr int64_t kChunk = kAlignManyBlocksChunk;
 
 /// What the two kernels share: the op's sizes and small builders.
-class AlignBuilder : public KernelEmitter {
+class AlignBuilder : public ScheduleEmitter {
 public:
   AlignBuilder(OpBuilder &b, Location loc, AlignOp op)
-      : KernelEmitter{b, loc}, numExperts(op.getNumExperts()),
-        blockM(op.getBlockM()),
-        topK(op.getIds().getType().getDimSize(1)) {}
+      : ScheduleEmitter(b, loc, op.getNumExperts(), op.getBlockM(),
+                        op.getIds().getType().getDimSize(1)) {}
 
   /// A kernel `name` of `arguments` with its shared arrays of E i32 named
   /// `name_<array>`, one per entry of `arrays`.
@@ -48,16 +47,12 @@ public:
                               ArrayRef<Type> arguments,
                               ArrayRef<StringRef> arrays,
                               SmallVectorImpl<Value> &shared);
-  /// The expert id of assignment `a` and whether it is in [0, E).
-  std::pair<Value, Value> expertOf(Value ids, Value assignment);
   /// Calls body(assignment) for the block's chunk of assignments.
   void forEachOfChunk(Value numAssignments, function_ref<void(Value)> body);
   /// Counts the chunk's valid assignments per expert into `local` (zeroed
   /// here); invalid ids other than -1 go to `errors` if it is set.
-  void countChunk(Value ids, Value numAssignments, Value local,
-                  Value errors);
+  void countChunk(Value ids, Value numAssignments, Value local, Value errors);
 
-  int64_t numExperts, blockM, topK;
   Value tid, block, gridSize;
 };
 } // namespace
@@ -95,18 +90,6 @@ gpu::GPUFuncOp AlignBuilder::createKernel(gpu::GPUModuleOp module,
   return func;
 }
 
-std::pair<Value, Value> AlignBuilder::expertOf(Value ids, Value assignment) {
-  Value token = arith::DivUIOp::create(b, loc, assignment, index(topK));
-  Value choice = arith::RemUIOp::create(b, loc, assignment, index(topK));
-  Value id = memref::LoadOp::create(b, loc, ids, ValueRange{token, choice});
-  Value valid = arith::AndIOp::create(
-      b, loc,
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, id, i32(0)),
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, id,
-                            i32(numExperts)));
-  return {id, valid};
-}
-
 void AlignBuilder::forEachOfChunk(Value numAssignments,
                                   function_ref<void(Value)> body) {
   Value first = arith::MulIOp::create(b, loc, block, index(kChunk));
@@ -133,9 +116,9 @@ void AlignBuilder::countChunk(Value ids, Value numAssignments, Value local,
       return;
     Value invalid = arith::AndIOp::create(
         b, loc,
-        arith::XOrIOp::create(b, loc, valid,
-                              arith::ConstantOp::create(b, loc,
-                                                        b.getBoolAttr(true))),
+        arith::XOrIOp::create(
+            b, loc, valid,
+            arith::ConstantOp::create(b, loc, b.getBoolAttr(true))),
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ne, id, i32(-1)));
     ifThen(invalid, [&] {
       memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
@@ -158,8 +141,7 @@ mlir::moe::buildAlignCountKernel(OpBuilder &b, gpu::GPUModuleOp module,
       module, name,
       {MemRefType::get({dynamic, align.topK}, i32),
        MemRefType::get({dynamic}, i32),
-       MemRefType::get({2 * align.numExperts}, i32),
-       MemRefType::get({1}, i32)},
+       MemRefType::get({2 * align.numExperts}, i32), MemRefType::get({1}, i32)},
       {"local"}, shared);
   Block &entry = func.getBody().front();
   Value ids = entry.getArgument(0), sorted = entry.getArgument(1),
@@ -180,15 +162,15 @@ mlir::moe::buildAlignCountKernel(OpBuilder &b, gpu::GPUModuleOp module,
                   memref::StoreOp::create(b, loc, sentinel, sorted, slot);
                 });
   align.countChunk(ids, numAssignments, local, errors);
-  align.forEach(align.tid, align.index(align.numExperts),
-                align.index(kThreads), [&](Value expert) {
+  align.forEach(align.tid, align.index(align.numExperts), align.index(kThreads),
+                [&](Value expert) {
                   Value count = memref::LoadOp::create(b, loc, local, expert);
                   Value present = arith::CmpIOp::create(
                       b, loc, arith::CmpIPredicate::sgt, count, align.i32(0));
                   align.ifThen(present, [&] {
-                    memref::AtomicRMWOp::create(
-                        b, loc, arith::AtomicRMWKind::addi, count, state,
-                        expert);
+                    memref::AtomicRMWOp::create(b, loc,
+                                                arith::AtomicRMWKind::addi,
+                                                count, state, expert);
                   });
                 });
   gpu::ReturnOp::create(b, loc);
@@ -206,14 +188,6 @@ public:
   Value scanStarts(Value state, Value starts, Value partials);
   /// Block experts: each expert's blocks, and -1 past the padded count.
   void fillBlockExperts(Value state, Value blocks, Value starts, Value total);
-  Value rounded(Value count) {
-    return arith::MulIOp::create(
-        b, loc,
-        arith::DivUIOp::create(
-            b, loc, arith::AddIOp::create(b, loc, count, i32(blockM - 1)),
-            i32(blockM)),
-        i32(blockM));
-  }
 };
 } // namespace
 
@@ -223,15 +197,7 @@ Value ScatterBuilder::scanStarts(Value state, Value starts, Value partials) {
   Value end = arith::MinUIOp::create(
       b, loc, arith::AddIOp::create(b, loc, first, index(perThread)),
       index(numExperts));
-  auto sumLoop = scf::ForOp::create(
-      b, loc, first, end, index(1), ValueRange{i32(0)},
-      [&](OpBuilder &, Location, Value expert, ValueRange sum) {
-        Value count = memref::LoadOp::create(b, loc, state, expert);
-        scf::YieldOp::create(
-            b, loc, ValueRange{arith::AddIOp::create(b, loc, sum[0],
-                                                     rounded(count))});
-      });
-  Value own = sumLoop.getResult(0);
+  Value own = sumRoundedCounts(state, first, end);
   memref::StoreOp::create(b, loc, own, partials, tid);
   gpu::BarrierOp::create(b, loc);
   // Inclusive Hillis-Steele scan of the threads' sums.
@@ -256,18 +222,17 @@ Value ScatterBuilder::scanStarts(Value state, Value starts, Value partials) {
       [&](OpBuilder &, Location, Value expert, ValueRange start) {
         memref::StoreOp::create(b, loc, start[0], starts, expert);
         Value count = memref::LoadOp::create(b, loc, state, expert);
-        scf::YieldOp::create(
-            b, loc, ValueRange{arith::AddIOp::create(b, loc, start[0],
-                                                     rounded(count))});
+        scf::YieldOp::create(b, loc,
+                             ValueRange{arith::AddIOp::create(
+                                 b, loc, start[0], roundedToBlock(count))});
       });
-  Value total =
-      memref::LoadOp::create(b, loc, partials, index(kThreads - 1));
+  Value total = memref::LoadOp::create(b, loc, partials, index(kThreads - 1));
   gpu::BarrierOp::create(b, loc);
   return total;
 }
 
-void ScatterBuilder::fillBlockExperts(Value state, Value blocks,
-                                      Value starts, Value total) {
+void ScatterBuilder::fillBlockExperts(Value state, Value blocks, Value starts,
+                                      Value total) {
   Value stride = arith::MulIOp::create(b, loc, gridSize, index(kThreads));
   Value firstOfGrid = arith::AddIOp::create(
       b, loc, arith::MulIOp::create(b, loc, block, index(kThreads)), tid);
@@ -275,7 +240,7 @@ void ScatterBuilder::fillBlockExperts(Value state, Value blocks,
     Value start = memref::LoadOp::create(b, loc, starts, expert);
     Value end = arith::AddIOp::create(
         b, loc, start,
-        rounded(memref::LoadOp::create(b, loc, state, expert)));
+        roundedToBlock(memref::LoadOp::create(b, loc, state, expert)));
     Value expertId = arith::IndexCastOp::create(b, loc, b.getI32Type(), expert);
     forEach(arith::DivUIOp::create(b, loc, toIndex(start), index(blockM)),
             arith::DivUIOp::create(b, loc, toIndex(end), index(blockM)),
@@ -305,8 +270,7 @@ mlir::moe::buildAlignScatterKernel(OpBuilder &b, gpu::GPUModuleOp module,
       module, name,
       {MemRefType::get({dynamic, align.topK}, i32),
        MemRefType::get({dynamic}, i32), MemRefType::get({dynamic}, i32),
-       MemRefType::get({1}, i32),
-       MemRefType::get({2 * align.numExperts}, i32)},
+       MemRefType::get({1}, i32), MemRefType::get({2 * align.numExperts}, i32)},
       {"starts", "local", "partials"}, shared);
   Block &entry = func.getBody().front();
   Value ids = entry.getArgument(0), sorted = entry.getArgument(1),
@@ -333,17 +297,17 @@ mlir::moe::buildAlignScatterKernel(OpBuilder &b, gpu::GPUModuleOp module,
       align.tid, align.index(align.numExperts), align.index(kThreads),
       [&](Value expert) {
         Value count = memref::LoadOp::create(b, loc, local, expert);
-        Value present = arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::sgt, count, align.i32(0));
+        Value present = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sgt,
+                                              count, align.i32(0));
         align.ifThen(present, [&] {
-          Value cursor = arith::AddIOp::create(
-              b, loc, expert, align.index(align.numExperts));
+          Value cursor = arith::AddIOp::create(b, loc, expert,
+                                               align.index(align.numExperts));
           Value taken = memref::AtomicRMWOp::create(
               b, loc, arith::AtomicRMWKind::addi, count, state, cursor);
           Value start = memref::LoadOp::create(b, loc, starts, expert);
-          memref::StoreOp::create(
-              b, loc, arith::AddIOp::create(b, loc, start, taken), starts,
-              expert);
+          memref::StoreOp::create(b, loc,
+                                  arith::AddIOp::create(b, loc, start, taken),
+                                  starts, expert);
           memref::StoreOp::create(b, loc, align.i32(0), local, expert);
         });
       });
@@ -356,10 +320,9 @@ mlir::moe::buildAlignScatterKernel(OpBuilder &b, gpu::GPUModuleOp module,
           b, loc, arith::AtomicRMWKind::addi, align.i32(1), local, expert);
       Value slot = arith::AddIOp::create(
           b, loc, memref::LoadOp::create(b, loc, starts, expert), rank);
-      memref::StoreOp::create(b, loc,
-                              arith::IndexCastOp::create(b, loc, i32,
-                                                         assignment),
-                              sorted, align.toIndex(slot));
+      memref::StoreOp::create(
+          b, loc, arith::IndexCastOp::create(b, loc, i32, assignment), sorted,
+          align.toIndex(slot));
     });
   });
   gpu::ReturnOp::create(b, loc);

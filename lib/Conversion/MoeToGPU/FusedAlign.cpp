@@ -27,25 +27,6 @@ void FusedAlignEmitter::setFact(int64_t which, Value value) {
   memref::StoreOp::create(b, loc, value, arrays.facts, index(which));
 }
 
-std::pair<Value, Value> FusedAlignEmitter::expertOf(Value assignment) {
-  Value token = arith::DivUIOp::create(b, loc, assignment, index(topK));
-  Value choice = arith::RemUIOp::create(b, loc, assignment, index(topK));
-  Value id = memref::LoadOp::create(b, loc, ids, ValueRange{token, choice});
-  Value valid = arith::AndIOp::create(
-      b, loc, cmp(arith::CmpIPredicate::sge, id, i32(0)),
-      cmp(arith::CmpIPredicate::slt, id, i32(numExperts)));
-  return {id, valid};
-}
-
-Value FusedAlignEmitter::rounded(Value count) {
-  return arith::MulIOp::create(
-      b, loc,
-      arith::DivUIOp::create(
-          b, loc, arith::AddIOp::create(b, loc, count, i32(blockM - 1)),
-          i32(blockM)),
-      i32(blockM));
-}
-
 Value FusedAlignEmitter::sumOfWarps(Value warps) {
   auto loop = scf::ForOp::create(
       b, loc, index(0), warps, index(1), ValueRange{i32(0)},
@@ -74,7 +55,7 @@ void FusedAlignEmitter::initialize() {
 
 void FusedAlignEmitter::countAssignments() {
   forEach(tid, assignments, index(threads), [&](Value assignment) {
-    auto [id, valid] = expertOf(assignment);
+    auto [id, valid] = expertOf(ids, assignment);
     auto ifOp = scf::IfOp::create(b, loc, valid, /*withElse=*/true);
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(ifOp.thenBlock());
@@ -99,15 +80,7 @@ void FusedAlignEmitter::findBlockExpert() {
   Value end = arith::MinUIOp::create(
       b, loc, arith::AddIOp::create(b, loc, first, index(perThread)),
       index(numExperts));
-  auto sumLoop = scf::ForOp::create(
-      b, loc, first, end, index(1), ValueRange{i32(0)},
-      [&](OpBuilder &, Location, Value expert, ValueRange sum) {
-        Value count = memref::LoadOp::create(b, loc, arrays.counts, expert);
-        scf::YieldOp::create(
-            b, loc,
-            ValueRange{arith::AddIOp::create(b, loc, sum[0], rounded(count))});
-      });
-  Value own = sumLoop.getResult(0);
+  Value own = sumRoundedCounts(arrays.counts, first, end);
   // Inclusive scan over the warp's lanes, then the warps before.
   Value inclusive = warpInclusiveScan(b, loc, own, lane);
   ifThen(cmp(arith::CmpIPredicate::eq, lane, index(kWarpSize - 1)), [&] {
@@ -124,8 +97,8 @@ void FusedAlignEmitter::findBlockExpert() {
       b, loc, first, end, index(1), ValueRange{start},
       [&](OpBuilder &, Location, Value expert, ValueRange carried) {
         Value begin = carried[0];
-        Value size =
-            rounded(memref::LoadOp::create(b, loc, arrays.counts, expert));
+        Value size = roundedToBlock(
+            memref::LoadOp::create(b, loc, arrays.counts, expert));
         Value next = arith::AddIOp::create(b, loc, begin, size);
         Value holds = arith::AndIOp::create(
             b, loc, cmp(arith::CmpIPredicate::sle, begin, target),
@@ -154,7 +127,7 @@ void FusedAlignEmitter::placeAssignments(Value expert, Value firstRank) {
         Value inRange = cmp(arith::CmpIPredicate::ult, assignment, assignments);
         Value safe =
             arith::SelectOp::create(b, loc, inRange, assignment, index(0));
-        Value id = expertOf(safe).first;
+        Value id = expertOf(ids, safe).first;
         Value matches = arith::AndIOp::create(
             b, loc, inRange, cmp(arith::CmpIPredicate::eq, id, expert));
         // Every lane votes: the loop's bounds are the block's.

@@ -11,7 +11,7 @@
 #ifndef MOE_LIB_CONVERSION_MOETOGPU_FUSEDALIGN_H
 #define MOE_LIB_CONVERSION_MOETOGPU_FUSEDALIGN_H
 
-#include "KernelEmitter.h"
+#include "ScheduleEmitter.h"
 
 namespace mlir::moe {
 
@@ -41,12 +41,11 @@ struct OwnSlotBlock {
 
 /// Emits the alignment of one slot block, by all `threads` threads of the
 /// block (a multiple of 32; every thread must reach it).
-class FusedAlignEmitter : KernelEmitter {
+class FusedAlignEmitter : ScheduleEmitter {
 public:
   FusedAlignEmitter(OpBuilder &b, Location loc, int64_t numExperts,
                     int64_t topK, int64_t blockM, int64_t threads)
-      : KernelEmitter{b, loc}, numExperts(numExperts), topK(topK),
-        blockM(blockM), threads(threads) {}
+      : ScheduleEmitter(b, loc, numExperts, blockM, topK), threads(threads) {}
 
   /// Aligns slot block `block` (index) of the schedule of `ids`
   /// (memref<?xk x i32>) into `arrays`; `tid` is the thread's index. Ends
@@ -66,17 +65,12 @@ private:
   /// expert's group, in assignment order) falls in the block, into its
   /// slot.
   void placeAssignments(Value expert, Value firstRank);
-  /// The expert of assignment `a` (i32) and whether it is scheduled (in
-  /// [0, E)).
-  std::pair<Value, Value> expertOf(Value assignment);
-  /// `count` rounded up to block_m (i32).
-  Value rounded(Value count);
   /// The sum of the warp sums of warps [0, `warps`) (i32).
   Value sumOfWarps(Value warps);
   Value fact(int64_t which);
   void setFact(int64_t which, Value value);
 
-  int64_t numExperts, topK, blockM, threads;
+  int64_t threads;
   Value ids, block, tid, lane, warp, assignments;
   FusedAlignArrays arrays;
 };
