@@ -118,9 +118,11 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       the kernel builds its own slot block of the aligned schedule from the
       ids (counts, padded starts and ranks in shared memory), and the
       blocks of its first column tile write the schedule for the kernels
-      after it; the host then launches no align kernel. It is for the
-      first matmul of a schedule, at decode, where the align kernel is a
-      node of the chain of its own. 0 (the default): the kernel reads the
+      after it; the host then launches no align kernel. At any M·k, the
+      kernel also zeroes the f32 sums of the schedule's combine (which
+      then needs no memset node). It is for the first matmul of a
+      schedule, at decode, where the align kernel and the memset are nodes
+      of the chain of their own. 0 (the default): the kernel reads the
       schedule the align kernel wrote. It needs a schedule of one tile per
       block (`multistage` or `warp_specialized`) without a cluster.
 

@@ -226,7 +226,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "= this (0, the default, never; at most 1024): calls of at most "
            "this many assignments (M·k) run no align kernel, the matmul's "
            "blocks align their own slot blocks and write the schedule for "
-           "the kernels after it">,
+           "the kernels after it; the matmul also zeroes the combine's f32 "
+           "sums (no memset node)">,
     Option<"numTokens", "num-tokens", "int64_t", /*default=*/"256",
            "Token count M of an input with a dynamic token dimension, for "
            "the rows per expert (M·k/E) that swap-ab reads (moe-tile's "
