@@ -2,8 +2,9 @@
 //
 // One thread block computes the whole aligned schedule, so that nothing is
 // read back to the host: per-expert counts by shared-memory atomics, the
-// padded starts by one thread (E is at most a few hundred), the sentinel and
-// block-expert fill, then the scatter of every assignment to its expert's
+// padded starts by a scan over the threads (each a contiguous range of
+// experts; shuffles within a warp, then over the warps' sums), the sentinel
+// and block-expert fill, then the scatter of every assignment to its expert's
 // next slot. The scatter takes slots by atomics, so the order within an
 // expert's group is not the assignment order (moe.align leaves it open).
 // An id outside [-1, E) is a runtime error, as on the CPU: it is skipped
@@ -32,9 +33,11 @@ public:
   using ScheduleEmitter::ScheduleEmitter;
 
   /// Fills `func` (arguments: ids, sorted, blocks, padded, errors) over the
-  /// shared arrays `countsName` and `cursorsName` of type `countsType`.
+  /// shared arrays `countsName` and `cursorsName` of type `countsType` and
+  /// `warpSumsName` of `warpSumsType`.
   void build(gpu::GPUFuncOp func, MemRefType countsType, StringRef countsName,
-             StringRef cursorsName);
+             StringRef cursorsName, MemRefType warpSumsType,
+             StringRef warpSumsName);
 
 private:
   /// Emits `for (i = tid; i < bound; i += kAlignThreads) body(i)`.
@@ -45,7 +48,7 @@ private:
   /// assignments; an id outside [-1, E) is counted as an error.
   void countAssignments();
   /// Padded starts: an exclusive scan of the counts rounded up to block_m,
-  /// by one thread, into the cursors and the padded count.
+  /// into the cursors and the padded count.
   void scanPaddedStarts();
   /// Every slot holds the sentinel M·k, every block past the padded count
   /// expert -1, and each expert's blocks its id.
@@ -53,7 +56,7 @@ private:
   /// Each assignment into its expert's next slot.
   void scatterAssignments();
 
-  Value ids, sorted, blocks, padded, errors, counts, cursors, tid,
+  Value ids, sorted, blocks, padded, errors, counts, cursors, warpSums, tid,
       numAssignments;
 };
 } // namespace
@@ -83,17 +86,46 @@ void AlignKernelBuilder::countAssignments() {
 }
 
 void AlignKernelBuilder::scanPaddedStarts() {
-  ifThen(cmp(arith::CmpIPredicate::eq, tid, index(0)), [&] {
-    auto scan = scf::ForOp::create(
-        b, loc, index(0), index(numExperts), index(1), ValueRange{i32(0)},
-        [&](OpBuilder &, Location, Value expert, ValueRange args) {
-          memref::StoreOp::create(b, loc, args[0], cursors, expert);
-          Value count = memref::LoadOp::create(b, loc, counts, expert);
-          scf::YieldOp::create(b, loc,
-                               ValueRange{arith::AddIOp::create(
-                                   b, loc, args[0], roundedToBlock(count))});
-        });
-    memref::StoreOp::create(b, loc, scan.getResult(0), padded, index(0));
+  // Each thread sums a contiguous range of experts' rounded counts.
+  int64_t perThread = (numExperts + kAlignThreads - 1) / kAlignThreads;
+  Value first = arith::MinUIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, tid, index(perThread)),
+      index(numExperts));
+  Value end = arith::MinUIOp::create(
+      b, loc, arith::AddIOp::create(b, loc, first, index(perThread)),
+      index(numExperts));
+  Value own = sumRoundedCounts(counts, first, end);
+  Value lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
+  Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
+  Value inclusive = warpInclusiveScan(b, loc, own, lane);
+  ifThen(cmp(arith::CmpIPredicate::eq, lane, index(kWarpSize - 1)),
+         [&] { memref::StoreOp::create(b, loc, inclusive, warpSums, warp); });
+  gpu::BarrierOp::create(b, loc);
+  // The first warp turns the warps' sums into exclusive starts.
+  ifThen(cmp(arith::CmpIPredicate::eq, warp, index(0)), [&] {
+    Value sum = memref::LoadOp::create(b, loc, warpSums, lane);
+    Value scanned = warpInclusiveScan(b, loc, sum, lane);
+    memref::StoreOp::create(b, loc, arith::SubIOp::create(b, loc, scanned, sum),
+                            warpSums, lane);
+  });
+  gpu::BarrierOp::create(b, loc);
+  Value start = arith::SubIOp::create(
+      b, loc,
+      arith::AddIOp::create(
+          b, loc, memref::LoadOp::create(b, loc, warpSums, warp), inclusive),
+      own);
+  auto startLoop = scf::ForOp::create(
+      b, loc, first, end, index(1), ValueRange{start},
+      [&](OpBuilder &, Location, Value expert, ValueRange carried) {
+        memref::StoreOp::create(b, loc, carried[0], cursors, expert);
+        Value count = memref::LoadOp::create(b, loc, counts, expert);
+        scf::YieldOp::create(b, loc,
+                             ValueRange{arith::AddIOp::create(
+                                 b, loc, carried[0], roundedToBlock(count))});
+      });
+  // The last thread's range ends at the total.
+  ifThen(cmp(arith::CmpIPredicate::eq, tid, index(kAlignThreads - 1)), [&] {
+    memref::StoreOp::create(b, loc, startLoop.getResult(0), padded, index(0));
   });
   gpu::BarrierOp::create(b, loc);
 }
@@ -138,7 +170,9 @@ void AlignKernelBuilder::scatterAssignments() {
 }
 
 void AlignKernelBuilder::build(gpu::GPUFuncOp func, MemRefType countsType,
-                               StringRef countsName, StringRef cursorsName) {
+                               StringRef countsName, StringRef cursorsName,
+                               MemRefType warpSumsType,
+                               StringRef warpSumsName) {
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
   ids = entry.getArgument(0);
@@ -148,6 +182,7 @@ void AlignKernelBuilder::build(gpu::GPUFuncOp func, MemRefType countsType,
   errors = entry.getArgument(4);
   counts = memref::GetGlobalOp::create(b, loc, countsType, countsName);
   cursors = memref::GetGlobalOp::create(b, loc, countsType, cursorsName);
+  warpSums = memref::GetGlobalOp::create(b, loc, warpSumsType, warpSumsName);
   tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
   numAssignments = arith::MulIOp::create(
       b, loc, memref::DimOp::create(b, loc, ids, 0), index(topK));
@@ -181,6 +216,13 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildAlignKernel(OpBuilder &b,
     memref::GlobalOp::create(b, loc, global, b.getStringAttr("private"),
                              countsType, Attribute(), /*constant=*/false,
                              b.getI64IntegerAttr(kSharedArrayAlignment));
+  // One sum per warp of the block.
+  auto warpSumsType = MemRefType::get({kAlignThreads / kWarpSize}, i32,
+                                      MemRefLayoutAttrInterface(), workgroup);
+  std::string warpSumsName = (name + "_warp_sums").str();
+  memref::GlobalOp::create(b, loc, warpSumsName, b.getStringAttr("private"),
+                           warpSumsType, Attribute(), /*constant=*/false,
+                           b.getI64IntegerAttr(kSharedArrayAlignment));
   b.setInsertionPointToEnd(module.getBody());
 
   auto dynamic = ShapedType::kDynamic;
@@ -192,6 +234,7 @@ FailureOr<gpu::GPUFuncOp> mlir::moe::buildAlignKernel(OpBuilder &b,
       b, loc, name, arguments,
       {b.getNamedAttr("threads", b.getI64IntegerAttr(kAlignThreads))});
   AlignKernelBuilder(b, loc, numExperts, op.getBlockM(), topK)
-      .build(func, countsType, countsName, cursorsName);
+      .build(func, countsType, countsName, cursorsName, warpSumsType,
+             warpSumsName);
   return func;
 }

@@ -395,22 +395,40 @@ func.func @shared_gate(%x: tensor<?x256xbf16>, %wsg: tensor<1x256xbf16>, %w: ten
 
 // -----
 
-// moe.align: one block of 1024 threads; counts and cursors in shared memory.
+// moe.align: one block of 1024 threads; counts, cursors and a sum per warp
+// in shared memory.
 // CHECK-LABEL: func.func @align
 // Up to 1024 experts, also the two kernels over many blocks.
 // CHECK: moe.align {{.*}}moe.gpu_count_kernel = @moe_kernels::@align_count, moe.gpu_kernel = @moe_kernels::@align, moe.gpu_scatter_kernel = @moe_kernels::@align_scatter
 // CHECK: memref.global "private" @align_counts : memref<8xi32, #gpu.address_space<workgroup>>
 // CHECK: memref.global "private" @align_cursors : memref<8xi32, #gpu.address_space<workgroup>>
-// CHECK: gpu.func @align(%{{[a-z0-9]+}}: memref<?x2xi32>, %{{[a-z0-9]+}}: memref<?xi32>, %{{[a-z0-9]+}}: memref<?xi32>, %{{[a-z0-9]+}}: memref<1xi32>, %[[ERRORS:[a-z0-9]+]]: memref<1xi32>) kernel attributes {moe.launch = {threads = 1024 : i64}}
-// CHECK: memref.atomic_rmw addi %c1_i32, %[[COUNTS:.*]][%{{.*}}] : (i32, memref<8xi32, #gpu.address_space<workgroup>>)
+// CHECK: memref.global "private" @align_warp_sums : memref<32xi32, #gpu.address_space<workgroup>>
+// CHECK: gpu.func @align(%{{[a-z0-9]+}}: memref<?x2xi32>, %{{[a-z0-9]+}}: memref<?xi32>, %{{[a-z0-9]+}}: memref<?xi32>, %[[PADDED:[a-z0-9]+]]: memref<1xi32>, %[[ERRORS:[a-z0-9]+]]: memref<1xi32>) kernel attributes {moe.launch = {threads = 1024 : i64}}
+// CHECK: %[[COUNTS:.*]] = memref.get_global @align_counts
+// CHECK: %[[CURSORS:.*]] = memref.get_global @align_cursors
+// CHECK: %[[WARPS:.*]] = memref.get_global @align_warp_sums
+// CHECK: memref.atomic_rmw addi %c1_i32{{(_[0-9]+)?}}, %[[COUNTS]][%{{.*}}] : (i32, memref<8xi32, #gpu.address_space<workgroup>>)
 // Ids outside [-1, E) are counted as runtime errors.
 // CHECK: } else {
 // CHECK: arith.cmpi eq, %{{.*}}, %c-1_i32
-// CHECK: memref.atomic_rmw addi %c1_i32, %[[ERRORS]][%{{.*}}] : (i32, memref<1xi32>)
+// CHECK: memref.atomic_rmw addi %c1_i32{{(_[0-9]+)?}}, %[[ERRORS]][%{{.*}}] : (i32, memref<1xi32>)
 // CHECK: gpu.barrier
-// CHECK: scf.for
+// The padded starts: each thread's experts summed, a scan of five
+// shuffles up per warp, the warps' sums scanned by the first warp, each
+// thread's cursors, the last thread's end the padded count.
+// CHECK: memref.load %[[COUNTS]]
+// CHECK-COUNT-5: gpu.shuffle  up
+// CHECK: memref.store %{{.*}}, %[[WARPS]]
 // CHECK: gpu.barrier
-// CHECK: %[[SLOT:.*]] = memref.atomic_rmw addi %c1_i32, %{{.*}}[%{{.*}}] : (i32, memref<8xi32, #gpu.address_space<workgroup>>)
+// CHECK: memref.load %[[WARPS]]
+// CHECK-COUNT-5: gpu.shuffle  up
+// CHECK: memref.store %{{.*}}, %[[WARPS]]
+// CHECK: gpu.barrier
+// CHECK: memref.store %{{.*}}, %[[CURSORS]]
+// CHECK: arith.cmpi eq, %{{.*}}, %c1023
+// CHECK: memref.store %{{.*}}, %[[PADDED]]
+// CHECK: gpu.barrier
+// CHECK: %[[SLOT:.*]] = memref.atomic_rmw addi %c1_i32{{(_[0-9]+)?}}, %[[CURSORS]][%{{.*}}] : (i32, memref<8xi32, #gpu.address_space<workgroup>>)
 // CHECK: %[[INDEX:.*]] = arith.index_cast %[[SLOT]]
 // CHECK: memref.store %{{.*}}, %arg1[%[[INDEX]]]
 // The count kernel: every slot to the sentinel M·k (grid-strided), the
