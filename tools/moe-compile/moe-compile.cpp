@@ -161,9 +161,10 @@ llvm::cl::opt<int64_t> fusedAlignAssignments(
     llvm::cl::desc("Calls of at most this many assignments (M·k) run no "
                    "align kernel: the first GEMM of each schedule aligns its "
                    "own slot blocks and writes the schedule for the GEMMs "
-                   "after it (0, the default: never; at most 1024; "
-                   "moe-gpu-configure's fused-align-assignments)"),
-    llvm::cl::init(0), llvm::cl::cat(moeCategory));
+                   "after it (-1, the default: the policy's bound for the "
+                   "schedule's format and expected M; 0: never; at most "
+                   "1024; moe-gpu-configure's fused-align-assignments)"),
+    llvm::cl::init(-1), llvm::cl::cat(moeCategory));
 llvm::cl::opt<std::string> sharedExperts(
     "shared-experts",
     llvm::cl::desc("Where a block's shared experts run: cost (the cost "

@@ -119,8 +119,9 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       *this, "fused-align-assignments",
       llvm::cl::desc("Calls of at most this many assignments (M·k) run no "
                      "align kernel: the first GEMM of each schedule aligns "
-                     "its own slot blocks (0: never)"),
-      llvm::cl::init(0)};
+                     "its own slot blocks (-1, the default: the policy's "
+                     "bound; 0: never)"),
+      llvm::cl::init(-1)};
   PassOptions::Option<std::string> sharedExperts{
       *this, "shared-experts",
       llvm::cl::desc("Where a block's shared experts run "

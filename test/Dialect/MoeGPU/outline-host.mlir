@@ -1,4 +1,6 @@
-// RUN: moe-opt %s -split-input-file --moe-gpu-pipeline="num-tokens=16" --moe-gpu-outline-host -verify-diagnostics | FileCheck %s
+// The host functions with the align kernels (fused-align-assignments=0;
+// outline-host-fused-align.mlir has the GEMM that aligns its schedule).
+// RUN: moe-opt %s -split-input-file --moe-gpu-pipeline="num-tokens=16 fused-align-assignments=0" --moe-gpu-outline-host -verify-diagnostics | FileCheck %s
 // The finalize of a wide combine covers 2048 columns per block (eight per
 // thread): Mixtral's 4096 take two column blocks, not sixteen.
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=4096" --moe-gpu-outline-host | FileCheck %s --check-prefix=WIDE

@@ -2,11 +2,12 @@
 // an sm_90a cubin, and the host source lowered from them through EmitC; the
 // source compiles. The first build shows outline-host's order of the host
 // ops for kernels that load their weights by TMA (--swap-ab=false
-// --dependent-launch=false); the second, the default, what
+// --dependent-launch=false), with the align kernels that a call of more
+// assignments than --fused-align-assignments launches; the second, the default, what
 // moe-gpu-dependent-launch changes; the third, the default kernels' host
 // function (swapped operands at decode, weights copied by cp.async).
 // REQUIRES: ptxas
-// RUN: rm -rf %t && moe-compile %s -o %t --name block --num-tokens 64 --ptx %t/block.ptx --kernels %t/host.mlir --dependent-launch=false --swap-ab=false
+// RUN: rm -rf %t && moe-compile %s -o %t --name block --num-tokens 64 --ptx %t/block.ptx --kernels %t/host.mlir --dependent-launch=false --swap-ab=false --fused-align-assignments=0
 // RUN: FileCheck %s --check-prefix=HOST < %t/host.mlir
 // RUN: FileCheck %s --check-prefix=HEADER < %t/block.h
 // RUN: FileCheck %s --check-prefix=SOURCE < %t/block.cpp
@@ -14,19 +15,27 @@
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t -I %moe_src_root/runtime/include -I %cuda_include %t/block.cpp
 
 // By default (--dependent-launch) every kernel waits for its prerequisites first
-// thing, the f32 sums are zeroed before the first kernel, and each launch is
-// a programmatic dependent of the one before it.
+// thing, and each launch is a programmatic dependent of the one before it.
+// At M = 64 (128 assignments) GEMM1 also aligns the schedule and zeroes the
+// f32 sums (the policy's fused_align_assignments = 128 for bf16): the align
+// kernels run only for calls of more assignments, and there is no zeroing of
+// the sums on the host.
 // RUN: rm -rf %t.pdl && moe-compile %s -o %t.pdl --name block --num-tokens 64 --ptx %t.pdl/block.ptx --kernels %t.pdl/host.mlir
 // RUN: FileCheck %s --check-prefix=PDL-HOST < %t.pdl/host.mlir
 // RUN: FileCheck %s --check-prefix=PDL-PTX < %t.pdl/block.ptx
 // RUN: FileCheck %s --check-prefix=PDL-SOURCE < %t.pdl/block.cpp
 // RUN: c++ -std=c++17 -fsyntax-only -Wall -Werror -I %t.pdl -I %moe_src_root/runtime/include -I %cuda_include %t.pdl/block.cpp
 // PDL-HOST-LABEL: func.func @moe_layer_block(
-// PDL-HOST: %[[SUMS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[{{[0-9]+}}] {{.*}} -> memref<?x128xf32>
-// PDL-HOST-NEXT: moe_gpu.zero %[[SUMS]]
-// PDL-HOST-NOT: moe_gpu.zero %[[SUMS]]
+// PDL-HOST: %[[ASSIGNMENTS:.+]] = arith.muli %arg6, %c2 : index
+// PDL-HOST: %[[MANY:.+]] = arith.cmpi sgt, %[[ASSIGNMENTS]], %c128 : index
+// PDL-HOST-NEXT: scf.if %[[MANY]] {
 // PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@align {{.*}} {moe_gpu.dependent_launch}
-// PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul {{.*}} {moe_gpu.dependent_launch}
+// PDL-HOST-NEXT: }
+// PDL-HOST-NEXT: }
+// PDL-HOST-NOT: moe_gpu.zero
+// PDL-HOST: %[[SUMS:.+]] = moe_gpu.workspace_buffer @moe_layer_block_workspace[{{[0-9]+}}] {{.*}} -> memref<?x128xf32>
+// PDL-HOST-NOT: moe_gpu.zero
+// PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul {{.*}}%[[SUMS]] : memref<?x128xf32>) {moe_gpu.dependent_launch}
 // PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 {{.*}}%[[SUMS]] {{.*}} {moe_gpu.dependent_launch}
 // PDL-HOST: gpu.launch_func {{.*}}@moe_kernels::@combine_finalize {{.*}} {moe_gpu.dependent_launch}
 // PDL-PTX-LABEL: .entry expert_matmul(
@@ -51,7 +60,7 @@
 // SWAP-HOST-SAME: %[[W13:[a-z0-9]+]]: memref<8x256x128xbf16>, %[[W2:[a-z0-9]+]]: memref<8x128x128xbf16>,
 // SWAP-HOST-NOT: moe_gpu.tensor_map
 // SWAP-HOST: %[[ROWS13:.+]] = memref.collapse_shape %[[W13]] {{\[\[}}0, 1], [2]] : memref<8x256x128xbf16> into memref<2048x128xbf16>
-// SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c2, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[ROWS13]] : memref<2048x128xbf16>, %[[H:.+]] : memref<?x128xbf16>)
+// SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c2, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[ROWS13]] : memref<2048x128xbf16>, %[[H:[0-9a-z_]+]] : memref<?x128xbf16>{{(, .+)?}})
 // SWAP-HOST: %[[ROWS2:.+]] = memref.collapse_shape %[[W2]] {{\[\[}}0, 1], [2]] : memref<8x128x128xbf16> into memref<1024x128xbf16>
 // SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %{{.+}} : memref<?x128xf32>)
 // SWAP-HOST-NOT: moe_gpu.tensor_map
@@ -66,7 +75,7 @@
 // MIXED-HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %{{[a-z0-9]+}}: memref<?x2xi32>, %[[RW:[a-z0-9]+]]: memref<?x2xf32>,
 // MIXED-HOST-SAME: %[[W13:[a-z0-9]+]]: memref<8x256x128xbf16>, %[[W2:[a-z0-9]+]]: memref<8x128x128xbf16>,
 // MIXED-HOST: %[[MAP13:.+]] = moe_gpu.tensor_map %[[W13]] box [32, 64] : memref<8x256x128xbf16> -> !llvm.ptr
-// MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c4, %c1) threads in (%c128, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[MAP13]] : !llvm.ptr, %[[H:.+]] : memref<?x128xbf16>)
+// MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c4, %c1) threads in (%c128, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[MAP13]] : !llvm.ptr, %[[H:[0-9a-z_]+]] : memref<?x128xbf16>{{(, .+)?}})
 // MIXED-HOST: %[[ROWS2:.+]] = memref.collapse_shape %[[W2]] {{\[\[}}0, 1], [2]] : memref<8x128x128xbf16> into memref<1024x128xbf16>
 // MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %{{.+}} : memref<?x128xf32>)
 // SWAP-SOURCE: extern "C" int32_t moe_layer_block(

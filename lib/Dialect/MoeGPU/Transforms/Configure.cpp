@@ -84,6 +84,18 @@ constexpr int64_t kSwappedBlockMs[] = {16, 32};
 /// chooseSwappedWarpgroups), and a weight-only schedule takes 32 swapped
 /// rows (see chooseSwappedBlockM).
 constexpr int64_t kShortStreamRowBytes = 4096;
+/// Where `fused-align-assignments` is left to the policy: the first matmul
+/// of a schedule aligns its own slot blocks for calls of at most this many
+/// assignments (M·k), if the schedule expects at most as many. Every block
+/// of that matmul then recomputes the alignment before its first load, so
+/// the saving (no align kernel, no memset: 2-5 µs) must outweigh a prologue
+/// per wave of blocks. Measured on an H100 (docs/gpu-benchmark-quantized.md,
+/// eighteenth session): bf16 gained at M·k = 8 and 128 (Qwen3 -2.0 and
+/// -4.5 µs, DeepSeek -2.8 and -1.6), w8a8 gained at 8 (Qwen3 fp8 -2.9,
+/// DeepSeek fp8 blocks -3.3) and lost at 128 and 512 (GEMM1 +6 and +11 µs
+/// of Qwen3 fp8). Weight-only schedules were not measured and keep the
+/// align kernel.
+constexpr int64_t kAutoFusedAlignBf16 = 128, kAutoFusedAlignW8A8 = 8;
 
 /// The facts of `op` the policy reads.
 struct MatmulFacts {
@@ -216,8 +228,9 @@ struct ConfigureOptions {
   /// the wgmma's accumulator (`fast_accumulation`).
   bool fp8FastAccumulation = true;
   /// The first matmul of each schedule aligns its own slot block for calls
-  /// of at most this many assignments (`fused_align_assignments`).
-  int64_t fusedAlignAssignments = 0;
+  /// of at most this many assignments (`fused_align_assignments`); -1: the
+  /// policy's bound (autoFusedAlignAssignments).
+  int64_t fusedAlignAssignments = -1;
   /// w8a8 schedules that promote nothing take swapped slot blocks.
   bool w8a8SwapAB = true;
   /// M where the gathered input's rows are dynamic.
@@ -731,6 +744,38 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   return kSmallBlockM;
 }
 
+/// The assignments (M·k) that `schedule` expects: its gathered input's
+/// rows, or `numTokens` where they are dynamic, times k; 0 where no matmul
+/// gathers.
+int64_t expectedAssignments(ArrayRef<ExpertMatmulOp> schedule,
+                            int64_t numTokens) {
+  for (ExpertMatmulOp op : schedule) {
+    if (!op.getGather())
+      continue;
+    int64_t rows = op.getInput().getType().getDimSize(0);
+    return (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
+  }
+  return 0;
+}
+
+/// The policy's `fused_align_assignments` for `schedule` (see
+/// kAutoFusedAlignBf16): the bound of its format where the schedule expects
+/// no more assignments than that, 0 otherwise.
+int64_t autoFusedAlignAssignments(ArrayRef<ExpertMatmulOp> schedule,
+                                  int64_t numTokens) {
+  int64_t bound = 0;
+  for (ExpertMatmulOp op : schedule) {
+    MatmulFacts facts = MatmulFacts::of(op);
+    int64_t formatBound = facts.format == QuantFormat::None
+                              ? kAutoFusedAlignBf16
+                          : facts.isW8A8() ? kAutoFusedAlignW8A8
+                                           : 0;
+    bound = op == schedule.front() ? formatBound : std::min(bound, formatBound);
+  }
+  int64_t assignments = expectedAssignments(schedule, numTokens);
+  return assignments > 0 && assignments <= bound ? bound : 0;
+}
+
 /// `config` with `fused_align_assignments` = `assignments` where its kernel
 /// can take it: one tile per block, no cluster, and room beside the ring
 /// for the counts, slots and scan of the alignment in shared memory.
@@ -839,10 +884,11 @@ struct MoeGpuConfigurePass
     }
     if (failed(verifyBlockK()))
       return failure();
-    if (fusedAlignAssignments < 0 ||
+    if (fusedAlignAssignments < -1 ||
         fusedAlignAssignments > hopper::kMaxFusedAlignAssignments) {
       getOperation()->emitError("moe-gpu-configure: "
-                                "fused-align-assignments must be in [0, ")
+                                "fused-align-assignments must be -1 (the "
+                                "policy's) or in [0, ")
           << hopper::kMaxFusedAlignAssignments << "], got "
           << fusedAlignAssignments.getValue();
       return failure();
@@ -904,10 +950,14 @@ struct MoeGpuConfigurePass
           op->setAttr(MoeGPUDialect::getConfigAttrName(),
                       chooseKernelConfig(op, blockM, rows, options));
       }
+      int64_t fusedAlign =
+          options.fusedAlignAssignments >= 0
+              ? options.fusedAlignAssignments
+              : autoFusedAlignAssignments(schedule, options.numTokens);
       if (firstChosen)
-        first->setAttr(MoeGPUDialect::getConfigAttrName(),
-                       withFusedAlign(first, getKernelConfig(first),
-                                      options.fusedAlignAssignments));
+        first->setAttr(
+            MoeGPUDialect::getConfigAttrName(),
+            withFusedAlign(first, getKernelConfig(first), fusedAlign));
     }
   }
 

@@ -152,6 +152,16 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     and the swapped fp8 matmuls get `fast_accumulation`. Promoted fp8 keeps
     its 64-row blocks.
 
+    The first matmul of a schedule aligns the schedule itself at decode
+    (`fused_align_assignments`, no align kernel and no memset node) where
+    the schedule expects few assignments (M·k, with M as above): at most
+    128 for bf16 and 8 for w8a8, which then is the bound. Each of its
+    blocks recomputes the alignment before its first load, which costs
+    more than the align kernel once the grid runs several waves (H100:
+    bf16 gained at M·k = 8 and 128; fp8 gained at 8 and lost 6 µs of GEMM1
+    at 128). Weight-only schedules keep the align kernel (not measured).
+    `fused-align-assignments` replaces the bound, or with 0 turns it off.
+
     A configuration already on a matmul (written by hand, or by a tuning
     sweep) is kept, and its `block_m` sets the schedule's. A matmul with
     neither a tile, an aligned schedule nor a configuration is left alone.
@@ -221,9 +231,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "fp8 with fp8-fast-accumulation) swapped slot blocks of 16 or 32 "
            "rows at decode, as bf16 ones get (weights by TMA)">,
     Option<"fusedAlignAssignments", "fused-align-assignments", "int64_t",
-           /*default=*/"0",
+           /*default=*/"-1",
            "Give the first matmul of each schedule fused_align_assignments "
-           "= this (0, the default, never; at most 1024): calls of at most "
+           "= this (-1, the default: the policy's bound, see above; 0: "
+           "never; at most 1024): calls of at most "
            "this many assignments (M·k) run no align kernel, the matmul's "
            "blocks align their own slot blocks and write the schedule for "
            "the kernels after it; the matmul also zeroes the combine's f32 "
