@@ -25,7 +25,7 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=W8A8-SWAP
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 fp8-fast-accumulation=false" | FileCheck %s --check-prefix=W8A8-PROMOTED
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 w8a8-swap-ab=false" | FileCheck %s --check-prefix=W8A8-UNSWAPPED
-// W8A8-SWAP: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, fast_accumulation = true, fused_align_assignments = 8>
+// W8A8-SWAP: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, fast_accumulation = true, fused_align_assignments = 64>
 // W8A8-SWAP: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, fast_accumulation = true>
 // W8A8-PROMOTED: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, fused_align_assignments = 8>
 // W8A8-PROMOTED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1>
@@ -135,12 +135,21 @@
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 fused-align-assignments=256" | FileCheck %s --check-prefix=FUSED-ALIGN
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 fused-align-assignments=256 persistent-max-rows=256" | FileCheck %s --check-prefix=FUSED-ALIGN-PERSISTENT
 // Without the option the policy fuses the alignment where the schedule
-// expects at most 128 assignments for bf16 (Qwen3: k = 8, so M <= 16) and 8
-// for w8a8 (M = 1), with that bound; 0 turns it off.
+// expects at most 128 assignments for bf16 (Qwen3: k = 8, so M <= 16), 64
+// for swapped w8a8 (M <= 8) and 8 for w8a8 in 64-row blocks (M = 1), with
+// that bound; 0 turns it off.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=16 -moe-gpu-configure="num-tokens=16" | FileCheck %s --check-prefix=AUTO-ALIGN-BF16
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=17 -moe-gpu-configure="num-tokens=17" | FileCheck %s --check-prefix=AUTO-ALIGN-NONE
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 fused-align-assignments=0" | FileCheck %s --check-prefix=AUTO-ALIGN-NONE
-// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2 -moe-gpu-configure=num-tokens=2 | FileCheck %s --check-prefix=AUTO-ALIGN-NONE
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=8 -moe-gpu-configure=num-tokens=8 | FileCheck %s --check-prefix=AUTO-ALIGN-SWAPPED-W8A8
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=9 -moe-gpu-configure=num-tokens=9 | FileCheck %s --check-prefix=AUTO-ALIGN-NONE
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=AUTO-ALIGN-W8A8
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2 -moe-gpu-configure=num-tokens=2 | FileCheck %s --check-prefix=AUTO-ALIGN-NONE
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=AUTO-ALIGN-NONE
+// AUTO-ALIGN-SWAPPED-W8A8: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<{{[^>]*}}swap_ab = true{{[^>]*}}, fused_align_assignments = 64>
+// AUTO-ALIGN-SWAPPED-W8A8-NOT: fused_align_assignments
+// AUTO-ALIGN-W8A8: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, {{[^>]*}}, fused_align_assignments = 8>
+// AUTO-ALIGN-W8A8-NOT: fused_align_assignments
 // AUTO-ALIGN-BF16: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<{{[^>]*}}, fused_align_assignments = 128>
 // AUTO-ALIGN-BF16-NOT: fused_align_assignments
 // AUTO-ALIGN-NONE-NOT: fused_align_assignments

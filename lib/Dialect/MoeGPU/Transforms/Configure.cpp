@@ -88,14 +88,17 @@ constexpr int64_t kShortStreamRowBytes = 4096;
 /// of a schedule aligns its own slot blocks for calls of at most this many
 /// assignments (M·k), if the schedule expects at most as many. Every block
 /// of that matmul then recomputes the alignment before its first load, so
-/// the saving (no align kernel, no memset: 2-5 µs) must outweigh a prologue
-/// per wave of blocks. Measured on an H100 (docs/gpu-benchmark-quantized.md,
-/// eighteenth session): bf16 gained at M·k = 8 and 128 (Qwen3 -2.0 and
-/// -4.5 µs, DeepSeek -2.8 and -1.6), w8a8 gained at 8 (Qwen3 fp8 -2.9,
-/// DeepSeek fp8 blocks -3.3) and lost at 128 and 512 (GEMM1 +6 and +11 µs
-/// of Qwen3 fp8). Weight-only schedules were not measured and keep the
-/// align kernel.
-constexpr int64_t kAutoFusedAlignBf16 = 128, kAutoFusedAlignW8A8 = 8;
+/// the saving (no align kernel, no memset: 1-3 µs) must outweigh a prologue
+/// paid per wave of blocks. Measured on an H100 and an H200
+/// (docs/gpu-benchmark-quantized.md, eighteenth session): bf16 gained or
+/// stayed level up to 128 (Qwen3 -2 to -4.5 µs); swapped w8a8 (fp8 and
+/// int8 per channel, 16-row blocks) gained up to 64 on the H200 (-1.3 to
+/// -2.4 µs) and lost 1 µs at 128 on the H100; 64-row w8a8 blocks (fp8 with
+/// 128x128 block scales) gained at 8 only and lost from 32 on (DeepSeek
+/// +5 µs at 32, +53 at 256). Weight-only schedules were not measured and
+/// keep the align kernel.
+constexpr int64_t kAutoFusedAlignBf16 = 128, kAutoFusedAlignSwappedW8A8 = 64,
+                  kAutoFusedAlignW8A8 = 8;
 
 /// The facts of `op` the policy reads.
 struct MatmulFacts {
@@ -758,19 +761,19 @@ int64_t expectedAssignments(ArrayRef<ExpertMatmulOp> schedule,
   return 0;
 }
 
-/// The policy's `fused_align_assignments` for `schedule` (see
-/// kAutoFusedAlignBf16): the bound of its format where the schedule expects
-/// no more assignments than that, 0 otherwise.
+/// The policy's `fused_align_assignments` for `schedule`, whose first
+/// matmul has `config` (see kAutoFusedAlignBf16): the bound of its format
+/// where the schedule expects no more assignments than that, 0 otherwise.
 int64_t autoFusedAlignAssignments(ArrayRef<ExpertMatmulOp> schedule,
-                                  int64_t numTokens) {
-  int64_t bound = 0;
+                                  KernelConfigAttr config, int64_t numTokens) {
+  int64_t bound = kAutoFusedAlignBf16;
   for (ExpertMatmulOp op : schedule) {
     MatmulFacts facts = MatmulFacts::of(op);
-    int64_t formatBound = facts.format == QuantFormat::None
-                              ? kAutoFusedAlignBf16
-                          : facts.isW8A8() ? kAutoFusedAlignW8A8
-                                           : 0;
-    bound = op == schedule.front() ? formatBound : std::min(bound, formatBound);
+    if (facts.isWeightOnly())
+      return 0;
+    if (facts.isW8A8())
+      bound = std::min(bound, config.getSwapAb() ? kAutoFusedAlignSwappedW8A8
+                                                 : kAutoFusedAlignW8A8);
   }
   int64_t assignments = expectedAssignments(schedule, numTokens);
   return assignments > 0 && assignments <= bound ? bound : 0;
@@ -953,7 +956,8 @@ struct MoeGpuConfigurePass
       int64_t fusedAlign =
           options.fusedAlignAssignments >= 0
               ? options.fusedAlignAssignments
-              : autoFusedAlignAssignments(schedule, options.numTokens);
+              : autoFusedAlignAssignments(schedule, getKernelConfig(first),
+                                          options.numTokens);
       if (firstChosen)
         first->setAttr(
             MoeGPUDialect::getConfigAttrName(),

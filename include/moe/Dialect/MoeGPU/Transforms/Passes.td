@@ -155,11 +155,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     The first matmul of a schedule aligns the schedule itself at decode
     (`fused_align_assignments`, no align kernel and no memset node) where
     the schedule expects few assignments (M·k, with M as above): at most
-    128 for bf16 and 8 for w8a8, which then is the bound. Each of its
-    blocks recomputes the alignment before its first load, which costs
-    more than the align kernel once the grid runs several waves (H100:
-    bf16 gained at M·k = 8 and 128; fp8 gained at 8 and lost 6 µs of GEMM1
-    at 128). Weight-only schedules keep the align kernel (not measured).
+    128 for bf16, 64 for swapped w8a8 and 8 for w8a8 in 64-row blocks,
+    which then is the bound. Each of its blocks recomputes the alignment
+    before its first load, which costs more than the align kernel once the
+    grid runs several waves (H100 and H200: bf16 and swapped w8a8 gained
+    1-4.5 µs up to those bounds; block-scaled fp8 gained at 8 and lost from
+    32 on). Weight-only schedules keep the align kernel (not measured).
     `fused-align-assignments` replaces the bound, or with 0 turns it off.
 
     A configuration already on a matmul (written by hand, or by a tuning
