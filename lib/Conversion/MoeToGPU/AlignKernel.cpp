@@ -69,37 +69,18 @@ void AlignKernelBuilder::countAssignments() {
          [&] { memref::StoreOp::create(b, loc, i32(0), errors, index(0)); });
   gpu::BarrierOp::create(b, loc);
   forEachStrided(numAssignments, [&](Value assignment) {
-    auto [id, valid] = expertOf(ids, assignment);
-    auto ifOp = scf::IfOp::create(b, loc, valid, /*withElse=*/true);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
-                                counts, toIndex(id));
-    b.setInsertionPointToStart(ifOp.elseBlock());
-    Value remote = cmp(arith::CmpIPredicate::eq, id, i32(-1));
-    ifThen(negate(remote), [&] {
-      memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
-                                  errors, index(0));
-    });
+    countAssignment(ids, assignment, counts, errors, index(0));
   });
   gpu::BarrierOp::create(b, loc);
 }
 
 void AlignKernelBuilder::scanPaddedStarts() {
   // Each thread sums a contiguous range of experts' rounded counts.
-  int64_t perThread = (numExperts + kAlignThreads - 1) / kAlignThreads;
-  Value first = arith::MinUIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, tid, index(perThread)),
-      index(numExperts));
-  Value end = arith::MinUIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, first, index(perThread)),
-      index(numExperts));
+  auto [first, end] = expertRangeOf(tid, kAlignThreads);
   Value own = sumRoundedCounts(counts, first, end);
   Value lane = arith::RemUIOp::create(b, loc, tid, index(kWarpSize));
   Value warp = arith::DivUIOp::create(b, loc, tid, index(kWarpSize));
-  Value inclusive = warpInclusiveScan(b, loc, own, lane);
-  ifThen(cmp(arith::CmpIPredicate::eq, lane, index(kWarpSize - 1)),
-         [&] { memref::StoreOp::create(b, loc, inclusive, warpSums, warp); });
+  Value inclusive = scanWithinWarp(own, lane, warp, warpSums);
   gpu::BarrierOp::create(b, loc);
   // The first warp turns the warps' sums into exclusive starts.
   ifThen(cmp(arith::CmpIPredicate::eq, warp, index(0)), [&] {

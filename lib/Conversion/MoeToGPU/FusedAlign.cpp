@@ -55,37 +55,18 @@ void FusedAlignEmitter::initialize() {
 
 void FusedAlignEmitter::countAssignments() {
   forEach(tid, assignments, index(threads), [&](Value assignment) {
-    auto [id, valid] = expertOf(ids, assignment);
-    auto ifOp = scf::IfOp::create(b, loc, valid, /*withElse=*/true);
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(ifOp.thenBlock());
-    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
-                                arrays.counts, toIndex(id));
-    b.setInsertionPointToStart(ifOp.elseBlock());
-    // Another device's assignments (-1) are not errors.
-    ifThen(negate(cmp(arith::CmpIPredicate::eq, id, i32(-1))), [&] {
-      memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
-                                  arrays.facts, index(kInvalid));
-    });
+    countAssignment(ids, assignment, arrays.counts, arrays.facts,
+                    index(kInvalid));
   });
   gpu::BarrierOp::create(b, loc);
 }
 
 void FusedAlignEmitter::findBlockExpert() {
   // Each thread sums a contiguous range of experts' padded counts.
-  int64_t perThread = (numExperts + threads - 1) / threads;
-  Value first = arith::MinUIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, tid, index(perThread)),
-      index(numExperts));
-  Value end = arith::MinUIOp::create(
-      b, loc, arith::AddIOp::create(b, loc, first, index(perThread)),
-      index(numExperts));
+  auto [first, end] = expertRangeOf(tid, threads);
   Value own = sumRoundedCounts(arrays.counts, first, end);
   // Inclusive scan over the warp's lanes, then the warps before.
-  Value inclusive = warpInclusiveScan(b, loc, own, lane);
-  ifThen(cmp(arith::CmpIPredicate::eq, lane, index(kWarpSize - 1)), [&] {
-    memref::StoreOp::create(b, loc, inclusive, arrays.warpSums, warp);
-  });
+  Value inclusive = scanWithinWarp(own, lane, warp, arrays.warpSums);
   gpu::BarrierOp::create(b, loc);
   Value start = arith::SubIOp::create(
       b, loc, arith::AddIOp::create(b, loc, sumOfWarps(warp), inclusive), own);

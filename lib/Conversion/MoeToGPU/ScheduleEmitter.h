@@ -54,6 +54,48 @@ struct ScheduleEmitter : KernelEmitter {
     return loop.getResult(0);
   }
 
+  /// Counts assignment `assignment` of `ids`: one more in `counts` at its
+  /// expert where it is scheduled here, else one more in `errors` at
+  /// `errorIndex` unless its id is -1 (another device's assignment, not an
+  /// error).
+  void countAssignment(Value ids, Value assignment, Value counts, Value errors,
+                       Value errorIndex) {
+    auto [id, valid] = expertOf(ids, assignment);
+    auto ifOp = scf::IfOp::create(b, loc, valid, /*withElse=*/true);
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPointToStart(ifOp.thenBlock());
+    memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
+                                counts, toIndex(id));
+    b.setInsertionPointToStart(ifOp.elseBlock());
+    ifThen(negate(cmp(arith::CmpIPredicate::eq, id, i32(-1))), [&] {
+      memref::AtomicRMWOp::create(b, loc, arith::AtomicRMWKind::addi, i32(1),
+                                  errors, errorIndex);
+    });
+  }
+
+  /// The experts [first, end) whose padded counts thread `tid` of
+  /// `threads` sums in a scan of the padded starts: contiguous ranges in
+  /// thread order.
+  std::pair<Value, Value> expertRangeOf(Value tid, int64_t threads) {
+    int64_t perThread = (numExperts + threads - 1) / threads;
+    Value first = arith::MinUIOp::create(
+        b, loc, arith::MulIOp::create(b, loc, tid, index(perThread)),
+        index(numExperts));
+    Value end = arith::MinUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, first, index(perThread)),
+        index(numExperts));
+    return {first, end};
+  }
+
+  /// The inclusive scan of `own` over the lanes of each warp; the warp's
+  /// last lane stores the warp's total into `warpSums` at `warp`.
+  Value scanWithinWarp(Value own, Value lane, Value warp, Value warpSums) {
+    Value inclusive = warpInclusiveScan(b, loc, own, lane);
+    ifThen(cmp(arith::CmpIPredicate::eq, lane, index(kWarpSize - 1)),
+           [&] { memref::StoreOp::create(b, loc, inclusive, warpSums, warp); });
+    return inclusive;
+  }
+
   int64_t numExperts, blockM, topK;
 };
 
