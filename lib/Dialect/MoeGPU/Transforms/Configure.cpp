@@ -382,14 +382,27 @@ bool promotesNothing(const MatmulFacts &facts,
           !facts.blockScales);
 }
 
+/// The assignments (M·k) that `schedule` expects: its gathered input's
+/// rows, or `numTokens` where they are dynamic, times k; 0 where no matmul
+/// gathers.
+int64_t expectedAssignments(ArrayRef<ExpertMatmulOp> schedule,
+                            int64_t numTokens) {
+  for (ExpertMatmulOp op : schedule) {
+    if (!op.getGather())
+      continue;
+    int64_t rows = op.getInput().getType().getDimSize(0);
+    return (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
+  }
+  return 0;
+}
+
 /// The expert rows of `schedule`, or nothing unless every matmul is bf16,
 /// or every one weight-only or (with `w8a8-swap-ab`) unpromoted w8a8, with
 /// a tile, and the schedule has assignments.
 std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
                                         const ConfigureOptions &options) {
-  int64_t numTokens = options.numTokens;
   ExpertRows result;
-  int64_t assignments = 0, experts = 0;
+  int64_t experts = 0;
   bool anyBf16 = false;
   for (ExpertMatmulOp op : schedule) {
     MatmulFacts facts = MatmulFacts::of(op);
@@ -399,12 +412,9 @@ std::optional<ExpertRows> getExpertRows(ArrayRef<ExpertMatmulOp> schedule,
     anyBf16 |= facts.format == QuantFormat::None;
     result.bf16 &= facts.format == QuantFormat::None;
     result.swapAsked &= facts.tile.getSwapAb();
-    int64_t rows = op.getInput().getType().getDimSize(0);
-    if (op.getGather())
-      assignments =
-          (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
     experts = op.getWeights().getType().getDimSize(0);
   }
+  int64_t assignments = expectedAssignments(schedule, options.numTokens);
   // A schedule that mixes bf16 and weight-only matmuls keeps the kernels
   // it had before either policy was measured on it.
   if (assignments == 0 || experts == 0 || (anyBf16 && !result.bf16))
@@ -745,20 +755,6 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
       bf16Rows->likelyMost() <= double(kLargeBlockM))
     return kLargeBlockM;
   return kSmallBlockM;
-}
-
-/// The assignments (M·k) that `schedule` expects: its gathered input's
-/// rows, or `numTokens` where they are dynamic, times k; 0 where no matmul
-/// gathers.
-int64_t expectedAssignments(ArrayRef<ExpertMatmulOp> schedule,
-                            int64_t numTokens) {
-  for (ExpertMatmulOp op : schedule) {
-    if (!op.getGather())
-      continue;
-    int64_t rows = op.getInput().getType().getDimSize(0);
-    return (ShapedType::isDynamic(rows) ? numTokens : rows) * op.getK();
-  }
-  return 0;
 }
 
 /// The policy's `fused_align_assignments` for `schedule`, whose first
