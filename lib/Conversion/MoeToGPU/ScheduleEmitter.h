@@ -2,8 +2,8 @@
 //
 // The kernels that build moe.align's schedule, whole (the single-block
 // kernel, the two over many blocks) or one slot block of it (a GEMM that
-// aligns its own, FusedAlign.h), read an assignment's expert and round
-// expert counts up to block_m the same way.
+// aligns its own, FusedAlign.h), read an assignment's expert, count it,
+// round expert counts up to block_m and scan them the same way.
 //
 //===----------------------------------------------------------------------===//
 

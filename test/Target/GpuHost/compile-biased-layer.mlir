@@ -11,9 +11,9 @@
 // HOST-SAME: %[[W13:[a-z0-9]+]]: memref<4x128x128xbf16>, %[[W2:[a-z0-9]+]]: memref<4x128x64xbf16>,
 // HOST-SAME: %[[B13:[a-z0-9]+]]: memref<4x128xf32>, %[[B2:[a-z0-9]+]]: memref<4x128xf32>,
 // HOST: %[[MAP1:.+]] = moe_gpu.tensor_map %[[W13]]
-// HOST: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul {{.*}} args({{.*}}, %[[MAP1]] : !llvm.ptr, %[[B13]] : memref<4x128xf32>, %{{[0-9a-z_]+}} : memref<?x64xbf16>{{(, .+)?}})
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul {{.*}} args({{.*}}, %[[MAP1]] : !llvm.ptr, %[[B13]] : memref<4x128xf32>, %{{[0-9a-z_]+}} : memref<?x64xbf16>, %{{[a-z0-9]+}} : memref<?x2xi32>, %{{[0-9]+}} : memref<1xi32>, %[[SUMS:[0-9]+]] : memref<?x128xf32>)
 // HOST: %[[MAP2:.+]] = moe_gpu.tensor_map %[[W2]]
-// HOST: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul_0 {{.*}} args({{.*}}, %[[MAP2]] : !llvm.ptr, %[[B2]] : memref<4x128xf32>, %{{.*}} : memref<?x2xf32>, %{{.*}} : memref<?x128xf32>)
+// HOST: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul_0 {{.*}} args({{.*}}, %[[MAP2]] : !llvm.ptr, %[[B2]] : memref<4x128xf32>, %{{.*}} : memref<?x2xf32>, %[[SUMS]] : memref<?x128xf32>)
 
 // HEADER: ///   const void *b13: float [4][128], row-major,
 // HEADER: ///   const void *b2: float [4][128], row-major,

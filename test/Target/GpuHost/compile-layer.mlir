@@ -60,11 +60,13 @@
 // SWAP-HOST-SAME: %[[W13:[a-z0-9]+]]: memref<8x256x128xbf16>, %[[W2:[a-z0-9]+]]: memref<8x128x128xbf16>,
 // SWAP-HOST-NOT: moe_gpu.tensor_map
 // SWAP-HOST: %[[ROWS13:.+]] = memref.collapse_shape %[[W13]] {{\[\[}}0, 1], [2]] : memref<8x256x128xbf16> into memref<2048x128xbf16>
-// SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c2, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[ROWS13]] : memref<2048x128xbf16>, %[[H:[0-9a-z_]+]] : memref<?x128xbf16>{{(, .+)?}})
+// SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c2, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[ROWS13]] : memref<2048x128xbf16>, %[[H:[0-9a-z_]+]] : memref<?x128xbf16>, %{{[a-z0-9]+}} : memref<?x2xi32>, %{{[0-9]+}} : memref<1xi32>, %[[SWAP_SUMS:[0-9]+]] : memref<?x128xf32>)
 // SWAP-HOST: %[[ROWS2:.+]] = memref.collapse_shape %[[W2]] {{\[\[}}0, 1], [2]] : memref<8x128x128xbf16> into memref<1024x128xbf16>
-// SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %{{.+}} : memref<?x128xf32>)
+// SWAP-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %[[SWAP_SUMS]] : memref<?x128xf32>)
 // SWAP-HOST-NOT: moe_gpu.tensor_map
 // SWAP-HOST: moe_gpu.workspace_layout @moe_layer_block_workspace {buffers = [#[[SWAP_SLOTS]], #[[SWAP_BLOCKS]],
+// At M = 64 (128 assignments) GEMM1 also takes the ids, the invalid-id word
+// and the sums it zeroes, which GEMM2 then adds into.
 // By default the gated GEMM1, whose weight rows hold 256 bytes of K, takes
 // one warpgroup: its weights by TMA through a tensor map of 32 gate and 32
 // up rows, 128 threads, 4 column tiles of 32; GEMM2 keeps two warpgroups
@@ -75,9 +77,9 @@
 // MIXED-HOST-SAME: %[[X:[a-z0-9]+]]: memref<?x128xbf16>, %{{[a-z0-9]+}}: memref<?x2xi32>, %[[RW:[a-z0-9]+]]: memref<?x2xf32>,
 // MIXED-HOST-SAME: %[[W13:[a-z0-9]+]]: memref<8x256x128xbf16>, %[[W2:[a-z0-9]+]]: memref<8x128x128xbf16>,
 // MIXED-HOST: %[[MAP13:.+]] = moe_gpu.tensor_map %[[W13]] box [32, 64] : memref<8x256x128xbf16> -> !llvm.ptr
-// MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c4, %c1) threads in (%c128, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[MAP13]] : !llvm.ptr, %[[H:[0-9a-z_]+]] : memref<?x128xbf16>{{(, .+)?}})
+// MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul blocks in (%{{.+}}, %c4, %c1) threads in (%c128, %c1, %c1) {{.*}}args(%[[X]] : memref<?x128xbf16>, {{.*}}, %[[MAP13]] : !llvm.ptr, %[[H:[0-9a-z_]+]] : memref<?x128xbf16>, %{{[a-z0-9]+}} : memref<?x2xi32>, %{{[0-9]+}} : memref<1xi32>, %[[MIXED_SUMS:[0-9]+]] : memref<?x128xf32>)
 // MIXED-HOST: %[[ROWS2:.+]] = memref.collapse_shape %[[W2]] {{\[\[}}0, 1], [2]] : memref<8x128x128xbf16> into memref<1024x128xbf16>
-// MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %{{.+}} : memref<?x128xf32>)
+// MIXED-HOST: gpu.launch_func {{.*}}@moe_kernels::@expert_matmul_0 blocks in (%{{.+}}, %c1, %c1) threads in (%c256, %c1, %c1) {{.*}}args(%[[H]] : memref<?x128xbf16>, {{.*}}, %[[ROWS2]] : memref<1024x128xbf16>, %[[RW]] : memref<?x2xf32>, %[[MIXED_SUMS]] : memref<?x128xf32>)
 // SWAP-SOURCE: extern "C" int32_t moe_layer_block(
 // SWAP-SOURCE-NOT: moe_rt_launcher_encode_tma_2d(
 // SWAP-SOURCE: return
