@@ -213,6 +213,53 @@ Value ExpertTileEmitter::decodeInt4Pair(const Int4PairDecoder &decoder,
                               pair));
 }
 
+Int4Bf16PairDecoder ExpertTileEmitter::int4Bf16PairDecoder(Value scale,
+                                                           Value zeroBias) {
+  // A nibble u at bits 0..3 of a half, ORed with the bf16 exponent of 128
+  // (0x4300: mantissa bit 0 counts one), is the bf16 128 + u; two's
+  // complement codes have their sign bit flipped by the same op (u = c + 8).
+  // 128 + u less 128 + z (or 136) is u − z (or c), exact in bf16; times the
+  // scale it is rounded once, as the f32 path rounds (u − z)·s, but with the
+  // scale itself rounded to bf16 first (a relative 2^-9 at most).
+  constexpr int64_t kExponentOf128 = 0x43004300, kSigns = 0x00080008;
+  constexpr int64_t kOnePerHalf = 0x00010001;
+  Type i32Type = b.getI32Type();
+  auto bf16Pair = VectorType::get({2}, b.getBF16Type());
+  Int4Bf16PairDecoder decoder;
+  decoder.flip = i32(zeroBias ? kExponentOf128 : kExponentOf128 | kSigns);
+  Value bias = decoder.flip;
+  if (zeroBias) {
+    // zeroBias is the f32 2^23 + z: z is its low mantissa byte.
+    Value zero = arith::AndIOp::create(
+        b, loc, arith::BitcastOp::create(b, loc, i32Type, zeroBias), i32(0xff));
+    bias = arith::AddIOp::create(
+        b, loc, i32(kExponentOf128),
+        arith::MulIOp::create(b, loc, zero, i32(kOnePerHalf)));
+  }
+  decoder.bias = LLVM::BitcastOp::create(b, loc, bf16Pair, bias);
+  auto f32Pair = VectorType::get({2}, b.getF32Type());
+  Value scales = LLVM::PoisonOp::create(b, loc, f32Pair);
+  for (int64_t i = 0; i < 2; ++i)
+    scales = LLVM::InsertElementOp::create(b, loc, scales, scale, i32(i));
+  decoder.scale = arith::TruncFOp::create(b, loc, bf16Pair, scales);
+  return decoder;
+}
+
+Value ExpertTileEmitter::decodeInt4Bf16Pair(const Int4Bf16PairDecoder &decoder,
+                                            Value pair) {
+  constexpr int64_t kCodes = 0x000f000f;
+  auto bf16Pair = VectorType::get({2}, b.getBF16Type());
+  Value biased = LLVM::BitcastOp::create(
+      b, loc, bf16Pair,
+      arith::XOrIOp::create(b, loc,
+                            arith::AndIOp::create(b, loc, pair, i32(kCodes)),
+                            decoder.flip));
+  Value centered = arith::SubFOp::create(b, loc, biased, decoder.bias);
+  return LLVM::BitcastOp::create(
+      b, loc, b.getI32Type(),
+      arith::MulFOp::create(b, loc, centered, decoder.scale));
+}
+
 SmallVector<Value, 4>
 ExpertTileEmitter::decodeInt4Pairs(Value word, Value scale, Value zeroBias) {
   // Byte j (codes 2j and 2j + 1) is moved to bits 15..22 by one shift.

@@ -51,6 +51,14 @@ struct Int4PairDecoder {
   Value lowFlip, highFlip, lowScale, highScale, lowOffset, highOffset;
 };
 
+/// What decodes the int4 code pairs of one group in bf16x2 arithmetic (see
+/// ExpertTileEmitter::int4Bf16PairDecoder): the bits that make a masked pair
+/// two bf16 of 128 + u, the pair of 128 + zero point they less, and the
+/// group's scale rounded to bf16, twice.
+struct Int4Bf16PairDecoder {
+  Value flip, bias, scale;
+};
+
 /// Builds the MoE side of one expert GEMM kernel at `b`'s insertion point,
 /// for the tile `tile` currently places.
 class ExpertTileEmitter {
@@ -103,6 +111,14 @@ public:
   /// The two codes of the byte at bits 15..22 of `placed` (low code first),
   /// decoded by `decoder` as one i32 of two bf16.
   Value decodeInt4Pair(const Int4PairDecoder &decoder, Value placed);
+  /// The constants that decode int4 code pairs of one group in bf16x2
+  /// arithmetic: `scale` and `zeroBias` as for decodeInt4Pairs.
+  Int4Bf16PairDecoder int4Bf16PairDecoder(Value scale, Value zeroBias);
+  /// The two codes at bits 0..3 (low) and 16..19 (high) of `pair` (the other
+  /// bits are ignored), decoded by `decoder` as one i32 of two bf16: the
+  /// code less its zero point, exact in bf16, times the bf16 scale, rounded
+  /// once.
+  Value decodeInt4Bf16Pair(const Int4Bf16PairDecoder &decoder, Value pair);
   /// Weight-only: the scale (and zero) of each chunk (tile row `rows[i]`,
   /// 8-value chunk `columns[i]`) of the weight tile at K step `step`.
   SmallVector<Value> weightOnlyScales(Value step, ArrayRef<Value> rows,

@@ -5,6 +5,7 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 
 #include <cstdlib>
@@ -169,14 +170,9 @@ void WeightOnlyStageEmitter::planOperandRows(Value tid) {
   Value firstRow = arith::AddIOp::create(
       b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
       arith::DivUIOp::create(b, loc, lane, index(4)));
-  // Byte q moves from bits 8q.. to 15..: rotate left by (15 − 8q) mod 32.
   Value byte = arith::IndexCastOp::create(
       b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, lane, index(4)));
-  operandRotation = arith::AndIOp::create(
-      b, loc,
-      arith::SubIOp::create(b, loc, i32(15 + 32),
-                            arith::MulIOp::create(b, loc, byte, i32(8))),
-      i32(31));
+  operandSelector = pairSelector(byte);
   for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment)
     for (int64_t half = 0; half < 2; ++half) {
       Value row = arith::AddIOp::create(
@@ -262,6 +258,33 @@ WeightOnlyStageEmitter::rowDecoders(ArrayRef<Value> scales, int64_t first) {
   return decoders;
 }
 
+SmallVector<Int4Bf16PairDecoder, 2>
+WeightOnlyStageEmitter::rowBf16Decoders(ArrayRef<Value> scales, int64_t first) {
+  int64_t perScale = config.zeroPoint ? 2 : 1;
+  SmallVector<Int4Bf16PairDecoder, 2> decoders;
+  for (int64_t group = 0; group < groupsPerStage(); ++group) {
+    int64_t at = first + perScale * group;
+    decoders.push_back(moe.int4Bf16PairDecoder(
+        scales[at], config.zeroPoint ? scales[at + 1] : Value()));
+  }
+  return decoders;
+}
+
+Value WeightOnlyStageEmitter::pairSelector(Value byte) {
+  // prmt's selector of byte q of its first operand into result byte 0 and
+  // byte q of the second (the word shifted right by 4) into result byte 2.
+  return arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, byte, i32(0x101)), i32(0x400));
+}
+
+Value WeightOnlyStageEmitter::spreadCodePair(Value word, Value shifted,
+                                             Value selector) {
+  // The pair's low code (bits 0..3 of the byte) to bits 0..3, its high one
+  // (bits 4..7, low in the shifted word) to bits 16..19.
+  return NVVM::PermuteOp::create(b, loc, b.getI32Type(), word, shifted,
+                                 selector, NVVM::PermuteMode::DEFAULT);
+}
+
 Value WeightOnlyStageEmitter::placeCodeByte(Value word, int64_t byte) {
   // Byte `byte` (codes 2j and 2j + 1) to bits 15..22.
   int64_t shift = 15 - 8 * byte;
@@ -276,9 +299,10 @@ WeightOnlyStageEmitter::decodeOperandA(Value stage, ArrayRef<Value> scales) {
   int64_t perRow = (config.zeroPoint ? 2 : 1) * groupsPerStage();
   SmallVector<SmallVector<Value, 16>> operandA;
   for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment) {
-    SmallVector<SmallVector<Int4PairDecoder, 2>, 2> decoders;
+    SmallVector<SmallVector<Int4Bf16PairDecoder, 2>, 2> decoders;
     for (int64_t half = 0; half < 2; ++half)
-      decoders.push_back(rowDecoders(scales, perRow * (2 * fragment + half)));
+      decoders.push_back(
+          rowBf16Decoders(scales, perRow * (2 * fragment + half)));
     // Packed: the thread's own chunk, byte 2g + h of word s. Else per row
     // half its row's 8 code words (two chunks), byte t%4 of word 2s + g.
     SmallVector<SmallVector<Value, 8>, 2> words(2);
@@ -295,21 +319,27 @@ WeightOnlyStageEmitter::decodeOperandA(Value stage, ArrayRef<Value> scales) {
                                            operandRows[2 * fragment + half],
                                            index(chunk)));
     }
+    auto shiftedByNibble = [&](Value word) -> Value {
+      return arith::ShRUIOp::create(b, loc, word, i32(4));
+    };
     // k16 step s, register 2g + h: row half h, columns 16s + 8g + 2·(t%4).
     SmallVector<Value, 16> registers;
-    for (int64_t step = 0; step < 4; ++step)
+    for (int64_t step = 0; step < 4; ++step) {
+      Value packedShifted =
+          config.packedCodes ? shiftedByNibble(words[0][step]) : Value();
       for (int64_t g = 0; g < 2; ++g)
         for (int64_t half = 0; half < 2; ++half) {
-          Value placed = config.packedCodes
-                             ? placeCodeByte(words[0][step], 2 * g + half)
-                             : LLVM::FshlOp::create(b, loc, b.getI32Type(),
-                                                    words[half][2 * step + g],
-                                                    words[half][2 * step + g],
-                                                    operandRotation)
-                                   .getResult();
-          registers.push_back(moe.decodeInt4Pair(
-              decoders[half][step * groupsPerStage() / 4], placed));
+          Value pair =
+              config.packedCodes
+                  ? spreadCodePair(words[0][step], packedShifted,
+                                   i32(0x101 * (2 * g + half) + 0x400))
+                  : spreadCodePair(words[half][2 * step + g],
+                                   shiftedByNibble(words[half][2 * step + g]),
+                                   operandSelector);
+          registers.push_back(moe.decodeInt4Bf16Pair(
+              decoders[half][step * groupsPerStage() / 4], pair));
         }
+    }
     operandA.push_back(std::move(registers));
   }
   return operandA;

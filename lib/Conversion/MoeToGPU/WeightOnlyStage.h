@@ -75,6 +75,17 @@ private:
   /// zero points) from `scales[first]` on.
   SmallVector<Int4PairDecoder, 2> rowDecoders(ArrayRef<Value> scales,
                                               int64_t first);
+  /// The bf16x2 decoders of one row's groups in the stage, its scales (and
+  /// zero points) from `scales[first]` on.
+  SmallVector<Int4Bf16PairDecoder, 2> rowBf16Decoders(ArrayRef<Value> scales,
+                                                      int64_t first);
+  /// prmt's selector that spreadCodePair takes for the pair in byte `byte`
+  /// (an i32, 0..3) of a code word.
+  Value pairSelector(Value byte);
+  /// The code pair of `word`'s byte that `selector` names, its low code at
+  /// bits 0..3 and its high one at bits 16..19, by one prmt of `word` and
+  /// `shifted` (the word shifted right by 4).
+  Value spreadCodePair(Value word, Value shifted, Value selector);
   /// `word` with its byte `byte` at bits 15..22.
   Value placeCodeByte(Value word, int64_t byte);
   /// Codes in rows: dequantizes this thread's chunks into the B tile.
@@ -101,12 +112,12 @@ private:
   /// or, packed, the (row, scale chunk) of each of its chunks' rows.
   SmallVector<Value> dequantRow, dequantColumn;
   /// Register operand: per 64-row fragment the thread's two weight rows of
-  /// the tile (+0 and +8), and the i32 left rotation that moves byte t%4 of
-  /// a code word to bits 15..22; the (row, chunk) of each group scale the
-  /// thread reads per stage (per fragment and row: chunk 0, and chunk 4
+  /// the tile (+0 and +8), and the prmt selector of byte t%4 of a code word
+  /// (codes in rows: the thread's pair); the (row, chunk) of each group scale
+  /// the thread reads per stage (per fragment and row: chunk 0, and chunk 4
   /// where a group is 32 of K).
   SmallVector<Value> operandRows;
-  Value operandRotation;
+  Value operandSelector;
   SmallVector<Value> operandScaleRows, operandScaleColumns;
   /// Codes packed as wgmma_a_4bit: per copied chunk, its 64-row group of
   /// the tile and its place j in the group's 2048-byte tile.

@@ -2,16 +2,20 @@
 // (#moe.quant<..., packed = wgmma_a_4bit>): each thread copies, and reads
 // back, the 16-byte chunk of a 64-row group's 2048-byte tile that holds its
 // own elements of the wgmma's A fragment.
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
-// RUN: moe-opt %s -split-input-file -moe-gpu-configure -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
+// Blocks of 128 weight rows (two fragments of the register operand; the
+// policy's default is one):
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=block-n=128 -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=block-n=128 -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
 
 // Swapped int4 codes packed for the register operand take it without
 // weight-only-registers. A chunk's source is the flat byte of its 64-row
 // group's tile at the step's K/64, as a row and column of the [E·N, K/2]
 // code matrix (K/2 = 4096 bytes a row). Per 64 weight rows (two fragments
 // here) and stage one 16-byte load, whose word s, byte 2g + h is the A
-// register of k16 step s, column half g and row half h: shifted to bits
-// 15..22 by a constant (15, 7, then right by 1 and 9), no rotation.
+// register of k16 step s, column half g and row half h: one prmt of the
+// word and the word shifted by a nibble, its selector a constant (byte
+// 2g + h to byte 0, and of the shifted word to byte 2: 0x400, 0x501, 0x602,
+// 0x703).
 // CHECK-LABEL: func.func @int4_packed_registers
 // CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>
 // CHECK: gpu.func @expert_matmul
@@ -45,10 +49,11 @@
 // CHECK: scf.for
 // CHECK: %[[CHUNK:.*]] = memref.load %{{.*}} : memref<128x2xvector<4xi32>, #gpu.address_space<workgroup>>
 // CHECK: %[[WORD:.*]] = llvm.extractelement %[[CHUNK]]
-// CHECK: arith.shli %[[WORD]], %c15_i32
-// CHECK: arith.shli %[[WORD]], %c7_i32
-// CHECK: arith.shrui %[[WORD]], %c1_i32
-// CHECK: arith.shrui %[[WORD]], %c9_i32
+// CHECK: %[[SHIFTED:.*]] = arith.shrui %[[WORD]], %c4_i32
+// CHECK: nvvm.prmt <default> %c1024_i32{{.*}}, %[[WORD]], %[[SHIFTED]]
+// CHECK: nvvm.prmt <default> %c1281_i32{{.*}}, %[[WORD]], %[[SHIFTED]]
+// CHECK: nvvm.prmt <default> %c1538_i32{{.*}}, %[[WORD]], %[[SHIFTED]]
+// CHECK: nvvm.prmt <default> %c1795_i32{{.*}}, %[[WORD]], %[[SHIFTED]]
 // CHECK: memref.load %{{.*}} : memref<128x2xvector<4xi32>, #gpu.address_space<workgroup>>
 // CHECK-NOT: memref.load %{{.*}} : memref<128x2xvector<4xi32>
 // CHECK: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
