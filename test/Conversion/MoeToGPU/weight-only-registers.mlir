@@ -4,6 +4,8 @@
 // memory.
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="weight-only-registers block-n=128" -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="weight-only-registers block-n=128" -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
+// By default a block multiplies one 64-row fragment (block_n = 64).
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure=weight-only-registers -moe-emit-gpu-kernels 2>/dev/null | FileCheck %s --check-prefix=DEFAULT
 
 // Two's complement codes in groups of 128: one scale per row and stage. A
 // stage holds the 16 slot rows (2048 bytes) and the codes of 128 weight rows
@@ -70,6 +72,15 @@
 // PTX: mul.rn.bf16x2
 // PTX: wgmma.fence.sync.aligned
 // PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%r{{[0-9]+}}, {{.*}}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+// The default block: 64 weight rows, one fragment (rows +0 and +8 only).
+// DEFAULT-LABEL: func.func @int4_registers
+// DEFAULT: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, {{.*}}swap_ab = true, weight_load = registers>
+// DEFAULT: gpu.func @expert_matmul
+// DEFAULT: scf.for
+// DEFAULT: memref.load %{{.*}} : memref<64x2xvector<4xi32>, #gpu.address_space<workgroup>>
+// DEFAULT-COUNT-16: nvvm.prmt
+// DEFAULT-NOT: nvvm.prmt
+// DEFAULT: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n16k16
 func.func @int4_registers(%x: tensor<?x8192xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x4096xui8>, %ws: tensor<8x256x64xf32>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       weight_scales(%ws : tensor<8x256x64xf32>)

@@ -176,11 +176,15 @@
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab=false num-tokens=4" | FileCheck %s --check-prefix=WEIGHT-ONLY-UNSWAPPED
 // By default (weight-only-registers), swapped int4 matmuls decode into the
 // wgmma's register operand: no bf16 tile in a stage, so the ring is five
-// deep.
+// deep, and a block multiplies 64 weight rows (the tile's 256 and 64 are not
+// taken); block-n asks for another height.
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=INT4-REGISTERS
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 block-n=128" | FileCheck %s --check-prefix=INT4-REGISTERS-128
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-weight-load=registers" 2>&1 | FileCheck %s --check-prefix=SWAPPED-LOAD-REGISTERS
-// INT4-REGISTERS: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, weight_load = registers>
+// INT4-REGISTERS: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, weight_load = registers>
 // INT4-REGISTERS: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true, weight_load = registers>
+// INT4-REGISTERS-128: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, swap_ab = true, weight_load = registers>
+// INT4-REGISTERS-128: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true, weight_load = registers>
 // SWAPPED-LOAD-REGISTERS: error: moe-gpu-configure: swapped-weight-load must be tma or cp_async (weight-only-registers asks for register operands), got 'registers'
 // INT4-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
 // INT4-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>

@@ -323,6 +323,13 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       facts.format == QuantFormat::Int4Weight && facts.blockK() == 64 &&
       op.getQuantization().getGroupSize() % 32 == 0)
     weightLoad = WeightLoad::Registers;
+  // The register operand over one 64-row fragment per block keeps half the
+  // decoded registers live (88 against 166 per thread on Mixtral's GEMM1),
+  // so five blocks share an SM instead of three: measured 2-7% faster than
+  // 128 rows at M = 1-16 (Mixtral int4 g128, Qwen3 int4 g32 zp; H100,
+  // docs/gpu-benchmark-quantized.md, nineteenth session).
+  if (weightLoad == WeightLoad::Registers && options.blockN == 0)
+    blockN = kMinBlockN;
   int64_t stages =
       chooseStages(facts, blockM, blockN, splitK, options.stages,
                    /*registerOperand=*/weightLoad == WeightLoad::Registers);
