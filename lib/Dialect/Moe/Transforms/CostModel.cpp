@@ -49,9 +49,9 @@ static int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static double mmaFraction(const GroupedMatmulShape &shape,
                           const TileChoice &tile, const GpuTarget &target) {
   int64_t mmaRows = tile.blockM;
-  int64_t stageBytes =
+  auto stageBytes = static_cast<int64_t>(
       (tile.blockM * shape.inputBytes + tile.blockN * shape.weightBytes) *
-      tile.blockK;
+      tile.blockK);
   int64_t blockBytes = std::max<int64_t>(1, tile.stages * stageBytes);
   int64_t blocksPerSM = std::max<int64_t>(1, target.sharedMemoryBytes / blockBytes);
   int64_t warpgroups = std::max<int64_t>(1, mmaRows / target.mmaM) * blocksPerSM;
@@ -136,9 +136,9 @@ bool mlir::moe::isFeasibleTile(const GroupedMatmulShape &shape,
   if (tile.splitK > 1 &&
       shape.inFeatures / (tile.blockK * tile.splitK) < target.minKStepsPerSplit)
     return false;
-  int64_t stageBytes =
+  auto stageBytes = static_cast<int64_t>(
       (tile.blockM * shape.inputBytes + tile.blockN * shape.weightBytes) *
-      tile.blockK;
+      tile.blockK);
   int64_t epilogueBytes = tile.blockM * tile.blockN * shape.outputBytes;
   if (tile.stages * stageBytes + epilogueBytes > target.sharedMemoryBytes)
     return false;

@@ -47,6 +47,14 @@ static inline int64_t sharedExpertsOf(Value schedule) {
   return 0;
 }
 
+/// Stored bytes of `weights` ([E, N, stored K]) per element of the
+/// `inFeatures` they multiply: 0.5 where 4-bit codes are packed two per byte.
+static inline double storedBytesPerElement(ShapedType weights,
+                                           int64_t inFeatures) {
+  return double(weights.getDimSize(2) * elementBytes(weights)) /
+         double(inFeatures);
+}
+
 /// The problem `op` solves for `numTokens` tokens, if it is a grouped matmul.
 static inline std::optional<GroupedMatmulShape>
 getGroupedMatmulShape(Operation *op, int64_t numTokens) {
@@ -56,9 +64,9 @@ getGroupedMatmulShape(Operation *op, int64_t numTokens) {
     shape.numRows = numTokens * expertsPerToken(gmm);
     shape.numExperts = weights.getDimSize(0);
     shape.outFeatures = weights.getDimSize(1);
-    shape.inFeatures = weights.getDimSize(2);
+    shape.inFeatures = gmm.getRows().getType().getDimSize(1);
     shape.inputBytes = elementBytes(gmm.getRows().getType());
-    shape.weightBytes = elementBytes(weights);
+    shape.weightBytes = storedBytesPerElement(weights, shape.inFeatures);
     shape.outputBytes = elementBytes(gmm.getResult().getType());
     shape.numSharedExperts = sharedExpertsOf(gmm.getOffsets());
     shape.numTokens = numTokens;
@@ -69,9 +77,9 @@ getGroupedMatmulShape(Operation *op, int64_t numTokens) {
     shape.numRows = numTokens * fused.getK();
     shape.numExperts = weights.getDimSize(0);
     shape.outFeatures = weights.getDimSize(1);
-    shape.inFeatures = weights.getDimSize(2);
+    shape.inFeatures = fused.getInput().getType().getDimSize(1);
     shape.inputBytes = elementBytes(fused.getInput().getType());
-    shape.weightBytes = elementBytes(weights);
+    shape.weightBytes = storedBytesPerElement(weights, shape.inFeatures);
     shape.outputBytes = elementBytes(fused.getResult().getType());
     shape.storedColumns = fused.getOutputWidth();
     if (fused.isCombine())
@@ -98,8 +106,8 @@ static inline int64_t chooseRaster(const GroupedMatmulShape &shape,
   // rows from L2, unless many experts spill into a second block whose sweep
   // would read weights that L2 cannot hold again, while the rows fit there
   // anyway.
-  int64_t expertWeightBytes =
-      shape.outFeatures * shape.inFeatures * shape.weightBytes;
+  int64_t expertWeightBytes = static_cast<int64_t>(
+      shape.outFeatures * shape.inFeatures * shape.weightBytes);
   int64_t inputBytes = shape.numRows * shape.inFeatures * shape.inputBytes;
   bool spills = 4 * rowsPerExpert > 3 * tile.blockM;
   if (!spills || expertWeightBytes <= target.l2Bytes ||

@@ -39,6 +39,21 @@
 // SHARED-4096-NEXT: tile #moe.tile<block_m = 128, block_n = 256, block_k = 64, stages = 3
 // SHARED-4096-NEXT: 256.0 experts x 128.00 rows, 1 shared x 4096 rows, {{.*}} 4608 blocks
 //
+// 4-bit codes are stored two per byte ([E, N, K/2] ui8): the model takes
+// the rows' K and half a byte per weight, so GPT-OSS's K = 2880 (1440
+// bytes a row, no multiple of 64) gets tiles of 64 of K, swapped at decode,
+// the bytes of the codes (33.2 MB for 3.8 experts' 5760 x 2880) and the
+// FLOPs of the whole K, rather than the fallback tile of a K no candidate
+// divides.
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-tile-report=num-tokens=1 | FileCheck %s --check-prefix=MXFP4-DECODE
+// MXFP4-DECODE: moe-tile-report: moe.expert_matmul
+// MXFP4-DECODE-NEXT: M=1 rows=4 E=32 N=5760 K=2880 on 132 SMs
+// MXFP4-DECODE-NEXT: tile #moe.tile<block_m = 8, block_n = 256, block_k = 64, stages = 5, split_k = 1, swap_ab = true, group_m = 1>
+// MXFP4-DECODE-NEXT: 3.8 experts x 1.05 rows, reuse 2.1, 0.133 GFLOP {{.*}}, 33.2 MB,
+// MXFP4-DECODE: moe-tile-report: moe.expert_matmul
+// MXFP4-DECODE-NEXT: M=1 rows=4 E=32 N=2880 K=2880 on 132 SMs
+// MXFP4-DECODE-NEXT: tile #moe.tile<{{.*}}swap_ab = true
+//
 // Compute-bound, a 64-row tile leaves one warpgroup per SM issuing MMAs
 // (GpuTarget::singleWarpgroupMmaFraction): Qwen1.5-MoE at M = 4096 keeps
 // 128-row tiles on both GEMMs although 64 rows would pad 10% less.

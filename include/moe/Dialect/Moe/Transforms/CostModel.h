@@ -27,12 +27,14 @@ struct GroupedMatmulShape {
   /// spread over the routed experts.
   int64_t numSharedExperts = 0;
   int64_t numTokens = 0;
-  /// Output features N (weights [E, N, K]) and reduction depth K.
+  /// Output features N (weights [E, N, K]) and reduction depth K: the
+  /// rows' K, of which 4-bit weights store K/2 bytes a row.
   int64_t outFeatures = 0;
   int64_t inFeatures = 0;
-  /// Bytes per element of the A rows, the weights and the stored result.
+  /// Bytes per element of the A rows, the weights (stored bytes per K
+  /// element: 0.5 for codes packed two per byte) and the stored result.
   int64_t inputBytes = 2;
-  int64_t weightBytes = 2;
+  double weightBytes = 2;
   int64_t outputBytes = 2;
   /// Rows and columns the epilogue stores: fewer rows when it reduces over
   /// k (combine), half the columns after a gated activation. 0 means R or N.
