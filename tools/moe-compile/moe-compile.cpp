@@ -137,10 +137,11 @@ llvm::cl::opt<std::string> swappedWeightLoad(
     llvm::cl::init("cp_async"), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> weightOnlyRegisters(
     "weight-only-registers",
-    llvm::cl::desc("Swapped int4 weight-only GEMMs decode their codes into "
-                   "the wgmma's register operand instead of a bf16 tile in "
-                   "shared memory (weight_load = registers); "
-                   "=false keeps the bf16 tile"),
+    llvm::cl::desc(
+        "Swapped 4-bit weight-only GEMMs (int4, mxfp4) decode their codes into "
+        "the wgmma's register operand instead of a bf16 tile in "
+        "shared memory (weight_load = registers); "
+        "=false keeps the bf16 tile"),
     llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> fp8FastAccumulation(
     "fp8-fast-accumulation",

@@ -97,10 +97,11 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init("cp_async")};
   PassOptions::Option<bool> weightOnlyRegisters{
       *this, "weight-only-registers",
-      llvm::cl::desc("Swapped int4 weight-only GEMMs decode their codes "
-                     "into the wgmma's register operand (weight_load = "
-                     "registers) instead of a bf16 tile in shared memory; false "
-                     "keeps the tile"),
+      llvm::cl::desc(
+          "Swapped 4-bit weight-only GEMMs (int4, mxfp4) decode their codes "
+          "into the wgmma's register operand (weight_load = "
+          "registers) instead of a bf16 tile in shared memory; false "
+          "keeps the tile"),
       llvm::cl::init(true)};
   PassOptions::Option<bool> fp8FastAccumulation{
       *this, "fp8-fast-accumulation",

@@ -2094,16 +2094,18 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
     config.swappedWarpgroups = kernelConfig.getConsumerWarpgroups();
   config.copiesWeights =
       kernelConfig.getWeightLoad() == moe_gpu::WeightLoad::CpAsync;
-  // The register operand is built for int4 codes in groups of whole
-  // 32-column halves of a stage (the attribute's verifier has the rest).
+  // The register operand is built for 4-bit codes (int4, mxfp4) in groups
+  // of whole 32-column halves of a stage (the attribute's verifier has the
+  // rest).
   config.registerOperand =
       kernelConfig.getWeightLoad() == moe_gpu::WeightLoad::Registers;
-  if (config.registerOperand &&
-      (config.format != QuantFormat::Int4Weight || config.group % 32 != 0))
+  if (config.registerOperand && ((config.format != QuantFormat::Int4Weight &&
+                                  config.format != QuantFormat::Mxfp4) ||
+                                 config.group % 32 != 0))
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
-           << ": weight_load = registers is built for int4_weight codes in "
-              "groups of a multiple of 32";
+           << ": weight_load = registers is built for int4_weight and mxfp4 "
+              "codes in groups of a multiple of 32";
   // Packed codes: every thread copies whole chunks of 64-row groups, each
   // 16-row slab of the tile from one 64-row group of the weights (gate and
   // up rows in halves, not interleaved).

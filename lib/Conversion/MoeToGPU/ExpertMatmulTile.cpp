@@ -237,12 +237,42 @@ Int4Bf16PairDecoder ExpertTileEmitter::int4Bf16PairDecoder(Value scale,
         arith::MulIOp::create(b, loc, zero, i32(kOnePerHalf)));
   }
   decoder.bias = LLVM::BitcastOp::create(b, loc, bf16Pair, bias);
+  decoder.scale = bf16ScalePair(scale);
+  return decoder;
+}
+
+Value ExpertTileEmitter::bf16ScalePair(Value scale) {
   auto f32Pair = VectorType::get({2}, b.getF32Type());
   Value scales = LLVM::PoisonOp::create(b, loc, f32Pair);
   for (int64_t i = 0; i < 2; ++i)
     scales = LLVM::InsertElementOp::create(b, loc, scales, scale, i32(i));
-  decoder.scale = arith::TruncFOp::create(b, loc, bf16Pair, scales);
-  return decoder;
+  return arith::TruncFOp::create(b, loc, VectorType::get({2}, b.getBF16Type()),
+                                 scales);
+}
+
+Value ExpertTileEmitter::decodeMxfp4Bf16Pair(Value scale, Value pair) {
+  // An e2m1 code s·eem (sign, two exponent bits, one mantissa bit) with its
+  // sign at bit 15 of a half and eem at bits 6..8 is a bf16 of exponent
+  // field ee and mantissa m·0.5: 2^(ee − 127)·(1 + m/2), or for ee = 0 the
+  // subnormal 2^-126·(m/2); either way the code's value times 2^-126. Times
+  // 2^126 and then the group's power of two, both exact in bf16 (the
+  // product only rounds where it leaves bf16's range).
+  constexpr int64_t kMagnitudes = 0x01c001c0, kSigns = 0x80008000;
+  constexpr float kTwoTo126 = 8.5070591730234616e37f;
+  auto bf16Pair = VectorType::get({2}, b.getBF16Type());
+  Value magnitudes = arith::AndIOp::create(
+      b, loc, arith::ShLIOp::create(b, loc, pair, i32(6)), i32(kMagnitudes));
+  Value signs = arith::AndIOp::create(
+      b, loc, arith::ShLIOp::create(b, loc, pair, i32(12)), i32(kSigns));
+  Value scaledDown = LLVM::BitcastOp::create(
+      b, loc, bf16Pair, arith::OrIOp::create(b, loc, magnitudes, signs));
+  auto twoTo126 = arith::ConstantOp::create(
+      b, loc,
+      DenseElementsAttr::get(bf16Pair,
+                             b.getFloatAttr(b.getBF16Type(), kTwoTo126)));
+  Value value = arith::MulFOp::create(
+      b, loc, arith::MulFOp::create(b, loc, scaledDown, twoTo126), scale);
+  return LLVM::BitcastOp::create(b, loc, b.getI32Type(), value);
 }
 
 Value ExpertTileEmitter::decodeInt4Bf16Pair(const Int4Bf16PairDecoder &decoder,

@@ -119,6 +119,12 @@ public:
   /// code less its zero point, exact in bf16, times the bf16 scale, rounded
   /// once.
   Value decodeInt4Bf16Pair(const Int4Bf16PairDecoder &decoder, Value pair);
+  /// The two e2m1 codes at bits 0..3 (low) and 16..19 (high) of `pair` (the
+  /// other bits are ignored) times `scale` (a pair of bf16, the group's
+  /// power of two), as one i32 of two bf16: exact.
+  Value decodeMxfp4Bf16Pair(Value scale, Value pair);
+  /// `scale` (f32) rounded to bf16, twice, as a vector<2xbf16>.
+  Value bf16ScalePair(Value scale);
   /// Weight-only: the scale (and zero) of each chunk (tile row `rows[i]`,
   /// 8-value chunk `columns[i]`) of the weight tile at K step `step`.
   SmallVector<Value> weightOnlyScales(Value step, ArrayRef<Value> rows,

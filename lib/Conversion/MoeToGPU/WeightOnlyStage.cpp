@@ -299,10 +299,19 @@ WeightOnlyStageEmitter::decodeOperandA(Value stage, ArrayRef<Value> scales) {
   int64_t perRow = (config.zeroPoint ? 2 : 1) * groupsPerStage();
   SmallVector<SmallVector<Value, 16>> operandA;
   for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment) {
+    // Per row half and scale group: int4's decoder, or mxfp4's scale pair.
+    bool mxfp4 = config.format == QuantFormat::Mxfp4;
     SmallVector<SmallVector<Int4Bf16PairDecoder, 2>, 2> decoders;
-    for (int64_t half = 0; half < 2; ++half)
-      decoders.push_back(
-          rowBf16Decoders(scales, perRow * (2 * fragment + half)));
+    SmallVector<SmallVector<Value, 2>, 2> scalePairs(2);
+    for (int64_t half = 0; half < 2; ++half) {
+      int64_t first = perRow * (2 * fragment + half);
+      if (!mxfp4) {
+        decoders.push_back(rowBf16Decoders(scales, first));
+        continue;
+      }
+      for (int64_t group = 0; group < groupsPerStage(); ++group)
+        scalePairs[half].push_back(moe.bf16ScalePair(scales[first + group]));
+    }
     // Packed: the thread's own chunk, byte 2g + h of word s. Else per row
     // half its row's 8 code words (two chunks), byte t%4 of word 2s + g.
     SmallVector<SmallVector<Value, 8>, 2> words(2);
@@ -336,8 +345,10 @@ WeightOnlyStageEmitter::decodeOperandA(Value stage, ArrayRef<Value> scales) {
                   : spreadCodePair(words[half][2 * step + g],
                                    shiftedByNibble(words[half][2 * step + g]),
                                    operandSelector);
-          registers.push_back(moe.decodeInt4Bf16Pair(
-              decoders[half][step * groupsPerStage() / 4], pair));
+          int64_t group = step * groupsPerStage() / 4;
+          registers.push_back(
+              mxfp4 ? moe.decodeMxfp4Bf16Pair(scalePairs[half][group], pair)
+                    : moe.decodeInt4Bf16Pair(decoders[half][group], pair));
         }
     }
     operandA.push_back(std::move(registers));

@@ -102,15 +102,34 @@ func.func @int4_packed_tile(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blo
 
 // -----
 
-// Packed mxfp4 keeps the bf16 tile (the register operand is built for int4):
-// the e2m1 codes of each byte are decoded and scaled by their e8m0 scale.
+// Packed mxfp4 takes the register operand too: the pair's e2m1 codes, from
+// the same prmt as int4's, get their magnitude bits at 6..8 and their sign
+// at 15 of each bf16 half (the value times 2^-126, a subnormal for exponent
+// 0), then are multiplied by 2^126 (the pair 0x7E807E80) and by the e8m0 scale (byte << 23, as
+// f32) rounded to bf16: exact.
 // CHECK-LABEL: func.func @mxfp4_packed
+// CHECK: weight_load = registers
 // CHECK: gpu.func @expert_matmul
-// CHECK: memref.load %{{.*}} : memref<{{[0-9]+}}x2xvector<4xi32>, #gpu.address_space<workgroup>>
-// CHECK: arith.mulf %{{.*}}, %cst{{.*}} : f32
-// CHECK: memref.store %{{.*}} : memref<{{[0-9]+}}x32xi32, #gpu.address_space<workgroup>>
+// CHECK: scf.for
+// CHECK: arith.shli %{{.*}}, %c23_i32
+// CHECK: %[[SCALE:.*]] = arith.truncf %{{.*}} : vector<2xf32> to vector<2xbf16>
+// CHECK: memref.load %{{.*}} : memref<128x2xvector<4xi32>, #gpu.address_space<workgroup>>
+// CHECK: %[[PAIR:.*]] = nvvm.prmt <default> %c1024_i32{{.*}}, %{{.*}}, %{{.*}} : i32
+// CHECK: %[[MOVED:.*]] = arith.shli %[[PAIR]], %c6_i32
+// CHECK-NEXT: %[[MAGNITUDES:.*]] = arith.andi %[[MOVED]], %c29360576_i32
+// CHECK: %[[SIGNSMOVED:.*]] = arith.shli %[[PAIR]], %c12_i32
+// CHECK-NEXT: %[[SIGNS:.*]] = arith.andi %[[SIGNSMOVED]], %c-2147450880_i32
+// CHECK-NEXT: %[[BITS:.*]] = arith.ori %[[MAGNITUDES]], %[[SIGNS]]
+// CHECK-NEXT: %[[SMALL:.*]] = llvm.bitcast %[[BITS]] : i32 to vector<2xbf16>
+// CHECK-NEXT: %[[TWO126:.*]] = arith.constant dense<8.507050e+37> : vector<2xbf16>
+// CHECK-NEXT: %[[CODES:.*]] = arith.mulf %[[SMALL]], %[[TWO126]] : vector<2xbf16>
+// CHECK-NEXT: arith.mulf %[[CODES]], %[[SCALE]] : vector<2xbf16>
+// CHECK-NOT: memref.store %{{.*}} : memref<{{[0-9]+}}x32xi32, #gpu.address_space<workgroup>>
+// CHECK: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
 // PTX: .entry expert_matmul(
-// PTX: mul.rn.f32 {{.*}}, 0f7E800000;
+// PTX-NOT: st.shared
+// PTX: mov.b32 {{.*}}, 2122350208;
+// PTX: mul.rn.bf16x2
 func.func @mxfp4_packed(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       weight_scales(%ws : tensor<8x256x8xui8>)

@@ -1,7 +1,7 @@
-// Swapped int4 weight-only GEMMs with weight-only-registers: each thread
-// decodes its elements of the wgmma's A fragment from the stored codes into
-// registers (weight_load = registers), and no bf16 tile goes through shared
-// memory.
+// Swapped 4-bit weight-only GEMMs (int4, mxfp4) with weight-only-registers:
+// each thread decodes its elements of the wgmma's A fragment from the stored
+// codes into registers (weight_load = registers), and no bf16 tile goes
+// through shared memory.
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="weight-only-registers block-n=128" -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="weight-only-registers block-n=128" -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
 // By default a block multiplies one 64-row fragment (block_n = 64).
@@ -126,13 +126,22 @@ func.func @int4_zero_point_registers(%x: tensor<?x256xbf16>, %sorted: tensor<?xi
 
 // -----
 
-// mxfp4 keeps its bf16 tile: the register operand is built for int4 only.
-// CHECK-LABEL: func.func @mxfp4_keeps_tile
-// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, {{.*}}stages = 2, consumer_warpgroups = 1, {{.*}}swap_ab = true>
-// CHECK: nvvm.wgmma.mma_async
+// mxfp4 codes in rows take the register operand as int4's do (byte t%4 of
+// each word by prmt), decoded as e2m1 bf16 pairs times 2^126 and the e8m0
+// scale; no bf16 tile.
+// CHECK-LABEL: func.func @mxfp4_registers
+// CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, {{.*}}consumer_warpgroups = 1, {{.*}}swap_ab = true, weight_load = registers>
+// CHECK: gpu.func @expert_matmul
+// CHECK-NOT: memref.store %{{.*}} : memref<{{[0-9]+}}x32xi32, #gpu.address_space<workgroup>>
+// CHECK: nvvm.prmt
+// CHECK: arith.andi %{{.*}}, %c29360576_i32
+// CHECK: arith.mulf %{{.*}}, %{{.*}} : vector<2xbf16>
+// CHECK: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n16k16
 // PTX: .entry expert_matmul(
-// PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
-func.func @mxfp4_keeps_tile(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
+// PTX-NOT: st.shared
+// PTX: mul.rn.bf16x2
+// PTX: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+func.func @mxfp4_registers(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       weight_scales(%ws : tensor<8x256x8xui8>)
       {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>,
@@ -146,7 +155,7 @@ func.func @mxfp4_keeps_tile(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blo
 // A configuration written by hand that asks for register operands on int8
 // codes is kept, and the emitter says it has no kernel for it.
 func.func @int8_registers_unbuilt(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x128x256xi8>, %ws: tensor<8x128x4xf32>) -> tensor<?x64xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>: weight_load = registers is built for int4_weight codes in groups of a multiple of 32}}
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>: weight_load = registers is built for int4_weight and mxfp4 codes in groups of a multiple of 32}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       weight_scales(%ws : tensor<8x128x4xf32>)
       {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>,

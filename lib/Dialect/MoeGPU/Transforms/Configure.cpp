@@ -314,14 +314,15 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
     blockN = kNarrowBlockN;
   if (shortStream && options.blockN == 0)
     blockN = kMinBlockN;
-  // int4 codes (two's complement or with zero points) decoded into the
-  // wgmma's register operand, where asked: one warpgroup, 64 of K per
-  // stage, and groups of whole 32-column halves of a stage.
+  // 4-bit codes (int4, two's complement or with zero points, and mxfp4)
+  // decoded into the wgmma's register operand, where asked: one warpgroup,
+  // 64 of K per stage, and groups of whole 32-column halves of a stage.
   // Codes packed for the register operand always take it.
   bool packed = op.getQuantization().getPacked().has_value();
-  if ((options.weightOnlyRegisters || packed) && warpgroups == 1 &&
-      facts.format == QuantFormat::Int4Weight && facts.blockK() == 64 &&
-      op.getQuantization().getGroupSize() % 32 == 0)
+  bool fourBit = facts.format == QuantFormat::Int4Weight ||
+                 facts.format == QuantFormat::Mxfp4;
+  if ((options.weightOnlyRegisters || packed) && warpgroups == 1 && fourBit &&
+      facts.blockK() == 64 && op.getQuantization().getGroupSize() % 32 == 0)
     weightLoad = WeightLoad::Registers;
   // The register operand over one 64-row fragment per block keeps half the
   // decoded registers live (88 against 166 per thread on Mixtral's GEMM1),

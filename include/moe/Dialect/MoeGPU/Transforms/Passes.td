@@ -133,12 +133,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     (`weight_load = tma` in the attribute). With `weight-only-registers`
     (the default: swapped int4 blocks measured 15-22% faster with it at
     M = 1-64 on an H200),
-    swapped int4 matmuls (`int4_weight`, with or without zero points) take
-    `weight_load = registers` instead: no bf16 tile is written to shared
+    swapped 4-bit matmuls (`int4_weight`, with or without zero points, and
+    `mxfp4`) take `weight_load = registers` instead: no bf16 tile is written to shared
     memory, so a stage holds only the codes and the slot rows, and the ring
     is as deep as the multistage schedule allows.
-    `weight-only-registers=false` keeps the bf16 tile. Swapped int4
-    matmuls whose codes are stored prepacked (`#moe.quant<..., packed =
+    A register-operand block multiplies 64 weight rows unless `block-n`
+    asks for more. `weight-only-registers=false` keeps the bf16 tile.
+    Swapped 4-bit matmuls whose codes are stored prepacked (`#moe.quant<..., packed =
     wgmma_a_4bit>`) take it whatever the option says. A schedule that
     mixes bf16 and weight-only matmuls is not swapped. The other bf16 rules
     above (128-row blocks, the wave split, the persistent schedule) do not
@@ -214,7 +215,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "cp_async (16-byte chunks from every thread)">,
     Option<"weightOnlyRegisters", "weight-only-registers", "bool",
            /*default=*/"true",
-           "Give swapped int4 weight-only matmuls weight_load = registers "
+           "Give swapped 4-bit weight-only matmuls (int4, mxfp4) "
+           "weight_load = registers "
            "(on by default; false keeps the bf16 tile): "
            "each thread decodes its elements of the wgmma's A fragment from "
            "the stored codes into registers, and no bf16 tile is written "
