@@ -245,28 +245,33 @@ WeightOnlyStageEmitter::loadCodeWords(Value chunks, Value row, Value chunk) {
   return words;
 }
 
-SmallVector<Int4PairDecoder, 2>
-WeightOnlyStageEmitter::rowDecoders(ArrayRef<Value> scales, int64_t first) {
-  // A row's scales (and zero points) of the stage's one or two groups.
+SmallVector<std::pair<Value, Value>, 2>
+WeightOnlyStageEmitter::rowGroupScales(ArrayRef<Value> scales, int64_t first) {
+  // loadScales gives a row's scale of each group, each followed by its zero
+  // point where the format has them.
   int64_t perScale = config.zeroPoint ? 2 : 1;
-  SmallVector<Int4PairDecoder, 2> decoders;
+  SmallVector<std::pair<Value, Value>, 2> groups;
   for (int64_t group = 0; group < groupsPerStage(); ++group) {
     int64_t at = first + perScale * group;
-    decoders.push_back(moe.int4PairDecoder(
-        scales[at], config.zeroPoint ? scales[at + 1] : Value()));
+    groups.emplace_back(scales[at],
+                        config.zeroPoint ? scales[at + 1] : Value());
   }
+  return groups;
+}
+
+SmallVector<Int4PairDecoder, 2>
+WeightOnlyStageEmitter::rowDecoders(ArrayRef<Value> scales, int64_t first) {
+  SmallVector<Int4PairDecoder, 2> decoders;
+  for (auto [scale, zero] : rowGroupScales(scales, first))
+    decoders.push_back(moe.int4PairDecoder(scale, zero));
   return decoders;
 }
 
 SmallVector<Int4Bf16PairDecoder, 2>
 WeightOnlyStageEmitter::rowBf16Decoders(ArrayRef<Value> scales, int64_t first) {
-  int64_t perScale = config.zeroPoint ? 2 : 1;
   SmallVector<Int4Bf16PairDecoder, 2> decoders;
-  for (int64_t group = 0; group < groupsPerStage(); ++group) {
-    int64_t at = first + perScale * group;
-    decoders.push_back(moe.int4Bf16PairDecoder(
-        scales[at], config.zeroPoint ? scales[at + 1] : Value()));
-  }
+  for (auto [scale, zero] : rowGroupScales(scales, first))
+    decoders.push_back(moe.int4Bf16PairDecoder(scale, zero));
   return decoders;
 }
 
@@ -309,8 +314,8 @@ WeightOnlyStageEmitter::decodeOperandA(Value stage, ArrayRef<Value> scales) {
         decoders.push_back(rowBf16Decoders(scales, first));
         continue;
       }
-      for (int64_t group = 0; group < groupsPerStage(); ++group)
-        scalePairs[half].push_back(moe.bf16ScalePair(scales[first + group]));
+      for (auto [scale, zero] : rowGroupScales(scales, first))
+        scalePairs[half].push_back(moe.bf16ScalePair(scale));
     }
     // Packed: the thread's own chunk, byte 2g + h of word s. Else per row
     // half its row's 8 code words (two chunks), byte t%4 of word 2s + g.

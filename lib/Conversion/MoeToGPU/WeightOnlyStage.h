@@ -71,6 +71,10 @@ private:
   Value codeChunks(Value stage);
   /// The four i32 words of chunk (`row`, `chunk`) of `chunks`.
   SmallVector<Value, 4> loadCodeWords(Value chunks, Value row, Value chunk);
+  /// One row's (scale, zero point or null) of each of the stage's groups,
+  /// from `scales[first]` on (loadScales' order).
+  SmallVector<std::pair<Value, Value>, 2> rowGroupScales(ArrayRef<Value> scales,
+                                                         int64_t first);
   /// The int4 decoders of one row's groups in the stage, its scales (and
   /// zero points) from `scales[first]` on.
   SmallVector<Int4PairDecoder, 2> rowDecoders(ArrayRef<Value> scales,
