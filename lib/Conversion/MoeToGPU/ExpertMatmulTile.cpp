@@ -229,7 +229,8 @@ Int4Bf16PairDecoder ExpertTileEmitter::int4Bf16PairDecoder(Value scale,
   decoder.flip = i32(zeroBias ? kExponentOf128 : kExponentOf128 | kSigns);
   Value bias = decoder.flip;
   if (zeroBias) {
-    // zeroBias is the f32 2^23 + z: z is its low mantissa byte.
+    // zeroBias is the f32 2^23 + z: z is its low mantissa byte. 128 + z is
+    // exact for any z up to 127 (int4 zero points are 0..15).
     Value zero = arith::AndIOp::create(
         b, loc, arith::BitcastOp::create(b, loc, i32Type, zeroBias), i32(0xff));
     bias = arith::AddIOp::create(

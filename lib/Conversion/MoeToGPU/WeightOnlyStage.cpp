@@ -267,19 +267,20 @@ WeightOnlyStageEmitter::rowDecoders(ArrayRef<Value> scales, int64_t first) {
   return decoders;
 }
 
-SmallVector<Int4Bf16PairDecoder, 2>
-WeightOnlyStageEmitter::rowBf16Decoders(ArrayRef<Value> scales, int64_t first) {
-  SmallVector<Int4Bf16PairDecoder, 2> decoders;
-  for (auto [scale, zero] : rowGroupScales(scales, first))
-    decoders.push_back(moe.int4Bf16PairDecoder(scale, zero));
-  return decoders;
+/// prmt's selector of byte q of its first operand into result byte 0 and
+/// byte q of the second (the word shifted right by 4) into result byte 2:
+/// q + (4 + q)·0x100.
+static constexpr int64_t kPairSelectorPerByte = 0x101,
+                         kPairSelectorBase = 0x400;
+
+static constexpr int64_t pairSelectorOf(int64_t byte) {
+  return kPairSelectorPerByte * byte + kPairSelectorBase;
 }
 
 Value WeightOnlyStageEmitter::pairSelector(Value byte) {
-  // prmt's selector of byte q of its first operand into result byte 0 and
-  // byte q of the second (the word shifted right by 4) into result byte 2.
   return arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, byte, i32(0x101)), i32(0x400));
+      b, loc, arith::MulIOp::create(b, loc, byte, i32(kPairSelectorPerByte)),
+      i32(kPairSelectorBase));
 }
 
 Value WeightOnlyStageEmitter::spreadCodePair(Value word, Value shifted,
@@ -309,13 +310,14 @@ WeightOnlyStageEmitter::decodeOperandA(Value stage, ArrayRef<Value> scales) {
     SmallVector<SmallVector<Int4Bf16PairDecoder, 2>, 2> decoders;
     SmallVector<SmallVector<Value, 2>, 2> scalePairs(2);
     for (int64_t half = 0; half < 2; ++half) {
-      int64_t first = perRow * (2 * fragment + half);
-      if (!mxfp4) {
-        decoders.push_back(rowBf16Decoders(scales, first));
-        continue;
+      decoders.emplace_back();
+      for (auto [scale, zero] :
+           rowGroupScales(scales, perRow * (2 * fragment + half))) {
+        if (mxfp4)
+          scalePairs[half].push_back(moe.bf16ScalePair(scale));
+        else
+          decoders[half].push_back(moe.int4Bf16PairDecoder(scale, zero));
       }
-      for (auto [scale, zero] : rowGroupScales(scales, first))
-        scalePairs[half].push_back(moe.bf16ScalePair(scale));
     }
     // Packed: the thread's own chunk, byte 2g + h of word s. Else per row
     // half its row's 8 code words (two chunks), byte t%4 of word 2s + g.
@@ -346,7 +348,7 @@ WeightOnlyStageEmitter::decodeOperandA(Value stage, ArrayRef<Value> scales) {
           Value pair =
               config.packedCodes
                   ? spreadCodePair(words[0][step], packedShifted,
-                                   i32(0x101 * (2 * g + half) + 0x400))
+                                   i32(pairSelectorOf(2 * g + half)))
                   : spreadCodePair(words[half][2 * step + g],
                                    shiftedByNibble(words[half][2 * step + g]),
                                    operandSelector);

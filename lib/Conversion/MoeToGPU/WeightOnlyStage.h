@@ -79,12 +79,8 @@ private:
   /// zero points) from `scales[first]` on.
   SmallVector<Int4PairDecoder, 2> rowDecoders(ArrayRef<Value> scales,
                                               int64_t first);
-  /// The bf16x2 decoders of one row's groups in the stage, its scales (and
-  /// zero points) from `scales[first]` on.
-  SmallVector<Int4Bf16PairDecoder, 2> rowBf16Decoders(ArrayRef<Value> scales,
-                                                      int64_t first);
   /// prmt's selector that spreadCodePair takes for the pair in byte `byte`
-  /// (an i32, 0..3) of a code word.
+  /// (an i32, 0..3, known when the kernel runs) of a code word.
   Value pairSelector(Value byte);
   /// The code pair of `word`'s byte that `selector` names, its low code at
   /// bits 0..3 and its high one at bits 16..19, by one prmt of `word` and

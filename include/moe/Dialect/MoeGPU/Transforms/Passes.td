@@ -134,13 +134,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     (the default: swapped int4 blocks measured 15-22% faster with it at
     M = 1-64 on an H200),
     swapped 4-bit matmuls (`int4_weight`, with or without zero points, and
-    `mxfp4`) take `weight_load = registers` instead: no bf16 tile is written to shared
-    memory, so a stage holds only the codes and the slot rows, and the ring
-    is as deep as the multistage schedule allows.
-    A register-operand block multiplies 64 weight rows unless `block-n`
-    asks for more. `weight-only-registers=false` keeps the bf16 tile.
-    Swapped 4-bit matmuls whose codes are stored prepacked (`#moe.quant<..., packed =
-    wgmma_a_4bit>`) take it whatever the option says. A schedule that
+    `mxfp4`) take `weight_load = registers` instead: no bf16 tile is
+    written to shared memory, so a stage holds only the codes and the slot
+    rows, and the ring is as deep as the multistage schedule allows. A
+    register-operand block multiplies 64 weight rows unless `block-n` asks
+    for more. `weight-only-registers=false` keeps the bf16 tile. Swapped
+    4-bit matmuls whose codes are stored prepacked (`#moe.quant<...,
+    packed = wgmma_a_4bit>`) take it whatever the option says. A schedule that
     mixes bf16 and weight-only matmuls is not swapped. The other bf16 rules
     above (128-row blocks, the wave split, the persistent schedule) do not
     apply to weight-only or w8a8 matmuls.
