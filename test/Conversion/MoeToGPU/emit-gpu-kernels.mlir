@@ -805,11 +805,12 @@ func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x
 // fma per code by the scale (s/16 for the high one) less (256 + z)s or
 // (16 + z)s; no conversion instruction. Pairs are rounded by one vector
 // truncf (cvt.rn.bf16x2.f32) and stored into the swizzled B tile, which a
-// proxy fence and a barrier hand to the bf16 wgmma.
+// proxy fence and a barrier hand to the bf16 wgmma. (A short 4-bit stream:
+// the tile is 64 weight rows, moe-gpu-configure's kShortFourBitRowBytes.)
 // CHECK-LABEL: func.func @int4_zero_point_gemm1
 // CHECK: gpu.func @expert_matmul(%{{.*}}: memref<?x256xbf16>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<?xi32>, %{{.*}}: memref<1xi32>, %[[CODES:.*]]: memref<1024x128xi8>, %[[SCALES:.*]]: memref<8x128x8xf32>, %[[ZEROS:.*]]: memref<8x128x8xi8>, %{{.*}}: memref<?x64xbf16>) kernel attributes {moe.launch
 // CHECK-NOT: moe.grid_constant_args
-// CHECK: nvgpu.device_async_copy %[[CODES]][%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 16, %{{.*}} : memref<1024x128xi8> to memref<128x32xi8, #gpu.address_space<workgroup>>
+// CHECK: nvgpu.device_async_copy %[[CODES]][%{{.*}}, %{{.*}}], %{{.*}}[%{{.*}}, %{{.*}}], 16, %{{.*}} : memref<1024x128xi8> to memref<64x32xi8, #gpu.address_space<workgroup>>
 // CHECK: scf.for
 // CHECK: %[[SCALE:.*]] = memref.load %[[SCALES]]
 // CHECK: %[[ZERO:.*]] = memref.load %[[ZEROS]]
@@ -817,7 +818,7 @@ func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x
 // CHECK: %[[ZEROBITS:.*]] = arith.ori %[[ZERO32]], %c1258291200_i32
 // CHECK: %[[ZEROBIAS:.*]] = arith.bitcast %[[ZEROBITS]] : i32 to f32
 // CHECK: nvvm.cp.async.wait.group
-// CHECK: %[[CODEWORD:.*]] = memref.load %{{.*}} : memref<128x8xi32, #gpu.address_space<workgroup>>
+// CHECK: %[[CODEWORD:.*]] = memref.load %{{.*}} : memref<64x8xi32, #gpu.address_space<workgroup>>
 // CHECK-NOT: arith.uitofp
 // CHECK: %[[ZEROF:.*]] = arith.subf %[[ZEROBIAS]], %cst
 // CHECK: %[[LOWZERO:.*]] = arith.addf %[[ZEROF]], %cst
@@ -839,10 +840,10 @@ func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x
 // CHECK: arith.shli %[[CODEWORD]], %c7_i32
 // CHECK: arith.shrui %[[CODEWORD]], %c1_i32
 // CHECK: arith.shrui %[[CODEWORD]], %c9_i32
-// CHECK: memref.store %[[WORD]], %{{.*}} : memref<128x32xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.store %[[WORD]], %{{.*}} : memref<64x32xi32, #gpu.address_space<workgroup>>
 // CHECK: nvvm.fence.proxy
 // CHECK: gpu.barrier
-// CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>, D[<f32>, <one>], A[<bf16>
+// CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 64, k = 16>, D[<f32>, <one>], A[<bf16>
 // PTX: .entry expert_matmul(
 // PTX-NOT: cp.async.bulk.tensor
 // PTX: cp.async.ca.shared.global
@@ -851,7 +852,7 @@ func.func @quantize(%x: tensor<?x256xbf16>, %y: tensor<?x256xf32>) -> (tensor<?x
 // PTX-NEXT: {{x?or}}.b32 {{.*}}, 1132462080;
 // PTX-NEXT: fma.rn.f32
 // PTX: cvt.rn.bf16x2.f32
-// PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// PTX: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
 func.func @int4_zero_point_gemm1(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x128x128xui8>, %ws: tensor<8x128x8xf32>, %wz: tensor<8x128x8xui8>) -> tensor<?x64xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       weight_scales(%ws : tensor<8x128x8xf32>) weight_zeros(%wz : tensor<8x128x8xui8>)

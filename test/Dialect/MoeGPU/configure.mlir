@@ -13,6 +13,14 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL
+// A 4-bit schedule whose gated weight rows hold at most 6 KB of K as bf16
+// (GPT-OSS: 2880 · 2 bytes) takes unswapped 64 x 64 tiles where the cost
+// model asked for 128 rows; Mixtral's 8 KB rows keep 128 x 128 above;
+// block-n still sets the width.
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=MXFP4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-n=128" | FileCheck %s --check-prefix=MXFP4-PREFILL-128
+// MXFP4-PREFILL-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>
+// MXFP4-PREFILL-128-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>
 // fp8-fast-accumulation (the default) has per-channel fp8 keep its sums in
 // the wgmma's accumulator and take int8's 256-wide tiles; block scales keep
 // the promotion and their configuration; =false promotes, 128 wide.

@@ -84,6 +84,15 @@ constexpr int64_t kSwappedBlockMs[] = {16, 32};
 /// chooseSwappedWarpgroups), and a weight-only schedule takes 32 swapped
 /// rows (see chooseSwappedBlockM).
 constexpr int64_t kShortStreamRowBytes = 4096;
+/// Bytes of K (as bf16) in a gated weight row up to which a 4-bit
+/// weight-only schedule (int4, mxfp4) of unswapped blocks takes 64 x 64
+/// tiles: a short stream per block, so more resident blocks overlap one
+/// block's ring fill and epilogue with another's stream. Measured on an
+/// H100 (docs/gpu-benchmark-quantized.md, nineteenth session) against the
+/// 128 x 128 tiles of two warpgroups at M = 1024 and 4096: GPT-OSS mxfp4
+/// (K = 2880) -10 to -19% (120B at 1024 +1%), Qwen3 int4 g32 zp
+/// (K = 2048) -7% and level, Mixtral int4 g128 (K = 4096) +5% and +9%.
+constexpr int64_t kShortFourBitRowBytes = 6144;
 /// Where `fused-align-assignments` is left to the policy: the first matmul
 /// of a schedule aligns its own slot blocks for calls of at most this many
 /// assignments (M·k), if the schedule expects at most as many. Every block
@@ -706,6 +715,19 @@ bool hasShortGatedStreams(ArrayRef<ExpertMatmulOp> schedule) {
   });
 }
 
+/// Whether every matmul of `schedule` multiplies 4-bit weight-only codes
+/// (int4, mxfp4) and every gated one streams weight rows of at most
+/// kShortFourBitRowBytes of K as bf16.
+bool isShortFourBitSchedule(ArrayRef<ExpertMatmulOp> schedule) {
+  return llvm::all_of(schedule, [](ExpertMatmulOp op) {
+    MatmulFacts facts = MatmulFacts::of(op);
+    bool fourBit = facts.format == QuantFormat::Int4Weight ||
+                   facts.format == QuantFormat::Mxfp4;
+    return fourBit && (!op.getActivation() ||
+                       facts.inFeatures * 2 <= kShortFourBitRowBytes);
+  });
+}
+
 /// The swapped slot-block height, or 0 where the tiles stay unswapped: every
 /// tile asked for swapped operands and an expert's likely most rows fit 16
 /// or 32. A weight-only schedule takes 32 rows only where its gated weight
@@ -730,8 +752,9 @@ int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
 
 /// The slot-block height of a schedule's matmuls: their aligned block_m,
 /// else that of a configuration written in the input, else (with
-/// `swap-ab`) a swapped height for few rows per expert, else 128 unless one
-/// tile asked for fewer rows and (bf16) an expert's likely most rows fit 64.
+/// `swap-ab`) a swapped height for few rows per expert, else 64 for short
+/// 4-bit streams (isShortFourBitSchedule), else 128 unless one tile asked
+/// for fewer rows and (bf16) an expert's likely most rows fit 64.
 int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
                      const std::optional<ExpertRows> &rows,
                      const ConfigureOptions &options) {
@@ -744,6 +767,8 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   if (options.swapAB)
     if (int64_t swapped = chooseSwappedBlockM(schedule, rows))
       return swapped;
+  if (isShortFourBitSchedule(schedule))
+    return kSmallBlockM;
   // The other heights were measured on bf16 only.
   std::optional<ExpertRows> bf16Rows = rows && rows->bf16 ? rows : std::nullopt;
   if (isShortSharedSchedule(schedule, bf16Rows, options))
@@ -936,6 +961,12 @@ struct MoeGpuConfigurePass
     for (auto &[slots, schedule] : bySchedule) {
       std::optional<ExpertRows> rows = getExpertRows(schedule, options);
       int64_t blockM = chooseBlockM(schedule, rows, options);
+      // Short 4-bit streams in unswapped blocks: 64 weight rows a block too
+      // (kShortFourBitRowBytes), unless `block-n` says otherwise.
+      ConfigureOptions scheduleOptions = options;
+      if (blockM >= kSmallBlockM && options.blockN == 0 &&
+          isShortFourBitSchedule(schedule))
+        scheduleOptions.blockN = kMinBlockN;
       // The other policies that read the rows were measured on bf16.
       if (rows && !rows->bf16)
         rows = std::nullopt;
@@ -955,7 +986,7 @@ struct MoeGpuConfigurePass
         // experiment or a user's choice would want.
         if (!getKernelConfig(op))
           op->setAttr(MoeGPUDialect::getConfigAttrName(),
-                      chooseKernelConfig(op, blockM, rows, options));
+                      chooseKernelConfig(op, blockM, rows, scheduleOptions));
       }
       int64_t fusedAlign =
           options.fusedAlignAssignments >= 0
