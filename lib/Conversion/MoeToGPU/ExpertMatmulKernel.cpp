@@ -2099,9 +2099,7 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
   // rest).
   config.registerOperand =
       kernelConfig.getWeightLoad() == moe_gpu::WeightLoad::Registers;
-  if (config.registerOperand && ((config.format != QuantFormat::Int4Weight &&
-                                  config.format != QuantFormat::Mxfp4) ||
-                                 config.group % 32 != 0))
+  if (config.registerOperand && (!config.isFourBit() || config.group % 32 != 0))
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": weight_load = registers is built for int4_weight and mxfp4 "

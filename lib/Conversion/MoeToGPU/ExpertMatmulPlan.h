@@ -111,6 +111,10 @@ struct ExpertMatmulPlan {
   }
   /// Weight-only: stored codes, dequantized to bf16 in shared memory.
   bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
+  /// Weight-only codes packed two per byte: int4 and mxfp4.
+  bool isFourBit() const {
+    return format == QuantFormat::Int4Weight || format == QuantFormat::Mxfp4;
+  }
   /// Bytes of stored weights per 64 of K: 32 for int4 and e2m1 pairs.
   int64_t packedRowBytes() const {
     return moe_gpu::hopper::packedRowBytes(format);

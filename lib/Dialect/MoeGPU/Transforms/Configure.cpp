@@ -146,6 +146,10 @@ struct MatmulFacts {
     return format == QuantFormat::Fp8 || format == QuantFormat::Int8;
   }
   bool isWeightOnly() const { return !isW8A8() && format != QuantFormat::None; }
+  /// Weight-only codes packed two per byte: int4 and mxfp4.
+  bool isFourBit() const {
+    return format == QuantFormat::Int4Weight || format == QuantFormat::Mxfp4;
+  }
   int64_t elementBytes() const { return isW8A8() ? 1 : 2; }
   int64_t spanElements() const { return kStageRowBytes / elementBytes(); }
   int64_t blockK() const { return spans * spanElements(); }
@@ -328,10 +332,9 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   // 64 of K per stage, and groups of whole 32-column halves of a stage.
   // Codes packed for the register operand always take it.
   bool packed = op.getQuantization().getPacked().has_value();
-  bool fourBit = facts.format == QuantFormat::Int4Weight ||
-                 facts.format == QuantFormat::Mxfp4;
-  if ((options.weightOnlyRegisters || packed) && warpgroups == 1 && fourBit &&
-      facts.blockK() == 64 && op.getQuantization().getGroupSize() % 32 == 0)
+  if ((options.weightOnlyRegisters || packed) && warpgroups == 1 &&
+      facts.isFourBit() && facts.blockK() == 64 &&
+      op.getQuantization().getGroupSize() % 32 == 0)
     weightLoad = WeightLoad::Registers;
   // The register operand over one 64-row fragment per block keeps half the
   // decoded registers live (88 against 166 per thread on Mixtral's GEMM1),
@@ -721,10 +724,8 @@ bool hasShortGatedStreams(ArrayRef<ExpertMatmulOp> schedule) {
 bool isShortFourBitSchedule(ArrayRef<ExpertMatmulOp> schedule) {
   return llvm::all_of(schedule, [](ExpertMatmulOp op) {
     MatmulFacts facts = MatmulFacts::of(op);
-    bool fourBit = facts.format == QuantFormat::Int4Weight ||
-                   facts.format == QuantFormat::Mxfp4;
-    return fourBit && (!op.getActivation() ||
-                       facts.inFeatures * 2 <= kShortFourBitRowBytes);
+    return facts.isFourBit() && (!op.getActivation() ||
+                                 facts.inFeatures * 2 <= kShortFourBitRowBytes);
   });
 }
 
