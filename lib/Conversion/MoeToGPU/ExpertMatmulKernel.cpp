@@ -938,19 +938,20 @@ void KernelBuilder::planInputChunks(Value thread, int64_t numThreads) {
 void KernelBuilder::planFragmentRows() {
   // The m64nNk16 fragment's rows: thread t of warpgroup w holds rows
   // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8). With swapped operands the
-  // epilogue's fragment covers the block_m slot rows only: warps past them
-  // (of either warpgroup) take the rows of warp t/32 mod (block_m / 16)
-  // (and store nothing).
+  // epilogue's fragments cover the block_m slot rows only: below 64 rows,
+  // warps past them (of either warpgroup) take the rows of warp t/32 mod
+  // (block_m / 16) (and store nothing); 128 rows are two warpgroups' 64.
+  bool swappedBelowWarpgroup = config.swapAB && config.blockM < kWarpgroupRows;
   Value warp = arith::RemUIOp::create(
       b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
-      index(config.swapAB ? config.blockM / 16 : 4));
+      index(swappedBelowWarpgroup ? config.blockM / 16 : 4));
   Value lane = arith::RemUIOp::create(b, loc, thisThread.tid, index(32));
   thisThread.fragmentRow = arith::AddIOp::create(
       b, loc,
       arith::AddIOp::create(b, loc,
                             arith::MulIOp::create(b, loc, warp, index(16)),
                             arith::DivUIOp::create(b, loc, lane, index(4))),
-      config.pingpong || config.swapAB
+      config.pingpong || (config.swapAB && config.blockM <= kWarpgroupRows)
           ? index(0)
           : arith::MulIOp::create(b, loc, thisThread.warpgroup,
                                   index(kWarpgroupRows))
@@ -2122,8 +2123,14 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
               "128 chunks evenly";
   // Swapped w8a8 is built where nothing is promoted (int8, fp8 with
   // fast_accumulation): the sums are transposed once, after the K loop.
-  bool built = config.swapAB ? (config.blockM == 16 || config.blockM == 32) &&
-                                   !config.promotesEachStage() &&
+  // The register operand also takes prefill's slot blocks of 64 and 128
+  // rows (at most 64 per warpgroup: each stores 64 transposed rows).
+  bool swappedHeight =
+      config.blockM == 16 || config.blockM == 32 ||
+      (config.registerOperand &&
+       (config.blockM == 64 || config.blockM == 128) &&
+       config.blockM <= kWarpgroupRows * config.swappedWarpgroups);
+  bool built = config.swapAB ? swappedHeight && !config.promotesEachStage() &&
                                    config.swappedWarpgroups <= 2
                              : config.blockM == 64 || config.blockM == 128;
   if (!built)
@@ -2132,7 +2139,8 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
            << ": slot blocks of 64 or 128 rows, or with swapped operands of "
               "16 or 32 rows over one or two warpgroups (bf16, weight-only, "
               "or w8a8 sums without promotion: int8, or fp8 with "
-              "fast_accumulation)";
+              "fast_accumulation), or of 64 or 128 rows, at most 64 per "
+              "warpgroup, with weight_load = registers";
   if (config.copiesWeights &&
       (config.format != QuantFormat::None || config.warpSpecialized))
     return op.emitRemark()

@@ -82,13 +82,33 @@ void WeightOnlyStageEmitter::planPackedChunks(Value tid) {
   // 2048 f + 16 j, chunk j of its fragment: each 16-row slab of tile rows is
   // 16 consecutive weight rows (gate or up rows, in halves), found in the
   // tile of their 64-row group. Thread t copies chunks t, t + threads, ...
-  // and reads back the same chunks: no other thread's.
+  // and reads back the same chunks: no other thread's. For the register
+  // operand, thread t of warpgroup w copies chunk t mod 128 of each of the
+  // warpgroup's own 64-row groups: those it decodes.
   int64_t groups = config.blockN / kWarpgroupRows;
   int64_t kTiles = config.inFeatures / config.blockK();
+  Value warpgroup =
+      arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
+  Value inWarpgroup =
+      arith::RemUIOp::create(b, loc, tid, index(kChunksPerPackedTile));
   for (int64_t i = 0; i < groups * kChunksPerPackedTile / config.threads();
        ++i) {
     Value chunk =
-        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+        config.registerOperand
+            ? arith::AddIOp::create(
+                  b, loc,
+                  arith::MulIOp::create(
+                      b, loc,
+                      arith::AddIOp::create(
+                          b, loc,
+                          arith::MulIOp::create(b, loc, warpgroup,
+                                                index(config.mmaFragments())),
+                          index(i)),
+                      index(kChunksPerPackedTile)),
+                  inWarpgroup)
+                  .getResult()
+            : arith::AddIOp::create(b, loc, tid, index(config.threads() * i))
+                  .getResult();
     Value group =
         arith::DivUIOp::create(b, loc, chunk, index(kChunksPerPackedTile));
     Value inTile =
@@ -161,15 +181,22 @@ Value WeightOnlyStageEmitter::packedChunkRow(Value group, Value inTile,
 }
 
 void WeightOnlyStageEmitter::planOperandRows(Value tid) {
-  // Thread t of the warpgroup holds rows 16·(t/32) + (t%32)/4 (+8) of each
-  // 64-row fragment of the A operand, and columns 2·(t%4) (+1, +8, +9) of
-  // each k16 step: the pair of codes in byte t%4 of every 4-byte word of
-  // its rows' stored codes.
+  // Thread t of warpgroup w holds rows 16·(t/32 mod 4) + (t%32)/4 (+8) of
+  // each 64-row fragment of the A operand among the warpgroup's own
+  // weight rows (from w · block_n / warpgroups on), and columns 2·(t%4)
+  // (+1, +8, +9) of each k16 step: the pair of codes in byte t%4 of every
+  // 4-byte word of its rows' stored codes.
   Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
-  Value warp = arith::DivUIOp::create(b, loc, tid, index(32));
+  Value warp = arith::RemUIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, tid, index(32)), index(4));
+  Value warpgroupRows = arith::MulIOp::create(
+      b, loc, arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads)),
+      index(config.swappedRowsPerWarpgroup()));
   Value firstRow = arith::AddIOp::create(
-      b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
-      arith::DivUIOp::create(b, loc, lane, index(4)));
+      b, loc, warpgroupRows,
+      arith::AddIOp::create(b, loc,
+                            arith::MulIOp::create(b, loc, warp, index(16)),
+                            arith::DivUIOp::create(b, loc, lane, index(4))));
   Value byte = arith::IndexCastOp::create(
       b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, lane, index(4)));
   operandSelector = pairSelector(byte);

@@ -75,9 +75,11 @@ func.func @int4_packed_registers(%x: tensor<?x8192xbf16>, %sorted: tensor<?xi32>
 
 // -----
 
-// Unswapped (64-row slot blocks, prefill): the same chunks are copied and
-// dequantized into the bf16 B tile, each pair stored at its row (+0, +8)
-// and its swizzled column, chunk (2s + g) xor (row mod 8), word t%4.
+// The unswapped tile kernel (64-row slot blocks; the policy's prefill takes
+// the register operand below, so the configuration is written here): the
+// same chunks are copied and dequantized into the bf16 B tile, each pair
+// stored at its row (+0, +8) and its swizzled column, chunk (2s + g) xor
+// (row mod 8), word t%4.
 // CHECK-LABEL: func.func @int4_packed_tile
 // CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1>
 // CHECK: gpu.func @expert_matmul
@@ -95,6 +97,47 @@ func.func @int4_packed_tile(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blo
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       weight_scales(%ws : tensor<8x256x8xf32>) weight_zeros(%wz : tensor<8x256x8xui8>)
       {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1>}
+      : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// Prefill's 128-row slot blocks take the register operand over two
+// warpgroups, 64 weight rows each, the slot rows as the wgmma's N. Thread t
+// of warpgroup w copies chunk t mod 128 of its own 64-row group (w · 1 +
+// i for its i-th fragment, here the one), and decodes rows 64 w + 16·(t/32
+// mod 4) + (t%32)/4 (+8): the group's chunk it copied. After the K loop
+// each warpgroup stores 64 of the 128 transposed slot rows.
+// CHECK-LABEL: func.func @int4_packed_prefill_registers
+// CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, swap_ab = true, weight_load = registers>
+// CHECK: gpu.func @expert_matmul
+// CHECK: %[[T:.*]] = arith.remui %thread_id_x, %c128{{.*}} : index
+// CHECK: %[[WGF:.*]] = arith.muli %{{.*}}, %c1 : index
+// CHECK: %[[GROUPF:.*]] = arith.addi %[[WGF]], %c0{{.*}} : index
+// CHECK: %[[BASE:.*]] = arith.muli %[[GROUPF]], %c128{{.*}} : index
+// CHECK: %[[C:.*]] = arith.addi %[[BASE]], %[[T]] : index
+// CHECK: arith.divui %[[C]], %c128{{.*}} : index
+// CHECK: %[[LANE:.*]] = arith.remui %thread_id_x, %c32{{.*}} : index
+// CHECK: %[[WARPS:.*]] = arith.divui %thread_id_x, %c32{{.*}} : index
+// CHECK: %[[WARP:.*]] = arith.remui %[[WARPS]], %c4{{.*}} : index
+// CHECK: %[[WG2:.*]] = arith.divui %thread_id_x, %c128{{.*}} : index
+// CHECK: %[[WGROWS:.*]] = arith.muli %[[WG2]], %c64{{.*}} : index
+// CHECK: %[[QUAD:.*]] = arith.divui %[[LANE]], %c4{{.*}} : index
+// CHECK: %[[WARPROW:.*]] = arith.muli %[[WARP]], %c16{{.*}} : index
+// CHECK: %[[INWG:.*]] = arith.addi %[[WARPROW]], %[[QUAD]] : index
+// CHECK: arith.addi %[[WGROWS]], %[[INWG]] : index
+// CHECK: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// PTX: .entry expert_matmul(
+// PTX-NOT: st.shared.b32
+// PTX: ld.shared.v4.b32
+// PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xf32>, %wz: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x256x8xf32>) weight_zeros(%wz : tensor<8x256x8xui8>)
+      {gather, k = 2 : i64, block_m = 128 : i64, activation = #moe.activation<silu_and_mul>,
        quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>}
       : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
   return %h : tensor<?x128xbf16>

@@ -14,13 +14,17 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL
 // A 4-bit schedule whose gated weight rows hold at most 6 KB of K as bf16
-// (GPT-OSS: 2880 · 2 bytes) takes unswapped 64 x 64 tiles where the cost
-// model asked for 128 rows; Mixtral's 8 KB rows keep 128 x 128 above;
-// block-n still sets the width.
+// (GPT-OSS: 2880 · 2 bytes) takes 64-row slot blocks where the cost model
+// asked for 128 rows; Mixtral's 8 KB rows keep 128 above. Prefill's 4-bit
+// blocks take the register operand: swapped, two warpgroups of 64 weight
+// rows, the slot rows as the wgmma's N; block-n still sets the width, and
+// weight-only-registers=false keeps the unswapped bf16 tile (two stages).
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=MXFP4-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-n=128" | FileCheck %s --check-prefix=MXFP4-PREFILL-128
-// MXFP4-PREFILL-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>
-// MXFP4-PREFILL-128-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-n=256" | FileCheck %s --check-prefix=MXFP4-PREFILL-256
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-registers=false" | FileCheck %s --check-prefix=MXFP4-PREFILL-TILE
+// MXFP4-PREFILL-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
+// MXFP4-PREFILL-256-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
+// MXFP4-PREFILL-TILE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>
 // fp8-fast-accumulation (the default) has per-channel fp8 keep its sums in
 // the wgmma's accumulator and take int8's 256-wide tiles; block scales keep
 // the promotion and their configuration; =false promotes, 128 wide.
@@ -176,7 +180,8 @@
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab num-tokens=4" | FileCheck %s --check-prefix=SWAP
 // Weight-only schedules take swapped 16-row blocks at decode, with one
 // warpgroup; 32-row ones only where their gated weight rows are short
-// streams (Mixtral's K = 4096 is not: 64 unswapped rows at M = 64).
+// streams (Mixtral's K = 4096 is not: 64-row blocks at M = 64, which take
+// prefill's register operand over two warpgroups).
 // weight-only-registers=false keeps the bf16 tile and its 2-stage ring.
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 weight-only-registers=false" | FileCheck %s --check-prefix=INT4-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=64 -moe-gpu-configure=num-tokens=64 | FileCheck %s --check-prefix=INT4-64
@@ -196,8 +201,8 @@
 // SWAPPED-LOAD-REGISTERS: error: moe-gpu-configure: swapped-weight-load must be tma or cp_async (weight-only-registers asks for register operands), got 'registers'
 // INT4-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1, swap_ab = true>
 // INT4-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 8, group_m = 1, swap_ab = true>
-// INT4-64: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 1>
-// INT4-64: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 8, group_m = 1>
+// INT4-64: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = registers>
+// INT4-64: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, split_k = 8, group_m = 1, swap_ab = true, weight_load = registers>
 // Without num-tokens the rows per expert follow its default of 256 tokens:
 // 64 per expert here, 80 at mean + 2 sd, so no swap, and the tiles that
 // asked for 64-row blocks get 128 rows: one block per expert, not a second
@@ -324,8 +329,11 @@
 // FP8-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, fused_align_assignments = 8>
 // FP8-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, split_k = 2, group_m = 1>
 // FP8-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1>
-// Weight-only: bf16 wgmma on dequantized tiles, two stages, N at most 128.
-// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8>
+// Weight-only 4-bit at prefill: the register operand with swapped
+// operands, 128 slot rows as the wgmma's N, two warpgroups of 64 weight
+// rows (the cluster and block-k options are bf16's).
+// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
+// INT4-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
 // PIPELINE: moe.align {{.*}}block_m = 128
 // PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
 // PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8>

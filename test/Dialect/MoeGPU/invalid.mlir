@@ -134,14 +134,20 @@
 // -----
 
 // swapped operands: block_m is the wgmma's N
-// expected-error @+1 {{with swapped operands block_m is the wgmma's N: a multiple of 8 up to 64 that wgmma_bf16 takes, got 12}}
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (64), got 12}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 12, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()
 
 // -----
 
-// swapped operands: at most 64 rows
-// expected-error @+1 {{with swapped operands block_m is the wgmma's N: a multiple of 8 up to 64 that wgmma_bf16 takes, got 128}}
+// swapped operands: at most 64 rows per consumer warpgroup
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (64), got 128}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()
+
+// -----
+
+// ... also over two
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), got 256}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 256, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, swap_ab = true>} : () -> ()
 
 // -----
 
@@ -164,19 +170,13 @@
 // -----
 
 // A register operand needs swapped operands
-// expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = false, consumer_warpgroups = 1, mma = wgmma_bf16, block_k = 64}}
+// expected-error @+1 {{weight_load = registers needs swap_ab, wgmma_bf16 and block_k = 64, got swap_ab = false, mma = wgmma_bf16, block_k = 64}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, weight_load = registers>} : () -> ()
 
 // -----
 
-// ... decoded by one warpgroup
-// expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = true, consumer_warpgroups = 2, mma = wgmma_bf16, block_k = 64}}
-"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, swap_ab = true, weight_load = registers>} : () -> ()
-
-// -----
-
 // ... of bf16 wgmmas
-// expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = true, consumer_warpgroups = 1, mma = wgmma_e4m3, block_k = 128}}
+// expected-error @+1 {{weight_load = registers needs swap_ab, wgmma_bf16 and block_k = 64, got swap_ab = true, mma = wgmma_e4m3, block_k = 128}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 4, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
 
 // -----
@@ -206,7 +206,7 @@
 // -----
 
 // ... one 64-wide K step per stage
-// expected-error @+1 {{weight_load = registers needs swap_ab, one consumer warpgroup, wgmma_bf16 and block_k = 64, got swap_ab = true, consumer_warpgroups = 1, mma = wgmma_bf16, block_k = 128}}
+// expected-error @+1 {{weight_load = registers needs swap_ab, wgmma_bf16 and block_k = 64, got swap_ab = true, mma = wgmma_bf16, block_k = 128}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 128, stages = 4, consumer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
 
 // -----

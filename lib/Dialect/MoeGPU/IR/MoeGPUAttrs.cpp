@@ -124,8 +124,9 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
 /// accumulator) and the slot block's rows its N, so `block_m` must be an N
 /// of the wgmma, and each consumer warpgroup multiplies whole groups of 64
 /// weight rows: a thread holds `block_n / 64 / consumers` accumulators of
-/// `block_m / 2` registers (at most 4 of 32, as block_n <= 256 and
-/// block_m <= 64). Every thread loads and multiplies: the multistage
+/// `block_m / 2` registers. The sums are transposed after the K loop into
+/// 64 slot rows per consumer warpgroup, so block_m is at most 64 per
+/// consumer warpgroup. Every thread loads and multiplies: the multistage
 /// schedule, without a cluster.
 static LogicalResult
 verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError,
@@ -136,10 +137,12 @@ verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "swapped operands need the multistage schedule, "
                           "got "
                        << stringifySchedule(schedule);
-  if (blockM > kWarpgroupRows || !isWgmmaN(mma, blockM))
+  if (blockM > kWarpgroupRows * consumers || !isWgmmaN(mma, blockM))
     return emitError() << "with swapped operands block_m is the wgmma's N: "
-                          "a multiple of 8 up to 64 that "
-                       << stringifyMmaKind(mma) << " takes, got " << blockM;
+                          "an N that "
+                       << stringifyMmaKind(mma)
+                       << " takes, at most 64 per consumer warpgroup ("
+                       << kWarpgroupRows * consumers << "), got " << blockM;
   if (blockN % (kWarpgroupRows * consumers) != 0)
     return emitError() << "with swapped operands block_n must be a multiple "
                           "of the wgmma's 64 rows per consumer warpgroup ("
@@ -243,16 +246,13 @@ KernelConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                           "multicast), got "
                        << clusterM << "x" << clusterN;
   // The register operand is the weights' (A) fragment of a bf16 wgmma,
-  // decoded by the single warpgroup that multiplies it, one 64-wide K step
-  // of codes per stage.
+  // decoded by the warpgroup that multiplies it, one 64-wide K step of
+  // codes per stage.
   if (weightLoad == WeightLoad::Registers &&
-      (!swapAB || consumerWarpgroups != 1 || mma != MmaKind::WgmmaBf16 ||
-       blockK != 64))
-    return emitError() << "weight_load = registers needs swap_ab, one "
-                          "consumer warpgroup, wgmma_bf16 and block_k = 64, "
-                          "got swap_ab = "
+      (!swapAB || mma != MmaKind::WgmmaBf16 || blockK != 64))
+    return emitError() << "weight_load = registers needs swap_ab, "
+                          "wgmma_bf16 and block_k = 64, got swap_ab = "
                        << (swapAB ? "true" : "false")
-                       << ", consumer_warpgroups = " << consumerWarpgroups
                        << ", mma = " << stringifyMmaKind(mma)
                        << ", block_k = " << blockK;
   // Only e4m3 sums lose precision in the wgmma's accumulator; bf16 and s8

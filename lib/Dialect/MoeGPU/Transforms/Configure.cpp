@@ -598,11 +598,48 @@ bool isShortSharedSchedule(ArrayRef<ExpertMatmulOp> schedule,
   });
 }
 
+/// Prefill's slot blocks (64 or 128 rows) of a 4-bit weight-only matmul
+/// (int4, mxfp4, in groups of whole 32-column halves of a stage) on the
+/// register operand, where `weight-only-registers` asks for it (the
+/// schedule and cluster options are bf16's and w8a8's), else null: swapped
+/// operands, two
+/// consumer warpgroups of 64 weight rows each (block_n 128) over the block's
+/// slot rows as the wgmma's N. The tile kernel wrote every stage's bf16
+/// weights into shared memory and waited for them before its wgmma; here
+/// each thread decodes its own A registers and the wgmma reads only the
+/// slot rows from shared memory.
+KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
+                                             const ConfigureOptions &options) {
+  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
+  bool packed = op.getQuantization().getPacked().has_value();
+  if (!(options.weightOnlyRegisters || packed) || !facts.isFourBit() ||
+      facts.blockK() != 64 || op.getQuantization().getGroupSize() % 32 != 0)
+    return {};
+  int64_t warpgroups = 2;
+  int64_t blockN = options.blockN
+                       ? std::max(options.blockN, kWarpgroupRows * warpgroups)
+                       : kNarrowBlockN;
+  int64_t splitK = chooseSplitK(facts);
+  int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages,
+                                /*registerOperand=*/true);
+  int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
+  return KernelConfigAttr::get(
+      op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM,
+      blockN, facts.blockK(), stages, warpgroups,
+      /*producer_warpgroups=*/0, /*producer_registers=*/0,
+      /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
+      groupM, /*swap_ab=*/true, WeightLoad::Registers,
+      /*fast_accumulation=*/false, /*fused_align_assignments=*/0);
+}
+
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                     std::optional<ExpertRows> rows,
                                     const ConfigureOptions &options) {
   if (blockM < kSmallBlockM)
     return chooseSwappedConfig(op, blockM, options);
+  if (KernelConfigAttr registers =
+          chooseRegisterPrefillConfig(op, blockM, options))
+    return registers;
   MatmulFacts facts = MatmulFacts::of(op, options.blockK);
   facts.fastAccumulation = options.fp8FastAccumulation &&
                            facts.format == QuantFormat::Fp8 &&

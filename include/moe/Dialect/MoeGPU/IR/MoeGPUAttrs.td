@@ -90,10 +90,12 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       rows its B operand: each wgmma multiplies 64 weight rows (output
       columns) by `block_m` rows, m64nNk16 with N = `block_m`, so that a
       slot block of few rows (decode) multiplies no 64-row padding. Then
-      `block_m` is an N of the wgmma (at most 64), each of the one or two
-      consumer warpgroups multiplies its `block_n / consumer_warpgroups`
-      weight rows and keeps one accumulator of `block_m / 2` registers per
-      64 of them, and the schedule is `multistage`.
+      `block_m` is an N of the wgmma, at most 64 per consumer warpgroup
+      (the sums are transposed after the K loop into 64 slot rows per
+      warpgroup), each of the one or two consumer warpgroups multiplies its
+      `block_n / consumer_warpgroups` weight rows and keeps one accumulator
+      of `block_m / 2` registers per 64 of them, and the schedule is
+      `multistage`.
     - `weight_load`: how the weight tile reaches shared memory: `tma`
       (one thread issues a TMA box per 128-byte span of K; the default) or
       `cp_async` (every thread of the block copies 16-byte chunks, placed
@@ -102,9 +104,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       or `registers` (weight-only codes with swapped operands: every thread
       copies 16-byte chunks of the stored codes, then decodes its own
       elements of the wgmma's A fragment into registers; no bf16 tile is
-      written to shared memory). `registers` needs `swap_ab`, one consumer
-      warpgroup, `wgmma_bf16` and a `block_k` of 64 (one K step of codes
-      per stage).
+      written to shared memory). `registers` needs `swap_ab`, `wgmma_bf16`
+      and a `block_k` of 64 (one K step of codes per stage).
     - `fast_accumulation`: e4m3 products stay in the wgmma's own
       accumulator over all of K (the tensor cores add them with fewer
       mantissa bits than f32), instead of being promoted into an f32 sum
