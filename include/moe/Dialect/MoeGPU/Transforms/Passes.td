@@ -140,10 +140,16 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     register-operand block multiplies 64 weight rows unless `block-n` asks
     for more. `weight-only-registers=false` keeps the bf16 tile. Swapped
     4-bit matmuls whose codes are stored prepacked (`#moe.quant<...,
-    packed = wgmma_a_4bit>`) take it whatever the option says. A 4-bit
+    packed = wgmma_a_4bit>`) take it whatever the option says. So do 4-bit
+    matmuls of 64- and 128-row slot blocks (prefill): swapped, with two
+    consumer warpgroups of 64 weight rows each (`block_n` 128 unless
+    `block-n` asks for more) and the block's slot rows as the wgmma's N,
+    where the bf16 tile kernel waited for every stage's dequantized tile
+    and then for its wgmma. A 4-bit
     schedule (int4, mxfp4) of unswapped blocks whose gated weight rows hold
     at most 6 KB of K as bf16 (GPT-OSS, Qwen3; not Mixtral) takes 64-row
-    blocks of 64 weight rows unless `block-n` asks for more: against
+    blocks (of 64 weight rows on the bf16 tile, unless `block-n` asks for
+    more), measured on the tile kernel: against
     128 x 128 at M = 1024 and 4096 on an H100, GPT-OSS mxfp4 measured 10-19%
     faster (120B at 1024 within 1%) and Qwen3 int4 7% faster at 1024 and
     level at 4096, where Mixtral's 8 KB rows were 5-9% slower with them. A schedule that
