@@ -14,16 +14,14 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL
 // A 4-bit schedule whose gated weight rows hold at most 6 KB of K as bf16
-// (GPT-OSS: 2880 · 2 bytes) takes 64-row slot blocks where the cost model
-// asked for 128 rows; Mixtral's 8 KB rows keep 128 above. Prefill's 4-bit
-// blocks take the register operand: swapped, two warpgroups of 64 weight
-// rows, the slot rows as the wgmma's N; block-n still sets the width, and
-// weight-only-registers=false keeps the unswapped bf16 tile (two stages).
+// (GPT-OSS: 2880 · 2 bytes) takes 64 x 64 tiles on the bf16 tile kernel
+// (weight-only-registers=false) where the cost model asked for 128 rows.
+// By default prefill's 4-bit blocks take the register operand instead, with
+// the cost model's 128 rows: swapped, two warpgroups of 64 weight rows, the
+// slot rows as the wgmma's N.
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=MXFP4-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-n=256" | FileCheck %s --check-prefix=MXFP4-PREFILL-256
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-registers=false" | FileCheck %s --check-prefix=MXFP4-PREFILL-TILE
-// MXFP4-PREFILL-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
-// MXFP4-PREFILL-256-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
+// MXFP4-PREFILL-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
 // MXFP4-PREFILL-TILE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>
 // fp8-fast-accumulation (the default) has per-channel fp8 keep its sums in
 // the wgmma's accumulator and take int8's 256-wide tiles; block scales keep

@@ -1,7 +1,7 @@
 // A block whose int4 codes (groups of 32 with zero points) are stored
 // prepacked: at decode (M = 64: 4 rows per expert) both GEMMs take the register operand, one
 // 16-byte shared load per 64 weight rows and stage; at prefill (M = 4096)
-// too, over two warpgroups with the 64 slot rows as the wgmma's N. ptxas
+// too, over two warpgroups with the 128 slot rows as the wgmma's N. ptxas
 // assembles all of them without a wgmma serialization notice and without
 // spills.
 // REQUIRES: ptxas
@@ -25,7 +25,7 @@
 // PREFILL: .entry expert_matmul(
 // PREFILL-NOT: st.shared.b32
 // PREFILL: ld.shared.v4.b32
-// PREFILL: wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+// PREFILL: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
 
 func.func @packed_block(%x: tensor<?x256xbf16>, %ids: tensor<?x8xi32>, %weights: tensor<?x8xf32>, %w13: tensor<128x256x128xui8>, %w13_scales: tensor<128x256x8xf32>, %w13_zeros: tensor<128x256x8xui8>, %w2: tensor<128x256x64xui8>, %w2_scales: tensor<128x256x4xf32>, %w2_zeros: tensor<128x256x4xui8>) -> tensor<?x256xbf16> {
   %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x8xi32> -> tensor<?x256xbf16>, tensor<129xi32>, tensor<?xi32>

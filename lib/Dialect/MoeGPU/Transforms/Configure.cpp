@@ -598,6 +598,17 @@ bool isShortSharedSchedule(ArrayRef<ExpertMatmulOp> schedule,
   });
 }
 
+/// Whether `op`'s slot blocks of 64 or more rows take the register operand
+/// (chooseRegisterPrefillConfig): 4-bit weight-only codes (int4, mxfp4) in
+/// groups of whole 32-column halves of a 64-wide stage, where
+/// `weight-only-registers` asks for it or the codes are prepacked for it.
+bool takesRegisterPrefill(ExpertMatmulOp op, const ConfigureOptions &options) {
+  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
+  bool packed = op.getQuantization().getPacked().has_value();
+  return (options.weightOnlyRegisters || packed) && facts.isFourBit() &&
+         facts.blockK() == 64 && op.getQuantization().getGroupSize() % 32 == 0;
+}
+
 /// Prefill's slot blocks (64 or 128 rows) of a 4-bit weight-only matmul
 /// (int4, mxfp4, in groups of whole 32-column halves of a stage) on the
 /// register operand, where `weight-only-registers` asks for it (the
@@ -610,11 +621,9 @@ bool isShortSharedSchedule(ArrayRef<ExpertMatmulOp> schedule,
 /// slot rows from shared memory.
 KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
                                              const ConfigureOptions &options) {
-  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
-  bool packed = op.getQuantization().getPacked().has_value();
-  if (!(options.weightOnlyRegisters || packed) || !facts.isFourBit() ||
-      facts.blockK() != 64 || op.getQuantization().getGroupSize() % 32 != 0)
+  if (!takesRegisterPrefill(op, options))
     return {};
+  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
   int64_t warpgroups = 2;
   int64_t blockN = options.blockN
                        ? std::max(options.blockN, kWarpgroupRows * warpgroups)
@@ -805,7 +814,14 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   if (options.swapAB)
     if (int64_t swapped = chooseSwappedBlockM(schedule, rows))
       return swapped;
-  if (isShortFourBitSchedule(schedule))
+  // The short-stream rule was measured on the bf16 tile kernel; on the
+  // register operand 128-row blocks measured 25-34% faster than 64-row ones
+  // at M = 1024 and 4096 (GPT-OSS-20B mxfp4, Qwen3 int4 zp; H100,
+  // docs/gpu-benchmark-quantized.md, twentieth session).
+  if (isShortFourBitSchedule(schedule) &&
+      !llvm::all_of(schedule, [&](ExpertMatmulOp op) {
+        return takesRegisterPrefill(op, options);
+      }))
     return kSmallBlockM;
   // The other heights were measured on bf16 only.
   std::optional<ExpertRows> bf16Rows = rows && rows->bf16 ? rows : std::nullopt;
