@@ -87,28 +87,30 @@ void WeightOnlyStageEmitter::planPackedChunks(Value tid) {
   // warpgroup's own 64-row groups: those it decodes.
   int64_t groups = config.blockN / kWarpgroupRows;
   int64_t kTiles = config.inFeatures / config.blockK();
-  Value warpgroup =
-      arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
-  Value inWarpgroup =
-      arith::RemUIOp::create(b, loc, tid, index(kChunksPerPackedTile));
+  // One warpgroup's chunks t + threads · i are already its own.
+  bool ownGroups =
+      config.registerOperand && config.consumerThreads() > kWarpgroupThreads;
+  Value warpgroup, inWarpgroup;
+  if (ownGroups) {
+    warpgroup = arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
+    inWarpgroup =
+        arith::RemUIOp::create(b, loc, tid, index(kChunksPerPackedTile));
+  }
+  auto chunkOf = [&](int64_t i) -> Value {
+    if (!ownGroups)
+      return arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+    Value ownGroup = arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(b, loc, warpgroup, index(config.mmaFragments())),
+        index(i));
+    return arith::AddIOp::create(
+        b, loc,
+        arith::MulIOp::create(b, loc, ownGroup, index(kChunksPerPackedTile)),
+        inWarpgroup);
+  };
   for (int64_t i = 0; i < groups * kChunksPerPackedTile / config.threads();
        ++i) {
-    Value chunk =
-        config.registerOperand
-            ? arith::AddIOp::create(
-                  b, loc,
-                  arith::MulIOp::create(
-                      b, loc,
-                      arith::AddIOp::create(
-                          b, loc,
-                          arith::MulIOp::create(b, loc, warpgroup,
-                                                index(config.mmaFragments())),
-                          index(i)),
-                      index(kChunksPerPackedTile)),
-                  inWarpgroup)
-                  .getResult()
-            : arith::AddIOp::create(b, loc, tid, index(config.threads() * i))
-                  .getResult();
+    Value chunk = chunkOf(i);
     Value group =
         arith::DivUIOp::create(b, loc, chunk, index(kChunksPerPackedTile));
     Value inTile =
@@ -187,16 +189,27 @@ void WeightOnlyStageEmitter::planOperandRows(Value tid) {
   // (+1, +8, +9) of each k16 step: the pair of codes in byte t%4 of every
   // 4-byte word of its rows' stored codes.
   Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
-  Value warp = arith::RemUIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, tid, index(32)), index(4));
-  Value warpgroupRows = arith::MulIOp::create(
-      b, loc, arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads)),
-      index(config.swappedRowsPerWarpgroup()));
+  // One warpgroup's warps are t/32 and its rows start at 0.
+  bool twoWarpgroups = config.consumerThreads() > kWarpgroupThreads;
+  Value warp = twoWarpgroups
+                   ? arith::RemUIOp::create(
+                         b, loc, arith::DivUIOp::create(b, loc, tid, index(32)),
+                         index(4))
+                         .getResult()
+                   : arith::DivUIOp::create(b, loc, tid, index(32)).getResult();
+  Value warpgroupRows =
+      twoWarpgroups
+          ? arith::MulIOp::create(
+                b, loc,
+                arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads)),
+                index(config.swappedRowsPerWarpgroup()))
+                .getResult()
+          : Value();
   Value firstRow = arith::AddIOp::create(
-      b, loc, warpgroupRows,
-      arith::AddIOp::create(b, loc,
-                            arith::MulIOp::create(b, loc, warp, index(16)),
-                            arith::DivUIOp::create(b, loc, lane, index(4))));
+      b, loc, arith::MulIOp::create(b, loc, warp, index(16)),
+      arith::DivUIOp::create(b, loc, lane, index(4)));
+  if (twoWarpgroups)
+    firstRow = arith::AddIOp::create(b, loc, warpgroupRows, firstRow);
   Value byte = arith::IndexCastOp::create(
       b, loc, b.getI32Type(), arith::RemUIOp::create(b, loc, lane, index(4)));
   operandSelector = pairSelector(byte);

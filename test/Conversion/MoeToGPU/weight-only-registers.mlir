@@ -22,20 +22,19 @@
 // CHECK: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, {{.*}}swap_ab = true, weight_load = registers>
 // CHECK: gpu.func @expert_matmul({{.*}}) kernel attributes {{{.*}}moe.launch = {{{.*}}shared_bytes = 31744 : i64, {{.*}}stages = 5 : i64, threads = 128
 // CHECK-NOT: memref.store %{{.*}} : memref<{{[0-9]+}}x32xi32, #gpu.address_space<workgroup>>
-// Thread t's rows: 128·(t/128) + 16·(t/32 mod 4) + (t%32)/4 (+8, +64, +72
-// for the second row half and fragment): its warpgroup's 128 weight rows
-// (one warpgroup here); its byte q = t%4 of every word: prmt selector
+// Thread t's rows: 16·(t/32) + (t%32)/4 (+8, +64, +72 for the second
+// row half and fragment); its byte q = t%4 of every word: prmt selector
 // q·0x101 + 0x400 (byte q of the word to byte 0, of the shifted word to 2).
 // CHECK: %[[LANE:.*]] = arith.remui %thread_id_x, %c32{{.*}} : index
-// CHECK: %[[WARPS:.*]] = arith.divui %thread_id_x, %c32{{.*}} : index
-// CHECK-NEXT: %[[WARP:.*]] = arith.remui %[[WARPS]], %c4 : index
-// CHECK: %[[WG:.*]] = arith.divui %thread_id_x, %c128{{.*}} : index
-// CHECK-NEXT: %[[WGROWS:.*]] = arith.muli %[[WG]], %c128{{.*}} : index
-// CHECK: %[[R:.*]] = arith.divui %[[LANE]], %c4{{.*}} : index
-// CHECK: %[[WARPROW:.*]] = arith.muli %[[WARP]], %c16{{.*}} : index
-// CHECK-NEXT: %[[INWG:.*]] = arith.addi %[[WARPROW]], %[[R]] : index
-// CHECK-NEXT: %[[FIRSTROW:.*]] = arith.addi %[[WGROWS]], %[[INWG]] : index
-// CHECK: %[[Q:.*]] = arith.remui %[[LANE]], %c4{{.*}} : index
+// CHECK-NEXT: %c32{{.*}} = arith.constant 32 : index
+// CHECK-NEXT: %[[WARP:.*]] = arith.divui %thread_id_x, %c32{{.*}} : index
+// CHECK-NEXT: %c4 = arith.constant 4 : index
+// CHECK-NEXT: %[[R:.*]] = arith.divui %[[LANE]], %c4 : index
+// CHECK-NEXT: %c16{{.*}} = arith.constant 16 : index
+// CHECK-NEXT: %[[WARPROW:.*]] = arith.muli %[[WARP]], %c16{{.*}} : index
+// CHECK-NEXT: %[[FIRSTROW:.*]] = arith.addi %[[WARPROW]], %[[R]] : index
+// CHECK-NEXT: %c4{{.*}} = arith.constant 4 : index
+// CHECK-NEXT: %[[Q:.*]] = arith.remui %[[LANE]], %c4{{.*}} : index
 // CHECK-NEXT: %[[QI32:.*]] = arith.index_cast %[[Q]] : index to i32
 // CHECK: %[[QBYTES:.*]] = arith.muli %[[QI32]], %c257_i32 : i32
 // CHECK-NEXT: %[[SELECTOR:.*]] = arith.addi %[[QBYTES]], %c1024_i32 : i32

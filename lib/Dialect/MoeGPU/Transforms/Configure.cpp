@@ -275,6 +275,17 @@ int64_t chooseSwappedWarpgroups(ExpertMatmulOp op) {
   return gated && rowBytes <= kShortStreamRowBytes ? 1 : 2;
 }
 
+/// Whether `op`'s 4-bit weight-only codes (int4, mxfp4) take the wgmma's
+/// register operand (`weight_load = registers`) with swapped operands:
+/// codes in groups of whole 32-column halves of a 64-wide stage, where
+/// `weight-only-registers` asks for it or the codes are prepacked for it.
+bool takesRegisterOperand(ExpertMatmulOp op, const ConfigureOptions &options) {
+  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
+  bool packed = op.getQuantization().getPacked().has_value();
+  return (options.weightOnlyRegisters || packed) && facts.isFourBit() &&
+         facts.blockK() == 64 && op.getQuantization().getGroupSize() % 32 == 0;
+}
+
 /// The swapped-operand kernel of a slot block of `blockM` (< 64) rows: one
 /// or two consumer warpgroups multiply 64 weight rows at a time by the
 /// block's rows; no warp specialization or cluster. Two warpgroups (two
@@ -331,10 +342,7 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   // decoded into the wgmma's register operand, where asked: one warpgroup,
   // 64 of K per stage, and groups of whole 32-column halves of a stage.
   // Codes packed for the register operand always take it.
-  bool packed = op.getQuantization().getPacked().has_value();
-  if ((options.weightOnlyRegisters || packed) && warpgroups == 1 &&
-      facts.isFourBit() && facts.blockK() == 64 &&
-      op.getQuantization().getGroupSize() % 32 == 0)
+  if (warpgroups == 1 && takesRegisterOperand(op, options))
     weightLoad = WeightLoad::Registers;
   // The register operand over one 64-row fragment per block keeps half the
   // decoded registers live (88 against 166 per thread on Mixtral's GEMM1),
@@ -598,30 +606,17 @@ bool isShortSharedSchedule(ArrayRef<ExpertMatmulOp> schedule,
   });
 }
 
-/// Whether `op`'s slot blocks of 64 or more rows take the register operand
-/// (chooseRegisterPrefillConfig): 4-bit weight-only codes (int4, mxfp4) in
-/// groups of whole 32-column halves of a 64-wide stage, where
-/// `weight-only-registers` asks for it or the codes are prepacked for it.
-bool takesRegisterPrefill(ExpertMatmulOp op, const ConfigureOptions &options) {
-  MatmulFacts facts = MatmulFacts::of(op, options.blockK);
-  bool packed = op.getQuantization().getPacked().has_value();
-  return (options.weightOnlyRegisters || packed) && facts.isFourBit() &&
-         facts.blockK() == 64 && op.getQuantization().getGroupSize() % 32 == 0;
-}
-
-/// Prefill's slot blocks (64 or 128 rows) of a 4-bit weight-only matmul
-/// (int4, mxfp4, in groups of whole 32-column halves of a stage) on the
-/// register operand, where `weight-only-registers` asks for it (the
-/// schedule and cluster options are bf16's and w8a8's), else null: swapped
-/// operands, two
-/// consumer warpgroups of 64 weight rows each (block_n 128) over the block's
-/// slot rows as the wgmma's N. The tile kernel wrote every stage's bf16
-/// weights into shared memory and waited for them before its wgmma; here
-/// each thread decodes its own A registers and the wgmma reads only the
-/// slot rows from shared memory.
+/// Prefill's slot blocks (64 or 128 rows) of a matmul that takes the
+/// register operand (takesRegisterOperand; the schedule and cluster options
+/// are bf16's and w8a8's), else null: swapped operands, two consumer
+/// warpgroups of 64 weight rows each (block_n 128) over the block's slot
+/// rows as the wgmma's N. The tile kernel wrote every stage's bf16 weights
+/// into shared memory and waited for them before its wgmma; here each
+/// thread decodes its own A registers and the wgmma reads only the slot
+/// rows from shared memory.
 KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
                                              const ConfigureOptions &options) {
-  if (!takesRegisterPrefill(op, options))
+  if (!takesRegisterOperand(op, options))
     return {};
   MatmulFacts facts = MatmulFacts::of(op, options.blockK);
   int64_t warpgroups = 2;
@@ -820,7 +815,7 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   // docs/gpu-benchmark-quantized.md, twentieth session).
   if (isShortFourBitSchedule(schedule) &&
       !llvm::all_of(schedule, [&](ExpertMatmulOp op) {
-        return takesRegisterPrefill(op, options);
+        return takesRegisterOperand(op, options);
       }))
     return kSmallBlockM;
   // The other heights were measured on bf16 only.
