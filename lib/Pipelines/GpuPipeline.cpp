@@ -31,6 +31,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.swappedWarpgroups = options.swappedWarpgroups;
   configureOptions.swappedWeightLoad = options.swappedWeightLoad;
   configureOptions.weightOnlyRegisters = options.weightOnlyRegisters;
+  configureOptions.weightOnlyWarpSpecialize = options.weightOnlyWarpSpecialize;
   configureOptions.fp8FastAccumulation = options.fp8FastAccumulation;
   configureOptions.w8a8SwapAb = options.w8a8SwapAb;
   configureOptions.fusedAlignAssignments = options.fusedAlignAssignments;

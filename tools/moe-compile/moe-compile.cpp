@@ -143,6 +143,13 @@ llvm::cl::opt<bool> weightOnlyRegisters(
         "shared memory (weight_load = registers); "
         "=false keeps the bf16 tile"),
     llvm::cl::init(true), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> weightOnlyWarpSpecialize(
+    "weight-only-warp-specialize",
+    llvm::cl::desc("Weight-only GEMMs of 64- and 128-row slot blocks on the "
+                   "register operand get a producer warpgroup that copies "
+                   "slot rows and codes (warp_specialized); =false keeps "
+                   "the multistage schedule"),
+    llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> fp8FastAccumulation(
     "fp8-fast-accumulation",
     llvm::cl::desc("fp8 GEMMs with per-channel or per-tensor scales keep "
@@ -340,6 +347,7 @@ int main(int argc, char **argv) {
   options.swappedWarpgroups = swappedWarpgroups;
   options.swappedWeightLoad = swappedWeightLoad;
   options.weightOnlyRegisters = weightOnlyRegisters;
+  options.weightOnlyWarpSpecialize = weightOnlyWarpSpecialize;
   options.fp8FastAccumulation = fp8FastAccumulation;
   options.w8a8SwapAB = w8a8SwapAB;
   options.fusedAlignAssignments = fusedAlignAssignments;

@@ -103,6 +103,13 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
           "registers) instead of a bf16 tile in shared memory; false "
           "keeps the tile"),
       llvm::cl::init(true)};
+  PassOptions::Option<bool> weightOnlyWarpSpecialize{
+      *this, "weight-only-warp-specialize",
+      llvm::cl::desc(
+          "Weight-only GEMMs of 64- and 128-row slot blocks on the register "
+          "operand get a producer warpgroup (warp_specialized); false keeps "
+          "the multistage schedule"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> fp8FastAccumulation{
       *this, "fp8-fast-accumulation",
       llvm::cl::desc("fp8 GEMMs with per-channel or per-tensor scales keep "

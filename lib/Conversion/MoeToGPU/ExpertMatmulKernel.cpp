@@ -181,6 +181,9 @@ private:
   Value i64(int64_t value) {
     return arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(value));
   }
+  Value i32(int64_t value) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(value));
+  }
   MLIRContext *context() { return b.getContext(); }
   void ifThen(Value condition, function_ref<void()> body) {
     buildIfThen(b, loc, condition, body);
@@ -381,6 +384,13 @@ private:
   /// shared memory and reads back this thread's slot rows as the
   /// unswapped fragment of block_n columns, which the epilogue takes.
   Value transposeSwappedSums(ArrayRef<Value> sums);
+  /// Swapped operands: the epilogue of `sums` (one accumulator per 64 of
+  /// the warpgroup's weight rows), transposed; the warps whose 16 fragment
+  /// rows lie in the block store them.
+  void storeSwappedEpilogue(ArrayRef<Value> sums, ArrayRef<EpilogueRow> rows);
+  /// A barrier of the threads that multiply: the block's, or with a
+  /// producer warpgroup the consumers' named barrier.
+  void syncConsumers();
   /// The multistage body: every thread loads and multiplies, a barrier per
   /// K step (and, paired, a stage handshake with the other block).
   void buildMultistage();
@@ -425,6 +435,12 @@ private:
   }
   /// The K loop on one accumulator per 64-row fragment (null: fresh sums).
   SmallVector<Value> consumeFragments(SmallVector<Value> accumulators);
+  /// The consumers' multiply of a full stage: its wgmmas onto
+  /// `accumulators`, or with the register operand this thread's A registers
+  /// decoded from the stage's codes with the step's `scales` first.
+  SmallVector<Value> multiplyStage(ArrayRef<Value> accumulators, Value stage,
+                                   ArrayRef<Value> scales,
+                                   int64_t pendingGroups, bool fresh);
   /// The consumers' K loop for fp8: each stage's wgmmas start a fresh
   /// partial sum, which is promoted into the f32 total (times the block
   /// scales) once they are done and the stage is released.
@@ -985,11 +1001,14 @@ void KernelBuilder::initRings() {
 
 void KernelBuilder::initRingBarriers() {
   for (int64_t s = 0; s < config.stages; ++s) {
-    // Full: the leader's expect_tx arrive, then one arrive per producer
-    // thread once its A rows have landed (the TMA completes the bytes; in
-    // a shared pair, both blocks' multicasts).
-    nvgpu::MBarrierInitOp::create(
-        b, loc, rings.full, index(kWarpgroupThreads + 1), index(s), Value());
+    // Full: the leader's expect_tx arrive where TMA loads the weights,
+    // then one arrive per producer thread once its A rows (weight-only:
+    // and codes) have landed (the TMA completes the bytes; in a shared
+    // pair, both blocks' multicasts).
+    int64_t expectTx = config.isWeightOnly() ? 0 : 1;
+    nvgpu::MBarrierInitOp::create(b, loc, rings.full,
+                                  index(kWarpgroupThreads + expectTx), index(s),
+                                  Value());
     // Empty: one arrive per consuming thread once its wgmma read the
     // stage (in a cluster, and the refilling block's releases).
     if (config.clusterM > 1) {
@@ -1075,9 +1094,22 @@ void KernelBuilder::buildWarpSpecialized() {
   tile.weightsRow = moe.firstWeightRow();
   splitRoles([&] { produce(); },
              [&] {
+               // The register operand: each consumer decodes the codes the
+               // producer copied into the stage.
+               if (config.registerOperand) {
+                 weightOnly.emplace(b, loc, config, tile, moe, shared.memory);
+                 weightOnly->planDecoding(thisThread.tid);
+               }
                planFragmentRows();
                SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
                findOwnRows();
+               if (config.swapAB) {
+                 storeSwappedEpilogue(
+                     consumeFragments(SmallVector<Value>(config.mmaFragments(),
+                                                         zeroAccumulator())),
+                     rows);
+                 return;
+               }
                storeEpilogue(config.promotesEachStage()
                                  ? consumePromoted()
                                  : consume(zeroAccumulator()),
@@ -1094,9 +1126,14 @@ void KernelBuilder::buildWarpSpecialized() {
 }
 
 void KernelBuilder::produce() {
-  planInputChunks(arith::SubIOp::create(b, loc, thisThread.tid,
-                                        index(config.consumerThreads())),
-                  kWarpgroupThreads);
+  Value producerThread = arith::SubIOp::create(b, loc, thisThread.tid,
+                                               index(config.consumerThreads()));
+  planInputChunks(producerThread, kWarpgroupThreads);
+  // Weight-only: the producer also copies the stage's stored codes.
+  if (config.isWeightOnly()) {
+    weightOnly.emplace(b, loc, config, tile, moe, shared.memory);
+    weightOnly->planCopies(producerThread, kWarpgroupThreads);
+  }
   int64_t kSteps = config.kSteps();
   // A stage's rows are announced `lag` steps after their cp.async was
   // issued, so that the gathers of that many stages stay in flight while
@@ -1148,27 +1185,34 @@ void KernelBuilder::waitForRound(Value ring, Value step, bool previousRound) {
 
 SmallVector<Value>
 KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
+  // A weight-only step's group scales are loaded before the wait for its
+  // stage: their latency hides behind it.
   auto waitFull = [&](Value step) {
+    SmallVector<Value> scales;
+    if (config.isWeightOnly())
+      scales = weightOnly->loadScales(step);
     waitForRound(rings.full, ringStep(step), /*previousRound=*/false);
+    return scales;
   };
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
   // is peeled, so that the loop holds no branch around the wgmma.
-  waitFull(index(0));
+  SmallVector<Value> firstScales = waitFull(index(0));
   Value firstStage = rings.stepBase ? stageOf(rings.stepBase) : index(0);
   bool fresh = !accumulators.front();
   if (fresh)
     for (Value &accumulator : accumulators)
       accumulator = LLVM::PoisonOp::create(b, loc, accumulatorType);
-  accumulators =
-      wgmmaStep(accumulators, firstStage, /*pendingGroups=*/1, fresh);
+  accumulators = multiplyStage(accumulators, firstStage, firstScales,
+                               /*pendingGroups=*/1, fresh);
   auto loop = scf::ForOp::create(
       b, loc, index(1), index(config.kSteps()), index(1), accumulators,
       [&](OpBuilder &, Location, Value step, ValueRange carried) {
-        waitFull(step);
+        SmallVector<Value> scales = waitFull(step);
         Value stage = stageOf(ringStep(step));
         SmallVector<Value> sums =
-            wgmmaStep(SmallVector<Value>(carried), stage, /*pendingGroups=*/1);
+            multiplyStage(SmallVector<Value>(carried), stage, scales,
+                          /*pendingGroups=*/1, /*fresh=*/false);
         Value previous = arith::SubIOp::create(b, loc, step, index(1));
         releaseStage(ringStep(previous));
         scf::YieldOp::create(b, loc, sums);
@@ -1179,6 +1223,25 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   if (rings.stepBase)
     releaseStage(ringStep(index(config.kSteps() - 1)));
   return SmallVector<Value>(loop.getResults());
+}
+
+SmallVector<Value> KernelBuilder::multiplyStage(ArrayRef<Value> accumulators,
+                                                Value stage,
+                                                ArrayRef<Value> scales,
+                                                int64_t pendingGroups,
+                                                bool fresh) {
+  if (!config.registerOperand)
+    return wgmmaStep(accumulators, stage, pendingGroups, fresh);
+  // The register operand's wgmma adds onto its accumulators (scale-d 1):
+  // its consumers start from zeros.
+  assert(!fresh && "the register operand's sums start from zeros");
+  SmallVector<SmallVector<Value, 16>> operandA =
+      weightOnly->decodeOperandA(stage, scales);
+  return hopper.wgmmaRegisterStage(
+      accumulators, operandA,
+      hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
+      hopper::WgmmaFragmentLayout{config.mmaColumns()}, accumulatorType,
+      pendingGroups);
 }
 
 Value KernelBuilder::consumePromoted() {
@@ -1924,6 +1987,11 @@ void KernelBuilder::buildMultistage() {
     storeEpilogue(sums.front(), rows);
     return;
   }
+  storeSwappedEpilogue(sums, rows);
+}
+
+void KernelBuilder::storeSwappedEpilogue(ArrayRef<Value> sums,
+                                         ArrayRef<EpilogueRow> rows) {
   // The warps whose 16 fragment rows lie in the block store them; the
   // others read duplicates and store nothing.
   Value total = transposeSwappedSums(sums);
@@ -1933,12 +2001,25 @@ void KernelBuilder::buildMultistage() {
          [&] { storeEpilogue(total, rows); });
 }
 
+void KernelBuilder::syncConsumers() {
+  if (!config.warpSpecialized) {
+    gpu::BarrierOp::create(b, loc);
+    return;
+  }
+  // Barrier 0 is the block's; the producer warpgroup is not at this one.
+  NVVM::BarrierOp::create(b, loc, Type(), i32(kConsumerBarrier),
+                          i32(config.consumerThreads()),
+                          NVVM::BarrierReductionAttr(), Value());
+}
+
 Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
   // The stages' memory is reused: every wgmma is done (the loop's last
   // wait) and every cp.async group too (those past the last K step still
-  // zero-fill their chunks).
-  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-  gpu::BarrierOp::create(b, loc);
+  // zero-fill their chunks; warp-specialized, the consumers waited for
+  // every stage the producer filled).
+  if (!config.warpSpecialized)
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+  syncConsumers();
   auto workgroup =
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
   // Four floats of padding per row: the slot rows 2·(t%4) (+1) that a
@@ -1982,7 +2063,7 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
                          at(fragmentRow, kWarpgroupRows * fragment +
                                              8 * half)});
         }
-  gpu::BarrierOp::create(b, loc);
+  syncConsumers();
   Value total = LLVM::PoisonOp::create(b, loc, tileAccumulatorType);
   for (int64_t group = 0; group < config.blockN / 8; ++group)
     for (int64_t half = 0; half < 2; ++half)
@@ -2109,13 +2190,17 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
   // 16-row slab of the tile from one 64-row group of the weights (gate and
   // up rows in halves, not interleaved).
   int64_t packedChunks = config.blockN / kWarpgroupRows * 128;
-  // (The register operand's one warpgroup copies one chunk per 64-row
+  // The threads that copy codes: every thread in the multistage schedule,
+  // else the producer warpgroup.
+  int64_t copyThreads =
+      config.warpSpecialized ? kWarpgroupThreads : config.threads();
+  // (Multistage, a register operand's thread copies one chunk per 64-row
   // fragment: decodeOperandA reads chunk i as fragment i.)
-  assert((!config.registerOperand ||
-          packedChunks / config.threads() == config.mmaFragments()) &&
+  assert((!config.registerOperand || config.warpSpecialized ||
+          packedChunks / copyThreads == config.mmaFragments()) &&
          "one packed chunk per fragment and thread");
   if (config.packedCodes &&
-      (config.gateUpInterleaved || packedChunks % config.threads() != 0))
+      (config.gateUpInterleaved || packedChunks % copyThreads != 0))
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": codes packed as wgmma_a_4bit are read with gate and up "
@@ -2175,7 +2260,9 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
     return op.emitRemark("no GPU kernel: the op has no kernel configuration "
                          "(moe_gpu.config); run moe-gpu-configure first");
   // Warp specialization is built for one producer warpgroup, bf16 or w8a8
-  // operands. Persistence is built on it, for bf16.
+  // operands, or the weight-only register operand (swapped: the dialect
+  // verifies that swapped operands are multistage but there). Persistence
+  // is built on it, for bf16.
   config.pingpong = kernelConfig.getSchedule() == moe_gpu::Schedule::Pingpong;
   config.persistent =
       config.pingpong ||
@@ -2183,11 +2270,14 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   config.warpSpecialized =
       config.persistent ||
       kernelConfig.getSchedule() == moe_gpu::Schedule::WarpSpecialized;
+  // Weight-only, it is built for the register operand.
+  bool registerOperand =
+      kernelConfig.getWeightLoad() == moe_gpu::WeightLoad::Registers;
   bool scheduleBuilt =
       kernelConfig.getSchedule() == moe_gpu::Schedule::Multistage ||
       (config.warpSpecialized &&
        (config.format == QuantFormat::None ||
-        (config.isW8A8() && !config.persistent)) &&
+        ((config.isW8A8() || registerOperand) && !config.persistent)) &&
        kernelConfig.getProducerWarpgroups() == 1);
   // Read before anything asks promotesEachStage. (The dialect verifies
   // that block scales, applied as each K block's sums are promoted, keep
@@ -2227,7 +2317,8 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
            << ": the emitter builds the multistage schedule, the "
-              "warp-specialized one for bf16 and w8a8 and the persistent "
+              "warp-specialized one for bf16, w8a8 and the register "
+              "operand, and the persistent "
               "and pingpong ones for bf16, each with one producer "
               "warpgroup, with 128 bytes of K per stage "
               "(256 for the bf16 multistage schedule without a cluster), "

@@ -38,6 +38,9 @@ inline constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxMultistageStages;
 /// Warp-specialized: stages whose gathers stay in flight before the
 /// producer waits for the oldest.
 inline constexpr int64_t kProducerLag = 2;
+/// Warp-specialized: the named barrier (bar.sync id) of the consumer
+/// warpgroups alone; 0 is the block's.
+inline constexpr int64_t kConsumerBarrier = 1;
 /// Persistent: tiles the producer's leader publishes ahead of the block.
 inline constexpr int64_t kTileRingDepth = 2;
 /// What one kernel computes: the shapes and format of the op, and the

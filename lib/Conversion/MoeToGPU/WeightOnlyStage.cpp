@@ -27,21 +27,61 @@ static MemRefType sharedMemRef(OpBuilder &b, ArrayRef<int64_t> shape,
 }
 
 void WeightOnlyStageEmitter::plan(Value tid) {
+  // Every thread copies its share of the chunks. With the register operand
+  // each decodes the chunks it copied: packed, thread t of warpgroup w
+  // copies those of the warpgroup's own 64-row groups.
+  bool ownGroups =
+      config.registerOperand && config.consumerThreads() > kWarpgroupThreads;
   if (config.packedCodes)
-    planPackedChunks(tid);
+    planPackedChunks(tid, config.threads(), ownGroups);
   else
-    planRowChunks(tid);
+    planRowChunks(tid, config.threads());
+  if (!config.registerOperand) {
+    planDequantization(tid);
+    return;
+  }
+  operandChunkRow = codeRow;
+  operandChunkColumn = codeColumn;
+  planOperandRows(tid);
 }
 
-void WeightOnlyStageEmitter::planRowChunks(Value tid) {
+void WeightOnlyStageEmitter::planCopies(Value tid, int64_t threads) {
+  if (config.packedCodes)
+    planPackedChunks(tid, threads, /*ownGroups=*/false);
+  else
+    planRowChunks(tid, threads);
+}
+
+void WeightOnlyStageEmitter::planDecoding(Value tid) {
+  assert(config.registerOperand && "only the register operand is decoded "
+                                   "apart from its copies");
+  // Packed: fragment i of thread t of warpgroup w is chunk t mod 128 of the
+  // warpgroup's own 64-row group w · fragments + i.
+  if (config.packedCodes) {
+    Value warpgroup =
+        arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
+    Value inTile =
+        arith::RemUIOp::create(b, loc, tid, index(kChunksPerPackedTile));
+    for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment) {
+      Value group = arith::AddIOp::create(
+          b, loc,
+          arith::MulIOp::create(b, loc, warpgroup,
+                                index(config.mmaFragments())),
+          index(fragment));
+      auto [row, column] = packedDestination(group, inTile);
+      operandChunkRow.push_back(row);
+      operandChunkColumn.push_back(column);
+    }
+  }
+  planOperandRows(tid);
+}
+
+void WeightOnlyStageEmitter::planRowChunks(Value tid, int64_t threads) {
   // Each thread copies its 16-byte chunks of the stored codes of the tile's
-  // BN weight rows (a row past N copies nothing), and dequantizes its
-  // chunks of the B tile.
+  // BN weight rows (a row past N copies nothing).
   int64_t chunksPerRow = config.packedRowBytes() / kChunkBytes;
-  for (int64_t i = 0; i < config.blockN * chunksPerRow / config.threads();
-       ++i) {
-    Value chunk =
-        arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+  for (int64_t i = 0; i < config.blockN * chunksPerRow / threads; ++i) {
+    Value chunk = arith::AddIOp::create(b, loc, tid, index(threads * i));
     Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
     Value column = arith::MulIOp::create(
         b, loc, arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow)),
@@ -58,10 +98,22 @@ void WeightOnlyStageEmitter::planRowChunks(Value tid) {
     codeBytes.push_back(
         arith::SelectOp::create(b, loc, inside, index(kChunkBytes), index(0)));
   }
-  if (config.registerOperand) {
-    planOperandRows(tid);
+}
+
+void WeightOnlyStageEmitter::planDequantization(Value tid) {
+  if (config.packedCodes) {
+    // Per chunk and row half, the scale places of its rows (chunk 0, and 4
+    // for groups of 32).
+    for (auto [group, inTile] : llvm::zip(packedGroup, packedChunk))
+      for (int64_t half = 0; half < 2; ++half)
+        for (int64_t scaleGroup = 0; scaleGroup < groupsPerStage();
+             ++scaleGroup) {
+          dequantRow.push_back(packedChunkRow(group, inTile, half));
+          dequantColumn.push_back(index(4 * scaleGroup));
+        }
     return;
   }
+  // Codes in rows: the thread's chunks of the B tile.
   int64_t chunksPerRowB = config.blockK() / kValuesPerChunk;
   for (int64_t i = 0; i < config.blockN * chunksPerRowB / config.threads();
        ++i) {
@@ -74,7 +126,19 @@ void WeightOnlyStageEmitter::planRowChunks(Value tid) {
   }
 }
 
-void WeightOnlyStageEmitter::planPackedChunks(Value tid) {
+std::pair<Value, Value>
+WeightOnlyStageEmitter::packedDestination(Value group, Value inTile) {
+  Value destination = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, group, index(kPackedTileBytes)),
+      arith::MulIOp::create(b, loc, inTile, index(kChunkBytes)));
+  return {arith::DivUIOp::create(b, loc, destination,
+                                 index(config.packedRowBytes())),
+          arith::RemUIOp::create(b, loc, destination,
+                                 index(config.packedRowBytes()))};
+}
+
+void WeightOnlyStageEmitter::planPackedChunks(Value tid, int64_t threads,
+                                              bool ownGroups) {
   // Codes in moe.prepack's wgmma_a_4bit order: per K step, a 2048-byte
   // tile per 64 weight rows, in which chunk 32 w + 4 r + q holds the codes
   // of rows 16 w + r and + 8 that thread 32 w + 4 r + q of the wgmma's
@@ -82,14 +146,11 @@ void WeightOnlyStageEmitter::planPackedChunks(Value tid) {
   // 2048 f + 16 j, chunk j of its fragment: each 16-row slab of tile rows is
   // 16 consecutive weight rows (gate or up rows, in halves), found in the
   // tile of their 64-row group. Thread t copies chunks t, t + threads, ...
-  // and reads back the same chunks: no other thread's. For the register
-  // operand, thread t of warpgroup w copies chunk t mod 128 of each of the
-  // warpgroup's own 64-row groups: those it decodes.
+  // (the tile kernel reads back the same chunks: no other thread's). With
+  // `ownGroups`, thread t of warpgroup w copies chunk t mod 128 of each of
+  // the warpgroup's own 64-row groups.
   int64_t groups = config.blockN / kWarpgroupRows;
   int64_t kTiles = config.inFeatures / config.blockK();
-  // One warpgroup's chunks t + threads · i are already its own.
-  bool ownGroups =
-      config.registerOperand && config.consumerThreads() > kWarpgroupThreads;
   Value warpgroup, inWarpgroup;
   if (ownGroups) {
     warpgroup = arith::DivUIOp::create(b, loc, tid, index(kWarpgroupThreads));
@@ -98,7 +159,7 @@ void WeightOnlyStageEmitter::planPackedChunks(Value tid) {
   }
   auto chunkOf = [&](int64_t i) -> Value {
     if (!ownGroups)
-      return arith::AddIOp::create(b, loc, tid, index(config.threads() * i));
+      return arith::AddIOp::create(b, loc, tid, index(threads * i));
     Value ownGroup = arith::AddIOp::create(
         b, loc,
         arith::MulIOp::create(b, loc, warpgroup, index(config.mmaFragments())),
@@ -108,8 +169,7 @@ void WeightOnlyStageEmitter::planPackedChunks(Value tid) {
         arith::MulIOp::create(b, loc, ownGroup, index(kChunksPerPackedTile)),
         inWarpgroup);
   };
-  for (int64_t i = 0; i < groups * kChunksPerPackedTile / config.threads();
-       ++i) {
+  for (int64_t i = 0; i < groups * kChunksPerPackedTile / threads; ++i) {
     Value chunk = chunkOf(i);
     Value group =
         arith::DivUIOp::create(b, loc, chunk, index(kChunksPerPackedTile));
@@ -141,32 +201,15 @@ void WeightOnlyStageEmitter::planPackedChunks(Value tid) {
         arith::MulIOp::create(b, loc, rowTile,
                               index(kTiles * kPackedTileBytes)),
         arith::MulIOp::create(b, loc, sourceChunk, index(kChunkBytes)));
-    Value destination = arith::AddIOp::create(
-        b, loc, arith::MulIOp::create(b, loc, group, index(kPackedTileBytes)),
-        arith::MulIOp::create(b, loc, inTile, index(kChunkBytes)));
-    codeRow.push_back(arith::DivUIOp::create(b, loc, destination,
-                                             index(config.packedRowBytes())));
-    codeColumn.push_back(arith::RemUIOp::create(
-        b, loc, destination, index(config.packedRowBytes())));
+    auto [row, column] = packedDestination(group, inTile);
+    codeRow.push_back(row);
+    codeColumn.push_back(column);
     codeSourceRow.push_back(flat);
     codeBytes.push_back(
         arith::SelectOp::create(b, loc, inside, index(kChunkBytes), index(0)));
     packedGroup.push_back(group);
     packedChunk.push_back(inTile);
   }
-  if (config.registerOperand) {
-    planOperandRows(tid);
-    return;
-  }
-  // The tile kernel dequantizes the chunks it copied: per chunk and row
-  // half, the scale places of its rows (chunk 0, and 4 for groups of 32).
-  for (auto [group, inTile] : llvm::zip(packedGroup, packedChunk))
-    for (int64_t half = 0; half < 2; ++half)
-      for (int64_t scaleGroup = 0; scaleGroup < groupsPerStage();
-           ++scaleGroup) {
-        dequantRow.push_back(packedChunkRow(group, inTile, half));
-        dequantColumn.push_back(index(4 * scaleGroup));
-      }
 }
 
 Value WeightOnlyStageEmitter::packedChunkRow(Value group, Value inTile,
@@ -363,10 +406,10 @@ WeightOnlyStageEmitter::decodeOperandA(Value stage, ArrayRef<Value> scales) {
     // half its row's 8 code words (two chunks), byte t%4 of word 2s + g.
     SmallVector<SmallVector<Value, 8>, 2> words(2);
     if (config.packedCodes) {
-      words[0] = llvm::to_vector<8>(
-          loadCodeWords(chunks, codeRow[fragment],
-                        arith::DivUIOp::create(b, loc, codeColumn[fragment],
-                                               index(kChunkBytes))));
+      words[0] = llvm::to_vector<8>(loadCodeWords(
+          chunks, operandChunkRow[fragment],
+          arith::DivUIOp::create(b, loc, operandChunkColumn[fragment],
+                                 index(kChunkBytes))));
     } else {
       for (int64_t half = 0; half < 2; ++half)
         for (int64_t chunk = 0; chunk < 2; ++chunk)

@@ -32,9 +32,17 @@ public:
       : KernelEmitter{b, loc}, config(config), tile(tile), moe(moe),
         memory(memory), hopper(b, loc) {}
 
-  /// Plans the chunks of stored codes thread `tid` copies at every stage,
-  /// and the values it decodes from them.
+  /// Multistage: plans the chunks of stored codes thread `tid` copies at
+  /// every stage, and the values it decodes from them (every thread copies
+  /// and decodes; with the register operand, the chunks it decodes).
   void plan(Value tid);
+  /// Warp-specialized producer: plans the chunks of stored codes thread
+  /// `tid` of `threads` copies at every stage (`tid + threads · i`).
+  void planCopies(Value tid, int64_t threads);
+  /// Warp-specialized consumer with the register operand: plans what
+  /// consumer thread `tid` decodes (the chunks the multistage schedule's
+  /// thread `tid` would have copied), and copies nothing.
+  void planDecoding(Value tid);
   /// Copies this thread's chunks of the codes at K offset `kOffset` into
   /// `stage` from `codes` ([E·N, stored K] bytes) by cp.async; a chunk
   /// reads nothing where `valid` is false.
@@ -53,11 +61,17 @@ public:
 private:
   /// Codes in rows: the chunks of the tile's weight rows, thread `tid`'s
   /// of every `threads`.
-  void planRowChunks(Value tid);
-  /// Codes packed as wgmma_a_4bit: this thread's chunks of each stage (the
-  /// A fragment's 16 bytes it decodes) and, for the tile kernel, their
-  /// rows' scale places.
-  void planPackedChunks(Value tid);
+  void planRowChunks(Value tid, int64_t threads);
+  /// Codes packed as wgmma_a_4bit: thread `tid`'s chunks of each stage, of
+  /// every `threads`; with `ownGroups`, those of its warpgroup's own 64-row
+  /// groups (the A fragment's 16 bytes it decodes).
+  void planPackedChunks(Value tid, int64_t threads, bool ownGroups);
+  /// The tile kernel: the B tile chunks this thread dequantizes (codes in
+  /// rows), or its packed chunks' rows' scale places.
+  void planDequantization(Value tid);
+  /// The place (tile row, byte column) in a stage's codes of chunk
+  /// `inTile` of the tile's 64-row group `group`.
+  std::pair<Value, Value> packedDestination(Value group, Value inTile);
   /// Register operand: this thread's rows of the A fragment, the rotation
   /// that places its byte of a code word, and its group scales' places.
   void planOperandRows(Value tid);
@@ -122,6 +136,9 @@ private:
   /// Codes packed as wgmma_a_4bit: per copied chunk, its 64-row group of
   /// the tile and its place j in the group's 2048-byte tile.
   SmallVector<Value> packedGroup, packedChunk;
+  /// Register operand, packed codes: per 64-row fragment, the (tile row,
+  /// byte column) of the chunk the thread decodes.
+  SmallVector<Value> operandChunkRow, operandChunkColumn;
 };
 
 } // namespace mlir::moe::expert_matmul

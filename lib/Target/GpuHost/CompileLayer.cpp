@@ -92,6 +92,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.swappedWarpgroups = options.swappedWarpgroups;
   pipelineOptions.swappedWeightLoad = options.swappedWeightLoad;
   pipelineOptions.weightOnlyRegisters = options.weightOnlyRegisters;
+  pipelineOptions.weightOnlyWarpSpecialize = options.weightOnlyWarpSpecialize;
   pipelineOptions.fp8FastAccumulation = options.fp8FastAccumulation;
   pipelineOptions.w8a8SwapAb = options.w8a8SwapAB;
   pipelineOptions.fusedAlignAssignments = options.fusedAlignAssignments;

@@ -106,11 +106,12 @@ func.func @int4_packed_tile(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blo
 // -----
 
 // Prefill's 128-row slot blocks take the register operand over two
-// warpgroups, 64 weight rows each, the slot rows as the wgmma's N. Thread t
-// of warpgroup w copies chunk t mod 128 of its own 64-row group (w · 1 +
-// i for its i-th fragment, here the one), and decodes rows 64 w + 16·(t/32
-// mod 4) + (t%32)/4 (+8): the group's chunk it copied. After the K loop
-// each warpgroup stores 64 of the 128 transposed slot rows.
+// warpgroups, 64 weight rows each, the slot rows as the wgmma's N. In the
+// multistage schedule (written on the op here), thread t of warpgroup w
+// copies chunk t mod 128 of its own 64-row group (w · 1 + i for its i-th
+// fragment, here the one), and decodes rows 64 w + 16·(t/32 mod 4) +
+// (t%32)/4 (+8): the group's chunk it copied. After the K loop each
+// warpgroup stores 64 of the 128 transposed slot rows.
 // CHECK-LABEL: func.func @int4_packed_prefill_registers
 // CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, swap_ab = true, weight_load = registers>
 // CHECK: gpu.func @expert_matmul
@@ -135,6 +136,70 @@ func.func @int4_packed_tile(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blo
 // PTX: ld.shared.v4.b32
 // PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
 func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xf32>, %wz: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x256x8xf32>) weight_zeros(%wz : tensor<8x256x8xui8>)
+      {gather, k = 2 : i64, block_m = 128 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, swap_ab = true, weight_load = registers>}
+      : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// By default the 128-row blocks get a producer warpgroup (threads 256 and
+// up): it copies chunks t' and t' + 128 (t' = t − 256) of the stage's two
+// 64-row groups and the slot rows, and announces them on the full
+// barrier, which counts its 128 arrivals (no TMA, no expect_tx). The
+// consumers copy nothing: thread t of warpgroup w decodes chunk t mod 128
+// of group w, at byte 2048 w + 16·(t mod 128) of the stage's codes. The
+// transposition after the K loop waits on the consumers' named barrier
+// (bar.sync 1, 256), not the block's.
+// CHECK-LABEL: func.func @int4_packed_prefill_warp_specialized
+// CHECK: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, swap_ab = true, weight_load = registers>
+// CHECK: gpu.func @expert_matmul
+// CHECK: nvgpu.mbarrier.init %[[FULL:.*]][%c0{{.*}}], %c128{{.*}} :
+// CHECK: nvgpu.mbarrier.init %[[EMPTY:.*]][%c0{{.*}}], %c256{{.*}} :
+// CHECK: nvgpu.mbarrier.init %[[FULL]][%c1], %c128{{.*}} :
+// CHECK: nvvm.setmaxregister  decrease 88
+// CHECK: %[[P:.*]] = arith.subi %thread_id_x, %c256{{.*}} : index
+// CHECK: arith.addi %[[P]], %c896 : index
+// CHECK: %[[CODE0:.*]] = arith.addi %[[P]], %c0{{.*}} : index
+// CHECK-NEXT: arith.constant 128 : index
+// CHECK-NEXT: arith.divui %[[CODE0]], %{{.*}} : index
+// CHECK: %[[CODE1:.*]] = arith.addi %[[P]], %c128{{.*}} : index
+// CHECK-NEXT: arith.constant 128 : index
+// CHECK-NEXT: arith.divui %[[CODE1]], %{{.*}} : index
+// CHECK: nvgpu.device_async_copy %arg4
+// CHECK-NOT: nvgpu.device_async_copy %arg0
+// CHECK: nvgpu.device_async_copy %arg4
+// CHECK: nvgpu.device_async_copy %arg0
+// CHECK: nvgpu.mbarrier.arrive
+// CHECK: } else {
+// CHECK-NEXT: nvvm.setmaxregister  increase 208
+// CHECK-NEXT: arith.constant 128 : index
+// CHECK-NEXT: %[[WG:.*]] = arith.divui %thread_id_x, %{{.*}} : index
+// CHECK-NEXT: arith.constant 128 : index
+// CHECK-NEXT: %[[T:.*]] = arith.remui %thread_id_x, %{{.*}} : index
+// CHECK: %[[OWN:.*]] = arith.muli %[[WG]], %c1{{.*}} : index
+// CHECK-NEXT: %[[GROUP:.*]] = arith.addi %[[OWN]], %c0{{.*}} : index
+// CHECK-NEXT: arith.constant 16 : index
+// CHECK-NEXT: %[[AT:.*]] = arith.muli %[[T]], %{{.*}} : index
+// CHECK-NEXT: arith.constant 2048 : index
+// CHECK-NEXT: %[[GROUPAT:.*]] = arith.muli %[[GROUP]], %{{.*}} : index
+// CHECK-NEXT: arith.addi %[[GROUPAT]], %[[AT]] : index
+// CHECK-NOT: nvgpu.device_async_copy
+// CHECK: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// CHECK-NOT: nvgpu.device_async_copy
+// CHECK: nvvm.barrier id = %{{.*}} number_of_threads = %{{.*}}
+// PTX: .entry expert_matmul(
+// PTX: setmaxnreg.dec.sync.aligned.u32 {{.*}}88;
+// PTX: cp.async.cg.shared.global
+// PTX: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
+// PTX-NOT: cp.async
+// PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+// PTX: bar.sync {{.*}}1, 256;
+func.func @int4_packed_prefill_warp_specialized(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xf32>, %wz: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       weight_scales(%ws : tensor<8x256x8xf32>) weight_zeros(%wz : tensor<8x256x8xui8>)
       {gather, k = 2 : i64, block_m = 128 : i64, activation = #moe.activation<silu_and_mul>,

@@ -126,17 +126,22 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
 /// weight rows: a thread holds `block_n / 64 / consumers` accumulators of
 /// `block_m / 2` registers. The sums are transposed after the K loop into
 /// 64 slot rows per consumer warpgroup, so block_m is at most 64 per
-/// consumer warpgroup. Every thread loads and multiplies: the multistage
-/// schedule, without a cluster.
+/// consumer warpgroup. Every thread loads and multiplies (the multistage
+/// schedule), or with the register operand a producer warpgroup loads
+/// (warp_specialized, one tile per block); no cluster.
 static LogicalResult
-verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError,
-                      MmaKind mma, Schedule schedule, int64_t blockM,
+verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
+                      Schedule schedule, WeightLoad weightLoad, int64_t blockM,
                       int64_t blockN, int64_t consumers, int64_t clusterM,
                       int64_t clusterN) {
-  if (schedule != Schedule::Multistage)
+  bool specializedRegisters = schedule == Schedule::WarpSpecialized &&
+                              weightLoad == WeightLoad::Registers;
+  if (schedule != Schedule::Multistage && !specializedRegisters)
     return emitError() << "swapped operands need the multistage schedule, "
-                          "got "
-                       << stringifySchedule(schedule);
+                          "or warp_specialized with weight_load = "
+                          "registers, got "
+                       << stringifySchedule(schedule) << " with weight_load = "
+                       << stringifyWeightLoad(weightLoad);
   if (blockM > kWarpgroupRows * consumers || !isWgmmaN(mma, blockM))
     return emitError() << "with swapped operands block_m is the wgmma's N: "
                           "an N that "
@@ -190,8 +195,9 @@ KernelConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                          consumerRegisters)))
     return failure();
   if (swapAB) {
-    if (failed(verifySwappedOperands(emitError, mma, schedule, blockM, blockN,
-                                     consumerWarpgroups, clusterM, clusterN)))
+    if (failed(verifySwappedOperands(emitError, mma, schedule, weightLoad,
+                                     blockM, blockN, consumerWarpgroups,
+                                     clusterM, clusterN)))
       return failure();
   } else if (blockM != kWarpgroupRows * consumerWarpgroups) {
     return emitError() << "block_m must be 64 rows per consumer warpgroup ("

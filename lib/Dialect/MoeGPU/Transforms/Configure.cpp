@@ -240,6 +240,9 @@ struct ConfigureOptions {
   WeightLoad swappedWeightLoad = WeightLoad::CpAsync;
   /// Swapped int4 weight-only matmuls take `weight_load = registers`.
   bool weightOnlyRegisters = true;
+  /// Weight-only prefill blocks on the register operand take a producer
+  /// warpgroup (`warp_specialized`).
+  bool weightOnlyWarpSpecialize = true;
   /// fp8 matmuls with per-channel or per-tensor scales keep their sums in
   /// the wgmma's accumulator (`fast_accumulation`).
   bool fp8FastAccumulation = true;
@@ -627,12 +630,17 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages,
                                 /*registerOperand=*/true);
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
+  // A producer warpgroup copies the slot rows and codes; the consumers'
+  // 208 registers hold the sums and two stages' A registers.
+  bool specialized = options.weightOnlyWarpSpecialize;
   return KernelConfigAttr::get(
-      op.getContext(), getMmaKind(facts.format), Schedule::Multistage, blockM,
+      op.getContext(), getMmaKind(facts.format),
+      specialized ? Schedule::WarpSpecialized : Schedule::Multistage, blockM,
       blockN, facts.blockK(), stages, warpgroups,
-      /*producer_warpgroups=*/0, /*producer_registers=*/0,
-      /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
-      groupM, /*swap_ab=*/true, WeightLoad::Registers,
+      /*producer_warpgroups=*/specialized ? 1 : 0,
+      specialized ? kProducerRegisters : 0,
+      specialized ? kConsumerRegisters : 0, splitK, /*cluster_m=*/1,
+      /*cluster_n=*/1, groupM, /*swap_ab=*/true, WeightLoad::Registers,
       /*fast_accumulation=*/false, /*fused_align_assignments=*/0);
 }
 
@@ -922,6 +930,7 @@ struct MoeGpuConfigurePass
     options.swappedWarpgroups = swappedWarpgroups;
     options.swappedWeightLoad = swappedLoad;
     options.weightOnlyRegisters = weightOnlyRegisters;
+    options.weightOnlyWarpSpecialize = weightOnlyWarpSpecialize;
     options.fp8FastAccumulation = fp8FastAccumulation;
     options.w8a8SwapAB = w8a8SwapAb;
     options.fusedAlignAssignments = fusedAlignAssignments;

@@ -236,6 +236,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "each thread decodes its elements of the wgmma's A fragment from "
            "the stored codes into registers, and no bf16 tile is written "
            "to shared memory">,
+    Option<"weightOnlyWarpSpecialize", "weight-only-warp-specialize",
+           "bool", /*default=*/"true",
+           "Give weight-only matmuls of 64- and 128-row slot blocks on the "
+           "register operand the warp-specialized schedule (on by default; "
+           "false keeps the multistage one): a producer warpgroup copies "
+           "the slot rows and codes into the ring, the consumer warpgroups "
+           "only decode and multiply (setmaxnreg 88/208)">,
     Option<"fp8FastAccumulation", "fp8-fast-accumulation", "bool",
            /*default=*/"true",
            "Give fp8 matmuls with per-channel or per-tensor scales "
