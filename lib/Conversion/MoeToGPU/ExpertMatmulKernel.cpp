@@ -2209,12 +2209,11 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
   // Swapped w8a8 is built where nothing is promoted (int8, fp8 with
   // fast_accumulation): the sums are transposed once, after the K loop.
   // The register operand also takes prefill's slot blocks of 64 and 128
-  // rows (at most 64 per warpgroup: each stores 64 transposed rows).
+  // rows (the dialect verifies at most 64 per warpgroup: each stores 64
+  // transposed rows).
   bool swappedHeight =
       config.blockM == 16 || config.blockM == 32 ||
-      (config.registerOperand &&
-       (config.blockM == 64 || config.blockM == 128) &&
-       config.blockM <= kWarpgroupRows * config.swappedWarpgroups);
+      (config.registerOperand && (config.blockM == 64 || config.blockM == 128));
   bool built = config.swapAB ? swappedHeight && !config.promotesEachStage() &&
                                    config.swappedWarpgroups <= 2
                              : config.blockM == 64 || config.blockM == 128;

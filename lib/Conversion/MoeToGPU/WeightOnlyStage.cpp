@@ -30,8 +30,7 @@ void WeightOnlyStageEmitter::plan(Value tid) {
   // Every thread copies its share of the chunks. With the register operand
   // each decodes the chunks it copied: packed, thread t of warpgroup w
   // copies those of the warpgroup's own 64-row groups.
-  bool ownGroups =
-      config.registerOperand && config.consumerThreads() > kWarpgroupThreads;
+  bool ownGroups = config.registerOperand && config.swappedWarpgroups > 1;
   if (config.packedCodes)
     planPackedChunks(tid, config.threads(), ownGroups);
   else
@@ -233,7 +232,7 @@ void WeightOnlyStageEmitter::planOperandRows(Value tid) {
   // 4-byte word of its rows' stored codes.
   Value lane = arith::RemUIOp::create(b, loc, tid, index(32));
   // One warpgroup's warps are t/32 and its rows start at 0.
-  bool twoWarpgroups = config.consumerThreads() > kWarpgroupThreads;
+  bool twoWarpgroups = config.swappedWarpgroups > 1;
   Value warp = twoWarpgroups
                    ? arith::RemUIOp::create(
                          b, loc, arith::DivUIOp::create(b, loc, tid, index(32)),

@@ -147,7 +147,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     where the bf16 tile kernel waited for every stage's dequantized tile
     and then for its wgmma (H100, against the tile kernel: Mixtral int4
     25-38% faster at M = 256-4096, GPT-OSS-20B mxfp4 25-34% and Qwen3 int4
-    zp 10-31% at M = 1024-4096). Without the register operand, a 4-bit
+    zp 10-31% at M = 1024-4096). With `weight-only-warp-specialize` (the
+    default) those prefill blocks take the warp-specialized schedule: a
+    producer warpgroup copies each stage's slot rows and codes (setmaxnreg
+    88/208), the two consumer warpgroups only decode and multiply, with no
+    block-wide barrier in the K loop; `=false` keeps the multistage
+    schedule, in which every thread copies and decodes. Without the
+    register operand, a 4-bit
     schedule (int4, mxfp4) of unswapped blocks whose gated weight rows hold
     at most 6 KB of K as bf16 (GPT-OSS, Qwen3; not Mixtral) takes 64-row
     blocks of 64 weight rows unless `block-n` asks for more (on the
