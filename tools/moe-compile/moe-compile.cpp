@@ -88,7 +88,8 @@ llvm::cl::opt<bool> warpSpecialize(
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> persistent(
     "persistent",
-    llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
+    llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K, "
+                   "and the weight-only ones on the register operand, "
                    "persistent (warp-specialized, one block per SM taking "
                    "tiles from a counter; experimental, see "
                    "docs/gpu-warp-specialized.md)"),

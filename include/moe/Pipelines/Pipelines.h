@@ -59,7 +59,8 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init(false)};
   PassOptions::Option<bool> persistent{
       *this, "persistent",
-      llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
+      llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K, "
+                     "and the weight-only ones on the register operand, "
                      "persistent (warp-specialized, one block per SM)"),
       llvm::cl::init(false)};
   PassOptions::Option<bool> pingpong{

@@ -435,6 +435,12 @@ private:
   }
   /// The K loop on one accumulator per 64-row fragment (null: fresh sums).
   SmallVector<Value> consumeFragments(SmallVector<Value> accumulators);
+  /// Warp-specialized consumers on the register operand: plans what this
+  /// thread decodes from each stage; nothing otherwise.
+  void planDecoding();
+  /// Swapped consumers: the K loop of the tile on one accumulator per 64
+  /// of the warpgroup's weight rows, then its transposed epilogue.
+  void consumeSwapped(ArrayRef<EpilogueRow> rows);
   /// The consumers' multiply of a full stage: its wgmmas onto
   /// `accumulators`, or with the register operand this thread's A registers
   /// decoded from the stage's codes with the step's `scales` first.
@@ -1094,20 +1100,12 @@ void KernelBuilder::buildWarpSpecialized() {
   tile.weightsRow = moe.firstWeightRow();
   splitRoles([&] { produce(); },
              [&] {
-               // The register operand: each consumer decodes the codes the
-               // producer copied into the stage.
-               if (config.registerOperand) {
-                 weightOnly.emplace(b, loc, config, tile, moe, shared.memory);
-                 weightOnly->planDecoding(thisThread.tid);
-               }
+               planDecoding();
                planFragmentRows();
                SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
                findOwnRows();
                if (config.swapAB) {
-                 storeSwappedEpilogue(
-                     consumeFragments(SmallVector<Value>(config.mmaFragments(),
-                                                         zeroAccumulator())),
-                     rows);
+                 consumeSwapped(rows);
                  return;
                }
                storeEpilogue(config.promotesEachStage()
@@ -1223,6 +1221,22 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   if (rings.stepBase)
     releaseStage(ringStep(index(config.kSteps() - 1)));
   return SmallVector<Value>(loop.getResults());
+}
+
+void KernelBuilder::planDecoding() {
+  // The register operand: each consumer decodes its own rows of the codes
+  // the producer copied into the stage (what it decodes depends on the
+  // thread only; the tile's scales are loaded at each step).
+  if (!config.registerOperand)
+    return;
+  weightOnly.emplace(b, loc, config, tile, moe, shared.memory);
+  weightOnly->planDecoding(thisThread.tid);
+}
+
+void KernelBuilder::consumeSwapped(ArrayRef<EpilogueRow> rows) {
+  storeSwappedEpilogue(consumeFragments(SmallVector<Value>(
+                           config.mmaFragments(), zeroAccumulator())),
+                       rows);
 }
 
 SmallVector<Value> KernelBuilder::multiplyStage(ArrayRef<Value> accumulators,
@@ -1660,6 +1674,7 @@ void KernelBuilder::buildPersistent() {
   initRings();
   splitRoles([&] { forEachTile(/*publishes=*/true, [&] { produce(); }); },
              [&] {
+               planDecoding();
                planFragmentRows();
                forEachTile(/*publishes=*/false, [&] {
                  if (config.pingpong) {
@@ -1668,6 +1683,10 @@ void KernelBuilder::buildPersistent() {
                  }
                  SmallVector<EpilogueRow, 2> rows = loadEpilogueRows();
                  findOwnRows();
+                 if (config.swapAB) {
+                   consumeSwapped(rows);
+                   return;
+                 }
                  storeEpilogue(consume(), rows);
                });
              });
@@ -2027,8 +2046,11 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
   int64_t pitch = config.blockN + 4;
   auto tableType = MemRefType::get({config.blockM, pitch}, sumType(),
                                    MemRefLayoutAttrInterface(), workgroup);
-  Value table = memref::ViewOp::create(b, loc, tableType, shared.memory.bytes,
-                                       shared.memory.shift, ValueRange{});
+  Value table = memref::ViewOp::create(
+      b, loc, tableType, shared.memory.bytes,
+      arith::AddIOp::create(b, loc, shared.memory.shift,
+                            index(config.swappedTableOffset())),
+      ValueRange{});
   // Thread t of warpgroup w's place in the swapped m64nN fragments: weight
   // rows w · (block_n / warpgroups) + 16·(t/32 mod 4) + (t%32)/4 (+8) of
   // each 64, columns (slot rows) 8g + 2·(t%4) (+1). Unlike
@@ -2261,7 +2283,7 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   // Warp specialization is built for one producer warpgroup, bf16 or w8a8
   // operands, or the weight-only register operand (swapped: the dialect
   // verifies that swapped operands are multistage but there). Persistence
-  // is built on it, for bf16.
+  // is built on it, for bf16 and the register operand.
   config.pingpong = kernelConfig.getSchedule() == moe_gpu::Schedule::Pingpong;
   config.persistent =
       config.pingpong ||
@@ -2276,7 +2298,8 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
       kernelConfig.getSchedule() == moe_gpu::Schedule::Multistage ||
       (config.warpSpecialized &&
        (config.format == QuantFormat::None ||
-        ((config.isW8A8() || registerOperand) && !config.persistent)) &&
+        (config.isW8A8() && !config.persistent) ||
+        (registerOperand && !config.pingpong)) &&
        kernelConfig.getProducerWarpgroups() == 1);
   // Read before anything asks promotesEachStage. (The dialect verifies
   // that block scales, applied as each K block's sums are promoted, keep
@@ -2317,8 +2340,8 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
            << "no GPU kernel yet for " << kernelConfig
            << ": the emitter builds the multistage schedule, the "
               "warp-specialized one for bf16, w8a8 and the register "
-              "operand, and the persistent "
-              "and pingpong ones for bf16, each with one producer "
+              "operand, the persistent one for bf16 and the register "
+              "operand and the pingpong one for bf16, each with one producer "
               "warpgroup, with 128 bytes of K per stage "
               "(256 for the bf16 multistage schedule without a cluster), "
               "block_n 64, 128 or 256, 2 to "

@@ -241,15 +241,21 @@ struct ExpertMatmulPlan {
     return releases;
   }
   /// Swapped operands: the f32 table through which the sums are
-  /// transposed after the K loop, over the ring's memory (four floats of
-  /// padding per row).
+  /// transposed after the K loop (four floats of padding per row).
   int64_t swappedTableBytes() const {
     return swapAB ? blockM * (blockN + 4) * 4 : 0;
+  }
+  /// Where the swapped table begins: over the ring's memory, which one
+  /// tile per block no longer reads, or after the ring and the tile slots
+  /// where a persistent producer fills the next tile's stages meanwhile.
+  int64_t swappedTableOffset() const {
+    return persistent ? ringBytes() + tileSlotBytes() : 0;
   }
   /// The block aligns its own slot block (`fused_align_assignments`):
   /// the alignment's arrays, after the stage-free barriers.
   int64_t fusedAlignOffset() const {
-    return std::max(ringBytes(), swappedTableBytes()) + tileSlotBytes() +
+    return std::max(ringBytes() + tileSlotBytes(),
+                    swappedTableOffset() + swappedTableBytes()) +
            stageFreeBarrierBytes();
   }
   int64_t fusedAlignBytes() const {

@@ -210,6 +210,31 @@ func.func @int4_packed_prefill_warp_specialized(%x: tensor<?x256xbf16>, %sorted:
 
 // -----
 
+// Persistent (written on the op): the producer fills the next tile's
+// stages while the consumers transpose this tile's sums, so the table
+// (128 slot rows × 132 floats) lies after the 4-stage ring (81920 bytes)
+// and the tile slots (8), not over the ring.
+// CHECK-LABEL: func.func @int4_packed_prefill_persistent
+// CHECK: gpu.func @expert_matmul({{.*}}) kernel attributes {moe.launch = {{{.*}}persistent = 1 : i64, shared_bytes = 150536 : i64
+// CHECK: %[[TABLE:.*]] = arith.constant 81928 : index
+// CHECK-NEXT: %[[AT:.*]] = arith.addi %{{.*}}, %[[TABLE]] : index
+// CHECK-NEXT: memref.view %{{.*}}[%[[AT]]][] : memref<150536xi8, #gpu.address_space<workgroup>> to memref<128x132xf32, #gpu.address_space<workgroup>>
+// The producer's leader publishes tiles in the slots after the ring.
+// PTX: .entry expert_matmul(
+// PTX: st.shared.b32 {{.*}}[moe_dynamic_shared_memory+81920]
+// PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+func.func @int4_packed_prefill_persistent(%x: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x128xui8>, %ws: tensor<8x256x8xf32>, %wz: tensor<8x256x8xui8>) -> tensor<?x128xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x256x8xf32>) weight_zeros(%wz : tensor<8x256x8xui8>)
+      {gather, k = 2 : i64, block_m = 128 : i64, activation = #moe.activation<silu_and_mul>,
+       quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, swap_ab = true, weight_load = registers>}
+      : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
+  return %h : tensor<?x128xbf16>
+}
+
+// -----
+
 // Packed mxfp4 takes the register operand too: the pair's e2m1 codes, from
 // the same prmt as int4's, get their magnitude bits at 6..8 and their sign
 // at 15 of each bf16 half (the value times 2^-126, a subnormal for exponent

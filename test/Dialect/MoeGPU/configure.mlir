@@ -19,11 +19,14 @@
 // By default prefill's 4-bit blocks take the register operand instead, with
 // the cost model's 128 rows: swapped, two consumer warpgroups of 64 weight
 // rows, the slot rows as the wgmma's N, and a producer warpgroup
-// (weight-only-warp-specialize=false: every thread loads, multistage).
+// (weight-only-warp-specialize=false: every thread loads, multistage;
+// persistent: a block per SM walks the tiles).
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=MXFP4-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-registers=false" | FileCheck %s --check-prefix=MXFP4-PREFILL-TILE
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" | FileCheck %s --check-prefix=MXFP4-PREFILL-MULTISTAGE
 // MXFP4-PREFILL-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 persistent" | FileCheck %s --check-prefix=MXFP4-PREFILL-PERSISTENT
+// MXFP4-PREFILL-PERSISTENT-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
 // MXFP4-PREFILL-MULTISTAGE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
 // MXFP4-PREFILL-TILE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>
 // fp8-fast-accumulation (the default) has per-channel fp8 keep its sums in

@@ -127,8 +127,8 @@
 
 // -----
 
-// swapped operands: the multistage schedule, or warp_specialized on the register operand
-// expected-error @+1 {{swapped operands need the multistage schedule, or warp_specialized with weight_load = registers, got warp_specialized with weight_load = tma}}
+// swapped operands: the multistage schedule, or warp_specialized or persistent on the register operand
+// expected-error @+1 {{swapped operands need the multistage schedule, or warp_specialized or persistent with weight_load = registers, got warp_specialized with weight_load = tma}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 16, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, producer_warpgroups = 1, swap_ab = true>} : () -> ()
 
 // -----

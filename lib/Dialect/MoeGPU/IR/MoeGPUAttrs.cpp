@@ -128,18 +128,19 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
 /// 64 slot rows per consumer warpgroup, so block_m is at most 64 per
 /// consumer warpgroup. Every thread loads and multiplies (the multistage
 /// schedule), or with the register operand a producer warpgroup loads
-/// (warp_specialized, one tile per block); no cluster.
+/// (warp_specialized, or persistent); no cluster.
 static LogicalResult
 verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
                       Schedule schedule, WeightLoad weightLoad, int64_t blockM,
                       int64_t blockN, int64_t consumers, int64_t clusterM,
                       int64_t clusterN) {
-  bool specializedRegisters = schedule == Schedule::WarpSpecialized &&
+  bool specializedRegisters = (schedule == Schedule::WarpSpecialized ||
+                               schedule == Schedule::Persistent) &&
                               weightLoad == WeightLoad::Registers;
   if (schedule != Schedule::Multistage && !specializedRegisters)
     return emitError() << "swapped operands need the multistage schedule, "
-                          "or warp_specialized with weight_load = "
-                          "registers, got "
+                          "or warp_specialized or persistent with "
+                          "weight_load = registers, got "
                        << stringifySchedule(schedule) << " with weight_load = "
                        << stringifyWeightLoad(weightLoad);
   if (blockM > kWarpgroupRows * consumers || !isWgmmaN(mma, blockM))

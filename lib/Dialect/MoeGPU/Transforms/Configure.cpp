@@ -631,12 +631,16 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
                                 /*registerOperand=*/true);
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   // A producer warpgroup copies the slot rows and codes; the consumers'
-  // 208 registers hold the sums and two stages' A registers.
+  // 208 registers hold the sums and two stages' A registers. With
+  // `persistent`, a block per SM walks the tiles without split-K.
   bool specialized = options.weightOnlyWarpSpecialize;
+  Schedule schedule = Schedule::Multistage;
+  if (specialized)
+    schedule = options.persistent && splitK == 1 ? Schedule::Persistent
+                                                 : Schedule::WarpSpecialized;
   return KernelConfigAttr::get(
-      op.getContext(), getMmaKind(facts.format),
-      specialized ? Schedule::WarpSpecialized : Schedule::Multistage, blockM,
-      blockN, facts.blockK(), stages, warpgroups,
+      op.getContext(), getMmaKind(facts.format), schedule, blockM, blockN,
+      facts.blockK(), stages, warpgroups,
       /*producer_warpgroups=*/specialized ? 1 : 0,
       specialized ? kProducerRegisters : 0,
       specialized ? kConsumerRegisters : 0, splitK, /*cluster_m=*/1,

@@ -95,7 +95,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       warpgroup), each of the one or two consumer warpgroups multiplies its
       `block_n / consumer_warpgroups` weight rows and keeps one accumulator
       of `block_m / 2` registers per 64 of them, and the schedule is
-      `multistage`, or `warp_specialized` with `weight_load = registers`.
+      `multistage`, or `warp_specialized` or `persistent` with
+      `weight_load = registers`.
     - `weight_load`: how the weight tile reaches shared memory: `tma`
       (one thread issues a TMA box per 128-byte span of K; the default) or
       `cp_async` (every thread of the block copies 16-byte chunks, placed
@@ -104,7 +105,7 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       or `registers` (weight-only codes with swapped operands: 16-byte
       chunks of the stored codes are copied into the stage, by every
       thread (`multistage`) or by the producer warpgroup
-      (`warp_specialized`), then each consumer thread decodes its own
+      (`warp_specialized`, `persistent`), then each consumer thread decodes its own
       elements of the wgmma's A fragment into registers; no bf16 tile is
       written to shared memory). `registers` needs `swap_ab`, `wgmma_bf16`
       and a `block_k` of 64 (one K step of codes per stage).

@@ -206,8 +206,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "warp-specialized schedule (one producer warpgroup, setmaxnreg "
            "88/208)">,
     Option<"persistent", "persistent", "bool", /*default=*/"false",
-           "Give bf16 matmuls of 128-row blocks without split-K the "
-           "persistent schedule (warp-specialized, one block per SM)">,
+           "Give bf16 matmuls of 128-row blocks without split-K, and "
+           "weight-only ones of 64- and 128-row blocks on the register "
+           "operand (with weight-only-warp-specialize), the persistent "
+           "schedule (warp-specialized, one block per SM)">,
     Option<"pingpong", "pingpong", "bool", /*default=*/"false",
            "Give bf16 matmuls of 128-row blocks without split-K the "
            "pingpong schedule (persistent; the consumer warpgroups take "
