@@ -469,7 +469,10 @@ private:
   ThreadValues thisThread;
   PairValues cluster;
   CopyPlan copies;
-  /// Weight-only: the stage's codes, copied and decoded.
+  /// Weight-only: the stage's codes, copied and decoded. Warp-specialized,
+  /// each role builds its own in its branch (splitRoles builds the
+  /// producer's first): the producer's plans its copies, the consumers'
+  /// their decoding.
   std::optional<WeightOnlyStageEmitter> weightOnly;
   /// The weights' TMA descriptor.
   Value weightsMap;
@@ -1185,7 +1188,7 @@ SmallVector<Value>
 KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // A weight-only step's group scales are loaded before the wait for its
   // stage: their latency hides behind it.
-  auto waitFull = [&](Value step) {
+  auto loadScalesAndWaitFull = [&](Value step) {
     SmallVector<Value> scales;
     if (config.isWeightOnly())
       scales = weightOnly->loadScales(step);
@@ -1195,7 +1198,7 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
   // is peeled, so that the loop holds no branch around the wgmma.
-  SmallVector<Value> firstScales = waitFull(index(0));
+  SmallVector<Value> firstScales = loadScalesAndWaitFull(index(0));
   Value firstStage = rings.stepBase ? stageOf(rings.stepBase) : index(0);
   bool fresh = !accumulators.front();
   if (fresh)
@@ -1206,7 +1209,7 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   auto loop = scf::ForOp::create(
       b, loc, index(1), index(config.kSteps()), index(1), accumulators,
       [&](OpBuilder &, Location, Value step, ValueRange carried) {
-        SmallVector<Value> scales = waitFull(step);
+        SmallVector<Value> scales = loadScalesAndWaitFull(step);
         Value stage = stageOf(ringStep(step));
         SmallVector<Value> sums =
             multiplyStage(SmallVector<Value>(carried), stage, scales,
@@ -2216,11 +2219,12 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
   // else the producer warpgroup.
   int64_t copyThreads =
       config.warpSpecialized ? kWarpgroupThreads : config.threads();
-  // (Multistage, a register operand's thread copies one chunk per 64-row
-  // fragment: decodeOperandA reads chunk i as fragment i.)
-  assert((!config.registerOperand || config.warpSpecialized ||
-          packedChunks / copyThreads == config.mmaFragments()) &&
-         "one packed chunk per fragment and thread");
+  // (A register operand's consumer thread decodes one chunk per 64-row
+  // fragment, which multistage it also copies: decodeOperandA reads chunk i
+  // as fragment i.)
+  assert((!config.registerOperand ||
+          packedChunks / config.consumerThreads() == config.mmaFragments()) &&
+         "one packed chunk per fragment and consumer thread");
   if (config.packedCodes &&
       (config.gateUpInterleaved || packedChunks % copyThreads != 0))
     return op.emitRemark()
@@ -2281,9 +2285,10 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
     return op.emitRemark("no GPU kernel: the op has no kernel configuration "
                          "(moe_gpu.config); run moe-gpu-configure first");
   // Warp specialization is built for one producer warpgroup, bf16 or w8a8
-  // operands, or the weight-only register operand (swapped: the dialect
-  // verifies that swapped operands are multistage but there). Persistence
-  // is built on it, for bf16 and the register operand.
+  // operands, or the weight-only register operand. (The dialect verifies
+  // that swapped operands take the multistage schedule except on the
+  // register operand.) Persistence is built on it, for bf16 and the
+  // register operand.
   config.pingpong = kernelConfig.getSchedule() == moe_gpu::Schedule::Pingpong;
   config.persistent =
       config.pingpong ||

@@ -22,6 +22,7 @@
 namespace mlir::moe::expert_matmul {
 
 using moe_gpu::hopper::kSwizzleAlignment;
+using moe_gpu::hopper::kTileRingDepth;
 using moe_gpu::hopper::kWarpgroupRows;
 using moe_gpu::hopper::kWarpgroupThreads;
 
@@ -41,8 +42,6 @@ inline constexpr int64_t kProducerLag = 2;
 /// Warp-specialized: the named barrier (bar.sync id) of the consumer
 /// warpgroups alone; 0 is the block's.
 inline constexpr int64_t kConsumerBarrier = 1;
-/// Persistent: tiles the producer's leader publishes ahead of the block.
-inline constexpr int64_t kTileRingDepth = 2;
 /// What one kernel computes: the shapes and format of the op, and the
 /// decisions of its #moe_gpu.kernel_config.
 struct ExpertMatmulPlan {
@@ -217,7 +216,9 @@ struct ExpertMatmulPlan {
     return stages * (tileABytes() + tileBBytes() + packedTileBytes());
   }
   /// Persistent: the tile ring's i32 slots, after the stages.
-  int64_t tileSlotBytes() const { return persistent ? 4 * kTileRingDepth : 0; }
+  int64_t tileSlotBytes() const {
+    return persistent ? moe_gpu::hopper::kTileSlotBytes : 0;
+  }
   /// Rows of a TMA box of the weights: the B tile, or with a gated
   /// activation or a cluster, half of it (gate and up rows; or the half
   /// each block of the pair loads).
@@ -240,10 +241,10 @@ struct ExpertMatmulPlan {
       releases += consumerThreads() / kWarpgroupThreads;
     return releases;
   }
-  /// Swapped operands: the f32 table through which the sums are
-  /// transposed after the K loop (four floats of padding per row).
+  /// Swapped operands: the table through which the sums are transposed
+  /// after the K loop.
   int64_t swappedTableBytes() const {
-    return swapAB ? blockM * (blockN + 4) * 4 : 0;
+    return swapAB ? moe_gpu::hopper::swappedTableBytes(blockM, blockN) : 0;
   }
   /// Where the swapped table begins: over the ring's memory, which one
   /// tile per block no longer reads, or after the ring and the tile slots

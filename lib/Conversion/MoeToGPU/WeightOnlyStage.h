@@ -21,8 +21,10 @@
 
 namespace mlir::moe::expert_matmul {
 
-/// Builds a weight-only kernel's stage work at `b`'s insertion point. `plan`
-/// must be called once, before the K loop, by every thread that loads.
+/// Builds a weight-only kernel's stage work at `b`'s insertion point. Before
+/// the K loop, each thread plans once: `plan` where every thread copies and
+/// decodes (multistage); with a producer warpgroup, `planCopies` in the
+/// producer and `planDecoding` in the consumers.
 class WeightOnlyStageEmitter : KernelEmitter {
 public:
   WeightOnlyStageEmitter(OpBuilder &b, Location loc,

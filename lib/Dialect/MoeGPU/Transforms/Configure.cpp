@@ -208,7 +208,7 @@ int64_t chooseBlockN(const MatmulFacts &facts, int64_t override) {
 
 int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
                      int64_t splitK, int64_t override,
-                     bool registerOperand = false) {
+                     bool registerOperand = false, int64_t reservedBytes = 0) {
   // Codes decoded into registers leave no bf16 tile in the ring, nor a
   // dequantization between its stages: the ring is as deep as bf16's.
   int64_t stages = override > 0 ? override
@@ -218,7 +218,7 @@ int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
   int64_t tileRows = registerOperand ? blockM : blockM + blockN;
   int64_t stageBytes =
       tileRows * kStageRowBytes * facts.spans + facts.packedTileBytes(blockN);
-  int64_t fitting = kUsableSharedBytes / stageBytes;
+  int64_t fitting = (kUsableSharedBytes - reservedBytes) / stageBytes;
   int64_t steps = facts.totalSteps() / splitK;
   return std::max(kMinStages, std::min({stages, hopper::kMaxMultistageStages,
                                         fitting, steps}));
@@ -627,17 +627,24 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
                        ? std::max(options.blockN, kWarpgroupRows * warpgroups)
                        : kNarrowBlockN;
   int64_t splitK = chooseSplitK(facts);
-  int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages,
-                                /*registerOperand=*/true);
-  int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   // A producer warpgroup copies the slot rows and codes; the consumers'
   // 208 registers hold the sums and two stages' A registers. With
-  // `persistent`, a block per SM walks the tiles without split-K.
+  // `persistent`, a block per SM walks the tiles without split-K; its
+  // producer fills the next tile's stages while the consumers transpose
+  // this one's sums, so their table and the tile slots come beside the
+  // ring rather than over it.
   bool specialized = options.weightOnlyWarpSpecialize;
   Schedule schedule = Schedule::Multistage;
   if (specialized)
     schedule = options.persistent && splitK == 1 ? Schedule::Persistent
                                                  : Schedule::WarpSpecialized;
+  int64_t reservedBytes =
+      schedule == Schedule::Persistent
+          ? hopper::swappedTableBytes(blockM, blockN) + hopper::kTileSlotBytes
+          : 0;
+  int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages,
+                                /*registerOperand=*/true, reservedBytes);
+  int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), schedule, blockM, blockN,
       facts.blockK(), stages, warpgroups,

@@ -42,6 +42,18 @@ inline int64_t fusedAlignSharedBytes(int64_t numExperts, int64_t blockM) {
   return 4 * (numExperts + blockM + kFusedAlignWarpSums + kFusedAlignFacts);
 }
 
+/// Persistent: tiles the producer's leader publishes ahead of the block,
+/// each in an i32 slot after the ring.
+inline constexpr int64_t kTileRingDepth = 2;
+inline constexpr int64_t kTileSlotBytes = 4 * kTileRingDepth;
+/// Swapped operands: the table of 32-bit sums through which a block
+/// transposes its [block_n, block_m] accumulators after the K loop, four
+/// words of padding per row (so that a store's lanes fall in distinct
+/// banks).
+inline int64_t swappedTableBytes(int64_t blockM, int64_t blockN) {
+  return blockM * (blockN + 4) * 4;
+}
+
 /// Bytes of stored weight codes per 64 of K of a weight-only format: 32 for
 /// int4 and e2m1 pairs, 64 for int8.
 inline int64_t packedRowBytes(moe::QuantFormat format) {

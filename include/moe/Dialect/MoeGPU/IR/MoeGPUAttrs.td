@@ -105,9 +105,9 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       or `registers` (weight-only codes with swapped operands: 16-byte
       chunks of the stored codes are copied into the stage, by every
       thread (`multistage`) or by the producer warpgroup
-      (`warp_specialized`, `persistent`), then each consumer thread decodes its own
-      elements of the wgmma's A fragment into registers; no bf16 tile is
-      written to shared memory). `registers` needs `swap_ab`, `wgmma_bf16`
+      (`warp_specialized`, `persistent`), then each consumer thread
+      decodes its own elements of the wgmma's A fragment into registers;
+      no bf16 tile is written to shared memory). `registers` needs `swap_ab`, `wgmma_bf16`
       and a `block_k` of 64 (one K step of codes per stage).
     - `fast_accumulation`: e4m3 products stay in the wgmma's own
       accumulator over all of K (the tensor cores add them with fewer
