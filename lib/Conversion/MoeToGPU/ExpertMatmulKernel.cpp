@@ -1206,24 +1206,42 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
       accumulator = LLVM::PoisonOp::create(b, loc, accumulatorType);
   accumulators = multiplyStage(accumulators, firstStage, firstScales,
                                /*pendingGroups=*/1, fresh);
+  auto consumeStep = [&](Value step, SmallVector<Value> sums) {
+    SmallVector<Value> scales = loadScalesAndWaitFull(step);
+    Value stage = stageOf(ringStep(step));
+    sums = multiplyStage(sums, stage, scales, /*pendingGroups=*/1,
+                         /*fresh=*/false);
+    Value previous = arith::SubIOp::create(b, loc, step, index(1));
+    releaseStage(ringStep(previous));
+    return sums;
+  };
+  // A register operand stays in its registers until its wgmma is done, one
+  // step later, so consecutive steps decode into distinct registers: an
+  // iteration holds two steps (the steps left over follow the loop).
+  int64_t kSteps = config.kSteps();
+  int64_t stepsPerIteration = config.registerOperand ? 4 : 1;
+  int64_t loopEnd = 1 + (kSteps - 1) / stepsPerIteration * stepsPerIteration;
   auto loop = scf::ForOp::create(
-      b, loc, index(1), index(config.kSteps()), index(1), accumulators,
-      [&](OpBuilder &, Location, Value step, ValueRange carried) {
-        SmallVector<Value> scales = loadScalesAndWaitFull(step);
-        Value stage = stageOf(ringStep(step));
-        SmallVector<Value> sums =
-            multiplyStage(SmallVector<Value>(carried), stage, scales,
-                          /*pendingGroups=*/1, /*fresh=*/false);
-        Value previous = arith::SubIOp::create(b, loc, step, index(1));
-        releaseStage(ringStep(previous));
+      b, loc, index(1), index(loopEnd), index(stepsPerIteration), accumulators,
+      [&](OpBuilder &, Location, Value first, ValueRange carried) {
+        SmallVector<Value> sums(carried);
+        for (int64_t j = 0; j < stepsPerIteration; ++j)
+          sums = consumeStep(
+              j == 0
+                  ? first
+                  : arith::AddIOp::create(b, loc, first, index(j)).getResult(),
+              sums);
         scf::YieldOp::create(b, loc, sums);
       });
+  SmallVector<Value> sums(loop.getResults());
+  for (int64_t step = loopEnd; step < kSteps; ++step)
+    sums = consumeStep(index(step), sums);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   // A persistent block's producer refills the last stage with the next
   // tile's first rows: release it too.
   if (rings.stepBase)
-    releaseStage(ringStep(index(config.kSteps() - 1)));
-  return SmallVector<Value>(loop.getResults());
+    releaseStage(ringStep(index(kSteps - 1)));
+  return sums;
 }
 
 void KernelBuilder::planDecoding() {
