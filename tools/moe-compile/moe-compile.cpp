@@ -148,9 +148,9 @@ llvm::cl::opt<bool> weightOnlyWarpSpecialize(
     "weight-only-warp-specialize",
     llvm::cl::desc("Weight-only GEMMs of 64- and 128-row slot blocks on the "
                    "register operand get a producer warpgroup that copies "
-                   "slot rows and codes (warp_specialized); =false keeps "
-                   "the multistage schedule"),
-    llvm::cl::init(true), llvm::cl::cat(moeCategory));
+                   "slot rows and codes (warp_specialized; experimental, "
+                   "not yet run on a GPU since its fix)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> fp8FastAccumulation(
     "fp8-fast-accumulation",
     llvm::cl::desc("fp8 GEMMs with per-channel or per-tensor scales keep "

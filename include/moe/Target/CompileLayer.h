@@ -59,8 +59,8 @@ struct GpuCompileOptions {
   /// register operand (`weight_load = registers`) instead of a bf16 tile.
   bool weightOnlyRegisters = true;
   /// Weight-only GEMMs of 64- and 128-row slot blocks on the register
-  /// operand get a producer warpgroup (`warp_specialized`).
-  bool weightOnlyWarpSpecialize = true;
+  /// operand get a producer warpgroup (`warp_specialized`; experimental).
+  bool weightOnlyWarpSpecialize = false;
   /// fp8 GEMMs with per-channel or per-tensor scales keep their sums in the
   /// wgmma's accumulator (`fast_accumulation`) instead of promoting them.
   bool fp8FastAccumulation = true;

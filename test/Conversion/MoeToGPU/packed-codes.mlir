@@ -147,8 +147,8 @@ func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor
 
 // -----
 
-// By default the 128-row blocks get a producer warpgroup (threads 256 and
-// up): it copies chunks t' and t' + 128 (t' = t − 256) of the stage's two
+// With weight-only-warp-specialize (experimental; written on the op here)
+// the 128-row blocks get a producer warpgroup (threads 256 and up): it copies chunks t' and t' + 128 (t' = t − 256) of the stage's two
 // 64-row groups and the slot rows, and announces them on the full
 // barrier, which counts its 128 arrivals (no TMA, no expect_tx). The
 // consumers copy nothing: thread t of warpgroup w decodes chunk t mod 128
@@ -203,7 +203,8 @@ func.func @int4_packed_prefill_warp_specialized(%x: tensor<?x256xbf16>, %sorted:
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       weight_scales(%ws : tensor<8x256x8xf32>) weight_zeros(%wz : tensor<8x256x8xui8>)
       {gather, k = 2 : i64, block_m = 128 : i64, activation = #moe.activation<silu_and_mul>,
-       quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>}
+       quantization = #moe.quant<int4_weight, group = 32, zero_point = true, packed = wgmma_a_4bit>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, swap_ab = true, weight_load = registers>}
       : tensor<?x256xbf16>, tensor<8x256x128xui8> -> tensor<?x128xbf16>
   return %h : tensor<?x128xbf16>
 }

@@ -3,7 +3,10 @@
 // 16-byte shared load per 64 weight rows and stage; at prefill (M = 4096)
 // too, over two warpgroups with the 128 slot rows as the wgmma's N. ptxas
 // assembles all of them without a wgmma serialization notice and without
-// spills.
+// spills; so too the experimental warp-specialized and persistent prefill
+// kernels, whose consumers take four K steps per loop iteration (with one,
+// a step's decode rewrote the A registers of the wgmma still in flight;
+// with two, three or five ptxas serialized the wgmmas, C7513).
 // REQUIRES: ptxas
 // RUN: rm -rf %t && mkdir -p %t
 // RUN: moe-compile %s -o %t --name decode --num-tokens 64 --ptx %t/decode.ptx
@@ -12,8 +15,13 @@
 // RUN: FileCheck %s --check-prefix=PREFILL < %t/prefill.ptx
 // RUN: ptxas -arch=sm_90a -v %t/decode.ptx -o /dev/null > %t/decode.log 2>&1
 // RUN: ptxas -arch=sm_90a -v %t/prefill.ptx -o /dev/null > %t/prefill.log 2>&1
-// RUN: not grep -q serialized %t/decode.log %t/prefill.log
-// RUN: not grep -q "[1-9][0-9]* bytes spill" %t/decode.log %t/prefill.log
+// RUN: moe-compile %s -o %t --name ws --num-tokens 4096 --weight-only-warp-specialize --ptx %t/ws.ptx
+// RUN: moe-compile %s -o %t --name persistent --num-tokens 4096 --weight-only-warp-specialize --persistent --ptx %t/persistent.ptx
+// RUN: FileCheck %s --check-prefix=WS < %t/ws.ptx
+// RUN: ptxas -arch=sm_90a -v %t/ws.ptx -o /dev/null > %t/ws.log 2>&1
+// RUN: ptxas -arch=sm_90a -v %t/persistent.ptx -o /dev/null > %t/persistent.log 2>&1
+// RUN: not grep -q serialized %t/decode.log %t/prefill.log %t/ws.log %t/persistent.log
+// RUN: not grep -q "[1-9][0-9]* bytes spill" %t/decode.log %t/prefill.log %t/ws.log %t/persistent.log
 
 // DECODE: .entry expert_matmul(
 // DECODE-NOT: shf.l.wrap
@@ -26,6 +34,12 @@
 // PREFILL-NOT: st.shared.b32
 // PREFILL: ld.shared.v4.b32
 // PREFILL: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+
+// WS: .entry expert_matmul(
+// WS: setmaxnreg.dec.sync.aligned.u32 {{.*}}88;
+// WS: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
+// WS-COUNT-4: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+// WS: bar.sync {{.*}}1, 256;
 
 func.func @packed_block(%x: tensor<?x256xbf16>, %ids: tensor<?x8xi32>, %weights: tensor<?x8xf32>, %w13: tensor<128x256x128xui8>, %w13_scales: tensor<128x256x8xf32>, %w13_zeros: tensor<128x256x8xui8>, %w2: tensor<128x256x64xui8>, %w2_scales: tensor<128x256x4xf32>, %w2_zeros: tensor<128x256x4xui8>) -> tensor<?x256xbf16> {
   %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x8xi32> -> tensor<?x256xbf16>, tensor<129xi32>, tensor<?xi32>

@@ -241,8 +241,8 @@ struct ConfigureOptions {
   /// Swapped int4 weight-only matmuls take `weight_load = registers`.
   bool weightOnlyRegisters = true;
   /// Weight-only prefill blocks on the register operand take a producer
-  /// warpgroup (`warp_specialized`).
-  bool weightOnlyWarpSpecialize = true;
+  /// warpgroup (`warp_specialized`; experimental).
+  bool weightOnlyWarpSpecialize = false;
   /// fp8 matmuls with per-channel or per-tensor scales keep their sums in
   /// the wgmma's accumulator (`fast_accumulation`).
   bool fp8FastAccumulation = true;
