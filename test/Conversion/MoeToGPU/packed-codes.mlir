@@ -190,6 +190,11 @@ func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor
 // CHECK-NEXT: arith.addi %[[GROUPAT]], %[[AT]] : index
 // CHECK-NOT: nvgpu.device_async_copy
 // CHECK: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// After the peeled first step, the consumers' loop takes four K steps per
+// iteration, so that no step's decode rewrites the A registers of the
+// previous step's wgmma, still in flight (K = 256: four steps, the loop is
+// empty and three follow it).
+// CHECK: scf.for %{{.*}} = %c1{{.*}} to %c1{{.*}} step %c4{{.*}} iter_args
 // CHECK-NOT: nvgpu.device_async_copy
 // CHECK: nvvm.barrier id = %{{.*}} number_of_threads = %{{.*}}
 // PTX: .entry expert_matmul(

@@ -20,8 +20,15 @@
 // RUN: FileCheck %s --check-prefix=WS < %t/ws.ptx
 // RUN: ptxas -arch=sm_90a -v %t/ws.ptx -o /dev/null > %t/ws.log 2>&1
 // RUN: ptxas -arch=sm_90a -v %t/persistent.ptx -o /dev/null > %t/persistent.log 2>&1
-// RUN: not grep -q serialized %t/decode.log %t/prefill.log %t/ws.log %t/persistent.log
-// RUN: not grep -q "[1-9][0-9]* bytes spill" %t/decode.log %t/prefill.log %t/ws.log %t/persistent.log
+// This block's K (256, 128) leaves the four-step loop empty; the example
+// layers run it (Mixtral int4: 64 and 224 steps; GPT-OSS mxfp4: 45, three
+// after the loop).
+// RUN: moe-compile %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -o %t --name mixtral_ws --num-tokens 4096 --weight-only-warp-specialize --ptx %t/mixtral_ws.ptx
+// RUN: moe-compile %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -o %t --name gpt_oss_persistent --num-tokens 4096 --weight-only-warp-specialize --persistent --ptx %t/gpt_oss_persistent.ptx
+// RUN: ptxas -arch=sm_90a -v %t/mixtral_ws.ptx -o /dev/null > %t/mixtral_ws.log 2>&1
+// RUN: ptxas -arch=sm_90a -v %t/gpt_oss_persistent.ptx -o /dev/null > %t/gpt_oss_persistent.log 2>&1
+// RUN: not grep -q serialized %t/decode.log %t/prefill.log %t/ws.log %t/persistent.log %t/mixtral_ws.log %t/gpt_oss_persistent.log
+// RUN: not grep -q "[1-9][0-9]* bytes spill" %t/decode.log %t/prefill.log %t/ws.log %t/persistent.log %t/mixtral_ws.log %t/gpt_oss_persistent.log
 
 // DECODE: .entry expert_matmul(
 // DECODE-NOT: shf.l.wrap
