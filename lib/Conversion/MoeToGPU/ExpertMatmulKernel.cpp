@@ -338,7 +338,8 @@ private:
   /// partial sums are promoted: the skipped branch's zeros merged with a
   /// partial in flight made ptxas 13 serialize every wgmma (C7514) and spill
   /// 160-380 bytes. (The warp-specialized fp8 consumers keep no partial in
-  /// flight.)
+  /// flight.) Nor with swapped operands, whose warpgroups split the weight
+  /// rows and each multiply all of the slot rows.
   void findOwnRows();
   /// Issues the wgmmas of `stage` onto `accumulator` (or, `fresh`, onto
   /// nothing: the first one's scale-d is 0), commits them as a group and
@@ -826,7 +827,7 @@ Value KernelBuilder::promote(Value total, Value partial,
 }
 
 void KernelBuilder::findOwnRows() {
-  if (config.blockM <= kWarpgroupRows || config.pingpong ||
+  if (config.blockM <= kWarpgroupRows || config.pingpong || config.swapAB ||
       (config.promotesEachStage() && !config.warpSpecialized))
     return;
   Value firstRow =
@@ -2291,17 +2292,11 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
   return success();
 }
 
-/// Takes every decision of `op`'s #moe_gpu.kernel_config (moe-gpu-configure)
-/// into `config`; a remark where this emitter does not build it.
-static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
-                                           ExpertMatmulPlan &config) {
-  // This emitter builds the multistage schedule of 128-byte K stages, and
-  // the warp-specialized one for bf16.
-  auto kernelConfig = op->getAttrOfType<moe_gpu::KernelConfigAttr>(
-      moe_gpu::MoeGPUDialect::getConfigAttrName());
-  if (!kernelConfig)
-    return op.emitRemark("no GPU kernel: the op has no kernel configuration "
-                         "(moe_gpu.config); run moe-gpu-configure first");
+/// Takes the schedule, its roles and the K span of `kernelConfig` into
+/// `config`; a remark where this emitter does not build them.
+static LogicalResult applySchedule(ExpertMatmulOp op,
+                                   moe_gpu::KernelConfigAttr kernelConfig,
+                                   ExpertMatmulPlan &config) {
   // Warp specialization is built for one producer warpgroup, bf16 or w8a8
   // operands, or the weight-only register operand. (The dialect verifies
   // that swapped operands take the multistage schedule except on the
@@ -2372,15 +2367,15 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
            << " stages and no cluster but pairs along M (cluster_m = 2) of "
               "the bf16 multistage and warp-specialized schedules without "
               "split-K";
-  config.blockN = kernelConfig.getBlockN();
-  if (failed(applySlotBlock(op, kernelConfig, config)))
-    return failure();
-  config.clusterM = kernelConfig.getClusterM();
-  config.stages = kernelConfig.getStages();
-  config.splitK = kernelConfig.getSplitK();
-  config.groupM = kernelConfig.getGroupM();
-  config.producerRegisters = kernelConfig.getProducerRegisters();
-  config.consumerRegisters = kernelConfig.getConsumerRegisters();
+  return success();
+}
+
+/// Checks what `config` needs beside its tiles: the slots of a fused
+/// align, the combine's zeroed sums, whole split-K steps and the shared
+/// memory of a block; a remark where one does not hold.
+static LogicalResult checkKernelNeeds(ExpertMatmulOp op,
+                                      moe_gpu::KernelConfigAttr kernelConfig,
+                                      ExpertMatmulPlan &config) {
   // Aligning its own slot block, a kernel reads the ids the schedule was
   // aligned from: its slots must be a moe.align's (the verifier allows the
   // attribute before moe-align, where they are not yet).
@@ -2407,8 +2402,30 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
                            << config.sharedBytes()
                            << " bytes of shared memory, more than "
                            << kMaxSharedBytes;
-
   return success();
+}
+
+/// Takes every decision of `op`'s #moe_gpu.kernel_config (moe-gpu-configure)
+/// into `config`; a remark where this emitter does not build it.
+static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
+                                           ExpertMatmulPlan &config) {
+  auto kernelConfig = op->getAttrOfType<moe_gpu::KernelConfigAttr>(
+      moe_gpu::MoeGPUDialect::getConfigAttrName());
+  if (!kernelConfig)
+    return op.emitRemark("no GPU kernel: the op has no kernel configuration "
+                         "(moe_gpu.config); run moe-gpu-configure first");
+  if (failed(applySchedule(op, kernelConfig, config)))
+    return failure();
+  config.blockN = kernelConfig.getBlockN();
+  if (failed(applySlotBlock(op, kernelConfig, config)))
+    return failure();
+  config.clusterM = kernelConfig.getClusterM();
+  config.stages = kernelConfig.getStages();
+  config.splitK = kernelConfig.getSplitK();
+  config.groupM = kernelConfig.getGroupM();
+  config.producerRegisters = kernelConfig.getProducerRegisters();
+  config.consumerRegisters = kernelConfig.getConsumerRegisters();
+  return checkKernelNeeds(op, kernelConfig, config);
 }
 
 /// The kernel's parameters (see buildExpertMatmulKernel in MoeGpuKernels.h).

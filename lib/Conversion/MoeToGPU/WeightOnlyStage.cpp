@@ -62,12 +62,8 @@ void WeightOnlyStageEmitter::planDecoding(Value tid) {
     Value inTile =
         arith::RemUIOp::create(b, loc, tid, index(kChunksPerPackedTile));
     for (int64_t fragment = 0; fragment < config.mmaFragments(); ++fragment) {
-      Value group = arith::AddIOp::create(
-          b, loc,
-          arith::MulIOp::create(b, loc, warpgroup,
-                                index(config.mmaFragments())),
-          index(fragment));
-      auto [row, column] = packedDestination(group, inTile);
+      auto [row, column] =
+          packedDestination(ownGroup(warpgroup, fragment), inTile);
       operandChunkRow.push_back(row);
       operandChunkColumn.push_back(column);
     }
@@ -125,6 +121,13 @@ void WeightOnlyStageEmitter::planDequantization(Value tid) {
   }
 }
 
+Value WeightOnlyStageEmitter::ownGroup(Value warpgroup, int64_t fragment) {
+  return arith::AddIOp::create(
+      b, loc,
+      arith::MulIOp::create(b, loc, warpgroup, index(config.mmaFragments())),
+      index(fragment));
+}
+
 std::pair<Value, Value>
 WeightOnlyStageEmitter::packedDestination(Value group, Value inTile) {
   Value destination = arith::AddIOp::create(
@@ -159,13 +162,10 @@ void WeightOnlyStageEmitter::planPackedChunks(Value tid, int64_t threads,
   auto chunkOf = [&](int64_t i) -> Value {
     if (!ownGroups)
       return arith::AddIOp::create(b, loc, tid, index(threads * i));
-    Value ownGroup = arith::AddIOp::create(
-        b, loc,
-        arith::MulIOp::create(b, loc, warpgroup, index(config.mmaFragments())),
-        index(i));
     return arith::AddIOp::create(
         b, loc,
-        arith::MulIOp::create(b, loc, ownGroup, index(kChunksPerPackedTile)),
+        arith::MulIOp::create(b, loc, ownGroup(warpgroup, i),
+                              index(kChunksPerPackedTile)),
         inWarpgroup);
   };
   for (int64_t i = 0; i < groups * kChunksPerPackedTile / threads; ++i) {

@@ -71,6 +71,9 @@ private:
   /// The tile kernel: the B tile chunks this thread dequantizes (codes in
   /// rows), or its packed chunks' rows' scale places.
   void planDequantization(Value tid);
+  /// The tile's 64-row group whose A fragment `fragment` the warpgroup
+  /// `warpgroup` decodes: warpgroup · fragments + fragment.
+  Value ownGroup(Value warpgroup, int64_t fragment);
   /// The place (tile row, byte column) in a stage's codes of chunk
   /// `inTile` of the tile's 64-row group `group`.
   std::pair<Value, Value> packedDestination(Value group, Value inTile);
