@@ -88,8 +88,7 @@ llvm::cl::opt<bool> warpSpecialize(
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> persistent(
     "persistent",
-    llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K, "
-                   "and the weight-only ones on the register operand, "
+    llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
                    "persistent (warp-specialized, one block per SM taking "
                    "tiles from a counter; experimental, see "
                    "docs/gpu-warp-specialized.md)"),
@@ -146,11 +145,11 @@ llvm::cl::opt<bool> weightOnlyRegisters(
     llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> weightOnlyWarpSpecialize(
     "weight-only-warp-specialize",
-    llvm::cl::desc("Weight-only GEMMs of 64- and 128-row slot blocks on the "
-                   "register operand get a producer warpgroup that copies "
-                   "slot rows and codes (warp_specialized; experimental, "
-                   "not yet run on a GPU since its fix)"),
-    llvm::cl::init(false), llvm::cl::cat(moeCategory));
+    llvm::cl::desc("Weight-only GEMMs of 128-row slot blocks without "
+                   "split-K on the register operand are persistent, with a "
+                   "producer warpgroup that copies slot rows and codes (on "
+                   "by default; =false keeps them multistage)"),
+    llvm::cl::init(true), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> fp8FastAccumulation(
     "fp8-fast-accumulation",
     llvm::cl::desc("fp8 GEMMs with per-channel or per-tensor scales keep "

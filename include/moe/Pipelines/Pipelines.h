@@ -59,8 +59,7 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init(false)};
   PassOptions::Option<bool> persistent{
       *this, "persistent",
-      llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K, "
-                     "and the weight-only ones on the register operand, "
+      llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
                      "persistent (warp-specialized, one block per SM)"),
       llvm::cl::init(false)};
   PassOptions::Option<bool> pingpong{
@@ -107,10 +106,10 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
   PassOptions::Option<bool> weightOnlyWarpSpecialize{
       *this, "weight-only-warp-specialize",
       llvm::cl::desc(
-          "Weight-only GEMMs of 64- and 128-row slot blocks on the register "
-          "operand get a producer warpgroup (warp_specialized; experimental, "
-          "not yet run on a GPU since its fix)"),
-      llvm::cl::init(false)};
+          "Weight-only GEMMs of 128-row slot blocks without split-K on the "
+          "register operand are persistent, with a producer warpgroup (on "
+          "by default; false keeps them multistage)"),
+      llvm::cl::init(true)};
   PassOptions::Option<bool> fp8FastAccumulation{
       *this, "fp8-fast-accumulation",
       llvm::cl::desc("fp8 GEMMs with per-channel or per-tensor scales keep "

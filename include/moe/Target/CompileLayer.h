@@ -58,9 +58,10 @@ struct GpuCompileOptions {
   /// Swapped int4 weight-only GEMMs decode their codes into the wgmma's
   /// register operand (`weight_load = registers`) instead of a bf16 tile.
   bool weightOnlyRegisters = true;
-  /// Weight-only GEMMs of 64- and 128-row slot blocks on the register
-  /// operand get a producer warpgroup (`warp_specialized`; experimental).
-  bool weightOnlyWarpSpecialize = false;
+  /// Weight-only GEMMs of 128-row slot blocks without split-K on the
+  /// register operand are `persistent` (a producer warpgroup); false keeps
+  /// them multistage.
+  bool weightOnlyWarpSpecialize = true;
   /// fp8 GEMMs with per-channel or per-tensor scales keep their sums in the
   /// wgmma's accumulator (`fast_accumulation`) instead of promoting them.
   bool fp8FastAccumulation = true;

@@ -18,21 +18,21 @@
 // (weight-only-registers=false) where the cost model asked for 128 rows.
 // By default prefill's 4-bit blocks take the register operand instead, with
 // the cost model's 128 rows: swapped, two consumer warpgroups of 64 weight
-// rows, the slot rows as the wgmma's N, every thread loading (multistage).
-// weight-only-warp-specialize (experimental) adds a producer warpgroup;
-// with persistent too, a block per SM walks the tiles.
+// rows, the slot rows as the wgmma's N, and a producer warpgroup; without
+// split-K the schedule is persistent, a block per SM walking the tiles
+// (weight-only-warp-specialize; =false keeps every thread loading,
+// multistage). The `persistent` option, bf16's, changes nothing here.
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=MXFP4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 persistent" | FileCheck %s --check-prefix=MXFP4-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-registers=false" | FileCheck %s --check-prefix=MXFP4-PREFILL-TILE
-// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize" | FileCheck %s --check-prefix=MXFP4-PREFILL-WS
-// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize persistent" | FileCheck %s --check-prefix=MXFP4-PREFILL-PERSISTENT
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize persistent block-n=256" | FileCheck %s --check-prefix=INT4-PREFILL-PERSISTENT-256
-// MXFP4-PREFILL-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
-// MXFP4-PREFILL-WS-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
-// MXFP4-PREFILL-PERSISTENT-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" | FileCheck %s --check-prefix=MXFP4-PREFILL-MULTISTAGE
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-n=256" | FileCheck %s --check-prefix=INT4-PREFILL-256
+// MXFP4-PREFILL-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
+// MXFP4-PREFILL-MULTISTAGE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
 // Persistent, the transposition table (128 x 260 floats) and the tile
 // slots take shared memory beside the ring: three stages of 128 slot rows
 // and 256 weight rows' codes fit, not five.
-// INT4-PREFILL-PERSISTENT-256-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 3, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
+// INT4-PREFILL-256-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 3, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
 // MXFP4-PREFILL-TILE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 2, consumer_warpgroups = 1, group_m = 8>
 // fp8-fast-accumulation (the default) has per-channel fp8 keep its sums in
 // the wgmma's accumulator and take int8's 256-wide tiles; block scales keep
@@ -340,9 +340,10 @@
 // FP8-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1>
 // Weight-only 4-bit at prefill: the register operand with swapped
 // operands, 128 slot rows as the wgmma's N, two warpgroups of 64 weight
-// rows (the cluster and block-k options are bf16's).
-// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
-// INT4-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
+// rows, persistent with a producer warpgroup (the cluster and block-k
+// options are bf16's).
+// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
+// INT4-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
 // PIPELINE: moe.align {{.*}}block_m = 128
 // PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
 // PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8>

@@ -1,34 +1,34 @@
 // A block whose int4 codes (groups of 32 with zero points) are stored
-// prepacked: at decode (M = 64: 4 rows per expert) both GEMMs take the register operand, one
-// 16-byte shared load per 64 weight rows and stage; at prefill (M = 4096)
-// too, over two warpgroups with the 128 slot rows as the wgmma's N. ptxas
-// assembles all of them without a wgmma serialization notice and without
-// spills; so too the experimental warp-specialized and persistent prefill
-// kernels, whose consumers take four K steps per loop iteration (with one,
-// a step's decode rewrote the A registers of the wgmma still in flight;
-// with two, three or five ptxas serialized the wgmmas, C7513).
+// prepacked: at decode (M = 64: 4 rows per expert) both GEMMs take the
+// register operand, one 16-byte shared load per 64 weight rows and stage;
+// at prefill (M = 4096) too, over two warpgroups with the 128 slot rows as
+// the wgmma's N, by default with a producer warpgroup and persistent
+// (weight-only-warp-specialize), else multistage. ptxas assembles all of
+// them without a wgmma serialization notice and without spills. The
+// producer's consumers take four K steps per loop iteration (with one, a
+// step's decode rewrote the A registers of the wgmma still in flight; with
+// two, three or five ptxas serialized the wgmmas, C7513).
 // REQUIRES: ptxas
 // RUN: rm -rf %t && mkdir -p %t
 // RUN: moe-compile %s -o %t --name decode --num-tokens 64 --ptx %t/decode.ptx
 // RUN: moe-compile %s -o %t --name prefill --num-tokens 4096 --ptx %t/prefill.ptx
+// RUN: moe-compile %s -o %t --name multistage --num-tokens 4096 --weight-only-warp-specialize=false --ptx %t/multistage.ptx
 // RUN: FileCheck %s --check-prefix=DECODE < %t/decode.ptx
 // RUN: FileCheck %s --check-prefix=PREFILL < %t/prefill.ptx
+// RUN: FileCheck %s --check-prefix=MULTISTAGE < %t/multistage.ptx
 // RUN: ptxas -arch=sm_90a -v %t/decode.ptx -o /dev/null > %t/decode.log 2>&1
 // RUN: ptxas -arch=sm_90a -v %t/prefill.ptx -o /dev/null > %t/prefill.log 2>&1
-// RUN: moe-compile %s -o %t --name ws --num-tokens 4096 --weight-only-warp-specialize --ptx %t/ws.ptx
-// RUN: moe-compile %s -o %t --name persistent --num-tokens 4096 --weight-only-warp-specialize --persistent --ptx %t/persistent.ptx
-// RUN: FileCheck %s --check-prefix=WS < %t/ws.ptx
-// RUN: ptxas -arch=sm_90a -v %t/ws.ptx -o /dev/null > %t/ws.log 2>&1
-// RUN: ptxas -arch=sm_90a -v %t/persistent.ptx -o /dev/null > %t/persistent.log 2>&1
+// RUN: ptxas -arch=sm_90a -v %t/multistage.ptx -o /dev/null > %t/multistage.log 2>&1
 // This block's K (256, 128) leaves the four-step loop empty; the example
 // layers run it (Mixtral int4: 64 and 224 steps; GPT-OSS mxfp4: 45, three
 // after the loop).
-// RUN: moe-compile %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -o %t --name mixtral_ws --num-tokens 4096 --weight-only-warp-specialize --ptx %t/mixtral_ws.ptx
-// RUN: moe-compile %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -o %t --name gpt_oss_persistent --num-tokens 4096 --weight-only-warp-specialize --persistent --ptx %t/gpt_oss_persistent.ptx
-// RUN: ptxas -arch=sm_90a -v %t/mixtral_ws.ptx -o /dev/null > %t/mixtral_ws.log 2>&1
-// RUN: ptxas -arch=sm_90a -v %t/gpt_oss_persistent.ptx -o /dev/null > %t/gpt_oss_persistent.log 2>&1
-// RUN: not grep -q serialized %t/decode.log %t/prefill.log %t/ws.log %t/persistent.log %t/mixtral_ws.log %t/gpt_oss_persistent.log
-// RUN: not grep -q "[1-9][0-9]* bytes spill" %t/decode.log %t/prefill.log %t/ws.log %t/persistent.log %t/mixtral_ws.log %t/gpt_oss_persistent.log
+// RUN: moe-compile %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -o %t --name mixtral --num-tokens 4096 --ptx %t/mixtral.ptx
+// RUN: moe-compile %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -o %t --name gpt_oss --num-tokens 4096 --ptx %t/gpt_oss.ptx
+// RUN: FileCheck %s --check-prefix=PREFILL < %t/mixtral.ptx
+// RUN: ptxas -arch=sm_90a -v %t/mixtral.ptx -o /dev/null > %t/mixtral.log 2>&1
+// RUN: ptxas -arch=sm_90a -v %t/gpt_oss.ptx -o /dev/null > %t/gpt_oss.log 2>&1
+// RUN: not grep -q serialized %t/decode.log %t/prefill.log %t/multistage.log %t/mixtral.log %t/gpt_oss.log
+// RUN: not grep -q "[1-9][0-9]* bytes spill" %t/decode.log %t/prefill.log %t/multistage.log %t/mixtral.log %t/gpt_oss.log
 
 // DECODE: .entry expert_matmul(
 // DECODE-NOT: shf.l.wrap
@@ -37,16 +37,17 @@
 // DECODE: .entry expert_matmul_0(
 // DECODE: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
 
-// PREFILL: .entry expert_matmul(
-// PREFILL-NOT: st.shared.b32
-// PREFILL: ld.shared.v4.b32
-// PREFILL: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+// MULTISTAGE: .entry expert_matmul(
+// MULTISTAGE-NOT: setmaxnreg
+// MULTISTAGE-NOT: st.shared.b32
+// MULTISTAGE: ld.shared.v4.b32
+// MULTISTAGE: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
 
-// WS: .entry expert_matmul(
-// WS: setmaxnreg.dec.sync.aligned.u32 {{.*}}88;
-// WS: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
-// WS-COUNT-4: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
-// WS: bar.sync {{.*}}1, 256;
+// PREFILL: .entry expert_matmul(
+// PREFILL: setmaxnreg.dec.sync.aligned.u32 {{.*}}88;
+// PREFILL: setmaxnreg.inc.sync.aligned.u32 {{.*}}208;
+// PREFILL-COUNT-4: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {{.*}}, {%r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}, %r{{[0-9]+}}}, %rd{{[0-9]+}}, 1, 1, 1, 0;
+// PREFILL: bar.sync {{.*}}1, 256;
 
 func.func @packed_block(%x: tensor<?x256xbf16>, %ids: tensor<?x8xi32>, %weights: tensor<?x8xf32>, %w13: tensor<128x256x128xui8>, %w13_scales: tensor<128x256x8xf32>, %w13_zeros: tensor<128x256x8xui8>, %w2: tensor<128x256x64xui8>, %w2_scales: tensor<128x256x4xf32>, %w2_zeros: tensor<128x256x4xui8>) -> tensor<?x256xbf16> {
   %rows, %offsets, %source = moe.permute %x, %ids : tensor<?x256xbf16>, tensor<?x8xi32> -> tensor<?x256xbf16>, tensor<129xi32>, tensor<?xi32>

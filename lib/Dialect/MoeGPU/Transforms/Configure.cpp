@@ -240,9 +240,9 @@ struct ConfigureOptions {
   WeightLoad swappedWeightLoad = WeightLoad::CpAsync;
   /// Swapped int4 weight-only matmuls take `weight_load = registers`.
   bool weightOnlyRegisters = true;
-  /// Weight-only prefill blocks on the register operand take a producer
-  /// warpgroup (`warp_specialized`; experimental).
-  bool weightOnlyWarpSpecialize = false;
+  /// Weight-only prefill blocks of 128 rows without split-K on the register
+  /// operand take the persistent schedule (a producer warpgroup).
+  bool weightOnlyWarpSpecialize = true;
   /// fp8 matmuls with per-channel or per-tensor scales keep their sums in
   /// the wgmma's accumulator (`fast_accumulation`).
   bool fp8FastAccumulation = true;
@@ -627,17 +627,19 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
                        ? std::max(options.blockN, kWarpgroupRows * warpgroups)
                        : kNarrowBlockN;
   int64_t splitK = chooseSplitK(facts);
-  // A producer warpgroup copies the slot rows and codes; the consumers'
-  // 208 registers hold the sums and two stages' A registers. With
-  // `persistent`, a block per SM walks the tiles without split-K; its
-  // producer fills the next tile's stages while the consumers transpose
-  // this one's sums, so their table and the tile slots come beside the
-  // ring rather than over it.
-  bool specialized = options.weightOnlyWarpSpecialize;
-  Schedule schedule = Schedule::Multistage;
-  if (specialized)
-    schedule = options.persistent && splitK == 1 ? Schedule::Persistent
-                                                 : Schedule::WarpSpecialized;
+  // 128-row blocks without split-K are persistent: a producer warpgroup
+  // copies the slot rows and codes, the consumers' 208 registers hold the
+  // sums and two stages' A registers, and a block per SM walks the tiles,
+  // its producer filling the next tile's stages while the consumers
+  // transpose this one's sums (so their table and the tile slots come
+  // beside the ring rather than over it). Against the multistage kernel
+  // (H100, docs/gpu-benchmark-quantized.md, twenty-second session): 6-12%
+  // faster at M = 1024-4096 on Mixtral int4 g128, GPT-OSS-120B mxfp4 and
+  // Qwen3 int4 g32 zp. 64-row blocks stay multistage (with the producer
+  // 2-30% slower), and so do split ones (not measured).
+  bool specialized =
+      options.weightOnlyWarpSpecialize && blockM == kLargeBlockM && splitK == 1;
+  Schedule schedule = specialized ? Schedule::Persistent : Schedule::Multistage;
   int64_t reservedBytes =
       schedule == Schedule::Persistent
           ? hopper::swappedTableBytes(blockM, blockN) + hopper::kTileSlotBytes

@@ -147,14 +147,15 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     where the bf16 tile kernel waited for every stage's dequantized tile
     and then for its wgmma (H100, against the tile kernel: Mixtral int4
     25-38% faster at M = 256-4096, GPT-OSS-20B mxfp4 25-34% and Qwen3 int4
-    zp 10-31% at M = 1024-4096). With `weight-only-warp-specialize`
-    (experimental, off by default) those prefill blocks take the
-    warp-specialized schedule instead (with `persistent`, the persistent
-    one): a producer warpgroup copies each stage's slot rows and codes
-    (setmaxnreg 88/208), the two consumer warpgroups only decode and
-    multiply, with no block-wide barrier in the K loop. Its first build
-    measured 3-12% faster than the multistage kernel at M = 1024-4096 on
-    an H100 but gave wrong sums; the fix is not yet run on a GPU. Without
+    zp 10-31% at M = 1024-4096). Their 128-row blocks without split-K
+    take the persistent schedule (`weight-only-warp-specialize`, on by
+    default): a block per SM walks the tiles, a producer warpgroup copies
+    each stage's slot rows and codes (setmaxnreg 88/208), and the two
+    consumer warpgroups only decode and multiply, with no block-wide
+    barrier in the K loop (H100, against the multistage kernel: 6-12%
+    faster at M = 1024-4096 on Mixtral int4 g128, GPT-OSS-120B mxfp4 and
+    Qwen3 int4 g32 zp). 64-row blocks stay multistage: with the producer
+    they measured 2-30% slower. Without
     the register operand, a 4-bit
     schedule (int4, mxfp4) of unswapped blocks whose gated weight rows hold
     at most 6 KB of K as bf16 (GPT-OSS, Qwen3; not Mixtral) takes 64-row
@@ -208,10 +209,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "warp-specialized schedule (one producer warpgroup, setmaxnreg "
            "88/208)">,
     Option<"persistent", "persistent", "bool", /*default=*/"false",
-           "Give bf16 matmuls of 128-row blocks without split-K, and "
-           "weight-only ones of 64- and 128-row blocks on the register "
-           "operand (with weight-only-warp-specialize), the persistent "
-           "schedule (warp-specialized, one block per SM)">,
+           "Give bf16 matmuls of 128-row blocks without split-K the "
+           "persistent schedule (warp-specialized, one block per SM; "
+           "weight-only-warp-specialize gives it to the weight-only "
+           "register operand's 128-row blocks)">,
     Option<"pingpong", "pingpong", "bool", /*default=*/"false",
            "Give bf16 matmuls of 128-row blocks without split-K the "
            "pingpong schedule (persistent; the consumer warpgroups take "
@@ -247,13 +248,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "the stored codes into registers, and no bf16 tile is written "
            "to shared memory">,
     Option<"weightOnlyWarpSpecialize", "weight-only-warp-specialize",
-           "bool", /*default=*/"false",
-           "Give weight-only matmuls of 64- and 128-row slot blocks on the "
-           "register operand the warp-specialized schedule (experimental, "
-           "off by default: not yet run on a GPU since its fix, see "
-           "docs/gpu-benchmark-quantized.md): a producer warpgroup copies "
-           "the slot rows and codes into the ring, the consumer warpgroups "
-           "only decode and multiply (setmaxnreg 88/208)">,
+           "bool", /*default=*/"true",
+           "Give weight-only matmuls of 128-row slot blocks without split-K "
+           "on the register operand the persistent schedule: a producer "
+           "warpgroup copies the slot rows and codes into the ring while "
+           "the consumer warpgroups only decode and multiply (setmaxnreg "
+           "88/208) (on by default; false keeps them multistage)">,
     Option<"fp8FastAccumulation", "fp8-fast-accumulation", "bool",
            /*default=*/"true",
            "Give fp8 matmuls with per-channel or per-tensor scales "
