@@ -1187,19 +1187,31 @@ void KernelBuilder::waitForRound(Value ring, Value step, bool previousRound) {
 
 SmallVector<Value>
 KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
-  // A weight-only step's group scales are loaded before the wait for its
-  // stage: their latency hides behind it.
-  auto loadScalesAndWaitFull = [&](Value step) {
-    SmallVector<Value> scales;
-    if (config.isWeightOnly())
-      scales = weightOnly->loadScales(step);
-    waitForRound(rings.full, ringStep(step), /*previousRound=*/false);
-    return scales;
+  // A weight-only step's group scales are loaded a step ahead, before the
+  // wait for the previous stage and its decode: loaded at the top of their
+  // own step, their global-memory latency stalled every step (the consumer
+  // waits little for a stage the producer filled long before). The last
+  // step loads its own scales again rather than any past K.
+  int64_t kSteps = config.kSteps();
+  auto loadScales = [&](int64_t step) -> SmallVector<Value> {
+    if (!config.isWeightOnly())
+      return {};
+    return weightOnly->loadScales(index(std::min(step, kSteps - 1)));
+  };
+  auto loadNextScales = [&](Value step) -> SmallVector<Value> {
+    if (!config.isWeightOnly())
+      return {};
+    Value next = arith::MinUIOp::create(
+        b, loc, arith::AddIOp::create(b, loc, step, index(1)),
+        index(kSteps - 1));
+    return weightOnly->loadScales(next);
   };
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
   // is peeled, so that the loop holds no branch around the wgmma.
-  SmallVector<Value> firstScales = loadScalesAndWaitFull(index(0));
+  SmallVector<Value> firstScales = loadScales(0);
+  SmallVector<Value> scales = loadScales(1);
+  waitForRound(rings.full, ringStep(index(0)), /*previousRound=*/false);
   Value firstStage = rings.stepBase ? stageOf(rings.stepBase) : index(0);
   bool fresh = !accumulators.front();
   if (fresh)
@@ -1207,36 +1219,46 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
       accumulator = LLVM::PoisonOp::create(b, loc, accumulatorType);
   accumulators = multiplyStage(accumulators, firstStage, firstScales,
                                /*pendingGroups=*/1, fresh);
-  auto consumeStep = [&](Value step, SmallVector<Value> sums) {
-    SmallVector<Value> scales = loadScalesAndWaitFull(step);
+  // Multiplies `step` with its `scales` onto `sums`; returns the next
+  // step's scales.
+  auto consumeStep = [&](Value step, SmallVector<Value> &sums,
+                         ArrayRef<Value> scales) {
+    SmallVector<Value> next = loadNextScales(step);
+    waitForRound(rings.full, ringStep(step), /*previousRound=*/false);
     Value stage = stageOf(ringStep(step));
     sums = multiplyStage(sums, stage, scales, /*pendingGroups=*/1,
                          /*fresh=*/false);
     Value previous = arith::SubIOp::create(b, loc, step, index(1));
     releaseStage(ringStep(previous));
-    return sums;
+    return next;
   };
   // A register operand stays in its registers until its wgmma is done, one
   // step later, so consecutive steps decode into distinct registers: an
-  // iteration holds two steps (the steps left over follow the loop).
-  int64_t kSteps = config.kSteps();
+  // iteration holds four steps (the steps left over follow the loop).
   int64_t stepsPerIteration = config.registerOperand ? 4 : 1;
   int64_t loopEnd = 1 + (kSteps - 1) / stepsPerIteration * stepsPerIteration;
+  size_t numSums = accumulators.size();
+  SmallVector<Value> carried(accumulators);
+  llvm::append_range(carried, scales);
   auto loop = scf::ForOp::create(
-      b, loc, index(1), index(loopEnd), index(stepsPerIteration), accumulators,
-      [&](OpBuilder &, Location, Value first, ValueRange carried) {
-        SmallVector<Value> sums(carried);
+      b, loc, index(1), index(loopEnd), index(stepsPerIteration), carried,
+      [&](OpBuilder &, Location, Value first, ValueRange iterArgs) {
+        SmallVector<Value> sums(iterArgs.take_front(numSums));
+        SmallVector<Value> stepScales(iterArgs.drop_front(numSums));
         for (int64_t j = 0; j < stepsPerIteration; ++j)
-          sums = consumeStep(
+          stepScales = consumeStep(
               j == 0
                   ? first
                   : arith::AddIOp::create(b, loc, first, index(j)).getResult(),
-              sums);
-        scf::YieldOp::create(b, loc, sums);
+              sums, stepScales);
+        SmallVector<Value> yielded(sums);
+        llvm::append_range(yielded, stepScales);
+        scf::YieldOp::create(b, loc, yielded);
       });
-  SmallVector<Value> sums(loop.getResults());
+  SmallVector<Value> sums(loop.getResults().take_front(numSums));
+  scales.assign(loop.getResults().begin() + numSums, loop.getResults().end());
   for (int64_t step = loopEnd; step < kSteps; ++step)
-    sums = consumeStep(index(step), sums);
+    scales = consumeStep(index(step), sums, scales);
   NVVM::WgmmaWaitGroupSyncOp::create(b, loc, 0);
   // A persistent block's producer refills the last stage with the next
   // tile's first rows: release it too.
