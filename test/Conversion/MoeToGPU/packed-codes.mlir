@@ -147,7 +147,8 @@ func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor
 
 // -----
 
-// With weight-only-warp-specialize (experimental; written on the op here)
+// With a producer warpgroup (warp_specialized written on the op here;
+// moe-gpu-configure gives 128-row blocks the persistent schedule on it)
 // the 128-row blocks get a producer warpgroup (threads 256 and up): it copies chunks t' and t' + 128 (t' = t − 256) of the stage's two
 // 64-row groups and the slot rows, and announces them on the full
 // barrier, which counts its 128 arrivals (no TMA, no expect_tx). The
@@ -193,8 +194,17 @@ func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor
 // After the peeled first step, the consumers' loop takes four K steps per
 // iteration, so that no step's decode rewrites the A registers of the
 // previous step's wgmma, still in flight (K = 256: four steps, the loop is
-// empty and three follow it).
-// CHECK: scf.for %{{.*}} = %c1{{.*}} to %c1{{.*}} step %c4{{.*}} iter_args
+// empty and three follow it). It carries the next step's group scales
+// and zero points (two rows of two groups of 32: eight values), loaded a
+// step ahead before the wait for the step's stage; the last step loads its
+// own again (K step min(t + 1, 3)).
+// CHECK: scf.for %[[STEP:.*]] = %c1{{.*}} to %c1{{.*}} step %c4{{.*}} iter_args
+// CHECK-SAME: -> (!llvm.struct<{{.*}}>, f32, f32, f32, f32, f32, f32, f32, f32) {
+// CHECK: %[[NEXT:.*]] = arith.addi %[[STEP]], %c1{{.*}} : index
+// CHECK-NEXT: arith.minui %[[NEXT]], %c3{{.*}} : index
+// CHECK: memref.load %arg5
+// CHECK: memref.load %arg6
+// CHECK: nvgpu.mbarrier.try_wait.parity
 // CHECK-NOT: nvgpu.device_async_copy
 // CHECK: nvvm.barrier id = %{{.*}} number_of_threads = %{{.*}}
 // PTX: .entry expert_matmul(
