@@ -1188,9 +1188,9 @@ void KernelBuilder::waitForRound(Value ring, Value step, bool previousRound) {
 SmallVector<Value>
 KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // A weight-only step's group scales are loaded a step ahead, before the
-  // wait for the previous stage and its decode: loaded at the top of their
-  // own step, their global-memory latency stalled every step (the consumer
-  // waits little for a stage the producer filled long before). The last
+  // previous step's wait and decode, so that their global-memory latency
+  // is not on the decode's path (1-4% faster than loading them at the top
+  // of their own step, H100: docs/gpu-benchmark-quantized.md). The last
   // step loads its own scales again rather than any past K.
   int64_t kSteps = config.kSteps();
   auto loadScales = [&](int64_t step) -> SmallVector<Value> {
