@@ -151,6 +151,19 @@
 
 // -----
 
+// ... and at most 128 per consumer warpgroup on the register operand with a
+// producer warpgroup
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 128 per consumer warpgroup (128), got 256}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 256, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, producer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
+
+// -----
+
+// swapped operands: a consumer thread's accumulators fit its registers
+// expected-error @+1 {{with swapped operands a consumer thread would hold 2 accumulators of block_m / 2 = 128 registers, more than the 255 a thread has}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 256, block_n = 256, block_k = 64, stages = 2, consumer_warpgroups = 2, producer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
+
+// -----
+
 // swapped operands: the weight rows come in 64s
 // expected-error @+1 {{with swapped operands block_n must be a multiple of the wgmma's 64 rows per consumer warpgroup (64), got 96}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 96, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()

@@ -124,11 +124,13 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
 /// accumulator) and the slot block's rows its N, so `block_m` must be an N
 /// of the wgmma, and each consumer warpgroup multiplies whole groups of 64
 /// weight rows: a thread holds `block_n / 64 / consumers` accumulators of
-/// `block_m / 2` registers. The sums are transposed after the K loop into
-/// 64 slot rows per consumer warpgroup, so block_m is at most 64 per
-/// consumer warpgroup. Every thread loads and multiplies (the multistage
-/// schedule), or with the register operand a producer warpgroup loads
-/// (warp_specialized, or persistent); no cluster.
+/// `block_m / 2` registers. The sums are transposed after the K loop, 64
+/// slot rows per consumer warpgroup at a time, so block_m is at most 64
+/// per consumer warpgroup, or 128 on the register operand with a producer
+/// warpgroup (two passes; the consumers' registers hold the wider sums).
+/// Every thread loads and multiplies (the multistage schedule), or with
+/// the register operand a producer warpgroup loads (warp_specialized, or
+/// persistent); no cluster.
 static LogicalResult
 verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
                       Schedule schedule, WeightLoad weightLoad, int64_t blockM,
@@ -143,16 +145,26 @@ verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
                           "weight_load = registers, got "
                        << stringifySchedule(schedule) << " with weight_load = "
                        << stringifyWeightLoad(weightLoad);
-  if (blockM > kWarpgroupRows * consumers || !isWgmmaN(mma, blockM))
+  int64_t rowsPerWarpgroup =
+      specializedRegisters ? 2 * kWarpgroupRows : kWarpgroupRows;
+  if (blockM > rowsPerWarpgroup * consumers || !isWgmmaN(mma, blockM))
     return emitError() << "with swapped operands block_m is the wgmma's N: "
                           "an N that "
-                       << stringifyMmaKind(mma)
-                       << " takes, at most 64 per consumer warpgroup ("
-                       << kWarpgroupRows * consumers << "), got " << blockM;
+                       << stringifyMmaKind(mma) << " takes, at most "
+                       << rowsPerWarpgroup << " per consumer warpgroup ("
+                       << rowsPerWarpgroup * consumers << "), got " << blockM;
   if (blockN % (kWarpgroupRows * consumers) != 0)
     return emitError() << "with swapped operands block_n must be a multiple "
                           "of the wgmma's 64 rows per consumer warpgroup ("
                        << kWarpgroupRows * consumers << "), got " << blockN;
+  int64_t accumulatorRegisters =
+      blockN / (kWarpgroupRows * consumers) * (blockM / 2);
+  if (accumulatorRegisters >= kMaxRegistersPerThread)
+    return emitError() << "with swapped operands a consumer thread would hold "
+                       << blockN / (kWarpgroupRows * consumers)
+                       << " accumulators of block_m / 2 = " << blockM / 2
+                       << " registers, more than the " << kMaxRegistersPerThread
+                       << " a thread has";
   if (clusterM != 1 || clusterN != 1)
     return emitError() << "swapped operands take no cluster, got " << clusterM
                        << "x" << clusterN;

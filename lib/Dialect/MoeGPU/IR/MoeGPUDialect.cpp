@@ -65,6 +65,19 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
     return op->emitError() << "'" << getConfigAttrName()
                            << "' applies to moe.expert_matmul, not '"
                            << op->getName() << "'";
+  // A configuration a pass built (KernelConfigAttr::get, unchecked) meets
+  // the contract of one parsed from the input: a register split past the
+  // block's registers, say, would make setmaxnreg.inc wait forever.
+  if (failed(KernelConfigAttr::verify(
+          [&] { return op->emitError() << "invalid kernel config: "; },
+          config.getMma(), config.getSchedule(), config.getBlockM(),
+          config.getBlockN(), config.getBlockK(), config.getStages(),
+          config.getConsumerWarpgroups(), config.getProducerWarpgroups(),
+          config.getProducerRegisters(), config.getConsumerRegisters(),
+          config.getSplitK(), config.getClusterM(), config.getClusterN(),
+          config.getGroupM(), config.getSwapAb(), config.getWeightLoad(),
+          config.getFastAccumulation(), config.getFusedAlignAssignments())))
+    return failure();
   MmaKind expected = getMmaKind(matmul.getQuantization().getFormat());
   if (config.getMma() != expected)
     return op->emitError() << "kernel config has mma = "
