@@ -354,9 +354,17 @@ private:
                                  int64_t pendingGroups, bool fresh);
   /// total + partial, times the block's scale of each register when given.
   Value promote(Value total, Value partial, ArrayRef<Value> scales);
-  /// Loads the epilogue's rows of the current tile, before its K loop.
+  /// Loads the epilogue's rows of the current tile, before its K loop: two
+  /// (the fragment's row halves) per pass of the swapped transpose.
   SmallVector<EpilogueRow, 2> loadEpilogueRows() {
-    return moe.loadEpilogueRows(thisThread.fragmentRow);
+    if (!config.swapAB || config.swappedPasses() == 1)
+      return moe.loadEpilogueRows(thisThread.fragmentRow);
+    SmallVector<EpilogueRow, 2> rows;
+    for (int64_t pass = 0; pass < config.swappedPasses(); ++pass)
+      llvm::append_range(rows, moe.loadEpilogueRows(arith::AddIOp::create(
+                                   b, loc, thisThread.fragmentRow,
+                                   index(pass * config.swappedPassRows()))));
+    return rows;
   }
   void storeEpilogue(Value sums, ArrayRef<EpilogueRow> rows) {
     moe.storeEpilogue(sums, rows, thisThread.tid, thisThread.scaleRows);
@@ -381,13 +389,15 @@ private:
                                     ValueRange carried,
                                     bool drainsWgmmas = false);
   /// Swapped operands: writes the sums of the weight rows (accumulator f
-  /// holds tile rows 64·f + its fragment rows, the slot rows as columns) to
-  /// shared memory and reads back this thread's slot rows as the
-  /// unswapped fragment of block_n columns, which the epilogue takes.
-  Value transposeSwappedSums(ArrayRef<Value> sums);
+  /// holds tile rows 64·f + its fragment rows, the slot rows as columns)
+  /// of pass `pass`'s slot rows to shared memory and reads back this
+  /// thread's slot rows of them as the unswapped fragment of block_n
+  /// columns, which the epilogue takes.
+  Value transposeSwappedSums(ArrayRef<Value> sums, int64_t pass);
   /// Swapped operands: the epilogue of `sums` (one accumulator per 64 of
-  /// the warpgroup's weight rows), transposed; the warps whose 16 fragment
-  /// rows lie in the block store them.
+  /// the warpgroup's weight rows), transposed pass by pass (`rows` holds
+  /// each pass's two rows); the warps whose 16 fragment rows lie in the
+  /// block store them.
   void storeSwappedEpilogue(ArrayRef<Value> sums, ArrayRef<EpilogueRow> rows);
   /// A barrier of the threads that multiply: the block's, or with a
   /// producer warpgroup the consumers' named barrier.
@@ -2057,11 +2067,13 @@ void KernelBuilder::storeSwappedEpilogue(ArrayRef<Value> sums,
                                          ArrayRef<EpilogueRow> rows) {
   // The warps whose 16 fragment rows lie in the block store them; the
   // others read duplicates and store nothing.
-  Value total = transposeSwappedSums(sums);
-  Value warp = arith::DivUIOp::create(b, loc, thisThread.tid, index(32));
-  ifThen(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, warp,
-                               index(config.blockM / 16)),
-         [&] { storeEpilogue(total, rows); });
+  for (int64_t pass = 0; pass < config.swappedPasses(); ++pass) {
+    Value total = transposeSwappedSums(sums, pass);
+    Value warp = arith::DivUIOp::create(b, loc, thisThread.tid, index(32));
+    ifThen(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, warp,
+                                 index(config.swappedPassRows() / 16)),
+           [&] { storeEpilogue(total, rows.slice(2 * pass, 2)); });
+  }
 }
 
 void KernelBuilder::syncConsumers() {
@@ -2075,11 +2087,12 @@ void KernelBuilder::syncConsumers() {
                           NVVM::BarrierReductionAttr(), Value());
 }
 
-Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
+Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums, int64_t pass) {
   // The stages' memory is reused: every wgmma is done (the loop's last
   // wait) and every cp.async group too (those past the last K step still
   // zero-fill their chunks; warp-specialized, the consumers waited for
-  // every stage the producer filled).
+  // every stage the producer filled). A later pass reuses the table once
+  // every consumer read the previous one's.
   if (!config.warpSpecialized)
     NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
   syncConsumers();
@@ -2088,7 +2101,8 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
   // Four floats of padding per row: the slot rows 2·(t%4) (+1) that a
   // store's lanes hold then fall in distinct banks.
   int64_t pitch = config.blockN + 4;
-  auto tableType = MemRefType::get({config.blockM, pitch}, sumType(),
+  int64_t passRows = config.swappedPassRows();
+  auto tableType = MemRefType::get({passRows, pitch}, sumType(),
                                    MemRefLayoutAttrInterface(), workgroup);
   Value table = memref::ViewOp::create(
       b, loc, tableType, shared.memory.bytes,
@@ -2117,12 +2131,14 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums) {
     return arith::AddIOp::create(b, loc, base, index(offset)).getResult();
   };
   hopper::WgmmaFragmentLayout swapped{config.blockM}, unswapped{config.blockN};
+  int64_t passGroups = passRows / 8;
   for (auto [fragment, sum] : llvm::enumerate(sums))
-    for (int64_t group = 0; group < config.blockM / 8; ++group)
+    for (int64_t group = 0; group < passGroups; ++group)
       for (int64_t half = 0; half < 2; ++half)
         for (int64_t pair = 0; pair < 2; ++pair) {
           Value value = LLVM::ExtractValueOp::create(
-              b, loc, sum, swapped.registerOf(group, half, pair));
+              b, loc, sum,
+              swapped.registerOf(pass * passGroups + group, half, pair));
           memref::StoreOp::create(
               b, loc, value, table,
               ValueRange{at(laneColumn, 8 * group + pair),
@@ -2276,11 +2292,12 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
   // Swapped w8a8 is built where nothing is promoted (int8, fp8 with
   // fast_accumulation): the sums are transposed once, after the K loop.
   // The register operand also takes prefill's slot blocks of 64 and 128
-  // rows (the dialect verifies at most 64 per warpgroup: each stores 64
-  // transposed rows).
-  bool swappedHeight =
-      config.blockM == 16 || config.blockM == 32 ||
-      (config.registerOperand && (config.blockM == 64 || config.blockM == 128));
+  // rows, and with a producer warpgroup of 256 (m64n256 wgmmas whose sums
+  // are transposed in two passes of 128 rows).
+  bool swappedHeight = config.blockM == 16 || config.blockM == 32 ||
+                       (config.registerOperand &&
+                        (config.blockM == 64 || config.blockM == 128 ||
+                         (config.blockM == 256 && config.warpSpecialized)));
   bool built = config.swapAB ? swappedHeight && !config.promotesEachStage() &&
                                    config.swappedWarpgroups <= 2
                              : config.blockM == 64 || config.blockM == 128;
@@ -2290,8 +2307,8 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
            << ": slot blocks of 64 or 128 rows, or with swapped operands of "
               "16 or 32 rows over one or two warpgroups (bf16, weight-only, "
               "or w8a8 sums without promotion: int8, or fp8 with "
-              "fast_accumulation), or of 64 or 128 rows, at most 64 per "
-              "warpgroup, with weight_load = registers";
+              "fast_accumulation), or of 64 or 128 rows (256 with a "
+              "producer warpgroup) with weight_load = registers";
   if (config.copiesWeights &&
       (config.format != QuantFormat::None || config.warpSpecialized))
     return op.emitRemark()

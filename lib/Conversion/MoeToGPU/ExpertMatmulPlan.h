@@ -66,7 +66,8 @@ struct ExpertMatmulPlan {
   int64_t spans = 1;
   /// Rows of a slot block: 64 or 128 (one or two consumer warpgroups, each
   /// an m64 wgmma on its 64 rows against the shared B tile), or with
-  /// swapped operands 16 or 32 (the wgmma's N).
+  /// swapped operands the wgmma's N: 16 or 32, and on the register operand
+  /// 64, 128 or (with a producer warpgroup) 256.
   int64_t blockM = 64;
   /// Swapped operands (decode): the weight tile is the wgmma's A operand, 64
   /// weight rows per accumulator, and the slot block's rows its B operand;
@@ -244,8 +245,16 @@ struct ExpertMatmulPlan {
   /// Swapped operands: the table through which the sums are transposed
   /// after the K loop.
   int64_t swappedTableBytes() const {
-    return swapAB ? moe_gpu::hopper::swappedTableBytes(blockM, blockN) : 0;
+    return swapAB
+               ? moe_gpu::hopper::swappedTableBytes(swappedPassRows(), blockN)
+               : 0;
   }
+  /// Swapped operands: the slot rows transposed per pass after the K loop
+  /// (all of them, or 128 at a time with two consumer warpgroups).
+  int64_t swappedPassRows() const {
+    return moe_gpu::hopper::swappedPassRows(blockM, swappedWarpgroups);
+  }
+  int64_t swappedPasses() const { return blockM / swappedPassRows(); }
   /// Where the swapped table begins: over the ring's memory, which one
   /// tile per block no longer reads, or after the ring and the tile slots
   /// where a persistent producer fills the next tile's stages meanwhile.

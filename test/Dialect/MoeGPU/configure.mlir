@@ -12,7 +12,14 @@
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false" | FileCheck %s --check-prefix=MIXTRAL-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure=num-tokens=2048 | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL-WIDE
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" | FileCheck %s --check-prefix=INT4-PREFILL-MULTISTAGE
+// A schedule aligned to 256 rows before configure, with the producer
+// warpgroup off, gets a configuration no kernel has; the dialect verifies
+// the configurations the pass builds as it does parsed ones.
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 | sed -e 's/tile = #moe.tile<block_m = 128/tile = #moe.tile<block_m = 256/' | moe-opt -moe-align | not moe-opt -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" 2>&1 | FileCheck %s --check-prefix=WIDE-UNBUILT
+// WIDE-UNBUILT: error: invalid kernel config: with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), got 256
 // A 4-bit schedule whose gated weight rows hold at most 6 KB of K as bf16
 // (GPT-OSS: 2880 · 2 bytes) takes 64 x 64 tiles on the bf16 tile kernel
 // (weight-only-registers=false) where the cost model asked for 128 rows.
@@ -82,7 +89,7 @@
 // M (cluster_m = 2); weight-only and fp8 ones keep single blocks.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 cluster-m=2" | FileCheck %s --check-prefix=CLUSTER-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 cluster-m=2" | FileCheck %s --check-prefix=FP8-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 cluster-m=2" | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure="num-tokens=2048 cluster-m=2" | FileCheck %s --check-prefix=INT4-PREFILL
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=cluster-m=3 2>&1 | FileCheck %s --check-prefix=CLUSTER-INVALID
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-n=96 2>&1 | FileCheck %s --check-prefix=BLOCKN-INVALID
 // block-k=128: bf16 matmuls take two 128-byte spans of K per stage (the
@@ -90,7 +97,7 @@
 // and fp8 ones keep theirs (one span: 64 codes dequantized to bf16, 128
 // e4m3 codes).
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false block-k=128 block-n=128" | FileCheck %s --check-prefix=BLOCKK-DECODE
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-k=128" | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure="num-tokens=2048 block-k=128" | FileCheck %s --check-prefix=INT4-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-k=128" | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false block-k=128" | FileCheck %s --check-prefix=BLOCKK-ODD-K
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-k=96 2>&1 | FileCheck %s --check-prefix=BLOCKK-INVALID
@@ -346,7 +353,11 @@
 // Weight-only 4-bit at prefill: the register operand with swapped
 // operands, 128 slot rows as the wgmma's N, two warpgroups of 64 weight
 // rows, persistent with a producer warpgroup (the cluster and block-k
-// options are bf16's).
+// options are bf16's). From 1024 rows per expert (Mixtral M = 4096) the
+// slot blocks hold 256 rows (m64n256 wgmmas, 4 stages); not where the
+// producer warpgroup is off (the multistage kernel is built for 128).
+// INT4-PREFILL-WIDE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 256, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>, quantization = {{.*}}, tile = #moe.tile<block_m = 256,
+// INT4-PREFILL-MULTISTAGE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
 // INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
 // INT4-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
 // PIPELINE: moe.align {{.*}}block_m = 128

@@ -36,6 +36,14 @@ namespace {
 /// The slot-block heights of the multistage kernel: one or two consumer
 /// warpgroups of 64 rows.
 constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
+/// The register operand's wide slot blocks: m64n256 wgmmas, each decoded
+/// weight fragment multiplied by 256 slot rows; taken where an expert's
+/// mean rows are at least kMinWideBlockRows, so that its last, partly
+/// padded block stays a small part of its rows. Measured on an H100
+/// against 128-row blocks (Mixtral int4 g128 prepacked, docs/
+/// gpu-benchmark-quantized.md, twenty-third session): 1024 rows per
+/// expert -3.9%, 512 level (-0.2%), 256 +10%.
+constexpr int64_t kWideBlockM = 256, kMinWideBlockRows = 1024;
 /// wgmma widths the kernel is built for.
 constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
 /// Capped widths: see the pass description.
@@ -637,16 +645,22 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
   // faster at M = 1024-4096 on Mixtral int4 g128, GPT-OSS-120B mxfp4 and
   // Qwen3 int4 g32 zp. 64-row blocks stay multistage (with the producer
   // 2-30% slower), and so do split ones (not measured).
-  bool specialized =
-      options.weightOnlyWarpSpecialize && blockM == kLargeBlockM && splitK == 1;
+  bool specialized = options.weightOnlyWarpSpecialize &&
+                     (blockM == kLargeBlockM || blockM == kWideBlockM) &&
+                     splitK == 1;
   Schedule schedule = specialized ? Schedule::Persistent : Schedule::Multistage;
   int64_t reservedBytes =
       schedule == Schedule::Persistent
-          ? hopper::swappedTableBytes(blockM, blockN) + hopper::kTileSlotBytes
+          ? hopper::swappedTableBytes(
+                hopper::swappedPassRows(blockM, warpgroups), blockN) +
+                hopper::kTileSlotBytes
           : 0;
   int64_t stages = chooseStages(facts, blockM, blockN, splitK, options.stages,
                                 /*registerOperand=*/true, reservedBytes);
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
+  // Wide blocks keep the same split: with 200 consumer registers (104 for
+  // the producer, whose 16 gathered chunks a stage spill at 88) they
+  // measured 5% slower than with 208.
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), schedule, blockM, blockN,
       facts.blockK(), stages, warpgroups,
@@ -813,6 +827,25 @@ int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
   return 0;
 }
 
+/// Whether `schedule` takes the register operand's wide slot blocks
+/// (kWideBlockM): every matmul decodes its weights into the wgmma's
+/// registers in the persistent kernel (without split-K), and an expert's
+/// mean rows are many. Each decoded fragment then feeds twice the slot
+/// rows, halving the decode per product, the consumers' busiest work.
+bool takesWideBlocks(ArrayRef<ExpertMatmulOp> schedule,
+                     const std::optional<ExpertRows> &rows,
+                     const ConfigureOptions &options) {
+  // 256 weight rows (`block-n`) would need 256 registers of sums.
+  if (!rows || !options.weightOnlyWarpSpecialize ||
+      options.blockN > kNarrowBlockN ||
+      rows->mean() < double(kMinWideBlockRows))
+    return false;
+  return llvm::all_of(schedule, [&](ExpertMatmulOp op) {
+    return takesRegisterOperand(op, options) &&
+           chooseSplitK(MatmulFacts::of(op, options.blockK)) == 1;
+  });
+}
+
 /// The slot-block height of a schedule's matmuls: their aligned block_m,
 /// else that of a configuration written in the input, else (with
 /// `swap-ab`) a swapped height for few rows per expert, else 64 for short
@@ -830,6 +863,8 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   if (options.swapAB)
     if (int64_t swapped = chooseSwappedBlockM(schedule, rows))
       return swapped;
+  if (takesWideBlocks(schedule, rows, options))
+    return kWideBlockM;
   // The short-stream rule was measured on the bf16 tile kernel; on the
   // register operand 128-row blocks measured 25-34% faster than 64-row ones
   // at M = 1024 and 4096 (GPT-OSS-20B mxfp4, Qwen3 int4 zp; H100,

@@ -46,12 +46,20 @@ inline int64_t fusedAlignSharedBytes(int64_t numExperts, int64_t blockM) {
 /// each in an i32 slot after the ring.
 inline constexpr int64_t kTileRingDepth = 2;
 inline constexpr int64_t kTileSlotBytes = 4 * kTileRingDepth;
+/// Swapped operands: the slot rows a block transposes in one pass after
+/// the K loop. Each consumer warp takes 16 of them from the table (64 per
+/// warpgroup), so a block of more slot rows than that goes in passes.
+inline int64_t swappedPassRows(int64_t blockM, int64_t consumerWarpgroups) {
+  return blockM < kWarpgroupRows * consumerWarpgroups
+             ? blockM
+             : kWarpgroupRows * consumerWarpgroups;
+}
 /// Swapped operands: the table of 32-bit sums through which a block
-/// transposes its [block_n, block_m] accumulators after the K loop, four
-/// words of padding per row (so that a store's lanes fall in distinct
-/// banks).
-inline int64_t swappedTableBytes(int64_t blockM, int64_t blockN) {
-  return blockM * (blockN + 4) * 4;
+/// transposes its [block_n, block_m] accumulators after the K loop,
+/// `passRows` slot rows at a time, four words of padding per row (so that
+/// a store's lanes fall in distinct banks).
+inline int64_t swappedTableBytes(int64_t passRows, int64_t blockN) {
+  return passRows * (blockN + 4) * 4;
 }
 
 /// Bytes of stored weight codes per 64 of K of a weight-only format: 32 for

@@ -155,7 +155,12 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     barrier in the K loop (H100, against the multistage kernel: 6-12%
     faster at M = 1024-4096 on Mixtral int4 g128, GPT-OSS-120B mxfp4 and
     Qwen3 int4 g32 zp). 64-row blocks stay multistage: with the producer
-    they measured 2-30% slower. Without
+    they measured 2-30% slower. Where an expert's mean rows are at least
+    1024 (Mixtral at M = 4096), the persistent kernel's slot blocks hold
+    256 rows: each decoded weight fragment feeds an m64n256 wgmma, half
+    the decode per product, and the sums are transposed in two passes of
+    128 rows (H100, Mixtral int4 g128: 4-5% faster than 128-row blocks at
+    1024 rows per expert, level at 512, 10% slower at 256). Without
     the register operand, a 4-bit
     schedule (int4, mxfp4) of unswapped blocks whose gated weight rows hold
     at most 6 KB of K as bf16 (GPT-OSS, Qwen3; not Mixtral) takes 64-row
@@ -250,7 +255,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     Option<"weightOnlyWarpSpecialize", "weight-only-warp-specialize",
            "bool", /*default=*/"true",
            "Give weight-only matmuls of 128-row slot blocks without split-K "
-           "on the register operand the persistent schedule: a producer "
+           "on the register operand (256-row ones from 1024 rows per "
+           "expert) the persistent schedule: a producer "
            "warpgroup copies the slot rows and codes into the ring while "
            "the consumer warpgroups only decode and multiply (setmaxnreg "
            "88/208) (on by default; false keeps them multistage)">,
