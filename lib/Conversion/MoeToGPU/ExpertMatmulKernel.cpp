@@ -1203,24 +1203,19 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // of their own step, H100: docs/gpu-benchmark-quantized.md). The last
   // step loads its own scales again rather than any past K.
   int64_t kSteps = config.kSteps();
-  auto loadScales = [&](int64_t step) -> SmallVector<Value> {
+  // The scales of `step`, clamped to the last step (folded where `step` is
+  // known when the kernel is built).
+  auto loadScales = [&](Value step) -> SmallVector<Value> {
     if (!config.isWeightOnly())
       return {};
-    return weightOnly->loadScales(index(std::min(step, kSteps - 1)));
-  };
-  auto loadNextScales = [&](Value step) -> SmallVector<Value> {
-    if (!config.isWeightOnly())
-      return {};
-    Value next = arith::MinUIOp::create(
-        b, loc, arith::AddIOp::create(b, loc, step, index(1)),
-        index(kSteps - 1));
-    return weightOnly->loadScales(next);
+    return weightOnly->loadScales(
+        b.createOrFold<arith::MinUIOp>(loc, step, index(kSteps - 1)));
   };
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
   // is peeled, so that the loop holds no branch around the wgmma.
-  SmallVector<Value> firstScales = loadScales(0);
-  SmallVector<Value> scales = loadScales(1);
+  SmallVector<Value> firstScales = loadScales(index(0));
+  SmallVector<Value> scales = loadScales(index(1));
   waitForRound(rings.full, ringStep(index(0)), /*previousRound=*/false);
   Value firstStage = rings.stepBase ? stageOf(rings.stepBase) : index(0);
   bool fresh = !accumulators.front();
@@ -1233,7 +1228,8 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // step's scales.
   auto consumeStep = [&](Value step, SmallVector<Value> &sums,
                          ArrayRef<Value> scales) {
-    SmallVector<Value> next = loadNextScales(step);
+    SmallVector<Value> next =
+        loadScales(arith::AddIOp::create(b, loc, step, index(1)));
     waitForRound(rings.full, ringStep(step), /*previousRound=*/false);
     Value stage = stageOf(ringStep(step));
     sums = multiplyStage(sums, stage, scales, /*pendingGroups=*/1,

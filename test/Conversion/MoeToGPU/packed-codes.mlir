@@ -201,7 +201,8 @@ func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor
 // CHECK: scf.for %[[STEP:.*]] = %c1{{.*}} to %c1{{.*}} step %c4{{.*}} iter_args
 // CHECK-SAME: -> (!llvm.struct<{{.*}}>, f32, f32, f32, f32, f32, f32, f32, f32) {
 // CHECK: %[[NEXT:.*]] = arith.addi %[[STEP]], %c1{{.*}} : index
-// CHECK-NEXT: arith.minui %[[NEXT]], %c3{{.*}} : index
+// CHECK-NEXT: %[[LAST:.*]] = arith.constant 3 : index
+// CHECK-NEXT: arith.minui %[[NEXT]], %[[LAST]] : index
 // CHECK: memref.load %arg5
 // CHECK: memref.load %arg6
 // CHECK: nvgpu.mbarrier.try_wait.parity
