@@ -976,7 +976,8 @@ void KernelBuilder::planFragmentRows() {
   // 64·w + 16·(t/32 mod 4) + (t%32)/4 (+8). With swapped operands the
   // epilogue's fragments cover the block_m slot rows only: below 64 rows,
   // warps past them (of either warpgroup) take the rows of warp t/32 mod
-  // (block_m / 16) (and store nothing); 128 rows are two warpgroups' 64.
+  // (block_m / 16) (and store nothing); 128 rows are two warpgroups' 64,
+  // and 256 rows two passes of them (transposeSwappedSums).
   bool swappedBelowWarpgroup = config.swapAB && config.blockM < kWarpgroupRows;
   Value warp = arith::RemUIOp::create(
       b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
@@ -1203,8 +1204,8 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // of their own step, H100: docs/gpu-benchmark-quantized.md). The last
   // step loads its own scales again rather than any past K.
   int64_t kSteps = config.kSteps();
-  // The scales of `step`, clamped to the last step (folded where `step` is
-  // known when the kernel is built).
+  // The scales of `step`, clamped to the last step (folded for the first
+  // two steps, whose index is a constant).
   auto loadScales = [&](Value step) -> SmallVector<Value> {
     if (!config.isWeightOnly())
       return {};
@@ -2244,8 +2245,8 @@ static FailureOr<ExpertMatmulPlan> describeMatmul(OpBuilder &b,
 /// The slot block of `kernelConfig` (the aligned schedule's, as the
 /// dialect verifies) into `config`: 64 or 128 rows, or with swapped
 /// operands (bf16, weight-only, or w8a8 without promotion) 16 or 32 over
-/// one or two warpgroups; and
-/// the weight load. A remark otherwise.
+/// one or two warpgroups, or on the register operand 64, 128 or (with a
+/// producer warpgroup) 256; and the weight load. A remark otherwise.
 static LogicalResult applySlotBlock(ExpertMatmulOp op,
                                     moe_gpu::KernelConfigAttr kernelConfig,
                                     ExpertMatmulPlan &config) {

@@ -17,6 +17,7 @@
 
 #include "mlir/IR/Builders.h"
 
+#include <cassert>
 #include <optional>
 
 namespace mlir::moe::expert_matmul {
@@ -251,12 +252,16 @@ struct ExpertMatmulPlan {
                ? moe_gpu::hopper::swappedTableBytes(swappedPassRows(), blockN)
                : 0;
   }
-  /// Swapped operands: the slot rows transposed per pass after the K loop
-  /// (all of them, or 128 at a time with two consumer warpgroups).
+  /// Swapped operands: the slot rows transposed per pass after the K loop:
+  /// all of them, at most 64 per consumer warpgroup.
   int64_t swappedPassRows() const {
     return moe_gpu::hopper::swappedPassRows(blockM, swappedWarpgroups);
   }
-  int64_t swappedPasses() const { return blockM / swappedPassRows(); }
+  /// Swapped operands: the passes of the transpose (two for 256 rows).
+  int64_t swappedPasses() const {
+    assert(blockM % swappedPassRows() == 0 && "whole passes (verified)");
+    return blockM / swappedPassRows();
+  }
   /// Where the swapped table begins: over the ring's memory, which one
   /// tile per block no longer reads, or after the ring and the tile slots
   /// where a persistent producer fills the next tile's stages meanwhile.

@@ -35,8 +35,10 @@ inline gpu::GPUFuncOp createKernelFunc(OpBuilder &b, Location loc,
 /// odd E was 4-byte aligned, and its v2 stores faulted).
 constexpr int64_t kSharedArrayAlignment = 16;
 
-/// The sm_90a grouped GEMM of an aligned `op` (block_m 64 or 128; bf16, or
-/// w8a8 fp8/int8 codes with their scales; K a multiple of 128 bytes;
+/// The sm_90a grouped GEMM of an aligned `op` (block_m 64 or 128, with
+/// swapped operands 16 or 32, on the weight-only register operand also 64,
+/// 128 or 256; bf16, weight-only codes, or w8a8 fp8/int8 codes with their
+/// scales; K a multiple of 128 bytes;
 /// output width W % 8 == 0, or W % 64 == 0 with a gated activation) that
 /// writes rows in slot order or combines into tokens.
 ///
@@ -45,11 +47,11 @@ constexpr int64_t kSharedArrayAlignment = 16;
 /// padded count memref<1xi32>, a pointer to the TMA descriptor of the
 /// weights viewed as [E·N, K] (box `box_rows` x `box_cols` of
 /// `element_bytes`, 128B swizzle); w8a8: input codes as i8, then the input
-/// and weight scales (f32, the op's shapes); then either out memref<?xWxbf16> (rows), or routing weights memref<?xkxf32>
-/// and an f32 sum buffer memref<?xNxf32> that must start zeroed (combine).
-/// Launch: grid (ceil(S / 64), ceil(W / tile_n), split_k), 128 threads,
-/// `shared_bytes` of dynamic shared memory.
-/// The block shape, ring depth and K split are those of the op's
+/// and weight scales (f32, the op's shapes); then either out memref<?xWxbf16>
+/// (rows), or routing weights memref<?xkxf32> and an f32 sum buffer
+/// memref<?xNxf32> that must start zeroed (combine). Launch: grid (ceil(S /
+/// 64), ceil(W / tile_n), split_k), 128 threads, `shared_bytes` of dynamic
+/// shared memory. The block shape, ring depth and K split are those of the op's
 /// `moe_gpu.config` (moe-gpu-configure); an op without one, or with one this
 /// emitter does not build, gets a remark.
 FailureOr<gpu::GPUFuncOp> buildExpertMatmulKernel(OpBuilder &b,

@@ -19,7 +19,7 @@
 // warpgroup off, gets a configuration no kernel has; the dialect verifies
 // the configurations the pass builds as it does parsed ones.
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 | sed -e 's/tile = #moe.tile<block_m = 128/tile = #moe.tile<block_m = 256/' | moe-opt -moe-align | not moe-opt -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" 2>&1 | FileCheck %s --check-prefix=WIDE-UNBUILT
-// WIDE-UNBUILT: error: invalid kernel config: with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), got 256
+// WIDE-UNBUILT: error: invalid kernel config: with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), or 256 over two with weight_load = registers and a producer warpgroup, got 256
 // A 4-bit schedule whose gated weight rows hold at most 6 KB of K as bf16
 // (GPT-OSS: 2880 · 2 bytes) takes 64 x 64 tiles on the bf16 tile kernel
 // (weight-only-registers=false) where the cost model asked for 128 rows.
@@ -31,6 +31,8 @@
 // multistage). The `persistent` option, bf16's, changes nothing here.
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=MXFP4-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 persistent" | FileCheck %s --check-prefix=MXFP4-PREFILL
+// mxfp4 keeps 128-row blocks at 1024 rows per expert (wide ones are int4 g128's).
+// RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=8192 -moe-gpu-configure=num-tokens=8192 | FileCheck %s --check-prefix=MXFP4-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-registers=false" | FileCheck %s --check-prefix=MXFP4-PREFILL-TILE
 // RUN: moe-opt %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" | FileCheck %s --check-prefix=MXFP4-PREFILL-MULTISTAGE
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-n=256" | FileCheck %s --check-prefix=INT4-PREFILL-256

@@ -134,27 +134,33 @@
 // -----
 
 // swapped operands: block_m is the wgmma's N
-// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (64), got 12}}
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (64), or 256 over two with weight_load = registers and a producer warpgroup, got 12}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 12, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()
 
 // -----
 
 // swapped operands: at most 64 rows per consumer warpgroup
-// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (64), got 128}}
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (64), or 256 over two with weight_load = registers and a producer warpgroup, got 128}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>} : () -> ()
 
 // -----
 
 // ... also over two
-// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), got 256}}
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), or 256 over two with weight_load = registers and a producer warpgroup, got 256}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 256, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, swap_ab = true>} : () -> ()
 
 // -----
 
-// ... and at most 128 per consumer warpgroup on the register operand with a
-// producer warpgroup
-// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 128 per consumer warpgroup (128), got 256}}
+// ... and 256 on the register operand with a producer warpgroup only over
+// two consumer warpgroups
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (64), or 256 over two with weight_load = registers and a producer warpgroup, got 256}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 256, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, producer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
+
+// -----
+
+// ... in passes of 128: not 192
+// expected-error @+1 {{with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), or 256 over two with weight_load = registers and a producer warpgroup, got 192}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 192, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, swap_ab = true, weight_load = registers>} : () -> ()
 
 // -----
 

@@ -126,8 +126,9 @@ verifyRoles(function_ref<InFlightDiagnostic()> emitError, Schedule schedule,
 /// weight rows: a thread holds `block_n / 64 / consumers` accumulators of
 /// `block_m / 2` registers. The sums are transposed after the K loop, 64
 /// slot rows per consumer warpgroup at a time, so block_m is at most 64
-/// per consumer warpgroup, or 128 on the register operand with a producer
-/// warpgroup (two passes; the consumers' registers hold the wider sums).
+/// per consumer warpgroup, or 256 over two consumer warpgroups on the
+/// register operand with a producer warpgroup (two passes of 128; the
+/// consumers' registers hold the wider sums).
 /// Every thread loads and multiplies (the multistage schedule), or with
 /// the register operand a producer warpgroup loads (warp_specialized, or
 /// persistent); no cluster.
@@ -145,14 +146,18 @@ verifySwappedOperands(function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
                           "weight_load = registers, got "
                        << stringifySchedule(schedule) << " with weight_load = "
                        << stringifyWeightLoad(weightLoad);
-  int64_t rowsPerWarpgroup =
-      specializedRegisters ? 2 * kWarpgroupRows : kWarpgroupRows;
-  if (blockM > rowsPerWarpgroup * consumers || !isWgmmaN(mma, blockM))
+  bool twoPasses = specializedRegisters && consumers == 2 &&
+                   blockM == 2 * kWarpgroupRows * consumers;
+  if ((blockM > kWarpgroupRows * consumers && !twoPasses) ||
+      !isWgmmaN(mma, blockM))
     return emitError() << "with swapped operands block_m is the wgmma's N: "
                           "an N that "
-                       << stringifyMmaKind(mma) << " takes, at most "
-                       << rowsPerWarpgroup << " per consumer warpgroup ("
-                       << rowsPerWarpgroup * consumers << "), got " << blockM;
+                       << stringifyMmaKind(mma)
+                       << " takes, at most 64 per consumer warpgroup ("
+                       << kWarpgroupRows * consumers
+                       << "), or 256 over two with weight_load = registers "
+                          "and a producer warpgroup, got "
+                       << blockM;
   if (blockN % (kWarpgroupRows * consumers) != 0)
     return emitError() << "with swapped operands block_n must be a multiple "
                           "of the wgmma's 64 rows per consumer warpgroup ("

@@ -249,7 +249,8 @@ struct ConfigureOptions {
   /// Swapped int4 weight-only matmuls take `weight_load = registers`.
   bool weightOnlyRegisters = true;
   /// Weight-only prefill blocks of 128 rows without split-K on the register
-  /// operand take the persistent schedule (a producer warpgroup).
+  /// operand take the persistent schedule (a producer warpgroup), and from
+  /// kMinWideBlockRows rows per expert blocks of 256 (takesWideBlocks).
   bool weightOnlyWarpSpecialize = true;
   /// fp8 matmuls with per-channel or per-tensor scales keep their sums in
   /// the wgmma's accumulator (`fast_accumulation`).
@@ -617,7 +618,7 @@ bool isShortSharedSchedule(ArrayRef<ExpertMatmulOp> schedule,
   });
 }
 
-/// Prefill's slot blocks (64 or 128 rows) of a matmul that takes the
+/// Prefill's slot blocks (64, 128 or 256 rows) of a matmul that takes the
 /// register operand (takesRegisterOperand; the schedule and cluster options
 /// are bf16's and w8a8's), else null: swapped operands, two consumer
 /// warpgroups of 64 weight rows each (block_n 128) over the block's slot
@@ -832,6 +833,10 @@ int64_t chooseSwappedBlockM(ArrayRef<ExpertMatmulOp> schedule,
 /// registers in the persistent kernel (without split-K), and an expert's
 /// mean rows are many. Each decoded fragment then feeds twice the slot
 /// rows, halving the decode per product, the consumers' busiest work.
+/// Only int4 in groups of 128 or more without zero points, the format
+/// measured (Mixtral): mxfp4 and int4 g32 with zero points, whose
+/// consumers hold more scales, spill about twice as much with 256 rows
+/// and were not measured.
 bool takesWideBlocks(ArrayRef<ExpertMatmulOp> schedule,
                      const std::optional<ExpertRows> &rows,
                      const ConfigureOptions &options) {
@@ -841,16 +846,21 @@ bool takesWideBlocks(ArrayRef<ExpertMatmulOp> schedule,
       rows->mean() < double(kMinWideBlockRows))
     return false;
   return llvm::all_of(schedule, [&](ExpertMatmulOp op) {
+    moe::QuantizationAttr quantization = op.getQuantization();
     return takesRegisterOperand(op, options) &&
+           quantization.getFormat() == QuantFormat::Int4Weight &&
+           quantization.getGroupSize() >= 128 && !quantization.getZeroPoint() &&
            chooseSplitK(MatmulFacts::of(op, options.blockK)) == 1;
   });
 }
 
 /// The slot-block height of a schedule's matmuls: their aligned block_m,
 /// else that of a configuration written in the input, else (with
-/// `swap-ab`) a swapped height for few rows per expert, else 64 for short
-/// 4-bit streams (isShortFourBitSchedule), else 128 unless one tile asked
-/// for fewer rows and (bf16) an expert's likely most rows fit 64.
+/// `swap-ab`) a swapped height for few rows per expert, else 256 where the
+/// register operand's rows per expert are many (takesWideBlocks), else 64
+/// for short 4-bit streams (isShortFourBitSchedule), else 128 unless one
+/// tile asked for fewer rows and (bf16) an expert's likely most rows fit
+/// 64.
 int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
                      const std::optional<ExpertRows> &rows,
                      const ConfigureOptions &options) {

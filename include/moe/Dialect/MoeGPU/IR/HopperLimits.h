@@ -10,6 +10,7 @@
 
 #include "moe/Dialect/Moe/IR/MoeAttrs.h"
 
+#include <algorithm>
 #include <cstdint>
 
 namespace mlir::moe_gpu::hopper {
@@ -50,9 +51,7 @@ inline constexpr int64_t kTileSlotBytes = 4 * kTileRingDepth;
 /// the K loop. Each consumer warp takes 16 of them from the table (64 per
 /// warpgroup), so a block of more slot rows than that goes in passes.
 inline int64_t swappedPassRows(int64_t blockM, int64_t consumerWarpgroups) {
-  return blockM < kWarpgroupRows * consumerWarpgroups
-             ? blockM
-             : kWarpgroupRows * consumerWarpgroups;
+  return std::min(blockM, kWarpgroupRows * consumerWarpgroups);
 }
 /// Swapped operands: the table of 32-bit sums through which a block
 /// transposes its [block_n, block_m] accumulators after the K loop,

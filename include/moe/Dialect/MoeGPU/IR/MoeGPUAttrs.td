@@ -92,10 +92,11 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       slot block of few rows (decode) multiplies no 64-row padding. Then
       `block_m` is an N of the wgmma, at most 64 per consumer warpgroup
       (the sums are transposed after the K loop into 64 slot rows per
-      warpgroup), or 128 with `weight_load = registers` and a producer
-      warpgroup (transposed in passes, the consumers' registers holding the
-      wider sums); a consumer thread's accumulators must fit its 255
-      registers. Each of the one or two consumer warpgroups multiplies its
+      warpgroup), or 256 over two consumer warpgroups with `weight_load =
+      registers` and a producer warpgroup (transposed in two passes of 128,
+      the consumers' registers holding the wider sums); a consumer thread's
+      accumulators must fit its 255 registers. Each of the one or two
+      consumer warpgroups multiplies its
       `block_n / consumer_warpgroups` weight rows and keeps one accumulator
       of `block_m / 2` registers per 64 of them, and the schedule is
       `multistage`, or `warp_specialized` or `persistent` with

@@ -156,8 +156,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     faster at M = 1024-4096 on Mixtral int4 g128, GPT-OSS-120B mxfp4 and
     Qwen3 int4 g32 zp). 64-row blocks stay multistage: with the producer
     they measured 2-30% slower. Where an expert's mean rows are at least
-    1024 (Mixtral at M = 4096), the persistent kernel's slot blocks hold
-    256 rows: each decoded weight fragment feeds an m64n256 wgmma, half
+    1024 (Mixtral at M = 4096) and the codes are int4 in groups of 128 or
+    more without zero points (the format measured; mxfp4 and int4 g32 zp
+    spill twice as much), the persistent kernel's slot blocks hold 256
+    rows: each decoded weight fragment feeds an m64n256 wgmma, half
     the decode per product, and the sums are transposed in two passes of
     128 rows (H100, Mixtral int4 g128: 4-5% faster than 128-row blocks at
     1024 rows per expert, level at 512, 10% slower at 256). Without
