@@ -288,6 +288,9 @@ private:
   /// round is complete or, with `previousRound`, that of the round before
   /// (which a fresh barrier counts as complete).
   void waitForRound(Value ring, Value step, bool previousRound);
+  /// Warp-specialized consumers: waits until the stage of ring position
+  /// `position` is full, then fences the async proxy for its wgmma.
+  void waitForFullStage(Value position);
   /// Producer: waits until the stage of ring position `position` was
   /// released in the round before (a fresh barrier counts as released).
   void waitForRelease(Value position);
@@ -435,8 +438,8 @@ private:
   void splitRoles(function_ref<void()> producer,
                   function_ref<void()> consumers);
   /// The producer's loop: per K step, wait until the consumers released the
-  /// stage, then TMA the weights and cp.async the A rows into it; announce
-  /// each stage's rows on its full barrier once they have landed.
+  /// stage, then TMA the weights and cp.async the A rows into it; each
+  /// thread's copies arrive on the stage's full barrier as they land.
   void produce();
   /// The consumers' K loop: wait for a full stage, multiply it, release it.
   /// Without `accumulator`, the first wgmma starts the sums (scale-d 0).
@@ -1147,45 +1150,34 @@ void KernelBuilder::produce() {
     weightOnly.emplace(b, loc, config, tile, moe, shared.memory);
     weightOnly->planCopies(producerThread, kWarpgroupThreads);
   }
-  int64_t kSteps = config.kSteps();
-  // A stage's rows are announced `lag` steps after their cp.async was
-  // issued, so that the gathers of that many stages stay in flight while
-  // the thread waits for the oldest. At most stages − 2: the consumers
-  // release step t − 1 only once step t is full (one wgmma group stays in
-  // flight), so issuing step p waits for step p − stages + 1 to be
-  // announced, which a larger lag puts after issuing p. fp8 consumers
-  // release step t itself (consumePromoted): at most stages − 1.
-  int64_t lag =
-      std::min({kProducerLag,
-                config.stages - (config.promotesEachStage() ? 1 : 2), kSteps});
+  // Each thread's copies of a step arrive on the stage's full barrier as
+  // they land, so the producer waits on nothing but free stages and runs
+  // as far ahead as the ring allows, across tiles too. (Waiting for its
+  // own oldest group before announcing, two groups in flight, left the
+  // consumers waiting for full stages about 60% of the time:
+  // docs/gpu-benchmark-quantized.md.) The consumers read nothing that has
+  // not arrived, so no copy is pending when the block exits.
   Value trueValue = arith::ConstantOp::create(b, loc, b.getBoolAttr(true));
-  auto issue = [&](Value step) {
-    // Round r of a stage waits for the consumers' release of round r − 1.
-    waitForRelease(ringStep(step));
-    issueStage(step, trueValue);
-  };
-  auto announce = [&](Value step) {
-    // The arrive releases the rows to the consumers' wgmma.
-    hopper.fenceAsyncProxy();
-    nvgpu::MBarrierArriveOp::create(b, loc,
-                                    nvgpu::MBarrierTokenType::get(context()),
-                                    rings.full, stageOf(ringStep(step)));
-  };
-  for (int64_t step = 0; step < lag; ++step)
-    issue(index(step));
-  scf::ForOp::create(b, loc, index(lag), index(kSteps), index(1), ValueRange{},
-                     [&](OpBuilder &, Location, Value step, ValueRange) {
-                       issue(step);
-                       // Every step commits one group: the one `lag` steps
-                       // back is done when at most `lag` are pending.
-                       NVVM::CpAsyncWaitGroupOp::create(b, loc, lag);
-                       announce(arith::SubIOp::create(b, loc, step,
-                                                      index(lag)));
-                       scf::YieldOp::create(b, loc);
-                     });
-  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-  for (int64_t step = kSteps - lag; step < kSteps; ++step)
-    announce(index(step));
+  scf::ForOp::create(
+      b, loc, index(0), index(config.kSteps()), index(1), ValueRange{},
+      [&](OpBuilder &, Location, Value step, ValueRange) {
+        // Round r of a stage waits for the consumers' release of round
+        // r − 1.
+        Value position = ringStep(step);
+        waitForRelease(position);
+        Value stage = stageOf(position);
+        issueStage(step, trueValue, stage);
+        hopper.arriveWhenCopiesLand(rings.full, stage);
+        scf::YieldOp::create(b, loc);
+      });
+}
+
+void KernelBuilder::waitForFullStage(Value position) {
+  waitForRound(rings.full, position, /*previousRound=*/false);
+  // The producer's cp.async wrote the stage's rows through the generic
+  // proxy and arrived as they landed, without a fence of its own; the
+  // wgmma reads them through the async proxy.
+  hopper.fenceAsyncProxy();
 }
 
 Value KernelBuilder::stageOf(Value step) {
@@ -1215,9 +1207,11 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
   // is peeled, so that the loop holds no branch around the wgmma.
+  // The scales are loaded after the wait's proxy fence, which would
+  // otherwise wait for them too.
   SmallVector<Value> firstScales = loadScales(index(0));
+  waitForFullStage(ringStep(index(0)));
   SmallVector<Value> scales = loadScales(index(1));
-  waitForRound(rings.full, ringStep(index(0)), /*previousRound=*/false);
   Value firstStage = rings.stepBase ? stageOf(rings.stepBase) : index(0);
   bool fresh = !accumulators.front();
   if (fresh)
@@ -1229,9 +1223,9 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // step's scales.
   auto consumeStep = [&](Value step, SmallVector<Value> &sums,
                          ArrayRef<Value> scales) {
+    waitForFullStage(ringStep(step));
     SmallVector<Value> next =
         loadScales(arith::AddIOp::create(b, loc, step, index(1)));
-    waitForRound(rings.full, ringStep(step), /*previousRound=*/false);
     Value stage = stageOf(ringStep(step));
     sums = multiplyStage(sums, stage, scales, /*pendingGroups=*/1,
                          /*fresh=*/false);
@@ -1323,7 +1317,7 @@ Value KernelBuilder::consumePromoted() {
         SmallVector<Value> scales;
         if (config.hasBlockScales())
           scales = moe.blockScales(step, thisThread.scaleRows);
-        waitForRound(rings.full, step, /*previousRound=*/false);
+        waitForFullStage(step);
         Value partial =
             wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType),
                       stageOf(step), /*pendingGroups=*/0, /*fresh=*/true);

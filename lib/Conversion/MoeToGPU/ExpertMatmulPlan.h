@@ -37,11 +37,6 @@ inline constexpr int64_t kChunkBytes = 16;
 /// bf16 values per 16-byte chunk of the B tile.
 inline constexpr int64_t kValuesPerChunk = 8;
 inline constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxMultistageStages;
-/// Warp-specialized: stages whose gathers stay in flight before the
-/// producer waits for the oldest. A longer lag announces every stage later:
-/// the register operand's producer with stages − 2 (3 of 5, 5 of 7)
-/// measured 20% slower on an H100 (docs/gpu-benchmark-quantized.md).
-inline constexpr int64_t kProducerLag = 2;
 /// Warp-specialized: the named barrier (bar.sync id) of the consumer
 /// warpgroups alone; 0 is the block's.
 inline constexpr int64_t kConsumerBarrier = 1;

@@ -234,6 +234,16 @@ void HopperEmitter::fenceAsyncProxy() {
                                  NVVM::SharedSpace::shared_cta));
 }
 
+void HopperEmitter::arriveWhenCopiesLand(Value ring, Value barrier) {
+  Value address = nvgpu::MBarrierGetOp::create(b, loc, b.getI64Type(), ring,
+                                               barrier);
+  auto sharedPointer = LLVM::LLVMPointerType::get(
+      b.getContext(), static_cast<unsigned>(NVVM::NVVMMemorySpace::Shared));
+  NVVM::CpAsyncMBarrierArriveOp::create(
+      b, loc, LLVM::IntToPtrOp::create(b, loc, sharedPointer, address),
+      /*noinc=*/true);
+}
+
 void HopperEmitter::syncCluster() {
   NVVM::ClusterArriveOp::create(b, loc, UnitAttr());
   NVVM::ClusterWaitOp::create(b, loc, UnitAttr());

@@ -126,6 +126,11 @@ public:
   /// Orders this thread's generic-proxy writes to shared memory (cp.async,
   /// st.shared) before the async proxy's reads (wgmma, TMA).
   void fenceAsyncProxy();
+  /// One arrival on barrier `barrier` of the mbarrier group `ring` once
+  /// every cp.async this thread issued so far has landed. The arrival is
+  /// one of those the barrier was initialized to expect (.noinc), and the
+  /// thread goes on at once.
+  void arriveWhenCopiesLand(Value ring, Value barrier);
   /// A barrier over every thread of the cluster.
   void syncCluster();
   /// `barrier` (a shared pointer of this block) as the address of the same
