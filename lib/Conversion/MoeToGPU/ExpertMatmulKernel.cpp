@@ -288,9 +288,9 @@ private:
   /// round is complete or, with `previousRound`, that of the round before
   /// (which a fresh barrier counts as complete).
   void waitForRound(Value ring, Value step, bool previousRound);
-  /// Warp-specialized consumers: waits until the stage of ring position
-  /// `position` is full, then fences the async proxy for its wgmma.
-  void waitForFullStage(Value position);
+  /// Warp-specialized consumers, once a stage is full (waited for) and
+  /// before its wgmma: orders its copied slot rows for the async proxy.
+  void fenceCopiedRows();
   /// Producer: waits until the stage of ring position `position` was
   /// released in the round before (a fresh barrier counts as released).
   void waitForRelease(Value position);
@@ -1172,8 +1172,7 @@ void KernelBuilder::produce() {
       });
 }
 
-void KernelBuilder::waitForFullStage(Value position) {
-  waitForRound(rings.full, position, /*previousRound=*/false);
+void KernelBuilder::fenceCopiedRows() {
   // The producer's cp.async wrote the stage's rows through the generic
   // proxy and arrived as they landed, without a fence of its own; the
   // wgmma reads them through the async proxy.
@@ -1206,12 +1205,11 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   };
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
-  // is peeled, so that the loop holds no branch around the wgmma.
-  // The scales are loaded after the wait's proxy fence, which would
-  // otherwise wait for them too.
+  // is peeled, so that the loop holds no branch around the wgmma. A step's
+  // scales are loaded once the previous step's wgmma is issued, after its
+  // proxy fence, which would otherwise wait for them too.
   SmallVector<Value> firstScales = loadScales(index(0));
-  waitForFullStage(ringStep(index(0)));
-  SmallVector<Value> scales = loadScales(index(1));
+  waitForRound(rings.full, ringStep(index(0)), /*previousRound=*/false);
   Value firstStage = rings.stepBase ? stageOf(rings.stepBase) : index(0);
   bool fresh = !accumulators.front();
   if (fresh)
@@ -1219,16 +1217,17 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
       accumulator = LLVM::PoisonOp::create(b, loc, accumulatorType);
   accumulators = multiplyStage(accumulators, firstStage, firstScales,
                                /*pendingGroups=*/1, fresh);
+  SmallVector<Value> scales = loadScales(index(1));
   // Multiplies `step` with its `scales` onto `sums`; returns the next
   // step's scales.
   auto consumeStep = [&](Value step, SmallVector<Value> &sums,
                          ArrayRef<Value> scales) {
-    waitForFullStage(ringStep(step));
-    SmallVector<Value> next =
-        loadScales(arith::AddIOp::create(b, loc, step, index(1)));
+    waitForRound(rings.full, ringStep(step), /*previousRound=*/false);
     Value stage = stageOf(ringStep(step));
     sums = multiplyStage(sums, stage, scales, /*pendingGroups=*/1,
                          /*fresh=*/false);
+    SmallVector<Value> next =
+        loadScales(arith::AddIOp::create(b, loc, step, index(1)));
     Value previous = arith::SubIOp::create(b, loc, step, index(1));
     releaseStage(ringStep(previous));
     return next;
@@ -1289,13 +1288,18 @@ SmallVector<Value> KernelBuilder::multiplyStage(ArrayRef<Value> accumulators,
                                                 ArrayRef<Value> scales,
                                                 int64_t pendingGroups,
                                                 bool fresh) {
-  if (!config.registerOperand)
+  if (!config.registerOperand) {
+    fenceCopiedRows();
     return wgmmaStep(accumulators, stage, pendingGroups, fresh);
+  }
   // The register operand's wgmma adds onto its accumulators (scale-d 1):
   // its consumers start from zeros.
   assert(!fresh && "the register operand's sums start from zeros");
   SmallVector<SmallVector<Value, 16>> operandA =
       weightOnly->decodeOperandA(stage, scales);
+  // Only the wgmma reads through the async proxy: the decode before the
+  // fence overlaps the previous step's wgmma.
+  fenceCopiedRows();
   return hopper.wgmmaRegisterStage(
       accumulators, operandA,
       hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
@@ -1317,7 +1321,8 @@ Value KernelBuilder::consumePromoted() {
         SmallVector<Value> scales;
         if (config.hasBlockScales())
           scales = moe.blockScales(step, thisThread.scaleRows);
-        waitForFullStage(step);
+        waitForRound(rings.full, step, /*previousRound=*/false);
+        fenceCopiedRows();
         Value partial =
             wgmmaStep(LLVM::PoisonOp::create(b, loc, accumulatorType),
                       stageOf(step), /*pendingGroups=*/0, /*fresh=*/true);

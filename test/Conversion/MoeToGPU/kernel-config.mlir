@@ -131,9 +131,10 @@ func.func @unconfigured(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks:
 
 // The warp-specialized schedule: a producer warpgroup after two consumers,
 // the registers rebalanced, full and empty rings. The producer waits for a
-// released stage, issues its TMA and cp.async, and announces the rows two
-// steps later; the consumers wait for a full stage, multiply it, and
-// release the previous stage once its wgmma is done (one stays in flight).
+// released stage, issues its TMA and cp.async, and has the copies arrive on
+// the stage's full barrier as they land (no wait of its own); the consumers
+// wait for a full stage, fence the async proxy, multiply it, and release the
+// previous stage once its wgmma is done (one stays in flight).
 // CHECK-LABEL: func.func @warp_specialized
 // CHECK: gpu.func @expert_matmul
 // CHECK-SAME: threads = 384 : i64
@@ -144,24 +145,29 @@ func.func @unconfigured(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks:
 // CHECK: nvgpu.mbarrier.init %[[EMPTY]][%{{.*}}], %c256
 // CHECK: gpu.barrier
 // CHECK: nvvm.setmaxregister  decrease 40
-// CHECK: nvgpu.mbarrier.try_wait.parity %[[EMPTY]]
-// CHECK: nvgpu.tma.async.load {{.*}}, %[[FULL]][
-// CHECK: nvgpu.mbarrier.arrive.expect_tx %[[FULL]]
-// CHECK: nvgpu.device_async_copy
-// CHECK: nvvm.cp.async.commit.group
+// CHECK-NOT: nvgpu.device_async_copy
 // CHECK: scf.for
 // CHECK: nvgpu.mbarrier.try_wait.parity %[[EMPTY]]
-// CHECK: nvvm.cp.async.wait.group 2
-// CHECK: nvvm.fence.proxy
-// CHECK: nvgpu.mbarrier.arrive %[[FULL]]
-// CHECK: nvvm.cp.async.wait.group 0
+// CHECK: nvgpu.tma.async.load {{.*}}, %[[FULL]][%[[STAGE:.+]]] to
+// CHECK: nvgpu.mbarrier.arrive.expect_tx %[[FULL]][%[[STAGE]]]
+// CHECK: nvgpu.device_async_copy
+// CHECK: nvvm.cp.async.commit.group
+// CHECK-NEXT: %[[ROWS_ARRIVE:.+]] = nvgpu.mbarrier.get %[[FULL]][%[[STAGE]]]
+// CHECK-NEXT: %[[ROWS_BARRIER:.+]] = llvm.inttoptr %[[ROWS_ARRIVE]] : i64 to !llvm.ptr<3>
+// CHECK-NEXT: nvvm.cp.async.mbarrier.arrive %[[ROWS_BARRIER]] {noinc = true}
+// CHECK-NOT: nvvm.cp.async.wait.group
+// CHECK-NOT: nvgpu.mbarrier.arrive %[[FULL]]
 // CHECK: } else {
 // CHECK: nvvm.setmaxregister  increase 232
 // CHECK: nvgpu.mbarrier.try_wait.parity %[[FULL]]
+// CHECK-NOT: nvvm.wgmma.mma_async
+// CHECK: nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}
 // CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: scf.for
 // CHECK: nvgpu.mbarrier.try_wait.parity %[[FULL]]
+// CHECK-NOT: nvvm.wgmma.mma_async
+// CHECK: nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}
 // CHECK-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 256, k = 16>
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: %[[PREVIOUS:.*]] = arith.subi %{{.*}}, %c1
@@ -173,10 +179,13 @@ func.func @unconfigured(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks:
 // PTX: .maxntid 384, 1, 1
 // PTX: .minnctapersm 1
 // PTX: setmaxnreg.dec.sync.aligned.u32 {{.*}}40;
-// PTX: cp.async.wait_group {{.*}}2;
-// PTX: fence.proxy.async.shared::cta;
-// PTX: mbarrier.arrive.shared.b64
+// PTX-NOT: cp.async.wait_group
+// PTX: cp.async.commit_group;
+// PTX-NEXT: cp.async.mbarrier.arrive.noinc.shared.b64
+// PTX-NOT: cp.async.wait_group
 // PTX: setmaxnreg.inc.sync.aligned.u32 {{.*}}232;
+// PTX: mbarrier.try_wait.parity.shared.b64
+// PTX: fence.proxy.async.shared::cta;
 // PTX: wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
 func.func @warp_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
@@ -452,6 +461,7 @@ func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 // CHECK: %[[FREEING:.+]] = arith.select %[[SHARES]], %{{.+}}, %{{.+}} : i32
 // CHECK-NOT: gpu.barrier
 // CHECK: nvvm.setmaxregister  decrease 88
+// CHECK: scf.for
 // Round r of a stage waits for the empty phase r - 1: parity (r + 1) mod 2.
 // CHECK: %[[ROUND:.+]] = arith.divui %{{.+}}, %c4 : index
 // CHECK: %[[NEXT_ROUND:.+]] = arith.addi %[[ROUND]], %c1
@@ -462,10 +472,9 @@ func.func @cluster(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 // CHECK: nvgpu.tma.async.load {{.*}}, %[[FULL]][%{{.+}}] to %{{.+}} multicast_mask = %[[MASK]], predicate
 // CHECK: nvgpu.tma.async.load {{.*}}, %[[FULL]][%{{.+}}] to %{{.+}} multicast_mask = %[[MASK]], predicate
 // CHECK: nvgpu.mbarrier.arrive.expect_tx %[[FULL]][%{{.+}}], %c32768
-// CHECK: scf.for
-// CHECK: nvvm.mbarrier.try_wait.parity %{{.+}}, %{{.+}}, %{{.+}} : !llvm.ptr<3>, i32, i32
-// CHECK: nvgpu.tma.async.load {{.*}} multicast_mask = %{{.+}}, predicate
-// CHECK: nvgpu.mbarrier.arrive %[[FULL]]
+// CHECK: nvvm.cp.async.commit.group
+// CHECK-NEXT: nvgpu.mbarrier.get %[[FULL]]
+// CHECK: nvvm.cp.async.mbarrier.arrive %{{.+}} {noinc = true}
 // CHECK: } else {
 // CHECK-NEXT: nvvm.setmaxregister  increase 208
 // CHECK: scf.for

@@ -150,8 +150,9 @@ func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor
 // With a producer warpgroup (warp_specialized written on the op here;
 // moe-gpu-configure gives 128-row blocks the persistent schedule on it)
 // the 128-row blocks get a producer warpgroup (threads 256 and up): it copies chunks t' and t' + 128 (t' = t − 256) of the stage's two
-// 64-row groups and the slot rows, and announces them on the full
-// barrier, which counts its 128 arrivals (no TMA, no expect_tx). The
+// 64-row groups and the slot rows, and has them arrive on the full
+// barrier as they land (cp.async.mbarrier.arrive.noinc: the barrier counts
+// its 128 arrivals; no TMA, no expect_tx). The
 // consumers copy nothing: thread t of warpgroup w decodes chunk t mod 128
 // of group w, at byte 2048 w + 16·(t mod 128) of the stage's codes. The
 // transposition after the K loop waits on the consumers' named barrier
@@ -175,7 +176,10 @@ func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor
 // CHECK-NOT: nvgpu.device_async_copy %arg0
 // CHECK: nvgpu.device_async_copy %arg4
 // CHECK: nvgpu.device_async_copy %arg0
-// CHECK: nvgpu.mbarrier.arrive
+// CHECK: nvvm.cp.async.commit.group
+// CHECK-NEXT: nvgpu.mbarrier.get %[[FULL]]
+// CHECK: nvvm.cp.async.mbarrier.arrive %{{.+}} {noinc = true}
+// CHECK-NOT: nvgpu.mbarrier.arrive
 // CHECK: } else {
 // CHECK-NEXT: nvvm.setmaxregister  increase 208
 // CHECK-NEXT: arith.constant 128 : index
@@ -196,16 +200,27 @@ func.func @int4_packed_prefill_registers(%x: tensor<?x256xbf16>, %sorted: tensor
 // previous step's wgmma, still in flight (K = 256: four steps, the loop is
 // empty and three follow it). It carries the next step's group scales
 // and zero points (two rows of two groups of 32: eight values), loaded a
-// step ahead before the wait for the step's stage; the last step loads its
-// own again (K step min(t + 1, 3)).
+// step ahead; the last step loads its own again (K step min(t + 1, 3)).
+// Each step waits for its stage, decodes its codes from shared memory,
+// fences the async proxy for the slot rows (the producer's cp.async
+// arrived without a fence), issues its wgmmas, and only then loads the next
+// step's scales (which the fence would otherwise wait for).
 // CHECK: scf.for %[[STEP:.*]] = %c1{{.*}} to %c1{{.*}} step %c4{{.*}} iter_args
 // CHECK-SAME: -> (!llvm.struct<{{.*}}>, f32, f32, f32, f32, f32, f32, f32, f32) {
+// CHECK: nvgpu.mbarrier.try_wait.parity %[[FULL]]
+// CHECK-NOT: memref.load %arg5
+// CHECK: memref.load %{{.*}} : memref<128x2xvector<4xi32>, #gpu.address_space<workgroup>>
+// CHECK-NOT: memref.load %arg5
+// CHECK: nvvm.fence.proxy
+// CHECK-NOT: memref.load %arg5
+// CHECK-COUNT-4: llvm.inline_asm has_side_effects "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// CHECK-NEXT: nvvm.wgmma.commit.group.sync.aligned
+// CHECK-NEXT: nvvm.wgmma.wait.group.sync.aligned 1
 // CHECK: %[[NEXT:.*]] = arith.addi %[[STEP]], %c1{{.*}} : index
 // CHECK-NEXT: %[[LAST:.*]] = arith.constant 3 : index
 // CHECK-NEXT: arith.minui %[[NEXT]], %[[LAST]] : index
 // CHECK: memref.load %arg5
 // CHECK: memref.load %arg6
-// CHECK: nvgpu.mbarrier.try_wait.parity
 // CHECK-NOT: nvgpu.device_async_copy
 // CHECK: nvvm.barrier id = %{{.*}} number_of_threads = %{{.*}}
 // PTX: .entry expert_matmul(
