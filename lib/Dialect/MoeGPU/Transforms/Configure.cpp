@@ -42,7 +42,9 @@ constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
 /// padded block stays a small part of its rows. Measured on an H100
 /// against 128-row blocks (Mixtral int4 g128 prepacked, docs/
 /// gpu-benchmark-quantized.md, twenty-third session): 1024 rows per
-/// expert -3.9%, 512 level (-0.2%), 256 +10%.
+/// expert -3.9%, 512 level (-0.2%), 256 +10%; -14% more at 1024 once the
+/// producer's copies arrived by themselves (twenty-fourth). GPT-OSS mxfp4
+/// at 512 rows per expert measured +4.5% (its consumers spill 576 bytes).
 constexpr int64_t kWideBlockM = 256, kMinWideBlockRows = 1024;
 /// wgmma widths the kernel is built for.
 constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
@@ -660,8 +662,9 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
                                 /*registerOperand=*/true, reservedBytes);
   int64_t groupM = facts.tile ? facts.tile.getGroupM() : 0;
   // Wide blocks keep the same split: with 200 consumer registers (104 for
-  // the producer, whose 16 gathered chunks a stage spill at 88) they
-  // measured 5% slower than with 208.
+  // the producer, whose 16 gathered chunks a stage then spilled 364 bytes
+  // at 88; 48 since its copies arrive by themselves) they measured 5%
+  // slower than with 208.
   return KernelConfigAttr::get(
       op.getContext(), getMmaKind(facts.format), schedule, blockM, blockN,
       facts.blockK(), stages, warpgroups,
