@@ -16,10 +16,10 @@
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL-WIDE
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" | FileCheck %s --check-prefix=INT4-PREFILL-MULTISTAGE
 // A schedule aligned to 256 rows before configure, with the producer
-// warpgroup off, gets a configuration no kernel has; the dialect verifies
-// the configurations the pass builds as it does parsed ones.
+// warpgroup off, has no kernel: the pass checks each configuration it
+// builds against the attribute's contract and fails at the op.
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 | sed -e 's/tile = #moe.tile<block_m = 128/tile = #moe.tile<block_m = 256/' | moe-opt -moe-align | not moe-opt -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" 2>&1 | FileCheck %s --check-prefix=WIDE-UNBUILT
-// WIDE-UNBUILT: error: invalid kernel config: with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), or 256 over two with weight_load = registers and a producer warpgroup, got 256
+// WIDE-UNBUILT: error: moe-gpu-configure: no kernel for the schedule's 256-row slot blocks with these options: with swapped operands block_m is the wgmma's N: an N that wgmma_bf16 takes, at most 64 per consumer warpgroup (128), or 256 over two with weight_load = registers and a producer warpgroup, got 256
 // A 4-bit schedule whose gated weight rows hold at most 6 KB of K as bf16
 // (GPT-OSS: 2880 · 2 bytes) takes 64 x 64 tiles on the bf16 tile kernel
 // (weight-only-registers=false) where the cost model asked for 128 rows.

@@ -55,6 +55,16 @@ int64_t KernelConfigAttr::getElementBytes() const {
   return elementBytesOf(getMma());
 }
 
+LogicalResult KernelConfigAttr::verifyContract(
+    function_ref<InFlightDiagnostic()> emitError) const {
+  return verify(emitError, getMma(), getSchedule(), getBlockM(), getBlockN(),
+                getBlockK(), getStages(), getConsumerWarpgroups(),
+                getProducerWarpgroups(), getProducerRegisters(),
+                getConsumerRegisters(), getSplitK(), getClusterM(),
+                getClusterN(), getGroupM(), getSwapAb(), getWeightLoad(),
+                getFastAccumulation(), getFusedAlignAssignments());
+}
+
 /// Whether `n` is an N of the dense wgmma of `mma`: a multiple of 8 up to
 /// 256; for s8, multiples of 16 past 32.
 static bool isWgmmaN(MmaKind mma, int64_t n) {

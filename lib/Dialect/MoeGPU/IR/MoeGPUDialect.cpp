@@ -68,15 +68,8 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
   // A configuration a pass built (KernelConfigAttr::get, unchecked) meets
   // the contract of one parsed from the input: a register split past the
   // block's registers, say, would make setmaxnreg.inc wait forever.
-  if (failed(KernelConfigAttr::verify(
-          [&] { return op->emitError() << "invalid kernel config: "; },
-          config.getMma(), config.getSchedule(), config.getBlockM(),
-          config.getBlockN(), config.getBlockK(), config.getStages(),
-          config.getConsumerWarpgroups(), config.getProducerWarpgroups(),
-          config.getProducerRegisters(), config.getConsumerRegisters(),
-          config.getSplitK(), config.getClusterM(), config.getClusterN(),
-          config.getGroupM(), config.getSwapAb(), config.getWeightLoad(),
-          config.getFastAccumulation(), config.getFusedAlignAssignments())))
+  if (failed(config.verifyContract(
+          [&] { return op->emitError() << "invalid kernel config: "; })))
     return failure();
   MmaKind expected = getMmaKind(matmul.getQuantization().getFormat());
   if (config.getMma() != expected)

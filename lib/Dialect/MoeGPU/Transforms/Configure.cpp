@@ -42,9 +42,10 @@ constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
 /// padded block stays a small part of its rows. Measured on an H100
 /// against 128-row blocks (Mixtral int4 g128 prepacked, docs/
 /// gpu-benchmark-quantized.md, twenty-third session): 1024 rows per
-/// expert -3.9%, 512 level (-0.2%), 256 +10%; -14% more at 1024 once the
-/// producer's copies arrived by themselves (twenty-fourth). GPT-OSS mxfp4
-/// at 512 rows per expert measured +4.5% (its consumers spill 576 bytes).
+/// expert -3.9%, 512 level (-0.2%), 256 +10%; at 1024 another -14% once
+/// the producer's copies arrived by themselves (twenty-fourth session).
+/// GPT-OSS mxfp4 at 512 rows per expert: +4.5% (its consumers spill 576
+/// bytes).
 constexpr int64_t kWideBlockM = 256, kMinWideBlockRows = 1024;
 /// wgmma widths the kernel is built for.
 constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
@@ -1071,7 +1072,7 @@ struct MoeGpuConfigurePass
 
   /// Chooses the block height of each schedule (the matmuls on one slot
   /// order) and the kernel configuration of each of its matmuls.
-  void configureSchedules(const ConfigureOptions &options) {
+  LogicalResult configureSchedules(const ConfigureOptions &options) {
     llvm::MapVector<Value, SmallVector<ExpertMatmulOp>> bySchedule;
     getOperation().walk([&](ExpertMatmulOp op) {
       if (op.getTileAttr() || op.isAligned() || getKernelConfig(op))
@@ -1103,9 +1104,20 @@ struct MoeGpuConfigurePass
               tile.getGroupM()));
         // A configuration written in the input is kept, as a tuning
         // experiment or a user's choice would want.
-        if (!getKernelConfig(op))
-          op->setAttr(MoeGPUDialect::getConfigAttrName(),
-                      chooseKernelConfig(op, blockM, rows, scheduleOptions));
+        if (getKernelConfig(op))
+          continue;
+        KernelConfigAttr chosen =
+            chooseKernelConfig(op, blockM, rows, scheduleOptions);
+        // The schedule's slot blocks were aligned before this pass (a
+        // schedule of 256 rows with the producer off, say): say so here,
+        // at the op, rather than leave a configuration no kernel has.
+        if (failed(chosen.verifyContract([&] {
+              return op.emitError()
+                     << "moe-gpu-configure: no kernel for the schedule's "
+                     << blockM << "-row slot blocks with these options: ";
+            })))
+          return failure();
+        op->setAttr(MoeGPUDialect::getConfigAttrName(), chosen);
       }
       int64_t fusedAlign =
           options.fusedAlignAssignments >= 0
@@ -1117,13 +1129,15 @@ struct MoeGpuConfigurePass
             MoeGPUDialect::getConfigAttrName(),
             withFusedAlign(first, getKernelConfig(first), fusedAlign));
     }
+    return success();
   }
 
   void runOnOperation() override {
     FailureOr<ConfigureOptions> options = verifyOptions();
     if (failed(options))
       return signalPassFailure();
-    configureSchedules(*options);
+    if (failed(configureSchedules(*options)))
+      signalPassFailure();
   }
 };
 } // namespace

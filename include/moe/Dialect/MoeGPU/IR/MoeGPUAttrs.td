@@ -179,6 +179,10 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       return getStages() * (getBlockM() + getBlockN()) * getBlockK() *
              getElementBytes();
     }
+    /// Checks this configuration against the whole contract the parser
+    /// checks (verify), for one built unchecked by `get`.
+    ::llvm::LogicalResult verifyContract(
+        ::llvm::function_ref<::mlir::InFlightDiagnostic()> emitError) const;
   }];
 }
 

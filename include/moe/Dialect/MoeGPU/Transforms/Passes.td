@@ -12,6 +12,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     `#moe.tile` or an aligned schedule, as its attribute `moe_gpu.config`.
     The kernel emitters take every decision from it. Runs between `moe-tile`
     and `moe-align` (in `moe-gpu-pipeline`), or on an aligned schedule.
+    Each configuration it builds is checked against the attribute's whole
+    contract: a schedule aligned before the pass that no kernel takes with
+    the options given (256-row slot blocks without the producer
+    warpgroup, say) fails the pass with an error at the op.
 
     - `block_m`: 128 rows (two consumer warpgroups sharing each weight tile)
       where the cost model's tile asked for at least 128, else 64; the
