@@ -12,7 +12,8 @@
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false" | FileCheck %s --check-prefix=MIXTRAL-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure=num-tokens=1 | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=FP8-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure=num-tokens=2048 | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure=num-tokens=512 | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=INT4-PREFILL-WIDE
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=INT4-PREFILL-WIDE
 // RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-warp-specialize=false" | FileCheck %s --check-prefix=INT4-PREFILL-MULTISTAGE
 // A schedule aligned to 256 rows before configure, with the producer
@@ -91,7 +92,7 @@
 // M (cluster_m = 2); weight-only and fp8 ones keep single blocks.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 cluster-m=2" | FileCheck %s --check-prefix=CLUSTER-PREFILL
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 cluster-m=2" | FileCheck %s --check-prefix=FP8-PREFILL
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure="num-tokens=2048 cluster-m=2" | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure="num-tokens=2048 cluster-m=2" | FileCheck %s --check-prefix=INT4-PREFILL-WIDE
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=cluster-m=3 2>&1 | FileCheck %s --check-prefix=CLUSTER-INVALID
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-n=96 2>&1 | FileCheck %s --check-prefix=BLOCKN-INVALID
 // block-k=128: bf16 matmuls take two 128-byte spans of K per stage (the
@@ -99,7 +100,7 @@
 // and fp8 ones keep theirs (one span: 64 codes dequantized to bf16, 128
 // e4m3 codes).
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false block-k=128 block-n=128" | FileCheck %s --check-prefix=BLOCKK-DECODE
-// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure="num-tokens=2048 block-k=128" | FileCheck %s --check-prefix=INT4-PREFILL
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure="num-tokens=2048 block-k=128" | FileCheck %s --check-prefix=INT4-PREFILL-WIDE
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 block-k=128" | FileCheck %s --check-prefix=FP8-PREFILL
 // RUN: moe-opt %moe_src_root/examples/gpt_oss_20b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="num-tokens=1 swap-ab=false block-k=128" | FileCheck %s --check-prefix=BLOCKK-ODD-K
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=block-k=96 2>&1 | FileCheck %s --check-prefix=BLOCKK-INVALID
@@ -355,13 +356,14 @@
 // Weight-only 4-bit at prefill: the register operand with swapped
 // operands, 128 slot rows as the wgmma's N, two warpgroups of 64 weight
 // rows, persistent with a producer warpgroup (the cluster and block-k
-// options are bf16's). From 1024 rows per expert (Mixtral M = 4096) the
-// slot blocks hold 256 rows (m64n256 wgmmas, 4 stages); not where the
-// producer warpgroup is off (the multistage kernel is built for 128).
+// options are bf16's), at 128 rows per expert (Mixtral M = 512). From 256
+// rows per expert (Mixtral M = 1024, 2048, 4096) the slot blocks hold 256
+// rows (m64n256 wgmmas, 4 stages); not where the producer warpgroup is off
+// (the multistage kernel is built for 128).
 // INT4-PREFILL-WIDE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 256, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>, quantization = {{.*}}, tile = #moe.tile<block_m = 256,
 // INT4-PREFILL-MULTISTAGE-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, group_m = 8, swap_ab = true, weight_load = registers>
-// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
-// INT4-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, swap_ab = true, weight_load = registers>
+// INT4-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 16, swap_ab = true, weight_load = registers>
+// INT4-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 1, swap_ab = true, weight_load = registers>
 // PIPELINE: moe.align {{.*}}block_m = 128
 // PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
 // PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8>

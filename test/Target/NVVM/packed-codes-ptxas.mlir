@@ -22,12 +22,12 @@
 // This block's K (256, 128) leaves the four-step loop empty; the example
 // layers run it (Mixtral int4: 64 and 224 steps; GPT-OSS mxfp4: 45, three
 // after the loop).
-// RUN: moe-compile %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -o %t --name mixtral --num-tokens 2048 --ptx %t/mixtral.ptx
+// RUN: moe-compile %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -o %t --name mixtral --num-tokens 512 --ptx %t/mixtral.ptx
 // RUN: moe-compile %moe_src_root/examples/quantized/gpt_oss_20b_mxfp4.mlir -o %t --name gpt_oss --num-tokens 4096 --ptx %t/gpt_oss.ptx
 // RUN: FileCheck %s --check-prefix=PREFILL < %t/mixtral.ptx
 // RUN: ptxas -arch=sm_90a -v %t/mixtral.ptx -o /dev/null > %t/mixtral.log 2>&1
 // RUN: ptxas -arch=sm_90a -v %t/gpt_oss.ptx -o /dev/null > %t/gpt_oss.log 2>&1
-// Mixtral at M = 4096 (1024 rows per expert) takes 256-row slot blocks:
+// Mixtral at M = 4096 (1024 rows per expert; from 256) takes 256-row slot blocks:
 // m64n256 wgmmas on the same decoded registers, the sums transposed in two
 // passes of 128 rows (four consumer barriers a tile). Its producer spills
 // a few of the 16 gathered chunks' addresses a stage at 88 registers:

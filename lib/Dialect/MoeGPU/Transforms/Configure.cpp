@@ -38,15 +38,15 @@ namespace {
 constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
 /// The register operand's wide slot blocks: m64n256 wgmmas, each decoded
 /// weight fragment multiplied by 256 slot rows; taken where an expert's
-/// mean rows are at least kMinWideBlockRows, so that its last, partly
-/// padded block stays a small part of its rows. Measured on an H100
-/// against 128-row blocks (Mixtral int4 g128 prepacked, docs/
-/// gpu-benchmark-quantized.md, twenty-third session): 1024 rows per
-/// expert -3.9%, 512 level (-0.2%), 256 +10%; at 1024 another -14% once
-/// the producer's copies arrived by themselves (twenty-fourth session).
-/// GPT-OSS mxfp4 at 512 rows per expert: +4.5% (its consumers spill 576
-/// bytes).
-constexpr int64_t kWideBlockM = 256, kMinWideBlockRows = 1024;
+/// mean rows are at least kMinWideBlockRows, below which most of an
+/// expert's last block would be padding. Measured on an H100 against
+/// 128-row blocks (Mixtral int4 g128 prepacked, docs/
+/// gpu-benchmark-quantized.md): since the producer's copies arrive by
+/// themselves (twenty-fourth session) -14% at 1024 and 512 rows per
+/// expert, -4.4% at 256 (with the producer that waited for its copies,
+/// twenty-third: -3.9%, level, +10%). GPT-OSS mxfp4 at 512 rows per
+/// expert: +4.5% (its consumers spill 576 bytes).
+constexpr int64_t kWideBlockM = 256, kMinWideBlockRows = 256;
 /// wgmma widths the kernel is built for.
 constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
 /// Capped widths: see the pass description.

@@ -160,13 +160,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     faster at M = 1024-4096 on Mixtral int4 g128, GPT-OSS-120B mxfp4 and
     Qwen3 int4 g32 zp). 64-row blocks stay multistage: with the producer
     they measured 2-30% slower. Where an expert's mean rows are at least
-    1024 (Mixtral at M = 4096) and the codes are int4 in groups of 128 or
+    256 (Mixtral from M = 1024) and the codes are int4 in groups of 128 or
     more without zero points (the format measured; mxfp4 and int4 g32 zp
     spill twice as much), the persistent kernel's slot blocks hold 256
     rows: each decoded weight fragment feeds an m64n256 wgmma, half
     the decode per product, and the sums are transposed in two passes of
-    128 rows (H100, Mixtral int4 g128: 4-5% faster than 128-row blocks at
-    1024 rows per expert, level at 512, 10% slower at 256). Without
+    128 rows (H100, Mixtral int4 g128: 14% faster than 128-row blocks at
+    1024 and 512 rows per expert, 4% at 256). Without
     the register operand, a 4-bit
     schedule (int4, mxfp4) of unswapped blocks whose gated weight rows hold
     at most 6 KB of K as bf16 (GPT-OSS, Qwen3; not Mixtral) takes 64-row
@@ -261,7 +261,7 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     Option<"weightOnlyWarpSpecialize", "weight-only-warp-specialize",
            "bool", /*default=*/"true",
            "Give weight-only matmuls of 128-row slot blocks without split-K "
-           "on the register operand (256-row ones from 1024 rows per "
+           "on the register operand (256-row ones from 256 rows per "
            "expert) the persistent schedule: a producer "
            "warpgroup copies the slot rows and codes into the ring while "
            "the consumer warpgroups only decode and multiply (setmaxnreg "
