@@ -21,51 +21,19 @@
 //     -o tma_gather_probe
 // Run: ./tma_gather_probe   (prints the check, then one line per variant)
 
-#include <cuda.h>
-#include <cuda_runtime.h>
+#include "tma_probe_common.cuh"
 
-#include <algorithm>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <numeric>
 #include <random>
-#include <vector>
 
 namespace {
 
-constexpr int kSpanElements = 64; // 128 bytes of bf16: one swizzle span.
+using namespace tma_probe;
+
 constexpr int kConsumers = 128, kProducers = 128;
 constexpr int kTokens = 4096, kK = 4096, kTopK = 2;
 constexpr int kSlots = kTokens * kTopK;
 constexpr int kColumnTiles = 28;
-
-#define CHECK_CUDA(call)                                                       \
-  do {                                                                         \
-    cudaError_t status = (call);                                               \
-    if (status != cudaSuccess) {                                               \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,                  \
-                   cudaGetErrorString(status));                                \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (0)
-
-__device__ uint32_t sharedAddress(const void *pointer) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-__device__ void initBarrier(uint64_t *barrier, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(
-                   sharedAddress(barrier)),
-               "r"(count));
-}
-
-__device__ void arriveExpect(uint64_t *barrier, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(
-                   sharedAddress(barrier)),
-               "r"(bytes)
-               : "memory");
-}
 
 __device__ void arrive(uint64_t *barrier) {
   asm volatile(
@@ -92,15 +60,6 @@ __device__ bool waitParity(uint64_t *barrier, uint32_t parity,
       return false;
   }
   return true;
-}
-
-__device__ void loadBox(const CUtensorMap *map, void *destination,
-                        uint64_t *barrier, int column, int row) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::"
-               "complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(
-                   sharedAddress(destination)),
-               "l"(map), "r"(column), "r"(row), "r"(sharedAddress(barrier))
-               : "memory");
 }
 
 /// Eight rows (one box each) beside one 8-row box of the same rows, and a
@@ -235,57 +194,6 @@ __global__ void __launch_bounds__(kConsumers + kProducers)
     sink[blockIdx.x * blockDim.x + threadIdx.x] = sum;
 }
 
-CUtensorMap makeMap(void *matrix, int rows, int kElements, int boxRows) {
-  CUtensorMap map;
-  cuuint64_t dims[2] = {cuuint64_t(kElements), cuuint64_t(rows)};
-  cuuint64_t strides[1] = {cuuint64_t(kElements) * 2};
-  cuuint32_t box[2] = {kSpanElements, cuuint32_t(boxRows)};
-  cuuint32_t elementStrides[2] = {1, 1};
-  CUresult result = cuTensorMapEncodeTiled(
-      &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, matrix, dims, strides, box,
-      elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (result != CUDA_SUCCESS) {
-    std::fprintf(stderr, "cuTensorMapEncodeTiled failed (%d)\n", int(result));
-    std::exit(1);
-  }
-  return map;
-}
-
-/// Median µs of one launch over CUDA-graph replays.
-template <typename Launch> float medianMicroseconds(Launch launch) {
-  constexpr int kLaunches = 10, kReplays = 9;
-  cudaStream_t stream;
-  CHECK_CUDA(cudaStreamCreate(&stream));
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < kLaunches; ++i)
-    launch(stream);
-  CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
-  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  CHECK_CUDA(cudaGraphLaunch(exec, stream));
-  CHECK_CUDA(cudaStreamSynchronize(stream));
-  cudaEvent_t start, stop;
-  CHECK_CUDA(cudaEventCreate(&start));
-  CHECK_CUDA(cudaEventCreate(&stop));
-  std::vector<float> times;
-  for (int replay = 0; replay < kReplays; ++replay) {
-    CHECK_CUDA(cudaEventRecord(start, stream));
-    CHECK_CUDA(cudaGraphLaunch(exec, stream));
-    CHECK_CUDA(cudaEventRecord(stop, stream));
-    CHECK_CUDA(cudaEventSynchronize(stop));
-    float ms;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms * 1000.f / kLaunches);
-  }
-  CHECK_CUDA(cudaGraphExecDestroy(exec));
-  CHECK_CUDA(cudaGraphDestroy(graph));
-  CHECK_CUDA(cudaStreamDestroy(stream));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
-}
-
 /// Prints whether row boxes match a block box and a past-the-end box
 /// zero-fills and completes; returns false if not.
 bool runRowBoxCheck(void *x) {
@@ -356,11 +264,14 @@ int main() {
         int shared = stages * rows * 128 + 1024;
         CHECK_CUDA(cudaFuncSetAttribute(
             feedRing, cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
-        float us = medianMicroseconds([&](cudaStream_t stream) {
-          feedRing<<<properties.multiProcessorCount, kConsumers + kProducers,
-                     shared, stream>>>(map, static_cast<const uint16_t *>(x),
-                                       deviceSlots, shape, sink);
-        });
+        float us = medianMicroseconds(
+            [&](int, cudaStream_t stream) {
+              feedRing<<<properties.multiProcessorCount,
+                         kConsumers + kProducers, shared, stream>>>(
+                  map, static_cast<const uint16_t *>(x), deviceSlots, shape,
+                  sink);
+            },
+            /*launches=*/10, /*replays=*/9);
         double bytes = double(kSlots) * kColumnTiles * kK * 2;
         std::printf("%-32s %3d rows, %d stages: %8.1f us %5.2f TB/s\n",
                     names[int(feed)], rows, stages, us, bytes / (us * 1e-6) / 1e12);

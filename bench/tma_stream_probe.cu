@@ -24,45 +24,14 @@
 //     -o tma_stream_probe
 // Run: ./tma_stream_probe   (prints one line per variant)
 
-#include <cuda.h>
-#include <cuda_runtime.h>
-
-#include <algorithm>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <vector>
+#include "tma_probe_common.cuh"
 
 namespace {
 
+using namespace tma_probe;
+
 constexpr int kThreads = 128;
-constexpr int kSpanElements = 64; // 128 bytes of bf16: one swizzle span.
 constexpr int kMaxSharedBytes = 200 * 1024;
-
-#define CHECK_CUDA(call)                                                       \
-  do {                                                                         \
-    cudaError_t status = (call);                                               \
-    if (status != cudaSuccess) {                                               \
-      std::fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,                  \
-                   cudaGetErrorString(status));                                \
-      std::exit(1);                                                            \
-    }                                                                          \
-  } while (0)
-
-__device__ uint32_t sharedAddress(const void *pointer) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-__device__ void initBarrier(uint64_t *barrier) {
-  asm volatile(
-      "mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(sharedAddress(barrier)));
-}
-
-__device__ void expectBytes(uint64_t *barrier, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(
-                   sharedAddress(barrier)),
-               "r"(bytes));
-}
 
 __device__ void waitPhase(uint64_t *barrier, uint32_t phase) {
   asm volatile("{\n"
@@ -72,15 +41,6 @@ __device__ void waitPhase(uint64_t *barrier, uint32_t phase) {
                "@!done bra retry;\n"
                "}\n" ::"r"(sharedAddress(barrier)),
                "r"(phase));
-}
-
-__device__ void loadBox(const CUtensorMap *map, void *destination,
-                        uint64_t *barrier, int column, int row) {
-  asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::"
-               "complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(
-                   sharedAddress(destination)),
-               "l"(map), "r"(column), "r"(row), "r"(sharedAddress(barrier))
-               : "memory");
 }
 
 struct StreamShape {
@@ -107,7 +67,7 @@ __global__ void streamTiles(const __grid_constant__ CUtensorMap map,
       (reinterpret_cast<uintptr_t>(ring) + 1023) & ~uintptr_t(1023));
   auto issue = [&](int step) {
     int stage = step % shape.stages;
-    expectBytes(&full[stage], stageBytes);
+    arriveExpect(&full[stage], stageBytes);
     for (int span = 0; span < shape.spans; ++span)
       loadBox(&map, base + stage * stageBytes + span * shape.rows * 128,
               &full[stage], kBase + step * stepElements + span * kSpanElements,
@@ -115,7 +75,7 @@ __global__ void streamTiles(const __grid_constant__ CUtensorMap map,
   };
   if (threadIdx.x == 0) {
     for (int stage = 0; stage < shape.stages; ++stage)
-      initBarrier(&full[stage]);
+      initBarrier(&full[stage], 1);
     asm volatile("fence.mbarrier_init.release.cluster;");
   }
   __syncthreads();
@@ -198,23 +158,6 @@ __global__ void plainRead(const uint4 *source, size_t words, float *sink) {
     sink[blockIdx.x] = float(acc);
 }
 
-CUtensorMap makeMap(void *matrix, int rows, int kElements, int boxRows) {
-  CUtensorMap map;
-  cuuint64_t dims[2] = {cuuint64_t(kElements), cuuint64_t(rows)};
-  cuuint64_t strides[1] = {cuuint64_t(kElements) * 2};
-  cuuint32_t box[2] = {kSpanElements, cuuint32_t(boxRows)};
-  cuuint32_t elementStrides[2] = {1, 1};
-  CUresult result = cuTensorMapEncodeTiled(
-      &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, matrix, dims, strides, box,
-      elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (result != CUDA_SUCCESS) {
-    std::fprintf(stderr, "cuTensorMapEncodeTiled failed (%d)\n", int(result));
-    std::exit(1);
-  }
-  return map;
-}
-
 /// A weight matrix (rows × K bf16) in enough copies to exceed the L2.
 struct Matrix {
   const char *name;
@@ -224,39 +167,12 @@ struct Matrix {
   size_t bytes() const { return size_t(rows) * kElements * 2; }
 };
 
-/// Median µs of one launch, over graphs of `launches` launches that rotate
-/// the matrix's copies.
-template <typename Launch> float medianMicroseconds(Launch launch, int copies) {
-  constexpr int kLaunches = 24, kReplays = 15;
-  cudaStream_t stream;
-  CHECK_CUDA(cudaStreamCreate(&stream));
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
-  for (int i = 0; i < kLaunches; ++i)
-    launch(i % copies, stream);
-  CHECK_CUDA(cudaStreamEndCapture(stream, &graph));
-  CHECK_CUDA(cudaGraphInstantiate(&exec, graph, 0));
-  CHECK_CUDA(cudaGraphLaunch(exec, stream));
-  CHECK_CUDA(cudaStreamSynchronize(stream));
-  cudaEvent_t start, stop;
-  CHECK_CUDA(cudaEventCreate(&start));
-  CHECK_CUDA(cudaEventCreate(&stop));
-  std::vector<float> times;
-  for (int replay = 0; replay < kReplays; ++replay) {
-    CHECK_CUDA(cudaEventRecord(start, stream));
-    CHECK_CUDA(cudaGraphLaunch(exec, stream));
-    CHECK_CUDA(cudaEventRecord(stop, stream));
-    CHECK_CUDA(cudaEventSynchronize(stop));
-    float ms;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, start, stop));
-    times.push_back(ms * 1000.f / kLaunches);
-  }
-  CHECK_CUDA(cudaGraphExecDestroy(exec));
-  CHECK_CUDA(cudaGraphDestroy(graph));
-  CHECK_CUDA(cudaStreamDestroy(stream));
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+/// Median µs of one launch over graphs of 24 launches that rotate the
+/// matrix's `copies` (launch(copy, stream)).
+template <typename Launch> float medianOverCopies(Launch launch, int copies) {
+  return medianMicroseconds(
+      [&](int i, cudaStream_t stream) { launch(i % copies, stream); },
+      /*launches=*/24, /*replays=*/15);
 }
 
 void report(const Matrix &matrix, const char *variant, int blocks, float us) {
@@ -281,7 +197,7 @@ void probeThreadLoads(Matrix &matrix, float *sink) {
           CHECK_CUDA(cudaFuncSetAttribute(
               kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
           int blocks = matrix.rows / rows;
-          float us = medianMicroseconds(
+          float us = medianOverCopies(
               [&](int copy, cudaStream_t stream) {
                 kernel<<<blocks, threads, shared, stream>>>(
                     static_cast<const uint4 *>(matrix.copies[copy]), shape,
@@ -300,7 +216,7 @@ void probe(Matrix &matrix, float *sink, int sms) {
   size_t words = matrix.bytes() / 16;
   for (int perSM : {2, 4}) {
     int blocks = sms * perSM;
-    float us = medianMicroseconds(
+    float us = medianOverCopies(
         [&](int copy, cudaStream_t stream) {
           plainRead<<<blocks, 512, 0, stream>>>(
               static_cast<const uint4 *>(matrix.copies[copy]), words, sink);
@@ -331,7 +247,7 @@ void probe(Matrix &matrix, float *sink, int sms) {
             CHECK_CUDA(cudaFuncSetAttribute(
                 streamTiles, cudaFuncAttributeMaxDynamicSharedMemorySize,
                 shared));
-            float us = medianMicroseconds(
+            float us = medianOverCopies(
                 [&](int copy, cudaStream_t stream) {
                   streamTiles<<<blocks, kThreads, shared, stream>>>(
                       maps[copy], shape, sink);
