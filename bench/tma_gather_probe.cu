@@ -171,9 +171,10 @@ __global__ void __launch_bounds__(kConsumers + kProducers)
                        "l"(source)
                        : "memory");
         }
-        asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::
-                         "r"(sharedAddress(&full[stage]))
-                     : "memory");
+        asm volatile(
+            "cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(
+                sharedAddress(&full[stage]))
+            : "memory");
         continue;
       }
       int warps = shape.feed == Feed::TmaOneWarp ? 1 : 4;
@@ -185,8 +186,7 @@ __global__ void __launch_bounds__(kConsumers + kProducers)
       __syncwarp();
       for (int r = lane; r < rowsPerWarp; r += 32) {
         int row = producerWarp * rowsPerWarp + r;
-        loadBox(&map, stageBase + row * 128, &full[stage], column,
-                tokens[row]);
+        loadBox(&map, stageBase + row * 128, &full[stage], column, tokens[row]);
       }
     }
   }
@@ -209,8 +209,8 @@ bool runRowBoxCheck(void *x) {
       cudaMemcpy(host.data(), result, host.size(), cudaMemcpyDeviceToHost));
   CHECK_CUDA(cudaFree(result));
   bool completed = host[2048 + 128];
-  bool same = std::equal(host.begin(), host.begin() + 1024,
-                         host.begin() + 1024);
+  bool same =
+      std::equal(host.begin(), host.begin() + 1024, host.begin() + 1024);
   bool zeros = std::all_of(host.begin() + 2048, host.begin() + 2048 + 128,
                            [](unsigned char v) { return v == 0; });
   bool pastCompleted = host[2048 + 129];
@@ -238,8 +238,8 @@ int main() {
   std::mt19937 generator(0);
   for (uint16_t &value : hostX)
     value = uint16_t(generator());
-  CHECK_CUDA(cudaMemcpy(x, hostX.data(), hostX.size() * 2,
-                        cudaMemcpyHostToDevice));
+  CHECK_CUDA(
+      cudaMemcpy(x, hostX.data(), hostX.size() * 2, cudaMemcpyHostToDevice));
   bool checked = runRowBoxCheck(x);
   std::vector<int> slotTokens(kSlots);
   std::iota(slotTokens.begin(), slotTokens.end(), 0);
@@ -274,7 +274,8 @@ int main() {
             /*launches=*/10, /*replays=*/9);
         double bytes = double(kSlots) * kColumnTiles * kK * 2;
         std::printf("%-32s %3d rows, %d stages: %8.1f us %5.2f TB/s\n",
-                    names[int(feed)], rows, stages, us, bytes / (us * 1e-6) / 1e12);
+                    names[int(feed)], rows, stages, us,
+                    bytes / (us * 1e-6) / 1e12);
       }
   return checked ? 0 : 1;
 }

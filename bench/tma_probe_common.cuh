@@ -31,9 +31,9 @@ __device__ inline uint32_t sharedAddress(const void *pointer) {
 }
 
 __device__ inline void initBarrier(uint64_t *barrier, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(
-                   sharedAddress(barrier)),
-               "r"(count));
+  asm volatile(
+      "mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(sharedAddress(barrier)),
+      "r"(count));
 }
 
 __device__ inline void arriveExpect(uint64_t *barrier, uint32_t bytes) {
@@ -55,8 +55,7 @@ __device__ inline void loadBox(const CUtensorMap *map, void *destination,
 }
 
 /// A rows × kElements bf16 matrix in boxes of [boxRows, 64], 128B swizzle.
-inline CUtensorMap makeMap(void *matrix, int rows, int kElements,
-                           int boxRows) {
+inline CUtensorMap makeMap(void *matrix, int rows, int kElements, int boxRows) {
   CUtensorMap map;
   cuuint64_t dims[2] = {cuuint64_t(kElements), cuuint64_t(rows)};
   cuuint64_t strides[1] = {cuuint64_t(kElements) * 2};
