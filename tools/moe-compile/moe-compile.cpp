@@ -77,7 +77,7 @@ llvm::cl::opt<int64_t>
            llvm::cl::init(0), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t>
     stages("stages",
-           llvm::cl::desc("Override the shared-memory ring depth (2-5, "
+           llvm::cl::desc("Override the shared-memory ring depth (2-16, "
                           "fewer where K has fewer steps or the ring would "
                           "not fit; 0: moe-gpu-configure's choice)"),
            llvm::cl::init(0), llvm::cl::cat(moeCategory));

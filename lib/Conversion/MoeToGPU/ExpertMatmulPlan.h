@@ -36,7 +36,7 @@ inline constexpr int64_t kScaleBlock = 128;
 inline constexpr int64_t kChunkBytes = 16;
 /// bf16 values per 16-byte chunk of the B tile.
 inline constexpr int64_t kValuesPerChunk = 8;
-inline constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxMultistageStages;
+inline constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxRingStages;
 /// Warp-specialized: the named barrier (bar.sync id) of the consumer
 /// warpgroups alone; 0 is the block's.
 inline constexpr int64_t kConsumerBarrier = 1;

@@ -6,6 +6,18 @@
 // policy's default is one):
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure=block-n=128 -moe-emit-gpu-kernels -verify-diagnostics | FileCheck %s
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure=block-n=128 -moe-emit-gpu-kernels 2>/dev/null | moe-opt -split-input-file --moe-gpu-kernels-to-binary="format=isa" | sed -e 's/\\0A/\n/g' | FileCheck %s --check-prefix=PTX
+// A deeper ring where `stages` asks for one (up to 16): 12 stages, 10 of
+// them loading ahead of the step's wgmma (one stays in flight), so each
+// step waits until at most 9 younger cp.async groups are pending.
+// RUN: moe-opt %s -split-input-file -moe-gpu-configure="block-n=128 stages=12" -moe-emit-gpu-kernels 2>/dev/null | FileCheck %s --check-prefix=DEEP
+// DEEP-LABEL: func.func @int4_packed_registers
+// DEEP: stages = 12, consumer_warpgroups = 1, swap_ab = true, weight_load = registers
+// DEEP: gpu.func @expert_matmul
+// Two chunks of codes (two 64-row fragments) and one of slot rows per
+// thread and stage, for the 10 stages ahead:
+// DEEP-COUNT-30: nvgpu.device_async_copy
+// DEEP: scf.for
+// DEEP: nvvm.cp.async.wait.group 9
 
 // Swapped int4 codes packed for the register operand take it without
 // weight-only-registers. A chunk's source is the flat byte of its 64-row

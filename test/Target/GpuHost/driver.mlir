@@ -7,7 +7,7 @@
 // RUN: not moe-compile %s -o %t --entry=missing 2>&1 | FileCheck %s --check-prefix=MISSING
 // An override the configure pass would round or clamp is refused.
 // RUN: not moe-compile %s -o %t --entry=block --block-n 192 2>&1 | FileCheck %s --check-prefix=BLOCKN
-// RUN: not moe-compile %s -o %t --entry=block --stages 6 2>&1 | FileCheck %s --check-prefix=STAGES
+// RUN: not moe-compile %s -o %t --entry=block --stages 17 2>&1 | FileCheck %s --check-prefix=STAGES
 // RUN: rm -rf %t && moe-compile %s -o %t --entry=block --num-tokens 64 --mlir-timing 2>&1 | FileCheck %s --check-prefix=TIMING
 // RUN: FileCheck %s --check-prefix=HEADER < %t/block.h
 
@@ -23,7 +23,7 @@
 // MISSING: error: no function @missing to compile
 
 // BLOCKN: error: moe-gpu-configure: block-n must be 0, 64, 128 or 256, got 192
-// STAGES: error: moe-gpu-configure: stages must be 0 or between 2 and 5, got 6
+// STAGES: error: moe-gpu-configure: stages must be 0 or between 2 and 16, got 17
 
 // TIMING: Execution time report
 // TIMING: MoeGpuOutlineHost

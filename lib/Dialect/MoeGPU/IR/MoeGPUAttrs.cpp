@@ -32,7 +32,6 @@ namespace {
 constexpr int64_t kMaxThreads = 1024;
 constexpr int64_t kRegistersPerSM = 64 * 1024;
 constexpr int64_t kMaxRegistersPerThread = 255;
-constexpr int64_t kMaxStages = 16;
 constexpr int64_t kMaxClusterBlocks = 8;
 } // namespace
 
@@ -240,9 +239,9 @@ KernelConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "block_k must be a positive multiple of "
                        << stringifyMmaKind(mma) << "'s K of " << instructionK
                        << ", got " << blockK;
-  if (stages < 1 || stages > kMaxStages)
-    return emitError() << "stages must be in [1, " << kMaxStages << "], got "
-                       << stages;
+  if (stages < 1 || stages > hopper::kMaxRingStages)
+    return emitError() << "stages must be in [1, " << hopper::kMaxRingStages
+                       << "], got " << stages;
   int64_t ringBytes =
       stages * (blockM + blockN) * blockK * elementBytesOf(mma);
   if (ringBytes > kMaxSharedBytes)

@@ -231,8 +231,9 @@ int64_t chooseStages(const MatmulFacts &facts, int64_t blockM, int64_t blockN,
       tileRows * kStageRowBytes * facts.spans + facts.packedTileBytes(blockN);
   int64_t fitting = (kUsableSharedBytes - reservedBytes) / stageBytes;
   int64_t steps = facts.totalSteps() / splitK;
-  return std::max(kMinStages, std::min({stages, hopper::kMaxMultistageStages,
-                                        fitting, steps}));
+  int64_t deepest =
+      override > 0 ? hopper::kMaxRingStages : hopper::kMaxMultistageStages;
+  return std::max(kMinStages, std::min({stages, deepest, fitting, steps}));
 }
 
 /// The pass options the policy reads.
@@ -1015,10 +1016,10 @@ struct MoeGpuConfigurePass
       return failure();
     }
     if (stages != 0 &&
-        (stages < kMinStages || stages > hopper::kMaxMultistageStages)) {
+        (stages < kMinStages || stages > hopper::kMaxRingStages)) {
       getOperation()->emitError("moe-gpu-configure: stages must be 0 or "
                                 "between ")
-          << kMinStages << " and " << hopper::kMaxMultistageStages << ", got "
+          << kMinStages << " and " << hopper::kMaxRingStages << ", got "
           << stages.getValue();
       return failure();
     }

@@ -29,6 +29,9 @@ inline constexpr int64_t kStageRowBytes = 128;
 /// five stages of a 64x256 tile (one block per SM) beat four of 64x128 (two
 /// per SM) by 14% at M = 4096.
 inline constexpr int64_t kMaxMultistageStages = 5;
+/// The deepest ring the emitters build where an option asks for it (the
+/// kernel configuration's limit): small decode tiles fit many stages.
+inline constexpr int64_t kMaxRingStages = 16;
 
 /// The most assignments (M·k) a GEMM kernel aligns its own slot block for
 /// (`fused_align_assignments`): the ids are taken one per thread per round,

@@ -213,8 +213,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "span) or 128 (two); 0 takes 64. Not with warp-specialize, "
            "persistent, pingpong or cluster-m = 2">,
     Option<"stages", "stages", "int64_t", /*default=*/"0",
-           "Shared-memory ring depth (2-5; fewer where K has fewer steps "
-           "or the ring would not fit); 0 takes the deepest that fits">,
+           "Shared-memory ring depth (2-16; fewer where K has fewer steps "
+           "or the ring would not fit); 0 takes the policy's depth">,
     Option<"warpSpecialize", "warp-specialize", "bool", /*default=*/"false",
            "Give bf16 and w8a8 matmuls of 128-row blocks the "
            "warp-specialized schedule (one producer warpgroup, setmaxnreg "
