@@ -154,11 +154,13 @@ struct CopyPlan {
 
 /// The shape of a multistage K loop: its steps, how far its loads run
 /// ahead, whether a wgmma group stays in flight and fp8 partials are
-/// promoted a step late, and the accumulators it carries.
+/// promoted a step late, the accumulators it carries, and whether it also
+/// carries the next step's weight-only group scales after them.
 struct MultistageRing {
   int64_t kSteps, prefetch, wgmmaInFlight;
   bool promotesLate;
   int64_t numSums;
+  bool scalesAhead = false;
 };
 
 /// Builds a kernel's schedule on Hopper: the ring of stages, who loads and
@@ -1378,8 +1380,17 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
   SmallVector<Value> scales;
   if (config.hasBlockScales())
     scales = moe.blockScales(step, thisThread.scaleRows);
-  if (config.isWeightOnly())
+  SmallVector<Value> nextScales;
+  if (ring.scalesAhead) {
+    // Loaded a step earlier; the next step's load overlaps this one's
+    // waits, decode and wgmma (the last step loads its own again).
+    scales.assign(carried.begin() + ring.numSums, carried.end());
+    nextScales = weightOnly->loadScales(b.createOrFold<arith::MinUIOp>(
+        loc, arith::AddIOp::create(b, loc, step, index(1)),
+        index(ring.kSteps - 1)));
+  } else if (config.isWeightOnly()) {
     scales = weightOnly->loadScales(step);
+  }
   Value next = arith::AddIOp::create(b, loc, step, index(ring.prefetch));
   // This thread's cp.async group of `step` is done when at most the
   // younger ones (prefetch − 1 of them; every step commits one) are
@@ -1409,11 +1420,13 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
     // rows through the async proxy (fenced above).
     SmallVector<SmallVector<Value, 16>> operandA =
         weightOnly->decodeOperandA(stage, scales);
-    return hopper.wgmmaRegisterStage(
+    SmallVector<Value> results = hopper.wgmmaRegisterStage(
         SmallVector<Value>(carried.take_front(ring.numSums)), operandA,
         hopper.wgmmaDescriptor(hopper.addressOf(tileA(stage))),
         hopper::WgmmaFragmentLayout{config.mmaColumns()}, accumulatorType,
         ring.wgmmaInFlight);
+    llvm::append_range(results, nextScales);
+    return results;
   }
   if (config.isWeightOnly()) {
     // Every thread's codes are in (the barrier above): dequantize them
@@ -1474,9 +1487,18 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   // Promoting formats keep one accumulator (no swapped operands).
   assert((!config.promotesEachStage() || accumulators.size() == 1) &&
          "promoted sums are built for one accumulator");
-  MultistageRing ring{kSteps, prefetch, wgmmaInFlight, promotesLate,
-                      static_cast<int64_t>(accumulators.size())};
+  // The register operand's decode waits for its group scales: they are
+  // loaded a step ahead, so that no step waits for a global load of its
+  // own (at decode nothing else hides it).
+  MultistageRing ring{kSteps,
+                      prefetch,
+                      wgmmaInFlight,
+                      promotesLate,
+                      static_cast<int64_t>(accumulators.size()),
+                      /*scalesAhead=*/config.registerOperand};
   SmallVector<Value> initial(accumulators);
+  if (ring.scalesAhead)
+    llvm::append_range(initial, weightOnly->loadScales(index(0)));
   if (promotesLate) {
     initial.push_back(accumulators.front());
     int64_t numScales =

@@ -16,7 +16,12 @@
 // Two chunks of codes (two 64-row fragments) and one of slot rows per
 // thread and stage, for the 10 stages ahead:
 // DEEP-COUNT-30: nvgpu.device_async_copy
-// DEEP: scf.for
+// The loop also carries the next step's group scales (4 per thread: two
+// fragments, two row halves): each step loads step + 1's, clamped to the
+// last of the 128 steps, before its own wait.
+// DEEP: scf.for {{.*}} -> (!llvm.struct<{{.*}}>, !llvm.struct<{{.*}}>, f32, f32, f32, f32)
+// DEEP: arith.minui %{{.*}}, %c127
+// DEEP: memref.load %arg5
 // DEEP: nvvm.cp.async.wait.group 9
 
 // Swapped int4 codes packed for the register operand take it without
