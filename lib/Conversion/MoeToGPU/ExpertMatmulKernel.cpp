@@ -293,6 +293,10 @@ private:
   /// Warp-specialized consumers, once a stage is full (waited for) and
   /// before its wgmma: orders its copied slot rows for the async proxy.
   void fenceCopiedRows();
+  /// A weight-only step's group scales, `step` clamped to the last step
+  /// (loaded a step ahead, the last step loads its own again); none for
+  /// other formats.
+  SmallVector<Value> groupScalesUpTo(Value step);
   /// Producer: waits until the stage of ring position `position` was
   /// released in the round before (a fresh barrier counts as released).
   void waitForRelease(Value position);
@@ -1181,6 +1185,14 @@ void KernelBuilder::fenceCopiedRows() {
   hopper.fenceAsyncProxy();
 }
 
+SmallVector<Value> KernelBuilder::groupScalesUpTo(Value step) {
+  if (!config.isWeightOnly())
+    return {};
+  // Folded where `step` is a constant (the first steps).
+  return weightOnly->loadScales(
+      b.createOrFold<arith::MinUIOp>(loc, step, index(config.kSteps() - 1)));
+}
+
 Value KernelBuilder::stageOf(Value step) {
   return arith::RemUIOp::create(b, loc, step, index(config.stages));
 }
@@ -1197,20 +1209,12 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
   // of their own step, H100: docs/gpu-benchmark-quantized.md). The last
   // step loads its own scales again rather than any past K.
   int64_t kSteps = config.kSteps();
-  // The scales of `step`, clamped to the last step (folded for the first
-  // two steps, whose index is a constant).
-  auto loadScales = [&](Value step) -> SmallVector<Value> {
-    if (!config.isWeightOnly())
-      return {};
-    return weightOnly->loadScales(
-        b.createOrFold<arith::MinUIOp>(loc, step, index(kSteps - 1)));
-  };
   // One wgmma group stays in flight: step t's is issued before step t − 1's
   // is waited for, and only then is t − 1's stage released. The first step
   // is peeled, so that the loop holds no branch around the wgmma. A step's
   // scales are loaded once the previous step's wgmma is issued, after its
   // proxy fence, which would otherwise wait for them too.
-  SmallVector<Value> firstScales = loadScales(index(0));
+  SmallVector<Value> firstScales = groupScalesUpTo(index(0));
   waitForRound(rings.full, ringStep(index(0)), /*previousRound=*/false);
   Value firstStage = rings.stepBase ? stageOf(rings.stepBase) : index(0);
   bool fresh = !accumulators.front();
@@ -1219,7 +1223,7 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
       accumulator = LLVM::PoisonOp::create(b, loc, accumulatorType);
   accumulators = multiplyStage(accumulators, firstStage, firstScales,
                                /*pendingGroups=*/1, fresh);
-  SmallVector<Value> scales = loadScales(index(1));
+  SmallVector<Value> scales = groupScalesUpTo(index(1));
   // Multiplies `step` with its `scales` onto `sums`; returns the next
   // step's scales.
   auto consumeStep = [&](Value step, SmallVector<Value> &sums,
@@ -1229,7 +1233,7 @@ KernelBuilder::consumeFragments(SmallVector<Value> accumulators) {
     sums = multiplyStage(sums, stage, scales, /*pendingGroups=*/1,
                          /*fresh=*/false);
     SmallVector<Value> next =
-        loadScales(arith::AddIOp::create(b, loc, step, index(1)));
+        groupScalesUpTo(arith::AddIOp::create(b, loc, step, index(1)));
     Value previous = arith::SubIOp::create(b, loc, step, index(1));
     releaseStage(ringStep(previous));
     return next;
@@ -1385,9 +1389,7 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
     // Loaded a step earlier; the next step's load overlaps this one's
     // waits, decode and wgmma (the last step loads its own again).
     scales.assign(carried.begin() + ring.numSums, carried.end());
-    nextScales = weightOnly->loadScales(b.createOrFold<arith::MinUIOp>(
-        loc, arith::AddIOp::create(b, loc, step, index(1)),
-        index(ring.kSteps - 1)));
+    nextScales = groupScalesUpTo(arith::AddIOp::create(b, loc, step, index(1)));
   } else if (config.isWeightOnly()) {
     scales = weightOnly->loadScales(step);
   }
