@@ -302,6 +302,32 @@ bool takesRegisterOperand(ExpertMatmulOp op, const ConfigureOptions &options) {
          facts.blockK() == 64 && op.getQuantization().getGroupSize() % 32 == 0;
 }
 
+int64_t columnTiles(ExpertMatmulOp op, int64_t blockN);
+
+/// Split-K for a swapped combine on the register operand too short for the
+/// decode split (fewer than 2 · kMinStepsPerSplit K steps) where its
+/// expected grid, `slotBlocks` (expected row blocks of the routing) times
+/// column tiles, is under two blocks per SM: so few warps per scheduler that
+/// each waits on its own decode's latency, step after step. Fitted on an H100
+/// (docs/gpu-benchmark-quantized.md, twenty-fifth session): Qwen3 int4 g32
+/// zp's GEMM2 (K = 768, 12 steps) split in 3 is 7.5% faster on the block at
+/// M = 1 (~250 tiles) and 9.4% slower at M = 16 (~2600 tiles).
+int64_t chooseShortStreamSplit(ExpertMatmulOp op, const MatmulFacts &facts,
+                               int64_t blockN, WeightLoad weightLoad,
+                               std::optional<double> slotBlocks,
+                               const ConfigureOptions &options) {
+  constexpr int64_t kMinShortSplitSteps = 4;
+  if (!slotBlocks || !facts.combine || weightLoad != WeightLoad::Registers ||
+      !facts.tile || !facts.tile.getSwapAb())
+    return 1;
+  double tiles = *slotBlocks * double(columnTiles(op, blockN));
+  if (tiles >= 2.0 * double(options.numSMs))
+    return 1;
+  return largestSplit(
+      facts.totalSteps(),
+      std::min(kMaxDecodeSplitK, facts.totalSteps() / kMinShortSplitSteps));
+}
+
 /// The swapped-operand kernel of a slot block of `blockM` (< 64) rows: one
 /// or two consumer warpgroups multiply 64 weight rows at a time by the
 /// block's rows; no warp specialization or cluster. Two warpgroups (two
@@ -311,6 +337,7 @@ bool takesRegisterOperand(ExpertMatmulOp op, const ConfigureOptions &options) {
 /// docs/gpu-decode-kernel.md: a short weight stream goes fastest that way);
 /// they need at least one 16-byte chunk of the slot rows per thread.
 KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
+                                     std::optional<double> slotBlocks,
                                      const ConfigureOptions &options) {
   // A `block-n` of 64 is one warpgroup's weight rows.
   int64_t warpgroups = options.swappedWarpgroups;
@@ -367,6 +394,9 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   // docs/gpu-benchmark-quantized.md, nineteenth session).
   if (weightLoad == WeightLoad::Registers && options.blockN == 0)
     blockN = kMinBlockN;
+  if (splitK == 1)
+    splitK = chooseShortStreamSplit(op, facts, blockN, weightLoad, slotBlocks,
+                                    options);
   int64_t stages =
       chooseStages(facts, blockM, blockN, splitK, options.stages,
                    /*registerOperand=*/weightLoad == WeightLoad::Registers);
@@ -679,9 +709,10 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                                     std::optional<ExpertRows> rows,
+                                    std::optional<double> slotBlocks,
                                     const ConfigureOptions &options) {
   if (blockM < kSmallBlockM)
-    return chooseSwappedConfig(op, blockM, options);
+    return chooseSwappedConfig(op, blockM, slotBlocks, options);
   if (KernelConfigAttr registers =
           chooseRegisterPrefillConfig(op, blockM, options))
     return registers;
@@ -1088,7 +1119,11 @@ struct MoeGpuConfigurePass
       if (blockM >= kSmallBlockM && options.blockN == 0 &&
           isShortFourBitSchedule(schedule))
         scheduleOptions.blockN = kMinBlockN;
-      // The other policies that read the rows were measured on bf16.
+      // The schedule's expected slot blocks (weight-only decode splits by
+      // them); the other policies that read the rows were measured on bf16.
+      std::optional<double> slotBlocks;
+      if (rows)
+        slotBlocks = double(rows->experts) * expectedRowBlocks(*rows, blockM);
       if (rows && !rows->bf16)
         rows = std::nullopt;
       // The first matmul of the schedule runs first: it can align the
@@ -1108,7 +1143,7 @@ struct MoeGpuConfigurePass
         if (getKernelConfig(op))
           continue;
         KernelConfigAttr chosen =
-            chooseKernelConfig(op, blockM, rows, scheduleOptions);
+            chooseKernelConfig(op, blockM, rows, slotBlocks, scheduleOptions);
         // The schedule's slot blocks were aligned before this pass (a
         // schedule of 256 rows with the producer off, say): say so here,
         // at the op, rather than leave a configuration no kernel has.

@@ -56,7 +56,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - `split_k`: for the combine, the tile's `split_k`, or, where the tile
       asked for swapped operands (few rows per expert), a split of up to 8,
       so that the weight stream spreads over the SMs; a divisor of the K
-      steps. A bf16 combine of the multistage schedule (no
+      steps, at least 8 of them per split. A swapped combine on the
+      register operand whose K is too short for that (Qwen3's int4 GEMM2,
+      12 steps) splits in pieces of at least 4 steps where its expected
+      grid (below) is under two blocks per SM. A bf16 combine of the multistage schedule (no
       `warp-specialize`, `persistent`, `pingpong` or `cluster-m`) left
       unsplit takes 2 where its expected grid ends in a partial wave: row
       blocks counted from the binomial routing (an expert's assignments
