@@ -39,18 +39,23 @@ def kernel_times(layers: pathlib.Path, shape: str, scheme: str, m: int, calls: i
     elif "quant" in config:
         tensors = suite.make_quantized_weights(config, generator)
     else:
-        tensors = suite.make_weight_only_weights(config, generator)
+        # Codes in the order the layer reads (prepacked where the scheme is).
+        tensors = suite.weight_only_inputs(
+            suite.make_weight_only_weights(config, generator), config["weight_only"])
+    # GPT-OSS's expert biases follow the weights (the layer's signature).
+    biases = suite.make_biases(config, generator)
     name = f"{block}_m{m}"
-    layer = suite.Layer(layers / f"{name}.so", name, num_inputs=3 + len(tensors))
+    layer = suite.Layer(layers / f"{name}.so", name,
+                        num_inputs=3 + len(tensors) + len(biases))
     x = torch.randn(m, config["hidden"], device="cuda", generator=generator).to(torch.bfloat16)
     ids, weights = suite.make_routing(config, m, routing, generator)
     out = torch.empty(m, config["hidden"], dtype=torch.bfloat16, device="cuda")
     for _ in range(3):
-        layer(x, ids, weights, *tensors, out)
+        layer(x, ids, weights, *tensors, *biases, out)
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
         for _ in range(calls):
-            layer(x, ids, weights, *tensors, out)
+            layer(x, ids, weights, *tensors, *biases, out)
         torch.cuda.synchronize()
     durations = collections.defaultdict(list)
     for event in profile.events():

@@ -755,6 +755,14 @@ def bench(layers_dir: pathlib.Path, out_path: pathlib.Path | None, shapes, token
     timed on the same inputs in this process beside `layers_dir`'s."""
     configs = block_configs(layers_dir) if baselines_only else \
         json.loads((layers_dir / "layers.json").read_text())
+    # The baselines (Triton's fused_moe, torch._grouped_mm) have no expert
+    # biases: such a shape is timed by bench-quantized or
+    # gpu_weight_only_ab.py, which pass them.
+    with_biases = [s for s in shapes if configs.get(f"{s}_block", {}).get("has_expert_biases")]
+    if with_biases:
+        print(f"gpu_moe_suite: error: bench times bias-free shapes; {', '.join(with_biases)} "
+              "has expert biases", file=sys.stderr)
+        return 2
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
     peak, bandwidth, readings = measure_ceilings()
