@@ -21,6 +21,7 @@
 // last of the 128 steps, before its own wait.
 // DEEP: scf.for {{.*}} -> (!llvm.struct<{{.*}}>, !llvm.struct<{{.*}}>, f32, f32, f32, f32)
 // DEEP: arith.minui %{{.*}}, %c127
+// DEEP-NOT: nvvm.cp.async.wait.group
 // DEEP: memref.load %arg5
 // DEEP: nvvm.cp.async.wait.group 9
 
