@@ -399,10 +399,13 @@ private:
                                     bool drainsWgmmas = false);
   /// Swapped operands: writes the sums of the weight rows (accumulator f
   /// holds tile rows 64·f + its fragment rows, the slot rows as columns)
-  /// of pass `pass`'s slot rows to shared memory and reads back this
-  /// thread's slot rows of them as the unswapped fragment of block_n
-  /// columns, which the epilogue takes.
-  Value transposeSwappedSums(ArrayRef<Value> sums, int64_t pass);
+  /// of pass `pass`'s slot rows to a table in shared memory, and returns
+  /// the table once the block's threads have written it.
+  Value writeSwappedTable(ArrayRef<Value> sums, int64_t pass);
+  /// Swapped operands: this thread's slot rows of `table` as the unswapped
+  /// fragment of block_n columns, which the epilogue takes; where the K
+  /// splits reduce in a cluster, plus the other splits' tables.
+  Value readSwappedTable(Value table);
   /// Swapped operands: the epilogue of `sums` (one accumulator per 64 of
   /// the warpgroup's weight rows), transposed pass by pass (`rows` holds
   /// each pass's two rows); the warps whose 16 fragment rows lie in the
@@ -986,7 +989,7 @@ void KernelBuilder::planFragmentRows() {
   // epilogue's fragments cover the block_m slot rows only: below 64 rows,
   // warps past them (of either warpgroup) take the rows of warp t/32 mod
   // (block_m / 16) (and store nothing); 128 rows are two warpgroups' 64,
-  // and 256 rows two passes of them (transposeSwappedSums).
+  // and 256 rows two passes of them (writeSwappedTable, readSwappedTable).
   bool swappedBelowWarpgroup = config.swapAB && config.blockM < kWarpgroupRows;
   Value warp = arith::RemUIOp::create(
       b, loc, arith::DivUIOp::create(b, loc, thisThread.tid, index(32)),
@@ -1787,7 +1790,7 @@ void KernelBuilder::build(gpu::GPUFuncOp func, LLVM::GlobalOp sharedMemory) {
 void KernelBuilder::createSharedState(LLVM::GlobalOp sharedMemory) {
   shared.memory.bytes =
       hopper.dynamicSharedMemory(sharedMemory, config.sharedBytes());
-  if (config.clusterM > 1)
+  if (config.clusterM > 1 || config.reducesSplitsInCluster())
     shared.pointer = LLVM::AddressOfOp::create(b, loc, sharedMemory);
   Value baseAddress = hopper.addressOf(shared.memory.bytes);
   Value misalignment = arith::AndIOp::create(b, loc, baseAddress,
@@ -2087,12 +2090,27 @@ void KernelBuilder::storeSwappedEpilogue(ArrayRef<Value> sums,
                                          ArrayRef<EpilogueRow> rows) {
   // The warps whose 16 fragment rows lie in the block store them; the
   // others read duplicates and store nothing.
-  for (int64_t pass = 0; pass < config.swappedPasses(); ++pass) {
-    Value total = transposeSwappedSums(sums, pass);
+  auto storePass = [&](Value total, int64_t pass) {
     Value warp = arith::DivUIOp::create(b, loc, thisThread.tid, index(32));
     ifThen(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, warp,
                                  index(config.swappedPassRows() / 16)),
            [&] { storeEpilogue(total, rows.slice(2 * pass, 2)); });
+  };
+  for (int64_t pass = 0; pass < config.swappedPasses(); ++pass) {
+    Value table = writeSwappedTable(sums, pass);
+    if (!config.reducesSplitsInCluster()) {
+      storePass(readSwappedTable(table), pass);
+      continue;
+    }
+    // Every split's table is written before split 0 reads them, and stays
+    // until it has (a block's shared memory ends with it; the next pass
+    // rewrites it).
+    hopper.syncCluster();
+    Value firstSplit = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::eq,
+        gpu::BlockIdOp::create(b, loc, gpu::Dimension::z), index(0));
+    ifThen(firstSplit, [&] { storePass(readSwappedTable(table), pass); });
+    hopper.syncCluster();
   }
 }
 
@@ -2107,7 +2125,7 @@ void KernelBuilder::syncConsumers() {
                           NVVM::BarrierReductionAttr(), Value());
 }
 
-Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums, int64_t pass) {
+Value KernelBuilder::writeSwappedTable(ArrayRef<Value> sums, int64_t pass) {
   // The stages' memory is reused: every wgmma is done (the loop's last
   // wait) and every cp.async group too (those past the last K step still
   // zero-fill their chunks; warp-specialized, the consumers waited for
@@ -2150,7 +2168,7 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums, int64_t pass) {
   auto at = [&](Value base, int64_t offset) {
     return arith::AddIOp::create(b, loc, base, index(offset)).getResult();
   };
-  hopper::WgmmaFragmentLayout swapped{config.blockM}, unswapped{config.blockN};
+  hopper::WgmmaFragmentLayout swapped{config.blockM};
   int64_t passGroups = passRows / 8;
   for (auto [fragment, sum] : llvm::enumerate(sums))
     for (int64_t group = 0; group < passGroups; ++group)
@@ -2166,14 +2184,52 @@ Value KernelBuilder::transposeSwappedSums(ArrayRef<Value> sums, int64_t pass) {
                                              8 * half)});
         }
   syncConsumers();
+  return table;
+}
+
+Value KernelBuilder::readSwappedTable(Value table) {
+  auto at = [&](Value base, int64_t offset) {
+    return arith::AddIOp::create(b, loc, base, index(offset)).getResult();
+  };
+  Value laneColumn = fragmentTarget.laneColumnOffset(b, loc, thisThread.tid);
+  // The other splits' tables, at the same offset of their blocks' shared
+  // memory, as cluster addresses.
+  SmallVector<Value> otherTables;
+  if (config.reducesSplitsInCluster()) {
+    Value tableOffset = arith::AddIOp::create(
+        b, loc, shared.memory.shift, index(config.swappedTableOffset()));
+    Value ownTable = LLVM::GEPOp::create(
+        b, loc, shared.pointer.getType(), b.getI8Type(), shared.pointer,
+        ValueRange{
+            arith::IndexCastOp::create(b, loc, b.getI64Type(), tableOffset)});
+    for (int64_t split = 1; split < config.splitK; ++split)
+      otherTables.push_back(hopper.clusterAddress(ownTable, i32(split)));
+  }
+  int64_t pitch = cast<MemRefType>(table.getType()).getDimSize(1);
+  hopper::WgmmaFragmentLayout unswapped{config.blockN};
   Value total = LLVM::PoisonOp::create(b, loc, tileAccumulatorType);
   for (int64_t group = 0; group < config.blockN / 8; ++group)
     for (int64_t half = 0; half < 2; ++half)
       for (int64_t pair = 0; pair < 2; ++pair) {
-        Value value = memref::LoadOp::create(
-            b, loc, table,
-            ValueRange{at(thisThread.fragmentRow, 8 * half),
-                       at(laneColumn, 8 * group + pair)});
+        Value row = at(thisThread.fragmentRow, 8 * half);
+        Value column = at(laneColumn, 8 * group + pair);
+        Value value =
+            memref::LoadOp::create(b, loc, table, ValueRange{row, column});
+        Value element;
+        if (!otherTables.empty())
+          element = arith::IndexCastOp::create(
+              b, loc, b.getI64Type(),
+              arith::AddIOp::create(
+                  b, loc, arith::MulIOp::create(b, loc, row, index(pitch)),
+                  column));
+        for (Value otherTable : otherTables) {
+          Value address = LLVM::GEPOp::create(b, loc, otherTable.getType(),
+                                              sumType(), otherTable, element);
+          Value other = LLVM::LoadOp::create(b, loc, sumType(), address);
+          value = sumType().isInteger()
+                      ? arith::AddIOp::create(b, loc, value, other).getResult()
+                      : arith::AddFOp::create(b, loc, value, other).getResult();
+        }
         total = LLVM::InsertValueOp::create(
             b, loc, total, value, unswapped.registerOf(group, half, pair));
       }
@@ -2453,6 +2509,14 @@ static LogicalResult checkKernelNeeds(ExpertMatmulOp op,
                 "multiple of "
              << kZeroVectorWidth << " wide, got " << config.zeroedSumsWidth;
   }
+  // Split-K of a matmul that stores its products reduces in a cluster
+  // (the dialect verifies its size): built where the sums pass through a
+  // shared table anyway, the swapped multistage schedule.
+  if (config.reducesSplitsInCluster() &&
+      (!config.swapAB || config.warpSpecialized))
+    return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
+                           << ": split-K of a matmul without a combine is "
+                              "built for the swapped multistage schedule";
   if (config.inFeatures % (config.blockK() * config.splitK) != 0)
     return op.emitRemark() << "no GPU kernel: split_k = " << config.splitK
                            << " does not divide the K steps";
@@ -2603,6 +2667,12 @@ static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
                   b.getDenseI32ArrayAttr(
                       {static_cast<int32_t>(config.clusterM), 1, 1}));
   }
+  // The K splits of a tile without a combine form a cluster along z, whose
+  // first block adds the others' sums.
+  if (config.reducesSplitsInCluster())
+    func->setAttr(
+        NVVM::NVVMDialect::getClusterDimAttrName(),
+        b.getDenseI32ArrayAttr({1, 1, static_cast<int32_t>(config.splitK)}));
   // A persistent kernel is launched on at most one block per SM instead.
   if (config.persistent) {
     NamedAttrList facts(func->getAttrOfType<DictionaryAttr>("moe.launch"));

@@ -207,6 +207,11 @@ struct ExpertMatmulPlan {
   /// Columns of a product row after the epilogue.
   int64_t width() const { return activation ? outFeatures / 2 : outFeatures; }
   int64_t kSteps() const { return inFeatures / blockK() / splitK; }
+  /// Split-K of a matmul that stores its products (no combine's sums to add
+  /// into): the splits of a tile form a cluster along the grid's z, and
+  /// split 0 adds the others' sums through distributed shared memory
+  /// before its epilogue.
+  bool reducesSplitsInCluster() const { return splitK > 1 && !combine; }
   /// Per stage an A tile [BM, spans × 128 bytes] and a B tile [BN, spans ×
   /// 128 bytes]
   /// (weight-only: and the B tile's stored codes), plus the slack for

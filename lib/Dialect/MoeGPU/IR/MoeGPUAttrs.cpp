@@ -22,6 +22,7 @@ void MoeGPUDialect::registerAttributes() {
       >();
 }
 
+using hopper::kMaxClusterBlocks;
 using hopper::kMaxFusedAlignAssignments;
 using hopper::kMaxSharedBytes;
 using hopper::kWarpgroupRows;
@@ -32,7 +33,6 @@ namespace {
 constexpr int64_t kMaxThreads = 1024;
 constexpr int64_t kRegistersPerSM = 64 * 1024;
 constexpr int64_t kMaxRegistersPerThread = 255;
-constexpr int64_t kMaxClusterBlocks = 8;
 } // namespace
 
 MmaKind mlir::moe_gpu::getMmaKind(moe::QuantFormat format) {

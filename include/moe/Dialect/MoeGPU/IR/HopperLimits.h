@@ -33,6 +33,10 @@ inline constexpr int64_t kMaxMultistageStages = 5;
 /// kernel configuration's limit): small decode tiles fit many stages.
 inline constexpr int64_t kMaxRingStages = 16;
 
+/// The most blocks of a cluster that every sm_90a part schedules (the
+/// portable cluster size).
+inline constexpr int64_t kMaxClusterBlocks = 8;
+
 /// The most assignments (M·k) a GEMM kernel aligns its own slot block for
 /// (`fused_align_assignments`): the ids are taken one per thread per round,
 /// each round two block barriers, so a few rounds at most.
