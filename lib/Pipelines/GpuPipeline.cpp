@@ -25,6 +25,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.warpSpecialize = options.warpSpecialize;
   configureOptions.persistent = options.persistent;
   configureOptions.persistentMaxRows = options.persistentMaxRows;
+  configureOptions.shortSplitK = options.shortSplitK;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;

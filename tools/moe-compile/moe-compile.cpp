@@ -100,6 +100,12 @@ llvm::cl::opt<int64_t> persistentMaxRows(
                    "many rows on average, M*k/E (default 128; 0: never by "
                    "policy; see docs/gpu-benchmark.md)"),
     llvm::cl::init(128), llvm::cl::cat(moeCategory));
+llvm::cl::opt<int64_t> shortSplitK(
+    "short-split-k",
+    llvm::cl::desc("The largest K split of a swapped GEMM whose expected "
+                   "grid is under two blocks per SM (default 8; 1: none; "
+                   "see moe-gpu-configure in docs/MoeGPUPasses.md)"),
+    llvm::cl::init(8), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> pingpong(
     "pingpong",
     llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
@@ -341,6 +347,7 @@ int main(int argc, char **argv) {
   options.warpSpecialize = warpSpecialize;
   options.persistent = persistent;
   options.persistentMaxRows = persistentMaxRows;
+  options.shortSplitK = shortSplitK;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;

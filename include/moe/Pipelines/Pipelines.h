@@ -74,6 +74,11 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "the persistent schedule where experts hold at most "
                      "this many rows on average (0: never by policy)"),
       llvm::cl::init(128)};
+  PassOptions::Option<int64_t> shortSplitK{
+      *this, "short-split-k",
+      llvm::cl::desc("The largest K split of a swapped GEMM whose grid is "
+                     "under two blocks per SM (1: none; at most 8)"),
+      llvm::cl::init(8)};
   PassOptions::Option<int64_t> clusterM{
       *this, "cluster-m",
       llvm::cl::desc("Pair the multistage GEMMs' slot blocks in clusters of "

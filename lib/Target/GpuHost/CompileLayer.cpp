@@ -86,6 +86,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.warpSpecialize = options.warpSpecialize;
   pipelineOptions.persistent = options.persistent;
   pipelineOptions.persistentMaxRows = options.persistentMaxRows;
+  pipelineOptions.shortSplitK = options.shortSplitK;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;

@@ -272,6 +272,8 @@ struct ConfigureOptions {
   /// The largest mean of rows per expert for which bf16 128 x 256 matmuls
   /// take the persistent schedule by policy; 0 turns that off.
   int64_t persistentMaxRows = 128;
+  /// The largest K split chooseShortStreamSplit takes (1: none).
+  int64_t shortSplitK = kMaxDecodeSplitK;
 };
 
 /// The consumer warpgroups of a swapped matmul where `swapped-warpgroups`
@@ -304,28 +306,39 @@ bool takesRegisterOperand(ExpertMatmulOp op, const ConfigureOptions &options) {
 
 int64_t columnTiles(ExpertMatmulOp op, int64_t blockN);
 
-/// Split-K for a swapped combine on the register operand too short for the
-/// decode split (fewer than 2 · kMinStepsPerSplit K steps) where its
-/// expected grid, `slotBlocks` (expected row blocks of the routing) times
-/// column tiles, is under two blocks per SM: so few warps per scheduler that
-/// each waits on its own decode's latency, step after step. Fitted on an H100
-/// (docs/gpu-benchmark-quantized.md, twenty-fifth session): Qwen3 int4 g32
-/// zp's GEMM2 (K = 768, 12 steps) split in 3 is 7.5% faster on the block at
-/// M = 1 (~250 tiles) and 9.4% slower at M = 16 (~2600 tiles).
+/// Split-K on the register operand (4-bit weight-only codes decoded by the
+/// warpgroup that multiplies them) where a swapped matmul's expected grid,
+/// `slotBlocks` (expected row blocks of the routing) times column tiles, is
+/// under two blocks per SM: so few warps per scheduler that each waits on
+/// its own chain of loads, decodes and wgmmas, step after step. In pieces of
+/// at least 4 K steps, at most `short-split-k`. Measured on an H100
+/// (docs/gpu-benchmark-quantized.md, twenty-fifth and twenty-sixth
+/// sessions), Qwen3 int4 g32 zp at M = 1 (~250 tiles; none at M = 16, ~2600):
+/// - a combine too short for the decode split (fewer than 2 ·
+///   kMinStepsPerSplit K steps): GEMM2 (K = 768, 12 steps) split in 3 is
+///   7.5% faster on the block, and 9.4% slower at M = 16;
+/// - a matmul without a combine (a gated GEMM1), whose splits reduce in a
+///   cluster: GEMM1 (32 steps, 192 tiles) split in 2 is 4% faster on the
+///   block, in 4 and 8 16% and 68% slower (more blocks than the SMs hold
+///   clusters for). bf16 and fp8 GEMM1s were slower split in any number
+///   (Qwen3 bf16 +7% at 2; DeepSeek-V3 bf16 +5%; Qwen3 fp8 +13%): their
+///   streams are not bound by a decode's latency.
 int64_t chooseShortStreamSplit(ExpertMatmulOp op, const MatmulFacts &facts,
                                int64_t blockN, WeightLoad weightLoad,
                                std::optional<double> slotBlocks,
                                const ConfigureOptions &options) {
-  constexpr int64_t kMinShortSplitSteps = 4;
-  if (!slotBlocks || !facts.combine || weightLoad != WeightLoad::Registers ||
-      !facts.tile || !facts.tile.getSwapAb())
+  constexpr int64_t kMinShortSplitSteps = 4, kMaxClusterSplit = 2;
+  if (!slotBlocks || weightLoad != WeightLoad::Registers || !facts.tile ||
+      !facts.tile.getSwapAb())
     return 1;
   double tiles = *slotBlocks * double(columnTiles(op, blockN));
   if (tiles >= 2.0 * double(options.numSMs))
     return 1;
-  return largestSplit(
-      facts.totalSteps(),
-      std::min(kMaxDecodeSplitK, facts.totalSteps() / kMinShortSplitSteps));
+  int64_t limit =
+      std::min(options.shortSplitK, facts.totalSteps() / kMinShortSplitSteps);
+  if (!facts.combine)
+    limit = std::min(limit, kMaxClusterSplit);
+  return largestSplit(facts.totalSteps(), limit);
 }
 
 /// The swapped-operand kernel of a slot block of `blockM` (< 64) rows: one
@@ -1031,6 +1044,7 @@ struct MoeGpuConfigurePass
     options.numTokens = numTokens;
     options.numSMs = numSMs;
     options.persistentMaxRows = persistentMaxRows;
+    options.shortSplitK = shortSplitK;
     return options;
   }
 
@@ -1058,6 +1072,12 @@ struct MoeGpuConfigurePass
       getOperation()->emitError("moe-gpu-configure: persistent-max-rows must "
                                 "be 0 (off) or positive, got ")
           << persistentMaxRows.getValue();
+      return failure();
+    }
+    if (shortSplitK < 1 || shortSplitK > kMaxDecodeSplitK) {
+      getOperation()->emitError("moe-gpu-configure: short-split-k must be "
+                                "between 1 (off) and ")
+          << kMaxDecodeSplitK << ", got " << shortSplitK.getValue();
       return failure();
     }
     if (clusterM != 1 && clusterM != 2) {

@@ -58,8 +58,14 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       so that the weight stream spreads over the SMs; a divisor of the K
       steps, at least 8 of them per split. A swapped combine on the
       register operand whose K is too short for that (Qwen3's int4 GEMM2,
-      12 steps) splits in pieces of at least 4 steps where its expected
-      grid (below) is under two blocks per SM. A bf16 combine of the multistage schedule (no
+      12 steps) splits in pieces of at least 4 steps, up to
+      `short-split-k`, where its expected grid (below) is under two blocks
+      per SM; so does a swapped matmul on the register operand without a
+      combine (Qwen3's int4 GEMM1), in at most 2. The K splits of a matmul
+      without a combine form a cluster along the grid's z; the first adds
+      the others' sums from their shared memory before the epilogue (the
+      activation needs the whole sums). bf16 and fp8 GEMM1s measured
+      slower split. A bf16 combine of the multistage schedule (no
       `warp-specialize`, `persistent`, `pingpong` or `cluster-m`) left
       unsplit takes 2 where its expected grid ends in a partial wave: row
       blocks counted from the binomial routing (an expert's assignments
@@ -299,6 +305,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "Give bf16 matmuls of 128 x 256 tiles without split-K the "
            "persistent schedule where the experts hold at most this many "
            "rows on average (M·k/E); 0 turns that off">,
+    Option<"shortSplitK", "short-split-k", "int64_t", /*default=*/"8",
+           "The largest K split of a swapped matmul on the register "
+           "operand whose expected grid is under two blocks per SM (see "
+           "`split_k` above; 1 turns it off, at most 8)">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
            "for the waves of a grid">
