@@ -65,11 +65,14 @@ def make_hot(config, inputs, slots) -> None:
     # experts would then fall to the score bias alone, the same for every
     # token, and one near-tie of two biases would make every token
     # ambiguous for --check. A logit of 2 keeps them apart by the tokens'
-    # own features and still far above the cold experts' -2.
-    weight = 0.25 if config.scoring == "sigmoid" else 2.0
+    # own features. The cold experts' logit of -6 keeps their scores
+    # (~0.0025) below any hot expert's with its score bias: at -2, a token's
+    # own features (~N(0, 1) of logit) sometimes lifted a cold expert into
+    # its top k, and a rank meant to stay empty was not.
+    hot_weight, cold_weight = (0.25, 0.75) if config.scoring == "sigmoid" else (2.0, 2.0)
     x[:, 0] = 8.0
-    gate[:, 0] = -weight
-    gate[:hot, 0] = weight
+    gate[:, 0] = -cold_weight
+    gate[:hot, 0] = hot_weight
 
 
 def plan_slots(config, ids, ranks) -> list[list[int]]:
