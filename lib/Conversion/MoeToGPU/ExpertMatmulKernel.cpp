@@ -60,6 +60,11 @@ using moe_gpu::hopper::kWarpgroupThreads;
 
 /// f32 values each thread zeroes per store of the combine's sums (16 bytes).
 static constexpr int64_t kZeroVectorWidth = 4;
+/// How many K steps ahead the register operand's multistage loop loads its
+/// group scales (MultistageRing::scalesAhead). Two and three measured no
+/// better on an H100 at M = 1 (docs/gpu-benchmark-quantized.md, twenty-sixth
+/// session): Mixtral int4 −1 to −2%, Qwen3 int4 and GPT-OSS mxfp4 +1 to +2%.
+static constexpr int64_t kScalesAhead = 1;
 
 namespace {
 /// The wgmma accumulator fragment, as the MoE epilogue asks for it.
@@ -154,13 +159,14 @@ struct CopyPlan {
 
 /// The shape of a multistage K loop: its steps, how far its loads run
 /// ahead, whether a wgmma group stays in flight and fp8 partials are
-/// promoted a step late, the accumulators it carries, and whether it also
-/// carries the next step's weight-only group scales after them.
+/// promoted a step late, the accumulators it carries, and how many steps
+/// ahead its weight-only group scales are loaded (0: in their own step;
+/// otherwise the loop carries that many steps' scales after the sums).
 struct MultistageRing {
   int64_t kSteps, prefetch, wgmmaInFlight;
   bool promotesLate;
   int64_t numSums;
-  bool scalesAhead = false;
+  int64_t scalesAhead = 0;
 };
 
 /// Builds a kernel's schedule on Hopper: the ring of stages, who loads and
@@ -1388,11 +1394,17 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
   if (config.hasBlockScales())
     scales = moe.blockScales(step, thisThread.scaleRows);
   SmallVector<Value> nextScales;
-  if (ring.scalesAhead) {
-    // Loaded a step earlier; the next step's load overlaps this one's
-    // waits, decode and wgmma (the last step loads its own again).
-    scales.assign(carried.begin() + ring.numSums, carried.end());
-    nextScales = groupScalesUpTo(arith::AddIOp::create(b, loc, step, index(1)));
+  if (ring.scalesAhead > 0) {
+    // Loaded `scalesAhead` steps earlier; the load for that many steps on
+    // overlaps this one's waits, decode and wgmma and those of the steps
+    // between (the last steps load their own again).
+    ValueRange carriedScales = carried.drop_front(ring.numSums);
+    int64_t perStep = carriedScales.size() / ring.scalesAhead;
+    scales.assign(carriedScales.begin(), carriedScales.begin() + perStep);
+    nextScales.assign(carriedScales.begin() + perStep, carriedScales.end());
+    llvm::append_range(nextScales,
+                       groupScalesUpTo(arith::AddIOp::create(
+                           b, loc, step, index(ring.scalesAhead))));
   } else if (config.isWeightOnly()) {
     scales = weightOnly->loadScales(step);
   }
@@ -1493,17 +1505,17 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
   assert((!config.promotesEachStage() || accumulators.size() == 1) &&
          "promoted sums are built for one accumulator");
   // The register operand's decode waits for its group scales: they are
-  // loaded a step ahead, so that no step waits for a global load of its
-  // own (at decode nothing else hides it).
+  // loaded steps ahead, so that no step waits for a global load of its own
+  // (at decode nothing else hides it).
   MultistageRing ring{kSteps,
                       prefetch,
                       wgmmaInFlight,
                       promotesLate,
                       static_cast<int64_t>(accumulators.size()),
-                      /*scalesAhead=*/config.registerOperand};
+                      config.registerOperand ? kScalesAhead : 0};
   SmallVector<Value> initial(accumulators);
-  if (ring.scalesAhead)
-    llvm::append_range(initial, weightOnly->loadScales(index(0)));
+  for (int64_t step = 0; step < ring.scalesAhead; ++step)
+    llvm::append_range(initial, groupScalesUpTo(index(step)));
   if (promotesLate) {
     initial.push_back(accumulators.front());
     int64_t numScales =
