@@ -89,6 +89,9 @@ func.func @gated_unsplit(%x: tensor<?x2048xbf16>, %sorted: tensor<?xi32>, %block
 // CHECK: %[[SUM:.*]] = llvm.load %{{.*}} : !llvm.ptr<7> -> i32
 // CHECK-NEXT: arith.addi %{{.*}}, %[[SUM]] : i32
 // CHECK: arith.sitofp
+// PTX-LABEL: .entry expert_matmul(
+// PTX: .reqnctapercluster 1, 1, 2
+// PTX: ld.shared::cluster.b32
 func.func @swapped_int8_split(%x: tensor<?x512xi8>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xi8>, %xs: tensor<?xf32>, %ws: tensor<8x256xf32>) -> tensor<?x128xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) input_scales(%xs : tensor<?xf32>) weight_scales(%ws : tensor<8x256xf32>)
       {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>, quantization = #moe.quant<int8, scales = per_token_channel>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 2, consumer_warpgroups = 1, split_k = 2, swap_ab = true>}
@@ -106,4 +109,24 @@ func.func @unswapped_split(%x: tensor<?x2048xbf16>, %sorted: tensor<?xi32>, %blo
        moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, split_k = 2>}
       : tensor<?x2048xbf16>, tensor<8x256x2048xbf16> -> tensor<?x128xbf16>
   return %h : tensor<?x128xbf16>
+}
+
+// -----
+
+// Unpermuted f32 rows add their splits atomically, as a combine does: no
+// cluster, and no bound of 8.
+// CHECK-LABEL: func.func @unpermute_split
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: split_k = 16 : i64
+// CHECK-NOT: nvvm.cluster_dim
+// CHECK-NOT: nvvm.cluster.arrive
+// CHECK: red.global.add.v2.f32
+// PTX-LABEL: .entry expert_matmul(
+// PTX-NOT: .reqnctapercluster
+// PTX: red.global.add.v2.f32
+func.func @unpermute_split(%h: tensor<?x2048xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x2048xbf16>) -> tensor<?x2x256xf32> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {k = 2 : i64, block_m = 64 : i64, unpermute, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 1, split_k = 16>}
+      : tensor<?x2048xbf16>, tensor<8x256x2048xbf16> -> tensor<?x2x256xf32>
+  return %o : tensor<?x2x256xf32>
 }

@@ -296,10 +296,11 @@ func.func @block_m_of_schedule(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %
 
 // -----
 
-// A matmul without a combine reduces its K splits in a cluster of its own:
+// A matmul that stores its products (no combine, no unpermuted rows)
+// reduces its K splits in a cluster of its own:
 // at most 8 blocks.
 func.func @split_k_beyond_cluster(%x: tensor<?x4096xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x4096xbf16>) -> tensor<?x128xbf16> {
-  // expected-error @+1 {{kernel config has split_k = 16 and cluster 1x1, but a matmul without a combine reduces its K splits in a cluster of its own: split_k at most 8 and cluster 1x1}}
+  // expected-error @+1 {{kernel config has split_k = 16 and cluster 1x1, but a matmul that stores its products reduces its K splits in a cluster of its own: split_k at most 8 and cluster 1x1}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 16 : i64, activation = #moe.activation<silu_and_mul>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 4, consumer_warpgroups = 1, split_k = 16, swap_ab = true>}
       : tensor<?x4096xbf16>, tensor<8x256x4096xbf16> -> tensor<?x128xbf16>
@@ -310,7 +311,7 @@ func.func @split_k_beyond_cluster(%x: tensor<?x4096xbf16>, %sorted: tensor<?xi32
 
 // ... and no other cluster beside it.
 func.func @split_k_with_pairs(%x: tensor<?x4096xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x4096xbf16>) -> tensor<?x128xbf16> {
-  // expected-error @+1 {{kernel config has split_k = 2 and cluster 2x1, but a matmul without a combine reduces its K splits in a cluster of its own: split_k at most 8 and cluster 1x1}}
+  // expected-error @+1 {{kernel config has split_k = 2 and cluster 2x1, but a matmul that stores its products reduces its K splits in a cluster of its own: split_k at most 8 and cluster 1x1}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 64 : i64, activation = #moe.activation<silu_and_mul>, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, split_k = 2, cluster_m = 2>}
       : tensor<?x4096xbf16>, tensor<8x256x4096xbf16> -> tensor<?x128xbf16>

@@ -86,18 +86,18 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
                            << config.getBlockM()
                            << ", but the aligned schedule's slot blocks are "
                            << *blockM << " rows";
-  // A matmul that stores its products has no sums to add its K splits
-  // into: they form a cluster along the grid's z, reduced through
-  // distributed shared memory.
-  if (config.getSplitK() > 1 && !matmul.isCombine() &&
+  // A matmul that stores its products (neither a combine nor unpermuted
+  // f32 rows) has no sums to add its K splits into: they form a cluster
+  // along the grid's z, reduced through distributed shared memory.
+  if (config.getSplitK() > 1 && !matmul.isCombine() && !matmul.getUnpermute() &&
       (config.getSplitK() > hopper::kMaxClusterBlocks ||
        config.getClusterM() != 1 || config.getClusterN() != 1))
     return op->emitError()
            << "kernel config has split_k = " << config.getSplitK()
            << " and cluster " << config.getClusterM() << "x"
            << config.getClusterN()
-           << ", but a matmul without a combine reduces its K splits in a "
-              "cluster of its own: split_k at most "
+           << ", but a matmul that stores its products reduces its K "
+              "splits in a cluster of its own: split_k at most "
            << hopper::kMaxClusterBlocks << " and cluster 1x1";
   // Each K block of block scales has its own scale, applied as the block's
   // sums are promoted.
