@@ -102,9 +102,10 @@ llvm::cl::opt<int64_t> persistentMaxRows(
     llvm::cl::init(128), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> shortSplitK(
     "short-split-k",
-    llvm::cl::desc("The largest K split of a swapped GEMM whose expected "
-                   "grid is under two blocks per SM (default 8; 1: none; "
-                   "see moe-gpu-configure in docs/MoeGPUPasses.md)"),
+    llvm::cl::desc("The largest K split of a swapped 4-bit weight-only GEMM "
+                   "(register operand) whose expected grid is under two "
+                   "blocks per SM; GEMM1 splits in at most 2 (default 8; 1: "
+                   "none; see moe-gpu-configure in docs/MoeGPUPasses.md)"),
     llvm::cl::init(8), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> pingpong(
     "pingpong",

@@ -76,8 +76,9 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init(128)};
   PassOptions::Option<int64_t> shortSplitK{
       *this, "short-split-k",
-      llvm::cl::desc("The largest K split of a swapped GEMM whose grid is "
-                     "under two blocks per SM (1: none; at most 8)"),
+      llvm::cl::desc("The largest K split of a swapped 4-bit weight-only "
+                     "GEMM (register operand) whose grid is under two "
+                     "blocks per SM (1: none; at most 8)"),
       llvm::cl::init(8)};
   PassOptions::Option<int64_t> clusterM{
       *this, "cluster-m",

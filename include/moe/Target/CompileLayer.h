@@ -45,8 +45,8 @@ struct GpuCompileOptions {
   /// The mean rows per expert up to which the bf16 GEMMs of 128 x 256
   /// tiles take the persistent schedule by policy; 0: never.
   int64_t persistentMaxRows = 128;
-  /// The largest K split of a swapped GEMM whose grid is under two blocks
-  /// per SM (1: none; at most 8).
+  /// The largest K split of a swapped 4-bit weight-only GEMM (register
+  /// operand) whose grid is under two blocks per SM (1: none; at most 8).
   int64_t shortSplitK = 8;
   bool pingpong = false;
   int64_t clusterM = 1;
