@@ -145,6 +145,13 @@ private:
   /// schedule's first user, which runs before the others read it.
   FailureOr<moe::ExpertMatmulOp> findFusedAlign(moe::AlignOp op);
   LogicalResult lowerExpertMatmul(moe::ExpertMatmulOp op);
+  /// Appends the weights as `kernel` reads them to `args`: weight-only codes
+  /// and their scales (and zero points), the bf16 or w8a8 matrix its threads
+  /// copy, or a TMA descriptor of its box.
+  LogicalResult appendWeightArguments(moe::ExpertMatmulOp op,
+                                      gpu::GPUFuncOp kernel,
+                                      const Buffer &weights,
+                                      SmallVectorImpl<Value> &args);
   LogicalResult lowerCombineFinalize(moe::ExpertMatmulOp op,
                                      const Buffer &sums,
                                      const Buffer &output);
@@ -531,6 +538,44 @@ FailureOr<moe::ExpertMatmulOp> HostBuilder::findFusedAlign(moe::AlignOp op) {
   return fused;
 }
 
+LogicalResult HostBuilder::appendWeightArguments(moe::ExpertMatmulOp op,
+                                                 gpu::GPUFuncOp kernel,
+                                                 const Buffer &weights,
+                                                 SmallVectorImpl<Value> &args) {
+  if (op.getQuantization().isWeightOnly()) {
+    // Weight-only codes are read by cp.async as an [E·N, stored K] byte
+    // matrix.
+    args.push_back(memref::CollapseShapeOp::create(
+        b, loc, weights.memref, ArrayRef<ReassociationIndices>{{0, 1}, {2}}));
+    args.push_back(buffers.lookup(op.getWeightScales()).memref);
+    if (op.getWeightZeros())
+      args.push_back(buffers.lookup(op.getWeightZeros()).memref);
+  } else if (optionalLaunchFact(kernel, "copies_weights")) {
+    // Weights copied by cp.async are read as the descriptor would view
+    // them: [E·N, K], or interleaved gate/up rows as [E·N/2, 2K].
+    Value viewed = weights.memref;
+    if (op.getGateUpInterleaved())
+      viewed = viewAsRowPairs(b, loc, viewed);
+    args.push_back(memref::CollapseShapeOp::create(
+        b, loc, viewed, ArrayRef<ReassociationIndices>{{0, 1}, {2}}));
+  } else {
+    FailureOr<int64_t> boxRows = launchFact(kernel, "box_rows");
+    FailureOr<int64_t> boxCols = launchFact(kernel, "box_cols");
+    if (failed(boxRows) || failed(boxCols))
+      return failure();
+    // Interleaved gate/up weights [E, N, K] are read as [E, N/2, 2K]: a
+    // gate row and its up row side by side, so that one box row index
+    // reaches both.
+    Value mapped = weights.memref;
+    if (op.getGateUpInterleaved())
+      mapped = viewAsRowPairs(b, loc, mapped);
+    args.push_back(TensorMapOp::create(
+        b, loc, LLVM::LLVMPointerType::get(b.getContext()), mapped,
+        b.getDenseI64ArrayAttr({*boxRows, *boxCols})));
+  }
+  return success();
+}
+
 LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   FailureOr<gpu::GPUFuncOp> kernel = kernelOf(op, "moe.gpu_kernel");
   if (failed(kernel))
@@ -553,41 +598,11 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   if (failed(blockM) || failed(tileN) || failed(splitK))
     return failure();
 
-  SmallVector<Value> args = {buffers.lookup(op.getInput()).memref,
-                             slots.memref,
+  SmallVector<Value> args = {buffers.lookup(op.getInput()).memref, slots.memref,
                              buffers.lookup(op.getBlockExperts()).memref,
                              buffers.lookup(op.getNumPadded()).memref};
-  if (op.getQuantization().isWeightOnly()) {
-    // Weight-only codes are read by cp.async as an [E·N, stored K] byte
-    // matrix.
-    args.push_back(memref::CollapseShapeOp::create(
-        b, loc, weights.memref, ArrayRef<ReassociationIndices>{{0, 1}, {2}}));
-    args.push_back(buffers.lookup(op.getWeightScales()).memref);
-    if (op.getWeightZeros())
-      args.push_back(buffers.lookup(op.getWeightZeros()).memref);
-  } else if (optionalLaunchFact(*kernel, "copies_weights")) {
-    // Weights copied by cp.async are read as the descriptor would view
-    // them: [E·N, K], or interleaved gate/up rows as [E·N/2, 2K].
-    Value viewed = weights.memref;
-    if (op.getGateUpInterleaved())
-      viewed = viewAsRowPairs(b, loc, viewed);
-    args.push_back(memref::CollapseShapeOp::create(
-        b, loc, viewed, ArrayRef<ReassociationIndices>{{0, 1}, {2}}));
-  } else {
-    FailureOr<int64_t> boxRows = launchFact(*kernel, "box_rows");
-    FailureOr<int64_t> boxCols = launchFact(*kernel, "box_cols");
-    if (failed(boxRows) || failed(boxCols))
-      return failure();
-    // Interleaved gate/up weights [E, N, K] are read as [E, N/2, 2K]: a
-    // gate row and its up row side by side, so that one box row index
-    // reaches both.
-    Value mapped = weights.memref;
-    if (op.getGateUpInterleaved())
-      mapped = viewAsRowPairs(b, loc, mapped);
-    args.push_back(TensorMapOp::create(
-        b, loc, LLVM::LLVMPointerType::get(b.getContext()), mapped,
-        b.getDenseI64ArrayAttr({*boxRows, *boxCols})));
-  }
+  if (failed(appendWeightArguments(op, *kernel, weights, args)))
+    return failure();
   if (op.getInputScales())
     args.append({buffers.lookup(op.getInputScales()).memref,
                  buffers.lookup(op.getWeightScales()).memref});
