@@ -150,7 +150,6 @@ private:
   /// copy, or a TMA descriptor of its box.
   LogicalResult appendWeightArguments(moe::ExpertMatmulOp op,
                                       gpu::GPUFuncOp kernel,
-                                      const Buffer &weights,
                                       SmallVectorImpl<Value> &args);
   LogicalResult lowerCombineFinalize(moe::ExpertMatmulOp op,
                                      const Buffer &sums,
@@ -540,8 +539,8 @@ FailureOr<moe::ExpertMatmulOp> HostBuilder::findFusedAlign(moe::AlignOp op) {
 
 LogicalResult HostBuilder::appendWeightArguments(moe::ExpertMatmulOp op,
                                                  gpu::GPUFuncOp kernel,
-                                                 const Buffer &weights,
                                                  SmallVectorImpl<Value> &args) {
+  Buffer weights = buffers.lookup(op.getWeights());
   if (op.getQuantization().isWeightOnly()) {
     // Weight-only codes are read by cp.async as an [E·N, stored K] byte
     // matrix.
@@ -589,7 +588,6 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
                         "or a slice of one");
   auto weightsType = op.getWeights().getType();
   int64_t numExperts = weightsType.getDimSize(0);
-  Buffer weights = buffers.lookup(op.getWeights());
   Buffer slots = buffers.lookup(op.getSlots());
   int64_t width = op.getOutputWidth();
   FailureOr<int64_t> blockM = launchFact(*kernel, "block_m");
@@ -601,7 +599,7 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   SmallVector<Value> args = {buffers.lookup(op.getInput()).memref, slots.memref,
                              buffers.lookup(op.getBlockExperts()).memref,
                              buffers.lookup(op.getNumPadded()).memref};
-  if (failed(appendWeightArguments(op, *kernel, weights, args)))
+  if (failed(appendWeightArguments(op, *kernel, args)))
     return failure();
   if (op.getInputScales())
     args.append({buffers.lookup(op.getInputScales()).memref,
