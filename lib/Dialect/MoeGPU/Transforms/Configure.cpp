@@ -978,6 +978,23 @@ int64_t autoFusedAlignAssignments(ArrayRef<ExpertMatmulOp> schedule,
   return assignments > 0 && assignments <= bound ? bound : 0;
 }
 
+/// `config` with its two decode-only fields replaced: the assignments its
+/// kernel aligns itself (`fused_align_assignments`) and how far ahead it
+/// prefetches its weight tiles into L2 (`l2_prefetch_steps`).
+KernelConfigAttr withDecodeStreams(KernelConfigAttr config,
+                                   int64_t fusedAlignAssignments,
+                                   int64_t l2PrefetchSteps) {
+  return KernelConfigAttr::get(
+      config.getContext(), config.getMma(), config.getSchedule(),
+      config.getBlockM(), config.getBlockN(), config.getBlockK(),
+      config.getStages(), config.getConsumerWarpgroups(),
+      config.getProducerWarpgroups(), config.getProducerRegisters(),
+      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
+      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
+      config.getWeightLoad(), config.getFastAccumulation(),
+      fusedAlignAssignments, l2PrefetchSteps);
+}
+
 /// `config` with `fused_align_assignments` = `assignments` where its kernel
 /// can take it: one tile per block, no cluster, and room beside the ring
 /// for the counts, slots and scan of the alignment in shared memory.
@@ -997,15 +1014,7 @@ KernelConfigAttr withFusedAlign(ExpertMatmulOp op, KernelConfigAttr config,
                                         config.getBlockM()) >
       hopper::kMaxSharedBytes)
     return config;
-  return KernelConfigAttr::get(
-      op.getContext(), config.getMma(), config.getSchedule(),
-      config.getBlockM(), config.getBlockN(), config.getBlockK(),
-      config.getStages(), config.getConsumerWarpgroups(),
-      config.getProducerWarpgroups(), config.getProducerRegisters(),
-      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
-      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
-      config.getWeightLoad(), config.getFastAccumulation(), assignments,
-      config.getL2PrefetchSteps());
+  return withDecodeStreams(config, assignments, config.getL2PrefetchSteps());
 }
 
 /// `config` with `l2_prefetch_steps` = `steps` where its kernel prefetches:
@@ -1018,15 +1027,7 @@ KernelConfigAttr withL2Prefetch(ExpertMatmulOp op, KernelConfigAttr config,
       config.getWeightLoad() == WeightLoad::Registers ||
       MatmulFacts::of(op).isWeightOnly())
     return config;
-  return KernelConfigAttr::get(
-      op.getContext(), config.getMma(), config.getSchedule(),
-      config.getBlockM(), config.getBlockN(), config.getBlockK(),
-      config.getStages(), config.getConsumerWarpgroups(),
-      config.getProducerWarpgroups(), config.getProducerRegisters(),
-      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
-      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
-      config.getWeightLoad(), config.getFastAccumulation(),
-      config.getFusedAlignAssignments(), steps);
+  return withDecodeStreams(config, config.getFusedAlignAssignments(), steps);
 }
 
 struct MoeGpuConfigurePass
