@@ -26,7 +26,6 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.persistent = options.persistent;
   configureOptions.persistentMaxRows = options.persistentMaxRows;
   configureOptions.shortSplitK = options.shortSplitK;
-  configureOptions.l2PrefetchSteps = options.l2PrefetchSteps;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;

@@ -107,12 +107,6 @@ llvm::cl::opt<int64_t> shortSplitK(
                    "blocks per SM; GEMM1 splits in at most 2 (default 8; 1: "
                    "none; see moe-gpu-configure in docs/MoeGPUPasses.md)"),
     llvm::cl::init(8), llvm::cl::cat(moeCategory));
-llvm::cl::opt<int64_t> l2PrefetchSteps(
-    "l2-prefetch-steps",
-    llvm::cl::desc("Swapped multistage GEMMs (decode) prefetch their weight "
-                   "tile this many K steps ahead of the ring into L2 "
-                   "(default 0: none; at most 32)"),
-    llvm::cl::init(0), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> pingpong(
     "pingpong",
     llvm::cl::desc("Make the bf16 GEMMs of 128-row blocks without split-K "
@@ -355,7 +349,6 @@ int main(int argc, char **argv) {
   options.persistent = persistent;
   options.persistentMaxRows = persistentMaxRows;
   options.shortSplitK = shortSplitK;
-  options.l2PrefetchSteps = l2PrefetchSteps;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;

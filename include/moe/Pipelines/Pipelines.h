@@ -80,12 +80,6 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "GEMM (register operand) whose grid is under two "
                      "blocks per SM (1: none; at most 8)"),
       llvm::cl::init(8)};
-  PassOptions::Option<int64_t> l2PrefetchSteps{
-      *this, "l2-prefetch-steps",
-      llvm::cl::desc("Swapped multistage GEMMs prefetch their weight tile "
-                     "this many K steps ahead of the ring into L2 (0: "
-                     "none; at most 32)"),
-      llvm::cl::init(0)};
   PassOptions::Option<int64_t> clusterM{
       *this, "cluster-m",
       llvm::cl::desc("Pair the multistage GEMMs' slot blocks in clusters of "

@@ -48,9 +48,6 @@ struct GpuCompileOptions {
   /// The largest K split of a swapped 4-bit weight-only GEMM (register
   /// operand) whose grid is under two blocks per SM (1: none; at most 8).
   int64_t shortSplitK = 8;
-  /// K steps ahead of the ring whose weight tile swapped multistage GEMMs
-  /// prefetch into L2 (0: none; at most 32).
-  int64_t l2PrefetchSteps = 0;
   bool pingpong = false;
   int64_t clusterM = 1;
   /// Swapped-operand kernels (16- or 32-row slot blocks) where experts

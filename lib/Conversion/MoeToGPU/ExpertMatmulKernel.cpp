@@ -340,15 +340,6 @@ private:
   /// it): the weights by TMA (the leader), the A rows by cp.async (every
   /// loading thread, one commit group).
   void issueStage(Value step, Value valid, Value stage = Value());
-  /// Starts fetching the weight tile of K step `step` into L2 where
-  /// `inRange` holds (the step is one of the tile's): TMA boxes by the
-  /// leader thread, or one line per thread whose copied chunk starts it.
-  void prefetchWeightsToL2(Value step, Value inRange);
-  /// After the stage of step `next` is issued, the weight tile
-  /// `l2PrefetchSteps` steps further on into L2, where that is a step of
-  /// the tile (known when the builder knows `next`: `knownStep` on).
-  void prefetchAhead(const MultistageRing &ring, Value next,
-                     std::optional<int64_t> knownStep);
 
   // Multiplies.
   /// The fragment rows of this thread's accumulator (and, w8a8, the input
@@ -954,80 +945,6 @@ void KernelBuilder::planWeightChunks(Value thread, int64_t numThreads) {
   }
 }
 
-void KernelBuilder::prefetchWeightsToL2(Value step, Value inRange) {
-  Value kOffset = arith::AddIOp::create(
-      b, loc, tile.kBase,
-      arith::MulIOp::create(b, loc, step, index(config.blockK())));
-  if (config.copiesWeights) {
-    auto weightsType = cast<MemRefType>(args.weights.getType());
-    int64_t rowElements = weightsType.getDimSize(1);
-    int64_t lineElements = kL2LineBytes / config.elementBytes();
-    Value base =
-        memref::ExtractAlignedPointerAsIndexOp::create(b, loc, args.weights);
-    auto globalPointer = LLVM::LLVMPointerType::get(
-        context(), static_cast<unsigned>(NVVM::NVVMMemorySpace::Global));
-    for (size_t i = 0; i < copies.weightRow.size(); ++i) {
-      Value lineOffset = arith::RemUIOp::create(
-          b, loc, copies.weightSrcColumn[i], index(lineElements));
-      Value startsLine = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                               lineOffset, index(0));
-      Value column =
-          arith::AddIOp::create(b, loc, kOffset, copies.weightSrcColumn[i]);
-      Value element = arith::AddIOp::create(
-          b, loc,
-          arith::MulIOp::create(b, loc, copies.weightSrcRow[i],
-                                index(rowElements)),
-          column);
-      Value address = arith::AddIOp::create(
-          b, loc, base,
-          arith::MulIOp::create(b, loc, element, index(config.elementBytes())));
-      Value address64 =
-          arith::IndexCastOp::create(b, loc, b.getI64Type(), address);
-      Value pointer =
-          LLVM::IntToPtrOp::create(b, loc, globalPointer, address64);
-      hopper.prefetchLineToL2(
-          pointer, arith::AndIOp::create(b, loc, inRange, startsLine));
-    }
-    return;
-  }
-  auto toI32 = [&](Value value) -> Value {
-    return arith::IndexCastOp::create(b, loc, b.getI32Type(), value);
-  };
-  Value issuer = arith::AndIOp::create(b, loc, thisThread.leader, inRange);
-  auto prefetchBox = [&](Value column, Value row) {
-    Value column32 = toI32(column);
-    Value row32 = toI32(row);
-    hopper.prefetchBoxToL2(args.weightsPointer, column32, row32, issuer);
-  };
-  for (int64_t span = 0; span < config.spans; ++span) {
-    Value column = kOffset;
-    if (span > 0)
-      column = arith::AddIOp::create(b, loc, kOffset,
-                                     index(span * config.spanElements()));
-    prefetchBox(column, tile.weightsRow);
-    if (config.activation) {
-      auto [upColumn, upRow] = moe.upTileCoordinates(column);
-      prefetchBox(upColumn, upRow);
-    }
-  }
-}
-
-void KernelBuilder::prefetchAhead(const MultistageRing &ring, Value next,
-                                  std::optional<int64_t> knownStep) {
-  int64_t distance = config.l2PrefetchSteps;
-  Value ahead = arith::AddIOp::create(b, loc, next, index(distance));
-  if (!knownStep) {
-    prefetchWeightsToL2(ahead,
-                        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                              ahead, index(ring.kSteps)));
-    return;
-  }
-  // A predicate folded to false is not valid PTX: nothing to issue.
-  if (*knownStep + ring.prefetch + distance < ring.kSteps)
-    prefetchWeightsToL2(ahead,
-                        arith::ConstantOp::create(b, loc, b.getBoolAttr(true)));
-}
-
 void KernelBuilder::copyWeightChunks(Value stage, Value kOffset, Value valid) {
   Value stageB = tileB(stage);
   for (size_t i = 0; i < copies.weightRow.size(); ++i) {
@@ -1514,8 +1431,6 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
                                   index(ring.kSteps))
                 .getResult();
   issueStage(next, inRange, nextStage);
-  if (config.l2PrefetchSteps > 0)
-    prefetchAhead(ring, next, knownStep);
   if (config.registerOperand) {
     // Every thread's codes and slot rows are in (the barrier above): each
     // decodes its elements of the A fragment, and the wgmmas read the slot
@@ -1582,11 +1497,6 @@ KernelBuilder::multistageLoop(ArrayRef<Value> accumulators) {
                                           : arith::ConstantOp::create(
                                                 b, loc, b.getBoolAttr(false))
                                                 .getResult());
-  // The loop's step s prefetches step s + prefetch + l2PrefetchSteps; the
-  // steps before that, past the ring's own loads, start here.
-  for (int64_t step = prefetch;
-       step < std::min(prefetch + config.l2PrefetchSteps, kSteps); ++step)
-    prefetchWeightsToL2(index(step), trueValue);
   // Promoting with a wgmma in flight, the loop also carries the previous
   // step's partial sum and its block scales (zeros before the first step,
   // which promote nothing).
@@ -2611,13 +2521,6 @@ static LogicalResult checkKernelNeeds(ExpertMatmulOp op,
                 "multiple of "
              << kZeroVectorWidth << " wide, got " << config.zeroedSumsWidth;
   }
-  // The L2 prefetch reads the weight tiles as the ring loads them; codes
-  // and their scales are not built for it.
-  config.l2PrefetchSteps = kernelConfig.getL2PrefetchSteps();
-  if (config.l2PrefetchSteps > 0 && config.isWeightOnly())
-    return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
-                           << ": l2_prefetch_steps is built for bf16 and "
-                              "w8a8 weight tiles, not weight-only codes";
   // Split-K of a matmul that stores its products reduces in a cluster
   // (the dialect verifies its size): built where the sums pass through a
   // shared table anyway, the swapped multistage schedule.

@@ -34,8 +34,6 @@ inline constexpr int64_t kRowBytes = moe_gpu::hopper::kStageRowBytes;
 inline constexpr int64_t kScaleBlock = 128;
 /// cp.async moves 16 bytes per chunk: 8 rows of 8 chunks fill a 128B span.
 inline constexpr int64_t kChunkBytes = 16;
-/// The bytes of one L2 line, which one prefetch fetches.
-inline constexpr int64_t kL2LineBytes = 128;
 /// bf16 values per 16-byte chunk of the B tile.
 inline constexpr int64_t kValuesPerChunk = 8;
 inline constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxRingStages;
@@ -80,9 +78,6 @@ struct ExpertMatmulPlan {
   /// The weight tile is copied by every thread in 16-byte cp.async chunks
   /// (placed as the 128B swizzle would place them) rather than by TMA.
   bool copiesWeights = false;
-  /// While a step's stage is loaded, the weight tile this many steps
-  /// further on is prefetched into L2 (`l2_prefetch_steps`); 0: none.
-  int64_t l2PrefetchSteps = 0;
   /// Weight-only with swapped operands (`weight_load = registers`): each
   /// thread decodes its elements of the wgmma's A fragment from the stored
   /// codes into registers; a stage holds no bf16 weight tile.

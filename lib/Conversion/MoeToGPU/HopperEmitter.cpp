@@ -226,24 +226,6 @@ void HopperEmitter::copyAsync(Value tile, ValueRange tileIndices, Value source,
       elements, bypassL1 ? b.getUnitAttr() : UnitAttr());
 }
 
-void HopperEmitter::prefetchBoxToL2(Value descriptor, Value column, Value row,
-                                    Value predicate) {
-  // NVVM's tensor prefetch op takes no predicate; a branch around it would
-  // serialize the wgmmas in flight.
-  NVVM::InlinePtxOp::create(
-      b, loc, TypeRange(), ValueRange{descriptor, column, row}, ValueRange(),
-      "cp.async.bulk.prefetch.tensor.2d.L2.global.tile [$0, {$1, $2}];",
-      predicate);
-}
-
-void HopperEmitter::prefetchLineToL2(Value address, Value predicate) {
-  // nvvm.prefetch takes a predicate only for tensor maps (to L2 it would be
-  // dropped).
-  NVVM::InlinePtxOp::create(b, loc, TypeRange(), ValueRange{address},
-                            ValueRange(), "prefetch.global.L2 [$0];",
-                            predicate);
-}
-
 void HopperEmitter::fenceAsyncProxy() {
   NVVM::FenceProxyOp::create(
       b, loc,

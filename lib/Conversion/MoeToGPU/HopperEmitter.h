@@ -123,15 +123,6 @@ public:
   void copyAsync(Value tile, ValueRange tileIndices, Value source,
                  ValueRange sourceIndices, int64_t chunkElements,
                  Value elements, bool bypassL1);
-  /// Starts fetching the box of the TMA descriptor `descriptor` (a
-  /// generic pointer) at element coordinates (`column`, `row`) (i32) into
-  /// L2, where `predicate` holds, without a branch; nothing is written to
-  /// shared memory and nothing arrives on a barrier.
-  void prefetchBoxToL2(Value descriptor, Value column, Value row,
-                       Value predicate);
-  /// Starts fetching the 128-byte line of global `address` (i64) into L2
-  /// where `predicate` holds, without a branch.
-  void prefetchLineToL2(Value address, Value predicate);
   /// Orders this thread's generic-proxy writes to shared memory (cp.async,
   /// st.shared) before the async proxy's reads (wgmma, TMA).
   void fenceAsyncProxy();

@@ -87,7 +87,6 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.persistent = options.persistent;
   pipelineOptions.persistentMaxRows = options.persistentMaxRows;
   pipelineOptions.shortSplitK = options.shortSplitK;
-  pipelineOptions.l2PrefetchSteps = options.l2PrefetchSteps;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;

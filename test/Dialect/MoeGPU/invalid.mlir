@@ -218,29 +218,6 @@
 
 // -----
 
-// An L2 prefetch further ahead would not fit the L2 with every block's lines
-// expected-error @+1 {{l2_prefetch_steps must be in [0, 32], got 64}}
-"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, l2_prefetch_steps = 64>} : () -> ()
-
-// -----
-
-// ... and runs ahead of a swapped multistage ring only
-// expected-error @+1 {{l2_prefetch_steps needs swap_ab on the multistage schedule, got swap_ab = false and multistage}}
-"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, l2_prefetch_steps = 4>} : () -> ()
-
-// -----
-
-// expected-error @+1 {{l2_prefetch_steps needs swap_ab on the multistage schedule, got swap_ab = true and persistent}}
-"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 256, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 40, consumer_registers = 232, swap_ab = true, weight_load = registers, l2_prefetch_steps = 4>} : () -> ()
-
-// -----
-
-// ... whose weight tiles come from global memory, not decoded codes
-// expected-error @+1 {{l2_prefetch_steps needs weights loaded by tma or cp_async, got weight_load = registers}}
-"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, weight_load = registers, l2_prefetch_steps = 4>} : () -> ()
-
-// -----
-
 // Only e4m3 sums are promoted: fast_accumulation is theirs alone
 // expected-error @+1 {{fast_accumulation is an e4m3 choice, got mma = wgmma_s8}}
 "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_s8, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, fast_accumulation = true>} : () -> ()

@@ -40,21 +40,6 @@ func.func @fused_align() {
 
 // -----
 
-// A swapped decode kernel that prefetches its weight tiles 16 steps ahead of
-// its ring into L2, by TMA and by copied lines; 0 elided.
-// CHECK-LABEL: func @l2_prefetch
-// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, l2_prefetch_steps = 16>
-// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, swap_ab = true, weight_load = cp_async, l2_prefetch_steps = 8>
-// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true>
-func.func @l2_prefetch() {
-  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, l2_prefetch_steps = 16>} : () -> ()
-  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, swap_ab = true, weight_load = cp_async, l2_prefetch_steps = 8>} : () -> ()
-  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, l2_prefetch_steps = 0>} : () -> ()
-  return
-}
-
-// -----
-
 // Swapped operands over two consumer warpgroups, the weights copied by every
 // thread; weight_load = tma elided.
 // CHECK-LABEL: func @swapped_copied

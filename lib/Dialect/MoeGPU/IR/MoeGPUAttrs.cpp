@@ -56,12 +56,12 @@ int64_t KernelConfigAttr::getElementBytes() const {
 
 LogicalResult KernelConfigAttr::verifyContract(
     function_ref<InFlightDiagnostic()> emitError) const {
-  return verify(
-      emitError, getMma(), getSchedule(), getBlockM(), getBlockN(), getBlockK(),
-      getStages(), getConsumerWarpgroups(), getProducerWarpgroups(),
-      getProducerRegisters(), getConsumerRegisters(), getSplitK(),
-      getClusterM(), getClusterN(), getGroupM(), getSwapAb(), getWeightLoad(),
-      getFastAccumulation(), getFusedAlignAssignments(), getL2PrefetchSteps());
+  return verify(emitError, getMma(), getSchedule(), getBlockM(), getBlockN(),
+                getBlockK(), getStages(), getConsumerWarpgroups(),
+                getProducerWarpgroups(), getProducerRegisters(),
+                getConsumerRegisters(), getSplitK(), getClusterM(),
+                getClusterN(), getGroupM(), getSwapAb(), getWeightLoad(),
+                getFastAccumulation(), getFusedAlignAssignments());
 }
 
 /// Whether `n` is an N of the dense wgmma of `mma`: a multiple of 8 up to
@@ -208,36 +208,15 @@ verifyFusedAlign(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
-/// The L2 prefetch runs ahead of a swapped multistage ring whose weight
-/// tiles come from global memory by TMA boxes or 16-byte copies.
-static LogicalResult
-verifyL2Prefetch(function_ref<InFlightDiagnostic()> emitError,
-                 Schedule schedule, bool swapAB, WeightLoad weightLoad,
-                 int64_t steps) {
-  if (steps == 0)
-    return success();
-  if (steps < 0 || steps > hopper::kMaxL2PrefetchSteps)
-    return emitError() << "l2_prefetch_steps must be in [0, "
-                       << hopper::kMaxL2PrefetchSteps << "], got " << steps;
-  if (!swapAB || schedule != Schedule::Multistage)
-    return emitError() << "l2_prefetch_steps needs swap_ab on the multistage "
-                          "schedule, got swap_ab = "
-                       << (swapAB ? "true" : "false") << " and "
-                       << stringifySchedule(schedule);
-  if (weightLoad == WeightLoad::Registers)
-    return emitError() << "l2_prefetch_steps needs weights loaded by tma or "
-                          "cp_async, got weight_load = registers";
-  return success();
-}
-
-LogicalResult KernelConfigAttr::verify(
-    function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
-    Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
-    int64_t stages, int64_t consumerWarpgroups, int64_t producerWarpgroups,
-    int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
-    int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB,
-    WeightLoad weightLoad, bool fastAccumulation, int64_t fusedAlignAssignments,
-    int64_t l2PrefetchSteps) {
+LogicalResult
+KernelConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                         MmaKind mma, Schedule schedule, int64_t blockM,
+                         int64_t blockN, int64_t blockK, int64_t stages,
+                         int64_t consumerWarpgroups, int64_t producerWarpgroups,
+                         int64_t producerRegisters, int64_t consumerRegisters,
+                         int64_t splitK, int64_t clusterM, int64_t clusterN,
+                         int64_t groupM, bool swapAB, WeightLoad weightLoad,
+                         bool fastAccumulation, int64_t fusedAlignAssignments) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
@@ -316,9 +295,6 @@ LogicalResult KernelConfigAttr::verify(
                        << stringifyMmaKind(mma);
   if (failed(verifyFusedAlign(emitError, schedule, clusterM, clusterN,
                               fusedAlignAssignments)))
-    return failure();
-  if (failed(verifyL2Prefetch(emitError, schedule, swapAB, weightLoad,
-                              l2PrefetchSteps)))
     return failure();
   return success();
 }

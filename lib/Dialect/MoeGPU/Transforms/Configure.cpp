@@ -274,8 +274,6 @@ struct ConfigureOptions {
   int64_t persistentMaxRows = 128;
   /// The largest K split chooseShortStreamSplit takes (1: none).
   int64_t shortSplitK = kMaxDecodeSplitK;
-  /// `l2_prefetch_steps` of the matmuls that can take it (withL2Prefetch).
-  int64_t l2PrefetchSteps = 0;
 };
 
 /// The consumer warpgroups of a swapped matmul where `swapped-warpgroups`
@@ -422,8 +420,7 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       /*producer_warpgroups=*/0, /*producer_registers=*/0,
       /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
       groupM, /*swap_ab=*/true, weightLoad, facts.fastAccumulation,
-      /*fused_align_assignments=*/0,
-      /*l2_prefetch_steps=*/0);
+      /*fused_align_assignments=*/0);
 }
 
 /// What the block-height policy reads of a bf16, weight-only or (with
@@ -720,8 +717,7 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
       specialized ? kProducerRegisters : 0,
       specialized ? kConsumerRegisters : 0, splitK, /*cluster_m=*/1,
       /*cluster_n=*/1, groupM, /*swap_ab=*/true, WeightLoad::Registers,
-      /*fast_accumulation=*/false, /*fused_align_assignments=*/0,
-      /*l2_prefetch_steps=*/0);
+      /*fast_accumulation=*/false, /*fused_align_assignments=*/0);
 }
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -816,8 +812,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         kProducerRegisters, kConsumerRegisters, splitK,
         /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
         /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
-        /*fused_align_assignments=*/0,
-        /*l2_prefetch_steps=*/0);
+        /*fused_align_assignments=*/0);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
   // kernels': the multistage ones left (64-row blocks) stay single, so that
@@ -829,8 +824,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
       /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
       /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
-      /*fused_align_assignments=*/0,
-      /*l2_prefetch_steps=*/0);
+      /*fused_align_assignments=*/0);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -978,23 +972,6 @@ int64_t autoFusedAlignAssignments(ArrayRef<ExpertMatmulOp> schedule,
   return assignments > 0 && assignments <= bound ? bound : 0;
 }
 
-/// `config` with its two decode-only fields replaced: the assignments its
-/// kernel aligns itself (`fused_align_assignments`) and how far ahead it
-/// prefetches its weight tiles into L2 (`l2_prefetch_steps`).
-KernelConfigAttr withDecodeStreams(KernelConfigAttr config,
-                                   int64_t fusedAlignAssignments,
-                                   int64_t l2PrefetchSteps) {
-  return KernelConfigAttr::get(
-      config.getContext(), config.getMma(), config.getSchedule(),
-      config.getBlockM(), config.getBlockN(), config.getBlockK(),
-      config.getStages(), config.getConsumerWarpgroups(),
-      config.getProducerWarpgroups(), config.getProducerRegisters(),
-      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
-      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
-      config.getWeightLoad(), config.getFastAccumulation(),
-      fusedAlignAssignments, l2PrefetchSteps);
-}
-
 /// `config` with `fused_align_assignments` = `assignments` where its kernel
 /// can take it: one tile per block, no cluster, and room beside the ring
 /// for the counts, slots and scan of the alignment in shared memory.
@@ -1014,20 +991,14 @@ KernelConfigAttr withFusedAlign(ExpertMatmulOp op, KernelConfigAttr config,
                                         config.getBlockM()) >
       hopper::kMaxSharedBytes)
     return config;
-  return withDecodeStreams(config, assignments, config.getL2PrefetchSteps());
-}
-
-/// `config` with `l2_prefetch_steps` = `steps` where its kernel prefetches:
-/// swapped multistage matmuls whose weight tiles come from global memory by
-/// TMA or cp.async (not weight-only codes).
-KernelConfigAttr withL2Prefetch(ExpertMatmulOp op, KernelConfigAttr config,
-                                int64_t steps) {
-  if (steps == 0 || !config.getSwapAb() ||
-      config.getSchedule() != Schedule::Multistage ||
-      config.getWeightLoad() == WeightLoad::Registers ||
-      MatmulFacts::of(op).isWeightOnly())
-    return config;
-  return withDecodeStreams(config, config.getFusedAlignAssignments(), steps);
+  return KernelConfigAttr::get(
+      op.getContext(), config.getMma(), config.getSchedule(),
+      config.getBlockM(), config.getBlockN(), config.getBlockK(),
+      config.getStages(), config.getConsumerWarpgroups(),
+      config.getProducerWarpgroups(), config.getProducerRegisters(),
+      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
+      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
+      config.getWeightLoad(), config.getFastAccumulation(), assignments);
 }
 
 struct MoeGpuConfigurePass
@@ -1074,7 +1045,6 @@ struct MoeGpuConfigurePass
     options.numSMs = numSMs;
     options.persistentMaxRows = persistentMaxRows;
     options.shortSplitK = shortSplitK;
-    options.l2PrefetchSteps = l2PrefetchSteps;
     return options;
   }
 
@@ -1118,13 +1088,6 @@ struct MoeGpuConfigurePass
     }
     if (failed(verifyBlockK()))
       return failure();
-    if (l2PrefetchSteps < 0 || l2PrefetchSteps > hopper::kMaxL2PrefetchSteps) {
-      getOperation()->emitError("moe-gpu-configure: l2-prefetch-steps must "
-                                "be in [0, ")
-          << hopper::kMaxL2PrefetchSteps << "], got "
-          << l2PrefetchSteps.getValue();
-      return failure();
-    }
     if (fusedAlignAssignments < -1 ||
         fusedAlignAssignments > hopper::kMaxFusedAlignAssignments) {
       getOperation()->emitError("moe-gpu-configure: "
@@ -1210,8 +1173,7 @@ struct MoeGpuConfigurePass
                      << blockM << "-row slot blocks with these options: ";
             })))
           return failure();
-        op->setAttr(MoeGPUDialect::getConfigAttrName(),
-                    withL2Prefetch(op, chosen, options.l2PrefetchSteps));
+        op->setAttr(MoeGPUDialect::getConfigAttrName(), chosen);
       }
       int64_t fusedAlign =
           options.fusedAlignAssignments >= 0

@@ -33,11 +33,6 @@ inline constexpr int64_t kMaxMultistageStages = 5;
 /// kernel configuration's limit): small decode tiles fit many stages.
 inline constexpr int64_t kMaxRingStages = 16;
 
-/// The furthest K steps ahead of its ring a kernel prefetches weight tiles
-/// into L2 (`l2_prefetch_steps`): further, the lines of all blocks in
-/// flight would no longer fit the 50 MB L2 while they wait to be read.
-inline constexpr int64_t kMaxL2PrefetchSteps = 32;
-
 /// The most blocks of a cluster that every sm_90a part schedules (the
 /// portable cluster size).
 inline constexpr int64_t kMaxClusterBlocks = 8;

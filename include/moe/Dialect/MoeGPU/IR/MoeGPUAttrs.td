@@ -133,13 +133,6 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       of the chain of their own. 0 (the default): the kernel reads the
       schedule the align kernel wrote. It needs a schedule of one tile per
       block (`multistage` or `warp_specialized`) without a cluster.
-    - `l2_prefetch_steps`: while a step's stage is loaded, the weight tile
-      of the step this many K steps further on is prefetched into L2 (one
-      `cp.async.bulk.prefetch.tensor` per TMA box, or one `prefetch.L2` per
-      128-byte line of copied weights), so that a ring holding few bytes in
-      flight (a few weight rows per block, at decode) finds its later loads
-      in L2. Swapped operands on the `multistage` schedule with weights
-      loaded by `tma` or `cp_async`; 0 (the default): none.
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -168,8 +161,7 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     DefaultValuedParameter<"bool", "false">:$swap_ab,
     MoeGPU_WeightLoadParameter:$weight_load,
     DefaultValuedParameter<"bool", "false">:$fast_accumulation,
-    DefaultValuedParameter<"int64_t", "0">:$fused_align_assignments,
-    DefaultValuedParameter<"int64_t", "0">:$l2_prefetch_steps);
+    DefaultValuedParameter<"int64_t", "0">:$fused_align_assignments);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

@@ -309,11 +309,6 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "The largest K split of a swapped matmul on the register "
            "operand whose expected grid is under two blocks per SM (see "
            "`split_k` above; 1 turns it off, at most 8)">,
-    Option<"l2PrefetchSteps", "l2-prefetch-steps", "int64_t",
-           /*default=*/"0",
-           "Swapped multistage matmuls whose weights come by TMA or "
-           "cp.async prefetch the weight tile this many K steps ahead of "
-           "their ring into L2 (`l2_prefetch_steps`; 0: none, at most 32)">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
            "for the waves of a grid">
