@@ -26,8 +26,6 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include <cstdlib>
-#include <string>
 #include "ExpertMatmulTile.h"
 #include "FusedAlign.h"
 #include "HopperEmitter.h"
@@ -419,9 +417,6 @@ private:
   /// each pass's two rows); the warps whose 16 fragment rows lie in the
   /// block store them.
   void storeSwappedEpilogue(ArrayRef<Value> sums, ArrayRef<EpilogueRow> rows);
-  /// DIAGNOSTIC: the combine staged in shared memory and added by bulk
-  /// reductions, one per tile row.
-  void combineByBulkReduce(Value sums, ArrayRef<EpilogueRow> rows);
   /// A barrier of the threads that multiply: the block's, or with a
   /// producer warpgroup the consumers' named barrier.
   void syncConsumers();
@@ -2097,100 +2092,10 @@ void KernelBuilder::buildMultistage() {
   if (config.clusterM > 1)
     ifThen(cluster.sharesWeights, [&] { hopper.syncCluster(); });
   if (!config.swapAB) {
-    const char *diag = std::getenv("MOE_DIAG_EPILOGUE");
-    if (diag && std::string(diag) == "bulk" && config.combine &&
-        config.clusterM == 1 && config.format == QuantFormat::None &&
-        config.width() % config.outputTile() == 0 &&
-        config.blockM * (config.blockN + 8) * 4 <=
-            config.stages * (config.tileABytes() + config.tileBBytes())) {
-      combineByBulkReduce(sums.front(), rows);
-      return;
-    }
     storeEpilogue(sums.front(), rows);
     return;
   }
   storeSwappedEpilogue(sums, rows);
-}
-
-void KernelBuilder::combineByBulkReduce(Value sums,
-                                        ArrayRef<EpilogueRow> rows) {
-  // DIAGNOSTIC (branch diag-epilogue): the weighted f32 tile is staged in
-  // the ring's memory, and one thread per tile row adds the row's block_n
-  // sums into its token's row with one cp.reduce.async.bulk, so that the
-  // MMA warps issue shared stores instead of global reductions.
-  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
-  syncConsumers();
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  // Eight floats of padding: rows 0-3 of a store's lanes fall in distinct
-  // banks; 16-byte aligned rows for the bulk copy.
-  int64_t pitch = config.blockN + 8;
-  auto tableType = MemRefType::get({config.blockM, pitch}, sumType(),
-                                   MemRefLayoutAttrInterface(), workgroup);
-  Value table = memref::ViewOp::create(b, loc, tableType, shared.memory.bytes,
-                                       shared.memory.shift, ValueRange{});
-  auto at = [&](Value base, int64_t offset) {
-    return arith::AddIOp::create(b, loc, base, index(offset)).getResult();
-  };
-  Value laneColumn = fragmentTarget.laneColumnOffset(b, loc, thisThread.tid);
-  hopper::WgmmaFragmentLayout layout{config.blockN};
-  for (int64_t half = 0; half < 2; ++half) {
-    Value row = at(thisThread.fragmentRow, 8 * half);
-    for (int64_t group = 0; group < config.blockN / 8; ++group)
-      for (int64_t pair = 0; pair < 2; ++pair) {
-        Value value = LLVM::ExtractValueOp::create(
-            b, loc, sums, layout.registerOf(group, half, pair));
-        value = arith::MulFOp::create(b, loc, value, rows[half].scale);
-        memref::StoreOp::create(
-            b, loc, value, table,
-            ValueRange{row, at(laneColumn, 8 * group + pair)});
-      }
-  }
-  hopper.fenceAsyncProxy();
-  syncConsumers();
-  Value issues = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
-                                       thisThread.tid, index(config.blockM));
-  ifThen(issues, [&] {
-    EpilogueRow row = moe.loadEpilogueRows(thisThread.tid).front();
-    ifThen(row.scheduled, [&] {
-      Value outView = args.out;
-      Value offset =
-          memref::ExtractStridedMetadataOp::create(b, loc, outView).getOffset();
-      Value element = arith::AddIOp::create(
-          b, loc,
-          arith::AddIOp::create(
-              b, loc,
-              arith::MulIOp::create(b, loc, row.token,
-                                    index(config.outFeatures)),
-              tile.tileColumn),
-          offset);
-      auto i64 = [&](Value v) {
-        return arith::IndexCastOp::create(b, loc, b.getI64Type(), v)
-            .getResult();
-      };
-      Value destination = arith::AddIOp::create(
-          b, loc,
-          i64(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, outView)),
-          arith::MulIOp::create(b, loc, i64(element), this->i64(4)));
-      Value source = arith::AddIOp::create(
-          b, loc,
-          i64(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, table)),
-          arith::MulIOp::create(b, loc, i64(thisThread.tid),
-                                this->i64(pitch * 4)));
-      Value bytes = i32(config.blockN * 4);
-      LLVM::InlineAsmOp::create(
-          b, loc, TypeRange{}, ValueRange{destination, source, bytes},
-          "cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [$0], "
-          "[$1], $2;",
-          "l,l,r", /*has_side_effects=*/true, /*is_align_stack=*/false,
-          LLVM::TailCallKind::None, LLVM::AsmDialectAttr(), ArrayAttr());
-    });
-    LLVM::InlineAsmOp::create(
-        b, loc, TypeRange{}, ValueRange{},
-        "cp.async.bulk.commit_group;\n\tcp.async.bulk.wait_group.read 0;", "",
-        /*has_side_effects=*/true, /*is_align_stack=*/false,
-        LLVM::TailCallKind::None, LLVM::AsmDialectAttr(), ArrayAttr());
-  });
 }
 
 void KernelBuilder::storeSwappedEpilogue(ArrayRef<Value> sums,

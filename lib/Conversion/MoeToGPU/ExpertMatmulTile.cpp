@@ -2,9 +2,6 @@
 
 #include "ExpertMatmulTile.h"
 
-#include <cstdlib>
-#include <string>
-
 #include "moe/Conversion/Utils/ScalarMath.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -630,19 +627,6 @@ void ExpertTileEmitter::storePair(Value slot, Value column, Value first,
   Value pointer = LLVM::IntToPtrOp::create(
       b, loc, LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
       address);
-  // DIAGNOSTIC (branch diag-epilogue): "none" predicates the store on a
-  // value that never occurs.
-  const char *diag = std::getenv("MOE_DIAG_EPILOGUE");
-  if (diag && std::string(diag) == "none") {
-    Value bits = LLVM::BitcastOp::create(b, loc, b.getI32Type(), pair);
-    LLVM::InlineAsmOp::create(
-        b, loc, TypeRange{}, ValueRange{pointer, bits, first},
-        "{ .reg .pred p; setp.eq.f32 p, $2, 0f7F7FFFFF; @p st.global.b32 "
-        "[$0], $1; }",
-        "l,r,f", /*has_side_effects=*/true, /*is_align_stack=*/false,
-        LLVM::TailCallKind::None, LLVM::AsmDialectAttr(), ArrayAttr());
-    return;
-  }
   LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
 }
 

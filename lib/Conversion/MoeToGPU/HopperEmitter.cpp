@@ -2,9 +2,6 @@
 
 #include "HopperEmitter.h"
 
-#include <cstdlib>
-#include <string>
-
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -271,19 +268,9 @@ void HopperEmitter::reduceAddPair(Value address, Value first, Value second) {
   Value pointer = LLVM::IntToPtrOp::create(b, loc, globalPointer, address);
   // The NVPTX backend lowers a vector atomicrmw to a CAS loop; the vector
   // reduction needs PTX ISA 8.1.
-  // DIAGNOSTIC (branch diag-epilogue, not for main): MOE_DIAG_EPILOGUE at
-  // build time replaces the reduction by a plain store ("store") or by a
-  // store predicated on a value that never occurs ("none").
-  const char *diag = std::getenv("MOE_DIAG_EPILOGUE");
-  std::string diagMode = diag ? diag : "";
-  const char *text = "red.global.add.v2.f32 [$0], {$1, $2};";
-  if (diagMode == "store")
-    text = "st.global.v2.f32 [$0], {$1, $2};";
-  else if (diagMode == "none")
-    text = "{ .reg .pred p; setp.eq.f32 p, $1, 0f7F7FFFFF; @p "
-           "red.global.add.v2.f32 [$0], {$1, $2}; }";
   LLVM::InlineAsmOp::create(
-      b, loc, TypeRange{}, ValueRange{pointer, first, second}, text, "l,f,f",
+      b, loc, TypeRange{}, ValueRange{pointer, first, second},
+      "red.global.add.v2.f32 [$0], {$1, $2};", "l,f,f",
       /*has_side_effects=*/true, /*is_align_stack=*/false,
       LLVM::TailCallKind::None, LLVM::AsmDialectAttr(), ArrayAttr());
 }
