@@ -9,6 +9,10 @@ which kernel of a block moves when a benchmark row does.
 
     python3 bench/gpu_kernel_times.py build/gpu-layers qwen3_30b_a3b fp8_channel 64 ...
     python3 bench/gpu_kernel_times.py build/gpu-layers qwen3_30b_a3b bf16 4096
+
+With `--also DIR` (repeatable), the same blocks of other builds are timed in
+the same process, the builds in turn for each block, `--rounds` times, so
+that a variant's kernels are compared under the same conditions as ours.
 """
 
 from __future__ import annotations
@@ -71,6 +75,11 @@ def main() -> int:
     parser.add_argument("blocks", nargs="+",
                         help="shape scheme M triples, e.g. qwen3_30b_a3b fp8_channel 64")
     parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--also", type=pathlib.Path, action="append", default=[],
+                        help="another build's layer folder, its blocks timed in turn with "
+                             "ours (repeatable)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="how many times each block is timed in every build")
     parser.add_argument("--routing", default="softmax",
                         choices=("softmax", "balanced", "hot", "empty"),
                         help="routing of the profiled calls (balanced: every "
@@ -83,14 +92,28 @@ def main() -> int:
         print("gpu_kernel_times: error: blocks come as shape scheme M triples",
               file=sys.stderr)
         return 1
+    builds = [args.layers, *args.also]
+    if len({build.name for build in builds}) != len(builds):
+        print("gpu_kernel_times: error: builds are told apart by their folders' names, "
+              f"got {[build.name for build in builds]}", file=sys.stderr)
+        return 1
+    if args.rounds < 1:
+        print("gpu_kernel_times: error: --rounds must be at least 1", file=sys.stderr)
+        return 1
     print(f"card: {torch.cuda.get_device_name()}")
-    for index in range(0, len(args.blocks), 3):
-        shape, scheme, m = args.blocks[index:index + 3]
-        times = kernel_times(args.layers, shape, scheme, int(m), args.calls, args.routing)
-        total = sum(times.values())
-        print(f"{shape} {scheme} M={m} ({args.routing}): {total:.1f} us in kernels")
-        for kernel, time in times.items():
-            print(f"  {kernel:32s} {time:9.1f} us")
+    for round_index in range(args.rounds):
+        for index in range(0, len(args.blocks), 3):
+            shape, scheme, m = args.blocks[index:index + 3]
+            for build in builds:
+                times = kernel_times(build, shape, scheme, int(m), args.calls, args.routing)
+                total = sum(times.values())
+                label = f"[{build.name}, round {round_index + 1}] " if len(builds) > 1 or \
+                    args.rounds > 1 else ""
+                print(f"{label}{shape} {scheme} M={m} ({args.routing}): {total:.1f} us in kernels",
+                      flush=True)
+                for kernel, time in times.items():
+                    print(f"  {kernel:32s} {time:9.1f} us")
+                torch.cuda.empty_cache()
     return 0
 
 
