@@ -100,6 +100,7 @@ def main() -> int:
     if args.rounds < 1:
         print("gpu_kernel_times: error: --rounds must be at least 1", file=sys.stderr)
         return 1
+    labelled = len(builds) > 1 or args.rounds > 1
     print(f"card: {torch.cuda.get_device_name()}")
     for round_index in range(args.rounds):
         for index in range(0, len(args.blocks), 3):
@@ -107,8 +108,7 @@ def main() -> int:
             for build in builds:
                 times = kernel_times(build, shape, scheme, int(m), args.calls, args.routing)
                 total = sum(times.values())
-                label = f"[{build.name}, round {round_index + 1}] " if len(builds) > 1 or \
-                    args.rounds > 1 else ""
+                label = f"[{build.name}, round {round_index + 1}] " if labelled else ""
                 print(f"{label}{shape} {scheme} M={m} ({args.routing}): {total:.1f} us in kernels",
                       flush=True)
                 for kernel, time in times.items():
