@@ -11,8 +11,9 @@ which kernel of a block moves when a benchmark row does.
     python3 bench/gpu_kernel_times.py build/gpu-layers qwen3_30b_a3b bf16 4096
 
 With `--also DIR` (repeatable), the same blocks of other builds are timed in
-the same process, the builds in turn for each block, `--rounds` times, so
-that a variant's kernels are compared under the same conditions as ours.
+the same process on the same inputs (fresh for each block and round), the
+builds in turn, `--rounds` times, so that a variant's kernels are compared
+with ours on one routing.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import collections
 import json
 import pathlib
+import random
 import statistics
 import sys
 
@@ -31,13 +33,17 @@ import gpu_moe_suite as suite  # noqa: E402
 
 
 def kernel_times(layers: pathlib.Path, shape: str, scheme: str, m: int, calls: int,
-                 routing: str = "softmax"):
-    """{kernel name: median µs} of `calls` runs of one quantized block."""
+                 routing: str = "softmax", seed: int | None = None):
+    """{kernel name: median µs} of `calls` runs of one quantized block, on
+    inputs drawn from `seed` (fresh ones without)."""
     configs = json.loads((layers / "layers.json").read_text())
     block = f"{shape}_block" if scheme == "bf16" else f"{shape}_{scheme}_block"
     config = configs[block]
     generator = torch.Generator(device="cuda")
-    generator.seed()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
     if scheme == "bf16":
         tensors = suite.make_weights(config, generator)
     elif "quant" in config:
@@ -105,8 +111,10 @@ def main() -> int:
     for round_index in range(args.rounds):
         for index in range(0, len(args.blocks), 3):
             shape, scheme, m = args.blocks[index:index + 3]
+            seed = random.randrange(2**62)
             for build in builds:
-                times = kernel_times(build, shape, scheme, int(m), args.calls, args.routing)
+                times = kernel_times(build, shape, scheme, int(m), args.calls, args.routing,
+                                     seed)
                 total = sum(times.values())
                 label = f"[{build.name}, round {round_index + 1}] " if labelled else ""
                 print(f"{label}{shape} {scheme} M={m} ({args.routing}): {total:.1f} us in kernels",
