@@ -26,6 +26,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.persistent = options.persistent;
   configureOptions.persistentMaxRows = options.persistentMaxRows;
   configureOptions.shortSplitK = options.shortSplitK;
+  configureOptions.combineRows = options.combineRows;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;

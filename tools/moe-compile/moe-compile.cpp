@@ -100,6 +100,13 @@ llvm::cl::opt<int64_t> persistentMaxRows(
                    "many rows on average, M*k/E (default 128; 0: never by "
                    "policy; see docs/gpu-benchmark.md)"),
     llvm::cl::init(128), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> combineRows(
+    "combine-rows",
+    llvm::cl::desc("Store the combining GEMMs' weighted rows per assignment "
+                   "in bf16 and sum each token's k rows in the finalize "
+                   "kernel, instead of f32 reductions into the token's sums "
+                   "(combine_rows; see docs/gpu-benchmark.md)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> shortSplitK(
     "short-split-k",
     llvm::cl::desc("The largest K split of a swapped 4-bit weight-only GEMM "
@@ -349,6 +356,7 @@ int main(int argc, char **argv) {
   options.persistent = persistent;
   options.persistentMaxRows = persistentMaxRows;
   options.shortSplitK = shortSplitK;
+  options.combineRows = combineRows;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;

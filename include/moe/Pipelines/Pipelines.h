@@ -74,6 +74,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "the persistent schedule where experts hold at most "
                      "this many rows on average (0: never by policy)"),
       llvm::cl::init(128)};
+  PassOptions::Option<bool> combineRows{
+      *this, "combine-rows",
+      llvm::cl::desc("Store the combines' weighted rows per assignment in "
+                     "bf16 and sum them over k in the finalize kernel "
+                     "(combine_rows) instead of f32 reductions"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> shortSplitK{
       *this, "short-split-k",
       llvm::cl::desc("The largest K split of a swapped 4-bit weight-only "

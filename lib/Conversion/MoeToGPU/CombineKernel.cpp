@@ -3,7 +3,9 @@
 // The combining grouped matmul (and the return of an expert-parallel
 // exchange) adds weighted products atomically into an f32 [M, N] buffer;
 // this kernel scales the sums and converts them to the result's element
-// type, eight columns per thread where the width allows.
+// type, eight columns per thread where the width allows. With
+// `combine_rows` the matmul stores each assignment's weighted row instead,
+// and the second kernel here sums each token's k rows.
 //
 //===----------------------------------------------------------------------===//
 
@@ -101,4 +103,91 @@ mlir::moe::buildCombineFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   return buildFinalizeKernel(b, module, op.getLoc(), resultType.getDimSize(1),
                              resultType.getElementType(), /*scale=*/1.0,
                              name);
+}
+
+FailureOr<gpu::GPUFuncOp>
+mlir::moe::buildCombineRowsKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                                  ExpertMatmulOp op, StringRef name) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(module.getBody());
+  Location loc = op.getLoc();
+  auto resultType = cast<RankedTensorType>(op.getResult().getType());
+  Type elementType = resultType.getElementType();
+  int64_t width = resultType.getDimSize(1);
+  int64_t topK = op.getK();
+  int64_t numExperts = op.getNumExperts();
+  auto dynamic = ShapedType::kDynamic;
+  SmallVector<Type> arguments = {
+      MemRefType::get({dynamic, width}, elementType),
+      MemRefType::get({dynamic, topK}, b.getI32Type()),
+      MemRefType::get({dynamic, width}, elementType)};
+  int64_t columns =
+      width % kFinalizeVectorColumns == 0 ? kFinalizeVectorColumns : 1;
+  auto func = createKernelFunc(
+      b, loc, name, arguments,
+      {b.getNamedAttr("threads", b.getI64IntegerAttr(kFinalizeThreads)),
+       b.getNamedAttr("columns_per_block",
+                      b.getI64IntegerAttr(kFinalizeThreads * columns))});
+  Block &entry = func.getBody().front();
+  b.setInsertionPointToStart(&entry);
+  Value rows = entry.getArgument(0), ids = entry.getArgument(1),
+        out = entry.getArgument(2);
+  auto index = [&](int64_t value) -> Value {
+    return arith::ConstantIndexOp::create(b, loc, value);
+  };
+  Value token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
+  Value columnBlock = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
+  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
+  Value column = arith::MulIOp::create(
+      b, loc,
+      arith::AddIOp::create(
+          b, loc,
+          arith::MulIOp::create(b, loc, columnBlock, index(kFinalizeThreads)),
+          tid),
+      index(columns));
+  Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
+                                        column, index(width));
+  auto ifOp = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  auto sumType = VectorType::get({columns}, b.getF32Type());
+  auto rowType = VectorType::get({columns}, elementType);
+  constexpr unsigned kVectorAlignment = 16;
+  int64_t rowBytes = columns * rowType.getElementTypeBitWidth() / 8;
+  unsigned alignment = std::min<int64_t>(rowBytes, kVectorAlignment);
+  Value sum = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(sumType, b.getF32FloatAttr(0.0f)));
+  // A fixed order over k: the same inputs give the same bits.
+  Value firstRow = arith::MulIOp::create(b, loc, token, index(topK));
+  for (int64_t choice = 0; choice < topK; ++choice) {
+    Value id =
+        memref::LoadOp::create(b, loc, ids, ValueRange{token, index(choice)});
+    // Unsigned: a negative id is out of range too.
+    Value valid = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::ult, id,
+        arith::ConstantIntOp::create(b, loc, b.getI32Type(), numExperts));
+    auto add = scf::IfOp::create(b, loc, TypeRange{sumType}, valid,
+                                 /*withElseRegion=*/true);
+    b.setInsertionPointToStart(add.thenBlock());
+    Value row = LLVM::LoadOp::create(
+        b, loc, rowType,
+        globalElementPointer(
+            b, loc, rows,
+            arith::AddIOp::create(b, loc, firstRow, index(choice)), column,
+            width),
+        alignment);
+    Value wide = arith::ExtFOp::create(b, loc, sumType, row);
+    scf::YieldOp::create(b, loc,
+                         arith::AddFOp::create(b, loc, sum, wide).getResult());
+    b.setInsertionPointToStart(add.elseBlock());
+    scf::YieldOp::create(b, loc, sum);
+    b.setInsertionPointAfter(add);
+    sum = add.getResult(0);
+  }
+  Value narrow = arith::TruncFOp::create(b, loc, rowType, sum);
+  LLVM::StoreOp::create(b, loc, narrow,
+                        globalElementPointer(b, loc, out, token, column, width),
+                        alignment);
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
+  return func;
 }

@@ -2560,6 +2560,7 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   config.groupM = kernelConfig.getGroupM();
   config.producerRegisters = kernelConfig.getProducerRegisters();
   config.consumerRegisters = kernelConfig.getConsumerRegisters();
+  config.combineRows = kernelConfig.getCombineRows();
   return checkKernelNeeds(op, kernelConfig, config);
 }
 
@@ -2615,8 +2616,11 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
     if (!config.unpermute)
       arguments.push_back(
           MemRefType::get({dynamic, config.topK}, b.getF32Type()));
-    arguments.push_back(
-        MemRefType::get({dynamic, config.outFeatures}, b.getF32Type()));
+    // With combine_rows the bf16 rows of the assignments [M·k, N], else the
+    // f32 sums [M, N].
+    arguments.push_back(MemRefType::get(
+        {dynamic, config.outFeatures},
+        config.combineRows ? Type(bf16) : Type(b.getF32Type())));
   } else {
     arguments.push_back(MemRefType::get({dynamic, op.getOutputWidth()}, bf16));
   }

@@ -49,6 +49,10 @@ struct ExpertMatmulPlan {
   /// of its assignment (moe.expert_matmul's unpermute mode) rather than
   /// weighted into its token's.
   bool unpermute = false;
+  /// With `combine` (`combine_rows`): each weighted product row is stored
+  /// in bf16 at the row of its assignment of an [M·k, N] buffer, for the
+  /// finalize kernel to sum over k, rather than reduced into f32 sums.
+  bool combineRows = false;
   /// Per-expert f32 biases [E, N], added to the products in the epilogue.
   bool bias = false;
   std::optional<ActivationKind> activation;

@@ -435,6 +435,25 @@ void ExpertTileEmitter::combinePairs(Value accumulator, int64_t half,
   }
 }
 
+void ExpertTileEmitter::storeCombineRows(Value accumulator, int64_t half,
+                                         const EpilogueRow &row,
+                                         Value laneColumn,
+                                         const EpilogueOperands &operands) {
+  for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
+    Value column = arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
+    std::optional<OpBuilder::InsertionGuard> maskGuard;
+    maskColumnPair(column, maskGuard);
+    SmallVector<Value, 2> values;
+    for (int64_t pair = 0; pair < 2; ++pair) {
+      Value value =
+          epilogueValue(accumulator, target.registerOf(group, half, pair), half,
+                        2 * group + pair, /*up=*/false, operands);
+      values.push_back(arith::MulFOp::create(b, loc, value, row.scale));
+    }
+    storePair(row.assignment, column, values[0], values[1]);
+  }
+}
+
 void ExpertTileEmitter::maskColumnPair(
     Value column, std::optional<OpBuilder::InsertionGuard> &guard) {
   // The last column tile may stick out of a width that is not a multiple of
@@ -552,8 +571,11 @@ void ExpertTileEmitter::storeEpilogue(Value accumulator,
       continue;
     }
     buildIfThen(b, loc, row.scheduled, [&] {
-      combinePairs(accumulator, half, laneColumn, row.token, row.scale,
-                   operands);
+      if (config.combineRows)
+        storeCombineRows(accumulator, half, row, laneColumn, operands);
+      else
+        combinePairs(accumulator, half, laneColumn, row.token, row.scale,
+                     operands);
     });
   }
 }
@@ -656,6 +678,7 @@ ExpertTileEmitter::loadEpilogueRows(Value fragmentRow) {
     // A padding slot reads assignment 0's weight, which is then unused.
     Value safe =
         arith::SelectOp::create(b, loc, rows.scheduled, assignment, index(0));
+    rows.assignment = safe;
     if (config.unpermute) {
       rows.token = safe;
       rows.scale = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(1.0f));

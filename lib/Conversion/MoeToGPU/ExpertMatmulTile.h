@@ -39,9 +39,9 @@ public:
 
 /// What the epilogue needs of fragment row half h (rows r and r + 8): the
 /// row's slot; with a combine or a bias whether it holds an assignment; with
-/// a combine its token and routing weight.
+/// a combine its assignment (0 for padding), token and routing weight.
 struct EpilogueRow {
-  Value slot, scheduled, token, scale;
+  Value slot, scheduled, assignment, token, scale;
 };
 
 /// What decodes the int4 code pairs of one group (see
@@ -183,6 +183,11 @@ private:
   /// `scale`, added into the f32 sums of `token` by one paired reduction.
   void combinePairs(Value accumulator, int64_t half, Value laneColumn,
                     Value token, Value scale, const EpilogueOperands &operands);
+  /// The combine's epilogue with `combine_rows`: the row's columns, scaled
+  /// and biased, times the routed weight, stored in bf16 at the row of its
+  /// assignment (a scheduled row only).
+  void storeCombineRows(Value accumulator, int64_t half, const EpilogueRow &row,
+                        Value laneColumn, const EpilogueOperands &operands);
   /// The address of a memref's aligned pointer, as i64.
   Value addressOf(Value view);
   Value index(int64_t value);

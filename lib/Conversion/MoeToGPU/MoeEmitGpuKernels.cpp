@@ -4,6 +4,8 @@
 
 #include "moe/Conversion/Passes.h"
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
+#include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -166,6 +168,14 @@ void KernelRecorder::emit(Operation *op) {
                                       uniqueName(symbols, "expert_matmul"))) ||
       !matmul.isCombine() || keepsSums)
     return;
+  auto config = matmul->getAttrOfType<moe_gpu::KernelConfigAttr>(
+      moe_gpu::MoeGPUDialect::getConfigAttrName());
+  if (config && config.getCombineRows()) {
+    record(op, "moe.gpu_finalize_kernel",
+           buildCombineRowsKernel(b, kernels, matmul,
+                                  uniqueName(symbols, "combine_rows")));
+    return;
+  }
   record(op, "moe.gpu_finalize_kernel",
          buildCombineFinalizeKernel(
              b, kernels, matmul, uniqueName(symbols, "combine_finalize")));

@@ -185,6 +185,18 @@ FailureOr<gpu::GPUFuncOp> buildCombineFinalizeKernel(OpBuilder &b,
                                                      ExpertMatmulOp op,
                                                      StringRef name);
 
+/// Sums the k weighted rows of each token of combining `op` with
+/// `combine_rows` in f32 and stores them in its result type, eight columns
+/// per thread where N % 8 == 0; an assignment whose expert id is out of
+/// [0, E) adds nothing (the align kernel left its row unwritten).
+/// Arguments: rows memref<?xN x result type> ([M·k, N]), ids
+/// memref<?xkxi32>, out memref<?xN x result type>. Launch: grid (M,
+/// ceil(N / columns_per_block)), `threads`.
+FailureOr<gpu::GPUFuncOp> buildCombineRowsKernel(OpBuilder &b,
+                                                 gpu::GPUModuleOp module,
+                                                 ExpertMatmulOp op,
+                                                 StringRef name);
+
 /// The allgather realization of moe.ep_dispatch, first kernel: one block
 /// packs the assignments this rank serves from the gathered ids of every
 /// rank. Arguments: gathered ids memref<?xkxi32> ([R·M, k]), this rank

@@ -87,6 +87,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.persistent = options.persistent;
   pipelineOptions.persistentMaxRows = options.persistentMaxRows;
   pipelineOptions.shortSplitK = options.shortSplitK;
+  pipelineOptions.combineRows = options.combineRows;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;

@@ -236,6 +236,18 @@
 
 // -----
 
+// combine_rows: the swapped epilogue has no row stores
+// expected-error @+1 {{combine_rows stores the rows of unswapped tiles, got swap_ab = true}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true, combine_rows = true>} : () -> ()
+
+// -----
+
+// combine_rows: each row stored once, no K splits to add
+// expected-error @+1 {{combine_rows stores each row once: split_k must be 1, got 2}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, split_k = 2, combine_rows = true>} : () -> ()
+
+// -----
+
 // weight_load is tma or cp_async
 // expected-error @+2 {{expected ::mlir::moe_gpu::WeightLoad to be one of: tma, cp_async}}
 // expected-error @+1 {{failed to parse MoeGPU_KernelConfigAttr parameter 'weight_load'}}
@@ -639,4 +651,39 @@ func.func @all_gather_scalar(%a: memref<i32>, %b: memref<i32>, %g: !moe_gpu.grou
   // expected-error @+1 {{expects the receive buffer to have the trailing dimensions of the send buffer, got 'memref<i32>' and 'memref<i32>'}}
   moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<i32>, memref<i32>
   return
+}
+
+// -----
+
+// combine_rows is a way of combining: the op must be a combine.
+func.func @combine_rows_not_combine(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-error @+1 {{kernel config has combine_rows, but the op is not a combine}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, combine_rows = true>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// combine_rows stores each row once: there are no f32 sums to start from.
+func.func @combine_rows_accumulate(%h: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x256xbf16>, %weights: tensor<?x2xf32>, %partial: tensor<?x512xf32>) -> tensor<?x512xbf16> {
+  // expected-error @+1 {{kernel config has combine_rows, but the op adds into accumulate(...) partial sums}}
+  %out = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      combine(%weights : tensor<?x2xf32>) accumulate(%partial : tensor<?x512xf32>)
+      {k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, combine_rows = true>}
+      : tensor<?x256xbf16>, tensor<8x512x256xbf16> -> tensor<?x512xbf16>
+  return %out : tensor<?x512xbf16>
+}
+
+// -----
+
+// combine_rows rounds each row to the result's element type: bf16 only.
+func.func @combine_rows_f32(%h: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x512x256xbf16>, %weights: tensor<?x2xf32>) -> tensor<?x512xf32> {
+  // expected-error @+1 {{kernel config has combine_rows, which rounds each row to the result's element type: needs a bf16 result, got 'f32'}}
+  %out = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      combine(%weights : tensor<?x2xf32>)
+      {k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, combine_rows = true>}
+      : tensor<?x256xbf16>, tensor<8x512x256xbf16> -> tensor<?x512xf32>
+  return %out : tensor<?x512xf32>
 }

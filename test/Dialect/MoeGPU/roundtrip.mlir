@@ -15,6 +15,18 @@ func.func @multistage() {
 
 // -----
 
+// A combine that stores rows per assignment; combine_rows = false elided.
+// CHECK-LABEL: func @combine_rows
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8, combine_rows = true>
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>
+func.func @combine_rows() {
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8, combine_rows = true>} : () -> ()
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, combine_rows = false>} : () -> ()
+  return
+}
+
+// -----
+
 // Swapped operands: 16 slot rows as the wgmma's N; swap_ab = false elided.
 // CHECK-LABEL: func @swapped
 // CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 4, swap_ab = true>

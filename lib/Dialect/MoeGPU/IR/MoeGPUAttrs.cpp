@@ -56,12 +56,12 @@ int64_t KernelConfigAttr::getElementBytes() const {
 
 LogicalResult KernelConfigAttr::verifyContract(
     function_ref<InFlightDiagnostic()> emitError) const {
-  return verify(emitError, getMma(), getSchedule(), getBlockM(), getBlockN(),
-                getBlockK(), getStages(), getConsumerWarpgroups(),
-                getProducerWarpgroups(), getProducerRegisters(),
-                getConsumerRegisters(), getSplitK(), getClusterM(),
-                getClusterN(), getGroupM(), getSwapAb(), getWeightLoad(),
-                getFastAccumulation(), getFusedAlignAssignments());
+  return verify(
+      emitError, getMma(), getSchedule(), getBlockM(), getBlockN(), getBlockK(),
+      getStages(), getConsumerWarpgroups(), getProducerWarpgroups(),
+      getProducerRegisters(), getConsumerRegisters(), getSplitK(),
+      getClusterM(), getClusterN(), getGroupM(), getSwapAb(), getWeightLoad(),
+      getFastAccumulation(), getFusedAlignAssignments(), getCombineRows());
 }
 
 /// Whether `n` is an N of the dense wgmma of `mma`: a multiple of 8 up to
@@ -208,15 +208,14 @@ verifyFusedAlign(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
-LogicalResult
-KernelConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                         MmaKind mma, Schedule schedule, int64_t blockM,
-                         int64_t blockN, int64_t blockK, int64_t stages,
-                         int64_t consumerWarpgroups, int64_t producerWarpgroups,
-                         int64_t producerRegisters, int64_t consumerRegisters,
-                         int64_t splitK, int64_t clusterM, int64_t clusterN,
-                         int64_t groupM, bool swapAB, WeightLoad weightLoad,
-                         bool fastAccumulation, int64_t fusedAlignAssignments) {
+LogicalResult KernelConfigAttr::verify(
+    function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
+    Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
+    int64_t stages, int64_t consumerWarpgroups, int64_t producerWarpgroups,
+    int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
+    int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB,
+    WeightLoad weightLoad, bool fastAccumulation, int64_t fusedAlignAssignments,
+    bool combineRows) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
@@ -296,5 +295,15 @@ KernelConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (failed(verifyFusedAlign(emitError, schedule, clusterM, clusterN,
                               fusedAlignAssignments)))
     return failure();
+  // The swapped epilogue transposes its sums through shared memory into
+  // reductions; it has no row stores of a combine.
+  if (combineRows && swapAB)
+    return emitError() << "combine_rows stores the rows of unswapped tiles, "
+                          "got swap_ab = true";
+  // Each row is stored once: K splits have no sums to add their parts into.
+  if (combineRows && splitK != 1)
+    return emitError() << "combine_rows stores each row once: split_k must "
+                          "be 1, got "
+                       << splitK;
   return success();
 }

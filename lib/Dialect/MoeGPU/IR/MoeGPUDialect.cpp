@@ -99,6 +99,22 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
            << ", but a matmul that stores its products reduces its K "
               "splits in a cluster of its own: split_k at most "
            << hopper::kMaxClusterBlocks << " and cluster 1x1";
+  // Rows of a combine: one per assignment, summed by the finalize kernel
+  // into a result of their element type.
+  if (config.getCombineRows()) {
+    if (!matmul.isCombine())
+      return op->emitError() << "kernel config has combine_rows, but the op "
+                                "is not a combine";
+    if (matmul.getAccumulate())
+      return op->emitError() << "kernel config has combine_rows, but the op "
+                                "adds into accumulate(...) partial sums";
+    Type element = getElementTypeOrSelf(matmul.getType());
+    if (!element.isBF16())
+      return op->emitError() << "kernel config has combine_rows, which "
+                                "rounds each row to the result's element "
+                                "type: needs a bf16 result, got "
+                             << element;
+  }
   // Each K block of block scales has its own scale, applied as the block's
   // sums are promoted.
   moe::QuantizationAttr quantization = matmul.getQuantization();
@@ -118,7 +134,11 @@ moe::ExpertMatmulOp mlir::moe_gpu::getSumsZeroedBy(moe::ExpertMatmulOp op) {
     return {};
   for (Operation *user : align.getSortedIds().getUsers()) {
     auto combine = dyn_cast<moe::ExpertMatmulOp>(user);
+    auto combineConfig = combine ? combine->getAttrOfType<KernelConfigAttr>(
+                                       MoeGPUDialect::getConfigAttrName())
+                                 : KernelConfigAttr();
     if (!combine || combine == op || !combine.isCombine() ||
+        (combineConfig && combineConfig.getCombineRows()) ||
         combine.getAccumulate() || combine.getUnpermute() ||
         getElementTypeOrSelf(combine.getType()).isF32() ||
         combine->getBlock() != op->getBlock() || !op->isBeforeInBlock(combine))

@@ -274,6 +274,9 @@ struct ConfigureOptions {
   int64_t persistentMaxRows = 128;
   /// The largest K split chooseShortStreamSplit takes (1: none).
   int64_t shortSplitK = kMaxDecodeSplitK;
+  /// Combines with a bf16 result on unswapped tiles store rows per
+  /// assignment (`combine_rows`).
+  bool combineRows = false;
 };
 
 /// The consumer warpgroups of a swapped matmul where `swapped-warpgroups`
@@ -420,7 +423,7 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       /*producer_warpgroups=*/0, /*producer_registers=*/0,
       /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
       groupM, /*swap_ab=*/true, weightLoad, facts.fastAccumulation,
-      /*fused_align_assignments=*/0);
+      /*fused_align_assignments=*/0, /*combine_rows=*/false);
 }
 
 /// What the block-height policy reads of a bf16, weight-only or (with
@@ -717,7 +720,8 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
       specialized ? kProducerRegisters : 0,
       specialized ? kConsumerRegisters : 0, splitK, /*cluster_m=*/1,
       /*cluster_n=*/1, groupM, /*swap_ab=*/true, WeightLoad::Registers,
-      /*fast_accumulation=*/false, /*fused_align_assignments=*/0);
+      /*fast_accumulation=*/false, /*fused_align_assignments=*/0,
+      /*combine_rows=*/false);
 }
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -812,7 +816,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         kProducerRegisters, kConsumerRegisters, splitK,
         /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
         /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
-        /*fused_align_assignments=*/0);
+        /*fused_align_assignments=*/0, /*combine_rows=*/false);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
   // kernels': the multistage ones left (64-row blocks) stay single, so that
@@ -824,7 +828,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
       /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
       /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
-      /*fused_align_assignments=*/0);
+      /*fused_align_assignments=*/0, /*combine_rows=*/false);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -998,7 +1002,30 @@ KernelConfigAttr withFusedAlign(ExpertMatmulOp op, KernelConfigAttr config,
       config.getProducerWarpgroups(), config.getProducerRegisters(),
       config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
       config.getClusterN(), config.getGroupM(), config.getSwapAb(),
-      config.getWeightLoad(), config.getFastAccumulation(), assignments);
+      config.getWeightLoad(), config.getFastAccumulation(), assignments,
+      config.getCombineRows());
+}
+
+/// Whether `op` can store its combine as rows per assignment
+/// (`combine_rows`): a combine with a bf16 result, no partial sums, on
+/// unswapped tiles without split-K.
+bool takesCombineRows(ExpertMatmulOp op, KernelConfigAttr config) {
+  return op.isCombine() && !op.getAccumulate() &&
+         getElementTypeOrSelf(op.getType()).isBF16() && !config.getSwapAb() &&
+         config.getSplitK() == 1;
+}
+
+/// `config` with `combine_rows` set.
+KernelConfigAttr withCombineRows(ExpertMatmulOp op, KernelConfigAttr config) {
+  return KernelConfigAttr::get(
+      op.getContext(), config.getMma(), config.getSchedule(),
+      config.getBlockM(), config.getBlockN(), config.getBlockK(),
+      config.getStages(), config.getConsumerWarpgroups(),
+      config.getProducerWarpgroups(), config.getProducerRegisters(),
+      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
+      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
+      config.getWeightLoad(), config.getFastAccumulation(),
+      config.getFusedAlignAssignments(), /*combine_rows=*/true);
 }
 
 struct MoeGpuConfigurePass
@@ -1045,6 +1072,7 @@ struct MoeGpuConfigurePass
     options.numSMs = numSMs;
     options.persistentMaxRows = persistentMaxRows;
     options.shortSplitK = shortSplitK;
+    options.combineRows = combineRows;
     return options;
   }
 
@@ -1173,6 +1201,8 @@ struct MoeGpuConfigurePass
                      << blockM << "-row slot blocks with these options: ";
             })))
           return failure();
+        if (options.combineRows && takesCombineRows(op, chosen))
+          chosen = withCombineRows(op, chosen);
         op->setAttr(MoeGPUDialect::getConfigAttrName(), chosen);
       }
       int64_t fusedAlign =

@@ -201,6 +201,13 @@ int64_t fusedAlignAssignments(moe::ExpertMatmulOp op) {
       op->getAttrOfType<KernelConfigAttr>(MoeGPUDialect::getConfigAttrName());
   return config ? config.getFusedAlignAssignments() : 0;
 }
+
+/// Whether `op`'s kernel configuration has `combine_rows`.
+bool combinesRows(moe::ExpertMatmulOp op) {
+  auto config =
+      op->getAttrOfType<KernelConfigAttr>(MoeGPUDialect::getConfigAttrName());
+  return config && config.getCombineRows();
+}
 } // namespace
 
 Value HostBuilder::materialize(AffineExpr expr) {
@@ -690,6 +697,12 @@ HostBuilder::allocateMatmulOutput(moe::ExpertMatmulOp op,
                               "f32 result cannot be a result");
         buffers[op.getResult()] = sums;
       }
+    } else if (combinesRows(op)) {
+      // Rows of the assignments [M·k, N], each stored once (the verifier
+      // rules out partial sums and an f32 result); the finalize sums them.
+      sums = allocateScratch("weighted rows of the combine",
+                             {rows * op.getK(), widthExpr},
+                             resultType.getElementType());
     } else if (resultType.getElementType().isF32()) {
       // The sums are the result, kept for a later combine.
       sums = allocate(op.getResult(), "f32 sums of the combine",
@@ -744,6 +757,18 @@ LogicalResult HostBuilder::lowerCombineFinalize(moe::ExpertMatmulOp op,
   if (failed(columns))
     return failure();
   int64_t width = op.getOutputWidth();
+  if (combinesRows(op)) {
+    // The rows kernel skips the assignments of ids out of range.
+    auto align = op.getSlots().getDefiningOp<moe::AlignOp>();
+    if (!align)
+      return op.emitError("GPU layer: combine_rows needs the slots of a "
+                          "moe.align");
+    return launch(
+        *finalize,
+        {sums.memref, buffers.lookup(align.getIds()).memref, output.memref},
+        {materialize(buffers.lookup(op.getRoutingWeights()).sizes[0]),
+         constant((width + *columns - 1) / *columns), constant(1)});
+  }
   return launch(*finalize, {sums.memref, output.memref},
                 {materialize(sums.sizes[0]),
                  constant((width + *columns - 1) / *columns), constant(1)});

@@ -26,7 +26,8 @@ MmaKind getMmaKind(moe::QuantFormat format);
 /// The combine whose f32 sums `op` zeroes, or null. A matmul that aligns
 /// its own slot blocks (`fused_align_assignments`) runs before every other
 /// kernel of its schedule; it also zeroes the scratch sums of the
-/// schedule's combine (bf16 out, no accumulate, no unpermute), so that the
+/// schedule's combine (bf16 out, no accumulate, no unpermute, no
+/// combine_rows: those have no sums), so that the
 /// call needs no memset node. The emitter gives it the sums as a parameter
 /// and the host passes them instead of zeroing them.
 moe::ExpertMatmulOp getSumsZeroedBy(moe::ExpertMatmulOp op);

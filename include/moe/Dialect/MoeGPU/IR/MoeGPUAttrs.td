@@ -133,6 +133,17 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       of the chain of their own. 0 (the default): the kernel reads the
       schedule the align kernel wrote. It needs a schedule of one tile per
       block (`multistage` or `warp_specialized`) without a cluster.
+    - `combine_rows`: how a combine adds its weighted products. False
+      (the default): each product row is reduced (`red.global.add.f32`)
+      into its token's f32 sums, zeroed before, which a finalize kernel
+      rounds to the result type. True: each assignment's weighted product
+      row is stored once, rounded to the result's element type, in a
+      `[M·k, N]` buffer, and the finalize kernel sums each token's k rows
+      in f32 (skipping assignments of ids out of range) before rounding:
+      no atomics and half the bytes written where the result is bf16, one
+      more rounding per product, and sums in a fixed order. For a combine
+      with a bf16 result and no `accumulate` partial sums, and not with
+      `swap_ab`.
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -161,7 +172,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     DefaultValuedParameter<"bool", "false">:$swap_ab,
     MoeGPU_WeightLoadParameter:$weight_load,
     DefaultValuedParameter<"bool", "false">:$fast_accumulation,
-    DefaultValuedParameter<"int64_t", "0">:$fused_align_assignments);
+    DefaultValuedParameter<"int64_t", "0">:$fused_align_assignments,
+    DefaultValuedParameter<"bool", "false">:$combine_rows);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

@@ -309,6 +309,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "The largest K split of a swapped matmul on the register "
            "operand whose expected grid is under two blocks per SM (see "
            "`split_k` above; 1 turns it off, at most 8)">,
+    Option<"combineRows", "combine-rows", "bool", /*default=*/"false",
+           "Give combines with a bf16 result, no partial sums and unswapped "
+           "tiles combine_rows: each assignment's weighted row stored in "
+           "bf16 and summed over k by the finalize kernel, instead of f32 "
+           "reductions into the token's sums">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
            "for the waves of a grid">

@@ -1,0 +1,40 @@
+// combine_rows (moe-gpu-configure's combine-rows): Mixtral's combine at
+// M = 4096 stores each assignment's weighted row in bf16 into an [M·k, N]
+// workspace buffer, which no memset zeroes, and the combine_rows kernel sums
+// each token's k rows, reading the ids to skip those out of range. GEMM1
+// (no combine) keeps its configuration.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=4096 combine-rows=true" | FileCheck %s --check-prefix=CONFIG
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=4096 combine-rows=true" --moe-gpu-outline-host | FileCheck %s
+// Off by default: the f32 sums, zeroed, and the finalize.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=4096" --moe-gpu-outline-host | FileCheck %s --check-prefix=SUMS
+
+// CONFIG: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>,
+// CONFIG: moe.expert_matmul {{.*}}combine(%{{.*}}moe.gpu_finalize_kernel = @moe_kernels::@combine_rows, {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8, combine_rows = true>,
+
+// CHECK-LABEL: func.func @moe_layer_mixtral_8x7b(
+// CHECK-SAME: %[[OUT:[a-z0-9]+]]: memref<?x4096xbf16> {moe_gpu.result}, %[[M:[a-z0-9]+]]: index
+// CHECK: %[[WEIGHTS:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x2xf32>
+// CHECK: %[[IDS:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x2xi32>
+// CHECK: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul blocks
+// CHECK: %[[ROWS_COUNT:.+]] = arith.muli %[[M]], %c2{{.*}} : index
+// CHECK-NEXT: %[[ROWS:.+]] = moe_gpu.workspace_buffer {{.*}} sizes(%[[ROWS_COUNT]]) : memref<?xi8> -> memref<?x4096xbf16>
+// CHECK-NOT: moe_gpu.zero
+// CHECK: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul_0 {{.*}} %[[WEIGHTS]] : memref<?x2xf32>, %[[ROWS]] : memref<?x4096xbf16>)
+// CHECK-NOT: moe_gpu.zero
+// CHECK: gpu.launch_func {{.*}} @moe_kernels::@combine_rows blocks in (%[[M]], %c2{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{.*}} args(%[[ROWS]] : memref<?x4096xbf16>, %[[IDS]] : memref<?x2xi32>, %[[OUT]] : memref<?x4096xbf16>)
+// CHECK: names = [{{.*}}"weighted rows of the combine"]
+// The combining GEMM stores bf16 pairs and reduces nothing.
+// CHECK: gpu.func @expert_matmul_0({{.*}}%{{.*}}: memref<?x2xf32>, %{{.*}}: memref<?x4096xbf16>)
+// CHECK-NOT: red.global
+// CHECK: llvm.store {{.*}} : vector<2xbf16>, !llvm.ptr<1>
+// CHECK-NOT: red.global
+// CHECK: gpu.func @combine_rows(%{{.*}}: memref<?x4096xbf16>, %{{.*}}: memref<?x2xi32>, %{{.*}}: memref<?x4096xbf16>)
+// Two ids per token, each compared unsigned with the 8 experts, each
+// selecting whether its row's eight columns are added in f32.
+// CHECK-COUNT-2: arith.cmpi ult, %{{.*}}, %c8_i32
+// CHECK: arith.truncf %{{.*}} : vector<8xf32> to vector<8xbf16>
+
+// SUMS: %[[SUMS:.+]] = moe_gpu.workspace_buffer {{.*}} -> memref<?x4096xf32>
+// SUMS: moe_gpu.zero %[[SUMS]]
+// SUMS: @moe_kernels::@combine_finalize {{.*}} args(%[[SUMS]] : memref<?x4096xf32>
+// SUMS-NOT: @combine_rows
