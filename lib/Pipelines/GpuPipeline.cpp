@@ -27,6 +27,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.persistentMaxRows = options.persistentMaxRows;
   configureOptions.shortSplitK = options.shortSplitK;
   configureOptions.combineRows = options.combineRows;
+  configureOptions.combineRowsMaxK = options.combineRowsMaxK;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;

@@ -107,6 +107,13 @@ llvm::cl::opt<bool> combineRows(
                    "kernel, instead of f32 reductions into the token's sums "
                    "(combine_rows; see docs/gpu-benchmark.md)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<int64_t> combineRowsMaxK(
+    "combine-rows-max-k",
+    llvm::cl::desc("Give the bf16 combining GEMMs whose K is at most this "
+                   "combine_rows by policy, where their tiles are unswapped "
+                   "without split-K (default 2048; 0: never by policy; see "
+                   "docs/gpu-benchmark.md)"),
+    llvm::cl::init(2048), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> shortSplitK(
     "short-split-k",
     llvm::cl::desc("The largest K split of a swapped 4-bit weight-only GEMM "
@@ -357,6 +364,7 @@ int main(int argc, char **argv) {
   options.persistentMaxRows = persistentMaxRows;
   options.shortSplitK = shortSplitK;
   options.combineRows = combineRows;
+  options.combineRowsMaxK = combineRowsMaxK;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;

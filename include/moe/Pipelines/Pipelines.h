@@ -80,6 +80,11 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "bf16 and sum them over k in the finalize kernel "
                      "(combine_rows) instead of f32 reductions"),
       llvm::cl::init(false)};
+  PassOptions::Option<int64_t> combineRowsMaxK{
+      *this, "combine-rows-max-k",
+      llvm::cl::desc("Give bf16 combines whose K is at most this "
+                     "combine_rows by policy (0: never by policy)"),
+      llvm::cl::init(2048)};
   PassOptions::Option<int64_t> shortSplitK{
       *this, "short-split-k",
       llvm::cl::desc("The largest K split of a swapped 4-bit weight-only "

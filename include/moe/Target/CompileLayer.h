@@ -49,6 +49,8 @@ struct GpuCompileOptions {
   /// over k by the finalize kernel (`combine_rows`), instead of reducing
   /// into f32 sums.
   bool combineRows = false;
+  /// The largest K of a bf16 combine given combine_rows by policy; 0: never.
+  int64_t combineRowsMaxK = 2048;
   /// The largest K split of a swapped 4-bit weight-only GEMM (register
   /// operand) whose grid is under two blocks per SM (1: none; at most 8).
   int64_t shortSplitK = 8;

@@ -88,6 +88,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.persistentMaxRows = options.persistentMaxRows;
   pipelineOptions.shortSplitK = options.shortSplitK;
   pipelineOptions.combineRows = options.combineRows;
+  pipelineOptions.combineRowsMaxK = options.combineRowsMaxK;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;

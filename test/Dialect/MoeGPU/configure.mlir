@@ -260,8 +260,25 @@
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=PERSIST-POLICY
 // RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-POLICY
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=PERSIST-POLICY
+// The rows combine by policy (combine-rows-max-k, default 2048): bf16
+// combines of K at most 2048 in schedules of at least 8192 assignments.
+// Qwen3 (K = 768) from M = 1024, DeepSeek-V3 (K = 2048) at M = 4096; not
+// Mixtral (K = 14336), not Qwen3 at M = 512 (4096 assignments), not fp8,
+// and not with combine-rows-max-k=0.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=ROWS-POLICY
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=ROWS-POLICY
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=NO-ROWS
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure=num-tokens=512 | FileCheck %s --check-prefix=NO-ROWS
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=NO-ROWS
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 combine-rows-max-k=0" | FileCheck %s --check-prefix=NO-ROWS
+// RUN: not moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-gpu-configure="combine-rows-max-k=-1" 2>&1 | FileCheck %s --check-prefix=ROWS-INVALID
+// ROWS-POLICY: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, {{[^>]*}}, group_m = 1>
+// ROWS-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, {{[^>]*}}, group_m = 1, combine_rows = true>
+// NO-ROWS: moe.expert_matmul {{.*}}combine
+// NO-ROWS-NOT: combine_rows
+// ROWS-INVALID: error: moe-gpu-configure: combine-rows-max-k must be 0 (off) or positive, got -1
 // PERSIST-POLICY: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}>
-// PERSIST-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}>
+// PERSIST-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}{{(, combine_rows = true)?}}>
 // Where the wave split splits a combine it comes first: Mixtral at M = 512
 // (128 rows per expert) takes the persistent GEMM1 and a split GEMM2.
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure=num-tokens=512 | FileCheck %s --check-prefix=PERSIST-SPLIT
@@ -290,7 +307,7 @@
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 warp-specialize" | FileCheck %s --check-prefix=WAVES-NONE
 // With fewer SMs the same grid fills 3.6 waves of 88 (4 against 3.75): no split.
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 num-sms=88" | FileCheck %s --check-prefix=WAVES-NONE
-// WAVES-NONE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<{{[^>]*}}consumer_warpgroups = 2, {{(producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, )?}}group_m = {{[0-9]+}}>
+// WAVES-NONE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<{{[^>]*}}consumer_warpgroups = 2, {{(producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, )?}}group_m = {{[0-9]+}}{{(, combine_rows = true)?}}>
 
 // QWEN-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, fused_align_assignments = 128>, tile = #moe.tile<block_m = 64,
 // QWEN-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1>
@@ -322,16 +339,18 @@
 // SWAP-PIPELINE: moe.align {{.*}}block_m = 16
 // SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 1, swap_ab = true, weight_load = cp_async, fused_align_assignments = 128>
 // SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, split_k = 8, group_m = 1, swap_ab = true, weight_load = cp_async>
+// Qwen3's combine (K = 768) at M = 4096 (32768 assignments) stores rows per
+// assignment by policy (combine-rows-max-k, 8192 assignments and up).
 // QWEN-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = 128,
-// QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
+// QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8, combine_rows = true>
 // WS-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
-// WS-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
+// WS-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, combine_rows = true>
 // WS-FP8-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 1>
 // WS-FP8-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = warp_specialized, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 1>
 // PERSIST-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
-// PERSIST-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
+// PERSIST-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, combine_rows = true>
 // CLUSTER-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2, group_m = 8>
-// CLUSTER-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2, group_m = 8>
+// CLUSTER-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2, group_m = 8, combine_rows = true>
 // CLUSTER-INVALID: error: moe-gpu-configure: cluster-m must be 1 or 2, got 3
 // BLOCKN-INVALID: error: moe-gpu-configure: block-n must be 0, 64, 128 or 256, got 96
 // BLOCKK-INVALID: error: moe-gpu-configure: block-k must be 0, 64 or 128, got 96
@@ -343,9 +362,9 @@
 // BLOCKK-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 1, group_m = 1>
 // STAGES-INVALID: error: moe-gpu-configure: stages must be 0 or between 2 and 16, got 1
 // WS-CLUSTER-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2, group_m = 8>
-// WS-CLUSTER-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2, group_m = 8>
+// WS-CLUSTER-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, cluster_m = 2, group_m = 8, combine_rows = true>
 // PINGPONG-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
-// PINGPONG-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>
+// PINGPONG-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = pingpong, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8, combine_rows = true>
 // Decode on few experts: the combine splits K by 8 (14336 / 64 steps).
 // MIXTRAL-DECODE: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, group_m = 1, fused_align_assignments = 128>
 // MIXTRAL-DECODE: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 64, block_n = 64, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 8, group_m = 1>
@@ -366,7 +385,7 @@
 // INT4-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 1, swap_ab = true, weight_load = registers>
 // PIPELINE: moe.align {{.*}}block_m = 128
 // PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
-// PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8>
+// PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 128 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 2, consumer_warpgroups = 2, group_m = 8, combine_rows = true>
 
 // Decode tiles (8-row blocks, swapped operands) get 64-row blocks and the
 // #moe.tile follows, since moe-align pads to it; a block_n that is not a

@@ -1,4 +1,6 @@
-// RUN: moe-opt %s --moe-gpu-pipeline="num-tokens=4096 persistent=true" --moe-gpu-outline-host | FileCheck %s
+// The combine keeps its f32 sums (combine-rows-max-k=0; the rows combine
+// is outline-host-combine-rows.mlir).
+// RUN: moe-opt %s --moe-gpu-pipeline="num-tokens=4096 persistent=true combine-rows-max-k=0" --moe-gpu-outline-host | FileCheck %s
 
 // Persistent GEMMs: a grid of min(tiles, SMs) blocks of a producer and two
 // consumer warpgroups, where tiles = occupied slot blocks x column tiles

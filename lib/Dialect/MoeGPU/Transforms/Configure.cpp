@@ -53,6 +53,12 @@ constexpr int64_t kMinBlockN = 64, kMaxBlockN = 256;
 constexpr int64_t kNarrowBlockN = 128;
 /// K elements of bf16 in two 128-byte spans.
 constexpr int64_t kTwoSpansOfBf16 = 2 * (kStageRowBytes / 2);
+/// The largest K of a bf16 combine given `combine_rows` by policy
+/// (isCombineRowsByPolicy): DeepSeek-V3's 2048, not Mixtral's 14336.
+constexpr int64_t kCombineRowsMaxK = 2048;
+/// The fewest expected assignments (M·k) of a schedule whose combine takes
+/// `combine_rows` by policy.
+constexpr int64_t kCombineRowsMinAssignments = 8192;
 /// The share of a wave a grid of shared-expert tiles must fill to take the
 /// widest tiles (DeepSeek-V3's shared GEMM1 at M = 1024: 128 tiles of 256
 /// weight rows on 132 SMs, 113.4 -> 103.8 µs against 256 of 128; its GEMM2
@@ -274,9 +280,12 @@ struct ConfigureOptions {
   int64_t persistentMaxRows = 128;
   /// The largest K split chooseShortStreamSplit takes (1: none).
   int64_t shortSplitK = kMaxDecodeSplitK;
-  /// Combines with a bf16 result on unswapped tiles store rows per
+  /// Every combine with a bf16 result on unswapped tiles stores rows per
   /// assignment (`combine_rows`).
   bool combineRows = false;
+  /// The largest K of a bf16 combine that stores rows per assignment by
+  /// policy (isCombineRowsByPolicy); 0 turns that off.
+  int64_t combineRowsMaxK = kCombineRowsMaxK;
 };
 
 /// The consumer warpgroups of a swapped matmul where `swapped-warpgroups`
@@ -1015,6 +1024,27 @@ bool takesCombineRows(ExpertMatmulOp op, KernelConfigAttr config) {
          config.getSplitK() == 1;
 }
 
+/// Whether the policy gives `op` `combine_rows`: a bf16 combine (no
+/// quantized format) whose K is at most `combine-rows-max-k`, in a schedule
+/// of at least kCombineRowsMinAssignments expected assignments (M·k: the
+/// sum kernel is one more launch, which only prefill amortizes; the
+/// smallest measured gain was Qwen3's at M = 1024, 8192). Measured on an
+/// H100 (docs/gpu-benchmark.md, thirtieth session): the f32 reductions of a
+/// 128 x 256 tile cost as much as a short K loop (Qwen3's K = 768: 12
+/// steps), so storing bf16 rows and summing them in a second kernel took
+/// GEMM2 21% and the block 5.1% faster at M = 4096 (DeepSeek-V3, K = 2048:
+/// 12% and 3.3%); with Mixtral's K = 14336 the epilogue is hidden behind
+/// 224 steps, and the block was level to 3% slower.
+bool isCombineRowsByPolicy(ExpertMatmulOp op, KernelConfigAttr config,
+                           int64_t assignments,
+                           const ConfigureOptions &options) {
+  MatmulFacts facts = MatmulFacts::of(op);
+  return options.combineRowsMaxK > 0 && facts.format == QuantFormat::None &&
+         assignments >= kCombineRowsMinAssignments &&
+         facts.inFeatures <= options.combineRowsMaxK &&
+         takesCombineRows(op, config);
+}
+
 /// `config` with `combine_rows` set.
 KernelConfigAttr withCombineRows(ExpertMatmulOp op, KernelConfigAttr config) {
   return KernelConfigAttr::get(
@@ -1073,6 +1103,7 @@ struct MoeGpuConfigurePass
     options.persistentMaxRows = persistentMaxRows;
     options.shortSplitK = shortSplitK;
     options.combineRows = combineRows;
+    options.combineRowsMaxK = combineRowsMaxK;
     return options;
   }
 
@@ -1100,6 +1131,12 @@ struct MoeGpuConfigurePass
       getOperation()->emitError("moe-gpu-configure: persistent-max-rows must "
                                 "be 0 (off) or positive, got ")
           << persistentMaxRows.getValue();
+      return failure();
+    }
+    if (combineRowsMaxK < 0) {
+      getOperation()->emitError("moe-gpu-configure: combine-rows-max-k must "
+                                "be 0 (off) or positive, got ")
+          << combineRowsMaxK.getValue();
       return failure();
     }
     if (shortSplitK < 1 || shortSplitK > kMaxDecodeSplitK) {
@@ -1201,7 +1238,10 @@ struct MoeGpuConfigurePass
                      << blockM << "-row slot blocks with these options: ";
             })))
           return failure();
-        if (options.combineRows && takesCombineRows(op, chosen))
+        if ((options.combineRows && takesCombineRows(op, chosen)) ||
+            isCombineRowsByPolicy(
+                op, chosen, expectedAssignments(schedule, options.numTokens),
+                options))
           chosen = withCombineRows(op, chosen);
         op->setAttr(MoeGPUDialect::getConfigAttrName(), chosen);
       }

@@ -314,6 +314,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "tiles combine_rows: each assignment's weighted row stored in "
            "bf16 and summed over k by the finalize kernel, instead of f32 "
            "reductions into the token's sums">,
+    Option<"combineRowsMaxK", "combine-rows-max-k", "int64_t",
+           /*default=*/"2048",
+           "Give bf16 combines (no quantized format) whose K is at most this "
+           "combine_rows by policy, where their tiles are unswapped without "
+           "split-K (0: never by policy)">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
            "for the waves of a grid">
