@@ -27,24 +27,25 @@ constexpr int64_t kFinalizeThreads = 256;
 /// of bf16 out. One f32 per thread streamed 44 MB in 37 µs (1.2 TB/s,
 /// DeepSeek-V3 M = 1024 on an H200), a quarter of the bandwidth.
 constexpr int64_t kFinalizeVectorColumns = 8;
-} // namespace
 
-FailureOr<gpu::GPUFuncOp>
-mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
-                               Location loc, int64_t width, Type elementType,
-                               double scale, StringRef name) {
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToEnd(module.getBody());
-  auto dynamic = ShapedType::kDynamic;
-  SmallVector<Type> arguments = {
-      MemRefType::get({dynamic, width}, b.getF32Type()),
-      MemRefType::get({dynamic, width}, elementType)};
-  // Whole vectors where every row holds them: the sums and the output are
-  // 16-byte aligned (the workspace's offsets, the C header's contract), so
-  // W % 8 == 0 keeps every row's vectors aligned.
+/// Where a thread of a row-by-column-block kernel works: its row (the
+/// block's x), its first column, and the columns it handles.
+struct RowColumns {
+  gpu::GPUFuncOp func;
+  Value row, column;
+  int64_t columns;
+};
+
+/// A kernel `name` of `arguments` over grid (rows, ceil(width /
+/// columns_per_block)), kFinalizeThreads threads of `columns` adjacent
+/// columns each (eight where width % 8 == 0: the buffers are 16-byte
+/// aligned, the workspace's offsets and the C header's contract, so every
+/// row's vectors are). The builder is left inside the thread's guard of
+/// column < width; the function returns after it.
+RowColumns createRowColumnsKernel(OpBuilder &b, Location loc, StringRef name,
+                                  ArrayRef<Type> arguments, int64_t width) {
   int64_t columns =
       width % kFinalizeVectorColumns == 0 ? kFinalizeVectorColumns : 1;
-  // Grid (M, ceil(width / columns_per_block)).
   auto func = createKernelFunc(
       b, loc, name, arguments,
       {b.getNamedAttr("threads", b.getI64IntegerAttr(kFinalizeThreads)),
@@ -52,7 +53,6 @@ mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
                       b.getI64IntegerAttr(kFinalizeThreads * columns))});
   Block &entry = func.getBody().front();
   b.setInsertionPointToStart(&entry);
-  Value sums = entry.getArgument(0), out = entry.getArgument(1);
   auto index = [&](int64_t value) -> Value {
     return arith::ConstantIndexOp::create(b, loc, value);
   };
@@ -69,7 +69,28 @@ mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
                                         column, index(width));
   auto ifOp = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
+  b.setInsertionPointToEnd(&entry);
+  gpu::ReturnOp::create(b, loc);
   b.setInsertionPointToStart(ifOp.thenBlock());
+  return {func, row, column, columns};
+}
+} // namespace
+
+FailureOr<gpu::GPUFuncOp>
+mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
+                               Location loc, int64_t width, Type elementType,
+                               double scale, StringRef name) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToEnd(module.getBody());
+  auto dynamic = ShapedType::kDynamic;
+  SmallVector<Type> arguments = {
+      MemRefType::get({dynamic, width}, b.getF32Type()),
+      MemRefType::get({dynamic, width}, elementType)};
+  RowColumns kernel = createRowColumnsKernel(b, loc, name, arguments, width);
+  Block &entry = kernel.func.getBody().front();
+  Value sums = entry.getArgument(0), out = entry.getArgument(1);
+  Value row = kernel.row, column = kernel.column;
+  int64_t columns = kernel.columns;
   auto sumType = VectorType::get({columns}, b.getF32Type());
   auto outType = VectorType::get({columns}, elementType);
   constexpr unsigned kVectorAlignment = 16;
@@ -90,9 +111,7 @@ mlir::moe::buildFinalizeKernel(OpBuilder &b, gpu::GPUModuleOp module,
   LLVM::StoreOp::create(
       b, loc, narrow, globalElementPointer(b, loc, out, row, column, width),
       /*alignment=*/std::min<int64_t>(outBytes, kVectorAlignment));
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
-  return func;
+  return kernel.func;
 }
 
 FailureOr<gpu::GPUFuncOp>
@@ -121,34 +140,15 @@ mlir::moe::buildCombineRowsKernel(OpBuilder &b, gpu::GPUModuleOp module,
       MemRefType::get({dynamic, width}, elementType),
       MemRefType::get({dynamic, topK}, b.getI32Type()),
       MemRefType::get({dynamic, width}, elementType)};
-  int64_t columns =
-      width % kFinalizeVectorColumns == 0 ? kFinalizeVectorColumns : 1;
-  auto func = createKernelFunc(
-      b, loc, name, arguments,
-      {b.getNamedAttr("threads", b.getI64IntegerAttr(kFinalizeThreads)),
-       b.getNamedAttr("columns_per_block",
-                      b.getI64IntegerAttr(kFinalizeThreads * columns))});
-  Block &entry = func.getBody().front();
-  b.setInsertionPointToStart(&entry);
+  RowColumns kernel = createRowColumnsKernel(b, loc, name, arguments, width);
+  Block &entry = kernel.func.getBody().front();
   Value rows = entry.getArgument(0), ids = entry.getArgument(1),
         out = entry.getArgument(2);
+  Value token = kernel.row, column = kernel.column;
+  int64_t columns = kernel.columns;
   auto index = [&](int64_t value) -> Value {
     return arith::ConstantIndexOp::create(b, loc, value);
   };
-  Value token = gpu::BlockIdOp::create(b, loc, gpu::Dimension::x);
-  Value columnBlock = gpu::BlockIdOp::create(b, loc, gpu::Dimension::y);
-  Value tid = gpu::ThreadIdOp::create(b, loc, gpu::Dimension::x);
-  Value column = arith::MulIOp::create(
-      b, loc,
-      arith::AddIOp::create(
-          b, loc,
-          arith::MulIOp::create(b, loc, columnBlock, index(kFinalizeThreads)),
-          tid),
-      index(columns));
-  Value inRange = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt,
-                                        column, index(width));
-  auto ifOp = scf::IfOp::create(b, loc, inRange, /*withElse=*/false);
-  b.setInsertionPointToStart(ifOp.thenBlock());
   auto sumType = VectorType::get({columns}, b.getF32Type());
   auto rowType = VectorType::get({columns}, elementType);
   constexpr unsigned kVectorAlignment = 16;
@@ -187,7 +187,5 @@ mlir::moe::buildCombineRowsKernel(OpBuilder &b, gpu::GPUModuleOp module,
   LLVM::StoreOp::create(b, loc, narrow,
                         globalElementPointer(b, loc, out, token, column, width),
                         alignment);
-  b.setInsertionPointToEnd(&entry);
-  gpu::ReturnOp::create(b, loc);
-  return func;
+  return kernel.func;
 }

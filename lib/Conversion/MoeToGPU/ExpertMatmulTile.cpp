@@ -401,6 +401,19 @@ Value ExpertTileEmitter::accumulatorValue(Value accumulator, int64_t reg) {
   return value;
 }
 
+SmallVector<Value, 2>
+ExpertTileEmitter::weightedPair(Value accumulator, int64_t group, int64_t half,
+                                Value scale, const EpilogueOperands &operands) {
+  SmallVector<Value, 2> values;
+  for (int64_t pair = 0; pair < 2; ++pair) {
+    Value value =
+        epilogueValue(accumulator, target.registerOf(group, half, pair), half,
+                      2 * group + pair, /*up=*/false, operands);
+    values.push_back(arith::MulFOp::create(b, loc, value, scale));
+  }
+  return values;
+}
+
 void ExpertTileEmitter::combinePairs(Value accumulator, int64_t half,
                                      Value laneColumn, Value token, Value scale,
                                      const EpilogueOperands &operands) {
@@ -419,13 +432,8 @@ void ExpertTileEmitter::combinePairs(Value accumulator, int64_t half,
     Value column = arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
     std::optional<OpBuilder::InsertionGuard> maskGuard;
     maskColumnPair(column, maskGuard);
-    SmallVector<Value, 2> values;
-    for (int64_t pair = 0; pair < 2; ++pair) {
-      Value value =
-          epilogueValue(accumulator, target.registerOf(group, half, pair), half,
-                        2 * group + pair, /*up=*/false, operands);
-      values.push_back(arith::MulFOp::create(b, loc, value, scale));
-    }
+    SmallVector<Value, 2> values =
+        weightedPair(accumulator, group, half, scale, operands);
     Value element = arith::AddIOp::create(
         b, loc, rowOffset,
         arith::IndexCastOp::create(b, loc, b.getI64Type(), column));
@@ -443,13 +451,8 @@ void ExpertTileEmitter::storeCombineRows(Value accumulator, int64_t half,
     Value column = arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
     std::optional<OpBuilder::InsertionGuard> maskGuard;
     maskColumnPair(column, maskGuard);
-    SmallVector<Value, 2> values;
-    for (int64_t pair = 0; pair < 2; ++pair) {
-      Value value =
-          epilogueValue(accumulator, target.registerOf(group, half, pair), half,
-                        2 * group + pair, /*up=*/false, operands);
-      values.push_back(arith::MulFOp::create(b, loc, value, row.scale));
-    }
+    SmallVector<Value, 2> values =
+        weightedPair(accumulator, group, half, row.scale, operands);
     storePair(row.assignment, column, values[0], values[1]);
   }
 }

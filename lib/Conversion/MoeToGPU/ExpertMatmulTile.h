@@ -183,6 +183,11 @@ private:
   /// `scale`, added into the f32 sums of `token` by one paired reduction.
   void combinePairs(Value accumulator, int64_t half, Value laneColumn,
                     Value token, Value scale, const EpilogueOperands &operands);
+  /// The two adjacent columns of 8-column group `group` in fragment half
+  /// `half`, scaled and biased, times the routed weight `scale`.
+  SmallVector<Value, 2> weightedPair(Value accumulator, int64_t group,
+                                     int64_t half, Value scale,
+                                     const EpilogueOperands &operands);
   /// The combine's epilogue with `combine_rows`: the row's columns, scaled
   /// and biased, times the routed weight, stored in bf16 at the row of its
   /// assignment (a scheduled row only).

@@ -985,6 +985,22 @@ int64_t autoFusedAlignAssignments(ArrayRef<ExpertMatmulOp> schedule,
   return assignments > 0 && assignments <= bound ? bound : 0;
 }
 
+/// `config` with the fields set after its tiles were chosen:
+/// `fused_align_assignments` and `combine_rows`.
+KernelConfigAttr withEpilogueFields(KernelConfigAttr config,
+                                    int64_t fusedAlignAssignments,
+                                    bool combineRows) {
+  return KernelConfigAttr::get(
+      config.getContext(), config.getMma(), config.getSchedule(),
+      config.getBlockM(), config.getBlockN(), config.getBlockK(),
+      config.getStages(), config.getConsumerWarpgroups(),
+      config.getProducerWarpgroups(), config.getProducerRegisters(),
+      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
+      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
+      config.getWeightLoad(), config.getFastAccumulation(),
+      fusedAlignAssignments, combineRows);
+}
+
 /// `config` with `fused_align_assignments` = `assignments` where its kernel
 /// can take it: one tile per block, no cluster, and room beside the ring
 /// for the counts, slots and scan of the alignment in shared memory.
@@ -1004,15 +1020,7 @@ KernelConfigAttr withFusedAlign(ExpertMatmulOp op, KernelConfigAttr config,
                                         config.getBlockM()) >
       hopper::kMaxSharedBytes)
     return config;
-  return KernelConfigAttr::get(
-      op.getContext(), config.getMma(), config.getSchedule(),
-      config.getBlockM(), config.getBlockN(), config.getBlockK(),
-      config.getStages(), config.getConsumerWarpgroups(),
-      config.getProducerWarpgroups(), config.getProducerRegisters(),
-      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
-      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
-      config.getWeightLoad(), config.getFastAccumulation(), assignments,
-      config.getCombineRows());
+  return withEpilogueFields(config, assignments, config.getCombineRows());
 }
 
 /// Whether `op` can store its combine as rows per assignment
@@ -1043,19 +1051,6 @@ bool isCombineRowsByPolicy(ExpertMatmulOp op, KernelConfigAttr config,
          assignments >= kCombineRowsMinAssignments &&
          facts.inFeatures <= options.combineRowsMaxK &&
          takesCombineRows(op, config);
-}
-
-/// `config` with `combine_rows` set.
-KernelConfigAttr withCombineRows(ExpertMatmulOp op, KernelConfigAttr config) {
-  return KernelConfigAttr::get(
-      op.getContext(), config.getMma(), config.getSchedule(),
-      config.getBlockM(), config.getBlockN(), config.getBlockK(),
-      config.getStages(), config.getConsumerWarpgroups(),
-      config.getProducerWarpgroups(), config.getProducerRegisters(),
-      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
-      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
-      config.getWeightLoad(), config.getFastAccumulation(),
-      config.getFusedAlignAssignments(), /*combine_rows=*/true);
 }
 
 struct MoeGpuConfigurePass
@@ -1242,7 +1237,8 @@ struct MoeGpuConfigurePass
             isCombineRowsByPolicy(
                 op, chosen, expectedAssignments(schedule, options.numTokens),
                 options))
-          chosen = withCombineRows(op, chosen);
+          chosen = withEpilogueFields(chosen, chosen.getFusedAlignAssignments(),
+                                      /*combineRows=*/true);
         op->setAttr(MoeGPUDialect::getConfigAttrName(), chosen);
       }
       int64_t fusedAlign =
