@@ -141,9 +141,10 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       `[M·k, N]` buffer, and the finalize kernel sums each token's k rows
       in f32 (skipping assignments of ids out of range) before rounding:
       no atomics and half the bytes written where the result is bf16, one
-      more rounding per product, and sums in a fixed order. For a combine
-      with a bf16 result and no `accumulate` partial sums, and not with
-      `swap_ab`.
+      more rounding per product, and sums in a fixed order. The buffer
+      takes M·k·N·2 bytes of workspace, k/2 times the f32 sums' M·N·4. For
+      a combine with a bf16 result and no `accumulate` partial sums, and
+      not with `swap_ab` or `split_k` > 1.
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
