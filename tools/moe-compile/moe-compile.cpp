@@ -97,9 +97,9 @@ llvm::cl::opt<int64_t> persistentMaxRows(
     "persistent-max-rows",
     llvm::cl::desc("Give the bf16 GEMMs of 128 x 256 tiles without split-K "
                    "the persistent schedule where experts hold at most this "
-                   "many rows on average, M*k/E (default 128; 0: never by "
+                   "many rows on average, M*k/E (default 64; 0: never by "
                    "policy; see docs/gpu-benchmark.md)"),
-    llvm::cl::init(128), llvm::cl::cat(moeCategory));
+    llvm::cl::init(64), llvm::cl::cat(moeCategory));
 llvm::cl::opt<bool> combineRows(
     "combine-rows",
     llvm::cl::desc("Store the combining GEMMs' weighted rows per assignment "
@@ -109,10 +109,10 @@ llvm::cl::opt<bool> combineRows(
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> combineRowsMaxK(
     "combine-rows-max-k",
-    llvm::cl::desc("Give the bf16 combining GEMMs whose K is at most this "
-                   "combine_rows by policy, where their tiles are unswapped "
-                   "without split-K (default 2048; 0: never by policy; see "
-                   "docs/gpu-benchmark.md)"),
+    llvm::cl::desc("Give the bf16 and w8a8 (fp8, int8) combining GEMMs whose "
+                   "K is at most this combine_rows by policy, where their "
+                   "tiles are unswapped without split-K (default 2048; 0: "
+                   "never by policy; see docs/gpu-benchmark.md)"),
     llvm::cl::init(2048), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> shortSplitK(
     "short-split-k",

@@ -73,7 +73,7 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("Give the bf16 GEMMs of 128 x 256 tiles without split-K "
                      "the persistent schedule where experts hold at most "
                      "this many rows on average (0: never by policy)"),
-      llvm::cl::init(128)};
+      llvm::cl::init(64)};
   PassOptions::Option<bool> combineRows{
       *this, "combine-rows",
       llvm::cl::desc("Store the combines' weighted rows per assignment in "
@@ -82,8 +82,8 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::init(false)};
   PassOptions::Option<int64_t> combineRowsMaxK{
       *this, "combine-rows-max-k",
-      llvm::cl::desc("Give bf16 combines whose K is at most this "
-                     "combine_rows by policy (0: never by policy)"),
+      llvm::cl::desc("Give bf16 and w8a8 combines whose K is at most "
+                     "this combine_rows by policy (0: never by policy)"),
       llvm::cl::init(2048)};
   PassOptions::Option<int64_t> shortSplitK{
       *this, "short-split-k",

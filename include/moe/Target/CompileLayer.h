@@ -44,12 +44,13 @@ struct GpuCompileOptions {
   bool persistent = false;
   /// The mean rows per expert up to which the bf16 GEMMs of 128 x 256
   /// tiles take the persistent schedule by policy; 0: never.
-  int64_t persistentMaxRows = 128;
+  int64_t persistentMaxRows = 64;
   /// Combines store their weighted rows per assignment in bf16, summed
   /// over k by the finalize kernel (`combine_rows`), instead of reducing
   /// into f32 sums.
   bool combineRows = false;
-  /// The largest K of a bf16 combine given combine_rows by policy; 0: never.
+  /// The largest K of a bf16 or w8a8 combine given combine_rows by policy;
+  /// 0: never.
   int64_t combineRowsMaxK = 2048;
   /// The largest K split of a swapped 4-bit weight-only GEMM (register
   /// operand) whose grid is under two blocks per SM (1: none; at most 8).

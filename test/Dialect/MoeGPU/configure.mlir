@@ -69,8 +69,8 @@
 // W8A8-UNSWAPPED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 1, group_m = 1, fast_accumulation = true>
 // FP8-FAST: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true>
 // FP8-PROMOTED: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 8>
-// FP8-PROMOTED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 8>
-// FP8-FAST: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true>
+// FP8-PROMOTED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, group_m = 8, combine_rows = true>
+// FP8-FAST: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 256, block_k = 128, stages = 4, consumer_warpgroups = 2, group_m = 8, fast_accumulation = true, combine_rows = true>
 // With warp-specialize: bf16 and w8a8 matmuls of 128-row blocks get a
 // producer warpgroup (w8a8 tiles at most 128 wide); 64-row blocks keep the
 // multistage schedule. With persistent, fp8 keeps it (not built).
@@ -251,44 +251,55 @@
 // SPILL-FP8-1024-COUNT-2: moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 64,
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=1 swap-ab" | FileCheck %s --check-prefix=SWAP-PIPELINE
 // The persistent schedule by policy: bf16 128 x 256 tiles where experts
-// hold at most persistent-max-rows (128) rows on average. Qwen3 at M = 1024
-// (64 per expert), DeepSeek-V3 at M = 4096 (128) and Mixtral at M = 256
-// (64) take it on both GEMMs; Qwen3 at M = 4096 (256) and Mixtral at
-// M = 1024 (256, the wave split) keep the multistage schedule, as do the
-// fp8 block (not bf16), two spans of K per stage (block-k=128), and a lower
-// bound (64 against Qwen3 M = 2048's 128).
+// hold at most persistent-max-rows (64) rows on average. Qwen3 at M = 1024
+// (64 per expert), DeepSeek-V3 at M = 2048 (64) and Mixtral at M = 256
+// (64) take it on both GEMMs, and DeepSeek-V3 at M = 4096 (128) with a
+// higher bound; Qwen3 at M = 4096 (256), DeepSeek-V3 at M = 4096 (128) and
+// Mixtral at M = 1024 (256, the wave split) keep the multistage schedule,
+// as do the fp8 block (not bf16), two spans of K per stage (block-k=128),
+// and Qwen3 M = 2048's 128 rows.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=PERSIST-POLICY
-// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-POLICY
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure=num-tokens=2048 | FileCheck %s --check-prefix=PERSIST-POLICY
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 persistent-max-rows=128" | FileCheck %s --check-prefix=PERSIST-POLICY
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure=num-tokens=256 | FileCheck %s --check-prefix=PERSIST-POLICY
-// The rows combine by policy (combine-rows-max-k, default 2048): bf16
-// combines of K at most 2048 in schedules of at least 8192 assignments.
-// Qwen3 (K = 768) from M = 1024, DeepSeek-V3 (K = 2048) at M = 4096; not
-// Mixtral (K = 14336), not Qwen3 at M = 512 (4096 assignments), not fp8,
-// and not with combine-rows-max-k=0.
+// The rows combine by policy (combine-rows-max-k, default 2048): bf16 and
+// w8a8 combines of K at most 2048 in schedules of at least 8192
+// assignments. Qwen3 (K = 768) from M = 1024, DeepSeek-V3 (K = 2048) at
+// M = 4096, Qwen3's fp8 per channel and DeepSeek-V3's fp8 blocks at M =
+// 4096; not Mixtral (K = 14336), not Qwen3 at M = 512 (4096 assignments),
+// not a weight-only combine (Mixtral int4 on the bf16 tile, K = 14336 lifted
+// by the bound), and not with combine-rows-max-k=0.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=ROWS-POLICY
 // RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=ROWS-POLICY
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=NO-ROWS
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure=num-tokens=512 | FileCheck %s --check-prefix=NO-ROWS
-// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=NO-ROWS
+// RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=ROWS-W8A8
+// RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=ROWS-W8A8
+// RUN: moe-opt %moe_src_root/examples/quantized/mixtral_8x7b_int4_g128.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 weight-only-registers=false combine-rows-max-k=16384" | FileCheck %s --check-prefix=NO-ROWS
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 combine-rows-max-k=0" | FileCheck %s --check-prefix=NO-ROWS
 // RUN: not moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-gpu-configure="combine-rows-max-k=-1" 2>&1 | FileCheck %s --check-prefix=ROWS-INVALID
-// ROWS-POLICY: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, {{[^>]*}}, group_m = 1>
-// ROWS-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, {{[^>]*}}, group_m = 1, combine_rows = true>
+// ROWS-POLICY: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = {{persistent|multistage}}, {{[^>]*}}, group_m = 1>
+// ROWS-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = {{persistent|multistage}}, {{[^>]*}}, group_m = 1, combine_rows = true>
+// ROWS-W8A8: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, {{[^>]*}}>
+// ROWS-W8A8-NOT: combine_rows
+// ROWS-W8A8: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, {{[^>]*}}, combine_rows = true>
 // NO-ROWS: moe.expert_matmul {{.*}}combine
 // NO-ROWS-NOT: combine_rows
 // ROWS-INVALID: error: moe-gpu-configure: combine-rows-max-k must be 0 (off) or positive, got -1
 // PERSIST-POLICY: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}>
 // PERSIST-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}{{(, combine_rows = true)?}}>
 // Where the wave split splits a combine it comes first: Mixtral at M = 512
-// (128 rows per expert) takes the persistent GEMM1 and a split GEMM2.
-// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure=num-tokens=512 | FileCheck %s --check-prefix=PERSIST-SPLIT
+// (128 rows per expert) with a bound of 128 takes the persistent GEMM1 and
+// a split GEMM2.
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=512 -moe-gpu-configure="num-tokens=512 persistent-max-rows=128" | FileCheck %s --check-prefix=PERSIST-SPLIT
 // PERSIST-SPLIT: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256,
 // PERSIST-SPLIT: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, split_k = 2,
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-NONE
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure=num-tokens=1024 | FileCheck %s --check-prefix=PERSIST-NONE
 // RUN: moe-opt %moe_src_root/examples/quantized/qwen3_30b_a3b_fp8_channel.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-NONE
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 block-k=128" | FileCheck %s --check-prefix=PERSIST-NONE
-// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure="num-tokens=2048 persistent-max-rows=64" | FileCheck %s --check-prefix=PERSIST-NONE
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=2048 -moe-gpu-configure=num-tokens=2048 | FileCheck %s --check-prefix=PERSIST-NONE
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure=num-tokens=4096 | FileCheck %s --check-prefix=PERSIST-NONE
 // PERSIST-NONE-COUNT-2: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_{{bf16|e4m3}}, schedule = multistage,
 // PERSIST-NONE-NOT: schedule = persistent
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure=persistent-max-rows=-1 2>&1 | FileCheck %s --check-prefix=PERSIST-ROWS-INVALID

@@ -277,7 +277,7 @@ struct ConfigureOptions {
   int64_t numSMs = 132;
   /// The largest mean of rows per expert for which bf16 128 x 256 matmuls
   /// take the persistent schedule by policy; 0 turns that off.
-  int64_t persistentMaxRows = 128;
+  int64_t persistentMaxRows = 64;
   /// The largest K split chooseShortStreamSplit takes (1: none).
   int64_t shortSplitK = kMaxDecodeSplitK;
   /// Every combine with a bf16 result on unswapped tiles stores rows per
@@ -609,11 +609,14 @@ bool isPersistentSharedGrid(ExpertMatmulOp op, const MatmulFacts &facts,
 /// 128-row block is about half padding and many of the grid's slot blocks
 /// are empty; the persistent grid walks only the tiles that exist and
 /// starts each next tile's loads under the current one's epilogue (ncu in
-/// docs/gpu-benchmark.md: DRAM 70 -> 74% busy at Qwen3 M = 1024). Measured on an H200
-/// in one process (docs/gpu-benchmark.md, eighth session): Qwen3 M = 1024
-/// and DeepSeek-V3 M = 2048 (64 rows per expert) -4 to -5%, Qwen3 M = 2048
+/// docs/gpu-benchmark.md: DRAM 70 -> 74% busy at Qwen3 M = 1024). Measured on
+/// an H200 in one process (docs/gpu-benchmark.md, eighth session): Qwen3 M =
+/// 1024 and DeepSeek-V3 M = 2048 (64 rows per expert) -4 to -5%, Qwen3 M = 2048
 /// (128) -3%, DeepSeek-V3 M = 4096 (128) -1%; Qwen3 M = 4096 (256) -1.4%
-/// and Mixtral M = 1024 (256) +6%, which the bound leaves out.
+/// and Mixtral M = 1024 (256) +6%. On an H100 (docs/gpu-benchmark.md,
+/// thirty-first session) DeepSeek-V3 M = 4096 (128) ran 2.6-4.1% faster
+/// multistage and Qwen3 M = 2048 (128) 0.4-1.2% slower, Qwen3 M = 1024 (64)
+/// 2.9% slower: the bound (64) keeps it where experts hold ~64 rows.
 bool isPersistentByPolicy(const MatmulFacts &facts,
                           const std::optional<ExpertRows> &rows,
                           int64_t consumers, int64_t blockN, int64_t splitK,
@@ -1032,23 +1035,30 @@ bool takesCombineRows(ExpertMatmulOp op, KernelConfigAttr config) {
          config.getSplitK() == 1;
 }
 
-/// Whether the policy gives `op` `combine_rows`: a bf16 combine (no
-/// quantized format) whose K is at most `combine-rows-max-k`, in a schedule
-/// of at least kCombineRowsMinAssignments expected assignments (M·k: the
-/// sum kernel is one more launch, which only prefill amortizes; the
-/// smallest measured gain was Qwen3's at M = 1024, 8192). Measured on an
-/// H100 (docs/gpu-benchmark.md, thirtieth session): the f32 reductions of a
+/// Whether the policy gives `op` `combine_rows`: a bf16 or w8a8 (fp8,
+/// int8) combine whose K is at most `combine-rows-max-k`, in a schedule of
+/// at least kCombineRowsMinAssignments expected assignments (M·k: the sum
+/// kernel is one more launch, which only prefill amortizes; the smallest
+/// measured gain was Qwen3's at M = 1024, 8192). Measured on an H100
+/// (docs/gpu-benchmark.md, thirtieth session): the f32 reductions of a
 /// 128 x 256 tile cost as much as a short K loop (Qwen3's K = 768: 12
 /// steps), so storing bf16 rows and summing them in a second kernel took
 /// GEMM2 21% and the block 5.1% faster at M = 4096 (DeepSeek-V3, K = 2048:
 /// 12% and 3.3%); with Mixtral's K = 14336 the epilogue is hidden behind
-/// 224 steps, and the block was level to 3% slower.
+/// 224 steps, and the block was level to 3% slower. The w8a8 blocks gained
+/// 0.5-3.5% (docs/gpu-benchmark-quantized.md, thirty-first session: Qwen3
+/// fp8 and int8 per channel at M = 4096 -3.2% and -3.5%, DeepSeek-V3's fp8
+/// blocks -0.6 to -1.4%), on the multistage schedule. Weight-only combines
+/// and the warp-specialized w8a8 ones were not measured with it.
 bool isCombineRowsByPolicy(ExpertMatmulOp op, KernelConfigAttr config,
                            int64_t assignments,
                            const ConfigureOptions &options) {
   MatmulFacts facts = MatmulFacts::of(op);
-  return options.combineRowsMaxK > 0 && facts.format == QuantFormat::None &&
-         assignments >= kCombineRowsMinAssignments &&
+  // The w8a8 rows were measured on the multistage schedule only.
+  bool measuredSchedule =
+      !facts.isW8A8() || config.getSchedule() == Schedule::Multistage;
+  return options.combineRowsMaxK > 0 && !facts.isWeightOnly() &&
+         measuredSchedule && assignments >= kCombineRowsMinAssignments &&
          facts.inFeatures <= options.combineRowsMaxK &&
          takesCombineRows(op, config);
 }

@@ -101,12 +101,13 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - By policy, without those options: bf16 matmuls of 128 x 256 tiles
       with one span of K per stage, no split-K and no cluster get
       `persistent` where the experts hold at most `persistent-max-rows`
-      (128) rows on average (M·k/E, M as for `swap-ab` below): there the
+      (64) rows on average (M·k/E, M as for `swap-ab` below): there the
       128-row blocks are about half padding and many slot blocks of the
       grid empty, and the persistent grid walks only the tiles that exist,
       each next tile's loads under the current one's epilogue (measured on
       an H200: −4 to −6% where experts hold ~64 rows, −1 to −3% at ~128;
-      more rows gained less or lost). A combine that the wave split (below)
+      more rows gained less or lost; on an H100 DeepSeek-V3 at ~128 rows
+      ran 3-4% faster multistage, hence 64). A combine that the wave split (below)
       splits stays multistage. In a schedule of shared experts alone, such
       matmuls get `persistent` where their tiles outnumber the SMs (no
       tail wave), unless `persistent-max-rows` is 0.
@@ -301,7 +302,7 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "the rows per expert (M·k/E) that swap-ab reads (moe-tile's "
            "num-tokens)">,
     Option<"persistentMaxRows", "persistent-max-rows", "int64_t",
-           /*default=*/"128",
+           /*default=*/"64",
            "Give bf16 matmuls of 128 x 256 tiles without split-K the "
            "persistent schedule where the experts hold at most this many "
            "rows on average (M·k/E); 0 turns that off">,
@@ -316,9 +317,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "reductions into the token's sums">,
     Option<"combineRowsMaxK", "combine-rows-max-k", "int64_t",
            /*default=*/"2048",
-           "Give bf16 combines (no quantized format) whose K is at most this "
+           "Give bf16 and w8a8 (fp8, int8) combines whose K is at most this "
            "combine_rows by policy, where their tiles are unswapped without "
-           "split-K (0: never by policy)">,
+           "split-K, w8a8 ones on the multistage schedule (0: never by "
+           "policy; weight-only combines never)">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
            "for the waves of a grid">
