@@ -14,6 +14,13 @@ With `--also DIR` (repeatable), the same blocks of other builds are timed in
 the same process on the same inputs (fresh for each block and round), the
 builds in turn, `--rounds` times, so that a variant's kernels are compared
 with ours on one routing.
+
+With programmatic dependent launch (moe-compile's default) a kernel starts
+before the one ahead of it ends and waits inside, and that wait counts as its
+time: the sum of a block's kernels then is not the block's time, and it can
+rank two builds wrongly (docs/gpu-benchmark.md, thirty-first session). Build
+the variants with `--dependent-launch=false` for per-kernel comparisons, and
+decide on block times (`gpu_moe_suite.py bench --also`).
 """
 
 from __future__ import annotations
