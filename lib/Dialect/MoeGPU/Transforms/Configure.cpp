@@ -615,8 +615,8 @@ bool isPersistentSharedGrid(ExpertMatmulOp op, const MatmulFacts &facts,
 /// (128) -3%, DeepSeek-V3 M = 4096 (128) -1%; Qwen3 M = 4096 (256) -1.4%
 /// and Mixtral M = 1024 (256) +6%. On an H100 (docs/gpu-benchmark.md,
 /// thirty-first session) DeepSeek-V3 M = 4096 (128) ran 2.6-4.1% faster
-/// multistage and Qwen3 M = 2048 (128) 0.4-1.2% slower, Qwen3 M = 1024 (64)
-/// 2.9% slower: the bound (64) keeps it where experts hold ~64 rows.
+/// multistage, Qwen3 M = 2048 (128) 0.4-1.2% slower and Qwen3 M = 1024 (64)
+/// 2.8% slower: the bound (64) keeps it where experts hold ~64 rows.
 bool isPersistentByPolicy(const MatmulFacts &facts,
                           const std::optional<ExpertRows> &rows,
                           int64_t consumers, int64_t blockN, int64_t splitK,

@@ -107,8 +107,8 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
       each next tile's loads under the current one's epilogue (measured on
       an H200: −4 to −6% where experts hold ~64 rows, −1 to −3% at ~128;
       more rows gained less or lost; on an H100 DeepSeek-V3 at ~128 rows
-      ran 3-4% faster multistage, hence 64). A combine that the wave split (below)
-      splits stays multistage. In a schedule of shared experts alone, such
+      ran 3-4% faster multistage, hence 64). A combine that the wave split
+      (below) splits stays multistage. In a schedule of shared experts alone, such
       matmuls get `persistent` where their tiles outnumber the SMs (no
       tail wave), unless `persistent-max-rows` is 0.
 
