@@ -384,6 +384,13 @@ private:
   void storeEpilogue(Value sums, ArrayRef<EpilogueRow> rows) {
     moe.storeEpilogue(sums, rows, thisThread.tid, thisThread.scaleRows);
   }
+  /// Whether the multistage kernel's unswapped epilogue goes through an
+  /// EpilogueTable over its stages: whole 128-byte lines per warp store
+  /// instead of 16 bytes in each of 8 rows.
+  bool stagesMultistageEpilogue() const;
+  /// The epilogue of `sums` staged in shared memory and copied out by the
+  /// whole block.
+  void storeStagedEpilogue(Value sums, ArrayRef<EpilogueRow> rows);
 
   // Schedules.
   /// The multistage K loop: every thread issues its share of each stage,
@@ -2092,10 +2099,54 @@ void KernelBuilder::buildMultistage() {
   if (config.clusterM > 1)
     ifThen(cluster.sharesWeights, [&] { hopper.syncCluster(); });
   if (!config.swapAB) {
-    storeEpilogue(sums.front(), rows);
+    if (stagesMultistageEpilogue())
+      storeStagedEpilogue(sums.front(), rows);
+    else
+      storeEpilogue(sums.front(), rows);
     return;
   }
   storeSwappedEpilogue(sums, rows);
+}
+
+bool KernelBuilder::stagesMultistageEpilogue() const {
+  // Measured on an H100 (docs/gpu-benchmark.md, thirty-second session):
+  // Qwen3's GEMMs of 12 and 32 K steps per tile gained (the block −4.6% at
+  // M = 4096), Mixtral's GEMM1 of 64 steps did not (+1 to +1.5%), so only
+  // tiles whose K loop is short enough for the epilogue to weigh take it.
+  constexpr int64_t kMaxStagedEpilogueSteps = 32;
+  return moe.stagesEpilogue() && config.kSteps() <= kMaxStagedEpilogueSteps &&
+         config.clusterM == 1 && config.mmaFragments() == 1 &&
+         moe.epilogueTableBytes() <= config.ringBytes() &&
+         (config.blockM * config.outputTile() / 8) % config.threads() == 0;
+}
+
+void KernelBuilder::storeStagedEpilogue(Value sums,
+                                        ArrayRef<EpilogueRow> rows) {
+  // The table lies over the stages, as the swapped epilogue's does: every
+  // wgmma and every copy is done once all threads are past the barrier.
+  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+  syncConsumers();
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  int64_t pitchWords = moe.epilogueTablePitch() / 4;
+  EpilogueTable table;
+  table.pairs = memref::ViewOp::create(
+      b, loc,
+      MemRefType::get({config.blockM, pitchWords}, b.getI32Type(),
+                      MemRefLayoutAttrInterface(), workgroup),
+      shared.memory.bytes, shared.memory.shift, ValueRange{});
+  table.destinations = memref::ViewOp::create(
+      b, loc,
+      MemRefType::get({config.blockM}, b.getI32Type(),
+                      MemRefLayoutAttrInterface(), workgroup),
+      shared.memory.bytes,
+      arith::AddIOp::create(b, loc, shared.memory.shift,
+                            index(config.blockM * moe.epilogueTablePitch())),
+      ValueRange{});
+  moe.stageEpilogue(sums, rows, thisThread.tid, thisThread.scaleRows,
+                    thisThread.fragmentRow, table);
+  syncConsumers();
+  moe.copyEpilogueTable(table, thisThread.tid, config.threads());
 }
 
 void KernelBuilder::storeSwappedEpilogue(ArrayRef<Value> sums,

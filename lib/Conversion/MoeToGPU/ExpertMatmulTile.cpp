@@ -446,14 +446,15 @@ void ExpertTileEmitter::combinePairs(Value accumulator, int64_t half,
 void ExpertTileEmitter::storeCombineRows(Value accumulator, int64_t half,
                                          const EpilogueRow &row,
                                          Value laneColumn,
-                                         const EpilogueOperands &operands) {
+                                         const EpilogueOperands &operands,
+                                         PairSink sink) {
   for (int64_t group = 0; group < config.outputTile() / 8; ++group) {
     Value column = arith::AddIOp::create(b, loc, laneColumn, index(8 * group));
     std::optional<OpBuilder::InsertionGuard> maskGuard;
     maskColumnPair(column, maskGuard);
     SmallVector<Value, 2> values =
         weightedPair(accumulator, group, half, row.scale, operands);
-    storePair(row.assignment, column, values[0], values[1]);
+    sink(column, values[0], values[1]);
   }
 }
 
@@ -564,28 +565,172 @@ ExpertTileEmitter::loadEpilogueOperands(Value laneColumn,
 void ExpertTileEmitter::storeEpilogue(Value accumulator,
                                       ArrayRef<EpilogueRow> rows, Value tid,
                                       ArrayRef<Value> scaleRows) {
+  emitEpilogue(accumulator, rows, tid, scaleRows, /*table=*/nullptr, Value());
+}
+
+void ExpertTileEmitter::stageEpilogue(Value accumulator,
+                                      ArrayRef<EpilogueRow> rows, Value tid,
+                                      ArrayRef<Value> scaleRows,
+                                      Value fragmentRow,
+                                      const EpilogueTable &table) {
+  assert(stagesEpilogue() && "a tile of bf16 rows");
+  emitEpilogue(accumulator, rows, tid, scaleRows, &table, fragmentRow);
+}
+
+void ExpertTileEmitter::emitEpilogue(Value accumulator,
+                                     ArrayRef<EpilogueRow> rows, Value tid,
+                                     ArrayRef<Value> scaleRows,
+                                     const EpilogueTable *table,
+                                     Value fragmentRow) {
   Value laneColumn = arith::AddIOp::create(
       b, loc, target.laneColumnOffset(b, loc, tid), tile.tileColumn);
   EpilogueOperands operands = loadEpilogueOperands(laneColumn, scaleRows);
   for (int64_t half = 0; half < 2; ++half) {
     const EpilogueRow &row = rows[half];
+    Value tableRow =
+        table ? arith::AddIOp::create(b, loc, fragmentRow, index(8 * half))
+                    .getResult()
+              : Value();
+    // The row's destination, for the copy out of the table: its
+    // assignment's row if it holds one. The four lanes of a row store the
+    // same word.
+    if (table && config.combine) {
+      Value assignment =
+          arith::IndexCastOp::create(b, loc, b.getI32Type(), row.assignment);
+      memref::StoreOp::create(
+          b, loc,
+          arith::SelectOp::create(b, loc, row.scheduled, assignment, i32(-1)),
+          table->destinations, ValueRange{tableRow});
+    }
+    auto sinkTo = [&](Value destinationRow) {
+      return [&, destinationRow](Value column, Value first, Value second) {
+        if (!table) {
+          storePair(destinationRow, column, first, second);
+          return;
+        }
+        // Word (column − the tile's first column) / 2 of the row.
+        Value word = arith::DivUIOp::create(
+            b, loc, arith::SubIOp::create(b, loc, column, tile.tileColumn),
+            index(2));
+        Value pair = LLVM::BitcastOp::create(b, loc, b.getI32Type(),
+                                             packPair(first, second));
+        memref::StoreOp::create(b, loc, pair, table->pairs,
+                                ValueRange{tableRow, word});
+      };
+    };
     if (!config.combine) {
-      storeRows(accumulator, half, row, laneColumn, operands);
+      auto sink = sinkTo(row.slot);
+      storeRows(accumulator, half, row, laneColumn, operands, sink);
       continue;
     }
     buildIfThen(b, loc, row.scheduled, [&] {
-      if (config.combineRows)
-        storeCombineRows(accumulator, half, row, laneColumn, operands);
-      else
+      if (config.combineRows) {
+        auto sink = sinkTo(row.assignment);
+        storeCombineRows(accumulator, half, row, laneColumn, operands, sink);
+      } else {
         combinePairs(accumulator, half, laneColumn, row.token, row.scale,
                      operands);
+      }
     });
+  }
+}
+
+bool ExpertTileEmitter::stagesEpilogue() const {
+  return (!config.combine || config.combineRows) && config.splitK == 1 &&
+         !config.swapAB;
+}
+
+int64_t ExpertTileEmitter::epilogueTableBytes() const {
+  return config.blockM * (epilogueTablePitch() + 4);
+}
+
+void ExpertTileEmitter::copyEpilogueTable(const EpilogueTable &table, Value tid,
+                                          int64_t threads) {
+  int64_t chunksPerRow = config.outputTile() / 8;
+  int64_t chunks = config.blockM * chunksPerRow;
+  assert(chunks % threads == 0 && "whole passes of the block's threads");
+  constexpr unsigned kSharedAddressSpace = 3, kGlobalAddressSpace = 1;
+  constexpr unsigned kChunkAlignment = 16;
+  auto chunkType = VectorType::get({4}, b.getI32Type());
+  Value tableBase = addressOf(table.pairs);
+  Value outOffset =
+      memref::ExtractStridedMetadataOp::create(b, loc, args.out).getOffset();
+  Value outBase = addressOf(args.out);
+  for (int64_t pass = 0; pass < chunks / threads; ++pass) {
+    Value chunk = arith::AddIOp::create(b, loc, tid, index(pass * threads));
+    Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
+    Value within = arith::RemUIOp::create(b, loc, chunk, index(chunksPerRow));
+    Value column =
+        arith::AddIOp::create(b, loc, tile.tileColumn,
+                              arith::MulIOp::create(b, loc, within, index(8)));
+    Value stored, destination;
+    if (config.combine) {
+      Value word =
+          memref::LoadOp::create(b, loc, table.destinations, ValueRange{row});
+      stored = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, word,
+                                     i32(0));
+      destination = arith::IndexCastOp::create(b, loc, b.getIndexType(), word);
+    } else {
+      destination = arith::AddIOp::create(b, loc, tile.firstSlot, row);
+    }
+    // The last column tile's overhang past the width is dropped (widths
+    // are multiples of 8: a chunk is in or out whole).
+    if (config.width() % config.outputTile() != 0) {
+      Value inside = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult,
+                                           column, index(config.width()));
+      stored = stored
+                   ? arith::AndIOp::create(b, loc, stored, inside).getResult()
+                   : inside;
+    }
+    auto copyChunk = [&] {
+      Value from = arith::AddIOp::create(
+          b, loc, tableBase,
+          arith::IndexCastOp::create(
+              b, loc, b.getI64Type(),
+              arith::AddIOp::create(
+                  b, loc,
+                  arith::MulIOp::create(b, loc, row,
+                                        index(epilogueTablePitch())),
+                  arith::MulIOp::create(b, loc, within, index(16)))));
+      Value value = LLVM::LoadOp::create(
+          b, loc, chunkType,
+          LLVM::IntToPtrOp::create(
+              b, loc,
+              LLVM::LLVMPointerType::get(b.getContext(), kSharedAddressSpace),
+              from),
+          kChunkAlignment);
+      Value element = arith::AddIOp::create(
+          b, loc,
+          arith::AddIOp::create(
+              b, loc,
+              arith::MulIOp::create(b, loc, destination, index(config.width())),
+              column),
+          outOffset);
+      Value to = arith::AddIOp::create(
+          b, loc, outBase,
+          arith::MulIOp::create(
+              b, loc,
+              arith::IndexCastOp::create(b, loc, b.getI64Type(), element),
+              i64(2)));
+      LLVM::StoreOp::create(
+          b, loc, value,
+          LLVM::IntToPtrOp::create(
+              b, loc,
+              LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
+              to),
+          kChunkAlignment);
+    };
+    if (stored)
+      buildIfThen(b, loc, stored, copyChunk);
+    else
+      copyChunk();
   }
 }
 
 void ExpertTileEmitter::storeRows(Value accumulator, int64_t half,
                                   const EpilogueRow &rows, Value laneColumn,
-                                  const EpilogueOperands &operands) {
+                                  const EpilogueOperands &operands,
+                                  PairSink sink) {
   // No branch per row: a block never reaches past the padded count, and a
   // padding slot's A row is zero, so its outputs are zero as the op states
   // (with a bias, once selected away).
@@ -617,7 +762,7 @@ void ExpertTileEmitter::storeRows(Value accumulator, int64_t half,
         value = arith::SelectOp::create(b, loc, rows.scheduled, value, zero);
       pairValues.push_back(value);
     }
-    storePair(rows.slot, column, pairValues[0], pairValues[1]);
+    sink(column, pairValues[0], pairValues[1]);
   }
 }
 
@@ -638,6 +783,16 @@ void ExpertTileEmitter::storePair(Value slot, Value column, Value first,
       arith::MulIOp::create(
           b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), element),
           i64(2)));
+  Value pair = packPair(first, second);
+  // The output is device memory: a global pointer makes it st.global.
+  constexpr unsigned kGlobalAddressSpace = 1;
+  Value pointer = LLVM::IntToPtrOp::create(
+      b, loc, LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
+      address);
+  LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
+}
+
+Value ExpertTileEmitter::packPair(Value first, Value second) {
   auto pairType = VectorType::get({2}, b.getBF16Type());
   Value pair = LLVM::PoisonOp::create(b, loc, pairType);
   Value values[] = {first, second};
@@ -647,12 +802,7 @@ void ExpertTileEmitter::storePair(Value slot, Value column, Value first,
         b, loc, pair, narrow,
         arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(position)));
   }
-  // The output is device memory: a global pointer makes it st.global.
-  constexpr unsigned kGlobalAddressSpace = 1;
-  Value pointer = LLVM::IntToPtrOp::create(
-      b, loc, LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
-      address);
-  LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
+  return pair;
 }
 
 SmallVector<EpilogueRow, 2>

@@ -44,6 +44,15 @@ struct EpilogueRow {
   Value slot, scheduled, assignment, token, scale;
 };
 
+/// A block's output tile staged in shared memory before it is copied out
+/// in 16-byte chunks: `pairs` holds block_m rows of the tile's bf16 columns
+/// as i32 pairs (each row padded by 16 bytes, so that the fragment's pairs
+/// fall in distinct banks), `destinations` each row's output row (i32; -1:
+/// not stored), for a combine that stores rows.
+struct EpilogueTable {
+  Value pairs, destinations;
+};
+
 /// What decodes the int4 code pairs of one group (see
 /// ExpertTileEmitter::int4PairDecoder): the exponent-and-sign bits ORed into
 /// each code, and the scale and offset of each code's fma.
@@ -143,6 +152,23 @@ public:
   /// tokens' sums (combine).
   void storeEpilogue(Value accumulator, ArrayRef<EpilogueRow> rows, Value tid,
                      ArrayRef<Value> scaleRows);
+  /// As storeEpilogue, but into `table` (tile row `fragmentRow` and 8 rows
+  /// below) instead of global memory; copyEpilogueTable then stores it.
+  void stageEpilogue(Value accumulator, ArrayRef<EpilogueRow> rows, Value tid,
+                     ArrayRef<Value> scaleRows, Value fragmentRow,
+                     const EpilogueTable &table);
+  /// Stores the staged tile of `table`: each of the block's `threads`
+  /// threads (this one `tid`) copies 16-byte chunks of whole rows, so that
+  /// a warp's stores fill whole 128-byte lines.
+  void copyEpilogueTable(const EpilogueTable &table, Value tid,
+                         int64_t threads);
+  /// Whether a block's output tile is stored through an EpilogueTable: bf16
+  /// rows (a matmul without a combine, or `combine_rows`), no K split.
+  bool stagesEpilogue() const;
+  /// The table's shared-memory bytes (both arrays, the pairs first).
+  int64_t epilogueTableBytes() const;
+  /// The bytes between two rows of the table's pairs.
+  int64_t epilogueTablePitch() const { return 2 * config.outputTile() + 16; }
 
 private:
   /// What the epilogue applies to the products, loaded before the first
@@ -172,12 +198,23 @@ private:
   /// column tile can stick out of the width (`guard` restores it).
   void maskColumnPair(Value column,
                       std::optional<OpBuilder::InsertionGuard> &guard);
+  /// Where a pair of adjacent output columns (column, first, second) of a
+  /// fragment row half goes: global memory or the staging table.
+  using PairSink = llvm::function_ref<void(Value, Value, Value)>;
+  /// The epilogue of both fragment halves, into global memory, or into
+  /// `table` (if not null) at tile rows `fragmentRow` and 8 below.
+  void emitEpilogue(Value accumulator, ArrayRef<EpilogueRow> rows, Value tid,
+                    ArrayRef<Value> scaleRows, const EpilogueTable *table,
+                    Value fragmentRow);
   /// Stores fragment half `half` of a non-combine matmul (activation and
   /// epilogue scales applied).
   void storeRows(Value accumulator, int64_t half, const EpilogueRow &rows,
-                 Value laneColumn, const EpilogueOperands &operands);
+                 Value laneColumn, const EpilogueOperands &operands,
+                 PairSink sink);
   /// Stores a pair of adjacent bf16 columns as one 32-bit word.
   void storePair(Value slot, Value column, Value first, Value second);
+  /// `first` and `second` rounded to bf16, as a vector<2xbf16>.
+  Value packPair(Value first, Value second);
   /// The combine's epilogue of fragment half `half`: each thread's two
   /// adjacent columns of a row, scaled and biased, times the routed weight
   /// `scale`, added into the f32 sums of `token` by one paired reduction.
@@ -192,7 +229,8 @@ private:
   /// and biased, times the routed weight, stored in bf16 at the row of its
   /// assignment (a scheduled row only).
   void storeCombineRows(Value accumulator, int64_t half, const EpilogueRow &row,
-                        Value laneColumn, const EpilogueOperands &operands);
+                        Value laneColumn, const EpilogueOperands &operands,
+                        PairSink sink);
   /// The address of a memref's aligned pointer, as i64.
   Value addressOf(Value view);
   Value index(int64_t value);

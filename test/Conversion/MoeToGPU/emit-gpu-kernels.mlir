@@ -8,8 +8,10 @@
 // GEMM1 without activation: gathered rows, bf16 rows out. Every stage of
 // the ring is issued without branches (TMA and expect_tx predicated; cp.async
 // of an invalid step copies nothing; the gathered rows bypass L1), one wgmma
-// group stays in flight; the epilogue stores each thread's two adjacent
-// columns as one bf16x2 word, without a branch per row.
+// group stays in flight; the epilogue writes each thread's two adjacent
+// columns as one bf16x2 word, without a branch per row, into a table over
+// the ring (64 rows of 128 columns, 16 bytes of padding each), and the
+// block copies its rows out in 16-byte chunks.
 // CHECK: module attributes {gpu.container_module}
 // CHECK-LABEL: func.func @gemm1
 // CHECK: moe.expert_matmul {{.*}}moe.gpu_kernel = @moe_kernels::@expert_matmul
@@ -34,14 +36,20 @@
 // CHECK-NOT: scf.if
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
 // CHECK: arith.truncf %{{.*}} : f32 to bf16
-// CHECK: llvm.store %{{.*}}, %{{.*}} {alignment = 4 : i64} : vector<2xbf16>, !llvm.ptr<1>
+// CHECK: llvm.bitcast %{{.*}} : vector<2xbf16> to i32
+// CHECK: memref.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] : memref<64x68xi32, #gpu.address_space<workgroup>>
+// CHECK: gpu.barrier
+// CHECK-NOT: scf.if
+// CHECK: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<3> -> vector<4xi32>
+// CHECK: llvm.store %{{.*}}, %{{.*}} {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<1>
 // PTX: .entry expert_matmul(
 // PTX: .param .align 64 .b8 expert_matmul_param_22[128]
 // PTX: cvta.param.u64 {{.*}}%[[MAP:rd[0-9]+]], %
 // PTX-DAG: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%{{.*}}], [%[[MAP]], {
 // PTX-DAG: cp.async.cg.shared.global
 // PTX-DAG: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
-// PTX-DAG: st.global.b32 {{.*}}[%rd{{[0-9]+}}{{.*}}], %r
+// PTX-DAG: ld.shared.v4.b32
+// PTX-DAG: st.global.v4.b32
 // PTX-DAG: wgmma.wait_group.sync.aligned {{.*}}1;
 func.func @gemm1(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
