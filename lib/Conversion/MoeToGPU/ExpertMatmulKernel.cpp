@@ -2110,9 +2110,10 @@ void KernelBuilder::buildMultistage() {
 
 bool KernelBuilder::stagesMultistageEpilogue() const {
   // Measured on an H100 (docs/gpu-benchmark.md, thirty-second session):
-  // Qwen3's GEMMs of 12 and 32 K steps per tile gained (the block −4.6% at
-  // M = 4096), Mixtral's GEMM1 of 64 steps did not (+1 to +1.5%), so only
-  // tiles whose K loop is short enough for the epilogue to weigh take it.
+  // tiles of 12-32 K steps gained (Qwen3's block -4.8% at M = 4096, fp8
+  // and int8 -3 to -4%), Mixtral's GEMM1 of 64 steps lost 0.3-1.6% in six
+  // comparisons and DeepSeek-V3's of 112 was level, so only K loops short
+  // enough for the epilogue to weigh take it.
   constexpr int64_t kMaxStagedEpilogueSteps = 32;
   return moe.stagesEpilogue() && config.kSteps() <= kMaxStagedEpilogueSteps &&
          config.clusterM == 1 && config.mmaFragments() == 1 &&
