@@ -649,13 +649,9 @@ void ExpertTileEmitter::copyEpilogueTable(const EpilogueTable &table, Value tid,
   int64_t chunksPerRow = config.outputTile() / 8;
   int64_t chunks = config.blockM * chunksPerRow;
   assert(chunks % threads == 0 && "whole passes of the block's threads");
-  constexpr unsigned kSharedAddressSpace = 3, kGlobalAddressSpace = 1;
   constexpr unsigned kChunkAlignment = 16;
   auto chunkType = VectorType::get({4}, b.getI32Type());
   Value tableBase = addressOf(table.pairs);
-  Value outOffset =
-      memref::ExtractStridedMetadataOp::create(b, loc, args.out).getOffset();
-  Value outBase = addressOf(args.out);
   for (int64_t pass = 0; pass < chunks / threads; ++pass) {
     Value chunk = arith::AddIOp::create(b, loc, tid, index(pass * threads));
     Value row = arith::DivUIOp::create(b, loc, chunk, index(chunksPerRow));
@@ -692,32 +688,12 @@ void ExpertTileEmitter::copyEpilogueTable(const EpilogueTable &table, Value tid,
                   arith::MulIOp::create(b, loc, row,
                                         index(epilogueTablePitch())),
                   arith::MulIOp::create(b, loc, within, index(16)))));
-      Value value = LLVM::LoadOp::create(
-          b, loc, chunkType,
-          LLVM::IntToPtrOp::create(
-              b, loc,
-              LLVM::LLVMPointerType::get(b.getContext(), kSharedAddressSpace),
-              from),
-          kChunkAlignment);
-      Value element = arith::AddIOp::create(
-          b, loc,
-          arith::AddIOp::create(
-              b, loc,
-              arith::MulIOp::create(b, loc, destination, index(config.width())),
-              column),
-          outOffset);
-      Value to = arith::AddIOp::create(
-          b, loc, outBase,
-          arith::MulIOp::create(
-              b, loc,
-              arith::IndexCastOp::create(b, loc, b.getI64Type(), element),
-              i64(2)));
+      Value value = LLVM::LoadOp::create(b, loc, chunkType,
+                                         pointerTo(from, kSharedAddressSpace),
+                                         kChunkAlignment);
       LLVM::StoreOp::create(
           b, loc, value,
-          LLVM::IntToPtrOp::create(
-              b, loc,
-              LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
-              to),
+          pointerTo(outAddress(destination, column), kGlobalAddressSpace),
           kChunkAlignment);
     };
     if (stored)
@@ -768,28 +744,35 @@ void ExpertTileEmitter::storeRows(Value accumulator, int64_t half,
 
 void ExpertTileEmitter::storePair(Value slot, Value column, Value first,
                                   Value second) {
-  // Element (slot, column) lies slot · width + column elements past the
-  // memref's offset; column is even, so the word is 4-byte aligned.
+  // Column is even, so the word is 4-byte aligned.
+  LLVM::StoreOp::create(
+      b, loc, packPair(first, second),
+      pointerTo(outAddress(slot, column), kGlobalAddressSpace),
+      /*alignment=*/4);
+}
+
+Value ExpertTileEmitter::outAddress(Value row, Value column) {
+  // Element (row, column) lies row · width + column elements past the
+  // memref's offset.
   Value offset =
       memref::ExtractStridedMetadataOp::create(b, loc, args.out).getOffset();
   Value element = arith::AddIOp::create(
       b, loc,
       arith::AddIOp::create(
-          b, loc, arith::MulIOp::create(b, loc, slot, index(config.width())),
+          b, loc, arith::MulIOp::create(b, loc, row, index(config.width())),
           column),
       offset);
-  Value address = arith::AddIOp::create(
+  return arith::AddIOp::create(
       b, loc, addressOf(args.out),
       arith::MulIOp::create(
           b, loc, arith::IndexCastOp::create(b, loc, b.getI64Type(), element),
           i64(2)));
-  Value pair = packPair(first, second);
-  // The output is device memory: a global pointer makes it st.global.
-  constexpr unsigned kGlobalAddressSpace = 1;
-  Value pointer = LLVM::IntToPtrOp::create(
-      b, loc, LLVM::LLVMPointerType::get(b.getContext(), kGlobalAddressSpace),
+}
+
+Value ExpertTileEmitter::pointerTo(Value address, unsigned addressSpace) {
+  return LLVM::IntToPtrOp::create(
+      b, loc, LLVM::LLVMPointerType::get(b.getContext(), addressSpace),
       address);
-  LLVM::StoreOp::create(b, loc, pair, pointer, /*alignment=*/4);
 }
 
 Value ExpertTileEmitter::packPair(Value first, Value second) {

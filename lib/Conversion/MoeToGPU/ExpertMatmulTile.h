@@ -213,6 +213,12 @@ private:
                  PairSink sink);
   /// Stores a pair of adjacent bf16 columns as one 32-bit word.
   void storePair(Value slot, Value column, Value first, Value second);
+  /// The global address (i64) of bf16 element (row, column) of the output.
+  Value outAddress(Value row, Value column);
+  /// `address` (i64) as a pointer into `addressSpace`: a global pointer
+  /// makes a store st.global, a shared one ld.shared.
+  Value pointerTo(Value address, unsigned addressSpace);
+  static constexpr unsigned kGlobalAddressSpace = 1, kSharedAddressSpace = 3;
   /// `first` and `second` rounded to bf16, as a vector<2xbf16>.
   Value packPair(Value first, Value second);
   /// The combine's epilogue of fragment half `half`: each thread's two
