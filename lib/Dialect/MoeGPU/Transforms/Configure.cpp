@@ -353,6 +353,27 @@ int64_t chooseShortStreamSplit(ExpertMatmulOp op, const MatmulFacts &facts,
   return largestSplit(facts.totalSteps(), limit);
 }
 
+/// Whether the decode K split of a bf16 swapped combine (chooseSplitK's,
+/// not one its tile asked for) is better left out: its expected unsplit
+/// grid already holds two tiles per SM, so splitting only shortens every
+/// tile's K loop and doubles the f32 reductions. Measured on an H100
+/// (docs/gpu-benchmark.md, thirty-second session): DeepSeek-V3's GEMM2 (16
+/// K steps, ~6700-14300 tiles) 0.75-1.5% faster unsplit at M = 16-256,
+/// level at M = 1 (448 tiles).
+bool splitsOnlyShortenTiles(ExpertMatmulOp op, const MatmulFacts &facts,
+                            int64_t blockN, WeightLoad weightLoad,
+                            std::optional<double> slotBlocks,
+                            const ConfigureOptions &options) {
+  // Measured on the two-warpgroup cp.async kernel without expert biases
+  // only: the one-warpgroup TMA kernel (GPT-OSS's GEMM2) keeps the split.
+  if (!slotBlocks || !facts.combine || facts.format != QuantFormat::None ||
+      weightLoad != WeightLoad::CpAsync || !facts.tile ||
+      facts.tile.getSplitK() > 1 || op.getBias())
+    return false;
+  return *slotBlocks * double(columnTiles(op, blockN)) >=
+         2.0 * double(options.numSMs);
+}
+
 /// The swapped-operand kernel of a slot block of `blockM` (< 64) rows: one
 /// or two consumer warpgroups multiply 64 weight rows at a time by the
 /// block's rows; no warp specialization or cluster. Two warpgroups (two
@@ -406,6 +427,9 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
     blockN = kNarrowBlockN;
   if (shortStream && options.blockN == 0)
     blockN = kMinBlockN;
+  if (splitsOnlyShortenTiles(op, facts, blockN, weightLoad, slotBlocks,
+                             options))
+    splitK = 1;
   // 4-bit codes (int4, two's complement or with zero points, and mxfp4)
   // decoded into the wgmma's register operand, where asked: one warpgroup,
   // 64 of K per stage, and groups of whole 32-column halves of a stage.

@@ -56,8 +56,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
     - `split_k`: for the combine, the tile's `split_k`, or, where the tile
       asked for swapped operands (few rows per expert), a split of up to 8,
       so that the weight stream spreads over the SMs; a divisor of the K
-      steps, at least 8 of them per split. A swapped combine on the
-      register operand whose K is too short for that (Qwen3's int4 GEMM2,
+      steps, at least 8 of them per split. A bf16 swapped combine of two
+      warpgroups copying their weights (`cp_async`), without expert
+      biases, whose expected unsplit grid (below) already holds two tiles
+      per SM is not split that way (DeepSeek-V3's GEMM2 at M = 1-256). A swapped combine on the register operand whose K is too
+      short for that (Qwen3's int4 GEMM2,
       12 steps) splits in pieces of at least 4 steps, up to
       `short-split-k`, where its expected grid (below) is under two blocks
       per SM; so does a swapped matmul on the register operand without a
