@@ -186,14 +186,17 @@ int64_t largestSplit(int64_t steps, int64_t limit) {
   return 1;
 }
 
-int64_t chooseSplitK(const MatmulFacts &facts) {
+/// The K split of a combine: the one its tile asked for, else, where the
+/// tile asked for swapped operands and `decodeSplit` allows it, the decode
+/// split.
+int64_t chooseSplitK(const MatmulFacts &facts, bool decodeSplit = true) {
   // Only the combine splits K: its partial sums add atomically anyway.
   if (!facts.combine || !facts.tile)
     return 1;
   int64_t split = largestSplit(facts.totalSteps(), facts.tile.getSplitK());
   // Where the tile asked for swapped operands (few rows per expert), a K
   // split spreads the weight stream over more blocks.
-  if (split == 1 && facts.tile.getSwapAb())
+  if (split == 1 && facts.tile.getSwapAb() && decodeSplit)
     split = largestSplit(facts.totalSteps(),
                          std::min(kMaxDecodeSplitK,
                                   facts.totalSteps() / kMinStepsPerSplit));
@@ -318,6 +321,15 @@ bool takesRegisterOperand(ExpertMatmulOp op, const ConfigureOptions &options) {
 
 int64_t columnTiles(ExpertMatmulOp op, int64_t blockN);
 
+/// Whether a swapped matmul's expected grid, `slotBlocks` (expected row
+/// blocks of the routing) times its column tiles, holds at least two tiles
+/// per SM.
+bool holdsTwoTilesPerSM(ExpertMatmulOp op, int64_t blockN, double slotBlocks,
+                        const ConfigureOptions &options) {
+  return slotBlocks * double(columnTiles(op, blockN)) >=
+         2.0 * double(options.numSMs);
+}
+
 /// Split-K on the register operand (4-bit weight-only codes decoded by the
 /// warpgroup that multiplies them) where a swapped matmul's expected grid,
 /// `slotBlocks` (expected row blocks of the routing) times column tiles, is
@@ -343,8 +355,7 @@ int64_t chooseShortStreamSplit(ExpertMatmulOp op, const MatmulFacts &facts,
   if (!slotBlocks || weightLoad != WeightLoad::Registers || !facts.tile ||
       !facts.tile.getSwapAb())
     return 1;
-  double tiles = *slotBlocks * double(columnTiles(op, blockN));
-  if (tiles >= 2.0 * double(options.numSMs))
+  if (holdsTwoTilesPerSM(op, blockN, *slotBlocks, options))
     return 1;
   int64_t limit =
       std::min(options.shortSplitK, facts.totalSteps() / kMinShortSplitSteps);
@@ -370,8 +381,7 @@ bool splitsOnlyShortenTiles(ExpertMatmulOp op, const MatmulFacts &facts,
       weightLoad != WeightLoad::CpAsync || !facts.tile ||
       facts.tile.getSplitK() > 1 || op.getBias())
     return false;
-  return *slotBlocks * double(columnTiles(op, blockN)) >=
-         2.0 * double(options.numSMs);
+  return holdsTwoTilesPerSM(op, blockN, *slotBlocks, options);
 }
 
 /// The swapped-operand kernel of a slot block of `blockM` (< 64) rows: one
@@ -420,16 +430,15 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
   facts.fastAccumulation = options.fp8FastAccumulation &&
                            facts.format == QuantFormat::Fp8 &&
                            !facts.blockScales;
-  int64_t splitK = chooseSplitK(facts);
   int64_t blockN = std::max(chooseBlockN(facts, options.blockN),
                             kWarpgroupRows * warpgroups);
   if (weightLoad == WeightLoad::CpAsync && options.blockN == 0)
     blockN = kNarrowBlockN;
   if (shortStream && options.blockN == 0)
     blockN = kMinBlockN;
-  if (splitsOnlyShortenTiles(op, facts, blockN, weightLoad, slotBlocks,
-                             options))
-    splitK = 1;
+  int64_t splitK =
+      chooseSplitK(facts, /*decodeSplit=*/!splitsOnlyShortenTiles(
+                       op, facts, blockN, weightLoad, slotBlocks, options));
   // 4-bit codes (int4, two's complement or with zero points, and mxfp4)
   // decoded into the wgmma's register operand, where asked: one warpgroup,
   // 64 of K per stage, and groups of whole 32-column halves of a stage.
