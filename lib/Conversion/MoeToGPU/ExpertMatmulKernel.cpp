@@ -2136,14 +2136,16 @@ void KernelBuilder::storeStagedEpilogue(Value sums,
       MemRefType::get({config.blockM, pitchWords}, b.getI32Type(),
                       MemRefLayoutAttrInterface(), workgroup),
       shared.memory.bytes, shared.memory.shift, ValueRange{});
-  table.destinations = memref::ViewOp::create(
-      b, loc,
-      MemRefType::get({config.blockM}, b.getI32Type(),
-                      MemRefLayoutAttrInterface(), workgroup),
-      shared.memory.bytes,
-      arith::AddIOp::create(b, loc, shared.memory.shift,
-                            index(config.blockM * moe.epilogueTablePitch())),
-      ValueRange{});
+  // Only a combine's rows go elsewhere than their slots.
+  if (config.combine)
+    table.destinations = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({config.blockM}, b.getI32Type(),
+                        MemRefLayoutAttrInterface(), workgroup),
+        shared.memory.bytes,
+        arith::AddIOp::create(b, loc, shared.memory.shift,
+                              index(config.blockM * moe.epilogueTablePitch())),
+        ValueRange{});
   moe.stageEpilogue(sums, rows, thisThread.tid, thisThread.scaleRows,
                     thisThread.fragmentRow, table);
   syncConsumers();

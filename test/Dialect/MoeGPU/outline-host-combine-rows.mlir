@@ -28,6 +28,13 @@
 // CHECK-NOT: moe_gpu.zero
 // CHECK: gpu.launch_func {{.*}} @moe_kernels::@combine_rows blocks in (%[[M]], %c2{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c256{{.*}} args(%[[ROWS]] : memref<?x4096xbf16>, %[[IDS]] : memref<?x2xi32>, %[[OUT]] : memref<?x4096xbf16>)
 // CHECK: names = [{{.*}}"weighted rows of the combine"]
+// GEMM1's tiles take 64 K steps, past the 32 up to which the multistage
+// epilogue is staged in shared memory: no table, pairs stored straight from
+// the fragment.
+// CHECK: gpu.func @expert_matmul({{.*}}%{{.*}}: memref<?x14336xbf16>)
+// CHECK-NOT: memref<128x68xi32, #gpu.address_space<workgroup>>
+// CHECK: llvm.store {{.*}} {alignment = 4 : i64} : vector<2xbf16>, !llvm.ptr<1>
+// CHECK-NOT: memref<128x68xi32, #gpu.address_space<workgroup>>
 // The combining GEMM (224 K steps per tile) stores bf16 pairs straight
 // from its fragment and reduces nothing.
 // CHECK: gpu.func @expert_matmul_0({{.*}}%{{.*}}: memref<?x2xf32>, %{{.*}}: memref<?x4096xbf16>)
