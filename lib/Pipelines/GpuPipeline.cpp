@@ -28,6 +28,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.shortSplitK = options.shortSplitK;
   configureOptions.combineRows = options.combineRows;
   configureOptions.combineRowsMaxK = options.combineRowsMaxK;
+  configureOptions.tallBlocks = options.tallBlocks;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;

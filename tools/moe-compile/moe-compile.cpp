@@ -114,6 +114,13 @@ llvm::cl::opt<int64_t> combineRowsMaxK(
                    "tiles are unswapped without split-K (default 2048; 0: "
                    "never by policy; see docs/gpu-benchmark.md)"),
     llvm::cl::init(2048), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> tallBlocks(
+    "tall-blocks",
+    llvm::cl::desc("Give bf16 schedules whose experts' rows likely spill out "
+                   "of 128-row slot blocks but fit 192 slot blocks of 192 "
+                   "rows, three consumer warpgroups (see moe-gpu-configure "
+                   "in docs/MoeGPUPasses.md)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> shortSplitK(
     "short-split-k",
     llvm::cl::desc("The largest K split of a swapped 4-bit weight-only GEMM "
@@ -365,6 +372,7 @@ int main(int argc, char **argv) {
   options.shortSplitK = shortSplitK;
   options.combineRows = combineRows;
   options.combineRowsMaxK = combineRowsMaxK;
+  options.tallBlocks = tallBlocks;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;

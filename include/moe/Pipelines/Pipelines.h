@@ -85,6 +85,12 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("Give bf16 and w8a8 combines whose K is at most "
                      "this combine_rows by policy (0: never by policy)"),
       llvm::cl::init(2048)};
+  PassOptions::Option<bool> tallBlocks{
+      *this, "tall-blocks",
+      llvm::cl::desc("Give bf16 schedules whose experts' rows likely spill "
+                     "out of 128-row slot blocks but fit 192 slot blocks of "
+                     "192 rows (three consumer warpgroups)"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> shortSplitK{
       *this, "short-split-k",
       llvm::cl::desc("The largest K split of a swapped 4-bit weight-only "

@@ -52,6 +52,9 @@ struct GpuCompileOptions {
   /// The largest K of a bf16 or w8a8 combine given combine_rows by policy;
   /// 0: never.
   int64_t combineRowsMaxK = 2048;
+  /// bf16 schedules whose experts' rows likely spill out of 128-row slot
+  /// blocks but fit 192 take 192-row blocks (three consumer warpgroups).
+  bool tallBlocks = false;
   /// The largest K split of a swapped 4-bit weight-only GEMM (register
   /// operand) whose grid is under two blocks per SM (1: none; at most 8).
   int64_t shortSplitK = 8;

@@ -2440,16 +2440,23 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
                        (config.registerOperand &&
                         (config.blockM == 64 || config.blockM == 128 ||
                          (config.blockM == 256 && config.warpSpecialized)));
-  bool built = config.swapAB ? swappedHeight && !config.promotesEachStage() &&
-                                   config.swappedWarpgroups <= 2
-                             : config.blockM == 64 || config.blockM == 128;
+  // Three consumer warpgroups (192 rows) are built for the bf16 multistage
+  // schedule without a cluster: 384 threads, no producer to give registers.
+  bool tallBuilt = config.blockM == 3 * kWarpgroupRows &&
+                   config.format == QuantFormat::None &&
+                   !config.warpSpecialized && kernelConfig.getClusterM() == 1;
+  bool built = config.swapAB
+                   ? swappedHeight && !config.promotesEachStage() &&
+                         config.swappedWarpgroups <= 2
+                   : config.blockM == 64 || config.blockM == 128 || tallBuilt;
   if (!built)
     return op.emitRemark()
            << "no GPU kernel yet for " << kernelConfig
-           << ": slot blocks of 64 or 128 rows, or with swapped operands of "
-              "16 or 32 rows over one or two warpgroups (bf16, weight-only, "
-              "or w8a8 sums without promotion: int8, or fp8 with "
-              "fast_accumulation), or of 64 or 128 rows (256 with a "
+           << ": slot blocks of 64 or 128 rows (192 for bf16 on the "
+              "multistage schedule without a cluster), or with swapped "
+              "operands of 16 or 32 rows over one or two warpgroups (bf16, "
+              "weight-only, or w8a8 sums without promotion: int8, or fp8 "
+              "with fast_accumulation), or of 64 or 128 rows (256 with a "
               "producer warpgroup) with weight_load = registers";
   if (config.copiesWeights &&
       (config.format != QuantFormat::None || config.warpSpecialized))
@@ -2699,8 +2706,9 @@ static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
                                 const ExpertMatmulPlan &config,
                                 ArrayRef<Type> arguments) {
   // setmaxnreg needs a register cap at entry: at most `threads` threads and
-  // one block per SM.
-  if (config.warpSpecialized) {
+  // one block per SM. So do more than two warpgroups: without it ptxas may
+  // take more registers than 65536 / threads, and the launch fails.
+  if (config.warpSpecialized || config.threads() > 2 * kWarpgroupThreads) {
     func->setAttr(NVVM::NVVMDialect::getMaxntidAttrName(),
                   b.getDenseI32ArrayAttr(
                       {static_cast<int32_t>(config.threads()), 1, 1}));

@@ -89,6 +89,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.shortSplitK = options.shortSplitK;
   pipelineOptions.combineRows = options.combineRows;
   pipelineOptions.combineRowsMaxK = options.combineRowsMaxK;
+  pipelineOptions.tallBlocks = options.tallBlocks;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;

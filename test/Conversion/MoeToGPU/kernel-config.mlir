@@ -118,6 +118,40 @@ func.func @split_k(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 
 // -----
 
+// 192-row slot blocks over three consumer warpgroups (bf16, multistage): 384
+// threads, capped at them so that ptxas keeps to 65536 / 384 registers a
+// thread; each warpgroup multiplies its own 64 rows by the 128 columns.
+// CHECK-LABEL: func.func @three_warpgroups
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: block_m = 192 : i64
+// CHECK-SAME: threads = 384 : i64
+// CHECK-SAME: nvvm.maxntid = array<i32: 384, 1, 1>
+// CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>
+// PTX: .maxntid 384, 1, 1
+// PTX-NOT: setmaxnreg
+// PTX: wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+func.func @three_warpgroups(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 192 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 192, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 3>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Three consumer warpgroups beside a producer are not built.
+// CHECK-LABEL: func.func @three_warpgroups_specialized
+// CHECK-NOT: gpu.module
+func.func @three_warpgroups_specialized(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{: slot blocks of 64 or 128 rows (192 for bf16 on the multistage schedule without a cluster)}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 192 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 192, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 3, producer_warpgroups = 1>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
 // CHECK-LABEL: func.func @unconfigured
 // CHECK-NOT: gpu.module
 func.func @unconfigured(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
@@ -175,7 +209,7 @@ func.func @unconfigured(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks:
 // CHECK: nvgpu.mbarrier.arrive %[[EMPTY]][%[[STAGE]]]
 // CHECK: nvvm.wgmma.wait.group.sync.aligned 0
 // CHECK: arith.truncf
-// PTX-LABEL: .entry expert_matmul(
+// PTX: .entry expert_matmul(
 // PTX: .maxntid 384, 1, 1
 // PTX: .minnctapersm 1
 // PTX: setmaxnreg.dec.sync.aligned.u32 {{.*}}40;
@@ -601,7 +635,7 @@ func.func @split_k_of_steps(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blo
 // CHECK-LABEL: func.func @swapped_24_rows
 // CHECK-NOT: gpu.module
 func.func @swapped_24_rows(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
-  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 24, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>: slot blocks of 64 or 128 rows, or with swapped operands of 16 or 32 rows over one or two warpgroups}}
+  // expected-remark @+1 {{no GPU kernel yet for #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 24, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>: slot blocks of 64 or 128 rows (192 for bf16 on the multistage schedule without a cluster), or with swapped operands of 16 or 32 rows over one or two warpgroups}}
   %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
       {gather, k = 2 : i64, block_m = 24 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 24, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 1, swap_ab = true>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>

@@ -200,6 +200,14 @@
 // RUN: not moe-opt %s -split-input-file -moe-gpu-configure="swapped-weight-load=ldg" 2>&1 | FileCheck %s --check-prefix=SWAPPED-LOAD-INVALID
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure="swap-ab num-tokens=256" | FileCheck %s --check-prefix=SWAP-QWEN-256
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="swap-ab num-tokens=4096" | FileCheck %s --check-prefix=QWEN-PREFILL
+// tall-blocks: DeepSeek-V3 at M = 4096 holds 128 rows per expert on
+// average, 128 + 2·√128 ≈ 151 likely most, past 128 and within 192: slot
+// blocks of 192 rows over three consumer warpgroups, 128 columns each.
+// Qwen3's 256 + 32 = 288 do not fit 192 (128-row blocks as before), and
+// warp-specialize asks for a producer the three-warpgroup kernel lacks.
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 tall-blocks" | FileCheck %s --check-prefix=TALL
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 tall-blocks" | FileCheck %s --check-prefix=QWEN-PREFILL
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 tall-blocks warp-specialize" | FileCheck %s --check-prefix=TALL-WS
 // RUN: moe-opt %moe_src_root/examples/quantized/deepseek_v3_fp8_block.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1 -moe-gpu-configure="swap-ab num-tokens=1" | FileCheck %s --check-prefix=FP8-DECODE
 // RUN: moe-opt %s -split-input-file -moe-gpu-configure="swap-ab num-tokens=4" | FileCheck %s --check-prefix=SWAP
 // Weight-only schedules take swapped 16-row blocks at decode, with one
@@ -355,6 +363,10 @@
 // SWAP-PIPELINE: moe.expert_matmul {{.*}}blocks({{.*}}block_m = 16 : i64{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 128, block_k = 128, stages = 5, consumer_warpgroups = 2, split_k = 8, group_m = 1, swap_ab = true, weight_load = cp_async>
 // Qwen3's combine (K = 768) at M = 4096 (32768 assignments) stores rows per
 // assignment by policy (combine-rows-max-k, 8192 assignments and up).
+// TALL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 192, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 3, group_m = 1>, tile = #moe.tile<block_m = 192,
+// TALL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 192, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 3, group_m = 1, combine_rows = true>, tile = #moe.tile<block_m = 192,
+// TALL-WS: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256,
+// TALL-WS: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256,
 // QWEN-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>, tile = #moe.tile<block_m = 128,
 // QWEN-PREFILL: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8, combine_rows = true>
 // WS-PREFILL: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = warp_specialized, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = 8>

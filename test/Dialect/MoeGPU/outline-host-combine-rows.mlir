@@ -12,6 +12,11 @@
 // assignment's row (-1 for padding), and the block stores the scheduled
 // rows in 16-byte chunks.
 // RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir --moe-gpu-pipeline="num-tokens=4096" --moe-gpu-outline-host | FileCheck %s --check-prefix=STAGED
+// With tall-blocks, DeepSeek-V3 at M = 4096 runs 192-row slot blocks of
+// 384 threads (grid rows from the padded count over 192), 128 columns per
+// block; its combine (32 K steps) stages 192 rows beside their
+// destinations.
+// RUN: moe-opt %moe_src_root/examples/deepseek_v3.mlir --moe-gpu-pipeline="num-tokens=4096 tall-blocks=true" --moe-gpu-outline-host | FileCheck %s --check-prefix=TALL
 
 // CONFIG: moe.expert_matmul {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>,
 // CONFIG: moe.expert_matmul {{.*}}combine(%{{.*}}moe.gpu_finalize_kernel = @moe_kernels::@combine_rows, {{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8, combine_rows = true>,
@@ -66,3 +71,13 @@
 // STAGED: llvm.store {{.*}} {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<1>
 // STAGED-NOT: red.global
 // STAGED: gpu.func @combine_rows(
+
+// TALL-LABEL: func.func @moe_layer_deepseek_v3(
+// TALL: %[[ROW_BLOCKS:.+]] = arith.divsi %{{.*}}, %c192{{.*}} : index
+// TALL: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul blocks in (%{{.*}}, %c32{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384
+// TALL: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul_0 blocks in (%{{.*}}, %c56{{[_0-9]*}}, %c1{{[_0-9]*}}) threads in (%c384
+// TALL: gpu.func @expert_matmul_0(
+// TALL: memref.store %{{.*}}, %{{.*}}[%{{.*}}] : memref<192xi32, #gpu.address_space<workgroup>>
+// TALL: memref.store %{{.*}}, %{{.*}}[%{{.*}}, %{{.*}}] : memref<192x68xi32, #gpu.address_space<workgroup>>
+// TALL: gpu.barrier
+// TALL: memref.load %{{.*}}[%{{.*}}] : memref<192xi32, #gpu.address_space<workgroup>>

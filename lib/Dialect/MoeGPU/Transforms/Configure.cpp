@@ -36,6 +36,10 @@ namespace {
 /// The slot-block heights of the multistage kernel: one or two consumer
 /// warpgroups of 64 rows.
 constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
+/// Three consumer warpgroups of 64 rows (bf16, multistage): where an
+/// expert's rows spill out of 128 but fit 192, one block per expert streams
+/// its weights once (`tall-blocks`).
+constexpr int64_t kTallBlockM = 192;
 /// The register operand's wide slot blocks: m64n256 wgmmas, each decoded
 /// weight fragment multiplied by 256 slot rows; taken where an expert's
 /// mean rows are at least kMinWideBlockRows, below which most of an
@@ -286,6 +290,9 @@ struct ConfigureOptions {
   /// Every combine with a bf16 result on unswapped tiles stores rows per
   /// assignment (`combine_rows`).
   bool combineRows = false;
+  /// bf16 schedules whose experts' rows likely spill out of 128 but fit
+  /// 192 take 192-row slot blocks (takesTallBlocks).
+  bool tallBlocks = false;
   /// The largest K of a bf16 combine that stores rows per assignment by
   /// policy (isCombineRowsByPolicy); 0 turns that off.
   int64_t combineRowsMaxK = kCombineRowsMaxK;
@@ -783,6 +790,10 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
                            facts.format == QuantFormat::Fp8 &&
                            !facts.blockScales;
   int64_t blockN = chooseBlockN(facts, options.blockN);
+  // Three consumer warpgroups share 65536 registers over 384 threads (168
+  // each): sums of at most 128 columns.
+  if (blockM == kTallBlockM)
+    blockN = std::min(blockN, kNarrowBlockN);
   // A schedule of shared experts alone takes its own widths
   // (chooseSharedBlockN): moe-tile's decode tiles (64) measured 1.5% slower
   // on Qwen1.5-MoE M = 256's block (4 experts x 2 row blocks x 22 tiles of
@@ -952,11 +963,31 @@ bool takesWideBlocks(ArrayRef<ExpertMatmulOp> schedule,
   });
 }
 
+/// Whether a bf16 schedule takes 192-row slot blocks (`tall-blocks`): its
+/// experts' likely most rows spill out of one 128-row block but fit one of
+/// 192, so that a block per expert streams the expert's weights once
+/// instead of again for a spilled block of a few rows (the third
+/// warpgroup skips its wgmmas where the expert holds at most 128), and no
+/// option asks for what the three-warpgroup kernel is not built with (a
+/// producer, a cluster, 256 columns). Not for shared experts alone, whose
+/// rows are exact.
+bool takesTallBlocks(const std::optional<ExpertRows> &bf16Rows,
+                     const ConfigureOptions &options) {
+  if (!options.tallBlocks || !bf16Rows || bf16Rows->everyToken ||
+      options.warpSpecialize || options.persistent || options.pingpong ||
+      options.clusterM != 1 || options.blockN > kNarrowBlockN)
+    return false;
+  double likelyMost = bf16Rows->likelyMost();
+  return likelyMost > double(kLargeBlockM) && likelyMost <= double(kTallBlockM);
+}
+
 /// The slot-block height of a schedule's matmuls: their aligned block_m,
 /// else that of a configuration written in the input, else (with
 /// `swap-ab`) a swapped height for few rows per expert, else 256 where the
 /// register operand's rows per expert are many (takesWideBlocks), else 64
-/// for short 4-bit streams (isShortFourBitSchedule), else 128 unless one
+/// for short 4-bit streams (isShortFourBitSchedule), else 192 where bf16
+/// experts' rows likely spill out of 128 but fit 192 (takesTallBlocks,
+/// with `tall-blocks`), else 128 unless one
 /// tile asked for fewer rows and (bf16) an expert's likely most rows fit
 /// 64.
 int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
@@ -986,6 +1017,8 @@ int64_t chooseBlockM(ArrayRef<ExpertMatmulOp> schedule,
   std::optional<ExpertRows> bf16Rows = rows && rows->bf16 ? rows : std::nullopt;
   if (isShortSharedSchedule(schedule, bf16Rows, options))
     return kSmallBlockM;
+  if (takesTallBlocks(bf16Rows, options))
+    return kTallBlockM;
   bool asksSmall = llvm::any_of(schedule, [](ExpertMatmulOp op) {
     TileAttr tile = op.getTileAttr();
     return tile && tile.getBlockM() < kLargeBlockM;
@@ -1142,6 +1175,7 @@ struct MoeGpuConfigurePass
     options.shortSplitK = shortSplitK;
     options.combineRows = combineRows;
     options.combineRowsMaxK = combineRowsMaxK;
+    options.tallBlocks = tallBlocks;
     return options;
   }
 

@@ -324,6 +324,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "combine_rows by policy, where their tiles are unswapped without "
            "split-K, w8a8 ones on the multistage schedule (0: never by "
            "policy; weight-only combines never)">,
+    Option<"tallBlocks", "tall-blocks", "bool", /*default=*/"false",
+           "Give bf16 schedules whose experts' likely most rows (mean plus "
+           "two binomial standard deviations) spill out of a 128-row slot "
+           "block but fit 192 slot blocks of 192 rows: three consumer "
+           "warpgroups on the multistage schedule, block_n at most 128">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
            "for the waves of a grid">
