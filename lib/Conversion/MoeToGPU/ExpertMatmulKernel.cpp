@@ -2442,7 +2442,7 @@ static LogicalResult applySlotBlock(ExpertMatmulOp op,
                          (config.blockM == 256 && config.warpSpecialized)));
   // Three consumer warpgroups (192 rows) are built for the bf16 multistage
   // schedule without a cluster: 384 threads, no producer to give registers.
-  bool tallBuilt = config.blockM == 3 * kWarpgroupRows &&
+  bool tallBuilt = config.blockM == moe_gpu::hopper::kTallBlockRows &&
                    config.format == QuantFormat::None &&
                    !config.warpSpecialized && kernelConfig.getClusterM() == 1;
   bool built = config.swapAB

@@ -120,12 +120,21 @@ func.func @split_k(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tens
 
 // 192-row slot blocks over three consumer warpgroups (bf16, multistage): 384
 // threads, capped at them so that ptxas keeps to 65536 / 384 registers a
-// thread; each warpgroup multiplies its own 64 rows by the 128 columns.
+// thread; each warpgroup multiplies its own 64 rows by the 128 columns: its
+// A descriptor starts 64 rows of 128 bytes (512 units of 16 bytes) after the
+// previous warpgroup's, and its epilogue rows 64 slots after.
 // CHECK-LABEL: func.func @three_warpgroups
 // CHECK: gpu.func @expert_matmul
 // CHECK-SAME: block_m = 192 : i64
 // CHECK-SAME: threads = 384 : i64
 // CHECK-SAME: nvvm.maxntid = array<i32: 384, 1, 1>
+// CHECK: %[[WG:.+]] = arith.divui %thread_id_x, %c128 : index
+// CHECK: %[[WG_UNITS:.+]] = arith.muli %[[WG]], %c512 : index
+// CHECK: %[[WG_DESC:.+]] = arith.index_cast %[[WG_UNITS]] : index to i64
+// CHECK: arith.muli %block_id_x, %c192 : index
+// CHECK: %[[WG_ROWS:.+]] = arith.muli %[[WG]], %c64 : index
+// CHECK: arith.addi %{{.+}}, %[[WG_ROWS]] : index
+// CHECK: arith.addi %{{.+}}, %[[WG_DESC]] : i64
 // CHECK: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>
 // PTX: .maxntid 384, 1, 1
 // PTX-NOT: setmaxnreg

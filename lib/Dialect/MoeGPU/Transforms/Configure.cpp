@@ -39,7 +39,7 @@ constexpr int64_t kSmallBlockM = 64, kLargeBlockM = 128;
 /// Three consumer warpgroups of 64 rows (bf16, multistage): where an
 /// expert's rows spill out of 128 but fit 192, one block per expert streams
 /// its weights once (`tall-blocks`).
-constexpr int64_t kTallBlockM = 192;
+constexpr int64_t kTallBlockM = hopper::kTallBlockRows;
 /// The register operand's wide slot blocks: m64n256 wgmmas, each decoded
 /// weight fragment multiplied by 256 slot rows; taken where an expert's
 /// mean rows are at least kMinWideBlockRows, below which most of an

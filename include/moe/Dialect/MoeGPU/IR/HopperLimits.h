@@ -17,6 +17,12 @@ namespace mlir::moe_gpu::hopper {
 
 /// A warpgroup: 4 warps, and the 64 rows of one m64 wgmma.
 inline constexpr int64_t kWarpgroupRows = 64, kWarpgroupThreads = 128;
+/// The tallest slot block the multistage emitter builds without a producer
+/// (bf16, no cluster): three consumer warpgroups, 384 threads, which
+/// `.maxntid` holds to 168 registers a thread.
+inline constexpr int64_t kMaxMultistageConsumerWarpgroups = 3;
+inline constexpr int64_t kTallBlockRows =
+    kWarpgroupRows * kMaxMultistageConsumerWarpgroups;
 /// Dynamic shared memory one thread block may use on sm_90a.
 inline constexpr int64_t kMaxSharedBytes = 227 * 1024;
 /// 128B-swizzled tiles start on 1024 bytes; the emitters round the dynamic
