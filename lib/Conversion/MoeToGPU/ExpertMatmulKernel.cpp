@@ -266,7 +266,8 @@ private:
   /// their rows and weights in L2). The producer's leader (`publishes`)
   /// takes each next tile one tile ahead and publishes it through the tile
   /// ring; every thread receives it.
-  void forEachTile(bool publishes, function_ref<void()> body);
+  /// Returns the count of this block's tiles the body ran for.
+  Value forEachTile(bool publishes, function_ref<void()> body);
   /// The producer warpgroup: once every thread has received the tile before
   /// in the slot, the leader publishes `tileOf()` as the block's
   /// `index`-th. (The wait stays outside the leader's branch: it spins
@@ -391,6 +392,16 @@ private:
   /// The epilogue of `sums` staged in shared memory and copied out by the
   /// whole block.
   void storeStagedEpilogue(Value sums, ArrayRef<EpilogueRow> rows);
+  /// Persistent (`staged_epilogue`): each consumer warpgroup in turn stages
+  /// its 64 rows of `sums` in the table after the tile slots and copies
+  /// them out, while the producer fills the ring for the next tile.
+  void storeEpilogueInTurn(Value sums, ArrayRef<EpilogueRow> rows);
+  /// After the last tile: the first warpgroup takes the second's last
+  /// release of the table, so that no arrival is left pending.
+  void finishTurns(Value tilesDone);
+  /// Waits at named barrier `barrier` with both consumer warpgroups (one
+  /// arrives, the other waits).
+  void syncTurn(int64_t barrier);
 
   // Schedules.
   /// The multistage K loop: every thread issues its share of each stage,
@@ -1683,7 +1694,7 @@ Value KernelBuilder::receiveTile(Value position) {
   return arith::IndexCastOp::create(b, loc, b.getIndexType(), tile);
 }
 
-void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
+Value KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
   // The tiles of the padded schedule (a multiple of block_m slots), in the
   // raster order.
   Value slotBlocks =
@@ -1697,7 +1708,7 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
   Type indexType = b.getIndexType();
   // Carried: the count of tiles received, and of those done (local); the
   // body also gets the tile.
-  scf::WhileOp::create(
+  auto walk = scf::WhileOp::create(
       b, loc, TypeRange{indexType, indexType, indexType},
       ValueRange{index(0), index(0)},
       [&](OpBuilder &, Location, ValueRange counts) {
@@ -1764,6 +1775,7 @@ void KernelBuilder::forEachTile(bool publishes, function_ref<void()> body) {
         }
         scf::YieldOp::create(b, loc, ValueRange{next, localIf.getResult(0)});
       });
+  return walk.getResult(1);
 }
 
 void KernelBuilder::buildPersistent() {
@@ -1772,7 +1784,7 @@ void KernelBuilder::buildPersistent() {
              [&] {
                planDecoding();
                planFragmentRows();
-               forEachTile(/*publishes=*/false, [&] {
+               Value tilesDone = forEachTile(/*publishes=*/false, [&] {
                  if (config.pingpong) {
                    consumePingpong();
                    return;
@@ -1783,8 +1795,13 @@ void KernelBuilder::buildPersistent() {
                    consumeSwapped(rows);
                    return;
                  }
-                 storeEpilogue(consume(), rows);
+                 if (config.stagesInTurn)
+                   storeEpilogueInTurn(consume(), rows);
+                 else
+                   storeEpilogue(consume(), rows);
                });
+               if (config.stagesInTurn)
+                 finishTurns(tilesDone);
              });
 }
 
@@ -2117,7 +2134,7 @@ bool KernelBuilder::stagesMultistageEpilogue() const {
   constexpr int64_t kMaxStagedEpilogueSteps = 32;
   return moe.stagesEpilogue() && config.kSteps() <= kMaxStagedEpilogueSteps &&
          config.clusterM == 1 && config.mmaFragments() == 1 &&
-         moe.epilogueTableBytes() <= config.ringBytes() &&
+         config.epilogueTableBytes(config.blockM) <= config.ringBytes() &&
          (config.blockM * config.outputTile() / 8) % config.threads() == 0;
 }
 
@@ -2129,7 +2146,7 @@ void KernelBuilder::storeStagedEpilogue(Value sums,
   syncConsumers();
   auto workgroup =
       gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  int64_t pitchWords = moe.epilogueTablePitch() / 4;
+  int64_t pitchWords = config.epilogueTablePitch() / 4;
   EpilogueTable table;
   table.pairs = memref::ViewOp::create(
       b, loc,
@@ -2143,13 +2160,94 @@ void KernelBuilder::storeStagedEpilogue(Value sums,
         MemRefType::get({config.blockM}, b.getI32Type(),
                         MemRefLayoutAttrInterface(), workgroup),
         shared.memory.bytes,
-        arith::AddIOp::create(b, loc, shared.memory.shift,
-                              index(config.blockM * moe.epilogueTablePitch())),
+        arith::AddIOp::create(
+            b, loc, shared.memory.shift,
+            index(config.blockM * config.epilogueTablePitch())),
         ValueRange{});
   moe.stageEpilogue(sums, rows, thisThread.tid, thisThread.scaleRows,
                     thisThread.fragmentRow, table);
   syncConsumers();
-  moe.copyEpilogueTable(table, thisThread.tid, config.threads());
+  moe.copyEpilogueTable(table, config.blockM, /*firstRow=*/Value(),
+                        thisThread.tid, config.threads());
+}
+
+void KernelBuilder::storeEpilogueInTurn(Value sums,
+                                        ArrayRef<EpilogueRow> rows) {
+  // Warpgroup 0 writes the table once warpgroup 1 has copied the previous
+  // tile's rows out of it (from its second tile on), warpgroup 1 once
+  // warpgroup 0 has copied this tile's; each copies its own rows once its
+  // 128 threads wrote them. Warpgroup 0 then runs ahead into the next
+  // tile's stages while warpgroup 1 stores.
+  Value second = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                       thisThread.warpgroup, index(1));
+  auto waitIf = scf::IfOp::create(b, loc, second, /*withElse=*/true);
+  b.setInsertionPointToStart(waitIf.thenBlock());
+  syncTurn(kFirstTurnDoneBarrier);
+  b.setInsertionPointToStart(waitIf.elseBlock());
+  ifThen(arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
+                               rings.tilesDone, index(0)),
+         [&] { syncTurn(kSecondTurnDoneBarrier); });
+  b.setInsertionPointAfter(waitIf);
+
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  Value tableStart = arith::AddIOp::create(b, loc, shared.memory.shift,
+                                           index(config.turnTableOffset()));
+  EpilogueTable table;
+  table.pairs = memref::ViewOp::create(
+      b, loc,
+      MemRefType::get({kWarpgroupRows, config.epilogueTablePitch() / 4},
+                      b.getI32Type(), MemRefLayoutAttrInterface(), workgroup),
+      shared.memory.bytes, tableStart, ValueRange{});
+  if (config.combine)
+    table.destinations = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({kWarpgroupRows}, b.getI32Type(),
+                        MemRefLayoutAttrInterface(), workgroup),
+        shared.memory.bytes,
+        arith::AddIOp::create(
+            b, loc, tableStart,
+            index(kWarpgroupRows * config.epilogueTablePitch())),
+        ValueRange{});
+  Value ownFirstRow = arith::MulIOp::create(b, loc, thisThread.warpgroup,
+                                            index(kWarpgroupRows));
+  moe.stageEpilogue(
+      sums, rows, thisThread.tid, thisThread.scaleRows,
+      arith::SubIOp::create(b, loc, thisThread.fragmentRow, ownFirstRow),
+      table);
+  // The warpgroup's own barrier: 2 + its index, its 128 threads.
+  NVVM::BarrierOp::create(
+      b, loc, Type(),
+      arith::IndexCastOp::create(b, loc, b.getI32Type(),
+                                 arith::AddIOp::create(b, loc,
+                                                       thisThread.warpgroup,
+                                                       index(kOwnTurnBarrier))),
+      i32(kWarpgroupThreads), NVVM::BarrierReductionAttr(), Value());
+  moe.copyEpilogueTable(
+      table, kWarpgroupRows, ownFirstRow,
+      arith::RemUIOp::create(b, loc, thisThread.tid, index(kWarpgroupThreads)),
+      kWarpgroupThreads);
+  // The copies read the table before the arrival (bar.arrive orders this
+  // thread's earlier accesses before the barrier completes).
+  Value doneBarrier = arith::SelectOp::create(
+      b, loc, second, i32(kSecondTurnDoneBarrier), i32(kFirstTurnDoneBarrier));
+  NVVM::BarrierArriveOp::create(b, loc, doneBarrier,
+                                i32(config.consumerThreads()));
+}
+
+void KernelBuilder::syncTurn(int64_t barrier) {
+  NVVM::BarrierOp::create(b, loc, Type(), i32(barrier),
+                          i32(config.consumerThreads()),
+                          NVVM::BarrierReductionAttr(), Value());
+}
+
+void KernelBuilder::finishTurns(Value tilesDone) {
+  Value first = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                      thisThread.warpgroup, index(0));
+  Value any = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt,
+                                    tilesDone, index(0));
+  ifThen(arith::AndIOp::create(b, loc, first, any),
+         [&] { syncTurn(kSecondTurnDoneBarrier); });
 }
 
 void KernelBuilder::storeSwappedEpilogue(ArrayRef<Value> sums,
@@ -2590,6 +2688,15 @@ static LogicalResult checkKernelNeeds(ExpertMatmulOp op,
     return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
                            << ": split-K of a matmul without a combine is "
                               "built for the swapped multistage schedule";
+  // The turns are those of two consumer warpgroups; a combine's products
+  // are staged only as the rows of combine_rows.
+  if (config.stagesInTurn &&
+      (config.consumerThreads() != 2 * kWarpgroupThreads ||
+       (config.combine && !config.combineRows)))
+    return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
+                           << ": staged_epilogue is built for two consumer "
+                              "warpgroups storing bf16 rows (a matmul "
+                              "without a combine, or combine_rows)";
   if (config.inFeatures % (config.blockK() * config.splitK) != 0)
     return op.emitRemark() << "no GPU kernel: split_k = " << config.splitK
                            << " does not divide the K steps";
@@ -2622,6 +2729,7 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   config.producerRegisters = kernelConfig.getProducerRegisters();
   config.consumerRegisters = kernelConfig.getConsumerRegisters();
   config.combineRows = kernelConfig.getCombineRows();
+  config.stagesInTurn = kernelConfig.getStagedEpilogue();
   return checkKernelNeeds(op, kernelConfig, config);
 }
 

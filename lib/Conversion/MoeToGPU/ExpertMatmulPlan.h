@@ -40,6 +40,12 @@ inline constexpr int64_t kMaxStages = moe_gpu::hopper::kMaxRingStages;
 /// Warp-specialized: the named barrier (bar.sync id) of the consumer
 /// warpgroups alone; 0 is the block's.
 inline constexpr int64_t kConsumerBarrier = 1;
+/// Persistent, staged in turn (`staged_epilogue`): each consumer
+/// warpgroup's own barrier is kOwnTurnBarrier + its index; the first
+/// warpgroup arrives at kFirstTurnDoneBarrier once it has copied its rows
+/// out of the table, the second at kSecondTurnDoneBarrier.
+inline constexpr int64_t kOwnTurnBarrier = 2, kFirstTurnDoneBarrier = 4,
+                         kSecondTurnDoneBarrier = 5;
 /// What one kernel computes: the shapes and format of the op, and the
 /// decisions of its #moe_gpu.kernel_config.
 struct ExpertMatmulPlan {
@@ -106,6 +112,10 @@ struct ExpertMatmulPlan {
   /// Group size along K and zero points of a weight-only format.
   int64_t group = 0;
   bool zeroPoint = false;
+  /// Persistent (`staged_epilogue`): the consumer warpgroups stage their
+  /// bf16 rows in turn through one table of 64 rows after the tile slots,
+  /// which the producer's loads of the next tile leave alone.
+  bool stagesInTurn = false;
   /// Blocks per cluster along the slot blocks: 1, or 2 (multistage or
   /// warp-specialized): a pair of consecutive slot blocks of one expert
   /// loads each weight tile once, each block half of it, multicast to both.
@@ -249,6 +259,21 @@ struct ExpertMatmulPlan {
       releases += consumerThreads() / kWarpgroupThreads;
     return releases;
   }
+  /// The bytes between two rows of a staged epilogue table's bf16 pairs:
+  /// the output tile's row and 16 bytes, so that the 16-byte chunks of
+  /// consecutive rows start in different banks.
+  int64_t epilogueTablePitch() const { return 2 * outputTile() + 16; }
+  /// A staged epilogue table of `rows` rows: its pairs, then a destination
+  /// word per row.
+  int64_t epilogueTableBytes(int64_t rows) const {
+    return rows * (epilogueTablePitch() + 4);
+  }
+  /// Persistent, staged in turn: the table of one consumer warpgroup's rows,
+  /// after the tile slots (where the swapped table would be).
+  int64_t turnTableBytes() const {
+    return stagesInTurn ? epilogueTableBytes(kWarpgroupRows) : 0;
+  }
+  int64_t turnTableOffset() const { return ringBytes() + tileSlotBytes(); }
   /// Swapped operands: the table through which the sums are transposed
   /// after the K loop.
   int64_t swappedTableBytes() const {
@@ -275,8 +300,9 @@ struct ExpertMatmulPlan {
   /// The block aligns its own slot block (`fused_align_assignments`):
   /// the alignment's arrays, after the stage-free barriers.
   int64_t fusedAlignOffset() const {
-    return std::max(ringBytes() + tileSlotBytes(),
-                    swappedTableOffset() + swappedTableBytes()) +
+    return std::max({ringBytes() + tileSlotBytes(),
+                     swappedTableOffset() + swappedTableBytes(),
+                     turnTableOffset() + turnTableBytes()}) +
            stageFreeBarrierBytes();
   }
   int64_t fusedAlignBytes() const {

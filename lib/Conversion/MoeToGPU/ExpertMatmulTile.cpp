@@ -640,14 +640,11 @@ bool ExpertTileEmitter::stagesEpilogue() const {
          !config.swapAB;
 }
 
-int64_t ExpertTileEmitter::epilogueTableBytes() const {
-  return config.blockM * (epilogueTablePitch() + 4);
-}
-
-void ExpertTileEmitter::copyEpilogueTable(const EpilogueTable &table, Value tid,
-                                          int64_t threads) {
+void ExpertTileEmitter::copyEpilogueTable(const EpilogueTable &table,
+                                          int64_t rows, Value firstRow,
+                                          Value tid, int64_t threads) {
   int64_t chunksPerRow = config.outputTile() / 8;
-  int64_t chunks = config.blockM * chunksPerRow;
+  int64_t chunks = rows * chunksPerRow;
   assert(chunks % threads == 0 && "whole passes of the block's threads");
   constexpr unsigned kChunkAlignment = 16;
   auto chunkType = VectorType::get({4}, b.getI32Type());
@@ -667,7 +664,10 @@ void ExpertTileEmitter::copyEpilogueTable(const EpilogueTable &table, Value tid,
                                      i32(0));
       destination = arith::IndexCastOp::create(b, loc, b.getIndexType(), word);
     } else {
-      destination = arith::AddIOp::create(b, loc, tile.firstSlot, row);
+      Value tileRow =
+          firstRow ? arith::AddIOp::create(b, loc, firstRow, row).getResult()
+                   : row;
+      destination = arith::AddIOp::create(b, loc, tile.firstSlot, tileRow);
     }
     // The last column tile's overhang past the width is dropped (widths
     // are multiples of 8: a chunk is in or out whole).
@@ -686,7 +686,7 @@ void ExpertTileEmitter::copyEpilogueTable(const EpilogueTable &table, Value tid,
               arith::AddIOp::create(
                   b, loc,
                   arith::MulIOp::create(b, loc, row,
-                                        index(epilogueTablePitch())),
+                                        index(config.epilogueTablePitch())),
                   arith::MulIOp::create(b, loc, within, index(16)))));
       Value value = LLVM::LoadOp::create(b, loc, chunkType,
                                          pointerTo(from, kSharedAddressSpace),

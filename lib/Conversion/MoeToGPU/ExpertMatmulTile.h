@@ -157,18 +157,15 @@ public:
   void stageEpilogue(Value accumulator, ArrayRef<EpilogueRow> rows, Value tid,
                      ArrayRef<Value> scaleRows, Value fragmentRow,
                      const EpilogueTable &table);
-  /// Stores the staged tile of `table`: each of the block's `threads`
-  /// threads (this one `tid`) copies 16-byte chunks of whole rows, so that
-  /// a warp's stores fill whole 128-byte lines.
-  void copyEpilogueTable(const EpilogueTable &table, Value tid,
-                         int64_t threads);
+  /// Stores the `rows` staged rows of `table`: each of `threads` threads
+  /// (this one `tid`, counted from 0) copies 16-byte chunks of whole rows,
+  /// so that a warp's stores fill whole 128-byte lines. Table row r holds
+  /// tile row `firstRow` + r (null: r).
+  void copyEpilogueTable(const EpilogueTable &table, int64_t rows,
+                         Value firstRow, Value tid, int64_t threads);
   /// Whether a block's output tile is stored through an EpilogueTable: bf16
   /// rows (a matmul without a combine, or `combine_rows`), no K split.
   bool stagesEpilogue() const;
-  /// The table's shared-memory bytes (both arrays, the pairs first).
-  int64_t epilogueTableBytes() const;
-  /// The bytes between two rows of the table's pairs.
-  int64_t epilogueTablePitch() const { return 2 * config.outputTile() + 16; }
 
 private:
   /// What the epilogue applies to the products, loaded before the first

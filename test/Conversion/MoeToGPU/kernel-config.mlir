@@ -293,6 +293,68 @@ func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: t
 
 // -----
 
+// Persistent with staged_epilogue: the consumer warpgroups take turns with
+// one table of 64 rows (132 words a row: 256 bf16 and 16 bytes) after the
+// tile slots (196608 + 8 bytes), which the producer leaves alone. Warpgroup 1
+// waits at barrier 4 for warpgroup 0's copies of this tile, warpgroup 0
+// from its second tile on at barrier 5 for warpgroup 1's copies of the
+// previous one, and once more after its last tile. Each copies its own 64
+// rows in 16-byte chunks once its 128 threads (barrier 2 + warpgroup) wrote
+// them, then arrives at its barrier.
+// CHECK-LABEL: func.func @persistent_staged
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: shared_bytes = 231688 : i64
+// CHECK: %[[WG:.+]] = arith.divui %thread_id_x, %c128 : index
+// CHECK: nvvm.setmaxregister increase 208
+// CHECK: scf.while
+// CHECK: %[[SECOND:.+]] = arith.cmpi eq, %[[WG]], %c1{{.*}} : index
+// CHECK-NEXT: scf.if %[[SECOND]] {
+// CHECK: nvvm.barrier id = %c4_i32{{.*}} number_of_threads = %c256_i32
+// CHECK-NEXT: } else {
+// CHECK: %[[LATER:.+]] = arith.cmpi ugt, %{{.+}}, %c0{{.*}} : index
+// CHECK-NEXT: scf.if %[[LATER]] {
+// CHECK: nvvm.barrier id = %c5_i32{{.*}} number_of_threads = %c256_i32
+// CHECK: %[[START:.+]] = arith.addi %{{.+}}, %c196616 : index
+// CHECK-NEXT: %[[TABLE:.+]] = memref.view %{{.+}}[%[[START]]][] : {{.*}} to memref<64x132xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.store %{{.+}}, %[[TABLE]]
+// CHECK: %[[OWN:.+]] = arith.addi %[[WG]], %c2{{.*}} : index
+// CHECK-NEXT: %[[OWN32:.+]] = arith.index_cast %[[OWN]] : index to i32
+// CHECK-NEXT: nvvm.barrier id = %[[OWN32]] number_of_threads = %c128_i32
+// CHECK: llvm.load %{{.+}} {alignment = 16 : i64} : !llvm.ptr<3> -> vector<4xi32>
+// CHECK: llvm.store %{{.+}} {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<1>
+// CHECK: %[[DONE:.+]] = arith.select %[[SECOND]], %c5_i32, %c4_i32 : i32
+// CHECK: nvvm.barrier.arrive id = %[[DONE]] number_of_threads = %c256_i32
+// CHECK: scf.yield
+// CHECK: nvvm.barrier id = %c5_i32 number_of_threads = %c256_i32
+// PTX: .entry expert_matmul(
+// PTX: bar.sync {{.*}}4, 256;
+// PTX: bar.sync {{.*}}%r{{[0-9]+}}, 128;
+// PTX: st.global.v4.b32
+// PTX: bar.arrive %r{{[0-9]+}}, 256;
+// PTX: bar.sync {{.*}}5, 256;
+func.func @persistent_staged(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, staged_epilogue = true>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// Staged in turn, the table is two consumer warpgroups'; a combine's
+// products are staged only as combine_rows' rows.
+// CHECK-LABEL: func.func @persistent_staged_one_warpgroup
+// CHECK-NOT: gpu.module
+func.func @persistent_staged_one_warpgroup(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-remark @+1 {{: staged_epilogue is built for two consumer warpgroups storing bf16 rows (a matmul without a combine, or combine_rows)}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 64 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 64, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 1, producer_warpgroups = 1, staged_epilogue = true>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
 // Two consumer warpgroups of 64 rows: an expert's padding follows its
 // assignments, so a warpgroup whose first slot (block · 128 + 64 · warpgroup)
 // is past the padded count or holds the sentinel (≥ M·k, the schedule's

@@ -248,6 +248,25 @@
 
 // -----
 
+// staged_epilogue: the persistent schedule's table (multistage stages over
+// its own ring)
+// expected-error @+1 {{staged_epilogue needs schedule = persistent, got multistage}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, staged_epilogue = true>} : () -> ()
+
+// -----
+
+// staged_epilogue: rows of unswapped tiles
+// expected-error @+1 {{staged_epilogue stages the rows of unswapped tiles, got swap_ab = true}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 64, block_n = 128, block_k = 64, stages = 5, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, swap_ab = true, weight_load = registers, staged_epilogue = true>} : () -> ()
+
+// -----
+
+// staged_epilogue: no cluster
+// expected-error @+1 {{staged_epilogue takes no cluster, got 2x1}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 56, consumer_registers = 224, cluster_m = 2, staged_epilogue = true>} : () -> ()
+
+// -----
+
 // weight_load is tma or cp_async
 // expected-error @+2 {{expected ::mlir::moe_gpu::WeightLoad to be one of: tma, cp_async}}
 // expected-error @+1 {{failed to parse MoeGPU_KernelConfigAttr parameter 'weight_load'}}

@@ -27,6 +27,19 @@ func.func @combine_rows() {
 
 // -----
 
+// The persistent schedule's rows staged in turn; staged_epilogue = false
+// elided.
+// CHECK-LABEL: func @staged_epilogue
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, combine_rows = true, staged_epilogue = true>
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208>
+func.func @staged_epilogue() {
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, staged_epilogue = true, combine_rows = true>} : () -> ()
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, staged_epilogue = false>} : () -> ()
+  return
+}
+
+// -----
+
 // Swapped operands: 16 slot rows as the wgmma's N; swap_ab = false elided.
 // CHECK-LABEL: func @swapped
 // CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 4, swap_ab = true>

@@ -56,12 +56,13 @@ int64_t KernelConfigAttr::getElementBytes() const {
 
 LogicalResult KernelConfigAttr::verifyContract(
     function_ref<InFlightDiagnostic()> emitError) const {
-  return verify(
-      emitError, getMma(), getSchedule(), getBlockM(), getBlockN(), getBlockK(),
-      getStages(), getConsumerWarpgroups(), getProducerWarpgroups(),
-      getProducerRegisters(), getConsumerRegisters(), getSplitK(),
-      getClusterM(), getClusterN(), getGroupM(), getSwapAb(), getWeightLoad(),
-      getFastAccumulation(), getFusedAlignAssignments(), getCombineRows());
+  return verify(emitError, getMma(), getSchedule(), getBlockM(), getBlockN(),
+                getBlockK(), getStages(), getConsumerWarpgroups(),
+                getProducerWarpgroups(), getProducerRegisters(),
+                getConsumerRegisters(), getSplitK(), getClusterM(),
+                getClusterN(), getGroupM(), getSwapAb(), getWeightLoad(),
+                getFastAccumulation(), getFusedAlignAssignments(),
+                getCombineRows(), getStagedEpilogue());
 }
 
 /// Whether `n` is an N of the dense wgmma of `mma`: a multiple of 8 up to
@@ -208,6 +209,28 @@ verifyFusedAlign(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
+/// The persistent schedule's staged epilogue: a table after the ring that
+/// the consumer warpgroups fill in turn while the producer loads the next
+/// tile (whose tiles have no K split); the multistage schedule stages over
+/// its own ring by itself.
+static LogicalResult
+verifyStagedEpilogue(function_ref<InFlightDiagnostic()> emitError,
+                     Schedule schedule, int64_t clusterM, int64_t clusterN,
+                     bool swapAB, bool stagedEpilogue) {
+  if (!stagedEpilogue)
+    return success();
+  if (schedule != Schedule::Persistent)
+    return emitError() << "staged_epilogue needs schedule = persistent, got "
+                       << stringifySchedule(schedule);
+  if (swapAB)
+    return emitError() << "staged_epilogue stages the rows of unswapped "
+                          "tiles, got swap_ab = true";
+  if (clusterM != 1 || clusterN != 1)
+    return emitError() << "staged_epilogue takes no cluster, got " << clusterM
+                       << "x" << clusterN;
+  return success();
+}
+
 LogicalResult KernelConfigAttr::verify(
     function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
     Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
@@ -215,7 +238,7 @@ LogicalResult KernelConfigAttr::verify(
     int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
     int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB,
     WeightLoad weightLoad, bool fastAccumulation, int64_t fusedAlignAssignments,
-    bool combineRows) {
+    bool combineRows, bool stagedEpilogue) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
@@ -305,5 +328,6 @@ LogicalResult KernelConfigAttr::verify(
     return emitError() << "combine_rows stores each row once: split_k must "
                           "be 1, got "
                        << splitK;
-  return success();
+  return verifyStagedEpilogue(emitError, schedule, clusterM, clusterN, swapAB,
+                              stagedEpilogue);
 }

@@ -472,7 +472,8 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       /*producer_warpgroups=*/0, /*producer_registers=*/0,
       /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
       groupM, /*swap_ab=*/true, weightLoad, facts.fastAccumulation,
-      /*fused_align_assignments=*/0, /*combine_rows=*/false);
+      /*fused_align_assignments=*/0, /*combine_rows=*/false,
+      /*staged_epilogue=*/false);
 }
 
 /// What the block-height policy reads of a bf16, weight-only or (with
@@ -773,7 +774,7 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
       specialized ? kConsumerRegisters : 0, splitK, /*cluster_m=*/1,
       /*cluster_n=*/1, groupM, /*swap_ab=*/true, WeightLoad::Registers,
       /*fast_accumulation=*/false, /*fused_align_assignments=*/0,
-      /*combine_rows=*/false);
+      /*combine_rows=*/false, /*staged_epilogue=*/false);
 }
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -872,7 +873,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         kProducerRegisters, kConsumerRegisters, splitK,
         /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
         /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
-        /*fused_align_assignments=*/0, /*combine_rows=*/false);
+        /*fused_align_assignments=*/0, /*combine_rows=*/false,
+        /*staged_epilogue=*/false);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
   // kernels': the multistage ones left (64-row blocks) stay single, so that
@@ -884,7 +886,8 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
       /*producer_registers=*/0, /*consumer_registers=*/0, splitK,
       /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
       /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
-      /*fused_align_assignments=*/0, /*combine_rows=*/false);
+      /*fused_align_assignments=*/0, /*combine_rows=*/false,
+      /*staged_epilogue=*/false);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -1067,7 +1070,7 @@ KernelConfigAttr withEpilogueFields(KernelConfigAttr config,
       config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
       config.getClusterN(), config.getGroupM(), config.getSwapAb(),
       config.getWeightLoad(), config.getFastAccumulation(),
-      fusedAlignAssignments, combineRows);
+      fusedAlignAssignments, combineRows, config.getStagedEpilogue());
 }
 
 /// `config` with `fused_align_assignments` = `assignments` where its kernel

@@ -145,6 +145,16 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       takes M·k·N·2 bytes of workspace, k/2 times the f32 sums' M·N·4. For
       a combine with a bf16 result and no `accumulate` partial sums, and
       not with `swap_ab` or `split_k` > 1.
+    - `staged_epilogue`: the persistent schedule's bf16 rows (a matmul
+      without a combine, or `combine_rows`) leave through a table of 64
+      rows in shared memory, after the ring, instead of as 4-byte pairs from
+      the wgmma's fragments: each consumer warpgroup in turn writes its 64
+      rows there and copies them out in 16-byte chunks of whole rows, while
+      the producer fills the ring for the next tile. False (the default):
+      the fragments are stored directly. (The multistage schedule stages its
+      rows over the ring's stages by itself where its K loop is short; it
+      takes no table of its own.) Only with `schedule = persistent`
+      (whose tiles have no K split), not with `swap_ab` or a cluster.
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -174,7 +184,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     MoeGPU_WeightLoadParameter:$weight_load,
     DefaultValuedParameter<"bool", "false">:$fast_accumulation,
     DefaultValuedParameter<"int64_t", "0">:$fused_align_assignments,
-    DefaultValuedParameter<"bool", "false">:$combine_rows);
+    DefaultValuedParameter<"bool", "false">:$combine_rows,
+    DefaultValuedParameter<"bool", "false">:$staged_epilogue);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{
