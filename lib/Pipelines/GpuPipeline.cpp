@@ -29,6 +29,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.combineRows = options.combineRows;
   configureOptions.combineRowsMaxK = options.combineRowsMaxK;
   configureOptions.tallBlocks = options.tallBlocks;
+  configureOptions.stagedEpilogue = options.stagedEpilogue;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;

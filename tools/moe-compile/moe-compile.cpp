@@ -121,6 +121,13 @@ llvm::cl::opt<bool> tallBlocks(
                    "rows, three consumer warpgroups (see moe-gpu-configure "
                    "in docs/MoeGPUPasses.md)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> stagedEpilogue(
+    "staged-epilogue",
+    llvm::cl::desc("Give the persistent bf16 matmuls that store rows and "
+                   "have at most 32 K steps per tile staged_epilogue: rows "
+                   "through a 64-row table in shared memory (see "
+                   "moe-gpu-configure in docs/MoeGPUPasses.md)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> shortSplitK(
     "short-split-k",
     llvm::cl::desc("The largest K split of a swapped 4-bit weight-only GEMM "
@@ -373,6 +380,7 @@ int main(int argc, char **argv) {
   options.combineRows = combineRows;
   options.combineRowsMaxK = combineRowsMaxK;
   options.tallBlocks = tallBlocks;
+  options.stagedEpilogue = stagedEpilogue;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;

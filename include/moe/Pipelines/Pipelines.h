@@ -91,6 +91,11 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
                      "out of 128-row slot blocks but fit 192 slot blocks of "
                      "192 rows (three consumer warpgroups)"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> stagedEpilogue{
+      *this, "staged-epilogue",
+      llvm::cl::desc("Give the persistent bf16 matmuls that store rows and "
+                     "have at most 32 K steps per tile staged_epilogue"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> shortSplitK{
       *this, "short-split-k",
       llvm::cl::desc("The largest K split of a swapped 4-bit weight-only "

@@ -55,6 +55,9 @@ struct GpuCompileOptions {
   /// bf16 schedules whose experts' rows likely spill out of 128-row slot
   /// blocks but fit 192 take 192-row blocks (three consumer warpgroups).
   bool tallBlocks = false;
+  /// Persistent bf16 matmuls that store rows and have at most 32 K steps
+  /// per tile stage them through a 64-row table (staged_epilogue).
+  bool stagedEpilogue = false;
   /// The largest K split of a swapped 4-bit weight-only GEMM (register
   /// operand) whose grid is under two blocks per SM (1: none; at most 8).
   int64_t shortSplitK = 8;

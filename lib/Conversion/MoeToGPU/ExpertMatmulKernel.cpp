@@ -2126,13 +2126,9 @@ void KernelBuilder::buildMultistage() {
 }
 
 bool KernelBuilder::stagesMultistageEpilogue() const {
-  // Measured on an H100 (docs/gpu-benchmark.md, thirty-second session):
-  // tiles of 12-32 K steps gained (Qwen3's block -4.8% at M = 4096, fp8
-  // and int8 -3 to -4%), Mixtral's GEMM1 of 64 steps lost 0.3-1.6% in six
-  // comparisons and DeepSeek-V3's of 112 was level, so only K loops short
-  // enough for the epilogue to weigh take it.
-  constexpr int64_t kMaxStagedEpilogueSteps = 32;
-  return moe.stagesEpilogue() && config.kSteps() <= kMaxStagedEpilogueSteps &&
+  // Only K loops short enough for the epilogue to weigh take it.
+  return moe.stagesEpilogue() &&
+         config.kSteps() <= moe_gpu::hopper::kMaxStagedEpilogueSteps &&
          config.clusterM == 1 && config.mmaFragments() == 1 &&
          config.epilogueTableBytes(config.blockM) <= config.ringBytes() &&
          (config.blockM * config.outputTile() / 8) % config.threads() == 0;

@@ -90,6 +90,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.combineRows = options.combineRows;
   pipelineOptions.combineRowsMaxK = options.combineRowsMaxK;
   pipelineOptions.tallBlocks = options.tallBlocks;
+  pipelineOptions.stagedEpilogue = options.stagedEpilogue;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;

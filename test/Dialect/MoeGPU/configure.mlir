@@ -296,6 +296,17 @@
 // ROWS-INVALID: error: moe-gpu-configure: combine-rows-max-k must be 0 (off) or positive, got -1
 // PERSIST-POLICY: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}>
 // PERSIST-POLICY: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, group_m = {{[0-9]+}}{{(, combine_rows = true)?}}>
+
+// With staged-epilogue, the persistent matmuls that store rows (GEMM1, and
+// the combine by combine_rows) with at most 32 K steps stage them in turn:
+// Qwen3's (32 and 12 steps); not Mixtral's (64 steps of GEMM1, and a
+// combine of 14336 without combine_rows).
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 staged-epilogue" | FileCheck %s --check-prefix=STAGED
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=256 -moe-gpu-configure="num-tokens=256 staged-epilogue" | FileCheck %s --check-prefix=STAGED-LONG-K
+// STAGED: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, {{[^>]*}}, group_m = 1, staged_epilogue = true>
+// STAGED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, {{[^>]*}}, group_m = 1, combine_rows = true, staged_epilogue = true>
+// STAGED-LONG-K: schedule = persistent
+// STAGED-LONG-K-NOT: staged_epilogue
 // Where the wave split splits a combine it comes first: Mixtral at M = 512
 // (128 rows per expert) with a bound of 128 takes the persistent GEMM1 and
 // a split GEMM2.

@@ -293,6 +293,9 @@ struct ConfigureOptions {
   /// bf16 schedules whose experts' rows likely spill out of 128 but fit
   /// 192 take 192-row slot blocks (takesTallBlocks).
   bool tallBlocks = false;
+  /// Persistent bf16 matmuls that store rows take staged_epilogue
+  /// (takesStagedEpilogue).
+  bool stagedEpilogue = false;
   /// The largest K of a bf16 combine that stores rows per assignment by
   /// policy (isCombineRowsByPolicy); 0 turns that off.
   int64_t combineRowsMaxK = kCombineRowsMaxK;
@@ -1059,6 +1062,20 @@ int64_t autoFusedAlignAssignments(ArrayRef<ExpertMatmulOp> schedule,
 
 /// `config` with the fields set after its tiles were chosen:
 /// `fused_align_assignments` and `combine_rows`.
+/// `config` with its rows staged in turn (`staged_epilogue`).
+KernelConfigAttr withStagedEpilogue(KernelConfigAttr config) {
+  return KernelConfigAttr::get(
+      config.getContext(), config.getMma(), config.getSchedule(),
+      config.getBlockM(), config.getBlockN(), config.getBlockK(),
+      config.getStages(), config.getConsumerWarpgroups(),
+      config.getProducerWarpgroups(), config.getProducerRegisters(),
+      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
+      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
+      config.getWeightLoad(), config.getFastAccumulation(),
+      config.getFusedAlignAssignments(), config.getCombineRows(),
+      /*staged_epilogue=*/true);
+}
+
 KernelConfigAttr withEpilogueFields(KernelConfigAttr config,
                                     int64_t fusedAlignAssignments,
                                     bool combineRows) {
@@ -1132,6 +1149,28 @@ bool isCombineRowsByPolicy(ExpertMatmulOp op, KernelConfigAttr config,
          takesCombineRows(op, config);
 }
 
+/// Whether `config` (chosen for `op`) takes staged_epilogue with the
+/// `staged-epilogue` option: the persistent bf16 schedule of two consumer
+/// warpgroups storing rows (no combine, or combine_rows), with at most
+/// kMaxStagedEpilogueSteps K steps per tile (where the multistage kernel's
+/// staging gained), and room for the 64-row table after the ring.
+bool takesStagedEpilogue(ExpertMatmulOp op, KernelConfigAttr config,
+                         const ConfigureOptions &options) {
+  MatmulFacts facts = MatmulFacts::of(op);
+  if (!options.stagedEpilogue || facts.format != QuantFormat::None ||
+      config.getSchedule() != Schedule::Persistent || config.getSwapAb() ||
+      config.getConsumerWarpgroups() != 2 || config.getClusterM() != 1 ||
+      (op.isCombine() && !config.getCombineRows()) ||
+      facts.inFeatures / config.getBlockK() > hopper::kMaxStagedEpilogueSteps)
+    return false;
+  int64_t outputColumns =
+      op.getActivation() ? config.getBlockN() / 2 : config.getBlockN();
+  int64_t tableBytes = hopper::kWarpgroupRows * (2 * outputColumns + 16 + 4);
+  return config.getRingBytes() + hopper::kTileSlotBytes + tableBytes +
+             hopper::kSwizzleAlignment <=
+         hopper::kMaxSharedBytes;
+}
+
 struct MoeGpuConfigurePass
     : public moe_gpu::impl::MoeGpuConfigureBase<MoeGpuConfigurePass> {
   using Base::Base;
@@ -1179,6 +1218,7 @@ struct MoeGpuConfigurePass
     options.combineRows = combineRows;
     options.combineRowsMaxK = combineRowsMaxK;
     options.tallBlocks = tallBlocks;
+    options.stagedEpilogue = stagedEpilogue;
     return options;
   }
 
@@ -1319,6 +1359,8 @@ struct MoeGpuConfigurePass
                 options))
           chosen = withEpilogueFields(chosen, chosen.getFusedAlignAssignments(),
                                       /*combineRows=*/true);
+        if (takesStagedEpilogue(op, chosen, options))
+          chosen = withStagedEpilogue(chosen);
         op->setAttr(MoeGPUDialect::getConfigAttrName(), chosen);
       }
       int64_t fusedAlign =

@@ -39,6 +39,13 @@ inline constexpr int64_t kMaxMultistageStages = 5;
 /// kernel configuration's limit): small decode tiles fit many stages.
 inline constexpr int64_t kMaxRingStages = 16;
 
+/// The longest K loop (steps per tile) whose bf16 rows are staged through
+/// shared memory: measured on an H100 (docs/gpu-benchmark.md, thirty-second
+/// session), tiles of 12-32 K steps gained (Qwen3's block -4.8% at M =
+/// 4096, fp8 and int8 -3 to -4%), Mixtral's GEMM1 of 64 steps lost 0.3-1.6%
+/// and DeepSeek-V3's of 112 was level.
+inline constexpr int64_t kMaxStagedEpilogueSteps = 32;
+
 /// The most blocks of a cluster that every sm_90a part schedules (the
 /// portable cluster size).
 inline constexpr int64_t kMaxClusterBlocks = 8;

@@ -329,6 +329,11 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "two binomial standard deviations) spill out of a 128-row slot "
            "block but fit 192 slot blocks of 192 rows: three consumer "
            "warpgroups on the multistage schedule, block_n at most 128">,
+    Option<"stagedEpilogue", "staged-epilogue", "bool", /*default=*/"false",
+           "Give the persistent bf16 matmuls that store rows (no combine, "
+           "or combine_rows) and have at most 32 K steps per tile "
+           "staged_epilogue: their rows leave through a 64-row table in "
+           "shared memory, the consumer warpgroups in turn">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
            "for the waves of a grid">
