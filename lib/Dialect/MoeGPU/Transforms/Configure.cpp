@@ -1061,24 +1061,10 @@ int64_t autoFusedAlignAssignments(ArrayRef<ExpertMatmulOp> schedule,
 }
 
 /// `config` with the fields set after its tiles were chosen:
-/// `fused_align_assignments` and `combine_rows`.
-/// `config` with its rows staged in turn (`staged_epilogue`).
-KernelConfigAttr withStagedEpilogue(KernelConfigAttr config) {
-  return KernelConfigAttr::get(
-      config.getContext(), config.getMma(), config.getSchedule(),
-      config.getBlockM(), config.getBlockN(), config.getBlockK(),
-      config.getStages(), config.getConsumerWarpgroups(),
-      config.getProducerWarpgroups(), config.getProducerRegisters(),
-      config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
-      config.getClusterN(), config.getGroupM(), config.getSwapAb(),
-      config.getWeightLoad(), config.getFastAccumulation(),
-      config.getFusedAlignAssignments(), config.getCombineRows(),
-      /*staged_epilogue=*/true);
-}
-
+/// `fused_align_assignments`, `combine_rows` and `staged_epilogue`.
 KernelConfigAttr withEpilogueFields(KernelConfigAttr config,
                                     int64_t fusedAlignAssignments,
-                                    bool combineRows) {
+                                    bool combineRows, bool stagedEpilogue) {
   return KernelConfigAttr::get(
       config.getContext(), config.getMma(), config.getSchedule(),
       config.getBlockM(), config.getBlockN(), config.getBlockK(),
@@ -1087,7 +1073,7 @@ KernelConfigAttr withEpilogueFields(KernelConfigAttr config,
       config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
       config.getClusterN(), config.getGroupM(), config.getSwapAb(),
       config.getWeightLoad(), config.getFastAccumulation(),
-      fusedAlignAssignments, combineRows, config.getStagedEpilogue());
+      fusedAlignAssignments, combineRows, stagedEpilogue);
 }
 
 /// `config` with `fused_align_assignments` = `assignments` where its kernel
@@ -1109,7 +1095,8 @@ KernelConfigAttr withFusedAlign(ExpertMatmulOp op, KernelConfigAttr config,
                                         config.getBlockM()) >
       hopper::kMaxSharedBytes)
     return config;
-  return withEpilogueFields(config, assignments, config.getCombineRows());
+  return withEpilogueFields(config, assignments, config.getCombineRows(),
+                            config.getStagedEpilogue());
 }
 
 /// Whether `op` can store its combine as rows per assignment
@@ -1358,9 +1345,12 @@ struct MoeGpuConfigurePass
                 op, chosen, expectedAssignments(schedule, options.numTokens),
                 options))
           chosen = withEpilogueFields(chosen, chosen.getFusedAlignAssignments(),
-                                      /*combineRows=*/true);
+                                      /*combineRows=*/true,
+                                      chosen.getStagedEpilogue());
         if (takesStagedEpilogue(op, chosen, options))
-          chosen = withStagedEpilogue(chosen);
+          chosen = withEpilogueFields(chosen, chosen.getFusedAlignAssignments(),
+                                      chosen.getCombineRows(),
+                                      /*stagedEpilogue=*/true);
         op->setAttr(MoeGPUDialect::getConfigAttrName(), chosen);
       }
       int64_t fusedAlign =
