@@ -392,6 +392,9 @@ private:
   /// The epilogue of `sums` staged in shared memory and copied out by the
   /// whole block.
   void storeStagedEpilogue(Value sums, ArrayRef<EpilogueRow> rows);
+  /// The staged epilogue's table of `rows` rows at byte `start` of the
+  /// dynamic shared memory: the pairs, then (a combine) the destinations.
+  EpilogueTable viewEpilogueTable(Value start, int64_t rows);
   /// Persistent (`staged_epilogue`): each consumer warpgroup in turn stages
   /// its 64 rows of `sums` in the table after the tile slots and copies
   /// them out, while the producer fills the ring for the next tile.
@@ -2140,31 +2143,34 @@ void KernelBuilder::storeStagedEpilogue(Value sums,
   // wgmma and every copy is done once all threads are past the barrier.
   NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
   syncConsumers();
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  int64_t pitchWords = config.epilogueTablePitch() / 4;
-  EpilogueTable table;
-  table.pairs = memref::ViewOp::create(
-      b, loc,
-      MemRefType::get({config.blockM, pitchWords}, b.getI32Type(),
-                      MemRefLayoutAttrInterface(), workgroup),
-      shared.memory.bytes, shared.memory.shift, ValueRange{});
-  // Only a combine's rows go elsewhere than their slots.
-  if (config.combine)
-    table.destinations = memref::ViewOp::create(
-        b, loc,
-        MemRefType::get({config.blockM}, b.getI32Type(),
-                        MemRefLayoutAttrInterface(), workgroup),
-        shared.memory.bytes,
-        arith::AddIOp::create(
-            b, loc, shared.memory.shift,
-            index(config.blockM * config.epilogueTablePitch())),
-        ValueRange{});
+  EpilogueTable table = viewEpilogueTable(shared.memory.shift, config.blockM);
   moe.stageEpilogue(sums, rows, thisThread.tid, thisThread.scaleRows,
                     thisThread.fragmentRow, table);
   syncConsumers();
   moe.copyEpilogueTable(table, config.blockM, /*firstRow=*/Value(),
                         thisThread.tid, config.threads());
+}
+
+EpilogueTable KernelBuilder::viewEpilogueTable(Value start, int64_t rows) {
+  auto workgroup =
+      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
+  EpilogueTable table;
+  table.pairs = memref::ViewOp::create(
+      b, loc,
+      MemRefType::get({rows, config.epilogueTablePitch() / 4}, b.getI32Type(),
+                      MemRefLayoutAttrInterface(), workgroup),
+      shared.memory.bytes, start, ValueRange{});
+  // Only a combine's rows go elsewhere than their slots.
+  if (config.combine)
+    table.destinations = memref::ViewOp::create(
+        b, loc,
+        MemRefType::get({rows}, b.getI32Type(), MemRefLayoutAttrInterface(),
+                        workgroup),
+        shared.memory.bytes,
+        arith::AddIOp::create(b, loc, start,
+                              index(rows * config.epilogueTablePitch())),
+        ValueRange{});
+  return table;
 }
 
 void KernelBuilder::storeEpilogueInTurn(Value sums,
@@ -2185,26 +2191,10 @@ void KernelBuilder::storeEpilogueInTurn(Value sums,
          [&] { syncTurn(kSecondTurnDoneBarrier); });
   b.setInsertionPointAfter(waitIf);
 
-  auto workgroup =
-      gpu::AddressSpaceAttr::get(context(), gpu::AddressSpace::Workgroup);
-  Value tableStart = arith::AddIOp::create(b, loc, shared.memory.shift,
-                                           index(config.turnTableOffset()));
-  EpilogueTable table;
-  table.pairs = memref::ViewOp::create(
-      b, loc,
-      MemRefType::get({kWarpgroupRows, config.epilogueTablePitch() / 4},
-                      b.getI32Type(), MemRefLayoutAttrInterface(), workgroup),
-      shared.memory.bytes, tableStart, ValueRange{});
-  if (config.combine)
-    table.destinations = memref::ViewOp::create(
-        b, loc,
-        MemRefType::get({kWarpgroupRows}, b.getI32Type(),
-                        MemRefLayoutAttrInterface(), workgroup),
-        shared.memory.bytes,
-        arith::AddIOp::create(
-            b, loc, tableStart,
-            index(kWarpgroupRows * config.epilogueTablePitch())),
-        ValueRange{});
+  EpilogueTable table =
+      viewEpilogueTable(arith::AddIOp::create(b, loc, shared.memory.shift,
+                                              index(config.turnTableOffset())),
+                        kWarpgroupRows);
   Value ownFirstRow = arith::MulIOp::create(b, loc, thisThread.warpgroup,
                                             index(kWarpgroupRows));
   moe.stageEpilogue(
