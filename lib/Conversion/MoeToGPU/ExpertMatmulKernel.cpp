@@ -2201,7 +2201,11 @@ void KernelBuilder::storeEpilogueInTurn(Value sums,
       sums, rows, thisThread.tid, thisThread.scaleRows,
       arith::SubIOp::create(b, loc, thisThread.fragmentRow, ownFirstRow),
       table);
-  // The warpgroup's own barrier: 2 + its index, its 128 threads.
+  // The warpgroup's own barrier: 2 + its index, its 128 threads. bar.sync
+  // and bar.arrive are .aligned: each warp reconverges after the
+  // epilogue's and the copy's per-lane branches first.
+  NVVM::SyncWarpOp::create(
+      b, loc, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(-1)));
   NVVM::BarrierOp::create(
       b, loc, Type(),
       arith::IndexCastOp::create(b, loc, b.getI32Type(),
@@ -2217,6 +2221,8 @@ void KernelBuilder::storeEpilogueInTurn(Value sums,
   // thread's earlier accesses before the barrier completes).
   Value doneBarrier = arith::SelectOp::create(
       b, loc, second, i32(kSecondTurnDoneBarrier), i32(kFirstTurnDoneBarrier));
+  NVVM::SyncWarpOp::create(
+      b, loc, arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(-1)));
   NVVM::BarrierArriveOp::create(b, loc, doneBarrier,
                                 i32(config.consumerThreads()));
 }

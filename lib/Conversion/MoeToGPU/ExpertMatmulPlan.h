@@ -273,7 +273,9 @@ struct ExpertMatmulPlan {
   int64_t turnTableBytes() const {
     return stagesInTurn ? epilogueTableBytes(kWarpgroupRows) : 0;
   }
-  int64_t turnTableOffset() const { return ringBytes() + tileSlotBytes(); }
+  int64_t turnTableOffset() const {
+    return moe_gpu::hopper::turnTableOffset(ringBytes());
+  }
   /// Swapped operands: the table through which the sums are transposed
   /// after the K loop.
   int64_t swappedTableBytes() const {
@@ -302,7 +304,7 @@ struct ExpertMatmulPlan {
   int64_t fusedAlignOffset() const {
     return std::max({ringBytes() + tileSlotBytes(),
                      swappedTableOffset() + swappedTableBytes(),
-                     turnTableOffset() + turnTableBytes()}) +
+                     stagesInTurn ? turnTableOffset() + turnTableBytes() : 0}) +
            stageFreeBarrierBytes();
   }
   int64_t fusedAlignBytes() const {

@@ -295,7 +295,8 @@ func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: t
 
 // Persistent with staged_epilogue: the consumer warpgroups take turns with
 // one table of 64 rows (132 words a row: 256 bf16 and 16 bytes) after the
-// tile slots (196608 + 8 bytes), which the producer leaves alone. Warpgroup 1
+// tile slots (196608 + 8 bytes, rounded up to 16 for the 16-byte chunks),
+// which the producer leaves alone. Warpgroup 1
 // waits at barrier 4 for warpgroup 0's copies of this tile, warpgroup 0
 // from its second tile on at barrier 5 for warpgroup 1's copies of the
 // previous one, and once more after its last tile. Each copies its own 64
@@ -303,10 +304,10 @@ func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: t
 // them, then arrives at its barrier.
 // CHECK-LABEL: func.func @persistent_staged
 // CHECK: gpu.func @expert_matmul
-// CHECK-SAME: shared_bytes = 231688 : i64
+// CHECK-SAME: shared_bytes = 231696 : i64
 // CHECK: %[[WG:.+]] = arith.divui %thread_id_x, %c128 : index
 // CHECK: nvvm.setmaxregister increase 208
-// CHECK: scf.while
+// CHECK: %[[WALK:.+]]:3 = scf.while
 // CHECK: %[[SECOND:.+]] = arith.cmpi eq, %[[WG]], %c1{{.*}} : index
 // CHECK-NEXT: scf.if %[[SECOND]] {
 // CHECK: nvvm.barrier id = %c4_i32{{.*}} number_of_threads = %c256_i32
@@ -314,17 +315,28 @@ func.func @persistent(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: t
 // CHECK: %[[LATER:.+]] = arith.cmpi ugt, %{{.+}}, %c0{{.*}} : index
 // CHECK-NEXT: scf.if %[[LATER]] {
 // CHECK: nvvm.barrier id = %c5_i32{{.*}} number_of_threads = %c256_i32
-// CHECK: %[[START:.+]] = arith.addi %{{.+}}, %c196616 : index
+// CHECK: %[[START:.+]] = arith.addi %{{.+}}, %c196624 : index
 // CHECK-NEXT: %[[TABLE:.+]] = memref.view %{{.+}}[%[[START]]][] : {{.*}} to memref<64x132xi32, #gpu.address_space<workgroup>>
-// CHECK: memref.store %{{.+}}, %[[TABLE]]
+// CHECK: %[[OWN_ROWS:.+]] = arith.muli %[[WG]], %c64{{.*}} : index
+// CHECK-NEXT: %[[TABLE_ROW:.+]] = arith.subi %{{.+}}, %[[OWN_ROWS]] : index
+// CHECK: %[[HALF_ROW:.+]] = arith.addi %[[TABLE_ROW]], %c0{{.*}} : index
+// CHECK: memref.store %{{.+}}, %[[TABLE]][%[[HALF_ROW]], %{{.+}}]
+// CHECK: nvvm.bar.warp.sync
+// CHECK-NEXT: %{{.+}} = arith.constant 128 : i32
 // CHECK: %[[OWN:.+]] = arith.addi %[[WG]], %c2{{.*}} : index
 // CHECK-NEXT: %[[OWN32:.+]] = arith.index_cast %[[OWN]] : index to i32
 // CHECK-NEXT: nvvm.barrier id = %[[OWN32]] number_of_threads = %c128_i32
 // CHECK: llvm.load %{{.+}} {alignment = 16 : i64} : !llvm.ptr<3> -> vector<4xi32>
 // CHECK: llvm.store %{{.+}} {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<1>
 // CHECK: %[[DONE:.+]] = arith.select %[[SECOND]], %c5_i32, %c4_i32 : i32
+// CHECK: nvvm.bar.warp.sync
 // CHECK: nvvm.barrier.arrive id = %[[DONE]] number_of_threads = %c256_i32
 // CHECK: scf.yield
+// CHECK: %[[FIRST_WG:.+]] = arith.cmpi eq, %[[WG]], %c0{{.*}} : index
+// CHECK-NEXT: %{{.+}} = arith.constant 0 : index
+// CHECK-NEXT: %[[ANY:.+]] = arith.cmpi ugt, %[[WALK]]#1, %c0{{.*}} : index
+// CHECK-NEXT: %[[LAST_TURN:.+]] = arith.andi %[[FIRST_WG]], %[[ANY]] : i1
+// CHECK-NEXT: scf.if %[[LAST_TURN]] {
 // CHECK: nvvm.barrier id = %c5_i32 number_of_threads = %c256_i32
 // PTX: .entry expert_matmul(
 // PTX: bar.sync {{.*}}4, 256;
@@ -337,6 +349,33 @@ func.func @persistent_staged(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %bl
       {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, staged_epilogue = true>}
       : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
   return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// A combine's rows staged in turn (combine_rows): after the 64 rows of pairs
+// (64 x 528 bytes), a destination word per row, which each row's lanes write
+// (its assignment, or -1) and the copy reads to skip rows of no assignment.
+// CHECK-LABEL: func.func @persistent_staged_rows
+// CHECK: gpu.func @expert_matmul
+// CHECK-SAME: shared_bytes = 231696 : i64
+// CHECK: %[[START:.+]] = arith.addi %{{.+}}, %c196624 : index
+// CHECK-NEXT: %[[PAIRS:.+]] = memref.view %{{.+}}[%[[START]]][] : {{.*}} to memref<64x132xi32, #gpu.address_space<workgroup>>
+// CHECK-NEXT: %{{.+}} = arith.constant 33792 : index
+// CHECK-NEXT: %[[AFTER:.+]] = arith.addi %[[START]], %{{.+}} : index
+// CHECK-NEXT: %[[DESTINATIONS:.+]] = memref.view %{{.+}}[%[[AFTER]]][] : {{.*}} to memref<64xi32, #gpu.address_space<workgroup>>
+// CHECK: memref.store %{{.+}}, %[[DESTINATIONS]][%[[ROW:.+]]] : memref<64xi32
+// CHECK: memref.store %{{.+}}, %[[PAIRS]][%[[ROW]], %{{.+}}] : memref<64x132xi32
+// CHECK: %[[DESTINATION:.+]] = memref.load %[[DESTINATIONS]][%{{.+}}] : memref<64xi32
+// CHECK-NEXT: %{{.+}} = arith.constant 0 : i32
+// CHECK-NEXT: %[[STORED:.+]] = arith.cmpi sge, %[[DESTINATION]], %{{.+}} : i32
+// CHECK: scf.if %[[STORED]] {
+// CHECK: llvm.store %{{.+}} {alignment = 16 : i64} : vector<4xi32>, !llvm.ptr<1>
+func.func @persistent_staged_rows(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x256xbf16> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, combine_rows = true, staged_epilogue = true>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %o : tensor<?x256xbf16>
 }
 
 // -----

@@ -1153,7 +1153,7 @@ bool takesStagedEpilogue(ExpertMatmulOp op, KernelConfigAttr config,
   int64_t outputColumns =
       op.getActivation() ? config.getBlockN() / 2 : config.getBlockN();
   int64_t tableBytes = hopper::kWarpgroupRows * (2 * outputColumns + 16 + 4);
-  return config.getRingBytes() + hopper::kTileSlotBytes + tableBytes +
+  return hopper::turnTableOffset(config.getRingBytes()) + tableBytes +
              hopper::kSwizzleAlignment <=
          hopper::kMaxSharedBytes;
 }

@@ -67,6 +67,14 @@ inline int64_t fusedAlignSharedBytes(int64_t numExperts, int64_t blockM) {
 /// each in an i32 slot after the ring.
 inline constexpr int64_t kTileRingDepth = 2;
 inline constexpr int64_t kTileSlotBytes = 4 * kTileRingDepth;
+/// Persistent, staged in turn: where the epilogue table begins, after the
+/// ring and the tile slots, rounded up so that its 16-byte chunks (rows of
+/// a pitch that is a multiple of 16) are aligned for ld.shared.v4.
+inline int64_t turnTableOffset(int64_t ringBytes) {
+  constexpr int64_t kChunkAlignment = 16;
+  return (ringBytes + kTileSlotBytes + kChunkAlignment - 1) / kChunkAlignment *
+         kChunkAlignment;
+}
 /// Swapped operands: the slot rows a block transposes in one pass after
 /// the K loop. Each consumer warp takes 16 of them from the table (64 per
 /// warpgroup), so a block of more slot rows than that goes in passes.
