@@ -259,14 +259,13 @@ struct ExpertMatmulPlan {
       releases += consumerThreads() / kWarpgroupThreads;
     return releases;
   }
-  /// The bytes between two rows of a staged epilogue table's bf16 pairs:
-  /// the output tile's row and 16 bytes, so that the 16-byte chunks of
-  /// consecutive rows start in different banks.
-  int64_t epilogueTablePitch() const { return 2 * outputTile() + 16; }
-  /// A staged epilogue table of `rows` rows: its pairs, then a destination
-  /// word per row.
+  /// The staged epilogue table of the output tile (see
+  /// moe_gpu::hopper::epilogueTableBytes).
+  int64_t epilogueTablePitch() const {
+    return moe_gpu::hopper::epilogueTablePitch(outputTile());
+  }
   int64_t epilogueTableBytes(int64_t rows) const {
-    return rows * (epilogueTablePitch() + 4);
+    return moe_gpu::hopper::epilogueTableBytes(rows, outputTile());
   }
   /// Persistent, staged in turn: the table of one consumer warpgroup's rows,
   /// after the tile slots (where the swapped table would be).

@@ -1152,8 +1152,8 @@ bool takesStagedEpilogue(ExpertMatmulOp op, KernelConfigAttr config,
     return false;
   int64_t outputColumns =
       op.getActivation() ? config.getBlockN() / 2 : config.getBlockN();
-  int64_t tableBytes = hopper::kWarpgroupRows * (2 * outputColumns + 16 + 4);
-  return hopper::turnTableOffset(config.getRingBytes()) + tableBytes +
+  return hopper::turnTableOffset(config.getRingBytes()) +
+             hopper::epilogueTableBytes(hopper::kWarpgroupRows, outputColumns) +
              hopper::kSwizzleAlignment <=
          hopper::kMaxSharedBytes;
 }

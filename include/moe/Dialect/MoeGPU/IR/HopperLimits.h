@@ -9,6 +9,7 @@
 #define MOE_DIALECT_MOEGPU_IR_HOPPERLIMITS_H
 
 #include "moe/Dialect/Moe/IR/MoeAttrs.h"
+#include "llvm/Support/MathExtras.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -71,9 +72,16 @@ inline constexpr int64_t kTileSlotBytes = 4 * kTileRingDepth;
 /// ring and the tile slots, rounded up so that its 16-byte chunks (rows of
 /// a pitch that is a multiple of 16) are aligned for ld.shared.v4.
 inline int64_t turnTableOffset(int64_t ringBytes) {
-  constexpr int64_t kChunkAlignment = 16;
-  return (ringBytes + kTileSlotBytes + kChunkAlignment - 1) / kChunkAlignment *
-         kChunkAlignment;
+  constexpr uint64_t kChunkAlignment = 16;
+  return llvm::alignTo(ringBytes + kTileSlotBytes, kChunkAlignment);
+}
+/// A staged epilogue table of `rows` rows of `columns` bf16 outputs: rows
+/// of pairs `epilogueTablePitch` bytes apart (16 bytes of padding, so that
+/// the 16-byte chunks of consecutive rows start in different banks), then a
+/// destination word per row.
+inline int64_t epilogueTablePitch(int64_t columns) { return 2 * columns + 16; }
+inline int64_t epilogueTableBytes(int64_t rows, int64_t columns) {
+  return rows * (epilogueTablePitch(columns) + 4);
 }
 /// Swapped operands: the slot rows a block transposes in one pass after
 /// the K loop. Each consumer warp takes 16 of them from the table (64 per
