@@ -20,8 +20,8 @@
 #             run on fewer tokens than that so that blocks hold
 #             padding rows
 #
-# The predictions are in docs/gpu-benchmark.md (thirty-third and
-# thirty-fourth sessions), written before any run.
+# The predictions are in docs/gpu-benchmark.md (thirty-third to
+# thirty-fifth sessions), written before any run.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -31,6 +31,7 @@ experiments=(
   "staged|--staged-epilogue|qwen3_30b_a3b|1024"
   "persistent|--persistent-max-rows=100000|qwen3_30b_a3b|2048 4096"
   "persistent_staged|--persistent-max-rows=100000 --staged-epilogue|qwen3_30b_a3b|2048 4096"
+  "input_tma|--input-tma|mixtral_8x7b qwen3_30b_a3b deepseek_v3|1024 4096"
 )
 # name | moe-compile flags | scaled block | built for M | E k H I | run at M
 sanitized_blocks=(
@@ -38,6 +39,8 @@ sanitized_blocks=(
   "tall|--tall-blocks|mixtral_8x7b|512|8 2 256 128|300"
   "staged|--staged-epilogue|qwen3_30b_a3b|1024|128 8 256 128|1000"
   "persistent_staged|--persistent-max-rows=100000 --staged-epilogue|qwen3_30b_a3b|4096|128 8 256 128|1000"
+  "input_tma|--input-tma|qwen3_30b_a3b|4096|128 8 256 128|1000"
+  "input_tma|--input-tma|mixtral_8x7b|1024|8 2 256 128|300"
 )
 base_shapes="mixtral_8x7b qwen3_30b_a3b deepseek_v3"
 base_tokens="512 1024 2048 4096"

@@ -30,6 +30,7 @@ void mlir::moe::buildGpuPipeline(OpPassManager &pm,
   configureOptions.combineRowsMaxK = options.combineRowsMaxK;
   configureOptions.tallBlocks = options.tallBlocks;
   configureOptions.stagedEpilogue = options.stagedEpilogue;
+  configureOptions.inputTma = options.inputTma;
   configureOptions.pingpong = options.pingpong;
   configureOptions.clusterM = options.clusterM;
   configureOptions.swapAb = options.swapAb;

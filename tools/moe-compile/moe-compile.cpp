@@ -128,6 +128,13 @@ llvm::cl::opt<bool> stagedEpilogue(
                    "through a 64-row table in shared memory (see "
                    "moe-gpu-configure in docs/MoeGPUPasses.md)"),
     llvm::cl::init(false), llvm::cl::cat(moeCategory));
+llvm::cl::opt<bool> inputTma(
+    "input-tma",
+    llvm::cl::desc("Give the multistage bf16 matmuls whose input rows are "
+                   "their slots (GEMM2) input_tma: the A rows by TMA boxes "
+                   "instead of cp.async (see moe-gpu-configure in "
+                   "docs/MoeGPUPasses.md)"),
+    llvm::cl::init(false), llvm::cl::cat(moeCategory));
 llvm::cl::opt<int64_t> shortSplitK(
     "short-split-k",
     llvm::cl::desc("The largest K split of a swapped 4-bit weight-only GEMM "
@@ -381,6 +388,7 @@ int main(int argc, char **argv) {
   options.combineRowsMaxK = combineRowsMaxK;
   options.tallBlocks = tallBlocks;
   options.stagedEpilogue = stagedEpilogue;
+  options.inputTma = inputTma;
   options.pingpong = pingpong;
   options.clusterM = clusterM;
   options.swapAB = swapAB;

@@ -96,6 +96,11 @@ struct GpuPipelineOptions : public PassPipelineOptions<GpuPipelineOptions> {
       llvm::cl::desc("Give the persistent bf16 matmuls that store rows and "
                      "have at most 32 K steps per tile staged_epilogue"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> inputTma{
+      *this, "input-tma",
+      llvm::cl::desc("Give the multistage bf16 matmuls whose input rows are "
+                     "their slots input_tma (A rows by TMA)"),
+      llvm::cl::init(false)};
   PassOptions::Option<int64_t> shortSplitK{
       *this, "short-split-k",
       llvm::cl::desc("The largest K split of a swapped 4-bit weight-only "

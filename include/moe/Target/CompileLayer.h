@@ -58,6 +58,9 @@ struct GpuCompileOptions {
   /// Persistent bf16 matmuls that store rows and have at most 32 K steps
   /// per tile stage them through a 64-row table (staged_epilogue).
   bool stagedEpilogue = false;
+  /// Multistage bf16 matmuls whose input rows are their slots (no gather)
+  /// load them by TMA (input_tma).
+  bool inputTma = false;
   /// The largest K split of a swapped 4-bit weight-only GEMM (register
   /// operand) whose grid is under two blocks per SM (1: none; at most 8).
   int64_t shortSplitK = 8;

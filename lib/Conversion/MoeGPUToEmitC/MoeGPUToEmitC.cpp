@@ -662,11 +662,25 @@ struct TensorMapLowering : public OpConversionPattern<moe_gpu::TensorMapOp> {
                       {adaptor.getSource(), i64Constant(rewriter, loc, 0)})
                      .getResult(0);
     int64_t cols = type.getShape().back();
-    int64_t rows = type.getNumElements() / cols;
+    // Every dimension but the last folds into the rows; a dynamic leading
+    // one (verified: the only one) is read from the memref at run time.
+    int64_t innerRows = 1;
+    for (int64_t size : type.getShape().drop_front().drop_back())
+      innerRows *= size;
+    Value rows = i64Constant(
+        rewriter, loc,
+        type.isDynamicDim(0) ? innerRows : type.getShape().front() * innerRows);
+    if (type.isDynamicDim(0)) {
+      Value leading =
+          call(rewriter, loc, rewriter.getI64Type(), "moe_rt_memref_size",
+               {adaptor.getSource(), i64Constant(rewriter, loc, 0)})
+              .getResult(0);
+      rows = emitc::MulOp::create(rewriter, loc, rewriter.getI64Type(), leading,
+                                  rows);
+    }
     ArrayRef<int64_t> box = op.getBox();
     call(rewriter, loc, {}, "moe_rt_launcher_encode_tma_2d",
-         {launcher, pointer, data, i64Constant(rewriter, loc, rows),
-          i64Constant(rewriter, loc, cols),
+         {launcher, pointer, data, rows, i64Constant(rewriter, loc, cols),
           i64Constant(rewriter, loc, type.getElementTypeBitWidth() / 8),
           i64Constant(rewriter, loc, box[0]),
           i64Constant(rewriter, loc, box[1])});

@@ -99,7 +99,9 @@ struct SharedTiles {
   /// and, in a cluster, the same memory as a pointer.
   hopper::StageMemory memory;
   Value pointer;
-  MemRefType tileAType, tileBType, boxType;
+  /// A stage's A and B tiles, a weights' TMA box, and with input_tma an
+  /// input box (one span of the slot block's rows).
+  MemRefType tileAType, tileBType, boxType, inputBoxType;
 };
 
 /// The mbarrier rings of a kernel and where the current tile sits on them.
@@ -244,6 +246,9 @@ private:
   /// its gate rows, then their up rows), from K column `kOffset` + the
   /// span's.
   void loadWeightSpan(Value stage, int64_t span, Value kOffset, Value issuer);
+  /// input_tma, leader: the TMA box of span `span` of `stage`'s A tile (the
+  /// slot block's block_m rows), from K column `kOffset` + the span's.
+  void loadInputSpan(Value stage, int64_t span, Value kOffset, Value issuer);
   /// Shared, to both blocks' shared memory; else this block's alone: the
   /// two boxes of the B tile (gate and up rows, or its two halves). Block r
   /// loads box r. Predicates only, no branches.
@@ -524,8 +529,8 @@ private:
   /// producer's first): the producer's plans its copies, the consumers'
   /// their decoding.
   std::optional<WeightOnlyStageEmitter> weightOnly;
-  /// The weights' TMA descriptor.
-  Value weightsMap;
+  /// The weights' TMA descriptor, and with input_tma the input's.
+  Value weightsMap, inputMap;
   /// What one wgmma accumulates into, and (differing with swapped
   /// operands) the fragment of block_n columns the epilogue reads.
   LLVM::LLVMStructType accumulatorType, tileAccumulatorType;
@@ -547,7 +552,8 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
   // when the kernel is built (the last round's) issues nothing but its
   // commit: a predicate folded to false is not valid PTX.
   if (matchPattern(valid, m_Zero())) {
-    NVVM::CpAsyncCommitGroupOp::create(b, loc);
+    if (!config.inputTma)
+      NVVM::CpAsyncCommitGroupOp::create(b, loc);
     return;
   }
   Value stage = knownStage ? knownStage : stageOf(ringStep(step));
@@ -568,6 +574,16 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
   } else {
     for (int64_t span = 0; span < config.spans; ++span)
       loadWeightSpan(stage, span, kOffset, issuer);
+  }
+  if (config.inputTma) {
+    // The A rows by TMA too (verified: no cp.async in the kernel), on the
+    // same full barrier: nothing to commit.
+    for (int64_t span = 0; span < config.spans; ++span)
+      loadInputSpan(stage, span, kOffset, issuer);
+    nvgpu::MBarrierArriveExpectTxOp::create(
+        b, loc, rings.full, index(config.tileABytes() + config.tileBBytes()),
+        stage, issuer);
+    return;
   }
   if (!config.isWeightOnly() && !config.copiesWeights)
     nvgpu::MBarrierArriveExpectTxOp::create(
@@ -615,6 +631,21 @@ void KernelBuilder::loadWeightSpan(Value stage, int64_t span, Value kOffset,
   Value upBox = boxAt(config.spanBBytes() / 2);
   load(gateBox, column, tile.weightsRow);
   load(upBox, upColumn, upRow);
+}
+
+void KernelBuilder::loadInputSpan(Value stage, int64_t span, Value kOffset,
+                                  Value issuer) {
+  // The slot block's rows are the input's rows firstSlot.. (no gather);
+  // past the input's rows the box reads zeros.
+  Value column = kOffset;
+  if (span > 0)
+    column = arith::AddIOp::create(b, loc, kOffset,
+                                   index(span * config.spanElements()));
+  Value box = stageView(shared.inputBoxType, stage, span * config.spanABytes(),
+                        config.tileABytes());
+  nvgpu::TmaAsyncLoadOp::create(b, loc, box, rings.full, inputMap,
+                                ValueRange{column, tile.firstSlot}, stage,
+                                Value(), issuer);
 }
 
 void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
@@ -1430,13 +1461,15 @@ KernelBuilder::multistageStep(const MultistageRing &ring, Value step,
     scales = weightOnly->loadScales(step);
   }
   Value next = arith::AddIOp::create(b, loc, step, index(ring.prefetch));
-  // This thread's cp.async group of `step` is done when at most the
-  // younger ones (prefetch − 1 of them; every step commits one) are
-  // pending.
-  NVVM::CpAsyncWaitGroupOp::create(b, loc, ring.prefetch - 1);
-  // cp.async wrote through the generic proxy; wgmma reads through the
-  // async one.
-  hopper.fenceAsyncProxy();
+  if (!config.inputTma) {
+    // This thread's cp.async group of `step` is done when at most the
+    // younger ones (prefetch − 1 of them; every step commits one) are
+    // pending.
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, ring.prefetch - 1);
+    // cp.async wrote through the generic proxy; wgmma reads through the
+    // async one.
+    hopper.fenceAsyncProxy();
+  }
   // Every thread's rows are in, and every thread's wgmma of step
   // − 1 − wgmmaInFlight is done: that stage, `next`'s, may be refilled.
   gpu::BarrierOp::create(b, loc);
@@ -1669,6 +1702,19 @@ void KernelBuilder::createTypes() {
     weightsMap =
         UnrealizedConversionCastOp::create(b, loc, mapType, args.weightsPointer)
             .getResult(0);
+  if (!config.inputTma)
+    return;
+  // input_tma: the first argument is the input's descriptor, whose box is
+  // one span of a whole slot block.
+  shared.inputBoxType = MemRefType::get({config.blockM, span}, element,
+                                        MemRefLayoutAttrInterface(), workgroup);
+  auto inputMapType = nvgpu::TensorMapDescriptorType::get(
+      context(), shared.inputBoxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+      nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
+      nvgpu::TensorMapOOBKind::OOB_ZERO,
+      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
+  inputMap = UnrealizedConversionCastOp::create(b, loc, inputMapType, args.x)
+                 .getResult(0);
 }
 
 void KernelBuilder::publishTile(Value position,
@@ -2099,7 +2145,8 @@ void KernelBuilder::buildMultistage() {
     gpu::BarrierOp::create(b, loc);
   }
   tile.weightsRow = moe.firstWeightRow();
-  planInputChunks(thisThread.tid, config.threads());
+  if (!config.inputTma)
+    planInputChunks(thisThread.tid, config.threads());
   if (config.copiesWeights)
     planWeightChunks(thisThread.tid, config.threads());
 
@@ -2141,7 +2188,10 @@ void KernelBuilder::storeStagedEpilogue(Value sums,
                                         ArrayRef<EpilogueRow> rows) {
   // The table lies over the stages, as the swapped epilogue's does: every
   // wgmma and every copy is done once all threads are past the barrier.
-  NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
+  // (With input_tma every stage the loop loaded was waited for, and the
+  // steps past the end loaded nothing.)
+  if (!config.inputTma)
+    NVVM::CpAsyncWaitGroupOp::create(b, loc, 0);
   syncConsumers();
   EpilogueTable table = viewEpilogueTable(shared.memory.shift, config.blockM);
   moe.stageEpilogue(sums, rows, thisThread.tid, thisThread.scaleRows,
@@ -2689,6 +2739,17 @@ static LogicalResult checkKernelNeeds(ExpertMatmulOp op,
                            << ": staged_epilogue is built for two consumer "
                               "warpgroups storing bf16 rows (a matmul "
                               "without a combine, or combine_rows)";
+  // The A rows by TMA share the full barrier with the weights' TMA boxes
+  // (the dialect verifies the configuration and the op; this is what the
+  // multistage kernel builds it for).
+  if (config.inputTma &&
+      (config.format != QuantFormat::None || config.copiesWeights ||
+       config.warpSpecialized || config.swapAB || config.clusterM != 1 ||
+       config.gather))
+    return op.emitRemark() << "no GPU kernel yet for " << kernelConfig
+                           << ": input_tma is built for the bf16 multistage "
+                              "schedule over an input in slot order, weights "
+                              "by TMA, unswapped and without a cluster";
   if (config.inFeatures % (config.blockK() * config.splitK) != 0)
     return op.emitRemark() << "no GPU kernel: split_k = " << config.splitK
                            << " does not divide the K steps";
@@ -2722,6 +2783,7 @@ static LogicalResult applyExpertMatmulPlan(ExpertMatmulOp op,
   config.consumerRegisters = kernelConfig.getConsumerRegisters();
   config.combineRows = kernelConfig.getCombineRows();
   config.stagesInTurn = kernelConfig.getStagedEpilogue();
+  config.inputTma = kernelConfig.getInputTma();
   return checkKernelNeeds(op, kernelConfig, config);
 }
 
@@ -2735,9 +2797,13 @@ static SmallVector<Type> kernelArguments(OpBuilder &b, ExpertMatmulOp op,
   auto i32 = b.getI32Type();
   // w8a8 codes travel as bytes: the wgmma reads them by descriptor.
   Type inputElement = config.isW8A8() ? Type(b.getI8Type()) : Type(bf16);
+  // With input_tma the input's rows travel as a TMA descriptor too.
+  Type input =
+      config.inputTma
+          ? Type(LLVM::LLVMPointerType::get(context))
+          : Type(MemRefType::get({dynamic, config.inFeatures}, inputElement));
   SmallVector<Type> arguments = {
-      MemRefType::get({dynamic, config.inFeatures}, inputElement),
-      MemRefType::get({dynamic}, i32), MemRefType::get({dynamic}, i32),
+      input, MemRefType::get({dynamic}, i32), MemRefType::get({dynamic}, i32),
       MemRefType::get({1}, i32), LLVM::LLVMPointerType::get(context)};
   if (config.isWeightOnly()) {
     // The stored codes as bytes [E·N, stored K], not a TMA descriptor; the
@@ -2857,15 +2923,28 @@ static void setLaunchAttributes(OpBuilder &b, gpu::GPUFuncOp func,
     facts.set("persistent", b.getI64IntegerAttr(1));
     func->setAttr("moe.launch", facts.getDictionary(b.getContext()));
   }
-  // The descriptor's position among the lowered arguments (a memref of rank
-  // r lowers to 3 + 2r of them): moe-nvvm-grid-constant-args passes it by
-  // value.
+  // The descriptors' positions among the lowered arguments (a memref of
+  // rank r lowers to 3 + 2r of them, a pointer to one):
+  // moe-nvvm-grid-constant-args passes them by value.
   int64_t llvmPosition = 0;
-  for (Type type : ArrayRef<Type>(arguments).take_front(4))
-    llvmPosition += 3 + 2 * cast<MemRefType>(type).getRank();
+  for (Type type : ArrayRef<Type>(arguments).take_front(4)) {
+    auto memref = dyn_cast<MemRefType>(type);
+    llvmPosition += memref ? 3 + 2 * memref.getRank() : 1;
+  }
+  SmallVector<int64_t, 2> descriptors;
+  if (config.inputTma)
+    descriptors.push_back(0);
   if (!config.isWeightOnly() && !config.copiesWeights)
-    func->setAttr("moe.grid_constant_args",
-                  b.getI64ArrayAttr({llvmPosition}));
+    descriptors.push_back(llvmPosition);
+  if (!descriptors.empty())
+    func->setAttr("moe.grid_constant_args", b.getI64ArrayAttr(descriptors));
+  // The input's rows by TMA: the host encodes a descriptor of the input as
+  // [rows, K] with boxes of block_m rows of one 128-byte span.
+  if (config.inputTma) {
+    NamedAttrList facts(func->getAttrOfType<DictionaryAttr>("moe.launch"));
+    facts.set("input_box_rows", b.getI64IntegerAttr(config.blockM));
+    func->setAttr("moe.launch", facts.getDictionary(b.getContext()));
+  }
   // The weights copied by cp.async: the host passes them as memory, not as
   // a TMA descriptor.
   if (config.copiesWeights) {

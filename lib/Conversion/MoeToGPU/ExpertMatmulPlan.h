@@ -88,6 +88,10 @@ struct ExpertMatmulPlan {
   /// The weight tile is copied by every thread in 16-byte cp.async chunks
   /// (placed as the 128B swizzle would place them) rather than by TMA.
   bool copiesWeights = false;
+  /// The A rows of a stage arrive by TMA, a box of block_m rows per span
+  /// on the stage's full barrier (`input_tma`; an input in slot order),
+  /// rather than in cp.async chunks copied by every thread.
+  bool inputTma = false;
   /// Weight-only with swapped operands (`weight_load = registers`): each
   /// thread decodes its elements of the wgmma's A fragment from the stored
   /// codes into registers; a stage holds no bf16 weight tile.
@@ -120,6 +124,11 @@ struct ExpertMatmulPlan {
   /// warp-specialized): a pair of consecutive slot blocks of one expert
   /// loads each weight tile once, each block half of it, multicast to both.
   int64_t clusterM = 1;
+
+  /// Rows out whose padding rows the epilogue sets to zero (the value the
+  /// zero-filled input rows of cp.async give): a bias would land there, and
+  /// with input_tma a padding slot's input row holds whatever its row held.
+  bool zeroesPaddingRows() const { return bias || inputTma; }
 
   bool isW8A8() const {
     return format == QuantFormat::Fp8 || format == QuantFormat::Int8;

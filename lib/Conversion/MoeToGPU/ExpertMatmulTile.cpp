@@ -709,8 +709,8 @@ void ExpertTileEmitter::storeRows(Value accumulator, int64_t half,
                                   PairSink sink) {
   // No branch per row: a block never reaches past the padded count, and a
   // padding slot's A row is zero, so its outputs are zero as the op states
-  // (with a bias, once selected away).
-  Value zero = config.bias
+  // (with a bias, or with input_tma's unfilled rows, once selected away).
+  Value zero = config.zeroesPaddingRows()
                    ? arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f))
                          .getResult()
                    : Value();
@@ -734,7 +734,7 @@ void ExpertTileEmitter::storeRows(Value accumulator, int64_t half,
         value = buildGatedActivation(b, loc, *config.activation, value, up,
                                      config.alpha, config.limit);
       }
-      if (config.bias)
+      if (config.zeroesPaddingRows())
         value = arith::SelectOp::create(b, loc, rows.scheduled, value, zero);
       pairValues.push_back(value);
     }
@@ -795,8 +795,9 @@ ExpertTileEmitter::loadEpilogueRows(Value fragmentRow) {
     Value row = arith::AddIOp::create(b, loc, fragmentRow, index(8 * half));
     EpilogueRow rows;
     rows.slot = arith::AddIOp::create(b, loc, tile.firstSlot, row);
-    // Rows out need to know their padding only to keep a bias out of it.
-    if (!config.combine && !config.bias) {
+    // Rows out need to know their padding only to zero it
+    // (zeroesPaddingRows).
+    if (!config.combine && !config.zeroesPaddingRows()) {
       epilogueRows.push_back(rows);
       continue;
     }

@@ -91,6 +91,7 @@ LogicalResult emitKernels(ModuleOp program,
   pipelineOptions.combineRowsMaxK = options.combineRowsMaxK;
   pipelineOptions.tallBlocks = options.tallBlocks;
   pipelineOptions.stagedEpilogue = options.stagedEpilogue;
+  pipelineOptions.inputTma = options.inputTma;
   pipelineOptions.pingpong = options.pingpong;
   pipelineOptions.clusterM = options.clusterM;
   pipelineOptions.swapAb = options.swapAB;

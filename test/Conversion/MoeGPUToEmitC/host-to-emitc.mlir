@@ -30,6 +30,12 @@
 // CPP-NEXT: if ([[MANY]]) {
 // CPP-NEXT: moe_rt_launcher_zero({{v[0-9]+}}, [[SUMS]]);
 // CPP-NEXT: }
+// A descriptor of rows sized per call: the leading dimension read from the
+// memref at run time, times the rows of the others (1 here).
+// CPP: int64_t [[LEADING:v[0-9]+]] = moe_rt_memref_size({{v[0-9]+}}, {{v[0-9]+}});
+// CPP-NEXT: int64_t [[INPUT_ROWS:v[0-9]+]] = [[LEADING]] * {{v[0-9]+}};
+// CPP-NEXT: int64_t [[INPUT_COLS:v[0-9]+]] = 128;
+// CPP: moe_rt_launcher_encode_tma_2d({{v[0-9]+}}, {{v[0-9]+}}, {{v[0-9]+}}, [[INPUT_ROWS]], [[INPUT_COLS]],
 // A leading slice (experts 2..5) is a descriptor 2·128·128 bf16 = 65536
 // bytes into the weights; the TMA descriptor views its 512 rows.
 // CPP: int64_t [[SKIP:v[0-9]+]] = 65536;
@@ -75,6 +81,7 @@ module attributes {gpu.container_module} {
     scf.if %many {
       moe_gpu.zero %sums on %stream : memref<?x128xf32>
     }
+    %rows = moe_gpu.tensor_map %x box [128, 64] : memref<?x128xbf16> -> !llvm.ptr
     %experts = moe_gpu.leading_slice %w[2] : memref<8x128x128xbf16> to memref<4x128x128xbf16>
     %map = moe_gpu.tensor_map %experts box [128, 64] : memref<4x128x128xbf16> -> !llvm.ptr
     %sms = moe_gpu.multiprocessor_count on %stream

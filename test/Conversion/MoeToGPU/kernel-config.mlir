@@ -353,6 +353,66 @@ func.func @persistent_staged(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %bl
 
 // -----
 
+// input_tma: the A rows (GEMM2's, in slot order) by a TMA box of the slot
+// block's 128 rows at (K column, first slot), on the stage's full barrier
+// beside the weights' box: 16 + 32 KB expected. The input travels as a
+// descriptor (a grid constant, like the weights'), and no thread copies,
+// waits for or fences cp.async rows in the K loop.
+// CHECK-LABEL: func.func @input_tma
+// CHECK: gpu.func @expert_matmul(%[[INPUT_MAP:.+]]: !llvm.ptr, %{{.+}}: memref<?xi32>, %{{.+}}: memref<?xi32>, %{{.+}}: memref<1xi32>, %{{.+}}: !llvm.ptr,
+// CHECK-SAME: moe.grid_constant_args = [0, 16]
+// CHECK-SAME: input_box_rows = 128 : i64
+// CHECK: %[[INPUT:.+]] = builtin.unrealized_conversion_cast %[[INPUT_MAP]] : !llvm.ptr to !nvgpu.tensormap.descriptor<tensor = memref<128x64xbf16, #gpu.address_space<workgroup>>, swizzle = swizzle_128b
+// CHECK: %[[FIRST_SLOT:.+]] = arith.muli %block_id_x, %c128{{.*}} : index
+// CHECK-NOT: nvvm.cp.async
+// CHECK: nvgpu.tma.async.load %{{.+}}[%[[COLUMN:.+]], %{{.+}}], %[[FULL:.+]][%[[STAGE:.+]]] to %{{.+}}, predicate = %[[LEADER:[^ ]+]] : <tensor = memref<256x64xbf16
+// CHECK-NOT: nvvm.cp.async
+// CHECK: nvgpu.tma.async.load %[[INPUT]][%[[COLUMN]], %[[FIRST_SLOT]]], %[[FULL]][%[[STAGE]]] to %{{.+}}, predicate = %[[LEADER]] : <tensor = memref<128x64xbf16
+// CHECK-NEXT: %[[BYTES:.+]] = arith.constant 49152 : index
+// CHECK-NEXT: nvgpu.mbarrier.arrive.expect_tx %[[FULL]][%[[STAGE]]], %[[BYTES]], predicate = %[[LEADER]]
+// CHECK-NOT: nvvm.cp.async
+// CHECK-NOT: nvvm.fence.proxy
+// CHECK: nvvm.wgmma.mma_async
+// CHECK-NOT: nvvm.cp.async
+// CHECK: gpu.func @combine_rows
+// PTX: .entry expert_matmul(
+// PTX-NOT: cp.async.cg
+// PTX-NOT: cp.async.wait_group 2
+// PTX: cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes
+// PTX-NOT: cp.async.cg
+// PTX: wgmma.mma_async
+// PTX-NOT: cp.async.cg
+// PTX: .entry combine_rows(
+func.func @input_tma(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>, %rw: tensor<?x2xf32>) -> tensor<?x256xbf16> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>) combine(%rw : tensor<?x2xf32>)
+      {k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, combine_rows = true, input_tma = true>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %o : tensor<?x256xbf16>
+}
+
+// -----
+
+// input_tma with rows out: a padding slot's input row is not zero-filled
+// (the box reads whatever the row holds), so the epilogue selects zero for
+// its outputs, as the op states them, the way a bias is kept out of them.
+// CHECK-LABEL: func.func @input_tma_rows
+// CHECK: %[[HOLDS:.+]] = arith.cmpi ult, %{{.+}}, %{{.+}} : index
+// CHECK-NEXT: %[[IN_SCHEDULE:.+]] = arith.cmpi slt, %{{.+}}, %{{.+}} : index
+// CHECK-NEXT: %[[SCHEDULED:.+]] = arith.andi %[[IN_SCHEDULE]], %[[HOLDS]] : i1
+// CHECK: %[[ZERO:cst_[0-9]+]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT: %{{.+}} = arith.constant 0 : index
+// CHECK-NEXT: %{{.+}} = arith.addi
+// CHECK-NEXT: %[[SUM:.+]] = llvm.extractvalue
+// CHECK-NEXT: %{{.+}} = arith.select %[[SCHEDULED]], %[[SUM]], %[[ZERO]] : f32
+func.func @input_tma_rows(%h: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, input_tma = true>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %o : tensor<?x256xbf16>
+}
+
+// -----
+
 // A combine's rows staged in turn (combine_rows): after the 64 rows of pairs
 // (64 x 528 bytes), a destination word per row, which each row's lanes write
 // (its assignment, or -1) and the copy reads to skip rows of no assignment.

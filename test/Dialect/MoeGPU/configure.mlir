@@ -307,6 +307,18 @@
 // STAGED: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, {{[^>]*}}, group_m = 1, combine_rows = true, staged_epilogue = true>
 // STAGED-LONG-K: schedule = persistent
 // STAGED-LONG-K-NOT: staged_epilogue
+
+// input_tma: the multistage GEMM2, whose input rows are its slots, takes
+// its A rows by TMA; GEMM1 gathers tokens and keeps cp.async. Mixtral's
+// GEMM2 at M = 1024 keeps its K split. The persistent schedule has none.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=4096 -moe-gpu-configure="num-tokens=4096 input-tma" | FileCheck %s --check-prefix=INPUT-TMA
+// RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 input-tma" | FileCheck %s --check-prefix=INPUT-TMA-SPLIT
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir -moe-fuse-routing -moe-fuse-experts -moe-tile=num-tokens=1024 -moe-gpu-configure="num-tokens=1024 input-tma" | FileCheck %s --check-prefix=INPUT-TMA-PERSISTENT
+// INPUT-TMA: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8>
+// INPUT-TMA: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, group_m = 8, combine_rows = true, input_tma = true>
+// INPUT-TMA-SPLIT: moe.expert_matmul {{.*}}gather{{.*}}moe_gpu.config = #moe_gpu.kernel_config<{{[^>]*}}group_m = 8>
+// INPUT-TMA-SPLIT: moe.expert_matmul {{.*}}combine{{.*}}moe_gpu.config = #moe_gpu.kernel_config<{{[^>]*}}split_k = 2, group_m = 8, input_tma = true>
+// INPUT-TMA-PERSISTENT-NOT: input_tma
 // Where the wave split splits a combine it comes first: Mixtral at M = 512
 // (128 rows per expert) with a bound of 128 takes the persistent GEMM1 and
 // a split GEMM2.

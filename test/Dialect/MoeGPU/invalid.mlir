@@ -267,6 +267,36 @@
 
 // -----
 
+// input_tma: bf16 rows
+// expected-error @+1 {{input_tma loads bf16 rows, got mma = wgmma_e4m3}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_e4m3, schedule = multistage, block_m = 128, block_n = 128, block_k = 128, stages = 4, consumer_warpgroups = 2, input_tma = true>} : () -> ()
+
+// -----
+
+// input_tma: the multistage ring's full barriers
+// expected-error @+1 {{input_tma needs schedule = multistage, got persistent}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = persistent, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, producer_warpgroups = 1, producer_registers = 88, consumer_registers = 208, input_tma = true>} : () -> ()
+
+// -----
+
+// input_tma: beside the weights' TMA boxes
+// expected-error @+1 {{input_tma shares the stage's full barrier with the weights' TMA boxes: weight_load must be tma, got cp_async}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, weight_load = cp_async, input_tma = true>} : () -> ()
+
+// -----
+
+// input_tma: A rows of unswapped tiles
+// expected-error @+1 {{input_tma loads the A rows of unswapped tiles, got swap_ab = true}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, swap_ab = true, input_tma = true>} : () -> ()
+
+// -----
+
+// input_tma: no cluster
+// expected-error @+1 {{input_tma takes no cluster, got 2x1}}
+"test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, cluster_m = 2, input_tma = true>} : () -> ()
+
+// -----
+
 // weight_load is tma or cp_async
 // expected-error @+2 {{expected ::mlir::moe_gpu::WeightLoad to be one of: tma, cp_async}}
 // expected-error @+1 {{failed to parse MoeGPU_KernelConfigAttr parameter 'weight_load'}}
@@ -495,6 +525,14 @@ func.func @tensor_map_rank(%w: memref<512xbf16>) {
 
 // -----
 
+func.func @tensor_map_inner_dynamic(%w: memref<8x?x64xbf16>) {
+  // expected-error @+1 {{only the source's leading dimension may be dynamic, got 'memref<8x?x64xbf16>'}}
+  %map = moe_gpu.tensor_map %w box [64, 64] : memref<8x?x64xbf16> -> !llvm.ptr
+  return
+}
+
+// -----
+
 func.func @tensor_map_elements(%w: memref<8x64xf32>) {
   // expected-error @+1 {{TMA elements must be 1 or 2 bytes, got 'f32'}}
   %map = moe_gpu.tensor_map %w box [8, 32] : memref<8x64xf32> -> !llvm.ptr
@@ -670,6 +708,32 @@ func.func @all_gather_scalar(%a: memref<i32>, %b: memref<i32>, %g: !moe_gpu.grou
   // expected-error @+1 {{expects the receive buffer to have the trailing dimensions of the send buffer, got 'memref<i32>' and 'memref<i32>'}}
   moe_gpu.all_gather %a into %b over %g on %s {ranks = 2 : i64} : memref<i32>, memref<i32>
   return
+}
+
+// -----
+
+// input_tma reads a slot block's rows as one box: not tokens gathered
+// through the slots.
+func.func @input_tma_gather(%x: tensor<?x512xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x256x512xbf16>) -> tensor<?x256xbf16> {
+  // expected-error @+1 {{kernel config has input_tma, but the op gathers its input rows through its slots; a TMA box reads contiguous rows}}
+  %h = moe.expert_matmul %x, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      {gather, k = 2 : i64, block_m = 128 : i64, moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, input_tma = true>}
+      : tensor<?x512xbf16>, tensor<8x256x512xbf16> -> tensor<?x256xbf16>
+  return %h : tensor<?x256xbf16>
+}
+
+// -----
+
+// input_tma shares the stage's full barrier with the bf16 weights' boxes:
+// not weight-only codes, which are copied and dequantized in shared memory.
+func.func @input_tma_weight_only(%h: tensor<?x256xbf16>, %sorted: tensor<?xi32>, %blocks: tensor<?xi32>, %padded: tensor<1xi32>, %w: tensor<8x128x128xui8>, %ws: tensor<8x128x2xf32>) -> tensor<?x128xbf16> {
+  // expected-error @+1 {{kernel config has input_tma, which loads bf16 rows beside the bf16 weights' TMA boxes, but the op's format is 'int4_weight'}}
+  %o = moe.expert_matmul %h, %w slots(%sorted : tensor<?xi32>) blocks(%blocks, %padded : tensor<?xi32>, tensor<1xi32>)
+      weight_scales(%ws : tensor<8x128x2xf32>)
+      {k = 2 : i64, block_m = 128 : i64, quantization = #moe.quant<int4_weight, group = 128>,
+       moe_gpu.config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 128, block_k = 64, stages = 4, consumer_warpgroups = 2, input_tma = true>}
+      : tensor<?x256xbf16>, tensor<8x128x128xui8> -> tensor<?x128xbf16>
+  return %o : tensor<?x128xbf16>
 }
 
 // -----

@@ -4,6 +4,17 @@
 // The finalize of a wide combine covers 2048 columns per block (eight per
 // thread): Mixtral's 4096 take two column blocks, not sixteen.
 // RUN: moe-opt %moe_src_root/examples/mixtral_8x7b.mlir --moe-gpu-pipeline="num-tokens=4096" --moe-gpu-outline-host | FileCheck %s --check-prefix=WIDE
+// With input-tma, Qwen3's GEMM2 reads its input (GEMM1's rows, in slot
+// order, M·k + E·(block_m − 1) of them per call) through a TMA descriptor
+// of 128-row boxes, encoded per call from the workspace buffer, passed as
+// the kernel's first argument.
+// RUN: moe-opt %moe_src_root/examples/qwen3_30b_a3b.mlir --moe-gpu-pipeline="num-tokens=4096 input-tma=true" --moe-gpu-outline-host | FileCheck %s --check-prefix=INPUT-TMA
+// INPUT-TMA: %[[HIDDEN:.+]] = moe_gpu.workspace_buffer {{.*}} : memref<?xi8> -> memref<?x768xbf16>
+// INPUT-TMA: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul blocks {{.*}} args({{.*}}, %[[HIDDEN]] : memref<?x768xbf16>
+// INPUT-TMA: %[[HIDDEN_MAP:.+]] = moe_gpu.tensor_map %[[HIDDEN]] box [128, 64] : memref<?x768xbf16> -> !llvm.ptr
+// INPUT-TMA-NEXT: %[[WEIGHTS_MAP:.+]] = moe_gpu.tensor_map %{{.+}} box [256, 64] : memref<128x2048x768xbf16> -> !llvm.ptr
+// INPUT-TMA: gpu.launch_func {{.*}} @moe_kernels::@expert_matmul_0 blocks {{.*}} args(%[[HIDDEN_MAP]] : !llvm.ptr, %{{.+}} : memref<?xi32>, %{{.+}} : memref<?xi32>, %{{.+}} : memref<1xi32>, %[[WEIGHTS_MAP]] : !llvm.ptr,
+// INPUT-TMA: gpu.func @expert_matmul_0(%{{.+}}: !llvm.ptr, {{.*}}moe.grid_constant_args = [0, 16]
 // WIDE: gpu.launch_func <%{{.*}} : !moe_gpu.stream> @moe_kernels::@combine_finalize blocks in (%{{[^,]*}}, %c2{{(_[0-9]+)?}}, %c1{{(_[0-9]+)?}}) threads in (%c256
 
 // A routed layer: the router's logits kernel writes an [M, E] f32 workspace

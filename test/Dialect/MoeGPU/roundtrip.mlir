@@ -40,6 +40,18 @@ func.func @staged_epilogue() {
 
 // -----
 
+// The A rows by TMA; input_tma = false elided.
+// CHECK-LABEL: func @input_tma
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, split_k = 2, input_tma = true>
+// CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2>
+func.func @input_tma() {
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, input_tma = true, split_k = 2>} : () -> ()
+  "test.op"() {config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 128, block_n = 256, block_k = 64, stages = 4, consumer_warpgroups = 2, input_tma = false>} : () -> ()
+  return
+}
+
+// -----
+
 // Swapped operands: 16 slot rows as the wgmma's N; swap_ab = false elided.
 // CHECK-LABEL: func @swapped
 // CHECK: config = #moe_gpu.kernel_config<mma = wgmma_bf16, schedule = multistage, block_m = 16, block_n = 256, block_k = 64, stages = 5, consumer_warpgroups = 1, split_k = 4, swap_ab = true>
@@ -153,6 +165,17 @@ func.func @host(%w: memref<8x256x512xbf16>, %m: index, %workspace: memref<?xi8>,
   %sms = moe_gpu.multiprocessor_count on %stream
   %total = arith.addi %bytes, %sms : index
   return %count, %total : i64, index
+}
+
+// -----
+
+// A TMA descriptor of rows sized per call (a workspace buffer's leading
+// dimension).
+// CHECK-LABEL: func @tensor_map_rows
+// CHECK: moe_gpu.tensor_map %{{.+}} box [128, 64] : memref<?x256xbf16> -> !llvm.ptr
+func.func @tensor_map_rows(%rows: memref<?x256xbf16>) -> !llvm.ptr {
+  %map = moe_gpu.tensor_map %rows box [128, 64] : memref<?x256xbf16> -> !llvm.ptr
+  return %map : !llvm.ptr
 }
 
 // -----

@@ -62,7 +62,7 @@ LogicalResult KernelConfigAttr::verifyContract(
                 getConsumerRegisters(), getSplitK(), getClusterM(),
                 getClusterN(), getGroupM(), getSwapAb(), getWeightLoad(),
                 getFastAccumulation(), getFusedAlignAssignments(),
-                getCombineRows(), getStagedEpilogue());
+                getCombineRows(), getStagedEpilogue(), getInputTma());
 }
 
 /// Whether `n` is an N of the dense wgmma of `mma`: a multiple of 8 up to
@@ -231,6 +231,34 @@ verifyStagedEpilogue(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
+/// A rows by TMA: boxes of whole slot blocks of a contiguous input, on the
+/// multistage ring's full barriers beside the weights' boxes.
+static LogicalResult
+verifyInputTma(function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
+               Schedule schedule, WeightLoad weightLoad, bool swapAB,
+               int64_t clusterM, int64_t clusterN, bool inputTma) {
+  if (!inputTma)
+    return success();
+  if (mma != MmaKind::WgmmaBf16)
+    return emitError() << "input_tma loads bf16 rows, got mma = "
+                       << stringifyMmaKind(mma);
+  if (schedule != Schedule::Multistage)
+    return emitError() << "input_tma needs schedule = multistage, got "
+                       << stringifySchedule(schedule);
+  if (weightLoad != WeightLoad::Tma)
+    return emitError() << "input_tma shares the stage's full barrier with "
+                          "the weights' TMA boxes: weight_load must be tma, "
+                          "got "
+                       << stringifyWeightLoad(weightLoad);
+  if (swapAB)
+    return emitError() << "input_tma loads the A rows of unswapped tiles, "
+                          "got swap_ab = true";
+  if (clusterM != 1 || clusterN != 1)
+    return emitError() << "input_tma takes no cluster, got " << clusterM << "x"
+                       << clusterN;
+  return success();
+}
+
 LogicalResult KernelConfigAttr::verify(
     function_ref<InFlightDiagnostic()> emitError, MmaKind mma,
     Schedule schedule, int64_t blockM, int64_t blockN, int64_t blockK,
@@ -238,7 +266,7 @@ LogicalResult KernelConfigAttr::verify(
     int64_t producerRegisters, int64_t consumerRegisters, int64_t splitK,
     int64_t clusterM, int64_t clusterN, int64_t groupM, bool swapAB,
     WeightLoad weightLoad, bool fastAccumulation, int64_t fusedAlignAssignments,
-    bool combineRows, bool stagedEpilogue) {
+    bool combineRows, bool stagedEpilogue, bool inputTma) {
   if (failed(verifyRoles(emitError, schedule, consumerWarpgroups,
                          producerWarpgroups, producerRegisters,
                          consumerRegisters)))
@@ -328,6 +356,9 @@ LogicalResult KernelConfigAttr::verify(
     return emitError() << "combine_rows stores each row once: split_k must "
                           "be 1, got "
                        << splitK;
-  return verifyStagedEpilogue(emitError, schedule, clusterM, clusterN, swapAB,
-                              stagedEpilogue);
+  if (failed(verifyStagedEpilogue(emitError, schedule, clusterM, clusterN,
+                                  swapAB, stagedEpilogue)))
+    return failure();
+  return verifyInputTma(emitError, mma, schedule, weightLoad, swapAB, clusterM,
+                        clusterN, inputTma);
 }

@@ -118,6 +118,20 @@ LogicalResult MoeGPUDialect::verifyOperationAttribute(Operation *op,
   // Each K block of block scales has its own scale, applied as the block's
   // sums are promoted.
   moe::QuantizationAttr quantization = matmul.getQuantization();
+  // A TMA box reads a slot block's rows as one contiguous run: the input
+  // rows must be the slots themselves, not tokens gathered through them;
+  // and the stage's full barrier expects the bf16 weights' boxes beside
+  // them, not weight-only codes dequantized in shared memory.
+  if (config.getInputTma() && matmul.getGather())
+    return op->emitError() << "kernel config has input_tma, but the op "
+                              "gathers its input rows through its slots; a "
+                              "TMA box reads contiguous rows";
+  if (config.getInputTma() && quantization.getFormat() != moe::QuantFormat::None)
+    return op->emitError() << "kernel config has input_tma, which loads bf16 "
+                              "rows beside the bf16 weights' TMA boxes, but "
+                              "the op's format is '"
+                           << stringifyQuantFormat(quantization.getFormat())
+                           << "'";
   if (config.getFastAccumulation() && quantization.isW8A8() &&
       quantization.getScales() == moe::ScaleLayout::Block)
     return op->emitError() << "kernel config has fast_accumulation, but the "

@@ -133,6 +133,10 @@ LogicalResult TensorMapOp::verify() {
   if (type.getRank() < 2)
     return emitOpError() << "the source must have rank 2 or more, got "
                          << type;
+  if (llvm::any_of(type.getShape().drop_front(), ShapedType::isDynamic))
+    return emitOpError() << "only the source's leading dimension may be "
+                            "dynamic, got "
+                         << type;
   int64_t elementBytes = type.getElementTypeBitWidth() / 8;
   if (elementBytes != 1 && elementBytes != 2)
     return emitOpError() << "TMA elements must be 1 or 2 bytes, got "

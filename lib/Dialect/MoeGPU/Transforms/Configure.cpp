@@ -296,6 +296,9 @@ struct ConfigureOptions {
   /// Persistent bf16 matmuls that store rows take staged_epilogue
   /// (takesStagedEpilogue).
   bool stagedEpilogue = false;
+  /// Multistage bf16 matmuls whose input rows are their slots load them by
+  /// TMA (takesInputTma).
+  bool inputTma = false;
   /// The largest K of a bf16 combine that stores rows per assignment by
   /// policy (isCombineRowsByPolicy); 0 turns that off.
   int64_t combineRowsMaxK = kCombineRowsMaxK;
@@ -476,7 +479,7 @@ KernelConfigAttr chooseSwappedConfig(ExpertMatmulOp op, int64_t blockM,
       /*consumer_registers=*/0, splitK, /*cluster_m=*/1, /*cluster_n=*/1,
       groupM, /*swap_ab=*/true, weightLoad, facts.fastAccumulation,
       /*fused_align_assignments=*/0, /*combine_rows=*/false,
-      /*staged_epilogue=*/false);
+      /*staged_epilogue=*/false, /*input_tma=*/false);
 }
 
 /// What the block-height policy reads of a bf16, weight-only or (with
@@ -777,7 +780,7 @@ KernelConfigAttr chooseRegisterPrefillConfig(ExpertMatmulOp op, int64_t blockM,
       specialized ? kConsumerRegisters : 0, splitK, /*cluster_m=*/1,
       /*cluster_n=*/1, groupM, /*swap_ab=*/true, WeightLoad::Registers,
       /*fast_accumulation=*/false, /*fused_align_assignments=*/0,
-      /*combine_rows=*/false, /*staged_epilogue=*/false);
+      /*combine_rows=*/false, /*staged_epilogue=*/false, /*input_tma=*/false);
 }
 
 KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
@@ -877,7 +880,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
         /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
         /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
         /*fused_align_assignments=*/0, /*combine_rows=*/false,
-        /*staged_epilogue=*/false);
+        /*staged_epilogue=*/false, /*input_tma=*/false);
   }
   // With warp specialization asked for, the pairs are the warp-specialized
   // kernels': the multistage ones left (64-row blocks) stay single, so that
@@ -890,7 +893,7 @@ KernelConfigAttr chooseKernelConfig(ExpertMatmulOp op, int64_t blockM,
       /*cluster_m=*/paired ? options.clusterM : 1, /*cluster_n=*/1, groupM,
       /*swap_ab=*/false, WeightLoad::Tma, facts.fastAccumulation,
       /*fused_align_assignments=*/0, /*combine_rows=*/false,
-      /*staged_epilogue=*/false);
+      /*staged_epilogue=*/false, /*input_tma=*/false);
 }
 
 KernelConfigAttr getKernelConfig(ExpertMatmulOp op) {
@@ -1061,10 +1064,12 @@ int64_t autoFusedAlignAssignments(ArrayRef<ExpertMatmulOp> schedule,
 }
 
 /// `config` with the fields set after its tiles were chosen:
-/// `fused_align_assignments`, `combine_rows` and `staged_epilogue`.
+/// `fused_align_assignments`, `combine_rows`, `staged_epilogue` and
+/// `input_tma`.
 KernelConfigAttr withEpilogueFields(KernelConfigAttr config,
                                     int64_t fusedAlignAssignments,
-                                    bool combineRows, bool stagedEpilogue) {
+                                    bool combineRows, bool stagedEpilogue,
+                                    bool inputTma) {
   return KernelConfigAttr::get(
       config.getContext(), config.getMma(), config.getSchedule(),
       config.getBlockM(), config.getBlockN(), config.getBlockK(),
@@ -1073,7 +1078,7 @@ KernelConfigAttr withEpilogueFields(KernelConfigAttr config,
       config.getConsumerRegisters(), config.getSplitK(), config.getClusterM(),
       config.getClusterN(), config.getGroupM(), config.getSwapAb(),
       config.getWeightLoad(), config.getFastAccumulation(),
-      fusedAlignAssignments, combineRows, stagedEpilogue);
+      fusedAlignAssignments, combineRows, stagedEpilogue, inputTma);
 }
 
 /// `config` with `fused_align_assignments` = `assignments` where its kernel
@@ -1096,7 +1101,7 @@ KernelConfigAttr withFusedAlign(ExpertMatmulOp op, KernelConfigAttr config,
       hopper::kMaxSharedBytes)
     return config;
   return withEpilogueFields(config, assignments, config.getCombineRows(),
-                            config.getStagedEpilogue());
+                            config.getStagedEpilogue(), config.getInputTma());
 }
 
 /// Whether `op` can store its combine as rows per assignment
@@ -1158,6 +1163,19 @@ bool takesStagedEpilogue(ExpertMatmulOp op, KernelConfigAttr config,
          hopper::kMaxSharedBytes;
 }
 
+/// Whether `config` (chosen for `op`) takes input_tma with the `input-tma`
+/// option: the multistage bf16 schedule of unswapped tiles without a
+/// cluster, weights by TMA, over an input whose rows are the slots (no
+/// gather).
+bool takesInputTma(ExpertMatmulOp op, KernelConfigAttr config,
+                   const ConfigureOptions &options) {
+  return options.inputTma && !op.getGather() &&
+         MatmulFacts::of(op).format == QuantFormat::None &&
+         config.getSchedule() == Schedule::Multistage && !config.getSwapAb() &&
+         config.getWeightLoad() == WeightLoad::Tma &&
+         config.getClusterM() == 1 && config.getClusterN() == 1;
+}
+
 struct MoeGpuConfigurePass
     : public moe_gpu::impl::MoeGpuConfigureBase<MoeGpuConfigurePass> {
   using Base::Base;
@@ -1206,6 +1224,7 @@ struct MoeGpuConfigurePass
     options.combineRowsMaxK = combineRowsMaxK;
     options.tallBlocks = tallBlocks;
     options.stagedEpilogue = stagedEpilogue;
+    options.inputTma = inputTma;
     return options;
   }
 
@@ -1344,13 +1363,19 @@ struct MoeGpuConfigurePass
             isCombineRowsByPolicy(
                 op, chosen, expectedAssignments(schedule, options.numTokens),
                 options))
-          chosen = withEpilogueFields(chosen, chosen.getFusedAlignAssignments(),
-                                      /*combineRows=*/true,
-                                      chosen.getStagedEpilogue());
+          chosen = withEpilogueFields(
+              chosen, chosen.getFusedAlignAssignments(), /*combineRows=*/true,
+              chosen.getStagedEpilogue(), chosen.getInputTma());
         if (takesStagedEpilogue(op, chosen, options))
+          chosen =
+              withEpilogueFields(chosen, chosen.getFusedAlignAssignments(),
+                                 chosen.getCombineRows(),
+                                 /*stagedEpilogue=*/true, chosen.getInputTma());
+        if (takesInputTma(op, chosen, options))
           chosen = withEpilogueFields(chosen, chosen.getFusedAlignAssignments(),
                                       chosen.getCombineRows(),
-                                      /*stagedEpilogue=*/true);
+                                      chosen.getStagedEpilogue(),
+                                      /*inputTma=*/true);
         op->setAttr(MoeGPUDialect::getConfigAttrName(), chosen);
       }
       int64_t fusedAlign =

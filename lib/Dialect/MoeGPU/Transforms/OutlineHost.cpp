@@ -603,7 +603,18 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
   if (failed(blockM) || failed(tileN) || failed(splitK))
     return failure();
 
-  SmallVector<Value> args = {buffers.lookup(op.getInput()).memref, slots.memref,
+  // With input_tma the kernel reads its input rows by TMA boxes of a slot
+  // block's rows: a descriptor of the input, encoded per call.
+  Value input = buffers.lookup(op.getInput()).memref;
+  if (int64_t inputBoxRows = optionalLaunchFact(*kernel, "input_box_rows")) {
+    FailureOr<int64_t> boxCols = launchFact(*kernel, "box_cols");
+    if (failed(boxCols))
+      return failure();
+    input = TensorMapOp::create(
+        b, loc, LLVM::LLVMPointerType::get(b.getContext()), input,
+        b.getDenseI64ArrayAttr({inputBoxRows, *boxCols}));
+  }
+  SmallVector<Value> args = {input, slots.memref,
                              buffers.lookup(op.getBlockExperts()).memref,
                              buffers.lookup(op.getNumPadded()).memref};
   if (failed(appendWeightArguments(op, *kernel, args)))

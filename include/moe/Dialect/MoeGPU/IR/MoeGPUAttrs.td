@@ -155,6 +155,18 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
       rows over the ring's stages by itself where its K loop is short; it
       takes no table of its own.) Only with `schedule = persistent`
       (whose tiles have no K split), not with `swap_ab` or a cluster.
+    - `input_tma`: the A rows reach each stage by TMA, one box of
+      `block_m` rows per 128-byte span of K, on the stage's full barrier
+      beside the weights' boxes, instead of in 16-byte cp.async chunks
+      copied by every thread: no copies to issue, wait for and fence at
+      each K step. For a matmul whose input rows are its slots (no gather:
+      a slot block's rows are contiguous); a padding slot then reads
+      whatever its row holds, which only its own product row sees: a
+      combine does not store that row, and rows out are set to zero, as
+      the op states them. False (the default): cp.async, which zero-fills
+      padding rows. Only with `mma = wgmma_bf16` over bf16 weights (no
+      weight-only format), `schedule = multistage`, `weight_load = tma`,
+      unswapped and without a cluster.
 
     The verifier states what sm_90a can run: wgmma shapes, 227 KiB of shared
     memory for the ring, 1024 threads and 64K registers per block, `setmaxnreg`
@@ -185,7 +197,8 @@ def MoeGPU_KernelConfigAttr : AttrDef<MoeGPU_Dialect, "KernelConfig"> {
     DefaultValuedParameter<"bool", "false">:$fast_accumulation,
     DefaultValuedParameter<"int64_t", "0">:$fused_align_assignments,
     DefaultValuedParameter<"bool", "false">:$combine_rows,
-    DefaultValuedParameter<"bool", "false">:$staged_epilogue);
+    DefaultValuedParameter<"bool", "false">:$staged_epilogue,
+    DefaultValuedParameter<"bool", "false">:$input_tma);
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
   let extraClassDeclaration = [{

@@ -120,17 +120,19 @@ def MoeGPU_WorkspaceBytesOp : MoeGPU_Op<"workspace_bytes", [
 }
 
 def MoeGPU_TensorMapOp : MoeGPU_Op<"tensor_map", [Pure]> {
-  let summary = "a TMA descriptor of a weight tensor";
+  let summary = "a TMA descriptor of a weight or input tensor";
   let description = [{
     Encodes, on the host, the TMA descriptor of `source` viewed as a 2-D
     row-major [rows, cols] tensor (every dimension but the last folded into
     the rows), with a box of `box` = [box rows, box cols] elements and
-    128-byte swizzle: a box row is one 128-byte swizzle span. Out-of-bounds
+    128-byte swizzle: a box row is one 128-byte swizzle span. Only the
+    leading dimension may be dynamic (a workspace buffer sized by the call's
+    token count); the rows are then counted at run time. Out-of-bounds
     reads fill zeros. The kernel receives the descriptor by value as a
     128-byte grid constant; in its signature it is a pointer, which is the
     type of the result.
   }];
-  let arguments = (ins AnyStaticShapeMemRef:$source,
+  let arguments = (ins AnyMemRef:$source,
                        DenseI64ArrayAttr:$box);
   let results = (outs LLVM_AnyPointer:$descriptor);
   let assemblyFormat = [{

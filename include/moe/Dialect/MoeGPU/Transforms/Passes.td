@@ -334,6 +334,10 @@ def MoeGpuConfigure : Pass<"moe-gpu-configure", "ModuleOp"> {
            "or combine_rows) and have at most 32 K steps per tile "
            "staged_epilogue: their rows leave through a 64-row table in "
            "shared memory, the consumer warpgroups in turn">,
+    Option<"inputTma", "input-tma", "bool", /*default=*/"false",
+           "Give the multistage bf16 matmuls whose input rows are their "
+           "slots (no gather; unswapped, no cluster) input_tma: "
+           "the A rows of each stage by TMA boxes instead of cp.async">,
     Option<"numSMs", "num-sms", "int64_t", /*default=*/"132",
            "Streaming multiprocessors of the target (H100 SXM, H200: 132), "
            "for the waves of a grid">
