@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Dialect/Moe/IR/MoeOps.h"
+#include "moe/Dialect/MoeGPU/IR/HopperLimits.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUAttrs.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUDialect.h"
 #include "moe/Dialect/MoeGPU/IR/MoeGPUOps.h"
@@ -604,15 +605,16 @@ LogicalResult HostBuilder::lowerExpertMatmul(moe::ExpertMatmulOp op) {
     return failure();
 
   // With input_tma the kernel reads its input rows by TMA boxes of a slot
-  // block's rows: a descriptor of the input, encoded per call.
+  // block's rows, one 128-byte swizzle span of the input's elements wide: a
+  // descriptor of the input, encoded per call.
   Value input = buffers.lookup(op.getInput()).memref;
   if (int64_t inputBoxRows = optionalLaunchFact(*kernel, "input_box_rows")) {
-    FailureOr<int64_t> boxCols = launchFact(*kernel, "box_cols");
-    if (failed(boxCols))
-      return failure();
+    auto inputType = cast<MemRefType>(input.getType());
+    int64_t inputBoxCols =
+        hopper::kStageRowBytes / (inputType.getElementTypeBitWidth() / 8);
     input = TensorMapOp::create(
         b, loc, LLVM::LLVMPointerType::get(b.getContext()), input,
-        b.getDenseI64ArrayAttr({inputBoxRows, *boxCols}));
+        b.getDenseI64ArrayAttr({inputBoxRows, inputBoxCols}));
   }
   SmallVector<Value> args = {input, slots.memref,
                              buffers.lookup(op.getBlockExperts()).memref,
