@@ -246,6 +246,8 @@ private:
   /// its gate rows, then their up rows), from K column `kOffset` + the
   /// span's.
   void loadWeightSpan(Value stage, int64_t span, Value kOffset, Value issuer);
+  /// The first K column of span `span` of a stage from K column `kOffset`.
+  Value spanColumn(Value kOffset, int64_t span);
   /// input_tma, leader: the TMA box of span `span` of `stage`'s A tile (the
   /// slot block's block_m rows), from K column `kOffset` + the span's.
   void loadInputSpan(Value stage, int64_t span, Value kOffset, Value issuer);
@@ -603,12 +605,16 @@ void KernelBuilder::issueStage(Value step, Value valid, Value knownStage) {
   NVVM::CpAsyncCommitGroupOp::create(b, loc);
 }
 
+Value KernelBuilder::spanColumn(Value kOffset, int64_t span) {
+  if (span == 0)
+    return kOffset;
+  return arith::AddIOp::create(b, loc, kOffset,
+                               index(span * config.spanElements()));
+}
+
 void KernelBuilder::loadWeightSpan(Value stage, int64_t span, Value kOffset,
                                    Value issuer) {
-  Value column = kOffset;
-  if (span > 0)
-    column = arith::AddIOp::create(b, loc, kOffset,
-                                   index(span * config.spanElements()));
+  Value column = spanColumn(kOffset, span);
   int64_t spanOffset =
       config.stages * config.tileABytes() + span * config.spanBBytes();
   auto boxAt = [&](int64_t offset) {
@@ -637,15 +643,12 @@ void KernelBuilder::loadInputSpan(Value stage, int64_t span, Value kOffset,
                                   Value issuer) {
   // The slot block's rows are the input's rows firstSlot.. (no gather);
   // past the input's rows the box reads zeros.
-  Value column = kOffset;
-  if (span > 0)
-    column = arith::AddIOp::create(b, loc, kOffset,
-                                   index(span * config.spanElements()));
   Value box = stageView(shared.inputBoxType, stage, span * config.spanABytes(),
                         config.tileABytes());
-  nvgpu::TmaAsyncLoadOp::create(b, loc, box, rings.full, inputMap,
-                                ValueRange{column, tile.firstSlot}, stage,
-                                Value(), issuer);
+  nvgpu::TmaAsyncLoadOp::create(
+      b, loc, box, rings.full, inputMap,
+      ValueRange{spanColumn(kOffset, span), tile.firstSlot}, stage, Value(),
+      issuer);
 }
 
 void KernelBuilder::loadPairedWeights(Value stage, Value kOffset,
