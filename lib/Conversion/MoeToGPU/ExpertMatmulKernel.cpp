@@ -1687,11 +1687,6 @@ void KernelBuilder::createTypes() {
                       MemRefLayoutAttrInterface(), workgroup);
   shared.boxType = MemRefType::get({config.boxRows(), span}, element,
                                    MemRefLayoutAttrInterface(), workgroup);
-  auto mapType = nvgpu::TensorMapDescriptorType::get(
-      context(), shared.boxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
-      nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
-      nvgpu::TensorMapOOBKind::OOB_ZERO,
-      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
   rings.barrierType =
       nvgpu::MBarrierGroupType::get(context(), workgroup, config.stages);
   accumulatorType = LLVM::LLVMStructType::getLiteral(
@@ -1699,25 +1694,26 @@ void KernelBuilder::createTypes() {
   tileAccumulatorType = LLVM::LLVMStructType::getLiteral(
       context(), SmallVector<Type>(config.blockN / 2, sumType()));
 
-  // The descriptor travels as a pointer: a tensor-map type in a gpu.func
-  // signature breaks the NVVM pipeline.
+  // A descriptor travels as a pointer (a tensor-map type in a gpu.func
+  // signature breaks the NVVM pipeline): the 128B-swizzled map of `box`.
+  auto mapOf = [&](Value pointer, MemRefType box) {
+    auto mapType = nvgpu::TensorMapDescriptorType::get(
+        context(), box, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+        nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
+        nvgpu::TensorMapOOBKind::OOB_ZERO,
+        nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
+    return UnrealizedConversionCastOp::create(b, loc, mapType, pointer)
+        .getResult(0);
+  };
   if (args.weightsPointer)
-    weightsMap =
-        UnrealizedConversionCastOp::create(b, loc, mapType, args.weightsPointer)
-            .getResult(0);
+    weightsMap = mapOf(args.weightsPointer, shared.boxType);
   if (!config.inputTma)
     return;
   // input_tma: the first argument is the input's descriptor, whose box is
   // one span of a whole slot block.
   shared.inputBoxType = MemRefType::get({config.blockM, span}, element,
                                         MemRefLayoutAttrInterface(), workgroup);
-  auto inputMapType = nvgpu::TensorMapDescriptorType::get(
-      context(), shared.inputBoxType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
-      nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
-      nvgpu::TensorMapOOBKind::OOB_ZERO,
-      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
-  inputMap = UnrealizedConversionCastOp::create(b, loc, inputMapType, args.x)
-                 .getResult(0);
+  inputMap = mapOf(args.x, shared.inputBoxType);
 }
 
 void KernelBuilder::publishTile(Value position,
